@@ -1,0 +1,469 @@
+"""Connector contracts and the connector registry.
+
+A connector module offers a :class:`Reader`, a :class:`Writer`, or both. The engine owns the
+loop and drives these verbs::
+
+    writer = WriterCls(params, ctx)          # validates params: raise ConfigError listing every problem
+    reader = ReaderCls(params, ctx)
+    writer.prepare(reader.schema())          # staging area / transaction / target checked
+    for split in reader.splits(n):           # on any worker (a split is plain, picklable data)
+        sink = writer.open(split)
+        for chunk in reader.read(split):     # pa.RecordBatch, or Chunk(batch, dirty=[...])
+            sink.write(batch)                # all or nothing; DirtyRecordError -> engine bisects
+        result = sink.close()                # plain data describing what the sink staged
+    writer.commit(results)                   # the one atomic publish
+    # or, on failure, interruption or too many dirty records:
+    writer.abort(results)                    # nothing becomes visible
+
+Nothing a writer does is visible before ``commit``; rerunning the same instance yields the same
+target state.
+
+Example: a reader of the numbers ``0..n-1`` in two splits::
+
+    @dataclass(frozen=True)
+    class Range(Split):
+        start: int = 0
+        stop: int = 0
+
+    class Numbers(Reader):
+        def __init__(self, params, ctx):
+            super().__init__(params, ctx)
+            p = self.p
+            self.n = p.int("n", required=True, minimum=0)
+            p.done()
+        def schema(self):
+            return pa.schema([("x", pa.int64())])
+        def splits(self, n):
+            half = self.n // 2
+            return [Range(0, "0..", 0, half), Range(1, "..n", half, self.n)]
+        def read(self, split):
+            yield pa.record_batch([pa.array(range(split.start, split.stop), pa.int64())], names=["x"])
+
+The registry maps each kind and its familiar aliases (DataX ``mysqlreader``, DataWorks ``mysql``)
+to a dotted path imported on first use; third parties add theirs through the entry-point group
+``tidesync.connectors`` (the entry point's value is a module holding ``Reader`` and/or ``Writer``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+
+from tidesync.errors import ConfigError, did_you_mean
+
+__all__ = [
+    "Split",
+    "Chunk",
+    "Dirty",
+    "Context",
+    "Params",
+    "Reader",
+    "Writer",
+    "Sink",
+    "Side",
+    "CONNECTORS",
+    "resolve",
+    "load",
+    "catalog",
+]
+
+Side = Literal["reader", "writer"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """A slice of a reader's input that one task reads alone. Subclass it (frozen, primitives)."""
+
+    index: int
+    label: str
+
+
+@dataclass(frozen=True)
+class Dirty:
+    """A row a reader could not convert: kept as a dirty record with its reason and position."""
+
+    reason: str
+    row: dict[str, Any]
+    position: str = ""
+    code: str | None = None
+
+
+@dataclass
+class Chunk:
+    """What ``Reader.read`` may yield instead of a bare batch: the batch plus rows it had to drop,
+    and an opaque resume position (a CDC offset, a file offset) that travels beside the data."""
+
+    batch: pa.RecordBatch | None
+    dirty: list[Dirty] = field(default_factory=list)
+    position: Any = None
+
+
+@dataclass
+class Context:
+    """What a connector may know about the run it is part of."""
+
+    base_dir: Path = field(default_factory=Path.cwd)  # relative paths in a job resolve here
+    where: str = ""  # key path of the connector's parameters, for messages
+    timezone: str = "UTC"
+    job_name: str = "job"
+    state: Any = None  # tidesync.state.StateStore, when the run has one
+    connections: dict[str, dict[str, Any]] = field(default_factory=dict)  # named data sources
+    cyctime: Any = None
+    bizdate: Any = None
+    batch_rows: int = 65536  # target rows per record batch
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def resolve_path(self, p: str) -> Path:
+        path = Path(os.path.expanduser(p))
+        return path if path.is_absolute() else self.base_dir / path
+
+
+_MISSING = object()
+
+
+class Params:
+    """Reads a connector's ``parameter`` object, collecting every problem before raising.
+
+    ``p.str("path", required=True)`` returns the value or records
+    ``job.content[0].reader.parameter.path: is required``; ``p.done()`` raises one ConfigError
+    with all problems, and mentions keys nobody asked for (with a "did you mean").
+    Numbers written as strings (``"fetchSize": "1024"``) are accepted, as the seeds write them.
+    """
+
+    def __init__(self, params: dict[str, Any], ctx: Context, known_extra: Sequence[str] = ()):
+        if not isinstance(params, dict):
+            raise ConfigError(f"{ctx.where or 'parameter'}: must be an object, got {type(params).__name__}")
+        self.raw = params
+        self.ctx = ctx
+        self.problems: list[str] = []
+        self.seen: set[str] = set(known_extra)
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.ctx.path(key)}: {message}")
+
+    def get(self, key: str, default: Any = None, *, required: bool = False, aliases: Sequence[str] = ()) -> Any:
+        self.seen.add(key)
+        self.seen.update(aliases)
+        for k in (key, *aliases):
+            if k in self.raw and self.raw[k] is not None and self.raw[k] != "":
+                return self.raw[k]
+        if required:
+            self.problem(key, "is required")
+        return default
+
+    def str(self, key: str, default: str | None = None, *, required: bool = False,
+            choices: Sequence[str] | None = None, aliases: Sequence[str] = (),
+            lower: bool = False) -> Any:
+        v = self.get(key, _MISSING, required=required, aliases=aliases)
+        if v is _MISSING:
+            return default
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            self.problem(key, f"must be a string, got {_show(v)}")
+            return default
+        v = str(v)
+        if choices is not None:
+            cmp = v.lower() if lower else v
+            allowed = [c.lower() for c in choices] if lower else list(choices)
+            if cmp not in allowed:
+                self.problem(key, f"{v!r} is not one of {', '.join(choices)}{did_you_mean(v, choices)}")
+                return default
+            return choices[allowed.index(cmp)]
+        return v
+
+    def int(self, key: str, default: int | None = None, *, required: bool = False,
+            minimum: int | None = None, aliases: Sequence[str] = ()) -> Any:
+        v = self.get(key, _MISSING, required=required, aliases=aliases)
+        if v is _MISSING:
+            return default
+        try:
+            if isinstance(v, bool):
+                raise ValueError
+            n = int(v) if not isinstance(v, float) or v.is_integer() else None
+            if n is None:
+                raise ValueError
+        except (TypeError, ValueError):
+            self.problem(key, f"must be an integer, got {_show(v)}")
+            return default
+        if minimum is not None and n < minimum:
+            self.problem(key, f"must be at least {minimum}, got {n}")
+            return default
+        return n
+
+    def size(self, key: str, default: int | None = None) -> Any:
+        """A byte size: ``1048576``, ``"64MB"``, ``"1g"``."""
+        v = self.get(key, _MISSING)
+        if v is _MISSING:
+            return default
+        n = parse_size(v)
+        if n is None or n <= 0:
+            self.problem(key, f"must be a positive size such as 1048576 or '64MB', got {_show(v)}")
+            return default
+        return n
+
+    def bool(self, key: str, default: bool = False, *, aliases: Sequence[str] = ()) -> bool:
+        v = self.get(key, _MISSING, aliases=aliases)
+        if v is _MISSING:
+            return default
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return v.lower() in ("true", "yes", "1")
+        if isinstance(v, int) and v in (0, 1):
+            return bool(v)
+        self.problem(key, f"must be true or false, got {_show(v)}")
+        return default
+
+    def list(self, key: str, default: list[Any] | None = None, *, required: bool = False,
+             aliases: Sequence[str] = ()) -> Any:
+        """A list; a single value is taken as a list of one (DataX accepts both)."""
+        v = self.get(key, _MISSING, required=required, aliases=aliases)
+        if v is _MISSING:
+            return default
+        return v if isinstance(v, list) else [v]
+
+    def obj(self, key: str, default: dict[str, Any] | None = None) -> Any:
+        v = self.get(key, _MISSING)
+        if v is _MISSING:
+            return default
+        if not isinstance(v, dict):
+            self.problem(key, f"must be an object, got {_show(v)}")
+            return default
+        return v
+
+    def done(self) -> None:
+        if self.problems:
+            raise ConfigError(self.problems)
+
+    def unknown_keys(self) -> list[str]:
+        """Keys the connector never asked for: worth a warning (DataX jobs carry many)."""
+        return [
+            f"{self.ctx.path(k)}: unknown key, ignored{did_you_mean(k, self.seen)}"
+            for k in self.raw
+            if k not in self.seen
+        ]
+
+
+def _show(v: Any) -> str:
+    return repr(v) if not isinstance(v, dict | list) else type(v).__name__
+
+
+def parse_size(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        return int(v)
+    if not isinstance(v, str):
+        return None
+    s = v.strip().lower().replace(" ", "")
+    units = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+             "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
+    num = s.rstrip("kmgtb")
+    unit = s[len(num):]
+    try:
+        return int(float(num) * units[unit])
+    except (ValueError, KeyError):
+        return None
+
+
+class Reader:
+    """Reads a source as Arrow record batches, in independent splits.
+
+    ``__init__(params, ctx)`` validates the parameters (use ``self.p``, then ``self.p.done()``) and
+    must not move data. ``schema()`` may return None when it is only known once read.
+    ``splits(n)`` returns at most as many splits as the data allows (``n`` is a wish, not an order),
+    covering the input exactly once. ``read(split)`` yields ``pa.RecordBatch`` or :class:`Chunk`
+    and may run in any worker; it raises ``FatalError``/``RetriableError`` for source failures.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        self.params = params
+        self.ctx = ctx
+        self.p = Params(params, ctx)
+
+    def schema(self) -> pa.Schema | None:
+        return None
+
+    def splits(self, n: int) -> list[Split]:
+        return [Split(0, self.kind or "all")]
+
+    def read(self, split: Split) -> Iterator[pa.RecordBatch | Chunk]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what ``__init__``/``splits`` opened (snapshots, connections)."""
+
+
+class Sink:
+    """One task's handle on the writer. ``write`` is all or nothing: if it raises
+    DirtyRecordError the batch left no trace, and the engine retries its halves."""
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        raise NotImplementedError
+
+    def close(self) -> Any:
+        """Finish the task's part; return plain data for ``Writer.commit``/``abort``."""
+        return None
+
+    def discard(self) -> Any:
+        """The task failed: drop what it staged. Returns what ``abort`` should clean up."""
+        return None
+
+
+class Writer:
+    """Writes record batches into a target; publishes only at ``commit``.
+
+    Capabilities are data: ``modes`` lists the ``writeMode`` values it supports (the first is the
+    default) and ``publish`` says how it makes the result visible (``rename``, ``transaction``,
+    ``partition swap``). Asking for another mode is a ConfigError before a row moves.
+    """
+
+    kind: ClassVar[str] = ""
+    modes: ClassVar[tuple[str, ...]] = ("append",)
+    publish: ClassVar[str] = "transaction"
+    #: True when sinks share one connection/transaction and must not run in parallel
+    serial: ClassVar[bool] = False
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        self.params = params
+        self.ctx = ctx
+        self.p = Params(params, ctx)
+
+    def write_mode(self, aliases: dict[str, str] | None = None) -> str:
+        """Read and check ``writeMode`` against ``modes`` (with familiar spellings mapped)."""
+        raw = self.p.get("writeMode", self.modes[0])
+        if not isinstance(raw, str):
+            self.p.problem("writeMode", f"must be a string, got {_show(raw)}")
+            return self.modes[0]
+        mapped = (aliases or {}).get(raw, (aliases or {}).get(raw.lower(), raw))
+        for m in self.modes:
+            if m.lower() == mapped.lower():
+                return m
+        self.p.problem("writeMode", f"{raw!r} is not one of {', '.join(self.modes)}{did_you_mean(raw, self.modes)}")
+        return self.modes[0]
+
+    def prepare(self, schema: pa.Schema | None) -> None:
+        """Check the target and set up staging; ``schema`` is the reader's (may be None)."""
+
+    def open(self, split: Split) -> Sink:
+        raise NotImplementedError
+
+    def commit(self, results: list[Any]) -> None:
+        raise NotImplementedError
+
+    def abort(self, results: list[Any]) -> None:
+        """Undo everything staged; the target stays exactly as it was."""
+
+
+# -- registry ---------------------------------------------------------------------------------
+
+#: kind -> module path; each module has ``Reader`` and/or ``Writer``.
+CONNECTORS: dict[str, str] = {
+    "stream": "tidesync.connectors.stream",
+    "file": "tidesync.connectors.file",
+    "sqlite": "tidesync.connectors.sqlite",
+    "duckdb": "tidesync.connectors.duckdb",
+    "postgresql": "tidesync.connectors.postgresql",
+    "mysql": "tidesync.connectors.mysql",
+    "s3": "tidesync.connectors.file",
+    "lake": "tidesync.connectors.lake",
+}
+
+#: familiar names -> kind. Side-specific DataX names carry the side they belong to.
+ALIASES: dict[str, tuple[str, Side | None]] = {
+    "streamreader": ("stream", "reader"),
+    "streamwriter": ("stream", "writer"),
+    "txtfile": ("file", None),
+    "txtfilereader": ("file", "reader"),
+    "txtfilewriter": ("file", "writer"),
+    "localfile": ("file", None),
+    "sqlitereader": ("sqlite", "reader"),
+    "sqlitewriter": ("sqlite", "writer"),
+    "duckdbreader": ("duckdb", "reader"),
+    "duckdbwriter": ("duckdb", "writer"),
+    "postgres": ("postgresql", None),
+    "postgresqlreader": ("postgresql", "reader"),
+    "postgresqlwriter": ("postgresql", "writer"),
+    "mariadb": ("mysql", None),
+    "mysqlreader": ("mysql", "reader"),
+    "mysqlwriter": ("mysql", "writer"),
+    "oss": ("s3", None),
+    "ossreader": ("s3", "reader"),
+    "osswriter": ("s3", "writer"),
+    "s3reader": ("s3", "reader"),
+    "s3writer": ("s3", "writer"),
+    "iceberg": ("lake", None),
+    "lakereader": ("lake", "reader"),
+    "lakewriter": ("lake", "writer"),
+}
+
+
+def _plugins() -> dict[str, str]:
+    return {ep.name: ep.value for ep in entry_points(group="tidesync.connectors")}
+
+
+def resolve(name: str, side: Side, where: str = "") -> tuple[str, str]:
+    """Map a user-written connector name to ``(kind, module path)`` or raise ConfigError."""
+    key = name.strip().lower() if isinstance(name, str) else ""
+    plugins = _plugins()
+    if key in CONNECTORS:
+        return key, CONNECTORS[key]
+    if key in plugins:
+        return key, plugins[key]
+    if key in ALIASES:
+        kind, alias_side = ALIASES[key]
+        if alias_side is not None and alias_side != side:
+            raise ConfigError(f"{where}: '{name}' is a {alias_side}, but it stands here as the {side}")
+        return kind, CONNECTORS[kind]
+    # DataX style without a registered alias: 'foowriter' -> 'foo'
+    for suffix in (side,):
+        if key.endswith(suffix) and key[: -len(suffix)] in CONNECTORS:
+            kind = key[: -len(suffix)]
+            return kind, CONNECTORS[kind]
+    names = sorted(set(CONNECTORS) | set(ALIASES) | set(plugins))
+    raise ConfigError(f"{where}: unknown {side} {name!r}{did_you_mean(key, names)}; `tidesync plugins` lists them")
+
+
+def load(name: str, side: Side, where: str = "") -> type[Reader] | type[Writer]:
+    """The Reader or Writer class for a user-written name."""
+    kind, module_path = resolve(name, side, where)
+    try:
+        module = importlib.import_module(module_path)
+    except ModuleNotFoundError as e:
+        if e.name and not e.name.startswith("tidesync"):
+            extra = {"psycopg": "postgresql", "pymysql": "mysql", "pyiceberg": "lake", "s3fs": "s3"}.get(
+                e.name.split(".")[0], "all")
+            raise ConfigError(
+                f"{where}: the {kind} connector needs the Python package {e.name!r}: "
+                f"pip install 'tidesync[{extra}]'") from None
+        raise ConfigError(f"{where}: the {kind} connector is not available in this version") from None
+    cls = getattr(module, "Reader" if side == "reader" else "Writer", None)
+    if cls is None:
+        raise ConfigError(f"{where}: {kind} cannot be used as a {side}")
+    return cls  # type: ignore[no-any-return]
+
+
+def catalog() -> list[dict[str, Any]]:
+    """Every known connector: kind, module, sides available, aliases (for ``tidesync plugins``)."""
+    rows = []
+    mods = {**CONNECTORS, **_plugins()}
+    for kind, module_path in sorted(mods.items()):
+        try:
+            module = importlib.import_module(module_path)
+            sides = [s for s in ("reader", "writer") if hasattr(module, s.capitalize())]
+            note = ""
+        except ImportError as e:
+            sides, note = [], f"unavailable: {e}"
+        aliases = sorted(a for a, (k, _) in ALIASES.items() if k == kind)
+        rows.append({"kind": kind, "module": module_path, "sides": sides, "aliases": aliases, "note": note})
+    return rows

@@ -1,0 +1,103 @@
+"""The channel between a task's reader and its writer, and the whole-job rate limiter."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+_END = object()
+
+
+class Cancelled(Exception):
+    """The run was cancelled (another task failed, the error limit was hit, or a signal came)."""
+
+
+class Channel:
+    """A bounded FIFO of record batches, bounded by bytes (at least one item always fits).
+
+    The producer blocks while the channel holds ``capacity`` bytes, so memory stays bounded
+    however fast the reader is; ``cancel`` wakes both sides.
+    """
+
+    def __init__(self, capacity: int, cancel: threading.Event):
+        self.capacity = capacity
+        self.cancel = cancel
+        self._items: deque[tuple[Any, int]] = deque()
+        self._bytes = 0
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+
+    def put(self, item: Any, size: int) -> None:
+        with self._cond:
+            while self._items and self._bytes + size > self.capacity:
+                if self.cancel.is_set():
+                    raise Cancelled
+                self._cond.wait(0.1)
+            self._items.append((item, size))
+            self._bytes += size
+            self._cond.notify_all()
+
+    def close(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            self._error = error
+            self._items.append((_END, 0))
+            self._cond.notify_all()
+
+    def get(self) -> Any:
+        """The next item; raises StopIteration at the end, or the producer's error."""
+        with self._cond:
+            while not self._items:
+                if self.cancel.is_set():
+                    raise Cancelled
+                self._cond.wait(0.1)
+            item, size = self._items.popleft()
+            self._bytes -= size
+            self._cond.notify_all()
+        if item is _END:
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        return item
+
+
+class RateLimiter:
+    """Whole-job limits in bytes/s and records/s, shared by every channel.
+
+    A token bucket with one second of burst: ``acquire`` takes what a batch costs and sleeps
+    until the budget allows it, so the long-run rate never exceeds the limit.
+    """
+
+    def __init__(self, byte_rate: float | None, record_rate: float | None, cancel: threading.Event):
+        self.byte_rate = byte_rate
+        self.record_rate = record_rate
+        self.cancel = cancel
+        self._lock = threading.Lock()
+        self._t0 = time.monotonic()
+        self._bytes = 0.0
+        self._records = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.byte_rate or self.record_rate)
+
+    def acquire(self, records: int, nbytes: int) -> None:
+        if not self.active:
+            return
+        with self._lock:
+            self._bytes += nbytes
+            self._records += records
+            due = 0.0
+            if self.byte_rate:
+                due = max(due, self._bytes / self.byte_rate)
+            if self.record_rate:
+                due = max(due, self._records / self.record_rate)
+            # one second of burst: the first second's worth goes at once
+            wait = self._t0 + due - 1.0 - time.monotonic()
+        while wait > 0:
+            if self.cancel.is_set():
+                raise Cancelled
+            step = min(wait, 0.2)
+            time.sleep(step)
+            wait -= step

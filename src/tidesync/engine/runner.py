@@ -1,0 +1,464 @@
+"""The runner: one job, from its file to one atomic publish and a run report.
+
+    load + substitute parameters + parse      (ConfigError: nothing has moved)
+    build writers, readers, transformers      (each validates its parameters; all problems at once)
+    writer.prepare(schema); reader.splits(n)
+    tasks on a thread pool: read -> transform -> channel -> sink.write (bad rows bisected out)
+    error limit checked; commit every writer, or abort them all
+
+Threads, not processes: the heavy lifting (parsing, compression, Parquet, database drivers)
+happens in native code that releases the GIL, and threads share the writer's staging state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from tidesync.connectors.base import Chunk, Context, Reader, Split, Writer, load
+from tidesync.engine.channel import Cancelled, Channel, RateLimiter
+from tidesync.engine.dirty import DirtyLog, DirtyRecord, isolate, row_of
+from tidesync.errors import (
+    ConfigError,
+    DirtyRecordError,
+    ErrorLimitExceeded,
+    FatalError,
+    TidesyncError,
+    redact,
+)
+from tidesync.spec.job import Content, JobSpec, load_document, parse_job
+from tidesync.spec.params import RunTime, substitute_tree
+from tidesync.transforms.base import Transform, load_transform
+
+__all__ = ["Job", "Report", "SplitReport", "load_job", "plan", "run_job"]
+
+log = logging.getLogger("tidesync")
+
+CHANNEL_BYTES = 64 << 20  # per task; the channel holds at least one batch whatever its size
+
+
+@dataclass
+class SplitReport:
+    content: int
+    split: str
+    status: str = "pending"  # pending | running | done | failed | cancelled
+    records_read: int = 0
+    bytes_read: int = 0
+    records_written: int = 0
+    dirty_records: int = 0
+    elapsed_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class Report:
+    job: str
+    status: str = "running"  # running | succeeded | failed
+    records_read: int = 0
+    records_written: int = 0
+    dirty_records: int = 0
+    bytes_read: int = 0
+    elapsed_s: float = 0.0
+    records_per_s: float = 0.0
+    started_at: str = ""
+    finished_at: str = ""
+    cyctime: str = ""
+    bizdate: str = ""
+    error: str | None = None
+    dirty_file: str | None = None
+    splits: list[SplitReport] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+    def summary(self) -> str:
+        mb = self.bytes_read / 1048576
+        line = (
+            f"{self.status}: {self.records_read:,} read, {self.records_written:,} written, "
+            f"{self.dirty_records:,} dirty, {mb:,.1f} MiB in {self.elapsed_s:.2f}s "
+            f"({self.records_per_s:,.0f} rows/s)"
+        )
+        if self.error:
+            line += f"\nerror: {self.error}"
+        if self.dirty_file:
+            line += f"\ndirty records: {self.dirty_file}"
+        return line
+
+
+@dataclass(eq=False)
+class Part:
+    """One content entry, built: its reader, transformers and writer."""
+
+    content: Content
+    reader: Reader
+    writer: Writer
+    transforms: list[Transform]
+    index: int
+
+
+@dataclass
+class Job:
+    spec: JobSpec
+    parts: list[Part]
+    runtime: RunTime
+
+
+def load_job(
+    path: str | Path,
+    params: dict[str, str] | None = None,
+    runtime: RunTime | None = None,
+    *,
+    connections: dict[str, dict[str, Any]] | None = None,
+    state: Any = None,
+) -> Job:
+    """Read, substitute and validate a job file; build its connectors. Moves no data.
+
+    Raises ConfigError listing every problem found, each with its key path.
+    """
+    path = Path(path)
+    rt = runtime or RunTime.of()
+    doc = load_document(path)
+    doc = substitute_tree(doc, rt, params or {}, path="")
+    spec = parse_job(doc, source=str(path))
+    return plan(spec, rt, base_dir=path.parent.resolve(), connections=connections, state=state)
+
+
+def plan(
+    spec: JobSpec,
+    runtime: RunTime,
+    *,
+    base_dir: Path | None = None,
+    connections: dict[str, dict[str, Any]] | None = None,
+    state: Any = None,
+) -> Job:
+    problems: list[str] = []
+    parts: list[Part] = []
+
+    def ctx_for(where: str) -> Context:
+        return Context(
+            base_dir=base_dir or Path.cwd(),
+            where=where,
+            timezone=spec.settings.timezone,
+            job_name=Path(spec.source).stem or "job",
+            state=state,
+            connections=connections or {},
+            cyctime=runtime.cyctime,
+            bizdate=runtime.bizdate,
+        )
+
+    def build(make: Callable[[], Any]) -> Any:
+        try:
+            return make()
+        except ConfigError as e:
+            problems.extend(e.problems)
+            return None
+
+    for i, c in enumerate(spec.contents):
+        rcls = build(lambda c=c: load(c.reader.name, "reader", c.reader.where.rsplit(".", 1)[0] + ".name"))
+        wcls = build(lambda c=c: load(c.writer.name, "writer", c.writer.where.rsplit(".", 1)[0] + ".name"))
+        reader = build(lambda: rcls(c.reader.parameter, ctx_for(c.reader.where))) if rcls else None
+        writer = build(lambda: wcls(c.writer.parameter, ctx_for(c.writer.where))) if wcls else None
+        transforms = []
+        for t in c.transformers:
+            tcls = build(lambda t=t: load_transform(t.name, t.where.rsplit(".", 1)[0] + ".name"))
+            if tcls:
+                tr = build(lambda t=t, tcls=tcls: tcls(t.parameter, ctx_for(t.where)))
+                if tr:
+                    transforms.append(tr)
+        if reader and writer:
+            parts.append(Part(c, reader, writer, transforms, i))
+    if problems:
+        raise ConfigError(problems)
+    return Job(spec, parts, runtime)
+
+
+class _Run:
+    def __init__(self, job: Job, report: Report, dirty: DirtyLog, cancel: threading.Event):
+        self.job = job
+        self.report = report
+        self.dirty = dirty
+        self.cancel = cancel
+        s = job.spec.settings
+        self.limiter = RateLimiter(s.byte_rate, s.record_rate, cancel)
+        self.lock = threading.Lock()
+        self.failure: BaseException | None = None
+
+    # -- counters ---------------------------------------------------------------------------
+    def add_dirty(self, sr: SplitReport, split: Split, stage: str, reason: str, row: dict[str, Any],
+                  position: str, code: str | None = None) -> None:
+        n = self.dirty.add(DirtyRecord(split.label, position, stage, reason, row, code))
+        with self.lock:
+            sr.dirty_records += 1
+            self.report.dirty_records += 1
+        limit = self.job.spec.settings.error_records
+        if limit is None and self.job.spec.settings.error_fraction is None:
+            limit = 0
+        if limit is not None and n > limit:
+            raise ErrorLimitExceeded(
+                f"error limit exceeded: more than {limit} dirty record(s) "
+                f"(errorLimit.record = {limit}); last: {reason}"
+            )
+
+    def fail(self, e: BaseException) -> None:
+        with self.lock:
+            if self.failure is None:
+                self.failure = e
+        self.cancel.set()
+
+    # -- one task ---------------------------------------------------------------------------
+    def produce(self, part: Part, split: Split, sr: SplitReport, channel: Channel) -> None:
+        offset = 0
+        try:
+            for item in part.reader.read(split):
+                if self.cancel.is_set():
+                    raise Cancelled
+                chunk = item if isinstance(item, Chunk) else Chunk(item)
+                for d in chunk.dirty:
+                    with self.lock:
+                        sr.records_read += 1
+                        self.report.records_read += 1
+                    self.add_dirty(sr, split, "read", d.reason, d.row, d.position, d.code)
+                batch = chunk.batch
+                if batch is None or batch.num_rows == 0:
+                    continue
+                if isinstance(batch, pa.Table):
+                    batches: Iterable[pa.RecordBatch] = batch.to_batches()
+                else:
+                    batches = [batch]
+                for b in batches:
+                    n, nb = b.num_rows, b.nbytes
+                    with self.lock:
+                        sr.records_read += n
+                        sr.bytes_read += nb
+                        self.report.records_read += n
+                        self.report.bytes_read += nb
+                    for out in self.transform(part, split, sr, b, offset):
+                        if out.num_rows:
+                            self.limiter.acquire(out.num_rows, out.nbytes)
+                            channel.put((out, offset), out.nbytes)
+                    offset += n
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            channel.close(e)
+            return
+        channel.close()
+
+    def transform(self, part: Part, split: Split, sr: SplitReport, batch: pa.RecordBatch,
+                  offset: int) -> list[pa.RecordBatch]:
+        out = [batch]
+        for t in part.transforms:
+            nxt: list[pa.RecordBatch] = []
+            for b in out:
+                nxt.extend(
+                    isolate(
+                        b,
+                        t.apply,
+                        lambda o, row, e: self.add_dirty(
+                            sr, split, "transform", f"{t.name}: {e.reason}", row_of(row, 0),
+                            f"row {offset + o}", e.code),
+                    )
+                )
+            out = nxt
+        return out
+
+    def task(self, part: Part, split: Split, sr: SplitReport) -> Any:
+        t0 = time.monotonic()
+        sr.status = "running"
+        writer = part.writer
+        lock = _serial_lock(writer)
+        with lock:
+            sink = writer.open(split)
+        channel = Channel(CHANNEL_BYTES, self.cancel)
+        producer = threading.Thread(
+            target=self.produce, args=(part, split, sr, channel), daemon=True,
+            name=f"read-{part.index}-{split.index}")
+        producer.start()
+
+        def write(b: pa.RecordBatch) -> int:
+            with lock:
+                sink.write(b)
+            return b.num_rows
+
+        try:
+            while True:
+                try:
+                    batch, offset = channel.get()
+                except StopIteration:
+                    break
+                written = isolate(
+                    batch, write,
+                    lambda o, row, e, offset=offset: self.add_dirty(
+                        sr, split, "write", e.reason, row_of(row, 0), f"row {offset + o}", e.code),
+                )
+                n = sum(written)
+                with self.lock:
+                    sr.records_written += n
+                    self.report.records_written += n
+            with lock:
+                result = sink.close()
+            sr.status = "done"
+            return result
+        except BaseException as e:
+            sr.status = "cancelled" if isinstance(e, Cancelled) else "failed"
+            if not isinstance(e, Cancelled):
+                sr.error = redact(str(e))
+                self.fail(e)
+            self.cancel.set()
+            producer.join()
+            try:
+                with lock:
+                    leftover = sink.discard()
+            except Exception as de:  # noqa: BLE001 - the first failure is the one to report
+                log.warning("cleaning up split %s failed: %s", split.label, redact(str(de)))
+                leftover = None
+            raise _TaskFailed(leftover) from e
+        finally:
+            sr.elapsed_s = round(time.monotonic() - t0, 3)
+
+
+class _TaskFailed(Exception):
+    def __init__(self, leftover: Any):
+        self.leftover = leftover
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: object) -> None:
+        return None
+
+
+def _serial_lock(writer: Writer) -> Any:
+    if not writer.serial:
+        return _NoLock()
+    return writer.__dict__.setdefault("_tidesync_lock", threading.Lock())
+
+
+def run_job(
+    job: Job,
+    *,
+    report_path: Path | None = None,
+    dirty_path: Path | None = None,
+    cancel: threading.Event | None = None,
+    progress: Callable[[Report], None] | None = None,
+    progress_every: float = 0.5,
+) -> Report:
+    """Run a planned job to one atomic publish (or none). Never raises for a job failure:
+    the report's status says it, with ``error``; raises only for programming errors."""
+    cancel = cancel or threading.Event()
+    t0 = time.monotonic()
+    rt = job.runtime
+    report = Report(
+        job=job.spec.source,
+        started_at=datetime.now().isoformat(timespec="seconds"),
+        cyctime=rt.cyctime.strftime("%Y%m%d%H%M%S"),
+        bizdate=rt.bizdate.strftime("%Y%m%d"),
+    )
+    if dirty_path is None and report_path is not None:
+        dirty_path = report_path.with_name(report_path.stem + ".dirty.jsonl")
+    dirty = DirtyLog(dirty_path)
+    run = _Run(job, report, dirty, cancel)
+    results: dict[int, list[Any]] = {p.index: [] for p in job.parts}
+    prepared: list[Part] = []
+    committed: list[Part] = []
+    stop_progress = threading.Event()
+    ticker = None
+    if progress is not None:
+        def tick() -> None:
+            while not stop_progress.wait(progress_every):
+                report.elapsed_s = time.monotonic() - t0
+                progress(report)
+        ticker = threading.Thread(target=tick, daemon=True, name="progress")
+        ticker.start()
+    try:
+        tasks: list[tuple[Part, Split, SplitReport]] = []
+        n = job.spec.settings.concurrent
+        for part in job.parts:
+            schema = part.reader.schema()
+            for t in part.transforms:
+                schema = t.output_schema(schema) if schema is not None else None
+            part.writer.prepare(schema)
+            prepared.append(part)
+            for split in part.reader.splits(n):
+                sr = SplitReport(part.index, split.label)
+                report.splits.append(sr)
+                tasks.append((part, split, sr))
+        with ThreadPoolExecutor(max_workers=max(1, n), thread_name_prefix="task") as pool:
+            futures = [(part, pool.submit(run.task, part, split, sr)) for part, split, sr in tasks]
+            for part, fut in futures:
+                try:
+                    results[part.index].append(fut.result())
+                except _TaskFailed as tf:
+                    if tf.leftover is not None:
+                        results[part.index].append(tf.leftover)
+        if run.failure is not None:
+            raise run.failure
+        if cancel.is_set():
+            raise FatalError("interrupted: nothing was published")
+        frac = job.spec.settings.error_fraction
+        if frac is not None and report.dirty_records > frac * max(report.records_read, 1):
+            raise ErrorLimitExceeded(
+                f"error limit exceeded: {report.dirty_records} dirty of {report.records_read} records "
+                f"is more than errorLimit.percentage {frac:.2%}")
+        for part in prepared:
+            part.writer.commit(results[part.index])
+            committed.append(part)
+            done = getattr(part.reader, "committed", None)
+            if done:
+                done()
+        report.status = "succeeded"
+    except BaseException as e:
+        report.status = "failed"
+        report.error = redact(_message(e))
+        for part in prepared:
+            if part not in committed:
+                try:
+                    part.writer.abort(results[part.index])
+                except Exception as ae:  # noqa: BLE001 - keep the first error
+                    log.warning("abort of %s failed: %s", part.content.writer.name, redact(str(ae)))
+        if not isinstance(e, TidesyncError | Cancelled | KeyboardInterrupt | OSError):
+            log.debug("unexpected error", exc_info=e)
+            if not isinstance(e, Exception):
+                raise
+    finally:
+        stop_progress.set()
+        if ticker is not None:
+            ticker.join()
+        for part in job.parts:
+            try:
+                part.reader.close()
+            except Exception as ce:  # noqa: BLE001
+                log.warning("closing reader failed: %s", redact(str(ce)))
+        report.elapsed_s = round(time.monotonic() - t0, 3)
+        report.records_per_s = round(report.records_read / report.elapsed_s, 1) if report.elapsed_s else 0.0
+        report.finished_at = datetime.now().isoformat(timespec="seconds")
+        written = dirty.write()
+        report.dirty_file = str(written) if written else None
+        if report_path is not None:
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = report_path.with_name(report_path.name + ".tmp")
+            tmp.write_text(report.to_json(), encoding="utf-8")
+            tmp.replace(report_path)
+    return report
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted: nothing was published"
+    if isinstance(e, Cancelled):
+        return "cancelled: nothing was published"
+    if isinstance(e, TidesyncError):
+        return str(e)
+    if isinstance(e, DirtyRecordError):
+        return e.reason
+    return f"{type(e).__name__}: {e}"

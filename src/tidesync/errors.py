@@ -1,0 +1,90 @@
+"""The tidesync error tree, branched by what the caller should do::
+
+    TidesyncError                 anything tidesync raises on purpose
+    ├── ConfigError               the user's mistake (job file, parameter, option): one line per
+    │                             problem, no traceback, exit code 2; carries every problem found
+    ├── RetriableError            transient (network, lock, throttling): a retry may succeed
+    ├── FatalError                the job cannot go on (source or target failure): exit code 1
+    │   └── ErrorLimitExceeded    too many dirty records: nothing is published
+    └── DirtyRecordError          one row (or a batch holding it) could not be converted or written;
+                                  the engine bisects the batch to find the row and keeps it as a
+                                  dirty record with this reason
+
+Messages name the place (a key path such as ``job.content[0].writer.parameter.writeMode``) and,
+where one is known, the fix. Secrets never appear in them: use :func:`redact` on anything that
+may hold a URL or a connection string before putting it in a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "TidesyncError",
+    "ConfigError",
+    "RetriableError",
+    "FatalError",
+    "ErrorLimitExceeded",
+    "DirtyRecordError",
+    "did_you_mean",
+    "redact",
+]
+
+
+class TidesyncError(Exception):
+    """Root of every error tidesync raises on purpose."""
+
+
+class ConfigError(TidesyncError):
+    """A mistake in what the user wrote. Holds every problem found, one line each."""
+
+    def __init__(self, problems: str | Sequence[str]):
+        self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class RetriableError(TidesyncError):
+    """A transient failure: the same call may succeed if tried again later."""
+
+
+class FatalError(TidesyncError):
+    """The job cannot go on: the source or the target failed."""
+
+
+class ErrorLimitExceeded(FatalError):
+    """More dirty records than the job's error limit allows."""
+
+
+class DirtyRecordError(TidesyncError):
+    """A row could not be converted or written.
+
+    Raised for a whole batch; the engine bisects the batch until it holds the single row at
+    fault and keeps that row as a dirty record with ``reason``. ``code`` carries the store's
+    own error code (SQLSTATE, vendor number) where there is one.
+    """
+
+    def __init__(self, reason: str, code: str | None = None):
+        self.reason = redact(reason)
+        self.code = code
+        super().__init__(self.reason if code is None else f"[{code}] {self.reason}")
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+_URL_SECRET = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]*)@")
+_KV_SECRET = re.compile(
+    r"(?i)\b(?P<key>password|passwd|pwd|secret|accesskeysecret|secret_access_key|token)"
+    r"(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<val>[^'\"\s,;&}]+)"
+)
+
+
+def redact(text: str) -> str:
+    """Mask passwords in URLs (``user:***@``) and ``password=...``-style pairs."""
+    text = _URL_SECRET.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _KV_SECRET.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}***", text)
