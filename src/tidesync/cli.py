@@ -31,7 +31,13 @@ class CycTime(click.ParamType):
         if isinstance(value, datetime):
             return value
         s = str(value).strip()
-        for fmt in ("%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        for fmt in (
+            "%Y%m%d%H%M%S",
+            "%Y%m%d%H%M",
+            "%Y%m%d",
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%dT%H:%M:%S",
+        ):
             try:
                 return datetime.strptime(s, fmt)
             except ValueError:
@@ -65,7 +71,11 @@ class Assignment(click.ParamType):
             return value
         name, sep, val = str(value).partition("=")
         if not sep or not name.strip().replace(".", "_").replace("-", "_").isidentifier():
-            self.fail(f"{value!r} is not NAME=VALUE (for example -p filename='$[yyyymmddhh24mi]')", param, ctx)
+            self.fail(
+                f"{value!r} is not NAME=VALUE (for example -p filename='$[yyyymmddhh24mi]')",
+                param,
+                ctx,
+            )
         return name.strip(), val
 
 
@@ -96,17 +106,30 @@ def main(verbose: int) -> None:
       tidesync params '$[yyyymmddhh24miss-10/24/60]' --cyctime 20251101103000
     """
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 _job_options = [
     click.argument("job", type=click.Path(dir_okay=False, path_type=Path)),
-    click.option("-p", "--param", "params", type=Assignment(), multiple=True,
-                 help="Set ${NAME} in the job; repeatable. The value may be a time expression."),
+    click.option(
+        "-p",
+        "--param",
+        "params",
+        type=Assignment(),
+        multiple=True,
+        help="Set ${NAME} in the job; repeatable. The value may be a time expression.",
+    ),
     click.option("--cyctime", type=CycTime(), help="Scheduled time of this run (default: now)."),
-    click.option("--bizdate", type=BizDate(), help="Business date (default: the day before cyctime's day)."),
-    click.option("--connections", type=click.Path(dir_okay=False, path_type=Path),
-                 help="Connections file (default: ./tidesync.yaml if present)."),
+    click.option(
+        "--bizdate", type=BizDate(), help="Business date (default: the day before cyctime's day)."
+    ),
+    click.option(
+        "--connections",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Connections file (default: ./tidesync.yaml if present).",
+    ),
 ]
 
 
@@ -116,8 +139,13 @@ def job_options(f: Any) -> Any:
     return f
 
 
-def _load(job: Path, params: tuple[tuple[str, str], ...], cyctime: datetime | None,
-          bizdate: date | None, connections: Path | None) -> Any:
+def _load(
+    job: Path,
+    params: tuple[tuple[str, str], ...],
+    cyctime: datetime | None,
+    bizdate: date | None,
+    connections: Path | None,
+) -> Any:
     from tidesync.connections import load_connections
     from tidesync.engine.runner import load_job
     from tidesync.spec.params import resolve_params
@@ -125,18 +153,32 @@ def _load(job: Path, params: tuple[tuple[str, str], ...], cyctime: datetime | No
 
     rt = _runtime(cyctime, bizdate)
     values = resolve_params(dict(params), rt)
-    return load_job(job, values, rt, connections=load_connections(connections),
-                    state=open_state(Path.cwd()))
+    return load_job(
+        job, values, rt, connections=load_connections(connections), state=open_state(Path.cwd())
+    )
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @job_options
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the run report (JSON) here; dirty records go beside it.")
-@click.option("--progress/--no-progress", default=None,
-              help="Show a progress line (default: on a terminal only).")
-def run(job: Path, params: tuple[tuple[str, str], ...], cyctime: datetime | None, bizdate: date | None,
-        connections: Path | None, report: Path | None, progress: bool | None) -> None:
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the run report (JSON) here; dirty records go beside it.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress line (default: on a terminal only).",
+)
+def run(
+    job: Path,
+    params: tuple[tuple[str, str], ...],
+    cyctime: datetime | None,
+    bizdate: date | None,
+    connections: Path | None,
+    report: Path | None,
+    progress: bool | None,
+) -> None:
     """Run JOB: read, transform, write, and publish atomically.
 
     Exit 0 on success, 1 when the job fails (nothing is published), 2 for a bad job file.
@@ -150,13 +192,17 @@ def run(job: Path, params: tuple[tuple[str, str], ...], cyctime: datetime | None
     cancel = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
-        click.echo(f"\n{signal.Signals(signum).name}: stopping, nothing will be published", err=True)
+        click.echo(
+            f"\n{signal.Signals(signum).name}: stopping, nothing will be published", err=True
+        )
         cancel.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     show = sys.stderr.isatty() if progress is None else progress
     try:
-        rep = run_job(planned, report_path=report, cancel=cancel, progress=_progress_line if show else None)
+        rep = run_job(
+            planned, report_path=report, cancel=cancel, progress=_progress_line if show else None
+        )
     except ConfigError as e:
         _fail_config(e)
     finally:
@@ -173,19 +219,30 @@ def _progress_line(rep: Any) -> None:
     click.echo(
         f"\r\033[K{rep.records_read:,} rows read, {rep.records_written:,} written, "
         f"{rep.bytes_read / 1048576:,.1f} MiB, {rate:,.0f} rows/s, {rep.dirty_records} dirty",
-        nl=False, err=True)
+        nl=False,
+        err=True,
+    )
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @job_options
-def validate(job: Path, params: tuple[tuple[str, str], ...], cyctime: datetime | None,
-             bizdate: date | None, connections: Path | None) -> None:
+def validate(
+    job: Path,
+    params: tuple[tuple[str, str], ...],
+    cyctime: datetime | None,
+    bizdate: date | None,
+    connections: Path | None,
+) -> None:
     """Check JOB without moving data; report every problem with its key path (exit 0 or 2)."""
     try:
         planned = _load(job, params, cyctime, bizdate, connections)
     except ConfigError as e:
         _fail_config(e)
-    warnings = [w for part in planned.parts for w in part.reader.p.unknown_keys() + part.writer.p.unknown_keys()]
+    warnings = [
+        w
+        for part in planned.parts
+        for w in part.reader.p.unknown_keys() + part.writer.p.unknown_keys()
+    ]
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
     n = len(planned.parts)
@@ -195,10 +252,13 @@ def validate(job: Path, params: tuple[tuple[str, str], ...], cyctime: datetime |
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("expr")
 @click.option("--cyctime", type=CycTime(), help="Scheduled time (default: now).")
-@click.option("--bizdate", type=BizDate(), help="Business date (default: the day before cyctime's day).")
+@click.option(
+    "--bizdate", type=BizDate(), help="Business date (default: the day before cyctime's day)."
+)
 @click.option("-p", "--param", "params", type=Assignment(), multiple=True, help="User parameters.")
-def params(expr: str, cyctime: datetime | None, bizdate: date | None,
-           params: tuple[tuple[str, str], ...]) -> None:
+def params(
+    expr: str, cyctime: datetime | None, bizdate: date | None, params: tuple[tuple[str, str], ...]
+) -> None:
     """Print what EXPR evaluates to, e.g. '$[yyyymmddhh24mi]' or 'ds=${yyyymmdd-7}'.
 
     \b
@@ -238,7 +298,10 @@ def _register_extensions() -> None:
     """Command groups of the larger parts (scheduler, archive), when present."""
     import importlib
 
-    for module, attr in (("tidesync.scheduler.cli", "commands"), ("tidesync.archive.cli", "commands")):
+    for module, attr in (
+        ("tidesync.scheduler.cli", "commands"),
+        ("tidesync.archive.cli", "commands"),
+    ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -48,7 +48,11 @@ def load_connections(path: str | Path | None = None) -> dict[str, dict[str, Any]
     conns = doc.get("connections") or {}
     if not isinstance(conns, dict):
         raise ConfigError(f"{p}: connections: must be an object of name -> settings")
-    problems = [f"{p}: connections.{k}: must be an object" for k, v in conns.items() if not isinstance(v, dict)]
+    problems = [
+        f"{p}: connections.{k}: must be an object"
+        for k, v in conns.items()
+        if not isinstance(v, dict)
+    ]
     if problems:
         raise ConfigError(problems)
     return {str(k): dict(v) for k, v in conns.items()}
@@ -66,7 +70,9 @@ def resolve_secrets(value: Any, where: str) -> Any:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in os.environ:
-            raise ConfigError(f"{where}: environment variable {name} is not set (referenced as ${{env:{name}}})")
+            raise ConfigError(
+                f"{where}: environment variable {name} is not set (referenced as ${{env:{name}}})"
+            )
         return os.environ[name]
 
     return _ENV.sub(sub, value)
@@ -78,5 +84,6 @@ def connection(connections: dict[str, dict[str, Any]], name: str, where: str) ->
         known = ", ".join(sorted(connections)) or "none defined"
         raise ConfigError(
             f"{where}: unknown datasource {name!r}{did_you_mean(name, connections)} "
-            f"(known: {known}; define it under 'connections:' in {DEFAULT_FILE} or --connections)")
+            f"(known: {known}; define it under 'connections:' in {DEFAULT_FILE} or --connections)"
+        )
     return resolve_secrets(connections[name], f"connections.{name}")

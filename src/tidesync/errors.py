@@ -77,7 +77,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-_URL_SECRET = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]*)@")
+_URL_SECRET = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]*)@"
+)
 _KV_SECRET = re.compile(
     r"(?i)\b(?P<key>password|passwd|pwd|secret|accesskeysecret|secret_access_key|token)"
     r"(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<val>[^'\"\s,;&}]+)"

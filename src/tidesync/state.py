@@ -37,7 +37,9 @@ class StateStore:
         with self._lock:
             con = self._connect()
             try:
-                row = con.execute("SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)).fetchone()
+                row = con.execute(
+                    "SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)
+                ).fetchone()
             finally:
                 con.close()
         return json.loads(row[0]) if row else default

@@ -46,7 +46,10 @@ class Cursor:
             return None
         column = spec.get("column")
         if not isinstance(column, str) or not column:
-            p.problem("incremental.column", "is required: the column that grows with each change (e.g. optime)")
+            p.problem(
+                "incremental.column",
+                "is required: the column that grows with each change (e.g. optime)",
+            )
             return None
         return cls(ctx, key, column, spec.get("start"), spec.get("end"))
 
@@ -57,7 +60,9 @@ class Cursor:
             lo = _as_time(lo)
         return lo, self.upper
 
-    def predicate(self, quote: Callable[[str], str], placeholder: Callable[[str], str]) -> tuple[str, dict[str, Any]]:
+    def predicate(
+        self, quote: Callable[[str], str], placeholder: Callable[[str], str]
+    ) -> tuple[str, dict[str, Any]]:
         """A SQL condition and its parameters, e.g. ``"optime" > %(lo)s AND "optime" <= %(hi)s``."""
         lo, hi = self.bounds()
         col = quote(self.column)

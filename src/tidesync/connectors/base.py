@@ -141,7 +141,9 @@ class Params:
 
     def __init__(self, params: dict[str, Any], ctx: Context, known_extra: Sequence[str] = ()):
         if not isinstance(params, dict):
-            raise ConfigError(f"{ctx.where or 'parameter'}: must be an object, got {type(params).__name__}")
+            raise ConfigError(
+                f"{ctx.where or 'parameter'}: must be an object, got {type(params).__name__}"
+            )
         self.raw = params
         self.ctx = ctx
         self.problems: list[str] = []
@@ -150,7 +152,9 @@ class Params:
     def problem(self, key: str, message: str) -> None:
         self.problems.append(f"{self.ctx.path(key)}: {message}")
 
-    def get(self, key: str, default: Any = None, *, required: bool = False, aliases: Sequence[str] = ()) -> Any:
+    def get(
+        self, key: str, default: Any = None, *, required: bool = False, aliases: Sequence[str] = ()
+    ) -> Any:
         self.seen.add(key)
         self.seen.update(aliases)
         for k in (key, *aliases):
@@ -160,9 +164,16 @@ class Params:
             self.problem(key, "is required")
         return default
 
-    def str(self, key: str, default: str | None = None, *, required: bool = False,
-            choices: Sequence[str] | None = None, aliases: Sequence[str] = (),
-            lower: bool = False) -> Any:
+    def str(
+        self,
+        key: str,
+        default: str | None = None,
+        *,
+        required: bool = False,
+        choices: Sequence[str] | None = None,
+        aliases: Sequence[str] = (),
+        lower: bool = False,
+    ) -> Any:
         v = self.get(key, _MISSING, required=required, aliases=aliases)
         if v is _MISSING:
             return default
@@ -174,13 +185,22 @@ class Params:
             cmp = v.lower() if lower else v
             allowed = [c.lower() for c in choices] if lower else list(choices)
             if cmp not in allowed:
-                self.problem(key, f"{v!r} is not one of {', '.join(choices)}{did_you_mean(v, choices)}")
+                self.problem(
+                    key, f"{v!r} is not one of {', '.join(choices)}{did_you_mean(v, choices)}"
+                )
                 return default
             return choices[allowed.index(cmp)]
         return v
 
-    def int(self, key: str, default: int | None = None, *, required: bool = False,
-            minimum: int | None = None, aliases: Sequence[str] = ()) -> Any:
+    def int(
+        self,
+        key: str,
+        default: int | None = None,
+        *,
+        required: bool = False,
+        minimum: int | None = None,
+        aliases: Sequence[str] = (),
+    ) -> Any:
         v = self.get(key, _MISSING, required=required, aliases=aliases)
         if v is _MISSING:
             return default
@@ -222,8 +242,14 @@ class Params:
         self.problem(key, f"must be true or false, got {_show(v)}")
         return default
 
-    def list(self, key: str, default: list[Any] | None = None, *, required: bool = False,
-             aliases: Sequence[str] = ()) -> Any:
+    def list(
+        self,
+        key: str,
+        default: list[Any] | None = None,
+        *,
+        required: bool = False,
+        aliases: Sequence[str] = (),
+    ) -> Any:
         """A list; a single value is taken as a list of one (DataX accepts both)."""
         v = self.get(key, _MISSING, required=required, aliases=aliases)
         if v is _MISSING:
@@ -264,10 +290,20 @@ def parse_size(v: Any) -> int | None:
     if not isinstance(v, str):
         return None
     s = v.strip().lower().replace(" ", "")
-    units = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-             "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
+    units = {
+        "": 1,
+        "b": 1,
+        "k": 1 << 10,
+        "kb": 1 << 10,
+        "m": 1 << 20,
+        "mb": 1 << 20,
+        "g": 1 << 30,
+        "gb": 1 << 30,
+        "t": 1 << 40,
+        "tb": 1 << 40,
+    }
     num = s.rstrip("kmgtb")
-    unit = s[len(num):]
+    unit = s[len(num) :]
     try:
         return int(float(num) * units[unit])
     except (ValueError, KeyError):
@@ -349,7 +385,10 @@ class Writer:
         for m in self.modes:
             if m.lower() == mapped.lower():
                 return m
-        self.p.problem("writeMode", f"{raw!r} is not one of {', '.join(self.modes)}{did_you_mean(raw, self.modes)}")
+        self.p.problem(
+            "writeMode",
+            f"{raw!r} is not one of {', '.join(self.modes)}{did_you_mean(raw, self.modes)}",
+        )
         return self.modes[0]
 
     def prepare(self, schema: pa.Schema | None) -> None:
@@ -423,7 +462,9 @@ def resolve(name: str, side: Side, where: str = "") -> tuple[str, str]:
     if key in ALIASES:
         kind, alias_side = ALIASES[key]
         if alias_side is not None and alias_side != side:
-            raise ConfigError(f"{where}: '{name}' is a {alias_side}, but it stands here as the {side}")
+            raise ConfigError(
+                f"{where}: '{name}' is a {alias_side}, but it stands here as the {side}"
+            )
         return kind, CONNECTORS[kind]
     # DataX style without a registered alias: 'foowriter' -> 'foo'
     for suffix in (side,):
@@ -431,7 +472,9 @@ def resolve(name: str, side: Side, where: str = "") -> tuple[str, str]:
             kind = key[: -len(suffix)]
             return kind, CONNECTORS[kind]
     names = sorted(set(CONNECTORS) | set(ALIASES) | set(plugins))
-    raise ConfigError(f"{where}: unknown {side} {name!r}{did_you_mean(key, names)}; `tidesync plugins` lists them")
+    raise ConfigError(
+        f"{where}: unknown {side} {name!r}{did_you_mean(key, names)}; `tidesync plugins` lists them"
+    )
 
 
 def load(name: str, side: Side, where: str = "") -> type[Reader] | type[Writer]:
@@ -441,12 +484,19 @@ def load(name: str, side: Side, where: str = "") -> type[Reader] | type[Writer]:
         module = importlib.import_module(module_path)
     except ModuleNotFoundError as e:
         if e.name and not e.name.startswith("tidesync"):
-            extra = {"psycopg": "postgresql", "pymysql": "mysql", "pyiceberg": "lake", "s3fs": "s3"}.get(
-                e.name.split(".")[0], "all")
+            extra = {
+                "psycopg": "postgresql",
+                "pymysql": "mysql",
+                "pyiceberg": "lake",
+                "s3fs": "s3",
+            }.get(e.name.split(".")[0], "all")
             raise ConfigError(
                 f"{where}: the {kind} connector needs the Python package {e.name!r}: "
-                f"pip install 'tidesync[{extra}]'") from None
-        raise ConfigError(f"{where}: the {kind} connector is not available in this version") from None
+                f"pip install 'tidesync[{extra}]'"
+            ) from None
+        raise ConfigError(
+            f"{where}: the {kind} connector is not available in this version"
+        ) from None
     cls = getattr(module, "Reader" if side == "reader" else "Writer", None)
     if cls is None:
         raise ConfigError(f"{where}: {kind} cannot be used as a {side}")
@@ -465,5 +515,7 @@ def catalog() -> list[dict[str, Any]]:
         except ImportError as e:
             sides, note = [], f"unavailable: {e}"
         aliases = sorted(a for a, (k, _) in ALIASES.items() if k == kind)
-        rows.append({"kind": kind, "module": module_path, "sides": sides, "aliases": aliases, "note": note})
+        rows.append(
+            {"kind": kind, "module": module_path, "sides": sides, "aliases": aliases, "note": note}
+        )
     return rows

@@ -32,10 +32,16 @@ import pyarrow.compute as pc
 from tidesync.connectors import base
 
 _TYPES = {
-    "long": pa.int64(), "int": pa.int64(), "bigint": pa.int64(),
-    "double": pa.float64(), "float": pa.float64(),
-    "string": pa.string(), "boolean": pa.bool_(), "bool": pa.bool_(),
-    "date": pa.timestamp("s"), "bytes": pa.binary(),
+    "long": pa.int64(),
+    "int": pa.int64(),
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+    "float": pa.float64(),
+    "string": pa.string(),
+    "boolean": pa.bool_(),
+    "bool": pa.bool_(),
+    "date": pa.timestamp("s"),
+    "bytes": pa.binary(),
 }
 
 
@@ -62,11 +68,16 @@ class Reader(base.Reader):
         super().__init__(params, ctx)
         p = self.p
         cols = p.list("column", required=True) or []
-        self.columns = [col for i, raw in enumerate(cols) if (col := self._column(i, raw)) is not None]
+        self.columns = [
+            col for i, raw in enumerate(cols) if (col := self._column(i, raw)) is not None
+        ]
         self.slice_count = p.int("sliceRecordCount", minimum=0)
         self.total = p.int("recordCount", minimum=0)
         if self.slice_count is None and self.total is None:
-            p.problem("sliceRecordCount", "is required (rows per split), or give recordCount (rows in all)")
+            p.problem(
+                "sliceRecordCount",
+                "is required (rows per split), or give recordCount (rows in all)",
+            )
         p.done()
 
     def _column(self, i: int, c: Any) -> _Col | None:
@@ -76,8 +87,10 @@ class Reader(base.Reader):
             return None
         tname = str(c.get("type", "string")).lower()
         if tname not in _TYPES:
-            self.p.problem(f"{key}.type", f"{tname!r} is not one of {', '.join(_TYPES)}"
-                           f"{base.did_you_mean(tname, _TYPES)}")
+            self.p.problem(
+                f"{key}.type",
+                f"{tname!r} is not one of {', '.join(_TYPES)}{base.did_you_mean(tname, _TYPES)}",
+            )
             return None
         t = _TYPES[tname]
         name = str(c.get("name") or f"c{i}")
@@ -89,7 +102,12 @@ class Reader(base.Reader):
                 parts = [s.strip() for s in str(c["incr"]).split(",")]
                 step = int(parts[1]) if len(parts) > 1 else 1
                 return _Col(name, t, "incr", lo=_parse(t, parts[0]), hi=step)
-            return _Col(name, t, "value", value=None if c.get("value") is None else _parse(t, str(c["value"])))
+            return _Col(
+                name,
+                t,
+                "value",
+                value=None if c.get("value") is None else _parse(t, str(c["value"])),
+            )
         except (ValueError, TypeError) as e:
             self.p.problem(key, f"cannot read the {tname} column: {e}")
             return None
@@ -123,7 +141,11 @@ class Reader(base.Reader):
 
     def _array(self, c: _Col, n: int, first: int, rng: random.Random) -> pa.Array:
         if c.kind == "value":
-            return pa.array([c.value] * n, c.type) if n < 64 else pa.repeat(pa.scalar(c.value, c.type), n)
+            return (
+                pa.array([c.value] * n, c.type)
+                if n < 64
+                else pa.repeat(pa.scalar(c.value, c.type), n)
+            )
         if c.kind == "incr":
             idx = pc.add(pa.array(range(first, first + n), pa.int64()), 0)
             if pa.types.is_timestamp(c.type):
@@ -143,8 +165,12 @@ class Reader(base.Reader):
         # strings/bytes: lengths in [lo, hi], drawn from a pool so nothing loops per row
         lo, hi = int(c.lo), int(c.hi)
         pool = pa.array(
-            ["".join(rng.choices(string.ascii_letters + string.digits, k=rng.randint(lo, hi)))
-             for _ in range(1024)], pa.string())
+            [
+                "".join(rng.choices(string.ascii_letters + string.digits, k=rng.randint(lo, hi)))
+                for _ in range(1024)
+            ],
+            pa.string(),
+        )
         out = pc.take(pool, pc.floor(pc.multiply(r, 1024)).cast(pa.int64()))
         return out.cast(c.type)
 
@@ -178,9 +204,14 @@ class _Sink(base.Sink):
     def write(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
         if self.w.print:
-            cols = [pc.cast(c, pa.string()) if not pa.types.is_string(c.type) else c for c in batch.columns]
+            cols = [
+                pc.cast(c, pa.string()) if not pa.types.is_string(c.type) else c
+                for c in batch.columns
+            ]
             cols = [pc.fill_null(c, "") for c in cols]
-            lines = pc.binary_join_element_wise(*cols, self.w.delimiter) if len(cols) > 1 else cols[0]
+            lines = (
+                pc.binary_join_element_wise(*cols, self.w.delimiter) if len(cols) > 1 else cols[0]
+            )
             text = "\n".join(lines.to_pylist())
             with self.w.lock:
                 sys.stdout.write(text + "\n")

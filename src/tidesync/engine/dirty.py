@@ -31,7 +31,10 @@ class DirtyRecord:
 
 
 def row_of(batch: pa.RecordBatch, i: int) -> dict[str, Any]:
-    return {name: _plain(col[i].as_py()) for name, col in zip(batch.schema.names, batch.columns, strict=True)}
+    return {
+        name: _plain(col[i].as_py())
+        for name, col in zip(batch.schema.names, batch.columns, strict=True)
+    }
 
 
 def _plain(v: Any) -> Any:

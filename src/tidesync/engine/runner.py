@@ -129,8 +129,15 @@ def load_job(
     rt = runtime or RunTime.of()
     doc = load_document(path)
     doc = substitute_tree(doc, rt, params or {}, path="")
-    spec = parse_job(doc, source=str(path))
-    return plan(spec, rt, base_dir=path.parent.resolve(), connections=connections, state=state)
+    problems: list[str] = []
+    spec = parse_job(doc, source=str(path), problems=problems)
+    try:
+        job = plan(spec, rt, base_dir=path.parent.resolve(), connections=connections, state=state)
+    except ConfigError as e:
+        problems.extend(e.problems)
+    if problems:
+        raise ConfigError(problems)
+    return job
 
 
 def plan(
@@ -156,25 +163,27 @@ def plan(
             bizdate=runtime.bizdate,
         )
 
-    def build(make: Callable[[], Any]) -> Any:
+    def build(make: Callable[..., Any], *args: Any) -> Any:
         try:
-            return make()
+            return make(*args)
         except ConfigError as e:
             problems.extend(e.problems)
             return None
 
+    def name_path(step_where: str) -> str:
+        return step_where.rsplit(".", 1)[0] + ".name"
+
     for i, c in enumerate(spec.contents):
-        rcls = build(lambda c=c: load(c.reader.name, "reader", c.reader.where.rsplit(".", 1)[0] + ".name"))
-        wcls = build(lambda c=c: load(c.writer.name, "writer", c.writer.where.rsplit(".", 1)[0] + ".name"))
-        reader = build(lambda: rcls(c.reader.parameter, ctx_for(c.reader.where))) if rcls else None
-        writer = build(lambda: wcls(c.writer.parameter, ctx_for(c.writer.where))) if wcls else None
+        rcls = build(load, c.reader.name, "reader", name_path(c.reader.where))
+        wcls = build(load, c.writer.name, "writer", name_path(c.writer.where))
+        reader = build(rcls, c.reader.parameter, ctx_for(c.reader.where)) if rcls else None
+        writer = build(wcls, c.writer.parameter, ctx_for(c.writer.where)) if wcls else None
         transforms = []
         for t in c.transformers:
-            tcls = build(lambda t=t: load_transform(t.name, t.where.rsplit(".", 1)[0] + ".name"))
-            if tcls:
-                tr = build(lambda t=t, tcls=tcls: tcls(t.parameter, ctx_for(t.where)))
-                if tr:
-                    transforms.append(tr)
+            tcls = build(load_transform, t.name, name_path(t.where))
+            tr = build(tcls, t.parameter, ctx_for(t.where)) if tcls else None
+            if tr:
+                transforms.append(tr)
         if reader and writer:
             parts.append(Part(c, reader, writer, transforms, i))
     if problems:
@@ -194,8 +203,16 @@ class _Run:
         self.failure: BaseException | None = None
 
     # -- counters ---------------------------------------------------------------------------
-    def add_dirty(self, sr: SplitReport, split: Split, stage: str, reason: str, row: dict[str, Any],
-                  position: str, code: str | None = None) -> None:
+    def add_dirty(
+        self,
+        sr: SplitReport,
+        split: Split,
+        stage: str,
+        reason: str,
+        row: dict[str, Any],
+        position: str,
+        code: str | None = None,
+    ) -> None:
         n = self.dirty.add(DirtyRecord(split.label, position, stage, reason, row, code))
         with self.lock:
             sr.dirty_records += 1
@@ -252,8 +269,9 @@ class _Run:
             return
         channel.close()
 
-    def transform(self, part: Part, split: Split, sr: SplitReport, batch: pa.RecordBatch,
-                  offset: int) -> list[pa.RecordBatch]:
+    def transform(
+        self, part: Part, split: Split, sr: SplitReport, batch: pa.RecordBatch, offset: int
+    ) -> list[pa.RecordBatch]:
         out = [batch]
         for t in part.transforms:
             nxt: list[pa.RecordBatch] = []
@@ -262,9 +280,15 @@ class _Run:
                     isolate(
                         b,
                         t.apply,
-                        lambda o, row, e: self.add_dirty(
-                            sr, split, "transform", f"{t.name}: {e.reason}", row_of(row, 0),
-                            f"row {offset + o}", e.code),
+                        lambda o, row, e, t=t: self.add_dirty(
+                            sr,
+                            split,
+                            "transform",
+                            f"{t.name}: {e.reason}",
+                            row_of(row, 0),
+                            f"row {offset + o}",
+                            e.code,
+                        ),
                     )
                 )
             out = nxt
@@ -279,8 +303,11 @@ class _Run:
             sink = writer.open(split)
         channel = Channel(CHANNEL_BYTES, self.cancel)
         producer = threading.Thread(
-            target=self.produce, args=(part, split, sr, channel), daemon=True,
-            name=f"read-{part.index}-{split.index}")
+            target=self.produce,
+            args=(part, split, sr, channel),
+            daemon=True,
+            name=f"read-{part.index}-{split.index}",
+        )
         producer.start()
 
         def write(b: pa.RecordBatch) -> int:
@@ -295,9 +322,11 @@ class _Run:
                 except StopIteration:
                     break
                 written = isolate(
-                    batch, write,
+                    batch,
+                    write,
                     lambda o, row, e, offset=offset: self.add_dirty(
-                        sr, split, "write", e.reason, row_of(row, 0), f"row {offset + o}", e.code),
+                        sr, split, "write", e.reason, row_of(row, 0), f"row {offset + o}", e.code
+                    ),
                 )
                 n = sum(written)
                 with self.lock:
@@ -374,10 +403,12 @@ def run_job(
     stop_progress = threading.Event()
     ticker = None
     if progress is not None:
+
         def tick() -> None:
             while not stop_progress.wait(progress_every):
                 report.elapsed_s = time.monotonic() - t0
                 progress(report)
+
         ticker = threading.Thread(target=tick, daemon=True, name="progress")
         ticker.start()
     try:
@@ -409,7 +440,8 @@ def run_job(
         if frac is not None and report.dirty_records > frac * max(report.records_read, 1):
             raise ErrorLimitExceeded(
                 f"error limit exceeded: {report.dirty_records} dirty of {report.records_read} records "
-                f"is more than errorLimit.percentage {frac:.2%}")
+                f"is more than errorLimit.percentage {frac:.2%}"
+            )
         for part in prepared:
             part.writer.commit(results[part.index])
             committed.append(part)
@@ -440,7 +472,9 @@ def run_job(
             except Exception as ce:  # noqa: BLE001
                 log.warning("closing reader failed: %s", redact(str(ce)))
         report.elapsed_s = round(time.monotonic() - t0, 3)
-        report.records_per_s = round(report.records_read / report.elapsed_s, 1) if report.elapsed_s else 0.0
+        report.records_per_s = (
+            round(report.records_read / report.elapsed_s, 1) if report.elapsed_s else 0.0
+        )
         report.finished_at = datetime.now().isoformat(timespec="seconds")
         written = dirty.write()
         report.dirty_file = str(written) if written else None

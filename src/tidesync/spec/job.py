@@ -132,9 +132,14 @@ def load_document(path: Path) -> Any:
         raise ConfigError(f"{path}{loc}: invalid YAML/JSON: {problem}") from None
 
 
-def parse_job(doc: Any, source: str = "") -> JobSpec:
-    """Read a (parameter-substituted) job document of any of the three shapes."""
-    problems: list[str] = []
+def parse_job(doc: Any, source: str = "", problems: list[str] | None = None) -> JobSpec:
+    """Read a (parameter-substituted) job document of any of the three shapes.
+
+    Raises ConfigError with every problem, unless ``problems`` is given: then problems are
+    appended to it and whatever could be read is returned, so callers can go on validating.
+    """
+    collect = problems is not None
+    problems = problems if problems is not None else []
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: a job file must hold an object, got {type(doc).__name__}")
     if "job" in doc:
@@ -148,7 +153,7 @@ def parse_job(doc: Any, source: str = "") -> JobSpec:
             f"{source}: not a job file: expected a top-level 'job' (DataX) or "
             f"'type: job' with 'configuration' or 'steps' (script mode); found keys: {keys}"
         )
-    if problems:
+    if problems and not collect:
         raise ConfigError(problems)
     spec.source = source
     return spec
@@ -256,7 +261,11 @@ def _script_v2(doc: dict[str, Any], problems: list[str]) -> JobSpec:
     if isinstance(hops, list) and hops:
         for i, h in enumerate(hops):
             w = f"order.hops[{i}]"
-            if not isinstance(h, dict) or h.get("from") not in by_name or h.get("to") not in by_name:
+            if (
+                not isinstance(h, dict)
+                or h.get("from") not in by_name
+                or h.get("to") not in by_name
+            ):
                 got = (h.get("from"), h.get("to")) if isinstance(h, dict) else h
                 problems.append(f"{w}: from/to must name steps ({', '.join(by_name)}), got {got!r}")
                 continue
@@ -264,13 +273,17 @@ def _script_v2(doc: dict[str, Any], problems: list[str]) -> JobSpec:
     elif len(readers) == 1 and len(writers) == 1:
         pairs = [(readers[0], writers[0])]
     elif by_name:
-        problems.append("order.hops: is required when there is not exactly one reader and one writer")
+        problems.append(
+            "order.hops: is required when there is not exactly one reader and one writer"
+        )
     contents = []
     for a, b in pairs:
         ca, sa = by_name[a]
         cb, sb = by_name[b]
         if ca != "reader" or cb != "writer":
-            problems.append(f"order.hops: a hop goes from a reader to a writer, got {a} ({ca}) -> {b} ({cb})")
+            problems.append(
+                f"order.hops: a hop goes from a reader to a writer, got {a} ({ca}) -> {b} ({cb})"
+            )
             continue
         contents.append(Content(sa, sb, [], "steps"))
     return JobSpec(settings, contents, "script-v2")
@@ -339,5 +352,7 @@ def _settings(v: Any, where: str, problems: list[str]) -> Settings:
             ZoneInfo(str(tz))
             s.timezone = str(tz)
         except (ZoneInfoNotFoundError, ValueError):
-            problems.append(f"{where}.timezone: unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)")
+            problems.append(
+                f"{where}.timezone: unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)"
+            )
     return s

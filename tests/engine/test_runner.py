@@ -1,0 +1,285 @@
+"""The engine: splits, channel, dirty-record bisection, error limits, rate limits, atomic publish."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.engine import _memory
+from tidesync.connectors import base
+from tidesync.engine.runner import load_job, run_job
+from tidesync.errors import ConfigError
+from tidesync.spec.params import RunTime
+
+RT = RunTime.of("20250101000000")
+
+
+@pytest.fixture(autouse=True)
+def memory_connector(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base.CONNECTORS, "memory", "tests.engine._memory")
+    _memory.PUBLISHED.clear()
+    _memory.CALLS.clear()
+
+
+def job(
+    tmp_path: Path,
+    *,
+    setting: dict[str, Any] | None = None,
+    rows: int = 100,
+    writer: dict[str, Any] | None = None,
+    contents: int = 1,
+    name: str = "job.json",
+) -> Path:
+    content = [
+        {
+            "reader": {
+                "name": "streamreader",
+                "parameter": {
+                    "column": [
+                        {"type": "long", "incr": "0", "name": "id"},
+                        {"type": "string", "value": "x"},
+                    ],
+                    "recordCount": rows,
+                },
+            },
+            "writer": {"name": "memory", "parameter": {"target": f"t{i}", **(writer or {})}},
+        }
+        for i in range(contents)
+    ]
+    p = tmp_path / name
+    p.write_text(json.dumps({"job": {"setting": setting or {}, "content": content}}))
+    return p
+
+
+def published_ids(target: str = "t0") -> list[int]:
+    batches = _memory.PUBLISHED.get(target, [])
+    return sorted(i for b in batches for i in b.column(0).to_pylist())
+
+
+def test_rows_are_published_once_across_parallel_splits(tmp_path: Path) -> None:
+    rep = run_job(
+        load_job(job(tmp_path, setting={"speed": {"concurrent": 4}}, rows=10_001), runtime=RT)
+    )
+    assert rep.status == "succeeded", rep.error
+    assert published_ids() == list(range(10_001))
+    assert len(rep.splits) == 4
+    assert sum(s.records_written for s in rep.splits) == rep.records_written == 10_001
+
+
+def test_every_content_entry_runs(tmp_path: Path) -> None:
+    rep = run_job(load_job(job(tmp_path, contents=3, rows=10), runtime=RT))
+    assert rep.status == "succeeded"
+    assert [published_ids(f"t{i}") for i in range(3)] == [list(range(10))] * 3
+
+
+def test_bad_rows_are_bisected_out_and_kept_with_reason(tmp_path: Path) -> None:
+    path = job(
+        tmp_path, setting={"errorLimit": {"record": 5}}, writer={"reject": [7, 500, 999]}, rows=1000
+    )
+    report = tmp_path / "out" / "report.json"
+    rep = run_job(load_job(path, runtime=RT), report_path=report)
+    assert rep.status == "succeeded", rep.error
+    assert published_ids() == [i for i in range(1000) if i not in (7, 500, 999)]
+    assert rep.dirty_records == 3
+    dirty = [json.loads(line) for line in Path(rep.dirty_file or "").read_text().splitlines()]
+    assert sorted(d["row"]["id"] for d in dirty) == [7, 500, 999]
+    assert {d["stage"] for d in dirty} == {"write"}
+    assert all("rejected by target" in d["reason"] and d["code"] == "23514" for d in dirty)
+    assert {d["position"] for d in dirty} == {"row 7", "row 500", "row 999"}
+    saved = json.loads(report.read_text())
+    assert saved["dirty_records"] == 3 and saved["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("setting", "dirty", "ok"),
+    [
+        ({}, 1, False),  # no limit set: no dirty record allowed
+        ({"errorLimit": {"record": "0"}}, 1, False),
+        ({"errorLimit": {"record": 2}}, 2, True),
+        ({"errorLimit": {"record": 2}}, 3, False),
+        ({"errorLimit": {"percentage": 0.02}}, 2, True),  # 2 of 100 is 2%
+        ({"errorLimit": {"percentage": "2%"}}, 3, False),
+        (
+            {"errorLimit": {"record": 10, "percentage": 0.01}},
+            2,
+            False,
+        ),  # either limit fails the job
+    ],
+)
+def test_error_limit(tmp_path: Path, setting: dict[str, Any], dirty: int, ok: bool) -> None:
+    path = job(tmp_path, setting=setting, writer={"reject": list(range(dirty))}, rows=100)
+    rep = run_job(load_job(path, runtime=RT))
+    assert rep.status == ("succeeded" if ok else "failed"), rep.error
+    if ok:
+        assert "commit:t0" in _memory.CALLS
+    else:
+        assert "error limit exceeded" in (rep.error or "")
+        assert "commit:t0" not in _memory.CALLS and "abort:t0" in _memory.CALLS
+        assert "t0" not in _memory.PUBLISHED
+
+
+def test_failure_in_one_content_publishes_nothing(tmp_path: Path) -> None:
+    p = tmp_path / "job.json"
+    doc = json.loads(job(tmp_path, contents=2, rows=10).read_text())
+    doc["job"]["content"][1]["writer"]["parameter"]["reject"] = [3]
+    p.write_text(json.dumps(doc))
+    rep = run_job(load_job(p, runtime=RT))
+    assert rep.status == "failed"
+    assert _memory.PUBLISHED == {}
+    assert {"abort:t0", "abort:t1"} <= set(_memory.CALLS)
+
+
+def test_failed_commit_fails_the_job(tmp_path: Path) -> None:
+    rep = run_job(load_job(job(tmp_path, writer={"failCommit": True}), runtime=RT))
+    assert rep.status == "failed" and "commit refused" in (rep.error or "")
+
+
+def test_cancel_aborts_and_publishes_nothing(tmp_path: Path) -> None:
+    cancel = threading.Event()
+    path = job(tmp_path, setting={"speed": {"record": 20_000}}, rows=2_000_000)
+    timer = threading.Timer(0.3, cancel.set)
+    timer.start()
+    rep = run_job(load_job(path, runtime=RT), cancel=cancel)
+    timer.cancel()
+    assert rep.status == "failed"
+    assert "nothing was published" in (rep.error or "")
+    assert _memory.PUBLISHED == {} and "abort:t0" in _memory.CALLS
+    assert rep.records_read < 2_000_000
+
+
+def test_record_rate_limit_holds_the_whole_job_back(tmp_path: Path) -> None:
+    # 1 s of burst, then 5,000 rows/s: 15,000 rows cannot finish in under ~2 s
+    path = job(tmp_path, setting={"speed": {"record": 5000, "concurrent": 3}}, rows=15_000)
+    t0 = time.monotonic()
+    rep = run_job(load_job(path, runtime=RT))
+    assert rep.status == "succeeded"
+    assert time.monotonic() - t0 >= 1.5
+
+
+def test_throttle_false_disables_limits(tmp_path: Path) -> None:
+    path = job(tmp_path, setting={"speed": {"record": 1, "throttle": False}}, rows=50_000)
+    t0 = time.monotonic()
+    assert run_job(load_job(path, runtime=RT)).status == "succeeded"
+    assert time.monotonic() - t0 < 30  # with the limit it would take 50,000 s
+
+
+def test_progress_callback_sees_counters_grow(tmp_path: Path) -> None:
+    seen: list[int] = []
+    path = job(tmp_path, setting={"speed": {"record": 40_000}}, rows=60_000)
+    run_job(
+        load_job(path, runtime=RT),
+        progress=lambda r: seen.append(r.records_read),
+        progress_every=0.1,
+    )
+    assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] > 0
+
+
+def test_validation_reports_every_problem_at_once(tmp_path: Path) -> None:
+    p = tmp_path / "bad.json"
+    p.write_text(
+        json.dumps(
+            {
+                "job": {
+                    "setting": {"speed": {"channel": "x"}},
+                    "content": [
+                        {
+                            "reader": {"name": "streamreadr", "parameter": {}},
+                            "writer": {"name": "memory", "parameter": {"writeMode": "trunc"}},
+                        }
+                    ],
+                }
+            }
+        )
+    )
+    with pytest.raises(ConfigError) as e:
+        load_job(p, runtime=RT)
+    msgs = e.value.problems
+    assert "job.setting.speed.channel: must be a number, got 'x'" in msgs
+    assert any(
+        m.startswith(
+            "job.content[0].reader.name: unknown reader 'streamreadr'; did you mean 'streamreader'?"
+        )
+        for m in msgs
+    )
+    assert "job.content[0].writer.parameter.target: is required" in msgs
+    assert any(
+        m == "job.content[0].writer.parameter.writeMode: 'trunc' is not one of append, truncate; "
+        "did you mean 'truncate'?"
+        for m in msgs
+    )
+
+
+def test_a_reader_name_on_the_writer_side_is_a_config_error(tmp_path: Path) -> None:
+    p = tmp_path / "j.json"
+    p.write_text(
+        json.dumps(
+            {
+                "job": {
+                    "content": [
+                        {
+                            "reader": {"name": "streamwriter", "parameter": {}},
+                            "writer": {"name": "streamwriter", "parameter": {}},
+                        }
+                    ]
+                }
+            }
+        )
+    )
+    with pytest.raises(
+        ConfigError, match=r"job.content\[0\].reader.name: 'streamwriter' is a writer"
+    ):
+        load_job(p, runtime=RT)
+
+
+def test_report_file_has_the_contract_fields(tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    run_job(load_job(job(tmp_path), runtime=RT), report_path=report)
+    data = json.loads(report.read_text())
+    for key in (
+        "status",
+        "records_read",
+        "records_written",
+        "dirty_records",
+        "bytes_read",
+        "elapsed_s",
+        "splits",
+        "error",
+    ):
+        assert key in data
+    assert data["records_read"] == 100 and data["bytes_read"] > 0 and data["error"] is None
+    assert data["splits"][0]["records_written"] == 100
+
+
+def test_memory_stays_bounded_by_the_channel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a slow writer and a fast reader: the reader must wait for the channel, not buffer everything
+    from tidesync.engine import runner
+
+    monkeypatch.setattr(runner, "CHANNEL_BYTES", 1)  # one batch at a time
+    path = job(tmp_path, rows=50_000)
+    planned = load_job(path, runtime=RT)
+    planned.parts[0].reader.ctx.batch_rows = 1000
+    in_flight: list[int] = []
+    orig = runner.Channel.put
+
+    def put(self: Any, item: Any, size: int) -> None:
+        orig(self, item, size)
+        in_flight.append(len(self._items))
+
+    monkeypatch.setattr(runner.Channel, "put", put)
+    assert run_job(planned).status == "succeeded"
+    assert max(in_flight) <= 2
+    assert published_ids() == list(range(50_000))
+
+
+def test_batches_may_be_tables(tmp_path: Path) -> None:
+    assert isinstance(
+        pa.table({"a": [1]}), pa.Table
+    )  # readers may yield Tables; see runner.produce
