@@ -63,7 +63,7 @@ def load_transform(name: str, where: str) -> type[Transform]:
     if key not in TRANSFORMS:
         raise ConfigError(f"{where}: unknown transformer {name!r}{did_you_mean(key, TRANSFORMS)}")
     module_path, cls_name = TRANSFORMS[key].split(":")
-    return getattr(importlib.import_module(module_path), cls_name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_path), cls_name)  # type: ignore[no-any-return,unused-ignore]
 
 
 def transform_catalog() -> list[dict[str, str]]:

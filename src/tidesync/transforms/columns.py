@@ -1,0 +1,582 @@
+"""tidesync's own transformers: they name columns, not positions.
+
+- ``rename``: ``{"columns": {"old": "new"}}``
+- ``select``: ``{"columns": ["b", "a"]}`` keeps these columns, in this order
+- ``cast``: ``{"columns": {"age": "long", "ts": {"type": "timestamp", "format": "yyyy-MM-dd"}}}``
+- ``regex_replace``: ``{"column": "name", "pattern": " +", "replacement": " "}``
+- ``timezone``: ``{"columns": ["ts"], "from": "Asia/Shanghai", "to": "UTC", "keepZone": false}``
+
+A column named here but absent from a batch is a ConfigError naming the key path and the columns
+the batch has. ``cast`` is the one that meets bad rows: a value that cannot be converted raises
+DirtyRecordError, so the engine keeps that row (alone) as a dirty record and the others go on.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidesync.connectors.base import Context
+from tidesync.errors import ConfigError, DirtyRecordError, did_you_mean
+from tidesync.transforms.base import Transform
+
+__all__ = ["Rename", "Select", "Cast", "RegexReplace", "TimeZone"]
+
+
+def _index(schema: pa.Schema, name: str, where: str) -> int:
+    """Position of column ``name``, or a ConfigError naming ``where`` and the columns there are."""
+    i = schema.get_field_index(name)
+    if i < 0:
+        have = ", ".join(repr(n) for n in schema.names) or "none"
+        raise ConfigError(
+            f"{where}: no column {name!r} in the batch{did_you_mean(name, schema.names)}; "
+            f"its columns are {have}"
+        )
+    return i
+
+
+def _names(p: Any, key: str) -> list[str]:
+    """A required, non-empty list of distinct column names."""
+    raw = p.list(key, required=True)
+    if raw is None:
+        return []
+    if not raw:
+        p.problem(key, "must name at least one column")
+    names: list[str] = []
+    for i, n in enumerate(raw):
+        if not isinstance(n, str) or not n:
+            p.problem(f"{key}[{i}]", f"must be a column name, got {n!r}")
+        elif n in names:
+            p.problem(f"{key}[{i}]", f"column {n!r} is named twice")
+        else:
+            names.append(n)
+    return names
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+class Rename(Transform):
+    """``{"columns": {"old": "new", ...}}``: rename columns; order and data are unchanged."""
+
+    name = "rename"
+    summary = "rename columns"
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        super().__init__(params, ctx)
+        before = len(self.p.problems)
+        raw = self.p.obj("columns")
+        if raw is None and len(self.p.problems) == before:
+            self.p.problem("columns", 'is required: {"old name": "new name", ...}')
+        self.mapping: dict[str, str] = {}
+        for old, new in (raw or {}).items():
+            if not isinstance(new, str) or not new:
+                self.p.problem(
+                    f"columns.{old}", f"the new name must be a non-empty string, got {new!r}"
+                )
+            elif new in self.mapping.values():
+                self.p.problem(f"columns.{old}", f"two columns would be named {new!r}")
+            else:
+                self.mapping[old] = new
+        if raw == {}:
+            self.p.problem("columns", "must rename at least one column")
+        self.p.done()
+
+    def output_schema(self, schema: pa.Schema | None) -> pa.Schema | None:
+        if schema is None:
+            return None
+        names = self._renamed(schema)
+        return pa.schema(
+            [f.with_name(n) for f, n in zip(schema, names, strict=True)], schema.metadata
+        )
+
+    def _renamed(self, schema: pa.Schema) -> list[str]:
+        for old in self.mapping:
+            _index(schema, old, self.ctx.path(f"columns.{old}"))
+        names = [self.mapping.get(n, n) for n in schema.names]
+        for old, new in self.mapping.items():
+            if names.count(new) > 1:
+                raise ConfigError(
+                    f"{self.ctx.path(f'columns.{old}')}: the batch already has a column {new!r}; "
+                    f"rename or drop that one too"
+                )
+        return names
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return batch.rename_columns(self._renamed(batch.schema))
+
+
+class Select(Transform):
+    """``{"columns": ["a", "b"]}``: keep these columns, in this order; drop the others."""
+
+    name = "select"
+    summary = "keep and order columns"
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        super().__init__(params, ctx)
+        self.columns = _names(self.p, "columns")
+        self.p.done()
+
+    def _indices(self, schema: pa.Schema) -> list[int]:
+        return [
+            _index(schema, n, self.ctx.path(f"columns[{i}]")) for i, n in enumerate(self.columns)
+        ]
+
+    def output_schema(self, schema: pa.Schema | None) -> pa.Schema | None:
+        if schema is None:
+            return None
+        return pa.schema([schema.field(i) for i in self._indices(schema)], schema.metadata)
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return batch.select(self._indices(batch.schema))
+
+
+# -- cast ---------------------------------------------------------------------------------------
+
+#: type names users write -> the kind they mean
+_KINDS = {
+    "string": "string", "varchar": "string", "text": "string",
+    "long": "long", "bigint": "long", "int": "long", "integer": "long",
+    "double": "double", "float": "double",
+    "boolean": "boolean", "bool": "boolean",
+    "decimal": "decimal", "numeric": "decimal",
+    "date": "date",
+    "timestamp": "timestamp", "datetime": "timestamp",
+    "bytes": "bytes", "binary": "bytes",
+}  # fmt: skip
+_DECIMAL = re.compile(r"(decimal|numeric)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", re.I)
+
+#: Java date pattern letters (as DataX writes formats) -> strftime/strptime
+_JAVA = {
+    "yyyy": "%Y", "yy": "%y", "MMMM": "%B", "MMM": "%b", "MM": "%m", "M": "%m",
+    "dd": "%d", "d": "%d", "HH": "%H", "H": "%H", "hh": "%I", "h": "%I",
+    "mm": "%M", "m": "%M", "ss": "%S", "s": "%S", "a": "%p",
+    "EEEE": "%A", "EEE": "%a", "Z": "%z", "XX": "%z",
+}  # fmt: skip
+
+
+def java_format(fmt: str) -> str:
+    """``yyyy-MM-dd HH:mm:ss`` -> ``%Y-%m-%d %H:%M:%S``; a format holding ``%`` is kept as it is.
+
+    Raises ValueError naming a letter it cannot translate (fractions of a second among them).
+    """
+    if "%" in fmt:
+        return fmt
+    out: list[str] = []
+    pos = 0
+    for m in re.finditer(r"'((?:[^']|'')*)'|([A-Za-z])\2*|[^A-Za-z']+", fmt):
+        if m.start() != pos:
+            break
+        pos = m.end()
+        if m.group(1) is not None:  # quoted text; '' is a quote
+            out.append(m.group(1).replace("''", "'") or "'")
+        elif m.group(2) is not None:
+            token = m.group(0)
+            if token not in _JAVA:
+                raise ValueError(
+                    f"pattern letters {token!r} are not supported; use y M d H h m s a E Z "
+                    f"(fractions of a second: leave 'format' out and write ISO-8601)"
+                )
+            out.append(_JAVA[token])
+        else:
+            out.append(m.group(0))
+    if pos != len(fmt):
+        raise ValueError(f"an unterminated quote at position {pos}; write a quote as ''")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class _Target:
+    kind: str
+    label: str  # the type as the user wrote it, for messages
+    type: pa.DataType
+    fmt: str | None = None  # strftime/strptime
+
+
+def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
+    fmt_raw: Any = None
+    if isinstance(spec, dict):
+        unknown = sorted(set(spec) - {"type", "format"})
+        for k in unknown:
+            p.problem(
+                f"{key}.{k}",
+                f"unknown key{did_you_mean(k, ['type', 'format'])}; a cast takes type and format",
+            )
+        fmt_raw = spec.get("format")
+        spec = spec.get("type")
+        key = f"{key}.type"
+    if not isinstance(spec, str) or not spec.strip():
+        p.problem(
+            key,
+            f'must be a type name such as "long" or {{"type": ..., "format": ...}}, got {spec!r}',
+        )
+        return None
+    label = spec.strip()
+    m = _DECIMAL.fullmatch(label)
+    kind = "decimal" if m else _KINDS.get(label.lower())
+    if kind is None:
+        p.problem(
+            key,
+            f"unknown type {label!r}{did_you_mean(label.lower(), _KINDS)}; "
+            f"types: string, long, double, boolean, decimal(p,s), date, timestamp, bytes",
+        )
+        return None
+    if kind == "decimal":
+        if not m:
+            p.problem(key, f"{label!r} needs a precision and scale, such as decimal(18,2)")
+            return None
+        precision, scale = int(m.group(2)), int(m.group(3) or 0)
+        if not 1 <= precision <= 76 or scale > precision:
+            p.problem(key, f"{label!r}: precision must be 1..76 and scale at most the precision")
+            return None
+        t: pa.DataType = (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, scale)
+    else:
+        t = {
+            "string": pa.string(), "long": pa.int64(), "double": pa.float64(),
+            "boolean": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("us"),
+            "bytes": pa.binary(),
+        }[kind]  # fmt: skip
+    fmt = None
+    if fmt_raw is not None:
+        fkey = key.rsplit(".", 1)[0] + ".format"
+        if (
+            kind not in ("date", "timestamp", "string")
+            or not isinstance(fmt_raw, str)
+            or not fmt_raw
+        ):
+            p.problem(
+                fkey,
+                "a format is a date pattern such as 'yyyy-MM-dd HH:mm:ss', "
+                "for casts to date, timestamp or string",
+            )
+        else:
+            try:
+                fmt = java_format(fmt_raw)
+            except ValueError as e:
+                p.problem(fkey, str(e))
+    return _Target(kind, label, t, fmt)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _is_bytes(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_binary_view(t)
+        or pa.types.is_fixed_size_binary(t)
+    )
+
+
+def _is_moment(t: pa.DataType) -> bool:
+    return pa.types.is_timestamp(t) or pa.types.is_date(t)
+
+
+class Cast(Transform):
+    """``{"columns": {"age": "long", "ts": {"type": "timestamp", "format": "yyyy-MM-dd"}}}``.
+
+    Types: ``string``, ``long`` (``bigint``, ``int``: 64-bit), ``double`` (``float``),
+    ``boolean``, ``decimal(p,s)``, ``date``, ``timestamp`` (microseconds; a timestamp source
+    keeps its unit and zone), ``bytes``. Text is trimmed before it becomes a number, boolean,
+    date or timestamp. Nothing is rounded or truncated silently: ``'1.5'`` to long and
+    ``'1.234'`` to decimal(10,2) are dirty rows. Dates and timestamps become long as
+    milliseconds since the epoch, and a long becomes a timestamp the same way (DataX's
+    ``Date.getTime``); a naive timestamp is wall-clock time in the job's time zone.
+    """
+
+    name = "cast"
+    summary = "convert columns to another type; unconvertible rows become dirty records"
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        super().__init__(params, ctx)
+        before = len(self.p.problems)
+        raw = self.p.obj("columns")
+        if raw is None and len(self.p.problems) == before:
+            self.p.problem("columns", 'is required: {"column": "type", ...}')
+        if raw == {}:
+            self.p.problem("columns", "must name at least one column")
+        self.targets: dict[str, _Target] = {}
+        for col, spec in (raw or {}).items():
+            target = _parse_target(spec, f"columns.{col}", self.p)
+            if target is not None:
+                self.targets[col] = target
+        self.p.done()
+        self._checked: dict[tuple[str, pa.DataType], pa.DataType] = {}
+
+    def _out_type(self, col: str, src: pa.DataType, target: _Target) -> pa.DataType:
+        """The type ``src`` becomes; ConfigError when no value of ``src`` could ever convert."""
+        key = (col, src)
+        if key not in self._checked:
+            try:
+                self._checked[key] = self._convert(pa.array([], src), target).type
+            except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                raise ConfigError(
+                    f"{self.ctx.path(f'columns.{col}')}: cannot cast column {col!r} from {src} to "
+                    f"{target.label}; cast it to string first, or pick another type"
+                ) from None
+        return self._checked[key]
+
+    def output_schema(self, schema: pa.Schema | None) -> pa.Schema | None:
+        if schema is None:
+            return None
+        for col, target in self.targets.items():
+            i = _index(schema, col, self.ctx.path(f"columns.{col}"))
+            f = schema.field(i)
+            schema = schema.set(i, f.with_type(self._out_type(col, f.type, target)))
+        return schema
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        for col, target in self.targets.items():
+            i = _index(batch.schema, col, self.ctx.path(f"columns.{col}"))
+            f = batch.schema.field(i)
+            self._out_type(col, f.type, target)
+            arr = batch.column(i)
+            try:
+                out = self._convert(arr, target)
+            except pa.ArrowInvalid as e:
+                raise DirtyRecordError(self._reason(col, arr, target, e)) from None
+            batch = batch.set_column(i, f.with_type(out.type), out)
+        return batch
+
+    @staticmethod
+    def _reason(col: str, arr: pa.Array, target: _Target, e: Exception) -> str:
+        detail = _first_line(e)
+        if len(arr) != 1:
+            n = len(arr)
+            return f"column {col!r}: some of {n} values cannot be cast to {target.label} ({detail})"
+        v = arr[0].as_py()
+        shown = repr(v) if isinstance(v, str | bytes) else str(v)
+        hint = ""
+        low = detail.lower()
+        if "truncat" in low or "data loss" in low or "lose data" in low:
+            hint = ": it would lose digits"
+        elif "overflow" in low or "out of bounds" in low or "out of range" in low:
+            hint = ": out of range"
+        return f"column {col!r}: cannot cast {shown} to {target.label}{hint}"
+
+    def _convert(self, arr: pa.Array, t: _Target) -> pa.Array:
+        src = arr.type
+        if pa.types.is_string_view(src):
+            arr, src = arr.cast(pa.string()), pa.string()
+        if t.kind == "string":
+            if t.fmt and _is_moment(src):
+                return pc.strftime(self._to_seconds(arr), format=t.fmt)
+            return arr.cast(pa.string())  # bytes: validated as UTF-8
+        if t.kind == "bytes":
+            return (arr if _is_bytes(src) else arr.cast(pa.string())).cast(pa.binary())
+        if _is_text(src):
+            arr = pc.utf8_trim_whitespace(arr)
+            if t.fmt and t.kind in ("date", "timestamp"):
+                parsed = pc.strptime(arr, format=t.fmt, unit="us", error_is_null=False)
+                return parsed.cast(pa.date32(), safe=False) if t.kind == "date" else parsed
+        if t.kind == "long" and _is_moment(src):
+            return self._epoch_ms(arr)
+        if t.kind in ("date", "timestamp") and pa.types.is_integer(src):
+            instant = arr.cast(pa.int64()).cast(pa.timestamp("ms", self.ctx.timezone))
+            arr = pc.local_timestamp(instant).cast(pa.timestamp("us"))
+            return arr.cast(pa.date32(), safe=False) if t.kind == "date" else arr
+        if t.kind == "timestamp" and pa.types.is_timestamp(src):
+            return arr  # keeps its unit and zone
+        if t.kind == "date" and pa.types.is_timestamp(src):
+            return arr.cast(pa.date32(), safe=False)  # the day, in the value's own zone
+        return arr.cast(t.type)
+
+    def _to_seconds(self, arr: pa.Array) -> pa.Array:
+        # strftime's %S prints fractions at finer units; a pattern's "ss" means whole seconds.
+        if pa.types.is_date(arr.type):
+            return arr.cast(pa.timestamp("s"))
+        floored = pc.floor_temporal(arr, unit="second")
+        return floored.cast(pa.timestamp("s", arr.type.tz))
+
+    def _epoch_ms(self, arr: pa.Array) -> pa.Array:
+        if pa.types.is_date(arr.type):
+            arr = arr.cast(pa.timestamp("ms"))
+        if arr.type.tz is None:
+            arr = pc.assume_timezone(
+                arr, self.ctx.timezone, ambiguous="earliest", nonexistent="earliest"
+            )
+        ms = pc.floor_temporal(arr, unit="millisecond").cast(pa.timestamp("ms", arr.type.tz))
+        return ms.cast(pa.int64())
+
+
+# -- regex_replace -------------------------------------------------------------------------------
+
+
+class RegexReplace(Transform):
+    """``{"column": "name", "pattern": "\\s+", "replacement": " ", "maxReplacements": 1}``.
+
+    RE2 syntax (no look-around, no back-references in the pattern); ``\\1`` in the replacement
+    is the first group. An empty or absent replacement deletes the matches. Every match is
+    replaced unless ``maxReplacements`` says how many, from the left. Nulls stay null.
+    """
+
+    name = "regex_replace"
+    summary = "replace what a regular expression matches in a text column"
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        super().__init__(params, ctx)
+        p = self.p
+        self.column: str = p.str("column", required=True)
+        self.pattern: str = p.str("pattern", required=True)
+        self.replacement: str = p.str("replacement", "")
+        self.max: int | None = p.int("maxReplacements", minimum=1)
+        if self.pattern is not None and self.replacement is not None:
+            try:
+                pc.match_substring_regex(pa.array([""]), self.pattern)  # names the user's pattern
+                self._replace(pa.array([""]))
+            except pa.ArrowInvalid as e:
+                detail = _first_line(e)
+                key = "replacement" if "replacement" in detail.lower() else "pattern"
+                p.problem(key, f"{detail} (RE2 syntax; \\1 in the replacement is the first group)")
+        p.done()
+
+    def _replace(self, arr: pa.Array) -> pa.Array:
+        return pc.replace_substring_regex(
+            arr, pattern=self.pattern, replacement=self.replacement, max_replacements=self.max
+        )
+
+    def _check(self, schema: pa.Schema) -> int:
+        i = _index(schema, self.column, self.ctx.path("column"))
+        t = schema.field(i).type
+        if not (_is_text(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+            raise ConfigError(
+                f"{self.ctx.path('column')}: column {self.column!r} is {t}; regex_replace works "
+                f'on text: cast it first ({{"name": "cast", "parameter": '
+                f'{{"columns": {{"{self.column}": "string"}}}}}})'
+            )
+        return i
+
+    def output_schema(self, schema: pa.Schema | None) -> pa.Schema | None:
+        if schema is None:
+            return None
+        i = self._check(schema)
+        f = schema.field(i)
+        return (
+            schema.set(i, f.with_type(pa.string())) if pa.types.is_string_view(f.type) else schema
+        )
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        i = self._check(batch.schema)
+        arr = batch.column(i)
+        if pa.types.is_string_view(arr.type):
+            arr = arr.cast(pa.string())
+        out = self._replace(arr)
+        return batch.set_column(i, batch.schema.field(i).with_type(out.type), out)
+
+
+# -- timezone ------------------------------------------------------------------------------------
+
+_OFFSET = re.compile(r"[+-]\d{2}:\d{2}")
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def _zone_problem(name: str) -> str | None:
+    if _OFFSET.fullmatch(name):
+        return None
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return (
+            f"unknown time zone {name!r}{did_you_mean(name, _zones())}; write an IANA name "
+            f"such as 'Asia/Shanghai' or 'UTC', or an offset such as '+08:00'"
+        )
+    return None
+
+
+class TimeZone(Transform):
+    """``{"columns": ["ts"], "from": "Asia/Shanghai", "to": "UTC", "keepZone": false}``.
+
+    A naive timestamp is wall-clock time in ``from`` (default: the job's time zone); a
+    timestamp that carries a zone is converted from that zone and ``from`` does not apply.
+    The result is wall-clock time in ``to``: naive by default, or a timestamp carrying ``to``
+    with ``"keepZone": true``. A naive value that does not exist in ``from`` (the hour skipped
+    when clocks go forward) or that exists twice (the hour repeated when they go back) is a
+    dirty row unless ``nonexistent``/``ambiguous`` say ``earliest`` or ``latest``.
+    """
+
+    name = "timezone"
+    summary = "convert timestamp columns from one time zone to another"
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        super().__init__(params, ctx)
+        p = self.p
+        self.columns = _names(p, "columns")
+        self.source: str = p.str("from", ctx.timezone)
+        self.target: str = p.str("to", required=True)
+        self.keep_zone: bool = p.bool("keepZone", False)
+        choices = ("raise", "earliest", "latest")
+        self.ambiguous: str = p.str("ambiguous", "raise", choices=choices, lower=True)
+        self.nonexistent: str = p.str("nonexistent", "raise", choices=choices, lower=True)
+        for key, zone in (("from", self.source), ("to", self.target)):
+            problem = _zone_problem(zone) if zone else None
+            if problem:
+                origin = "" if key in params else " (the job's time zone)"
+                p.problem(key, problem + origin)
+        p.done()
+
+    def _out_type(self, schema: pa.Schema, i: int, name: str) -> pa.DataType:
+        t = schema.field(name).type
+        if not pa.types.is_timestamp(t):
+            raise ConfigError(
+                f"{self.ctx.path(f'columns[{i}]')}: column {name!r} is {t}; timezone converts "
+                f'timestamps: cast it first ({{"name": "cast", "parameter": '
+                f'{{"columns": {{"{name}": "timestamp"}}}}}})'
+            )
+        return pa.timestamp(t.unit, self.target if self.keep_zone else None)
+
+    def output_schema(self, schema: pa.Schema | None) -> pa.Schema | None:
+        if schema is None:
+            return None
+        for i, name in enumerate(self.columns):
+            j = _index(schema, name, self.ctx.path(f"columns[{i}]"))
+            schema = schema.set(j, schema.field(j).with_type(self._out_type(schema, i, name)))
+        return schema
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        for i, name in enumerate(self.columns):
+            j = _index(batch.schema, name, self.ctx.path(f"columns[{i}]"))
+            out_type = self._out_type(batch.schema, i, name)
+            arr = batch.column(j)
+            if arr.type.tz is None:
+                try:
+                    arr = pc.assume_timezone(
+                        arr, self.source, ambiguous=self.ambiguous, nonexistent=self.nonexistent
+                    )
+                except pa.ArrowInvalid as e:
+                    raise DirtyRecordError(self._reason(name, batch.column(j), e)) from None
+            arr = arr.cast(pa.timestamp(out_type.unit, self.target))
+            if not self.keep_zone:
+                arr = pc.local_timestamp(arr)
+            batch = batch.set_column(j, batch.schema.field(j).with_type(arr.type), arr)
+        return batch
+
+    def _reason(self, name: str, arr: pa.Array, e: Exception) -> str:
+        if len(arr) != 1:
+            return (
+                f"column {name!r}: some wall-clock times are not one instant in {self.source} "
+                f"({_first_line(e)})"
+            )
+        v = arr[0].as_py()
+        why, key = (
+            ("does not exist", "nonexistent")
+            if "exist" in str(e)
+            else ("is ambiguous", "ambiguous")
+        )
+        return (
+            f"column {name!r}: {v} {why} in {self.source} (a daylight-saving change); "
+            f"set {key!r} to 'earliest' or 'latest' to accept it"
+        )

@@ -1,0 +1,439 @@
+"""DataX's built-in transformers, over whole Arrow columns.
+
+A DataX job names a column by position and passes its arguments as strings::
+
+    {"name": "dx_substr", "parameter": {"columnIndex": 1, "paras": ["1", "3"]}}
+
+``columnIndex`` is the 0-based position of the column in the batch; ``paras`` are the
+transformer's arguments (numbers may be written as strings or numbers). Semantics follow DataX's
+``SubstrTransformer``, ``PadTransformer``, ``ReplaceTransformer``, ``FilterTransformer`` and
+``DigestTransformer``; where tidesync differs it says so here and in ``docs/transforms.md``:
+
+- positions and lengths count characters (code points), not bytes and not UTF-16 units;
+- a start position beyond the end of a value clips to the end (``dx_substr`` gives ``""``,
+  ``dx_replace`` appends) where DataX makes the row dirty;
+- ``like``/``not like`` use RE2 syntax (no look-around or back-references), fully anchored as
+  Java's ``String.matches``.
+
+A column that is not text is first converted to text with Arrow's cast (DataX's ``asString``),
+and the transformed column is a string column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidesync.connectors.base import Context
+from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.transforms.base import Transform
+
+__all__ = ["Substr", "Pad", "Replace", "Filter", "Digest"]
+
+
+class _DataX(Transform):
+    """``{"columnIndex": i, "paras": [...]}``: checks both, then ``_parse`` reads ``paras``."""
+
+    #: how DataX users know the arguments, for messages: "[startIndex, length]"
+    signature: ClassVar[str] = ""
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        super().__init__(params, ctx)
+        self.index: int = self.p.int("columnIndex", required=True, minimum=0)
+        paras = self.p.list("paras", required=True)
+        if paras is not None:
+            want = self.signature.count(",") + 1
+            if len(paras) != want:
+                self.p.problem(
+                    "paras",
+                    f"{self.name} needs {want} values {self.signature}, got {len(paras)}",
+                )
+            else:
+                self._parse(paras)
+        self.p.done()
+
+    def _parse(self, paras: list[Any]) -> None:
+        raise NotImplementedError
+
+    # -- reading paras ----------------------------------------------------------------------
+
+    def _int(self, paras: list[Any], i: int, what: str) -> int:
+        v = paras[i]
+        try:
+            if isinstance(v, bool) or isinstance(v, float) and not v.is_integer():
+                raise ValueError
+            n = int(v.strip() if isinstance(v, str) else v)
+            if n < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            self.p.problem(
+                f"paras[{i}]", f"{self.name} {what} must be a whole number >= 0, got {v!r}"
+            )
+            return 0
+        return n
+
+    def _str(self, paras: list[Any], i: int, what: str, *, empty: bool = True) -> str:
+        v = paras[i]
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            self.p.problem(f"paras[{i}]", f"{self.name} {what} must be a string, got {v!r}")
+            return ""
+        if not empty and v == "":
+            self.p.problem(f"paras[{i}]", f"{self.name} {what} must not be empty")
+        return str(v)
+
+    def _choice(self, paras: list[Any], i: int, what: str, choices: dict[str, str]) -> str:
+        v = paras[i]
+        key = v.strip().lower() if isinstance(v, str) else None
+        if key not in choices:
+            shown = ", ".join(dict.fromkeys(choices.values()))
+            self.p.problem(f"paras[{i}]", f"{self.name} {what} must be one of {shown}, got {v!r}")
+            return next(iter(choices.values()))
+        return choices[key]
+
+    # -- the column -------------------------------------------------------------------------
+
+    def _field(self, schema: pa.Schema) -> pa.Field:
+        if self.index >= len(schema):
+            raise ConfigError(
+                f"{self.ctx.path('columnIndex')}: there is no column {self.index} "
+                f"(0-based); {_describe(schema)}"
+            )
+        return schema.field(self.index)
+
+    def output_schema(self, schema: pa.Schema | None) -> pa.Schema | None:
+        if schema is None:
+            return None
+        f = self._field(schema)
+        return schema.set(self.index, f.with_type(self._out_type(f.type)))
+
+    def _out_type(self, t: pa.DataType) -> pa.DataType:
+        _text_type(t, self._where_type(t))  # type-level check only
+        return pa.large_string() if _is_large(t) else pa.string()
+
+    def _where_type(self, t: pa.DataType) -> str:
+        return (
+            f"{self.ctx.path('columnIndex')}: column {self.index} is {t}, which has no text "
+            f"form; {self.name} works on text, numbers, dates and the like"
+        )
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        f = self._field(batch.schema)
+        col = batch.column(self.index)
+        out = self._column(_text(col, f.name, self._where_type(f.type)))
+        return batch.set_column(self.index, f.with_type(out.type), out)
+
+    def _column(self, text: pa.Array) -> pa.Array:
+        raise NotImplementedError
+
+
+class Substr(_DataX):
+    """``paras: [startIndex, length]``: ``length`` characters from ``startIndex`` (0-based)."""
+
+    name = "dx_substr"
+    summary = "substring of a column by character position (DataX dx_substr)"
+    signature = "[startIndex, length]"
+
+    def _parse(self, paras: list[Any]) -> None:
+        self.start = self._int(paras, 0, "startIndex")
+        self.length = self._int(paras, 1, "length")
+
+    def _column(self, text: pa.Array) -> pa.Array:
+        return pc.utf8_slice_codeunits(text, self.start, self.start + self.length)
+
+
+class Pad(_DataX):
+    """``paras: [l|r, length, padString]``: pad to ``length`` characters, or cut the right side."""
+
+    name = "dx_pad"
+    summary = "pad a column to a length on the left or right, or cut it (DataX dx_pad)"
+    signature = "[l|r, length, padString]"
+
+    def _parse(self, paras: list[Any]) -> None:
+        self.side = self._choice(paras, 0, "side", {"l": "l", "r": "r"})
+        self.length = self._int(paras, 1, "length")
+        self.pad = self._str(paras, 2, "padString", empty=False)
+
+    def _column(self, text: pa.Array) -> pa.Array:
+        # DataX pads a null as "" (the result is all padding).
+        text = pc.fill_null(text, pa.scalar("", text.type))
+        cut = pc.utf8_slice_codeunits(text, 0, self.length)
+        need = pc.subtract(pa.scalar(self.length, pa.int64()), pc.utf8_length(cut).cast(pa.int64()))
+        # A padding per distinct missing length, not per row: few distinct values in a batch.
+        distinct = pc.unique(need).to_pylist()
+        repeated = self.pad * (self.length // len(self.pad) + 1)
+        pads = pa.array([repeated[:k] for k in distinct], text.type)
+        padding = pads.take(pc.index_in(need, value_set=pa.array(distinct, pa.int64())))
+        parts = (padding, cut) if self.side == "l" else (cut, padding)
+        return pc.binary_join_element_wise(*parts, pa.scalar("", text.type))
+
+
+class Replace(_DataX):
+    """``paras: [startIndex, length, replaceString]``: replace ``[start, start+length)``."""
+
+    name = "dx_replace"
+    summary = "replace the characters at a position of a column (DataX dx_replace)"
+    signature = "[startIndex, length, replaceString]"
+
+    def _parse(self, paras: list[Any]) -> None:
+        self.start = self._int(paras, 0, "startIndex")
+        self.length = self._int(paras, 1, "length")
+        self.replacement = self._str(paras, 2, "replaceString")
+
+    def _column(self, text: pa.Array) -> pa.Array:
+        head = pc.utf8_slice_codeunits(text, 0, self.start)
+        tail = pc.utf8_slice_codeunits(text, self.start + self.length)
+        mid = pa.scalar(self.replacement, text.type)
+        return pc.binary_join_element_wise(head, mid, tail, pa.scalar("", text.type))
+
+
+class Digest(_DataX):
+    """``paras: [md5|sha1, toUpperCase|toLowerCase]``: the hex digest of the column's value."""
+
+    name = "dx_digest"
+    summary = "md5 or sha1 hex digest of a column (DataX dx_digest)"
+    signature = "[md5|sha1, toUpperCase|toLowerCase]"
+
+    def _parse(self, paras: list[Any]) -> None:
+        self.algorithm = self._choice(paras, 0, "algorithm", {"md5": "md5", "sha1": "sha1"})
+        self.upper = (
+            self._choice(
+                paras, 1, "case", {"touppercase": "toUpperCase", "tolowercase": "toLowerCase"}
+            )
+            == "toUpperCase"
+        )
+
+    def _out_type(self, t: pa.DataType) -> pa.DataType:
+        if not _is_binary(t):
+            _text_type(t, self._where_type(t))
+        return pa.string()
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        f = self._field(batch.schema)
+        col = batch.column(self.index)
+        if _is_binary(col.type):  # the bytes themselves, not a text form of them
+            raw = col.cast(pa.large_binary())
+        else:
+            raw = _text(col, f.name, self._where_type(f.type)).cast(pa.large_binary())
+        # Arrow has no md5: one pass of hashlib over the column, nulls hashed as "" like DataX.
+        new = getattr(hashlib, self.algorithm)
+        values = pc.fill_null(raw, pa.scalar(b"", raw.type)).to_pylist()
+        hexes = [new(v).hexdigest() for v in values]
+        out = pa.array(hexes, pa.string())
+        if self.upper:
+            out = pc.ascii_upper(out)
+        return batch.set_column(self.index, f.with_type(pa.string()), out)
+
+
+#: operator as written (lower case) -> the one it means
+_OPERATORS = {
+    "like": "like",
+    "not like": "not like",
+    ">": ">",
+    "<": "<",
+    "=": "=",
+    "==": "=",
+    "!=": "!=",
+    ">=": ">=",
+    "<=": "<=",
+}
+_COMPARE = {
+    ">": pc.greater,
+    "<": pc.less,
+    "=": pc.equal,
+    "!=": pc.not_equal,
+    ">=": pc.greater_equal,
+    "<=": pc.less_equal,
+}
+
+
+class Filter(_DataX):
+    """``paras: [operator, value]``: drop the rows that meet the condition (DataX semantics).
+
+    Comparisons follow the column's type: numbers by value, text/bytes/booleans
+    lexicographically (booleans as ``"true"``/``"false"``), dates and timestamps against an
+    ISO-8601 value or, as DataX does, a whole number of milliseconds since the epoch.
+    Nulls, as DataX treats them: ``>``, ``>=``, ``<``, ``<=`` and ``like`` keep them;
+    ``not like`` drops them; ``= null`` drops exactly the nulls and ``!= null`` keeps exactly
+    the nulls; ``!=`` any other value drops them, ``=`` any other value keeps them.
+    """
+
+    name = "dx_filter"
+    summary = "drop the rows whose column meets a condition (DataX dx_filter)"
+    signature = "[operator, value]"
+
+    def _parse(self, paras: list[Any]) -> None:
+        choices = {k: k for k in _OPERATORS}
+        self.op = _OPERATORS[self._choice(paras, 0, "operator", choices)]
+        self.value = self._str(paras, 1, "value", empty=False)
+        self.pattern = ""
+        if self.op in ("like", "not like"):
+            # Java's String.matches is a full match; RE2 is anchored the same way here.
+            self.pattern = f"^(?:{self.value})$"
+            try:
+                pc.match_substring_regex(pa.array([""]), self.value)
+                pc.match_substring_regex(pa.array([""]), self.pattern)
+            except pa.ArrowInvalid as e:
+                self.p.problem("paras[1]", f"dx_filter {self.op} needs a regular expression: {e}")
+        self._cache: dict[pa.DataType, Any] = {}
+
+    def output_schema(self, schema: pa.Schema | None) -> pa.Schema | None:
+        if schema is not None:
+            self._operand(self._field(schema).type)
+        return schema
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        f = self._field(batch.schema)
+        met = self._condition(batch.column(self.index), f)
+        return batch.filter(pc.invert(met))
+
+    def _is_null_test(self) -> bool:
+        return self.op in ("=", "!=") and self.value.strip().lower() == "null"
+
+    def _operand(self, t: pa.DataType) -> Any:
+        """The value compared with a column of type ``t`` (checked once per type)."""
+        if t in self._cache:
+            return self._cache[t]
+        v = self.value
+        where = self.ctx.path("paras[1]")
+        what = f"dx_filter compares column {self.index} ({t}) with {v!r}"
+        if self._is_null_test() or self.op in ("like", "not like"):
+            if self.op in ("like", "not like") and not _is_binary(t):
+                _text_type(t, self._where_type(t))
+            operand: Any = None
+        elif pa.types.is_integer(t) or pa.types.is_floating(t):
+            try:
+                operand = pa.scalar(int(v) if re.fullmatch(r"\s*[-+]?\d+\s*", v) else float(v))
+            except (ValueError, OverflowError, pa.ArrowInvalid):
+                raise ConfigError(f"{where}: {what}, which is not a number") from None
+        elif pa.types.is_decimal(t):
+            try:
+                operand = pa.scalar(Decimal(v.strip()))
+            except InvalidOperation:
+                raise ConfigError(f"{where}: {what}, which is not a number") from None
+        elif pa.types.is_timestamp(t) or pa.types.is_date(t):
+            operand = self._temporal_operand(t, v, where, what)
+        elif _is_binary(t):
+            operand = pa.scalar(v.encode(), pa.large_binary())
+        elif pa.types.is_boolean(t):
+            operand = pa.scalar(v, pa.string())
+        elif pa.types.is_time(t):
+            try:
+                operand = pa.scalar(v.strip()).cast(t)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise ConfigError(
+                    f"{where}: {what}, which is not a time such as '12:30:00'"
+                ) from None
+        else:
+            _text_type(t, self._where_type(t))
+            operand = pa.scalar(v, pa.string())
+        self._cache[t] = operand
+        return operand
+
+    def _temporal_operand(self, t: pa.DataType, v: str, where: str, what: str) -> Any:
+        if re.fullmatch(r"\s*[-+]?\d+\s*", v):  # DataX: epoch milliseconds
+            return ("epoch_ms", pa.scalar(int(v), pa.int64()))
+        try:
+            if pa.types.is_timestamp(t) and t.tz is not None:
+                naive = pa.scalar(v.strip()).cast(pa.timestamp(t.unit))
+                return pc.assume_timezone(pa.array([naive]), t.tz)[0]
+            return pa.scalar(v.strip()).cast(t)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise ConfigError(
+                f"{where}: {what}, which is neither an ISO-8601 date/time such as "
+                f"'2024-01-31 12:00:00' nor milliseconds since 1970-01-01"
+            ) from None
+
+    def _where_type(self, t: pa.DataType) -> str:
+        return (
+            f"{self.ctx.path('columnIndex')}: column {self.index} is {t}; "
+            f"dx_filter compares numbers, text, bytes, booleans, dates and timestamps"
+        )
+
+    def _condition(self, col: pa.Array, f: pa.Field) -> pa.Array:
+        """True where the row meets the condition (and so is dropped); never null."""
+        operand = self._operand(col.type)
+        if self._is_null_test():
+            return pc.is_null(col) if self.op == "=" else pc.is_valid(col)
+        if self.op in ("like", "not like"):
+            text = col.cast(pa.large_binary()) if _is_binary(col.type) else _text(col, f.name, "")
+            matched = pc.match_substring_regex(text, self.pattern)
+            if self.op == "like":  # a null is not like anything: kept
+                return pc.fill_null(matched, False)
+            return pc.fill_null(pc.invert(matched), True)  # a null is "not like": dropped
+        if isinstance(operand, tuple):  # epoch milliseconds against a date or timestamp
+            col, operand = _epoch_ms(col, self.ctx.timezone), operand[1]
+        elif _is_binary(col.type):
+            col = col.cast(pa.large_binary())
+        elif pa.types.is_boolean(col.type) or pa.types.is_string_view(col.type):
+            col = col.cast(pa.string())
+        met = _COMPARE[self.op](col, operand)
+        # DataX: a null is never >, <, >=, <= or = a value; it is != every value but "null".
+        return pc.fill_null(met, self.op == "!=")
+
+
+# -- helpers shared by the transformers ---------------------------------------------------------
+
+
+def _describe(schema: pa.Schema) -> str:
+    if len(schema) == 0:
+        return "the batch has no columns"
+    cols = ", ".join(f"{i} {n!r}" for i, n in enumerate(schema.names))
+    return f"the batch has {len(schema)} columns: {cols}"
+
+
+def _is_large(t: pa.DataType) -> bool:
+    return pa.types.is_large_string(t) or pa.types.is_large_binary(t)
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+        or pa.types.is_binary_view(t)
+    )
+
+
+def _text_type(t: pa.DataType, where: str) -> pa.DataType:
+    """The text type a column of type ``t`` becomes; ConfigError when it has no text form."""
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return t
+    try:
+        pa.array([], t).cast(pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise ConfigError(where) from None
+    return pa.large_string() if _is_large(t) else pa.string()
+
+
+def _text(col: pa.Array, name: str, where: str) -> pa.Array:
+    """The column as string/large_string: DataX's ``asString``."""
+    target = _text_type(col.type, where)
+    if col.type == target:
+        return col
+    try:
+        return col.cast(target)
+    except pa.ArrowInvalid as e:  # bytes that are not UTF-8: a fault of the row
+        raise DirtyRecordError(f"column {name!r}: {_first_line(e)}") from None
+
+
+def _epoch_ms(col: pa.Array, timezone: str) -> pa.Array:
+    """Milliseconds since the epoch, as DataX's ``DateColumn.asLong``; naive values are wall
+    clock time in the job's time zone (a DST gap or overlap resolves to the earlier instant)."""
+    if pa.types.is_date(col.type):
+        col = col.cast(pa.timestamp("ms"))
+    if col.type.tz is None:
+        col = pc.assume_timezone(col, timezone, ambiguous="earliest", nonexistent="earliest")
+    return (
+        pc.floor_temporal(col, unit="millisecond")
+        .cast(pa.timestamp("ms", col.type.tz))
+        .cast(pa.int64())
+    )
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

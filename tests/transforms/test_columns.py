@@ -1,0 +1,452 @@
+"""tidesync's own transformers: rename, select, cast, regex_replace, timezone."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tidesync.connectors.base import Context
+from tidesync.engine.dirty import isolate
+from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.transforms.base import load_transform
+from tidesync.transforms.columns import Cast, RegexReplace, Rename, Select, TimeZone, java_format
+
+WHERE = "job.content[0].transformer[0].parameter"
+CTX = Context(where=WHERE, timezone="Asia/Shanghai")
+UTC = dt.UTC
+
+
+def people() -> pa.RecordBatch:
+    return pa.record_batch(
+        {"id": pa.array([1, 2], pa.int64()), "name": ["Ann", "Bo"], "age": ["31", "42"]}
+    )
+
+
+def config_error(fn: Any) -> str:
+    with pytest.raises(ConfigError) as e:
+        fn()
+    return str(e.value)
+
+
+def run_isolated(t: Any, b: pa.RecordBatch) -> tuple[pa.Table, list[tuple[int, str]]]:
+    dirty: list[tuple[int, str]] = []
+    parts = isolate(b, t.apply, lambda at, row, e: dirty.append((at, e.reason)))
+    schema = t.output_schema(b.schema)
+    return pa.Table.from_batches(parts, schema), dirty
+
+
+@pytest.mark.parametrize("name", ["rename", "select", "cast", "regex_replace", "timezone"])
+def test_registry_loads_each_transformer_with_name_and_summary(name: str) -> None:
+    cls = load_transform(name, "job.content[0].transformer[0].name")
+    assert (cls.name, bool(cls.summary)) == (name, True)
+
+
+# -- rename -------------------------------------------------------------------------------------
+
+
+def test_rename_renames_in_place_and_keeps_the_data() -> None:
+    t = Rename({"columns": {"name": "full_name", "id": "key"}}, CTX)
+    out = t.apply(people())
+    assert out.schema.names == ["key", "full_name", "age"]
+    assert out.to_pylist()[0] == {"key": 1, "full_name": "Ann", "age": "31"}
+    assert t.output_schema(people().schema) == out.schema
+
+
+def test_rename_of_a_missing_column_names_the_key_and_the_columns() -> None:
+    t = Rename({"columns": {"nmae": "x"}}, CTX)
+    for fn in (lambda: t.apply(people()), lambda: t.output_schema(people().schema)):
+        assert config_error(fn) == (
+            f"{WHERE}.columns.nmae: no column 'nmae' in the batch; did you mean 'name'?; "
+            f"its columns are 'id', 'name', 'age'"
+        )
+
+
+def test_rename_onto_an_existing_column_is_a_config_error() -> None:
+    message = config_error(lambda: Rename({"columns": {"name": "age"}}, CTX).apply(people()))
+    assert message.startswith(f"{WHERE}.columns.name: the batch already has a column 'age'")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, 'columns: is required: {"old name": "new name", ...}'),
+        ({"columns": ["a"]}, "columns: must be an object, got list"),
+        ({"columns": {}}, "columns: must rename at least one column"),
+        ({"columns": {"a": ""}}, "columns.a: the new name must be a non-empty string, got ''"),
+        ({"columns": {"a": "x", "b": "x"}}, "columns.b: two columns would be named 'x'"),
+    ],
+)
+def test_rename_bad_parameters(params: dict[str, Any], message: str) -> None:
+    assert config_error(lambda: Rename(params, CTX)) == f"{WHERE}.{message}"
+
+
+# -- select -------------------------------------------------------------------------------------
+
+
+def test_select_keeps_the_columns_in_the_order_given() -> None:
+    t = Select({"columns": ["age", "id"]}, CTX)
+    out = t.apply(people())
+    assert out.to_pydict() == {"age": ["31", "42"], "id": [1, 2]}
+    assert t.output_schema(people().schema) == out.schema
+
+
+def test_select_of_a_missing_column_names_its_position_and_the_columns() -> None:
+    t = Select({"columns": ["id", "ages"]}, CTX)
+    assert config_error(lambda: t.apply(people())) == (
+        f"{WHERE}.columns[1]: no column 'ages' in the batch; did you mean 'age'?; "
+        f"its columns are 'id', 'name', 'age'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "columns: is required"),
+        ({"columns": []}, "columns: must name at least one column"),
+        ({"columns": ["a", "a"]}, "columns[1]: column 'a' is named twice"),
+        ({"columns": ["a", 3]}, "columns[1]: must be a column name, got 3"),
+    ],
+)
+def test_select_bad_parameters(params: dict[str, Any], message: str) -> None:
+    assert config_error(lambda: Select(params, CTX)) == f"{WHERE}.{message}"
+
+
+# -- cast ---------------------------------------------------------------------------------------
+
+NOON = dt.datetime(2024, 1, 31, 12, 0, 5)
+NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000)  # in Shanghai
+
+
+@pytest.mark.parametrize(
+    ("values", "source", "spec", "expected", "type"),
+    [
+        ([" 12 ", "-3", None], pa.string(), "long", [12, -3, None], pa.int64()),
+        (["7"], pa.string(), "BIGINT", [7], pa.int64()),
+        ([2.0, None], pa.float64(), "int", [2, None], pa.int64()),
+        ([True, False], pa.bool_(), "long", [1, 0], pa.int64()),
+        (["1.5", "1e3"], pa.string(), "double", [1.5, 1000.0], pa.float64()),
+        (["true", "FALSE", "1", "0"], pa.string(), "boolean", [True, False, True, False], pa.bool_()),
+        (["12.3", "-0.05"], pa.string(), "decimal(10,2)", [Decimal("12.30"), Decimal("-0.05")], pa.decimal128(10, 2)),
+        (["1"], pa.string(), "decimal(50, 0)", [Decimal("1")], pa.decimal256(50, 0)),
+        (["2024-01-31"], pa.string(), "date", [dt.date(2024, 1, 31)], pa.date32()),
+        (["31/01/2024"], pa.string(), {"type": "date", "format": "dd/MM/yyyy"}, [dt.date(2024, 1, 31)], pa.date32()),
+        (["2024-01-31 12:00:05", "2024-01-31T12:00:05.25"], pa.string(), "timestamp",
+         [NOON, NOON.replace(microsecond=250000)], pa.timestamp("us")),
+        (["20240131120005"], pa.string(), {"type": "datetime", "format": "yyyyMMddHHmmss"}, [NOON], pa.timestamp("us")),
+        ([NOON.replace(microsecond=999)], pa.timestamp("us"), {"type": "string", "format": "yyyy/MM/dd'T'HH:mm:ss"},
+         ["2024/01/31T12:00:05"], pa.string()),
+        ([dt.date(2024, 1, 31)], pa.date32(), {"type": "string", "format": "%d.%m.%Y"}, ["31.01.2024"], pa.string()),
+        ([NOON], pa.timestamp("us"), "long", [NOON_MS], pa.int64()),  # epoch ms, naive in the job's zone
+        ([NOON_MS], pa.int64(), "timestamp", [NOON], pa.timestamp("us")),
+        ([NOON], pa.timestamp("us"), "date", [dt.date(2024, 1, 31)], pa.date32()),
+        ([NOON], pa.timestamp("ns", "UTC"), "timestamp", [NOON.replace(tzinfo=UTC)], pa.timestamp("ns", "UTC")),
+        ([42, None], pa.int64(), "string", ["42", None], pa.string()),
+        (["héllo"], pa.string(), "bytes", ["héllo".encode()], pa.binary()),
+        ([b"ok"], pa.binary(), "string", ["ok"], pa.string()),
+    ],
+)  # fmt: skip
+def test_cast_converts_values(
+    values: list[Any], source: pa.DataType, spec: Any, expected: list[Any], type: pa.DataType
+) -> None:
+    b = pa.record_batch({"id": list(range(len(values))), "x": pa.array(values, source)})
+    t = Cast({"columns": {"x": spec}}, CTX)
+    out = t.apply(b)
+    assert (out.column(1).to_pylist(), out.schema.field(1).type) == (expected, type)
+    assert out.schema == t.output_schema(b.schema)
+    assert out.column(0).to_pylist() == list(range(len(values)))
+
+
+@pytest.mark.parametrize(
+    ("values", "source", "spec", "reason"),
+    [
+        (["1", "abc", "3"], pa.string(), "long", "column 'x': cannot cast 'abc' to long"),
+        (["1", "", "3"], pa.string(), "long", "column 'x': cannot cast '' to long"),
+        (["1", "1.5", "3"], pa.string(), "long", "column 'x': cannot cast '1.5' to long"),
+        ([1.0, 1.5, 3.0], pa.float64(), "long", "column 'x': cannot cast 1.5 to long: it would lose digits"),
+        (["1", "x", "2"], pa.string(), "double", "column 'x': cannot cast 'x' to double"),
+        (["1", "yes", "0"], pa.string(), "bool", "column 'x': cannot cast 'yes' to bool"),
+        (["1.2", "1.234", "2"], pa.string(), "decimal(10,2)", "column 'x': cannot cast '1.234' to decimal(10,2): it would lose digits"),
+        (["2024-01-01", "2024-13-01", "2024-12-01"], pa.string(), "date", "column 'x': cannot cast '2024-13-01' to date"),
+        (["2024-01-01 00:00:00", "2024-01-01", "2024-01-02 00:00:00"], pa.string(),
+         {"type": "timestamp", "format": "yyyy-MM-dd HH:mm:ss"}, "column 'x': cannot cast '2024-01-01' to timestamp"),
+        ([b"a", b"\xff", b"c"], pa.binary(), "string", "column 'x': cannot cast b'\\xff' to string"),
+    ],
+)  # fmt: skip
+def test_cast_keeps_the_good_rows_and_reports_the_bad_one(
+    values: list[Any], source: pa.DataType, spec: Any, reason: str
+) -> None:
+    b = pa.record_batch({"id": [0, 1, 2], "x": pa.array(values, source)})
+    out, dirty = run_isolated(Cast({"columns": {"x": spec}}, CTX), b)
+    assert out.column("id").to_pylist() == [0, 2]
+    assert dirty == [(1, reason)]
+
+
+def test_cast_of_a_batch_holding_a_bad_row_raises_dirty_record_error_naming_the_column() -> None:
+    b = pa.record_batch({"x": ["1", "abc", "3"]})
+    with pytest.raises(
+        DirtyRecordError, match=r"^column 'x': some of 3 values cannot be cast to long"
+    ):
+        Cast({"columns": {"x": "long"}}, CTX).apply(b)
+
+
+def test_cast_of_an_empty_batch_gives_the_new_types() -> None:
+    b = pa.record_batch({"x": pa.array([], pa.string())})
+    out = Cast({"columns": {"x": "decimal(5,1)"}}, CTX).apply(b)
+    assert (out.num_rows, out.schema.field(0).type) == (0, pa.decimal128(5, 1))
+
+
+def test_cast_between_types_that_never_convert_is_a_config_error() -> None:
+    b = pa.record_batch({"t": pa.array([NOON], pa.timestamp("us"))})
+    t = Cast({"columns": {"t": "double"}}, CTX)
+    for fn in (lambda: t.apply(b), lambda: t.output_schema(b.schema)):
+        assert config_error(fn) == (
+            f"{WHERE}.columns.t: cannot cast column 't' from timestamp[us] to double; "
+            f"cast it to string first, or pick another type"
+        )
+
+
+def test_cast_of_a_missing_column_is_a_config_error() -> None:
+    message = config_error(lambda: Cast({"columns": {"agee": "long"}}, CTX).apply(people()))
+    assert message.startswith(
+        f"{WHERE}.columns.agee: no column 'agee' in the batch; did you mean 'age'?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "problems"),
+    [
+        ("lng", ["columns.x: unknown type 'lng'; did you mean 'long'?; types: string, long, double, "
+                 "boolean, decimal(p,s), date, timestamp, bytes"]),
+        ("decimal", ["columns.x: 'decimal' needs a precision and scale, such as decimal(18,2)"]),
+        ("decimal(80,2)", ["columns.x: 'decimal(80,2)': precision must be 1..76 and scale at most the precision"]),
+        ("decimal(4,5)", ["columns.x: 'decimal(4,5)': precision must be 1..76 and scale at most the precision"]),
+        (3, ['columns.x: must be a type name such as "long" or {"type": ..., "format": ...}, got 3']),
+        ({"format": "yyyy"}, ['columns.x.type: must be a type name such as "long" or {"type": ..., "format": ...}, got None']),
+        ({"type": "date", "fmt": "yyyy"}, ["columns.x.fmt: unknown key; did you mean 'format'?; a cast takes type and format"]),
+        ({"type": "long", "format": "yyyy"}, ["columns.x.format: a format is a date pattern such as 'yyyy-MM-dd HH:mm:ss', "
+                                              "for casts to date, timestamp or string"]),
+        ({"type": "timestamp", "format": "yyyy-MM-dd HH:mm:ss.SSS"},
+         ["columns.x.format: pattern letters 'SSS' are not supported; use y M d H h m s a E Z "
+          "(fractions of a second: leave 'format' out and write ISO-8601)"]),
+    ],
+)  # fmt: skip
+def test_cast_bad_type_specs(spec: Any, problems: list[str]) -> None:
+    with pytest.raises(ConfigError) as e:
+        Cast({"columns": {"x": spec}}, CTX)
+    assert e.value.problems == [f"{WHERE}.{p}" for p in problems]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, 'columns: is required: {"column": "type", ...}'),
+        ({"columns": {}}, "columns: must name at least one column"),
+        ({"columns": ["x"]}, "columns: must be an object, got list"),
+    ],
+)
+def test_cast_bad_parameters(params: dict[str, Any], message: str) -> None:
+    assert config_error(lambda: Cast(params, CTX)) == f"{WHERE}.{message}"
+
+
+@pytest.mark.parametrize(
+    ("java", "strftime"),
+    [
+        ("yyyy-MM-dd HH:mm:ss", "%Y-%m-%d %H:%M:%S"),
+        ("yyyyMMdd", "%Y%m%d"),
+        ("dd/MM/yy hh:mm a", "%d/%m/%y %I:%M %p"),
+        ("yyyy-MM-dd'T'HH:mm", "%Y-%m-%dT%H:%M"),
+        ("EEE, d MMM yyyy", "%a, %d %b %Y"),
+        ("yyyy.MM.dd 'at' HH", "%Y.%m.%d at %H"),
+        ("HH 'o''clock'", "%H o'clock"),
+        ("%Y/%m/%d", "%Y/%m/%d"),  # strftime already: kept
+    ],
+)
+def test_java_date_patterns_become_strftime(java: str, strftime: str) -> None:
+    assert java_format(java) == strftime
+
+
+def test_java_date_pattern_with_an_unterminated_quote_is_refused() -> None:
+    with pytest.raises(
+        ValueError, match=r"^an unterminated quote at position 4; write a quote as ''$"
+    ):
+        java_format("yyyy'T")
+
+
+# -- regex_replace ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "values", "expected"),
+    [
+        ({"pattern": r"\s+", "replacement": " "}, ["a  b\tc", None], ["a b c", None]),
+        ({"pattern": r"(\w+)@(\w+)", "replacement": r"\2 at \1"}, ["ann@host"], ["host at ann"]),
+        ({"pattern": "[0-9]"}, ["a1b22"], ["ab"]),  # no replacement: deleted
+        ({"pattern": "é+", "replacement": "e"}, ["caféé au lait"], ["cafe au lait"]),
+        ({"pattern": "o", "replacement": "0", "maxReplacements": 1}, ["foo"], ["f0o"]),
+    ],
+)
+def test_regex_replace_replaces_matches(
+    params: dict[str, Any], values: list[Any], expected: list[Any]
+) -> None:
+    b = pa.record_batch({"s": pa.array(values, pa.string())})
+    t = RegexReplace({"column": "s", **params}, CTX)
+    out = t.apply(b)
+    assert out.column(0).to_pylist() == expected
+    assert out.schema == t.output_schema(b.schema)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"column": "s", "pattern": "(a"},
+         "pattern: Invalid regular expression: missing ): (a (RE2 syntax; \\1 in the replacement is the first group)"),
+        ({"column": "s", "pattern": "(a)", "replacement": r"\2"},
+         "replacement: Invalid replacement string: Rewrite schema requests 2 matches, but the regexp only has 1 "
+         "parenthesized subexpressions. (RE2 syntax; \\1 in the replacement is the first group)"),
+        ({"pattern": "a"}, "column: is required"),
+        ({"column": "s"}, "pattern: is required"),
+        ({"column": "s", "pattern": "a", "maxReplacements": 0}, "maxReplacements: must be at least 1, got 0"),
+    ],
+)  # fmt: skip
+def test_regex_replace_bad_parameters(params: dict[str, Any], message: str) -> None:
+    assert config_error(lambda: RegexReplace(params, CTX)) == f"{WHERE}.{message}"
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ("nam", "column: no column 'nam' in the batch; did you mean 'name'?; its columns are 'id', 'name', 'age'"),
+        ("id", "column: column 'id' is int64; regex_replace works on text: cast it first "
+               '({"name": "cast", "parameter": {"columns": {"id": "string"}}})'),
+    ],
+)  # fmt: skip
+def test_regex_replace_needs_an_existing_text_column(column: str, message: str) -> None:
+    t = RegexReplace({"column": column, "pattern": "a"}, CTX)
+    for fn in (lambda: t.apply(people()), lambda: t.output_schema(people().schema)):
+        assert config_error(fn) == f"{WHERE}.{message}"
+
+
+# -- timezone -----------------------------------------------------------------------------------
+
+EIGHT = dt.datetime(2024, 1, 31, 8, 0)
+
+
+@pytest.mark.parametrize(
+    ("params", "source", "expected", "type"),
+    [
+        ({"from": "Asia/Shanghai", "to": "UTC"}, pa.timestamp("us"), dt.datetime(2024, 1, 31, 0), pa.timestamp("us")),
+        ({"to": "UTC"}, pa.timestamp("ms"), dt.datetime(2024, 1, 31, 0), pa.timestamp("ms")),  # from: the job's zone
+        ({"from": "UTC", "to": "Asia/Tokyo"}, pa.timestamp("s"), dt.datetime(2024, 1, 31, 17), pa.timestamp("s")),
+        ({"from": "+08:00", "to": "-05:00"}, pa.timestamp("us"), dt.datetime(2024, 1, 30, 19), pa.timestamp("us")),
+        ({"from": "Asia/Shanghai", "to": "UTC", "keepZone": True}, pa.timestamp("us"),
+         dt.datetime(2024, 1, 31, 0, tzinfo=UTC), pa.timestamp("us", "UTC")),
+        # a zoned value is converted from its own zone; "from" does not apply
+        ({"from": "Asia/Shanghai", "to": "Asia/Tokyo"}, pa.timestamp("us", "UTC"),
+         dt.datetime(2024, 1, 31, 17), pa.timestamp("us")),
+    ],
+)  # fmt: skip
+def test_timezone_converts_wall_clock_time(
+    params: dict[str, Any], source: pa.DataType, expected: dt.datetime, type: pa.DataType
+) -> None:
+    value = EIGHT.replace(tzinfo=UTC) if source.tz else EIGHT
+    b = pa.record_batch({"ts": pa.array([value, None], source), "n": [1, 2]})
+    t = TimeZone({"columns": ["ts"], **params}, CTX)
+    out = t.apply(b)
+    assert (out.column(0).to_pylist(), out.schema.field(0).type) == ([expected, None], type)
+    assert out.schema == t.output_schema(b.schema)
+    assert out.column(1).to_pylist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("local", "reason"),
+    [
+        (dt.datetime(2024, 3, 10, 2, 30), "column 'ts': 2024-03-10 02:30:00 does not exist in America/New_York "
+                                          "(a daylight-saving change); set 'nonexistent' to 'earliest' or 'latest' to accept it"),
+        (dt.datetime(2024, 11, 3, 1, 30), "column 'ts': 2024-11-03 01:30:00 is ambiguous in America/New_York "
+                                          "(a daylight-saving change); set 'ambiguous' to 'earliest' or 'latest' to accept it"),
+    ],
+)  # fmt: skip
+def test_timezone_makes_a_wall_clock_time_that_is_not_one_instant_dirty(
+    local: dt.datetime, reason: str
+) -> None:
+    b = pa.record_batch({"ts": [dt.datetime(2024, 1, 1), local, dt.datetime(2024, 7, 1)]})
+    t = TimeZone({"columns": ["ts"], "from": "America/New_York", "to": "UTC"}, CTX)
+    out, dirty = run_isolated(t, b)
+    assert out.column(0).to_pylist() == [dt.datetime(2024, 1, 1, 5), dt.datetime(2024, 7, 1, 4)]
+    assert dirty == [(1, reason)]
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [("earliest", dt.datetime(2024, 11, 3, 5, 30)), ("latest", dt.datetime(2024, 11, 3, 6, 30))],
+)
+def test_timezone_resolves_an_ambiguous_time_as_asked(choice: str, expected: dt.datetime) -> None:
+    b = pa.record_batch({"ts": [dt.datetime(2024, 11, 3, 1, 30)]})
+    t = TimeZone(
+        {"columns": ["ts"], "from": "America/New_York", "to": "UTC", "ambiguous": choice}, CTX
+    )
+    assert t.apply(b).column(0).to_pylist() == [expected]
+
+
+@pytest.mark.parametrize(
+    ("params", "ctx", "message"),
+    [
+        ({"columns": ["ts"], "to": "Asia/Shangai"}, CTX,
+         "to: unknown time zone 'Asia/Shangai'; did you mean 'Asia/Shanghai'?; write an IANA name "
+         "such as 'Asia/Shanghai' or 'UTC', or an offset such as '+08:00'"),
+        ({"columns": ["ts"], "to": "UTC"}, Context(where=WHERE, timezone="Mars/Olympus"),
+         "from: unknown time zone 'Mars/Olympus'; write an IANA name such as 'Asia/Shanghai' or 'UTC', "
+         "or an offset such as '+08:00' (the job's time zone)"),
+        ({"columns": ["ts"]}, CTX, "to: is required"),
+        ({"to": "UTC"}, CTX, "columns: is required"),
+        ({"columns": ["ts"], "to": "UTC", "ambiguous": "first"}, CTX,
+         "ambiguous: 'first' is not one of raise, earliest, latest"),
+        ({"columns": ["ts"], "to": "UTC", "keepZone": "maybe"}, CTX, "keepZone: must be true or false, got 'maybe'"),
+    ],
+)  # fmt: skip
+def test_timezone_bad_parameters(params: dict[str, Any], ctx: Context, message: str) -> None:
+    assert config_error(lambda: TimeZone(params, ctx)) == f"{WHERE}.{message}"
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ("ts", "columns[0]: no column 'ts' in the batch; its columns are 'id', 'name', 'age'"),
+        ("age", "columns[0]: column 'age' is string; timezone converts timestamps: cast it first "
+                '({"name": "cast", "parameter": {"columns": {"age": "timestamp"}}})'),
+    ],
+)  # fmt: skip
+def test_timezone_needs_an_existing_timestamp_column(column: str, message: str) -> None:
+    t = TimeZone({"columns": [column], "to": "UTC"}, CTX)
+    for fn in (lambda: t.apply(people()), lambda: t.output_schema(people().schema)):
+        assert config_error(fn) == f"{WHERE}.{message}"
+
+
+# -- all of them --------------------------------------------------------------------------------
+
+ALL = [
+    (Rename, {"columns": {"name": "n"}}),
+    (Select, {"columns": ["age"]}),
+    (Cast, {"columns": {"age": "long"}}),
+    (RegexReplace, {"column": "name", "pattern": "n"}),
+    (TimeZone, {"columns": ["ts"], "to": "UTC"}),
+]
+
+
+@pytest.mark.parametrize(("cls", "params"), ALL)
+def test_an_empty_batch_stays_empty_with_the_output_schema(
+    cls: type, params: dict[str, Any]
+) -> None:
+    b = people().append_column("ts", pa.array([NOON, None], pa.timestamp("us"))).slice(0, 0)
+    t = cls(params, CTX)
+    out = t.apply(b)
+    assert (out.num_rows, out.schema) == (0, t.output_schema(b.schema))
+
+
+@pytest.mark.parametrize(("cls", "params"), ALL)
+def test_output_schema_of_an_unknown_schema_is_unknown(cls: type, params: dict[str, Any]) -> None:
+    assert cls(params, CTX).output_schema(None) is None

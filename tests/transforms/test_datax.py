@@ -1,0 +1,363 @@
+"""DataX's dx_* transformers over Arrow columns: DataX semantics, characters not bytes, nulls."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tidesync.connectors.base import Context
+from tidesync.engine.dirty import isolate
+from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.transforms.base import load_transform
+from tidesync.transforms.datax import Digest, Filter, Pad, Replace, Substr
+
+WHERE = "job.content[0].transformer[1].parameter"
+AT = re.escape(WHERE)
+CTX = Context(where=WHERE, timezone="Asia/Shanghai")
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def make(cls: type, *paras: Any, index: int = 1) -> Any:
+    return cls({"columnIndex": index, "paras": list(paras)}, CTX)
+
+
+def batch(values: list[Any], type: pa.DataType | None = None) -> pa.RecordBatch:
+    """Column 0 ``id`` (untouched by the transforms under test), column 1 ``v``."""
+    v = pa.array(values, type)
+    return pa.record_batch([pa.array(range(len(v)), pa.int64()), v], names=["id", "v"])
+
+
+def values_after(t: Any, b: pa.RecordBatch) -> list[Any]:
+    return t.apply(b).column(1).to_pylist()
+
+
+@pytest.mark.parametrize("name", ["dx_substr", "dx_pad", "dx_replace", "dx_filter", "dx_digest"])
+def test_registry_loads_each_datax_transformer_with_name_and_summary(name: str) -> None:
+    cls = load_transform(name, "job.content[0].transformer[0].name")
+    assert (cls.name, bool(cls.summary)) == (name, True)
+
+
+# -- dx_substr ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "paras", "expected"),
+    [
+        (["dataxTest"], ["1", "3"], ["ata"]),
+        (["héllo wörld"], ["1", "3"], ["éll"]),  # characters, not bytes
+        (["日本語テキスト"], [2, 3], ["語テキ"]),
+        (["abc"], ["1", "10"], ["bc"]),  # clipped at the end
+        (["abc"], ["3", "1"], [""]),  # start at the end
+        (["abc"], ["7", "1"], [""]),  # start beyond the end: empty, not dirty
+        (["abc"], ["0", "0"], [""]),
+        ([None, "abc"], ["0", "1"], [None, "a"]),  # a null stays null
+    ],
+)
+def test_substr_takes_length_characters_from_start(
+    values: list[Any], paras: list[Any], expected: list[Any]
+) -> None:
+    assert values_after(make(Substr, *paras), batch(values)) == expected
+
+
+def test_substr_of_a_number_works_on_its_text_and_gives_text() -> None:
+    out = make(Substr, "1", "3").apply(batch([12345, None], pa.int64()))
+    assert (out.column(1).to_pylist(), out.schema.field(1).type) == (["234", None], pa.string())
+
+
+# -- dx_pad -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("paras", "values", "expected"),
+    [
+        (["l", "4", "A"], ["xyz"], ["Axyz"]),
+        (["r", "4", "A"], ["xyz"], ["xyzA"]),
+        (["l", "4", "A"], ["xyzzzzz"], ["xyzz"]),  # longer: cut on the right, for l and r
+        (["r", "4", "A"], ["xyzzzzz"], ["xyzz"]),
+        (["l", "8", "12345"], ["abc"], ["12345abc"]),
+        (["l", "6", "123"], ["a"], ["12312a"]),  # the pad string repeats and is cut
+        (["r", "5", "é"], ["ab"], ["abééé"]),
+        (["l", "3", "ab"], ["日本語"], ["日本語"]),
+        (["l", "3", "0"], [None], ["000"]),  # DataX pads a null as ""
+        (["L", 0, "x"], ["abc"], [""]),
+        (
+            ["l", "4", "xy"],
+            ["", "a", "abc", "abcdef", None],
+            ["xyxy", "xyxa", "xabc", "abcd", "xyxy"],
+        ),
+    ],
+)
+def test_pad_pads_to_length_or_cuts(
+    paras: list[Any], values: list[Any], expected: list[Any]
+) -> None:
+    assert values_after(make(Pad, *paras), batch(values)) == expected
+
+
+# -- dx_replace ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("paras", "value", "expected"),
+    [
+        (["2", "4", "****"], "dataxTest", "da****est"),
+        (["5", "10", "****"], "dataxTest", "datax****"),  # past the end: the rest is replaced
+        (["1", "2", "**"], "日本語テキスト", "日**テキスト"),
+        (["1", "0", "-"], "abc", "a-bc"),  # length 0 inserts
+        (["7", "1", "!"], "abc", "abc!"),  # start beyond the end appends, not dirty
+        (["0", "1", "x"], None, None),
+    ],
+)
+def test_replace_replaces_the_characters_at_start(
+    paras: list[Any], value: str | None, expected: str | None
+) -> None:
+    assert values_after(make(Replace, *paras), batch([value], pa.string())) == [expected]
+
+
+# -- dx_digest ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "case"),
+    [
+        ("md5", "toLowerCase"),
+        ("md5", "toUpperCase"),
+        ("sha1", "toLowerCase"),
+        ("SHA1", "touppercase"),
+    ],
+)
+def test_digest_is_the_hex_digest_of_the_utf8_text(algorithm: str, case: str) -> None:
+    values = ["tidesync", "日本語", None]
+    expected = [getattr(hashlib, algorithm.lower())((v or "").encode()).hexdigest() for v in values]
+    if case.lower() == "touppercase":
+        expected = [h.upper() for h in expected]
+    assert values_after(make(Digest, algorithm, case), batch(values)) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "type", "raw"),
+    [
+        ([b"\xff\x00"], pa.binary(), b"\xff\x00"),  # bytes are hashed as they are
+        ([42], pa.int64(), b"42"),  # other types by their text
+    ],
+)
+def test_digest_of_non_text_columns(values: list[Any], type: pa.DataType, raw: bytes) -> None:
+    out = make(Digest, "md5", "toLowerCase").apply(batch(values, type))
+    assert out.column(1).to_pylist() == [hashlib.md5(raw).hexdigest()]
+
+
+# -- dx_filter ----------------------------------------------------------------------------------
+
+INTS = ([1, 5, 10, None], pa.int64())
+STRINGS = (["10", "9", "a", None], pa.string())
+
+
+@pytest.mark.parametrize(
+    ("column", "op", "value", "kept"),
+    [
+        (INTS, ">", "5", [1, 5, None]),  # a null is never compared: kept
+        (INTS, ">=", "5", [1, None]),
+        (INTS, "<", "5", [5, 10, None]),
+        (INTS, "<=", " 5 ", [10, None]),
+        (INTS, "=", "5", [1, 10, None]),
+        (INTS, "==", "5", [1, 10, None]),
+        (INTS, "!=", "5", [5]),  # a null is != 5: dropped
+        (INTS, ">", "1.5", [1, None]),
+        (([1.5, 2.5, None], pa.float64()), ">", "2", [1.5, None]),
+        (
+            ([Decimal("1.50"), Decimal("2.25")], pa.decimal128(10, 2)),
+            ">=",
+            "2.25",
+            [Decimal("1.50")],
+        ),
+        (STRINGS, ">", "5", ["10", None]),  # text compares lexicographically
+        (STRINGS, "=", "a", ["10", "9", None]),
+        (STRINGS, "!=", "a", ["a"]),
+        ((["a", "b", None], pa.large_string()), "<", "b", ["b", None]),
+        (([b"ab", b"cd"], pa.binary()), "=", "ab", [b"cd"]),
+        (([True, False, None], pa.bool_()), "=", "true", [False, None]),
+        (
+            (["dataTest", "data", "xdataTest", None], pa.string()),
+            "like",
+            "data.*",
+            ["xdataTest", None],
+        ),
+        ((["dataTest", "data"], pa.string()), "like", "ata", ["dataTest", "data"]),  # full match
+        (
+            (["dataTest", "data", "xdataTest", None], pa.string()),
+            "not like",
+            "data.*",
+            ["dataTest", "data"],
+        ),
+        ((["日本", "中国"], pa.string()), "LIKE", "日.", ["中国"]),
+        (([12, 345], pa.int64()), "like", r"\d{3}", [12]),  # like on a number reads its text
+        (([1, None, 3], pa.int64()), "=", "null", [1, 3]),
+        (([1, None, 3], pa.int64()), "!=", "NULL", [None]),
+        (
+            ([dt.date(2024, 1, 1), dt.date(2024, 1, 2)], pa.date32()),
+            "<",
+            "2024-01-02",
+            [dt.date(2024, 1, 2)],
+        ),
+        (
+            ([dt.datetime(2024, 1, 1, 11), dt.datetime(2024, 1, 1, 12)], pa.timestamp("us")),
+            ">=",
+            "2024-01-01 12:00:00",
+            [dt.datetime(2024, 1, 1, 11)],
+        ),
+        (  # DataX: a whole number is milliseconds since the epoch; naive is in the job's zone
+            ([dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2)], pa.timestamp("us")),
+            "=",
+            "1704038400000",
+            [dt.datetime(2024, 1, 2)],
+        ),
+    ],
+)
+def test_filter_drops_the_rows_that_meet_the_condition(
+    column: tuple[list[Any], pa.DataType], op: str, value: str, kept: list[Any]
+) -> None:
+    values, type = column
+    out = make(Filter, op, value).apply(batch(values, type))
+    assert out.column(1).to_pylist() == kept
+    assert out.column(0).to_pylist() == [values.index(k) for k in kept]  # whole rows go
+
+
+def test_filter_reads_a_naive_value_in_the_zone_of_a_zoned_column() -> None:
+    noon_shanghai = dt.datetime(2024, 1, 1, 12, tzinfo=SHANGHAI)
+    b = batch(
+        [noon_shanghai, noon_shanghai + dt.timedelta(hours=1)], pa.timestamp("us", "Asia/Shanghai")
+    )
+    out = make(Filter, "=", "2024-01-01 12:00:00").apply(b)
+    assert out.column(0).to_pylist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("values", "type", "value"),
+    [
+        ([1], pa.int64(), "abc"),
+        ([Decimal("1")], pa.decimal128(5, 0), "one"),
+        ([dt.date(2024, 1, 1)], pa.date32(), "yesterday"),
+        ([dt.time(12)], pa.time64("us"), "noon"),
+    ],
+)
+def test_filter_value_that_cannot_meet_the_column_type_is_a_config_error(
+    values: list[Any], type: pa.DataType, value: str
+) -> None:
+    t = make(Filter, ">", value)
+    b = batch(values, type)
+    for check in (lambda: t.apply(b), lambda: t.output_schema(b.schema)):
+        with pytest.raises(ConfigError, match=rf"^{AT}\.paras\[1\]: dx_filter compares column 1 "):
+            check()
+
+
+# -- all of them --------------------------------------------------------------------------------
+
+ALL = [
+    (Substr, ["0", "2"]),
+    (Pad, ["l", "3", "*"]),
+    (Replace, ["0", "1", "#"]),
+    (Filter, ["=", "b"]),
+    (Digest, ["md5", "toLowerCase"]),
+]
+
+
+@pytest.mark.parametrize(("cls", "paras"), ALL)
+@pytest.mark.parametrize("rows", [0, 3])
+def test_output_schema_is_the_schema_apply_gives(cls: type, paras: list[Any], rows: int) -> None:
+    b = batch(["a", "b", None][:rows], pa.string())
+    t = make(cls, *paras)
+    out = t.apply(b)
+    assert out.schema == t.output_schema(b.schema)
+    assert out.column(0).to_pylist() == [i for i in range(rows) if cls is not Filter or i != 1]
+
+
+@pytest.mark.parametrize(("cls", "paras"), ALL)
+def test_output_schema_of_an_unknown_schema_is_unknown(cls: type, paras: list[Any]) -> None:
+    assert make(cls, *paras).output_schema(None) is None
+
+
+@pytest.mark.parametrize(("cls", "paras"), ALL)
+def test_column_index_beyond_the_batch_is_a_config_error_listing_the_columns(
+    cls: type, paras: list[Any]
+) -> None:
+    t = make(cls, *paras, index=2)
+    b = batch(["a"])
+    message = f"{WHERE}.columnIndex: there is no column 2 (0-based); the batch has 2 columns: 0 'id', 1 'v'"
+    for check in (lambda: t.apply(b), lambda: t.output_schema(b.schema)):
+        with pytest.raises(ConfigError) as e:
+            check()
+        assert str(e.value) == message
+
+
+@pytest.mark.parametrize(("cls", "paras"), ALL)
+def test_a_column_without_a_text_form_is_a_config_error(cls: type, paras: list[Any]) -> None:
+    b = batch([[1, 2]], pa.list_(pa.int64()))
+    with pytest.raises(
+        ConfigError, match=rf"^{AT}\.columnIndex: column 1 is list<item: int64>[,;] "
+    ):
+        make(cls, *paras).apply(b)
+
+
+def test_bytes_that_are_not_utf8_make_their_row_dirty_and_spare_the_others() -> None:
+    b = batch([b"good", b"\xff\xfe", b"fine"], pa.binary())
+    dirty: list[tuple[int, str]] = []
+    out = isolate(b, make(Substr, "0", "2").apply, lambda at, row, e: dirty.append((at, e.reason)))
+    assert [v for part in out for v in part.column(1).to_pylist()] == ["go", "fi"]
+    assert dirty == [(1, "column 'v': Invalid UTF8 payload")]
+
+
+def test_a_dirty_row_raises_dirty_record_error_for_the_whole_batch() -> None:
+    with pytest.raises(DirtyRecordError):
+        make(Pad, "l", "3", "x").apply(batch([b"ok", b"\xff"], pa.binary()))
+
+
+# -- configuration errors -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cls", "params", "message"),
+    [
+        (Pad, {"columnIndex": 1, "paras": ["l", "3"]}, "paras: dx_pad needs 3 values [l|r, length, padString], got 2"),
+        (Substr, {"columnIndex": 1, "paras": ["1", "2", "3"]}, "paras: dx_substr needs 2 values [startIndex, length], got 3"),
+        (Replace, {"columnIndex": 1, "paras": ["1"]}, "paras: dx_replace needs 3 values [startIndex, length, replaceString], got 1"),
+        (Filter, {"columnIndex": 1, "paras": [">"]}, "paras: dx_filter needs 2 values [operator, value], got 1"),
+        (Digest, {"columnIndex": 1, "paras": []}, "paras: dx_digest needs 2 values [md5|sha1, toUpperCase|toLowerCase], got 0"),
+        (Substr, {"columnIndex": 1}, "paras: is required"),
+        (Substr, {"paras": ["0", "1"]}, "columnIndex: is required"),
+        (Substr, {"columnIndex": -1, "paras": ["0", "1"]}, "columnIndex: must be at least 0, got -1"),
+        (Substr, {"columnIndex": "first", "paras": ["0", "1"]}, "columnIndex: must be an integer, got 'first'"),
+        (Substr, {"columnIndex": 1, "paras": ["a", "1"]}, "paras[0]: dx_substr startIndex must be a whole number >= 0, got 'a'"),
+        (Substr, {"columnIndex": 1, "paras": ["0", "-1"]}, "paras[1]: dx_substr length must be a whole number >= 0, got '-1'"),
+        (Replace, {"columnIndex": 1, "paras": ["0", 1.5, "x"]}, "paras[1]: dx_replace length must be a whole number >= 0, got 1.5"),
+        (Replace, {"columnIndex": 1, "paras": ["0", "1", ["x"]]}, "paras[2]: dx_replace replaceString must be a string, got ['x']"),
+        (Pad, {"columnIndex": 1, "paras": ["c", "3", "x"]}, "paras[0]: dx_pad side must be one of l, r, got 'c'"),
+        (Pad, {"columnIndex": 1, "paras": ["l", "3", ""]}, "paras[2]: dx_pad padString must not be empty"),
+        (Filter, {"columnIndex": 1, "paras": ["~", "x"]}, "paras[0]: dx_filter operator must be one of like, not like, >, <, =, ==, !=, >=, <=, got '~'"),
+        (Filter, {"columnIndex": 1, "paras": ["=", ""]}, "paras[1]: dx_filter value must not be empty"),
+        (Filter, {"columnIndex": 1, "paras": ["like", "(a"]}, "paras[1]: dx_filter like needs a regular expression: Invalid regular expression: missing ): (a"),
+        (Digest, {"columnIndex": 1, "paras": ["sha256", "toLowerCase"]}, "paras[0]: dx_digest algorithm must be one of md5, sha1, got 'sha256'"),
+        (Digest, {"columnIndex": 1, "paras": ["md5", "upper"]}, "paras[1]: dx_digest case must be one of toUpperCase, toLowerCase, got 'upper'"),
+    ],
+)  # fmt: skip
+def test_bad_parameters_are_a_config_error_naming_the_key(
+    cls: type, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        cls(params, CTX)
+    assert e.value.problems == [f"{WHERE}.{message}"]
+
+
+def test_every_bad_parameter_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as e:
+        Pad({"columnIndex": "x", "paras": ["up", "many", ""]}, CTX)
+    assert [p.split(":")[0] for p in e.value.problems] == [
+        f"{WHERE}.columnIndex",
+        f"{WHERE}.paras[0]",
+        f"{WHERE}.paras[1]",
+        f"{WHERE}.paras[2]",
+    ]
