@@ -1,0 +1,47 @@
+"""Side-by-side timing of whole commands: each contender runs in turn (A B A B ...), so a drift in
+the machine's speed hits both; the median of each and the median of the pairwise ratios are
+printed. Figures are whole-process wall times, start-up included."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def timed(cmd: Sequence[str], cwd: Path | None = None) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}")
+    return dt
+
+
+def compare(title: str, rows: int, ours: Sequence[str], reference: Sequence[str], ref_name: str,
+            runs: int = 3, cwd: Path | None = None, setup: Sequence[str] | None = None) -> dict[str, float]:
+    """Run ``ours`` and ``reference`` alternately ``runs`` times; print rows/s and the ratio
+    (reference time / our time: above 1.0 means tidesync is faster)."""
+    ours_t: list[float] = []
+    ref_t: list[float] = []
+    timed(ours, cwd)  # warm-up: file cache, imports
+    for _ in range(runs):
+        if setup:
+            subprocess.run(list(setup), cwd=cwd, check=True)
+        ours_t.append(timed(ours, cwd))
+        if setup:
+            subprocess.run(list(setup), cwd=cwd, check=True)
+        ref_t.append(timed(reference, cwd))
+    ratios = [r / o for o, r in zip(ours_t, ref_t, strict=True)]
+    o, r, q = statistics.median(ours_t), statistics.median(ref_t), statistics.median(ratios)
+    print(f"{title}")
+    print(f"  tidesync     {o:8.2f} s  {rows / o:12,.0f} rows/s")
+    print(f"  {ref_name:<12} {r:8.2f} s  {rows / r:12,.0f} rows/s")
+    print(f"  ratio (speed of tidesync / {ref_name}): {q:.2f}  (runs: {runs}, median of pairs)")
+    sys.stdout.flush()
+    return {"ours_s": o, "ref_s": r, "ratio": q}
