@@ -1,0 +1,597 @@
+"""DuckDB reader and writer (``duckdb``, DataX names ``duckdbreader`` / ``duckdbwriter``).
+
+The database is a file: ``database: PATH`` or ``connection: [{jdbcUrl: ["jdbc:duckdb:PATH"],
+table: [...]}]``; relative paths resolve against the job's folder. The parameters are those of
+:mod:`tidesync.connectors._sql` (see ``docs/connectors/duckdb.md``).
+
+Reading is Arrow-native: each split opens its own connection (read-only, unless this process
+already holds the file read-write, e.g. as the target) and streams
+``con.sql(query).to_arrow_reader(fetchSize)``; the types are DuckDB's own Arrow types.
+
+Writing: one connection and one transaction from ``prepare`` to ``commit`` (preSql, the truncate,
+every row, postSql), so a failure leaves the table exactly as it was. Each batch is registered
+as an Arrow relation and written set-based (``INSERT INTO t SELECT ... FROM batch``). DuckDB has
+no savepoints and a failed statement aborts the whole transaction, so a batch is checked before
+it touches the transaction: first into an empty twin of the target (same column types, NOT NULL
+and CHECK constraints) on a side connection, whose error is DuckDB's own message, then against
+the PRIMARY KEY / UNIQUE constraints inside the transaction. A batch that fails a check raises
+DirtyRecordError and leaves no trace; the engine bisects it. A failure no check foresaw (a
+foreign key, the disk) fails the job, and nothing is published. A missing target table is
+created from the Arrow schema in ``insert`` / ``truncate`` mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from tidesync.connectors import base
+from tidesync.connectors._sql import (
+    DUCKDB,
+    WRITE_MODES,
+    Binding,
+    QuerySplit,
+    SqlReader,
+    TableInfo,
+    bind,
+    database_path,
+    expand_table,
+    split_name,
+    write_options,
+    write_statements,
+)
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError, did_you_mean
+
+__all__ = ["Reader", "Writer"]
+
+_D = DUCKDB
+#: errors that are the rows' fault (constraint, conversion, range)
+_DATA_ERRORS = (duckdb.IntegrityError, duckdb.DataError, duckdb.InvalidInputException)
+_BATCH = "__tidesync_batch"
+_ROW = "__tidesync_row"
+_PROBE = "__tidesync_probe"
+
+
+def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A connection to ``path``; read-only unless this process already holds it read-write
+    (DuckDB shares one database per file and process, and its settings must agree)."""
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.ConnectionException as e:
+        if read_only and "different configuration" in str(e):
+            return duckdb.connect(path)
+        raise
+
+
+def _to_reader(rel: Any, rows: int) -> pa.RecordBatchReader:
+    f = getattr(rel, "to_arrow_reader", None)  # duckdb >= 1.4; before: fetch_record_batch
+    return f(rows) if f is not None else rel.fetch_record_batch(rows)
+
+
+def _to_table(rel: Any) -> pa.Table:
+    f = getattr(rel, "to_arrow_table", None)
+    return f() if f is not None else rel.arrow()
+
+
+def _resolve(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, str, str]:
+    """(database, schema, name) of ``table``, matched as DuckDB does (ignoring case);
+    LookupError naming the closest table when missing."""
+    parts = split_name(table)
+    db, schema = con.execute("SELECT current_database(), current_schema()").fetchone() or ("", "")
+    if len(parts) == 2:
+        schema = parts[0]
+    elif len(parts) >= 3:
+        db, schema = parts[-3], parts[-2]
+    rows = con.execute(
+        "SELECT database_name, schema_name, table_name FROM duckdb_tables() "
+        "UNION ALL SELECT database_name, schema_name, view_name FROM duckdb_views() WHERE NOT internal"
+    ).fetchall()
+    here = [r for r in rows if r[0].lower() == db.lower() and r[1].lower() == schema.lower()]
+    name = parts[-1]
+    exact = [r for r in here if r[2] == name] or [r for r in here if r[2].lower() == name.lower()]
+    if len(exact) != 1:
+        raise LookupError(
+            f"table {table!r} not found in schema {schema}"
+            f"{did_you_mean(name, [r[2] for r in here])}"
+        )
+    return exact[0]
+
+
+def _columns(con: duckdb.DuckDBPyConnection, where: tuple[str, str, str]) -> list[tuple[Any, ...]]:
+    """(name, data_type, is_nullable, column_default) of each column, in order."""
+    return con.execute(
+        "SELECT column_name, data_type, is_nullable, column_default FROM duckdb_columns() "
+        "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        list(where),
+    ).fetchall()
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+class Reader(SqlReader):
+    """Reads DuckDB tables or queries as Arrow; see the module docstring."""
+
+    kind = "duckdb"
+    dialect = _D
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        self._schema: pa.Schema | None = None
+        super().__init__(params, ctx)
+
+    def connect(self, database: str) -> duckdb.DuckDBPyConnection:
+        try:
+            con = _connect(database, read_only=True)
+        except duckdb.Error as e:
+            raise FatalError(f"duckdb {database}: {e}") from e
+        try:
+            con.execute(f"SET TimeZone = '{self.ctx.timezone.replace(chr(39), '')}'")
+        except duckdb.Error as e:
+            con.close()
+            raise ConfigError(f"time zone {self.ctx.timezone!r} unknown to duckdb: {e}") from e
+        for i, s in enumerate(self.options.session):
+            try:
+                con.execute(s)
+            except duckdb.Error as e:
+                con.close()
+                raise FatalError(f"{self.ctx.path(f'session[{i}]')}: {e}") from e
+        return con
+
+    def table_columns(self, con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+        return [r[0] for r in _columns(con, _resolve(con, table))]
+
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of the first table or query (every one must have the same columns)."""
+        if self._schema is not None:
+            return self._schema
+        sources = self.sources()
+        schemas = []
+        for s in sources:
+            con = self.connect(s.database)
+            try:
+                schemas.append(_to_table(con.sql(f"SELECT * FROM ({s.sql(_D)}) LIMIT 0")).schema)
+            except duckdb.Error as e:
+                first = str(e).split("\n")[0]
+                raise ConfigError(
+                    f"{self.ctx.path(s.key)}: duckdb cannot run {s.sql(_D)!r}: {first}"
+                ) from e
+            finally:
+                con.close()
+        for s, sch in zip(sources[1:], schemas[1:], strict=True):
+            if [n.lower() for n in sch.names] != [n.lower() for n in schemas[0].names]:
+                raise ConfigError(
+                    f"{self.ctx.path(s.key)}: {s.label} gives columns {sch.names}, but "
+                    f"{sources[0].label} gives {schemas[0].names}; tables read together must "
+                    "have the same columns"
+                )
+        self._schema = schemas[0]
+        return self._schema
+
+    def read(self, split: base.Split) -> Iterator[pa.RecordBatch]:
+        assert isinstance(split, QuerySplit)
+        schema = self.schema() if len(self.sources()) > 1 else None
+        con = self.connect(split.database)
+        try:
+            try:
+                batches = _to_reader(con.sql(split.sql), self.options.fetch_size)
+            except duckdb.Error as e:
+                raise FatalError(f"duckdb {split.database}, {split.source}: {e}") from e
+            while True:
+                try:
+                    batch = batches.read_next_batch()
+                except StopIteration:
+                    break
+                except duckdb.Error as e:
+                    raise FatalError(f"duckdb {split.database}, {split.source}: {e}") from e
+                if schema is not None and batch.schema != schema:
+                    batch = batch.rename_columns(schema.names).cast(schema)
+                yield batch
+        finally:
+            con.close()
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Table:
+    info: TableInfo
+    types: dict[str, str]  # column -> DuckDB type, as CAST takes it
+    not_null: frozenset[str]
+    checks: tuple[tuple[str, frozenset[str]], ...]  # (expression, columns)
+    arrow: pa.Schema
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a batch of one shape is checked and written."""
+
+    binding: Binding
+    source: str  # subquery: the batch cast to the target types (last row per key for upserts)
+    probe: str | None  # the INSERT into the twin, or None when no row can fail it
+    unique_checks: tuple[tuple[str, str, tuple[str, ...]], ...]  # (query, message tail, columns)
+    statements: tuple[str, ...]
+
+
+class Writer(base.Writer):
+    """Writes one DuckDB table in one transaction; see the module docstring."""
+
+    kind = "duckdb"
+    modes = WRITE_MODES
+    publish = "transaction"
+    serial = True
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        super().__init__(params, ctx)
+        self.o = write_options(self, batch_size=ctx.batch_rows)
+        self.path: Path | None = None
+        if self.o.target.urls:
+            try:
+                self.path = database_path(self.o.target.urls[0], "duckdb", ctx)
+            except ValueError as e:
+                self.p.problem(self.o.target.url_key, str(e))
+            else:
+                if not self.path.parent.is_dir():
+                    self.p.problem(
+                        self.o.target.url_key,
+                        f"folder {self.path.parent} does not exist; create it first",
+                    )
+        self.p.done()
+        self.table_sql = _D.table(self.o.table)
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.side: duckdb.DuckDBPyConnection | None = None
+        self.table: _Table | None = None
+        self._plans: dict[tuple[tuple[str, str], ...], _Plan] = {}
+        self._probe_shape: tuple[str, ...] | None = None
+        self._lock = threading.RLock()
+        self._created_file = False
+        self._poisoned = ""
+
+    @property
+    def where(self) -> str:
+        return f"duckdb table {self.o.table} in {self.path}"
+
+    # prepare ---------------------------------------------------------------------------------
+    def prepare(self, schema: pa.Schema | None) -> None:
+        assert self.path is not None
+        self._created_file = not self.path.exists()
+        try:
+            try:
+                self.con = duckdb.connect(str(self.path))
+            except duckdb.Error as e:
+                raise FatalError(f"{self.where}: {e}") from e
+            con = self.con
+            for i, s in enumerate(self.o.session):
+                self._run(s, f"session[{i}]")
+            con.execute("BEGIN TRANSACTION")
+            for i, sql in enumerate(self.o.pre_sql):
+                self._run(expand_table(sql, self.table_sql), f"preSql[{i}]")
+            self.table = self._inspect()
+            if self.table is None:
+                if self.o.mode in ("replace", "update"):
+                    raise ConfigError(
+                        f"{self.ctx.path(self.o.target.table_key)}: table {self.o.table} does not "
+                        f"exist in {self.path}; writeMode {self.o.mode!r} needs an existing table "
+                        "with a key (create it first, e.g. in preSql)"
+                    )
+                if schema is not None:
+                    self._create(schema)
+            elif self.o.mode == "truncate":
+                self._run(f"DELETE FROM {self.table_sql}", "truncate")
+            if schema is not None:
+                self._plan(schema)
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _run(self, sql: str, what: str) -> None:
+        assert self.con is not None
+        try:
+            self.con.execute(sql)
+        except duckdb.Error as e:
+            raise FatalError(
+                f"{self.ctx.path(what) if what != 'truncate' else self.where}: {e}"
+            ) from e
+
+    def _inspect(self) -> _Table | None:
+        con = self.con
+        assert con is not None
+        try:
+            where = _resolve(con, self.o.table)
+        except LookupError:
+            return None
+        cols = _columns(con, where)
+        constraints = con.execute(
+            "SELECT constraint_type, constraint_column_names, expression FROM duckdb_constraints() "
+            "WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+            list(where),
+        ).fetchall()
+        pk: tuple[str, ...] = ()
+        unique: list[tuple[str, ...]] = []
+        checks = []
+        for kind, names, expr in constraints:
+            if kind == "PRIMARY KEY":
+                pk = tuple(names)
+                unique.insert(0, pk)
+            elif kind == "UNIQUE":
+                unique.append(tuple(names))
+            elif kind == "CHECK" and expr:
+                checks.append((expr, frozenset(names)))
+        info = TableInfo(
+            columns=tuple(c[0] for c in cols),
+            required=frozenset(c[0] for c in cols if not c[2] and c[3] is None),
+            primary_key=pk,
+            unique=tuple(unique),
+        )
+        arrow = _to_table(con.sql(f"SELECT * FROM {self.table_sql} LIMIT 0")).schema
+        return _Table(
+            info,
+            {c[0]: c[1] for c in cols},
+            frozenset(c[0] for c in cols if not c[2]),
+            tuple(checks),
+            arrow,
+        )
+
+    def _create(self, schema: pa.Schema) -> None:
+        con = self.con
+        assert con is not None
+        names = self.o.columns if self.o.columns is not None else schema.names
+        if len(names) != len(schema):
+            raise ConfigError(
+                f"{self.ctx.path('column')}: lists {len(names)} columns but "
+                f"{len(schema)} arrive ({', '.join(schema.names)})"
+            )
+        fields = [
+            pa.field(n, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+            for n, f in zip(names, schema, strict=True)
+        ]
+        empty = pa.schema(fields).empty_table()
+        try:
+            con.register("__tidesync_empty", empty)
+            con.execute(f"CREATE TABLE {self.table_sql} AS SELECT * FROM __tidesync_empty")
+            con.unregister("__tidesync_empty")
+        except duckdb.Error as e:
+            raise FatalError(f"{self.where}: cannot create it: {e}") from e
+        self.table = self._inspect()
+
+    def _plan(self, schema: pa.Schema) -> _Plan:
+        shape = tuple((f.name, str(f.type)) for f in schema)
+        if shape in self._plans:
+            return self._plans[shape]
+        assert self.table is not None
+        t = self.table
+        b = bind(self.ctx, self.o, t.info, schema.names)
+        cols = b.columns
+        q = _D.ident
+        cast = ", ".join(
+            f"CAST({q(f'c{i}')} AS {t.types[c]}) AS {q(c)}" for i, c in enumerate(cols)
+        )
+        source = f"SELECT {cast} FROM {_BATCH}"
+        if b.keys:
+            source = f"SELECT {cast}, {q(_ROW)} FROM {_BATCH}"  # upserts: the last row of each key (rows with a NULL key part all stay)
+            keys = ", ".join(q(k) for k in b.keys)
+            nulls = " OR ".join(f"{q(k)} IS NULL" for k in b.keys)
+            source = (
+                f"SELECT * FROM ({source}) QUALIFY {nulls} OR row_number() OVER "
+                f"(PARTITION BY {keys} ORDER BY {q(_ROW)} DESC) = 1"
+            )
+        written = set(cols)
+        checks = [e for e, names in t.checks if names <= written]
+        same_types = all(schema.field(i).type == t.arrow.field(c).type for i, c in enumerate(cols))
+        probe = None
+        if checks or written & t.not_null or not same_types:
+            probe = f"INSERT INTO {_PROBE} SELECT {', '.join(q(c) for c in cols)} FROM ({source})"
+        plan = _Plan(
+            b,
+            f"({source})",
+            probe,
+            self._unique_checks(b, f"({source})"),
+            tuple(
+                s.sql
+                for s in write_statements(
+                    _D,
+                    self.o.table,
+                    cols,
+                    mode=self.o.mode,
+                    keys=b.keys,
+                    conflict_target=b.conflict_target,
+                    source=f"({source})",
+                )
+            ),
+        )
+        self._plans[shape] = plan
+        return plan
+
+    def _unique_checks(
+        self, b: Binding, source: str
+    ) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+        """Queries that find a row of the batch breaking a PRIMARY KEY / UNIQUE constraint,
+        within the batch or against the table (which DuckDB would answer by aborting the
+        transaction). Upserts replace the rows of their own key, so only other constraints count."""
+        assert self.table is not None
+        q, t = _D.ident, self.table_sql
+        out = []
+        for u in self.table.info.unique:
+            if not set(u) <= set(b.columns) or (b.keys and set(u) == set(b.keys)):
+                continue
+            cols = ", ".join(f"s.{q(c)}" for c in u)
+            notnull = " AND ".join(f"s.{q(c)} IS NOT NULL" for c in u)
+            match = " AND ".join(f"{t}.{q(c)} = s.{q(c)}" for c in u)
+            if b.keys:
+                match += (
+                    " AND NOT EXISTS (SELECT 1 FROM "
+                    + source
+                    + " AS s2 WHERE "
+                    + " AND ".join(f"s2.{q(k)} = {t}.{q(k)}" for k in b.keys)
+                    + ")"
+                )
+            kind = "primary key" if u == self.table.info.primary_key else "unique"
+            head = f"violates {kind} constraint ({', '.join(u)}) of table {self.o.table}"
+            out.append(
+                (
+                    f"SELECT {cols} FROM {source} AS s WHERE {notnull} GROUP BY {cols} "
+                    "HAVING count(*) > 1 LIMIT 1",
+                    head + " twice in the batch",
+                    u,
+                )
+            )
+            out.append(
+                (
+                    f"SELECT {cols} FROM {source} AS s WHERE {notnull} AND EXISTS "
+                    f"(SELECT 1 FROM {t} WHERE {match}) LIMIT 1",
+                    head,
+                    u,
+                )
+            )
+        return tuple(out)
+
+    def _ensure_probe(self, cols: Sequence[str]) -> None:
+        """The empty twin of the target on the side connection: written columns, their types,
+        NOT NULL and the CHECK constraints on them; no keys (checked in the transaction)."""
+        assert self.table is not None and self.con is not None
+        if self.side is None:
+            self.side = self.con.cursor()
+        if self._probe_shape == tuple(cols):
+            return
+        t, q = self.table, _D.ident
+        defs = [f"{q(c)} {t.types[c]}{' NOT NULL' if c in t.not_null else ''}" for c in cols]
+        defs += [f"CHECK ({e})" for e, names in t.checks if names <= set(cols)]
+        self.side.execute(f"CREATE OR REPLACE TEMP TABLE {_PROBE} ({', '.join(defs)})")
+        self._probe_shape = tuple(cols)
+
+    # sinks -----------------------------------------------------------------------------------
+    def open(self, split: base.Split) -> _Sink:
+        if self.con is None:
+            raise FatalError(f"{self.where}: open() before prepare()")
+        return _Sink(self, split)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        con = self.con
+        if con is None or self._poisoned:
+            raise FatalError(f"{self.where}: the transaction is closed {self._poisoned}".strip())
+        if self.table is None:
+            try:
+                self._create(batch.schema)
+            except duckdb.Error as e:
+                raise FatalError(f"{self.where}: {e}") from e
+        plan = self._plan(batch.schema)
+        names = [f"c{i}" for i in range(batch.num_columns)]
+        rows = pa.RecordBatch.from_arrays(batch.columns, names=names)
+        if plan.binding.keys:  # the row order decides which row of a key wins
+            rows = rows.append_column(_ROW, pa.array(range(batch.num_rows), pa.int64()))
+        for start in range(0, rows.num_rows, self.o.batch_size):
+            self._write_part(plan, rows.slice(start, self.o.batch_size))
+
+    def _write_part(self, plan: _Plan, rows: pa.RecordBatch) -> None:
+        con = self.con
+        assert con is not None
+        if plan.probe is not None:
+            self._ensure_probe(plan.binding.columns)
+            side = self.side
+            assert side is not None
+            side.register(_BATCH, rows)
+            try:
+                side.execute("BEGIN TRANSACTION")
+                side.execute(plan.probe)
+            except _DATA_ERRORS as e:
+                raise DirtyRecordError(str(e).split("\n")[0], code=type(e).__name__) from e
+            except duckdb.Error as e:
+                raise FatalError(f"{self.where}: {e}") from e
+            finally:
+                side.execute("ROLLBACK")
+                side.unregister(_BATCH)
+        con.register(_BATCH, rows)
+        try:
+            for sql, head, names in plan.unique_checks:
+                try:
+                    found = con.execute(sql).fetchall()  # LIMIT 1; drains the result
+                except duckdb.Error as e:
+                    self._poisoned = f"(a check failed: {e})"
+                    raise FatalError(f"{self.where}: {e}") from e
+                if found:
+                    key = ", ".join(f"{c}: {v}" for c, v in zip(names, found[0], strict=True))
+                    raise DirtyRecordError(
+                        f'Constraint Error: Duplicate key "{key}" {head}',
+                        code="ConstraintException",
+                    )
+            for sql in plan.statements:
+                try:
+                    con.execute(sql)
+                except duckdb.Error as e:
+                    self._poisoned = f"(a write failed: {e})"
+                    raise FatalError(f"{self.where}: {e}; the transaction is rolled back") from e
+        finally:
+            if not self._poisoned:
+                con.unregister(_BATCH)
+
+    # publish ---------------------------------------------------------------------------------
+    def commit(self, results: list[Any]) -> None:
+        with self._lock:
+            if self.con is None:
+                raise FatalError(f"{self.where}: commit() without prepare()")
+            try:
+                if self._poisoned:
+                    raise FatalError(f"{self.where}: nothing committed {self._poisoned}")
+                for i, sql in enumerate(self.o.post_sql):
+                    self._run(expand_table(sql, self.table_sql), f"postSql[{i}]")
+                try:
+                    self.con.execute("COMMIT")
+                except duckdb.Error as e:
+                    raise FatalError(f"{self.where}: commit failed: {e}") from e
+            except BaseException:
+                self._rollback()
+                raise
+            self._close()
+
+    def abort(self, results: list[Any]) -> None:
+        with self._lock:
+            self._rollback()
+
+    def _close(self) -> None:
+        for c in (self.side, self.con):
+            if c is not None:
+                c.close()
+        self.side = self.con = None
+
+    def _rollback(self) -> None:
+        if self.con is not None:
+            with contextlib.suppress(duckdb.Error):  # no transaction open: closing is enough
+                self.con.execute("ROLLBACK")
+        self._close()
+        if self._created_file and self.path is not None:
+            for p in (self.path, Path(f"{self.path}.wal")):
+                p.unlink(missing_ok=True)
+            self._created_file = False
+
+
+class _Sink(base.Sink):
+    """A task's handle. DuckDB cannot undo part of a transaction, so a task that fails after
+    writing rows makes ``commit`` refuse (``abort`` is the way out)."""
+
+    def __init__(self, writer: Writer, split: base.Split):
+        self.w = writer
+        self.split = split
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        with self.w._lock:
+            self.w._write(batch)
+            self.rows += batch.num_rows
+
+    def close(self) -> dict[str, Any]:
+        return {"split": self.split.label, "rows": self.rows}
+
+    def discard(self) -> dict[str, Any]:
+        with self.w._lock:
+            if self.rows:
+                self.w._poisoned = (
+                    f"(task {self.split.label!r} failed after writing {self.rows} rows)"
+                )
+        return {"split": self.split.label, "rows": 0, "discarded": self.rows}

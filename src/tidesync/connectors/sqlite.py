@@ -1,0 +1,722 @@
+"""SQLite reader and writer (``sqlite``, DataX names ``sqlitereader`` / ``sqlitewriter``).
+
+The database is a file: ``database: PATH`` or DataX's ``connection: [{jdbcUrl: ["jdbc:sqlite:PATH"],
+table: [...]}]``; relative paths resolve against the job's folder. The parameters are those of
+:mod:`tidesync.connectors._sql` (see ``docs/connectors/sqlite.md``).
+
+Reading: each split opens its own read-only connection and fetches ``fetchSize`` rows at a time,
+built into Arrow column by column. SQLite's values carry no fixed type, so the Arrow type of a
+column comes from its declared type (``INTEGER`` -> int64, ``REAL`` -> float64, ``TEXT`` ->
+string, ``BLOB`` -> binary, ``BOOLEAN`` -> bool, ``DECIMAL(p,s)`` -> decimal128(p, s),
+``DATE`` / ``DATETIME`` / ``TIMESTAMP`` text -> date32 / timestamp where the first rows parse,
+else string) and, for expressions, from the first rows. A later value that does not fit its
+column's type becomes a dirty record instead of failing the job.
+
+Writing: one connection and one transaction from ``prepare`` to ``commit`` (``BEGIN IMMEDIATE``;
+preSql, the truncate, every row, postSql), so a failure leaves the table exactly as it was.
+Each ``write`` runs under a SAVEPOINT: a constraint violation rolls the batch back and raises
+DirtyRecordError with SQLite's message, and the engine bisects the batch. A missing target
+table is created from the Arrow schema in ``insert`` / ``truncate`` mode.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidesync.connectors import base
+from tidesync.connectors._sql import (
+    SQLITE,
+    WRITE_MODES,
+    Binding,
+    QuerySplit,
+    SqlReader,
+    TableInfo,
+    bind,
+    database_path,
+    expand_table,
+    split_name,
+    write_options,
+    write_statements,
+)
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError, did_you_mean
+
+__all__ = ["Reader", "Writer", "arrow_type", "declared_type"]
+
+_D = SQLITE
+_SAMPLE_ROWS = 1000
+_BUSY_TIMEOUT_S = 30.0
+
+
+# -- types -------------------------------------------------------------------------------------
+
+
+def arrow_type(declared: str) -> pa.DataType | None:
+    """The Arrow type of a column declared ``declared``; None when its values decide
+    (no declared type, as for expressions, or one SQLite would store as NUMERIC)."""
+    d = declared.strip().upper()
+    if not d:
+        return None
+    if "BOOL" in d:
+        return pa.bool_()
+    if d.startswith(("DATETIME", "TIMESTAMP")):
+        tz = "TZ" in d.split("(")[0] or "WITH TIME ZONE" in d
+        return pa.timestamp("us", "UTC" if tz else None)
+    if d.startswith("DATE"):
+        return pa.date32()
+    if d.startswith("TIME"):
+        return pa.time64("us")
+    if "INT" in d:
+        return pa.int64()
+    if any(w in d for w in ("CHAR", "CLOB", "TEXT", "JSON", "UUID", "STRING")):
+        return pa.string()
+    if "BLOB" in d or "BINARY" in d:
+        return pa.binary()
+    if any(w in d for w in ("REAL", "FLOA", "DOUB")):
+        return pa.float64()
+    if d.startswith(("DECIMAL", "NUMERIC", "NUMBER")):
+        digits = d.partition("(")[2].rstrip(") ").split(",")
+        try:
+            precision, scale = int(digits[0]), int(digits[1]) if len(digits) > 1 else 0
+        except ValueError:
+            return pa.float64()
+        return (
+            pa.decimal128(precision, scale)
+            if 0 < precision <= 38 and 0 <= scale <= precision
+            else pa.float64()
+        )
+    return None
+
+
+def declared_type(t: pa.DataType) -> str:
+    """The column type a created table declares for Arrow type ``t`` (read back by
+    :func:`arrow_type` as the same type, except unsigned 64-bit and nested types)."""
+    if pa.types.is_dictionary(t):
+        return declared_type(t.value_type)
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_integer(t) or pa.types.is_duration(t):
+        return "INTEGER"
+    if pa.types.is_floating(t):
+        return "REAL"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})" if t.precision <= 38 else "NUMERIC"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_time(t):
+        return "TIME"
+    if (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+        or pa.types.is_binary_view(t)
+    ):
+        return "BLOB"
+    return "TEXT"
+
+
+_ARROW_ERRORS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    OverflowError,
+    ValueError,
+    TypeError,
+)
+
+
+def _convert(values: Sequence[Any], t: pa.DataType) -> pa.Array:
+    """Values as SQLite returns them (None, int, float, str, bytes) -> an array of type ``t``;
+    raises one of _ARROW_ERRORS when a value does not fit."""
+    if pa.types.is_string(t) or pa.types.is_binary(t):
+        try:
+            return pa.array(values, t)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if pa.types.is_string(t):
+                return pa.array(
+                    [
+                        v.decode() if isinstance(v, bytes) else v if v is None else str(v)
+                        for v in values
+                    ],
+                    t,
+                )
+            return pa.array(
+                [v if v is None or isinstance(v, bytes) else str(v).encode() for v in values], t
+            )
+    if pa.types.is_decimal(t):
+        return pa.array([None if v is None else str(v) for v in values], pa.string()).cast(t)
+    arr = pa.array(values)
+    if pa.types.is_temporal(t) and not (pa.types.is_string(arr.type) or pa.types.is_null(arr.type)):
+        raise ValueError(f"{t} columns read text")
+    if pa.types.is_time(t):
+        arr = pc.binary_join_element_wise("1970-01-01 ", arr.cast(pa.string()), "")
+        return arr.cast(pa.timestamp("us")).cast(t)
+    if pa.types.is_timestamp(t) and t.tz:
+        try:
+            return arr.cast(t)
+        except pa.ArrowInvalid:
+            return arr.cast(pa.timestamp(t.unit)).cast(t)  # no offset written: UTC
+    return arr.cast(t)
+
+
+def _column(values: Sequence[Any], t: pa.DataType) -> tuple[pa.Array, dict[int, str]]:
+    """Like _convert, but a value that does not fit becomes NULL and is reported by row."""
+    try:
+        return _convert(values, t), {}
+    except _ARROW_ERRORS:
+        pass
+    good: list[Any] = []
+    bad: dict[int, str] = {}
+    for i, v in enumerate(values):
+        try:
+            _convert([v], t)
+            good.append(v)
+        except _ARROW_ERRORS as e:
+            bad[i] = f"value {v!r} does not fit {t}: {e}"
+            good.append(None)
+    return _convert(good, t), bad
+
+
+def _sampled_type(declared: pa.DataType | None, sample: list[Any]) -> pa.DataType:
+    """The type of a column given its declared type and its first values."""
+    values = [v for v in sample if v is not None]
+    if declared is None:
+        if not values:
+            return pa.string()
+        try:
+            t = pa.array(values).type
+        except _ARROW_ERRORS:
+            return pa.string()
+        return t if t in (pa.int64(), pa.float64(), pa.string(), pa.binary()) else pa.string()
+    fallbacks: list[pa.DataType] = []
+    if pa.types.is_date(declared):
+        fallbacks = [pa.timestamp("us"), pa.timestamp("us", "UTC"), pa.string()]
+    elif pa.types.is_timestamp(declared) and declared.tz is None:
+        fallbacks = [pa.timestamp("us", "UTC"), pa.string()]
+    elif pa.types.is_temporal(declared):
+        fallbacks = [pa.string()]
+    elif pa.types.is_decimal(declared):
+        fallbacks = [pa.float64()]
+    for t in [declared, *fallbacks]:
+        try:
+            _convert(values, t)
+            return t
+        except _ARROW_ERRORS:
+            continue
+    return declared
+
+
+def _py_column(arr: pa.Array) -> list[Any]:
+    """An Arrow column as values sqlite3 binds: temporal and decimal values as ISO / decimal
+    text (what SQLite's date functions and numeric affinity read), nested values as JSON."""
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        arr = arr.dictionary_decode()
+        t = arr.type
+    if pa.types.is_timestamp(t) and t.tz:
+        arr = arr.cast(pa.timestamp(t.unit, "UTC"))
+    if pa.types.is_temporal(t) and not pa.types.is_duration(t) or pa.types.is_decimal(t):
+        return arr.cast(pa.string()).to_pylist()
+    if pa.types.is_duration(t):
+        return arr.cast(pa.int64()).to_pylist()
+    if pa.types.is_floating(t) and t.bit_width == 16:
+        return arr.cast(pa.float32()).to_pylist()
+    if pa.types.is_nested(t):
+        return [
+            None if v is None else json.dumps(v, default=str, ensure_ascii=False)
+            for v in arr.to_pylist()
+        ]
+    if pa.types.is_null(t):
+        return [None] * len(arr)
+    return arr.to_pylist()
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def _table_lookup(con: sqlite3.Connection, table: str) -> tuple[str | None, str, list[str]]:
+    """(schema, actual name, every table name there); the name is '' when missing."""
+    parts = split_name(table)
+    schema = parts[0] if len(parts) > 1 else None
+    name = parts[-1]
+    master = (
+        "sqlite_temp_master"
+        if schema and schema.lower() == "temp"
+        else f"{_D.ident(schema)}.sqlite_master"
+        if schema
+        else "sqlite_master"
+    )
+    try:
+        names = [
+            r[0] for r in con.execute(f"SELECT name FROM {master} WHERE type IN ('table', 'view')")
+        ]
+    except sqlite3.OperationalError:
+        names = []
+    if name in names:
+        return schema, name, names
+    folded = [n for n in names if n.lower() == name.lower()]
+    return schema, folded[0] if len(folded) == 1 else "", names
+
+
+def _table_info(con: sqlite3.Connection, table: str) -> tuple[str, list[tuple[Any, ...]]]:
+    """PRAGMA table_info of ``table``; raises LookupError naming the closest table."""
+    schema, name, names = _table_lookup(con, table)
+    if not name:
+        where = f" in schema {schema}" if schema else ""
+        raise LookupError(
+            f"table {table!r} not found{where}{did_you_mean(split_name(table)[-1], names)}"
+        )
+    prefix = f"{_D.ident(schema)}." if schema else ""
+    return name, con.execute(f"PRAGMA {prefix}table_info({_D.ident(name)})").fetchall()
+
+
+def _connect_ro(path: str) -> sqlite3.Connection:
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
+
+
+class Reader(SqlReader):
+    """Reads SQLite tables or queries; see the module docstring."""
+
+    kind = "sqlite"
+    dialect = _D
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        self._schema: pa.Schema | None = None
+        super().__init__(params, ctx)
+
+    def connect(self, database: str) -> sqlite3.Connection:
+        try:
+            con = _connect_ro(database)
+        except sqlite3.Error as e:
+            raise FatalError(f"sqlite {database}: {e}") from e
+        for i, s in enumerate(self.options.session):
+            try:
+                con.execute(s)
+            except sqlite3.Error as e:
+                con.close()
+                raise FatalError(f"{self.ctx.path(f'session[{i}]')}: {e}") from e
+        return con
+
+    def table_columns(self, con: sqlite3.Connection, table: str) -> list[str]:
+        return [r[1] for r in _table_info(con, table)[1]]
+
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of the first table or query (every one must have the same columns):
+        declared types, refined by up to 1000 rows where the declared type does not settle it."""
+        if self._schema is not None:
+            return self._schema
+        sources = self.sources()
+        shapes = []
+        for s in sources:
+            con = self.connect(s.database)
+            try:
+                sql = s.sql(_D)
+                try:
+                    cur = con.execute(f"SELECT * FROM ({sql}) LIMIT 0")
+                    names = [d[0] for d in cur.description]
+                    if s is sources[0]:
+                        self._schema = self._first_schema(con, sql, names)
+                except sqlite3.Error as e:
+                    raise ConfigError(
+                        f"{self.ctx.path(s.key)}: sqlite cannot run {sql!r}: {e}"
+                    ) from e
+                shapes.append((s, names))
+            finally:
+                con.close()
+        first, names0 = shapes[0]
+        for s, names in shapes[1:]:
+            if [n.lower() for n in names] != [n.lower() for n in names0]:
+                raise ConfigError(
+                    f"{self.ctx.path(s.key)}: {s.label} gives columns {names}, but {first.label} "
+                    f"gives {names0}; tables read together must have the same columns"
+                )
+        assert self._schema is not None
+        return self._schema
+
+    def _first_schema(self, con: sqlite3.Connection, sql: str, names: list[str]) -> pa.Schema:
+        con.execute("DROP VIEW IF EXISTS temp.tidesync_probe")
+        con.execute(f"CREATE TEMP VIEW tidesync_probe AS SELECT * FROM ({sql})")
+        decl = [
+            arrow_type(r[2] or "") for r in con.execute("PRAGMA temp.table_info(tidesync_probe)")
+        ]
+        con.execute("DROP VIEW temp.tidesync_probe")
+        if len(decl) != len(names):
+            decl = [None] * len(names)
+        need = [
+            i
+            for i, t in enumerate(decl)
+            if t is None or pa.types.is_temporal(t) or pa.types.is_decimal(t)
+        ]
+        sample: list[tuple[Any, ...]] = []
+        if need:
+            sample = con.execute(f"SELECT * FROM ({sql}) LIMIT {_SAMPLE_ROWS}").fetchall()
+        fields = []
+        for i, name in enumerate(names):
+            t = decl[i]
+            if i in need:
+                t = _sampled_type(t, [r[i] for r in sample])
+            fields.append(pa.field(name, t))
+        return pa.schema(fields)
+
+    def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
+        assert isinstance(split, QuerySplit)
+        schema = self.schema()
+        types = schema.types
+        con = self.connect(split.database)
+        offset = 0
+        try:
+            try:
+                cur = con.execute(split.sql)
+            except sqlite3.Error as e:
+                raise FatalError(f"sqlite {split.database}, {split.source}: {e}") from e
+            while True:
+                try:
+                    rows = cur.fetchmany(self.options.fetch_size)
+                except sqlite3.Error as e:
+                    raise FatalError(f"sqlite {split.database}, {split.source}: {e}") from e
+                if not rows:
+                    break
+                yield self._batch(rows, schema, types, offset)
+                offset += len(rows)
+        finally:
+            con.close()
+
+    @staticmethod
+    def _batch(
+        rows: list[tuple[Any, ...]], schema: pa.Schema, types: list[pa.DataType], offset: int
+    ) -> pa.RecordBatch | base.Chunk:
+        arrays: list[pa.Array] = []
+        bad: dict[int, str] = {}
+        for j, values in enumerate(zip(*rows, strict=True)):
+            arr, col_bad = _column(values, types[j])
+            arrays.append(arr)
+            for i, why in col_bad.items():
+                bad.setdefault(i, f"column {schema.names[j]!r}: {why}")
+        batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+        if not bad:
+            return batch
+        keep = pa.array([i not in bad for i in range(len(rows))])
+        dirty = [
+            base.Dirty(
+                reason=why,
+                row=dict(zip(schema.names, rows[i], strict=True)),
+                position=f"row {offset + i}",
+            )
+            for i, why in sorted(bad.items())
+        ]
+        return base.Chunk(batch.filter(keep), dirty)
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def _dirty_or_fatal(e: BaseException, where: str) -> Exception:
+    """SQLite's error, translated: a row's fault (constraint, type, range) or the table's."""
+    data = isinstance(e, sqlite3.IntegrityError | sqlite3.DataError | OverflowError) or (
+        isinstance(e, sqlite3.ProgrammingError | sqlite3.InterfaceError)
+        and "bind" in str(e).lower()
+    )
+    if data:
+        return DirtyRecordError(str(e), code=_code(e))
+    return FatalError(f"{where}: {e}")
+
+
+#: extended result codes newer than some Python's names for them
+_CODES = {2835: "SQLITE_CONSTRAINT_PINNED", 3091: "SQLITE_CONSTRAINT_DATATYPE"}
+
+
+def _code(e: BaseException) -> str | None:
+    name = getattr(e, "sqlite_errorname", None)
+    number = getattr(e, "sqlite_errorcode", None)
+    if name in (None, "unknown") and number is not None:
+        return _CODES.get(number, f"SQLITE_{number}")
+    return name
+
+
+class Writer(base.Writer):
+    """Writes one SQLite table in one transaction; see the module docstring."""
+
+    kind = "sqlite"
+    modes = WRITE_MODES
+    publish = "transaction"
+    serial = True
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        super().__init__(params, ctx)
+        self.o = write_options(self, batch_size=ctx.batch_rows)
+        self.path: Path | None = None
+        if self.o.target.urls:
+            try:
+                self.path = database_path(self.o.target.urls[0], "sqlite", ctx)
+            except ValueError as e:
+                self.p.problem(self.o.target.url_key, str(e))
+            else:
+                if not self.path.parent.is_dir():
+                    self.p.problem(
+                        self.o.target.url_key,
+                        f"folder {self.path.parent} does not exist; create it first",
+                    )
+        self.p.done()
+        self.table_sql = _D.table(self.o.table)
+        self.con: sqlite3.Connection | None = None
+        self.info: TableInfo | None = None
+        self._bound: dict[tuple[str, ...], Binding] = {}
+        self._lock = threading.RLock()
+        self._created_file = False
+        self._open: list[_Sink] = []
+        self._poisoned = ""
+
+    @property
+    def where(self) -> str:
+        return f"sqlite table {self.o.table} in {self.path}"
+
+    # prepare ---------------------------------------------------------------------------------
+    def prepare(self, schema: pa.Schema | None) -> None:
+        assert self.path is not None
+        self._created_file = not self.path.exists()
+        try:
+            self.con = sqlite3.connect(
+                str(self.path),
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=_BUSY_TIMEOUT_S,
+            )
+            con = self.con
+            for s in self.o.session:
+                con.execute(s)
+            con.execute("BEGIN IMMEDIATE")
+            for i, sql in enumerate(self.o.pre_sql):
+                try:
+                    con.execute(expand_table(sql, self.table_sql))
+                except sqlite3.Error as e:
+                    raise FatalError(f"{self.ctx.path(f'preSql[{i}]')}: {e}") from e
+            self.info = self._inspect()
+            if self.info is None:
+                if self.o.mode in ("replace", "update"):
+                    raise ConfigError(
+                        f"{self.ctx.path(self.o.target.table_key)}: table {self.o.table} does not "
+                        f"exist in {self.path}; writeMode {self.o.mode!r} needs an existing table "
+                        "with a key (create it first, e.g. in preSql)"
+                    )
+                if schema is not None:
+                    self._create(schema)
+            elif self.o.mode == "truncate":
+                con.execute(f"DELETE FROM {self.table_sql}")
+            if schema is not None:
+                self._binding(schema.names)
+        except sqlite3.Error as e:
+            self._rollback()
+            raise FatalError(f"{self.where}: {e}") from e
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _inspect(self) -> TableInfo | None:
+        assert self.con is not None
+        try:
+            name, info = _table_info(self.con, self.o.table)
+        except LookupError:
+            return None
+        cols = tuple(r[1] for r in info)
+        pk = tuple(r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5]))
+        rowid_pk = (
+            len(pk) == 1 and (info[[r[1] for r in info].index(pk[0])][2] or "").upper() == "INTEGER"
+        )
+        required = frozenset(
+            r[1] for r in info if r[3] and r[4] is None and not (rowid_pk and r[1] == pk[0])
+        )
+        unique = [pk] if pk else []
+        schema = split_name(self.o.table)[0] if len(split_name(self.o.table)) > 1 else None
+        prefix = f"{_D.ident(schema)}." if schema else ""
+        for idx in self.con.execute(f"PRAGMA {prefix}index_list({_D.ident(name)})").fetchall():
+            if idx[2] and not idx[4]:  # unique, not partial
+                unique.append(
+                    tuple(
+                        r[2]
+                        for r in self.con.execute(f"PRAGMA {prefix}index_info({_D.ident(idx[1])})")
+                    )
+                )
+        return TableInfo(cols, required, pk, tuple(unique))
+
+    def _create(self, schema: pa.Schema) -> None:
+        assert self.con is not None
+        names = self.o.columns if self.o.columns is not None else schema.names
+        if len(names) != len(schema):
+            raise ConfigError(
+                f"{self.ctx.path('column')}: lists {len(names)} columns but "
+                f"{len(schema)} arrive ({', '.join(schema.names)})"
+            )
+        cols = ", ".join(
+            f"{_D.ident(n)} {declared_type(f.type)}" for n, f in zip(names, schema, strict=True)
+        )
+        try:
+            self.con.execute(f"CREATE TABLE {self.table_sql} ({cols})")
+        except sqlite3.Error as e:
+            raise FatalError(f"{self.where}: cannot create it: {e}") from e
+        self.info = self._inspect()
+
+    def _binding(self, names: Sequence[str]) -> Binding:
+        key = tuple(names)
+        if key not in self._bound:
+            assert self.info is not None
+            self._bound[key] = bind(self.ctx, self.o, self.info, names)
+        return self._bound[key]
+
+    # sinks -----------------------------------------------------------------------------------
+    def open(self, split: base.Split) -> _Sink:
+        if self.con is None:
+            raise FatalError(f"{self.where}: open() before prepare()")
+        return _Sink(self, split)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        assert self.con is not None
+        if self.info is None:
+            self._create(batch.schema)
+        b = self._binding(batch.schema.names)
+        stmts = write_statements(
+            _D,
+            self.o.table,
+            b.columns,
+            mode=self.o.mode,
+            keys=b.keys,
+            conflict_target=b.conflict_target,
+        )
+        key_idx = [b.columns.index(k) for k in b.keys]
+        con = self.con
+        con.execute('SAVEPOINT "tidesync_batch"')
+        try:
+            for start in range(0, batch.num_rows, self.o.batch_size):
+                cols = [_py_column(c) for c in batch.slice(start, self.o.batch_size).columns]
+                if key_idx:
+                    cols = _last_per_key(cols, key_idx)
+                for st in stmts:
+                    con.executemany(st.sql, zip(*(cols[i] for i in st.params), strict=True))
+        except (sqlite3.Error, OverflowError) as e:
+            con.execute('ROLLBACK TO "tidesync_batch"')
+            con.execute('RELEASE "tidesync_batch"')
+            raise _dirty_or_fatal(e, self.where) from e
+        con.execute('RELEASE "tidesync_batch"')
+
+    # publish ---------------------------------------------------------------------------------
+    def commit(self, results: list[Any]) -> None:
+        with self._lock:
+            if self.con is None:
+                raise FatalError(f"{self.where}: commit() without prepare()")
+            if self._poisoned:
+                self._rollback()
+                raise FatalError(f"{self.where}: nothing committed: {self._poisoned}")
+            try:
+                for i, sql in enumerate(self.o.post_sql):
+                    try:
+                        self.con.execute(expand_table(sql, self.table_sql))
+                    except sqlite3.Error as e:
+                        raise FatalError(f"{self.ctx.path(f'postSql[{i}]')}: {e}") from e
+                try:
+                    self.con.execute("COMMIT")
+                except sqlite3.Error as e:
+                    raise FatalError(f"{self.where}: commit failed: {e}") from e
+            except BaseException:
+                self._rollback()
+                raise
+            self.con.close()
+            self.con = None
+
+    def abort(self, results: list[Any]) -> None:
+        with self._lock:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        if self.con is not None:
+            try:
+                if self.con.in_transaction:
+                    self.con.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # closing the connection rolls back as well
+            self.con.close()
+            self.con = None
+        if self._created_file and self.path is not None:
+            for p in (
+                self.path,
+                Path(f"{self.path}-journal"),
+                Path(f"{self.path}-wal"),
+                Path(f"{self.path}-shm"),
+            ):
+                p.unlink(missing_ok=True)
+            self._created_file = False
+
+
+def _last_per_key(cols: list[list[Any]], key_idx: list[int]) -> list[list[Any]]:
+    """Keep the last row of each key (rows with a NULL key part are all kept)."""
+    keys = list(zip(*(cols[i] for i in key_idx), strict=True))
+    last: dict[tuple[Any, ...], int] = {}
+    for r, k in enumerate(keys):
+        if None not in k:
+            last[k] = r
+    if len(last) == sum(1 for k in keys if None not in k):
+        return cols
+    keep = [r for r, k in enumerate(keys) if None in k or last[k] == r]
+    return [[c[r] for r in keep] for c in cols]
+
+
+class _Sink(base.Sink):
+    """A task's handle: each write is one SAVEPOINT; a sink that had the transaction to itself
+    also has its own SAVEPOINT, so ``discard`` can undo just its rows."""
+
+    def __init__(self, writer: Writer, split: base.Split):
+        self.w = writer
+        self.split = split
+        self.rows = 0
+        self.savepoint = ""
+        self.savepoint_alone = False  # True while no other sink shares the transaction
+        with writer._lock:
+            if writer._open:
+                for other in writer._open:
+                    other.savepoint_alone = False
+            else:
+                self.savepoint = f"tidesync_sink_{split.index}"
+                assert writer.con is not None
+                writer.con.execute(f'SAVEPOINT "{self.savepoint}"')
+            self.savepoint_alone = bool(self.savepoint)
+            writer._open.append(self)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        with self.w._lock:
+            if self.w.con is None:
+                raise FatalError(f"{self.w.where}: the transaction is closed")
+            self.w._write(batch)
+            self.rows += batch.num_rows
+
+    def _leave(self, undo: bool) -> None:
+        w = self.w
+        if self in w._open:
+            w._open.remove(self)
+        if w.con is None or not self.savepoint:
+            return
+        if undo:
+            w.con.execute(f'ROLLBACK TO "{self.savepoint}"')
+        w.con.execute(f'RELEASE "{self.savepoint}"')
+
+    def close(self) -> dict[str, Any]:
+        with self.w._lock:
+            self._leave(undo=False)
+        return {"split": self.split.label, "rows": self.rows}
+
+    def discard(self) -> dict[str, Any]:
+        with self.w._lock:
+            if self.rows and not self.savepoint_alone:
+                self.w._poisoned = (
+                    f"task {self.split.label!r} failed after writing {self.rows} "
+                    "rows that cannot be told apart from other tasks' rows"
+                )
+            self._leave(undo=self.savepoint_alone)
+        return {"split": self.split.label, "rows": 0, "discarded": self.rows}

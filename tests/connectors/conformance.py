@@ -1,0 +1,624 @@
+"""The connector conformance suite: what every table connector of tidesync must do.
+
+Two mixins of pytest tests, collected in the test class that inherits them:
+
+- :class:`ConformanceSuite`, for any connector with a Reader and a Writer over tables: type round
+  trip, splits cover the input exactly once, a rerun gives the same target, nothing is visible
+  before commit, abort leaves the target untouched, bad rows become dirty records.
+- :class:`SqlSuite` adds the DataX parameters of SQL databases: ``querySql``, ``where``,
+  ``column`` expressions, several tables, awkward identifiers, ``preSql``/``postSql``, the write
+  modes, and the messages of common mistakes.
+
+A connector's test module supplies an **adapter** through a fixture named ``adapter``::
+
+    class SqliteAdapter(Adapter):
+        kind = "sqlite"
+
+        def create_table(self, name, data, primary_key=()): ...  # the store's own DDL + rows
+        def read_table(self, name): ...                          # the store's own client
+        def reader_params(self, table, **extra): ...             # {"database": ..., "table": [table], **extra}
+        def writer_params(self, table, **extra): ...
+
+    class TestSqliteConformance(SqlSuite):
+        @pytest.fixture
+        def adapter(self, tmp_path):
+            return SqliteAdapter(tmp_path)
+
+The adapter contract (see :class:`Adapter`):
+
+``kind``
+    the connector kind the registry loads (``load(kind, "reader")``).
+``create_table(name, data, primary_key=())``
+    create table ``name`` with the store's own means (not the connector under test): one column
+    per field of ``data`` with the store's nearest type, ``NOT NULL`` where the field has
+    ``nullable=False``, a PRIMARY KEY on ``primary_key``; then insert ``data``'s rows. An
+    existing table of that name is replaced.
+``read_table(name) -> pa.Table``
+    every row of ``name`` as the store's own client sees it now (committed data only).
+``reader_params(table, **extra)`` / ``writer_params(table, **extra)``
+    the ``parameter`` object of a reader / writer of ``table`` (the reader's may be a list of
+    names: read them all), with ``extra`` keys merged in (``splitPk``, ``writeMode``,
+    ``primaryKey``, ``where``, ``column``, ``querySql``, ``preSql``, ``session``, ...).
+``ident(name)``
+    ``name`` quoted as an identifier in the store's SQL (default: double quotes).
+``context(side)``
+    the run's Context (default: ``base_dir`` = the adapter's folder, ``where`` =
+    ``job.content[0].<side>.parameter``).
+``round_trip``
+    the data of the type round trip; drop or retype columns the store cannot hold.
+``creates_tables``
+    whether the writer creates a missing target table (skip that test when False).
+``not_null_words``
+    words (lower case) of which one must appear in the store's NOT NULL violation message.
+
+The helpers drive the connectors as the engine does, so the suite needs no engine:
+:func:`copy` (a whole job: prepare, splits, sinks with dirty rows isolated by
+:func:`tidesync.engine.dirty.isolate`, commit or abort), :func:`write` (one sink, committed or
+left open), :func:`read_all` / :func:`read_splits` (every batch checked against ``schema()``),
+:func:`rows` (sorted rows for comparing), :func:`make_reader` / :func:`make_writer` (through the
+registry, with the adapter's Context). ``OLD`` / ``NEW`` are small ``(id, v)`` tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tidesync.connectors.base import Chunk, Context, Dirty, Reader, Split, Writer, load
+from tidesync.engine.dirty import isolate
+from tidesync.errors import ConfigError, DirtyRecordError
+
+__all__ = [
+    "Adapter",
+    "ConformanceSuite",
+    "SqlSuite",
+    "ROUND_TRIP",
+    "OLD",
+    "NEW",
+    "copy",
+    "write",
+    "read_all",
+    "read_splits",
+    "rows",
+    "make_reader",
+    "make_writer",
+]
+
+ROUND_TRIP = pa.table(
+    {
+        "id": pa.array([1, 2, 3, 4], pa.int64()),
+        "i32": pa.array([-(2**31), 0, 2**31 - 1, None], pa.int32()),
+        "big": pa.array([-(2**63), 2**63 - 1, 0, None], pa.int64()),
+        "f": pa.array([1.5, -2.25e-300, 1e300, None], pa.float64()),
+        "s": pa.array(["plain", "unicode 名字 ü 😀 \"q\" 'a'", "", None], pa.string()),
+        "b": pa.array([True, False, None, True], pa.bool_()),
+        "d": pa.array([dt.date(1970, 1, 1), dt.date(2024, 2, 29), dt.date(9999, 12, 31), None]),
+        "ts": pa.array(
+            [
+                dt.datetime(2024, 1, 2, 3, 4, 5, 123456),
+                dt.datetime(1970, 1, 1),
+                dt.datetime(2038, 1, 19, 3, 14, 8),
+                None,
+            ],
+            pa.timestamp("us"),
+        ),
+        "bin": pa.array([b"\x00\xff\x10", b"", b"abc", None], pa.binary()),
+    },
+    schema=pa.schema(
+        [
+            pa.field("id", pa.int64(), nullable=False),
+            ("i32", pa.int32()),
+            ("big", pa.int64()),
+            ("f", pa.float64()),
+            ("s", pa.string()),
+            ("b", pa.bool_()),
+            ("d", pa.date32()),
+            ("ts", pa.timestamp("us")),
+            ("bin", pa.binary()),
+        ]
+    ),
+)
+
+
+class Adapter:
+    """How the suite reaches one store; see the module docstring for the contract."""
+
+    kind: str = ""
+    round_trip: pa.Table = ROUND_TRIP
+    creates_tables: bool = True
+    not_null_words: tuple[str, ...] = ("null",)
+
+    def __init__(self, base_dir: Path):
+        self.base_dir = base_dir
+
+    def create_table(self, name: str, data: pa.Table, primary_key: Sequence[str] = ()) -> None:
+        raise NotImplementedError
+
+    def read_table(self, name: str) -> pa.Table:
+        raise NotImplementedError
+
+    def reader_params(self, table: str | list[str], **extra: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def writer_params(self, table: str, **extra: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def context(self, side: str) -> Context:
+        return Context(base_dir=self.base_dir, where=f"job.content[0].{side}.parameter")
+
+    def ident(self, name: str) -> str:
+        """``name`` quoted as an identifier in this store's SQL (for ``where`` and ``preSql``)."""
+        return '"' + name.replace('"', '""') + '"'
+
+
+# -- driving connectors as the engine does -----------------------------------------------------
+
+
+def make_reader(adapter: Adapter, params: dict[str, Any]) -> Reader:
+    cls = load(adapter.kind, "reader")
+    assert issubclass(cls, Reader)
+    return cls(params, adapter.context("reader"))
+
+
+def make_writer(adapter: Adapter, params: dict[str, Any]) -> Writer:
+    cls = load(adapter.kind, "writer")
+    assert issubclass(cls, Writer)
+    return cls(params, adapter.context("writer"))
+
+
+def _batches(chunks: Any, dirty: list[Any]) -> list[pa.RecordBatch]:
+    out = []
+    for c in chunks:
+        if isinstance(c, Chunk):
+            dirty.extend(c.dirty)
+            c = c.batch
+        if c is not None and c.num_rows:
+            out.append(c)
+    return out
+
+
+def read_splits(reader: Reader, n: int) -> list[list[dict[str, Any]]]:
+    """The rows of each split of ``reader.splits(n)``, split by split."""
+    dirty: list[Dirty] = []
+    out = [
+        [r for b in _batches(reader.read(s), dirty) for r in b.to_pylist()]
+        for s in reader.splits(n)
+    ]
+    assert not dirty, dirty
+    return out
+
+
+def copy(reader: Reader, writer: Writer, n: int = 1) -> list[Any]:
+    """Run one job as the engine does; returns the dirty records (read and write side)."""
+    writer.prepare(reader.schema())
+    results: list[Any] = []
+    dirty: list[Any] = []
+    try:
+        for split in reader.splits(n):
+            sink = writer.open(split)
+            try:
+                for batch in _batches(reader.read(split), dirty):
+                    isolate(batch, sink.write, lambda _o, b, e: dirty.append((b.to_pylist(), e)))
+            except BaseException:
+                results.append(sink.discard())
+                raise
+            results.append(sink.close())
+    except BaseException:
+        writer.abort(results)
+        raise
+    writer.commit(results)
+    return dirty
+
+
+def write(
+    adapter: Adapter, params: dict[str, Any], data: pa.Table, *, commit: bool = True
+) -> tuple[Writer, list[Any]]:
+    """Write ``data`` through one sink; commit, or leave it to the caller to commit or abort
+    with the results returned."""
+    w = make_writer(adapter, params)
+    w.prepare(data.schema)
+    sink = w.open(Split(0, "test"))
+    for b in data.to_batches():
+        sink.write(b)
+    results = [sink.close()]
+    if commit:
+        w.commit(results)
+    return w, results
+
+
+def read_all(reader: Reader) -> pa.Table:
+    """Every split of ``reader`` as one table of ``reader.schema()``, checking each batch has it."""
+    schema = reader.schema()
+    batches = [b for s in reader.splits(1) for b in _batches(reader.read(s), [])]
+    for b in batches:
+        assert b.schema == schema, (b.schema, schema)
+    return pa.Table.from_batches(batches, schema)
+
+
+def rows(table: pa.Table | list[dict[str, Any]], key: str = "id") -> list[dict[str, Any]]:
+    """Rows as dicts, sorted by ``key`` (NULL keys last, then by the whole row)."""
+    items = table.to_pylist() if isinstance(table, pa.Table) else list(table)
+    return sorted(
+        items, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0, repr(r))
+    )
+
+
+def _as(table: pa.Table, like: pa.Table) -> pa.Table:
+    """``table``'s columns named as in ``like``, cast to its types (stores spell types their way)."""
+    return table.select(like.schema.names).cast(like.schema)
+
+
+OLD = pa.table(
+    {"id": pa.array([1, 2, 3], pa.int64()), "v": ["old1", "old2", "old3"]},
+    schema=pa.schema([pa.field("id", pa.int64(), nullable=False), ("v", pa.string())]),
+)
+NEW = pa.table(
+    {"id": pa.array([3, 4, 5], pa.int64()), "v": ["new3", "new4", "new5"]}, schema=OLD.schema
+)
+
+
+# -- the suites --------------------------------------------------------------------------------
+
+
+class ConformanceSuite:
+    """What every table connector does. Inherit it in a ``Test*`` class with an ``adapter`` fixture."""
+
+    @pytest.fixture
+    def adapter(self) -> Adapter:
+        raise NotImplementedError("define an `adapter` fixture returning an Adapter")
+
+    def test_type_round_trip(self, adapter: Adapter) -> None:
+        data = adapter.round_trip
+        adapter.create_table("round_trip", data.schema.empty_table(), primary_key=["id"])
+        write(adapter, adapter.writer_params("round_trip"), data)
+        got = read_all(make_reader(adapter, adapter.reader_params("round_trip")))
+        assert rows(_as(got, data)) == rows(data)
+
+    def test_writer_creates_a_missing_table(self, adapter: Adapter) -> None:
+        if not adapter.creates_tables:
+            pytest.skip("this writer does not create tables")
+        data = adapter.round_trip
+        write(adapter, adapter.writer_params("created"), data)
+        got = read_all(make_reader(adapter, adapter.reader_params("created")))
+        assert rows(_as(got, data)) == rows(data)
+
+    def test_a_writer_prepared_without_a_schema_creates_the_table_on_first_write(
+        self, adapter: Adapter
+    ) -> None:
+        if not adapter.creates_tables:
+            pytest.skip("this writer does not create tables")
+        w = make_writer(adapter, adapter.writer_params("late"))
+        w.prepare(None)
+        sink = w.open(Split(0, "all"))
+        for b in OLD.to_batches():
+            sink.write(b)
+        w.commit([sink.close()])
+        assert rows(_as(adapter.read_table("late"), OLD)) == rows(OLD)
+
+    @pytest.mark.parametrize("n", [1, 4, 7, 16])
+    def test_splits_cover_the_input_exactly_once(self, adapter: Adapter, n: int) -> None:
+        ids = [1, 2, 3, 10, 11, 12, 50, 100, 101, 1000, None, None, -5, 2**40]
+        data = pa.table({"id": pa.array(ids, pa.int64()), "v": [f"v{i}" for i in range(len(ids))]})
+        adapter.create_table("src", data)
+        reader = make_reader(adapter, adapter.reader_params("src", splitPk="id"))
+        parts = read_splits(reader, n)
+        got = [r for p in parts for r in p]
+        assert rows(got) == rows(data)  # the union is the table, and no row twice
+        assert len(parts) == 1 if n == 1 else len(parts) > 2
+        assert sum(1 for p in parts if p and all(r["id"] is None for r in p)) == (n > 1)
+
+    def test_every_batch_has_the_reader_schema(self, adapter: Adapter) -> None:
+        adapter.create_table("src", adapter.round_trip)
+        reader = make_reader(adapter, adapter.reader_params("src", splitPk="id"))
+        for split in reader.splits(3):
+            for b in _batches(reader.read(split), []):
+                assert b.schema == reader.schema()
+
+    def test_splits_reach_the_largest_key(self, adapter: Adapter) -> None:
+        data = pa.table(
+            {"id": pa.array([-(2**63), 0, 2**63 - 1], pa.int64()), "v": ["a", "b", "c"]}
+        )
+        adapter.create_table("extremes", data)
+        reader = make_reader(adapter, adapter.reader_params("extremes", splitPk="id"))
+        assert rows([r for p in read_splits(reader, 3) for r in p]) == rows(data)
+
+    def test_splits_are_plain_data(self, adapter: Adapter) -> None:
+        adapter.create_table("src", OLD)
+        reader = make_reader(adapter, adapter.reader_params("src", splitPk="id"))
+        splits = reader.splits(2)
+        assert [pickle.loads(pickle.dumps(s)) for s in splits] == splits
+
+    @pytest.mark.parametrize("mode", ["truncate", "replace"])
+    def test_a_rerun_gives_the_same_target(self, adapter: Adapter, mode: str) -> None:
+        adapter.create_table("src", NEW)
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        states = []
+        for _ in range(2):
+            copy(
+                make_reader(adapter, adapter.reader_params("src", splitPk="id")),
+                make_writer(adapter, adapter.writer_params("dst", writeMode=mode)),
+                n=2,
+            )
+            states.append(rows(_as(adapter.read_table("dst"), OLD)))
+        expected = NEW.to_pylist() if mode == "truncate" else OLD.to_pylist()[:2] + NEW.to_pylist()
+        assert states == [rows(expected), rows(expected)]
+
+    def test_nothing_is_visible_before_commit(self, adapter: Adapter) -> None:
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        w, results = write(
+            adapter, adapter.writer_params("dst", writeMode="truncate"), NEW, commit=False
+        )
+        try:
+            assert rows(_as(adapter.read_table("dst"), OLD)) == rows(OLD)
+        finally:
+            w.commit(results)
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(NEW)
+
+    @pytest.mark.parametrize("mode", ["insert", "truncate", "replace", "update"])
+    def test_abort_leaves_the_target_untouched(self, adapter: Adapter, mode: str) -> None:
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        data = NEW.filter(pa.array([False, True, True])) if mode == "insert" else NEW
+        w, results = write(
+            adapter, adapter.writer_params("dst", writeMode=mode), data, commit=False
+        )
+        w.abort(results)
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(OLD)
+
+    def test_a_failed_task_is_discarded(self, adapter: Adapter) -> None:
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        w = make_writer(adapter, adapter.writer_params("dst", writeMode="truncate"))
+        w.prepare(NEW.schema)
+        sink = w.open(Split(0, "failing"))
+        sink.write(NEW.to_batches()[0])
+        w.abort([sink.discard()])
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(OLD)
+
+    def test_a_null_in_a_not_null_column_becomes_a_dirty_record(self, adapter: Adapter) -> None:
+        schema = pa.schema(
+            [pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string(), nullable=False)]
+        )
+        adapter.create_table("dst", schema.empty_table(), primary_key=["id"])
+        batch = pa.record_batch(
+            [pa.array([1, 2, 3, 4, 5]), pa.array(["a", "b", None, "d", "e"])],
+            schema=pa.schema([("id", pa.int64()), ("v", pa.string())]),
+        )
+        bad: list[tuple[int, DirtyRecordError]] = []
+        w = make_writer(adapter, adapter.writer_params("dst"))
+        w.prepare(batch.schema)
+        sink = w.open(Split(0, "all"))
+        isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e)))
+        w.commit([sink.close()])
+        assert [off for off, _ in bad] == [2]
+        assert any(word in bad[0][1].reason.lower() for word in adapter.not_null_words), bad[0][1]
+        assert bad[0][1].code
+        assert [r["id"] for r in rows(adapter.read_table("dst"))] == [1, 2, 4, 5]
+
+    def test_a_duplicate_key_becomes_a_dirty_record(self, adapter: Adapter) -> None:
+        adapter.create_table("dst", OLD.slice(0, 1), primary_key=["id"])  # id 1 is there
+        batch = pa.record_batch(
+            [pa.array([7, 8, 1, 9, 8]), pa.array(["a", "b", "c", "d", "e"])],
+            schema=pa.schema([("id", pa.int64()), ("v", pa.string())]),
+        )
+        bad: list[int] = []
+        w = make_writer(adapter, adapter.writer_params("dst"))
+        w.prepare(batch.schema)
+        sink = w.open(Split(0, "all"))
+        isolate(batch, sink.write, lambda off, _b, _e: bad.append(off))
+        w.commit([sink.close()])
+        assert bad == [2, 4]
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(
+            [{"id": 1, "v": "old1"}, {"id": 7, "v": "a"}, {"id": 8, "v": "b"}, {"id": 9, "v": "d"}]
+        )
+
+    def test_an_empty_source_truncates_the_target(self, adapter: Adapter) -> None:
+        adapter.create_table("src", OLD.schema.empty_table())
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        dirty = copy(
+            make_reader(adapter, adapter.reader_params("src", splitPk="id")),
+            make_writer(adapter, adapter.writer_params("dst", writeMode="truncate")),
+            n=4,
+        )
+        assert dirty == []
+        assert adapter.read_table("dst").num_rows == 0
+
+
+class SqlSuite(ConformanceSuite):
+    """DataX's SQL reader and writer parameters, on top of :class:`ConformanceSuite`."""
+
+    def _src(self, adapter: Adapter) -> pa.Table:
+        data = pa.table(
+            {
+                "id": pa.array([1, 2, 3, 4], pa.int64()),
+                "name": ["a", "b", "c", None],
+                "n": pa.array([10, 20, 30, 40], pa.int64()),
+            }
+        )
+        adapter.create_table("src", data, primary_key=["id"])
+        return data
+
+    def _read(self, adapter: Adapter, params: dict[str, Any], n: int = 1) -> list[dict[str, Any]]:
+        return [r for p in read_splits(make_reader(adapter, params), n) for r in p]
+
+    def test_where_filters_every_split(self, adapter: Adapter) -> None:
+        self._src(adapter)
+        got = self._read(adapter, adapter.reader_params("src", where="n >= 20", splitPk="id"), n=3)
+        assert sorted(r["id"] for r in got) == [2, 3, 4]
+
+    def test_column_takes_names_constants_and_expressions(self, adapter: Adapter) -> None:
+        self._src(adapter)
+        params = adapter.reader_params("src", column=["id", "'k'", "n * 2", "NULL", "1"])
+        got = self._read(adapter, params)
+        assert sorted(tuple(r.values()) for r in got) == [
+            (1, "k", 20, None, 1),
+            (2, "k", 40, None, 1),
+            (3, "k", 60, None, 1),
+            (4, "k", 80, None, 1),
+        ]
+
+    def test_query_sql_overrides_table_column_and_where(self, adapter: Adapter) -> None:
+        self._src(adapter)
+        params = adapter.reader_params(
+            "src", column=["name"], where="id = 1", querySql=["SELECT id, n FROM src WHERE n > 25;"]
+        )
+        assert sorted((r["id"], r["n"]) for r in self._read(adapter, params, n=4)) == [
+            (3, 30),
+            (4, 40),
+        ]
+
+    def test_several_tables_are_read_each_in_its_own_splits(self, adapter: Adapter) -> None:
+        data = self._src(adapter)
+        adapter.create_table("src2", data.slice(0, 2))
+        reader = make_reader(adapter, adapter.reader_params(["src", "src2"], splitPk="id"))
+        parts = read_splits(reader, 4)
+        assert sorted(r["id"] for p in parts for r in p) == [1, 1, 2, 2, 3, 4]
+        assert len(parts) >= 4 and all(len({r["id"] for r in p}) == len(p) for p in parts)
+
+    def test_reserved_mixed_case_and_unicode_names_round_trip(self, adapter: Adapter) -> None:
+        data = pa.table(
+            {"id": pa.array([1, 2], pa.int64()), "select": ["x", "y"], "名字": ["甲", "乙"]}
+        )
+        adapter.create_table("Order", data, primary_key=["id"])
+        params = adapter.reader_params(
+            "Order",
+            column=["id", "select", "名字"],
+            splitPk="id",
+            where=f"{adapter.ident('select')} = 'y'",
+        )
+        assert self._read(adapter, params, n=2) == [{"id": 2, "select": "y", "名字": "乙"}]
+        adapter.create_table("Target", data.schema.empty_table())
+        copy(
+            make_reader(adapter, adapter.reader_params("Order")),
+            make_writer(adapter, adapter.writer_params("Target", column=["id", "select", "名字"])),
+        )
+        assert rows(_as(adapter.read_table("Target"), data)) == rows(data)
+
+    def test_pre_and_post_sql_run_in_the_transaction_with_at_table(self, adapter: Adapter) -> None:
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        params = adapter.writer_params(
+            "dst",
+            preSql=["DELETE FROM @table WHERE id = 1"],
+            postSql=["UPDATE @table SET v = 'post' WHERE id = 4"],
+        )
+        w, results = write(adapter, params, NEW.slice(1), commit=False)
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(OLD)
+        w.commit(results)
+        assert [(r["id"], r["v"]) for r in rows(adapter.read_table("dst"))] == [
+            (2, "old2"),
+            (3, "old3"),
+            (4, "post"),
+            (5, "new5"),
+        ]
+
+    def test_replace_rewrites_whole_rows_by_key(self, adapter: Adapter) -> None:
+        wide = pa.table(
+            {"id": pa.array([1, 2], pa.int64()), "v": ["a", "b"], "w": ["keep", "keep"]}
+        )
+        adapter.create_table("dst", wide, primary_key=["id"])
+        write(
+            adapter,
+            adapter.writer_params("dst", writeMode="replace"),
+            pa.table({"id": pa.array([2, 3, 3], pa.int64()), "v": ["B", "c", "C"]}),
+        )
+        assert [(r["id"], r["v"], r["w"]) for r in rows(adapter.read_table("dst"))] == [
+            (1, "a", "keep"),
+            (2, "B", None),
+            (3, "C", None),
+        ]
+
+    def test_update_changes_only_the_written_columns(self, adapter: Adapter) -> None:
+        wide = pa.table(
+            {"id": pa.array([1, 2], pa.int64()), "v": ["a", "b"], "w": ["keep", "keep"]}
+        )
+        adapter.create_table("dst", wide, primary_key=["id"])
+        write(
+            adapter,
+            adapter.writer_params("dst", writeMode="update"),
+            pa.table({"id": pa.array([2, 3, 3], pa.int64()), "v": ["B", "c", "C"]}),
+        )
+        assert [(r["id"], r["v"], r["w"]) for r in rows(adapter.read_table("dst"))] == [
+            (1, "a", "keep"),
+            (2, "B", "keep"),
+            (3, "C", None),
+        ]
+
+    @pytest.mark.parametrize("mode", ["replace", "update"])
+    def test_upserts_take_primary_key_on_a_table_without_one(
+        self, adapter: Adapter, mode: str
+    ) -> None:
+        adapter.create_table("dst", OLD)
+        write(adapter, adapter.writer_params("dst", writeMode=mode, primaryKey=["id"]), NEW)
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(
+            OLD.to_pylist()[:2] + NEW.to_pylist()
+        )
+
+    @pytest.mark.parametrize("mode", ["replace", "update"])
+    def test_upserts_without_a_key_name_primary_key(self, adapter: Adapter, mode: str) -> None:
+        adapter.create_table("dst", OLD)
+        w = make_writer(adapter, adapter.writer_params("dst", writeMode=mode))
+        with pytest.raises(
+            ConfigError,
+            match=r"job\.content\[0\]\.writer\.parameter\.primaryKey: "
+            rf"writeMode '{mode}' needs a key",
+        ):
+            w.prepare(OLD.schema)
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(OLD)
+
+    def test_a_misspelt_write_mode_is_named_with_the_fix(self, adapter: Adapter) -> None:
+        with pytest.raises(ConfigError) as e:
+            make_writer(adapter, adapter.writer_params("dst", writeMode="trunc"))
+        assert (
+            "job.content[0].writer.parameter.writeMode: 'trunc' is not one of insert, replace, "
+            "update, truncate; did you mean 'truncate'?" in str(e.value)
+        )
+
+    def test_a_missing_table_is_named_by_its_key(self, adapter: Adapter) -> None:
+        self._src(adapter)
+        reader = make_reader(adapter, adapter.reader_params("scr"))
+        with pytest.raises(
+            ConfigError,
+            match=r"job\.content\[0\]\.reader\.parameter\.\S*table\S*: "
+            r"table 'scr' not found.*did you mean 'src'\?",
+        ):
+            reader.schema()
+
+    def test_an_unknown_column_is_named_with_a_suggestion(self, adapter: Adapter) -> None:
+        self._src(adapter)
+        reader = make_reader(adapter, adapter.reader_params("src", column=["id", "nmae"]))
+        with pytest.raises(
+            ConfigError,
+            match=r"parameter\.column\[1\]: 'nmae' is not a column of "
+            r"table src; did you mean 'name'\?",
+        ):
+            reader.splits(1)
+
+    def test_an_unknown_split_pk_is_named_with_a_suggestion(self, adapter: Adapter) -> None:
+        self._src(adapter)
+        reader = make_reader(adapter, adapter.reader_params("src", splitPk="idd"))
+        with pytest.raises(
+            ConfigError,
+            match=r"parameter\.splitPk: column 'idd' not in table src; "
+            r"did you mean 'id'\?",
+        ):
+            reader.splits(2)
+
+    def test_a_text_split_pk_is_refused(self, adapter: Adapter) -> None:
+        self._src(adapter)
+        reader = make_reader(adapter, adapter.reader_params("src", splitPk="name"))
+        with pytest.raises(ConfigError, match=r"parameter\.splitPk: .*needs an integer column"):
+            reader.splits(2)
+
+    def test_an_unknown_target_column_is_named_with_a_suggestion(self, adapter: Adapter) -> None:
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        w = make_writer(adapter, adapter.writer_params("dst", column=["id", "vv"]))
+        with pytest.raises(
+            ConfigError,
+            match=r"writer\.parameter\.column\[1\]: table dst has no "
+            r"column 'vv'; did you mean 'v'\?",
+        ):
+            w.prepare(OLD.schema)

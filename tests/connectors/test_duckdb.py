@@ -1,0 +1,436 @@
+"""The duckdb reader and writer: the conformance suite, then what is DuckDB's own."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from tests.connectors.conformance import (
+    NEW,
+    OLD,
+    Adapter,
+    SqlSuite,
+    copy,
+    make_reader,
+    make_writer,
+    read_all,
+    rows,
+    write,
+)
+from tidesync.connectors.base import Split, load
+from tidesync.engine.dirty import isolate
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError
+
+
+def _decl(t: pa.DataType) -> str:
+    for test, decl in (
+        (pa.types.is_boolean, "BOOLEAN"),
+        (pa.types.is_int32, "INTEGER"),
+        (pa.types.is_integer, "BIGINT"),
+        (pa.types.is_floating, "DOUBLE"),
+        (pa.types.is_timestamp, "TIMESTAMP"),
+        (pa.types.is_date, "DATE"),
+        (pa.types.is_binary, "BLOB"),
+    ):
+        if test(t):
+            return decl
+    return "VARCHAR"
+
+
+class DuckdbAdapter(Adapter):
+    kind = "duckdb"
+
+    def __init__(self, base_dir: Path):
+        super().__init__(base_dir)
+        self.path = base_dir / "db.duckdb"
+
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.path))  # the writer's settings, so both may be open at once
+
+    def create_table(self, name: str, data: pa.Table, primary_key: Any = ()) -> None:
+        q = self.ident
+        cols = [
+            f"{q(f.name)} {_decl(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in data.schema
+        ]
+        if primary_key:
+            cols.append(f"PRIMARY KEY ({', '.join(q(k) for k in primary_key)})")
+        con = self._con()
+        try:
+            con.execute(f"DROP TABLE IF EXISTS {q(name)}")
+            con.execute(f"CREATE TABLE {q(name)} ({', '.join(cols)})")
+            con.register("rows_in", data)
+            con.execute(f"INSERT INTO {q(name)} SELECT * FROM rows_in")
+        finally:
+            con.close()
+
+    def read_table(self, name: str) -> pa.Table:
+        con = self._con()
+        try:
+            return con.sql(f"SELECT * FROM {self.ident(name)}").to_arrow_table()
+        finally:
+            con.close()
+
+    def execute(self, *statements: str) -> None:
+        con = self._con()
+        try:
+            for s in statements:
+                con.execute(s)
+        finally:
+            con.close()
+
+    def reader_params(self, table: str | list[str], **extra: Any) -> dict[str, Any]:
+        tables = table if isinstance(table, list) else [table]
+        return {"connection": [{"jdbcUrl": ["jdbc:duckdb:db.duckdb"], "table": tables}], **extra}
+
+    def writer_params(self, table: str, **extra: Any) -> dict[str, Any]:
+        return {"database": "db.duckdb", "table": table, **extra}
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[DuckdbAdapter]:
+    # One connection held open for the test, as a running store would be: the file is opened
+    # once, not by every connection (readers then share it read-write, see duckdb._connect).
+    adapter = DuckdbAdapter(tmp_path)
+    held = duckdb.connect(str(adapter.path))
+    yield adapter
+    held.close()
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> DuckdbAdapter:
+    """No connection held: readers open the file read-only and must let it go."""
+    return DuckdbAdapter(tmp_path)
+
+
+class TestDuckdbConformance(SqlSuite):
+    @pytest.fixture
+    def adapter(self, db: DuckdbAdapter) -> DuckdbAdapter:
+        return db
+
+
+def _write_isolated(
+    db: DuckdbAdapter, params: dict[str, Any], batch: pa.RecordBatch
+) -> list[tuple[int, DirtyRecordError]]:
+    bad: list[tuple[int, DirtyRecordError]] = []
+    w = make_writer(db, params)
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e)))
+    w.commit([sink.close()])
+    return bad
+
+
+# -- naming the database -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("side", "params"),
+    [
+        ("reader", {"database": "db.duckdb", "table": "t"}),
+        ("reader", {"jdbcUrl": "jdbc:duckdb:db.duckdb", "table": ["t"]}),
+        ("reader", {"connection": [{"jdbcUrl": ["jdbc:duckdb:db.duckdb"], "table": ["t"]}]}),
+        ("writer", {"connection": [{"jdbcUrl": "jdbc:duckdb:db.duckdb", "table": ["t"]}]}),
+        ("writer", {"database": "jdbc:duckdb:db.duckdb", "table": "t"}),
+    ],
+    ids=[
+        "reader-database",
+        "reader-jdbcUrl",
+        "reader-connection",
+        "writer-datax",
+        "writer-database",
+    ],
+)
+def test_the_database_is_found_in_every_form(
+    db: DuckdbAdapter, side: str, params: dict[str, Any]
+) -> None:
+    db.create_table("t", OLD)
+    if side == "reader":
+        assert rows(read_all(load("duckdbreader", "reader")(params, db.context("reader")))) == rows(
+            OLD
+        )
+    else:
+        w = load("duckdbwriter", "writer")({**params, "writeMode": "insert"}, db.context("writer"))
+        w.prepare(NEW.schema)
+        sink = w.open(Split(0, "all"))
+        sink.write(NEW.slice(1).to_batches()[0])
+        w.commit([sink.close()])
+        assert db.read_table("t").num_rows == 5
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"database": "jdbc:sqlite:db.duckdb", "table": "t"},
+            "reader.parameter.database: 'jdbc:sqlite:db.duckdb' "
+            "is not a duckdb database; write jdbc:duckdb:PATH",
+        ),
+        (
+            {"jdbcUrl": "jdbc:duckdb:", "table": "t"},
+            "reader.parameter.jdbcUrl: an in-memory duckdb database",
+        ),
+        (
+            {"database": "db.duckdb", "table": "t", "column": 3},
+            "reader.parameter.column: must be a non-empty string",
+        ),
+    ],
+)
+def test_a_mistake_is_named_by_its_key(
+    db: DuckdbAdapter, params: dict[str, Any], message: str
+) -> None:
+    db.create_table("t", OLD)
+    with pytest.raises(ConfigError) as e:
+        load("duckdb", "reader")(params, db.context("reader"))
+    assert f"job.content[0].{message}" in str(e.value)
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def test_the_reader_gives_duckdbs_own_arrow_types(db: DuckdbAdapter) -> None:
+    db.execute(
+        "CREATE TABLE t (d DECIMAL(10, 2), tz TIMESTAMPTZ, l INTEGER[], s STRUCT(a VARCHAR), u UBIGINT)",
+        "INSERT INTO t VALUES (1.25, '2024-01-02 03:04:05+00', [1, 2], {'a': 'x'}, 18446744073709551615)",
+    )
+    got = read_all(make_reader(db, db.reader_params("t")))
+    assert got.schema.types == [
+        pa.decimal128(10, 2),
+        pa.timestamp("us", "UTC"),
+        pa.list_(pa.int32()),
+        pa.struct([("a", pa.string())]),
+        pa.uint64(),
+    ]
+    assert got.to_pylist() == [
+        {
+            "d": decimal.Decimal("1.25"),
+            "tz": dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+            "l": [1, 2],
+            "s": {"a": "x"},
+            "u": 2**64 - 1,
+        }
+    ]
+
+
+def test_fetch_size_sets_the_rows_per_batch(db: DuckdbAdapter) -> None:
+    db.create_table("t", pa.table({"id": pa.array(range(5), pa.int64())}))
+    reader = make_reader(db, db.reader_params("t", fetchSize=2))
+    assert [b.num_rows for b in reader.read(reader.splits(1)[0])] == [2, 2, 1]
+
+
+def test_session_statements_run_on_every_reader_connection(db: DuckdbAdapter) -> None:
+    db.create_table("t", OLD)
+    reader = make_reader(
+        db,
+        db.reader_params(
+            "t", session=["SET VARIABLE tag = 'x'"], column=["id", "getvariable('tag')"]
+        ),
+    )
+    assert {r["getvariable('tag')"] for r in read_all(reader).to_pylist()} == {"x"}
+
+
+def test_a_decimal_split_pk_is_refused(db: DuckdbAdapter) -> None:
+    db.execute("CREATE TABLE t (id DECIMAL(10, 2))", "INSERT INTO t VALUES (1.5), (2.5)")
+    with pytest.raises(ConfigError, match=r"splitPk: column 'id' of table t holds Decimal values"):
+        make_reader(db, db.reader_params("t", splitPk="id")).splits(2)
+
+
+def test_a_table_is_copied_within_one_database_file(bare: DuckdbAdapter) -> None:
+    db = bare
+    db.create_table("src", NEW)
+    dirty = copy(
+        make_reader(db, db.reader_params("src", splitPk="id")),
+        make_writer(db, db.writer_params("dst")),
+        n=3,
+    )
+    assert dirty == [] and rows(db.read_table("dst")) == rows(NEW)
+
+
+# -- writing: checks before the transaction ----------------------------------------------------
+
+
+def test_a_value_that_does_not_convert_is_dirty_with_duckdbs_message(db: DuckdbAdapter) -> None:
+    db.execute("CREATE TABLE dst (id BIGINT, n INTEGER)")
+    bad = _write_isolated(
+        db,
+        db.writer_params("dst"),
+        pa.record_batch({"id": pa.array([1, 2, 3], pa.int64()), "n": ["1", "two", "3"]}),
+    )
+    assert [(off, e.code) for off, e in bad] == [(1, "ConversionException")]
+    assert bad[0][1].reason.startswith("Conversion Error: Could not convert string 'two' to INT32")
+    assert [r["id"] for r in rows(db.read_table("dst"))] == [1, 3]
+
+
+def test_a_check_constraint_violation_is_dirty(db: DuckdbAdapter) -> None:
+    db.execute("CREATE TABLE dst (id BIGINT, n BIGINT CHECK (n > 0))")
+    bad = _write_isolated(
+        db,
+        db.writer_params("dst"),
+        pa.record_batch(
+            {"id": pa.array([1, 2, 3], pa.int64()), "n": pa.array([5, -1, 7], pa.int64())}
+        ),
+    )
+    assert [off for off, _ in bad] == [1] and "CHECK constraint failed" in bad[0][1].reason
+    assert [r["n"] for r in rows(db.read_table("dst"))] == [5, 7]
+
+
+def test_a_duplicate_across_batches_is_dirty(db: DuckdbAdapter) -> None:
+    db.create_table("dst", OLD.schema.empty_table(), primary_key=["id"])
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(OLD.schema)
+    sink = w.open(Split(0, "all"))
+    sink.write(OLD.to_batches()[0])
+    with pytest.raises(
+        DirtyRecordError, match=r'Duplicate key "id: 3" violates primary key constraint'
+    ):
+        sink.write(NEW.to_batches()[0])
+    sink.write(NEW.slice(1).to_batches()[0])  # the transaction lives on
+    w.commit([sink.close()])
+    assert [r["id"] for r in rows(db.read_table("dst"))] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("batch", "bad_rows", "after"),
+    [
+        ([(1, "b"), (3, "c")], [0], [(1, "a"), (2, "b"), (3, "c")]),
+        (
+            [(1, "z"), (5, "a")],
+            [],
+            [(1, "z"), (2, "b"), (5, "a")],
+        ),  # row 1 gives up 'a' as 5 takes it
+    ],
+    ids=["taken-by-another-row", "freed-by-the-replaced-row"],
+)
+def test_a_replace_checks_the_other_unique_constraints(
+    db: DuckdbAdapter,
+    batch: list[tuple[int, str]],
+    bad_rows: list[int],
+    after: list[tuple[int, str]],
+) -> None:
+    db.execute(
+        "CREATE TABLE dst (id BIGINT PRIMARY KEY, code VARCHAR UNIQUE)",
+        "INSERT INTO dst VALUES (1, 'a'), (2, 'b')",
+    )
+    ids, codes = zip(*batch, strict=True)
+    bad = _write_isolated(
+        db,
+        db.writer_params("dst", writeMode="replace"),
+        pa.record_batch({"id": pa.array(ids, pa.int64()), "code": list(codes)}),
+    )
+    assert [off for off, _ in bad] == bad_rows
+    assert all("violates unique constraint (code)" in e.reason for _, e in bad)
+    assert [(r["id"], r["code"]) for r in rows(db.read_table("dst"))] == after
+
+
+def test_rows_of_one_key_in_a_batch_leave_the_last(db: DuckdbAdapter) -> None:
+    db.create_table("dst", OLD, primary_key=["id"])
+    write(
+        db,
+        db.writer_params("dst", writeMode="replace"),
+        pa.table({"id": pa.array([2, 2, 2], pa.int64()), "v": ["x", "y", "z"]}),
+    )
+    assert [(r["id"], r["v"]) for r in rows(db.read_table("dst"))] == [
+        (1, "old1"),
+        (2, "z"),
+        (3, "old3"),
+    ]
+
+
+def test_an_unforeseen_write_failure_fails_the_job_and_commits_nothing(db: DuckdbAdapter) -> None:
+    db.execute(
+        "CREATE TABLE parent (id BIGINT PRIMARY KEY)",
+        "INSERT INTO parent VALUES (1)",
+        "CREATE TABLE dst (id BIGINT, p BIGINT REFERENCES parent (id))",
+    )
+    w = make_writer(db, db.writer_params("dst"))
+    schema = pa.schema([("id", pa.int64()), ("p", pa.int64())])
+    w.prepare(schema)
+    sink = w.open(Split(0, "all"))
+    sink.write(pa.record_batch([pa.array([1]), pa.array([1])], schema=schema))
+    with pytest.raises(FatalError, match="duckdb table dst in .*foreign key"):
+        sink.write(pa.record_batch([pa.array([2]), pa.array([9])], schema=schema))
+    with pytest.raises(FatalError, match="nothing committed"):
+        w.commit([sink.close()])
+    assert db.read_table("dst").num_rows == 0
+
+
+def test_a_task_that_failed_after_writing_makes_commit_refuse(db: DuckdbAdapter) -> None:
+    db.create_table("dst", OLD.schema.empty_table())
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(OLD.schema)
+    sink = w.open(Split(0, "broken"))
+    sink.write(OLD.to_batches()[0])
+    with pytest.raises(FatalError, match="task 'broken' failed after writing 3 rows"):
+        w.commit([sink.discard()])
+    assert db.read_table("dst").num_rows == 0
+
+
+# -- writing: tables ---------------------------------------------------------------------------
+
+
+def test_a_created_table_keeps_the_arrow_types(db: DuckdbAdapter) -> None:
+    data = pa.table(
+        {
+            "u": pa.array([2**64 - 1], pa.uint64()),
+            "d": pa.array([decimal.Decimal("1.5")], pa.decimal128(12, 3)),
+            "tz": pa.array([dt.datetime(2024, 1, 1, tzinfo=dt.UTC)], pa.timestamp("us", "UTC")),
+            "l": pa.array([[1, 2]], pa.list_(pa.int64())),
+            "e": pa.array(["x"]).dictionary_encode(),
+        }
+    )
+    write(db, db.writer_params("new"), data)
+    con = duckdb.connect(str(db.path))
+    try:
+        types = con.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE table_name = 'new'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert [t[0] for t in types] == [
+        "UBIGINT",
+        "DECIMAL(12,3)",
+        "TIMESTAMP WITH TIME ZONE",
+        "BIGINT[]",
+        "VARCHAR",
+    ]
+
+
+def test_abort_removes_a_database_file_it_created(bare: DuckdbAdapter) -> None:
+    db = bare
+    w, results = write(db, db.writer_params("dst"), OLD, commit=False)
+    w.abort(results)
+    assert not db.path.exists()
+
+
+def test_an_unwritten_required_column_is_named(db: DuckdbAdapter) -> None:
+    db.execute("CREATE TABLE dst (id BIGINT, v VARCHAR NOT NULL, w VARCHAR NOT NULL DEFAULT 'x')")
+    w = make_writer(db, db.writer_params("dst", column=["id"]))
+    with pytest.raises(
+        ConfigError, match=r"column: table dst needs column\(s\) v \(NOT NULL without a default\)"
+    ):
+        w.prepare(pa.schema([("id", pa.int64())]))
+
+
+def test_a_failing_post_sql_is_named_and_commits_nothing(db: DuckdbAdapter) -> None:
+    db.create_table("dst", OLD)
+    w, results = write(
+        db,
+        db.writer_params("dst", writeMode="truncate", postSql=["SELECT * FROM nowhere"]),
+        NEW,
+        commit=False,
+    )
+    with pytest.raises(FatalError, match=r"writer\.parameter\.postSql\[0\]: Catalog Error"):
+        w.commit(results)
+    assert rows(db.read_table("dst")) == rows(OLD)
+
+
+def test_a_schema_qualified_table_is_written(db: DuckdbAdapter) -> None:
+    db.execute("CREATE SCHEMA sales", 'CREATE TABLE sales."Order" (id BIGINT, v VARCHAR)')
+    write(db, db.writer_params('sales."Order"'), OLD)
+    assert read_all(make_reader(db, db.reader_params("sales.Order"))).num_rows == 3

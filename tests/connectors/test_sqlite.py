@@ -1,0 +1,572 @@
+"""The sqlite reader and writer: the conformance suite, then what is SQLite's own."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.connectors.conformance import (
+    NEW,
+    OLD,
+    Adapter,
+    SqlSuite,
+    make_reader,
+    make_writer,
+    read_all,
+    read_splits,
+    rows,
+    write,
+)
+from tidesync.connectors.base import Chunk, Context, Split, load
+from tidesync.engine.dirty import isolate
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError
+
+
+def _decl(t: pa.DataType) -> str:
+    for test, decl in (
+        (pa.types.is_boolean, "BOOLEAN"),
+        (pa.types.is_integer, "INTEGER"),
+        (pa.types.is_floating, "REAL"),
+        (pa.types.is_timestamp, "TIMESTAMP"),
+        (pa.types.is_date, "DATE"),
+        (pa.types.is_binary, "BLOB"),
+    ):
+        if test(t):
+            return decl
+    return "TEXT"
+
+
+def _plain(v: Any) -> Any:
+    return (
+        v.isoformat(" ")
+        if isinstance(v, dt.datetime)
+        else v.isoformat()
+        if isinstance(v, dt.date)
+        else v
+    )
+
+
+class SqliteAdapter(Adapter):
+    kind = "sqlite"
+
+    def __init__(self, base_dir: Path):
+        super().__init__(base_dir)
+        self.path = base_dir / "db.sqlite"
+
+    def create_table(self, name: str, data: pa.Table, primary_key: Any = ()) -> None:
+        q = self.ident
+        cols = [
+            f"{q(f.name)} {_decl(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in data.schema
+        ]
+        if primary_key:
+            cols.append(f"PRIMARY KEY ({', '.join(q(k) for k in primary_key)})")
+        with closing(sqlite3.connect(self.path)) as con:
+            con.execute(f"DROP TABLE IF EXISTS {q(name)}")
+            con.execute(f"CREATE TABLE {q(name)} ({', '.join(cols)})")
+            marks = ", ".join("?" * data.num_columns)
+            con.executemany(
+                f"INSERT INTO {q(name)} VALUES ({marks})",
+                [tuple(_plain(v) for v in r.values()) for r in data.to_pylist()],
+            )
+            con.commit()
+
+    def read_table(self, name: str) -> pa.Table:
+        with closing(sqlite3.connect(self.path, timeout=5)) as con:
+            cur = con.execute(f"SELECT * FROM {self.ident(name)}")
+            names = [d[0] for d in cur.description]
+            values = list(zip(*cur.fetchall(), strict=True)) or [()] * len(names)
+        return pa.table({n: pa.array(list(v)) for n, v in zip(names, values, strict=True)})
+
+    def reader_params(self, table: str | list[str], **extra: Any) -> dict[str, Any]:
+        return {
+            "database": "db.sqlite",
+            "table": table if isinstance(table, list) else [table],
+            **extra,
+        }
+
+    def writer_params(self, table: str, **extra: Any) -> dict[str, Any]:
+        return {"connection": [{"jdbcUrl": "jdbc:sqlite:db.sqlite", "table": [table]}], **extra}
+
+
+class TestSqliteConformance(SqlSuite):
+    @pytest.fixture
+    def adapter(self, tmp_path: Path) -> SqliteAdapter:
+        return SqliteAdapter(tmp_path)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> SqliteAdapter:
+    return SqliteAdapter(tmp_path)
+
+
+def _sql(db: SqliteAdapter, *statements: str) -> None:
+    with closing(sqlite3.connect(db.path)) as con:
+        for s in statements:
+            con.execute(s)
+        con.commit()
+
+
+def _ctx(db: SqliteAdapter, side: str = "reader") -> Context:
+    return db.context(side)
+
+
+# -- naming the database -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"database": "db.sqlite", "table": "src"},
+        {"database": "jdbc:sqlite:db.sqlite", "table": ["src"]},
+        {"jdbcUrl": ["jdbc:sqlite:db.sqlite"], "table": ["src"]},
+        {"connection": [{"jdbcUrl": ["jdbc:sqlite:db.sqlite"], "table": ["src"]}]},
+        {
+            "connection": [
+                {"jdbcUrl": ["jdbc:sqlite:gone.sqlite", "jdbc:sqlite:db.sqlite"], "table": ["src"]}
+            ]
+        },
+        {"connection": [{"jdbcUrl": "jdbc:sqlite:file:db.sqlite?mode=ro"}], "table": "src"},
+    ],
+    ids=[
+        "database",
+        "database-jdbc",
+        "jdbcUrl",
+        "connection",
+        "first-existing-alternative",
+        "file-uri",
+    ],
+)
+def test_the_reader_finds_the_database_in_every_form(
+    db: SqliteAdapter, params: dict[str, Any]
+) -> None:
+    db.create_table("src", OLD)
+    assert rows(read_all(load("sqlitereader", "reader")(params, _ctx(db)))) == rows(OLD)
+
+
+def test_an_absolute_path_does_not_depend_on_the_job_folder(
+    db: SqliteAdapter, tmp_path: Path
+) -> None:
+    db.create_table("src", OLD)
+    ctx = Context(base_dir=tmp_path / "elsewhere")
+    assert (
+        read_all(load("sqlite", "reader")({"database": str(db.path), "table": "src"}, ctx)).num_rows
+        == 3
+    )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"connection": [{"jdbcUrl": "jdbc:sqlite:db.sqlite", "table": ["dst"]}]},
+        {"connection": [{"jdbcUrl": ["jdbc:sqlite:db.sqlite"], "table": "dst"}]},
+        {"database": "db.sqlite", "table": "dst"},
+        {"jdbcUrl": "jdbc:sqlite:db.sqlite", "table": ["dst"]},
+    ],
+    ids=["datax", "url-list", "database", "jdbcUrl"],
+)
+def test_the_writer_finds_the_database_in_every_form(
+    db: SqliteAdapter, params: dict[str, Any]
+) -> None:
+    w = load("sqlitewriter", "writer")(params, _ctx(db, "writer"))
+    w.prepare(OLD.schema)
+    sink = w.open(Split(0, "all"))
+    sink.write(OLD.to_batches()[0])
+    w.commit([sink.close()])
+    assert rows(db.read_table("dst")) == rows(OLD)
+
+
+@pytest.mark.parametrize(
+    ("side", "params", "message"),
+    [
+        ("reader", {"table": "t"}, "reader.parameter.database: is required"),
+        ("reader", {"database": "db.sqlite"}, "reader.parameter.table: is required (or querySql)"),
+        (
+            "reader",
+            {"connection": [{"jdbcUrl": ["jdbc:sqlite:db.sqlite"]}]},
+            "reader.parameter.connection[0].table: is required (or querySql)",
+        ),
+        (
+            "reader",
+            {"database": "nope.sqlite", "table": "t"},
+            "reader.parameter.database: no such database file",
+        ),
+        (
+            "reader",
+            {"database": "jdbc:mysql://h:3306/db", "table": "t"},
+            "reader.parameter.database: 'jdbc:mysql://h:3306/db' is not a sqlite database; "
+            "write jdbc:sqlite:PATH",
+        ),
+        (
+            "reader",
+            {"database": ":memory:", "table": "t"},
+            "reader.parameter.database: an in-memory sqlite database",
+        ),
+        (
+            "reader",
+            {"database": "db.sqlite", "table": "t", "fetchSize": 0},
+            "reader.parameter.fetchSize: must be at least 1",
+        ),
+        ("writer", {"database": "db.sqlite"}, "writer.parameter.table: is required"),
+        (
+            "writer",
+            {"database": "db.sqlite", "table": ["a", "b"]},
+            "writer.parameter.table: a writer writes one table",
+        ),
+        (
+            "writer",
+            {"connection": [{"jdbcUrl": ["jdbc:sqlite:a", "jdbc:sqlite:b"], "table": ["t"]}]},
+            "writer.parameter.connection[0].jdbcUrl: a writer writes one database",
+        ),
+        (
+            "writer",
+            {"database": "no/such/dir/x.sqlite", "table": "t"},
+            "writer.parameter.database: folder",
+        ),
+        (
+            "writer",
+            {"database": "db.sqlite", "table": "t", "column": ["a", "A"]},
+            "writer.parameter.column: names a column twice",
+        ),
+        (
+            "writer",
+            {"database": "db.sqlite", "table": "t", "batchSize": "x"},
+            "writer.parameter.batchSize: must be an integer",
+        ),
+    ],
+)
+def test_a_mistake_is_named_by_its_key(
+    db: SqliteAdapter, side: str, params: dict[str, Any], message: str
+) -> None:
+    db.create_table("t", OLD)
+    with pytest.raises(ConfigError) as e:
+        load("sqlite", side)(params, _ctx(db, side))  # type: ignore[arg-type]
+    assert f"job.content[0].{message}" in str(e.value)
+
+
+def test_every_problem_is_reported_at_once(db: SqliteAdapter) -> None:
+    with pytest.raises(ConfigError) as e:
+        load("sqlite", "writer")({"writeMode": "trunc", "batchSize": -1}, _ctx(db, "writer"))
+    assert [p.split(":")[0] for p in e.value.problems] == [
+        "job.content[0].writer.parameter.database",
+        "job.content[0].writer.parameter.table",
+        "job.content[0].writer.parameter.writeMode",
+        "job.content[0].writer.parameter.batchSize",
+    ]
+
+
+# -- reading: types ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("declared", "value", "arrow", "expected"),
+    [
+        ("INTEGER", 7, pa.int64(), 7),
+        ("BIGINT UNSIGNED", 2**62, pa.int64(), 2**62),
+        ("REAL", 1.5, pa.float64(), 1.5),
+        ("DOUBLE PRECISION", 2, pa.float64(), 2.0),
+        ("TEXT", "名字", pa.string(), "名字"),
+        ("VARCHAR(10)", 12, pa.string(), "12"),
+        ("BLOB", b"\x00\x01", pa.binary(), b"\x00\x01"),
+        ("BOOLEAN", 1, pa.bool_(), True),
+        ("NUMERIC(10,2)", "1.5", pa.decimal128(10, 2), decimal.Decimal("1.50")),
+        ("DECIMAL", 2.5, pa.float64(), 2.5),
+        ("DATE", "2024-02-29", pa.date32(), dt.date(2024, 2, 29)),
+        ("DATE", "2024-02-29 10:00:00", pa.timestamp("us"), dt.datetime(2024, 2, 29, 10)),
+        ("DATE", "yesterday", pa.string(), "yesterday"),
+        (
+            "DATETIME",
+            "2024-01-02T03:04:05.5",
+            pa.timestamp("us"),
+            dt.datetime(2024, 1, 2, 3, 4, 5, 500000),
+        ),
+        (
+            "TIMESTAMP",
+            "2024-01-02 03:04:05+02:00",
+            pa.timestamp("us", "UTC"),
+            dt.datetime(2024, 1, 2, 1, 4, 5, tzinfo=dt.UTC),
+        ),
+        (
+            "TIMESTAMPTZ",
+            "2024-01-02 03:04:05",
+            pa.timestamp("us", "UTC"),
+            dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        ),
+        ("TIME", "12:00:01.25", pa.time64("us"), dt.time(12, 0, 1, 250000)),
+        ("", 3, pa.int64(), 3),
+        ("", "x", pa.string(), "x"),
+    ],
+)
+def test_declared_types_decide_the_arrow_types(
+    db: SqliteAdapter, declared: str, value: Any, arrow: pa.DataType, expected: Any
+) -> None:
+    _sql(db, f"CREATE TABLE t (x {declared})")
+    with closing(sqlite3.connect(db.path)) as con:
+        con.execute("INSERT INTO t VALUES (?)", (value,))
+        con.commit()
+    got = read_all(make_reader(db, db.reader_params("t")))
+    assert got.schema.field("x").type == arrow
+    assert got.column("x").to_pylist() == [expected]
+
+
+def test_expression_types_come_from_the_values(db: SqliteAdapter) -> None:
+    db.create_table("src", OLD)
+    got = read_all(
+        make_reader(
+            db,
+            db.reader_params(
+                "src", querySql="SELECT id, id * 1.5 AS x, upper(v) AS u, NULL AS z FROM src"
+            ),
+        )
+    )
+    assert got.schema.types == [pa.int64(), pa.float64(), pa.string(), pa.string()]
+    assert got.column("u").to_pylist() == ["OLD1", "OLD2", "OLD3"]
+
+
+def test_a_value_that_does_not_fit_its_column_becomes_a_dirty_read(db: SqliteAdapter) -> None:
+    _sql(
+        db,
+        "CREATE TABLE t (id INTEGER, n INTEGER)",
+        "INSERT INTO t VALUES (1, 10), (2, 'many'), (3, 1.5), (4, 40)",
+    )
+    reader = make_reader(db, db.reader_params("t"))
+    (chunk,) = list(reader.read(reader.splits(1)[0]))
+    assert isinstance(chunk, Chunk) and chunk.batch is not None
+    assert chunk.batch.to_pylist() == [{"id": 1, "n": 10}, {"id": 4, "n": 40}]
+    assert [(d.position, d.row) for d in chunk.dirty] == [
+        ("row 1", {"id": 2, "n": "many"}),
+        ("row 2", {"id": 3, "n": 1.5}),
+    ]
+    assert "column 'n': value 'many' does not fit int64" in chunk.dirty[0].reason
+
+
+def test_fetch_size_sets_the_rows_per_batch(db: SqliteAdapter) -> None:
+    db.create_table("src", pa.table({"id": pa.array(range(5), pa.int64())}))
+    reader = make_reader(db, db.reader_params("src", fetchSize="2"))
+    assert [b.num_rows for b in reader.read(reader.splits(1)[0])] == [2, 2, 1]
+
+
+def test_tables_of_different_shapes_are_refused(db: SqliteAdapter) -> None:
+    db.create_table("a", OLD)
+    db.create_table("b", pa.table({"x": [1]}))
+    with pytest.raises(
+        ConfigError, match=r"reader\.parameter\.table\[1\]: b gives columns \['x'\]"
+    ):
+        make_reader(db, db.reader_params(["a", "b"])).schema()
+
+
+def test_a_where_with_split_pk_keeps_null_keys_in_their_own_split(db: SqliteAdapter) -> None:
+    db.create_table(
+        "src", pa.table({"id": pa.array([1, None, 5, None], pa.int64()), "v": ["a", "b", "c", "d"]})
+    )
+    reader = make_reader(db, db.reader_params("src", splitPk="id", where="v <> 'd'"))
+    parts = read_splits(reader, 2)
+    assert parts == [[{"id": 1, "v": "a"}], [{"id": 5, "v": "c"}], [{"id": None, "v": "b"}]]
+    assert reader.splits(2)[2].label == "src id is null"
+
+
+def test_rowid_is_a_column_of_every_table(db: SqliteAdapter) -> None:
+    db.create_table("src", OLD)
+    got = read_all(make_reader(db, db.reader_params("src", column=["rowid", "v"])))
+    assert got.column(0).to_pylist() == [1, 2, 3]
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def test_a_created_table_declares_types_the_reader_maps_back(db: SqliteAdapter) -> None:
+    data = pa.table(
+        {
+            "i": pa.array([1], pa.int16()),
+            "d": pa.array([decimal.Decimal("1.25")], pa.decimal128(9, 2)),
+            "t": pa.array(
+                [dt.datetime(2024, 1, 1, 8, tzinfo=dt.UTC)], pa.timestamp("ms", "Asia/Shanghai")
+            ),
+            "l": pa.array([[1, 2]]),
+            "tm": pa.array([dt.time(1, 2, 3)]),
+        }
+    )
+    write(db, db.writer_params("new"), data)
+    with closing(sqlite3.connect(db.path)) as con:
+        assert [r[2] for r in con.execute("PRAGMA table_info(new)")] == [
+            "INTEGER",
+            "DECIMAL(9,2)",
+            "TIMESTAMPTZ",
+            "TEXT",
+            "TIME",
+        ]
+    assert read_all(make_reader(db, db.reader_params("new"))).to_pylist() == [
+        {
+            "i": 1,
+            "d": decimal.Decimal("1.25"),
+            "t": dt.datetime(2024, 1, 1, 8, tzinfo=dt.UTC),
+            "l": "[1, 2]",
+            "tm": dt.time(1, 2, 3),
+        }
+    ]
+
+
+def test_column_maps_incoming_columns_by_position(db: SqliteAdapter) -> None:
+    db.create_table(
+        "dst", pa.table({"k": pa.array([], pa.int64()), "val": pa.array([], pa.string())})
+    )
+    write(
+        db,
+        db.writer_params("dst", column=["val", "k"]),
+        pa.table({"a": ["x"], "b": pa.array([7], pa.int64())}),
+    )
+    assert db.read_table("dst").to_pylist() == [{"k": 7, "val": "x"}]
+
+
+def test_a_column_count_mismatch_is_named(db: SqliteAdapter) -> None:
+    db.create_table("dst", OLD)
+    w = make_writer(db, db.writer_params("dst", column=["id"]))
+    with pytest.raises(
+        ConfigError, match=r"writer\.parameter\.column: lists 1 columns but 2 arrive \(id, v\)"
+    ):
+        w.prepare(OLD.schema)
+
+
+def test_an_unwritten_required_column_is_named(db: SqliteAdapter) -> None:
+    _sql(db, "CREATE TABLE dst (id INTEGER, v TEXT NOT NULL, w TEXT NOT NULL DEFAULT 'x')")
+    w = make_writer(db, db.writer_params("dst", column=["id"]))
+    with pytest.raises(
+        ConfigError, match=r"column: table dst needs column\(s\) v \(NOT NULL without a default\)"
+    ):
+        w.prepare(pa.schema([("id", pa.int64())]))
+
+
+@pytest.mark.parametrize("mode", ["replace", "update"])
+def test_an_upsert_into_a_missing_table_is_refused(db: SqliteAdapter, mode: str) -> None:
+    w = make_writer(db, db.writer_params("nope", writeMode=mode, primaryKey=["id"]))
+    with pytest.raises(
+        ConfigError, match=r"parameter\.connection\[0\]\.table: table nope does not exist"
+    ):
+        w.prepare(OLD.schema)
+
+
+def test_a_strict_table_makes_a_type_mismatch_dirty(db: SqliteAdapter) -> None:
+    _sql(db, "CREATE TABLE dst (id INTEGER, n INTEGER) STRICT")
+    batch = pa.record_batch({"id": pa.array([1, 2, 3], pa.int64()), "n": ["1", "two", "3"]})
+    bad: list[DirtyRecordError] = []
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    isolate(batch, sink.write, lambda _o, _b, e: bad.append(e))
+    w.commit([sink.close()])
+    assert [r["id"] for r in rows(db.read_table("dst"))] == [1, 3]
+    assert (
+        bad[0].code == "SQLITE_CONSTRAINT_DATATYPE" and "cannot store TEXT value" in bad[0].reason
+    )
+
+
+def test_an_update_with_only_key_columns_inserts_the_missing_keys(db: SqliteAdapter) -> None:
+    db.create_table("dst", OLD, primary_key=["id"])
+    write(
+        db,
+        db.writer_params("dst", writeMode="update", column=["id"]),
+        pa.table({"id": pa.array([3, 9], pa.int64())}),
+    )
+    assert [(r["id"], r["v"]) for r in rows(db.read_table("dst"))] == [
+        (1, "old1"),
+        (2, "old2"),
+        (3, "old3"),
+        (9, None),
+    ]
+
+
+def test_a_unique_index_is_the_conflict_target_of_update(db: SqliteAdapter) -> None:
+    _sql(
+        db,
+        "CREATE TABLE dst (id INTEGER PRIMARY KEY, code TEXT, v TEXT)",
+        "CREATE UNIQUE INDEX dst_code ON dst (code)",
+        "INSERT INTO dst VALUES (1, 'a', 'old')",
+    )
+    write(
+        db,
+        db.writer_params("dst", writeMode="update", primaryKey=["code"], column=["code", "v"]),
+        pa.table({"code": ["a", "b"], "v": ["new", "b"]}),
+    )
+    assert [(r["id"], r["code"], r["v"]) for r in rows(db.read_table("dst"))] == [
+        (1, "a", "new"),
+        (2, "b", "b"),
+    ]
+
+
+def test_a_task_discarded_alone_is_undone_and_the_rest_commits(db: SqliteAdapter) -> None:
+    db.create_table("dst", OLD.schema.empty_table(), primary_key=["id"])
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(OLD.schema)
+    first = w.open(Split(0, "first"))
+    first.write(OLD.to_batches()[0])
+    results = [first.close()]
+    second = w.open(Split(1, "second"))
+    second.write(NEW.filter(pa.array([False, True, True])).to_batches()[0])
+    results.append(second.discard())
+    w.commit(results)
+    assert rows(db.read_table("dst")) == rows(OLD)
+
+
+def test_a_task_discarded_beside_another_makes_commit_refuse(db: SqliteAdapter) -> None:
+    db.create_table("dst", OLD.schema.empty_table(), primary_key=["id"])
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(OLD.schema)
+    first, second = w.open(Split(0, "first")), w.open(Split(1, "second"))
+    first.write(OLD.to_batches()[0])
+    second.write(NEW.filter(pa.array([False, True, True])).to_batches()[0])
+    results = [first.close(), second.discard()]
+    with pytest.raises(
+        FatalError, match="nothing committed: task 'second' failed after writing 2 rows"
+    ):
+        w.commit(results)
+    assert db.read_table("dst").num_rows == 0
+
+
+def test_abort_removes_a_database_file_it_created(db: SqliteAdapter) -> None:
+    _, results = write(db, db.writer_params("dst"), OLD, commit=False)
+    assert db.path.exists()
+    _.abort(results)
+    assert not db.path.exists()
+
+
+def test_a_locked_database_is_fatal_and_names_the_table(db: SqliteAdapter) -> None:
+    db.create_table("dst", OLD)
+    w = make_writer(db, db.writer_params("dst", session=["PRAGMA busy_timeout = 10"]))
+    with closing(sqlite3.connect(db.path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(
+            FatalError, match=r"sqlite table dst in .*db\.sqlite: database is locked"
+        ):
+            w.prepare(OLD.schema)
+    assert rows(db.read_table("dst")) == rows(OLD)
+
+
+def test_a_failing_pre_sql_is_named_and_leaves_the_table(db: SqliteAdapter) -> None:
+    db.create_table("dst", OLD)
+    w = make_writer(
+        db,
+        db.writer_params(
+            "dst", writeMode="truncate", preSql=["DELETE FROM @table", "DELETE FROM nowhere"]
+        ),
+    )
+    with pytest.raises(FatalError, match=r"writer\.parameter\.preSql\[1\]: no such table: nowhere"):
+        w.prepare(OLD.schema)
+    assert rows(db.read_table("dst")) == rows(OLD)
+
+
+def test_a_write_after_the_database_turned_read_only_is_fatal(db: SqliteAdapter) -> None:
+    db.create_table("dst", OLD.schema.empty_table())
+    w = make_writer(db, db.writer_params("dst", preSql=["PRAGMA query_only = ON"]))
+    w.prepare(OLD.schema)
+    sink = w.open(Split(0, "all"))
+    with pytest.raises(
+        FatalError, match="sqlite table dst in .*: attempt to write a readonly database"
+    ):
+        sink.write(OLD.to_batches()[0])
+    w.abort([sink.discard()])
