@@ -1,0 +1,456 @@
+"""Hive-style partitioned Parquet folders for the ``lake`` connector (``format: hive``).
+
+A table is a folder: ``TABLE/ds=20161114/part-*.parquet`` (several levels for
+``pt=20150101/type=1``), with ``TABLE/_common_metadata`` holding the schema of the data columns
+(partition columns live in the folder names). Nothing is visible before the commit:
+
+* sinks write into ``PARENT/.TABLE.tidesync/RUN/data/``, a hidden sibling on the same file
+  system (readers skip names starting with ``.`` and ``_``);
+* ``overwrite``, ``merge`` and ``sync`` build the partition's new contents there (unchanged
+  files hard-linked) and swap it with the partition folder in one ``renameat2(RENAME_EXCHANGE)``,
+  so a reader sees the old folder or the new one, never a mix. Where the file system has no
+  exchange, two renames run back to back: for that moment (microseconds) the partition folder
+  is missing, never half written;
+* ``append`` moves a new partition folder in by one rename, or the new files into an existing
+  partition one rename each (each file appears whole; a listing taken during the commit may see
+  some of them);
+* a killed run leaves its hidden staging folder behind; the next writer of the table removes it
+  (and puts the old partition back if the kill fell between the two renames).
+
+One writer per partition at a time: there is no catalog to arbitrate between two jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import json
+import os
+import shutil
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tidesync.connectors._lake_common import (
+    ParquetRoller,
+    StagedFile,
+    classify,
+    conform,
+    describe,
+    duplicates,
+    expired,
+    fits,
+    parallel,
+    partition_path,
+    prepare_changes,
+    remaining,
+    touches,
+)
+from tidesync.errors import ConfigError, FatalError
+
+META = "_common_metadata"
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def visible(name: str) -> bool:
+    return not name.startswith((".", "_"))
+
+
+def data_files(folder: Path) -> list[Path]:
+    """Parquet files under ``folder``, skipping hidden names, in a stable order."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if visible(d))
+        out += [Path(dirpath) / f for f in sorted(filenames) if visible(f)]
+    return out
+
+
+def path_partition(root: Path, file: Path) -> list[tuple[str, str]]:
+    parts = []
+    for seg in file.parent.relative_to(root).parts:
+        if "=" in seg:
+            k, v = seg.split("=", 1)
+            parts.append((unquote(k), unquote(v)))
+    return parts
+
+
+def layout_keys(root: Path) -> list[str]:
+    """The partition columns of an existing table, from its first ``k=v`` folders."""
+    keys: list[str] = []
+    here = root
+    while True:
+        try:
+            subs = sorted(e.name for e in os.scandir(here) if e.is_dir() and visible(e.name))
+        except FileNotFoundError:
+            return keys
+        subs = [s for s in subs if "=" in s]
+        if not subs:
+            return keys
+        keys.append(unquote(subs[0].split("=", 1)[0]))
+        here = here / subs[0]
+
+
+def table_schema(root: Path) -> pa.Schema | None:
+    """The data columns: ``_common_metadata``, else the union of the files' schemas."""
+    meta = root / META
+    if meta.exists():
+        return plain(pq.read_schema(meta))
+    files = data_files(root) if root.exists() else []
+    if not files:
+        return None
+    try:
+        return plain(
+            pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise FatalError(f"the Parquet files under {root} disagree on their columns: {e}") from e
+
+
+def plain(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, f.type) for f in schema])
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2``); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return bool(rc == 0)
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(owner: dict[str, Any]) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return True  # cannot tell: leave it
+    pid = int(owner.get("pid", 0))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return owner.get("start") is None or _start_time(pid) == owner.get("start")
+
+
+def _put_back(run: Path) -> None:
+    """Undo a swap that stopped between its two renames (old moved out, new not moved in)."""
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        j = json.loads((run / "commit.json").read_text())
+        old, target = Path(j["old"]), Path(j["target"])
+        if old.exists() and not target.exists():
+            os.rename(old, target)
+
+
+@dataclass
+class Plan:
+    file_schema: pa.Schema
+    changed: bool  # the table's schema file must be (re)written
+    constants: dict[str, Any] = field(default_factory=dict)  # none: partitions are folders
+    dynamic: list[str] = field(default_factory=list)
+
+
+class HiveTable:
+    publish = "partition swap"
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        partition: list[tuple[str, str]],
+        where: str,
+        table_key: str,
+        partition_key: str,
+        compression: str = "snappy",
+    ):
+        self.root = root
+        self.partition = partition
+        self.where = where
+        self.table_key = table_key
+        self.partition_key = partition_key
+        self.compression = compression
+        self.leaf = root / partition_path(partition) if partition else root
+        self.run = uuid.uuid4().hex[:12]
+        self.stage_root = root.parent / f".{root.name}.tidesync"
+        self.stage = self.stage_root / self.run
+        self.plan: Plan | None = None
+        self.current: pa.Schema | None = None
+        self._names = itertools.count()
+
+    # -- opening -------------------------------------------------------------------------------
+    def open(self, *, must_exist: bool) -> None:
+        if not self.root.is_dir():
+            if must_exist:
+                raise ConfigError(f"{self.table_key}: no table folder {self.root}")
+            return
+        keys = layout_keys(self.root)
+        want = [k for k, _ in self.partition]
+        if keys and want and keys[: len(want)] != want:
+            raise ConfigError(
+                f"{self.partition_key}: table {self.root} is partitioned by {'/'.join(keys)}, "
+                f"not {'/'.join(want)}"
+            )
+        if keys and not want and not must_exist:
+            raise ConfigError(
+                f"{self.partition_key}: table {self.root} is partitioned by {'/'.join(keys)}; "
+                f"give the partition to write, e.g. {keys[0]}=${{bizdate}}"
+            )
+        if want and not keys and any(f.parent == self.root for f in data_files(self.root)):
+            raise ConfigError(
+                f"{self.partition_key}: table {self.root} is not partitioned; leave out "
+                "partition, or write to a new folder"
+            )
+        self.current = table_schema(self.root)
+
+    def data_schema(self) -> pa.Schema | None:
+        return self.current
+
+    def clean_dead(self) -> None:
+        """Remove the staging of killed runs, putting back a partition caught mid-swap."""
+        if not self.stage_root.is_dir():
+            return
+        for run in self.stage_root.iterdir():
+            try:
+                owner = json.loads((run / "owner.json").read_text())
+            except (OSError, ValueError):
+                owner = {}
+            if owner and _alive(owner):
+                continue
+            _put_back(run)
+            shutil.rmtree(run, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.stage_root.rmdir()
+
+    # -- planning --------------------------------------------------------------------------------
+    def make_plan(self, incoming: pa.Schema) -> Plan:
+        for k, _ in self.partition:
+            if k in incoming.names:
+                raise ConfigError(
+                    f"{self.partition_key}: column {k!r} comes from the partition parameter, "
+                    "but the source sends it too; leave it out of the source columns "
+                    "(writer column: [...]) or leave out partition"
+                )
+        current = self.current
+        if current is None:
+            fields = [
+                pa.field(f.name, pa.string() if pa.types.is_null(f.type) else f.type)
+                for f in incoming
+            ]
+            return Plan(_dictionary_free(pa.schema(fields)), True)
+        fields = list(current)
+        changed = False
+        for f in incoming:
+            i = current.get_field_index(f.name)
+            if i < 0:
+                fields.append(pa.field(f.name, pa.string() if pa.types.is_null(f.type) else f.type))
+                changed = True
+            elif fits(f.type, current.field(i).type):
+                continue
+            elif fits(current.field(i).type, f.type):
+                fields[i] = pa.field(f.name, f.type)  # old files are read as the wider type
+                changed = True
+            else:
+                raise ConfigError(
+                    f"{self.table_key}: column {f.name!r} is {describe(current.field(i).type)} in "
+                    f"{self.root}, but the source sends {describe(f.type)}; changing it would lose "
+                    "data. Cast it to the table's type (a transform) or write to a new folder"
+                )
+        return Plan(_dictionary_free(pa.schema(fields)), changed or not (self.root / META).exists())
+
+    # -- staging ---------------------------------------------------------------------------------
+    def _ensure_stage(self) -> None:
+        if not (self.stage / "owner.json").exists():
+            (self.stage / "data").mkdir(parents=True, exist_ok=True)
+            owner = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "start": _start_time(os.getpid()),
+            }
+            (self.stage / "owner.json").write_text(json.dumps(owner))
+
+    def roller(
+        self,
+        split: int,
+        values: dict[str, Any],
+        schema: pa.Schema | None = None,
+        folder: str = "data",
+    ) -> ParquetRoller:
+        assert self.plan is not None
+        self._ensure_stage()
+        out = self.stage / folder
+        out.mkdir(parents=True, exist_ok=True)
+
+        def new_path() -> str:
+            return str(out / f"part-{self.run}-{split:05d}-{next(self._names):05d}.parquet")
+
+        return ParquetRoller(
+            schema or self.plan.file_schema,
+            new_path,
+            lambda p: p,
+            {"compression": self.compression},
+        )
+
+    def delete_files(self, paths: list[str]) -> None:
+        for p in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(p)
+
+    def abort(self) -> None:
+        _put_back(self.stage)  # a commit that failed between its two renames
+        shutil.rmtree(self.stage, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.stage_root.rmdir()
+
+    # -- commit ----------------------------------------------------------------------------------
+    def commit(
+        self,
+        mode: str,
+        files: list[StagedFile],
+        batches: list[pa.RecordBatch],
+        keys: list[str],
+        lifecycle: tuple[date, int] | None,
+        summary: dict[str, str],
+    ) -> dict[str, int]:
+        assert self.plan is not None
+        self._ensure_stage()
+        counts = {"added_rows": sum(f.rows for f in files)}
+        staged = self.stage / "data"
+        if mode in ("merge", "sync"):
+            staged, counts = self._merge(batches, keys, mode)
+        partitioned = bool(self.partition)
+        if mode == "append" and self.leaf.exists():
+            if self.plan.changed:
+                self._write_meta(self.root)
+            for f in data_files(staged):
+                os.rename(f, self.leaf / f.name)
+        else:
+            if not partitioned:
+                self._write_meta(staged)  # the table folder itself is swapped: carry the schema
+            elif self.plan.changed:
+                self._write_meta(self.root)
+            self._swap(staged, self.leaf)
+        if lifecycle is not None and partitioned:
+            counts["expired_partitions"] = self._expire(*lifecycle)
+        self.abort()
+        return counts
+
+    def _write_meta(self, folder: Path) -> None:
+        assert self.plan is not None
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{META}.{self.run}"
+        pq.write_metadata(self.plan.file_schema, tmp)
+        os.replace(tmp, folder / META)
+
+    def _swap(self, new: Path, target: Path) -> None:
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(new, target)
+            return
+        old = self.stage / "old"
+        (self.stage / "commit.json").write_text(
+            json.dumps({"target": str(target), "old": str(old)})
+        )
+        if exchange(new, target):
+            shutil.rmtree(new, ignore_errors=True)
+            return
+        os.rename(target, old)
+        os.rename(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _expire(self, bizdate: date, days: int) -> int:
+        n = 0
+        trash = self.stage / "expired"
+        for entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if not entry.is_dir() or not visible(entry.name) or "=" not in entry.name:
+                continue
+            value = unquote(entry.name.split("=", 1)[1])
+            if expired(value, bizdate, days):
+                trash.mkdir(parents=True, exist_ok=True)
+                os.rename(entry.path, trash / entry.name)
+                n += 1
+        return n
+
+    def read_file(self, path: Path) -> pa.Table:
+        assert self.plan is not None
+        table = pq.read_table(path)
+        return (
+            pa.Table.from_batches([conform(table, self.plan.file_schema)])
+            if table.num_rows
+            else self.plan.file_schema.empty_table()
+        )
+
+    def _merge(
+        self, batches: list[pa.RecordBatch], keys: list[str], mode: str
+    ) -> tuple[Path, dict[str, int]]:
+        assert self.plan is not None
+        upserts, gone = prepare_changes(batches, self.plan.file_schema, keys)
+        new = self.stage / "new"
+        new.mkdir(parents=True, exist_ok=True)
+        existing = (
+            [f for f in data_files(self.leaf) if f.parent == self.leaf]
+            if self.leaf.is_dir()
+            else []
+        )
+
+        def one(f: Path, forced: pa.Array | None = None) -> tuple[Path, Any, list[str]]:
+            rows = self.read_file(f)
+            v = classify(rows, upserts, gone, keys, mode, forced)
+            if not v.removed:
+                return f, v, []
+            return f, v, self._write(rows.filter(v.keep), "new")
+
+        verdicts = parallel(one, existing)
+        dups = duplicates([v.same for _, v, _ in verdicts])
+        if len(dups):
+            redo = []
+            for f, v, written in verdicts:
+                if touches(v.same, dups):
+                    self.delete_files(written)
+                    redo.append(one(f, dups))
+                else:
+                    redo.append((f, v, written))
+            verdicts = redo
+        for f, v, _ in verdicts:
+            if not v.removed:
+                try:
+                    os.link(f, new / f.name)
+                except OSError:
+                    shutil.copy2(f, new / f.name)
+        inserts, counts = remaining(upserts, verdicts)
+        self._write(inserts, "new")
+        return new, counts
+
+    def _write(self, rows: pa.Table, folder: str) -> list[str]:
+        if rows.num_rows == 0:
+            return []
+        r = self.roller(99999, {}, folder=folder)
+        for b in rows.to_batches():
+            r.write(b)
+        return [f.path for f in r.close()]
+
+
+def _dictionary_free(schema: pa.Schema) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+            for f in schema
+        ]
+    )

@@ -1,0 +1,572 @@
+"""The lake connector: Iceberg tables and Hive-style Parquet folders, every write mode, atomic
+publishing, schema evolution, lifecycle, time travel and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tidesync.connectors import _lake_hive, base
+from tidesync.connectors.lake import Reader, Writer
+from tidesync.engine.runner import load_job, run_job
+from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.spec.params import RunTime
+
+WHERE = "job.content[0].writer.parameter"
+TABLE = {"iceberg": "ods.t", "hive": "t"}
+BIZDATE = date(2016, 11, 14)
+
+
+@pytest.fixture(params=["iceberg", "hive"])
+def fmt(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def ctx(tmp_path: Path, where: str = WHERE, bizdate: date | None = BIZDATE) -> base.Context:
+    return base.Context(base_dir=tmp_path, where=where, bizdate=bizdate)
+
+
+def batch(**cols: Any) -> pa.RecordBatch:
+    return pa.record_batch(cols)
+
+
+def writer(tmp_path: Path, fmt: str, **params: Any) -> Writer:
+    return Writer({"format": fmt, "table": TABLE[fmt], **params}, ctx(tmp_path))
+
+
+def stage(w: Writer, batches: list[pa.RecordBatch], schema: pa.Schema | None = None) -> list[Any]:
+    """What the engine does up to the commit: one split per batch."""
+    w.prepare(schema if schema is not None else (batches[0].schema if batches else None))
+    results = []
+    for i, b in enumerate(batches):
+        sink = w.open(base.Split(i, f"split {i}"))
+        sink.write(b)
+        results.append(sink.close())
+    return results
+
+
+def write(tmp_path: Path, fmt: str, batches: list[pa.RecordBatch], **params: Any) -> None:
+    w = writer(tmp_path, fmt, **params)
+    w.commit(stage(w, batches))
+
+
+def read(tmp_path: Path, fmt: str, **params: Any) -> list[dict[str, Any]]:
+    r = Reader({"format": fmt, "table": TABLE[fmt], **params}, ctx(tmp_path, "reader"))
+    schema = r.schema()
+    rows = pa.Table.from_batches([b for s in r.splits(4) for b in r.read(s)], schema).to_pylist()
+    return sorted(rows, key=lambda d: [str(v) for v in d.values()])
+
+
+def ids(rows: list[dict[str, Any]]) -> list[Any]:
+    return sorted(r["id"] for r in rows)
+
+
+def iceberg_table(tmp_path: Path) -> Any:
+    from tidesync.connectors._lake_iceberg import load_catalog
+
+    return load_catalog(None, tmp_path / "warehouse").load_table("ods.t")
+
+
+def snapshot_count(tmp_path: Path, fmt: str) -> int:
+    return len(iceberg_table(tmp_path).snapshots()) if fmt == "iceberg" else 0
+
+
+def files_on_disk(tmp_path: Path) -> set[str]:
+    return {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet")}
+
+
+B3 = batch(id=[1, 2, 3], v=["a", "b", "c"])
+
+
+# -- write modes -------------------------------------------------------------------------------
+
+
+def test_append_adds_the_rows_to_what_is_there(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], writeMode="append")
+    write(tmp_path, fmt, [batch(id=[4], v=["d"])], writeMode="append")
+    assert ids(read(tmp_path, fmt)) == [1, 2, 3, 4]
+
+
+def test_overwrite_replaces_exactly_the_named_partition(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], partition="ds=20161113")
+    write(tmp_path, fmt, [B3], partition="ds=20161114")
+    write(tmp_path, fmt, [batch(id=[9], v=["z"])], partition="ds=20161114", writeMode="overwrite")
+    assert read(tmp_path, fmt, partition="ds=20161114") == [{"id": 9, "v": "z", "ds": "20161114"}]
+    assert ids(read(tmp_path, fmt, partition="ds=20161113")) == [1, 2, 3]
+
+
+def test_overwrite_of_one_level_leaves_its_sibling_levels(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], partition="pt=20150101/type=1")
+    write(tmp_path, fmt, [B3], partition="pt=20150101/type=2")
+    write(tmp_path, fmt, [batch(id=[7], v=["q"])], partition="pt=20150101/type=1")
+    rows = read(tmp_path, fmt)
+    assert sorted((r["type"], r["id"]) for r in rows) == [("1", 7), ("2", 1), ("2", 2), ("2", 3)]
+
+
+def test_overwrite_without_partition_replaces_the_whole_table(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], writeMode="append")
+    write(tmp_path, fmt, [batch(id=[5], v=["e"])], writeMode="overwrite")
+    assert ids(read(tmp_path, fmt)) == [5]
+
+
+def test_partition_defaults_to_overwrite_so_a_rerun_never_doubles_rows(
+    tmp_path: Path, fmt: str
+) -> None:
+    for _ in range(3):
+        write(tmp_path, fmt, [B3, B3], partition="ds=20161114")
+    assert ids(read(tmp_path, fmt)) == [1, 1, 2, 2, 3, 3]
+
+
+def test_merge_upserts_by_key(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], writeMode="append")
+    write(tmp_path, fmt, [batch(id=[2, 4], v=["B", "d"])], writeMode="merge", primaryKey=["id"])
+    assert [(r["id"], r["v"]) for r in read(tmp_path, fmt)] == [
+        (1, "a"),
+        (2, "B"),
+        (3, "c"),
+        (4, "d"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "params"),
+    [
+        ({"deleted": [0, 1]}, {"deleteMarker": {"column": "deleted", "value": 1}}),
+        ({"_op": ["u", "d"]}, {}),
+    ],
+    ids=["deleteMarker", "cdc-op"],
+)
+def test_merge_removes_rows_the_source_marks_deleted(
+    tmp_path: Path, fmt: str, extra: dict[str, list[Any]], params: dict[str, Any]
+) -> None:
+    write(tmp_path, fmt, [B3], writeMode="append")
+    changes = batch(id=[1, 3], v=["A", "c"], **extra)
+    write(tmp_path, fmt, [changes], writeMode="merge", primaryKey="id", **params)
+    rows = read(tmp_path, fmt)
+    assert rows == [{"id": 1, "v": "A"}, {"id": 2, "v": "b"}]  # the marker column is not written
+
+
+def test_merge_keeps_the_last_row_of_a_key(tmp_path: Path, fmt: str) -> None:
+    write(
+        tmp_path,
+        fmt,
+        [batch(id=[1, 1, 1], v=["x", "y", "z"])],
+        writeMode="merge",
+        primaryKey=["id"],
+    )
+    assert read(tmp_path, fmt) == [{"id": 1, "v": "z"}]
+
+
+def test_merge_with_a_composite_key(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [batch(a=[1, 1, 2], b=["x", "y", "x"], v=[1, 2, 3])], writeMode="append")
+    write(
+        tmp_path,
+        fmt,
+        [batch(a=[1, 2], b=["y", "y"], v=[20, 40])],
+        writeMode="merge",
+        primaryKey=["a", "b"],
+    )
+    rows = read(tmp_path, fmt)
+    assert sorted((r["a"], r["b"], r["v"]) for r in rows) == [
+        (1, "x", 1),
+        (1, "y", 20),
+        (2, "x", 3),
+        (2, "y", 40),
+    ]
+
+
+def test_merge_replaces_every_copy_of_a_key_the_target_held_twice(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], writeMode="append")
+    write(tmp_path, fmt, [B3], writeMode="append")
+    write(tmp_path, fmt, [batch(id=[2], v=["b"])], writeMode="merge", primaryKey=["id"])
+    assert ids(read(tmp_path, fmt)) == [1, 1, 2, 3, 3]
+
+
+def test_rerunning_a_merge_changes_nothing(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], writeMode="append")
+    changes = batch(id=[2, 4], v=["B", "d"])
+    write(tmp_path, fmt, [changes], writeMode="merge", primaryKey=["id"])
+    before_rows, before_files = read(tmp_path, fmt), files_on_disk(tmp_path)
+    before_snaps = snapshot_count(tmp_path, fmt)
+    write(tmp_path, fmt, [changes], writeMode="merge", primaryKey=["id"])
+    assert read(tmp_path, fmt) == before_rows
+    assert snapshot_count(tmp_path, fmt) == before_snaps
+    if fmt == "hive":
+        assert files_on_disk(tmp_path) == before_files
+
+
+def test_sync_deletes_the_keys_the_source_no_longer_has(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], writeMode="append")
+    current = batch(id=[1, 3, 6], v=["a", "C", "f"])
+    write(tmp_path, fmt, [current], writeMode="sync", primaryKey=["id"])
+    assert [(r["id"], r["v"]) for r in read(tmp_path, fmt)] == [(1, "a"), (3, "C"), (6, "f")]
+
+
+def test_sync_of_a_partition_leaves_the_other_partitions(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], partition="ds=20161113")
+    write(tmp_path, fmt, [B3], partition="ds=20161114")
+    write(
+        tmp_path,
+        fmt,
+        [batch(id=[1], v=["a"])],
+        partition="ds=20161114",
+        writeMode="sync",
+        primaryKey=["id"],
+    )
+    assert ids(read(tmp_path, fmt, partition="ds=20161114")) == [1]
+    assert ids(read(tmp_path, fmt, partition="ds=20161113")) == [1, 2, 3]
+
+
+def test_an_empty_overwrite_empties_the_partition(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], partition="ds=20161114")
+    w = writer(tmp_path, fmt, partition="ds=20161114")
+    w.commit(stage(w, [], B3.schema))
+    assert read(tmp_path, fmt) == []
+
+
+def test_parallel_splits_through_the_engine_publish_every_row_once(
+    tmp_path: Path, fmt: str
+) -> None:
+    job = {
+        "job": {
+            "setting": {"speed": {"concurrent": 4}},
+            "content": [
+                {
+                    "reader": {
+                        "name": "streamreader",
+                        "parameter": {
+                            "column": [{"type": "long", "incr": "0", "name": "id"}],
+                            "recordCount": 10_001,
+                        },
+                    },
+                    "writer": {
+                        "name": "lakewriter",
+                        "parameter": {
+                            "format": fmt,
+                            "table": TABLE[fmt],
+                            "partition": "ds=${bizdate}",
+                        },
+                    },
+                }
+            ],
+        }
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    for _ in range(2):
+        rep = run_job(load_job(path, runtime=RunTime.of("20161115000000")))
+        assert rep.status == "succeeded", rep.error
+    rows = read(tmp_path, fmt)
+    assert ids(rows) == list(range(10_001))
+    assert {r["ds"] for r in rows} == {"20161114"}
+
+
+def test_rows_written_without_partition_go_to_the_partitions_they_name(tmp_path: Path) -> None:
+    write(tmp_path, "iceberg", [B3], partition="ds=20161113")
+    rows = batch(id=[4, 5], v=["d", "e"], ds=["20161113", "20161114"])
+    write(tmp_path, "iceberg", [rows], writeMode="append")
+    assert ids(read(tmp_path, "iceberg", partition="ds=20161114")) == [5]
+    assert ids(read(tmp_path, "iceberg", partition="ds=20161113")) == [1, 2, 3, 4]
+    files = iceberg_table(tmp_path).scan().plan_files()
+    assert sorted(f.file.partition[0] for f in files) == ["20161113", "20161113", "20161114"]
+
+
+# -- atomicity ---------------------------------------------------------------------------------
+
+
+def test_nothing_is_visible_before_commit(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], partition="ds=20161114")
+    w = writer(tmp_path, fmt, partition="ds=20161114")
+    results = stage(w, [batch(id=[9], v=["z"])])
+    assert ids(read(tmp_path, fmt)) == [1, 2, 3]
+    w.commit(results)
+    assert ids(read(tmp_path, fmt)) == [9]
+
+
+def test_abort_leaves_no_trace(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], partition="ds=20161114")
+    files, snaps = files_on_disk(tmp_path), snapshot_count(tmp_path, fmt)
+    w = writer(tmp_path, fmt, partition="ds=20161114")
+    results = stage(w, [batch(id=[9], v=["z"])] * 2)
+    assert files_on_disk(tmp_path) != files  # staged
+    w.abort(results)
+    assert files_on_disk(tmp_path) == files
+    assert snapshot_count(tmp_path, fmt) == snaps
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_failed_task_discards_what_it_staged(tmp_path: Path, fmt: str) -> None:
+    w = writer(tmp_path, fmt, partition="ds=20161114")
+    w.prepare(B3.schema)
+    sink = w.open(base.Split(0, "s"))
+    sink.write(B3)
+    leftover = sink.discard()
+    w.abort([leftover])
+    assert files_on_disk(tmp_path) == set()
+
+
+_KILLED = textwrap.dedent(
+    """
+    import sys, time, datetime
+    from pathlib import Path
+    import pyarrow as pa
+    from tidesync.connectors import base
+    from tidesync.connectors.lake import Writer
+
+    base_dir, fmt, table = sys.argv[1:4]
+    ctx = base.Context(base_dir=Path(base_dir), where="w", bizdate=datetime.date(2016, 11, 14))
+    w = Writer({"format": fmt, "table": table, "partition": "ds=20161114"}, ctx)
+    n = 1 << 18
+    b = pa.record_batch({"id": pa.array(range(n), pa.int64()), "v": pa.array(["new"] * n)})
+    w.prepare(b.schema)
+    sink = w.open(base.Split(0, "s"))
+    for _ in range(5):  # past one row group: a Parquet file is half written
+        sink.write(b)
+    print("writing", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_job_killed_mid_write_leaves_the_previous_partition_readable(
+    tmp_path: Path, fmt: str
+) -> None:
+    write(tmp_path, fmt, [B3], partition="ds=20161114")
+    before = files_on_disk(tmp_path)
+    with subprocess.Popen(
+        [sys.executable, "-c", _KILLED, str(tmp_path), fmt, TABLE[fmt]],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "writing"
+            assert files_on_disk(tmp_path) - before  # a staged file exists
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert ids(read(tmp_path, fmt)) == [1, 2, 3]
+    if fmt == "hive":  # plain Parquet readers see the old partition too
+        assert pq.read_table(tmp_path / "t" / "ds=20161114").column("id").to_pylist() == [1, 2, 3]
+    # the next run publishes normally; for folders it also clears the killed run's staging
+    write(tmp_path, fmt, [batch(id=[4], v=["d"])], partition="ds=20161114")
+    assert ids(read(tmp_path, fmt)) == [4]
+    if fmt == "hive":
+        assert not (tmp_path / ".t.tidesync").exists()
+
+
+def test_folder_swap_without_rename_exchange_still_replaces_the_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_lake_hive, "exchange", lambda a, b: False)
+    write(tmp_path, "hive", [B3], partition="ds=20161114")
+    write(tmp_path, "hive", [batch(id=[8], v=["h"])], partition="ds=20161114")
+    assert ids(read(tmp_path, "hive")) == [8]
+
+
+def test_a_partition_caught_between_two_renames_is_put_back(tmp_path: Path) -> None:
+    write(tmp_path, "hive", [B3], partition="ds=20161114")
+    # a killed run moved the partition aside and died before moving the new one in
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    run = tmp_path / ".t.tidesync" / "deadrun"
+    run.mkdir(parents=True)
+    target, old = tmp_path / "t" / "ds=20161114", run / "old"
+    os.rename(target, old)
+    (run / "owner.json").write_text(
+        json.dumps({"pid": int(dead.stdout), "host": os.uname().nodename, "start": None})
+    )
+    (run / "commit.json").write_text(json.dumps({"target": str(target), "old": str(old)}))
+    w = writer(tmp_path, "hive", partition="ds=20161113")
+    w.prepare(B3.schema)
+    assert ids(read(tmp_path, "hive")) == [1, 2, 3]
+    assert not run.exists()
+
+
+def test_a_row_that_does_not_fit_is_dirty_and_leaves_no_trace(tmp_path: Path, fmt: str) -> None:
+    w = writer(tmp_path, fmt, writeMode="merge", primaryKey=["id"])
+    w.prepare(B3.schema)
+    sink = w.open(base.Split(0, "s"))
+    with pytest.raises(DirtyRecordError, match="primary key id is null"):
+        sink.write(batch(id=[1, None], v=["a", "b"]))
+    sink.write(batch(id=[1], v=["a"]))
+    w.commit([sink.close()])
+    assert read(tmp_path, fmt) == [{"id": 1, "v": "a"}]
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+
+def test_a_new_source_column_is_added_to_the_table(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], partition="ds=20161113")
+    write(tmp_path, fmt, [batch(id=[4], v=["d"], score=[1.5])], partition="ds=20161114")
+    rows = read(tmp_path, fmt)
+    assert [(r["id"], r["score"]) for r in rows] == [(1, None), (2, None), (3, None), (4, 1.5)]
+
+
+def test_a_type_change_is_an_error_naming_the_column_and_both_types(
+    tmp_path: Path, fmt: str
+) -> None:
+    write(tmp_path, fmt, [B3], writeMode="append")
+    w = writer(tmp_path, fmt, writeMode="append")
+    with pytest.raises(ConfigError) as e:
+        w.prepare(pa.schema([("id", pa.string()), ("v", pa.string())]))
+    msg = str(e.value)
+    assert msg.startswith(f"{WHERE}.table: column 'id' is ")
+    assert "long" in msg or "int64" in msg
+    assert "string" in msg
+
+
+def test_a_wider_source_type_widens_the_column(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [batch(id=pa.array([1], pa.int32()))], writeMode="append")
+    write(tmp_path, fmt, [batch(id=pa.array([1 << 40], pa.int64()))], writeMode="append")
+    assert ids(read(tmp_path, fmt)) == [1, 1 << 40]
+
+
+def test_a_narrower_source_type_is_cast_to_the_table_type(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], writeMode="append")
+    write(tmp_path, fmt, [batch(id=pa.array([4], pa.int16()), v=["d"])], writeMode="append")
+    r = Reader({"format": fmt, "table": TABLE[fmt]}, ctx(tmp_path, "reader"))
+    assert r.schema().field("id").type == pa.int64()
+    assert ids(read(tmp_path, fmt)) == [1, 2, 3, 4]
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_lifecycle_drops_partitions_older_than_n_days_before_the_bizdate(
+    tmp_path: Path, fmt: str
+) -> None:
+    for day in ("20161110", "20161111", "20161112", "20161113"):
+        write(tmp_path, fmt, [batch(id=[int(day)])], partition=f"ds={day}")
+    write(tmp_path, fmt, [batch(id=[20161114])], partition="ds=20161114", lifecycle=2)
+    assert ids(read(tmp_path, fmt)) == [20161112, 20161113, 20161114]
+
+
+# -- reader ------------------------------------------------------------------------------------
+
+
+def test_reader_reads_a_partition_and_chosen_columns(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], partition="ds=20161113")
+    write(tmp_path, fmt, [batch(id=[4], v=["d"])], partition="ds=20161114")
+    assert read(tmp_path, fmt, partition="ds=20161114", column=["v"]) == [{"v": "d"}]
+
+
+def test_reader_makes_one_split_per_data_file(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3, B3, B3], partition="ds=20161114")
+    r = Reader({"format": fmt, "table": TABLE[fmt]}, ctx(tmp_path, "reader"))
+    splits = r.splits(1)
+    assert len(splits) == 3
+    assert sum(b.num_rows for s in splits for b in r.read(s)) == 9
+
+
+def test_reader_travels_to_a_snapshot_by_id_and_by_time(tmp_path: Path) -> None:
+    write(tmp_path, "iceberg", [B3], partition="ds=20161114")
+    first = iceberg_table(tmp_path).current_snapshot()
+    time.sleep(0.01)
+    write(tmp_path, "iceberg", [batch(id=[9], v=["z"])], partition="ds=20161114")
+    assert ids(read(tmp_path, "iceberg")) == [9]
+    assert ids(read(tmp_path, "iceberg", snapshotId=first.snapshot_id)) == [1, 2, 3]
+    assert ids(read(tmp_path, "iceberg", asOf=first.timestamp_ms)) == [1, 2, 3]
+    with pytest.raises(ConfigError, match=r"^reader\.asOf: table ods.t has no snapshot that old"):
+        read(tmp_path, "iceberg", asOf="2000-01-01 00:00:00")
+
+
+def test_each_iceberg_commit_is_one_snapshot_with_the_run_in_its_summary(tmp_path: Path) -> None:
+    write(tmp_path, "iceberg", [B3, B3], partition="ds=20161114")
+    write(tmp_path, "iceberg", [B3], partition="ds=20161114", lifecycle=5)
+    snaps = iceberg_table(tmp_path).snapshots()
+    assert [s.summary.operation.value for s in snaps] == ["append", "overwrite"]
+    assert snaps[-1].summary["tidesync.write-mode"] == "overwrite"
+    assert snaps[-1].summary["tidesync.bizdate"] == "20161114"
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"partition": "20161114"},
+            f"{WHERE}.partition: '20161114': '20161114' names no partition column; "
+            "write column=value, e.g. ds=20161114",
+        ),
+        ({"partition": "ds="}, f"{WHERE}.partition: 'ds=': ds= has no value"),
+        ({"partition": "1ds=2"}, f"{WHERE}.partition: '1ds=2': '1ds' is not a partition column"),
+        (
+            {"writeMode": "merge"},
+            f"{WHERE}.primaryKey: is required for writeMode merge: the column(s) that "
+            "identify a row, e.g. primaryKey: [uid]",
+        ),
+        ({"writeMode": "sync"}, f"{WHERE}.primaryKey: is required for writeMode sync"),
+        ({"writeMode": "upsertt"}, f"{WHERE}.writeMode: 'upsertt' is not one of"),
+        ({"lifecycle": 3}, f"{WHERE}.lifecycle: drops partitions by their date: give partition"),
+        (
+            {"deleteMarker": {"column": "d", "value": 1}},
+            f"{WHERE}.deleteMarker: applies to writeMode merge or sync",
+        ),
+        ({"table": "ods."}, f"{WHERE}.table: 'ods.' is not namespace.name"),
+    ],
+)
+def test_bad_writer_parameters_name_the_key_and_the_fix(
+    tmp_path: Path, params: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        Writer({"table": "ods.t", **params}, ctx(tmp_path))
+    assert any(p.startswith(message) for p in e.value.problems), e.value.problems
+
+
+def test_a_partition_column_the_table_does_not_have_is_an_error(tmp_path: Path, fmt: str) -> None:
+    write(tmp_path, fmt, [B3], partition="ds=20161114")
+    w = writer(tmp_path, fmt, partition="dt=20161114")
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(WHERE)}\.partition: table .* partitioned by ds"
+    ):
+        w.prepare(B3.schema)
+
+
+def test_a_partition_column_the_source_also_sends_is_an_error(tmp_path: Path, fmt: str) -> None:
+    w = writer(tmp_path, fmt, partition="ds=20161114")
+    with pytest.raises(
+        ConfigError, match=rf"^{re.escape(WHERE)}\.partition: column 'ds' comes from"
+    ):
+        w.prepare(pa.schema([("id", pa.int64()), ("ds", pa.string())]))
+
+
+def test_a_primary_key_the_source_lacks_is_an_error(tmp_path: Path, fmt: str) -> None:
+    w = writer(tmp_path, fmt, writeMode="merge", primaryKey=["uidd"])
+    with pytest.raises(ConfigError, match=rf"^{re.escape(WHERE)}\.primaryKey: 'uidd' is not among"):
+        w.prepare(pa.schema([("uid", pa.int64())]))
+
+
+def test_reader_rejects_time_travel_on_folders(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^reader\.snapshotId: time travel needs format iceberg"):
+        Reader({"format": "hive", "table": "t", "snapshotId": 1}, ctx(tmp_path, "reader"))
+
+
+def test_reader_of_a_missing_table_says_so(tmp_path: Path) -> None:
+    write(tmp_path, "iceberg", [B3])
+    r = Reader({"table": "ods.tt"}, ctx(tmp_path, "reader"))
+    with pytest.raises(
+        ConfigError,
+        match=r"^reader\.table: Iceberg table ods.tt does not exist; did you mean 'ods.t'",
+    ):
+        r.schema()
