@@ -1,0 +1,564 @@
+"""The file reader's ``column`` entries, DataX type names, Java date patterns, and the vectorized
+conversion of raw columns into typed ones (rows that do not convert become dirty records)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidesync.connectors.base import Dirty, Params
+from tidesync.engine.dirty import isolate, row_of
+from tidesync.errors import DirtyRecordError, FatalError, did_you_mean
+
+#: user-written type name -> DataX type it means
+TYPE_NAMES = {
+    "string": "string",
+    "str": "string",
+    "varchar": "string",
+    "char": "string",
+    "text": "string",
+    "long": "long",
+    "int": "long",
+    "integer": "long",
+    "bigint": "long",
+    "int64": "long",
+    "smallint": "long",
+    "tinyint": "long",
+    "double": "double",
+    "float": "double",
+    "float64": "double",
+    "real": "double",
+    "number": "double",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "date": "date",
+    "datetime": "date",
+    "timestamp": "date",
+    "bytes": "bytes",
+    "binary": "bytes",
+    "blob": "bytes",
+    "decimal": "decimal",
+    "numeric": "decimal",
+}
+_ARROW = {
+    "string": pa.string(),
+    "long": pa.int64(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
+    "bytes": pa.binary(),
+}
+_DECIMAL = re.compile(r"(?:decimal|numeric)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", re.I)
+_ENTRY_KEYS = ("index", "name", "type", "format", "value")
+
+
+def arrow_type(name: str, zoned: bool = False) -> tuple[str, pa.DataType] | None:
+    """``'bigint'`` -> ``('long', int64)``; ``'decimal(10,2)'`` -> ``('decimal', decimal128(10, 2))``."""
+    key = name.strip().lower()
+    if m := _DECIMAL.fullmatch(key):
+        precision, scale = int(m[1]), int(m[2] or 0)
+        if not 1 <= precision <= 38 or scale > precision:
+            return None
+        return "decimal", pa.decimal128(precision, scale)
+    kind = TYPE_NAMES.get(key)
+    if kind is None:
+        return None
+    if kind == "decimal":
+        return kind, pa.decimal128(38, 10)
+    if kind == "date":
+        return kind, pa.timestamp("us", "UTC" if zoned else None)
+    return kind, _ARROW[kind]
+
+
+# -- Java date patterns ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatePattern:
+    """A Java-style pattern (``yyyy-MM-dd HH:mm:ss``) turned into what Arrow parses and prints.
+
+    ``strptime`` parses values when the pattern has no fractional seconds; ``regex`` (named groups
+    Y/y/M/d/H/m/s/S) when it has, since Arrow's strptime has no fractions; ``parse_error`` says
+    why neither can. ``strftime`` and ``unit`` print values (``ss.SSS`` prints through ``%S`` at
+    millisecond unit); ``strftime`` is None when the pattern cannot print."""
+
+    java: str
+    strptime: str | None
+    regex: str | None
+    strftime: str | None
+    unit: str
+    zoned: bool
+    parse_error: str | None = None
+    iso: bool = False  # an ISO 8601 layout: Arrow's (faster) ISO parser reads it alike
+
+
+def _tokens(pattern: str) -> list[tuple[str, int] | str]:
+    """Letter runs as ``(letter, count)``; everything else (quoted text too) as literal strings."""
+    out: list[tuple[str, int] | str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "'":
+            j = pattern.find("'", i + 1)
+            if j == i + 1:
+                out.append("'")
+                i += 2
+                continue
+            if j < 0:
+                raise ValueError("a quote (') is not closed")
+            out.append(pattern[i + 1 : j])
+            i = j + 1
+        elif c.isascii() and c.isalpha():
+            j = i
+            while j < len(pattern) and pattern[j] == c:
+                j += 1
+            out.append((c, j - i))
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return out
+
+
+_SIMPLE = {
+    "d": "%d",
+    "H": "%H",
+    "h": "%I",
+    "m": "%M",
+    "s": "%S",
+    "a": "%p",
+    "D": "%j",
+    "Z": "%z",
+    "X": "%z",
+    "x": "%z",
+}
+
+
+def _directive(letter: str, n: int) -> str:
+    if letter == "y":
+        return "%y" if n == 2 else "%Y"
+    if letter == "M":
+        return "%m" if n <= 2 else "%b" if n == 3 else "%B"
+    if letter == "E":
+        return "%a" if n <= 3 else "%A"
+    if letter in _SIMPLE:
+        return _SIMPLE[letter]
+    raise ValueError(f"pattern letter {letter!r} is not supported")
+
+
+def _join(tokens: Sequence[tuple[str, int] | str]) -> str:
+    return "".join(t.replace("%", "%%") if isinstance(t, str) else _directive(*t) for t in tokens)
+
+
+def date_pattern(java: str) -> DatePattern:
+    """Translate a Java pattern; a pattern holding ``%`` is taken as strptime/strftime already.
+    Raises ValueError (a message fit for the user) for letters it does not know."""
+    if "%" in java:
+        return DatePattern(java, java, None, java, "s", "%z" in java)
+    tokens = _tokens(java)
+    letters = [t for t in tokens if not isinstance(t, str)]
+    zoned = any(t[0] in "ZXx" for t in letters)
+    iso = bool(_ISO.fullmatch(java.replace("'T'", "T")))
+    if not any(t[0] == "S" for t in letters):
+        fmt = _join(tokens)
+        return DatePattern(java, fmt, None, fmt, "s", zoned, iso=iso)
+    strftime, unit = _fraction_strftime(tokens)
+    try:
+        return DatePattern(java, None, _fraction_regex(tokens), strftime, unit, False, iso=iso)
+    except ValueError as e:
+        return DatePattern(java, None, None, strftime, unit, False, str(e))
+
+
+_ISO = re.compile(r"yyyy-MM-dd(?:[ T]HH:mm(?::ss(?:\.S{1,9})?)?)?")
+
+
+def _fraction_regex(tokens: list[tuple[str, int] | str]) -> str:
+    parts, seen = [], set()
+    for i, t in enumerate(tokens):
+        if isinstance(t, str):
+            parts.append(re.escape(t))
+            continue
+        letter, n = t
+        group = "y" if letter == "y" and n == 2 else "Y" if letter == "y" else letter
+        if letter not in "yMdHmsS" or (letter == "M" and n > 2) or group in seen:
+            raise ValueError(
+                "with fractional seconds (S) the pattern may hold only the numeric "
+                "fields yyyy, MM, dd, HH, mm, ss and S, once each"
+            )
+        seen.add(group)
+        compact = i + 1 < len(tokens) and not isinstance(tokens[i + 1], str)
+        if letter == "S":
+            width = f"{{{n}}}" if compact else "{1,9}"
+        else:
+            width = f"{{{n}}}" if n >= 2 else "{1,2}"
+        parts.append(f"(?P<{group}>\\d{width})")
+    if not {"M", "d"} <= seen or not seen & {"Y", "y"}:
+        raise ValueError("a pattern with fractional seconds needs yyyy, MM and dd")
+    return "^" + "".join(parts) + "$"
+
+
+def _fraction_strftime(tokens: list[tuple[str, int] | str]) -> tuple[str | None, str]:
+    """``ss.SSS`` prints as ``%S`` at the unit of the fraction; other uses of S cannot print."""
+    letters = [None if isinstance(t, str) else t[0] for t in tokens]
+    out: list[tuple[str, int] | str] = []
+    unit = "s"
+    i = 0
+    while i < len(tokens):
+        if letters[i] == "s" and tokens[i + 1 : i + 2] == ["."] and letters[i + 2 : i + 3] == ["S"]:
+            n = int(tokens[i + 2][1])
+            unit = "ms" if n <= 3 else "us" if n <= 6 else "ns"
+            out.append(("s", 2))
+            i += 3
+        elif letters[i] == "S":
+            return None, unit
+        else:
+            out.append(tokens[i])
+            i += 1
+    return _join(out), unit
+
+
+def _parse_fraction(arr: pa.Array, pattern: DatePattern) -> pa.Array:
+    st = pc.extract_regex(arr, pattern.regex)
+    if st.null_count != arr.null_count:
+        raise pa.ArrowInvalid(f"does not match the pattern {pattern.java!r}")
+    fields = dict(zip([f.name for f in st.type], st.flatten(), strict=True))
+
+    def two(key: str) -> Any:
+        return pc.utf8_lpad(fields[key], width=2, padding="0") if key in fields else "00"
+
+    year = fields["Y"] if "Y" in fields else pc.binary_join_element_wise("20", fields["y"], "")
+    parts = [year, "-", two("M"), "-", two("d"), " ", two("H"), ":", two("m"), ":", two("s")]
+    if "S" in fields:
+        parts += [".", pc.utf8_slice_codeunits(fields["S"], 0, 6)]
+    return pc.cast(pc.binary_join_element_wise(*parts, ""), pa.timestamp("us"))
+
+
+def render_temporal(arr: pa.Array, pattern: DatePattern) -> pa.Array:
+    """Dates and timestamps as strings in ``pattern`` (vectorized ``strftime``)."""
+    if pattern.strftime is None:
+        raise FatalError(
+            f"the date pattern {pattern.java!r} cannot be used to write values: "
+            "fractional seconds print only as ss.SSS"
+        )
+    t = arr.type
+    if pa.types.is_date(t):
+        arr = pc.cast(arr, pa.timestamp("s"))
+    elif pa.types.is_timestamp(t) and t.unit != pattern.unit:
+        arr = pc.cast(arr, pa.timestamp(pattern.unit, t.tz), safe=False)
+    return pc.strftime(arr, format=pattern.strftime)
+
+
+def is_temporal(t: pa.DataType) -> bool:
+    return pa.types.is_timestamp(t) or pa.types.is_date(t)
+
+
+# -- column entries ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    """One entry of ``column``: where its values come from and what type they become.
+
+    ``index`` reads the Nth field, ``lookup`` the field of that name, ``const`` is a constant.
+    ``arrow`` None keeps the source's own type (parquet, jsonl)."""
+
+    pos: int
+    type: str
+    arrow: pa.DataType | None
+    index: int | None = None
+    lookup: str | None = None
+    name: str | None = None
+    const: pa.Scalar | None = None
+    date: DatePattern | None = None
+
+    @property
+    def label(self) -> str:
+        return self.type or str(self.arrow)
+
+
+def natural(pos: int, delimited: bool) -> Column:
+    """The column ``"*"`` makes of field ``pos``: a string (csv, text) or the source's own type."""
+    return Column(pos, "string" if delimited else "", pa.string() if delimited else None, index=pos)
+
+
+def parse_columns(p: Params, delimited: bool, has_header: bool) -> list[Column] | None:
+    """The ``column`` parameter; None stands for ``["*"]``. Problems are recorded on ``p``."""
+    raw = p.get("column", ["*"])
+    if raw == "*" or raw == ["*"]:
+        return None
+    if not isinstance(raw, list) or not raw:
+        p.problem("column", 'must be ["*"] or a list such as [{"index": 0, "type": "long"}]')
+        return None
+    cols: list[Column] = []
+    for i, entry in enumerate(raw):
+        col = _parse_entry(p, f"column[{i}]", i, entry, delimited, has_header)
+        if col is not None:
+            cols.append(col)
+    return cols
+
+
+def _parse_entry(
+    p: Params, key: str, pos: int, entry: Any, delimited: bool, has_header: bool
+) -> Column | None:
+    if isinstance(entry, str) and entry != "*":
+        entry = {"name": entry}
+    if not isinstance(entry, dict):
+        p.problem(
+            key,
+            '"*" must stand alone ("column": ["*"]); an entry is an object such as '
+            '{"index": 0, "type": "long"}',
+        )
+        return None
+    ok = True
+    for k in entry:
+        if k not in _ENTRY_KEYS:
+            p.problem(
+                f"{key}.{k}",
+                f"unknown key; an entry has {', '.join(_ENTRY_KEYS)}"
+                f"{did_you_mean(str(k), _ENTRY_KEYS)}",
+            )
+            ok = False
+    index, name, value = entry.get("index"), entry.get("name"), entry.get("value")
+    if index is not None:
+        if isinstance(index, bool) or not str(index).strip().isdigit():
+            p.problem(f"{key}.index", f"must be a field number (0 or more), got {index!r}")
+            ok = False
+        else:
+            index = int(str(index).strip())
+    if name is not None and (not isinstance(name, str) or not name):
+        p.problem(f"{key}.name", f"must be a non-empty string, got {name!r}")
+        ok = False
+    if value is not None and index is not None:
+        p.problem(key, "has both index and value: a constant (value) reads no field")
+        ok = False
+    if index is None and name is None and value is None:
+        p.problem(key, 'needs index, name or value, as in {"index": 0, "type": "long"}')
+        ok = False
+    if index is None and value is None and delimited and not has_header:
+        p.problem(
+            f"{key}.name",
+            "fields can be found by name only in a file with a header: "
+            "set skipHeader: true, or use index",
+        )
+        ok = False
+    fmt = entry.get("format")
+    pattern = None
+    if fmt is not None and fmt != "":
+        if not isinstance(fmt, str):
+            p.problem(
+                f"{key}.format",
+                f"must be a date pattern such as 'yyyy-MM-dd HH:mm:ss', got {fmt!r}",
+            )
+            ok = False
+        else:
+            try:
+                pattern = date_pattern(fmt)
+            except ValueError as e:
+                p.problem(f"{key}.format", f"{fmt!r}: {e}")
+                ok = False
+            else:
+                if pattern.parse_error:
+                    p.problem(f"{key}.format", f"{fmt!r}: {pattern.parse_error}")
+                    ok = False
+    type_name = entry.get("type")
+    if type_name is None or type_name == "":
+        kind, arrow = ("string", pa.string()) if delimited or value is not None else ("", None)
+    elif (
+        not isinstance(type_name, str)
+        or (found := arrow_type(type_name, bool(pattern and pattern.zoned))) is None
+    ):
+        names = sorted(set(TYPE_NAMES.values()))
+        p.problem(
+            f"{key}.type",
+            f"{type_name!r} is not one of {', '.join(names)} (or decimal(p,s))"
+            f"{did_you_mean(str(type_name).lower(), TYPE_NAMES)}",
+        )
+        return None
+    else:
+        kind, arrow = found
+    if not ok:
+        return None
+    col = Column(
+        pos,
+        kind,
+        arrow,
+        index=index,
+        lookup=name if index is None else None,
+        name=name,
+        date=pattern,
+    )
+    if value is None:
+        return col
+    text = (
+        value
+        if isinstance(value, str)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
+    try:
+        const = convert(pa.array([text], pa.string()), col)[0]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        p.problem(f"{key}.value", f"cannot convert {value!r} to {col.label}")
+        return None
+    return Column(pos, kind, arrow, name=name, const=const, date=pattern)
+
+
+# -- binding columns to one file's fields ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The columns of one file: ``keys[i]`` is the source field read for ``cols[i]`` (None for a
+    constant), ``names[i]`` its output name."""
+
+    cols: list[Column]
+    keys: list[str | None]
+    names: list[str]
+
+    def schema(self, source: pa.Schema | None = None) -> pa.Schema | None:
+        fields = []
+        for col, key, name in zip(self.cols, self.keys, self.names, strict=True):
+            if col.arrow is not None:
+                fields.append(pa.field(name, col.arrow))
+            elif source is None or key is None or source.get_field_index(key) < 0:
+                return None
+            else:
+                fields.append(source.field(key).with_name(name))
+        return pa.schema(fields)
+
+
+def bind(
+    cols: list[Column] | None,
+    fields: Sequence[str],
+    keys: Sequence[str],
+    delimited: bool,
+    missing_ok: bool,
+    where: Any,
+    file: str,
+) -> Binding:
+    """Match column entries to a file's ``fields`` (header or schema names; ``keys`` are what the
+    decoder calls them). ``where(key)`` gives a parameter's key path for messages."""
+    if cols is None:
+        cols = [natural(i, delimited) for i in range(len(fields))]
+    out_keys: list[str | None] = []
+    names: list[str] = []
+    for col in cols:
+        if col.const is not None:
+            out_keys.append(None)
+            names.append(col.name or f"const_{col.pos}")
+        elif col.index is not None:
+            if col.index >= len(fields):
+                raise FatalError(
+                    f"{where(f'column[{col.pos}].index')}: {col.index} is beyond the "
+                    f"{len(fields)} fields of {file}"
+                )
+            out_keys.append(keys[col.index])
+            names.append(col.name or fields[col.index] or f"c{col.index}")
+        else:
+            assert col.lookup is not None
+            if col.lookup in fields:
+                out_keys.append(keys[list(fields).index(col.lookup)])
+            elif missing_ok:
+                out_keys.append(col.lookup)
+            else:
+                raise FatalError(
+                    f"{where(f'column[{col.pos}].name')}: no field {col.lookup!r} in "
+                    f"{file}{did_you_mean(col.lookup, fields)}"
+                )
+            names.append(col.lookup)
+    seen: dict[str, int] = {}
+    unique = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return Binding(cols, out_keys, unique)
+
+
+# -- conversion --------------------------------------------------------------------------------
+
+
+def convert(arr: pa.Array, col: Column) -> pa.Array:
+    """Convert one raw column; raises ``pa.ArrowInvalid`` when some value does not convert."""
+    target = col.arrow
+    if target is None:
+        return arr
+    src = arr.type
+    if pa.types.is_string(src) or pa.types.is_large_string(src):
+        if pa.types.is_string(target) or pa.types.is_binary(target):
+            return arr if src == target else pc.cast(arr, target)
+        empty = pc.equal(pc.binary_length(arr), 0)
+        if pc.any(empty).as_py():  # empty text is NULL for anything but strings
+            arr = pc.if_else(empty, pa.scalar(None, src), arr)
+        if col.type == "date" and col.date is not None:
+            if col.date.iso:
+                with contextlib.suppress(pa.ArrowInvalid):
+                    return pc.cast(arr, target)
+            if col.date.regex is not None:
+                return _parse_fraction(arr, col.date)
+            return pc.strptime(arr, format=col.date.strptime, unit="us", error_is_null=False)
+        return pc.cast(arr, target)
+    if col.type == "string" and col.date is not None and is_temporal(src):
+        return render_temporal(arr, col.date)
+    return arr if src == target else pc.cast(arr, target)
+
+
+def _convert_all(raw: pa.RecordBatch, cols: Sequence[Column]) -> pa.RecordBatch:
+    arrays = []
+    for arr, col, name in zip(raw.columns, cols, raw.schema.names, strict=True):
+        try:
+            arrays.append(convert(arr, col))
+        except pa.ArrowInvalid as e:
+            if raw.num_rows == 1:
+                raise DirtyRecordError(
+                    f"column {col.pos} ({name}): cannot convert {arr[0].as_py()!r} to {col.label}"
+                ) from None
+            raise DirtyRecordError(f"column {col.pos} ({name}): {e}") from None
+        except (pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+            raise FatalError(
+                f"column {col.pos} ({name}): cannot convert {arr.type} to {col.label}: {e}"
+            ) from None
+    return pa.RecordBatch.from_arrays(arrays, names=raw.schema.names)
+
+
+def assemble(
+    batch: pa.RecordBatch, binding: Binding, position: str, first_row: int
+) -> tuple[pa.RecordBatch | None, list[Dirty]]:
+    """Select, convert and name the columns of a decoded ``batch``; add constants.
+
+    Rows holding a value that does not convert are found by bisection (``isolate``) and returned
+    as dirty records; ``position`` and ``first_row`` locate them (``file row N``)."""
+    n = batch.num_rows
+    names = batch.schema.names
+    raw_arrays, raw_names, raw_cols = [], [], []
+    for col, key, name in zip(binding.cols, binding.keys, binding.names, strict=True):
+        if key is None:
+            continue
+        raw_arrays.append(batch.column(names.index(key)) if key in names else pa.nulls(n))
+        raw_names.append(name)
+        raw_cols.append(col)
+    if not raw_cols:  # constants only
+        return pa.RecordBatch.from_arrays(
+            [pa.repeat(c.const, n) for c in binding.cols], names=binding.names
+        ), []
+    raw = pa.RecordBatch.from_arrays(raw_arrays, names=raw_names)
+    dirty: list[Dirty] = []
+
+    def on_dirty(offset: int, one: pa.RecordBatch, err: DirtyRecordError) -> None:
+        dirty.append(Dirty(err.reason, row_of(one, 0), f"{position} row {first_row + offset}"))
+
+    pieces = isolate(raw, lambda b: _convert_all(b, raw_cols), on_dirty)
+    if not pieces:
+        return None, dirty
+    converted = pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
+    if len(raw_cols) == len(binding.cols):
+        return converted, dirty
+    arrays, it = [], iter(converted.columns)
+    for col, key in zip(binding.cols, binding.keys, strict=True):
+        arrays.append(pa.repeat(col.const, converted.num_rows) if key is None else next(it))
+    return pa.RecordBatch.from_arrays(arrays, names=binding.names), dirty

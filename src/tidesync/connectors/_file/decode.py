@@ -1,0 +1,431 @@
+"""Decoders: one split of one file (csv, text, jsonl, parquet) as raw Arrow batches.
+
+A decoder first tells the file's fields (header, schema), so the reader can bind its ``column``
+entries, then yields ``(batch, dirty)`` pairs holding the fields asked for. Delimited fields come
+as strings named ``c0, c1, ...`` (the header may repeat or omit names); jsonl and parquet fields
+keep their names and natural types. Rows that cannot be decoded at all (a line with the wrong
+number of fields, a line that is not JSON) come back as dirty records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from tidesync.connectors._file.locate import first_line, line_start, text_blocks
+from tidesync.connectors.base import Dirty
+from tidesync.errors import FatalError
+
+#: bytes handed to pyarrow's CSV/JSON parsers at a time (each becomes about one batch)
+BLOCK_BYTES = 16 << 20
+#: the lines in the first bytes of a jsonl file fix its fields' types (for every split of it)
+_SAMPLE_BYTES = 1 << 20
+
+Batches = Iterator[tuple[pa.RecordBatch, list[Dirty]]]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the reader's parameters say about decoding (plain data)."""
+
+    fmt: str
+    delimiter: str
+    encoding: str  # Python codec name
+    skip_header: bool
+    null_format: str
+    batch_rows: int
+
+    @property
+    def quoted(self) -> bool:
+        return self.fmt == "csv"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """The part of a file a split reads: bytes [start, stop) of an uncompressed file (lines that
+    start there), row groups [start, stop) of a parquet file, or the whole file (stop < 0)."""
+
+    path: str
+    start: int = 0
+    stop: int = -1
+    compression: str | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.stop < 0
+
+
+class Decoder(contextlib.AbstractContextManager["Decoder"]):
+    """Base: opens the piece's byte stream and closes what it opened."""
+
+    def __init__(self, fs: pafs.FileSystem, piece: Piece, opts: Options, where: Any):
+        self.fs, self.piece, self.opts, self.where = fs, piece, opts, where
+        self.label = piece.path if piece.whole else f"{piece.path} [{piece.start}:{piece.stop}]"
+        self._stack = contextlib.ExitStack()
+        self.owns_first_line = piece.start == 0
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def fields(self) -> tuple[list[str], list[str], pa.Schema | None]:
+        """(field names, keys the batches use, natural schema by key when known)."""
+        raise NotImplementedError
+
+    def batches(self, keys: list[str]) -> Batches:
+        raise NotImplementedError
+
+    def _stream(self) -> pa.NativeFile | None:
+        """The piece's bytes, decompressed; None when the byte range holds no line start."""
+        piece = self.piece
+        if piece.whole:
+            return self._stack.enter_context(
+                self.fs.open_input_stream(piece.path, compression=piece.compression)
+            )
+        f = self._stack.enter_context(self.fs.open_input_file(piece.path))
+        size = f.size()
+        start = line_start(f, piece.start, size)
+        stop = size if piece.stop >= size else line_start(f, piece.stop, size)
+        self.at_end = stop >= size
+        if start >= stop:
+            return None
+        return f.get_stream(start, stop - start)
+
+    def _first_line(self) -> str | None:
+        with self.fs.open_input_stream(self.piece.path, compression=self.piece.compression) as s:
+            return first_line(s, self.opts.encoding, self.piece.path)
+
+
+class Delimited(Decoder):
+    """csv and single-character text through pyarrow's streaming CSV reader (large blocks,
+    threads); every field read as a string, the conversion comes later and vectorized."""
+
+    def fields(self) -> tuple[list[str], list[str], pa.Schema | None]:
+        line = self._first_line()
+        if line is None:
+            self.names: list[str] = []
+            return [], [], None
+        o = self.opts
+        try:
+            names = pacsv.read_csv(
+                pa.BufferReader(line.encode()),
+                read_options=pacsv.ReadOptions(autogenerate_column_names=False, use_threads=False),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=o.delimiter, quote_char='"' if o.quoted else False
+                ),
+            ).column_names
+        except pa.ArrowInvalid:
+            names = line.split(o.delimiter)
+        keys = [f"c{i}" for i in range(len(names))]
+        self.names = keys
+        return (names if o.skip_header else keys), keys, None
+
+    def batches(self, keys: list[str]) -> Batches:
+        if not self.names:
+            return
+        stream = self._stream()
+        if stream is None:
+            return
+        o = self.opts
+        counter = None
+        if o.quoted and not self.piece.whole and not self.at_end:
+            stream = counter = _QuoteCounter(stream)
+        dirty: deque[Dirty] = deque()  # filled from pyarrow's parsing threads
+
+        def invalid(row: Any) -> str:
+            line = f" line {row.number}" if row.number is not None else ""
+            dirty.append(
+                Dirty(
+                    f"{row.actual_columns} fields where the file has {row.expected_columns}",
+                    {"line": row.text},
+                    f"{self.label}{line}",
+                )
+            )
+            return "skip"
+
+        needed = list(dict.fromkeys(keys)) or self.names[:1]
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(
+                use_threads=True,
+                block_size=BLOCK_BYTES,
+                column_names=self.names,
+                skip_rows=1 if o.skip_header and self.owns_first_line else 0,
+                encoding="utf8" if o.encoding == "utf-8" else o.encoding,
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=o.delimiter,
+                quote_char='"' if o.quoted else False,
+                double_quote=o.quoted,
+                newlines_in_values=o.quoted,
+                ignore_empty_lines=True,
+                invalid_row_handler=invalid,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={k: pa.string() for k in needed},
+                include_columns=needed,
+                null_values=[o.null_format],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,  # "" is a value even where an empty field is NULL
+            ),
+        )
+        for batch in reader:
+            yield batch, _drain(dirty)
+        if dirty:
+            yield pa.RecordBatch.from_pylist([], schema=reader.schema), _drain(dirty)
+        if counter is not None and counter.quotes % 2:
+            raise FatalError(
+                f"{self.where('splitLargeFiles')}: a quoted value in {self.piece.path} holds a line "
+                f"break at byte {self.piece.stop}, where the file is split for parallel reading; "
+                "set splitLargeFiles: false to read it in one piece"
+            )
+
+
+def _drain(q: deque[Dirty]) -> list[Dirty]:
+    out = []
+    while q:
+        out.append(q.popleft())
+    return out
+
+
+class _QuoteCounter:
+    """Counts quote characters on the way to the CSV parser: a byte range that starts outside
+    quotes ends outside them exactly when it holds an even number (doubled quotes included)."""
+
+    def __init__(self, raw: pa.NativeFile):
+        self.raw = raw
+        self.quotes = 0
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        data: bytes = self.raw.read(n)
+        self.quotes += data.count(b'"')
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+class SplitLines(Decoder):
+    """text with a multi-character delimiter: lines split vectorized (``split_pattern``)."""
+
+    def fields(self) -> tuple[list[str], list[str], pa.Schema | None]:
+        line = self._first_line()
+        names = [] if line is None else line.split(self.opts.delimiter)
+        self.names = [f"c{i}" for i in range(len(names))]
+        return (names if self.opts.skip_header else self.names), self.names, None
+
+    def batches(self, keys: list[str]) -> Batches:
+        if not self.names:
+            return
+        stream = self._stream()
+        if stream is None:
+            return
+        o = self.opts
+        width = len(self.names)
+        skip = o.skip_header and self.owns_first_line
+        for text in text_blocks(stream, o.encoding, BLOCK_BYTES):
+            lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").values
+            lines = pc.utf8_rtrim(lines, characters="\r")
+            lines = lines.filter(pc.greater(pc.binary_length(lines), 0))
+            if skip:
+                lines, skip = lines.slice(1), False
+            parts = pc.split_pattern(lines, o.delimiter)
+            bad = pc.not_equal(pc.list_value_length(parts), width)
+            dirty = []
+            if pc.any(bad).as_py():
+                for i in pc.indices_nonzero(bad).to_pylist():
+                    n = len(parts[i])
+                    dirty.append(
+                        Dirty(
+                            f"{n} fields where the file has {width}",
+                            {"line": lines[i].as_py()},
+                            self.label,
+                        )
+                    )
+                parts = parts.filter(pc.invert(bad))
+            arrays = []
+            for k in dict.fromkeys(keys):
+                col = pc.cast(pc.list_element(parts, int(k[1:])), pa.string())
+                arrays.append(
+                    pc.if_else(pc.equal(col, o.null_format), pa.scalar(None, pa.string()), col)
+                )
+            names = list(dict.fromkeys(keys))
+            if not arrays:
+                arrays, names = [pa.nulls(len(parts))], ["_"]
+            yield pa.RecordBatch.from_arrays(arrays, names=names), dirty
+
+
+class JsonLines(Decoder):
+    """jsonl through pyarrow's JSON parser, one block of whole lines at a time. The file's first
+    megabyte fixes each field's type (JSON's own: numbers, booleans, strings, nested; a field that is null
+    there, or absent, is read as a string), so every batch of a file has the same schema. A block
+    pyarrow refuses (a bad line, a value of another type) is parsed line by line into strings
+    instead: the conversion then turns what it can into the column's type and the rest into
+    dirty records."""
+
+    def _blocks(self, stream: pa.NativeFile, size: int) -> Iterator[bytes]:
+        if self.opts.encoding == "utf-8":
+            tail = b""
+            while raw := stream.read(size):
+                data = tail + raw
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    tail = data[cut:]
+                    yield data[:cut]
+                else:
+                    tail = data
+            if tail:
+                yield tail
+        else:
+            for text in text_blocks(stream, self.opts.encoding, size):
+                yield text.encode()
+
+    def fields(self) -> tuple[list[str], list[str], pa.Schema | None]:
+        stream = self._stream()
+        self.blocks = iter(()) if stream is None else self._blocks(stream, BLOCK_BYTES)
+        self.first = next(self.blocks, None)
+        if self.first is None:
+            return [], [], None
+        sample = self.first
+        if not self.owns_first_line:  # every range of a file takes the types of its beginning
+            with self.fs.open_input_stream(self.piece.path, compression=None) as s:
+                sample = next(self._blocks(s, _SAMPLE_BYTES), self.first)
+        sample = _head(sample)
+        try:
+            schema = pajson.read_json(pa.BufferReader(sample)).schema
+        except pa.ArrowInvalid:  # infer from the lines that are JSON objects, or take strings
+            rows = _objects(sample, [], "")
+            try:
+                good = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode()
+                schema = pajson.read_json(pa.BufferReader(good)).schema
+            except pa.ArrowInvalid:
+                keys = dict.fromkeys(k for r in rows for k in r)
+                schema = pa.schema([(k, pa.string()) for k in keys])
+        # JSON has no dates: pyarrow infers timestamps from strings that look like one
+        self.natural = pa.schema(
+            [
+                f.with_type(pa.string())
+                if pa.types.is_null(f.type) or pa.types.is_timestamp(f.type)
+                else f
+                for f in schema
+            ]
+        )
+        return self.natural.names, self.natural.names, self.natural
+
+    def batches(self, keys: list[str]) -> Batches:
+        if self.first is None:
+            return
+        needed = list(dict.fromkeys(keys)) or self.natural.names[:1]
+        known = self.natural
+        pinned = pa.schema(
+            [known.field(k) if k in known.names else pa.field(k, pa.string()) for k in needed]
+        )
+        opts = pajson.ParseOptions(explicit_schema=pinned, unexpected_field_behavior="ignore")
+        for block in _chain(self.first, self.blocks):
+            dirty: list[Dirty] = []
+            try:
+                table = pajson.read_json(pa.BufferReader(block), parse_options=opts)
+            except pa.ArrowInvalid:
+                rows = _objects(block, dirty, self.label)
+                table = pa.table({k: _column(rows, k, pinned.field(k).type) for k in needed})
+            batches = table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
+            for i, b in enumerate(batches):
+                yield b, dirty if i == 0 else []
+
+
+def _head(block: bytes) -> bytes:
+    """The whole lines in the first ``_SAMPLE_BYTES`` of a block (at least one line)."""
+    cut = block.rfind(b"\n", 0, _SAMPLE_BYTES) + 1 or block.find(b"\n") + 1
+    return block[:cut] if cut else block
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _objects(block: bytes, dirty: list[Dirty], label: str) -> list[dict[str, Any]]:
+    rows = []
+    for line in block.decode().splitlines():
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as e:
+            dirty.append(Dirty(f"not valid JSON: {e}", {"line": line}, label))
+            continue
+        if not isinstance(obj, dict):
+            dirty.append(Dirty("not a JSON object", {"line": line}, label))
+            continue
+        rows.append(obj)
+    return rows
+
+
+def _column(rows: list[dict[str, Any]], key: str, t: pa.DataType) -> pa.Array:
+    """One field of parsed lines: nested values as they are, the rest as text to convert."""
+    if pa.types.is_nested(t):
+        try:
+            return pa.array([r.get(key) for r in rows], t)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+    return pa.array([_text(r.get(key)) for r in rows], pa.string())
+
+
+def _text(v: Any) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    return json.dumps(v, ensure_ascii=False)
+
+
+class Parquet(Decoder):
+    """parquet: the footer's schema, then the piece's row groups with ``iter_batches``."""
+
+    def fields(self) -> tuple[list[str], list[str], pa.Schema | None]:
+        f = self._stack.enter_context(self.fs.open_input_file(self.piece.path))
+        self.pf = pq.ParquetFile(f)
+        schema = self.pf.schema_arrow
+        return schema.names, schema.names, schema
+
+    def batches(self, keys: list[str]) -> Batches:
+        pf = self.pf
+        stop = pf.num_row_groups if self.piece.whole else min(self.piece.stop, pf.num_row_groups)
+        groups = list(range(self.piece.start, stop))
+        if not groups:
+            return
+        needed = list(dict.fromkeys(keys)) or pf.schema_arrow.names[:1]
+        for b in pf.iter_batches(
+            batch_size=max(self.opts.batch_rows, 1024),
+            row_groups=groups,
+            columns=needed,
+            use_threads=True,
+        ):
+            yield b, []
+
+
+DECODERS: dict[str, type[Decoder]] = {
+    "csv": Delimited,
+    "text": Delimited,
+    "jsonl": JsonLines,
+    "parquet": Parquet,
+}
+
+
+def decoder_for(opts: Options) -> type[Decoder]:
+    if opts.fmt == "text" and len(opts.delimiter) > 1:
+        return SplitLines
+    return DECODERS[opts.fmt]

@@ -1,0 +1,222 @@
+"""Encoders for the file writer: Arrow batches as csv, text or jsonl bytes, built with Arrow
+compute over whole columns (no per-row Python), and the names output files get."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidesync.connectors._file.columns import DatePattern, is_temporal, render_temporal
+from tidesync.errors import DirtyRecordError, FatalError
+
+#: rows encoded at a time (keeps every string buffer far below 2 GiB)
+_SLICE_ROWS = 1 << 17
+
+
+def _bytes_of(lines: pa.Array) -> pa.Buffer:
+    """The concatenated values of a fresh (unsliced) string array, without copying."""
+    total = pc.sum(pc.binary_length(lines)).as_py() or 0
+    return lines.buffers()[2].slice(0, total) if total else pa.py_buffer(b"")
+
+
+def _transcode(buf: pa.Buffer, encoding: str, batch: pa.RecordBatch) -> pa.Buffer | bytes:
+    if encoding == "utf-8":
+        return buf
+    try:
+        return buf.to_pybytes().decode("utf-8").encode(encoding)
+    except UnicodeEncodeError as e:
+        what = f"{batch.to_pylist()[0]!r}" if batch.num_rows == 1 else "a value"
+        raise DirtyRecordError(
+            f"{what} has {e.object[e.start : e.end]!r}, which {encoding} cannot encode"
+        ) from None
+
+
+class TextEncoder:
+    """csv (quoted where needed, RFC 4180) and text (never quoted: a value holding the delimiter
+    or a line break is a dirty record rather than a corrupt line)."""
+
+    def __init__(
+        self, fmt: str, delimiter: str, null_format: str, date: DatePattern | None, encoding: str
+    ):
+        self.quoted = fmt == "csv"
+        self.delimiter = delimiter
+        self.null_format = null_format
+        self.date = date
+        self.encoding = encoding
+        d = re.escape(delimiter)
+        self.special = f'{d}|"|\\r|\\n' if self.quoted else f"{d}|\\r|\\n"
+        self.plain_numbers = not any(c.isalnum() or c in ".-+" for c in delimiter)
+
+    def _text(self, arr: pa.Array, name: str, pos: int, batch: pa.RecordBatch) -> pa.Array:
+        t = arr.type
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if self.date is not None and is_temporal(t):
+            s = render_temporal(arr, self.date)
+        elif pa.types.is_timestamp(t) and t.unit != "s":  # no '.000000' on whole seconds
+            s = pc.replace_substring_regex(pc.cast(arr, pa.string()), r"\.0+(Z?)$", r"\1")
+        elif pa.types.is_string(t):
+            s = arr
+        elif pa.types.is_nested(t):
+            raise FatalError(
+                f"column {pos} ({name}) is {t}: {'csv' if self.quoted else 'text'} holds only "
+                "flat values; write it as jsonl or parquet"
+            )
+        else:
+            try:
+                s = pc.cast(arr, pa.string())
+            except pa.ArrowInvalid as e:
+                raise DirtyRecordError(self._reason(pos, name, batch, str(e))) from None
+            except (pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+                raise FatalError(
+                    f"column {pos} ({name}) is {t}, which cannot be written as text: {e}"
+                ) from None
+        numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+        # a number cannot hold a quote or a line break, nor the delimiter unless it is a digit,
+        # a sign or a point
+        free = (numeric or pa.types.is_boolean(t)) and self.plain_numbers
+        if self.quoted:
+            need = pc.equal(s, self.null_format)  # so it reads back as a value, not as NULL
+            if not free:
+                need = pc.or_(need, pc.match_substring_regex(s, self.special))
+            if pc.any(need).as_py():
+                quoted = pc.binary_join_element_wise(
+                    '"', pc.replace_substring(s, '"', '""'), '"', ""
+                )
+                s = pc.if_else(need, quoted, s)
+        elif not free and pc.any(pc.match_substring_regex(s, self.special)).as_py():
+            raise DirtyRecordError(
+                self._reason(
+                    pos,
+                    name,
+                    batch,
+                    "holds the field delimiter or a line break, which text cannot quote "
+                    "(write csv instead)",
+                )
+            )
+        return pc.fill_null(s, self.null_format)
+
+    @staticmethod
+    def _reason(pos: int, name: str, batch: pa.RecordBatch, why: str) -> str:
+        value = f" {batch.column(pos)[0].as_py()!r}" if batch.num_rows == 1 else ""
+        return f"column {pos} ({name}): value{value} {why}"
+
+    def header(self, names: list[str]) -> bytes:
+        row = pa.record_batch(
+            [pa.array([n], pa.string()) for n in names], names=[str(i) for i in range(len(names))]
+        )
+        return bytes(self.encode(row)[0])
+
+    def encode(self, batch: pa.RecordBatch) -> list[pa.Buffer | bytes]:
+        out = []
+        for start in range(0, max(batch.num_rows, 1), _SLICE_ROWS):
+            piece = batch.slice(start, _SLICE_ROWS)
+            if piece.num_rows == 0:
+                break
+            cols = [
+                self._text(piece.column(i), name, i, piece)
+                for i, name in enumerate(piece.schema.names)
+            ]
+            if not cols:
+                out.append(b"\n" * piece.num_rows)
+                continue
+            line = pc.binary_join_element_wise(*cols, self.delimiter) if len(cols) > 1 else cols[0]
+            line = pc.binary_join_element_wise(line, "", "\n")
+            out.append(_transcode(_bytes_of(line), self.encoding, piece))
+        return out
+
+
+class JsonEncoder:
+    """jsonl: each row as one JSON object (DuckDB's ``to_json`` over the Arrow batch, so nested
+    values, decimals and dates come out right); dates in ``dateFormat`` when one is given."""
+
+    def __init__(self, date: DatePattern | None, encoding: str):
+        self.date = date
+        self.encoding = encoding
+        self._con: Any = None
+
+    def encode(self, batch: pa.RecordBatch) -> list[pa.Buffer | bytes]:
+        import duckdb
+
+        if self.date is not None:
+            batch = pa.RecordBatch.from_arrays(
+                [
+                    render_temporal(c, self.date) if is_temporal(c.type) else c
+                    for c in batch.columns
+                ],
+                names=batch.schema.names,
+            )
+        if self._con is None:
+            self._con = duckdb.connect()
+        con = self._con
+        con.register("__tidesync_batch", batch)
+        try:
+            table = con.sql(
+                "SELECT to_json(__row)::VARCHAR AS j FROM __tidesync_batch AS __row"
+            ).to_arrow_table()
+        except duckdb.Error as e:
+            raise FatalError(f"cannot write these columns as JSON: {e}") from None
+        finally:
+            con.unregister("__tidesync_batch")
+        lines = pc.binary_join_element_wise(table.column(0).combine_chunks(), "", "\n")
+        return [_transcode(_bytes_of(lines), self.encoding, batch)]
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+DATA_EXTENSIONS = (
+    ".csv",
+    ".tsv",
+    ".txt",
+    ".text",
+    ".dat",
+    ".jsonl",
+    ".json",
+    ".ndjson",
+    ".parquet",
+    ".pq",
+)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Output names made from ``fileName``: ``data.csv`` for one file; ``data__00003.csv`` for
+    split 3 of several; ``_part00002`` for the second file of a split cut by ``maxFileSize``;
+    ``-1``, ``-2`` to step around existing files in append mode; then the compression suffix."""
+
+    prefix: str
+    stem: str
+    ext: str
+    suffix: str
+    _rx: re.Pattern[str] = field(compare=False, repr=False, default=re.compile(""))
+
+    @classmethod
+    def of(cls, file_name: str, suffix: str) -> Names:
+        base = file_name[: -len(suffix)] if suffix and file_name.endswith(suffix) else file_name
+        dot = base.rfind(".")
+        ext = base[dot:] if dot > 0 and base[dot:].lower() in DATA_EXTENSIONS else ""
+        stem = base[: len(base) - len(ext)]
+        rx = re.compile(
+            re.escape(stem)
+            + r"(__\d{5,})?(_part\d{5,})?(-\d+)?"
+            + re.escape(ext)
+            + r"(\.gz|\.bz2|\.zst)?"
+        )
+        return cls(file_name, stem, ext, suffix, rx)
+
+    def name(self, index: int | None, part: int | None, gen: int = 0) -> str:
+        idx = "" if index is None else f"__{index:05d}"
+        prt = "" if part is None else f"_part{part:05d}"
+        return f"{self.stem}{idx}{prt}{f'-{gen}' if gen else ''}{self.ext}{self.suffix}"
+
+    def ours(self, name: str) -> bool:
+        """Whether a file in the target folder belongs to this ``fileName``: its name starts with
+        it (DataX's rule), or it is one of the numbered names this writer makes from it."""
+        return name.startswith(self.prefix) or bool(self._rx.fullmatch(name))

@@ -1,0 +1,166 @@
+"""Finding the files a reader's ``path`` names, and finding line boundaries inside them.
+
+Everything goes through a ``pyarrow.fs.FileSystem`` and its paths ('/' separated), so the same
+code serves local disks and object stores."""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from tidesync.errors import FatalError
+
+#: user spelling -> pyarrow codec name (None: not compressed)
+COMPRESSIONS: dict[str, str | None] = {
+    "gzip": "gzip",
+    "gz": "gzip",
+    "bzip2": "bz2",
+    "bz2": "bz2",
+    "zstd": "zstd",
+    "zst": "zstd",
+    "none": None,
+}
+#: pyarrow codec name -> file name suffix
+SUFFIXES = {"gzip": ".gz", "bz2": ".bz2", "zstd": ".zst"}
+_BY_EXTENSION = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
+_PROBE = 1 << 16
+_MAX_LINE = 64 << 20
+
+
+def compression_of(path: str) -> str | None:
+    """The codec a file name's extension implies (``a.csv.gz`` -> ``gzip``)."""
+    dot = path.rfind(".")
+    return _BY_EXTENSION.get(path[dot:].lower()) if dot > path.rfind("/") else None
+
+
+def has_glob(pattern: str) -> bool:
+    return "*" in pattern or "?" in pattern
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """``*`` and ``?`` stay inside one path segment; a ``**`` segment spans any number of them."""
+    segs = pattern.split("/")
+    out = []
+    for i, seg in enumerate(segs):
+        last = i == len(segs) - 1
+        if seg == "**":
+            out.append(".*" if last else "(?:[^/]+/)*")
+            continue
+        out.append(
+            "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c) for c in seg)
+        )
+        if not last:
+            out.append("/")
+    return re.compile("".join(out))
+
+
+def _visible(path: str, base: str) -> bool:
+    """Hidden files and folders (``.name``, ``_name``: temporaries, ``_SUCCESS`` markers) below
+    ``base`` are not data."""
+    rel = path[len(base) :].strip("/")
+    return not any(part[:1] in (".", "_") for part in rel.split("/"))
+
+
+def expand(fs: pafs.FileSystem, pattern: str) -> list[pafs.FileInfo]:
+    """The files ``pattern`` names, sorted: a file; a folder (every file below it); or a glob with
+    ``*``, ``?`` and ``**``. Nothing found is an empty list; the caller decides what that means."""
+    if not has_glob(pattern):
+        info = fs.get_file_info(pattern)
+        if info.type == pafs.FileType.File:
+            return [info]
+        if info.type != pafs.FileType.Directory:
+            return []
+        found = fs.get_file_info(pafs.FileSelector(pattern, recursive=True))
+        return sorted(
+            (i for i in found if i.type == pafs.FileType.File and _visible(i.path, pattern)),
+            key=lambda i: i.path,
+        )
+    segs = pattern.split("/")
+    first = next(i for i, s in enumerate(segs) if has_glob(s))
+    base = "/".join(segs[:first]) or "/"
+    recursive = first < len(segs) - 1 or "**" in segs[first]
+    info = fs.get_file_info(base)
+    if info.type != pafs.FileType.Directory:
+        return []
+    found = fs.get_file_info(pafs.FileSelector(base, recursive=recursive, allow_not_found=True))
+    rx = _glob_regex(pattern)
+    return sorted(
+        (
+            i
+            for i in found
+            if i.type == pafs.FileType.File and rx.fullmatch(i.path) and _visible(i.path, base)
+        ),
+        key=lambda i: i.path,
+    )
+
+
+def line_start(f: pa.NativeFile, pos: int, size: int) -> int:
+    """Offset of the first line that starts at or after ``pos`` (a line starts at 0 and after
+    each ``\\n``). Lines are owned by the byte range they start in, so each is read once."""
+    if pos <= 0:
+        return 0
+    off = pos - 1
+    while off < size:
+        chunk = f.read_at(min(_PROBE, size - off), off)
+        if not chunk:
+            break
+        i = chunk.find(b"\n")
+        if i >= 0:
+            return off + i + 1
+        off += len(chunk)
+    return size
+
+
+def ascii_compatible(encoding: str) -> bool:
+    """Whether a ``\\n`` byte is always a line end in this encoding (byte ranges may split on it)."""
+    name = codecs.lookup(encoding).name
+    return not name.startswith(("utf-16", "utf-32", "utf_16", "utf_32"))
+
+
+def first_line(stream: pa.NativeFile, encoding: str, where: str) -> str | None:
+    """The first non-empty line of a text stream, decoded (BOM and line end removed); None when
+    the stream holds no line."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    text = ""
+    while True:
+        raw = stream.read(_PROBE)
+        text += decoder.decode(raw, final=not raw)
+        text = text.removeprefix("\ufeff")
+        while (cut := text.find("\n")) >= 0:
+            line = text[:cut].removesuffix("\r")
+            if line:
+                return line
+            text = text[cut + 1 :]
+        if not raw:
+            return text.removesuffix("\r") or None
+        if len(text) > _MAX_LINE:
+            raise FatalError(
+                f"{where}: the first line is longer than {_MAX_LINE >> 20} MB; is this a text file?"
+            )
+
+
+def text_blocks(stream: pa.NativeFile, encoding: str, block: int) -> Iterator[str]:
+    """A text stream decoded in pieces of about ``block`` bytes, each ending at a line end."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    tail = ""
+    first = True
+    while True:
+        raw = stream.read(block)
+        text = tail + decoder.decode(raw, final=not raw)
+        if first:
+            text = text.removeprefix("\ufeff")
+            first = False
+        if not raw:
+            if text:
+                yield text
+            return
+        cut = text.rfind("\n") + 1
+        if cut == 0:
+            tail = text
+            continue
+        tail = text[cut:]
+        yield text[:cut]

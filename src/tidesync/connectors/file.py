@@ -1,0 +1,704 @@
+"""Files: csv, text, jsonl and parquet, read and written through a ``pyarrow.fs.FileSystem``
+(kind ``file``; DataX ``txtfilereader`` / ``txtfilewriter``; the same module serves kind ``s3``).
+
+Reader (``path`` may be a file, a folder, a glob with ``* ? **``, or a list of them)::
+
+    {"path": "data/orders_*.csv.gz", "fileFormat": "csv", "skipHeader": true,
+     "column": [{"index": 0, "type": "long"}, {"name": "paid_at", "type": "date",
+                "format": "yyyy-MM-dd HH:mm:ss"}, {"type": "string", "value": "shop-1"}]}
+
+Each file is at least one split; an uncompressed csv, text or jsonl file larger than
+:data:`SPLIT_BYTES` is read in byte ranges (each range owns the lines that start in it) and a
+large parquet file in groups of row groups. Fields are decoded by pyarrow's streaming readers in
+large blocks and converted per column with Arrow compute; a value that does not convert makes
+its row a dirty record (``Chunk.dirty``) while the rest of the batch goes on.
+
+Writer (``path`` is a folder; ``fileName`` names the files)::
+
+    {"path": "out", "fileName": "orders.csv", "fileFormat": "csv", "writeMode": "truncate",
+     "header": true, "compress": "gzip", "maxFileSize": "256MB"}
+
+Each split writes its own files under ``path/.tidesync-tmp-<run>/``; ``commit`` renames them into
+place (``orders.csv.gz`` for one split, ``orders__00000.csv.gz`` ... for several, ``_part00001``
+... when ``maxFileSize`` cuts one) and, with ``truncate``, then removes the older files of that
+``fileName``. ``abort`` removes the temporaries; the folder stays as it was.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from tidesync.connectors import base
+from tidesync.connectors._file.columns import Binding, Column, bind, date_pattern, parse_columns
+from tidesync.connectors._file.columns import assemble as _assemble
+from tidesync.connectors._file.decode import Options, Piece, decoder_for
+from tidesync.connectors._file.encode import JsonEncoder, Names, TextEncoder
+from tidesync.connectors._file.locate import (
+    COMPRESSIONS,
+    SUFFIXES,
+    ascii_compatible,
+    compression_of,
+    expand,
+)
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError, TidesyncError, redact
+
+__all__ = ["Reader", "Writer", "FileSplit", "filesystem_for", "FORMATS", "SPLIT_BYTES"]
+
+FORMATS = ("csv", "text", "jsonl", "parquet")
+#: a file larger than this is read in several splits of about this size
+SPLIT_BYTES = 64 << 20
+#: rows and in-memory bytes gathered before the writer cuts a parquet row group
+ROW_GROUP_ROWS = 1 << 20
+ROW_GROUP_BYTES = 128 << 20
+#: URL schemes that name an object store (served by kind ``s3``)
+OBJECT_STORE_SCHEMES = ("s3", "s3a", "oss")
+PARQUET_CODECS = ("snappy", "gzip", "zstd", "lz4", "brotli", "none")
+
+
+# -- file systems --------------------------------------------------------------------------------
+
+
+def filesystem_for(
+    path_or_url: str, params: dict[str, Any], ctx: base.Context
+) -> tuple[pafs.FileSystem, str]:
+    """The file system holding ``path_or_url`` and the path inside it.
+
+    A local path (relative ones resolve against ``ctx.base_dir``) or ``file://`` URL gives a
+    ``LocalFileSystem`` and an absolute '/'-separated path. ``s3://bucket/key`` (and ``oss://``)
+    goes to :func:`object_store`, the hook where kind ``s3`` plugs in its file system.
+    """
+    scheme, sep, rest = path_or_url.partition("://")
+    if not sep or len(scheme) == 1:  # a plain path (or a Windows drive letter)
+        return pafs.LocalFileSystem(), _local(path_or_url, ctx)
+    scheme = scheme.lower()
+    if scheme == "file":
+        return pafs.LocalFileSystem(), _local(rest, ctx)
+    if scheme in OBJECT_STORE_SCHEMES:
+        return object_store(scheme, rest, params, ctx)
+    raise ConfigError(
+        f"{ctx.path('path')}: {scheme}:// is not supported; use a local path, "
+        f"file:// or s3://bucket/key"
+    )
+
+
+def object_store(
+    scheme: str, bucket_and_key: str, params: dict[str, Any], ctx: base.Context
+) -> tuple[pafs.FileSystem, str]:
+    """Hook for object stores: return ``(S3FileSystem or PyFileSystem(FSSpecHandler(...)),
+    "bucket/key")`` built from ``params`` (endpoint, credentials) and ``ctx.connections``."""
+    raise ConfigError(
+        f"{ctx.path('path')}: {scheme}://{redact(bucket_and_key)}: s3 support is not "
+        "installed in this version; copy the files locally or use the s3 connector "
+        "once it is available"
+    )
+
+
+def _local(path: str, ctx: base.Context) -> str:
+    return os.path.normpath(ctx.resolve_path(path)).replace(os.sep, "/")
+
+
+# -- shared parameters ---------------------------------------------------------------------------
+
+
+def _delimiter(p: base.Params, fmt: str, default: str = ",") -> str:
+    raw = p.get("fieldDelimiter", default)
+    if not isinstance(raw, str):
+        p.problem("fieldDelimiter", f"must be a string such as ',' or '\\t', got {raw!r}")
+        return default
+    d = raw
+    if "\\" in d:  # written escaped: "\\t", "\\u0001"
+        try:
+            d = d.encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeDecodeError:
+            p.problem("fieldDelimiter", f"{raw!r} is not a valid escape sequence")
+            return default
+    if "\n" in d or "\r" in d:
+        p.problem("fieldDelimiter", "cannot hold a line break")
+    elif fmt == "csv" and (len(d) != 1 or d == '"'):
+        p.problem(
+            "fieldDelimiter",
+            f"{raw!r}: csv needs a single character other than '\"'; "
+            "use fileFormat text for a longer delimiter",
+        )
+    else:
+        return d
+    return default
+
+
+def _encoding(p: base.Params) -> str:
+    v = p.str("encoding", "utf-8")
+    try:
+        return codecs.lookup(v).name
+    except LookupError:
+        p.problem(
+            "encoding", f"{v!r} is not an encoding Python knows (utf-8, gbk, gb18030, latin-1 ...)"
+        )
+        return "utf-8"
+
+
+def _raw_string(p: base.Params, key: str, default: str) -> str:
+    """A string parameter where the empty string is a value (``nullFormat: ""``)."""
+    p.get(key)
+    v = p.raw.get(key, default)
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        p.problem(key, f"must be a string, got {v!r}")
+        return default
+    return v
+
+
+def _filesystem(p: base.Params, path: str, ctx: base.Context) -> tuple[pafs.FileSystem, str] | None:
+    try:
+        return filesystem_for(path, p.raw, ctx)
+    except ConfigError as e:
+        p.problems.extend(e.problems)
+        return None
+
+
+# -- reader --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileSplit(base.Split):
+    """One file, or a byte range / row-group range of one (``stop`` < 0: to the end)."""
+
+    source: int = 0  # which entry of ``path`` found it
+    path: str = ""
+    start: int = 0
+    stop: int = -1
+    compression: str | None = None
+
+
+class Reader(base.Reader):
+    kind = "file"
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        super().__init__(params, ctx)
+        p = self.p
+        paths = p.list("path", required=True) or []
+        for i, v in enumerate(paths):
+            if not isinstance(v, str) or not v.strip():
+                p.problem(
+                    f"path[{i}]" if len(paths) > 1 else "path",
+                    f"must be a path or pattern, got {v!r}",
+                )
+        self.fmt = p.str("fileFormat", "csv", choices=FORMATS, lower=True)
+        delimited = self.fmt in ("csv", "text")
+        delimiter = _delimiter(p, self.fmt)
+        encoding = _encoding(p)
+        skip_header = p.bool("skipHeader", False)
+        null_format = _raw_string(p, "nullFormat", "\\N")
+        compress = p.str("compress", None, choices=list(COMPRESSIONS), lower=True)
+        self.compression = COMPRESSIONS[compress] if compress else None
+        self.split_csv = p.bool("splitLargeFiles", True)
+        p.get("csvReaderConfig")  # DataX's CSV reader tuning: pyarrow's reader needs none
+        self.cols = parse_columns(p, delimited, skip_header)
+        sources = [_filesystem(p, v, ctx) for v in paths if isinstance(v, str) and v.strip()]
+        p.done()
+        self.paths: list[str] = paths
+        self.sources: list[tuple[pafs.FileSystem, str]] = [s for s in sources if s is not None]
+        self.delimited = delimited
+        self.opts = Options(self.fmt, delimiter, encoding, skip_header, null_format, ctx.batch_rows)
+
+    # -- planning
+
+    def _files(self) -> Iterator[tuple[int, pafs.FileInfo]]:
+        seen: set[tuple[str, str]] = set()
+        missing = []
+        for src, (fs, pattern) in enumerate(self.sources):
+            infos = expand(fs, pattern)
+            if not infos:
+                missing.append(
+                    self.paths[src]
+                    if self.paths[src] == pattern
+                    else f"{self.paths[src]} ({pattern})"
+                )
+            for info in infos:
+                if (fs.type_name, info.path) not in seen:
+                    seen.add((fs.type_name, info.path))
+                    yield src, info
+        if missing:
+            raise FatalError(
+                f"{self.ctx.path('path')}: no file matches {', '.join(map(repr, missing))}"
+            )
+
+    def splits(self, n: int) -> list[base.Split]:
+        files = list(self._files())
+        out: list[base.Split] = []
+        for src, info in files:
+            for start, stop, comp in self._pieces(src, info):
+                label = info.path if stop < 0 else f"{info.path} [{start}:{stop}]"
+                out.append(FileSplit(len(out), label, src, info.path, start, stop, comp))
+        return out
+
+    def _pieces(self, src: int, info: pafs.FileInfo) -> list[tuple[int, int, str | None]]:
+        size = info.size or 0
+        if self.fmt == "parquet":
+            if size <= SPLIT_BYTES:
+                return [(0, -1, None)]
+            fs = self.sources[src][0]
+            with fs.open_input_file(info.path) as f:
+                md = pq.ParquetFile(f).metadata
+            groups: list[tuple[int, int, str | None]] = []
+            first = acc = 0
+            for i in range(md.num_row_groups):
+                acc += md.row_group(i).total_byte_size
+                if acc >= SPLIT_BYTES and i + 1 < md.num_row_groups:
+                    groups.append((first, i + 1, None))
+                    first, acc = i + 1, 0
+            groups.append((first, md.num_row_groups, None))
+            return groups
+        comp = self.compression or compression_of(info.path)
+        splittable = (
+            comp is None
+            and size > SPLIT_BYTES
+            and ascii_compatible(self.opts.encoding)
+            and (self.fmt != "csv" or self.split_csv)
+        )
+        if not splittable:
+            return [(0, -1, comp)]
+        count = -(-size // SPLIT_BYTES)
+        step = -(-size // count)
+        return [(s, min(s + step, size), None) for s in range(0, size, step)]
+
+    # -- reading
+
+    def _bind(
+        self, fields: list[str], keys: list[str], natural: pa.Schema | None, file: str
+    ) -> Binding:
+        cols = self.cols
+        if cols is None and self.fmt == "jsonl" and natural is not None:
+            cols = [Column(i, "", f.type, index=i) for i, f in enumerate(natural)]
+        return bind(
+            cols,
+            fields,
+            keys,
+            self.delimited,
+            missing_ok=self.fmt == "jsonl",
+            where=self.ctx.path,
+            file=file,
+        )
+
+    def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
+        assert isinstance(split, FileSplit)
+        fs = self.sources[split.source][0]
+        piece = Piece(split.path, split.start, split.stop, split.compression)
+        with (
+            _translated(split.path, self.opts.encoding),
+            decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
+        ):
+            fields, keys, natural = dec.fields()
+            if not keys:
+                return
+            binding = self._bind(fields, keys, natural, split.path)
+            row = 0
+            for batch, dirty in dec.batches([k for k in binding.keys if k is not None]):
+                out, bad = _assemble(batch, binding, dec.label, row)
+                row += batch.num_rows
+                if dirty or bad:
+                    yield base.Chunk(out, dirty + bad)
+                elif out is not None and out.num_rows:
+                    yield out
+
+    def schema(self) -> pa.Schema | None:
+        cols = self.cols
+        if cols is not None and all(self._known(c) for c in cols):
+            width = max((c.index for c in cols if c.index is not None), default=-1) + 1
+            keys = [f"c{i}" for i in range(width)]
+            return bind(cols, keys, keys, self.delimited, True, self.ctx.path, "").schema()
+        for fs, pattern in self.sources:
+            infos = expand(fs, pattern)
+            if not infos:
+                continue
+            info = infos[0]
+            piece = Piece(
+                info.path,
+                compression=None
+                if self.fmt == "parquet"
+                else self.compression or compression_of(info.path),
+            )
+            with (
+                _translated(info.path, self.opts.encoding),
+                decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
+            ):
+                fields, keys, natural = dec.fields()
+                if not keys:
+                    return None
+                return self._bind(fields, keys, natural, info.path).schema(natural)
+        return None
+
+    def _known(self, c: Column) -> bool:
+        """Whether a column's output name and type are known without opening a file."""
+        named = (
+            c.const is not None
+            or c.name is not None
+            or (c.index is not None and self.delimited and not self.opts.skip_header)
+        )
+        return named and c.arrow is not None
+
+
+@contextlib.contextmanager
+def _translated(path: str, encoding: str) -> Iterator[None]:
+    """Source failures as FatalError naming the file (and the fix, where one is likely)."""
+    try:
+        yield
+    except TidesyncError:
+        raise
+    except FileNotFoundError:
+        raise FatalError(f"{path}: no such file (it was listed when the job was planned)") from None
+    except (UnicodeDecodeError, pa.ArrowException, OSError, ValueError) as e:
+        msg = str(e)
+        hint = ""
+        if isinstance(e, UnicodeDecodeError) or "utf8" in msg.lower() or "utf-8" in msg.lower():
+            hint = f"; the file is not valid {encoding}: set encoding (gbk, gb18030, latin-1 ...)"
+        raise FatalError(f"{path}: {msg}{hint}") from e
+
+
+# -- writer --------------------------------------------------------------------------------------
+
+
+class Writer(base.Writer):
+    kind = "file"
+    modes = ("truncate", "append", "nonConflict")
+    publish = "rename"
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        super().__init__(params, ctx)
+        p = self.p
+        path = p.str("path", required=True)
+        file_name = p.str("fileName", required=True)
+        if isinstance(file_name, str) and ("/" in file_name or file_name.startswith(".")):
+            p.problem(
+                "fileName",
+                f"{file_name!r}: a file name (the folder goes in path), not starting with '.'",
+            )
+        self.fmt = p.str("fileFormat", "csv", choices=FORMATS, lower=True)
+        self.mode = self.write_mode({"overwrite": "truncate", "nonconflict": "nonConflict"})
+        self.delimiter = _delimiter(p, self.fmt)
+        self.encoding = _encoding(p)
+        self.null_format = _raw_string(p, "nullFormat", "")
+        self.header = self._header(p)
+        self.date = None
+        fmt = p.str("dateFormat")
+        if fmt:
+            try:
+                self.date = date_pattern(fmt)
+            except ValueError as e:
+                p.problem("dateFormat", f"{fmt!r}: {e}")
+            else:
+                if self.date.strftime is None:
+                    p.problem("dateFormat", f"{fmt!r}: fractional seconds print only as ss.SSS")
+        self.codec: str | None = None
+        self.parquet_codec = "snappy"
+        if self.fmt == "parquet":
+            self.parquet_codec = p.str("compress", "snappy", choices=PARQUET_CODECS, lower=True)
+        else:
+            comp = p.str("compress", None, choices=list(COMPRESSIONS), lower=True)
+            self.codec = COMPRESSIONS[comp] if comp else compression_of(file_name or "")
+        self.max_size: int | None = p.size("maxFileSize")
+        located = _filesystem(p, path, ctx) if path else None
+        p.done()
+        assert located is not None
+        self.fs, self.root = located
+        self.names = Names.of(file_name, SUFFIXES.get(self.codec or "", ""))
+        self.tmp = f"{self.root}/.tidesync-tmp-{uuid.uuid4().hex[:12]}"
+        self.schema: pa.Schema | None = None
+        self.created: str | None = None  # the highest folder prepare() had to create
+
+    @staticmethod
+    def _header(p: base.Params) -> list[str] | bool:
+        v = p.get("header", False)
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return list(v)
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.lower() in ("true", "false"):
+            return v.lower() == "true"
+        p.problem("header", f"must be true, false or a list of column names, got {v!r}")
+        return False
+
+    def _existing(self) -> list[str]:
+        found = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        return sorted(
+            i.base_name
+            for i in found
+            if i.type == pafs.FileType.File
+            and not i.base_name.startswith(".")
+            and self.names.ours(i.base_name)
+        )
+
+    def prepare(self, schema: pa.Schema | None) -> None:
+        self.schema = schema
+        if isinstance(self.header, list) and schema is not None and len(self.header) != len(schema):
+            raise ConfigError(
+                f"{self.ctx.path('header')}: {len(self.header)} names for the "
+                f"{len(schema)} columns {schema.names}"
+            )
+        info = self.fs.get_file_info(self.root)
+        if info.type == pafs.FileType.File:
+            raise FatalError(f"{self.ctx.path('path')}: {self.root} is a file; path names a folder")
+        if info.type == pafs.FileType.NotFound:
+            top = self.root
+            while (
+                (parent := top.rsplit("/", 1)[0])
+                and parent != top
+                and (self.fs.get_file_info(parent).type == pafs.FileType.NotFound)
+            ):
+                top = parent
+            self.fs.create_dir(self.root, recursive=True)
+            self.created = top
+        elif self.mode == "nonConflict":
+            self._no_conflict()
+        self.fs.create_dir(self.tmp, recursive=True)
+
+    def _no_conflict(self) -> None:
+        existing = self._existing()
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise FatalError(
+                f"{self.ctx.path('writeMode')}: nonConflict, but {self.root}/{existing[0]}"
+                f"{more} exists; remove it or use writeMode truncate or append"
+            )
+
+    def open(self, split: base.Split) -> base.Sink:
+        return _Sink(self, split.index)
+
+    def commit(self, results: list[Any]) -> None:
+        try:
+            self._publish(results)
+        except BaseException:
+            self.abort(results)
+            raise
+
+    def _publish(self, results: list[Any]) -> None:
+        done = sorted(
+            (r for r in results if isinstance(r, dict) and not r.get("discarded")),
+            key=lambda r: r["index"],
+        )
+        single = len(done) == 1
+        plan = []  # (temporary path, split index or None, part or None)
+        for r in done:
+            parts = r["files"]
+            for k, tmp in enumerate(parts, 1):
+                plan.append((tmp, None if single else r["index"], None if len(parts) == 1 else k))
+        if self.mode == "nonConflict":
+            self._no_conflict()
+        existing = set(self._existing())
+        taken: set[str] = set()
+        if self.mode == "append":
+            found = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+            taken = {i.base_name for i in found}
+        finals = []
+        for _, index, part in plan:
+            gen = 0
+            name = self.names.name(index, part)
+            while name in taken or name in finals:
+                gen += 1
+                name = self.names.name(index, part, gen)
+            finals.append(name)
+        for (tmp, _, _), name in zip(plan, finals, strict=True):
+            self.fs.move(tmp, f"{self.root}/{name}")
+        if self.mode == "truncate":
+            for name in sorted(existing - set(finals)):
+                self.fs.delete_file(f"{self.root}/{name}")
+        _quietly(self.fs.delete_dir, self.tmp)
+
+    def abort(self, results: list[Any]) -> None:
+        for r in results:
+            for f in (r or {}).get("files", []) if isinstance(r, dict) else []:
+                _quietly(self.fs.delete_file, f)
+        _quietly(self.fs.delete_dir, self.tmp)
+        if self.created is not None:
+            below = self.fs.get_file_info(
+                pafs.FileSelector(self.created, recursive=True, allow_not_found=True)
+            )
+            if all(i.type == pafs.FileType.Directory for i in below):
+                _quietly(self.fs.delete_dir, self.created)
+
+
+def _quietly(fn: Any, path: str) -> None:
+    with contextlib.suppress(FileNotFoundError, OSError):
+        fn(path)
+
+
+class _Sink(base.Sink):
+    """One split's output: numbered part files in the writer's temporary folder."""
+
+    def __init__(self, w: Writer, index: int):
+        self.w, self.index = w, index
+        self.files: list[str] = []
+        self.rows = self.bytes = 0
+        self.out: Any = None
+        self.part_bytes = self.part_rows = 0
+        self.enc: TextEncoder | JsonEncoder | None = None
+        if w.fmt in ("csv", "text"):
+            self.enc = TextEncoder(w.fmt, w.delimiter, w.null_format, w.date, w.encoding)
+        elif w.fmt == "jsonl":
+            self.enc = JsonEncoder(w.date, w.encoding)
+        self.head: bytes | None = None
+        self.pq_schema: pa.Schema | None = None
+        self.pqw: pq.ParquetWriter | None = None
+        self.buf: list[pa.RecordBatch] = []
+        self.buf_rows = self.buf_bytes = 0
+        w.fs.create_dir(w.tmp, recursive=True)
+
+    # -- parts
+
+    def _open_part(self) -> None:
+        path = f"{self.w.tmp}/{self.index:05d}.{len(self.files) + 1:05d}"
+        self.files.append(path)
+        self.out = self.w.fs.open_output_stream(path, compression=self.w.codec)
+        self.part_bytes = self.part_rows = 0
+        if self.head:
+            self.out.write(self.head)
+            self.part_bytes += len(self.head)
+            self.bytes += len(self.head)
+
+    def _close_part(self) -> None:
+        if self.pqw is not None:
+            self.pqw.close()
+            self.pqw = None
+        if self.out is not None:
+            if self.w.fmt == "parquet":
+                self.bytes += self.out.tell()
+            self.out.close()
+            self.out = None
+
+    def _header_for(self, names: list[str]) -> bytes:
+        h = self.w.header
+        if not h or not isinstance(self.enc, TextEncoder):
+            return b""
+        if isinstance(h, list):
+            if len(h) != len(names):
+                raise FatalError(
+                    f"{self.w.ctx.path('header')}: {len(h)} names for the {len(names)} "
+                    f"columns {names}"
+                )
+            names = h
+        return self.enc.header(names)
+
+    # -- writing
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.enc is None:
+            self._write_parquet(batch)
+            return
+        if self.head is None:
+            self.head = self._header_for(batch.schema.names)
+        if batch.num_rows == 0:
+            return
+        pieces = self._encode(batch)  # everything encoded before a byte is written: all or nothing
+        try:
+            for data, size, rows in pieces:
+                limit = self.w.max_size
+                if (
+                    self.out is not None
+                    and limit
+                    and self.part_rows
+                    and self.part_bytes + size > limit
+                ):
+                    self._close_part()
+                if self.out is None:
+                    self._open_part()
+                for b in data:
+                    self.out.write(b)
+                self.part_bytes += size
+                self.part_rows += rows
+                self.bytes += size
+        except OSError as e:
+            raise FatalError(f"{self.w.root}: cannot write: {e}") from e
+        self.rows += batch.num_rows
+
+    def _encode(self, batch: pa.RecordBatch) -> list[tuple[list[Any], int, int]]:
+        assert self.enc is not None
+        data = self.enc.encode(batch)
+        size = sum(len(b) for b in data)
+        limit = self.w.max_size
+        if limit and batch.num_rows > 1 and size + len(self.head or b"") > limit:
+            half = batch.num_rows // 2
+            return self._encode(batch.slice(0, half)) + self._encode(batch.slice(half))
+        return [(data, size, batch.num_rows)]
+
+    def _write_parquet(self, batch: pa.RecordBatch) -> None:
+        if self.pq_schema is None:
+            self.pq_schema = batch.schema
+        elif not batch.schema.equals(self.pq_schema):
+            try:
+                batch = batch.cast(self.pq_schema)
+            except pa.ArrowInvalid as e:
+                raise DirtyRecordError(f"does not fit the file's schema: {e}") from None
+            except (pa.ArrowException, ValueError, TypeError) as e:
+                raise FatalError(
+                    f"a batch with schema {batch.schema} cannot go into a parquet file "
+                    f"with schema {self.pq_schema}: {e}"
+                ) from None
+        if batch.num_rows == 0:
+            return
+        self.buf.append(batch)
+        self.buf_rows += batch.num_rows
+        self.buf_bytes += batch.nbytes
+        self.rows += batch.num_rows
+        limit = min(ROW_GROUP_BYTES, self.w.max_size or ROW_GROUP_BYTES)
+        if self.buf_rows >= ROW_GROUP_ROWS or self.buf_bytes >= limit:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.buf:
+            return
+        try:
+            if self.pqw is None:
+                self._open_part()
+                self.pqw = pq.ParquetWriter(
+                    self.out, self.pq_schema, compression=self.w.parquet_codec
+                )
+            self.pqw.write_table(
+                pa.Table.from_batches(self.buf, self.pq_schema), row_group_size=ROW_GROUP_ROWS
+            )
+        except OSError as e:
+            raise FatalError(f"{self.w.root}: cannot write: {e}") from e
+        self.buf.clear()
+        self.buf_rows = self.buf_bytes = 0
+        if self.w.max_size and self.out.tell() >= self.w.max_size:
+            self._close_part()
+
+    def close(self) -> Any:
+        if self.enc is None:
+            self._flush()
+        if not self.files:  # an empty split still makes its file (with a header, or a schema)
+            if self.enc is None:
+                self._open_part()
+                schema = self.pq_schema or self.w.schema or pa.schema([])
+                self.pqw = pq.ParquetWriter(self.out, schema, compression=self.w.parquet_codec)
+            else:
+                if self.head is None and self.w.schema is not None:
+                    self.head = self._header_for(self.w.schema.names)
+                self._open_part()
+        self._close_part()
+        if isinstance(self.enc, JsonEncoder):
+            self.enc.close()
+        return {
+            "index": self.index,
+            "files": list(self.files),
+            "rows": self.rows,
+            "bytes": self.bytes,
+        }
+
+    def discard(self) -> Any:
+        with contextlib.suppress(Exception):
+            self._close_part()
+        if isinstance(self.enc, JsonEncoder):
+            self.enc.close()
+        for f in self.files:
+            _quietly(self.w.fs.delete_file, f)
+        return {"index": self.index, "files": list(self.files), "discarded": True}

@@ -1,0 +1,910 @@
+"""The file connector (csv, text, jsonl, parquet) driven through the Reader/Writer contract on
+real files under tmp_path, as the engine drives it (see tests/connectors/conformance.py)."""
+
+from __future__ import annotations
+
+import bz2
+import datetime as dt
+import gzip
+import json
+import pickle
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from tests.connectors.conformance import copy
+from tidesync.connectors import file as F
+from tidesync.connectors.base import Chunk, Context, Dirty, Split, load
+from tidesync.engine.dirty import isolate
+from tidesync.errors import ConfigError, FatalError
+
+READER = "job.content[0].reader.parameter"
+WRITER = "job.content[0].writer.parameter"
+READER_RX, WRITER_RX = re.escape(READER), re.escape(WRITER)
+
+DATA = pa.table(
+    {
+        "id": pa.array([1, 2, 3, 4], pa.int64()),
+        "amount": pa.array([1.5, -2.25, None, 1e20], pa.float64()),
+        "name": pa.array(["plain", 'comma, "quote"', "名字 ü", None], pa.string()),
+        "paid": pa.array([True, False, None, True], pa.bool_()),
+        "at": pa.array(
+            [
+                dt.datetime(2024, 1, 2, 3, 4, 5),
+                dt.datetime(1970, 1, 1),
+                None,
+                dt.datetime(2038, 1, 19, 3, 14, 8),
+            ],
+            pa.timestamp("us"),
+        ),
+    }
+)
+TYPED = [
+    {"index": 0, "type": "long"},
+    {"index": 1, "type": "double"},
+    {"index": 2, "type": "string"},
+    {"index": 3, "type": "boolean"},
+    {"index": 4, "type": "date", "format": "yyyy-MM-dd HH:mm:ss"},
+]
+
+
+def ctx(tmp_path: Path, side: str = "reader") -> Context:
+    return Context(base_dir=tmp_path, where=f"job.content[0].{side}.parameter")
+
+
+def reader(tmp_path: Path, **params: Any) -> F.Reader:
+    return F.Reader(params, ctx(tmp_path))
+
+
+def writer(tmp_path: Path, **params: Any) -> F.Writer:
+    return F.Writer({"path": "out", "fileName": "data", **params}, ctx(tmp_path, "writer"))
+
+
+def read(r: F.Reader, n: int = 4) -> tuple[pa.Table | None, list[Dirty]]:
+    """Every split's batches as one table, and the dirty records on the way."""
+    batches, dirty = [], []
+    for s in r.splits(n):
+        for c in r.read(s):
+            if isinstance(c, Chunk):
+                dirty += c.dirty
+                c = c.batch
+            if c is not None and c.num_rows:
+                batches.append(c)
+    return (pa.Table.from_batches(batches) if batches else None), dirty
+
+
+def write(w: F.Writer, *splits: pa.Table, commit: bool = True) -> list[Any]:
+    """One sink per table, as the engine opens one per split; commit unless told not to."""
+    w.prepare(splits[0].schema if splits else None)
+    results = []
+    for i, t in enumerate(splits):
+        sink = w.open(Split(i, f"s{i}"))
+        for b in t.to_batches():
+            sink.write(b)
+        results.append(sink.close())
+    if commit:
+        w.commit(results)
+    return results
+
+
+def listing(folder: Path) -> list[str]:
+    return (
+        sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*"))
+        if folder.exists()
+        else []
+    )
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def lines_file(path: Path, lines: list[str], opener: Any = open) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with opener(path, "wb") as f:
+        f.write("".join(line + "\n" for line in lines).encode())
+    return path
+
+
+# -- registry and round trips ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "side"),
+    [
+        ("file", "reader"),
+        ("txtfilereader", "reader"),
+        ("txtfilewriter", "writer"),
+        ("txtfile", "writer"),
+    ],
+)
+def test_the_registry_finds_the_module_under_its_datax_names(name: str, side: str) -> None:
+    assert load(name, side) is (F.Reader if side == "reader" else F.Writer)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "text", "jsonl", "parquet"])
+def test_every_format_round_trips(tmp_path: Path, fmt: str) -> None:
+    data = (
+        DATA
+        if fmt != "text"
+        else DATA.set_column(2, "name", pa.array(["plain", "b", "名字 ü", None]))
+    )
+    write(writer(tmp_path, fileFormat=fmt, fieldDelimiter="\t" if fmt == "text" else ","), data)
+    column = (
+        ["*"]
+        if fmt == "parquet"
+        else [
+            {**c, "name": n} if fmt == "jsonl" else c
+            for c, n in zip(TYPED, data.schema.names, strict=True)
+        ]
+    )
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="out/data",
+            fileFormat=fmt,
+            column=column,
+            fieldDelimiter="\t" if fmt == "text" else ",",
+            nullFormat="",
+        )
+    )
+    assert dirty == []
+    assert got is not None
+    if fmt in (
+        "csv",
+        "text",
+    ):  # a csv cell cannot tell an empty string from NULL without nullFormat
+        got = got.rename_columns(data.schema.names)
+    assert got.cast(data.schema).to_pylist() == data.to_pylist()
+
+
+def test_parquet_keeps_every_arrow_type(tmp_path: Path) -> None:
+    from tests.connectors.conformance import ROUND_TRIP
+
+    write(writer(tmp_path, fileFormat="parquet", fileName="t.parquet"), ROUND_TRIP)
+    r = reader(tmp_path, path="out/t.parquet", fileFormat="parquet")
+    got, _ = read(r)
+    assert r.schema() == ROUND_TRIP.schema
+    assert got is not None and got.equals(ROUND_TRIP.cast(got.schema))
+
+
+def test_copy_csv_to_parquet_as_the_engine_does(tmp_path: Path) -> None:
+    lines_file(tmp_path / "in" / "a.csv", ["id,name", *(f"{i},n{i}" for i in range(100))])
+    r = reader(
+        tmp_path,
+        path="in",
+        skipHeader=True,
+        column=[{"index": 0, "type": "long"}, {"name": "name"}],
+    )
+    assert copy(r, writer(tmp_path, fileFormat="parquet", fileName="t.parquet"), n=2) == []
+    t = pq.read_table(tmp_path / "out" / "t.parquet")
+    assert t.schema == pa.schema([("id", pa.int64()), ("name", pa.string())])
+    assert t.column("id").to_pylist() == list(range(100))
+
+
+# -- locating files --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for name in [
+        "a/x1.csv",
+        "a/x2.csv",
+        "a/x10.csv",
+        "a/sub/x3.csv",
+        "a/y.txt",
+        "a/.hidden.csv",
+        "a/_SUCCESS",
+        "a/.tidesync-tmp-1/x9.csv",
+    ]:
+        lines_file(tmp_path / name, [name])
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("a/*.csv", ["a/x1.csv", "a/x10.csv", "a/x2.csv"]),
+        ("a/x?.csv", ["a/x1.csv", "a/x2.csv"]),
+        ("a/**/*.csv", ["a/sub/x3.csv", "a/x1.csv", "a/x10.csv", "a/x2.csv"]),
+        ("a/*/x3.csv", ["a/sub/x3.csv"]),
+        ("a", ["a/sub/x3.csv", "a/x1.csv", "a/x10.csv", "a/x2.csv", "a/y.txt"]),
+        ("a/.hidden.csv", ["a/.hidden.csv"]),
+        (
+            ["a/x1.csv", "a/sub/*.csv", "a/x*.csv"],
+            ["a/x1.csv", "a/sub/x3.csv", "a/x10.csv", "a/x2.csv"],
+        ),
+    ],
+)
+def test_paths_globs_folders_and_lists_find_each_file_once(
+    tree: Path, path: Any, expected: list[str]
+) -> None:
+    got, _ = read(reader(tree, path=path))
+    assert got is not None
+    assert got.column("c0").to_pylist() == expected
+
+
+@pytest.mark.parametrize("path", ["nope/*.csv", ["a/x1.csv", "a/missing.csv"], "a/sub/*.json"])
+def test_no_matching_file_fails_at_splits_naming_the_pattern(tree: Path, path: Any) -> None:
+    r = reader(tree, path=path)  # files may appear after validation: not a config error
+    missing = path[-1] if isinstance(path, list) else path
+    with pytest.raises(
+        FatalError, match=rf"{READER_RX}\.path: no file matches '{re.escape(missing)}"
+    ):
+        r.splits(1)
+
+
+def test_a_file_gone_after_planning_fails_the_split(tmp_path: Path) -> None:
+    f = lines_file(tmp_path / "a.csv", ["1"])
+    r = reader(tmp_path, path="a.csv")
+    split = r.splits(1)[0]
+    f.unlink()
+    with pytest.raises(FatalError, match="a.csv: no such file"):
+        list(r.read(split))
+
+
+def test_splits_are_plain_data(tmp_path: Path) -> None:
+    lines_file(tmp_path / "a.csv", ["1"])
+    splits = reader(tmp_path, path="a.csv").splits(2)
+    assert pickle.loads(pickle.dumps(splits)) == splits
+
+
+@pytest.mark.parametrize(
+    ("suffix", "opener"), [(".gz", gzip.open), (".bz2", bz2.open), (".zst", None)]
+)
+@pytest.mark.parametrize("explicit", [False, True])
+def test_compressed_files_are_read_by_extension_or_by_compress(
+    tmp_path: Path, suffix: str, opener: Any, explicit: bool
+) -> None:
+    name = "d.csv" + ("" if explicit else suffix)
+    codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}[suffix]
+    with pa.CompressedOutputStream(str(tmp_path / name), codec) as f:
+        f.write(b"1,a\n2,b\n")
+    extra = {"compress": {"bz2": "bzip2"}.get(codec, codec)} if explicit else {}
+    got, _ = read(reader(tmp_path, path=name, column=[{"index": 0, "type": "long"}], **extra))
+    assert got is not None and got.column(0).to_pylist() == [1, 2]
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bzip2", "zstd"])
+def test_the_writer_compresses_and_appends_the_suffix(tmp_path: Path, compress: str) -> None:
+    write(writer(tmp_path, fileName="d.csv", compress=compress), DATA)
+    suffix = {"gzip": ".gz", "bzip2": ".bz2", "zstd": ".zst"}[compress]
+    assert listing(tmp_path / "out") == [f"d.csv{suffix}"]
+    got, _ = read(reader(tmp_path, path=f"out/d.csv{suffix}", column=TYPED[:1]))
+    assert got is not None and got.column(0).to_pylist() == [1, 2, 3, 4]
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def test_gbk_files_are_read_and_written(tmp_path: Path) -> None:
+    (tmp_path / "g.csv").write_bytes("编号,名字\n1,张三\n2,李四\n".encode("gbk"))
+    r = reader(tmp_path, path="g.csv", encoding="GBK", skipHeader=True)
+    got, _ = read(r)
+    assert got is not None and got.to_pylist() == [
+        {"编号": "1", "名字": "张三"},
+        {"编号": "2", "名字": "李四"},
+    ]
+    write(writer(tmp_path, fileName="g.txt", fileFormat="text", encoding="gbk", header=True), got)
+    assert (tmp_path / "out" / "g.txt").read_bytes() == (tmp_path / "g.csv").read_bytes()
+
+
+def test_a_file_in_another_encoding_fails_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "g.csv").write_bytes("1,张三\n".encode("gbk"))
+    with pytest.raises(FatalError, match="not valid utf-8: set encoding"):
+        read(reader(tmp_path, path="g.csv"))
+
+
+def test_skip_header_names_columns_and_lets_them_be_found_by_name(tmp_path: Path) -> None:
+    lines_file(tmp_path / "h.csv", ["id,name,age", "1,ann,30", "2,bob,40"])
+    r = reader(
+        tmp_path,
+        path="h.csv",
+        skipHeader=True,
+        column=[{"name": "age", "type": "long"}, {"index": 1}, {"index": 0, "name": "key"}],
+    )
+    assert r.schema() == pa.schema(
+        [("age", pa.int64()), ("name", pa.string()), ("key", pa.string())]
+    )
+    got, _ = read(r)
+    assert got is not None and got.to_pylist() == [
+        {"age": 30, "name": "ann", "key": "1"},
+        {"age": 40, "name": "bob", "key": "2"},
+    ]
+
+
+def test_without_skip_header_the_first_line_is_data_and_columns_are_numbered(
+    tmp_path: Path,
+) -> None:
+    lines_file(tmp_path / "h.csv", ["id,name", "1,ann"])
+    r = reader(tmp_path, path="h.csv")
+    assert r.schema() == pa.schema([("c0", pa.string()), ("c1", pa.string())])
+    got, _ = read(r)
+    assert got is not None and got.to_pylist() == [
+        {"c0": "id", "c1": "name"},
+        {"c0": "1", "c1": "ann"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("null_format", "expected"),
+    [
+        (None, [None, "null", ""]),  # DataX's default: \N
+        ("null", ["\\N", None, ""]),
+        ("", ["\\N", "null", None]),
+    ],
+)
+def test_null_format_names_the_text_that_means_null(
+    tmp_path: Path, null_format: str | None, expected: list[Any]
+) -> None:
+    lines_file(tmp_path / "n.csv", ["\\N,1", "null,2", ",3"])
+    extra = {} if null_format is None else {"nullFormat": null_format}
+    got, _ = read(reader(tmp_path, path="n.csv", **extra))
+    assert got is not None and got.column("c0").to_pylist() == expected
+
+
+def test_csv_tells_an_empty_string_from_null_when_null_format_is_empty(tmp_path: Path) -> None:
+    data = pa.table({"i": [1, 2, 3], "s": pa.array(["", None, "x"])})
+    write(writer(tmp_path, fileName="d.csv"), data)
+    assert (tmp_path / "out" / "d.csv").read_text() == '1,""\n2,\n3,x\n'
+    got, _ = read(reader(tmp_path, path="out/d.csv", nullFormat=""))
+    assert got is not None and got.column(1).to_pylist() == ["", None, "x"]
+
+
+def test_values_that_do_not_convert_become_dirty_records_and_the_rest_goes_on(
+    tmp_path: Path,
+) -> None:
+    lines_file(
+        tmp_path / "t.csv",
+        ["id,age,at", "1,30,2024-01-02", "2,abc,2024-01-03", "3,,2024-13-01", "4,40,2024-01-05"],
+    )
+    r = reader(
+        tmp_path,
+        path="t.csv",
+        skipHeader=True,
+        column=[
+            {"index": 0, "type": "long"},
+            {"index": 1, "type": "long"},
+            {"index": 2, "type": "date", "format": "yyyy-MM-dd"},
+        ],
+    )
+    got, dirty = read(r)
+    assert got is not None and got.to_pylist() == [
+        {"id": 1, "age": 30, "at": dt.datetime(2024, 1, 2)},
+        {"id": 4, "age": 40, "at": dt.datetime(2024, 1, 5)},
+    ]
+    assert [(d.reason, d.row) for d in dirty] == [
+        (
+            "column 1 (age): cannot convert 'abc' to long",
+            {"id": "2", "age": "abc", "at": "2024-01-03"},
+        ),
+        (
+            "column 2 (at): cannot convert '2024-13-01' to date",
+            {"id": "3", "age": "", "at": "2024-13-01"},
+        ),
+    ]
+    assert dirty[0].position.endswith("t.csv row 1")
+
+
+def test_rows_with_the_wrong_number_of_fields_are_dirty(tmp_path: Path) -> None:
+    lines_file(tmp_path / "r.csv", ["1,a", "2", "3,c,extra", "4,d"])
+    got, dirty = read(reader(tmp_path, path="r.csv"))
+    assert got is not None and got.column("c0").to_pylist() == ["1", "4"]
+    assert [(d.reason, d.row) for d in dirty] == [
+        ("1 fields where the file has 2", {"line": "2"}),
+        ("3 fields where the file has 2", {"line": "3,c,extra"}),
+    ]
+
+
+def test_constants_fill_their_columns(tmp_path: Path) -> None:
+    lines_file(tmp_path / "c.csv", ["1", "2"])
+    r = reader(
+        tmp_path,
+        path="c.csv",
+        column=[
+            {"index": 0, "type": "long"},
+            {"type": "string", "value": "shop-1", "name": "shop"},
+            {"type": "long", "value": "7"},
+            {"type": "date", "value": "2024-05-06", "format": "yyyy-MM-dd"},
+        ],
+    )
+    got, _ = read(r)
+    assert got is not None and got.schema == r.schema()
+    assert got.to_pylist() == [
+        {"c0": i, "shop": "shop-1", "const_2": 7, "const_3": dt.datetime(2024, 5, 6)}
+        for i in (1, 2)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "expected"),
+    [
+        ("yyyyMMddHHmmss", "20240102030405", dt.datetime(2024, 1, 2, 3, 4, 5)),
+        ("yyyy/M/d H:mm", "2024/1/2 3:04", dt.datetime(2024, 1, 2, 3, 4)),
+        ("dd/MMM/yyyy:HH:mm:ss", "02/Jan/2024:03:04:05", dt.datetime(2024, 1, 2, 3, 4, 5)),
+        (
+            "yyyy-MM-dd'T'HH:mm:ss.SSS",
+            "2024-01-02T03:04:05.123",
+            dt.datetime(2024, 1, 2, 3, 4, 5, 123000),
+        ),
+        ("yyyyMMddHHmmssSSS", "20240102030405123", dt.datetime(2024, 1, 2, 3, 4, 5, 123000)),
+        ("%Y.%m.%d", "2024.01.02", dt.datetime(2024, 1, 2)),
+    ],
+)
+def test_java_date_patterns_parse(
+    tmp_path: Path, fmt: str, text: str, expected: dt.datetime
+) -> None:
+    lines_file(tmp_path / "d.txt", [text])
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="d.txt",
+            fileFormat="text",
+            fieldDelimiter="|",
+            column=[{"index": 0, "type": "date", "format": fmt}],
+        )
+    )
+    assert dirty == [] and got is not None and got.column(0).to_pylist() == [expected]
+
+
+def test_text_takes_a_multi_character_delimiter_and_no_quotes(tmp_path: Path) -> None:
+    lines_file(tmp_path / "m.txt", ['1||"a"||x', "2||b||", "3||only-two"])
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="m.txt",
+            fileFormat="text",
+            fieldDelimiter="||",
+            column=[{"index": 0, "type": "long"}, {"index": 1}, {"index": 2}],
+        )
+    )
+    assert got is not None and got.to_pylist() == [
+        {"c0": 1, "c1": '"a"', "c2": "x"},
+        {"c0": 2, "c1": "b", "c2": ""},
+    ]
+    assert [d.row for d in dirty] == [{"line": "3||only-two"}]
+
+
+@pytest.mark.parametrize("delimiter", ["\t", "\\t", "\\u0001"])
+def test_escaped_delimiters_are_understood(tmp_path: Path, delimiter: str) -> None:
+    real = {"\\t": "\t", "\\u0001": "\x01"}.get(delimiter, delimiter)
+    lines_file(tmp_path / "e.txt", [f"1{real}a"])
+    got, _ = read(reader(tmp_path, path="e.txt", fileFormat="text", fieldDelimiter=delimiter))
+    assert got is not None and got.to_pylist() == [{"c0": "1", "c1": "a"}]
+
+
+def test_csv_values_may_hold_quoted_line_breaks(tmp_path: Path) -> None:
+    (tmp_path / "q.csv").write_text('1,"two\nlines"\n2,x\n')
+    got, _ = read(reader(tmp_path, path="q.csv"))
+    assert got is not None and got.column("c1").to_pylist() == ["two\nlines", "x"]
+
+
+def test_jsonl_keeps_json_types_and_parses_odd_blocks_line_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidesync.connectors._file import decode
+
+    monkeypatch.setattr(decode, "BLOCK_BYTES", 64)  # about a line a block
+    lines_file(
+        tmp_path / "j.jsonl",
+        [
+            '{"id": 1, "day": "2024-01-02", "tags": ["a"], "v": null}',
+            '{"id": 2, "day": "x", "tags": [], "v": 5}',
+            "not json",
+            '{"id": "3", "day": "y", "tags": ["b"], "v": "s"}',
+        ],
+    )
+    r = reader(tmp_path, path="j.jsonl", fileFormat="jsonl")
+    got, dirty = read(r)
+    assert got is not None and got.schema == r.schema() == pa.schema(
+        [
+            ("id", pa.int64()),
+            ("day", pa.string()),
+            ("tags", pa.list_(pa.string())),
+            ("v", pa.string()),
+        ]
+    )
+    assert got.to_pylist() == [
+        {"id": 1, "day": "2024-01-02", "tags": ["a"], "v": None},
+        {"id": 2, "day": "x", "tags": [], "v": "5"},
+        {"id": 3, "day": "y", "tags": ["b"], "v": "s"},
+    ]
+    assert [(d.reason[:14], d.row) for d in dirty] == [("not valid JSON", {"line": "not json"})]
+
+
+def test_schema_comes_from_columns_header_or_footer_and_is_none_without_files(
+    tmp_path: Path,
+) -> None:
+    assert reader(tmp_path, path="none/*.csv").schema() is None
+    assert reader(tmp_path, path="none/*.csv", column=TYPED[:2]).schema() == pa.schema(
+        [("c0", pa.int64()), ("c1", pa.float64())]
+    )
+    pq.write_table(DATA, tmp_path / "p.parquet")
+    assert reader(
+        tmp_path,
+        path="p.parquet",
+        fileFormat="parquet",
+        column=[{"name": "name"}, {"index": 0, "type": "double"}],
+    ).schema() == pa.schema([("name", pa.string()), ("id", pa.float64())])
+
+
+# -- splits -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_splits(monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setattr(F, "SPLIT_BYTES", 256 << 10)
+    return 256 << 10
+
+
+@pytest.mark.parametrize("fmt", ["csv", "text", "jsonl"])
+def test_large_files_split_into_byte_ranges_that_cover_each_line_once(
+    tmp_path: Path, small_splits: int, fmt: str
+) -> None:
+    n = 60_000
+    if fmt == "jsonl":
+        lines = [json.dumps({"id": i, "pad": "x" * (i % 37)}) for i in range(n)]
+    else:
+        lines = ["id,pad"] + [f"{i},{'x' * (i % 37)}" for i in range(n)]
+    f = lines_file(tmp_path / f"big.{fmt}", lines)
+    r = reader(
+        tmp_path,
+        path=f.name,
+        fileFormat=fmt,
+        skipHeader=True,
+        column=[{"index": 0, "type": "long", "name": "id"}],
+    )
+    splits = r.splits(4)
+    assert len(splits) == -(-f.stat().st_size // small_splits) > 4
+    got, dirty = read(r)
+    assert dirty == []
+    assert got is not None and sorted(got.column("id").to_pylist()) == list(range(n))
+
+
+def test_a_quoted_line_break_across_a_split_boundary_fails_with_the_fix(
+    tmp_path: Path, small_splits: int
+) -> None:
+    lines = [f'{i:08d},"{"x" * 52}"\n' for i in range(2 * small_splits // 64)]  # 64 bytes each
+    k = small_splits // 64 - 1  # the line that ends at the boundary
+    lines[k : k + 2] = [
+        f'{k:08d},"{"x" * 53}\n',
+        "x" * 62 + '"\n',
+    ]  # its line end now inside quotes
+    (tmp_path / "q.csv").write_text("".join(lines))
+    r = reader(tmp_path, path="q.csv", column=[{"index": 1}])
+    first = r.splits(2)[0]
+    assert isinstance(first, F.FileSplit) and first.stop == small_splits
+    with pytest.raises(
+        FatalError,
+        match=rf"{READER_RX}\.splitLargeFiles: a quoted value .*"
+        "set splitLargeFiles: false",
+    ):
+        list(r.read(first))
+    got, _ = read(reader(tmp_path, path="q.csv", splitLargeFiles=False, column=[{"index": 1}]))
+    assert got is not None and got.num_rows == len(lines) - 1
+    assert got.column(0)[k].as_py() == "x" * 53 + "\n" + "x" * 62
+
+
+def test_compressed_and_unsplittable_files_are_one_split_each(
+    tmp_path: Path, small_splits: int
+) -> None:
+    lines = [f"{i}" for i in range(100_000)]
+    lines_file(tmp_path / "big.csv.gz", lines, gzip.open)
+    lines_file(tmp_path / "big.csv", lines)
+    assert len(reader(tmp_path, path="big.csv.gz").splits(8)) == 1
+    assert len(reader(tmp_path, path="big.csv", splitLargeFiles=False).splits(8)) == 1
+    assert len(reader(tmp_path, path="big.csv", encoding="utf-16").splits(8)) == 1
+
+
+def test_parquet_files_split_by_row_groups(tmp_path: Path, small_splits: int) -> None:
+    n = 200_000
+    t = pa.table(
+        {"id": pa.array(range(n), pa.int64()), "v": pc.cast(pa.array(range(n)), pa.string())}
+    )
+    pq.write_table(t, tmp_path / "p.parquet", row_group_size=10_000, compression="none")
+    r = reader(tmp_path, path="p.parquet", fileFormat="parquet")
+    splits = r.splits(4)
+    assert len(splits) > 2
+    assert {(s.start, s.stop) for s in splits if isinstance(s, F.FileSplit)} != {(0, -1)}
+    got, _ = read(r)
+    assert got is not None and sorted(got.column("id").to_pylist()) == list(range(n))
+
+
+# -- writer ---------------------------------------------------------------------------------------
+
+
+def test_nothing_is_visible_before_commit(tmp_path: Path) -> None:
+    w = writer(tmp_path, fileName="d.csv")
+    results = write(w, DATA, DATA, commit=False)
+    assert [p for p in listing(tmp_path / "out") if not p.startswith(".")] == []
+    w.commit(results)
+    assert listing(tmp_path / "out") == ["d__00000.csv", "d__00001.csv"]
+
+
+@pytest.mark.parametrize("existing", [True, False])
+def test_abort_leaves_the_target_untouched_and_no_temporaries(
+    tmp_path: Path, existing: bool
+) -> None:
+    if existing:
+        lines_file(tmp_path / "out" / "d.csv", ["old"])
+    before = listing(tmp_path / "out")
+    w = writer(tmp_path, fileName="d.csv", writeMode="truncate")
+    results = write(w, DATA, commit=False)
+    sink = w.open(Split(1, "failed"))
+    sink.write(DATA.to_batches()[0])
+    w.abort([*results, sink.discard()])
+    assert listing(tmp_path / "out") == before
+    if existing:
+        assert (tmp_path / "out" / "d.csv").read_text() == "old\n"
+
+
+def test_truncate_replaces_the_files_of_the_file_name_only(tmp_path: Path) -> None:
+    for name in ["d.csv", "d__00007.csv", "d.csv.bak", "database.csv", "other.csv"]:
+        lines_file(tmp_path / "out" / name, ["old"])
+    write(writer(tmp_path, fileName="d.csv", writeMode="truncate"), DATA)
+    assert listing(tmp_path / "out") == ["d.csv", "database.csv", "other.csv"]
+    assert (tmp_path / "out" / "d.csv").read_text().startswith("1,1.5,plain")
+
+
+def test_append_adds_files_beside_the_existing_ones(tmp_path: Path) -> None:
+    lines_file(tmp_path / "out" / "d.csv", ["old"])
+    for _ in range(2):
+        write(writer(tmp_path, fileName="d.csv", writeMode="append"), DATA)
+    assert listing(tmp_path / "out") == ["d-1.csv", "d-2.csv", "d.csv"]
+    assert (tmp_path / "out" / "d.csv").read_text() == "old\n"
+
+
+def test_non_conflict_refuses_an_existing_file_before_anything_moves(tmp_path: Path) -> None:
+    w = writer(tmp_path, fileName="d.csv", writeMode="nonConflict")
+    write(w, DATA)
+    again = writer(tmp_path, fileName="d.csv", writeMode="nonconflict")
+    with pytest.raises(
+        FatalError, match=rf"{WRITER_RX}\.writeMode: nonConflict, but .*/out/d\.csv exists"
+    ):
+        again.prepare(DATA.schema)
+    assert listing(tmp_path / "out") == ["d.csv"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_a_truncate_rerun_yields_byte_identical_files(tmp_path: Path, fmt: str) -> None:
+    runs = []
+    for _ in range(2):
+        write(
+            writer(
+                tmp_path,
+                fileName=f"d.{fmt}",
+                fileFormat=fmt,
+                compress="gzip" if fmt == "csv" else None,
+                writeMode="truncate",
+            ),
+            DATA,
+            DATA.slice(1),
+        )
+        runs.append(snapshot(tmp_path / "out"))
+    assert runs[0] == runs[1] and len(runs[0]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_max_file_size_cuts_numbered_parts(tmp_path: Path, fmt: str) -> None:
+    n = 20_000
+    t = pa.table(
+        {"id": pa.array(range(n), pa.int64()), "v": pc.cast(pa.array(range(n)), pa.string())}
+    )
+    w = writer(tmp_path, fileName=f"d.{fmt}", fileFormat=fmt, maxFileSize="64KB", header=True)
+    write(w, pa.Table.from_batches(t.to_batches(max_chunksize=3000)))
+    names = listing(tmp_path / "out")
+    assert len(names) > 2 and names[0] == f"d_part00001.{fmt}"
+    if fmt == "csv":
+        assert all((tmp_path / "out" / p).stat().st_size <= 64 << 10 for p in names)
+        assert all((tmp_path / "out" / p).read_text().startswith("id,v\n") for p in names)
+    got, _ = read(
+        reader(
+            tmp_path,
+            path="out",
+            fileFormat=fmt,
+            skipHeader=True,
+            column=[{"index": 0, "type": "long", "name": "id"}],
+        )
+    )
+    assert got is not None and sorted(got.column("id").to_pylist()) == list(range(n))
+
+
+def test_csv_writes_header_null_format_date_format_and_quotes_only_where_needed(
+    tmp_path: Path,
+) -> None:
+    write(
+        writer(
+            tmp_path,
+            fileName="d.csv",
+            header=["a", "b", "c", "d", "e"],
+            nullFormat="NULL",
+            dateFormat="yyyy/MM/dd HH:mm",
+        ),
+        DATA.slice(0, 4),
+    )
+    assert (tmp_path / "out" / "d.csv").read_text() == (
+        "a,b,c,d,e\n1,1.5,plain,true,2024/01/02 03:04\n"
+        '2,-2.25,"comma, ""quote""",false,1970/01/01 00:00\n3,NULL,名字 ü,NULL,NULL\n'
+        "4,1e+20,NULL,true,2038/01/19 03:14\n"
+    )
+
+
+def test_text_refuses_a_value_holding_the_delimiter_without_writing_the_batch(
+    tmp_path: Path,
+) -> None:
+    w = writer(tmp_path, fileName="d.txt", fileFormat="text")
+    w.prepare(DATA.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(DATA.to_batches()[0], sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert bad == [
+        (
+            1,
+            "column 2 (name): value 'comma, \"quote\"' holds the field delimiter or a line "
+            "break, which text cannot quote (write csv instead)",
+        )
+    ]
+    assert [
+        line.split(",")[0] for line in (tmp_path / "out" / "d.txt").read_text().splitlines()
+    ] == ["1", "3", "4"]
+
+
+def test_an_empty_split_still_writes_its_file_with_the_header(tmp_path: Path) -> None:
+    write(writer(tmp_path, fileName="d.csv", header=True), DATA.slice(0, 0))
+    assert (tmp_path / "out" / "d.csv").read_text() == "id,amount,name,paid,at\n"
+
+
+def test_sinks_write_in_parallel_threads(tmp_path: Path) -> None:
+    w = writer(tmp_path, fileName="d.parquet", fileFormat="parquet")
+    w.prepare(DATA.schema)
+
+    def task(i: int) -> Any:
+        sink = w.open(Split(i, f"s{i}"))
+        for _ in range(20):
+            sink.write(DATA.to_batches()[0])
+        return sink.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(task, range(8)))
+    w.commit(results)
+    assert listing(tmp_path / "out") == [f"d__{i:05d}.parquet" for i in range(8)]
+    assert pq.read_table(tmp_path / "out").num_rows == 8 * 20 * DATA.num_rows
+
+
+def test_the_writer_creates_a_missing_folder_and_abort_removes_it(tmp_path: Path) -> None:
+    w = F.Writer({"path": "new/deep", "fileName": "d.csv"}, ctx(tmp_path, "writer"))
+    w.abort(write(w, DATA, commit=False))
+    assert listing(tmp_path) == []
+
+
+# -- parameters -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("side", "params", "message"),
+    [
+        (
+            "reader",
+            {"path": "a", "fileFormat": "xml"},
+            f"{READER}.fileFormat: 'xml' is not one of csv, text, jsonl, parquet",
+        ),
+        ("reader", {}, f"{READER}.path: is required"),
+        (
+            "reader",
+            {"path": "a", "fieldDelimiter": "||"},
+            f"{READER}.fieldDelimiter: '||': csv needs a single character other than '\"'; use fileFormat text",
+        ),
+        (
+            "reader",
+            {"path": "a", "encoding": "klingon"},
+            f"{READER}.encoding: 'klingon' is not an encoding",
+        ),
+        (
+            "reader",
+            {"path": "a", "compress": "rar"},
+            f"{READER}.compress: 'rar' is not one of gzip",
+        ),
+        (
+            "reader",
+            {"path": "a", "column": [{"index": 0, "type": "integr"}]},
+            f"{READER}.column[0].type: 'integr' is not one of",
+        ),
+        (
+            "reader",
+            {"path": "a", "column": [{"index": -1}]},
+            f"{READER}.column[0].index: must be a field number",
+        ),
+        (
+            "reader",
+            {"path": "a", "column": [{"name": "age"}]},
+            f"{READER}.column[0].name: fields can be found by name only in a file with a header",
+        ),
+        (
+            "reader",
+            {"path": "a", "column": [{"type": "long", "value": "x"}]},
+            f"{READER}.column[0].value: cannot convert 'x' to long",
+        ),
+        (
+            "reader",
+            {"path": "a", "column": [{"index": 0, "type": "date", "format": "yyyy-MM-dd QQ"}]},
+            f"{READER}.column[0].format: 'yyyy-MM-dd QQ': pattern letter 'Q' is not supported",
+        ),
+        (
+            "reader",
+            {"path": "a", "column": [{"index": 0, "typ": "long"}]},
+            f"{READER}.column[0].typ: unknown key; an entry has index, name, type, format, value; did you mean 'type'?",
+        ),
+        (
+            "reader",
+            {"path": "s3://bucket/key.csv"},
+            f"{READER}.path: s3://bucket/key.csv: s3 support is not installed",
+        ),
+        ("writer", {"path": "out"}, f"{WRITER}.fileName: is required"),
+        (
+            "writer",
+            {"path": "out", "fileName": "d", "writeMode": "trunc"},
+            f"{WRITER}.writeMode: 'trunc' is not one of truncate, append, nonConflict; did you mean 'truncate'?",
+        ),
+        (
+            "writer",
+            {"path": "out", "fileName": "d", "maxFileSize": "big"},
+            f"{WRITER}.maxFileSize: must be a positive size",
+        ),
+        (
+            "writer",
+            {"path": "out", "fileName": "d", "header": 3},
+            f"{WRITER}.header: must be true, false or a list",
+        ),
+        ("writer", {"path": "out", "fileName": "a/d"}, f"{WRITER}.fileName: 'a/d': a file name"),
+        (
+            "writer",
+            {"path": "out", "fileName": "d", "fileFormat": "parquet", "compress": "rar"},
+            f"{WRITER}.compress: 'rar' is not one of snappy, gzip, zstd",
+        ),
+        (
+            "writer",
+            {"path": "out", "fileName": "d", "dateFormat": "HH:mm:SSS"},
+            f"{WRITER}.dateFormat: 'HH:mm:SSS': fractional seconds print only as ss.SSS",
+        ),
+    ],
+)
+def test_bad_parameters_name_their_key_path_and_the_fix(
+    tmp_path: Path, side: str, params: dict[str, Any], message: str
+) -> None:
+    cls = F.Reader if side == "reader" else F.Writer
+    with pytest.raises(ConfigError) as e:
+        cls(params, ctx(tmp_path, side))
+    assert message in str(e.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        reader(
+            tmp_path, fileFormat="xml", encoding="klingon", column=[{"type": "long", "value": "x"}]
+        )
+    assert len(e.value.problems) == 4
+
+
+def test_a_header_list_that_does_not_fit_the_schema_is_a_config_error(tmp_path: Path) -> None:
+    w = writer(tmp_path, header=["a"])
+    with pytest.raises(ConfigError, match=rf"{WRITER_RX}\.header: 1 names for the 5 columns"):
+        w.prepare(DATA.schema)
+
+
+def test_writing_nested_values_as_csv_is_refused(tmp_path: Path) -> None:
+    w = writer(tmp_path)
+    w.prepare(None)
+    sink = w.open(Split(0, "x"))
+    with pytest.raises(
+        FatalError, match=r"column 0 \(l\) is list<item: int64>: csv holds only flat values"
+    ):
+        sink.write(pa.record_batch({"l": pa.array([[1]])}))
+    w.abort([sink.discard()])
+    assert listing(tmp_path / "out") == []
