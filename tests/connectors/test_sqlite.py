@@ -226,11 +226,6 @@ def test_the_writer_finds_the_database_in_every_form(
         ),
         (
             "writer",
-            {"database": "no/such/dir/x.sqlite", "table": "t"},
-            "writer.parameter.database: folder",
-        ),
-        (
-            "writer",
             {"database": "db.sqlite", "table": "t", "column": ["a", "A"]},
             "writer.parameter.column: names a column twice",
         ),
@@ -570,3 +565,13 @@ def test_a_write_after_the_database_turned_read_only_is_fatal(db: SqliteAdapter)
     ):
         sink.write(OLD.to_batches()[0])
     w.abort([sink.discard()])
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "duckdb"])
+def test_missing_folders_are_created_and_removed_again_on_abort(tmp_path: Path, kind: str) -> None:
+    ctx = Context(base_dir=tmp_path, where="job.content[0].writer.parameter")
+    w = load(kind, "writer")({"database": "a/b/x.db", "table": "t"}, ctx)
+    w.prepare(pa.schema([("id", pa.int64())]))
+    assert (tmp_path / "a" / "b").is_dir()
+    w.abort([])
+    assert not (tmp_path / "a").exists()

@@ -237,12 +237,6 @@ class Writer(base.Writer):
                 self.path = database_path(self.o.target.urls[0], "duckdb", ctx)
             except ValueError as e:
                 self.p.problem(self.o.target.url_key, str(e))
-            else:
-                if not self.path.parent.is_dir():
-                    self.p.problem(
-                        self.o.target.url_key,
-                        f"folder {self.path.parent} does not exist; create it first",
-                    )
         self.p.done()
         self.table_sql = _D.table(self.o.table)
         self.con: duckdb.DuckDBPyConnection | None = None
@@ -262,6 +256,7 @@ class Writer(base.Writer):
     def prepare(self, schema: pa.Schema | None) -> None:
         assert self.path is not None
         self._created_file = not self.path.exists()
+        self._created_dirs = _make_parents(self.path)
         try:
             try:
                 self.con = duckdb.connect(str(self.path))
@@ -569,6 +564,10 @@ class Writer(base.Writer):
             for p in (self.path, Path(f"{self.path}.wal")):
                 p.unlink(missing_ok=True)
             self._created_file = False
+            for d in reversed(getattr(self, "_created_dirs", [])):
+                with contextlib.suppress(OSError):  # only empty folders go
+                    d.rmdir()
+            self._created_dirs = []
 
 
 class _Sink(base.Sink):
@@ -595,3 +594,10 @@ class _Sink(base.Sink):
                     f"(task {self.split.label!r} failed after writing {self.rows} rows)"
                 )
         return {"split": self.split.label, "rows": 0, "discarded": self.rows}
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create the database file's missing folders; return them, outermost first, for abort."""
+    missing = [p for p in reversed(path.parents) if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return missing

@@ -21,6 +21,7 @@ table is created from the Arrow schema in ``insert`` / ``truncate`` mode.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -460,12 +461,6 @@ class Writer(base.Writer):
                 self.path = database_path(self.o.target.urls[0], "sqlite", ctx)
             except ValueError as e:
                 self.p.problem(self.o.target.url_key, str(e))
-            else:
-                if not self.path.parent.is_dir():
-                    self.p.problem(
-                        self.o.target.url_key,
-                        f"folder {self.path.parent} does not exist; create it first",
-                    )
         self.p.done()
         self.table_sql = _D.table(self.o.table)
         self.con: sqlite3.Connection | None = None
@@ -484,6 +479,7 @@ class Writer(base.Writer):
     def prepare(self, schema: pa.Schema | None) -> None:
         assert self.path is not None
         self._created_file = not self.path.exists()
+        self._created_dirs = _make_parents(self.path)
         try:
             self.con = sqlite3.connect(
                 str(self.path),
@@ -653,6 +649,10 @@ class Writer(base.Writer):
             ):
                 p.unlink(missing_ok=True)
             self._created_file = False
+            for d in reversed(getattr(self, "_created_dirs", [])):
+                with contextlib.suppress(OSError):  # only empty folders go
+                    d.rmdir()
+            self._created_dirs = []
 
 
 def _last_per_key(cols: list[list[Any]], key_idx: list[int]) -> list[list[Any]]:
@@ -720,3 +720,10 @@ class _Sink(base.Sink):
                 )
             self._leave(undo=self.savepoint_alone)
         return {"split": self.split.label, "rows": 0, "discarded": self.rows}
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create the database file's missing folders; return them, outermost first, for abort."""
+    missing = [p for p in reversed(path.parents) if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return missing
