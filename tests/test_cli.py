@@ -170,3 +170,80 @@ def test_public_surface_is_pinned() -> None:
         "load_job",
         "run_job",
     ]
+
+
+def _csv_to_csv_job(tmp_path: Path, rows: str, setting: dict | None = None) -> tuple[Path, Path]:
+    (tmp_path / "in.csv").write_text(rows)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "people.csv").write_text("old contents\n")
+    job = write_job(
+        tmp_path,
+        {
+            "name": "txtfilereader",
+            "parameter": {
+                "path": "in.csv",
+                "fileFormat": "csv",
+                "column": [
+                    {"index": 0, "name": "name", "type": "string"},
+                    {"index": 1, "name": "age", "type": "long"},
+                ],
+            },
+        },
+        {
+            "name": "txtfilewriter",
+            "parameter": {"path": "target", "fileName": "people.csv", "writeMode": "truncate"},
+        },
+        setting=setting,
+    )
+    return job, target
+
+
+def test_error_limit_exceeded_exits_1_and_leaves_target_untouched(tmp_path: Path) -> None:
+    job, target = _csv_to_csv_job(
+        tmp_path, "ann,31\nbob,abc\ncy,27\n", {"errorLimit": {"record": 0}}
+    )
+    r = run("run", str(job), "--report", str(tmp_path / "r.json"))
+    assert r.returncode == 1
+    assert "error limit exceeded" in r.stderr and "cannot convert 'abc' to long" in r.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["people.csv"]
+    assert (target / "people.csv").read_text() == "old contents\n"
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["status"] == "failed" and rep["dirty_records"] == 1
+
+
+def test_within_the_error_limit_the_good_rows_are_published(tmp_path: Path) -> None:
+    job, target = _csv_to_csv_job(
+        tmp_path, "ann,31\nbob,abc\ncy,27\n", {"errorLimit": {"record": 1}}
+    )
+    r = run("run", str(job))
+    assert r.returncode == 0, r.stderr
+    assert (target / "people.csv").read_text().splitlines() == ["ann,31", "cy,27"]
+
+
+def test_sigterm_stops_the_run_and_publishes_nothing(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    job, target = _csv_to_csv_job(
+        tmp_path, "".join(f"p{i},{i}\n" for i in range(200_000)), {"speed": {"record": 20_000}}
+    )
+    proc = subprocess.Popen(
+        [TIDESYNC, "run", str(job), "--progress", "--report", str(tmp_path / "r.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "rows read" not in seen and time.monotonic() < deadline:  # the run is under way
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    err = seen + err
+    assert proc.returncode == 1, err
+    assert "SIGTERM" in err and "nothing was published" in err
+    assert sorted(p.name for p in target.iterdir()) == ["people.csv"]  # no temp files left either
+    assert (target / "people.csv").read_text() == "old contents\n"
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "failed"

@@ -20,8 +20,13 @@ def test_demo_job_publishes_parquet_and_duckdb_and_keeps_dirty_rows(tmp_path: Pa
     demo = tmp_path / "demo"
     shutil.copytree(ROOT / "examples" / "demo", demo, ignore=shutil.ignore_patterns("out"))
     report = tmp_path / "report.json"
-    r = subprocess.run([TIDESYNC, "run", "demo.json", "--cyctime", "20161115000000", "--report", str(report)],
-                       cwd=demo, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [TIDESYNC, "run", "demo.json", "--cyctime", "20161115000000", "--report", str(report)],
+        cwd=demo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     rep = json.loads(report.read_text())
     # two entries read the same 2,000 rows; two typed "n/a" amounts are dirty in each
@@ -38,7 +43,14 @@ def test_demo_job_publishes_parquet_and_duckdb_and_keeps_dirty_rows(tmp_path: Pa
     dirty = [json.loads(x) for x in Path(rep["dirty_file"]).read_text().splitlines()]
     assert {d["row"]["order_id"] for d in dirty} == {"417", "1203"}
     # a rerun of the same instance gives the same target (truncate)
-    r2 = subprocess.run([TIDESYNC, "run", "demo.json", "--cyctime", "20161115000000"], cwd=demo,
-                        capture_output=True, text=True, timeout=120)
+    r2 = subprocess.run(
+        [TIDESYNC, "run", "demo.json", "--cyctime", "20161115000000"],
+        cwd=demo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r2.returncode == 0, r2.stderr
-    assert pq.read_table(demo / "out" / "ods_orders" / "ds=20161114" / "orders.parquet").equals(orders)
+    assert pq.read_table(demo / "out" / "ods_orders" / "ds=20161114" / "orders.parquet").equals(
+        orders
+    )
