@@ -46,6 +46,7 @@ to a dotted path imported on first use; third parties add theirs through the ent
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Iterator, Sequence
@@ -447,6 +448,7 @@ ALIASES: dict[str, tuple[str, Side | None]] = {
 }
 
 
+@functools.cache
 def _plugins() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group="tidesync.connectors")}
 

@@ -560,7 +560,8 @@ class Writer(base.Writer):
             with contextlib.suppress(duckdb.Error):  # no transaction open: closing is enough
                 self.con.execute("ROLLBACK")
         self._close()
-        if self._created_file and self.path is not None:
+        if self._created_file and self.path is not None and _is_empty_duckdb(self.path):
+            # only a database this writer created and nobody has written into since
             for p in (self.path, Path(f"{self.path}.wal")):
                 p.unlink(missing_ok=True)
             self._created_file = False
@@ -601,3 +602,12 @@ def _make_parents(path: Path) -> list[Path]:
     missing = [p for p in reversed(path.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     return missing
+
+
+def _is_empty_duckdb(path: Path) -> bool:
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE NOT internal").fetchone()
+            return row is not None and row[0] == 0
+    except duckdb.Error:
+        return False

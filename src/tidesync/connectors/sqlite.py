@@ -640,7 +640,8 @@ class Writer(base.Writer):
                 pass  # closing the connection rolls back as well
             self.con.close()
             self.con = None
-        if self._created_file and self.path is not None:
+        if self._created_file and self.path is not None and _is_empty_sqlite(self.path):
+            # only a database this writer created and nobody has written into since
             for p in (
                 self.path,
                 Path(f"{self.path}-journal"),
@@ -727,3 +728,11 @@ def _make_parents(path: Path) -> list[Path]:
     missing = [p for p in reversed(path.parents) if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     return missing
+
+
+def _is_empty_sqlite(path: Path) -> bool:
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as con:
+            return con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    except sqlite3.Error:
+        return False

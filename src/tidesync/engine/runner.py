@@ -12,6 +12,7 @@ happens in native code that releases the GIL, and threads share the writer's sta
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import threading
@@ -303,8 +304,8 @@ class _Run:
             sink = writer.open(split)
         channel = Channel(CHANNEL_BYTES, self.cancel)
         producer = threading.Thread(
-            target=self.produce,
-            args=(part, split, sr, channel),
+            target=contextvars.copy_context().run,  # log context (instance logs) follows the thread
+            args=(self.produce, part, split, sr, channel),
             daemon=True,
             name=f"read-{part.index}-{split.index}",
         )
@@ -425,7 +426,10 @@ def run_job(
                 report.splits.append(sr)
                 tasks.append((part, split, sr))
         with ThreadPoolExecutor(max_workers=max(1, n), thread_name_prefix="task") as pool:
-            futures = [(part, pool.submit(run.task, part, split, sr)) for part, split, sr in tasks]
+            futures = [
+                (part, pool.submit(contextvars.copy_context().run, run.task, part, split, sr))
+                for part, split, sr in tasks
+            ]
             for part, fut in futures:
                 try:
                     results[part.index].append(fut.result())
