@@ -488,6 +488,9 @@ def load(name: str, side: Side, where: str = "") -> type[Reader] | type[Writer]:
         if e.name and not e.name.startswith("tidesync"):
             extra = {
                 "psycopg": "postgresql",
+                "adbc_driver_postgresql": "postgresql",
+                "adbc_driver_manager": "postgresql",
+                "pgpq": "postgresql",
                 "pymysql": "mysql",
                 "pyiceberg": "lake",
                 "s3fs": "s3",

@@ -1,0 +1,237 @@
+"""PostgreSQL -> Parquet and CSV -> PostgreSQL through tidesync, side by side with the reference
+tools: connectorx (read into Arrow, then the same Parquet write), ``psql -c "COPY ... TO STDOUT"``
+(the server's export limit) and ``psql \\copy`` (the client's own bulk load).
+
+    .venv/bin/python bench/bench_postgresql.py --rows 2000000 --runs 3
+    .venv/bin/python bench/bench_postgresql.py --rows 200000          # the small, quick run
+
+Data: a table ``ts_bench.orders_<rows>`` of 8 mixed columns (bigint key, varchar, numeric(12,2),
+double, int, boolean, timestamp, text), made once with generate_series and reused, plus a CSV
+export of it for the load. Server: ``--url`` (default postgresql://postgres@127.0.0.1:5432/test).
+Figures are whole-process wall times (interpreter start-up included) of commands run alternately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import VENV_BIN, compare  # noqa: E402
+
+HERE = Path(__file__).parent
+SCHEMA = "ts_bench"
+COLUMNS = [
+    ("id", "bigint PRIMARY KEY", "long"),
+    ("customer", "varchar(32)", "string"),
+    ("amount", "numeric(12,2)", "decimal(12,2)"),
+    ("score", "double precision", "double"),
+    ("qty", "integer", "long"),
+    ("paid", "boolean", "boolean"),
+    ("created_at", "timestamp", "date"),
+    ("note", "text", "string"),
+]
+FILL = """
+INSERT INTO {t} SELECT g, 'customer_' || (g % 50000), ((g * 7919) % 10000000) / 100.0, g * 0.37,
+  (g % 1000)::int, g % 3 = 0, timestamp '2020-01-01 00:00:00' + g * interval '1 second',
+  'order note ' || g FROM generate_series(1::bigint, {rows}) g
+"""
+
+
+def psql(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, *args], capture_output=True, text=True
+    )
+    if check and r.returncode != 0:
+        raise SystemExit(f"psql failed: {r.stderr.strip()}")
+    return r
+
+
+def make_data(url: str, rows: int, data: Path) -> tuple[str, str, Path]:
+    """The source table, an empty target of the same shape, and the source as CSV."""
+    src, dst = f"{SCHEMA}.orders_{rows}", f"{SCHEMA}.load_{rows}"
+    cols = ", ".join(f"{n} {t}" for n, t, _ in COLUMNS)
+    have = psql(url, "-Atc", f"SELECT count(*) FROM {src}", check=False)
+    if have.returncode != 0 or have.stdout.strip() != str(rows):
+        psql(
+            url,
+            "-c",
+            f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}; DROP TABLE IF EXISTS {src}; "
+            f"CREATE TABLE {src} ({cols}); {FILL.format(t=src, rows=rows)}",
+            "-c",
+            f"VACUUM ANALYZE {src}",
+        )
+    psql(url, "-c", f"DROP TABLE IF EXISTS {dst}; CREATE TABLE {dst} ({cols})")
+    csv = data / f"orders_{rows}.csv"
+    if not csv.exists():
+        data.mkdir(parents=True, exist_ok=True)
+        select = ", ".join(
+            f"{n}::text" if t == "boolean" else n for n, t, _ in COLUMNS
+        )  # true/false, not t/f
+        psql(url, "-c", f"\\copy (SELECT {select} FROM {src}) TO '{csv}' (FORMAT csv, HEADER)")
+    return src, dst, csv
+
+
+def jobs(url: str, src: str, dst: str, csv: Path, out: Path) -> tuple[Path, Path]:
+    setting = {"speed": {"concurrent": 2}}
+    read = out / "pg_to_parquet.json"
+    read.write_text(
+        json.dumps(
+            {
+                "job": {
+                    "setting": setting,
+                    "content": [
+                        {
+                            "reader": {
+                                "name": "postgresqlreader",
+                                "parameter": {
+                                    "url": url,
+                                    "table": [src],
+                                    "column": ["*"],
+                                    "splitPk": "id",
+                                },
+                            },
+                            "writer": {
+                                "name": "txtfilewriter",
+                                "parameter": {
+                                    "path": str(out / "parquet"),
+                                    "fileName": "orders.parquet",
+                                    "fileFormat": "parquet",
+                                    "writeMode": "truncate",
+                                },
+                            },
+                        }
+                    ],
+                }
+            }
+        )
+    )
+    load = out / "csv_to_pg.json"
+    column = [{"index": i, "name": n, "type": t} for i, (n, _, t) in enumerate(COLUMNS)]
+    column[6]["format"] = "yyyy-MM-dd HH:mm:ss"
+    load.write_text(
+        json.dumps(
+            {
+                "job": {
+                    "setting": setting,
+                    "content": [
+                        {
+                            "reader": {
+                                "name": "txtfilereader",
+                                "parameter": {
+                                    "path": [str(csv)],
+                                    "fileFormat": "csv",
+                                    "skipHeader": True,
+                                    "column": column,
+                                },
+                            },
+                            "writer": {
+                                "name": "postgresqlwriter",
+                                "parameter": {"url": url, "table": [dst], "writeMode": "truncate"},
+                            },
+                        }
+                    ],
+                }
+            }
+        )
+    )
+    return read, load
+
+
+CONNECTORX = """
+import sys, connectorx as cx, pyarrow.parquet as pq
+t = cx.read_sql(sys.argv[1], sys.argv[2], return_type="arrow", partition_on="id", partition_num=2)
+pq.write_table(t, sys.argv[3])
+"""
+
+
+def writer_alone(url: str, dst: str, csv: Path, rows: int, runs: int) -> dict[str, float]:
+    """The PostgreSQL writer fed from memory (the CSV parsed beforehand, untimed) against
+    ``psql \\copy``: the connector's own share of the load, whatever the reader costs."""
+    import statistics
+    import time
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from tidesync.connectors.base import Context, Split
+    from tidesync.connectors.postgresql import Writer
+
+    types = {"amount": pa.decimal128(12, 2), "qty": pa.int32(), "created_at": pa.timestamp("us")}
+    table = pacsv.read_csv(csv, convert_options=pacsv.ConvertOptions(column_types=types))
+    batches = table.to_batches(max_chunksize=65536)
+    ours, ref = [], []
+    for _ in range(runs):
+        psql(url, "-c", f"TRUNCATE {dst}")
+        t0 = time.perf_counter()
+        w = Writer({"url": url, "table": [dst]}, Context())
+        w.prepare(table.schema)
+        sink = w.open(Split(0, "all"))
+        for b in batches:
+            sink.write(b)
+        w.commit([sink.close()])
+        ours.append(time.perf_counter() - t0)
+        psql(url, "-c", f"TRUNCATE {dst}")
+        t0 = time.perf_counter()
+        psql(url, "-c", f"\\copy {dst} FROM '{csv}' (FORMAT csv, HEADER)")
+        ref.append(time.perf_counter() - t0)
+    o, r = statistics.median(ours), statistics.median(ref)
+    q = statistics.median(b / a for a, b in zip(ours, ref, strict=True))
+    print("Arrow in memory -> PostgreSQL (the writer alone, in-process)")
+    print(f"  tidesync     {o:8.2f} s  {rows / o:12,.0f} rows/s")
+    print(f"  psql \\copy   {r:8.2f} s  {rows / r:12,.0f} rows/s")
+    print(f"  ratio (speed of tidesync / psql \\copy): {q:.2f}  (runs: {runs}, median of pairs)")
+    return {"ours_s": o, "ref_s": r, "ratio": q}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
+    a = ap.parse_args()
+    out = HERE / "data" / "out_postgresql"  # bench/data/ is ignored by git
+    out.mkdir(parents=True, exist_ok=True)
+    src, dst, csv = make_data(a.url, a.rows, HERE / "data")
+    read, load = jobs(a.url, src, dst, csv, out)
+    tidesync = str(VENV_BIN / "tidesync")
+    py = str(VENV_BIN / "python")
+    print(f"PostgreSQL bench: {a.rows:,} rows x {len(COLUMNS)} columns, {a.runs} runs\n")
+    results = {
+        "read_vs_connectorx": compare(
+            "PostgreSQL -> Parquet",
+            a.rows,
+            [tidesync, "run", str(read)],
+            [py, "-c", CONNECTORX, a.url, f"SELECT * FROM {src}", str(out / "cx.parquet")],
+            "connectorx",
+            a.runs,
+        ),
+        "read_vs_psql_copy": compare(
+            "PostgreSQL export (tidesync to Parquet; psql COPY TO STDOUT > /dev/null)",
+            a.rows,
+            [tidesync, "run", str(read)],
+            ["sh", "-c", f'psql -X -q "{a.url}" -c "COPY {src} TO STDOUT" > /dev/null'],
+            "psql COPY",
+            a.runs,
+        ),
+        "write_vs_psql_copy": compare(
+            "CSV -> PostgreSQL (primary key on id)",
+            a.rows,
+            [tidesync, "run", str(load)],
+            ["psql", "-X", "-q", a.url, "-c", f"\\copy {dst} FROM '{csv}' (FORMAT csv, HEADER)"],
+            "psql \\copy",
+            a.runs,
+            setup=["psql", "-X", "-q", a.url, "-c", f"TRUNCATE {dst}"],
+        ),
+        "writer_alone_vs_psql_copy": writer_alone(a.url, dst, csv, a.rows, a.runs),
+    }
+    print(json.dumps({"rows": a.rows, **results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

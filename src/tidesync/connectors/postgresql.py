@@ -1,0 +1,629 @@
+"""PostgreSQL reader and writer, at the speed of the server's bulk paths.
+
+Reader: each split runs ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` through ADBC's
+PostgreSQL driver, which decodes the stream into Arrow record batches in native code, column by
+column, a bounded number of rows at a time. ``splitPk`` cuts a table into key ranges: integer keys
+by value, other keys (text, uuid, dates, numeric) by quantiles of a sample that the server
+computes in the very ordering the split conditions compare with (the column's own collation), so
+no row is read twice or lost whatever that collation is (DataX cuts text keys by an ordering of
+its own, and the server's collation then disagrees); rows with a NULL key get a split of their
+own. Key ranges can use the column's index. ``snapshot: true`` has one
+coordinating connection export a REPEATABLE READ snapshot that every split imports.
+
+Writer (:mod:`tidesync.connectors._pg_write`): one connection, one transaction for the whole job,
+committed only in ``commit``. Each batch goes in by binary COPY (pgpq), straight into the target
+or through a TEMP staging table and one ``INSERT ... SELECT`` (``ON CONFLICT ... DO UPDATE`` for
+``replace``/``update``), inside a savepoint: a batch that fails on its data (SQLSTATE class 22 or
+23) is rolled back to the savepoint and raised as DirtyRecordError, so the engine bisects it down
+to the rows at fault while the others are written.
+
+    {"name": "postgresqlreader", "parameter": {
+        "username": "etl", "password": "${env:PG_PASSWORD}",
+        "column": ["id", "name", "amount"], "splitPk": "id", "where": "ds = '${yyyymmdd}'",
+        "connection": [{"jdbcUrl": ["jdbc:postgresql://127.0.0.1:5432/test"], "table": ["orders"]}]}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidesync.connectors import base
+from tidesync.connectors._incremental import Cursor
+from tidesync.connectors._pg_conn import (
+    Endpoint,
+    Table,
+    connect,
+    edge,
+    endpoint_of,
+    literal_text,
+    psycopg_module,
+    quote_ident,
+    resolve_datasource,
+    resolve_table,
+    session_of,
+    strings,
+    translate,
+)
+from tidesync.connectors._pg_types import OutColumn, describe_types, read_plan, to_arrow
+from tidesync.connectors._pg_write import Writer
+from tidesync.connectors._sql import POSTGRESQL, column_sql
+from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
+
+__all__ = ["Reader", "Writer", "PgSplit"]
+
+INTEGER_OIDS = (20, 21, 23)
+TIME_OIDS = (1082, 1114, 1184)
+#: rows sampled (at least) to find quantile boundaries of a non-integer splitPk
+SAMPLE_ROWS = 100_000
+_MAX_IDENT = 63
+
+
+def _adbc() -> Any:
+    try:
+        import adbc_driver_postgresql.dbapi as adbc
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "the postgresql reader needs adbc-driver-postgresql: pip install 'tidesync[postgresql]'"
+        ) from None
+    return adbc
+
+
+def _literal(conn: Any, v: Any) -> str:
+    from psycopg import sql
+
+    return str(sql.Literal(v).as_string(conn))
+
+
+# -- reader -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PgSplit(base.Split):
+    """One query over one connection: a table's key range, a whole table or one querySql."""
+
+    source: int = 0
+    plan: int = 0
+    sql: str = ""
+    snapshot: str | None = None
+
+
+@dataclass
+class _Source:
+    """One ``connection`` entry: its endpoints (alternates) and what to read there."""
+
+    index: int
+    endpoints: list[Endpoint]
+    tables: list[str]
+    queries: list[str]
+    key: str  # key path of the entry, for messages
+    conn: Any = None
+    endpoint: Endpoint | None = None
+    snapshot: str | None = None
+
+
+@dataclass
+class _Plan:
+    """One table or querySql, planned: how to select it and what it gives."""
+
+    source: int
+    label: str
+    key: str
+    table: Table | None
+    inner: str  # SELECT <items> FROM <table> (no WHERE) or the querySql
+    conds: list[str]  # WHERE conditions on the table (or on q for querySql)
+    cols: list[OutColumn]
+    schema: pa.Schema
+    cursor: Cursor | None = None
+
+    def query(self, extra: list[str]) -> str:
+        """The SELECT of one split: the plan's conditions and ``extra`` (a key range), inside the
+        table's query or around the querySql; the outer select gives each column its Arrow form."""
+        names = ", ".join(quote_ident(c.name) for c in self.cols)
+        outer = ", ".join(c.sql for c in self.cols)
+        conds = self.conds + extra
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        if self.table is not None:
+            return f"SELECT {outer} FROM ({self.inner}{where}) AS q({names})"
+        return f"SELECT {outer} FROM ({self.inner}) AS q({names}){where}"
+
+
+class Reader(base.Reader):
+    """``postgresql`` / ``postgresqlreader``: tables or queries as Arrow batches, in splits."""
+
+    kind = "postgresql"
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        super().__init__(params, ctx)
+        p = self.p
+        self.sources = self._sources()
+        cols = p.list("column", ["*"]) or ["*"]
+        self.columns = strings(
+            p, "column", cols, "a column name, '*', a constant or an SQL expression"
+        )
+        self.where = p.str("where")
+        self.split_pk = p.str("splitPk")
+        self.fetch_size = p.int("fetchSize", minimum=1)
+        self.session = session_of(p)
+        self.snapshot = p.bool("snapshot")
+        self.incremental = p.obj("incremental")
+        if self.incremental is not None:
+            col = self.incremental.get("column")
+            if not isinstance(col, str) or not col:
+                p.problem(
+                    "incremental.column",
+                    "is required: the column that grows with each change (e.g. optime)",
+                )
+            elif "*" not in self.columns and col not in self.columns:
+                p.problem(
+                    "incremental.column",
+                    f"{col!r} must be one of the columns read: add it to column",
+                )
+        for k in ("splitFactor", "mandatoryEncoding"):  # DataX keys with no meaning here
+            p.get(k)
+        p.done()
+        self.plans: list[_Plan] = []
+        self._planned = False
+        self._lock = threading.RLock()
+        self._adbc: dict[int, Any] = {}
+
+    @property
+    def rows_per_batch(self) -> int:
+        return int(self.fetch_size or self.ctx.batch_rows)
+
+    def _sources(self) -> list[_Source]:
+        p = self.p
+        settings = resolve_datasource(p, self.ctx.connections)
+        url_key = "url" if p.raw.get("url") else "jdbcUrl"
+        url = p.str(url_key)
+        conns = p.get("connection")
+        top_tables = p.list("table", []) or []
+        top_queries = p.list("querySql", []) or []
+        entries: list[tuple[str, list[Endpoint], list[Any], list[Any]]] = []
+        if settings is not None or p.raw.get("datasource"):
+            if settings is not None:
+                entries.append(
+                    ("", endpoint_of(p, settings, [], "datasource"), top_tables, top_queries)
+                )
+        elif url is not None:
+            entries.append(("", endpoint_of(p, None, [url], url_key), top_tables, top_queries))
+        elif conns is not None:
+            if not isinstance(conns, list) or not conns:
+                conns = [conns]
+            for i, c in enumerate(conns):
+                key = f"connection[{i}]"
+                if not isinstance(c, dict):
+                    p.problem(
+                        key,
+                        "must be an object such as {jdbcUrl: [jdbc:postgresql://host:5432/db], table: [t]}",
+                    )
+                    continue
+                urls = c.get("jdbcUrl")
+                if not urls:
+                    p.problem(f"{key}.jdbcUrl", "is required: jdbc:postgresql://host:5432/db")
+                    continue
+                urls = urls if isinstance(urls, list) else [urls]
+                eps = endpoint_of(p, None, urls, f"{key}.jdbcUrl")
+                tables = c.get("table") or top_tables
+                queries = c.get("querySql") or top_queries
+                entries.append(
+                    (
+                        key,
+                        eps,
+                        tables if isinstance(tables, list) else [tables],
+                        queries if isinstance(queries, list) else [queries],
+                    )
+                )
+        else:
+            p.problem(
+                "connection",
+                "is required: [{jdbcUrl: [jdbc:postgresql://host:5432/db], table: [t]}] "
+                "(or give datasource: NAME, or url: postgresql://host:5432/db)",
+            )
+        p.get("username", aliases=("user",))
+        p.get("password")
+        out = []
+        for i, (key, eps, tables, queries) in enumerate(entries):
+            pre = f"{key}." if key else ""
+            ts = strings(p, f"{pre}table", tables, "a table name") if tables else []
+            qs = strings(p, f"{pre}querySql", queries, "an SQL query") if queries else []
+            if not ts and not qs:
+                p.problem(f"{pre}table", "is required (or give querySql)")
+            if eps:
+                out.append(_Source(i, eps, [] if qs else ts, qs, key))
+        return out
+
+    # -- planning (schema, splits) ------------------------------------------------------------
+
+    def _conn(self, src: _Source) -> Any:
+        if src.conn is None:
+            src.conn, src.endpoint = connect(
+                src.endpoints,
+                self.session,
+                self.ctx.timezone,
+                autocommit=not self.snapshot,
+                where=self.ctx.path("session"),
+            )
+            if self.snapshot:
+                psycopg = psycopg_module()
+                src.conn.commit()
+                src.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                src.conn.read_only = True
+                with edge(src.endpoint):
+                    src.snapshot = src.conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        return src.conn
+
+    def _plan(self) -> None:
+        with self._lock:
+            if self._planned:
+                return
+            try:
+                self._plan_all()
+            except BaseException:
+                self.close()
+                self.plans.clear()
+                raise
+            finally:
+                self._release()
+            self._planned = True
+
+    def _plan_all(self) -> None:
+        for src in self.sources:
+            conn = self._conn(src)
+            assert src.endpoint is not None
+            for i, name in enumerate(src.tables):
+                pre = f"{src.key}." if src.key else ""
+                key = f"{pre}table[{i}]" if len(src.tables) > 1 or src.key else "table"
+                self.plans.append(self._plan_table(src, conn, name, self.ctx.path(key)))
+            for i, q in enumerate(src.queries):
+                pre = f"{src.key}." if src.key else ""
+                self.plans.append(
+                    self._plan_query(
+                        src, conn, q.rstrip().rstrip(";"), self.ctx.path(f"{pre}querySql[{i}]")
+                    )
+                )
+
+    def _describe(
+        self, conn: Any, ep: Endpoint, sql: str, where: str, labels: list[str] | None = None
+    ) -> list[OutColumn]:
+        """The columns ``sql`` gives: names (unnamed expressions named by their text from
+        ``labels``, duplicates numbered) and the plan of each one's Arrow type."""
+        with edge(ep, where=where), conn.transaction():
+            cur = conn.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0")
+            desc = cur.description or []
+            described = [(int(d.type_code), d.precision, d.scale) for d in desc]
+            types = describe_types(conn, [d[0] for d in described])
+        names = [d.name for d in desc]
+        if labels is not None and len(labels) == len(names):
+            names = [lab if n == "?column?" else n for n, lab in zip(names, labels, strict=True)]
+        return read_plan(_unique(names), described, types)
+
+    def _plan_table(self, src: _Source, conn: Any, name: str, key: str) -> _Plan:
+        ep = src.endpoint
+        assert ep is not None
+        table = resolve_table(conn, name, ep, key)
+        assert table is not None
+        if self.split_pk and table.match(self.split_pk) is None:
+            raise ConfigError(
+                f"{self.ctx.path('splitPk')}: column {self.split_pk!r} not in table "
+                f"{name}{did_you_mean(self.split_pk, table.columns)}"
+            )
+        items: list[str] = []
+        labels: list[str] = []
+        for i, c in enumerate(self.columns):
+            if c == "*":
+                items.extend(quote_ident(n) for n in table.columns)
+                labels.extend(table.columns)
+                continue
+            try:
+                item = column_sql(POSTGRESQL, c, known=list(table.columns), table=name)
+            except ValueError as e:
+                raise ConfigError(f"{self.ctx.path(f'column[{i}]')}: {e}") from None
+            items.append(item)
+            labels.append(c[:_MAX_IDENT])
+        inner = f"SELECT {', '.join(items)} FROM {table.qualified}"
+        cols = self._describe(conn, ep, inner, self.ctx.path("column"), labels)
+        conds = []
+        if self.where:
+            with edge(ep, where=self.ctx.path("where")), conn.transaction():
+                conn.execute(f"SELECT 1 FROM {table.qualified} WHERE ({self.where}) LIMIT 0")
+            conds.append(f"({self.where})")
+        plan = _Plan(src.index, name, key, table, inner, conds, cols, _schema(cols))
+        if self.incremental is not None:
+            column = str(self.incremental["column"])
+            real = table.match(column)
+            if real is None:
+                raise ConfigError(
+                    f"{self.ctx.path('incremental.column')}: column {column!r} not in table "
+                    f"{name}{did_you_mean(column, table.columns)}"
+                )
+            self._cursor(
+                plan,
+                conn,
+                f"postgresql:{ep.label}/{table.qualified}",
+                quote_ident(real),
+                table.columns[real][0],
+            )
+        return plan
+
+    def _plan_query(self, src: _Source, conn: Any, sql: str, key: str) -> _Plan:
+        ep = src.endpoint
+        assert ep is not None
+        cols = self._describe(conn, ep, sql, key)
+        names = [c.name for c in cols]
+        plan = _Plan(src.index, key.rsplit(".", 1)[-1], key, None, sql, [], cols, _schema(cols))
+        if self.incremental is not None:
+            column = str(self.incremental["column"])
+            if column not in names:
+                raise ConfigError(
+                    f"{self.ctx.path('incremental.column')}: {column!r} is not a column of "
+                    f"the query{did_you_mean(column, names)}"
+                )
+            digest = hashlib.sha1(sql.encode()).hexdigest()[:12]
+            oid = 0
+            with conn.transaction():
+                cur = conn.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0")
+                oid = int((cur.description or [])[names.index(column)].type_code)
+            self._cursor(
+                plan, conn, f"postgresql:{ep.label}/query-{digest}", "q." + quote_ident(column), oid
+            )
+        return plan
+
+    def _cursor(self, plan: _Plan, conn: Any, key: str, ref: str, oid: int) -> None:
+        spec = self.incremental or {}
+        cur = Cursor(self.ctx, key, str(spec["column"]), spec.get("start"), spec.get("end"))
+        lo, hi = cur.bounds()
+        if isinstance(hi, datetime | date) and oid not in TIME_OIDS:
+            hi = None  # a window end in time bounds only a time column
+        conds = []
+        if lo is not None:
+            conds.append(f"{ref} > {_literal(conn, lo)}")
+        if hi is not None:
+            conds.append(f"{ref} <= {_literal(conn, hi)}")
+        plan.cursor = cur
+        plan.conds = plan.conds + conds
+
+    def schema(self) -> pa.Schema | None:
+        self._plan()
+        return self.plans[0].schema if self.plans else None
+
+    def splits(self, n: int) -> list[base.Split]:
+        self._plan()
+        try:
+            return self._splits(n)
+        finally:
+            self._release()
+
+    def _splits(self, n: int) -> list[base.Split]:
+        out: list[base.Split] = []
+        for pi, plan in enumerate(self.plans):
+            src = self.sources[plan.source]
+            ranges = (
+                self._ranges(src, plan, n)
+                if (self.split_pk and plan.table is not None and n > 1)
+                else [("", [])]
+            )
+            for label, conds in ranges:
+                text = f"{plan.label}{' ' + label if label else ''}"
+                out.append(
+                    PgSplit(len(out), text, plan.source, pi, plan.query(conds), src.snapshot)
+                )
+        return out
+
+    def _ranges(self, src: _Source, plan: _Plan, n: int) -> list[tuple[str, list[str]]]:
+        """Key ranges of a table that cover every row exactly once (NULL keys in their own)."""
+        conn, ep, table = self._conn(src), src.endpoint, plan.table
+        assert table is not None and ep is not None and self.split_pk is not None
+        pk = table.match(self.split_pk)
+        assert pk is not None  # checked when planned
+        oid, notnull, _ = table.columns[pk]
+        col = quote_ident(pk)
+        conds = list(plan.conds)
+        where = " AND ".join(conds) if conds else "TRUE"
+        with edge(ep, table=plan.label, where=self.ctx.path("splitPk")):
+            if oid in INTEGER_OIDS:
+                lo, hi = conn.execute(
+                    f"SELECT min({col}), max({col}) FROM {table.qualified} WHERE {where}"
+                ).fetchone()
+                bounds: list[Any] = [] if lo is None else _int_bounds(int(lo), int(hi), n)
+                key, typed = col, [str(b) for b in bounds]
+            else:
+                # boundaries travel as text and are cast back; a constant takes the column's
+                # collation in the comparison, the one percentile_disc ordered by
+                key = col
+                bounds = self._quantiles(conn, table, key, where, n)
+                cast = conn.execute("SELECT format_type(%s, NULL)", (oid,)).fetchone()[0]
+                typed = [f"{_literal(conn, b)}::{cast}" for b in bounds]
+        out: list[tuple[str, list[str]]] = []
+        edges: list[str | None] = [None, *typed, None]
+        shown: list[str | None] = [None, *(str(b) for b in bounds), None]
+        for i in range(len(edges) - 1):
+            lo_s, hi_s = edges[i], edges[i + 1]
+            cs = []
+            if lo_s is not None:
+                cs.append(f"{key} >= {lo_s}")
+            if hi_s is not None:
+                cs.append(f"{key} < {hi_s}")
+            if not cs:
+                cs.append(f"{col} IS NOT NULL")
+            out.append((f"{pk} [{shown[i] or '-inf'}, {shown[i + 1] or '+inf'})", cs))
+        if not notnull:
+            out.append((f"{pk} IS NULL", [f"{col} IS NULL"]))
+        return out
+
+    def _quantiles(self, conn: Any, table: Table, key: str, where: str, n: int) -> list[str]:
+        fractions = [i / n for i in range(1, n)]
+        sample = ""
+        if table.kind in ("r", "m") and table.rows > SAMPLE_ROWS * 2:
+            pct = min(100.0, max(0.01, 100.0 * SAMPLE_ROWS / table.rows))
+            sample = f" TABLESAMPLE SYSTEM ({pct:.4f}) REPEATABLE (0)"
+        sql = (
+            f"SELECT (percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {key}))::text[] "
+            f"FROM {table.qualified}{{sample}} WHERE {key} IS NOT NULL AND {where}"
+        )
+        row = conn.execute(sql.format(sample=sample), (fractions,)).fetchone()
+        if (row is None or not row[0]) and sample:
+            row = conn.execute(sql.format(sample=""), (fractions,)).fetchone()
+        values = [v for v in (row[0] if row and row[0] else []) if v is not None]
+        return [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
+        assert isinstance(split, PgSplit)
+        self._plan()
+        plan = self.plans[split.plan]
+        src = self.sources[split.source]
+        ep = src.endpoint or src.endpoints[0]
+        kw = {"table": plan.label, "split": split.label}
+        try:
+            con = self._adbc_base(src, ep).adbc_clone()  # in a transaction until closed
+        except Exception as e:
+            raise translate(e, ep, connecting=True, **kw) from e
+        rows = self.rows_per_batch
+        offset = 0
+        try:
+            with edge(ep, where=self.ctx.path("session"), **kw):
+                cur = con.cursor()
+                for stmt in [f"SET TIME ZONE {literal_text(self.ctx.timezone)}", *self.session]:
+                    cur.execute(stmt)
+                if split.snapshot:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    cur.execute(f"SET TRANSACTION SNAPSHOT {literal_text(split.snapshot)}")
+            with edge(ep, where=plan.key, **kw):
+                cur.execute(split.sql)
+                for raw in _stream(cur, ep, f"table {plan.label}, split {split.label}"):
+                    batch, bad = to_arrow(raw, plan.cols, plan.schema)
+                    dirty: list[base.Dirty] = []
+                    if bad is not None:
+                        dirty = _non_finite(batch, bad, offset)
+                        batch = batch.filter(pc.invert(bad))
+                    offset += raw.num_rows
+                    for start in range(0, max(batch.num_rows, 1), rows):
+                        piece = batch.slice(start, rows)
+                        if plan.cursor is not None:
+                            plan.cursor.observe(piece)
+                        if dirty:
+                            yield base.Chunk(piece, dirty)
+                            dirty = []
+                        elif piece.num_rows:
+                            yield piece
+        finally:
+            with contextlib.suppress(Exception):  # closing after a failure: the failure counts
+                con.close()
+
+    def committed(self) -> None:
+        """The writer published: the next run starts after what this one read."""
+        for plan in self.plans:
+            if plan.cursor is not None:
+                plan.cursor.save()
+
+    def _adbc_base(self, src: _Source, ep: Endpoint) -> Any:
+        """One ADBC connection per source, kept open: each split's connection is a clone of it,
+        sharing the driver's database object (its type catalog is loaded once, not per split)."""
+        with self._lock:
+            base_con = self._adbc.get(src.index)
+            if base_con is None:
+                base_con = self._adbc[src.index] = _adbc().connect(ep.uri(), autocommit=True)
+            return base_con
+
+    def _release(self) -> None:
+        """Close the planning connections, unless they hold the snapshot every split reads."""
+        if not self.snapshot:
+            self._close_planning()
+
+    def _close_planning(self) -> None:
+        for src in self.sources:
+            if src.conn is not None:
+                try:
+                    src.conn.close()
+                finally:
+                    src.conn = None
+
+    def __del__(self) -> None:
+        # a safety net for callers that never close(): the engine always does
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self._close_planning()
+        finally:
+            with self._lock:
+                cons, self._adbc = list(self._adbc.values()), {}
+            for con in cons:
+                with contextlib.suppress(Exception):
+                    con.close()
+
+
+def _stream(cur: Any, ep: Endpoint, place: str) -> Iterator[pa.RecordBatch]:
+    """The result batches, with failures mid-stream raised as ADBC errors that keep the SQLSTATE.
+
+    ``fetch_record_batch()`` hands out PyArrow's bare reader, whose errors are OSErrors without
+    the SQLSTATE (apache/arrow-adbc#1523); the cursor's own reader wraps it and keeps it. Should
+    that reader be missing, an OSError still says whether the server refused (an ``ERROR:``) or
+    the connection broke.
+    """
+    results = getattr(cur, "_results", None)
+    reader = getattr(results, "reader", None)
+    if reader is None:
+        reader = cur.fetch_record_batch()
+    try:
+        yield from reader
+    except OSError as e:
+        msg = redact(" ".join(str(e).split()))
+        if "ERROR:" in msg:
+            raise FatalError(f"PostgreSQL at {ep.label}: {msg} ({place})") from e
+        raise RetriableError(f"connection to PostgreSQL lost at {ep.label}: {msg} ({place})") from e
+
+
+def _schema(cols: list[OutColumn]) -> pa.Schema:
+    return pa.schema([pa.field(c.name, c.type) for c in cols])
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            cand = f"{n}_{seen[n]}"
+            while cand in seen:
+                seen[n] += 1
+                cand = f"{n}_{seen[n]}"
+            seen[cand] = 1
+            out.append(cand)
+        else:
+            seen[n] = 1
+            out.append(n)
+    return out
+
+
+def _int_bounds(lo: int, hi: int, n: int) -> list[int]:
+    """Inner boundaries cutting [lo, hi] into at most n ranges of equal width."""
+    width = hi - lo + 1
+    n = max(1, min(n, width))
+    step = -(-width // n)
+    return [lo + i * step for i in range(1, n) if lo + i * step <= hi]
+
+
+def _non_finite(batch: pa.RecordBatch, bad: pa.Array, offset: int) -> list[base.Dirty]:
+    from tidesync.engine.dirty import row_of
+
+    idx = pc.indices_nonzero(bad).to_pylist()
+    return [
+        base.Dirty(
+            "numeric value NaN or Infinity has no decimal form",
+            row_of(batch, i),
+            f"row {offset + i}",
+        )
+        for i in idx
+    ]

@@ -1,0 +1,896 @@
+"""The PostgreSQL reader and writer against a real server (tests/integration/_servers_pg.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.connectors.conformance import Adapter, SqlSuite
+from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
+from tidesync.connectors._pg_conn import parse_url
+from tidesync.connectors.base import Context
+from tidesync.connectors.postgresql import PgSplit, Reader, Writer
+from tidesync.engine.runner import load_job, run_job
+from tidesync.errors import ConfigError, FatalError, RetriableError
+from tidesync.spec.params import RunTime
+from tidesync.state import StateStore
+
+pytestmark = pytest.mark.integration
+
+RCTX = "job.content[0].reader.parameter"
+WCTX = "job.content[0].writer.parameter"
+PASSWORD = "s3cr3t-Pa55word"
+
+
+def reader(params: dict[str, Any], **ctx: Any) -> Reader:
+    return Reader(params, Context(where=RCTX, **ctx))
+
+
+def writer(params: dict[str, Any], **ctx: Any) -> Writer:
+    return Writer(params, Context(where=WCTX, **ctx))
+
+
+def run(
+    pg: PgDb,
+    tmp_path: Path,
+    rparams: dict[str, Any],
+    wparams: dict[str, Any],
+    setting: dict[str, Any] | None = None,
+    cyctime: str = "20161115000000",
+    **kw: Any,
+) -> Any:
+    path = pg.job_file(tmp_path / "job.json", rparams, wparams, setting)
+    job = load_job(path, {}, RunTime.of(cyctime), state=StateStore(tmp_path / "state.db"), **kw)
+    return run_job(job, report_path=tmp_path / "report.json")
+
+
+def copy(r: Reader, w: Writer, n: int = 1) -> None:
+    """Drive a reader into a writer as the engine does (no bisection)."""
+    w.prepare(r.schema())
+    results = []
+    try:
+        for s in r.splits(n):
+            sink = w.open(s)
+            for b in r.read(s):
+                sink.write(b)
+            results.append(sink.close())
+    except BaseException:
+        w.abort(results)
+        raise
+    finally:
+        r.close()
+    w.commit(results)
+
+
+# -- types ------------------------------------------------------------------------------------
+
+TYPES = [
+    ("smallint", "-32768", pa.int16(), -32768),
+    ("integer", "2147483647", pa.int32(), 2147483647),
+    ("bigint", "-9223372036854775808", pa.int64(), -9223372036854775808),
+    ("numeric(12,2)", "1234567890.12", pa.decimal128(12, 2), Decimal("1234567890.12")),
+    (
+        "numeric(50,5)",
+        "123456789012345678901234567890123456789012345.12345",
+        pa.decimal256(50, 5),
+        Decimal("123456789012345678901234567890123456789012345.12345"),
+    ),
+    (
+        "numeric",
+        "3.14159265358979323846264338327950288",
+        pa.string(),
+        "3.14159265358979323846264338327950288",
+    ),
+    ("real", "1.5", pa.float32(), 1.5),
+    ("double precision", "2.718281828459045", pa.float64(), 2.718281828459045),
+    ("text", "'héllo wörld ✓'", pa.string(), "héllo wörld ✓"),
+    ("varchar(5)", "'abc'", pa.string(), "abc"),
+    ("char(4)", "'ab'", pa.string(), "ab  "),
+    ("bytea", "'\\x00ff10'", pa.binary(), b"\x00\xff\x10"),
+    ("boolean", "true", pa.bool_(), True),
+    ("date", "'2020-02-29'", pa.date32(), dt.date(2020, 2, 29)),
+    ("time", "'12:34:56.789012'", pa.time64("us"), dt.time(12, 34, 56, 789012)),
+    (
+        "timestamp",
+        "'2020-01-02 03:04:05.678901'",
+        pa.timestamp("us"),
+        dt.datetime(2020, 1, 2, 3, 4, 5, 678901),
+    ),
+    (
+        "timestamptz",
+        "'2020-01-02 03:04:05.678901+02'",
+        pa.timestamp("us", tz="UTC"),
+        dt.datetime(2020, 1, 2, 1, 4, 5, 678901, tzinfo=dt.UTC),
+    ),
+    ("json", "'{\"a\": [1, 2]}'", pa.string(), '{"a": [1, 2]}'),
+    ("jsonb", "'{\"b\": 1}'", pa.string(), '{"b": 1}'),
+    (
+        "uuid",
+        "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+        pa.string(),
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    ),
+    ("{s}.mood", "'happy'", pa.string(), "happy"),
+    ("integer[]", "'{1,2,NULL}'", pa.string(), "[1,2,null]"),
+    ("interval", "'1 day 02:00:00'", pa.string(), "1 day 02:00:00"),
+    ("inet", "'10.0.0.1/32'", pa.string(), "10.0.0.1/32"),
+]
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "literal", "arrow_type", "value"), TYPES, ids=[t[0] for t in TYPES]
+)
+def test_reader_maps_each_type_to_arrow_without_loss(
+    pg: PgDb, sql_type: str, literal: str, arrow_type: pa.DataType, value: Any
+) -> None:
+    pg.sql("CREATE TYPE {s}.mood AS ENUM ('sad', 'happy')")
+    pg.sql(
+        f"CREATE TABLE {{s}}.t (v {sql_type})", f"INSERT INTO {{s}}.t VALUES ({literal}), (NULL)"
+    )
+    _, table = read_all(reader(pg.reader_params(table="t")))
+    assert table.schema.field("v").type == arrow_type
+    assert table.column("v").to_pylist() == [value, None]
+
+
+def test_reader_gives_nan_numeric_as_dirty_record_not_a_wrong_value(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.t (id int, v numeric(10,2))",
+        "INSERT INTO {s}.t VALUES (1, 1.5), (2, 'NaN'), (3, 2.5)",
+    )
+    r = reader(pg.reader_params(table="t"))
+    items = [i for s in r.splits(1) for i in r.read(s)]
+    r.close()
+    dirty = [d for i in items if not isinstance(i, pa.RecordBatch) for d in i.dirty]
+    batches = [i if isinstance(i, pa.RecordBatch) else i.batch for i in items]
+    assert [d.row["id"] for d in dirty] == [2]
+    assert pa.Table.from_batches(batches).column("v").to_pylist() == [
+        Decimal("1.50"),
+        Decimal("2.50"),
+    ]
+
+
+ALL_TYPES = ", ".join(f"c{i} {t[0]}" for i, t in enumerate(TYPES))
+ALL_VALUES = ", ".join(t[1] for t in TYPES)
+
+
+def test_every_type_round_trips_through_reader_and_writer(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE TYPE {s}.mood AS ENUM ('sad', 'happy')",
+        f"CREATE TABLE {{s}}.src (id int, {ALL_TYPES}, tz timetz, m money, x xml, b bit(3), p point)",
+        f"CREATE TABLE {{s}}.dst (id int, {ALL_TYPES}, tz timetz, m money, x xml, b bit(3), p point)",
+        f"INSERT INTO {{s}}.src VALUES (1, {ALL_VALUES}, '12:00+02', 12.34, '<a/>', '101', '(1,2)')",
+        "INSERT INTO {s}.src (id) VALUES (2)",
+    )
+    copy(reader(pg.reader_params(table="src")), writer(pg.writer_params("dst")))
+    diff = pg.rows(
+        "(SELECT t::text FROM {s}.src t EXCEPT SELECT t::text FROM {s}.dst t) UNION ALL "
+        "(SELECT t::text FROM {s}.dst t EXCEPT SELECT t::text FROM {s}.src t)"
+    )
+    assert pg.rows("SELECT count(*) FROM {s}.dst") == [(2,)]
+    assert diff == []
+
+
+def test_names_with_mixed_case_reserved_words_and_unicode_are_quoted(pg: PgDb) -> None:
+    pg.sql(
+        'CREATE TABLE {s}."Order Items" ("select" int, "MixedCase" text, "größe" real, "名字" text)',
+        'CREATE TABLE {s}."Target" ("select" int, "MixedCase" text, "größe" real, "名字" text)',
+        """INSERT INTO {s}."Order Items" VALUES (1, 'a', 1.5, '张三')""",
+    )
+    r = reader(
+        pg.reader_params(table="Order Items", column=["select", "MixedCase", "größe", "名字"])
+    )
+    assert r.schema().names == ["select", "MixedCase", "größe", "名字"]
+    copy(r, writer(pg.writer_params("Target")))
+    assert pg.rows('SELECT * FROM {s}."Target"') == [(1, "a", 1.5, "张三")]
+
+
+# -- columns, where, querySql, session, tables ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "names", "first"),
+    [
+        (["*"], ["id", "name"], (1, "ann")),
+        (["name", "ID"], ["name", "id"], ("ann", 1)),
+        (
+            ["id", "1", "'x'", "upper(name)", "id * 10 AS tens"],
+            ["id", "1", "'x'", "upper", "tens"],
+            (1, 1, "x", "ANN", 10),
+        ),
+    ],
+)
+def test_column_takes_names_star_constants_and_expressions(
+    pg: PgDb, column: list[str], names: list[str], first: tuple[Any, ...]
+) -> None:
+    pg.sql("CREATE TABLE {s}.t (id int, name text)", "INSERT INTO {s}.t VALUES (1, 'ann')")
+    _, table = read_all(reader(pg.reader_params(table="t", column=column)))
+    assert table.schema.names == names
+    assert tuple(table.to_pylist()[0].values()) == first
+
+
+def test_where_filters_rows(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.t (id int)", "INSERT INTO {s}.t SELECT generate_series(1, 10)")
+    _, table = read_all(reader(pg.reader_params(table="t", where="id > 7")))
+    assert sorted(table.column("id").to_pylist()) == [8, 9, 10]
+
+
+def test_query_sql_overrides_table_column_and_where(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.t (id int, v text)", "INSERT INTO {s}.t VALUES (1, 'a'), (2, 'b')")
+    params = pg.reader_params(querySql=["SELECT v, id * 2 AS twice FROM t WHERE id = 2;"])
+    params.update(column=["id"], where="id = 1")
+    _, table = read_all(reader(params))
+    assert table.to_pylist() == [{"v": "b", "twice": 4}]
+
+
+def test_session_statements_run_on_every_connection(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.t (id int)", "INSERT INTO {s}.t VALUES (1), (2)")
+    r = reader(
+        pg.reader_params(
+            table="t",
+            splitPk="id",
+            session=["SET application_name = 'ts-session'"],
+            column=["id", "current_setting('application_name') AS app"],
+        )
+    )
+    _, table = read_all(r, 2)
+    assert set(table.column("app").to_pylist()) == {"ts-session"}
+
+
+def test_several_tables_are_read_each_with_its_own_splits(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.a (id int)",
+        "CREATE TABLE {s}.b (id int)",
+        "INSERT INTO {s}.a SELECT generate_series(1, 10)",
+        "INSERT INTO {s}.b SELECT generate_series(11, 20)",
+    )
+    splits, table = read_all(reader(pg.reader_params(table=["a", "b"], splitPk="id")), 2)
+    assert sorted(table.column("id").to_pylist()) == list(range(1, 21))
+    assert {s.label.split()[0] for s in splits} == {"a", "b"}
+
+
+def test_fetch_size_bounds_rows_per_batch(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.t (id int)", "INSERT INTO {s}.t SELECT generate_series(1, 1000)")
+    r = reader(pg.reader_params(table="t", fetchSize=128))
+    sizes = [b.num_rows for s in r.splits(1) for b in r.read(s)]
+    r.close()
+    assert sum(sizes) == 1000
+    assert max(sizes) == 128
+
+
+# -- splits -----------------------------------------------------------------------------------
+
+
+def test_integer_split_pk_reads_every_row_once_with_null_keys_in_their_own_split(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.t (n serial, k int)",
+        "INSERT INTO {s}.t (k) SELECT g FROM generate_series(-50, 1000) g",
+        "INSERT INTO {s}.t (k) VALUES (NULL), (NULL), (1000), (-50)",
+    )
+    splits, table = read_all(reader(pg.reader_params(table="t", splitPk="k")), 4)
+    assert len(splits) == 5
+    assert splits[-1].label.endswith("IS NULL")
+    assert sorted(table.column("n").to_pylist()) == list(range(1, 1056))
+
+
+TRICKY = [
+    "a",
+    "A",
+    "á",
+    "b",
+    "B",
+    "ß",
+    "ss",
+    "Z",
+    "",
+    " ",
+    "a ",
+    "ä",
+    "Ä",
+    "z",
+    "résumé",
+    "resume",
+    "RÉSUMÉ",
+    "日本",
+    "🙂",
+    "a\tb",
+]
+
+
+@pytest.mark.parametrize("collation", ["default", '"C"', '"und-x-icu"', "{s}.ci"])
+def test_text_split_pk_reads_every_row_once_under_any_collation(pg: PgDb, collation: str) -> None:
+    pg.sql(
+        "CREATE COLLATION {s}.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+    )
+    coll = "" if collation == "default" else f" COLLATE {collation}"
+    pg.sql(f"CREATE TABLE {{s}}.t (n serial, k text{coll})")
+    values = (
+        [v for v in TRICKY for _ in range(3)] + [f"w{i:03d}" for i in range(200)] + [None, None]
+    )
+    with pg.con.cursor() as cur:
+        cur.executemany(f"INSERT INTO {pg.q('t')} (k) VALUES (%s)", [(v,) for v in values])
+    splits, table = read_all(reader(pg.reader_params(table="t", splitPk="k")), 5)
+    assert len(splits) >= 4
+    assert sorted(table.column("n").to_pylist()) == list(range(1, len(values) + 1))
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "make"),
+    [
+        ("uuid", lambda i: str(uuid.UUID(int=i * 7919))),
+        ("date", lambda i: (dt.date(2020, 1, 1) + dt.timedelta(days=i % 97)).isoformat()),
+        ("numeric(8,2)", lambda i: f"{i / 3:.2f}"),
+    ],
+)
+def test_other_split_pk_types_split_by_quantiles_exactly_once(
+    pg: PgDb, sql_type: str, make: Any
+) -> None:
+    pg.sql(f"CREATE TABLE {{s}}.t (n serial, k {sql_type})")
+    with pg.con.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {pg.q('t')} (k) VALUES (%s)", [(make(i),) for i in range(300)] + [(None,)]
+        )
+    splits, table = read_all(reader(pg.reader_params(table="t", splitPk="k")), 4)
+    assert len(splits) == 5
+    assert sorted(table.column("n").to_pylist()) == list(range(1, 302))
+
+
+def test_a_split_pk_without_an_ordering_is_a_config_error(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.t (k json)", """INSERT INTO {s}.t VALUES ('{"a": 1}')""")
+    r = reader(pg.reader_params(table="t", splitPk="k"))
+    with pytest.raises(ConfigError, match=r"reader\.parameter\.splitPk: .*ordering operator"):
+        r.splits(2)
+    r.close()
+
+
+def test_snapshot_reads_one_consistent_state_while_another_connection_writes(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.t (id int)", "INSERT INTO {s}.t SELECT generate_series(1, 100)")
+    r = reader(pg.reader_params(table="t", splitPk="id", snapshot=True))
+    splits = r.splits(4)
+    pg.sql(
+        "INSERT INTO {s}.t SELECT generate_series(101, 150)",
+        "DELETE FROM {s}.t WHERE id <= 10",
+        "UPDATE {s}.t SET id = -id WHERE id BETWEEN 50 AND 60",
+    )
+    ids = [v for s in splits for b in r.read(s) for v in b.column("id").to_pylist()]
+    r.close()
+    assert sorted(ids) == list(range(1, 101))
+
+
+# -- incremental ------------------------------------------------------------------------------
+
+
+def _optime_tables(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, optime timestamp)",
+        "CREATE TABLE {s}.dst (id int, optime timestamp)",
+        "INSERT INTO {s}.src VALUES (1, '2016-11-13 10:00'), (2, '2016-11-14 10:00'), (3, '2016-11-16 10:00')",
+    )
+
+
+def test_incremental_cursor_reads_only_rows_after_the_last_committed_run(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    _optime_tables(pg)
+    rp = pg.reader_params(table="src", incremental={"column": "optime"})
+    first = run(pg, tmp_path, rp, pg.writer_params("dst"))
+    pg.sql("INSERT INTO {s}.src VALUES (4, '2016-11-14 12:00')")
+    second = run(pg, tmp_path, rp, pg.writer_params("dst"), cyctime="20161117000000")
+    assert (first.status, first.records_read, second.status, second.records_read) == (
+        "succeeded",
+        2,
+        "succeeded",
+        2,
+    )
+    assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == [(1,), (2,), (3,), (4,)]
+
+
+def test_incremental_cursor_is_not_saved_when_the_job_fails(pg: PgDb, tmp_path: Path) -> None:
+    _optime_tables(pg)
+    rp = pg.reader_params(table="src", incremental={"column": "optime"})
+    failed = run(pg, tmp_path, rp, pg.writer_params("dst", postSql=["SELECT no_such_function()"]))
+    again = run(pg, tmp_path, rp, pg.writer_params("dst"))
+    assert (failed.status, again.status, again.records_read) == ("failed", "succeeded", 2)
+
+
+def test_where_with_scheduling_parameters_selects_the_business_day(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    _optime_tables(pg)
+    rp = pg.reader_params(
+        table="src", where="optime >= '${yyyy-mm-dd}' AND optime < '$[yyyy-mm-dd]'"
+    )
+    rep = run(pg, tmp_path, rp, pg.writer_params("dst"))
+    assert rep.status == "succeeded"
+    assert pg.rows("SELECT id FROM {s}.dst") == [(2,)]
+
+
+# -- writer -----------------------------------------------------------------------------------
+
+
+def _upsert_tables(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.dst (id int PRIMARY KEY, name text, extra text DEFAULT 'dflt')",
+        "INSERT INTO {s}.dst VALUES (1, 'a', 'x1'), (2, 'b', 'x2')",
+        "CREATE TABLE {s}.src (id int, name text)",
+        "INSERT INTO {s}.src VALUES (2, 'B'), (3, 'C')",
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("truncate", [(2, "B", "dflt"), (3, "C", "dflt")]),
+        ("replace", [(1, "a", "x1"), (2, "B", "dflt"), (3, "C", "dflt")]),
+        ("update", [(1, "a", "x1"), (2, "B", "x2"), (3, "C", "dflt")]),
+    ],
+)
+def test_write_modes_give_the_expected_target(
+    pg: PgDb, tmp_path: Path, mode: str, expected: list[tuple[Any, ...]]
+) -> None:
+    _upsert_tables(pg)
+    rep = run(pg, tmp_path, pg.reader_params(table="src"), pg.writer_params("dst", writeMode=mode))
+    assert rep.status == "succeeded", rep.error
+    assert pg.rows("SELECT * FROM {s}.dst ORDER BY id") == expected
+
+
+def test_insert_mode_appends_rows(pg: PgDb, tmp_path: Path) -> None:
+    _upsert_tables(pg)
+    pg.sql("UPDATE {s}.src SET id = id + 10")
+    rep = run(
+        pg, tmp_path, pg.reader_params(table="src"), pg.writer_params("dst", writeMode="insert")
+    )
+    assert rep.status == "succeeded", rep.error
+    assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == [(1,), (2,), (12,), (13,)]
+
+
+@pytest.mark.parametrize("mode", ["truncate", "replace", "update"])
+def test_rerun_gives_the_same_target(pg: PgDb, tmp_path: Path, mode: str) -> None:
+    _upsert_tables(pg)
+    args = (pg.reader_params(table="src"), pg.writer_params("dst", writeMode=mode))
+    run(pg, tmp_path, *args)
+    once = pg.rows("SELECT * FROM {s}.dst ORDER BY id")
+    run(pg, tmp_path, *args)
+    assert pg.rows("SELECT * FROM {s}.dst ORDER BY id") == once
+
+
+def test_update_keeps_the_last_row_of_a_key_repeated_in_one_batch(pg: PgDb, tmp_path: Path) -> None:
+    _upsert_tables(pg)
+    rp = pg.reader_params(querySql=["SELECT * FROM (VALUES (2, 'first'), (2, 'last')) v(id, name)"])
+    rep = run(pg, tmp_path, rp, pg.writer_params("dst", writeMode="update"))
+    assert rep.status == "succeeded", rep.error
+    assert pg.rows("SELECT name FROM {s}.dst WHERE id = 2") == [("last",)]
+
+
+def test_update_by_primary_key_parameter_uses_a_unique_index(pg: PgDb, tmp_path: Path) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.dst (code text UNIQUE, n int)",
+        "INSERT INTO {s}.dst VALUES ('a', 1)",
+        "CREATE TABLE {s}.src (code text, n int)",
+        "INSERT INTO {s}.src VALUES ('a', 2), ('b', 3)",
+    )
+    rep = run(
+        pg,
+        tmp_path,
+        pg.reader_params(table="src"),
+        pg.writer_params("dst", writeMode="update", primaryKey=["code"]),
+    )
+    assert rep.status == "succeeded", rep.error
+    assert pg.rows("SELECT * FROM {s}.dst ORDER BY code") == [("a", 2), ("b", 3)]
+
+
+def test_update_without_a_key_is_a_config_error_naming_primary_key(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.dst (id int, v text)")
+    w = writer(pg.writer_params("dst", writeMode="update"))
+    with pytest.raises(ConfigError, match=r"writer\.parameter\.primaryKey: .*no primary key"):
+        w.prepare(pa.schema([("id", pa.int32()), ("v", pa.string())]))
+    w.abort([])
+
+
+def test_naive_timestamps_into_timestamptz_are_read_in_the_job_time_zone(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.dst (id int, at timestamptz)")
+    w = writer(pg.writer_params("dst"), timezone="Asia/Shanghai")
+    data = pa.table(
+        {"id": [1], "at": pa.array([dt.datetime(2020, 1, 1, 8, 0)], pa.timestamp("us"))}
+    )
+    w.prepare(data.schema)
+    w.open(PgSplit(0, "all")).write(data.to_batches()[0])
+    w.commit([])
+    assert pg.rows("SELECT at = '2020-01-01 00:00:00+00' FROM {s}.dst") == [(True,)]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_truncate_mode_empties_the_table_in_the_transaction(
+    pg: PgDb, tmp_path: Path, fast: bool
+) -> None:
+    _upsert_tables(pg)
+    wp = pg.writer_params("dst", writeMode="truncate", fastTruncate=fast)
+    rep = run(pg, tmp_path, pg.reader_params(querySql=["SELECT 9 AS id, 'z' AS name"]), wp)
+    assert rep.status == "succeeded", rep.error
+    assert pg.rows("SELECT id, name, extra FROM {s}.dst") == [(9, "z", "dflt")]
+
+
+def test_writer_column_maps_incoming_columns_by_position(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.src (a int, b text)",
+        "INSERT INTO {s}.src VALUES (1, 'x')",
+        "CREATE TABLE {s}.dst (id int, label text, other text)",
+    )
+    copy(
+        reader(pg.reader_params(table="src")),
+        writer(pg.writer_params("dst", column=["id", "label"])),
+    )
+    assert pg.rows("SELECT * FROM {s}.dst") == [(1, "x", None)]
+
+
+@pytest.mark.parametrize("mode", ["insert", "truncate", "replace", "update"])
+def test_failed_job_leaves_the_target_exactly_as_it_was(
+    pg: PgDb, tmp_path: Path, mode: str
+) -> None:
+    _upsert_tables(pg)
+    before = pg.rows("SELECT * FROM {s}.dst ORDER BY id")
+    # the source fails after some batches have been written: division by zero at row 3000
+    rp = pg.reader_params(
+        querySql=[
+            "SELECT g + 10 AS id, (1 / (3000 - g))::text AS name FROM generate_series(1, 5000) g"
+        ],
+        fetchSize=500,
+    )
+    rep = run(pg, tmp_path, rp, pg.writer_params("dst", writeMode=mode))
+    assert rep.status == "failed"
+    assert "[22012]" in (rep.error or "")
+    assert pg.rows("SELECT * FROM {s}.dst ORDER BY id") == before
+
+
+def test_pre_and_post_sql_run_inside_the_write_transaction(pg: PgDb, tmp_path: Path) -> None:
+    _upsert_tables(pg)
+    wp = pg.writer_params(
+        "dst",
+        writeMode="update",
+        preSql=["DELETE FROM @table WHERE id = 1"],
+        postSql=["UPDATE @table SET extra = 'post' WHERE id = 3"],
+    )
+    rep = run(pg, tmp_path, pg.reader_params(table="src"), wp)
+    assert rep.status == "succeeded", rep.error
+    assert pg.rows("SELECT * FROM {s}.dst ORDER BY id") == [(2, "B", "x2"), (3, "C", "post")]
+
+
+def test_failing_post_sql_rolls_back_pre_sql_and_rows(pg: PgDb, tmp_path: Path) -> None:
+    _upsert_tables(pg)
+    before = pg.rows("SELECT * FROM {s}.dst ORDER BY id")
+    wp = pg.writer_params(
+        "dst",
+        writeMode="update",
+        preSql=["DELETE FROM @table"],
+        postSql=["INSERT INTO @table (id) VALUES (NULL)"],
+    )
+    rep = run(pg, tmp_path, pg.reader_params(table="src"), wp)
+    assert rep.status == "failed"
+    assert pg.rows("SELECT * FROM {s}.dst ORDER BY id") == before
+
+
+# (case, source column, target column, bad value, SQLSTATE): text sources go through the staging
+# table and SQL casts; the bigint and text-into-text cases go by binary COPY straight into the target
+DIRTY = [
+    ("not null", "text", "v text NOT NULL", None, "23502"),
+    ("too long", "text", "v varchar(3)", "toolong", "22001"),
+    ("bad integer", "text", "v int", "12x", "22P02"),
+    ("integer overflow in SQL", "text", "v int", "9999999999", "22003"),
+    ("integer overflow in COPY", "bigint", "v int", 9999999999, "22003"),
+    ("check", "text", "v text CHECK (v <> 'bad')", "bad", "23514"),
+    ("unique", "text", "v text UNIQUE", "dup", "23505"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "src_type", "column", "bad", "code"), DIRTY, ids=[d[0] for d in DIRTY]
+)
+def test_rows_violating_constraints_become_dirty_records_and_the_rest_are_written(
+    pg: PgDb, tmp_path: Path, case: str, src_type: str, column: str, bad: Any, code: str
+) -> None:
+    pg.sql(
+        f"CREATE TABLE {{s}}.src (id int, v {src_type})",
+        f"CREATE TABLE {{s}}.dst (id int, {column})",
+    )
+    rows = [(i, str(i) if src_type == "text" else i) for i in range(1, 200)] + [(200, bad)]
+    if case == "unique":
+        rows.insert(0, (0, "dup"))
+    with pg.con.cursor() as cur:
+        cur.executemany(f"INSERT INTO {pg.q('src')} VALUES (%s, %s)", rows)
+    rep = run(
+        pg,
+        tmp_path,
+        pg.reader_params(table="src"),
+        pg.writer_params("dst"),
+        setting={"errorLimit": {"record": 5}},
+    )
+    assert (rep.status, rep.dirty_records, rep.records_written) == ("succeeded", 1, len(rows) - 1)
+    dirty = [json.loads(line) for line in Path(rep.dirty_file).read_text().splitlines()]
+    assert [(d["code"], d["row"]["id"]) for d in dirty] == [(code, 200)]
+    assert pg.rows("SELECT count(*) FROM {s}.dst") == [(len(rows) - 1,)]
+
+
+def test_error_limit_exceeded_exits_1_and_publishes_nothing(pg: PgDb, tmp_path: Path) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, v text)",
+        "CREATE TABLE {s}.dst (id int, v text NOT NULL)",
+        "INSERT INTO {s}.src VALUES (1, 'a'), (2, NULL), (3, 'c')",
+    )
+    path = pg.job_file(
+        tmp_path / "job.json", pg.reader_params(table="src"), pg.writer_params("dst")
+    )
+    tidesync = Path(sys.executable).with_name("tidesync")
+    proc = subprocess.run(
+        [str(tidesync), "run", str(path), "--cyctime", "20161115000000"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "error limit exceeded" in proc.stderr
+    assert pg.rows("SELECT count(*) FROM {s}.dst") == [(0,)]
+
+
+# -- connections and errors -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["jdbcUrl", "url", "datasource"])
+def test_connection_by_jdbc_url_plain_url_or_named_datasource(
+    pg: PgDb, tmp_path: Path, shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg.sql("CREATE TABLE {s}.t (id int)", "INSERT INTO {s}.t VALUES (7)")
+    monkeypatch.setenv("TS_PG_PASSWORD", PASSWORD)
+    conns = {"wh": {"kind": "postgresql", "url": pg.url, "password": "${env:TS_PG_PASSWORD}"}}
+    params: dict[str, Any] = {
+        "jdbcUrl": pg.reader_params(table=f"{pg.schema}.t"),
+        "url": {"url": pg.url, "table": f"{pg.schema}.t"},
+        "datasource": {"datasource": "wh", "table": [f"{pg.schema}.t"]},
+    }[shape]
+    _, table = read_all(reader(params, connections=conns))
+    assert table.column("id").to_pylist() == [7]
+
+
+def test_connection_refused_is_fatal_naming_host_port_db_never_the_password() -> None:
+    r = reader(
+        {
+            "connection": [{"jdbcUrl": ["jdbc:postgresql://127.0.0.1:1/test"], "table": ["t"]}],
+            "username": "postgres",
+            "password": PASSWORD,
+        }
+    )
+    with pytest.raises(FatalError) as e:
+        r.schema()
+    assert "127.0.0.1:1/test" in str(e.value)
+    assert PASSWORD not in str(e.value)
+
+
+def test_unknown_role_is_fatal_and_report_holds_no_password(
+    pg: PgDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg.sql("CREATE TABLE {s}.t (id int)")
+    monkeypatch.setenv("TS_PG_PASSWORD", PASSWORD)
+    (tmp_path / "tidesync.yaml").write_text(
+        f"connections:\n  wh:\n    kind: postgresql\n    url: postgresql://no_such_role_ts@"
+        f"{pg.host_port_db}\n    password: ${{env:TS_PG_PASSWORD}}\n",
+        encoding="utf-8",
+    )
+    rp = {"datasource": "wh", "table": "t"}
+    path = pg.job_file(tmp_path / "job.json", rp, pg.writer_params("t"))
+    tidesync = Path(sys.executable).with_name("tidesync")
+    proc = subprocess.run(
+        [str(tidesync), "run", str(path), "--report", "report.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ},
+    )
+    report = (tmp_path / "report.json").read_text()
+    assert proc.returncode == 1
+    assert "cannot connect to PostgreSQL at " + pg.host_port_db in json.loads(report)["error"]
+    assert PASSWORD not in proc.stderr + proc.stdout + report
+
+
+def test_password_never_appears_in_dirty_records_or_the_report(pg: PgDb, tmp_path: Path) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, v text)",
+        "CREATE TABLE {s}.dst (id int, v text NOT NULL)",
+        "INSERT INTO {s}.src VALUES (1, 'a'), (2, NULL)",
+    )
+    rp = {**pg.reader_params(table="src"), "password": PASSWORD}
+    wp = {**pg.writer_params("dst"), "password": PASSWORD}
+    rep = run(pg, tmp_path, rp, wp, setting={"errorLimit": {"record": 0}})
+    text = (tmp_path / "report.json").read_text() + Path(rep.dirty_file).read_text()
+    assert rep.status == "failed"
+    assert "23502" in text
+    assert PASSWORD not in text
+
+
+def test_a_connection_killed_while_reading_is_retriable(pg: PgDb) -> None:
+    app = f"ts-term-{uuid.uuid4().hex[:8]}"
+    r = reader(
+        pg.reader_params(
+            querySql=["SELECT pg_sleep(10) AS s"], session=[f"SET application_name = '{app}'"]
+        )
+    )
+    split = r.splits(1)[0]
+
+    def kill() -> None:
+        for _ in range(200):
+            if pg.rows(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = %s AND state = 'active'",
+                (app,),
+            )[0][0]:
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    try:
+        with pytest.raises(RetriableError, match=r"terminating connection.*\[57P01\]|lost"):
+            list(r.read(split))
+    finally:
+        killer.join()
+        r.close()
+
+
+def test_unknown_table_is_a_config_error_with_its_key_path_and_a_suggestion(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.orders (id int)")
+    with pytest.raises(
+        ConfigError,
+        match=r"reader\.parameter\.connection\[0\]\.table\[0\]: .*'ordrs'.*"
+        r"did you mean 'orders'",
+    ):
+        reader(pg.reader_params(table="ordrs")).schema()
+
+
+def test_unknown_column_is_a_config_error_with_a_suggestion(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.t (name text)")
+    with pytest.raises(ConfigError, match=r"column\[0\]: .*'nmae'.*did you mean 'name'"):
+        reader(pg.reader_params(table="t", column=["nmae"])).schema()
+
+
+@pytest.mark.parametrize(
+    ("params", "problem"),
+    [
+        ({"table": ["t"]}, r"reader\.parameter\.connection: is required"),
+        (
+            {"connection": [{"jdbcUrl": ["jdbc:mysql://h/db"], "table": ["t"]}]},
+            r"jdbcUrl: .*not postgresql",
+        ),
+        (
+            {"connection": [{"jdbcUrl": ["jdbc:postgresql://h/db"]}]},
+            r"connection\[0\]\.table: is required",
+        ),
+        (
+            {"url": "postgresql://h/db", "table": "t", "fetchSize": 0},
+            r"fetchSize: must be at least 1",
+        ),
+    ],
+)
+def test_reader_config_errors_name_the_key(params: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        reader(params)
+
+
+def test_writer_rejects_an_unknown_write_mode() -> None:
+    with pytest.raises(
+        ConfigError, match=r"writeMode: 'upsert' is not one of insert, replace, update"
+    ):
+        writer({"url": "postgresql://h/db", "table": "t", "writeMode": "upsert"})
+
+
+# -- the shared conformance suite -------------------------------------------------------------
+
+_DDL = {
+    pa.int64(): "bigint",
+    pa.int32(): "integer",
+    pa.float64(): "double precision",
+    pa.string(): "text",
+    pa.bool_(): "boolean",
+    pa.date32(): "date",
+    pa.timestamp("us"): "timestamp",
+    pa.binary(): "bytea",
+}
+
+
+class PgAdapter(Adapter):
+    kind = "postgresql"
+
+    def __init__(self, base_dir: Path, db: PgDb):
+        super().__init__(base_dir)
+        self.db = db
+
+    def create_table(self, name: str, data: pa.Table, primary_key: Sequence[str] = ()) -> None:
+        cols = [
+            f"{self.ident(f.name)} {_DDL[f.type]}{'' if f.nullable else ' NOT NULL'}"
+            for f in data.schema
+        ]
+        if primary_key:
+            cols.append(f"PRIMARY KEY ({', '.join(self.ident(k) for k in primary_key)})")
+        self.db.sql(
+            f"DROP TABLE IF EXISTS {self.db.q(name)}",
+            f"CREATE TABLE {self.db.q(name)} ({', '.join(cols)})",
+        )
+        if data.num_rows:
+            marks = ", ".join(["%s"] * data.num_columns)
+            with self.db.con.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {self.db.q(name)} VALUES ({marks})",
+                    [tuple(r.values()) for r in data.to_pylist()],
+                )
+
+    def read_table(self, name: str) -> pa.Table:
+        cur = self.db.con.execute(f"SELECT * FROM {self.db.q(name)}")
+        names = [d.name for d in cur.description or []]
+        return (
+            pa.Table.from_pylist(
+                [dict(zip(names, r, strict=True)) for r in cur.fetchall()], schema=None
+            )
+            if cur.rowcount
+            else pa.table({n: [] for n in names})
+        )
+
+    def reader_params(self, table: str | list[str], **extra: Any) -> dict[str, Any]:
+        return self.db.reader_params(table=table, **extra)
+
+    def writer_params(self, table: str, **extra: Any) -> dict[str, Any]:
+        return self.db.writer_params(table, **extra)
+
+
+class TestPostgresqlConformance(SqlSuite):
+    # PostgreSQL splits text keys by quantiles (test_text_split_pk_reads_every_row_once_...)
+    test_a_text_split_pk_is_refused = None
+
+    @pytest.fixture
+    def adapter(self, pg: PgDb, tmp_path: Path) -> Adapter:
+        return PgAdapter(tmp_path, pg)
+
+
+# -- URLs (no server needed) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "label", "options"),
+    [
+        ("jdbc:postgresql://db1:5433/sales", "db1:5433/sales", {}),
+        (
+            "jdbc:postgresql://h1,h2:6000/dw?currentSchema=ods&ssl=true",
+            "h1:5432,h2:6000/dw",
+            {"options": "-c search_path=ods", "sslmode": "require"},
+        ),
+        ("postgresql://etl:pw@[::1]/app?sslmode=disable", "::1:5432/app", {"sslmode": "disable"}),
+        ("jdbc:postgresql:local", "localhost:5432/local", {}),
+    ],
+)
+def test_urls_read_host_port_database_and_options(
+    url: str, label: str, options: dict[str, str]
+) -> None:
+    ep = parse_url(url)
+    assert (ep.label, dict(ep.options)) == (label, options)
+
+
+def test_an_endpoint_never_shows_its_password() -> None:
+    ep = parse_url("postgresql://etl:" + PASSWORD + "@db:5432/app")
+    assert ep.password == PASSWORD
+    assert PASSWORD not in repr(ep) + str(ep) + ep.label
+    assert ep.uri().startswith("postgresql://etl:")
+
+
+def test_credentials_of_the_job_override_those_of_the_url() -> None:
+    ep = parse_url("jdbc:postgresql://db/app?user=a&password=b").with_credentials("etl", "pw")
+    assert (ep.user, ep.password) == ("etl", "pw")
