@@ -53,7 +53,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeAlias
 
 import pyarrow as pa
 
@@ -130,6 +130,12 @@ class Context:
 
 _MISSING = object()
 
+# builtins under other names: Params has methods called str, int, bool and list
+_S: TypeAlias = str
+_I: TypeAlias = int
+_B: TypeAlias = bool
+_L: TypeAlias = list
+
 
 class Params:
     """Reads a connector's ``parameter`` object, collecting every problem before raising.
@@ -140,21 +146,21 @@ class Params:
     Numbers written as strings (``"fetchSize": "1024"``) are accepted, as the seeds write them.
     """
 
-    def __init__(self, params: dict[str, Any], ctx: Context, known_extra: Sequence[str] = ()):
+    def __init__(self, params: dict[_S, Any], ctx: Context, known_extra: Sequence[_S] = ()):
         if not isinstance(params, dict):
             raise ConfigError(
                 f"{ctx.where or 'parameter'}: must be an object, got {type(params).__name__}"
             )
         self.raw = params
         self.ctx = ctx
-        self.problems: list[str] = []
-        self.seen: set[str] = set(known_extra)
+        self.problems: _L[_S] = []
+        self.seen: set[_S] = set(known_extra)
 
-    def problem(self, key: str, message: str) -> None:
+    def problem(self, key: _S, message: _S) -> None:
         self.problems.append(f"{self.ctx.path(key)}: {message}")
 
     def get(
-        self, key: str, default: Any = None, *, required: bool = False, aliases: Sequence[str] = ()
+        self, key: _S, default: Any = None, *, required: _B = False, aliases: Sequence[_S] = ()
     ) -> Any:
         self.seen.add(key)
         self.seen.update(aliases)
@@ -167,24 +173,24 @@ class Params:
 
     def str(
         self,
-        key: str,
-        default: str | None = None,
+        key: _S,
+        default: _S | None = None,
         *,
-        required: bool = False,
-        choices: Sequence[str] | None = None,
-        aliases: Sequence[str] = (),
-        lower: bool = False,
+        required: _B = False,
+        choices: Sequence[_S] | None = None,
+        aliases: Sequence[_S] = (),
+        lower: _B = False,
     ) -> Any:
         v = self.get(key, _MISSING, required=required, aliases=aliases)
         if v is _MISSING:
             return default
-        if not isinstance(v, str | int | float) or isinstance(v, bool):
+        if not isinstance(v, _S | _I | float) or isinstance(v, _B):
             self.problem(key, f"must be a string, got {_show(v)}")
             return default
-        v = str(v)
+        v = _S(v)
         if choices is not None:
             cmp = v.lower() if lower else v
-            allowed = [c.lower() for c in choices] if lower else list(choices)
+            allowed = [c.lower() for c in choices] if lower else _L(choices)
             if cmp not in allowed:
                 self.problem(
                     key, f"{v!r} is not one of {', '.join(choices)}{did_you_mean(v, choices)}"
@@ -195,20 +201,20 @@ class Params:
 
     def int(
         self,
-        key: str,
-        default: int | None = None,
+        key: _S,
+        default: _I | None = None,
         *,
-        required: bool = False,
-        minimum: int | None = None,
-        aliases: Sequence[str] = (),
+        required: _B = False,
+        minimum: _I | None = None,
+        aliases: Sequence[_S] = (),
     ) -> Any:
         v = self.get(key, _MISSING, required=required, aliases=aliases)
         if v is _MISSING:
             return default
         try:
-            if isinstance(v, bool):
+            if isinstance(v, _B):
                 raise ValueError
-            n = int(v) if not isinstance(v, float) or v.is_integer() else None
+            n = _I(v) if not isinstance(v, float) or v.is_integer() else None
             if n is None:
                 raise ValueError
         except (TypeError, ValueError):
@@ -219,7 +225,7 @@ class Params:
             return default
         return n
 
-    def size(self, key: str, default: int | None = None) -> Any:
+    def size(self, key: _S, default: _I | None = None) -> Any:
         """A byte size: ``1048576``, ``"64MB"``, ``"1g"``."""
         v = self.get(key, _MISSING)
         if v is _MISSING:
@@ -230,34 +236,34 @@ class Params:
             return default
         return n
 
-    def bool(self, key: str, default: bool = False, *, aliases: Sequence[str] = ()) -> bool:
+    def bool(self, key: _S, default: _B = False, *, aliases: Sequence[_S] = ()) -> _B:
         v = self.get(key, _MISSING, aliases=aliases)
         if v is _MISSING:
             return default
-        if isinstance(v, bool):
+        if isinstance(v, _B):
             return v
-        if isinstance(v, str) and v.lower() in ("true", "false", "yes", "no", "1", "0"):
+        if isinstance(v, _S) and v.lower() in ("true", "false", "yes", "no", "1", "0"):
             return v.lower() in ("true", "yes", "1")
-        if isinstance(v, int) and v in (0, 1):
-            return bool(v)
+        if isinstance(v, _I) and v in (0, 1):
+            return _B(v)
         self.problem(key, f"must be true or false, got {_show(v)}")
         return default
 
     def list(
         self,
-        key: str,
-        default: list[Any] | None = None,
+        key: _S,
+        default: _L[Any] | None = None,
         *,
-        required: bool = False,
-        aliases: Sequence[str] = (),
+        required: _B = False,
+        aliases: Sequence[_S] = (),
     ) -> Any:
-        """A list; a single value is taken as a list of one (DataX accepts both)."""
+        """A _L; a single value is taken as a _L of one (DataX accepts both)."""
         v = self.get(key, _MISSING, required=required, aliases=aliases)
         if v is _MISSING:
             return default
-        return v if isinstance(v, list) else [v]
+        return v if isinstance(v, _L) else [v]
 
-    def obj(self, key: str, default: dict[str, Any] | None = None) -> Any:
+    def obj(self, key: _S, default: dict[_S, Any] | None = None) -> Any:
         v = self.get(key, _MISSING)
         if v is _MISSING:
             return default
@@ -270,7 +276,7 @@ class Params:
         if self.problems:
             raise ConfigError(self.problems)
 
-    def unknown_keys(self) -> list[str]:
+    def unknown_keys(self) -> _L[_S]:
         """Keys the connector never asked for: worth a warning (DataX jobs carry many)."""
         return [
             f"{self.ctx.path(k)}: unknown key, ignored{did_you_mean(k, self.seen)}"
@@ -505,7 +511,7 @@ def load(name: str, side: Side, where: str = "") -> type[Reader] | type[Writer]:
     cls = getattr(module, "Reader" if side == "reader" else "Writer", None)
     if cls is None:
         raise ConfigError(f"{where}: {kind} cannot be used as a {side}")
-    return cls  # type: ignore[no-any-return]
+    return cls  # type: ignore[no-any-return,unused-ignore]
 
 
 def catalog() -> list[dict[str, Any]]:

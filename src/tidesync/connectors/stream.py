@@ -119,7 +119,8 @@ class Reader(base.Reader):
         if self.total is not None:
             n = max(1, min(n, self.total))
             size, extra = divmod(self.total, n)
-            out, start = [], 0
+            out: list[base.Split] = []
+            start = 0
             for i in range(n):
                 count = size + (1 if i < extra else 0)
                 out.append(Slice(i, f"rows {start}..{start + count}", start, count))

@@ -275,23 +275,23 @@ class _Run:
     ) -> list[pa.RecordBatch]:
         out = [batch]
         for t in part.transforms:
+
+            def on_dirty(
+                o: int, row: pa.RecordBatch, e: DirtyRecordError, t: Transform = t
+            ) -> None:
+                self.add_dirty(
+                    sr,
+                    split,
+                    "transform",
+                    f"{t.name}: {e.reason}",
+                    row_of(row, 0),
+                    f"row {offset + o}",
+                    e.code,
+                )
+
             nxt: list[pa.RecordBatch] = []
             for b in out:
-                nxt.extend(
-                    isolate(
-                        b,
-                        t.apply,
-                        lambda o, row, e, t=t: self.add_dirty(
-                            sr,
-                            split,
-                            "transform",
-                            f"{t.name}: {e.reason}",
-                            row_of(row, 0),
-                            f"row {offset + o}",
-                            e.code,
-                        ),
-                    )
-                )
+                nxt.extend(isolate(b, t.apply, on_dirty))
             out = nxt
         return out
 
@@ -322,13 +322,15 @@ class _Run:
                     batch, offset = channel.get()
                 except StopIteration:
                     break
-                written = isolate(
-                    batch,
-                    write,
-                    lambda o, row, e, offset=offset: self.add_dirty(
-                        sr, split, "write", e.reason, row_of(row, 0), f"row {offset + o}", e.code
-                    ),
-                )
+
+                def on_dirty(
+                    o: int, row: pa.RecordBatch, e: DirtyRecordError, at: int = offset
+                ) -> None:
+                    self.add_dirty(
+                        sr, split, "write", e.reason, row_of(row, 0), f"row {at + o}", e.code
+                    )
+
+                written = isolate(batch, write, on_dirty)
                 n = sum(written)
                 with self.lock:
                     sr.records_written += n
