@@ -462,9 +462,9 @@ def _plugins() -> dict[str, str]:
 def resolve(name: str, side: Side, where: str = "") -> tuple[str, str]:
     """Map a user-written connector name to ``(kind, module path)`` or raise ConfigError."""
     key = name.strip().lower() if isinstance(name, str) else ""
-    plugins = _plugins()
     if key in CONNECTORS:
         return key, CONNECTORS[key]
+    plugins = _plugins()
     if key in plugins:
         return key, plugins[key]
     if key in ALIASES:
