@@ -31,6 +31,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ from tidesync.connectors._file.locate import (
     compression_of,
     expand,
 )
-from tidesync.errors import ConfigError, DirtyRecordError, FatalError, TidesyncError, redact
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError, TidesyncError
 
 __all__ = ["Reader", "Writer", "FileSplit", "filesystem_for", "FORMATS", "SPLIT_BYTES"]
 
@@ -94,13 +95,12 @@ def filesystem_for(
 def object_store(
     scheme: str, bucket_and_key: str, params: dict[str, Any], ctx: base.Context
 ) -> tuple[pafs.FileSystem, str]:
-    """Hook for object stores: return ``(S3FileSystem or PyFileSystem(FSSpecHandler(...)),
-    "bucket/key")`` built from ``params`` (endpoint, credentials) and ``ctx.connections``."""
-    raise ConfigError(
-        f"{ctx.path('path')}: {scheme}://{redact(bucket_and_key)}: s3 support is not "
-        "installed in this version; copy the files locally or use the s3 connector "
-        "once it is available"
-    )
+    """An object store's file system (see :mod:`tidesync.connectors._file.objectstore`) built
+    from ``params`` (``datasource``, ``endpoint``, credentials) and ``ctx.connections``, and the
+    path ``bucket/key`` in it."""
+    from tidesync.connectors._file import objectstore
+
+    return objectstore.locate(scheme, bucket_and_key, params, ctx)
 
 
 def _local(path: str, ctx: base.Context) -> str:
@@ -162,8 +162,31 @@ def _filesystem(p: base.Params, path: str, ctx: base.Context) -> tuple[pafs.File
     try:
         return filesystem_for(path, p.raw, ctx)
     except ConfigError as e:
-        p.problems.extend(e.problems)
+        p.problems.extend(x for x in e.problems if x not in p.problems)
         return None
+
+
+def _edge(fs: pafs.FileSystem) -> Any:
+    """The object store behind ``fs`` (its error translation), or None for a local disk."""
+    if not isinstance(fs, pafs.PyFileSystem):
+        return None
+    from tidesync.connectors._file.objectstore import edge_of
+
+    return edge_of(fs)
+
+
+def _store_error(fs: pafs.FileSystem, e: BaseException, action: str, path: str) -> Any:
+    """An object store's failure translated at the edge (None: not an object store's)."""
+    edge = _edge(fs)
+    return edge.translate(e, action, path) if edge is not None else None
+
+
+def _object_store_keys(p: base.Params) -> None:
+    """Object-store settings are read by the file system; they are not unknown keys."""
+    from tidesync.connectors._file.objectstore import KEYS
+
+    if any(k in p.raw for k in KEYS):
+        p.seen.update(KEYS)
 
 
 # -- reader --------------------------------------------------------------------------------------
@@ -186,7 +209,14 @@ class Reader(base.Reader):
     def __init__(self, params: dict[str, Any], ctx: base.Context):
         super().__init__(params, ctx)
         p = self.p
-        paths = p.list("path", required=True) or []
+        _object_store_keys(p)
+        self.by_object = p.raw.get("object") is not None
+        if self.by_object:  # DataX ossreader: keys, key prefixes or patterns in a bucket
+            from tidesync.connectors._file.objectstore import object_urls
+
+            paths: list[Any] = object_urls(p, ctx)
+        else:
+            paths = p.list("path", required=True) or []
         for i, v in enumerate(paths):
             if not isinstance(v, str) or not v.strip():
                 p.problem(
@@ -217,21 +247,31 @@ class Reader(base.Reader):
         seen: set[tuple[str, str]] = set()
         missing = []
         for src, (fs, pattern) in enumerate(self.sources):
-            infos = expand(fs, pattern)
+            infos = expand(fs, pattern, prefix=self.by_object)
             if not infos:
-                missing.append(
-                    self.paths[src]
-                    if self.paths[src] == pattern
-                    else f"{self.paths[src]} ({pattern})"
-                )
+                missing.append(self._shown(src, pattern))
             for info in infos:
                 if (fs.type_name, info.path) not in seen:
                     seen.add((fs.type_name, info.path))
                     yield src, info
         if missing:
+            if self.by_object:
+                edge = _edge(self.sources[0][0])
+                where = (
+                    f" ({edge.settings.where(self.sources[0][1].split('/')[0])})" if edge else ""
+                )
+                raise FatalError(
+                    f"{self.ctx.path('object')}: no object matches "
+                    f"{', '.join(map(repr, missing))}{where}"
+                )
             raise FatalError(
                 f"{self.ctx.path('path')}: no file matches {', '.join(map(repr, missing))}"
             )
+
+    def _shown(self, src: int, pattern: str) -> str:
+        if self.by_object:
+            return pattern.partition("/")[2]
+        return self.paths[src] if self.paths[src] == pattern else f"{self.paths[src]} ({pattern})"
 
     def splits(self, n: int) -> list[base.Split]:
         files = list(self._files())
@@ -295,7 +335,7 @@ class Reader(base.Reader):
         fs = self.sources[split.source][0]
         piece = Piece(split.path, split.start, split.stop, split.compression)
         with (
-            _translated(split.path, self.opts.encoding),
+            _translated(fs, split.path, self.opts.encoding),
             decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
         ):
             fields, keys, natural = dec.fields()
@@ -318,7 +358,7 @@ class Reader(base.Reader):
             keys = [f"c{i}" for i in range(width)]
             return bind(cols, keys, keys, self.delimited, True, self.ctx.path, "").schema()
         for fs, pattern in self.sources:
-            infos = expand(fs, pattern)
+            infos = expand(fs, pattern, prefix=self.by_object)
             if not infos:
                 continue
             info = infos[0]
@@ -329,7 +369,7 @@ class Reader(base.Reader):
                 else self.compression or compression_of(info.path),
             )
             with (
-                _translated(info.path, self.opts.encoding),
+                _translated(fs, info.path, self.opts.encoding),
                 decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
             ):
                 fields, keys, natural = dec.fields()
@@ -349,8 +389,9 @@ class Reader(base.Reader):
 
 
 @contextlib.contextmanager
-def _translated(path: str, encoding: str) -> Iterator[None]:
-    """Source failures as FatalError naming the file (and the fix, where one is likely)."""
+def _translated(fs: pafs.FileSystem, path: str, encoding: str) -> Iterator[None]:
+    """Source failures as FatalError naming the file (and the fix, where one is likely); an
+    object store's as its edge translates them (RetriableError for transient ones)."""
     try:
         yield
     except TidesyncError:
@@ -358,6 +399,10 @@ def _translated(path: str, encoding: str) -> Iterator[None]:
     except FileNotFoundError:
         raise FatalError(f"{path}: no such file (it was listed when the job was planned)") from None
     except (UnicodeDecodeError, pa.ArrowException, OSError, ValueError) as e:
+        if isinstance(e, OSError) and "AWS Error" in str(e):
+            err = _store_error(fs, e, "read", path)
+            if err is not None:
+                raise err from e
         msg = str(e)
         hint = ""
         if isinstance(e, UnicodeDecodeError) or "utf8" in msg.lower() or "utf-8" in msg.lower():
@@ -376,8 +421,14 @@ class Writer(base.Writer):
     def __init__(self, params: dict[str, Any], ctx: base.Context):
         super().__init__(params, ctx)
         p = self.p
-        path = p.str("path", required=True)
-        file_name = p.str("fileName", required=True)
+        _object_store_keys(p)
+        if p.raw.get("object") is not None:  # DataX osswriter: the objects' name, with folders
+            from tidesync.connectors._file.objectstore import object_target
+
+            path, file_name = object_target(p, ctx)
+        else:
+            path = p.str("path", required=True)
+            file_name = p.str("fileName", required=True)
         if isinstance(file_name, str) and ("/" in file_name or file_name.startswith(".")):
             p.problem(
                 "fileName",
@@ -409,8 +460,9 @@ class Writer(base.Writer):
         self.max_size: int | None = p.size("maxFileSize")
         located = _filesystem(p, path, ctx) if path else None
         p.done()
-        assert located is not None
+        assert located is not None and file_name is not None
         self.fs, self.root = located
+        self.edge = _edge(self.fs)  # an object store: no folders; its errors translated
         self.names = Names.of(file_name, SUFFIXES.get(self.codec or "", ""))
         self.tmp = f"{self.root}/.tidesync-tmp-{uuid.uuid4().hex[:12]}"
         self.schema: pa.Schema | None = None
@@ -448,7 +500,9 @@ class Writer(base.Writer):
         info = self.fs.get_file_info(self.root)
         if info.type == pafs.FileType.File:
             raise FatalError(f"{self.ctx.path('path')}: {self.root} is a file; path names a folder")
-        if info.type == pafs.FileType.NotFound:
+        if info.type == pafs.FileType.NotFound and self.edge is not None:
+            self.fs.create_dir(self.root)  # nothing to create: checks the bucket
+        elif info.type == pafs.FileType.NotFound:
             top = self.root
             while (
                 (parent := top.rsplit("/", 1)[0])
@@ -507,15 +561,33 @@ class Writer(base.Writer):
                 gen += 1
                 name = self.names.name(index, part, gen)
             finals.append(name)
-        for (tmp, _, _), name in zip(plan, finals, strict=True):
-            self.fs.move(tmp, f"{self.root}/{name}")
+        # an object store copies on the server (in parallel; the staged objects go with the
+        # temporary folder at the end), a disk renames
+        place = self.fs.copy_file if self.edge is not None else self.fs.move
+        placed, failure = _each(
+            lambda item: place(item[0][0], f"{self.root}/{item[1]}"),
+            list(zip(plan, finals, strict=True)),
+            parallel=self.edge is not None,
+        )
+        if failure is not None:
+            # what did not exist before goes again; a name replaced cannot be given back
+            for _, name in placed:
+                if name not in existing:
+                    _quietly(self.fs.delete_file, f"{self.root}/{name}")
+            raise failure
         if self.mode == "truncate":
-            for name in sorted(existing - set(finals)):
-                self.fs.delete_file(f"{self.root}/{name}")
+            old = [f"{self.root}/{name}" for name in sorted(existing - set(finals))]
+            _, failure = _each(self.fs.delete_file, old, parallel=self.edge is not None)
+            if failure is not None:
+                raise failure
         _quietly(self.fs.delete_dir, self.tmp)
 
+    def write_error(self, e: OSError, path: str) -> TidesyncError:
+        err = _store_error(self.fs, e, "write", path) if self.edge is not None else None
+        return err if err is not None else FatalError(f"{self.root}: cannot write: {e}")
+
     def abort(self, results: list[Any]) -> None:
-        for r in results:
+        for r in results if self.edge is None else []:  # objects: all go with the folder
             for f in (r or {}).get("files", []) if isinstance(r, dict) else []:
                 _quietly(self.fs.delete_file, f)
         _quietly(self.fs.delete_dir, self.tmp)
@@ -527,8 +599,32 @@ class Writer(base.Writer):
                 _quietly(self.fs.delete_dir, self.created)
 
 
+def _each(fn: Any, items: list[Any], parallel: bool) -> tuple[list[Any], BaseException | None]:
+    """Apply ``fn`` to every item (on up to 8 threads when ``parallel``); return the items it
+    succeeded on and the first failure (after every call has ended)."""
+    done: list[Any] = []
+    if not parallel or len(items) < 2:
+        for item in items:
+            try:
+                fn(item)
+            except BaseException as e:  # noqa: BLE001 - handed back to the caller
+                return done, e
+            done.append(item)
+        return done, None
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        futures = [(item, pool.submit(fn, item)) for item in items]
+        for item, fut in futures:
+            exc = fut.exception()
+            if exc is None:
+                done.append(item)
+            elif failure is None:
+                failure = exc
+    return done, failure
+
+
 def _quietly(fn: Any, path: str) -> None:
-    with contextlib.suppress(FileNotFoundError, OSError):
+    with contextlib.suppress(FileNotFoundError, OSError, TidesyncError):
         fn(path)
 
 
@@ -617,7 +713,7 @@ class _Sink(base.Sink):
                 self.part_rows += rows
                 self.bytes += size
         except OSError as e:
-            raise FatalError(f"{self.w.root}: cannot write: {e}") from e
+            raise self.w.write_error(e, self.files[-1] if self.files else self.w.root) from e
         self.rows += batch.num_rows
 
     def _encode(self, batch: pa.RecordBatch) -> list[tuple[list[Any], int, int]]:
@@ -666,13 +762,27 @@ class _Sink(base.Sink):
                 pa.Table.from_batches(self.buf, self.pq_schema), row_group_size=ROW_GROUP_ROWS
             )
         except OSError as e:
-            raise FatalError(f"{self.w.root}: cannot write: {e}") from e
+            raise self.w.write_error(e, self.files[-1] if self.files else self.w.root) from e
         self.buf.clear()
         self.buf_rows = self.buf_bytes = 0
         if self.w.max_size and self.out.tell() >= self.w.max_size:
             self._close_part()
 
     def close(self) -> Any:
+        try:
+            self._finish()
+        except OSError as e:
+            raise self.w.write_error(e, self.files[-1] if self.files else self.w.root) from e
+        if isinstance(self.enc, JsonEncoder):
+            self.enc.close()
+        return {
+            "index": self.index,
+            "files": list(self.files),
+            "rows": self.rows,
+            "bytes": self.bytes,
+        }
+
+    def _finish(self) -> None:
         if self.enc is None:
             self._flush()
         if not self.files:  # an empty split still makes its file (with a header, or a schema)
@@ -685,14 +795,6 @@ class _Sink(base.Sink):
                     self.head = self._header_for(self.w.schema.names)
                 self._open_part()
         self._close_part()
-        if isinstance(self.enc, JsonEncoder):
-            self.enc.close()
-        return {
-            "index": self.index,
-            "files": list(self.files),
-            "rows": self.rows,
-            "bytes": self.bytes,
-        }
 
     def discard(self) -> Any:
         with contextlib.suppress(Exception):

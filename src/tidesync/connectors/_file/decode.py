@@ -397,7 +397,7 @@ class Parquet(Decoder):
 
     def fields(self) -> tuple[list[str], list[str], pa.Schema | None]:
         f = self._stack.enter_context(self.fs.open_input_file(self.piece.path))
-        self.pf = pq.ParquetFile(f)
+        self.pf = pq.ParquetFile(f, pre_buffer=True)
         schema = self.pf.schema_arrow
         return schema.names, schema.names, schema
 

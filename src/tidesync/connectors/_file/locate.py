@@ -65,9 +65,13 @@ def _visible(path: str, base: str) -> bool:
     return not any(part[:1] in (".", "_") for part in rel.split("/"))
 
 
-def expand(fs: pafs.FileSystem, pattern: str) -> list[pafs.FileInfo]:
+def expand(fs: pafs.FileSystem, pattern: str, prefix: bool = False) -> list[pafs.FileInfo]:
     """The files ``pattern`` names, sorted: a file; a folder (every file below it); or a glob with
-    ``*``, ``?`` and ``**``. Nothing found is an empty list; the caller decides what that means."""
+    ``*``, ``?`` and ``**``. With ``prefix`` (an object store's ``object``), a name that is not a
+    file stands for every file whose path starts with it. Nothing found is an empty list; the
+    caller decides what that means."""
+    if prefix and not has_glob(pattern):
+        return _by_prefix(fs, pattern)
     if not has_glob(pattern):
         info = fs.get_file_info(pattern)
         if info.type == pafs.FileType.File:
@@ -96,6 +100,28 @@ def expand(fs: pafs.FileSystem, pattern: str) -> list[pafs.FileInfo]:
         ),
         key=lambda i: i.path,
     )
+
+
+def _by_prefix(fs: pafs.FileSystem, prefix: str) -> list[pafs.FileInfo]:
+    """The file named ``prefix`` if there is one; else every file whose path starts with it (in
+    its folder: names starting with the last part; below them: all visible files)."""
+    if not prefix.endswith("/"):
+        info = fs.get_file_info(prefix)
+        if info.type == pafs.FileType.File:
+            return [info]
+    parent, _, stem = prefix.rpartition("/")
+    if not parent:  # a bare bucket name
+        parent, stem = prefix, ""
+    out = []
+    for i in fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
+        if not i.base_name.startswith(stem) or (not stem and not _visible(i.path, parent)):
+            continue
+        if i.type == pafs.FileType.File:
+            out.append(i)
+        elif i.type == pafs.FileType.Directory:
+            below = fs.get_file_info(pafs.FileSelector(i.path, recursive=True))
+            out += [j for j in below if j.type == pafs.FileType.File and _visible(j.path, i.path)]
+    return sorted(out, key=lambda i: i.path)
 
 
 def line_start(f: pa.NativeFile, pos: int, size: int) -> int:
