@@ -19,12 +19,22 @@ def timed(cmd: Sequence[str], cwd: Path | None = None) -> float:
     r = subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if r.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}")
+        raise SystemExit(
+            f"benchmark command failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-2000:]}"
+        )
     return dt
 
 
-def compare(title: str, rows: int, ours: Sequence[str], reference: Sequence[str], ref_name: str,
-            runs: int = 3, cwd: Path | None = None, setup: Sequence[str] | None = None) -> dict[str, float]:
+def compare(
+    title: str,
+    rows: int,
+    ours: Sequence[str],
+    reference: Sequence[str],
+    ref_name: str,
+    runs: int = 3,
+    cwd: Path | None = None,
+    setup: Sequence[str] | None = None,
+) -> dict[str, float]:
     """Run ``ours`` and ``reference`` alternately ``runs`` times; print rows/s and the ratio
     (reference time / our time: above 1.0 means tidesync is faster)."""
     ours_t: list[float] = []

@@ -25,8 +25,14 @@ HERE = Path(__file__).parent
 DATA = HERE / "data"
 FILES = 4
 COLUMNS = [
-    ("id", "long"), ("customer", "string"), ("city", "string"), ("amount", "double"),
-    ("qty", "long"), ("paid", "boolean"), ("created_at", "date"), ("note", "string"),
+    ("id", "long"),
+    ("customer", "string"),
+    ("city", "string"),
+    ("amount", "double"),
+    ("qty", "long"),
+    ("paid", "boolean"),
+    ("created_at", "date"),
+    ("note", "string"),
 ]
 
 
@@ -43,19 +49,30 @@ def make_data(rows: int) -> Path:
         start = f * per
         ids = pa.array(range(start, start + n), pa.int64())
         r = pc.random(n, initializer=f)
-        cities = pa.array(["Hangzhou", "Shanghai", "Beijing", "Shenzhen", "Berlin", "Lisbon", "Austin", "Osaka"])
-        table = pa.table({
-            "id": ids,
-            "customer": pc.binary_join_element_wise("cust", pc.cast(pc.bit_wise_and(ids, 4095), pa.string()), ""),
-            "city": pc.take(cities, pc.cast(pc.floor(pc.multiply(r, 8)), pa.int64())),
-            "amount": pc.round(pc.multiply(r, 1000), 2),
-            "qty": pc.bit_wise_and(ids, 31),
-            "paid": pc.less(r, 0.7),
-            "created_at": pc.cast(pc.add(pc.multiply(ids, 7), 1_478_000_000), pa.timestamp("s")),
-            "note": pc.binary_join_element_wise("order note ", pc.cast(ids, pa.string()), ""),
-        })
-        pacsv.write_csv(table, tmp / f"part{f}.csv",
-                        pacsv.WriteOptions(include_header=True, quoting_style="needed"))
+        cities = pa.array(
+            ["Hangzhou", "Shanghai", "Beijing", "Shenzhen", "Berlin", "Lisbon", "Austin", "Osaka"]
+        )
+        table = pa.table(
+            {
+                "id": ids,
+                "customer": pc.binary_join_element_wise(
+                    "cust", pc.cast(pc.bit_wise_and(ids, 4095), pa.string()), ""
+                ),
+                "city": pc.take(cities, pc.cast(pc.floor(pc.multiply(r, 8)), pa.int64())),
+                "amount": pc.round(pc.multiply(r, 1000), 2),
+                "qty": pc.bit_wise_and(ids, 31),
+                "paid": pc.less(r, 0.7),
+                "created_at": pc.cast(
+                    pc.add(pc.multiply(ids, 7), 1_478_000_000), pa.timestamp("s")
+                ),
+                "note": pc.binary_join_element_wise("order note ", pc.cast(ids, pa.string()), ""),
+            }
+        )
+        pacsv.write_csv(
+            table,
+            tmp / f"part{f}.csv",
+            pacsv.WriteOptions(include_header=True, quoting_style="needed"),
+        )
     tmp.rename(folder)
     return folder
 
@@ -63,17 +80,63 @@ def make_data(rows: int) -> Path:
 def write_jobs(folder: Path, out: Path) -> tuple[Path, Path]:
     column = [{"index": i, "name": n, "type": t} for i, (n, t) in enumerate(COLUMNS)]
     column[6]["format"] = "yyyy-MM-dd HH:mm:ss"
-    reader = {"name": "txtfilereader", "parameter": {
-        "path": [str(folder / "*.csv")], "fileFormat": "csv", "skipHeader": True, "column": column}}
+    reader = {
+        "name": "txtfilereader",
+        "parameter": {
+            "path": [str(folder / "*.csv")],
+            "fileFormat": "csv",
+            "skipHeader": True,
+            "column": column,
+        },
+    }
     setting = {"speed": {"concurrent": 2}}
     parquet = out / "to_parquet.json"
-    parquet.write_text(json.dumps({"job": {"setting": setting, "content": [{"reader": reader, "writer": {
-        "name": "txtfilewriter", "parameter": {"path": str(out / "parquet"), "fileName": "part.parquet",
-                                               "fileFormat": "parquet", "writeMode": "truncate"}}}]}}))
+    parquet.write_text(
+        json.dumps(
+            {
+                "job": {
+                    "setting": setting,
+                    "content": [
+                        {
+                            "reader": reader,
+                            "writer": {
+                                "name": "txtfilewriter",
+                                "parameter": {
+                                    "path": str(out / "parquet"),
+                                    "fileName": "part.parquet",
+                                    "fileFormat": "parquet",
+                                    "writeMode": "truncate",
+                                },
+                            },
+                        }
+                    ],
+                }
+            }
+        )
+    )
     duck = out / "to_duckdb.json"
-    duck.write_text(json.dumps({"job": {"setting": setting, "content": [{"reader": reader, "writer": {
-        "name": "duckdbwriter", "parameter": {"database": str(out / "t.duckdb"), "table": "t",
-                                              "writeMode": "truncate"}}}]}}))
+    duck.write_text(
+        json.dumps(
+            {
+                "job": {
+                    "setting": setting,
+                    "content": [
+                        {
+                            "reader": reader,
+                            "writer": {
+                                "name": "duckdbwriter",
+                                "parameter": {
+                                    "database": str(out / "t.duckdb"),
+                                    "table": "t",
+                                    "writeMode": "truncate",
+                                },
+                            },
+                        }
+                    ],
+                }
+            }
+        )
+    )
     return parquet, duck
 
 
@@ -95,7 +158,9 @@ con.close()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
@@ -105,11 +170,25 @@ def main() -> None:
     (out / "ref").mkdir(parents=True)
     parquet_job, duck_job = write_jobs(folder, out)
     py, ts = str(VENV_BIN / "python"), str(VENV_BIN / "tidesync")
-    print(f"{args.rows:,} rows, 8 columns, {FILES} CSV files, {sum(f.stat().st_size for f in folder.iterdir()) / 1e6:,.0f} MB")
-    compare("CSV -> Parquet", args.rows, [ts, "run", str(parquet_job), "--no-progress"],
-            [py, "-c", REF_PARQUET, str(folder), str(out / "ref")], "pyarrow", args.runs)
-    compare("CSV -> DuckDB", args.rows, [ts, "run", str(duck_job), "--no-progress"],
-            [py, "-c", REF_DUCKDB, str(folder), str(out / "ref.duckdb")], "duckdb", args.runs)
+    print(
+        f"{args.rows:,} rows, 8 columns, {FILES} CSV files, {sum(f.stat().st_size for f in folder.iterdir()) / 1e6:,.0f} MB"
+    )
+    compare(
+        "CSV -> Parquet",
+        args.rows,
+        [ts, "run", str(parquet_job), "--no-progress"],
+        [py, "-c", REF_PARQUET, str(folder), str(out / "ref")],
+        "pyarrow",
+        args.runs,
+    )
+    compare(
+        "CSV -> DuckDB",
+        args.rows,
+        [ts, "run", str(duck_job), "--no-progress"],
+        [py, "-c", REF_DUCKDB, str(folder), str(out / "ref.duckdb")],
+        "duckdb",
+        args.runs,
+    )
 
 
 if __name__ == "__main__":
