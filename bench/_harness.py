@@ -1,15 +1,18 @@
 """Side-by-side timing of whole commands: each contender runs in turn (A B A B ...), so a drift in
 the machine's speed hits both; the median of each and the median of the pairwise ratios are
-printed. Figures are whole-process wall times, start-up included."""
+printed. Figures are whole-process wall times, start-up included. Also the job files the
+benchmarks run (:func:`write_job` and its parts)."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -47,6 +50,14 @@ def compare(
         if setup:
             subprocess.run(list(setup), cwd=cwd, check=True)
         ref_t.append(timed(reference, cwd))
+    return report(title, rows, ours_t, ref_t, ref_name, runs)
+
+
+def report(
+    title: str, rows: int, ours_t: Sequence[float], ref_t: Sequence[float], ref_name: str, runs: int
+) -> dict[str, float]:
+    """Print the medians of paired timings (rows/s and the ratio reference time / our time)
+    and return them."""
     ratios = [r / o for o, r in zip(ours_t, ref_t, strict=True)]
     o, r, q = statistics.median(ours_t), statistics.median(ref_t), statistics.median(ratios)
     print(f"{title}")
@@ -55,3 +66,42 @@ def compare(
     print(f"  ratio (speed of tidesync / {ref_name}): {q:.2f}  (runs: {runs}, median of pairs)")
     sys.stdout.flush()
     return {"ours_s": o, "ref_s": r, "ratio": q}
+
+
+def write_job(
+    path: Path, reader: Mapping[str, Any], writer: Mapping[str, Any], concurrent: int = 2
+) -> Path:
+    """Write a one-task DataX job file (``reader`` -> ``writer``) to ``path``; return ``path``."""
+    job = {
+        "job": {
+            "setting": {"speed": {"concurrent": concurrent}},
+            "content": [{"reader": reader, "writer": writer}],
+        }
+    }
+    path.write_text(json.dumps(job))
+    return path
+
+
+def parquet_writer(path: Path, file_name: str) -> dict[str, Any]:
+    """A ``txtfilewriter`` of Parquet files into folder ``path``, emptied first."""
+    return {
+        "name": "txtfilewriter",
+        "parameter": {
+            "path": str(path),
+            "fileName": file_name,
+            "fileFormat": "parquet",
+            "writeMode": "truncate",
+        },
+    }
+
+
+def file_columns(
+    columns: Iterable[tuple[str, str]], formats: Mapping[int, str] | None = None
+) -> list[dict[str, Any]]:
+    """The ``column`` list of a file reader: (name, type) by position, ``formats[i]`` added."""
+    out: list[dict[str, Any]] = [
+        {"index": i, "name": n, "type": t} for i, (n, t) in enumerate(columns)
+    ]
+    for i, f in (formats or {}).items():
+        out[i]["format"] = f
+    return out

@@ -9,7 +9,6 @@ Data: ROWS rows of 8 mixed columns in 4 CSV files under bench/data/ (made once, 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import VENV_BIN, compare  # noqa: E402
+from _data import mixed_columns  # noqa: E402
+from _harness import VENV_BIN, compare, file_columns, parquet_writer, write_job  # noqa: E402
 
 HERE = Path(__file__).parent
 DATA = HERE / "data"
@@ -49,18 +49,9 @@ def make_data(rows: int) -> Path:
         start = f * per
         ids = pa.array(range(start, start + n), pa.int64())
         r = pc.random(n, initializer=f)
-        cities = pa.array(
-            ["Hangzhou", "Shanghai", "Beijing", "Shenzhen", "Berlin", "Lisbon", "Austin", "Osaka"]
-        )
         table = pa.table(
             {
-                "id": ids,
-                "customer": pc.binary_join_element_wise(
-                    "cust", pc.cast(pc.bit_wise_and(ids, 4095), pa.string()), ""
-                ),
-                "city": pc.take(cities, pc.cast(pc.floor(pc.multiply(r, 8)), pa.int64())),
-                "amount": pc.round(pc.multiply(r, 1000), 2),
-                "qty": pc.bit_wise_and(ids, 31),
+                **mixed_columns(ids, r, cities=8, qty_mask=31),
                 "paid": pc.less(r, 0.7),
                 "created_at": pc.cast(
                     pc.add(pc.multiply(ids, 7), 1_478_000_000), pa.timestamp("s")
@@ -78,66 +69,23 @@ def make_data(rows: int) -> Path:
 
 
 def write_jobs(folder: Path, out: Path) -> tuple[Path, Path]:
-    column = [{"index": i, "name": n, "type": t} for i, (n, t) in enumerate(COLUMNS)]
-    column[6]["format"] = "yyyy-MM-dd HH:mm:ss"
     reader = {
         "name": "txtfilereader",
         "parameter": {
             "path": [str(folder / "*.csv")],
             "fileFormat": "csv",
             "skipHeader": True,
-            "column": column,
+            "column": file_columns(COLUMNS, {6: "yyyy-MM-dd HH:mm:ss"}),
         },
     }
-    setting = {"speed": {"concurrent": 2}}
-    parquet = out / "to_parquet.json"
-    parquet.write_text(
-        json.dumps(
-            {
-                "job": {
-                    "setting": setting,
-                    "content": [
-                        {
-                            "reader": reader,
-                            "writer": {
-                                "name": "txtfilewriter",
-                                "parameter": {
-                                    "path": str(out / "parquet"),
-                                    "fileName": "part.parquet",
-                                    "fileFormat": "parquet",
-                                    "writeMode": "truncate",
-                                },
-                            },
-                        }
-                    ],
-                }
-            }
-        )
+    duckdb = {
+        "name": "duckdbwriter",
+        "parameter": {"database": str(out / "t.duckdb"), "table": "t", "writeMode": "truncate"},
+    }
+    return (
+        write_job(out / "to_parquet.json", reader, parquet_writer(out / "parquet", "part.parquet")),
+        write_job(out / "to_duckdb.json", reader, duckdb),
     )
-    duck = out / "to_duckdb.json"
-    duck.write_text(
-        json.dumps(
-            {
-                "job": {
-                    "setting": setting,
-                    "content": [
-                        {
-                            "reader": reader,
-                            "writer": {
-                                "name": "duckdbwriter",
-                                "parameter": {
-                                    "database": str(out / "t.duckdb"),
-                                    "table": "t",
-                                    "writeMode": "truncate",
-                                },
-                            },
-                        }
-                    ],
-                }
-            }
-        )
-    )
-    return parquet, duck
 
 
 REF_PARQUET = """

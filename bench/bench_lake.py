@@ -36,6 +36,10 @@ from tidesync.connectors import base
 from tidesync.engine.runner import load_job, run_job
 from tidesync.spec.params import RunTime
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _data import mixed_columns  # noqa: E402
+from _harness import report, write_job  # noqa: E402
+
 RT = RunTime.of("20161115000000")
 DATA: dict[str, pa.Table] = {}
 
@@ -77,16 +81,9 @@ base.CONNECTORS["benchtable"] = "__main__"
 def make_rows(n: int, seed: int = 0) -> pa.Table:
     ids = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n))
     r = pc.random(n, initializer=seed)
-    cities = pa.array(["Hangzhou", "Shanghai", "Beijing", "Shenzhen", "Berlin", "Lisbon", "Austin"])
     return pa.table(
         {
-            "id": ids,
-            "customer": pc.binary_join_element_wise(
-                "cust", pc.cast(pc.bit_wise_and(ids, 4095), pa.string()), ""
-            ),
-            "city": pc.take(cities, pc.cast(pc.floor(pc.multiply(r, 7)), pa.int64())),
-            "amount": pc.round(pc.multiply(r, 1000), 2),
-            "qty": pc.bit_wise_and(ids, 15),
+            **mixed_columns(ids, r, cities=7, qty_mask=15),
             "created_at": pc.cast(
                 pc.add(pc.multiply(pc.bit_wise_and(ids, 65535), 60), 1479081600), pa.int64()
             ).cast(pa.timestamp("s")),
@@ -95,20 +92,12 @@ def make_rows(n: int, seed: int = 0) -> pa.Table:
 
 
 def job(folder: Path, data: str, writer: dict[str, Any], concurrent: int) -> Path:
-    doc = {
-        "job": {
-            "setting": {"speed": {"concurrent": concurrent}},
-            "content": [
-                {
-                    "reader": {"name": "benchtable", "parameter": {"data": data}},
-                    "writer": {"name": "lakewriter", "parameter": writer},
-                }
-            ],
-        }
-    }
-    path = folder / f"job_{time.monotonic_ns()}.json"
-    path.write_text(json.dumps(doc))
-    return path
+    return write_job(
+        folder / f"job_{time.monotonic_ns()}.json",
+        {"name": "benchtable", "parameter": {"data": data}},
+        {"name": "lakewriter", "parameter": writer},
+        concurrent,
+    )
 
 
 def run(path: Path) -> None:
@@ -133,14 +122,7 @@ def compare(
         t0 = time.perf_counter()
         reference(i)
         ref_t.append(time.perf_counter() - t0)
-    ratios = [r / o for o, r in zip(ours_t, ref_t, strict=True)]
-    o, r, q = statistics.median(ours_t), statistics.median(ref_t), statistics.median(ratios)
-    print(title)
-    print(f"  tidesync     {o:8.2f} s  {rows / o:12,.0f} rows/s")
-    print(f"  {ref_name:<12} {r:8.2f} s  {rows / r:12,.0f} rows/s")
-    print(f"  ratio (speed of tidesync / {ref_name}): {q:.2f}  (runs: {runs}, median of pairs)")
-    sys.stdout.flush()
-    return {"ours_s": o, "ref_s": r, "ratio": q}
+    return report(title, rows, ours_t, ref_t, ref_name, runs)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import VENV_BIN, compare  # noqa: E402
+from _harness import VENV_BIN, compare, file_columns, parquet_writer, write_job  # noqa: E402
 
 HERE = Path(__file__).parent
 DB = "ts_bench"
@@ -111,94 +111,31 @@ def make_data(s: Server, rows: int, data: Path) -> tuple[str, str, Path]:
 
 
 def jobs(s: Server, src: str, dst: str, csv: Path, out: Path) -> tuple[Path, Path, Path]:
-    setting = {"speed": {"concurrent": 2}}
-    scan = out / "mysql_scan.json"
-    scan.write_text(
-        json.dumps(
-            {
-                "job": {
-                    "setting": setting,
-                    "content": [
-                        {
-                            "reader": {
-                                "name": "mysqlreader",
-                                "parameter": {
-                                    "url": s.url,
-                                    "table": [src],
-                                    "column": ["*"],
-                                    "splitPk": "id",
-                                },
-                            },
-                            "writer": {"name": "streamwriter", "parameter": {"print": False}},
-                        }
-                    ],
-                }
-            }
-        )
+    reader = {
+        "name": "mysqlreader",
+        "parameter": {"url": s.url, "table": [src], "column": ["*"], "splitPk": "id"},
+    }
+    scan = write_job(
+        out / "mysql_scan.json", reader, {"name": "streamwriter", "parameter": {"print": False}}
     )
-    read = out / "mysql_to_parquet.json"
-    read.write_text(
-        json.dumps(
-            {
-                "job": {
-                    "setting": setting,
-                    "content": [
-                        {
-                            "reader": {
-                                "name": "mysqlreader",
-                                "parameter": {
-                                    "url": s.url,
-                                    "table": [src],
-                                    "column": ["*"],
-                                    "splitPk": "id",
-                                },
-                            },
-                            "writer": {
-                                "name": "txtfilewriter",
-                                "parameter": {
-                                    "path": str(out / "parquet"),
-                                    "fileName": "orders.parquet",
-                                    "fileFormat": "parquet",
-                                    "writeMode": "truncate",
-                                },
-                            },
-                        }
-                    ],
-                }
-            }
-        )
+    read = write_job(
+        out / "mysql_to_parquet.json", reader, parquet_writer(out / "parquet", "orders.parquet")
     )
-    load = out / "csv_to_mysql.json"
-    column = [{"index": i, "name": n, "type": t} for i, (n, _, t) in enumerate(COLUMNS)]
-    load.write_text(
-        json.dumps(
-            {
-                "job": {
-                    "setting": setting,
-                    "content": [
-                        {
-                            "reader": {
-                                "name": "txtfilereader",
-                                "parameter": {
-                                    "path": [str(csv)],
-                                    "fileFormat": "csv",
-                                    "skipHeader": True,
-                                    "column": column,
-                                },
-                            },
-                            "writer": {
-                                "name": "mysqlwriter",
-                                "parameter": {
-                                    "url": s.url,
-                                    "table": [dst],
-                                    "writeMode": "truncate",
-                                },
-                            },
-                        }
-                    ],
-                }
-            }
-        )
+    load = write_job(
+        out / "csv_to_mysql.json",
+        {
+            "name": "txtfilereader",
+            "parameter": {
+                "path": [str(csv)],
+                "fileFormat": "csv",
+                "skipHeader": True,
+                "column": file_columns([(n, t) for n, _, t in COLUMNS]),
+            },
+        },
+        {
+            "name": "mysqlwriter",
+            "parameter": {"url": s.url, "table": [dst], "writeMode": "truncate"},
+        },
     )
     return read, load, scan
 

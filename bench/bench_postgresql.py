@@ -20,7 +20,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import VENV_BIN, compare  # noqa: E402
+from _harness import (  # noqa: E402
+    VENV_BIN,
+    compare,
+    file_columns,
+    parquet_writer,
+    report,
+    write_job,
+)
 
 HERE = Path(__file__).parent
 SCHEMA = "ts_bench"
@@ -76,67 +83,30 @@ def make_data(url: str, rows: int, data: Path) -> tuple[str, str, Path]:
 
 
 def jobs(url: str, src: str, dst: str, csv: Path, out: Path) -> tuple[Path, Path]:
-    setting = {"speed": {"concurrent": 2}}
-    read = out / "pg_to_parquet.json"
-    read.write_text(
-        json.dumps(
-            {
-                "job": {
-                    "setting": setting,
-                    "content": [
-                        {
-                            "reader": {
-                                "name": "postgresqlreader",
-                                "parameter": {
-                                    "url": url,
-                                    "table": [src],
-                                    "column": ["*"],
-                                    "splitPk": "id",
-                                },
-                            },
-                            "writer": {
-                                "name": "txtfilewriter",
-                                "parameter": {
-                                    "path": str(out / "parquet"),
-                                    "fileName": "orders.parquet",
-                                    "fileFormat": "parquet",
-                                    "writeMode": "truncate",
-                                },
-                            },
-                        }
-                    ],
-                }
-            }
-        )
+    read = write_job(
+        out / "pg_to_parquet.json",
+        {
+            "name": "postgresqlreader",
+            "parameter": {"url": url, "table": [src], "column": ["*"], "splitPk": "id"},
+        },
+        parquet_writer(out / "parquet", "orders.parquet"),
     )
-    load = out / "csv_to_pg.json"
-    column = [{"index": i, "name": n, "type": t} for i, (n, _, t) in enumerate(COLUMNS)]
-    column[6]["format"] = "yyyy-MM-dd HH:mm:ss"
-    load.write_text(
-        json.dumps(
-            {
-                "job": {
-                    "setting": setting,
-                    "content": [
-                        {
-                            "reader": {
-                                "name": "txtfilereader",
-                                "parameter": {
-                                    "path": [str(csv)],
-                                    "fileFormat": "csv",
-                                    "skipHeader": True,
-                                    "column": column,
-                                },
-                            },
-                            "writer": {
-                                "name": "postgresqlwriter",
-                                "parameter": {"url": url, "table": [dst], "writeMode": "truncate"},
-                            },
-                        }
-                    ],
-                }
-            }
-        )
+    column = file_columns([(n, t) for n, _, t in COLUMNS], {6: "yyyy-MM-dd HH:mm:ss"})
+    load = write_job(
+        out / "csv_to_pg.json",
+        {
+            "name": "txtfilereader",
+            "parameter": {
+                "path": [str(csv)],
+                "fileFormat": "csv",
+                "skipHeader": True,
+                "column": column,
+            },
+        },
+        {
+            "name": "postgresqlwriter",
+            "parameter": {"url": url, "table": [dst], "writeMode": "truncate"},
+        },
     )
     return read, load
 
@@ -151,7 +121,6 @@ pq.write_table(t, sys.argv[3])
 def writer_alone(url: str, dst: str, csv: Path, rows: int, runs: int) -> dict[str, float]:
     """The PostgreSQL writer fed from memory (the CSV parsed beforehand, untimed) against
     ``psql \\copy``: the connector's own share of the load, whatever the reader costs."""
-    import statistics
     import time
 
     import pyarrow as pa
@@ -178,13 +147,14 @@ def writer_alone(url: str, dst: str, csv: Path, rows: int, runs: int) -> dict[st
         t0 = time.perf_counter()
         psql(url, "-c", f"\\copy {dst} FROM '{csv}' (FORMAT csv, HEADER)")
         ref.append(time.perf_counter() - t0)
-    o, r = statistics.median(ours), statistics.median(ref)
-    q = statistics.median(b / a for a, b in zip(ours, ref, strict=True))
-    print("Arrow in memory -> PostgreSQL (the writer alone, in-process)")
-    print(f"  tidesync     {o:8.2f} s  {rows / o:12,.0f} rows/s")
-    print(f"  psql \\copy   {r:8.2f} s  {rows / r:12,.0f} rows/s")
-    print(f"  ratio (speed of tidesync / psql \\copy): {q:.2f}  (runs: {runs}, median of pairs)")
-    return {"ours_s": o, "ref_s": r, "ratio": q}
+    return report(
+        "Arrow in memory -> PostgreSQL (the writer alone, in-process)",
+        rows,
+        ours,
+        ref,
+        "psql \\copy",
+        runs,
+    )
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -33,7 +32,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import VENV_BIN, compare  # noqa: E402
+from _harness import VENV_BIN, compare, file_columns, parquet_writer, write_job  # noqa: E402
 from bench_file import COLUMNS, make_data  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -107,68 +106,31 @@ def parquet_copy(folder: Path) -> Path:
 
 def jobs(endpoint: str, out: Path, parquet: Path) -> tuple[Path, Path]:
     store = {"endpoint": endpoint, "bucket": BUCKET, "accessId": KEY, "accessKey": SECRET}
-    column = [{"index": i, "name": n, "type": t} for i, (n, t) in enumerate(COLUMNS)]
-    column[6]["format"] = "yyyy-MM-dd HH:mm:ss"
-    setting = {"speed": {"concurrent": 2}}
-    read = out / "s3_to_parquet.json"
-    read.write_text(
-        json.dumps(
-            {
-                "job": {
-                    "setting": setting,
-                    "content": [
-                        {
-                            "reader": {
-                                "name": "ossreader",
-                                "parameter": {
-                                    **store,
-                                    "object": ["csv/"],
-                                    "fileFormat": "csv",
-                                    "skipHeader": True,
-                                    "column": column,
-                                },
-                            },
-                            "writer": {
-                                "name": "txtfilewriter",
-                                "parameter": {
-                                    "path": str(out / "parquet"),
-                                    "fileName": "part.parquet",
-                                    "fileFormat": "parquet",
-                                    "writeMode": "truncate",
-                                },
-                            },
-                        }
-                    ],
-                }
-            }
-        )
+    reader = {
+        "name": "ossreader",
+        "parameter": {
+            **store,
+            "object": ["csv/"],
+            "fileFormat": "csv",
+            "skipHeader": True,
+            "column": file_columns(COLUMNS, {6: "yyyy-MM-dd HH:mm:ss"}),
+        },
+    }
+    read = write_job(
+        out / "s3_to_parquet.json", reader, parquet_writer(out / "parquet", "part.parquet")
     )
-    write = out / "parquet_to_s3.json"
-    write.write_text(
-        json.dumps(
-            {
-                "job": {
-                    "setting": setting,
-                    "content": [
-                        {
-                            "reader": {
-                                "name": "txtfilereader",
-                                "parameter": {"path": str(parquet), "fileFormat": "parquet"},
-                            },
-                            "writer": {
-                                "name": "osswriter",
-                                "parameter": {
-                                    **store,
-                                    "object": "pq/part.parquet",
-                                    "fileFormat": "parquet",
-                                    "writeMode": "truncate",
-                                },
-                            },
-                        }
-                    ],
-                }
-            }
-        )
+    write = write_job(
+        out / "parquet_to_s3.json",
+        {"name": "txtfilereader", "parameter": {"path": str(parquet), "fileFormat": "parquet"}},
+        {
+            "name": "osswriter",
+            "parameter": {
+                **store,
+                "object": "pq/part.parquet",
+                "fileFormat": "parquet",
+                "writeMode": "truncate",
+            },
+        },
     )
     return read, write
 

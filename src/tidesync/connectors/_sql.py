@@ -31,6 +31,7 @@ Example, a sqlite reader's split SQL::
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, unquote
 
 from tidesync.connectors.base import Context, Params, Reader, Split, Writer
-from tidesync.errors import ConfigError, did_you_mean, redact
+from tidesync.errors import ConfigError, FatalError, did_you_mean, redact
 
 __all__ = [
     "JdbcUrl",
@@ -72,6 +73,11 @@ __all__ = [
     "TableInfo",
     "Binding",
     "bind",
+    "same_columns",
+    "require_table",
+    "created_names",
+    "make_parents",
+    "remove_created",
 ]
 
 # -- jdbc URLs ---------------------------------------------------------------------------------
@@ -748,6 +754,16 @@ class SqlReader(Reader):
         """The columns of ``table``, in order; raise LookupError(message) when it is missing."""
         raise NotImplementedError
 
+    def run_session(self, con: Any, errors: type[Exception] | tuple[type[Exception], ...]) -> None:
+        """Run ``options.session`` on ``con``; on one of ``errors`` close ``con`` and raise
+        FatalError naming the statement's key path."""
+        for i, s in enumerate(self.options.session):
+            try:
+                con.execute(s)
+            except errors as e:
+                con.close()
+                raise FatalError(f"{self.ctx.path(f'session[{i}]')}: {e}") from e
+
     # shared --------------------------------------------------------------------------------
     def sources(self) -> list[Source]:
         """Every table and query to read, checked against the databases (ConfigError names
@@ -941,3 +957,56 @@ def bind(ctx: Context, options: WriteOptions, info: TableInfo, incoming: Sequenc
         raise ConfigError(problems)
     conflict = bool(keys) and any(set(u) == set(keys) for u in info.unique)
     return Binding(tuple(cols), tuple(keys), conflict)
+
+
+def same_columns(ctx: Context, shapes: Sequence[tuple[Source, Sequence[str]]]) -> None:
+    """ConfigError unless every source gives the first one's column names (ignoring case)."""
+    first, names0 = shapes[0]
+    for s, names in shapes[1:]:
+        if [n.lower() for n in names] != [n.lower() for n in names0]:
+            raise ConfigError(
+                f"{ctx.path(s.key)}: {s.label} gives columns {names}, but {first.label} "
+                f"gives {names0}; tables read together must have the same columns"
+            )
+
+
+# -- writing: embedded database files ----------------------------------------------------------
+
+
+def require_table(ctx: Context, options: WriteOptions, path: Path | None) -> None:
+    """ConfigError when the target table is missing and ``writeMode`` cannot create it."""
+    if options.mode in ("replace", "update"):
+        raise ConfigError(
+            f"{ctx.path(options.target.table_key)}: table {options.table} does not "
+            f"exist in {path}; writeMode {options.mode!r} needs an existing table "
+            "with a key (create it first, e.g. in preSql)"
+        )
+
+
+def created_names(ctx: Context, options: WriteOptions, schema: Any) -> list[str]:
+    """The column names of a table created for the Arrow ``schema``: ``column`` or the
+    incoming names; ConfigError when ``column`` lists another number of columns."""
+    names = list(options.columns) if options.columns is not None else list(schema.names)
+    if len(names) != len(schema):
+        raise ConfigError(
+            f"{ctx.path('column')}: lists {len(names)} columns but "
+            f"{len(schema)} arrive ({', '.join(schema.names)})"
+        )
+    return names
+
+
+def make_parents(path: Path) -> list[Path]:
+    """Create the database file's missing folders; return them, outermost first, for abort."""
+    missing = [p for p in reversed(path.parents) if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_created(files: Sequence[Path], dirs: Sequence[Path]) -> None:
+    """Delete ``files`` (a database a writer created) and then those of ``dirs`` (from
+    :func:`make_parents`) that are empty, innermost first."""
+    for p in files:
+        p.unlink(missing_ok=True)
+    for d in reversed(dirs):
+        with contextlib.suppress(OSError):  # only empty folders go
+            d.rmdir()

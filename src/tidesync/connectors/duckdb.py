@@ -41,8 +41,13 @@ from tidesync.connectors._sql import (
     SqlReader,
     TableInfo,
     bind,
+    created_names,
     database_path,
     expand_table,
+    make_parents,
+    remove_created,
+    require_table,
+    same_columns,
     split_name,
     write_options,
     write_statements,
@@ -121,10 +126,7 @@ class Reader(SqlReader):
 
     kind = "duckdb"
     dialect = _D
-
-    def __init__(self, params: dict[str, Any], ctx: base.Context):
-        self._schema: pa.Schema | None = None
-        super().__init__(params, ctx)
+    _schema: pa.Schema | None = None
 
     def connect(self, database: str) -> duckdb.DuckDBPyConnection:
         try:
@@ -136,12 +138,7 @@ class Reader(SqlReader):
         except duckdb.Error as e:
             con.close()
             raise ConfigError(f"time zone {self.ctx.timezone!r} unknown to duckdb: {e}") from e
-        for i, s in enumerate(self.options.session):
-            try:
-                con.execute(s)
-            except duckdb.Error as e:
-                con.close()
-                raise FatalError(f"{self.ctx.path(f'session[{i}]')}: {e}") from e
+        self.run_session(con, duckdb.Error)
         return con
 
     def table_columns(self, con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
@@ -164,13 +161,7 @@ class Reader(SqlReader):
                 ) from e
             finally:
                 con.close()
-        for s, sch in zip(sources[1:], schemas[1:], strict=True):
-            if [n.lower() for n in sch.names] != [n.lower() for n in schemas[0].names]:
-                raise ConfigError(
-                    f"{self.ctx.path(s.key)}: {s.label} gives columns {sch.names}, but "
-                    f"{sources[0].label} gives {schemas[0].names}; tables read together must "
-                    "have the same columns"
-                )
+        same_columns(self.ctx, [(s, sch.names) for s, sch in zip(sources, schemas, strict=True)])
         self._schema = schemas[0]
         return self._schema
 
@@ -258,7 +249,7 @@ class Writer(base.Writer):
     def prepare(self, schema: pa.Schema | None) -> None:
         assert self.path is not None
         self._created_file = not self.path.exists()
-        self._created_dirs = _make_parents(self.path)
+        self._created_dirs = make_parents(self.path)
         try:
             try:
                 self.con = duckdb.connect(str(self.path))
@@ -272,12 +263,7 @@ class Writer(base.Writer):
                 self._run(expand_table(sql, self.table_sql), f"preSql[{i}]")
             self.table = self._inspect()
             if self.table is None:
-                if self.o.mode in ("replace", "update"):
-                    raise ConfigError(
-                        f"{self.ctx.path(self.o.target.table_key)}: table {self.o.table} does not "
-                        f"exist in {self.path}; writeMode {self.o.mode!r} needs an existing table "
-                        "with a key (create it first, e.g. in preSql)"
-                    )
+                require_table(self.ctx, self.o, self.path)
                 if schema is not None:
                     self._create(schema)
             elif self.o.mode == "truncate":
@@ -339,12 +325,7 @@ class Writer(base.Writer):
     def _create(self, schema: pa.Schema) -> None:
         con = self.con
         assert con is not None
-        names = self.o.columns if self.o.columns is not None else schema.names
-        if len(names) != len(schema):
-            raise ConfigError(
-                f"{self.ctx.path('column')}: lists {len(names)} columns but "
-                f"{len(schema)} arrive ({', '.join(schema.names)})"
-            )
+        names = created_names(self.ctx, self.o, schema)
         fields = [
             pa.field(n, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
             for n, f in zip(names, schema, strict=True)
@@ -564,12 +545,9 @@ class Writer(base.Writer):
         self._close()
         if self._created_file and self.path is not None and _is_empty_duckdb(self.path):
             # only a database this writer created and nobody has written into since
-            for p in (self.path, Path(f"{self.path}.wal")):
-                p.unlink(missing_ok=True)
+            files = (self.path, Path(f"{self.path}.wal"))
+            remove_created(files, getattr(self, "_created_dirs", []))
             self._created_file = False
-            for d in reversed(getattr(self, "_created_dirs", [])):
-                with contextlib.suppress(OSError):  # only empty folders go
-                    d.rmdir()
             self._created_dirs = []
 
 
@@ -597,13 +575,6 @@ class _Sink(base.Sink):
                     f"(task {self.split.label!r} failed after writing {self.rows} rows)"
                 )
         return {"split": self.split.label, "rows": 0, "discarded": self.rows}
-
-
-def _make_parents(path: Path) -> list[Path]:
-    """Create the database file's missing folders; return them, outermost first, for abort."""
-    missing = [p for p in reversed(path.parents) if not p.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return missing
 
 
 def _is_empty_duckdb(path: Path) -> bool:

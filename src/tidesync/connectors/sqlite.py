@@ -41,8 +41,13 @@ from tidesync.connectors._sql import (
     SqlReader,
     TableInfo,
     bind,
+    created_names,
     database_path,
     expand_table,
+    make_parents,
+    remove_created,
+    require_table,
+    same_columns,
     split_name,
     write_options,
     write_statements,
@@ -290,22 +295,14 @@ class Reader(SqlReader):
 
     kind = "sqlite"
     dialect = _D
-
-    def __init__(self, params: dict[str, Any], ctx: base.Context):
-        self._schema: pa.Schema | None = None
-        super().__init__(params, ctx)
+    _schema: pa.Schema | None = None
 
     def connect(self, database: str) -> sqlite3.Connection:
         try:
             con = _connect_ro(database)
         except sqlite3.Error as e:
             raise FatalError(f"sqlite {database}: {e}") from e
-        for i, s in enumerate(self.options.session):
-            try:
-                con.execute(s)
-            except sqlite3.Error as e:
-                con.close()
-                raise FatalError(f"{self.ctx.path(f'session[{i}]')}: {e}") from e
+        self.run_session(con, sqlite3.Error)
         return con
 
     def table_columns(self, con: sqlite3.Connection, table: str) -> list[str]:
@@ -334,13 +331,7 @@ class Reader(SqlReader):
                 shapes.append((s, names))
             finally:
                 con.close()
-        first, names0 = shapes[0]
-        for s, names in shapes[1:]:
-            if [n.lower() for n in names] != [n.lower() for n in names0]:
-                raise ConfigError(
-                    f"{self.ctx.path(s.key)}: {s.label} gives columns {names}, but {first.label} "
-                    f"gives {names0}; tables read together must have the same columns"
-                )
+        same_columns(self.ctx, shapes)
         assert self._schema is not None
         return self._schema
 
@@ -479,7 +470,7 @@ class Writer(base.Writer):
     def prepare(self, schema: pa.Schema | None) -> None:
         assert self.path is not None
         self._created_file = not self.path.exists()
-        self._created_dirs = _make_parents(self.path)
+        self._created_dirs = make_parents(self.path)
         try:
             self.con = sqlite3.connect(
                 str(self.path),
@@ -498,12 +489,7 @@ class Writer(base.Writer):
                     raise FatalError(f"{self.ctx.path(f'preSql[{i}]')}: {e}") from e
             self.info = self._inspect()
             if self.info is None:
-                if self.o.mode in ("replace", "update"):
-                    raise ConfigError(
-                        f"{self.ctx.path(self.o.target.table_key)}: table {self.o.table} does not "
-                        f"exist in {self.path}; writeMode {self.o.mode!r} needs an existing table "
-                        "with a key (create it first, e.g. in preSql)"
-                    )
+                require_table(self.ctx, self.o, self.path)
                 if schema is not None:
                     self._create(schema)
             elif self.o.mode == "truncate":
@@ -546,12 +532,7 @@ class Writer(base.Writer):
 
     def _create(self, schema: pa.Schema) -> None:
         assert self.con is not None
-        names = self.o.columns if self.o.columns is not None else schema.names
-        if len(names) != len(schema):
-            raise ConfigError(
-                f"{self.ctx.path('column')}: lists {len(names)} columns but "
-                f"{len(schema)} arrive ({', '.join(schema.names)})"
-            )
+        names = created_names(self.ctx, self.o, schema)
         cols = ", ".join(
             f"{_D.ident(n)} {declared_type(f.type)}" for n, f in zip(names, schema, strict=True)
         )
@@ -642,17 +623,9 @@ class Writer(base.Writer):
             self.con = None
         if self._created_file and self.path is not None and _is_empty_sqlite(self.path):
             # only a database this writer created and nobody has written into since
-            for p in (
-                self.path,
-                Path(f"{self.path}-journal"),
-                Path(f"{self.path}-wal"),
-                Path(f"{self.path}-shm"),
-            ):
-                p.unlink(missing_ok=True)
+            files = [self.path, *(Path(f"{self.path}{x}") for x in ("-journal", "-wal", "-shm"))]
+            remove_created(files, getattr(self, "_created_dirs", []))
             self._created_file = False
-            for d in reversed(getattr(self, "_created_dirs", [])):
-                with contextlib.suppress(OSError):  # only empty folders go
-                    d.rmdir()
             self._created_dirs = []
 
 
@@ -721,13 +694,6 @@ class _Sink(base.Sink):
                 )
             self._leave(undo=self.savepoint_alone)
         return {"split": self.split.label, "rows": 0, "discarded": self.rows}
-
-
-def _make_parents(path: Path) -> list[Path]:
-    """Create the database file's missing folders; return them, outermost first, for abort."""
-    missing = [p for p in reversed(path.parents) if not p.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return missing
 
 
 def _is_empty_sqlite(path: Path) -> bool:
