@@ -574,7 +574,7 @@ class SqlSuite(ConformanceSuite):
             make_writer(adapter, adapter.writer_params("dst", writeMode="trunc"))
         assert (
             "job.content[0].writer.parameter.writeMode: 'trunc' is not one of insert, replace, "
-            "update, truncate; did you mean 'truncate'?" in str(e.value)
+            "update, truncate, overwrite, merge; did you mean 'truncate'?" in str(e.value)
         )
 
     def test_a_missing_table_is_named_by_its_key(self, adapter: Adapter) -> None:

@@ -1,13 +1,15 @@
 """The PostgreSQL writer (kind ``postgresql``; ``postgresqlwriter``): one transaction per job.
 
     prepare   connect; find the target (or create it from the reader's schema, in the transaction);
-              preSql; truncate mode: DELETE FROM (or TRUNCATE with fastTruncate)
+              preSql; truncate mode: DELETE FROM (or TRUNCATE with fastTruncate); overwrite mode:
+              DELETE the rows of the named ``partition`` (the whole table without one)
     write     per batch, inside a SAVEPOINT: binary COPY (pgpq) of the batch
                 - straight into the target when every column's Arrow type has the binary form of
                   the column's type (insert / truncate), or
                 - into a TEMP staging table, then one INSERT ... SELECT into the target with casts
-                  in SQL (ON CONFLICT DO UPDATE for replace / update; UPDATE + INSERT, or DELETE +
-                  INSERT, when no unique index matches the key)
+                  in SQL (ON CONFLICT DO UPDATE for replace / update / merge; UPDATE + INSERT, or
+                  DELETE + INSERT, when no unique index matches the key; merge also DELETEs the
+                  keys whose last row carries the ``deleteMarker``)
               a failure of SQLSTATE class 22 (data) or 23 (constraint) rolls back to the savepoint
               and raises DirtyRecordError(code=SQLSTATE): the engine bisects the batch, the rows
               at fault become dirty records, the others are written
@@ -27,6 +29,7 @@ from typing import Any
 import pyarrow as pa
 
 from tidesync.connectors import base
+from tidesync.connectors._lake_common import partition_value
 from tidesync.connectors._pg_conn import (
     Endpoint,
     Table,
@@ -50,7 +53,15 @@ from tidesync.connectors._pg_types import (
     for_copy,
     insert_expr,
 )
-from tidesync.connectors._sql import expand_table, split_name
+from tidesync.connectors._sql import (
+    DELETED,
+    check_partition,
+    check_table_modes,
+    expand_table,
+    marker_flags,
+    split_name,
+    table_modes,
+)
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, did_you_mean, redact
 
 __all__ = ["Writer"]
@@ -80,6 +91,7 @@ class _Plan:
 
     schema: pa.Schema  # what the binary COPY encoder is made for (a new encoder per COPY)
     copy_sql: str
+    written: list[str]  # the target column of each column the batch carries
     casts: list[tuple[pa.DataType, bool]] | None = None
     stage: str = ""
     statements: tuple[str, ...] = ()
@@ -124,7 +136,7 @@ class Writer(base.Writer):
     """``postgresql`` / ``postgresqlwriter``: one transaction, binary COPY."""
 
     kind = "postgresql"
-    modes = ("insert", "replace", "update", "truncate")
+    modes = ("insert", "replace", "update", "truncate", "overwrite", "merge")
     publish = "transaction"
     serial = True
 
@@ -135,7 +147,12 @@ class Writer(base.Writer):
         self.columns = strings(
             p, "column", p.list("column", ["*"]) or ["*"], "a column name or '*'"
         )
-        self.mode = self.write_mode({"append": "insert", "copy": "insert", "overwrite": "truncate"})
+        self.partition, self.marker = table_modes(self)
+        if "writeMode" not in params and self.partition:
+            self.mode = "overwrite"
+        else:
+            self.mode = self.write_mode({"append": "insert", "copy": "insert"})
+        check_table_modes(self, self.mode, self.partition, self.marker)
         keys = p.list("primaryKey", []) or []
         self.primary_key = strings(p, "primaryKey", keys, "a column name") if keys else []
         self.pre_sql = self._statements("preSql")
@@ -151,6 +168,8 @@ class Writer(base.Writer):
         self.key: list[str] = []
         self.unique_key = False  # a unique index covers exactly the key: ON CONFLICT works
         self.written: list[str] | None = None
+        self.added: list[tuple[str, pa.Array]] = []  # partition columns the batches lack
+        self.keep_marker = False  # the target has the deleteMarker column: it is written too
         self.plans: dict[pa.Schema, _Plan] = {}
 
     def _statements(self, key: str) -> list[str]:
@@ -230,7 +249,10 @@ class Writer(base.Writer):
         if self.table is not None:
             self._describe()
             if schema is not None:
-                self._columns(schema.names)
+                names = schema.names
+                if self.marker is not None and self.table.match(self.marker[0]) is None:
+                    names = [n for n in names if n != self.marker[0]]
+                self._columns(names)
         with edge(ep, table=self.table_name, where=self.ctx.path("preSql")):
             for sql in self.pre_sql:
                 conn.execute(expand_table(sql, self._qualified))
@@ -238,17 +260,45 @@ class Writer(base.Writer):
             with edge(ep, table=self.table_name):
                 verb = "TRUNCATE" if self.fast_truncate else "DELETE FROM"
                 conn.execute(f"{verb} {self.table.qualified}")
+        if self.mode == "overwrite" and self.table is not None:
+            # the partition's rows go in the job's transaction: an abort brings them back
+            conds = [f"{quote_ident(c)} = %s" for c, _ in self._partition_columns()]
+            where = f" WHERE {' AND '.join(conds)}" if conds else ""
+            with edge(ep, table=self.table_name):
+                conn.execute(
+                    f"DELETE FROM {self.table.qualified}{where}",
+                    [v for _, v in self._partition_columns()] or None,
+                )
+
+    def _partition_columns(self) -> list[tuple[str, str]]:
+        """The ``partition`` levels by the target's column names; an unknown one is a
+        ConfigError listing the table's columns."""
+        assert self.table is not None
+        out = []
+        for k, v in self.partition:
+            real = self.table.match(k)
+            if real is None:
+                raise ConfigError(
+                    f"{self.ctx.path('partition')}: table {self.table_name} has no column {k!r}"
+                    f"{did_you_mean(k, self.target)}; its columns: {', '.join(self.target)}"
+                )
+            out.append((real, v))
+        return out
 
     def _create(self, schema: pa.Schema) -> None:
         """Create the missing target from the data's schema, in the job's transaction (an abort
         takes it back); ``primaryKey`` becomes its primary key."""
         assert self.endpoint is not None
         listed = [c for c in self.columns if c != "*"]
+        if self.marker is not None and self.marker[0] in schema.names:
+            schema = schema.remove(schema.get_field_index(self.marker[0]))
         names = listed if len(listed) == len(schema) else schema.names
         cols = [
             f"{quote_ident(n)} {ddl_type(f.type)}{'' if f.nullable else ' NOT NULL'}"
             for n, f in zip(names, schema, strict=True)
         ]
+        # a new table gets the partition columns as text, as a lake table does
+        cols += [f"{quote_ident(k)} text" for k, _ in self.partition if k not in names]
         if self.primary_key:
             cols.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in self.primary_key)})")
         with edge(self.endpoint, table=self.table_name, where=self.ctx.path(self.table_key)):
@@ -271,7 +321,7 @@ class Writer(base.Writer):
                 r[0]: _Column(r[0], int(r[1]), types[int(r[1])], r[4], r[2] or "", bool(r[3]))
                 for r in rows
             }
-            if self.mode in ("replace", "update"):
+            if self.mode in ("replace", "update", "merge"):
                 self.key = self._key()
                 self.unique_key = conn.execute(
                     "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = %s AND indisunique "
@@ -342,26 +392,66 @@ class Writer(base.Writer):
         self.written = out
         return out
 
-    def _plan(self, schema: pa.Schema, zoned: list[bool]) -> _Plan:
+    def _shape(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[str]]:
+        """The batch as written, with the target column of each of its columns: the partition
+        columns it lacks added as constants (those it carries must hold the partition's value,
+        else the rows are dirty), and for merge with ``deleteMarker`` a last boolean column
+        saying which rows delete their key."""
+        assert self.table is not None
+        flag = None
+        if self.marker is not None:
+            flag = marker_flags(self, batch, self.marker)
+            if self.table.match(self.marker[0]) is None:
+                batch = batch.drop_columns([self.marker[0]])
+        written = list(self._columns(batch.schema.names))
+        for real, text in self._partition_columns():
+            if real in written:
+                check_partition(batch.column(written.index(real)), real, text)
+                continue
+            t = next(
+                (
+                    t
+                    for t in (pa.int64(), pa.date32(), pa.string())
+                    if direct_type(t, self.target[real].info) is not None
+                ),
+                pa.string(),  # cast in SQL by the staging path
+            )
+            try:
+                value = pa.scalar(partition_value(text, t), t)
+            except (ValueError, pa.ArrowInvalid) as e:
+                raise ConfigError(
+                    f"{self.ctx.path('partition')}: {real}={text} does not fit column {real} "
+                    f"({self.target[real].type_name}): {e}"
+                ) from None
+            batch = batch.append_column(real, pa.repeat(value, batch.num_rows))
+            written.append(real)
+        if flag is not None:
+            batch = batch.append_column(DELETED, flag)
+        return batch, written
+
+    def _plan(self, schema: pa.Schema, zoned: list[bool], written: list[str]) -> _Plan:
         plan = self.plans.get(schema)
         if plan is not None:
             return plan
-        if self.table is None:  # prepared without a schema: the first batch says what to create
-            self._create(schema)
-            self._describe()
         assert self.table is not None and self.endpoint is not None
-        written = self._columns(schema.names)
         direct = [
-            direct_type(f.type, self.target[c].info) for f, c in zip(schema, written, strict=True)
+            direct_type(f.type, self.target[c].info) for f, c in zip(schema, written, strict=False)
         ]
-        if self.mode in ("insert", "truncate") and all(d is not None for d in direct):
+        if (
+            self.mode in ("insert", "truncate", "overwrite")
+            and len(written) == len(schema)
+            and all(d is not None for d in direct)
+        ):
             casts = [d for d in direct if d is not None]
             target = pa.schema(
                 [pa.field(f.name, t) for f, (t, _) in zip(schema, casts, strict=True)]
             )
             cols = ", ".join(quote_ident(c) for c in written)
             plan = _Plan(
-                target, f"COPY {self.table.qualified} ({cols}) FROM STDIN (FORMAT binary)", casts
+                target,
+                f"COPY {self.table.qualified} ({cols}) FROM STDIN (FORMAT binary)",
+                written,
+                casts,
             )
         else:
             plan = self._staged(schema, zoned, written)
@@ -373,7 +463,7 @@ class Writer(base.Writer):
         conn, t = self.conn, self.table.qualified
         ddl = [c.data_type.ddl() for c in _encoder(schema).schema().columns]
         stage = f"ts_stage_{len(self.plans)}"
-        upsert = self.mode in ("replace", "update")
+        upsert = self.mode in ("replace", "update", "merge")
         with edge(self.endpoint, table=self.table_name, where=self.ctx.path("column")):
             cols = ", ".join(f"c{i} {d}" for i, d in enumerate(ddl))
             seq = ", _ts_seq bigserial" if upsert else ""
@@ -403,13 +493,25 @@ class Writer(base.Writer):
             )
         else:
             keys = [exprs[written.index(k)] for k in self.key]
+            picked = ", ".join(f"{e} AS {n}" for e, n in zip(exprs, names, strict=True))
+            if self.marker is not None:
+                picked += f", s.c{len(written)} AS _ts_del"
             # the last row of each key wins, as if the rows were applied one by one
-            source = (
-                f"(SELECT DISTINCT ON ({', '.join(keys)}) "
-                f"{', '.join(f'{e} AS {n}' for e, n in zip(exprs, names, strict=True))} FROM {stage} s "
-                f"ORDER BY {', '.join(keys)}, s._ts_seq DESC) AS n"
+            last = (
+                f"SELECT DISTINCT ON ({', '.join(keys)}) {picked} FROM {stage} s "
+                f"ORDER BY {', '.join(keys)}, s._ts_seq DESC"
             )
-            statements = self._upsert(t, written, col_list, override, source)
+            if self.marker is None:
+                source = f"({last}) AS n"
+                statements = self._upsert(t, written, col_list, override, source)
+            else:
+                source = f"(SELECT * FROM ({last}) AS d WHERE NOT d._ts_del) AS n"
+                gone = f"(SELECT * FROM ({last}) AS d WHERE d._ts_del) AS n"
+                match = " AND ".join(f"{t}.{quote_ident(k)} = n.{quote_ident(k)}" for k in self.key)
+                statements = (
+                    f"DELETE FROM {t} USING {gone} WHERE {match}",
+                    *self._upsert(t, written, col_list, override, source),
+                )
         copy = f"COPY {stage} ({', '.join(f'c{i}' for i in range(len(ddl)))}) FROM STDIN (FORMAT binary)"
         # EXPLAIN checks the types and the conflict key before a row moves
         with (
@@ -418,7 +520,9 @@ class Writer(base.Writer):
         ):
             for sql in statements:
                 conn.execute("EXPLAIN " + sql)
-        return _Plan(schema, copy, stage=stage, statements=(*statements, f"TRUNCATE {stage}"))
+        return _Plan(
+            schema, copy, written, stage=stage, statements=(*statements, f"TRUNCATE {stage}")
+        )
 
     def _upsert(
         self, t: str, written: list[str], col_list: str, override: str, source: str
@@ -443,7 +547,7 @@ class Writer(base.Writer):
                 )
                 return (f"{insert} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {assignments}",)
             return (f"{insert} ON CONFLICT ({', '.join(keys)}) DO NOTHING",)
-        if self.mode == "replace":
+        if self.mode in ("replace", "merge"):
             return (f"DELETE FROM {t} USING {source} WHERE {match}", insert)
         fresh = f"{insert} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {match})"
         written_sets = [c for c in written if c not in self.key]
@@ -460,15 +564,20 @@ class Writer(base.Writer):
     def _write(self, batch: pa.RecordBatch, split: base.Split) -> None:
         if batch.num_rows == 0:
             return
+        assert self.endpoint is not None
+        if self.table is None:  # prepared without a schema: the first batch says what to create
+            with edge(self.endpoint, table=self.table_name, split=split.label):
+                self._create(batch.schema)
+                self._describe()
+        batch, written = self._shape(batch)
         arrays, zoned = [], []
         for col in batch.columns:
             a, z = for_copy(col)
             arrays.append(a)
             zoned.append(z)
         data = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
-        assert self.endpoint is not None
         with edge(self.endpoint, table=self.table_name, split=split.label):
-            plan = self._plan(data.schema, zoned)
+            plan = self._plan(data.schema, zoned, written)
         if plan.casts is not None:
             data = self._cast(data, plan)
         psycopg = psycopg_module()
@@ -494,7 +603,7 @@ class Writer(base.Writer):
         data error of its row, as the server would say it (22003)."""
         assert plan.casts is not None
         arrays = []
-        for arr, (t, lossy), name in zip(data.columns, plan.casts, self.written or [], strict=True):
+        for arr, (t, lossy), name in zip(data.columns, plan.casts, plan.written, strict=True):
             if arr.type == t:
                 arrays.append(arr)
                 continue

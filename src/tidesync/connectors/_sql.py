@@ -34,15 +34,31 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qsl, unquote
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidesync.connectors._lake_common import parse_partition, partition_value
 from tidesync.connectors.base import Context, Params, Reader, Split, Writer
-from tidesync.errors import ConfigError, FatalError, did_you_mean, redact
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError, did_you_mean, redact
 
 __all__ = [
+    "DELETED",
+    "check_partition",
+    "check_table_modes",
+    "mapped_names",
+    "marker_flags",
+    "with_added",
+    "partition_columns",
+    "partition_where",
+    "shape_for_partition",
+    "split_deleted",
+    "table_modes",
+    "typed_value",
     "JdbcUrl",
     "parse_jdbc_url",
     "database_path",
@@ -350,7 +366,7 @@ def null_predicate(dialect: Dialect, key: str) -> str:
 
 # -- writing -----------------------------------------------------------------------------------
 
-WRITE_MODES = ("insert", "replace", "update", "truncate")
+WRITE_MODES = ("insert", "replace", "update", "truncate", "overwrite", "merge")
 
 
 @dataclass(frozen=True)
@@ -388,6 +404,8 @@ def write_statements(
     ``dialect.placeholder`` for ``executemany``. Rows must be unique by ``keys`` in ``replace``
     and ``update`` (keep the last one of each key before calling).
     """
+    # overwrite's DELETE of the partition is the connector's, once; merge upserts as replace
+    mode = {"overwrite": "insert", "merge": "replace"}.get(mode, mode)
     t = dialect.table(table)
     cols = [dialect.ident(c) for c in columns]
     col_list = ", ".join(cols)
@@ -929,7 +947,7 @@ def bind(ctx: Context, options: WriteOptions, info: TableInfo, incoming: Sequenc
             "(NOT NULL without a default), which are not written"
         )
     keys: list[str] = []
-    if options.mode in ("replace", "update"):
+    if options.mode in ("replace", "update", "merge"):
         if options.primary_key:
             for i, k in enumerate(options.primary_key):
                 found = _find(k, info.columns)
@@ -975,7 +993,7 @@ def same_columns(ctx: Context, shapes: Sequence[tuple[Source, Sequence[str]]]) -
 
 def require_table(ctx: Context, options: WriteOptions, path: Path | None) -> None:
     """ConfigError when the target table is missing and ``writeMode`` cannot create it."""
-    if options.mode in ("replace", "update"):
+    if options.mode in ("replace", "update", "merge"):
         raise ConfigError(
             f"{ctx.path(options.target.table_key)}: table {options.table} does not "
             f"exist in {path}; writeMode {options.mode!r} needs an existing table "
@@ -1010,3 +1028,180 @@ def remove_created(files: Sequence[Path], dirs: Sequence[Path]) -> None:
     for d in reversed(dirs):
         with contextlib.suppress(OSError):  # only empty folders go
             d.rmdir()
+
+
+# -- partition overwrite and merge deletes (Arrow only) ------------------------------------------
+
+#: the column appended to a merge batch: True where the row deletes its key (``deleteMarker``)
+DELETED = "__tidesync_deleted"
+
+
+def table_modes(w: Writer) -> tuple[list[tuple[str, str]], tuple[str, Any] | None]:
+    """Read ``partition`` (``ds=20161114``, several levels ``pt=20150101/type=1``) and
+    ``deleteMarker`` (``{column: is_deleted, value: 1}``), spelled as for the lake writer."""
+    p = w.p
+    partition: list[tuple[str, str]] = []
+    raw = p.str("partition")
+    if raw is not None:
+        try:
+            partition = parse_partition(raw)
+        except ValueError as e:
+            p.problem("partition", f"{raw!r}: {e}")
+    marker = p.obj("deleteMarker")
+    if marker is None:
+        return partition, None
+    if not isinstance(marker.get("column"), str) or "value" not in marker:
+        p.problem(
+            "deleteMarker",
+            "must be {column: NAME, value: VALUE}, e.g. {column: is_deleted, value: 1}",
+        )
+        return partition, None
+    return partition, (marker["column"], marker["value"])
+
+
+def check_table_modes(
+    w: Writer, mode: str, partition: list[Any], marker: tuple[str, Any] | None
+) -> None:
+    if partition and mode != "overwrite":
+        w.p.problem(
+            "partition",
+            f"applies to writeMode overwrite (the partition's rows are replaced), not {mode}; "
+            "drop writeMode or set writeMode: overwrite",
+        )
+    if marker is not None and mode != "merge":
+        w.p.problem("deleteMarker", f"applies to writeMode merge, not {mode}")
+
+
+def marker_flags(w: Writer, batch: pa.RecordBatch, marker: tuple[str, Any]) -> pa.Array:
+    """True where the row's marker column equals the marker value (null: False)."""
+    name, value = marker
+    names = batch.schema.names
+    if name not in names:
+        raise ConfigError(
+            f"{w.ctx.path('deleteMarker.column')}: the incoming rows have no column {name!r}"
+            f"{did_you_mean(name, names)}"
+        )
+    col = batch.column(names.index(name))
+    try:
+        v = pa.scalar(value).cast(col.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise ConfigError(
+            f"{w.ctx.path('deleteMarker.value')}: {value!r} does not fit column {name} "
+            f"({col.type}): {e}"
+        ) from None
+    return pc.fill_null(pc.equal(col, v), False)
+
+
+def check_partition(col: pa.Array, name: str, text: str) -> None:
+    """Rows that carry a partition column must hold the partition's value: the others are
+    dirty (DirtyRecordError; the engine bisects down to them)."""
+    try:
+        expected = pa.scalar(partition_value(text, col.type), col.type)
+        same = pc.fill_null(pc.equal(col, expected), False)
+    except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        same = pa.repeat(pa.scalar(False), len(col))
+    if not pc.all(same, min_count=0).as_py():
+        bad = col[pc.indices_nonzero(pc.invert(same))[0].as_py()].as_py()
+        raise DirtyRecordError(
+            f"column {name} is {bad!r}, not {text} of the partition being overwritten"
+        )
+
+
+def partition_columns(
+    ctx: Context, table: str, partition: Sequence[tuple[str, str]], columns: Sequence[str]
+) -> list[tuple[str, str]]:
+    """The ``partition`` levels by the table's own column names; an unknown one is a
+    ConfigError naming ``partition`` and listing the table's columns."""
+    out = []
+    for k, v in partition:
+        real = _find(k, columns)
+        if real is None:
+            raise ConfigError(
+                f"{ctx.path('partition')}: table {table} has no column {k!r}"
+                f"{did_you_mean(k, columns)}; its columns: {', '.join(columns)}"
+            )
+        out.append((real, v))
+    return out
+
+
+def partition_where(dialect: Dialect, parts: Sequence[tuple[str, str]]) -> str:
+    """`` WHERE ds = ? AND ...`` (the dialect's placeholder) for overwrite's DELETE; '' without
+    partition levels (the whole table)."""
+    if not parts:
+        return ""
+    return " WHERE " + " AND ".join(f"{dialect.ident(c)} = {dialect.placeholder}" for c, _ in parts)
+
+
+def shape_for_partition(
+    batch: pa.RecordBatch,
+    mapped: Sequence[str | None],
+    parts: Sequence[tuple[str, str]],
+    marker: tuple[str, Any] | None,
+    drop_marker: bool,
+    flags: pa.Array | None,
+    types: dict[str, pa.DataType] | None = None,
+) -> tuple[pa.RecordBatch, list[str]]:
+    """For the writers that take Python or text values: check the partition columns the batch
+    carries (``mapped[i]`` is the table column of batch column i once an unwritten marker column
+    is dropped), add those it lacks as string
+    constants (the store casts them), drop an unwritten marker column and append ``flags`` as
+    :data:`DELETED`. ``types`` (the table's Arrow types) makes the constants typed, else the
+    store casts the text. Returns the batch and the partition columns added."""
+    if marker is not None and drop_marker:
+        batch = batch.drop_columns([marker[0]])
+    for c, v in parts:
+        if c in mapped:
+            check_partition(batch.column(list(mapped).index(c)), c, v)
+    added = [c for c, _ in parts if c not in mapped]
+    for c, v in parts:
+        if c in added:
+            t = (types or {}).get(c)
+            typed = typed_value(v, t)
+            value = pa.scalar(typed, t) if typed is not v else pa.scalar(v)
+            batch = batch.append_column(c, pa.repeat(value, batch.num_rows))
+    if flags is not None:
+        batch = batch.append_column(DELETED, flags)
+    return batch, added
+
+
+def split_deleted(
+    batch: pa.RecordBatch, keys: Sequence[str]
+) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """A merge batch with its :data:`DELETED` column -> (rows to upsert, rows whose key is to be
+    deleted), after keeping the last row of each key (rows with a null key part all stay)."""
+    idx = pa.array(range(batch.num_rows), pa.int64())
+    t = pa.table(batch.select(list(keys))).append_column("__ts_i", idx)
+    last = (
+        t.group_by(list(keys), use_threads=False)
+        .aggregate([("__ts_i", "max")])
+        .column("__ts_i_max")
+        .combine_chunks()
+    )
+    if len(last) != batch.num_rows:
+        batch = batch.take(pc.take(last, pc.sort_indices(last)))
+    flags = batch.column(batch.schema.get_field_index(DELETED))
+    plain = batch.drop_columns([DELETED])
+    return plain.filter(pc.invert(flags)), plain.filter(flags)
+
+
+def mapped_names(
+    options: WriteOptions, columns: Sequence[str], names: Sequence[str]
+) -> list[str | None]:
+    """The table column each incoming column goes to (``column`` by position, else by name)."""
+    return [_find(c, columns) for c in (options.columns or names)]
+
+
+def with_added(options: WriteOptions, added: Sequence[str]) -> WriteOptions:
+    """``options`` whose ``column`` list (if any) also names the partition columns added."""
+    if options.columns is None or not added:
+        return options
+    return replace(options, columns=[*options.columns, *added])
+
+
+def typed_value(text: str, t: pa.DataType | None) -> Any:
+    """A partition value as the column's type where its text reads as one (``20161114`` as a
+    date), else the text itself (the store casts it)."""
+    if t is not None:
+        with contextlib.suppress(ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return partition_value(text, t)
+    return text

@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from tidesync.connectors import base
 from tidesync.connectors._sql import (
+    DELETED,
     DUCKDB,
     WRITE_MODES,
     Binding,
@@ -41,14 +42,24 @@ from tidesync.connectors._sql import (
     SqlReader,
     TableInfo,
     bind,
+    check_table_modes,
     created_names,
     database_path,
     expand_table,
     make_parents,
+    mapped_names,
+    marker_flags,
+    partition_columns,
+    partition_where,
     remove_created,
     require_table,
     same_columns,
+    shape_for_partition,
+    split_deleted,
     split_name,
+    table_modes,
+    typed_value,
+    with_added,
     write_options,
     write_statements,
 )
@@ -62,6 +73,7 @@ _DATA_ERRORS = (duckdb.IntegrityError, duckdb.DataError, duckdb.InvalidInputExce
 _BATCH = "__tidesync_batch"
 _ROW = "__tidesync_row"
 _PROBE = "__tidesync_probe"
+_DEAD = "__tidesync_dead"  # merge: the keys to delete
 
 
 def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -224,6 +236,10 @@ class Writer(base.Writer):
         # DuckDB inserts fastest in large statements (measured: 1M-row INSERTs take ~25% less
         # time than 64K-row ones); the engine still bisects a failing batch row by row.
         self.o = write_options(self, batch_size=1 << 20)
+        self.partition, self.marker = table_modes(self)
+        if "writeMode" not in params and self.partition:
+            self.o.mode = "overwrite"
+        check_table_modes(self, self.o.mode, self.partition, self.marker)
         self.path: Path | None = None
         if self.o.target.urls:
             try:
@@ -237,6 +253,7 @@ class Writer(base.Writer):
         self.table: _Table | None = None
         self._plans: dict[tuple[tuple[str, str], ...], _Plan] = {}
         self._probe_shape: tuple[str, ...] | None = None
+        self._parts: list[tuple[str, str]] | None = None  # partition levels by column names
         self._lock = threading.RLock()
         self._created_file = False
         self._poisoned = ""
@@ -268,8 +285,20 @@ class Writer(base.Writer):
                     self._create(schema)
             elif self.o.mode == "truncate":
                 self._run(f"DELETE FROM {self.table_sql}", "truncate")
-            if schema is not None:
-                self._plan(schema)
+            elif self.o.mode == "overwrite":
+                # in the transaction: a rollback brings the partition's rows back
+                parts = self._partition()
+                types = {f.name: f.type for f in self.table.arrow}
+                try:
+                    con.execute(
+                        f"DELETE FROM {self.table_sql}{partition_where(_D, parts)}",
+                        [typed_value(v, types.get(c)) for c, v in parts],
+                    )
+                except duckdb.Error as e:
+                    raise FatalError(f"{self.where}: {e}") from e
+            if schema is not None and self.table is not None:
+                batch, _dead, added = self._shape(pa.RecordBatch.from_pylist([], schema=schema))
+                self._plan(batch.schema, added)
         except BaseException:
             self._rollback()
             raise
@@ -322,14 +351,61 @@ class Writer(base.Writer):
             arrow,
         )
 
+    def _partition(self) -> list[tuple[str, str]]:
+        if self._parts is None:
+            assert self.table is not None
+            self._parts = partition_columns(
+                self.ctx, self.o.table, self.partition, self.table.info.columns
+            )
+        return self._parts
+
+    def _shape(
+        self, batch: pa.RecordBatch
+    ) -> tuple[pa.RecordBatch, pa.RecordBatch | None, list[str]]:
+        """Partition columns checked and added, the marker column dropped unless the table has
+        it; for merge with deleteMarker also the rows whose key is to be deleted."""
+        assert self.table is not None
+        cols = self.table.info.columns
+        flags, drop = None, False
+        names = list(batch.schema.names)
+        if self.marker is not None:
+            flags = marker_flags(self, batch, self.marker)
+            drop = mapped_names(self.o, cols, [self.marker[0]])[0] is None
+            if drop:
+                names.remove(self.marker[0])
+        types = {f.name: f.type for f in self.table.arrow}
+        batch, added = shape_for_partition(
+            batch,
+            mapped_names(self.o, cols, names),
+            self._partition(),
+            self.marker,
+            drop,
+            flags,
+            types,
+        )
+        if flags is None:
+            return batch, None, added
+        names = [n for n in batch.schema.names if n != DELETED]
+        b = bind(self.ctx, with_added(self.o, added), self.table.info, names)
+        batch, dead = split_deleted(batch, [names[b.columns.index(k)] for k in b.keys])
+        return (
+            batch,
+            pa.RecordBatch.from_arrays(
+                [dead.column(b.columns.index(k)) for k in b.keys], names=list(b.keys)
+            ),
+            added,
+        )
+
     def _create(self, schema: pa.Schema) -> None:
         con = self.con
         assert con is not None
+        if self.marker is not None and self.marker[0] in schema.names:
+            schema = schema.remove(schema.get_field_index(self.marker[0]))
         names = created_names(self.ctx, self.o, schema)
         fields = [
             pa.field(n, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
             for n, f in zip(names, schema, strict=True)
-        ]
+        ] + [pa.field(k, pa.string()) for k, _ in self.partition if k not in names]
         empty = pa.schema(fields).empty_table()
         try:
             con.register("__tidesync_empty", empty)
@@ -339,13 +415,13 @@ class Writer(base.Writer):
             raise FatalError(f"{self.where}: cannot create it: {e}") from e
         self.table = self._inspect()
 
-    def _plan(self, schema: pa.Schema) -> _Plan:
+    def _plan(self, schema: pa.Schema, added: Sequence[str] = ()) -> _Plan:
         shape = tuple((f.name, str(f.type)) for f in schema)
         if shape in self._plans:
             return self._plans[shape]
         assert self.table is not None
         t = self.table
-        b = bind(self.ctx, self.o, t.info, schema.names)
+        b = bind(self.ctx, with_added(self.o, added), t.info, schema.names)
         cols = b.columns
         q = _D.ident
         cast = ", ".join(
@@ -459,13 +535,32 @@ class Writer(base.Writer):
                 self._create(batch.schema)
             except duckdb.Error as e:
                 raise FatalError(f"{self.where}: {e}") from e
-        plan = self._plan(batch.schema)
+        batch, dead, added = self._shape(batch)
+        plan = self._plan(batch.schema, added)
+        if dead is not None and dead.num_rows:
+            self._delete(dead, plan.binding)
         names = [f"c{i}" for i in range(batch.num_columns)]
         rows = pa.RecordBatch.from_arrays(batch.columns, names=names)
         if plan.binding.keys:  # the row order decides which row of a key wins
             rows = rows.append_column(_ROW, pa.array(range(batch.num_rows), pa.int64()))
         for start in range(0, rows.num_rows, self.o.batch_size):
             self._write_part(plan, rows.slice(start, self.o.batch_size))
+
+    def _delete(self, dead: pa.RecordBatch, b: Binding) -> None:
+        """Delete the keys whose last row carries the deleteMarker (merge)."""
+        con = self.con
+        assert con is not None
+        sql = write_statements(_D, self.o.table, b.keys, mode="replace", keys=b.keys, source=_DEAD)[
+            0
+        ].sql
+        con.register(_DEAD, dead)
+        try:
+            con.execute(sql)
+        except duckdb.Error as e:
+            self._poisoned = f"(a write failed: {e})"
+            raise FatalError(f"{self.where}: {e}; the transaction is rolled back") from e
+        finally:
+            con.unregister(_DEAD)
 
     def _write_part(self, plan: _Plan, rows: pa.RecordBatch) -> None:
         con = self.con

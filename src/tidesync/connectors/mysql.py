@@ -22,7 +22,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -37,18 +37,24 @@ from tidesync.connectors import _mysql_wire as wire
 from tidesync.connectors import base
 from tidesync.connectors._incremental import Cursor
 from tidesync.connectors._sql import (
+    DELETED,
     MYSQL,
     Binding,
     Source,
     TableInfo,
     bind,
+    check_partition,
+    check_table_modes,
     column_sql,
     expand_table,
     key_ranges,
+    marker_flags,
     null_predicate,
     parse_jdbc_url,
     read_options,
+    split_deleted,
     split_name,
+    table_modes,
     write_options,
 )
 from tidesync.errors import (
@@ -927,7 +933,7 @@ class Writer(base.Writer):
     each load), while the text encoding of batches runs in the tasks' threads."""
 
     kind = "mysql"
-    modes = ("insert", "replace", "update", "truncate")
+    modes = ("insert", "replace", "update", "truncate", "overwrite", "merge")
     publish = "transaction"
     serial = False
 
@@ -941,8 +947,12 @@ class Writer(base.Writer):
             self,
             batch_size=65536,
             database_key="url",
-            mode_aliases={"overwrite": "truncate", "upsert": "update"},
+            mode_aliases={"upsert": "update"},
         )
+        self.partition, self.marker = table_modes(self)
+        if "writeMode" not in params and self.partition:
+            self.options.mode = "overwrite"
+        check_table_modes(self, self.options.mode, self.partition, self.marker)
         user, password = p.str("username", aliases=("user",)), p.get("password")
         self.endpoint = Endpoint("", 0, "", "")
         for url in self.options.target.urls[:1]:
@@ -961,6 +971,9 @@ class Writer(base.Writer):
         self._direct_replace = False
         self._load_sql = ""
         self._kinds: list[dict[str, Any]] = []
+        self._parts: list[tuple[str, str]] = []  # partition levels by the table's column names
+        self._added: list[tuple[str, str]] = []  # those the batches lack: written as constants
+        self._drop_marker = False  # the table lacks the deleteMarker column: it is not written
 
     # -- setup -----------------------------------------------------------------------------
     @property
@@ -987,6 +1000,7 @@ class Writer(base.Writer):
                 )
             self.info = info
             self.table_sql = D.table(o.table)
+            self._parts = self._partition_columns()
             if schema is not None:
                 self._bind(schema.names)
             self.con.begin()
@@ -998,12 +1012,18 @@ class Writer(base.Writer):
                         raise translate(
                             e, self.endpoint, self.ctx.path(f"preSql[{i}]"), table=o.table
                         ) from None
-                if self.mode == "truncate":
+                if self.mode == "truncate" or (self.mode == "overwrite" and not self._parts):
                     # an empty table needs no DELETE, which would cost InnoDB's bulk path for a
                     # first load into an empty table (no undo record per row)
                     cur.execute(f"SELECT 1 FROM {self.table_sql} LIMIT 1 FOR UPDATE")
                     if cur.fetchone() is not None:
                         cur.execute(f"DELETE FROM {self.table_sql}")
+                elif self.mode == "overwrite":
+                    # the partition's rows go in the job's transaction: a rollback restores them
+                    where = " AND ".join(f"{D.ident(c)} = %s" for c, _ in self._parts)
+                    cur.execute(
+                        f"DELETE FROM {self.table_sql} WHERE {where}", [v for _, v in self._parts]
+                    )
         except myerr.MySQLError as e:
             self._close()
             raise translate(e, self.endpoint, self.where, table=o.table) from None
@@ -1011,8 +1031,32 @@ class Writer(base.Writer):
             self._close()
             raise
 
+    def _partition_columns(self) -> list[tuple[str, str]]:
+        out = []
+        for k, v in self.partition:
+            found = _find(k, self.info)
+            if found is None:
+                cols = [c["name"] for c in self.info]
+                raise ConfigError(
+                    f"{self.ctx.path('partition')}: table {self.options.table} has no column "
+                    f"{k!r}{did_you_mean(k, cols)}; its columns: {', '.join(cols)}"
+                )
+            out.append((found["name"], v))
+        return out
+
     def _bind(self, names: Sequence[str]) -> None:
+        """Map the incoming names (the deleteMarker column left out unless the table has it;
+        the partition columns they lack added) onto the table."""
         o = self.options
+        names = list(names)
+        if self.marker is not None and _find(self.marker[0], self.info) is None:
+            self._drop_marker = True
+            names = [n for n in names if n != self.marker[0]]
+        mapped = {(_find(c, self.info) or {}).get("name") for c in (o.columns or names)}
+        self._added = [(c, v) for c, v in self._parts if c not in mapped]
+        extra = [c for c, _ in self._added]
+        o = replace(o, columns=None if o.columns is None else [*o.columns, *extra])
+        names = [*names, *extra]
         unique = _unique_keys(self.con, o.table)
         pk = next((cols for name, cols in unique if name == "PRIMARY"), ())
         required = frozenset(
@@ -1029,14 +1073,15 @@ class Writer(base.Writer):
             tuple(pk),
             tuple(tuple(cols) for _, cols in unique),
         )
-        b = bind(self.ctx, o, table_info, list(names))
+        b = bind(self.ctx, o, table_info, names)
         self.binding = b
         by_name = {c["name"]: c for c in self.info}
         self._kinds = [by_name[c] for c in b.columns]
         keys = set(b.keys)
         only_unique = [set(cols) for _, cols in unique]
-        self._direct_replace = self.mode == "replace" and only_unique == [keys]
-        needs_stage = self.mode == "update" or (self.mode == "replace" and not self._direct_replace)
+        upsert = self.mode in ("replace", "merge")
+        self._direct_replace = upsert and only_unique == [keys]
+        needs_stage = self.mode == "update" or (upsert and not self._direct_replace)
         target = self.table_sql
         if needs_stage:
             self.stage = D.ident(f"ts_stage_{uuid.uuid4().hex[:12]}")
@@ -1076,8 +1121,17 @@ class Writer(base.Writer):
                     self._bind(batch.schema.names)
         b = self.binding
         assert b is not None
-        if self.stage is not None and b.keys and (self.mode == "replace" or not b.conflict_target):
-            batch = _last_per_key(batch, [batch.schema.names[b.columns.index(k)] for k in b.keys])
+        batch = self._shape(batch)
+        key_names = [batch.schema.names[b.columns.index(k)] for k in b.keys]
+        gone: tuple[str, list[Any]] | None = None
+        if self.marker is not None:
+            batch, dead = split_deleted(batch, key_names)
+            if dead.num_rows:
+                gone = self._delete_sql(dead, key_names)
+        elif (
+            self.stage is not None and b.keys and (self.mode == "replace" or not b.conflict_target)
+        ):
+            batch = _last_per_key(batch, key_names)
         size = self.options.batch_size
         payloads = []
         for start in range(0, batch.num_rows, size):
@@ -1085,9 +1139,43 @@ class Writer(base.Writer):
             cols = [self._text(part.column(i), self._kinds[i]) for i in range(part.num_columns)]
             payloads.append((part.num_rows, wire.encode_tsv(cols)))
         with self.lock:
-            self._load(payloads, split)
+            self._load(payloads, split, gone)
 
-    def _load(self, payloads: list[tuple[int, pa.Buffer]], split: base.Split) -> None:
+    def _shape(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Check the partition columns the batch carries (a row with another value is dirty),
+        add those it lacks as constants, and for deleteMarker a last boolean column."""
+        b = self.binding
+        assert b is not None
+        flag = None
+        if self.marker is not None:
+            flag = marker_flags(self, batch, self.marker)
+            if self._drop_marker:
+                batch = batch.drop_columns([self.marker[0]])
+        for c, v in self._parts:
+            if c in b.columns[: batch.num_columns]:
+                check_partition(batch.column(b.columns.index(c)), c, v)
+        for c, v in self._added:
+            batch = batch.append_column(c, pa.repeat(pa.scalar(v), batch.num_rows))
+        if flag is not None:
+            batch = batch.append_column(DELETED, flag)
+        return batch
+
+    def _delete_sql(self, dead: pa.RecordBatch, keys: list[str]) -> tuple[str, list[Any]]:
+        """One DELETE of the keys whose last row carries the deleteMarker."""
+        b = self.binding
+        assert b is not None
+        cols = ", ".join(D.ident(k) for k in b.keys)
+        one = "(" + ", ".join("%s" for _ in keys) + ")"
+        values = [v for row in dead.select(keys).to_pylist() for v in row.values()]
+        sql = f"DELETE FROM {self.table_sql} WHERE ({cols}) IN ({', '.join([one] * dead.num_rows)})"
+        return sql, values
+
+    def _load(
+        self,
+        payloads: list[tuple[int, pa.Buffer]],
+        split: base.Split,
+        gone: tuple[str, list[Any]] | None = None,
+    ) -> None:
         con = self.con
         if con is None:
             raise FatalError(f"{self.where}: the writer is not prepared (or already finished)")
@@ -1096,6 +1184,8 @@ class Writer(base.Writer):
             with con.cursor() as cur:
                 cur.execute("SAVEPOINT ts_batch")
                 try:
+                    if gone is not None:
+                        cur.execute(*gone)
                     for rows, data in payloads:
                         affected, warnings = wire.load_local(con, self._load_sql, data)
                         if warnings:
@@ -1135,7 +1225,7 @@ class Writer(base.Writer):
         rest = [c for c, name in zip(cols, b.columns, strict=True) if name not in b.keys]
         col_list = ", ".join(cols)
         on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        if self.mode == "replace":
+        if self.mode in ("replace", "merge"):
             return [
                 f"DELETE t FROM {t} AS t JOIN {s} AS s ON {on}",
                 f"INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {s}",
@@ -1299,10 +1389,15 @@ def _last_per_key(batch: pa.RecordBatch, keys: list[str]) -> pa.RecordBatch:
     """Rows unique by ``keys``, the last of each kept (the order rows arrived in)."""
     idx = pa.array(range(batch.num_rows), pa.int64())
     t = pa.table(batch.select(keys)).append_column("ts_i", idx)
-    last = t.group_by(keys, use_threads=False).aggregate([("ts_i", "max")]).column("ts_i_max")
+    last = (
+        t.group_by(keys, use_threads=False)
+        .aggregate([("ts_i", "max")])
+        .column("ts_i_max")
+        .combine_chunks()
+    )
     if len(last) == batch.num_rows:
         return batch
-    return batch.take(pc.sort_indices(last))
+    return batch.take(pc.take(last, pc.sort_indices(last)))  # the kept rows, in arrival order
 
 
 def _duration_text(v: Any) -> str:

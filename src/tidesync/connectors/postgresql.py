@@ -15,7 +15,9 @@ committed only in ``commit``. Each batch goes in by binary COPY (pgpq), straight
 or through a TEMP staging table and one ``INSERT ... SELECT`` (``ON CONFLICT ... DO UPDATE`` for
 ``replace``/``update``), inside a savepoint: a batch that fails on its data (SQLSTATE class 22 or
 23) is rolled back to the savepoint and raised as DirtyRecordError, so the engine bisects it down
-to the rows at fault while the others are written.
+to the rows at fault while the others are written. ``overwrite`` deletes the named ``partition``
+(``ds=${bizdate}``) in that transaction before the rows go in; ``merge`` upserts by key and
+deletes the keys whose rows carry the ``deleteMarker``.
 
     {"name": "postgresqlreader", "parameter": {
         "username": "etl", "password": "${env:PG_PASSWORD}",

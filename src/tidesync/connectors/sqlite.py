@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from tidesync.connectors import base
 from tidesync.connectors._sql import (
+    DELETED,
     SQLITE,
     WRITE_MODES,
     Binding,
@@ -41,14 +42,23 @@ from tidesync.connectors._sql import (
     SqlReader,
     TableInfo,
     bind,
+    check_table_modes,
     created_names,
     database_path,
     expand_table,
     make_parents,
+    mapped_names,
+    marker_flags,
+    partition_columns,
+    partition_where,
     remove_created,
     require_table,
     same_columns,
+    shape_for_partition,
+    split_deleted,
     split_name,
+    table_modes,
+    with_added,
     write_options,
     write_statements,
 )
@@ -446,6 +456,10 @@ class Writer(base.Writer):
     def __init__(self, params: dict[str, Any], ctx: base.Context):
         super().__init__(params, ctx)
         self.o = write_options(self, batch_size=ctx.batch_rows)
+        self.partition, self.marker = table_modes(self)
+        if "writeMode" not in params and self.partition:
+            self.o.mode = "overwrite"
+        check_table_modes(self, self.o.mode, self.partition, self.marker)
         self.path: Path | None = None
         if self.o.target.urls:
             try:
@@ -457,6 +471,7 @@ class Writer(base.Writer):
         self.con: sqlite3.Connection | None = None
         self.info: TableInfo | None = None
         self._bound: dict[tuple[str, ...], Binding] = {}
+        self._parts: list[tuple[str, str]] | None = None  # partition levels by column names
         self._lock = threading.RLock()
         self._created_file = False
         self._open: list[_Sink] = []
@@ -494,8 +509,15 @@ class Writer(base.Writer):
                     self._create(schema)
             elif self.o.mode == "truncate":
                 con.execute(f"DELETE FROM {self.table_sql}")
-            if schema is not None:
-                self._binding(schema.names)
+            elif self.o.mode == "overwrite":
+                # in the transaction: a rollback brings the partition's rows back
+                parts = self._partition()
+                con.execute(
+                    f"DELETE FROM {self.table_sql}{partition_where(_D, parts)}",
+                    [v for _, v in parts],
+                )
+            if schema is not None and self.info is not None:
+                self._shape(pa.RecordBatch.from_pylist([], schema=schema))  # checks the names
         except sqlite3.Error as e:
             self._rollback()
             raise FatalError(f"{self.where}: {e}") from e
@@ -530,11 +552,22 @@ class Writer(base.Writer):
                 )
         return TableInfo(cols, required, pk, tuple(unique))
 
+    def _partition(self) -> list[tuple[str, str]]:
+        if self._parts is None:
+            assert self.info is not None
+            self._parts = partition_columns(
+                self.ctx, self.o.table, self.partition, self.info.columns
+            )
+        return self._parts
+
     def _create(self, schema: pa.Schema) -> None:
         assert self.con is not None
+        if self.marker is not None and self.marker[0] in schema.names:
+            schema = schema.remove(schema.get_field_index(self.marker[0]))
         names = created_names(self.ctx, self.o, schema)
         cols = ", ".join(
-            f"{_D.ident(n)} {declared_type(f.type)}" for n, f in zip(names, schema, strict=True)
+            [f"{_D.ident(n)} {declared_type(f.type)}" for n, f in zip(names, schema, strict=True)]
+            + [f"{_D.ident(k)} TEXT" for k, _ in self.partition if k not in names]
         )
         try:
             self.con.execute(f"CREATE TABLE {self.table_sql} ({cols})")
@@ -542,12 +575,36 @@ class Writer(base.Writer):
             raise FatalError(f"{self.where}: cannot create it: {e}") from e
         self.info = self._inspect()
 
-    def _binding(self, names: Sequence[str]) -> Binding:
+    def _binding(self, names: Sequence[str], added: Sequence[str] = ()) -> Binding:
         key = tuple(names)
         if key not in self._bound:
             assert self.info is not None
-            self._bound[key] = bind(self.ctx, self.o, self.info, names)
+            self._bound[key] = bind(self.ctx, with_added(self.o, added), self.info, names)
         return self._bound[key]
+
+    def _shape(
+        self, batch: pa.RecordBatch
+    ) -> tuple[pa.RecordBatch, pa.RecordBatch | None, Binding]:
+        """Partition columns checked and added, the marker column dropped unless the table has
+        it; for merge with deleteMarker also the rows whose key is to be deleted."""
+        assert self.info is not None
+        flags, drop = None, False
+        names = list(batch.schema.names)
+        if self.marker is not None:
+            flags = marker_flags(self, batch, self.marker)
+            drop = mapped_names(self.o, self.info.columns, [self.marker[0]])[0] is None
+            if drop:
+                names.remove(self.marker[0])
+        mapped = mapped_names(self.o, self.info.columns, names)
+        batch, added = shape_for_partition(
+            batch, mapped, self._partition(), self.marker, drop, flags
+        )
+        if flags is None:
+            return batch, None, self._binding(batch.schema.names, added)
+        names = [n for n in batch.schema.names if n != DELETED]
+        b = self._binding(names, added)
+        batch, dead = split_deleted(batch, [names[b.columns.index(k)] for k in b.keys])
+        return batch, dead, b
 
     # sinks -----------------------------------------------------------------------------------
     def open(self, split: base.Split) -> _Sink:
@@ -559,7 +616,7 @@ class Writer(base.Writer):
         assert self.con is not None
         if self.info is None:
             self._create(batch.schema)
-        b = self._binding(batch.schema.names)
+        batch, dead, b = self._shape(batch)
         stmts = write_statements(
             _D,
             self.o.table,
@@ -572,6 +629,10 @@ class Writer(base.Writer):
         con = self.con
         con.execute('SAVEPOINT "tidesync_batch"')
         try:
+            if dead is not None and dead.num_rows:
+                gone = write_statements(_D, self.o.table, b.keys, mode="replace", keys=b.keys)[0]
+                keys = [_py_column(dead.column(b.columns.index(k))) for k in b.keys]
+                con.executemany(gone.sql, zip(*(keys[i] for i in gone.params), strict=True))
             for start in range(0, batch.num_rows, self.o.batch_size):
                 cols = [_py_column(c) for c in batch.slice(start, self.o.batch_size).columns]
                 if key_idx:
