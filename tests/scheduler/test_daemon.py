@@ -351,7 +351,8 @@ def test_paused_node_creates_instances_that_wait(tmp_path: Path) -> None:
 
 
 def test_concurrency_limits_running_instances(tmp_path: Path) -> None:
-    stream_job(tmp_path / "jobs" / "slow.json", value="$cyctime", records=10, record_rate=50)
+    # 150 rows at 100 rows/s: one second of burst, then ~0.5 s of waiting per instance
+    stream_job(tmp_path / "jobs" / "slow.json", value="$cyctime", records=150, record_rate=100)
     write_project(
         tmp_path,
         [

@@ -30,7 +30,7 @@ def pg_url() -> Iterator[str]:
 
 
 def shared_project(root: Path, url: str, *, print_rows: bool = False) -> Path:
-    # each run takes ~40 ms (2 rows at 50 rows/s), so that the two schedulers overlap
+    # runs are short (the rate limit allows one second of burst); the two schedulers still overlap
     stream_job(
         root / "jobs" / "row.json",
         value="ROW $cyctime ${node}",
