@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from tests.connectors.conformance import (
     rows,
     write,
 )
+from tidesync.connectors import duckdb as duckdb_connector
 from tidesync.connectors.base import Split, load
 from tidesync.engine.dirty import isolate
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError
@@ -353,11 +355,33 @@ def test_an_unforeseen_write_failure_fails_the_job_and_commits_nothing(db: Duckd
     w.prepare(schema)
     sink = w.open(Split(0, "all"))
     sink.write(pa.record_batch([pa.array([1]), pa.array([1])], schema=schema))
+    # appends are inserted in the background: the failure surfaces at a later write or at commit
     with pytest.raises(FatalError, match="duckdb table dst in .*foreign key"):
         sink.write(pa.record_batch([pa.array([2]), pa.array([9])], schema=schema))
-    with pytest.raises(FatalError, match="nothing committed"):
+        sink.write(pa.record_batch([pa.array([3]), pa.array([1])], schema=schema))
         w.commit([sink.close()])
+    with pytest.raises(FatalError, match="nothing committed|commit\\(\\) without prepare"):
+        w.commit([sink.close()])
+    w.abort([])
     assert db.read_table("dst").num_rows == 0
+
+
+def test_appends_queue_in_the_background_in_order_within_the_memory_bound(
+    db: DuckdbAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duckdb_connector, "QUEUE_BYTES", 1)  # every put waits for the last INSERT
+    db.execute("CREATE TABLE dst (id BIGINT, s VARCHAR)")
+    w = make_writer(db, {**db.writer_params("dst"), "batchSize": 3})
+    schema = pa.schema([("id", pa.int64()), ("s", pa.string())])
+    w.prepare(schema)
+    sinks = [w.open(Split(i, f"s{i}")) for i in range(2)]
+    for k in range(20):
+        ids = list(range(5 * k, 5 * k + 5))
+        sinks[k % 2].write(pa.record_batch([ids, [str(i) for i in ids]], schema=schema))
+    w.commit([s.close() for s in sinks])
+    got = db.read_table("dst")
+    assert got.column("id").to_pylist() == list(range(100))
+    assert got.column("s").to_pylist() == [str(i) for i in range(100)]
 
 
 def test_a_task_that_failed_after_writing_makes_commit_refuse(db: DuckdbAdapter) -> None:
@@ -552,3 +576,16 @@ def test_merge_without_a_key_is_a_config_error_naming_primary_key(db: DuckdbAdap
         ConfigError, match=r"writer\.parameter\.primaryKey: writeMode 'merge' needs a key"
     ):
         w.prepare(NEW_DAY.schema)
+
+
+def test_abort_with_appends_still_queued_leaves_the_table_untouched(db: DuckdbAdapter) -> None:
+    db.execute("CREATE TABLE dst (id BIGINT)", "INSERT INTO dst VALUES (-1)")
+    w = make_writer(db, db.writer_params("dst"))
+    schema = pa.schema([("id", pa.int64())])
+    w.prepare(schema)
+    sink = w.open(Split(0, "all"))
+    for k in range(50):
+        sink.write(pa.record_batch([pa.array(range(k * 1000, (k + 1) * 1000))], schema=schema))
+    w.abort([sink.discard()])
+    assert not [t for t in threading.enumerate() if t.name == "duckdb-insert"]
+    assert db.read_table("dst").column("id").to_pylist() == [-1]
