@@ -227,7 +227,7 @@ class _Plan:
 
 
 #: bytes of batches the background inserter may hold (queued or being inserted)
-QUEUE_BYTES = 256 << 20
+QUEUE_BYTES = 128 << 20
 
 
 class _Inserter:
