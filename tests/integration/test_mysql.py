@@ -26,6 +26,8 @@ from tests.connectors.conformance import (
     write,
 )
 from tests.integration._servers_mysql import MyDb, mysql_db, mysql_module_db, mysql_server
+from tidesync.connectors import _mysql_wire as wire
+from tidesync.connectors import mysql
 from tidesync.connectors.base import Context, Split
 from tidesync.connectors.mysql import Reader, Writer
 from tidesync.engine.dirty import isolate
@@ -467,6 +469,140 @@ def test_an_impossible_date_is_a_dirty_record_of_the_read(mysql_db: MyDb, protoc
         ("2", True),
         ("3", True),
     ]
+
+
+# the binary protocol sends DATETIME/TIMESTAMP in 0, 4, 7 or 11 bytes and TIME in 0, 8 or 12, as
+# the value needs; each row below makes one of those lengths, beside NULLs, in one batch
+WIRE_DATES = [
+    # id, DATE, DATETIME(6), TIMESTAMP(6), TIME(6)
+    (1, "'2020-01-01'", "'2020-01-01 00:00:00'", "'2020-01-01 00:00:00'", "'00:00:00'"),
+    (2, "NULL", "'2020-01-01 10:11:12'", "NULL", "'10:11:12'"),
+    (3, "'1970-01-01'", "'2020-01-01 10:11:12.000001'", "'2038-01-19 03:14:07.999999'",
+     "'23:59:59.999999'"),
+    (4, "'0000-00-00'", "'0000-00-00 00:00:00'", "NULL", "NULL"),
+    (5, "'9999-12-31'", "NULL", "'1970-01-01 00:00:01'", "'00:00:00.000001'"),
+    (6, "'1000-01-01'", "'1000-01-01 00:00:00.5'", "'1969-12-31 23:59:59'", "NULL"),
+    (7, "'2000-02-29'", "'1969-12-31 23:59:59.999999'", "NULL", "'12:00:00.5'"),
+]  # fmt: skip
+WIRE_DATES_READ = [
+    {"id": 1, "d": dt.date(2020, 1, 1), "dt": dt.datetime(2020, 1, 1),
+     "ts": dt.datetime(2020, 1, 1, tzinfo=dt.UTC), "t": dt.time(0)},
+    {"id": 2, "d": None, "dt": dt.datetime(2020, 1, 1, 10, 11, 12), "ts": None,
+     "t": dt.time(10, 11, 12)},
+    {"id": 3, "d": dt.date(1970, 1, 1), "dt": dt.datetime(2020, 1, 1, 10, 11, 12, 1),
+     "ts": dt.datetime(2038, 1, 19, 3, 14, 7, 999999, tzinfo=dt.UTC),
+     "t": dt.time(23, 59, 59, 999999)},
+    {"id": 4, "d": None, "dt": None, "ts": None, "t": None},
+    {"id": 5, "d": dt.date(9999, 12, 31), "dt": None,
+     "ts": dt.datetime(1970, 1, 1, 0, 0, 1, tzinfo=dt.UTC), "t": dt.time(0, 0, 0, 1)},
+    {"id": 6, "d": dt.date(1000, 1, 1), "dt": dt.datetime(1000, 1, 1, 0, 0, 0, 500000),
+     "ts": None, "t": None},
+    {"id": 7, "d": dt.date(2000, 2, 29), "dt": dt.datetime(1969, 12, 31, 23, 59, 59, 999999),
+     "ts": None, "t": dt.time(12, 0, 0, 500000)},
+]  # fmt: skip
+
+
+@PROTOCOLS
+def test_dates_and_times_of_every_wire_length_read_among_nulls(
+    mysql_db: MyDb, protocol: str
+) -> None:
+    rows = ", ".join(f"({', '.join(map(str, r))})" for r in WIRE_DATES)
+    mysql_db.execute(
+        "SET SESSION sql_mode = '', time_zone = '+00:00'",
+        "CREATE TABLE t (id INT, d DATE, dt DATETIME(6), ts TIMESTAMP(6) NULL, t TIME(6))",
+        f"INSERT INTO t VALUES {rows}",
+    )
+    # the TIMESTAMP of 1969 is outside its range: stored as the zero date, read as NULL
+    expected = [dict(r, ts=None) if r["id"] == 6 else r for r in WIRE_DATES_READ]
+    assert read_rows(Reader(rparams(mysql_db, "t", protocol), ctx())) == expected
+
+
+@PROTOCOLS
+def test_impossible_dates_and_times_outside_a_day_among_good_rows_are_dirty(
+    mysql_db: MyDb, protocol: str
+) -> None:
+    mysql_db.execute(
+        "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'",
+        "CREATE TABLE t (id INT, d DATE, dt DATETIME(6), t TIME(6))",
+        "INSERT INTO t VALUES (1, '2020-02-29', '2020-01-01 10:00:00.5', '-00:00:00'), "
+        "(2, '2021-02-30', NULL, '10:00:00'), (3, NULL, '2020-00-10 10:00:00', NULL), "
+        "(4, NULL, NULL, '-00:00:01'), (5, '1900-02-29', '2020-01-01', '24:00:00'), "
+        "(6, '2020-01-01', '2021-04-31 00:00:00.000001', '838:59:59.5'), "
+        "(7, '2020-01-01', '2020-01-01', '-838:59:59'), (8, NULL, NULL, NULL)",
+    )
+    reader = Reader(rparams(mysql_db, "t", protocol), ctx())
+    (chunk,) = list(reader.read(reader.splits(1)[0]))
+    assert chunk.batch.to_pylist() == [
+        {"id": 1, "d": dt.date(2020, 2, 29), "dt": dt.datetime(2020, 1, 1, 10, 0, 0, 500000),
+         "t": dt.time(0)},
+        {"id": 8, "d": None, "dt": None, "t": None},
+    ]  # fmt: skip
+    assert [(str(d.row["id"]), d.reason.split(":")[0]) for d in chunk.dirty] == [
+        ("2", "column 'd'"),
+        ("3", "column 'dt'"),
+        ("4", "column 't'"),
+        ("5", "column 'd'"),
+        ("6", "column 'dt'"),
+        ("7", "column 't'"),
+    ]
+    values = ["2021-02-30", "2020-00-10", "-00:00:01", "1900-02-29", "2021-04-31", "-838:59:59"]
+    assert all(v in d.reason for v, d in zip(values, chunk.dirty, strict=True))
+    if protocol == "binary":  # the reasons the binary protocol's decoder gives, exactly
+        assert [d.reason for d in chunk.dirty][:3] == [
+            "column 'd': '2021-02-30' is not a valid date",
+            "column 'dt': '2020-00-10' is not a valid date",
+            "column 't': '-00:00:01' is not a time of day (MySQL TIME holds durations); "
+            "read it as text with CAST(col AS CHAR) in column",
+        ]
+
+
+@PROTOCOLS
+def test_length_encoded_values_of_every_width_read_among_nulls_in_small_batches(
+    mysql_db: MyDb, protocol: str
+) -> None:
+    # lengths of 1, 3 and 4 bytes (up to 250, 251 to 65535, 65536 and more), and NULLs before
+    # a number whose first byte reads as the mark of a long length (-1 .. -4: ff .. fc)
+    sizes = [0, 1, 250, 251, 252, 65535, 65536, 70000, None]
+    rows = [
+        (i, None if n is None else "x" * n, None if n is None else bytes([i]) * n, -(i % 4) - 1)
+        for i, n in enumerate(sizes * 3, 1)
+    ]
+    mysql_db.execute("CREATE TABLE t (id INT, s MEDIUMTEXT, b MEDIUMBLOB, n BIGINT)")
+    con = mysql_db.connect()
+    try:
+        with con.cursor() as cur:
+            cur.executemany("INSERT INTO t VALUES (%s, %s, %s, %s)", rows)
+    finally:
+        con.close()
+    reader = Reader(rparams(mysql_db, "t", protocol, fetchSize=4), ctx())
+    batches = list(reader.read(reader.splits(1)[0]))
+    assert [b.num_rows for b in batches] == [4] * 6 + [3]
+    got = [r for b in batches for r in b.to_pylist()]
+    assert [tuple(r.values()) for r in got] == rows
+
+
+def test_a_result_abandoned_midway_closes_its_connection(mysql_db: MyDb) -> None:
+    mysql_db.execute("CREATE TABLE t (id INT)", "INSERT INTO t SELECT seq FROM seq_1_to_300000")
+    con = mysql_db.connect()
+    rows = wire.stream(con, "SELECT id FROM t", 1000)
+    next(rows), next(rows)
+    rows.close()  # the rest of the result is still on the wire
+    assert not con.open
+
+
+def test_a_server_without_tls_is_read_without_making_a_tls_context(
+    mysql_db: MyDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (_, have_ssl), *_ = mysql_db.query("SHOW VARIABLES LIKE 'have_ssl'") or [("", "NO")]
+    if have_ssl == "YES":
+        pytest.skip("the server offers TLS")
+
+    def no_context() -> None:
+        raise AssertionError("a TLS context was made")
+
+    monkeypatch.setattr(mysql, "_ssl_context", no_context)
+    mysql_db.execute("CREATE TABLE t (id INT)", "INSERT INTO t VALUES (1)")
+    assert read_rows(Reader(rparams(mysql_db, "t"), ctx())) == [{"id": 1}]
 
 
 def test_tinyint1_reads_as_a_number_with_tinyint1isbit_false(mysql_db: MyDb) -> None:

@@ -1,16 +1,18 @@
 """MySQL/MariaDB result rows to Arrow, column by column.
 
 A batch of rows arrives as one buffer and the offset of each row's payload. Each column is
-located for all rows at once with Arrow compute (field *j* starts where field *j-1* ended), so
-Python never touches a value:
+located for all rows at once (field *j* starts where field *j-1* ended), so Python never touches
+a value:
 
 - text protocol (``COM_QUERY``): every value is a length-prefixed string; its bytes are gathered
-  with one ``take`` over a zero-copy binary view of the buffer whose offsets alternate between
-  the value and the gap after it, and Arrow casts the text to the column's type;
+  with one Arrow ``take`` over a zero-copy binary view of the buffer whose offsets alternate
+  between the value and the gap after it, and Arrow casts the text to the column's type;
 - binary protocol (``COM_STMT_EXECUTE``): a NULL bitmap per row, then integers and floats as
-  little-endian bytes (gathered the same way into a contiguous buffer and viewed as their type,
-  zero parsing), dates and times as small structs (read with vectorized arithmetic) and the rest
-  as length-prefixed strings.
+  little-endian bytes (gathered with numpy into an aligned array and handed to Arrow as their
+  type: zero parsing), dates and times as small structs (gathered the same way, viewed as a
+  numpy structured type and converted with vectorized arithmetic and table look-ups) and the
+  rest as length-prefixed strings (gathered like the text protocol's). The layout is described
+  above :func:`columns_binary`.
 
 :func:`decode` then makes the batch of the reader's schema; a value without a lossless Arrow
 form makes its row a dirty record instead of stopping the read.
@@ -23,6 +25,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pymysql.constants import FIELD_TYPE, FLAG
@@ -180,19 +183,75 @@ def _long_lengths(
 
 
 # -- binary protocol rows ------------------------------------------------------------------------
+#
+# A row of the binary protocol is a 0x00 header byte, a NULL bitmap of (columns + 9) // 8 bytes
+# (column j is bit j + 2), then the values of the non-NULL columns, back to back:
+#
+# - integers and floats: 1, 2, 4 or 8 little-endian bytes (MEDIUMINT takes 4, YEAR 2);
+# - DATE, DATETIME, TIMESTAMP: a length byte (0, 4, 7 or 11), then that many bytes of the struct
+#   year <u2, month, day, hour, minute, second, microsecond <u4 (the fields left out are 0);
+# - TIME: a length byte (0, 8 or 12), then that many bytes of the struct negative, days <u4,
+#   hour, minute, second, microsecond <u4;
+# - the rest (decimals, strings, BIT, JSON, ...): a length-encoded integer, then that many bytes.
+#
+# Columns are located left to right for all rows at once: ``pos`` holds, per row, where the current
+# column's value starts, and moves past it (by 0 for a NULL). Values are gathered with numpy fancy
+# indexing over a view of the buffer that has one value starting at every byte (:func:`_at`),
+# which copies them into an aligned array; Arrow arrays are then made over those arrays without
+# a copy. Reads at a NULL's position (or past a short date) see the next value's bytes, or the
+# batch's PAD bytes at its end: they are masked, never used. numpy and Arrow release the GIL in
+# their loops, so splits decode in parallel.
 
-_FIXED = {  # type code -> (bytes, signed type, unsigned type)
-    FIELD_TYPE.TINY: (1, pa.int8(), pa.uint8()),
-    FIELD_TYPE.SHORT: (2, pa.int16(), pa.uint16()),
-    FIELD_TYPE.YEAR: (2, pa.int16(), pa.int16()),
-    FIELD_TYPE.INT24: (4, pa.int32(), pa.uint32()),
-    FIELD_TYPE.LONG: (4, pa.int32(), pa.uint32()),
-    FIELD_TYPE.LONGLONG: (8, pa.int64(), pa.uint64()),
-    FIELD_TYPE.FLOAT: (4, pa.float32(), pa.float32()),
-    FIELD_TYPE.DOUBLE: (8, pa.float64(), pa.float64()),
+_FIXED = {  # type code -> (signed, unsigned) little-endian dtype; the width is its itemsize
+    FIELD_TYPE.TINY: ("i1", "u1"),
+    FIELD_TYPE.SHORT: ("<i2", "<u2"),
+    FIELD_TYPE.YEAR: ("<i2", "<i2"),
+    FIELD_TYPE.INT24: ("<i4", "<u4"),
+    FIELD_TYPE.LONG: ("<i4", "<u4"),
+    FIELD_TYPE.LONGLONG: ("<i8", "<u8"),
+    FIELD_TYPE.FLOAT: ("<f4", "<f4"),
+    FIELD_TYPE.DOUBLE: ("<f8", "<f8"),
 }
 _DATES = (FIELD_TYPE.DATE, FIELD_TYPE.NEWDATE, FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP)
 _I64 = pa.int64()
+
+#: a DATE/DATETIME/TIMESTAMP as on the wire, length byte first (packed: 12 bytes); ``ymd``
+#: overlays year, month and day, to test for the zero date at once
+_DATE = np.dtype(
+    {
+        "names": ["len", "year", "month", "day", "hour", "minute", "second", "us", "ymd"],
+        "formats": ["u1", "<u2", "u1", "u1", "u1", "u1", "u1", "<u4", "<u4"],
+        "offsets": [0, 1, 3, 4, 5, 6, 7, 8, 1],
+        "itemsize": 12,
+    }
+)
+#: a TIME as on the wire, length byte first (packed: 13 bytes)
+_TIME = np.dtype(
+    [
+        ("len", "u1"),
+        ("negative", "u1"),
+        ("days", "<u4"),
+        ("hour", "u1"),
+        ("minute", "u1"),
+        ("second", "u1"),
+        ("us", "<u4"),
+    ]
+)
+assert max(_DATE.itemsize, _TIME.itemsize, 9) <= PAD  # reads at a value's position stay inside
+
+
+# Days since 1970-01-01 are looked up, not computed: the days before January 1st of each year
+# 0..65535 (the range of year <u2), then, by ``month + 256 * leap``, the days before the month and
+# the days in it. Months outside 1..12 have 0 days, so every day of them is invalid.
+_YEAR = np.arange(1 << 16)
+_LEAP = ((_YEAR % 4 == 0) & ((_YEAR % 100 != 0) | (_YEAR % 400 == 0))).astype(np.intp)
+_YEAR_DAYS = (_YEAR - 1970).astype("M8[Y]").astype("M8[D]").astype(np.int64)
+_MONTH_DAYS = np.zeros(512, np.int64)
+_MONTH_DAYS[1:13] = _MONTH_DAYS[257:269] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+_MONTH_DAYS[258] = 29
+_BEFORE_MONTH = np.zeros(512, np.int64)
+_BEFORE_MONTH[2:13] = np.cumsum(_MONTH_DAYS[1:12])
+_BEFORE_MONTH[258:269] = np.cumsum(_MONTH_DAYS[257:268])
 
 
 @dataclass
@@ -207,163 +266,127 @@ class Raw:
         return len(self.array)
 
 
+def _at(data: Any, dtype: np.dtype) -> np.ndarray:
+    """``data`` as an array of ``dtype`` with a value starting at every byte (stride 1, values
+    overlapping): ``_at(data, t)[pos]`` gathers the values at the byte positions ``pos`` into an
+    aligned array. (``np.take`` on such a view is many times slower than indexing.)"""
+    return np.ndarray((len(data) - dtype.itemsize + 1,), dtype, buffer=data, strides=(1,))
+
+
+def _validity(null: np.ndarray | None) -> pa.Buffer | None:
+    """An Arrow validity bitmap: set where ``null`` is not."""
+    return None if null is None else pa.py_buffer(np.packbits(~null, bitorder="little"))
+
+
 def columns_binary(data: Any, starts: array, cols: list[Column]) -> list[pa.Array | Raw]:
-    """Split binary-protocol rows (``data`` ends with :data:`PAD` zero bytes) into one array per
-    column: fixed-width numbers as their Arrow type, dates and times as :class:`Raw`, the rest
-    (decimals, strings, bits) as binary arrays of the value bytes, like :func:`columns_text`."""
-    raw = pa.py_buffer(data)
-    b = pa.Array.from_buffers(pa.uint8(), len(data), [None, raw])
-    n = len(starts)
-    row = pa.Array.from_buffers(_I32, n, [None, pa.py_buffer(starts)])
-    ar = _arange(2 * n)
-    perm = pc.add(
-        pc.shift_right(ar, _ONE), pc.multiply(pc.bit_wise_and(ar, _ONE), pa.scalar(n, _I32))
-    )
-    even = pc.multiply(_arange(n), pa.scalar(2, _I32))
-    pos = pc.add(row, pa.scalar(1 + (len(cols) + 9) // 8, _I32))  # after the header and the bitmap
-    zero = pa.scalar(0, _I32)
+    """Split binary-protocol rows (``data`` ends with :data:`PAD` zero bytes; row i begins at
+    ``starts[i]``) into one array per column: fixed-width numbers as their Arrow type, dates
+    and times as :class:`Raw`, the rest (decimals, strings, bits) as binary arrays of the
+    value bytes, like :func:`columns_text`."""
+    u8 = np.frombuffer(data, np.uint8)
+    row = np.frombuffer(starts, np.int32).astype(np.intp)
+    width = (len(cols) + 9) // 8  # of the NULL bitmap
+    pos = row + (1 + width)  # after the header and the bitmap
+    bitmap = _at(data, np.dtype((np.void, width)))[row + 1].view(np.uint8).reshape(-1, width)
+    some = [int(np.bitwise_or.reduce(bitmap[:, k])) for k in range(width)]  # bits set in any row
     out: list[pa.Array | Raw] = []
     for j, c in enumerate(cols):
-        bit = j + 2
-        flags = pc.take(b, pc.add(row, pa.scalar(1 + bit // 8, _I32)))
-        null = pc.not_equal(
-            pc.bit_wise_and(flags, pa.scalar(1 << (bit % 8), pa.uint8())), pa.scalar(0, pa.uint8())
-        )
-        any_null = null.true_count > 0
-        validity = pc.invert(null).buffers()[1] if any_null else None
+        byte, bit = divmod(j + 2, 8)
+        null = (bitmap[:, byte] & (1 << bit)) != 0 if some[byte] & (1 << bit) else None
         tc = c.type_code
         if tc in _FIXED:
-            w, signed, unsigned = _FIXED[tc]
-            t = unsigned if c.unsigned else signed
-            width = pa.scalar(w, _I32)
-            ends = pc.add(pos, width)
-            values = pc.take(_spans(raw, pos, ends, perm, n), even)
-            out.append(pa.Array.from_buffers(t, n, [validity, values.buffers()[2]]))
-            step = pc.if_else(null, zero, width) if any_null else width
-        elif tc in _DATES or tc == FIELD_TYPE.TIME:
-            size = (
-                pc.if_else(null, pa.scalar(0, pa.uint8()), pc.take(b, pos))
-                if any_null
-                else pc.take(b, pos)
+            t = np.dtype(_FIXED[tc][c.unsigned])
+            values = _at(data, t)[pos]
+            out.append(
+                pa.Array.from_buffers(
+                    pa.from_numpy_dtype(t), len(pos), [_validity(null), pa.py_buffer(values)]
+                )
             )
-            parse = _binary_time if tc == FIELD_TYPE.TIME else _binary_date
-            out.append(parse(b, pos, size.cast(_I32), null if any_null else None, tc))
-            step = pc.add(size.cast(_I32), pc.if_else(null, zero, _ONE) if any_null else _ONE)
+            pos += t.itemsize if null is None else np.where(null, 0, t.itemsize)
+        elif tc in _DATES or tc == FIELD_TYPE.TIME:
+            v = _struct(data, pos, _TIME if tc == FIELD_TYPE.TIME else _DATE)
+            size = v["len"].copy()
+            if null is not None:
+                size[null] = 0
+            if tc == FIELD_TYPE.TIME:
+                out.append(_binary_time(v, size, null))
+            else:
+                out.append(_binary_date(v, size, tc))
+            pos += size
+            pos += 1 if null is None else ~null
         elif tc == FIELD_TYPE.NULL:
-            out.append(pa.nulls(n, pa.binary()))
-            step = zero
+            out.append(pa.nulls(len(pos), pa.binary()))
         else:
-            head = pc.take(b, pos)
-            length = head.cast(_I32)
-            start = pc.add(pos, _ONE)
-            mx = pc.max(head).as_py()
-            if mx is not None and mx > 0xFB:
-                length, start = _long_lengths(b, pos, head, length, start)
-            if any_null:
-                length = pc.if_else(null, zero, length)
-                start = pc.if_else(null, pos, start)
-            end = pc.add(start, length)
-            values = pc.take(_spans(raw, start, end, perm, n), even)
-            if any_null:
-                values = pa.Array.from_buffers(pa.binary(), n, [validity, *values.buffers()[1:]])
+            values, pos = _length_prefixed(data, u8, pos, null)
             out.append(values)
-            step = pc.subtract(end, pos)
-        pos = pc.add(pos, step)
     return out
 
 
-def _spans(raw: pa.Buffer, start: pa.Array, end: pa.Array, perm: pa.Array, n: int) -> pa.Array:
-    """A zero-copy binary array over ``raw`` whose even elements are ``[start, end)``."""
-    offsets = pc.take(pa.concat_arrays([start, end]), perm)
-    offsets = pa.concat_arrays([offsets, offsets.slice(2 * n - 1, 1)])
-    return pa.Array.from_buffers(pa.binary(), 2 * n, [None, offsets.buffers()[1], raw])
+def _struct(data: Any, pos: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The ``dtype`` structs at ``pos``. Fields past a value's length hold the next value's
+    bytes (or, at a NULL, whatever follows): the caller ignores them by the length."""
+    return _at(data, np.dtype((np.void, dtype.itemsize)))[pos].view(dtype)
 
 
-def _byte(b: pa.Array, pos: pa.Array, k: int) -> pa.Array:
-    return pc.take(b, pc.add(pos, pa.scalar(k, _I32))).cast(_I64)
-
-
-def _le(b: pa.Array, pos: pa.Array, k: int, width: int) -> pa.Array:
-    v = _byte(b, pos, k)
-    for i in range(1, width):
-        v = pc.bit_wise_or(v, pc.shift_left(_byte(b, pos, k + i), 8 * i))
-    return v
-
-
-def _over(size: pa.Array, at_least: int, v: pa.Array) -> pa.Array:
-    """``v`` where the struct is long enough to hold it, else 0."""
-    return pc.if_else(pc.greater_equal(size, pa.scalar(at_least, _I32)), v, pa.scalar(0, _I64))
-
-
-def _binary_date(b: pa.Array, pos: pa.Array, size: pa.Array, null: pa.Array | None, tc: int) -> Raw:
-    """DATE / DATETIME / TIMESTAMP: length 0, 4, 7 or 11, then year(2) month day [h m s [us(4)]]."""
-    y = _over(size, 4, _le(b, pos, 1, 2))
-    m = _over(size, 4, _byte(b, pos, 3))
-    d = _over(size, 4, _byte(b, pos, 4))
-    zero_date = pc.equal(pc.add(pc.add(y, m), d), pa.scalar(0, _I64))
-    days = _days_from_civil(y, m, d)
-    valid_day = pc.and_(
-        pc.and_(pc.greater_equal(m, 1), pc.less_equal(m, 12)),
-        pc.and_(pc.greater_equal(d, 1), pc.less_equal(d, _days_in_month(y, m))),
-    )
-    is_null = zero_date if null is None else pc.or_(null, zero_date)
-    bad_mask = pc.and_(pc.invert(is_null), pc.invert(valid_day))
-    keep_null = pc.or_(is_null, bad_mask)
+def _binary_date(v: np.ndarray, size: np.ndarray, tc: int) -> Raw:
+    """DATE / DATETIME / TIMESTAMP structs of ``size`` bytes (0 at a NULL) to date32 or
+    timestamp[us]. The zero date (length 0, or all 0) is NULL; an impossible date (month 0,
+    February 30th) is a dirty row."""
+    y = v["year"].astype(np.intp)
+    m = v["month"]
+    d = v["day"].astype(np.int64)
+    zero = (size < 4) | (v["ymd"] == 0)
+    key = m + (_LEAP[y] << 8)  # month + 256 * leap: the index of the month tables
+    bad = (d < 1) | (d > _MONTH_DAYS[key])
+    bad &= ~zero
+    hide = zero
     problems: list[tuple[int, str]] = []
-    if bad_mask.true_count:
-        idx = pc.indices_nonzero(bad_mask).to_pylist()
-        ys, ms, ds = (pc.take(x, pa.array(idx, pa.int64())).to_pylist() for x in (y, m, d))
+    if bad.any():
+        hide = zero | bad
+        idx = np.flatnonzero(bad)
         problems = [
             (i, f"'{yy:04d}-{mm:02d}-{dd:02d}' is not a valid date")
-            for i, yy, mm, dd in zip(idx, ys, ms, ds, strict=True)
+            for i, yy, mm, dd in zip(
+                idx.tolist(), y[idx].tolist(), m[idx].tolist(), d[idx].tolist(), strict=True
+            )
         ]
+    days = _YEAR_DAYS[y] + _BEFORE_MONTH[key] + (d - 1)
+    validity = _validity(hide if hide.any() else None)
     if tc in (FIELD_TYPE.DATE, FIELD_TYPE.NEWDATE):
-        out = pc.if_else(keep_null, pa.scalar(None, _I64), days).cast(pa.int32()).cast(pa.date32())
-        return Raw(out, problems)
-    secs = pc.add(
-        pc.add(
-            pc.multiply(_over(size, 7, _byte(b, pos, 5)), 3600),
-            pc.multiply(_over(size, 7, _byte(b, pos, 6)), 60),
-        ),
-        _over(size, 7, _byte(b, pos, 7)),
+        date = pa.Array.from_buffers(
+            pa.date32(), len(v), [validity, pa.py_buffer(days.astype(np.int32))]
+        )
+        return Raw(date, problems)
+    tod = v["hour"].astype(np.int64) * 3600 + v["minute"].astype(np.int64) * 60 + v["second"]
+    tod *= size >= 7
+    us = (days * 86400 + tod) * 1_000_000
+    us += v["us"] * (size >= 11)
+    return Raw(
+        pa.Array.from_buffers(pa.timestamp("us"), len(v), [validity, pa.py_buffer(us)]), problems
     )
-    us = pc.add(
-        pc.multiply(pc.add(pc.multiply(days, 86400), secs), 1_000_000),
-        _over(size, 11, _le(b, pos, 8, 4)),
-    )
-    out = pc.if_else(keep_null, pa.scalar(None, _I64), us).cast(pa.timestamp("us"))
-    return Raw(out, problems)
 
 
-def _binary_time(b: pa.Array, pos: pa.Array, size: pa.Array, null: pa.Array | None, tc: int) -> Raw:
-    """TIME: length 0, 8 or 12, then negative(1) days(4) h m s [us(4)]; a time of day or dirty."""
-    neg = pc.not_equal(_over(size, 8, _byte(b, pos, 1)), pa.scalar(0, _I64))
-    hours = pc.add(
-        pc.multiply(_over(size, 8, _le(b, pos, 2, 4)), 24), _over(size, 8, _byte(b, pos, 6))
-    )
-    secs = pc.add(
-        pc.add(pc.multiply(hours, 3600), pc.multiply(_over(size, 8, _byte(b, pos, 7)), 60)),
-        _over(size, 8, _byte(b, pos, 8)),
-    )
-    us = pc.add(pc.multiply(secs, 1_000_000), _over(size, 12, _le(b, pos, 9, 4)))
-    bad_mask = pc.or_(
-        pc.and_(neg, pc.not_equal(us, pa.scalar(0, _I64))), pc.greater_equal(us, _DAY_US)
-    )
-    if null is not None:
-        bad_mask = pc.and_(bad_mask, pc.invert(null))
+def _binary_time(v: np.ndarray, size: np.ndarray, null: np.ndarray | None) -> Raw:
+    """TIME structs of ``size`` bytes (0 at a NULL) to time64[us]; a negative time or one of a
+    day or more is a dirty row (Arrow's time is a time of day, MySQL's a duration)."""
+    whole = size >= 8
+    neg = (v["negative"] != 0) & whole
+    hours = v["days"].astype(np.int64) * 24 + v["hour"]
+    secs = hours * 3600 + (v["minute"].astype(np.int64) * 60 + v["second"])
+    us = np.where(whole, secs, 0) * 1_000_000
+    us += np.where(size >= 12, v["us"], 0)
+    bad = (neg & (us != 0)) | (us >= _DAY_US)
+    hide = null
     problems: list[tuple[int, str]] = []
-    if bad_mask.true_count:
-        idx = pc.indices_nonzero(bad_mask).to_pylist()
-        for i, v, ng in zip(
-            idx,
-            pc.take(us, pa.array(idx, pa.int64())).to_pylist(),
-            pc.take(neg, pa.array(idx, pa.int64())).to_pylist(),
-            strict=True,
-        ):
-            problems.append((i, f"'{_duration(v, ng)}' {_NOT_A_TIME}"))
-    hide = bad_mask if null is None else pc.or_(null, bad_mask)
-    out = pc.if_else(hide, pa.scalar(None, _I64), us).cast(pa.time64("us"))
-    return Raw(out, problems)
+    if bad.any():
+        hide = bad if null is None else null | bad
+        idx = np.flatnonzero(bad)
+        problems = [
+            (i, f"'{_duration(t, ng)}' {_NOT_A_TIME}")
+            for i, t, ng in zip(idx.tolist(), us[idx].tolist(), neg[idx].tolist(), strict=True)
+        ]
+    time = pa.Array.from_buffers(pa.time64("us"), len(v), [_validity(hide), pa.py_buffer(us)])
+    return Raw(time, problems)
 
 
 def _duration(us: int, negative: bool) -> str:
@@ -373,37 +396,59 @@ def _duration(us: int, negative: bool) -> str:
     return text + (f".{frac:06d}" if frac else "")
 
 
-def _days_from_civil(y: pa.Array, m: pa.Array, d: pa.Array) -> pa.Array:
-    """Days since 1970-01-01 of the proleptic Gregorian y-m-d (H. Hinnant's algorithm), with the
-    year shifted by 4800 so that every division is of non-negative numbers."""
-    early = pc.less_equal(m, 2)
-    yy = pc.add(pc.subtract(y, pc.if_else(early, 1, 0).cast(_I64)), 4800)
-    era = pc.divide(yy, 400)
-    yoe = pc.subtract(yy, pc.multiply(era, 400))
-    mp = pc.if_else(early, pc.add(m, 9), pc.subtract(m, 3))
-    doy = pc.add(pc.divide(pc.add(pc.multiply(mp, 153), 2), 5), pc.subtract(d, 1))
-    doe = pc.add(
-        pc.subtract(pc.add(pc.multiply(yoe, 365), pc.divide(yoe, 4)), pc.divide(yoe, 100)), doy
+# the length-encoded integer: first byte 0xFC, 0xFD or 0xFE -> 2, 3 or 8 little-endian bytes follow
+_LENGTH_WIDTH = np.zeros(256, np.intp)
+_LENGTH_WIDTH[0xFC:0xFF] = [2, 3, 8]
+_LENGTH_MASK = np.zeros(256, np.uint64)
+_LENGTH_MASK[0xFC:0xFF] = [0xFFFF, 0xFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF]
+_EVEN = pa.array([], _I32)
+
+
+def _length_prefixed(
+    data: Any, u8: np.ndarray, pos: np.ndarray, null: np.ndarray | None
+) -> tuple[pa.Array, np.ndarray]:
+    """Values that are a length-encoded integer then that many bytes (strings, decimals, ...):
+    a binary array of them (the bytes are copied, so it does not hold ``data``), and the
+    position after each."""
+    head = u8[pos]
+    length = head.astype(np.intp)
+    start = pos + 1
+    long = head >= 0xFC  # values of 251 bytes or more: a wider length follows
+    if null is not None:
+        long &= ~null
+        length[null] = 0
+        start[null] = pos[null]
+    if long.any():
+        i = np.flatnonzero(long)
+        code = head[i]
+        length[i] = (_at(data, np.dtype("<u8"))[pos[i] + 1] & _LENGTH_MASK[code]).astype(np.intp)
+        start[i] += _LENGTH_WIDTH[code]
+    end = start + length
+    # a zero-copy binary array over the buffer whose even elements are the values and odd ones
+    # the bytes between them (other columns); taking the even ones copies the values out
+    n = len(pos)
+    offsets = np.empty(2 * n + 1, np.int32)
+    offsets[0 : 2 * n : 2] = start
+    offsets[1 : 2 * n : 2] = end
+    offsets[2 * n] = end[-1] if n else 0
+    spans = pa.Array.from_buffers(
+        pa.binary(), 2 * n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
-    return pc.subtract(pc.add(pc.multiply(era, 146097), doe), 719468 + 12 * 146097)
+    values = pc.take(spans, _even(n))
+    if null is not None:
+        values = pa.Array.from_buffers(pa.binary(), n, [_validity(null), *values.buffers()[1:]])
+    return values, end
 
 
-_MONTH_DAYS = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], _I64)
-
-
-def _days_in_month(y: pa.Array, m: pa.Array) -> pa.Array:
-    base = pc.take(
-        _MONTH_DAYS, pc.if_else(pc.and_(pc.greater_equal(m, 1), pc.less_equal(m, 12)), m, 0)
-    )
-    leap = pc.and_(
-        pc.equal(pc.bit_wise_and(y, 3), 0),
-        pc.or_(pc.not_equal(_mod(y, 100), 0), pc.equal(_mod(y, 400), 0)),
-    )
-    return pc.add(base, pc.if_else(pc.and_(leap, pc.equal(m, 2)), 1, 0).cast(_I64))
-
-
-def _mod(v: pa.Array, k: int) -> pa.Array:
-    return pc.subtract(v, pc.multiply(pc.divide(v, k), k))
+def _even(n: int) -> pa.Array:
+    """``0, 2, .. 2n-2`` as int32 (cached; grows, never shrinks, whatever threads ask)."""
+    global _EVEN
+    a = _EVEN
+    if n > len(a):
+        a = pa.array(np.arange(0, 2 * max(n, 2 * len(a)), 2, dtype=np.int32))
+        if len(a) > len(_EVEN):
+            _EVEN = a
+    return a.slice(0, n)
 
 
 # -- decoding text to types ----------------------------------------------------------------------

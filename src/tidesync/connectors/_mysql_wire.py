@@ -6,9 +6,10 @@ Reading. A query runs as a server-side prepared statement (binary protocol: the 
 numbers, dates and times as bytes instead of formatting them as text, and the client need not
 parse them) or, when the statement cannot be prepared or ``binary=False``, as a plain query
 (text protocol). Either way the rows are read from the socket in large pieces; Python only walks
-the packet headers (one step per row) and ``_mysql_decode`` turns each batch into Arrow
-columns. Memory is bounded by one batch plus one socket read; a result abandoned midway closes
-its connection (the rest of the rows would still be on the wire).
+the packet headers (one step per row: the walk of each piece finds every complete row in it, and
+batches are cut from the rows walked) and ``_mysql_decode`` turns each batch into Arrow
+columns. Memory is bounded by one batch plus one socket read; a result abandoned before its end
+arrived closes its connection (the rest of the rows would still be on the wire).
 
 Writing. :func:`encode_tsv` turns text/binary columns into the default ``LOAD DATA`` format
 (tab-separated, ``\\N`` for NULL, backslash escapes) with Arrow compute; :func:`load_local`
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pymysql import err as myerr
@@ -87,8 +89,9 @@ def stream(
     ncols = len(cols)
     rf = conn._rfile
     buf = bytearray()
-    p = 0
-    starts = array("i")
+    p = 0  # where the walk stands in buf
+    starts = array("i")  # the payload offset in buf of each row walked
+    first = base = 0  # the first row not yielded yet, and where its packet begins
     done = False
     try:
         yield Rows(cols, [])
@@ -104,24 +107,29 @@ def stream(
                 conn._force_close()
                 raise myerr.OperationalError(2013, "Lost connection to server during query")
             buf += chunk
-            while True:
-                p, done = _walk(conn, res, rf, buf, p, starts, batch_rows)
-                full = len(starts) >= batch_rows or p >= batch_bytes
-                if starts and (full or done):
-                    data = buf[:p]  # a copy; the padding keeps fixed-width reads inside it
-                    data += _PADDING
-                    del buf[:p]
-                    p = 0
-                    raw = (
-                        columns_text(data, starts, ncols)
-                        if stmt is None
-                        else columns_binary(data, starts, cols)
-                    )
-                    starts = array("i")
-                    yield Rows(cols, raw)
-                    if not done:
-                        continue
-                break
+            p, done = _walk(conn, res, rf, buf, p, starts)
+            while (left := len(starts) - first) and (
+                done or left >= batch_rows or p - base >= batch_bytes
+            ):
+                k = min(left, batch_rows)
+                end = p if k == left else starts[first + k] - 4  # where row k's packet begins
+                data = buf[base:end]  # a copy; the padding keeps fixed-width reads inside it
+                data += _PADDING
+                rows = _shift(starts[first : first + k], base)
+                first, base = first + k, end
+                if base > len(buf) // 2:
+                    # forget the rows yielded when they are most of buf: memory stays at about
+                    # one batch, and the offsets shifted are fewer than the rows yielded since
+                    del buf[:base]
+                    p -= base
+                    starts = _shift(starts[first:], base)
+                    first = base = 0
+                raw = (
+                    columns_text(data, rows, ncols)
+                    if stmt is None
+                    else columns_binary(data, rows, cols)
+                )
+                yield Rows(cols, raw)
     finally:
         if done or not res.unbuffered_active:  # the end, or an error packet: the wire is clean
             res.unbuffered_active = False
@@ -164,24 +172,22 @@ def _close_statement(conn: Connection, stmt: int | None) -> None:
 
 
 def _walk(
-    conn: Connection, res: MySQLResult, rf: Any, buf: bytearray, p: int, starts: array, limit: int
+    conn: Connection, res: MySQLResult, rf: Any, buf: bytearray, p: int, starts: array
 ) -> tuple[int, bool]:
     """Append the payload offsets of the complete row packets in ``buf`` from ``p`` to
-    ``starts`` (up to ``limit`` rows in all); return where the walk stopped and whether the
-    result's end (EOF packet) was reached. This loop is the only per-row Python work."""
+    ``starts``; return where the walk stopped and whether the result's end (EOF packet) was
+    reached. This loop is the only per-row Python work, so its common case (a whole row
+    packet) takes one test; the rest is handled out of its way."""
     end = len(buf)
+    last = end - 5  # a header and the payload's first byte must be there
     append = starts.append
-    room = limit - len(starts)
-    while room > 0:
+    while p <= last:
         h = p + 4
-        if h > end:
-            break
-        n = buf[p] | (buf[p + 1] << 8) | (buf[p + 2] << 16)
-        q = h + n
-        if q > end:
-            break
-        if n >= _MAX_PACKET or buf[h] >= 0xFE:
-            first = buf[h]
+        q = h + (buf[p] | buf[p + 1] << 8 | buf[p + 2] << 16)
+        if q > end or buf[h] >= 0xFE or q - h == _MAX_PACKET:
+            if q > end:  # the packet has not all arrived
+                break
+            first, n = buf[h], q - h
             if first == 0xFE and n < 9:  # EOF: warnings, status
                 if n >= 5:
                     _, conn.server_status = struct.unpack_from("<hh", buf, h + 1)
@@ -191,13 +197,21 @@ def _walk(
                 res.unbuffered_active = False
                 conn._result = None
                 myerr.raise_mysql_exception(err_data)
-            if n >= _MAX_PACKET:  # a row of 16 MiB or more: splice its packets together
+            if n == _MAX_PACKET:  # a row of 16 MiB or more: splice its packets together
                 q = _splice(buf, rf, q)
                 end = len(buf)
+                last = end - 5
         append(h)
         p = q
-        room -= 1
     return p, False
+
+
+def _shift(starts: array, by: int) -> array:
+    """``starts`` less ``by`` each: offsets in a buffer whose first ``by`` bytes are gone."""
+    out = array("i")
+    if starts:
+        out.frombytes((np.frombuffer(starts, np.int32) - np.int32(by)).tobytes())
+    return out
 
 
 def _splice(buf: bytearray, rf: Any, q: int) -> int:

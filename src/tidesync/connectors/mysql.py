@@ -207,9 +207,10 @@ def connect(
             ssl=_ssl_context() if mode == "required" else None,
             defer_connect=True,
         )
-        shared = _ssl_context() if mode == "preferred" else None
-        if shared is not None:  # as PyMySQL does, but with one TLS context for all connections
-            con.ssl, con._ssl_required, con.ctx = True, False, shared
+        if mode == "preferred" and pymysql.connections.SSL_ENABLED:
+            # as PyMySQL does, but with one TLS context for all connections, made only when a
+            # server offers TLS
+            con.ssl, con._ssl_required, con.ctx = True, False, _LAZY_TLS
         con.connect()
     except myerr.MySQLError as e:
         raise translate(e, ep, where) from None
@@ -233,6 +234,18 @@ def _ssl_context() -> Any:
         if not _SSL:
             _SSL.append(getattr(pymysql.connections.Connection(defer_connect=True), "ctx", None))
         return _SSL[0]
+
+
+class _SharedTLS:
+    """Stands in for PyMySQL's TLS context (``Connection.ctx``) under sslMode preferred. PyMySQL
+    calls only ``wrap_socket``, and only when the server offers TLS, so the shared context is
+    made then: connecting to a server without TLS makes none."""
+
+    def wrap_socket(self, sock: Any, server_hostname: str | None = None) -> Any:
+        return _ssl_context().wrap_socket(sock, server_hostname=server_hostname)
+
+
+_LAZY_TLS = _SharedTLS()
 
 
 def _timeout(ep: Endpoint) -> int:
