@@ -7,17 +7,52 @@ The public surface: the connector contracts, the error tree, and running a job f
     assert report.status == "succeeded"
 """
 
-from tidesync.connectors.base import Chunk, Context, Dirty, Reader, Sink, Split, Writer
-from tidesync.engine.runner import Report, load_job, run_job
-from tidesync.errors import (
-    ConfigError,
-    DirtyRecordError,
-    ErrorLimitExceeded,
-    FatalError,
-    RetriableError,
-    TidesyncError,
-)
-from tidesync.transforms.base import Transform
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tidesync.connectors.base import Chunk, Context, Dirty, Reader, Sink, Split, Writer
+    from tidesync.engine.runner import Report, load_job, run_job
+    from tidesync.errors import (
+        ConfigError,
+        DirtyRecordError,
+        ErrorLimitExceeded,
+        FatalError,
+        RetriableError,
+        TidesyncError,
+    )
+    from tidesync.transforms.base import Transform
+
+#: where each public name lives; imported on first use, so that ``tidesync.cli`` starts without
+#: loading Arrow before it has set up the process
+_HOMES = {
+    **dict.fromkeys(
+        ("Chunk", "Context", "Dirty", "Reader", "Sink", "Split", "Writer"), "connectors.base"
+    ),
+    **dict.fromkeys(("Report", "load_job", "run_job"), "engine.runner"),
+    **dict.fromkeys(
+        (
+            "ConfigError",
+            "DirtyRecordError",
+            "ErrorLimitExceeded",
+            "FatalError",
+            "RetriableError",
+            "TidesyncError",
+        ),
+        "errors",
+    ),
+    "Transform": "transforms.base",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'tidesync' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tidesync.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,6 +19,10 @@ from typing import Any
 import click
 
 from tidesync.errors import ConfigError, TidesyncError, redact
+
+# numpy (which pyarrow loads) starts OpenBLAS with a busy-waiting thread per core: ~0.1 s of CPU
+# per run taken from the readers and writers. tidesync does no linear algebra.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
