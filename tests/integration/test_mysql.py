@@ -452,6 +452,23 @@ def test_a_time_outside_a_day_is_a_dirty_record_of_the_read(mysql_db: MyDb, prot
 
 
 @PROTOCOLS
+def test_a_dirty_row_holding_a_year_zero_date_is_reported_not_a_crash(
+    mysql_db: MyDb, protocol: str
+) -> None:
+    mysql_db.execute(
+        "SET SESSION sql_mode = ''",
+        "CREATE TABLE t (id INT, d DATE, v TIME)",
+        "INSERT INTO t VALUES (1, '2020-01-01', '10:00:00'), (2, '0000-01-01', '25:00:00')",
+    )
+    reader = Reader(rparams(mysql_db, "t", protocol), ctx())
+    chunks = list(reader.read(reader.splits(1)[0]))
+    assert [r["id"] for r in chunks[0].batch.to_pylist()] == [1]
+    (bad,) = chunks[0].dirty
+    assert str(bad.row["id"]) == "2" and "not a time of day" in bad.reason
+    assert "-01-01" in str(bad.row["d"])
+
+
+@PROTOCOLS
 def test_an_impossible_date_is_a_dirty_record_of_the_read(mysql_db: MyDb, protocol: str) -> None:
     mysql_db.execute(
         "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'",

@@ -856,7 +856,11 @@ def _close_pool(pool: queue.Queue[Any]) -> None:
 def _raw_row(cols: list[dec.Column], raw: list[Any], i: int) -> dict[str, Any]:
     out = {}
     for c, r in zip(cols, raw, strict=True):
-        v = (r.array if isinstance(r, dec.Raw) else r)[i].as_py()
+        a = r.array if isinstance(r, dec.Raw) else r
+        try:
+            v = a[i].as_py()
+        except (OverflowError, ValueError):  # a date of year 0: Arrow holds it, Python cannot
+            v = a.slice(i, 1).cast(pa.string())[0].as_py()
         out[c.name] = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
     return out
 
