@@ -256,12 +256,27 @@ def encode_tsv(columns: list[pa.Array]) -> pa.Buffer:
     return line.buffers()[2][lo:hi]
 
 
-_SPECIAL = r"[\\\t\n]"
+#: the bytes LOAD DATA's default format escapes: backslash, tab, newline
+_SPECIAL = np.zeros(256, bool)
+_SPECIAL[[ord("\\"), ord("\t"), ord("\n")]] = True
+
+
+def _has_special(s: pa.Array) -> bool:
+    """Whether a value of the binary array ``s`` holds a byte to escape: one table look-up per
+    byte of the values (a regular expression per value took a fifth of a load's client time)."""
+    data = s.buffers()[2]
+    if data is None or len(s) == 0:
+        return False
+    large = pa.types.is_large_binary(s.type) or pa.types.is_large_string(s.type)
+    offsets = np.frombuffer(s.buffers()[1], np.int64 if large else np.int32)
+    lo, hi = int(offsets[s.offset]), int(offsets[s.offset + len(s)])
+    return bool(_SPECIAL[np.frombuffer(data, np.uint8, hi - lo, lo)].any())
 
 
 def escape(s: pa.Array) -> pa.Array:
-    """Backslash, tab and newline escaped as LOAD DATA reads them (one scan when there are none)."""
-    if not pc.any(pc.match_substring_regex(s, _SPECIAL)).as_py():
+    """Backslash, tab and newline escaped as LOAD DATA reads them (one scan when there are none).
+    ``s`` is binary or large binary."""
+    if not _has_special(s):
         return s
     for a, b in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n")):
         s = pc.replace_substring(s, a, b)
