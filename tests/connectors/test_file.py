@@ -488,7 +488,7 @@ def test_csv_values_may_hold_quoted_line_breaks(tmp_path: Path) -> None:
 def test_jsonl_keeps_json_types_and_parses_odd_blocks_line_by_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tidesync.connectors._file import decode
+    from tidesync.connectors.file import decode
 
     monkeypatch.setattr(decode, "BLOCK_BYTES", 64)  # about a line a block
     lines_file(
@@ -539,7 +539,7 @@ def test_schema_comes_from_columns_header_or_footer_and_is_none_without_files(
 
 @pytest.fixture
 def small_splits(monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(F, "SPLIT_BYTES", 256 << 10)
+    monkeypatch.setattr(F.reader, "SPLIT_BYTES", 256 << 10)
     return 256 << 10
 
 

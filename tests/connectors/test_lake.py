@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tidesync.connectors import _lake_hive, base
+from tidesync.connectors import base
 from tidesync.connectors.lake import Reader, Writer
+from tidesync.connectors.lake import hive as _lake_hive
 from tidesync.engine.runner import load_job, run_job
 from tidesync.errors import ConfigError, DirtyRecordError
 from tidesync.spec.params import RunTime
@@ -75,7 +76,7 @@ def ids(rows: list[dict[str, Any]]) -> list[Any]:
 
 
 def iceberg_table(tmp_path: Path) -> Any:
-    from tidesync.connectors._lake_iceberg import load_catalog
+    from tidesync.connectors.lake.iceberg import load_catalog
 
     return load_catalog(None, tmp_path / "warehouse").load_table("ods.t")
 

@@ -2,9 +2,13 @@
 
 import doctest
 
-from tidesync.connectors import _sql
+import pytest
+
+from tidesync.connectors import sql as _sql
+from tidesync.connectors.sql import conn
 
 
-def test_sql_helper_docstring_examples() -> None:
-    result = doctest.testmod(_sql, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+@pytest.mark.parametrize("module", [_sql, conn])
+def test_sql_helper_docstring_examples(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

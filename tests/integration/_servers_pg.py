@@ -47,7 +47,7 @@ class PgDb:
 
     @property
     def host_port_db(self) -> str:
-        from tidesync.connectors._pg_conn import parse_url
+        from tidesync.connectors.postgresql.conn import parse_url
 
         return parse_url(self.url).label
 

@@ -26,10 +26,9 @@ from tests.connectors.conformance import (
     write,
 )
 from tests.integration._servers_mysql import MyDb, mysql_db, mysql_module_db, mysql_server
-from tidesync.connectors import _mysql_wire as wire
 from tidesync.connectors import mysql
 from tidesync.connectors.base import Context, Split
-from tidesync.connectors.mysql import Reader, Writer
+from tidesync.connectors.mysql import Reader, Writer, wire
 from tidesync.engine.dirty import isolate
 from tidesync.engine.runner import load_job, run_job
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, RetriableError
@@ -617,7 +616,7 @@ def test_a_server_without_tls_is_read_without_making_a_tls_context(
     def no_context() -> None:
         raise AssertionError("a TLS context was made")
 
-    monkeypatch.setattr(mysql, "_ssl_context", no_context)
+    monkeypatch.setattr(mysql.conn, "_ssl_context", no_context)
     mysql_db.execute("CREATE TABLE t (id INT)", "INSERT INTO t VALUES (1)")
     assert read_rows(Reader(rparams(mysql_db, "t"), ctx())) == [{"id": 1}]
 

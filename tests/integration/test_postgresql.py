@@ -20,9 +20,9 @@ import pytest
 
 from tests.connectors.conformance import Adapter, SqlSuite
 from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
-from tidesync.connectors._pg_conn import parse_url
 from tidesync.connectors.base import Context
 from tidesync.connectors.postgresql import PgSplit, Reader, Writer
+from tidesync.connectors.postgresql.conn import parse_url
 from tidesync.engine.runner import load_job, run_job
 from tidesync.errors import ConfigError, FatalError, RetriableError
 from tidesync.spec.params import RunTime

@@ -31,8 +31,8 @@ from tests.integration._s3server import (  # noqa: F401
 )
 from tidesync.cli import main
 from tidesync.connectors import file as F
-from tidesync.connectors._file.objectstore import Edge, Settings
 from tidesync.connectors.base import Chunk, Context, Split, load
+from tidesync.connectors.file.objectstore import Edge, Settings
 from tidesync.engine.runner import load_job, run_job
 from tidesync.errors import ConfigError, FatalError, RetriableError
 from tidesync.spec.params import RunTime
@@ -225,7 +225,7 @@ def test_object_store_keys_are_not_reported_as_unknown(tmp_path: Path) -> None:
 def test_the_endpoint_gives_host_scheme_region_and_addressing(
     tmp_path: Path, endpoint: str, expected: tuple[str, str, str, bool]
 ) -> None:
-    from tidesync.connectors._file.objectstore import read_settings
+    from tidesync.connectors.file.objectstore import read_settings
 
     s = read_settings({"endpoint": endpoint}, rctx(tmp_path))
     assert (s.host, s.scheme, s.region, s.virtual) == expected
@@ -335,7 +335,7 @@ def test_every_format_reads_from_objects(
 def test_a_large_object_is_read_in_byte_ranges_each_line_once(
     s3_server: S3Server, store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(F, "SPLIT_BYTES", 1000)
+    monkeypatch.setattr(F.reader, "SPLIT_BYTES", 1000)
     lines = [f"{i},row number {i}" for i in range(1000)]
     s3_server.put(store["bucket"], "big.csv", "\n".join(lines) + "\n")
     r = F.Reader(

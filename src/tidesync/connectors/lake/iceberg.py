@@ -29,20 +29,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tidesync.connectors._lake_common import (
+from tidesync.connectors.lake.common import (
     ParquetRoller,
     StagedFile,
     classify,
     conform,
     describe,
     duplicates,
-    expired,
     parallel,
-    partition_value,
     prepare_changes,
     remaining,
     touches,
 )
+from tidesync.connectors.partition import expired, partition_value
 from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
 
 _EPOCH = date(1970, 1, 1)

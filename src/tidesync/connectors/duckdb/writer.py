@@ -1,33 +1,11 @@
-"""DuckDB reader and writer (``duckdb``, DataX names ``duckdbreader`` / ``duckdbwriter``).
-
-The database is a file: ``database: PATH`` or ``connection: [{jdbcUrl: ["jdbc:duckdb:PATH"],
-table: [...]}]``; relative paths resolve against the job's folder. The parameters are those of
-:mod:`tidesync.connectors._sql` (see ``docs/connectors/duckdb.md``).
-
-Reading is Arrow-native: each split opens its own connection (read-only, unless this process
-already holds the file read-write, e.g. as the target) and streams
-``con.sql(query).to_arrow_reader(fetchSize)``; the types are DuckDB's own Arrow types.
-
-Writing: one connection and one transaction from ``prepare`` to ``commit`` (preSql, the truncate,
-every row, postSql), so a failure leaves the table exactly as it was. Each batch is registered
-as an Arrow relation and written set-based (``INSERT INTO t SELECT ... FROM batch``); plain
-appends are queued and inserted by a background thread, several batches per statement
-(:class:`_Inserter`), so that reading and inserting overlap. DuckDB has
-no savepoints and a failed statement aborts the whole transaction, so a batch is checked before
-it touches the transaction: first into an empty twin of the target (same column types, NOT NULL
-and CHECK constraints) on a side connection, whose error is DuckDB's own message, then against
-the PRIMARY KEY / UNIQUE constraints inside the transaction. A batch that fails a check raises
-DirtyRecordError and leaves no trace; the engine bisects it. A failure no check foresaw (a
-foreign key, the disk) fails the job, and nothing is published. A missing target table is
-created from the Arrow schema in ``insert`` / ``truncate`` mode.
-"""
+"""The DuckDB writer: one transaction from ``prepare`` to ``commit``; batches checked on a twin table, plain appends inserted by a background thread."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,13 +14,11 @@ import duckdb
 import pyarrow as pa
 
 from tidesync.connectors import base
-from tidesync.connectors._sql import (
+from tidesync.connectors.duckdb.conn import _D, _columns, _resolve, _to_table
+from tidesync.connectors.sql import (
     DELETED,
-    DUCKDB,
     WRITE_MODES,
     Binding,
-    QuerySplit,
-    SqlReader,
     TableInfo,
     bind,
     check_table_modes,
@@ -56,154 +32,30 @@ from tidesync.connectors._sql import (
     partition_where,
     remove_created,
     require_table,
-    same_columns,
     shape_for_partition,
     split_deleted,
-    split_name,
     table_modes,
     typed_value,
     with_added,
     write_options,
     write_statements,
 )
-from tidesync.errors import ConfigError, DirtyRecordError, FatalError, did_you_mean
+from tidesync.errors import DirtyRecordError, FatalError
 
-__all__ = ["Reader", "Writer"]
-
-_D = DUCKDB
 #: errors that are the rows' fault (constraint, conversion, range)
 _DATA_ERRORS = (duckdb.IntegrityError, duckdb.DataError, duckdb.InvalidInputException)
+
+
 _BATCH = "__tidesync_batch"
+
+
 _ROW = "__tidesync_row"
+
+
 _PROBE = "__tidesync_probe"
+
+
 _DEAD = "__tidesync_dead"  # merge: the keys to delete
-
-
-def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """A connection to ``path``; read-only unless this process already holds it read-write
-    (DuckDB shares one database per file and process, and its settings must agree)."""
-    try:
-        return duckdb.connect(path, read_only=read_only)
-    except duckdb.ConnectionException as e:
-        if read_only and "different configuration" in str(e):
-            return duckdb.connect(path)
-        raise
-
-
-def _to_reader(rel: Any, rows: int) -> pa.RecordBatchReader:
-    f = getattr(rel, "to_arrow_reader", None)  # duckdb >= 1.4; before: fetch_record_batch
-    return f(rows) if f is not None else rel.fetch_record_batch(rows)
-
-
-def _to_table(rel: Any) -> pa.Table:
-    f = getattr(rel, "to_arrow_table", None)
-    return f() if f is not None else rel.arrow()
-
-
-def _resolve(con: duckdb.DuckDBPyConnection, table: str) -> tuple[str, str, str]:
-    """(database, schema, name) of ``table``, matched as DuckDB does (ignoring case);
-    LookupError naming the closest table when missing."""
-    parts = split_name(table)
-    db, schema = con.execute("SELECT current_database(), current_schema()").fetchone() or ("", "")
-    if len(parts) == 2:
-        schema = parts[0]
-    elif len(parts) >= 3:
-        db, schema = parts[-3], parts[-2]
-    rows = con.execute(
-        "SELECT database_name, schema_name, table_name FROM duckdb_tables() "
-        "UNION ALL SELECT database_name, schema_name, view_name FROM duckdb_views() WHERE NOT internal"
-    ).fetchall()
-    here = [r for r in rows if r[0].lower() == db.lower() and r[1].lower() == schema.lower()]
-    name = parts[-1]
-    exact = [r for r in here if r[2] == name] or [r for r in here if r[2].lower() == name.lower()]
-    if len(exact) != 1:
-        raise LookupError(
-            f"table {table!r} not found in schema {schema}"
-            f"{did_you_mean(name, [r[2] for r in here])}"
-        )
-    return exact[0]
-
-
-def _columns(con: duckdb.DuckDBPyConnection, where: tuple[str, str, str]) -> list[tuple[Any, ...]]:
-    """(name, data_type, is_nullable, column_default) of each column, in order."""
-    return con.execute(
-        "SELECT column_name, data_type, is_nullable, column_default FROM duckdb_columns() "
-        "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
-        list(where),
-    ).fetchall()
-
-
-# -- reading -----------------------------------------------------------------------------------
-
-
-class Reader(SqlReader):
-    """Reads DuckDB tables or queries as Arrow; see the module docstring."""
-
-    kind = "duckdb"
-    dialect = _D
-    _schema: pa.Schema | None = None
-
-    def connect(self, database: str) -> duckdb.DuckDBPyConnection:
-        try:
-            con = _connect(database, read_only=True)
-        except duckdb.Error as e:
-            raise FatalError(f"duckdb {database}: {e}") from e
-        try:
-            con.execute(f"SET TimeZone = '{self.ctx.timezone.replace(chr(39), '')}'")
-        except duckdb.Error as e:
-            con.close()
-            raise ConfigError(f"time zone {self.ctx.timezone!r} unknown to duckdb: {e}") from e
-        self.run_session(con, duckdb.Error)
-        return con
-
-    def table_columns(self, con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-        return [r[0] for r in _columns(con, _resolve(con, table))]
-
-    def schema(self) -> pa.Schema:
-        """The Arrow schema of the first table or query (every one must have the same columns)."""
-        if self._schema is not None:
-            return self._schema
-        sources = self.sources()
-        schemas = []
-        for s in sources:
-            con = self.connect(s.database)
-            try:
-                schemas.append(_to_table(con.sql(f"SELECT * FROM ({s.sql(_D)}) LIMIT 0")).schema)
-            except duckdb.Error as e:
-                first = str(e).split("\n")[0]
-                raise ConfigError(
-                    f"{self.ctx.path(s.key)}: duckdb cannot run {s.sql(_D)!r}: {first}"
-                ) from e
-            finally:
-                con.close()
-        same_columns(self.ctx, [(s, sch.names) for s, sch in zip(sources, schemas, strict=True)])
-        self._schema = schemas[0]
-        return self._schema
-
-    def read(self, split: base.Split) -> Iterator[pa.RecordBatch]:
-        assert isinstance(split, QuerySplit)
-        schema = self.schema() if len(self.sources()) > 1 else None
-        con = self.connect(split.database)
-        try:
-            try:
-                batches = _to_reader(con.sql(split.sql), self.options.fetch_size)
-            except duckdb.Error as e:
-                raise FatalError(f"duckdb {split.database}, {split.source}: {e}") from e
-            while True:
-                try:
-                    batch = batches.read_next_batch()
-                except StopIteration:
-                    break
-                except duckdb.Error as e:
-                    raise FatalError(f"duckdb {split.database}, {split.source}: {e}") from e
-                if schema is not None and batch.schema != schema:
-                    batch = batch.rename_columns(schema.names).cast(schema)
-                yield batch
-        finally:
-            con.close()
-
-
-# -- writing -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

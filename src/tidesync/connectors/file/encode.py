@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidesync.connectors._file.columns import DatePattern, is_temporal, render_temporal
+from tidesync.connectors.file.columns import DatePattern, is_temporal, render_temporal
 from tidesync.errors import DirtyRecordError, FatalError
 
 #: rows encoded at a time (keeps every string buffer far below 2 GiB)

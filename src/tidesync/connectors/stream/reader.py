@@ -1,26 +1,9 @@
-"""The ``stream`` connector: generated rows in, printed or discarded rows out (DataX
-``streamreader``/``streamwriter``), for tests, demos and benchmarks.
-
-Reader parameters::
-
-    column:            [{type, value} | {type, random: "lo,hi"} | {type, incr: "start[,step]"}, ...]
-                       types: long, double, string, boolean, date, bytes;
-                       an optional ``name`` per column (default c0, c1, ...)
-    sliceRecordCount:  rows per split, as in DataX (the job makes one split per channel)
-    recordCount:       total rows instead, spread over the splits
-
-Writer parameters::
-
-    print:             true prints each row to standard output; false discards (default true)
-    fieldDelimiter:    between printed values (default tab)
-"""
+"""The stream reader: generated rows (DataX ``streamreader``)."""
 
 from __future__ import annotations
 
 import random
 import string
-import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -195,48 +178,3 @@ def _parse(t: pa.DataType, s: str) -> Any:
     if pa.types.is_binary(t):
         return s.encode()
     return s
-
-
-class _Sink(base.Sink):
-    def __init__(self, writer: Writer):
-        self.w = writer
-        self.rows = 0
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self.rows += batch.num_rows
-        if self.w.print:
-            cols = [
-                pc.cast(c, pa.string()) if not pa.types.is_string(c.type) else c
-                for c in batch.columns
-            ]
-            cols = [pc.fill_null(c, "") for c in cols]
-            lines = (
-                pc.binary_join_element_wise(*cols, self.w.delimiter) if len(cols) > 1 else cols[0]
-            )
-            text = "\n".join(lines.to_pylist())
-            with self.w.lock:
-                sys.stdout.write(text + "\n")
-
-    def close(self) -> int:
-        return self.rows
-
-
-class Writer(base.Writer):
-    kind = "stream"
-    modes = ("append",)
-    publish = "none"
-
-    def __init__(self, params: dict[str, Any], ctx: base.Context):
-        super().__init__(params, ctx)
-        self.print = self.p.bool("print", True)
-        self.delimiter = self.p.str("fieldDelimiter", "\t")
-        self.p.get("encoding")
-        self.write_mode()
-        self.p.done()
-        self.lock = threading.Lock()
-
-    def open(self, split: base.Split) -> base.Sink:
-        return _Sink(self)
-
-    def commit(self, results: list[Any]) -> None:
-        sys.stdout.flush()

@@ -1,23 +1,4 @@
-"""SQLite reader and writer (``sqlite``, DataX names ``sqlitereader`` / ``sqlitewriter``).
-
-The database is a file: ``database: PATH`` or DataX's ``connection: [{jdbcUrl: ["jdbc:sqlite:PATH"],
-table: [...]}]``; relative paths resolve against the job's folder. The parameters are those of
-:mod:`tidesync.connectors._sql` (see ``docs/connectors/sqlite.md``).
-
-Reading: each split opens its own read-only connection and fetches ``fetchSize`` rows at a time,
-built into Arrow column by column. SQLite's values carry no fixed type, so the Arrow type of a
-column comes from its declared type (``INTEGER`` -> int64, ``REAL`` -> float64, ``TEXT`` ->
-string, ``BLOB`` -> binary, ``BOOLEAN`` -> bool, ``DECIMAL(p,s)`` -> decimal128(p, s),
-``DATE`` / ``DATETIME`` / ``TIMESTAMP`` text -> date32 / timestamp where the first rows parse,
-else string) and, for expressions, from the first rows. A later value that does not fit its
-column's type becomes a dirty record instead of failing the job.
-
-Writing: one connection and one transaction from ``prepare`` to ``commit`` (``BEGIN IMMEDIATE``;
-preSql, the truncate, every row, postSql), so a failure leaves the table exactly as it was.
-Each ``write`` runs under a SAVEPOINT: a constraint violation rolls the batch back and raises
-DirtyRecordError with SQLite's message, and the engine bisects the batch. A missing target
-table is created from the Arrow schema in ``insert`` / ``truncate`` mode.
-"""
+"""The SQLite writer: one connection and one transaction from ``prepare`` to ``commit``, a SAVEPOINT per batch."""
 
 from __future__ import annotations
 
@@ -25,21 +6,17 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tidesync.connectors import base
-from tidesync.connectors._sql import (
+from tidesync.connectors.sql import (
     DELETED,
-    SQLITE,
     WRITE_MODES,
     Binding,
-    QuerySplit,
-    SqlReader,
     TableInfo,
     bind,
     check_table_modes,
@@ -53,7 +30,6 @@ from tidesync.connectors._sql import (
     partition_where,
     remove_created,
     require_table,
-    same_columns,
     shape_for_partition,
     split_deleted,
     split_name,
@@ -62,173 +38,8 @@ from tidesync.connectors._sql import (
     write_options,
     write_statements,
 )
-from tidesync.errors import ConfigError, DirtyRecordError, FatalError, did_you_mean
-
-__all__ = ["Reader", "Writer", "arrow_type", "declared_type"]
-
-_D = SQLITE
-_SAMPLE_ROWS = 1000
-_BUSY_TIMEOUT_S = 30.0
-
-
-# -- types -------------------------------------------------------------------------------------
-
-
-def arrow_type(declared: str) -> pa.DataType | None:
-    """The Arrow type of a column declared ``declared``; None when its values decide
-    (no declared type, as for expressions, or one SQLite would store as NUMERIC)."""
-    d = declared.strip().upper()
-    if not d:
-        return None
-    if "BOOL" in d:
-        return pa.bool_()
-    if d.startswith(("DATETIME", "TIMESTAMP")):
-        tz = "TZ" in d.split("(")[0] or "WITH TIME ZONE" in d
-        return pa.timestamp("us", "UTC" if tz else None)
-    if d.startswith("DATE"):
-        return pa.date32()
-    if d.startswith("TIME"):
-        return pa.time64("us")
-    if "INT" in d:
-        return pa.int64()
-    if any(w in d for w in ("CHAR", "CLOB", "TEXT", "JSON", "UUID", "STRING")):
-        return pa.string()
-    if "BLOB" in d or "BINARY" in d:
-        return pa.binary()
-    if any(w in d for w in ("REAL", "FLOA", "DOUB")):
-        return pa.float64()
-    if d.startswith(("DECIMAL", "NUMERIC", "NUMBER")):
-        digits = d.partition("(")[2].rstrip(") ").split(",")
-        try:
-            precision, scale = int(digits[0]), int(digits[1]) if len(digits) > 1 else 0
-        except ValueError:
-            return pa.float64()
-        return (
-            pa.decimal128(precision, scale)
-            if 0 < precision <= 38 and 0 <= scale <= precision
-            else pa.float64()
-        )
-    return None
-
-
-def declared_type(t: pa.DataType) -> str:
-    """The column type a created table declares for Arrow type ``t`` (read back by
-    :func:`arrow_type` as the same type, except unsigned 64-bit and nested types)."""
-    if pa.types.is_dictionary(t):
-        return declared_type(t.value_type)
-    if pa.types.is_boolean(t):
-        return "BOOLEAN"
-    if pa.types.is_integer(t) or pa.types.is_duration(t):
-        return "INTEGER"
-    if pa.types.is_floating(t):
-        return "REAL"
-    if pa.types.is_decimal(t):
-        return f"DECIMAL({t.precision},{t.scale})" if t.precision <= 38 else "NUMERIC"
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
-    if pa.types.is_date(t):
-        return "DATE"
-    if pa.types.is_time(t):
-        return "TIME"
-    if (
-        pa.types.is_binary(t)
-        or pa.types.is_large_binary(t)
-        or pa.types.is_fixed_size_binary(t)
-        or pa.types.is_binary_view(t)
-    ):
-        return "BLOB"
-    return "TEXT"
-
-
-_ARROW_ERRORS = (
-    pa.ArrowInvalid,
-    pa.ArrowTypeError,
-    pa.ArrowNotImplementedError,
-    OverflowError,
-    ValueError,
-    TypeError,
-)
-
-
-def _convert(values: Sequence[Any], t: pa.DataType) -> pa.Array:
-    """Values as SQLite returns them (None, int, float, str, bytes) -> an array of type ``t``;
-    raises one of _ARROW_ERRORS when a value does not fit."""
-    if pa.types.is_string(t) or pa.types.is_binary(t):
-        try:
-            return pa.array(values, t)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            if pa.types.is_string(t):
-                return pa.array(
-                    [
-                        v.decode() if isinstance(v, bytes) else v if v is None else str(v)
-                        for v in values
-                    ],
-                    t,
-                )
-            return pa.array(
-                [v if v is None or isinstance(v, bytes) else str(v).encode() for v in values], t
-            )
-    if pa.types.is_decimal(t):
-        return pa.array([None if v is None else str(v) for v in values], pa.string()).cast(t)
-    arr = pa.array(values)
-    if pa.types.is_temporal(t) and not (pa.types.is_string(arr.type) or pa.types.is_null(arr.type)):
-        raise ValueError(f"{t} columns read text")
-    if pa.types.is_time(t):
-        arr = pc.binary_join_element_wise("1970-01-01 ", arr.cast(pa.string()), "")
-        return arr.cast(pa.timestamp("us")).cast(t)
-    if pa.types.is_timestamp(t) and t.tz:
-        try:
-            return arr.cast(t)
-        except pa.ArrowInvalid:
-            return arr.cast(pa.timestamp(t.unit)).cast(t)  # no offset written: UTC
-    return arr.cast(t)
-
-
-def _column(values: Sequence[Any], t: pa.DataType) -> tuple[pa.Array, dict[int, str]]:
-    """Like _convert, but a value that does not fit becomes NULL and is reported by row."""
-    try:
-        return _convert(values, t), {}
-    except _ARROW_ERRORS:
-        pass
-    good: list[Any] = []
-    bad: dict[int, str] = {}
-    for i, v in enumerate(values):
-        try:
-            _convert([v], t)
-            good.append(v)
-        except _ARROW_ERRORS as e:
-            bad[i] = f"value {v!r} does not fit {t}: {e}"
-            good.append(None)
-    return _convert(good, t), bad
-
-
-def _sampled_type(declared: pa.DataType | None, sample: list[Any]) -> pa.DataType:
-    """The type of a column given its declared type and its first values."""
-    values = [v for v in sample if v is not None]
-    if declared is None:
-        if not values:
-            return pa.string()
-        try:
-            t = pa.array(values).type
-        except _ARROW_ERRORS:
-            return pa.string()
-        return t if t in (pa.int64(), pa.float64(), pa.string(), pa.binary()) else pa.string()
-    fallbacks: list[pa.DataType] = []
-    if pa.types.is_date(declared):
-        fallbacks = [pa.timestamp("us"), pa.timestamp("us", "UTC"), pa.string()]
-    elif pa.types.is_timestamp(declared) and declared.tz is None:
-        fallbacks = [pa.timestamp("us", "UTC"), pa.string()]
-    elif pa.types.is_temporal(declared):
-        fallbacks = [pa.string()]
-    elif pa.types.is_decimal(declared):
-        fallbacks = [pa.float64()]
-    for t in [declared, *fallbacks]:
-        try:
-            _convert(values, t)
-            return t
-        except _ARROW_ERRORS:
-            continue
-    return declared
+from tidesync.connectors.sqlite.conn import _BUSY_TIMEOUT_S, _D, _table_info, declared_type
+from tidesync.errors import DirtyRecordError, FatalError
 
 
 def _py_column(arr: pa.Array) -> list[Any]:
@@ -254,172 +65,6 @@ def _py_column(arr: pa.Array) -> list[Any]:
     if pa.types.is_null(t):
         return [None] * len(arr)
     return arr.to_pylist()
-
-
-# -- reading -----------------------------------------------------------------------------------
-
-
-def _table_lookup(con: sqlite3.Connection, table: str) -> tuple[str | None, str, list[str]]:
-    """(schema, actual name, every table name there); the name is '' when missing."""
-    parts = split_name(table)
-    schema = parts[0] if len(parts) > 1 else None
-    name = parts[-1]
-    master = (
-        "sqlite_temp_master"
-        if schema and schema.lower() == "temp"
-        else f"{_D.ident(schema)}.sqlite_master"
-        if schema
-        else "sqlite_master"
-    )
-    try:
-        names = [
-            r[0] for r in con.execute(f"SELECT name FROM {master} WHERE type IN ('table', 'view')")
-        ]
-    except sqlite3.OperationalError:
-        names = []
-    if name in names:
-        return schema, name, names
-    folded = [n for n in names if n.lower() == name.lower()]
-    return schema, folded[0] if len(folded) == 1 else "", names
-
-
-def _table_info(con: sqlite3.Connection, table: str) -> tuple[str, list[tuple[Any, ...]]]:
-    """PRAGMA table_info of ``table``; raises LookupError naming the closest table."""
-    schema, name, names = _table_lookup(con, table)
-    if not name:
-        where = f" in schema {schema}" if schema else ""
-        raise LookupError(
-            f"table {table!r} not found{where}{did_you_mean(split_name(table)[-1], names)}"
-        )
-    prefix = f"{_D.ident(schema)}." if schema else ""
-    return name, con.execute(f"PRAGMA {prefix}table_info({_D.ident(name)})").fetchall()
-
-
-def _connect_ro(path: str) -> sqlite3.Connection:
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
-    return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=_BUSY_TIMEOUT_S)
-
-
-class Reader(SqlReader):
-    """Reads SQLite tables or queries; see the module docstring."""
-
-    kind = "sqlite"
-    dialect = _D
-    _schema: pa.Schema | None = None
-
-    def connect(self, database: str) -> sqlite3.Connection:
-        try:
-            con = _connect_ro(database)
-        except sqlite3.Error as e:
-            raise FatalError(f"sqlite {database}: {e}") from e
-        self.run_session(con, sqlite3.Error)
-        return con
-
-    def table_columns(self, con: sqlite3.Connection, table: str) -> list[str]:
-        return [r[1] for r in _table_info(con, table)[1]]
-
-    def schema(self) -> pa.Schema:
-        """The Arrow schema of the first table or query (every one must have the same columns):
-        declared types, refined by up to 1000 rows where the declared type does not settle it."""
-        if self._schema is not None:
-            return self._schema
-        sources = self.sources()
-        shapes = []
-        for s in sources:
-            con = self.connect(s.database)
-            try:
-                sql = s.sql(_D)
-                try:
-                    cur = con.execute(f"SELECT * FROM ({sql}) LIMIT 0")
-                    names = [d[0] for d in cur.description]
-                    if s is sources[0]:
-                        self._schema = self._first_schema(con, sql, names)
-                except sqlite3.Error as e:
-                    raise ConfigError(
-                        f"{self.ctx.path(s.key)}: sqlite cannot run {sql!r}: {e}"
-                    ) from e
-                shapes.append((s, names))
-            finally:
-                con.close()
-        same_columns(self.ctx, shapes)
-        assert self._schema is not None
-        return self._schema
-
-    def _first_schema(self, con: sqlite3.Connection, sql: str, names: list[str]) -> pa.Schema:
-        con.execute("DROP VIEW IF EXISTS temp.tidesync_probe")
-        con.execute(f"CREATE TEMP VIEW tidesync_probe AS SELECT * FROM ({sql})")
-        decl = [
-            arrow_type(r[2] or "") for r in con.execute("PRAGMA temp.table_info(tidesync_probe)")
-        ]
-        con.execute("DROP VIEW temp.tidesync_probe")
-        if len(decl) != len(names):
-            decl = [None] * len(names)
-        need = [
-            i
-            for i, t in enumerate(decl)
-            if t is None or pa.types.is_temporal(t) or pa.types.is_decimal(t)
-        ]
-        sample: list[tuple[Any, ...]] = []
-        if need:
-            sample = con.execute(f"SELECT * FROM ({sql}) LIMIT {_SAMPLE_ROWS}").fetchall()
-        fields = []
-        for i, name in enumerate(names):
-            t = decl[i]
-            if i in need:
-                t = _sampled_type(t, [r[i] for r in sample])
-            fields.append(pa.field(name, t))
-        return pa.schema(fields)
-
-    def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
-        assert isinstance(split, QuerySplit)
-        schema = self.schema()
-        types = schema.types
-        con = self.connect(split.database)
-        offset = 0
-        try:
-            try:
-                cur = con.execute(split.sql)
-            except sqlite3.Error as e:
-                raise FatalError(f"sqlite {split.database}, {split.source}: {e}") from e
-            while True:
-                try:
-                    rows = cur.fetchmany(self.options.fetch_size)
-                except sqlite3.Error as e:
-                    raise FatalError(f"sqlite {split.database}, {split.source}: {e}") from e
-                if not rows:
-                    break
-                yield self._batch(rows, schema, types, offset)
-                offset += len(rows)
-        finally:
-            con.close()
-
-    @staticmethod
-    def _batch(
-        rows: list[tuple[Any, ...]], schema: pa.Schema, types: list[pa.DataType], offset: int
-    ) -> pa.RecordBatch | base.Chunk:
-        arrays: list[pa.Array] = []
-        bad: dict[int, str] = {}
-        for j, values in enumerate(zip(*rows, strict=True)):
-            arr, col_bad = _column(values, types[j])
-            arrays.append(arr)
-            for i, why in col_bad.items():
-                bad.setdefault(i, f"column {schema.names[j]!r}: {why}")
-        batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
-        if not bad:
-            return batch
-        keep = pa.array([i not in bad for i in range(len(rows))])
-        dirty = [
-            base.Dirty(
-                reason=why,
-                row=dict(zip(schema.names, rows[i], strict=True)),
-                position=f"row {offset + i}",
-            )
-            for i, why in sorted(bad.items())
-        ]
-        return base.Chunk(batch.filter(keep), dirty)
-
-
-# -- writing -----------------------------------------------------------------------------------
 
 
 def _dirty_or_fatal(e: BaseException, where: str) -> Exception:

@@ -1,4 +1,4 @@
-"""What the two lake formats share: the partition parameter, Arrow type fitting, the rolling
+"""What the two lake formats share: Arrow type fitting, the rolling
 Parquet writer the sinks stage into, and the merge/sync computation (pure Arrow).
 
 The merge works file by file against the target so that only the incoming rows (the changes)
@@ -9,11 +9,9 @@ one existing file which of its rows stay, and which incoming rows are already th
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -21,70 +19,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 DELETED = "__tidesync_deleted"  # staged beside merge/sync rows: the source marked the row deleted
+
+
 ROW = "__tidesync_row"
+
+
 CDC_OP = "_op"  # a CDC reader's operation column: 'd' (or 'delete') marks a deleted row
 
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-# -- the partition parameter -------------------------------------------------------------------
-
-
-def parse_partition(text: str) -> list[tuple[str, str]]:
-    """``ds=20161114`` or ``pt=20150101/type=1`` (``,`` also separates levels, as in odpswriter)
-    -> ``[("pt", "20150101"), ("type", "1")]``. Raises ValueError with the fix."""
-    levels = [s.strip() for s in re.split(r"[/,]", text.strip().strip("/")) if s.strip()]
-    if not levels:
-        raise ValueError("is empty; write column=value, e.g. ds=20161114")
-    out: list[tuple[str, str]] = []
-    for level in levels:
-        if "=" not in level:
-            raise ValueError(
-                f"{level!r} names no partition column; write column=value, e.g. ds={level} "
-                "(several levels: pt=20150101/type=1)"
-            )
-        key, value = (s.strip() for s in level.split("=", 1))
-        if not _KEY.match(key):
-            raise ValueError(
-                f"{key!r} is not a partition column name (letters, digits and _, not starting "
-                "with a digit), e.g. ds=20161114"
-            )
-        if not value:
-            raise ValueError(f"{key}= has no value, e.g. {key}=20161114")
-        if "${" in value or "$[" in value:
-            raise ValueError(f"{key}={value} holds a parameter that was not substituted")
-        if any(key == k for k, _ in out):
-            raise ValueError(f"names {key!r} twice")
-        out.append((key, value))
-    return out
-
-
-def partition_path(partition: Sequence[tuple[str, Any]]) -> str:
-    return "/".join(f"{k}={v}" for k, v in partition)
-
-
-def partition_date(value: Any) -> date | None:
-    """The date a partition value stands for (``20161114``, ``2016-11-14``, a date), or None."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    s = str(value).strip()
-    for fmt in ("%Y%m%d", "%Y-%m-%d"):
-        try:
-            return datetime.strptime(s, fmt).date()
-        except ValueError:
-            continue
-    return None
-
-
-def expired(value: Any, bizdate: date, days: int) -> bool:
-    """True when a partition dated ``value`` is older than ``days`` days before ``bizdate``."""
-    d = partition_date(value)
-    return d is not None and d < bizdate - timedelta(days=days)
-
-
-# -- Arrow types -------------------------------------------------------------------------------
 
 _TS_UNITS = {"s": 0, "ms": 1, "us": 2, "ns": 3}
 
@@ -128,24 +69,10 @@ def constant(value: Any, t: pa.DataType, n: int) -> pa.Array:
     return pa.repeat(pa.scalar(value, t), n)
 
 
-def partition_value(text: str, t: pa.DataType) -> Any:
-    """The partition parameter's text as a value of the column's type (``20161114`` reads as a
-    date for a date column). Raises ValueError."""
-    if pa.types.is_date(t):
-        d = partition_date(text)
-        if d is None:
-            raise ValueError(f"{text!r} is not a date such as 20161114")
-        return d
-    return pa.scalar(text).cast(t).as_py()
-
-
 def row_numbers(n: int) -> pa.Array:
     if n == 0:
         return pa.array([], pa.int64())
     return pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), n)), 1)
-
-
-# -- staging: rolling Parquet files ------------------------------------------------------------
 
 
 @dataclass
@@ -239,9 +166,6 @@ class ParquetRoller:
             self._writer = None
             self._out = None
         return [f.path for f in self.files]
-
-
-# -- merge and sync ----------------------------------------------------------------------------
 
 
 def prepare_changes(

@@ -444,7 +444,7 @@ def resolve_table(
 ) -> Table | None:
     """Find ``name`` as written (exact case first, then as SQL would fold it); a ConfigError
     naming ``where`` with a suggestion when there is none (None with ``missing_ok``)."""
-    from tidesync.connectors._sql import split_name
+    from tidesync.connectors.sql import split_name
 
     candidates = [".".join(quote_ident(x) for x in split_name(name, '"'))]
     if '"' not in name:

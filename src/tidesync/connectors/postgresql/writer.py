@@ -29,8 +29,8 @@ from typing import Any
 import pyarrow as pa
 
 from tidesync.connectors import base
-from tidesync.connectors._lake_common import partition_value
-from tidesync.connectors._pg_conn import (
+from tidesync.connectors.partition import partition_value
+from tidesync.connectors.postgresql.conn import (
     Endpoint,
     Table,
     connect,
@@ -45,7 +45,7 @@ from tidesync.connectors._pg_conn import (
     strings,
     translate,
 )
-from tidesync.connectors._pg_types import (
+from tidesync.connectors.postgresql.types import (
     TypeInfo,
     ddl_type,
     describe_types,
@@ -53,7 +53,7 @@ from tidesync.connectors._pg_types import (
     for_copy,
     insert_expr,
 )
-from tidesync.connectors._sql import (
+from tidesync.connectors.sql import (
     DELETED,
     check_partition,
     check_table_modes,

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidesync.connectors._pg_conn import quote_ident
+from tidesync.connectors.postgresql.conn import quote_ident
 
 __all__ = [
     "OutColumn",

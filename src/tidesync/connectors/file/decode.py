@@ -23,8 +23,8 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from tidesync.connectors._file.locate import first_line, line_start, text_blocks
 from tidesync.connectors.base import Dirty
+from tidesync.connectors.file.locate import first_line, line_start, text_blocks
 from tidesync.errors import FatalError
 
 #: bytes handed to pyarrow's CSV/JSON parsers at a time (each becomes about one batch)

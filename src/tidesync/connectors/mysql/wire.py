@@ -32,7 +32,7 @@ from pymysql import err as myerr
 from pymysql.connections import Connection, MySQLResult
 from pymysql.constants import COMMAND
 
-from tidesync.connectors._mysql_decode import PAD, Column, columns_binary, columns_text
+from tidesync.connectors.mysql.decode import PAD, Column, columns_binary, columns_text
 
 __all__ = ["Rows", "stream", "metadata", "encode_tsv", "escape", "load_local"]
 

@@ -39,21 +39,20 @@ from urllib.parse import unquote
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tidesync.connectors._lake_common import (
+from tidesync.connectors.lake.common import (
     ParquetRoller,
     StagedFile,
     classify,
     conform,
     describe,
     duplicates,
-    expired,
     fits,
     parallel,
-    partition_path,
     prepare_changes,
     remaining,
     touches,
 )
+from tidesync.connectors.partition import expired, partition_path
 from tidesync.errors import ConfigError, FatalError
 
 META = "_common_metadata"

@@ -10,7 +10,7 @@ its own, and the server's collation then disagrees); rows with a NULL key get a 
 own. Key ranges can use the column's index. ``snapshot: true`` has one
 coordinating connection export a REPEATABLE READ snapshot that every split imports.
 
-Writer (:mod:`tidesync.connectors._pg_write`): one connection, one transaction for the whole job,
+Writer (:mod:`tidesync.connectors.postgresql.writer`): one connection, one transaction for the whole job,
 committed only in ``commit``. Each batch goes in by binary COPY (pgpq), straight into the target
 or through a TEMP staging table and one ``INSERT ... SELECT`` (``ON CONFLICT ... DO UPDATE`` for
 ``replace``/``update``), inside a savepoint: a batch that fails on its data (SQLSTATE class 22 or
@@ -39,8 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidesync.connectors import base
-from tidesync.connectors._incremental import Cursor
-from tidesync.connectors._pg_conn import (
+from tidesync.connectors.postgresql.conn import (
     Endpoint,
     Table,
     connect,
@@ -55,12 +54,12 @@ from tidesync.connectors._pg_conn import (
     strings,
     translate,
 )
-from tidesync.connectors._pg_types import OutColumn, describe_types, read_plan, to_arrow
-from tidesync.connectors._pg_write import Writer
-from tidesync.connectors._sql import POSTGRESQL, column_sql
+from tidesync.connectors.postgresql.types import OutColumn, describe_types, read_plan, to_arrow
+from tidesync.connectors.sql import POSTGRESQL, column_sql
+from tidesync.connectors.sql.incremental import Cursor
 from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
 
-__all__ = ["Reader", "Writer", "PgSplit"]
+__all__ = ["Reader", "PgSplit"]
 
 INTEGER_OIDS = (20, 21, 23)
 TIME_OIDS = (1082, 1114, 1184)

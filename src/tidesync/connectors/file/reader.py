@@ -1,0 +1,268 @@
+"""The file reader (kind ``file`` / ``s3``; DataX ``txtfilereader``).
+
+``path`` may be a file, a folder, a glob with ``* ? **``, or a list of them::
+
+    {"path": "data/orders_*.csv.gz", "fileFormat": "csv", "skipHeader": true,
+     "column": [{"index": 0, "type": "long"}, {"name": "paid_at", "type": "date",
+                "format": "yyyy-MM-dd HH:mm:ss"}, {"type": "string", "value": "shop-1"}]}
+
+Each file is at least one split; an uncompressed csv, text or jsonl file larger than
+:data:`SPLIT_BYTES` is read in byte ranges (each range owns the lines that start in it) and a
+large parquet file in groups of row groups. Fields are decoded by pyarrow's streaming readers in
+large blocks and converted per column with Arrow compute; a value that does not convert makes
+its row a dirty record (``Chunk.dirty``) while the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from tidesync.connectors import base
+from tidesync.connectors.file.columns import Binding, Column, bind, parse_columns
+from tidesync.connectors.file.columns import assemble as _assemble
+from tidesync.connectors.file.conn import (
+    FORMATS,
+    _delimiter,
+    _edge,
+    _encoding,
+    _filesystem,
+    _object_store_keys,
+    _raw_string,
+    _store_error,
+)
+from tidesync.connectors.file.decode import Options, Piece, decoder_for
+from tidesync.connectors.file.locate import (
+    COMPRESSIONS,
+    ascii_compatible,
+    compression_of,
+    expand,
+)
+from tidesync.errors import FatalError, TidesyncError
+
+#: a file larger than this is read in several splits of about this size
+SPLIT_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class FileSplit(base.Split):
+    """One file, or a byte range / row-group range of one (``stop`` < 0: to the end)."""
+
+    source: int = 0  # which entry of ``path`` found it
+    path: str = ""
+    start: int = 0
+    stop: int = -1
+    compression: str | None = None
+
+
+class Reader(base.Reader):
+    kind = "file"
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        super().__init__(params, ctx)
+        p = self.p
+        _object_store_keys(p)
+        self.by_object = p.raw.get("object") is not None
+        if self.by_object:  # DataX ossreader: keys, key prefixes or patterns in a bucket
+            from tidesync.connectors.file.objectstore import object_urls
+
+            paths: list[Any] = object_urls(p, ctx)
+        else:
+            paths = p.list("path", required=True) or []
+        for i, v in enumerate(paths):
+            if not isinstance(v, str) or not v.strip():
+                p.problem(
+                    f"path[{i}]" if len(paths) > 1 else "path",
+                    f"must be a path or pattern, got {v!r}",
+                )
+        self.fmt = p.str("fileFormat", "csv", choices=FORMATS, lower=True)
+        delimited = self.fmt in ("csv", "text")
+        delimiter = _delimiter(p, self.fmt)
+        encoding = _encoding(p)
+        skip_header = p.bool("skipHeader", False)
+        null_format = _raw_string(p, "nullFormat", "\\N")
+        compress = p.str("compress", None, choices=list(COMPRESSIONS), lower=True)
+        self.compression = COMPRESSIONS[compress] if compress else None
+        self.split_csv = p.bool("splitLargeFiles", True)
+        p.get("csvReaderConfig")  # DataX's CSV reader tuning: pyarrow's reader needs none
+        self.cols = parse_columns(p, delimited, skip_header)
+        sources = [_filesystem(p, v, ctx) for v in paths if isinstance(v, str) and v.strip()]
+        p.done()
+        self.paths: list[str] = paths
+        self.sources: list[tuple[pafs.FileSystem, str]] = [s for s in sources if s is not None]
+        self.delimited = delimited
+        self.opts = Options(self.fmt, delimiter, encoding, skip_header, null_format, ctx.batch_rows)
+
+    # -- planning
+
+    def _files(self) -> Iterator[tuple[int, pafs.FileInfo]]:
+        seen: set[tuple[str, str]] = set()
+        missing = []
+        for src, (fs, pattern) in enumerate(self.sources):
+            infos = expand(fs, pattern, prefix=self.by_object)
+            if not infos:
+                missing.append(self._shown(src, pattern))
+            for info in infos:
+                if (fs.type_name, info.path) not in seen:
+                    seen.add((fs.type_name, info.path))
+                    yield src, info
+        if missing:
+            if self.by_object:
+                edge = _edge(self.sources[0][0])
+                where = (
+                    f" ({edge.settings.where(self.sources[0][1].split('/')[0])})" if edge else ""
+                )
+                raise FatalError(
+                    f"{self.ctx.path('object')}: no object matches "
+                    f"{', '.join(map(repr, missing))}{where}"
+                )
+            raise FatalError(
+                f"{self.ctx.path('path')}: no file matches {', '.join(map(repr, missing))}"
+            )
+
+    def _shown(self, src: int, pattern: str) -> str:
+        if self.by_object:
+            return pattern.partition("/")[2]
+        return self.paths[src] if self.paths[src] == pattern else f"{self.paths[src]} ({pattern})"
+
+    def splits(self, n: int) -> list[base.Split]:
+        files = list(self._files())
+        out: list[base.Split] = []
+        for src, info in files:
+            for start, stop, comp in self._pieces(src, info):
+                label = info.path if stop < 0 else f"{info.path} [{start}:{stop}]"
+                out.append(FileSplit(len(out), label, src, info.path, start, stop, comp))
+        return out
+
+    def _pieces(self, src: int, info: pafs.FileInfo) -> list[tuple[int, int, str | None]]:
+        size = info.size or 0
+        if self.fmt == "parquet":
+            if size <= SPLIT_BYTES:
+                return [(0, -1, None)]
+            fs = self.sources[src][0]
+            with fs.open_input_file(info.path) as f:
+                md = pq.ParquetFile(f).metadata
+            groups: list[tuple[int, int, str | None]] = []
+            first = acc = 0
+            for i in range(md.num_row_groups):
+                acc += md.row_group(i).total_byte_size
+                if acc >= SPLIT_BYTES and i + 1 < md.num_row_groups:
+                    groups.append((first, i + 1, None))
+                    first, acc = i + 1, 0
+            groups.append((first, md.num_row_groups, None))
+            return groups
+        comp = self.compression or compression_of(info.path)
+        splittable = (
+            comp is None
+            and size > SPLIT_BYTES
+            and ascii_compatible(self.opts.encoding)
+            and (self.fmt != "csv" or self.split_csv)
+        )
+        if not splittable:
+            return [(0, -1, comp)]
+        count = -(-size // SPLIT_BYTES)
+        step = -(-size // count)
+        return [(s, min(s + step, size), None) for s in range(0, size, step)]
+
+    # -- reading
+
+    def _bind(
+        self, fields: list[str], keys: list[str], natural: pa.Schema | None, file: str
+    ) -> Binding:
+        cols = self.cols
+        if cols is None and self.fmt == "jsonl" and natural is not None:
+            cols = [Column(i, "", f.type, index=i) for i, f in enumerate(natural)]
+        return bind(
+            cols,
+            fields,
+            keys,
+            self.delimited,
+            missing_ok=self.fmt == "jsonl",
+            where=self.ctx.path,
+            file=file,
+        )
+
+    def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
+        assert isinstance(split, FileSplit)
+        fs = self.sources[split.source][0]
+        piece = Piece(split.path, split.start, split.stop, split.compression)
+        with (
+            _translated(fs, split.path, self.opts.encoding),
+            decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
+        ):
+            fields, keys, natural = dec.fields()
+            if not keys:
+                return
+            binding = self._bind(fields, keys, natural, split.path)
+            row = 0
+            for batch, dirty in dec.batches([k for k in binding.keys if k is not None]):
+                out, bad = _assemble(batch, binding, dec.label, row)
+                row += batch.num_rows
+                if dirty or bad:
+                    yield base.Chunk(out, dirty + bad)
+                elif out is not None and out.num_rows:
+                    yield out
+
+    def schema(self) -> pa.Schema | None:
+        cols = self.cols
+        if cols is not None and all(self._known(c) for c in cols):
+            width = max((c.index for c in cols if c.index is not None), default=-1) + 1
+            keys = [f"c{i}" for i in range(width)]
+            return bind(cols, keys, keys, self.delimited, True, self.ctx.path, "").schema()
+        for fs, pattern in self.sources:
+            infos = expand(fs, pattern, prefix=self.by_object)
+            if not infos:
+                continue
+            info = infos[0]
+            piece = Piece(
+                info.path,
+                compression=None
+                if self.fmt == "parquet"
+                else self.compression or compression_of(info.path),
+            )
+            with (
+                _translated(fs, info.path, self.opts.encoding),
+                decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
+            ):
+                fields, keys, natural = dec.fields()
+                if not keys:
+                    return None
+                return self._bind(fields, keys, natural, info.path).schema(natural)
+        return None
+
+    def _known(self, c: Column) -> bool:
+        """Whether a column's output name and type are known without opening a file."""
+        named = (
+            c.const is not None
+            or c.name is not None
+            or (c.index is not None and self.delimited and not self.opts.skip_header)
+        )
+        return named and c.arrow is not None
+
+
+@contextlib.contextmanager
+def _translated(fs: pafs.FileSystem, path: str, encoding: str) -> Iterator[None]:
+    """Source failures as FatalError naming the file (and the fix, where one is likely); an
+    object store's as its edge translates them (RetriableError for transient ones)."""
+    try:
+        yield
+    except TidesyncError:
+        raise
+    except FileNotFoundError:
+        raise FatalError(f"{path}: no such file (it was listed when the job was planned)") from None
+    except (UnicodeDecodeError, pa.ArrowException, OSError, ValueError) as e:
+        if isinstance(e, OSError) and "AWS Error" in str(e):
+            err = _store_error(fs, e, "read", path)
+            if err is not None:
+                raise err from e
+        msg = str(e)
+        hint = ""
+        if isinstance(e, UnicodeDecodeError) or "utf8" in msg.lower() or "utf-8" in msg.lower():
+            hint = f"; the file is not valid {encoding}: set encoding (gbk, gb18030, latin-1 ...)"
+        raise FatalError(f"{path}: {msg}{hint}") from e

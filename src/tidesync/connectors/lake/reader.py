@@ -1,0 +1,197 @@
+"""The lake reader: a table's current snapshot (Iceberg) or its partition folders (hive), one split per data file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+
+from tidesync.connectors import base
+from tidesync.connectors.lake.common import conform
+from tidesync.connectors.lake.conn import _Common
+from tidesync.errors import ConfigError, did_you_mean
+
+
+@dataclass(frozen=True)
+class FileSplit(base.Split):
+    path: str = ""
+    partition: tuple[tuple[str, str], ...] = ()
+
+
+class Reader(base.Reader):
+    """Reads an Iceberg table (a partition, a snapshot) or Hive-style folders, a split per file."""
+
+    kind = "lake"
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        super().__init__(params, ctx)
+        p = self.p
+        self.o = _Common(p, ctx)
+        self.snapshot = p.int("snapshotId", aliases=("snapshot",))
+        self.as_of_ms: int | None = None
+        as_of = p.get("asOf")
+        if as_of is not None:
+            self.as_of_ms = _epoch_ms(as_of, ctx.timezone)
+            if self.as_of_ms is None:
+                p.problem(
+                    "asOf",
+                    f"{as_of!r} is not a time such as '2016-11-15 00:00:00' or epoch milliseconds",
+                )
+        if (self.snapshot is not None or as_of is not None) and self.o.format == "hive":
+            p.problem(
+                "snapshotId" if self.snapshot is not None else "asOf",
+                "time travel needs format iceberg; Parquet folders keep no history",
+            )
+        if self.snapshot is not None and as_of is not None:
+            p.problem("asOf", "give snapshotId or asOf, not both")
+        p.done()
+        self.target: Any = None
+        self._schema: pa.Schema | None = None
+        self._tasks: dict[str, Any] = {}
+        self._scan: Any = None
+
+    def _open(self) -> None:
+        if self.target is not None:
+            return
+        t = self.o.backend()
+        t.open(must_exist=True)
+        self.target = t
+        if self.o.format == "iceberg":
+            self._open_iceberg()
+        else:
+            self._open_hive()
+
+    def _open_iceberg(self) -> None:
+        from pyiceberg.expressions import AlwaysTrue, And
+
+        from tidesync.connectors.lake.iceberg import plain_schema, small_arrow_schema
+
+        t = self.target
+        snap = t.snapshot_id(self.snapshot, self.as_of_ms, self.ctx.path)
+        from tidesync.connectors.lake.iceberg import equal_to
+
+        preds = [equal_to(k, v) for k, v in self.o.partition]
+        flt = AlwaysTrue() if not preds else preds[0] if len(preds) == 1 else And(*preds)
+        schema_names = t.table.schema().column_names
+        for k, _ in self.o.partition:
+            if k not in schema_names:
+                raise ConfigError(
+                    f"{self.ctx.path('partition')}: table {t.name} has no column "
+                    f"{k!r}{did_you_mean(k, schema_names)}"
+                )
+        fields = ("*",) if self.o.columns is None else tuple(self.o.columns)
+        self._check_columns(t.table.schema().column_names)
+        self._scan = t.table.scan(row_filter=flt, selected_fields=fields, snapshot_id=snap)
+        self._schema = plain_schema(small_arrow_schema(self._scan.projection()))
+
+    def _open_hive(self) -> None:
+        from tidesync.connectors.lake.hive import data_files, layout_keys, table_schema
+
+        t = self.target
+        keys = layout_keys(t.root)
+        for k, _ in self.o.partition:
+            if k not in keys:
+                raise ConfigError(
+                    f"{self.ctx.path('partition')}: {t.root} has no partition "
+                    f"column {k!r}{did_you_mean(k, keys)}"
+                )
+        data = table_schema(t.root) or pa.schema([])
+        full = data
+        for k in keys:
+            if k not in full.names:
+                full = full.append(pa.field(k, pa.string()))
+        self._check_columns(full.names)
+        self._schema = (
+            full if self.o.columns is None else pa.schema([full.field(c) for c in self.o.columns])
+        )
+        self._data_schema = data
+        self._files = data_files(t.leaf) if t.leaf.is_dir() else []
+
+    def _check_columns(self, names: list[str]) -> None:
+        if self.o.columns is None:
+            return
+        problems = [
+            f"{self.ctx.path(f'column[{i}]')}: the table has no column {c!r}{did_you_mean(c, names)}"
+            for i, c in enumerate(self.o.columns)
+            if c not in names
+        ]
+        if problems:
+            raise ConfigError(problems)
+
+    def schema(self) -> pa.Schema:
+        self._open()
+        assert self._schema is not None
+        return self._schema
+
+    def splits(self, n: int) -> list[base.Split]:
+        self._open()
+        if self.o.format == "iceberg":
+            tasks = list(self._scan.plan_files())
+            self._tasks = {t.file.file_path: t for t in tasks}
+            return [
+                FileSplit(i, t.file.file_path.rsplit("/", 1)[-1], t.file.file_path)
+                for i, t in enumerate(tasks)
+            ]
+        from tidesync.connectors.lake.hive import path_partition
+
+        root = self.target.root
+        return [
+            FileSplit(i, str(f.relative_to(root)), str(f), tuple(path_partition(root, f)))
+            for i, f in enumerate(self._files)
+        ]
+
+    def read(self, split: base.Split) -> Iterator[pa.RecordBatch]:
+        assert isinstance(split, FileSplit)
+        self._open()
+        if self.o.format == "iceberg":
+            yield from self._read_iceberg(split)
+        else:
+            yield from self._read_hive(split)
+
+    def _read_iceberg(self, split: FileSplit) -> Iterator[pa.RecordBatch]:
+        from pyiceberg.io.pyarrow import ArrowScan
+
+        if split.path not in self._tasks:
+            self._tasks = {t.file.file_path: t for t in self._scan.plan_files()}
+        task = self._tasks[split.path]
+        t = self.target.table
+        scan = ArrowScan(t.metadata, t.io, self._scan.projection(), self._scan.row_filter)
+        for b in scan.to_record_batches([task]):
+            if b.num_rows:
+                yield conform(b, self._schema)
+
+    def _read_hive(self, split: FileSplit) -> Iterator[pa.RecordBatch]:
+        import pyarrow.parquet as pq
+
+        values = dict(split.partition)
+        f = pq.ParquetFile(split.path)
+        for b in f.iter_batches(batch_size=self.ctx.batch_rows):
+            data = conform(b, self._data_schema)
+            cols = {n: data.column(i) for i, n in enumerate(data.schema.names)}
+            for k, v in values.items():
+                if k not in cols:
+                    cols[k] = pa.repeat(pa.scalar(v, pa.string()), b.num_rows)
+            schema = self._schema
+            assert schema is not None
+            yield pa.RecordBatch.from_arrays([cols[n] for n in schema.names], schema=schema)
+
+
+def _epoch_ms(v: Any, tz: str) -> int | None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if not isinstance(v, str):
+        return None
+    s = v.strip()
+    if s.isdigit() and len(s) >= 13:
+        return int(s)
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y%m%d%H%M%S", "%Y%m%d"):
+        try:
+            dt = datetime.strptime(s, fmt)
+        except ValueError:
+            continue
+        return int(dt.replace(tzinfo=ZoneInfo(tz or "UTC")).timestamp() * 1000)
+    return None

@@ -1,0 +1,363 @@
+"""SQL reader planning shared by every SQL connector: read options, SELECTs, ``splitPk`` key ranges and :class:`SqlReader`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tidesync.connectors.base import Context, Params, Reader, Split
+from tidesync.connectors.sql.conn import (
+    SQLITE,
+    Dialect,
+    Target,
+    _find,
+    _strings,
+    _targets,
+    database_path,
+    is_identifier,
+)
+from tidesync.errors import ConfigError, FatalError, did_you_mean
+
+#: words a ``column`` entry may hold as a value, not a name (unless the table has such a column)
+_LITERAL_WORDS = frozenset(
+    {
+        "null",
+        "true",
+        "false",
+        "current_date",
+        "current_time",
+        "current_timestamp",
+        "localtime",
+        "localtimestamp",
+    }
+)
+
+
+def column_sql(
+    dialect: Dialect, column: str, known: Sequence[str] | None = None, table: str = ""
+) -> str:
+    """One DataX ``column`` entry as a select-list item.
+
+    A name of the table (``known``, matched exactly, then ignoring case) or any plain identifier
+    is quoted (``select`` -> ``"select"``, ``名字`` -> ``"名字"``); ``*``, constants (``1``,
+    ``'abc'``, ``null``) and expressions (``upper(name)``, ``"already quoted"``) pass as written.
+    With ``known``, a plain identifier the table lacks raises ValueError with a suggestion,
+    because most databases would read it as an error or, worse, sqlite as a string.
+    """
+    text = column.strip()
+    if known is not None:
+        found = _find(text, known)
+        if found is not None:
+            return dialect.ident(found)
+        if text.lower() in dialect.pseudo_columns:
+            return text
+    if text == "*" or not is_identifier(text) or text.lower() in _LITERAL_WORDS:
+        return text
+    if known is not None:
+        where = f"table {table}" if table else "the table"
+        raise ValueError(f"{text!r} is not a column of {where}{did_you_mean(text, known)}")
+    return dialect.ident(text)
+
+
+def select_sql(
+    dialect: Dialect,
+    table: str,
+    columns: Sequence[str] | None = None,
+    where: str | None = None,
+    predicate: str | None = None,
+) -> str:
+    """``SELECT cols FROM table [WHERE (where) AND (predicate)]``; ``columns`` are select-list
+    items already made by :func:`column_sql` (None: ``*``)."""
+    sql = f"SELECT {', '.join(columns) if columns else '*'} FROM {dialect.table(table)}"
+    conds = [c for c in (where, predicate) if c and c.strip()]
+    if conds:
+        sql += " WHERE " + " AND ".join(f"({c})" for c in conds)
+    return sql
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """Integer key values ``[lo, hi)``, or ``[lo, hi]`` when ``closed`` (the last range)."""
+
+    lo: int
+    hi: int
+    closed: bool = False
+
+    def sql(self, dialect: Dialect, key: str) -> str:
+        k = dialect.ident(key)
+        return f"{k} >= {self.lo} AND {k} {'<=' if self.closed else '<'} {self.hi}"
+
+    def label(self) -> str:
+        return f"[{self.lo}, {self.hi}{']' if self.closed else ')'}"
+
+
+def key_ranges(lo: int, hi: int, n: int) -> list[KeyRange]:
+    """Split the integer values ``[lo, hi]`` into at most ``n`` ranges of near-equal width that
+    cover every value once: half-open, the last one closed (so ``hi`` at the type's limit needs
+    no ``hi + 1``). Fewer ranges when there are fewer values than ``n``."""
+    if hi < lo:
+        raise ValueError(f"empty key range [{lo}, {hi}]")
+    span = hi - lo + 1
+    k = max(1, min(n, span))
+    bounds = [lo + (span * i) // k for i in range(k)]
+    return [KeyRange(b, bounds[i + 1]) for i, b in enumerate(bounds[:-1])] + [
+        KeyRange(bounds[-1], hi, True)
+    ]
+
+
+def null_predicate(dialect: Dialect, key: str) -> str:
+    """The predicate of the split that reads rows whose key is NULL (no range holds them)."""
+    return f"{dialect.ident(key)} IS NULL"
+
+
+@dataclass
+class ReadOptions:
+    targets: list[Target]
+    columns: list[str] | None  # None: every column (``*``)
+    column_key: str
+    where: str | None
+    split_pk: str | None
+    fetch_size: int
+    session: list[str]
+
+
+def _query(sql: str) -> str:
+    return sql.rstrip().rstrip(";").rstrip()
+
+
+def read_options(p: Params, *, fetch_size: int, database_key: str = "database") -> ReadOptions:
+    """Read a DataX-shaped reader's parameters: ``connection`` (``[{jdbcUrl: [..], table: [..],
+    querySql: [..]}]``) or ``jdbcUrl``/``database`` + ``table``; ``column``, ``where``,
+    ``querySql`` (top level or per connection; it overrides table/column/where), ``splitPk``,
+    ``fetchSize``, ``session``. Problems are recorded on ``p``; call ``p.done()`` after."""
+    targets = _targets(p, database_key=database_key)
+    top_tables = p.list("table")
+    top_queries = p.list("querySql")
+    for t in targets:
+        if top_tables and not t.tables:
+            t.tables = _strings(p, "table", p.get("table"))
+            t.table_key = "table"
+        if top_queries and not t.queries:
+            t.queries = _strings(p, "querySql", p.get("querySql"))
+            t.query_key = "querySql"
+        t.queries = [_query(q) for q in t.queries]
+        if not t.tables and not t.queries:
+            p.problem(t.table_key, "is required (or querySql): name the table(s) to read")
+    columns = p.list("column")
+    cols: list[str] | None = None
+    if columns is not None:
+        cols = _strings(p, "column", p.get("column"))
+        if cols == ["*"] or not cols:
+            cols = None
+    where = p.str("where")
+    split_pk = p.str("splitPk")
+    return ReadOptions(
+        targets=targets,
+        columns=cols,
+        column_key="column",
+        where=where.strip() if where and where.strip() else None,
+        split_pk=split_pk.strip() if split_pk and split_pk.strip() else None,
+        fetch_size=p.int("fetchSize", fetch_size, minimum=1),
+        session=_strings(p, "session", p.get("session")) if p.get("session") else [],
+    )
+
+
+@dataclass(frozen=True)
+class QuerySplit(Split):
+    """A split of a SQL reader: one SELECT against one database (plain data, picklable)."""
+
+    database: str = (
+        ""  # the connector's locator: a file path, a DSN (without secrets where possible)
+    )
+    sql: str = ""
+    source: str = ""  # the table or querySql[i] it reads, for messages
+
+
+@dataclass(frozen=True)
+class Source:
+    """One table (or query) a reader reads, resolved against its database."""
+
+    database: str
+    label: str  # the table as written, or "querySql[i]"
+    key: str  # key path of the entry, for messages
+    table: str | None = None  # None for querySql
+    select: tuple[str, ...] | None = None  # select-list items (column_sql), None: *
+    where: str | None = None
+    split_pk: str | None = None  # the key column's actual name
+    query: str | None = None
+
+    def sql(self, dialect: Dialect, predicate: str | None = None) -> str:
+        if self.query is not None:
+            return self.query
+        assert self.table is not None
+        return select_sql(dialect, self.table, self.select, self.where, predicate)
+
+
+class SqlReader(Reader):
+    """A DataX-shaped SQL reader: parameters, table/column checks and ``splitPk`` splits.
+
+    A connector sets ``dialect`` and fills in :meth:`locate` (which database a :class:`Target`
+    names), :meth:`connect` (a DB-API connection, read-only where the driver can) and
+    :meth:`table_columns`; it writes ``schema()`` and ``read()`` with its fastest Arrow path,
+    running each :class:`QuerySplit`'s ``sql``. ``splits(n)`` gives every table
+    ``ceil(n / tables)`` key ranges of ``splitPk`` (``[lo, hi)``, the last ``[lo, max]``) plus one
+    split for NULL keys when there are any, so every row is read exactly once; a query, or a
+    table without ``splitPk``, is one split.
+    """
+
+    dialect: ClassVar[Dialect] = SQLITE
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        super().__init__(params, ctx)
+        self.options = read_options(self.p, fetch_size=ctx.batch_rows)
+        self.databases = [self.locate(t) for t in self.options.targets]
+        self.p.done()
+        self._sources: list[Source] | None = None
+
+    # hooks ---------------------------------------------------------------------------------
+    def locate(self, target: Target) -> str:
+        """The database ``target`` names (first working candidate); record problems on
+        ``self.p`` with ``target.url_key``. Embedded databases: the first file that exists."""
+        missing = []
+        for i, url in enumerate(target.urls):
+            key = (
+                f"{target.url_key}[{i}]"
+                if len(target.urls) > 1 or target.url_key.startswith("connection")
+                else target.url_key
+            )
+            try:
+                path = database_path(url, self.dialect.name, self.ctx)
+            except ValueError as e:
+                self.p.problem(key, str(e))
+                return ""
+            if path.is_file():
+                return str(path)
+            missing.append(str(path))
+        if missing:
+            self.p.problem(target.url_key, f"no such database file: {', '.join(missing)}")
+        return ""
+
+    def connect(self, database: str) -> Any:
+        """A DB-API connection to ``database`` with ``options.session`` run."""
+        raise NotImplementedError
+
+    def table_columns(self, con: Any, table: str) -> list[str]:
+        """The columns of ``table``, in order; raise LookupError(message) when it is missing."""
+        raise NotImplementedError
+
+    def run_session(self, con: Any, errors: type[Exception] | tuple[type[Exception], ...]) -> None:
+        """Run ``options.session`` on ``con``; on one of ``errors`` close ``con`` and raise
+        FatalError naming the statement's key path."""
+        for i, s in enumerate(self.options.session):
+            try:
+                con.execute(s)
+            except errors as e:
+                con.close()
+                raise FatalError(f"{self.ctx.path(f'session[{i}]')}: {e}") from e
+
+    # shared --------------------------------------------------------------------------------
+    def sources(self) -> list[Source]:
+        """Every table and query to read, checked against the databases (ConfigError names
+        the key of each missing table, column or splitPk)."""
+        if self._sources is not None:
+            return self._sources
+        o, d = self.options, self.dialect
+        out: list[Source] = []
+        problems: list[str] = []
+        for target, db in zip(o.targets, self.databases, strict=True):
+            for i, q in enumerate(target.queries):
+                out.append(Source(db, f"querySql[{i}]", f"{target.query_key}[{i}]", query=q))
+            if target.queries:
+                continue
+            con = self.connect(db)
+            try:
+                for i, table in enumerate(target.tables):
+                    key = (
+                        f"{target.table_key}[{i}]"
+                        if len(target.tables) > 1 or target.table_key.startswith("connection")
+                        else target.table_key
+                    )
+                    try:
+                        known = self.table_columns(con, table)
+                    except LookupError as e:
+                        problems.append(f"{self.ctx.path(key)}: {e.args[0]}")
+                        continue
+                    select = None
+                    if o.columns is not None:
+                        items = []
+                        for j, c in enumerate(o.columns):
+                            try:
+                                items.append(column_sql(d, c, known, table))
+                            except ValueError as e:
+                                problems.append(f"{self.ctx.path(f'{o.column_key}[{j}]')}: {e}")
+                        select = tuple(items)
+                    pk = None
+                    if o.split_pk:
+                        pk = _find(o.split_pk, known)
+                        if pk is None:
+                            problems.append(
+                                f"{self.ctx.path('splitPk')}: column {o.split_pk!r} not in table "
+                                f"{table}{did_you_mean(o.split_pk, known)}"
+                            )
+                    out.append(
+                        Source(
+                            db, table, key, table=table, select=select, where=o.where, split_pk=pk
+                        )
+                    )
+            finally:
+                con.close()
+        if problems:
+            raise ConfigError(problems)
+        self._sources = out
+        return out
+
+    def splits(self, n: int) -> list[Split]:
+        sources = self.sources()
+        per = max(1, -(-max(n, 1) // len(sources)))
+        out: list[Split] = []
+        for s in sources:
+            if s.split_pk is None or per == 1:
+                out.append(QuerySplit(len(out), s.label, s.database, s.sql(self.dialect), s.label))
+                continue
+            for label, pred in self._key_splits(s, per):
+                out.append(
+                    QuerySplit(
+                        len(out),
+                        f"{s.label} {label}",
+                        s.database,
+                        s.sql(self.dialect, pred),
+                        s.label,
+                    )
+                )
+        return out
+
+    def _key_splits(self, s: Source, n: int) -> list[tuple[str, str | None]]:
+        d, pk = self.dialect, s.split_pk
+        assert pk is not None and s.table is not None
+        t = d.table(s.table)
+        k = d.ident(pk)
+        cond = f" WHERE ({s.where})" if s.where else ""
+        con = self.connect(s.database)
+        try:
+            cur = con.cursor()
+            cur.execute(f"SELECT min({k}), max({k}) FROM {t}{cond}")
+            lo, hi = cur.fetchone()
+            if lo is None:
+                return [("", None)]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)):
+                raise ConfigError(
+                    f"{self.ctx.path('splitPk')}: column {pk!r} of table {s.table} holds "
+                    f"{type(lo).__name__} values such as {lo!r}; splitPk needs an integer column"
+                )
+            null_cond = f"{cond} AND ({k} IS NULL)" if cond else f" WHERE {k} IS NULL"
+            cur.execute(f"SELECT 1 FROM {t}{null_cond} LIMIT 1")
+            has_nulls = cur.fetchone() is not None
+        finally:
+            con.close()
+        parts: list[tuple[str, str | None]] = [
+            (f"{pk} in {r.label()}", r.sql(d, pk)) for r in key_ranges(lo, hi, n)
+        ]
+        if has_nulls:
+            parts.append((f"{pk} is null", null_predicate(d, pk)))
+        return parts

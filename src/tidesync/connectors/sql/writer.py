@@ -1,0 +1,514 @@
+"""What SQL writers share: write options, the statements of each write mode, binding incoming columns to the table, partitions and delete markers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidesync.connectors.base import Context, Writer
+from tidesync.connectors.partition import parse_partition, partition_value
+from tidesync.connectors.sql.conn import Dialect, Target, _find, _strings, _targets
+from tidesync.connectors.sql.reader import Source
+from tidesync.errors import ConfigError, DirtyRecordError, did_you_mean
+
+WRITE_MODES = ("insert", "replace", "update", "truncate", "overwrite", "merge")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a write. With a ``source`` it needs no parameters; without, it runs
+    ``executemany`` with rows made of the batch columns at ``params`` (indices into ``columns``),
+    in that order."""
+
+    sql: str
+    params: tuple[int, ...] = ()
+
+
+def write_statements(
+    dialect: Dialect,
+    table: str,
+    columns: Sequence[str],
+    *,
+    mode: str,
+    keys: Sequence[str] = (),
+    conflict_target: bool = False,
+    source: str | None = None,
+) -> list[Statement]:
+    """The statements that write rows of ``columns`` into ``table`` in ``mode``.
+
+    - ``insert`` / ``truncate``: one INSERT (truncate's DELETE is the connector's, once).
+    - ``replace`` (whole row by ``keys``): DELETE the rows with those keys, then INSERT; works
+      with or without a unique constraint, and columns not written get their defaults.
+    - ``update`` (only the written columns): with ``conflict_target`` (a PRIMARY KEY / UNIQUE
+      constraint on exactly ``keys``) one ``INSERT ... ON CONFLICT (keys) DO UPDATE`` (MySQL:
+      ``ON DUPLICATE KEY UPDATE``); without one, UPDATE the matching rows, then INSERT the rows
+      whose key is not there yet.
+
+    ``source`` is a subquery (or registered relation) holding the rows with the target's column
+    names; then the statements are set-based and take no parameters. Without it they use
+    ``dialect.placeholder`` for ``executemany``. Rows must be unique by ``keys`` in ``replace``
+    and ``update`` (keep the last one of each key before calling).
+    """
+    # overwrite's DELETE of the partition is the connector's, once; merge upserts as replace
+    mode = {"overwrite": "insert", "merge": "replace"}.get(mode, mode)
+    t = dialect.table(table)
+    cols = [dialect.ident(c) for c in columns]
+    col_list = ", ".join(cols)
+    n = len(columns)
+    if mode in ("replace", "update") and not keys:
+        raise ValueError(f"writeMode {mode!r} needs key columns")
+    key_idx = tuple(list(columns).index(k) for k in keys)
+    rest_idx = tuple(i for i in range(n) if i not in key_idx)
+    ph = dialect.placeholder
+    src = f"(SELECT {col_list} FROM {source}) AS s" if source else ""
+
+    def insert(suffix: str = "") -> Statement:
+        if source:
+            return Statement(
+                f"INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {src} WHERE true{suffix}"
+            )
+        return Statement(
+            f"INSERT INTO {t} ({col_list}) VALUES ({', '.join([ph] * n)}){suffix}", tuple(range(n))
+        )
+
+    def key_match(left: str, right: str) -> str:
+        return " AND ".join(f"{left}{cols[i]} = {right}{cols[i]}" for i in key_idx)
+
+    if mode in ("insert", "truncate"):
+        return [insert()]
+    kcols = [cols[i] for i in key_idx]
+    if mode == "replace":
+        if source:
+            lhs = kcols[0] if len(kcols) == 1 else f"({', '.join(kcols)})"
+            delete = Statement(
+                f"DELETE FROM {t} WHERE {lhs} IN (SELECT {', '.join(kcols)} FROM {src})"
+            )
+        else:
+            delete = Statement(
+                f"DELETE FROM {t} WHERE {' AND '.join(f'{k} = {ph}' for k in kcols)}", key_idx
+            )
+        return [delete, insert()]
+    if mode != "update":
+        raise ValueError(f"unknown writeMode {mode!r}")
+    if conflict_target:
+        if dialect.upsert == "on_duplicate_key":
+            sets = (
+                ", ".join(f"{cols[i]} = VALUES({cols[i]})" for i in rest_idx)
+                or f"{kcols[0]} = {kcols[0]}"
+            )
+            return [insert(f" ON DUPLICATE KEY UPDATE {sets}")]
+        sets = ", ".join(f"{cols[i]} = excluded.{cols[i]}" for i in rest_idx)
+        action = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
+        return [insert(f" ON CONFLICT ({', '.join(kcols)}) {action}")]
+    out: list[Statement] = []
+    if source:
+        if rest_idx:
+            sets = ", ".join(f"{cols[i]} = s.{cols[i]}" for i in rest_idx)
+            out.append(
+                Statement(f"UPDATE {t} SET {sets} FROM {src} WHERE {key_match(t + '.', 's.')}")
+            )
+        out.append(
+            Statement(
+                f"INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {src} "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {key_match(t + '.', 's.')})"
+            )
+        )
+        return out
+    if rest_idx:
+        sets = ", ".join(f"{cols[i]} = {ph}" for i in rest_idx)
+        where = " AND ".join(f"{k} = {ph}" for k in kcols)
+        out.append(Statement(f"UPDATE {t} SET {sets} WHERE {where}", rest_idx + key_idx))
+    where = " AND ".join(f"{k} = {ph}" for k in kcols)
+    out.append(
+        Statement(
+            f"INSERT INTO {t} ({col_list}) SELECT {', '.join([ph] * n)} "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {where})",
+            tuple(range(n)) + key_idx,
+        )
+    )
+    return out
+
+
+def expand_table(sql: str, table_sql: str) -> str:
+    """DataX's ``@table`` in preSql/postSql, replaced by the quoted target table."""
+    return sql.replace("@table", table_sql)
+
+
+@dataclass
+class WriteOptions:
+    target: Target
+    table: str
+    columns: list[str] | None  # target names in the order of the incoming columns; None: by name
+    mode: str
+    primary_key: list[str] | None
+    pre_sql: list[str]
+    post_sql: list[str]
+    batch_size: int
+    session: list[str]
+
+
+def write_options(
+    w: Writer,
+    *,
+    batch_size: int,
+    database_key: str = "database",
+    mode_aliases: dict[str, str] | None = None,
+) -> WriteOptions:
+    """Read a DataX-shaped writer's parameters: ``connection`` (``[{jdbcUrl: "..", table:
+    [..]}]``, one database, one table) or ``jdbcUrl``/``database`` + ``table``; ``column``,
+    ``writeMode`` (checked against ``w.modes``), ``primaryKey``, ``preSql``, ``postSql``,
+    ``batchSize``, ``session``. Problems are recorded on ``w.p``; call ``w.p.done()`` after."""
+    p = w.p
+    targets = _targets(p, database_key=database_key)
+    if len(targets) > 1:
+        p.problem("connection", f"a writer writes one database; got {len(targets)} connections")
+    target = targets[0] if targets else Target(urls=[], url_key=database_key)
+    if len(target.urls) > 1:
+        p.problem(target.url_key, f"a writer writes one database; got {len(target.urls)} URLs")
+    if not target.tables and p.get("table") is not None:
+        target.tables = _strings(p, "table", p.get("table"))
+        target.table_key = "table"
+    table = ""
+    if not target.tables:
+        p.problem(target.table_key, "is required: name the table to write")
+    elif len(target.tables) > 1:
+        p.problem(target.table_key, f"a writer writes one table; got {target.tables}")
+    else:
+        table = target.tables[0]
+    cols: list[str] | None = None
+    if p.get("column") is not None:
+        cols = _strings(p, "column", p.get("column"))
+        if cols == ["*"] or not cols:
+            cols = None
+        elif len({c.lower() for c in cols}) != len(cols):
+            p.problem("column", f"names a column twice: {cols}")
+    mode = w.write_mode({"append": "insert", **(mode_aliases or {})})
+    pk = p.get("primaryKey")
+    primary_key = _strings(p, "primaryKey", pk) if pk not in (None, []) else None
+    return WriteOptions(
+        target=target,
+        table=table,
+        columns=cols,
+        mode=mode,
+        primary_key=primary_key,
+        pre_sql=_strings(p, "preSql", p.get("preSql")) if p.get("preSql") else [],
+        post_sql=_strings(p, "postSql", p.get("postSql")) if p.get("postSql") else [],
+        batch_size=p.int("batchSize", batch_size, minimum=1),
+        session=_strings(p, "session", p.get("session")) if p.get("session") else [],
+    )
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What a writer needs to know of an existing target table."""
+
+    columns: tuple[str, ...]  # actual names, in table order
+    required: frozenset[str] = frozenset()  # NOT NULL without a default: must be written
+    primary_key: tuple[str, ...] = ()
+    unique: tuple[tuple[str, ...], ...] = ()  # every PRIMARY KEY / UNIQUE constraint's columns
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Incoming batch columns mapped to the target: ``columns[i]`` receives incoming column i."""
+
+    columns: tuple[str, ...]
+    keys: tuple[str, ...] = ()
+    conflict_target: bool = False  # a PRIMARY KEY / UNIQUE constraint covers exactly ``keys``
+
+
+def bind(ctx: Context, options: WriteOptions, info: TableInfo, incoming: Sequence[str]) -> Binding:
+    """Check and map the incoming column names onto ``info`` for ``options``: ``column`` (by
+    position) or the incoming names, the key of ``replace``/``update`` (``primaryKey`` or the
+    table's primary key), the columns the table requires. Raises ConfigError listing every
+    problem, each with its key path."""
+    problems: list[str] = []
+    table = options.table
+    names = list(options.columns) if options.columns is not None else list(incoming)
+    if options.columns is not None and len(names) != len(incoming):
+        problems.append(
+            f"{ctx.path('column')}: lists {len(names)} columns but {len(incoming)} arrive "
+            f"({', '.join(incoming)}); name one target column per incoming column"
+        )
+    cols: list[str] = []
+    for i, c in enumerate(names):
+        found = _find(c, info.columns)
+        if found is None:
+            where = f"column[{i}]" if options.columns is not None else "column"
+            hint = (
+                ""
+                if options.columns is not None
+                else " (an incoming column; map names with column)"
+            )
+            problems.append(
+                f"{ctx.path(where)}: table {table} has no column {c!r}"
+                f"{did_you_mean(c, info.columns)}{hint}"
+            )
+        else:
+            cols.append(found)
+    missing = sorted(r for r in info.required if r not in cols)
+    if missing and not problems:
+        problems.append(
+            f"{ctx.path('column')}: table {table} needs column(s) {', '.join(missing)} "
+            "(NOT NULL without a default), which are not written"
+        )
+    keys: list[str] = []
+    if options.mode in ("replace", "update", "merge"):
+        if options.primary_key:
+            for i, k in enumerate(options.primary_key):
+                found = _find(k, info.columns)
+                if found is None:
+                    problems.append(
+                        f"{ctx.path(f'primaryKey[{i}]')}: table {table} has no column "
+                        f"{k!r}{did_you_mean(k, info.columns)}"
+                    )
+                else:
+                    keys.append(found)
+        elif info.primary_key:
+            keys = list(info.primary_key)
+        else:
+            problems.append(
+                f"{ctx.path('primaryKey')}: writeMode {options.mode!r} needs a key and table "
+                f"{table} has no primary key; list the key columns, e.g. primaryKey: [id]"
+            )
+        absent = [k for k in keys if k not in cols]
+        if absent and cols:
+            problems.append(
+                f"{ctx.path('primaryKey')}: key column(s) {', '.join(absent)} of "
+                f"writeMode {options.mode!r} are not among the written columns"
+            )
+    if problems:
+        raise ConfigError(problems)
+    conflict = bool(keys) and any(set(u) == set(keys) for u in info.unique)
+    return Binding(tuple(cols), tuple(keys), conflict)
+
+
+def same_columns(ctx: Context, shapes: Sequence[tuple[Source, Sequence[str]]]) -> None:
+    """ConfigError unless every source gives the first one's column names (ignoring case)."""
+    first, names0 = shapes[0]
+    for s, names in shapes[1:]:
+        if [n.lower() for n in names] != [n.lower() for n in names0]:
+            raise ConfigError(
+                f"{ctx.path(s.key)}: {s.label} gives columns {names}, but {first.label} "
+                f"gives {names0}; tables read together must have the same columns"
+            )
+
+
+def require_table(ctx: Context, options: WriteOptions, path: Path | None) -> None:
+    """ConfigError when the target table is missing and ``writeMode`` cannot create it."""
+    if options.mode in ("replace", "update", "merge"):
+        raise ConfigError(
+            f"{ctx.path(options.target.table_key)}: table {options.table} does not "
+            f"exist in {path}; writeMode {options.mode!r} needs an existing table "
+            "with a key (create it first, e.g. in preSql)"
+        )
+
+
+def created_names(ctx: Context, options: WriteOptions, schema: Any) -> list[str]:
+    """The column names of a table created for the Arrow ``schema``: ``column`` or the
+    incoming names; ConfigError when ``column`` lists another number of columns."""
+    names = list(options.columns) if options.columns is not None else list(schema.names)
+    if len(names) != len(schema):
+        raise ConfigError(
+            f"{ctx.path('column')}: lists {len(names)} columns but "
+            f"{len(schema)} arrive ({', '.join(schema.names)})"
+        )
+    return names
+
+
+def make_parents(path: Path) -> list[Path]:
+    """Create the database file's missing folders; return them, outermost first, for abort."""
+    missing = [p for p in reversed(path.parents) if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_created(files: Sequence[Path], dirs: Sequence[Path]) -> None:
+    """Delete ``files`` (a database a writer created) and then those of ``dirs`` (from
+    :func:`make_parents`) that are empty, innermost first."""
+    for p in files:
+        p.unlink(missing_ok=True)
+    for d in reversed(dirs):
+        with contextlib.suppress(OSError):  # only empty folders go
+            d.rmdir()
+
+
+#: the column appended to a merge batch: True where the row deletes its key (``deleteMarker``)
+DELETED = "__tidesync_deleted"
+
+
+def table_modes(w: Writer) -> tuple[list[tuple[str, str]], tuple[str, Any] | None]:
+    """Read ``partition`` (``ds=20161114``, several levels ``pt=20150101/type=1``) and
+    ``deleteMarker`` (``{column: is_deleted, value: 1}``), spelled as for the lake writer."""
+    p = w.p
+    partition: list[tuple[str, str]] = []
+    raw = p.str("partition")
+    if raw is not None:
+        try:
+            partition = parse_partition(raw)
+        except ValueError as e:
+            p.problem("partition", f"{raw!r}: {e}")
+    marker = p.obj("deleteMarker")
+    if marker is None:
+        return partition, None
+    if not isinstance(marker.get("column"), str) or "value" not in marker:
+        p.problem(
+            "deleteMarker",
+            "must be {column: NAME, value: VALUE}, e.g. {column: is_deleted, value: 1}",
+        )
+        return partition, None
+    return partition, (marker["column"], marker["value"])
+
+
+def check_table_modes(
+    w: Writer, mode: str, partition: list[Any], marker: tuple[str, Any] | None
+) -> None:
+    if partition and mode != "overwrite":
+        w.p.problem(
+            "partition",
+            f"applies to writeMode overwrite (the partition's rows are replaced), not {mode}; "
+            "drop writeMode or set writeMode: overwrite",
+        )
+    if marker is not None and mode != "merge":
+        w.p.problem("deleteMarker", f"applies to writeMode merge, not {mode}")
+
+
+def marker_flags(w: Writer, batch: pa.RecordBatch, marker: tuple[str, Any]) -> pa.Array:
+    """True where the row's marker column equals the marker value (null: False)."""
+    name, value = marker
+    names = batch.schema.names
+    if name not in names:
+        raise ConfigError(
+            f"{w.ctx.path('deleteMarker.column')}: the incoming rows have no column {name!r}"
+            f"{did_you_mean(name, names)}"
+        )
+    col = batch.column(names.index(name))
+    try:
+        v = pa.scalar(value).cast(col.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise ConfigError(
+            f"{w.ctx.path('deleteMarker.value')}: {value!r} does not fit column {name} "
+            f"({col.type}): {e}"
+        ) from None
+    return pc.fill_null(pc.equal(col, v), False)
+
+
+def check_partition(col: pa.Array, name: str, text: str) -> None:
+    """Rows that carry a partition column must hold the partition's value: the others are
+    dirty (DirtyRecordError; the engine bisects down to them)."""
+    try:
+        expected = pa.scalar(partition_value(text, col.type), col.type)
+        same = pc.fill_null(pc.equal(col, expected), False)
+    except (ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        same = pa.repeat(pa.scalar(False), len(col))
+    if not pc.all(same, min_count=0).as_py():
+        bad = col[pc.indices_nonzero(pc.invert(same))[0].as_py()].as_py()
+        raise DirtyRecordError(
+            f"column {name} is {bad!r}, not {text} of the partition being overwritten"
+        )
+
+
+def partition_columns(
+    ctx: Context, table: str, partition: Sequence[tuple[str, str]], columns: Sequence[str]
+) -> list[tuple[str, str]]:
+    """The ``partition`` levels by the table's own column names; an unknown one is a
+    ConfigError naming ``partition`` and listing the table's columns."""
+    out = []
+    for k, v in partition:
+        real = _find(k, columns)
+        if real is None:
+            raise ConfigError(
+                f"{ctx.path('partition')}: table {table} has no column {k!r}"
+                f"{did_you_mean(k, columns)}; its columns: {', '.join(columns)}"
+            )
+        out.append((real, v))
+    return out
+
+
+def partition_where(dialect: Dialect, parts: Sequence[tuple[str, str]]) -> str:
+    """`` WHERE ds = ? AND ...`` (the dialect's placeholder) for overwrite's DELETE; '' without
+    partition levels (the whole table)."""
+    if not parts:
+        return ""
+    return " WHERE " + " AND ".join(f"{dialect.ident(c)} = {dialect.placeholder}" for c, _ in parts)
+
+
+def shape_for_partition(
+    batch: pa.RecordBatch,
+    mapped: Sequence[str | None],
+    parts: Sequence[tuple[str, str]],
+    marker: tuple[str, Any] | None,
+    drop_marker: bool,
+    flags: pa.Array | None,
+    types: dict[str, pa.DataType] | None = None,
+) -> tuple[pa.RecordBatch, list[str]]:
+    """For the writers that take Python or text values: check the partition columns the batch
+    carries (``mapped[i]`` is the table column of batch column i once an unwritten marker column
+    is dropped), add those it lacks as string
+    constants (the store casts them), drop an unwritten marker column and append ``flags`` as
+    :data:`DELETED`. ``types`` (the table's Arrow types) makes the constants typed, else the
+    store casts the text. Returns the batch and the partition columns added."""
+    if marker is not None and drop_marker:
+        batch = batch.drop_columns([marker[0]])
+    for c, v in parts:
+        if c in mapped:
+            check_partition(batch.column(list(mapped).index(c)), c, v)
+    added = [c for c, _ in parts if c not in mapped]
+    for c, v in parts:
+        if c in added:
+            t = (types or {}).get(c)
+            typed = typed_value(v, t)
+            value = pa.scalar(typed, t) if typed is not v else pa.scalar(v)
+            batch = batch.append_column(c, pa.repeat(value, batch.num_rows))
+    if flags is not None:
+        batch = batch.append_column(DELETED, flags)
+    return batch, added
+
+
+def split_deleted(
+    batch: pa.RecordBatch, keys: Sequence[str]
+) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """A merge batch with its :data:`DELETED` column -> (rows to upsert, rows whose key is to be
+    deleted), after keeping the last row of each key (rows with a null key part all stay)."""
+    idx = pa.array(range(batch.num_rows), pa.int64())
+    t = pa.table(batch.select(list(keys))).append_column("__ts_i", idx)
+    last = (
+        t.group_by(list(keys), use_threads=False)
+        .aggregate([("__ts_i", "max")])
+        .column("__ts_i_max")
+        .combine_chunks()
+    )
+    if len(last) != batch.num_rows:
+        batch = batch.take(pc.take(last, pc.sort_indices(last)))
+    flags = batch.column(batch.schema.get_field_index(DELETED))
+    plain = batch.drop_columns([DELETED])
+    return plain.filter(pc.invert(flags)), plain.filter(flags)
+
+
+def mapped_names(
+    options: WriteOptions, columns: Sequence[str], names: Sequence[str]
+) -> list[str | None]:
+    """The table column each incoming column goes to (``column`` by position, else by name)."""
+    return [_find(c, columns) for c in (options.columns or names)]
+
+
+def with_added(options: WriteOptions, added: Sequence[str]) -> WriteOptions:
+    """``options`` whose ``column`` list (if any) also names the partition columns added."""
+    if options.columns is None or not added:
+        return options
+    return replace(options, columns=[*options.columns, *added])
+
+
+def typed_value(text: str, t: pa.DataType | None) -> Any:
+    """A partition value as the column's type where its text reads as one (``20161114`` as a
+    date), else the text itself (the store casts it)."""
+    if t is not None:
+        with contextlib.suppress(ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return partition_value(text, t)
+    return text
