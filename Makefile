@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench clean
+.PHONY: demo test services check lint typecheck bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,7 +16,10 @@ demo: $(STAMP)
 	cd examples/demo && ../../$(BIN)/tidesync run demo.json --report ../../out/demo-report.json
 	@echo "demo output: examples/demo/out/ (report: out/demo-report.json)"
 
-test: $(STAMP)
+services:
+	.ci/services
+
+test: $(STAMP) services
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
