@@ -247,3 +247,212 @@ def test_sigterm_stops_the_run_and_publishes_nothing(tmp_path: Path) -> None:
     assert sorted(p.name for p in target.iterdir()) == ["people.csv"]  # no temp files left either
     assert (target / "people.csv").read_text() == "old contents\n"
     assert json.loads((tmp_path / "r.json").read_text())["status"] == "failed"
+
+
+# --- time arguments: read by length; cyctime and bizdate move together ---------------------------
+
+TIMES = "$cyctime $bizdate"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        # what strptime misread: 20160101010500, 23:01:05, 20161101
+        (["--cyctime", "20161115"], "20161115000000 20161114"),
+        (["--cyctime", "201911062315"], "20191106231500 20191105"),
+        (["--cyctime", "2016111523"], "20161115230000 20161114"),
+        (["--cyctime", "2016-11-15 23:15"], "20161115231500 20161114"),
+        (["--cyctime", "2016-11-15T23:15:07"], "20161115231507 20161114"),
+        # --bizdate alone: the cyctime is the next day at 00:00, as a DataWorks history run
+        (["--bizdate", "20161114"], "20161115000000 20161114"),
+        (["--bizdate", "2016-02-29"], "20160301000000 20160229"),
+        (["--cyctime", "20161115103000", "--bizdate", "20161114"], "20161115103000 20161114"),
+        (
+            ["--cyctime", "20161115", "--bizdate", "20160101", "--force-times"],
+            "20161115000000 20160101",
+        ),
+    ],
+)
+def test_params_time_arguments(args: list[str], expected: str) -> None:
+    r = run("params", TIMES, *args)
+    assert (r.returncode, r.stdout.strip()) == (0, expected), r.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("--cyctime", "2016111", "(7 digits)"),
+        ("--cyctime", "2016111523150", "(13 digits)"),
+        ("--cyctime", "2016-11-15T23", "is not a time"),
+        ("--cyctime", "20161315", "month must be in 1..12"),
+        ("--bizdate", "2016111", "(7 digits)"),
+        ("--bizdate", "20161114000000", "it has a time of day"),
+    ],
+)
+def test_bad_time_argument_lists_the_accepted_forms(option: str, value: str, reason: str) -> None:
+    r = run("params", TIMES, option, value)
+    assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr
+    assert f"Invalid value for '{option}': '{value}' is not a" in r.stderr and reason in r.stderr
+    forms = "YYYYMMDDHHMMSS" if option == "--cyctime" else "accepted: YYYYMMDD or YYYY-MM-DD"
+    assert forms in r.stderr
+
+
+def test_disagreeing_times_are_refused_unless_forced(tmp_path: Path) -> None:
+    r = run("params", TIMES, "--cyctime", "20161115", "--bizdate", "20161110")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: bizdate 20161110 and cyctime 20161115000000 disagree")
+    assert "is 20161114" in r.stderr and "--force-times" in r.stderr
+    r = run("params", TIMES, "--bizdate", "20161110", "--force-times")
+    assert r.returncode == 2 and "give both --cyctime and --bizdate" in r.stderr
+    out = tmp_path / "out"
+    job = write_job(
+        tmp_path,
+        STREAM,
+        {"name": "txtfilewriter", "parameter": {"path": str(out), "fileName": "x"}},
+    )
+    r = run("run", str(job), "-p", "who=x", "--cyctime", "20161115", "--bizdate", "20161110")
+    assert r.returncode == 2 and "disagree" in r.stderr
+    assert not out.exists()
+
+
+def _csv_job(tmp_path: Path, setting: dict | None = None) -> Path:
+    """stream -> csv under out/ds=$[yyyymmdd] (the cyctime's day), a row holding ${yyyymmdd}
+    (the business date) and $cyctime."""
+    reader = {
+        "name": "streamreader",
+        "parameter": {
+            "column": [
+                {"type": "string", "value": "${yyyymmdd}"},
+                {"type": "string", "value": "$cyctime"},
+            ],
+            "sliceRecordCount": 1,
+        },
+    }
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {
+            "path": str(tmp_path / "out" / "ds=$[yyyymmdd]"),
+            "fileName": "rows.csv",
+            "fileFormat": "csv",
+        },
+    }
+    return write_job(tmp_path, reader, writer, setting=setting)
+
+
+def _written(tmp_path: Path) -> dict[str, str]:
+    return {
+        f.parent.name: f.read_text().strip().splitlines()[-1]
+        for f in (tmp_path / "out").glob("*/rows*.csv")
+    }
+
+
+def test_run_with_bizdate_alone_reads_that_day(tmp_path: Path) -> None:
+    job = _csv_job(tmp_path)
+    r = run("run", str(job), "--bizdate", "20161114")
+    assert r.returncode == 0, r.stderr
+    assert _written(tmp_path) == {"ds=20161115": "20161114,20161115000000"}
+
+
+def test_run_with_short_cyctime(tmp_path: Path) -> None:
+    job = _csv_job(tmp_path)
+    r = run("run", str(job), "--cyctime", "201911062315")
+    assert r.returncode == 0, r.stderr
+    assert _written(tmp_path) == {"ds=20191106": "20191105,20191106231500"}
+
+
+def test_run_reads_a_cyctime_with_offset_in_the_job_zone(tmp_path: Path) -> None:
+    job = _csv_job(tmp_path, setting={"timezone": "Asia/Shanghai"})
+    r = run("run", str(job), "--cyctime", "2016-11-14T16:30:00Z")  # 00:30 in Shanghai
+    assert r.returncode == 0, r.stderr
+    assert _written(tmp_path) == {"ds=20161115": "20161114,20161115003000"}
+
+
+def test_run_without_times_is_now_in_the_job_zone(tmp_path: Path) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = "Pacific/Kiritimati"  # UTC+14: its day is not the machine's for 14 hours of 24
+    job = _csv_job(tmp_path, setting={"timezone": zone})
+    before = datetime.now(ZoneInfo(zone))
+    r = run("run", str(job))
+    after = datetime.now(ZoneInfo(zone))
+    assert r.returncode == 0, r.stderr
+    [(folder, row)] = _written(tmp_path).items()
+    assert folder in {f"ds={before:%Y%m%d}", f"ds={after:%Y%m%d}"}
+    assert f"{before:%Y%m%d%H%M%S}" <= row.split(",")[1] <= f"{after:%Y%m%d%H%M%S}"
+
+
+# --- DataX's -p "-Dname=value ..." --------------------------------------------------------------
+
+
+def test_datax_style_p_sets_several_parameters(tmp_path: Path) -> None:
+    reader = {
+        "name": "streamreader",
+        "parameter": {
+            "column": [
+                {"type": "string", "value": "${who}"},
+                {"type": "string", "value": "${what}"},
+                {"type": "string", "value": "${more}"},
+            ],
+            "sliceRecordCount": 1,
+        },
+    }
+    job = write_job(tmp_path, reader, {"name": "streamwriter", "parameter": {"print": True}})
+    r = run(
+        "run",
+        str(job),
+        "-p",
+        "-Dwho=20161115 -Dwhat='a b'",
+        "-p",
+        "more=$[yyyymmdd]",
+        "--cyctime",
+        "20161115",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["20161115\ta b\t20161115"]
+    r = run("params", "${a}/${b}", "-p", "-Da=1 -Db=2")
+    assert (r.returncode, r.stdout.strip()) == (0, "1/2"), r.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["-Da=1 b=2"], "Invalid value for '-p' / '--param': item 'b=2' does not start with -D"),
+        (["-Da=1 -Da=2"], "parameter 'a' is set twice"),
+        (["-Da=1", "a=2"], "error: -p: parameter 'a' is set twice ('1' and '2'); keep one"),
+    ],
+)
+def test_bad_p_is_exit_2(values: list[str], message: str) -> None:
+    args = [a for v in values for a in ("-p", v)]
+    r = run("params", "${a}", *args)
+    assert r.returncode == 2 and r.stdout == "" and message in r.stderr, r.stderr
+
+
+# --- a bad job file still writes its --report -----------------------------------------------------
+
+
+def test_invalid_job_writes_report_with_every_error(tmp_path: Path) -> None:
+    job = write_job(
+        tmp_path,
+        {"name": "streamreadr", "parameter": {}},
+        {"name": "streamwriter", "parameter": {"print": "maybe"}},
+    )
+    report = tmp_path / "reports" / "r.json"
+    r = run("run", str(job), "--report", str(report))
+    assert r.returncode == 2
+    rep = json.loads(report.read_text())
+    errors = [line.removeprefix("error: ") for line in r.stderr.splitlines()]
+    assert rep["status"] == "invalid" and rep["errors"] == errors and len(errors) == 2
+    assert rep["error"] == f"{errors[0]} (and 1 more)"
+    assert rep["job"] == str(job) and rep["records_read"] == 0
+    assert not list(tmp_path.glob("reports/*.tmp"))
+
+
+def test_unreadable_job_writes_report(tmp_path: Path) -> None:
+    p = tmp_path / "job.json"
+    p.write_text('{"job": {"content": [}')
+    report = tmp_path / "r.json"
+    r = run("run", str(p), "--report", str(report))
+    assert r.returncode == 2
+    rep = json.loads(report.read_text())
+    assert rep["status"] == "invalid" and "job.json:1:" in rep["errors"][0]

@@ -28,66 +28,108 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 class CycTime(click.ParamType):
-    """A scheduled time, ``YYYYMMDDHHMMSS`` (``YYYYMMDDHHMM`` and ``YYYYMMDD`` are accepted)."""
+    """A scheduled time: ``YYYYMMDD[HH[MM[SS]]]`` or ISO ``YYYY-MM-DD[ HH:MM[:SS][+08:00]]``,
+    read by its length (``tidesync.spec.params.parse_time_arg``)."""
 
     name = "YYYYMMDDHHMMSS"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        s = str(value).strip()
-        for fmt in (
-            "%Y%m%d%H%M%S",
-            "%Y%m%d%H%M",
-            "%Y%m%d",
-            "%Y-%m-%d %H:%M:%S",
-            "%Y-%m-%dT%H:%M:%S",
-        ):
-            try:
-                return datetime.strptime(s, fmt)
-            except ValueError:
-                continue
-        self.fail(f"{value!r} is not a time such as 20191106231500 (YYYYMMDDHHMMSS)", param, ctx)
+        from tidesync.spec.params import parse_time_arg
+
+        try:
+            return parse_time_arg(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
 
 
 class BizDate(click.ParamType):
-    """A business date, ``YYYYMMDD``."""
+    """A business date, ``YYYYMMDD`` or ``YYYY-MM-DD``."""
 
     name = "YYYYMMDD"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> date:
-        if isinstance(value, date):
-            return value
-        for fmt in ("%Y%m%d", "%Y-%m-%d"):
-            try:
-                return datetime.strptime(str(value).strip(), fmt).date()
-            except ValueError:
-                continue
-        self.fail(f"{value!r} is not a date such as 20161114 (YYYYMMDD)", param, ctx)
+        from tidesync.spec.params import parse_date_arg
+
+        try:
+            return parse_date_arg(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+Params = tuple[tuple[tuple[str, str], ...], ...]  # -p values, each one or more (name, value)
 
 
 class Assignment(click.ParamType):
-    """``NAME=VALUE``; the value may be an expression such as ``$[yyyymmddhh24mi]``."""
+    """``NAME=VALUE`` (the value may be an expression such as ``$[yyyymmddhh24mi]``), or
+    DataX's ``-Dname=value -Dother=value`` in one string, as ``datax.py -p`` takes it."""
 
     name = "NAME=VALUE"
 
-    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str]:
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[tuple[str, str], ...]:
         if isinstance(value, tuple):
             return value
-        name, sep, val = str(value).partition("=")
+        text = str(value)
+        if text.lstrip().startswith("-D"):
+            from tidesync.spec.params import parse_datax_properties
+
+            try:
+                return tuple(parse_datax_properties(text, where="").items())
+            except ConfigError as e:
+                self.fail("; ".join(e.problems), param, ctx)
+        name, sep, val = text.partition("=")
         if not sep or not name.strip().replace(".", "_").replace("-", "_").isidentifier():
             self.fail(
-                f"{value!r} is not NAME=VALUE (for example -p filename='$[yyyymmddhh24mi]')",
+                f"{value!r} is not NAME=VALUE (for example -p filename='$[yyyymmddhh24mi]', "
+                'or DataX\'s -p "-Dbizdate=20161115 -Dname=x")',
                 param,
                 ctx,
             )
-        return name.strip(), val
+        return ((name.strip(), val),)
 
 
-def _runtime(cyctime: datetime | None, bizdate: date | None) -> Any:
+def _param_values(params: Params) -> dict[str, str]:
+    """The -p values as one mapping; a name given twice is an error (which one was meant?)."""
+    values: dict[str, str] = {}
+    problems = []
+    for group in params:
+        for name, value in group:
+            if name in values and values[name] != value:
+                problems.append(
+                    f"-p: parameter {name!r} is set twice ({values[name]!r} and {value!r}); "
+                    "keep one"
+                )
+            values[name] = value
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+def _runtime(
+    cyctime: datetime | None, bizdate: date | None, force: bool, tz: str | None = None
+) -> Any:
     from tidesync.spec.params import RunTime
 
-    return RunTime.of(cyctime, bizdate)
+    if force and (cyctime is None or bizdate is None):
+        raise ConfigError("--force-times: give both --cyctime and --bizdate, or drop it")
+    return RunTime.of(cyctime, bizdate, tz=tz, force=force)
+
+
+_TIME_HELP = (
+    "Scheduled time of this run: YYYYMMDD[HH[MM[SS]]] or YYYY-MM-DD[ HH:MM[:SS]][+08:00]. "
+    "Default: the day after --bizdate at 00:00, else now."
+)
+_DATE_HELP = "Business date, YYYYMMDD or YYYY-MM-DD. Default: the day before the cyctime's day."
+_FORCE_HELP = (
+    "Use --cyctime and --bizdate as given even though the bizdate is not the day before the "
+    "cyctime's day."
+)
+
+
+def time_options(f: Any) -> Any:
+    """--cyctime, --bizdate and --force-times, as run, validate and params take them."""
+    f = click.option("--force-times", is_flag=True, help=_FORCE_HELP)(f)
+    f = click.option("--bizdate", type=BizDate(), help=_DATE_HELP)(f)
+    return click.option("--cyctime", type=CycTime(), help=_TIME_HELP)(f)
 
 
 def _fail_config(e: ConfigError) -> None:
@@ -116,7 +158,7 @@ def main(verbose: int) -> None:
     )
 
 
-_job_options = [
+_job_options: list[Any] = [
     click.argument("job", type=click.Path(dir_okay=False, path_type=Path)),
     click.option(
         "-p",
@@ -124,12 +166,10 @@ _job_options = [
         "params",
         type=Assignment(),
         multiple=True,
-        help="Set ${NAME} in the job; repeatable. The value may be a time expression.",
+        help="Set ${NAME} in the job; repeatable. The value may be a time expression. "
+        'DataX\'s -p "-Dname=value -Dother=value" is read too.',
     ),
-    click.option("--cyctime", type=CycTime(), help="Scheduled time of this run (default: now)."),
-    click.option(
-        "--bizdate", type=BizDate(), help="Business date (default: the day before cyctime's day)."
-    ),
+    time_options,
     click.option(
         "--connections",
         type=click.Path(dir_okay=False, path_type=Path),
@@ -146,18 +186,21 @@ def job_options(f: Any) -> Any:
 
 def _load(
     job: Path,
-    params: tuple[tuple[str, str], ...],
+    params: Params,
     cyctime: datetime | None,
     bizdate: date | None,
+    force_times: bool,
     connections: Path | None,
 ) -> Any:
     from tidesync.connections import load_connections
     from tidesync.engine.runner import load_job
+    from tidesync.spec.job import declared_timezone, load_document
     from tidesync.spec.params import resolve_params
     from tidesync.state import open_state
 
-    rt = _runtime(cyctime, bizdate)
-    values = resolve_params(dict(params), rt)
+    # The job's wall-clock zone: "now" and a --cyctime with an offset are read in it.
+    rt = _runtime(cyctime, bizdate, force_times, declared_timezone(load_document(job)))
+    values = resolve_params(_param_values(params), rt)
     return load_job(
         job, values, rt, connections=load_connections(connections), state=open_state(Path.cwd())
     )
@@ -177,22 +220,29 @@ def _load(
 )
 def run(
     job: Path,
-    params: tuple[tuple[str, str], ...],
+    params: Params,
     cyctime: datetime | None,
     bizdate: date | None,
+    force_times: bool,
     connections: Path | None,
     report: Path | None,
     progress: bool | None,
 ) -> None:
     """Run JOB: read, transform, write, and publish atomically.
 
-    Exit 0 on success, 1 when the job fails (nothing is published), 2 for a bad job file.
+    Exit 0 on success, 1 when the job fails (nothing is published), 2 for a bad job file
+    (its report, with --report, has status 'invalid' and lists the errors).
     """
-    from tidesync.engine.runner import run_job
+    from tidesync.engine.runner import Report, run_job
 
     try:
-        planned = _load(job, params, cyctime, bizdate, connections)
+        planned = _load(job, params, cyctime, bizdate, force_times, connections)
     except ConfigError as e:
+        if report is not None:
+            try:
+                Report.invalid(str(job), e.problems).write(report)
+            except OSError as oe:
+                e = ConfigError([*e.problems, f"--report: cannot write {report}: {oe.strerror}"])
         _fail_config(e)
     cancel = threading.Event()
 
@@ -233,14 +283,15 @@ def _progress_line(rep: Any) -> None:
 @job_options
 def validate(
     job: Path,
-    params: tuple[tuple[str, str], ...],
+    params: Params,
     cyctime: datetime | None,
     bizdate: date | None,
+    force_times: bool,
     connections: Path | None,
 ) -> None:
     """Check JOB without moving data; report every problem with its key path (exit 0 or 2)."""
     try:
-        planned = _load(job, params, cyctime, bizdate, connections)
+        planned = _load(job, params, cyctime, bizdate, force_times, connections)
     except ConfigError as e:
         _fail_config(e)
     warnings = [
@@ -256,15 +307,15 @@ def validate(
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("expr")
-@click.option("--cyctime", type=CycTime(), help="Scheduled time (default: now).")
-@click.option(
-    "--bizdate", type=BizDate(), help="Business date (default: the day before cyctime's day)."
-)
+@time_options
 @click.option("-p", "--param", "params", type=Assignment(), multiple=True, help="User parameters.")
 def params(
-    expr: str, cyctime: datetime | None, bizdate: date | None, params: tuple[tuple[str, str], ...]
+    expr: str, cyctime: datetime | None, bizdate: date | None, force_times: bool, params: Params
 ) -> None:
     """Print what EXPR evaluates to, e.g. '$[yyyymmddhh24mi]' or 'ds=${yyyymmdd-7}'.
+
+    Times are the machine's wall clock. As in a run, --bizdate alone means the cyctime is the
+    next day at 00:00, and --cyctime alone means the bizdate is the day before its day.
 
     \b
       tidesync params '$[yyyymmddhh24miss-10/24/60]' --cyctime 20251101103000
@@ -273,8 +324,8 @@ def params(
     from tidesync.spec.params import resolve_params, substitute
 
     try:
-        rt = _runtime(cyctime, bizdate)
-        click.echo(substitute(expr, rt, resolve_params(dict(params), rt), where="EXPR"))
+        rt = _runtime(cyctime, bizdate, force_times)
+        click.echo(substitute(expr, rt, resolve_params(_param_values(params), rt), where="EXPR"))
     except ConfigError as e:
         _fail_config(e)
 

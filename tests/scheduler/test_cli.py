@@ -179,6 +179,49 @@ def test_backfill_with_a_bad_date_is_a_usage_error(project: Path) -> None:
     assert r.exit_code == 2 and "Invalid value for '--from'" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [("--from", "2025015", "(7 digits)"), ("--to", "20250106000000", "it has a time of day")],
+)
+def test_backfill_short_or_long_dates_are_refused(
+    project: Path, option: str, value: str, reason: str
+) -> None:
+    dates = {"--from": "20250105", "--to": "20250106", option: value}
+    r = run(project, "backfill", "daily", *[a for kv in dates.items() for a in kv])
+    assert r.exit_code == 2 and f"Invalid value for '{option}': '{value}'" in r.stderr
+    assert reason in r.stderr and "accepted: YYYYMMDD or YYYY-MM-DD" in r.stderr
+    assert store(project).listing() == []
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "202501010035",  # strptime read 00:03:05, whose next daily run is today's 00:30
+        "2025-01-01 00:35",
+        "2024-12-31T16:35:00Z",  # the same instant, given in UTC
+        "2025-01-01T01:35+09:00",
+    ],
+)
+def test_nodes_at_reads_short_and_iso_times(project: Path, at: str) -> None:
+    r = run(project, "nodes", "--at", at)
+    assert r.exit_code == 0, r.output
+    assert "next 2025-01-02 00:30:00; retries 0; after load; dry_run" in r.output
+
+
+def test_run_once_at_with_offset_is_that_instant(project: Path) -> None:
+    r = run(project, "scheduler", "run-once", "--at", "2024-12-31T17:00:00Z", "--json")
+    assert r.exit_code == 0, r.output  # 01:00 in Shanghai
+    assert [o["cyctime"] for o in json.loads(r.stdout)] == ["20250101000000", "20250101010000"]
+
+
+@pytest.mark.parametrize("since", ["2025010101", "202501010100", "2025-01-01 01:00"])
+def test_instances_since_reads_short_times(project: Path, since: str) -> None:
+    run(project, "scheduler", "run-once", "--at", "20250101020000")
+    r = run(project, "instances", "--node", "load", "--since", since, "--json")
+    assert r.exit_code == 0, r.output
+    assert [i["cyctime"] for i in json.loads(r.stdout)] == ["20250101010000", "20250101020000"]
+
+
 def test_backfill_of_a_failing_range_exits_1(project: Path) -> None:
     r = run(project, "backfill", "load", "--from", "20250101", "--to", "20250101")
     assert r.exit_code == 1  # none of 2025-01-02's hours has its file

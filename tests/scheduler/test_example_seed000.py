@@ -73,6 +73,20 @@ def test_three_simulated_hours_each_instance_reads_its_own_file(example: Path) -
         assert all(slot - timedelta(minutes=15) <= t < slot for t in stamps)
 
 
+def test_run_once_at_a_twelve_digit_time_runs_that_quarter(example: Path) -> None:
+    drop = dropper(example)
+    for slot in drop.quarters(datetime(2019, 11, 6, 0, 0), datetime(2019, 11, 6, 0, 45)):
+        drop.drop(slot, example / "landing")
+    r = CliRunner().invoke(
+        main, ["scheduler", "run-once", "--at", "201911060045", "--project", str(example)]
+    )
+    assert r.exit_code == 0, r.output  # strptime read 00:04:05: only the 00:00 quarter ran
+    rows = SqliteStore(example / ".tidesync" / "scheduler.db").listing()
+    assert max(i.cyctime for i in rows) == "20191106004500"
+    assert {i.state for i in rows} == {"succeeded"}
+    assert "201911060045" in {f for f, *_ in iot_log(example)}
+
+
 def test_a_rerun_of_a_synced_file_does_not_duplicate_it(example: Path) -> None:
     drop = dropper(example)
     slot = datetime(2019, 11, 6, 0, 15)

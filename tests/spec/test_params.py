@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import doctest
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -29,7 +30,7 @@ def _cases(section: str) -> list:
 
 
 def _rt(case: dict) -> RunTime:
-    return RunTime.of(case["cyctime"], case.get("bizdate"))
+    return RunTime.of(case["cyctime"], case.get("bizdate"), force=True)
 
 
 # --- golden -------------------------------------------------------------------------------------
@@ -54,28 +55,131 @@ def test_golden_error(case):
         assert fragment in str(info.value)
 
 
-# --- RunTime ------------------------------------------------------------------------------------
+# --- time arguments -----------------------------------------------------------------------------
+
+PLUS8 = timezone(timedelta(hours=8))
+
+# Every accepted form, as users type it. The short ones are what strptime misread:
+# '20161115' as 2016-01-01 01:05, '201911062315' as 2019-11-06 23:01:05.
+TIMES_ACCEPTED = [
+    ("20161115", datetime(2016, 11, 15)),
+    ("2016111523", datetime(2016, 11, 15, 23)),
+    ("201911062315", datetime(2019, 11, 6, 23, 15)),
+    ("201911060045", datetime(2019, 11, 6, 0, 45)),
+    ("20161115231500", datetime(2016, 11, 15, 23, 15)),
+    ("20240229235959", datetime(2024, 2, 29, 23, 59, 59)),
+    (" 20251101103015 ", datetime(2025, 11, 1, 10, 30, 15)),
+    ("2016-11-15", datetime(2016, 11, 15)),
+    ("2016-11-15 23:15", datetime(2016, 11, 15, 23, 15)),
+    ("2016-11-15 23:15:07", datetime(2016, 11, 15, 23, 15, 7)),
+    ("2016-11-15T23:15", datetime(2016, 11, 15, 23, 15)),
+    ("2016-11-15T23:15:07", datetime(2016, 11, 15, 23, 15, 7)),
+    ("2016-11-15T23:15:07Z", datetime(2016, 11, 15, 23, 15, 7, tzinfo=UTC)),
+    ("2016-11-15t23:15:07z", datetime(2016, 11, 15, 23, 15, 7, tzinfo=UTC)),
+    ("2016-11-15T23:15:07+08:00", datetime(2016, 11, 15, 23, 15, 7, tzinfo=PLUS8)),
+    ("2016-11-15 23:15+0800", datetime(2016, 11, 15, 23, 15, tzinfo=PLUS8)),
+    ("2016-11-15T23:15:07+08", datetime(2016, 11, 15, 23, 15, 7, tzinfo=PLUS8)),
+    (
+        "2016-11-15T23:15:07-05:30",
+        datetime(2016, 11, 15, 23, 15, 7, tzinfo=timezone(-timedelta(hours=5, minutes=30))),
+    ),
+    (20161115, datetime(2016, 11, 15)),
+    (date(2016, 11, 15), datetime(2016, 11, 15)),
+    (datetime(2016, 11, 15, 23, 15, 7, 999), datetime(2016, 11, 15, 23, 15, 7)),
+]
+
+TIMES_REFUSED = [
+    ("2016111", "(7 digits)"),
+    ("201611152", "(9 digits)"),
+    ("20161115231", "(11 digits)"),
+    ("2016111523150", "(13 digits)"),
+    ("201611152315000", "(15 digits)"),
+    ("2016", "(4 digits)"),
+    ("", "is not a time"),
+    ("yesterday", "is not a time"),
+    ("2016-1-5", "is not a time"),
+    ("2016-11-15T23", "is not a time"),
+    ("2016-11-15 23:15:07.123", "is not a time"),
+    ("2016/11/15", "is not a time"),
+    ("20161115 2315", "is not a time"),
+    ("2016-11-15+08:00", "is not a time"),  # an offset needs a time of day
+    ("20161115231500+0800", "is not a time"),  # offsets only on the ISO forms
+    ("２０１６１１１５", "is not a time"),  # full-width digits
+    ("20161315", "month must be in 1..12"),
+    ("20160230", "day is out of range"),
+    ("2016111524", "hour must be in 0..23"),
+    ("201611152360", "minute must be in 0..59"),
+    ("2016-11-15 25:00", "hour must be in 0..23"),
+    ("2016-11-15T23:15:07+24:00", "zone offset +24:00 is out of range"),
+    (1.5, "is not a time"),
+    (True, "is not a time"),
+]
+
+DATES_ACCEPTED = [
+    ("20161114", date(2016, 11, 14)),
+    ("2016-11-14", date(2016, 11, 14)),
+    (" 20240229 ", date(2024, 2, 29)),
+    (20161114, date(2016, 11, 14)),
+    (date(2016, 11, 14), date(2016, 11, 14)),
+    (datetime(2016, 11, 14, 8), date(2016, 11, 14)),
+]
+
+DATES_REFUSED = [
+    ("2016111", "(7 digits)"),  # strptime read it as 2016-11-01
+    ("201611", "(6 digits)"),
+    ("201611140", "(9 digits)"),
+    ("2016111400", "it has a time of day"),
+    ("20161114000000", "it has a time of day"),
+    ("2016-11-14 00:00", "it has a time of day"),
+    ("2016-1-4", "is not a date"),
+    ("2016/11/14", "is not a date"),
+    ("yesterday", "is not a date"),
+    ("20250229", "day is out of range"),
+    ("2016-11-32", "day is out of range"),
+    (1.5, "is not a date"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), TIMES_ACCEPTED)
+def test_time_argument_accepted_forms(value, expected):
+    got = params.parse_time_arg(value)
+    assert got == expected and got.tzinfo == expected.tzinfo
+
+
+@pytest.mark.parametrize(("value", "expected"), DATES_ACCEPTED)
+def test_date_argument_accepted_forms(value, expected):
+    assert params.parse_date_arg(value) == expected
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("20251101103015", datetime(2025, 11, 1, 10, 30, 15)),
-        ("202511011030", datetime(2025, 11, 1, 10, 30)),
-        ("20251101", datetime(2025, 11, 1)),
-        ("2025-11-01 10:30:15", datetime(2025, 11, 1, 10, 30, 15)),
-        ("2025-11-01T10:30", datetime(2025, 11, 1, 10, 30)),
-        ("2025-11-01", datetime(2025, 11, 1)),
-        (" 20251101103015 ", datetime(2025, 11, 1, 10, 30, 15)),
-        (20251101, datetime(2025, 11, 1)),
-    ],
+    ("read", "value", "reason"),
+    [(params.parse_time_arg, *case) for case in TIMES_REFUSED]
+    + [(params.parse_date_arg, *case) for case in DATES_REFUSED],
 )
-def test_runtime_reads_cyctime_formats(text, expected):
-    assert RunTime.of(text).cyctime == expected
+def test_refused_forms_name_value_reason_and_accepted_forms(read, value, reason):
+    with pytest.raises(ValueError) as info:
+        read(value)
+    message = str(info.value)
+    assert message.startswith(repr(value)) and reason in message
+    if read is params.parse_time_arg:
+        assert message.endswith("accepted: " + params.TIME_FORMS)
+        for form in ("YYYYMMDD,", "YYYYMMDDHH,", "YYYYMMDDHHMM,", "YYYYMMDDHHMMSS,", "YYYY-MM-DD"):
+            assert form in message
+    else:
+        assert message.endswith("accepted: YYYYMMDD or YYYY-MM-DD, e.g. 20161114 or 2016-11-14")
+
+
+# --- RunTime ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [c for c in TIMES_ACCEPTED if not c[1].tzinfo])
+def test_runtime_reads_every_naive_time_form(value, expected):
+    assert RunTime.of(value).cyctime == expected
 
 
 def test_runtime_bizdate_defaults_to_day_before_cyctime_day():
     assert RunTime.of("20161115000000").bizdate == date(2016, 11, 14)
+    assert RunTime.of("20161115").bizdate == date(2016, 11, 14)
 
 
 def test_runtime_default_bizdate_crosses_year_and_leap_day():
@@ -83,16 +187,52 @@ def test_runtime_default_bizdate_crosses_year_and_leap_day():
     assert RunTime.of("20240301235959").bizdate == date(2024, 2, 29)
 
 
+@pytest.mark.parametrize(("value", "expected"), DATES_ACCEPTED)
+def test_runtime_bizdate_alone_sets_cyctime_to_next_midnight(value, expected):
+    rt = RunTime.of(bizdate=value)
+    assert rt == RunTime(
+        datetime.combine(expected + timedelta(days=1), datetime.min.time()), expected
+    )
+
+
+def test_runtime_bizdate_alone_crosses_month_year_and_leap_day():
+    assert RunTime.of(bizdate="20240228").cyctime == datetime(2024, 2, 29)
+    assert RunTime.of(bizdate="20240229").cyctime == datetime(2024, 3, 1)
+    assert RunTime.of(bizdate="20161231").cyctime == datetime(2017, 1, 1)
+
+
 @pytest.mark.parametrize(
-    "text", ["20251020", "2025-10-20", date(2025, 10, 20), datetime(2025, 10, 20, 8)]
+    ("cyctime", "bizdate"),
+    [("20161115", "20161114"), ("20161115235959", "2016-11-14"), ("20170101", "20161231")],
 )
-def test_runtime_reads_bizdate(text):
-    assert RunTime.of("20251101103000", text).bizdate == date(2025, 10, 20)
+def test_runtime_both_given_may_agree(cyctime, bizdate):
+    rt = RunTime.of(cyctime, bizdate)
+    assert rt.bizdate == rt.cyctime.date() - timedelta(days=1)
 
 
-def test_runtime_keeps_wall_time_of_aware_datetime_and_drops_microseconds():
-    aware = datetime(2025, 11, 1, 10, 30, 15, 999, tzinfo=timezone(timedelta(hours=8)))
-    assert RunTime.of(aware).cyctime == datetime(2025, 11, 1, 10, 30, 15)
+@pytest.mark.parametrize(
+    ("cyctime", "bizdate"), [("20161115", "20161115"), ("20161115103000", "20161110")]
+)
+def test_runtime_both_given_must_agree_or_be_forced(cyctime, bizdate):
+    with pytest.raises(ConfigError) as info:
+        RunTime.of(cyctime, bizdate)
+    message = str(info.value)
+    assert f"bizdate {bizdate} and cyctime" in message and "disagree" in message
+    assert "the business date of that cyctime is 20161114" in message
+    assert "--force-times" in message
+    forced = RunTime.of(cyctime, bizdate, force=True)
+    assert forced.bizdate == date(2016, 11, int(bizdate[-2:]))
+    assert forced.cyctime == params.parse_time_arg(cyctime)
+
+
+def test_runtime_converts_a_cyctime_with_offset_to_the_job_zone():
+    given = "2016-11-15T00:30:00+08:00"
+    assert RunTime.of(given, tz="UTC") == RunTime(
+        datetime(2016, 11, 14, 16, 30), date(2016, 11, 13)
+    )
+    assert RunTime.of(given, tz="Asia/Shanghai").cyctime == datetime(2016, 11, 15, 0, 30)
+    aware = datetime(2025, 11, 1, 10, 30, 15, 999, tzinfo=PLUS8)
+    assert RunTime.of(aware, tz="Europe/Berlin").cyctime == datetime(2025, 11, 1, 3, 30, 15)
 
 
 def test_runtime_reads_date_as_midnight():
@@ -108,6 +248,21 @@ def test_runtime_none_is_now_to_the_second():
     assert rt.bizdate == rt.cyctime.date() - timedelta(days=1)
 
 
+def test_runtime_now_is_read_in_the_job_zone():
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):  # UTC+14 and UTC-11
+        before = datetime.now(ZoneInfo(zone)).replace(tzinfo=None, microsecond=0)
+        rt = RunTime.of(tz=zone)
+        after = datetime.now(ZoneInfo(zone)).replace(tzinfo=None)
+        assert before <= rt.cyctime <= after
+
+
+def test_runtime_out_of_range_is_a_config_error():
+    with pytest.raises(ConfigError, match="bizdate: '99991231' is out of range"):
+        RunTime.of(bizdate="99991231")
+    with pytest.raises(ConfigError, match="cyctime: '00010101' is out of range"):
+        RunTime.of("00010101")
+
+
 def test_runtime_gmtdate_is_cyctime_day():
     assert RunTime.of("20251101103000").gmtdate == date(2025, 11, 1)
 
@@ -118,26 +273,21 @@ def test_runtime_is_frozen():
         rt.bizdate = date(2020, 1, 1)  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(
-    "text",
-    ["2025", "2025110110", "202511011030001", "x", "20251301", "20250230", "2025-11-01 25:00", 1.5],
-)
-def test_runtime_bad_cyctime_names_value_and_format(text):
+@pytest.mark.parametrize(("text", "reason"), TIMES_REFUSED)
+def test_runtime_bad_cyctime_names_value_and_format(text, reason):
     with pytest.raises(ConfigError) as info:
         RunTime.of(text)
     message = str(info.value)
-    assert message.startswith(f"cyctime: {text!r}")
+    assert message.startswith(f"cyctime: {text!r}") and reason in message
     assert "YYYYMMDDHHMMSS" in message
 
 
-@pytest.mark.parametrize(
-    "text", ["202510", "2025-10-32", "20251020103000", "yesterday", "20250229"]
-)
-def test_runtime_bad_bizdate_names_value_and_format(text):
+@pytest.mark.parametrize(("text", "reason"), DATES_REFUSED)
+def test_runtime_bad_bizdate_names_value_and_format(text, reason):
     with pytest.raises(ConfigError) as info:
         RunTime.of("20251101103000", text)
     message = str(info.value)
-    assert message.startswith(f"bizdate: {text!r}")
+    assert message.startswith(f"bizdate: {text!r}") and reason in message
     assert "YYYYMMDD" in message
 
 
@@ -209,21 +359,31 @@ def test_parse_assignments_accepts_newlines_and_empty_text():
 
 
 @pytest.mark.parametrize(
-    ("text", "fragment"),
+    ("read", "text", "fragment"),
     [
-        ("filename", "item 'filename' is not name=value"),
-        ("=1", "'' is not a parameter name"),
-        ("1x=2", "'1x' is not a parameter name"),
-        ("a-b=2", "'a-b' is not a parameter name"),
-        ("a=1 a=2", "parameter 'a' is set twice"),
-        ("a='x", "quote ' at position 2 is not closed"),
+        (parse_assignments, "filename", "parameters: item 'filename' is not name=value"),
+        (parse_assignments, "=1", "'' is not a parameter name"),
+        (parse_assignments, "1x=2", "'1x' is not a parameter name"),
+        (parse_assignments, "a-b=2", "'a-b' is not a parameter name"),
+        (parse_assignments, "a=1 a=2", "parameter 'a' is set twice"),
+        (parse_assignments, "a='x", "quote ' at position 2 is not closed"),
+        (
+            params.parse_datax_properties,
+            "-Dname=x extra",
+            "-p: item 'extra' does not start with -D; write e.g. -Dbizdate=20161115",
+        ),
+        (params.parse_datax_properties, "-Dname", "item '-Dname' is not -Dname=value"),
+        (params.parse_datax_properties, "-D1x=2", "'1x' is not a parameter name"),
+        (params.parse_datax_properties, "-Da=1 -Da=2", "parameter 'a' is set twice"),
+        (params.parse_datax_properties, "-Dsql='select 1", "quote ' at position 6 is not closed"),
     ],
 )
-def test_parse_assignments_rejects_bad_item(text, fragment):
+def test_parse_assignments_rejects_bad_item(read, text, fragment):
     with pytest.raises(ConfigError) as info:
-        parse_assignments(text)
+        read(text)
     assert fragment in str(info.value)
-    assert str(info.value).startswith("parameters: ")
+    where = "-p: " if read is params.parse_datax_properties else "parameters: "
+    assert all(line.startswith(where) for line in info.value.problems)
 
 
 def test_parse_assignments_reports_every_bad_item_under_where():
@@ -231,6 +391,17 @@ def test_parse_assignments_reports_every_bad_item_under_where():
         parse_assignments("a b=1 c", where="nodes.daily.parameters")
     assert len(info.value.problems) == 2
     assert all(p.startswith("nodes.daily.parameters: item") for p in info.value.problems)
+
+
+def test_parse_datax_properties_reads_several_d_items():
+    text = "-Dbizdate=20161115 -Dname=x  -Dsql='select 1' -Dexpr=$[yyyymmdd -1] -Dkv=a=b"
+    assert params.parse_datax_properties(text) == {
+        "bizdate": "20161115",
+        "name": "x",
+        "sql": "select 1",
+        "expr": "$[yyyymmdd -1]",
+        "kv": "a=b",
+    }
 
 
 # --- resolve_params -----------------------------------------------------------------------------
@@ -346,6 +517,9 @@ def test_substitute_tree_scalar_string():
 def test_public_names():
     assert params.__all__ == [
         "RunTime",
+        "parse_time_arg",
+        "parse_date_arg",
+        "parse_datax_properties",
         "evaluate",
         "substitute",
         "resolve_params",

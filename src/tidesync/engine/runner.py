@@ -37,7 +37,7 @@ from tidesync.errors import (
     TidesyncError,
     redact,
 )
-from tidesync.spec.job import Content, JobSpec, load_document, parse_job
+from tidesync.spec.job import Content, JobSpec, declared_timezone, load_document, parse_job
 from tidesync.spec.params import RunTime, substitute_tree
 from tidesync.transforms.base import Transform, load_transform
 
@@ -64,7 +64,7 @@ class SplitReport:
 @dataclass
 class Report:
     job: str
-    status: str = "running"  # running | succeeded | failed
+    status: str = "running"  # running | succeeded | failed | invalid (a bad job file)
     records_read: int = 0
     records_written: int = 0
     dirty_records: int = 0
@@ -78,9 +78,32 @@ class Report:
     error: str | None = None
     dirty_file: str | None = None
     splits: list[SplitReport] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # every problem of an invalid job
+
+    @classmethod
+    def invalid(cls, job: str, problems: list[str]) -> Report:
+        """The report of a job that did not load: nothing ran, every problem listed."""
+        now = datetime.now().isoformat(timespec="seconds")
+        errors = [redact(p) for p in problems]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return cls(
+            job=job,
+            status="invalid",
+            started_at=now,
+            finished_at=now,
+            error=(errors[0] + more) if errors else None,
+            errors=errors,
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+    def write(self, path: Path) -> None:
+        """Write the report as JSON to ``path``, whole or not at all."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        tmp.replace(path)
 
     def summary(self) -> str:
         mb = self.bytes_read / 1048576
@@ -127,8 +150,8 @@ def load_job(
     Raises ConfigError listing every problem found, each with its key path.
     """
     path = Path(path)
-    rt = runtime or RunTime.of()
     doc = load_document(path)
+    rt = runtime or RunTime.of(tz=declared_timezone(doc))
     doc = substitute_tree(doc, rt, params or {}, path="")
     problems: list[str] = []
     spec = parse_job(doc, source=str(path), problems=problems)
@@ -485,10 +508,7 @@ def run_job(
         written = dirty.write()
         report.dirty_file = str(written) if written else None
         if report_path is not None:
-            report_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = report_path.with_name(report_path.name + ".tmp")
-            tmp.write_text(report.to_json(), encoding="utf-8")
-            tmp.replace(report_path)
+            report.write(report_path)
     return report
 
 

@@ -67,6 +67,13 @@ def _wall(ts: float | None, tz: str) -> str:
     return datetime.fromtimestamp(ts, UTC).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _wall_text(sched: Any, t: datetime) -> str:
+    """A time argument as the stored form of a cyctime (a wall time in the project's zone)."""
+    if t.tzinfo is not None:
+        t = t.astimezone(ZoneInfo(sched.project.timezone)).replace(tzinfo=None)
+    return t.strftime("%Y%m%d%H%M%S")
+
+
 def _cyc(text: str) -> str:
     return f"{text[:4]}-{text[4:6]}-{text[6:8]} {text[8:10]}:{text[10:12]}:{text[12:14]}"
 
@@ -76,12 +83,17 @@ def _tz_of(sched: Any, node: str) -> str:
     return n.schedule.timezone if n else sched.project.timezone
 
 
-def _at_instant(sched: Any, at: datetime | None) -> datetime | None:
-    if at is None:
-        return None
+def _instant(at: datetime, tz: str) -> datetime:
+    """A time argument as a UTC instant: a wall time in ``tz``, unless it has its own offset."""
+    if at.tzinfo is not None:
+        return at.astimezone(UTC)
     from tidesync.scheduler.cycles import wall_to_instant
 
-    return wall_to_instant(at, ZoneInfo(sched.project.timezone))[1]
+    return wall_to_instant(at, ZoneInfo(tz))[1]
+
+
+def _at_instant(sched: Any, at: datetime | None) -> datetime | None:
+    return None if at is None else _instant(at, sched.project.timezone)
 
 
 def _report_outcomes(outcomes: list[Any], as_json: bool) -> int:
@@ -119,9 +131,7 @@ def nodes(project_dir: Path | None, at: datetime | None, as_json: bool) -> None:
         project = load_project(project_dir)
     except ConfigError as e:
         _cli._fail_config(e)
-    from tidesync.scheduler.cycles import wall_to_instant
-
-    now = wall_to_instant(at, ZoneInfo(project.timezone))[1] if at else datetime.now(UTC)
+    now = _instant(at, project.timezone) if at else datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for n in project.nodes.values():
         nxt = n.schedule.next_after(now)
@@ -199,7 +209,9 @@ def start(project_dir: Path | None, workers: int | None) -> None:
 @click.option(
     "--at",
     type=CycTime(),
-    help="Act as if it were this wall-clock time in the project's time zone (default: now).",
+    help="Act as if it were this time: YYYYMMDD[HH[MM[SS]]] or YYYY-MM-DD[ HH:MM[:SS]], a "
+    "wall-clock time in the project's time zone unless it ends with an offset (+08:00, Z). "
+    "Default: now.",
 )
 @click.option("--workers", type=click.IntRange(1), help="Instances run at once.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
@@ -247,7 +259,11 @@ def _row_line(sched: Any, i: Instance) -> str:
 @_project_option
 @click.option("--node", help="Only this node's instances.")
 @click.option("--state", type=click.Choice(STATES), help="Only instances in this state.")
-@click.option("--since", type=CycTime(), help="Only cyctimes at or after this time.")
+@click.option(
+    "--since",
+    type=CycTime(),
+    help="Only cyctimes at or after this time (the forms of --at; 20250101 is its midnight).",
+)
 @click.option("--batch", help="Only this backfill's instances ('' for the schedule's).")
 @click.option(
     "--limit",
@@ -273,7 +289,7 @@ def instances(
         state=state,
         batch=batch,
         limit=limit,
-        since=since.strftime("%Y%m%d%H%M%S") if since else None,
+        since=_wall_text(sched, since) if since else None,
     )
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
@@ -423,8 +439,10 @@ def kill(instance_id: int, project_dir: Path | None) -> None:
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("node")
-@click.option("--from", "first", type=BizDate(), required=True, help="First business date.")
-@click.option("--to", "last", type=BizDate(), required=True, help="Last business date.")
+@click.option(
+    "--from", "first", type=BizDate(), required=True, help="First business date (YYYYMMDD)."
+)
+@click.option("--to", "last", type=BizDate(), required=True, help="Last business date (YYYYMMDD).")
 @click.option("--with-downstream", is_flag=True, help="Also every node that depends on NODE.")
 @click.option(
     "--parallel",

@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tidesync.errors import ConfigError, did_you_mean
 from tidesync.scheduler.cycles import KINDS, LAST_DAY, WEEKDAYS, Schedule
-from tidesync.spec.params import RunTime, parse_assignments, resolve_params
+from tidesync.spec.params import RunTime, parse_assignments, parse_date_arg, resolve_params
 
 __all__ = ["Node", "Project", "SchedulerSettings", "load_project", "parse_duration", "PROJECT_FILE"]
 
@@ -293,14 +293,11 @@ def _date(value: Any, where: str, problems: list[str]) -> date | None:
         return value.date()
     if isinstance(value, date):
         return value
-    text = str(value).strip()
-    for fmt in ("%Y-%m-%d", "%Y%m%d"):
-        try:
-            return datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    problems.append(f"{where}: {value!r} is not a date; write YYYY-MM-DD such as 2025-01-01")
-    return None
+    try:
+        return parse_date_arg(str(value))
+    except ValueError:
+        problems.append(f"{where}: {value!r} is not a date; write YYYY-MM-DD such as 2025-01-01")
+        return None
 
 
 def _zone(value: Any, where: str, problems: list[str]) -> str | None:

@@ -356,3 +356,24 @@ def _settings(v: Any, where: str, problems: list[str]) -> Settings:
                 f"{where}.timezone: unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)"
             )
     return s
+
+
+def declared_timezone(doc: Any) -> str | None:
+    """The zone a job document's settings name as plain text (``timezone``/``timeZone``), read
+    before its parameters are substituted: the run time they are substituted for is read in
+    it. ``None`` when it names none (or a parameter, or an unknown zone: ``parse_job`` says so).
+    """
+    if not isinstance(doc, dict):
+        return None
+    holder = doc.get("job", doc.get("configuration", doc))
+    setting = holder.get("setting") if isinstance(holder, dict) else None
+    if not isinstance(setting, dict):
+        return None
+    tz = setting.get("timezone", setting.get("timeZone"))
+    if not isinstance(tz, str) or "$" in tz:
+        return None
+    try:
+        ZoneInfo(tz.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return tz.strip()

@@ -61,14 +61,18 @@ import functools
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from fractions import Fraction
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tidesync.errors import ConfigError
 
 __all__ = [
     "RunTime",
+    "parse_time_arg",
+    "parse_date_arg",
+    "parse_datax_properties",
     "evaluate",
     "substitute",
     "resolve_params",
@@ -81,38 +85,102 @@ __all__ = [
 # Run time
 
 
-_CYC_DIGITS = re.compile(r"(\d{4})(\d{2})(\d{2})(?:(\d{2})(\d{2})(\d{2})?)?")
-_CYC_EXPECTED = (
-    "expected YYYYMMDDHHMMSS (or YYYYMMDDHHMM, YYYYMMDD, YYYY-MM-DD HH:MM:SS), e.g. 20251101103000"
+#: The forms a time argument (``--cyctime``, ``--at``, ``--since``) may take, for messages.
+TIME_FORMS = (
+    "YYYYMMDD, YYYYMMDDHH, YYYYMMDDHHMM, YYYYMMDDHHMMSS, YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] "
+    "or YYYY-MM-DDTHH:MM[:SS], the last two optionally with a zone offset (Z, +08:00); "
+    "e.g. 20161115231500 or 2016-11-15T23:15:00+08:00"
 )
-_BIZ_EXPECTED = "expected YYYYMMDD (or YYYY-MM-DD), e.g. 20251031"
+#: The forms a date argument (``--bizdate``, ``--from``, ``--to``) may take, for messages.
+DATE_FORMS = "YYYYMMDD or YYYY-MM-DD, e.g. 20161114 or 2016-11-14"
+
+# By length only: strptime would read '20161115' as 2016-01-01 01:05 (it takes unpadded fields).
+_DIGITS = re.compile(r"[0-9]{8}(?:[0-9]{2}){0,3}")
+_ISO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_ISO_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?"
+    r"\s*(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?",
+    re.IGNORECASE,
+)
 
 
-def _parse_cyctime(value: object) -> datetime:
+def _zone_offset(text: str) -> tzinfo:
+    if text.upper() == "Z":
+        return UTC
+    digits = text[1:].replace(":", "")
+    hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"zone offset {text} is out of range")
+    delta = timedelta(hours=hours, minutes=minutes)
+    return timezone(-delta if text[0] == "-" else delta)
+
+
+def _why_not(text: str) -> str:
+    """A few words on what is wrong with a time or date argument, for its message."""
+    if text.isascii() and text.isdigit():
+        return f" ({len(text)} digits)"
+    return ""
+
+
+def _hms(h: str, mi: str, s: str) -> tuple[int, int, int]:
+    return int(h), int(mi), int(s)
+
+
+def parse_time_arg(value: object) -> datetime:
+    """Read a time argument as users type it: by its length, never by guessing.
+
+    ``20161115`` (that day at 00:00), ``2016111523``, ``201611152315``, ``20161115231500``,
+    ``2016-11-15``, ``2016-11-15 23:15``, ``2016-11-15T23:15:00``; the ISO forms with a time may
+    end with a zone offset (``Z``, ``+08:00``, ``+0800``, ``+08``), and then the result is aware.
+    Seconds are the finest unit. Anything else raises :class:`ValueError` saying what is wrong
+    and listing the accepted forms (the message has no ``cyctime:`` prefix: callers add theirs).
+
+    >>> parse_time_arg("201911062315")
+    datetime.datetime(2019, 11, 6, 23, 15)
+    >>> parse_time_arg("2016-11-15T23:15:00Z")
+    datetime.datetime(2016, 11, 15, 23, 15, tzinfo=datetime.timezone.utc)
+    >>> parse_time_arg("2016111")
+    Traceback (most recent call last):
+    ...
+    ValueError: '2016111' is not a time (7 digits); accepted: YYYYMMDD, YYYYMMDDHH, YYYYMMDDHHMM, YYYYMMDDHHMMSS, YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] or YYYY-MM-DDTHH:MM[:SS], the last two optionally with a zone offset (Z, +08:00); e.g. 20161115231500 or 2016-11-15T23:15:00+08:00
+    """
     if isinstance(value, datetime):
-        return value.replace(tzinfo=None, microsecond=0)
+        return value.replace(microsecond=0)
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise ConfigError(f"cyctime: {value!r} is not a time; {_CYC_EXPECTED}")
+        raise ValueError(f"{value!r} is not a time; accepted: {TIME_FORMS}")
     text = value.strip()
     try:
-        m = _CYC_DIGITS.fullmatch(text)
+        if _DIGITS.fullmatch(text):
+            t = text.ljust(14, "0")
+            return datetime(int(t[:4]), int(t[4:6]), int(t[6:8]), *_hms(t[8:10], t[10:12], t[12:]))
+        m = _ISO_DATE.fullmatch(text)
         if m:
-            fields = [int(g) for g in m.groups(default="0")]
-            return datetime(*fields)  # type: ignore[arg-type]
-        if "-" in text:
-            return datetime.fromisoformat(text).replace(tzinfo=None, microsecond=0)
+            return datetime(int(m[1]), int(m[2]), int(m[3]))
+        m = _ISO_TIME.fullmatch(text)
+        if m:
+            zone = _zone_offset(m[7]) if m[7] else None
+            day = datetime(int(m[1]), int(m[2]), int(m[3]))
+            return datetime.combine(day, time(*_hms(m[4], m[5], m[6] or "0")), zone)
     except ValueError as exc:
-        raise ConfigError(
-            f"cyctime: {value!r} is not a valid time ({exc}); {_CYC_EXPECTED}"
-        ) from None
-    raise ConfigError(f"cyctime: {value!r} is not a time; {_CYC_EXPECTED}")
+        raise ValueError(f"{value!r} is not a valid time ({exc}); accepted: {TIME_FORMS}") from None
+    raise ValueError(f"{value!r} is not a time{_why_not(text)}; accepted: {TIME_FORMS}")
 
 
-def _parse_bizdate(value: object) -> date:
+def parse_date_arg(value: object) -> date:
+    """Read a date argument: ``YYYYMMDD`` or ``YYYY-MM-DD``, nothing else (a business date has
+    no time of day). Raises :class:`ValueError` saying what is wrong and the accepted forms.
+
+    >>> parse_date_arg("2016-11-14")
+    datetime.date(2016, 11, 14)
+    >>> parse_date_arg("2016111")
+    Traceback (most recent call last):
+    ...
+    ValueError: '2016111' is not a date (7 digits); accepted: YYYYMMDD or YYYY-MM-DD, e.g. 20161114 or 2016-11-14
+    """
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):
@@ -120,18 +188,20 @@ def _parse_bizdate(value: object) -> date:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise ConfigError(f"bizdate: {value!r} is not a date; {_BIZ_EXPECTED}")
+        raise ValueError(f"{value!r} is not a date; accepted: {DATE_FORMS}")
     text = value.strip()
     try:
-        if re.fullmatch(r"\d{8}", text):
+        if len(text) == 8 and _DIGITS.fullmatch(text):
             return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return date.fromisoformat(text)
+        m = _ISO_DATE.fullmatch(text)
+        if m:
+            return date(int(m[1]), int(m[2]), int(m[3]))
     except ValueError as exc:
-        raise ConfigError(
-            f"bizdate: {value!r} is not a valid date ({exc}); {_BIZ_EXPECTED}"
-        ) from None
-    raise ConfigError(f"bizdate: {value!r} is not a date; {_BIZ_EXPECTED}")
+        raise ValueError(f"{value!r} is not a valid date ({exc}); accepted: {DATE_FORMS}") from None
+    why = _why_not(text)
+    if len(text) > 8 and (_DIGITS.fullmatch(text) or _ISO_TIME.fullmatch(text)):
+        why = " (it has a time of day; a business date is a day)"
+    raise ValueError(f"{value!r} is not a date{why}; accepted: {DATE_FORMS}")
 
 
 @dataclass(frozen=True)
@@ -139,8 +209,8 @@ class RunTime:
     """The two times an instance runs for: every parameter is computed from them.
 
     ``cyctime`` is the scheduled time of the run, a naive wall-clock time in the schedule's
-    time zone, to the second. ``bizdate`` is the business date, by default the day before the
-    cyctime's day (a daily run at 00:30 on the 15th processes the 14th).
+    time zone, to the second. ``bizdate`` is the business date, the day before the cyctime's
+    day (a daily run at 00:30 on the 15th processes the 14th) unless forced otherwise.
 
     Build one with :meth:`of`; constructing the dataclass directly does no checks.
     """
@@ -150,28 +220,68 @@ class RunTime:
 
     @classmethod
     def of(
-        cls, cyctime: datetime | str | None = None, bizdate: date | str | None = None
+        cls,
+        cyctime: datetime | date | str | int | None = None,
+        bizdate: date | str | int | None = None,
+        *,
+        tz: str | tzinfo | None = None,
+        force: bool = False,
     ) -> RunTime:
-        """Read a run time from what a user or the scheduler gives.
+        """Read a run time from what a user or the scheduler gives; the two move together.
 
-        ``cyctime``: a ``datetime`` (an aware one keeps its wall time and drops its zone;
-        microseconds are dropped), or a string ``YYYYMMDDHHMMSS``, ``YYYYMMDDHHMM``,
-        ``YYYYMMDD`` or ISO ``YYYY-MM-DD[ HH:MM[:SS]]``; ``None`` means now, to the second.
-        ``bizdate``: a ``date`` or ``YYYYMMDD`` / ``YYYY-MM-DD``; ``None`` means the day
-        before the cyctime's day. A string that does not read raises :class:`ConfigError`
-        naming the value and the expected format.
+        ``cyctime``: a ``datetime``, a ``date`` (its midnight), or a string in one of the forms
+        of :func:`parse_time_arg` (``20161115``, ``201611152315``, ``2016-11-15T23:15:00+08:00``).
+        ``bizdate``: a ``date`` or ``YYYYMMDD`` / ``YYYY-MM-DD``. ``tz`` is the zone the job's
+        wall-clock times are in (an IANA name or a ``tzinfo``; ``None``: the machine's): a
+        cyctime with a zone offset is converted to it, and "now" is read in it. As in DataWorks:
+
+        - neither given: cyctime is now, to the second; bizdate is the day before its day;
+        - only ``cyctime``: bizdate is the day before the cyctime's day;
+        - only ``bizdate``: cyctime is the next day at 00:00:00 (a history run of that day);
+        - both: bizdate must be the day before the cyctime's day, unless ``force``.
+
+        A value that does not read, or two that disagree, raise :class:`ConfigError` naming
+        the value and the accepted forms.
 
         >>> RunTime.of("20161115000000")
         RunTime(cyctime=datetime.datetime(2016, 11, 15, 0, 0), bizdate=datetime.date(2016, 11, 14))
-        >>> RunTime.of("202511011030", bizdate="20251020").bizdate
-        datetime.date(2025, 10, 20)
+        >>> RunTime.of(bizdate="20161114").cyctime
+        datetime.datetime(2016, 11, 15, 0, 0)
+        >>> RunTime.of("2016-11-15T00:30:00+08:00", tz="UTC").cyctime
+        datetime.datetime(2016, 11, 14, 16, 30)
         >>> RunTime.of("2025-13-01")
         Traceback (most recent call last):
         ...
-        tidesync.errors.ConfigError: cyctime: '2025-13-01' is not a valid time (month must be in 1..12); expected YYYYMMDDHHMMSS (or YYYYMMDDHHMM, YYYYMMDD, YYYY-MM-DD HH:MM:SS), e.g. 20251101103000
+        tidesync.errors.ConfigError: cyctime: '2025-13-01' is not a valid time (month must be in 1..12); accepted: YYYYMMDD, YYYYMMDDHH, YYYYMMDDHHMM, YYYYMMDDHHMMSS, YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS] or YYYY-MM-DDTHH:MM[:SS], the last two optionally with a zone offset (Z, +08:00); e.g. 20161115231500 or 2016-11-15T23:15:00+08:00
         """
-        cyc = datetime.now().replace(microsecond=0) if cyctime is None else _parse_cyctime(cyctime)
-        biz = cyc.date() - timedelta(days=1) if bizdate is None else _parse_bizdate(bizdate)
+        zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+        try:
+            cyc = None if cyctime is None else parse_time_arg(cyctime)
+        except ValueError as exc:
+            raise ConfigError(f"cyctime: {exc}") from None
+        try:
+            biz = None if bizdate is None else parse_date_arg(bizdate)
+        except ValueError as exc:
+            raise ConfigError(f"bizdate: {exc}") from None
+        if cyc is not None and cyc.tzinfo is not None:
+            cyc = cyc.astimezone(zone).replace(tzinfo=None)
+        try:
+            if cyc is None and biz is not None:
+                cyc = datetime.combine(biz + timedelta(days=1), datetime.min.time())
+            if cyc is None:
+                cyc = datetime.now(zone).replace(tzinfo=None, microsecond=0)
+            day_before = cyc.date() - timedelta(days=1)
+        except OverflowError:
+            which, given = ("cyctime", cyctime) if cyctime is not None else ("bizdate", bizdate)
+            raise ConfigError(f"{which}: {given!r} is out of range") from None
+        if biz is None:
+            biz = day_before
+        elif cyctime is not None and biz != day_before and not force:
+            raise ConfigError(
+                f"bizdate {biz:%Y%m%d} and cyctime {cyc:%Y%m%d%H%M%S} disagree: the business "
+                f"date of that cyctime is {day_before:%Y%m%d}, the day before its day. Give only "
+                "one of them (the other follows), or force both (--force-times)"
+            )
         return cls(cyctime=cyc, bizdate=biz)
 
     @property
@@ -633,19 +743,38 @@ def parse_assignments(text: str, *, where: str = "parameters") -> dict[str, str]
     >>> parse_assignments("ts=$[yyyy-mm-dd hh24:mi:ss] label='a b'")
     {'ts': '$[yyyy-mm-dd hh24:mi:ss]', 'label': 'a b'}
     """
+    return _read_items(text, where, "", "filename=$[yyyymmddhh24mi]")
+
+
+def parse_datax_properties(text: str, *, where: str = "-p") -> dict[str, str]:
+    """Read DataX's ``-p`` form, ``-Dname=value`` items separated by white space, as DataX
+    users paste it (``datax.py job.json -p "-Dbizdate=20161115 -Dname=x"``). Same rules as
+    :func:`parse_assignments`, and every item must start with ``-D``.
+
+    >>> parse_datax_properties("-Dbizdate=20161115 -Dname='a b'")
+    {'bizdate': '20161115', 'name': 'a b'}
+    """
+    return _read_items(text, where, "-D", "-Dbizdate=20161115")
+
+
+def _read_items(text: str, where: str, prefix: str, example: str) -> dict[str, str]:
     problems: list[str] = []
     result: dict[str, str] = {}
     for written, item in _split_items(text, where, problems):
-        name, eq, value = item.partition("=")
+        if not item.startswith(prefix):
+            problems.append(
+                f"{_at(where)}item {written!r} does not start with {prefix}; write e.g. {example}"
+            )
+            continue
+        name, eq, value = item[len(prefix) :].partition("=")
         if not eq:
             problems.append(
-                f"{_at(where)}item {written!r} is not name=value; write e.g. "
-                "filename=$[yyyymmddhh24mi]"
+                f"{_at(where)}item {written!r} is not {prefix}name=value; write e.g. {example}"
             )
         elif not _NAME.fullmatch(name):
             problems.append(
                 f"{_at(where)}item {written!r}: {name!r} is not a parameter name; use letters, "
-                "digits and '_', e.g. start_time=$[yyyymmddhh24miss]"
+                f"digits and '_', e.g. {example}"
             )
         elif name in result:
             problems.append(f"{_at(where)}parameter {name!r} is set twice; keep one")
