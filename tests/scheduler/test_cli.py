@@ -51,6 +51,7 @@ def project(tmp_path: Path) -> Path:
             },
         ],
         timezone="Asia/Shanghai",
+        catchup="all",
     )
     land(tmp_path, "202501010000")
     land(tmp_path, "202501010100")

@@ -77,6 +77,7 @@ def test_seed002_window_parameters_per_instance(tmp_path: Path) -> None:
             }
         ],
         timezone=SH,
+        catchup="all",
     )
     s = scheduler(tmp_path)
     out = s.run_once(at("201911060015", SH))
@@ -118,6 +119,7 @@ def test_seed000_filename_per_instance_reaches_the_job(tmp_path: Path) -> None:
             }
         ],
         timezone=SH,
+        catchup="all",
     )
     scheduler(tmp_path).run_once(at("201911060045", SH))
     import sqlite3
@@ -138,7 +140,9 @@ def test_a_new_node_starts_at_its_latest_slot_without_start_date(tmp_path: Path)
 
 def test_a_second_pass_at_the_same_time_does_nothing(tmp_path: Path) -> None:
     write_project(
-        tmp_path, [{"name": "n", "schedule": {"every": "hour", "start_date": "2025-01-01"}}]
+        tmp_path,
+        [{"name": "n", "schedule": {"every": "hour", "start_date": "2025-01-01"}}],
+        catchup="all",
     )
     s = scheduler(tmp_path)
     assert len(s.run_once(at("202501010300"))) == 4
@@ -159,6 +163,7 @@ def test_instances_carry_cyctime_and_bizdate_across_a_year(tmp_path: Path) -> No
     write_project(
         tmp_path,
         [{"name": "n", "schedule": {"every": "day", "at": "00:30", "start_date": "2024-12-31"}}],
+        catchup="all",
     )
     s = scheduler(tmp_path)
     s.run_once(at("202501010100"))
@@ -244,7 +249,7 @@ def test_a_bad_job_file_is_not_retried(tmp_path: Path) -> None:
 def test_self_dependency_waits_for_the_previous_instance(
     tmp_path: Path, self_dependent: bool, second: str
 ) -> None:
-    write_project(tmp_path, [file_node(tmp_path, self_dependent=self_dependent)])
+    write_project(tmp_path, [file_node(tmp_path, self_dependent=self_dependent)], catchup="all")
     land(tmp_path, "202501010100")
     s = scheduler(tmp_path)
     s.run_once(at("202501010100"))  # 00:00 has no file and fails
@@ -255,7 +260,7 @@ def test_self_dependency_waits_for_the_previous_instance(
 
 
 def test_a_self_dependent_chain_resumes_after_a_rerun(tmp_path: Path) -> None:
-    write_project(tmp_path, [file_node(tmp_path, self_dependent=True)])
+    write_project(tmp_path, [file_node(tmp_path, self_dependent=True)], catchup="all")
     land(tmp_path, "202501010100")
     s = scheduler(tmp_path)
     s.run_once(at("202501010100"))
@@ -278,6 +283,7 @@ def test_daily_node_waits_for_all_hourly_instances_of_its_bizdate(tmp_path: Path
                 "schedule": {"every": "day", "at": "00:30", "start_date": "2025-01-02"},
             },
         ],
+        catchup="all",
     )
     s = scheduler(tmp_path)
     s.run_once(at("202501021200"))
@@ -300,6 +306,7 @@ def test_hourly_nodes_depend_one_to_one(tmp_path: Path) -> None:
                 "schedule": {"every": "hour", "start_date": "2025-01-01"},
             },
         ],
+        catchup="all",
     )
     land(tmp_path, "202501010000")  # 01:00's file never comes
     s = scheduler(tmp_path)
@@ -363,6 +370,7 @@ def test_concurrency_limits_running_instances(tmp_path: Path) -> None:
                 "schedule": {"every": "hour", "start_date": "2025-01-01"},
             }
         ],
+        catchup="all",
     )
     s = scheduler(tmp_path, workers=4)
     seen: list[int] = []
@@ -613,6 +621,7 @@ def test_hourly_instances_over_a_dst_night(tmp_path: Path, day: str, hours: list
             }
         ],
         timezone="Europe/Berlin",
+        catchup="all",
     )
     s = scheduler(tmp_path)
     s.run_once(at(day.replace("-", "") + "0430", "Europe/Berlin"))

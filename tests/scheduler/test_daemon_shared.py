@@ -63,6 +63,7 @@ def shared_project(root: Path, url: str, *, print_rows: bool = False) -> Path:
         ],
         state=url,
         scheduler={"poll": "0.05s", "lease": "30s"},
+        catchup="all",
     )
     return root
 

@@ -209,6 +209,36 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "nodes[2].depends_on[0]: a node cannot depend on itself; for 'wait for my previous "
         "instance' set self_dependent: true",
     ),
+    (
+        "catchup word",
+        {"catchup": "lates"},
+        "nodes[2].catchup: 'lates' is not a catch-up policy; did you mean 'latest'?",
+    ),
+    (
+        "catchup boolean",
+        {"catchup": False},
+        "nodes[2].catchup: False is not a catch-up policy; write catchup: latest",
+    ),
+    (
+        "catchup zero",
+        {"catchup": 0},
+        "nodes[2].catchup: 0: a count of slots must be at least 1",
+    ),
+    (
+        "catchup key",
+        {"catchup": {"cont": 5}},
+        "nodes[2].catchup.cont: unknown key; did you mean 'count'?",
+    ),
+    (
+        "catchup age without unit",
+        {"catchup": {"age": 7}},
+        "nodes[2].catchup.age: 7 has no unit; write an age such as 7d",
+    ),
+    (
+        "catchup age unit",
+        {"catchup": "7 dayz"},
+        "nodes[2].catchup: '7 dayz' is not an age",
+    ),
     ("bad name", {"name": "has space"}, "nodes[2].name: 'has space' is not a node name"),
     ("duplicate name", {"name": "first"}, "nodes[2].name: 'first' is already the name of nodes[0]"),
 ]
@@ -272,6 +302,15 @@ def test_dependency_cycle_is_named(tmp_path: Path) -> None:
         ({"scheduler": {"wrokers": 2}}, "scheduler.wrokers: unknown key; did you mean 'workers'?"),
         ({"state": 5}, "state: must be a PostgreSQL URL"),
         ({"timezone": "Mars/Base"}, "timezone: unknown time zone 'Mars/Base'"),
+        ({"catchup": "al"}, "catchup: 'al' is not a catch-up policy; did you mean 'all'?"),
+        (
+            {"scheduler": {"create_limit": 0}},
+            "scheduler.create_limit: 0 is not a whole number of at least 1",
+        ),
+        (
+            {"scheduler": {"create_limt": 5}},
+            "scheduler.create_limt: unknown key; did you mean 'create_limit'?",
+        ),
     ],
 )
 def test_bad_top_level_settings(tmp_path: Path, top: dict[str, Any], message: str) -> None:
@@ -283,6 +322,46 @@ def test_bad_top_level_settings(tmp_path: Path, top: dict[str, Any], message: st
     with pytest.raises(ConfigError) as err:
         load_project(tmp_path)
     assert any(p.startswith(message) for p in err.value.problems), err.value.problems
+
+
+@pytest.mark.parametrize(
+    ("spelled", "mode", "count", "age"),
+    [
+        ("latest", "latest", None, None),
+        ("ALL", "all", None, None),
+        (100, "bound", 100, None),
+        ("100", "bound", 100, None),
+        ("7d", "bound", None, 7 * 86400.0),
+        ("1h30m", "bound", None, 5400.0),
+        ({"count": 96, "age": "1d"}, "bound", 96, 86400.0),
+    ],
+)
+def test_catchup_spellings(
+    tmp_path: Path, spelled: Any, mode: str, count: int | None, age: float | None
+) -> None:
+    write_project(tmp_path, [{"name": "ok", "schedule": {"every": "day"}, "catchup": spelled}])
+    c = load_project(tmp_path).nodes["ok"].catchup
+    assert (c.mode, c.count, c.age, c.where) == (mode, count, age, "nodes[0].catchup")
+
+
+def test_project_catchup_is_the_default_of_nodes(tmp_path: Path) -> None:
+    write_project(
+        tmp_path,
+        [
+            {"name": "ok", "schedule": {"every": "day"}},
+            {"name": "own", "schedule": {"every": "day"}, "catchup": 5},
+        ],
+        catchup="all",
+    )
+    nodes = load_project(tmp_path).nodes
+    assert (nodes["ok"].catchup.mode, nodes["ok"].catchup.where) == ("all", "catchup")
+    assert (nodes["own"].catchup.mode, nodes["own"].catchup.count) == ("bound", 5)
+
+
+def test_catchup_defaults_to_latest_and_the_limit_to_10000(tmp_path: Path) -> None:
+    write_project(tmp_path, [{"name": "ok", "schedule": {"every": "day"}}])
+    p = load_project(tmp_path)
+    assert (p.nodes["ok"].catchup.mode, p.settings.create_limit) == ("latest", 10_000)
 
 
 def test_missing_project_file_names_the_path(tmp_path: Path) -> None:

@@ -44,6 +44,19 @@ def _project_option(f: Any) -> Any:
     )(f)
 
 
+def _yes_option(f: Any) -> Any:
+    return click.option(
+        "-y",
+        "--yes",
+        is_flag=True,
+        help="Create more than scheduler.create_limit (default 10,000) instances of a node at once.",
+    )(f)
+
+
+def _say(text: str) -> None:
+    click.echo(text, err=True)
+
+
 def _fail(e: TidesyncError) -> None:
     if isinstance(e, ConfigError):
         _cli._fail_config(e)
@@ -181,16 +194,19 @@ def scheduler() -> None:
     type=click.IntRange(1),
     help="Instances run at once (default: scheduler.workers, 4).",
 )
-def start(project_dir: Path | None, workers: int | None) -> None:
+@_yes_option
+def start(project_dir: Path | None, workers: int | None, yes: bool) -> None:
     """Run the scheduler until SIGTERM or Ctrl-C.
 
     Creates instances as they come due and runs them. On SIGTERM running jobs are cancelled
     (they publish nothing) and their instances go back to waiting for the next start. An
     instance left running by a crashed scheduler is taken back (lease expiry, or its process
     gone on this host) and run again. Edits to tidesync.yaml are picked up while it runs.
+    A node that would get more than scheduler.create_limit instances at once is held (and
+    logged) until the project file changes, unless --yes.
     """
     logging.getLogger("tidesync.scheduler").setLevel(logging.INFO)
-    sched = _scheduler(project_dir, workers=workers, reload=True)
+    sched = _scheduler(project_dir, workers=workers, reload=True, yes=yes)
 
     def on_signal(signum: int, frame: Any) -> None:
         click.echo(f"{signal.Signals(signum).name}: stopping; running jobs are cancelled", err=True)
@@ -214,18 +230,20 @@ def start(project_dir: Path | None, workers: int | None) -> None:
     "Default: now.",
 )
 @click.option("--workers", type=click.IntRange(1), help="Instances run at once.")
+@_yes_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
 def run_once(
-    project_dir: Path | None, at: datetime | None, workers: int | None, as_json: bool
+    project_dir: Path | None, at: datetime | None, workers: int | None, yes: bool, as_json: bool
 ) -> None:
     """Create every instance due by --at, run what can run, then exit.
 
     Each node's instances are created from where the previous pass (or daemon) left off; a
-    node seen for the first time starts at its start_date, else at its latest due slot.
-    Time stands still at --at: a retry due later waits for a later pass. Exit 1 when an
-    instance failed in this pass.
+    node seen for the first time starts at its latest due slot, or at its start_date with
+    catchup: all. More than scheduler.create_limit instances of a node at once is refused
+    (exit 2) unless --yes. Time stands still at --at: a retry due later waits for a later
+    pass. Exit 1 when an instance failed in this pass.
     """
-    sched = _scheduler(project_dir, workers=workers)
+    sched = _scheduler(project_dir, workers=workers, yes=yes, announce=_say)
 
     def on_signal(signum: int, frame: Any) -> None:
         click.echo(f"{signal.Signals(signum).name}: stopping; running jobs are cancelled", err=True)
@@ -452,6 +470,7 @@ def kill(instance_id: int, project_dir: Path | None) -> None:
     help="Instances of one node run at once; 1 runs them in date order.",
 )
 @click.option("--no-run", is_flag=True, help="Only create the instances; a scheduler runs them.")
+@_yes_option
 @_project_option
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
 def backfill(
@@ -461,6 +480,7 @@ def backfill(
     with_downstream: bool,
     parallel: int,
     no_run: bool,
+    yes: bool,
     project_dir: Path | None,
     as_json: bool,
 ) -> None:
@@ -469,9 +489,10 @@ def backfill(
     Each bizdate gets the node's instances whose cyctime falls on the next day (one for a
     daily node, 24 for an hourly one), in a batch of their own beside the schedule's. With
     --with-downstream the nodes after NODE get theirs too, and wait for NODE's within the
-    batch. Exit 1 when an instance failed.
+    batch. More than scheduler.create_limit instances of a node is refused (exit 2) unless
+    --yes. Exit 1 when an instance failed.
     """
-    sched = _scheduler(project_dir, workers=None)
+    sched = _scheduler(project_dir, workers=None, yes=yes, announce=_say)
     try:
         batch, n = sched.create_backfill(
             node, first, last, with_downstream=with_downstream, parallel=parallel

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["KINDS", "Schedule", "Slot", "wall_to_instant"]
+__all__ = ["KINDS", "Schedule", "Slot", "wall_to_instant", "wall_text", "instant_text"]
 
 KINDS = ("minute", "hour", "day", "week", "month", "cron")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -63,6 +63,18 @@ def wall_to_instant(wall: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """
     instant = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
     return instant.astimezone(tz).replace(tzinfo=None), instant
+
+
+def wall_text(wall: datetime, tz: ZoneInfo) -> str:
+    """A wall time of ``tz`` with its UTC offset: ``2019-11-06 00:15:00+08:00``."""
+    return wall_to_instant(wall, tz)[1].astimezone(tz).isoformat(sep=" ", timespec="seconds")
+
+
+def instant_text(instant: datetime | float, tz: ZoneInfo) -> str:
+    """An instant (aware, or epoch seconds) as ``tz``'s wall time with the UTC offset."""
+    if not isinstance(instant, datetime):
+        instant = datetime.fromtimestamp(instant, UTC)
+    return instant.astimezone(tz).isoformat(sep=" ", timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -220,6 +232,50 @@ class Schedule:
                 return cands[-1]
             day -= timedelta(days=1)
         return None
+
+    def nth_latest(
+        self, lo: datetime, hi: datetime, n: int, *, include_lo: bool = False
+    ) -> Slot | None:
+        """The ``n``-th latest slot due in ``(lo, hi]`` (``[lo, hi]`` with ``include_lo``), or
+        the earliest there when there are fewer; walks back from ``hi``, a day at a time."""
+        tz = self.tz
+        day = hi.astimezone(tz).date() + timedelta(days=1)
+        if self.end_date:
+            day = min(day, self.end_date + timedelta(days=1))
+        floor = lo.astimezone(tz).date() - timedelta(days=1)
+        if self.start_date:
+            floor = max(floor, self.start_date - timedelta(days=1))
+        seen: dict[datetime, Slot] = {}
+        enough_at: date | None = None
+        while day >= floor:
+            for s in self._day_slots(day):
+                if (lo < s.at or (include_lo and s.at == lo)) and s.at <= hi:
+                    seen.setdefault(s.cyctime, s)
+            if enough_at is None and len(seen) >= n:
+                enough_at = day
+            elif enough_at is not None:
+                break  # one day more: a DST shift may move a slot across midnight
+            day -= timedelta(days=1)
+        if not seen:
+            return None
+        ordered = sorted(seen.values())
+        return ordered[-n] if len(ordered) >= n else ordered[0]
+
+    def max_per_day(self) -> int:
+        """An upper bound of the slots on one day (for sizing a range without walking it)."""
+        if self.kind in ("minute", "hour"):
+            step = self.interval * (60 if self.kind == "minute" else 3600)
+            span = (
+                datetime.combine(date.min, self.end) - datetime.combine(date.min, self.start)
+            ).total_seconds()
+            return int(span // step) + 2  # +1 for a DST day's moved slot
+        if self.kind == "cron":
+            from croniter import croniter
+
+            minutes, hours = croniter(self.cron or "").expanded[:2]
+            per_hour = 60 if "*" in minutes else len(minutes)
+            return per_hour * (24 if "*" in hours else len(hours)) + 1
+        return 2
 
     def previous(self, slot: Slot) -> Slot | None:
         """The slot before ``slot`` (``None`` before the first)."""

@@ -25,7 +25,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tidesync.errors import ConfigError, redact
-from tidesync.scheduler.cycles import Slot
+from tidesync.scheduler.cycles import Slot, instant_text, wall_text
 from tidesync.scheduler.project import Node, Project, load_project
 from tidesync.scheduler.store import (
     DONE,
@@ -50,6 +50,23 @@ __all__ = ["Scheduler", "Outcome", "system_clock", "parse_cyctime"]
 
 log = logging.getLogger("tidesync.scheduler")
 PAGE = 500
+
+
+_COUNT_AT_MOST = 1_000_000  # slots counted for a refusal before it says "at least"
+
+
+def _chunks(
+    node: Node, lo: datetime, include_lo: bool, hi: datetime
+) -> Iterator[tuple[list[Slot], datetime]]:
+    """The slots of ``node`` due in ``(lo, hi]`` (``[lo, hi]``), a week at a time, each week
+    with its end: a long catch-up stays small in memory and moves the watermark as it goes."""
+    chunk_lo = lo
+    while True:
+        chunk_hi = min(chunk_lo + timedelta(days=7), hi)
+        yield node.schedule.between(chunk_lo, chunk_hi, include_lo=include_lo), chunk_hi
+        if chunk_hi >= hi:
+            return
+        chunk_lo, include_lo = chunk_hi, False
 
 
 def system_clock() -> datetime:
@@ -176,6 +193,8 @@ class Scheduler:
         lease_clock: Callable[[], float] = time.time,
         workers: int | None = None,
         reload: bool = False,
+        yes: bool = False,
+        announce: Callable[[str], None] | None = None,
     ):
         self.project = project
         self.store = store or open_store(project.state, project.home)
@@ -185,6 +204,9 @@ class Scheduler:
         self.lease = project.settings.lease
         self.owner = f"{this_host()}:{_pid()}:{uuid.uuid4().hex[:8]}"
         self.reload = reload
+        self.yes = yes  # create more than scheduler.create_limit instances of a node at once
+        self.say: Callable[[str], None] = announce or log.info  # what a pass created
+        self._held: set[str] = set()  # nodes refused by the daemon until the project changes
         self.outcomes: list[Outcome] = []
         self._active: dict[int, _Attempt] = {}
         self._finished = 0  # attempts ended so far: a pass ends only when none ended meanwhile
@@ -200,47 +222,138 @@ class Scheduler:
         _install_handler()
 
     # -- creation -----------------------------------------------------------------------------
-    def create_due(self, now: datetime) -> int:
+    def create_due(self, now: datetime, *, hold: bool = False) -> int:
         """Create every node's instances due by ``now`` and not created yet; returns how many.
 
-        A node seen for the first time starts at its ``start_date`` when it has one (catching
-        up every slot since), else at its latest slot due by ``now``.
+        Where each node starts and how far back a pass reaches is its ``catchup`` (see
+        :meth:`_range`). A node that would get more than ``scheduler.create_limit`` instances
+        in this pass, without ``yes``, is refused: ConfigError naming each such node, and
+        nothing created; with ``hold`` (the daemon) those nodes are logged and left alone
+        until the project file changes, the others created.
         """
         marks = self.store.marks()
-        total = 0
+        limit = self.project.settings.create_limit
+        planned: list[tuple[Node, datetime, bool, list[str]]] = []
+        refused: list[str] = []
         for name in self.project.order():
+            if name in self._held:
+                continue
             node = self.project.nodes[name]
-            sched = node.schedule
-            _origin, created_to = marks.get(name, (None, None))
-            include_lo = False
-            if created_to is None:
-                if sched.start_date is not None:
-                    lo = (
-                        datetime.combine(sched.start_date, datetime.min.time())
-                        .replace(tzinfo=sched.tz)
-                        .astimezone(UTC)
-                    )
-                else:
-                    first = sched.latest(now)
-                    lo = first.at if first is not None else now
-                include_lo = True
-            else:
-                lo = datetime.fromtimestamp(created_to, UTC)
+            lo, include_lo, notes = self._range(node, marks.get(name, (None, None))[1], now)
             if lo > now:
                 self.store.create(name, [], now.timestamp(), now.timestamp())
                 continue
-            chunk_lo = lo
-            while True:
-                chunk_hi = min(chunk_lo + timedelta(days=7), now)
-                slots = sched.between(chunk_lo, chunk_hi, include_lo=include_lo)
+            too_many = None if self.yes else self._too_many(node, lo, include_lo, now, limit)
+            if too_many is None:
+                planned.append((node, lo, include_lo, notes))
+            elif hold:
+                self._held.add(name)
+                log.error("%s; held until the project file changes", too_many)
+            else:
+                refused.append(too_many)
+        if refused:
+            raise ConfigError(refused)
+        total = 0
+        for node, lo, include_lo, notes in planned:
+            tz = node.schedule.tz
+            made = 0
+            first: Slot | None = None
+            last: Slot | None = None
+            for slots, chunk_hi in _chunks(node, lo, include_lo, now):
                 rows = [self._new(node, s) for s in slots]
-                total += self.store.create(name, rows, chunk_hi.timestamp(), now.timestamp())
-                if chunk_hi >= now:
-                    break
-                chunk_lo, include_lo = chunk_hi, False
-        if total:
-            log.info("created %d instance(s) due by %s", total, now.isoformat(timespec="seconds"))
+                made += self.store.create(node.name, rows, chunk_hi.timestamp(), now.timestamp())
+                if slots:
+                    first, last = first or slots[0], slots[-1]
+            for note in notes:
+                self.say(f"{node.name}: {note}")
+            if made and first is not None and last is not None:
+                span = wall_text(first.cyctime, tz)
+                if last is not first:
+                    span += f" .. {wall_text(last.cyctime, tz)}"
+                self.say(f"{node.name}: created {made:,} instance(s), cyctime {span}")
+            total += made
         return total
+
+    def _range(
+        self, node: Node, created_to: float | None, now: datetime
+    ) -> tuple[datetime, bool, list[str]]:
+        """Where this pass starts creating ``node``'s slots: (lo, include lo, what it left out).
+
+        A node seen for the first time starts at its start_date (catchup: all or a bound), or
+        at its latest due slot (catchup: latest, or no start_date); afterwards at its
+        watermark. A count or age bound then moves the start up, on every pass.
+        """
+        sched, policy = node.schedule, node.catchup
+        notes: list[str] = []
+        tz = sched.tz
+        if created_to is not None:
+            lo, include_lo = datetime.fromtimestamp(created_to, UTC), False
+        elif sched.start_date is not None and policy.mode != "latest":
+            lo = datetime.combine(sched.start_date, datetime.min.time()).replace(tzinfo=tz)
+            lo, include_lo = lo.astimezone(UTC), True
+        else:
+            first = sched.latest(now)
+            lo, include_lo = (first.at if first is not None else now), True
+            if first is not None and sched.start_date is not None:
+                before = sched.previous(first)
+                if before is not None:
+                    notes.append(
+                        f"catchup latest: starts at its latest slot; the earlier ones since "
+                        f"start_date {sched.start_date} are not created (tidesync backfill "
+                        "runs them; catchup: all creates them)"
+                    )
+
+        def dropped_before(cut: datetime) -> bool:
+            prev = sched.latest(cut - timedelta(microseconds=1))
+            return prev is not None and (prev.at > lo or (include_lo and prev.at == lo))
+
+        if policy.age is not None:
+            cut = now - timedelta(seconds=policy.age)
+            if cut > lo:
+                if dropped_before(cut):
+                    notes.append(
+                        f"catchup {policy.describe()}: slots due before "
+                        f"{instant_text(cut, tz)} are not created"
+                    )
+                lo, include_lo = cut, True
+        if policy.count is not None:
+            nth = sched.nth_latest(lo, now, policy.count, include_lo=include_lo)
+            if nth is not None and nth.at > lo:
+                if dropped_before(nth.at):
+                    notes.append(
+                        f"catchup {policy.describe()}: slots before "
+                        f"{wall_text(nth.cyctime, tz)} are not created"
+                    )
+                lo, include_lo = nth.at, True
+        return lo, include_lo, notes
+
+    def _too_many(
+        self, node: Node, lo: datetime, include_lo: bool, now: datetime, limit: int
+    ) -> str | None:
+        """The refusal when this pass would create more than ``limit`` slots of ``node``."""
+        days = (now - lo).total_seconds() / 86400 + 2
+        if days * node.schedule.max_per_day() <= limit:
+            return None  # cannot be more: no need to walk the range
+        count, first = 0, None
+        for slots, _hi in _chunks(node, lo, include_lo, now):
+            count += len(slots)
+            first = first or (slots[0] if slots else None)
+            if count >= _COUNT_AT_MOST:
+                break
+        if count <= limit or first is None:
+            return None
+        tz = node.schedule.tz
+        last = node.schedule.latest(now)
+        many = f"at least {count:,}" if count >= _COUNT_AT_MOST else f"{count:,}"
+        span = wall_text(first.cyctime, tz) + (
+            f" .. {wall_text(last.cyctime, tz)}" if last is not None else ""
+        )
+        return (
+            f"{node.catchup.where}: node {node.name} would get {many} instances in one pass "
+            f"({span}), more than scheduler.create_limit {limit:,}; nothing was created. "
+            "Bound the catch-up (catchup: latest, or e.g. catchup: 7d), raise "
+            "scheduler.create_limit, or pass --yes"
+        )
 
     def _new(
         self, node: Node, slot: Slot, *, batch: str = "", due_at: float | None = None
@@ -302,9 +415,29 @@ class Scheduler:
                 f"NODE: {name} has no scheduled time for business dates "
                 f"{first:%Y%m%d}..{last:%Y%m%d} ({self.project.nodes[name].schedule.describe()})"
             )
+        per_node = {n: [r for r in rows if r.node == n] for n in names}
+        limit = self.project.settings.create_limit
+        refused = [
+            f"--from/--to: backfill of node {n} would create {len(got):,} instances "
+            f"({self._span(n, got)}), more than scheduler.create_limit {limit:,}; nothing was "
+            "created. Narrow the dates, raise scheduler.create_limit, or pass --yes"
+            for n, got in per_node.items()
+            if len(got) > limit and not self.yes
+        ]
+        if refused:
+            raise ConfigError(refused)
         count = self.store.create_batch(batch, "backfill", parallel, names, rows, now.timestamp())
-        log.info("backfill %s: %d instance(s) of %s", batch, count, ", ".join(names))
+        for n, got in per_node.items():
+            if got:
+                self.say(
+                    f"{n}: created {len(got):,} instance(s) in {batch}, cyctime {self._span(n, got)}"
+                )
         return batch, count
+
+    def _span(self, name: str, rows: list[NewInstance]) -> str:
+        tz = self.project.nodes[name].schedule.tz
+        a, b = (wall_text(parse_cyctime(r.cyctime), tz) for r in (rows[0], rows[-1]))
+        return a if a == b else f"{a} .. {b}"
 
     # -- readiness ----------------------------------------------------------------------------
     def expected_upstream(self, node: Node, inst: Instance, up: Node) -> list[Slot]:
@@ -758,7 +891,7 @@ class Scheduler:
                 try:
                     now = self._now()
                     self.recover(now)
-                    self.create_due(now)
+                    self.create_due(now, hold=True)
                     while self.dispatch(self._now()) and not self._stopping.is_set():
                         pass
                 except Exception as e:  # noqa: BLE001 - the daemon outlives a store hiccup
@@ -824,6 +957,7 @@ class Scheduler:
         log.info("%s changed: reloaded %d node(s)", project.file, len(project.nodes))
         self.project = project
         self._connections = None
+        self._held.clear()  # nodes refused for too many instances are looked at again
 
     # -- operations ---------------------------------------------------------------------------
     def kill(self, instance_id: int) -> str:

@@ -3,13 +3,15 @@
 ``tidesync.yaml`` (beside ``connections:``)::
 
     timezone: Asia/Shanghai              # default zone of every schedule (default: the machine's)
+    catchup: latest                      # default of every node: latest | all | 100 | 7d
     state: postgresql://etl@db/sched     # shared state store (default: .tidesync/scheduler.db)
-    scheduler: {workers: 4, lease: 60s, poll: 5s}
+    scheduler: {workers: 4, lease: 60s, poll: 5s, create_limit: 10000}
     nodes:
       - name: iot_sync
         job: jobs/iot_sync.json          # relative to the project folder
         params: filename=$[yyyymmddhh24mi]
         schedule: {every: 15 minutes, start: "00:00", end: "23:59", start_date: 2019-11-06}
+        catchup: {count: 96, age: 1d}    # a pass creates at most the latest 96 slots of the last day
         retries: 3                       # re-runs after a failed run: up to 4 runs in all
         retry_interval: 2m
         self_dependent: true
@@ -38,7 +40,15 @@ from tidesync.errors import ConfigError, did_you_mean
 from tidesync.scheduler.cycles import KINDS, LAST_DAY, WEEKDAYS, Schedule
 from tidesync.spec.params import RunTime, parse_assignments, parse_date_arg, resolve_params
 
-__all__ = ["Node", "Project", "SchedulerSettings", "load_project", "parse_duration", "PROJECT_FILE"]
+__all__ = [
+    "Catchup",
+    "Node",
+    "Project",
+    "SchedulerSettings",
+    "load_project",
+    "parse_duration",
+    "PROJECT_FILE",
+]
 
 PROJECT_FILE = "tidesync.yaml"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -55,6 +65,7 @@ _NODE_KEYS = (
     "paused",
     "concurrency",
     "dry_run",
+    "catchup",
     "description",
 )
 _SCHEDULE_KEYS = (
@@ -69,7 +80,9 @@ _SCHEDULE_KEYS = (
     "start_date",
     "end_date",
 )
-_SCHEDULER_KEYS = ("workers", "lease", "poll")
+_SCHEDULER_KEYS = ("workers", "lease", "poll", "create_limit")
+_CATCHUP_WORDS = ("latest", "all")
+_CATCHUP_KEYS = ("count", "age")
 _UNITS = {
     "s": 1,
     "sec": 1,
@@ -99,6 +112,32 @@ _SAMPLE = RunTime.of("20250101000000")
 
 
 @dataclass(frozen=True)
+class Catchup:
+    """How far back a pass creates slots it finds behind it (``catchup:``).
+
+    ``latest``: a node seen for the first time gets its latest due slot only; ``all``: every
+    slot since its ``start_date``. ``count``/``age`` (either or both, with ``all`` otherwise)
+    bound every pass: at most the latest ``count`` slots, none due more than ``age`` seconds
+    before the pass's time. ``where`` is the key path it was read from, for messages.
+    """
+
+    mode: str = "latest"  # latest | all | bound
+    count: int | None = None
+    age: float | None = None
+    where: str = "catchup"
+
+    def describe(self) -> str:
+        if self.mode != "bound":
+            return self.mode
+        parts = []
+        if self.count is not None:
+            parts.append(f"latest {self.count:,}")
+        if self.age is not None:
+            parts.append(f"within {_show_duration(self.age)}")
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
 class Node:
     """One node as validated. ``params`` keeps the expressions as written, in order."""
 
@@ -114,6 +153,7 @@ class Node:
     paused: bool = False
     concurrency: int | None = None
     dry_run: bool = False
+    catchup: Catchup = field(default_factory=Catchup)
     where: str = ""  # nodes[i]
 
     def evaluate(self, rt: RunTime) -> dict[str, str]:
@@ -126,6 +166,7 @@ class SchedulerSettings:
     workers: int = 4
     lease: float = 60.0  # seconds a running instance stays claimed without a heartbeat
     poll: float = 5.0  # seconds between two looks at the clock when idle
+    create_limit: int = 10_000  # instances of one node one pass may create without --yes
 
 
 @dataclass
@@ -207,6 +248,9 @@ def load_project(path: str | Path | None = None) -> Project:
         )
         state = None
     settings = _settings(doc.get("scheduler"), problems)
+    catchup = Catchup()
+    if "catchup" in doc:
+        catchup = _catchup(doc["catchup"], "catchup", problems) or catchup
     raw_nodes = doc.get("nodes")
     nodes: dict[str, Node] = {}
     if raw_nodes is None:
@@ -215,7 +259,7 @@ def load_project(path: str | Path | None = None) -> Project:
         problems.append("nodes: must be a list of nodes, each '- name: ...'")
         raw_nodes = []
     for i, raw in enumerate(raw_nodes):
-        node = _node(raw, f"nodes[{i}]", root, tz, problems)
+        node = _node(raw, f"nodes[{i}]", root, tz, catchup, problems)
         if node is None:
             continue
         if node.name in nodes:
@@ -363,12 +407,91 @@ def _settings(raw: Any, problems: list[str]) -> SchedulerSettings:
     workers = _int(raw.get("workers", d.workers), "scheduler.workers", problems, 1) or d.workers
     lease = parse_duration(raw.get("lease", d.lease), "scheduler.lease", problems) or d.lease
     poll = parse_duration(raw.get("poll", d.poll), "scheduler.poll", problems) or d.poll
+    limit = (
+        _int(raw.get("create_limit", d.create_limit), "scheduler.create_limit", problems, 1)
+        or d.create_limit
+    )
     if lease < 3:
         problems.append("scheduler.lease: must be at least 3s (heartbeats come every lease/3)")
-    return SchedulerSettings(workers=workers, lease=lease, poll=poll)
+    return SchedulerSettings(workers=workers, lease=lease, poll=poll, create_limit=limit)
 
 
-def _node(raw: Any, where: str, root: Path, tz: str, problems: list[str]) -> Node | None:
+def _show_duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _catchup(raw: Any, where: str, problems: list[str]) -> Catchup | None:
+    """``latest`` | ``all`` | a count (``100``) | an age (``7d``) | ``{count: 100, age: 7d}``."""
+    spelled = (
+        "write latest (only the latest due slot), all (every slot since start_date), a "
+        "count such as 100, an age such as 7d, or {count: 100, age: 7d}"
+    )
+    if isinstance(raw, bool):
+        word = "all" if raw else "latest"
+        problems.append(f"{where}: {raw!r} is not a catch-up policy; write catchup: {word}")
+        return None
+    if isinstance(raw, int):
+        if raw < 1:
+            problems.append(
+                f"{where}: {raw!r}: a count of slots must be at least 1; "
+                "for the latest slot only write latest"
+            )
+            return None
+        return Catchup("bound", count=raw, where=where)
+    if isinstance(raw, dict):
+        n0 = len(problems)
+        _unknown(raw, _CATCHUP_KEYS, where, problems)
+        if not any(k in raw for k in _CATCHUP_KEYS) and len(problems) == n0:
+            problems.append(f"{where}: give count, age or both, e.g. {{count: 100, age: 7d}}")
+        count = age = None
+        if "count" in raw:
+            count = _int(raw["count"], f"{where}.count", problems, 1)
+        if "age" in raw:
+            age = _age(raw["age"], f"{where}.age", problems)
+        if len(problems) > n0:
+            return None
+        return Catchup("bound", count=count, age=age, where=where)
+    if isinstance(raw, str):
+        text = raw.strip().lower()
+        if text in _CATCHUP_WORDS:
+            return Catchup(text, where=where)
+        if text.isdigit():
+            return _catchup(int(text), where, problems)
+        if re.fullmatch(r"(\s*\d+(?:\.\d+)?\s*[a-z]+)+\s*", text):
+            age = _age(raw, where, problems)
+            return Catchup("bound", age=age, where=where) if age is not None else None
+        problems.append(
+            f"{where}: {raw!r} is not a catch-up policy{did_you_mean(text, _CATCHUP_WORDS)}; "
+            + spelled
+        )
+        return None
+    problems.append(f"{where}: {raw!r} is not a catch-up policy; {spelled}")
+    return None
+
+
+def _age(raw: Any, where: str, problems: list[str]) -> float | None:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        problems.append(f"{where}: {raw!r} has no unit; write an age such as 7d, 12h or 90m")
+        return None
+    scratch: list[str] = []
+    age = parse_duration(raw, where, scratch)
+    if age is None or (isinstance(raw, str) and raw.strip().replace(".", "").isdigit()):
+        problems.append(f"{where}: {raw!r} is not an age; write one such as 7d, 12h or 90m")
+        return None
+    if age <= 0:
+        problems.append(
+            f"{where}: {raw!r} must be more than 0; for the latest slot only write latest"
+        )
+        return None
+    return age
+
+
+def _node(
+    raw: Any, where: str, root: Path, tz: str, catchup: Catchup, problems: list[str]
+) -> Node | None:
     if not isinstance(raw, dict):
         problems.append(f"{where}: must be an object with name, job and schedule, got {raw!r}")
         return None
@@ -417,6 +540,8 @@ def _node(raw: Any, where: str, root: Path, tz: str, problems: list[str]) -> Nod
                 problems.append(f"{where}.depends_on[{j}]: {d!r} is not a node name")
             elif d not in deps:
                 deps.append(d)
+    if "catchup" in raw:
+        catchup = _catchup(raw["catchup"], f"{where}.catchup", problems) or catchup
     if len(problems) > n0 or name is None or schedule is None:
         return None
     return Node(
@@ -432,6 +557,7 @@ def _node(raw: Any, where: str, root: Path, tz: str, problems: list[str]) -> Nod
         paused=_bool(raw.get("paused", False), f"{where}.paused", problems),
         concurrency=concurrency,
         dry_run=dry_run,
+        catchup=catchup,
         where=where,
     )
 
