@@ -270,13 +270,7 @@ def run(
 
 
 def _progress_line(rep: Any) -> None:
-    rate = rep.records_read / rep.elapsed_s if rep.elapsed_s else 0
-    click.echo(
-        f"\r\033[K{rep.records_read:,} rows read, {rep.records_written:,} written, "
-        f"{rep.bytes_read / 1048576:,.1f} MiB, {rate:,.0f} rows/s, {rep.dirty_records} dirty",
-        nl=False,
-        err=True,
-    )
+    click.echo(f"\r\033[K{rep.progress_line()}", nl=False, err=True)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

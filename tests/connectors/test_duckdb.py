@@ -369,7 +369,9 @@ def test_an_unforeseen_write_failure_fails_the_job_and_commits_nothing(db: Duckd
 def test_appends_queue_in_the_background_in_order_within_the_memory_bound(
     db: DuckdbAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(duckdb_connector.writer, "QUEUE_BYTES", 1)  # every put waits for the last INSERT
+    monkeypatch.setattr(
+        duckdb_connector.writer, "QUEUE_BYTES", 1
+    )  # every put waits for the last INSERT
     db.execute("CREATE TABLE dst (id BIGINT, s VARCHAR)")
     w = make_writer(db, {**db.writer_params("dst"), "batchSize": 3})
     schema = pa.schema([("id", pa.int64()), ("s", pa.string())])

@@ -283,3 +283,61 @@ def test_batches_may_be_tables(tmp_path: Path) -> None:
     assert isinstance(
         pa.table({"a": [1]}), pa.Table
     )  # readers may yield Tables; see runner.produce
+
+
+@pytest.mark.parametrize(
+    ("fields", "line"),
+    [
+        (  # rows known from the readers' estimate: percent and ETA at the pace so far
+            {"records_read": 250, "rows_expected": 1000, "elapsed_s": 10.0},
+            "250 rows read (25%), 0 written, 0.0 MiB, 25 rows/s, 0 dirty, ETA 0:00:30",
+        ),
+        (  # only the splits say how far it is
+            {"records_read": 500, "elapsed_s": 4.0, "splits": ["done", "running", "pending"]},
+            "500 rows read (33%), 0 written, 0.0 MiB, 125 rows/s, 0 dirty, 1/3 splits, ETA 0:00:08",
+        ),
+        (  # one split and no estimate: no percent, no ETA
+            {"records_read": 7, "elapsed_s": 2.0, "splits": ["running"]},
+            "7 rows read, 0 written, 0.0 MiB, 4 rows/s, 0 dirty",
+        ),
+        (  # an estimate that fell short stays under 100% while it runs, and gives no ETA
+            {"records_read": 1200, "rows_expected": 1000, "elapsed_s": 10.0},
+            "1,200 rows read (99%), 0 written, 0.0 MiB, 120 rows/s, 0 dirty",
+        ),
+    ],
+)
+def test_progress_line_has_percent_and_eta_where_the_total_is_known(
+    fields: dict[str, Any], line: str
+) -> None:
+    from tidesync.engine.runner import Report, SplitReport
+
+    splits = [SplitReport(0, f"s{i}", status=st) for i, st in enumerate(fields.pop("splits", []))]
+    assert Report("job.json", splits=splits, **fields).progress_line() == line
+
+
+def test_a_readers_estimate_gives_the_run_its_percent_and_eta(tmp_path: Path) -> None:
+    path = job(tmp_path, setting={"speed": {"record": 30_000}}, rows=100_000)  # over 1 s
+    planned = load_job(path, runtime=RT)
+    planned.parts[0].reader.estimate = lambda: 100_000  # type: ignore[method-assign]
+    lines: list[str] = []
+    rep = run_job(planned, progress=lambda r: lines.append(r.progress_line()), progress_every=0.1)
+    assert rep.status == "succeeded" and rep.rows_expected == 100_000
+    assert json.loads(rep.to_json())["rows_expected"] == 100_000
+    assert any("rows read (" in ln and "%)" in ln for ln in lines), lines
+    assert any(", ETA 0:00:0" in ln for ln in lines), lines  # once a second has passed
+
+
+def test_a_failing_estimate_only_loses_the_percent(tmp_path: Path) -> None:
+    planned = load_job(job(tmp_path, rows=10), runtime=RT)
+
+    def broken() -> int:
+        raise OSError("statistics unavailable")
+
+    planned.parts[0].reader.estimate = broken  # type: ignore[method-assign]
+    rep = run_job(planned)
+    assert (rep.status, rep.rows_expected, rep.records_written) == ("succeeded", None, 10)
+
+
+def test_report_times_carry_the_zone_offset(tmp_path: Path) -> None:
+    rep = run_job(load_job(job(tmp_path, rows=1), runtime=RT), timezone="Asia/Kolkata")
+    assert rep.started_at.endswith("+05:30") and rep.finished_at.endswith("+05:30")

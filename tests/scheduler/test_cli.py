@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def test_nodes_lists_schedule_and_next_run(project: Path) -> None:
     assert r.exit_code == 0
     assert "load                 every 1 minute" not in r.output
     assert "every 1 hour 00:00-23:59 (Asia/Shanghai) from 2025-01-01" in r.output
-    assert "next 2025-01-01 00:30:00; retries 0; after load; dry_run" in r.output
+    assert "next 2025-01-01 00:30:00+08:00; retries 0; after load; dry_run" in r.output
 
 
 def test_run_once_runs_what_is_due_and_exits_1_on_a_failure(project: Path) -> None:
@@ -71,9 +72,9 @@ def test_run_once_runs_what_is_due_and_exits_1_on_a_failure(project: Path) -> No
     assert r.exit_code == 1  # 02:00 has no file
     lines = r.stdout.splitlines()
     assert [ln.split()[1:5] for ln in lines] == [
-        ["load", "2025-01-01", "00:00:00", "succeeded"],
-        ["load", "2025-01-01", "01:00:00", "succeeded"],
-        ["load", "2025-01-01", "02:00:00", "failed"],
+        ["load", "2025-01-01", "00:00:00+08:00", "succeeded"],
+        ["load", "2025-01-01", "01:00:00+08:00", "succeeded"],
+        ["load", "2025-01-01", "02:00:00+08:00", "failed"],
     ]
     assert "no file matches" in lines[2]
     assert "3 instance(s): 1 failed, 2 succeeded" in r.stderr
@@ -206,7 +207,7 @@ def test_backfill_short_or_long_dates_are_refused(
 def test_nodes_at_reads_short_and_iso_times(project: Path, at: str) -> None:
     r = run(project, "nodes", "--at", at)
     assert r.exit_code == 0, r.output
-    assert "next 2025-01-02 00:30:00; retries 0; after load; dry_run" in r.output
+    assert "next 2025-01-02 00:30:00+08:00; retries 0; after load; dry_run" in r.output
 
 
 def test_run_once_at_with_offset_is_that_instant(project: Path) -> None:
@@ -311,6 +312,13 @@ def test_sigterm_cancels_running_jobs_and_hands_their_instances_back(
     assert (got.state, got.attempts, got.owner) == ("waiting", 0, None)
     assert "interrupted by scheduler shutdown" in got.error
     assert published(root) == 0  # the job aborted: nothing published
+    if command == "start":  # the daemon's log says what it created, stamped in the project zone
+        assert re.search(
+            r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00:00 INFO tidesync.scheduler: slow: created 1 "
+            r"instance\(s\), cyctime \d{4}-\d\d-\d\d 00:00:00\+00:00$",
+            err,
+            re.M,
+        ), err
 
 
 def test_an_instance_of_a_killed_daemon_is_run_again(tmp_path: Path) -> None:

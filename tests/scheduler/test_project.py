@@ -307,6 +307,7 @@ def test_dependency_cycle_is_named(tmp_path: Path) -> None:
             {"scheduler": {"create_limit": 0}},
             "scheduler.create_limit: 0 is not a whole number of at least 1",
         ),
+        ({"scheduler": {"progress": "often"}}, "scheduler.progress: 'often' is not a duration"),
         (
             {"scheduler": {"create_limt": 5}},
             "scheduler.create_limt: unknown key; did you mean 'create_limit'?",

@@ -6,7 +6,9 @@ loop and drives these verbs::
     writer = WriterCls(params, ctx)          # validates params: raise ConfigError listing every problem
     reader = ReaderCls(params, ctx)
     writer.prepare(reader.schema())          # staging area / transaction / target checked
-    for split in reader.splits(n):           # on any worker (a split is plain, picklable data)
+    splits = reader.splits(n)
+    reader.estimate()                        # optional: about how many rows, for progress
+    for split in splits:                     # on any worker (a split is plain, picklable data)
         sink = writer.open(split)
         for chunk in reader.read(split):     # pa.RecordBatch, or Chunk(batch, dirty=[...])
             sink.write(batch)                # all or nothing; DirtyRecordError -> engine bisects
@@ -342,6 +344,14 @@ class Reader:
 
     def read(self, split: Split) -> Iterator[pa.RecordBatch | Chunk]:
         raise NotImplementedError
+
+    def estimate(self) -> int | None:
+        """About how many rows ``read`` will yield over all the splits, or None (the default)
+        when that is not cheap to know. Called once, after ``splits``; it sizes the progress
+        line only (percent and ETA), so a catalog statistic (``pg_class.reltuples``,
+        ``information_schema.tables.table_rows``) or the files' size over a sampled row width
+        will do, and it must not read the data."""
+        return None
 
     def close(self) -> None:
         """Release what ``__init__``/``splits`` opened (snapshots, connections)."""

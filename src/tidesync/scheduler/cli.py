@@ -74,10 +74,11 @@ def _scheduler(project_dir: Path | None, **kw: Any) -> Any:
         _fail(e)
 
 
-def _wall(ts: float | None, tz: str) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+def _wall(sched: Any, ts: float | None) -> str:
+    """An instant in the project's zone, with its UTC offset (every time shown is)."""
+    from tidesync.scheduler.cycles import instant_text
+
+    return "-" if ts is None else instant_text(ts, sched.project.tz)
 
 
 def _wall_text(sched: Any, t: datetime) -> str:
@@ -87,13 +88,14 @@ def _wall_text(sched: Any, t: datetime) -> str:
     return t.strftime("%Y%m%d%H%M%S")
 
 
-def _cyc(text: str) -> str:
-    return f"{text[:4]}-{text[4:6]}-{text[6:8]} {text[8:10]}:{text[10:12]}:{text[12:14]}"
+def _cyc(sched: Any, node: str, text: str) -> str:
+    """A cyctime: the wall time of the node's schedule, with that zone's UTC offset (it is the
+    instance's name and its parameters' time, so it is not converted to the project's zone)."""
+    from tidesync.scheduler.cycles import wall_text
+    from tidesync.scheduler.daemon import parse_cyctime
 
-
-def _tz_of(sched: Any, node: str) -> str:
     n = sched.project.nodes.get(node)
-    return n.schedule.timezone if n else sched.project.timezone
+    return wall_text(parse_cyctime(text), n.schedule.tz if n else sched.project.tz)
 
 
 def _instant(at: datetime, tz: str) -> datetime:
@@ -109,7 +111,7 @@ def _at_instant(sched: Any, at: datetime | None) -> datetime | None:
     return None if at is None else _instant(at, sched.project.timezone)
 
 
-def _report_outcomes(outcomes: list[Any], as_json: bool) -> int:
+def _report_outcomes(sched: Any, outcomes: list[Any], as_json: bool) -> int:
     outcomes = sorted(outcomes, key=lambda o: (o.cyctime, o.node, o.id, o.attempt))
     if as_json:
         click.echo(json.dumps([o.__dict__ for o in outcomes], indent=2))
@@ -117,7 +119,7 @@ def _report_outcomes(outcomes: list[Any], as_json: bool) -> int:
         for o in outcomes:
             err = f"  {o.error.splitlines()[0]}" if o.error and o.state != "succeeded" else ""
             click.echo(
-                f"{o.id:>6} {o.node:<20} {_cyc(o.cyctime)}  {o.state:<9} "
+                f"{o.id:>6} {o.node:<20} {_cyc(sched, o.node, o.cyctime)}  {o.state:<9} "
                 f"attempt {o.attempt} ({o.elapsed_s:.2f}s){err}"
             )
     final = {o.id: o.state for o in outcomes}
@@ -144,6 +146,8 @@ def nodes(project_dir: Path | None, at: datetime | None, as_json: bool) -> None:
         project = load_project(project_dir)
     except ConfigError as e:
         _cli._fail_config(e)
+    from tidesync.scheduler.cycles import wall_text
+
     now = _instant(at, project.timezone) if at else datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for n in project.nodes.values():
@@ -152,7 +156,7 @@ def nodes(project_dir: Path | None, at: datetime | None, as_json: bool) -> None:
             {
                 "name": n.name,
                 "schedule": n.schedule.describe(),
-                "next": nxt.cyctime.strftime("%Y-%m-%d %H:%M:%S") if nxt else None,
+                "next": wall_text(nxt.cyctime, n.schedule.tz) if nxt else None,
                 "depends_on": list(n.depends_on),
                 "retries": n.retries,
                 "retry_interval_s": n.retry_interval,
@@ -161,6 +165,7 @@ def nodes(project_dir: Path | None, at: datetime | None, as_json: bool) -> None:
                 "concurrency": n.concurrency,
                 "paused": n.paused,
                 "dry_run": n.dry_run,
+                "catchup": n.catchup.describe(),
                 "job": str(n.job) if n.job else None,
                 "params": n.params,
             }
@@ -180,6 +185,26 @@ def nodes(project_dir: Path | None, at: datetime | None, as_json: bool) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # tidesync scheduler start | run-once
+
+
+class _ZoneFormatter(logging.Formatter):
+    """Log lines stamped with the project's wall time and UTC offset."""
+
+    def __init__(self, tz: ZoneInfo):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.tz = tz
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return datetime.fromtimestamp(record.created, self.tz).isoformat(
+            sep=" ", timespec="seconds"
+        )
+
+
+def _stamp_log_lines(tz: ZoneInfo) -> None:
+    # the handler tidesync's main() installed (exactly a StreamHandler: not a test's capture)
+    for h in logging.getLogger().handlers:
+        if type(h) is logging.StreamHandler:
+            h.setFormatter(_ZoneFormatter(tz))
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -207,6 +232,7 @@ def start(project_dir: Path | None, workers: int | None, yes: bool) -> None:
     """
     logging.getLogger("tidesync.scheduler").setLevel(logging.INFO)
     sched = _scheduler(project_dir, workers=workers, reload=True, yes=yes)
+    _stamp_log_lines(sched.project.tz)
 
     def on_signal(signum: int, frame: Any) -> None:
         click.echo(f"{signal.Signals(signum).name}: stopping; running jobs are cancelled", err=True)
@@ -257,7 +283,7 @@ def run_once(
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    sys.exit(_report_outcomes(outcomes, as_json))
+    sys.exit(_report_outcomes(sched, outcomes, as_json))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,11 +291,11 @@ def run_once(
 
 
 def _row_line(sched: Any, i: Instance) -> str:
-    tz = _tz_of(sched, i.node)
     err = (i.error or "").splitlines()[0][:60] if i.error and i.state != "succeeded" else ""
     return (
-        f"{i.id:>6} {i.node:<20} {_cyc(i.cyctime)} {i.bizdate} {i.state:<9} {i.attempts:>3} "
-        f"{_wall(i.started_at, tz)} {_wall(i.finished_at, tz)} {i.batch or '-'} {err}"
+        f"{i.id:>6} {i.node:<20} {_cyc(sched, i.node, i.cyctime)} {i.bizdate} {i.state:<9} "
+        f"{i.attempts:>3} {_wall(sched, i.started_at):<25} {_wall(sched, i.finished_at):<25} "
+        f"{i.batch or '-'} {err}"
     )
 
 
@@ -313,8 +339,8 @@ def instances(
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
         return
     click.echo(
-        f"{'ID':>6} {'NODE':<20} {'CYCTIME':<19} BIZDATE  {'STATE':<9} TRY "
-        f"{'STARTED':<19} {'FINISHED':<19} BATCH ERROR"
+        f"{'ID':>6} {'NODE':<20} {'CYCTIME':<25} BIZDATE  {'STATE':<9} TRY "
+        f"{'STARTED':<25} {'FINISHED':<25} BATCH ERROR"
     )
     for r in rows:
         click.echo(_row_line(sched, r))
@@ -349,16 +375,17 @@ def show(instance_id: int, project_dir: Path | None, as_json: bool) -> None:
     if inst.state == "waiting":
         now = datetime.now(UTC).timestamp()
         d["waiting_on"] = (
-            f"its time ({_wall(inst.due_at, _tz_of(sched, inst.node))})"
+            f"its time ({_wall(sched, inst.due_at)})"
             if inst.due_at > now
-            else f"its retry time ({_wall(inst.next_try_at, _tz_of(sched, inst.node))})"
+            else f"its retry time ({_wall(sched, inst.next_try_at)})"
             if inst.next_try_at and inst.next_try_at > now
             else sched.waiting_on(inst) or "a scheduler to pick it up"
         )
     if as_json:
         click.echo(json.dumps(d, indent=2, default=str))
         return
-    tz = _tz_of(sched, inst.node)
+    node = sched.project.nodes.get(inst.node)
+    tz = node.schedule.timezone if node else sched.project.timezone
     for key in (
         "id",
         "node",
@@ -372,11 +399,11 @@ def show(instance_id: int, project_dir: Path | None, as_json: bool) -> None:
     ):
         if d.get(key) not in (None, ""):
             click.echo(f"{key:<11} {d[key]}")
-    click.echo(f"{'cyctime':<11} {_cyc(inst.cyctime)} ({tz})")
+    click.echo(f"{'cyctime':<11} {_cyc(sched, inst.node, inst.cyctime)} ({tz})")
     click.echo(f"{'bizdate':<11} {inst.bizdate}")
     for key in ("due_at", "started_at", "finished_at", "next_try_at"):
         if d.get(key) is not None:
-            click.echo(f"{key:<11} {_wall(d[key], tz)}")
+            click.echo(f"{key:<11} {_wall(sched, d[key])}")
     for k, v in inst.param_values.items():
         click.echo(f"{'param':<11} {k}={v}")
     if d["report"]:
@@ -432,7 +459,7 @@ def rerun(instance_id: int, project_dir: Path | None, no_run: bool) -> None:
         outcomes = sched.run_once(only=instance_id)
     except TidesyncError as e:
         _fail(e)
-    sys.exit(_report_outcomes(outcomes, False))
+    sys.exit(_report_outcomes(sched, outcomes, False))
 
 
 @instance.command(context_settings=CONTEXT_SETTINGS)
@@ -514,7 +541,7 @@ def backfill(
             f"tidesync instances --batch {batch}",
             err=True,
         )
-    code = _report_outcomes(outcomes, as_json)
+    code = _report_outcomes(sched, outcomes, as_json)
     sys.exit(code or (1 if left else 0))
 
 

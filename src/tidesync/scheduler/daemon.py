@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 from tidesync.errors import ConfigError, redact
 from tidesync.scheduler.cycles import Slot, instant_text, wall_text
@@ -118,15 +119,16 @@ class _InstanceLog:
     """An instance's log file, appended to by each attempt; what one attempt wrote is also
     kept in memory, so that its tail goes to the store without reading the file back."""
 
-    def __init__(self, path: Path, before: str | None = None):
+    def __init__(self, path: Path, tz: ZoneInfo, before: str | None = None):
         self.path = path
+        self.tz = tz  # the project's: every line is stamped with its wall time and UTC offset
         self._lock = threading.Lock()
         self._written: list[str] = [before] if before else []
         path.parent.mkdir(parents=True, exist_ok=True)
         self._f: TextIO = path.open("a", encoding="utf-8")
 
     def line(self, text: str) -> None:
-        stamp = datetime.now().isoformat(sep=" ", timespec="seconds")
+        stamp = datetime.now(self.tz).isoformat(sep=" ", timespec="seconds")
         with self._lock:
             for ln in redact(text).splitlines() or [""]:
                 self._f.write(f"{stamp} {ln}\n")
@@ -162,12 +164,12 @@ def _install_handler() -> None:
             root.addHandler(_HANDLER)
 
 
-def append_log(path: str | None, text: str) -> None:
+def append_log(path: str | None, text: str, tz: ZoneInfo) -> None:
     """Add a line to an instance's log file (from outside its run: recovery, kill)."""
     if not path:
         return
     try:
-        lg = _InstanceLog(Path(path))
+        lg = _InstanceLog(Path(path), tz)
         lg.line(text)
         lg.close()
     except OSError:
@@ -620,7 +622,7 @@ class Scheduler:
 
         inst, node = att.inst, att.node
         log_path, dirty_path = self._paths(inst)
-        lg = _InstanceLog(log_path, inst.log_tail)
+        lg = _InstanceLog(log_path, self.project.tz, inst.log_tail)
         token = _CURRENT.set(lg)
         ok, error, report_json, retryable = False, None, None, True
         try:
@@ -642,7 +644,14 @@ class Scheduler:
                     node.job, params, rt, connections=self._conns(), state=self._state_store()
                 )
                 # the report goes to the store (instance show); dirty records, if any, to a file
-                report = run_job(job, dirty_path=dirty_path, cancel=att.cancel)
+                report = run_job(
+                    job,
+                    dirty_path=dirty_path,
+                    cancel=att.cancel,
+                    progress=self._progress(att, lg),
+                    progress_every=self.project.settings.progress,
+                    timezone=self.project.timezone,
+                )
                 report_json = report.to_json()
                 lg.line(report.summary())
                 ok, error = report.status == "succeeded", report.error
@@ -665,6 +674,19 @@ class Scheduler:
             self._finish(att, state, error, report_json, lg, retryable=retryable, elapsed=elapsed)
         finally:
             lg.close()
+
+    def _progress(self, att: _Attempt, lg: _InstanceLog) -> Callable[[Any], None]:
+        """A progress line in the instance's log, its tail in the store: `tidesync instance
+        log` shows how far a long run is, here or from another machine."""
+
+        def tick(report: Any) -> None:
+            try:
+                lg.line(f"progress: {report.progress_line()}")
+                self.store.set_log_tail(att.inst.id, self.owner, lg.tail(), str(lg.path))
+            except Exception as e:  # noqa: BLE001 - progress must never break a run
+                log.warning("instance %d: progress not recorded: %s", att.inst.id, redact(str(e)))
+
+        return tick
 
     def _finish(
         self,
@@ -770,7 +792,11 @@ class Scheduler:
                 log.warning(
                     "instance %d %s %s: %s -> %s", inst.id, inst.node, inst.cyctime, why, state
                 )
-                append_log(inst.log_path or str(self._paths(inst)[0]), f"{why}; now {state}")
+                append_log(
+                    inst.log_path or str(self._paths(inst)[0]),
+                    f"{why}; now {state}",
+                    self.project.tz,
+                )
         return n
 
     def _start_keeper(self) -> None:
@@ -964,7 +990,7 @@ class Scheduler:
         state = self.store.request_kill(instance_id, self.clock().timestamp())
         inst = self.store.get(instance_id)
         if inst is not None and state in ("cancelled", "requested"):
-            append_log(inst.log_path, f"kill requested ({state})")
+            append_log(inst.log_path, f"kill requested ({state})", self.project.tz)
         return state
 
 

@@ -80,7 +80,7 @@ _SCHEDULE_KEYS = (
     "start_date",
     "end_date",
 )
-_SCHEDULER_KEYS = ("workers", "lease", "poll", "create_limit")
+_SCHEDULER_KEYS = ("workers", "lease", "poll", "create_limit", "progress")
 _CATCHUP_WORDS = ("latest", "all")
 _CATCHUP_KEYS = ("count", "age")
 _UNITS = {
@@ -167,6 +167,7 @@ class SchedulerSettings:
     lease: float = 60.0  # seconds a running instance stays claimed without a heartbeat
     poll: float = 5.0  # seconds between two looks at the clock when idle
     create_limit: int = 10_000  # instances of one node one pass may create without --yes
+    progress: float = 10.0  # seconds between two progress lines in a running instance's log
 
 
 @dataclass
@@ -178,6 +179,11 @@ class Project:
     timezone: str = "UTC"
     settings: SchedulerSettings = field(default_factory=SchedulerSettings)
     mtime: float = 0.0
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The project's zone: every time tidesync shows is in it, with its UTC offset."""
+        return ZoneInfo(self.timezone)
 
     @property
     def home(self) -> Path:
@@ -411,9 +417,15 @@ def _settings(raw: Any, problems: list[str]) -> SchedulerSettings:
         _int(raw.get("create_limit", d.create_limit), "scheduler.create_limit", problems, 1)
         or d.create_limit
     )
+    progress = (
+        parse_duration(raw.get("progress", d.progress), "scheduler.progress", problems)
+        or d.progress
+    )
     if lease < 3:
         problems.append("scheduler.lease: must be at least 3s (heartbeats come every lease/3)")
-    return SchedulerSettings(workers=workers, lease=lease, poll=poll, create_limit=limit)
+    return SchedulerSettings(
+        workers=workers, lease=lease, poll=poll, create_limit=limit, progress=progress
+    )
 
 
 def _show_duration(seconds: float) -> str:

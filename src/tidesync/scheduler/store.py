@@ -494,6 +494,16 @@ class Store:
             )
             return bool(cur.rowcount)
 
+    def set_log_tail(self, instance_id: int, owner: str, tail: str, log_path: str) -> None:
+        """The end of a running instance's log, while it runs (its owner only)."""
+        with self._tx() as cur:
+            self._exec(
+                cur,
+                "UPDATE ts_instances SET log_tail = ?, log_path = ? "
+                "WHERE id = ? AND owner = ? AND state = 'running'",
+                (tail, log_path, instance_id, owner),
+            )
+
     def finish_many(self, items: list[tuple[int, str]], owner: str, now: float) -> None:
         """Several quick endings (dry runs) in one transaction: (id, state)."""
         with self._tx() as cur:
