@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -456,3 +457,20 @@ def test_unreadable_job_writes_report(tmp_path: Path) -> None:
     assert r.returncode == 2
     rep = json.loads(report.read_text())
     assert rep["status"] == "invalid" and "job.json:1:" in rep["errors"][0]
+
+
+def test_the_progress_line_has_percent_and_eta_when_the_total_is_known(tmp_path: Path) -> None:
+    reader = {
+        "name": "streamreader",
+        "parameter": {"column": [{"type": "long", "incr": "1"}], "recordCount": 150_000},
+    }
+    job = write_job(  # batches of 65,536 rows at 40,000 rows/s: the third is read after 2 s
+        tmp_path,
+        reader,
+        {"name": "streamwriter", "parameter": {"print": False}},
+        {"speed": {"record": 40_000}},
+    )
+    r = run("run", str(job), "--progress")
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.split("\r")
+    assert any(re.search(r"rows read \(\d+%\), .*, ETA 0:00:0\d", ln) for ln in lines), lines

@@ -904,3 +904,31 @@ def test_writing_nested_values_as_csv_is_refused(tmp_path: Path) -> None:
         sink.write(pa.record_batch({"l": pa.array([[1]])}))
     w.abort([sink.discard()])
     assert listing(tmp_path / "out") == []
+
+
+# -- estimate (sizes the progress line) -------------------------------------------------------
+
+
+def test_estimate_of_csv_files_is_their_size_over_the_line_width(tmp_path: Path) -> None:
+    for part in ("a", "b"):  # lines of one width: the estimate is exact
+        rows = [f"{i:05d},{part}-name" for i in range(1000)]
+        lines_file(tmp_path / "in" / f"{part}.csv", ["id,name", *rows])
+    r = reader(tmp_path, path="in/*.csv", skipHeader=True)
+    assert r.estimate() is None  # before splits(): nothing planned
+    r.splits(4)
+    assert r.estimate() == 2000
+    table, _ = read(r)
+    assert table is not None and table.num_rows == 2000
+    lines_file(tmp_path / "in.csv.gz", ["1,a", "2,b"], gzip.open)
+    packed = reader(tmp_path, path="in.csv.gz")
+    packed.splits(1)
+    assert packed.estimate() is None  # a compressed size says little about the rows
+
+
+def test_estimate_of_parquet_files_is_their_footers_row_count(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    pq.write_table(DATA, tmp_path / "in" / "a.parquet")
+    pq.write_table(pa.concat_tables([DATA, DATA]), tmp_path / "in" / "b.parquet")
+    r = reader(tmp_path, path="in", fileFormat="parquet")
+    r.splits(4)
+    assert r.estimate() == 12

@@ -341,3 +341,20 @@ def test_a_failing_estimate_only_loses_the_percent(tmp_path: Path) -> None:
 def test_report_times_carry_the_zone_offset(tmp_path: Path) -> None:
     rep = run_job(load_job(job(tmp_path, rows=1), runtime=RT), timezone="Asia/Kolkata")
     assert rep.started_at.endswith("+05:30") and rep.finished_at.endswith("+05:30")
+
+
+@pytest.mark.parametrize(
+    ("parameter", "channel", "rows"),
+    [({"recordCount": 300}, 4, 300), ({"sliceRecordCount": 50}, 3, 150)],
+)
+def test_a_stream_readers_estimate_is_exactly_its_rows(
+    tmp_path: Path, parameter: dict[str, int], channel: int, rows: int
+) -> None:
+    p = job(tmp_path, setting={"speed": {"channel": channel}})
+    doc = json.loads(p.read_text())
+    reader = doc["job"]["content"][0]["reader"]["parameter"]
+    del reader["recordCount"]
+    reader.update(parameter)
+    p.write_text(json.dumps(doc))
+    rep = run_job(load_job(p, runtime=RT))
+    assert (rep.rows_expected, rep.records_read) == (rows, rows)

@@ -355,6 +355,7 @@ def test_a_reader_and_its_splits_pickle_without_their_connection(
     splits = r.splits(1)
     r2 = pickle.loads(pickle.dumps(r))
     assert read(r2).num_rows == 2 and pickle.loads(pickle.dumps(splits)) == splits
+    assert r2.estimate() == 2  # what splits() planned travels with it, as plain data
 
 
 def test_a_missing_object_fails_naming_it_the_bucket_and_the_endpoint(

@@ -48,6 +48,8 @@ from tidesync.errors import FatalError, TidesyncError
 
 #: a file larger than this is read in several splits of about this size
 SPLIT_BYTES = 64 << 20
+#: how much of the first text file :meth:`Reader.estimate` reads to learn a line's width
+SAMPLE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Reader(base.Reader):
         self.sources: list[tuple[pafs.FileSystem, str]] = [s for s in sources if s is not None]
         self.delimited = delimited
         self.opts = Options(self.fmt, delimiter, encoding, skip_header, null_format, ctx.batch_rows)
+        # the files splits() found, as plain data (a reader pickles): (source, path, size)
+        self._planned: list[tuple[int, str, int]] | None = None
 
     # -- planning
 
@@ -133,6 +137,7 @@ class Reader(base.Reader):
 
     def splits(self, n: int) -> list[base.Split]:
         files = list(self._files())
+        self._planned = [(src, info.path, info.size or 0) for src, info in files]
         out: list[base.Split] = []
         for src, info in files:
             for start, stop, comp in self._pieces(src, info):
@@ -169,6 +174,38 @@ class Reader(base.Reader):
         count = -(-size // SPLIT_BYTES)
         step = -(-size // count)
         return [(s, min(s + step, size), None) for s in range(0, size, step)]
+
+    def estimate(self) -> int | None:
+        """The rows of the planned files: parquet footers' counts; for csv, text and jsonl,
+        their size over the mean line width of the first file's first MiB (less a header per
+        file). None for compressed files and UTF-16/32 text, whose size says little."""
+        files = self._planned
+        if files is None:
+            return None
+        if self.fmt == "parquet":
+            total = 0
+            for src, path, _size in files:
+                with self.sources[src][0].open_input_file(path) as f:
+                    total += pq.ParquetFile(f).metadata.num_rows
+            return total
+        if not files:
+            return 0
+        if not ascii_compatible(self.opts.encoding) or any(
+            self.compression or compression_of(path) for _, path, _size in files
+        ):
+            return None
+        src, first, _size = files[0]
+        with self.sources[src][0].open_input_stream(first, compression=None) as f:
+            sample = f.read(SAMPLE_BYTES)
+        lines = sample.count(b"\n")
+        if len(sample) < SAMPLE_BYTES and sample and not sample.endswith(b"\n"):
+            lines += 1  # the whole file, its last line without a line end
+        if not lines:
+            return None
+        rows = round(sum(size for _, _path, size in files) * lines / len(sample))
+        if self.delimited and self.opts.skip_header:
+            rows -= len(files)
+        return max(rows, 0)
 
     # -- reading
 

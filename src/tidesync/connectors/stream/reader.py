@@ -62,6 +62,7 @@ class Reader(base.Reader):
                 "is required (rows per split), or give recordCount (rows in all)",
             )
         p.done()
+        self._rows: int | None = None  # what the planned splits generate
 
     def _column(self, i: int, c: Any) -> _Col | None:
         key = f"column[{i}]"
@@ -108,9 +109,15 @@ class Reader(base.Reader):
                 count = size + (1 if i < extra else 0)
                 out.append(Slice(i, f"rows {start}..{start + count}", start, count))
                 start += count
+            self._rows = self.total
             return out
         count = self.slice_count or 0
+        self._rows = count * max(1, n)
         return [Slice(i, f"slice {i}", i * count, count) for i in range(max(1, n))]
+
+    def estimate(self) -> int | None:
+        """Exact: the rows the planned splits generate."""
+        return self._rows
 
     def read(self, split: base.Split) -> Iterator[pa.RecordBatch]:
         assert isinstance(split, Slice)
