@@ -260,20 +260,20 @@ def test_memory_stays_bounded_by_the_channel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a slow writer and a fast reader: the reader must wait for the channel, not buffer everything
-    from tidesync.engine import runner
+    from tidesync.engine import channel, runner
 
     monkeypatch.setattr(runner, "CHANNEL_BYTES", 1)  # one batch at a time
     path = job(tmp_path, rows=50_000)
     planned = load_job(path, runtime=RT)
     planned.parts[0].reader.ctx.batch_rows = 1000
     in_flight: list[int] = []
-    orig = runner.Channel.put
+    orig = channel.Channel.put
 
     def put(self: Any, item: Any, size: int) -> None:
         orig(self, item, size)
         in_flight.append(len(self._items))
 
-    monkeypatch.setattr(runner.Channel, "put", put)
+    monkeypatch.setattr(channel.Channel, "put", put)
     assert run_job(planned).status == "succeeded"
     assert max(in_flight) <= 2
     assert published_ids() == list(range(50_000))

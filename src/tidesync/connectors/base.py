@@ -122,6 +122,10 @@ class Context:
     bizdate: Any = None
     batch_rows: int = 65536  # target rows per record batch
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a context travels to workers (with a task) without the state store: it is the driver's
+        return {**self.__dict__, "state": None}
+
     def path(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
 
@@ -386,6 +390,11 @@ class Writer:
     publish: ClassVar[str] = "transaction"
     #: True when sinks share one connection/transaction and must not run in parallel
     serial: ClassVar[bool] = False
+    #: True when a sink may run away from the driver: the prepared writer is pickled to a worker,
+    #: which opens its sinks there and returns their results as plain data (staged files, lake
+    #: data files, objects). False (a transaction on the driver's connection): an executor that
+    #: runs tasks elsewhere brings their batches back to the driver's sinks.
+    remote_sinks: ClassVar[bool] = False
 
     def __init__(self, params: dict[str, Any], ctx: Context):
         self.params = params

@@ -1,17 +1,38 @@
-"""The channel between a task's reader and its writer, and the whole-job rate limiter."""
+"""The channel between a task's reader and its writer, and the whole-job rate limiter.
+
+``RateLimit`` and ``CancelToken`` are what a task needs of the job: the local executor gives
+it a :class:`RateLimiter` and a ``threading.Event``; a distributed one may give it handles on an
+actor that keeps the one bucket and the one flag of the job.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 _END = object()
 
 
 class Cancelled(Exception):
     """The run was cancelled (another task failed, the error limit was hit, or a signal came)."""
+
+
+class CancelToken(Protocol):
+    """Set when the job must stop (a task failed, the limit was hit, a signal came)."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
+
+class RateLimit(Protocol):
+    """The whole job's speed limit: ``acquire`` blocks until ``records``/``nbytes`` may pass
+    (raising Cancelled if the job stops meanwhile)."""
+
+    def acquire(self, records: int, nbytes: int) -> None: ...
 
 
 class Channel:
@@ -21,7 +42,7 @@ class Channel:
     however fast the reader is; ``cancel`` wakes both sides.
     """
 
-    def __init__(self, capacity: int, cancel: threading.Event):
+    def __init__(self, capacity: int, cancel: CancelToken):
         self.capacity = capacity
         self.cancel = cancel
         self._items: deque[tuple[Any, int]] = deque()
@@ -69,12 +90,20 @@ class RateLimiter:
     until the budget allows it, so the long-run rate never exceeds the limit.
     """
 
-    def __init__(self, byte_rate: float | None, record_rate: float | None, cancel: threading.Event):
+    def __init__(
+        self,
+        byte_rate: float | None,
+        record_rate: float | None,
+        cancel: CancelToken,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.byte_rate = byte_rate
         self.record_rate = record_rate
         self.cancel = cancel
+        self.clock, self.sleep = clock, sleep
         self._lock = threading.Lock()
-        self._t0 = time.monotonic()
+        self._t0 = clock()
         self._bytes = 0.0
         self._records = 0.0
 
@@ -94,10 +123,10 @@ class RateLimiter:
             if self.record_rate:
                 due = max(due, self._records / self.record_rate)
             # one second of burst: the first second's worth goes at once
-            wait = self._t0 + due - 1.0 - time.monotonic()
+            wait = self._t0 + due - 1.0 - self.clock()
         while wait > 0:
             if self.cancel.is_set():
                 raise Cancelled
             step = min(wait, 0.2)
-            time.sleep(step)
+            self.sleep(step)
             wait -= step

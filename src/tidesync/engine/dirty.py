@@ -11,11 +11,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 
-from tidesync.errors import DirtyRecordError, redact
+from tidesync.errors import DirtyRecordError, ErrorLimitExceeded, redact
 
 T = TypeVar("T")
 
@@ -73,6 +73,34 @@ def isolate(
     )
 
 
+class ErrorLimit(Protocol):
+    """The whole job's dirty-record count: ``add`` counts one and raises ErrorLimitExceeded
+    when the job is over ``errorLimit.record`` (a distributed executor: an actor's handle)."""
+
+    def add(self, reason: str) -> None: ...
+
+
+class RecordLimit:
+    """``errorLimit.record`` across a whole job (the local :class:`ErrorLimit`):
+    counts dirty records as tasks find them and stops the job at the first one over ``limit``
+    (None: no count limit)."""
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, reason: str) -> None:
+        with self._lock:
+            self.count += 1
+            n = self.count
+        if self.limit is not None and n > self.limit:
+            raise ErrorLimitExceeded(
+                f"error limit exceeded: more than {self.limit} dirty record(s) "
+                f"(errorLimit.record = {self.limit}); last: {reason}"
+            )
+
+
 class DirtyLog:
     """Collects dirty records (thread-safe) and writes them as JSON lines."""
 
@@ -90,6 +118,12 @@ class DirtyLog:
             if len(self.records) < self.keep:
                 self.records.append(rec)
             return self.count
+
+    def extend(self, records: list[DirtyRecord], count: int) -> None:
+        """Add what one task returned: ``records`` kept of the ``count`` it found."""
+        with self._lock:
+            self.count += count
+            self.records.extend(records[: max(0, self.keep - len(self.records))])
 
     def write(self) -> Path | None:
         if self.path is None or not self.records:

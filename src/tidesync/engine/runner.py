@@ -3,32 +3,32 @@
     load + substitute parameters + parse      (ConfigError: nothing has moved)
     build writers, readers, transformers      (each validates its parameters; all problems at once)
     writer.prepare(schema); reader.splits(n)
-    tasks on a thread pool: read -> transform -> channel -> sink.write (bad rows bisected out)
-    error limit checked; commit every writer, or abort them all
+    one task per split, run by the executor (engine/executor.py; local: a thread pool):
+        read -> transform -> channel -> sink.write (bad rows bisected out), in engine/task.py
+    results, counters and dirty records come back as data; the error limit is checked
+    commit every writer, or abort them all
 
-Threads, not processes: the heavy lifting (parsing, compression, Parquet, database drivers)
-happens in native code that releases the GIL, and threads share the writer's staging state.
+Threads, not processes, by default: the heavy lifting (parsing, compression, Parquet, database
+drivers) happens in native code that releases the GIL.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from tidesync.connectors.base import Chunk, Context, Reader, Split, Writer, load
-from tidesync.engine.channel import Cancelled, Channel, RateLimiter
-from tidesync.engine.dirty import DirtyLog, DirtyRecord, isolate, row_of
+from tidesync.connectors.base import Context, Reader, Writer, load
+from tidesync.engine.channel import Cancelled, RateLimiter
+from tidesync.engine.dirty import DirtyLog, RecordLimit
+from tidesync.engine.executor import check_executor, executor_for
+from tidesync.engine.task import Counters, Shared, Step, Task, TaskResult
 from tidesync.errors import (
     ConfigError,
     DirtyRecordError,
@@ -240,6 +240,7 @@ def plan(
     def name_path(step_where: str) -> str:
         return step_where.rsplit(".", 1)[0] + ".name"
 
+    build(check_executor, spec.settings.executor, f"{spec.settings.where}.executor")
     for i, c in enumerate(spec.contents):
         rcls = build(load, c.reader.name, "reader", name_path(c.reader.where))
         wcls = build(load, c.writer.name, "writer", name_path(c.writer.where))
@@ -280,190 +281,6 @@ def _estimate(reader: Reader) -> int | None:
     return n if isinstance(n, int) and n >= 0 else None
 
 
-class _Run:
-    def __init__(self, job: Job, report: Report, dirty: DirtyLog, cancel: threading.Event):
-        self.job = job
-        self.report = report
-        self.dirty = dirty
-        self.cancel = cancel
-        s = job.spec.settings
-        self.limiter = RateLimiter(s.byte_rate, s.record_rate, cancel)
-        self.lock = threading.Lock()
-        self.failure: BaseException | None = None
-
-    # -- counters ---------------------------------------------------------------------------
-    def add_dirty(
-        self,
-        sr: SplitReport,
-        split: Split,
-        stage: str,
-        reason: str,
-        row: dict[str, Any],
-        position: str,
-        code: str | None = None,
-    ) -> None:
-        n = self.dirty.add(DirtyRecord(split.label, position, stage, reason, row, code))
-        with self.lock:
-            sr.dirty_records += 1
-            self.report.dirty_records += 1
-        limit = self.job.spec.settings.error_records
-        if limit is None and self.job.spec.settings.error_fraction is None:
-            limit = 0
-        if limit is not None and n > limit:
-            raise ErrorLimitExceeded(
-                f"error limit exceeded: more than {limit} dirty record(s) "
-                f"(errorLimit.record = {limit}); last: {reason}"
-            )
-
-    def fail(self, e: BaseException) -> None:
-        with self.lock:
-            if self.failure is None:
-                self.failure = e
-        self.cancel.set()
-
-    # -- one task ---------------------------------------------------------------------------
-    def produce(self, part: Part, split: Split, sr: SplitReport, channel: Channel) -> None:
-        offset = 0
-        try:
-            for item in part.reader.read(split):
-                if self.cancel.is_set():
-                    raise Cancelled
-                chunk = item if isinstance(item, Chunk) else Chunk(item)
-                for d in chunk.dirty:
-                    with self.lock:
-                        sr.records_read += 1
-                        self.report.records_read += 1
-                    self.add_dirty(sr, split, "read", d.reason, d.row, d.position, d.code)
-                batch = chunk.batch
-                if batch is None or batch.num_rows == 0:
-                    continue
-                if isinstance(batch, pa.Table):
-                    batches: Iterable[pa.RecordBatch] = batch.to_batches()
-                else:
-                    batches = [batch]
-                for b in batches:
-                    n, nb = b.num_rows, b.nbytes
-                    with self.lock:
-                        sr.records_read += n
-                        sr.bytes_read += nb
-                        self.report.records_read += n
-                        self.report.bytes_read += nb
-                    for out in self.transform(part, split, sr, b, offset):
-                        if out.num_rows:
-                            self.limiter.acquire(out.num_rows, out.nbytes)
-                            channel.put((out, offset), out.nbytes)
-                    offset += n
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            channel.close(e)
-            return
-        channel.close()
-
-    def transform(
-        self, part: Part, split: Split, sr: SplitReport, batch: pa.RecordBatch, offset: int
-    ) -> list[pa.RecordBatch]:
-        out = [batch]
-        for t in part.transforms:
-
-            def on_dirty(
-                o: int, row: pa.RecordBatch, e: DirtyRecordError, t: Transform = t
-            ) -> None:
-                self.add_dirty(
-                    sr,
-                    split,
-                    "transform",
-                    f"{t.name}: {e.reason}",
-                    row_of(row, 0),
-                    f"row {offset + o}",
-                    e.code,
-                )
-
-            nxt: list[pa.RecordBatch] = []
-            for b in out:
-                nxt.extend(isolate(b, t.apply, on_dirty))
-            out = nxt
-        return out
-
-    def task(self, part: Part, split: Split, sr: SplitReport) -> Any:
-        t0 = time.monotonic()
-        sr.status = "running"
-        writer = part.writer
-        lock = _serial_lock(writer)
-        with lock:
-            sink = writer.open(split)
-        channel = Channel(CHANNEL_BYTES, self.cancel)
-        producer = threading.Thread(
-            target=contextvars.copy_context().run,  # log context (instance logs) follows the thread
-            args=(self.produce, part, split, sr, channel),
-            daemon=True,
-            name=f"read-{part.index}-{split.index}",
-        )
-        producer.start()
-
-        def write(b: pa.RecordBatch) -> int:
-            with lock:
-                sink.write(b)
-            return b.num_rows
-
-        try:
-            while True:
-                try:
-                    batch, offset = channel.get()
-                except StopIteration:
-                    break
-
-                def on_dirty(
-                    o: int, row: pa.RecordBatch, e: DirtyRecordError, at: int = offset
-                ) -> None:
-                    self.add_dirty(
-                        sr, split, "write", e.reason, row_of(row, 0), f"row {at + o}", e.code
-                    )
-
-                written = isolate(batch, write, on_dirty)
-                n = sum(written)
-                with self.lock:
-                    sr.records_written += n
-                    self.report.records_written += n
-            with lock:
-                result = sink.close()
-            sr.status = "done"
-            return result
-        except BaseException as e:
-            sr.status = "cancelled" if isinstance(e, Cancelled) else "failed"
-            if not isinstance(e, Cancelled):
-                sr.error = redact(str(e))
-                self.fail(e)
-            self.cancel.set()
-            producer.join()
-            try:
-                with lock:
-                    leftover = sink.discard()
-            except Exception as de:  # noqa: BLE001 - the first failure is the one to report
-                log.warning("cleaning up split %s failed: %s", split.label, redact(str(de)))
-                leftover = None
-            raise _TaskFailed(leftover) from e
-        finally:
-            sr.elapsed_s = round(time.monotonic() - t0, 3)
-
-
-class _TaskFailed(Exception):
-    def __init__(self, leftover: Any):
-        self.leftover = leftover
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: object) -> None:
-        return None
-
-
-def _serial_lock(writer: Writer) -> Any:
-    if not writer.serial:
-        return _NoLock()
-    return writer.__dict__.setdefault("_tidesync_lock", threading.Lock())
-
-
 def run_job(
     job: Job,
     *,
@@ -483,6 +300,7 @@ def run_job(
     cancel = cancel or threading.Event()
     t0 = time.monotonic()
     rt = job.runtime
+    settings = job.spec.settings
     tz = timezone or job.spec.settings.timezone
     report = Report(
         job=job.spec.source,
@@ -493,24 +311,31 @@ def run_job(
     if dirty_path is None and report_path is not None:
         dirty_path = report_path.with_name(report_path.stem + ".dirty.jsonl")
     dirty = DirtyLog(dirty_path)
-    run = _Run(job, report, dirty, cancel)
     results: dict[int, list[Any]] = {p.index: [] for p in job.parts}
     prepared: list[Part] = []
     committed: list[Part] = []
+    live: list[Counters] = []
     stop_progress = threading.Event()
     ticker = None
     if progress is not None:
 
         def tick() -> None:
             while not stop_progress.wait(progress_every):
+                _tally(report, live)
                 report.elapsed_s = time.monotonic() - t0
                 progress(report)
 
         ticker = threading.Thread(target=tick, daemon=True, name="progress")
         ticker.start()
     try:
-        tasks: list[tuple[Part, Split, SplitReport]] = []
-        n = job.spec.settings.concurrent
+        n = settings.concurrent
+        executor = executor_for(
+            settings.executor,
+            n,
+            {p.index: (p.reader, p.transforms) for p in job.parts},
+            f"{settings.where}.executor",
+        )
+        tasks: list[Task] = []
         expected: list[int | None] = []
         for part in job.parts:
             schema = part.reader.schema()
@@ -518,29 +343,42 @@ def run_job(
                 schema = t.output_schema(schema) if schema is not None else None
             part.writer.prepare(schema)
             prepared.append(part)
+            reader = _step(part.reader)
+            transforms = tuple(_step(t) for t in part.transforms)
+            sinks = executor.sinks(part.writer)
             for split in part.reader.splits(n):
-                sr = SplitReport(part.index, split.label)
-                report.splits.append(sr)
-                tasks.append((part, split, sr))
+                report.splits.append(SplitReport(part.index, split.label))
+                tasks.append(Task(part.index, reader, split, transforms, sinks, CHANNEL_BYTES))
             expected.append(_estimate(part.reader))
         if expected and None not in expected:
             report.rows_expected = sum(e for e in expected if e is not None)
-        with ThreadPoolExecutor(max_workers=max(1, n), thread_name_prefix="task") as pool:
-            futures = [
-                (part, pool.submit(contextvars.copy_context().run, run.task, part, split, sr))
-                for part, split, sr in tasks
-            ]
-            for part, fut in futures:
-                try:
-                    results[part.index].append(fut.result())
-                except _TaskFailed as tf:
-                    if tf.leftover is not None:
-                        results[part.index].append(tf.leftover)
-        if run.failure is not None:
-            raise run.failure
+        live.extend(Counters() for _ in tasks)
+        shared = Shared(
+            RateLimiter(settings.byte_rate, settings.record_rate, cancel),
+            RecordLimit(0 if settings.allows_no_dirty else settings.error_records),
+            cancel,
+        )
+        finished = executor.run(tasks, shared, live)
+        live[:] = [r.counters for r in finished]  # the final counts, whatever the executor
+        _tally(report, live)
+        failure: TaskResult | None = None
+        for res, sr in zip(finished, report.splits, strict=True):
+            sr.elapsed_s = res.elapsed_s
+            if res.error is not None:
+                sr.error = redact(str(res.error))
+            dirty.extend(res.dirty, res.counters.dirty_records)
+            if res.status == "done" or res.result is not None:
+                results[res.content].append(res.result)
+            if res.error is not None and (
+                failure is None or (res.failed_at or 0) < (failure.failed_at or 0)
+            ):
+                failure = res
+        if failure is not None:
+            assert failure.error is not None
+            raise failure.error
         if cancel.is_set():
             raise FatalError("interrupted: nothing was published")
-        frac = job.spec.settings.error_fraction
+        frac = settings.error_fraction
         if frac is not None and report.dirty_records > frac * max(report.records_read, 1):
             raise ErrorLimitExceeded(
                 f"error limit exceeded: {report.dirty_records} dirty of {report.records_read} records "
@@ -570,6 +408,7 @@ def run_job(
         stop_progress.set()
         if ticker is not None:
             ticker.join()
+        _tally(report, live)
         for part in job.parts:
             try:
                 part.reader.close()
@@ -585,6 +424,23 @@ def run_job(
         if report_path is not None:
             report.write(report_path)
     return report
+
+
+def _step(built: Reader | Transform) -> Step:
+    """A built reader or transformer as data a worker can build again."""
+    return Step(type(built), built.params, built.ctx)
+
+
+def _tally(report: Report, counters: list[Counters]) -> None:
+    """The job's totals from its tasks' counters (read while they run: a snapshot)."""
+    report.records_read = sum(c.records_read for c in counters)
+    report.bytes_read = sum(c.bytes_read for c in counters)
+    report.records_written = sum(c.records_written for c in counters)
+    report.dirty_records = sum(c.dirty_records for c in counters)
+    for sr, c in zip(report.splits, counters, strict=False):
+        sr.status = c.status
+        sr.records_read, sr.bytes_read = c.records_read, c.bytes_read
+        sr.records_written, sr.dirty_records = c.records_written, c.dirty_records
 
 
 def _message(e: BaseException) -> str:

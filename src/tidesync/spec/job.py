@@ -36,6 +36,7 @@ Settings::
     errorLimit.record                   at most this many dirty records
     errorLimit.percentage               at most this fraction (0.02) or percent ("2%") of records read
     timezone                            IANA name for naive times (default: the machine's)
+    executor                            where tasks run: local (threads in this process)
 
 With neither ``errorLimit.record`` nor ``errorLimit.percentage`` set, no dirty record is allowed.
 Numbers may be written as strings (``"record": "0"``).
@@ -81,6 +82,8 @@ class Settings:
     error_records: int | None = None
     error_fraction: float | None = None
     timezone: str = "UTC"
+    executor: str = "local"  # where tasks run; the engine checks the name
+    where: str = "setting"  # key path of the setting object, for messages
 
     @property
     def allows_no_dirty(self) -> bool:
@@ -312,7 +315,7 @@ def _number(v: Any, where: str, problems: list[str], integer: bool = False) -> f
 
 def _settings(v: Any, where: str, problems: list[str]) -> Settings:
     d = _obj(v, where, problems, required=False)
-    s = Settings(timezone=local_timezone())
+    s = Settings(timezone=local_timezone(), where=where)
     for k in d:
         if k not in _SETTING_KEYS:
             problems.append(f"{where}.{k}: unknown setting{did_you_mean(k, _SETTING_KEYS)}")
@@ -346,6 +349,12 @@ def _settings(v: Any, where: str, problems: list[str]) -> Settings:
         s.error_fraction = pct / 100 if is_percent else pct
         if s.error_fraction > 1:
             problems.append(f"{where}.errorLimit.percentage: must be at most 100%, got {pct_raw!r}")
+    ex = d.get("executor")
+    if ex is not None and ex != "":
+        if isinstance(ex, str):
+            s.executor = ex.strip().lower()
+        else:
+            problems.append(f"{where}.executor: must be a string such as 'local', got {ex!r}")
     tz = d.get("timezone", d.get("timeZone"))
     if tz:
         try:

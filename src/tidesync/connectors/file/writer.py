@@ -56,6 +56,7 @@ class Writer(base.Writer):
     kind = "file"
     modes = ("truncate", "append", "nonConflict")
     publish = "rename"
+    remote_sinks = True  # each sink stages its own files; commit renames them
 
     def __init__(self, params: dict[str, Any], ctx: base.Context):
         super().__init__(params, ctx)

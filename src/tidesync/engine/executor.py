@@ -1,0 +1,158 @@
+"""Executors: where a job's tasks run.
+
+The runner prepares the writers, asks the readers for splits, makes one :class:`Task` per split
+(plain data: see :mod:`tidesync.engine.task`) and hands them all to an executor; it gets one
+:class:`TaskResult` per task back, in task order, and does the one commit (or abort) itself::
+
+    executor = executor_for(settings.executor, workers=settings.concurrent, built=...)
+    tasks = [Task(i, reader_step, split, transform_steps, executor.sinks(writer)) ...]
+    results = executor.run(tasks, Shared(rate, errors, cancel), live_counters)
+
+``Executor(workers, built)``: ``built`` maps a content entry to the reader and transformers the
+driver built; an executor running a task in this process may use them, one running it elsewhere
+builds them again from the task's steps (``Step.build``, which only validates parameters).
+
+The contract an executor keeps:
+
+- every task runs exactly once, at most ``workers`` at a time; ``run`` returns when all ended;
+- a task failing sets ``shared.cancel``, and the others stop at their next batch;
+- ``shared`` (rate limit, error limit, cancel) is the job's one instance, whatever the worker;
+- ``live[i]`` shows task ``i``'s counters while it runs, as far as the executor can tell (a
+  remote one may update them only when the task ends); the results hold the final ones;
+- ``sinks(writer)`` is what a task opens its sink with. A writer whose ``remote_sinks`` is
+  False keeps its sinks on the driver (one transaction); an executor that runs tasks elsewhere
+  must bring their batches back to it.
+
+``local`` runs tasks on a thread pool in this process, with the driver's own reader and
+transformers (no second planning) and its writers as they are; a writer marked ``serial`` gets
+its sink calls serialized by a lock the engine holds. It is the only executor so far.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from tidesync.connectors.base import Reader, Sink, Split, Writer
+from tidesync.engine.task import Counters, Shared, SinkFactory, Task, TaskResult, run_task
+from tidesync.errors import ConfigError, did_you_mean
+from tidesync.transforms.base import Transform
+
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "check_executor", "executor_for"]
+
+#: what the driver built for a content entry (its reader and transformers), by entry index
+Built = Mapping[int, tuple[Reader, list[Transform]]]
+
+
+class Executor(ABC):
+    """Runs a job's tasks: ``Executor(workers, built)``, then ``sinks`` and ``run``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, workers: int, built: Built | None = None):
+        self.workers = max(1, workers)
+        self.built = built or {}
+
+    @abstractmethod
+    def sinks(self, writer: Writer) -> SinkFactory:
+        """What a task opens its sink with, for this executor."""
+
+    @abstractmethod
+    def run(
+        self, tasks: Sequence[Task], shared: Shared, live: Sequence[Counters]
+    ) -> list[TaskResult]:
+        """Run every task; one result per task, in order."""
+
+
+class LocalExecutor(Executor):
+    """Threads in this process, ``workers`` tasks at a time."""
+
+    name = "local"
+
+    def sinks(self, writer: Writer) -> SinkFactory:
+        return _Serialized(writer) if writer.serial else writer
+
+    def run(
+        self, tasks: Sequence[Task], shared: Shared, live: Sequence[Counters]
+    ) -> list[TaskResult]:
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="task") as pool:
+            futures = [
+                pool.submit(
+                    contextvars.copy_context().run,  # log context (instance logs) follows
+                    run_task,
+                    task,
+                    shared,
+                    counters,
+                    self.built.get(task.content),
+                )
+                for task, counters in zip(tasks, live, strict=True)
+            ]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                shared.cancel.set()  # interrupted while waiting: stop the tasks, then leave
+                raise
+
+
+#: executor name -> class
+EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor}
+
+
+#: executors other issues will bring: named in a clearer error than an unknown name
+PLANNED = ("ray",)
+
+
+def check_executor(name: str, where: str) -> None:
+    """Raise ConfigError (naming ``where``) unless ``name`` is an executor of this version."""
+    if name in EXECUTORS:
+        return
+    known = ", ".join(sorted(EXECUTORS))
+    if name in PLANNED:
+        raise ConfigError(
+            f"{where}: {name!r} is not available in this version (executors: {known})"
+        )
+    raise ConfigError(
+        f"{where}: {name!r} is not an executor (executors: {known}){did_you_mean(name, EXECUTORS)}"
+    )
+
+
+def executor_for(name: str, workers: int, built: Built | None = None, where: str = "") -> Executor:
+    """The executor ``setting.executor`` names, running ``workers`` tasks at a time."""
+    check_executor(name, where or "setting.executor")
+    return EXECUTORS[name](workers, built)
+
+
+class _Serialized:
+    """The sinks of a ``serial`` writer (one connection, one transaction): every call into them
+    holds one lock, so tasks take turns. The lock is the engine's, not the writer's."""
+
+    def __init__(self, writer: Writer):
+        self.writer = writer
+        self.lock = threading.Lock()
+
+    def open(self, split: Split) -> Sink:
+        with self.lock:
+            return _LockedSink(self.writer.open(split), self.lock)
+
+
+class _LockedSink(Sink):
+    def __init__(self, sink: Sink, lock: threading.Lock):
+        self.sink, self.lock = sink, lock
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        with self.lock:
+            self.sink.write(batch)
+
+    def close(self) -> Any:
+        with self.lock:
+            return self.sink.close()
+
+    def discard(self) -> Any:
+        with self.lock:
+            return self.sink.discard()

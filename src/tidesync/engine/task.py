@@ -1,0 +1,284 @@
+"""One task: a reader split -> transforms -> channel -> one sink, as plain data and as a function.
+
+A :class:`Task` holds everything a worker needs and nothing of the driver's memory: the reader
+and transformers as :class:`Step` (class, parameters, context: rebuilt on the worker, which only
+validates parameters), the split (plain data), and a sink factory (for writers whose sinks may
+run away from the driver, the prepared writer itself, pickled). :func:`run_task` runs it and
+returns a :class:`TaskResult`: the sink's result, the counters and the dirty records, as data.
+
+What tasks share across a job goes through :class:`Shared` (rate limit, error limit, cancel):
+in-process objects on the local executor, an actor's handles on a distributed one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from tidesync.connectors.base import Chunk, Context, Reader, Sink, Split
+from tidesync.engine.channel import Cancelled, CancelToken, Channel, RateLimit
+from tidesync.engine.dirty import DirtyRecord, ErrorLimit, isolate, row_of
+from tidesync.errors import DirtyRecordError, redact
+from tidesync.transforms.base import Transform
+
+log = logging.getLogger("tidesync")
+
+__all__ = [
+    "CancelToken",
+    "Counters",
+    "ErrorLimit",
+    "RateLimit",
+    "Shared",
+    "SinkFactory",
+    "Step",
+    "Task",
+    "TaskResult",
+    "run_task",
+]
+
+#: dirty records a task keeps in full (it counts them all)
+KEEP_DIRTY = 100_000
+
+
+# -- what tasks share across a job ----------------------------------------------------------------
+
+
+@dataclass
+class Shared:
+    """What every task of a job shares: one instance per job, whichever worker runs a task."""
+
+    rate: RateLimit
+    errors: ErrorLimit
+    cancel: CancelToken
+
+
+class SinkFactory(Protocol):
+    """Makes the sink of one split (``Writer.open`` is one); picklable when it may travel."""
+
+    def open(self, split: Split) -> Sink: ...
+
+
+# -- the task as data -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """A reader or transformer as data: built again wherever the task runs (``__init__`` only
+    validates parameters). The context travels without the state store (the driver's)."""
+
+    cls: type[Any]
+    params: dict[str, Any]
+    ctx: Context
+
+    def build(self) -> Any:
+        return self.cls(self.params, self.ctx)
+
+
+@dataclass(frozen=True)
+class Task:
+    content: int  # index of the job's content entry
+    reader: Step
+    split: Split
+    transforms: tuple[Step, ...]
+    sinks: SinkFactory
+    channel_bytes: int = 64 << 20  # the channel holds at least one batch whatever its size
+
+
+@dataclass
+class Counters:
+    """One task's counts (and status), updated while it runs, returned when it ends."""
+
+    status: str = "pending"  # pending | running | done | failed | cancelled
+    records_read: int = 0
+    bytes_read: int = 0
+    records_written: int = 0
+    dirty_records: int = 0
+
+
+@dataclass
+class TaskResult:
+    content: int
+    split: int  # the split's index
+    status: str  # done | failed | cancelled
+    #: ``Sink.close()``'s result when done; ``Sink.discard()``'s when the task failed
+    result: Any = None
+    counters: Counters = field(default_factory=Counters)
+    dirty: list[DirtyRecord] = field(default_factory=list)
+    error: BaseException | None = None  # None when done or cancelled by another task's failure
+    failed_at: float | None = None  # time.time() of the failure: the first one is reported
+    elapsed_s: float = 0.0
+
+
+# -- running one task -------------------------------------------------------------------------------
+
+
+def run_task(
+    task: Task,
+    shared: Shared,
+    counters: Counters | None = None,
+    built: tuple[Reader, list[Transform]] | None = None,
+) -> TaskResult:
+    """Run ``task`` to its sink's result; never raises for a task failure (the result says it).
+
+    ``counters`` is updated as rows move (for live progress); ``built`` is the reader and
+    transformers when the caller already has them (the local executor: the driver's own).
+    """
+    own = built is None
+    if built is None:
+        reader = task.reader.build()
+        built = (reader, [s.build() for s in task.transforms])
+    try:
+        return _Run(task, shared, counters or Counters(), built[0], built[1]).run()
+    finally:
+        if own:
+            with contextlib.suppress(Exception):  # a close failure must not hide the result
+                built[0].close()
+
+
+class _Run:
+    def __init__(
+        self,
+        task: Task,
+        shared: Shared,
+        counters: Counters,
+        reader: Reader,
+        transforms: list[Transform],
+    ):
+        self.task = task
+        self.shared = shared
+        self.cancel = shared.cancel
+        self.c = counters
+        self.reader = reader
+        self.transforms = transforms
+        self.dirty: list[DirtyRecord] = []
+        self.lock = threading.Lock()  # dirty records come from the reading and the writing thread
+
+    def add_dirty(
+        self, stage: str, reason: str, row: dict[str, Any], position: str, code: str | None
+    ) -> None:
+        reason = redact(reason)
+        with self.lock:
+            self.c.dirty_records += 1
+            if len(self.dirty) < KEEP_DIRTY:
+                self.dirty.append(
+                    DirtyRecord(self.task.split.label, position, stage, reason, row, code)
+                )
+        self.shared.errors.add(reason)
+
+    # -- reading (a thread of its own) ----------------------------------------------------------
+    def produce(self, channel: Channel) -> None:
+        offset = 0
+        c = self.c
+        try:
+            for item in self.reader.read(self.task.split):
+                if self.cancel.is_set():
+                    raise Cancelled
+                chunk = item if isinstance(item, Chunk) else Chunk(item)
+                for d in chunk.dirty:
+                    c.records_read += 1
+                    self.add_dirty("read", d.reason, d.row, d.position, d.code)
+                batch = chunk.batch
+                if batch is None or batch.num_rows == 0:
+                    continue
+                if isinstance(batch, pa.Table):
+                    batches: Iterable[pa.RecordBatch] = batch.to_batches()
+                else:
+                    batches = [batch]
+                for b in batches:
+                    n = b.num_rows
+                    c.records_read += n
+                    c.bytes_read += b.nbytes
+                    for out in self.transform(b, offset):
+                        if out.num_rows:
+                            self.shared.rate.acquire(out.num_rows, out.nbytes)
+                            channel.put((out, offset), out.nbytes)
+                    offset += n
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            channel.close(e)
+            return
+        channel.close()
+
+    def transform(self, batch: pa.RecordBatch, offset: int) -> list[pa.RecordBatch]:
+        out = [batch]
+        for t in self.transforms:
+
+            def on_dirty(
+                o: int, row: pa.RecordBatch, e: DirtyRecordError, t: Transform = t
+            ) -> None:
+                self.add_dirty(
+                    "transform",
+                    f"{t.name}: {e.reason}",
+                    row_of(row, 0),
+                    f"row {offset + o}",
+                    e.code,
+                )
+
+            nxt: list[pa.RecordBatch] = []
+            for b in out:
+                nxt.extend(isolate(b, t.apply, on_dirty))
+            out = nxt
+        return out
+
+    # -- writing (the task's own thread) --------------------------------------------------------
+    def run(self) -> TaskResult:
+        t0 = time.monotonic()
+        task, c = self.task, self.c
+        c.status = "running"
+        res = TaskResult(task.content, task.split.index, "running", counters=c, dirty=self.dirty)
+        sink: Sink | None = None
+        producer: threading.Thread | None = None
+        try:
+            sink = opened = task.sinks.open(task.split)
+            channel = Channel(task.channel_bytes, self.cancel)
+            producer = threading.Thread(
+                target=contextvars.copy_context().run,  # log context (instance logs) follows
+                args=(self.produce, channel),
+                daemon=True,
+                name=f"read-{task.content}-{task.split.index}",
+            )
+            producer.start()
+
+            def write(b: pa.RecordBatch) -> int:
+                opened.write(b)
+                return b.num_rows
+
+            while True:
+                try:
+                    batch, offset = channel.get()
+                except StopIteration:
+                    break
+
+                def on_dirty(
+                    o: int, row: pa.RecordBatch, e: DirtyRecordError, at: int = offset
+                ) -> None:
+                    self.add_dirty("write", e.reason, row_of(row, 0), f"row {at + o}", e.code)
+
+                c.records_written += sum(isolate(batch, write, on_dirty))
+            res.result = opened.close()
+            res.status = c.status = "done"
+        except BaseException as e:  # noqa: BLE001 - the result carries it to the driver
+            res.failed_at = time.time()
+            res.status = c.status = "cancelled" if isinstance(e, Cancelled) else "failed"
+            if not isinstance(e, Cancelled):
+                res.error = e
+            self.cancel.set()
+            if producer is not None:
+                producer.join()
+            if sink is not None:
+                try:
+                    res.result = sink.discard()
+                except Exception as de:  # noqa: BLE001 - the first failure is the one to report
+                    log.warning(
+                        "cleaning up split %s failed: %s", task.split.label, redact(str(de))
+                    )
+        finally:
+            res.elapsed_s = round(time.monotonic() - t0, 3)
+        return res
