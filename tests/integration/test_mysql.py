@@ -1134,3 +1134,91 @@ def test_merge_without_a_key_is_a_config_error_naming_primary_key(mysql_db: MyDb
         ConfigError, match=r"writer\.parameter\.primaryKey: writeMode 'merge' needs a key"
     ):
         w.prepare(_batch([1], ["a"]).schema)
+
+
+# -- splits away from the reader --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("snapshot", [False, True])
+def test_a_fresh_reader_reads_a_split_without_planning_again(
+    mysql_db: MyDb, monkeypatch: pytest.MonkeyPatch, snapshot: bool
+) -> None:
+    mysql_db.execute(
+        "CREATE TABLE t (id INT, name VARCHAR(20), amount DECIMAL(12,2))",
+        "INSERT INTO t SELECT seq, CONCAT('n', seq), seq / 7 FROM seq_1_to_1000",
+        "INSERT INTO t VALUES (NULL, 'null key', 1)",
+    )
+    params = rparams(mysql_db, "t", splitPk="id", snapshot=snapshot)
+    planner = Reader(params, ctx())
+    splits = planner.splits(4)
+    mysql_db.execute("DELETE FROM t WHERE id <= 100")
+    fresh = Reader(params, ctx())
+    for name in ("sources", "schema"):
+        monkeypatch.setattr(Reader, name, lambda self: pytest.fail("a split read planned again"))
+    try:
+        # the snapshot's connections are this process's: a fresh reader here reads them too
+        table = pa.Table.from_batches([b for s in splits for b in fresh.read(s)])
+    finally:
+        fresh.close()
+        planner.close()
+    assert table.num_rows == (1001 if snapshot else 901)
+    assert table.schema.field("amount").type == pa.decimal128(12, 2)
+
+
+def _to_files_job(db: MyDb, path: Path, executor: str, **reader: Any) -> Path:
+    doc = {
+        "job": {
+            "setting": {"speed": {"channel": 3}, "executor": executor},
+            "content": [
+                {
+                    "reader": {"name": "mysqlreader", "parameter": rparams(db, "t", **reader)},
+                    "writer": {
+                        "name": "txtfilewriter",
+                        "parameter": {"path": path.stem, "fileName": "t.csv"},
+                    },
+                }
+            ],
+        }
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_mysql_tasks_give_the_same_result_in_fresh_processes(
+    mysql_db: MyDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.engine import _spawn
+    from tidesync.engine import executor as ex
+
+    monkeypatch.setitem(ex.EXECUTORS, "spawn", _spawn.SpawnExecutor)
+    mysql_db.execute(
+        "CREATE TABLE t (id INT, name VARCHAR(20), at DATETIME(6))",
+        "INSERT INTO t SELECT seq, CONCAT('n', seq), TIMESTAMP'2024-01-01 00:00:00' + "
+        "INTERVAL seq SECOND FROM seq_1_to_2000",
+    )
+    rt = RunTime.of("20250101000000")
+    for name in ("local", "spawn"):
+        rep = run_job(
+            load_job(_to_files_job(mysql_db, tmp_path / f"{name}.json", name, splitPk="id"), {}, rt)
+        )
+        assert rep.status == "succeeded" and rep.records_read == 2000, rep.error
+    assert len(_spawn.PIDS) == 3 and os.getpid() not in _spawn.PIDS
+    local = {p.name: p.read_bytes() for p in (tmp_path / "local").iterdir()}
+    assert len(local) == 3 and local == {
+        p.name: p.read_bytes() for p in (tmp_path / "spawn").iterdir()
+    }
+
+
+def test_a_mysql_snapshot_is_not_read_outside_the_process_that_holds_it(
+    mysql_db: MyDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.engine import _spawn
+    from tidesync.engine import executor as ex
+
+    monkeypatch.setitem(ex.EXECUTORS, "spawn", _spawn.SpawnExecutor)
+    mysql_db.execute("CREATE TABLE t (id INT)", "INSERT INTO t SELECT seq FROM seq_1_to_100")
+    path = _to_files_job(mysql_db, tmp_path / "out.json", "spawn", splitPk="id", snapshot=True)
+    rep = run_job(load_job(path, {}, RunTime.of("20250101000000")))
+    assert rep.status == "failed"
+    assert rep.error is not None and "parameter.snapshot: this process does not hold" in rep.error
+    assert not any(p.is_file() for p in (tmp_path / "out").glob("*"))

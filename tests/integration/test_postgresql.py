@@ -1046,3 +1046,87 @@ def test_partition_and_delete_marker_config_errors_name_the_key(
     wp = {"connection": [{"jdbcUrl": "jdbc:postgresql://h/db", "table": ["t"]}], **params}
     with pytest.raises(ConfigError, match=r"writer\.parameter\." + problem):
         writer(wp)
+
+
+# -- splits away from the reader --------------------------------------------------------------
+
+
+def _split_table(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.t (id int, name text, amount numeric(12,2), at timestamptz)",
+        "INSERT INTO {s}.t SELECT g, 'n' || g, g / 7.0, '2024-01-01'::timestamptz + g * "
+        "interval '1 minute' FROM generate_series(1, 3000) g",
+        "INSERT INTO {s}.t VALUES (NULL, 'null key', 1, NULL)",
+    )
+
+
+def test_a_fresh_reader_reads_a_split_without_planning_again(
+    pg: PgDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _split_table(pg)
+    params = pg.reader_params(table="t", splitPk="id", snapshot=True)
+    planner = reader(params)
+    splits = planner.splits(4)
+    pg.sql("DELETE FROM {s}.t WHERE id <= 1000")  # after planning: the snapshot still has them
+    fresh = reader(params)
+    monkeypatch.setattr(Reader, "_plan", lambda self: pytest.fail("a split read planned again"))
+    try:
+        got = [b for s in splits for b in fresh.read(s)]
+    finally:
+        fresh.close()
+        planner.close()
+    table = pa.Table.from_batches(got)
+    assert table.num_rows == 3001 and table.column_names == ["id", "name", "amount", "at"]
+    assert table.schema.field("amount").type == pa.decimal128(12, 2)
+
+
+def test_postgresql_tasks_give_the_same_result_in_fresh_processes(
+    pg: PgDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.engine import _spawn
+    from tidesync.engine import executor as ex
+
+    monkeypatch.setitem(ex.EXECUTORS, "spawn", _spawn.SpawnExecutor)
+    _split_table(pg)
+    outputs = []
+    for name in ("local", "spawn"):
+        doc = {
+            "job": {
+                "setting": {"speed": {"channel": 3}, "executor": name},
+                "content": [
+                    {
+                        "reader": {
+                            "name": "postgresqlreader",
+                            "parameter": pg.reader_params(table="t", splitPk="id", snapshot=True),
+                        },
+                        "writer": {
+                            "name": "txtfilewriter",
+                            "parameter": {
+                                "path": name,
+                                "fileName": "t.parquet",
+                                "fileFormat": "parquet",
+                            },
+                        },
+                    }
+                ],
+            }
+        }
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(doc))
+        rep = run_job(load_job(path, {}, RunTime.of("20250101000000")))
+        assert rep.status == "succeeded", rep.error
+        assert rep.records_read == 3001 and len(rep.splits) == 4  # 3 key ranges and NULL keys
+        import pyarrow.parquet as pq
+
+        outputs.append(
+            {
+                p.name: pq.read_table(p)
+                for p in sorted((tmp_path / name).iterdir())
+                if p.suffix == ".parquet"
+            }
+        )
+    assert len(_spawn.PIDS) == 4 and os.getpid() not in _spawn.PIDS
+    local, spawned = outputs
+    assert list(local) == list(spawned) and len(local) == 4
+    for name in local:
+        assert local[name].equals(spawned[name]), name

@@ -6,6 +6,11 @@ stays at one batch whatever the table's size. ``splitPk`` splits integer keys by
 other keys (text, dates, decimals) by quantiles compared in the column's own collation, plus one
 split for NULL keys; ``snapshot: true`` makes every split read one consistent snapshot.
 
+A split carries everything its read needs (the SELECT, the schema, the endpoint's index), so a
+reader built again from the same parameters reads it without planning. MySQL cannot export a
+snapshot: the consistent-snapshot connections live in this process's registry under a snapshot
+id the splits carry, and a process without them refuses to read outside the snapshot.
+
 Parameters and type mapping: docs/connectors/mysql.md.
 """
 
@@ -13,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -59,9 +66,18 @@ from tidesync.errors import (
 class MySplit(base.Split):
     """One SELECT of one database (plain data; the Reader holds the credentials)."""
 
-    target: int = 0  # index into the reader's endpoints
+    target: int = 0  # index into the reader's endpoints (its parameters list them)
     sql: str = ""
-    source: int = 0  # index into the reader's sources
+    key: str = ""  # key path of the table or querySql, for messages
+    table: str = ""
+    schema: pa.Schema | None = None
+    snapshot: str | None = None  # id of this process's consistent-snapshot connections
+    cursor: str | None = None  # the incremental cursor's key, when the reader keeps one
+
+
+#: consistent-snapshot connections of this process, by snapshot id (see the module docstring)
+_SNAPSHOTS: dict[str, queue.Queue[Any]] = {}
+_SNAPSHOTS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -108,7 +124,7 @@ class Reader(base.Reader):
         p.done()
         self._srcs: list[_Src] | None = None
         self._schema: pa.Schema | None = None
-        self._pools: dict[int, queue.Queue[Any]] = {}
+        self._snapshots: dict[int, str] = {}  # target -> snapshot id (in _SNAPSHOTS)
 
     # -- sources ---------------------------------------------------------------------------
     def _connect(self, target: int) -> pymysql.Connection:
@@ -287,14 +303,15 @@ class Reader(base.Reader):
     # -- splits ----------------------------------------------------------------------------
     def splits(self, n: int) -> list[base.Split]:
         srcs = self.sources()
-        self.schema()
+        schema = self.schema()
         per = max(1, -(-max(n, 1) // len(srcs)))
         if self.snapshot:
             self._open_snapshots(max(1, n))
         out: list[base.Split] = []
-        for si, src in enumerate(srcs):
+        for src in srcs:
             s = src.source
-            con, pooled = self._borrow(src.target)
+            snapshot = self._snapshots.get(src.target)
+            con, pooled = self._borrow(src.target, snapshot)
             ok = False
             try:
                 if s.query is not None:
@@ -307,10 +324,22 @@ class Reader(base.Reader):
             except myerr.MySQLError as e:
                 raise self._error(e, src, what="splits") from None
             finally:
-                self._give_back(src.target, con, pooled, ok)
+                self._give_back(snapshot, con, pooled, ok)
             for label, pred in parts:
                 sql = s.query if s.query is not None else s.sql(D, pred)
-                out.append(MySplit(len(out), f"{s.label} {label}".strip(), src.target, sql, si))
+                out.append(
+                    MySplit(
+                        len(out),
+                        f"{s.label} {label}".strip(),
+                        src.target,
+                        sql,
+                        s.key,
+                        s.table or "",
+                        schema,
+                        snapshot,
+                        src.cursor.key if src.cursor is not None else None,
+                    )
+                )
         return out
 
     def _key_splits(
@@ -389,7 +418,7 @@ class Reader(base.Reader):
         for src in self.sources():
             by_target.setdefault(src.target, []).append(src)
         for ti, srcs in by_target.items():
-            if ti in self._pools:
+            if ti in self._snapshots:
                 continue
             lock_con = self._connect(ti)
             pool: queue.Queue[Any] = queue.Queue()
@@ -425,12 +454,22 @@ class Reader(base.Reader):
                 ) from None
             finally:
                 lock_con.close()
-            self._pools[ti] = pool
+            sid = uuid.uuid4().hex
+            with _SNAPSHOTS_LOCK:
+                _SNAPSHOTS[sid] = pool
+            self._snapshots[ti] = sid
 
-    def _borrow(self, target: int) -> tuple[pymysql.Connection, bool]:
-        pool = self._pools.get(target)
-        if pool is None:
+    def _borrow(self, target: int, snapshot: str | None) -> tuple[pymysql.Connection, bool]:
+        if snapshot is None:
             return self._connect(target), False
+        with _SNAPSHOTS_LOCK:
+            pool = _SNAPSHOTS.get(snapshot)
+        if pool is None:
+            raise FatalError(
+                f"{self.ctx.path('snapshot')}: this process does not hold the consistent snapshot "
+                "the split reads (MySQL cannot hand a snapshot to another process): run "
+                "snapshot: true jobs on the local executor"
+            )
         con = pool.get()
         if con is None:
             pool.put(None)
@@ -440,22 +479,26 @@ class Reader(base.Reader):
             )
         return con, True
 
-    def _give_back(self, target: int, con: pymysql.Connection, pooled: bool, ok: bool) -> None:
-        if not pooled:
+    def _give_back(
+        self, snapshot: str | None, con: pymysql.Connection, pooled: bool, ok: bool
+    ) -> None:
+        with _SNAPSHOTS_LOCK:
+            pool = _SNAPSHOTS.get(snapshot or "") if pooled else None
+        if pool is None:
             con.close()
             return
         if ok and con.open:
-            self._pools[target].put(con)
+            pool.put(con)
         else:
             con.close()
-            self._pools[target].put(None)
+            pool.put(None)
 
     # -- reading -----------------------------------------------------------------------------
     def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
-        assert isinstance(split, MySplit)
-        src = self.sources()[split.source]
-        schema = self.schema()
-        con, pooled = self._borrow(split.target)
+        assert isinstance(split, MySplit) and split.schema is not None
+        schema = split.schema
+        cursor = self._cursor_of(split.cursor)
+        con, pooled = self._borrow(split.target, split.snapshot)
         ok = False
         row = 0
         try:
@@ -466,13 +509,13 @@ class Reader(base.Reader):
                 if not raw:
                     if cols and len(cols) != len(schema):
                         raise FatalError(
-                            f"{self.ctx.path(src.source.key)}: split {split.label} gives "
+                            f"{self.ctx.path(split.key)}: split {split.label} gives "
                             f"{len(cols)} columns, the schema {len(schema)}"
                         )
                     continue
                 d = dec.decode(cols, raw, schema)
-                if src.cursor is not None:
-                    src.cursor.observe(d.batch)
+                if cursor is not None:
+                    cursor.observe(d.batch)
                 if d.bad:
                     dirty = [
                         base.Dirty(why, _raw_row(cols, raw, i), f"row {row + i}")
@@ -484,16 +527,27 @@ class Reader(base.Reader):
                 row += len(raw[0])
             ok = True
         except myerr.MySQLError as e:
-            raise self._error(e, src, split.label) from None
+            raise translate(
+                e,
+                self.endpoints[split.target],
+                self.ctx.path(split.key),
+                table=split.table,
+                split=split.label,
+            ) from None
         finally:
-            self._give_back(split.target, con, pooled, ok)
+            self._give_back(split.snapshot, con, pooled, ok)
 
-    def _error(self, e: BaseException, src: _Src, split: str = "", what: str = "") -> TidesyncError:
+    def _error(self, e: BaseException, src: _Src, what: str) -> TidesyncError:
         s = src.source
         where = self.ctx.path(s.key)
-        return translate(
-            e, self.endpoints[src.target], where, table=s.table or "", split=split, what=what
-        )
+        return translate(e, self.endpoints[src.target], where, table=s.table or "", what=what)
+
+    def _cursor_of(self, key: str | None) -> Cursor | None:
+        """The incremental cursor a split's rows advance: the planning reader's (the one whose
+        ``committed`` saves it); a reader built only to read splits keeps none."""
+        if key is None:
+            return None
+        return next((s.cursor for s in self._srcs or [] if s.cursor and s.cursor.key == key), None)
 
     def committed(self) -> None:
         for src in self._srcs or []:
@@ -501,8 +555,10 @@ class Reader(base.Reader):
                 src.cursor.save()
 
     def close(self) -> None:
-        pools, self._pools = self._pools, {}
-        for pool in pools.values():
+        ids, self._snapshots = list(self._snapshots.values()), {}
+        with _SNAPSHOTS_LOCK:
+            pools = [p for p in (_SNAPSHOTS.pop(i, None) for i in ids) if p is not None]
+        for pool in pools:
             _close_pool(pool)
 
 

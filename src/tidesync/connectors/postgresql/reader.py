@@ -89,12 +89,20 @@ def _literal(conn: Any, v: Any) -> str:
 
 @dataclass(frozen=True)
 class PgSplit(base.Split):
-    """One query over one connection: a table's key range, a whole table or one querySql."""
+    """One query over one connection: a table's key range, a whole table or one querySql.
 
-    source: int = 0
-    plan: int = 0
+    Everything reading it needs travels with it (a reader built again from the same parameters
+    reads it without planning): the query, the decoding plan, the server, the snapshot id."""
+
+    source: int = 0  # which connection entry (the reader's parameters list them)
     sql: str = ""
-    snapshot: str | None = None
+    snapshot: str | None = None  # an exported snapshot id: SET TRANSACTION SNAPSHOT imports it
+    endpoint: int = 0  # which of the entry's alternate servers the plan was made on
+    table: str = ""  # the table or querySql read, for messages
+    key: str = ""  # its key path, for messages
+    cols: tuple[OutColumn, ...] = ()
+    schema: pa.Schema | None = None
+    cursor: str | None = None  # the incremental cursor's key, when the reader keeps one
 
 
 @dataclass
@@ -174,7 +182,7 @@ class Reader(base.Reader):
         self.plans: list[_Plan] = []
         self._planned = False
         self._lock = threading.RLock()
-        self._adbc: dict[int, Any] = {}
+        self._adbc: dict[str, Any] = {}  # endpoint URI -> the connection each read clones
 
     @property
     def rows_per_batch(self) -> int:
@@ -405,17 +413,30 @@ class Reader(base.Reader):
 
     def _splits(self, n: int) -> list[base.Split]:
         out: list[base.Split] = []
-        for pi, plan in enumerate(self.plans):
+        for plan in self.plans:
             src = self.sources[plan.source]
             ranges = (
                 self._ranges(src, plan, n)
                 if (self.split_pk and plan.table is not None and n > 1)
                 else [("", [])]
             )
+            ep = src.endpoint or src.endpoints[0]
             for label, conds in ranges:
                 text = f"{plan.label}{' ' + label if label else ''}"
                 out.append(
-                    PgSplit(len(out), text, plan.source, pi, plan.query(conds), src.snapshot)
+                    PgSplit(
+                        len(out),
+                        text,
+                        plan.source,
+                        plan.query(conds),
+                        src.snapshot,
+                        src.endpoints.index(ep),
+                        plan.label,
+                        plan.key,
+                        tuple(plan.cols),
+                        plan.schema,
+                        plan.cursor.key if plan.cursor is not None else None,
+                    )
                 )
         return out
 
@@ -479,14 +500,12 @@ class Reader(base.Reader):
     # -- reading ------------------------------------------------------------------------------
 
     def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
-        assert isinstance(split, PgSplit)
-        self._plan()
-        plan = self.plans[split.plan]
-        src = self.sources[split.source]
-        ep = src.endpoint or src.endpoints[0]
-        kw = {"table": plan.label, "split": split.label}
+        assert isinstance(split, PgSplit) and split.schema is not None
+        ep = self.sources[split.source].endpoints[split.endpoint]
+        cursor = self._cursor_of(split.cursor)
+        kw = {"table": split.table, "split": split.label}
         try:
-            con = self._adbc_base(src, ep).adbc_clone()  # in a transaction until closed
+            con = self._adbc_base(ep).adbc_clone()  # in a transaction until closed
         except Exception as e:
             raise translate(e, ep, connecting=True, **kw) from e
         rows = self.rows_per_batch
@@ -499,10 +518,10 @@ class Reader(base.Reader):
                 if split.snapshot:
                     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     cur.execute(f"SET TRANSACTION SNAPSHOT {literal_text(split.snapshot)}")
-            with edge(ep, where=plan.key, **kw):
+            with edge(ep, where=split.key, **kw):
                 cur.execute(split.sql)
-                for raw in _stream(cur, ep, f"table {plan.label}, split {split.label}"):
-                    batch, bad = to_arrow(raw, plan.cols, plan.schema)
+                for raw in _stream(cur, ep, f"table {split.table}, split {split.label}"):
+                    batch, bad = to_arrow(raw, list(split.cols), split.schema)
                     dirty: list[base.Dirty] = []
                     if bad is not None:
                         dirty = _non_finite(batch, bad, offset)
@@ -510,8 +529,8 @@ class Reader(base.Reader):
                     offset += raw.num_rows
                     for start in range(0, max(batch.num_rows, 1), rows):
                         piece = batch.slice(start, rows)
-                        if plan.cursor is not None:
-                            plan.cursor.observe(piece)
+                        if cursor is not None:
+                            cursor.observe(piece)
                         if dirty:
                             yield base.Chunk(piece, dirty)
                             dirty = []
@@ -527,13 +546,22 @@ class Reader(base.Reader):
             if plan.cursor is not None:
                 plan.cursor.save()
 
-    def _adbc_base(self, src: _Source, ep: Endpoint) -> Any:
-        """One ADBC connection per source, kept open: each split's connection is a clone of it,
-        sharing the driver's database object (its type catalog is loaded once, not per split)."""
+    def _cursor_of(self, key: str | None) -> Cursor | None:
+        """The incremental cursor a split's rows advance: the planning reader's (the one whose
+        ``committed`` saves it); a reader built only to read splits keeps none."""
+        if key is None:
+            return None
+        return next((p.cursor for p in self.plans if p.cursor and p.cursor.key == key), None)
+
+    def _adbc_base(self, ep: Endpoint) -> Any:
+        """One ADBC connection per server, kept open while this reader lives: each split's
+        connection is a clone of it, sharing the driver's database object (its type catalog is
+        loaded once, not per split)."""
+        uri = ep.uri()
         with self._lock:
-            base_con = self._adbc.get(src.index)
+            base_con = self._adbc.get(uri)
             if base_con is None:
-                base_con = self._adbc[src.index] = _adbc().connect(ep.uri(), autocommit=True)
+                base_con = self._adbc[uri] = _adbc().connect(uri, autocommit=True)
             return base_con
 
     def _release(self) -> None:
