@@ -29,20 +29,33 @@ __all__ = [
     "ErrorLimitExceeded",
     "DirtyRecordError",
     "did_you_mean",
+    "is_retriable",
     "redact",
 ]
 
 
 class TidesyncError(Exception):
-    """Root of every error tidesync raises on purpose."""
+    """Root of every error tidesync raises on purpose.
+
+    ``code`` is the store's own code for it where there is one (a PostgreSQL SQLSTATE such as
+    ``40001``, a MySQL errno such as ``1213``, an SQLite result such as ``SQLITE_FULL``); the run
+    report carries it beside the class, so a caller can act on it without reading the message.
+    """
+
+    code: str | None = None
+
+    def __init__(self, *args: object, code: str | int | None = None):
+        super().__init__(*args)
+        if code is not None:
+            self.code = str(code)
 
 
 class ConfigError(TidesyncError):
     """A mistake in what the user wrote. Holds every problem found, one line each."""
 
-    def __init__(self, problems: str | Sequence[str]):
+    def __init__(self, problems: str | Sequence[str], *, code: str | int | None = None):
         self.problems: list[str] = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("\n".join(self.problems))
+        super().__init__("\n".join(self.problems), code=code)
 
 
 class RetriableError(TidesyncError):
@@ -69,6 +82,16 @@ class DirtyRecordError(TidesyncError):
         self.reason = redact(reason)
         self.code = code
         super().__init__(self.reason if code is None else f"[{code}] {self.reason}")
+
+
+def is_retriable(e: BaseException) -> bool:
+    """Whether a retry of the whole run may succeed: a :class:`RetriableError`, or a failure
+    tidesync could not classify (an untranslated network error, say). A ConfigError, a
+    FatalError (a bad password, a missing table, too many dirty records) and an interruption are
+    not worth a retry: the same run would fail the same way."""
+    if isinstance(e, RetriableError):
+        return True
+    return not isinstance(e, TidesyncError | KeyboardInterrupt)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -26,7 +26,7 @@ from tests.connectors.conformance import (
 )
 from tidesync.connectors.base import Chunk, Context, Split, load
 from tidesync.engine.dirty import isolate
-from tidesync.errors import ConfigError, DirtyRecordError, FatalError
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError, RetriableError
 
 
 def _decl(t: pa.DataType) -> str:
@@ -530,15 +530,16 @@ def test_abort_removes_a_database_file_it_created(db: SqliteAdapter) -> None:
     assert not db.path.exists()
 
 
-def test_a_locked_database_is_fatal_and_names_the_table(db: SqliteAdapter) -> None:
+def test_a_locked_database_is_retriable_and_names_the_table(db: SqliteAdapter) -> None:
     db.create_table("dst", OLD)
     w = make_writer(db, db.writer_params("dst", session=["PRAGMA busy_timeout = 10"]))
     with closing(sqlite3.connect(db.path, isolation_level=None)) as other:
         other.execute("BEGIN IMMEDIATE")
         with pytest.raises(
-            FatalError, match=r"sqlite table dst in .*db\.sqlite: database is locked"
-        ):
+            RetriableError, match=r"sqlite table dst in .*db\.sqlite: database is locked"
+        ) as e:
             w.prepare(OLD.schema)
+    assert e.value.code == "SQLITE_BUSY"
     assert rows(db.read_table("dst")) == rows(OLD)
 
 

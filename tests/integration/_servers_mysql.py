@@ -132,3 +132,20 @@ def mysql_module_db(mysql_server: MyServer) -> Iterator[MyDb]:
     """A database shared by a module's tests, each using tables of its own names: many small
     tests spend less time creating and dropping databases."""
     yield from _database(mysql_server)
+
+
+@pytest.fixture
+def my_user(mysql_db: MyDb) -> Iterator[tuple[str, str]]:
+    """A user with a password, allowed into ``mysql_db`` only: (name, password)."""
+    name = f"ts_u_{secrets.token_hex(4)}"
+    pw = f"Sekr3t-{secrets.token_hex(6)}"
+    mysql_db.execute(
+        f"CREATE USER '{name}'@'%' IDENTIFIED BY '{pw}'",
+        f"CREATE USER '{name}'@'localhost' IDENTIFIED BY '{pw}'",
+        f"GRANT ALL ON `{mysql_db.name}`.* TO '{name}'@'%'",
+        f"GRANT ALL ON `{mysql_db.name}`.* TO '{name}'@'localhost'",
+    )
+    yield name, pw
+    mysql_db.execute(
+        f"DROP USER IF EXISTS '{name}'@'%'", f"DROP USER IF EXISTS '{name}'@'localhost'"
+    )

@@ -26,6 +26,7 @@ from tests.connectors.conformance import (
     write,
 )
 from tests.integration._servers_mysql import MyDb, mysql_db, mysql_module_db, mysql_server
+from tests.integration._servers_mysql import my_user as my_user
 from tidesync.connectors import mysql
 from tidesync.connectors.base import Context, Split
 from tidesync.connectors.mysql import Reader, Writer, wire
@@ -240,22 +241,6 @@ def test_a_plain_url_names_the_database(mysql_db: MyDb) -> None:
 def test_connection_mistakes_are_named_by_their_key(params: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Reader(params, ctx())
-
-
-@pytest.fixture
-def my_user(mysql_db: MyDb) -> Any:
-    name = f"ts_u_{secrets.token_hex(4)}"
-    pw = f"Sekr3t-{secrets.token_hex(6)}"
-    mysql_db.execute(
-        f"CREATE USER '{name}'@'%' IDENTIFIED BY '{pw}'",
-        f"CREATE USER '{name}'@'localhost' IDENTIFIED BY '{pw}'",
-        f"GRANT ALL ON `{mysql_db.name}`.* TO '{name}'@'%'",
-        f"GRANT ALL ON `{mysql_db.name}`.* TO '{name}'@'localhost'",
-    )
-    yield name, pw
-    mysql_db.execute(
-        f"DROP USER IF EXISTS '{name}'@'%'", f"DROP USER IF EXISTS '{name}'@'localhost'"
-    )
 
 
 def test_a_wrong_password_is_fatal_and_names_host_port_not_the_password(

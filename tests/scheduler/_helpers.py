@@ -52,6 +52,14 @@ def sqlite_job(
     path: Path, database: Path, *, value: str = "${filename}", table: str = "runs"
 ) -> Path:
     """A stream -> sqlite job appending one row (``value``) per run: what ran, in a real table."""
+    writer = {"database": str(database), "table": table, "writeMode": "insert"}
+    return stream_into(path, "sqlitewriter", writer, value=value)
+
+
+def stream_into(
+    path: Path, writer: str, params: dict[str, Any], *, value: str = "${filename}", records: int = 1
+) -> Path:
+    """A job writing ``records`` rows of one string column ``v`` (``value``) with ``writer``."""
     doc = {
         "job": {
             "setting": {"speed": {"channel": 1}},
@@ -61,17 +69,10 @@ def sqlite_job(
                         "name": "streamreader",
                         "parameter": {
                             "column": [{"type": "string", "value": value, "name": "v"}],
-                            "sliceRecordCount": 1,
+                            "sliceRecordCount": records,
                         },
                     },
-                    "writer": {
-                        "name": "sqlitewriter",
-                        "parameter": {
-                            "database": str(database),
-                            "table": table,
-                            "writeMode": "insert",
-                        },
-                    },
+                    "writer": {"name": writer, "parameter": params},
                 }
             ],
         }

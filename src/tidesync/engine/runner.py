@@ -14,6 +14,7 @@ drivers) happens in native code that releases the GIL.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import threading
@@ -35,6 +36,7 @@ from tidesync.errors import (
     ErrorLimitExceeded,
     FatalError,
     TidesyncError,
+    is_retriable,
     redact,
 )
 from tidesync.spec.job import Content, JobSpec, declared_timezone, load_document, parse_job
@@ -76,6 +78,12 @@ class Report:
     cyctime: str = ""
     bizdate: str = ""
     error: str | None = None
+    #: what failed, as data: the error's class (``RetriableError``, ``FatalError``,
+    #: ``ConfigError``, ``ErrorLimitExceeded``, ...), the store's code (SQLSTATE, MySQL errno,
+    #: SQLite result) and whether a retry of the run may succeed
+    error_class: str | None = None
+    error_code: str | None = None
+    retriable: bool = False
     dirty_file: str | None = None
     rows_expected: int | None = None  # the readers' estimate of the rows to read, when all gave one
     splits: list[SplitReport] = field(default_factory=list)
@@ -394,6 +402,9 @@ def run_job(
     except BaseException as e:
         report.status = "failed"
         report.error = redact(_message(e))
+        report.error_class = type(e).__name__
+        report.error_code = _code(e)
+        report.retriable = is_retriable(e) and not isinstance(e, Cancelled)
         for part in prepared:
             if part not in committed:
                 try:
@@ -441,6 +452,15 @@ def _tally(report: Report, counters: list[Counters]) -> None:
         sr.status = c.status
         sr.records_read, sr.bytes_read = c.records_read, c.bytes_read
         sr.records_written, sr.dirty_records = c.records_written, c.dirty_records
+
+
+def _code(e: BaseException) -> str | None:
+    """The store's code of a failure; an OSError's errno name (``ENOSPC``)."""
+    if isinstance(e, TidesyncError):
+        return e.code
+    if isinstance(e, OSError) and e.errno is not None:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    return None
 
 
 def _message(e: BaseException) -> str:

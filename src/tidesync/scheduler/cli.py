@@ -160,6 +160,7 @@ def nodes(project_dir: Path | None, at: datetime | None, as_json: bool) -> None:
                 "depends_on": list(n.depends_on),
                 "retries": n.retries,
                 "retry_interval_s": n.retry_interval,
+                "retry_on": n.retry_on,
                 "self_dependent": n.self_dependent,
                 "timeout_s": n.timeout,
                 "concurrency": n.concurrency,

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from tidesync.errors import ConfigError, redact
+from tidesync.errors import ConfigError, is_retriable, redact
 from tidesync.scheduler.cycles import Slot, instant_text, wall_text
 from tidesync.scheduler.project import Node, Project, load_project
 from tidesync.scheduler.store import (
@@ -76,6 +76,14 @@ def system_clock() -> datetime:
 
 def parse_cyctime(text: str) -> datetime:
     return datetime.strptime(text, "%Y%m%d%H%M%S")
+
+
+def _retry(node: Node, error_class: str | None, retriable: bool) -> bool:
+    """Whether a failed attempt is worth another: a transient failure, or any failure but a bad
+    job file when the node says ``retry_on: any``."""
+    if error_class == "ConfigError":
+        return False
+    return retriable or node.retry_on == "any"
 
 
 def _bizdate(text: str) -> date:
@@ -655,17 +663,20 @@ class Scheduler:
                 report_json = report.to_json()
                 lg.line(report.summary())
                 ok, error = report.status == "succeeded", report.error
+                retryable = _retry(node, report.error_class, report.retriable)
             except ConfigError as e:
                 error, retryable = "; ".join(e.problems), False
                 lg.line(f"bad job or parameters (not retried): {error}")
             except Exception as e:  # noqa: BLE001 - a failed attempt, kept with its traceback
                 error = f"{type(e).__name__}: {e}"
+                retryable = _retry(node, type(e).__name__, is_retriable(e))
                 lg.line("".join(traceback.format_exception(e)))
         finally:
             _CURRENT.reset(token)
         elapsed = time.monotonic() - att.t0
         if not ok and att.reason == "timeout":
             error = f"timed out after {node.timeout:g}s: {error}"
+            retryable = True
         state = "succeeded" if ok else "failed"
         lg.line(
             f"attempt {inst.attempts} {state if ok else 'failed: ' + str(error)} ({elapsed:.2f}s)"
@@ -720,6 +731,11 @@ class Scheduler:
                 state, next_try = "waiting", now + node.retry_interval
                 if lg:
                     lg.line(f"retry {inst.attempts} of {node.retries} in {node.retry_interval:g}s")
+            elif inst.attempts <= node.retries and lg:
+                lg.line(
+                    "not retried: the failure is not transient "
+                    "(retry_on: any retries every failure but a bad job file)"
+                )
         path = str(lg.path) if lg else None
         tail = lg.tail() if lg else None
         if not self.store.finish(

@@ -14,6 +14,7 @@
         catchup: {count: 96, age: 1d}    # a pass creates at most the latest 96 slots of the last day
         retries: 3                       # re-runs after a failed run: up to 4 runs in all
         retry_interval: 2m
+        retry_on: retriable              # transient failures only (default); any: every failure
         self_dependent: true
         depends_on: [other_node]
         timeout: 30m
@@ -59,6 +60,7 @@ _NODE_KEYS = (
     "schedule",
     "retries",
     "retry_interval",
+    "retry_on",
     "self_dependent",
     "depends_on",
     "timeout",
@@ -68,6 +70,10 @@ _NODE_KEYS = (
     "catchup",
     "description",
 )
+#: retry_on: transient failures only (RetriableError, or a failure tidesync cannot classify), or
+#: every failure but a bad job file
+_RETRY_ON = ("retriable", "any")
+_WORD_KEYS = frozenset({"retry_on", "name", "job", "description", "depends_on", "params"})
 _SCHEDULE_KEYS = (
     "every",
     "interval",
@@ -147,6 +153,7 @@ class Node:
     params: dict[str, str] = field(default_factory=dict)
     retries: int = 0
     retry_interval: float = 120.0
+    retry_on: str = "retriable"  # retriable | any
     self_dependent: bool = False
     depends_on: tuple[str, ...] = ()
     timeout: float | None = None
@@ -390,10 +397,13 @@ def _bool(value: Any, where: str, problems: list[str]) -> bool:
 def _unknown(
     raw: Mapping[str, Any], known: tuple[str, ...], where: str, problems: list[str]
 ) -> None:
-    for key in raw:
+    for key, value in raw.items():
         if key not in known:
+            # a number is not meant for a key that takes a word (retry: 3 is retries, not retry_on)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            likely = [k for k in known if not (number and k in _WORD_KEYS)]
             problems.append(
-                f"{where}.{key}: unknown key{did_you_mean(str(key), known)}; "
+                f"{where}.{key}: unknown key{did_you_mean(str(key), likely)}; "
                 f"known: {', '.join(known)}"
             )
 
@@ -532,6 +542,12 @@ def _node(
     schedule = _schedule(raw.get("schedule"), f"{where}.schedule", tz, problems)
     retries = _int(raw.get("retries", 0), f"{where}.retries", problems, 0, 100) or 0
     interval = parse_duration(raw.get("retry_interval", "2m"), f"{where}.retry_interval", problems)
+    retry_on = raw.get("retry_on", "retriable")
+    if retry_on not in _RETRY_ON:
+        problems.append(
+            f"{where}.retry_on: {retry_on!r} is not one of {', '.join(_RETRY_ON)}"
+            f"{did_you_mean(str(retry_on), _RETRY_ON)}"
+        )
     timeout = None
     if raw.get("timeout") is not None:
         timeout = parse_duration(raw["timeout"], f"{where}.timeout", problems)
@@ -563,6 +579,7 @@ def _node(
         params=params,
         retries=retries,
         retry_interval=interval if interval is not None else 120.0,
+        retry_on=str(retry_on),
         self_dependent=_bool(raw.get("self_dependent", False), f"{where}.self_dependent", problems),
         depends_on=tuple(deps),
         timeout=timeout,

@@ -11,7 +11,7 @@ from tidesync.connectors.sql import (
     DUCKDB,
     split_name,
 )
-from tidesync.errors import did_you_mean
+from tidesync.errors import FatalError, RetriableError, TidesyncError, did_you_mean
 
 _D = DUCKDB
 
@@ -25,6 +25,18 @@ def _connect(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
         if read_only and "different configuration" in str(e):
             return duckdb.connect(path)
         raise
+
+
+def translate(e: BaseException, where: str) -> TidesyncError:
+    """A DuckDB error as tidesync's, DuckDB's error class kept as its code: a file locked by
+    another process and a write-write conflict are worth a retry, the rest is not."""
+    if isinstance(e, TidesyncError):
+        return e
+    code = type(e).__name__
+    first = str(e).split("\n")[0]
+    lock = isinstance(e, duckdb.IOException) and "lock" in first.lower()
+    cls = RetriableError if lock or isinstance(e, duckdb.TransactionException) else FatalError
+    return cls(f"{where}: {first}", code=code)
 
 
 def _to_table(rel: Any) -> pa.Table:

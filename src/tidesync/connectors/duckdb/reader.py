@@ -9,13 +9,13 @@ import duckdb
 import pyarrow as pa
 
 from tidesync.connectors import base
-from tidesync.connectors.duckdb.conn import _D, _columns, _connect, _resolve, _to_table
+from tidesync.connectors.duckdb.conn import _D, _columns, _connect, _resolve, _to_table, translate
 from tidesync.connectors.sql import (
     QuerySplit,
     SqlReader,
     same_columns,
 )
-from tidesync.errors import ConfigError, FatalError
+from tidesync.errors import ConfigError
 
 
 def _to_reader(rel: Any, rows: int) -> pa.RecordBatchReader:
@@ -34,7 +34,7 @@ class Reader(SqlReader):
         try:
             con = _connect(database, read_only=True)
         except duckdb.Error as e:
-            raise FatalError(f"duckdb {database}: {e}") from e
+            raise translate(e, f"duckdb {database}") from e
         try:
             con.execute(f"SET TimeZone = '{self.ctx.timezone.replace(chr(39), '')}'")
         except duckdb.Error as e:
@@ -75,14 +75,14 @@ class Reader(SqlReader):
             try:
                 batches = _to_reader(con.sql(split.sql), self.options.fetch_size)
             except duckdb.Error as e:
-                raise FatalError(f"duckdb {split.database}, {split.source}: {e}") from e
+                raise translate(e, f"duckdb {split.database}, {split.source}") from e
             while True:
                 try:
                     batch = batches.read_next_batch()
                 except StopIteration:
                     break
                 except duckdb.Error as e:
-                    raise FatalError(f"duckdb {split.database}, {split.source}: {e}") from e
+                    raise translate(e, f"duckdb {split.database}, {split.source}") from e
                 if schema is not None and batch.schema != schema:
                     batch = batch.rename_columns(schema.names).cast(schema)
                 yield batch

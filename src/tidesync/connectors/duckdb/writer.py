@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from tidesync.connectors import base
-from tidesync.connectors.duckdb.conn import _D, _columns, _resolve, _to_table
+from tidesync.connectors.duckdb.conn import _D, _columns, _resolve, _to_table, translate
 from tidesync.connectors.sql import (
     DELETED,
     WRITE_MODES,
@@ -240,7 +240,7 @@ class Writer(base.Writer):
             try:
                 self.con = duckdb.connect(str(self.path))
             except duckdb.Error as e:
-                raise FatalError(f"{self.where}: {e}") from e
+                raise translate(e, self.where) from e
             con = self.con
             for i, s in enumerate(self.o.session):
                 self._run(s, f"session[{i}]")

@@ -44,7 +44,7 @@ from tidesync.connectors.file.locate import (
     compression_of,
     expand,
 )
-from tidesync.errors import FatalError, TidesyncError
+from tidesync.errors import FatalError, RetriableError, TidesyncError
 
 #: a file larger than this is read in several splits of about this size
 SPLIT_BYTES = 64 << 20
@@ -122,11 +122,11 @@ class Reader(base.Reader):
                 where = (
                     f" ({edge.settings.where(self.sources[0][1].split('/')[0])})" if edge else ""
                 )
-                raise FatalError(
+                raise RetriableError(  # it may not have arrived yet: worth a retry
                     f"{self.ctx.path('object')}: no object matches "
                     f"{', '.join(map(repr, missing))}{where}"
                 )
-            raise FatalError(
+            raise RetriableError(
                 f"{self.ctx.path('path')}: no file matches {', '.join(map(repr, missing))}"
             )
 

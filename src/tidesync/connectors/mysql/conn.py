@@ -246,7 +246,9 @@ _LOGIN = {1045, 1044, 1698, 1251}  # access denied, auth plugin
 _UNREACHABLE = {2003, 2005, 2002}
 
 
-_RETRY = {1205, 1213, 2006, 2013, 1040, 1927, 1053, 4031}
+#: lock wait timeout, deadlock, server gone / connection lost, too many connections, connection
+#: killed, server shutting down, disconnected for inactivity
+_RETRY = {1205, 1213, 2006, 2013, 2055, 1040, 1927, 1053, 4031}
 
 
 _CONFIG = {
@@ -324,16 +326,25 @@ def translate(
     if code in _LOGIN:
         return FatalError(
             f"{prefix}cannot log in to {ep.host}:{ep.port} as {ep.user!r}: [{code}] {msg}; "
-            "check username and password"
+            "check username and password",
+            code=code,
         )
     if code in _UNREACHABLE:
-        return FatalError(f"{prefix}cannot reach MySQL at {ep.host}:{ep.port}: [{code}] {msg}")
+        return FatalError(
+            f"{prefix}cannot reach MySQL at {ep.host}:{ep.port}: [{code}] {msg}", code=code
+        )
     if code in _RETRY:
-        return RetriableError(f"{prefix}{place}: [{code}] {msg}")
+        return RetriableError(f"{prefix}{place}: [{code}] {msg}", code=code)
+    if not code and isinstance(e, myerr.InterfaceError | ConnectionError):
+        # PyMySQL's InterfaceError(0, '') and a socket error: the connection is gone
+        return RetriableError(
+            f"{prefix}{place}: connection to MySQL lost{': ' + msg if msg else ''}"
+        )
     if code in _CONFIG:
-        return ConfigError(f"{prefix}{place}: [{code}] {msg}")
+        return ConfigError(f"{prefix}{place}: [{code}] {msg}", code=code)
     return FatalError(
-        f"{prefix}{place}: [{code}] {msg}" if code is not None else f"{prefix}{place}: {msg}"
+        f"{prefix}{place}: [{code}] {msg}" if code is not None else f"{prefix}{place}: {msg}",
+        code=code,
     )
 
 

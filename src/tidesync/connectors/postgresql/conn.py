@@ -315,17 +315,18 @@ def translate(
     )
     suffix = (f" [{code}]" if code else "") + (f" ({place})" if place else "")
     if connecting and (code is None or code.startswith(("08", "28", "3D", "53", "57"))):
-        return FatalError(f"cannot connect to PostgreSQL at {endpoint.label}: {msg}{suffix}")
+        cls = RetriableError if code in ("57P01", "57P02", "57P03") else FatalError  # shutting down
+        return cls(f"cannot connect to PostgreSQL at {endpoint.label}: {msg}{suffix}", code=code)
     if code and code.startswith("42") and where:
-        return ConfigError(f"{where}: {msg}{suffix}")
+        return ConfigError(f"{where}: {msg}{suffix}", code=code)
     if code is None or code.startswith(_RETRIABLE):
         lost = (
             "connection to PostgreSQL lost"
             if code is None or code.startswith("08")
             else "PostgreSQL"
         )
-        return RetriableError(f"{lost} at {endpoint.label}: {msg}{suffix}")
-    return FatalError(f"PostgreSQL at {endpoint.label}: {msg}{suffix}")
+        return RetriableError(f"{lost} at {endpoint.label}: {msg}{suffix}", code=code)
+    return FatalError(f"PostgreSQL at {endpoint.label}: {msg}{suffix}", code=code)
 
 
 @contextmanager

@@ -630,10 +630,16 @@ class Writer(base.Writer):
             self._close()
 
     def abort(self, results: list[Any]) -> None:
-        if self.conn is None:
+        conn = self.conn
+        if conn is None:
             return
         try:
-            self.conn.rollback()
+            if not (conn.broken or conn.closed):
+                conn.rollback()
+        except psycopg_module().OperationalError:
+            # the connection died under us: the server rolled the transaction back itself
+            if not (conn.broken or conn.closed):
+                raise
         finally:
             self._close()
 

@@ -11,7 +11,7 @@ from tidesync.connectors.sql import (
     SQLITE,
     split_name,
 )
-from tidesync.errors import did_you_mean
+from tidesync.errors import FatalError, RetriableError, TidesyncError, did_you_mean
 
 _D = SQLITE
 
@@ -119,3 +119,37 @@ def _table_info(con: sqlite3.Connection, table: str) -> tuple[str, list[tuple[An
         )
     prefix = f"{_D.ident(schema)}." if schema else ""
     return name, con.execute(f"PRAGMA {prefix}table_info({_D.ident(name)})").fetchall()
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+#: extended result codes newer than some Python's names for them
+_CODES = {2835: "SQLITE_CONSTRAINT_PINNED", 3091: "SQLITE_CONSTRAINT_DATATYPE"}
+
+
+def error_code(e: BaseException) -> str | None:
+    """SQLite's result code name of ``e`` (``SQLITE_FULL``, ``SQLITE_BUSY``, ...), if any."""
+    name = getattr(e, "sqlite_errorname", None)
+    number = getattr(e, "sqlite_errorcode", None)
+    if name in (None, "unknown") and number is not None:
+        return _CODES.get(number, f"SQLITE_{number}")
+    return name
+
+
+def translate(e: BaseException, where: str, *, rolled_back: bool = False) -> TidesyncError:
+    """An sqlite3 error as tidesync's, its result code kept: a lock another connection holds
+    (``SQLITE_BUSY``/``SQLITE_LOCKED``) is worth a retry; a full disk or database and the rest
+    are not. ``rolled_back`` says SQLite ended the transaction itself (it does so on a full
+    disk, out of memory or an I/O error), which the message then says."""
+    if isinstance(e, TidesyncError):
+        return e
+    code = error_code(e)
+    msg = str(e)
+    if code and code.startswith("SQLITE_FULL"):
+        msg = f"{msg} (no space left for the database or its journal, or max_page_count reached)"
+    if rolled_back:
+        msg += "; SQLite rolled the transaction back, nothing was written"
+    cls = (
+        RetriableError if code and code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) else FatalError
+    )
+    return cls(f"{where}: {msg}" + (f" [{code}]" if code else ""), code=code)

@@ -16,8 +16,8 @@ from tidesync.connectors.sql import (
     SqlReader,
     same_columns,
 )
-from tidesync.connectors.sqlite.conn import _BUSY_TIMEOUT_S, _D, _table_info, arrow_type
-from tidesync.errors import ConfigError, FatalError
+from tidesync.connectors.sqlite.conn import _BUSY_TIMEOUT_S, _D, _table_info, arrow_type, translate
+from tidesync.errors import ConfigError
 
 _SAMPLE_ROWS = 1000
 
@@ -129,7 +129,7 @@ class Reader(SqlReader):
         try:
             con = _connect_ro(database)
         except sqlite3.Error as e:
-            raise FatalError(f"sqlite {database}: {e}") from e
+            raise translate(e, f"sqlite {database}") from e
         self.run_session(con, sqlite3.Error)
         return con
 
@@ -198,12 +198,12 @@ class Reader(SqlReader):
             try:
                 cur = con.execute(split.sql)
             except sqlite3.Error as e:
-                raise FatalError(f"sqlite {split.database}, {split.source}: {e}") from e
+                raise translate(e, f"sqlite {split.database}, {split.source}") from e
             while True:
                 try:
                     rows = cur.fetchmany(self.options.fetch_size)
                 except sqlite3.Error as e:
-                    raise FatalError(f"sqlite {split.database}, {split.source}: {e}") from e
+                    raise translate(e, f"sqlite {split.database}, {split.source}") from e
                 if not rows:
                     break
                 yield self._batch(rows, schema, types, offset)

@@ -38,7 +38,14 @@ from tidesync.connectors.sql import (
     write_options,
     write_statements,
 )
-from tidesync.connectors.sqlite.conn import _BUSY_TIMEOUT_S, _D, _table_info, declared_type
+from tidesync.connectors.sqlite.conn import (
+    _BUSY_TIMEOUT_S,
+    _D,
+    _table_info,
+    declared_type,
+    translate,
+)
+from tidesync.connectors.sqlite.conn import error_code as _code
 from tidesync.errors import DirtyRecordError, FatalError
 
 
@@ -75,19 +82,7 @@ def _dirty_or_fatal(e: BaseException, where: str) -> Exception:
     )
     if data:
         return DirtyRecordError(str(e), code=_code(e))
-    return FatalError(f"{where}: {e}")
-
-
-#: extended result codes newer than some Python's names for them
-_CODES = {2835: "SQLITE_CONSTRAINT_PINNED", 3091: "SQLITE_CONSTRAINT_DATATYPE"}
-
-
-def _code(e: BaseException) -> str | None:
-    name = getattr(e, "sqlite_errorname", None)
-    number = getattr(e, "sqlite_errorcode", None)
-    if name in (None, "unknown") and number is not None:
-        return _CODES.get(number, f"SQLITE_{number}")
-    return name
+    return translate(e, where)
 
 
 class Writer(base.Writer):
@@ -146,7 +141,7 @@ class Writer(base.Writer):
                 try:
                     con.execute(expand_table(sql, self.table_sql))
                 except sqlite3.Error as e:
-                    raise FatalError(f"{self.ctx.path(f'preSql[{i}]')}: {e}") from e
+                    raise translate(e, self.ctx.path(f"preSql[{i}]")) from e
             self.info = self._inspect()
             if self.info is None:
                 require_table(self.ctx, self.o, self.path)
@@ -165,7 +160,7 @@ class Writer(base.Writer):
                 self._shape(pa.RecordBatch.from_pylist([], schema=schema))  # checks the names
         except sqlite3.Error as e:
             self._rollback()
-            raise FatalError(f"{self.where}: {e}") from e
+            raise translate(e, self.where) from e
         except BaseException:
             self._rollback()
             raise
@@ -217,7 +212,7 @@ class Writer(base.Writer):
         try:
             self.con.execute(f"CREATE TABLE {self.table_sql} ({cols})")
         except sqlite3.Error as e:
-            raise FatalError(f"{self.where}: cannot create it: {e}") from e
+            raise translate(e, f"{self.where}: cannot create it") from e
         self.info = self._inspect()
 
     def _binding(self, names: Sequence[str], added: Sequence[str] = ()) -> Binding:
@@ -285,6 +280,8 @@ class Writer(base.Writer):
                 for st in stmts:
                     con.executemany(st.sql, zip(*(cols[i] for i in st.params), strict=True))
         except (sqlite3.Error, OverflowError) as e:
+            if not con.in_transaction:  # SQLite gave up the transaction (full disk, I/O error)
+                raise translate(e, self.where, rolled_back=True) from e
             con.execute('ROLLBACK TO "tidesync_batch"')
             con.execute('RELEASE "tidesync_batch"')
             raise _dirty_or_fatal(e, self.where) from e
@@ -303,11 +300,11 @@ class Writer(base.Writer):
                     try:
                         self.con.execute(expand_table(sql, self.table_sql))
                     except sqlite3.Error as e:
-                        raise FatalError(f"{self.ctx.path(f'postSql[{i}]')}: {e}") from e
+                        raise translate(e, self.ctx.path(f"postSql[{i}]")) from e
                 try:
                     self.con.execute("COMMIT")
                 except sqlite3.Error as e:
-                    raise FatalError(f"{self.where}: commit failed: {e}") from e
+                    raise translate(e, f"{self.where}: commit failed") from e
             except BaseException:
                 self._rollback()
                 raise
