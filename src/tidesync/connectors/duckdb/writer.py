@@ -17,26 +17,16 @@ from tidesync.connectors import base
 from tidesync.connectors.duckdb.conn import _D, _columns, _resolve, _to_table, translate
 from tidesync.connectors.sql import (
     DELETED,
-    WRITE_MODES,
     Binding,
+    NewFile,
+    SqlSink,
+    SqlWriter,
     TableInfo,
-    bind,
-    check_table_modes,
     created_names,
     database_path,
-    expand_table,
-    make_parents,
-    mapped_names,
-    marker_flags,
-    partition_columns,
     partition_where,
-    remove_created,
-    require_table,
-    shape_for_partition,
     split_deleted,
-    table_modes,
     typed_value,
-    with_added,
     write_options,
     write_statements,
 )
@@ -191,12 +181,11 @@ def _aligned(group: list[pa.RecordBatch]) -> pa.Table:
     return pa.Table.from_batches(table.combine_chunks().to_batches(2 * ROW_GROUP_ROWS))
 
 
-class Writer(base.Writer):
+class Writer(SqlWriter):
     """Writes one DuckDB table in one transaction; see the module docstring."""
 
     kind = "duckdb"
-    modes = WRITE_MODES
-    publish = "transaction"
+    dialect = _D
     serial = True
 
     def __init__(self, params: dict[str, Any], ctx: base.Context):
@@ -204,10 +193,7 @@ class Writer(base.Writer):
         # DuckDB inserts fastest in large statements (measured: 1M-row INSERTs take ~25% less
         # time than 64K-row ones); the engine still bisects a failing batch row by row.
         self.o = write_options(self, batch_size=1 << 20)
-        self.partition, self.marker = table_modes(self)
-        if "writeMode" not in params and self.partition:
-            self.o.mode = "overwrite"
-        check_table_modes(self, self.o.mode, self.partition, self.marker)
+        self.settle_modes("writeMode" in params)
         self.path: Path | None = None
         if self.o.target.urls:
             try:
@@ -215,78 +201,60 @@ class Writer(base.Writer):
             except ValueError as e:
                 self.p.problem(self.o.target.url_key, str(e))
         self.p.done()
-        self.table_sql = _D.table(self.o.table)
         self.con: duckdb.DuckDBPyConnection | None = None
         self.side: duckdb.DuckDBPyConnection | None = None
         self.table: _Table | None = None
         self._plans: dict[tuple[tuple[str, str], ...], _Plan] = {}
         self._probe_shape: tuple[str, ...] | None = None
-        self._parts: list[tuple[str, str]] | None = None  # partition levels by column names
-        self._lock = threading.RLock()
-        self._created_file = False
-        self._poisoned = ""
+        self.new_file = NewFile((".wal",), _is_empty_duckdb)
         self._inserter: _Inserter | None = None
 
     @property
-    def where(self) -> str:
-        return f"duckdb table {self.o.table} in {self.path}"
+    def location(self) -> str:
+        return str(self.path)
 
-    # prepare ---------------------------------------------------------------------------------
-    def prepare(self, schema: pa.Schema | None) -> None:
+    # the transaction -------------------------------------------------------------------------
+    def connect(self) -> None:
         assert self.path is not None
-        self._created_file = not self.path.exists()
-        self._created_dirs = make_parents(self.path)
+        self.new_file.open(self.path)
         try:
-            try:
-                self.con = duckdb.connect(str(self.path))
-            except duckdb.Error as e:
-                raise translate(e, self.where) from e
-            con = self.con
-            for i, s in enumerate(self.o.session):
-                self._run(s, f"session[{i}]")
-            con.execute("BEGIN TRANSACTION")
-            for i, sql in enumerate(self.o.pre_sql):
-                self._run(expand_table(sql, self.table_sql), f"preSql[{i}]")
-            self.table = self._inspect()
-            if self.table is None:
-                require_table(self.ctx, self.o, self.path)
-                if schema is not None:
-                    self._create(schema)
-            elif self.o.mode == "truncate":
-                self._run(f"DELETE FROM {self.table_sql}", "truncate")
-            elif self.o.mode == "overwrite":
-                # in the transaction: a rollback brings the partition's rows back
-                parts = self._partition()
-                types = {f.name: f.type for f in self.table.arrow}
-                try:
-                    con.execute(
-                        f"DELETE FROM {self.table_sql}{partition_where(_D, parts)}",
-                        [typed_value(v, types.get(c)) for c, v in parts],
-                    )
-                except duckdb.Error as e:
-                    raise FatalError(f"{self.where}: {e}") from e
-            if schema is not None and self.table is not None:
-                batch, _dead, added = self._shape(pa.RecordBatch.from_pylist([], schema=schema))
-                self._plan(batch.schema, added)
-        except BaseException:
-            self._rollback()
-            raise
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.Error as e:
+            raise translate(e, self.where) from e
+        for i, s in enumerate(self.o.session):
+            self.execute(s, where=f"session[{i}]")
 
-    def _run(self, sql: str, what: str) -> None:
+    def begin(self) -> None:
+        self.execute("BEGIN TRANSACTION")
+
+    def execute(self, sql: str, params: Sequence[Any] = (), where: str = "") -> None:
         assert self.con is not None
         try:
-            self.con.execute(sql)
+            self.con.execute(sql, list(params) or None)
         except duckdb.Error as e:
-            raise FatalError(
-                f"{self.ctx.path(what) if what != 'truncate' else self.where}: {e}"
-            ) from e
+            raise translate(e, self.ctx.path(where) if where else self.where) from e
 
-    def _inspect(self) -> _Table | None:
+    def clear(self, parts: Sequence[tuple[str, str]]) -> None:
+        assert self.table is not None
+        types = {f.name: f.type for f in self.table.arrow}
+        self.execute(
+            f"DELETE FROM {self.table_sql}{partition_where(_D, parts)}",
+            [typed_value(v, types.get(c)) for c, v in parts],
+        )
+
+    def partition_scalar(self, column: str, text: str) -> pa.Scalar:
+        assert self.table is not None
+        t = self.table.arrow.field(column).type
+        typed = typed_value(text, t)
+        return pa.scalar(typed, t) if typed is not text else pa.scalar(text)
+
+    def inspect(self) -> TableInfo | None:
         con = self.con
         assert con is not None
         try:
             where = _resolve(con, self.o.table)
         except LookupError:
+            self.table = None
             return None
         cols = _columns(con, where)
         constraints = con.execute(
@@ -312,64 +280,18 @@ class Writer(base.Writer):
             unique=tuple(unique),
         )
         arrow = _to_table(con.sql(f"SELECT * FROM {self.table_sql} LIMIT 0")).schema
-        return _Table(
+        self.table = _Table(
             info,
             {c[0]: c[1] for c in cols},
             frozenset(c[0] for c in cols if not c[2]),
             tuple(checks),
             arrow,
         )
+        return info
 
-    def _partition(self) -> list[tuple[str, str]]:
-        if self._parts is None:
-            assert self.table is not None
-            self._parts = partition_columns(
-                self.ctx, self.o.table, self.partition, self.table.info.columns
-            )
-        return self._parts
-
-    def _shape(
-        self, batch: pa.RecordBatch
-    ) -> tuple[pa.RecordBatch, pa.RecordBatch | None, list[str]]:
-        """Partition columns checked and added, the marker column dropped unless the table has
-        it; for merge with deleteMarker also the rows whose key is to be deleted."""
-        assert self.table is not None
-        cols = self.table.info.columns
-        flags, drop = None, False
-        names = list(batch.schema.names)
-        if self.marker is not None:
-            flags = marker_flags(self, batch, self.marker)
-            drop = mapped_names(self.o, cols, [self.marker[0]])[0] is None
-            if drop:
-                names.remove(self.marker[0])
-        types = {f.name: f.type for f in self.table.arrow}
-        batch, added = shape_for_partition(
-            batch,
-            mapped_names(self.o, cols, names),
-            self._partition(),
-            self.marker,
-            drop,
-            flags,
-            types,
-        )
-        if flags is None:
-            return batch, None, added
-        names = [n for n in batch.schema.names if n != DELETED]
-        b = bind(self.ctx, with_added(self.o, added), self.table.info, names)
-        batch, dead = split_deleted(batch, [names[b.columns.index(k)] for k in b.keys])
-        return (
-            batch,
-            pa.RecordBatch.from_arrays(
-                [dead.column(b.columns.index(k)) for k in b.keys], names=list(b.keys)
-            ),
-            added,
-        )
-
-    def _create(self, schema: pa.Schema) -> None:
+    def create(self, schema: pa.Schema) -> None:
         con = self.con
         assert con is not None
-        if self.marker is not None and self.marker[0] in schema.names:
-            schema = schema.remove(schema.get_field_index(self.marker[0]))
         names = created_names(self.ctx, self.o, schema)
         fields = [
             pa.field(n, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
@@ -382,15 +304,18 @@ class Writer(base.Writer):
             con.unregister("__tidesync_empty")
         except duckdb.Error as e:
             raise FatalError(f"{self.where}: cannot create it: {e}") from e
-        self.table = self._inspect()
 
-    def _plan(self, schema: pa.Schema, added: Sequence[str] = ()) -> _Plan:
+    def planned(self, schema: pa.Schema, binding: Binding) -> None:
+        if DELETED in schema.names:
+            schema = schema.remove(schema.get_field_index(DELETED))
+        self._plan(schema, binding)
+
+    def _plan(self, schema: pa.Schema, b: Binding) -> _Plan:
         shape = tuple((f.name, str(f.type)) for f in schema)
         if shape in self._plans:
             return self._plans[shape]
         assert self.table is not None
         t = self.table
-        b = bind(self.ctx, with_added(self.o, added), t.info, schema.names)
         cols = b.columns
         q = _D.ident
         cast = ", ".join(
@@ -489,23 +414,18 @@ class Writer(base.Writer):
         self.side.execute(f"CREATE OR REPLACE TEMP TABLE {_PROBE} ({', '.join(defs)})")
         self._probe_shape = tuple(cols)
 
-    # sinks -----------------------------------------------------------------------------------
-    def open(self, split: base.Split) -> _Sink:
-        if self.con is None:
-            raise FatalError(f"{self.where}: open() before prepare()")
-        return _Sink(self, split)
-
-    def _write(self, batch: pa.RecordBatch) -> None:
-        con = self.con
-        if con is None or self._poisoned:
-            raise FatalError(f"{self.where}: the transaction is closed {self._poisoned}".strip())
-        if self.table is None:
-            try:
-                self._create(batch.schema)
-            except duckdb.Error as e:
-                raise FatalError(f"{self.where}: {e}") from e
-        batch, dead, added = self._shape(batch)
-        plan = self._plan(batch.schema, added)
+    # writing -------------------------------------------------------------------------------
+    def write_rows(self, batch: pa.RecordBatch, b: Binding, split: base.Split) -> None:
+        if self.poisoned:
+            raise FatalError(f"{self.where}: the transaction is closed: {self.poisoned}")
+        dead = None
+        if DELETED in batch.schema.names:
+            names = [n for n in batch.schema.names if n != DELETED]
+            batch, gone = split_deleted(batch, [names[b.columns.index(k)] for k in b.keys])
+            dead = pa.RecordBatch.from_arrays(
+                [gone.column(b.columns.index(k)) for k in b.keys], names=list(b.keys)
+            )
+        plan = self._plan(batch.schema, b)
         if dead is not None and dead.num_rows:
             self._delete(dead, plan.binding)
         names = [f"c{i}" for i in range(batch.num_columns)]
@@ -527,7 +447,7 @@ class Writer(base.Writer):
         try:
             con.execute(sql)
         except duckdb.Error as e:
-            self._poisoned = f"(a write failed: {e})"
+            self.poisoned = f"a write failed: {e}"
             raise FatalError(f"{self.where}: {e}; the transaction is rolled back") from e
         finally:
             con.unregister(_DEAD)
@@ -568,7 +488,7 @@ class Writer(base.Writer):
                 try:
                     found = con.execute(sql).fetchall()  # LIMIT 1; drains the result
                 except duckdb.Error as e:
-                    self._poisoned = f"(a check failed: {e})"
+                    self.poisoned = f"a check failed: {e}"
                     raise FatalError(f"{self.where}: {e}") from e
                 if found:
                     key = ", ".join(f"{c}: {v}" for c, v in zip(names, found[0], strict=True))
@@ -580,10 +500,10 @@ class Writer(base.Writer):
                 try:
                     con.execute(sql)
                 except duckdb.Error as e:
-                    self._poisoned = f"(a write failed: {e})"
+                    self.poisoned = f"a write failed: {e}"
                     raise FatalError(f"{self.where}: {e}; the transaction is rolled back") from e
         finally:
-            if not self._poisoned:
+            if not self.poisoned:
                 con.unregister(_BATCH)
 
     def _drain(self) -> None:
@@ -596,85 +516,44 @@ class Writer(base.Writer):
 
     def _failed(self, e: BaseException) -> BaseException:
         """A background INSERT failed: the transaction is lost (DuckDB aborts it)."""
-        self._poisoned = f"(a write failed: {e})"
+        self.poisoned = f"a write failed: {e}"
         if isinstance(e, duckdb.Error):
             return FatalError(f"{self.where}: {e}; the transaction is rolled back")
         return e
 
     # publish ---------------------------------------------------------------------------------
-    def commit(self, results: list[Any]) -> None:
-        with self._lock:
-            if self.con is None:
-                raise FatalError(f"{self.where}: commit() without prepare()")
-            try:
-                self._drain()
-                if self._poisoned:
-                    raise FatalError(f"{self.where}: nothing committed {self._poisoned}")
-                for i, sql in enumerate(self.o.post_sql):
-                    self._run(expand_table(sql, self.table_sql), f"postSql[{i}]")
-                try:
-                    self.con.execute("COMMIT")
-                except duckdb.Error as e:
-                    raise FatalError(f"{self.where}: commit failed: {e}") from e
-            except BaseException:
-                self._rollback()
-                raise
-            self._close()
+    def finish(self) -> None:
+        self._drain()
 
-    def abort(self, results: list[Any]) -> None:
-        with self._lock:
-            self._rollback()
+    def commit_transaction(self) -> None:
+        self.execute("COMMIT")
+        self.new_file.keep()
+
+    def rollback(self) -> None:
+        self._stop_inserter()
+        if self.con is not None:
+            with contextlib.suppress(duckdb.Error):  # no transaction open: closing is enough
+                self.con.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._stop_inserter()
+        for c in (self.side, self.con):
+            if c is not None:
+                c.close()
+        self.side = self.con = None
+        # only a database this writer created and nobody has written into since
+        self.new_file.drop()
 
     def _stop_inserter(self) -> None:
         if self._inserter is not None:
             self._inserter.stop()
             self._inserter = None
 
-    def _close(self) -> None:
-        self._stop_inserter()
-        for c in (self.side, self.con):
-            if c is not None:
-                c.close()
-        self.side = self.con = None
-
-    def _rollback(self) -> None:
-        self._stop_inserter()
-        if self.con is not None:
-            with contextlib.suppress(duckdb.Error):  # no transaction open: closing is enough
-                self.con.execute("ROLLBACK")
-        self._close()
-        if self._created_file and self.path is not None and _is_empty_duckdb(self.path):
-            # only a database this writer created and nobody has written into since
-            files = (self.path, Path(f"{self.path}.wal"))
-            remove_created(files, getattr(self, "_created_dirs", []))
-            self._created_file = False
-            self._created_dirs = []
-
-
-class _Sink(base.Sink):
-    """A task's handle. DuckDB cannot undo part of a transaction, so a task that fails after
-    writing rows makes ``commit`` refuse (``abort`` is the way out)."""
-
-    def __init__(self, writer: Writer, split: base.Split):
-        self.w = writer
-        self.split = split
-        self.rows = 0
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        with self.w._lock:
-            self.w._write(batch)
-            self.rows += batch.num_rows
-
-    def close(self) -> dict[str, Any]:
-        return {"split": self.split.label, "rows": self.rows}
-
-    def discard(self) -> dict[str, Any]:
-        with self.w._lock:
-            if self.rows:
-                self.w._poisoned = (
-                    f"(task {self.split.label!r} failed after writing {self.rows} rows)"
-                )
-        return {"split": self.split.label, "rows": 0, "discarded": self.rows}
+    def sink_closed(self, sink: SqlSink, discarded: bool) -> None:
+        # DuckDB cannot undo part of a transaction: a task that fails after writing rows
+        # makes the commit refuse (abort is the way out)
+        if discarded and sink.rows:
+            self.poisoned = f"task {sink.split.label!r} failed after writing {sink.rows} rows"
 
 
 def _is_empty_duckdb(path: Path) -> bool:

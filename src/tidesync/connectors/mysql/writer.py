@@ -10,10 +10,8 @@ Parameters and type mapping: docs/connectors/mysql.md.
 from __future__ import annotations
 
 import contextlib
-import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -29,7 +27,6 @@ from tidesync.connectors.mysql.conn import (
     Endpoint,
     _columns_info,
     _endpoint,
-    _find,
     _schema_table,
     _tables,
     _with_url,
@@ -42,14 +39,9 @@ from tidesync.connectors.mysql.conn import (
 from tidesync.connectors.sql import (
     DELETED,
     Binding,
+    SqlWriter,
     TableInfo,
-    bind,
-    check_partition,
-    check_table_modes,
-    expand_table,
-    marker_flags,
     split_deleted,
-    table_modes,
     write_options,
 )
 from tidesync.errors import (
@@ -69,34 +61,14 @@ _WRITE_SESSION = (
 _UTF8 = ("utf8mb4", "utf8mb3", "utf8")
 
 
-class _Sink(base.Sink):
-    def __init__(self, w: Writer, split: base.Split):
-        self.w = w
-        self.split = split
-        self.rows = 0
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows == 0:
-            return
-        self.w.write_batch(batch, self.split)
-        self.rows += batch.num_rows
-
-    def close(self) -> int:
-        return self.rows
-
-    def discard(self) -> int:
-        # what this sink loaded lives in the writer's one transaction: abort() rolls it back
-        return 0
-
-
-class Writer(base.Writer):
-    """Writes one table inside one transaction; sinks share the connection (a lock around
-    each load), while the text encoding of batches runs in the tasks' threads."""
+class Writer(SqlWriter):
+    """Writes one table inside one transaction; sinks share the connection (``self.lock``
+    around each load), while the text encoding of batches runs in the tasks' threads."""
 
     kind = "mysql"
-    modes = ("insert", "replace", "update", "truncate", "overwrite", "merge")
-    publish = "transaction"
+    dialect = D
     serial = False
+    creates_tables = False
 
     def __init__(self, params: dict[str, Any], ctx: base.Context):
         super().__init__(params, ctx)
@@ -104,142 +76,128 @@ class Writer(base.Writer):
         self.p = base.Params(fixed, ctx, known_extra=CONNECTION_KEYS)
         p = self.p
         p.problems.extend(problems)
-        self.options = write_options(
+        self.o = write_options(
             self,
             batch_size=65536,
             database_key="url",
             mode_aliases={"upsert": "update"},
         )
-        self.partition, self.marker = table_modes(self)
-        if "writeMode" not in params and self.partition:
-            self.options.mode = "overwrite"
-        check_table_modes(self, self.options.mode, self.partition, self.marker)
+        self.settle_modes("writeMode" in params)
         user, password = p.str("username", aliases=("user",)), p.get("password")
         self.endpoint = Endpoint("", 0, "", "")
-        for url in self.options.target.urls[:1]:
+        for url in self.o.target.urls[:1]:
             try:
                 self.endpoint = _endpoint(url, user, None if password is None else str(password))
             except ValueError as e:
-                p.problem(self.options.target.url_key, str(e))
+                p.problem(self.o.target.url_key, str(e))
         p.done()
-        self.mode = self.options.mode
-        self.lock = threading.Lock()
         self.con: pymysql.Connection | None = None
-        self.info: list[dict[str, Any]] = []
-        self.binding: Binding | None = None
-        self.table_sql = ""
+        self.columns_info: list[dict[str, Any]] = []
         self.stage: str | None = None
+        self._bound: Binding | None = None  # what the load statement is made for
         self._direct_replace = False
         self._load_sql = ""
         self._kinds: list[dict[str, Any]] = []
-        self._parts: list[tuple[str, str]] = []  # partition levels by the table's column names
-        self._added: list[tuple[str, str]] = []  # those the batches lack: written as constants
-        self._drop_marker = False  # the table lacks the deleteMarker column: it is not written
+        self._unique: list[tuple[str, list[str]]] = []
 
-    # -- setup -----------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return self.endpoint.database
+
     @property
     def where(self) -> str:
-        return self.ctx.path(self.options.target.url_key)
+        return self.ctx.path(self.o.target.url_key)
 
-    def prepare(self, schema: pa.Schema | None) -> None:
-        o = self.options
+    # the transaction -----------------------------------------------------------------------
+    def connect(self) -> None:
         self.con = connect(
             self.endpoint,
             where=self.where,
-            session=o.session,
+            session=self.o.session,
             autocommit=False,
             local_infile=True,
             ours=_WRITE_SESSION,
         )
+
+    def begin(self) -> None:
+        assert self.con is not None
         try:
-            info = _columns_info(self.con, o.table)
-            if info is None:
-                names = _tables(self.con)
-                raise ConfigError(
-                    f"{self.ctx.path(o.target.table_key)}: table {o.table!r} not found in database "
-                    f"{self.endpoint.database}{did_you_mean(o.table, names)}"
-                )
-            self.info = info
-            self.table_sql = D.table(o.table)
-            self._parts = self._partition_columns()
-            if schema is not None:
-                self._bind(schema.names)
             self.con.begin()
-            with self.con.cursor() as cur:
-                for i, sql in enumerate(o.pre_sql):
-                    try:
-                        cur.execute(expand_table(sql, self.table_sql))
-                    except myerr.MySQLError as e:
-                        raise translate(
-                            e, self.endpoint, self.ctx.path(f"preSql[{i}]"), table=o.table
-                        ) from None
-                if self.mode == "truncate" or (self.mode == "overwrite" and not self._parts):
-                    # an empty table needs no DELETE, which would cost InnoDB's bulk path for a
-                    # first load into an empty table (no undo record per row)
-                    cur.execute(f"SELECT 1 FROM {self.table_sql} LIMIT 1 FOR UPDATE")
-                    if cur.fetchone() is not None:
-                        cur.execute(f"DELETE FROM {self.table_sql}")
-                elif self.mode == "overwrite":
-                    # the partition's rows go in the job's transaction: a rollback restores them
-                    where = " AND ".join(f"{D.ident(c)} = %s" for c, _ in self._parts)
-                    cur.execute(
-                        f"DELETE FROM {self.table_sql} WHERE {where}", [v for _, v in self._parts]
-                    )
         except myerr.MySQLError as e:
-            self._close()
-            raise translate(e, self.endpoint, self.where, table=o.table) from None
-        except BaseException:
-            self._close()
-            raise
+            raise translate(e, self.endpoint, self.where, table=self.o.table) from None
 
-    def _partition_columns(self) -> list[tuple[str, str]]:
-        out = []
-        for k, v in self.partition:
-            found = _find(k, self.info)
-            if found is None:
-                cols = [c["name"] for c in self.info]
-                raise ConfigError(
-                    f"{self.ctx.path('partition')}: table {self.options.table} has no column "
-                    f"{k!r}{did_you_mean(k, cols)}; its columns: {', '.join(cols)}"
-                )
-            out.append((found["name"], v))
-        return out
+    def execute(self, sql: str, params: Sequence[Any] = (), where: str = "") -> None:
+        assert self.con is not None
+        try:
+            with self.con.cursor() as cur:
+                cur.execute(sql, list(params) or None)
+        except myerr.MySQLError as e:
+            raise translate(
+                e, self.endpoint, self.ctx.path(where) if where else self.where, table=self.o.table
+            ) from None
 
-    def _bind(self, names: Sequence[str]) -> None:
-        """Map the incoming names (the deleteMarker column left out unless the table has it;
-        the partition columns they lack added) onto the table."""
-        o = self.options
-        names = list(names)
-        if self.marker is not None and _find(self.marker[0], self.info) is None:
-            self._drop_marker = True
-            names = [n for n in names if n != self.marker[0]]
-        mapped = {(_find(c, self.info) or {}).get("name") for c in (o.columns or names)}
-        self._added = [(c, v) for c, v in self._parts if c not in mapped]
-        extra = [c for c, _ in self._added]
-        o = replace(o, columns=None if o.columns is None else [*o.columns, *extra])
-        names = [*names, *extra]
-        unique = _unique_keys(self.con, o.table)
+    def missing(self) -> None:
+        assert self.con is not None
+        names = _tables(self.con)
+        raise ConfigError(
+            f"{self.ctx.path(self.o.target.table_key)}: table {self.o.table!r} not found in "
+            f"database {self.endpoint.database}{did_you_mean(self.o.table, names)}"
+        )
+
+    def inspect(self) -> TableInfo | None:
+        assert self.con is not None
+        try:
+            info = _columns_info(self.con, self.o.table)
+            if info is None:
+                return None
+            unique = _unique_keys(self.con, self.o.table)
+        except myerr.MySQLError as e:
+            raise translate(e, self.endpoint, self.where, table=self.o.table) from None
+        self.columns_info = info
+        self._unique = unique
         pk = next((cols for name, cols in unique if name == "PRIMARY"), ())
         required = frozenset(
             c["name"]
-            for c in self.info
+            for c in info
             if not c["nullable"]
             and c["default"] is None
             and "auto_increment" not in c["extra"]
             and "generated" not in c["extra"]
         )
-        table_info = TableInfo(
-            tuple(c["name"] for c in self.info),
+        return TableInfo(
+            tuple(c["name"] for c in info),
             required,
             tuple(pk),
             tuple(tuple(cols) for _, cols in unique),
         )
-        b = bind(self.ctx, o, table_info, names)
-        self.binding = b
-        by_name = {c["name"]: c for c in self.info}
+
+    def clear(self, parts: Sequence[tuple[str, str]]) -> None:
+        if parts:
+            return super().clear(parts)
+        # an empty table needs no DELETE, which would cost InnoDB's bulk path for a first load
+        # into an empty table (no undo record per row)
+        assert self.con is not None
+        try:
+            with self.con.cursor() as cur:
+                cur.execute(f"SELECT 1 FROM {self.table_sql} LIMIT 1 FOR UPDATE")
+                if cur.fetchone() is not None:
+                    cur.execute(f"DELETE FROM {self.table_sql}")
+        except myerr.MySQLError as e:
+            raise translate(e, self.endpoint, self.where, table=self.o.table) from None
+
+    def planned(self, schema: pa.Schema, binding: Binding) -> None:
+        self._plan(binding)
+
+    def _plan(self, b: Binding) -> None:
+        """The LOAD DATA statement for ``b`` (straight into the table, or into a staging table
+        for the upserts that need one); made once, for the first binding."""
+        if self._bound is not None:
+            return
+        self._bound = b
+        by_name = {c["name"]: c for c in self.columns_info}
         self._kinds = [by_name[c] for c in b.columns]
         keys = set(b.keys)
-        only_unique = [set(cols) for _, cols in unique]
+        only_unique = [set(cols) for _, cols in self._unique]
         upsert = self.mode in ("replace", "merge")
         self._direct_replace = upsert and only_unique == [keys]
         needs_stage = self.mode == "update" or (upsert and not self._direct_replace)
@@ -247,12 +205,10 @@ class Writer(base.Writer):
         if needs_stage:
             self.stage = D.ident(f"ts_stage_{uuid.uuid4().hex[:12]}")
             cols = ", ".join(D.ident(c) for c in b.columns)
-            assert self.con is not None
-            with self.con.cursor() as cur:
-                cur.execute(
-                    f"CREATE TEMPORARY TABLE {self.stage} ENGINE=InnoDB "
-                    f"SELECT {cols} FROM {self.table_sql} WHERE 1=0"
-                )
+            self.execute(
+                f"CREATE TEMPORARY TABLE {self.stage} ENGINE=InnoDB "
+                f"SELECT {cols} FROM {self.table_sql} WHERE 1=0"
+            )
             target = self.stage
         fields, sets = [], []
         for i, c in enumerate(self._kinds):
@@ -272,20 +228,14 @@ class Writer(base.Writer):
         )
 
     # -- writing -----------------------------------------------------------------------------
-    def open(self, split: base.Split) -> base.Sink:
-        return _Sink(self, split)
-
-    def write_batch(self, batch: pa.RecordBatch, split: base.Split) -> None:
-        if self.binding is None:
+    def write_rows(self, batch: pa.RecordBatch, b: Binding, split: base.Split) -> None:
+        if self._bound is None:
             with self.lock:
-                if self.binding is None:
-                    self._bind(batch.schema.names)
-        b = self.binding
-        assert b is not None
-        batch = self._shape(batch)
+                self._plan(b)
+        b = self._bound or b
         key_names = [batch.schema.names[b.columns.index(k)] for k in b.keys]
         gone: tuple[str, list[Any]] | None = None
-        if self.marker is not None:
+        if DELETED in batch.schema.names:
             batch, dead = split_deleted(batch, key_names)
             if dead.num_rows:
                 gone = self._delete_sql(dead, key_names)
@@ -293,7 +243,7 @@ class Writer(base.Writer):
             self.stage is not None and b.keys and (self.mode == "replace" or not b.conflict_target)
         ):
             batch = _last_per_key(batch, key_names)
-        size = self.options.batch_size
+        size = self.o.batch_size
         payloads = []
         for start in range(0, batch.num_rows, size):
             part = batch.slice(start, size)
@@ -302,28 +252,9 @@ class Writer(base.Writer):
         with self.lock:
             self._load(payloads, split, gone)
 
-    def _shape(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Check the partition columns the batch carries (a row with another value is dirty),
-        add those it lacks as constants, and for deleteMarker a last boolean column."""
-        b = self.binding
-        assert b is not None
-        flag = None
-        if self.marker is not None:
-            flag = marker_flags(self, batch, self.marker)
-            if self._drop_marker:
-                batch = batch.drop_columns([self.marker[0]])
-        for c, v in self._parts:
-            if c in b.columns[: batch.num_columns]:
-                check_partition(batch.column(b.columns.index(c)), c, v)
-        for c, v in self._added:
-            batch = batch.append_column(c, pa.repeat(pa.scalar(v), batch.num_rows))
-        if flag is not None:
-            batch = batch.append_column(DELETED, flag)
-        return batch
-
     def _delete_sql(self, dead: pa.RecordBatch, keys: list[str]) -> tuple[str, list[Any]]:
         """One DELETE of the keys whose last row carries the deleteMarker."""
-        b = self.binding
+        b = self._bound
         assert b is not None
         cols = ", ".join(D.ident(k) for k in b.keys)
         one = "(" + ", ".join("%s" for _ in keys) + ")"
@@ -340,7 +271,7 @@ class Writer(base.Writer):
         con = self.con
         if con is None:
             raise FatalError(f"{self.where}: the writer is not prepared (or already finished)")
-        o = self.options
+        o = self.o
         try:
             with con.cursor() as cur:
                 cur.execute("SAVEPOINT ts_batch")
@@ -378,7 +309,7 @@ class Writer(base.Writer):
             ) from None
 
     def _stage_sql(self) -> list[str]:
-        b = self.binding
+        b = self._bound
         assert b is not None and self.stage is not None
         t, s = self.table_sql, self.stage
         cols = [D.ident(c) for c in b.columns]
@@ -476,48 +407,27 @@ class Writer(base.Writer):
         return col.cast(pa.timestamp(unit), safe=False)
 
     # -- publish -------------------------------------------------------------------------------
-    def commit(self, results: list[Any]) -> None:
-        con = self.con
-        if con is None:
-            raise FatalError(f"{self.where}: nothing to commit: the writer was not prepared")
-        o = self.options
-        with self.lock:
-            try:
-                with con.cursor() as cur:
-                    for i, sql in enumerate(o.post_sql):
-                        try:
-                            cur.execute(expand_table(sql, self.table_sql))
-                        except myerr.MySQLError as e:
-                            raise translate(
-                                e, self.endpoint, self.ctx.path(f"postSql[{i}]"), table=o.table
-                            ) from None
-                    if self.stage is not None:
-                        cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {self.stage}")
-                con.commit()
-            except myerr.MySQLError as e:
-                self._rollback()
-                raise translate(
-                    e, self.endpoint, self.where, table=o.table, what="commit"
-                ) from None
-            except BaseException:
-                self._rollback()
-                raise
-            finally:
-                self._close()
+    def finish(self) -> None:
+        if self.stage is not None:
+            self.execute(f"DROP TEMPORARY TABLE IF EXISTS {self.stage}")
 
-    def abort(self, results: list[Any]) -> None:
-        with self.lock:
-            self._rollback()
-            self._close()
+    def commit_transaction(self) -> None:
+        assert self.con is not None
+        try:
+            self.con.commit()
+        except myerr.MySQLError as e:
+            raise translate(
+                e, self.endpoint, self.where, table=self.o.table, what="commit"
+            ) from None
 
-    def _rollback(self) -> None:
+    def rollback(self) -> None:
         if self.con is not None and self.con.open:
             try:
                 self.con.rollback()
             except myerr.MySQLError as e:
-                log.warning("rollback of %s failed: %s", self.options.table, redact(str(e)))
+                log.warning("rollback of %s failed: %s", self.o.table, redact(str(e)))
 
-    def _close(self) -> None:
+    def close(self) -> None:
         con, self.con = self.con, None
         if con is not None:
             with contextlib.suppress(Exception):  # closing a broken connection

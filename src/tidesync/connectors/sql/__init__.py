@@ -16,8 +16,13 @@ Used by the embedded databases (``sqlite``, ``duckdb``) and the servers (``postg
    ``@table`` of preSql/postSql;
 4. optionally subclasses :class:`SqlReader` (fill in ``locate``, ``connect``,
    ``table_columns``; write ``schema`` and ``read``) to get table checks and ``splits(n)`` made of
-   :class:`QuerySplit` s, and checks a writer's incoming columns against a :class:`TableInfo`
-   with :func:`bind` (column mapping, key of replace/update, required columns).
+   :class:`QuerySplit` s;
+5. writes through a subclass of :class:`SqlWriter`, which owns the transaction skeleton (session,
+   BEGIN, preSql, create / truncate / partition delete, per-batch partition columns and
+   deleteMarker, postSql, COMMIT / ROLLBACK) and checks the incoming columns against the
+   store's :class:`TableInfo` with :func:`bind` (column mapping, key of replace/update, required
+   columns); the store fills in its verbs (``connect``, ``execute``, ``inspect``,
+   ``write_rows``, ...) with its own bulk path.
 
 Example, a sqlite reader's split SQL::
 
@@ -58,6 +63,9 @@ from tidesync.connectors.sql.writer import (
     DELETED,
     WRITE_MODES,
     Binding,
+    NewFile,
+    SqlSink,
+    SqlWriter,
     Statement,
     TableInfo,
     WriteOptions,
@@ -74,7 +82,6 @@ from tidesync.connectors.sql.writer import (
     remove_created,
     require_table,
     same_columns,
-    shape_for_partition,
     split_deleted,
     table_modes,
     typed_value,
@@ -92,7 +99,8 @@ __all__ = [
     "with_added",
     "partition_columns",
     "partition_where",
-    "shape_for_partition",
+    "SqlWriter",
+    "SqlSink",
     "split_deleted",
     "table_modes",
     "typed_value",
@@ -130,5 +138,6 @@ __all__ = [
     "require_table",
     "created_names",
     "make_parents",
+    "NewFile",
     "remove_created",
 ]

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidesync.connectors.base import Context, Writer
+from tidesync.connectors.base import Context, Sink, Split, Writer
 from tidesync.connectors.partition import parse_partition, partition_value
 from tidesync.connectors.sql.conn import Dialect, Target, _find, _strings, _targets
 from tidesync.connectors.sql.reader import Source
-from tidesync.errors import ConfigError, DirtyRecordError, did_you_mean
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError, did_you_mean
 
 WRITE_MODES = ("insert", "replace", "update", "truncate", "overwrite", "merge")
 
@@ -300,7 +301,7 @@ def same_columns(ctx: Context, shapes: Sequence[tuple[Source, Sequence[str]]]) -
             )
 
 
-def require_table(ctx: Context, options: WriteOptions, path: Path | None) -> None:
+def require_table(ctx: Context, options: WriteOptions, path: Any) -> None:
     """ConfigError when the target table is missing and ``writeMode`` cannot create it."""
     if options.mode in ("replace", "update", "merge"):
         raise ConfigError(
@@ -337,6 +338,33 @@ def remove_created(files: Sequence[Path], dirs: Sequence[Path]) -> None:
     for d in reversed(dirs):
         with contextlib.suppress(OSError):  # only empty folders go
             d.rmdir()
+
+
+class NewFile:
+    """An embedded database file a writer may be about to create, with its missing folders:
+    removed again when the writer's transaction is undone and the file holds no table."""
+
+    def __init__(self, suffixes: Sequence[str], is_empty: Any):
+        self.suffixes = tuple(suffixes)  # its companions: -journal, -wal, .wal, ...
+        self.is_empty = is_empty  # Path -> bool: the file holds no table
+        self.path: Path | None = None
+        self.dirs: list[Path] = []
+
+    def open(self, path: Path) -> None:
+        """Before connecting: note whether ``path`` is new and create its folders."""
+        self.path = None if path.exists() else path
+        self.dirs = make_parents(path)
+
+    def keep(self) -> None:
+        """The transaction was committed: the file stays."""
+        self.path, self.dirs = None, []
+
+    def drop(self) -> None:
+        """After a rollback: remove the file (and folders) this writer created, if empty."""
+        path = self.path
+        if path is not None and self.is_empty(path):
+            remove_created([path, *(Path(f"{path}{x}") for x in self.suffixes)], self.dirs)
+        self.keep()
 
 
 #: the column appended to a merge batch: True where the row deletes its key (``deleteMarker``)
@@ -439,38 +467,6 @@ def partition_where(dialect: Dialect, parts: Sequence[tuple[str, str]]) -> str:
     return " WHERE " + " AND ".join(f"{dialect.ident(c)} = {dialect.placeholder}" for c, _ in parts)
 
 
-def shape_for_partition(
-    batch: pa.RecordBatch,
-    mapped: Sequence[str | None],
-    parts: Sequence[tuple[str, str]],
-    marker: tuple[str, Any] | None,
-    drop_marker: bool,
-    flags: pa.Array | None,
-    types: dict[str, pa.DataType] | None = None,
-) -> tuple[pa.RecordBatch, list[str]]:
-    """For the writers that take Python or text values: check the partition columns the batch
-    carries (``mapped[i]`` is the table column of batch column i once an unwritten marker column
-    is dropped), add those it lacks as string
-    constants (the store casts them), drop an unwritten marker column and append ``flags`` as
-    :data:`DELETED`. ``types`` (the table's Arrow types) makes the constants typed, else the
-    store casts the text. Returns the batch and the partition columns added."""
-    if marker is not None and drop_marker:
-        batch = batch.drop_columns([marker[0]])
-    for c, v in parts:
-        if c in mapped:
-            check_partition(batch.column(list(mapped).index(c)), c, v)
-    added = [c for c, _ in parts if c not in mapped]
-    for c, v in parts:
-        if c in added:
-            t = (types or {}).get(c)
-            typed = typed_value(v, t)
-            value = pa.scalar(typed, t) if typed is not v else pa.scalar(v)
-            batch = batch.append_column(c, pa.repeat(value, batch.num_rows))
-    if flags is not None:
-        batch = batch.append_column(DELETED, flags)
-    return batch, added
-
-
 def split_deleted(
     batch: pa.RecordBatch, keys: Sequence[str]
 ) -> tuple[pa.RecordBatch, pa.RecordBatch]:
@@ -512,3 +508,316 @@ def typed_value(text: str, t: pa.DataType | None) -> Any:
         with contextlib.suppress(ValueError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return partition_value(text, t)
     return text
+
+
+# -- the transaction skeleton ------------------------------------------------------------------
+
+
+class SqlWriter(Writer):
+    """The one-transaction writer of a SQL table; a store fills in its verbs.
+
+    The skeleton (owned here, the same for every store)::
+
+        prepare(schema)   connect()                      session statements
+                          begin()                        the job's one transaction
+                          preSql                         execute(), each named preSql[i]
+                          inspect()                      the target, or None when missing
+                            missing: ConfigError for the modes that need a key, else
+                            create(schema) (or at the first batch without a schema)
+                          truncate / overwrite           clear(partition levels)
+                          bind the incoming columns      planned(schema, binding)
+        sink.write(b)     shape(b): deleteMarker flags, partition columns checked or added
+                          write_rows(batch, binding, split)   the store's bulk path; all or
+                                                         nothing (DirtyRecordError: no trace)
+        commit()          finish()                       the store's last writes and checks
+                          postSql; commit_transaction(); close()
+        abort()           rollback(); close()            the target is exactly as it was
+
+    A store subclass parses its parameters into ``self.o`` (:class:`WriteOptions`) and calls
+    :meth:`settle_modes`, then implements ``connect``, ``begin``, ``execute``, ``inspect``,
+    ``write_rows``, ``commit_transaction``, ``rollback`` and ``close`` (and ``create`` when
+    ``creates_tables``). ``clear``, ``partition_scalar``, ``planned``, ``finish`` and the sink
+    hooks have defaults. Capabilities are data: ``modes`` (the first is the default) and
+    ``publish``; ``creates_tables`` says whether a missing target is created from the incoming
+    schema. ``serial`` writers have every sink call run under ``self.lock``; the others lock
+    what they share themselves.
+    """
+
+    modes: ClassVar[tuple[str, ...]] = WRITE_MODES
+    publish: ClassVar[str] = "transaction"
+    dialect: ClassVar[Dialect]
+    creates_tables: ClassVar[bool] = True
+
+    o: WriteOptions
+    partition: list[tuple[str, str]]
+    marker: tuple[str, Any] | None
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        super().__init__(params, ctx)
+        self.partition, self.marker = [], None
+        self.info: TableInfo | None = None
+        self.lock = threading.RLock()
+        self.live = False  # the transaction is open
+        self.poisoned = ""  # why the transaction may no longer be committed (a task's rows...)
+        self._bindings: dict[tuple[str, ...], Binding] = {}
+        self._parts: list[tuple[str, str]] | None = None
+
+    # -- parameters ------------------------------------------------------------------------------
+    def settle_modes(self, mode_given: bool) -> None:
+        """Read ``partition`` and ``deleteMarker``; ``writeMode`` defaults to ``overwrite``
+        when a partition is named; check that they fit the mode."""
+        self.partition, self.marker = table_modes(self)
+        if not mode_given and self.partition:
+            self.o.mode = "overwrite"
+        check_table_modes(self, self.o.mode, self.partition, self.marker)
+
+    @property
+    def mode(self) -> str:
+        return self.o.mode
+
+    @property
+    def table_sql(self) -> str:
+        """The target as SQL (what ``@table`` in preSql/postSql becomes)."""
+        return self.dialect.table(self.o.table)
+
+    @property
+    def location(self) -> str:
+        """The database in messages (a file, ``host:port/db``)."""
+        return ""
+
+    @property
+    def where(self) -> str:
+        """The target in messages."""
+        return f"{self.kind} table {self.o.table} in {self.location}"
+
+    # -- verbs a store fills in ------------------------------------------------------------------
+    def connect(self) -> None:
+        """Open the connection and run the session statements (ours, then ``session``)."""
+        raise NotImplementedError
+
+    def begin(self) -> None:
+        """Start the job's transaction."""
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: Sequence[Any] = (), where: str = "") -> None:
+        """Run one statement in the transaction; a failure is translated, named by the key path
+        ``where`` (relative to the writer's parameters) when given, else by the target."""
+        raise NotImplementedError
+
+    def inspect(self) -> TableInfo | None:
+        """The target's columns and keys (a store keeps what else it needs); None if missing."""
+        raise NotImplementedError
+
+    def create(self, schema: pa.Schema) -> None:
+        """Create the missing target for ``schema`` (the deleteMarker column left out), in the
+        transaction, with ``column`` names and the partition columns (text)."""
+        raise ConfigError(
+            f"{self.ctx.path(self.o.target.table_key)}: table {self.o.table!r} not found"
+        )
+
+    def write_rows(self, batch: pa.RecordBatch, binding: Binding, split: Split) -> None:
+        """Write one shaped batch (``binding.columns[i]`` takes column i; a last
+        :data:`DELETED` column for merge with deleteMarker). All or nothing: raise
+        DirtyRecordError leaving no trace when rows are at fault."""
+        raise NotImplementedError
+
+    def commit_transaction(self) -> None:
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        """Undo the transaction (quietly: the connection may be gone) and what the writer
+        created outside it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the connection; called once the transaction is settled."""
+        raise NotImplementedError
+
+    # -- hooks with defaults ---------------------------------------------------------------------
+    def clear(self, parts: Sequence[tuple[str, str]]) -> None:
+        """Delete the partition's rows (every row without ``parts``) in the transaction."""
+        self.execute(
+            f"DELETE FROM {self.table_sql}{partition_where(self.dialect, parts)}",
+            [v for _, v in parts],
+        )
+
+    def partition_scalar(self, column: str, text: str) -> pa.Scalar:
+        """The constant a batch gets for a partition column it lacks (text: the store casts)."""
+        return pa.scalar(text)
+
+    def planned(self, schema: pa.Schema, binding: Binding) -> None:
+        """Called at prepare with the shaped incoming schema: plan (and check) its writes."""
+
+    def finish(self) -> None:
+        """Called at commit before postSql: complete pending writes, refuse a broken state."""
+
+    def sink_opened(self, sink: SqlSink) -> None:
+        """A task opened ``sink`` (under ``self.lock``)."""
+
+    def sink_closed(self, sink: SqlSink, discarded: bool) -> None:
+        """A task finished (``discarded``: failed) with ``sink`` (under ``self.lock``)."""
+
+    # -- the skeleton ----------------------------------------------------------------------------
+    def prepare(self, schema: pa.Schema | None) -> None:
+        with self.lock:
+            try:
+                self.connect()
+                self.begin()
+                self.live = True
+                self.run_sql("preSql", self.o.pre_sql)
+                self.info = self.inspect()
+                if self.info is None:
+                    if self.mode in ("replace", "update", "merge") or not self.creates_tables:
+                        self.missing()
+                    if schema is not None:
+                        self._create(schema)
+                elif self.mode in ("truncate", "overwrite"):
+                    # in the transaction: a rollback brings the rows back
+                    self.clear(self.partition_columns())
+                if schema is not None and self.info is not None:
+                    shaped, binding = self.shape(pa.RecordBatch.from_pylist([], schema=schema))
+                    self.planned(shaped.schema, binding)
+            except BaseException:
+                self._settle_failed()
+                raise
+
+    def missing(self) -> None:
+        """The target is missing and this writer (or mode) cannot create it."""
+        if not self.creates_tables:
+            raise ConfigError(
+                f"{self.ctx.path(self.o.target.table_key)}: table {self.o.table!r} not found"
+            )
+        require_table(self.ctx, self.o, self.location)
+
+    def run_sql(self, key: str, statements: Sequence[str]) -> None:
+        """preSql / postSql: each statement with ``@table`` expanded, named ``key[i]``."""
+        for i, sql in enumerate(statements):
+            self.execute(expand_table(sql, self.table_sql), where=f"{key}[{i}]")
+
+    def _create(self, schema: pa.Schema) -> None:
+        if self.marker is not None and self.marker[0] in schema.names:
+            schema = schema.remove(schema.get_field_index(self.marker[0]))
+        self.create(schema)
+        self.info = self.inspect()
+
+    def partition_columns(self) -> list[tuple[str, str]]:
+        """``partition`` by the table's own column names (ConfigError naming an unknown one)."""
+        if self._parts is None:
+            assert self.info is not None
+            self._parts = partition_columns(
+                self.ctx, self.o.table, self.partition, self.info.columns
+            )
+        return self._parts
+
+    def binding(self, names: Sequence[str], added: Sequence[str] = ()) -> Binding:
+        """The incoming ``names`` (and the partition columns ``added``) bound to the table."""
+        key = (*names, "\0", *added)
+        b = self._bindings.get(key)
+        if b is None:
+            assert self.info is not None
+            b = bind(self.ctx, with_added(self.o, added), self.info, names)
+            self._bindings[key] = b
+        return b
+
+    def shape(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, Binding]:
+        """The batch as written: a deleteMarker column dropped unless the table has it (and
+        its verdict appended as a last :data:`DELETED` column), the partition columns the batch
+        carries checked (a row with another value is dirty), those it lacks added."""
+        assert self.info is not None
+        cols = self.info.columns
+        flags = None
+        names = list(batch.schema.names)
+        if self.marker is not None:
+            flags = marker_flags(self, batch, self.marker)
+            if _find(self.marker[0], cols) is None:
+                batch = batch.drop_columns([self.marker[0]])
+                names.remove(self.marker[0])
+        mapped = mapped_names(self.o, cols, names)
+        added = []
+        for c, v in self.partition_columns():
+            if c in mapped:
+                check_partition(batch.column(mapped.index(c)), c, v)
+            else:
+                batch = batch.append_column(
+                    c, pa.repeat(self.partition_scalar(c, v), batch.num_rows)
+                )
+                added.append(c)
+        with self.lock:
+            b = self.binding([*names, *added], added)
+        if flags is not None:
+            batch = batch.append_column(DELETED, flags)
+        return batch, b
+
+    def open(self, split: Split) -> SqlSink:
+        with self.lock:
+            if not self.live:
+                raise FatalError(f"{self.where}: open() before prepare()")
+            sink = SqlSink(self, split)
+            self.sink_opened(sink)
+            return sink
+
+    def write_batch(self, batch: pa.RecordBatch, split: Split) -> None:
+        """One sink write: create a target prepared without a schema, shape, write."""
+        with self.lock if self.serial else contextlib.nullcontext():
+            if not self.live:
+                raise FatalError(f"{self.where}: the transaction is closed")
+            if self.info is None:
+                with self.lock:
+                    if self.info is None:
+                        self._create(batch.schema)
+            shaped, binding = self.shape(batch)
+            self.write_rows(shaped, binding, split)
+
+    def commit(self, results: list[Any]) -> None:
+        with self.lock:
+            if not self.live:
+                raise FatalError(f"{self.where}: commit() without prepare()")
+            try:
+                self.finish()
+                if self.poisoned:
+                    raise FatalError(f"{self.where}: nothing committed: {self.poisoned}")
+                self.run_sql("postSql", self.o.post_sql)
+                self.commit_transaction()
+            except BaseException:
+                self._settle_failed()
+                raise
+            self.live = False
+            self.close()
+
+    def abort(self, results: list[Any]) -> None:
+        with self.lock:
+            self._settle_failed()
+
+    def _settle_failed(self) -> None:
+        self.live = False
+        try:
+            self.rollback()
+        finally:
+            self.close()
+
+
+class SqlSink(Sink):
+    """A task's handle on a :class:`SqlWriter`: its writes go into the writer's transaction."""
+
+    def __init__(self, writer: SqlWriter, split: Split):
+        self.w = writer
+        self.split = split
+        self.rows = 0
+        self.state: Any = None  # what the store keeps for this sink
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self.w.write_batch(batch, self.split)
+        self.rows += batch.num_rows
+
+    def close(self) -> dict[str, Any]:
+        with self.w.lock:
+            self.w.sink_closed(self, discarded=False)
+        return {"split": self.split.label, "rows": self.rows}
+
+    def discard(self) -> dict[str, Any]:
+        # what the task wrote lives in the writer's one transaction: abort drops it
+        with self.w.lock:
+            self.w.sink_closed(self, discarded=True)
+        return {"split": self.split.label, "rows": 0, "discarded": self.rows}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +15,15 @@ import pyarrow as pa
 from tidesync.connectors import base
 from tidesync.connectors.sql import (
     DELETED,
-    WRITE_MODES,
     Binding,
+    NewFile,
+    SqlSink,
+    SqlWriter,
     TableInfo,
-    bind,
-    check_table_modes,
     created_names,
     database_path,
-    expand_table,
-    make_parents,
-    mapped_names,
-    marker_flags,
-    partition_columns,
-    partition_where,
-    remove_created,
-    require_table,
-    shape_for_partition,
     split_deleted,
     split_name,
-    table_modes,
-    with_added,
     write_options,
     write_statements,
 )
@@ -46,7 +35,7 @@ from tidesync.connectors.sqlite.conn import (
     translate,
 )
 from tidesync.connectors.sqlite.conn import error_code as _code
-from tidesync.errors import DirtyRecordError, FatalError
+from tidesync.errors import DirtyRecordError
 
 
 def _py_column(arr: pa.Array) -> list[Any]:
@@ -85,21 +74,17 @@ def _dirty_or_fatal(e: BaseException, where: str) -> Exception:
     return translate(e, where)
 
 
-class Writer(base.Writer):
-    """Writes one SQLite table in one transaction; see the module docstring."""
+class Writer(SqlWriter):
+    """Writes one SQLite table in one transaction (``BEGIN IMMEDIATE``), a SAVEPOINT per batch."""
 
     kind = "sqlite"
-    modes = WRITE_MODES
-    publish = "transaction"
+    dialect = _D
     serial = True
 
     def __init__(self, params: dict[str, Any], ctx: base.Context):
         super().__init__(params, ctx)
         self.o = write_options(self, batch_size=ctx.batch_rows)
-        self.partition, self.marker = table_modes(self)
-        if "writeMode" not in params and self.partition:
-            self.o.mode = "overwrite"
-        check_table_modes(self, self.o.mode, self.partition, self.marker)
+        self.settle_modes("writeMode" in params)
         self.path: Path | None = None
         if self.o.target.urls:
             try:
@@ -107,25 +92,18 @@ class Writer(base.Writer):
             except ValueError as e:
                 self.p.problem(self.o.target.url_key, str(e))
         self.p.done()
-        self.table_sql = _D.table(self.o.table)
         self.con: sqlite3.Connection | None = None
-        self.info: TableInfo | None = None
-        self._bound: dict[tuple[str, ...], Binding] = {}
-        self._parts: list[tuple[str, str]] | None = None  # partition levels by column names
-        self._lock = threading.RLock()
-        self._created_file = False
-        self._open: list[_Sink] = []
-        self._poisoned = ""
+        self.new_file = NewFile(("-journal", "-wal", "-shm"), _is_empty_sqlite)
+        self._open: list[SqlSink] = []
 
     @property
-    def where(self) -> str:
-        return f"sqlite table {self.o.table} in {self.path}"
+    def location(self) -> str:
+        return str(self.path)
 
-    # prepare ---------------------------------------------------------------------------------
-    def prepare(self, schema: pa.Schema | None) -> None:
+    # the transaction -------------------------------------------------------------------------
+    def connect(self) -> None:
         assert self.path is not None
-        self._created_file = not self.path.exists()
-        self._created_dirs = make_parents(self.path)
+        self.new_file.open(self.path)
         try:
             self.con = sqlite3.connect(
                 str(self.path),
@@ -133,39 +111,22 @@ class Writer(base.Writer):
                 check_same_thread=False,
                 timeout=_BUSY_TIMEOUT_S,
             )
-            con = self.con
             for s in self.o.session:
-                con.execute(s)
-            con.execute("BEGIN IMMEDIATE")
-            for i, sql in enumerate(self.o.pre_sql):
-                try:
-                    con.execute(expand_table(sql, self.table_sql))
-                except sqlite3.Error as e:
-                    raise translate(e, self.ctx.path(f"preSql[{i}]")) from e
-            self.info = self._inspect()
-            if self.info is None:
-                require_table(self.ctx, self.o, self.path)
-                if schema is not None:
-                    self._create(schema)
-            elif self.o.mode == "truncate":
-                con.execute(f"DELETE FROM {self.table_sql}")
-            elif self.o.mode == "overwrite":
-                # in the transaction: a rollback brings the partition's rows back
-                parts = self._partition()
-                con.execute(
-                    f"DELETE FROM {self.table_sql}{partition_where(_D, parts)}",
-                    [v for _, v in parts],
-                )
-            if schema is not None and self.info is not None:
-                self._shape(pa.RecordBatch.from_pylist([], schema=schema))  # checks the names
+                self.con.execute(s)
         except sqlite3.Error as e:
-            self._rollback()
             raise translate(e, self.where) from e
-        except BaseException:
-            self._rollback()
-            raise
 
-    def _inspect(self) -> TableInfo | None:
+    def begin(self) -> None:
+        self.execute("BEGIN IMMEDIATE")
+
+    def execute(self, sql: str, params: Sequence[Any] = (), where: str = "") -> None:
+        assert self.con is not None
+        try:
+            self.con.execute(sql, params)
+        except sqlite3.Error as e:
+            raise translate(e, self.ctx.path(where) if where else self.where) from e
+
+    def inspect(self) -> TableInfo | None:
         assert self.con is not None
         try:
             name, info = _table_info(self.con, self.o.table)
@@ -192,76 +153,29 @@ class Writer(base.Writer):
                 )
         return TableInfo(cols, required, pk, tuple(unique))
 
-    def _partition(self) -> list[tuple[str, str]]:
-        if self._parts is None:
-            assert self.info is not None
-            self._parts = partition_columns(
-                self.ctx, self.o.table, self.partition, self.info.columns
-            )
-        return self._parts
-
-    def _create(self, schema: pa.Schema) -> None:
-        assert self.con is not None
-        if self.marker is not None and self.marker[0] in schema.names:
-            schema = schema.remove(schema.get_field_index(self.marker[0]))
+    def create(self, schema: pa.Schema) -> None:
         names = created_names(self.ctx, self.o, schema)
         cols = ", ".join(
             [f"{_D.ident(n)} {declared_type(f.type)}" for n, f in zip(names, schema, strict=True)]
             + [f"{_D.ident(k)} TEXT" for k, _ in self.partition if k not in names]
         )
+        assert self.con is not None
         try:
             self.con.execute(f"CREATE TABLE {self.table_sql} ({cols})")
         except sqlite3.Error as e:
             raise translate(e, f"{self.where}: cannot create it") from e
-        self.info = self._inspect()
 
-    def _binding(self, names: Sequence[str], added: Sequence[str] = ()) -> Binding:
-        key = tuple(names)
-        if key not in self._bound:
-            assert self.info is not None
-            self._bound[key] = bind(self.ctx, with_added(self.o, added), self.info, names)
-        return self._bound[key]
-
-    def _shape(
-        self, batch: pa.RecordBatch
-    ) -> tuple[pa.RecordBatch, pa.RecordBatch | None, Binding]:
-        """Partition columns checked and added, the marker column dropped unless the table has
-        it; for merge with deleteMarker also the rows whose key is to be deleted."""
-        assert self.info is not None
-        flags, drop = None, False
-        names = list(batch.schema.names)
-        if self.marker is not None:
-            flags = marker_flags(self, batch, self.marker)
-            drop = mapped_names(self.o, self.info.columns, [self.marker[0]])[0] is None
-            if drop:
-                names.remove(self.marker[0])
-        mapped = mapped_names(self.o, self.info.columns, names)
-        batch, added = shape_for_partition(
-            batch, mapped, self._partition(), self.marker, drop, flags
-        )
-        if flags is None:
-            return batch, None, self._binding(batch.schema.names, added)
-        names = [n for n in batch.schema.names if n != DELETED]
-        b = self._binding(names, added)
-        batch, dead = split_deleted(batch, [names[b.columns.index(k)] for k in b.keys])
-        return batch, dead, b
-
-    # sinks -----------------------------------------------------------------------------------
-    def open(self, split: base.Split) -> _Sink:
-        if self.con is None:
-            raise FatalError(f"{self.where}: open() before prepare()")
-        return _Sink(self, split)
-
-    def _write(self, batch: pa.RecordBatch) -> None:
+    def write_rows(self, batch: pa.RecordBatch, b: Binding, split: base.Split) -> None:
         assert self.con is not None
-        if self.info is None:
-            self._create(batch.schema)
-        batch, dead, b = self._shape(batch)
+        dead = None
+        if DELETED in batch.schema.names:
+            names = [n for n in batch.schema.names if n != DELETED]
+            batch, dead = split_deleted(batch, [names[b.columns.index(k)] for k in b.keys])
         stmts = write_statements(
             _D,
             self.o.table,
             b.columns,
-            mode=self.o.mode,
+            mode=self.mode,
             keys=b.keys,
             conflict_target=b.conflict_target,
         )
@@ -287,49 +201,53 @@ class Writer(base.Writer):
             raise _dirty_or_fatal(e, self.where) from e
         con.execute('RELEASE "tidesync_batch"')
 
-    # publish ---------------------------------------------------------------------------------
-    def commit(self, results: list[Any]) -> None:
-        with self._lock:
-            if self.con is None:
-                raise FatalError(f"{self.where}: commit() without prepare()")
-            if self._poisoned:
-                self._rollback()
-                raise FatalError(f"{self.where}: nothing committed: {self._poisoned}")
-            try:
-                for i, sql in enumerate(self.o.post_sql):
-                    try:
-                        self.con.execute(expand_table(sql, self.table_sql))
-                    except sqlite3.Error as e:
-                        raise translate(e, self.ctx.path(f"postSql[{i}]")) from e
-                try:
-                    self.con.execute("COMMIT")
-                except sqlite3.Error as e:
-                    raise translate(e, f"{self.where}: commit failed") from e
-            except BaseException:
-                self._rollback()
-                raise
-            self.con.close()
-            self.con = None
+    def commit_transaction(self) -> None:
+        self.execute("COMMIT")
+        self.new_file.keep()
 
-    def abort(self, results: list[Any]) -> None:
-        with self._lock:
-            self._rollback()
-
-    def _rollback(self) -> None:
+    def rollback(self) -> None:
         if self.con is not None:
             try:
                 if self.con.in_transaction:
                     self.con.execute("ROLLBACK")
             except sqlite3.Error:
                 pass  # closing the connection rolls back as well
-            self.con.close()
-            self.con = None
-        if self._created_file and self.path is not None and _is_empty_sqlite(self.path):
-            # only a database this writer created and nobody has written into since
-            files = [self.path, *(Path(f"{self.path}{x}") for x in ("-journal", "-wal", "-shm"))]
-            remove_created(files, getattr(self, "_created_dirs", []))
-            self._created_file = False
-            self._created_dirs = []
+
+    def close(self) -> None:
+        con, self.con = self.con, None
+        if con is not None:
+            con.close()
+        # only a database this writer created and nobody has written into since
+        self.new_file.drop()
+
+    # sinks: a task that had the transaction to itself has its own SAVEPOINT, so a failed task
+    # takes back just its rows; a failed task that shared it makes the commit refuse
+    def sink_opened(self, sink: SqlSink) -> None:
+        assert self.con is not None
+        state = sink.state = _Savepoint()
+        if self._open:
+            for other in self._open:
+                other.state.alone = False
+        else:
+            state.name = f"tidesync_sink_{sink.split.index}"
+            self.con.execute(f'SAVEPOINT "{state.name}"')
+        state.alone = bool(state.name)
+        self._open.append(sink)
+
+    def sink_closed(self, sink: SqlSink, discarded: bool) -> None:
+        state = sink.state
+        if discarded and sink.rows and not state.alone:
+            self.poisoned = (
+                f"task {sink.split.label!r} failed after writing {sink.rows} "
+                "rows that cannot be told apart from other tasks' rows"
+            )
+        if sink in self._open:
+            self._open.remove(sink)
+        if self.con is None or not state.name:
+            return
+        if discarded and state.alone:
+            self.con.execute(f'ROLLBACK TO "{state.name}"')
+        self.con.execute(f'RELEASE "{state.name}"')
 
 
 def _last_per_key(cols: list[list[Any]], key_idx: list[int]) -> list[list[Any]]:
@@ -345,58 +263,13 @@ def _last_per_key(cols: list[list[Any]], key_idx: list[int]) -> list[list[Any]]:
     return [[c[r] for r in keep] for c in cols]
 
 
-class _Sink(base.Sink):
-    """A task's handle: each write is one SAVEPOINT; a sink that had the transaction to itself
-    also has its own SAVEPOINT, so ``discard`` can undo just its rows."""
+@dataclass
+class _Savepoint:
+    """A sink's SAVEPOINT (none when it shared the transaction from the start), and whether
+    the sink still has the transaction to itself."""
 
-    def __init__(self, writer: Writer, split: base.Split):
-        self.w = writer
-        self.split = split
-        self.rows = 0
-        self.savepoint = ""
-        self.savepoint_alone = False  # True while no other sink shares the transaction
-        with writer._lock:
-            if writer._open:
-                for other in writer._open:
-                    other.savepoint_alone = False
-            else:
-                self.savepoint = f"tidesync_sink_{split.index}"
-                assert writer.con is not None
-                writer.con.execute(f'SAVEPOINT "{self.savepoint}"')
-            self.savepoint_alone = bool(self.savepoint)
-            writer._open.append(self)
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        with self.w._lock:
-            if self.w.con is None:
-                raise FatalError(f"{self.w.where}: the transaction is closed")
-            self.w._write(batch)
-            self.rows += batch.num_rows
-
-    def _leave(self, undo: bool) -> None:
-        w = self.w
-        if self in w._open:
-            w._open.remove(self)
-        if w.con is None or not self.savepoint:
-            return
-        if undo:
-            w.con.execute(f'ROLLBACK TO "{self.savepoint}"')
-        w.con.execute(f'RELEASE "{self.savepoint}"')
-
-    def close(self) -> dict[str, Any]:
-        with self.w._lock:
-            self._leave(undo=False)
-        return {"split": self.split.label, "rows": self.rows}
-
-    def discard(self) -> dict[str, Any]:
-        with self.w._lock:
-            if self.rows and not self.savepoint_alone:
-                self.w._poisoned = (
-                    f"task {self.split.label!r} failed after writing {self.rows} "
-                    "rows that cannot be told apart from other tasks' rows"
-                )
-            self._leave(undo=self.savepoint_alone)
-        return {"split": self.split.label, "rows": 0, "discarded": self.rows}
+    name: str = ""
+    alone: bool = False
 
 
 def _is_empty_sqlite(path: Path) -> bool:
