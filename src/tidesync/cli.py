@@ -201,8 +201,14 @@ def _load(
     # The job's wall-clock zone: "now" and a --cyctime with an offset are read in it.
     rt = _runtime(cyctime, bizdate, force_times, declared_timezone(load_document(job)))
     values = resolve_params(_param_values(params), rt)
+    root = Path.cwd()
     return load_job(
-        job, values, rt, connections=load_connections(connections), state=open_state(Path.cwd())
+        job,
+        values,
+        rt,
+        connections=load_connections(connections),
+        state=open_state(None, root),
+        root=root,
     )
 
 

@@ -62,6 +62,7 @@ registry, with the adapter's Context). ``OLD`` / ``NEW`` are small ``(id, v)`` t
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -622,3 +623,175 @@ class SqlSuite(ConformanceSuite):
             r"column 'vv'; did you mean 'v'\?",
         ):
             w.prepare(OLD.schema)
+
+    # -- incremental (a stored cursor; the engine saves positions after the commit) ------------
+
+    def _oplog(self, adapter: Adapter, extra: Sequence[tuple[int, str]] = ()) -> None:
+        """Table src (id, optime, v): three rows, then ``extra`` (id, optime) rows."""
+        stamps = [(1, "2016-11-13 10:00"), (2, "2016-11-14 10:00"), (3, "2016-11-16 10:00")]
+        stamps += list(extra)
+        data = pa.table(
+            {
+                "id": pa.array([i for i, _ in stamps], pa.int64()),
+                "optime": pa.array(
+                    [dt.datetime.fromisoformat(t) for _, t in stamps], pa.timestamp("us")
+                ),
+                "v": [f"v{i}" for i, _ in stamps],
+            },
+            schema=pa.schema(
+                [
+                    pa.field("id", pa.int64(), nullable=False),
+                    ("optime", pa.timestamp("us")),
+                    ("v", pa.string()),
+                ]
+            ),
+        )
+        adapter.create_table("src", data, primary_key=["id"])
+
+    def _run(
+        self,
+        adapter: Adapter,
+        reader: dict[str, Any],
+        target: str = "dst",
+        *,
+        cyctime: str = "20161115000000",
+        job: str = "job.json",
+        setting: dict[str, Any] | None = None,
+    ) -> Any:
+        """Run a job file of this store (reader -> ``target``) with the engine and a state
+        store in the adapter's folder; returns the report."""
+        from tidesync.engine.runner import load_job, run_job
+        from tidesync.spec.params import RunTime
+        from tidesync.state.sqlite import SqliteState
+
+        path = adapter.base_dir / job
+        content = {
+            "reader": {"name": adapter.kind, "parameter": reader},
+            "writer": {"name": adapter.kind, "parameter": adapter.writer_params(target)},
+        }
+        doc = {"job": {"setting": setting or {}, "content": [content]}}
+        path.write_text(json.dumps(doc))
+        state = SqliteState(adapter.base_dir / "state.db")
+        planned = load_job(path, {}, RunTime.of(cyctime), state=state, root=adapter.base_dir)
+        return run_job(planned)
+
+    def _ids(self, adapter: Adapter, table: str = "dst") -> list[int]:
+        return sorted(r["id"] for r in adapter.read_table(table).to_pylist())
+
+    def _dst(self, adapter: Adapter, name: str = "dst", columns: Sequence[str] = ()) -> None:
+        fields = [pa.field("id", pa.int64(), nullable=False), ("optime", pa.timestamp("us"))]
+        fields.append(("v", pa.string()))
+        schema = pa.schema(
+            [
+                f
+                for f in fields
+                if not columns or (f[0] if isinstance(f, tuple) else f.name) in columns
+            ]
+        )
+        adapter.create_table(name, schema.empty_table(), primary_key=["id"])
+
+    def test_incremental_reads_only_rows_after_the_last_committed_run(
+        self, adapter: Adapter
+    ) -> None:
+        self._oplog(adapter)
+        self._dst(adapter)
+        params = adapter.reader_params("src", incremental={"column": "optime"})
+        first = self._run(adapter, params)
+        assert (first.status, first.records_read, self._ids(adapter)) == ("succeeded", 2, [1, 2])
+        self._oplog(adapter, [(4, "2016-11-14 12:00"), (5, "2016-11-16 12:00")])
+        second = self._run(adapter, params, cyctime="20161117000000")
+        assert (second.status, second.records_read) == ("succeeded", 3), second.error
+        third = self._run(adapter, params, cyctime="20161117000000")
+        assert (third.status, third.records_read) == ("succeeded", 0)
+        assert self._ids(adapter) == [1, 2, 3, 4, 5]
+
+    def test_incremental_cursor_column_need_not_be_read(self, adapter: Adapter) -> None:
+        self._oplog(adapter)
+        self._dst(adapter, columns=("id", "v"))
+        params = adapter.reader_params("src", column=["id", "v"], incremental={"column": "optime"})
+        assert make_reader(adapter, params).schema().names == ["id", "v"]
+        first = self._run(adapter, params)
+        self._oplog(adapter, [(4, "2016-11-14 12:00")])
+        second = self._run(adapter, params, cyctime="20161117000000")
+        assert (first.status, first.records_read) == ("succeeded", 2), first.error
+        assert (second.status, second.records_read) == ("succeeded", 2), second.error
+        assert adapter.read_table("dst").column_names == ["id", "v"]
+        assert self._ids(adapter) == [1, 2, 3, 4]
+
+    def test_incremental_failed_run_reads_its_window_again(self, adapter: Adapter) -> None:
+        self._oplog(adapter)
+        adapter.create_table("dst", self._dst_row(2), primary_key=["id"])  # id 2: duplicate
+        params = adapter.reader_params("src", incremental={"column": "optime"})
+        failed = self._run(adapter, params)
+        assert failed.status == "failed"
+        self._dst(adapter)
+        again = self._run(adapter, params)
+        assert (again.status, again.records_read, self._ids(adapter)) == ("succeeded", 2, [1, 2])
+
+    def _dst_row(self, i: int) -> pa.Table:
+        return pa.table(
+            {
+                "id": pa.array([i], pa.int64()),
+                "optime": pa.array([dt.datetime(2000, 1, 1)], pa.timestamp("us")),
+                "v": ["there"],
+            },
+            schema=pa.schema(
+                [
+                    pa.field("id", pa.int64(), nullable=False),
+                    ("optime", pa.timestamp("us")),
+                    ("v", pa.string()),
+                ]
+            ),
+        )
+
+    def test_two_jobs_reading_one_table_each_get_every_row(self, adapter: Adapter) -> None:
+        self._oplog(adapter)
+        self._dst(adapter, "dst_a")
+        self._dst(adapter, "dst_b")
+        params = adapter.reader_params("src", incremental={"column": "optime"})
+        a = self._run(adapter, params, "dst_a", job="a.json")
+        b = self._run(adapter, params, "dst_b", job="b.json")
+        assert (a.records_read, b.records_read) == (2, 2), (a.error, b.error)
+        assert self._ids(adapter, "dst_a") == self._ids(adapter, "dst_b") == [1, 2]
+
+    def test_incremental_key_range_splits_resume_after_the_largest_value(
+        self, adapter: Adapter
+    ) -> None:
+        self._oplog(adapter, [(10, "2016-11-13 12:00"), (20, "2016-11-14 08:00")])
+        self._dst(adapter)
+        params = adapter.reader_params("src", splitPk="id", incremental={"column": "optime"})
+        fast = {"speed": {"channel": 3}}
+        first = self._run(adapter, params, setting=fast)
+        assert (first.records_read, len(first.splits) > 1) == (4, True), first.error
+        self._oplog(
+            adapter, [(10, "2016-11-13 12:00"), (20, "2016-11-14 08:00"), (30, "2016-11-14 11:00")]
+        )
+        second = self._run(adapter, params, setting=fast, cyctime="20161117000000")
+        assert (second.status, second.records_read) == ("succeeded", 2), second.error
+        assert self._ids(adapter) == [1, 2, 3, 10, 20, 30]
+
+    def test_incremental_on_a_query(self, adapter: Adapter) -> None:
+        self._oplog(adapter)
+        self._dst(adapter)
+        params = adapter.reader_params(
+            "src",
+            querySql=[f"SELECT id, optime, v FROM {adapter.ident('src')}"],
+            incremental={"column": "optime"},
+        )
+        first = self._run(adapter, params)
+        self._oplog(adapter, [(4, "2016-11-15 12:00")])
+        second = self._run(adapter, params, cyctime="20161117000000")
+        assert (first.records_read, second.records_read) == (2, 2), (first.error, second.error)
+        assert self._ids(adapter) == [1, 2, 3, 4]
+
+    def test_an_unknown_incremental_column_is_named_with_a_suggestion(
+        self, adapter: Adapter
+    ) -> None:
+        self._oplog(adapter)
+        reader = make_reader(adapter, adapter.reader_params("src", incremental={"column": "optme"}))
+        with pytest.raises(
+            ConfigError,
+            match=r"parameter\.incremental\.column: column 'optme' not in table src; "
+            r"did you mean 'optime'\?",
+        ):
+            reader.splits(1)

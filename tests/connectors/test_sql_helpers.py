@@ -12,3 +12,43 @@ from tidesync.connectors.sql import conn
 def test_sql_helper_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("dialect", "value", "expected"),
+    [
+        (_sql.SQLITE, 5, "5"),
+        (_sql.SQLITE, "2016-11-14 10:00:00", "'2016-11-14 10:00:00'"),
+        (_sql.POSTGRESQL, "it's", "'it''s'"),
+        (_sql.POSTGRESQL, "a\\b", "'a\\b'"),
+        (_sql.MYSQL, "a\\'b", "'a\\\\''b'"),
+    ],
+)
+def test_cursor_bounds_are_written_as_literals(
+    dialect: object, value: object, expected: str
+) -> None:
+    from tidesync.connectors.sql.incremental import literal
+
+    assert literal(dialect, value) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("saved", "lower"),
+    [
+        (["9.50", "10.25"], "10.25"),  # decimals kept as text compare as numbers
+        (["2016-11-14 10:00:00", "2016-11-14 09:00:00+00:00"], "2016-11-14 10:00:00"),
+        ([3, 12], 12),
+    ],
+)
+def test_the_next_lower_bound_is_the_largest_saved_value(
+    saved: list[object], lower: object
+) -> None:
+    from tidesync.connectors.base import Context
+    from tidesync.connectors.sql.incremental import Incremental
+
+    ctx = Context()
+    positions = {f"s{i}": {"source": "t", "column": "c", "value": v} for i, v in enumerate(saved)}
+    positions["other"] = {"source": "u", "column": "c", "value": "99"}
+    ctx._stored = (positions, 1)
+    cursor = Incremental("c").cursor(ctx, "t", "c", drop=False, temporal=False)
+    assert cursor.lower == lower and cursor.upper is None

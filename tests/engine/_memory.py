@@ -4,6 +4,7 @@ a constraint violation), so the engine's bisection, limits and atomicity can be 
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -45,6 +46,7 @@ class Writer(base.Writer):
         self.target = self.p.str("target", required=True)
         self.reject = self.p.list("reject")
         self.fail_commit = self.p.bool("failCommit")
+        self.crash_commit = self.p.bool("crashCommit")  # the process dies before publishing
         self.mode = self.write_mode()
         self.p.done()
 
@@ -55,6 +57,8 @@ class Writer(base.Writer):
         return _Sink(self, split)
 
     def commit(self, results: list[Any]) -> None:
+        if self.crash_commit:
+            os._exit(70)
         if self.fail_commit:
             raise FatalError(f"{self.target}: commit refused")
         CALLS.append(f"commit:{self.target}")

@@ -34,7 +34,7 @@ from tidesync.engine.dirty import isolate
 from tidesync.engine.runner import load_job, run_job
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, RetriableError
 from tidesync.spec.params import RunTime
-from tidesync.state import StateStore
+from tidesync.state.sqlite import SqliteState
 
 pytestmark = pytest.mark.integration
 FIXTURES = (
@@ -193,7 +193,7 @@ def job_file(
 
 
 def run(path: Path, tmp_path: Path, cyctime: str = "20161115000000", **kw: Any) -> Any:
-    job = load_job(path, {}, RunTime.of(cyctime), state=StateStore(tmp_path / "state.db"), **kw)
+    job = load_job(path, {}, RunTime.of(cyctime), state=SqliteState(tmp_path / "state.db"), **kw)
     return run_job(job, report_path=tmp_path / "report.json")
 
 

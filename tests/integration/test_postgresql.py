@@ -26,7 +26,7 @@ from tidesync.connectors.postgresql.conn import parse_url
 from tidesync.engine.runner import load_job, run_job
 from tidesync.errors import ConfigError, FatalError, RetriableError
 from tidesync.spec.params import RunTime
-from tidesync.state import StateStore
+from tidesync.state.sqlite import SqliteState
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ def run(
     **kw: Any,
 ) -> Any:
     path = pg.job_file(tmp_path / "job.json", rparams, wparams, setting)
-    job = load_job(path, {}, RunTime.of(cyctime), state=StateStore(tmp_path / "state.db"), **kw)
+    job = load_job(path, {}, RunTime.of(cyctime), state=SqliteState(tmp_path / "state.db"), **kw)
     return run_job(job, report_path=tmp_path / "report.json")
 
 

@@ -732,7 +732,7 @@ def test_seed000_through_the_scheduler_one_quarter_at_a_time(
             ["scheduler", "run-once", "--at", f"{slot:%Y%m%d%H%M%S}", "--project", str(example)],
         )
         assert r.exit_code in (0, 1), r.output
-    instances = SqliteStore(example / ".tidesync" / "scheduler.db").listing()
+    instances = SqliteStore(example / ".tidesync" / "state.db").listing()
     assert len(instances) == len(slots)
     failed = [i for i in instances if i.state != "succeeded"]
     assert [(i.cyctime, i.state) for i in failed] == [(f"{MISSING:%Y%m%d%H%M%S}", "failed")]

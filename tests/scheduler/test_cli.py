@@ -29,7 +29,7 @@ def run(root: Path, *args: str) -> Any:
 
 
 def store(root: Path) -> SqliteStore:
-    return SqliteStore(root / ".tidesync" / "scheduler.db")
+    return SqliteStore(root / ".tidesync" / "state.db")
 
 
 @pytest.fixture
@@ -277,7 +277,7 @@ def wait_running(root: Path, proc: subprocess.Popen[str]) -> int:
     end = time.monotonic() + 30
     while time.monotonic() < end:
         assert proc.poll() is None, proc.communicate()
-        if (root / ".tidesync" / "scheduler.db").exists():
+        if (root / ".tidesync" / "state.db").exists():
             running = store(root).listing(state="running")
             if running:
                 return running[0].id

@@ -379,7 +379,7 @@ def test_concurrency_limits_running_instances(tmp_path: Path) -> None:
     def watch() -> None:
         from tidesync.scheduler.store import SqliteStore
 
-        w = SqliteStore(tmp_path / ".tidesync" / "scheduler.db")
+        w = SqliteStore(tmp_path / ".tidesync" / "state.db")
         while not done.is_set():
             seen.append(len(w.listing(state="running")))
             time.sleep(0.01)

@@ -53,7 +53,7 @@ def test_three_simulated_hours_each_instance_reads_its_own_file(example: Path) -
             ["scheduler", "run-once", "--at", f"{slot:%Y%m%d%H%M%S}", "--project", str(example)],
         )
         assert r.exit_code in (0, 1), r.output
-    rows = SqliteStore(example / ".tidesync" / "scheduler.db").listing()
+    rows = SqliteStore(example / ".tidesync" / "state.db").listing()
     assert len(rows) == 13
     for inst in rows:
         slot = datetime.strptime(inst.cyctime, "%Y%m%d%H%M%S")
@@ -81,7 +81,7 @@ def test_run_once_at_a_twelve_digit_time_runs_that_quarter(example: Path) -> Non
         main, ["scheduler", "run-once", "--at", "201911060045", "--project", str(example)]
     )
     assert r.exit_code == 0, r.output  # strptime read 00:04:05: only the 00:00 quarter ran
-    rows = SqliteStore(example / ".tidesync" / "scheduler.db").listing()
+    rows = SqliteStore(example / ".tidesync" / "state.db").listing()
     assert max(i.cyctime for i in rows) == "20191106004500"
     assert {i.state for i in rows} == {"succeeded"}
     assert "201911060045" in {f for f, *_ in iot_log(example)}
@@ -95,7 +95,7 @@ def test_a_rerun_of_a_synced_file_does_not_duplicate_it(example: Path) -> None:
     runner.invoke(
         main, ["scheduler", "run-once", "--at", "20191106001500", "--project", str(example)]
     )
-    inst = SqliteStore(example / ".tidesync" / "scheduler.db").find("iot_sync", "20191106001500")
+    inst = SqliteStore(example / ".tidesync" / "state.db").find("iot_sync", "20191106001500")
     r = runner.invoke(main, ["instance", "rerun", str(inst.id), "--project", str(example)])
     assert r.exit_code == 0, r.output
     assert sorted(f for f, *_ in iot_log(example)) == ["201911060015"] * 3

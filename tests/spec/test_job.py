@@ -110,6 +110,8 @@ def test_every_datax_content_entry_is_kept() -> None:
         ({"errorLimit": {"percentage": "5%"}}, {"error_fraction": 0.05}),
         ({"errorLimit": {"percentage": 5}}, {"error_fraction": 0.05}),
         ({"timezone": "Asia/Shanghai"}, {"timezone": "Asia/Shanghai"}),
+        ({"stateKey": " orders_daily "}, {"state_key": "orders_daily"}),
+        ({}, {"state_key": None}),
     ],
 )
 def test_settings(setting: dict[str, Any], expect: dict[str, Any]) -> None:
@@ -143,6 +145,8 @@ def test_no_error_limit_allows_no_dirty_record() -> None:
         ),
         ({"timezone": "Mars/Olympus"}, "job.setting.timezone: unknown time zone 'Mars/Olympus'"),
         ({"sped": {}}, "job.setting.sped: unknown setting; did you mean 'speed'?"),
+        ({"stateKey": "a#1"}, "job.setting.stateKey: must be a non-empty name without '#'"),
+        ({"stateKey": ""}, "job.setting.stateKey: must be a non-empty name without '#'"),
     ],
 )
 def test_bad_settings_name_their_key(setting: dict[str, Any], message: str) -> None:

@@ -10,12 +10,23 @@ loop and drives these verbs::
     reader.estimate()                        # optional: about how many rows, for progress
     for split in splits:                     # on any worker (a split is plain, picklable data)
         sink = writer.open(split)
-        for chunk in reader.read(split):     # pa.RecordBatch, or Chunk(batch, dirty=[...])
+        for chunk in reader.read(split):     # pa.RecordBatch, or Chunk(batch, dirty, position)
             sink.write(batch)                # all or nothing; DirtyRecordError -> engine bisects
         result = sink.close()                # plain data describing what the sink staged
+        positions[split.label] = last chunk.position   # kept by the engine, per split
     writer.commit(results)                   # the one atomic publish
+    state.compare_and_set(positions)         # saved by the engine, under the job's identity
+    reader.committed(positions)              # now the reader may confirm them to its server
     # or, on failure, interruption or too many dirty records:
-    writer.abort(results)                    # nothing becomes visible
+    writer.abort(results)                    # nothing becomes visible, no position is saved
+
+Positions belong to the engine. A reader that resumes (an incremental cursor, a CDC log
+position, a broker sequence) attaches where it is to what it yields (``Chunk.position``, JSON
+data); the engine keeps the last one of every split and saves them only after the writer
+committed, so a failed or interrupted run leaves the previous ones. The next run reads them back
+with ``ctx.stored_positions()``: the positions of the last committed run, by split label (a run
+whose splits reported none leaves them as they were, so report one for every split, even one
+that read nothing). No connector writes state of its own.
 
 Nothing a writer does is visible before ``commit``; rerunning the same instance yields the same
 target state.
@@ -100,8 +111,9 @@ class Dirty:
 
 @dataclass
 class Chunk:
-    """What ``Reader.read`` may yield instead of a bare batch: the batch plus rows it had to drop,
-    and an opaque resume position (a CDC offset, a file offset) that travels beside the data."""
+    """What ``Reader.read`` may yield instead of a bare batch: the batch (or None) plus rows it
+    had to drop, and the split's resume position after it (JSON data: a cursor value, an LSN, a
+    broker sequence), which the engine saves after the commit (see the module docstring)."""
 
     batch: pa.RecordBatch | None
     dirty: list[Dirty] = field(default_factory=list)
@@ -117,10 +129,12 @@ class Context:
     timezone: str = "UTC"
     job_name: str = "job"
     state: Any = None  # tidesync.state.StateStore, when the run has one
+    state_key: str = ""  # where the engine keeps this content entry's positions in ``state``
     connections: dict[str, dict[str, Any]] = field(default_factory=dict)  # named data sources
     cyctime: Any = None
     bizdate: Any = None
     batch_rows: int = 65536  # target rows per record batch
+    _stored: tuple[dict[str, Any], int] | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
         # a context travels to workers (with a task) without the state store: it is the driver's
@@ -128,6 +142,20 @@ class Context:
 
     def path(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
+
+    def stored_positions(self) -> dict[str, Any]:
+        """The positions the last committed run of this content entry saved, by split label
+        (``{}`` the first time, or without a state store). Read once; the engine saves the new
+        ones only if nobody else saved in between (compare-and-set on what was read here)."""
+        if self._stored is None:
+            from tidesync.state import load_positions
+
+            self._stored = load_positions(self.state, self.state_key)
+        return dict(self._stored[0])
+
+    def stored_version(self) -> int | None:
+        """The version of what :meth:`stored_positions` read; None when nothing read it."""
+        return None if self._stored is None else self._stored[1]
 
     def resolve_path(self, p: str) -> Path:
         path = Path(os.path.expanduser(p))
@@ -356,6 +384,13 @@ class Reader:
         ``information_schema.tables.table_rows``) or the files' size over a sampled row width
         will do, and it must not read the data."""
         return None
+
+    def committed(self, positions: dict[str, Any]) -> None:
+        """The writer committed and the engine saved ``positions`` (split label -> the last
+        ``Chunk.position`` of that split; ``{}`` when none was reported). Here a reader may move
+        a position its server keeps (confirm a replication slot, acknowledge messages): only now
+        is the data safe. Called once per successful run, in the driver; the default does
+        nothing. An exception here is logged, not fatal: data and positions are already saved."""
 
     def close(self) -> None:
         """Release what ``__init__``/``splits`` opened (snapshots, connections)."""

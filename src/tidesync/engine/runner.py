@@ -41,6 +41,7 @@ from tidesync.errors import (
 )
 from tidesync.spec.job import Content, JobSpec, declared_timezone, load_document, parse_job
 from tidesync.spec.params import RunTime, substitute_tree
+from tidesync.state import positions_key, save_positions
 from tidesync.transforms.base import Transform, load_transform
 
 __all__ = ["Job", "Report", "SplitReport", "load_job", "plan", "run_job"]
@@ -86,6 +87,7 @@ class Report:
     retriable: bool = False
     dirty_file: str | None = None
     rows_expected: int | None = None  # the readers' estimate of the rows to read, when all gave one
+    state: str | None = None  # the state store the run used (no secrets)
     splits: list[SplitReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # every problem of an invalid job
 
@@ -186,6 +188,7 @@ class Job:
     spec: JobSpec
     parts: list[Part]
     runtime: RunTime
+    state: Any = None  # the state store (tidesync.state.StateStore) positions are saved in
 
 
 def load_job(
@@ -195,10 +198,15 @@ def load_job(
     *,
     connections: dict[str, dict[str, Any]] | None = None,
     state: Any = None,
+    identity: str | None = None,
+    root: Path | None = None,
 ) -> Job:
     """Read, substitute and validate a job file; build its connectors. Moves no data.
 
-    Raises ConfigError listing every problem found, each with its key path.
+    ``identity`` names the job in the state store when its file sets no ``setting.stateKey``
+    (the scheduler passes ``node:NAME``); else the file's path relative to the project folder
+    ``root`` identifies it. Raises ConfigError listing every problem found, each with its key
+    path.
     """
     path = Path(path)
     doc = load_document(path)
@@ -207,7 +215,14 @@ def load_job(
     problems: list[str] = []
     spec = parse_job(doc, source=str(path), problems=problems)
     try:
-        job = plan(spec, rt, base_dir=path.parent.resolve(), connections=connections, state=state)
+        job = plan(
+            spec,
+            rt,
+            base_dir=path.parent.resolve(),
+            connections=connections,
+            state=state,
+            identity=identity or file_identity(path, root),
+        )
     except ConfigError as e:
         problems.extend(e.problems)
     if problems:
@@ -222,17 +237,20 @@ def plan(
     base_dir: Path | None = None,
     connections: dict[str, dict[str, Any]] | None = None,
     state: Any = None,
+    identity: str | None = None,
 ) -> Job:
     problems: list[str] = []
     parts: list[Part] = []
+    ident = spec.settings.state_key or identity or file_identity(Path(spec.source), None)
 
-    def ctx_for(where: str) -> Context:
+    def ctx_for(where: str, content: int) -> Context:
         return Context(
             base_dir=base_dir or Path.cwd(),
             where=where,
             timezone=spec.settings.timezone,
             job_name=Path(spec.source).stem or "job",
             state=state,
+            state_key=positions_key(ident, content),
             connections=connections or {},
             cyctime=runtime.cyctime,
             bizdate=runtime.bizdate,
@@ -252,19 +270,31 @@ def plan(
     for i, c in enumerate(spec.contents):
         rcls = build(load, c.reader.name, "reader", name_path(c.reader.where))
         wcls = build(load, c.writer.name, "writer", name_path(c.writer.where))
-        reader = build(rcls, c.reader.parameter, ctx_for(c.reader.where)) if rcls else None
-        writer = build(wcls, c.writer.parameter, ctx_for(c.writer.where)) if wcls else None
+        reader = build(rcls, c.reader.parameter, ctx_for(c.reader.where, i)) if rcls else None
+        writer = build(wcls, c.writer.parameter, ctx_for(c.writer.where, i)) if wcls else None
         transforms = []
         for t in c.transformers:
             tcls = build(load_transform, t.name, name_path(t.where))
-            tr = build(tcls, t.parameter, ctx_for(t.where)) if tcls else None
+            tr = build(tcls, t.parameter, ctx_for(t.where, i)) if tcls else None
             if tr:
                 transforms.append(tr)
         if reader and writer:
             parts.append(Part(c, reader, writer, transforms, i))
     if problems:
         raise ConfigError(problems)
-    return Job(spec, parts, runtime)
+    return Job(spec, parts, runtime, state)
+
+
+def file_identity(path: Path, root: Path | None) -> str:
+    """A job file's identity in the state store: its path relative to the project folder
+    (the same on every machine of a shared state), or its absolute path outside of it."""
+    full = path.resolve()
+    if root is not None:
+        try:
+            return full.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return full.as_posix()
 
 
 def _clock(seconds: float) -> str:
@@ -319,6 +349,9 @@ def run_job(
     if dirty_path is None and report_path is not None:
         dirty_path = report_path.with_name(report_path.stem + ".dirty.jsonl")
     dirty = DirtyLog(dirty_path)
+    if job.state is not None:
+        report.state = job.state.describe()
+        log.info("state store: %s", report.state)
     results: dict[int, list[Any]] = {p.index: [] for p in job.parts}
     prepared: list[Part] = []
     committed: list[Part] = []
@@ -370,7 +403,10 @@ def run_job(
         live[:] = [r.counters for r in finished]  # the final counts, whatever the executor
         _tally(report, live)
         failure: TaskResult | None = None
+        positions: dict[int, dict[str, Any]] = {}  # content -> split label -> last position
         for res, sr in zip(finished, report.splits, strict=True):
+            if res.status == "done" and res.position is not None:
+                positions.setdefault(res.content, {})[sr.split] = res.position
             sr.elapsed_s = res.elapsed_s
             if res.error is not None:
                 sr.error = redact(str(res.error))
@@ -395,9 +431,7 @@ def run_job(
         for part in prepared:
             part.writer.commit(results[part.index])
             committed.append(part)
-            done = getattr(part.reader, "committed", None)
-            if done:
-                done()
+            _positions_committed(part, positions.get(part.index, {}))
         report.status = "succeeded"
     except BaseException as e:
         report.status = "failed"
@@ -461,6 +495,22 @@ def _code(e: BaseException) -> str | None:
     if isinstance(e, OSError) and e.errno is not None:
         return errno.errorcode.get(e.errno, str(e.errno))
     return None
+
+
+def _positions_committed(part: Part, positions: dict[str, Any]) -> None:
+    """After the entry's commit: save its positions (compare-and-set against those the run
+    started from), then tell the reader, which may now confirm them to its server."""
+    ctx = part.reader.ctx
+    if positions and ctx.state is not None:
+        save_positions(ctx.state, ctx.state_key, positions, ctx.stored_version())
+    try:
+        part.reader.committed(positions)
+    except Exception as e:  # noqa: BLE001 - the data and the positions are safe already
+        log.warning(
+            "%s: confirming positions failed (the next run starts from the saved ones): %s",
+            part.content.reader.name,
+            redact(str(e)),
+        )
 
 
 def _message(e: BaseException) -> str:

@@ -115,6 +115,9 @@ class TaskResult:
     error: BaseException | None = None  # None when done or cancelled by another task's failure
     failed_at: float | None = None  # time.time() of the failure: the first one is reported
     elapsed_s: float = 0.0
+    #: the last ``Chunk.position`` the split's reader yielded (None: it reported none); the
+    #: driver saves it after the commit
+    position: Any = None
 
 
 # -- running one task -------------------------------------------------------------------------------
@@ -159,6 +162,7 @@ class _Run:
         self.reader = reader
         self.transforms = transforms
         self.dirty: list[DirtyRecord] = []
+        self.position: Any = None  # the last one the reader yielded
         self.lock = threading.Lock()  # dirty records come from the reading and the writing thread
 
     def add_dirty(
@@ -182,6 +186,8 @@ class _Run:
                 if self.cancel.is_set():
                     raise Cancelled
                 chunk = item if isinstance(item, Chunk) else Chunk(item)
+                if chunk.position is not None:
+                    self.position = chunk.position
                 for d in chunk.dirty:
                     c.records_read += 1
                     self.add_dirty("read", d.reason, d.row, d.position, d.code)
@@ -263,6 +269,7 @@ class _Run:
 
                 c.records_written += sum(isolate(batch, write, on_dirty))
             res.result = opened.close()
+            res.position = self.position
             res.status = c.status = "done"
         except BaseException as e:  # noqa: BLE001 - the result carries it to the driver
             res.failed_at = time.time()

@@ -649,7 +649,12 @@ class Scheduler:
                 if node.job is None:
                     raise ConfigError(f"{node.where}.job: this node has no job")
                 job = load_job(
-                    node.job, params, rt, connections=self._conns(), state=self._state_store()
+                    node.job,
+                    params,
+                    rt,
+                    connections=self._conns(),
+                    state=self._state_store(),
+                    identity=f"node:{node.name}",
                 )
                 # the report goes to the store (instance show); dirty records, if any, to a file
                 report = run_job(
@@ -788,7 +793,7 @@ class Scheduler:
         if self._state is None:
             from tidesync.state import open_state
 
-            self._state = open_state(self.project.root)
+            self._state = open_state(self.project.state, self.project.root)
         return self._state
 
     # -- recovery, leases, timeouts, kills ----------------------------------------------------

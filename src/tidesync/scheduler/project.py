@@ -4,7 +4,7 @@
 
     timezone: Asia/Shanghai              # default zone of every schedule (default: the machine's)
     catchup: latest                      # default of every node: latest | all | 100 | 7d
-    state: postgresql://etl@db/sched     # shared state store (default: .tidesync/scheduler.db)
+    state: postgresql://etl@db/sched     # shared state store (default: .tidesync/state.db)
     scheduler: {workers: 4, lease: 60s, poll: 5s, create_limit: 10000}
     nodes:
       - name: iot_sync
@@ -182,7 +182,7 @@ class Project:
     root: Path
     file: Path
     nodes: dict[str, Node]
-    state: str | None = None  # postgresql://... or a SQLite path; None: .tidesync/scheduler.db
+    state: str | None = None  # postgresql://... or a SQLite path; None: .tidesync/state.db
     timezone: str = "UTC"
     settings: SchedulerSettings = field(default_factory=SchedulerSettings)
     mtime: float = 0.0

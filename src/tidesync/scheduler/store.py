@@ -1,6 +1,6 @@
 """The scheduler's state store: nodes' creation marks, instances, backfill batches.
 
-SQLite (``.tidesync/scheduler.db``, WAL) by default; PostgreSQL (psycopg 3) when the project
+SQLite (``.tidesync/state.db``, WAL, beside the other state of :mod:`tidesync.state`) by default; PostgreSQL (psycopg 3) when the project
 sets ``state: postgresql://...``, so that schedulers on several machines share one schedule.
 
 Exactly once: an instance moves ``waiting -> running`` only by a conditional UPDATE
@@ -779,20 +779,15 @@ class PostgresStore(Store):
 
 
 def open_store(state: str | None, home: Path) -> Store:
-    """The store a project names: ``postgresql://...``, a SQLite path, or the default
-    ``<home>/scheduler.db``. ``${env:NAME}`` in the URL is read from the environment."""
-    if state is None:
-        return SqliteStore(home / "scheduler.db")
+    """The store a project names (``state:``, located by :func:`tidesync.state.locate` as the
+    rest of the project's state is): ``postgresql://...``, a SQLite path relative to the project
+    folder (``home``'s parent), or the default ``.tidesync/state.db``. ``${env:NAME}`` in the URL
+    is read from the environment."""
     from tidesync.connections import resolve_secrets
+    from tidesync.state import locate
 
-    url = resolve_secrets(state, "state")
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresStore(url)
-    if url.startswith("sqlite:///"):
-        url = url[len("sqlite:///") :]
-    elif "://" in url:
-        raise ConfigError(
-            f"state: {redact(url)!r} is neither postgresql://... nor a SQLite file path"
-        )
-    p = Path(url)
-    return SqliteStore(p if p.is_absolute() else home.parent / p)
+    loc = locate(state, home.parent)
+    if loc.kind == "postgresql":
+        return PostgresStore(resolve_secrets(loc.url, "state"))
+    assert loc.path is not None
+    return SqliteStore(loc.path)

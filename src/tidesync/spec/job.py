@@ -84,6 +84,7 @@ class Settings:
     timezone: str = "UTC"
     executor: str = "local"  # where tasks run; the engine checks the name
     where: str = "setting"  # key path of the setting object, for messages
+    state_key: str | None = None  # the job's identity in the state store (setting.stateKey)
 
     @property
     def allows_no_dirty(self) -> bool:
@@ -292,7 +293,16 @@ def _script_v2(doc: dict[str, Any], problems: list[str]) -> JobSpec:
     return JobSpec(settings, contents, "script-v2")
 
 
-_SETTING_KEYS = {"speed", "errorLimit", "timezone", "timeZone", "executor", "locale", "jvmOption"}
+_SETTING_KEYS = {
+    "speed",
+    "errorLimit",
+    "timezone",
+    "timeZone",
+    "executor",
+    "locale",
+    "jvmOption",
+    "stateKey",
+}
 
 
 def _number(v: Any, where: str, problems: list[str], integer: bool = False) -> float | None:
@@ -364,6 +374,15 @@ def _settings(v: Any, where: str, problems: list[str]) -> Settings:
             problems.append(
                 f"{where}.timezone: unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)"
             )
+    state_key = d.get("stateKey")
+    if state_key is not None:
+        if not isinstance(state_key, str) or not state_key.strip() or "#" in state_key:
+            problems.append(
+                f"{where}.stateKey: must be a non-empty name without '#' (the job's identity in "
+                f"the state store, e.g. orders_daily), got {state_key!r}"
+            )
+        else:
+            s.state_key = state_key.strip()
     return s
 
 

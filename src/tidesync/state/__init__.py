@@ -1,62 +1,203 @@
-"""What survives between runs: incremental cursors, CDC positions (the scheduler keeps its
-instances in the same folder).
+"""What survives between runs, behind one small protocol.
 
-The default store is a SQLite file ``.tidesync/state.db`` in the project (working) directory,
-created on first write. Values are JSON. A cursor is saved only after the writer committed, so a
-failed run reads the same window again.
+Reader positions (incremental cursors, next CDC checkpoints), archive offsets and whatever a
+later part needs are JSON values under ``(namespace, key)``; the scheduler keeps its instances
+in the same database. Where that database is comes from the project file's ``state:``, read the
+same way for the scheduler and for ``tidesync run`` (:func:`locate`)::
+
+    state: postgresql://etl@db/tidesync   # PostgreSQL: several machines share one state
+    state: var/state.db                   # a SQLite file, relative to the project folder
+    (no state:)                           # .tidesync/state.db in the project folder
+
+The protocol (:class:`StateStore`); each call is atomic on its own::
+
+    get(ns, key) -> Entry | None                    Entry(ns, key, value, version, updated_at)
+    put(ns, key, value) -> int                      write, whatever is there; the new version
+    compare_and_set(ns, key, expected, value)       write only if the key is still at version
+        -> int | None                               ``expected`` (0: it must not exist yet);
+                                                    the new version, or None: someone else wrote
+    list(ns=None, prefix="") -> list[Entry]         by namespace and key, in key order
+    delete(ns, key=None, prefix=None) -> int        one key, the keys under a prefix, or the
+                                                    whole namespace; how many went
+    describe() -> str                               where it is, without secrets
+    close()
+
+Versions start at 1 and grow by one with every write of the key, so ``compare_and_set`` is a
+checkpoint that two machines cannot both advance: both read version 7, one writes version 8,
+the other's compare-and-set finds 8 and returns None::
+
+    e = store.get("archive", "iot/telemetry")
+    offset = e.value["offset"] if e else 0
+    ...                                             # make the work up to new_offset durable
+    if store.compare_and_set("archive", "iot/telemetry", e.version if e else 0,
+                             {"offset": new_offset}) is None:
+        raise FatalError("another process advanced iot/telemetry first")
+
+Namespaces in use (``tidesync state list`` shows them):
+
+``positions``
+    key ``<job identity>#<content index>`` (:func:`positions_key`), value
+    ``{"positions": {split label: position}}``: what each split of the entry's last committed
+    run reported (``Chunk.position``). Written by the engine only after the writer committed,
+    with compare-and-set against the version the run started from; readers see it through
+    ``Context.stored_positions()``. A job's identity is its ``setting.stateKey``, else the
+    scheduler node's name, else the job file's path relative to the project folder.
+
+Backends: :class:`tidesync.state.sqlite.SqliteState` (a file, created on first write; WAL so
+readers do not wait for writers) and :class:`tidesync.state.postgresql.PostgresState` (table
+``ts_state``, created on first use).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["StateStore", "open_state"]
+__all__ = [
+    "POSITIONS",
+    "Entry",
+    "Location",
+    "StateStore",
+    "dumps",
+    "load_positions",
+    "locate",
+    "open_state",
+    "positions_key",
+    "save_positions",
+]
+
+#: the namespace of reader positions saved by the engine
+POSITIONS = "positions"
+
+#: the default state file, in the project folder
+DEFAULT_FILE = Path(".tidesync") / "state.db"
+#: what the scheduler's SQLite file was called before it held all the project's state
+LEGACY_FILE = Path(".tidesync") / "scheduler.db"
 
 
-class StateStore:
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = threading.Lock()
+@dataclass(frozen=True)
+class Entry:
+    """One stored value: ``version`` counts its writes; ``updated_at`` is epoch seconds."""
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=30)
-        con.execute(
-            "CREATE TABLE IF NOT EXISTS kv (ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
-            "updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (ns, key))"
+    ns: str
+    key: str
+    value: Any
+    version: int
+    updated_at: float
+
+
+class StateStore(Protocol):
+    """The state protocol (see the module docstring)."""
+
+    def get(self, ns: str, key: str) -> Entry | None: ...
+
+    def put(self, ns: str, key: str, value: Any) -> int: ...
+
+    def compare_and_set(self, ns: str, key: str, expected: int, value: Any) -> int | None: ...
+
+    def list(self, ns: str | None = None, prefix: str = "") -> list[Entry]: ...
+
+    def delete(self, ns: str, key: str | None = None, prefix: str | None = None) -> int: ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+def dumps(value: Any) -> str:
+    """A state value as stored: JSON (ValueError for what JSON cannot hold)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"a state value must be JSON data: {e}") from None
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a project's state lives: a PostgreSQL URL (secrets unresolved) or a SQLite file."""
+
+    kind: str  # "sqlite" | "postgresql"
+    path: Path | None = None
+    url: str = ""
+
+    def describe(self) -> str:
+        from tidesync.errors import redact
+
+        return f"sqlite {self.path}" if self.kind == "sqlite" else f"postgresql {redact(self.url)}"
+
+
+def locate(state: str | None, root: Path) -> Location:
+    """The state a project names: ``state: postgresql://...`` or a SQLite path (relative to the
+    project folder ``root``); without one ``.tidesync/state.db`` (or a ``.tidesync/scheduler.db``
+    that a project made before holds, kept so that its schedule continues).
+    ConfigError for any other URL."""
+    from tidesync.errors import ConfigError, redact
+
+    if state is None:
+        legacy = root / LEGACY_FILE
+        return Location("sqlite", legacy if legacy.exists() else root / DEFAULT_FILE)
+    text = state.strip()
+    if text.startswith(("postgresql://", "postgres://")):
+        return Location("postgresql", url=text)
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///") :]
+    elif "://" in text:
+        raise ConfigError(
+            f"state: {redact(text)!r} is neither postgresql://... nor a SQLite file path"
         )
-        return con
-
-    def get(self, ns: str, key: str, default: Any = None) -> Any:
-        if not self.path.exists():
-            return default
-        with self._lock:
-            con = self._connect()
-            try:
-                row = con.execute(
-                    "SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)
-                ).fetchone()
-            finally:
-                con.close()
-        return json.loads(row[0]) if row else default
-
-    def put(self, ns: str, key: str, value: Any) -> None:
-        with self._lock:
-            con = self._connect()
-            try:
-                with con:
-                    con.execute(
-                        "INSERT INTO kv (ns, key, value) VALUES (?, ?, ?) ON CONFLICT (ns, key) "
-                        "DO UPDATE SET value = excluded.value, updated_at = CURRENT_TIMESTAMP",
-                        (ns, key, json.dumps(value, default=str)),
-                    )
-            finally:
-                con.close()
+    p = Path(text).expanduser()
+    return Location("sqlite", p if p.is_absolute() else root / p)
 
 
-def open_state(project_dir: Path) -> StateStore:
-    return StateStore(project_dir / ".tidesync" / "state.db")
+def open_state(state: str | Location | None, root: Path) -> StateStore:
+    """The state store of the project in ``root`` (``state`` as its project file writes it).
+    Nothing is opened until the first call: a run that keeps no state never touches it.
+    ``${env:NAME}`` in a PostgreSQL URL is read from the environment."""
+    loc = state if isinstance(state, Location) else locate(state, root)
+    if loc.kind == "postgresql":
+        from tidesync.state.postgresql import PostgresState
+
+        return PostgresState(loc.url)
+    from tidesync.state.sqlite import SqliteState
+
+    assert loc.path is not None
+    return SqliteState(loc.path)
+
+
+# -- reader positions ---------------------------------------------------------------------------
+
+
+def positions_key(identity: str, content: int) -> str:
+    """The key of one content entry's positions: ``jobs/orders.json#0``."""
+    return f"{identity}#{content}"
+
+
+def load_positions(store: StateStore | None, key: str) -> tuple[dict[str, Any], int]:
+    """The positions the entry's last committed run saved, and their version (0: none)."""
+    if store is None or not key:
+        return {}, 0
+    e = store.get(POSITIONS, key)
+    if e is None:
+        return {}, 0
+    saved = e.value.get("positions") if isinstance(e.value, dict) else None
+    return (dict(saved) if isinstance(saved, dict) else {}), e.version
+
+
+def save_positions(
+    store: StateStore, key: str, positions: dict[str, Any], expected: int | None
+) -> None:
+    """Save one entry's positions after its commit, if the stored ones are still those the run
+    started from (``expected``; None: whatever is there now). FatalError when another run saved
+    first: the checkpoint then stays theirs."""
+    from tidesync.errors import FatalError
+
+    if expected is None:
+        expected = load_positions(store, key)[1]
+    if store.compare_and_set(POSITIONS, key, expected, {"positions": positions}) is None:
+        raise FatalError(
+            f"state {store.describe()}: another run saved the positions of {key!r} while this "
+            "one ran; this run's data is published, its positions were not saved "
+            "(the next run starts from the other run's)"
+        )

@@ -8,7 +8,6 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tidesync.connectors import base
 from tidesync.connectors.duckdb.conn import _D, _columns, _connect, _resolve, _to_table, translate
 from tidesync.connectors.sql import (
     QuerySplit,
@@ -46,7 +45,7 @@ class Reader(SqlReader):
     def table_columns(self, con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
         return [r[0] for r in _columns(con, _resolve(con, table))]
 
-    def schema(self) -> pa.Schema:
+    def read_schema(self) -> pa.Schema:
         """The Arrow schema of the first table or query (every one must have the same columns)."""
         if self._schema is not None:
             return self._schema
@@ -67,9 +66,8 @@ class Reader(SqlReader):
         self._schema = schemas[0]
         return self._schema
 
-    def read(self, split: base.Split) -> Iterator[pa.RecordBatch]:
-        assert isinstance(split, QuerySplit)
-        schema = self.schema() if len(self.sources()) > 1 else None
+    def read_query(self, split: QuerySplit) -> Iterator[pa.RecordBatch]:
+        schema = self.read_schema() if len(self.sources()) > 1 else None
         con = self.connect(split.database)
         try:
             try:

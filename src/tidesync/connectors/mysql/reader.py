@@ -21,7 +21,7 @@ import queue
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -53,7 +53,8 @@ from tidesync.connectors.sql import (
     null_predicate,
     read_options,
 )
-from tidesync.connectors.sql.incremental import Cursor
+from tidesync.connectors.sql.incremental import Cursor, Incremental
+from tidesync.connectors.sql.reader import given_schema, select_cursor, source_cursor
 from tidesync.errors import (
     ConfigError,
     FatalError,
@@ -72,7 +73,7 @@ class MySplit(base.Split):
     table: str = ""
     schema: pa.Schema | None = None
     snapshot: str | None = None  # id of this process's consistent-snapshot connections
-    cursor: str | None = None  # the incremental cursor's key, when the reader keeps one
+    cursor: Cursor | None = None  # incremental: the window read and the position tracked
 
 
 #: consistent-snapshot connections of this process, by snapshot id (see the module docstring)
@@ -84,7 +85,6 @@ _SNAPSHOTS_LOCK = threading.Lock()
 class _Src:
     source: Source
     target: int
-    cursor: Cursor | None = None
     key_type: str = ""  # information_schema DATA_TYPE of splitPk
     key_charset: str | None = None
     key_collation: str | None = None
@@ -114,13 +114,7 @@ class Reader(base.Reader):
                     key = f"{t.url_key}[{i}]" if len(t.urls) > 1 else t.url_key
                     p.problem(key, str(e))
             self.endpoints.append(ep or Endpoint("", 0, "", ""))
-        self._incremental = p.obj("incremental")
-        if self._incremental is not None:
-            Cursor.from_params(p, ctx, key="check")  # validates incremental.column
-            if any(t.queries for t in self.options.targets):
-                p.problem(
-                    "incremental", "works with table, not querySql: put the condition in the query"
-                )
+        self.incremental = Incremental.from_params(p)
         p.done()
         self._srcs: list[_Src] | None = None
         self._schema: pa.Schema | None = None
@@ -178,6 +172,9 @@ class Reader(base.Reader):
                             except ValueError as e:
                                 problems.append(f"{self.ctx.path(f'{o.column_key}[{j}]')}: {e}")
                         select = tuple(items)
+                    cursor_column, select, drop = select_cursor(
+                        self.incremental, D, known, table, select, problems, self.ctx
+                    )
                     src = _Src(
                         Source(
                             self.endpoints[ti].label,
@@ -186,6 +183,8 @@ class Reader(base.Reader):
                             table=table,
                             select=select,
                             where=o.where,
+                            cursor_column=cursor_column,
+                            cursor_drop=drop,
                         ),
                         ti,
                     )
@@ -203,41 +202,9 @@ class Reader(base.Reader):
                                 "decimal, float or date/time column"
                             )
                         else:
-                            src.source = Source(
-                                src.source.database,
-                                table,
-                                key,
-                                table=table,
-                                select=select,
-                                where=o.where,
-                                split_pk=col["name"],
-                            )
+                            src.source = replace(src.source, split_pk=col["name"])
                             src.key_type = col["type"]
                             src.key_charset, src.key_collation = col["charset"], col["collation"]
-                    if self._incremental is not None:
-                        cc = self._incremental.get("column")
-                        found = _find(str(cc), info)
-                        if found is None:
-                            problems.append(
-                                f"{self.ctx.path('incremental.column')}: column {cc!r} not in "
-                                f"table {table}{did_you_mean(str(cc), known)}"
-                            )
-                        elif select is not None and not any(
-                            s == D.ident(found["name"]) or s == "*" for s in select
-                        ):
-                            problems.append(
-                                f"{self.ctx.path('column')}: must include the incremental "
-                                f"column {cc!r} (its largest value is what the next run starts after)"
-                            )
-                        else:
-                            ep = self.endpoints[ti]
-                            src.cursor = Cursor(
-                                self.ctx,
-                                f"mysql:{ep.host}:{ep.port}/{ep.database}/{table}",
-                                str(cc),
-                                self._incremental.get("start"),
-                                self._incremental.get("end"),
-                            )
                     out.append(src)
             finally:
                 con.close()
@@ -246,15 +213,13 @@ class Reader(base.Reader):
         self._srcs = out
         return out
 
-    def _predicate(self, src: _Src, con: pymysql.Connection) -> str | None:
-        """The incremental cursor's condition, its bounds written as literals."""
-        if src.cursor is None:
-            return None
-        sql, args = src.cursor.predicate(D.ident, lambda name: f"%({name})s")
-        return sql % {k: con.escape(v) for k, v in args.items()} if args else sql
-
     # -- schema ----------------------------------------------------------------------------
     def schema(self) -> pa.Schema:
+        """What the reader gives: the columns read, less one read only for the cursor."""
+        return given_schema(self.sources()[0].source, self._read_schema())
+
+    def _read_schema(self) -> pa.Schema:
+        """What each split's SELECT returns (the cursor column included)."""
         if self._schema is not None:
             return self._schema
         srcs = self.sources()
@@ -303,53 +268,51 @@ class Reader(base.Reader):
     # -- splits ----------------------------------------------------------------------------
     def splits(self, n: int) -> list[base.Split]:
         srcs = self.sources()
-        schema = self.schema()
+        schema = self._read_schema()
         per = max(1, -(-max(n, 1) // len(srcs)))
         if self.snapshot:
             self._open_snapshots(max(1, n))
         out: list[base.Split] = []
         for src in srcs:
             s = src.source
+            cursor = source_cursor(self.incremental, self.ctx, s, self._read_schema)
+            window = cursor.condition(D) if cursor is not None else None
             snapshot = self._snapshots.get(src.target)
             con, pooled = self._borrow(src.target, snapshot)
             ok = False
             try:
-                if s.query is not None:
-                    parts: list[tuple[str, str | None]] = [("", None)]
-                elif s.split_pk is None or per == 1:
-                    parts = [("", self._predicate(src, con))]
+                if s.query is not None or s.split_pk is None or per == 1:
+                    parts: list[tuple[str, str | None]] = [("", window)]
                 else:
-                    parts = self._key_splits(src, con, per)
+                    parts = self._key_splits(src, con, per, window)
                 ok = True
             except myerr.MySQLError as e:
                 raise self._error(e, src, what="splits") from None
             finally:
                 self._give_back(snapshot, con, pooled, ok)
             for label, pred in parts:
-                sql = s.query if s.query is not None else s.sql(D, pred)
                 out.append(
                     MySplit(
                         len(out),
                         f"{s.label} {label}".strip(),
                         src.target,
-                        sql,
+                        s.sql(D, pred),
                         s.key,
                         s.table or "",
                         schema,
                         snapshot,
-                        src.cursor.key if src.cursor is not None else None,
+                        cursor,
                     )
                 )
         return out
 
     def _key_splits(
-        self, src: _Src, con: pymysql.Connection, n: int
+        self, src: _Src, con: pymysql.Connection, n: int, base_pred: str | None
     ) -> list[tuple[str, str | None]]:
         s = src.source
         pk = s.split_pk
         assert pk is not None and s.table is not None
         k, t = D.ident(pk), D.table(s.table)
-        base_pred = self._predicate(src, con)
         conds = " AND ".join(f"({c})" for c in (s.where, base_pred) if c)
         where = f" WHERE {conds}" if conds else ""
         and_ = f"{where} AND" if conds else " WHERE"
@@ -496,8 +459,12 @@ class Reader(base.Reader):
     # -- reading -----------------------------------------------------------------------------
     def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
         assert isinstance(split, MySplit) and split.schema is not None
+        rows = self._rows(split)
+        return split.cursor.track(rows) if split.cursor is not None else rows
+
+    def _rows(self, split: MySplit) -> Iterator[pa.RecordBatch | base.Chunk]:
         schema = split.schema
-        cursor = self._cursor_of(split.cursor)
+        assert schema is not None
         con, pooled = self._borrow(split.target, split.snapshot)
         ok = False
         row = 0
@@ -514,8 +481,6 @@ class Reader(base.Reader):
                         )
                     continue
                 d = dec.decode(cols, raw, schema)
-                if cursor is not None:
-                    cursor.observe(d.batch)
                 if d.bad:
                     dirty = [
                         base.Dirty(why, _raw_row(cols, raw, i), f"row {row + i}")
@@ -541,18 +506,6 @@ class Reader(base.Reader):
         s = src.source
         where = self.ctx.path(s.key)
         return translate(e, self.endpoints[src.target], where, table=s.table or "", what=what)
-
-    def _cursor_of(self, key: str | None) -> Cursor | None:
-        """The incremental cursor a split's rows advance: the planning reader's (the one whose
-        ``committed`` saves it); a reader built only to read splits keeps none."""
-        if key is None:
-            return None
-        return next((s.cursor for s in self._srcs or [] if s.cursor and s.cursor.key == key), None)
-
-    def committed(self) -> None:
-        for src in self._srcs or []:
-            if src.cursor is not None:
-                src.cursor.save()
 
     def close(self) -> None:
         ids, self._snapshots = list(self._snapshots.values()), {}

@@ -28,11 +28,9 @@ deletes the keys whose rows carry the ``deleteMarker``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -56,13 +54,12 @@ from tidesync.connectors.postgresql.conn import (
 )
 from tidesync.connectors.postgresql.types import OutColumn, describe_types, read_plan, to_arrow
 from tidesync.connectors.sql import POSTGRESQL, column_sql
-from tidesync.connectors.sql.incremental import Cursor
+from tidesync.connectors.sql.incremental import Cursor, Incremental, is_temporal
 from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
 
 __all__ = ["Reader", "PgSplit"]
 
 INTEGER_OIDS = (20, 21, 23)
-TIME_OIDS = (1082, 1114, 1184)
 #: rows sampled (at least) to find quantile boundaries of a non-integer splitPk
 SAMPLE_ROWS = 100_000
 _MAX_IDENT = 63
@@ -102,7 +99,7 @@ class PgSplit(base.Split):
     key: str = ""  # its key path, for messages
     cols: tuple[OutColumn, ...] = ()
     schema: pa.Schema | None = None
-    cursor: str | None = None  # the incremental cursor's key, when the reader keeps one
+    cursor: Cursor | None = None  # incremental: the window read and the position tracked
 
 
 @dataclass
@@ -131,7 +128,7 @@ class _Plan:
     conds: list[str]  # WHERE conditions on the table (or on q for querySql)
     cols: list[OutColumn]
     schema: pa.Schema
-    cursor: Cursor | None = None
+    cursor: Cursor | None = None  # incremental, this run's window
 
     def query(self, extra: list[str]) -> str:
         """The SELECT of one split: the plan's conditions and ``extra`` (a key range), inside the
@@ -163,19 +160,7 @@ class Reader(base.Reader):
         self.fetch_size = p.int("fetchSize", minimum=1)
         self.session = session_of(p)
         self.snapshot = p.bool("snapshot")
-        self.incremental = p.obj("incremental")
-        if self.incremental is not None:
-            col = self.incremental.get("column")
-            if not isinstance(col, str) or not col:
-                p.problem(
-                    "incremental.column",
-                    "is required: the column that grows with each change (e.g. optime)",
-                )
-            elif "*" not in self.columns and col not in self.columns:
-                p.problem(
-                    "incremental.column",
-                    f"{col!r} must be one of the columns read: add it to column",
-                )
+        self.incremental = Incremental.from_params(p)
         for k in ("splitFactor", "mandatoryEncoding"):  # DataX keys with no meaning here
             p.get(k)
         p.done()
@@ -338,6 +323,16 @@ class Reader(base.Reader):
                 raise ConfigError(f"{self.ctx.path(f'column[{i}]')}: {e}") from None
             items.append(item)
             labels.append(c[:_MAX_IDENT])
+        real, drop = None, False
+        if self.incremental is not None:
+            try:
+                real = self.incremental.column_of(list(table.columns), f"table {name}")
+            except ValueError as e:
+                raise ConfigError(f"{self.ctx.path('incremental.column')}: {e}") from None
+            if quote_ident(real) not in items:  # read for the cursor only
+                items.append(quote_ident(real))
+                labels.append(real)
+                drop = True
         inner = f"SELECT {', '.join(items)} FROM {table.qualified}"
         cols = self._describe(conn, ep, inner, self.ctx.path("column"), labels)
         conds = []
@@ -346,21 +341,8 @@ class Reader(base.Reader):
                 conn.execute(f"SELECT 1 FROM {table.qualified} WHERE ({self.where}) LIMIT 0")
             conds.append(f"({self.where})")
         plan = _Plan(src.index, name, key, table, inner, conds, cols, _schema(cols))
-        if self.incremental is not None:
-            column = str(self.incremental["column"])
-            real = table.match(column)
-            if real is None:
-                raise ConfigError(
-                    f"{self.ctx.path('incremental.column')}: column {column!r} not in table "
-                    f"{name}{did_you_mean(column, table.columns)}"
-                )
-            self._cursor(
-                plan,
-                conn,
-                f"postgresql:{ep.label}/{table.qualified}",
-                quote_ident(real),
-                table.columns[real][0],
-            )
+        if real is not None:
+            self._cursor(plan, cols[items.index(quote_ident(real))], quote_ident(real), drop)
         return plan
 
     def _plan_query(self, src: _Source, conn: Any, sql: str, key: str) -> _Plan:
@@ -370,39 +352,28 @@ class Reader(base.Reader):
         names = [c.name for c in cols]
         plan = _Plan(src.index, key.rsplit(".", 1)[-1], key, None, sql, [], cols, _schema(cols))
         if self.incremental is not None:
-            column = str(self.incremental["column"])
-            if column not in names:
-                raise ConfigError(
-                    f"{self.ctx.path('incremental.column')}: {column!r} is not a column of "
-                    f"the query{did_you_mean(column, names)}"
-                )
-            digest = hashlib.sha1(sql.encode()).hexdigest()[:12]
-            oid = 0
-            with conn.transaction():
-                cur = conn.execute(f"SELECT * FROM ({sql}) AS q LIMIT 0")
-                oid = int((cur.description or [])[names.index(column)].type_code)
-            self._cursor(
-                plan, conn, f"postgresql:{ep.label}/query-{digest}", "q." + quote_ident(column), oid
-            )
+            try:
+                column = self.incremental.column_of(names, "the columns of the query")
+            except ValueError as e:
+                raise ConfigError(f"{self.ctx.path('incremental.column')}: {e}") from None
+            self._cursor(plan, cols[names.index(column)], "q." + quote_ident(column), False)
         return plan
 
-    def _cursor(self, plan: _Plan, conn: Any, key: str, ref: str, oid: int) -> None:
-        spec = self.incremental or {}
-        cur = Cursor(self.ctx, key, str(spec["column"]), spec.get("start"), spec.get("end"))
-        lo, hi = cur.bounds()
-        if isinstance(hi, datetime | date) and oid not in TIME_OIDS:
-            hi = None  # a window end in time bounds only a time column
-        conds = []
-        if lo is not None:
-            conds.append(f"{ref} > {_literal(conn, lo)}")
-        if hi is not None:
-            conds.append(f"{ref} <= {_literal(conn, hi)}")
-        plan.cursor = cur
-        plan.conds = plan.conds + conds
+    def _cursor(self, plan: _Plan, col: OutColumn, ref: str, drop: bool) -> None:
+        assert self.incremental is not None
+        plan.cursor = self.incremental.cursor(
+            self.ctx, plan.label, col.name, drop=drop, temporal=is_temporal(col.type)
+        )
+        window = plan.cursor.condition(POSTGRESQL, ref)
+        if window:
+            plan.conds = [*plan.conds, window]
 
     def schema(self) -> pa.Schema | None:
         self._plan()
-        return self.plans[0].schema if self.plans else None
+        if not self.plans:
+            return None
+        plan = self.plans[0]
+        return plan.cursor.output_schema(plan.schema) if plan.cursor else plan.schema
 
     def splits(self, n: int) -> list[base.Split]:
         self._plan()
@@ -435,7 +406,7 @@ class Reader(base.Reader):
                         plan.key,
                         tuple(plan.cols),
                         plan.schema,
-                        plan.cursor.key if plan.cursor is not None else None,
+                        plan.cursor,
                     )
                 )
         return out
@@ -501,8 +472,12 @@ class Reader(base.Reader):
 
     def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
         assert isinstance(split, PgSplit) and split.schema is not None
+        rows = self._rows(split)
+        return split.cursor.track(rows) if split.cursor is not None else rows
+
+    def _rows(self, split: PgSplit) -> Iterator[pa.RecordBatch | base.Chunk]:
+        assert split.schema is not None
         ep = self.sources[split.source].endpoints[split.endpoint]
-        cursor = self._cursor_of(split.cursor)
         kw = {"table": split.table, "split": split.label}
         try:
             con = self._adbc_base(ep).adbc_clone()  # in a transaction until closed
@@ -529,8 +504,6 @@ class Reader(base.Reader):
                     offset += raw.num_rows
                     for start in range(0, max(batch.num_rows, 1), rows):
                         piece = batch.slice(start, rows)
-                        if cursor is not None:
-                            cursor.observe(piece)
                         if dirty:
                             yield base.Chunk(piece, dirty)
                             dirty = []
@@ -539,19 +512,6 @@ class Reader(base.Reader):
         finally:
             with contextlib.suppress(Exception):  # closing after a failure: the failure counts
                 con.close()
-
-    def committed(self) -> None:
-        """The writer published: the next run starts after what this one read."""
-        for plan in self.plans:
-            if plan.cursor is not None:
-                plan.cursor.save()
-
-    def _cursor_of(self, key: str | None) -> Cursor | None:
-        """The incremental cursor a split's rows advance: the planning reader's (the one whose
-        ``committed`` saves it); a reader built only to read splits keeps none."""
-        if key is None:
-            return None
-        return next((p.cursor for p in self.plans if p.cursor and p.cursor.key == key), None)
 
     def _adbc_base(self, ep: Endpoint) -> Any:
         """One ADBC connection per server, kept open while this reader lives: each split's

@@ -1,103 +1,231 @@
-"""A stored cursor for incremental reads by query (``incremental: {column: optime}``).
+"""Incremental reads by a growing column, one implementation for every SQL reader (SQLite,
+DuckDB, PostgreSQL, MySQL/MariaDB)::
 
-Each run reads the rows whose cursor column is after the value the last successful run saw and
-not after this run's window end (the instance's cyctime, unless ``end`` is given), so two runs
-never read the same row twice and a failed run reads its window again: the new value is saved
-only from ``Reader.committed()``, after the writer has published.
+    "incremental": {"column": "optime", "start": "2016-11-01 00:00:00", "end": "..."}
 
-    cursor = Cursor.from_params(p, ctx, key="mysql:test.oplog")
-    sql_where = cursor.predicate(quote)     # "optime" > %(lo)s AND "optime" <= %(hi)s
-    ... for each batch: cursor.observe(batch)
-    ... in Reader.committed(): cursor.save()
+A run reads the rows whose ``column`` is after the largest value the last committed run of the
+same job read (after ``start`` the first time, everything without one) and not after the
+window's end: ``end`` when given, else the instance's cyctime when the column holds dates or
+times. The column need not be among the columns read: it is then read beside them and dropped
+from the output. A failed run saves nothing, so the next one reads its window again.
+
+The engine owns the cursor (positions, see :mod:`tidesync.connectors.base`); a reader only
+plans and tracks::
+
+    inc = Incremental.from_params(p)                # with the reader's other parameters
+    name = inc.column_of(known, "table oplog")      # the table's column (ValueError if none)
+    cursor = inc.cursor(ctx, "oplog", name, drop=..., temporal=...)   # lower bound: the
+                                                    # positions the last committed run saved
+    sql += " AND " + cursor.condition(dialect)      # "optime" > '...' AND "optime" <= '...'
+    ... the Cursor (plain data) travels in the split; in read(split):
+    yield from split.cursor.track(batches)          # every Chunk carries the split's position
+
+A split's position is ``{"source": "oplog", "column": "optime", "value": <largest so far>}``;
+the next run's lower bound for a source is the largest value over the saved positions of that
+source and column (key-range splits each saved their own).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from datetime import date, datetime
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidesync.connectors.base import Context, Params
+from tidesync.connectors.base import Chunk, Context, Params
+from tidesync.connectors.sql.conn import MYSQL, Dialect, _find
+from tidesync.errors import did_you_mean
 
-__all__ = ["Cursor"]
+__all__ = ["Cursor", "Incremental", "literal"]
 
-NAMESPACE = "cursor"
+_KEYS = ("column", "start", "end")
 
 
+@dataclass(frozen=True)
 class Cursor:
-    def __init__(self, ctx: Context, key: str, column: str, start: Any = None, end: Any = None):
-        self.ctx = ctx
-        self.key = key
-        self.column = column
-        self._lock = threading.Lock()
-        stored = ctx.state.get(NAMESPACE, key) if ctx.state is not None else None
-        self.lower: Any = stored["value"] if stored else start
-        self.upper: Any = end if end is not None else ctx.cyctime
-        self.seen: Any = None
+    """One source's cursor in one run: plain data, so it travels in a split to any worker.
+
+    ``lower`` (exclusive) and ``upper`` (inclusive) are JSON values (numbers, strings; times as
+    ISO text) or None for no bound; ``drop``: the column was read only for the cursor."""
+
+    source: str
+    column: str
+    lower: Any = None
+    upper: Any = None
+    drop: bool = False
+
+    def condition(self, dialect: Dialect, ref: str | None = None) -> str | None:
+        """The SQL condition of the window (None: no bound); ``ref`` is how the column is
+        written in the query (default: its quoted name)."""
+        col = ref or dialect.ident(self.column)
+        conds = []
+        if self.lower is not None:
+            conds.append(f"{col} > {literal(dialect, self.lower)}")
+        if self.upper is not None:
+            conds.append(f"{col} <= {literal(dialect, self.upper)}")
+        return " AND ".join(conds) or None
+
+    def position(self, value: Any) -> dict[str, Any]:
+        return {"source": self.source, "column": self.column, "value": value}
+
+    def output_schema(self, schema: pa.Schema) -> pa.Schema:
+        """What the reader gives: ``schema`` without the column when it was read only for us."""
+        if self.drop and self.column in schema.names:
+            return schema.remove(schema.get_field_index(self.column))
+        return schema
+
+    def track(self, items: Iterable[pa.RecordBatch | Chunk]) -> Iterator[Chunk]:
+        """Pass a split's batches on, each as a Chunk carrying the split's position (the largest
+        cursor value read so far); the column is dropped when it was read only for the cursor.
+        The split ends with a position even when it read nothing (then the lower bound)."""
+        best: Any = None
+        for item in items:
+            chunk = item if isinstance(item, Chunk) else Chunk(item)
+            batch = chunk.batch
+            if batch is not None and batch.num_rows and self.column in batch.schema.names:
+                m = pc.max(batch.column(self.column)).as_py()
+                if m is not None and (best is None or _after(m, best)):
+                    best = m
+                if self.drop:
+                    batch = batch.drop_columns([self.column])
+            yield Chunk(batch, chunk.dirty, self.position(self._value(best)))
+        yield Chunk(None, [], self.position(self._value(best)))
+
+    def _value(self, best: Any) -> Any:
+        if best is None:
+            return self.lower
+        v = jsonable(best)
+        if self.lower is not None and not _after(v, self.lower):
+            return self.lower
+        return v
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """The ``incremental`` parameter, checked."""
+
+    column: str
+    start: Any = None
+    end: Any = None
 
     @classmethod
-    def from_params(cls, p: Params, ctx: Context, key: str) -> Cursor | None:
+    def from_params(cls, p: Params) -> Incremental | None:
+        """Read ``incremental`` from a reader's parameters; problems are recorded on ``p``."""
         spec = p.obj("incremental")
         if spec is None:
             return None
+        for k in spec:
+            if k not in _KEYS:
+                p.problem(f"incremental.{k}", f"unknown key{did_you_mean(k, _KEYS)}")
         column = spec.get("column")
-        if not isinstance(column, str) or not column:
+        if not isinstance(column, str) or not column.strip():
             p.problem(
                 "incremental.column",
                 "is required: the column that grows with each change (e.g. optime)",
             )
             return None
-        return cls(ctx, key, column, spec.get("start"), spec.get("end"))
+        bounds = {}
+        for k in ("start", "end"):
+            v = spec.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, str | int | float)):
+                p.problem(f"incremental.{k}", f"must be a value such as '2016-11-01', got {v!r}")
+                v = None
+            bounds[k] = v
+        return cls(column.strip(), bounds["start"], bounds["end"])
 
-    def bounds(self) -> tuple[Any, Any]:
-        """(exclusive lower, inclusive upper); either may be None (no bound)."""
-        lo = self.lower
-        if isinstance(lo, str) and isinstance(self.upper, datetime | date):
-            lo = _as_time(lo)
-        return lo, self.upper
+    def column_of(self, known: Sequence[str], what: str) -> str:
+        """The column of ``known`` (a table's or a query's columns) that ``column`` names,
+        matched exactly, then ignoring case; ValueError saying so when there is none."""
+        found = _find(self.column, list(known))
+        if found is None:
+            raise ValueError(
+                f"column {self.column!r} not in {what}{did_you_mean(self.column, known)}"
+            )
+        return found
 
-    def predicate(
-        self, quote: Callable[[str], str], placeholder: Callable[[str], str]
-    ) -> tuple[str, dict[str, Any]]:
-        """A SQL condition and its parameters, e.g. ``"optime" > %(lo)s AND "optime" <= %(hi)s``."""
-        lo, hi = self.bounds()
-        col = quote(self.column)
-        conds, args = [], {}
-        if lo is not None:
-            conds.append(f"{col} > {placeholder('cursor_lo')}")
-            args["cursor_lo"] = lo
-        if hi is not None:
-            conds.append(f"{col} <= {placeholder('cursor_hi')}")
-            args["cursor_hi"] = hi
-        return (" AND ".join(conds) or "1=1"), args
-
-    def observe(self, batch: pa.RecordBatch) -> None:
-        """Track the largest cursor value read (the batch must carry the cursor column)."""
-        if self.column not in batch.schema.names or batch.num_rows == 0:
-            return
-        m = pc.max(batch.column(self.column)).as_py()
-        if m is None:
-            return
-        with self._lock:
-            if self.seen is None or m > self.seen:
-                self.seen = m
-
-    def save(self) -> None:
-        """Called after the writer committed: the next run starts after what this one read."""
-        if self.ctx.state is None or self.seen is None:
-            return
-        value = self.seen.isoformat(sep=" ") if isinstance(self.seen, datetime) else self.seen
-        if isinstance(value, date) and not isinstance(value, datetime):
-            value = value.isoformat()
-        self.ctx.state.put(NAMESPACE, self.key, {"column": self.column, "value": value})
+    def cursor(
+        self, ctx: Context, source: str, column: str, *, drop: bool, temporal: bool
+    ) -> Cursor:
+        """The cursor of ``source`` for this run. The lower bound is the largest value the
+        positions of the last committed run hold for this source and column (``start`` when
+        none); the upper bound ``end``, else the cyctime when the column is ``temporal``."""
+        saved = [
+            pos["value"]
+            for pos in ctx.stored_positions().values()
+            if isinstance(pos, dict)
+            and pos.get("source") == source
+            and pos.get("column") == column
+            and pos.get("value") is not None
+        ]
+        lower = self.start
+        for v in saved:
+            if lower is None or _after(v, lower):
+                lower = v
+        upper = self.end
+        if upper is None and temporal and ctx.cyctime is not None:
+            upper = jsonable(ctx.cyctime)
+        return Cursor(source, column, jsonable(lower), jsonable(upper), drop)
 
 
-def _as_time(s: str) -> Any:
+def is_temporal(t: pa.DataType) -> bool:
+    """Whether a window end in time bounds a column of this type."""
+    return pa.types.is_timestamp(t) or pa.types.is_date(t)
+
+
+def jsonable(v: Any) -> Any:
+    """A cursor value as JSON keeps it: times as ISO text, decimals as text."""
+    if isinstance(v, datetime):
+        return v.isoformat(sep=" ")
+    if isinstance(v, date | time):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return v
+
+
+def literal(dialect: Dialect, v: Any) -> str:
+    """``v`` as an SQL literal of ``dialect``: numbers as they are, everything else quoted text
+    (every SQL store compares a quoted time or number with its column's type)."""
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, int | float | Decimal):
+        return str(v)
+    text = str(jsonable(v))
+    if dialect is MYSQL or dialect.name == MYSQL.name:
+        text = text.replace("\\", "\\\\")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _after(a: Any, b: Any) -> bool:
+    """``a > b`` for cursor values, times given as ISO text compared as times."""
+    a, b = _comparable(a), _comparable(b)
     try:
-        return datetime.fromisoformat(s)
-    except ValueError:
-        return s
+        return bool(a > b)
+    except TypeError:
+        return str(a) > str(b)
+
+
+def _comparable(v: Any) -> Any:
+    if isinstance(v, str):
+        text = v.strip()
+        if "-" in text[1:] or ":" in text:
+            try:
+                v = datetime.fromisoformat(text)
+            except ValueError:
+                return text
+        else:
+            try:
+                return Decimal(text)
+            except ArithmeticError:
+                return text
+    if isinstance(v, date) and not isinstance(v, datetime):
+        return datetime(v.year, v.month, v.day)
+    if isinstance(v, datetime) and v.tzinfo is not None:
+        return v.replace(tzinfo=None) - v.utcoffset()  # type: ignore[operator]
+    return v

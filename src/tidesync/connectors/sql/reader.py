@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from tidesync.connectors.base import Context, Params, Reader, Split
+import pyarrow as pa
+
+from tidesync.connectors.base import Chunk, Context, Params, Reader, Split
 from tidesync.connectors.sql.conn import (
     SQLITE,
     Dialect,
@@ -17,6 +19,7 @@ from tidesync.connectors.sql.conn import (
     database_path,
     is_identifier,
 )
+from tidesync.connectors.sql.incremental import Cursor, Incremental, is_temporal
 from tidesync.errors import ConfigError, FatalError, did_you_mean
 
 #: words a ``column`` entry may hold as a value, not a name (unless the table has such a column)
@@ -172,6 +175,60 @@ class QuerySplit(Split):
     )
     sql: str = ""
     source: str = ""  # the table or querySql[i] it reads, for messages
+    cursor: Cursor | None = None  # incremental: the window read and the position tracked
+
+
+def select_cursor(
+    incremental: Incremental | None,
+    dialect: Dialect,
+    known: Sequence[str],
+    table: str,
+    select: tuple[str, ...] | None,
+    problems: list[str],
+    ctx: Context,
+) -> tuple[str | None, tuple[str, ...] | None, bool]:
+    """``(cursor column, select list, dropped)`` of a table read with ``incremental``: the
+    table's column it names (a problem with a suggestion when none), and the select list with
+    the column added when ``column`` lacks it (then dropped from what the reader gives)."""
+    if incremental is None:
+        return None, select, False
+    try:
+        column = incremental.column_of(known, f"table {table}")
+    except ValueError as e:
+        problems.append(f"{ctx.path('incremental.column')}: {e}")
+        return None, select, False
+    item = dialect.ident(column)
+    if select is None or item in select or "*" in select:
+        return column, select, False
+    return column, (*select, item), True
+
+
+def source_cursor(
+    incremental: Incremental | None,
+    ctx: Context,
+    s: Source,
+    read_schema: Callable[[], pa.Schema],
+) -> Cursor | None:
+    """This run's cursor of source ``s``: the window after the positions the last committed
+    run saved (None without ``incremental``). A query's column is looked up in what it gives."""
+    if incremental is None:
+        return None
+    schema = read_schema()
+    column = s.cursor_column
+    if column is None:
+        try:
+            column = incremental.column_of(schema.names, f"the columns of {s.label}")
+        except ValueError as e:
+            raise ConfigError(f"{ctx.path('incremental.column')}: {e}") from None
+    temporal = is_temporal(schema.field(column).type)
+    return incremental.cursor(ctx, s.label, column, drop=s.cursor_drop, temporal=temporal)
+
+
+def given_schema(s: Source, read_schema: pa.Schema) -> pa.Schema:
+    """What a reader gives: ``read_schema`` less the column read only for the cursor."""
+    if s.cursor_drop and s.cursor_column:
+        return Cursor(s.label, s.cursor_column, drop=True).output_schema(read_schema)
+    return read_schema
 
 
 @dataclass(frozen=True)
@@ -186,9 +243,13 @@ class Source:
     where: str | None = None
     split_pk: str | None = None  # the key column's actual name
     query: str | None = None
+    cursor_column: str | None = None  # incremental: the table's cursor column
+    cursor_drop: bool = False  # ... read only for the cursor (not in ``column``)
 
     def sql(self, dialect: Dialect, predicate: str | None = None) -> str:
         if self.query is not None:
+            if predicate:
+                return f"SELECT * FROM ({self.query}) AS ts_q WHERE {predicate}"
             return self.query
         assert self.table is not None
         return select_sql(dialect, self.table, self.select, self.where, predicate)
@@ -199,11 +260,12 @@ class SqlReader(Reader):
 
     A connector sets ``dialect`` and fills in :meth:`locate` (which database a :class:`Target`
     names), :meth:`connect` (a DB-API connection, read-only where the driver can) and
-    :meth:`table_columns`; it writes ``schema()`` and ``read()`` with its fastest Arrow path,
-    running each :class:`QuerySplit`'s ``sql``. ``splits(n)`` gives every table
+    :meth:`table_columns`; it writes :meth:`read_schema` and :meth:`read_query` with its fastest
+    Arrow path, running each :class:`QuerySplit`'s ``sql``. ``splits(n)`` gives every table
     ``ceil(n / tables)`` key ranges of ``splitPk`` (``[lo, hi)``, the last ``[lo, max]``) plus one
     split for NULL keys when there are any, so every row is read exactly once; a query, or a
-    table without ``splitPk``, is one split.
+    table without ``splitPk``, is one split. ``incremental`` (:mod:`.incremental`) narrows every
+    split to the cursor's window and tracks its position.
     """
 
     dialect: ClassVar[Dialect] = SQLITE
@@ -211,6 +273,7 @@ class SqlReader(Reader):
     def __init__(self, params: dict[str, Any], ctx: Context):
         super().__init__(params, ctx)
         self.options = read_options(self.p, fetch_size=ctx.batch_rows)
+        self.incremental = Incremental.from_params(self.p)
         self.databases = [self.locate(t) for t in self.options.targets]
         self.p.done()
         self._sources: list[Source] | None = None
@@ -244,6 +307,14 @@ class SqlReader(Reader):
 
     def table_columns(self, con: Any, table: str) -> list[str]:
         """The columns of ``table``, in order; raise LookupError(message) when it is missing."""
+        raise NotImplementedError
+
+    def read_schema(self) -> pa.Schema:
+        """The Arrow schema of what each split's SELECT returns (the cursor column included)."""
+        raise NotImplementedError
+
+    def read_query(self, split: QuerySplit) -> Iterator[pa.RecordBatch | Chunk]:
+        """Run ``split.sql``; yield its rows as Arrow."""
         raise NotImplementedError
 
     def run_session(self, con: Any, errors: type[Exception] | tuple[type[Exception], ...]) -> None:
@@ -292,6 +363,9 @@ class SqlReader(Reader):
                             except ValueError as e:
                                 problems.append(f"{self.ctx.path(f'{o.column_key}[{j}]')}: {e}")
                         select = tuple(items)
+                    cursor_column, select, drop = select_cursor(
+                        self.incremental, d, known, table, select, problems, self.ctx
+                    )
                     pk = None
                     if o.split_pk:
                         pk = _find(o.split_pk, known)
@@ -302,7 +376,15 @@ class SqlReader(Reader):
                             )
                     out.append(
                         Source(
-                            db, table, key, table=table, select=select, where=o.where, split_pk=pk
+                            db,
+                            table,
+                            key,
+                            table=table,
+                            select=select,
+                            where=o.where,
+                            split_pk=pk,
+                            cursor_column=cursor_column,
+                            cursor_drop=drop,
                         )
                     )
             finally:
@@ -312,32 +394,48 @@ class SqlReader(Reader):
         self._sources = out
         return out
 
+    def schema(self) -> pa.Schema:
+        """The schema of what the reader gives: :meth:`read_schema`, less a column read only
+        for the incremental cursor."""
+        return given_schema(self.sources()[0], self.read_schema())
+
+    def read(self, split: Split) -> Iterator[pa.RecordBatch | Chunk]:
+        assert isinstance(split, QuerySplit)
+        items = self.read_query(split)
+        return split.cursor.track(items) if split.cursor is not None else items
+
     def splits(self, n: int) -> list[Split]:
         sources = self.sources()
         per = max(1, -(-max(n, 1) // len(sources)))
+        d = self.dialect
         out: list[Split] = []
         for s in sources:
+            cursor = source_cursor(self.incremental, self.ctx, s, self.read_schema)
+            window = cursor.condition(d) if cursor is not None else None
+            base = QuerySplit(0, s.label, s.database, s.sql(d, window), s.label, cursor)
             if s.split_pk is None or per == 1:
-                out.append(QuerySplit(len(out), s.label, s.database, s.sql(self.dialect), s.label))
+                out.append(replace(base, index=len(out)))
                 continue
-            for label, pred in self._key_splits(s, per):
+            for label, pred in self._key_splits(s, per, window):
                 out.append(
-                    QuerySplit(
-                        len(out),
-                        f"{s.label} {label}",
-                        s.database,
-                        s.sql(self.dialect, pred),
-                        s.label,
+                    replace(
+                        base,
+                        index=len(out),
+                        label=f"{s.label} {label}",
+                        sql=s.sql(d, " AND ".join(f"({c})" for c in (window, pred) if c)),
                     )
                 )
         return out
 
-    def _key_splits(self, s: Source, n: int) -> list[tuple[str, str | None]]:
+    def _key_splits(
+        self, s: Source, n: int, window: str | None = None
+    ) -> list[tuple[str, str | None]]:
         d, pk = self.dialect, s.split_pk
         assert pk is not None and s.table is not None
         t = d.table(s.table)
         k = d.ident(pk)
-        cond = f" WHERE ({s.where})" if s.where else ""
+        conds = " AND ".join(f"({c})" for c in (s.where, window) if c)
+        cond = f" WHERE {conds}" if conds else ""
         con = self.connect(s.database)
         try:
             cur = con.cursor()

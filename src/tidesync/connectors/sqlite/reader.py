@@ -136,7 +136,7 @@ class Reader(SqlReader):
     def table_columns(self, con: sqlite3.Connection, table: str) -> list[str]:
         return [r[1] for r in _table_info(con, table)[1]]
 
-    def schema(self) -> pa.Schema:
+    def read_schema(self) -> pa.Schema:
         """The Arrow schema of the first table or query (every one must have the same columns):
         declared types, refined by up to 1000 rows where the declared type does not settle it."""
         if self._schema is not None:
@@ -188,9 +188,8 @@ class Reader(SqlReader):
             fields.append(pa.field(name, t))
         return pa.schema(fields)
 
-    def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
-        assert isinstance(split, QuerySplit)
-        schema = self.schema()
+    def read_query(self, split: QuerySplit) -> Iterator[pa.RecordBatch | base.Chunk]:
+        schema = self.read_schema()
         types = schema.types
         con = self.connect(split.database)
         offset = 0

@@ -1,0 +1,166 @@
+"""Positions belong to the engine: kept per split, saved under the job's identity only after
+the writer committed (compare-and-set against what the run started from), then told to the
+reader."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.engine import _memory, _positions
+from tidesync.connectors import base
+from tidesync.engine.runner import load_job, run_job
+from tidesync.spec.params import RunTime
+from tidesync.state import POSITIONS
+from tidesync.state.sqlite import SqliteState
+
+RT = RunTime.of("20250101000000")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def connectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(base.CONNECTORS, "memory", "tests.engine._memory")
+    monkeypatch.setitem(base.CONNECTORS, "counter", "tests.engine._positions")
+    _memory.PUBLISHED.clear()
+    _positions.COMMITTED.clear()
+
+
+def job(
+    path: Path, *, writer: dict[str, Any] | None = None, setting: dict[str, Any] | None = None
+) -> Path:
+    doc = {
+        "job": {
+            "setting": setting or {},
+            "content": [
+                {
+                    "reader": {"name": "counter", "parameter": {"rows": 10, "splits": 2}},
+                    "writer": {"name": "memory", "parameter": {"target": "t", **(writer or {})}},
+                }
+            ],
+        }
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def run(path: Path, state: SqliteState, **kw: Any) -> Any:
+    return run_job(load_job(path, runtime=RT, state=state, root=path.parent, **kw))
+
+
+def published() -> list[int]:
+    return sorted(i for b in _memory.PUBLISHED.get("t", []) for i in b.column(0).to_pylist())
+
+
+def saved(state: SqliteState, key: str = "job.json#0") -> Any:
+    e = state.get(POSITIONS, key)
+    return e.value["positions"] if e else None
+
+
+def test_positions_are_saved_after_the_commit_and_the_next_run_resumes(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path / "state.db")
+    path = job(tmp_path / "job.json")
+    assert run(path, state).status == "succeeded"
+    assert published() == [*range(10), *range(1000, 1010)]
+    assert saved(state) == {"part0": {"next": 10}, "part1": {"next": 1010}}
+    assert run(path, state).status == "succeeded"
+    assert published() == [*range(10, 20), *range(1010, 1020)]
+    assert saved(state) == {"part0": {"next": 20}, "part1": {"next": 1020}}
+
+
+def test_a_failed_commit_leaves_the_old_positions(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path / "state.db")
+    ok = job(tmp_path / "job.json")
+    run(ok, state)
+    failing = job(tmp_path / "job.json", writer={"failCommit": True})
+    rep = run(failing, state)
+    assert rep.status == "failed" and "commit refused" in (rep.error or "")
+    assert saved(state) == {"part0": {"next": 10}, "part1": {"next": 1010}}
+    assert len(_positions.COMMITTED) == 1  # the reader heard only of the run that committed
+    run(job(tmp_path / "job.json"), state)
+    assert published() == [*range(10, 20), *range(1010, 1020)]  # the failed window, again
+
+
+def test_a_crash_between_write_and_commit_leaves_the_old_positions(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path / "state.db")
+    run(job(tmp_path / "job.json"), state)
+    before = state.get(POSITIONS, "job.json#0")
+    job(tmp_path / "job.json", writer={"crashCommit": True})
+    code = f"""
+from pathlib import Path
+from tidesync.connectors import base
+base.CONNECTORS["memory"] = "tests.engine._memory"
+base.CONNECTORS["counter"] = "tests.engine._positions"
+from tidesync.engine.runner import load_job, run_job
+from tidesync.spec.params import RunTime
+from tidesync.state.sqlite import SqliteState
+p = Path({str(tmp_path / "job.json")!r})
+run_job(load_job(p, runtime=RunTime.of("20250101000000"),
+                 state=SqliteState(Path({str(tmp_path / "state.db")!r})), root=p.parent))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 70, proc.stderr  # died inside commit, after every sink closed
+    assert state.get(POSITIONS, "job.json#0") == before
+
+
+def test_the_reader_is_told_the_positions_once_they_are_saved(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path / "state.db")
+    run(job(tmp_path / "job.json"), state)
+    told, stored = _positions.COMMITTED[0]
+    assert told == {"part0": {"next": 10}, "part1": {"next": 1010}}
+    assert stored == {"positions": told}
+
+
+def test_a_failure_to_confirm_positions_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(self: Any, positions: dict[str, Any]) -> None:
+        raise RuntimeError("slot is gone")
+
+    monkeypatch.setattr(_positions.Reader, "committed", refuse)
+    state = SqliteState(tmp_path / "state.db")
+    with caplog.at_level(logging.WARNING, logger="tidesync"):
+        rep = run(job(tmp_path / "job.json"), state)
+    assert rep.status == "succeeded" and saved(state) is not None
+    assert "slot is gone" in caplog.text
+
+
+def test_a_run_that_lost_the_race_for_its_positions_fails_and_keeps_the_winners(
+    tmp_path: Path,
+) -> None:
+    state = SqliteState(tmp_path / "state.db")
+    path = job(tmp_path / "job.json")
+    first = load_job(path, runtime=RT, state=state, root=tmp_path)
+    second = load_job(path, runtime=RT, state=state, root=tmp_path)
+    first.parts[0].reader.splits(1), second.parts[0].reader.splits(1)  # both start from none
+    assert run_job(first).status == "succeeded"
+    rep = run_job(second)
+    assert rep.status == "failed" and "another run saved the positions" in (rep.error or "")
+    assert saved(state) == {"part0": {"next": 10}, "part1": {"next": 1010}}
+
+
+def test_positions_are_kept_per_job_and_shared_by_a_state_key(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path / "state.db")
+    a = job(tmp_path / "a.json")
+    b = job(tmp_path / "b.json")
+    run(a, state)
+    run(b, state)
+    assert published() == [*range(10), *range(1000, 1010)]  # b's own first run
+    assert {e.key for e in state.list(POSITIONS)} == {"a.json#0", "b.json#0"}
+    shared = {"stateKey": "orders"}
+    run(job(tmp_path / "c.json", setting=shared), state)
+    run(job(tmp_path / "d.json", setting=shared), state)
+    assert published() == [*range(10, 20), *range(1010, 1020)]  # d went on from c
+    assert saved(state, "orders#0") == {"part0": {"next": 20}, "part1": {"next": 1020}}
+
+
+def test_the_report_names_the_state_store(tmp_path: Path) -> None:
+    state = SqliteState(tmp_path / "state.db")
+    rep = run(job(tmp_path / "job.json"), state)
+    assert rep.state == f"sqlite {tmp_path / 'state.db'}"
