@@ -8,8 +8,8 @@ into ``ods_oplog`` partition ds=20161113, the first daily full copy of ``user`` 
 ``ods_user_full``, and the first load of ``dw_user_inc`` (sync) and ``dw_user_inc_merge`` (merge of
 everything so far). Then the source changes as on 2016-11-14 (setup_source.py changes).
 Day 2, cyctime 2016-11-15 00:00 (business date 20161114), run twice: the day's ``oplog`` rows into
-ds=20161114, the full copy into ds=20161114, ``dw_user_inc`` by snapshot compare (uid 5's delete
-propagates) and ``dw_user_inc_merge`` by merging the day's changed rows (uid 5 survives: the
+ds=20161114, the full copy into ds=20161114, ``dw_user_inc`` (and the MariaDB table
+``dw_user_inc_table``) by snapshot compare (uid 5's delete propagates) and ``dw_user_inc_merge`` by merging the day's changed rows (uid 5 survives: the
 seed's own caveat, kept as a contrast). The second run of day 2 must leave every target as is.
 
 Each job runs as ``tidesync run JOB --cyctime ...`` in a work folder holding copies of jobs/, so
@@ -55,6 +55,7 @@ EXPECTED: dict[str, dict[str | None, list[tuple[Any, ...]]]] = {
     "ods.ods_user_full": {"20161113": USER_DAY1, "20161114": USER_DAY2},
     "dw.dw_user_inc": {None: USER_DAY2},
     "dw.dw_user_inc_merge": {None: sorted(USER_DAY2 + [USER_DAY1[4]])},
+    "mysql:dw_user_inc_table": {None: USER_DAY2},
 }
 
 
@@ -95,6 +96,7 @@ def day1(work: Path, db: str) -> None:
     tidesync(work, "ods_oplog_history.json", DAY1, db)
     tidesync(work, "ods_user_full.json", DAY1, db)
     tidesync(work, "dw_user_inc.json", DAY1, db)
+    tidesync(work, "dw_user_inc_table.json", DAY1, db)
     tidesync(work, "dw_user_inc_merge.json", DAY1, db, "-p", "since=1970-01-01")
 
 
@@ -103,18 +105,27 @@ def day2(work: Path, db: str) -> None:
     tidesync(work, "ods_oplog.json", DAY2, db)
     tidesync(work, "ods_user_full.json", DAY2, db)
     tidesync(work, "dw_user_inc.json", DAY2, db)
+    tidesync(work, "dw_user_inc_table.json", DAY2, db)
     tidesync(work, "dw_user_inc_merge.json", DAY2, db, "-p", "since=${yyyy-mm-dd}")
 
 
-def read_targets(work: Path) -> dict[str, dict[str | None, list[tuple[Any, ...]]]]:
-    """Every target as the lake reader sees it: table -> partition -> sorted rows."""
+def read_targets(work: Path, db: str) -> dict[str, dict[str | None, list[tuple[Any, ...]]]]:
+    """Every target as the lake reader (or MariaDB) sees it: table -> partition -> sorted rows."""
     import pyarrow as pa
+    import pymysql
 
     from tidesync.connectors import base
     from tidesync.connectors.lake import Reader
 
     out: dict[str, dict[str | None, list[tuple[Any, ...]]]] = {}
     for table in EXPECTED:
+        if table.startswith("mysql:"):
+            con = pymysql.connect(host="127.0.0.1", user="root", password="", database=db)
+            with con.cursor() as cur:
+                cur.execute(f"SELECT uid, uname, deptno, gender FROM {table[6:]}")
+                out[table] = {None: sorted(cur.fetchall())}
+            con.close()
+            continue
         r = Reader({"table": table}, base.Context(base_dir=work, where=table))
         rows = pa.Table.from_batches([b for s in r.splits(4) for b in r.read(s)], r.schema())
         parts: dict[str | None, list[tuple[Any, ...]]] = {}
@@ -152,10 +163,10 @@ def run(db: str, work: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     day1(work, db)
     source("changes", db)
     day2(work, db)
-    first = read_targets(work)
+    first = read_targets(work, db)
     print("day 2 again (a rerun must change nothing)")
     day2(work, db)
-    return first, read_targets(work)
+    return first, read_targets(work, db)
 
 
 def main() -> None:
@@ -174,7 +185,7 @@ def main() -> None:
     if problems:
         print("\n".join(["NOT as expected:", *problems]))
         raise SystemExit(1)
-    print(f"all targets as expected (warehouse: {work / 'warehouse'})")
+    print(f"all targets as expected (warehouse: {work / 'warehouse'}, database: {args.db})")
 
 
 if __name__ == "__main__":

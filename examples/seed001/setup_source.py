@@ -35,6 +35,13 @@ HISTORY = [
     "INSERT INTO user VALUES (3, 'Jim', 102, 'M', STR_TO_DATE('2016-11-12','%Y-%m-%d'))",
     "INSERT INTO user VALUES (4, 'Kate', 103, 'F', STR_TO_DATE('2016-11-12','%Y-%m-%d'))",
     "INSERT INTO user VALUES (5, 'Lily', 104, 'F', STR_TO_DATE('2016-11-11','%Y-%m-%d'))",
+    # the table target of jobs/dw_user_inc_table.json (writeMode sync)
+    "DROP TABLE IF EXISTS dw_user_inc_table",
+    """CREATE TABLE dw_user_inc_table (
+        uid    INT PRIMARY KEY,
+        uname  VARCHAR(50),
+        deptno INT,
+        gender VARCHAR(1))""",
 ]
 
 CHANGES = [

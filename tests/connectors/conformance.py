@@ -575,8 +575,84 @@ class SqlSuite(ConformanceSuite):
             make_writer(adapter, adapter.writer_params("dst", writeMode="trunc"))
         assert (
             "job.content[0].writer.parameter.writeMode: 'trunc' is not one of insert, replace, "
-            "update, truncate, overwrite, merge; did you mean 'truncate'?" in str(e.value)
+            "update, truncate, overwrite, merge, sync; did you mean 'truncate'?" in str(e.value)
         )
+
+    # -- sync: the run's rows are the whole table ------------------------------------------------
+
+    def test_sync_deletes_what_the_source_no_longer_has_and_a_rerun_changes_nothing(
+        self, adapter: Adapter
+    ) -> None:
+        adapter.create_table("src", NEW)
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        for _ in range(2):
+            copy(
+                make_reader(adapter, adapter.reader_params("src", splitPk="id")),
+                make_writer(adapter, adapter.writer_params("dst", writeMode="sync")),
+                n=2,
+            )
+            assert rows(_as(adapter.read_table("dst"), OLD)) == rows(NEW)
+
+    def test_sync_keeps_the_last_row_of_a_key_and_leaves_unchanged_rows(
+        self, adapter: Adapter
+    ) -> None:
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        data = pa.table({"id": pa.array([1, 3, 3], pa.int64()), "v": ["old1", "x", "y"]})
+        write(adapter, adapter.writer_params("dst", writeMode="sync"), data)
+        assert [(r["id"], r["v"]) for r in rows(adapter.read_table("dst"))] == [
+            (1, "old1"),
+            (3, "y"),
+        ]
+
+    def test_sync_of_an_empty_source_empties_the_table(self, adapter: Adapter) -> None:
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        write(adapter, adapter.writer_params("dst", writeMode="sync"), OLD.schema.empty_table())
+        assert adapter.read_table("dst").num_rows == 0
+
+    def test_an_aborted_sync_leaves_the_table_as_it_was(self, adapter: Adapter) -> None:
+        adapter.create_table("dst", OLD, primary_key=["id"])
+        w, results = write(
+            adapter, adapter.writer_params("dst", writeMode="sync"), NEW.slice(2), commit=False
+        )
+        w.abort(results)
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(OLD)
+
+    def test_sync_by_primary_key_on_a_table_without_one(self, adapter: Adapter) -> None:
+        adapter.create_table("dst", OLD)
+        write(adapter, adapter.writer_params("dst", writeMode="sync", primaryKey=["id"]), NEW)
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(NEW)
+
+    def test_a_row_without_a_key_is_dirty_in_sync(self, adapter: Adapter) -> None:
+        schema = pa.schema([("id", pa.int64()), ("v", pa.string())])
+        adapter.create_table("dst", pa.table({"id": [1, 2], "v": ["a", "b"]}, schema=schema))
+        batch = pa.record_batch({"id": pa.array([2, None, 4], pa.int64()), "v": ["B", "n", "D"]})
+        bad: list[tuple[int, DirtyRecordError]] = []
+        w = make_writer(adapter, adapter.writer_params("dst", writeMode="sync", primaryKey=["id"]))
+        w.prepare(batch.schema)
+        sink = w.open(Split(0, "all"))
+        isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e)))
+        w.commit([sink.close()])
+        assert [off for off, _ in bad] == [1]
+        assert "key column id is null" in bad[0][1].reason
+        assert [(r["id"], r["v"]) for r in rows(adapter.read_table("dst"))] == [(2, "B"), (4, "D")]
+
+    def test_sync_without_a_key_names_primary_key(self, adapter: Adapter) -> None:
+        adapter.create_table("dst", OLD)
+        w = make_writer(adapter, adapter.writer_params("dst", writeMode="sync"))
+        with pytest.raises(
+            ConfigError,
+            match=r"writer\.parameter\.primaryKey: writeMode 'sync' needs a key",
+        ):
+            w.prepare(OLD.schema)
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(OLD)
+
+    def test_sync_of_a_partition_is_refused(self, adapter: Adapter) -> None:
+        with pytest.raises(
+            ConfigError, match=r"writer\.parameter\.partition: applies to writeMode overwrite"
+        ):
+            make_writer(
+                adapter, adapter.writer_params("dst", writeMode="sync", partition="ds=20161114")
+            )
 
     def test_a_missing_table_is_named_by_its_key(self, adapter: Adapter) -> None:
         self._src(adapter)

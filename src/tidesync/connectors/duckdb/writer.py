@@ -525,6 +525,18 @@ class Writer(SqlWriter):
     def finish(self) -> None:
         self._drain()
 
+    def delete_absent(self, keys: pa.RecordBatch) -> None:
+        """The keys registered as a relation, cast to the key columns' types; one DELETE."""
+        self._drain()
+        assert self.con is not None and self.table is not None
+        q, names = _D.ident, keys.schema.names
+        casts = ", ".join(f"CAST({q(k)} AS {self.table.types[k]}) AS {q(k)}" for k in names)
+        self.con.register(_DEAD, keys)
+        try:
+            self.execute(self.absent_sql(f"(SELECT {casts} FROM {_DEAD})", names))
+        finally:
+            self.con.unregister(_DEAD)
+
     def commit_transaction(self) -> None:
         self.execute("COMMIT")
         self.new_file.keep()

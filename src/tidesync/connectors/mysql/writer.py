@@ -198,7 +198,7 @@ class Writer(SqlWriter):
         self._kinds = [by_name[c] for c in b.columns]
         keys = set(b.keys)
         only_unique = [set(cols) for _, cols in self._unique]
-        upsert = self.mode in ("replace", "merge")
+        upsert = self.mode in ("replace", "merge", "sync")
         self._direct_replace = upsert and only_unique == [keys]
         needs_stage = self.mode == "update" or (upsert and not self._direct_replace)
         target = self.table_sql
@@ -210,22 +210,8 @@ class Writer(SqlWriter):
                 f"SELECT {cols} FROM {self.table_sql} WHERE 1=0"
             )
             target = self.stage
-        fields, sets = [], []
-        for i, c in enumerate(self._kinds):
-            name = D.ident(c["name"])
-            if c["type"] == "bit":
-                fields.append(f"@ts{i}")
-                sets.append(f"{name} = CAST(@ts{i} AS UNSIGNED)")
-            elif c["type"] == "json" or (c["charset"] and c["charset"] not in _UTF8):
-                fields.append(f"@ts{i}")
-                sets.append(f"{name} = CONVERT(@ts{i} USING utf8mb4)")
-            else:
-                fields.append(name)
         verb = "REPLACE " if self._direct_replace else ""
-        self._load_sql = (
-            f"LOAD DATA LOCAL INFILE 'tidesync.tsv' {verb}INTO TABLE {target} CHARACTER SET "
-            f"binary ({', '.join(fields)}, @ts_end)" + (f" SET {', '.join(sets)}" if sets else "")
-        )
+        self._load_sql = _load_sql(target, self._kinds, verb)
 
     # -- writing -----------------------------------------------------------------------------
     def write_rows(self, batch: pa.RecordBatch, b: Binding, split: base.Split) -> None:
@@ -239,18 +225,47 @@ class Writer(SqlWriter):
             batch, dead = split_deleted(batch, key_names)
             if dead.num_rows:
                 gone = self._delete_sql(dead, key_names)
-        elif (
-            self.stage is not None and b.keys and (self.mode == "replace" or not b.conflict_target)
-        ):
+        elif self.stage is not None and b.keys and (self.mode != "update" or not b.conflict_target):
             batch = _last_per_key(batch, key_names)
+        payloads = self._payloads(batch, self._kinds)
+        with self.lock:
+            self._load(payloads, split, gone)
+
+    def _payloads(
+        self, batch: pa.RecordBatch, kinds: Sequence[dict[str, Any]]
+    ) -> list[tuple[int, pa.Buffer]]:
+        """The batch as LOAD DATA text, ``batchSize`` rows per payload."""
         size = self.o.batch_size
         payloads = []
         for start in range(0, batch.num_rows, size):
             part = batch.slice(start, size)
-            cols = [self._text(part.column(i), self._kinds[i]) for i in range(part.num_columns)]
+            cols = [self._text(part.column(i), kinds[i]) for i in range(part.num_columns)]
             payloads.append((part.num_rows, wire.encode_tsv(cols)))
-        with self.lock:
-            self._load(payloads, split, gone)
+        return payloads
+
+    def delete_absent(self, keys: pa.RecordBatch) -> None:
+        """The keys loaded into a TEMPORARY table (indexed where the key's types allow), then
+        one DELETE ... WHERE NOT EXISTS."""
+        con = self.con
+        assert con is not None
+        names = keys.schema.names
+        by_name = {c["name"]: c for c in self.columns_info}
+        kinds = [by_name[k] for k in names]
+        seen = D.ident(f"ts_sync_{uuid.uuid4().hex[:12]}")
+        cols = ", ".join(D.ident(k) for k in names)
+        index = "" if any(k["type"] in _UNINDEXED for k in kinds) else f"(INDEX ({cols})) "
+        self.execute(
+            f"CREATE TEMPORARY TABLE {seen} {index}ENGINE=InnoDB "
+            f"SELECT {cols} FROM {self.table_sql} WHERE 1=0"
+        )
+        load = _load_sql(seen, kinds)
+        try:
+            for _, data in self._payloads(keys, kinds):
+                wire.load_local(con, load, data)
+        except myerr.MySQLError as e:
+            raise translate(e, self.endpoint, self.where, table=self.o.table) from None
+        self.execute(self.absent_sql(seen, names))
+        self.execute(f"DROP TEMPORARY TABLE {seen}")
 
     def _delete_sql(self, dead: pa.RecordBatch, keys: list[str]) -> tuple[str, list[Any]]:
         """One DELETE of the keys whose last row carries the deleteMarker."""
@@ -317,7 +332,7 @@ class Writer(SqlWriter):
         rest = [c for c, name in zip(cols, b.columns, strict=True) if name not in b.keys]
         col_list = ", ".join(cols)
         on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        if self.mode in ("replace", "merge"):
+        if self.mode in ("replace", "merge", "sync"):
             return [
                 f"DELETE t FROM {t} AS t JOIN {s} AS s ON {on}",
                 f"INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {s}",
@@ -432,6 +447,33 @@ class Writer(SqlWriter):
         if con is not None:
             with contextlib.suppress(Exception):  # closing a broken connection
                 con.close()
+
+
+#: column types MySQL cannot index without a prefix length
+_UNINDEXED = frozenset(
+    ("tinytext", "text", "mediumtext", "longtext", "tinyblob", "blob", "mediumblob", "longblob")
+    + ("json", "geometry")
+)
+
+
+def _load_sql(target: str, kinds: Sequence[dict[str, Any]], verb: str = "") -> str:
+    """``LOAD DATA LOCAL`` of tab-separated binary text into the columns ``kinds`` of
+    ``target``: BIT through an integer, JSON and non-UTF-8 text converted from utf8mb4."""
+    fields, sets = [], []
+    for i, c in enumerate(kinds):
+        name = D.ident(c["name"])
+        if c["type"] == "bit":
+            fields.append(f"@ts{i}")
+            sets.append(f"{name} = CAST(@ts{i} AS UNSIGNED)")
+        elif c["type"] == "json" or (c["charset"] and c["charset"] not in _UTF8):
+            fields.append(f"@ts{i}")
+            sets.append(f"{name} = CONVERT(@ts{i} USING utf8mb4)")
+        else:
+            fields.append(name)
+    return (
+        f"LOAD DATA LOCAL INFILE 'tidesync.tsv' {verb}INTO TABLE {target} CHARACTER SET "
+        f"binary ({', '.join(fields)}, @ts_end)" + (f" SET {', '.join(sets)}" if sets else "")
+    )
 
 
 class _Rejected(Exception):

@@ -59,6 +59,7 @@ from tidesync.connectors.postgresql.types import (
     insert_expr,
 )
 from tidesync.connectors.sql import (
+    KEYED,
     POSTGRESQL,
     Binding,
     SqlWriter,
@@ -359,25 +360,9 @@ class Writer(SqlWriter):
         written = list(b.columns)
         assert self.table is not None and self.endpoint is not None
         conn, t = self.conn, self.table.qualified
-        ddl = [c.data_type.ddl() for c in _encoder(schema).schema().columns]
         stage = f"ts_stage_{len(self.plans)}"
-        upsert = self.mode in ("replace", "update", "merge")
-        with edge(self.endpoint, table=self.o.table, where=self.ctx.path("column")):
-            cols = ", ".join(f"c{i} {d}" for i, d in enumerate(ddl))
-            seq = ", _ts_seq bigserial" if upsert else ""
-            conn.execute(f"CREATE TEMP TABLE {stage} ({cols}{seq}) ON COMMIT DROP")
-            oids = [
-                int(r[0])
-                for r in conn.execute(
-                    "SELECT atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                    "AND NOT attisdropped ORDER BY attnum",
-                    (f"pg_temp.{stage}",),
-                ).fetchall()
-            ]
-        exprs = [
-            insert_expr(f"s.c{i}", oids[i], self.target[c].info, self.target[c].type_name, zoned[i])
-            for i, c in enumerate(written)
-        ]
+        upsert = self.mode in KEYED
+        exprs, ncols = self._stage_table(stage, schema, zoned, written, seq=upsert)
         names = [quote_ident(c) for c in written]
         col_list = ", ".join(names)
         override = (
@@ -410,7 +395,9 @@ class Writer(SqlWriter):
                     f"DELETE FROM {t} USING {gone} WHERE {match}",
                     *self._upsert(t, b, col_list, override, source),
                 )
-        copy = f"COPY {stage} ({', '.join(f'c{i}' for i in range(len(ddl)))}) FROM STDIN (FORMAT binary)"
+        copy = (
+            f"COPY {stage} ({', '.join(f'c{i}' for i in range(ncols))}) FROM STDIN (FORMAT binary)"
+        )
         # EXPLAIN checks the types and the conflict key before a row moves
         with (
             edge(self.endpoint, table=self.o.table, where=self.ctx.path("column")),
@@ -421,6 +408,58 @@ class Writer(SqlWriter):
         return _Plan(
             schema, copy, written, stage=stage, statements=(*statements, f"TRUNCATE {stage}")
         )
+
+    def _stage_table(
+        self, stage: str, schema: pa.Schema, zoned: list[bool], written: Sequence[str], seq: bool
+    ) -> tuple[list[str], int]:
+        """A TEMP table ``stage`` (dropped at commit) taking binary COPY of ``schema``: columns
+        ``c0..``, plus ``_ts_seq`` numbering the rows with ``seq``. Returns the expression of each
+        ``written`` column's value in the target's type (over alias ``s``), and the number of
+        columns COPY fills."""
+        assert self.endpoint is not None
+        conn = self.conn
+        ddl = [c.data_type.ddl() for c in _encoder(schema).schema().columns]
+        with edge(self.endpoint, table=self.o.table, where=self.ctx.path("column")):
+            cols = ", ".join(f"c{i} {d}" for i, d in enumerate(ddl))
+            serial = ", _ts_seq bigserial" if seq else ""
+            conn.execute(f"CREATE TEMP TABLE {stage} ({cols}{serial}) ON COMMIT DROP")
+            oids = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT atttypid FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                    "AND NOT attisdropped ORDER BY attnum",
+                    (f"pg_temp.{stage}",),
+                ).fetchall()
+            ]
+        exprs = [
+            insert_expr(f"s.c{i}", oids[i], self.target[c].info, self.target[c].type_name, zoned[i])
+            for i, c in enumerate(written)
+        ]
+        return exprs, len(ddl)
+
+    def delete_absent(self, keys: pa.RecordBatch) -> None:
+        """Binary COPY of the keys into a TEMP table, then one DELETE ... WHERE NOT EXISTS."""
+        data, zoned = _for_copy(keys)
+        stage = "ts_sync_keys"
+        names = keys.schema.names
+        exprs, n = self._stage_table(stage, data.schema, zoned, names, seq=False)
+        copy = f"COPY {stage} ({', '.join(f'c{i}' for i in range(n))}) FROM STDIN (FORMAT binary)"
+        assert self.endpoint is not None
+        with edge(self.endpoint, table=self.o.table):
+            self._copy(data, data.schema, copy)
+        self.execute(self.absent_sql(stage, names, exprs))
+
+    def _copy(self, data: pa.RecordBatch, schema: pa.Schema, sql: str) -> Any:
+        """Binary COPY of ``data`` (encoded as ``schema``) by ``sql``; returns the cursor."""
+        cur = self.conn.cursor()
+        encoder = _encoder(schema)
+        size = self.o.batch_size
+        with cur.copy(sql) as cp:
+            cp.write(encoder.write_header())
+            for off in range(0, data.num_rows, size):
+                cp.write(encoder.write_batch(data.slice(off, size)))
+            cp.write(encoder.finish())
+        return cur
 
     def _upsert(
         self, t: str, b: Binding, col_list: str, override: str, source: str
@@ -446,7 +485,7 @@ class Writer(SqlWriter):
                 )
                 return (f"{insert} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {assignments}",)
             return (f"{insert} ON CONFLICT ({', '.join(keys)}) DO NOTHING",)
-        if self.mode in ("replace", "merge"):
+        if self.mode in ("replace", "merge", "sync"):
             return (f"DELETE FROM {t} USING {source} WHERE {match}", insert)
         fresh = f"{insert} WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {match})"
         written_sets = [c for c in written if c not in b.keys]
@@ -457,27 +496,15 @@ class Writer(SqlWriter):
 
     def write_rows(self, batch: pa.RecordBatch, b: Binding, split: base.Split) -> None:
         assert self.endpoint is not None
-        arrays, zoned = [], []
-        for col in batch.columns:
-            a, z = for_copy(col)
-            arrays.append(a)
-            zoned.append(z)
-        data = pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+        data, zoned = _for_copy(batch)
         with edge(self.endpoint, table=self.o.table, split=split.label):
             plan = self._plan(data.schema, zoned, b)
         if plan.casts is not None:
             data = self._cast(data, plan)
         psycopg = psycopg_module()
-        size = self.o.batch_size
         try:
             with self.conn.transaction():
-                cur = self.conn.cursor()
-                encoder = _encoder(plan.schema)
-                with cur.copy(plan.copy_sql) as cp:
-                    cp.write(encoder.write_header())
-                    for off in range(0, data.num_rows, size):
-                        cp.write(encoder.write_batch(data.slice(off, size)))
-                    cp.write(encoder.finish())
+                cur = self._copy(data, plan.schema, plan.copy_sql)
                 for sql in plan.statements:
                     cur.execute(sql)
         except psycopg.Error as e:
@@ -503,6 +530,16 @@ class Writer(SqlWriter):
                     code="22003",
                 ) from e
         return pa.RecordBatch.from_arrays(arrays, schema=plan.schema)
+
+
+def _for_copy(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[bool]]:
+    """The batch's columns as COPY encodes them, and which were zoned timestamps."""
+    arrays, zoned = [], []
+    for col in batch.columns:
+        a, z = for_copy(col)
+        arrays.append(a)
+        zoned.append(z)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names), zoned
 
 
 def _reason(e: BaseException) -> str:

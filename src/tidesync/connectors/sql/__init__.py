@@ -61,6 +61,7 @@ from tidesync.connectors.sql.reader import (
 )
 from tidesync.connectors.sql.writer import (
     DELETED,
+    KEYED,
     WRITE_MODES,
     Binding,
     NewFile,
@@ -128,6 +129,7 @@ __all__ = [
     "read_options",
     "write_options",
     "WRITE_MODES",
+    "KEYED",
     "QuerySplit",
     "Source",
     "SqlReader",

@@ -18,7 +18,10 @@ from tidesync.connectors.sql.conn import Dialect, Target, _find, _strings, _targ
 from tidesync.connectors.sql.reader import Source
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, did_you_mean
 
-WRITE_MODES = ("insert", "replace", "update", "truncate", "overwrite", "merge")
+WRITE_MODES = ("insert", "replace", "update", "truncate", "overwrite", "merge", "sync")
+
+#: the write modes that go by a key (``primaryKey`` or the table's primary key)
+KEYED = ("replace", "update", "merge", "sync")
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ def write_statements(
     """The statements that write rows of ``columns`` into ``table`` in ``mode``.
 
     - ``insert`` / ``truncate``: one INSERT (truncate's DELETE is the connector's, once).
-    - ``replace`` (whole row by ``keys``): DELETE the rows with those keys, then INSERT; works
+    - ``replace`` (whole row by ``keys``; also ``merge`` and ``sync``): DELETE the rows with
+      those keys, then INSERT; works
       with or without a unique constraint, and columns not written get their defaults.
     - ``update`` (only the written columns): with ``conflict_target`` (a PRIMARY KEY / UNIQUE
       constraint on exactly ``keys``) one ``INSERT ... ON CONFLICT (keys) DO UPDATE`` (MySQL:
@@ -56,8 +60,9 @@ def write_statements(
     ``dialect.placeholder`` for ``executemany``. Rows must be unique by ``keys`` in ``replace``
     and ``update`` (keep the last one of each key before calling).
     """
-    # overwrite's DELETE of the partition is the connector's, once; merge upserts as replace
-    mode = {"overwrite": "insert", "merge": "replace"}.get(mode, mode)
+    # overwrite's DELETE of the partition is the connector's, once; merge and sync upsert as
+    # replace (sync's DELETE of the keys the source no longer has is the connector's, at the end)
+    mode = {"overwrite": "insert", "merge": "replace", "sync": "replace"}.get(mode, mode)
     t = dialect.table(table)
     cols = [dialect.ident(c) for c in columns]
     col_list = ", ".join(cols)
@@ -260,7 +265,7 @@ def bind(ctx: Context, options: WriteOptions, info: TableInfo, incoming: Sequenc
             "(NOT NULL without a default), which are not written"
         )
     keys: list[str] = []
-    if options.mode in ("replace", "update", "merge"):
+    if options.mode in KEYED:
         if options.primary_key:
             for i, k in enumerate(options.primary_key):
                 found = _find(k, info.columns)
@@ -303,7 +308,7 @@ def same_columns(ctx: Context, shapes: Sequence[tuple[Source, Sequence[str]]]) -
 
 def require_table(ctx: Context, options: WriteOptions, path: Any) -> None:
     """ConfigError when the target table is missing and ``writeMode`` cannot create it."""
-    if options.mode in ("replace", "update", "merge"):
+    if options.mode in KEYED:
         raise ConfigError(
             f"{ctx.path(options.target.table_key)}: table {options.table} does not "
             f"exist in {path}; writeMode {options.mode!r} needs an existing table "
@@ -530,6 +535,7 @@ class SqlWriter(Writer):
                           write_rows(batch, binding, split)   the store's bulk path; all or
                                                          nothing (DirtyRecordError: no trace)
         commit()          finish()                       the store's last writes and checks
+                          sync: delete_absent(keys)      rows whose key the run did not write
                           postSql; commit_transaction(); close()
         abort()           rollback(); close()            the target is exactly as it was
 
@@ -560,6 +566,7 @@ class SqlWriter(Writer):
         self.live = False  # the transaction is open
         self.poisoned = ""  # why the transaction may no longer be committed (a task's rows...)
         self._bindings: dict[tuple[str, ...], Binding] = {}
+        self._seen: list[pa.RecordBatch] = []  # sync: the keys written, for the compare
         self._parts: list[tuple[str, str]] | None = None
 
     # -- parameters ------------------------------------------------------------------------------
@@ -615,6 +622,12 @@ class SqlWriter(Writer):
             f"{self.ctx.path(self.o.target.table_key)}: table {self.o.table!r} not found"
         )
 
+    def delete_absent(self, keys: pa.RecordBatch) -> None:
+        """sync, at commit: delete the target's rows whose key is not among ``keys`` (unique
+        rows, columns named as the table's key columns, Arrow types as they arrived); load them
+        the store's way and run :meth:`absent_sql`."""
+        raise NotImplementedError
+
     def write_rows(self, batch: pa.RecordBatch, binding: Binding, split: Split) -> None:
         """Write one shaped batch (``binding.columns[i]`` takes column i; a last
         :data:`DELETED` column for merge with deleteMarker). All or nothing: raise
@@ -667,7 +680,7 @@ class SqlWriter(Writer):
                 self.run_sql("preSql", self.o.pre_sql)
                 self.info = self.inspect()
                 if self.info is None:
-                    if self.mode in ("replace", "update", "merge") or not self.creates_tables:
+                    if self.mode in KEYED or not self.creates_tables:
                         self.missing()
                     if schema is not None:
                         self._create(schema)
@@ -766,7 +779,22 @@ class SqlWriter(Writer):
                     if self.info is None:
                         self._create(batch.schema)
             shaped, binding = self.shape(batch)
+            keys = self._sync_keys(shaped, binding) if self.mode == "sync" else None
             self.write_rows(shaped, binding, split)
+            if keys is not None:
+                self._seen.append(keys)
+
+    def _sync_keys(self, batch: pa.RecordBatch, b: Binding) -> pa.RecordBatch:
+        """The keys of a sync batch, named as the table's key columns; a row with a null key
+        part is dirty (a snapshot compare cannot tell it from another)."""
+        cols = [batch.column(b.columns.index(k)) for k in b.keys]
+        for k, col in zip(b.keys, cols, strict=True):
+            if col.null_count:
+                raise DirtyRecordError(
+                    f"key column {k} is null; writeMode sync compares rows by their key "
+                    f"({', '.join(b.keys)}), which every row must have"
+                )
+        return pa.RecordBatch.from_arrays(cols, names=list(b.keys))
 
     def commit(self, results: list[Any]) -> None:
         with self.lock:
@@ -776,6 +804,8 @@ class SqlWriter(Writer):
                 self.finish()
                 if self.poisoned:
                     raise FatalError(f"{self.where}: nothing committed: {self.poisoned}")
+                if self.mode == "sync":
+                    self._delete_absent()
                 self.run_sql("postSql", self.o.post_sql)
                 self.commit_transaction()
             except BaseException:
@@ -783,6 +813,32 @@ class SqlWriter(Writer):
                 raise
             self.live = False
             self.close()
+
+    def _delete_absent(self) -> None:
+        """sync: delete the rows whose key the run did not write (the source no longer has
+        them; an empty source empties the table)."""
+        if self.info is None:
+            return  # nothing was written and there is no table
+        if not self._seen:
+            self.execute(f"DELETE FROM {self.table_sql}")
+            return
+        seen = pa.Table.from_batches(self._seen)
+        self._seen = []
+        unique = seen.group_by(seen.column_names, use_threads=False).aggregate([])
+        self.delete_absent(
+            pa.RecordBatch.from_arrays(
+                [unique.column(k).combine_chunks() for k in seen.column_names],
+                names=seen.column_names,
+            )
+        )
+
+    def absent_sql(self, relation: str, keys: Sequence[str], exprs: Sequence[str] = ()) -> str:
+        """``DELETE`` of the target's rows whose key is not in ``relation`` (aliased ``s``):
+        its columns named as the ``keys``, or ``exprs`` over ``s`` giving each key's value."""
+        t, q = self.table_sql, self.dialect.ident
+        values = exprs or [f"s.{q(k)}" for k in keys]
+        match = " AND ".join(f"{t}.{q(k)} = {v}" for k, v in zip(keys, values, strict=True))
+        return f"DELETE FROM {t} WHERE NOT EXISTS (SELECT 1 FROM {relation} AS s WHERE {match})"
 
     def abort(self, results: list[Any]) -> None:
         with self.lock:

@@ -201,6 +201,22 @@ class Writer(SqlWriter):
             raise _dirty_or_fatal(e, self.where) from e
         con.execute('RELEASE "tidesync_batch"')
 
+    def delete_absent(self, keys: pa.RecordBatch) -> None:
+        """The keys into a TEMP table of the key columns' types, then one DELETE."""
+        assert self.con is not None
+        names = keys.schema.names
+        seen = 'temp."tidesync_sync_keys"'
+        cols = ", ".join(_D.ident(k) for k in names)
+        self.execute(f"CREATE TEMP TABLE {seen} AS SELECT {cols} FROM {self.table_sql} WHERE 0")
+        values = [_py_column(c) for c in keys.columns]
+        marks = ", ".join("?" for _ in names)
+        try:
+            self.con.executemany(f"INSERT INTO {seen} VALUES ({marks})", zip(*values, strict=True))
+        except sqlite3.Error as e:
+            raise translate(e, self.where) from e
+        self.execute(self.absent_sql(seen, names))
+        self.execute(f"DROP TABLE {seen}")
+
     def commit_transaction(self) -> None:
         self.execute("COMMIT")
         self.new_file.keep()
