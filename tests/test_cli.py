@@ -474,3 +474,43 @@ def test_the_progress_line_has_percent_and_eta_when_the_total_is_known(tmp_path:
     assert r.returncode == 0, r.stderr
     lines = r.stderr.split("\r")
     assert any(re.search(r"rows read \(\d+%\), .*, ETA 0:00:0\d", ln) for ln in lines), lines
+
+
+@pytest.mark.parametrize("shape", ["datax", "v2"])
+def test_validate_points_an_odps_writer_at_the_lake(tmp_path: Path, shape: str) -> None:
+    reader = {"column": [{"value": "1", "type": "long"}], "sliceRecordCount": 1}
+    writer = {"table": "ods_user", "partition": "ds=20161114"}
+    if shape == "datax":
+        job = write_job(
+            tmp_path,
+            {"name": "streamreader", "parameter": reader},
+            {"name": "odpswriter", "parameter": writer},
+        )
+        where = r"job\.content\[0\]\.writer\.name"
+    else:
+        job = tmp_path / "job.json"
+        steps = [
+            {"stepType": "stream", "parameter": reader, "name": "Reader", "category": "reader"},
+            {"stepType": "odps", "parameter": writer, "name": "Writer", "category": "writer"},
+        ]
+        job.write_text(
+            json.dumps(
+                {
+                    "type": "job",
+                    "version": "2.0",
+                    "steps": steps,
+                    "setting": {},
+                    "order": {"hops": [{"from": "Reader", "to": "Writer"}]},
+                }
+            )
+        )
+        where = r"steps\[1\]\.\w+"  # the step's key
+    r = run("validate", str(job))
+    assert r.returncode == 2, r.stderr
+    name = "odpswriter" if shape == "datax" else "odps"
+    assert re.search(
+        f"{where}: unknown writer '{name}': MaxCompute \\(ODPS\\) is a cloud", r.stderr
+    )
+    assert "the lake connector (name: lake; a day's partition as partition: ds=${bizdate}" in (
+        r.stderr
+    )

@@ -508,6 +508,16 @@ ALIASES: dict[str, tuple[str, Side | None]] = {
 }
 
 
+#: names of other systems' connectors that tidesync has no connector for, with what to use
+#: instead (DataX / DataWorks names, side suffixes stripped)
+ELSEWHERE: dict[str, str] = {
+    "odps": "MaxCompute (ODPS) is a cloud service with no local connector; its local stand-in "
+    "is the lake connector (name: lake; a day's partition as partition: ds=${bizdate}, "
+    "writeMode overwrite, merge or sync), see docs/connectors/lake.md",
+}
+ELSEWHERE["maxcompute"] = ELSEWHERE["odps"]
+
+
 @functools.cache
 def _plugins() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group="tidesync.connectors")}
@@ -533,6 +543,9 @@ def resolve(name: str, side: Side, where: str = "") -> tuple[str, str]:
         if key.endswith(suffix) and key[: -len(suffix)] in CONNECTORS:
             kind = key[: -len(suffix)]
             return kind, CONNECTORS[kind]
+    bare = key[: -len(side)] if key.endswith(side) else key
+    if bare in ELSEWHERE:
+        raise ConfigError(f"{where}: unknown {side} {name!r}: {ELSEWHERE[bare]}")
     names = sorted(set(CONNECTORS) | set(ALIASES) | set(plugins))
     raise ConfigError(
         f"{where}: unknown {side} {name!r}{did_you_mean(key, names)}; `tidesync plugins` lists them"
