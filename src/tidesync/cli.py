@@ -134,7 +134,9 @@ def time_options(f: Any) -> Any:
 
 def _fail_config(e: ConfigError) -> None:
     for line in e.problems:
-        click.echo(f"error: {redact(line)}", err=True)
+        # one line per problem, even when a value quoted in it holds a line break
+        one = "".join(c if c.isprintable() else repr(c)[1:-1] for c in redact(line))
+        click.echo(f"error: {one}", err=True)
     sys.exit(2)
 
 
@@ -250,6 +252,8 @@ def run(
             except OSError as oe:
                 e = ConfigError([*e.problems, f"--report: cannot write {report}: {oe.strerror}"])
         _fail_config(e)
+    if planned.ignored:
+        click.echo(f"info: {planned.info()}", err=True)
     cancel = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -289,18 +293,17 @@ def validate(
     force_times: bool,
     connections: Path | None,
 ) -> None:
-    """Check JOB without moving data; report every problem with its key path (exit 0 or 2)."""
+    """Check JOB without moving data; report every problem with its key path (exit 0 or 2).
+
+    Every key must be one tidesync reads; DataX keys it deliberately ignores are named on one
+    ``info:`` line.
+    """
     try:
         planned = _load(job, params, cyctime, bizdate, force_times, connections)
     except ConfigError as e:
         _fail_config(e)
-    warnings = [
-        w
-        for part in planned.parts
-        for w in part.reader.p.unknown_keys() + part.writer.p.unknown_keys()
-    ]
-    for w in warnings:
-        click.echo(f"warning: {w}", err=True)
+    if planned.ignored:
+        click.echo(f"info: {planned.info()}", err=True)
     n = len(planned.parts)
     click.echo(f"{job}: ok ({planned.spec.shape}, {n} reader/writer pair{'s' if n != 1 else ''})")
 

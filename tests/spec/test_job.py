@@ -226,3 +226,268 @@ def test_yaml_jobs_are_read(tmp_path: Path) -> None:
 def test_missing_job_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such job file"):
         load_document(tmp_path / "nope.json")
+
+
+# -- every key is known, or deliberately ignored --------------------------------------------------
+
+
+def _with(shape: str, path: list[Any], key: str, value: Any = 1) -> dict[str, Any]:
+    doc = json.loads(json.dumps(SHAPES[shape]))
+    node = doc
+    for p in path:
+        node = node.setdefault(p, {}) if isinstance(p, str) else node[p]
+    node[key] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("shape", "path", "key", "message"),
+    [
+        ("datax", [], "jobs", "jobs: unknown key; did you mean 'job'?"),
+        ("datax", ["job"], "contnet", "job.contnet: unknown key; did you mean 'content'?"),
+        (
+            "datax",
+            ["job", "setting", "speed"],
+            "chanel",
+            "job.setting.speed.chanel: unknown key; did you mean 'channel'?",
+        ),
+        (
+            "datax",
+            ["job", "setting", "errorLimit"],
+            "precentage",
+            "job.setting.errorLimit.precentage: unknown key; did you mean 'percentage'?",
+        ),
+        (
+            "datax",
+            ["job", "content", 0],
+            "transformers",
+            "job.content[0].transformers: unknown key; did you mean 'transformer'?",
+        ),
+        (
+            "datax",
+            ["job", "content", 0, "reader"],
+            "parameters",
+            "job.content[0].reader.parameters: unknown key; did you mean 'parameter'?",
+        ),
+        (
+            "datax",
+            ["job", "content", 0, "transformer", 0],
+            "parameters",
+            "job.content[0].transformer[0].parameters: unknown key; did you mean 'parameter'?",
+        ),
+        (
+            "script-v1",
+            [],
+            "configuraton",
+            "configuraton: unknown key; did you mean 'configuration'?",
+        ),
+        (
+            "script-v1",
+            ["configuration"],
+            "writter",
+            "configuration.writter: unknown key; did you mean 'writer'?",
+        ),
+        (
+            "script-v1",
+            ["configuration", "setting"],
+            "errorlimit",
+            "configuration.setting.errorlimit: unknown setting; did you mean 'errorLimit'?",
+        ),
+        ("script-v2", [], "oder", "oder: unknown key; did you mean 'order'?"),
+        (
+            "script-v2",
+            ["steps", 0],
+            "categroy",
+            "steps[0].categroy: unknown key; did you mean 'category'?",
+        ),
+        ("script-v2", ["order"], "hop", "order.hop: unknown key; did you mean 'hops'?"),
+        (
+            "script-v2",
+            ["order", "hops", 0],
+            "too",
+            "order.hops[0].too: unknown key; did you mean 'to'?",
+        ),
+    ],
+)
+def test_an_unknown_key_is_an_error_with_its_path(
+    shape: str, path: list[Any], key: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_job(_with(shape, path, key))
+    assert message in e.value.problems, e.value.problems
+
+
+def test_every_unknown_key_is_reported_at_once() -> None:
+    doc = _with("datax", [], "extra")
+    doc["job"]["setting"] = {"speed": {"chanel": 2}, "errorLimit": {"precentage": 1}, "sped": {}}
+    doc["job"]["content"][0]["writer"]["parameters"] = {}
+    with pytest.raises(ConfigError) as e:
+        parse_job(doc)
+    assert [p.split(":")[0] for p in e.value.problems] == [
+        "extra",
+        "job.setting.sped",
+        "job.setting.speed.chanel",
+        "job.setting.errorLimit.precentage",
+        "job.content[0].writer.parameters",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("shape", "add", "ignored"),
+    [
+        (
+            "datax",
+            {"core": {"transport": {}}, "job.setting.jvmOption": "-Xmx1g"},
+            ["core", "job.setting.jvmOption"],
+        ),
+        (
+            "script-v2",
+            {"setting.executeMode": None, "setting.jvmOption": "-Xmx1g"},
+            ["setting.executeMode", "setting.jvmOption"],
+        ),
+        (
+            "script-v1",
+            {"configuration.setting.speed": {"throttle": False, "mbps": "1", "concurrent": 1}},
+            ["configuration.setting.speed.mbps"],
+        ),
+    ],
+)
+def test_datax_keys_tidesync_ignores_are_listed_not_errors(
+    shape: str, add: dict[str, Any], ignored: list[str]
+) -> None:
+    doc = json.loads(json.dumps(SHAPES[shape]))
+    for dotted, value in add.items():
+        *parents, key = dotted.split(".")
+        node = doc
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[key] = value
+    spec = parse_job(doc)
+    assert spec.ignored == ignored
+
+
+def test_speed_limits_apply_and_are_not_ignored_while_throttled() -> None:
+    doc = _with("datax", ["job", "setting"], "speed", {"mbps": 1, "throttle": True})
+    spec = parse_job(doc)
+    assert (spec.ignored, spec.settings.byte_rate) == ([], 1048576)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"job": {"content": [{}]}}, "job.content[0].reader: is required"),
+        (
+            {"job": {"content": [{"reader": {}, "writer": {}}]}},
+            "job.content[0].reader.name: is required",
+        ),
+        (
+            {"type": "job", "version": "1.0", "configuration": {}},
+            "configuration.reader: is required",
+        ),
+        (
+            {
+                "type": "job",
+                "version": "2.0",
+                "steps": [{"stepType": "stream", "category": "reader"}],
+            },
+            "order.hops: is required",
+        ),
+        (
+            {
+                "type": "job",
+                "version": "2.0",
+                "steps": [{"stepType": "stream", "category": "writer"}] * 2,
+            },
+            "order.hops: is required",
+        ),
+    ],
+)
+def test_a_job_without_a_reader_writer_pair_is_an_error(doc: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_job(doc)
+    assert any(message in p for p in e.value.problems), e.value.problems
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            {"job.setting.errorLimit": {"record": [0]}},
+            "job.setting.errorLimit.record: must be a number, got list",
+        ),
+        (
+            {"job.setting.errorLimit": {"record": {"n": 0}}},
+            "job.setting.errorLimit.record: must be a number, got dict",
+        ),
+        (
+            {"job.setting.speed": {"channel": [2]}},
+            "job.setting.speed.channel: must be a number, got list",
+        ),
+        (
+            {"job.setting.speed": {"byte": float("inf")}},
+            "job.setting.speed.byte: must be a number, got inf",
+        ),
+        ({"job.setting.speed": {"record": 10**400}}, "job.setting.speed.record: must be a number"),
+        (
+            {"job.setting.speed": {"throttle": [False]}},
+            "job.setting.speed.throttle: must be true or false, got list",
+        ),
+        ({"job.setting": {"timezone": ["UTC"]}}, "job.setting.timezone: unknown time zone list"),
+        ({"job.setting": []}, "job.setting: must be an object, got list"),
+        (
+            {"job.content[0].reader.name": ["stream"]},
+            "job.content[0].reader.name: must be a string, got list",
+        ),
+        (
+            {"job.content[0].transformer": {"name": "x"}},
+            "job.content[0].transformer: must be a list, got dict",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_its_key(edit: dict[str, Any], message: str) -> None:
+    doc = json.loads(json.dumps(SHAPES["datax"]))
+    for dotted, value in edit.items():
+        *parents, key = dotted.replace("[0]", ".0").split(".")
+        node: Any = doc
+        for p in parents:
+            node = node[int(p)] if p.isdigit() else node.setdefault(p, {})
+        node[key] = value
+    with pytest.raises(ConfigError) as e:
+        parse_job(doc)
+    assert any(p.startswith(message) for p in e.value.problems), e.value.problems
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"type": "jobs"}, "type: must be 'job', got 'jobs'"),
+        ({"version": "3.0"}, "version: must be '1.0' or '2.0', got '3.0'"),
+        ({"version": ["2.0"]}, "version: must be '1.0' or '2.0', got list"),
+        (
+            {"order": {"hops": [{"from": ["Reader"], "to": {"x": 1}}]}},
+            "order.hops[0]: from/to must name steps (Reader, Writer), got list -> dict",
+        ),
+        ({"order": {"hops": "Reader->Writer"}}, "order.hops: must be a list, got str"),
+        ({"order": ["Reader", "Writer"]}, "order: must be an object, got list"),
+    ],
+)
+def test_script_v2_fields_are_checked_before_use(change: dict[str, Any], message: str) -> None:
+    doc = {**json.loads(json.dumps(SHAPES["script-v2"])), **change}
+    with pytest.raises(ConfigError) as e:
+        parse_job(doc)
+    assert message in e.value.problems, e.value.problems
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"name": ["R"]}, "steps[1].name: must be a string, got list"),
+        ({"name": "Reader"}, "steps[1].name: 'Reader' names two steps"),
+    ],
+)
+def test_script_v2_step_names_are_strings_and_unique(step: dict[str, Any], message: str) -> None:
+    doc = json.loads(json.dumps(SHAPES["script-v2"]))
+    doc["steps"][1].update(step)
+    with pytest.raises(ConfigError) as e:
+        parse_job(doc)
+    assert any(p.startswith(message) for p in e.value.problems), e.value.problems

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ from typing import Any, ClassVar, Literal, TypeAlias
 import pyarrow as pa
 
 from tidesync.errors import ConfigError, did_you_mean
+from tidesync.spec.ignored import why_ignored
 
 __all__ = [
     "Split",
@@ -163,6 +165,7 @@ class Context:
 
 
 _MISSING = object()
+_INT64 = 1 << 63
 
 # builtins under other names: Params has methods called str, int, bool and list
 _S: TypeAlias = str
@@ -175,9 +178,14 @@ class Params:
     """Reads a connector's ``parameter`` object, collecting every problem before raising.
 
     ``p.str("path", required=True)`` returns the value or records
-    ``job.content[0].reader.parameter.path: is required``; ``p.done()`` raises one ConfigError
-    with all problems, and mentions keys nobody asked for (with a "did you mean").
+    ``job.content[0].reader.parameter.path: is required``; ``p.done()``, called once after every
+    key was read, raises one ConfigError with all problems.
     Numbers written as strings (``"fetchSize": "1024"``) are accepted, as the seeds write them.
+
+    A key the connector never read is an error (``unknown_keys``, with a "did you mean"), unless
+    the one table of keys tidesync deliberately ignores lists it (``ignored_keys``,
+    :data:`tidesync.spec.ignored.IGNORED`). The engine asks both of every connector it builds,
+    so a connector only has to read the keys it understands.
     """
 
     def __init__(self, params: dict[_S, Any], ctx: Context, known_extra: Sequence[_S] = ()):
@@ -189,6 +197,7 @@ class Params:
         self.ctx = ctx
         self.problems: _L[_S] = []
         self.seen: set[_S] = set(known_extra)
+        self.finished = False  # done() was called: every key the connector reads was read
 
     def problem(self, key: _S, message: _S) -> None:
         self.problems.append(f"{self.ctx.path(key)}: {message}")
@@ -246,13 +255,16 @@ class Params:
         if v is _MISSING:
             return default
         try:
-            if isinstance(v, _B):
+            if isinstance(v, _B) or not isinstance(v, _I | float | _S):
                 raise ValueError
             n = _I(v) if not isinstance(v, float) or v.is_integer() else None
             if n is None:
                 raise ValueError
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             self.problem(key, f"must be an integer, got {_show(v)}")
+            return default
+        if not -_INT64 <= n < _INT64:
+            self.problem(key, f"must fit in 64 bits, got {_show(v)}")
             return default
         if minimum is not None and n < minimum:
             self.problem(key, f"must be at least {minimum}, got {n}")
@@ -297,37 +309,61 @@ class Params:
             return default
         return v if isinstance(v, _L) else [v]
 
-    def obj(self, key: _S, default: dict[_S, Any] | None = None) -> Any:
+    def obj(
+        self, key: _S, default: dict[_S, Any] | None = None, *, keys: Sequence[_S] | None = None
+    ) -> Any:
+        """An object; with ``keys``, any other key in it is a problem (see ``check_keys``)."""
         v = self.get(key, _MISSING)
         if v is _MISSING:
             return default
         if not isinstance(v, dict):
             self.problem(key, f"must be an object, got {_show(v)}")
             return default
+        if keys is not None:
+            self.check_keys(v, key, keys)
         return v
 
+    def check_keys(self, obj: dict[Any, Any], key: _S, known: Sequence[_S]) -> None:
+        """Record ``key.k: unknown key; did you mean ...`` for each key of the nested object
+        ``obj`` (found at ``key``) that is not in ``known``."""
+        for k in obj:
+            if k not in known:
+                self.problem(f"{key}.{k}", f"unknown key{did_you_mean(_S(k), known)}")
+
     def done(self) -> None:
+        """Every key has been read: raise one ConfigError with all problems found, if any."""
+        self.finished = True
         if self.problems:
             raise ConfigError(self.problems)
 
     def unknown_keys(self) -> _L[_S]:
-        """Keys the connector never asked for: worth a warning (DataX jobs carry many)."""
+        """A problem for each key the connector never read and tidesync does not ignore."""
         return [
-            f"{self.ctx.path(k)}: unknown key, ignored{did_you_mean(k, self.seen)}"
+            f"{self.ctx.path(_S(k))}: unknown key{did_you_mean(_S(k), sorted(self.seen))}"
             for k in self.raw
-            if k not in self.seen
+            if k not in self.seen and why_ignored(self.ctx.path(_S(k))) is None
         ]
+
+    def ignored_keys(self) -> _L[_S]:
+        """Key paths the connector never read that the table of ignored DataX keys lists."""
+        paths = (self.ctx.path(_S(k)) for k in self.raw if k not in self.seen)
+        return [p for p in paths if why_ignored(p) is not None]
 
 
 def _show(v: Any) -> str:
-    return repr(v) if not isinstance(v, dict | list) else type(v).__name__
+    if isinstance(v, dict | list):
+        return type(v).__name__
+    r = repr(v)
+    return r if len(r) <= 80 else f"{r[:60]}... ({len(r)} characters)"
 
 
 def parse_size(v: Any) -> int | None:
     if isinstance(v, bool):
         return None
-    if isinstance(v, int | float):
-        return int(v)
+    if isinstance(v, int):
+        return v if v < _INT64 else None
+    if isinstance(v, float):
+        return int(v) if math.isfinite(v) and v < _INT64 else None
     if not isinstance(v, str):
         return None
     s = v.strip().lower().replace(" ", "")
@@ -346,9 +382,10 @@ def parse_size(v: Any) -> int | None:
     num = s.rstrip("kmgtb")
     unit = s[len(num) :]
     try:
-        return int(float(num) * units[unit])
+        n = float(num) * units[unit]
     except (ValueError, KeyError):
         return None
+    return int(n) if math.isfinite(n) and n < _INT64 else None
 
 
 class Reader:

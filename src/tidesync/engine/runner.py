@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tidesync.connectors.base import Context, Reader, Writer, load
+from tidesync.connectors.base import Context, Params, Reader, Writer, load
 from tidesync.engine.channel import Cancelled, RateLimiter
 from tidesync.engine.dirty import DirtyLog, RecordLimit
 from tidesync.engine.executor import check_executor, executor_for
@@ -39,7 +39,9 @@ from tidesync.errors import (
     is_retriable,
     redact,
 )
+from tidesync.spec.ignored import info_line
 from tidesync.spec.job import Content, JobSpec, declared_timezone, load_document, parse_job
+from tidesync.spec.job import Step as JobStep
 from tidesync.spec.params import RunTime, substitute_tree
 from tidesync.state import positions_key, save_positions
 from tidesync.transforms.base import Transform, load_transform
@@ -189,6 +191,12 @@ class Job:
     parts: list[Part]
     runtime: RunTime
     state: Any = None  # the state store (tidesync.state.StateStore) positions are saved in
+    #: key paths the job carries that tidesync deliberately ignores (spec/ignored.py)
+    ignored: list[str] = field(default_factory=list)
+
+    def info(self) -> str:
+        """One line naming the ignored keys and why; empty when there are none."""
+        return info_line(self.ignored)
 
 
 def load_job(
@@ -256,12 +264,40 @@ def plan(
             bizdate=runtime.bizdate,
         )
 
+    ignored = list(spec.ignored)
+
     def build(make: Callable[..., Any], *args: Any) -> Any:
         try:
             return make(*args)
         except ConfigError as e:
             problems.extend(e.problems)
             return None
+
+    def construct(cls: Any, step: JobStep, content: int) -> Any:
+        """Build a connector or transformer, then hold it to the keys it read."""
+        obj = cls.__new__(cls)
+        try:
+            obj.__init__(step.parameter, ctx_for(step.where, content))
+        except ConfigError as e:
+            problems.extend(e.problems)
+        except (TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as e:
+            # a value of a type the component did not expect: still the job file's fault
+            log.debug("building %s failed", step.name, exc_info=True)
+            why = redact(str(e))
+            why = why if len(why) <= 200 else f"{why[:200]}..."
+            problems.append(f"{step.where}: cannot be used ({type(e).__name__}: {why})")
+            return None
+        else:
+            p = getattr(obj, "p", None)
+            if isinstance(p, Params):
+                problems.extend(p.unknown_keys())
+                ignored.extend(p.ignored_keys())
+            return obj
+        # it failed: its unknown keys are known only if it read them all (it called done())
+        p = getattr(obj, "p", None)
+        if isinstance(p, Params) and p.finished:
+            problems.extend(x for x in p.unknown_keys() if x not in problems)
+        return None
 
     def name_path(step_where: str) -> str:
         return step_where.rsplit(".", 1)[0] + ".name"
@@ -270,19 +306,19 @@ def plan(
     for i, c in enumerate(spec.contents):
         rcls = build(load, c.reader.name, "reader", name_path(c.reader.where))
         wcls = build(load, c.writer.name, "writer", name_path(c.writer.where))
-        reader = build(rcls, c.reader.parameter, ctx_for(c.reader.where, i)) if rcls else None
-        writer = build(wcls, c.writer.parameter, ctx_for(c.writer.where, i)) if wcls else None
+        reader = construct(rcls, c.reader, i) if rcls else None
+        writer = construct(wcls, c.writer, i) if wcls else None
         transforms = []
         for t in c.transformers:
             tcls = build(load_transform, t.name, name_path(t.where))
-            tr = build(tcls, t.parameter, ctx_for(t.where, i)) if tcls else None
+            tr = construct(tcls, t, i) if tcls else None
             if tr:
                 transforms.append(tr)
         if reader and writer:
             parts.append(Part(c, reader, writer, transforms, i))
     if problems:
         raise ConfigError(problems)
-    return Job(spec, parts, runtime, state)
+    return Job(spec, parts, runtime, state, ignored)
 
 
 def file_identity(path: Path, root: Path | None) -> str:

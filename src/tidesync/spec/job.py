@@ -40,11 +40,18 @@ Settings::
 
 With neither ``errorLimit.record`` nor ``errorLimit.percentage`` set, no dirty record is allowed.
 Numbers may be written as strings (``"record": "0"``).
+
+Any other key is an error ("unknown key; did you mean ..."), except the DataX/DataWorks keys
+listed in :mod:`tidesync.spec.ignored`, which are collected in ``JobSpec.ignored``. Files are
+checked for depth, size, number range and broken text before anything walks them
+(:func:`check_document`).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,8 +60,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from tidesync.errors import ConfigError, did_you_mean
+from tidesync.spec.ignored import why_ignored
 
-__all__ = ["JobSpec", "Content", "Step", "Settings", "load_document", "parse_job"]
+__all__ = [
+    "JobSpec",
+    "Content",
+    "Step",
+    "Settings",
+    "load_document",
+    "check_document",
+    "parse_job",
+]
 
 
 @dataclass
@@ -97,6 +113,7 @@ class JobSpec:
     contents: list[Content]
     shape: str  # datax | script-v1 | script-v2
     source: str = ""  # file name, for messages
+    ignored: list[str] = field(default_factory=list)  # key paths in spec.ignored.IGNORED
 
 
 def local_timezone() -> str:
@@ -114,101 +131,333 @@ def local_timezone() -> str:
     return "UTC"
 
 
+# -- reading a file safely ---------------------------------------------------------------------
+
+#: deepest nesting a job file may have (real ones stay under 10 levels)
+MAX_DEPTH = 64
+#: most values (objects, lists and scalars, YAML aliases counted at every use) in one file
+MAX_VALUES = 200_000
+#: problems listed per file before the rest are counted
+_MAX_LISTED = 50
+_INT64 = 1 << 63
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+class _LongNumber:
+    """An integer literal too long to convert (Python refuses more than 4300 digits)."""
+
+    def __init__(self, text: str):
+        self.digits = sum(c.isdigit() for c in text)
+
+
+def _json_int(text: str) -> int | _LongNumber:
+    return int(text) if len(text) <= 20 else _LongNumber(text)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, with over-long integer literals kept for a clear message."""
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        text = self.construct_scalar(node)
+        if isinstance(text, str) and len(text) > 40:
+            return _LongNumber(text)
+        return super().construct_yaml_int(node)
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:int", _YamlLoader.construct_yaml_int)
+
+
 def load_document(path: Path) -> Any:
-    """Read a JSON or YAML file; a syntax error names the file, line and column."""
+    """Read a JSON or YAML file; a syntax error names the file, line and column.
+
+    The document is then checked before anything walks it (see :func:`check_document`), so a
+    hostile file (deep nesting, a YAML alias bomb, a 5000-digit number, NUL characters) is one
+    ConfigError, found in linear time.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such job file") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
+    too_deep = f"{path}: nested more than {MAX_DEPTH} levels deep"
     if path.suffix.lower() == ".json":
         try:
-            return json.loads(text)
+            doc = json.loads(text, parse_int=_json_int)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        loc = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"{path}{loc}: invalid YAML/JSON: {problem}") from None
+        except RecursionError:
+            raise ConfigError(too_deep) from None
+    else:
+        if _flow_too_deep(text):
+            raise ConfigError(too_deep)
+        try:
+            doc = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            loc = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or str(e)
+            raise ConfigError(f"{path}{loc}: invalid YAML/JSON: {problem}") from None
+        except RecursionError:
+            raise ConfigError(too_deep) from None
+        except ValueError as e:  # a value the YAML constructors cannot build
+            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    problems = check_document(doc)
+    if problems:
+        raise ConfigError([f"{path}: {p}" for p in problems])
+    return doc
+
+
+# a YAML flow bracket, or what can hide one: a quoted scalar (where a scalar can start) or a comment
+_YAML_FLOW = re.compile(
+    r"""(?:(?<=[\s\[{,:])|^)(?:"(?:[^"\\]|\\[\s\S])*"|'(?:[^']|'')*'|\#[^\n]*)|[\[\]{}]""",
+    re.M,
+)
+
+
+def _flow_too_deep(text: str) -> bool:
+    """True when YAML flow brackets nest deeper than :data:`MAX_DEPTH`.
+
+    PyYAML's scanner is quadratic in the flow nesting (20,000 ``[`` take seconds) before its
+    composer's recursion fails, so deep flow nesting is caught by this linear scan first.
+    """
+    depth = 0
+    for m in _YAML_FLOW.finditer(text):
+        c = m.group()
+        if c in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif c in ("]", "}"):
+            depth = max(depth - 1, 0)
+    return False
+
+
+def check_document(doc: Any) -> list[str]:
+    """Problems that make a document unsafe to walk, each with its key path.
+
+    Bounded depth (:data:`MAX_DEPTH`) and size (:data:`MAX_VALUES`, which stops a YAML alias
+    bomb after a fraction of a second); integers within 64 bits; floats finite; no NUL or lone
+    surrogate in a string, and no control character in a key. The walk is iterative and stops
+    early, so it is linear in the file.
+    """
+    problems: list[str] = []
+    count = 0
+    stack: list[tuple[Any, str, int]] = [(doc, "", 0)]
+    while stack:
+        v, where, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            problems.append(
+                f"{_short(where) or 'the document'}: more than {MAX_VALUES:,} values in one file "
+                "(YAML aliases count at every use)"
+            )
+            break
+        at = _short(where) or "the document"
+        if isinstance(v, dict | list) and depth >= MAX_DEPTH:
+            problems.append(f"{at}: nested more than {MAX_DEPTH} levels deep")
+        elif isinstance(v, dict):
+            items = list(v.items())
+            for k, _ in items:
+                if isinstance(k, str) and (_BAD_CHARS.search(k) or _CONTROL.search(k)):
+                    what = _bad_char(k) if _BAD_CHARS.search(k) else "a control character"
+                    problems.append(f"{at}: a key holds {what}: {k!r}")
+            stack.extend((x, _join(where, k), depth + 1) for k, x in reversed(items))
+        elif isinstance(v, list):
+            stack.extend((x, f"{where}[{i}]", depth + 1) for i, x in reversed(list(enumerate(v))))
+        elif isinstance(v, str):
+            if _BAD_CHARS.search(v):
+                problems.append(f"{at}: holds {_bad_char(v)}")
+        elif isinstance(v, _LongNumber):
+            problems.append(f"{at}: a number of {v.digits} digits is too large")
+        elif isinstance(v, int) and not isinstance(v, bool) and not -_INT64 <= v < _INT64:
+            problems.append(f"{at}: {v} is too large (numbers must fit in 64 bits)")
+        elif isinstance(v, float) and not math.isfinite(v):
+            problems.append(f"{at}: must be a finite number, got {v}")
+        if len(problems) > _MAX_LISTED:
+            problems[_MAX_LISTED:] = ["... and more problems like these"]
+            break
+    return problems
+
+
+def _bad_char(s: str) -> str:
+    m = _BAD_CHARS.search(s)
+    return "a NUL character" if m and m.group() == "\x00" else "a lone surrogate (not Unicode)"
+
+
+def _short(where: str) -> str:
+    return where if len(where) <= 120 else f"{where[:80]}...{where[-30:]}"
+
+
+def _join(where: str, key: Any) -> str:
+    k = key if isinstance(key, str) and key.isprintable() else repr(key)
+    return f"{where}.{k}" if where else k
+
+
+# -- the three shapes -----------------------------------------------------------------------------
+
+_TOP_DATAX = ("job",)
+_JOB = ("setting", "content")
+_CONTENT = ("reader", "writer", "transformer")
+_TOP_V1 = ("type", "version", "configuration", "setting")
+_CONFIGURATION = ("setting", "reader", "writer", "transformer")
+_TOP_V2 = ("type", "version", "steps", "setting", "order")
+_STEP_V2 = ("stepType", "parameter", "name", "category")
+_SETTING_KEYS = ("speed", "errorLimit", "timezone", "timeZone", "executor", "stateKey")
+_SPEED = ("concurrent", "channel", "byte", "mbps", "record", "throttle")
+_ERROR_LIMIT = ("record", "percentage")
 
 
 def parse_job(doc: Any, source: str = "", problems: list[str] | None = None) -> JobSpec:
     """Read a (parameter-substituted) job document of any of the three shapes.
 
+    Every key is checked: one tidesync does not know is an error with a did-you-mean, unless
+    :data:`tidesync.spec.ignored.IGNORED` lists it (then its path goes to ``JobSpec.ignored``).
     Raises ConfigError with every problem, unless ``problems`` is given: then problems are
     appended to it and whatever could be read is returned, so callers can go on validating.
     """
     collect = problems is not None
     problems = problems if problems is not None else []
     if not isinstance(doc, dict):
-        raise ConfigError(f"{source}: a job file must hold an object, got {type(doc).__name__}")
+        raise ConfigError(f"{source}: a job file must hold an object, got {_kind(doc)}")
+    ignored: list[str] = []
     if "job" in doc:
-        spec = _datax(doc, problems)
+        _keys(doc, "", _TOP_DATAX, problems, ignored)
+        spec = _datax(doc, problems, ignored)
     elif doc.get("type") == "job" or "configuration" in doc or "steps" in doc:
-        version = str(doc.get("version", "2.0" if "steps" in doc else "1.0"))
-        spec = _script_v1(doc, problems) if version.startswith("1") else _script_v2(doc, problems)
+        if doc.get("type", "job") != "job":
+            problems.append(f"type: must be 'job', got {_show(doc.get('type'))}")
+        version = _version(doc, problems)
+        if version == "1":
+            _keys(doc, "", _TOP_V1, problems, ignored)
+            spec = _script_v1(doc, problems, ignored)
+        else:
+            _keys(doc, "", _TOP_V2, problems, ignored)
+            spec = _script_v2(doc, problems, ignored)
     else:
-        keys = ", ".join(sorted(map(str, doc))) or "none"
+        keys = ", ".join(sorted(map(_join_key, doc))) or "none"
         raise ConfigError(
             f"{source}: not a job file: expected a top-level 'job' (DataX) or "
             f"'type: job' with 'configuration' or 'steps' (script mode); found keys: {keys}"
         )
+    if not spec.contents and not problems:
+        where = {"datax": "job.content", "script-v1": "configuration", "script-v2": "steps"}
+        problems.append(f"{where[spec.shape]}: holds no reader/writer pair to run")
     if problems and not collect:
         raise ConfigError(problems)
     spec.source = source
+    spec.ignored = ignored
     return spec
 
 
-def _obj(v: Any, where: str, problems: list[str], required: bool = True) -> dict[str, Any]:
+def _version(doc: dict[str, Any], problems: list[str]) -> str:
+    default = "2" if "steps" in doc else "1"
+    v = doc.get("version", default)
+    text = str(v).strip() if isinstance(v, str | int | float) and not isinstance(v, bool) else ""
+    major = {"1": "1", "1.0": "1", "2": "2", "2.0": "2"}.get(text)
+    if major is None:
+        problems.append(f"version: must be '1.0' or '2.0', got {_show(v)}")
+        return default
+    return major
+
+
+def _kind(v: Any) -> str:
+    return type(v).__name__
+
+
+def _show(v: Any) -> str:
+    """A value for a message: scalars as written, containers by kind, long ones cut."""
+    if isinstance(v, dict | list):
+        return _kind(v)
+    r = repr(v)
+    return r if len(r) <= 60 else f"{r[:50]}...({len(r)} characters)"
+
+
+def _join_key(k: Any) -> str:
+    return _join("", k)
+
+
+def _keys(
+    d: dict[Any, Any],
+    where: str,
+    known: tuple[str, ...],
+    problems: list[str],
+    ignored: list[str],
+    what: str = "key",
+) -> None:
+    """Every key of ``d`` not in ``known`` is an error, or ignored when the table says so."""
+    for k in d:
+        if k in known:
+            continue
+        path = _join(where, k)
+        if isinstance(k, str) and why_ignored(path) is not None:
+            ignored.append(path)
+        else:
+            problems.append(f"{path}: unknown {what}{did_you_mean(str(k), known)}")
+
+
+def _obj(v: Any, where: str, problems: list[str], required: bool = True) -> dict[str, Any] | None:
+    """``v`` as an object; None (and a problem) when it is missing or not an object."""
     if v is None:
         if required:
             problems.append(f"{where}: is required")
-        return {}
+        return None
     if not isinstance(v, dict):
-        problems.append(f"{where}: must be an object, got {type(v).__name__}")
-        return {}
+        problems.append(f"{where}: must be an object, got {_kind(v)}")
+        return None
     return v
 
 
-def _step(v: Any, where: str, name_key: str, problems: list[str]) -> Step | None:
+def _step(
+    v: Any,
+    where: str,
+    name_key: str,
+    known: tuple[str, ...],
+    problems: list[str],
+    ignored: list[str],
+) -> Step | None:
     d = _obj(v, where, problems)
-    if not d:
+    if d is None:
         return None
+    _keys(d, where, known, problems, ignored)
     name = d.get(name_key)
-    if not isinstance(name, str) or not name:
+    if name_key in d and not isinstance(name, str):
+        problems.append(f"{where}.{name_key}: must be a string, got {_show(name)}")
+        return None
+    if not name:
         other = {"name": "plugin", "plugin": "name", "stepType": "name"}[name_key]
         name = d.get(other) if isinstance(d.get(other), str) else None
     if not name:
         problems.append(f"{where}.{name_key}: is required (the connector's name, e.g. 'mysql')")
         return None
     param = d.get("parameter", {})
+    if param is None:
+        param = {}
     if not isinstance(param, dict):
-        problems.append(f"{where}.parameter: must be an object, got {type(param).__name__}")
+        problems.append(f"{where}.parameter: must be an object, got {_kind(param)}")
         param = {}
     return Step(name=name, parameter=param, where=f"{where}.parameter")
 
 
-def _transformers(v: Any, where: str, problems: list[str]) -> list[Step]:
+def _transformers(v: Any, where: str, problems: list[str], ignored: list[str]) -> list[Step]:
     if v is None:
         return []
     if not isinstance(v, list):
-        problems.append(f"{where}: must be a list, got {type(v).__name__}")
+        problems.append(f"{where}: must be a list, got {_kind(v)}")
         return []
     out = []
     for i, t in enumerate(v):
-        s = _step(t, f"{where}[{i}]", "name", problems)
+        s = _step(t, f"{where}[{i}]", "name", ("name", "parameter"), problems, ignored)
         if s:
             out.append(s)
     return out
 
 
-def _datax(doc: dict[str, Any], problems: list[str]) -> JobSpec:
-    job = _obj(doc.get("job"), "job", problems)
-    settings = _settings(job.get("setting"), "job.setting", problems)
+def _datax(doc: dict[str, Any], problems: list[str], ignored: list[str]) -> JobSpec:
+    job = _obj(doc.get("job"), "job", problems) or {}
+    _keys(job, "job", _JOB, problems, ignored)
+    settings = _settings(job.get("setting"), "job.setting", problems, ignored)
     content = job.get("content")
     contents: list[Content] = []
     if isinstance(content, dict):
@@ -218,28 +467,33 @@ def _datax(doc: dict[str, Any], problems: list[str]) -> JobSpec:
         content = []
     for i, c in enumerate(content):
         w = f"job.content[{i}]"
-        c = _obj(c, w, problems)
-        if not c:
+        entry = _obj(c, w, problems)
+        if entry is None:
             continue
-        r = _step(c.get("reader"), f"{w}.reader", "name", problems)
-        wr = _step(c.get("writer"), f"{w}.writer", "name", problems)
-        tr = _transformers(c.get("transformer"), f"{w}.transformer", problems)
+        _keys(entry, w, _CONTENT, problems, ignored)
+        side = ("name", "parameter", "plugin")
+        r = _step(entry.get("reader"), f"{w}.reader", "name", side, problems, ignored)
+        wr = _step(entry.get("writer"), f"{w}.writer", "name", side, problems, ignored)
+        tr = _transformers(entry.get("transformer"), f"{w}.transformer", problems, ignored)
         if r and wr:
             contents.append(Content(r, wr, tr, w))
     return JobSpec(settings, contents, "datax")
 
 
-def _script_v1(doc: dict[str, Any], problems: list[str]) -> JobSpec:
-    conf = _obj(doc.get("configuration"), "configuration", problems)
-    settings = _settings(conf.get("setting", doc.get("setting")), "configuration.setting", problems)
-    r = _step(conf.get("reader"), "configuration.reader", "plugin", problems)
-    w = _step(conf.get("writer"), "configuration.writer", "plugin", problems)
-    tr = _transformers(conf.get("transformer"), "configuration.transformer", problems)
+def _script_v1(doc: dict[str, Any], problems: list[str], ignored: list[str]) -> JobSpec:
+    conf = _obj(doc.get("configuration"), "configuration", problems) or {}
+    _keys(conf, "configuration", _CONFIGURATION, problems, ignored)
+    setting = conf.get("setting", doc.get("setting"))
+    settings = _settings(setting, "configuration.setting", problems, ignored)
+    side = ("plugin", "parameter", "name")
+    r = _step(conf.get("reader"), "configuration.reader", "plugin", side, problems, ignored)
+    w = _step(conf.get("writer"), "configuration.writer", "plugin", side, problems, ignored)
+    tr = _transformers(conf.get("transformer"), "configuration.transformer", problems, ignored)
     return JobSpec(settings, [Content(r, w, tr, "configuration")] if r and w else [], "script-v1")
 
 
-def _script_v2(doc: dict[str, Any], problems: list[str]) -> JobSpec:
-    settings = _settings(doc.get("setting"), "setting", problems)
+def _script_v2(doc: dict[str, Any], problems: list[str], ignored: list[str]) -> JobSpec:
+    settings = _settings(doc.get("setting"), "setting", problems, ignored)
     steps = doc.get("steps")
     if not isinstance(steps, list) or not steps:
         problems.append("steps: is required: a list of steps with category reader and writer")
@@ -249,37 +503,25 @@ def _script_v2(doc: dict[str, Any], problems: list[str]) -> JobSpec:
     writers: list[str] = []
     for i, s in enumerate(steps):
         w = f"steps[{i}]"
-        d = _obj(s, w, problems)
-        step = _step(d, w, "stepType", problems) if d else None
+        step = _step(s, w, "stepType", _STEP_V2, problems, ignored)
         if step is None:
             continue
+        d: dict[str, Any] = s
         cat = d.get("category")
         if cat not in ("reader", "writer"):
-            problems.append(f"{w}.category: {cat!r} is not one of reader, writer")
+            problems.append(f"{w}.category: {_show(cat)} is not one of reader, writer")
             continue
-        name = str(d.get("name") or f"{cat}{i}")
+        raw_name = d.get("name")
+        if raw_name is not None and not isinstance(raw_name, str):
+            problems.append(f"{w}.name: must be a string, got {_show(raw_name)}")
+            continue
+        name = raw_name or f"{cat}{i}"
+        if name in by_name:
+            problems.append(f"{w}.name: {name!r} names two steps; each step needs its own name")
+            continue
         by_name[name] = (cat, step)
         (readers if cat == "reader" else writers).append(name)
-    hops = (doc.get("order") or {}).get("hops") if isinstance(doc.get("order"), dict) else None
-    pairs: list[tuple[str, str]] = []
-    if isinstance(hops, list) and hops:
-        for i, h in enumerate(hops):
-            w = f"order.hops[{i}]"
-            if (
-                not isinstance(h, dict)
-                or h.get("from") not in by_name
-                or h.get("to") not in by_name
-            ):
-                got = (h.get("from"), h.get("to")) if isinstance(h, dict) else h
-                problems.append(f"{w}: from/to must name steps ({', '.join(by_name)}), got {got!r}")
-                continue
-            pairs.append((h["from"], h["to"]))
-    elif len(readers) == 1 and len(writers) == 1:
-        pairs = [(readers[0], writers[0])]
-    elif by_name:
-        problems.append(
-            "order.hops: is required when there is not exactly one reader and one writer"
-        )
+    pairs = _hops(doc.get("order"), by_name, readers, writers, problems, ignored)
     contents = []
     for a, b in pairs:
         ca, sa = by_name[a]
@@ -293,62 +535,98 @@ def _script_v2(doc: dict[str, Any], problems: list[str]) -> JobSpec:
     return JobSpec(settings, contents, "script-v2")
 
 
-_SETTING_KEYS = {
-    "speed",
-    "errorLimit",
-    "timezone",
-    "timeZone",
-    "executor",
-    "locale",
-    "jvmOption",
-    "stateKey",
-}
+def _hops(
+    order: Any,
+    by_name: dict[str, tuple[str, Step]],
+    readers: list[str],
+    writers: list[str],
+    problems: list[str],
+    ignored: list[str],
+) -> list[tuple[str, str]]:
+    """The (reader, writer) step names that ``order.hops`` pairs."""
+    o = _obj(order, "order", problems, required=False)
+    hops = None
+    if o is not None:
+        _keys(o, "order", ("hops",), problems, ignored)
+        hops = o.get("hops")
+        if hops is not None and not isinstance(hops, list):
+            problems.append(f"order.hops: must be a list, got {_kind(hops)}")
+            return []
+    if not hops:
+        if len(readers) == 1 and len(writers) == 1:
+            return [(readers[0], writers[0])]
+        if by_name:
+            problems.append(
+                "order.hops: is required when there is not exactly one reader and one writer"
+            )
+        return []
+    pairs: list[tuple[str, str]] = []
+    for i, h in enumerate(hops):
+        w = f"order.hops[{i}]"
+        hop = _obj(h, w, problems)
+        if hop is None:
+            continue
+        _keys(hop, w, ("from", "to"), problems, ignored)
+        a, b = hop.get("from"), hop.get("to")
+        if not (isinstance(a, str) and a in by_name and isinstance(b, str) and b in by_name):
+            got = f"{_show(a)} -> {_show(b)}"
+            names = ", ".join(by_name) or "none has a usable name"
+            problems.append(f"{w}: from/to must name steps ({names}), got {got}")
+            continue
+        pairs.append((a, b))
+    return pairs
 
 
 def _number(v: Any, where: str, problems: list[str], integer: bool = False) -> float | None:
+    """A number >= 0 written as a number or a string ("0", "2%"); None when absent or wrong."""
     if v is None or v == "":
         return None
-    if isinstance(v, bool):
-        problems.append(f"{where}: must be a number, got {v!r}")
-        return None
     try:
-        n = float(str(v).strip().rstrip("%")) if isinstance(v, str) else float(v)
-    except ValueError:
-        problems.append(f"{where}: must be a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int | float | str):
+            raise ValueError
+        n = float(v.strip().rstrip("%")) if isinstance(v, str) else float(v)
+    except (ValueError, OverflowError):
+        n = math.nan
+    if not math.isfinite(n):
+        problems.append(f"{where}: must be a number, got {_show(v)}")
         return None
+    kind = "a whole number" if integer else "a number"
     if n < 0 or (integer and not n.is_integer()):
-        kind = "a whole number" if integer else "a number"
-        problems.append(f"{where}: must be {kind} >= 0, got {v!r}")
+        problems.append(f"{where}: must be {kind} >= 0, got {_show(v)}")
         return None
     return n
 
 
-def _settings(v: Any, where: str, problems: list[str]) -> Settings:
-    d = _obj(v, where, problems, required=False)
+def _settings(v: Any, where: str, problems: list[str], ignored: list[str]) -> Settings:
+    d = _obj(v, where, problems, required=False) or {}
     s = Settings(timezone=local_timezone(), where=where)
-    for k in d:
-        if k not in _SETTING_KEYS:
-            problems.append(f"{where}.{k}: unknown setting{did_you_mean(k, _SETTING_KEYS)}")
-    speed = _obj(d.get("speed"), f"{where}.speed", problems, required=False)
-    conc = speed.get("concurrent", speed.get("channel"))
+    _keys(d, where, _SETTING_KEYS, problems, ignored, "setting")
+    speed = _obj(d.get("speed"), f"{where}.speed", problems, required=False) or {}
+    _keys(speed, f"{where}.speed", _SPEED, problems, ignored)
     key = "concurrent" if "concurrent" in speed else "channel"
+    conc = speed.get(key)
     n = _number(conc, f"{where}.speed.{key}", problems, integer=True)
     if n is not None:
         if n < 1:
-            problems.append(f"{where}.speed.{key}: must be at least 1, got {conc!r}")
+            problems.append(f"{where}.speed.{key}: must be at least 1, got {_show(conc)}")
         else:
             s.concurrent = int(n)
     throttle = speed.get("throttle", True)
-    if isinstance(throttle, str):
-        throttle = throttle.lower() not in ("false", "0", "no")
-    b = _number(speed.get("byte"), f"{where}.speed.byte", problems)
-    m = _number(speed.get("mbps"), f"{where}.speed.mbps", problems)
-    r = _number(speed.get("record"), f"{where}.speed.record", problems)
+    if isinstance(throttle, str) and throttle.strip().lower() in ("true", "false"):
+        throttle = throttle.strip().lower() == "true"
+    if not isinstance(throttle, bool):
+        problems.append(f"{where}.speed.throttle: must be true or false, got {_show(throttle)}")
+        throttle = True
+    rates = {k: _number(speed.get(k), f"{where}.speed.{k}", problems) for k in _SPEED[2:5]}
     if throttle:
-        rates = [x for x in (b, m * 1048576 if m is not None else None) if x]
-        s.byte_rate = min(rates) if rates else None
-        s.record_rate = r or None
-    el = _obj(d.get("errorLimit"), f"{where}.errorLimit", problems, required=False)
+        b, m = rates["byte"], rates["mbps"]
+        limits = [x for x in (b, m * 1048576 if m is not None else None) if x]
+        s.byte_rate = min(limits) if limits else None
+        s.record_rate = rates["record"] or None
+    else:
+        ignored.extend(f"{where}.speed.{k}" for k, r in rates.items() if r is not None)
+    el = _obj(d.get("errorLimit"), f"{where}.errorLimit", problems, required=False) or {}
+    _keys(el, f"{where}.errorLimit", _ERROR_LIMIT, problems, ignored)
     rec = _number(el.get("record"), f"{where}.errorLimit.record", problems, integer=True)
     s.error_records = int(rec) if rec is not None else None
     pct_raw = el.get("percentage")
@@ -358,21 +636,27 @@ def _settings(v: Any, where: str, problems: list[str]) -> Settings:
         is_percent = (isinstance(pct_raw, str) and pct_raw.strip().endswith("%")) or pct > 1
         s.error_fraction = pct / 100 if is_percent else pct
         if s.error_fraction > 1:
-            problems.append(f"{where}.errorLimit.percentage: must be at most 100%, got {pct_raw!r}")
+            problems.append(
+                f"{where}.errorLimit.percentage: must be at most 100%, got {_show(pct_raw)}"
+            )
     ex = d.get("executor")
     if ex is not None and ex != "":
         if isinstance(ex, str):
             s.executor = ex.strip().lower()
         else:
-            problems.append(f"{where}.executor: must be a string such as 'local', got {ex!r}")
-    tz = d.get("timezone", d.get("timeZone"))
-    if tz:
+            problems.append(f"{where}.executor: must be a string such as 'local', got {_show(ex)}")
+    tz_key = "timezone" if "timezone" in d else "timeZone"
+    tz = d.get(tz_key)
+    if tz is not None and tz != "":
         try:
-            ZoneInfo(str(tz))
-            s.timezone = str(tz)
+            if not isinstance(tz, str):
+                raise ValueError
+            ZoneInfo(tz)
+            s.timezone = tz
         except (ZoneInfoNotFoundError, ValueError):
             problems.append(
-                f"{where}.timezone: unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)"
+                f"{where}.{tz_key}: unknown time zone {_show(tz)} "
+                "(use an IANA name such as Asia/Shanghai)"
             )
     state_key = d.get("stateKey")
     if state_key is not None:
