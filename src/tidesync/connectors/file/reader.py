@@ -92,7 +92,6 @@ class Reader(base.Reader):
         compress = p.str("compress", None, choices=list(COMPRESSIONS), lower=True)
         self.compression = COMPRESSIONS[compress] if compress else None
         self.split_csv = p.bool("splitLargeFiles", True)
-        p.get("csvReaderConfig")  # DataX's CSV reader tuning: pyarrow's reader needs none
         self.cols = parse_columns(p, delimited, skip_header)
         sources = [_filesystem(p, v, ctx) for v in paths if isinstance(v, str) and v.strip()]
         p.done()

@@ -106,7 +106,7 @@ class Writer(base.Writer):
                 f"is required for writeMode {self.mode}: the column(s) that identify a row, "
                 "e.g. primaryKey: [uid]",
             )
-        marker = p.obj("deleteMarker")
+        marker = p.obj("deleteMarker", keys=("column", "value"))
         self.marker: tuple[str, Any] | None = None
         if marker is not None:
             if self.mode not in ("merge", "sync"):

@@ -161,8 +161,6 @@ class Reader(base.Reader):
         self.session = session_of(p)
         self.snapshot = p.bool("snapshot")
         self.incremental = Incremental.from_params(p)
-        for k in ("splitFactor", "mandatoryEncoding"):  # DataX keys with no meaning here
-            p.get(k)
         p.done()
         self.plans: list[_Plan] = []
         self._planned = False
@@ -200,6 +198,7 @@ class Reader(base.Reader):
                         "must be an object such as {jdbcUrl: [jdbc:postgresql://host:5432/db], table: [t]}",
                     )
                     continue
+                p.check_keys(c, key, ("jdbcUrl", "table", "querySql"))
                 urls = c.get("jdbcUrl")
                 if not urls:
                     p.problem(f"{key}.jdbcUrl", "is required: jdbc:postgresql://host:5432/db")

@@ -180,6 +180,7 @@ class Writer(SqlWriter):
             elif not isinstance(c, dict) or not c.get("jdbcUrl"):
                 p.problem("connection[0].jdbcUrl", "is required: jdbc:postgresql://host:5432/db")
             else:
+                p.check_keys(c, "connection[0]", ("jdbcUrl", "table"))
                 urls = c["jdbcUrl"] if isinstance(c["jdbcUrl"], list) else [c["jdbcUrl"]]
                 eps = endpoint_of(p, None, urls, "connection[0].jdbcUrl")
                 if c.get("table"):

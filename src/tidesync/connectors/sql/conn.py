@@ -241,6 +241,7 @@ def _targets(p: Params, *, database_key: str) -> list[Target]:
             if not isinstance(c, dict):
                 p.problem(k, f"must be an object with jdbcUrl and table, got {type(c).__name__}")
                 continue
+            p.check_keys(c, k, ("jdbcUrl", database_key, "table", "querySql"))
             url_name = "jdbcUrl" if c.get("jdbcUrl") not in (None, "", []) else database_key
             urls = c.get(url_name)
             if urls in (None, "", []):

@@ -387,7 +387,7 @@ def table_modes(w: Writer) -> tuple[list[tuple[str, str]], tuple[str, Any] | Non
             partition = parse_partition(raw)
         except ValueError as e:
             p.problem("partition", f"{raw!r}: {e}")
-    marker = p.obj("deleteMarker")
+    marker = p.obj("deleteMarker", keys=("column", "value"))
     if marker is None:
         return partition, None
     if not isinstance(marker.get("column"), str) or "value" not in marker:

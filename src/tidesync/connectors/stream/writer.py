@@ -45,7 +45,6 @@ class Writer(base.Writer):
         super().__init__(params, ctx)
         self.print = self.p.bool("print", True)
         self.delimiter = self.p.str("fieldDelimiter", "\t")
-        self.p.get("encoding")
         self.write_mode()
         self.p.done()
         self.lock = threading.Lock()
