@@ -514,6 +514,8 @@ CONNECTORS: dict[str, str] = {
     "mysql": "tidesync.connectors.mysql",
     "s3": "tidesync.connectors.file",
     "lake": "tidesync.connectors.lake",
+    "postgresqlcdc": "tidesync.connectors.postgresql.cdc",
+    "mysqlcdc": "tidesync.connectors.mysql.cdc",
 }
 
 #: familiar names -> kind. Side-specific DataX names carry the side they belong to.
@@ -542,6 +544,11 @@ ALIASES: dict[str, tuple[str, Side | None]] = {
     "iceberg": ("lake", None),
     "lakereader": ("lake", "reader"),
     "lakewriter": ("lake", "writer"),
+    "postgresqlcdcreader": ("postgresqlcdc", "reader"),
+    "pgcdc": ("postgresqlcdc", None),
+    "mysqlcdcreader": ("mysqlcdc", "reader"),
+    "mariadbcdc": ("mysqlcdc", None),
+    "binlog": ("mysqlcdc", None),
 }
 
 

@@ -1,0 +1,610 @@
+"""``postgresqlcdc``: a PostgreSQL table's changes, from logical decoding, in windows.
+
+The capture is a logical replication slot (plugin ``pgoutput``, which every PostgreSQL 10+ has)
+and a publication of the job's tables, both named after the job (``slot`` / ``publication`` to
+choose). The first run creates them and says so. Each run reads its window's span of the log
+with ``pg_logical_slot_peek_binary_changes`` through ADBC, so the messages arrive as one Arrow
+binary column and are decoded a batch at a time (:mod:`.pgoutput`). A peek never moves the slot:
+the slot is advanced from :meth:`Reader.committed`, after the writer published and the engine
+saved the positions, and only up to the oldest window still retained (``retention``), so a
+rerun of any retained window reads the same span again. The log between is kept by the server:
+that is what the slot costs (watch ``pg_replication_slots``; ``tidesync cdc drop`` removes it).
+
+A span that does not start at the slot's position is read from a temporary copy of the slot
+(``pg_copy_logical_replication_slot``) advanced to the span's start, so the main slot never
+moves backwards or forwards on a read.
+
+    {"name": "postgresqlcdc", "parameter": {
+        "jdbcUrl": "jdbc:postgresql://127.0.0.1:5432/test", "username": "etl",
+        "table": ["orders"], "startTime": "${start_time}", "endTime": "${end_time}"}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tidesync.connectors import base
+from tidesync.connectors.postgresql.conn import (
+    Endpoint,
+    connect,
+    edge,
+    literal_text,
+    quote_ident,
+    translate,
+)
+from tidesync.connectors.postgresql.pgoutput import Decoder, Target, lsn_int, lsn_text
+from tidesync.connectors.postgresql.reader import Reader as TableReader
+from tidesync.connectors.sql.cdc import (
+    CDC_KEYS,
+    History,
+    SpanPlan,
+    capture_name,
+    cdc_options,
+    output_schema,
+    show_ms,
+    wait_until,
+)
+from tidesync.errors import ConfigError, FatalError, TidesyncError
+
+__all__ = ["Reader", "CdcSplit", "check", "drop"]
+
+log = logging.getLogger("tidesync.cdc")
+
+#: after a window's end, how long the server's clock must have run on before its log is read
+#: (a commit takes its timestamp a moment before its record reaches the log)
+MARGIN_MS = 1000
+_OWN_KEYS = ("slot", "publication", "plugin", "snapshot")
+LABEL = "changes"
+
+
+@dataclass(frozen=True)
+class CdcSplit(base.Split):
+    start: int = 0
+    end: int | None = None
+    lo: int = 0
+    hi: int | None = None
+    keep: int = 0
+    rerun: bool = False
+    cut: bool = True
+    history: str = ""  # the stored history (JSON) this run continues
+
+
+class Reader(base.Reader):
+    """``postgresqlcdc``: one row per change (see the module docstring)."""
+
+    kind = "postgresqlcdc"
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        super().__init__(params, ctx)
+        p = self.p
+        self.o = cdc_options(p, ctx)
+        self.slot = capture_name(ctx, p.str("slot"))
+        self.publication = p.str("publication")
+        p.str("plugin", "pgoutput", choices=("pgoutput",))
+        if p.bool("snapshot"):
+            p.problem(
+                "snapshot",
+                "is not supported by postgresqlcdc yet; read the table once "
+                "with the postgresql reader, then start the capture",
+            )
+        if (
+            len(self.slot) > 63
+            or not self.slot.replace("_", "a").isalnum()
+            or not self.slot.islower()
+        ):
+            p.problem(
+                "slot", f"{self.slot!r} must be lower-case letters, digits and _ (63 at most)"
+            )
+        table_params = {k: v for k, v in params.items() if k not in CDC_KEYS and k not in _OWN_KEYS}
+        table_params["column"] = self.o.columns or ["*"]
+        if self.o.tables:
+            table_params["table"] = self.o.tables
+        elif not params.get("connection"):
+            p.problem("table", "is required: the table (or list of tables) whose changes to read")
+        try:
+            self.tables = TableReader(table_params, ctx)
+        except ConfigError as e:
+            p.problems.extend(x for x in e.problems if x not in p.problems)
+            self.tables = None  # type: ignore[assignment]
+        for k in table_params:
+            p.get(k)
+        p.done()
+        assert self.tables is not None
+        if len(self.tables.sources) != 1:
+            raise ConfigError(
+                f"{ctx.path('connection')}: a capture reads one database; "
+                "give one jdbcUrl (one job per database)"
+            )
+        self.session = self.tables.session
+        self._planned = False
+        self._conn: Any = None
+        self.targets: dict[tuple[str, str], Target] = {}
+        self._schema: pa.Schema | None = None
+        self.history: History | None = None
+
+    # -- planning ------------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> Endpoint:
+        src = self.tables.sources[0]
+        return src.endpoint or src.endpoints[0]
+
+    def _control(self) -> Any:
+        """The psycopg connection (autocommit) for the catalog, the slot and the clock."""
+        if self._conn is None or self._conn.closed:
+            self._conn, ep = connect(
+                self.tables.sources[0].endpoints,
+                self.session,
+                self.ctx.timezone,
+                autocommit=True,
+                where=self.ctx.path("session"),
+            )
+            self.tables.sources[0].endpoint = ep
+        return self._conn
+
+    def _plan(self) -> None:
+        if self._planned:
+            return
+        self.tables.schema()
+        conn = self._control()
+        pairs = []
+        with edge(self.endpoint, where=self.ctx.path("table")):
+            for plan in self.tables.plans:
+                if plan.table is None:
+                    raise ConfigError(
+                        f"{self.ctx.path('querySql')}: a capture reads tables, not queries"
+                    )
+                schema_name, rel = conn.execute(
+                    "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE c.oid = %s",
+                    (plan.table.oid,),
+                ).fetchone()
+                if plan.table.kind not in ("r", "p"):
+                    raise ConfigError(
+                        f"{plan.key}: {plan.label} is not a table (views have no changes)"
+                    )
+                arrays = {c.name for c in plan.cols if c.sql.startswith("array_to_json(")}
+                self.targets[(schema_name, rel)] = Target(
+                    plan.label, {c.name: c.type for c in plan.cols}, arrays
+                )
+                pairs.append((plan.label, plan.schema))
+        self._schema = output_schema(pairs, self.o.before_image, self.ctx.path("table"))
+        self._planned = True
+
+    def schema(self) -> pa.Schema | None:
+        self._plan()
+        return self._schema
+
+    @property
+    def publication_name(self) -> str:
+        return self.publication or self.slot
+
+    def _now_ms(self) -> int:
+        row = (
+            self._control()
+            .execute("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+            .fetchone()
+        )
+        return int(row[0])
+
+    def _slot(self) -> tuple[int, str] | None:
+        """(confirmed_flush, database) of the job's slot, or None."""
+        row = (
+            self._control()
+            .execute(
+                "SELECT confirmed_flush_lsn::text, database, plugin FROM pg_replication_slots "
+                "WHERE slot_name = %s",
+                (self.slot,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        if row[2] != "pgoutput" or row[1] != self.endpoint.dbname:
+            raise ConfigError(
+                f"{self.ctx.path('slot')}: slot {self.slot} exists for {row[1]} with plugin "
+                f"{row[2]}; name another slot"
+            )
+        return lsn_int(row[0]), str(row[1])
+
+    def _ensure_publication(self) -> None:
+        conn = self._control()
+        names = [q for q in (self._qualified(k) for k in self.targets)]
+        row = conn.execute(
+            "SELECT puballtables, pubinsert AND pubupdate AND pubdelete FROM pg_publication "
+            "WHERE pubname = %s",
+            (self.publication_name,),
+        ).fetchone()
+        if row is None:
+            if self.publication:
+                raise ConfigError(
+                    f"{self.ctx.path('publication')}: publication {self.publication} does not "
+                    "exist; create it (CREATE PUBLICATION ... FOR TABLE ...) or leave "
+                    "publication out to let tidesync create one"
+                )
+            conn.execute(
+                f"CREATE PUBLICATION {quote_ident(self.publication_name)} FOR TABLE "
+                f"{', '.join(names)} WITH (publish = 'insert, update, delete')"
+            )
+            log.warning("created publication %s for %s", self.publication_name, ", ".join(names))
+            return
+        if row[0]:
+            return
+        have = {
+            (r[0], r[1])
+            for r in conn.execute(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+                (self.publication_name,),
+            ).fetchall()
+        }
+        missing = [k for k in self.targets if k not in have]
+        if missing:
+            if self.publication:
+                raise ConfigError(
+                    f"{self.ctx.path('publication')}: publication {self.publication} does not "
+                    f"publish {', '.join('.'.join(m) for m in missing)}; ALTER PUBLICATION "
+                    f"{self.publication} ADD TABLE ..."
+                )
+            conn.execute(
+                f"ALTER PUBLICATION {quote_ident(self.publication_name)} ADD TABLE "
+                + ", ".join(self._qualified(m) for m in missing)
+            )
+            log.warning(
+                "added %s to publication %s",
+                ", ".join(".".join(m) for m in missing),
+                self.publication_name,
+            )
+
+    @staticmethod
+    def _qualified(k: tuple[str, str]) -> str:
+        return f"{quote_ident(k[0])}.{quote_ident(k[1])}"
+
+    def _stored(self) -> History | None:
+        raw = (
+            self.ctx.stored_positions().get(LABEL)
+            if hasattr(self.ctx, "stored_positions")
+            else None
+        )
+        h = History.from_json(raw)
+        if h is not None and h.capture != self.slot:
+            raise FatalError(
+                f"{self.ctx.path('slot')}: the saved positions of this job belong to capture "
+                f"{h.capture}, not {self.slot}; `tidesync cdc drop` the job to start anew"
+            )
+        return h
+
+    def splits(self, n: int) -> list[base.Split]:
+        self._plan()
+        if self.ctx.state is None:
+            raise ConfigError(
+                f"{self.ctx.where}: a capture reader needs the state store "
+                "(run it with `tidesync run`)"
+            )
+        ep = self.endpoint
+        with edge(ep, where=self.ctx.path("table")):
+            history = self._stored()
+            self._ensure_publication()
+            slot = self._slot()
+            if slot is None:
+                if history is not None:
+                    raise FatalError(
+                        f"{self.ctx.where}: replication slot {self.slot} is gone from {ep.label} "
+                        f"(the job's positions say it ran until {show_ms(history.spans[-1].end) if history.spans else 'its start'}); "
+                        "changes since are lost to it: `tidesync cdc drop` the job, then run it "
+                        "again to start a new capture"
+                    )
+                row = (
+                    self._control()
+                    .execute(
+                        "SELECT lsn::text, (extract(epoch FROM clock_timestamp()) * 1000)::bigint "
+                        "FROM pg_create_logical_replication_slot(%s, 'pgoutput')",
+                        (self.slot,),
+                    )
+                    .fetchone()
+                )
+                history = History(self.slot, int(row[1]), lsn_int(row[0]))
+                log.warning(
+                    "created replication slot %s at %s on %s: changes committed from now on are "
+                    "captured; earlier ones are not in this capture",
+                    self.slot,
+                    row[0],
+                    ep.label,
+                )
+            elif history is None:
+                history = History(self.slot, self._now_ms(), slot[0])
+                log.warning(
+                    "replication slot %s exists; capturing from its position %s",
+                    self.slot,
+                    lsn_text(slot[0]),
+                )
+            else:
+                if slot[0] > history.horizon:
+                    raise FatalError(
+                        f"{self.ctx.where}: slot {self.slot} was moved to {lsn_text(slot[0])}, past "
+                        f"this job's oldest retained position {lsn_text(history.horizon)}; the "
+                        "changes between are gone: `tidesync cdc drop` the job and start anew"
+                    )
+        self.history = history
+        plan = history.plan(self.o, 0, self.ctx.where)
+        import json
+
+        return [
+            CdcSplit(
+                0,
+                LABEL,
+                plan.start,
+                plan.end,
+                int(plan.lo),
+                None if plan.hi is None else int(plan.hi),
+                plan.keep,
+                plan.rerun,
+                plan.cut,
+                json.dumps(history.to_json()),
+            )
+        ]
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
+        import json
+
+        assert isinstance(split, CdcSplit)
+        self._plan()
+        history = History.from_json(json.loads(split.history))
+        assert history is not None and self._schema is not None
+        plan = SpanPlan(
+            split.start, split.end, split.lo, split.hi, split.keep, split.rerun, split.cut
+        )
+        ep = self.endpoint
+        with edge(ep, where=self.ctx.where):
+            if plan.hi is not None:
+                upto, end_ms = int(plan.hi), int(plan.end or 0)
+            else:
+                if plan.end is not None:  # the window's end, and a margin, must have passed
+                    wait_until(
+                        plan.end + MARGIN_MS,
+                        self._now_ms,
+                        self.o.wait_timeout + MARGIN_MS / 1000,
+                        self.ctx.where,
+                    )
+                row = (
+                    self._control()
+                    .execute(
+                        "SELECT pg_current_wal_flush_lsn()::text, "
+                        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+                    )
+                    .fetchone()
+                )
+                upto = lsn_int(row[0])
+                end_ms = plan.end if plan.end is not None else int(row[1])
+        hi = upto
+        if plan.lo < upto:
+            cut_us = (
+                plan.end * 1000 if (plan.cut and plan.end is not None and plan.hi is None) else None
+            )
+            reached = yield from self._changes(plan.lo, upto, cut_us)
+            hi = reached
+        else:
+            hi = max(plan.lo, upto) if plan.hi is None else int(plan.hi)
+        new = history.record(plan, end_ms, hi, self.o.retention_ms)
+        yield base.Chunk(None, position=new.to_json())
+
+    def _changes(self, lo: int, upto: int, cut_us: int | None) -> Generator[base.Chunk, None, int]:
+        """Decode the transactions committed in [lo, upto) (cut before the first committed at or
+        after ``cut_us``); returns where the span ends."""
+        from tidesync.connectors.postgresql.reader import _adbc, _stream
+
+        ep = self.endpoint
+        slot = self._slot()
+        if slot is None:
+            raise FatalError(f"{self.ctx.where}: replication slot {self.slot} disappeared")
+        if lo < slot[0]:
+            raise FatalError(
+                f"{self.ctx.where}: the span from {lsn_text(lo)} is no longer in slot "
+                f"{self.slot} (it starts at {lsn_text(slot[0])}): those changes are purged"
+            )
+        try:
+            con = _adbc().connect(ep.uri(), autocommit=True)
+        except Exception as e:
+            raise translate(e, ep, connecting=True) from e
+        assert self._schema is not None
+        decoder = Decoder(self.targets, self._schema, self._array_text, self.o.before_image)
+        try:
+            cur = con.cursor()
+            with edge(ep, where=self.ctx.path("session")):
+                for stmt in (
+                    f"SET TIME ZONE {literal_text(self.ctx.timezone)}",
+                    "SET DateStyle = 'ISO, YMD'",
+                    "SET IntervalStyle = 'postgres'",
+                    "SET extra_float_digits = 1",
+                    "SET bytea_output = 'hex'",
+                    *self.session,
+                ):
+                    cur.execute(stmt)
+            with edge(ep, where=self.ctx.where):
+                name = self.slot
+                if lo > slot[0]:
+                    name = f"{self.slot[:40]}_r{os.getpid()}_{id(self) % 100000}"
+                    cur.execute(
+                        f"SELECT 1 FROM pg_copy_logical_replication_slot({literal_text(self.slot)}, "
+                        f"{literal_text(name)}, true)"
+                    )
+                    cur.fetchall()
+                    cur.execute(
+                        f"SELECT 1 FROM pg_replication_slot_advance({literal_text(name)}, "
+                        f"{literal_text(lsn_text(lo))}::pg_lsn)"
+                    )
+                    cur.fetchall()
+                cur.execute(
+                    "SELECT lsn::text AS lsn, data FROM pg_logical_slot_peek_binary_changes("
+                    f"{literal_text(name)}, {literal_text(lsn_text(upto))}::pg_lsn, NULL, "
+                    f"'proto_version', '1', 'publication_names', "
+                    f"{literal_text(self.publication_name)})"
+                )
+                carry: list[pa.RecordBatch] = []
+                for rb in _stream(cur, ep, f"slot {self.slot}"):
+                    carry.append(rb)
+                    tbl = pa.Table.from_batches(carry).combine_chunks()
+                    if not tbl.num_rows:
+                        carry = []
+                        continue
+                    lsn, data = tbl.column(0).chunk(0), tbl.column(1).chunk(0)
+                    ci, clsn, cus = decoder.transactions(data)
+                    if not len(ci):
+                        continue
+                    stop = np.flatnonzero(clsn >= upto)
+                    if cut_us is not None:
+                        stop = np.union1d(stop, np.flatnonzero(cus >= cut_us))
+                    k = int(stop[0]) if len(stop) else len(ci)
+                    end_idx = int(ci[k - 1]) + 1 if k else 0
+                    if end_idx:
+                        yield from self._emit(decoder.decode(lsn, data, end_idx))
+                    if len(stop):
+                        return min(int(clsn[k]), upto)
+                    rest = tbl.slice(end_idx)
+                    carry = rest.to_batches() if rest.num_rows else []
+        except TidesyncError:
+            raise
+        except Exception as e:
+            raise translate(e, ep) from e
+        finally:
+            with contextlib.suppress(Exception):
+                con.close()
+        return upto
+
+    def _emit(self, d: Any) -> Iterator[base.Chunk]:
+        batch = d.batch
+        if batch is None or not batch.num_rows:
+            return
+        if d.dirty:
+            from tidesync.engine.dirty import row_of
+
+            dirty = [
+                base.Dirty(why, row_of(batch, i), f"{batch.column('_pos')[i]}")
+                for i, why in d.dirty
+            ]
+            keep = np.ones(batch.num_rows, dtype=bool)
+            keep[[i for i, _ in d.dirty]] = False
+            batch = batch.filter(pa.array(keep))
+            yield base.Chunk(batch, dirty)
+            return
+        step = self.ctx.batch_rows
+        for s in range(0, batch.num_rows, step):
+            yield base.Chunk(batch.slice(s, step))
+
+    def _array_text(self, arr: pa.Array, oid: int, typmod: int) -> pa.Array:
+        """Array values (PostgreSQL's text form) as the batch reader reads them: JSON text,
+        converted by the server with the batch reader's own expression."""
+        conn = self._control()
+        with edge(self.endpoint, where=self.ctx.where):
+            tname = conn.execute("SELECT format_type(%s, %s)", (oid, typmod)).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT array_to_json(v::{tname})::text FROM unnest(%s::text[]) "
+                "WITH ORDINALITY AS u(v, i) ORDER BY i",
+                (arr.to_pylist(),),
+            ).fetchall()
+        return pa.array([r[0] for r in rows], pa.string())
+
+    def committed(self, positions: dict[str, Any] | None = None) -> None:
+        """The writer published and the positions are saved: move the slot to the oldest
+        position a rerun within the retention may need, so the server frees the log before it."""
+        history = History.from_json((positions or {}).get(LABEL))
+        if history is None:
+            return
+        with edge(self.endpoint, where=self.ctx.where):
+            slot = self._slot()
+            if slot is not None and int(history.horizon) > slot[0]:
+                self._control().execute(
+                    "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
+                    (self.slot, lsn_text(int(history.horizon))),
+                )
+
+    def close(self) -> None:
+        if self.tables is not None:
+            self.tables.close()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+# -- operations: check and drop ---------------------------------------------------------------------
+
+
+def check(reader: Reader) -> list[str]:
+    """What the server still lacks for this capture, each with the setting to change."""
+    reader._plan()
+    conn = reader._control()
+    out: list[str] = []
+    with edge(reader.endpoint, where=reader.ctx.where):
+        level = conn.execute("SHOW wal_level").fetchone()[0]
+        if level != "logical":
+            out.append(
+                f"wal_level is {level}: set wal_level = logical in postgresql.conf "
+                "(ALTER SYSTEM SET wal_level = logical) and restart the server"
+            )
+        slots = int(conn.execute("SHOW max_replication_slots").fetchone()[0])
+        used = int(conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0])
+        if reader._slot() is None and used >= slots:
+            out.append(
+                f"max_replication_slots is {slots} and all are used: raise it "
+                "(ALTER SYSTEM SET max_replication_slots = ...) and restart, or drop a slot"
+            )
+        role = conn.execute(
+            "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        if not role or not role[0]:
+            out.append("the user lacks the REPLICATION attribute: ALTER ROLE <user> REPLICATION")
+        for (schema, rel), t in reader.targets.items():
+            ident, has_key = conn.execute(
+                "SELECT c.relreplident, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
+                "AND (i.indisprimary OR i.indisreplident)) FROM pg_class c WHERE c.oid = %s::regclass",
+                (reader._qualified((schema, rel)),),
+            ).fetchone()
+            if ident == "n" or (ident == "d" and not has_key):
+                out.append(
+                    f"table {t.label} has no replica identity (no primary key): its updates and "
+                    f"deletes cannot be captured; ALTER TABLE {reader._qualified((schema, rel))} "
+                    "REPLICA IDENTITY FULL (or add a primary key)"
+                )
+    return out
+
+
+def status(reader: Reader) -> dict[str, Any]:
+    """Where the capture stands: slot, its position, the log it holds."""
+    conn = reader._control()
+    with edge(reader.endpoint, where=reader.ctx.where):
+        row = conn.execute(
+            "SELECT confirmed_flush_lsn::text, "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            (reader.slot,),
+        ).fetchone()
+    if row is None:
+        return {"slot": reader.slot, "exists": False}
+    return {"slot": reader.slot, "exists": True, "confirmed": row[0], "retained_bytes": int(row[1])}
+
+
+def drop(reader: Reader) -> list[str]:
+    """Remove the capture from the server: the slot, and the publication tidesync created."""
+    conn = reader._control()
+    done = []
+    with edge(reader.endpoint, where=reader.ctx.where):
+        if reader._slot() is not None:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (reader.slot,))
+            done.append(f"dropped replication slot {reader.slot}")
+        if (
+            reader.publication is None
+            and conn.execute(
+                "SELECT 1 FROM pg_publication WHERE pubname = %s", (reader.publication_name,)
+            ).fetchone()
+        ):
+            conn.execute(f"DROP PUBLICATION {quote_ident(reader.publication_name)}")
+            done.append(f"dropped publication {reader.publication_name}")
+    return done

@@ -1,0 +1,413 @@
+"""What the change-data-capture readers share (``postgresqlcdc``, ``mysqlcdc``): parameters,
+windows, the checkpoint history, the output columns.
+
+A capture reads a server's change log (PostgreSQL logical decoding, the MySQL/MariaDB binlog)
+in windows ``[start, end)`` of commit time. Windows tile the log: each one is stored as the span
+of log positions ``[lo, hi)`` it took, and the next one starts where the last one ended, so no
+transaction is taken twice or skipped, whatever the commit timestamps do near a boundary (a
+transaction belongs to the first window whose end is after its commit time, in log order; one
+whose timestamp falls before a boundary it reaches the log after goes to the next window).
+
+The history of retained spans is the reader's position (``Chunk.position``, saved by the engine
+after the writer's commit, read back through ``Context.stored_positions()``)::
+
+    {"capture": "tidesync_orders_1a2b3c4d", "created": 1700000000000,
+     "spans": [[start_ms, end_ms, lo, hi], ...]}      # oldest first, tiling
+
+A run of window ``[S, E)``:
+
+- ``S`` is where the last span ended: a new span, ``lo`` = the last ``hi``; ``hi`` found by
+  reading the log up to the position the server had once its clock passed ``E`` (plus a
+  margin), cut before the first transaction committed at or after ``E``;
+- ``S`` and ``E`` are boundaries of stored spans: a rerun, the same ``[lo, hi)``, the same rows;
+- ``S`` is a stored start and ``E`` is after the last end: the spans from ``S`` on are replaced
+  by one (a rerun that goes further);
+- anything else is an error naming the fix: a gap (``S`` after the last end), a window older
+  than the retained spans, a window cutting through a stored one.
+
+Without a window a run takes everything from the last ``hi`` up to the log's end now.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+
+from tidesync.connectors.base import Context, Params
+from tidesync.errors import ConfigError, FatalError
+
+__all__ = [
+    "OP",
+    "TS",
+    "POS",
+    "TABLE",
+    "META",
+    "CdcOptions",
+    "History",
+    "Span",
+    "SpanPlan",
+    "capture_name",
+    "cdc_options",
+    "meta_fields",
+    "output_schema",
+    "wait_until",
+]
+
+log = logging.getLogger("tidesync.cdc")
+
+OP = "_op"
+TS = "_ts"
+POS = "_pos"
+TABLE = "_table"
+META = (OP, TS, POS, TABLE)
+TS_TYPE = pa.timestamp("us", tz="UTC")
+
+#: keys every capture reader reads (beside its store's connection keys)
+CDC_KEYS = (
+    "table",
+    "column",
+    "startTimestampMillis",
+    "endTimestampMillis",
+    "startTime",
+    "endTime",
+    "waitTimeout",
+    "retention",
+    "beforeImage",
+    "mode",
+    "isExportSequenceInfo",
+    "maxRetries",
+    "statusTable",
+    "dataTable",
+    "date",
+)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$", re.IGNORECASE)
+_UNIT_S = {"ms": 0.001, "s": 1, "": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class CdcOptions:
+    """The capture parameters, checked."""
+
+    tables: list[str]
+    columns: list[str] | None  # None: every column
+    start_ms: int | None = None
+    end_ms: int | None = None
+    wait_timeout: float = 600.0
+    retention_ms: int = 24 * 3600 * 1000
+    before_image: bool = False
+
+    @property
+    def windowed(self) -> bool:
+        return self.end_ms is not None
+
+
+def _duration(p: Params, key: str, default: float) -> float:
+    v = p.get(key)
+    if v is None:
+        return default
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)
+    m = _DURATION.match(str(v))
+    if not m:
+        p.problem(key, f"must be a duration such as 600, '10m', '24h', got {v!r}")
+        return default
+    return float(m[1]) * _UNIT_S[(m[2] or "").lower()]
+
+
+def _millis(p: Params, key: str, alt: str) -> int | None:
+    v = p.get(key)
+    if v is None:
+        return None
+    text = str(v).strip()
+    if isinstance(v, bool) or not re.fullmatch(r"-?\d+", text):
+        p.problem(key, f"must be milliseconds since 1970-01-01 UTC, got {v!r}")
+        return None
+    if len(text) == 14 and _looks_like_time(text):
+        p.problem(
+            key,
+            f"{text} reads as the time {text[:4]}-{text[4:6]}-{text[6:8]} {text[8:10]}:"
+            f"{text[10:12]}:{text[12:]}, not as milliseconds; give it as {alt} "
+            "(yyyyMMddHHmmss in the job's time zone)",
+        )
+        return None
+    return int(text)
+
+
+def _looks_like_time(text: str) -> bool:
+    try:
+        datetime.strptime(text, "%Y%m%d%H%M%S")
+    except ValueError:
+        return False
+    return True
+
+
+def _time(p: Params, key: str, tz: str) -> int | None:
+    from tidesync.spec.params import parse_time_arg
+
+    v = p.get(key)
+    if v is None:
+        return None
+    try:
+        t = parse_time_arg(v)
+    except ValueError as e:
+        p.problem(key, str(e))
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=ZoneInfo(tz))
+    return int(t.timestamp() * 1000)
+
+
+def cdc_options(p: Params, ctx: Context) -> CdcOptions:
+    """Read the keys every capture reader has; problems are recorded on ``p``."""
+    raw_tables = p.list("table", [])
+    tables = []
+    for i, t in enumerate(raw_tables or []):
+        if not isinstance(t, str) or not t.strip():
+            p.problem(f"table[{i}]" if len(raw_tables) > 1 else "table", "must be a table name")
+        else:
+            tables.append(t.strip())
+    columns: list[str] | None = None
+    raw_cols = p.list("column")
+    if raw_cols and raw_cols != ["*"]:
+        columns = []
+        for i, c in enumerate(raw_cols):
+            name = c.get("name") if isinstance(c, dict) else c
+            if not isinstance(name, str) or not name.strip():
+                p.problem(f"column[{i}]", f"must be a column name or {{name: NAME}}, got {c!r}")
+            elif name in META:
+                p.problem(f"column[{i}]", f"{name} is added by the capture reader itself")
+            else:
+                columns.append(name.strip())
+    start = _millis(p, "startTimestampMillis", "startTime")
+    end = _millis(p, "endTimestampMillis", "endTime")
+    for key, alt, v in (
+        ("startTime", "startTimestampMillis", start),
+        ("endTime", "endTimestampMillis", end),
+    ):
+        if p.raw.get(key) not in (None, "") and v is not None:
+            p.problem(key, f"give either {key} or {alt}, not both")
+    start = start if start is not None else _time(p, "startTime", ctx.timezone)
+    end = end if end is not None else _time(p, "endTime", ctx.timezone)
+    if (start is None) != (end is None):
+        missing = "endTime" if end is None else "startTime"
+        p.problem(missing, "is required with the other end of the window ([start, end))")
+        start = end = None
+    elif start is not None and end is not None and start >= end:
+        p.problem("endTime", f"the window ends at {_show(end)}, not after its start {_show(start)}")
+        start = end = None
+    mode = p.str("mode")
+    if mode is not None and mode != "single_version_and_update_only":
+        p.problem("mode", f"only single_version_and_update_only is supported, got {mode!r}")
+    if p.bool("isExportSequenceInfo"):
+        p.problem("isExportSequenceInfo", "must be false (sequence information is in _pos)")
+    for k in ("maxRetries", "statusTable", "dataTable", "date"):  # seed keys with no meaning here
+        p.get(k)
+    return CdcOptions(
+        tables,
+        columns,
+        start,
+        end,
+        _duration(p, "waitTimeout", 600.0),
+        int(_duration(p, "retention", 86400.0) * 1000),
+        p.bool("beforeImage"),
+    )
+
+
+def _show(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def capture_name(ctx: Context, given: str | None = None) -> str:
+    """The server-side name of a job's capture (a PostgreSQL slot, a publication): ``given``,
+    else ``tidesync_`` + the job's identity made an identifier + a short digest of it."""
+    if given:
+        return given
+    import hashlib
+
+    identity = getattr(ctx, "state_key", "") or ctx.job_name or "job"
+    stem = re.sub(r"[^a-z0-9_]+", "_", identity.lower()).strip("_")[:32]
+    digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
+    return f"tidesync_{stem}_{digest}" if stem else f"tidesync_{digest}"
+
+
+# -- the history of spans ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int  # ms, commit time
+    end: int
+    lo: Any  # log position (JSON): first transaction included
+    hi: Any  # log position: first transaction not included
+
+
+@dataclass(frozen=True)
+class SpanPlan:
+    """What one run reads: from ``lo``; up to ``hi`` when known (a rerun), else found now."""
+
+    start: int
+    end: int | None  # None: up to the log's end now (no window)
+    lo: Any
+    hi: Any = None
+    keep: int = 0  # how many stored spans stay before this run's
+    rerun: bool = False
+    cut: bool = True  # cut at the first commit at or after ``end``
+
+
+@dataclass
+class History:
+    capture: str
+    created: int  # ms
+    lo: Any  # where the capture starts
+    spans: list[Span] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, v: Any) -> History | None:
+        if not isinstance(v, dict) or "capture" not in v:
+            return None
+        spans = [Span(int(s[0]), int(s[1]), s[2], s[3]) for s in v.get("spans", [])]
+        return cls(str(v["capture"]), int(v.get("created", 0)), v.get("lo"), spans)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "capture": self.capture,
+            "created": self.created,
+            "lo": self.lo,
+            "spans": [[s.start, s.end, s.lo, s.hi] for s in self.spans],
+        }
+
+    @property
+    def horizon(self) -> Any:
+        """The oldest position a rerun may still need."""
+        return self.spans[0].lo if self.spans else self.lo
+
+    @property
+    def last_hi(self) -> Any:
+        return self.spans[-1].hi if self.spans else self.lo
+
+    def plan(self, o: CdcOptions, now_ms: int, where: str) -> SpanPlan:
+        if not o.windowed:
+            start = self.spans[-1].end if self.spans else self.created
+            return SpanPlan(start, None, self.last_hi, keep=len(self.spans), cut=False)
+        s, e = o.start_ms, o.end_ms
+        assert s is not None and e is not None
+        if not self.spans:
+            return SpanPlan(s, e, self.lo, keep=0)
+        last = self.spans[-1]
+        if s == last.end:
+            return SpanPlan(s, e, last.hi, keep=len(self.spans))
+        if s > last.end:
+            raise FatalError(
+                f"{where}: window [{_show(s)}, {_show(e)}) leaves a gap: the last run of this "
+                f"capture ended at {_show(last.end)}, so the changes in [{_show(last.end)}, "
+                f"{_show(s)}) were never taken; run that window first (startTime/endTime), or "
+                f"`tidesync cdc drop` the capture to start a new one"
+            )
+        starts = [sp.start for sp in self.spans]
+        if s not in starts:
+            if s < self.spans[0].start:
+                raise FatalError(
+                    f"{where}: window [{_show(s)}, {_show(e)}) is older than what the capture "
+                    f"retains (from {_show(self.spans[0].start)}; retention keeps "
+                    f"{len(self.spans)} windows): its changes can no longer be read again"
+                )
+            raise FatalError(
+                f"{where}: window [{_show(s)}, {_show(e)}) starts inside an earlier window; "
+                f"windows of this capture start at {', '.join(_show(x) for x in starts[-3:])}..."
+            )
+        k = starts.index(s)
+        ends = [sp.end for sp in self.spans]
+        if e in ends[k:]:
+            m = ends.index(e, k)
+            return SpanPlan(s, e, self.spans[k].lo, self.spans[m].hi, keep=k, rerun=True)
+        if e > last.end:
+            return SpanPlan(s, e, self.spans[k].lo, keep=k)
+        raise FatalError(
+            f"{where}: window [{_show(s)}, {_show(e)}) ends inside an earlier window; "
+            f"windows of this capture end at {', '.join(_show(x) for x in ends[-3:])}"
+        )
+
+    def record(self, plan: SpanPlan, end_ms: int, hi: Any, retention_ms: int) -> History:
+        """The history after ``plan`` ran and ended at ``hi``, spans older than the retention
+        dropped (the newest always stays)."""
+        if plan.rerun:
+            return self
+        spans = [*self.spans[: plan.keep], Span(plan.start, end_ms, plan.lo, hi)]
+        horizon = spans[-1].end - retention_ms
+        while len(spans) > 1 and spans[0].end <= horizon:
+            spans.pop(0)
+        return History(self.capture, self.created, self.lo, spans)
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def meta_fields(several: bool) -> list[pa.Field]:
+    out = [
+        pa.field(OP, pa.string(), nullable=False),
+        pa.field(TS, TS_TYPE, nullable=False),
+        pa.field(POS, pa.string(), nullable=False),
+    ]
+    if several:
+        out.append(pa.field(TABLE, pa.string(), nullable=False))
+    return out
+
+
+def output_schema(tables: list[tuple[str, pa.Schema]], before_image: bool, where: str) -> pa.Schema:
+    """One schema for every table read: their columns (by name, first seen first; a name two
+    tables type differently is an error), ``before_<col>`` with ``beforeImage``, then the meta
+    columns (``_table`` when several tables are read)."""
+    fields: dict[str, pa.Field] = {}
+    for name, schema in tables:
+        for f in schema:
+            if f.name in META:
+                raise ConfigError(
+                    f"{where}: table {name} has a column {f.name}, which the capture reader "
+                    "adds itself; leave it out of column"
+                )
+            have = fields.get(f.name)
+            if have is not None and have.type != f.type:
+                raise ConfigError(
+                    f"{where}: column {f.name} is {have.type} in one table and {f.type} in "
+                    f"{name}; read the tables in separate jobs or choose the columns"
+                )
+            fields.setdefault(f.name, f.with_nullable(True))
+    out = list(fields.values())
+    if before_image:
+        out += [pa.field("before_" + f.name, f.type) for f in fields.values()]
+    return pa.schema(out + meta_fields(len(tables) > 1))
+
+
+def wait_until(end_ms: int, now_ms: Callable[[], int], timeout: float, where: str) -> int:
+    """Wait until the server's clock (``now_ms``) has passed ``end_ms``; its time then. A window
+    whose end is more than ``timeout`` seconds away is an error, never a partial window."""
+    now = now_ms()
+    if now >= end_ms:
+        return now
+    if (end_ms - now) / 1000 > timeout:
+        raise FatalError(
+            f"{where}: the window ends at {_show(end_ms)}, {(end_ms - now) / 1000:.0f} s from the "
+            f"server's clock ({_show(now)}), more than waitTimeout ({timeout:.0f} s); run it "
+            "after its end or raise waitTimeout"
+        )
+    log.info("waiting %.1f s for the window's end %s", (end_ms - now) / 1000, _show(end_ms))
+    deadline = time.monotonic() + timeout
+    while now < end_ms:
+        time.sleep(min(max((end_ms - now) / 1000, 0.01), 1.0))
+        now = now_ms()
+        if time.monotonic() > deadline:
+            break
+    return now
+
+
+def show_ms(ms: int) -> str:
+    return _show(ms)

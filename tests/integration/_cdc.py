@@ -1,0 +1,89 @@
+"""What the capture tests share: a job around a capture reader, run window by window with the
+engine, each run's output read back from its Parquet file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tidesync.engine.runner import load_job, run_job
+from tidesync.spec.params import RunTime
+
+
+def state_store(root: Path) -> Any:
+    """The project's state store in ``root`` (where `tidesync run` would keep it)."""
+    from tidesync.state import open_state
+
+    return open_state(root)
+
+
+class Capture:
+    """A job reading ``reader`` (a capture reader's name and parameters) into Parquet files, one
+    folder per run (or a given writer)."""
+
+    def __init__(self, root: Path, reader: str, params: dict[str, Any], writer: Any = None):
+        self.root = root
+        self.reader = reader
+        self.params = params
+        self.writer = writer
+        self.runs = 0
+        self.job = root / "job.json"
+        self.out: Path | None = None  # one folder for every run (else one per run)
+
+    def write_job(self, out: Path, extra: dict[str, Any]) -> Path:
+        writer = self.writer or {
+            "name": "file",
+            "parameter": {
+                "path": str(out),
+                "fileName": "changes",
+                "fileFormat": "parquet",
+                "writeMode": "truncate",
+            },
+        }
+        doc = {
+            "job": {
+                "setting": {"errorLimit": {"record": 0}},
+                "content": [
+                    {
+                        "reader": {"name": self.reader, "parameter": {**self.params, **extra}},
+                        "writer": writer,
+                    }
+                ],
+            }
+        }
+        self.job.write_text(json.dumps(doc), encoding="utf-8")
+        return self.job
+
+    def run(self, window: tuple[int, int] | None = None, **extra: Any) -> pa.Table:
+        """One run (window in ms since 1970, UTC); the rows it published. Raises on failure."""
+        report = self.run_report(window, **extra)
+        if report.status != "succeeded":
+            raise AssertionError(f"run failed: {report.error}")
+        return self.read(self.folder(self.runs))
+
+    def run_report(self, window: tuple[int, int] | None = None, **extra: Any) -> Any:
+        self.runs += 1
+        if window is not None:
+            extra = {"startTimestampMillis": window[0], "endTimestampMillis": window[1], **extra}
+        path = self.write_job(self.folder(self.runs), extra)
+        job = load_job(path, {}, RunTime.of("20161115000000"), state=state_store(self.root))
+        return run_job(job, report_path=self.root / f"report{self.runs}.json")
+
+    def folder(self, n: int) -> Path:
+        return self.out or self.root / f"out{n}"
+
+    @staticmethod
+    def read(folder: Path) -> pa.Table:
+        files = sorted(folder.glob("changes*"))
+        tables = [pq.read_table(f) for f in files]
+        if not tables:
+            return pa.table({})
+        return pa.concat_tables(tables)
+
+
+def rows(t: pa.Table, *cols: str) -> list[tuple[Any, ...]]:
+    return [tuple(r[c] for c in cols) for r in t.to_pylist()]

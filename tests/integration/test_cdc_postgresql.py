@@ -1,0 +1,269 @@
+"""postgresqlcdc against the real server: every change once, in windows, with the batch reader's
+types; checkpoints that survive a crash; reruns that give the same rows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.integration._cdc import Capture, rows
+from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
+from tidesync.connectors.base import Context
+from tidesync.connectors.postgresql import Reader as TableReader
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cap(pg: PgDb, tmp_path: Path) -> Iterator[Any]:  # noqa: F811
+    """A factory of captures on tables of the test schema; their slots go at the end."""
+    slots: list[str] = []
+
+    def make(tables: list[str], **params: Any) -> Capture:
+        slot = f"ts_{uuid.uuid4().hex[:16]}"
+        slots.append(slot)
+        p = {
+            "jdbcUrl": pg.jdbc,
+            "username": "postgres",
+            "table": tables,
+            "slot": slot,
+            **params,
+        }
+        root = tmp_path / slot
+        root.mkdir()
+        return Capture(root, "postgresqlcdc", p)
+
+    yield make
+    for slot in slots:
+        pg.con.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            (slot,),
+        )
+        pg.con.execute(f'DROP PUBLICATION IF EXISTS "{slot}"')
+
+
+def now_ms(pg: PgDb) -> int:  # noqa: F811
+    return int(pg.rows("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")[0][0])
+
+
+def until(pg: PgDb, ms: int) -> None:  # noqa: F811
+    """Sleep until the server's clock passed ``ms``."""
+    while (left := ms - now_ms(pg)) >= 0:
+        time.sleep(left / 1000 + 0.01)
+
+
+def test_inserts_updates_deletes_key_changes_and_nulls(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql("CREATE TABLE {s}.users (uid int PRIMARY KEY, uname text, deptno int)")
+    c = cap(["users"])
+    first = c.run()  # creates the capture: nothing yet
+    assert first.num_rows == 0
+    pg.sql(
+        "INSERT INTO {s}.users VALUES (1, 'LiLei', 100), (2, 'HanMM', NULL), (5, 'Lily', 104)",
+        "UPDATE {s}.users SET deptno = 101 WHERE uid = 2",
+        "UPDATE {s}.users SET uname = NULL WHERE uid = 1",
+        "UPDATE {s}.users SET uid = 7 WHERE uid = 5",
+        "DELETE FROM {s}.users WHERE uid = 7",
+    )
+    t = c.run()
+    assert t.schema.names == ["uid", "uname", "deptno", "_op", "_ts", "_pos"]
+    assert rows(t, "_op", "uid", "uname", "deptno") == [
+        ("c", 1, "LiLei", 100),
+        ("c", 2, "HanMM", None),
+        ("c", 5, "Lily", 104),
+        ("u", 2, "HanMM", 101),
+        ("u", 1, None, 100),
+        ("d", 5, None, None),  # the key changed: the old key goes ...
+        ("c", 7, "Lily", 104),  # ... and the row arrives under the new one
+        ("d", 7, None, None),  # a delete carries the key
+    ]
+    ts = t.column("_ts").to_pylist()
+    assert ts == sorted(ts) and len(set(ts)) == 5  # five transactions, in commit order
+    assert t.schema.field("_ts").type == pa.timestamp("us", tz="UTC")
+    assert c.run().num_rows == 0  # the next run starts after them
+
+
+TYPED = """CREATE TABLE {s}.typed (
+    id bigint PRIMARY KEY, i2 smallint, i4 integer, f4 real, f8 double precision,
+    n numeric(12, 2), nbig numeric(40, 5), nfree numeric, b boolean, t text, v varchar(20),
+    c char(3), by bytea, d date, tm time, ts timestamp, tz timestamptz, j json, jb jsonb,
+    u uuid, arr integer[], tarr text[], iv interval, e oid)"""
+ROW = (
+    "(1, -3, 2147483647, 1.5, 3.141592653589793, 1234567890.12, 123456789012345678901234.5, "
+    "'0.000001', true, 'tæxt \"q\"', 'var', 'ab', '\\x00ff10', '2016-11-14', '23:59:59.999999', "
+    "'2016-11-14 12:34:56.123456', '2016-11-14 12:34:56.5+08', '{\"a\": [1, 2]}', "
+    "'{\"b\": null}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{1,NULL,3}', "
+    "'{\"a b\",\"c,d\",NULL}', '1 day 02:03:04', 42)"
+)
+
+
+def test_columns_have_the_batch_readers_types_and_values(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql(TYPED)
+    c = cap(["typed"])
+    c.run()
+    pg.sql(f"INSERT INTO {{s}}.typed VALUES {ROW}", "INSERT INTO {s}.typed (id) VALUES (2)")
+    got = c.run()
+    batch = TableReader(
+        {"jdbcUrl": pg.jdbc, "username": "postgres", "table": ["typed"]},
+        Context(where="r"),
+    )
+    _, want = read_all(batch)
+    want = want.sort_by("id")
+    data = got.drop_columns(["_op", "_ts", "_pos"])
+    assert data.schema == want.schema
+    assert data.to_pylist() == want.to_pylist()
+
+
+def test_windows_tile_without_loss_or_duplicate_and_reruns_repeat(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    pg.sql("CREATE TABLE {s}.ev (id int PRIMARY KEY, note text)")
+    c = cap(["ev"])
+    t0 = now_ms(pg)
+    assert c.run((t0 - 2000, t0)).num_rows == 0  # creates the capture
+    pg.sql("INSERT INTO {s}.ev VALUES (1, 'w1')")
+    # a transaction that begins inside the first window and commits after its end
+    with pg.con.transaction():
+        pg.sql("INSERT INTO {s}.ev VALUES (2, 'spans')")
+        b1 = now_ms(pg) + 300
+        until(pg, b1)
+        pg.sql("INSERT INTO {s}.ev VALUES (3, 'spans')")
+    pg.sql("INSERT INTO {s}.ev VALUES (4, 'w2')")
+    b2 = now_ms(pg) + 200
+    until(pg, b2)
+    pg.sql("UPDATE {s}.ev SET note = 'w3' WHERE id = 1")
+    b3 = now_ms(pg) + 100
+    w1 = c.run((t0, b1))
+    w2 = c.run((b1, b2))
+    w3 = c.run((b2, b3))
+    assert rows(w1, "_op", "id") == [("c", 1)]
+    assert rows(w2, "_op", "id", "note") == [("c", 2, "spans"), ("c", 3, "spans"), ("c", 4, "w2")]
+    assert rows(w3, "_op", "id", "note") == [("u", 1, "w3")]
+    assert w2.column("_ts")[0] == w2.column("_ts")[1]  # one transaction, whole in one window
+    for w, (s, e) in ((w1, (t0, b1)), (w2, (b1, b2)), (w3, (b2, b3))):
+        assert all(s * 1000 <= v.value < e * 1000 for v in w.column("_ts"))
+    pg.sql("INSERT INTO {s}.ev VALUES (5, 'later')")  # after the windows: in none of the reruns
+    assert c.run((b1, b2)).equals(w2)  # a rerun of an old window: the same rows
+    assert c.run((t0, b3)).to_pylist() == (w1.to_pylist() + w2.to_pylist() + w3.to_pylist())
+    nxt = c.run((b3, now_ms(pg) + 50))
+    assert rows(nxt, "id") == [(5,)]
+
+
+def test_a_gap_a_window_not_yet_over_and_an_unknown_boundary_are_errors(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    pg.sql("CREATE TABLE {s}.g (id int PRIMARY KEY)")
+    c = cap(["g"])
+    t0 = now_ms(pg)
+    c.run((t0 - 1000, t0))
+    r = c.run_report((t0 + 10, t0 + 20))
+    assert r.status == "failed" and "leaves a gap" in r.error and "never taken" in r.error
+    r = c.run_report((t0, t0 + 3_600_000), waitTimeout="2s")
+    assert r.status == "failed" and "waitTimeout" in r.error
+    r = c.run_report((t0 - 500, t0 + 10))
+    assert r.status == "failed" and "starts inside an earlier window" in r.error
+
+
+def test_two_tables_in_one_job_carry_the_table(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql(
+        "CREATE TABLE {s}.a (id int PRIMARY KEY, x text)",
+        "CREATE TABLE {s}.b (id int PRIMARY KEY, y int)",
+    )
+    c = cap(["a", "b"])
+    c.run()
+    pg.sql("INSERT INTO {s}.a VALUES (1, 'one')", "INSERT INTO {s}.b VALUES (1, 10)")
+    pg.sql("DELETE FROM {s}.a WHERE id = 1")
+    t = c.run()
+    assert t.schema.names == ["id", "x", "y", "_op", "_ts", "_pos", "_table"]
+    assert rows(t, "_table", "_op", "id", "x", "y") == [
+        ("a", "c", 1, "one", None),
+        ("b", "c", 1, None, 10),
+        ("a", "d", 1, None, None),
+    ]
+
+
+def test_a_column_added_mid_stream_appears(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql("CREATE TABLE {s}.sc (id int PRIMARY KEY)")
+    c = cap(["sc"])
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.sc VALUES (1)",
+        "ALTER TABLE {s}.sc ADD COLUMN extra text",
+        "INSERT INTO {s}.sc VALUES (2, 'new')",
+    )
+    t = c.run()
+    assert rows(t, "id", "extra") == [(1, None), (2, "new")]
+
+
+def test_a_purged_position_is_an_error_naming_the_fix(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql("CREATE TABLE {s}.p (id int PRIMARY KEY)")
+    c = cap(["p"])
+    c.run()
+    pg.sql("INSERT INTO {s}.p VALUES (1)")
+    slot = c.params["slot"]
+    pg.sql(f"SELECT pg_replication_slot_advance('{slot}', pg_current_wal_lsn())")
+    r = c.run_report()
+    assert r.status == "failed" and "cdc drop" in r.error and slot in r.error
+
+
+def test_100000_changes_in_one_window(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql("CREATE TABLE {s}.big (id int PRIMARY KEY, v text, n numeric(10, 2))")
+    c = cap(["big"])
+    c.run()
+    pg.sql("INSERT INTO {s}.big SELECT g, 'v' || g, g / 100.0 FROM generate_series(1, 100000) g")
+    t = c.run()
+    assert t.num_rows == 100_000
+    assert t.column("id").to_pylist() == list(range(1, 100_001))
+    assert t.column("v")[99_999].as_py() == "v100000"
+
+
+CRASH = """
+import os, signal, sys
+from tidesync.connectors.file import writer
+commit = writer.Writer.commit
+def crash(self, results):
+    commit(self, results)
+    os.kill(os.getpid(), signal.SIGKILL)  # after the publish, before the checkpoint
+writer.Writer.commit = crash
+from tidesync.cli import main
+sys.argv = ["tidesync", "run", sys.argv[1]]
+main()
+"""
+
+
+def test_a_crash_between_write_and_checkpoint_loses_and_duplicates_nothing(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    pg.sql("CREATE TABLE {s}.k (id int PRIMARY KEY)")
+    c = cap(["k"])
+    out = c.out = c.root / "out"
+    c.run()
+    pg.sql("INSERT INTO {s}.k VALUES (1), (2)")
+    job = c.write_job(out, {})
+    p = subprocess.run(
+        [sys.executable, "-c", CRASH, str(job)],
+        cwd=c.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert rows(c.read(out), "id") == [(1,), (2,)]  # published, but not checkpointed
+    pg.sql("INSERT INTO {s}.k VALUES (3)")
+    c.run()
+    assert rows(c.read(out), "id") == [(1,), (2,), (3,)]  # again, each once
+    c.run()
+    assert c.read(out).num_rows == 0
