@@ -25,7 +25,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,40 +43,23 @@ from tidesync.connectors.postgresql.pgoutput import Decoder, Target, lsn_int, ls
 from tidesync.connectors.postgresql.reader import Reader as TableReader
 from tidesync.connectors.sql.cdc import (
     CDC_KEYS,
+    CaptureReader,
     History,
-    SpanPlan,
     capture_name,
     cdc_options,
     output_schema,
-    show_ms,
-    wait_until,
 )
 from tidesync.errors import ConfigError, FatalError, TidesyncError
 
-__all__ = ["Reader", "CdcSplit", "check", "drop"]
+__all__ = ["Reader", "check", "drop", "status"]
 
 log = logging.getLogger("tidesync.cdc")
 
-#: after a window's end, how long the server's clock must have run on before its log is read
-#: (a commit takes its timestamp a moment before its record reaches the log)
-MARGIN_MS = 1000
 _OWN_KEYS = ("slot", "publication", "plugin", "snapshot")
-LABEL = "changes"
+LABEL = CaptureReader.LABEL
 
 
-@dataclass(frozen=True)
-class CdcSplit(base.Split):
-    start: int = 0
-    end: int | None = None
-    lo: int = 0
-    hi: int | None = None
-    keep: int = 0
-    rerun: bool = False
-    cut: bool = True
-    history: str = ""  # the stored history (JSON) this run continues
-
-
-class Reader(base.Reader):
+class Reader(CaptureReader):
     """``postgresqlcdc``: one row per change (see the module docstring)."""
 
     kind = "postgresqlcdc"
@@ -86,7 +68,7 @@ class Reader(base.Reader):
         super().__init__(params, ctx)
         p = self.p
         self.o = cdc_options(p, ctx)
-        self.slot = capture_name(ctx, p.str("slot"))
+        self.slot = self.capture = capture_name(ctx, p.str("slot"))
         self.publication = p.str("publication")
         p.str("plugin", "pgoutput", choices=("pgoutput",))
         if p.bool("snapshot"):
@@ -178,10 +160,6 @@ class Reader(base.Reader):
         self._schema = output_schema(pairs, self.o.before_image, self.ctx.path("table"))
         self._planned = True
 
-    def schema(self) -> pa.Schema | None:
-        self._plan()
-        return self._schema
-
     @property
     def publication_name(self) -> str:
         return self.publication or self.slot
@@ -266,39 +244,28 @@ class Reader(base.Reader):
     def _qualified(k: tuple[str, str]) -> str:
         return f"{quote_ident(k[0])}.{quote_ident(k[1])}"
 
-    def _stored(self) -> History | None:
-        raw = (
-            self.ctx.stored_positions().get(LABEL)
-            if hasattr(self.ctx, "stored_positions")
-            else None
+    def _log_end(self) -> tuple[int, int]:
+        row = (
+            self._control()
+            .execute(
+                "SELECT pg_current_wal_flush_lsn()::text, "
+                "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+            )
+            .fetchone()
         )
-        h = History.from_json(raw)
-        if h is not None and h.capture != self.slot:
-            raise FatalError(
-                f"{self.ctx.path('slot')}: the saved positions of this job belong to capture "
-                f"{h.capture}, not {self.slot}; `tidesync cdc drop` the job to start anew"
-            )
-        return h
+        return lsn_int(row[0]), int(row[1])
 
-    def splits(self, n: int) -> list[base.Split]:
-        self._plan()
-        if self.ctx.state is None:
-            raise ConfigError(
-                f"{self.ctx.where}: a capture reader needs the state store "
-                "(run it with `tidesync run`)"
-            )
+    def _open(self, history: History | None) -> History:
         ep = self.endpoint
         with edge(ep, where=self.ctx.path("table")):
-            history = self._stored()
             self._ensure_publication()
             slot = self._slot()
             if slot is None:
                 if history is not None:
                     raise FatalError(
-                        f"{self.ctx.where}: replication slot {self.slot} is gone from {ep.label} "
-                        f"(the job's positions say it ran until {show_ms(history.spans[-1].end) if history.spans else 'its start'}); "
-                        "changes since are lost to it: `tidesync cdc drop` the job, then run it "
-                        "again to start a new capture"
+                        f"{self.ctx.where}: replication slot {self.slot} is gone from {ep.label}; "
+                        "the changes since this job's last run are lost to it: `tidesync cdc "
+                        "drop` the job, then run it again to start a new capture"
                     )
                 row = (
                     self._control()
@@ -309,91 +276,25 @@ class Reader(base.Reader):
                     )
                     .fetchone()
                 )
-                history = History(self.slot, int(row[1]), lsn_int(row[0]))
                 log.warning(
                     "created replication slot %s at %s on %s: changes committed from now on are "
                     "captured; earlier ones are not in this capture",
-                    self.slot,
-                    row[0],
-                    ep.label,
-                )
-            elif history is None:
-                history = History(self.slot, self._now_ms(), slot[0])
+                    self.slot, row[0], ep.label,
+                )  # fmt: skip
+                return History(self.slot, int(row[1]), lsn_int(row[0]))
+            if history is None:
                 log.warning(
                     "replication slot %s exists; capturing from its position %s",
-                    self.slot,
-                    lsn_text(slot[0]),
+                    self.slot, lsn_text(slot[0]),
+                )  # fmt: skip
+                return History(self.slot, self._now_ms(), slot[0])
+            if slot[0] > int(history.horizon):
+                raise FatalError(
+                    f"{self.ctx.where}: slot {self.slot} was moved to {lsn_text(slot[0])}, past "
+                    f"this job's oldest retained position {lsn_text(int(history.horizon))}: the "
+                    "changes between are purged; `tidesync cdc drop` the job and start anew"
                 )
-            else:
-                if slot[0] > history.horizon:
-                    raise FatalError(
-                        f"{self.ctx.where}: slot {self.slot} was moved to {lsn_text(slot[0])}, past "
-                        f"this job's oldest retained position {lsn_text(history.horizon)}; the "
-                        "changes between are gone: `tidesync cdc drop` the job and start anew"
-                    )
-        self.history = history
-        plan = history.plan(self.o, 0, self.ctx.where)
-        import json
-
-        return [
-            CdcSplit(
-                0,
-                LABEL,
-                plan.start,
-                plan.end,
-                int(plan.lo),
-                None if plan.hi is None else int(plan.hi),
-                plan.keep,
-                plan.rerun,
-                plan.cut,
-                json.dumps(history.to_json()),
-            )
-        ]
-
-    # -- reading ---------------------------------------------------------------------------------
-    def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
-        import json
-
-        assert isinstance(split, CdcSplit)
-        self._plan()
-        history = History.from_json(json.loads(split.history))
-        assert history is not None and self._schema is not None
-        plan = SpanPlan(
-            split.start, split.end, split.lo, split.hi, split.keep, split.rerun, split.cut
-        )
-        ep = self.endpoint
-        with edge(ep, where=self.ctx.where):
-            if plan.hi is not None:
-                upto, end_ms = int(plan.hi), int(plan.end or 0)
-            else:
-                if plan.end is not None:  # the window's end, and a margin, must have passed
-                    wait_until(
-                        plan.end + MARGIN_MS,
-                        self._now_ms,
-                        self.o.wait_timeout + MARGIN_MS / 1000,
-                        self.ctx.where,
-                    )
-                row = (
-                    self._control()
-                    .execute(
-                        "SELECT pg_current_wal_flush_lsn()::text, "
-                        "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
-                    )
-                    .fetchone()
-                )
-                upto = lsn_int(row[0])
-                end_ms = plan.end if plan.end is not None else int(row[1])
-        hi = upto
-        if plan.lo < upto:
-            cut_us = (
-                plan.end * 1000 if (plan.cut and plan.end is not None and plan.hi is None) else None
-            )
-            reached = yield from self._changes(plan.lo, upto, cut_us)
-            hi = reached
-        else:
-            hi = max(plan.lo, upto) if plan.hi is None else int(plan.hi)
-        new = history.record(plan, end_ms, hi, self.o.retention_ms)
-        yield base.Chunk(None, position=new.to_json())
+            return history
 
     def _changes(self, lo: int, upto: int, cut_us: int | None) -> Generator[base.Chunk, None, int]:
         """Decode the transactions committed in [lo, upto) (cut before the first committed at or

@@ -30,10 +30,11 @@ Without a window a run takes everything from the last ``hi`` up to the log's end
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +42,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from tidesync.connectors.base import Context, Params
+from tidesync.connectors.base import Chunk, Context, Params, Reader, Split
 from tidesync.errors import ConfigError, FatalError
 
 __all__ = [
@@ -50,7 +51,9 @@ __all__ = [
     "POS",
     "TABLE",
     "META",
+    "CaptureReader",
     "CdcOptions",
+    "CdcSplit",
     "History",
     "Span",
     "SpanPlan",
@@ -411,3 +414,125 @@ def wait_until(end_ms: int, now_ms: Callable[[], int], timeout: float, where: st
 
 def show_ms(ms: int) -> str:
     return _show(ms)
+
+
+# -- the reader's skeleton -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CdcSplit(Split):
+    """One run's span of the log (plain data): the plan and the history it continues."""
+
+    start: int = 0
+    end: int | None = None
+    lo: Any = None
+    hi: Any = None
+    keep: int = 0
+    rerun: bool = False
+    cut: bool = True
+    history: str = ""  # JSON
+
+
+class CaptureReader(Reader):
+    """What every capture reader does the same way: one split per run (the span of the log its
+    window takes), the window planned against the stored history, waiting for the window's end,
+    the history after the run as the split's position. A store fills in:
+
+    ``_plan()`` (sets ``_schema``), ``_now_ms()`` (the server's clock), ``_log_end()`` (the
+    log's end position now), ``_open(history)`` (find or create the capture; the history to go
+    on from), ``_changes(lo, upto, cut_us)`` (a generator of chunks that returns where the span
+    ended) and ``_before(a, b)`` (log order of two positions).
+    """
+
+    LABEL = "changes"
+    #: after a window's end, how long the server's clock must have run on before its log is
+    #: read (a commit takes its timestamp a moment before its record reaches the log)
+    margin_ms = 1000
+    capture = ""
+    o: CdcOptions
+    _schema: pa.Schema | None = None
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def _plan(self) -> None:
+        raise NotImplementedError
+
+    def _now_ms(self) -> int:
+        raise NotImplementedError
+
+    def _log_end(self) -> Any:
+        raise NotImplementedError
+
+    def _open(self, history: History | None) -> History:
+        raise NotImplementedError
+
+    def _changes(self, lo: Any, upto: Any, cut_us: int | None) -> Generator[Chunk, None, Any]:
+        raise NotImplementedError
+
+    def _before(self, a: Any, b: Any) -> bool:
+        return bool(a < b)
+
+    # -- the skeleton ------------------------------------------------------------------------------
+    def schema(self) -> pa.Schema | None:
+        self._plan()
+        return self._schema
+
+    def stored(self) -> History | None:
+        """The history the last committed run saved (None the first time)."""
+        raw = self.ctx.stored_positions().get(self.LABEL)
+        h = History.from_json(raw)
+        if h is not None and h.capture != self.capture:
+            raise FatalError(
+                f"{self.ctx.where}: the saved positions of this job belong to capture "
+                f"{h.capture}, not {self.capture}; `tidesync cdc drop` the job to start anew"
+            )
+        return h
+
+    def splits(self, n: int) -> list[Split]:
+        self._plan()
+        if self.ctx.state is None:
+            raise ConfigError(
+                f"{self.ctx.where}: a capture reader needs the state store (run it with "
+                "`tidesync run`)"
+            )
+        history = self._open(self.stored())
+        plan = history.plan(self.o, 0, self.ctx.where)
+        return [
+            CdcSplit(
+                0,
+                self.LABEL,
+                plan.start,
+                plan.end,
+                plan.lo,
+                plan.hi,
+                plan.keep,
+                plan.rerun,
+                plan.cut,
+                json.dumps(history.to_json()),
+            )  # fmt: skip
+        ]
+
+    def read(self, split: Split) -> Iterator[pa.RecordBatch | Chunk]:
+        assert isinstance(split, CdcSplit)
+        self._plan()
+        history = History.from_json(json.loads(split.history))
+        assert history is not None
+        plan = SpanPlan(split.start, split.end, split.lo, split.hi, split.keep, split.rerun,
+                        split.cut)  # fmt: skip
+        if plan.hi is not None:
+            upto, end_ms = plan.hi, int(plan.end or 0)
+        else:
+            if plan.end is not None:  # the window's end, and a margin, must have passed
+                wait_until(plan.end + self.margin_ms, self._now_ms,
+                           self.o.wait_timeout + self.margin_ms / 1000, self.ctx.where)  # fmt: skip
+            upto, now = self._log_end()
+            end_ms = plan.end if plan.end is not None else now
+        hi = upto
+        if self._before(plan.lo, upto):
+            cut_us = (
+                plan.end * 1000 if (plan.cut and plan.end is not None and plan.hi is None) else None
+            )
+            hi = yield from self._changes(plan.lo, upto, cut_us)
+        elif plan.hi is None:
+            hi = plan.lo
+        new = history.record(plan, end_ms, hi, self.o.retention_ms)
+        yield Chunk(None, position=new.to_json())
