@@ -87,3 +87,19 @@ class Capture:
 
 def rows(t: pa.Table, *cols: str) -> list[tuple[Any, ...]]:
     return [tuple(r[c] for c in cols) for r in t.to_pylist()]
+
+
+#: a `tidesync run JOB` killed (SIGKILL) right after its writer published, before the engine
+#: saved the positions
+CRASH = """
+import os, signal, sys
+from tidesync.connectors.file import writer
+commit = writer.Writer.commit
+def crash(self, results):
+    commit(self, results)
+    os.kill(os.getpid(), signal.SIGKILL)  # after the publish, before the checkpoint
+writer.Writer.commit = crash
+from tidesync.cli import main
+sys.argv = ["tidesync", "run", sys.argv[1]]
+main()
+"""

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.integration._cdc import Capture, rows
+from tests.integration._cdc import CRASH, Capture, rows
 from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
 from tidesync.connectors.base import Context
 from tidesync.connectors.postgresql import Reader as TableReader
@@ -227,20 +227,6 @@ def test_100000_changes_in_one_window(pg: PgDb, cap: Any) -> None:  # noqa: F811
     assert t.num_rows == 100_000
     assert t.column("id").to_pylist() == list(range(1, 100_001))
     assert t.column("v")[99_999].as_py() == "v100000"
-
-
-CRASH = """
-import os, signal, sys
-from tidesync.connectors.file import writer
-commit = writer.Writer.commit
-def crash(self, results):
-    commit(self, results)
-    os.kill(os.getpid(), signal.SIGKILL)  # after the publish, before the checkpoint
-writer.Writer.commit = crash
-from tidesync.cli import main
-sys.argv = ["tidesync", "run", sys.argv[1]]
-main()
-"""
 
 
 def test_a_crash_between_write_and_checkpoint_loses_and_duplicates_nothing(

@@ -1,0 +1,709 @@
+"""The MySQL/MariaDB row-based binlog, read over the replication protocol and decoded to Arrow.
+
+:class:`Dump` asks the server for its binlog from a position (``COM_BINLOG_DUMP``, non-blocking:
+the server says EOF at the end of its log) on a connection of our own, and hands the events over
+in batches: one buffer and the start of each event, so the headers of a whole batch are read with
+numpy. Python walks only the few events that steer (transaction boundaries, table maps, rotations);
+the row events of one table shape are decoded together, column by column (:func:`rows`):
+
+- a row event holds several rows back to back; the walk takes the *r*-th row of every event at
+  once, and within a row each column starts where the one before ended (its size comes from the
+  table map's type and metadata, or the value's length prefix), so the number of numpy steps is
+  the most rows one event holds times the columns, not the number of rows;
+- each column's values are then gathered into one buffer and become the batch reader's Arrow
+  type by arithmetic on whole arrays (integers and floats are reinterpreted, packed dates and
+  times unpacked, DECIMAL's binary form summed in base 10^9 groups, strings handed over).
+
+Event layout (little-endian unless said): header ``timestamp:4 type:1 server_id:4 size:4
+next_position:4 flags:2``, body, CRC32:4 when ``binlog_checksum`` is on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidesync.errors import FatalError
+
+__all__ = ["Dump", "Events", "TableMap", "Position", "column", "parse_table_map", "walk"]
+
+# event types
+ROTATE, QUERY, STOP, FDE, XID, TABLE_MAP = 4, 2, 3, 15, 16, 19
+WRITE_V1, UPDATE_V1, DELETE_V1 = 23, 24, 25
+WRITE_V2, UPDATE_V2, DELETE_V2 = 30, 31, 32
+MYSQL_GTID, MYSQL_ANON_GTID = 33, 34
+MARIA_ANNOTATE, MARIA_CHECKPOINT, MARIA_GTID, MARIA_GTID_LIST = 160, 161, 162, 163
+MARIA_COMPRESSED = range(166, 172)
+WRITES, UPDATES, DELETES = (WRITE_V1, WRITE_V2), (UPDATE_V1, UPDATE_V2), (DELETE_V1, DELETE_V2)
+ROW_EVENTS = (*WRITES, *UPDATES, *DELETES)
+
+# column types of the table map
+T_DECIMAL, T_TINY, T_SHORT, T_LONG, T_FLOAT, T_DOUBLE, T_NULL = 0, 1, 2, 3, 4, 5, 6
+T_TIMESTAMP, T_LONGLONG, T_INT24, T_DATE, T_TIME, T_DATETIME, T_YEAR = 7, 8, 9, 10, 11, 12, 13
+T_NEWDATE, T_VARCHAR, T_BIT, T_TIMESTAMP2, T_DATETIME2, T_TIME2 = 14, 15, 16, 17, 18, 19
+T_JSON, T_NEWDECIMAL, T_ENUM, T_SET = 245, 246, 247, 248
+T_TINY_BLOB, T_MEDIUM_BLOB, T_LONG_BLOB, T_BLOB, T_VAR_STRING, T_STRING, T_GEOMETRY = (
+    249, 250, 251, 252, 253, 254, 255,
+)  # fmt: skip
+_FIXED = {T_TINY: 1, T_SHORT: 2, T_INT24: 3, T_LONG: 4, T_LONGLONG: 8, T_FLOAT: 4, T_DOUBLE: 8,
+          T_YEAR: 1, T_DATE: 3, T_NEWDATE: 3, T_TIMESTAMP: 4, T_DATETIME: 8, T_TIME: 3, T_NULL: 0}  # fmt: skip
+_DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A place in the binlog: file and offset; ``str()`` is ``mysql-bin.000003:4711``."""
+
+    file: str
+    pos: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.pos}"
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        f, p = str(text).rsplit(":", 1)
+        return cls(f, int(p))
+
+    @property
+    def key(self) -> tuple[int, str, int]:
+        """Order across files: the numeric suffix of the file name first."""
+        stem, _, num = self.file.rpartition(".")
+        return (int(num) if num.isdigit() else 0, stem, self.pos)
+
+
+@dataclass
+class TableMap:
+    db: str
+    table: str
+    types: list[int]
+    meta: list[int]  # per column, as the table map packs it (see _metadata)
+    names: list[str] | None = None  # with binlog_row_metadata = FULL
+
+
+def _lenenc(b: bytes, i: int) -> tuple[int, int]:
+    c = b[i]
+    if c < 251:
+        return c, i + 1
+    n = {252: 2, 253: 3, 254: 8}[c]
+    return int.from_bytes(b[i + 1 : i + 1 + n], "little"), i + 1 + n
+
+
+def parse_table_map(body: bytes) -> TableMap:
+    """A TABLE_MAP event's body (after the common header, without the checksum)."""
+    i = 8
+    dblen = body[i]
+    db = body[i + 1 : i + 1 + dblen].decode()
+    i += 2 + dblen
+    tlen = body[i]
+    table = body[i + 1 : i + 1 + tlen].decode()
+    i += 2 + tlen
+    n, i = _lenenc(body, i)
+    types = list(body[i : i + n])
+    i += n
+    mlen, i = _lenenc(body, i)
+    meta_bytes = body[i : i + mlen]
+    i += mlen
+    meta = []
+    j = 0
+    for t in types:
+        if t in (T_FLOAT, T_DOUBLE, T_BLOB, T_GEOMETRY, T_JSON, T_TIME2, T_DATETIME2,
+                 T_TIMESTAMP2, T_TINY_BLOB, T_MEDIUM_BLOB, T_LONG_BLOB):  # fmt: skip
+            meta.append(meta_bytes[j])
+            j += 1
+        elif t in (T_VARCHAR, T_VAR_STRING, T_BIT):
+            meta.append(int.from_bytes(meta_bytes[j : j + 2], "little"))
+            j += 2
+        elif t in (T_NEWDECIMAL, T_STRING, T_ENUM, T_SET):
+            meta.append((meta_bytes[j] << 8) | meta_bytes[j + 1])  # big-endian pair
+            j += 2
+        else:
+            meta.append(0)
+    i += (n + 7) // 8  # nullability
+    names = None
+    while i < len(body):  # optional metadata (MySQL 8, MariaDB 10.5+): type, length, value
+        kind = body[i]
+        ln, i = _lenenc(body, i + 1)
+        if kind == 4:  # COLUMN_NAME
+            names, k = [], i
+            while k < i + ln:
+                nl, k = _lenenc(body, k)
+                names.append(body[k : k + nl].decode())
+                k += nl
+        i += ln
+    return TableMap(db, table, types, meta, names)
+
+
+# -- the dump -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Events:
+    """A batch of events: ``buf`` holds them back to back; event *i* starts at ``start[i]``
+    (header included) and is ``size[i]`` bytes (checksum included). ``file`` is the binlog file
+    of each event (an index into ``files``)."""
+
+    buf: np.ndarray
+    start: np.ndarray
+    files: list[str] = field(default_factory=list)
+    file: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def u8(self, at: int | np.ndarray) -> Any:
+        return self.buf[self.start + at] if isinstance(at, int) else self.buf[at]
+
+    def le(self, rel: int, n: int) -> np.ndarray:
+        p = self.start + rel
+        v = self.buf[p].astype(np.int64)
+        for k in range(1, n):
+            v |= self.buf[p + k].astype(np.int64) << (8 * k)
+        return v
+
+    @property
+    def type(self) -> np.ndarray:
+        return self.buf[self.start + 4]
+
+    @property
+    def timestamp(self) -> np.ndarray:
+        return self.le(0, 4)
+
+    @property
+    def size(self) -> np.ndarray:
+        return self.le(9, 4)
+
+    @property
+    def next_pos(self) -> np.ndarray:
+        return self.le(13, 4)
+
+    def tail(self, i: int) -> Events:
+        """The events from ``i`` on (an unfinished transaction to carry into the next batch)."""
+        s = int(self.start[i]) - 1
+        return Events(
+            self.buf[s:].copy(), self.start[i:] - s, list(self.files), self.file[i:].copy()
+        )
+
+    def then(self, nxt: Events) -> Events:
+        """These events followed by ``nxt``."""
+        if not len(self):
+            return nxt
+        end = int(self.start[-1]) + int(self.le(9, 4)[-1])
+        files = list(self.files)
+        remap = []
+        for f in nxt.files:
+            if f not in files:
+                files.append(f)
+            remap.append(files.index(f))
+        return Events(
+            np.concatenate([self.buf[:end], nxt.buf]),
+            np.concatenate([self.start, nxt.start + end]),
+            files,
+            np.concatenate(
+                [self.file, np.asarray(remap, np.int32)[nxt.file] if len(nxt) else nxt.file]
+            ),
+        )
+
+    def body(self, i: int, checksum: bool) -> bytes:
+        s = int(self.start[i])
+        n = int.from_bytes(bytes(self.buf[s + 9 : s + 13]), "little")
+        return bytes(self.buf[s + 19 : s + n - (4 if checksum else 0)])
+
+
+class Dump:
+    """The binlog from ``start`` on, in batches of events, until the server's end of log (or the
+    caller stops). One connection of its own; ``close()`` ends it."""
+
+    BATCH_BYTES = 8 << 20
+
+    def __init__(self, con: Any, start: Position, checksum: bool):
+        self.con = con
+        self.start = start
+        self.checksum = checksum
+
+    def batches(self) -> Iterator[Events]:
+        con = self.con
+        with con.cursor() as cur:
+            cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
+            cur.execute("SET @mariadb_slave_capability = 4")
+            cur.execute("SET @master_heartbeat_period = 0")
+        server_id = random.randint(1 << 30, (1 << 31) - 1) ^ (os.getpid() & 0xFFFF)
+        name = self.start.file.encode()
+        payload = (
+            bytes([0x12])
+            + self.start.pos.to_bytes(4, "little")
+            + (1).to_bytes(2, "little")  # BINLOG_DUMP_NON_BLOCK: EOF at the end of the log
+            + server_id.to_bytes(4, "little")
+            + name
+        )
+        con._next_seq_id = 0
+        con._write_bytes(len(payload).to_bytes(3, "little") + b"\x00" + payload)
+        con._next_seq_id = 1
+        rfile = con._rfile
+        parts: list[bytes] = []
+        starts: list[int] = []
+        size = 0
+        files: list[str] = [self.start.file]
+        file_of: list[int] = []
+        while True:
+            head = rfile.read(4)
+            if len(head) < 4:
+                raise FatalError("the server closed the binlog connection")
+            n = head[0] | (head[1] << 8) | (head[2] << 16)
+            data = rfile.read(n)
+            while n == 0xFFFFFF:  # a packet of 16 MiB continues in the next one
+                head = rfile.read(4)
+                n = head[0] | (head[1] << 8) | (head[2] << 16)
+                data += rfile.read(n)
+            first = data[0]
+            if first == 0xFE and len(data) < 9:
+                break
+            if first == 0xFF:
+                from pymysql import err
+
+                err.raise_mysql_exception(data)
+            if data[5] == ROTATE:
+                n_ev = int.from_bytes(data[10:14], "little")
+                ev = data[1 : 1 + n_ev]
+                if zlib.crc32(ev[:-4]) == int.from_bytes(ev[-4:], "little"):
+                    ev = ev[:-4]
+                fname = ev[27:].rstrip(b"\0").decode()
+                if fname != files[-1]:
+                    files.append(fname)
+            starts.append(size)
+            file_of.append(len(files) - 1)
+            parts.append(data)
+            size += len(data)
+            if size >= self.BATCH_BYTES:
+                yield self._events(parts, starts, files, file_of)
+                parts, starts, size, file_of = [], [], 0, []
+                files = files[-1:]
+        if parts:
+            yield self._events(parts, starts, files, file_of)
+
+    @staticmethod
+    def _events(
+        parts: list[bytes], starts: list[int], files: list[str], file_of: list[int]
+    ) -> Events:
+        buf = np.frombuffer(b"".join(parts) + bytes(64), dtype=np.uint8)
+        # each packet starts with the OK byte: the event follows it
+        start = np.asarray(starts, dtype=np.int64) + 1
+        return Events(buf, start, list(files), np.asarray(file_of, dtype=np.int32))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # the dump is over either way
+            self.con.close()
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ColumnSpec:
+    """How the catalog says a column is to be read: its Arrow type (the batch reader's) and
+    what the table map does not carry."""
+
+    name: str
+    type: pa.DataType
+    unsigned: bool = False
+    charset: str | None = None  # None: binary
+    labels: list[str] | None = None  # ENUM / SET values
+
+
+@dataclass
+class Walked:
+    """Where each column's value of each row is: per column start, size and NULL flag; rows in
+    event order (``event``, ``seq``: the row's number in its event)."""
+
+    event: np.ndarray
+    seq: np.ndarray
+    start: list[np.ndarray]
+    size: list[np.ndarray]
+    null: list[np.ndarray]
+
+
+def _sizes(buf: np.ndarray, p: np.ndarray, t: int, meta: int) -> np.ndarray:
+    """The size of a value of column type ``t`` starting at ``p`` (including length bytes)."""
+    if t in _FIXED:
+        return np.full(len(p), _FIXED[t], dtype=np.int64)
+    if t in (T_TIMESTAMP2, T_DATETIME2, T_TIME2):
+        base = {T_TIMESTAMP2: 4, T_DATETIME2: 5, T_TIME2: 3}[t]
+        return np.full(len(p), base + (meta + 1) // 2, dtype=np.int64)
+    if t == T_NEWDECIMAL:
+        return np.full(len(p), _decimal_size(meta >> 8, meta & 0xFF), dtype=np.int64)
+    if t == T_BIT:
+        bits = (meta >> 8) * 8 + (meta & 0xFF)
+        return np.full(len(p), (bits + 7) // 8, dtype=np.int64)
+    if t in (T_VARCHAR, T_VAR_STRING):
+        return _prefixed(buf, p, 1 if meta < 256 else 2)
+    if t in (T_STRING, T_ENUM, T_SET):
+        real, length = meta >> 8, meta & 0xFF
+        if real in (T_ENUM, T_SET):
+            return np.full(len(p), length, dtype=np.int64)
+        max_len = (((real << 4) & 0x300) ^ 0x300) + length
+        return _prefixed(buf, p, 1 if max_len < 256 else 2)
+    if t in (T_BLOB, T_TINY_BLOB, T_MEDIUM_BLOB, T_LONG_BLOB, T_GEOMETRY, T_JSON):
+        return _prefixed(buf, p, meta)
+    raise FatalError(f"binlog column type {t} is not supported")
+
+
+def _prefixed(buf: np.ndarray, p: np.ndarray, n: int) -> np.ndarray:
+    v = buf[p].astype(np.int64)
+    for k in range(1, n):
+        v |= buf[p + k].astype(np.int64) << (8 * k)
+    return v + n
+
+
+def _decimal_size(prec: int, scale: int) -> int:
+    intg = prec - scale
+    return (intg // 9) * 4 + _DIG2BYTES[intg % 9] + (scale // 9) * 4 + _DIG2BYTES[scale % 9]
+
+
+def walk(
+    buf: np.ndarray, first: np.ndarray, end: np.ndarray, tm: TableMap, images: int
+) -> list[Walked]:
+    """Every row image of the row events whose rows span ``[first, end)``: one :class:`Walked`
+    per image (1 for writes and deletes, 2 for updates: before, after)."""
+    n = len(tm.types)
+    nb = (n + 7) // 8
+    pos = first.copy()
+    out: list[list[list[Any]]] = [[[], [], [], [], []] for _ in range(images)]
+    seq = 0
+    while True:
+        ev = np.flatnonzero(pos < end)
+        if not len(ev):
+            break
+        p = pos[ev]
+        for img in range(images):
+            bits = [((buf[p + j // 8] >> (j % 8)) & 1).astype(bool) for j in range(n)]
+            p = p + nb
+            starts, sizes = [], []
+            for j in range(n):
+                sz = np.where(
+                    bits[j], 0, _sizes(buf, np.where(bits[j], 0, p), tm.types[j], tm.meta[j])
+                )
+                starts.append(p)
+                sizes.append(sz)
+                p = p + sz
+            o = out[img]
+            o[0].append(ev)
+            o[1].append(np.full(len(ev), seq, dtype=np.int64))
+            o[2].append(starts)
+            o[3].append(sizes)
+            o[4].append(bits)
+        pos[ev] = p
+        seq += 1
+    result = []
+    for o in out:
+        if not o[0]:
+            empty = np.zeros(0, np.int64)
+            result.append(Walked(empty, empty, [empty] * n, [empty] * n, [empty.astype(bool)] * n))
+            continue
+        event = np.concatenate(o[0])
+        sq = np.concatenate(o[1])
+        order = np.lexsort((sq, event))
+        result.append(
+            Walked(
+                event[order],
+                sq[order],
+                [np.concatenate([s[j] for s in o[2]])[order] for j in range(n)],
+                [np.concatenate([s[j] for s in o[3]])[order] for j in range(n)],
+                [np.concatenate([s[j] for s in o[4]])[order] for j in range(n)],
+            )
+        )
+    return result
+
+
+def _gather(buf: np.ndarray, start: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes of each value, back to back, and their offsets (n + 1, int64)."""
+    offsets = np.zeros(len(start) + 1, dtype=np.int64)
+    np.cumsum(size, out=offsets[1:])
+    total = int(offsets[-1])
+    if not total:
+        return np.zeros(0, np.uint8), offsets
+    idx = np.repeat(start - offsets[:-1], size) + np.arange(total, dtype=np.int64)
+    return buf[idx], offsets
+
+
+def _fixed(buf: np.ndarray, start: np.ndarray, width: int, big: bool = False) -> np.ndarray:
+    """Unsigned integers of ``width`` bytes at ``start`` (int64 for width < 8, uint64 for 8)."""
+    if width == 8:
+        v = np.zeros(len(start), dtype=np.uint64)
+        for k in range(8):
+            b = buf[start + (7 - k if big else k)].astype(np.uint64)
+            v |= b << np.uint64(8 * k)
+        return v
+    v = np.zeros(len(start), dtype=np.int64)
+    for k in range(width):
+        b = buf[start + (width - 1 - k if big else k)].astype(np.int64)
+        v |= b << (8 * k)
+    return v
+
+
+def _validity(null: np.ndarray) -> pa.Buffer | None:
+    if not null.any():
+        return None
+    return pa.py_buffer(np.packbits(~null, bitorder="little"))
+
+
+def _masked(arr: pa.Array, null: np.ndarray) -> pa.Array:
+    if not null.any():
+        return arr
+    return pc.if_else(pa.array(null), pa.scalar(None, arr.type), arr)
+
+
+def _strings(buf: np.ndarray, start: np.ndarray, size: np.ndarray, null: np.ndarray,
+             prefix: int, binary: bool) -> pa.Array:  # fmt: skip
+    data, off = _gather(buf, start + prefix, np.where(null, 0, size - prefix))
+    t = pa.binary() if binary else pa.string()
+    n = len(start)
+    if off[-1] >= 2**31 - 1:
+        return pa.Array.from_buffers(
+            pa.large_binary() if binary else pa.large_string(), n,
+            [_validity(null), pa.py_buffer(off), pa.py_buffer(data)],
+        ).cast(t)  # fmt: skip
+    return pa.Array.from_buffers(
+        t, n, [_validity(null), pa.py_buffer(off.astype(np.int32)), pa.py_buffer(data)]
+    )
+
+
+def raw(buf: np.ndarray, start: np.ndarray, size: np.ndarray, null: np.ndarray) -> pa.Array:
+    """The values' bytes as they are in the log (to compare them)."""
+    return _strings(buf, start, size, null, 0, True)
+
+
+def _decimal(
+    buf: np.ndarray, start: np.ndarray, null: np.ndarray, prec: int, scale: int
+) -> pa.Array:
+    """DECIMAL's binary form: groups of 9 digits in 4 big-endian bytes, a shorter group at the
+    integer part's head and the fraction's tail, the sign in the first bit (negatives inverted)."""
+    size = _decimal_size(prec, scale)
+    raw = (
+        buf[start[:, None] + np.arange(size)].astype(np.int64)
+        if len(start)
+        else np.zeros((0, size), np.int64)
+    )
+    neg = (raw[:, 0] & 0x80) == 0 if len(start) else np.zeros(0, bool)
+    raw[:, 0] ^= 0x80
+    raw = np.where(neg[:, None], raw ^ 0xFF, raw)
+    intg = prec - scale
+    widths = []
+    lead = _DIG2BYTES[intg % 9]
+    if lead:
+        widths.append((lead, intg % 9))
+    widths += [(4, 9)] * (intg // 9)
+    fracs = [(4, 9)] * (scale // 9)
+    if scale % 9:
+        fracs.append((_DIG2BYTES[scale % 9], scale % 9))
+    if prec <= 18:
+        v = np.zeros(len(start), dtype=np.int64)
+        col = 0
+        for w, digits in widths + fracs:
+            g = np.zeros(len(start), dtype=np.int64)
+            for k in range(w):
+                g = (g << 8) | raw[:, col + k]
+            col += w
+            v = v * (10**digits) + g
+        v = np.where(neg, -v, v)
+        lo = v.astype(np.int64)
+        hi = np.where(lo < 0, -1, 0).astype(np.int64)
+        words = np.empty(2 * len(lo), dtype=np.int64)
+        words[0::2], words[1::2] = lo, hi
+        return pa.Array.from_buffers(
+            pa.decimal128(max(prec, 1), scale), len(lo), [_validity(null), pa.py_buffer(words)]
+        )
+    vals: list[Any] = []
+    from decimal import Decimal
+
+    for r in range(len(start)):
+        if null[r]:
+            vals.append(None)
+            continue
+        big, at = 0, 0
+        for w, digits in widths + fracs:
+            part = int.from_bytes(bytes(raw[r, at : at + w].astype(np.uint8)), "big")
+            at += w
+            big = big * 10**digits + part
+        vals.append(Decimal((int(neg[r]), tuple(int(d) for d in str(big)), -scale)))
+    t = pa.decimal128(prec, scale) if prec <= 38 else pa.decimal256(min(prec, 76), scale)
+    return pa.array(vals, t)
+
+
+_UTF8 = {"utf8mb4", "utf8mb3", "utf8", "ascii"}
+
+
+def column(
+    buf: np.ndarray, w: Walked, j: int, t: int, meta: int, spec: ColumnSpec
+) -> tuple[pa.Array, list[tuple[int, str]]]:
+    """Column ``j`` of the walked rows as ``spec.type``, and the rows whose value has no such
+    form (row index, reason): they become dirty records, as in the batch reader."""
+    start, size, null = w.start[j], w.size[j], w.null[j]
+    safe = np.where(null, 0, start)
+    target = spec.type
+    bad: list[tuple[int, str]] = []
+    arr: pa.Array
+    if t in (T_TINY, T_SHORT, T_INT24, T_LONG, T_LONGLONG, T_YEAR):
+        width = _FIXED[t]
+        v = _fixed(buf, safe, width)
+        if t == T_YEAR:
+            v = np.where(v == 0, 0, v + 1900)
+            arr = pa.array(v, pa.int64())
+        elif width == 8:
+            arr = pa.array(v if spec.unsigned else v.view(np.int64))
+        else:
+            if not spec.unsigned:
+                bits = 8 * width
+                v = np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
+            arr = pa.array(v, pa.int64())
+        arr = _masked(arr, null)
+        if pa.types.is_boolean(target):
+            ints = arr.cast(pa.int64())
+            off = np.asarray(
+                pc.and_(ints.is_valid(), pc.invert(pc.is_in(ints, pa.array([0, 1], pa.int64()))))
+            )
+            bad = [(int(r), f"{ints[int(r)].as_py()!r} is not a boolean (TINYINT(1) read as one)")
+                   for r in np.flatnonzero(off)]  # fmt: skip
+            arr = pc.not_equal(ints, 0)
+        else:
+            arr = arr.cast(target)
+    elif t in (T_FLOAT, T_DOUBLE):
+        width = _FIXED[t]
+        raw = buf[safe[:, None] + np.arange(width)] if len(safe) else np.zeros((0, width), np.uint8)
+        v = np.ascontiguousarray(raw).view("<f4" if width == 4 else "<f8").ravel()
+        arr = _masked(pa.array(v), null).cast(target)
+    elif t == T_NEWDECIMAL:
+        arr = _decimal(buf, safe, null, meta >> 8, meta & 0xFF)
+        if arr.type != target:
+            arr = arr.cast(target)
+    elif t in (T_DATE, T_NEWDATE):
+        v = _fixed(buf, safe, 3)
+        d, m, y = v & 31, (v >> 5) & 15, v >> 9
+        arr, bad = _days(y, m, d, null, target)
+    elif t == T_DATETIME2:
+        v = _fixed(buf, safe, 5, big=True) - 0x8000000000
+        ymd, hms = v >> 17, v % (1 << 17)
+        ym = ymd >> 5
+        days, bad = _days(ym // 13, ym % 13, ymd & 31, null, pa.date32())
+        secs = (hms >> 12) * 3600 + ((hms >> 6) & 63) * 60 + (hms & 63)
+        us = _fraction(buf, safe + 5, meta)
+        day_us = np.asarray(days.cast(pa.int32()).fill_null(0), dtype=np.int64) * 86_400_000_000
+        arr = _masked(pa.array(day_us + secs * 1_000_000 + us).cast(pa.timestamp("us")),
+                      null | ~np.asarray(days.is_valid()))  # fmt: skip
+        arr = arr.cast(target)
+    elif t == T_TIMESTAMP2:
+        secs = _fixed(buf, safe, 4, big=True)
+        us = _fraction(buf, safe + 4, meta)
+        zero = (secs == 0) & (us == 0)  # 0000-00-00 00:00:00: NULL, as the batch reader
+        arr = _masked(
+            pa.array(secs * 1_000_000 + us).cast(pa.timestamp("us", tz="UTC")), null | zero
+        )
+        arr = arr.cast(target)
+    elif t == T_TIME2:
+        v = _fixed(buf, safe, 3, big=True) - 0x800000
+        frac_bytes = (meta + 1) // 2
+        f = (
+            _fixed(buf, safe + 3, frac_bytes, big=True)
+            if frac_bytes
+            else np.zeros(len(v), np.int64)
+        )
+        total = v * (1 << (8 * frac_bytes)) + f if frac_bytes else v
+        neg = total < 0
+        mag = np.abs(v) if not frac_bytes else np.abs(total) >> (8 * frac_bytes)
+        fr = (
+            (np.abs(total) & ((1 << (8 * frac_bytes)) - 1))
+            if frac_bytes
+            else np.zeros(len(v), np.int64)
+        )
+        h, mi, s = (mag >> 12) & 0x3FF, (mag >> 6) & 63, mag & 63
+        us = fr * {0: 0, 1: 10000, 2: 100, 3: 1}[frac_bytes]
+        tot = (h * 3600 + mi * 60 + s) * 1_000_000 + us
+        off = (neg & (tot != 0)) | (tot >= 86_400_000_000)
+        off &= ~null
+        bad = [(int(r), "is not a time of day (MySQL TIME holds durations); read it as text "
+                "with CAST(col AS CHAR) in column") for r in np.flatnonzero(off)]  # fmt: skip
+        arr = _masked(pa.array(np.where(off, 0, tot)).cast(pa.time64("us")), null | off)
+    elif t == T_BIT:
+        v = np.zeros(len(safe), dtype=np.uint64)
+        for k in range(int(size.max()) if len(size) else 0):
+            inside = size > k
+            b = buf[np.where(inside, safe + k, 0)].astype(np.uint64)
+            v = np.where(inside, (v << np.uint64(8)) | b, v)
+        arr = _masked(pa.array(v), null)
+        arr = (
+            pc.not_equal(arr, pa.scalar(0, pa.uint64()))
+            if pa.types.is_boolean(target)
+            else arr.cast(target)
+        )
+    elif t in (T_STRING, T_ENUM, T_SET) and (meta >> 8) in (T_ENUM, T_SET):
+        v = _fixed(buf, safe, meta & 0xFF)
+        labels = spec.labels or []
+        if (meta >> 8) == T_ENUM:
+            names = pa.array(["", *labels], pa.string())
+            arr = _masked(names.take(pa.array(np.clip(v, 0, len(labels)))), null)
+        else:
+            arr = pa.array(
+                [None if null[r] else ",".join(lb for k, lb in enumerate(labels) if int(v[r]) >> k & 1)
+                 for r in range(len(v))], pa.string(),
+            )  # fmt: skip
+        if target != pa.string():
+            arr = arr.cast(target)
+    elif t in (T_VARCHAR, T_VAR_STRING, T_STRING, T_BLOB, T_TINY_BLOB, T_MEDIUM_BLOB,
+               T_LONG_BLOB, T_GEOMETRY):  # fmt: skip
+        if t in (T_VARCHAR, T_VAR_STRING):
+            prefix = 1 if meta < 256 else 2
+        elif t == T_STRING:
+            real, length = meta >> 8, meta & 0xFF
+            prefix = 1 if (((real << 4) & 0x300) ^ 0x300) + length < 256 else 2
+        else:
+            prefix = meta
+        binary = pa.types.is_binary(target) or spec.charset is None
+        arr = _strings(buf, safe, size, null, prefix, binary)
+        if not pa.types.is_binary(target):
+            if spec.charset is not None and spec.charset.lower() not in _UTF8:
+                codec = {"latin1": "cp1252", "binary": "latin1"}.get(
+                    spec.charset.lower(), spec.charset
+                )
+                arr = pa.array([None if x is None else x.decode(codec) for x in
+                                _strings(buf, safe, size, null, prefix, True).to_pylist()], pa.string())  # fmt: skip
+            elif binary:
+                arr = arr.cast(pa.string())
+            if target != arr.type:
+                arr = arr.cast(target)
+    else:
+        raise FatalError(f"column {spec.name}: binlog column type {t} is not supported yet")
+    return arr, bad
+
+
+def _fraction(buf: np.ndarray, at: np.ndarray, fsp: int) -> np.ndarray:
+    n = (fsp + 1) // 2
+    if not n:
+        return np.zeros(len(at), np.int64)
+    return _fixed(buf, at, n, big=True) * {1: 10000, 2: 100, 3: 1}[n]
+
+
+def _days(y: np.ndarray, m: np.ndarray, d: np.ndarray, null: np.ndarray,
+          target: pa.DataType) -> tuple[pa.Array, list[tuple[int, str]]]:  # fmt: skip
+    """Dates from parts; all-zero dates become NULL (as the batch reader reads them), other
+    impossible ones are reported."""
+    zero = (y == 0) & (m == 0) & (d == 0)
+    ok = (m >= 1) & (m <= 12) & (d >= 1) & (y >= 1)
+    months = (np.where(ok, y, 1970) - 1970) * 12 + np.where(ok, m, 1) - 1
+    first = months.astype("datetime64[M]").astype("datetime64[D]")
+    days = (first + np.where(ok, d, 1) - 1).astype(np.int64)
+    # a day past the month's end (2016-02-30) overflows into the next month: impossible
+    back = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) == months
+    ok &= back
+    badm = ~ok & ~zero & ~null
+    bad = [(int(r), f"{int(y[r]):04d}-{int(m[r]):02d}-{int(d[r]):02d} is not a valid date")
+           for r in np.flatnonzero(badm)]  # fmt: skip
+    arr = _masked(pa.array(days.astype(np.int32)).cast(pa.date32()), null | ~ok)
+    return arr.cast(target), bad

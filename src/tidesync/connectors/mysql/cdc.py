@@ -1,0 +1,586 @@
+"""``mysqlcdc``: a MySQL/MariaDB table's changes, from the row-based binlog, in windows.
+
+The capture is a binlog position kept in tidesync's state: nothing is created on the server (the
+first run notes where the log ends and says so). Each run asks for the binlog from its span's
+start with the replication protocol (:mod:`.binlog`), takes whole transactions (from their GTID
+or BEGIN event to their XID or COMMIT) up to the span's end, and decodes the row events of the
+job's tables column-wise into the batch reader's Arrow types. The server keeps its binlog files
+for ``binlog_expire_logs_seconds``; a span whose file is gone is an error naming that setting.
+
+The binlog carries no column names unless ``binlog_row_metadata = FULL``: columns are then
+matched by position, which is only safe while the table has the shape it has now, so a table
+map whose column count or types differ from the table's current columns is an error that says
+to set ``binlog_row_metadata = FULL`` (with it, columns are matched by name and a column added
+mid-stream simply appears).
+
+    {"name": "mysqlcdc", "parameter": {
+        "jdbcUrl": "jdbc:mysql://127.0.0.1:3306/test", "username": "etl",
+        "table": ["user"], "startTime": "${start_time}", "endTime": "${end_time}"}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pymysql
+
+from tidesync.connectors import base
+from tidesync.connectors.mysql import binlog as bl
+from tidesync.connectors.mysql.conn import _columns_info, _schema_table, connect, translate
+from tidesync.connectors.mysql.reader import Reader as TableReader
+from tidesync.connectors.sql.cdc import (
+    CDC_KEYS,
+    OP,
+    POS,
+    TABLE,
+    TS,
+    TS_TYPE,
+    CaptureReader,
+    History,
+    capture_name,
+    cdc_options,
+    output_schema,
+)
+from tidesync.errors import ConfigError, FatalError
+
+__all__ = ["Reader", "check", "status"]
+
+log = logging.getLogger("tidesync.cdc")
+
+_SESSION = ("SET SESSION time_zone = '+00:00'", "SET SESSION net_write_timeout = 3600")
+_ENUM = re.compile(r"'((?:[^']|'')*)'")
+
+
+@dataclass
+class _Target:
+    label: str
+    specs: list[bl.ColumnSpec]  # every column of the table, in order
+    read: set[str]  # the columns the job reads
+    key: list[int]  # primary key columns (indexes into specs)
+
+
+class Reader(CaptureReader):
+    """``mysqlcdc``: one row per change (see the module docstring)."""
+
+    kind = "mysqlcdc"
+
+    def __init__(self, params: dict[str, Any], ctx: base.Context):
+        super().__init__(params, ctx)
+        p = self.p
+        self.o = cdc_options(p, ctx)
+        self.capture = capture_name(ctx)
+        own = {k: v for k, v in params.items() if k not in CDC_KEYS}
+        if not self.o.tables and not params.get("connection"):
+            p.problem("table", "is required: the table (or list of tables) whose changes to read")
+        self.tables: list[TableReader] = []
+        names: list[str | None] = list(self.o.tables) or [None]
+        for t in names:
+            tp = dict(own)
+            tp["column"] = ["*"]
+            if t is not None:
+                tp["table"] = [t]
+            try:
+                self.tables.append(TableReader(tp, ctx))
+            except ConfigError as e:
+                p.problems.extend(x for x in e.problems if x not in p.problems)
+                break
+        for k in own:
+            p.get(k)
+        p.done()
+        self.endpoint = self.tables[0].endpoints[0]
+        self.session = self.tables[0].options.session
+        self._conn: Any = None
+        self._planned = False
+        self.targets: dict[tuple[str, str], _Target] = {}
+        self._checksum = True
+
+    # -- planning --------------------------------------------------------------------------------
+    def _control(self) -> Any:
+        if self._conn is None or not self._conn.open:
+            self._conn = connect(
+                self.endpoint, where=self.ctx.path("jdbcUrl"), session=self.session, ours=_SESSION
+            )
+        return self._conn
+
+    def _query(self, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
+        try:
+            with self._control().cursor() as cur:
+                cur.execute(sql, args)
+                return list(cur.fetchall())
+        except pymysql.MySQLError as e:
+            raise translate(e, self.endpoint, self.ctx.where) from None
+
+    def _plan(self) -> None:
+        if self._planned:
+            return
+        con = self._control()
+        pairs = []
+        for tr in self.tables:
+            schema = tr.schema()
+            assert schema is not None
+            for src in tr.sources():
+                table = src.source.table
+                if table is None:
+                    raise ConfigError(
+                        f"{self.ctx.path('querySql')}: a capture reads tables, not queries"
+                    )
+                db, name = _schema_table(con, table)
+                info = _columns_info(con, table) or []
+                keys = {
+                    r[0]
+                    for r in self._query(
+                        "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE "
+                        "TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY'",
+                        (db, name),
+                    )
+                }
+                specs = []
+                for c in info:
+                    labels = None
+                    if c["type"] in ("enum", "set"):
+                        labels = [m.replace("''", "'") for m in _ENUM.findall(c["column_type"])]
+                    specs.append(
+                        bl.ColumnSpec(
+                            c["name"],
+                            schema.field(c["name"]).type,
+                            "unsigned" in c["column_type"],
+                            c["charset"],
+                            labels,
+                        )
+                    )
+                wanted = set(self.o.columns or [s.name for s in specs])
+                missing = [c for c in wanted if c not in {s.name for s in specs}]
+                if missing:
+                    raise ConfigError(
+                        f"{self.ctx.path('column')}: table {table} has no column {missing[0]!r}"
+                    )
+                self.targets[(db, name)] = _Target(
+                    table, specs, wanted, [i for i, s in enumerate(specs) if s.name in keys]
+                )
+                pairs.append(
+                    (table, pa.schema([schema.field(s.name) for s in specs if s.name in wanted]))
+                )
+        self._schema = output_schema(pairs, self.o.before_image, self.ctx.path("table"))
+        row = self._query("SELECT @@global.binlog_checksum")
+        self._checksum = bool(row and row[0][0] and str(row[0][0]).upper() != "NONE")
+        self._planned = True
+
+    # -- the hooks of the skeleton -----------------------------------------------------------------
+    def _now_ms(self) -> int:
+        return int(self._query("SELECT ROUND(UNIX_TIMESTAMP(SYSDATE(6)) * 1000)")[0][0])
+
+    def _master(self) -> bl.Position:
+        rows = self._query("SHOW MASTER STATUS")
+        if not rows:
+            raise FatalError(
+                f"{self.ctx.where}: the binlog is off on {self.endpoint.label}: start the server "
+                "with log_bin (and binlog_format = ROW); `tidesync cdc check` lists what is missing"
+            )
+        return bl.Position(str(rows[0][0]), int(rows[0][1]))
+
+    def _log_end(self) -> tuple[str, int]:
+        return str(self._master()), self._now_ms()
+
+    def _before(self, a: Any, b: Any) -> bool:
+        return bl.Position.parse(a).key < bl.Position.parse(b).key
+
+    def _open(self, history: History | None) -> History:
+        fmt = self._query("SELECT @@global.binlog_format, @@global.binlog_row_image")
+        if fmt and (str(fmt[0][0]).upper() != "ROW" or str(fmt[0][1]).upper() != "FULL"):
+            raise FatalError(
+                f"{self.ctx.where}: the server logs binlog_format = {fmt[0][0]}, binlog_row_image "
+                f"= {fmt[0][1]}; a capture needs ROW and FULL (SET GLOBAL binlog_format = ROW, "
+                "binlog_row_image = FULL, and in the server's configuration)"
+            )
+        if history is None:
+            end = self._master()
+            log.warning(
+                "capture %s starts at binlog position %s on %s: changes committed from now on "
+                "are captured; earlier ones are not in this capture",
+                self.capture, end, self.endpoint.label,
+            )  # fmt: skip
+            return History(self.capture, self._now_ms(), str(end))
+        oldest = bl.Position.parse(history.horizon)
+        files = [str(r[0]) for r in self._query("SHOW BINARY LOGS")]
+        if oldest.file not in files:
+            raise FatalError(
+                f"{self.ctx.where}: binlog file {oldest.file} (this job's oldest retained position "
+                f"{oldest}) has been purged from {self.endpoint.label}; raise "
+                "binlog_expire_logs_seconds to keep the log longer, then `tidesync cdc drop` "
+                "the job and start anew"
+            )
+        return history
+
+    def _changes(self, lo: Any, upto: Any, cut_us: int | None) -> Generator[base.Chunk, None, Any]:
+        start, end = bl.Position.parse(lo), bl.Position.parse(upto)
+        files = [str(r[0]) for r in self._query("SHOW BINARY LOGS")]
+        if start.file not in files:
+            raise FatalError(
+                f"{self.ctx.where}: binlog file {start.file} has been purged from "
+                f"{self.endpoint.label}: the changes from {start} are gone; raise "
+                "binlog_expire_logs_seconds, then `tidesync cdc drop` the job and start anew"
+            )
+        con = connect(self.endpoint, where=self.ctx.path("jdbcUrl"), ours=_SESSION)
+        dump = bl.Dump(con, start, self._checksum)
+        state = _State()
+        carry: bl.Events | None = None
+        try:
+            for batch in dump.batches():
+                ev = carry.then(batch) if carry is not None else batch
+                carry = None
+                out, stop, tail = self._batch(ev, state, end, cut_us)
+                yield from out
+                if stop is not None:
+                    return str(stop)
+                if tail is not None:
+                    carry = ev.tail(tail)
+        except pymysql.MySQLError as e:
+            raise translate(e, self.endpoint, self.ctx.where) from None
+        finally:
+            dump.close()
+        return str(end)
+
+    # -- one batch of events ---------------------------------------------------------------------
+    def _batch(
+        self, ev: bl.Events, state: _State, end: bl.Position, cut_us: int | None
+    ) -> tuple[list[base.Chunk], bl.Position | None, int | None]:
+        cs = self._checksum
+        types = ev.type
+        size = ev.size
+        startpos = ev.next_pos - size
+        tsec = ev.timestamp
+        first: list[int] = []
+        last: list[int] = []
+        commit: list[int] = []
+        open_at: int | None = None
+        tm_at: list[tuple[int, int, bytes]] = []
+        rowmask = np.isin(types, bl.ROW_EVENTS)
+        for i in np.flatnonzero(~rowmask).tolist():
+            t = int(types[i])
+            if t in (bl.MARIA_GTID, bl.MYSQL_GTID, bl.MYSQL_ANON_GTID):
+                open_at = i
+            elif t == bl.QUERY:
+                q = _query_text(ev.body(i, cs))
+                if q.startswith(b"BEGIN"):
+                    if open_at is None:
+                        open_at = i
+                elif q.startswith(b"ROLLBACK"):
+                    open_at = None
+                else:  # COMMIT, or a statement (DDL) that is a transaction of its own
+                    first.append(i if open_at is None else open_at)
+                    last.append(i)
+                    commit.append(i)
+                    open_at = None
+            elif t == bl.XID:
+                if open_at is not None:
+                    first.append(open_at)
+                    last.append(i)
+                    commit.append(i)
+                open_at = None
+            elif t == bl.TABLE_MAP:
+                body = ev.body(i, cs)
+                tm_at.append((i, int.from_bytes(body[:6], "little"), body[8:]))
+            elif t in bl.MARIA_COMPRESSED:
+                raise FatalError(
+                    f"{self.ctx.where}: the binlog holds compressed events (log_bin_compress); "
+                    "a capture reads plain ones: SET GLOBAL log_bin_compress = OFF"
+                )
+        fa = np.asarray(first, dtype=np.int64)
+        la = np.asarray(last, dtype=np.int64)
+        starts = [bl.Position(ev.files[int(ev.file[i])], int(startpos[i])) for i in first]
+        ts_us = (
+            tsec[np.asarray(commit, dtype=np.int64)] * 1_000_000
+            if commit
+            else np.zeros(0, np.int64)
+        )
+        stop: bl.Position | None = None
+        k = len(first)
+        for j, sp in enumerate(starts):
+            if sp.key >= end.key or (cut_us is not None and int(ts_us[j]) >= cut_us):
+                stop, k = sp, j
+                break
+        tail = None if stop is not None or open_at is None else open_at
+        rows_idx = np.flatnonzero(rowmask)
+        tx = np.searchsorted(fa, rows_idx, side="right") - 1
+        ok = (tx >= 0) & (tx < k)
+        ok &= rows_idx <= la[np.clip(tx, 0, max(len(la) - 1, 0))] if len(la) else False
+        rows_idx, tx = rows_idx[ok], tx[ok]
+        out = self._rows(ev, rows_idx, tx, ts_us, tm_at, state)
+        for _i, tid, key in tm_at:  # the maps go on into the next batch
+            state.maps[tid] = key
+        return out, stop, tail
+
+    def _rows(
+        self,
+        ev: bl.Events,
+        idx: np.ndarray,
+        tx: np.ndarray,
+        ts_us: np.ndarray,
+        tm_at: list[tuple[int, int, bytes]],
+        state: _State,
+    ) -> list[base.Chunk]:
+        if not len(idx):
+            return []
+        assert self._schema is not None
+        tids = ev.le(19, 6)[idx]
+        keys: list[bytes] = []
+        by_tid: dict[int, tuple[np.ndarray, list[bytes]]] = {}
+        for tid in np.unique(tids).tolist():
+            at = [(i, key) for i, t, key in tm_at if t == tid]
+            by_tid[tid] = (np.asarray([i for i, _ in at], dtype=np.int64), [k for _, k in at])
+        for i, tid in zip(idx.tolist(), tids.tolist(), strict=True):
+            pos, ks = by_tid[tid]
+            m = int(np.searchsorted(pos, i, side="right")) - 1
+            key = ks[m] if m >= 0 else state.maps.get(tid)
+            if key is None:
+                raise FatalError(f"{self.ctx.where}: a row event came without its table map")
+            keys.append(key)
+        types = ev.type[idx]
+        upd = np.isin(types, bl.UPDATES)
+        parts: list[tuple[pa.RecordBatch, np.ndarray, list[tuple[int, str]]]] = []
+        groups: dict[tuple[bytes, bool], list[int]] = {}
+        for n, (key, u) in enumerate(zip(keys, upd.tolist(), strict=True)):
+            groups.setdefault((key, u), []).append(n)
+        for (key, u), members in groups.items():
+            tm = state.table_map(key)
+            target = self.targets.get((tm.db, tm.table))
+            if target is None:
+                continue
+            sel = np.asarray(members, dtype=np.int64)
+            parts.append(self._group(ev, idx[sel], tx[sel], ts_us, tm, target, u))
+        if not parts:
+            return []
+        table = pa.Table.from_batches([p[0] for p in parts], self._schema)
+        order = np.concatenate([p[1] for p in parts])
+        sort = np.lexsort((order[:, 2], order[:, 1], order[:, 0]))
+        batch = table.take(pa.array(sort)).combine_chunks().to_batches()[0]
+        dirty_rows: list[tuple[int, str]] = []
+        base_at = 0
+        inverse = np.empty(len(sort), dtype=np.int64)
+        inverse[sort] = np.arange(len(sort))
+        for p in parts:
+            dirty_rows += [(int(inverse[base_at + r]), why) for r, why in p[2]]
+            base_at += p[0].num_rows
+        if not dirty_rows:
+            return [base.Chunk(batch)]
+        from tidesync.engine.dirty import row_of
+
+        dirty = [
+            base.Dirty(why, row_of(batch, r), str(batch.column(POS)[r])) for r, why in dirty_rows
+        ]
+        keep = np.ones(batch.num_rows, dtype=bool)
+        keep[[r for r, _ in dirty_rows]] = False
+        return [base.Chunk(batch.filter(pa.array(keep)), dirty)]
+
+    def _group(
+        self,
+        ev: bl.Events,
+        idx: np.ndarray,
+        tx: np.ndarray,
+        ts_us: np.ndarray,
+        tm: bl.TableMap,
+        target: _Target,
+        update: bool,
+    ) -> tuple[pa.RecordBatch, np.ndarray, list[tuple[int, str]]]:
+        assert self._schema is not None
+        cols = self._columns(tm, target)
+        buf = ev.buf
+        s = ev.start[idx]
+        p = s + 19 + 8
+        v2 = np.isin(ev.type[idx], (bl.WRITE_V2, bl.UPDATE_V2, bl.DELETE_V2))
+        p = p + np.where(v2, ev.le(27, 2)[idx], 0)
+        c = buf[p]
+        p = p + np.where(c < 251, 1, 3)
+        n = len(tm.types)
+        nb = (n + 7) // 8
+        images = 2 if update else 1
+        full = np.full(nb, 0xFF, dtype=np.uint8)
+        if n % 8:
+            full[-1] = (1 << (n % 8)) - 1
+        for img in range(images):
+            got = buf[(p + img * nb)[:, None] + np.arange(nb)]
+            if not (got & full == full).all():
+                raise FatalError(
+                    f"{self.ctx.where}: table {target.label}: the binlog holds partial row "
+                    "images; a capture needs SET GLOBAL binlog_row_image = FULL"
+                )
+        rows_at = p + images * nb
+        stop = s + ev.size[idx] - (4 if self._checksum else 0)
+        walked = bl.walk(buf, rows_at, stop, tm, images)
+        after = walked[-1]
+        before = walked[0] if update else None
+        ev_of = after.event
+        kind = ev.type[idx][ev_of]
+        n_rows = len(ev_of)
+        moved = np.zeros(n_rows, dtype=bool)
+        key = [j for j, at in enumerate(cols) if at is not None and at in target.key]
+        if before is not None:
+            for j in key:
+                a = bl.raw(buf, before.start[j], before.size[j], before.null[j])
+                b = bl.raw(buf, after.start[j], after.size[j], after.null[j])
+                moved |= ~np.asarray(_equal(a, b))
+        take = np.concatenate([np.flatnonzero(moved), np.arange(n_rows)])
+        is_old = np.arange(len(take)) < int(moved.sum())
+        arrays: dict[str, pa.Array] = {}
+        bad: list[tuple[int, str]] = []
+        for j, spec_at in enumerate(cols):
+            if spec_at is None:
+                continue
+            spec = target.specs[spec_at]
+            if spec.name not in target.read:
+                continue
+            arr, why = bl.column(buf, after, j, tm.types[j], tm.meta[j], spec)
+            if before is not None and is_old.any():
+                old, why_old = bl.column(buf, before, j, tm.types[j], tm.meta[j], spec)
+                arr = pa.concat_arrays([old.take(pa.array(take[is_old])), arr])
+                bad += [
+                    (int(np.flatnonzero(take[is_old] == r)[0]), w) for r, w in why_old if moved[r]
+                ]
+                bad += [(r + int(is_old.sum()), w) for r, w in why]
+            else:
+                bad += why
+            arrays[spec.name] = arr
+            if self.o.before_image:
+                if before is not None:
+                    old, _ = bl.column(buf, before, j, tm.types[j], tm.meta[j], spec)
+                    arrays["before_" + spec.name] = old.take(pa.array(take))
+                elif (kind == bl.DELETE_V1).any() or (kind == bl.DELETE_V2).any():
+                    dele = np.isin(kind, bl.DELETES)
+                    arrays["before_" + spec.name] = pa.array(
+                        [v if d else None for v, d in zip(arr.to_pylist(), dele, strict=True)],
+                        arr.type,
+                    )
+        is_upd = np.isin(kind, bl.UPDATES)[take]
+        is_del = np.isin(kind, bl.DELETES)[take]
+        created = np.isin(kind, bl.WRITES)[take] | (moved[take] & ~is_old)
+        ops = np.where(is_old | is_del, "d", np.where(created, "c", np.where(is_upd, "u", "d")))
+        events = idx[ev_of[take]]
+        arrays[OP] = pa.array(ops, pa.string())
+        arrays[TS] = pa.array(ts_us[tx[ev_of[take]]]).cast(TS_TYPE)
+        pos_text = [
+            f"{ev.files[int(ev.file[e])]}:{int(ev.next_pos[e] - ev.size[e])}"
+            for e in events.tolist()
+        ]
+        arrays[POS] = pa.array(pos_text, pa.string())
+        if TABLE in self._schema.names:
+            arrays[TABLE] = pa.array([target.label] * len(take), pa.string())
+        batch = pa.RecordBatch.from_arrays(
+            [
+                arrays[f.name] if f.name in arrays else pa.nulls(len(take), f.type)
+                for f in self._schema
+            ],
+            schema=self._schema,
+        )
+        order = np.stack([events, after.seq[take], (~is_old).astype(np.int64)], axis=1)
+        return batch, order, bad
+
+    def _columns(self, tm: bl.TableMap, target: _Target) -> list[int | None]:
+        """For each column of the table map, the index of the table's column it is (None: a
+        column the table no longer has)."""
+        names = [s.name for s in target.specs]
+        if tm.names is not None:
+            return [names.index(n) if n in names else None for n in tm.names]
+        if len(tm.types) != len(names):
+            raise FatalError(
+                f"{self.ctx.where}: table {target.label} has {len(names)} columns now, but the "
+                f"binlog holds rows of {len(tm.types)} (its shape changed) and no column names; "
+                "SET GLOBAL binlog_row_metadata = FULL so that columns are matched by name, then "
+                "rerun"
+            )
+        return list(range(len(names)))
+
+    def close(self) -> None:
+        for t in self.tables:
+            t.close()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # closing after a failure
+                self._conn.close()
+            self._conn = None
+
+
+def _equal(a: pa.Array, b: pa.Array) -> Any:
+    import pyarrow.compute as pc
+
+    eq = pc.equal(a, b)
+    both_null = pc.and_(a.is_null(), b.is_null())
+    return pc.fill_null(pc.or_(eq, both_null), False)
+
+
+class _State:
+    """What goes on from batch to batch: the table maps (by table id) and their parsed forms."""
+
+    def __init__(self) -> None:
+        self.maps: dict[int, bytes] = {}
+        self._parsed: dict[bytes, bl.TableMap] = {}
+
+    def table_map(self, key: bytes) -> bl.TableMap:
+        tm = self._parsed.get(key)
+        if tm is None:
+            tm = self._parsed[key] = bl.parse_table_map(b"\0" * 8 + key)
+        return tm
+
+
+def _query_text(body: bytes) -> bytes:
+    """The statement of a QUERY event's body."""
+    dblen = body[8]
+    svlen = int.from_bytes(body[11:13], "little")
+    at = 13 + svlen + dblen + 1
+    return body[at : at + 16].lstrip().upper()
+
+
+# -- operations ----------------------------------------------------------------------------------
+
+
+def check(reader: Reader) -> list[str]:
+    """What the server still lacks for this capture, each with the setting to change."""
+    reader._plan()
+    out = []
+    v = dict(
+        (str(r[0]).lower(), str(r[1]))
+        for r in reader._query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
+            "'binlog_row_image', 'server_id', 'binlog_row_metadata', 'log_bin_compress')"
+        )
+    )
+    if v.get("log_bin", "OFF").upper() != "ON":
+        out.append(
+            "log_bin is OFF: start the server with log_bin (e.g. log_bin = mysql-bin in my.cnf)"
+        )
+    if v.get("binlog_format", "").upper() != "ROW":
+        out.append(
+            f"binlog_format is {v.get('binlog_format')}: SET GLOBAL binlog_format = ROW (and in my.cnf)"
+        )
+    if v.get("binlog_row_image", "").upper() != "FULL":
+        out.append(
+            f"binlog_row_image is {v.get('binlog_row_image')}: SET GLOBAL binlog_row_image = FULL (and in my.cnf)"
+        )
+    if v.get("server_id", "0") == "0":
+        out.append("server_id is 0: set server_id = 1 (any non-zero value) in my.cnf")
+    if v.get("log_bin_compress", "OFF").upper() == "ON":
+        out.append("log_bin_compress is ON: SET GLOBAL log_bin_compress = OFF")
+    grants = " ".join(str(r[0]).upper() for r in reader._query("SHOW GRANTS"))
+    if "ALL PRIVILEGES ON *.*" not in grants and not (
+        "REPLICATION SLAVE" in grants or "REPLICATION REPLICA" in grants
+    ):
+        out.append(
+            "the user may not read the binlog: GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO <user>"
+        )
+    if v.get("binlog_row_metadata", "").upper() != "FULL":
+        out.append(
+            "binlog_row_metadata is not FULL (optional): without column names in the binlog, a "
+            "table whose columns change stops the capture; SET GLOBAL binlog_row_metadata = FULL"
+        )
+    return out
+
+
+def status(reader: Reader) -> dict[str, Any]:
+    files = reader._query("SHOW BINARY LOGS")
+    return {"binlog": str(reader._master()), "files": len(files),
+            "bytes": sum(int(r[1]) for r in files)}  # fmt: skip

@@ -1,0 +1,249 @@
+"""mysqlcdc against the real MariaDB: every change once, in windows, with the batch reader's types;
+checkpoints that survive a crash; reruns that give the same rows."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.integration._cdc import CRASH, Capture, rows
+from tests.integration._servers_mysql import MyDb, mysql_db, mysql_server  # noqa: F401
+from tests.integration.test_mysql import TYPES
+from tidesync.connectors.base import Context
+from tidesync.connectors.mysql import Reader as TableReader
+
+pytestmark = pytest.mark.integration
+
+
+def cap(db: MyDb, root: Path, tables: list[str], **params: Any) -> Capture:
+    p = {"jdbcUrl": db.jdbc, "username": db.server.user, "password": db.server.password,
+         "table": tables, **params}  # fmt: skip
+    folder = root / f"cap_{secrets.token_hex(4)}"
+    folder.mkdir()
+    return Capture(folder, "mysqlcdc", p)
+
+
+def now_ms(db: MyDb) -> int:
+    return int(db.query("SELECT ROUND(UNIX_TIMESTAMP(SYSDATE(6)) * 1000)")[0][0])
+
+
+def next_second(db: MyDb) -> int:
+    """The next whole second of the server's clock, once it has passed (ms)."""
+    s = (now_ms(db) // 1000 + 1) * 1000
+    while now_ms(db) < s:
+        time.sleep(0.05)
+    return s
+
+
+def test_inserts_updates_deletes_key_changes_and_nulls(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute("CREATE TABLE users (uid INT PRIMARY KEY, uname VARCHAR(50), deptno INT)")
+    c = cap(mysql_db, tmp_path, ["users"])
+    assert c.run().num_rows == 0  # notes where the log ends: nothing yet
+    mysql_db.execute(
+        "INSERT INTO users VALUES (1, 'LiLei', 100), (2, 'HanMM', NULL), (5, 'Lily', 104)",
+        "UPDATE users SET deptno = 101 WHERE uid = 2",
+        "UPDATE users SET uname = NULL WHERE uid = 1",
+        "UPDATE users SET uid = 7 WHERE uid = 5",
+        "DELETE FROM users WHERE uid = 7",
+    )
+    t = c.run()
+    assert t.schema.names == ["uid", "uname", "deptno", "_op", "_ts", "_pos"]
+    assert rows(t, "_op", "uid", "uname", "deptno") == [
+        ("c", 1, "LiLei", 100),
+        ("c", 2, "HanMM", None),
+        ("c", 5, "Lily", 104),
+        ("u", 2, "HanMM", 101),
+        ("u", 1, None, 100),
+        ("d", 5, "Lily", 104),  # the key changed: the old key goes (the whole old row) ...
+        ("c", 7, "Lily", 104),  # ... and the row arrives under the new one
+        ("d", 7, "Lily", 104),  # a delete carries the whole row (binlog_row_image FULL)
+    ]
+    assert t.schema.field("_ts").type == pa.timestamp("us", tz="UTC")
+    assert all(p.startswith("mysql-bin.") for p in t.column("_pos").to_pylist())
+    assert c.run().num_rows == 0
+
+
+def test_columns_have_the_batch_readers_types_and_values(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    kept = [t for t in TYPES if "LONGBLOB" not in t[0]]
+    cols = ", ".join(f"c{i} {ddl}" for i, (ddl, *_rest) in enumerate(kept))
+    mysql_db.execute(f"CREATE TABLE typed (id INT PRIMARY KEY, {cols})")
+    c = cap(mysql_db, tmp_path, ["typed"])
+    c.run()
+    lits = ", ".join(lit for _ddl, lit, *_rest in kept)
+    con = mysql_db.connect()
+    with con.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = '', time_zone = '+00:00'")
+        cur.execute(f"INSERT INTO typed VALUES (1, {lits})")
+        cur.execute("INSERT INTO typed (id) VALUES (2)")
+    con.close()
+    got = c.run()
+    batch = TableReader(
+        {
+            "jdbcUrl": mysql_db.jdbc,
+            "username": mysql_db.server.user,
+            "password": mysql_db.server.password,
+            "table": ["typed"],
+        },  # fmt: skip
+        Context(where="r"),
+    )
+    from tests.integration._servers_pg import read_all
+
+    _, want = read_all(batch)
+    data = got.drop_columns(["_op", "_ts", "_pos"])
+    assert data.schema == want.schema
+    for a, b in zip(data.to_pylist(), want.sort_by("id").to_pylist(), strict=True):
+        assert {k: v for k, v in a.items() if b[k] != v} == {}
+
+
+def test_windows_tile_without_loss_or_duplicate_and_reruns_repeat(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    mysql_db.execute("CREATE TABLE ev (id INT PRIMARY KEY, note VARCHAR(10))")
+    c = cap(mysql_db, tmp_path, ["ev"])
+    t0 = next_second(mysql_db)
+    assert c.run((t0 - 2000, t0)).num_rows == 0
+    mysql_db.execute("INSERT INTO ev VALUES (1, 'w1')")
+    con = mysql_db.connect()
+    with con.cursor() as cur:  # begins in the first window, commits in the second
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO ev VALUES (2, 'spans')")
+        b1 = next_second(mysql_db)
+        cur.execute("INSERT INTO ev VALUES (3, 'spans')")
+        cur.execute("COMMIT")
+    con.close()
+    mysql_db.execute("INSERT INTO ev VALUES (4, 'w2')")
+    b2 = next_second(mysql_db)
+    mysql_db.execute("UPDATE ev SET note = 'w3' WHERE id = 1")
+    b3 = next_second(mysql_db)
+    w1 = c.run((t0, b1))
+    w2 = c.run((b1, b2))
+    w3 = c.run((b2, b3))
+    assert rows(w1, "_op", "id") == [("c", 1)]
+    assert rows(w2, "_op", "id", "note") == [("c", 2, "spans"), ("c", 3, "spans"), ("c", 4, "w2")]
+    assert rows(w3, "_op", "id", "note") == [("u", 1, "w3")]
+    mysql_db.execute("INSERT INTO ev VALUES (5, 'later')")
+    assert c.run((b1, b2)).equals(w2)
+    assert c.run((t0, b3)).to_pylist() == w1.to_pylist() + w2.to_pylist() + w3.to_pylist()
+    assert rows(c.run((b3, next_second(mysql_db))), "id") == [(5,)]
+
+
+def test_a_gap_and_a_window_not_yet_over_are_errors(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute("CREATE TABLE g (id INT PRIMARY KEY)")
+    c = cap(mysql_db, tmp_path, ["g"])
+    t0 = now_ms(mysql_db)
+    c.run((t0 - 1000, t0))
+    r = c.run_report((t0 + 10, t0 + 20))
+    assert r.status == "failed" and "leaves a gap" in r.error
+    r = c.run_report((t0, t0 + 3_600_000), waitTimeout="1s")
+    assert r.status == "failed" and "waitTimeout" in r.error
+
+
+def test_two_tables_in_one_job_carry_the_table(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute(
+        "CREATE TABLE a (id INT PRIMARY KEY, x VARCHAR(5))",
+        "CREATE TABLE b (id INT PRIMARY KEY, y INT)",
+    )
+    c = cap(mysql_db, tmp_path, ["a", "b"])
+    c.run()
+    mysql_db.execute("INSERT INTO a VALUES (1, 'one')", "INSERT INTO b VALUES (1, 10)")
+    mysql_db.execute("DELETE FROM a WHERE id = 1")
+    t = c.run()
+    assert t.schema.names == ["id", "x", "y", "_op", "_ts", "_pos", "_table"]
+    assert rows(t, "_table", "_op", "id", "x", "y") == [
+        ("a", "c", 1, "one", None),
+        ("b", "c", 1, None, 10),
+        ("a", "d", 1, "one", None),
+    ]
+
+
+def test_a_changed_table_without_column_names_in_the_log_is_an_error(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    (meta,) = mysql_db.query("SELECT @@global.binlog_row_metadata")[0]
+    if str(meta).upper() == "FULL":
+        pytest.skip("the server logs column names: a changed table is read by name")
+    mysql_db.execute("CREATE TABLE sc (id INT PRIMARY KEY)")
+    c = cap(mysql_db, tmp_path, ["sc"])
+    c.run()
+    mysql_db.execute("INSERT INTO sc VALUES (1)", "ALTER TABLE sc ADD COLUMN extra VARCHAR(5)")
+    mysql_db.execute("INSERT INTO sc VALUES (2, 'new')")
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "table sc" in r.error and "binlog_row_metadata = FULL" in r.error
+
+
+def test_a_purged_position_is_an_error_naming_the_fix(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute("CREATE TABLE p (id INT PRIMARY KEY)")
+    c = cap(mysql_db, tmp_path, ["p"])
+    c.run()
+    # a position in a file the server no longer has (as after PURGE BINARY LOGS)
+    from tidesync.state import open_state
+
+    store = open_state(c.root)
+    [(ns, key)] = [("positions", k) for k in _keys(c.root)]
+    v = store.get(ns, key)
+    v["positions"]["changes"]["lo"] = "mysql-bin.000000:4"
+    v["positions"]["changes"]["spans"] = []
+    store.put(ns, key, v)
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "purged" in r.error and "binlog_expire_logs_seconds" in r.error
+
+
+def _keys(root: Path) -> list[str]:
+    import sqlite3
+
+    con = sqlite3.connect(root / ".tidesync" / "state.db")
+    try:
+        return [r[0] for r in con.execute("SELECT key FROM kv WHERE ns = 'positions'")]
+    finally:
+        con.close()
+
+
+def test_100000_changes_in_one_window(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute("CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(20), n DECIMAL(10,2))")
+    c = cap(mysql_db, tmp_path, ["big"])
+    c.run()
+    mysql_db.execute(
+        "SET SESSION max_recursive_iterations = 200000",
+        "INSERT INTO big WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s "
+        "WHERE g < 100000) SELECT g, CONCAT('v', g), g / 100 FROM s",
+    )
+    t = c.run()
+    assert t.num_rows == 100_000
+    assert t.column("id").to_pylist() == list(range(1, 100_001))
+    assert t.column("v")[99_999].as_py() == "v100000"
+
+
+def test_a_crash_between_write_and_checkpoint_loses_and_duplicates_nothing(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    mysql_db.execute("CREATE TABLE k (id INT PRIMARY KEY)")
+    c = cap(mysql_db, tmp_path, ["k"])
+    c.out = c.root / "out"
+    c.run()
+    mysql_db.execute("INSERT INTO k VALUES (1), (2)")
+    job = c.write_job(c.out, {})
+    p = subprocess.run(
+        [sys.executable, "-c", CRASH, str(job)], cwd=c.root, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert rows(c.read(c.out), "id") == [(1,), (2,)]
+    mysql_db.execute("INSERT INTO k VALUES (3)")
+    c.run()
+    assert rows(c.read(c.out), "id") == [(1,), (2,), (3,)]
+    c.run()
+    assert c.read(c.out).num_rows == 0
