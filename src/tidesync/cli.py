@@ -359,6 +359,7 @@ def _register_extensions() -> None:
 
     for module, attr in (
         ("tidesync.scheduler.cli", "commands"),
+        ("tidesync.cdc", "commands"),
         ("tidesync.archive.cli", "commands"),
     ):
         try:

@@ -247,3 +247,24 @@ def test_a_crash_between_write_and_checkpoint_loses_and_duplicates_nothing(
     assert rows(c.read(c.out), "id") == [(1,), (2,), (3,)]
     c.run()
     assert c.read(c.out).num_rows == 0
+
+
+def test_cdc_check_names_what_the_server_lacks(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from tidesync.cli import main
+
+    mysql_db.execute("CREATE TABLE ck (id INT PRIMARY KEY)")
+    c = cap(mysql_db, tmp_path, ["ck"])
+    c.write_job(c.root / "out", {})
+    monkeypatch.chdir(c.root)
+    r = CliRunner().invoke(main, ["cdc", "check", str(c.job)])
+    assert r.exit_code == 0, r.output  # the test server logs ROW, FULL images, server_id 1
+    assert "mysqlcdc" in r.output and ": ready" in r.output
+    assert "binlog=mysql-bin." in r.output and "no run committed yet" in r.output
+    r = CliRunner().invoke(main, ["cdc", "drop", str(c.job)])
+    assert r.exit_code == 0 and "forgot the saved positions" in r.output, r.output

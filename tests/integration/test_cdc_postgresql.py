@@ -253,3 +253,36 @@ def test_a_crash_between_write_and_checkpoint_loses_and_duplicates_nothing(
     assert rows(c.read(out), "id") == [(1,), (2,), (3,)]  # again, each once
     c.run()
     assert c.read(out).num_rows == 0
+
+
+def test_cdc_check_says_ready_and_drop_removes_the_capture(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from tidesync.cli import main
+
+    pg.sql("CREATE TABLE {s}.d (id int PRIMARY KEY)", "CREATE TABLE {s}.nokey (v int)")
+    c = cap(["d", "nokey"])
+    c.run()
+    slot = c.params["slot"]
+    monkeypatch.chdir(c.root)
+    r = CliRunner().invoke(main, ["cdc", "check", str(c.job)])
+    assert r.exit_code == 1, r.output  # a table without a key cannot publish its deletes
+    assert f"postgresqlcdc {slot}: NOT READY" in r.output
+    assert "table nokey has no replica identity" in r.output and "REPLICA IDENTITY FULL" in r.output
+    assert "1 window(s) retained" in r.output
+    pg.sql("ALTER TABLE {s}.nokey REPLICA IDENTITY FULL")
+    r = CliRunner().invoke(main, ["cdc", "check", str(c.job)])
+    assert r.exit_code == 0 and ": ready" in r.output, r.output
+    r = CliRunner().invoke(main, ["cdc", "drop", str(c.job)])
+    assert r.exit_code == 0, r.output
+    assert f"dropped replication slot {slot}" in r.output
+    assert not pg.rows("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    assert not pg.rows("SELECT 1 FROM pg_publication WHERE pubname = %s", (slot,))
+    pg.sql("INSERT INTO {s}.d VALUES (1)")  # before the new capture: not in it
+    assert c.run().num_rows == 0  # a new capture, from its own start
+    pg.sql("INSERT INTO {s}.d VALUES (2)")
+    assert rows(c.run(), "id") == [(2,)]
