@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tidesync.connectors.sql.cdc import slices
 from tidesync.errors import FatalError
 
 __all__ = ["Dump", "Events", "TableMap", "Position", "column", "parse_table_map", "walk"]
@@ -423,17 +424,6 @@ def walk(
     return result
 
 
-def _gather(buf: np.ndarray, start: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The bytes of each value, back to back, and their offsets (n + 1, int64)."""
-    offsets = np.zeros(len(start) + 1, dtype=np.int64)
-    np.cumsum(size, out=offsets[1:])
-    total = int(offsets[-1])
-    if not total:
-        return np.zeros(0, np.uint8), offsets
-    idx = np.repeat(start - offsets[:-1], size) + np.arange(total, dtype=np.int64)
-    return buf[idx], offsets
-
-
 def _fixed(buf: np.ndarray, start: np.ndarray, width: int, big: bool = False) -> np.ndarray:
     """Unsigned integers of ``width`` bytes at ``start`` (int64 for width < 8, uint64 for 8)."""
     if width == 8:
@@ -461,19 +451,16 @@ def _masked(arr: pa.Array, null: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(null), pa.scalar(None, arr.type), arr)
 
 
-def _strings(buf: np.ndarray, start: np.ndarray, size: np.ndarray, null: np.ndarray,
-             prefix: int, binary: bool) -> pa.Array:  # fmt: skip
-    data, off = _gather(buf, start + prefix, np.where(null, 0, size - prefix))
-    t = pa.binary() if binary else pa.string()
-    n = len(start)
-    if off[-1] >= 2**31 - 1:
-        return pa.Array.from_buffers(
-            pa.large_binary() if binary else pa.large_string(), n,
-            [_validity(null), pa.py_buffer(off), pa.py_buffer(data)],
-        ).cast(t)  # fmt: skip
-    return pa.Array.from_buffers(
-        t, n, [_validity(null), pa.py_buffer(off.astype(np.int32)), pa.py_buffer(data)]
-    )
+def _strings(
+    buf: np.ndarray,
+    start: np.ndarray,
+    size: np.ndarray,
+    null: np.ndarray,
+    prefix: int,
+    binary: bool,
+) -> pa.Array:
+    """The values after their ``prefix`` length bytes, as strings or bytes (rows in log order)."""
+    return slices(buf, start + prefix, size - prefix, ~null, binary)
 
 
 def raw(buf: np.ndarray, start: np.ndarray, size: np.ndarray, null: np.ndarray) -> pa.Array:

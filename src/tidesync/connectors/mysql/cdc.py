@@ -464,11 +464,13 @@ class Reader(CaptureReader):
         events = idx[ev_of[take]]
         arrays[OP] = pa.array(ops, pa.string())
         arrays[TS] = pa.array(ts_us[tx[ev_of[take]]]).cast(TS_TYPE)
-        pos_text = [
-            f"{ev.files[int(ev.file[e])]}:{int(ev.next_pos[e] - ev.size[e])}"
-            for e in events.tolist()
-        ]
-        arrays[POS] = pa.array(pos_text, pa.string())
+        uniq, back = np.unique(events, return_inverse=True)
+        at = (ev.next_pos[uniq] - ev.size[uniq]).tolist()
+        files = ev.file[uniq].tolist()
+        pos_text = pa.array([f"{ev.files[f]}:{a}" for f, a in zip(files, at, strict=True)]).take(
+            pa.array(back)
+        )
+        arrays[POS] = pos_text
         if TABLE in self._schema.names:
             arrays[TABLE] = pa.array([target.label] * len(take), pa.string())
         batch = pa.RecordBatch.from_arrays(

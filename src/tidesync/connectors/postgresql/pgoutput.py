@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidesync.connectors.sql.cdc import OP, POS, TABLE, TS, TS_TYPE
+from tidesync.connectors.sql.cdc import OP, POS, TABLE, TS, TS_TYPE, slices
 from tidesync.errors import FatalError
 
 __all__ = ["Decoder", "Relation", "lsn_int", "lsn_text"]
@@ -118,29 +118,7 @@ def _walk(buf: np.ndarray, pos: np.ndarray, ncols: int) -> _Tuple:
 
 
 def _strings(buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray) -> pa.Array:
-    """One Arrow string array of the values at ``start``/``length`` (invalid ones null)."""
-    n = len(start)
-    length = np.where(valid, length, 0)
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(length, out=offsets[1:])
-    total = int(offsets[-1])
-    if total:
-        idx = np.repeat(start - offsets[:-1], length) + np.arange(total, dtype=np.int64)
-        data = buf[idx]
-    else:
-        data = np.zeros(0, dtype=np.uint8)
-    nulls = n - int(valid.sum())
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-    if total < 2**31 - 1:
-        return pa.Array.from_buffers(
-            pa.string(),
-            n,
-            [bitmap, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)],
-            nulls,
-        )
-    return pa.Array.from_buffers(
-        pa.large_string(), n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)], nulls
-    ).cast(pa.string())
+    return slices(buf, start, length, valid)
 
 
 # -- text to the batch reader's types -------------------------------------------------------------
@@ -347,13 +325,27 @@ class Decoder:
         is_ins, is_upd, is_del = t == _I, t == _U, t == _D
         marker = buf[pos + 5]
         has_old = is_del | (is_upd & ((marker == _K) | (marker == _O)))
-        old = _walk(buf, np.where(has_old, pos + 6, pos + 6), ncols)
-        new_at = np.where(is_ins, pos + 6, np.where(has_old, old.end + 1, pos + 6))
-        new = _walk(buf, np.where(is_del, pos + 6, new_at), ncols)
+        if has_old.any():
+            old = _walk(buf, pos + 6, ncols)  # only meaningful where has_old
+            new_at = np.where(has_old, old.end + 1, pos + 6)
+        else:
+            old = None
+            new_at = pos + 6
+        if is_del.all():
+            assert old is not None
+            new = old
+        else:
+            new = _walk(buf, new_at, ncols)
         # the row image: new for inserts and updates, old for deletes
-        kind = [np.where(is_del, old.kind[j], new.kind[j]) for j in range(ncols)]
-        start = [np.where(is_del, old.start[j], new.start[j]) for j in range(ncols)]
-        length = [np.where(is_del, old.length[j], new.length[j]) for j in range(ncols)]
+        if is_del.any() and not is_del.all():
+            assert old is not None
+            kind = [np.where(is_del, old.kind[j], new.kind[j]) for j in range(ncols)]
+            start = [np.where(is_del, old.start[j], new.start[j]) for j in range(ncols)]
+            length = [np.where(is_del, old.length[j], new.length[j]) for j in range(ncols)]
+        else:
+            kind, start, length = list(new.kind), list(new.start), list(new.length)
+        if old is None:
+            old = new  # never read where has_old is False
         for j in range(ncols):
             toast = kind[j] == _TOAST
             if toast.any():
@@ -372,19 +364,23 @@ class Decoder:
         key = rel.key
         moved = np.zeros(len(idx), dtype=bool)
         if key:
+            cand = is_upd & has_old
             for j in key:
                 differs = (old.kind[j] != new.kind[j]) | (old.length[j] != new.length[j])
-                same_len = ~differs & (old.kind[j] == _TEXT)
+                same_len = cand & ~differs & (old.kind[j] == _TEXT)
                 if same_len.any():
                     a = _strings(buf, old.start[j], old.length[j], same_len)
                     b = _strings(buf, new.start[j], new.length[j], same_len)
                     differs |= ~np.asarray(pc.fill_null(pc.equal(a, b), True))
-                moved |= is_upd & has_old & differs
+                moved |= cand & differs
         row = np.arange(len(idx))
         take = np.concatenate([np.flatnonzero(moved), row])
         sub = np.concatenate([np.zeros(int(moved.sum()), np.int64), np.ones(len(idx), np.int64)])
         first = np.arange(len(take)) < int(moved.sum())  # the old-key deletes
         order = idx[take].astype(np.int64) * 2 + sub
+        if moved.any():  # in log order (an old key's delete before its new row): buffer order
+            perm = np.argsort(order, kind="stable")
+            take, first, order = take[perm], first[perm], order[perm]
 
         def image(j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             k = np.where(first, old.kind[j][take], kind[j][take])

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
 
 from tidesync.connectors.base import Chunk, Context, Params, Reader, Split
@@ -61,6 +62,7 @@ __all__ = [
     "cdc_options",
     "meta_fields",
     "output_schema",
+    "slices",
     "wait_until",
 ]
 
@@ -536,3 +538,48 @@ class CaptureReader(Reader):
             hi = plan.lo
         new = history.record(plan, end_ms, hi, self.o.retention_ms)
         yield Chunk(None, position=new.to_json())
+
+
+# -- decoding helpers ------------------------------------------------------------------------------
+
+_EVEN: list[pa.Array] = [pa.array(np.arange(0, 2 << 16, 2, dtype=np.int64))]
+
+
+def _even(n: int) -> pa.Array:
+    """``0, 2, 4, ...`` (n values), cached."""
+    a = _EVEN[0]
+    if n > len(a):
+        a = _EVEN[0] = pa.array(np.arange(0, 2 * max(n, 2 * len(a)), 2, dtype=np.int64))
+    return a.slice(0, n)
+
+
+def slices(
+    buf: np.ndarray, start: np.ndarray, length: np.ndarray, valid: np.ndarray, binary: bool = False
+) -> pa.Array:
+    """The values at ``buf[start : start + length]`` (rows in buffer order) as one Arrow string
+    (or binary) array, NULL where not ``valid``: Arrow gathers them with one ``take`` over a
+    zero-copy view of ``buf`` whose offsets alternate between a value and the gap after it."""
+    n = len(start)
+    t = pa.binary() if binary else pa.string()
+    if not n:
+        return pa.array([], t)
+    s = np.where(valid, start, 0)
+    e = np.where(valid, start + length, 0)
+    if not valid.all():  # an empty value where a NULL is, keeping the offsets in order
+        e = np.maximum.accumulate(e)
+        s = np.where(valid, s, e)
+    offsets = np.empty(2 * n + 1, dtype=np.int64)
+    offsets[0:-1:2], offsets[1::2] = s, e
+    offsets[-1] = e[-1]
+    big = offsets[-1] >= 2**31 - 1
+    view = pa.Array.from_buffers(
+        pa.large_binary() if big else pa.binary(),
+        2 * n,
+        [None, pa.py_buffer(offsets if big else offsets.astype(np.int32)), pa.py_buffer(buf)],
+    )
+    out = view.take(_even(n))
+    if big:
+        out = out.cast(pa.binary())
+    nulls = n - int(valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(t, n, [bitmap, *out.buffers()[1:]], nulls)

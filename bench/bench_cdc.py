@@ -1,0 +1,173 @@
+"""Change events per second from each change log into Parquet, against the server's own raw rate.
+
+    .venv/bin/python bench/bench_cdc.py --rows 500000 --runs 3
+    .venv/bin/python bench/bench_cdc.py --rows 100000 --only postgresql
+
+For each store: a table of 8 mixed columns gets a capture (``tidesync run`` of a window that
+ends before the changes), then ``--rows`` changes (inserts, in transactions of 10,000 rows), and
+the window holding them is run once. The timed runs are reruns of that window (the same span of
+the log, the same rows), each a whole ``tidesync run`` into Parquet, interpreter start-up
+included. The limit beside it is the server decoding the same span with nothing to keep:
+
+- PostgreSQL: ``SELECT count(*) FROM pg_logical_slot_peek_binary_changes(...)`` on the job's
+  slot (pgoutput, the job's publication), through psql;
+- MariaDB/MySQL: ``mariadb-binlog --read-from-remote-server`` of the span to /dev/null (it does
+  not decode rows unless asked: the server's dump rate, the client's parsing of events).
+
+The capture is dropped at the end (``tidesync cdc drop``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import VENV_BIN, compare, parquet_writer, write_job  # noqa: E402
+
+HERE = Path(__file__).parent
+TXN = 10_000
+
+
+def _pg(url: str, sql: str) -> str:
+    r = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
+                       capture_output=True, text=True)  # fmt: skip
+    if r.returncode:
+        raise SystemExit(f"psql failed: {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def _my(sql: str, host: str, port: int, user: str) -> str:
+    r = subprocess.run(["mariadb", "-h", host, "-P", str(port), "-u", user, "-N", "-B", "test",
+                        "-e", sql], capture_output=True, text=True)  # fmt: skip
+    if r.returncode:
+        raise SystemExit(f"mariadb failed: {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def _run(job: Path, cwd: Path) -> None:
+    r = subprocess.run([str(VENV_BIN / "tidesync"), "run", str(job)], cwd=cwd,
+                       capture_output=True, text=True)  # fmt: skip
+    if r.returncode:
+        raise SystemExit(f"tidesync run failed: {r.stderr[-2000:]}")
+
+
+def _job(out: Path, name: str, reader: dict[str, Any], window: tuple[int, int]) -> Path:
+    params = {**reader["parameter"], "startTimestampMillis": window[0],
+              "endTimestampMillis": window[1]}  # fmt: skip
+    return write_job(
+        out / f"{name}.json",
+        {"name": reader["name"], "parameter": params},
+        parquet_writer(out / f"{name}_parquet", "changes.parquet"),
+        concurrent=1,
+    )
+
+
+def postgresql(url: str, rows: int, runs: int, out: Path) -> dict[str, float]:
+    t = "ts_bench.cdc_orders"
+    _pg(url, f"CREATE SCHEMA IF NOT EXISTS ts_bench; DROP TABLE IF EXISTS {t}; CREATE TABLE {t} "
+        "(id bigint PRIMARY KEY, customer varchar(32), amount numeric(12,2), score double "
+        "precision, qty integer, paid boolean, created_at timestamp, note text)")  # fmt: skip
+    slot = "tidesync_bench_cdc"
+    reader = {"name": "postgresqlcdc", "parameter": {"url": url, "table": [t], "slot": slot}}
+    now = int(float(_pg(url, "SELECT extract(epoch FROM clock_timestamp()) * 1000")))
+    _run(_job(out, "pg", reader, (now - 2000, now)), out)  # creates the capture
+    for lo in range(0, rows, TXN):
+        _pg(url, f"INSERT INTO {t} SELECT g, 'customer_' || (g % 50000), (g % 100000) / 100.0, "
+            "g * 0.37, (g % 1000)::int, g % 3 = 0, timestamp '2020-01-01' + g * interval '1 s', "
+            f"'order note ' || g FROM generate_series({lo + 1}, {min(lo + TXN, rows)}) g")  # fmt: skip
+    end = int(float(_pg(url, "SELECT extract(epoch FROM clock_timestamp()) * 1000"))) + 1
+    job = _job(out, "pg", reader, (now, end))
+    _run(job, out)  # the window, once: its span is saved; the timed runs repeat it
+    peek = (
+        f"SELECT count(*) FROM pg_logical_slot_peek_binary_changes('{slot}', NULL, NULL, "
+        f"'proto_version', '1', 'publication_names', '{slot}')"
+    )
+    try:
+        return compare(
+            "PostgreSQL logical decoding -> Parquet (changes/s)",
+            rows,
+            [str(VENV_BIN / "tidesync"), "run", str(job)],
+            ["psql", "-X", "-q", "-At", url, "-c", peek],
+            "peek count",
+            runs,
+            cwd=out,
+        )
+    finally:
+        subprocess.run([str(VENV_BIN / "tidesync"), "cdc", "drop", str(job)], cwd=out,
+                       capture_output=True)  # fmt: skip
+        _pg(url, f"DROP TABLE IF EXISTS {t}")
+
+
+def mysql(host: str, port: int, user: str, rows: int, runs: int, out: Path) -> dict[str, float]:
+    t = "cdc_orders"
+    _my(f"DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id BIGINT PRIMARY KEY, customer "
+        "VARCHAR(32), amount DECIMAL(12,2), score DOUBLE, qty INT, paid BOOLEAN, created_at "
+        "DATETIME, note TEXT)", host, port, user)  # fmt: skip
+    url = f"mysql://{user}@{host}:{port}/test"
+    reader = {"name": "mysqlcdc", "parameter": {"url": url, "table": [t]}}
+    now = int(float(_my("SELECT UNIX_TIMESTAMP(SYSDATE(6)) * 1000", host, port, user)))
+    _run(_job(out, "my", reader, (now - 2000, now)), out)
+    lo_file, lo_pos = _my("SHOW MASTER STATUS", host, port, user).split()[:2]
+    for lo in range(0, rows, TXN):
+        _my("SET SESSION max_recursive_iterations = 1000000; "
+            f"INSERT INTO {t} WITH RECURSIVE s(g) AS (SELECT {lo + 1} UNION ALL SELECT g + 1 "
+            f"FROM s WHERE g < {min(lo + TXN, rows)}) SELECT g, CONCAT('customer_', g % 50000), "
+            "(g % 100000) / 100, g * 0.37, g % 1000, g % 3 = 0, '2020-01-01' + INTERVAL g "
+            "SECOND, CONCAT('order note ', g) FROM s", host, port, user)  # fmt: skip
+    time.sleep(1.1)  # binlog times are whole seconds: the window ends after the last one
+    end = int(float(_my("SELECT UNIX_TIMESTAMP(SYSDATE(6)) * 1000", host, port, user)))
+    job = _job(out, "my", reader, (now, end))
+    _run(job, out)
+    hi_file, hi_pos = _my("SHOW MASTER STATUS", host, port, user).split()[:2]
+    if lo_file != hi_file:
+        raise SystemExit("the window's span crosses binlog files: run the bench again")
+    binlog = shutil.which("mariadb-binlog") or shutil.which("mysqlbinlog") or "mariadb-binlog"
+    raw = [binlog, "--read-from-remote-server", f"--host={host}", f"--port={port}",
+           f"--user={user}", f"--start-position={lo_pos}", f"--stop-position={hi_pos}",
+           "--result-file=/dev/null", lo_file]  # fmt: skip
+    try:
+        return compare(
+            "MariaDB binlog -> Parquet (changes/s)",
+            rows,
+            [str(VENV_BIN / "tidesync"), "run", str(job)],
+            raw,
+            "mariadb-binlog",
+            runs,
+            cwd=out,
+        )
+    finally:
+        _my(f"DROP TABLE IF EXISTS {t}", host, port, user)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--rows", type=int, default=500_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--mysql", default="root@127.0.0.1:3306")
+    ap.add_argument("--only", choices=("postgresql", "mysql"))
+    a = ap.parse_args()
+    out = HERE / "data" / "out_cdc"  # bench/data/ is ignored by git
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    results = {}
+    print(f"CDC bench: {a.rows:,} changes (inserts, {TXN:,} per transaction), {a.runs} runs\n")
+    if a.only in (None, "postgresql"):
+        results["postgresql"] = postgresql(a.url, a.rows, a.runs, out)
+    if a.only in (None, "mysql"):
+        user, hp = a.mysql.split("@")
+        host, port = hp.split(":")
+        results["mysql"] = mysql(host, int(port), user, a.rows, a.runs, out)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
