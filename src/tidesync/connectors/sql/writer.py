@@ -372,6 +372,10 @@ class NewFile:
         self.keep()
 
 
+#: the columns a change-data-capture reader adds (``_op`` c/u/d/r: ``d`` deletes its key in merge)
+CDC_OP = "_op"
+CDC_META = (CDC_OP, "_ts", "_pos", "_table")
+
 #: the column appended to a merge batch: True where the row deletes its key (``deleteMarker``)
 DELETED = "__tidesync_deleted"
 
@@ -740,11 +744,17 @@ class SqlWriter(Writer):
         cols = self.info.columns
         flags = None
         names = list(batch.schema.names)
+        if self.marker is None and self.mode == "merge" and CDC_OP in names:
+            self.marker = (CDC_OP, "d")  # a capture reader's deletes (set at prepare)
         if self.marker is not None:
             flags = marker_flags(self, batch, self.marker)
             if _find(self.marker[0], cols) is None:
                 batch = batch.drop_columns([self.marker[0]])
                 names.remove(self.marker[0])
+        meta = [n for n in names if n in CDC_META and _find(n, cols) is None]
+        if meta:  # a capture reader's columns go only where the table has them
+            batch = batch.drop_columns(meta)
+            names = [n for n in names if n not in meta]
         mapped = mapped_names(self.o, cols, names)
         added = []
         for c, v in self.partition_columns():
