@@ -144,14 +144,11 @@ def _commands() -> list[click.Command]:
 
 
 def _forget(reader: Any) -> None:
+    from tidesync.state import POSITIONS
+
     ctx = reader.ctx
-    if ctx.state is None or not ctx.state_key:
-        return
-    delete = getattr(ctx.state, "delete", None)
-    if delete is not None:
-        delete("positions", ctx.state_key)
-    else:
-        ctx.state.put("positions", ctx.state_key, {"positions": {}})
+    if ctx.state is not None and ctx.state_key:
+        ctx.state.delete(POSITIONS, ctx.state_key)
 
 
 commands = _commands()

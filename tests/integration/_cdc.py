@@ -18,7 +18,7 @@ def state_store(root: Path) -> Any:
     """The project's state store in ``root`` (where `tidesync run` would keep it)."""
     from tidesync.state import open_state
 
-    return open_state(root)
+    return open_state(None, root)
 
 
 class Capture:
@@ -70,7 +70,9 @@ class Capture:
         if window is not None:
             extra = {"startTimestampMillis": window[0], "endTimestampMillis": window[1], **extra}
         path = self.write_job(self.folder(self.runs), extra)
-        job = load_job(path, {}, RunTime.of("20161115000000"), state=state_store(self.root))
+        job = load_job(
+            path, {}, RunTime.of("20161115000000"), state=state_store(self.root), root=self.root
+        )
         return run_job(job, report_path=self.root / f"report{self.runs}.json")
 
     def folder(self, n: int) -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.integration._cdc import CRASH, Capture, rows
+from tests.integration._cdc import CRASH, Capture, rows, state_store
 from tests.integration._servers_mysql import MyDb, mysql_db, mysql_server  # noqa: F401
 from tests.integration.test_mysql import TYPES
 from tidesync.connectors.base import Context
@@ -188,27 +188,17 @@ def test_a_purged_position_is_an_error_naming_the_fix(mysql_db: MyDb, tmp_path: 
     c = cap(mysql_db, tmp_path, ["p"])
     c.run()
     # a position in a file the server no longer has (as after PURGE BINARY LOGS)
-    from tidesync.state import open_state
+    from tidesync.state import POSITIONS
 
-    store = open_state(c.root)
-    [(ns, key)] = [("positions", k) for k in _keys(c.root)]
-    v = store.get(ns, key)
+    store = state_store(c.root)
+    [entry] = store.list(POSITIONS)
+    v = entry.value
     v["positions"]["changes"]["lo"] = "mysql-bin.000000:4"
     v["positions"]["changes"]["spans"] = []
-    store.put(ns, key, v)
+    assert store.compare_and_set(POSITIONS, entry.key, entry.version, v) is not None
     r = c.run_report()
     assert r.status == "failed"
     assert "purged" in r.error and "binlog_expire_logs_seconds" in r.error
-
-
-def _keys(root: Path) -> list[str]:
-    import sqlite3
-
-    con = sqlite3.connect(root / ".tidesync" / "state.db")
-    try:
-        return [r[0] for r in con.execute("SELECT key FROM kv WHERE ns = 'positions'")]
-    finally:
-        con.close()
 
 
 def test_100000_changes_in_one_window(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
