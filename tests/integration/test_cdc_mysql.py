@@ -20,6 +20,7 @@ from tests.integration._servers_mysql import MyDb, mysql_db, mysql_server  # noq
 from tests.integration.test_mysql import TYPES
 from tidesync.connectors.base import Context
 from tidesync.connectors.mysql import Reader as TableReader
+from tidesync.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 
@@ -258,3 +259,20 @@ def test_cdc_check_names_what_the_server_lacks(
     assert "binlog=mysql-bin." in r.output and "no run committed yet" in r.output
     r = CliRunner().invoke(main, ["cdc", "drop", str(c.job)])
     assert r.exit_code == 0 and "forgot the saved positions" in r.output, r.output
+
+
+def test_before_image_and_an_unsupported_snapshot(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute("CREATE TABLE bi (id INT PRIMARY KEY, v VARCHAR(5))")
+    c = cap(mysql_db, tmp_path, ["bi"], beforeImage=True)
+    c.run()
+    mysql_db.execute("INSERT INTO bi VALUES (1, 'a')", "UPDATE bi SET v = 'b' WHERE id = 1")
+    mysql_db.execute("DELETE FROM bi WHERE id = 1")
+    t = c.run()
+    assert t.schema.names[:4] == ["id", "v", "before_id", "before_v"]
+    assert rows(t, "_op", "id", "v", "before_id", "before_v") == [
+        ("c", 1, "a", None, None),
+        ("u", 1, "b", 1, "a"),
+        ("d", 1, "b", 1, "b"),
+    ]
+    with pytest.raises(ConfigError, match=r"reader\.parameter\.snapshot: is not supported"):
+        c.run_report(snapshot=True)

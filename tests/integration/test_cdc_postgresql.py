@@ -286,3 +286,21 @@ def test_cdc_check_says_ready_and_drop_removes_the_capture(
     assert c.run().num_rows == 0  # a new capture, from its own start
     pg.sql("INSERT INTO {s}.d VALUES (2)")
     assert rows(c.run(), "id") == [(2,)]
+
+
+def test_before_image_with_replica_identity_full(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql(
+        "CREATE TABLE {s}.bi (id int PRIMARY KEY, v text)",
+        "ALTER TABLE {s}.bi REPLICA IDENTITY FULL",
+    )
+    c = cap(["bi"], beforeImage=True)
+    c.run()
+    pg.sql("INSERT INTO {s}.bi VALUES (1, 'a')", "UPDATE {s}.bi SET v = 'b' WHERE id = 1")
+    pg.sql("DELETE FROM {s}.bi WHERE id = 1")
+    t = c.run()
+    assert t.schema.names[:4] == ["id", "v", "before_id", "before_v"]
+    assert rows(t, "_op", "id", "v", "before_id", "before_v") == [
+        ("c", 1, "a", None, None),
+        ("u", 1, "b", 1, "a"),
+        ("d", 1, "b", 1, "b"),
+    ]

@@ -5,7 +5,7 @@ object with the same rows; the scheduler reads the node as the seed describes it
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo

@@ -76,7 +76,13 @@ class Reader(CaptureReader):
         p = self.p
         self.o = cdc_options(p, ctx)
         self.capture = capture_name(ctx)
-        own = {k: v for k, v in params.items() if k not in CDC_KEYS}
+        own = {k: v for k, v in params.items() if k not in CDC_KEYS and k != "snapshot"}
+        if p.bool("snapshot"):
+            p.problem(
+                "snapshot",
+                "is not supported by mysqlcdc yet; read the table once with the mysql reader, "
+                "then start the capture",
+            )
         if not self.o.tables and not params.get("connection"):
             p.problem("table", "is required: the table (or list of tables) whose changes to read")
         self.tables: list[TableReader] = []

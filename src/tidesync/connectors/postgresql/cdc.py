@@ -153,8 +153,17 @@ class Reader(CaptureReader):
                         f"{plan.key}: {plan.label} is not a table (views have no changes)"
                     )
                 arrays = {c.name for c in plan.cols if c.sql.startswith("array_to_json(")}
+                key = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
+                        "i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s AND "
+                        "i.indisprimary ORDER BY array_position(i.indkey, a.attnum)",
+                        (plan.table.oid,),
+                    ).fetchall()
+                ]
                 self.targets[(schema_name, rel)] = Target(
-                    plan.label, {c.name: c.type for c in plan.cols}, arrays
+                    plan.label, {c.name: c.type for c in plan.cols}, arrays, key
                 )
                 pairs.append((plan.label, plan.schema))
         self._schema = output_schema(pairs, self.o.before_image, self.ctx.path("table"))

@@ -202,6 +202,9 @@ class Target:
     label: str
     types: dict[str, pa.DataType]
     arrays: set[str] = field(default_factory=set)  # columns of an array type: the server converts
+    key: list[str] = field(
+        default_factory=list
+    )  # the primary key (REPLICA IDENTITY FULL flags all)
 
 
 @dataclass
@@ -361,7 +364,9 @@ class Decoder:
                 start[j] = np.where(from_old, old.start[j], start[j])
                 length[j] = np.where(from_old, old.length[j], length[j])
         # an update that changed the key: a delete of the old key, then the new row
-        key = rel.key
+        key = [names.index(k) for k in target.key if k in names] if target.key else rel.key
+        if rel.identity == "f" and not target.key:
+            key = []  # every column is "the key": a change of the row is not a change of key
         moved = np.zeros(len(idx), dtype=bool)
         if key:
             cand = is_upd & has_old
