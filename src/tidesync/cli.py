@@ -361,6 +361,7 @@ def _register_extensions() -> None:
         ("tidesync.scheduler.cli", "commands"),
         ("tidesync.cdc", "commands"),
         ("tidesync.archive.cli", "commands"),
+        ("tidesync.recovery", "commands"),
     ):
         try:
             mod = importlib.import_module(module)

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import pickle
+import re
 import shutil
 import sqlite3
 import threading
@@ -622,7 +623,10 @@ def test_a_server_stopped_mid_job_publishes_nothing_and_a_rerun_completes(tmp_pa
                 .get("Parts")
             ]
         assert uploading and all("/.tidesync-tmp-" in k for k in uploading), uploading
-        assert srv.keys(b) == []  # nothing published, nothing staged complete yet
+        # nothing published, nothing staged complete yet: only the run's owner record
+        assert [re.sub(r"-[0-9a-f]{12}/", "-RUN/", k) for k in srv.keys(b)] == [
+            "out/.tidesync-tmp-RUN/owner.json"
+        ]
         assert t.is_alive(), "the job ended before the server was stopped"
         srv.stop()
         t.join(60)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from tidesync.connectors.file.stage import staging_of
 from tidesync.errors import FatalError
 
 #: user spelling -> pyarrow codec name (None: not compressed)
@@ -65,20 +66,28 @@ def _visible(path: str, base: str) -> bool:
     return not any(part[:1] in (".", "_") for part in rel.split("/"))
 
 
-def expand(fs: pafs.FileSystem, pattern: str, prefix: bool = False) -> list[pafs.FileInfo]:
+def expand(
+    fs: pafs.FileSystem, pattern: str, prefix: bool = False, stagings: set[str] | None = None
+) -> list[pafs.FileInfo]:
     """The files ``pattern`` names, sorted: a file; a folder (every file below it); or a glob with
     ``*``, ``?`` and ``**``. With ``prefix`` (an object store's ``object``), a name that is not a
     file stands for every file whose path starts with it. Nothing found is an empty list; the
-    caller decides what that means."""
+    caller decides what that means. ``stagings`` collects the writers' staging folders
+    (``.tidesync-tmp-RUN``) in the folders looked at, where pending publishes may lie."""
     if prefix and not has_glob(pattern):
-        return _by_prefix(fs, pattern)
+        return _by_prefix(fs, pattern, stagings)
     if not has_glob(pattern):
         info = fs.get_file_info(pattern)
         if info.type == pafs.FileType.File:
+            if stagings is not None:
+                _note(fs.get_file_info(_folder_of(pattern)), stagings)
             return [info]
         if info.type != pafs.FileType.Directory:
+            if stagings is not None and "/" in pattern:
+                _note(fs.get_file_info(_folder_of(pattern)), stagings)
             return []
         found = fs.get_file_info(pafs.FileSelector(pattern, recursive=True))
+        _note(found, stagings)
         return sorted(
             (i for i in found if i.type == pafs.FileType.File and _visible(i.path, pattern)),
             key=lambda i: i.path,
@@ -91,6 +100,7 @@ def expand(fs: pafs.FileSystem, pattern: str, prefix: bool = False) -> list[pafs
     if info.type != pafs.FileType.Directory:
         return []
     found = fs.get_file_info(pafs.FileSelector(base, recursive=recursive, allow_not_found=True))
+    _note(found, stagings)
     rx = _glob_regex(pattern)
     return sorted(
         (
@@ -102,24 +112,56 @@ def expand(fs: pafs.FileSystem, pattern: str, prefix: bool = False) -> list[pafs
     )
 
 
-def _by_prefix(fs: pafs.FileSystem, prefix: str) -> list[pafs.FileInfo]:
+def matches(pattern: str, path: str, prefix: bool = False) -> bool:
+    """Whether :func:`expand` would name ``path`` (a file) if it existed."""
+    if prefix and not has_glob(pattern):
+        parent = pattern.rpartition("/")[0] or pattern
+        return path.startswith(pattern) and _visible(path, parent)
+    if not has_glob(pattern):
+        return path == pattern or (path.startswith(pattern + "/") and _visible(path, pattern))
+    segs = pattern.split("/")
+    base = "/".join(segs[: next(i for i, s in enumerate(segs) if has_glob(s))]) or "/"
+    return bool(_glob_regex(pattern).fullmatch(path)) and _visible(path, base)
+
+
+def _folder_of(path: str) -> pafs.FileSelector:
+    return pafs.FileSelector(path.rsplit("/", 1)[0] or "/", allow_not_found=True)
+
+
+def _note(found: list[pafs.FileInfo], stagings: set[str] | None) -> None:
+    if stagings is None:
+        return
+    for i in found:
+        s = staging_of(i.path)
+        if s is not None:
+            stagings.add(s)
+
+
+def _by_prefix(
+    fs: pafs.FileSystem, prefix: str, stagings: set[str] | None = None
+) -> list[pafs.FileInfo]:
     """The file named ``prefix`` if there is one; else every file whose path starts with it (in
     its folder: names starting with the last part; below them: all visible files)."""
-    if not prefix.endswith("/"):
-        info = fs.get_file_info(prefix)
-        if info.type == pafs.FileType.File:
-            return [info]
     parent, _, stem = prefix.rpartition("/")
     if not parent:  # a bare bucket name
         parent, stem = prefix, ""
+    if not prefix.endswith("/"):
+        info = fs.get_file_info(prefix)
+        if info.type == pafs.FileType.File:
+            if stagings is not None:
+                _note(fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)), stagings)
+            return [info]
     out = []
-    for i in fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
+    listed = fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+    _note(listed, stagings)
+    for i in listed:
         if not i.base_name.startswith(stem) or (not stem and not _visible(i.path, parent)):
             continue
         if i.type == pafs.FileType.File:
             out.append(i)
         elif i.type == pafs.FileType.Directory:
             below = fs.get_file_info(pafs.FileSelector(i.path, recursive=True))
+            _note(below, stagings)
             out += [j for j in below if j.type == pafs.FileType.File and _visible(j.path, i.path)]
     return sorted(out, key=lambda i: i.path)
 

@@ -597,6 +597,40 @@ class Edge(pafs.FileSystemHandler):
                     f"{bucket}/{first.get('Key', '')}",
                 )
 
+    def put(self, path: str, data: bytes) -> None:
+        """Write a small object in one request (pyarrow's streams start multipart uploads)."""
+        bucket, _, key = path.partition("/")
+        with self._edge("write", path):
+            self.boto.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def delete_many(self, paths: list[str]) -> None:
+        """Delete objects of one bucket, 1000 keys a request; missing ones are no error."""
+        if paths:
+            self._delete(paths, paths[0])
+
+    def uploads(self, prefix: str) -> list[tuple[str, str, Any]]:
+        """The unfinished multipart uploads whose keys start with ``prefix`` (``bucket/key``):
+        ``(bucket/key, upload id, initiated)``."""
+        bucket, _, key_prefix = prefix.partition("/")
+        out = []
+        with self._edge("list uploads under", prefix):
+            pages = self.boto.get_paginator("list_multipart_uploads").paginate(
+                Bucket=bucket, Prefix=key_prefix
+            )
+            for page in pages:
+                for u in page.get("Uploads") or []:
+                    out.append((f"{bucket}/{u['Key']}", u["UploadId"], u["Initiated"]))
+        return out
+
+    def abort_upload(self, path: str, upload_id: str) -> None:
+        bucket, _, key = path.partition("/")
+        with self._edge("abort the upload of", path):
+            try:
+                self.boto.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception as e:
+                if "NoSuchUpload" not in error_code(e):
+                    raise
+
     def move(self, src: str, dest: str) -> None:
         self.copy_file(src, dest)
         self.delete_file(src)

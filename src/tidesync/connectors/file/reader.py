@@ -43,7 +43,9 @@ from tidesync.connectors.file.locate import (
     ascii_compatible,
     compression_of,
     expand,
+    matches,
 )
+from tidesync.connectors.file.stage import pending
 from tidesync.errors import FatalError, RetriableError, TidesyncError
 
 #: a file larger than this is read in several splits of about this size
@@ -61,6 +63,7 @@ class FileSplit(base.Split):
     start: int = 0
     stop: int = -1
     compression: str | None = None
+    final: str = ""  # a pending publish's file: ``path`` is its staged copy, read this once gone
 
 
 class Reader(base.Reader):
@@ -104,17 +107,17 @@ class Reader(base.Reader):
 
     # -- planning
 
-    def _files(self) -> Iterator[tuple[int, pafs.FileInfo]]:
+    def _files(self) -> Iterator[tuple[int, pafs.FileInfo, str]]:
         seen: set[tuple[str, str]] = set()
         missing = []
         for src, (fs, pattern) in enumerate(self.sources):
-            infos = expand(fs, pattern, prefix=self.by_object)
-            if not infos:
+            found = self._found(fs, pattern)
+            if not found:
                 missing.append(self._shown(src, pattern))
-            for info in infos:
-                if (fs.type_name, info.path) not in seen:
-                    seen.add((fs.type_name, info.path))
-                    yield src, info
+            for info, final in found:
+                if (fs.type_name, final or info.path) not in seen:
+                    seen.add((fs.type_name, final or info.path))
+                    yield src, info, final
         if missing:
             if self.by_object:
                 edge = _edge(self.sources[0][0])
@@ -129,6 +132,30 @@ class Reader(base.Reader):
                 f"{self.ctx.path('path')}: no file matches {', '.join(map(repr, missing))}"
             )
 
+    def _found(self, fs: pafs.FileSystem, pattern: str) -> list[tuple[pafs.FileInfo, str]]:
+        """The files ``pattern`` names, as a writer's pending publish makes them: its new files
+        (read from where they are: staged, or already in place) in, the files it replaces or
+        removes out. Each with its final path when it is read from a staged copy."""
+        stagings: set[str] = set()
+        infos = expand(fs, pattern, prefix=self.by_object, stagings=stagings)
+        journals = pending(fs, stagings) if stagings else []
+        if not journals:
+            return [(i, "") for i in infos]
+        new = {dst: src for j in journals for src, dst in j.moves}
+        gone = {p for j in journals for p in j.deletes} - new.keys()
+        listed = {i.path for i in infos}
+        wanted = [d for d in new if d in listed or matches(pattern, d, self.by_object)]
+        staged = dict(zip(wanted, fs.get_file_info([new[d] for d in wanted]), strict=True))
+        out = [(i, "") for i in infos if i.path not in gone and i.path not in staged]
+        for dst, info in staged.items():
+            if info.type == pafs.FileType.File:
+                out.append((info, dst))
+            elif dst in listed:  # placed already
+                out.append((next(i for i in infos if i.path == dst), ""))
+            elif (placed := fs.get_file_info(dst)).type == pafs.FileType.File:
+                out.append((placed, ""))  # placed since the listing
+        return sorted(out, key=lambda x: x[1] or x[0].path)
+
     def _shown(self, src: int, pattern: str) -> str:
         if self.by_object:
             return pattern.partition("/")[2]
@@ -136,15 +163,18 @@ class Reader(base.Reader):
 
     def splits(self, n: int) -> list[base.Split]:
         files = list(self._files())
-        self._planned = [(src, info.path, info.size or 0) for src, info in files]
+        self._planned = [(src, info.path, info.size or 0) for src, info, _ in files]
         out: list[base.Split] = []
-        for src, info in files:
-            for start, stop, comp in self._pieces(src, info):
-                label = info.path if stop < 0 else f"{info.path} [{start}:{stop}]"
-                out.append(FileSplit(len(out), label, src, info.path, start, stop, comp))
+        for src, info, final in files:
+            shown = final or info.path
+            for start, stop, comp in self._pieces(src, info, final):
+                label = shown if stop < 0 else f"{shown} [{start}:{stop}]"
+                out.append(FileSplit(len(out), label, src, info.path, start, stop, comp, final))
         return out
 
-    def _pieces(self, src: int, info: pafs.FileInfo) -> list[tuple[int, int, str | None]]:
+    def _pieces(
+        self, src: int, info: pafs.FileInfo, final: str = ""
+    ) -> list[tuple[int, int, str | None]]:
         size = info.size or 0
         if self.fmt == "parquet":
             if size <= SPLIT_BYTES:
@@ -161,7 +191,7 @@ class Reader(base.Reader):
                     first, acc = i + 1, 0
             groups.append((first, md.num_row_groups, None))
             return groups
-        comp = self.compression or compression_of(info.path)
+        comp = self.compression or compression_of(final or info.path)
         splittable = (
             comp is None
             and size > SPLIT_BYTES
@@ -227,9 +257,12 @@ class Reader(base.Reader):
     def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
         assert isinstance(split, FileSplit)
         fs = self.sources[split.source][0]
-        piece = Piece(split.path, split.start, split.stop, split.compression)
+        path = split.path
+        if split.final and fs.get_file_info(path).type != pafs.FileType.File:
+            path = split.final  # the pending publish placed it meanwhile
+        piece = Piece(path, split.start, split.stop, split.compression)
         with (
-            _translated(fs, split.path, self.opts.encoding),
+            _translated(fs, split.final or path, self.opts.encoding),
             decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
         ):
             fields, keys, natural = dec.fields()
@@ -252,15 +285,15 @@ class Reader(base.Reader):
             keys = [f"c{i}" for i in range(width)]
             return bind(cols, keys, keys, self.delimited, True, self.ctx.path, "").schema()
         for fs, pattern in self.sources:
-            infos = expand(fs, pattern, prefix=self.by_object)
-            if not infos:
+            found = self._found(fs, pattern)
+            if not found:
                 continue
-            info = infos[0]
+            info, final = found[0]
             piece = Piece(
                 info.path,
                 compression=None
                 if self.fmt == "parquet"
-                else self.compression or compression_of(info.path),
+                else self.compression or compression_of(final or info.path),
             )
             with (
                 _translated(fs, info.path, self.opts.encoding),

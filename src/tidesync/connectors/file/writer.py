@@ -5,17 +5,31 @@
     {"path": "out", "fileName": "orders.csv", "fileFormat": "csv", "writeMode": "truncate",
      "header": true, "compress": "gzip", "maxFileSize": "256MB"}
 
-Each split writes its own files under ``path/.tidesync-tmp-<run>/``; ``commit`` renames them into
-place (``orders.csv.gz`` for one split, ``orders__00000.csv.gz`` ... for several, ``_part00001``
-... when ``maxFileSize`` cuts one) and, with ``truncate``, then removes the older files of that
-``fileName``. ``abort`` removes the temporaries; the folder stays as it was.
+Each split writes its own files under ``path/.tidesync-tmp-<run>/`` (with an owner record, see
+:mod:`tidesync.connectors.publish`). ``commit`` publishes them under their final names
+(``orders.csv.gz`` for one split, ``orders__00000.csv.gz`` ... for several, ``_part00001`` ...
+when ``maxFileSize`` cuts one) and, with ``truncate``, removes the older files of that
+``fileName``, so that a reader sees the old files or the new ones:
+
+* on a local disk, by building the folder's next contents beside it (hard links of what stays,
+  the new files moved in) and swapping the two folders in one ``renameat2(RENAME_EXCHANGE)``;
+* where that cannot be done (an object store, no exchange, subfolders in ``path``, a folder of
+  another user), by a publish journal written before the first file moves: the moves and
+  deletes are then decided, and the next run writing to ``path`` (or ``tidesync recover``)
+  completes them if this one dies; tidesync's reader reads the journal's files meanwhile.
+
+``abort`` removes the temporaries; the folder stays as it was. ``prepare`` completes or removes
+what dead runs left in ``path`` (:mod:`tidesync.connectors.file.stage`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import shutil
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -40,7 +54,21 @@ from tidesync.connectors.file.locate import (
     SUFFIXES,
     compression_of,
 )
+from tidesync.connectors.file.stage import STAGE, Area, sibling_root
+from tidesync.connectors.publish import (
+    JOURNAL,
+    OWNER,
+    Finding,
+    Heartbeat,
+    Journal,
+    Owner,
+    exchange,
+    hook,
+    write_local,
+)
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, TidesyncError
+
+log = logging.getLogger("tidesync")
 
 #: rows and in-memory bytes gathered before the writer cuts a parquet row group
 ROW_GROUP_ROWS = 1 << 20
@@ -55,7 +83,7 @@ PARQUET_CODECS = ("snappy", "gzip", "zstd", "lz4", "brotli", "none")
 class Writer(base.Writer):
     kind = "file"
     modes = ("truncate", "append", "nonConflict")
-    publish = "rename"
+    publish = "folder swap or journal"
     remote_sinks = True  # each sink stages its own files; commit renames them
 
     def __init__(self, params: dict[str, Any], ctx: base.Context):
@@ -104,9 +132,18 @@ class Writer(base.Writer):
         self.fs, self.root = located
         self.edge = _edge(self.fs)  # an object store: no folders; its errors translated
         self.names = Names.of(file_name, SUFFIXES.get(self.codec or "", ""))
-        self.tmp = f"{self.root}/.tidesync-tmp-{uuid.uuid4().hex[:12]}"
+        self.run = uuid.uuid4().hex[:12]
+        self.tmp = f"{self.root}/{STAGE}{self.run}"
+        self.area = Area(self.fs, self.root, self.edge)
         self.schema: pa.Schema | None = None
         self.created: str | None = None  # the highest folder prepare() had to create
+        self.heartbeat: Heartbeat | None = None
+        self.decided = False  # the publish passed its point of no return: never undo it
+        self.recovered: list[Finding] = []  # what prepare() did with dead runs' leftovers
+
+    def __getstate__(self) -> dict[str, Any]:
+        # a worker's copy opens sinks only: the driver keeps the owner record fresh
+        return {**self.__dict__, "heartbeat": None}
 
     @staticmethod
     def _header(p: base.Params) -> list[str] | bool:
@@ -152,9 +189,20 @@ class Writer(base.Writer):
                 top = parent
             self.fs.create_dir(self.root, recursive=True)
             self.created = top
-        elif self.mode == "nonConflict":
+        self.recovered = self.recover()
+        for f in self.recovered:
+            log.info("%s: %s", self.ctx.where, f.line())
+        if self.mode == "nonConflict":
             self._no_conflict()
         self.fs.create_dir(self.tmp, recursive=True)
+        owner = f"{self.tmp}/{OWNER}"
+        self.heartbeat = Heartbeat(Owner.me(self.run), lambda data: self.area.put(owner, data))
+        self.heartbeat.start(wait=self.edge is None)
+
+    def recover(self) -> list[Finding]:
+        """Complete the decided publishes of dead runs into this folder and remove what they
+        staged (``tidesync recover`` and every ``prepare``); live runs' staging stays."""
+        return self.area.clean(keep=self.run)
 
     def _no_conflict(self) -> None:
         existing = self._existing()
@@ -176,6 +224,7 @@ class Writer(base.Writer):
             raise
 
     def _publish(self, results: list[Any]) -> None:
+        hook("publish.begin")
         done = sorted(
             (r for r in results if isinstance(r, dict) and not r.get("discarded")),
             key=lambda r: r["index"],
@@ -186,51 +235,129 @@ class Writer(base.Writer):
             parts = r["files"]
             for k, tmp in enumerate(parts, 1):
                 plan.append((tmp, None if single else r["index"], None if len(parts) == 1 else k))
-        if self.mode == "nonConflict":
-            self._no_conflict()
-        existing = set(self._existing())
-        taken: set[str] = set()
-        if self.mode == "append":
-            found = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
-            taken = {i.base_name for i in found}
-        finals = []
-        for _, index, part in plan:
-            gen = 0
-            name = self.names.name(index, part)
-            while name in taken or name in finals:
-                gen += 1
-                name = self.names.name(index, part, gen)
-            finals.append(name)
-        # an object store copies on the server (in parallel; the staged objects go with the
-        # temporary folder at the end), a disk renames
-        place = self.fs.copy_file if self.edge is not None else self.fs.move
-        placed, failure = _each(
-            lambda item: place(item[0][0], f"{self.root}/{item[1]}"),
-            list(zip(plan, finals, strict=True)),
-            parallel=self.edge is not None,
-        )
-        if failure is not None:
-            # what did not exist before goes again; a name replaced cannot be given back
-            for _, name in placed:
-                if name not in existing:
-                    _quietly(self.fs.delete_file, f"{self.root}/{name}")
-            raise failure
-        if self.mode == "truncate":
-            old = [f"{self.root}/{name}" for name in sorted(existing - set(finals))]
-            _, failure = _each(self.fs.delete_file, old, parallel=self.edge is not None)
-            if failure is not None:
-                raise failure
-        _quietly(self.fs.delete_dir, self.tmp)
+        with self.area.lock():
+            if self.mode == "nonConflict":
+                self._no_conflict()
+            existing = set(self._existing())
+            taken: set[str] = set()
+            if self.mode == "append":
+                found = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+                taken = {i.base_name for i in found}
+            finals: list[str] = []
+            for _, index, part in plan:
+                gen = 0
+                name = self.names.name(index, part)
+                while name in taken or name in finals:
+                    gen += 1
+                    name = self.names.name(index, part, gen)
+                finals.append(name)
+            old = sorted(existing - set(finals)) if self.mode == "truncate" else []
+            moves = [(p[0], f"{self.root}/{name}") for p, name in zip(plan, finals, strict=True)]
+            if self.edge is not None or not self._exchange(moves, old):
+                self._journaled(moves, [f"{self.root}/{name}" for name in old])
+        self._finish()
+
+    # -- a local folder: one exchange
+
+    def _exchange(self, moves: list[tuple[str, str]], old: list[str]) -> bool:
+        """Publish by swapping ``path`` with its next contents, built beside it; False (and
+        nothing changed) where that cannot be done here."""
+        root = Path(self.root)
+        tmp_name = Path(self.tmp).name
+        try:
+            st = os.stat(root)
+            entries = list(os.scandir(root))
+            if (
+                st.st_uid != os.geteuid()
+                or os.stat(root.parent).st_dev != st.st_dev
+                or any(e.is_dir(follow_symlinks=False) and e.name != tmp_name for e in entries)
+            ):
+                return False
+        except OSError:
+            return False
+        run_dir = sibling_root(self.root) / self.run
+        new = run_dir / "new"
+        skip = {tmp_name, *old, *(Path(d).name for _, d in moves)}
+        linked: dict[str, int] = {}
+        placed: list[tuple[str, Path]] = []
+        try:
+            run_dir.mkdir(parents=True)
+            assert self.heartbeat is not None
+            self.heartbeat.add(write_local(run_dir / OWNER))
+            if not _can_exchange(run_dir):
+                raise OSError("no exchange")
+            new.mkdir()
+            os.chmod(new, st.st_mode & 0o7777)
+            if os.stat(new).st_gid != st.st_gid:
+                os.chown(new, -1, st.st_gid)
+            for e in entries:
+                if e.name not in skip:
+                    os.link(e.path, new / e.name, follow_symlinks=False)
+                    linked[e.name] = e.inode()
+            for src, dst in moves:
+                os.rename(src, new / Path(dst).name)
+                placed.append((src, new / Path(dst).name))
+            hook("publish.exchange")
+            if not exchange(new, root):
+                raise OSError("exchange refused")
+        except OSError as e:
+            log.debug("%s: publishing without a folder exchange: %s", self.root, e)
+            for src, at in placed:  # back to the staging folder, for the journal
+                os.rename(at, src)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            return False
+        self.decided = True
+        hook("publish.exchanged")
+        _reconcile(new, root, linked, skip)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            sibling_root(self.root).rmdir()
+        return True
+
+    # -- a journal, then one move at a time
+
+    def _journaled(self, moves: list[tuple[str, str]], old: list[str]) -> None:
+        if self.edge is not None:  # every staged object is there: else nothing is decided yet
+            found = self.fs.get_file_info(pafs.FileSelector(self.tmp, recursive=True))
+            there = {i.path for i in found if i.type == pafs.FileType.File}
+            gone = [src for src, _ in moves if src not in there]
+            if gone:
+                raise FatalError(
+                    f"{self.root}: staged object {gone[0].rsplit('/', 1)[1]!r} is gone; "
+                    "nothing was published"
+                )
+        journal = Journal(self.run, moves, old)
+        self.area.put(f"{self.tmp}/{JOURNAL}", journal.dumps())
+        self.decided = True
+        hook("publish.journal")
+        try:
+            self.area.roll_forward(journal)
+        except (TidesyncError, OSError) as e:
+            cls = type(e) if isinstance(e, TidesyncError) else FatalError
+            raise cls(
+                f"{e}; the publish is decided: the next run writing to {self.root} "
+                "(or tidesync recover) completes it"
+            ) from e
+        self.area.delete([f"{self.tmp}/{JOURNAL}"])
+
+    def _finish(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        _quietly(self.area.remove_tree, self.tmp)
 
     def write_error(self, e: OSError, path: str) -> TidesyncError:
         err = _store_error(self.fs, e, "write", path) if self.edge is not None else None
         return err if err is not None else FatalError(f"{self.root}: cannot write: {e}")
 
     def abort(self, results: list[Any]) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.decided:  # completed by the next run (or recover), never undone
+            return
         for r in results if self.edge is None else []:  # objects: all go with the folder
             for f in (r or {}).get("files", []) if isinstance(r, dict) else []:
                 _quietly(self.fs.delete_file, f)
-        _quietly(self.fs.delete_dir, self.tmp)
+        _quietly(self.area.remove_tree, self.tmp)
         if self.created is not None:
             below = self.fs.get_file_info(
                 pafs.FileSelector(self.created, recursive=True, allow_not_found=True)
@@ -239,28 +366,27 @@ class Writer(base.Writer):
                 _quietly(self.fs.delete_dir, self.created)
 
 
-def _each(fn: Any, items: list[Any], parallel: bool) -> tuple[list[Any], BaseException | None]:
-    """Apply ``fn`` to every item (on up to 8 threads when ``parallel``); return the items it
-    succeeded on and the first failure (after every call has ended)."""
-    done: list[Any] = []
-    if not parallel or len(items) < 2:
-        for item in items:
-            try:
-                fn(item)
-            except BaseException as e:  # noqa: BLE001 - handed back to the caller
-                return done, e
-            done.append(item)
-        return done, None
-    failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
-        futures = [(item, pool.submit(fn, item)) for item in items]
-        for item, fut in futures:
-            exc = fut.exception()
-            if exc is None:
-                done.append(item)
-            elif failure is None:
-                failure = exc
-    return done, failure
+def _can_exchange(folder: Path) -> bool:
+    """Whether the file system under ``folder`` swaps folders atomically (tried on two empty
+    ones)."""
+    a, b = folder / "probe-a", folder / "probe-b"
+    a.mkdir()
+    b.mkdir()
+    ok = exchange(a, b)
+    a.rmdir()
+    b.rmdir()
+    return ok
+
+
+def _reconcile(old: Path, root: Path, linked: dict[str, int], ours: set[str]) -> None:
+    """Give back what another process put into ``root`` while its next contents were built
+    (now in ``old``, the folder swapped out): new entries, and files replaced meanwhile."""
+    with contextlib.suppress(OSError):
+        for e in os.scandir(old):
+            if e.name in ours or linked.get(e.name) == e.inode():
+                continue
+            with contextlib.suppress(OSError):
+                os.replace(e.path, root / e.name)
 
 
 def _quietly(fn: Any, path: str) -> None:
