@@ -11,24 +11,25 @@ A table is a folder: ``TABLE/ds=20161114/part-*.parquet`` (several levels for
   so a reader sees the old folder or the new one, never a mix. Where the file system has no
   exchange, two renames run back to back: for that moment (microseconds) the partition folder
   is missing, never half written;
-* ``append`` moves a new partition folder in by one rename, or the new files into an existing
-  partition one rename each (each file appears whole; a listing taken during the commit may see
-  some of them);
-* a killed run leaves its hidden staging folder behind; the next writer of the table removes it
-  (and puts the old partition back if the kill fell between the two renames).
+* ``append`` moves a new partition folder in by one rename; into an existing partition it
+  builds the partition's next contents (hard links of its files, the new files) and exchanges
+  them the same way (a partition holding subfolders gets the new files one rename each);
+* a killed run leaves its hidden staging folder behind; the next writer of the table (or
+  ``tidesync recover``) removes it, once its owner is gone, and puts the old partition back if
+  the kill fell between the two renames.
 
-One writer per partition at a time: there is no catalog to arbitrate between two jobs.
+Commits to tables in one folder take turns (a lock on that folder): two runs writing the same
+partition at once end in the state of the one that committed last, never a mix.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import json
 import os
 import shutil
-import socket
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
@@ -53,11 +54,22 @@ from tidesync.connectors.lake.common import (
     touches,
 )
 from tidesync.connectors.partition import expired, partition_path
+from tidesync.connectors.publish import (
+    OWNER,
+    SWAP,
+    Finding,
+    Heartbeat,
+    Owner,
+    clean_runs,
+    exchange,
+    folder_lock,
+    hook,
+    put_back,
+    write_local,
+)
 from tidesync.errors import ConfigError, FatalError
 
 META = "_common_metadata"
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
 
 
 def visible(name: str) -> bool:
@@ -118,47 +130,6 @@ def plain(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, f.type) for f in schema])
 
 
-def exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux ``renameat2``); False where unsupported."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    return bool(rc == 0)
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(owner: dict[str, Any]) -> bool:
-    if owner.get("host") != socket.gethostname():
-        return True  # cannot tell: leave it
-    pid = int(owner.get("pid", 0))
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return owner.get("start") is None or _start_time(pid) == owner.get("start")
-
-
-def _put_back(run: Path) -> None:
-    """Undo a swap that stopped between its two renames (old moved out, new not moved in)."""
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        j = json.loads((run / "commit.json").read_text())
-        old, target = Path(j["old"]), Path(j["target"])
-        if old.exists() and not target.exists():
-            os.rename(old, target)
-
-
 @dataclass
 class Plan:
     file_schema: pa.Schema
@@ -193,6 +164,8 @@ class HiveTable:
         self.plan: Plan | None = None
         self.current: pa.Schema | None = None
         self._names = itertools.count()
+        self.heartbeat: Heartbeat | None = None
+        self._stage_lock = threading.Lock()
 
     # -- opening -------------------------------------------------------------------------------
     def open(self, *, must_exist: bool) -> None:
@@ -222,21 +195,17 @@ class HiveTable:
     def data_schema(self) -> pa.Schema | None:
         return self.current
 
-    def clean_dead(self) -> None:
-        """Remove the staging of killed runs, putting back a partition caught mid-swap."""
+    def clean_dead(self) -> list[Finding]:
+        """Remove the staging of dead runs, putting back a partition caught mid-swap."""
         if not self.stage_root.is_dir():
-            return
-        for run in self.stage_root.iterdir():
-            try:
-                owner = json.loads((run / "owner.json").read_text())
-            except (OSError, ValueError):
-                owner = {}
-            if owner and _alive(owner):
-                continue
-            _put_back(run)
-            shutil.rmtree(run, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            self.stage_root.rmdir()
+            return []
+        with self._lock():
+            return clean_runs(self.stage_root, keep=self.run)
+
+    def _lock(self) -> Any:
+        """Commits to the tables of one folder take turns."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        return folder_lock(self.root.parent, f"{self.table_key}: {self.root}")
 
     # -- planning --------------------------------------------------------------------------------
     def make_plan(self, incoming: pa.Schema) -> Plan:
@@ -276,14 +245,11 @@ class HiveTable:
 
     # -- staging ---------------------------------------------------------------------------------
     def _ensure_stage(self) -> None:
-        if not (self.stage / "owner.json").exists():
-            (self.stage / "data").mkdir(parents=True, exist_ok=True)
-            owner = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "start": _start_time(os.getpid()),
-            }
-            (self.stage / "owner.json").write_text(json.dumps(owner))
+        with self._stage_lock:  # sinks start on several threads
+            if self.heartbeat is None:
+                (self.stage / "data").mkdir(parents=True, exist_ok=True)
+                owner = Owner.me(self.run)
+                self.heartbeat = Heartbeat(owner, write_local(self.stage / OWNER)).start()
 
     def roller(
         self,
@@ -313,7 +279,9 @@ class HiveTable:
                 os.remove(p)
 
     def abort(self) -> None:
-        _put_back(self.stage)  # a commit that failed between its two renames
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        put_back(self.stage)  # a commit that failed between its two renames
         shutil.rmtree(self.stage, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.stage_root.rmdir()
@@ -331,25 +299,43 @@ class HiveTable:
         assert self.plan is not None
         self._ensure_stage()
         counts = {"added_rows": sum(f.rows for f in files)}
-        staged = self.stage / "data"
-        if mode in ("merge", "sync"):
-            staged, counts = self._merge(batches, keys, mode)
         partitioned = bool(self.partition)
-        if mode == "append" and self.leaf.exists():
-            if self.plan.changed:
-                self._write_meta(self.root)
-            for f in data_files(staged):
-                os.rename(f, self.leaf / f.name)
-        else:
+        with self._lock():
+            staged = self.stage / "data"
+            if mode in ("merge", "sync"):
+                staged, counts = self._merge(batches, keys, mode)
+            if mode == "append" and self.leaf.exists():
+                staged = self._appended(staged)
             if not partitioned:
                 self._write_meta(staged)  # the table folder itself is swapped: carry the schema
             elif self.plan.changed:
                 self._write_meta(self.root)
-            self._swap(staged, self.leaf)
-        if lifecycle is not None and partitioned:
-            counts["expired_partitions"] = self._expire(*lifecycle)
+            hook("lake.commit")
+            if staged != self.leaf:  # else appended one file at a time
+                self._swap(staged, self.leaf)
+            if lifecycle is not None and partitioned:
+                counts["expired_partitions"] = self._expire(*lifecycle)
         self.abort()
         return counts
+
+    def _appended(self, staged: Path) -> Path:
+        """The existing partition's files (hard links) and the new ones, as one folder to swap
+        in; a partition holding subfolders gets the new files one rename each instead."""
+        new = self.stage / "appended"
+        new.mkdir()
+        entries = list(os.scandir(self.leaf))
+        if any(e.is_dir(follow_symlinks=False) for e in entries):
+            for f in data_files(staged):
+                os.rename(f, self.leaf / f.name)
+            return self.leaf
+        for e in entries:
+            try:
+                os.link(e.path, new / e.name, follow_symlinks=False)
+            except OSError:
+                shutil.copy2(e.path, new / e.name, follow_symlinks=False)
+        for f in data_files(staged):
+            os.rename(f, new / f.name)
+        return new
 
     def _write_meta(self, folder: Path) -> None:
         assert self.plan is not None
@@ -364,9 +350,7 @@ class HiveTable:
             os.rename(new, target)
             return
         old = self.stage / "old"
-        (self.stage / "commit.json").write_text(
-            json.dumps({"target": str(target), "old": str(old)})
-        )
+        (self.stage / SWAP).write_text(json.dumps({"target": str(target), "old": str(old)}))
         if exchange(new, target):
             shutil.rmtree(new, ignore_errors=True)
             return

@@ -10,14 +10,20 @@ nothing references them until :meth:`IcebergTable.commit` adds them in one catal
     lifecycle  the expired partitions' files removed in that same snapshot
 
 The table is created, and new columns added, inside the same transaction, so a failed run
-leaves neither an empty table nor a half-evolved schema behind. Data files of a run that was
-killed before its commit stay unreferenced (invisible); Iceberg's orphan-file maintenance
-removes them.
+leaves neither an empty table nor a half-evolved schema behind. A commit that loses a race with
+another job's (the catalog refuses it) is worked out again on the new table state and retried,
+so two runs overwriting one partition at once both succeed and leave the one that committed
+last. Before writing its first data file a run records itself in ``LOCATION/.tidesync/RUN.json``
+(an owner record, see :mod:`tidesync.connectors.publish`; data files are named ``RUN-*``); the
+next run of the table (or ``tidesync recover``) deletes the data files of a dead run that never
+committed, which no snapshot references.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +33,7 @@ from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tidesync.connectors.lake.common import (
@@ -42,9 +49,23 @@ from tidesync.connectors.lake.common import (
     touches,
 )
 from tidesync.connectors.partition import expired, partition_value
+from tidesync.connectors.publish import (
+    Finding,
+    Heartbeat,
+    Owner,
+    dead_reason,
+    hook,
+    is_dead,
+    size_text,
+)
 from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
 
+log = logging.getLogger("tidesync")
 _EPOCH = date(1970, 1, 1)
+#: the folder of run records in a table's location
+RUNS = ".tidesync"
+#: tries of a commit that another job's commit beat
+COMMIT_TRIES = 5
 
 
 def load_catalog(catalog: Any, warehouse: Any) -> Any:
@@ -166,6 +187,7 @@ class IcebergTable:
         self._names = itertools.count()
         self.written_at_commit: list[str] = []
         self.outcome_unknown = False
+        self.heartbeat: Heartbeat | None = None
 
     # -- catalog -------------------------------------------------------------------------------
     def open(self, *, must_exist: bool) -> None:
@@ -230,9 +252,127 @@ class IcebergTable:
                     "but the source sends it too; leave it out of the source columns "
                     "(writer column: [...]) or leave out partition"
                 )
-        if self.table is None:
-            return self._plan_new(incoming, keys)
-        return self._plan_existing(incoming, keys)
+        plan = (
+            self._plan_new(incoming, keys)
+            if self.table is None
+            else self._plan_existing(incoming, keys)
+        )
+        for f in self.clean_dead():
+            log.info("%s: %s", self.where, f.line())
+        self._record_run()
+        return plan
+
+    # -- runs ----------------------------------------------------------------------------------
+    def _runs_fs(self) -> tuple[pafs.FileSystem, str] | None:
+        """The file system of the table's location, and the location in it (None: unknown)."""
+        location = self.location
+        if not location and self.catalog is not None:
+            try:  # where the catalog would put the table
+                location = self.catalog._resolve_table_location(None, *self.ident)
+            except Exception:  # noqa: BLE001 - a catalog without that: nothing to look at
+                return None
+        if not location:
+            return None
+        try:
+            fs, path = pafs.FileSystem.from_uri(location)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError):
+            return None
+        return fs, path.rstrip("/")
+
+    def _record_run(self) -> None:
+        """Record this run (its data files are ``RUN-*``) before writing the first one."""
+        where = self._runs_fs()
+        if where is None or self.heartbeat is not None:
+            return
+        fs, path = where
+        fs.create_dir(f"{path}/{RUNS}", recursive=True)
+        record = f"{path}/{RUNS}/{self.run}.json"
+
+        def write(data: bytes) -> None:
+            with fs.open_output_stream(record) as out:
+                out.write(data)
+
+        self.heartbeat = Heartbeat(Owner.me(self.run), write).start()
+
+    def end_run(self) -> None:
+        """Drop this run's record: its files are committed or deleted."""
+        if self.heartbeat is None:
+            return
+        self.heartbeat.stop()
+        where = self._runs_fs()
+        if where is not None:
+            fs, path = where
+            with contextlib.suppress(OSError):  # the folder stays: another run may be adding
+                fs.delete_file(f"{path}/{RUNS}/{self.run}.json")
+
+    def clean_dead(self) -> list[Finding]:
+        """Delete the data files of dead runs that never committed (no snapshot has them)."""
+        where = self._runs_fs()
+        if where is None:
+            return []
+        fs, path = where
+        out: list[Finding] = []
+        dead: dict[str, tuple[str, Owner | None]] = {}
+        for info in fs.get_file_info(pafs.FileSelector(f"{path}/{RUNS}", allow_not_found=True)):
+            run = info.base_name.removesuffix(".json")
+            if info.type != pafs.FileType.File or run == self.run:
+                continue
+            with fs.open_input_stream(info.path) as f:
+                owner = Owner.loads(f.read())
+            changed = info.mtime.timestamp() if info.mtime is not None else None
+            if is_dead(owner, changed):
+                dead[run] = (info.path, owner)
+            else:
+                why = f"its run is alive: {owner.describe()}" if owner else "changed recently"
+                out.append(Finding("kept", f"{self.name}: run {run}", why))
+        if not dead:
+            return out
+        committed = self._committed(set(dead))
+        data = fs.get_file_info(
+            pafs.FileSelector(f"{path}/data", recursive=True, allow_not_found=True)
+        )
+        for run, (record, owner) in sorted(dead.items()):
+            files = (
+                []
+                if run in committed
+                else [
+                    i
+                    for i in data
+                    if i.type == pafs.FileType.File and i.base_name.startswith(f"{run}-")
+                ]
+            )
+            for i in files:
+                fs.delete_file(i.path)
+            fs.delete_file(record)
+            what = (
+                "committed"
+                if run in committed
+                else (
+                    f"{len(files)} data files never committed, "
+                    f"{size_text(sum(i.size or 0 for i in files))}"
+                )
+            )
+            out.append(
+                Finding("removed", f"{self.name}: run {run}", f"{dead_reason(owner)}; {what}")
+            )
+        return out
+
+    def _committed(self, runs: set[str]) -> set[str]:
+        """Which of ``runs`` a snapshot of the table holds (by its summary, else its files)."""
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
+
+        try:
+            table = self.catalog.load_table(self.ident)
+        except (NoSuchTableError, NoSuchNamespaceError):
+            return set()
+        found = {str(s.summary.get("tidesync.run")) for s in table.snapshots() if s.summary}
+        rest = runs - found
+        if rest and table.snapshots():
+            names = table.inspect.all_data_files().column("file_path").to_pylist()
+            found |= {
+                r for r in rest if any(n.rsplit("/", 1)[-1].startswith(f"{r}-") for n in names)
+            }
+        return runs & found
 
     def _plan_new(self, incoming: pa.Schema, keys: list[str]) -> Plan:
         from pyiceberg.partitioning import PartitionField, PartitionSpec
@@ -403,8 +543,11 @@ class IcebergTable:
         keys: list[str],
         lifecycle: tuple[date, int] | None,
         summary: dict[str, str],
+        attempt: int = 1,
     ) -> dict[str, int]:
-        """Publish everything in one catalog commit; returns counts for the log."""
+        """Publish everything in one catalog commit; returns counts for the log. A commit that
+        another job's beat is worked out again on the table as it now is (up to
+        :data:`COMMIT_TRIES` times)."""
         from pyiceberg.exceptions import (
             CommitFailedException,
             NoSuchTableError,
@@ -413,16 +556,25 @@ class IcebergTable:
 
         assert self.plan is not None
         plan = self.plan
+        summary = {**summary, "tidesync.run": self.run}
+        kept = len(self.written_at_commit)
         try:
             fresh = self.catalog.load_table(self.ident)
         except NoSuchTableError:
             fresh = None
-        if plan.new_table:
-            if fresh is not None:
+        if plan.new_table and fresh is not None:
+            # created by another job meanwhile: write into it if its schema is the one planned
+            self.table = fresh
+            replanned = self._plan_existing(
+                plan_incoming(plan, self.partition), [k for k, _ in self.partition]
+            )
+            if replanned.file_schema != plan.file_schema:
                 raise RetriableError(
                     f"{self.where}: table {self.name} was created by another job while this one "
-                    "ran; run again"
+                    "ran, with other columns; run again"
                 )
+            self.plan = plan = replanned
+        if plan.new_table:
             txn = self._create_txn(plan.schema, plan.spec)
         else:
             if fresh is None:
@@ -466,13 +618,19 @@ class IcebergTable:
                 with snap.fast_append() as app:
                     for f in added:
                         app.append_data_file(f)
+        hook("lake.commit")
         try:
             txn.commit_transaction()
         except (CommitFailedException, ValidationException) as e:
-            raise RetriableError(
-                f"{self.where}: another job changed {self.name} at the same time "
-                f"({redact(str(e))}); nothing was published, run again"
-            ) from e
+            self.delete_files(self.written_at_commit[kept:])  # written for this try
+            del self.written_at_commit[kept:]
+            if attempt == COMMIT_TRIES:
+                raise RetriableError(
+                    f"{self.where}: other jobs changed {self.name} at the same time "
+                    f"{COMMIT_TRIES} times ({redact(str(e))}); nothing was published, run again"
+                ) from e
+            log.info("%s: %s changed meanwhile; committing again", self.where, self.name)
+            return self.commit(mode, files, batches, keys, lifecycle, summary, attempt + 1)
         except Exception:
             self.outcome_unknown = True  # the catalog may have it: keep every file
             raise
@@ -693,6 +851,12 @@ class IcebergTable:
                 )
             return int(snap.snapshot_id)
         return None
+
+
+def plan_incoming(plan: Plan, partition: list[tuple[str, str]]) -> pa.Schema:
+    """The data columns a plan was made for (its file schema less the partition columns)."""
+    keys = {k for k, _ in partition}
+    return pa.schema([f for f in plain_schema(plan.file_schema) if f.name not in keys])
 
 
 def _when(ms: int) -> str:

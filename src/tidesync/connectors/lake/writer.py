@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 from tidesync.connectors import base
 from tidesync.connectors.lake.common import CDC_OP, DELETED, ParquetRoller, StagedFile, conform
 from tidesync.connectors.lake.conn import _Common
+from tidesync.connectors.publish import Finding, hook
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, did_you_mean
 
 log = logging.getLogger("tidesync")
@@ -142,10 +143,17 @@ class Writer(base.Writer):
     # -- planning --------------------------------------------------------------------------------
     def prepare(self, schema: pa.Schema | None) -> None:
         self.target.open(must_exist=False)
-        if self.o.format == "hive":
-            self.target.clean_dead()
+        if self.o.format == "hive":  # iceberg: when the plan knows the table's location
+            for f in self.target.clean_dead():
+                log.info("%s: %s", self.ctx.where, f.line())
         if schema is not None:
             self.ensure_plan(schema)
+
+    def recover(self) -> list[Finding]:
+        """Remove what dead runs left (staging, never-committed data files) and put back a
+        partition caught mid-swap (``tidesync recover``; every run does it too)."""
+        self.target.open(must_exist=False)
+        return list(self.target.clean_dead())
 
     def ensure_plan(self, schema: pa.Schema) -> None:
         if self._planned_for is not None:
@@ -256,12 +264,21 @@ class Writer(base.Writer):
             summary["tidesync.bizdate"] = self.ctx.bizdate.strftime("%Y%m%d")
         counts = self.target.commit(self.mode, files, batches, self.keys, life, summary)
         log.info("%s: %s committed %s", self.ctx.where, self.mode, counts)
+        hook("lake.committed")
+        if self.o.format == "iceberg":
+            self.target.end_run()
 
     def abort(self, results: list[Any]) -> None:
         t = self.target
         if getattr(t, "outcome_unknown", False):
-            return  # the catalog may reference them: keep every file
+            # the catalog may reference them: keep every file, and the run's record, so that
+            # the next run deletes them if no snapshot has them
+            if t.heartbeat is not None:
+                t.heartbeat.stop()
+            return
         paths = [f["path"] for r in results if r for f in r.get("files", [])]
         t.delete_files(paths + list(getattr(t, "written_at_commit", [])))
         if self.o.format == "hive":
             t.abort()
+        else:
+            t.end_run()
