@@ -70,30 +70,24 @@ def recover_location(target: str, params: dict[str, Any], connections: dict[str,
     return Area(fs, root.rstrip("/") or "/", edge).clean()
 
 
+def _job_options(f: Any) -> Any:
+    """``run``'s -p, --cyctime, --bizdate, --force-times and --connections (for JOB)."""
+    for opt in reversed(_cli._job_options[1:]):
+        f = opt(f)
+    return f
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("target")
-@click.option(
-    "-p",
-    "--param",
-    "params",
-    type=_cli.Assignment(),
-    multiple=True,
-    help="JOB: set ${NAME}, as for run.",
-)
-@click.option("--cyctime", type=_cli.CycTime(), help="JOB: the scheduled time, as for run.")
-@click.option("--bizdate", type=_cli.BizDate(), help="JOB: the business date, as for run.")
-@click.option(
-    "--connections",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Connections file (default: ./tidesync.yaml if present).",
-)
+@_job_options
 @click.option("--datasource", help="TARGET in a bucket: the connection holding its credentials.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def recover(
     target: str,
-    params: tuple[tuple[str, str], ...],
+    params: Any,
     cyctime: datetime | None,
     bizdate: date | None,
+    force_times: bool,
     connections: Path | None,
     datasource: str | None,
     as_json: bool,
@@ -111,7 +105,8 @@ def recover(
     try:
         is_job = target.lower().endswith(JOB_SUFFIXES) and Path(target).is_file()
         if is_job:
-            found = recover_job(_cli._load(Path(target), params, cyctime, bizdate, connections))
+            job = _cli._load(Path(target), params, cyctime, bizdate, force_times, connections)
+            found = recover_job(job)
         else:
             extra = {"datasource": datasource} if datasource else {}
             found = recover_location(target, extra, load_connections(connections))
