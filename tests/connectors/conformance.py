@@ -63,7 +63,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import pickle
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,7 +75,7 @@ import pytest
 
 from tidesync.connectors.base import Chunk, Context, Dirty, Reader, Split, Writer, load
 from tidesync.engine.dirty import isolate
-from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.errors import ConfigError, DirtyRecordError, RetriableError
 
 __all__ = [
     "Adapter",
@@ -248,6 +250,39 @@ def rows(table: pa.Table | list[dict[str, Any]], key: str = "id") -> list[dict[s
     return sorted(
         items, key=lambda r: (r[key] is None, r[key] if r[key] is not None else 0, repr(r))
     )
+
+
+class _Background:
+    """``fn()`` in a thread; ``error`` holds what it raised."""
+
+    def __init__(self, fn: Any):
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as e:  # noqa: BLE001 - handed to the test
+                self.error = e
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def join(self, timeout: float = 120) -> None:
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise AssertionError("the second run is still blocked")
+
+
+def _until(cond: Any, guard_s: float = 60) -> None:
+    """Poll ``cond`` until it holds; ``guard_s`` only keeps a broken run from hanging the test."""
+    event = threading.Event()
+    for _ in range(int(guard_s / 0.02)):
+        if cond():
+            return
+        event.wait(0.02)
 
 
 def _as(table: pa.Table, like: pa.Table) -> pa.Table:
@@ -653,6 +688,45 @@ class SqlSuite(ConformanceSuite):
             make_writer(
                 adapter, adapter.writer_params("dst", writeMode="sync", partition="ds=20161114")
             )
+
+    # -- one writer of a target at a time --------------------------------------------------------
+
+    def test_a_second_run_waits_for_the_first_and_the_end_state_is_one_runs(
+        self, adapter: Adapter, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Two identical truncates at once: the second waits until the first commits, then
+        replaces its rows, instead of adding its own beside them."""
+        caplog.set_level(logging.WARNING, logger="tidesync")
+        adapter.create_table("dst", OLD.schema.empty_table())
+        params = adapter.writer_params("dst", writeMode="truncate")
+        first, results = write(adapter, params, NEW, commit=False)
+        second = _Background(lambda: write(adapter, params, NEW))
+        try:
+            _until(lambda: "another run is writing" in caplog.text or second.done())
+        finally:
+            first.commit(results)
+        second.join()
+        assert "another run is writing table dst" in caplog.text
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(NEW)
+
+    def test_a_run_that_waits_past_lock_timeout_fails_and_writes_nothing(
+        self, adapter: Adapter
+    ) -> None:
+        adapter.create_table("dst", OLD)
+        first, results = write(
+            adapter, adapter.writer_params("dst", writeMode="truncate"), NEW, commit=False
+        )
+        params = adapter.writer_params("dst", writeMode="truncate", lockTimeout=1)
+        second = _Background(lambda: write(adapter, params, NEW))
+        try:
+            second.join(timeout=120)
+        finally:
+            first.abort(results)
+        second.join()
+        assert isinstance(second.error, RetriableError), second.error
+        assert "another run is writing table dst; gave up after waiting" in str(second.error)
+        assert "(job.content[0].writer.parameter.lockTimeout is 1 s)" in str(second.error)
+        assert rows(_as(adapter.read_table("dst"), OLD)) == rows(OLD)
 
     def test_a_missing_table_is_named_by_its_key(self, adapter: Adapter) -> None:
         self._src(adapter)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import logging
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from tests.connectors.conformance import (
 from tidesync.connectors import duckdb as duckdb_connector
 from tidesync.connectors.base import Split, load
 from tidesync.engine.dirty import isolate
-from tidesync.errors import ConfigError, DirtyRecordError, FatalError
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError, RetriableError
 
 
 def _decl(t: pa.DataType) -> str:
@@ -591,3 +595,74 @@ def test_abort_with_appends_still_queued_leaves_the_table_untouched(db: DuckdbAd
     w.abort([sink.discard()])
     assert not [t for t in threading.enumerate() if t.name == "duckdb-insert"]
     assert db.read_table("dst").column("id").to_pylist() == [-1]
+
+
+# -- another process holding the file ---------------------------------------------------------
+
+_HOLD = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()"
+
+
+def _holder(path: Path) -> subprocess.Popen[str]:
+    """A process that has the database open for writing until its stdin closes."""
+    p = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    return p
+
+
+def _release(p: subprocess.Popen[str]) -> None:
+    assert p.stdin is not None and p.stdout is not None
+    p.stdin.close()
+    assert p.wait(timeout=60) == 0
+    p.stdout.close()
+
+
+def test_a_run_waits_for_another_process_writing_the_file(
+    bare: DuckdbAdapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tidesync")
+    bare.create_table("dst", OLD)
+    holder = _holder(bare.path)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            write(bare, bare.writer_params("dst", writeMode="truncate"), NEW)
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            errors.append(e)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    try:
+        for _ in range(3000):  # until it says it waits (or ends): only a guard against a hang
+            if "another run is writing table dst" in caplog.text or done.is_set():
+                break
+            time.sleep(0.02)
+        assert not done.is_set(), errors
+    finally:
+        _release(holder)
+    assert done.wait(120) and not errors, errors
+    assert rows(bare.read_table("dst")) == rows(NEW)
+
+
+def test_a_run_gives_up_on_a_file_another_process_holds_past_lock_timeout(
+    bare: DuckdbAdapter,
+) -> None:
+    bare.create_table("dst", OLD)
+    holder = _holder(bare.path)
+    try:
+        w = make_writer(bare, bare.writer_params("dst", writeMode="truncate", lockTimeout=1))
+        with pytest.raises(RetriableError) as e:
+            w.prepare(NEW.schema)
+    finally:
+        _release(holder)
+    msg = str(e.value)
+    assert "Could not set lock on file" in msg, msg
+    assert "another run is writing table dst; gave up after waiting" in msg
+    assert "(job.content[0].writer.parameter.lockTimeout is 1 s); nothing was written" in msg
+    assert rows(bare.read_table("dst")) == rows(OLD)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -166,6 +168,16 @@ class _Inserter:
                 self.cv.notify_all()
 
 
+#: one lock per file and table, held by the writer of it in this process from prepare to the end
+_WRITERS: dict[str, threading.Lock] = {}
+_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(key: str) -> threading.Lock:
+    with _WRITERS_GUARD:
+        return _WRITERS.setdefault(key, threading.Lock())
+
+
 #: rows per DuckDB row group (its storage unit)
 ROW_GROUP_ROWS = 122_880
 
@@ -208,6 +220,7 @@ class Writer(SqlWriter):
         self._probe_shape: tuple[str, ...] | None = None
         self.new_file = NewFile((".wal",), _is_empty_duckdb)
         self._inserter: _Inserter | None = None
+        self._held: threading.Lock | None = None  # this process's lock of the target
 
     @property
     def location(self) -> str:
@@ -215,12 +228,38 @@ class Writer(SqlWriter):
 
     # the transaction -------------------------------------------------------------------------
     def connect(self) -> None:
+        """Writers of one table wait for each other: in this process on a lock of the file and
+        table, across processes on DuckDB's own lock of the file (one process writes a file
+        at a time), retried until ``lockTimeout``."""
         assert self.path is not None
-        self.new_file.open(self.path)
-        try:
-            self.con = duckdb.connect(str(self.path))
-        except duckdb.Error as e:
-            raise translate(e, self.where) from e
+        t0 = time.monotonic()
+        lock = _writer_lock(f"{os.path.realpath(self.path)}\0{self.o.table.lower()}")
+        said = False
+        if not lock.acquire(blocking=False):
+            self.waiting()
+            said = True
+            if not lock.acquire(timeout=self.lock_timeout):
+                raise self.lock_timed_out(time.monotonic() - t0)
+        self._held = lock
+        pause = 0.05
+        while True:
+            self.new_file.open(self.path)
+            try:
+                self.con = duckdb.connect(str(self.path))
+                break
+            except duckdb.Error as e:
+                first = str(e).split("\n")[0]
+                if not (isinstance(e, duckdb.IOException) and "lock" in first.lower()):
+                    raise translate(e, self.where) from e
+                left = self.lock_timeout - (time.monotonic() - t0)
+                if left <= 0:
+                    waited = time.monotonic() - t0
+                    raise self.lock_timed_out(waited, first, type(e).__name__) from e
+                if not said:
+                    self.waiting()
+                    said = True
+                time.sleep(min(pause, left))  # another process holds the file: try again
+                pause = min(2 * pause, 1.0)
         for i, s in enumerate(self.o.session):
             self.execute(s, where=f"session[{i}]")
 
@@ -555,6 +594,9 @@ class Writer(SqlWriter):
         self.side = self.con = None
         # only a database this writer created and nobody has written into since
         self.new_file.drop()
+        held, self._held = self._held, None
+        if held is not None:
+            held.release()
 
     def _stop_inserter(self) -> None:
         if self._inserter is not None:

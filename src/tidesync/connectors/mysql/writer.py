@@ -10,6 +10,8 @@ Parameters and type mapping: docs/connectors/mysql.md.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -135,6 +137,37 @@ class Writer(SqlWriter):
             raise translate(
                 e, self.endpoint, self.ctx.path(where) if where else self.where, table=self.o.table
             ) from None
+
+    def lock_target(self) -> None:
+        """A named lock (``GET_LOCK``) per table, held by the connection until it closes after
+        the commit or rollback. MySQL's named locks have no shared mode: every writer of the
+        table except an append takes it, so partition overwrites of one table run one at a
+        time."""
+        whole, partition = self.lock_scope()
+        if not whole and not partition:
+            return
+        assert self.con is not None
+        db, name = _schema_table(self.con, self.o.table)
+        key = "tidesync:" + hashlib.sha1(f"{db}.{name}".lower().encode()).hexdigest()[:40]
+        if self._query_one("SELECT GET_LOCK(%s, 0)", key) == 1:
+            return
+        self.waiting()
+        t0 = time.monotonic()
+        if (
+            not self.lock_timeout
+            or self._query_one("SELECT GET_LOCK(%s, %s)", key, self.lock_timeout) != 1
+        ):
+            raise self.lock_timed_out(time.monotonic() - t0)
+
+    def _query_one(self, sql: str, *params: Any) -> Any:
+        assert self.con is not None
+        try:
+            with self.con.cursor() as cur:
+                cur.execute(sql, params)
+                row = cur.fetchone()
+        except myerr.MySQLError as e:
+            raise translate(e, self.endpoint, self.where, table=self.o.table) from None
+        return None if row is None else row[0]
 
     def missing(self) -> None:
         assert self.con is not None

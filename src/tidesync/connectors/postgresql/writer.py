@@ -27,6 +27,7 @@ a time while readers run in parallel.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -220,6 +221,52 @@ class Writer(SqlWriter):
         assert self.endpoint is not None
         with edge(self.endpoint, table=self.o.table, where=self.ctx.path(where) if where else ""):
             self.conn.execute(sql, list(params) or None)
+
+    def lock_target(self) -> None:
+        """Transaction advisory locks keyed by the table (as the catalog names it, or as it
+        would be created) and the partition: shared on the table by appends and partition
+        overwrites, exclusive by the rest; exclusive on the partition by its overwrite."""
+        ep, conn = self.endpoint, self.conn
+        assert ep is not None
+        where = self.ctx.path(self.o.target.table_key)
+        table = resolve_table(conn, self.o.table, ep, where, missing_ok=True)
+        with edge(ep, table=self.o.table, where=where):
+            if table is not None:
+                name = table.qualified
+            else:  # where CREATE TABLE will put it
+                parts = split_name(self.o.table, '"')
+                row = conn.execute(
+                    "SELECT quote_ident(coalesce(%s, current_schema())) || '.' || quote_ident(%s)",
+                    (parts[-2] if len(parts) > 1 else None, parts[-1]),
+                ).fetchone()
+                name = row[0]
+        whole, partition = self.lock_scope()
+        self._advisory(f"tidesync {name}", shared=not whole)
+        if partition:
+            levels = "/".join(f"{k}={v}" for k, v in partition)
+            self._advisory(f"tidesync {name} {levels}", shared=False)
+
+    def _advisory(self, key: str, shared: bool) -> None:
+        ep, conn = self.endpoint, self.conn
+        assert ep is not None
+        fn = "pg_advisory_xact_lock" + ("_shared" if shared else "")
+        with edge(ep, table=self.o.table):
+            try_fn = fn.replace("pg_", "pg_try_", 1)
+            if conn.execute(f"SELECT {try_fn}(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+                return
+            self.waiting()
+            t0 = time.monotonic()
+            if not self.lock_timeout:
+                raise self.lock_timed_out(0.0)
+            before = conn.execute("SELECT current_setting('lock_timeout')").fetchone()[0]
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{self.lock_timeout}s",))
+            try:
+                conn.execute(f"SELECT {fn}(hashtextextended(%s, 0))", (key,))
+            except psycopg_module().Error as e:
+                if sqlstate(e) == "55P03":  # lock_not_available
+                    raise self.lock_timed_out(time.monotonic() - t0, code="55P03") from None
+                raise
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (before,))
 
     def missing(self) -> None:
         """A missing target is created in every mode (``primaryKey`` becomes its key)."""

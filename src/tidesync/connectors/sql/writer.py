@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -16,12 +17,17 @@ from tidesync.connectors.base import Context, Sink, Split, Writer
 from tidesync.connectors.partition import parse_partition, partition_value
 from tidesync.connectors.sql.conn import Dialect, Target, _find, _strings, _targets
 from tidesync.connectors.sql.reader import Source
-from tidesync.errors import ConfigError, DirtyRecordError, FatalError, did_you_mean
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError, RetriableError, did_you_mean
 
 WRITE_MODES = ("insert", "replace", "update", "truncate", "overwrite", "merge", "sync")
 
 #: the write modes that go by a key (``primaryKey`` or the table's primary key)
 KEYED = ("replace", "update", "merge", "sync")
+
+#: how long a writer waits, by default, for another run writing the same target (``lockTimeout``)
+LOCK_TIMEOUT_S = 600
+
+log = logging.getLogger("tidesync.sql")
 
 
 @dataclass(frozen=True)
@@ -529,6 +535,7 @@ class SqlWriter(Writer):
 
         prepare(schema)   connect()                      session statements
                           begin()                        the job's one transaction
+                          lock_target()                  other runs of the target wait
                           preSql                         execute(), each named preSql[i]
                           inspect()                      the target, or None when missing
                             missing: ConfigError for the modes that need a key, else
@@ -576,11 +583,12 @@ class SqlWriter(Writer):
     # -- parameters ------------------------------------------------------------------------------
     def settle_modes(self, mode_given: bool) -> None:
         """Read ``partition`` and ``deleteMarker``; ``writeMode`` defaults to ``overwrite``
-        when a partition is named; check that they fit the mode."""
+        when a partition is named; check that they fit the mode. Read ``lockTimeout``."""
         self.partition, self.marker = table_modes(self)
         if not mode_given and self.partition:
             self.o.mode = "overwrite"
         check_table_modes(self, self.o.mode, self.partition, self.marker)
+        self.lock_timeout = self.p.int("lockTimeout", LOCK_TIMEOUT_S, minimum=0)
 
     @property
     def mode(self) -> str:
@@ -651,6 +659,12 @@ class SqlWriter(Writer):
         raise NotImplementedError
 
     # -- hooks with defaults ---------------------------------------------------------------------
+    def lock_target(self) -> None:
+        """Make other runs writing the same target wait until this transaction ends (at most
+        ``lockTimeout`` seconds, then :meth:`lock_timed_out`); called after ``begin``, before
+        preSql. Use :meth:`lock_scope`; log :meth:`waiting` before blocking. Default: the
+        store's ``begin`` or ``connect`` already serializes its writers."""
+
     def clear(self, parts: Sequence[tuple[str, str]]) -> None:
         """Delete the partition's rows (every row without ``parts``) in the transaction."""
         self.execute(
@@ -681,6 +695,7 @@ class SqlWriter(Writer):
                 self.connect()
                 self.begin()
                 self.live = True
+                self.lock_target()
                 self.run_sql("preSql", self.o.pre_sql)
                 self.info = self.inspect()
                 if self.info is None:
@@ -697,6 +712,44 @@ class SqlWriter(Writer):
             except BaseException:
                 self._settle_failed()
                 raise
+
+    # -- one writer of a target at a time -------------------------------------------------------
+    def lock_scope(self) -> tuple[bool, list[tuple[str, str]]]:
+        """What this run must hold alone: ``(True, [])`` the whole table (truncate, overwrite of
+        every row, the keyed modes); ``(False, parts)`` the table shared with other such
+        writers and partition ``parts`` alone (overwrite of a partition); ``(False, [])`` the
+        table shared (insert: appends run side by side, but not beside a whole-table writer)."""
+        if self.mode == "insert":
+            return False, []
+        if self.mode == "overwrite" and self.partition:
+            return False, self.partition
+        return True, []
+
+    def lock_what(self) -> str:
+        whole, parts = self.lock_scope()
+        if parts:
+            return f"partition {'/'.join(f'{k}={v}' for k, v in parts)} of table {self.o.table}"
+        return f"table {self.o.table}"
+
+    def waiting(self) -> None:
+        """Say that this run waits for another one (before it blocks)."""
+        log.warning(
+            "%s: another run is writing %s; waiting for it to finish (at most %d s, lockTimeout)",
+            self.where,
+            self.lock_what(),
+            self.lock_timeout,
+        )
+
+    def lock_timed_out(
+        self, waited: float, detail: str = "", code: str | None = None
+    ) -> RetriableError:
+        """The error of a run that waited ``waited`` seconds for another one and gave up."""
+        return RetriableError(
+            f"{self.where}: {detail + ': ' if detail else ''}another run is writing "
+            f"{self.lock_what()}; gave up after waiting {waited:.1f} s "
+            f"({self.ctx.path('lockTimeout')} is {self.lock_timeout} s); nothing was written",
+            code=code,
+        )
 
     def missing(self) -> None:
         """The target is missing and this writer (or mode) cannot create it."""

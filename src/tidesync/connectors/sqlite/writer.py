@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,6 @@ from tidesync.connectors.sql import (
     write_statements,
 )
 from tidesync.connectors.sqlite.conn import (
-    _BUSY_TIMEOUT_S,
     _D,
     _table_info,
     declared_type,
@@ -109,7 +109,7 @@ class Writer(SqlWriter):
                 str(self.path),
                 isolation_level=None,
                 check_same_thread=False,
-                timeout=_BUSY_TIMEOUT_S,
+                timeout=self.lock_timeout,
             )
             for s in self.o.session:
                 self.con.execute(s)
@@ -117,7 +117,29 @@ class Writer(SqlWriter):
             raise translate(e, self.where) from e
 
     def begin(self) -> None:
-        self.execute("BEGIN IMMEDIATE")
+        """``BEGIN IMMEDIATE``: the database's write lock, held until the commit or rollback,
+        so writers of one database file run one at a time. A busy database is waited for up
+        to the busy timeout (``lockTimeout``, unless ``session`` sets ``busy_timeout``)."""
+        con = self.con
+        assert con is not None
+        busy = int(con.execute("PRAGMA busy_timeout").fetchone()[0])
+        con.execute("PRAGMA busy_timeout = 0")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.Error as e:
+            if not (_code(e) or "").startswith("SQLITE_BUSY"):
+                raise translate(e, self.where) from e
+        finally:
+            con.execute(f"PRAGMA busy_timeout = {busy}")
+        self.waiting()
+        t0 = time.monotonic()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            if (_code(e) or "").startswith("SQLITE_BUSY"):
+                raise self.lock_timed_out(time.monotonic() - t0, str(e), _code(e)) from e
+            raise translate(e, self.where) from e
 
     def execute(self, sql: str, params: Sequence[Any] = (), where: str = "") -> None:
         assert self.con is not None
