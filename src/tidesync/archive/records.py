@@ -1,0 +1,157 @@
+"""Measure-point payloads and the rows they give.
+
+A payload (UTF-8 JSON) is one of:
+
+- a row: ``{"orgId", "modelId", "assetId", "measurepoints": "temp", "timestamp": 1546300800000,
+  "value": 21.5, "quality": 0}`` (``quality`` may be left out);
+- points of one asset at one time: ``{"orgId", "modelId", "assetId", "timestamp",
+  "measurepoints": {"temp": 21.5, "hum": 40}}`` with an optional ``quality``, one for all
+  (``0``) or per point (``{"temp": 0}``): one row per point;
+- a JSON array of either.
+
+Anything else is a dirty record with its reason: the rest of the message still counts. Columns
+of the archive: ``orgId, modelId, assetId, measurepoints`` (text), ``timestamp`` (epoch
+milliseconds, int64), ``value`` (text: a string as it is, anything else as compact JSON),
+``quality`` (int64, empty when absent).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = ["COLUMNS", "SCHEMA", "Row", "parse_payload"]
+
+COLUMNS = ("orgId", "modelId", "assetId", "measurepoints", "timestamp", "value", "quality")
+SCHEMA = pa.schema(
+    [
+        ("orgId", pa.string()),
+        ("modelId", pa.string()),
+        ("assetId", pa.string()),
+        ("measurepoints", pa.string()),
+        ("timestamp", pa.int64()),
+        ("value", pa.string()),
+        ("quality", pa.int64()),
+    ]
+)
+Row = tuple[str, str, str, str, int, str | None, int | None]
+#: epoch milliseconds that Python's datetime can place in a directory (years 1 to 9999)
+_MIN_MS, _MAX_MS = -62135596800000, 253402300799999
+_IDS = ("orgId", "modelId", "assetId")
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def parse_payload(payload: bytes) -> tuple[list[Row], list[str]]:
+    """The rows of one message and the reasons of the parts that are dirty."""
+    try:
+        doc = json.loads(payload, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        return [], [f"not JSON: {_short(e)}"]
+    rows: list[Row] = []
+    dirty: list[str] = []
+    if isinstance(doc, list):
+        if not doc:
+            return [], ["an empty JSON array"]
+        for i, item in enumerate(doc):
+            reason = _item(item, rows)
+            if reason is not None:
+                dirty.append(f"[{i}]: {reason}")
+    else:
+        reason = _item(doc, rows)
+        if reason is not None:
+            dirty.append(reason)
+    return rows, dirty
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _item(doc: Any, rows: list[Row]) -> str | None:
+    """Append the rows of one object; the reason it is dirty (nothing appended) or None."""
+    if not isinstance(doc, dict):
+        return f"expected a JSON object, got {_kind(doc)}"
+    ids = []
+    for key in _IDS:
+        v = doc.get(key)
+        if not isinstance(v, str) or not v:
+            return f"{key}: expected a non-empty string, got {_show(v, key in doc)}"
+        ids.append(v)
+    ts = doc.get("timestamp")
+    if isinstance(ts, float) and ts.is_integer():
+        ts = int(ts)
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        return f"timestamp: expected epoch milliseconds (an integer), got {_show(ts, 'timestamp' in doc)}"
+    if not _MIN_MS <= ts <= _MAX_MS:
+        return f"timestamp: {ts} is outside years 1 to 9999"
+    points = doc.get("measurepoints")
+    quality = doc.get("quality")
+    org, model, asset = ids
+    if isinstance(points, str):
+        if not points:
+            return "measurepoints: expected a point name, got an empty string"
+        if "value" not in doc:
+            return "value: is missing"
+        q = _quality(quality)
+        if q is False:
+            return f"quality: expected an integer, got {_show(quality, True)}"
+        rows.append((org, model, asset, points, ts, _text(doc["value"]), q))
+        return None
+    if isinstance(points, dict):
+        if not points:
+            return "measurepoints: an empty object"
+        per_q = quality if isinstance(quality, dict) else None
+        shared = None if per_q is not None else _quality(quality)
+        if shared is False:
+            return f"quality: expected an integer or an object of them, got {_show(quality, True)}"
+        out: list[Row] = []
+        for name, value in points.items():
+            if not name:
+                return "measurepoints: a point with an empty name"
+            q = _quality(per_q.get(name)) if per_q is not None else shared
+            if q is False:
+                return f"quality.{name}: expected an integer, got {_show(per_q and per_q.get(name), True)}"
+            out.append((org, model, asset, name, ts, _text(value), q))
+        rows.extend(out)
+        return None
+    return (
+        "measurepoints: expected a point name (with value) or an object of point values, "
+        f"got {_show(points, 'measurepoints' in doc)}"
+    )
+
+
+def _quality(q: Any) -> int | None | bool:
+    """An integer quality, None when absent, False when it is not one."""
+    if q is None:
+        return None
+    if isinstance(q, float) and q.is_integer():
+        return int(q)
+    if isinstance(q, int) and not isinstance(q, bool) and -(2**63) <= q < 2**63:
+        return q
+    return False
+
+
+def _text(v: Any) -> str | None:
+    if v is None or isinstance(v, str):
+        return v
+    return str(_dumps(v))
+
+
+def _kind(v: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(v), "null" if v is None else "a number"
+    )
+
+
+def _show(v: Any, present: bool) -> str:
+    if not present:
+        return "nothing (the key is missing)"
+    text = repr(v) if isinstance(v, str | int | float | bool) or v is None else _kind(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _short(e: Exception) -> str:
+    text = str(e)
+    return text if len(text) <= 120 else text[:117] + "..."
