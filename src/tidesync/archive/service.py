@@ -184,6 +184,7 @@ class Archiver:
         self.log_lock = threading.Lock()
         self.processed = 0  # the last sequence number staged
         self.floor_seen = 0
+        self.last_tick = 0  # the latest tick the processor has acted on
         self._retry_at = 0.0
         self._backoff = 1.0
 
@@ -348,7 +349,6 @@ class Archiver:
     def _take(
         self, m: Incoming, chunks: list[bytes], handles: list[Any], records: list[Record]
     ) -> None:
-        self.received += 1
         handles.append(m.handle)
         if self.source is not None and self.source.floor > self.floor_seen:
             self.floor_seen = self.source.floor
@@ -356,14 +356,15 @@ class Archiver:
         r = Record(0, 0, REDELIVERED if m.redelivered else 0, m.src_id, m.topic, m.payload)
         if self.dedupe.is_copy(r):
             self.duplicates += 1
-            return
-        r.seq = self.state.next_seq
-        self.state.next_seq += 1
-        r.arrival = self._now()
-        self.dedupe.note(r)
-        self.state.counters.messages += 1
-        chunks.append(encode_data(r))
-        records.append(r)
+        else:
+            r.seq = self.state.next_seq
+            self.state.next_seq += 1
+            r.arrival = self._now()
+            self.dedupe.note(r)
+            self.state.counters.messages += 1
+            chunks.append(encode_data(r))
+            records.append(r)
+        self.received += 1  # last: a test that saw it may move the clock
 
     def _process_loop(self) -> None:
         while True:
@@ -379,11 +380,12 @@ class Archiver:
                 self.processed = r.seq
 
     def _tick(self, now: int, close_all: bool = False) -> None:
+        self.last_tick = max(self.last_tick, now)
         for cycle in sorted(self.buckets):
             b = self.buckets[cycle]
             if close_all or b.end <= now:
-                del self.buckets[cycle]
                 self.pending.append((b, b.finish(), False))
+                del self.buckets[cycle]
         if self.pending and time.monotonic() >= self._retry_at:
             self._place_pending()
 

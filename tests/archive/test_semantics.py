@@ -1,0 +1,257 @@
+"""What lands where: path formats, cycles, event vs system time, recycling bounds, slicing,
+empty cycles, late data, dirty records; against a Mosquitto broker the tests start, on a clock
+the test sets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.archive._brokers import Broker
+from tests.archive._harness import Run, point
+from tidesync.archive.timing import to_ms
+
+T0 = datetime(2019, 1, 2, 3, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def runs(tmp_path: Path, mosquitto: Broker) -> Iterator[list[Run]]:
+    made: list[Run] = []
+    yield made
+    for r in made:
+        r.finish()
+
+
+def start(runs: list[Run], tmp: Path, broker: Broker, at: datetime = T0, **keys: object) -> Run:
+    r = Run(tmp, broker, at, **keys)
+    runs.append(r)
+    return r
+
+
+@pytest.mark.parametrize(
+    ("fmt", "folder"),
+    [
+        ("YYYYMMDD", "20190102"),
+        ("YYYYMMDD/HH", "20190102/03"),
+        ("YYYY/MM/DD", "2019/01/02"),
+        ("YYYY/MM/DD/HH", "2019/01/02/03"),
+    ],
+)
+def test_each_path_format_names_the_partition_directory(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker, fmt: str, folder: str
+) -> None:
+    r = start(runs, tmp_path, mosquitto, pathFormat=fmt)
+    r.send([point(to_ms(T0), temp=21.5, hum=40)])
+    r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    assert list(r.files()) == [f"{folder}/measure_201901020300_0000.csv"]
+    assert r.rows() == [
+        {
+            "orgId": "o1",
+            "modelId": "m1",
+            "assetId": "a1",
+            "measurepoints": "temp",
+            "timestamp": str(to_ms(T0)),
+            "value": "21.5",
+            "quality": "",
+        },
+        {
+            "orgId": "o1",
+            "modelId": "m1",
+            "assetId": "a1",
+            "measurepoints": "hum",
+            "timestamp": str(to_ms(T0)),
+            "value": "40",
+            "quality": "",
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cycle", "start_at", "end_at"),
+    [
+        ("1h", datetime(2019, 1, 2, 3, tzinfo=UTC), datetime(2019, 1, 2, 4, tzinfo=UTC)),
+        ("12h", datetime(2019, 1, 2, 0, tzinfo=UTC), datetime(2019, 1, 2, 12, tzinfo=UTC)),
+        ("24h", datetime(2019, 1, 2, 0, tzinfo=UTC), datetime(2019, 1, 3, 0, tzinfo=UTC)),
+    ],
+)
+def test_each_cycle_holds_its_window_and_is_published_at_its_end(
+    runs: list[Run],
+    tmp_path: Path,
+    mosquitto: Broker,
+    cycle: str,
+    start_at: datetime,
+    end_at: datetime,
+) -> None:
+    r = start(runs, tmp_path, mosquitto, at=start_at, cycle=cycle, pathFormat="YYYYMMDD")
+    r.send([point(1, first=1)])  # at the cycle's first millisecond
+    r.at(end_at - timedelta(milliseconds=1))
+    r.send([point(2, last=1)])  # at its last
+    r.close_until(end_at - timedelta(milliseconds=1))
+    assert r.files() == {}, "published before the cycle ended"
+    r.close_until(end_at)
+    stamp = start_at.strftime("%Y%m%d%H%M")
+    name = f"{start_at:%Y%m%d}/measure_{stamp}_0000.csv"
+    assert list(r.files()) == [name]
+    assert [x["measurepoints"] for x in r.rows()] == ["first", "last"]
+    r.send([point(3, next=1)])  # the next cycle
+    r.close_until(end_at + (end_at - start_at))
+    assert len(r.files()) == 2
+    assert r.files()[name] == r.files()[name]
+
+
+def test_event_time_places_rows_by_their_timestamp_system_time_by_arrival(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    ev = start(runs, tmp_path / "ev", mosquitto, generateBy="eventTime")
+    sy = start(runs, tmp_path / "sy", mosquitto, generateBy="systemTime")
+    yesterday_late = to_ms(datetime(2019, 1, 1, 23, 59, tzinfo=UTC))
+    for r in (ev, sy):
+        r.send([point(yesterday_late, temp=1), point(to_ms(T0), temp=2)])
+        r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    assert sorted(ev.files()) == [
+        "20190101/23/measure_201901020300_0000.csv",
+        "20190102/03/measure_201901020300_0000.csv",
+    ]
+    assert sorted(sy.files()) == ["20190102/03/measure_201901020300_0000.csv"]
+    assert [x["value"] for x in sy.rows()] == ["1", "2"]
+
+
+def test_event_time_outside_plus_one_hour_or_minus_360_hours_is_recycled(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    r = start(runs, tmp_path, mosquitto, generateBy="eventTime", pathFormat="YYYYMMDD/HH")
+    now = to_ms(T0)
+    hour = 3_600_000
+    cases = {
+        "ahead_1h": now + hour,  # exactly +1 h: kept
+        "ahead_1h_1ms": now + hour + 1,
+        "behind_360h": now - 360 * hour,  # exactly -360 h: kept
+        "behind_360h_1ms": now - 360 * hour - 1,
+    }
+    r.send([point(ts, **{name: 1}) for name, ts in cases.items()])
+    r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    placed = {x["measurepoints"]: name for name in r.files() for x in r.rows(name)}
+    stem = "measure_201901020300_0000.csv"
+    assert placed == {
+        "ahead_1h": f"20190102/04/{stem}",
+        "ahead_1h_1ms": f"archive_recycling_measure/20190102/04/{stem}",
+        "behind_360h": f"20181218/03/{stem}",
+        "behind_360h_1ms": f"archive_recycling_measure/20181218/03/{stem}",
+    }
+    assert (r.arch.state.counters.rows, r.arch.state.counters.recycled) == (2, 2)  # type: ignore[union-attr]
+
+
+def test_csv_is_sliced_so_that_no_file_passes_max_file_size(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    r = start(runs, tmp_path, mosquitto, target={"maxFileSize": "2KB"})
+    r.send([point(to_ms(T0) + i, v=i) for i in range(300)])
+    r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    files = r.files()
+    names = sorted(files)
+    assert len(names) > 3
+    assert names == [f"20190102/03/measure_201901020300_{k:04d}.csv" for k in range(len(names))]
+    for name in names[:-1]:
+        assert 2048 - 60 < len(files[name]) <= 2048, name  # full, within one row of the limit
+        assert files[name].startswith(b"orgId,modelId,")
+    assert [int(x["value"]) for x in r.rows()] == list(range(300))
+
+
+def test_parquet_files_hold_the_columns_and_are_sliced(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    r = start(runs, tmp_path, mosquitto, target={"format": "parquet", "maxFileSize": "64KB"})
+    r.send(
+        [
+            [point(to_ms(T0) + i, **{f"p{k}": i * k for k in range(10)}) for i in range(j, j + 100)]
+            for j in range(0, 3000, 100)
+        ]
+    )
+    r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    names = sorted(r.files())
+    assert len(names) >= 2 and all(n.endswith(".parquet") for n in names)
+    tables = [pq.read_table(r.out / n) for n in names]
+    assert tables[0].schema.names == [
+        "orgId",
+        "modelId",
+        "assetId",
+        "measurepoints",
+        "timestamp",
+        "value",
+        "quality",
+    ]
+    assert str(tables[0].schema.field("timestamp").type) == "int64"
+    assert sum(t.num_rows for t in tables) == 30_000
+
+
+def test_a_cycle_without_messages_writes_no_file_and_no_directory(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    r = start(runs, tmp_path, mosquitto)
+    r.close_until(datetime(2019, 1, 2, 6, tzinfo=UTC))
+    assert not r.out.exists()
+    r.send([point(1, x=1)])
+    r.close_until(datetime(2019, 1, 2, 9, tzinfo=UTC))
+    assert list(r.files()) == ["20190102/06/measure_201901020600_0000.csv"]
+
+
+def test_late_data_for_a_published_cycle_goes_to_a_new_file_and_the_first_is_kept(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    r = start(runs, tmp_path, mosquitto)
+    r.send([point(1, a=1)])
+    r.stop(close_open_cycles=True)  # publishes 03:00-04:00 now, at 03:30
+    first = r.files()
+    assert list(first) == ["20190102/03/measure_201901020300_0000.csv"]
+    r.start()  # still 03:30: more for the published cycle
+    r.send([point(2, b=2)])
+    r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    files = r.files()
+    late = [n for n in files if n not in first]
+    assert len(late) == 1 and late[0].startswith("20190102/03/measure_201901020300_late")
+    assert files[list(first)[0]] == first[list(first)[0]]
+    assert [x["measurepoints"] for x in r.rows(late[0])] == ["b"]
+
+
+def test_malformed_payloads_are_dirty_records_and_the_rest_is_archived(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    r = start(runs, tmp_path, mosquitto)
+    good = point(to_ms(T0), ok=1)
+    r.send(
+        [
+            b"not json {",
+            [good, {"orgId": "o1", "modelId": "m1", "timestamp": 5, "measurepoints": {"x": 1}}],
+            {**good, "timestamp": "yesterday"},
+            {
+                "orgId": "o",
+                "modelId": "m",
+                "assetId": "a",
+                "measurepoints": "t",
+                "timestamp": 1,
+                "value": 3,
+                "quality": 192,
+            },
+            42,
+        ]
+    )
+    r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    assert [x["measurepoints"] for x in r.rows()] == ["ok", "t"]
+    assert r.rows()[1]["quality"] == "192"
+    dirty_name = "archive_dirty_measure/20190102/03/measure_201901020300_0000.jsonl"
+    dirty = [json.loads(x) for x in r.files()[dirty_name].splitlines()]
+    reasons = [d["reason"] for d in dirty]
+    assert reasons[0].startswith("not JSON")
+    assert (
+        reasons[1] == "[1]: assetId: expected a non-empty string, got nothing (the key is missing)"
+    )
+    assert reasons[2].startswith("timestamp: expected epoch milliseconds")
+    assert reasons[3] == "expected a JSON object, got a number"
+    assert {d["topic"] for d in dirty} == {r.topic}
+    c = r.arch.state.counters  # type: ignore[union-attr]
+    assert (c.messages, c.rows, c.dirty) == (5, 2, 4)
