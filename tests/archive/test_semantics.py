@@ -255,3 +255,26 @@ def test_malformed_payloads_are_dirty_records_and_the_rest_is_archived(
     assert {d["topic"] for d in dirty} == {r.topic}
     c = r.arch.state.counters  # type: ignore[union-attr]
     assert (c.messages, c.rows, c.dirty) == (5, 2, 4)
+
+
+def test_changing_how_files_are_named_is_refused_while_the_log_holds_messages(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    from tidesync.archive.policy import parse_policies
+    from tidesync.archive.service import Archiver, read_state
+    from tidesync.errors import FatalError
+
+    r = start(runs, tmp_path, mosquitto)
+    r.send([point(1, a=1)])
+    r.stop()
+    doc = {"policies": [{**r.doc["policies"][0], "cycle": "24h"}]}
+    changed = parse_policies(doc, "test.yaml", {}, tmp_path)[0]
+    with pytest.raises(FatalError, match=r"cycle changed while its log .* still holds 1 messages"):
+        Archiver(changed, base_dir=tmp_path).open()
+    r.start()
+    r.stop(close_open_cycles=True)
+    assert read_state(r.policy.log_path).records == 0, "closing every cycle empties the log"
+    a = Archiver(changed, base_dir=tmp_path)
+    a.open()
+    a.close()
+    assert len(r.files()) == 1

@@ -115,6 +115,7 @@ class Policy:
     timezone: str
     target: Target
     log_path: Path
+    log_segment_bytes: int = 64 << 20
     where: str = ""  # "plant.yaml: policies[0]", for messages
 
     @property
@@ -224,6 +225,7 @@ def _policy(
     if "target" not in raw:
         p.problem("target", "is required (path and fileName)")
     log = p.str("logPath")
+    segment = p.size("logSegmentSize", 64 << 20)
     p.problems += [u.replace("unknown key, ignored", "unknown key") for u in p.unknown_keys()]
     problems += p.problems
     if p.problems or name is None or source is None or target is None:
@@ -241,6 +243,7 @@ def _policy(
         timezone=tz,
         target=target,
         log_path=log_path,
+        log_segment_bytes=segment,
         where=where,
     )
 

@@ -86,9 +86,13 @@ class LogState:
     counters: Counters = field(default_factory=Counters)
     ckpt_next: int = 0
     dedupe: Any = None
+    scheme: dict[str, Any] | None = None  # the settings the log's files were named under
+    records: int = 0  # data records in the log
 
     def apply(self, meta: dict[str, Any]) -> None:
         k = meta.get("k")
+        if meta.get("scheme") is not None:
+            self.scheme = meta["scheme"]
         if k == "ckpt":
             self.manifest = {int(c): int(t) for c, t in meta["manifest"].items()}
             self.intents = {(int(i["cycle"]), int(i["through"])): i for i in meta["intents"]}
@@ -133,6 +137,7 @@ def read_state(folder: Path, dedupe: Deduper | None = None, repair: bool = False
                 dedupe.restore(rec["dedupe"])
             continue
         st.next_seq = max(st.next_seq, rec.seq + 1)
+        st.records += 1
         if rec.seq >= st.ckpt_next:
             st.counters.messages += 1
             if dedupe is not None:
@@ -154,7 +159,7 @@ class Archiver:
         connections: dict[str, dict[str, Any]] | None = None,
         base_dir: Path | None = None,
         clock: Clock | None = None,
-        segment_bytes: int = 64 << 20,
+        segment_bytes: int | None = None,
     ):
         self.policy = policy
         self.clock = clock or SystemClock()
@@ -163,7 +168,7 @@ class Archiver:
         self.stage = self.folder / "stage"
         self.connections = connections or {}
         self.base_dir = base_dir or Path.cwd()
-        self.segment_bytes = segment_bytes
+        self.segment_bytes = segment_bytes or policy.log_segment_bytes
         self.dedupe = deduper_for(policy.source)
         self.state = LogState()
         self.buckets: dict[int, Bucket] = {}  # open buckets by cycle start
@@ -196,9 +201,20 @@ class Archiver:
         self.target = Target(self.policy, self.connections, self.base_dir)
         st = read_state(self.folder, self.dedupe, repair=True)
         self.state = st
+        if st.scheme is not None and st.scheme != self.scheme and st.records:
+            changed = ", ".join(k for k in self.scheme if st.scheme.get(k) != self.scheme[k])
+            self.close()
+            raise FatalError(
+                f"policy {self.policy.name}: {changed} changed while its log {self.folder} "
+                f"still holds {st.records} messages archived under the old settings; run it once "
+                "more with the old settings and --close-open-cycles (which empties the log), "
+                "then change them"
+            )
         shutil.rmtree(self.stage, ignore_errors=True)
         self.log = Log(self.folder, st.next_seq, self.segment_bytes)
         self.processed = st.next_seq - 1
+        if st.scheme != self.scheme:
+            self._meta({"k": "scheme"})  # what the records that follow are archived under
         intent_buckets: dict[tuple[int, int], Bucket] = {}
         replayed = 0
         for rec in scan(self.folder):
@@ -449,30 +465,51 @@ class Archiver:
             )
             self._maybe_trim()
 
+    @property
+    def scheme(self) -> dict[str, Any]:
+        """The settings that decide which file a record goes to."""
+        p = self.policy
+        return {
+            "cycle": p.cycle_hours,
+            "timezone": p.timezone,
+            "generateBy": p.generate_by,
+            "pathFormat": p.path_format,
+            "target.path": p.target.path,
+            "target.fileName": p.target.file_name,
+            "target.format": p.target.format,
+            "target.maxFileSize": p.target.max_file_size,
+        }
+
     def _meta(self, obj: dict[str, Any]) -> None:
         """Log a meta record and sync it (a checkpoint: then trim below ``trim_below``)."""
         assert self.log is not None
+        obj["scheme"] = self.scheme
         with self.log_lock:
             if obj.get("k") == "ckpt":
                 obj["next_seq"] = self.state.next_seq
                 obj["dedupe"] = self.dedupe.snapshot()
                 obj["counters"] = {**obj["counters"], "messages": self.state.counters.messages}
             try:
-                self.log.append([encode_meta(obj)], self.state.next_seq)
+                written = self.log.append([encode_meta(obj)], self.state.next_seq)
                 if obj.get("k") == "ckpt":
-                    self.log.trim(int(obj["trim_below"]))
+                    self.log.trim(int(obj["trim_below"]), keep=written)
             except OSError as e:
                 raise FatalError(
                     f"policy {self.policy.name}: cannot write the log {self.folder}: {e}"
                 ) from e
 
-    def _maybe_trim(self) -> None:
+    def _maybe_trim(self, empty: bool = False) -> None:
+        """Checkpoint and delete the segments that hold only published records; with ``empty``
+        (nothing open) start a new segment first, so that no record stays."""
         assert self.log is not None
         firsts = [b.first_seq for b in self.buckets.values()]
         firsts += [p[0].first_seq for p in self.pending]
         below = min(firsts) if firsts else self.processed + 1
         from tidesync.archive.wal import segments
 
+        if empty and not firsts and self.log.size:
+            with self.log_lock:
+                self.log.roll(self.state.next_seq)
         segs = segments(self.folder)
         if len(segs) < 2 or segs[1][0] > below:
             return
@@ -507,6 +544,8 @@ class Archiver:
             if self.pending:
                 self._retry_at = 0
                 self._place_pending()
+            if not self.pending:
+                self._maybe_trim(empty=True)
         self.close()
 
     def close(self) -> None:

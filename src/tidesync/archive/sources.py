@@ -176,6 +176,9 @@ class Nats(Source):
                 )
         finally:
             self.ready.set()
+            loop, self.loop = self.loop, None
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     async def _main(self, deliver: Callable[[Incoming | list[Incoming]], None]) -> None:
         import nats
@@ -272,7 +275,9 @@ class Nats(Source):
             poll.cancel()
         finally:
             with contextlib.suppress(Exception):
-                await nc.drain()
+                await nc.flush(timeout=5)  # the acknowledgements sent so far
+            with contextlib.suppress(Exception):
+                await nc.close()
 
     async def _poll_floor(self, js: Any) -> None:
         while True:

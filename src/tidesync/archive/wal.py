@@ -142,9 +142,10 @@ class Log:
         if not segs:
             _sync_dir(folder)
 
-    def append(self, chunks: list[bytes], next_seq: int) -> None:
+    def append(self, chunks: list[bytes], next_seq: int) -> Path:
         """Write ``chunks`` and fsync; roll to a new segment (named ``next_seq``) once this one
-        has grown past the segment size."""
+        has grown past the segment size. Returns the segment written to."""
+        written = self.path
         data = b"".join(chunks)
         view = memoryview(data)
         while view:
@@ -153,9 +154,11 @@ class Log:
         os.fdatasync(self.fd)
         self.size += len(data)
         if self.size >= self.segment_bytes:
-            self._roll(next_seq)
+            self.roll(next_seq)
+        return written
 
-    def _roll(self, next_seq: int) -> None:
+    def roll(self, next_seq: int) -> None:
+        """Go on in a new segment named ``next_seq``."""
         path = self.folder / f"{next_seq:020d}{_SUFFIX}"
         if path == self.path:
             return
@@ -164,13 +167,14 @@ class Log:
         os.close(self.fd)
         self.fd, self.path, self.size = fd, path, 0
 
-    def trim(self, below: int) -> int:
-        """Delete the segments holding only records with seq < ``below`` (never the one being
-        written); return how many."""
+    def trim(self, below: int, keep: Path | None = None) -> int:
+        """Delete the segments holding only records with seq < ``below``, up to ``keep`` (the
+        segment of the checkpoint that makes them unnecessary) and never the one being written;
+        return how many."""
         segs = segments(self.folder)
         gone = 0
         for (_, path), (nxt, _) in zip(segs, segs[1:], strict=False):
-            if nxt > below or path == self.path:
+            if nxt > below or path in (self.path, keep):
                 break
             path.unlink(missing_ok=True)
             gone += 1

@@ -1,0 +1,109 @@
+"""JetStream: a durable consumer drained into files, every message acknowledged after it is
+on disk; against a nats-server the tests start."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.archive._brokers import Broker, nats_publish
+from tests.archive._harness import Run, point, wait_for
+from tidesync.archive.timing import to_ms
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2019, 1, 2, 3, 30, tzinfo=UTC)
+
+
+def _consumer(url: str, stream: str, durable: str) -> tuple[int, int]:
+    import nats
+
+    async def go() -> tuple[int, int]:
+        nc = await nats.connect(url)
+        info = await nc.jetstream().consumer_info(stream, durable)
+        await nc.close()
+        return info.ack_floor.stream_seq, info.num_ack_pending
+
+    return asyncio.run(go())
+
+
+def _acked(url: str, stream: str, n: int) -> bool:
+    floor, pending = _consumer(url, stream, "arch")
+    return floor >= n and pending == 0  # the floor passes over other subjects' messages
+
+
+def test_a_stream_is_archived_and_acknowledged_and_a_restart_takes_only_new_messages(
+    tmp_path: Path, nats_server: Broker
+) -> None:
+    stream = f"S{uuid.uuid4().hex[:8]}"
+    other = f"m.{stream}.other"
+    src = {
+        "type": "nats",
+        "url": nats_server.url,
+        "stream": stream,
+        "subject": f"m.{stream}.plant1.>",
+        "durable": "arch",
+    }
+    nats_publish(
+        nats_server.url,
+        stream,
+        f"m.{stream}.plant1",
+        [point(to_ms(T0) + i, v=i) for i in range(50)],
+        subjects=[f"m.{stream}.>"],
+    )
+    nats_publish(nats_server.url, stream, other, [point(1, x=1)], create=False)  # filtered out
+    r = Run(tmp_path, nats_server, T0, source=src)
+    try:
+        a = r.arch
+        assert a is not None
+        wait_for(lambda: a.received >= 50, "the stream's messages")
+        r.settle()
+        wait_for(lambda: _acked(nats_server.url, stream, 50), "the acknowledgements", 10)
+        r.stop()
+        nats_publish(
+            nats_server.url,
+            stream,
+            f"m.{stream}.plant1",
+            [point(to_ms(T0) + 50 + i, v=50 + i) for i in range(10)],
+            create=False,
+        )
+        r.start()
+        a = r.arch
+        assert a is not None
+        wait_for(lambda: a.received >= 10, "the new messages")
+        r.settle()
+        r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+        assert a.duplicates == 0
+    finally:
+        r.finish()
+    assert list(r.files()) == ["20190102/03/measure_201901020300_0000.csv"]
+    assert sorted(int(x["value"]) for x in r.rows()) == list(range(60))
+
+
+def test_a_missing_stream_stops_the_policy_naming_it(tmp_path: Path, nats_server: Broker) -> None:
+    src = {
+        "type": "nats",
+        "url": nats_server.url,
+        "stream": "NOPE" + uuid.uuid4().hex[:6],
+        "subject": "x.>",
+        "durable": "d",
+    }
+    from tests.archive._harness import policy_doc
+    from tidesync.archive.policy import parse_policies
+    from tidesync.archive.service import Archiver
+
+    pol = parse_policies(policy_doc(tmp_path, src), "t.yaml", {}, tmp_path)[0]
+    a = Archiver(pol, base_dir=tmp_path)
+    a.open()
+    a.start()
+    try:
+        src_ = a.source
+        assert src_ is not None
+        wait_for(lambda: src_.failure is not None, "the failure")
+        assert f"stream {src['stream']!r} does not exist on {nats_server.url}" in str(src_.failure)
+    finally:
+        a.stop()
