@@ -189,7 +189,8 @@ class Nats(Source):
 
         async def disconnected() -> None:
             self.connected.clear()
-            log.warning("policy %s: lost %s; reconnecting", self.name, cfg.url)
+            if not self.stopping.is_set():
+                log.warning("policy %s: lost %s; reconnecting", self.name, cfg.url)
 
         async def reconnected() -> None:
             self.connected.set()
