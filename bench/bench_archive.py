@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.archive._brokers import Broker, start_broker  # noqa: E402
+
 from tidesync.archive.policy import parse_policies  # noqa: E402
 from tidesync.archive.service import Archiver  # noqa: E402
 from tidesync.archive.timing import ManualClock, to_ms  # noqa: E402
@@ -32,9 +33,13 @@ from tidesync.archive.timing import ManualClock, to_ms  # noqa: E402
 
 def payload(i: int, points: int) -> bytes:
     return json.dumps(
-        {"orgId": "o1", "modelId": "inverter", "assetId": f"inv{i % 50}",
-         "timestamp": 1_546_300_800_000 + i,
-         "measurepoints": {f"P{k}": i * 0.5 + k for k in range(points)}}
+        {
+            "orgId": "o1",
+            "modelId": "inverter",
+            "assetId": f"inv{i % 50}",
+            "timestamp": 1_546_300_800_000 + i,
+            "measurepoints": {f"P{k}": i * 0.5 + k for k in range(points)},
+        }
     ).encode()
 
 
@@ -97,9 +102,18 @@ def mqtt_limit(b: Broker, n: int, points: int) -> float:
 
 
 def archiver(tmp: Path, source: dict[str, object], clock: ManualClock | None = None) -> Archiver:
-    doc = {"policies": [{"name": "bench", "source": source, "generateBy": "systemTime",
-                         "cycle": "1h", "pathFormat": "YYYYMMDD/HH",
-                         "target": {"path": str(tmp / "out"), "fileName": "m"}}]}
+    doc = {
+        "policies": [
+            {
+                "name": "bench",
+                "source": source,
+                "generateBy": "systemTime",
+                "cycle": "1h",
+                "pathFormat": "YYYYMMDD/HH",
+                "target": {"path": str(tmp / "out"), "fileName": "m"},
+            }
+        ]
+    }
     pol = parse_policies(doc, "bench", {}, tmp)[0]
     return Archiver(pol, base_dir=tmp, clock=clock)
 
@@ -114,7 +128,9 @@ def drain(a: Archiver, n: int) -> float:
     return n / dt
 
 
-def mqtt_archive(b: Broker, n: int, points: int, tmp: Path, clock: ManualClock) -> tuple[float, Archiver]:
+def mqtt_archive(
+    b: Broker, n: int, points: int, tmp: Path, clock: ManualClock
+) -> tuple[float, Archiver]:
     cid, topic = f"arch-{uuid.uuid4().hex[:6]}", f"bench/{uuid.uuid4().hex[:6]}"
     mqtt_backlog(b, cid, topic, n, points)
     a = archiver(tmp, {"type": "mqtt", "url": b.url, "topics": [topic], "clientId": cid}, clock)
@@ -161,8 +177,16 @@ def nats_limit(b: Broker, n: int, points: int) -> float:
 
 def nats_archive(b: Broker, n: int, points: int, tmp: Path) -> float:
     stream = nats_stream(b, n, points)
-    a = archiver(tmp, {"type": "nats", "url": b.url, "stream": stream, "subject": f"{stream}.>",
-                       "durable": "arch"})
+    a = archiver(
+        tmp,
+        {
+            "type": "nats",
+            "url": b.url,
+            "stream": stream,
+            "subject": f"{stream}.>",
+            "durable": "arch",
+        },
+    )
     rate = drain(a, n)
     a.stop()
     return rate
@@ -180,20 +204,26 @@ def main() -> None:
         limit = mqtt_limit(mq, n, k)
         clock = ManualClock(to_ms(datetime(2019, 1, 1, 0, 30, tzinfo=UTC)))
         rate, a = mqtt_archive(mq, n, k, tmp / "mqtt", clock)
-        print(f"mqtt  do-nothing subscriber {limit:9,.0f} msg/s   archiver {rate:9,.0f} msg/s "
-              f"= {rate * k:10,.0f} points/s  ({rate / limit:.2f} of the limit)")
+        print(
+            f"mqtt  do-nothing subscriber {limit:9,.0f} msg/s   archiver {rate:9,.0f} msg/s "
+            f"= {rate * k:10,.0f} points/s  ({rate / limit:.2f} of the limit)"
+        )
         t0 = time.perf_counter()
         clock.set(datetime(2019, 1, 1, 1, tzinfo=UTC))
         while not a.state.manifest:
             time.sleep(0.002)
-        print(f"      publish at the cycle close: {time.perf_counter() - t0:.2f} s for "
-              f"{n * k:,} rows ({a.state.counters.files} file(s), "
-              f"{a.state.counters.bytes / 1e6:.1f} MB)")
+        print(
+            f"      publish at the cycle close: {time.perf_counter() - t0:.2f} s for "
+            f"{n * k:,} rows ({a.state.counters.files} file(s), "
+            f"{a.state.counters.bytes / 1e6:.1f} MB)"
+        )
         a.stop()
         limit = nats_limit(nb, n, k)
         rate = nats_archive(nb, n, k, tmp / "nats")
-        print(f"nats  do-nothing consumer   {limit:9,.0f} msg/s   archiver {rate:9,.0f} msg/s "
-              f"= {rate * k:10,.0f} points/s  ({rate / limit:.2f} of the limit)")
+        print(
+            f"nats  do-nothing consumer   {limit:9,.0f} msg/s   archiver {rate:9,.0f} msg/s "
+            f"= {rate * k:10,.0f} points/s  ({rate / limit:.2f} of the limit)"
+        )
 
 
 if __name__ == "__main__":
