@@ -88,6 +88,9 @@ class Broker:
             conf = self.folder / "mosquitto.conf"
             data = self.folder / "data"
             data.mkdir(exist_ok=True)
+            # started as root, mosquitto goes on as user mosquitto: let it write its database
+            for d in (self.folder, data):
+                d.chmod(0o777)
             conf.write_text(MOSQUITTO_CONF.format(port=self.port, data=data))
             cmd = [_binary("mosquitto"), "-c", str(conf)]
         else:

@@ -319,7 +319,7 @@ class Archiver:
             try:
                 first = self.inq.get(timeout=0.1)
             except queue.Empty:
-                self.procq.put(_Tick(self._now()))
+                self._hand(_Tick(self._now()))
                 continue
             items = [first]
             n = len(first) if isinstance(first, list) else 1
@@ -351,11 +351,20 @@ class Archiver:
             if handles and self.source is not None:
                 self.source.ack(handles)
             if records:
-                self.procq.put(records)
-            self.procq.put(_Tick(self._now()))
+                self._hand(records)
+            self._hand(_Tick(self._now()))
             if stop:
-                self.procq.put(_STOP)
+                self._hand(_STOP)
                 return
+
+    def _hand(self, item: Any) -> None:
+        """Pass on to the processor; give up when it has failed (what is logged is safe)."""
+        while self.failure is None:
+            try:
+                self.procq.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def _now(self) -> int:
         t = max(self._last_stamp, self.clock.now_ms())
@@ -384,7 +393,12 @@ class Archiver:
 
     def _process_loop(self) -> None:
         while True:
-            item = self.procq.get()
+            try:
+                item = self.procq.get(timeout=0.2)
+            except queue.Empty:
+                if self.failure is not None:
+                    return
+                continue
             if item is _STOP:
                 return
             if isinstance(item, _Tick):
@@ -533,12 +547,18 @@ class Archiver:
         self.intake.clear()
         writer = self._threads[0] if self._threads else None
         if writer is not None and writer.is_alive():
-            self.inq.put(_STOP)
-            writer.join()
+            while self.failure is None:
+                try:
+                    self.inq.put(_STOP, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            while writer.is_alive() and self.failure is None:
+                writer.join(0.2)
         if self.source is not None:
             self.source.stop()
         for t in self._threads[1:]:
-            t.join()
+            t.join(None if self.failure is None else 5)
         if self.failure is None and close_open_cycles:
             self._tick(0, close_all=True)
             if self.pending:
