@@ -120,7 +120,7 @@ def _make_stream(url: str, tag: str) -> None:
 
 
 def crash_trials(
-    tmp: Path, broker: Broker, kind: str, trials: int, total: int, seed: int
+    tmp: Path, broker: Broker, kind: str, trials: int, total: int, seed: int, longest: float = 2.0
 ) -> dict[str, Any]:
     """Run the trials; return what was found (the caller asserts)."""
     rng = random.Random(seed)
@@ -135,13 +135,13 @@ def crash_trials(
         [*run, "--exit-when-idle", "1"], cwd=tmp, capture_output=True, text=True, timeout=60
     )
     assert first.returncode == 0, first.stderr
-    pub = _Publisher(broker, kind, tag, total, per_second=total / (trials * 1.2))
+    pub = _Publisher(broker, kind, tag, total, per_second=total / (trials * longest * 0.6))
     pub.start()
     kills = 0
     try:
         for _ in range(trials):
             p = subprocess.Popen(run, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.2, 2.0))
+            time.sleep(rng.uniform(0.2, longest))
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 kills += 1

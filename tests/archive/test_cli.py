@@ -63,13 +63,13 @@ def test_messages_sent_while_the_archiver_is_down_are_archived_once(
     topic, cid = f"t/{uuid.uuid4().hex[:8]}", f"cli-{uuid.uuid4().hex[:8]}"
     path = policy_file(tmp_path, mosquitto, topic, cid)
     try:
-        first = tidesync(tmp_path, "archive", "run", str(path), "--exit-when-idle", "1")
+        first = tidesync(tmp_path, "archive", "run", str(path), "--exit-when-idle", "0.5")
         assert first.returncode == 0, first.stderr  # the session and its subscription exist now
         pub = MqttPublisher(mosquitto.port)
         pub.send(f"{topic}/dev1", [point(i, v=i) for i in range(25)] + [b"{bad"])
         pub.close()
         r = tidesync(
-            tmp_path, "archive", "run", str(path), "--exit-when-idle", "1", "--close-open-cycles"
+            tmp_path, "archive", "run", str(path), "--exit-when-idle", "0.5", "--close-open-cycles"
         )
     finally:
         forget_session(mosquitto.port, cid)
@@ -112,7 +112,7 @@ def test_sigterm_stops_cleanly_and_open_cycles_continue_after_a_restart(
         pub.send(f"{topic}/dev1", [point(i, v=i) for i in range(10, 15)])
         pub.close()
         r = tidesync(
-            tmp_path, "archive", "run", str(path), "--exit-when-idle", "1", "--close-open-cycles"
+            tmp_path, "archive", "run", str(path), "--exit-when-idle", "0.5", "--close-open-cycles"
         )
         assert r.returncode == 0, r.stderr
     finally:

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     tmp_path: Path, mosquitto: Broker, nats_server: Broker, kind: str
 ) -> None:
-    found = crash_trials(tmp_path, mosquitto if kind == "mqtt" else nats_server, kind, 3, 450, 3)
+    broker = mosquitto if kind == "mqtt" else nats_server
+    found = crash_trials(tmp_path, broker, kind, trials=3, total=450, seed=3, longest=1.2)
     assert_exactly_once(found, 450, min_kills=2)
     assert found["files"] > 2, found
