@@ -278,3 +278,30 @@ def test_changing_how_files_are_named_is_refused_while_the_log_holds_messages(
     a.open()
     a.close()
     assert len(r.files()) == 1
+
+
+def test_values_keep_their_json_spelling_and_an_out_of_range_number_is_dirty(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    r = start(runs, tmp_path, mosquitto)
+    r.send(
+        [
+            b'{"orgId": "o", "modelId": "m", "assetId": "a", "timestamp": 1, "measurepoints":'
+            b' {"f": 0.1, "i": 7, "b": true, "s": "on", "n": null, "o": {"x": [1, 2]},'
+            b' "e": 1e-7}}',
+            b'{"orgId": "o", "modelId": "m", "assetId": "a", "timestamp": 1, "measurepoints":'
+            b' {"big": 1e999}}',
+        ]
+    )
+    r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    assert {x["measurepoints"]: x["value"] for x in r.rows()} == {
+        "f": "0.1",
+        "i": "7",
+        "b": "true",
+        "s": "on",
+        "n": "",
+        "o": '{"x":[1,2]}',
+        "e": "1e-07",
+    }
+    dirty = next(v for k, v in r.files().items() if k.endswith(".jsonl"))
+    assert json.loads(dirty)["reason"] == "measurepoints.big: inf is out of range"

@@ -18,6 +18,7 @@ milliseconds, int64), ``value`` (text: a string as it is, anything else as compa
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -94,6 +95,8 @@ def _item(doc: Any, rows: list[Row]) -> str | None:
             return "measurepoints: expected a point name, got an empty string"
         if "value" not in doc:
             return "value: is missing"
+        if _infinite(doc["value"]):
+            return f"value: {doc['value']} is out of range"
         q = _quality(quality)
         if q is False:
             return f"quality: expected an integer, got {_show(quality, True)}"
@@ -110,6 +113,8 @@ def _item(doc: Any, rows: list[Row]) -> str | None:
         for name, value in points.items():
             if not name:
                 return "measurepoints: a point with an empty name"
+            if _infinite(value):
+                return f"measurepoints.{name}: {value} is out of range"
             q = _quality(per_q.get(name)) if per_q is not None else shared
             if q is False:
                 return f"quality.{name}: expected an integer, got {_show(per_q and per_q.get(name), True)}"
@@ -120,6 +125,11 @@ def _item(doc: Any, rows: list[Row]) -> str | None:
         "measurepoints: expected a point name (with value) or an object of point values, "
         f"got {_show(points, 'measurepoints' in doc)}"
     )
+
+
+def _infinite(v: Any) -> bool:
+    """A number too large for a float (json reads 1e999 as infinity)."""
+    return type(v) is float and not math.isfinite(v)
 
 
 def _quality(q: Any) -> int | None | bool:
@@ -134,8 +144,13 @@ def _quality(q: Any) -> int | None | bool:
 
 
 def _text(v: Any) -> str | None:
-    if v is None or isinstance(v, str):
+    t = type(v)
+    if t is str or v is None:
         return v
+    if t is float:
+        return repr(v)  # how json spells a float
+    if t is int:
+        return str(v)
     return str(_dumps(v))
 
 

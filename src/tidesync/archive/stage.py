@@ -71,7 +71,7 @@ class _Slices:
         self.group_bytes = 0  # the last parquet row group's size: the next one's estimate
         self.enc = TextEncoder("csv", ",", "", None, "utf-8") if fmt == "csv" else None
         self.head = self.enc.header(SCHEMA.names) if self.enc is not None else b""
-        self.cols: list[list[Any]] = [[] for _ in SCHEMA]
+        self.buf: list[Row] = []
         self.lines: list[bytes] = []
 
     @property
@@ -108,18 +108,18 @@ class _Slices:
     # -- rows (csv, parquet)
 
     def add(self, row: Row) -> None:
-        for col, v in zip(self.cols, row, strict=True):
-            col.append(v)
-        if len(self.cols[0]) >= FLUSH_ROWS:
+        self.buf.append(row)
+        if len(self.buf) >= FLUSH_ROWS:
             self._flush()
 
     def _flush(self) -> None:
-        if not self.cols[0]:
+        if not self.buf:
             return
+        cols = list(zip(*self.buf, strict=True))
+        self.buf = []
         batch = pa.record_batch(
-            [pa.array(c, f.type) for c, f in zip(self.cols, SCHEMA, strict=True)], schema=SCHEMA
+            [pa.array(c, f.type) for c, f in zip(cols, SCHEMA, strict=True)], schema=SCHEMA
         )
-        self.cols = [[] for _ in SCHEMA]
         if self.enc is not None:
             self._csv(batch)
         else:
@@ -229,17 +229,24 @@ class Bucket:
         self.messages += 1
         rows, dirty = parse_payload(r.payload)
         sys_ms = r.arrival
+        fmt = self._fmt
+        last_t: int | None = None
+        into: _Slices | None = None
+        recycled = False
+        if not self.event and rows:
+            into = self._slices(self.dir_of(sys_ms), fmt)
         for row in rows:
-            if self.event:
-                t = row[4]
-                if t - sys_ms > AHEAD_LIMIT_MS or sys_ms - t > BEHIND_LIMIT_MS:
-                    self._slices(f"{self.recycling}/{self.dir_of(t)}", self._fmt).add(row)
-                    self.recycled += 1
-                    continue
-                self._slices(self.dir_of(t), self._fmt).add(row)
+            if self.event and row[4] != last_t:  # the points of one object share their time
+                t = last_t = row[4]
+                recycled = t - sys_ms > AHEAD_LIMIT_MS or sys_ms - t > BEHIND_LIMIT_MS
+                where = f"{self.recycling}/{self.dir_of(t)}" if recycled else self.dir_of(t)
+                into = self._slices(where, fmt)
+            assert into is not None
+            into.add(row)
+            if recycled:
+                self.recycled += 1
             else:
-                self._slices(self.dir_of(sys_ms), self._fmt).add(row)
-            self.rows += 1
+                self.rows += 1
         for reason in dirty:
             self.dirty += 1
             line = json.dumps(
