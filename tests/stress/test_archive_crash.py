@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tests.archive._brokers import Broker
 from tests.archive._crash import assert_exactly_once, crash_trials
 
