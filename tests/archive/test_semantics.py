@@ -305,3 +305,15 @@ def test_values_keep_their_json_spelling_and_an_out_of_range_number_is_dirty(
     }
     dirty = next(v for k, v in r.files().items() if k.endswith(".jsonl"))
     assert json.loads(dirty)["reason"] == "measurepoints.big: inf is out of range"
+
+
+def test_a_message_published_at_qos_0_is_archived_between_qos_1_ones(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    r = start(runs, tmp_path, mosquitto)
+    r.send([point(1, q1=1)])
+    assert r.pub is not None
+    r.pub.c.publish(r.topic, json.dumps(point(2, q0=1)), qos=0).wait_for_publish(10)
+    r.send([point(3, q1_again=1)])
+    r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    assert [x["measurepoints"] for x in r.rows()] == ["q1", "q0", "q1_again"]

@@ -122,7 +122,8 @@ class Mqtt(Source):
                 log.warning("policy %s: lost %s (%s); reconnecting", self.name, cfg.url, rc)
 
         def on_message(client: Any, userdata: Any, m: Any) -> None:
-            deliver(Incoming(m.topic, m.payload, m.mid, bool(m.dup), m.mid))
+            # a message published at QoS 0 comes at QoS 0: nothing to acknowledge
+            deliver(Incoming(m.topic, m.payload, m.mid, bool(m.dup), m.mid if m.qos else None))
 
         c.on_connect, c.on_disconnect, c.on_message = on_connect, on_disconnect, on_message
         props = Properties(PacketTypes.CONNECT)
@@ -135,7 +136,8 @@ class Mqtt(Source):
     def ack(self, handles: list[Any]) -> None:
         c = self.client
         for mid in handles:
-            c.ack(mid, 1)
+            if mid is not None:
+                c.ack(mid, 1)
 
     def stop(self) -> None:
         if self.client is not None:
