@@ -25,6 +25,7 @@ from tidesync.errors import ConfigError, TidesyncError, redact
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+log = logging.getLogger("tidesync")
 
 
 class CycTime(click.ParamType):
@@ -175,7 +176,15 @@ _job_options: list[Any] = [
     click.option(
         "--connections",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="Connections file (default: ./tidesync.yaml if present).",
+        help="Connections file (default: the project's tidesync.yaml).",
+    ),
+    click.option(
+        "--project",
+        type=click.Path(path_type=Path),
+        envvar="TIDESYNC_PROJECT",
+        show_envvar=True,
+        help="Project folder: its state store and connections (default: the first folder "
+        "holding tidesync.yaml or .tidesync/ from the job file's folder up; else that folder).",
     ),
 ]
 
@@ -193,9 +202,11 @@ def _load(
     bizdate: date | None,
     force_times: bool,
     connections: Path | None,
+    project: Path | None,
 ) -> Any:
     from tidesync.connections import load_connections
     from tidesync.engine.runner import load_job
+    from tidesync.project import find_project
     from tidesync.spec.job import declared_timezone, load_document
     from tidesync.spec.params import resolve_params
     from tidesync.state import open_state
@@ -203,14 +214,16 @@ def _load(
     # The job's wall-clock zone: "now" and a --cyctime with an offset are read in it.
     rt = _runtime(cyctime, bizdate, force_times, declared_timezone(load_document(job)))
     values = resolve_params(_param_values(params), rt)
-    root = Path.cwd()
+    proj = find_project(job, project)
+    log.info("project: %s", proj.describe())
+    conns = connections or proj.file
     return load_job(
         job,
         values,
         rt,
-        connections=load_connections(connections),
-        state=open_state(None, root),
-        root=root,
+        connections=load_connections(conns) if conns else {},
+        state=open_state(proj.state, proj.root),
+        root=proj.root,
     )
 
 
@@ -233,6 +246,7 @@ def run(
     bizdate: date | None,
     force_times: bool,
     connections: Path | None,
+    project: Path | None,
     report: Path | None,
     progress: bool | None,
 ) -> None:
@@ -244,7 +258,7 @@ def run(
     from tidesync.engine.runner import Report, run_job
 
     try:
-        planned = _load(job, params, cyctime, bizdate, force_times, connections)
+        planned = _load(job, params, cyctime, bizdate, force_times, connections, project)
     except ConfigError as e:
         if report is not None:
             try:
@@ -273,6 +287,7 @@ def run(
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        planned.state.close()
     if show:
         click.echo("\r\033[K", nl=False, err=True)
     click.echo(rep.summary(), err=True)
@@ -292,6 +307,7 @@ def validate(
     bizdate: date | None,
     force_times: bool,
     connections: Path | None,
+    project: Path | None,
 ) -> None:
     """Check JOB without moving data; report every problem with its key path (exit 0 or 2).
 
@@ -299,9 +315,10 @@ def validate(
     ``info:`` line.
     """
     try:
-        planned = _load(job, params, cyctime, bizdate, force_times, connections)
+        planned = _load(job, params, cyctime, bizdate, force_times, connections, project)
     except ConfigError as e:
         _fail_config(e)
+    planned.state.close()
     if planned.ignored:
         click.echo(f"info: {planned.info()}", err=True)
     n = len(planned.parts)
@@ -360,6 +377,7 @@ def _register_extensions() -> None:
     for module, attr in (
         ("tidesync.scheduler.cli", "commands"),
         ("tidesync.cdc", "commands"),
+        ("tidesync.state.cli", "commands"),
         ("tidesync.archive.cli", "commands"),
         ("tidesync.recovery", "commands"),
     ):

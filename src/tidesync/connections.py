@@ -1,6 +1,7 @@
 """Named data sources (``datasource: name`` in a job) from a project file.
 
-``tidesync.yaml`` in the working directory, or the file given with ``--connections``::
+The project's ``tidesync.yaml`` (found from the job file's folder upward, see
+:mod:`tidesync.project`), or the file given with ``--connections``::
 
     connections:
       warehouse:

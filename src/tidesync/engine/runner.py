@@ -90,6 +90,7 @@ class Report:
     dirty_file: str | None = None
     rows_expected: int | None = None  # the readers' estimate of the rows to read, when all gave one
     state: str | None = None  # the state store the run used (no secrets)
+    positions: dict[str, Any] = field(default_factory=dict)  # saved: state key -> positions
     splits: list[SplitReport] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # every problem of an invalid job
 
@@ -171,6 +172,8 @@ class Report:
             line += f"\nerror: {self.error}"
         if self.dirty_file:
             line += f"\ndirty records: {self.dirty_file}"
+        if self.positions:
+            line += f"\npositions of {', '.join(self.positions)} saved in {self.state}"
         return line
 
 
@@ -467,7 +470,7 @@ def run_job(
         for part in prepared:
             part.writer.commit(results[part.index])
             committed.append(part)
-            _positions_committed(part, positions.get(part.index, {}))
+            _positions_committed(part, positions.get(part.index, {}), report)
         report.status = "succeeded"
     except BaseException as e:
         report.status = "failed"
@@ -533,12 +536,14 @@ def _code(e: BaseException) -> str | None:
     return None
 
 
-def _positions_committed(part: Part, positions: dict[str, Any]) -> None:
+def _positions_committed(part: Part, positions: dict[str, Any], report: Report) -> None:
     """After the entry's commit: save its positions (compare-and-set against those the run
     started from), then tell the reader, which may now confirm them to its server."""
     ctx = part.reader.ctx
     if positions and ctx.state is not None:
         save_positions(ctx.state, ctx.state_key, positions, ctx.stored_version())
+        report.positions[ctx.state_key] = positions
+        log.info("positions of %s saved in %s", ctx.state_key, report.state)
     try:
         part.reader.committed(positions)
     except Exception as e:  # noqa: BLE001 - the data and the positions are safe already

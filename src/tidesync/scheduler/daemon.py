@@ -796,6 +796,11 @@ class Scheduler:
             self._state = open_state(self.project.state, self.project.root)
         return self._state
 
+    def _close_state(self) -> None:
+        """Close the jobs' state store (it opens again when used)."""
+        if self._state is not None:
+            self._state.close()
+
     # -- recovery, leases, timeouts, kills ----------------------------------------------------
     def recover(self, now: datetime) -> int:
         """Take back running instances whose scheduler is gone; returns how many."""
@@ -909,6 +914,7 @@ class Scheduler:
             self._stop_keeper()
             self._close_pool()
             self.store.close()  # the pool's threads are gone; so are their connections
+            self._close_state()
         return list(self.outcomes)
 
     def _in_scope(self, batch: str | None, only: int | None) -> bool:
@@ -966,6 +972,7 @@ class Scheduler:
         self._stop_keeper()
         self._close_pool()
         self.store.close()
+        self._close_state()
         log.info("scheduler %s stopped", self.owner)
 
     def _drain(self) -> None:

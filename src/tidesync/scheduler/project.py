@@ -38,6 +38,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tidesync.errors import ConfigError, did_you_mean
+from tidesync.project import PROJECT_FILE, state_setting
 from tidesync.scheduler.cycles import KINDS, LAST_DAY, WEEKDAYS, Schedule
 from tidesync.spec.params import RunTime, parse_assignments, parse_date_arg, resolve_params
 
@@ -51,7 +52,6 @@ __all__ = [
     "PROJECT_FILE",
 ]
 
-PROJECT_FILE = "tidesync.yaml"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _NODE_KEYS = (
     "name",
@@ -253,13 +253,7 @@ def load_project(path: str | Path | None = None) -> Project:
         from tidesync.spec.job import local_timezone
 
         tz = local_timezone()
-    state = doc.get("state")
-    if state is not None and not isinstance(state, str):
-        problems.append(
-            "state: must be a PostgreSQL URL (postgresql://user@host/db) or a SQLite "
-            f"file path, got {state!r}"
-        )
-        state = None
+    state = state_setting(doc, problems)
     settings = _settings(doc.get("scheduler"), problems)
     catchup = Catchup()
     if "catchup" in doc:
