@@ -115,12 +115,9 @@ class Incremental:
     @classmethod
     def from_params(cls, p: Params) -> Incremental | None:
         """Read ``incremental`` from a reader's parameters; problems are recorded on ``p``."""
-        spec = p.obj("incremental")
+        spec = p.obj("incremental", keys=_KEYS)
         if spec is None:
             return None
-        for k in spec:
-            if k not in _KEYS:
-                p.problem(f"incremental.{k}", f"unknown key{did_you_mean(k, _KEYS)}")
         column = spec.get("column")
         if not isinstance(column, str) or not column.strip():
             p.problem(
