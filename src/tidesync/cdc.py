@@ -37,10 +37,18 @@ def captures(job: Any) -> list[tuple[int, Any, Any]]:
     return out
 
 
-def _job(job: Path, params: Any, cyctime: Any, bizdate: Any, force: bool, connections: Any) -> Any:
+def _job(
+    job: Path,
+    params: Any,
+    cyctime: Any,
+    bizdate: Any,
+    force: bool,
+    connections: Any,
+    project: Path | None,
+) -> Any:
     from tidesync.cli import _load
 
-    loaded = _load(job, params, cyctime, bizdate, force, connections)
+    loaded = _load(job, params, cyctime, bizdate, force, connections, project)
     found = captures(loaded)
     if not found:
         raise click.UsageError(f"{job}: no content entry reads with postgresqlcdc or mysqlcdc")
@@ -77,9 +85,10 @@ def _commands() -> list[click.Command]:
         bizdate: date | None,
         force_times: bool,
         connections: Path | None,
+        project: Path | None,
     ) -> None:
         """Say what the servers of JOB's captures still lack, and where each capture stands."""
-        loaded, found = _job(job, params, cyctime, bizdate, force_times, connections)
+        loaded, found = _job(job, params, cyctime, bizdate, force_times, connections, project)
         missing = 0
         try:
             for i, reader, mod in found:
@@ -104,6 +113,8 @@ def _commands() -> list[click.Command]:
         finally:
             for part in loaded.parts:
                 part.reader.close()
+            if loaded.state is not None:
+                loaded.state.close()
         if missing:
             raise SystemExit(1)
 
@@ -116,10 +127,11 @@ def _commands() -> list[click.Command]:
         bizdate: date | None,
         force_times: bool,
         connections: Path | None,
+        project: Path | None,
     ) -> None:
         """Remove JOB's captures from their servers and forget their saved positions; the next
         run starts a new capture."""
-        loaded, found = _job(job, params, cyctime, bizdate, force_times, connections)
+        loaded, found = _job(job, params, cyctime, bizdate, force_times, connections, project)
         failed = 0
         try:
             for i, reader, mod in found:
@@ -137,6 +149,8 @@ def _commands() -> list[click.Command]:
         finally:
             for part in loaded.parts:
                 part.reader.close()
+            if loaded.state is not None:
+                loaded.state.close()
         if failed:
             raise SystemExit(1)
 
