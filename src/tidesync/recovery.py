@@ -71,7 +71,7 @@ def recover_location(target: str, params: dict[str, Any], connections: dict[str,
 
 
 def _job_options(f: Any) -> Any:
-    """``run``'s -p, --cyctime, --bizdate, --force-times and --connections (for JOB)."""
+    """``run``'s -p, --cyctime, --bizdate, --force-times, --connections and --project."""
     for opt in reversed(_cli._job_options[1:]):
         f = opt(f)
     return f
@@ -89,6 +89,7 @@ def recover(
     bizdate: date | None,
     force_times: bool,
     connections: Path | None,
+    project: Path | None,
     datasource: str | None,
     as_json: bool,
 ) -> None:
@@ -101,15 +102,22 @@ def recover(
       tidesync recover job.json --bizdate 20240101
     """
     from tidesync.connections import load_connections
+    from tidesync.project import find_project
 
     try:
         is_job = target.lower().endswith(JOB_SUFFIXES) and Path(target).is_file()
         if is_job:
-            job = _cli._load(Path(target), params, cyctime, bizdate, force_times, connections)
-            found = recover_job(job)
+            job = _cli._load(
+                Path(target), params, cyctime, bizdate, force_times, connections, project
+            )
+            try:
+                found = recover_job(job)
+            finally:
+                job.state.close()
         else:
             extra = {"datasource": datasource} if datasource else {}
-            found = recover_location(target, extra, load_connections(connections))
+            conns = connections or find_project(None, project).file
+            found = recover_location(target, extra, load_connections(conns) if conns else {})
     except ConfigError as e:
         _cli._fail_config(e)
     except (TidesyncError, OSError) as e:
