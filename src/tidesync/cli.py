@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from tidesync.errors import ConfigError, TidesyncError, redact
+from tidesync.errors import ConfigError, RedactingFilter, TidesyncError, redact, secret_scope
 
 # numpy (which pyarrow loads) starts OpenBLAS with a busy-waiting thread per core: ~0.1 s of CPU
 # per run taken from the readers and writers. tidesync does no linear algebra.
@@ -159,6 +159,11 @@ def main(verbose: int) -> None:
     logging.basicConfig(
         level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+    # the secrets a command meets stay masked until it has printed its last line
+    click.get_current_context().with_resource(secret_scope())
 
 
 _job_options: list[Any] = [

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tidesync.errors import ConfigError, did_you_mean
+from tidesync.spec.secrets import is_secret_field, register_document
 
 __all__ = ["load_connections", "resolve_secrets", "connection", "DEFAULT_FILE"]
 
@@ -60,14 +61,22 @@ def load_connections(path: str | Path | None = None) -> dict[str, dict[str, Any]
 
 
 def resolve_secrets(value: Any, where: str) -> Any:
-    """Replace ``${env:NAME}`` references (recursively) from the environment."""
+    """Replace ``${env:NAME}`` references (recursively) from the environment. What lands in a
+    secret field (``where`` ending in ``.password``, ``.accessKeySecret``, ...) or in a URL's
+    userinfo is registered as a secret of the run."""
+    if isinstance(value, str) and "${env:" in value:
+        resolved = _resolve_env(value, where)
+        key = where.rsplit(".", 1)[-1]
+        register_document({key: resolved} if is_secret_field(key) else resolved)
+        return resolved
     if isinstance(value, dict):
         return {k: resolve_secrets(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):
         return [resolve_secrets(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
+    return value
 
+
+def _resolve_env(value: str, where: str) -> str:
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in os.environ:
@@ -87,4 +96,6 @@ def connection(connections: dict[str, dict[str, Any]], name: str, where: str) ->
             f"{where}: unknown datasource {name!r}{did_you_mean(name, connections)} "
             f"(known: {known}; define it under 'connections:' in {DEFAULT_FILE} or --connections)"
         )
-    return resolve_secrets(connections[name], f"connections.{name}")
+    settings = connections[name]
+    register_document(settings)  # secrets written in the file itself, too
+    return resolve_secrets(settings, f"connections.{name}")

@@ -217,7 +217,7 @@ def test_sqlite_state_path_is_relative_to_the_project(tmp_path: Path) -> None:
 
 
 def test_unknown_state_url_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"state: 'mysql://u:\*\*\*@h/db' is neither"):
+    with pytest.raises(ConfigError, match=r"state: 'mysql://\*\*\*@h/db' is neither"):
         open_store("mysql://u:secret@h/db", tmp_path)
 
 

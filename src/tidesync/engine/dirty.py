@@ -131,5 +131,6 @@ class DirtyLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("w", encoding="utf-8") as f:
             for r in self.records:
-                f.write(json.dumps(asdict(r), ensure_ascii=False, default=str) + "\n")
+                # masked as a whole: a reason or a row may hold a secret of the run
+                f.write(redact(json.dumps(asdict(r), ensure_ascii=False, default=str)) + "\n")
         return self.path

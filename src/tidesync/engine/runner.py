@@ -15,6 +15,7 @@ drivers) happens in native code that releases the GIL.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import threading
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 from tidesync.connectors.base import Context, Params, Reader, Writer, load
 from tidesync.engine.channel import Cancelled, RateLimiter
@@ -38,17 +39,21 @@ from tidesync.errors import (
     TidesyncError,
     is_retriable,
     redact,
+    register_secret,
+    secret_scope,
 )
 from tidesync.spec.ignored import info_line
 from tidesync.spec.job import Content, JobSpec, declared_timezone, load_document, parse_job
 from tidesync.spec.job import Step as JobStep
 from tidesync.spec.params import RunTime, substitute_tree
+from tidesync.spec.secrets import register_document, secret_parameters
 from tidesync.state import positions_key, save_positions
 from tidesync.transforms.base import Transform, load_transform
 
 __all__ = ["Job", "Report", "SplitReport", "load_job", "plan", "run_job"]
 
 log = logging.getLogger("tidesync")
+_P = ParamSpec("_P")
 
 CHANNEL_BYTES = 64 << 20  # per task; the channel holds at least one batch whatever its size
 
@@ -201,6 +206,9 @@ class Job:
         """One line naming the ignored keys and why; empty when there are none."""
         return info_line(self.ignored)
 
+    #: the values load_job found in secret fields (and their spellings): masked while it runs
+    secrets: list[str] = field(default_factory=list, repr=False)
+
 
 def load_job(
     path: str | Path,
@@ -220,24 +228,34 @@ def load_job(
     path.
     """
     path = Path(path)
-    doc = load_document(path)
-    rt = runtime or RunTime.of(tz=declared_timezone(doc))
-    doc = substitute_tree(doc, rt, params or {}, path="")
-    problems: list[str] = []
-    spec = parse_job(doc, source=str(path), problems=problems)
-    try:
-        job = plan(
-            spec,
-            rt,
-            base_dir=path.parent.resolve(),
-            connections=connections,
-            state=state,
-            identity=identity or file_identity(path, root),
-        )
-    except ConfigError as e:
-        problems.extend(e.problems)
-    if problems:
-        raise ConfigError(problems)
+    with secret_scope() as secrets:  # what reaches a secret field is masked from here on
+        try:
+            doc = load_document(path)
+            for name in secret_parameters(doc):
+                if params and name in params:
+                    register_secret(params[name])
+            register_document(doc)
+            rt = runtime or RunTime.of(tz=declared_timezone(doc))
+            doc = substitute_tree(doc, rt, params or {}, path="")
+            register_document(doc)
+            problems: list[str] = []
+            spec = parse_job(doc, source=str(path), problems=problems)
+            try:
+                job = plan(
+                    spec,
+                    rt,
+                    base_dir=path.parent.resolve(),
+                    connections=connections,
+                    state=state,
+                    identity=identity or file_identity(path, root),
+                )
+            except ConfigError as e:
+                problems.extend(e.problems)
+            if problems:
+                raise ConfigError(problems)
+        except ConfigError as e:
+            raise ConfigError([redact(p) for p in e.problems], code=e.code) from None
+        job.secrets = list(secrets)
     return job
 
 
@@ -358,6 +376,21 @@ def _estimate(reader: Reader) -> int | None:
     return n if isinstance(n, int) and n >= 0 else None
 
 
+def _masking_its_secrets(
+    run: Callable[Concatenate[Job, _P], Report],
+) -> Callable[Concatenate[Job, _P], Report]:
+    """Run with the job's secrets registered, so that every message, log line, report and
+    dirty record of the run has them masked."""
+
+    @functools.wraps(run)
+    def wrapper(job: Job, /, *args: _P.args, **kwargs: _P.kwargs) -> Report:
+        with secret_scope(job.secrets):
+            return run(job, *args, **kwargs)
+
+    return wrapper
+
+
+@_masking_its_secrets
 def run_job(
     job: Job,
     *,

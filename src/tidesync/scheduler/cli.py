@@ -168,7 +168,7 @@ def nodes(project_dir: Path | None, at: datetime | None, as_json: bool) -> None:
                 "dry_run": n.dry_run,
                 "catchup": n.catchup.describe(),
                 "job": str(n.job) if n.job else None,
-                "params": n.params,
+                "params": n.shown_params(n.params),
             }
         )
     if as_json:

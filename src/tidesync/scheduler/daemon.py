@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
-from tidesync.errors import ConfigError, is_retriable, redact
+from tidesync.errors import ConfigError, is_retriable, redact, register_secret, secret_scope
 from tidesync.scheduler.cycles import Slot, instant_text, wall_text
 from tidesync.scheduler.project import Node, Project, load_project
 from tidesync.scheduler.store import (
@@ -371,7 +371,7 @@ class Scheduler:
         rt = RunTime(slot.cyctime, slot.bizdate)
         state, error, params = "waiting", None, None
         try:
-            params = node.evaluate(rt)
+            params = node.shown_params(node.evaluate(rt))
         except ConfigError as e:  # e.g. an offset out of range for this one date
             state, error = "failed", "; ".join(e.problems)
         return NewInstance(
@@ -598,6 +598,10 @@ class Scheduler:
         )
 
     def _run_attempt(self, att: _Attempt) -> None:
+        with secret_scope():  # what the attempt meets in secret fields is masked in its output
+            self._run_attempt_masked(att)
+
+    def _run_attempt_masked(self, att: _Attempt) -> None:
         try:
             self._attempt(att)
         except BaseException as e:  # noqa: BLE001 - the worker must always finish the attempt
@@ -642,9 +646,12 @@ class Scheduler:
             rt = RunTime(parse_cyctime(inst.cyctime), _bizdate(inst.bizdate))
             try:
                 params = node.evaluate(rt)
-                if params != inst.param_values:  # the project file changed since creation
-                    self.store.set_params(inst.id, params, str(log_path))
-                for k, v in params.items():
+                for k in node.secret_params() & params.keys():
+                    register_secret(params[k])
+                shown = node.shown_params(params)
+                if shown != inst.param_values:  # the project file changed since creation
+                    self.store.set_params(inst.id, shown, str(log_path))
+                for k, v in shown.items():
                     lg.line(f"param {k}={v}")
                 if node.job is None:
                     raise ConfigError(f"{node.where}.job: this node has no job")
@@ -716,6 +723,7 @@ class Scheduler:
         elapsed: float,
     ) -> None:
         inst, node = att.inst, att.node
+        error = redact(error) if error else error
         now = self._now().timestamp()
         next_try = None
         if att.reason == "lost":

@@ -28,6 +28,7 @@ Every problem is collected and reported at once under its key path
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -37,10 +38,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tidesync.errors import ConfigError, did_you_mean
+from tidesync.errors import MASK, ConfigError, did_you_mean
 from tidesync.project import PROJECT_FILE, state_setting
 from tidesync.scheduler.cycles import KINDS, LAST_DAY, WEEKDAYS, Schedule
 from tidesync.spec.params import RunTime, parse_assignments, parse_date_arg, resolve_params
+from tidesync.spec.secrets import secret_parameters
 
 __all__ = [
     "Catchup",
@@ -166,6 +168,32 @@ class Node:
     def evaluate(self, rt: RunTime) -> dict[str, str]:
         """The node's parameters for one instance (ConfigError under ``nodes[i].params``)."""
         return resolve_params(dict(self.params), rt, where=f"{self.where}.params")
+
+    def secret_params(self) -> frozenset[str]:
+        """The parameters its job puts in a password, secret or key field or a URL's
+        userinfo: their values are shown as ``***`` (logs, ``instance show``, the store)."""
+        if self.job is None:
+            return frozenset()
+        try:
+            stamp = self.job.stat().st_mtime_ns
+        except OSError:
+            return frozenset()
+        return _secret_params(str(self.job), stamp)
+
+    def shown_params(self, values: dict[str, str]) -> dict[str, str]:
+        """``values`` as they may be shown and stored: secret parameters masked."""
+        hidden = self.secret_params()
+        return {k: MASK if k in hidden else v for k, v in values.items()}
+
+
+@functools.lru_cache(maxsize=256)
+def _secret_params(job: str, stamp: int) -> frozenset[str]:
+    from tidesync.spec.job import load_document
+
+    try:
+        return frozenset(secret_parameters(load_document(Path(job))))
+    except (ConfigError, OSError):
+        return frozenset()  # a bad job file fails its run, which says why
 
 
 @dataclass(frozen=True)

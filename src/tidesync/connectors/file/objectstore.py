@@ -35,7 +35,14 @@ import pyarrow.fs as pafs
 
 from tidesync.connections import connection, resolve_secrets
 from tidesync.connectors.base import Context, Params
-from tidesync.errors import ConfigError, FatalError, RetriableError, TidesyncError, redact
+from tidesync.errors import (
+    ConfigError,
+    FatalError,
+    RetriableError,
+    TidesyncError,
+    redact,
+    userinfo_spans,
+)
 
 __all__ = ["KEYS", "Settings", "Edge", "read_settings", "locate", "object_urls", "object_target"]
 
@@ -241,7 +248,7 @@ def _endpoint(p: Params, raw: str, at: str, bucket: str | None) -> tuple[str | N
         return None, scheme
     if not host or "/" in host:
         p.problems.append(
-            f"{at}: {raw!r}: the endpoint is a host (and port) only, such as "
+            f"{at}: {redact(raw)!r}: the endpoint is a host (and port) only, such as "
             "oss-cn-hangzhou.aliyuncs.com or http://127.0.0.1:9000; the bucket goes in bucket, "
             "the key in object or the s3:// URL"
         )
@@ -273,6 +280,12 @@ def locate(
 ) -> tuple[pafs.FileSystem, str]:
     """The file system of an ``s3://bucket/key`` (``s3a://``, ``oss://``) URL and the path
     ``bucket/key`` in it. Builds no connection yet: the first request does."""
+    url = f"{scheme}://{bucket_and_key}"
+    if any(True for _ in userinfo_spans(url)):
+        raise ConfigError(
+            f"{ctx.path('path')}: {redact(url)!r} holds credentials; give them as accessKeyId / "
+            "accessKeySecret (by reference: ${env:NAME}) or in a datasource"
+        )
     settings = read_settings(params, ctx)
     bucket, _, key = bucket_and_key.partition("/")
     if not bucket:

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from tidesync.connections import connection
 from tidesync.connectors.base import Params
+from tidesync.connectors.sql.conn import check_userinfo
 from tidesync.errors import (
     ConfigError,
     FatalError,
@@ -149,6 +150,7 @@ def parse_url(url: str) -> Endpoint:
         raise ValueError(
             f"scheme {scheme!r} is not postgresql (write jdbc:postgresql://host:5432/db)"
         )
+    check_userinfo(rest)
     parts = urlsplit("postgresql://" + rest)
     netloc = parts.netloc
     user = password = None
@@ -169,7 +171,7 @@ def parse_url(url: str) -> Endpoint:
         try:
             port = int(port_s) if port_s else DEFAULT_PORT
         except ValueError:
-            raise ValueError(f"port {port_s!r} is not a number") from None
+            raise ValueError("the port is not a number") from None  # (it may hold a password)
         hosts.append((unquote(host) or "localhost", port))
     db = unquote(parts.path.lstrip("/"))
     if not hosts:

@@ -41,9 +41,25 @@ EMBEDDED = frozenset({"sqlite", "duckdb"})
 
 
 _SERVER_URL = re.compile(
-    r"^(?:(?P<user>[^:@/]*)(?::(?P<pw>[^@/]*))?@)?(?P<host>\[[^\]]+\]|[^:/?]*)(?::(?P<port>\d+))?"
+    r"^(?:(?P<user>[^:@/]*)(?::(?P<pw>[^/]*))?@)?(?P<host>\[[^\]]+\]|[^:/?@]*)(?::(?P<port>\d+))?"
     r"(?:/(?P<db>[^?]*))?(?:\?(?P<q>.*))?$"
 )
+
+
+def check_userinfo(rest: str) -> None:
+    """Refuse a server URL (``rest`` is what follows ``//``) whose password holds ``/``
+    unencoded: where its host begins cannot be told for sure. ValueError, never the password."""
+    authority = len(rest)
+    for stop in "/?#":
+        j = rest.find(stop)
+        if 0 <= j < authority:
+            authority = j
+    query = min((j for j in (rest.find("?"), rest.find("#")) if j >= 0), default=len(rest))
+    if "@" not in rest[:authority] and "@" in rest[authority:query]:
+        raise ValueError(
+            "the password in the URL holds '/' (or an '@' follows the host): percent-encode it "
+            "('/' is %2F, '@' is %40) or give it as password"
+        )
 
 
 def parse_jdbc_url(url: str) -> JdbcUrl:
@@ -76,6 +92,10 @@ def parse_jdbc_url(url: str) -> JdbcUrl:
         return JdbcUrl(scheme, path=path, options=options, raw=raw)
     if not body.startswith("//"):
         raise ValueError(f"{redact(raw)!r}: write jdbc:{scheme}://host[:port]/database")
+    try:
+        check_userinfo(body[2:])
+    except ValueError as e:
+        raise ValueError(f"{redact(raw)!r}: {e}") from None
     m = _SERVER_URL.match(body[2:])
     if m is None or not m["host"]:
         raise ValueError(f"{redact(raw)!r}: write jdbc:{scheme}://host[:port]/database")

@@ -1,0 +1,105 @@
+"""Which values of a job (or a connection) are secrets: found by the document's structure.
+
+A secret is a value that reaches a secret field — ``password``, ``accessKeySecret``,
+``securityToken`` and the other spellings in :data:`SECRET_FIELDS`, at any depth — or the
+password of a URL's userinfo (``jdbc:mysql://etl:PASSWORD@db/x``, ``s3://KEY:SECRET@bucket/k``,
+an ``endpoint`` with credentials), whatever the password holds. A parameter whose ``${name}``
+stands in such a place is a secret parameter: its value is masked wherever it is shown (the
+scheduler's instance log, ``instance show``, the state store).
+
+The values found are registered with :func:`tidesync.errors.register_secret`, which masks them
+in every message, log line, report and dirty record of the run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import unquote
+
+from tidesync.errors import register_secret, userinfo_spans
+
+__all__ = [
+    "SECRET_FIELDS",
+    "is_secret_field",
+    "register_document",
+    "secret_parameters",
+    "url_passwords",
+]
+
+#: field names that hold a secret, compared without case, '_' or '-'
+SECRET_FIELDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "accesskey",  # DataX's OSS reader: accessId + accessKey (the secret)
+        "accesskeysecret",
+        "secretaccesskey",
+        "secretkey",
+        "securitytoken",
+        "sessiontoken",
+        "token",
+        "apikey",
+        "sslpassword",
+    }
+)
+
+_REF = re.compile(r"\$\{([^}]*)\}")
+
+
+def is_secret_field(key: object) -> bool:
+    return str(key).lower().replace("_", "").replace("-", "") in SECRET_FIELDS
+
+
+def url_passwords(text: str) -> list[str]:
+    """The passwords in the userinfo of the URLs in ``text``, as written and decoded."""
+    out: list[str] = []
+    for start, at in userinfo_spans(text):
+        pw = text[start:at].partition(":")[2]
+        if pw:
+            out.extend({pw, unquote(pw)})
+    return out
+
+
+def _walk(doc: Any, secret: bool = False) -> Iterator[tuple[str, bool]]:
+    """Every string of ``doc`` and whether it stands in a secret field."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _walk(v, secret or is_secret_field(k))
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _walk(v, secret)
+    elif isinstance(doc, str):
+        yield doc, secret
+    elif secret and isinstance(doc, int | float) and not isinstance(doc, bool):
+        yield str(doc), True
+
+
+def register_document(doc: Any) -> None:
+    """Register the secrets of a job document (parameters substituted) or of a connection's
+    settings (references resolved): secret fields' values and URL passwords."""
+    for text, secret in _walk(doc):
+        if secret:
+            register_secret(text)
+        if "://" in text:
+            for pw in url_passwords(text):
+                register_secret(pw)
+
+
+def secret_parameters(doc: Any) -> set[str]:
+    """The names of the parameters a job document (as written, before substitution) puts in a
+    secret field or in a URL's userinfo."""
+    names: set[str] = set()
+    for text, secret in _walk(doc):
+        if "${" not in text:
+            continue
+        places = [text] if secret else [text[s:e] for s, e in userinfo_spans(text)]
+        for place in places:
+            for m in _REF.finditer(place):
+                name = m[1].strip()
+                if not name.startswith("env:"):
+                    names.add(name)
+    return names

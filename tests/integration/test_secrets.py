@@ -1,0 +1,311 @@
+"""No secret in any byte a run writes: stdout, stderr, logs, reports, dirty records, the state
+store, the scheduler's instance log and ``instance show``. Real PostgreSQL, MariaDB and the
+suite's S3 server; the secrets hold ``/`` (as AWS secrets often do) and reach their fields
+directly, through ``-p`` and through a node parameter.
+
+Each test runs the ``tidesync`` command as a user would, then reads back everything: a secret's
+every piece between slashes is searched for, so that a half-printed password fails too."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import yaml
+
+from tests.integration._s3server import S3Server, bucket_fixture, s3_server_fixture  # noqa: F401
+from tests.integration._servers_mysql import MyDb, mysql_server  # noqa: F401
+from tests.integration._servers_mysql import mysql_db as mysql_db
+from tests.integration._servers_pg import PgDb, pg_fixture, pg_server  # noqa: F401
+
+TIDESYNC = str(Path(sys.executable).with_name("tidesync"))
+
+
+def new_secret() -> str:
+    return f"{secrets.token_hex(6)}/{secrets.token_hex(6)}"
+
+
+@dataclass
+class Outputs:
+    """Everything the commands of a test printed, and the folders they wrote into."""
+
+    secret: str
+    roots: list[Path]
+    printed: list[str] = field(default_factory=list)
+    inputs: set[Path] = field(default_factory=set)  # what the test wrote: job and project files
+
+    def job(
+        self, path: Path, reader: dict[str, Any], writer: dict[str, Any], limit: int = 0
+    ) -> Path:
+        self.inputs.add(_job(path, reader, writer, limit))
+        return path
+
+    def tidesync(self, *args: str, cwd: Path, code: int | None = None) -> str:
+        proc = subprocess.run(
+            [TIDESYNC, *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        out = proc.stdout + proc.stderr
+        self.printed.append(out)
+        if code is not None:
+            assert proc.returncode == code, out
+        return out
+
+    def leaks(self) -> list[str]:
+        """Where any piece of the secret shows (it is cut at '/': both halves are searched)."""
+        pieces = [p for p in self.secret.split("/") if p] + [quote(self.secret, safe="")]
+        found = [f"output {i}" for i, t in enumerate(self.printed) if any(p in t for p in pieces)]
+        for root in self.roots:
+            for f in sorted(root.rglob("*")):
+                if f.is_file() and f not in self.inputs:
+                    data = f.read_bytes()
+                    found += [f"{f}: {p}" for p in pieces if p.encode() in data]
+        return found
+
+
+def _job(path: Path, reader: dict[str, Any], writer: dict[str, Any], limit: int = 0) -> Path:
+    doc = {
+        "job": {
+            "setting": {"speed": {"channel": 1}, "errorLimit": {"record": limit}},
+            "content": [{"reader": reader, "writer": writer}],
+        }
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def _rows(value: str) -> dict[str, Any]:
+    return {
+        "name": "streamreader",
+        "parameter": {
+            "column": [{"type": "string", "value": value, "name": "v"}],
+            "sliceRecordCount": 2,
+        },
+    }
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+def _pg_url(pg: PgDb, password: str) -> str:
+    rest = pg.jdbc.split("//", 1)[1]
+    return f"jdbc:postgresql://postgres:{password}@{rest}"
+
+
+def test_postgresql_url_passwords_and_server_echoes_are_masked(pg: PgDb, tmp_path: Path) -> None:
+    secret = new_secret()
+    out = Outputs(secret, [tmp_path])
+    pg.sql("CREATE TABLE {s}.t (v text)")
+    # a password holding '/' as written: refused, the URL shown without its userinfo
+    raw = out.job(
+        tmp_path / "raw.json",
+        _rows("x"),
+        {
+            "name": "postgresqlwriter",
+            "parameter": {"connection": [{"jdbcUrl": _pg_url(pg, secret), "table": ["t"]}]},
+        },
+    )
+    said = out.tidesync("run", str(raw), "--report", "raw.report.json", cwd=tmp_path, code=2)
+    assert "percent-encode it" in said and "jdbc:postgresql://***@" in said
+    # percent-encoded in the URL, and through -p into a preSql the server echoes in its error
+    echo = out.job(
+        tmp_path / "echo.json",
+        _rows("x"),
+        {
+            "name": "postgresqlwriter",
+            "parameter": {
+                "connection": [{"jdbcUrl": _pg_url(pg, quote(secret, safe="")), "table": ["t"]}],
+                "password": "${pw}",
+                "preSql": ["select '${pw}'::int"],
+            },
+        },
+    )
+    said = out.tidesync(
+        "run", str(echo), "-p", f"pw={secret}", "--report", "echo.report.json", cwd=tmp_path, code=1
+    )
+    assert "invalid input syntax for type integer" in said
+    report = json.loads((tmp_path / "echo.report.json").read_text())
+    assert report["error_code"] == "22P02" and "***" in report["error"]
+    assert out.leaks() == []
+
+
+# -- MariaDB -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secret_user(mysql_db: MyDb) -> Iterator[tuple[str, str]]:
+    """A MariaDB user whose password holds '/': (name, password)."""
+    name, pw = f"ts_s_{secrets.token_hex(4)}", new_secret()
+    for host in ("%", "localhost"):
+        mysql_db.execute(
+            f"CREATE USER '{name}'@'{host}' IDENTIFIED BY '{pw}'",
+            f"GRANT ALL ON `{mysql_db.name}`.* TO '{name}'@'{host}'",
+        )
+    yield name, pw
+    mysql_db.execute(
+        f"DROP USER IF EXISTS '{name}'@'%'", f"DROP USER IF EXISTS '{name}'@'localhost'"
+    )
+
+
+def _mysql_job(
+    out: Outputs, db: MyDb, path: Path, user: str, password: str, url: str | None = None
+) -> Path:
+    """src -> dst of ``db`` as ``user``; a row too long for dst becomes a dirty record."""
+    conn = {"jdbcUrl": [db.jdbc], "table": ["src"]}
+    reader = {"username": user, "password": password, "connection": [conn]}
+    if url is not None:
+        reader = {"url": url, "table": ["src"]}
+    writer = {
+        "username": user,
+        "password": password,
+        "connection": [{"jdbcUrl": db.jdbc, "table": ["dst"]}],
+    }
+    return out.job(
+        path,
+        {"name": "mysqlreader", "parameter": {**reader, "column": ["*"]}},
+        {"name": "mysqlwriter", "parameter": writer},
+        limit=1,  # the second dirty record fails the run
+    )
+
+
+def _mysql_tables(db: MyDb, secret: str) -> None:
+    db.execute(
+        "CREATE TABLE src (id INT, v VARCHAR(40))",
+        # the secret as data too: a dirty record holding it is masked like any output
+        f"INSERT INTO src VALUES (1, 'ok'), (2, 'much too long'), (3, '{secret}')",
+        "CREATE TABLE dst (id INT, v VARCHAR(5))",
+    )
+
+
+def test_mysql_passwords_by_parameter_and_in_urls_are_masked(
+    mysql_db: MyDb, secret_user: tuple[str, str], tmp_path: Path
+) -> None:
+    user, secret = secret_user
+    out = Outputs(secret, [tmp_path])
+    _mysql_tables(mysql_db, secret)
+    job = _mysql_job(out, mysql_db, tmp_path / "job.json", user, "${pw}")
+    said = out.tidesync(
+        "run", str(job), "-p", f"pw={secret}", "--report", "r.json", cwd=tmp_path, code=1
+    )
+    assert "error limit exceeded" in said
+    dirty = (tmp_path / "r.dirty.jsonl").read_text()
+    assert dirty.count("\n") == 2 and "***" in dirty  # the row holding the secret, masked
+    s = mysql_db.server
+    raw_url = f"mysql://{user}:{secret}@{s.host}:{s.port}/{mysql_db.name}"
+    bad = _mysql_job(out, mysql_db, tmp_path / "bad.json", user, "${pw}", url=raw_url)
+    said = out.tidesync("validate", str(bad), "-p", f"pw={secret}", cwd=tmp_path, code=2)
+    assert "mysql://***@" in said
+    assert out.leaks() == []
+
+
+# -- S3 ----------------------------------------------------------------------------------------
+
+
+def test_s3_credentials_in_paths_endpoints_and_parameters_are_masked(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    secret = s3_server.secret
+    assert len(secret) >= 20
+    out = Outputs(secret, [tmp_path])
+    s3_server.put(bucket, "in.csv", "id,name\n1,a\nx,b\n")
+    csv_out = {"name": "txtfilewriter", "parameter": {"path": "out", "fileName": "o"}}
+    columns = [{"index": 0, "type": "long"}, {"index": 1, "type": "string"}]
+    base = {"fileFormat": "csv", "skipHeader": True, "column": columns, "maxRetries": 0}
+    key, host = s3_server.key_id, s3_server.endpoint.split("//", 1)[1]
+    in_path = {**base, "path": f"s3://{key}:{secret}@{bucket}/in.csv"}
+    in_endpoint = {
+        **base,
+        "endpoint": f"http://{key}:{secret}@{host}",
+        "path": f"s3://{bucket}/in.csv",
+    }
+    by_param = {
+        **base,
+        "endpoint": s3_server.endpoint,
+        "accessKeyId": key,
+        "accessKeySecret": "${pw}",
+        "path": f"s3://{bucket}/in.csv",
+    }
+    for name, reader, code in (("path", in_path, 2), ("endpoint", in_endpoint, 2)):
+        job = out.job(
+            tmp_path / f"{name}.json", {"name": "txtfilereader", "parameter": reader}, csv_out
+        )
+        said = out.tidesync(
+            "run", str(job), "--report", f"{name}.json.report", cwd=tmp_path, code=code
+        )
+        assert "holds credentials" in said and "://***@" in said
+    job = out.job(
+        tmp_path / "param.json", {"name": "txtfilereader", "parameter": by_param}, csv_out
+    )
+    said = out.tidesync(
+        "run", str(job), "-p", f"pw={secret}", "--report", "p.json", cwd=tmp_path, code=1
+    )
+    assert "error limit exceeded" in said and (tmp_path / "p.dirty.jsonl").exists()
+    assert out.leaks() == []
+
+
+# -- the scheduler -----------------------------------------------------------------------------
+
+
+def test_a_node_parameter_reaching_a_password_is_masked_in_logs_show_and_the_store(
+    mysql_db: MyDb, secret_user: tuple[str, str], pg: PgDb, tmp_path: Path
+) -> None:
+    user, secret = secret_user
+    out = Outputs(secret, [tmp_path])
+    _mysql_tables(mysql_db, secret)
+    _mysql_job(out, mysql_db, tmp_path / "jobs" / "my.json", user, "${pw}")
+    pg.sql("CREATE TABLE {s}.t (v text)")
+    out.job(
+        tmp_path / "jobs" / "pg.json",
+        _rows("x"),
+        {
+            "name": "postgresqlwriter",
+            "parameter": {
+                "connection": [{"jdbcUrl": pg.jdbc, "table": ["t"]}],
+                "username": "postgres",
+                "password": "${pw}",
+                "preSql": ["select '${pw}'::int"],
+            },
+        },
+    )
+    nodes = [
+        {
+            "name": name,
+            "job": f"jobs/{name}.json",
+            "params": f"pw={secret} day=${{yyyymmdd}}",
+            "retries": 1,
+            "retry_on": "any",
+            "retry_interval": 0,
+            "schedule": {"every": "day"},
+        }
+        for name in ("my", "pg")
+    ]
+    (tmp_path / "tidesync.yaml").write_text(
+        yaml.safe_dump({"timezone": "UTC", "nodes": nodes}), encoding="utf-8"
+    )
+    out.inputs.add(tmp_path / "tidesync.yaml")
+    project = ["--project", str(tmp_path)]
+    out.tidesync("scheduler", "run-once", "--at", "20250101000000", *project, cwd=tmp_path, code=1)
+    listing = out.tidesync("instances", *project, cwd=tmp_path, code=0)
+    assert listing.count("failed") == 2
+    for i in ("1", "2"):
+        shown = out.tidesync("instance", "show", i, *project, cwd=tmp_path, code=0)
+        assert "pw=***" in shown and "day=20241231" in shown
+        log = out.tidesync("instance", "log", i, *project, cwd=tmp_path, code=0)
+        assert "param pw=***" in log and "attempt 2" in log
+    out.tidesync("nodes", "--json", *project, cwd=tmp_path, code=0)
+    assert (tmp_path / ".tidesync" / "scheduler.db").exists()
+    assert out.leaks() == []
