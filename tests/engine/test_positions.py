@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,53 @@ def test_the_report_names_the_state_store(tmp_path: Path) -> None:
     state = SqliteState(tmp_path / "state.db")
     rep = run(job(tmp_path / "job.json"), state)
     assert rep.state == f"sqlite {tmp_path / 'state.db'}"
+
+
+def test_positions_come_back_from_tasks_run_in_fresh_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    from tests.engine import _spawn
+    from tidesync.engine import executor as ex
+
+    monkeypatch.setitem(ex.EXECUTORS, "spawn", _spawn.SpawnExecutor)
+    with closing(sqlite3.connect(tmp_path / "src.db")) as con:
+        con.execute("CREATE TABLE oplog (id INTEGER, optime DATETIME)")
+        con.executemany(
+            "INSERT INTO oplog VALUES (?, ?)",
+            [(i, f"2016-11-{10 + i:02d} 10:00:00") for i in range(1, 5)],
+        )
+        con.commit()
+    reader = {
+        "name": "sqlitereader",
+        "parameter": {
+            "connection": [{"jdbcUrl": ["jdbc:sqlite:src.db"], "table": ["oplog"]}],
+            "column": ["id"],
+            "splitPk": "id",
+            "incremental": {"column": "optime"},
+        },
+    }
+    writer = {"name": "txtfilewriter", "parameter": {"path": "out", "fileName": "ids.csv"}}
+    path = tmp_path / "job.json"
+    doc = {
+        "setting": {"speed": {"concurrent": 2}, "executor": "spawn"},
+        "content": [{"reader": reader, "writer": writer}],
+    }
+    path.write_text(json.dumps({"job": doc}))
+    state = SqliteState(tmp_path / "state.db")
+    first = run_job(
+        load_job(path, runtime=RunTime.of("20161120000000"), state=state, root=tmp_path)
+    )
+    assert (first.status, first.records_read) == ("succeeded", 4), first.error
+    assert _spawn.PIDS and os.getpid() not in _spawn.PIDS  # read in other processes
+    with closing(sqlite3.connect(tmp_path / "src.db")) as con:
+        con.execute("INSERT INTO oplog VALUES (5, '2016-11-15 10:00:00')")
+        con.commit()
+    second = run_job(
+        load_job(path, runtime=RunTime.of("20161120000000"), state=state, root=tmp_path)
+    )
+    assert (second.status, second.records_read) == ("succeeded", 1), second.error
+    values = [p["value"] for p in saved(state).values()]
+    assert max(values) == "2016-11-15 10:00:00"
