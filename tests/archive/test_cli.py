@@ -69,10 +69,19 @@ def test_messages_sent_while_the_archiver_is_down_are_archived_once(
         pub.send(f"{topic}/dev1", [point(i, v=i) for i in range(25)] + [b"{bad"])
         pub.close()
         r = tidesync(
-            tmp_path, "archive", "run", str(path), "--exit-when-idle", "0.5", "--close-open-cycles"
+            tmp_path,
+            "archive",
+            "run",
+            str(path),
+            "--exit-when-idle",
+            "0.5",
+            "--close-open-cycles",
+            "--progress-every",
+            "0.1",
         )
     finally:
         forget_session(mosquitto.port, cid)
+    assert "policy plant1: 26 messages in, 0 rows archived" in r.stderr  # a progress line
     assert r.returncode == 0, r.stderr
     assert (
         "policy plant1: stopped (idle): 26 messages in, 25 rows archived, 0 recycled, "

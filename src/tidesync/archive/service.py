@@ -174,7 +174,7 @@ class Archiver:
         self.buckets: dict[int, Bucket] = {}  # open buckets by cycle start
         self.pending: list[tuple[Bucket, list[Output], bool]] = []  # finished, not yet placed
         self.inq: queue.Queue[Any] = queue.Queue(maxsize=_BATCH * 4)
-        self.procq: queue.Queue[Any] = queue.Queue(maxsize=256)
+        self.procq: queue.Queue[Any] = queue.Queue(maxsize=64)
         self.failure: BaseException | None = None
         self.source: Source | None = None
         self.log: Log | None = None
