@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.archive._brokers import Broker
-from tests.archive._harness import Run, point
+from tests.archive._harness import Run, point, wait_for
 from tidesync.archive.timing import to_ms
 
 T0 = datetime(2019, 1, 2, 3, 30, tzinfo=UTC)
@@ -312,8 +312,10 @@ def test_a_message_published_at_qos_0_is_archived_between_qos_1_ones(
 ) -> None:
     r = start(runs, tmp_path, mosquitto)
     r.send([point(1, q1=1)])
-    assert r.pub is not None
-    r.pub.c.publish(r.topic, json.dumps(point(2, q0=1)), qos=0).wait_for_publish(10)
+    a, pub = r.arch, r.pub
+    assert a is not None and pub is not None
+    pub.c.publish(r.topic, json.dumps(point(2, q0=1)), qos=0).wait_for_publish(10)
+    wait_for(lambda: a.received == 2, "the QoS 0 message")
     r.send([point(3, q1_again=1)])
     r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
     assert [x["measurepoints"] for x in r.rows()] == ["q1", "q0", "q1_again"]
