@@ -1207,3 +1207,83 @@ def test_a_mysql_snapshot_is_not_read_outside_the_process_that_holds_it(
     assert rep.status == "failed"
     assert rep.error is not None and "parameter.snapshot: this process does not hold" in rep.error
     assert not any(p.is_file() for p in (tmp_path / "out").glob("*"))
+
+
+# -- preSql / postSql that would commit the transaction (issue 11.6) ---------------------------
+
+
+@pytest.mark.parametrize("pre", ["truncate table @table", "TRUNCATE `dst`", "truncate table dst;"])
+def test_a_failed_job_with_truncate_in_pre_sql_leaves_the_targets_rows(
+    tmp_path: Path, mysql_db: MyDb, pre: str
+) -> None:
+    mysql_db.execute(
+        "CREATE TABLE src (id INT, v VARCHAR(20))",
+        "INSERT INTO src VALUES (1, 'ok'), (2, 'much too long')",
+        "CREATE TABLE dst (id INT, v VARCHAR(5))",
+        "INSERT INTO dst VALUES (7, 'old'), (8, 'old')",
+    )
+    params = wparams(mysql_db, "dst", preSql=[pre])
+    rep = run(job_file(tmp_path, rparams(mysql_db, "src"), params, error_limit=0), tmp_path)
+    assert rep.status == "failed" and rep.dirty_records == 1
+    assert mysql_db.query("SELECT id, v FROM dst ORDER BY id") == [(7, "old"), (8, "old")]
+    mysql_db.execute("UPDATE src SET v = 'fine' WHERE id = 2")
+    rep = run(job_file(tmp_path, rparams(mysql_db, "src"), params, error_limit=0), tmp_path)
+    assert rep.status == "succeeded", rep.error
+    assert mysql_db.query("SELECT id, v FROM dst ORDER BY id") == [(1, "ok"), (2, "fine")]
+
+
+@pytest.mark.parametrize(
+    ("key", "sql", "why"),
+    [
+        ("preSql", "ALTER TABLE @table ADD COLUMN x INT", "ALTER commits implicitly in MySQL"),
+        ("preSql", "truncate table other", "TRUNCATE of other (not the target)"),
+        ("postSql", "CREATE TABLE IF NOT EXISTS audit (n INT)", "CREATE commits implicitly"),
+        ("postSql", "COMMIT", "COMMIT ends or changes the writer's transaction"),
+        ("preSql", "SET autocommit = 1", "SET AUTOCOMMIT ends or changes"),
+        ("preSql", "CALL refresh()", "a stored procedure may run statements that commit"),
+    ],
+)
+def test_validate_refuses_sql_that_would_commit_the_transaction(
+    tmp_path: Path, key: str, sql: str, why: str
+) -> None:
+    db = "jdbc:mysql://127.0.0.1:3306/test"
+    writer = {"username": "root", "connection": [{"jdbcUrl": db, "table": ["dst"]}], key: [sql]}
+    path = job_file(
+        tmp_path, {"username": "root", "connection": [{"jdbcUrl": [db], "table": ["src"]}]}, writer
+    )
+    tidesync = Path(sys.executable).with_name("tidesync")
+    r = subprocess.run([str(tidesync), "validate", str(path)], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert f"job.content[0].writer.parameter.{key}[0]: {sql!r}: {why}" in r.stderr
+    assert "set allowNonTransactionalSql: true to accept that" in r.stderr
+    path = job_file(
+        tmp_path,
+        {"username": "root", "connection": [{"jdbcUrl": [db], "table": ["src"]}]},
+        {**writer, "allowNonTransactionalSql": True},
+    )
+    r = subprocess.run([str(tidesync), "validate", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_statements_that_stay_in_the_transaction_run_in_it(tmp_path: Path, mysql_db: MyDb) -> None:
+    mysql_db.execute(
+        "CREATE TABLE src (id INT, v VARCHAR(20))",
+        "INSERT INTO src VALUES (1, 'ok')",
+        "CREATE TABLE dst (id INT, v VARCHAR(5))",
+        "INSERT INTO dst VALUES (7, 'old'), (8, 'old')",
+        "CREATE TABLE log (n INT)",
+    )
+    params = wparams(
+        mysql_db,
+        "dst",
+        preSql=[
+            "DELETE FROM @table WHERE id = 7",
+            "/* scratch */ CREATE TEMPORARY TABLE keep (id INT)",
+            "SET SESSION sql_mode = CONCAT(@@sql_mode, '') -- session only",
+        ],
+        postSql=["INSERT INTO log SELECT COUNT(*) FROM @table", "DROP TEMPORARY TABLE keep"],
+    )
+    rep = run(job_file(tmp_path, rparams(mysql_db, "src"), params), tmp_path)
+    assert rep.status == "succeeded", rep.error
+    assert mysql_db.query("SELECT id FROM dst ORDER BY id") == [(1,), (8,)]
+    assert mysql_db.query("SELECT n FROM log") == [(2,)]

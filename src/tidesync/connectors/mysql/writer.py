@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -43,7 +44,9 @@ from tidesync.connectors.sql import (
     Binding,
     SqlWriter,
     TableInfo,
+    expand_table,
     split_deleted,
+    split_name,
     write_options,
 )
 from tidesync.errors import (
@@ -92,6 +95,22 @@ class Writer(SqlWriter):
                 self.endpoint = _endpoint(url, user, None if password is None else str(password))
             except ValueError as e:
                 p.problem(self.o.target.url_key, str(e))
+        self.allow_nontransactional = p.bool("allowNonTransactionalSql")
+        #: (preSql|postSql, index) of statements that are a TRUNCATE of the target: the writer's
+        #: own truncate (a DELETE in the transaction) runs in their place
+        self.truncates: set[tuple[str, int]] = set()
+        for key, statements in (("preSql", self.o.pre_sql), ("postSql", self.o.post_sql)):
+            for i, sql in enumerate(statements):
+                verdict = _outside_transaction(sql, self.o.table, self.endpoint.database)
+                if verdict == _TRUNCATE:
+                    self.truncates.add((key, i))
+                elif verdict and not self.allow_nontransactional:
+                    p.problem(
+                        f"{key}[{i}]",
+                        f"{sql!r}: {verdict}, so a failed run could not take back what it did; "
+                        "run it outside the job, or set allowNonTransactionalSql: true to accept "
+                        "that",
+                    )
         p.done()
         self.con: pymysql.Connection | None = None
         self.columns_info: list[dict[str, Any]] = []
@@ -168,6 +187,15 @@ class Writer(SqlWriter):
         except myerr.MySQLError as e:
             raise translate(e, self.endpoint, self.where, table=self.o.table) from None
         return None if row is None else row[0]
+
+    def run_sql(self, key: str, statements: Sequence[str]) -> None:
+        """preSql / postSql, a TRUNCATE of the target done as the writer's own truncate (a
+        DELETE in the transaction: MySQL's TRUNCATE commits implicitly)."""
+        for i, sql in enumerate(statements):
+            if (key, i) in self.truncates:
+                self.clear([])
+            else:
+                self.execute(expand_table(sql, self.table_sql), where=f"{key}[{i}]")
 
     def missing(self) -> None:
         assert self.con is not None
@@ -480,6 +508,106 @@ class Writer(SqlWriter):
         if con is not None:
             with contextlib.suppress(Exception):  # closing a broken connection
                 con.close()
+
+
+# -- preSql / postSql that would end the transaction --------------------------------------------
+
+_TRUNCATE = "truncate"
+
+#: statements that stay inside a transaction, by their first word
+_TRANSACTIONAL = frozenset(
+    ("select", "insert", "update", "delete", "replace", "do", "with", "values", "table", "(")
+    + ("set", "explain", "describe", "desc", "show", "load")
+)
+
+_WORD = re.compile(r"\(|[A-Za-z_]+")
+_LEADING_COMMENT = re.compile(r"\s*(?:--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*(?!!).*?\*/)", re.S)
+_TRUNCATE_TARGET = re.compile(r"truncate\s+(?:table\s+)?(?P<name>\S+?)\s*;?\s*$", re.I | re.S)
+
+
+def _statements(sql: str) -> list[str]:
+    """``sql`` split at the semicolons outside quotes, without leading comments, empty parts
+    dropped."""
+    out, buf, quote, i = [], [], "", 0
+    while i < len(sql):
+        ch = sql[i]
+        if quote:
+            if ch == "\\" and quote != "`":
+                buf.append(sql[i : i + 2])
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"`":
+            quote = ch
+        elif ch == ";":
+            out.append("".join(buf))
+            buf = []
+            i += 1
+            continue
+        buf.append(ch)
+        i += 1
+    out.append("".join(buf))
+    return [t for t in map(_strip_comments, out) if t]
+
+
+def _strip_comments(sql: str) -> str:
+    """``sql`` without its leading whitespace and comments (``/*! ... */`` stays: MySQL runs
+    what such a comment holds)."""
+    while (m := _LEADING_COMMENT.match(sql)) is not None and m.group(0):
+        sql = sql[m.end() :]
+    return sql.strip()
+
+
+def _outside_transaction(sql: str, table: str, database: str) -> str:
+    """Why running ``sql`` in the writer's transaction would commit it or leave it ('' when
+    it stays inside), or :data:`_TRUNCATE` when it is a TRUNCATE of the target ``table``
+    (written ``@table`` or by name)."""
+    parts = _statements(sql)
+    verdicts = [_verdict(p, table, database) for p in parts]
+    reasons = [v for v in verdicts if v and v != _TRUNCATE]
+    if reasons:
+        return "; ".join(reasons)
+    if _TRUNCATE in verdicts:
+        if len(parts) == 1:
+            return _TRUNCATE
+        return "a TRUNCATE of the target must stand alone in its preSql/postSql entry"
+    return ""
+
+
+def _verdict(text: str, table: str, database: str) -> str:
+    words = [w.lower() for w in _WORD.findall(text)[:3]] or [text[:20]]
+    first, second = words[0], words[1] if len(words) > 1 else ""
+    if first == "truncate":
+        t = _TRUNCATE_TARGET.match(text)
+        if t and _names_target(t["name"], table, database):
+            return _TRUNCATE
+        return f"TRUNCATE of {t['name'] if t else 'a table'} (not the target) commits implicitly"
+    if first in ("create", "drop") and second == "temporary":
+        return ""
+    changed = [w for w in words[1:] if w in ("autocommit", "password", "transaction")]
+    if first == "set" and changed:
+        return f"SET {changed[0].upper()} ends or changes the writer's transaction"
+    if first == "call":
+        return "a stored procedure may run statements that commit implicitly"
+    if first in ("begin", "start", "commit", "rollback", "savepoint", "release", "xa"):
+        return f"{first.upper()} ends or changes the writer's transaction"
+    if first == "load" and second == "index":
+        return "LOAD INDEX commits implicitly"
+    if first not in _TRANSACTIONAL or "/*!" in text:
+        return f"{first.upper()} commits implicitly in MySQL, as DDL and administration do"
+    return ""
+
+
+def _names_target(name: str, table: str, database: str) -> bool:
+    """``name`` (as written after TRUNCATE) is ``@table`` or the target ``table``."""
+    if name == "@table":
+        return True
+    got = [p.lower() for p in split_name(name)]
+    want = [p.lower() for p in split_name(table)]
+    if len(want) == 1:
+        want = [database.lower(), *want]
+    return got == want[-1:] or got == want
 
 
 #: column types MySQL cannot index without a prefix length
