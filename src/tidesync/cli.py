@@ -209,6 +209,9 @@ def _load(
     connections: Path | None,
     project: Path | None,
 ) -> Any:
+    from tidesync.connectors.publish import hook
+
+    hook("cli.load")  # tests signal a run here, before it has loaded anything heavy
     from tidesync.connections import load_connections
     from tidesync.engine.runner import load_job
     from tidesync.project import find_project
@@ -262,6 +265,8 @@ def run(
     """
     from tidesync.engine.runner import Report, run_job
 
+    if report is not None:
+        _check_writable(report)
     try:
         planned = _load(job, params, cyctime, bizdate, force_times, connections, project)
     except ConfigError as e:
@@ -290,6 +295,7 @@ def run(
     except ConfigError as e:
         _fail_config(e)
     finally:
+        _RUN_ENDED.set()
         for s, h in old.items():
             signal.signal(s, h)
         planned.state.close()
@@ -297,6 +303,18 @@ def run(
         click.echo("\r\033[K", nl=False, err=True)
     click.echo(rep.summary(), err=True)
     sys.exit(0 if rep.status == "succeeded" else 1)
+
+
+def _check_writable(report: Path) -> None:
+    """Exit 2 before any data moves when the report cannot be written: once the data is
+    published, a report that fails to be written is only a warning."""
+    probe = report.with_name(f".{report.name}.{os.getpid()}.probe")
+    try:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        _fail_config(ConfigError(f"--report: cannot write {report}: {e.strerror or e}"))
 
 
 def _progress_line(rep: Any) -> None:
@@ -399,9 +417,38 @@ def _register_extensions() -> None:
 _register_extensions()
 
 
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM before a run could take over the signal (while loading, connecting)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: set once a run has ended: a signal then changes nothing (the outcome is being printed)
+_RUN_ENDED = threading.Event()
+
+
+def _stop_early(signum: int, frame: Any) -> None:
+    if not _RUN_ENDED.is_set():
+        raise _Interrupted(signum)
+
+
 def entry() -> None:
+    # First of all, so that a signal in the first second (imports, parsing, connecting) ends the
+    # process with a message and exit code 1, not -15 in silence or click's bare "Aborted!".
+    # ``run`` replaces the handlers while its job runs (cancel, abort, nothing published).
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _stop_early)
     try:
         main()
+    except _Interrupted as e:
+        click.echo(
+            f"\n{signal.Signals(e.signum).name}: stopped before any data moved; "
+            "nothing was published",
+            err=True,
+        )
+        sys.exit(1)
     except TidesyncError as e:  # a user-facing failure that escaped a command
         click.echo(f"error: {redact(str(e))}", err=True)
         sys.exit(2 if isinstance(e, ConfigError) else 1)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec
 
 from tidesync.connectors.base import Context, Params, Reader, Writer, load
+from tidesync.connectors.publish import hook
 from tidesync.engine.channel import Cancelled, RateLimiter
 from tidesync.engine.dirty import DirtyLog, RecordLimit
 from tidesync.engine.executor import check_executor, executor_for
@@ -471,6 +472,7 @@ def run_job(
             RecordLimit(0 if settings.allows_no_dirty else settings.error_records),
             cancel,
         )
+        hook("run.tasks")  # tests stop a run here, its writers prepared, no row moved yet
         finished = executor.run(tasks, shared, live)
         live[:] = [r.counters for r in finished]  # the final counts, whatever the executor
         _tally(report, live)
@@ -500,6 +502,7 @@ def run_job(
                 f"error limit exceeded: {report.dirty_records} dirty of {report.records_read} records "
                 f"is more than errorLimit.percentage {frac:.2%}"
             )
+        hook("run.commit")  # tests stop a run here, its data written, nothing published yet
         for part in prepared:
             part.writer.commit(results[part.index])
             committed.append(part)
@@ -536,11 +539,35 @@ def run_job(
             round(report.records_read / report.elapsed_s, 1) if report.elapsed_s else 0.0
         )
         report.finished_at = _now_text(tz)
+        _write_outputs(report, dirty, report_path)
+    return report
+
+
+def _write_outputs(report: Report, dirty: DirtyLog, report_path: Path | None) -> None:
+    """The dirty-record file and the report. Failing to write them changes nothing that
+    happened: after a commit the data is published and the run succeeded (a scheduler must not
+    run it again), so it is a warning, not a failure (``tidesync run`` checks the report's
+    folder before moving data)."""
+    try:
         written = dirty.write()
         report.dirty_file = str(written) if written else None
-        if report_path is not None:
+    except OSError as e:
+        log.warning("%s; the dirty records could not be written: %s", _outcome(report), e)
+    if report_path is not None:
+        try:
             report.write(report_path)
-    return report
+        except OSError as e:
+            log.warning(
+                "%s; the report could not be written to %s: %s", _outcome(report), report_path, e
+            )
+
+
+def _outcome(report: Report) -> str:
+    return (
+        "the run succeeded and its data is published"
+        if report.status == "succeeded"
+        else ("the run failed")
+    )
 
 
 def _step(built: Reader | Transform) -> Step:

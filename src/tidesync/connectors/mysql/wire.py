@@ -166,7 +166,9 @@ def _prepare(conn: Connection, sql: str) -> int | None:
 
 
 def _close_statement(conn: Connection, stmt: int | None) -> None:
-    if stmt is not None:
+    # a connection PyMySQL closed after an error (the server ended it) has nothing to close,
+    # and writing to it would raise AttributeError over the error that closed it
+    if stmt is not None and conn._sock is not None:
         conn._next_seq_id = 0
         conn.write_packet(struct.pack("<BI", COMMAND.COM_STMT_CLOSE, stmt))  # no reply
 
@@ -301,7 +303,8 @@ def load_local(
         for i in range(0, len(mv), packet):
             conn.write_packet(bytes(mv[i : i + packet]))
     finally:
-        conn.write_packet(b"")
+        if conn._sock is not None:  # else the send failed because the connection is gone
+            conn.write_packet(b"")
     ok = conn._read_packet()
     res._read_ok_packet(ok)
     conn._result = None

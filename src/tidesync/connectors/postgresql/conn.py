@@ -14,6 +14,7 @@ the table and split are added, and the password never appears (:func:`tidesync.e
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -275,6 +276,9 @@ def sqlstate(e: BaseException) -> str | None:
     return getattr(diag, "sqlstate", None) if diag is not None else None
 
 
+_REPR = re.compile(r"\s*<psycopg\.[A-Za-z.]+ [^<>]{0,200}>")
+
+
 def _message(e: BaseException) -> str:
     diag = getattr(e, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
@@ -290,6 +294,7 @@ def _message(e: BaseException) -> str:
             break
     for cut in ("\nQuery was:", "\nLINE ", ". SQLSTATE:", "\n\tIs the server"):
         text = text.split(cut, 1)[0]
+    text = _REPR.sub("", text)  # psycopg names its objects: <psycopg.Copy [BAD] at 0x7f...>
     return " ".join(text.replace("[libpq]", "").split())
 
 

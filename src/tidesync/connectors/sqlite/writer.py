@@ -281,8 +281,8 @@ class Writer(SqlWriter):
             )
         if sink in self._open:
             self._open.remove(sink)
-        if self.con is None or not state.name:
-            return
+        if self.con is None or not state.name or not self.con.in_transaction:
+            return  # (no transaction: SQLite ended it itself, on a full disk or an I/O error)
         if discarded and state.alone:
             self.con.execute(f'ROLLBACK TO "{state.name}"')
         self.con.execute(f'RELEASE "{state.name}"')
