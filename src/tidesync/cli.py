@@ -401,6 +401,7 @@ def _register_extensions() -> None:
         ("tidesync.scheduler.cli", "commands"),
         ("tidesync.cdc", "commands"),
         ("tidesync.state.cli", "commands"),
+        ("tidesync.web.cli", "commands"),
         ("tidesync.archive.cli", "commands"),
         ("tidesync.recovery", "commands"),
     ):

@@ -147,7 +147,14 @@ def nodes(project_dir: Path | None, at: datetime | None, as_json: bool) -> None:
     except ConfigError as e:
         _cli._fail_config(e)
     from tidesync.scheduler.cycles import wall_text
+    from tidesync.scheduler.store import open_store
 
+    try:
+        store = open_store(project.state, project.home)
+        held = store.paused()  # by `tidesync pause`
+        store.close()
+    except TidesyncError as e:
+        _fail(e)
     now = _instant(at, project.timezone) if at else datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for n in project.nodes.values():
@@ -164,7 +171,7 @@ def nodes(project_dir: Path | None, at: datetime | None, as_json: bool) -> None:
                 "self_dependent": n.self_dependent,
                 "timeout_s": n.timeout,
                 "concurrency": n.concurrency,
-                "paused": n.paused,
+                "paused": n.paused or n.name in held,
                 "dry_run": n.dry_run,
                 "catchup": n.catchup.describe(),
                 "job": str(n.job) if n.job else None,
@@ -221,7 +228,19 @@ def scheduler() -> None:
     help="Instances run at once (default: scheduler.workers, 4).",
 )
 @_yes_option
-def start(project_dir: Path | None, workers: int | None, yes: bool) -> None:
+@click.option("--ui", is_flag=True, help="Serve the operations page too (see tidesync ui).")
+@click.option("--ui-host", default="127.0.0.1", show_default=True, help="Address of the page.")
+@click.option(
+    "--ui-port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Its port."
+)
+def start(
+    project_dir: Path | None,
+    workers: int | None,
+    yes: bool,
+    ui: bool,
+    ui_host: str,
+    ui_port: int,
+) -> None:
     """Run the scheduler until SIGTERM or Ctrl-C.
 
     Creates instances as they come due and runs them. On SIGTERM running jobs are cancelled
@@ -229,7 +248,8 @@ def start(project_dir: Path | None, workers: int | None, yes: bool) -> None:
     instance left running by a crashed scheduler is taken back (lease expiry, or its process
     gone on this host) and run again. Edits to tidesync.yaml are picked up while it runs.
     A node that would get more than scheduler.create_limit instances at once is held (and
-    logged) until the project file changes, unless --yes.
+    logged) until the project file changes, unless --yes. With --ui the operations page is
+    served by the same process (its URL, with its token, is printed).
     """
     logging.getLogger("tidesync.scheduler").setLevel(logging.INFO)
     sched = _scheduler(project_dir, workers=workers, reload=True, yes=yes)
@@ -241,10 +261,18 @@ def start(project_dir: Path | None, workers: int | None, yes: bool) -> None:
 
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, on_signal)
+    page = None
+    if ui:
+        from tidesync.web.cli import start_ui
+
+        page = start_ui(project_dir, ui_host, ui_port, daemon=sched)
     try:
         sched.serve()
     except TidesyncError as e:
         _fail(e)
+    finally:
+        if page is not None:
+            page.stop()
 
 
 @scheduler.command("run-once", context_settings=CONTEXT_SETTINGS)
@@ -374,14 +402,9 @@ def show(instance_id: int, project_dir: Path | None, as_json: bool) -> None:
     if not d["log_path"] and sched.log_path(inst).exists():
         d["log_path"] = str(sched.log_path(inst))  # running its first attempt
     if inst.state == "waiting":
-        now = datetime.now(UTC).timestamp()
-        d["waiting_on"] = (
-            f"its time ({_wall(sched, inst.due_at)})"
-            if inst.due_at > now
-            else f"its retry time ({_wall(sched, inst.next_try_at)})"
-            if inst.next_try_at and inst.next_try_at > now
-            else sched.waiting_on(inst) or "a scheduler to pick it up"
-        )
+        from tidesync.scheduler import ops
+
+        d["waiting_on"] = ops.waiting_on(sched, inst, datetime.now(UTC).timestamp())
     if as_json:
         click.echo(json.dumps(d, indent=2, default=str))
         return
@@ -442,17 +465,16 @@ def rerun(instance_id: int, project_dir: Path | None, no_run: bool) -> None:
     It goes back to waiting and, unless --no-run, runs here and now (when its dependencies
     are met; else a scheduler runs it once they are). Exit 1 when the run fails.
     """
+    from tidesync.scheduler import ops
+
     sched = _scheduler(project_dir)
-    _get(sched, instance_id)
-    was = sched.store.rerun(instance_id)
-    if was == "running":
-        click.echo(f"error: ID: instance {instance_id} is running; kill it first", err=True)
-        sys.exit(2)
-    click.echo(f"instance {instance_id}: {was} -> waiting", err=True)
+    try:
+        said, why = ops.rerun(sched, instance_id)
+    except ConfigError as e:
+        _cli._fail_config(e)
+    click.echo(said, err=True)
     if no_run:
         return
-    inst = sched.store.get(instance_id)
-    why = sched.waiting_on(inst)
     if why:
         click.echo(f"instance {instance_id} waits: {why}", err=True)
         return
@@ -469,14 +491,48 @@ def rerun(instance_id: int, project_dir: Path | None, no_run: bool) -> None:
 def kill(instance_id: int, project_dir: Path | None) -> None:
     """Cancel instance ID: at once if waiting; a running job is cancelled by its scheduler
     within a heartbeat (it publishes nothing) and the instance ends 'cancelled'."""
+    from tidesync.scheduler import ops
+
+    _say_op(project_dir, ops.kill, instance_id)
+
+
+def _say_op(project_dir: Path | None, op: Any, *args: Any) -> None:
+    """Run one of :mod:`tidesync.scheduler.ops` and print what it says (exit 2 on a mistake)."""
     sched = _scheduler(project_dir)
-    _get(sched, instance_id)
-    got = sched.kill(instance_id)
-    messages = {
-        "cancelled": "cancelled",
-        "requested": "kill requested: its scheduler cancels the running job",
-    }
-    click.echo(f"instance {instance_id}: {messages.get(got, f'nothing to do, it is {got}')}")
+    try:
+        click.echo(op(sched, *args))
+    except ConfigError as e:
+        _cli._fail_config(e)
+
+
+# ---------------------------------------------------------------------------------------------
+# tidesync pause / resume
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("node")
+@_project_option
+def pause(node: str, project_dir: Path | None) -> None:
+    """Hold back NODE's instances until `tidesync resume NODE`.
+
+    Instances are still created; none starts (their downstream waits too). The pause is kept
+    in the state store, so every scheduler sharing it sees it; a running instance goes on.
+    """
+    from tidesync.scheduler import ops
+
+    _say_op(project_dir, ops.pause, node, datetime.now(UTC).timestamp())
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("node")
+@_project_option
+def resume(node: str, project_dir: Path | None) -> None:
+    """Let NODE's instances run again after `tidesync pause NODE`.
+
+    A node with paused: true in tidesync.yaml is resumed by editing the file (exit 2 here)."""
+    from tidesync.scheduler import ops
+
+    _say_op(project_dir, ops.resume, node)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -546,7 +602,7 @@ def backfill(
     sys.exit(code or (1 if left else 0))
 
 
-commands = [nodes, scheduler, instances, instance, backfill]
+commands = [nodes, scheduler, instances, instance, backfill, pause, resume]
 
 # When this module is imported before tidesync.cli finished registering extensions (it is
 # imported by it), make sure the commands are there.

@@ -472,6 +472,10 @@ class Scheduler:
         cache = {} if cache is None else cache
         if node.paused:
             return f"node {node.name} is paused"
+        if "paused" not in cache:
+            cache["paused"] = self.store.paused()
+        if node.name in cache["paused"]:
+            return f"node {node.name} is paused (tidesync resume {node.name} resumes it)"
         if inst.batch:
             key = ("head", inst.node, inst.batch)
             if key not in cache:
@@ -960,6 +964,10 @@ class Scheduler:
                 self._wake.wait(self.project.settings.poll)
         finally:
             self._shutdown()
+
+    def wake(self) -> None:
+        """Look again now (an operation made something runnable)."""
+        self._wake.set()
 
     def stop(self) -> None:
         """Ask :meth:`serve` (or :meth:`run_once`) to stop; safe from a signal handler."""

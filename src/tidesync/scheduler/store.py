@@ -76,6 +76,8 @@ _COLUMNS = (
     "created_at",
 )
 _SELECT = ", ".join(_COLUMNS)
+_SELECT_LIGHT = ", ".join("NULL" if c == "log_tail" else c for c in _COLUMNS)
+_PAUSED = "paused:"  # ts_meta key of a paused node
 
 
 @dataclass
@@ -431,6 +433,98 @@ class Store:
                 (batch,),
             ).fetchall()
         return {s: int(n) for s, n in rows}
+
+    def page(
+        self,
+        *,
+        nodes: Sequence[str] = (),
+        states: Sequence[str] = (),
+        bizdate_from: str | None = None,
+        bizdate_to: str | None = None,
+        batch: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Instance], int]:
+        """One page of instances, newest cyctime first, and how many match in all (the
+        operations page). Rows come without their log tail."""
+        where, args = " WHERE 1 = 1", []
+        for col, vals in (("node", nodes), ("state", states)):
+            if vals:
+                where += f" AND {col} IN ({', '.join('?' * len(vals))})"
+                args += list(vals)
+        for col, op, val in (
+            ("bizdate", ">=", bizdate_from),
+            ("bizdate", "<=", bizdate_to),
+            ("batch", "=", batch),
+        ):
+            if val is not None:
+                where += f" AND {col} {op} ?"
+                args.append(val)
+        with self._tx() as cur:
+            total = self._exec(cur, "SELECT count(*) FROM ts_instances" + where, args).fetchone()
+            rows = self._exec(
+                cur,
+                f"SELECT {_SELECT_LIGHT} FROM ts_instances{where} "
+                "ORDER BY cyctime DESC, id DESC LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        return [_row(r) for r in rows], int(total[0])
+
+    def latest_due(self, nodes: Iterable[str], now: float) -> dict[str, Instance]:
+        """Each node's instance with the latest cyctime among those due by ``now`` (any batch),
+        without its log tail."""
+        out: dict[str, Instance] = {}
+        with self._tx() as cur:
+            for name in nodes:
+                r = self._exec(
+                    cur,
+                    f"SELECT {_SELECT_LIGHT} FROM ts_instances WHERE node = ? AND due_at <= ? "
+                    "ORDER BY cyctime DESC LIMIT 1",
+                    (name, now),
+                ).fetchone()
+                if r:
+                    out[name] = _row(r)
+        return out
+
+    def history(self, node: str, limit: int) -> list[Instance]:
+        """The latest ``limit`` finished runs of ``node`` (succeeded or failed), oldest first,
+        without their log tail."""
+        with self._tx() as cur:
+            rows = self._exec(
+                cur,
+                f"SELECT {_SELECT_LIGHT} FROM ts_instances WHERE node = ? AND "
+                "state IN ('succeeded', 'failed') ORDER BY cyctime DESC, id DESC LIMIT ?",
+                (node, limit),
+            ).fetchall()
+        return [_row(r) for r in reversed(rows)]
+
+    # -- pauses -------------------------------------------------------------------------------
+    # A node paused by `tidesync pause` (or the operations page) is a row of ts_meta, so that
+    # every scheduler sharing the store sees it; `paused: true` in the project file is the other
+    # way, and either holds the node's instances back.
+    def pause(self, node: str, now: float) -> bool:
+        """Pause ``node``; False when it already was."""
+        with self._tx() as cur:
+            cur = self._exec(
+                cur,
+                "INSERT INTO ts_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (_PAUSED + node, json.dumps({"at": now})),
+            )
+            return bool(cur.rowcount)
+
+    def resume(self, node: str) -> bool:
+        """Resume ``node``; False when it was not paused (in the store)."""
+        with self._tx() as cur:
+            cur = self._exec(cur, "DELETE FROM ts_meta WHERE key = ?", (_PAUSED + node,))
+            return bool(cur.rowcount)
+
+    def paused(self) -> dict[str, float]:
+        """node -> when it was paused, for the nodes paused in the store."""
+        with self._tx() as cur:
+            rows = self._exec(
+                cur, "SELECT key, value FROM ts_meta WHERE key LIKE ?", (_PAUSED + "%",)
+            ).fetchall()
+        return {k[len(_PAUSED) :]: float(json.loads(v).get("at", 0)) for k, v in rows}
 
     # -- transitions --------------------------------------------------------------------------
     def claim(
