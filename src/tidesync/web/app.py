@@ -361,14 +361,14 @@ class App:
 
     def _page_instance(self, req: Request, iid: str) -> Response:
         sched = self.sched
-        d = data.instance_detail(sched, int(iid))
+        d = data.instance_detail(sched, _iid(iid))
         return Response.html(
             pages.instance_page(
                 self,
                 req,
                 d,
-                data.log_chunk(sched, int(iid), None),
-                data.dirty_records(sched, int(iid)),
+                data.log_chunk(sched, _iid(iid), None),
+                data.dirty_records(sched, _iid(iid)),
             )
         )
 
@@ -399,16 +399,16 @@ class App:
         return Response.json(data.instances(self.sched, data.ListQuery.parse(req.query)))
 
     def _api_instance(self, req: Request, iid: str) -> Response:
-        return Response.json(data.instance_detail(self.sched, int(iid)))
+        return Response.json(data.instance_detail(self.sched, _iid(iid)))
 
     def _api_log(self, req: Request, iid: str) -> Response:
         offset = req.arg("offset")
         off = None if offset in (None, "") else _int_arg(req, "offset", 0, 0, 2**62)
-        return Response.json(data.log_chunk(self.sched, int(iid), off))
+        return Response.json(data.log_chunk(self.sched, _iid(iid), off))
 
     def _api_dirty(self, req: Request, iid: str) -> Response:
         limit = _int_arg(req, "limit", data.DIRTY_SHOWN, 1, 10000)
-        return Response.json(data.dirty_records(self.sched, int(iid), limit))
+        return Response.json(data.dirty_records(self.sched, _iid(iid), limit))
 
     # -- actions ----------------------------------------------------------------------------
     def _acted(self, req: Request, ok: bool, message: str, **extra: Any) -> Response:
@@ -429,14 +429,14 @@ class App:
 
     def _act_rerun(self, req: Request, iid: str) -> Response:
         sched = self.sched
-        said, why = ops.rerun(sched, int(iid))
+        said, why = ops.rerun(sched, _iid(iid))
         if why:
             return self._acted(req, True, f"{said}; it waits: {why}", state="waiting")
-        self._run_soon(lambda s: s.run_once(only=int(iid)))
+        self._run_soon(lambda s: s.run_once(only=_iid(iid)))
         return self._acted(req, True, f"{said}; running it now", state="waiting")
 
     def _act_kill(self, req: Request, iid: str) -> Response:
-        return self._acted(req, True, ops.kill(self.sched, int(iid)))
+        return self._acted(req, True, ops.kill(self.sched, _iid(iid)))
 
     def _act_pause(self, req: Request, name: str) -> Response:
         return self._acted(req, True, ops.pause(self.sched, name, _now_ts()))
@@ -531,6 +531,14 @@ class App:
     def running_jobs(self) -> int:
         with self._lock:
             return len(self._runs)
+
+
+def _iid(text: str) -> int:
+    """An instance id from a path: a number no store holds is no instance (not an overflow)."""
+    n = int(text)
+    if n > 2**63 - 1:
+        raise HttpError(404, f"ID: no instance {text}; `tidesync instances` lists them")
+    return n
 
 
 def _now_ts() -> float:
