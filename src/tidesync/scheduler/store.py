@@ -472,19 +472,30 @@ class Store:
 
     def latest_due(self, nodes: Iterable[str], now: float) -> dict[str, Instance]:
         """Each node's instance with the latest cyctime among those due by ``now`` (any batch),
-        without its log tail."""
-        out: dict[str, Instance] = {}
+        without its log tail: one index lookup per node, in two statements."""
+        wanted = set(nodes)
         with self._tx() as cur:
-            for name in nodes:
-                r = self._exec(
+            ids = [
+                r[1]
+                for r in self._exec(
                     cur,
-                    f"SELECT {_SELECT_LIGHT} FROM ts_instances WHERE node = ? AND due_at <= ? "
-                    "ORDER BY cyctime DESC LIMIT 1",
-                    (name, now),
-                ).fetchone()
-                if r:
-                    out[name] = _row(r)
-        return out
+                    "SELECT n.name, (SELECT j.id FROM ts_instances j WHERE j.node = n.name AND "
+                    "j.due_at <= ? ORDER BY j.cyctime DESC LIMIT 1) FROM ts_nodes n",
+                    (now,),
+                ).fetchall()
+                if r[0] in wanted and r[1] is not None
+            ]
+            rows = (
+                self._exec(
+                    cur,
+                    f"SELECT {_SELECT_LIGHT} FROM ts_instances WHERE id IN "
+                    f"({', '.join('?' * len(ids))})",
+                    ids,
+                ).fetchall()
+                if ids
+                else []
+            )
+        return {i.node: i for i in map(_row, rows)}
 
     def history(self, node: str, limit: int) -> list[Instance]:
         """The latest ``limit`` finished runs of ``node`` (succeeded or failed), oldest first,
@@ -752,6 +763,8 @@ _SQLITE_DDL = (
     "UNIQUE (node, cyctime, batch))",
     "CREATE INDEX IF NOT EXISTS ts_instances_due ON ts_instances (state, due_at)",
     "CREATE INDEX IF NOT EXISTS ts_instances_owner ON ts_instances (owner)",
+    # the operations page lists newest first, a page at a time
+    "CREATE INDEX IF NOT EXISTS ts_instances_newest ON ts_instances (cyctime, id)",
     "INSERT INTO ts_meta (key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING",
 )
 
@@ -821,6 +834,8 @@ _PG_DDL = (
     "created_at DOUBLE PRECISION NOT NULL, UNIQUE (node, cyctime, batch))",
     "CREATE INDEX IF NOT EXISTS ts_instances_due ON ts_instances (state, due_at)",
     "CREATE INDEX IF NOT EXISTS ts_instances_owner ON ts_instances (owner)",
+    # the operations page lists newest first, a page at a time
+    "CREATE INDEX IF NOT EXISTS ts_instances_newest ON ts_instances (cyctime, id)",
     "INSERT INTO ts_meta (key, value) VALUES ('schema', '1') ON CONFLICT (key) DO NOTHING",
 )
 _PG_DDL_LOCK = 7_302_114_151  # pg_advisory_xact_lock key: one scheduler creates the tables

@@ -66,7 +66,7 @@ class Response:
     def json(cls, value: Any, status: int = 200) -> Response:
         return cls(
             status,
-            json.dumps(value, indent=1, ensure_ascii=False, default=str).encode(),
+            json.dumps(value, ensure_ascii=False, default=str).encode(),
             "application/json",
         )
 
@@ -340,7 +340,8 @@ class App:
 
     def _page_nodes(self, req: Request) -> Response:
         sched = self.sched
-        return Response.html(pages.nodes_page(self, req, data.nodes(sched), data.graph(sched)))
+        rows = data.nodes(sched)
+        return Response.html(pages.nodes_page(self, req, rows, data.graph(sched, rows)))
 
     def _page_node(self, req: Request, name: str) -> Response:
         sched = self.sched

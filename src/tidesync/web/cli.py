@@ -92,15 +92,15 @@ def ui(project_dir: Path | None, host: str, port: int) -> None:
     started from the page runs in this process (use `tidesync scheduler start --ui` to have
     the daemon run them).
     """
-    server = start_ui(project_dir, host, port)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
         click.echo(f"{signal.Signals(signum).name}: stopping", err=True)
         stop.set()
 
-    for s in (signal.SIGINT, signal.SIGTERM):
+    for s in (signal.SIGINT, signal.SIGTERM):  # before the URL is out: a stop from then on is clean
         signal.signal(s, on_signal)
+    server = start_ui(project_dir, host, port)
     while not stop.wait(0.5):
         pass
     server.stop()

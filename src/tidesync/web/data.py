@@ -131,11 +131,27 @@ def _edges(project: Any) -> list[tuple[str, str]]:
     return [(up, n.name) for n in project.nodes.values() for up in n.depends_on]
 
 
+_NEXT: dict[Any, tuple[datetime, Any]] = {}  # schedule -> (asked at, its next slot then)
+
+
+def _next_slot(schedule: Any, now: datetime) -> Any:
+    """``schedule.next_after(now)``, remembered: the answer holds from when it was asked until
+    that slot comes (hundreds of nodes on one page, every few seconds)."""
+    got = _NEXT.get(schedule)
+    if got is not None and got[0] <= now and (got[1] is None or now < got[1].at):
+        return got[1]
+    slot = schedule.next_after(now)
+    if len(_NEXT) > 10_000:
+        _NEXT.clear()
+    _NEXT[schedule] = (now, slot)
+    return slot
+
+
 def _node_row(
     sched: Any, node: Any, last: Instance | None, held: dict[str, float], now: datetime
 ) -> dict[str, Any]:
     project = sched.project
-    nxt = node.schedule.next_after(now)
+    nxt = _next_slot(node.schedule, now)
     downstream = [n.name for n in project.nodes.values() if node.name in n.depends_on]
     return {
         "name": node.name,
@@ -199,21 +215,20 @@ def node_detail(sched: Any, name: str, now: datetime | None = None) -> dict[str,
     return row
 
 
-def graph(sched: Any, now: datetime | None = None) -> dict[str, Any]:
-    now = now or _now()
-    project = sched.project
-    last = sched.store.latest_due(list(project.nodes), now.timestamp())
-    held = sched.store.paused()
+def graph(sched: Any, rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The nodes (last state, paused) and their edges [upstream, downstream]; from ``rows``
+    of :func:`nodes` when the caller has them."""
+    rows = nodes(sched) if rows is None else rows
     return {
         "nodes": [
             {
-                "name": n.name,
-                "state": last[n.name].state if n.name in last else None,
-                "paused": n.paused or n.name in held,
+                "name": r["name"],
+                "state": r["last"]["state"] if r["last"] else None,
+                "paused": r["paused"],
             }
-            for n in project.nodes.values()
+            for r in rows
         ],
-        "edges": [list(e) for e in _edges(project)],
+        "edges": [list(e) for e in _edges(sched.project)],
     }
 
 
