@@ -240,3 +240,45 @@ def test_a_project_on_postgresql(tmp_path: Path) -> None:
                 assert list(store.paused()) == ["load"]
             finally:
                 store.close()
+
+
+def test_a_parameter_the_job_uses_as_a_password_is_masked(tmp_path: Path) -> None:
+    from tests.scheduler._helpers import write_project
+
+    from ._client import tidesync
+
+    root = tmp_path / "s"
+    (root / "jobs").mkdir(parents=True)
+    writer = {
+        "name": "postgresqlwriter",
+        "parameter": {
+            "username": "etl",
+            "password": "${dbpw}",
+            "column": ["v"],
+            "connection": [{"jdbcUrl": "jdbc:postgresql://127.0.0.1:1/x", "table": ["t"]}],
+        },
+    }
+    reader = {"name": "streamreader", "parameter": {"column": [{"type": "string", "value": "a"}]}}
+    job = {"job": {"content": [{"reader": reader, "writer": writer}]}}
+    (root / "jobs" / "pg.json").write_text(json.dumps(job))
+    secret = "zebra-secret-42"
+    write_project(
+        root,
+        [
+            {
+                "name": "pg",
+                "job": "jobs/pg.json",
+                "dry_run": True,  # instances made, nothing run
+                "params": {"dbpw": secret, "table": "t"},
+                "schedule": {"every": "day"},
+            }
+        ],
+    )
+    tidesync(root, "scheduler", "run-once", "--at", "20250101000000")
+    with serve(root) as c:
+        node = c.api("/api/nodes/pg")
+        assert node["params"] == {"dbpw": "***", "table": "t"}
+        iid = c.api("/api/instances")["items"][0]["id"]
+        assert c.api(f"/api/instances/{iid}")["params"]["dbpw"] == "***"
+        for path in ("/api/nodes", "/nodes", "/nodes/pg", f"/instances/{iid}", "/api/instances"):
+            assert secret not in c.get(path).text, path

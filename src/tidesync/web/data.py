@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from tidesync.errors import ConfigError, redact
+from tidesync.errors import MASK, ConfigError, redact
 from tidesync.scheduler.cycles import instant_text, wall_text
 from tidesync.scheduler.store import STATES, TERMINAL, Instance
 
@@ -33,7 +33,6 @@ __all__ = [
     "nodes",
 ]
 
-MASK = "***"
 LOG_CHUNK = 256 * 1024  # the most one log request returns
 DIRTY_SHOWN = 100
 #: parameter names shown masked whatever their value (the job's secret fields are masked too)
@@ -60,7 +59,7 @@ def _now() -> datetime:
 def shown_params(node: Any, values: dict[str, str]) -> dict[str, str]:
     """Parameters as they may be shown: the ones the job uses as secrets, and the ones whose
     name says secret, masked; the rest redacted."""
-    if node is not None and hasattr(node, "shown_params"):
+    if node is not None:
         values = node.shown_params(values)
     return {k: MASK if _SECRET_NAME.search(k) else redact(str(v)) for k, v in values.items()}
 
