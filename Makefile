@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test services check lint typecheck bench clean
+.PHONY: demo test services browser check lint typecheck bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,7 +19,10 @@ demo: $(STAMP)
 services:
 	.ci/services
 
-test: $(STAMP) services
+browser:
+	.ci/browser
+
+test: $(STAMP) services browser
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
