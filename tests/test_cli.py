@@ -514,3 +514,36 @@ def test_validate_points_an_odps_writer_at_the_lake(tmp_path: Path, shape: str) 
     assert "the lake connector (name: lake; a day's partition as partition: ds=${bizdate}" in (
         r.stderr
     )
+
+
+def test_an_otsstream_reader_points_at_the_change_data_capture_readers(tmp_path: Path) -> None:
+    job = write_job(
+        tmp_path,
+        {"name": "otsstreamreader", "parameter": {"table": "t"}},
+        {"name": "streamwriter", "parameter": {"print": False}},
+    )
+    r = run("validate", str(job))
+    assert r.returncode == 2, r.stderr
+    assert "job.content[0].reader.name: unknown reader 'otsstreamreader': " in r.stderr
+    assert "postgresqlcdc" in r.stderr and "mysqlcdc" in r.stderr
+    assert "did you mean 'streamreader'" not in r.stderr
+
+
+def test_an_unwritable_target_path_names_its_key(tmp_path: Path) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
+    job = write_job(
+        tmp_path,
+        {
+            "name": "streamreader",
+            "parameter": {"column": [{"value": "1", "type": "long"}], "sliceRecordCount": 1},
+        },
+        {"name": "txtfilewriter", "parameter": {"path": "a_file/out", "fileName": "x"}},
+    )
+    r = run("run", str(job), cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert re.search(
+        r"error: job\.content\[0\]\.writer\.parameter\.path: cannot create the folder "
+        r".*a_file/out: Not a directory",
+        r.stderr,
+    ), r.stderr
+    assert (tmp_path / "a_file").read_text() == "not a folder"

@@ -389,7 +389,50 @@ def test_values_that_do_not_convert_become_dirty_records_and_the_rest_goes_on(
             {"id": "3", "age": "", "at": "2024-13-01"},
         ),
     ]
-    assert dirty[0].position.endswith("t.csv row 1")
+    assert [d.position.rsplit("/", 1)[-1] for d in dirty] == [
+        "t.csv row 1, line 3",  # the header is line 1
+        "t.csv row 2, line 4",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "lines", "expected"),
+    [
+        (  # a quoted value over two lines, an empty line, a row of the wrong width
+            "csv",
+            ["id,v", "1,a", "", '2,"two', 'lines"', "x,b", "3,c,extra", "4,d", "y,e"],
+            ["row 2, line 6", "row 4, line 9"],
+        ),
+        ("text", ["id||v", "1||a", "", "x||b", "2", "y||c"], ["row 1, line 4", "row 2, line 6"]),
+        ("jsonl", ['{"id": 1}', "", '{"id": "x"}', "not json", '{"id": "y"}'], None),
+    ],
+)
+def test_dirty_records_name_the_file_line_as_well_as_the_row(
+    tmp_path: Path, fmt: str, lines: list[str], expected: list[str] | None
+) -> None:
+    lines_file(tmp_path / f"t.{fmt}", lines)
+    params: dict[str, Any] = {"fileFormat": fmt, "column": [{"index": 0, "type": "long"}]}
+    if fmt == "jsonl":
+        params["column"] = [{"name": "id", "type": "long"}]
+        expected = ["row 1, line 3", "row 2, line 5"]
+    else:
+        params |= {"skipHeader": True, "fieldDelimiter": "||" if fmt == "text" else ","}
+    _, dirty = read(reader(tmp_path, path=f"t.{fmt}", **params))
+    converted = [d.position.split(f"t.{fmt} ", 1)[1] for d in dirty if "convert" in d.reason]
+    assert converted == expected
+
+
+def test_a_dirty_record_of_a_later_byte_range_names_its_line_in_the_whole_file(
+    tmp_path: Path, small_splits: int
+) -> None:
+    n = 60_000
+    rows = [f"{i},{'x' * (i % 37)}" for i in range(n)]
+    rows[50_000] = "bad,row"
+    lines_file(tmp_path / "big.csv", ["id,pad", *rows])
+    r = reader(tmp_path, path="big.csv", skipHeader=True, column=[{"index": 0, "type": "long"}])
+    assert len(r.splits(8)) > 1
+    _, dirty = read(r, 8)
+    assert [d.position.rsplit(", ", 1)[-1] for d in dirty] == ["line 50002"]
 
 
 def test_rows_with_the_wrong_number_of_fields_are_dirty(tmp_path: Path) -> None:

@@ -188,6 +188,17 @@ def test_bad_settings_name_their_key(setting: dict[str, Any], message: str) -> N
             },
             "steps[0].category: 'source' is not one of reader, writer",
         ),
+        (  # the step's name is not its connector: say which step lacks one, and only that
+            {
+                "type": "job",
+                "version": "2.0",
+                "steps": [
+                    {"parameter": {}, "name": "Reader", "category": "reader"},
+                    {"stepType": "stream", "category": "writer", "name": "W"},
+                ],
+            },
+            "steps[0].stepType: step 'Reader' has no stepType; give the connector's name",
+        ),
         (
             {
                 "type": "job",

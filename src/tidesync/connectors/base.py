@@ -560,6 +560,12 @@ ELSEWHERE: dict[str, str] = {
     "writeMode overwrite, merge or sync), see docs/connectors/lake.md",
 }
 ELSEWHERE["maxcompute"] = ELSEWHERE["odps"]
+ELSEWHERE["otsstream"] = (
+    "Tablestore's change stream is a cloud service with no local connector; the local "
+    "change-data-capture readers are postgresqlcdc (PostgreSQL logical decoding) and mysqlcdc "
+    "(the MySQL/MariaDB binlog), read in [start, end) windows with a stored checkpoint, see "
+    "docs/connectors/cdc.md"
+)
 
 
 @functools.cache

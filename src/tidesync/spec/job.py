@@ -425,11 +425,15 @@ def _step(
     if name_key in d and not isinstance(name, str):
         problems.append(f"{where}.{name_key}: must be a string, got {_show(name)}")
         return None
-    if not name:
-        other = {"name": "plugin", "plugin": "name", "stepType": "name"}[name_key]
+    if not name and name_key != "stepType":  # a v2 step's name is the step's, not the plugin's
+        other = {"name": "plugin", "plugin": "name"}[name_key]
         name = d.get(other) if isinstance(d.get(other), str) else None
     if not name:
-        problems.append(f"{where}.{name_key}: is required (the connector's name, e.g. 'mysql')")
+        step = d.get("name") if name_key == "stepType" else None
+        which = f"step {step!r} has no {name_key}; " if isinstance(step, str) and step else ""
+        problems.append(
+            f"{where}.{name_key}: {which or 'is required: '}give the connector's name, e.g. 'mysql'"
+        )
         return None
     param = d.get("parameter", {})
     if param is None:
@@ -501,10 +505,12 @@ def _script_v2(doc: dict[str, Any], problems: list[str], ignored: list[str]) -> 
     by_name: dict[str, tuple[str, Step]] = {}
     readers: list[str] = []
     writers: list[str] = []
+    unread = False  # a step could not be read: the hops cannot be checked against it
     for i, s in enumerate(steps):
         w = f"steps[{i}]"
         step = _step(s, w, "stepType", _STEP_V2, problems, ignored)
         if step is None:
+            unread = True
             continue
         d: dict[str, Any] = s
         cat = d.get("category")
@@ -521,7 +527,7 @@ def _script_v2(doc: dict[str, Any], problems: list[str], ignored: list[str]) -> 
             continue
         by_name[name] = (cat, step)
         (readers if cat == "reader" else writers).append(name)
-    pairs = _hops(doc.get("order"), by_name, readers, writers, problems, ignored)
+    pairs = [] if unread else _hops(doc.get("order"), by_name, readers, writers, problems, ignored)
     contents = []
     for a, b in pairs:
         ca, sa = by_name[a]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -527,12 +527,13 @@ def _convert_all(raw: pa.RecordBatch, cols: Sequence[Column]) -> pa.RecordBatch:
 
 
 def assemble(
-    batch: pa.RecordBatch, binding: Binding, position: str, first_row: int
+    batch: pa.RecordBatch, binding: Binding, position: Callable[[int], str]
 ) -> tuple[pa.RecordBatch | None, list[Dirty]]:
     """Select, convert and name the columns of a decoded ``batch``; add constants.
 
     Rows holding a value that does not convert are found by bisection (``isolate``) and returned
-    as dirty records; ``position`` and ``first_row`` locate them (``file row N``)."""
+    as dirty records; ``position(i)`` says where the batch's row ``i`` is (``file row N, line
+    L``)."""
     n = batch.num_rows
     names = batch.schema.names
     raw_arrays, raw_names, raw_cols = [], [], []
@@ -550,7 +551,7 @@ def assemble(
     dirty: list[Dirty] = []
 
     def on_dirty(offset: int, one: pa.RecordBatch, err: DirtyRecordError) -> None:
-        dirty.append(Dirty(err.reason, row_of(one, 0), f"{position} row {first_row + offset}"))
+        dirty.append(Dirty(err.reason, row_of(one, 0), position(offset)))
 
     pieces = isolate(raw, lambda b: _convert_all(b, raw_cols), on_dirty)
     if not pieces:

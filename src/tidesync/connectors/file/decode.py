@@ -10,6 +10,8 @@ number of fields, a line that is not JSON) come back as dirty records.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 from collections import deque
 from collections.abc import Iterator
@@ -105,6 +107,35 @@ class Decoder(contextlib.AbstractContextManager["Decoder"]):
         with self.fs.open_input_stream(self.piece.path, compression=self.piece.compression) as s:
             return first_line(s, self.opts.encoding, self.piece.path)
 
+    def row_lines(self) -> Iterator[int] | None:
+        """The file line (1-based, the header counted) each row of this piece starts on, in row
+        order; None where lines do not apply (parquet) or would cost reading the whole file
+        before the piece from an object store. Read anew, only when a row is dirty."""
+        return None
+
+    def _text_lines(self) -> tuple[Iterator[str], int] | None:
+        """The piece's text, line by line (line ends kept), and the file line it starts on."""
+        piece = self.piece
+        first = 1
+        if piece.whole:
+            raw: Any = self.fs.open_input_stream(piece.path, compression=piece.compression)
+        else:
+            if self.fs.type_name != "local" and piece.start > 0:
+                return None
+            f = self.fs.open_input_file(piece.path)
+            size = f.size()
+            start = line_start(f, piece.start, size)
+            stop = size if piece.stop >= size else line_start(f, piece.stop, size)
+            off = 0
+            while off < start:  # lines before the piece: count their ends
+                chunk = f.read_at(min(BLOCK_BYTES, start - off), off)
+                first += chunk.count(b"\n")
+                off += len(chunk)
+            raw = f.get_stream(start, stop - start)
+        self._stack.enter_context(raw)
+        text = io.TextIOWrapper(io.BufferedReader(_RawIO(raw)), self.opts.encoding, newline="")
+        return iter(text), first
+
 
 class Delimited(Decoder):
     """csv and single-character text through pyarrow's streaming CSV reader (large blocks,
@@ -129,6 +160,9 @@ class Delimited(Decoder):
         keys = [f"c{i}" for i in range(len(names))]
         self.names = keys
         return (names if o.skip_header else keys), keys, None
+
+    def row_lines(self) -> Iterator[int] | None:
+        return _csv_lines(self, len(self.names))
 
     def batches(self, keys: list[str]) -> Batches:
         if not self.names:
@@ -191,11 +225,55 @@ class Delimited(Decoder):
             )
 
 
+def _csv_lines(dec: Decoder, width: int) -> Iterator[int]:
+    """Where each row of a delimited piece starts, as pyarrow's parser makes rows: a quoted
+    value may span lines; empty lines, the header and rows of the wrong width are not rows."""
+    found = dec._text_lines()
+    if found is None:
+        return
+    lines, first = found
+    o = dec.opts
+    reader = csv.reader(
+        lines,
+        delimiter=o.delimiter,
+        quotechar='"' if o.quoted else None,
+        quoting=csv.QUOTE_MINIMAL if o.quoted else csv.QUOTE_NONE,
+        doublequote=o.quoted,
+        strict=False,
+    )
+    header = o.skip_header and dec.owns_first_line
+    begin = first
+    for record in reader:
+        at, begin = begin, first + reader.line_num
+        if not record:
+            continue
+        if header:
+            header = False
+            continue
+        if len(record) == width:
+            yield at
+
+
 def _drain(q: deque[Dirty]) -> list[Dirty]:
     out = []
     while q:
         out.append(q.popleft())
     return out
+
+
+class _RawIO(io.RawIOBase):
+    """A pyarrow stream as a Python binary file, for ``io.TextIOWrapper``."""
+
+    def __init__(self, raw: pa.NativeFile):
+        self.raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self.raw.read(len(b))
+        b[: len(data)] = data
+        return len(data)
 
 
 class _QuoteCounter:
@@ -224,6 +302,26 @@ class SplitLines(Decoder):
         names = [] if line is None else line.split(self.opts.delimiter)
         self.names = [f"c{i}" for i in range(len(names))]
         return (names if self.opts.skip_header else self.names), self.names, None
+
+    def row_lines(self) -> Iterator[int] | None:
+        found = self._text_lines()
+        if found is None:
+            return None
+        lines, first = found
+        width, skip = len(self.names), self.opts.skip_header and self.owns_first_line
+
+        def rows() -> Iterator[int]:
+            nonlocal skip
+            for n, line in enumerate(lines, first):
+                text = line.rstrip("\r\n")
+                if not text:
+                    continue
+                if skip:
+                    skip = False
+                elif len(text.split(self.opts.delimiter)) == width:
+                    yield n
+
+        return rows()
 
     def batches(self, keys: list[str]) -> Batches:
         if not self.names:
@@ -273,6 +371,22 @@ class JsonLines(Decoder):
     pyarrow refuses (a bad line, a value of another type) is parsed line by line into strings
     instead: the conversion then turns what it can into the column's type and the rest into
     dirty records."""
+
+    def row_lines(self) -> Iterator[int] | None:
+        found = self._text_lines()
+        if found is None:
+            return None
+        lines, first = found
+
+        def rows() -> Iterator[int]:
+            for n, line in enumerate(lines, first):
+                if not line.strip():
+                    continue
+                with contextlib.suppress(ValueError):
+                    if isinstance(json.loads(line), dict):
+                        yield n
+
+        return rows()
 
     def _blocks(self, stream: pa.NativeFile, size: int) -> Iterator[bytes]:
         if self.opts.encoding == "utf-8":

@@ -16,7 +16,7 @@ its row a dirty record (``Chunk.dirty``) while the rest of the batch goes on.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,8 +270,9 @@ class Reader(base.Reader):
                 return
             binding = self._bind(fields, keys, natural, split.path)
             row = 0
+            where = _Where(dec)
             for batch, dirty in dec.batches([k for k in binding.keys if k is not None]):
-                out, bad = _assemble(batch, binding, dec.label, row)
+                out, bad = _assemble(batch, binding, where.after(row))
                 row += batch.num_rows
                 if dirty or bad:
                     yield base.Chunk(out, dirty + bad)
@@ -313,6 +314,36 @@ class Reader(base.Reader):
             or (c.index is not None and self.delimited and not self.opts.skip_header)
         )
         return named and c.arrow is not None
+
+
+class _Where:
+    """Where a row of a split is: ``file row N, line L`` (the file line it starts on, 1-based,
+    the header counted). Lines are found only when a row is dirty, by reading the piece again
+    up to it; rows are asked for in order, so one pass serves a split's dirty rows."""
+
+    def __init__(self, dec: Any):
+        self.dec = dec
+        self.lines: Iterator[int] | None = None
+        self.row, self.line = -1, 0  # the last row the line reader stands on
+
+    def after(self, first: int) -> Callable[[int], str]:
+        """Where the rows of a batch whose first row is the split's row ``first`` are."""
+        return lambda i: self(first + i)
+
+    def __call__(self, row: int) -> str:
+        text = f"{self.dec.label} row {row}"
+        if self.lines is None or row < self.row:
+            self.lines = self.dec.row_lines()
+            self.row = -1
+        if self.lines is None:
+            return text
+        while self.row < row:
+            line = next(self.lines, None)
+            if line is None:  # (the file changed under us)
+                self.lines = iter(())
+                return text
+            self.row, self.line = self.row + 1, line
+        return f"{text}, line {self.line}"
 
 
 @contextlib.contextmanager

@@ -187,7 +187,12 @@ class Writer(base.Writer):
                 and (self.fs.get_file_info(parent).type == pafs.FileType.NotFound)
             ):
                 top = parent
-            self.fs.create_dir(self.root, recursive=True)
+            try:
+                self.fs.create_dir(self.root, recursive=True)
+            except OSError as e:
+                raise FatalError(
+                    f"{self.ctx.path('path')}: cannot create the folder {self.root}: {_reason(e)}"
+                ) from e
             self.created = top
         self.recovered = self.recover()
         for f in self.recovered:
@@ -347,7 +352,9 @@ class Writer(base.Writer):
 
     def write_error(self, e: OSError, path: str) -> TidesyncError:
         err = _store_error(self.fs, e, "write", path) if self.edge is not None else None
-        return err if err is not None else FatalError(f"{self.root}: cannot write: {e}")
+        if err is not None:
+            return err
+        return FatalError(f"{self.ctx.path('path')}: cannot write in {self.root}: {_reason(e)}")
 
     def abort(self, results: list[Any]) -> None:
         if self.heartbeat is not None:
@@ -387,6 +394,14 @@ def _reconcile(old: Path, root: Path, linked: dict[str, int], ours: set[str]) ->
                 continue
             with contextlib.suppress(OSError):
                 os.replace(e.path, root / e.name)
+
+
+def _reason(e: OSError) -> str:
+    """An OSError in words: ``No such file or directory``, not pyarrow's whole sentence."""
+    text = str(e)
+    if "Detail: " in text:  # "Cannot create directory '/x'. Detail: [errno 2] No such file ..."
+        return text.rsplit("Detail: ", 1)[-1].split("] ", 1)[-1]
+    return e.strerror or text
 
 
 def _quietly(fn: Any, path: str) -> None:
