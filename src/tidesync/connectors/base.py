@@ -61,18 +61,15 @@ from __future__ import annotations
 
 import functools
 import importlib
-import math
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 
 from tidesync.errors import ConfigError, did_you_mean
-from tidesync.spec.ignored import why_ignored
+from tidesync.plugin import Context, Params, _show
 
 __all__ = [
     "Split",
@@ -89,6 +86,7 @@ __all__ = [
     "load",
     "catalog",
 ]
+
 
 Side = Literal["reader", "writer"]
 
@@ -120,272 +118,6 @@ class Chunk:
     batch: pa.RecordBatch | None
     dirty: list[Dirty] = field(default_factory=list)
     position: Any = None
-
-
-@dataclass
-class Context:
-    """What a connector may know about the run it is part of."""
-
-    base_dir: Path = field(default_factory=Path.cwd)  # relative paths in a job resolve here
-    where: str = ""  # key path of the connector's parameters, for messages
-    timezone: str = "UTC"
-    job_name: str = "job"
-    state: Any = None  # tidesync.state.StateStore, when the run has one
-    state_key: str = ""  # where the engine keeps this content entry's positions in ``state``
-    connections: dict[str, dict[str, Any]] = field(default_factory=dict)  # named data sources
-    cyctime: Any = None
-    bizdate: Any = None
-    batch_rows: int = 65536  # target rows per record batch
-    _stored: tuple[dict[str, Any], int] | None = field(default=None, repr=False, compare=False)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # a context travels to workers (with a task) without the state store: it is the driver's
-        return {**self.__dict__, "state": None}
-
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def stored_positions(self) -> dict[str, Any]:
-        """The positions the last committed run of this content entry saved, by split label
-        (``{}`` the first time, or without a state store). Read once; the engine saves the new
-        ones only if nobody else saved in between (compare-and-set on what was read here)."""
-        if self._stored is None:
-            from tidesync.state import load_positions
-
-            self._stored = load_positions(self.state, self.state_key)
-        return dict(self._stored[0])
-
-    def stored_version(self) -> int | None:
-        """The version of what :meth:`stored_positions` read; None when nothing read it."""
-        return None if self._stored is None else self._stored[1]
-
-    def resolve_path(self, p: str) -> Path:
-        path = Path(os.path.expanduser(p))
-        return path if path.is_absolute() else self.base_dir / path
-
-
-_MISSING = object()
-_INT64 = 1 << 63
-
-# builtins under other names: Params has methods called str, int, bool and list
-_S: TypeAlias = str
-_I: TypeAlias = int
-_B: TypeAlias = bool
-_L: TypeAlias = list
-
-
-class Params:
-    """Reads a connector's ``parameter`` object, collecting every problem before raising.
-
-    ``p.str("path", required=True)`` returns the value or records
-    ``job.content[0].reader.parameter.path: is required``; ``p.done()``, called once after every
-    key was read, raises one ConfigError with all problems.
-    Numbers written as strings (``"fetchSize": "1024"``) are accepted, as the seeds write them.
-
-    A key the connector never read is an error (``unknown_keys``, with a "did you mean"), unless
-    the one table of keys tidesync deliberately ignores lists it (``ignored_keys``,
-    :data:`tidesync.spec.ignored.IGNORED`). The engine asks both of every connector it builds,
-    so a connector only has to read the keys it understands.
-    """
-
-    def __init__(self, params: dict[_S, Any], ctx: Context, known_extra: Sequence[_S] = ()):
-        if not isinstance(params, dict):
-            raise ConfigError(
-                f"{ctx.where or 'parameter'}: must be an object, got {type(params).__name__}"
-            )
-        self.raw = params
-        self.ctx = ctx
-        self.problems: _L[_S] = []
-        self.seen: set[_S] = set(known_extra)
-        self.finished = False  # done() was called: every key the connector reads was read
-
-    def problem(self, key: _S, message: _S) -> None:
-        self.problems.append(f"{self.ctx.path(key)}: {message}")
-
-    def get(
-        self, key: _S, default: Any = None, *, required: _B = False, aliases: Sequence[_S] = ()
-    ) -> Any:
-        self.seen.add(key)
-        self.seen.update(aliases)
-        for k in (key, *aliases):
-            if k in self.raw and self.raw[k] is not None and self.raw[k] != "":
-                return self.raw[k]
-        if required:
-            self.problem(key, "is required")
-        return default
-
-    def str(
-        self,
-        key: _S,
-        default: _S | None = None,
-        *,
-        required: _B = False,
-        choices: Sequence[_S] | None = None,
-        aliases: Sequence[_S] = (),
-        lower: _B = False,
-    ) -> Any:
-        v = self.get(key, _MISSING, required=required, aliases=aliases)
-        if v is _MISSING:
-            return default
-        if not isinstance(v, _S | _I | float) or isinstance(v, _B):
-            self.problem(key, f"must be a string, got {_show(v)}")
-            return default
-        v = _S(v)
-        if choices is not None:
-            cmp = v.lower() if lower else v
-            allowed = [c.lower() for c in choices] if lower else _L(choices)
-            if cmp not in allowed:
-                self.problem(
-                    key, f"{v!r} is not one of {', '.join(choices)}{did_you_mean(v, choices)}"
-                )
-                return default
-            return choices[allowed.index(cmp)]
-        return v
-
-    def int(
-        self,
-        key: _S,
-        default: _I | None = None,
-        *,
-        required: _B = False,
-        minimum: _I | None = None,
-        aliases: Sequence[_S] = (),
-    ) -> Any:
-        v = self.get(key, _MISSING, required=required, aliases=aliases)
-        if v is _MISSING:
-            return default
-        try:
-            if isinstance(v, _B) or not isinstance(v, _I | float | _S):
-                raise ValueError
-            n = _I(v) if not isinstance(v, float) or v.is_integer() else None
-            if n is None:
-                raise ValueError
-        except (TypeError, ValueError, OverflowError):
-            self.problem(key, f"must be an integer, got {_show(v)}")
-            return default
-        if not -_INT64 <= n < _INT64:
-            self.problem(key, f"must fit in 64 bits, got {_show(v)}")
-            return default
-        if minimum is not None and n < minimum:
-            self.problem(key, f"must be at least {minimum}, got {n}")
-            return default
-        return n
-
-    def size(self, key: _S, default: _I | None = None) -> Any:
-        """A byte size: ``1048576``, ``"64MB"``, ``"1g"``."""
-        v = self.get(key, _MISSING)
-        if v is _MISSING:
-            return default
-        n = parse_size(v)
-        if n is None or n <= 0:
-            self.problem(key, f"must be a positive size such as 1048576 or '64MB', got {_show(v)}")
-            return default
-        return n
-
-    def bool(self, key: _S, default: _B = False, *, aliases: Sequence[_S] = ()) -> _B:
-        v = self.get(key, _MISSING, aliases=aliases)
-        if v is _MISSING:
-            return default
-        if isinstance(v, _B):
-            return v
-        if isinstance(v, _S) and v.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return v.lower() in ("true", "yes", "1")
-        if isinstance(v, _I) and v in (0, 1):
-            return _B(v)
-        self.problem(key, f"must be true or false, got {_show(v)}")
-        return default
-
-    def list(
-        self,
-        key: _S,
-        default: _L[Any] | None = None,
-        *,
-        required: _B = False,
-        aliases: Sequence[_S] = (),
-    ) -> Any:
-        """A _L; a single value is taken as a _L of one (DataX accepts both)."""
-        v = self.get(key, _MISSING, required=required, aliases=aliases)
-        if v is _MISSING:
-            return default
-        return v if isinstance(v, _L) else [v]
-
-    def obj(
-        self, key: _S, default: dict[_S, Any] | None = None, *, keys: Sequence[_S] | None = None
-    ) -> Any:
-        """An object; with ``keys``, any other key in it is a problem (see ``check_keys``)."""
-        v = self.get(key, _MISSING)
-        if v is _MISSING:
-            return default
-        if not isinstance(v, dict):
-            self.problem(key, f"must be an object, got {_show(v)}")
-            return default
-        if keys is not None:
-            self.check_keys(v, key, keys)
-        return v
-
-    def check_keys(self, obj: dict[Any, Any], key: _S, known: Sequence[_S]) -> None:
-        """Record ``key.k: unknown key; did you mean ...`` for each key of the nested object
-        ``obj`` (found at ``key``) that is not in ``known``."""
-        for k in obj:
-            if k not in known:
-                self.problem(f"{key}.{k}", f"unknown key{did_you_mean(_S(k), known)}")
-
-    def done(self) -> None:
-        """Every key has been read: raise one ConfigError with all problems found, if any."""
-        self.finished = True
-        if self.problems:
-            raise ConfigError(self.problems)
-
-    def unknown_keys(self) -> _L[_S]:
-        """A problem for each key the connector never read and tidesync does not ignore."""
-        return [
-            f"{self.ctx.path(_S(k))}: unknown key{did_you_mean(_S(k), sorted(self.seen))}"
-            for k in self.raw
-            if k not in self.seen and why_ignored(self.ctx.path(_S(k))) is None
-        ]
-
-    def ignored_keys(self) -> _L[_S]:
-        """Key paths the connector never read that the table of ignored DataX keys lists."""
-        paths = (self.ctx.path(_S(k)) for k in self.raw if k not in self.seen)
-        return [p for p in paths if why_ignored(p) is not None]
-
-
-def _show(v: Any) -> str:
-    if isinstance(v, dict | list):
-        return type(v).__name__
-    r = repr(v)
-    return r if len(r) <= 80 else f"{r[:60]}... ({len(r)} characters)"
-
-
-def parse_size(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v if v < _INT64 else None
-    if isinstance(v, float):
-        return int(v) if math.isfinite(v) and v < _INT64 else None
-    if not isinstance(v, str):
-        return None
-    s = v.strip().lower().replace(" ", "")
-    units = {
-        "": 1,
-        "b": 1,
-        "k": 1 << 10,
-        "kb": 1 << 10,
-        "m": 1 << 20,
-        "mb": 1 << 20,
-        "g": 1 << 30,
-        "gb": 1 << 30,
-        "t": 1 << 40,
-        "tb": 1 << 40,
-    }
-    num = s.rstrip("kmgtb")
-    unit = s[len(num) :]
-    try:
-        n = float(num) * units[unit]
-    except (ValueError, KeyError):
-        return None
-    return int(n) if math.isfinite(n) and n < _INT64 else None
 
 
 class Reader:
@@ -502,8 +234,6 @@ class Writer:
         """Undo everything staged; the target stays exactly as it was."""
 
 
-# -- registry ---------------------------------------------------------------------------------
-
 #: kind -> module path; each module has ``Reader`` and/or ``Writer``.
 CONNECTORS: dict[str, str] = {
     "stream": "tidesync.connectors.stream",
@@ -517,6 +247,7 @@ CONNECTORS: dict[str, str] = {
     "postgresqlcdc": "tidesync.connectors.postgresql.cdc",
     "mysqlcdc": "tidesync.connectors.mysql.cdc",
 }
+
 
 #: familiar names -> kind. Side-specific DataX names carry the side they belong to.
 ALIASES: dict[str, tuple[str, Side | None]] = {
@@ -559,6 +290,8 @@ ELSEWHERE: dict[str, str] = {
     "is the lake connector (name: lake; a day's partition as partition: ds=${bizdate}, "
     "writeMode overwrite, merge or sync), see docs/connectors/lake.md",
 }
+
+
 ELSEWHERE["maxcompute"] = ELSEWHERE["odps"]
 ELSEWHERE["otsstream"] = (
     "Tablestore's change stream is a cloud service with no local connector; the local "

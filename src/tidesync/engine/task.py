@@ -254,7 +254,7 @@ class _Run:
 
             def write(b: pa.RecordBatch) -> int:
                 opened.write(b)
-                return b.num_rows
+                return int(b.num_rows)
 
             while True:
                 try:

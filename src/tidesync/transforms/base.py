@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from tidesync.connectors.base import Context, Params
 from tidesync.errors import ConfigError, did_you_mean
+from tidesync.plugin import Context, Params
 
 __all__ = ["Transform", "TRANSFORMS", "load_transform", "transform_catalog"]
 

@@ -22,8 +22,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidesync.connectors.base import Context
 from tidesync.errors import ConfigError, DirtyRecordError, did_you_mean
+from tidesync.plugin import Context
 from tidesync.transforms.base import Transform
 
 __all__ = ["Rename", "Select", "Cast", "RegexReplace", "TimeZone"]

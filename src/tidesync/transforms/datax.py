@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidesync.connectors.base import Context
 from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.plugin import Context
 from tidesync.transforms.base import Transform
 
 __all__ = ["Substr", "Pad", "Replace", "Filter", "Digest"]
