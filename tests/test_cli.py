@@ -547,3 +547,34 @@ def test_an_unwritable_target_path_names_its_key(tmp_path: Path) -> None:
         r.stderr,
     ), r.stderr
     assert (tmp_path / "a_file").read_text() == "not a folder"
+
+
+def test_command_groups_do_not_import_the_command_line_that_registers_them() -> None:
+    """tidesync.cli imports the command groups; they share click types and job options through
+    tidesync.cli_common only, so importing any of them alone does not import tidesync.cli."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "src" / "tidesync"
+    importers = []
+    for f in sorted(src.rglob("*.py")):
+        if f == src / "cli.py":
+            continue
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names] + [str(node.module)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if "tidesync.cli" in names:
+                importers.append(str(f.relative_to(src)))
+    assert importers == []
+    groups = ["scheduler.cli", "state.cli", "cdc", "recovery", "archive.cli", "web.cli"]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {groups!r}:\n"
+        "    importlib.import_module('tidesync.' + m)\n"
+        "assert 'tidesync.cli' not in sys.modules, 'a command group imported tidesync.cli'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

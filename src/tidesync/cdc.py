@@ -46,7 +46,7 @@ def _job(
     connections: Any,
     project: Path | None,
 ) -> Any:
-    from tidesync.cli import _load
+    from tidesync.cli_common import load as _load
 
     loaded = _load(job, params, cyctime, bizdate, force, connections, project)
     found = captures(loaded)
@@ -70,7 +70,7 @@ def _show_history(reader: Any) -> str:
 
 
 def _commands() -> list[click.Command]:
-    from tidesync.cli import job_options
+    from tidesync.cli_common import job_options
 
     @click.group()
     def cdc() -> None:

@@ -27,8 +27,8 @@ from typing import Any
 
 import click
 
-from tidesync import cli as _cli
-from tidesync.cli import CONTEXT_SETTINGS
+from tidesync import cli_common as _cli
+from tidesync.cli_common import CONTEXT_SETTINGS
 from tidesync.errors import ConfigError, TidesyncError, redact
 
 __all__ = ["commands", "recover_job", "recover_location"]
@@ -72,7 +72,7 @@ def recover_location(target: str, params: dict[str, Any], connections: dict[str,
 
 def _job_options(f: Any) -> Any:
     """``run``'s -p, --cyctime, --bizdate, --force-times, --connections and --project."""
-    for opt in reversed(_cli._job_options[1:]):
+    for opt in reversed(_cli.JOB_OPTIONS[1:]):
         f = opt(f)
     return f
 
@@ -107,7 +107,7 @@ def recover(
     try:
         is_job = target.lower().endswith(JOB_SUFFIXES) and Path(target).is_file()
         if is_job:
-            job = _cli._load(
+            job = _cli.load(
                 Path(target), params, cyctime, bizdate, force_times, connections, project
             )
             try:
@@ -119,7 +119,7 @@ def recover(
             conns = connections or find_project(None, project).file
             found = recover_location(target, extra, load_connections(conns) if conns else {})
     except ConfigError as e:
-        _cli._fail_config(e)
+        _cli.fail_config(e)
     except (TidesyncError, OSError) as e:
         click.echo(f"error: {redact(str(e))}", err=True)
         sys.exit(1)

@@ -21,8 +21,8 @@ from typing import Any
 
 import click
 
-from tidesync import cli as _cli
-from tidesync.cli import CONTEXT_SETTINGS
+from tidesync import cli_common as _cli
+from tidesync.cli_common import CONTEXT_SETTINGS
 from tidesync.errors import ConfigError, TidesyncError, did_you_mean, redact
 
 __all__ = ["commands"]
@@ -32,7 +32,7 @@ log = logging.getLogger("tidesync.archive")
 
 def _fail(e: TidesyncError) -> None:
     if isinstance(e, ConfigError):
-        _cli._fail_config(e)
+        _cli.fail_config(e)
     click.echo(f"error: {redact(str(e))}", err=True)
     sys.exit(1)
 
@@ -44,7 +44,7 @@ def _load(file: Path, connections: Path | None, names: tuple[str, ...]) -> list[
     try:
         policies = load_policies(file, load_connections(connections))
     except ConfigError as e:
-        _cli._fail_config(e)
+        _cli.fail_config(e)
     if names:
         known = [p.name for p in policies]
         bad = [
@@ -54,7 +54,7 @@ def _load(file: Path, connections: Path | None, names: tuple[str, ...]) -> list[
             if n not in known
         ]
         if bad:
-            _cli._fail_config(ConfigError(bad))
+            _cli.fail_config(ConfigError(bad))
         policies = [p for p in policies if p.name in names]
     return policies
 

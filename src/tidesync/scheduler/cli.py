@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from tidesync import cli as _cli
-from tidesync.cli import CONTEXT_SETTINGS, BizDate, CycTime
+from tidesync import cli_common as _cli
+from tidesync.cli_common import CONTEXT_SETTINGS, BizDate, CycTime
 from tidesync.errors import ConfigError, TidesyncError, redact
 from tidesync.scheduler.store import STATES, Instance
 
@@ -59,7 +59,7 @@ def _say(text: str) -> None:
 
 def _fail(e: TidesyncError) -> None:
     if isinstance(e, ConfigError):
-        _cli._fail_config(e)
+        _cli.fail_config(e)
     click.echo(f"error: {redact(str(e))}", err=True)
     sys.exit(1)
 
@@ -145,7 +145,7 @@ def nodes(project_dir: Path | None, at: datetime | None, as_json: bool) -> None:
     try:
         project = load_project(project_dir)
     except ConfigError as e:
-        _cli._fail_config(e)
+        _cli.fail_config(e)
     from tidesync.scheduler.cycles import wall_text
     from tidesync.scheduler.store import open_store
 
@@ -471,7 +471,7 @@ def rerun(instance_id: int, project_dir: Path | None, no_run: bool) -> None:
     try:
         said, why = ops.rerun(sched, instance_id)
     except ConfigError as e:
-        _cli._fail_config(e)
+        _cli.fail_config(e)
     click.echo(said, err=True)
     if no_run:
         return
@@ -502,7 +502,7 @@ def _say_op(project_dir: Path | None, op: Any, *args: Any) -> None:
     try:
         click.echo(op(sched, *args))
     except ConfigError as e:
-        _cli._fail_config(e)
+        _cli.fail_config(e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,9 +603,3 @@ def backfill(
 
 
 commands = [nodes, scheduler, instances, instance, backfill, pause, resume]
-
-# When this module is imported before tidesync.cli finished registering extensions (it is
-# imported by it), make sure the commands are there.
-for _c in commands:
-    if _c.name not in _cli.main.commands:
-        _cli.main.add_command(_c)

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from tidesync import cli as _cli
-from tidesync.cli import CONTEXT_SETTINGS
+from tidesync import cli_common as _cli
+from tidesync.cli_common import CONTEXT_SETTINGS
 from tidesync.errors import ConfigError, TidesyncError, redact
 from tidesync.state import POSITIONS, Entry, StateStore
 
@@ -113,7 +113,7 @@ def _brief(value: Any, width: int = 100) -> str:
 
 def _fail(e: TidesyncError) -> NoReturn:
     if isinstance(e, ConfigError):
-        _cli._fail_config(e)
+        _cli.fail_config(e)
     click.echo(f"error: {redact(str(e))}", err=True)
     sys.exit(2 if isinstance(e, ConfigError) else 1)
 
@@ -178,7 +178,7 @@ def reset(target: str, ns: str, project: Path | None, yes: bool) -> None:
             click.echo(f"{ns} {e.key}: {_brief(e.value)}", err=True)
         if not yes:
             if not sys.stdin.isatty():
-                _cli._fail_config(
+                _cli.fail_config(
                     ConfigError("state reset: add --yes to forget these (no terminal)")
                 )
             click.confirm(

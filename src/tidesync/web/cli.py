@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from tidesync import cli as _cli
-from tidesync.cli import CONTEXT_SETTINGS
+from tidesync import cli_common as _cli
+from tidesync.cli_common import CONTEXT_SETTINGS
 from tidesync.errors import ConfigError, TidesyncError, redact
 from tidesync.scheduler.cli import _project_option
 
@@ -54,7 +54,7 @@ def start_ui(project_dir: Path | None, host: str, port: int, *, daemon: Any = No
 
     token = os.environ.get(TOKEN_ENV, "").strip() or None
     if not is_loopback(host) and token is None:
-        _cli._fail_config(
+        _cli.fail_config(
             ConfigError(
                 f"--host {host}: the page would be reachable from other machines; set "
                 f"{TOKEN_ENV} to a long random token first (and put it behind TLS: docs/ui.md)"
@@ -63,7 +63,7 @@ def start_ui(project_dir: Path | None, host: str, port: int, *, daemon: Any = No
     try:
         app = App(project_dir, token, daemon=daemon)
     except ConfigError as e:
-        _cli._fail_config(e)
+        _cli.fail_config(e)
     except TidesyncError as e:
         click.echo(f"error: {redact(str(e))}", err=True)
         sys.exit(1)
