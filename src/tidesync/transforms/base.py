@@ -55,6 +55,7 @@ TRANSFORMS: dict[str, str] = {
     "cast": "tidesync.transforms.columns:Cast",
     "regex_replace": "tidesync.transforms.columns:RegexReplace",
     "timezone": "tidesync.transforms.columns:TimeZone",
+    "sql": "tidesync.transforms.sql:Sql",
 }
 
 

@@ -1,0 +1,172 @@
+"""``sql``: SQL over each Arrow batch, with DuckDB.
+
+- ``{"select": "SELECT *, price * qty AS total FROM batch WHERE qty > 0"}``: one SELECT whose
+  table is ``batch``.
+- ``{"expressions": {"total": "price * qty", "name": "upper(name)"}, "where": "qty > 0"}``: each
+  expression replaces the column of its name, or is added after the others; ``where`` (optional)
+  keeps the rows for which it is true.
+
+DuckDB reads the batch in place (no copy) and gives Arrow back. The SQL runs on each batch alone,
+so it must work row by row: a row whose value fails (``CAST('abc' AS INTEGER)``) raises
+DirtyRecordError and the engine keeps that row, alone, as a dirty record. A mistake in the SQL
+(syntax, a column that does not exist, a function that does not exist) is a ConfigError naming
+the key path, raised when the output schema is worked out, before rows move. DuckDB runs with
+external access off (no files, no network, no extensions), one statement, SELECT only.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from tidesync.connectors.base import Context
+from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.transforms.base import Transform
+from tidesync.transforms.columns import _first_line
+
+__all__ = ["Sql"]
+
+#: errors that come from a value in a row, not from the SQL text
+_ROW_ERRORS: tuple[type[BaseException], ...] = (
+    duckdb.ConversionException,
+    duckdb.OutOfRangeException,
+    duckdb.InvalidInputException,
+    duckdb.DataError,
+)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Sql(Transform):
+    """SQL over each batch: a ``select`` on table ``batch``, or ``expressions`` and ``where``."""
+
+    name = "sql"
+    summary = "SQL expressions, filters and casts over each batch (DuckDB)"
+
+    def __init__(self, params: dict[str, Any], ctx: Context):
+        super().__init__(params, ctx)
+        self.select: str | None = self.p.str("select")
+        raw = self.p.obj("expressions")
+        self.where: str | None = self.p.str("where")
+        self.expressions: dict[str, str] = {}
+        for col, expr in (raw or {}).items():
+            if not col:
+                self.p.problem("expressions", "a column name must not be empty")
+            elif not isinstance(expr, str) or not expr.strip():
+                self.p.problem(
+                    f"expressions.{col}", f"must be a SQL expression as text, got {expr!r}"
+                )
+            else:
+                self.expressions[col] = expr
+        if raw == {}:
+            self.p.problem("expressions", "must hold at least one expression")
+        if self.select is not None and (raw is not None or self.where is not None):
+            key = "expressions" if raw is not None else "where"
+            self.p.problem(
+                key,
+                "give either 'select' or 'expressions'/'where', not both: "
+                "put the condition in the SELECT",
+            )
+        elif self.select is None and raw is None and self.where is None:
+            self.p.problem(
+                "select",
+                "is required: a 'SELECT ... FROM batch', or 'expressions': {\"column\": \"expr\"}",
+            )
+        self.p.done()
+        self._db = duckdb.connect(":memory:")
+        self._db.execute("SET enable_external_access = false")
+        self._db.execute("SET autoload_known_extensions = false")
+        self._db.execute("SET threads = 1")  # the engine's channels give the parallelism
+        self._db.execute("SET lock_configuration = true")
+        if self.select is not None:
+            self._check_one_select(self.select)
+        self._local = threading.local()
+        self._schemas: dict[pa.Schema, pa.Schema] = {}
+
+    def _check_one_select(self, sql: str) -> None:
+        where = self.ctx.path("select")
+        try:
+            statements = self._db.extract_statements(sql)
+        except duckdb.Error as e:
+            raise ConfigError(f"{where}: {_first_line(e)}") from None
+        if len(statements) != 1:
+            raise ConfigError(f"{where}: must be one statement, got {len(statements)}")
+        if statements[0].type != duckdb.StatementType.SELECT:
+            kind = statements[0].type.name
+            raise ConfigError(f"{where}: must be a SELECT, got {kind}")
+
+    def _query(self, schema: pa.Schema) -> str:
+        if self.select is not None:
+            return self.select
+        names = schema.names
+        replace = [f"({e}) AS {_quote(c)}" for c, e in self.expressions.items() if c in names]
+        added = [f"({e}) AS {_quote(c)}" for c, e in self.expressions.items() if c not in names]
+        star = f"* REPLACE ({', '.join(replace)})" if replace else "*"
+        sql = f"SELECT {', '.join([star, *added])} FROM batch"
+        if self.where is not None:
+            sql += f" WHERE ({self.where})"
+        return sql
+
+    def _run(self, batch: pa.RecordBatch) -> pa.Table:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self._db.cursor()
+        cur.register("batch", pa.Table.from_batches([batch], batch.schema))
+        try:
+            return cur.sql(self._query(batch.schema)).to_arrow_table()
+        finally:
+            cur.unregister("batch")
+
+    def _config_error(self, schema: pa.Schema, e: BaseException) -> ConfigError:
+        """The key at fault: for ``expressions``, the first expression that fails alone."""
+        if self.select is not None:
+            return ConfigError(f"{self.ctx.path('select')}: {_first_line(e)}")
+        empty = pa.RecordBatch.from_pylist([], schema)
+        keep = (self.select, self.expressions, self.where)
+        try:
+            for col, expr in keep[1].items():
+                self.expressions, self.where = {col: expr}, None
+                try:
+                    self._run(empty)
+                except duckdb.Error as one:
+                    return ConfigError(f"{self.ctx.path(f'expressions.{col}')}: {_first_line(one)}")
+        finally:
+            self.select, self.expressions, self.where = keep
+        return ConfigError(f"{self.ctx.path('where')}: {_first_line(e)}")
+
+    def output_schema(self, schema: pa.Schema | None) -> pa.Schema | None:
+        if schema is None:
+            return None
+        out = self._schemas.get(schema)
+        if out is None:
+            try:
+                out = self._run(pa.RecordBatch.from_pylist([], schema)).schema
+            except _ROW_ERRORS as e:  # a constant that fails (CAST('x' AS INT)) fails every row
+                raise ConfigError(f"{self.ctx.path(self._key())}: {_first_line(e)}") from None
+            except duckdb.Error as e:
+                raise self._config_error(schema, e) from None
+            self._schemas[schema] = out
+        return out
+
+    def _key(self) -> str:
+        return "select" if self.select is not None else "expressions"
+
+    def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        schema = self.output_schema(batch.schema)
+        assert schema is not None
+        try:
+            table = self._run(batch)
+        except _ROW_ERRORS as e:
+            raise DirtyRecordError(f"sql: {_first_line(e)}") from None
+        except duckdb.Error as e:
+            raise ConfigError(f"{self.ctx.path(self._key())}: {_first_line(e)}") from None
+        if table.schema != schema:
+            table = table.cast(schema)
+        if table.num_rows == 0:
+            return pa.RecordBatch.from_pylist([], schema)
+        return table.combine_chunks().to_batches()[0]

@@ -1,0 +1,172 @@
+"""The ``sql`` transformer: DuckDB over each Arrow batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tidesync.connectors.base import Context
+from tidesync.engine.dirty import isolate
+from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.transforms.base import load_transform
+from tidesync.transforms.sql import Sql
+
+WHERE = "job.content[0].transformer[0].parameter"
+CTX = Context(where=WHERE, timezone="UTC")
+
+
+def orders() -> pa.RecordBatch:
+    return pa.record_batch(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "qty": ["2", "x", "5"],
+            "price": pa.array(
+                [Decimal("1.50"), Decimal("2.00"), Decimal("0.10")], pa.decimal128(10, 2)
+            ),
+            "name": ["ann", "bo", None],
+            "ts": [dt.datetime(2024, 1, 31, 8)] * 3,
+        }
+    )
+
+
+def config_error(fn: Any) -> str:
+    with pytest.raises(ConfigError) as e:
+        fn()
+    return str(e.value)
+
+
+def run_isolated(t: Sql, b: pa.RecordBatch) -> tuple[pa.Table, list[tuple[int, str]]]:
+    dirty: list[tuple[int, str]] = []
+    parts = isolate(b, t.apply, lambda at, row, e: dirty.append((at, e.reason)))
+    return pa.Table.from_batches(parts, t.output_schema(b.schema)), dirty
+
+
+def test_registry_loads_sql() -> None:
+    cls = load_transform("sql", "job.content[0].transformer[0].name")
+    assert (cls.name, bool(cls.summary)) == ("sql", True)
+
+
+def test_select_derives_filters_and_casts() -> None:
+    t = Sql(
+        {"select": "SELECT id, upper(name) AS name, price * 2 AS double_price, "
+                   "CAST(ts AS DATE) AS day FROM batch WHERE id <> 2"},
+        CTX,
+    )  # fmt: skip
+    out = t.apply(orders())
+    assert out.to_pylist() == [
+        {"id": 1, "name": "ANN", "double_price": Decimal("3.00"), "day": dt.date(2024, 1, 31)},
+        {"id": 3, "name": None, "double_price": Decimal("0.20"), "day": dt.date(2024, 1, 31)},
+    ]
+    assert out.schema == t.output_schema(orders().schema)
+    assert out.schema.field("double_price").type == pa.decimal128(18, 2)
+
+
+def test_expressions_replace_columns_in_place_add_new_ones_and_where_filters() -> None:
+    t = Sql(
+        {"expressions": {"name": "coalesce(name, '?')", "total": "price * 3"}, "where": "id >= 2"},
+        CTX,
+    )
+    out = t.apply(orders())
+    assert out.schema.names == ["id", "qty", "price", "name", "ts", "total"]
+    assert out.column("name").to_pylist() == ["bo", "?"]
+    assert out.column("total").to_pylist() == [Decimal("6.00"), Decimal("0.30")]
+    assert out.column("id").to_pylist() == [2, 3]
+
+
+def test_a_row_whose_value_fails_is_a_dirty_record_and_the_others_go_on() -> None:
+    t = Sql({"expressions": {"qty": "CAST(qty AS INTEGER)"}}, CTX)
+    with pytest.raises(DirtyRecordError):
+        t.apply(orders())
+    out, dirty = run_isolated(t, orders())
+    assert out.column("qty").to_pylist() == [2, 5]
+    assert out.column("id").to_pylist() == [1, 3]
+    assert dirty == [
+        (1, "sql: Conversion Error: Could not convert string 'x' to INT32 when casting "
+            "from source column qty")
+    ]  # fmt: skip
+
+
+def test_an_empty_batch_gives_the_output_schema() -> None:
+    t = Sql({"select": "SELECT id + 1 AS next FROM batch"}, CTX)
+    out = t.apply(orders().slice(0, 0))
+    assert (out.num_rows, out.schema) == (0, pa.schema([("next", pa.int64())]))
+
+
+def test_output_schema_of_an_unknown_schema_is_unknown() -> None:
+    assert Sql({"select": "SELECT 1 AS one FROM batch"}, CTX).output_schema(None) is None
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"select": "SELECT nope FROM batch"},
+         'select: Binder Error: Referenced column "nope" not found in FROM clause!'),
+        ({"expressions": {"ok": "id + 1", "bad": "no_such_fn(id)"}},
+         "expressions.bad: Catalog Error: Scalar Function with name no_such_fn does not exist!"),
+        ({"expressions": {"ok": "id + 1"}, "where": "nope > 1"},
+         'where: Binder Error: Referenced column "nope" not found in FROM clause!'),
+        ({"select": "SELECT * FROM read_csv('/etc/passwd')"},
+         'select: Permission Error: Cannot access file "/etc/passwd" - file system operations '
+         "are disabled by configuration"),
+    ],
+)  # fmt: skip
+def test_a_mistake_in_the_sql_is_a_config_error_naming_the_key(
+    params: dict[str, Any], message: str
+) -> None:
+    t = Sql(params, CTX)
+    assert config_error(lambda: t.output_schema(orders().schema)).startswith(f"{WHERE}.{message}")
+    assert config_error(lambda: t.apply(orders())).startswith(f"{WHERE}.{message}")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "select: is required: a 'SELECT ... FROM batch', or 'expressions': {\"column\": \"expr\"}"),
+        ({"select": "SELECT 1", "where": "id > 1"},
+         "where: give either 'select' or 'expressions'/'where', not both: put the condition in the SELECT"),
+        ({"expressions": {}}, "expressions: must hold at least one expression"),
+        ({"expressions": {"a": 1}}, "expressions.a: must be a SQL expression as text, got 1"),
+        ({"expressions": ["a"]}, "expressions: must be an object, got list"),
+        ({"select": "COPY batch TO '/tmp/out.csv'"}, "select: must be a SELECT, got COPY"),
+        ({"select": "SELECT 1; SELECT 2"}, "select: must be one statement, got 2"),
+        ({"select": "SELEC id FROM batch"}, 'select: Parser Error: syntax error at or near "SELEC"'),
+    ],
+)  # fmt: skip
+def test_bad_parameters(params: dict[str, Any], message: str) -> None:
+    assert config_error(lambda: Sql(params, CTX)).startswith(f"{WHERE}.{message}")
+
+
+def test_a_job_runs_sql_and_counts_the_dirty_row(tmp_path: Path) -> None:
+    job = {
+        "job": {
+            "setting": {"errorLimit": {"record": 1}},
+            "content": [{
+                "reader": {"name": "streamreader", "parameter": {
+                    "column": [{"type": "string", "value": "7"}, {"type": "long", "incr": "1"}],
+                    "sliceRecordCount": 3}},
+                "transformer": [{"name": "sql", "parameter": {"select":
+                    "SELECT c1, CAST(CASE WHEN c1 = 2 THEN 'x' ELSE c0 END AS INTEGER) * c1 AS v "
+                    "FROM batch"}}],
+                "writer": {"name": "streamwriter", "parameter": {"print": True}},
+            }],
+        }
+    }  # fmt: skip
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    tidesync = str(Path(sys.executable).with_name("tidesync"))
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    r = subprocess.run(
+        [tidesync, "run", str(path)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["1\t7", "3\t21"]
+    assert "3 read, 2 written, 1 dirty" in r.stderr
