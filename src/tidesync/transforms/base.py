@@ -56,6 +56,8 @@ TRANSFORMS: dict[str, str] = {
     "regex_replace": "tidesync.transforms.columns:RegexReplace",
     "timezone": "tidesync.transforms.columns:TimeZone",
     "sql": "tidesync.transforms.sql:Sql",
+    "mask": "tidesync.transforms.mask:Mask",
+    "hash": "tidesync.transforms.mask:Hash",
 }
 
 
