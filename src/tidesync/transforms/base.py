@@ -58,6 +58,7 @@ TRANSFORMS: dict[str, str] = {
     "sql": "tidesync.transforms.sql:Sql",
     "mask": "tidesync.transforms.mask:Mask",
     "hash": "tidesync.transforms.mask:Hash",
+    "sentiment": "tidesync.transforms.sentiment:Sentiment",
 }
 
 
