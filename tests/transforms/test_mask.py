@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tidesync.connectors.base import Context
 from tidesync.errors import ConfigError, redact, secret_scope
+from tidesync.plugin import Context
 from tidesync.transforms.base import load_transform
 from tidesync.transforms.mask import Hash, Mask
 

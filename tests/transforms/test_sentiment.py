@@ -8,8 +8,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tidesync.connectors.base import Context
 from tidesync.errors import ConfigError
+from tidesync.plugin import Context
 from tidesync.transforms import sentiment
 from tidesync.transforms.base import load_transform
 

@@ -14,9 +14,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tidesync.connectors.base import Context
 from tidesync.engine.dirty import isolate
 from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.plugin import Context
 from tidesync.transforms.base import load_transform
 from tidesync.transforms.sql import Sql
 

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidesync.connections import resolve_secrets
-from tidesync.connectors.base import Context
 from tidesync.errors import ConfigError, register_secret
+from tidesync.plugin import Context
 from tidesync.transforms.base import Transform
 from tidesync.transforms.columns import _index, _is_bytes, _is_text, _names
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from tidesync.connectors.base import Context
 from tidesync.errors import ConfigError
+from tidesync.plugin import Context
 from tidesync.transforms.base import Transform
 from tidesync.transforms.columns import _index, _is_text
 

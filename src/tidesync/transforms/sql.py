@@ -22,8 +22,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from tidesync.connectors.base import Context
 from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.plugin import Context
 from tidesync.transforms.base import Transform
 from tidesync.transforms.columns import _first_line
 
