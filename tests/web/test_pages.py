@@ -121,7 +121,8 @@ def test_the_live_log_follows_a_running_instance_and_kill_stops_it(tmp_path: Pat
             iid = inst["items"][0]["id"]
             html = page(c, f"/instances/{iid}")
             assert 'data-live="1"' in html and buttons(html) == ["Kill"]
-            first = c.api(f"/api/instances/{iid}/log")
+            # the log may still be empty the moment the instance turns running
+            first = c.wait(f"/api/instances/{iid}/log", lambda d: d["text"])
             assert first["done"] is False and first["text"].endswith("\n")
             later = c.wait(
                 f"/api/instances/{iid}/log?offset={first['offset']}",
