@@ -7,7 +7,8 @@ Two mixins of pytest tests, collected in the test class that inherits them:
   before commit, abort leaves the target untouched, bad rows become dirty records.
 - :class:`SqlSuite` adds the DataX parameters of SQL databases: ``querySql``, ``where``,
   ``column`` expressions, several tables, awkward identifiers, ``preSql``/``postSql``, the write
-  modes, and the messages of common mistakes.
+  modes (``partition`` overwrite, ``merge`` with ``deleteMarker`` and ``sync`` included),
+  ``incremental``, and the messages of common mistakes.
 
 A connector's test module supplies an **adapter** through a fixture named ``adapter``::
 
@@ -28,11 +29,12 @@ The adapter contract (see :class:`Adapter`):
 
 ``kind``
     the connector kind the registry loads (``load(kind, "reader")``).
-``create_table(name, data, primary_key=())``
+``create_table(name, data, primary_key=(), defaults={})``
     create table ``name`` with the store's own means (not the connector under test): one column
     per field of ``data`` with the store's nearest type, ``NOT NULL`` where the field has
-    ``nullable=False``, a PRIMARY KEY on ``primary_key``; then insert ``data``'s rows. An
-    existing table of that name is replaced.
+    ``nullable=False``, ``DEFAULT <literal>`` for a column named in ``defaults`` (column -> SQL
+    literal; none by default), a PRIMARY KEY on ``primary_key``; then insert ``data``'s rows. An existing table
+    of that name is replaced.
 ``read_table(name) -> pa.Table``
     every row of ``name`` as the store's own client sees it now (committed data only).
 ``reader_params(table, **extra)`` / ``writer_params(table, **extra)``
@@ -48,6 +50,9 @@ The adapter contract (see :class:`Adapter`):
     the data of the type round trip; drop or retype columns the store cannot hold.
 ``creates_tables``
     whether the writer creates a missing target table (skip that test when False).
+``date_partitions``
+    whether ``partition: ds=20161114`` overwrites a partition of a DATE column (default True;
+    the partition specs run with a text and a date ``ds`` column).
 ``not_null_words``
     words (lower case) of which one must appear in the store's NOT NULL violation message.
 
@@ -66,7 +71,7 @@ import json
 import logging
 import pickle
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +141,18 @@ class Adapter:
     round_trip: pa.Table = ROUND_TRIP
     creates_tables: bool = True
     not_null_words: tuple[str, ...] = ("null",)
+    date_partitions: bool = True
 
     def __init__(self, base_dir: Path):
         self.base_dir = base_dir
 
-    def create_table(self, name: str, data: pa.Table, primary_key: Sequence[str] = ()) -> None:
+    def create_table(
+        self,
+        name: str,
+        data: pa.Table,
+        primary_key: Sequence[str] = (),
+        defaults: Mapping[str, str] | None = None,
+    ) -> None:
         raise NotImplementedError
 
     def read_table(self, name: str) -> pa.Table:
@@ -297,6 +309,25 @@ OLD = pa.table(
 NEW = pa.table(
     {"id": pa.array([3, 4, 5], pa.int64()), "v": ["new3", "new4", "new5"]}, schema=OLD.schema
 )
+
+
+_DAY13, _DAY14 = "20161113", "20161114"
+_DS_TYPES = [pa.string(), pa.date32()]
+_NEW_DAY = pa.record_batch({"id": pa.array([5, 6], pa.int64()), "v": ["new", "new"]})
+
+
+def _days(days: Sequence[str | None], ds_type: pa.DataType) -> pa.Array:
+    """'yyyymmdd' days as a column of ``ds_type`` (text as written, or dates)."""
+    if pa.types.is_date(ds_type):
+        return pa.array(
+            [None if d is None else dt.datetime.strptime(d, "%Y%m%d").date() for d in days],
+            ds_type,
+        )
+    return pa.array(days, ds_type)
+
+
+def _yyyymmdd(value: Any) -> str | None:
+    return value.strftime("%Y%m%d") if isinstance(value, dt.date) else value
 
 
 # -- the suites --------------------------------------------------------------------------------
@@ -688,6 +719,169 @@ class SqlSuite(ConformanceSuite):
             make_writer(
                 adapter, adapter.writer_params("dst", writeMode="sync", partition="ds=20161114")
             )
+
+    # -- partition overwrite, merge by key, deleteMarker ---------------------------------------
+
+    def _log(self, adapter: Adapter, ds_type: pa.DataType) -> pa.Table:
+        """Table log (id, v, ds): row 1 in partition 20161113, row 2 in 20161114."""
+        if pa.types.is_date(ds_type) and not adapter.date_partitions:
+            pytest.skip("this store does not overwrite partitions of a DATE column")
+        data = pa.table(
+            {
+                "id": pa.array([1, 2], pa.int64()),
+                "v": ["old", "old"],
+                "ds": _days([_DAY13, _DAY14], ds_type),
+            }
+        )
+        adapter.create_table("log", data)
+        return data
+
+    def _drive(
+        self,
+        adapter: Adapter,
+        batch: pa.RecordBatch,
+        *,
+        table: str = "log",
+        abort: bool = False,
+        **params: Any,
+    ) -> list[int]:
+        """Write ``batch`` through one sink, rows at fault isolated; the offsets of the dirty rows."""
+        w = make_writer(adapter, adapter.writer_params(table, **params))
+        w.prepare(batch.schema)
+        sink = w.open(Split(0, "all"))
+        bad: list[int] = []
+        isolate(batch, sink.write, lambda off, _b, _e: bad.append(off))
+        (w.abort if abort else w.commit)([sink.close()])
+        return bad
+
+    def _log_rows(self, adapter: Adapter, like: pa.Table) -> list[tuple[Any, ...]]:
+        """(id, v, ds as 'yyyymmdd') of every row of log, by id."""
+        got = _as(adapter.read_table("log"), like)
+        return [
+            (r["id"], r["v"], _yyyymmdd(r["ds"]))
+            for r in sorted(got.to_pylist(), key=lambda r: r["id"])
+        ]
+
+    @pytest.mark.parametrize("ds_type", _DS_TYPES, ids=str)
+    def test_overwrite_replaces_the_partition_and_a_rerun_changes_nothing(
+        self, adapter: Adapter, ds_type: pa.DataType
+    ) -> None:
+        like = self._log(adapter, ds_type)
+        for _ in range(2):  # no writeMode: a partition means overwrite
+            assert self._drive(adapter, _NEW_DAY, partition="ds=20161114") == []
+            assert self._log_rows(adapter, like) == [
+                (1, "old", _DAY13),
+                (5, "new", _DAY14),
+                (6, "new", _DAY14),
+            ]
+
+    @pytest.mark.parametrize("ds_type", _DS_TYPES, ids=str)
+    def test_overwrite_leaves_the_other_partitions_untouched(
+        self, adapter: Adapter, ds_type: pa.DataType
+    ) -> None:
+        like = self._log(adapter, ds_type)
+        self._drive(adapter, _NEW_DAY.slice(0, 1), writeMode="overwrite", partition="ds=20161114")
+        assert self._log_rows(adapter, like) == [(1, "old", _DAY13), (5, "new", _DAY14)]
+
+    def test_overwrite_of_several_partition_levels_matches_all_of_them(
+        self, adapter: Adapter
+    ) -> None:
+        data = pa.table(
+            {
+                "id": pa.array([1, 2], pa.int64()),
+                "pt": ["20150101", "20150101"],
+                "type": pa.array([1, 2], pa.int32()),
+            }
+        )
+        adapter.create_table("log", data)
+        batch = pa.record_batch({"id": pa.array([9], pa.int64())})
+        self._drive(adapter, batch, partition="pt=20150101/type=1")
+        got = _as(adapter.read_table("log"), data)
+        assert [tuple(r.values()) for r in rows(got)] == [(2, "20150101", 2), (9, "20150101", 1)]
+
+    @pytest.mark.parametrize("ds_type", _DS_TYPES, ids=str)
+    def test_overwrite_without_partition_replaces_the_whole_table(
+        self, adapter: Adapter, ds_type: pa.DataType
+    ) -> None:
+        like = self._log(adapter, ds_type)
+        self._drive(adapter, _NEW_DAY, writeMode="overwrite")
+        assert self._log_rows(adapter, like) == [(5, "new", None), (6, "new", None)]
+
+    @pytest.mark.parametrize("ds_type", _DS_TYPES, ids=str)
+    def test_a_row_whose_partition_column_disagrees_is_dirty(
+        self, adapter: Adapter, ds_type: pa.DataType
+    ) -> None:
+        like = self._log(adapter, ds_type)
+        batch = pa.record_batch(
+            {
+                "id": pa.array([5, 6, 7], pa.int64()),
+                "v": ["a", "b", "c"],
+                "ds": _days([_DAY14, "20161115", _DAY14], ds_type),
+            }
+        )
+        assert self._drive(adapter, batch, partition="ds=20161114") == [1]
+        assert self._log_rows(adapter, like) == [
+            (1, "old", _DAY13),
+            (5, "a", _DAY14),
+            (7, "c", _DAY14),
+        ]
+
+    @pytest.mark.parametrize("ds_type", _DS_TYPES, ids=str)
+    def test_an_aborted_overwrite_leaves_the_table_as_it_was(
+        self, adapter: Adapter, ds_type: pa.DataType
+    ) -> None:
+        like = self._log(adapter, ds_type)
+        before = self._log_rows(adapter, like)
+        self._drive(adapter, _NEW_DAY, abort=True, partition="ds=20161114")
+        assert self._log_rows(adapter, like) == before == [(1, "old", _DAY13), (2, "old", _DAY14)]
+
+    def test_an_unknown_partition_column_is_a_config_error_listing_the_columns(
+        self, adapter: Adapter
+    ) -> None:
+        like = self._log(adapter, pa.string())
+        w = make_writer(adapter, adapter.writer_params("log", partition="dt=20161114"))
+        with pytest.raises(
+            ConfigError, match=r"writer\.parameter\.partition: .*'dt'.*columns: id, v, ds"
+        ):
+            w.prepare(_NEW_DAY.schema)
+        w.abort([])
+        assert self._log_rows(adapter, like) == [(1, "old", _DAY13), (2, "old", _DAY14)]
+
+    def test_merge_upserts_by_key_and_deletes_the_marked_rows(self, adapter: Adapter) -> None:
+        """Merge replaces the whole row of a key (a column it does not write takes its default),
+        deletes the rows marked deleted, keeps the last row of a key, and a rerun changes
+        nothing."""
+        target = pa.table({"id": pa.array([1, 2], pa.int64()), "v": ["a", "b"], "w": ["k", "k"]})
+        adapter.create_table("t", target, primary_key=["id"], defaults={"w": "'dflt'"})
+        batch = pa.record_batch(
+            {
+                "id": pa.array([1, 2, 3, 3], pa.int64()),
+                "v": ["A", "gone", "C", "C2"],
+                "is_deleted": pa.array([0, 1, 0, 0], pa.int8()),
+            }
+        )
+        marker = {"column": "is_deleted", "value": 1}
+        for _ in range(2):
+            bad = self._drive(adapter, batch, table="t", writeMode="merge", deleteMarker=marker)
+            got = _as(adapter.read_table("t"), target)
+            assert (bad, [tuple(r.values()) for r in rows(got)]) == (
+                [],
+                [(1, "A", "dflt"), (3, "C2", "dflt")],
+            )
+
+    def test_merge_without_a_key_is_a_config_error_naming_primary_key(
+        self, adapter: Adapter
+    ) -> None:
+        adapter.create_table("t", OLD)
+        w = make_writer(adapter, adapter.writer_params("t", writeMode="merge"))
+        with pytest.raises(
+            ConfigError,
+            match=r"writer\.parameter\.primaryKey: writeMode 'merge' needs a key and table \S*t\S* "
+            r"has no primary key",
+        ):
+            w.prepare(OLD.schema)
+        w.abort([])
+        assert rows(_as(adapter.read_table("t"), OLD)) == rows(OLD)
 
     # -- one writer of a target at a time --------------------------------------------------------
 

@@ -60,10 +60,14 @@ class DuckdbAdapter(Adapter):
     def _con(self) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(str(self.path))  # the writer's settings, so both may be open at once
 
-    def create_table(self, name: str, data: pa.Table, primary_key: Any = ()) -> None:
+    def create_table(
+        self, name: str, data: pa.Table, primary_key: Any = (), defaults: Any = None
+    ) -> None:
         q = self.ident
         cols = [
-            f"{q(f.name)} {_decl(f.type)}{'' if f.nullable else ' NOT NULL'}" for f in data.schema
+            f"{q(f.name)} {_decl(f.type)}{'' if f.nullable else ' NOT NULL'}"
+            + (f" DEFAULT {defaults[f.name]}" if f.name in (defaults or {}) else "")
+            for f in data.schema
         ]
         if primary_key:
             cols.append(f"PRIMARY KEY ({', '.join(q(k) for k in primary_key)})")
@@ -464,124 +468,6 @@ def test_a_schema_qualified_table_is_written(db: DuckdbAdapter) -> None:
     db.execute("CREATE SCHEMA sales", 'CREATE TABLE sales."Order" (id BIGINT, v VARCHAR)')
     write(db, db.writer_params('sales."Order"'), OLD)
     assert read_all(make_reader(db, db.reader_params("sales.Order"))).num_rows == 3
-
-
-# -- partition overwrite and merge -------------------------------------------------------------
-
-
-def _log(db: DuckdbAdapter) -> None:
-    db.execute(
-        "CREATE TABLE log (id BIGINT, v VARCHAR, ds DATE)",
-        "INSERT INTO log VALUES (1, 'old', '2016-11-13'), (2, 'old', '2016-11-14')",
-    )
-
-
-def _drive(
-    db: DuckdbAdapter, batch: pa.RecordBatch, *, abort: bool = False, **params: Any
-) -> list[int]:
-    """Write ``batch`` through one sink, rows at fault isolated; the offsets of the dirty rows."""
-    w = make_writer(db, db.writer_params(params.pop("table", "log"), **params))
-    w.prepare(batch.schema)
-    sink = w.open(Split(0, "all"))
-    bad: list[int] = []
-    isolate(batch, sink.write, lambda off, _b, _e: bad.append(off))
-    (w.abort if abort else w.commit)([sink.close()])
-    return bad
-
-
-def _query(db: DuckdbAdapter, sql: str) -> list[tuple[Any, ...]]:
-    con = db._con()
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-NEW_DAY = pa.record_batch({"id": pa.array([5, 6], pa.int64()), "v": ["new", "new"]})
-DAY = "DATE '2016-11-14'"
-
-
-def test_overwrite_replaces_the_partition_and_a_rerun_changes_nothing(db: DuckdbAdapter) -> None:
-    _log(db)
-    for _ in range(2):
-        _drive(db, NEW_DAY, partition="ds=20161114")
-        assert _query(db, f"SELECT id, v FROM log WHERE ds = {DAY} ORDER BY id") == [
-            (5, "new"),
-            (6, "new"),
-        ]
-
-
-def test_overwrite_leaves_the_other_partitions_untouched(db: DuckdbAdapter) -> None:
-    _log(db)
-    _drive(db, NEW_DAY, writeMode="overwrite", partition="ds=20161114")
-    assert _query(db, f"SELECT id, v FROM log WHERE ds <> {DAY}") == [(1, "old")]
-
-
-def test_overwrite_of_several_partition_levels_matches_all_of_them(db: DuckdbAdapter) -> None:
-    db.execute(
-        "CREATE TABLE log (id BIGINT, pt VARCHAR, type INTEGER)",
-        "INSERT INTO log VALUES (1, '20150101', 1), (2, '20150101', 2)",
-    )
-    _drive(db, pa.record_batch({"id": pa.array([9], pa.int64())}), partition="pt=20150101/type=1")
-    assert _query(db, "SELECT * FROM log ORDER BY id") == [(2, "20150101", 2), (9, "20150101", 1)]
-
-
-def test_overwrite_without_partition_replaces_the_whole_table(db: DuckdbAdapter) -> None:
-    _log(db)
-    _drive(db, NEW_DAY, writeMode="overwrite")
-    assert _query(db, "SELECT id, ds FROM log ORDER BY id") == [(5, None), (6, None)]
-
-
-def test_a_row_whose_partition_column_disagrees_is_dirty(db: DuckdbAdapter) -> None:
-    _log(db)
-    days = pa.array([dt.date(2016, 11, 15), dt.date(2016, 11, 14)], pa.date32())
-    assert _drive(db, NEW_DAY.append_column("ds", days), partition="ds=20161114") == [0]
-    assert _query(db, f"SELECT id FROM log WHERE ds = {DAY}") == [(6,)]
-
-
-def test_an_aborted_overwrite_leaves_the_table_as_it_was(db: DuckdbAdapter) -> None:
-    _log(db)
-    before = _query(db, "SELECT * FROM log ORDER BY id")
-    _drive(db, NEW_DAY, abort=True, partition="ds=20161114")
-    assert _query(db, "SELECT * FROM log ORDER BY id") == before
-
-
-def test_an_unknown_partition_column_is_a_config_error_listing_the_columns(
-    db: DuckdbAdapter,
-) -> None:
-    _log(db)
-    w = make_writer(db, db.writer_params("log", partition="dt=20161114"))
-    with pytest.raises(
-        ConfigError, match=r"writer\.parameter\.partition: .*'dt'.*columns: id, v, ds"
-    ):
-        w.prepare(NEW_DAY.schema)
-
-
-def test_merge_upserts_by_key_and_deletes_the_marked_rows(db: DuckdbAdapter) -> None:
-    db.execute(
-        "CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR, w VARCHAR DEFAULT 'dflt')",
-        "INSERT INTO t VALUES (1, 'a', 'k'), (2, 'b', 'k')",
-    )
-    batch = pa.record_batch(
-        {
-            "id": pa.array([1, 2, 3, 3], pa.int64()),
-            "v": ["A", "gone", "C", "C2"],
-            "is_deleted": pa.array([0, 1, 0, 0], pa.int8()),
-        }
-    )
-    marker = {"column": "is_deleted", "value": 1}
-    for _ in range(2):
-        _drive(db, batch, table="t", writeMode="merge", deleteMarker=marker)
-        assert _query(db, "SELECT * FROM t ORDER BY id") == [(1, "A", "dflt"), (3, "C2", "dflt")]
-
-
-def test_merge_without_a_key_is_a_config_error_naming_primary_key(db: DuckdbAdapter) -> None:
-    db.execute("CREATE TABLE t (id BIGINT, v VARCHAR)")
-    w = make_writer(db, db.writer_params("t", writeMode="merge"))
-    with pytest.raises(
-        ConfigError, match=r"writer\.parameter\.primaryKey: writeMode 'merge' needs a key"
-    ):
-        w.prepare(NEW_DAY.schema)
 
 
 def test_abort_with_appends_still_queued_leaves_the_table_untouched(db: DuckdbAdapter) -> None:

