@@ -55,9 +55,6 @@ def _plain(v: Any) -> Any:
 
 class SqliteAdapter(Adapter):
     kind = "sqlite"
-    # A DATE column of SQLite holds text; the writer compares and fills it with the partition's
-    # own text (20161114), not the ISO date the column holds: partitions are text columns here.
-    date_partitions = False
 
     def __init__(self, base_dir: Path):
         super().__init__(base_dir)

@@ -23,14 +23,17 @@ from tidesync.connectors.sql import (
     TableInfo,
     created_names,
     database_path,
+    partition_where,
     split_deleted,
     split_name,
+    typed_value,
     write_options,
     write_statements,
 )
 from tidesync.connectors.sqlite.conn import (
     _D,
     _table_info,
+    arrow_type,
     declared_type,
     translate,
 )
@@ -95,6 +98,7 @@ class Writer(SqlWriter):
         self.con: sqlite3.Connection | None = None
         self.new_file = NewFile(("-journal", "-wal", "-shm"), _is_empty_sqlite)
         self._open: list[SqlSink] = []
+        self._types: dict[str, pa.DataType | None] | None = None  # declared, read lazily
 
     @property
     def location(self) -> str:
@@ -148,7 +152,31 @@ class Writer(SqlWriter):
         except sqlite3.Error as e:
             raise translate(e, self.ctx.path(where) if where else self.where) from e
 
+    def _partition_value(self, column: str, text: str) -> pa.Scalar:
+        """A partition value as the column's rows hold it: a DATE / DATETIME column of SQLite
+        holds ISO text ('2016-11-14'), so ``ds=20161114`` is read as that date, not compared or
+        stored as the number 20161114 (the column's NUMERIC affinity would make it one)."""
+        if self._types is None:
+            assert self.con is not None
+            self._types = {
+                r[1]: arrow_type(r[2] or "") for r in _table_info(self.con, self.o.table)[1]
+            }
+        t = self._types.get(column)
+        if t is not None and pa.types.is_temporal(t):
+            typed = typed_value(text, t)
+            if typed is not text:
+                return pa.scalar(typed, t)
+        return pa.scalar(text)
+
+    def clear(self, parts: Sequence[tuple[str, str]]) -> None:
+        values = [_py_column(pa.array([self._partition_value(c, v)]))[0] for c, v in parts]
+        self.execute(f"DELETE FROM {self.table_sql}{partition_where(_D, parts)}", values)
+
+    def partition_scalar(self, column: str, text: str) -> pa.Scalar:
+        return self._partition_value(column, text)
+
     def inspect(self) -> TableInfo | None:
+        self._types = None
         assert self.con is not None
         try:
             name, info = _table_info(self.con, self.o.table)
@@ -176,6 +204,7 @@ class Writer(SqlWriter):
         return TableInfo(cols, required, pk, tuple(unique))
 
     def create(self, schema: pa.Schema) -> None:
+        self._types = None
         names = created_names(self.ctx, self.o, schema)
         cols = ", ".join(
             [f"{_D.ident(n)} {declared_type(f.type)}" for n, f in zip(names, schema, strict=True)]
