@@ -22,6 +22,7 @@ from tidesync.cli_common import (
     CONTEXT_SETTINGS,
     Assignment,
     Params,
+    executor_option,
     job_options,
     param_values,
     runtime,
@@ -65,6 +66,7 @@ def main(verbose: int) -> None:
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @job_options
+@executor_option
 @click.option(
     "--report",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -75,6 +77,13 @@ def main(verbose: int) -> None:
     default=None,
     help="Show a progress line (default: on a terminal only).",
 )
+@click.option(
+    "--ray-address",
+    envvar="RAY_ADDRESS",
+    show_envvar=True,
+    metavar="HOST:PORT",
+    help="The Ray cluster of executor ray (default: a local Ray started for the run).",
+)
 def run(
     job: Path,
     params: Params,
@@ -83,8 +92,10 @@ def run(
     force_times: bool,
     connections: Path | None,
     project: Path | None,
+    executor: str | None,
     report: Path | None,
     progress: bool | None,
+    ray_address: str | None,
 ) -> None:
     """Run JOB: read, transform, write, and publish atomically.
 
@@ -96,7 +107,10 @@ def run(
     if report is not None:
         _check_writable(report)
     try:
-        planned = _load(job, params, cyctime, bizdate, force_times, connections, project)
+        planned = _load(
+            job, params, cyctime, bizdate, force_times, connections, project, executor, ray_address
+        )
+        _check_address(planned)
     except ConfigError as e:
         if report is not None:
             try:
@@ -145,12 +159,28 @@ def _check_writable(report: Path) -> None:
         _fail_config(ConfigError(f"--report: cannot write {report}: {e.strerror or e}"))
 
 
+def _check_address(job: Any) -> None:
+    """--ray-address on the command line for a job that does not run on Ray is a mistake
+    (RAY_ADDRESS in the environment is not: it serves the jobs that do)."""
+    ctx = click.get_current_context()
+    if (
+        ctx.get_parameter_source("ray_address") == click.core.ParameterSource.COMMANDLINE
+        and job.spec.settings.executor != "ray"
+    ):
+        job.state.close()
+        raise ConfigError(
+            f"--ray-address: the job runs on executor {job.spec.settings.executor!r}; "
+            "add --executor ray or set setting.executor: ray"
+        )
+
+
 def _progress_line(rep: Any) -> None:
     click.echo(f"\r\033[K{rep.progress_line()}", nl=False, err=True)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @job_options
+@executor_option
 def validate(
     job: Path,
     params: Params,
@@ -159,6 +189,7 @@ def validate(
     force_times: bool,
     connections: Path | None,
     project: Path | None,
+    executor: str | None,
 ) -> None:
     """Check JOB without moving data; report every problem with its key path (exit 0 or 2).
 
@@ -166,7 +197,7 @@ def validate(
     ``info:`` line.
     """
     try:
-        planned = _load(job, params, cyctime, bizdate, force_times, connections, project)
+        planned = _load(job, params, cyctime, bizdate, force_times, connections, project, executor)
     except ConfigError as e:
         _fail_config(e)
     planned.state.close()

@@ -185,6 +185,14 @@ def job_options(f: Any) -> Any:
     return f
 
 
+#: ``run`` and ``validate``: where the tasks run, whatever the job says
+executor_option = click.option(
+    "--executor",
+    metavar="NAME",
+    help="Where the tasks run, instead of the job's setting.executor: local or ray.",
+)
+
+
 def load(
     job: Path,
     params: Params,
@@ -193,6 +201,8 @@ def load(
     force_times: bool,
     connections: Path | None,
     project: Path | None,
+    executor: str | None = None,
+    ray_address: str | None = None,
 ) -> Any:
     from tidesync.connectors.publish import hook
 
@@ -217,4 +227,6 @@ def load(
         connections=load_connections(conns) if conns else {},
         state=open_state(proj.state, proj.root),
         root=proj.root,
+        executor=executor,
+        executor_options={"address": ray_address} if ray_address else None,
     )

@@ -109,10 +109,10 @@ def test_a_task_pickles_without_the_state_store(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("executor", "message"),
     [
-        ("ray", "job.setting.executor: 'ray' is not available in this version (executors: local)"),
         (
             "locl",
-            "job.setting.executor: 'locl' is not an executor (executors: local); did you mean 'local'?",
+            "job.setting.executor: 'locl' is not an executor (executors: local, ray); "
+            "did you mean 'local'?",
         ),
         (3, "job.setting.executor: must be a string such as 'local', got 3"),
     ],

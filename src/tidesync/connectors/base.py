@@ -137,6 +137,14 @@ class Reader:
         self.ctx = ctx
         self.p = Params(params, ctx)
 
+    @property
+    def local_only(self) -> str | None:
+        """Why this reader's splits can be read only in the driver's process or on its disk
+        (an embedded database file, a snapshot this process holds), or None (the default):
+        any worker may read them. An executor that runs tasks elsewhere refuses such a reader
+        at validate time, naming this reason."""
+        return None
+
     def schema(self) -> pa.Schema | None:
         return None
 

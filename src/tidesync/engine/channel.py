@@ -112,8 +112,12 @@ class RateLimiter:
         return bool(self.byte_rate or self.record_rate)
 
     def acquire(self, records: int, nbytes: int) -> None:
-        if not self.active:
-            return
+        if self.active:
+            wait_for(self.reserve(records, nbytes), self.cancel, self.sleep)
+
+    def reserve(self, records: int, nbytes: int) -> float:
+        """Take what a batch costs from the bucket; return how long its sender must wait
+        (a distributed executor keeps the one bucket in an actor and sleeps on the worker)."""
         with self._lock:
             self._bytes += nbytes
             self._records += records
@@ -123,10 +127,14 @@ class RateLimiter:
             if self.record_rate:
                 due = max(due, self._records / self.record_rate)
             # one second of burst: the first second's worth goes at once
-            wait = self._t0 + due - 1.0 - self.clock()
-        while wait > 0:
-            if self.cancel.is_set():
-                raise Cancelled
-            step = min(wait, 0.2)
-            self.sleep(step)
-            wait -= step
+            return self._t0 + due - 1.0 - self.clock()
+
+
+def wait_for(wait: float, cancel: CancelToken, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Sleep ``wait`` seconds in short steps, raising Cancelled as soon as the job stops."""
+    while wait > 0:
+        if cancel.is_set():
+            raise Cancelled
+        step = min(wait, 0.2)
+        sleep(step)
+        wait -= step

@@ -95,10 +95,15 @@ class RecordLimit:
             self.count += 1
             n = self.count
         if self.limit is not None and n > self.limit:
-            raise ErrorLimitExceeded(
-                f"error limit exceeded: more than {self.limit} dirty record(s) "
-                f"(errorLimit.record = {self.limit}); last: {reason}"
-            )
+            raise ErrorLimitExceeded(over_limit(self.limit, reason))
+
+
+def over_limit(limit: int, reason: str) -> str:
+    """What a job over ``errorLimit.record`` says, ``reason`` being the last dirty record's."""
+    return (
+        f"error limit exceeded: more than {limit} dirty record(s) "
+        f"(errorLimit.record = {limit}); last: {reason}"
+    )
 
 
 class DirtyLog:

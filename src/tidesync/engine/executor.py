@@ -25,12 +25,19 @@ The contract an executor keeps:
 
 ``local`` runs tasks on a thread pool in this process, with the driver's own reader and
 transformers (no second planning) and its writers as they are; a writer marked ``serial`` gets
-its sink calls serialized by a lock the engine holds. It is the only executor so far.
+its sink calls serialized by a lock the engine holds. ``ray`` (the ``ray`` extra,
+:mod:`tidesync.engine.ray_executor`) runs them as Ray tasks on a cluster; an executor that runs
+tasks away from the driver says so (``remote``) and may refuse a job at validate time
+(``problems``). Executors are found by name in :data:`EXECUTORS`, imported on first use.
 """
 
 from __future__ import annotations
 
 import contextvars
+import importlib
+import importlib.util
+import os
+import socket
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -44,7 +51,15 @@ from tidesync.engine.task import Counters, Shared, SinkFactory, Task, TaskResult
 from tidesync.errors import ConfigError, did_you_mean
 from tidesync.transforms.base import Transform
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "check_executor", "executor_for"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "LocalExecutor",
+    "check_executor",
+    "executor_class",
+    "executor_for",
+    "local_sinks",
+]
 
 #: what the driver built for a content entry (its reader and transformers), by entry index
 Built = Mapping[int, tuple[Reader, list[Transform]]]
@@ -54,10 +69,21 @@ class Executor(ABC):
     """Runs a job's tasks: ``Executor(workers, built)``, then ``sinks`` and ``run``."""
 
     name: ClassVar[str]
+    #: True when tasks run away from the driver (readers and sinks built again on a worker)
+    remote: ClassVar[bool] = False
 
-    def __init__(self, workers: int, built: Built | None = None):
+    def __init__(
+        self, workers: int, built: Built | None = None, options: Mapping[str, Any] | None = None
+    ):
         self.workers = max(1, workers)
         self.built = built or {}
+        self.options = dict(options or {})  # executor-specific (ray: address)
+
+    @classmethod
+    def problems(cls, job: Any) -> list[str]:
+        """Why this executor cannot run ``job`` (a planned :class:`~tidesync.engine.runner.Job`),
+        one message per problem with its key path; checked at validate time."""
+        return []
 
     @abstractmethod
     def sinks(self, writer: Writer) -> SinkFactory:
@@ -76,11 +102,14 @@ class LocalExecutor(Executor):
     name = "local"
 
     def sinks(self, writer: Writer) -> SinkFactory:
-        return _Serialized(writer) if writer.serial else writer
+        return local_sinks(writer)
 
     def run(
         self, tasks: Sequence[Task], shared: Shared, live: Sequence[Counters]
     ) -> list[TaskResult]:
+        here = {"host": socket.gethostname(), "pid": os.getpid()}
+        for counters in live:
+            counters.worker = here
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="task") as pool:
             futures = [
                 pool.submit(
@@ -100,32 +129,64 @@ class LocalExecutor(Executor):
                 raise
 
 
-#: executor name -> class
-EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor}
+#: executor name -> class, or "module:Class" imported on first use
+EXECUTORS: dict[str, type[Executor] | str] = {
+    "local": LocalExecutor,
+    "ray": "tidesync.engine.ray_executor:RayExecutor",
+}
 
-
-#: executors other issues will bring: named in a clearer error than an unknown name
-PLANNED = ("ray",)
+#: executor name -> (the module it needs, the extra that installs it)
+EXTRAS = {"ray": ("ray", "ray")}
 
 
 def check_executor(name: str, where: str) -> None:
-    """Raise ConfigError (naming ``where``) unless ``name`` is an executor of this version."""
-    if name in EXECUTORS:
-        return
-    known = ", ".join(sorted(EXECUTORS))
-    if name in PLANNED:
+    """Raise ConfigError (naming ``where``) unless ``name`` is an executor this installation
+    can run (an executor from an extra needs that extra installed)."""
+    if name not in EXECUTORS:
+        known = ", ".join(sorted(EXECUTORS))
         raise ConfigError(
-            f"{where}: {name!r} is not available in this version (executors: {known})"
+            f"{where}: {name!r} is not an executor (executors: {known})"
+            f"{did_you_mean(name, EXECUTORS)}"
         )
-    raise ConfigError(
-        f"{where}: {name!r} is not an executor (executors: {known}){did_you_mean(name, EXECUTORS)}"
-    )
+    if name in EXTRAS:
+        module, extra = EXTRAS[name]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a stub left in sys.modules, say
+            found = False
+        if not found:
+            raise ConfigError(
+                f"{where}: the {name} executor needs the '{extra}' extra, which is not "
+                f"installed: pip install 'tidesync[{extra}]'"
+            )
 
 
-def executor_for(name: str, workers: int, built: Built | None = None, where: str = "") -> Executor:
+def executor_class(name: str) -> type[Executor]:
+    """The class ``name`` stands for (imports it when it is given as a path)."""
+    found = EXECUTORS[name]
+    if isinstance(found, str):
+        module, _, attr = found.partition(":")
+        found = EXECUTORS[name] = getattr(importlib.import_module(module), attr)
+    assert not isinstance(found, str)
+    return found
+
+
+def executor_for(
+    name: str,
+    workers: int,
+    built: Built | None = None,
+    where: str = "",
+    options: Mapping[str, Any] | None = None,
+) -> Executor:
     """The executor ``setting.executor`` names, running ``workers`` tasks at a time."""
     check_executor(name, where or "setting.executor")
-    return EXECUTORS[name](workers, built)
+    return executor_class(name)(workers, built, options)
+
+
+def local_sinks(writer: Writer) -> SinkFactory:
+    """The sinks of ``writer`` in the driver's process: a ``serial`` writer's calls take turns
+    under a lock of the engine's."""
+    return _Serialized(writer) if writer.serial else writer
 
 
 class _Serialized:

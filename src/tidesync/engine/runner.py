@@ -30,7 +30,7 @@ from tidesync.connectors.base import Context, Params, Reader, Writer, load
 from tidesync.connectors.publish import hook
 from tidesync.engine.channel import Cancelled, RateLimiter
 from tidesync.engine.dirty import DirtyLog, RecordLimit
-from tidesync.engine.executor import check_executor, executor_for
+from tidesync.engine.executor import check_executor, executor_class, executor_for
 from tidesync.engine.task import Counters, Shared, Step, Task, TaskResult
 from tidesync.errors import (
     ConfigError,
@@ -70,12 +70,15 @@ class SplitReport:
     dirty_records: int = 0
     elapsed_s: float = 0.0
     error: str | None = None
+    #: where the split ran: ``host`` and ``pid``; on Ray also ``node`` and ``attempt``
+    worker: dict[str, Any] | None = None
 
 
 @dataclass
 class Report:
     job: str
     status: str = "running"  # running | succeeded | failed | invalid (a bad job file)
+    executor: str = "local"  # the executor that ran the tasks (local | ray)
     records_read: int = 0
     records_written: int = 0
     dirty_records: int = 0
@@ -209,6 +212,8 @@ class Job:
 
     #: the values load_job found in secret fields (and their spellings): masked while it runs
     secrets: list[str] = field(default_factory=list, repr=False)
+    #: executor-specific options from outside the job file (ray: ``address``)
+    executor_options: dict[str, Any] = field(default_factory=dict)
 
 
 def load_job(
@@ -220,13 +225,17 @@ def load_job(
     state: Any = None,
     identity: str | None = None,
     root: Path | None = None,
+    executor: str | None = None,
+    executor_where: str = "--executor",
+    executor_options: dict[str, Any] | None = None,
 ) -> Job:
     """Read, substitute and validate a job file; build its connectors. Moves no data.
 
     ``identity`` names the job in the state store when its file sets no ``setting.stateKey``
     (the scheduler passes ``node:NAME``); else the file's path relative to the project folder
-    ``root`` identifies it. Raises ConfigError listing every problem found, each with its key
-    path.
+    ``root`` identifies it. ``executor`` replaces ``setting.executor`` (``executor_where`` names
+    what chose it, for messages); ``executor_options`` go to the executor (ray: ``address``).
+    Raises ConfigError listing every problem found, each with its key path.
     """
     path = Path(path)
     with secret_scope() as secrets:  # what reaches a secret field is masked from here on
@@ -241,6 +250,9 @@ def load_job(
             register_document(doc)
             problems: list[str] = []
             spec = parse_job(doc, source=str(path), problems=problems)
+            if executor:
+                spec.settings.executor = executor.strip().lower()
+                spec.settings.executor_where = executor_where
             try:
                 job = plan(
                     spec,
@@ -257,6 +269,7 @@ def load_job(
         except ConfigError as e:
             raise ConfigError([redact(p) for p in e.problems], code=e.code) from None
         job.secrets = list(secrets)
+    job.executor_options = dict(executor_options or {})
     return job
 
 
@@ -324,7 +337,9 @@ def plan(
     def name_path(step_where: str) -> str:
         return step_where.rsplit(".", 1)[0] + ".name"
 
-    build(check_executor, spec.settings.executor, f"{spec.settings.where}.executor")
+    before = len(problems)
+    build(check_executor, spec.settings.executor, spec.settings.executor_path)
+    executor_ok = len(problems) == before
     for i, c in enumerate(spec.contents):
         rcls = build(load, c.reader.name, "reader", name_path(c.reader.where))
         wcls = build(load, c.writer.name, "writer", name_path(c.writer.where))
@@ -338,9 +353,12 @@ def plan(
                 transforms.append(tr)
         if reader and writer:
             parts.append(Part(c, reader, writer, transforms, i))
+    job = Job(spec, parts, runtime, state, ignored)
+    if not problems and executor_ok:
+        problems.extend(executor_class(spec.settings.executor).problems(job))
     if problems:
         raise ConfigError(problems)
-    return Job(spec, parts, runtime, state, ignored)
+    return job
 
 
 def file_identity(path: Path, root: Path | None) -> str:
@@ -447,8 +465,10 @@ def run_job(
             settings.executor,
             n,
             {p.index: (p.reader, p.transforms) for p in job.parts},
-            f"{settings.where}.executor",
+            settings.executor_path,
+            job.executor_options,
         )
+        report.executor = executor.name
         tasks: list[Task] = []
         expected: list[int | None] = []
         for part in job.parts:
@@ -585,6 +605,7 @@ def _tally(report: Report, counters: list[Counters]) -> None:
         sr.status = c.status
         sr.records_read, sr.bytes_read = c.records_read, c.bytes_read
         sr.records_written, sr.dirty_records = c.records_written, c.dirty_records
+        sr.worker = c.worker
 
 
 def _code(e: BaseException) -> str | None:

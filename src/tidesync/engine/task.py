@@ -101,6 +101,8 @@ class Counters:
     bytes_read: int = 0
     records_written: int = 0
     dirty_records: int = 0
+    #: where the task runs, as the executor tells it (``host``, ``pid``; Ray: ``node``, ``attempt``)
+    worker: dict[str, Any] | None = None
 
 
 @dataclass

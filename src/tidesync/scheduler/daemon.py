@@ -666,6 +666,8 @@ class Scheduler:
                     connections=self._conns(),
                     state=self._state_store(),
                     identity=f"node:{node.name}",
+                    executor=node.executor,
+                    executor_where=f"{node.where}.executor",
                 )
                 # the report goes to the store (instance show); dirty records, if any, to a file
                 report = run_job(

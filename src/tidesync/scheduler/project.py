@@ -21,6 +21,7 @@
         concurrency: 1
         paused: false
         dry_run: false                   # instances end 'skipped' without running a job
+        executor: ray                    # where its job's tasks run (default: the job's setting)
 
 Every problem is collected and reported at once under its key path
 (``nodes[2].schedule.every: ...``); see ``docs/scheduler.md`` for the semantics.
@@ -71,11 +72,14 @@ _NODE_KEYS = (
     "dry_run",
     "catchup",
     "description",
+    "executor",
 )
 #: retry_on: transient failures only (RetriableError, or a failure tidesync cannot classify), or
 #: every failure but a bad job file
 _RETRY_ON = ("retriable", "any")
-_WORD_KEYS = frozenset({"retry_on", "name", "job", "description", "depends_on", "params"})
+_WORD_KEYS = frozenset(
+    {"retry_on", "name", "job", "description", "depends_on", "params", "executor"}
+)
 _SCHEDULE_KEYS = (
     "every",
     "interval",
@@ -164,6 +168,7 @@ class Node:
     dry_run: bool = False
     catchup: Catchup = field(default_factory=Catchup)
     where: str = ""  # nodes[i]
+    executor: str | None = None  # replaces the job's setting.executor (local | ray)
 
     def evaluate(self, rt: RunTime) -> dict[str, str]:
         """The node's parameters for one instance (ConfigError under ``nodes[i].params``)."""
@@ -592,6 +597,7 @@ def _node(
                 deps.append(d)
     if "catchup" in raw:
         catchup = _catchup(raw["catchup"], f"{where}.catchup", problems) or catchup
+    executor = _executor(raw.get("executor"), f"{where}.executor", problems)
     if len(problems) > n0 or name is None or schedule is None:
         return None
     return Node(
@@ -610,7 +616,24 @@ def _node(
         dry_run=dry_run,
         catchup=catchup,
         where=where,
+        executor=executor,
     )
+
+
+def _executor(raw: Any, where: str, problems: list[str]) -> str | None:
+    from tidesync.engine.executor import check_executor
+
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        problems.append(f"{where}: must be an executor name such as 'local' or 'ray', got {raw!r}")
+        return None
+    try:
+        check_executor(raw.strip().lower(), where)
+    except ConfigError as e:
+        problems.extend(e.problems)
+        return None
+    return raw.strip().lower()
 
 
 def _params(raw: Any, where: str, problems: list[str]) -> dict[str, str]:

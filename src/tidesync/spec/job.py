@@ -36,7 +36,7 @@ Settings::
     errorLimit.record                   at most this many dirty records
     errorLimit.percentage               at most this fraction (0.02) or percent ("2%") of records read
     timezone                            IANA name for naive times (default: the machine's)
-    executor                            where tasks run: local (threads in this process)
+    executor                            where tasks run: local (threads in this process) or ray
 
 With neither ``errorLimit.record`` nor ``errorLimit.percentage`` set, no dirty record is allowed.
 Numbers may be written as strings (``"record": "0"``).
@@ -99,8 +99,15 @@ class Settings:
     error_fraction: float | None = None
     timezone: str = "UTC"
     executor: str = "local"  # where tasks run; the engine checks the name
+    #: what named the executor when not ``setting.executor`` (``--executor``, a node's key)
+    executor_where: str | None = None
     where: str = "setting"  # key path of the setting object, for messages
     state_key: str | None = None  # the job's identity in the state store (setting.stateKey)
+
+    @property
+    def executor_path(self) -> str:
+        """The key path (or option) that chose the executor, for messages."""
+        return self.executor_where or f"{self.where}.executor"
 
     @property
     def allows_no_dirty(self) -> bool:

@@ -372,6 +372,15 @@ class Reader(base.Reader):
                 out.append(lit)
         return out
 
+    @property
+    def local_only(self) -> str | None:
+        if not self.snapshot:
+            return None
+        return (
+            "snapshot: true holds the consistent snapshot in this process (MySQL cannot hand "
+            "it to another); set snapshot: false to read on workers"
+        )
+
     # -- snapshot ----------------------------------------------------------------------------
     def _open_snapshots(self, n: int) -> None:
         """``n`` connections per database, each in a START TRANSACTION WITH CONSISTENT SNAPSHOT

@@ -278,6 +278,11 @@ class SqlReader(Reader):
         self.p.done()
         self._sources: list[Source] | None = None
 
+    @property
+    def local_only(self) -> str | None:
+        files = ", ".join(sorted({d for d in self.databases if d}))
+        return f"it reads the embedded database file {files} on this machine's disk"
+
     # hooks ---------------------------------------------------------------------------------
     def locate(self, target: Target) -> str:
         """The database ``target`` names (first working candidate); record problems on
