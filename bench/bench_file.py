@@ -12,6 +12,7 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,8 +69,9 @@ def make_data(rows: int) -> Path:
     return folder
 
 
-def write_jobs(folder: Path, out: Path) -> tuple[Path, Path]:
-    reader = {
+def csv_reader(folder: Path) -> dict[str, Any]:
+    """The reader of the CSV files ``make_data`` wrote."""
+    return {
         "name": "txtfilereader",
         "parameter": {
             "path": [str(folder / "*.csv")],
@@ -78,6 +80,10 @@ def write_jobs(folder: Path, out: Path) -> tuple[Path, Path]:
             "column": file_columns(COLUMNS, {6: "yyyy-MM-dd HH:mm:ss"}),
         },
     }
+
+
+def write_jobs(folder: Path, out: Path) -> tuple[Path, Path]:
+    reader = csv_reader(folder)
     duckdb = {
         "name": "duckdbwriter",
         "parameter": {"database": str(out / "t.duckdb"), "table": "t", "writeMode": "truncate"},

@@ -51,6 +51,24 @@ def csv_reader(glob: str) -> dict[str, Any]:
     return {"name": "txtfilereader", "parameter": {"path": [glob], "column": COLUMNS}}
 
 
+def stream_reader(rows: int) -> dict[str, Any]:
+    """Generated rows (ids 0..rows-1), in batches of the context's ``batch_rows``."""
+    column = [{"type": "long", "incr": "0"}, {"type": "string", "value": "x"}]
+    return {"name": "streamreader", "parameter": {"column": column, "recordCount": rows}}
+
+
+def slow_job(folder: Path, out: str, rate: int | None, executor: str) -> Any:
+    """40,000 generated rows in 4 splits of 1,000-row batches, at ``rate`` records/s."""
+    speed = {"concurrent": 4, **({"record": rate} if rate else {})}
+    job = load_job(
+        job_file(folder, stream_reader(40_000), parquet_writer(out), speed=speed),
+        runtime=RT,
+        executor=executor,
+    )
+    job.parts[0].reader.ctx.batch_rows = 1_000
+    return job
+
+
 def parquet_writer(path: str) -> dict[str, Any]:
     return {
         "name": "txtfilewriter",
@@ -234,20 +252,10 @@ def test_a_job_over_its_error_limit_stops_every_worker_and_publishes_nothing(
 
 @needs_ray
 def test_the_rate_limit_holds_for_the_whole_job_across_workers(tmp_path: Path) -> None:
-    limit, files, rows = 20_000, 4, 15_000  # each split alone is within one second's burst
-    csv_files(tmp_path / "in", files=files, rows=rows, bad=False)
-    path = job_file(
-        tmp_path,
-        csv_reader("in/*.csv"),
-        parquet_writer("out"),
-        speed={"concurrent": 4, "record": limit},
-    )
-    job = load_job(path, runtime=RT, executor="ray")
-    job.parts[0].reader.ctx.batch_rows = 1_000  # many batches: the bucket is asked often
-    rep = run_job(job)
-    assert rep.status == "succeeded", rep.error
+    limit, total = 15_000, 40_000  # each split alone is within one second's burst
+    rep = run_job(slow_job(tmp_path, "out", limit, "ray"))
+    assert rep.status == "succeeded" and rep.records_written == total, rep.error
     assert len(nodes(rep)) == 2
-    total = files * rows
     # the first second's worth passes at once (the bucket's burst), the rest at the limit
     assert (total - limit) / rep.elapsed_s <= 1.1 * limit, rep.elapsed_s
 
@@ -256,7 +264,6 @@ def test_the_rate_limit_holds_for_the_whole_job_across_workers(tmp_path: Path) -
 def test_a_worker_killed_mid_job_has_its_split_run_again_and_counted_once(
     tmp_path: Path,
 ) -> None:
-    csv_files(tmp_path / "in", files=4, rows=10_000)
     killed: list[int] = []
 
     def kill_one(rep: Report) -> None:
@@ -271,11 +278,7 @@ def test_a_worker_killed_mid_job_has_its_split_run_again_and_counted_once(
     reps = {}
     for name in ("local", "ray"):
         # on Ray, slow enough (over 4 s) for the kill to come while the splits run
-        speed = {"concurrent": 4, **({"record": 8_000} if name == "ray" else {})}
-        setting = {"speed": speed, "errorLimit": {"record": 4}}
-        path = job_file(tmp_path, csv_reader("in/*.csv"), parquet_writer(name), **setting)
-        job = load_job(path, runtime=RT, executor=name)
-        job.parts[0].reader.ctx.batch_rows = 1_000
+        job = slow_job(tmp_path, name, 8_000 if name == "ray" else None, name)
         reps[name] = run_job(
             job,
             report_path=tmp_path / f"{name}.json",
@@ -287,9 +290,9 @@ def test_a_worker_killed_mid_job_has_its_split_run_again_and_counted_once(
     ray = reps["ray"]
     again = [s for s in ray.splits if s.worker and s.worker["attempt"] == 2]
     assert len(again) == 1 and again[0].worker and again[0].worker["pid"] != killed[0]
-    assert (ray.records_read, ray.records_written, ray.dirty_records) == (40_004, 40_000, 4)
+    assert (ray.records_read, ray.records_written) == (40_000, 40_000)
     assert parquet_rows(tmp_path / "ray") == parquet_rows(tmp_path / "local")
-    assert dirty_rows(tmp_path / "ray.json") == dirty_rows(tmp_path / "local.json")
+    assert sorted(r["c0"] for r in parquet_rows(tmp_path / "ray")) == list(range(40_000))
     assert [p.name for p in (tmp_path / "ray").iterdir() if p.name.startswith(".")] == []
 
 
@@ -391,3 +394,22 @@ def test_a_node_may_run_its_job_on_ray(tmp_path: Path) -> None:
     assert report["executor"] == "ray" and report["splits"][0]["worker"]["node"]
     rows = sqlite3.connect(tmp_path / "out.db").execute("SELECT v FROM runs").fetchall()
     assert rows == [("20250102000000",)]
+
+
+@needs_ray
+def test_a_cancel_on_the_driver_stops_the_workers_and_publishes_nothing(tmp_path: Path) -> None:
+    import threading
+
+    # over 9 s of work at this rate: the cancel comes long before any split could finish
+    job = slow_job(tmp_path, "out", 4_000, "ray")
+    cancel = threading.Event()
+
+    def interrupt(rep: Report) -> None:
+        if rep.records_read > 0:
+            cancel.set()  # what Ctrl-C does in tidesync run
+
+    rep = run_job(job, cancel=cancel, progress=interrupt, progress_every=0.2)
+    assert cancel.is_set() and rep.status == "failed", rep.error
+    assert [s.status for s in rep.splits] == ["cancelled"] * 4
+    assert rep.records_written < 40_000
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -142,7 +142,8 @@ class _Limits:
     current attempt, the cancel flag and the latest counters of every running split."""
 
     def __init__(self, byte_rate: float | None, record_rate: float | None, limit: int | None):
-        self.bucket = RateLimiter(byte_rate, record_rate, _Never())
+        self.rates = (byte_rate, record_rate)
+        self.bucket: RateLimiter | None = None  # from the first batch: workers start slowly
         self.limit = limit
         self.cancelled = False
         self.attempt: dict[int, int] = {}
@@ -159,6 +160,8 @@ class _Limits:
         return self.cancelled
 
     def reserve(self, records: int, nbytes: int) -> float:
+        if self.bucket is None:
+            self.bucket = RateLimiter(*self.rates, _Never())
         return self.bucket.reserve(records, nbytes)
 
     def add_dirty(self, index: int, attempt: int, reason: str) -> str | None:
@@ -206,18 +209,21 @@ class _Cancel:
     def __init__(self, actor: Any, token: CancelToken | None = None):
         self.actor = actor
         self.token: CancelToken = token if token is not None else threading.Event()
+        self.told = False  # the actor knows
 
     def is_set(self) -> bool:
         return self.token.is_set()
 
     def set(self) -> None:
-        if not self.token.is_set():
-            self.token.set()
+        self.token.set()
+        if not self.told:
+            self.told = True
             with contextlib.suppress(Exception):  # the actor is gone: the job is ending anyway
                 _ray().get(self.actor.cancel.remote())
 
     def mirror(self) -> None:
         """The actor says stop: set the flag here only."""
+        self.told = True
         self.token.set()
 
 
