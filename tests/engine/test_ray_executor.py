@@ -413,3 +413,32 @@ def test_a_cancel_on_the_driver_stops_the_workers_and_publishes_nothing(tmp_path
     assert [s.status for s in rep.splits] == ["cancelled"] * 4
     assert rep.records_written < 40_000
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@needs_ray
+def test_without_an_address_the_run_starts_a_ray_of_its_own(tmp_path: Path) -> None:
+    import subprocess
+
+    import ray
+
+    csv_files(tmp_path / "in", files=2, rows=1_000)
+    path = job_file(
+        tmp_path, csv_reader("in/*.csv"), parquet_writer("out"), errorLimit={"record": 2}
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    tidesync = str(Path(sys.executable).with_name("tidesync"))
+    done = subprocess.run(
+        [tidesync, "run", str(path), "--executor", "ray", "--report", str(tmp_path / "r.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["executor"] == "ray" and rep["records_written"] == 2_000
+    ran_on = {s["worker"]["node"] for s in rep["splits"]}
+    session = {n["NodeID"][:12] for n in ray.nodes()}
+    # not the session's cluster, which `ray start` left for ray.init() to find on this machine
+    assert ran_on and not ran_on & session
+    assert len(parquet_rows(tmp_path / "out")) == 2_000

@@ -7,9 +7,9 @@ local Ray is started for the run (bound to 127.0.0.1, small: see :func:`connect`
 
     driver (tidesync run)                       Ray workers (any node)
     plan, writer.prepare, reader.splits
-    one _Limits actor: the job's rate       <-- reserve(records, bytes) / dirty(...) /
-      bucket, error count, cancel flag,         beat(counters) -> cancelled?
-      live counters per split
+    the job's _Limits, in one actor per     <-- reserve(records, bytes) / dirty(...) /
+      driver: rate bucket, error count,         beat(counters) -> cancelled?
+      cancel flag, live counters per split
     at most `workers` splits at a time:
       remote sinks (writer.remote_sinks) -->  build reader + transforms, open the writer's sink,
                                               run_task: read -> transform -> write; return the
@@ -39,6 +39,7 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -112,6 +113,7 @@ def connect(address: str | None, cpus: int) -> Any:
             # found there
             paths = [p for p in sys.path if p and os.path.isdir(p)]
             ray.init(
+                address="local",  # a new one, never one that `ray start` left on this machine
                 num_cpus=cpus,
                 object_store_memory=LOCAL_STORE_BYTES,
                 include_dashboard=False,
@@ -185,6 +187,67 @@ class _Limits:
 
     def state(self) -> tuple[bool, dict[int, dict[str, Any]]]:
         return self.cancelled, dict(self.live)
+
+
+class _Jobs:
+    """The Ray actor: one :class:`_Limits` per job this driver runs. Kept for the process's
+    later runs (a new actor is a new worker process: about a second on a small machine)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, _Limits] = {}
+
+    def open(self, key: str, *args: Any) -> None:
+        self.jobs[key] = _Limits(*args)
+
+    def close(self, key: str) -> None:
+        self.jobs.pop(key, None)
+
+    def call(self, key: str, verb: str, *args: Any) -> Any:
+        return getattr(self.jobs[key], verb)(*args)
+
+
+class _JobActor:
+    """One job's view of the actor: ``actor.verb.remote(*args)`` calls that job's
+    :class:`_Limits` (plain data: it travels with the tasks)."""
+
+    def __init__(self, actor: Any, key: str):
+        self.actor, self.key = actor, key
+
+    def __getattr__(self, verb: str) -> _Verb:
+        if verb.startswith("_"):
+            raise AttributeError(verb)
+        return _Verb(self.actor, self.key, verb)
+
+
+class _Verb:
+    def __init__(self, actor: Any, key: str, verb: str):
+        self.actor, self.key, self.verb = actor, key, verb
+
+    def remote(self, *args: Any) -> Any:
+        return self.actor.call.remote(self.key, self.verb, *args)
+
+
+#: the actor of this process's Ray connection: (its job id, the handle)
+_ACTOR: list[tuple[str, Any]] = []
+_ACTOR_LOCK = threading.Lock()
+
+
+def _job_actor(ray: Any, *limits: Any) -> _JobActor:
+    """A new job on this process's actor (started on first use, or again if it was lost)."""
+    key = uuid.uuid4().hex
+    owner = ray.get_runtime_context().get_job_id()
+    with _ACTOR_LOCK:
+        for fresh in (False, True):
+            if fresh or not _ACTOR or _ACTOR[0][0] != owner:
+                opts = {"num_cpus": 0, "max_restarts": 0, **_near_driver(ray)}
+                _ACTOR[:] = [(owner, ray.remote(_Jobs).options(**opts).remote())]
+            try:
+                ray.get(_ACTOR[0][1].open.remote(key, *limits))
+                break
+            except ray.exceptions.RayActorError:
+                if fresh:
+                    raise
+        return _JobActor(_ACTOR[0][1], key)
 
 
 @dataclass(frozen=True)
@@ -443,17 +506,20 @@ class RayExecutor(Executor):
             return []
         ray = connect(self.options.get("address"), max(self.workers, os.cpu_count() or 1))
         rate = shared.rate
-        actor_cls = ray.remote(_Limits)
-        actor = actor_cls.options(num_cpus=0, max_restarts=0, **_near_driver(ray)).remote(
-            getattr(rate, "byte_rate", None),
-            getattr(rate, "record_rate", None),
-            getattr(shared.errors, "limit", None),
-        )
+        try:
+            actor = _job_actor(
+                ray,
+                getattr(rate, "byte_rate", None),
+                getattr(rate, "record_rate", None),
+                getattr(shared.errors, "limit", None),
+            )
+        except ray.exceptions.RayError as e:
+            raise RetriableError(f"executor ray: cannot start the job's actor: {e}") from e
         try:
             return _Schedule(self, ray, actor, tasks, shared, live).run()
         finally:
             with contextlib.suppress(Exception):
-                ray.kill(actor)
+                ray.get(actor.actor.close.remote(actor.key))
 
 
 def _near_driver(ray: Any) -> dict[str, Any]:
