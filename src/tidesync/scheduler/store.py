@@ -800,8 +800,10 @@ class SqliteStore(Store):
     def _tx(self, node_lock: str | None = None) -> Iterator[Any]:
         con = self._conn()
         cur = con.cursor()
-        # IMMEDIATE takes the database's write lock up front: claims are serialized
-        cur.execute("BEGIN IMMEDIATE" if node_lock else "BEGIN")
+        # IMMEDIATE takes the database's write lock up front: claims are serialized, and a
+        # transaction that reads and then writes never meets SQLITE_BUSY on the upgrade (in WAL
+        # mode SQLite returns "database is locked" at once there, without the busy timeout)
+        cur.execute("BEGIN IMMEDIATE")
         try:
             yield cur
         except BaseException:
