@@ -59,6 +59,7 @@ TRANSFORMS: dict[str, str] = {
     "mask": "tidesync.transforms.mask:Mask",
     "hash": "tidesync.transforms.mask:Hash",
     "sentiment": "tidesync.transforms.sentiment:Sentiment",
+    "llm": "tidesync.transforms.llm:Llm",
 }
 
 
