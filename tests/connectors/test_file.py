@@ -445,6 +445,44 @@ def test_rows_with_the_wrong_number_of_fields_are_dirty(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("fmt", "lines", "expected"),
+    [
+        (  # a quoted value over two lines before them, an empty line, a repeated bad row
+            "csv",
+            ["id,v", '1,"two', 'lines"', "", "2", "3,c,extra", "2", "4,d"],
+            ["line 5", "line 6", "line 7"],
+        ),
+        (
+            "text",
+            ["id||v", "1||a", "", "2", "3||c||extra", "2", "4||d"],
+            ["line 4", "line 5", "line 6"],
+        ),
+    ],
+)
+def test_rows_of_the_wrong_width_name_their_file_line(
+    tmp_path: Path, fmt: str, lines: list[str], expected: list[str]
+) -> None:
+    lines_file(tmp_path / f"w.{fmt}", lines)
+    delimiter = "||" if fmt == "text" else ","
+    r = reader(tmp_path, path=f"w.{fmt}", fileFormat=fmt, skipHeader=True, fieldDelimiter=delimiter)
+    got, dirty = read(r)
+    assert got is not None and got.num_rows == 2
+    assert sorted(d.position.rsplit(f"w.{fmt} ", 1)[-1] for d in dirty) == expected
+
+
+def test_a_wrong_width_row_of_a_later_byte_range_names_its_line(
+    tmp_path: Path, small_splits: int
+) -> None:
+    rows = [f"{i},{'x' * (i % 37)}" for i in range(60_000)]
+    rows[50_000] = "bad"
+    lines_file(tmp_path / "big.csv", ["id,pad", *rows])
+    r = reader(tmp_path, path="big.csv", skipHeader=True)
+    assert len(r.splits(8)) > 1
+    _, dirty = read(r, 8)
+    assert [d.position.rsplit(" ", 2)[-2:] for d in dirty] == [["line", "50002"]]
+
+
 def test_constants_fill_their_columns(tmp_path: Path) -> None:
     lines_file(tmp_path / "c.csv", ["1", "2"])
     r = reader(

@@ -14,8 +14,8 @@ import csv
 import io
 import json
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -177,15 +177,19 @@ class Delimited(Decoder):
         dirty: deque[Dirty] = deque()  # filled from pyarrow's parsing threads
 
         def invalid(row: Any) -> str:
-            line = f" line {row.number}" if row.number is not None else ""
             dirty.append(
                 Dirty(
                     f"{row.actual_columns} fields where the file has {row.expected_columns}",
                     {"line": row.text},
-                    f"{self.label}{line}",
+                    f"{self.label}" if row.number is None else f"{self.label} line {row.number}",
                 )
             )
             return "skip"
+
+        lines = _LinesOfBadRows(lambda: _csv_records(self), len(self.names), self.label)
+
+        def drained() -> list[Dirty]:
+            return lines.place(_drain(dirty))
 
         needed = list(dict.fromkeys(keys)) or self.names[:1]
         reader = pacsv.open_csv(
@@ -214,9 +218,9 @@ class Delimited(Decoder):
             ),
         )
         for batch in reader:
-            yield batch, _drain(dirty)
+            yield batch, drained()
         if dirty:
-            yield pa.RecordBatch.from_pylist([], schema=reader.schema), _drain(dirty)
+            yield pa.RecordBatch.from_pylist([], schema=reader.schema), drained()
         if counter is not None and counter.quotes % 2:
             raise FatalError(
                 f"{self.where('splitLargeFiles')}: a quoted value in {self.piece.path} holds a line "
@@ -228,13 +232,28 @@ class Delimited(Decoder):
 def _csv_lines(dec: Decoder, width: int) -> Iterator[int]:
     """Where each row of a delimited piece starts, as pyarrow's parser makes rows: a quoted
     value may span lines; empty lines, the header and rows of the wrong width are not rows."""
+    for at, n, _ in _csv_records(dec):
+        if n == width:
+            yield at
+
+
+def _csv_records(dec: Decoder) -> Iterator[tuple[int, int, str]]:
+    """Each record of a delimited piece (header and empty lines left out): the file line it
+    starts on, its number of fields, and its text as pyarrow's invalid-row handler shows it."""
     found = dec._text_lines()
     if found is None:
         return
     lines, first = found
+    held: list[str] = []
+
+    def kept() -> Iterator[str]:
+        for line in lines:
+            held.append(line)
+            yield line
+
     o = dec.opts
     reader = csv.reader(
-        lines,
+        kept(),
         delimiter=o.delimiter,
         quotechar='"' if o.quoted else None,
         quoting=csv.QUOTE_MINIMAL if o.quoted else csv.QUOTE_NONE,
@@ -245,13 +264,45 @@ def _csv_lines(dec: Decoder, width: int) -> Iterator[int]:
     begin = first
     for record in reader:
         at, begin = begin, first + reader.line_num
+        text = "".join(held).rstrip("\r\n")
+        held.clear()
         if not record:
             continue
         if header:
             header = False
             continue
-        if len(record) == width:
-            yield at
+        yield at, len(record), text
+
+
+class _LinesOfBadRows:
+    """File lines of the rows pyarrow refused for their width. pyarrow parses in threads and
+    then reports no line number, so the piece is walked once more, only when a row was refused,
+    and each refused row is matched to its text (equal texts in file order)."""
+
+    def __init__(
+        self, records: Callable[[], Iterator[tuple[int, int, str]]], width: int, label: str
+    ):
+        self.records, self.width, self.label = records, width, label
+        self.found: dict[str, deque[int]] | None = None
+
+    def place(self, ds: list[Dirty]) -> list[Dirty]:
+        """``ds`` with each refused row's position naming its line where it can be found."""
+        for i, d in enumerate(ds):
+            if d.position == self.label:
+                at = self.line(d.row["line"])
+                if at is not None:
+                    ds[i] = replace(d, position=f"{self.label} line {at}")
+        return ds
+
+    def line(self, text: str) -> int | None:
+        if self.found is None:
+            self.found = {}
+            with contextlib.suppress(Exception):  # a line number is a courtesy, never a failure
+                for at, n, t in self.records():
+                    if n != self.width:
+                        self.found.setdefault(t, deque()).append(at)
+        q = self.found.get(text)
+        return q.popleft() if q else None
 
 
 def _drain(q: deque[Dirty]) -> list[Dirty]:
@@ -304,24 +355,24 @@ class SplitLines(Decoder):
         return (names if self.opts.skip_header else self.names), self.names, None
 
     def row_lines(self) -> Iterator[int] | None:
+        width = len(self.names)
+        return (at for at, n, _ in self._records() if n == width)
+
+    def _records(self) -> Iterator[tuple[int, int, str]]:
+        """Each line with text (header left out): its file line, field count and text."""
         found = self._text_lines()
         if found is None:
-            return None
+            return
         lines, first = found
-        width, skip = len(self.names), self.opts.skip_header and self.owns_first_line
-
-        def rows() -> Iterator[int]:
-            nonlocal skip
-            for n, line in enumerate(lines, first):
-                text = line.rstrip("\r\n")
-                if not text:
-                    continue
-                if skip:
-                    skip = False
-                elif len(text.split(self.opts.delimiter)) == width:
-                    yield n
-
-        return rows()
+        skip = self.opts.skip_header and self.owns_first_line
+        for n, line in enumerate(lines, first):
+            text = line.rstrip("\r\n")
+            if not text:
+                continue
+            if skip:
+                skip = False
+            else:
+                yield n, len(text.split(self.opts.delimiter)), text
 
     def batches(self, keys: list[str]) -> Batches:
         if not self.names:
@@ -332,6 +383,7 @@ class SplitLines(Decoder):
         o = self.opts
         width = len(self.names)
         skip = o.skip_header and self.owns_first_line
+        placed = _LinesOfBadRows(self._records, width, self.label)
         for text in text_blocks(stream, o.encoding, BLOCK_BYTES):
             lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").values
             lines = pc.utf8_rtrim(lines, characters="\r")
@@ -352,6 +404,7 @@ class SplitLines(Decoder):
                         )
                     )
                 parts = parts.filter(pc.invert(bad))
+                dirty = placed.place(dirty)
             arrays = []
             for k in dict.fromkeys(keys):
                 col = pc.cast(pc.list_element(parts, int(k[1:])), pa.string())
