@@ -10,6 +10,7 @@ import json
 import pickle
 import re
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -814,6 +815,22 @@ def test_csv_writes_header_null_format_date_format_and_quotes_only_where_needed(
         '2,-2.25,"comma, ""quote""",false,1970/01/01 00:00\n3,NULL,名字 ü,NULL,NULL\n'
         "4,1e+20,NULL,true,2038/01/19 03:14\n"
     )
+
+
+@pytest.mark.parametrize("fmt", ["csv", "text"])
+def test_decimals_are_written_in_plain_digits_with_their_scale(tmp_path: Path, fmt: str) -> None:
+    values = ["-0.0000000001", "0.0000001000", "12345678901234567890.0123456789", None, "0E-10"]
+    t = pa.table(
+        {"d": pa.array([None if v is None else Decimal(v) for v in values], pa.decimal128(30, 10))}
+    )
+    write(writer(tmp_path, fileName=f"d.{fmt}", fileFormat=fmt, nullFormat="NULL"), t)
+    assert (tmp_path / "out" / f"d.{fmt}").read_text().splitlines() == [
+        "-0.0000000001",
+        "0.0000001000",
+        "12345678901234567890.0123456789",
+        "NULL",
+        "0.0000000000",
+    ]
 
 
 def test_text_refuses_a_value_holding_the_delimiter_without_writing_the_batch(

@@ -35,6 +35,19 @@ def _transcode(buf: pa.Buffer, encoding: str, batch: pa.RecordBatch) -> pa.Buffe
         ) from None
 
 
+def _plain_decimals(arr: pa.Array) -> pa.Array:
+    """Decimals as plain digits with their scale (``0.0000001000``). Arrow writes a value below
+    1e-6 in E notation (``1.000E-7``), as Java's ``BigDecimal.toString`` does; DataX writes
+    ``toPlainString``, and a reader expecting plain digits (a fixed-width parser, a diff against
+    the source) would take the other for a different value. Only those few values are redone."""
+    s = pc.cast(arr, pa.string())
+    sci = pc.fill_null(pc.match_substring(s, "E"), False)
+    if not pc.any(sci).as_py():
+        return s
+    plain = [format(v, "f") for v in arr.filter(sci).to_pylist()]
+    return pc.replace_with_mask(s, sci, pa.array(plain, pa.string()))
+
+
 class TextEncoder:
     """csv (quoted where needed, RFC 4180) and text (never quoted: a value holding the delimiter
     or a line break is a dirty record rather than a corrupt line)."""
@@ -61,6 +74,8 @@ class TextEncoder:
             s = pc.replace_substring_regex(pc.cast(arr, pa.string()), r"\.0+(Z?)$", r"\1")
         elif pa.types.is_string(t):
             s = arr
+        elif pa.types.is_decimal(t):
+            s = _plain_decimals(arr)
         elif pa.types.is_nested(t):
             raise FatalError(
                 f"column {pos} ({name}) is {t}: {'csv' if self.quoted else 'text'} holds only "
