@@ -31,6 +31,22 @@ that read nothing). No connector writes state of its own.
 Nothing a writer does is visible before ``commit``; rerunning the same instance yields the same
 target state.
 
+The direct path (passthrough between like stores). When a content entry has no transformer,
+no ``speed.record`` limit and ``setting.direct`` is not false, the engine asks the prepared
+writer ``writer.raw_form(reader, schema)``; a form the reader lists in ``reader.raw_forms()``
+(and an executor that runs the writer's sinks where the reader runs) makes every split go::
+
+    sink = writer.open(split)
+    for raw in reader.read_raw(split, form):   # Raw: bytes / a file, in the store's own form
+        sink.write_raw(raw)                    # rows written
+    result = sink.close()                      # as on the Arrow path: commit / abort as ever
+
+A sink that meets a bad row it cannot isolate in raw form raises :class:`DirectFallback`
+(from ``write_raw`` or ``close``) after taking back what the split wrote (a savepoint); the
+engine discards the sink and reads that split again on the Arrow path, where bad rows become
+dirty records one by one. The report says per entry which path ran (``direct: FORM`` or
+``arrow``, with why not direct) and per split which one it took.
+
 Example: a reader of the numbers ``0..n-1`` in two splits::
 
     @dataclass(frozen=True)
@@ -74,6 +90,8 @@ from tidesync.plugin import Context, Params, _show
 __all__ = [
     "Split",
     "Chunk",
+    "Raw",
+    "DirectFallback",
     "Dirty",
     "Context",
     "Params",
@@ -120,6 +138,33 @@ class Chunk:
     position: Any = None
 
 
+@dataclass
+class Raw:
+    """A piece of a split in a form a writer consumes without Arrow (the direct path).
+
+    ``form`` names the encoding both sides agree on by name (``postgresql-copy-binary``,
+    ``mysql-tsv``, ``csv-file``); ``data`` is the piece (bytes or a memoryview for streamed
+    forms, a dict of path and options for file forms); ``rows`` is how many rows it holds when
+    that is cheap to know (None: the sink's ``write_raw`` says); ``nbytes`` its size for the
+    counters and the byte-rate limit; ``position`` as :attr:`Chunk.position`."""
+
+    form: str
+    data: Any
+    rows: int | None = None
+    nbytes: int = 0
+    position: Any = None
+
+
+class DirectFallback(Exception):  # noqa: N818 - a signal to the engine, not a failure
+    """Raised by ``Sink.write_raw``/``Sink.close`` on the direct path when a row is at fault and
+    the raw form cannot say which: the sink took back what the split wrote, and the engine
+    reads the split again on the Arrow path (where each bad row becomes a dirty record)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Reader:
     """Reads a source as Arrow record batches, in independent splits.
 
@@ -154,6 +199,16 @@ class Reader:
     def read(self, split: Split) -> Iterator[pa.RecordBatch | Chunk]:
         raise NotImplementedError
 
+    def raw_forms(self) -> tuple[str, ...]:
+        """The raw forms (see :class:`Raw`) this reader can read its splits in, for the direct
+        path; the default: none."""
+        return ()
+
+    def read_raw(self, split: Split, form: str) -> Iterator[Raw]:
+        """Read ``split`` as pieces of raw ``form`` (one of :meth:`raw_forms`); the pieces of a
+        split go to one sink in order. Closing the iterator early must release the source."""
+        raise NotImplementedError
+
     def estimate(self) -> int | None:
         """About how many rows ``read`` will yield over all the splits, or None (the default)
         when that is not cheap to know. Called once, after ``splits``; it sizes the progress
@@ -178,6 +233,12 @@ class Sink:
     DirtyRecordError the batch left no trace, and the engine retries its halves."""
 
     def write(self, batch: pa.RecordBatch) -> None:
+        raise NotImplementedError
+
+    def write_raw(self, raw: Raw) -> int:
+        """The direct path: write one piece of the split in raw form; return the rows it wrote.
+        Raise :class:`DirectFallback` (having taken back this split's rows) when a row is at
+        fault: the engine then reads the split again on the Arrow path."""
         raise NotImplementedError
 
     def close(self) -> Any:
@@ -207,6 +268,9 @@ class Writer:
     #: data files, objects). False (a transaction on the driver's connection): an executor that
     #: runs tasks elsewhere brings their batches back to the driver's sinks.
     remote_sinks: ClassVar[bool] = False
+    #: why ``raw_form`` said None, when it can say (``column amount: numeric(10,2) here,
+    #: numeric there``): the run report shows it beside ``arrow``
+    raw_refusal: str = ""
 
     def __init__(self, params: dict[str, Any], ctx: Context):
         self.params = params
@@ -234,6 +298,13 @@ class Writer:
 
     def open(self, split: Split) -> Sink:
         raise NotImplementedError
+
+    def raw_form(self, reader: Reader, schema: pa.Schema | None) -> str | None:
+        """After ``prepare``: the raw form (one of ``reader.raw_forms()``) this writer takes
+        from ``reader`` without Arrow, or None (the default: the Arrow path). Say a form only
+        when the target's columns, their types and the writer's options take the reader's
+        rows as they are, byte for byte; ``schema`` is the reader's."""
+        return None
 
     def commit(self, results: list[Any]) -> None:
         raise NotImplementedError

@@ -19,6 +19,8 @@ The contract an executor keeps:
 - ``shared`` (rate limit, error limit, cancel) is the job's one instance, whatever the worker;
 - ``live[i]`` shows task ``i``'s counters while it runs, as far as the executor can tell (a
   remote one may update them only when the task ends); the results hold the final ones;
+- ``sinks_beside_readers(writer)`` says whether a task's sink runs in its reader's process (the
+  direct path runs only then);
 - ``sinks(writer)`` is what a task opens its sink with. A writer whose ``remote_sinks`` is
   False keeps its sinks on the driver (one transaction); an executor that runs tasks elsewhere
   must bring their batches back to it.
@@ -46,7 +48,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from tidesync.connectors.base import Reader, Sink, Split, Writer
+from tidesync.connectors.base import Raw, Reader, Sink, Split, Writer
 from tidesync.engine.task import Counters, Shared, SinkFactory, Task, TaskResult, run_task
 from tidesync.errors import ConfigError, did_you_mean
 from tidesync.transforms.base import Transform
@@ -84,6 +86,11 @@ class Executor(ABC):
         """Why this executor cannot run ``job`` (a planned :class:`~tidesync.engine.runner.Job`),
         one message per problem with its key path; checked at validate time."""
         return []
+
+    def sinks_beside_readers(self, writer: Writer) -> bool:
+        """Whether a task's sink for ``writer`` runs where its reader runs (in one process), as
+        the direct path needs (raw pieces are not shipped between workers)."""
+        return not self.remote or writer.remote_sinks
 
     @abstractmethod
     def sinks(self, writer: Writer) -> SinkFactory:
@@ -209,6 +216,10 @@ class _LockedSink(Sink):
     def write(self, batch: pa.RecordBatch) -> None:
         with self.lock:
             self.sink.write(batch)
+
+    def write_raw(self, raw: Raw) -> int:
+        with self.lock:
+            return self.sink.write_raw(raw)
 
     def close(self) -> Any:
         with self.lock:

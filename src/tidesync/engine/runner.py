@@ -5,6 +5,8 @@
     writer.prepare(schema); reader.splits(n)
     one task per split, run by the executor (engine/executor.py; local: a thread pool):
         read -> transform -> channel -> sink.write (bad rows bisected out), in engine/task.py
+        or, on the direct path (like stores, no transformer: :func:`direct_form`),
+        read_raw -> channel -> sink.write_raw, falling back to the above per split
     results, counters and dirty records come back as data; the error limit is checked
     commit every writer, or abort them all
 
@@ -26,11 +28,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec
 
+import pyarrow as pa
+
 from tidesync.connectors.base import Context, Params, Reader, Writer, load
 from tidesync.connectors.publish import hook
 from tidesync.engine.channel import Cancelled, RateLimiter
 from tidesync.engine.dirty import DirtyLog, RecordLimit
-from tidesync.engine.executor import check_executor, executor_class, executor_for
+from tidesync.engine.executor import Executor, check_executor, executor_class, executor_for
 from tidesync.engine.task import Counters, Shared, Step, Task, TaskResult
 from tidesync.errors import (
     ConfigError,
@@ -44,14 +48,30 @@ from tidesync.errors import (
     secret_scope,
 )
 from tidesync.spec.ignored import info_line
-from tidesync.spec.job import Content, JobSpec, declared_timezone, load_document, parse_job
+from tidesync.spec.job import (
+    Content,
+    JobSpec,
+    Settings,
+    declared_timezone,
+    load_document,
+    parse_job,
+)
 from tidesync.spec.job import Step as JobStep
 from tidesync.spec.params import RunTime, substitute_tree
 from tidesync.spec.secrets import register_document, secret_parameters
 from tidesync.state import positions_key, save_positions
 from tidesync.transforms.base import Transform, load_transform
 
-__all__ = ["Job", "Report", "SplitReport", "load_job", "plan", "run_job"]
+__all__ = [
+    "EntryPath",
+    "Job",
+    "Report",
+    "SplitReport",
+    "direct_form",
+    "load_job",
+    "plan",
+    "run_job",
+]
 
 log = logging.getLogger("tidesync")
 _P = ParamSpec("_P")
@@ -72,6 +92,20 @@ class SplitReport:
     error: str | None = None
     #: where the split ran: ``host`` and ``pid``; on Ray also ``node`` and ``attempt``
     worker: dict[str, Any] | None = None
+    #: the path its rows took: ``arrow`` or ``direct: FORM``
+    path: str = ""
+    #: why it left the direct path for the Arrow one (a row the raw form could not isolate)
+    fallback: str | None = None
+
+
+@dataclass
+class EntryPath:
+    """The path a content entry's rows take: ``direct: FORM`` (raw rows between like stores,
+    no Arrow) or ``arrow``, with ``why`` it is not direct."""
+
+    content: int
+    path: str
+    why: str | None = None
 
 
 @dataclass
@@ -101,6 +135,8 @@ class Report:
     state: str | None = None  # the state store the run used (no secrets)
     positions: dict[str, Any] = field(default_factory=dict)  # saved: state key -> positions
     splits: list[SplitReport] = field(default_factory=list)
+    #: per content entry, the path its rows take (direct or arrow, and why)
+    paths: list[EntryPath] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # every problem of an invalid job
 
     @classmethod
@@ -177,6 +213,8 @@ class Report:
             f"{self.dirty_records:,} dirty, {mb:,.1f} MiB in {self.elapsed_s:.2f}s "
             f"({self.records_per_s:,.0f} rows/s)"
         )
+        if self.paths:
+            line += "\npath: " + "; ".join(self.path_words(p) for p in self.paths)
         if self.error:
             line += f"\nerror: {self.error}"
         if self.dirty_file:
@@ -184,6 +222,17 @@ class Report:
         if self.positions:
             line += f"\npositions of {', '.join(self.positions)} saved in {self.state}"
         return line
+
+    def path_words(self, entry: EntryPath) -> str:
+        """``direct: postgresql-copy-binary (1 of 4 splits on arrow: a row at fault)``."""
+        words = entry.path
+        if len(self.paths) > 1:
+            words = f"content[{entry.content}] {words}"
+        splits = [s for s in self.splits if s.content == entry.content]
+        back = [s for s in splits if s.fallback]
+        if back:
+            words += f" ({len(back)} of {len(splits)} splits on arrow: {back[0].fallback})"
+        return words
 
 
 @dataclass(eq=False)
@@ -477,12 +526,17 @@ def run_job(
                 schema = t.output_schema(schema) if schema is not None else None
             part.writer.prepare(schema)
             prepared.append(part)
+            form, why = direct_form(part, settings, executor, schema)
+            report.paths.append(EntryPath(part.index, f"direct: {form}" if form else "arrow", why))
+            log.info("content[%d]: %s", part.index, report.path_words(report.paths[-1]))
             reader = _step(part.reader)
             transforms = tuple(_step(t) for t in part.transforms)
             sinks = executor.sinks(part.writer)
             for split in part.reader.splits(n):
                 report.splits.append(SplitReport(part.index, split.label))
-                tasks.append(Task(part.index, reader, split, transforms, sinks, CHANNEL_BYTES))
+                tasks.append(
+                    Task(part.index, reader, split, transforms, sinks, CHANNEL_BYTES, form)
+                )
             expected.append(_estimate(part.reader))
         if expected and None not in expected:
             report.rows_expected = sum(e for e in expected if e is not None)
@@ -563,6 +617,36 @@ def run_job(
     return report
 
 
+def direct_form(
+    part: Part, settings: Settings, executor: Executor, schema: pa.Schema | None
+) -> tuple[str | None, str | None]:
+    """The raw form a prepared entry's rows take on the direct path, or None and why not.
+
+    Direct only when nothing needs the rows as Arrow: no transformer, no ``speed.record``
+    limit (raw pieces may not say their rows up front), ``setting.direct`` not false, the
+    executor runs the writer's sinks where the readers run, and the writer takes one of the
+    reader's raw forms (``Writer.raw_form``: the target's columns and types fit as they are)."""
+    if not settings.direct:
+        return None, f"{settings.where}.direct is false"
+    if part.transforms:
+        return None, "the entry has transformers"
+    if settings.record_rate:
+        return None, f"{settings.where}.speed.record limits records per second"
+    if not executor.sinks_beside_readers(part.writer):
+        return None, f"the {executor.name} executor runs this writer's sinks away from the reader"
+    forms = part.reader.raw_forms()
+    if not forms:
+        return None, f"the {part.content.reader.name} reader has no raw form"
+    form = part.writer.raw_form(part.reader, schema)
+    if form is None or form not in forms:
+        detail = f": {part.writer.raw_refusal}" if part.writer.raw_refusal else ""
+        return None, (
+            f"the {part.content.writer.name} writer takes none of the reader's raw forms "
+            f"({', '.join(forms)}){detail}"
+        )
+    return form, None
+
+
 def _write_outputs(report: Report, dirty: DirtyLog, report_path: Path | None) -> None:
     """The dirty-record file and the report. Failing to write them changes nothing that
     happened: after a commit the data is published and the run succeeded (a scheduler must not
@@ -606,6 +690,7 @@ def _tally(report: Report, counters: list[Counters]) -> None:
         sr.records_read, sr.bytes_read = c.records_read, c.bytes_read
         sr.records_written, sr.dirty_records = c.records_written, c.dirty_records
         sr.worker = c.worker
+        sr.path, sr.fallback = c.path, c.fallback
 
 
 def _code(e: BaseException) -> str | None:

@@ -6,6 +6,11 @@ validates parameters), the split (plain data), and a sink factory (for writers w
 run away from the driver, the prepared writer itself, pickled). :func:`run_task` runs it and
 returns a :class:`TaskResult`: the sink's result, the counters and the dirty records, as data.
 
+A task with ``raw_form`` runs the direct path (``Reader.read_raw`` -> ``Sink.write_raw``, no
+Arrow, no transformers); when its sink raises :class:`DirectFallback` (a bad row the raw form
+cannot isolate) the sink is discarded and the split is read again on the Arrow path, so
+dirty-record handling stays exact. ``Counters.path`` says which path the split took.
+
 What tasks share across a job goes through :class:`Shared` (rate limit, error limit, cancel):
 in-process objects on the local executor, an actor's handles on a distributed one.
 """
@@ -23,7 +28,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from tidesync.connectors.base import Chunk, Context, Reader, Sink, Split
+from tidesync.connectors.base import Chunk, Context, DirectFallback, Raw, Reader, Sink, Split
 from tidesync.engine.channel import Cancelled, CancelToken, Channel, RateLimit
 from tidesync.engine.dirty import DirtyRecord, ErrorLimit, isolate, row_of
 from tidesync.errors import DirtyRecordError, redact
@@ -90,6 +95,9 @@ class Task:
     transforms: tuple[Step, ...]
     sinks: SinkFactory
     channel_bytes: int = 64 << 20  # the channel holds at least one batch whatever its size
+    #: the direct path's raw form (the engine chose it: no transformers, the writer takes it
+    #: from this reader); None: the Arrow path
+    raw_form: str | None = None
 
 
 @dataclass
@@ -103,6 +111,10 @@ class Counters:
     dirty_records: int = 0
     #: where the task runs, as the executor tells it (``host``, ``pid``; Ray: ``node``, ``attempt``)
     worker: dict[str, Any] | None = None
+    #: the path the split's rows took: ``arrow`` or ``direct: FORM`` ("" before it starts)
+    path: str = ""
+    #: why the split left the direct path for the Arrow one (the sink's DirectFallback)
+    fallback: str | None = None
 
 
 @dataclass
@@ -166,6 +178,7 @@ class _Run:
         self.dirty: list[DirtyRecord] = []
         self.position: Any = None  # the last one the reader yielded
         self.lock = threading.Lock()  # dirty records come from the reading and the writing thread
+        self.stop = _Stop(shared.cancel)  # this attempt's reading stops (a fallback), or the job's
 
     def add_dirty(
         self, stage: str, reason: str, row: dict[str, Any], position: str, code: str | None
@@ -185,7 +198,7 @@ class _Run:
         c = self.c
         try:
             for item in self.reader.read(self.task.split):
-                if self.cancel.is_set():
+                if self.stop.is_set():
                     raise Cancelled
                 chunk = item if isinstance(item, Chunk) else Chunk(item)
                 if chunk.position is not None:
@@ -212,6 +225,31 @@ class _Run:
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
             channel.close(e)
             return
+        channel.close()
+
+    def produce_raw(self, channel: Channel, form: str) -> None:
+        """The direct path's reading: raw pieces, counted as they come when they say their rows."""
+        c = self.c
+        pieces = self.reader.read_raw(self.task.split, form)
+        try:
+            for raw in pieces:
+                if self.stop.is_set():
+                    raise Cancelled
+                if raw.position is not None:
+                    self.position = raw.position
+                c.bytes_read += raw.nbytes
+                if raw.rows is not None:
+                    c.records_read += raw.rows
+                self.shared.rate.acquire(raw.rows or 0, raw.nbytes)
+                channel.put(raw, raw.nbytes)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            channel.close(e)
+            return
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:  # a generator stopped early releases its source now
+                with contextlib.suppress(Exception):
+                    close()
         channel.close()
 
     def transform(self, batch: pa.RecordBatch, offset: int) -> list[pa.RecordBatch]:
@@ -242,35 +280,19 @@ class _Run:
         c.status = "running"
         res = TaskResult(task.content, task.split.index, "running", counters=c, dirty=self.dirty)
         sink: Sink | None = None
-        producer: threading.Thread | None = None
         try:
-            sink = opened = task.sinks.open(task.split)
-            channel = Channel(task.channel_bytes, self.cancel)
-            producer = threading.Thread(
-                target=contextvars.copy_context().run,  # log context (instance logs) follows
-                args=(self.produce, channel),
-                daemon=True,
-                name=f"read-{task.content}-{task.split.index}",
-            )
-            producer.start()
-
-            def write(b: pa.RecordBatch) -> int:
-                opened.write(b)
-                return int(b.num_rows)
-
-            while True:
+            if task.raw_form is not None:
+                c.path = f"direct: {task.raw_form}"
+                sink = task.sinks.open(task.split)
                 try:
-                    batch, offset = channel.get()
-                except StopIteration:
-                    break
-
-                def on_dirty(
-                    o: int, row: pa.RecordBatch, e: DirtyRecordError, at: int = offset
-                ) -> None:
-                    self.add_dirty("write", e.reason, row_of(row, 0), f"row {at + o}", e.code)
-
-                c.records_written += sum(isolate(batch, write, on_dirty))
-            res.result = opened.close()
+                    res.result = self.pump(sink, self.produce_raw, task.raw_form)
+                except DirectFallback as e:
+                    self.fall_back(sink, e)
+                    sink = None
+            if sink is None:
+                c.path = "arrow"
+                sink = task.sinks.open(task.split)
+                res.result = self.pump(sink, self.produce, None)
             res.position = self.position
             res.status = c.status = "done"
         except BaseException as e:  # noqa: BLE001 - the result carries it to the driver
@@ -279,8 +301,6 @@ class _Run:
             if not isinstance(e, Cancelled):
                 res.error = e
             self.cancel.set()
-            if producer is not None:
-                producer.join()
             if sink is not None:
                 try:
                     res.result = sink.discard()
@@ -291,3 +311,87 @@ class _Run:
         finally:
             res.elapsed_s = round(time.monotonic() - t0, 3)
         return res
+
+    def pump(self, sink: Sink, produce: Any, form: str | None) -> Any:
+        """Read on a thread of its own into the channel, write here; the sink's close result.
+        On any failure the reading thread is stopped and joined before this returns."""
+        channel = Channel(self.task.channel_bytes, self.stop)
+        args = (channel,) if form is None else (channel, form)
+        producer = threading.Thread(
+            target=contextvars.copy_context().run,  # log context (instance logs) follows
+            args=(produce, *args),
+            daemon=True,
+            name=f"read-{self.task.content}-{self.task.split.index}",
+        )
+        producer.start()
+        try:
+            if form is None:
+                self.write_batches(sink, channel)
+            else:
+                self.write_raw(sink, channel)
+            return sink.close()
+        except BaseException:
+            self.stop.set()
+            producer.join()
+            raise
+
+    def write_batches(self, sink: Sink, channel: Channel) -> None:
+        def write(b: pa.RecordBatch) -> int:
+            sink.write(b)
+            return int(b.num_rows)
+
+        while True:
+            try:
+                batch, offset = channel.get()
+            except StopIteration:
+                return
+
+            def on_dirty(
+                o: int, row: pa.RecordBatch, e: DirtyRecordError, at: int = offset
+            ) -> None:
+                self.add_dirty("write", e.reason, row_of(row, 0), f"row {at + o}", e.code)
+
+            self.c.records_written += sum(isolate(batch, write, on_dirty))
+
+    def write_raw(self, sink: Sink, channel: Channel) -> None:
+        c = self.c
+        while True:
+            try:
+                raw: Raw = channel.get()
+            except StopIteration:
+                return
+            n = sink.write_raw(raw)
+            c.records_written += n
+            if raw.rows is None:
+                c.records_read += n
+
+    def fall_back(self, sink: Sink, e: DirectFallback) -> None:
+        """The direct path met a row it cannot isolate: drop what the split staged, forget its
+        counts and position, and let the caller read it again on the Arrow path."""
+        c = self.c
+        log.info(
+            "split %s leaves the direct path (%s) for the Arrow path: %s",
+            self.task.split.label,
+            self.task.raw_form,
+            redact(e.reason),
+        )
+        sink.discard()
+        c.fallback = redact(e.reason)
+        c.records_read = c.bytes_read = c.records_written = 0
+        self.position = None
+        self.stop = _Stop(self.shared.cancel)  # a fresh one: the direct reading's is set
+
+
+class _Stop:
+    """Stops one reading thread (the direct path's, before a fallback) or, set by the job,
+    every one."""
+
+    def __init__(self, job: CancelToken):
+        self.job = job
+        self.mine = threading.Event()
+
+    def is_set(self) -> bool:
+        return self.mine.is_set() or self.job.is_set()
+
+    def set(self) -> None:
+        self.mine.set()

@@ -37,6 +37,7 @@ Settings::
     errorLimit.percentage               at most this fraction (0.02) or percent ("2%") of records read
     timezone                            IANA name for naive times (default: the machine's)
     executor                            where tasks run: local (threads in this process) or ray
+    direct: false                       always the Arrow path (no passthrough between like stores)
 
 With neither ``errorLimit.record`` nor ``errorLimit.percentage`` set, no dirty record is allowed.
 Numbers may be written as strings (``"record": "0"``).
@@ -103,6 +104,8 @@ class Settings:
     executor_where: str | None = None
     where: str = "setting"  # key path of the setting object, for messages
     state_key: str | None = None  # the job's identity in the state store (setting.stateKey)
+    #: may an entry take the direct path (raw rows between like stores, no Arrow)? (setting.direct)
+    direct: bool = True
 
     @property
     def executor_path(self) -> str:
@@ -311,7 +314,7 @@ _TOP_V1 = ("type", "version", "configuration", "setting")
 _CONFIGURATION = ("setting", "reader", "writer", "transformer")
 _TOP_V2 = ("type", "version", "steps", "setting", "order")
 _STEP_V2 = ("stepType", "parameter", "name", "category")
-_SETTING_KEYS = ("speed", "errorLimit", "timezone", "timeZone", "executor", "stateKey")
+_SETTING_KEYS = ("speed", "errorLimit", "timezone", "timeZone", "executor", "stateKey", "direct")
 _SPEED = ("concurrent", "channel", "byte", "mbps", "record", "throttle")
 _ERROR_LIMIT = ("record", "percentage")
 
@@ -671,6 +674,13 @@ def _settings(v: Any, where: str, problems: list[str], ignored: list[str]) -> Se
                 f"{where}.{tz_key}: unknown time zone {_show(tz)} "
                 "(use an IANA name such as Asia/Shanghai)"
             )
+    direct = d.get("direct", True)
+    if isinstance(direct, str) and direct.strip().lower() in ("true", "false"):
+        direct = direct.strip().lower() == "true"
+    if isinstance(direct, bool):
+        s.direct = direct
+    else:
+        problems.append(f"{where}.direct: must be true or false, got {_show(direct)}")
     state_key = d.get("stateKey")
     if state_key is not None:
         if not isinstance(state_key, str) or not state_key.strip() or "#" in state_key:
