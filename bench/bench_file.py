@@ -117,6 +117,7 @@ def main() -> None:
     )
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", choices=["parquet", "duckdb"], help="run one of the two cases")
     args = ap.parse_args()
     folder = make_data(args.rows)
     out = DATA / "out"
@@ -127,22 +128,24 @@ def main() -> None:
     print(
         f"{args.rows:,} rows, 8 columns, {FILES} CSV files, {sum(f.stat().st_size for f in folder.iterdir()) / 1e6:,.0f} MB"
     )
-    compare(
-        "CSV -> Parquet",
-        args.rows,
-        [ts, "run", str(parquet_job), "--no-progress"],
-        [py, "-c", REF_PARQUET, str(folder), str(out / "ref")],
-        "pyarrow",
-        args.runs,
-    )
-    compare(
-        "CSV -> DuckDB",
-        args.rows,
-        [ts, "run", str(duck_job), "--no-progress"],
-        [py, "-c", REF_DUCKDB, str(folder), str(out / "ref.duckdb")],
-        "duckdb",
-        args.runs,
-    )
+    if args.only != "duckdb":
+        compare(
+            "CSV -> Parquet",
+            args.rows,
+            [ts, "run", str(parquet_job), "--no-progress"],
+            [py, "-c", REF_PARQUET, str(folder), str(out / "ref")],
+            "pyarrow",
+            args.runs,
+        )
+    if args.only != "parquet":
+        compare(
+            "CSV -> DuckDB",
+            args.rows,
+            [ts, "run", str(duck_job), "--no-progress"],
+            [py, "-c", REF_DUCKDB, str(folder), str(out / "ref.duckdb")],
+            "duckdb",
+            args.runs,
+        )
 
 
 if __name__ == "__main__":

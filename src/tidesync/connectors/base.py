@@ -199,10 +199,19 @@ class Reader:
     def read(self, split: Split) -> Iterator[pa.RecordBatch | Chunk]:
         raise NotImplementedError
 
+    #: why ``raw_forms`` is empty, when it can say (``fileFormat is text``): the run report
+    #: shows it beside ``arrow``
+    raw_refusal: str = ""
+
     def raw_forms(self) -> tuple[str, ...]:
         """The raw forms (see :class:`Raw`) this reader can read its splits in, for the direct
         path; the default: none."""
         return ()
+
+    def raw_chosen(self, form: str) -> None:
+        """The engine reads the splits in ``form`` (called after :meth:`raw_forms`, before
+        :meth:`splits`): a reader may plan its splits for it, e.g. whole files for a form that
+        cannot start inside one. The default: nothing to do."""
 
     def read_raw(self, split: Split, form: str) -> Iterator[Raw]:
         """Read ``split`` as pieces of raw ``form`` (one of :meth:`raw_forms`); the pieces of a

@@ -527,6 +527,8 @@ def run_job(
             part.writer.prepare(schema)
             prepared.append(part)
             form, why = direct_form(part, settings, executor, schema)
+            if form is not None:
+                part.reader.raw_chosen(form)
             report.paths.append(EntryPath(part.index, f"direct: {form}" if form else "arrow", why))
             log.info("content[%d]: %s", part.index, report.path_words(report.paths[-1]))
             reader = _step(part.reader)
@@ -636,7 +638,8 @@ def direct_form(
         return None, f"the {executor.name} executor runs this writer's sinks away from the reader"
     forms = part.reader.raw_forms()
     if not forms:
-        return None, f"the {part.content.reader.name} reader has no raw form"
+        detail = f": {part.reader.raw_refusal}" if part.reader.raw_refusal else ""
+        return None, f"the {part.content.reader.name} reader has no raw form{detail}"
     form = part.writer.raw_form(part.reader, schema)
     if form is None or form not in forms:
         detail = f": {part.writer.raw_refusal}" if part.writer.raw_refusal else ""

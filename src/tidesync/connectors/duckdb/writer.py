@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from tidesync.connectors import base
 from tidesync.connectors.duckdb.conn import _D, _columns, _resolve, _to_table, translate
+from tidesync.connectors.duckdb.csv import ARROW_TYPES, FORM, CsvFile, load
 from tidesync.connectors.sql import (
     DELETED,
     Binding,
@@ -603,6 +604,69 @@ class Writer(SqlWriter):
             self._inserter.stop()
             self._inserter = None
 
+    # the direct path: DuckDB parses a csv file itself -----------------------------------------
+    def raw_form(self, reader: base.Reader, schema: pa.Schema | None) -> str | None:
+        """``csv-file`` when a plain append of the reader's columns needs nothing of Arrow: no
+        key or partition, no constraint a row could break (DuckDB would abort the whole
+        transaction), and each target column of the type the reader gives."""
+        self.raw_refusal = self._raw_refusal(reader, schema)
+        return None if self.raw_refusal else FORM
+
+    def _raw_refusal(self, reader: base.Reader, schema: pa.Schema | None) -> str:
+        if FORM not in reader.raw_forms():
+            return f"the reader does not hand over {FORM}"
+        if self.mode not in ("insert", "truncate", "overwrite") or self.partition:
+            return f"writeMode {self.mode}{' of a partition' if self.partition else ''}"
+        if schema is None or self.table is None:
+            return "the reader's columns are not known before reading"
+        t = self.table
+        if t.info.unique or t.checks:
+            return f"table {self.o.table} has key or CHECK constraints"
+        with self.lock:
+            b = self.binding(schema.names)
+        for f, c in zip(schema, b.columns, strict=True):
+            if c in t.not_null:
+                return f"column {c} is NOT NULL"
+            if ARROW_TYPES.get(f.type) != t.types[c]:
+                return f"column {c} is {t.types[c]}, the reader gives {f.type}"
+        return ""
+
+    def open(self, split: base.Split) -> SqlSink:
+        with self.lock:
+            if not self.live:
+                raise FatalError(f"{self.where}: open() before prepare()")
+            sink = _Sink(self, split)
+            self.sink_opened(sink)
+            return sink
+
+    def load_csv(self, sink: SqlSink, f: CsvFile) -> int:
+        """Insert a csv file parsed by DuckDB; DirectFallback (nothing left behind) when DuckDB
+        rejects a row, so that the engine reads the file again the Arrow way."""
+        with self.lock:
+            if not self.live or self.poisoned:
+                raise FatalError(f"{self.where}: the transaction is closed: {self.poisoned}")
+            assert self.table is not None
+            b = self.binding([n for _, n, _ in f.columns])
+            if any(
+                self.table.types[c] != t for c, (_, _, t) in zip(b.columns, f.columns, strict=True)
+            ):
+                raise base.DirectFallback(f"{f.label}: the columns' types differ from the table's")
+            self._drain()
+            assert self.con is not None
+            try:
+                loaded = load(self.con, self.table_sql, list(b.columns), f)
+            except duckdb.Error as e:
+                self.poisoned = f"a write failed: {e}"
+                raise FatalError(
+                    f"{self.where}: reading {f.label}: {str(e).splitlines()[0]}; "
+                    "the transaction is rolled back"
+                ) from e
+            if loaded.rejected:
+                more = f" (and {loaded.rejected - 1} more)" if loaded.rejected > 1 else ""
+                raise base.DirectFallback(f"{f.label} {loaded.rejects[0]}{more}")
+            sink.rows += loaded.rows
+            return loaded.rows
+
     def sink_closed(self, sink: SqlSink, discarded: bool) -> None:
         # DuckDB cannot undo part of a transaction: a task that fails after writing rows
         # makes the commit refuse (abort is the way out)
@@ -617,3 +681,16 @@ def _is_empty_duckdb(path: Path) -> bool:
             return row is not None and row[0] == 0
     except duckdb.Error:
         return False
+
+
+class _Sink(SqlSink):
+    """A DuckDB task's sink: Arrow batches as every SQL sink, and csv files on the direct path."""
+
+    w: Writer
+
+    def write_raw(self, raw: base.Raw) -> int:
+        try:
+            f = CsvFile.from_data(raw.data)
+        except KeyError as e:
+            raise base.DirectFallback(f"a column of type {e} cannot be read by DuckDB") from None
+        return self.w.load_csv(self, f)

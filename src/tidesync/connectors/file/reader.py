@@ -50,6 +50,11 @@ from tidesync.errors import FatalError, RetriableError, TidesyncError
 
 #: a file larger than this is read in several splits of about this size
 SPLIT_BYTES = 64 << 20
+#: the raw form of a local csv file handed over whole (see :meth:`Reader.read_raw`)
+CSV_FILE = "csv-file"
+#: column types and codecs a csv parser of the direct path reads as this reader does
+DIRECT_TYPES = ("string", "long", "double", "boolean", "date")
+DIRECT_COMPRESSIONS = (None, "gzip", "zstd")
 #: how much of the first text file :meth:`Reader.estimate` reads to learn a line's width
 SAMPLE_BYTES = 1 << 20
 
@@ -104,6 +109,7 @@ class Reader(base.Reader):
         self.opts = Options(self.fmt, delimiter, encoding, skip_header, null_format, ctx.batch_rows)
         # the files splits() found, as plain data (a reader pickles): (source, path, size)
         self._planned: list[tuple[int, str, int]] | None = None
+        self.whole_files = False  # the direct path reads whole files: no byte ranges
 
     # -- planning
 
@@ -193,7 +199,8 @@ class Reader(base.Reader):
             return groups
         comp = self.compression or compression_of(final or info.path)
         splittable = (
-            comp is None
+            not self.whole_files
+            and comp is None
             and size > SPLIT_BYTES
             and ascii_compatible(self.opts.encoding)
             and (self.fmt != "csv" or self.split_csv)
@@ -305,6 +312,82 @@ class Reader(base.Reader):
                     return None
                 return self._bind(fields, keys, natural, info.path).schema(natural)
         return None
+
+    # -- the direct path: a writer that parses csv itself takes the file as it is
+
+    def raw_forms(self) -> tuple[str, ...]:
+        """``csv-file`` (:data:`CSV_FILE`) when the files may be handed over as they are."""
+        self.raw_refusal = self.direct_refusal()
+        return () if self.raw_refusal else (CSV_FILE,)
+
+    def direct_refusal(self) -> str:
+        """Why the files cannot be handed over as :data:`CSV_FILE` ("" when they can): local
+        csv in UTF-8, every ``column`` entry a field of a type such a parser reads alike."""
+        if self.fmt != "csv":
+            return f"fileFormat is {self.fmt}"
+        if self.by_object or any(
+            not isinstance(fs, pafs.LocalFileSystem) for fs, _ in self.sources
+        ):
+            return "the files are not local"
+        if self.opts.encoding != "utf-8":
+            return f"the encoding is {self.opts.encoding}"
+        if self.compression not in DIRECT_COMPRESSIONS:
+            return f"the files are {self.compression}-compressed"
+        for c in self.cols or []:
+            if c.const is not None:
+                return f"column[{c.pos}] is a constant"
+            if c.type not in DIRECT_TYPES:
+                return f"column[{c.pos}] is of type {c.label}"
+            if c.date is not None and (not c.date.iso or c.date.zoned):
+                return f"column[{c.pos}] has the date format {c.date.java!r}"
+        return ""
+
+    def raw_chosen(self, form: str) -> None:
+        self.whole_files = True  # the other side's parser reads a file from its start
+
+    def read_raw(self, split: base.Split, form: str) -> Iterator[base.Raw]:
+        """One :data:`CSV_FILE` piece: the file, its fields and how each column is read (the
+        header and the ``column`` entries bound as :meth:`read` binds them)."""
+        assert isinstance(split, FileSplit) and form == CSV_FILE
+        if split.stop >= 0 or split.start:
+            raise base.DirectFallback(f"{split.label} is a byte range of a large file")
+        if split.compression not in DIRECT_COMPRESSIONS:
+            raise base.DirectFallback(f"{split.label} is {split.compression}-compressed")
+        fs = self.sources[split.source][0]
+        path = split.path
+        if split.final and fs.get_file_info(path).type != pafs.FileType.File:
+            path = split.final
+        if any(c in path for c in "*?[]{}"):  # another parser may take them for a pattern
+            raise base.DirectFallback(f"{split.label}: the name holds a pattern character")
+        piece = Piece(path, compression=split.compression)
+        with (
+            _translated(fs, split.final or path, self.opts.encoding),
+            decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
+        ):
+            fields, keys, natural = dec.fields()
+            if not keys:
+                return
+            binding = self._bind(fields, keys, natural, split.path)
+            size = fs.get_file_info(path).size or 0
+        columns = [
+            [int(key[1:]), name, col.type]
+            for col, key, name in zip(binding.cols, binding.keys, binding.names, strict=True)
+            if key is not None
+        ]
+        yield base.Raw(
+            CSV_FILE,
+            {
+                "path": path,
+                "fields": len(keys),
+                "columns": columns,
+                "delimiter": self.opts.delimiter,
+                "header": self.opts.skip_header,
+                "null": self.opts.null_format,
+                "compression": split.compression,
+                "label": split.final or split.path,
+            },
+            nbytes=size,
+        )
 
     def _known(self, c: Column) -> bool:
         """Whether a column's output name and type are known without opening a file."""
