@@ -37,6 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidesync.connectors import base
+from tidesync.connectors.postgresql import decode as dec
+from tidesync.connectors.postgresql import wire
 from tidesync.connectors.postgresql.conn import (
     Endpoint,
     Table,
@@ -63,6 +65,9 @@ INTEGER_OIDS = (20, 21, 23)
 #: rows sampled (at least) to find quantile boundaries of a non-integer splitPk
 SAMPLE_ROWS = 100_000
 _MAX_IDENT = 63
+#: read splits by binary COPY off the socket where the plan's types allow (see _copy); off,
+#: every split reads through ADBC (tests compare the two)
+COPY_OFF_SOCKET = True
 
 
 def _adbc() -> Any:
@@ -477,13 +482,84 @@ class Reader(base.Reader):
     def _rows(self, split: PgSplit) -> Iterator[pa.RecordBatch | base.Chunk]:
         assert split.schema is not None
         ep = self.sources[split.source].endpoints[split.endpoint]
+        kinds = dec.kinds_of(list(split.cols)) if COPY_OFF_SOCKET else None
+        batches = None
+        if kinds is not None:
+            batches = self._copy(split, ep, kinds)
+        if batches is None:
+            batches = self._via_adbc(split, ep)
+        rows = self.rows_per_batch
+        offset = 0
+        for batch, bad in batches:
+            dirty: list[base.Dirty] = []
+            n = batch.num_rows
+            if bad is not None:
+                dirty = _non_finite(batch, bad, offset)
+                batch = batch.filter(pc.invert(bad))
+            offset += n
+            for start in range(0, max(batch.num_rows, 1), rows):
+                piece = batch.slice(start, rows)
+                if dirty:
+                    yield base.Chunk(piece, dirty)
+                    dirty = []
+                elif piece.num_rows:
+                    yield piece
+
+    def _copy(
+        self, split: PgSplit, ep: Endpoint, kinds: list[str]
+    ) -> Iterator[tuple[pa.RecordBatch, pa.Array | None]] | None:
+        """The split read by binary COPY off the socket (:mod:`wire`, :mod:`decode`), or None
+        when the connection is encrypted (then ADBC reads it)."""
+        kw = {"table": split.table, "split": split.label}
+        conn, _ = connect(
+            [ep],
+            [*self.session, "SET client_encoding TO 'UTF8'"],
+            self.ctx.timezone,
+            autocommit=True,
+            where=self.ctx.path("session"),
+        )
+        try:
+            if not wire.usable(conn):
+                conn.close()
+                return None
+            if split.snapshot:
+                with edge(ep, where=self.ctx.path("session"), **kw):
+                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    conn.execute(f"SET TRANSACTION SNAPSHOT {literal_text(split.snapshot)}")
+        except BaseException:
+            conn.close()
+            raise
+        return self._copy_batches(split, ep, kinds, conn)
+
+    def _copy_batches(
+        self, split: PgSplit, ep: Endpoint, kinds: list[str], conn: Any
+    ) -> Iterator[tuple[pa.RecordBatch, pa.Array | None]]:
+        assert split.schema is not None
+        kw = {"table": split.table, "split": split.label}
+        cols = list(split.cols)
+        try:
+            for a, starts in wire.copy_out(conn, split.sql, len(cols)):
+                try:
+                    yield dec.decode(a, starts, kinds, cols, split.schema)
+                except ValueError as e:
+                    raise FatalError(
+                        f"PostgreSQL at {ep.label}: {e} (table {split.table}, split {split.label})"
+                    ) from e
+        except (wire.ServerError, OSError) as e:
+            raise translate(e, ep, where=split.key, **kw) from e
+        finally:
+            with contextlib.suppress(Exception):  # closing after a failure: the failure counts
+                conn.close()
+
+    def _via_adbc(
+        self, split: PgSplit, ep: Endpoint
+    ) -> Iterator[tuple[pa.RecordBatch, pa.Array | None]]:
+        assert split.schema is not None
         kw = {"table": split.table, "split": split.label}
         try:
             con = self._adbc_base(ep).adbc_clone()  # in a transaction until closed
         except Exception as e:
             raise translate(e, ep, connecting=True, **kw) from e
-        rows = self.rows_per_batch
-        offset = 0
         try:
             with edge(ep, where=self.ctx.path("session"), **kw):
                 cur = con.cursor()
@@ -495,19 +571,7 @@ class Reader(base.Reader):
             with edge(ep, where=split.key, **kw):
                 cur.execute(split.sql)
                 for raw in _stream(cur, ep, f"table {split.table}, split {split.label}"):
-                    batch, bad = to_arrow(raw, list(split.cols), split.schema)
-                    dirty: list[base.Dirty] = []
-                    if bad is not None:
-                        dirty = _non_finite(batch, bad, offset)
-                        batch = batch.filter(pc.invert(bad))
-                    offset += raw.num_rows
-                    for start in range(0, max(batch.num_rows, 1), rows):
-                        piece = batch.slice(start, rows)
-                        if dirty:
-                            yield base.Chunk(piece, dirty)
-                            dirty = []
-                        elif piece.num_rows:
-                            yield piece
+                    yield to_arrow(raw, list(split.cols), split.schema)
         finally:
             with contextlib.suppress(Exception):  # closing after a failure: the failure counts
                 con.close()

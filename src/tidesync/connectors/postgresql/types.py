@@ -63,6 +63,7 @@ class OutColumn:
     sql: str  # expression over the wrapped query's alias q
     type: pa.DataType
     numeric: bool = False  # arrives as text, converted to type
+    oid: int = TEXT  # the type the expression selects (what the binary COPY sends)
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,11 @@ def read_plan(
             info = types.get(oid)
         if oid == NUMERIC:
             t = numeric_type(prec, scale)
-            out.append(OutColumn(name, ref + alias, t, numeric=True))
+            out.append(OutColumn(name, ref + alias, t, numeric=True, oid=NUMERIC))
         elif oid in _NATIVE:
-            out.append(OutColumn(name, ref + alias, _NATIVE[oid]))
+            out.append(OutColumn(name, ref + alias, _NATIVE[oid], oid=oid))
         elif oid == OID:
-            out.append(OutColumn(name, f"{ref}::int8{alias}", pa.int64()))
+            out.append(OutColumn(name, f"{ref}::int8{alias}", pa.int64(), oid=20))
         elif info is not None and info.category == "A":
             out.append(OutColumn(name, f"array_to_json({ref})::text{alias}", pa.string()))
         else:
