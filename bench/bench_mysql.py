@@ -20,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -150,6 +151,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=3306)
     ap.add_argument("--user", default="root")
     ap.add_argument("--password", default="")
+    ap.add_argument("--only", nargs="*", help="run only these comparisons (names as printed)")
     a = ap.parse_args()
     s = Server(a.host, a.port, a.user, a.password)
     out = HERE / "out" / "mysql"
@@ -163,8 +165,8 @@ def main() -> None:
         f"LOAD DATA LOCAL INFILE '{csv}' INTO TABLE {dst} FIELDS TERMINATED BY ',' "
         "OPTIONALLY ENCLOSED BY '\"' IGNORE 1 LINES"
     )
-    results = {
-        "scan_vs_connectorx": compare(
+    plans: dict[str, Callable[[], dict[str, float]]] = {
+        "scan_vs_connectorx": lambda: compare(
             "MariaDB -> Arrow, discarded (the reader alone)",
             a.rows,
             [tidesync, "run", str(scan)],
@@ -172,7 +174,7 @@ def main() -> None:
             "connectorx",
             a.runs,
         ),
-        "read_vs_connectorx": compare(
+        "read_vs_connectorx": lambda: compare(
             "MariaDB -> Parquet",
             a.rows,
             [tidesync, "run", str(read)],
@@ -180,7 +182,7 @@ def main() -> None:
             "connectorx",
             a.runs,
         ),
-        "write_vs_load_data": compare(
+        "write_vs_load_data": lambda: compare(
             "CSV -> MariaDB (primary key on id)",
             a.rows,
             [tidesync, "run", str(load)],
@@ -190,6 +192,7 @@ def main() -> None:
             setup=s.client(DB, "-e", f"TRUNCATE TABLE {dst}"),
         ),
     }
+    results = {k: f() for k, f in plans.items() if not a.only or k in a.only}
     print(json.dumps({"rows": a.rows, **results}, indent=2))
 
 

@@ -17,6 +17,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -111,6 +112,11 @@ def jobs(url: str, src: str, dst: str, csv: Path, out: Path) -> tuple[Path, Path
     return read, load
 
 
+CONNECTORX_READ = """
+import sys, connectorx as cx
+t = cx.read_sql(sys.argv[1], sys.argv[2], return_type="arrow", partition_on="id", partition_num=2)
+print(t.num_rows)
+"""
 CONNECTORX = """
 import sys, connectorx as cx, pyarrow.parquet as pq
 t = cx.read_sql(sys.argv[1], sys.argv[2], return_type="arrow", partition_on="id", partition_num=2)
@@ -164,6 +170,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--only", nargs="*", help="run only these comparisons (names as printed)")
     a = ap.parse_args()
     out = HERE / "data" / "out_postgresql"  # bench/data/ is ignored by git
     out.mkdir(parents=True, exist_ok=True)
@@ -172,8 +179,21 @@ def main() -> None:
     tidesync = str(VENV_BIN / "tidesync")
     py = str(VENV_BIN / "python")
     print(f"PostgreSQL bench: {a.rows:,} rows x {len(COLUMNS)} columns, {a.runs} runs\n")
-    results = {
-        "read_vs_connectorx": compare(
+    scan = write_job(
+        out / "pg_scan.json",
+        json.loads(read.read_text())["job"]["content"][0]["reader"],
+        {"name": "streamwriter", "parameter": {"print": False}},
+    )
+    plans: dict[str, Callable[[], dict[str, float]]] = {
+        "scan_vs_connectorx": lambda: compare(
+            "PostgreSQL -> Arrow, discarded (the reader alone)",
+            a.rows,
+            [tidesync, "run", str(scan)],
+            [py, "-c", CONNECTORX_READ, a.url, f"SELECT * FROM {src}"],
+            "connectorx",
+            a.runs,
+        ),
+        "read_vs_connectorx": lambda: compare(
             "PostgreSQL -> Parquet",
             a.rows,
             [tidesync, "run", str(read)],
@@ -181,15 +201,19 @@ def main() -> None:
             "connectorx",
             a.runs,
         ),
-        "read_vs_psql_copy": compare(
-            "PostgreSQL export (tidesync to Parquet; psql COPY TO STDOUT > /dev/null)",
+        "read_vs_psql_copy": lambda: compare(
+            "PostgreSQL export (tidesync to Parquet; psql binary COPY TO STDOUT > /dev/null)",
             a.rows,
             [tidesync, "run", str(read)],
-            ["sh", "-c", f'psql -X -q "{a.url}" -c "COPY {src} TO STDOUT" > /dev/null'],
+            [
+                "sh",
+                "-c",
+                f'psql -X -q "{a.url}" -c "COPY {src} TO STDOUT (FORMAT binary)" > /dev/null',
+            ],
             "psql COPY",
             a.runs,
         ),
-        "write_vs_psql_copy": compare(
+        "write_vs_psql_copy": lambda: compare(
             "CSV -> PostgreSQL (primary key on id)",
             a.rows,
             [tidesync, "run", str(load)],
@@ -198,8 +222,9 @@ def main() -> None:
             a.runs,
             setup=["psql", "-X", "-q", a.url, "-c", f"TRUNCATE {dst}"],
         ),
-        "writer_alone_vs_psql_copy": writer_alone(a.url, dst, csv, a.rows, a.runs),
+        "writer_alone_vs_psql_copy": lambda: writer_alone(a.url, dst, csv, a.rows, a.runs),
     }
+    results = {k: f() for k, f in plans.items() if not a.only or k in a.only}
     print(json.dumps({"rows": a.rows, **results}, indent=2))
 
 

@@ -54,7 +54,7 @@ _KIND = {
     1700: "numeric",
 }
 #: fixed-width kinds: their big-endian numpy type
-_FIXED = {
+_FIXED: dict[str, np.dtype[Any]] = {
     "bool": np.dtype("u1"),
     "i2": np.dtype(">i2"),
     "i4": np.dtype(">i4"),
@@ -216,7 +216,9 @@ def _numeric(
         up = np.clip(exp, 0, 18)
         down = np.clip(-exp, 0, 18)
         if (has & ((exp > 18) | (digit % _POW10[down] != 0))).any():
-            raise ValueError(f"column {col.name}: a numeric value outside numeric({t.precision}, {scale})")
+            raise ValueError(
+                f"column {col.name}: a numeric value outside numeric({t.precision}, {scale})"
+            )
         value += np.where(exp >= 0, digit * _POW10[up], digit // _POW10[down])
     value = np.where((sign & 0xF000) == _NUMERIC_NEG, -value, value)
     pair = np.empty((len(data), 2), np.int64)

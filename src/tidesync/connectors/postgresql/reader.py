@@ -535,7 +535,6 @@ class Reader(base.Reader):
         self, split: PgSplit, ep: Endpoint, kinds: list[str], conn: Any
     ) -> Iterator[tuple[pa.RecordBatch, pa.Array | None]]:
         assert split.schema is not None
-        kw = {"table": split.table, "split": split.label}
         cols = list(split.cols)
         try:
             for a, starts in wire.copy_out(conn, split.sql, len(cols)):
@@ -546,7 +545,7 @@ class Reader(base.Reader):
                         f"PostgreSQL at {ep.label}: {e} (table {split.table}, split {split.label})"
                     ) from e
         except (wire.ServerError, OSError) as e:
-            raise translate(e, ep, where=split.key, **kw) from e
+            raise translate(e, ep, where=split.key, table=split.table, split=split.label) from e
         finally:
             with contextlib.suppress(Exception):  # closing after a failure: the failure counts
                 conn.close()

@@ -55,9 +55,7 @@ class ServerError(Exception):
         self.sqlstate = fields.get("C")
         msg = fields.get("M", "error")
         detail = fields.get("D")
-        super().__init__(
-            f"{fields.get('S', 'ERROR')}:  {msg}" + (f" ({detail})" if detail else "")
-        )
+        super().__init__(f"{fields.get('S', 'ERROR')}:  {msg}" + (f" ({detail})" if detail else ""))
 
 
 def usable(conn: Any) -> bool:
@@ -156,9 +154,7 @@ class _Walker:
                 brk = np.flatnonzero(seg_n[:-1] != seg_c[1:])
                 k = int(brk[0]) + 1 if brk.size else j - i
                 self.window = (
-                    min(self.window * 2, _MAX_WINDOW)
-                    if k == j - i
-                    else max(_MIN_WINDOW, k * 2)
+                    min(self.window * 2, _MAX_WINDOW) if k == j - i else max(_MIN_WINDOW, k * 2)
                 )
                 if seg_n[k - 1] > end:  # the last row has not all arrived
                     k = int(np.searchsorted(seg_n[:k], end, "right"))

@@ -1,0 +1,152 @@
+"""The PostgreSQL reader's binary COPY off the socket (postgresql/wire.py, decode.py) against a
+real server: the same batches as the ADBC path, whatever the values and however the bytes fall
+into pieces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
+from tidesync.connectors.base import Context
+from tidesync.connectors.postgresql import Reader, wire
+from tidesync.connectors.postgresql import reader as pg_reader
+from tidesync.errors import FatalError
+
+pytestmark = pytest.mark.integration
+
+RCTX = "job.content[0].reader.parameter"
+
+COLUMNS = (
+    "b boolean, i2 smallint, i4 integer, i8 bigint, f4 real, f8 double precision, d date, "
+    "t time, ts timestamp, tz timestamptz, tx text, vc varchar(10), bp char(5), js json, "
+    "jb jsonb, by bytea, n1 numeric(12,2), n2 numeric(18,0), n3 numeric(5,5), n4 numeric(40,3), "
+    "n5 numeric, u uuid, arr integer[], iv interval, o oid"
+)
+ROWS = [
+    "true, 1, 2, 3, 1.5, 2.5, '2020-01-02', '12:34:56.789', '2020-01-02 03:04:05.123456', "
+    "'2020-01-02 03:04:05+02', 'héllo ✓', 'x', 'ab', '{\"a\": 1}', '{\"b\": [1, 2]}', "
+    "'\\x00ff', 12345.67, 123456789012345678, 0.12345, 1234567890123456789012345.5, 3.14159, "
+    "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{1,2}', '1 day', 42",
+    ", ".join(["NULL"] * 25),
+    "false, -32768, -2147483648, -9223372036854775808, '-Infinity', 1e308, 'infinity', "
+    "'00:00', '-infinity', 'infinity', '', '', '', 'null', 'null', '', -0.01, "
+    "-999999999999999999, -0.99999, -0.001, -1e-30, NULL, '{}', '-1 mon', 0",
+    "true, 32767, 2147483647, 9223372036854775807, 'Infinity', -0.0, '4713-01-01 BC', '24:00', "
+    "'294276-12-31 23:59:59', '1970-01-01 00:00:00+00', repeat('z', 5000), 'abcdefghij', "
+    "'abcde', '[]', '[]', repeat('x', 3000)::bytea, 0, 0, 0, 0, 'NaN', NULL, '{NULL,3}', NULL, "
+    "4294967295",
+]
+
+
+def _read(
+    pg: PgDb, monkeypatch: pytest.MonkeyPatch, off_socket: bool, n: int = 1, **kw: Any
+) -> tuple[pa.Table, list[tuple[str, str]]]:
+    monkeypatch.setattr(pg_reader, "COPY_OFF_SOCKET", off_socket)
+    r = Reader(pg.reader_params(**kw), Context(where=RCTX))
+    batches, dirty = [], []
+    try:
+        for s in r.splits(n):
+            for item in r.read(s):
+                if isinstance(item, pa.RecordBatch):
+                    batches.append(item)
+                else:
+                    batches.append(item.batch)
+                    dirty += [(d.reason, d.position) for d in item.dirty]
+        schema = r.schema()
+    finally:
+        r.close()
+    return pa.Table.from_batches(batches, schema=schema), dirty
+
+
+def _same(a: pa.Table, b: pa.Table) -> None:
+    assert a.schema == b.schema
+    assert a.num_rows == b.num_rows
+    for name in a.column_names:
+        x, y = a.column(name), b.column(name)
+        if pa.types.is_floating(x.type):  # repr: NaN equals NaN, -0.0 differs from 0.0
+            assert repr(x.to_pylist()) == repr(y.to_pylist()), name
+        else:  # infinite dates and timestamps have no Python form: compare the arrays
+            assert x.equals(y), name
+
+
+def test_every_type_and_edge_value_reads_as_through_adbc(
+    pg: PgDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg.sql(
+        f"CREATE TABLE {{s}}.t ({COLUMNS})", *(f"INSERT INTO {{s}}.t VALUES ({r})" for r in ROWS)
+    )
+    ours, dirty = _read(pg, monkeypatch, True, table="t")
+    adbc, adbc_dirty = _read(pg, monkeypatch, False, table="t")
+    _same(ours, adbc)
+    assert ours.num_rows == 4
+    assert dirty == adbc_dirty  # the NaN numeric of a column read as text is not dirty
+
+
+def test_numeric_nan_is_a_dirty_row_on_both_paths(
+    pg: PgDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.t (id int, v numeric(10,2))",
+        "INSERT INTO {s}.t SELECT g, CASE WHEN g % 1000 = 7 THEN 'NaN' ELSE g / 3.0 END "
+        "FROM generate_series(1, 5000) g",
+    )
+    ours, dirty = _read(pg, monkeypatch, True, table="t")
+    adbc, adbc_dirty = _read(pg, monkeypatch, False, table="t")
+    _same(ours, adbc)
+    assert ours.num_rows == 4995
+    assert [p for _, p in dirty] == [p for _, p in adbc_dirty] and len(dirty) == 5
+
+
+def test_many_pieces_and_splits_read_every_row_once(
+    pg: PgDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # about 25 MB: several pieces of the socket reader, rows cut at their boundaries
+    pg.sql(
+        "CREATE TABLE {s}.t (id bigint PRIMARY KEY, name text, amount numeric(12,2), at timestamptz)",
+        "INSERT INTO {s}.t SELECT g, 'name ' || repeat('d', g % 97), g / 7.0, "
+        "'2020-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 200000) g",
+    )
+    ours, _ = _read(pg, monkeypatch, True, n=3, table="t", splitPk="id")
+    adbc, _ = _read(pg, monkeypatch, False, n=3, table="t", splitPk="id")
+    _same(ours.sort_by("id"), adbc.sort_by("id"))
+    assert sorted(ours.column("id").to_pylist()) == list(range(1, 200001))
+
+
+def test_bytes_that_look_like_row_headers_do_not_cut_rows(
+    pg: PgDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a row of one column begins 'd', int32 length, int16 1: values full of that pattern
+    pg.sql(
+        "CREATE TABLE {s}.t (v bytea)",
+        "INSERT INTO {s}.t SELECT decode(repeat('64000000ff0001', g % 50), 'hex') || int4send(g) "
+        "FROM generate_series(1, 3000) g",
+    )
+    ours, _ = _read(pg, monkeypatch, True, table="t")
+    adbc, _ = _read(pg, monkeypatch, False, table="t")
+    _same(ours, adbc)
+    assert ours.num_rows == 3000
+
+
+def test_a_row_larger_than_a_piece_is_read_whole(pg: PgDb, monkeypatch: pytest.MonkeyPatch) -> None:
+    size = wire.PIECE * 2 + 123
+    pg.sql(
+        "CREATE TABLE {s}.t (id int, v text)",
+        f"INSERT INTO {{s}}.t VALUES (1, 'a'), (2, repeat('b', {size})), (3, 'c')",
+    )
+    ours, _ = _read(pg, monkeypatch, True, table="t")
+    assert [len(v) for v in ours.column("v").to_pylist()] == [1, size, 1]
+
+
+def test_an_error_in_the_middle_of_the_rows_is_fatal_with_its_sqlstate(
+    pg: PgDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(FatalError, match=r"division by zero.*\[22012\]"):
+        _read(
+            pg,
+            monkeypatch,
+            True,
+            querySql=["SELECT 1 / (g - 150000) AS v FROM generate_series(1, 300000) g"],
+        )
