@@ -156,3 +156,20 @@ def test_an_error_in_the_middle_of_the_rows_is_fatal_with_its_sqlstate(
             True,
             querySql=["SELECT 1 / (g - 150000) AS v FROM generate_series(1, 300000) g"],
         )
+
+
+@pytest.mark.parametrize("precision, scale", [(4, 0), (9, 4), (12, 2), (15, 1), (15, 6), (18, 9)])
+def test_numerics_of_every_width_up_to_18_digits_read_as_through_adbc(
+    pg: PgDb, monkeypatch: pytest.MonkeyPatch, precision: int, scale: int
+) -> None:
+    # values from 10^-scale up to the largest the type holds, both signs, zeros and round ones
+    top = 10 ** (precision - scale)
+    pg.sql(
+        f"CREATE TABLE {{s}}.t (v numeric({precision},{scale}))",
+        f"INSERT INTO {{s}}.t SELECT round((({top}::numeric - 1) * (g % 1009) / 1008.0 * sign(g % 7 - 3))"
+        f"::numeric, {scale}) FROM generate_series(1, 3000) g",
+        f"INSERT INTO {{s}}.t VALUES ({top} - 10::numeric ^ -{scale}), (-{top} + 10::numeric ^ -{scale}), "
+        f"(10::numeric ^ -{scale}), (0), (1), (-{top // 10}), (NULL)",
+    )
+    ours, _ = _both(pg, monkeypatch, table="t")
+    assert ours.num_rows == 3007

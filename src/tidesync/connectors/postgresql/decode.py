@@ -207,19 +207,21 @@ def _numeric(
     nf = special if special.any() else None
     skip |= special
     ndigits[skip] = 0
-    value = np.zeros(len(data), np.int64)
     digits = _at(a, _I2)
-    for k in range(int(ndigits.max()) if len(data) else 0):
-        has = k < ndigits
-        digit = np.where(has, digits[data + 8 + 2 * k], 0).astype(np.int64)
-        exp = 4 * (weight - k) + scale
-        up = np.clip(exp, 0, 18)
-        down = np.clip(-exp, 0, 18)
-        if (has & ((exp > 18) | (digit % _POW10[down] != 0))).any():
-            raise ValueError(
-                f"column {col.name}: a numeric value outside numeric({t.precision}, {scale})"
-            )
-        value += np.where(exp >= 0, digit * _POW10[up], digit // _POW10[down])
+    top = int(ndigits.max()) if len(data) else 0
+    if t.precision <= 15:
+        value = _horner(digits, data, ndigits, weight, scale, top, col)
+    else:
+        value = np.zeros(len(data), np.int64)
+        for k in range(top):
+            has = k < ndigits
+            digit = np.where(has, digits[data + 8 + 2 * k], 0).astype(np.int64)
+            exp = 4 * (weight - k) + scale
+            up = np.clip(exp, 0, 18)
+            down = np.clip(-exp, 0, 18)
+            if (has & ((exp > 18) | (digit % _POW10[down] != 0))).any():
+                raise _outside(col)
+            value += np.where(exp >= 0, digit * _POW10[up], digit // _POW10[down])
     value = np.where((sign & 0xF000) == _NUMERIC_NEG, -value, value)
     pair = np.empty((len(data), 2), np.int64)
     pair[:, 0] = value
@@ -227,3 +229,37 @@ def _numeric(
     invalid = skip if skip.any() else None
     arr = pa.Array.from_buffers(t, len(data), [_validity(invalid), pa.py_buffer(pair)])
     return arr, nf
+
+
+def _horner(
+    digits: np.ndarray,
+    data: np.ndarray,
+    ndigits: np.ndarray,
+    weight: np.ndarray,
+    scale: int,
+    top: int,
+    col: OutColumn,
+) -> np.ndarray:
+    """The unscaled values of ``numeric(p, s)``, p <= 15: the base-10000 digits read as one
+    integer (at most p + 3 decimal digits: it fits an int64), then shifted to the scale once."""
+    value = np.zeros(len(data), np.int64)
+    for k in range(top):
+        has = k < ndigits
+        step = value * 10000 + digits[data + 8 + 2 * k]
+        value = np.where(has, step, value)
+    exp = 4 * (weight - ndigits + 1) + scale
+    exp[ndigits == 0] = 0
+    if ((exp > 18) | (exp < -18)).any():
+        raise _outside(col)
+    up = np.clip(exp, 0, 18)
+    down = _POW10[np.clip(-exp, 0, 18)]
+    if (value % down != 0).any():
+        raise _outside(col)
+    return (value // down) * _POW10[up]
+
+
+def _outside(col: OutColumn) -> ValueError:
+    t: Any = col.type
+    return ValueError(
+        f"column {col.name}: a numeric value outside numeric({t.precision}, {t.scale})"
+    )
