@@ -1,8 +1,9 @@
 """PostgreSQL reader and writer, at the speed of the server's bulk paths.
 
-Reader: each split runs ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` through ADBC's
-PostgreSQL driver, which decodes the stream into Arrow record batches in native code, column by
-column, a bounded number of rows at a time. ``splitPk`` cuts a table into key ranges: integer keys
+Reader: each split runs ``COPY (SELECT ...) TO STDOUT (FORMAT binary)``, read off the socket in
+pieces and decoded into Arrow column by column with numpy (:mod:`wire`, :mod:`decode`), or through
+ADBC's PostgreSQL driver where the connection is encrypted or a column is a numeric wider than
+18 digits; both give the same batches, a bounded number of rows at a time. ``splitPk`` cuts a table into key ranges: integer keys
 by value, other keys (text, uuid, dates, numeric) by quantiles of a sample that the server
 computes in the very ordering the split conditions compare with (the column's own collation), so
 no row is read twice or lost whatever that collation is (DataX cuts text keys by an ordering of

@@ -1,6 +1,6 @@
 """PostgreSQL <-> Arrow types, without loss.
 
-Reading: a query's columns come back from ADBC's binary COPY decoder. Types it decodes natively
+Reading: a query's columns come back from the binary COPY decoder (``decode``, or ADBC's). Types it decodes natively
 keep their Arrow form; ``numeric(p, s)`` arrives as text and becomes ``decimal128(p, s)``
 (``decimal256`` above 38 digits; text when unconstrained, since no fixed scale holds every
 value); everything else (uuid, enum, inet, interval, money, xml, ...) is cast to text by the
