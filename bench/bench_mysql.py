@@ -5,6 +5,7 @@ own ``LOAD DATA LOCAL INFILE``.
 
     .venv/bin/python bench/bench_mysql.py --rows 2000000 --runs 3
     .venv/bin/python bench/bench_mysql.py --rows 200000          # the small, quick run
+    .venv/bin/python bench/bench_mysql.py --only scan_vs_connectorx read_vs_connectorx
 
 Data: a table ``ts_bench.orders_<rows>`` of 8 mixed columns (bigint key, varchar, decimal(12,2),
 double, int, boolean, datetime(6), date), made once from MariaDB's sequence engine and reused,

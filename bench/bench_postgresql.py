@@ -1,9 +1,11 @@
 """PostgreSQL -> Parquet and CSV -> PostgreSQL through tidesync, side by side with the reference
-tools: connectorx (read into Arrow, then the same Parquet write), ``psql -c "COPY ... TO STDOUT"``
+tools: connectorx (read into Arrow, then the same Parquet write; also the read alone against a
+tidesync job that discards the rows), ``psql -c "COPY ... TO STDOUT (FORMAT binary)"`` to /dev/null
 (the server's export limit) and ``psql \\copy`` (the client's own bulk load).
 
     .venv/bin/python bench/bench_postgresql.py --rows 2000000 --runs 3
     .venv/bin/python bench/bench_postgresql.py --rows 200000          # the small, quick run
+    .venv/bin/python bench/bench_postgresql.py --only scan_vs_connectorx read_vs_connectorx
 
 Data: a table ``ts_bench.orders_<rows>`` of 8 mixed columns (bigint key, varchar, numeric(12,2),
 double, int, boolean, timestamp, text), made once with generate_series and reused, plus a CSV
@@ -184,6 +186,11 @@ def main() -> None:
         json.loads(read.read_text())["job"]["content"][0]["reader"],
         {"name": "streamwriter", "parameter": {"print": False}},
     )
+    copy_ref = [
+        "sh",
+        "-c",
+        f'psql -X -q "{a.url}" -c "COPY {src} TO STDOUT (FORMAT binary)" > /dev/null',
+    ]
     plans: dict[str, Callable[[], dict[str, float]]] = {
         "scan_vs_connectorx": lambda: compare(
             "PostgreSQL -> Arrow, discarded (the reader alone)",
@@ -191,6 +198,14 @@ def main() -> None:
             [tidesync, "run", str(scan)],
             [py, "-c", CONNECTORX_READ, a.url, f"SELECT * FROM {src}"],
             "connectorx",
+            a.runs,
+        ),
+        "scan_vs_psql_copy": lambda: compare(
+            "PostgreSQL -> Arrow, discarded, against psql binary COPY TO STDOUT > /dev/null",
+            a.rows,
+            [tidesync, "run", str(scan)],
+            copy_ref,
+            "psql COPY",
             a.runs,
         ),
         "read_vs_connectorx": lambda: compare(
@@ -205,11 +220,7 @@ def main() -> None:
             "PostgreSQL export (tidesync to Parquet; psql binary COPY TO STDOUT > /dev/null)",
             a.rows,
             [tidesync, "run", str(read)],
-            [
-                "sh",
-                "-c",
-                f'psql -X -q "{a.url}" -c "COPY {src} TO STDOUT (FORMAT binary)" > /dev/null',
-            ],
+            copy_ref,
             "psql COPY",
             a.runs,
         ),
