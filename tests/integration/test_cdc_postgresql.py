@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from tests.integration._cdc import CRASH, Capture, rows
 from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
 from tidesync.connectors.base import Context
 from tidesync.connectors.postgresql import Reader as TableReader
+from tidesync.connectors.postgresql.pgoutput import lsn_int
 
 pytestmark = pytest.mark.integration
 
@@ -239,6 +241,17 @@ def test_a_crash_between_write_and_checkpoint_loses_and_duplicates_nothing(
     c.run()
     pg.sql("INSERT INTO {s}.k VALUES (1), (2)")
     job = c.write_job(out, {})
+    _crash(c, job)
+    assert rows(c.read(out), "id") == [(1,), (2,)]  # published, but not checkpointed
+    pg.sql("INSERT INTO {s}.k VALUES (3)")
+    c.run()
+    assert rows(c.read(out), "id") == [(1,), (2,), (3,)]  # again, each once
+    c.run()
+    assert c.read(out).num_rows == 0
+
+
+def _crash(c: Capture, job: Path) -> None:
+    """`tidesync run JOB`, killed after its writer published, before the checkpoint."""
     p = subprocess.run(
         [sys.executable, "-c", CRASH, str(job)],
         cwd=c.root,
@@ -247,12 +260,6 @@ def test_a_crash_between_write_and_checkpoint_loses_and_duplicates_nothing(
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert p.returncode == -signal.SIGKILL, p.stderr
-    assert rows(c.read(out), "id") == [(1,), (2,)]  # published, but not checkpointed
-    pg.sql("INSERT INTO {s}.k VALUES (3)")
-    c.run()
-    assert rows(c.read(out), "id") == [(1,), (2,), (3,)]  # again, each once
-    c.run()
-    assert c.read(out).num_rows == 0
 
 
 def test_cdc_check_says_ready_and_drop_removes_the_capture(
@@ -304,3 +311,170 @@ def test_before_image_with_replica_identity_full(pg: PgDb, cap: Any) -> None:  #
         ("u", 1, "b", 1, "a"),
         ("d", 1, "b", 1, "b"),
     ]
+
+
+# -- snapshot: true ---------------------------------------------------------------------------------
+
+
+def test_a_snapshot_gives_the_rows_then_each_change_once_with_a_racing_change(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows present before the capture arrive as ``r``; a transaction still open while the slot
+    is created is in the snapshot (and not among the changes); changes committed between the
+    slot's consistent point and the reading of the table are among the changes (and not in the
+    snapshot); nothing twice."""
+    import psycopg
+
+    pg.sql(
+        "CREATE TABLE {s}.rs (id int PRIMARY KEY, v text)",
+        "INSERT INTO {s}.rs VALUES (1, 'v1'), (2, 'v2'), (3, 'v3')",
+    )
+    c = cap(["rs"], snapshot=True)
+    racing = psycopg.connect(pg.url)  # a transaction open when the capture starts
+    racing.execute(f"UPDATE {pg.schema}.rs SET v = 'race2' WHERE id = 2")
+    racing.execute(f"INSERT INTO {pg.schema}.rs VALUES (4, 'race4')")
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    monkeypatch.setenv("TIDESYNC_TEST_HOOKS", f"cdc.snapshot=hold:{hooks}")
+    out: dict[str, Any] = {}
+    run = threading.Thread(target=lambda: out.update(t=c.run_report()))
+    run.start()
+    slot = c.params["slot"]
+    _wait_for(lambda: pg.rows("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)))
+    # the slot's creation waits for the open transaction: it cannot be past its snapshot yet
+    assert not (hooks / "cdc.snapshot.reached").exists()
+    racing.commit()
+    racing.close()
+    _wait_for(lambda: (hooks / "cdc.snapshot.reached").exists())
+    pg.sql(  # after the consistent point, before the table is read
+        "UPDATE {s}.rs SET v = 'after3' WHERE id = 3",
+        "DELETE FROM {s}.rs WHERE id = 1",
+        "INSERT INTO {s}.rs VALUES (5, 'after5')",
+    )
+    (hooks / "cdc.snapshot.go").touch()
+    run.join()
+    monkeypatch.delenv("TIDESYNC_TEST_HOOKS")
+    assert out["t"].status == "succeeded", out["t"].error
+    first = c.read(c.folder(c.runs))
+    got = rows(first, "_op", "id", "v")
+    assert sorted(got[:4]) == [  # the snapshot, in the table's order
+        ("r", 1, "v1"),
+        ("r", 2, "race2"),
+        ("r", 3, "v3"),
+        ("r", 4, "race4"),
+    ]
+    assert got[4:] == [("u", 3, "after3"), ("d", 1, None), ("c", 5, "after5")]
+    pos = [lsn_int(x) for x in first.column("_pos").to_pylist()]
+    assert len(set(pos[:4])) == 1 and min(pos[4:]) >= pos[0]  # the consistent point, then after
+    pg.sql("UPDATE {s}.rs SET v = 'later' WHERE id = 5")
+    assert rows(c.run(), "_op", "id", "v") == [("u", 5, "later")]
+    assert c.run().num_rows == 0
+
+
+def _wait_for(cond: Any, limit: float = 180.0) -> None:
+    """Poll a condition on the servers (not a timing: the bound only stops a hung test)."""
+    deadline = time.monotonic() + limit
+    while not cond():
+        assert time.monotonic() < deadline, "the condition never became true"
+        time.sleep(0.02)
+
+
+def test_a_snapshot_has_the_batch_readers_types(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql(TYPED, f"INSERT INTO {{s}}.typed VALUES {ROW}", "INSERT INTO {s}.typed (id) VALUES (2)")
+    c = cap(["typed"], snapshot=True, beforeImage=True)
+    got = c.run()
+    batch = TableReader(
+        {"jdbcUrl": pg.jdbc, "username": "postgres", "table": ["typed"]},
+        Context(where="r"),
+    )
+    _, want = read_all(batch)
+    data = got.sort_by("id").select(want.schema.names)
+    assert data.schema == want.schema
+    assert data.to_pylist() == want.sort_by("id").to_pylist()
+    assert set(got.column("_op").to_pylist()) == {"r"}
+    assert all(v is None for v in got.column("before_id").to_pylist())
+
+
+def test_a_snapshot_window_and_its_reruns(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql(
+        "CREATE TABLE {s}.sw (id int PRIMARY KEY, v text)",
+        "CREATE TABLE {s}.sw2 (id int PRIMARY KEY, w int)",
+        "INSERT INTO {s}.sw VALUES (1, 'a'), (2, 'b')",
+        "INSERT INTO {s}.sw2 VALUES (1, 10)",
+    )
+    c = cap(["sw", "sw2"], snapshot=True)
+    t0 = now_ms(pg)
+    w1 = c.run((t0 - 1000, t0))
+    assert rows(w1, "_table", "_op", "id", "v", "w") == [
+        ("sw", "r", 1, "a", None),
+        ("sw", "r", 2, "b", None),
+        ("sw2", "r", 1, None, 10),
+    ]
+    pg.sql("UPDATE {s}.sw SET v = 'c' WHERE id = 2")
+    t1 = now_ms(pg) + 50
+    w2 = c.run((t0, t1))
+    assert rows(w2, "_table", "_op", "id", "v") == [("sw", "u", 2, "c")]
+    r = c.run_report((t0 - 1000, t0))  # the snapshot cannot be taken again at its point
+    assert r.status == "failed" and "snapshot" in r.error and "cdc drop" in r.error
+    r = c.run_report((t0 - 1000, t1))
+    assert r.status == "failed" and "snapshot" in r.error
+    assert c.run((t0, t1)).equals(w2)  # later windows rerun as before
+
+
+def test_a_first_run_killed_before_its_checkpoint_takes_a_new_snapshot(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    pg.sql("CREATE TABLE {s}.ks (id int PRIMARY KEY)", "INSERT INTO {s}.ks VALUES (1), (2)")
+    c = cap(["ks"], snapshot=True)
+    out = c.out = c.root / "out"
+    job = c.write_job(out, {})
+    _crash(c, job)
+    assert rows(c.read(out), "_op", "id") == [("r", 1), ("r", 2)]  # published, not saved
+    pg.sql("INSERT INTO {s}.ks VALUES (3)")
+    c.run()  # the slot left behind is replaced: a new snapshot, which has row 3
+    assert rows(c.read(out), "_op", "id") == [("r", 1), ("r", 2), ("r", 3)]
+    pg.sql("DELETE FROM {s}.ks WHERE id = 1")
+    c.run()
+    assert rows(c.read(out), "_op", "id") == [("d", 1)]
+
+
+def test_a_snapshot_and_changes_merged_give_the_exact_table(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    pg.sql(
+        "CREATE TABLE {s}.mt (id int PRIMARY KEY, v text, n int)",
+        "INSERT INTO {s}.mt SELECT g, 'v' || g, g FROM generate_series(1, 1000) g",
+    )
+    target = tmp_path / "target.sqlite"
+    con = sqlite3.connect(target)
+    con.execute("CREATE TABLE mt (id BIGINT PRIMARY KEY, v TEXT, n BIGINT)")
+    con.commit()
+    con.close()
+    writer = {"name": "sqlitewriter", "parameter": {
+        "connection": [{"jdbcUrl": f"jdbc:sqlite:{target}", "table": ["mt"]}],
+        "writeMode": "merge"}}  # fmt: skip
+    c = cap(["mt"], snapshot=True)
+    c.writer = writer
+    c.out = tmp_path / "unused"
+    c.run_report()
+    pg.sql(
+        "UPDATE {s}.mt SET v = 'u' || id WHERE id % 7 = 0",
+        "DELETE FROM {s}.mt WHERE id % 11 = 0",
+        "INSERT INTO {s}.mt SELECT g, NULL, -g FROM generate_series(1001, 1100) g",
+        "UPDATE {s}.mt SET id = id + 5000 WHERE id % 13 = 0",
+    )
+    r = c.run_report()
+    assert r.status == "succeeded", r.error
+    con = sqlite3.connect(target)
+    got = con.execute("SELECT id, v, n FROM mt ORDER BY id").fetchall()
+    con.close()
+    want = [tuple(x) for x in pg.rows("SELECT id, v, n FROM {s}.mt ORDER BY id")]
+    assert len(want) > 1000 and got == want

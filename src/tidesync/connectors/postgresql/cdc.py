@@ -36,6 +36,7 @@ from tidesync.connectors.postgresql.conn import (
     connect,
     edge,
     literal_text,
+    psycopg_module,
     quote_ident,
     translate,
 )
@@ -48,6 +49,7 @@ from tidesync.connectors.sql.cdc import (
     capture_name,
     cdc_options,
     output_schema,
+    snapshot_chunk,
 )
 from tidesync.errors import ConfigError, FatalError, TidesyncError
 
@@ -55,7 +57,7 @@ __all__ = ["Reader", "check", "drop", "status"]
 
 log = logging.getLogger("tidesync.cdc")
 
-_OWN_KEYS = ("slot", "publication", "plugin", "snapshot")
+_OWN_KEYS = ("slot", "publication", "plugin")
 LABEL = CaptureReader.LABEL
 
 
@@ -71,12 +73,6 @@ class Reader(CaptureReader):
         self.slot = self.capture = capture_name(ctx, p.str("slot"))
         self.publication = p.str("publication")
         p.str("plugin", "pgoutput", choices=("pgoutput",))
-        if p.bool("snapshot"):
-            p.problem(
-                "snapshot",
-                "is not supported by postgresqlcdc yet; read the table once "
-                "with the postgresql reader, then start the capture",
-            )
         if (
             len(self.slot) > 63
             or not self.slot.replace("_", "a").isalnum()
@@ -269,6 +265,12 @@ class Reader(CaptureReader):
         with edge(ep, where=self.ctx.path("table")):
             self._ensure_publication()
             slot = self._slot()
+            if self.o.snapshot and history is None:
+                # the first run creates the slot with its snapshot, in read(); a slot without a
+                # saved history is left by a first run that failed before its commit
+                if slot is not None:
+                    self._drop_unsaved_slot()
+                return History(self.slot, self._now_ms(), None)
             if slot is None:
                 if history is not None:
                     raise FatalError(
@@ -304,6 +306,75 @@ class Reader(CaptureReader):
                     "changes between are purged; `tidesync cdc drop` the job and start anew"
                 )
             return history
+
+    def _drop_unsaved_slot(self) -> None:
+        active = (
+            self._control()
+            .execute(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (self.slot,)
+            )
+            .fetchone()
+        )
+        if active and active[0] is not None:
+            raise FatalError(
+                f"{self.ctx.where}: replication slot {self.slot} exists without a saved run of "
+                f"this job and is in use by process {active[0]}; a snapshot can only be taken by "
+                "creating the slot: name another slot, or stop its user and drop it"
+            )
+        self._control().execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
+        log.warning(
+            "dropped replication slot %s, left by a first run that did not commit: a new "
+            "snapshot is taken", self.slot,
+        )  # fmt: skip
+
+    def _snapshot(self) -> Generator[base.Chunk, None, tuple[int, int]]:
+        """Create the slot on a replication connection with an exported snapshot (its
+        consistent point is where the log is read from) and read the tables in that snapshot
+        with the batch reader's own splits and decoding."""
+        from dataclasses import replace
+
+        from tidesync.connectors.postgresql.reader import PgSplit
+        from tidesync.connectors.publish import hook
+
+        ep = self.endpoint
+        assert self._schema is not None
+        several = len(self.targets) > 1
+        try:
+            rep = psycopg_module().connect(**ep.kwargs(), replication="database", autocommit=True)
+        except Exception as e:
+            raise translate(e, ep, connecting=True) from e
+        try:
+            created = self._now_ms()
+            ident = quote_ident(self.slot)
+            sql = (
+                f"CREATE_REPLICATION_SLOT {ident} LOGICAL pgoutput (SNAPSHOT 'export')"
+                if rep.info.server_version >= 150000
+                else f"CREATE_REPLICATION_SLOT {ident} LOGICAL pgoutput EXPORT_SNAPSHOT"
+            )
+            res = rep.pgconn.exec_(sql.encode())
+            if res.status != 2:  # PGRES_TUPLES_OK
+                msg = (res.error_message or b"").decode("utf-8", "replace").strip()
+                raise FatalError(
+                    f"{self.ctx.where}: creating replication slot {self.slot} on {ep.label} "
+                    f"with a snapshot failed: {msg} (see `tidesync cdc check`)"
+                )
+            lsn_s = res.get_value(0, 1).decode()
+            snapshot = res.get_value(0, 2).decode()
+            log.warning(
+                "created replication slot %s at %s on %s with a snapshot: the tables' rows as "
+                "of that point come first (_op = r), then the changes committed after it",
+                self.slot, lsn_s, ep.label,
+            )  # fmt: skip
+            hook("cdc.snapshot")
+            for split in self.tables.splits(1):
+                assert isinstance(split, PgSplit)
+                label = split.table if several else None
+                for part in self.tables.read(replace(split, snapshot=snapshot)):
+                    yield snapshot_chunk(part, label, self._schema, lsn_s, created * 1000)
+        finally:
+            with contextlib.suppress(Exception):
+                rep.close()
+        return lsn_int(lsn_s), created
 
     def _changes(self, lo: int, upto: int, cut_us: int | None) -> Generator[base.Chunk, None, int]:
         """Decode the transactions committed in [lo, upto) (cut before the first committed at or

@@ -26,6 +26,13 @@ A run of window ``[S, E)``:
   than the retained spans, a window cutting through a stored one.
 
 Without a window a run takes everything from the last ``hi`` up to the log's end now.
+
+``snapshot: true``: the first run creates the capture itself, in ``read()`` (``History.lo`` is
+None until then), at a consistent point of the log, and first emits the tables' rows as of that
+point (``_op = r``, ``_pos`` the point, ``_ts`` its time), then the log from that point: no gap,
+no duplicate. Its span is marked (``snap``). A retry before the run committed is a new first
+run (a new snapshot); a rerun of the committed first window is an error, since a snapshot cannot
+be taken again at a past point.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ __all__ = [
     "cdc_options",
     "meta_fields",
     "output_schema",
+    "snapshot_chunk",
     "slices",
     "wait_until",
 ]
@@ -86,6 +94,7 @@ CDC_KEYS = (
     "waitTimeout",
     "retention",
     "beforeImage",
+    "snapshot",
     "mode",
     "isExportSequenceInfo",
     "maxRetries",
@@ -109,6 +118,7 @@ class CdcOptions:
     wait_timeout: float = 600.0
     retention_ms: int = 24 * 3600 * 1000
     before_image: bool = False
+    snapshot: bool = False  # the first run emits the tables' rows (``_op = r``) first
 
     @property
     def windowed(self) -> bool:
@@ -224,6 +234,7 @@ def cdc_options(p: Params, ctx: Context) -> CdcOptions:
         _duration(p, "waitTimeout", 600.0),
         int(_duration(p, "retention", 86400.0) * 1000),
         p.bool("beforeImage"),
+        p.bool("snapshot"),
     )
 
 
@@ -253,6 +264,7 @@ class Span:
     end: int
     lo: Any  # log position (JSON): first transaction included
     hi: Any  # log position: first transaction not included
+    snap: bool = False  # the span began with the snapshot of the tables (the first run)
 
 
 @dataclass(frozen=True)
@@ -266,20 +278,24 @@ class SpanPlan:
     keep: int = 0  # how many stored spans stay before this run's
     rerun: bool = False
     cut: bool = True  # cut at the first commit at or after ``end``
+    snap: bool = False  # the span begins with the snapshot (set by the run that takes it)
 
 
 @dataclass
 class History:
     capture: str
     created: int  # ms
-    lo: Any  # where the capture starts
+    lo: Any  # where the capture starts; None: not yet, the first run creates it with a snapshot
     spans: list[Span] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, v: Any) -> History | None:
         if not isinstance(v, dict) or "capture" not in v:
             return None
-        spans = [Span(int(s[0]), int(s[1]), s[2], s[3]) for s in v.get("spans", [])]
+        spans = [
+            Span(int(s[0]), int(s[1]), s[2], s[3], bool(s[4]) if len(s) > 4 else False)
+            for s in v.get("spans", [])
+        ]
         return cls(str(v["capture"]), int(v.get("created", 0)), v.get("lo"), spans)
 
     def to_json(self) -> dict[str, Any]:
@@ -287,7 +303,9 @@ class History:
             "capture": self.capture,
             "created": self.created,
             "lo": self.lo,
-            "spans": [[s.start, s.end, s.lo, s.hi] for s in self.spans],
+            "spans": [
+                [s.start, s.end, s.lo, s.hi, *([True] if s.snap else [])] for s in self.spans
+            ],
         }
 
     @property
@@ -330,6 +348,14 @@ class History:
                 f"windows of this capture start at {', '.join(_show(x) for x in starts[-3:])}..."
             )
         k = starts.index(s)
+        if self.spans[k].snap:
+            raise FatalError(
+                f"{where}: window [{_show(s)}, {_show(e)}) begins with the snapshot of the "
+                f"tables this capture took when it started (at {self.spans[k].lo}); a snapshot "
+                "cannot be taken again at a past point, so this window cannot be read again: "
+                f"rerun from the next window on ({_show(self.spans[k].end)}), or `tidesync cdc "
+                "drop` the job and run it again for a new capture with a new snapshot"
+            )
         ends = [sp.end for sp in self.spans]
         if e in ends[k:]:
             m = ends.index(e, k)
@@ -346,11 +372,12 @@ class History:
         dropped (the newest always stays)."""
         if plan.rerun:
             return self
-        spans = [*self.spans[: plan.keep], Span(plan.start, end_ms, plan.lo, hi)]
+        spans = [*self.spans[: plan.keep], Span(plan.start, end_ms, plan.lo, hi, plan.snap)]
         horizon = spans[-1].end - retention_ms
         while len(spans) > 1 and spans[0].end <= horizon:
             spans.pop(0)
-        return History(self.capture, self.created, self.lo, spans)
+        lo = self.lo if self.lo is not None else plan.lo
+        return History(self.capture, self.created, lo, spans)
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -443,7 +470,9 @@ class CaptureReader(Reader):
     ``_plan()`` (sets ``_schema``), ``_now_ms()`` (the server's clock), ``_log_end()`` (the
     log's end position now), ``_open(history)`` (find or create the capture; the history to go
     on from), ``_changes(lo, upto, cut_us)`` (a generator of chunks that returns where the span
-    ended) and ``_before(a, b)`` (log order of two positions).
+    ended) and ``_before(a, b)`` (log order of two positions). With ``snapshot: true``,
+    ``_open(None)`` returns a history whose ``lo`` is None instead of creating the capture, and
+    ``_snapshot()`` creates it in the run that reads (see its docstring).
     """
 
     LABEL = "changes"
@@ -472,6 +501,12 @@ class CaptureReader(Reader):
 
     def _before(self, a: Any, b: Any) -> bool:
         return bool(a < b)
+
+    def _snapshot(self) -> Generator[Chunk, None, tuple[Any, int]]:
+        """Create the capture at a consistent point of the log and yield the tables' rows as
+        of that point (:func:`snapshot_chunk`: ``_op = r``); return ``(lo, created_ms)``, the
+        point's log position (where ``_changes`` goes on) and its server time."""
+        raise NotImplementedError
 
     # -- the skeleton ------------------------------------------------------------------------------
     def schema(self) -> pa.Schema | None:
@@ -526,6 +561,11 @@ class CaptureReader(Reader):
             if plan.end is not None:  # the window's end, and a margin, must have passed
                 wait_until(plan.end + self.margin_ms, self._now_ms,
                            self.o.wait_timeout + self.margin_ms / 1000, self.ctx.where)  # fmt: skip
+            if plan.lo is None:  # the first run of a capture with a snapshot: create it now
+                lo, created = yield from self._snapshot()
+                history = History(history.capture, created, lo, history.spans)
+                start = plan.start if plan.end is not None else created
+                plan = SpanPlan(start, plan.end, lo, None, plan.keep, plan.rerun, plan.cut, True)
             upto, now = self._log_end()
             end_ms = plan.end if plan.end is not None else now
         hi = upto
@@ -538,6 +578,35 @@ class CaptureReader(Reader):
             hi = plan.lo
         new = history.record(plan, end_ms, hi, self.o.retention_ms)
         yield Chunk(None, position=new.to_json())
+
+
+def snapshot_chunk(
+    part: pa.RecordBatch | Chunk, label: str | None, schema: pa.Schema, pos: str, ts_us: int
+) -> Chunk:
+    """A batch of the batch reader's rows (or a chunk with its dirty records) as snapshot rows
+    in the capture's output ``schema``: the columns it lacks NULL (``before_*`` among them),
+    ``_op = r``, ``_ts`` and ``_pos`` the consistent point's, ``_table`` = ``label``."""
+    chunk = part if isinstance(part, Chunk) else Chunk(part)
+    batch = chunk.batch
+    assert batch is not None
+    n = batch.num_rows
+    meta = {
+        OP: pa.array(["r"] * n, pa.string()) if n else pa.array([], pa.string()),
+        TS: pa.array(np.full(n, ts_us, dtype=np.int64), TS_TYPE),
+        POS: pa.array([pos] * n, pa.string()),
+        TABLE: pa.array([label] * n, pa.string()),
+    }
+    have = set(batch.schema.names)
+    cols = []
+    for f in schema:
+        if f.name in meta:
+            cols.append(meta[f.name])
+        elif f.name in have:
+            col = batch.column(f.name)
+            cols.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            cols.append(pa.nulls(n, f.type))
+    return Chunk(pa.RecordBatch.from_arrays(cols, schema=schema), chunk.dirty)
 
 
 # -- decoding helpers ------------------------------------------------------------------------------
