@@ -10,7 +10,8 @@ the log, the same rows), each a whole ``tidesync run`` into Parquet, interpreter
 included. The limit beside it is the server decoding the same span with nothing to keep:
 
 - PostgreSQL: ``SELECT count(*) FROM pg_logical_slot_peek_binary_changes(...)`` on the job's
-  slot (pgoutput, the job's publication), through psql;
+  slot (pgoutput, the job's publication) up to the end of the window's span (the LSN the run
+  saved: without it the peek would decode all the WAL written since, by anyone), through psql;
 - MariaDB/MySQL: ``mariadb-binlog --read-from-remote-server`` of the span to /dev/null (it does
   not decode rows unless asked: the server's dump rate, the client's parsing of events).
 
@@ -85,9 +86,10 @@ def postgresql(url: str, rows: int, runs: int, out: Path) -> dict[str, float]:
     end = int(float(_pg(url, "SELECT extract(epoch FROM clock_timestamp()) * 1000"))) + 1
     job = _job(out, "pg", reader, (now, end))
     _run(job, out)  # the window, once: its span is saved; the timed runs repeat it
+    hi = _span_end(out)
     peek = (
-        f"SELECT count(*) FROM pg_logical_slot_peek_binary_changes('{slot}', NULL, NULL, "
-        f"'proto_version', '1', 'publication_names', '{slot}')"
+        f"SELECT count(*) FROM pg_logical_slot_peek_binary_changes('{slot}', "
+        f"'0/0'::pg_lsn + {hi}, NULL, 'proto_version', '1', 'publication_names', '{slot}')"
     )
     try:
         return compare(
@@ -103,6 +105,19 @@ def postgresql(url: str, rows: int, runs: int, out: Path) -> dict[str, float]:
         subprocess.run([str(VENV_BIN / "tidesync"), "cdc", "drop", str(job)], cwd=out,
                        capture_output=True)  # fmt: skip
         _pg(url, f"DROP TABLE IF EXISTS {t}")
+
+
+def _span_end(out: Path) -> int:
+    """Where the last saved window of the job run in ``out`` ends in the log (an LSN)."""
+    import sqlite3
+
+    con = sqlite3.connect(out / ".tidesync" / "state.db")
+    try:
+        rows = con.execute("SELECT value FROM ts_state WHERE ns = 'positions'").fetchall()
+    finally:
+        con.close()
+    spans = json.loads(rows[-1][0])["positions"]["changes"]["spans"]
+    return int(spans[-1][3])
 
 
 def mysql(host: str, port: int, user: str, rows: int, runs: int, out: Path) -> dict[str, float]:

@@ -464,7 +464,8 @@ def test_a_snapshot_and_changes_merged_give_the_exact_table(
     c = cap(["mt"], snapshot=True)
     c.writer = writer
     c.out = tmp_path / "unused"
-    c.run_report()
+    r = c.run_report()
+    assert r.status == "succeeded", r.error
     pg.sql(
         "UPDATE {s}.mt SET v = 'u' || id WHERE id % 7 = 0",
         "DELETE FROM {s}.mt WHERE id % 11 = 0",

@@ -396,6 +396,7 @@ class Reader(CaptureReader):
             raise translate(e, ep, connecting=True) from e
         assert self._schema is not None
         decoder = Decoder(self.targets, self._schema, self._array_text, self.o.before_image)
+        ahead: _Ahead | None = None
         try:
             cur = con.cursor()
             with edge(ep, where=self.ctx.path("session")):
@@ -429,7 +430,8 @@ class Reader(CaptureReader):
                     f"{literal_text(self.publication_name)})"
                 )
                 carry: list[pa.RecordBatch] = []
-                for rb in _stream(cur, ep, f"slot {self.slot}"):
+                ahead = _Ahead(_stream(cur, ep, f"slot {self.slot}"))
+                for rb in ahead:
                     carry.append(rb)
                     tbl = pa.Table.from_batches(carry).combine_chunks()
                     if not tbl.num_rows:
@@ -455,6 +457,8 @@ class Reader(CaptureReader):
         except Exception as e:
             raise translate(e, ep) from e
         finally:
+            if ahead is not None:
+                ahead.close()  # before the connection goes: the thread may still read from it
             with contextlib.suppress(Exception):
                 con.close()
         return upto
@@ -513,6 +517,59 @@ class Reader(CaptureReader):
             with contextlib.suppress(Exception):
                 self._conn.close()
             self._conn = None
+
+
+class _Ahead:
+    """The batches of an iterator, fetched by a thread of their own one batch ahead: the next
+    batch travels from the server while this one is decoded. A failure of the fetch is raised
+    where its batch would have come; ``close()`` stops the thread and waits for it."""
+
+    _END = object()
+
+    def __init__(self, it: Iterator[pa.RecordBatch], depth: int = 2):
+        import queue
+        import threading
+
+        self._q: queue.Queue[Any] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._it = it
+        self._thread = threading.Thread(target=self._run, name="pgcdc-fetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        item: Any = self._END
+        try:
+            for rb in self._it:
+                if not self._put(rb):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the reading thread
+            item = e
+        self._put(item)
+
+    def _put(self, item: Any) -> bool:
+        """Hand ``item`` over, unless the reader stopped first (False)."""
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self._q.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 # -- operations: check and drop ---------------------------------------------------------------------

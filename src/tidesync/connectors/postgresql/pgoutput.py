@@ -86,12 +86,16 @@ def _relation(data: bytes) -> Relation:
     return Relation(relid, schema, name, identity, cols)
 
 
+_OPS = pa.array(["c", "u", "d"], pa.string())
+_BE = {2: np.dtype(">u2"), 4: np.dtype(">u4"), 8: np.dtype(">i8")}
+
+
 def _be(buf: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
-    """Big-endian unsigned ``n``-byte integers at ``pos`` (int64; 8 bytes must fit 63 bits)."""
-    v = buf[pos].astype(np.int64)
-    for i in range(1, n):
-        v = (v << 8) | buf[pos + i]
-    return v
+    """Big-endian unsigned ``n``-byte integers at ``pos`` (int64; 8 bytes must fit 63 bits):
+    the ``n`` bytes at each position gathered at once through a view of ``buf`` whose rows
+    start at every byte, then read as one big-endian array."""
+    rows = np.lib.stride_tricks.as_strided(buf, (max(len(buf) - n + 1, 0), n), (1, 1))
+    return rows[pos].view(_BE[n]).reshape(-1).astype(np.int64)
 
 
 @dataclass
@@ -299,8 +303,12 @@ class Decoder:
             return Decoded(None, [], commit_lsn, commit_us)
         table = pa.Table.from_batches(parts, self.schema)
         order = np.concatenate(order_parts)
-        sort = np.argsort(order, kind="stable")
-        out = table.take(pa.array(sort)).combine_chunks().to_batches()
+        if len(order) < 2 or bool((order[1:] >= order[:-1]).all()):  # in log order already
+            sort = np.arange(len(order))
+            out = table.combine_chunks().to_batches()
+        else:
+            sort = np.argsort(order, kind="stable")
+            out = table.take(pa.array(sort)).combine_chunks().to_batches()
         batch = out[0] if out else None
         if dirty:
             where = {int(o): k for k, o in enumerate(order[sort])}
@@ -383,11 +391,14 @@ class Decoder:
         sub = np.concatenate([np.zeros(int(moved.sum()), np.int64), np.ones(len(idx), np.int64)])
         first = np.arange(len(take)) < int(moved.sum())  # the old-key deletes
         order = idx[take].astype(np.int64) * 2 + sub
-        if moved.any():  # in log order (an old key's delete before its new row): buffer order
+        has_moved = bool(moved.any())
+        if has_moved:  # in log order (an old key's delete before its new row): buffer order
             perm = np.argsort(order, kind="stable")
             take, first, order = take[perm], first[perm], order[perm]
 
         def image(j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            if not has_moved:  # every row as it is, in order
+                return kind[j], start[j], length[j]
             k = np.where(first, old.kind[j][take], kind[j][take])
             s = np.where(first, old.start[j][take], start[j][take])
             ln = np.where(first, old.length[j][take], length[j][take])
@@ -417,9 +428,9 @@ class Decoder:
                 arrays["before_" + name] = barr
         # a moved row is new under its new key: "c" after the old key's "d"
         ins = is_ins[take] | (moved[take] & ~first)
-        ops = np.where(first, "d", np.where(ins, "c", np.where(is_upd[take], "u", "d")))
+        code = np.where(first, 2, np.where(ins, 0, np.where(is_upd[take], 1, 2)))
         tx = txn[idx[take]]
-        arrays[OP] = pa.array(ops, pa.string())
+        arrays[OP] = _OPS.take(pa.array(code.astype(np.int8)))
         arrays[TS] = pa.array(commit_us[tx], pa.int64()).cast(TS_TYPE)
         arrays[POS] = lsn.take(pa.array(idx[take]))
         if self.several:
