@@ -479,3 +479,20 @@ def test_a_snapshot_and_changes_merged_give_the_exact_table(
     con.close()
     want = [tuple(x) for x in pg.rows("SELECT id, v, n FROM {s}.mt ORDER BY id")]
     assert len(want) > 1000 and got == want
+
+
+def test_a_column_dropped_mid_stream_leaves_the_output(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    """A run's columns are the table's when the run plans: a column dropped since is not
+    output, even for changes logged before the drop; the others keep their values."""
+    pg.sql("CREATE TABLE {s}.dc (id int PRIMARY KEY, gone text, kept int)")
+    c = cap(["dc"])
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.dc VALUES (1, 'a', 10)",
+        "ALTER TABLE {s}.dc DROP COLUMN gone",
+        "INSERT INTO {s}.dc VALUES (2, 20)",
+        "UPDATE {s}.dc SET kept = 11 WHERE id = 1",
+    )
+    t = c.run()
+    assert t.schema.names == ["id", "kept", "_op", "_ts", "_pos"]
+    assert rows(t, "_op", "id", "kept") == [("c", 1, 10), ("c", 2, 20), ("u", 1, 11)]
