@@ -13,7 +13,9 @@ included. The limit beside it is the server decoding the same span with nothing 
   slot (pgoutput, the job's publication) up to the end of the window's span (the LSN the run
   saved: without it the peek would decode all the WAL written since, by anyone), through psql;
 - MariaDB/MySQL: ``mariadb-binlog --read-from-remote-server`` of the span to /dev/null (it does
-  not decode rows unless asked: the server's dump rate, the client's parsing of events).
+  not decode rows unless asked: the server's dump rate, the client's framing of events), and
+  the same with ``--verbose`` (it decodes every row into text: the fairer reference). The three
+  commands run in turn (ours, framing, decoding), and each ratio is the median of its pairs.
 
 The capture is dropped at the end (``tidesync cdc drop``).
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import VENV_BIN, compare, parquet_writer, write_job  # noqa: E402
+from _harness import VENV_BIN, compare, parquet_writer, report, timed, write_job  # noqa: E402
 
 HERE = Path(__file__).parent
 TXN = 10_000
@@ -120,7 +122,9 @@ def _span_end(out: Path) -> int:
     return int(spans[-1][3])
 
 
-def mysql(host: str, port: int, user: str, rows: int, runs: int, out: Path) -> dict[str, float]:
+def mysql(
+    host: str, port: int, user: str, rows: int, runs: int, out: Path, keep: bool = False
+) -> dict[str, Any]:
     t = "cdc_orders"
     _my(f"DROP TABLE IF EXISTS {t}; CREATE TABLE {t} (id BIGINT PRIMARY KEY, customer "
         "VARCHAR(32), amount DECIMAL(12,2), score DOUBLE, qty INT, paid BOOLEAN, created_at "
@@ -147,18 +151,24 @@ def mysql(host: str, port: int, user: str, rows: int, runs: int, out: Path) -> d
     raw = [binlog, "--read-from-remote-server", f"--host={host}", f"--port={port}",
            f"--user={user}", f"--start-position={lo_pos}", f"--stop-position={hi_pos}",
            "--result-file=/dev/null", lo_file]  # fmt: skip
+    ours = [str(VENV_BIN / "tidesync"), "run", str(job)]
+    verbose = [*raw[:-1], "--verbose", raw[-1]]
+    print(f"  (the span: {lo_file} {lo_pos}..{hi_pos}; job {job})")
     try:
-        return compare(
-            "MariaDB binlog -> Parquet (changes/s)",
-            rows,
-            [str(VENV_BIN / "tidesync"), "run", str(job)],
-            raw,
-            "mariadb-binlog",
-            runs,
-            cwd=out,
-        )
+        timed(ours, out)  # warm-up: file cache, imports
+        times: dict[str, list[float]] = {"ours": [], "raw": [], "verbose": []}
+        for _ in range(runs):
+            times["ours"].append(timed(ours, out))
+            times["raw"].append(timed(raw, out))
+            times["verbose"].append(timed(verbose, out))
+        title = "MariaDB binlog -> Parquet (changes/s)"
+        return {
+            "framing": report(title, rows, times["ours"], times["raw"], "mariadb-binlog", runs),
+            "decoding": report(title, rows, times["ours"], times["verbose"], "--verbose", runs),
+        }
     finally:
-        _my(f"DROP TABLE IF EXISTS {t}", host, port, user)
+        if not keep:
+            _my(f"DROP TABLE IF EXISTS {t}", host, port, user)
 
 
 def main() -> None:
@@ -169,6 +179,7 @@ def main() -> None:
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--mysql", default="root@127.0.0.1:3306")
     ap.add_argument("--only", choices=("postgresql", "mysql"))
+    ap.add_argument("--keep", action="store_true", help="keep the MySQL table and job (to profile)")
     a = ap.parse_args()
     out = HERE / "data" / "out_cdc"  # bench/data/ is ignored by git
     shutil.rmtree(out, ignore_errors=True)
@@ -180,7 +191,7 @@ def main() -> None:
     if a.only in (None, "mysql"):
         user, hp = a.mysql.split("@")
         host, port = hp.split(":")
-        results["mysql"] = mysql(host, int(port), user, a.rows, a.runs, out)
+        results["mysql"] = mysql(host, int(port), user, a.rows, a.runs, out, a.keep)
     print(json.dumps(results))
 
 

@@ -20,6 +20,7 @@ from tests.integration._servers_mysql import MyDb, mysql_db, mysql_server  # noq
 from tests.integration.test_mysql import TYPES
 from tidesync.connectors.base import Context
 from tidesync.connectors.mysql import Reader as TableReader
+from tidesync.connectors.mysql.binlog import Gtid
 from tidesync.errors import ConfigError
 
 pytestmark = pytest.mark.integration
@@ -276,3 +277,118 @@ def test_before_image_and_an_unsupported_snapshot(mysql_db: MyDb, tmp_path: Path
     ]
     with pytest.raises(ConfigError, match=r"reader\.parameter\.snapshot: is not supported"):
         c.run_report(snapshot=True)
+
+
+def _history(c: Capture) -> dict[str, Any]:
+    from tidesync.state import POSITIONS
+
+    [entry] = state_store(c.root).list(POSITIONS)
+    return dict(entry.value["positions"]["changes"])
+
+
+def test_gtid_positions_go_on_across_a_binlog_rotation(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute("CREATE TABLE gt (id INT PRIMARY KEY, v VARCHAR(5))")
+    c = cap(mysql_db, tmp_path, ["gt"])
+    f = cap(mysql_db, tmp_path, ["gt"], position="file")
+    c.run()
+    f.run()
+    mysql_db.execute("INSERT INTO gt VALUES (1, 'a')", "FLUSH BINARY LOGS")
+    mysql_db.execute("INSERT INTO gt VALUES (2, 'b')", "UPDATE gt SET v = 'c' WHERE id = 1")
+    (then,) = mysql_db.query("SELECT @@global.gtid_binlog_pos")[0]
+    t = c.run()
+    assert rows(t, "_op", "id", "v") == [("c", 1, "a"), ("c", 2, "b"), ("u", 1, "c")]
+    assert len({p.split(":")[0] for p in t.column("_pos").to_pylist()}) == 2  # two files
+    assert f.run().to_pylist() == t.to_pylist()  # file:offset positions read the same rows
+    h = _history(c)
+    assert h["lo"].startswith("gtid:") and h["spans"][-1][3].startswith("gtid:")
+    assert not Gtid.parse(h["spans"][-1][3]).lacks(Gtid.parse(f"gtid:{then}"))
+    assert _history(f)["spans"][-1][3].startswith("mysql-bin.")
+    mysql_db.execute("FLUSH BINARY LOGS", "DELETE FROM gt WHERE id = 2")
+    assert rows(c.run(), "_op", "id") == [("d", 2)]
+    assert c.run().num_rows == 0
+
+
+def test_a_gtid_the_server_has_not_logged_is_an_error(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute("CREATE TABLE gf (id INT PRIMARY KEY)")
+    c = cap(mysql_db, tmp_path, ["gf"])
+    c.run()
+    from tidesync.state import POSITIONS
+
+    store = state_store(c.root)
+    [entry] = store.list(POSITIONS)
+    v = entry.value
+    domain = mysql_db.query("SELECT @@global.gtid_domain_id")[0][0]
+    v["positions"]["changes"]["lo"] = f"gtid:{domain}-1-999999999"  # as after a failover to a
+    v["positions"]["changes"]["spans"] = []  # replica that is behind
+    assert store.compare_and_set(POSITIONS, entry.key, entry.version, v) is not None
+    mysql_db.execute("INSERT INTO gf VALUES (1)")
+    r = c.run_report()
+    assert r.status == "failed"
+    assert f"{domain}-1-999999999" in r.error and "lacks changes the capture already read" in r.error
+    with pytest.raises(ConfigError, match=r"parameter\.position: must be gtid or file, got 'gtd'"):
+        c.run_report(position="gtd")
+
+
+@pytest.fixture
+def row_metadata(mysql_db: MyDb) -> Any:  # noqa: F811
+    """Sets @@global.binlog_row_metadata for a test (restored after it)."""
+    (was,) = mysql_db.query("SELECT @@global.binlog_row_metadata")[0]
+
+    def set_to(value: str) -> None:
+        mysql_db.execute(f"SET GLOBAL binlog_row_metadata = {value}")
+
+    yield set_to
+    set_to(str(was))
+
+
+def test_with_full_row_metadata_added_and_dropped_columns_are_matched_by_name(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    row_metadata: Any,
+) -> None:
+    row_metadata("FULL")
+    mysql_db.execute("CREATE TABLE sf (id INT PRIMARY KEY, note VARCHAR(5), n INT)")
+    c = cap(mysql_db, tmp_path, ["sf"])
+    c.run()
+    mysql_db.execute("INSERT INTO sf VALUES (1, 'one', 10)")
+    mysql_db.execute("ALTER TABLE sf ADD COLUMN extra VARCHAR(5) AFTER id")
+    mysql_db.execute("INSERT INTO sf VALUES (2, 'x', 'two', 20)")
+    t = c.run()
+    assert t.schema.names == ["id", "extra", "note", "n", "_op", "_ts", "_pos"]
+    assert rows(t, "_op", "id", "extra", "note", "n") == [
+        ("c", 1, None, "one", 10),  # logged before the column was there
+        ("c", 2, "x", "two", 20),
+    ]
+    mysql_db.execute("INSERT INTO sf VALUES (3, 'y', 'three', 30)")
+    mysql_db.execute("ALTER TABLE sf DROP COLUMN note")
+    mysql_db.execute("UPDATE sf SET n = 31 WHERE id = 3")
+    t = c.run()
+    assert t.schema.names == ["id", "extra", "n", "_op", "_ts", "_pos"]
+    assert rows(t, "_op", "id", "extra", "n") == [("c", 3, "y", 30), ("u", 3, "y", 31)]
+    mysql_db.execute("INSERT INTO sf VALUES (4, 'z', 40)")
+    mysql_db.execute("ALTER TABLE sf MODIFY COLUMN extra INT")
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "table sf, column extra" in r.error and "(int)" in r.error
+
+
+def test_without_column_names_a_changed_column_is_an_error_naming_it(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    row_metadata: Any,
+) -> None:
+    row_metadata("MINIMAL")
+    mysql_db.execute("CREATE TABLE sm (id INT PRIMARY KEY, a INT, b VARCHAR(5))")
+    c = cap(mysql_db, tmp_path, ["sm"])
+    c.run()
+    mysql_db.execute("INSERT INTO sm VALUES (1, 10, 'x')")
+    # same count and types as before: only the statement in the log tells
+    mysql_db.execute("ALTER TABLE sm DROP COLUMN a", "ALTER TABLE sm ADD COLUMN c INT AFTER id")
+    mysql_db.execute("INSERT INTO sm VALUES (2, 20, 'y')")
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "table sm, column a" in r.error and "binlog_row_metadata = FULL" in r.error
+    c2 = cap(mysql_db, tmp_path, ["sm"])  # a capture that starts after the change reads on
+    c2.run()
+    mysql_db.execute("INSERT INTO sm VALUES (3, 30, 'z')", "ALTER TABLE sm ADD INDEX ix (c)")
+    assert rows(c2.run(), "id", "c", "b") == [(3, 30, "z")]

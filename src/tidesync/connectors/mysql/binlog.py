@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ import pyarrow.compute as pc
 from tidesync.connectors.sql.cdc import slices
 from tidesync.errors import FatalError
 
-__all__ = ["Dump", "Events", "TableMap", "Position", "column", "parse_table_map", "walk"]
+__all__ = ["Dump", "Events", "Gtid", "TableMap", "Position", "column", "parse_table_map", "walk"]
 
 # event types
 ROTATE, QUERY, STOP, FDE, XID, TABLE_MAP = 4, 2, 3, 15, 16, 19
@@ -80,6 +81,146 @@ class Position:
         """Order across files: the numeric suffix of the file name first."""
         stem, _, num = self.file.rpartition(".")
         return (int(num) if num.isdigit() else 0, stem, self.pos)
+
+
+class Gtid:
+    """A GTID position: the transactions taken so far, as the server's replicas name them, so a
+    capture goes on after a binlog rotation, a purge of files it no longer needs, or a failover
+    to a replica with other file names. ``str()`` is ``gtid:`` and the server's own spelling:
+
+    - MariaDB: the last sequence number per replication domain, ``gtid:0-1-123,1-2-7``
+      (domain-server-seq, what ``@@gtid_binlog_pos`` and ``@slave_connect_state`` hold); within
+      a domain sequence numbers grow in log order;
+    - MySQL 8: a GTID set, ``gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-100:200-210,...``
+      (``@@gtid_executed``; intervals per source server, ends inclusive).
+
+    ``gtid:`` alone (nothing taken yet) is MariaDB's empty state.
+    """
+
+    def __init__(
+        self,
+        maria: dict[int, tuple[int, int]] | None = None,
+        mysql: dict[str, list[tuple[int, int]]] | None = None,
+    ):
+        self.maria = maria  # domain -> (server, seq)
+        self.mysql = mysql  # source uuid -> sorted, disjoint [lo, hi] intervals
+
+    @staticmethod
+    def is_gtid(text: Any) -> bool:
+        return isinstance(text, str) and text.startswith("gtid:")
+
+    @classmethod
+    def parse(cls, text: str) -> Gtid:
+        body = text[5:].strip() if text.startswith("gtid:") else text.strip()
+        if not body or all(_MARIA_GTID.fullmatch(x.strip()) for x in body.split(",")):
+            state: dict[int, tuple[int, int]] = {}
+            for x in filter(None, (y.strip() for y in body.split(","))):
+                d, srv, seq = (int(v) for v in x.split("-"))
+                state[d] = (srv, seq)
+            return cls(maria=state)
+        sets: dict[str, list[tuple[int, int]]] = {}
+        for part in body.replace("\n", "").split(","):
+            uuid, *ivs = part.strip().split(":")
+            for iv in ivs:
+                a, _, b = iv.partition("-")
+                sets.setdefault(uuid.lower(), []).append((int(a), int(b or a)))
+        return cls(mysql={u: _merge(v) for u, v in sets.items()})
+
+    def __str__(self) -> str:
+        if self.maria is not None:
+            return "gtid:" + ",".join(f"{d}-{s}-{n}" for d, (s, n) in sorted(self.maria.items()))
+        assert self.mysql is not None
+        return "gtid:" + ",".join(
+            u + "".join(f":{a}" if a == b else f":{a}-{b}" for a, b in ivs)
+            for u, ivs in sorted(self.mysql.items())
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Gtid) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def has(self, tx: tuple[Any, ...]) -> bool:
+        """Whether the transaction ``tx`` (MariaDB ``(domain, server, seq)``, MySQL ``(uuid,
+        gno)``) is among those this position has taken."""
+        if self.maria is not None:
+            got = self.maria.get(tx[0])
+            return got is not None and tx[2] <= got[1]
+        assert self.mysql is not None
+        return any(a <= tx[1] <= b for a, b in self.mysql.get(tx[0], ()))
+
+    def add(self, tx: tuple[Any, ...]) -> None:
+        """Take the transaction ``tx`` (in place)."""
+        if self.maria is not None:
+            self.maria[tx[0]] = (tx[1], tx[2])
+        else:
+            assert self.mysql is not None
+            self.mysql[tx[0]] = _merge([*self.mysql.get(tx[0], []), (tx[1], tx[1])])
+
+    def union(self, other: Gtid) -> Gtid:
+        if self.maria is not None and other.maria is not None:
+            out = dict(self.maria)
+            for d, (s, n) in other.maria.items():
+                if d not in out or out[d][1] < n:
+                    out[d] = (s, n)
+            return Gtid(maria=out)
+        a, b = self.mysql or {}, other.mysql or {}
+        return Gtid(mysql={u: _merge([*a.get(u, []), *b.get(u, [])]) for u in {*a, *b}})
+
+    def lacks(self, other: Gtid) -> bool:
+        """Whether ``other`` holds a transaction this position has not taken."""
+        if self.maria is not None and other.maria is not None:
+            return any(not self.has((d, s, n)) for d, (s, n) in other.maria.items())
+        mine = self.mysql or {}
+        for u, ivs in (other.mysql or {}).items():
+            for a, b in ivs:
+                if not any(x <= a and b <= y for x, y in mine.get(u, ())):
+                    return True
+        return False
+
+    def copy(self) -> Gtid:
+        return Gtid(
+            dict(self.maria) if self.maria is not None else None,
+            {u: list(v) for u, v in self.mysql.items()} if self.mysql is not None else None,
+        )
+
+    def encoded(self) -> bytes:
+        """A MySQL GTID set as ``COM_BINLOG_DUMP_GTID`` sends it: the number of sources, then
+        per source its 16-byte uuid, the number of intervals and each as [start, end)."""
+        out = len(self.mysql or {}).to_bytes(8, "little")
+        for u, ivs in sorted((self.mysql or {}).items()):
+            out += bytes.fromhex(u.replace("-", "")) + len(ivs).to_bytes(8, "little")
+            for a, b in ivs:
+                out += a.to_bytes(8, "little") + (b + 1).to_bytes(8, "little")
+        return out
+
+
+_MARIA_GTID = re.compile(r"\d+-\d+-\d+")
+
+
+def _merge(ivs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ivs):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def gtid_of(body: bytes, mysql: bool, server_id: int) -> tuple[Any, ...]:
+    """The transaction a GTID event names: MariaDB ``(domain, server, seq)`` (body: seq:8
+    domain:4 ...), MySQL ``(uuid, gno)`` (body: flags:1 uuid:16 gno:8 ...)."""
+    if mysql:
+        h = body[1:17].hex()
+        uuid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        return (uuid, int.from_bytes(body[17:25], "little"))
+    return (
+        int.from_bytes(body[8:12], "little"),
+        server_id,
+        int.from_bytes(body[0:8], "little"),
+    )
 
 
 @dataclass
@@ -226,26 +367,49 @@ class Dump:
 
     BATCH_BYTES = 8 << 20
 
-    def __init__(self, con: Any, start: Position, checksum: bool):
+    def __init__(self, con: Any, start: Position | Gtid, checksum: bool):
         self.con = con
         self.start = start
         self.checksum = checksum
 
     def batches(self) -> Iterator[Events]:
         con = self.con
+        start = self.start
         with con.cursor() as cur:
             cur.execute("SET @master_binlog_checksum = @@global.binlog_checksum")
             cur.execute("SET @mariadb_slave_capability = 4")
             cur.execute("SET @master_heartbeat_period = 0")
+            if isinstance(start, Gtid) and start.maria is not None:
+                # MariaDB starts after this state, wherever its files are (name and offset
+                # below are then ignored)
+                cur.execute("SET @slave_connect_state = %s", (str(start)[5:],))
+                cur.execute("SET @slave_gtid_strict_mode = 0")
+                cur.execute("SET @slave_gtid_ignore_duplicates = 0")
         server_id = random.randint(1 << 30, (1 << 31) - 1) ^ (os.getpid() & 0xFFFF)
-        name = self.start.file.encode()
-        payload = (
-            bytes([0x12])
-            + self.start.pos.to_bytes(4, "little")
-            + (1).to_bytes(2, "little")  # BINLOG_DUMP_NON_BLOCK: EOF at the end of the log
-            + server_id.to_bytes(4, "little")
-            + name
-        )
+        if isinstance(start, Gtid) and start.mysql is not None:
+            # MySQL 8: COM_BINLOG_DUMP_GTID with BINLOG_THROUGH_GTID | BINLOG_DUMP_NON_BLOCK,
+            # no file name (the server finds the first transaction not in the set)
+            data = start.encoded()
+            payload = (
+                bytes([0x1E])
+                + (4 | 1).to_bytes(2, "little")
+                + server_id.to_bytes(4, "little")
+                + (0).to_bytes(4, "little")
+                + (4).to_bytes(8, "little")
+                + len(data).to_bytes(4, "little")
+                + data
+            )
+            files: list[str] = [""]
+        else:
+            name, pos = (start.file, start.pos) if isinstance(start, Position) else ("", 4)
+            payload = (
+                bytes([0x12])
+                + pos.to_bytes(4, "little")
+                + (1).to_bytes(2, "little")  # BINLOG_DUMP_NON_BLOCK: EOF at the end of the log
+                + server_id.to_bytes(4, "little")
+                + name.encode()
+            )
+            files = [name]
         con._next_seq_id = 0
         con._write_bytes(len(payload).to_bytes(3, "little") + b"\x00" + payload)
         con._next_seq_id = 1
@@ -253,7 +417,6 @@ class Dump:
         parts: list[bytes] = []
         starts: list[int] = []
         size = 0
-        files: list[str] = [self.start.file]
         file_of: list[int] = []
         while True:
             head = rfile.read(4)
@@ -318,6 +481,33 @@ class ColumnSpec:
     unsigned: bool = False
     charset: str | None = None  # None: binary
     labels: list[str] | None = None  # ENUM / SET values
+    data_type: str = ""  # the catalog's DATA_TYPE (int, varchar, ...)
+
+    def fits(self, t: int, meta: int) -> bool:
+        """Whether a logged value of binlog type ``t`` (and metadata) is a value of this column
+        as the catalog has it now (a column whose type changed since the row was logged is not)."""
+        want = _FAMILY.get(self.data_type)
+        if want is None:
+            return True  # a type this check does not know: the decoding says
+        if t in (T_STRING, T_ENUM, T_SET) and (meta >> 8) in (T_ENUM, T_SET):
+            t = meta >> 8
+        return t in want
+
+
+_TEXT = (T_VARCHAR, T_VAR_STRING, T_STRING)
+_BLOBS = (T_BLOB, T_TINY_BLOB, T_MEDIUM_BLOB, T_LONG_BLOB)
+#: the catalog's DATA_TYPE -> the binlog types its values are logged as
+_FAMILY: dict[str, tuple[int, ...]] = {
+    "tinyint": (T_TINY,), "smallint": (T_SHORT,), "mediumint": (T_INT24,), "int": (T_LONG,),
+    "bigint": (T_LONGLONG,), "float": (T_FLOAT,), "double": (T_DOUBLE,),
+    "decimal": (T_NEWDECIMAL, T_DECIMAL), "date": (T_DATE, T_NEWDATE),
+    "datetime": (T_DATETIME, T_DATETIME2), "timestamp": (T_TIMESTAMP, T_TIMESTAMP2),
+    "time": (T_TIME, T_TIME2), "year": (T_YEAR,), "bit": (T_BIT,),
+    "char": _TEXT, "varchar": _TEXT, "binary": _TEXT, "varbinary": _TEXT,
+    "tinytext": _BLOBS, "text": _BLOBS, "mediumtext": _BLOBS, "longtext": _BLOBS,
+    "tinyblob": _BLOBS, "blob": _BLOBS, "mediumblob": _BLOBS, "longblob": _BLOBS,
+    "json": (*_BLOBS, T_JSON), "enum": (T_ENUM,), "set": (T_SET,),
+}  # fmt: skip
 
 
 @dataclass
@@ -357,6 +547,21 @@ def _sizes(buf: np.ndarray, p: np.ndarray, t: int, meta: int) -> np.ndarray:
     raise FatalError(f"binlog column type {t} is not supported")
 
 
+def _fixed_size(t: int, meta: int) -> int | None:
+    """The size of every value of column type ``t``, when they all have one."""
+    if t in _FIXED:
+        return _FIXED[t]
+    if t in (T_TIMESTAMP2, T_DATETIME2, T_TIME2):
+        return {T_TIMESTAMP2: 4, T_DATETIME2: 5, T_TIME2: 3}[t] + (meta + 1) // 2
+    if t == T_NEWDECIMAL:
+        return _decimal_size(meta >> 8, meta & 0xFF)
+    if t == T_BIT:
+        return ((meta >> 8) * 8 + (meta & 0xFF) + 7) // 8
+    if t in (T_STRING, T_ENUM, T_SET) and (meta >> 8) in (T_ENUM, T_SET):
+        return meta & 0xFF
+    return None
+
+
 def _prefixed(buf: np.ndarray, p: np.ndarray, n: int) -> np.ndarray:
     v = buf[p].astype(np.int64)
     for k in range(1, n):
@@ -385,13 +590,20 @@ def walk(
             break
         p = pos[ev]
         for img in range(images):
-            bits = [((buf[p + j // 8] >> (j % 8)) & 1).astype(bool) for j in range(n)]
+            packed = buf[p[:, None] + np.arange(nb)]
+            nulls = np.ascontiguousarray(
+                np.unpackbits(packed, axis=1, count=n, bitorder="little").astype(bool).T
+            )
+            bits = list(nulls)
             p = p + nb
             starts, sizes = [], []
             for j in range(n):
-                sz = np.where(
-                    bits[j], 0, _sizes(buf, np.where(bits[j], 0, p), tm.types[j], tm.meta[j])
-                )
+                t = tm.types[j]
+                fixed = _fixed_size(t, tm.meta[j])
+                if fixed is not None:
+                    sz = np.where(bits[j], 0, fixed) if nulls[j].any() else np.full(len(p), fixed)
+                else:
+                    sz = np.where(bits[j], 0, _sizes(buf, np.where(bits[j], 0, p), t, tm.meta[j]))
                 starts.append(p)
                 sizes.append(sz)
                 p = p + sz

@@ -43,6 +43,7 @@ from tidesync.connectors.sql.cdc import (
     TS,
     TS_TYPE,
     CaptureReader,
+    CdcSplit,
     History,
     capture_name,
     cdc_options,
@@ -76,7 +77,10 @@ class Reader(CaptureReader):
         p = self.p
         self.o = cdc_options(p, ctx)
         self.capture = capture_name(ctx)
-        own = {k: v for k, v in params.items() if k not in CDC_KEYS and k != "snapshot"}
+        own = {k: v for k, v in params.items() if k not in (*CDC_KEYS, "snapshot", "position")}
+        self.position = p.str("position")
+        if self.position not in (None, "gtid", "file"):
+            p.problem("position", f"must be gtid or file, got {self.position!r}")
         if p.bool("snapshot"):
             p.problem(
                 "snapshot",
@@ -106,6 +110,8 @@ class Reader(CaptureReader):
         self._planned = False
         self.targets: dict[tuple[str, str], _Target] = {}
         self._checksum = True
+        self._maria = True
+        self._gtid_mode: bool | None = None  # decided per run: by the stored position, else here
 
     # -- planning --------------------------------------------------------------------------------
     def _control(self) -> Any:
@@ -159,6 +165,7 @@ class Reader(CaptureReader):
                             "unsigned" in c["column_type"],
                             c["charset"],
                             labels,
+                            c["type"],
                         )
                     )
                 wanted = set(self.o.columns or [s.name for s in specs])
@@ -174,8 +181,9 @@ class Reader(CaptureReader):
                     (table, pa.schema([schema.field(s.name) for s in specs if s.name in wanted]))
                 )
         self._schema = output_schema(pairs, self.o.before_image, self.ctx.path("table"))
-        row = self._query("SELECT @@global.binlog_checksum")
+        row = self._query("SELECT @@global.binlog_checksum, VERSION()")
         self._checksum = bool(row and row[0][0] and str(row[0][0]).upper() != "NONE")
+        self._maria = "mariadb" in str(row[0][1]).lower()
         self._planned = True
 
     # -- the hooks of the skeleton -----------------------------------------------------------------
@@ -191,11 +199,48 @@ class Reader(CaptureReader):
             )
         return bl.Position(str(rows[0][0]), int(rows[0][1]))
 
+    def _gtid(self) -> bl.Gtid:
+        """The server's GTID position now (what its binlog holds)."""
+        sql = "SELECT @@global.gtid_binlog_pos" if self._maria else "SELECT @@global.gtid_executed"
+        return bl.Gtid.parse("gtid:" + str(self._query(sql)[0][0] or ""))
+
+    def _gtid_default(self) -> bool:
+        """Whether a new capture keeps GTID positions: ``position``, else where the server has
+        them (MariaDB always; MySQL with gtid_mode = ON)."""
+        if self.position is not None:
+            if self.position == "gtid" and not self._maria:
+                mode = str(self._query("SELECT @@global.gtid_mode")[0][0]).upper()
+                if mode != "ON":
+                    raise FatalError(
+                        f"{self.ctx.path('position')}: gtid needs gtid_mode = ON on "
+                        f"{self.endpoint.label} (it is {mode}); or use position: file"
+                    )
+            return self.position == "gtid"
+        if self._maria:
+            return True
+        return str(self._query("SELECT @@global.gtid_mode")[0][0]).upper() == "ON"
+
+    def _here(self) -> str:
+        """The log's end now, as this run's kind of position."""
+        if self._gtid_mode is None:
+            self._gtid_mode = self._gtid_default()
+        return str(self._gtid()) if self._gtid_mode else str(self._master())
+
     def _log_end(self) -> tuple[str, int]:
-        return str(self._master()), self._now_ms()
+        return self._here(), self._now_ms()
 
     def _before(self, a: Any, b: Any) -> bool:
+        if bl.Gtid.is_gtid(a) and bl.Gtid.is_gtid(b):
+            return bl.Gtid.parse(a).lacks(bl.Gtid.parse(b))
+        if bl.Gtid.is_gtid(a) or bl.Gtid.is_gtid(b):
+            raise FatalError(f"{self.ctx.where}: positions {a} and {b} are of different kinds")
         return bl.Position.parse(a).key < bl.Position.parse(b).key
+
+    def read(self, split: base.Split) -> Any:
+        assert isinstance(split, CdcSplit)
+        self._plan()
+        self._gtid_mode = bl.Gtid.is_gtid(split.lo) if split.lo is not None else None
+        return super().read(split)
 
     def _open(self, history: History | None) -> History:
         fmt = self._query("SELECT @@global.binlog_format, @@global.binlog_row_image")
@@ -206,13 +251,27 @@ class Reader(CaptureReader):
                 "binlog_row_image = FULL, and in the server's configuration)"
             )
         if history is None:
-            end = self._master()
+            self._gtid_mode = None
+            end = self._here()
             log.warning(
                 "capture %s starts at binlog position %s on %s: changes committed from now on "
                 "are captured; earlier ones are not in this capture",
                 self.capture, end, self.endpoint.label,
             )  # fmt: skip
             return History(self.capture, self._now_ms(), str(end))
+        if bl.Gtid.is_gtid(history.last_hi):
+            # a purged GTID is the dump's error (the server finds the file); a server that lacks
+            # what this capture took already (a failover to a replica behind) is one here
+            have = self._gtid()
+            if have.lacks(bl.Gtid.parse(history.last_hi)):
+                raise FatalError(
+                    f"{self.ctx.where}: {self.endpoint.label} has logged transactions up to "
+                    f"{have}, but this capture has taken them up to {history.last_hi}: the "
+                    "server lacks changes the capture already read (a failover to a replica "
+                    "that is behind, or another server?); point the job at the server that "
+                    "has them, or `tidesync cdc drop` the job and start anew"
+                )
+            return history
         oldest = bl.Position.parse(history.horizon)
         files = [str(r[0]) for r in self._query("SHOW BINARY LOGS")]
         if oldest.file not in files:
@@ -225,9 +284,15 @@ class Reader(CaptureReader):
         return history
 
     def _changes(self, lo: Any, upto: Any, cut_us: int | None) -> Generator[base.Chunk, None, Any]:
-        start, end = bl.Position.parse(lo), bl.Position.parse(upto)
-        files = [str(r[0]) for r in self._query("SHOW BINARY LOGS")]
-        if start.file not in files:
+        start: bl.Position | bl.Gtid
+        end: bl.Position | bl.Gtid
+        if bl.Gtid.is_gtid(lo):
+            start, end = bl.Gtid.parse(lo), bl.Gtid.parse(upto)
+            files = []
+        else:
+            start, end = bl.Position.parse(lo), bl.Position.parse(upto)
+            files = [str(r[0]) for r in self._query("SHOW BINARY LOGS")]
+        if isinstance(start, bl.Position) and start.file not in files:
             raise FatalError(
                 f"{self.ctx.where}: binlog file {start.file} has been purged from "
                 f"{self.endpoint.label}: the changes from {start} are gone; raise "
@@ -235,7 +300,7 @@ class Reader(CaptureReader):
             )
         con = connect(self.endpoint, where=self.ctx.path("jdbcUrl"), ours=_SESSION)
         dump = bl.Dump(con, start, self._checksum)
-        state = _State()
+        state = _State(start.copy() if isinstance(start, bl.Gtid) else None)
         carry: bl.Events | None = None
         try:
             for batch in dump.batches():
@@ -244,19 +309,28 @@ class Reader(CaptureReader):
                 out, stop, tail = self._batch(ev, state, end, cut_us)
                 yield from out
                 if stop is not None:
-                    return str(stop)
+                    return stop
                 if tail is not None:
                     carry = ev.tail(tail)
         except pymysql.MySQLError as e:
+            if e.args and e.args[0] == 1236:  # the dump found no such position
+                raise FatalError(
+                    f"{self.ctx.where}: the binlog from {start} is not on "
+                    f"{self.endpoint.label} ({e.args[1]}); if it was purged, raise "
+                    "binlog_expire_logs_seconds to keep the log longer, then `tidesync cdc "
+                    "drop` the job and start anew"
+                ) from None
             raise translate(e, self.endpoint, self.ctx.where) from None
         finally:
             dump.close()
+        if state.gtid is not None and isinstance(end, bl.Gtid):
+            return str(state.gtid.union(end))
         return str(end)
 
     # -- one batch of events ---------------------------------------------------------------------
     def _batch(
-        self, ev: bl.Events, state: _State, end: bl.Position, cut_us: int | None
-    ) -> tuple[list[base.Chunk], bl.Position | None, int | None]:
+        self, ev: bl.Events, state: _State, end: bl.Position | bl.Gtid, cut_us: int | None
+    ) -> tuple[list[base.Chunk], str | None, int | None]:
         cs = self._checksum
         types = ev.type
         size = ev.size
@@ -265,31 +339,43 @@ class Reader(CaptureReader):
         first: list[int] = []
         last: list[int] = []
         commit: list[int] = []
+        gtids: list[tuple[Any, ...] | None] = []
         open_at: int | None = None
+        open_gtid: tuple[Any, ...] | None = None
         tm_at: list[tuple[int, int, bytes]] = []
+        ddl: list[int] = []
         rowmask = np.isin(types, bl.ROW_EVENTS)
         for i in np.flatnonzero(~rowmask).tolist():
             t = int(types[i])
             if t in (bl.MARIA_GTID, bl.MYSQL_GTID, bl.MYSQL_ANON_GTID):
                 open_at = i
+                open_gtid = (
+                    bl.gtid_of(ev.body(i, cs), t == bl.MYSQL_GTID, int(ev.le(5, 4)[i]))
+                    if t != bl.MYSQL_ANON_GTID and state.gtid is not None
+                    else None
+                )
             elif t == bl.QUERY:
                 q = _query_text(ev.body(i, cs))
                 if q.startswith(b"BEGIN"):
                     if open_at is None:
-                        open_at = i
+                        open_at, open_gtid = i, None
                 elif q.startswith(b"ROLLBACK"):
-                    open_at = None
+                    open_at = open_gtid = None
                 else:  # COMMIT, or a statement (DDL) that is a transaction of its own
+                    if not q.startswith(b"COMMIT"):
+                        ddl.append(i)
                     first.append(i if open_at is None else open_at)
+                    gtids.append(open_gtid if open_at is not None else None)
                     last.append(i)
                     commit.append(i)
-                    open_at = None
+                    open_at = open_gtid = None
             elif t == bl.XID:
                 if open_at is not None:
                     first.append(open_at)
+                    gtids.append(open_gtid)
                     last.append(i)
                     commit.append(i)
-                open_at = None
+                open_at = open_gtid = None
             elif t == bl.TABLE_MAP:
                 body = ev.body(i, cs)
                 tm_at.append((i, int.from_bytes(body[:6], "little"), body[8:]))
@@ -306,13 +392,28 @@ class Reader(CaptureReader):
             if commit
             else np.zeros(0, np.int64)
         )
-        stop: bl.Position | None = None
+        stop: str | None = None
         k = len(first)
         for j, sp in enumerate(starts):
-            if sp.key >= end.key or (cut_us is not None and int(ts_us[j]) >= cut_us):
-                stop, k = sp, j
+            if isinstance(end, bl.Gtid):
+                g = gtids[j]
+                beyond = g is not None and not end.has(g)
+            else:
+                beyond = sp.key >= end.key
+            if beyond or (cut_us is not None and int(ts_us[j]) >= cut_us):
+                stop, k = str(sp), j
                 break
+            if state.gtid is not None and gtids[j] is not None:
+                state.gtid.add(gtids[j])  # type: ignore[arg-type]
+        if stop is not None and state.gtid is not None:
+            stop = str(state.gtid)
         tail = None if stop is not None or open_at is None else open_at
+        if ddl:
+            self._shape_changes(ev, [i for i in ddl if k == len(first) or i < first[k]], tm_at,
+                                state)  # fmt: skip
+        for i, _tid, key in tm_at:
+            if (k == len(first) or i < first[k]) and state.table_map(key).names is None:
+                state.nameless.add((state.table_map(key).db, state.table_map(key).table))
         rows_idx = np.flatnonzero(rowmask)
         tx = np.searchsorted(fa, rows_idx, side="right") - 1
         ok = (tx >= 0) & (tx < k)
@@ -363,10 +464,13 @@ class Reader(CaptureReader):
             parts.append(self._group(ev, idx[sel], tx[sel], ts_us, tm, target, u))
         if not parts:
             return []
-        table = pa.Table.from_batches([p[0] for p in parts], self._schema)
         order = np.concatenate([p[1] for p in parts])
         sort = np.lexsort((order[:, 2], order[:, 1], order[:, 0]))
-        batch = table.take(pa.array(sort)).combine_chunks().to_batches()[0]
+        if len(parts) == 1 and (len(sort) < 2 or bool((np.diff(sort) > 0).all())):
+            batch = parts[0][0]  # one table's inserts (or deletes): already in log order
+        else:
+            table = pa.Table.from_batches([p[0] for p in parts], self._schema)
+            batch = table.take(pa.array(sort)).combine_chunks().to_batches()[0]
         dirty_rows: list[tuple[int, str]] = []
         base_at = 0
         inverse = np.empty(len(sort), dtype=np.int64)
@@ -466,9 +570,9 @@ class Reader(CaptureReader):
         is_upd = np.isin(kind, bl.UPDATES)[take]
         is_del = np.isin(kind, bl.DELETES)[take]
         created = np.isin(kind, bl.WRITES)[take] | (moved[take] & ~is_old)
-        ops = np.where(is_old | is_del, "d", np.where(created, "c", np.where(is_upd, "u", "d")))
+        ops = np.where(is_old | is_del, 2, np.where(created, 0, np.where(is_upd, 1, 2)))
         events = idx[ev_of[take]]
-        arrays[OP] = pa.array(ops, pa.string())
+        arrays[OP] = _OPS.take(pa.array(ops.astype(np.int8)))
         arrays[TS] = pa.array(ts_us[tx[ev_of[take]]]).cast(TS_TYPE)
         uniq, back = np.unique(events, return_inverse=True)
         at = (ev.next_pos[uniq] - ev.size[uniq]).tolist()
@@ -489,20 +593,71 @@ class Reader(CaptureReader):
         order = np.stack([events, after.seq[take], (~is_old).astype(np.int64)], axis=1)
         return batch, order, bad
 
+    def _shape_changes(
+        self, ev: bl.Events, ddl: list[int], tm_at: list[tuple[int, int, bytes]], state: _State
+    ) -> None:
+        """Without column names in the log (``binlog_row_metadata`` not FULL), rows logged
+        before a statement that added, dropped, moved or renamed a column cannot be matched to
+        the table's columns now: such a statement after rows of the table in this run is an
+        error naming the table and the column."""
+        for i in ddl:
+            db, stmt = _statement(ev.body(i, self._checksum))
+            m = _ALTER.match(stmt)
+            if m is None:
+                continue
+            parts = [x.strip("`") for x in m[1].split(".")]
+            key = (parts[0], parts[1]) if len(parts) == 2 else (db, parts[0])
+            target = self.targets.get(key)
+            col = next((c[2] for c in _COLUMN_CHANGE.finditer(m[2])
+                        if c[2].upper() not in _NOT_COLUMNS), None)  # fmt: skip
+            if target is None or col is None:
+                continue
+            before = key in state.nameless or any(
+                j < i
+                and (tm := state.table_map(k)).names is None
+                and (tm.db, tm.table) == key
+                for j, _t, k in tm_at
+            )
+            if before:
+                raise FatalError(
+                    f"{self.ctx.where}: table {target.label}, column {col}: the table changed "
+                    f"within the changes of this run ({stmt[:120]!r}), and the binlog does not "
+                    "name the columns of the rows logged before, so they cannot be matched to "
+                    "its columns now; SET GLOBAL binlog_row_metadata = FULL (it names the "
+                    "columns of rows logged from then on) and start a new capture "
+                    "(`tidesync cdc drop`), or read those changes with the table as it was"
+                )
+
     def _columns(self, tm: bl.TableMap, target: _Target) -> list[int | None]:
         """For each column of the table map, the index of the table's column it is (None: a
-        column the table no longer has)."""
+        column the table no longer has). A logged column whose type is not the column's type
+        now is an error naming both."""
         names = [s.name for s in target.specs]
         if tm.names is not None:
-            return [names.index(n) if n in names else None for n in tm.names]
-        if len(tm.types) != len(names):
-            raise FatalError(
-                f"{self.ctx.where}: table {target.label} has {len(names)} columns now, but the "
-                f"binlog holds rows of {len(tm.types)} (its shape changed) and no column names; "
-                "SET GLOBAL binlog_row_metadata = FULL so that columns are matched by name, then "
-                "rerun"
-            )
-        return list(range(len(names)))
+            cols = [names.index(n) if n in names else None for n in tm.names]
+        else:
+            if len(tm.types) != len(names):
+                raise FatalError(
+                    f"{self.ctx.where}: table {target.label} has {len(names)} columns now "
+                    f"({', '.join(names)}), but the binlog holds rows of {len(tm.types)} (its "
+                    "shape changed) and no column names; SET GLOBAL binlog_row_metadata = FULL "
+                    "so that columns are matched by name (it names the columns of rows logged "
+                    "from then on), then rerun"
+                )
+            cols = list(range(len(names)))
+        for j, at in enumerate(cols):
+            if at is not None and not target.specs[at].fits(tm.types[j], tm.meta[j]):
+                spec = target.specs[at]
+                raise FatalError(
+                    f"{self.ctx.where}: table {target.label}, column {spec.name}: the binlog "
+                    f"holds values of binlog type {tm.types[j]} in it, which is not its type now "
+                    f"({spec.data_type}): the column changed since those rows were logged"
+                    + ("" if tm.names is not None else " (matched by position: "
+                       "SET GLOBAL binlog_row_metadata = FULL to match by name)")
+                    + "; read those changes with the table as it was, or start a new capture "
+                    "(`tidesync cdc drop`)"
+                )  # fmt: skip
+        return cols
 
     def close(self) -> None:
         for t in self.tables:
@@ -511,6 +666,9 @@ class Reader(CaptureReader):
             with contextlib.suppress(Exception):  # closing after a failure
                 self._conn.close()
             self._conn = None
+
+
+_OPS = pa.array(["c", "u", "d"], pa.string())
 
 
 def _equal(a: pa.Array, b: pa.Array) -> Any:
@@ -524,8 +682,10 @@ def _equal(a: pa.Array, b: pa.Array) -> Any:
 class _State:
     """What goes on from batch to batch: the table maps (by table id) and their parsed forms."""
 
-    def __init__(self) -> None:
+    def __init__(self, gtid: bl.Gtid | None = None) -> None:
+        self.gtid = gtid  # GTID positions: the transactions taken so far
         self.maps: dict[int, bytes] = {}
+        self.nameless: set[tuple[str, str]] = set()  # tables whose rows came without names
         self._parsed: dict[bytes, bl.TableMap] = {}
 
     def table_map(self, key: bytes) -> bl.TableMap:
@@ -533,6 +693,27 @@ class _State:
         if tm is None:
             tm = self._parsed[key] = bl.parse_table_map(b"\0" * 8 + key)
         return tm
+
+
+_ALTER = re.compile(
+    r"\s*ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+(?:IF\s+EXISTS\s+)?((?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?)(.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_COLUMN_CHANGE = re.compile(
+    r"\b(ADD|DROP|CHANGE|MODIFY|RENAME)\s+(?:COLUMN\s+)?(?:IF\s+(?:NOT\s+)?EXISTS\s+)?`?(\w+)`?",
+    re.IGNORECASE,
+)
+_NOT_COLUMNS = {"INDEX", "KEY", "PRIMARY", "UNIQUE", "FULLTEXT", "SPATIAL", "CONSTRAINT",
+                "FOREIGN", "CHECK", "PARTITION", "PERIOD", "SYSTEM", "TO", "AS"}  # fmt: skip
+
+
+def _statement(body: bytes) -> tuple[str, str]:
+    """A QUERY event's default database and statement."""
+    dblen = body[8]
+    svlen = int.from_bytes(body[11:13], "little")
+    at = 13 + svlen
+    db = body[at : at + dblen].decode("utf-8", "replace")
+    return db, body[at + dblen + 1 :].decode("utf-8", "replace")
 
 
 def _query_text(body: bytes) -> bytes:
@@ -590,5 +771,6 @@ def check(reader: Reader) -> list[str]:
 
 def status(reader: Reader) -> dict[str, Any]:
     files = reader._query("SHOW BINARY LOGS")
-    return {"binlog": str(reader._master()), "files": len(files),
+    reader._gtid_mode = None
+    return {"binlog": str(reader._master()), "position": reader._here(), "files": len(files),
             "bytes": sum(int(r[1]) for r in files)}  # fmt: skip
