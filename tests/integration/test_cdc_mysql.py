@@ -262,7 +262,7 @@ def test_cdc_check_names_what_the_server_lacks(
     assert r.exit_code == 0 and "forgot the saved positions" in r.output, r.output
 
 
-def test_before_image_and_an_unsupported_snapshot(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+def test_before_image(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
     mysql_db.execute("CREATE TABLE bi (id INT PRIMARY KEY, v VARCHAR(5))")
     c = cap(mysql_db, tmp_path, ["bi"], beforeImage=True)
     c.run()
@@ -275,8 +275,6 @@ def test_before_image_and_an_unsupported_snapshot(mysql_db: MyDb, tmp_path: Path
         ("u", 1, "b", 1, "a"),
         ("d", 1, "b", 1, "b"),
     ]
-    with pytest.raises(ConfigError, match=r"reader\.parameter\.snapshot: is not supported"):
-        c.run_report(snapshot=True)
 
 
 def _history(c: Capture) -> dict[str, Any]:
@@ -392,3 +390,94 @@ def test_without_column_names_a_changed_column_is_an_error_naming_it(
     c2.run()
     mysql_db.execute("INSERT INTO sm VALUES (3, 30, 'z')", "ALTER TABLE sm ADD INDEX ix (c)")
     assert rows(c2.run(), "id", "c", "b") == [(3, 30, "z")]
+
+
+def test_a_snapshot_gives_the_rows_as_r_then_each_later_change_once(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    kept = [t for t in TYPES if "LONGBLOB" not in t[0]]
+    cols = ", ".join(f"c{i} {ddl}" for i, (ddl, *_rest) in enumerate(kept))
+    mysql_db.execute(f"CREATE TABLE rs (id INT PRIMARY KEY, v VARCHAR(10), {cols})")
+    lits = ", ".join(lit for _ddl, lit, *_rest in kept)
+    con = mysql_db.connect()
+    with con.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = '', time_zone = '+00:00'")
+        cur.execute(f"INSERT INTO rs VALUES (1, 'v1', {lits})")
+        cur.execute("INSERT INTO rs (id, v) VALUES (2, 'v2'), (3, 'v3')")
+    con.close()
+    batch = TableReader(
+        {"jdbcUrl": mysql_db.jdbc, "username": mysql_db.server.user,
+         "password": mysql_db.server.password, "table": ["rs"]},
+        Context(where="r"),
+    )  # fmt: skip
+    from tests.integration._servers_pg import read_all
+
+    _, want = read_all(batch)
+    c = cap(mysql_db, tmp_path, ["rs"], snapshot=True)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    monkeypatch.setenv("TIDESYNC_TEST_HOOKS", f"cdc.snapshot=hold:{hooks}")
+    out: dict[str, Any] = {}
+    run = threading.Thread(target=lambda: out.update(t=c.run_report()))
+    run.start()
+    deadline = time.monotonic() + 60
+    while not (hooks / "cdc.snapshot.reached").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    mysql_db.execute(  # after the consistent point, before the table is read
+        "UPDATE rs SET v = 'after3' WHERE id = 3",
+        "DELETE FROM rs WHERE id = 1",
+        "INSERT INTO rs (id, v) VALUES (5, 'after5')",
+    )
+    (hooks / "cdc.snapshot.go").touch()
+    run.join()
+    monkeypatch.delenv("TIDESYNC_TEST_HOOKS")
+    assert out["t"].status == "succeeded", out["t"].error
+    first = c.read(c.folder(c.runs))
+    got = rows(first, "_op", "id", "v")
+    assert got == [
+        ("r", 1, "v1"),  # the rows as of the point
+        ("r", 2, "v2"),
+        ("r", 3, "v3"),
+        ("u", 3, "after3"),  # then what was committed after it, once
+        ("d", 1, "v1"),
+        ("c", 5, "after5"),
+    ]
+    snap = first.filter(pa.compute.equal(first["_op"], "r")).drop_columns(["_op", "_ts", "_pos"])
+    assert snap.schema == want.schema  # the batch reader's types, and its values
+    assert snap.to_pylist() == want.sort_by("id").to_pylist()
+    r_pos = set(first.filter(pa.compute.equal(first["_op"], "r"))["_pos"].to_pylist())
+    assert len(r_pos) == 1 and r_pos.pop().startswith("mysql-bin.")
+    assert _history(c)["lo"].startswith("gtid:")
+    mysql_db.execute("UPDATE rs SET v = 'later' WHERE id = 2")
+    assert rows(c.run(), "_op", "id", "v") == [("u", 2, "later")]  # no snapshot again
+
+
+def test_a_snapshot_with_file_positions_and_two_tables(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute(
+        "CREATE TABLE sa (id INT PRIMARY KEY, x VARCHAR(5))",
+        "CREATE TABLE sb (id INT PRIMARY KEY, y INT)",
+        "INSERT INTO sa VALUES (1, 'one'), (2, 'two')",
+        "INSERT INTO sb VALUES (1, 10)",
+    )
+    c = cap(mysql_db, tmp_path, ["sa", "sb"], snapshot=True, position="file")
+    t0 = next_second(mysql_db)
+    mysql_db.execute("INSERT INTO sb VALUES (2, 20)")
+    t1 = next_second(mysql_db)
+    t = c.run((t0, t1))
+    assert t.schema.names == ["id", "x", "y", "_op", "_ts", "_pos", "_table"]
+    assert rows(t, "_table", "_op", "id", "x", "y") == [
+        ("sa", "r", 1, "one", None),
+        ("sa", "r", 2, "two", None),
+        ("sb", "r", 1, None, 10),
+        ("sb", "r", 2, None, 20),  # committed before the run: in the snapshot, not as a change
+    ]
+    assert _history(c)["lo"].startswith("mysql-bin.")
+    mysql_db.execute("DELETE FROM sa WHERE id = 2")
+    t2 = next_second(mysql_db)
+    assert rows(c.run((t1, t2)), "_table", "_op", "id") == [("sa", "d", 2)]
+    r = c.run_report((t0, t1))
+    assert r.status == "failed" and "snapshot" in r.error and "cdc drop" in r.error

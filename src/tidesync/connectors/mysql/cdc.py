@@ -48,6 +48,7 @@ from tidesync.connectors.sql.cdc import (
     capture_name,
     cdc_options,
     output_schema,
+    snapshot_chunk,
 )
 from tidesync.errors import ConfigError, FatalError
 
@@ -81,12 +82,6 @@ class Reader(CaptureReader):
         self.position = p.str("position")
         if self.position not in (None, "gtid", "file"):
             p.problem("position", f"must be gtid or file, got {self.position!r}")
-        if p.bool("snapshot"):
-            p.problem(
-                "snapshot",
-                "is not supported by mysqlcdc yet; read the table once with the mysql reader, "
-                "then start the capture",
-            )
         if not self.o.tables and not params.get("connection"):
             p.problem("table", "is required: the table (or list of tables) whose changes to read")
         self.tables: list[TableReader] = []
@@ -201,8 +196,10 @@ class Reader(CaptureReader):
 
     def _gtid(self) -> bl.Gtid:
         """The server's GTID position now (what its binlog holds)."""
-        sql = "SELECT @@global.gtid_binlog_pos" if self._maria else "SELECT @@global.gtid_executed"
-        return bl.Gtid.parse("gtid:" + str(self._query(sql)[0][0] or ""))
+        if self._maria:
+            return bl.Gtid.parse("gtid:" + str(self._query("SELECT @@global.gtid_binlog_pos")[0][0]))
+        text = str(self._query("SELECT @@global.gtid_executed")[0][0] or "")
+        return bl.Gtid.parse("gtid:" + text) if text.strip() else bl.Gtid(mysql={})
 
     def _gtid_default(self) -> bool:
         """Whether a new capture keeps GTID positions: ``position``, else where the server has
@@ -250,6 +247,8 @@ class Reader(CaptureReader):
                 f"= {fmt[0][1]}; a capture needs ROW and FULL (SET GLOBAL binlog_format = ROW, "
                 "binlog_row_image = FULL, and in the server's configuration)"
             )
+        if history is None and self.o.snapshot:
+            return History(self.capture, self._now_ms(), None)  # created by read(): _snapshot
         if history is None:
             self._gtid_mode = None
             end = self._here()
@@ -282,6 +281,98 @@ class Reader(CaptureReader):
                 "the job and start anew"
             )
         return history
+
+    def _snapshot(self) -> Generator[base.Chunk, None, tuple[str, int]]:
+        """Take a consistent point of the binlog and a snapshot of the tables at it, and read
+        them with the batch reader's own splits and decoding on that snapshot's connection.
+        MariaDB: ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` reports the binlog position
+        that matches it (``binlog_snapshot_file/position``), without a lock; MySQL: the tables
+        are locked (``LOCK TABLES ... READ``) on a second connection while the position is read
+        and the snapshot begins."""
+        import queue
+        import uuid
+        from dataclasses import replace
+
+        from tidesync.connectors.mysql.reader import _SNAPSHOTS, _SNAPSHOTS_LOCK
+        from tidesync.connectors.publish import hook
+
+        assert self._schema is not None
+        if self._gtid_mode is None:
+            self._gtid_mode = self._gtid_default()
+        snap = self.tables[0]._connect(0)
+        sid = uuid.uuid4().hex
+        try:
+            try:
+                point, gtid, created = self._consistent_point(snap)
+            except pymysql.MySQLError as e:
+                raise translate(e, self.endpoint, self.ctx.path("snapshot")) from None
+            pool: queue.Queue[Any] = queue.Queue()
+            pool.put(snap)
+            with _SNAPSHOTS_LOCK:
+                _SNAPSHOTS[sid] = pool
+            lo = str(gtid) if self._gtid_mode else str(point)
+            log.warning(
+                "capture %s starts at binlog position %s on %s with a snapshot: the tables' rows "
+                "as of that point come first (_op = r), then the changes committed after it",
+                self.capture, lo, self.endpoint.label,
+            )  # fmt: skip
+            hook("cdc.snapshot")
+            several = len(self.targets) > 1
+            for tr, target in zip(self.tables, self.targets.values(), strict=False):
+                for split in tr.splits(1):
+                    label = target.label if several else None
+                    for part in tr.read(replace(split, snapshot=sid)):  # type: ignore[type-var]
+                        yield snapshot_chunk(part, label, self._schema, str(point), created * 1000)
+        finally:
+            with _SNAPSHOTS_LOCK:
+                _SNAPSHOTS.pop(sid, None)
+            with contextlib.suppress(Exception):  # the snapshot is over either way
+                snap.close()
+        return lo, created
+
+    def _consistent_point(self, snap: Any) -> tuple[bl.Position, bl.Gtid | None, int]:
+        """Begin the snapshot transaction on ``snap``; the binlog position (and GTID position)
+        it matches, and the server's time then (ms)."""
+        now = "SELECT ROUND(UNIX_TIMESTAMP(SYSDATE(6)) * 1000)"
+        with snap.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            if self._maria:
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
+                st = {str(k).lower(): v for k, v in cur.fetchall()}
+                if not st.get("binlog_snapshot_file"):
+                    self._master()  # the binlog is off: its error
+                point = bl.Position(
+                    str(st["binlog_snapshot_file"]), int(st["binlog_snapshot_position"])
+                )
+                cur.execute(f"SELECT BINLOG_GTID_POS(%s, %s), ({now[7:]})", (point.file, point.pos))
+                g, created = cur.fetchone()
+                return point, bl.Gtid.parse("gtid:" + str(g or "")), int(created)
+        lock = connect(self.endpoint, where=self.ctx.path("jdbcUrl"), session=self.session,
+                       ours=_SESSION)  # fmt: skip
+        try:
+            with lock.cursor() as lc, snap.cursor() as cur:
+                lc.execute("SET SESSION lock_wait_timeout = 60")  # fail, not hang
+                names = ", ".join(f"`{d}`.`{t}` READ" for d, t in self.targets)
+                lc.execute(f"LOCK TABLES {names}")
+                try:
+                    lc.execute("SHOW MASTER STATUS")
+                    row = lc.fetchone()
+                    if not row:
+                        self._master()  # the binlog is off: its error
+                    point = bl.Position(str(row[0]), int(row[1]))
+                    gtid = bl.Gtid.parse("gtid:" + str(row[4] or "")) if len(row) > 4 else None
+                    cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                    lc.execute(now)
+                    created = int(lc.fetchone()[0])
+                finally:
+                    lc.execute("UNLOCK TABLES")
+        finally:
+            with contextlib.suppress(Exception):
+                lock.close()
+        if self._gtid_mode and (gtid is None or gtid.mysql is None):
+            gtid = bl.Gtid(mysql={})
+        return point, gtid, created
 
     def _changes(self, lo: Any, upto: Any, cut_us: int | None) -> Generator[base.Chunk, None, Any]:
         start: bl.Position | bl.Gtid
