@@ -322,7 +322,9 @@ def test_a_gtid_the_server_has_not_logged_is_an_error(mysql_db: MyDb, tmp_path: 
     mysql_db.execute("INSERT INTO gf VALUES (1)")
     r = c.run_report()
     assert r.status == "failed"
-    assert f"{domain}-1-999999999" in r.error and "lacks changes the capture already read" in r.error
+    assert (
+        f"{domain}-1-999999999" in r.error and "lacks changes the capture already read" in r.error
+    )
     with pytest.raises(ConfigError, match=r"parameter\.position: must be gtid or file, got 'gtd'"):
         c.run_report(position="gtd")
 

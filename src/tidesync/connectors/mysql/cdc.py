@@ -197,7 +197,9 @@ class Reader(CaptureReader):
     def _gtid(self) -> bl.Gtid:
         """The server's GTID position now (what its binlog holds)."""
         if self._maria:
-            return bl.Gtid.parse("gtid:" + str(self._query("SELECT @@global.gtid_binlog_pos")[0][0]))
+            return bl.Gtid.parse(
+                "gtid:" + str(self._query("SELECT @@global.gtid_binlog_pos")[0][0])
+            )
         text = str(self._query("SELECT @@global.gtid_executed")[0][0] or "")
         return bl.Gtid.parse("gtid:" + text) if text.strip() else bl.Gtid(mysql={})
 
@@ -293,7 +295,7 @@ class Reader(CaptureReader):
         import uuid
         from dataclasses import replace
 
-        from tidesync.connectors.mysql.reader import _SNAPSHOTS, _SNAPSHOTS_LOCK
+        from tidesync.connectors.mysql.reader import _SNAPSHOTS, _SNAPSHOTS_LOCK, MySplit
         from tidesync.connectors.publish import hook
 
         assert self._schema is not None
@@ -320,8 +322,9 @@ class Reader(CaptureReader):
             several = len(self.targets) > 1
             for tr, target in zip(self.tables, self.targets.values(), strict=False):
                 for split in tr.splits(1):
+                    assert isinstance(split, MySplit)
                     label = target.label if several else None
-                    for part in tr.read(replace(split, snapshot=sid)):  # type: ignore[type-var]
+                    for part in tr.read(replace(split, snapshot=sid)):
                         yield snapshot_chunk(part, label, self._schema, str(point), created * 1000)
         finally:
             with _SNAPSHOTS_LOCK:
@@ -704,9 +707,7 @@ class Reader(CaptureReader):
             if target is None or col is None:
                 continue
             before = key in state.nameless or any(
-                j < i
-                and (tm := state.table_map(k)).names is None
-                and (tm.db, tm.table) == key
+                j < i and (tm := state.table_map(k)).names is None and (tm.db, tm.table) == key
                 for j, _t, k in tm_at
             )
             if before:
