@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -483,3 +484,28 @@ def test_a_snapshot_with_file_positions_and_two_tables(mysql_db: MyDb, tmp_path:
     assert rows(c.run((t1, t2)), "_table", "_op", "id") == [("sa", "d", 2)]
     r = c.run_report((t0, t1))
     assert r.status == "failed" and "snapshot" in r.error and "cdc drop" in r.error
+
+
+def test_compressed_binlog_events_are_read(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute("CREATE TABLE cz (id INT PRIMARY KEY, v TEXT, n DECIMAL(8,2))")
+    c = cap(mysql_db, tmp_path, ["cz"])
+    c.run()
+    (was,) = mysql_db.query("SELECT @@global.log_bin_compress")[0]
+    mysql_db.execute("SET GLOBAL log_bin_compress = ON")  # events over 256 bytes are compressed
+    try:
+        mysql_db.execute(
+            "INSERT INTO cz VALUES (1, REPEAT('a', 500), 1.5), (2, REPEAT('b', 600), NULL)",
+            "UPDATE cz SET v = REPEAT('c', 700) WHERE id = 1",
+            "DELETE FROM cz WHERE id = 2",
+            "INSERT INTO cz VALUES (3, 'short', 3)",
+        )
+    finally:
+        mysql_db.execute(f"SET GLOBAL log_bin_compress = {'ON' if int(was) else 'OFF'}")
+    t = c.run()
+    assert rows(t, "_op", "id", "v", "n") == [
+        ("c", 1, "a" * 500, Decimal("1.50")),
+        ("c", 2, "b" * 600, None),
+        ("u", 1, "c" * 700, Decimal("1.50")),
+        ("d", 2, "b" * 600, None),
+        ("c", 3, "short", Decimal("3.00")),
+    ]

@@ -44,7 +44,9 @@ WRITE_V1, UPDATE_V1, DELETE_V1 = 23, 24, 25
 WRITE_V2, UPDATE_V2, DELETE_V2 = 30, 31, 32
 MYSQL_GTID, MYSQL_ANON_GTID = 33, 34
 MARIA_ANNOTATE, MARIA_CHECKPOINT, MARIA_GTID, MARIA_GTID_LIST = 160, 161, 162, 163
-MARIA_COMPRESSED = range(166, 172)
+MARIA_COMPRESSED = range(165, 172)  # log_bin_compress: inflated by Dump to their plain kinds
+_PLAIN = {165: QUERY, 166: WRITE_V1, 167: UPDATE_V1, 168: DELETE_V1, 169: WRITE_V2,
+          170: UPDATE_V2, 171: DELETE_V2}  # fmt: skip
 WRITES, UPDATES, DELETES = (WRITE_V1, WRITE_V2), (UPDATE_V1, UPDATE_V2), (DELETE_V1, DELETE_V2)
 ROW_EVENTS = (*WRITES, *UPDATES, *DELETES)
 
@@ -435,7 +437,9 @@ class Dump:
                 from pymysql import err
 
                 err.raise_mysql_exception(data)
-            if data[5] == ROTATE:
+            if 165 <= data[5] <= 171:
+                data = inflate(data, self.checksum)
+            elif data[5] == ROTATE:
                 n_ev = int.from_bytes(data[10:14], "little")
                 ev = data[1 : 1 + n_ev]
                 if zlib.crc32(ev[:-4]) == int.from_bytes(ev[-4:], "little"):
@@ -466,6 +470,48 @@ class Dump:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the dump is over either way
             self.con.close()
+
+
+def inflate(packet: bytes, checksum: bool) -> bytes:
+    """A compressed MariaDB event (``log_bin_compress``; in a packet after its OK byte) as its
+    plain kind. MariaDB compresses a rows event's rows (after the column count and bitmaps) and
+    a query event's statement: a byte ``0x80 | n``, the plain length in ``n`` bytes big-endian,
+    then a zlib stream. The header's size and next position are those of the plain event, so
+    that next position - size is still where the event is in the log."""
+    ev = packet[1:]
+    t = ev[4]
+    size = int.from_bytes(ev[9:13], "little")
+    end = size - (4 if checksum else 0)
+    h = 19
+    if t == 165:
+        at = h + 13 + int.from_bytes(ev[h + 11 : h + 13], "little") + ev[h + 8] + 1
+    else:
+        at = h + 8
+        if t >= 169:  # v2: the extra data's length counts its own two bytes
+            at += int.from_bytes(ev[at : at + 2], "little")
+        width, at = _lenenc(ev, at)
+        at += ((width + 7) // 8) * (2 if t in (167, 170) else 1)
+    n = ev[at] & 7
+    want = int.from_bytes(ev[at + 1 : at + 1 + n], "big")
+    try:
+        plain = zlib.decompress(ev[at + 1 + n : end])
+    except zlib.error as e:
+        raise FatalError(f"a compressed binlog event (type {t}) does not inflate: {e}") from None
+    if len(plain) != want:
+        raise FatalError(
+            f"a compressed binlog event (type {t}) inflates to {len(plain)} bytes, not {want}"
+        )
+    new_size = at + len(plain) + (4 if checksum else 0)
+    start = int.from_bytes(ev[13:17], "little") - size
+    head = (
+        ev[:4]
+        + bytes([_PLAIN[t]])
+        + ev[5:9]
+        + new_size.to_bytes(4, "little")
+        + (start + new_size).to_bytes(4, "little")
+        + ev[17:19]
+    )
+    return packet[:1] + head + ev[h:at] + plain + (bytes(4) if checksum else b"")
 
 
 # -- rows ----------------------------------------------------------------------------------------

@@ -473,11 +473,6 @@ class Reader(CaptureReader):
             elif t == bl.TABLE_MAP:
                 body = ev.body(i, cs)
                 tm_at.append((i, int.from_bytes(body[:6], "little"), body[8:]))
-            elif t in bl.MARIA_COMPRESSED:
-                raise FatalError(
-                    f"{self.ctx.where}: the binlog holds compressed events (log_bin_compress); "
-                    "a capture reads plain ones: SET GLOBAL log_bin_compress = OFF"
-                )
         fa = np.asarray(first, dtype=np.int64)
         la = np.asarray(last, dtype=np.int64)
         starts = [bl.Position(ev.files[int(ev.file[i])], int(startpos[i])) for i in first]
@@ -844,8 +839,6 @@ def check(reader: Reader) -> list[str]:
         )
     if v.get("server_id", "0") == "0":
         out.append("server_id is 0: set server_id = 1 (any non-zero value) in my.cnf")
-    if v.get("log_bin_compress", "OFF").upper() == "ON":
-        out.append("log_bin_compress is ON: SET GLOBAL log_bin_compress = OFF")
     grants = " ".join(str(r[0]).upper() for r in reader._query("SHOW GRANTS"))
     if "ALL PRIVILEGES ON *.*" not in grants and not (
         "REPLICATION SLAVE" in grants or "REPLICATION REPLICA" in grants
