@@ -451,7 +451,7 @@ class Dump:
             file_of.append(len(files) - 1)
             parts.append(data)
             size += len(data)
-            if size >= self.BATCH_BYTES:
+            if size >= self.BATCH_BYTES and data[5] in (XID, QUERY):  # at a transaction's end
                 yield self._events(parts, starts, files, file_of)
                 parts, starts, size, file_of = [], [], 0, []
                 files = files[-1:]
@@ -462,7 +462,8 @@ class Dump:
     def _events(
         parts: list[bytes], starts: list[int], files: list[str], file_of: list[int]
     ) -> Events:
-        buf = np.frombuffer(b"".join(parts) + bytes(64), dtype=np.uint8)
+        parts.append(bytes(64))  # room for reads past the last event's end
+        buf = np.frombuffer(b"".join(parts), dtype=np.uint8)
         # each packet starts with the OK byte: the event follows it
         start = np.asarray(starts, dtype=np.int64) + 1
         return Events(buf, start, list(files), np.asarray(file_of, dtype=np.int32))
@@ -656,9 +657,9 @@ def walk(
             o = out[img]
             o[0].append(ev)
             o[1].append(np.full(len(ev), seq, dtype=np.int64))
-            o[2].append(starts)
-            o[3].append(sizes)
-            o[4].append(bits)
+            o[2].append(np.stack(starts))
+            o[3].append(np.stack(sizes))
+            o[4].append(nulls)
         pos[ev] = p
         seq += 1
     result = []
@@ -670,13 +671,14 @@ def walk(
         event = np.concatenate(o[0])
         sq = np.concatenate(o[1])
         order = np.lexsort((sq, event))
+        # one gather per kind for every column at once (column j is row j)
         result.append(
             Walked(
                 event[order],
                 sq[order],
-                [np.concatenate([s[j] for s in o[2]])[order] for j in range(n)],
-                [np.concatenate([s[j] for s in o[3]])[order] for j in range(n)],
-                [np.concatenate([s[j] for s in o[4]])[order] for j in range(n)],
+                list(np.concatenate(o[2], axis=1)[:, order]),
+                list(np.concatenate(o[3], axis=1)[:, order]),
+                list(np.concatenate(o[4], axis=1)[:, order]),
             )
         )
     return result
@@ -732,14 +734,13 @@ def _decimal(
     """DECIMAL's binary form: groups of 9 digits in 4 big-endian bytes, a shorter group at the
     integer part's head and the fraction's tail, the sign in the first bit (negatives inverted)."""
     size = _decimal_size(prec, scale)
-    raw = (
-        buf[start[:, None] + np.arange(size)].astype(np.int64)
-        if len(start)
-        else np.zeros((0, size), np.int64)
-    )
-    neg = (raw[:, 0] & 0x80) == 0 if len(start) else np.zeros(0, bool)
-    raw[:, 0] ^= 0x80
-    raw = np.where(neg[:, None], raw ^ 0xFF, raw)
+    # byte k of every value, sign bit flipped back and negatives' bytes inverted
+    cols = [buf[start + k].astype(np.int64) for k in range(size)]
+    neg = (cols[0] & 0x80) == 0 if size else np.zeros(len(start), bool)
+    if size:
+        cols[0] = cols[0] ^ 0x80
+    flip = np.where(neg, 0xFF, 0)
+    cols = [c ^ flip for c in cols]
     intg = prec - scale
     widths = []
     lead = _DIG2BYTES[intg % 9]
@@ -755,7 +756,7 @@ def _decimal(
         for w, digits in widths + fracs:
             g = np.zeros(len(start), dtype=np.int64)
             for k in range(w):
-                g = (g << 8) | raw[:, col + k]
+                g = (g << 8) | cols[col + k]
             col += w
             v = v * (10**digits) + g
         v = np.where(neg, -v, v)
@@ -766,6 +767,7 @@ def _decimal(
         return pa.Array.from_buffers(
             pa.decimal128(max(prec, 1), scale), len(lo), [_validity(null), pa.py_buffer(words)]
         )
+    raw = np.stack(cols, axis=1) if size else np.zeros((len(start), 0), np.int64)
     vals: list[Any] = []
     from decimal import Decimal
 
