@@ -630,6 +630,7 @@ def walk(
     nb = (n + 7) // 8
     pos = first.copy()
     out: list[list[list[Any]]] = [[[], [], [], [], []] for _ in range(images)]
+    fixed = [_fixed_size(t, m) for t, m in zip(tm.types, tm.meta, strict=True)]
     seq = 0
     while True:
         ev = np.flatnonzero(pos < end)
@@ -641,24 +642,26 @@ def walk(
             nulls = np.ascontiguousarray(
                 np.unpackbits(packed, axis=1, count=n, bitorder="little").astype(bool).T
             )
-            bits = list(nulls)
+            some_null = [bool(x) for x in nulls.any(axis=1)]
             p = p + nb
-            starts, sizes = [], []
+            starts = np.empty((n, len(ev)), np.int64)
+            sizes = np.empty((n, len(ev)), np.int64)
             for j in range(n):
-                t = tm.types[j]
-                fixed = _fixed_size(t, tm.meta[j])
-                if fixed is not None:
-                    sz = np.where(bits[j], 0, fixed) if nulls[j].any() else np.full(len(p), fixed)
+                starts[j] = p
+                f = fixed[j]
+                if f is None:
+                    got = _sizes(buf, np.where(nulls[j], 0, p), tm.types[j], tm.meta[j])
+                    sizes[j] = np.where(nulls[j], 0, got) if some_null[j] else got
+                elif some_null[j]:
+                    sizes[j] = np.where(nulls[j], 0, f)
                 else:
-                    sz = np.where(bits[j], 0, _sizes(buf, np.where(bits[j], 0, p), t, tm.meta[j]))
-                starts.append(p)
-                sizes.append(sz)
-                p = p + sz
+                    sizes[j] = f
+                p = p + sizes[j]
             o = out[img]
             o[0].append(ev)
             o[1].append(np.full(len(ev), seq, dtype=np.int64))
-            o[2].append(np.stack(starts))
-            o[3].append(np.stack(sizes))
+            o[2].append(starts)
+            o[3].append(sizes)
             o[4].append(nulls)
         pos[ev] = p
         seq += 1
@@ -685,18 +688,15 @@ def walk(
 
 
 def _fixed(buf: np.ndarray, start: np.ndarray, width: int, big: bool = False) -> np.ndarray:
-    """Unsigned integers of ``width`` bytes at ``start`` (int64 for width < 8, uint64 for 8)."""
-    if width == 8:
-        v = np.zeros(len(start), dtype=np.uint64)
-        for k in range(8):
-            b = buf[start + (7 - k if big else k)].astype(np.uint64)
-            v |= b << np.uint64(8 * k)
-        return v
-    v = np.zeros(len(start), dtype=np.int64)
+    """Unsigned integers of ``width`` bytes at ``start`` (int64 for width < 8, uint64 for 8):
+    the bytes gathered into rows of a machine word's width, then read as such words."""
+    word = 1 if width == 1 else 2 if width == 2 else 4 if width <= 4 else 8
+    raw = (np.empty if word == width else np.zeros)((len(start), word), np.uint8)
+    off = word - width if big else 0
     for k in range(width):
-        b = buf[start + (width - 1 - k if big else k)].astype(np.int64)
-        v |= b << (8 * k)
-    return v
+        raw[:, off + k] = buf[start + k]
+    v = raw.view((">" if big else "<") + f"u{word}").ravel()
+    return v.astype(np.uint64) if width == 8 else v.astype(np.int64)
 
 
 def _validity(null: np.ndarray) -> pa.Buffer | None:

@@ -526,31 +526,34 @@ class Reader(CaptureReader):
             return []
         assert self._schema is not None
         tids = ev.le(19, 6)[idx]
+        # each row event's table map: the last one of its table id before it (in this batch,
+        # else the one carried from an earlier batch), as a number into ``keys``
         keys: list[bytes] = []
-        by_tid: dict[int, tuple[np.ndarray, list[bytes]]] = {}
+        key_no: dict[bytes, int] = {}
+        which = np.empty(len(idx), np.int64)
         for tid in np.unique(tids).tolist():
             at = [(i, key) for i, t, key in tm_at if t == tid]
-            by_tid[tid] = (np.asarray([i for i, _ in at], dtype=np.int64), [k for _, k in at])
-        for i, tid in zip(idx.tolist(), tids.tolist(), strict=True):
-            pos, ks = by_tid[tid]
-            m = int(np.searchsorted(pos, i, side="right")) - 1
-            key = ks[m] if m >= 0 else state.maps.get(tid)
-            if key is None:
+            here = tids == tid
+            pos = np.asarray([i for i, _ in at], dtype=np.int64)
+            m = np.searchsorted(pos, idx[here], side="right") - 1
+            choices = [state.maps.get(tid)] + [k for _, k in at]
+            if choices[0] is None and (m < 0).any():
                 raise FatalError(f"{self.ctx.where}: a row event came without its table map")
-            keys.append(key)
-        types = ev.type[idx]
-        upd = np.isin(types, bl.UPDATES)
+            nos = np.asarray(
+                [key_no.setdefault(k, len(key_no)) if k is not None else -1 for k in choices]
+            )
+            which[here] = nos[m + 1]
+        keys = list(key_no)
+        upd = np.isin(ev.type[idx], bl.UPDATES)
         parts: list[tuple[pa.RecordBatch, np.ndarray, list[tuple[int, str]]]] = []
-        groups: dict[tuple[bytes, bool], list[int]] = {}
-        for n, (key, u) in enumerate(zip(keys, upd.tolist(), strict=True)):
-            groups.setdefault((key, u), []).append(n)
-        for (key, u), members in groups.items():
-            tm = state.table_map(key)
+        code = which * 2 + upd
+        for c in np.unique(code).tolist():
+            tm = state.table_map(keys[c // 2])
             target = self.targets.get((tm.db, tm.table))
             if target is None:
                 continue
-            sel = np.asarray(members, dtype=np.int64)
-            parts.append(self._group(ev, idx[sel], tx[sel], ts_us, tm, target, u))
+            sel = np.flatnonzero(code == c)
+            parts.append(self._group(ev, idx[sel], tx[sel], ts_us, tm, target, bool(c % 2)))
         if not parts:
             return []
         order = np.concatenate([p[1] for p in parts])
