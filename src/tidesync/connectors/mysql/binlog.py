@@ -642,7 +642,7 @@ def walk(
             nulls = np.ascontiguousarray(
                 np.unpackbits(packed, axis=1, count=n, bitorder="little").astype(bool).T
             )
-            some_null = [bool(x) for x in nulls.any(axis=1)]
+            some_null: list[bool] = np.asarray(nulls.any(axis=1)).tolist()
             p = p + nb
             starts = np.empty((n, len(ev)), np.int64)
             sizes = np.empty((n, len(ev)), np.int64)
