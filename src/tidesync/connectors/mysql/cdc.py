@@ -397,12 +397,17 @@ class Reader(CaptureReader):
         state = _State(start.copy() if isinstance(start, bl.Gtid) else None)
         carry: bl.Events | None = None
         try:
-            for batch in dump.batches():
+            batches = dump.batches()
+            for batch in batches:
                 ev = carry.then(batch) if carry is not None else batch
                 carry = None
                 out, stop, tail = self._batch(ev, state, end, cut_us)
                 yield from out
                 if stop is not None:
+                    if state.nameless:  # a column changed before the run began is in the log
+                        done = self._ddl_after(ev, state.stopped_at, end, state)
+                        while not done and (nxt := next(batches, None)) is not None:
+                            done = self._ddl_after(nxt, 0, end, state)
                     return stop
                 if tail is not None:
                     carry = ev.tail(tail)
@@ -494,6 +499,8 @@ class Reader(CaptureReader):
                 break
             if state.gtid is not None and gtids[j] is not None:
                 state.gtid.add(gtids[j])  # type: ignore[arg-type]
+        if stop is not None:
+            state.stopped_at = first[k]
         if stop is not None and state.gtid is not None:
             stop = str(state.gtid)
         tail = None if stop is not None or open_at is None else open_at
@@ -718,6 +725,36 @@ class Reader(CaptureReader):
                     "(`tidesync cdc drop`), or read those changes with the table as it was"
                 )
 
+    def _ddl_after(self, ev: bl.Events, i0: int, end: bl.Position | bl.Gtid, state: _State) -> bool:
+        """The statements from event ``i0`` on, up to the span's ``end`` (the log's end when the
+        run began), checked as :meth:`_shape_changes` does: a column changed after the changes
+        this run took but before it read the table's columns. True once ``end`` is reached."""
+        cs = self._checksum
+        types = ev.type
+        startpos = ev.next_pos - ev.size
+        steer = np.flatnonzero(np.isin(types[i0:], (bl.QUERY, bl.MARIA_GTID, bl.MYSQL_GTID)))
+        found: list[int] = []
+        done = False
+        for i in (steer + i0).tolist():
+            t = int(types[i])
+            if t != bl.QUERY:
+                if isinstance(end, bl.Gtid):
+                    g = bl.gtid_of(ev.body(i, cs), t == bl.MYSQL_GTID, int(ev.le(5, 4)[i]))
+                    if not end.has(g):
+                        done = True
+                        break
+                continue
+            if isinstance(end, bl.Position):
+                here = bl.Position(ev.files[int(ev.file[i])], int(startpos[i]))
+                if here.key >= end.key:
+                    done = True
+                    break
+            if _query_text(ev.body(i, cs)).startswith(b"ALTER"):
+                found.append(i)
+        if found:
+            self._shape_changes(ev, found, [], state)
+        return done
+
     def _columns(self, tm: bl.TableMap, target: _Target) -> list[int | None]:
         """For each column of the table map, the index of the table's column it is (None: a
         column the table no longer has). A logged column whose type is not the column's type
@@ -776,6 +813,7 @@ class _State:
         self.gtid = gtid  # GTID positions: the transactions taken so far
         self.maps: dict[int, bytes] = {}
         self.nameless: set[tuple[str, str]] = set()  # tables whose rows came without names
+        self.stopped_at = 0  # the first event the run did not take, in the last batch
         self._parsed: dict[bytes, bl.TableMap] = {}
 
     def table_map(self, key: bytes) -> bl.TableMap:
