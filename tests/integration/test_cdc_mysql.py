@@ -510,6 +510,17 @@ def test_compressed_binlog_events_are_read(mysql_db: MyDb, tmp_path: Path) -> No
     ]
 
 
+def _window_then_alter(db: MyDb, root: Path, insert: str, *alter: str) -> tuple[Capture, Any]:
+    """A capture of table sw, a window holding ``insert``, then (after it) the ``alter``."""
+    c = cap(db, root, ["sw"])
+    t0 = next_second(db)
+    c.run((t0 - 2000, t0))
+    db.execute(insert)
+    b = next_second(db)
+    db.execute(*alter)
+    return c, (t0, b)
+
+
 def test_without_column_names_a_change_after_the_window_before_the_run_is_an_error(
     mysql_db: MyDb,  # noqa: F811
     tmp_path: Path,
@@ -517,21 +528,15 @@ def test_without_column_names_a_change_after_the_window_before_the_run_is_an_err
 ) -> None:
     row_metadata("MINIMAL")
     mysql_db.execute("CREATE TABLE sw (id INT PRIMARY KEY, a INT, b VARCHAR(5))")
-    c = cap(mysql_db, tmp_path, ["sw"])
-    t0 = next_second(mysql_db)
-    c.run((t0 - 2000, t0))
-    mysql_db.execute("INSERT INTO sw VALUES (1, 10, 'x')")
-    b1 = next_second(mysql_db)
     # after the window, before it is read: the same column count and types
-    mysql_db.execute("ALTER TABLE sw DROP COLUMN a", "ALTER TABLE sw ADD COLUMN c INT AFTER id")
-    r = c.run_report((t0, b1))
+    c, w = _window_then_alter(mysql_db, tmp_path, "INSERT INTO sw VALUES (1, 10, 'x')",
+                              "ALTER TABLE sw DROP COLUMN a",
+                              "ALTER TABLE sw ADD COLUMN c INT AFTER id")  # fmt: skip
+    r = c.run_report(w)
     assert r.status == "failed"
     assert "table sw, column a" in r.error and "binlog_row_metadata = FULL" in r.error
     row_metadata("FULL")  # rows logged with names from here on: matched by name
-    c2 = cap(mysql_db, tmp_path, ["sw"])
-    t1 = next_second(mysql_db)
-    c2.run((t1 - 2000, t1))
-    mysql_db.execute("INSERT INTO sw VALUES (2, 20, 'y')")
-    b2 = next_second(mysql_db)
-    mysql_db.execute("ALTER TABLE sw DROP COLUMN c", "ALTER TABLE sw ADD COLUMN a INT AFTER id")
-    assert rows(c2.run((t1, b2)), "id", "a", "b") == [(2, None, "y")]  # c's 20 is not a's
+    c, w = _window_then_alter(mysql_db, tmp_path, "INSERT INTO sw VALUES (2, 20, 'y')",
+                              "ALTER TABLE sw DROP COLUMN c",
+                              "ALTER TABLE sw ADD COLUMN a INT AFTER id")  # fmt: skip
+    assert rows(c.run(w), "id", "a", "b") == [(2, None, "y")]  # c's 20 is not a's
