@@ -540,3 +540,25 @@ def test_without_column_names_a_change_after_the_window_before_the_run_is_an_err
                               "ALTER TABLE sw DROP COLUMN c",
                               "ALTER TABLE sw ADD COLUMN a INT AFTER id")  # fmt: skip
     assert rows(c.run(w), "id", "a", "b") == [(2, None, "y")]  # c's 20 is not a's
+
+
+def test_a_first_run_with_a_snapshot_killed_before_its_checkpoint_is_a_first_run_again(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    mysql_db.execute("CREATE TABLE ks (id INT PRIMARY KEY, v INT)", "INSERT INTO ks VALUES (1, 1)")
+    c = cap(mysql_db, tmp_path, ["ks"], snapshot=True)
+    c.out = c.root / "out"
+    job = c.write_job(c.out, {})
+    p = subprocess.run(
+        [sys.executable, "-c", CRASH, str(job)], cwd=c.root, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert rows(c.read(c.out), "_op", "id", "v") == [("r", 1, 1)]  # published, not checkpointed
+    mysql_db.execute("UPDATE ks SET v = 2 WHERE id = 1", "INSERT INTO ks VALUES (3, 3)")
+    c.run()  # no saved history: a first run again, with a new snapshot
+    assert rows(c.read(c.out), "_op", "id", "v") == [("r", 1, 2), ("r", 3, 3)]
+    mysql_db.execute("DELETE FROM ks WHERE id = 1")
+    c.run()
+    assert rows(c.read(c.out), "_op", "id") == [("d", 1)]
