@@ -218,6 +218,15 @@ def test_100000_changes_in_one_window(mysql_db: MyDb, tmp_path: Path) -> None:  
     assert t.column("v")[99_999].as_py() == "v100000"
 
 
+def _killed_after_publish(c: Capture, job: Path) -> None:
+    """`tidesync run job` killed (SIGKILL) after its writer published, before its checkpoint."""
+    p = subprocess.run(
+        [sys.executable, "-c", CRASH, str(job)], cwd=c.root, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert p.returncode == -signal.SIGKILL, p.stderr
+
+
 def test_a_crash_between_write_and_checkpoint_loses_and_duplicates_nothing(
     mysql_db: MyDb,  # noqa: F811
     tmp_path: Path,
@@ -228,11 +237,7 @@ def test_a_crash_between_write_and_checkpoint_loses_and_duplicates_nothing(
     c.run()
     mysql_db.execute("INSERT INTO k VALUES (1), (2)")
     job = c.write_job(c.out, {})
-    p = subprocess.run(
-        [sys.executable, "-c", CRASH, str(job)], cwd=c.root, capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )  # fmt: skip
-    assert p.returncode == -signal.SIGKILL, p.stderr
+    _killed_after_publish(c, job)
     assert rows(c.read(c.out), "id") == [(1,), (2,)]
     mysql_db.execute("INSERT INTO k VALUES (3)")
     c.run()
@@ -550,11 +555,7 @@ def test_a_first_run_with_a_snapshot_killed_before_its_checkpoint_is_a_first_run
     c = cap(mysql_db, tmp_path, ["ks"], snapshot=True)
     c.out = c.root / "out"
     job = c.write_job(c.out, {})
-    p = subprocess.run(
-        [sys.executable, "-c", CRASH, str(job)], cwd=c.root, capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )  # fmt: skip
-    assert p.returncode == -signal.SIGKILL, p.stderr
+    _killed_after_publish(c, job)
     assert rows(c.read(c.out), "_op", "id", "v") == [("r", 1, 1)]  # published, not checkpointed
     mysql_db.execute("UPDATE ks SET v = 2 WHERE id = 1", "INSERT INTO ks VALUES (3, 3)")
     c.run()  # no saved history: a first run again, with a new snapshot
