@@ -186,13 +186,20 @@ class Reader(CaptureReader):
         return int(self._query("SELECT ROUND(UNIX_TIMESTAMP(SYSDATE(6)) * 1000)")[0][0])
 
     def _master(self) -> bl.Position:
-        rows = self._query("SHOW MASTER STATUS")
+        with self._control().cursor() as cur:
+            try:
+                rows = _log_status(cur)
+            except pymysql.MySQLError as e:
+                raise translate(e, self.endpoint, self.ctx.where) from None
         if not rows:
-            raise FatalError(
-                f"{self.ctx.where}: the binlog is off on {self.endpoint.label}: start the server "
-                "with log_bin (and binlog_format = ROW); `tidesync cdc check` lists what is missing"
-            )
+            raise self._binlog_off()
         return bl.Position(str(rows[0][0]), int(rows[0][1]))
+
+    def _binlog_off(self) -> FatalError:
+        return FatalError(
+            f"{self.ctx.where}: the binlog is off on {self.endpoint.label}: start the server "
+            "with log_bin (and binlog_format = ROW); `tidesync cdc check` lists what is missing"
+        )
 
     def _gtid(self) -> bl.Gtid:
         """The server's GTID position now (what its binlog holds)."""
@@ -344,7 +351,7 @@ class Reader(CaptureReader):
                 cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
                 st = {str(k).lower(): v for k, v in cur.fetchall()}
                 if not st.get("binlog_snapshot_file"):
-                    self._master()  # the binlog is off: its error
+                    raise self._binlog_off()
                 point = bl.Position(
                     str(st["binlog_snapshot_file"]), int(st["binlog_snapshot_position"])
                 )
@@ -359,10 +366,9 @@ class Reader(CaptureReader):
                 names = ", ".join(f"`{d}`.`{t}` READ" for d, t in self.targets)
                 lc.execute(f"LOCK TABLES {names}")
                 try:
-                    lc.execute("SHOW MASTER STATUS")
-                    row = lc.fetchone()
-                    if not row:
-                        self._master()  # the binlog is off: its error
+                    row = next(iter(_log_status(lc)), None)
+                    if row is None:
+                        raise self._binlog_off()
                     point = bl.Position(str(row[0]), int(row[1]))
                     gtid = bl.Gtid.parse("gtid:" + str(row[4] or "")) if len(row) > 4 else None
                     cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
@@ -805,6 +811,16 @@ _UNREAD = {
     39: "the binlog holds partial JSON updates (MySQL binlog_row_value_options = PARTIAL_JSON); "
     "a capture needs whole rows: SET GLOBAL binlog_row_value_options = ''",
 }
+
+
+def _log_status(cur: Any) -> list[tuple[Any, ...]]:
+    """The binlog's end: file, position, ..., (MySQL) the executed GTID set. ``SHOW MASTER
+    STATUS``, or ``SHOW BINARY LOG STATUS`` where MySQL (8.4+) has removed the former."""
+    try:
+        cur.execute("SHOW MASTER STATUS")
+    except pymysql.err.ProgrammingError:
+        cur.execute("SHOW BINARY LOG STATUS")
+    return list(cur.fetchall())
 
 
 def _equal(a: pa.Array, b: pa.Array) -> Any:
