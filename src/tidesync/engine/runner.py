@@ -137,6 +137,9 @@ class Report:
     splits: list[SplitReport] = field(default_factory=list)
     #: per content entry, the path its rows take (direct or arrow, and why)
     paths: list[EntryPath] = field(default_factory=list)
+    #: what transforms say of themselves (Transform.describe): content and position, name, and
+    #: e.g. an embedding model and its dimension
+    transforms: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # every problem of an invalid job
 
     @classmethod
@@ -518,6 +521,13 @@ def run_job(
             job.executor_options,
         )
         report.executor = executor.name
+        for part in job.parts:
+            for j, t in enumerate(part.transforms):
+                said = t.describe()
+                if said is not None:
+                    report.transforms.append(
+                        {"content": part.index, "transformer": j, "name": t.name, **said}
+                    )
         tasks: list[Task] = []
         expected: list[int | None] = []
         for part in job.parts:

@@ -39,6 +39,11 @@ class Transform:
         """The schema this transform produces from ``schema`` (None when unknown)."""
         return None
 
+    def describe(self) -> dict[str, Any] | None:
+        """What the run report should say of this transform (a model and its dimension), or
+        None. Called on the driver; plain JSON values only."""
+        return None
+
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         raise NotImplementedError
 
@@ -60,6 +65,8 @@ TRANSFORMS: dict[str, str] = {
     "hash": "tidesync.transforms.mask:Hash",
     "sentiment": "tidesync.transforms.sentiment:Sentiment",
     "llm": "tidesync.transforms.llm:Llm",
+    "embed": "tidesync.transforms.embed:Embed",
+    "classify": "tidesync.transforms.embed:Classify",
 }
 
 
