@@ -332,6 +332,7 @@ CONNECTORS: dict[str, str] = {
     "mysql": "tidesync.connectors.mysql",
     "s3": "tidesync.connectors.file",
     "lake": "tidesync.connectors.lake",
+    "lancedb": "tidesync.connectors.lancedb",
     "postgresqlcdc": "tidesync.connectors.postgresql.cdc",
     "mysqlcdc": "tidesync.connectors.mysql.cdc",
 }
@@ -361,6 +362,9 @@ ALIASES: dict[str, tuple[str, Side | None]] = {
     "s3reader": ("s3", "reader"),
     "s3writer": ("s3", "writer"),
     "iceberg": ("lake", None),
+    "lance": ("lancedb", None),
+    "lancedbreader": ("lancedb", "reader"),
+    "lancedbwriter": ("lancedb", "writer"),
     "lakereader": ("lake", "reader"),
     "lakewriter": ("lake", "writer"),
     "postgresqlcdcreader": ("postgresqlcdc", "reader"),
@@ -438,6 +442,7 @@ def load(name: str, side: Side, where: str = "") -> type[Reader] | type[Writer]:
                 "pymysql": "mysql",
                 "pyiceberg": "lake",
                 "s3fs": "s3",
+                "lancedb": "lancedb",
             }.get(e.name.split(".")[0], "all")
             raise ConfigError(
                 f"{where}: the {kind} connector needs the Python package {e.name!r}: "
