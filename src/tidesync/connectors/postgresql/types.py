@@ -4,7 +4,8 @@ Reading: a query's columns come back from the binary COPY decoder (``decode``, o
 keep their Arrow form; ``numeric(p, s)`` arrives as text and becomes ``decimal128(p, s)``
 (``decimal256`` above 38 digits; text when unconstrained, since no fixed scale holds every
 value); everything else (uuid, enum, inet, interval, money, xml, ...) is cast to text by the
-server, and arrays to JSON text. :func:`read_plan` says, per column, the SQL expression to select
+server, and arrays to JSON text, except one-dimensional ``real[]`` and ``double precision[]`` (vectors),
+read as lists of floats. :func:`read_plan` says, per column, the SQL expression to select
 and the Arrow type to expect; :func:`to_arrow` turns a decoded batch into that schema.
 
 Writing: :func:`for_copy` reshapes a batch into types the binary COPY encoder (pgpq) takes;
@@ -53,6 +54,9 @@ _NATIVE: dict[int, pa.DataType] = {
 }
 NUMERIC = 1700
 TEXT = 25
+#: real[] and double precision[]: one-dimensional, they are vectors (embeddings) and are read
+#: and written as Arrow lists of floats, by the binary COPY both ways
+FLOAT_ARRAYS: dict[int, pa.DataType] = {1021: pa.float32(), 1022: pa.float64()}
 OID = 26
 NON_FINITE = ["nan", "NaN", "inf", "-inf", "Infinity", "-Infinity"]
 
@@ -125,11 +129,30 @@ def read_plan(
             out.append(OutColumn(name, ref + alias, _NATIVE[oid], oid=oid))
         elif oid == OID:
             out.append(OutColumn(name, f"{ref}::int8{alias}", pa.int64(), oid=20))
+        elif oid in FLOAT_ARRAYS:
+            # no decoder of its own in decode.py: such a split reads through ADBC, which
+            # decodes one-dimensional float arrays to lists
+            sql = _one_dimension(ref, name, "real[]" if oid == 1021 else "double precision[]")
+            out.append(OutColumn(name, sql + alias, pa.list_(FLOAT_ARRAYS[oid]), oid=oid))
         elif info is not None and info.category == "A":
             out.append(OutColumn(name, f"array_to_json({ref})::text{alias}", pa.string()))
         else:
             out.append(OutColumn(name, f"{ref}::text{alias}", pa.string()))
     return out
+
+
+def _one_dimension(ref: str, name: str, sql_type: str) -> str:
+    """``ref`` as is when it holds a one-dimensional array (or NULL); a multidimensional one
+    fails the read with a message naming the column, since the binary decoder would flatten it.
+    The failing cast depends on the row, so the server cannot fold it at planning time."""
+    msg = (
+        f"column {name} holds a multidimensional array, read here as a list of floats; "
+        f"select array_to_json({quote_ident(name)})::text in querySql to read it as JSON text"
+    ).replace("'", "''")
+    return (
+        f"CASE WHEN coalesce(array_ndims({ref}), 1) = 1 THEN {ref} "
+        f"ELSE ('{msg}' || left({ref}::text, 0))::{sql_type} END"
+    )
 
 
 def _plain(arr: pa.Array) -> pa.Array:
@@ -205,6 +228,8 @@ def direct_type(t: pa.DataType, target: TypeInfo) -> tuple[pa.DataType, bool] | 
         return {20: pa.int64(), 21: pa.int16(), 23: pa.int32()}[oid], False
     if oid in (700, 701) and (pa.types.is_floating(t) or pa.types.is_integer(t)):
         return (pa.float32() if oid == 700 else pa.float64()), True
+    if oid in FLOAT_ARRAYS and _is_number_list(t):
+        return pa.list_(FLOAT_ARRAYS[oid]), True
     if oid == NUMERIC and pa.types.is_decimal128(t):
         return t, False
     if oid in (25, 1042, 1043) and (pa.types.is_string(t) or pa.types.is_large_string(t)):
@@ -222,6 +247,11 @@ def direct_type(t: pa.DataType, target: TypeInfo) -> tuple[pa.DataType, bool] | 
     if oid == 1184 and pa.types.is_timestamp(t) and t.tz is not None:
         return t, False
     return None
+
+
+def _is_number_list(t: pa.DataType) -> bool:
+    lists = pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+    return lists and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type))
 
 
 def insert_expr(src: str, src_oid: int, target: TypeInfo, type_name: str, zoned: bool) -> str:

@@ -1,0 +1,116 @@
+"""Vectors in PostgreSQL: lists of floats written as ``real[]`` / ``double precision[]`` by the
+binary COPY (a missing table gets ``real[]``) and read back as lists of floats, against the real
+server (tests/integration/_servers_pg.py). pgvector's ``vector`` type is not covered: the test
+server has no pgvector (docs/connectors/postgresql.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
+from tidesync.connectors.base import Context, Split
+from tidesync.connectors.postgresql import Reader, Writer
+from tidesync.errors import FatalError
+
+pytestmark = pytest.mark.integration
+
+RCTX = "job.content[0].reader.parameter"
+WCTX = "job.content[0].writer.parameter"
+
+VECS = [[0.5, -1.25, 3.0], None, [1e-3, 2.5e10, -0.0], [1.0, None, 2.0]]
+
+
+def write(pg: PgDb, table: str, data: pa.Table, **params: Any) -> Writer:
+    w = Writer(pg.writer_params(table, **params), Context(where=WCTX))
+    w.prepare(data.schema)
+    sink = w.open(Split(0, "all"))
+    for b in data.to_batches():
+        sink.write(b)
+    w.commit([sink.close()])
+    return w
+
+
+def read(pg: PgDb, table: str) -> pa.Table:
+    r = Reader(pg.reader_params(table=table, column=["*"]), Context(where=RCTX))
+    return read_all(r)[1]
+
+
+def column_type(pg: PgDb, table: str, column: str) -> str:
+    [(t,)] = pg.rows(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attname = %s",
+        (pg.q(table), column),
+    )
+    return str(t)
+
+
+@pytest.mark.parametrize(
+    "vec_type",
+    [pa.list_(pa.float32()), pa.list_(pa.float32(), 3), pa.large_list(pa.float32())],
+    ids=["list", "fixed_size_list", "large_list"],
+)
+def test_a_float_list_creates_real_array_and_reads_back_as_a_list(
+    pg: PgDb, vec_type: pa.DataType
+) -> None:
+    vecs = VECS if not pa.types.is_fixed_size_list(vec_type) else [VECS[0], None, VECS[2], VECS[3]]
+    data = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()), "v": pa.array(vecs, vec_type)})
+    write(pg, "vec", data)
+    assert column_type(pg, "vec", "v") == "real[]"
+    got = read(pg, "vec").sort_by("id")
+    assert got.schema.field("v").type == pa.list_(pa.float32())
+    assert got.column("v").to_pylist() == pa.array(vecs, pa.list_(pa.float32())).to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "elem"), [("real[]", pa.float32()), ("float8[]", pa.float64())]
+)
+def test_float_lists_go_into_existing_array_columns_by_binary_copy(
+    pg: PgDb, sql_type: str, elem: pa.DataType
+) -> None:
+    pg.sql(f"CREATE TABLE {{s}}.vec (id bigint, v {sql_type})")
+    data = pa.table({"id": [1, 2, 3, 4], "v": pa.array(VECS, pa.list_(pa.float64()))})
+    w = Writer(pg.writer_params("vec"), Context(where=WCTX))
+    w.prepare(data.schema)
+    sink = w.open(Split(0, "all"))
+    try:
+        sink.write(data.to_batches()[0])
+        # the direct plan: binary COPY into the table itself, no staging table
+        plans = list(w.plans.values())
+    except BaseException:
+        w.abort([sink.discard()])
+        raise
+    w.commit([sink.close()])
+    assert [(p.stage, p.casts is not None) for p in plans] == [("", True)]
+    got = read(pg, "vec").sort_by("id")
+    assert got.schema.field("v").type == pa.list_(elem)
+    assert got.column("v").to_pylist() == pa.array(VECS, pa.list_(elem)).to_pylist()
+    assert pg.rows("SELECT v::text FROM {s}.vec WHERE id = 1") == [("{0.5,-1.25,3}",)]
+
+
+def test_merge_of_vectors_by_key(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.vec (id bigint PRIMARY KEY, v real[])")
+    first = pa.table(
+        {"id": [1, 2], "v": pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float32(), 2))}
+    )
+    write(pg, "vec", first)
+    change = pa.table(
+        {"id": [2, 3], "v": pa.array([[5.0, 6.0], [7.0, 8.0]], pa.list_(pa.float32(), 2))}
+    )
+    write(pg, "vec", change, writeMode="update", primaryKey=["id"])
+    assert pg.rows("SELECT id, v FROM {s}.vec ORDER BY id") == [
+        (1, [1.0, 2.0]),
+        (2, [5.0, 6.0]),
+        (3, [7.0, 8.0]),
+    ]
+
+
+def test_a_multidimensional_array_fails_the_read_naming_the_column(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.m (id int, grid real[])",
+        "INSERT INTO {s}.m VALUES (1, '{1,2}'), (2, '{{1,2},{3,4}}')",
+    )
+    with pytest.raises(FatalError, match="column grid holds a multidimensional array"):
+        read(pg, "m")
