@@ -396,3 +396,10 @@ def test_an_index_on_a_small_table_says_that_no_row_is_indexed_yet(
     table = ad.db().open_table("t")
     hits = table.search(np.ones(DIM, np.float32), vector_column_name="vec").limit(9).to_arrow()
     assert sorted(hits.column("id").to_pylist()) == list(range(9))
+
+
+def test_a_where_lancedb_cannot_parse_is_a_config_error_naming_where(ad: LanceAdapter) -> None:
+    write(ad, ad.writer_params("t"), docs([1]))
+    r = make_reader(ad, ad.reader_params("t", where="id >= 2 AND"))
+    with pytest.raises(ConfigError, match=r"reader\.parameter\.where: 'id >= 2 AND': .*parsing"):
+        read_all(r)
