@@ -5,11 +5,15 @@ server has no pgvector (docs/connectors/postgresql.md)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests.connectors import _runs
 from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
 from tidesync.connectors.base import Context, Split
 from tidesync.connectors.postgresql import Reader, Writer
@@ -114,3 +118,55 @@ def test_a_multidimensional_array_fails_the_read_naming_the_column(pg: PgDb) -> 
     )
     with pytest.raises(FatalError, match="column grid holds a multidimensional array"):
         read(pg, "m")
+
+
+def test_a_postgresql_to_lancedb_job_finds_the_nearest_row(pg: PgDb, tmp_path: Path) -> None:
+    """The issue's vector path with vectors made in PostgreSQL (``real[]``): ``tidesync run``
+    copies them into LanceDB with a cosine index, and a search near row 123 finds row 123."""
+    lancedb = pytest.importorskip("lancedb", reason="the lancedb extra is not installed")
+    rng = np.random.default_rng(7)
+    vecs = rng.standard_normal((300, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    pg.sql("CREATE TABLE {s}.reviews (id bigint PRIMARY KEY, review text, review_vec real[])")
+    with pg.con.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {pg.q('reviews')} VALUES (%s, %s, %s)",
+            [(i, f"review {i}", v.tolist()) for i, v in enumerate(vecs)],
+        )
+    job = {
+        "job": {
+            "setting": {"speed": {"channel": 2}},
+            "content": [
+                {
+                    "reader": {
+                        "name": "postgresqlreader",
+                        "parameter": pg.reader_params(table="reviews", column=["*"], splitPk="id"),
+                    },
+                    "writer": {
+                        "name": "lancedb",
+                        "parameter": {
+                            "path": "vectors",
+                            "table": "reviews",
+                            "writeMode": "merge",
+                            "primaryKey": ["id"],
+                            "index": {"column": "review_vec", "metric": "cosine"},
+                        },
+                    },
+                }
+            ],
+        }
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    for _ in range(2):  # a rerun merges the same rows: the same table
+        out = _runs.tidesync("run", path, "--report", tmp_path / "report.json", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+    table = lancedb.connect(str(tmp_path / "vectors")).open_table("reviews")
+    assert table.count_rows() == 300
+    assert table.schema.field("review_vec").type == pa.list_(pa.float32(), 16)
+    assert [i.index_type for i in table.list_indices()] == ["IvfPq"]
+    query = vecs[123] + np.float32(0.02)
+    hits = table.search(query, vector_column_name="review_vec").distance_type("cosine").limit(3)
+    got = hits.to_arrow()
+    assert got.column("id").to_pylist()[0] == 123
+    assert got.column("review").to_pylist()[0] == "review 123"
