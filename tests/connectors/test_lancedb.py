@@ -211,8 +211,8 @@ def test_a_source_column_the_table_lacks_is_a_config_error_and_writes_nothing(
     w = make_writer(ad, ad.writer_params("t"))
     with pytest.raises(ConfigError, match="table 't' has no column 'extra'"):
         w.prepare(data.schema)
-    w.abort([])
     assert versions(ad, "t") == [1]
+    assert not (ad.base_dir / "db" / ".t.tidesync").exists()
 
 
 def test_a_value_that_does_not_fit_becomes_a_dirty_record(ad: LanceAdapter) -> None:
@@ -370,8 +370,8 @@ def test_an_index_column_that_is_not_a_vector_is_a_config_error(ad: LanceAdapter
     w = make_writer(ad, ad.writer_params("t", index={"column": "review"}))
     with pytest.raises(ConfigError, match=r"index\.column: 'review' is string, not a vector"):
         w.prepare(docs([1]).schema)
-    w.abort([])
     assert not (ad.base_dir / "db" / "t.lance").exists()
+    assert not (ad.base_dir / "db" / ".t.tidesync").exists()
 
 
 def test_an_index_that_cannot_be_built_is_a_warning_and_the_rows_are_committed(

@@ -206,7 +206,11 @@ class Writer(base.Writer):
         self.stage.mkdir(parents=True)
         self.heartbeat = Heartbeat(Owner.me(self.run), write_local(self.stage / OWNER)).start()
         if schema is not None:
-            self.ensure_plan(schema)
+            try:
+                self.ensure_plan(schema)
+            except BaseException:
+                self._end()  # the engine aborts only the writers that prepared
+                raise
 
     def recover(self) -> list[Finding]:
         """Remove the staging dead runs left beside the table (``tidesync recover``; every run
