@@ -18,8 +18,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,39 +29,15 @@ from tidesync.engine.runner import load_job, run_job
 from tidesync.spec.params import RunTime
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_lake  # noqa: E402
 from _harness import report, write_job  # noqa: E402
 
 RT = RunTime.of("20161115000000")
-ROWS: list[pa.Table] = []
 DIM = 384
 
 
-@dataclass(frozen=True)
-class Part(base.Split):
-    offset: int = 0
-    length: int = 0
-
-
-class Reader(base.Reader):
-    """The rows in ``ROWS[0]``, cut into ``n`` parts (registered as kind ``benchvectors``)."""
-
-    kind = "benchvectors"
-
-    def schema(self) -> pa.Schema:
-        return ROWS[0].schema
-
-    def splits(self, n: int) -> list[base.Split]:
-        total = ROWS[0].num_rows
-        size = -(-total // n)
-        starts = range(0, total, size)
-        return [Part(i, f"p{i}", s, min(size, total - s)) for i, s in enumerate(starts)]
-
-    def read(self, split: base.Split) -> Iterator[pa.RecordBatch]:
-        assert isinstance(split, Part)
-        yield from ROWS[0].slice(split.offset, split.length).to_batches(self.ctx.batch_rows)
-
-
-base.CONNECTORS["benchvectors"] = "__main__"
+# the lake benchmark's in-memory reader (kind "benchtable"), imported from its module
+base.CONNECTORS["benchtable"] = "bench_lake"
 
 
 def make_rows(n: int) -> pa.Table:
@@ -100,8 +74,7 @@ def main() -> None:
     ap.add_argument("--concurrent", type=int, default=2, help="tidesync splits in parallel")
     args = ap.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench_lancedb_"))
-    ROWS.append(make_rows(args.rows))
-    table = ROWS[0]
+    table = bench_lake.DATA["vectors"] = make_rows(args.rows)
     print(
         f"rows: {args.rows:,} ({table.nbytes / 1048576:,.0f} MiB in memory); scratch: {scratch}\n"
     )
@@ -112,7 +85,7 @@ def main() -> None:
             writer = {"path": str(scratch / "ours"), "table": f"{name}_{i}", **extra}
             path = write_job(
                 scratch / f"{name}_{i}.json",
-                {"name": "benchvectors", "parameter": {}},
+                {"name": "benchtable", "parameter": {"data": "vectors"}},
                 {"name": "lancedb", "parameter": writer},
                 args.concurrent,
             )
