@@ -1,6 +1,6 @@
 """Vectors in PostgreSQL: lists of floats written as ``real[]`` / ``double precision[]`` by the
 binary COPY (a missing table gets ``real[]``) and read back as lists of floats, against the real
-server (tests/integration/_servers_pg.py). pgvector's ``vector`` type is not covered: the test
+server (tests/integration/_servers_pg.py); and the issue's PostgreSQL -> embed -> LanceDB job. pgvector's ``vector`` type is not covered: the test
 server has no pgvector (docs/connectors/postgresql.md)."""
 
 from __future__ import annotations
@@ -170,3 +170,69 @@ def test_a_postgresql_to_lancedb_job_finds_the_nearest_row(pg: PgDb, tmp_path: P
     got = hits.to_arrow()
     assert got.column("id").to_pylist()[0] == 123
     assert got.column("review").to_pylist()[0] == "review 123"
+
+
+FILLERS = [
+    "The delivery was on time and the box was intact.",
+    "I ordered the blue one but the red one came.",
+    "Customer service answered my email within a day.",
+    "The colour is lovely and it matches my kitchen.",
+    "Assembly instructions were missing two pages.",
+    "Great value for the price, I would buy it again.",
+]
+BATTERY = "The battery died after only two hours of use."
+
+
+def test_a_postgresql_embed_lancedb_job_finds_the_review_nearest_a_question(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    """The issue's end to end: reviews in PostgreSQL, ``embed`` (all-MiniLM-L6-v2) into
+    ``review_vec``, written to LanceDB with a cosine index by ``tidesync run``; a search with the
+    embedding of a question about battery life finds the one review about the battery."""
+    lancedb = pytest.importorskip("lancedb", reason="the lancedb extra is not installed")
+    from tidesync.transforms import encoder
+    from tidesync.transforms.embed import Embed
+
+    if encoder.missing_packages():
+        pytest.skip(f"the 'embed' extra is not installed ({encoder.EXTRA_HINT})")
+    pg.sql("CREATE TABLE {s}.reviews (id bigint PRIMARY KEY, review text)")
+    rows = [(i, f"{FILLERS[i % len(FILLERS)]} (order {i})") for i in range(300)]
+    rows[217] = (217, BATTERY)
+    with pg.con.cursor() as cur:
+        cur.executemany(f"INSERT INTO {pg.q('reviews')} VALUES (%s, %s)", rows)
+    job = {
+        "job": {
+            "setting": {"speed": {"channel": 2}},
+            "content": [
+                {
+                    "reader": {
+                        "name": "postgresqlreader",
+                        "parameter": pg.reader_params(table="reviews", column=["*"], splitPk="id"),
+                    },
+                    "transformer": [
+                        {"name": "embed", "parameter": {"column": "review", "as": "review_vec"}}
+                    ],
+                    "writer": {
+                        "name": "lancedb",
+                        "parameter": {
+                            "path": "vectors",
+                            "table": "reviews",
+                            "index": {"column": "review_vec", "metric": "cosine"},
+                        },
+                    },
+                }
+            ],
+        }
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    out = _runs.tidesync("run", path, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    table = lancedb.connect(str(tmp_path / "vectors")).open_table("reviews")
+    assert table.count_rows() == 300
+    assert table.schema.field("review_vec").type == pa.list_(pa.float32(), 384)
+    question = pa.record_batch({"review": ["How long does the battery last?"]})
+    embed = Embed({"column": "review", "as": "review_vec"}, Context(where="query"))
+    [query] = embed.apply(question).column("review_vec").to_pylist()
+    hits = table.search(query, vector_column_name="review_vec").distance_type("cosine").limit(3)
+    assert hits.to_arrow().column("id").to_pylist()[0] == 217
