@@ -833,6 +833,27 @@ def test_decimals_are_written_in_plain_digits_with_their_scale(tmp_path: Path, f
     ]
 
 
+@pytest.mark.parametrize("date_format", [None, "yyyy-MM-dd HH:mm:ss"])
+def test_a_date_beyond_the_calendar_is_a_dirty_record_not_a_marker_in_the_file(
+    tmp_path: Path, date_format: str | None
+) -> None:
+    t = pa.table(
+        {
+            "id": [1, 2],
+            "ts": pa.array([2**62, 0], pa.timestamp("us")),
+            "d": pa.array([0, -(2**31) + 10957], pa.date32()),
+        }
+    )
+    w = writer(tmp_path, fileName="t.csv", **({"dateFormat": date_format} if date_format else {}))
+    w.prepare(t.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[int] = []
+    isolate(t.to_batches()[0], sink.write, lambda off, _b, e: bad.append(off))
+    w.commit([sink.close()])
+    assert bad == [0, 1]
+    assert (tmp_path / "out" / "t.csv").read_text() == ""
+
+
 def test_text_refuses_a_value_holding_the_delimiter_without_writing_the_batch(
     tmp_path: Path,
 ) -> None:

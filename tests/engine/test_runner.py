@@ -358,3 +358,18 @@ def test_a_stream_readers_estimate_is_exactly_its_rows(
     p.write_text(json.dumps(doc))
     rep = run_job(load_job(p, runtime=RT))
     assert (rep.rows_expected, rep.records_read) == (rows, rows)
+
+
+def test_a_dirty_record_shows_a_value_python_cannot_hold_instead_of_failing() -> None:
+    from tidesync.engine.dirty import row_of
+
+    batch = pa.record_batch(
+        {
+            "ts": pa.array([2**62, 0], pa.timestamp("us")),
+            "d": pa.array([2**31 - 1, 0], pa.date32()),
+            "b": pa.array([b"\xff", b"ok"]),
+        }
+    )
+    row = row_of(batch, 0)
+    assert row["b"] == "ff" and "out of range" in row["ts"] and "out of range" in row["d"]
+    assert row_of(batch, 1) == {"ts": "1970-01-01 00:00:00", "d": "1970-01-01", "b": "ok"}

@@ -162,6 +162,41 @@ def test_reader_gives_nan_numeric_as_dirty_record_not_a_wrong_value(pg: PgDb) ->
     ]
 
 
+@pytest.mark.parametrize("wide", [False, True], ids=["socket", "adbc"])
+def test_infinite_dates_and_times_are_dirty_records_not_wrong_values(pg: PgDb, wide: bool) -> None:
+    # an unconstrained numeric sends the split through ADBC: both decoders are held to it
+    pg.sql(
+        f"CREATE TABLE {{s}}.t (id int, n {'numeric' if wide else 'numeric(10,2)'}, d date, "
+        "ts timestamp, tz timestamptz)",
+        "INSERT INTO {s}.t VALUES (1, 1, 'infinity', '2024-01-01', NULL), "
+        "(2, 2, '2024-01-02', '-infinity', NULL), (3, 3, '2024-01-03', NULL, 'infinity'), "
+        "(4, 'NaN', '-infinity', NULL, NULL), (5, 5, '0001-01-01', '9999-12-31 23:59:59', NULL)",
+    )
+    r = reader(pg.reader_params(table="t"))
+    items = [i for s in r.splits(1) for i in r.read(s)]
+    r.close()
+    dirty = [d for i in items if not isinstance(i, pa.RecordBatch) for d in i.dirty]
+    batches = [i if isinstance(i, pa.RecordBatch) else i.batch for i in items]
+    assert pa.Table.from_batches(batches).to_pylist() == [
+        {
+            "id": 5,
+            "n": "5" if wide else Decimal("5.00"),
+            "d": dt.date(1, 1, 1),
+            "ts": dt.datetime(9999, 12, 31, 23, 59, 59),
+            "tz": None,
+        }  # fmt: skip
+    ]
+    assert [(d.row["id"], d.row["d"], d.row["ts"], d.row["tz"]) for d in dirty] == [
+        (1, "infinity", "2024-01-01 00:00:00", None),
+        (2, "2024-01-02", "-infinity", None),
+        (3, "2024-01-03", None, "infinity"),
+        (4, "-infinity", None, None),
+    ]
+    assert "column d: PostgreSQL's infinity has no date/time form" in dirty[0].reason
+    assert "column d" in dirty[3].reason
+    assert ("NaN" in dirty[3].reason) is not wide  # an unconstrained numeric is read as text
+
+
 ALL_TYPES = ", ".join(f"c{i} {t[0]}" for i, t in enumerate(TYPES))
 ALL_VALUES = ", ".join(t[1] for t in TYPES)
 

@@ -110,8 +110,12 @@ def test_every_type_and_edge_value_reads_as_through_adbc(
         f"CREATE TABLE {{s}}.t ({COLUMNS})", *(f"INSERT INTO {{s}}.t VALUES ({r})" for r in ROWS)
     )
     ours, dirty = _both(pg, monkeypatch, table="t")
-    assert ours.num_rows == 4
-    assert dirty == []  # the NaN numeric of a column read as text is not dirty
+    # the row of infinite dates and times has no Arrow form: a dirty row on both paths, never a
+    # wrapped value (the NaN numeric of a column read as text is not dirty)
+    assert ours.num_rows == 3
+    assert [(r.split(";")[0], p) for r, p in dirty] == [
+        ("column d: PostgreSQL's infinity has no date/time form", "row 2")
+    ]
 
 
 def test_numeric_nan_is_a_dirty_row_on_both_paths(

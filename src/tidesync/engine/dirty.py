@@ -32,9 +32,21 @@ class DirtyRecord:
 
 def row_of(batch: pa.RecordBatch, i: int) -> dict[str, Any]:
     return {
-        name: _plain(col[i].as_py())
-        for name, col in zip(batch.schema.names, batch.columns, strict=True)
+        name: value_of(col, i) for name, col in zip(batch.schema.names, batch.columns, strict=True)
     }
+
+
+def value_of(col: pa.Array, i: int) -> Any:
+    """One value as plain data for a dirty record. A value Python cannot hold (a timestamp past
+    year 9999, PostgreSQL's ``infinity`` date) is shown as Arrow prints it: a dirty record must
+    never fail for the row it describes."""
+    try:
+        return _plain(col[i].as_py())
+    except (OverflowError, ValueError, ArithmeticError):
+        try:
+            return col.slice(i, 1).cast(pa.string())[0].as_py()
+        except (pa.ArrowException, OverflowError, ValueError):
+            return str(col.slice(i, 1).to_string())
 
 
 def _plain(v: Any) -> Any:

@@ -494,8 +494,12 @@ class Reader(base.Reader):
         for batch, bad in batches:
             dirty: list[base.Dirty] = []
             n = batch.num_rows
-            if bad is not None:
-                dirty = _non_finite(batch, bad, offset)
+            inf = _infinite(batch)
+            if bad is not None or inf:
+                dirty = _non_finite(batch, bad, inf, offset)
+                for m in [*inf.values(), *([bad] if bad is not None else [])]:
+                    bad = m if bad is None else pc.or_(bad, m)
+                assert bad is not None
                 batch = batch.filter(pc.invert(bad))
             offset += n
             for start in range(0, max(batch.num_rows, 1), rows):
@@ -667,15 +671,67 @@ def _int_bounds(lo: int, hi: int, n: int) -> list[int]:
     return [lo + i * step for i in range(1, n) if lo + i * step <= hi]
 
 
-def _non_finite(batch: pa.RecordBatch, bad: pa.Array, offset: int) -> list[base.Dirty]:
+def _wrap(v: int, bits: int) -> int:
+    half = 1 << (bits - 1)
+    return (v + half) % (1 << bits) - half
+
+
+#: PostgreSQL's ``infinity`` and ``-infinity`` as both decoders leave them in a date32 or a
+#: timestamp[us] column: the server's sentinels (the int32/int64 maximum and minimum) moved by
+#: the 2000-01-01 epoch with wrapping. No real date or time is near them (PostgreSQL's range
+#: starts in 4713 BC), and Arrow has no infinity: such a value would be written as garbage.
+_INFINITY = {
+    "date": [_wrap((1 << 31) - 1 + 10957, 32), _wrap(-(1 << 31) + 10957, 32)],
+    "timestamp": [
+        _wrap((1 << 63) - 1 + 946_684_800_000_000, 64),
+        _wrap(-(1 << 63) + 946_684_800_000_000, 64),
+    ],
+}
+
+
+def _infinite(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    """Column name -> mask of its rows holding ``infinity``/``-infinity`` (only columns that
+    hold one)."""
+    found = {}
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        t = col.type
+        if pa.types.is_date32(t):
+            storage, kind = col.view(pa.int32()), "date"
+        elif pa.types.is_timestamp(t) and t.unit == "us":
+            storage, kind = col.view(pa.int64()), "timestamp"
+        else:
+            continue
+        m = pc.fill_null(pc.is_in(storage, pa.array(_INFINITY[kind], storage.type)), False)
+        if pc.any(m).as_py():
+            found[name] = m
+    return found
+
+
+def _non_finite(
+    batch: pa.RecordBatch, nan: pa.Array | None, inf: dict[str, pa.Array], offset: int
+) -> list[base.Dirty]:
+    """Dirty records of the rows holding a value Arrow cannot: a numeric NaN or Infinity (NULL
+    in ``batch``, marked in ``nan``), a date or timestamp ``infinity`` (marked per column)."""
     from tidesync.engine.dirty import row_of
 
-    idx = pc.indices_nonzero(bad).to_pylist()
-    return [
-        base.Dirty(
-            "numeric value NaN or Infinity has no decimal form",
-            row_of(batch, i),
-            f"row {offset + i}",
-        )
-        for i in idx
-    ]
+    reasons: dict[int, list[str]] = {}
+    if nan is not None:
+        for i in pc.indices_nonzero(nan).to_pylist():
+            reasons.setdefault(i, []).append("numeric value NaN or Infinity has no decimal form")
+    for name, m in inf.items():
+        for i in pc.indices_nonzero(m).to_pylist():
+            reasons.setdefault(i, []).append(
+                f"column {name}: PostgreSQL's infinity has no date/time form; read it as text "
+                f"({name}::text in querySql) or leave such rows out with where"
+            )
+    dirty = []
+    for i in sorted(reasons):
+        row = row_of(batch, i)
+        for name, m in inf.items():
+            if m[i].as_py():
+                col = batch.column(name)
+                kind = "date" if pa.types.is_date32(col.type) else "timestamp"
+                raw = col.view(pa.int32() if kind == "date" else pa.int64())[i].as_py()
+                row[name] = "infinity" if raw == _INFINITY[kind][0] else "-infinity"
+        dirty.append(base.Dirty("; ".join(reasons[i]), row, f"row {offset + i}"))
+    return dirty
