@@ -465,6 +465,7 @@ def test_the_progress_line_has_percent_and_eta_when_the_total_is_known(tmp_path:
         "parameter": {"column": [{"type": "long", "incr": "1"}], "recordCount": 150_000},
     }
     job = write_job(  # batches of 65,536 rows at 40,000 rows/s: the third is read after 2 s
+        # (the ETA itself depends on how loaded the machine is: only its presence is asserted)
         tmp_path,
         reader,
         {"name": "streamwriter", "parameter": {"print": False}},
@@ -473,7 +474,7 @@ def test_the_progress_line_has_percent_and_eta_when_the_total_is_known(tmp_path:
     r = run("run", str(job), "--progress")
     assert r.returncode == 0, r.stderr
     lines = r.stderr.split("\r")
-    assert any(re.search(r"rows read \(\d+%\), .*, ETA 0:00:0\d", ln) for ln in lines), lines
+    assert any(re.search(r"rows read \(\d+%\), .*, ETA \d+:\d\d:\d\d", ln) for ln in lines), lines
 
 
 @pytest.mark.parametrize("shape", ["datax", "v2"])
