@@ -797,6 +797,56 @@ def test_max_file_size_cuts_numbered_parts(tmp_path: Path, fmt: str) -> None:
     assert got is not None and sorted(got.column("id").to_pylist()) == list(range(n))
 
 
+def _fresh_batch(i: int, rows: int = 32_768) -> pa.RecordBatch:
+    """A batch of new buffers (about 1 MiB), none shared with the caller or another batch."""
+    ids = pc.add(pa.array(range(rows), pa.int64()), i * rows)
+    note = pc.binary_join_element_wise("a note of some length ", pc.cast(ids, pa.string()), "")
+    return pa.record_batch([ids, note], names=["id", "note"])
+
+
+def test_parquet_row_groups_reach_the_staged_file_while_the_split_is_still_open(
+    tmp_path: Path,
+) -> None:
+    w = writer(tmp_path, fileName="d.parquet", fileFormat="parquet")
+    w.prepare(_fresh_batch(0).schema)
+    sink = w.open(Split(0, "all"))
+    sizes, n = [], 0
+    while n < 24 << 20:  # three row groups' worth
+        b = _fresh_batch(len(sizes))
+        n += b.nbytes
+        sink.write(b)
+        staged = list((tmp_path / "out").glob(".tidesync-tmp-*/00000.00001"))
+        sizes.append(staged[0].stat().st_size if staged else 0)
+    assert len(set(sizes)) >= 3 and sizes[-1] > 1 << 20  # grown by row groups, before close
+    w.commit([sink.close()])
+    meta = pq.ParquetFile(tmp_path / "out" / "d.parquet").metadata
+    assert meta.num_rows == len(sizes) * 32_768 and meta.num_row_groups >= 3
+    assert pq.read_table(tmp_path / "out" / "d.parquet").column("id").to_pylist() == list(
+        range(meta.num_rows)
+    )
+
+
+def test_a_parquet_split_holds_about_one_row_group_in_memory_whatever_its_size(
+    tmp_path: Path,
+) -> None:
+    w = writer(tmp_path, fileName="d.parquet", fileFormat="parquet")
+    w.prepare(_fresh_batch(0).schema)
+    sink = w.open(Split(0, "all"))
+    base = pa.total_allocated_bytes()
+    held, n, i = [], 0, 0
+    while n < 48 << 20:  # the sink lets go of each row group once written
+        b = _fresh_batch(i)
+        n += b.nbytes
+        sink.write(b)
+        del b
+        held.append(pa.total_allocated_bytes() - base)
+        i += 1
+    w.commit([sink.close()])
+    # a row group (8 MiB) and the batch being added, not the split's 48 MiB
+    assert max(held) < 12 << 20, f"{max(held) >> 20} MiB held while writing {n >> 20} MiB"
+    assert pq.ParquetFile(tmp_path / "out" / "d.parquet").metadata.num_rows == i * 32_768
+
+
 def test_csv_writes_header_null_format_date_format_and_quotes_only_where_needed(
     tmp_path: Path,
 ) -> None:

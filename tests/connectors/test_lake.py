@@ -571,3 +571,25 @@ def test_reader_of_a_missing_table_says_so(tmp_path: Path) -> None:
         match=r"^reader\.table: Iceberg table ods.tt does not exist; did you mean 'ods.t'",
     ):
         r.schema()
+
+
+def test_the_staging_roller_writes_each_row_group_into_the_open_file_as_it_fills(
+    tmp_path: Path,
+) -> None:
+    import pyarrow.compute as pc
+
+    from tidesync.connectors.lake.common import ParquetRoller
+
+    schema = pa.schema([("id", pa.int64()), ("note", pa.string())])
+    path = tmp_path / "part.parquet"
+    roller = ParquetRoller(schema, lambda: str(path), lambda p: p, {"compression": "snappy"})
+    sizes = []
+    for i in range(24):  # about 24 MiB: three row groups' worth
+        ids = pa.array(range(i * 32_768, (i + 1) * 32_768), pa.int64())
+        note = pc.binary_join_element_wise("a note ", ids.cast(pa.string()), "")
+        roller.write(pa.record_batch([ids, note], schema=schema))
+        sizes.append(path.stat().st_size if path.exists() else 0)
+    assert len(set(sizes)) >= 3 and sizes[-1] > 1 << 20  # grown by row groups, before close
+    [staged] = roller.close()
+    meta = pq.ParquetFile(path).metadata
+    assert staged.rows == meta.num_rows == 24 * 32_768 and meta.num_row_groups >= 3

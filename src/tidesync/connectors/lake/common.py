@@ -87,10 +87,12 @@ class StagedFile:
 
 class ParquetRoller:
     """Writes batches of one schema into Parquet files of about ``target_bytes`` (Arrow bytes)
-    each, in row groups of about ``group_rows`` rows: the sinks' staging, memory bounded by one
+    each, in row groups of at most ``group_rows`` rows or about ``GROUP_BYTES`` Arrow bytes: the
+    sinks' staging. Each row group is encoded and written into the open file as soon as it fills
+    (the file writer's rule, ``file/writer.py: ROW_GROUP_BYTES``), so memory is bounded by one
     row group. ``open_out(path)`` returns a writable file (a path or a stream)."""
 
-    GROUP_BYTES = 64 << 20
+    GROUP_BYTES = 8 << 20
 
     def __init__(
         self,
