@@ -37,8 +37,9 @@ OUT = HERE / "data" / "out_memory"
 LIMIT_MB = 400
 
 
-def peak_rss(cmd: Sequence[str]) -> tuple[float, float]:
-    """Run ``cmd``; its peak RSS in MB (the child's own, from ``wait4``) and its wall time."""
+def peak_rss(cmd: Sequence[str]) -> tuple[float, float, float]:
+    """Run ``cmd``; its peak RSS in MB (the child's own, from ``wait4``), its wall time and its
+    CPU time (user + system, seconds: steadier than the wall time on a shared machine)."""
     compile_once()
     t0 = time.perf_counter()
     p = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -49,7 +50,7 @@ def peak_rss(cmd: Sequence[str]) -> tuple[float, float]:
     dt = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{err.decode()[-2000:]}")
-    return usage.ru_maxrss / 1024, dt  # Linux: kilobytes
+    return usage.ru_maxrss / 1024, dt, usage.ru_utime + usage.ru_stime  # Linux: kilobytes
 
 
 def pg_table(url: str, schema: str, rows: int) -> str:
@@ -109,19 +110,26 @@ def main() -> None:
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=3306)
+    ap.add_argument(
+        "--tidesync", default=str(VENV_BIN / "tidesync"), help="another build's, to compare"
+    )
     a = ap.parse_args()
     server = bench_mysql.Server(a.host, a.port, "root", "")
-    ts, py = str(VENV_BIN / "tidesync"), str(VENV_BIN / "python")
+    ts, py = a.tidesync, str(VENV_BIN / "python")
     results = []
 
     def measure(job: str, rows: int, what: str, cmd: list[str], out: Path) -> None:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        mb, dt = peak_rss(cmd)
+        mb, dt, cpu = peak_rss(cmd)
         flag = "  over" if what.startswith("tidesync") and mb >= LIMIT_MB else ""
-        print(f"{job:<6} {rows:>12,} rows  {what:<24} peak RSS {mb:7.0f} MB  {dt:7.1f} s{flag}")
+        print(
+            f"{job:<6} {rows:>12,} rows  {what:<24} peak RSS {mb:5.0f} MB  {dt:6.1f} s  cpu {cpu:6.1f} s{flag}"
+        )
         sys.stdout.flush()
-        results.append({"job": job, "rows": rows, "what": what, "rss_mb": round(mb), "s": dt})
+        results.append(
+            {"job": job, "rows": rows, "what": what, "rss_mb": round(mb), "s": dt, "cpu_s": cpu}
+        )
 
     for rows in a.rows:
         for job in a.jobs:
