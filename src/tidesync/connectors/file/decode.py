@@ -29,10 +29,8 @@ from tidesync.connectors.base import Dirty
 from tidesync.connectors.file.locate import first_line, line_start, text_blocks
 from tidesync.errors import FatalError
 
-#: bytes handed to pyarrow's CSV/JSON parsers at a time (each becomes about one batch); the
-#: threaded CSV reader parses several blocks ahead and a block's strings are converted after:
-#: 4 MiB keeps a split's reading near 50 MB (16 MiB: 90 MB and more), at the same speed
-BLOCK_BYTES = 4 << 20
+#: bytes handed to pyarrow's CSV/JSON parsers at a time (each becomes about one batch)
+BLOCK_BYTES = 16 << 20
 #: the lines in the first bytes of a jsonl file fix its fields' types (for every split of it)
 _SAMPLE_BYTES = 1 << 20
 
