@@ -157,3 +157,27 @@ def test_setting_direct_must_be_true_or_false(tmp_path: Path, value: Any) -> Non
     with pytest.raises(ConfigError) as e:
         load_job(p, runtime=RT)
     assert f"job.setting.direct: must be true or false, got {value!r}" in str(e.value)
+
+
+@pytest.mark.parametrize("end", ["close", "discard"])
+def test_a_serial_writers_split_holds_the_writer_from_its_first_raw_write_to_its_end(
+    end: str,
+) -> None:
+    """So a sink may keep one bulk load open across its write_raw calls: the other tasks'
+    sink calls (which take the same lock) wait until this split closes or is discarded."""
+    from tidesync.engine.executor import local_sinks
+
+    class Serial(_direct.Writer):
+        serial = True
+
+    ctx = base.Context(base_dir=Path.cwd(), where="job.content[0].writer.parameter")
+    sinks = local_sinks(Serial({"target": "t"}, ctx))
+    lock = sinks.lock  # type: ignore[attr-defined]
+    sink = sinks.open(_direct.Range(0, "low", 0, 2))
+    assert not lock.locked()
+    assert sink.write_raw(base.Raw(_direct.FORM, b"0\n", rows=1)) == 1
+    assert lock.locked()
+    sink.write_raw(base.Raw(_direct.FORM, b"1\n", rows=1))
+    assert lock.locked()
+    getattr(sink, end)()
+    assert not lock.locked()

@@ -35,6 +35,7 @@ tasks away from the driver says so (``remote``) and may refuse a job at validate
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import importlib
 import importlib.util
@@ -42,7 +43,7 @@ import os
 import socket
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
@@ -210,21 +211,40 @@ class _Serialized:
 
 
 class _LockedSink(Sink):
+    """A ``serial`` writer's sink. On the direct path a split has the writer alone from its
+    first ``write_raw`` to its ``close`` or ``discard`` (the other tasks' sink calls wait), so
+    a sink may keep one bulk load (a COPY, a LOAD DATA) open across its ``write_raw`` calls."""
+
     def __init__(self, sink: Sink, lock: threading.Lock):
         self.sink, self.lock = sink, lock
+        self.holding = False  # this split's raw writes hold the lock until close / discard
 
     def write(self, batch: pa.RecordBatch) -> None:
         with self.lock:
             self.sink.write(batch)
 
     def write_raw(self, raw: Raw) -> int:
-        with self.lock:
-            return self.sink.write_raw(raw)
+        if not self.holding:
+            self.lock.acquire()
+            self.holding = True
+        return self.sink.write_raw(raw)
 
     def close(self) -> Any:
-        with self.lock:
+        with self._held():
             return self.sink.close()
 
     def discard(self) -> Any:
-        with self.lock:
+        with self._held():
             return self.sink.discard()
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        if not self.holding:
+            with self.lock:
+                yield
+            return
+        try:
+            yield
+        finally:
+            self.holding = False
+            self.lock.release()
