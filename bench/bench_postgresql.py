@@ -6,6 +6,12 @@ tidesync job that discards the rows), ``psql -c "COPY ... TO STDOUT (FORMAT bina
     .venv/bin/python bench/bench_postgresql.py --rows 2000000 --runs 3
     .venv/bin/python bench/bench_postgresql.py --rows 200000          # the small, quick run
     .venv/bin/python bench/bench_postgresql.py --only scan_vs_connectorx read_vs_connectorx
+    .venv/bin/python bench/bench_postgresql.py --only pg_to_pg_vs_psql_pipe pg_to_pg_arrow_vs_psql_pipe
+
+PostgreSQL -> PostgreSQL (into ``ts_bench.copy_<rows>``, made like the source, its primary key
+too) is timed on the direct path and with ``setting.direct: false`` (the Arrow path) against the
+pipe ``psql -c "COPY ... TO STDOUT (FORMAT binary)" | psql -c "COPY ... FROM STDIN (FORMAT
+binary)"``: a copy between two tables with nothing decoded.
 
 Data: a table ``ts_bench.orders_<rows>`` of 8 mixed columns (bigint key, varchar, numeric(12,2),
 double, int, boolean, timestamp, text), made once with generate_series and reused, plus a CSV
@@ -126,6 +132,49 @@ pq.write_table(t, sys.argv[3])
 """
 
 
+def copy_jobs(url: str, src: str, out: Path) -> tuple[str, Path, Path]:
+    """A target like ``src`` (its primary key too) and the PostgreSQL -> PostgreSQL job into it
+    (truncate) on the direct path, and the same job forced onto the Arrow path."""
+    dst = src.replace(".orders_", ".copy_")
+    psql(url, "-c", f"DROP TABLE IF EXISTS {dst}; CREATE TABLE {dst} (LIKE {src} INCLUDING ALL)")
+    reader = {
+        "name": "postgresqlreader",
+        "parameter": {"url": url, "table": [src], "column": ["*"], "splitPk": "id"},
+    }
+    writer = {
+        "name": "postgresqlwriter",
+        "parameter": {"url": url, "table": [dst], "writeMode": "truncate"},
+    }
+    direct = write_job(out / "pg_to_pg.json", reader, writer)
+    arrow = out / "pg_to_pg_arrow.json"
+    doc = json.loads(direct.read_text())
+    doc["job"]["setting"]["direct"] = False
+    arrow.write_text(json.dumps(doc))
+    return dst, direct, arrow
+
+
+def pg_to_pg(url: str, src: str, out: Path, rows: int, runs: int, arrow: bool) -> dict[str, float]:
+    """PostgreSQL -> PostgreSQL against the psql binary pipe."""
+    dst, direct, forced = copy_jobs(url, src, out)
+    pipe = [
+        "sh",
+        "-c",
+        f'psql -X -q "{url}" -c "COPY {src} TO STDOUT (FORMAT binary)" | '
+        f'psql -X -q -v ON_ERROR_STOP=1 "{url}" -c "COPY {dst} FROM STDIN (FORMAT binary)"',
+    ]
+    return compare(
+        "PostgreSQL -> PostgreSQL ("
+        + ("setting.direct false: the Arrow path" if arrow else "the direct path")
+        + "; primary key on id)",
+        rows,
+        [str(VENV_BIN / "tidesync"), "run", str(forced if arrow else direct)],
+        pipe,
+        "psql pipe",
+        runs,
+        setup=["psql", "-X", "-q", url, "-c", f"TRUNCATE {dst}"],
+    )
+
+
 def writer_alone(url: str, dst: str, csv: Path, rows: int, runs: int) -> dict[str, float]:
     """The PostgreSQL writer fed from memory (the CSV parsed beforehand, untimed) against
     ``psql \\copy``: the connector's own share of the load, whatever the reader costs."""
@@ -234,6 +283,10 @@ def main() -> None:
             setup=["psql", "-X", "-q", a.url, "-c", f"TRUNCATE {dst}"],
         ),
         "writer_alone_vs_psql_copy": lambda: writer_alone(a.url, dst, csv, a.rows, a.runs),
+        "pg_to_pg_vs_psql_pipe": lambda: pg_to_pg(a.url, src, out, a.rows, a.runs, arrow=False),
+        "pg_to_pg_arrow_vs_psql_pipe": lambda: pg_to_pg(
+            a.url, src, out, a.rows, a.runs, arrow=True
+        ),
     }
     results = {k: f() for k, f in plans.items() if not a.only or k in a.only}
     print(json.dumps({"rows": a.rows, **results}, indent=2))

@@ -448,7 +448,7 @@ def test_where_with_scheduling_parameters_selects_the_business_day(
         table="src", where="optime >= '${yyyy-mm-dd}' AND optime < '$[yyyy-mm-dd]'"
     )
     rep = run(pg, tmp_path, rp, pg.writer_params("dst"))
-    assert rep.status == "succeeded"
+    assert rep.status == "succeeded", rep.error
     assert pg.rows("SELECT id FROM {s}.dst") == [(2,)]
 
 

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from tidesync.connectors import base
 from tidesync.connectors.postgresql import decode as dec
 from tidesync.connectors.postgresql import wire
+from tidesync.connectors.postgresql import direct
 from tidesync.connectors.postgresql.conn import (
     Endpoint,
     Table,
@@ -474,6 +475,14 @@ class Reader(base.Reader):
         return [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
 
     # -- reading ------------------------------------------------------------------------------
+
+    def raw_forms(self) -> tuple[str, ...]:
+        """Binary COPY as the server sends it (the direct path: postgresql/direct.py)."""
+        return direct.raw_forms(self)
+
+    def read_raw(self, split: base.Split, form: str) -> Iterator[base.Raw]:
+        assert isinstance(split, PgSplit)
+        return direct.read_raw(self, split, form)
 
     def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
         assert isinstance(split, PgSplit) and split.schema is not None

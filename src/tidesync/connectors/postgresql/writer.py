@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from tidesync.connectors import base
 from tidesync.connectors.partition import partition_value
+from tidesync.connectors.postgresql import direct
 from tidesync.connectors.postgresql.conn import (
     Endpoint,
     Table,
@@ -69,7 +70,7 @@ from tidesync.connectors.sql import (
     WriteOptions,
     split_name,
 )
-from tidesync.errors import ConfigError, DirtyRecordError, redact
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError, redact
 
 __all__ = ["Writer"]
 
@@ -148,6 +149,7 @@ class Writer(SqlWriter):
         self.table: Table | None = None
         self.target: dict[str, _Column] = {}
         self.plans: dict[pa.Schema, _Plan] = {}
+        self.raw_binding: Binding | None = None  # the direct path's columns (raw_form)
 
     def _statements(self, key: str) -> list[str]:
         raw = self.p.list(key, []) or []
@@ -372,6 +374,20 @@ class Writer(SqlWriter):
                 conn.close()
             except Exception as e:  # noqa: BLE001 - the transaction is already settled
                 log.warning("closing the connection failed: %s", redact(str(e)))
+
+    # -- the direct path (postgresql/direct.py) ---------------------------------------------------
+    def raw_form(self, reader: base.Reader, schema: pa.Schema | None) -> str | None:
+        """Binary COPY straight from another PostgreSQL when the columns' types match."""
+        self.raw_refusal = direct.refusal(self, reader, schema)
+        return None if self.raw_refusal else direct.FORM
+
+    def open(self, split: base.Split) -> direct.DirectSink:
+        with self.lock:
+            if not self.live:
+                raise FatalError(f"{self.where}: open() before prepare()")
+            sink = direct.DirectSink(self, split)
+            self.sink_opened(sink)
+            return sink
 
     # -- writing ------------------------------------------------------------------------------
     def _plan(self, schema: pa.Schema, zoned: list[bool], b: Binding) -> _Plan:

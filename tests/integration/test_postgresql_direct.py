@@ -1,0 +1,275 @@
+"""PostgreSQL -> PostgreSQL on the direct path (binary COPY out, binary COPY in, no Arrow),
+against a real server: every type exactly as the Arrow path writes it, the write modes, a
+failure leaves the target untouched, a bad row sends its split to the Arrow path (and becomes
+one dirty record), and what the direct path cannot take goes the Arrow way, the report says
+why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.integration._servers_pg import PgDb, pg_fixture, pg_server  # noqa: F401
+from tests.integration.test_postgresql import ALL_TYPES, ALL_VALUES, run
+from tidesync.cli import main
+from tidesync.connectors.postgresql.direct import FORM, _mismatch
+from tidesync.connectors.postgresql.types import TypeInfo
+
+pytestmark = pytest.mark.integration
+
+DIRECT = f"direct: {FORM}"
+EXTRA = "tz timetz, m money, x xml, b bit(3), vb varbit, p point, d {s}.positive, ta text[]"
+EXTRA_VALUES = "'12:00+02', 12.34, '<a/>', '101', '1101', '(1,2)', 7, '{a,NULL,\"b c\"}'"
+
+
+def same_rows(pg: PgDb, a: str, b: str) -> list[Any]:
+    """The rows of table ``a`` not in ``b`` and of ``b`` not in ``a``, as text."""
+    return pg.rows(
+        f"(SELECT t::text FROM {{s}}.{a} t EXCEPT ALL SELECT t::text FROM {{s}}.{b} t) UNION ALL "
+        f"(SELECT t::text FROM {{s}}.{b} t EXCEPT ALL SELECT t::text FROM {{s}}.{a} t)"
+    )
+
+
+def test_every_type_moves_exactly_and_as_the_arrow_path_writes_it(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    pg.sql(
+        "CREATE TYPE {s}.mood AS ENUM ('sad', 'happy')",
+        "CREATE DOMAIN {s}.positive AS numeric(8,1) CHECK (VALUE > 0)",
+        *(
+            f"CREATE TABLE {{s}}.{t} (id int, {ALL_TYPES}, {EXTRA})"
+            for t in ("src", "direct", "arrow")
+        ),
+        f"INSERT INTO {{s}}.src SELECT g, {ALL_VALUES}, {EXTRA_VALUES} FROM generate_series(1, 3000) g",
+        "INSERT INTO {s}.src (id) VALUES (0)",
+    )
+    rp = pg.reader_params(table="src", splitPk="id")
+    direct = run(pg, tmp_path, rp, pg.writer_params("direct"))
+    arrow = run(pg, tmp_path, rp, pg.writer_params("arrow"), setting={"direct": False})
+    assert (direct.status, arrow.status) == ("succeeded", "succeeded"), (direct.error, arrow.error)
+    assert [(p.path, p.why) for p in direct.paths] == [(DIRECT, None)]
+    assert [(p.path, p.why) for p in arrow.paths] == [("arrow", "job.setting.direct is false")]
+    assert {s.path for s in direct.splits} == {DIRECT} and len(direct.splits) > 1
+    assert (direct.records_read, direct.records_written, direct.dirty_records) == (3001, 3001, 0)
+    assert direct.bytes_read > 0
+    assert same_rows(pg, "src", "direct") == []
+    assert same_rows(pg, "arrow", "direct") == []
+    saved = json.loads((tmp_path / "report.json").read_text())  # the last run's: the arrow one
+    assert saved["paths"] == [
+        {"content": 0, "path": "arrow", "why": "job.setting.direct is false"}
+    ]
+
+
+def test_values_arrow_cannot_hold_move_on_the_direct_path(pg: PgDb, tmp_path: Path) -> None:
+    """NaN numerics and infinite timestamps have no Arrow form (the Arrow path makes them dirty
+    records); binary COPY carries them as they are."""
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, n numeric(10,2), t timestamp, d date)",
+        "CREATE TABLE {s}.dst (id int, n numeric(10,2), t timestamp, d date)",
+        "INSERT INTO {s}.src VALUES (1, 'NaN', 'infinity', '-infinity'), (2, 1.5, now(), now())",
+    )
+    rep = run(pg, tmp_path, pg.reader_params(table="src"), pg.writer_params("dst"))
+    assert rep.status == "succeeded", rep.error
+    assert same_rows(pg, "src", "dst") == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "before", "after"),
+    [
+        ("insert", [(100,)], [(1,), (2,), (3,), (100,)]),
+        ("append", [(100,)], [(1,), (2,), (3,), (100,)]),
+        ("truncate", [(100,)], [(1,), (2,), (3,)]),
+        ("overwrite", [(100,)], [(1,), (2,), (3,)]),
+    ],
+)
+def test_write_modes_on_the_direct_path(
+    pg: PgDb, tmp_path: Path, mode: str, before: list[Any], after: list[Any]
+) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, v text)",
+        "CREATE TABLE {s}.dst (id int, v text)",
+        "INSERT INTO {s}.src VALUES (1, 'a'), (2, 'b'), (3, NULL)",
+        "INSERT INTO {s}.dst VALUES (100, 'old')",
+    )
+    assert pg.rows("SELECT id FROM {s}.dst") == before
+    rep = run(
+        pg,
+        tmp_path,
+        pg.reader_params(table="src"),
+        pg.writer_params("dst", writeMode=mode, preSql=["SELECT 1"], postSql=["ANALYZE @table"]),
+    )
+    assert rep.status == "succeeded", rep.error
+    assert [p.path for p in rep.paths] == [DIRECT]
+    assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == after
+
+
+def test_a_failure_mid_stream_leaves_the_target_untouched(pg: PgDb, tmp_path: Path) -> None:
+    """The source fails after thousands of rows went into the target's COPY: nothing is
+    published, the rows the target had stay."""
+    pg.sql(
+        "CREATE TABLE {s}.dst (id int, v int)",
+        "INSERT INTO {s}.dst VALUES (-1, -1)",
+    )
+    rp = pg.reader_params(
+        querySql=["SELECT g AS id, 1 / (g - 150000) AS v FROM generate_series(1, 200000) g"]
+    )
+    rep = run(pg, tmp_path, rp, pg.writer_params("dst", writeMode="truncate"))
+    assert rep.status == "failed"
+    assert "division by zero" in (rep.error or "")
+    assert [p.path for p in rep.paths] == [DIRECT]
+    assert pg.rows("SELECT * FROM {s}.dst") == [(-1, -1)]
+
+
+def test_a_failing_commit_leaves_the_target_untouched(pg: PgDb, tmp_path: Path) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.src (id int)",
+        "CREATE TABLE {s}.dst (id int)",
+        "INSERT INTO {s}.src SELECT generate_series(1, 1000)",
+        "INSERT INTO {s}.dst VALUES (-1)",
+    )
+    wp = pg.writer_params("dst", writeMode="truncate", postSql=["SELECT no_such_function()"])
+    rep = run(pg, tmp_path, pg.reader_params(table="src"), wp)
+    assert rep.status == "failed"
+    assert pg.rows("SELECT * FROM {s}.dst") == [(-1,)]
+
+
+def test_a_bad_row_sends_its_split_to_the_arrow_path_and_is_one_dirty_record(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, v varchar(20))",
+        "CREATE TABLE {s}.dst (id int, v varchar(3))",
+        "INSERT INTO {s}.src SELECT g, 'v' || (g % 100) FROM generate_series(1, 4000) g",
+        "UPDATE {s}.src SET v = 'far too long' WHERE id = 3500",
+    )
+    rp = pg.reader_params(table="src", splitPk="id")
+    rep = run(pg, tmp_path, rp, pg.writer_params("dst"), setting={"errorLimit": {"record": 1}})
+    assert rep.status == "succeeded", rep.error
+    assert (rep.records_read, rep.records_written, rep.dirty_records) == (4000, 3999, 1)
+    assert [p.path for p in rep.paths] == [DIRECT]
+    back = [s for s in rep.splits if s.fallback]
+    assert len(back) == 1 and back[0].path == "arrow"
+    assert "value too long" in (back[0].fallback or "")
+    assert {s.path for s in rep.splits if not s.fallback} == {DIRECT}
+    dirty = [json.loads(x) for x in Path(rep.dirty_file or "").read_text().splitlines()]
+    assert [(d["row"]["id"], d["code"]) for d in dirty] == [(3500, "22001")]
+    assert pg.rows("SELECT count(*), count(DISTINCT id) FROM {s}.dst") == [(3999, 3999)]
+    assert pg.rows("SELECT count(*) FROM {s}.dst WHERE id = 3500") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "extra", "why"),
+    [
+        (
+            "id int, v integer",
+            "id int, v bigint",
+            {},
+            "the postgresqlwriter writer takes none of the reader's raw forms "
+            f"({FORM}): column v: bigint here, integer in the source",
+        ),
+        ("id int, v text", "id int, v text", {"transformer": True}, "the entry has transformers"),
+        (
+            "id int, v text",
+            "id int, v text, PRIMARY KEY (id)",
+            {"writeMode": "replace"},
+            f"the postgresqlwriter writer takes none of the reader's raw forms ({FORM}): "
+            "writeMode replace",
+        ),
+        (
+            "id int, v text",
+            "id int, v text, ds text",
+            {"partition": "ds=20161115"},
+            f"the postgresqlwriter writer takes none of the reader's raw forms ({FORM}): "
+            "writeMode overwrite of a partition",
+        ),
+        (
+            "id int, v text",
+            "id int, v text",
+            {"incremental": True},
+            "the postgresqlreader reader has no raw form",
+        ),
+    ],
+    ids=["type", "transformer", "replace", "partition", "incremental"],
+)
+def test_what_the_direct_path_cannot_take_goes_the_arrow_way_and_the_report_says_why(
+    pg: PgDb, tmp_path: Path, src: str, dst: str, extra: dict[str, Any], why: str
+) -> None:
+    pg.sql(
+        f"CREATE TABLE {{s}}.src ({src})",
+        f"CREATE TABLE {{s}}.dst ({dst})",
+        "INSERT INTO {s}.src VALUES (1, '7'), (2, '8')",
+    )
+    rp = pg.reader_params(table="src")
+    if extra.pop("incremental", False):
+        rp["incremental"] = {"column": "id"}
+    wp = pg.writer_params("dst", **{k: v for k, v in extra.items() if k != "transformer"})
+    path = pg.job_file(tmp_path / "job.json", rp, wp)
+    if extra.get("transformer"):
+        doc = json.loads(path.read_text())
+        doc["job"]["content"][0]["transformer"] = [
+            {"name": "rename", "parameter": {"columns": {"v": "v"}}}
+        ]
+        path.write_text(json.dumps(doc))
+    from tidesync.engine.runner import load_job, run_job
+    from tidesync.spec.params import RunTime
+
+    rep = run_job(load_job(path, {}, RunTime.of("20161115000000")))
+    assert rep.status == "succeeded", rep.error
+    assert [(p.path, p.why) for p in rep.paths] == [("arrow", why)]
+    assert {s.path for s in rep.splits} == {"arrow"}
+    assert pg.rows("SELECT id, v::text FROM {s}.dst ORDER BY id") == [(1, "7"), (2, "8")]
+
+
+@pytest.mark.parametrize(("value", "code"), [(False, 0), ("true", 0), ("maybe", 2)])
+def test_validate_accepts_setting_direct(
+    pg: PgDb, tmp_path: Path, value: Any, code: int
+) -> None:
+    pg.sql("CREATE TABLE {s}.src (id int)", "CREATE TABLE {s}.dst (id int)")
+    path = pg.job_file(
+        tmp_path / "job.json",
+        pg.reader_params(table="src"),
+        pg.writer_params("dst"),
+        setting={"direct": value},
+    )
+    r = CliRunner().invoke(main, ["validate", str(path)])
+    assert r.exit_code == code, r.output
+    if code:
+        assert "job.setting.direct: must be true or false, got 'maybe'" in r.stderr
+
+
+T = {
+    "int4": TypeInfo(23, "integer", "N"),
+    "int8": TypeInfo(20, "bigint", "N"),
+    "text": TypeInfo(25, "text", "S"),
+    "varchar": TypeInfo(1043, "character varying", "S"),
+    "num": TypeInfo(1700, "numeric", "N"),
+    "dom_num": TypeInfo(50000, "money2", "N", base=1700, base_name="numeric(8,1)"),
+    "mood": TypeInfo(50001, "mood", "E"),
+    "mood_other_db": TypeInfo(60001, "mood", "E"),
+    "feeling": TypeInfo(60002, "feeling", "E"),
+    "composite": TypeInfo(50002, "pair", "C"),
+    "composite_other_db": TypeInfo(60003, "pair", "C"),
+}
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "same_db", "fits"),
+    [
+        ("int4", "int4", False, True),
+        ("int4", "int8", True, False),
+        ("text", "varchar", False, True),
+        ("varchar", "text", False, True),
+        ("dom_num", "num", False, True),
+        ("num", "dom_num", False, True),
+        ("mood", "mood_other_db", False, True),
+        ("mood", "feeling", True, False),
+        ("composite", "composite", True, True),
+        ("composite", "composite_other_db", False, False),
+    ],
+)
+def test_which_types_go_as_they_are(src: str, dst: str, same_db: bool, fits: bool) -> None:
+    assert (_mismatch(T[src], T[dst], same_db) == "") is fits
