@@ -6,6 +6,12 @@ own ``LOAD DATA LOCAL INFILE``.
     .venv/bin/python bench/bench_mysql.py --rows 2000000 --runs 3
     .venv/bin/python bench/bench_mysql.py --rows 200000          # the small, quick run
     .venv/bin/python bench/bench_mysql.py --only scan_vs_connectorx read_vs_connectorx
+    .venv/bin/python bench/bench_mysql.py --only my_to_my_vs_client_pipe
+
+MariaDB -> MariaDB (into ``ts_bench.copy_<rows>``, made like the source, primary key included)
+is timed against the client pipe ``mariadb --quick -e 'SELECT ...' | mariadb -e 'LOAD DATA LOCAL
+INFILE "/dev/stdin" ...'``: rows as text, never decoded, the most a copy between two tables
+through a client can do.
 
 Data: a table ``ts_bench.orders_<rows>`` of 8 mixed columns (bigint key, varchar, decimal(12,2),
 double, int, boolean, datetime(6), date), made once from MariaDB's sequence engine and reused,
@@ -142,6 +148,36 @@ def jobs(s: Server, src: str, dst: str, csv: Path, out: Path) -> tuple[Path, Pat
     return read, load, scan
 
 
+def my_to_my(s: Server, src: str, out: Path, rows: int, runs: int) -> dict[str, float]:
+    """MariaDB -> MariaDB (truncate, primary key on id) against the client pipe."""
+    copy_dst = f"copy_{rows}"
+    s.sql(f"DROP TABLE IF EXISTS {copy_dst}; CREATE TABLE {copy_dst} LIKE {src}")
+    copy = write_job(
+        out / "mysql_to_mysql.json",
+        {
+            "name": "mysqlreader",
+            "parameter": {"url": s.url, "table": [src], "column": ["*"], "splitPk": "id"},
+        },
+        {
+            "name": "mysqlwriter",
+            "parameter": {"url": s.url, "table": [copy_dst], "writeMode": "truncate"},
+        },
+    )
+    pipe = " ".join(s.client(DB, "--quick", "-N", "-B", "-e", f"'SELECT * FROM {src}'"))
+    pipe += " | " + " ".join(
+        s.client(DB, "-e", f"\"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {copy_dst}\"")
+    )
+    return compare(
+        "MariaDB -> MariaDB (primary key on id)",
+        rows,
+        [str(VENV_BIN / "tidesync"), "run", str(copy)],
+        ["sh", "-c", pipe],
+        "mariadb pipe",
+        runs,
+        setup=s.client(DB, "-e", f"TRUNCATE TABLE {copy_dst}"),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -192,6 +228,7 @@ def main() -> None:
             a.runs,
             setup=s.client(DB, "-e", f"TRUNCATE TABLE {dst}"),
         ),
+        "my_to_my_vs_client_pipe": lambda: my_to_my(s, src, out, a.rows, a.runs),
     }
     results = {k: f() for k, f in plans.items() if not a.only or k in a.only}
     print(json.dumps({"rows": a.rows, **results}, indent=2))

@@ -34,9 +34,7 @@ def same_rows(pg: PgDb, a: str, b: str) -> list[Any]:
     )
 
 
-def test_every_type_moves_exactly_and_as_the_arrow_path_writes_it(
-    pg: PgDb, tmp_path: Path
-) -> None:
+def test_every_type_moves_exactly_and_as_the_arrow_path_writes_it(pg: PgDb, tmp_path: Path) -> None:
     pg.sql(
         "CREATE TYPE {s}.mood AS ENUM ('sad', 'happy')",
         "CREATE DOMAIN {s}.positive AS numeric(8,1) CHECK (VALUE > 0)",
@@ -59,9 +57,7 @@ def test_every_type_moves_exactly_and_as_the_arrow_path_writes_it(
     assert same_rows(pg, "src", "direct") == []
     assert same_rows(pg, "arrow", "direct") == []
     saved = json.loads((tmp_path / "report.json").read_text())  # the last run's: the arrow one
-    assert saved["paths"] == [
-        {"content": 0, "path": "arrow", "why": "job.setting.direct is false"}
-    ]
+    assert saved["paths"] == [{"content": 0, "path": "arrow", "why": "job.setting.direct is false"}]
 
 
 def test_values_arrow_cannot_hold_move_on_the_direct_path(pg: PgDb, tmp_path: Path) -> None:
@@ -225,9 +221,7 @@ def test_what_the_direct_path_cannot_take_goes_the_arrow_way_and_the_report_says
 
 
 @pytest.mark.parametrize(("value", "code"), [(False, 0), ("true", 0), ("maybe", 2)])
-def test_validate_accepts_setting_direct(
-    pg: PgDb, tmp_path: Path, value: Any, code: int
-) -> None:
+def test_validate_accepts_setting_direct(pg: PgDb, tmp_path: Path, value: Any, code: int) -> None:
     pg.sql("CREATE TABLE {s}.src (id int)", "CREATE TABLE {s}.dst (id int)")
     path = pg.job_file(
         tmp_path / "job.json",
@@ -273,3 +267,16 @@ T = {
 )
 def test_which_types_go_as_they_are(src: str, dst: str, same_db: bool, fits: bool) -> None:
     assert (_mismatch(T[src], T[dst], same_db) == "") is fits
+
+
+def test_splits_read_in_one_snapshot_on_the_direct_path(pg: PgDb, tmp_path: Path) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, v text)",
+        "CREATE TABLE {s}.dst (id int, v text)",
+        "INSERT INTO {s}.src SELECT g, g::text FROM generate_series(1, 5000) g",
+    )
+    rp = pg.reader_params(table="src", splitPk="id", snapshot=True)
+    rep = run(pg, tmp_path, rp, pg.writer_params("dst"), setting={"speed": {"channel": 4}})
+    assert rep.status == "succeeded", rep.error
+    assert len(rep.splits) > 2 and {s.path for s in rep.splits} == {DIRECT}
+    assert same_rows(pg, "src", "dst") == []
