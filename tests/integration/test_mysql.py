@@ -932,6 +932,24 @@ def test_a_failed_job_leaves_the_target_as_it_was(tmp_path: Path, mysql_db: MyDb
     assert mysql_db.query("SELECT * FROM dst") == [(0, "old")]
 
 
+def test_mysql_to_mysql_takes_the_arrow_path_and_the_report_says_so(
+    tmp_path: Path, mysql_db: MyDb
+) -> None:
+    """No direct path between MySQL stores (the Arrow path is as fast as the client pipe:
+    docs/connectors/mysql.md): the report says arrow and why."""
+    mysql_db.execute(
+        "CREATE TABLE src (id INT, v VARCHAR(20))",
+        "INSERT INTO src SELECT seq, 'v' FROM seq_1_to_10",
+        "CREATE TABLE dst (id INT, v VARCHAR(20))",
+    )
+    rep = run(job_file(tmp_path, rparams(mysql_db, "src"), wparams(mysql_db, "dst")), tmp_path)
+    assert rep.status == "succeeded", rep.error
+    assert [(p.path, p.why) for p in rep.paths] == [
+        ("arrow", "the mysqlreader reader has no raw form")
+    ]
+    assert "path: arrow" in rep.summary()
+
+
 # -- incremental -------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
@@ -280,3 +281,18 @@ def test_splits_read_in_one_snapshot_on_the_direct_path(pg: PgDb, tmp_path: Path
     assert rep.status == "succeeded", rep.error
     assert len(rep.splits) > 2 and {s.path for s in rep.splits} == {DIRECT}
     assert same_rows(pg, "src", "dst") == []
+
+
+def test_a_split_query_is_read_with_its_columns_as_stored() -> None:
+    from tidesync.connectors.postgresql.direct import raw_sql
+    from tidesync.connectors.postgresql.types import OutColumn
+
+    cols = [
+        OutColumn("id", 'q."id" AS "id"', pa.int32()),
+        OutColumn("m", 'q."m"::text AS "m"', pa.string()),
+    ]
+    sql = 'SELECT q."id" AS "id", q."m"::text AS "m" FROM (SELECT * FROM t WHERE id < 5) AS q("id", "m")'
+    assert raw_sql(sql, cols) == (
+        'SELECT q."id", q."m" FROM (SELECT * FROM t WHERE id < 5) AS q("id", "m")'
+    )
+    assert raw_sql("SELECT something else", cols) is None

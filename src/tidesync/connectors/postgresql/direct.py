@@ -193,6 +193,8 @@ def refusal(writer: PgWriter, reader: base.Reader, schema: pa.Schema | None) -> 
     if len(b.columns) != len(schema):
         return "the incoming columns do not all go to columns of the table"
     described = _source_types(reader)
+    if described is None:
+        return "the reader's query is not one binary COPY can read as it is"
     same_db = any(
         (ep.hosts, ep.dbname) == (writer.endpoint.hosts, writer.endpoint.dbname)
         for src in reader.sources
@@ -208,14 +210,15 @@ def refusal(writer: PgWriter, reader: base.Reader, schema: pa.Schema | None) -> 
     return ""
 
 
-def _source_types(reader: PgReader) -> list[tuple[list[str], list[TypeInfo]]]:
-    """Per table or query of the reader: its columns and their types as stored."""
+def _source_types(reader: PgReader) -> list[tuple[list[str], list[TypeInfo]]] | None:
+    """Per table or query of the reader: its columns and their types as stored (None: a query
+    of a shape :func:`raw_sql` does not know)."""
     out = []
     for plan in reader.plans:
         src = reader.sources[plan.source]
         sql = raw_sql(plan.query([]), plan.cols)
         if sql is None:
-            raise FatalError(f"{plan.key}: the query cannot be read as binary COPY")
+            return None
         conn, ep = connect(
             src.endpoints,
             reader.session,
