@@ -296,3 +296,33 @@ def test_a_split_query_is_read_with_its_columns_as_stored() -> None:
         'SELECT q."id", q."m" FROM (SELECT * FROM t WHERE id < 5) AS q("id", "m")'
     )
     assert raw_sql("SELECT something else", cols) is None
+
+
+@pytest.mark.parametrize("piece", [1, 37, 4096])
+def test_rows_are_counted_exactly_whatever_the_piece_size(
+    pg: PgDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int
+) -> None:
+    from tidesync.connectors.postgresql import direct
+
+    monkeypatch.setattr(direct, "PIECE", piece)
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, v text)",
+        "CREATE TABLE {s}.dst (id int, v text)",
+        "INSERT INTO {s}.src SELECT g, repeat('x', g % 7) FROM generate_series(1, 1000) g",
+    )
+    rep = run(pg, tmp_path, pg.reader_params(table="src"), pg.writer_params("dst"))
+    assert rep.status == "succeeded", rep.error
+    assert [p.path for p in rep.paths] == [DIRECT]
+    assert (rep.records_read, rep.records_written) == (1000, 1000)
+    assert same_rows(pg, "src", "dst") == []
+
+
+def test_an_empty_source_moves_no_rows(pg: PgDb, tmp_path: Path) -> None:
+    pg.sql("CREATE TABLE {s}.src (id int)", "CREATE TABLE {s}.dst (id int)")
+    pg.sql("INSERT INTO {s}.dst VALUES (1)")
+    wp = pg.writer_params("dst", writeMode="truncate")
+    rep = run(pg, tmp_path, pg.reader_params(table="src"), wp)
+    assert rep.status == "succeeded", rep.error
+    assert [p.path for p in rep.paths] == [DIRECT]
+    assert (rep.records_read, rep.records_written) == (0, 0)
+    assert pg.rows("SELECT count(*) FROM {s}.dst") == [(0,)]

@@ -140,16 +140,17 @@ def _copy_out(conn: Any, ep: Endpoint, sql: str, split: PgSplit) -> Iterator[bas
         while True:
             n, data = pg.get_copy_data(1)
             if n > 0:
-                buf += data
-                rows += 1
-                if len(buf) >= PIECE:
+                if len(buf) >= PIECE:  # before this message: the trailer ends the last piece
                     yield base.Raw(FORM, buf, rows=rows, nbytes=len(buf))
                     buf, rows = bytearray(), 0
+                buf += data
+                rows += 1
             elif n == 0:
                 wait()
             else:
                 break
-        # the last message was the trailer (after the header-only start of an empty result, too)
+        # the last message, in the last piece, was the trailer (alone, or after the header of
+        # an empty result)
         while pg.is_busy():
             wait()
         res = pg.get_result()
