@@ -187,7 +187,8 @@ def test_a_bad_row_sends_its_split_to_the_arrow_path_and_is_one_dirty_record(
             "id int, v text",
             "id int, v text",
             {"incremental": True},
-            "the postgresqlreader reader has no raw form",
+            "the postgresqlreader reader has no raw form: an incremental read tracks its "
+            "cursor in the rows' values",
         ),
     ],
     ids=["type", "transformer", "replace", "partition", "incremental"],

@@ -74,6 +74,7 @@ def raw_forms(reader: PgReader) -> tuple[str, ...]:
     """The forms a reader hands over: none when it tracks an incremental cursor (its position
     is read from the rows' values)."""
     if reader.incremental is not None:
+        reader.raw_refusal = "an incremental read tracks its cursor in the rows' values"
         return ()
     return (FORM,)
 
