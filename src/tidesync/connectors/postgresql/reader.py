@@ -39,8 +39,7 @@ import pyarrow.compute as pc
 
 from tidesync.connectors import base
 from tidesync.connectors.postgresql import decode as dec
-from tidesync.connectors.postgresql import wire
-from tidesync.connectors.postgresql import direct
+from tidesync.connectors.postgresql import direct, wire
 from tidesync.connectors.postgresql.conn import (
     Endpoint,
     Table,
