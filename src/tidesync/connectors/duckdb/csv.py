@@ -5,15 +5,18 @@ local file and how tidesync reads it (see :class:`CsvFile`). :func:`load` turns 
 ``INSERT INTO t SELECT ... FROM read_csv(...)`` in the writer's transaction, with the parser
 pinned to tidesync's reading (no sniffing, every field's type given, ``"`` quotes and doubles,
 quoted values never NULL) and ``store_rejects``: DuckDB skips a row it cannot read and keeps
-why in ``reject_errors``. A load with rejects is taken back (its rows are the transaction's
-newest, above the row id the table had before it) and reported, so that the caller can read
-the split again on the Arrow path, where each bad row becomes a dirty record exactly as it
-would without the direct path (DuckDB rejects some values tidesync reads, e.g. an empty field
-of a numeric column, which tidesync reads as NULL).
+why in ``reject_errors``. Every field is parsed as text and a typed one cast in the SELECT only
+when it is in the set of values that DuckDB reads exactly as the Arrow path does
+(:data:`EXACT`); a value outside it is counted (a sequence's ``nextval``: an error would abort
+the transaction). A file with rejects or such values, or with a space beside a quote (which
+DuckDB's parser drops), is taken back (its rows are the transaction's newest, above the row id
+the table had before it) and reported, so that the caller reads it again on the Arrow path:
+the direct path loads exactly what the Arrow path loads, or the Arrow path loads the file.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +108,8 @@ class Reject:
     text: str
 
     def __str__(self) -> str:
+        if self.line is None and self.column is None and not self.text:
+            return f"has {self.message}"  # the file as a whole (INEXACT, QUOTE)
         where = f"line {self.line}" if self.line is not None else "a line"
         col = f", column {self.column}" if self.column else ""
         return f"{where}{col}: {self.message}"
@@ -120,17 +125,31 @@ class Loaded:
     rejected: int = 0
 
 
-def read_csv_sql(f: CsvFile, as_text: frozenset[int] = frozenset()) -> tuple[str, list[Any]]:
-    """``SELECT <columns> FROM read_csv(?, ...)`` for ``f`` and its parameters. The fields
-    ``as_text`` are parsed as text and cast in the SELECT, an empty one to NULL."""
+#: the values of each typed column that DuckDB's cast reads exactly as the Arrow path does (the
+#: Arrow path is the spec, see file/columns.py ``convert``): a value outside these, or one the
+#: cast refuses (an overflowing long, February 30), sends the file to the Arrow path, which
+#: reads it (``0x10`` as a long, ``2024-01-02 03`` as a date) or makes the row dirty
+_YEAR = "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+EXACT = {
+    "BIGINT": "-?[0-9]+",
+    "DOUBLE": "[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?|(?i:[+-]?inf(inity)?|nan)",
+    "BOOLEAN": "(?i:true|false)|1|0",
+    "TIMESTAMP": _YEAR
+    + "-[0-9]{2}-[0-9]{2}([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,6})?)?)?",
+}
+
+_BAD = "__tidesync_csv_bad"
+
+
+def read_csv_sql(f: CsvFile) -> tuple[str, list[Any]]:
+    """``SELECT <columns> FROM read_csv(?, ...)`` for ``f`` and its parameters.
+
+    Every field is parsed as text; a typed column is cast in the SELECT when it matches
+    :data:`EXACT` (an empty one is NULL), and a value that does not (or that the cast refuses)
+    calls ``nextval`` of the sequence ``__tidesync_csv_bad`` (:func:`load` counts them) and is
+    inserted as NULL: no error, which would abort the transaction."""
     q = DUCKDB.ident
-    by_index = {i: "VARCHAR" if i in as_text else t for i, _, t in f.columns}
-    types = ", ".join(f"'c{i}': '{by_index.get(i, 'VARCHAR')}'" for i in range(f.fields))
-    # an empty unquoted field is NULL for any type but text in tidesync; DuckDB applies its
-    # NULL strings to every column, so '' joins them only when no text column is read
-    nulls: list[str] = [f.null]
-    if f.null != "" and all(t != "VARCHAR" for _, _, t in f.columns):
-        nulls.append("")
+    types = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(f.fields))
     options = [
         "auto_detect = false",
         f"header = {'true' if f.header else 'false'}",
@@ -145,59 +164,98 @@ def read_csv_sql(f: CsvFile, as_text: frozenset[int] = frozenset()) -> tuple[str
         f"rejects_table = '{_ERRORS}'",
         f"rejects_scan = '{_SCANS}'",
     ]
-    cols = ", ".join(
-        f"CAST(NULLIF({q(f'c{i}')}, '') AS {t}) AS {q(n)}"
-        if i in as_text
-        else f"{q(f'c{i}')} AS {q(n)}"
-        for i, n, t in f.columns
+    inner, outer = [], []
+    for i, n, t in f.columns:
+        c = q(f"c{i}")
+        if t == "VARCHAR":
+            inner.append(f"{c} AS {q(f'v{i}')}")
+            outer.append(f"{q(f'v{i}')} AS {q(n)}")
+            continue
+        r, v = q(f"r{i}"), q(f"v{i}")
+        inner.append(f"NULLIF({c}, '') AS {r}")
+        inner.append(
+            f"CASE WHEN regexp_full_match(NULLIF({c}, ''), '{EXACT[t]}') "
+            f"THEN TRY_CAST({c} AS {t}) END AS {v}"
+        )
+        outer.append(
+            f"CASE WHEN {r} IS NOT NULL AND {v} IS NULL "
+            f"THEN (CASE WHEN nextval('{_BAD}') < 0 THEN {v} END) ELSE {v} END AS {q(n)}"
+        )
+    source = f"read_csv(?, {', '.join(options)})"
+    select = f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {source})"
+    return select, [f.path, f.delimiter, [f.null]]
+
+
+def _quote_beside_space(delimiter: str) -> re.Pattern[bytes]:
+    """Spaces beside a quote where DuckDB's parser and the Arrow path part ways (``^`` and
+    ``$``: the data's ends). The Arrow path takes a quote as one only at a field's start and
+    keeps what follows the closing quote; DuckDB skips spaces before a value's opening quote
+    (``1, "a"`` is ``a``, ``' "a"'`` to Arrow) and after its closing one (``"a" ,``). Runs of
+    quotes are told apart: inside a quoted value quotes come doubled (an even run), so ``say,
+    ""hi""`` matches none of these; a run that is odd, or even and then the field's end, does."""
+    d = re.escape(delimiter.encode())
+    end = rb"(?:[" + d + rb'\r\n"]|$)'
+    start = rb"(?:^|[" + d + rb"\r\n])"
+    return re.compile(
+        start + rb' +"(?:"")*(?!")'  # spaces, then a value's opening quote
+        + b"|" + start + rb' +(?:"")+(?!") *' + end  # spaces, then an empty quoted value
+        + b"|" + start + rb'(?:"")+ +' + end  # an empty quoted value, then spaces
+        + b"|" + rb'(?<!")"(?:"")* +' + end  # a closing quote, then spaces
     )
-    return f"SELECT {cols} FROM read_csv(?, {', '.join(options)})", [f.path, f.delimiter, nulls]
 
 
-#: a reject of an empty field of a typed column (tidesync reads it as NULL)
-_EMPTY = "error_type = 'CAST' AND error_message LIKE '%Could not convert string \"\" to%'"
+def quote_beside_space(f: CsvFile) -> bool:
+    """Whether DuckDB's parser would drop a space beside a quote in ``f`` that the Arrow path
+    keeps (see :func:`_quote_beside_space`); such a file goes to the Arrow path. A quick
+    search for a space beside a quote comes first: most files have none."""
+    if f.delimiter == " ":
+        return False
+    pattern = _quote_beside_space(f.delimiter)
+    with pa.input_stream(f.path, compression=f.compression) as src:
+        carry = b""
+        while chunk := src.read(1 << 24):
+            data = carry + chunk
+            if (b' "' in data or b'" ' in data) and pattern.search(data):
+                return True
+            # a match may span chunks: carry the last field's start on (``^`` is the data's start,
+            # so the carried part begins at a line's or field's end, or is the file's start)
+            cut = max(data.rfind(b"\n"), data.rfind(b"\r"), data.rfind(f.delimiter.encode()))
+            carry = data[max(cut, 0) :] if cut >= 0 else data
+    return False
 
 
 def load(con: duckdb.DuckDBPyConnection, table_sql: str, targets: list[str], f: CsvFile) -> Loaded:
     """Insert the rows of ``f`` into ``table_sql`` (its columns ``targets``, one per column of
-    ``f``), in the connection's open transaction. With rejects, the rows are deleted again and
-    ``Loaded.rows`` is 0. Raises ``duckdb.Error`` when the statement fails (the transaction
-    is then lost: DuckDB aborts it).
-
-    When every reject is an empty field of a numeric, boolean or date column (NULL for
-    tidesync, a cast error for DuckDB's parser while a text column is read too), the file is
-    loaded once more with those fields parsed as text and cast in SQL, an empty one to NULL:
-    the first load showed that their other values all convert."""
-    loaded, empties = _insert(con, table_sql, targets, f, frozenset())
-    if empties:
-        loaded, _ = _insert(con, table_sql, targets, f, empties)
-    return loaded
+    ``f``), in the connection's open transaction, when DuckDB reads every value as the Arrow
+    path would. Otherwise the rows are deleted again and ``Loaded.rows`` is 0, with a reject
+    that says why: a row DuckDB's parser refused, a value outside :data:`EXACT`, or a quote
+    beside a space. Raises ``duckdb.Error`` when the statement fails (the transaction is then
+    lost: DuckDB aborts it)."""
+    if quote_beside_space(f):
+        why = "a quote beside a space, which DuckDB's parser drops"
+        return Loaded(0, (Reject(None, None, "QUOTE", why, ""),), 1)
+    return _insert(con, table_sql, targets, f)
 
 
 def _insert(
-    con: duckdb.DuckDBPyConnection,
-    table_sql: str,
-    targets: list[str],
-    f: CsvFile,
-    as_text: frozenset[int],
-) -> tuple[Loaded, frozenset[int]]:
-    """One INSERT; with rejects, taken back, and the fields whose only rejects are empty."""
+    con: duckdb.DuckDBPyConnection, table_sql: str, targets: list[str], f: CsvFile
+) -> Loaded:
+    """One INSERT; taken back when DuckDB rejected a row or a value is not read exactly."""
     q = DUCKDB.ident
-    select, params = read_csv_sql(f, as_text)
+    select, params = read_csv_sql(f)
     # every result is fetched to its end: DuckDB refuses other work on a connection (the
     # background inserter's) while a result is unfinished
+    con.execute(f"CREATE TEMP SEQUENCE IF NOT EXISTS {_BAD}").fetchall()
+    start = int(con.execute(f"SELECT nextval('{_BAD}')").fetchall()[0][0])
     mark = con.execute(f"SELECT max(rowid) FROM {table_sql}").fetchall()
     before = -1 if mark[0][0] is None else int(mark[0][0])
     cols = ", ".join(q(c) for c in targets)
     done = con.execute(f"INSERT INTO {table_sql} ({cols}) {select}", params).fetchall()
     rows = int(done[0][0]) if done else 0
-    summary = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE NOT ({_EMPTY})), "
-        f"list(DISTINCT column_name) FILTER (WHERE {_EMPTY}) FROM {_ERRORS}"
-    ).fetchall()[0]
-    rejected, others, empty_in = int(summary[0]), int(summary[1]), summary[2] or []
-    if not rejected:
-        return Loaded(rows), frozenset()
+    inexact = int(con.execute(f"SELECT nextval('{_BAD}')").fetchall()[0][0]) - start - 1
+    rejected = int(con.execute(f"SELECT count(*) FROM {_ERRORS}").fetchall()[0][0])
+    if not rejected and not inexact:
+        return Loaded(rows)
     found = con.execute(
         f"SELECT line, column_name, error_type, error_message, csv_line FROM {_ERRORS} "
         "ORDER BY line, column_idx LIMIT 10"
@@ -211,5 +269,7 @@ def _insert(
         Reject(line, names.get(column, column), str(kind), str(message), str(text))
         for line, column, kind, message, text in found
     )
-    empties = frozenset(int(c[1:]) for c in empty_in) if not others and not as_text else None
-    return Loaded(0, rejects, rejected), empties or frozenset()
+    if inexact:
+        why = f"{inexact} value(s) that DuckDB would read otherwise than tidesync"
+        rejects += (Reject(None, None, "INEXACT", why, ""),)
+    return Loaded(0, rejects, rejected + inexact)
