@@ -125,7 +125,7 @@ def test_read_csv_sql_reads_every_field_as_text() -> None:
     sql, params = read_csv_sql(f)
     assert params == ["x.csv", ",", ["\\N"]]
     assert "columns = {'c0': 'VARCHAR', 'c1': 'VARCHAR', 'c2': 'VARCHAR'}" in sql
-    assert "TRY_CAST(\"c0\" AS BIGINT)" in sql and "nextval" in sql
+    assert 'TRY_CAST("c0" AS BIGINT)' in sql and "nextval" in sql
 
 
 # -- whole jobs: the direct path against the Arrow path -------------------------------------------
@@ -610,10 +610,10 @@ def test_values_both_parsers_read_alike_stay_on_the_direct_path(tmp_path: Path) 
     # the edges of what the direct path checks: all of it loads there, no fallback
     rows = [
         "-9223372036854775808,-1.5e-3,TRUE,2024-02-29,a",
-        "9223372036854775807,+.5,0,2024-02-29T23:59:59.999999,\" spaced \"",
-        "0,-Infinity,false,0001-01-01 00:00,\"say \"\"hi\"\"\"",
+        '9223372036854775807,+.5,0,2024-02-29T23:59:59.999999," spaced "',
+        '0,-Infinity,false,0001-01-01 00:00,"say ""hi"""',
         "-0,nan,1,9999-12-31 23:59:59.1,b c",
-        "05,1E+3,False,2024-01-02 00:00:00,\"\"",
+        '05,1E+3,False,2024-01-02 00:00:00,""',
     ]
     (tmp_path / "a.csv").write_text("\n".join(rows) + "\n")
     reader = {

@@ -197,10 +197,19 @@ def _quote_beside_space(delimiter: str) -> re.Pattern[bytes]:
     end = rb"(?:[" + d + rb'\r\n"]|$)'
     start = rb"(?:^|[" + d + rb"\r\n])"
     return re.compile(
-        start + rb' +"(?:"")*(?!")'  # spaces, then a value's opening quote
-        + b"|" + start + rb' +(?:"")+(?!") *' + end  # spaces, then an empty quoted value
-        + b"|" + start + rb'(?:"")+ +' + end  # an empty quoted value, then spaces
-        + b"|" + rb'(?<!")"(?:"")* +' + end  # a closing quote, then spaces
+        start
+        + rb' +"(?:"")*(?!")'  # spaces, then a value's opening quote
+        + b"|"
+        + start
+        + rb' +(?:"")+(?!") *'
+        + end  # spaces, then an empty quoted value
+        + b"|"
+        + start
+        + rb'(?:"")+ +'
+        + end  # an empty quoted value, then spaces
+        + b"|"
+        + rb'(?<!")"(?:"")* +'
+        + end  # a closing quote, then spaces
     )
 
 
@@ -224,14 +233,20 @@ def quote_beside_space(f: CsvFile) -> bool:
     return False
 
 
-def load(con: duckdb.DuckDBPyConnection, table_sql: str, targets: list[str], f: CsvFile) -> Loaded:
+def load(
+    con: duckdb.DuckDBPyConnection,
+    table_sql: str,
+    targets: list[str],
+    f: CsvFile,
+    quotes_checked: bool = False,
+) -> Loaded:
     """Insert the rows of ``f`` into ``table_sql`` (its columns ``targets``, one per column of
     ``f``), in the connection's open transaction, when DuckDB reads every value as the Arrow
     path would. Otherwise the rows are deleted again and ``Loaded.rows`` is 0, with a reject
     that says why: a row DuckDB's parser refused, a value outside :data:`EXACT`, or a quote
     beside a space. Raises ``duckdb.Error`` when the statement fails (the transaction is then
-    lost: DuckDB aborts it)."""
-    if quote_beside_space(f):
+    lost: DuckDB aborts it). ``quotes_checked``: the caller has run :func:`quote_beside_space`."""
+    if not quotes_checked and quote_beside_space(f):
         why = "a quote beside a space, which DuckDB's parser drops"
         return Loaded(0, (Reject(None, None, "QUOTE", why, ""),), 1)
     return _insert(con, table_sql, targets, f)

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from tidesync.connectors import base
 from tidesync.connectors.duckdb.conn import _D, _columns, _resolve, _to_table, translate
-from tidesync.connectors.duckdb.csv import ARROW_TYPES, FORM, CsvFile, load
+from tidesync.connectors.duckdb.csv import ARROW_TYPES, FORM, CsvFile, load, quote_beside_space
 from tidesync.connectors.sql import (
     DELETED,
     Binding,
@@ -641,7 +641,13 @@ class Writer(SqlWriter):
 
     def load_csv(self, sink: SqlSink, f: CsvFile) -> int:
         """Insert a csv file parsed by DuckDB; DirectFallback (nothing left behind) when DuckDB
-        rejects a row, so that the engine reads the file again the Arrow way."""
+        rejects a row or would read a value otherwise than tidesync, so that the engine reads
+        the file again the Arrow way."""
+        # the scan for spaces beside quotes reads the file, outside the lock
+        if quote_beside_space(f):
+            raise base.DirectFallback(
+                f"{f.label} has a space beside a quote, which DuckDB's parser drops"
+            )
         with self.lock:
             if not self.live or self.poisoned:
                 raise FatalError(f"{self.where}: the transaction is closed: {self.poisoned}")
@@ -654,7 +660,7 @@ class Writer(SqlWriter):
             self._drain()
             assert self.con is not None
             try:
-                loaded = load(self.con, self.table_sql, list(b.columns), f)
+                loaded = load(self.con, self.table_sql, list(b.columns), f, quotes_checked=True)
             except duckdb.Error as e:
                 self.poisoned = f"a write failed: {e}"
                 raise FatalError(
