@@ -166,8 +166,10 @@ def test_a_postgresql_to_lancedb_job_finds_the_nearest_row(pg: PgDb, tmp_path: P
     assert table.schema.field("review_vec").type == pa.list_(pa.float32(), 16)
     assert [i.index_type for i in table.list_indices()] == ["IvfPq"]
     query = vecs[123] + np.float32(0.02)
-    hits = table.search(query, vector_column_name="review_vec").distance_type("cosine").limit(3)
-    got = hits.to_arrow()
+    # the index is approximate (IVF-PQ trained on random samples): every partition is probed and
+    # the candidates rescored on the full vectors, so the nearest row is found every time
+    search = table.search(query, vector_column_name="review_vec").distance_type("cosine")
+    got = search.nprobes(1_000).refine_factor(100).limit(3).to_arrow()
     assert got.column("id").to_pylist()[0] == 123
     assert got.column("review").to_pylist()[0] == "review 123"
 
@@ -234,5 +236,6 @@ def test_a_postgresql_embed_lancedb_job_finds_the_review_nearest_a_question(
     question = pa.record_batch({"review": ["How long does the battery last?"]})
     embed = Embed({"column": "review", "as": "review_vec"}, Context(where="query"))
     [query] = embed.apply(question).column("review_vec").to_pylist()
-    hits = table.search(query, vector_column_name="review_vec").distance_type("cosine").limit(3)
+    hits = table.search(query, vector_column_name="review_vec").distance_type("cosine")
+    hits = hits.nprobes(1_000).refine_factor(100).limit(3)  # exact: see the test above
     assert hits.to_arrow().column("id").to_pylist()[0] == 217
