@@ -24,13 +24,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from tidesync.connectors import base
+from tidesync.connectors.postgresql import wire
 from tidesync.connectors.postgresql.conn import (
     Endpoint,
     connect,
@@ -48,7 +49,10 @@ from tidesync.connectors.sql.cdc import (
     History,
     capture_name,
     cdc_options,
+    from_numpy,
+    from_strings,
     output_schema,
+    slices,
     snapshot_chunk,
 )
 from tidesync.errors import ConfigError, FatalError, TidesyncError
@@ -59,6 +63,9 @@ log = logging.getLogger("tidesync.cdc")
 
 _OWN_KEYS = ("slot", "publication", "plugin")
 LABEL = CaptureReader.LABEL
+#: read the peek by binary COPY off the socket where the connection is plain (False: always
+#: through ADBC, as an encrypted connection is read)
+SOCKET = True
 
 
 class Reader(CaptureReader):
@@ -379,8 +386,6 @@ class Reader(CaptureReader):
     def _changes(self, lo: int, upto: int, cut_us: int | None) -> Generator[base.Chunk, None, int]:
         """Decode the transactions committed in [lo, upto) (cut before the first committed at or
         after ``cut_us``); returns where the span ends."""
-        from tidesync.connectors.postgresql.reader import _adbc, _stream
-
         ep = self.endpoint
         slot = self._slot()
         if slot is None:
@@ -390,68 +395,35 @@ class Reader(CaptureReader):
                 f"{self.ctx.where}: the span from {lsn_text(lo)} is no longer in slot "
                 f"{self.slot} (it starts at {lsn_text(slot[0])}): those changes are purged"
             )
-        try:
-            con = _adbc().connect(ep.uri(), autocommit=True)
-        except Exception as e:
-            raise translate(e, ep, connecting=True) from e
         assert self._schema is not None
         decoder = Decoder(self.targets, self._schema, self._array_text, self.o.before_image)
         ahead: _Ahead | None = None
+        close: Callable[[], None] | None = None
         try:
-            cur = con.cursor()
-            with edge(ep, where=self.ctx.path("session")):
-                for stmt in (
-                    f"SET TIME ZONE {literal_text(self.ctx.timezone)}",
-                    "SET DateStyle = 'ISO, YMD'",
-                    "SET IntervalStyle = 'postgres'",
-                    "SET extra_float_digits = 1",
-                    "SET bytea_output = 'hex'",
-                    *self.session,
-                ):
-                    cur.execute(stmt)
-            with edge(ep, where=self.ctx.where):
-                name = self.slot
-                if lo > slot[0]:
-                    name = f"{self.slot[:40]}_r{os.getpid()}_{id(self) % 100000}"
-                    cur.execute(
-                        f"SELECT 1 FROM pg_copy_logical_replication_slot({literal_text(self.slot)}, "
-                        f"{literal_text(name)}, true)"
-                    )
-                    cur.fetchall()
-                    cur.execute(
-                        f"SELECT 1 FROM pg_replication_slot_advance({literal_text(name)}, "
-                        f"{literal_text(lsn_text(lo))}::pg_lsn)"
-                    )
-                    cur.fetchall()
-                cur.execute(
-                    "SELECT lsn::text AS lsn, data FROM pg_logical_slot_peek_binary_changes("
-                    f"{literal_text(name)}, {literal_text(lsn_text(upto))}::pg_lsn, NULL, "
-                    f"'proto_version', '1', 'publication_names', "
-                    f"{literal_text(self.publication_name)})"
-                )
-                carry: list[pa.RecordBatch] = []
-                ahead = _Ahead(_stream(cur, ep, f"slot {self.slot}"))
-                for rb in ahead:
-                    carry.append(rb)
-                    tbl = pa.Table.from_batches(carry).combine_chunks()
-                    if not tbl.num_rows:
-                        carry = []
-                        continue
-                    lsn, data = tbl.column(0).chunk(0), tbl.column(1).chunk(0)
-                    ci, clsn, cus = decoder.transactions(data)
-                    if not len(ci):
-                        continue
-                    stop = np.flatnonzero(clsn >= upto)
-                    if cut_us is not None:
-                        stop = np.union1d(stop, np.flatnonzero(cus >= cut_us))
-                    k = int(stop[0]) if len(stop) else len(ci)
-                    end_idx = int(ci[k - 1]) + 1 if k else 0
-                    if end_idx:
-                        yield from self._emit(decoder.decode(lsn, data, end_idx))
-                    if len(stop):
-                        return min(int(clsn[k]), upto)
-                    rest = tbl.slice(end_idx)
-                    carry = rest.to_batches() if rest.num_rows else []
+            batches, close = self._peek(lo, slot[0], upto)
+            carry: list[pa.RecordBatch] = []
+            ahead = _Ahead(batches)
+            for rb in ahead:
+                carry.append(rb)
+                tbl = pa.Table.from_batches(carry).combine_chunks()
+                if not tbl.num_rows:
+                    carry = []
+                    continue
+                lsn, data = tbl.column(0).chunk(0), tbl.column(1).chunk(0)
+                ci, clsn, cus = decoder.transactions(data)
+                if not len(ci):
+                    continue
+                stop = np.flatnonzero(clsn >= upto)
+                if cut_us is not None:
+                    stop = np.union1d(stop, np.flatnonzero(cus >= cut_us))
+                k = int(stop[0]) if len(stop) else len(ci)
+                end_idx = int(ci[k - 1]) + 1 if k else 0
+                if end_idx:
+                    yield from self._emit(decoder.decode(lsn, data, end_idx))
+                if len(stop):
+                    return min(int(clsn[k]), upto)
+                rest = tbl.slice(end_idx)
+                carry = rest.to_batches() if rest.num_rows else []
         except TidesyncError:
             raise
         except Exception as e:
@@ -459,9 +431,97 @@ class Reader(CaptureReader):
         finally:
             if ahead is not None:
                 ahead.close()  # before the connection goes: the thread may still read from it
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+        return upto
+
+    def _settings(self) -> list[str]:
+        """The session the peek runs in: pgoutput writes values with the backend's settings."""
+        return [
+            "SET DateStyle = 'ISO, YMD'",
+            "SET IntervalStyle = 'postgres'",
+            "SET extra_float_digits = 1",
+            "SET bytea_output = 'hex'",
+            *self.session,
+        ]
+
+    def _peek_sql(self, execute: Callable[[str], Any], lo: int, at: int, upto: int) -> str:
+        """The peek of the span [lo, upto) (``at``: the slot's position), on the connection whose
+        ``execute`` runs a statement: a span that starts later reads a temporary copy of the
+        slot (it belongs to that connection's session) advanced to ``lo``."""
+        name = self.slot
+        if lo > at:
+            name = f"{self.slot[:40]}_r{os.getpid()}_{id(self) % 100000}"
+            execute(
+                f"SELECT 1 FROM pg_copy_logical_replication_slot({literal_text(self.slot)}, "
+                f"{literal_text(name)}, true)"
+            )
+            execute(
+                f"SELECT 1 FROM pg_replication_slot_advance({literal_text(name)}, "
+                f"{literal_text(lsn_text(lo))}::pg_lsn)"
+            )
+        return (
+            "SELECT lsn::text AS lsn, data FROM pg_logical_slot_peek_binary_changes("
+            f"{literal_text(name)}, {literal_text(lsn_text(upto))}::pg_lsn, NULL, "
+            f"'proto_version', '1', 'publication_names', {literal_text(self.publication_name)})"
+        )
+
+    def _peek(
+        self, lo: int, at: int, upto: int
+    ) -> tuple[Iterator[pa.RecordBatch], Callable[[], None]]:
+        """The span's messages as batches of (lsn string, data binary), and what closes their
+        connection: binary COPY off the socket (:mod:`.wire`) where the connection is plain,
+        else ADBC (TLS, GSS). The socket path spares the import of ADBC (it imports pandas, a
+        quarter of a second) and ADBC's conversion of each row."""
+        ep = self.endpoint
+        place = f"slot {self.slot}"
+        if SOCKET:
+            conn, _ = connect(
+                [ep],
+                self._settings(),
+                self.ctx.timezone,
+                autocommit=True,
+                where=self.ctx.path("session"),
+            )
+            if wire.usable(conn):
+                try:
+                    with edge(ep, where=self.ctx.where):
+                        sql = self._peek_sql(lambda q: conn.execute(q).fetchall(), lo, at, upto)
+                except BaseException:
+                    conn.close()
+                    raise
+                return _copied(conn, sql, ep, place), conn.close
+            conn.close()
+        return self._peek_adbc(lo, at, upto, place)
+
+    def _peek_adbc(
+        self, lo: int, at: int, upto: int, place: str
+    ) -> tuple[Iterator[pa.RecordBatch], Callable[[], None]]:
+        from tidesync.connectors.postgresql.reader import _adbc, _stream
+
+        ep = self.endpoint
+        try:
+            con = _adbc().connect(ep.uri(), autocommit=True)
+        except Exception as e:
+            raise translate(e, ep, connecting=True) from e
+        try:
+            cur = con.cursor()
+            with edge(ep, where=self.ctx.path("session")):
+                for stmt in [f"SET TIME ZONE {literal_text(self.ctx.timezone)}", *self._settings()]:
+                    cur.execute(stmt)
+
+            def execute(q: str) -> None:
+                cur.execute(q)
+                cur.fetchall()
+
+            with edge(ep, where=self.ctx.where):
+                cur.execute(self._peek_sql(execute, lo, at, upto))
+        except BaseException:
             with contextlib.suppress(Exception):
                 con.close()
-        return upto
+            raise
+        return _stream(cur, ep, place), con.close
 
     def _emit(self, d: Any) -> Iterator[base.Chunk]:
         batch = d.batch
@@ -476,7 +536,7 @@ class Reader(CaptureReader):
             ]
             keep = np.ones(batch.num_rows, dtype=bool)
             keep[[i for i, _ in d.dirty]] = False
-            batch = batch.filter(pa.array(keep))
+            batch = batch.filter(from_numpy(keep))
             yield base.Chunk(batch, dirty)
             return
         step = self.ctx.batch_rows
@@ -494,7 +554,7 @@ class Reader(CaptureReader):
                 "WITH ORDINALITY AS u(v, i) ORDER BY i",
                 (arr.to_pylist(),),
             ).fetchall()
-        return pa.array([r[0] for r in rows], pa.string())
+        return from_strings([r[0] for r in rows])
 
     def committed(self, positions: dict[str, Any] | None = None) -> None:
         """The writer published and the positions are saved: move the slot to the oldest
@@ -544,6 +604,11 @@ class _Ahead:
                     return
         except BaseException as e:  # noqa: BLE001 - handed to the reading thread
             item = e
+        finally:
+            close = getattr(self._it, "close", None)
+            if close is not None:  # a generator stopped early lets go of its socket now
+                with contextlib.suppress(Exception):
+                    close()
         self._put(item)
 
     def _put(self, item: Any) -> bool:
@@ -570,6 +635,32 @@ class _Ahead:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def _copied(conn: Any, sql: str, ep: Endpoint, place: str) -> Iterator[pa.RecordBatch]:
+    """``sql``'s rows (lsn text, data bytea) read by binary COPY off ``conn``'s socket, a piece
+    at a time, as batches that own their memory (a piece's buffer is reused for the next)."""
+    try:
+        for a, rows in wire.copy_out(conn, sql, 2):
+            n1 = _i4(a, rows)
+            at2 = rows + 4 + n1
+            n2 = _i4(a, at2)
+            ok = np.ones(len(rows), bool)
+            lsn = slices(a, rows + 4, n1, ok)
+            data = slices(a, at2 + 4, n2, ok, binary=True)
+            yield pa.RecordBatch.from_arrays([lsn, data], schema=_PEEK)
+    except (wire.ServerError, OSError) as e:
+        raise translate(e, ep, where=place) from e
+
+
+_PEEK = pa.schema([("lsn", pa.string()), ("data", pa.binary())])
+_BE4 = np.dtype(">i4")
+
+
+def _i4(a: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The big-endian int32 at each byte position ``pos`` of ``a`` (a COPY field's length)."""
+    view = np.ndarray((len(a) - 3,), _BE4, buffer=a, strides=(1,))
+    return view[pos].astype(np.int64)
 
 
 # -- operations: check and drop ---------------------------------------------------------------------

@@ -28,7 +28,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidesync.connectors.sql.cdc import OP, POS, TABLE, TS, TS_TYPE, slices
+from tidesync.connectors.sql.cdc import (
+    OP,
+    POS,
+    TABLE,
+    TS,
+    TS_TYPE,
+    from_numpy,
+    from_strings,
+    slices,
+    to_bools,
+)
 from tidesync.errors import FatalError
 
 __all__ = ["Decoder", "Relation", "lsn_int", "lsn_text"]
@@ -86,7 +96,7 @@ def _relation(data: bytes) -> Relation:
     return Relation(relid, schema, name, identity, cols)
 
 
-_OPS = pa.array(["c", "u", "d"], pa.string())
+_OPS = from_strings(["c", "u", "d"])
 _BE = {2: np.dtype(">u2"), 4: np.dtype(">u4"), 8: np.dtype(">i8")}
 
 
@@ -137,8 +147,8 @@ for _i, _c in enumerate(b"ABCDEF"):
 def _bytea(arr: pa.Array) -> pa.Array:
     """``\\x0102`` (bytea_output hex) to binary, vectorized."""
     if arr.offset:
-        arr = pa.concat_arrays([pa.array([], pa.string()), arr])
-    valid = np.asarray(arr.is_valid())
+        arr = pa.concat_arrays([from_strings([]), arr])
+    valid = to_bools(arr.is_valid())
     off = np.frombuffer(arr.buffers()[1], dtype=np.int32)[: len(arr) + 1].astype(np.int64)
     raw = arr.buffers()[2]
     data = np.frombuffer(raw, dtype=np.uint8) if raw is not None else np.zeros(0, np.uint8)
@@ -160,7 +170,11 @@ def _bytea(arr: pa.Array) -> pa.Array:
     )
 
 
-_NON_FINITE = pa.array(["NaN", "Infinity", "-Infinity"])
+_NON_FINITE = from_strings(["NaN", "Infinity", "-Infinity"])
+_INFINITE = from_strings(["infinity", "-infinity"])
+_NULL_TEXT = from_strings([None])[0]
+_TRUE_TEXT, _EPOCH_DAY, _EMPTY = from_strings(["t", "1970-01-01 ", ""])
+_FALSE = from_numpy(np.zeros(1, bool))[0]
 
 
 def from_text(
@@ -173,25 +187,25 @@ def from_text(
     if pa.types.is_string(t):
         return arr, None
     if pa.types.is_boolean(t):
-        return pc.equal(arr, "t"), None
+        return pc.equal(arr, _TRUE_TEXT), None
     if pa.types.is_binary(t):
         return _bytea(arr), None
     if pa.types.is_decimal(t):
-        bad = pc.fill_null(pc.is_in(arr, _NON_FINITE), False)
+        bad = pc.fill_null(pc.is_in(arr, _NON_FINITE), _FALSE)
         if pc.any(bad).as_py():
-            return pc.if_else(bad, pa.scalar(None, pa.string()), arr).cast(t), bad
+            return pc.if_else(bad, _NULL_TEXT, arr).cast(t), bad
         return arr.cast(t), None
     if pa.types.is_time(t):
-        stamp = pc.binary_join_element_wise("1970-01-01 ", arr, "")
+        stamp = pc.binary_join_element_wise(_EPOCH_DAY, arr, _EMPTY)
         us = stamp.cast(pa.timestamp("us")).cast(pa.int64())
         return us.cast(t), None
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         bad = pc.fill_null(
-            pc.or_(pc.is_in(arr, pa.array(["infinity", "-infinity"])), pc.ends_with(arr, " BC")),
-            False,
+            pc.or_(pc.is_in(arr, _INFINITE), pc.ends_with(arr, pattern=" BC")),
+            _FALSE,
         )
         if pc.any(bad).as_py():
-            return pc.if_else(bad, pa.scalar(None, pa.string()), arr).cast(t), bad
+            return pc.if_else(bad, _NULL_TEXT, arr).cast(t), bad
         return arr.cast(t), None
     return arr.cast(t), None
 
@@ -308,7 +322,7 @@ class Decoder:
             out = table.combine_chunks().to_batches()
         else:
             sort = np.argsort(order, kind="stable")
-            out = table.take(pa.array(sort)).combine_chunks().to_batches()
+            out = table.take(from_numpy(sort)).combine_chunks().to_batches()
         batch = out[0] if out else None
         if dirty:
             where = {int(o): k for k, o in enumerate(order[sort])}
@@ -384,7 +398,7 @@ class Decoder:
                 if same_len.any():
                     a = _strings(buf, old.start[j], old.length[j], same_len)
                     b = _strings(buf, new.start[j], new.length[j], same_len)
-                    differs |= ~np.asarray(pc.fill_null(pc.equal(a, b), True))
+                    differs |= ~to_bools(pc.equal(a, b), null=True)
                 moved |= cand & differs
         row = np.arange(len(idx))
         take = np.concatenate([np.flatnonzero(moved), row])
@@ -417,7 +431,7 @@ class Decoder:
             arr, mask = self._typed(text, target, name, rel.columns[j][2], rel.columns[j][3])
             arrays[name] = arr
             if mask is not None:
-                for r in np.flatnonzero(np.asarray(mask)):
+                for r in np.flatnonzero(to_bools(mask)):
                     bad.append(
                         (int(r), f"column {name}: {text[int(r)].as_py()!r} has no {arr.type} form")
                     )
@@ -430,11 +444,11 @@ class Decoder:
         ins = is_ins[take] | (moved[take] & ~first)
         code = np.where(first, 2, np.where(ins, 0, np.where(is_upd[take], 1, 2)))
         tx = txn[idx[take]]
-        arrays[OP] = _OPS.take(pa.array(code.astype(np.int8)))
-        arrays[TS] = pa.array(commit_us[tx], pa.int64()).cast(TS_TYPE)
-        arrays[POS] = lsn.take(pa.array(idx[take]))
+        arrays[OP] = _OPS.take(from_numpy(code.astype(np.int8)))
+        arrays[TS] = from_numpy(commit_us[tx].astype(np.int64), TS_TYPE)
+        arrays[POS] = lsn.take(from_numpy(idx[take].astype(np.int64)))
         if self.several:
-            arrays[TABLE] = pa.array(np.full(n_out, target.label, dtype=object), pa.string())
+            arrays[TABLE] = from_strings([target.label]).take(from_numpy(np.zeros(n_out, np.int64)))
         cols = [
             arrays[f.name] if f.name in arrays else pa.nulls(n_out, f.type) for f in self.schema
         ]

@@ -71,6 +71,9 @@ __all__ = [
     "output_schema",
     "snapshot_chunk",
     "slices",
+    "from_numpy",
+    "from_strings",
+    "to_bools",
     "wait_until",
 ]
 
@@ -611,14 +614,68 @@ def snapshot_chunk(
 
 # -- decoding helpers ------------------------------------------------------------------------------
 
-_EVEN: list[pa.Array] = [pa.array(np.arange(0, 2 << 16, 2, dtype=np.int64))]
+# The decoders build their arrays from numpy buffers and strings by hand: ``pa.array``,
+# ``pa.scalar``, ``np.asarray(arrow_array)`` and compute functions given Python values all import
+# pandas on first use (pyarrow looks for pandas objects), a quarter of a second of a CDC run.
+
+
+def from_numpy(values: np.ndarray, t: pa.DataType | None = None) -> pa.Array:
+    """A 1-d numpy array of numbers or booleans as an Arrow array (of type ``t``, same width:
+    a timestamp from int64, say), no NULLs; shares the memory where the layout allows."""
+    v = np.ascontiguousarray(values)
+    if v.dtype == np.bool_:
+        bits = pa.py_buffer(np.packbits(v, bitorder="little"))
+        return pa.Array.from_buffers(t or pa.bool_(), len(v), [None, bits])
+    if not v.dtype.isnative:
+        v = v.astype(v.dtype.newbyteorder("="))
+    return pa.Array.from_buffers(t or pa.from_numpy_dtype(v.dtype), len(v), [None, pa.py_buffer(v)])
+
+
+def from_strings(values: list[str | None] | tuple[str | None, ...]) -> pa.Array:
+    """Python strings (None: NULL) as an Arrow string array."""
+    data = [b"" if v is None else v.encode() for v in values]
+    offsets = np.zeros(len(data) + 1, np.int32)
+    np.cumsum([len(d) for d in data], out=offsets[1:])
+    valid = np.array([v is not None for v in values], bool)
+    nulls = len(values) - int(valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    return pa.Array.from_buffers(
+        pa.string(),
+        len(values),
+        [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))],
+        nulls,
+    )
+
+
+def to_bools(arr: pa.Array | pa.ChunkedArray, null: bool = False) -> np.ndarray:
+    """A boolean Arrow array as numpy (NULL read as ``null``)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
+    if not n:
+        return np.zeros(0, bool)
+    validity, data = arr.buffers()[:2]
+    assert data is not None
+
+    def bits(buf: pa.Buffer) -> np.ndarray:
+        raw = np.frombuffer(buf, np.uint8)
+        return np.unpackbits(raw, bitorder="little")[arr.offset : arr.offset + n].astype(bool)
+
+    out = bits(data)
+    if validity is not None and arr.null_count:
+        ok = bits(validity)
+        out = np.where(ok, out, null)
+    return out
+
+
+_EVEN: list[pa.Array] = [from_numpy(np.arange(0, 2 << 16, 2, dtype=np.int64))]
 
 
 def _even(n: int) -> pa.Array:
     """``0, 2, 4, ...`` (n values), cached."""
     a = _EVEN[0]
     if n > len(a):
-        a = _EVEN[0] = pa.array(np.arange(0, 2 * max(n, 2 * len(a)), 2, dtype=np.int64))
+        a = _EVEN[0] = from_numpy(np.arange(0, 2 * max(n, 2 * len(a)), 2, dtype=np.int64))
     return a.slice(0, n)
 
 
@@ -631,7 +688,7 @@ def slices(
     n = len(start)
     t = pa.binary() if binary else pa.string()
     if not n:
-        return pa.array([], t)
+        return pa.Array.from_buffers(t, 0, [None, pa.py_buffer(np.zeros(1, np.int32)), None])
     s = np.where(valid, start, 0)
     e = np.where(valid, start + length, 0)
     if not valid.all():  # an empty value where a NULL is, keeping the offsets in order
