@@ -496,3 +496,91 @@ def test_a_column_dropped_mid_stream_leaves_the_output(pg: PgDb, cap: Any) -> No
     t = c.run()
     assert t.schema.names == ["id", "kept", "_op", "_ts", "_pos"]
     assert rows(t, "_op", "id", "kept") == [("c", 1, 10), ("c", 2, 20), ("u", 1, 11)]
+
+
+MIXED = """CREATE TABLE {s}.mixed (
+    id bigint PRIMARY KEY, n numeric(12, 2), nbig numeric(40, 5), f8 double precision,
+    b boolean, t text, by bytea, d date, tm time, ts timestamp, tz timestamptz, jb jsonb,
+    arr integer[], iv interval)"""
+
+
+def test_the_socket_copy_and_the_adbc_fallback_read_the_same_rows(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tidesync.connectors.postgresql import cdc, wire
+
+    copies: list[str] = []
+    copy_out = wire.copy_out
+
+    def counted(conn: Any, sql: str, ncols: int) -> Any:
+        copies.append(sql)
+        return copy_out(conn, sql, ncols)
+
+    monkeypatch.setattr(wire, "copy_out", counted)
+    pg.sql(MIXED)
+    c = cap(["mixed"])
+    t0 = now_ms(pg)
+    c.run((t0 - 2000, t0))  # creates the capture
+    pg.sql(
+        "INSERT INTO {s}.mixed SELECT g, g / 7.0, g * 1e20 + 0.5, g * 0.37, g % 2 = 0, "
+        "'tæxt ' || g, decode(lpad(to_hex(g), 4, '0'), 'hex'), date '2016-11-14' + g, "
+        "time '23:59:59.5' - g * interval '1 s', timestamp '2016-11-14 12:34:56.123456' + "
+        "g * interval '1 s', timestamptz '2016-11-14 12:34:56.5+08' + g * interval '1 min', "
+        "jsonb_build_object('k', g), ARRAY[g, NULL], g * interval '1 hour' "
+        "FROM generate_series(1, 3000) g",
+        "INSERT INTO {s}.mixed (id) VALUES (0)",
+        "UPDATE {s}.mixed SET t = NULL, n = -n WHERE id % 10 = 1",
+        "UPDATE {s}.mixed SET id = id + 10000 WHERE id % 100 = 2",
+    )
+    b1 = now_ms(pg) + 100
+    until(pg, b1)
+    pg.sql(
+        "DELETE FROM {s}.mixed WHERE id % 5 = 3",
+        "UPDATE {s}.mixed SET by = NULL, d = NULL, tz = tz + interval '1 day' WHERE id < 50",
+    )
+    b2 = now_ms(pg) + 100
+    until(pg, b2)
+    # the second window starts past the slot's position: read from a temporary copy of the slot
+    socket = [c.run((t0, b1)), c.run((b1, b2))]
+    assert len(copies) == 2 and "pg_logical_slot_peek_binary_changes" in copies[0]
+    monkeypatch.setattr(cdc, "SOCKET", False)
+    adbc = [c.run((t0, b1)), c.run((b1, b2))]
+    assert len(copies) == 2  # ADBC read the reruns
+    ops = [sorted(set(w.column("_op").to_pylist())) for w in socket]
+    assert ops == [["c", "d", "u"], ["d", "u"]]
+    assert [w.num_rows for w in socket] == [3001 + 300 + 30 * 2, 600 + 39]
+    for a, b in zip(socket, adbc, strict=True):
+        assert a.schema == b.schema
+        assert a.to_pylist() == b.to_pylist()
+
+
+def test_a_capture_run_never_imports_pandas(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    # pyarrow imports pandas (a quarter of a second) at the first array built from Python
+    # objects or numpy by pa.array, and ADBC imports it: the CDC path uses neither
+    pg.sql("CREATE TABLE {s}.np (id int PRIMARY KEY, v numeric(9, 2), d date, b boolean)")
+    c = cap(["np"])
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.np SELECT g, g / 3.0, date '2020-01-01' + g, g % 2 = 0 "
+        "FROM generate_series(1, 100) g",
+        "UPDATE {s}.np SET v = NULL WHERE id < 10",
+        "DELETE FROM {s}.np WHERE id > 90",
+    )
+    job = c.write_job(c.root / "out_np", {})
+    code = (
+        "import sys\nfrom tidesync.cli import entry\nsys.argv = ['tidesync', 'run', sys.argv[1]]\n"
+        "try:\n    entry()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('pandas' in sys.modules)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(job)],
+        cwd=c.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[-1] == "False"
+    assert c.read(c.root / "out_np").num_rows == 100 + 9 + 10

@@ -505,8 +505,15 @@ class Reader(CaptureReader):
             con = _adbc().connect(ep.uri(), autocommit=True)
         except Exception as e:
             raise translate(e, ep, connecting=True) from e
+        cur = con.cursor()
+
+        def close() -> None:
+            try:
+                cur.close()
+            finally:
+                con.close()
+
         try:
-            cur = con.cursor()
             with edge(ep, where=self.ctx.path("session")):
                 for stmt in [f"SET TIME ZONE {literal_text(self.ctx.timezone)}", *self._settings()]:
                     cur.execute(stmt)
@@ -519,9 +526,9 @@ class Reader(CaptureReader):
                 cur.execute(self._peek_sql(execute, lo, at, upto))
         except BaseException:
             with contextlib.suppress(Exception):
-                con.close()
+                close()
             raise
-        return _stream(cur, ep, place), con.close
+        return _stream(cur, ep, place), close
 
     def _emit(self, d: Any) -> Iterator[base.Chunk]:
         batch = d.batch
