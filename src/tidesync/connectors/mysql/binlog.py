@@ -625,65 +625,98 @@ def walk(
     buf: np.ndarray, first: np.ndarray, end: np.ndarray, tm: TableMap, images: int
 ) -> list[Walked]:
     """Every row image of the row events whose rows span ``[first, end)``: one :class:`Walked`
-    per image (1 for writes and deletes, 2 for updates: before, after)."""
+    per image (1 for writes and deletes, 2 for updates: before, after).
+
+    Step *r* takes the *r*-th row of every event that has one and keeps only what cannot be
+    derived: where the row starts, its NULL bitmap, the sizes of its variable-length values.
+    Once the last step counted each event's rows, those are put in event order (an event's
+    rows follow the rows of the events before it) and every column's start and size is rebuilt
+    from them with a few additions over all the rows at once."""
     n = len(tm.types)
     nb = (n + 7) // 8
-    pos = first.copy()
-    out: list[list[list[Any]]] = [[[], [], [], [], []] for _ in range(images)]
     fixed = [_fixed_size(t, m) for t, m in zip(tm.types, tm.meta, strict=True)]
-    seq = 0
+    var = {j: q for q, j in enumerate(j for j in range(n) if fixed[j] is None)}
+    pos = first.copy()
+    nrows = np.zeros(len(first), np.int64)
+    evs: list[np.ndarray] = []
+    heads: list[list[np.ndarray]] = [[] for _ in range(images)]  # where each row starts
+    packs: list[list[np.ndarray]] = [[] for _ in range(images)]  # its NULL bitmap
+    vsizes: list[list[list[np.ndarray]]] = [[[] for _ in var] for _ in range(images)]
+    bit = np.arange(nb)
+    mask = np.full(nb, 0xFF, np.uint8)  # the bits of the n columns (the rest is padding)
+    if n % 8:
+        mask[-1] = (1 << (n % 8)) - 1
     while True:
         ev = np.flatnonzero(pos < end)
         if not len(ev):
             break
+        nrows[ev] += 1
+        evs.append(ev)
         p = pos[ev]
         for img in range(images):
-            packed = buf[p[:, None] + np.arange(nb)]
-            nulls = np.ascontiguousarray(
-                np.unpackbits(packed, axis=1, count=n, bitorder="little").astype(bool).T
-            )
-            some_null: list[bool] = np.asarray(nulls.any(axis=1)).tolist()
+            heads[img].append(p)
+            packed = buf[p[:, None] + bit] & mask
+            packs[img].append(packed)
             p = p + nb
-            starts = np.empty((n, len(ev)), np.int64)
-            sizes = np.empty((n, len(ev)), np.int64)
+            if packed.any():
+                nulls = np.unpackbits(packed, axis=1, count=n, bitorder="little").astype(bool).T
+                some_null: list[bool] = nulls.any(axis=1).tolist()
+            else:  # no NULL in this step's rows (the usual case)
+                some_null = [False] * n
+            k = 0  # bytes of fixed-width values since p: added once a variable one comes
             for j in range(n):
-                starts[j] = p
                 f = fixed[j]
-                if f is None:
+                if f is not None and not some_null[j]:
+                    k += f
+                    continue
+                if k:
+                    p = p + k
+                    k = 0
+                if f is not None:
+                    p = p + np.where(nulls[j], 0, f)
+                    continue
+                if some_null[j]:
                     got = _sizes(buf, np.where(nulls[j], 0, p), tm.types[j], tm.meta[j])
-                    sizes[j] = np.where(nulls[j], 0, got) if some_null[j] else got
-                elif some_null[j]:
-                    sizes[j] = np.where(nulls[j], 0, f)
+                    got = np.where(nulls[j], 0, got)
                 else:
-                    sizes[j] = f
-                p = p + sizes[j]
-            o = out[img]
-            o[0].append(ev)
-            o[1].append(np.full(len(ev), seq, dtype=np.int64))
-            o[2].append(starts)
-            o[3].append(sizes)
-            o[4].append(nulls)
+                    got = _sizes(buf, p, tm.types[j], tm.meta[j])
+                vsizes[img][var[j]].append(got)
+                p = p + got
+            if k:
+                p = p + k
         pos[ev] = p
-        seq += 1
+    if not evs:
+        empty = np.zeros(0, np.int64)
+        none = Walked(empty, empty, [empty] * n, [empty] * n, [empty.astype(bool)] * n)
+        return [none for _ in range(images)]
+    total = int(nrows.sum())
+    base = np.zeros(len(first), np.int64)
+    np.cumsum(nrows[:-1], out=base[1:])
+    event = np.repeat(np.arange(len(first), dtype=np.int64), nrows)
+    seq = np.arange(total, dtype=np.int64) - base[event]
+    # an event's r-th row goes to its base + r; the inverse of that puts the steps' rows in order
+    order = np.empty(total, np.int64)
+    order[np.concatenate([base[ev] + r for r, ev in enumerate(evs)])] = np.arange(total)
     result = []
-    for o in out:
-        if not o[0]:
-            empty = np.zeros(0, np.int64)
-            result.append(Walked(empty, empty, [empty] * n, [empty] * n, [empty.astype(bool)] * n))
-            continue
-        event = np.concatenate(o[0])
-        sq = np.concatenate(o[1])
-        order = np.lexsort((sq, event))
-        # one gather per kind for every column at once (column j is row j)
-        result.append(
-            Walked(
-                event[order],
-                sq[order],
-                list(np.concatenate(o[2], axis=1)[:, order]),
-                list(np.concatenate(o[3], axis=1)[:, order]),
-                list(np.concatenate(o[4], axis=1)[:, order]),
-            )
+    for img in range(images):
+        packed = np.concatenate(packs[img])[order]
+        null = np.ascontiguousarray(
+            np.unpackbits(packed, axis=1, count=n, bitorder="little").astype(bool).T
         )
+        starts = np.empty((n, total), np.int64)
+        sizes = np.empty((n, total), np.int64)
+        at = np.concatenate(heads[img])[order] + nb
+        for j in range(n):
+            starts[j] = at
+            f = fixed[j]
+            if f is None:
+                sizes[j] = np.concatenate(vsizes[img][var[j]])[order]
+            elif null[j].any():
+                sizes[j] = np.where(null[j], 0, f)
+            else:
+                sizes[j] = f
+            at = at + sizes[j]
+        result.append(Walked(event, seq, list(starts), list(sizes), list(null)))
     return result
 
 
