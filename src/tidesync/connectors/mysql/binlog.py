@@ -660,7 +660,7 @@ def walk(
             p = p + nb
             if packed.any():
                 nulls = np.unpackbits(packed, axis=1, count=n, bitorder="little").astype(bool).T
-                some_null: list[bool] = nulls.any(axis=1).tolist()
+                some_null: list[bool] = np.asarray(nulls.any(axis=1)).tolist()
             else:  # no NULL in this step's rows (the usual case)
                 some_null = [False] * n
             k = 0  # bytes of fixed-width values since p: added once a variable one comes
