@@ -3,8 +3,10 @@
 The capture is a logical replication slot (plugin ``pgoutput``, which every PostgreSQL 10+ has)
 and a publication of the job's tables, both named after the job (``slot`` / ``publication`` to
 choose). The first run creates them and says so. Each run reads its window's span of the log
-with ``pg_logical_slot_peek_binary_changes`` through ADBC, so the messages arrive as one Arrow
-binary column and are decoded a batch at a time (:mod:`.pgoutput`). A peek never moves the slot:
+with ``pg_logical_slot_peek_binary_changes``, by binary ``COPY (SELECT ...) TO STDOUT`` read off
+the socket (:mod:`.wire`; through ADBC where the connection is encrypted), so the messages arrive
+as one Arrow binary column a piece at a time and are decoded a batch at a time
+(:mod:`.pgoutput`). A peek never moves the slot:
 the slot is advanced from :meth:`Reader.committed`, after the writer published and the engine
 saved the positions, and only up to the oldest window still retained (``retention``), so a
 rerun of any retained window reads the same span again. The log between is kept by the server:

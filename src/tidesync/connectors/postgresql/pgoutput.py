@@ -1,7 +1,8 @@
 """PostgreSQL's ``pgoutput`` logical-decoding messages to Arrow, a whole batch at a time.
 
-``pg_logical_slot_peek_binary_changes`` gives one row per message (``lsn``, ``data``); ADBC hands
-them over as one Arrow binary column, so every message's start is known without a Python loop.
+``pg_logical_slot_peek_binary_changes`` gives one row per message (``lsn``, ``data``); the reader
+hands them over as one Arrow binary column, so every message's start is known without a Python
+loop.
 The messages (protocol version 1, text values)::
 
     B  final_lsn:8 commit_time:8 xid:4                  a transaction begins
@@ -251,11 +252,18 @@ class Decoder:
         self.server = server
         self.before_image = before_image
         self.relations: dict[int, Relation] = {}
+        self._last: tuple[pa.Array, np.ndarray, np.ndarray] | None = None
         self.several = TABLE in schema.names
+
+    def _buffer(self, data: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        # transactions() and then decode() of the same messages: their buffer is copied once
+        if self._last is None or self._last[0] is not data:
+            self._last = (data, *_buffer(data))
+        return self._last[1], self._last[2]
 
     def transactions(self, data: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per commit message: its index, commit LSN and commit time (µs since 1970)."""
-        buf, starts = _buffer(data)
+        buf, starts = self._buffer(data)
         types = buf[starts[:-1]] if len(starts) > 1 else np.zeros(0, np.uint8)
         ci = np.flatnonzero(types == _C)
         cpos = starts[ci]
@@ -263,7 +271,7 @@ class Decoder:
 
     def decode(self, lsn: pa.Array, data: pa.Array, upto: int) -> Decoded:
         """Decode the whole transactions in ``data`` whose index is below ``upto``."""
-        buf, starts = _buffer(data)
+        buf, starts = self._buffer(data)
         n = min(upto, len(starts) - 1)
         types = buf[starts[:n]]
         is_b = types == _B
