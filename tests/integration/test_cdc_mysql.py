@@ -647,3 +647,36 @@ def test_the_row_walk_reads_every_row_as_the_format_says(
                 assert w.start[j].tolist() == [r[2][j] for r in rows_want]
                 assert w.size[j].tolist() == [r[3][j] for r in rows_want]
                 assert w.null[j].tolist() == [r[4][j] for r in rows_want]
+
+
+def test_a_capture_run_never_imports_pandas(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    # pyarrow imports pandas (a quarter of a second) at the first pa.array, pa.scalar or
+    # np.asarray of an Arrow array: the binlog path builds its arrays from buffers instead
+    mysql_db.execute(
+        "CREATE TABLE np (id INT PRIMARY KEY, v DECIMAL(9, 2), d DATETIME(6), b TINYINT(1), "
+        "y YEAR, e ENUM('a', 'b'), t TIME, f DOUBLE, bits BIT(3))"
+    )
+    c = cap(mysql_db, tmp_path, ["np"])
+    c.run()
+    mysql_db.execute(
+        "INSERT INTO np VALUES (1, 1.5, '2020-01-01 10:00:00.5', 1, 2020, 'b', '10:00:00', 0.5, 5),"
+        " (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+        "UPDATE np SET id = 3, v = 2.5 WHERE id = 1",
+        "DELETE FROM np WHERE id = 2",
+    )
+    job = c.write_job(c.root / "out_np", {})
+    code = (
+        "import sys\nfrom tidesync.cli import entry\nsys.argv = ['tidesync', 'run', sys.argv[1]]\n"
+        "try:\n    entry()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('pandas' in sys.modules)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(job)],
+        cwd=c.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[-1] == "False"
+    assert c.read(c.root / "out_np").num_rows == 2 + 2 + 1

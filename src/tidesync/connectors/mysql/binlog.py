@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidesync.connectors.sql.cdc import slices
+from tidesync.connectors.sql.cdc import from_numpy, from_strings, slices, to_bools
 from tidesync.errors import FatalError
 
 __all__ = ["Dump", "Events", "Gtid", "TableMap", "Position", "column", "parse_table_map", "walk"]
@@ -741,7 +741,7 @@ def _validity(null: np.ndarray) -> pa.Buffer | None:
 def _masked(arr: pa.Array, null: np.ndarray) -> pa.Array:
     if not null.any():
         return arr
-    return pc.if_else(pa.array(null), pa.scalar(None, arr.type), arr)
+    return pc.if_else(from_numpy(null), pa.nulls(1, arr.type)[0], arr)
 
 
 def _strings(
@@ -819,6 +819,8 @@ def _decimal(
 
 
 _UTF8 = {"utf8mb4", "utf8mb3", "utf8", "ascii"}
+_ZERO_ONE = from_numpy(np.array([0, 1], np.int64))
+_ZERO_I32 = from_numpy(np.zeros(1, np.int32))[0]
 
 
 def column(
@@ -836,30 +838,28 @@ def column(
         v = _fixed(buf, safe, width)
         if t == T_YEAR:
             v = np.where(v == 0, 0, v + 1900)
-            arr = pa.array(v, pa.int64())
+            arr = from_numpy(v.astype(np.int64))
         elif width == 8:
-            arr = pa.array(v if spec.unsigned else v.view(np.int64))
+            arr = from_numpy(v if spec.unsigned else v.view(np.int64))
         else:
             if not spec.unsigned:
                 bits = 8 * width
                 v = np.where(v >= 1 << (bits - 1), v - (1 << bits), v)
-            arr = pa.array(v, pa.int64())
+            arr = from_numpy(v.astype(np.int64))
         arr = _masked(arr, null)
         if pa.types.is_boolean(target):
             ints = arr.cast(pa.int64())
-            off = np.asarray(
-                pc.and_(ints.is_valid(), pc.invert(pc.is_in(ints, pa.array([0, 1], pa.int64()))))
-            )
+            off = to_bools(pc.and_(ints.is_valid(), pc.invert(pc.is_in(ints, _ZERO_ONE))))
             bad = [(int(r), f"{ints[int(r)].as_py()!r} is not a boolean (TINYINT(1) read as one)")
                    for r in np.flatnonzero(off)]  # fmt: skip
-            arr = pc.not_equal(ints, 0)
+            arr = pc.not_equal(ints, _ZERO_ONE[0])
         else:
             arr = arr.cast(target)
     elif t in (T_FLOAT, T_DOUBLE):
         width = _FIXED[t]
         raw = buf[safe[:, None] + np.arange(width)] if len(safe) else np.zeros((0, width), np.uint8)
         v = np.ascontiguousarray(raw).view("<f4" if width == 4 else "<f8").ravel()
-        arr = _masked(pa.array(v), null).cast(target)
+        arr = _masked(from_numpy(v), null).cast(target)
     elif t == T_NEWDECIMAL:
         arr = _decimal(buf, safe, null, meta >> 8, meta & 0xFF)
         if arr.type != target:
@@ -875,17 +875,21 @@ def column(
         days, bad = _days(ym // 13, ym % 13, ymd & 31, null, pa.date32())
         secs = (hms >> 12) * 3600 + ((hms >> 6) & 63) * 60 + (hms & 63)
         us = _fraction(buf, safe + 5, meta)
-        day_us = np.asarray(days.cast(pa.int32()).fill_null(0), dtype=np.int64) * 86_400_000_000
-        arr = _masked(pa.array(day_us + secs * 1_000_000 + us).cast(pa.timestamp("us")),
-                      null | ~np.asarray(days.is_valid()))  # fmt: skip
+        day = days.cast(pa.int32()).fill_null(_ZERO_I32)
+        day_n = (
+            np.frombuffer(day.buffers()[1], np.int32, len(day), 4 * day.offset)
+            if len(day)
+            else np.zeros(0, np.int32)
+        )
+        day_us = day_n.astype(np.int64) * 86_400_000_000
+        arr = _masked(from_numpy(day_us + secs * 1_000_000 + us, pa.timestamp("us")),
+                      null | ~to_bools(days.is_valid()))  # fmt: skip
         arr = arr.cast(target)
     elif t == T_TIMESTAMP2:
         secs = _fixed(buf, safe, 4, big=True)
         us = _fraction(buf, safe + 4, meta)
         zero = (secs == 0) & (us == 0)  # 0000-00-00 00:00:00: NULL, as the batch reader
-        arr = _masked(
-            pa.array(secs * 1_000_000 + us).cast(pa.timestamp("us", tz="UTC")), null | zero
-        )
+        arr = _masked(from_numpy(secs * 1_000_000 + us, pa.timestamp("us", tz="UTC")), null | zero)
         arr = arr.cast(target)
     elif t == T_TIME2:
         v = _fixed(buf, safe, 3, big=True) - 0x800000
@@ -910,16 +914,16 @@ def column(
         off &= ~null
         bad = [(int(r), "is not a time of day (MySQL TIME holds durations); read it as text "
                 "with CAST(col AS CHAR) in column") for r in np.flatnonzero(off)]  # fmt: skip
-        arr = _masked(pa.array(np.where(off, 0, tot)).cast(pa.time64("us")), null | off)
+        arr = _masked(from_numpy(np.where(off, 0, tot), pa.time64("us")), null | off)
     elif t == T_BIT:
         v = np.zeros(len(safe), dtype=np.uint64)
         for k in range(int(size.max()) if len(size) else 0):
             inside = size > k
             b = buf[np.where(inside, safe + k, 0)].astype(np.uint64)
             v = np.where(inside, (v << np.uint64(8)) | b, v)
-        arr = _masked(pa.array(v), null)
+        arr = _masked(from_numpy(v), null)
         arr = (
-            pc.not_equal(arr, pa.scalar(0, pa.uint64()))
+            pc.not_equal(arr, from_numpy(np.zeros(1, np.uint64))[0])
             if pa.types.is_boolean(target)
             else arr.cast(target)
         )
@@ -927,12 +931,12 @@ def column(
         v = _fixed(buf, safe, meta & 0xFF)
         labels = spec.labels or []
         if (meta >> 8) == T_ENUM:
-            names = pa.array(["", *labels], pa.string())
-            arr = _masked(names.take(pa.array(np.clip(v, 0, len(labels)))), null)
+            names = from_strings(["", *labels])
+            arr = _masked(names.take(from_numpy(np.clip(v, 0, len(labels)))), null)
         else:
-            arr = pa.array(
+            arr = from_strings(
                 [None if null[r] else ",".join(lb for k, lb in enumerate(labels) if int(v[r]) >> k & 1)
-                 for r in range(len(v))], pa.string(),
+                 for r in range(len(v))],
             )  # fmt: skip
         if target != pa.string():
             arr = arr.cast(target)
@@ -952,8 +956,8 @@ def column(
                 codec = {"latin1": "cp1252", "binary": "latin1"}.get(
                     spec.charset.lower(), spec.charset
                 )
-                arr = pa.array([None if x is None else x.decode(codec) for x in
-                                _strings(buf, safe, size, null, prefix, True).to_pylist()], pa.string())  # fmt: skip
+                arr = from_strings([None if x is None else x.decode(codec) for x in
+                                    _strings(buf, safe, size, null, prefix, True).to_pylist()])  # fmt: skip
             elif binary:
                 arr = arr.cast(pa.string())
             if target != arr.type:
@@ -985,5 +989,5 @@ def _days(y: np.ndarray, m: np.ndarray, d: np.ndarray, null: np.ndarray,
     badm = ~ok & ~zero & ~null
     bad = [(int(r), f"{int(y[r]):04d}-{int(m[r]):02d}-{int(d[r]):02d} is not a valid date")
            for r in np.flatnonzero(badm)]  # fmt: skip
-    arr = _masked(pa.array(days.astype(np.int32)).cast(pa.date32()), null | ~ok)
+    arr = _masked(from_numpy(days.astype(np.int32), pa.date32()), null | ~ok)
     return arr.cast(target), bad

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pymysql
 
 from tidesync.connectors import base
@@ -47,8 +48,11 @@ from tidesync.connectors.sql.cdc import (
     History,
     capture_name,
     cdc_options,
+    from_numpy,
+    from_strings,
     output_schema,
     snapshot_chunk,
+    to_bools,
 )
 from tidesync.errors import ConfigError, FatalError
 
@@ -577,7 +581,7 @@ class Reader(CaptureReader):
             batch = parts[0][0]  # one table's inserts (or deletes): already in log order
         else:
             table = pa.Table.from_batches([p[0] for p in parts], self._schema)
-            batch = table.take(pa.array(sort)).combine_chunks().to_batches()[0]
+            batch = table.take(from_numpy(sort)).combine_chunks().to_batches()[0]
         dirty_rows: list[tuple[int, str]] = []
         base_at = 0
         inverse = np.empty(len(sort), dtype=np.int64)
@@ -594,7 +598,7 @@ class Reader(CaptureReader):
         ]
         keep = np.ones(batch.num_rows, dtype=bool)
         keep[[r for r, _ in dirty_rows]] = False
-        return [base.Chunk(batch.filter(pa.array(keep)), dirty)]
+        return [base.Chunk(batch.filter(from_numpy(keep)), dirty)]
 
     def _group(
         self,
@@ -642,7 +646,7 @@ class Reader(CaptureReader):
             for j in key:
                 a = bl.raw(buf, before.start[j], before.size[j], before.null[j])
                 b = bl.raw(buf, after.start[j], after.size[j], after.null[j])
-                moved |= ~np.asarray(_equal(a, b))
+                moved |= ~to_bools(_equal(a, b))
         take = np.concatenate([np.flatnonzero(moved), np.arange(n_rows)])
         is_old = np.arange(len(take)) < int(moved.sum())
         arrays: dict[str, pa.Array] = {}
@@ -656,7 +660,7 @@ class Reader(CaptureReader):
             arr, why = bl.column(buf, after, j, tm.types[j], tm.meta[j], spec)
             if before is not None and is_old.any():
                 old, why_old = bl.column(buf, before, j, tm.types[j], tm.meta[j], spec)
-                arr = pa.concat_arrays([old.take(pa.array(take[is_old])), arr])
+                arr = pa.concat_arrays([old.take(from_numpy(take[is_old].astype(np.int64))), arr])
                 bad += [
                     (int(np.flatnonzero(take[is_old] == r)[0]), w) for r, w in why_old if moved[r]
                 ]
@@ -667,29 +671,30 @@ class Reader(CaptureReader):
             if self.o.before_image:
                 if before is not None:
                     old, _ = bl.column(buf, before, j, tm.types[j], tm.meta[j], spec)
-                    arrays["before_" + spec.name] = old.take(pa.array(take))
+                    arrays["before_" + spec.name] = old.take(from_numpy(take.astype(np.int64)))
                 elif (kind == bl.DELETE_V1).any() or (kind == bl.DELETE_V2).any():
                     dele = np.isin(kind, bl.DELETES)
-                    arrays["before_" + spec.name] = pa.array(
-                        [v if d else None for v, d in zip(arr.to_pylist(), dele, strict=True)],
-                        arr.type,
+                    arrays["before_" + spec.name] = pc.if_else(
+                        from_numpy(dele), arr, pa.nulls(1, arr.type)[0]
                     )
         is_upd = np.isin(kind, bl.UPDATES)[take]
         is_del = np.isin(kind, bl.DELETES)[take]
         created = np.isin(kind, bl.WRITES)[take] | (moved[take] & ~is_old)
         ops = np.where(is_old | is_del, 2, np.where(created, 0, np.where(is_upd, 1, 2)))
         events = idx[ev_of[take]]
-        arrays[OP] = _OPS.take(pa.array(ops.astype(np.int8)))
-        arrays[TS] = pa.array(ts_us[tx[ev_of[take]]]).cast(TS_TYPE)
+        arrays[OP] = _OPS.take(from_numpy(ops.astype(np.int8)))
+        arrays[TS] = from_numpy(ts_us[tx[ev_of[take]]].astype(np.int64), TS_TYPE)
         uniq, back = np.unique(events, return_inverse=True)
         at = (ev.next_pos[uniq] - ev.size[uniq]).tolist()
         files = ev.file[uniq].tolist()
-        pos_text = pa.array([f"{ev.files[f]}:{a}" for f, a in zip(files, at, strict=True)]).take(
-            pa.array(back)
-        )
+        pos_text = from_strings(
+            [f"{ev.files[f]}:{a}" for f, a in zip(files, at, strict=True)]
+        ).take(from_numpy(back.astype(np.int64).reshape(-1)))
         arrays[POS] = pos_text
         if TABLE in self._schema.names:
-            arrays[TABLE] = pa.array([target.label] * len(take), pa.string())
+            arrays[TABLE] = from_strings([target.label]).take(
+                from_numpy(np.zeros(len(take), np.int64))
+            )
         batch = pa.RecordBatch.from_arrays(
             [
                 arrays[f.name] if f.name in arrays else pa.nulls(len(take), f.type)
@@ -803,7 +808,8 @@ class Reader(CaptureReader):
             self._conn = None
 
 
-_OPS = pa.array(["c", "u", "d"], pa.string())
+_OPS = from_strings(["c", "u", "d"])
+_FALSE = from_numpy(np.zeros(1, bool))[0]
 #: MySQL 8 events a capture cannot read (rather than miss the changes inside them)
 _UNREAD = {
     40: "the binlog holds compressed transactions (MySQL binlog_transaction_compression); a "
@@ -828,7 +834,7 @@ def _equal(a: pa.Array, b: pa.Array) -> Any:
 
     eq = pc.equal(a, b)
     both_null = pc.and_(a.is_null(), b.is_null())
-    return pc.fill_null(pc.or_(eq, both_null), False)
+    return pc.fill_null(pc.or_(eq, both_null), _FALSE)
 
 
 class _State:

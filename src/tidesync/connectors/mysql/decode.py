@@ -109,10 +109,20 @@ def arrow_type(c: Column, tiny1_bool: bool = True) -> pa.DataType:
     return pa.binary() if c.charsetnr == _BINARY_CHARSET else pa.string()
 
 
-_ARANGE = pa.array(range(1 << 10), pa.int32())
 _I32 = pa.int32()
-_ONE = pa.scalar(1, _I32)
-_NULL_MARK = pa.scalar(0xFB, pa.uint8())
+
+
+def _numbers(values: np.ndarray) -> pa.Array:
+    # from the buffer: pa.array and pa.scalar import pandas at their first use (0.25 s), which
+    # the binlog reader (mysqlcdc imports this module) otherwise never needs
+    return pa.Array.from_buffers(
+        pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)]
+    )
+
+
+_ARANGE = _numbers(np.arange(1 << 10, dtype=np.int32))
+_ONE = _numbers(np.ones(1, np.int32))[0]
+_NULL_MARK = _numbers(np.full(1, 0xFB, np.uint8))[0]
 
 
 def _arange(n: int) -> pa.Array:
@@ -120,7 +130,7 @@ def _arange(n: int) -> pa.Array:
     global _ARANGE
     a = _ARANGE
     if n > len(a):
-        a = pa.array(range(max(n, 2 * len(a))), _I32)
+        a = _numbers(np.arange(max(n, 2 * len(a)), dtype=np.int32))
         if len(a) > len(_ARANGE):
             _ARANGE = a
     return a.slice(0, n)
@@ -401,7 +411,7 @@ _LENGTH_WIDTH = np.zeros(256, np.intp)
 _LENGTH_WIDTH[0xFC:0xFF] = [2, 3, 8]
 _LENGTH_MASK = np.zeros(256, np.uint64)
 _LENGTH_MASK[0xFC:0xFF] = [0xFFFF, 0xFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF]
-_EVEN = pa.array([], _I32)
+_EVEN = _numbers(np.zeros(0, np.int32))
 
 
 def _length_prefixed(
@@ -445,7 +455,7 @@ def _even(n: int) -> pa.Array:
     global _EVEN
     a = _EVEN
     if n > len(a):
-        a = pa.array(np.arange(0, 2 * max(n, 2 * len(a)), 2, dtype=np.int32))
+        a = _numbers(np.arange(0, 2 * max(n, 2 * len(a)), 2, dtype=np.int32))
         if len(a) > len(_EVEN):
             _EVEN = a
     return a.slice(0, n)
