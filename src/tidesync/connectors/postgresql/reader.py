@@ -57,7 +57,7 @@ from tidesync.connectors.postgresql.conn import (
 )
 from tidesync.connectors.postgresql.types import OutColumn, describe_types, read_plan, to_arrow
 from tidesync.connectors.sql import POSTGRESQL, column_sql
-from tidesync.connectors.sql.incremental import Cursor, Incremental, is_temporal
+from tidesync.connectors.sql.incremental import Cursor, Incremental, is_aware, is_temporal
 from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
 
 __all__ = ["Reader", "PgSplit"]
@@ -367,7 +367,12 @@ class Reader(base.Reader):
     def _cursor(self, plan: _Plan, col: OutColumn, ref: str, drop: bool) -> None:
         assert self.incremental is not None
         plan.cursor = self.incremental.cursor(
-            self.ctx, plan.label, col.name, drop=drop, temporal=is_temporal(col.type)
+            self.ctx,
+            plan.label,
+            col.name,
+            drop=drop,
+            temporal=is_temporal(col.type),
+            aware=is_aware(col.type),
         )
         window = plan.cursor.condition(POSTGRESQL, ref)
         if window:
