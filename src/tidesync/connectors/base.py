@@ -79,7 +79,6 @@ import functools
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
@@ -395,6 +394,8 @@ ELSEWHERE["otsstream"] = (
 
 @functools.cache
 def _plugins() -> dict[str, str]:
+    from importlib.metadata import entry_points  # imported only when a name is not built in
+
     return {ep.name: ep.value for ep in entry_points(group="tidesync.connectors")}
 
 
@@ -403,16 +404,16 @@ def resolve(name: str, side: Side, where: str = "") -> tuple[str, str]:
     key = name.strip().lower() if isinstance(name, str) else ""
     if key in CONNECTORS:
         return key, CONNECTORS[key]
-    plugins = _plugins()
-    if key in plugins:
-        return key, plugins[key]
-    if key in ALIASES:
+    if key in ALIASES:  # built-in names first: no scan of the installed packages (20 ms)
         kind, alias_side = ALIASES[key]
         if alias_side is not None and alias_side != side:
             raise ConfigError(
                 f"{where}: '{name}' is a {alias_side}, but it stands here as the {side}"
             )
         return kind, CONNECTORS[kind]
+    plugins = _plugins()
+    if key in plugins:
+        return key, plugins[key]
     # DataX style without a registered alias: 'foowriter' -> 'foo'
     for suffix in (side,):
         if key.endswith(suffix) and key[: -len(suffix)] in CONNECTORS:
