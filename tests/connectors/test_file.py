@@ -210,6 +210,23 @@ def test_parquet_dictionary_encodes_only_the_columns_it_makes_smaller(tmp_path: 
     assert f.read().equals(t)
 
 
+def test_parquet_dictionary_rule_judges_extension_types_by_their_storage(tmp_path: Path) -> None:
+    if not hasattr(pa, "uuid"):
+        pytest.skip("pyarrow without the canonical uuid and json types")
+    n = 5_000
+    t = pa.table(
+        {
+            "key": pa.array([i.to_bytes(16, "big") for i in range(n)], pa.uuid()),  # unique
+            "doc": pa.array(['{"a": 1}', '{"b": 2}'] * (n // 2), pa.json_()),  # 2 values
+        }
+    )
+    write(writer(tmp_path, fileFormat="parquet", fileName="t.parquet"), t)
+    f = pq.ParquetFile(tmp_path / "out" / "t.parquet")
+    group = f.metadata.row_group(0)
+    assert ["RLE_DICTIONARY" in group.column(i).encodings for i in range(2)] == [False, True]
+    assert f.read().equals(t)
+
+
 def test_copy_csv_to_parquet_as_the_engine_does(tmp_path: Path) -> None:
     lines_file(tmp_path / "in" / "a.csv", ["id,name", *(f"{i},n{i}" for i in range(100))])
     r = reader(

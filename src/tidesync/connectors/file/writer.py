@@ -95,21 +95,37 @@ def dictionary_columns(first: pa.Table) -> list[str]:
     chosen = []
     for field, col in zip(first.schema, first.columns, strict=True):
         t = field.type
+        if isinstance(t, pa.BaseExtensionType):  # a uuid, a json: written as their storage
+            t = t.storage_type
+            col = pa.chunked_array([c.storage for c in col.chunks], t)
         if pa.types.is_nested(t):
             chosen += _leaf_paths(field.name, t)
-        elif _smaller_with_a_dictionary(t, col):
-            chosen.append(field.name)
+        else:
+            try:
+                smaller = _smaller_with_a_dictionary(t, col)
+            except pa.ArrowNotImplementedError:  # no kernel for the type: pyarrow's default
+                smaller = True
+            if smaller:
+                chosen.append(field.name)
     return chosen
 
 
 def _leaf_paths(path: str, t: pa.DataType) -> list[str]:
     """The parquet paths of a column's leaves, as pyarrow names them (compliant nested types)."""
+    if isinstance(t, pa.BaseExtensionType):
+        t = t.storage_type
     if pa.types.is_struct(t):
         return [p for f in t for p in _leaf_paths(f"{path}.{f.name}", f.type)]
     if pa.types.is_map(t):
         kv = f"{path}.key_value"
         return [*_leaf_paths(f"{kv}.key", t.key_type), *_leaf_paths(f"{kv}.value", t.item_type)]
-    if pa.types.is_nested(t):  # list, large list, fixed-size list, list view
+    if (
+        pa.types.is_list(t)
+        or pa.types.is_large_list(t)
+        or pa.types.is_fixed_size_list(t)
+        or pa.types.is_list_view(t)
+        or pa.types.is_large_list_view(t)
+    ):
         return _leaf_paths(f"{path}.list.element", t.value_type)
     return [path]
 
@@ -140,8 +156,6 @@ def _variable(t: pa.DataType) -> bool:
         or pa.types.is_large_string(t)
         or pa.types.is_binary(t)
         or pa.types.is_large_binary(t)
-        or pa.types.is_string_view(t)
-        or pa.types.is_binary_view(t)
     )
 
 
