@@ -34,7 +34,9 @@ target state.
 The direct path (passthrough between like stores). When a content entry has no transformer,
 no ``speed.record`` limit and ``setting.direct`` is not false, the engine asks the prepared
 writer ``writer.raw_form(reader, schema)``; a form the reader lists in ``reader.raw_forms()``
-(and an executor that runs the writer's sinks where the reader runs) makes every split go::
+(and an executor that runs the writer's sinks where the reader runs) makes every split go the
+way below, when ``setting.direct`` is true or, unset, when ``writer.raw_by_default(form)``
+says the form pays for itself (the default: yes)::
 
     sink = writer.open(split)
     for raw in reader.read_raw(split, form):   # Raw: bytes / a file, in the store's own form
@@ -313,6 +315,13 @@ class Writer:
         when the target's columns, their types and the writer's options take the reader's
         rows as they are, byte for byte; ``schema`` is the reader's."""
         return None
+
+    def raw_by_default(self, form: str) -> bool:
+        """Whether the direct path takes ``form`` (one :meth:`raw_form` said) when the job
+        leaves ``setting.direct`` unset; ``setting.direct: true`` takes it whatever this says.
+        The default: yes. Say no for a form that is correct but slower than the Arrow path
+        (DuckDB's ``csv-file``: the exactness checks cost more than tidesync's own parsing)."""
+        return True
 
     def commit(self, results: list[Any]) -> None:
         raise NotImplementedError

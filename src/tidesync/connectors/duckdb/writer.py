@@ -612,6 +612,12 @@ class Writer(SqlWriter):
         self.raw_refusal = self._raw_refusal(reader, schema)
         return None if self.raw_refusal else FORM
 
+    def raw_by_default(self, form: str) -> bool:
+        """Not ``csv-file`` unless ``setting.direct: true``: its exactness checks (a regex per
+        typed value, the quote search) make it slower than tidesync's own csv reading into
+        the queued inserts (docs/design.md, issue 17)."""
+        return form != FORM
+
     def _raw_refusal(self, reader: base.Reader, schema: pa.Schema | None) -> str:
         if FORM not in reader.raw_forms():
             return f"the reader does not hand over {FORM}"
