@@ -83,12 +83,17 @@ def report(
 
 
 def write_job(
-    path: Path, reader: Mapping[str, Any], writer: Mapping[str, Any], concurrent: int = 2
+    path: Path,
+    reader: Mapping[str, Any],
+    writer: Mapping[str, Any],
+    concurrent: int = 2,
+    setting: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a one-task DataX job file (``reader`` -> ``writer``) to ``path``; return ``path``."""
+    """Write a one-task DataX job file (``reader`` -> ``writer``) to ``path``; return ``path``.
+    ``setting``: more keys of ``job.setting`` (``{"direct": True}``)."""
     job = {
         "job": {
-            "setting": {"speed": {"concurrent": concurrent}},
+            "setting": {"speed": {"concurrent": concurrent}, **(setting or {})},
             "content": [{"reader": reader, "writer": writer}],
         }
     }

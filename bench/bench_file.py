@@ -2,6 +2,7 @@
 own direct paths (pyarrow.csv + pyarrow.parquet; DuckDB's read_csv).
 
     .venv/bin/python bench/bench_file.py --rows 5000000 --runs 3
+    .venv/bin/python bench/bench_file.py --only duckdb --direct true   # the exact direct path
 
 Data: ROWS rows of 8 mixed columns in 4 CSV files under bench/data/ (made once, then reused).
 """
@@ -82,15 +83,16 @@ def csv_reader(folder: Path) -> dict[str, Any]:
     }
 
 
-def write_jobs(folder: Path, out: Path) -> tuple[Path, Path]:
+def write_jobs(folder: Path, out: Path, direct: bool | None = None) -> tuple[Path, Path]:
     reader = csv_reader(folder)
+    setting = {} if direct is None else {"direct": direct}
     duckdb = {
         "name": "duckdbwriter",
         "parameter": {"database": str(out / "t.duckdb"), "table": "t", "writeMode": "truncate"},
     }
     return (
         write_job(out / "to_parquet.json", reader, parquet_writer(out / "parquet", "part.parquet")),
-        write_job(out / "to_duckdb.json", reader, duckdb),
+        write_job(out / "to_duckdb.json", reader, duckdb, setting=setting),
     )
 
 
@@ -118,12 +120,18 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", choices=["parquet", "duckdb"], help="run one of the two cases")
+    ap.add_argument(
+        "--direct",
+        choices=["true", "false"],
+        help="setting.direct of the CSV -> DuckDB job (unset: the writer's default, Arrow)",
+    )
     args = ap.parse_args()
     folder = make_data(args.rows)
     out = DATA / "out"
     shutil.rmtree(out, ignore_errors=True)
     (out / "ref").mkdir(parents=True)
-    parquet_job, duck_job = write_jobs(folder, out)
+    direct = None if args.direct is None else args.direct == "true"
+    parquet_job, duck_job = write_jobs(folder, out, direct)
     py, ts = str(VENV_BIN / "python"), str(VENV_BIN / "tidesync")
     print(
         f"{args.rows:,} rows, 8 columns, {FILES} CSV files, {sum(f.stat().st_size for f in folder.iterdir()) / 1e6:,.0f} MB"

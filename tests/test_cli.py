@@ -579,3 +579,27 @@ def test_command_groups_do_not_import_the_command_line_that_registers_them() -> 
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_cdc_window_bound_the_clock_shows_twice_is_refused(tmp_path: Path) -> None:
+    # 02:00 to 03:00 happens twice in Berlin on 2026-10-25: the window would be a guess
+    reader = {
+        "name": "postgresqlcdc",
+        "parameter": {
+            "jdbcUrl": "jdbc:postgresql://127.0.0.1:9/test",  # never reached: refused before
+            "table": "t",
+            "startTime": "20261025015500",
+            "endTime": "20261025020000",
+        },
+    }
+    setting = {"timezone": "Europe/Berlin"}
+    job = write_job(tmp_path, reader, {"name": "streamwriter", "parameter": {}}, setting)
+    r = run("run", str(job))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: job.content[0].reader.parameter.endTime: 2026-10-25 02:00:00 is ambiguous in "
+        "Europe/Berlin: the clock shows it twice (at +02:00 and at +01:00); give the time with "
+        "its offset (2026-10-25T02:00:00+02:00) or set the job's time zone to one without "
+        "daylight saving, such as UTC"
+    ]
+    assert "Traceback" not in r.stderr

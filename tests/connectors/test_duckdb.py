@@ -552,3 +552,22 @@ def test_a_run_gives_up_on_a_file_another_process_holds_past_lock_timeout(
     assert "another run is writing table dst; gave up after waiting" in msg
     assert "(job.content[0].writer.parameter.lockTimeout is 1 s); nothing was written" in msg
     assert rows(bare.read_table("dst")) == rows(OLD)
+
+
+def test_a_group_with_a_small_batch_amid_large_ones_is_cut_in_whole_row_groups() -> None:
+    # a split's last rows between two large batches: DuckDB must get whole row groups, in
+    # order, and a row group inside one batch is that batch's memory, not a copy
+    rg = duckdb_connector.writer.ROW_GROUP_ROWS
+    sizes = [rg + 5000, 300, 3 * rg + 1, 2 * rg]
+    group, start = [], 0
+    for n in sizes:
+        ids = pa.array(range(start, start + n), pa.int64())
+        group.append(pa.record_batch({"id": ids, "s": ids.cast(pa.string())}))
+        start += n
+    table = duckdb_connector.writer._aligned(group)
+    assert table.column("id").to_pylist() == list(range(start))
+    assert table.column("s").to_pylist() == [str(i) for i in range(start)]
+    cut = table.to_batches()
+    assert all(b.num_rows % rg == 0 for b in cut[:-1]), [b.num_rows for b in cut]
+    assert cut[0].num_rows == rg
+    assert cut[0].column(0).buffers()[1].address == group[0].column(0).buffers()[1].address

@@ -135,14 +135,17 @@ def _job(
     folder: Path,
     reader: dict[str, Any],
     *,
-    direct: bool,
+    direct: bool | None,
     mode: str = "truncate",
     table: str = "t",
     record: int | None = None,
     transformer: list[Any] | None = None,
     writer: dict[str, Any] | None = None,
 ) -> Any:
-    setting: dict[str, Any] = {"speed": {"concurrent": 2}, "direct": direct}
+    setting: dict[str, Any] = {"speed": {"concurrent": 2}}
+    if direct is not None:
+        setting["direct"] = direct
+    name = {None: "unset", True: "direct", False: "arrow"}[direct]
     if record is not None:
         setting["errorLimit"] = {"record": record}
     content: dict[str, Any] = {
@@ -150,7 +153,7 @@ def _job(
         "writer": {
             "name": "duckdbwriter",
             "parameter": {
-                "database": str(folder / ("direct.duckdb" if direct else "arrow.duckdb")),
+                "database": str(folder / f"{name}.duckdb"),
                 "table": table,
                 "writeMode": mode,
                 **(writer or {}),
@@ -159,7 +162,6 @@ def _job(
     }
     if transformer:
         content["transformer"] = transformer
-    name = "direct" if direct else "arrow"
     path = folder / f"job_{name}.json"
     path.write_text(json.dumps({"job": {"setting": setting, "content": [content]}}))
     dirty = folder / f"{name}.dirty.jsonl"
@@ -268,6 +270,21 @@ def test_the_direct_path_gives_the_arrow_paths_table(tmp_path: Path, case: str) 
     assert [p.path for p in direct.paths] == [DIRECT]
     assert not any(s.fallback for s in direct.splits)
     assert direct.records_written == _arrow.records_written > 0
+
+
+def test_without_setting_direct_csv_goes_the_arrow_way(tmp_path: Path) -> None:
+    # the exact direct path is slower than the Arrow path: only setting.direct: true takes it
+    (tmp_path / "a.csv").write_text(HEADER + CLEAN)
+    reader = {"path": str(tmp_path / "a.csv"), "skipHeader": True, "column": TYPED}
+    unset = _job(tmp_path, reader, direct=None)
+    assert unset.status == "succeeded", unset.error
+    assert [p.path for p in unset.paths] == ["arrow"]
+    assert "direct: true" in (unset.paths[0].why or "")
+    assert [s.path for s in unset.splits] == ["arrow"]
+    assert unset.records_written == 7
+    forced = _job(tmp_path, reader, direct=True)
+    assert [p.path for p in forced.paths] == [DIRECT]
+    _same(tmp_path / "unset.duckdb", tmp_path / "direct.duckdb", "t")
 
 
 def _dirty(report: Any) -> list[tuple[str, str, str]]:

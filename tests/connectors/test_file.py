@@ -175,6 +175,58 @@ def test_parquet_keeps_every_arrow_type(tmp_path: Path) -> None:
     assert got is not None and got.equals(ROUND_TRIP.cast(got.schema))
 
 
+def test_parquet_dictionary_encodes_only_the_columns_it_makes_smaller(tmp_path: Path) -> None:
+    n = 20_000
+    ids = pa.array(range(n), pa.int64())
+    t = pa.table(
+        {
+            "id": ids,  # unique
+            "score": pc.multiply(pc.cast(ids, pa.float64()), 0.37),  # unique
+            "note": pc.binary_join_element_wise("order note ", pc.cast(ids, pa.string()), ""),
+            "city": pc.binary_join_element_wise(
+                "city ", pc.cast(pc.divide(ids, 1000), pa.string()), ""
+            ),  # 20 values
+            "qty": pc.cast(pc.divide(ids, 2000), pa.int32()),  # 10 values
+            "paid": pc.equal(pc.bit_wise_and(ids, 1), 0),
+            "tags": pa.array([["a", "b"]] * n, pa.list_(pa.string())),
+        }
+    )
+    write(writer(tmp_path, fileFormat="parquet", fileName="t.parquet"), t)
+    f = pq.ParquetFile(tmp_path / "out" / "t.parquet")
+    group = f.metadata.row_group(0)
+    dictionary = {
+        group.column(i).path_in_schema: "RLE_DICTIONARY" in group.column(i).encodings
+        for i in range(group.num_columns)
+    }
+    assert dictionary == {
+        "id": False,
+        "score": False,
+        "note": False,
+        "city": True,
+        "qty": True,
+        "paid": False,
+        "tags.list.element": True,  # nested leaves keep pyarrow's default
+    }
+    assert f.read().equals(t)
+
+
+def test_parquet_dictionary_rule_judges_extension_types_by_their_storage(tmp_path: Path) -> None:
+    if not hasattr(pa, "uuid"):
+        pytest.skip("pyarrow without the canonical uuid and json types")
+    n = 5_000
+    t = pa.table(
+        {
+            "key": pa.array([i.to_bytes(16, "big") for i in range(n)], pa.uuid()),  # unique
+            "doc": pa.array(['{"a": 1}', '{"b": 2}'] * (n // 2), pa.json_()),  # 2 values
+        }
+    )
+    write(writer(tmp_path, fileFormat="parquet", fileName="t.parquet"), t)
+    f = pq.ParquetFile(tmp_path / "out" / "t.parquet")
+    group = f.metadata.row_group(0)
+    assert ["RLE_DICTIONARY" in group.column(i).encodings for i in range(2)] == [False, True]
+    assert f.read().equals(t)
+
+
 def test_copy_csv_to_parquet_as_the_engine_does(tmp_path: Path) -> None:
     lines_file(tmp_path / "in" / "a.csv", ["id,name", *(f"{i},n{i}" for i in range(100))])
     r = reader(
@@ -774,7 +826,7 @@ def test_a_truncate_rerun_yields_byte_identical_files(tmp_path: Path, fmt: str) 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_max_file_size_cuts_numbered_parts(tmp_path: Path, fmt: str) -> None:
-    n = 20_000
+    n = 60_000
     t = pa.table(
         {"id": pa.array(range(n), pa.int64()), "v": pc.cast(pa.array(range(n)), pa.string())}
     )

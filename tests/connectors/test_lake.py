@@ -490,6 +490,31 @@ def test_reader_travels_to_a_snapshot_by_id_and_by_time(tmp_path: Path) -> None:
         read(tmp_path, "iceberg", asOf="2000-01-01 00:00:00")
 
 
+def test_as_of_reads_times_by_length_in_the_jobs_zone_and_refuses_doubtful_ones(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "iceberg", [B3], partition="ds=20161114")
+
+    def as_of(v: Any, tz: str = "UTC") -> Reader:
+        ctx_ = base.Context(base_dir=tmp_path, where="reader", timezone=tz)
+        return Reader({"format": "iceberg", "table": "ods.t", "asOf": v}, ctx_)
+
+    # the table's history is recent: each form must name 2000 or 2001, not 1970 or 2609
+    for v in (20000101, "20000101", 20000101000000, "2000-01-01 00:00:00", 1000000000000):
+        with pytest.raises(ConfigError, match=r"no snapshot that old"):
+            list(as_of(v).splits(1))
+    for v in (20991231, "2099-12-31 23:59"):  # and 2099, not 20 seconds after 1970
+        r = as_of(v)
+        assert sum(b.num_rows for s in r.splits(1) for b in r.read(s)) == 3
+    with pytest.raises(ConfigError) as e:
+        as_of("2026-10-25 02:30:00", "Europe/Berlin")
+    assert str(e.value).startswith("reader.asOf: 2026-10-25 02:30:00 is ambiguous in Europe/Berlin")
+    with pytest.raises(ConfigError, match=r"^reader\.asOf: 2026-03-29 02:30:00 does not exist"):
+        as_of("2026-03-29 02:30:00", "Europe/Berlin")
+    with pytest.raises(ConfigError, match=r"^reader\.asOf: '2016111' is not a time"):
+        as_of("2016111")
+
+
 def test_each_iceberg_commit_is_one_snapshot_with_the_run_in_its_summary(tmp_path: Path) -> None:
     write(tmp_path, "iceberg", [B3, B3], partition="ds=20161114")
     write(tmp_path, "iceberg", [B3], partition="ds=20161114", lifecycle=5)

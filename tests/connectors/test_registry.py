@@ -68,7 +68,10 @@ def test_a_plugin_without_the_side_asked_for_is_refused(plugin: str) -> None:
     ],
 )
 def test_built_in_kinds_and_datax_names_resolve(name: str, side: base.Side, kind: str) -> None:
+    base._plugins.cache_clear()
     assert base.resolve(name, side)[0] == kind
+    # without a look at the installed packages' entry points (some 20 ms of every start-up)
+    assert base._plugins.cache_info().misses == 0
 
 
 def test_an_unknown_name_suggests_the_closest() -> None:

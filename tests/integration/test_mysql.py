@@ -981,6 +981,35 @@ def test_incremental_cursor_is_saved_only_when_the_job_commits(
     ]
 
 
+def test_incremental_bounds_of_a_timestamp_column_are_instants_of_the_jobs_zone(
+    tmp_path: Path, mysql_db: MyDb
+) -> None:
+    # TIMESTAMP holds instants; the session compares in UTC, the job lives in Shanghai (+08:00)
+    mysql_db.execute(
+        "SET time_zone = '+00:00'",
+        "CREATE TABLE oplog (id INT, ts TIMESTAMP NULL)",
+        "INSERT INTO oplog VALUES (1, '2025-12-30 23:00:00'), (2, '2025-12-31 05:00:00'), "
+        "(3, '2025-12-31 23:00:00'), (4, '2026-01-01 03:00:00'), (5, '2026-01-01 09:00:00')",
+        "CREATE TABLE ods (id INT, ts TIMESTAMP NULL)",
+    )
+    # start 08:00 Shanghai = 00:00 UTC on the 31st; cyctime 08:00 Shanghai = 00:00 UTC on the 1st
+    reader = rparams(
+        mysql_db, "oplog", incremental={"column": "ts", "start": "2025-12-31 08:00:00"}
+    )
+    path = job_file(tmp_path, reader, wparams(mysql_db, "ods"))
+    doc = json.loads(path.read_text())
+    doc["job"]["setting"]["timezone"] = "Asia/Shanghai"
+    path.write_text(json.dumps(doc))
+
+    def ids() -> list[int]:
+        return [r[0] for r in mysql_db.query("SELECT id FROM ods ORDER BY id")]
+
+    assert run(path, tmp_path, cyctime="20260101080000").status == "succeeded"
+    assert ids() == [2, 3]
+    assert run(path, tmp_path, cyctime="20260102080000").records_written == 2
+    assert ids() == [2, 3, 4, 5]
+
+
 def test_seed_001_oplog_where_reads_the_business_day(tmp_path: Path, mysql_db: MyDb) -> None:
     mysql_db.execute(
         "CREATE TABLE oplog (optime DATETIME, uname VARCHAR(50), action VARCHAR(50), "

@@ -432,6 +432,33 @@ def test_incremental_cursor_reads_only_rows_after_the_last_committed_run(
     assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == [(1,), (2,), (3,), (4,)]
 
 
+def test_incremental_bounds_of_a_timestamptz_column_are_instants_of_the_jobs_zone(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, ts timestamptz)",
+        "CREATE TABLE {s}.dst (id int, ts timestamptz)",
+        "INSERT INTO {s}.src VALUES (1, '2026-10-24 21:00Z'), (2, '2026-10-24 23:30Z'), "
+        "(3, '2026-10-25 00:30Z'), (4, '2026-10-25 01:30Z'), (5, '2026-10-25 02:30Z')",
+    )
+    berlin = {"timezone": "Europe/Berlin"}  # 02:00..03:00 happens twice on 2026-10-25
+    rp = pg.reader_params(table="src", incremental={"column": "ts", "start": "2026-10-25 00:00"})
+    first = run(pg, tmp_path, rp, pg.writer_params("dst"), berlin, cyctime="20261025020000")
+    assert (first.status, first.records_read) == ("succeeded", 1), first.error  # 23:30Z only
+    # the scheduler's 02:00 is the first one (00:00Z); 03:00 comes after the repeated hour
+    second = run(pg, tmp_path, rp, pg.writer_params("dst"), berlin, cyctime="20261025030000")
+    assert (second.status, second.records_read) == ("succeeded", 2), second.error
+    assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == [(2,), (3,), (4,)]
+    doubtful = pg.reader_params(
+        table="src", incremental={"column": "ts", "start": "2026-10-25 02:30"}
+    )
+    (tmp_path / "again").mkdir()
+    bad = run(pg, tmp_path / "again", doubtful, pg.writer_params("dst"), berlin)
+    assert bad.status == "failed"
+    assert "incremental.start: 2026-10-25 02:30:00 is ambiguous in Europe/Berlin" in bad.error
+    assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == [(2,), (3,), (4,)]
+
+
 def test_incremental_cursor_is_not_saved_when_the_job_fails(pg: PgDb, tmp_path: Path) -> None:
     _optime_tables(pg)
     rp = pg.reader_params(table="src", incremental={"column": "optime"})

@@ -4,12 +4,18 @@ into pieces."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
+import tidesync
 from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
 from tidesync.connectors.base import Context
 from tidesync.connectors.postgresql import PgSplit, Reader, decode, wire
@@ -194,3 +200,58 @@ def test_numerics_of_every_width_up_to_18_digits_read_as_through_adbc(
     )
     ours, _ = _both(pg, monkeypatch, table="t")
     assert ours.num_rows == 3007
+
+
+_NO_PANDAS = """
+import sys
+from tidesync.cli import entry
+sys.argv = ["tidesync", "run", sys.argv[1]]
+try:
+    entry()
+except SystemExit as e:
+    if e.code:
+        raise
+print("pandas imported" if "pandas" in sys.modules else "no pandas")
+"""
+
+
+def test_a_parquet_export_never_imports_pandas(pg: PgDb, tmp_path: Path) -> None:
+    # pa.array or pa.scalar on Python values imports pandas: a quarter second of every run's
+    # start-up, which the socket path's decoding and the Parquet writer have no use for
+    pg.sql(
+        "CREATE TABLE {s}.t (id bigint PRIMARY KEY, c varchar(32), a numeric(12,2), "
+        "f double precision, q int, p boolean, ts timestamp, d date, n text)",
+        "INSERT INTO {s}.t SELECT g, 'c' || (g % 50), g / 100.0, g * 0.37, g % 10, g % 3 = 0, "
+        "timestamp '2020-01-01' + g * interval '1 second', date '2020-01-01' + g % 400, "
+        "CASE WHEN g % 7 = 0 THEN NULL ELSE 'note ' || g END FROM generate_series(1, 20000) g",
+    )
+    reader = {**pg.reader_params(table="t"), "column": ["*"], "splitPk": "id"}
+    writer = {"path": str(tmp_path / "out"), "fileName": "t.parquet", "fileFormat": "parquet"}
+    job = tmp_path / "job.json"
+    job.write_text(
+        json.dumps(
+            {
+                "job": {
+                    "setting": {"speed": {"channel": 2}},
+                    "content": [
+                        {
+                            "reader": {"name": "postgresqlreader", "parameter": reader},
+                            "writer": {"name": "txtfilewriter", "parameter": writer},
+                        }
+                    ],
+                }
+            }
+        )
+    )
+    src = str(Path(tidesync.__file__).parents[1])  # this tidesync, not another installed one
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_PANDAS, str(job)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": src},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "20,000 written" in proc.stderr + proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "no pandas"

@@ -518,6 +518,7 @@ def test_public_names():
     assert params.__all__ == [
         "RunTime",
         "parse_time_arg",
+        "local_instant",
         "parse_date_arg",
         "parse_datax_properties",
         "evaluate",
@@ -532,3 +533,34 @@ def test_docstring_examples_hold():
     result = doctest.testmod(params, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+# -- wall times to instants ---------------------------------------------------------------------
+
+
+def test_local_instant_reads_a_wall_time_in_the_zone() -> None:
+    t = params.local_instant(datetime(2026, 7, 1, 12), "Europe/Berlin")
+    assert t == datetime(2026, 7, 1, 10, tzinfo=UTC)
+    aware = datetime(2026, 10, 25, 2, 30, tzinfo=timezone(timedelta(hours=1)))
+    assert params.local_instant(aware, "Europe/Berlin") is aware
+
+
+def test_local_instant_refuses_a_wall_time_the_clock_shows_twice() -> None:
+    with pytest.raises(ValueError) as e:
+        params.local_instant(datetime(2026, 10, 25, 2, 30), "Europe/Berlin")
+    assert str(e.value).startswith("2026-10-25 02:30:00 is ambiguous in Europe/Berlin")
+    assert "+02:00 and at +01:00" in str(e.value)
+    assert "2026-10-25T02:30:00+02:00" in str(e.value)
+
+
+def test_local_instant_refuses_a_wall_time_the_clock_skips() -> None:
+    with pytest.raises(ValueError, match=r"^2026-03-29 02:30:00 does not exist in Europe/Berlin"):
+        params.local_instant(datetime(2026, 3, 29, 2, 30), ZoneInfo("Europe/Berlin"))
+    # the minutes either side of both changes are single instants
+    for wall, utc in (
+        (datetime(2026, 3, 29, 1, 59, 59), datetime(2026, 3, 29, 0, 59, 59)),
+        (datetime(2026, 3, 29, 3, 0), datetime(2026, 3, 29, 1, 0)),
+        (datetime(2026, 10, 25, 1, 59, 59), datetime(2026, 10, 24, 23, 59, 59)),
+        (datetime(2026, 10, 25, 3, 0), datetime(2026, 10, 25, 2, 0)),
+    ):
+        assert params.local_instant(wall, "Europe/Berlin") == utc.replace(tzinfo=UTC)

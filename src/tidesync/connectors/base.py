@@ -34,7 +34,9 @@ target state.
 The direct path (passthrough between like stores). When a content entry has no transformer,
 no ``speed.record`` limit and ``setting.direct`` is not false, the engine asks the prepared
 writer ``writer.raw_form(reader, schema)``; a form the reader lists in ``reader.raw_forms()``
-(and an executor that runs the writer's sinks where the reader runs) makes every split go::
+(and an executor that runs the writer's sinks where the reader runs) makes every split go the
+way below, when ``setting.direct`` is true or, unset, when ``writer.raw_by_default(form)``
+says the form pays for itself (the default: yes)::
 
     sink = writer.open(split)
     for raw in reader.read_raw(split, form):   # Raw: bytes / a file, in the store's own form
@@ -79,7 +81,6 @@ import functools
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
@@ -315,6 +316,13 @@ class Writer:
         rows as they are, byte for byte; ``schema`` is the reader's."""
         return None
 
+    def raw_by_default(self, form: str) -> bool:
+        """Whether the direct path takes ``form`` (one :meth:`raw_form` said) when the job
+        leaves ``setting.direct`` unset; ``setting.direct: true`` takes it whatever this says.
+        The default: yes. Say no for a form that is correct but slower than the Arrow path
+        (DuckDB's ``csv-file``: the exactness checks cost more than tidesync's own parsing)."""
+        return True
+
     def commit(self, results: list[Any]) -> None:
         raise NotImplementedError
 
@@ -395,6 +403,8 @@ ELSEWHERE["otsstream"] = (
 
 @functools.cache
 def _plugins() -> dict[str, str]:
+    from importlib.metadata import entry_points  # imported only when a name is not built in
+
     return {ep.name: ep.value for ep in entry_points(group="tidesync.connectors")}
 
 
@@ -403,16 +413,16 @@ def resolve(name: str, side: Side, where: str = "") -> tuple[str, str]:
     key = name.strip().lower() if isinstance(name, str) else ""
     if key in CONNECTORS:
         return key, CONNECTORS[key]
-    plugins = _plugins()
-    if key in plugins:
-        return key, plugins[key]
-    if key in ALIASES:
+    if key in ALIASES:  # built-in names first: no scan of the installed packages (20 ms)
         kind, alias_side = ALIASES[key]
         if alias_side is not None and alias_side != side:
             raise ConfigError(
                 f"{where}: '{name}' is a {alias_side}, but it stands here as the {side}"
             )
         return kind, CONNECTORS[kind]
+    plugins = _plugins()
+    if key in plugins:
+        return key, plugins[key]
     # DataX style without a registered alias: 'foowriter' -> 'foo'
     for suffix in (side,):
         if key.endswith(suffix) and key[: -len(suffix)] in CONNECTORS:

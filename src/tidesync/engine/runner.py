@@ -636,9 +636,10 @@ def direct_form(
 
     Direct only when nothing needs the rows as Arrow: no transformer, no ``speed.record``
     limit (raw pieces may not say their rows up front), ``setting.direct`` not false, the
-    executor runs the writer's sinks where the readers run, and the writer takes one of the
-    reader's raw forms (``Writer.raw_form``: the target's columns and types fit as they are)."""
-    if not settings.direct:
+    executor runs the writer's sinks where the readers run, the writer takes one of the
+    reader's raw forms (``Writer.raw_form``: the target's columns and types fit as they are)
+    and, with ``setting.direct`` unset, wants it (``Writer.raw_by_default``)."""
+    if settings.direct is False:
         return None, f"{settings.where}.direct is false"
     if part.transforms:
         return None, "the entry has transformers"
@@ -656,6 +657,11 @@ def direct_form(
         return None, (
             f"the {part.content.writer.name} writer takes none of the reader's raw forms "
             f"({', '.join(forms)}){detail}"
+        )
+    if settings.direct is None and not part.writer.raw_by_default(form):
+        return None, (
+            f"the {part.content.writer.name} writer takes {form} only with "
+            f"{settings.where}.direct: true (the Arrow path is faster)"
         )
     return form, None
 

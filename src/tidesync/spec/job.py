@@ -38,6 +38,9 @@ Settings::
     timezone                            IANA name for naive times (default: the machine's)
     executor                            where tasks run: local (threads in this process) or ray
     direct: false                       always the Arrow path (no passthrough between like stores)
+    direct: true                        the direct path wherever the writer takes the reader's raw
+                                        form (unset: where the writer says it pays, see
+                                        ``Writer.raw_by_default``)
 
 With neither ``errorLimit.record`` nor ``errorLimit.percentage`` set, no dirty record is allowed.
 Numbers may be written as strings (``"record": "0"``).
@@ -104,8 +107,9 @@ class Settings:
     executor_where: str | None = None
     where: str = "setting"  # key path of the setting object, for messages
     state_key: str | None = None  # the job's identity in the state store (setting.stateKey)
-    #: may an entry take the direct path (raw rows between like stores, no Arrow)? (setting.direct)
-    direct: bool = True
+    #: may an entry take the direct path (raw rows between like stores, no Arrow)?
+    #: (setting.direct) None: not set, each writer decides (``Writer.raw_by_default``)
+    direct: bool | None = None
 
     @property
     def executor_path(self) -> str:
@@ -674,10 +678,10 @@ def _settings(v: Any, where: str, problems: list[str], ignored: list[str]) -> Se
                 f"{where}.{tz_key}: unknown time zone {_show(tz)} "
                 "(use an IANA name such as Asia/Shanghai)"
             )
-    direct = d.get("direct", True)
+    direct = d.get("direct")
     if isinstance(direct, str) and direct.strip().lower() in ("true", "false"):
         direct = direct.strip().lower() == "true"
-    if isinstance(direct, bool):
+    if direct is None or isinstance(direct, bool):
         s.direct = direct
     else:
         problems.append(f"{where}.direct: must be true or false, got {_show(direct)}")

@@ -71,6 +71,7 @@ from tidesync.errors import ConfigError
 __all__ = [
     "RunTime",
     "parse_time_arg",
+    "local_instant",
     "parse_date_arg",
     "parse_datax_properties",
     "evaluate",
@@ -168,6 +169,48 @@ def parse_time_arg(value: object) -> datetime:
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a valid time ({exc}); accepted: {TIME_FORMS}") from None
     raise ValueError(f"{value!r} is not a time{_why_not(text)}; accepted: {TIME_FORMS}")
+
+
+def local_instant(wall: datetime, zone: str | tzinfo) -> datetime:
+    """The one instant a naive wall time of ``zone`` names; an aware ``wall`` is kept as it is.
+
+    A wall time that a daylight-saving change skips or repeats names no instant or two, and
+    a window bound or a point in time read from it would be a guess: :class:`ValueError` says
+    which instants are in question and how to give the bound without the doubt.
+
+    >>> local_instant(datetime(2026, 7, 1, 12), "Europe/Berlin").isoformat()
+    '2026-07-01T12:00:00+02:00'
+    >>> local_instant(datetime(2026, 10, 25, 2, 30), "Europe/Berlin")
+    Traceback (most recent call last):
+    ...
+    ValueError: 2026-10-25 02:30:00 is ambiguous in Europe/Berlin: the clock shows it twice (at +02:00 and at +01:00); give the time with its offset (2026-10-25T02:30:00+02:00) or set the job's time zone to one without daylight saving, such as UTC
+    """
+    if wall.tzinfo is not None:
+        return wall
+    tz = ZoneInfo(zone) if isinstance(zone, str) else zone
+    first, second = wall.replace(tzinfo=tz, fold=0), wall.replace(tzinfo=tz, fold=1)
+    off0, off1 = first.utcoffset(), second.utcoffset()
+    if off0 == off1:
+        return first
+    name = str(zone)
+    shown = wall.isoformat(sep=" ")
+    fix = "or set the job's time zone to one without daylight saving, such as UTC"
+    if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) == wall:
+        raise ValueError(
+            f"{shown} is ambiguous in {name}: the clock shows it twice (at {_offset(off0)} and at "
+            f"{_offset(off1)}); give the time with its offset ({wall.isoformat()}{_offset(off0)}) "
+            + fix
+        )
+    raise ValueError(
+        f"{shown} does not exist in {name}: the clock skips it (moving from {_offset(off0)} to "
+        f"{_offset(off1)}); give a time the clock shows, or one with its offset, " + fix
+    )
+
+
+def _offset(delta: timedelta | None) -> str:
+    minutes = int((delta or timedelta()).total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def parse_date_arg(value: object) -> date:

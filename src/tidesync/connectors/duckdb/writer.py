@@ -187,11 +187,33 @@ def _aligned(group: list[pa.RecordBatch]) -> pa.Table:
     """The batches as one table DuckDB can insert in parallel and write straight to storage: a
     small batch amid large ones (a split's last rows) makes DuckDB keep the statement's rows in
     memory and compress them again at COMMIT (measured: COMMIT of 5M such rows 0.6-1.0 s instead
-    of 0.05 s), so such a group is joined into one and cut in row-group multiples."""
+    of 0.05 s), so such a group is cut in whole row groups, in order. A row group within one
+    batch is a slice of it; only one that spans batches is copied (joining the whole group
+    copied every row of a csv load, in the one inserting thread)."""
     table = pa.Table.from_batches(group)
     if all(b.num_rows >= ROW_GROUP_ROWS for b in group[:-1]):
         return table
-    return pa.Table.from_batches(table.combine_chunks().to_batches(2 * ROW_GROUP_ROWS))
+    out: list[pa.RecordBatch] = []
+    pending: list[pa.RecordBatch] = []  # the start of a row group that spans batches
+    held = 0  # rows in pending
+    for b in group:
+        at = 0
+        if pending:
+            at = min(ROW_GROUP_ROWS - held, b.num_rows)
+            pending.append(b.slice(0, at))
+            held += at
+            if held < ROW_GROUP_ROWS:
+                continue
+            out.append(pa.concat_batches(pending))
+            pending, held = [], 0
+        whole = (b.num_rows - at) // ROW_GROUP_ROWS * ROW_GROUP_ROWS
+        if whole:
+            out.append(b.slice(at, whole))
+        if at + whole < b.num_rows:
+            pending, held = [b.slice(at + whole)], b.num_rows - at - whole
+    if pending:
+        out.append(pa.concat_batches(pending))
+    return pa.Table.from_batches(out, schema=table.schema)
 
 
 class Writer(SqlWriter):
@@ -611,6 +633,12 @@ class Writer(SqlWriter):
         transaction), and each target column of the type the reader gives."""
         self.raw_refusal = self._raw_refusal(reader, schema)
         return None if self.raw_refusal else FORM
+
+    def raw_by_default(self, form: str) -> bool:
+        """Not ``csv-file`` unless ``setting.direct: true``: its exactness checks (a regex per
+        typed value, the quote search) make it slower than tidesync's own csv reading into
+        the queued inserts (docs/design.md, issue 17)."""
+        return form != FORM
 
     def _raw_refusal(self, reader: base.Reader, schema: pa.Schema | None) -> str:
         if FORM not in reader.raw_forms():

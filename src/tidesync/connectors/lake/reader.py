@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
@@ -14,6 +12,7 @@ from tidesync.connectors import base
 from tidesync.connectors.lake.common import conform
 from tidesync.connectors.lake.conn import _Common
 from tidesync.errors import ConfigError, did_you_mean
+from tidesync.spec.params import local_instant, parse_time_arg
 
 
 @dataclass(frozen=True)
@@ -35,12 +34,10 @@ class Reader(base.Reader):
         self.as_of_ms: int | None = None
         as_of = p.get("asOf")
         if as_of is not None:
-            self.as_of_ms = _epoch_ms(as_of, ctx.timezone)
-            if self.as_of_ms is None:
-                p.problem(
-                    "asOf",
-                    f"{as_of!r} is not a time such as '2016-11-15 00:00:00' or epoch milliseconds",
-                )
+            try:
+                self.as_of_ms = _epoch_ms(as_of, ctx.timezone)
+            except ValueError as e:
+                p.problem("asOf", f"{e}; or give epoch milliseconds")
         if (self.snapshot is not None or as_of is not None) and self.o.format == "hive":
             p.problem(
                 "snapshotId" if self.snapshot is not None else "asOf",
@@ -180,18 +177,17 @@ class Reader(base.Reader):
             yield pa.RecordBatch.from_arrays([cols[n] for n in schema.names], schema=schema)
 
 
-def _epoch_ms(v: Any, tz: str) -> int | None:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if not isinstance(v, str):
-        return None
-    s = v.strip()
-    if s.isdigit() and len(s) >= 13:
-        return int(s)
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y%m%d%H%M%S", "%Y%m%d"):
-        try:
-            dt = datetime.strptime(s, fmt)
-        except ValueError:
-            continue
-        return int(dt.replace(tzinfo=ZoneInfo(tz or "UTC")).timestamp() * 1000)
-    return None
+def _epoch_ms(v: Any, tz: str) -> int:
+    """``asOf`` as epoch milliseconds: 13 digits are milliseconds, anything else a time.
+
+    By length, as :func:`parse_time_arg` reads times: ``20161115`` is that day, never 20,161
+    seconds after 1970, and ``20161115000000`` is its midnight, never a date in 2609. A time
+    without an offset is in the job's zone; one the zone's clock skips or shows twice raises
+    :class:`ValueError`, as does anything that is not a time.
+    """
+    if isinstance(v, bool):
+        raise ValueError(f"{v!r} is not a time")
+    text = str(v).strip() if isinstance(v, int | str) else v
+    if isinstance(text, str) and text.isdigit() and len(text) == 13:
+        return int(text)
+    return int(local_instant(parse_time_arg(text), tz or "UTC").timestamp() * 1000)

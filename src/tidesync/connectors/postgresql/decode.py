@@ -100,6 +100,17 @@ def _validity(null: np.ndarray | None) -> pa.Buffer | None:
     return None if null is None else pa.py_buffer(np.packbits(~null, bitorder="little"))
 
 
+# numpy to Arrow by buffers, never pa.array: that imports pandas (a quarter second of start-up)
+def _bools(mask: np.ndarray) -> pa.Array:
+    return pa.Array.from_buffers(
+        pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))]
+    )
+
+
+def _int32s(values: np.ndarray) -> pa.Array:
+    return pa.Array.from_buffers(pa.int32(), len(values), [None, pa.py_buffer(values)])
+
+
 def decode(
     a: np.ndarray, rows: np.ndarray, kinds: list[str], cols: list[OutColumn], schema: pa.Schema
 ) -> tuple[pa.RecordBatch, pa.Array | None]:
@@ -134,7 +145,7 @@ def decode(
                 start = np.where(null_mask, stop, start)
             arrays.append(_varlen(a, start, stop, null, col.type))
     batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
-    return batch, (pa.array(bad) if bad is not None else None)
+    return batch, (_bools(bad) if bad is not None else None)
 
 
 def _check_width(length: np.ndarray, width: int, col: OutColumn) -> None:
@@ -178,13 +189,7 @@ def _varlen(
     return values if pa.types.is_binary(t) else values.cast(t)
 
 
-def _evens(n: int) -> pa.Array:  # from the buffer: pa.array(ndarray) imports pandas (0.25 s)
-    return pa.Array.from_buffers(
-        pa.int32(), n, [None, pa.py_buffer(np.arange(0, 2 * n, 2, dtype=np.int32))]
-    )
-
-
-_EVEN = _evens(1 << 10)
+_EVEN = _int32s(np.arange(0, 2 << 10, 2, dtype=np.int32))
 
 
 def _even(n: int) -> pa.Array:
@@ -192,7 +197,7 @@ def _even(n: int) -> pa.Array:
     global _EVEN
     e = _EVEN
     if n > len(e):
-        e = _evens(max(n, 2 * len(e)))
+        e = _int32s(np.arange(0, 2 * max(n, 2 * len(e)), 2, dtype=np.int32))
         if len(e) > len(_EVEN):
             _EVEN = e
     return e.slice(0, n)

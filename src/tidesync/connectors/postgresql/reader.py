@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -57,7 +58,7 @@ from tidesync.connectors.postgresql.conn import (
 )
 from tidesync.connectors.postgresql.types import OutColumn, describe_types, read_plan, to_arrow
 from tidesync.connectors.sql import POSTGRESQL, column_sql
-from tidesync.connectors.sql.incremental import Cursor, Incremental, is_temporal
+from tidesync.connectors.sql.incremental import Cursor, Incremental, is_aware, is_temporal
 from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
 
 __all__ = ["Reader", "PgSplit"]
@@ -367,7 +368,12 @@ class Reader(base.Reader):
     def _cursor(self, plan: _Plan, col: OutColumn, ref: str, drop: bool) -> None:
         assert self.incremental is not None
         plan.cursor = self.incremental.cursor(
-            self.ctx, plan.label, col.name, drop=drop, temporal=is_temporal(col.type)
+            self.ctx,
+            plan.label,
+            col.name,
+            drop=drop,
+            temporal=is_temporal(col.type),
+            aware=is_aware(col.type),
         )
         window = plan.cursor.condition(POSTGRESQL, ref)
         if window:
@@ -695,6 +701,12 @@ _INFINITY = {
         _wrap(-(1 << 63) + 946_684_800_000_000, 64),
     ],
 }
+#: the same as Arrow value sets, made from buffers: pa.array on Python values imports pandas,
+#: a quarter second of start-up that a PostgreSQL -> Parquet run has no other use for
+_INFINITY_SET = {
+    kind: pa.Array.from_buffers(t, 2, [None, pa.py_buffer(np.array(_INFINITY[kind], dtype))])
+    for kind, t, dtype in [("date", pa.int32(), np.int32), ("timestamp", pa.int64(), np.int64)]
+}
 
 
 def _infinite(batch: pa.RecordBatch) -> dict[str, pa.Array]:
@@ -709,7 +721,8 @@ def _infinite(batch: pa.RecordBatch) -> dict[str, pa.Array]:
             storage, kind = col.view(pa.int64()), "timestamp"
         else:
             continue
-        m = pc.fill_null(pc.is_in(storage, pa.array(_INFINITY[kind], storage.type)), False)
+        # no null in the set: a null row gives false, never null
+        m = pc.is_in(storage, value_set=_INFINITY_SET[kind], skip_nulls=True)
         if pc.any(m).as_py():
             found[name] = m
     return found

@@ -45,7 +45,6 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -160,6 +159,9 @@ def _millis(p: Params, key: str, alt: str) -> int | None:
     return int(text)
 
 
+_OTHER = {"startTime": "startTimestampMillis", "endTime": "endTimestampMillis"}
+
+
 def _looks_like_time(text: str) -> bool:
     try:
         datetime.strptime(text, "%Y%m%d%H%M%S")
@@ -169,18 +171,16 @@ def _looks_like_time(text: str) -> bool:
 
 
 def _time(p: Params, key: str, tz: str) -> int | None:
-    from tidesync.spec.params import parse_time_arg
+    from tidesync.spec.params import local_instant, parse_time_arg
 
     v = p.get(key)
     if v is None:
         return None
     try:
-        t = parse_time_arg(v)
+        t = local_instant(parse_time_arg(v), tz)
     except ValueError as e:
         p.problem(key, str(e))
         return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=ZoneInfo(tz))
     return int(t.timestamp() * 1000)
 
 
@@ -217,7 +217,8 @@ def cdc_options(p: Params, ctx: Context) -> CdcOptions:
     end = end if end is not None else _time(p, "endTime", ctx.timezone)
     if (start is None) != (end is None):
         missing = "endTime" if end is None else "startTime"
-        p.problem(missing, "is required with the other end of the window ([start, end))")
+        if not any(p.raw.get(k) not in (None, "") for k in (missing, _OTHER[missing])):
+            p.problem(missing, "is required with the other end of the window ([start, end))")
         start = end = None
     elif start is not None and end is not None and start >= end:
         p.problem("endTime", f"the window ends at {_show(end)}, not after its start {_show(start)}")

@@ -29,18 +29,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidesync.connectors.base import Chunk, Context, Params
 from tidesync.connectors.sql.conn import MYSQL, Dialect, _find
-from tidesync.errors import did_you_mean
+from tidesync.errors import ConfigError, did_you_mean
+from tidesync.spec.params import local_instant
 
-__all__ = ["Cursor", "Incremental", "literal"]
+__all__ = ["Cursor", "Incremental", "is_aware", "is_temporal", "literal"]
 
 _KEYS = ("column", "start", "end")
 
@@ -145,11 +147,24 @@ class Incremental:
         return found
 
     def cursor(
-        self, ctx: Context, source: str, column: str, *, drop: bool, temporal: bool
+        self,
+        ctx: Context,
+        source: str,
+        column: str,
+        *,
+        drop: bool,
+        temporal: bool,
+        aware: bool = False,
     ) -> Cursor:
         """The cursor of ``source`` for this run. The lower bound is the largest value the
         positions of the last committed run hold for this source and column (``start`` when
-        none); the upper bound ``end``, else the cyctime when the column is ``temporal``."""
+        none); the upper bound ``end``, else the cyctime when the column is ``temporal``.
+
+        When the column holds instants (``aware``: a timestamp with a zone, MySQL's TIMESTAMP,
+        PostgreSQL's timestamptz), a bound written as a wall time is one of the job's zone and
+        becomes the instant it names, with its offset, whatever zone the session compares in.
+        A ``start`` / ``end`` the zone's clock skips or shows twice is an error; the cyctime is
+        the instant the scheduler gives it (its first occurrence)."""
         saved = [
             pos["value"]
             for pos in ctx.stored_positions().values()
@@ -159,18 +174,47 @@ class Incremental:
             and pos.get("value") is not None
         ]
         lower = self.start
+        if aware:
+            lower = _instant(lower, ctx.timezone, ctx.path("incremental.start"))
         for v in saved:
             if lower is None or _after(v, lower):
                 lower = v
         upper = self.end
+        if aware:
+            upper = _instant(upper, ctx.timezone, ctx.path("incremental.end"))
         if upper is None and temporal and ctx.cyctime is not None:
-            upper = jsonable(ctx.cyctime)
+            upper = ctx.cyctime
+            if aware and isinstance(upper, datetime) and upper.tzinfo is None:
+                upper = upper.replace(tzinfo=ZoneInfo(ctx.timezone), fold=0).astimezone(UTC)
         return Cursor(source, column, jsonable(lower), jsonable(upper), drop)
+
+
+def _instant(v: Any, zone: str, where: str) -> Any:
+    """A bound of an instant column: a wall time (text or naive datetime) as the instant the
+    job's zone gives it, in UTC; numbers and times with an offset as they are."""
+    if isinstance(v, str) and ("-" in v.strip()[1:] or ":" in v):
+        try:
+            v = datetime.fromisoformat(v.strip())
+        except ValueError:
+            return v  # not a time: the server says what is wrong with it
+    elif isinstance(v, date) and not isinstance(v, datetime):
+        v = datetime(v.year, v.month, v.day)
+    if not isinstance(v, datetime):
+        return v
+    try:
+        return local_instant(v, zone).astimezone(UTC)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def is_temporal(t: pa.DataType) -> bool:
     """Whether a window end in time bounds a column of this type."""
     return pa.types.is_timestamp(t) or pa.types.is_date(t)
+
+
+def is_aware(t: pa.DataType) -> bool:
+    """Whether the column holds instants (a timestamp with a zone), not wall times."""
+    return pa.types.is_timestamp(t) and t.tz is not None
 
 
 def jsonable(v: Any) -> Any:
@@ -195,8 +239,21 @@ def literal(dialect: Dialect, v: Any) -> str:
         return str(v)
     text = str(jsonable(v))
     if dialect is MYSQL or dialect.name == MYSQL.name:
-        text = text.replace("\\", "\\\\")
+        text = _utc_wall(text).replace("\\", "\\\\")
     return "'" + text.replace("'", "''") + "'"
+
+
+def _utc_wall(text: str) -> str:
+    """A time with an offset as UTC wall time: MySQL reads no offset in a literal (MariaDB
+    drops it with a warning) and our sessions compare in UTC (``time_zone = '+00:00'``)."""
+    if ("+" in text or text.endswith("Z")) and ":" in text:
+        try:
+            t = datetime.fromisoformat(text)
+        except ValueError:
+            return text
+        if t.tzinfo is not None:
+            return jsonable(t.astimezone(UTC).replace(tzinfo=None))
+    return text
 
 
 def _after(a: Any, b: Any) -> bool:

@@ -19,7 +19,7 @@ from tidesync.connectors.sql.conn import (
     database_path,
     is_identifier,
 )
-from tidesync.connectors.sql.incremental import Cursor, Incremental, is_temporal
+from tidesync.connectors.sql.incremental import Cursor, Incremental, is_aware, is_temporal
 from tidesync.errors import ConfigError, FatalError, did_you_mean
 
 #: words a ``column`` entry may hold as a value, not a name (unless the table has such a column)
@@ -220,8 +220,10 @@ def source_cursor(
             column = incremental.column_of(schema.names, f"the columns of {s.label}")
         except ValueError as e:
             raise ConfigError(f"{ctx.path('incremental.column')}: {e}") from None
-    temporal = is_temporal(schema.field(column).type)
-    return incremental.cursor(ctx, s.label, column, drop=s.cursor_drop, temporal=temporal)
+    t = schema.field(column).type
+    return incremental.cursor(
+        ctx, s.label, column, drop=s.cursor_drop, temporal=is_temporal(t), aware=is_aware(t)
+    )
 
 
 def given_schema(s: Source, read_schema: pa.Schema) -> pa.Schema:
