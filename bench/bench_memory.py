@@ -6,7 +6,10 @@ MariaDB -> Parquet and CSV -> Parquet, at each table size given.
 
 Each job runs as a child process (``tidesync run JOB --no-progress``), alone; its peak RSS is
 the child's own high-water mark (``ru_maxrss`` of ``os.wait4`` on that child, which counts
-nothing of this script). The goal (issue 17) is under 400 MB at any size with default settings;
+nothing of this script). Beside it, the peaks of its anonymous memory and of its file-backed
+pages (the shared libraries' code: input files are read, not mapped), sampled from
+``/proc/PID/status``. ``--env`` runs each job under several environments in turn (allocator
+settings: ``--env "" "MIMALLOC_PURGE_DELAY=10"``), ``--runs`` repeats the rounds. The goal (issue 17) is under 400 MB at any size with default settings;
 the line ends with ``over`` where a job is past it. ``--reference`` measures connectorx
 (PostgreSQL, MariaDB; two partitions, then ``pq.write_table``) and pyarrow (CSV) the same way.
 
