@@ -6,7 +6,10 @@ MariaDB -> Parquet and CSV -> Parquet, at each table size given.
 
 Each job runs as a child process (``tidesync run JOB --no-progress``), alone; its peak RSS is
 the child's own high-water mark (``ru_maxrss`` of ``os.wait4`` on that child, which counts
-nothing of this script). The goal (issue 17) is under 400 MB at any size with default settings;
+nothing of this script). Beside it, the peaks of its anonymous memory and of its file-backed
+pages (the shared libraries' code: input files are read, not mapped), sampled from
+``/proc/PID/status``. ``--env`` runs each job under several environments in turn (allocator
+settings: ``--env "" "MIMALLOC_PURGE_DELAY=10"``), ``--runs`` repeats the rounds. The goal (issue 17) is under 400 MB at any size with default settings;
 the line ends with ``over`` where a job is past it. ``--reference`` measures connectorx
 (PostgreSQL, MariaDB; two partitions, then ``pq.write_table``) and pyarrow (CSV) the same way.
 
@@ -22,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,20 +41,61 @@ OUT = HERE / "data" / "out_memory"
 LIMIT_MB = 400
 
 
-def peak_rss(cmd: Sequence[str]) -> tuple[float, float, float]:
-    """Run ``cmd``; its peak RSS in MB (the child's own, from ``wait4``), its wall time and its
-    CPU time (user + system, seconds: steadier than the wall time on a shared machine)."""
+def _status(pid: int) -> dict[str, int]:
+    """The ``Rss*`` lines of ``/proc/PID/status`` in kB (empty once the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(("VmRSS:", "RssAnon:", "RssFile:", "RssShmem:")):
+            k, v = line.split(":", 1)
+            out[k] = int(v.split()[0])
+    return out
+
+
+def peak_rss(cmd: Sequence[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run ``cmd``; its peak RSS in MB (the child's own, from ``wait4``), the peaks of its
+    anonymous and file-backed parts (``RssAnon`` / ``RssFile`` of ``/proc/PID/status``, sampled
+    every 20 ms: a shorter spike can be missed), its wall time and its CPU time (user + system,
+    seconds: steadier than the wall time on a shared machine)."""
     compile_once()
     t0 = time.perf_counter()
-    p = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        list(cmd),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
     assert p.stderr is not None
+    peaks = {"RssAnon": 0, "RssFile": 0, "RssShmem": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for k, v in _status(p.pid).items():
+                if k in peaks:
+                    peaks[k] = max(peaks[k], v)
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     err = p.stderr.read()
+    done.set()  # the child has closed stderr: it is exiting; its status may already be gone
+    sampler.join()
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
     dt = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{err.decode()[-2000:]}")
-    return usage.ru_maxrss / 1024, dt, usage.ru_utime + usage.ru_stime  # Linux: kilobytes
+    return {
+        "rss_mb": usage.ru_maxrss / 1024,  # Linux: kilobytes
+        "anon_mb": peaks["RssAnon"] / 1024,
+        "file_mb": peaks["RssFile"] / 1024,
+        "s": dt,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+    }
 
 
 def pg_table(url: str, schema: str, rows: int) -> str:
@@ -113,46 +158,67 @@ def main() -> None:
     ap.add_argument(
         "--tidesync", default=str(VENV_BIN / "tidesync"), help="another build's, to compare"
     )
+    ap.add_argument(
+        "--env",
+        nargs="+",
+        metavar="'K=V K2=V2'",
+        help="environment variants of the tidesync runs, alternated (an empty string: none)",
+    )
+    ap.add_argument("--runs", type=int, default=1, help="rounds of every variant, alternated")
     a = ap.parse_args()
     server = bench_mysql.Server(a.host, a.port, "root", "")
     ts, py = a.tidesync, str(VENV_BIN / "python")
     results = []
 
-    def measure(job: str, rows: int, what: str, cmd: list[str], out: Path) -> None:
+    def measure(
+        job: str, rows: int, what: str, cmd: list[str], out: Path, env: dict[str, str]
+    ) -> None:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        mb, dt, cpu = peak_rss(cmd)
-        flag = "  over" if what.startswith("tidesync") and mb >= LIMIT_MB else ""
+        r = peak_rss(cmd, env)
+        flag = "  over" if what.startswith("tidesync") and r["rss_mb"] >= LIMIT_MB else ""
         print(
-            f"{job:<6} {rows:>12,} rows  {what:<24} peak RSS {mb:5.0f} MB  {dt:6.1f} s  cpu {cpu:6.1f} s{flag}"
+            f"{job:<6} {rows:>12,} rows  {what:<24} peak RSS {r['rss_mb']:5.0f} MB "
+            f"(anon {r['anon_mb']:4.0f}, file {r['file_mb']:3.0f})  {r['s']:6.1f} s  "
+            f"cpu {r['cpu_s']:6.1f} s{flag}"
         )
         sys.stdout.flush()
         results.append(
-            {"job": job, "rows": rows, "what": what, "rss_mb": round(mb), "s": dt, "cpu_s": cpu}
+            {"job": job, "rows": rows, "what": what, **{k: round(v, 1) for k, v in r.items()}}
         )
 
+    variants = [_env(v) for v in a.env or [""]]
     for rows in a.rows:
         for job in a.jobs:
             reader, ref = _source(job, rows, a, server, py)
-            for n in a.concurrent:
-                folder = OUT / f"{job}_{rows}_{n}"
-                spec = write_job(
-                    OUT / f"{job}_{rows}_{n}.json",
-                    reader,
-                    parquet_writer(folder, "out.parquet"),
-                    concurrent=n,
-                )
-                measure(
-                    job,
-                    rows,
-                    f"tidesync concurrent {n}",
-                    [ts, "run", str(spec), "--no-progress"],
-                    folder,
-                )
-            if a.reference:
-                folder = OUT / f"{job}_{rows}_ref"
-                measure(job, rows, ref[0], ref[1](folder), folder)
+            for _ in range(a.runs):
+                for n in a.concurrent:
+                    for env in variants:
+                        folder = OUT / f"{job}_{rows}_{n}"
+                        spec = write_job(
+                            OUT / f"{job}_{rows}_{n}.json",
+                            reader,
+                            parquet_writer(folder, "out.parquet"),
+                            concurrent=n,
+                        )
+                        label = " ".join(f"{k}={v}" for k, v in env.items())
+                        measure(
+                            job,
+                            rows,
+                            f"tidesync concurrent {n}" + (f" {label}" if label else ""),
+                            [ts, "run", str(spec), "--no-progress"],
+                            folder,
+                            env,
+                        )
+                if a.reference:
+                    folder = OUT / f"{job}_{rows}_ref"
+                    measure(job, rows, ref[0], ref[1](folder), folder, {})
     print(json.dumps(results))
+
+
+def _env(text: str) -> dict[str, str]:
+    """``'K=V K2=V2'`` as a mapping."""
+    return dict(item.split("=", 1) for item in text.split())
 
 
 def _source(
