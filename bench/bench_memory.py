@@ -5,8 +5,8 @@ MariaDB -> Parquet and CSV -> Parquet, at each table size given.
     .venv/bin/python bench/bench_memory.py --rows 200000 --jobs csv --concurrent 1 2 4
 
 Each job runs as a child process (``tidesync run JOB --no-progress``), alone; its peak RSS is
-the child's own high-water mark (``ru_maxrss`` of ``os.wait4`` on that child, which counts
-nothing of this script). Beside it, the peaks of its anonymous memory and of its file-backed
+the child's own high-water mark (``VmHWM`` of ``/proc/PID/status``; not ``ru_maxrss`` of
+``os.wait4``, which keeps the size of this script at the fork). Beside it, the peaks of its anonymous memory and of its file-backed
 pages (the shared libraries' code: input files are read, not mapped), sampled from
 ``/proc/PID/status``. ``--env`` runs each job under several environments in turn (allocator
 settings: ``--env "" "MIMALLOC_PURGE_DELAY=10"``), ``--runs`` repeats the rounds. The goal (issue 17) is under 400 MB at any size with default settings;
@@ -49,7 +49,7 @@ def _status(pid: int) -> dict[str, int]:
         return {}
     out = {}
     for line in text.splitlines():
-        if line.startswith(("VmRSS:", "RssAnon:", "RssFile:", "RssShmem:")):
+        if line.startswith(("VmHWM:", "VmRSS:", "RssAnon:", "RssFile:", "RssShmem:")):
             k, v = line.split(":", 1)
             out[k] = int(v.split()[0])
     return out
@@ -69,7 +69,7 @@ def peak_rss(cmd: Sequence[str], env: dict[str, str] | None = None) -> dict[str,
         env={**os.environ, **(env or {})},
     )
     assert p.stderr is not None
-    peaks = {"RssAnon": 0, "RssFile": 0, "RssShmem": 0}
+    peaks = {"VmHWM": 0, "RssAnon": 0, "RssFile": 0, "RssShmem": 0}
     done = threading.Event()
 
     def sample() -> None:
@@ -89,8 +89,12 @@ def peak_rss(cmd: Sequence[str], env: dict[str, str] | None = None) -> dict[str,
     dt = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{err.decode()[-2000:]}")
+    # The high-water mark of the child's own address space (VmHWM: exact, and monotonic, so the
+    # last sample before it exits holds it). wait4's ru_maxrss is no good alone: it keeps the
+    # size of what the child was forked from until its exec, which is this script, and this
+    # script holds some 1.1 GB right after it has made the 20M-row CSV files.
     return {
-        "rss_mb": usage.ru_maxrss / 1024,  # Linux: kilobytes
+        "rss_mb": (peaks["VmHWM"] or usage.ru_maxrss) / 1024,  # Linux: kilobytes
         "anon_mb": peaks["RssAnon"] / 1024,
         "file_mb": peaks["RssFile"] / 1024,
         "s": dt,
