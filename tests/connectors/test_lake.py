@@ -618,3 +618,31 @@ def test_the_staging_roller_writes_each_row_group_into_the_open_file_as_it_fills
     [staged] = roller.close()
     meta = pq.ParquetFile(path).metadata
     assert staged.rows == meta.num_rows == 24 * 32_768 and meta.num_row_groups >= 3
+
+
+def test_data_files_take_a_dictionary_only_where_it_makes_a_column_smaller(
+    tmp_path: Path, fmt: str
+) -> None:
+    n = 2_000
+    write(
+        tmp_path,
+        fmt,
+        [
+            batch(
+                id=pa.array(range(n), pa.int64()),
+                score=pa.array([i / 7 for i in range(n)], pa.float64()),
+                city=pa.array(["Oslo", "Lima", "Pune"] * (n // 3) + ["Oslo"] * (n % 3)),
+            )
+        ],
+        writeMode="append",
+    )
+    [name] = [f for f in files_on_disk(tmp_path) if "metadata" not in f]
+    meta = pq.ParquetFile(tmp_path / name).metadata
+    group = meta.row_group(0)
+    encodings = {
+        group.column(i).path_in_schema: set(group.column(i).encodings)
+        for i in range(meta.num_columns)
+    }
+    dictionary = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
+    assert encodings["city"] & dictionary
+    assert not encodings["id"] & dictionary and not encodings["score"] & dictionary

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tidesync.connectors.parquet import ReleaseClock, dictionary_columns
+
 DELETED = "__tidesync_deleted"  # staged beside merge/sync rows: the source marked the row deleted
 
 
@@ -90,7 +92,10 @@ class ParquetRoller:
     each, in row groups of at most ``group_rows`` rows or about ``GROUP_BYTES`` Arrow bytes: the
     sinks' staging. Each row group is encoded and written into the open file as soon as it fills
     (the file writer's rule, ``file/writer.py: ROW_GROUP_BYTES``), so memory is bounded by one
-    row group. ``open_out(path)`` returns a writable file (a path or a stream)."""
+    row group. ``open_out(path)`` returns a writable file (a path or a stream). As in the file
+    writer, each file takes dictionaries only on the columns its first row group shows them
+    worth (``parquet.dictionary_columns``; not where ``writer_kwargs`` sets ``use_dictionary``),
+    and freed Arrow memory goes back to the system between row groups (``ReleaseClock``)."""
 
     GROUP_BYTES = 8 << 20
 
@@ -119,6 +124,7 @@ class ParquetRoller:
         self._writer: pq.ParquetWriter | None = None
         self._out: Any = None
         self._file_bytes = 0
+        self._release = ReleaseClock()
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
@@ -132,17 +138,22 @@ class ParquetRoller:
     def _flush(self) -> None:
         if not self._buf:
             return
-        if self._writer is None:
+        table = pa.Table.from_batches(self._buf, self.schema)
+        if self._writer is None:  # each file chooses its dictionaries from its first row group
+            kwargs = self.kwargs
+            if "use_dictionary" not in kwargs:
+                kwargs = {**kwargs, "use_dictionary": dictionary_columns(table)}
             path = self.new_path()
             self.files.append(StagedFile(path, 0, self.partition))
             self._out = self.open_out(path)
-            self._writer = pq.ParquetWriter(self._out, self.schema, **self.kwargs)
+            self._writer = pq.ParquetWriter(self._out, self.schema, **kwargs)
             self._file_bytes = 0
-        table = pa.Table.from_batches(self._buf, self.schema)
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
         self.files[-1].rows += table.num_rows
         self._file_bytes += self._buf_bytes
         self._buf, self._buf_rows, self._buf_bytes = [], 0, 0
+        del table
+        self._release.tick()
         if self._file_bytes >= self.target_bytes:
             self._close_file()
 
