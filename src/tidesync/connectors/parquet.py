@@ -5,6 +5,7 @@ dictionaries" and "Memory")."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pyarrow as pa
@@ -20,17 +21,20 @@ RELEASE_EVERY_S = 0.25
 
 class ReleaseClock:
     """Hands the memory Arrow's default pool keeps from freed buffers back to the system, at
-    most every ``RELEASE_EVERY_S``: a sink calls :meth:`tick` after writing a row group, the
-    moment that group's buffers were just freed. One per sink (or roller)."""
+    most every ``RELEASE_EVERY_S`` in the whole process: a sink calls :meth:`tick` after
+    writing a row group, the moment that group's buffers were just freed. The clock is shared,
+    so many sinks (splits, a lake sink's partitions) release no more often than one."""
 
-    def __init__(self) -> None:
-        self.last = time.monotonic()
+    _last = time.monotonic()
+    _lock = threading.Lock()
 
     def tick(self) -> None:
         now = time.monotonic()
-        if now - self.last >= RELEASE_EVERY_S:
-            self.last = now
-            pa.default_memory_pool().release_unused()
+        with ReleaseClock._lock:
+            if now - ReleaseClock._last < RELEASE_EVERY_S:
+                return
+            ReleaseClock._last = now
+        pa.default_memory_pool().release_unused()
 
 
 def dictionary_columns(first: pa.Table) -> list[str]:
