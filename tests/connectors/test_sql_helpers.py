@@ -1,6 +1,10 @@
 """The examples in the shared SQL helper's docstrings hold (jdbc URLs, key ranges, statements)."""
 
 import doctest
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +56,36 @@ def test_the_next_lower_bound_is_the_largest_saved_value(
     ctx._stored = (positions, 1)
     cursor = Incremental("c").cursor(ctx, "t", "c", drop=False, temporal=False)
     assert cursor.lower == lower and cursor.upper is None
+
+
+EMPTY_BATCH_CHECK = """
+import sys
+import pyarrow as pa
+from tidesync.connectors.sql.writer import empty_batch
+
+schema = pa.schema(
+    [
+        ("id", pa.int64(), False),
+        ("name", pa.string()),
+        ("amount", pa.decimal128(12, 2)),
+        ("at", pa.timestamp("us", tz="UTC")),
+        ("tags", pa.list_(pa.int32())),
+        ("pair", pa.struct([("x", pa.int8())])),
+        ("kind", pa.dictionary(pa.int32(), pa.string())),
+    ],
+    metadata={b"k": b"v"},
+)
+batch = empty_batch(schema)
+assert batch.num_rows == 0 and batch.schema.equals(schema, check_metadata=True), batch.schema
+assert "pandas" not in sys.modules, "making an empty batch imported pandas"
+"""
+
+
+def test_the_writers_empty_batch_keeps_the_schema_and_leaves_pandas_unimported() -> None:
+    # a fresh interpreter: another test may already have imported pandas into this one
+    src = str(Path(__file__).parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run(
+        [sys.executable, "-c", EMPTY_BATCH_CHECK], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
