@@ -4,6 +4,9 @@ engine, each run's output read back from its Parquet file."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,25 @@ import pyarrow.parquet as pq
 
 from tidesync.engine.runner import load_job, run_job
 from tidesync.spec.params import RunTime
+
+
+def run_imports_pandas(job: Path, cwd: Path) -> bool:
+    """Run ``tidesync run JOB`` in a fresh interpreter (it must succeed); whether it imported
+    pandas (a quarter of a second of start-up that the capture paths must not pay)."""
+    code = (
+        "import sys\nfrom tidesync.cli import entry\nsys.argv = ['tidesync', 'run', sys.argv[1]]\n"
+        "try:\n    entry()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('pandas' in sys.modules)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(job)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()[-1] == "True"
 
 
 def state_store(root: Path) -> Any:

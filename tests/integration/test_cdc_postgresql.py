@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.integration._cdc import CRASH, Capture, rows
+from tests.integration._cdc import CRASH, Capture, rows, run_imports_pandas
 from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
 from tidesync.connectors.base import Context
 from tidesync.connectors.postgresql import Reader as TableReader
@@ -569,18 +569,5 @@ def test_a_capture_run_never_imports_pandas(pg: PgDb, cap: Any) -> None:  # noqa
         "DELETE FROM {s}.np WHERE id > 90",
     )
     job = c.write_job(c.root / "out_np", {})
-    code = (
-        "import sys\nfrom tidesync.cli import entry\nsys.argv = ['tidesync', 'run', sys.argv[1]]\n"
-        "try:\n    entry()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "print('pandas' in sys.modules)"
-    )
-    p = subprocess.run(
-        [sys.executable, "-c", code, str(job)],
-        cwd=c.root,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.split()[-1] == "False"
+    assert not run_imports_pandas(job, c.root)
     assert c.read(c.root / "out_np").num_rows == 100 + 9 + 10
