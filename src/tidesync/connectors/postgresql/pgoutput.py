@@ -360,7 +360,9 @@ class Decoder:
         has_old = is_del | (is_upd & ((marker == _K) | (marker == _O)))
         if has_old.any():
             old = _walk(buf, pos + 6, ncols)  # only meaningful where has_old
-            new_at = np.where(has_old, old.end + 1, pos + 6)
+            # a delete has no new tuple: past its old one lies the next message, whose bytes
+            # would be walked as lengths (out of the buffer, or anywhere); walk its old again
+            new_at = np.where(has_old & ~is_del, old.end + 1, pos + 6)
         else:
             old = None
             new_at = pos + 6

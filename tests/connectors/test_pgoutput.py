@@ -1,0 +1,45 @@
+"""The pgoutput decoder on messages made by hand: layouts a server sends only now and then."""
+
+from __future__ import annotations
+
+import struct
+
+import pyarrow as pa
+
+from tidesync.connectors.postgresql.pgoutput import Decoder, Target
+from tidesync.connectors.sql.cdc import meta_fields
+
+RELID = 16400
+
+
+def _tuple(*values: bytes) -> bytes:
+    return struct.pack("!h", len(values)) + b"".join(
+        b"t" + struct.pack("!I", len(v)) + v for v in values
+    )
+
+
+def test_a_delete_beside_other_changes_never_walks_into_the_next_message() -> None:
+    # a delete has only its old tuple; the decoder walked a "new" one past it, through the next
+    # message: here a commit whose LSN's bytes read as a text value of 2 GiB, so that walk went
+    # out of the buffer (on a server, one run in ten: LSNs and times are what they are)
+    relation = (
+        b"R" + struct.pack("!I", RELID) + b"public\0t\0" + b"d" + struct.pack("!h", 2)
+        + b"\x01id\0" + struct.pack("!Ii", 23, -1) + b"\x00v\0" + struct.pack("!Ii", 25, -1)
+    )  # fmt: skip
+    begin = b"B" + struct.pack("!qqI", 1000, 0, 7)
+    insert = b"I" + struct.pack("!I", RELID) + b"N" + _tuple(b"1", b"one")
+    delete = b"D" + struct.pack("!I", RELID) + b"K" + _tuple(b"2", b"")
+    commit_lsn = bytes([0x00, 0x74, 0x7F, 0xFF, 0xFF, 0xFF, 0x00, 0x00])  # 't', then 2**31 - 1
+    commit = b"C\x00" + commit_lsn + struct.pack("!qq", 0, 0)
+    messages = [relation, begin, insert, delete, commit]
+    lsn = pa.array(["0/10"] * len(messages))
+    data = pa.array(messages, pa.binary())
+    schema = pa.schema([("id", pa.int32()), ("v", pa.string()), *meta_fields(False)])
+    target = Target("t", {"id": pa.int32(), "v": pa.string()}, key=["id"])
+    decoder = Decoder({("public", "t"): target}, schema, lambda arr, oid, typmod: arr)
+    ci, _, _ = decoder.transactions(data)
+    assert list(ci) == [4]
+    out = decoder.decode(lsn, data, 5)
+    assert out.batch is not None and not out.dirty
+    rows = out.batch.select(["id", "v", "_op"]).to_pylist()
+    assert rows == [{"id": 1, "v": "one", "_op": "c"}, {"id": 2, "v": "", "_op": "d"}]
