@@ -43,3 +43,17 @@ def test_a_delete_beside_other_changes_never_walks_into_the_next_message() -> No
     assert out.batch is not None and not out.dirty
     rows = out.batch.select(["id", "v", "_op"]).to_pylist()
     assert rows == [{"id": 1, "v": "one", "_op": "c"}, {"id": 2, "v": "", "_op": "d"}]
+
+
+def test_a_decoding_fault_is_not_reported_as_a_lost_connection() -> None:
+    from tidesync.connectors.postgresql.conn import Endpoint, translate
+    from tidesync.errors import FatalError, RetriableError
+
+    ep = Endpoint((("127.0.0.1", 5432),), "test")
+    bug = translate(IndexError("index 2147483757 is out of bounds"), ep)
+    assert type(bug) is FatalError  # not retried: it would fail the same way again
+    assert "failed in tidesync itself (IndexError: index 2147483757" in str(bug)
+    assert "connection" not in str(bug)
+    lost = translate(ConnectionResetError("peer reset"), ep)
+    assert type(lost) is RetriableError
+    assert str(lost).startswith("connection to PostgreSQL lost at 127.0.0.1:5432/test")

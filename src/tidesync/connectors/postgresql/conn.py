@@ -298,6 +298,10 @@ def _message(e: BaseException) -> str:
     return " ".join(text.replace("[libpq]", "").split())
 
 
+#: exceptions that Python code raises on a bug (psycopg and ADBC raise their own classes)
+_OURS = (LookupError, TypeError, AttributeError, ArithmeticError, AssertionError)
+
+
 def translate(
     e: BaseException,
     endpoint: Endpoint,
@@ -326,6 +330,12 @@ def translate(
         return cls(f"cannot connect to PostgreSQL at {endpoint.label}: {msg}{suffix}", code=code)
     if code and code.startswith("42") and where:
         return ConfigError(f"{where}: {msg}{suffix}", code=code)
+    if code is None and isinstance(e, _OURS):
+        # a fault of tidesync's own code, not of the link: retrying would fail the same way
+        return FatalError(
+            f"reading PostgreSQL at {endpoint.label} failed in tidesync itself "
+            f"({type(e).__name__}: {msg}){suffix}; please report it"
+        )
     if code is None or code.startswith(_RETRIABLE):
         lost = (
             "connection to PostgreSQL lost"
