@@ -22,7 +22,7 @@ import pytest
 from tests.connectors.conformance import copy
 from tidesync.connectors import file as F
 from tidesync.connectors.base import Chunk, Context, Dirty, Split, load
-from tidesync.engine.dirty import isolate
+from tidesync.engine.dirty import isolate, row_of
 from tidesync.errors import ConfigError, FatalError, RetriableError
 
 READER = "job.content[0].reader.parameter"
@@ -954,6 +954,38 @@ def test_a_date_beyond_the_calendar_is_a_dirty_record_not_a_marker_in_the_file(
     w.commit([sink.close()])
     assert bad == [0, 1]
     assert (tmp_path / "out" / "t.csv").read_text() == ""
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_a_time_of_24_00_is_a_dirty_record_shown_as_the_clock_reads_it(
+    tmp_path: Path, unit: str
+) -> None:
+    # DuckDB and PostgreSQL allow 24:00:00; Arrow printed it as '<value out of range: ...>'
+    per = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
+    t = pa.table(
+        {
+            "id": [1, 2, 3],
+            "tm": pa.array(
+                [86_400 * per, 86_399 * per, None],
+                pa.time32(unit) if unit in ("s", "ms") else pa.time64(unit),
+            ),
+        }
+    )
+    w = writer(tmp_path, fileName="t.csv", nullFormat="NULL")
+    w.prepare(t.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[tuple[int, str, Any]] = []
+    isolate(
+        t.to_batches()[0],
+        sink.write,
+        lambda off, b, e: bad.append((off, e.reason, row_of(b, 0)["tm"])),
+    )
+    w.commit([sink.close()])
+    assert bad == [
+        (0, "column 1 (tm): value '24:00:00' is a time past 23:59:59.999999", "24:00:00")
+    ]
+    assert (tmp_path / "out" / "t.csv").read_text().splitlines()[0].startswith("2,23:59:59")
+    assert (tmp_path / "out" / "t.csv").read_text().splitlines()[1] == "3,NULL"
 
 
 def test_text_refuses_a_value_holding_the_delimiter_without_writing_the_batch(

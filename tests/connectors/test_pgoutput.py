@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 
 import pyarrow as pa
 
-from tidesync.connectors.postgresql.pgoutput import Decoder, Target
+from tidesync.connectors.postgresql.pgoutput import Decoder, Target, from_text
 from tidesync.connectors.sql.cdc import meta_fields
 
 RELID = 16400
@@ -57,3 +58,13 @@ def test_a_decoding_fault_is_not_reported_as_a_lost_connection() -> None:
     lost = translate(ConnectionResetError("peer reset"), ep)
     assert type(lost) is RetriableError
     assert str(lost).startswith("connection to PostgreSQL lost at 127.0.0.1:5432/test")
+
+
+def test_a_time_of_24_00_is_a_row_without_arrow_form_not_a_failed_cast() -> None:
+    # PostgreSQL's time allows 24:00:00; Arrow's time64 ends at 23:59:59.999999
+    text = pa.array(["23:59:59.999999", "24:00:00", None, "00:00:00"])
+    values, bad = from_text(text, pa.time64("us"), 1083, None)
+    assert bad is not None and bad.to_pylist() == [False, True, False, False]
+    assert values.to_pylist() == [dt.time(23, 59, 59, 999999), None, None, dt.time(0)]
+    _, none = from_text(pa.array(["12:00:00"]), pa.time64("us"), 1083, None)
+    assert none is None

@@ -167,10 +167,12 @@ def test_infinite_dates_and_times_are_dirty_records_not_wrong_values(pg: PgDb, w
     # an unconstrained numeric sends the split through ADBC: both decoders are held to it
     pg.sql(
         f"CREATE TABLE {{s}}.t (id int, n {'numeric' if wide else 'numeric(10,2)'}, d date, "
-        "ts timestamp, tz timestamptz)",
-        "INSERT INTO {s}.t VALUES (1, 1, 'infinity', '2024-01-01', NULL), "
-        "(2, 2, '2024-01-02', '-infinity', NULL), (3, 3, '2024-01-03', NULL, 'infinity'), "
-        "(4, 'NaN', '-infinity', NULL, NULL), (5, 5, '0001-01-01', '9999-12-31 23:59:59', NULL)",
+        "ts timestamp, tz timestamptz, tm time)",
+        "INSERT INTO {s}.t VALUES (1, 1, 'infinity', '2024-01-01', NULL, NULL), "
+        "(2, 2, '2024-01-02', '-infinity', NULL, NULL), (3, 3, '2024-01-03', NULL, 'infinity', NULL), "
+        "(4, 'NaN', '-infinity', NULL, NULL, NULL), "
+        "(5, 5, '0001-01-01', '9999-12-31 23:59:59', NULL, '23:59:59.999999'), "
+        "(6, 6, NULL, NULL, NULL, '24:00:00')",
     )
     r = reader(pg.reader_params(table="t"))
     items = [i for s in r.splits(1) for i in r.read(s)]
@@ -184,17 +186,20 @@ def test_infinite_dates_and_times_are_dirty_records_not_wrong_values(pg: PgDb, w
             "d": dt.date(1, 1, 1),
             "ts": dt.datetime(9999, 12, 31, 23, 59, 59),
             "tz": None,
+            "tm": dt.time(23, 59, 59, 999999),
         }  # fmt: skip
     ]
-    assert [(d.row["id"], d.row["d"], d.row["ts"], d.row["tz"]) for d in dirty] == [
-        (1, "infinity", "2024-01-01 00:00:00", None),
-        (2, "2024-01-02", "-infinity", None),
-        (3, "2024-01-03", None, "infinity"),
-        (4, "-infinity", None, None),
+    assert [(d.row["id"], d.row["d"], d.row["ts"], d.row["tz"], d.row["tm"]) for d in dirty] == [
+        (1, "infinity", "2024-01-01 00:00:00", None, None),
+        (2, "2024-01-02", "-infinity", None, None),
+        (3, "2024-01-03", None, "infinity", None),
+        (4, "-infinity", None, None, None),
+        (6, None, None, None, "24:00:00"),  # was 00:00:00 in a row, out of range in a file
     ]
     assert "column d: PostgreSQL's infinity has no date/time form" in dirty[0].reason
     assert "column d" in dirty[3].reason
     assert ("NaN" in dirty[3].reason) is not wide  # an unconstrained numeric is read as text
+    assert "column tm: 24:00:00 has no form outside PostgreSQL" in dirty[4].reason
 
 
 ALL_TYPES = ", ".join(f"c{i} {t[0]}" for i, t in enumerate(TYPES))

@@ -39,7 +39,15 @@ def row_of(batch: pa.RecordBatch, i: int) -> dict[str, Any]:
 def value_of(col: pa.Array, i: int) -> Any:
     """One value as plain data for a dirty record. A value Python cannot hold (a timestamp past
     year 9999, PostgreSQL's ``infinity`` date) is shown as Arrow prints it: a dirty record must
-    never fail for the row it describes."""
+    never fail for the row it describes. A time past the day's end (``24:00:00``, which
+    Python would wrap to midnight) is shown as the clock reads it."""
+    if pa.types.is_time(col.type) and col[i].is_valid:
+        per = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[col.type.unit]
+        raw = col.slice(i, 1).view(pa.int32() if pa.types.is_time32(col.type) else pa.int64())
+        whole, part = divmod(raw[0].as_py(), per)
+        if not 0 <= whole < 86_400:
+            frac = f".{part:0{len(str(per)) - 1}d}" if part else ""
+            return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}{frac}"
     try:
         return _plain(col[i].as_py())
     except (OverflowError, ValueError, ArithmeticError):

@@ -42,7 +42,8 @@ _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def _beyond_calendar(arr: pa.Array) -> bool:
-    """Whether a date or timestamp array holds a value outside the years 1 to 9999."""
+    """Whether a date or timestamp array holds a value outside the years 1 to 9999, or a time
+    array one outside a day (DuckDB's and PostgreSQL's ``24:00:00``)."""
     t = arr.type
     if pa.types.is_date32(t):
         lo, hi, raw = *_DAYS, arr.view(pa.int32())
@@ -52,6 +53,9 @@ def _beyond_calendar(arr: pa.Array) -> bool:
         k = _PER_SECOND[t.unit]
         lo, hi = max(_SECONDS[0] * k, -(2**63)), min(_SECONDS[1] * k + k - 1, 2**63 - 1)
         raw = arr.view(pa.int64())
+    elif pa.types.is_time(t):
+        lo, hi = 0, 86_400 * _PER_SECOND[t.unit] - 1
+        raw = arr.view(pa.int32() if pa.types.is_time32(t) else pa.int64())
     else:
         return False
     if raw.null_count == len(raw):
@@ -93,11 +97,18 @@ class TextEncoder:
         t = arr.type
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
-        if is_temporal(t) and _beyond_calendar(arr):
+        if (is_temporal(t) or pa.types.is_time(t)) and _beyond_calendar(arr):
             # Arrow prints such a value as '<value out of range: N>' and strftime wraps it into
             # another year: either would be a wrong value in the file
             raise DirtyRecordError(
-                self._reason(pos, name, batch, "is a date/time outside the years 1 to 9999")
+                self._reason(
+                    pos,
+                    name,
+                    batch,
+                    "is a time past 23:59:59.999999"
+                    if pa.types.is_time(t)
+                    else "is a date/time outside the years 1 to 9999",
+                )
             )
         if self.date is not None and is_temporal(t):
             s = render_temporal(arr, self.date)

@@ -173,6 +173,7 @@ def _bytea(arr: pa.Array) -> pa.Array:
 
 _NON_FINITE = from_strings(["NaN", "Infinity", "-Infinity"])
 _INFINITE = from_strings(["infinity", "-infinity"])
+_DAY_END = from_strings(["24:00:00"])  # a time PostgreSQL allows and Arrow's time64 cannot hold
 _NULL_TEXT = from_strings([None])[0]
 _TRUE_TEXT, _EPOCH_DAY, _EMPTY = from_strings(["t", "1970-01-01 ", ""])
 _FALSE = from_numpy(np.zeros(1, bool))[0]
@@ -197,9 +198,13 @@ def from_text(
             return pc.if_else(bad, _NULL_TEXT, arr).cast(t), bad
         return arr.cast(t), None
     if pa.types.is_time(t):
+        bad = pc.fill_null(pc.is_in(arr, _DAY_END), _FALSE)
+        some = pc.any(bad).as_py()
+        if some:
+            arr = pc.if_else(bad, _NULL_TEXT, arr)
         stamp = pc.binary_join_element_wise(_EPOCH_DAY, arr, _EMPTY)
         us = stamp.cast(pa.timestamp("us")).cast(pa.int64())
-        return us.cast(t), None
+        return us.cast(t), bad if some else None
     if pa.types.is_timestamp(t) or pa.types.is_date(t):
         bad = pc.fill_null(
             pc.or_(pc.is_in(arr, _INFINITE), pc.ends_with(arr, pattern=" BC")),

@@ -694,33 +694,54 @@ def _wrap(v: int, bits: int) -> int:
 #: timestamp[us] column: the server's sentinels (the int32/int64 maximum and minimum) moved by
 #: the 2000-01-01 epoch with wrapping. No real date or time is near them (PostgreSQL's range
 #: starts in 4713 BC), and Arrow has no infinity: such a value would be written as garbage.
+#: A ``time`` of ``24:00:00`` (PostgreSQL allows it, the end of a day) is one microsecond past
+#: Arrow's last time of day: a file writer would print it as ``<value out of range: ...>``.
 _INFINITY = {
     "date": [_wrap((1 << 31) - 1 + 10957, 32), _wrap(-(1 << 31) + 10957, 32)],
     "timestamp": [
         _wrap((1 << 63) - 1 + 946_684_800_000_000, 64),
         _wrap(-(1 << 63) + 946_684_800_000_000, 64),
     ],
+    "time": [86_400_000_000],
 }
 #: the same as Arrow value sets, made from buffers: pa.array on Python values imports pandas,
 #: a quarter second of start-up that a PostgreSQL -> Parquet run has no other use for
 _INFINITY_SET = {
-    kind: pa.Array.from_buffers(t, 2, [None, pa.py_buffer(np.array(_INFINITY[kind], dtype))])
-    for kind, t, dtype in [("date", pa.int32(), np.int32), ("timestamp", pa.int64(), np.int64)]
+    kind: pa.Array.from_buffers(
+        t, len(_INFINITY[kind]), [None, pa.py_buffer(np.array(_INFINITY[kind], dtype))]
+    )
+    for kind, t, dtype in [
+        ("date", pa.int32(), np.int32),
+        ("timestamp", pa.int64(), np.int64),
+        ("time", pa.int64(), np.int64),
+    ]
+}
+_OUT_OF_RANGE = {
+    "date": "PostgreSQL's infinity has no date/time form",
+    "timestamp": "PostgreSQL's infinity has no date/time form",
+    "time": "24:00:00 has no form outside PostgreSQL (Arrow and Parquet times end at 23:59:59.999999)",
 }
 
 
+def _kind(t: pa.DataType) -> str | None:
+    if pa.types.is_date32(t):
+        return "date"
+    if pa.types.is_timestamp(t) and t.unit == "us":
+        return "timestamp"
+    if pa.types.is_time64(t) and t.unit == "us":
+        return "time"
+    return None
+
+
 def _infinite(batch: pa.RecordBatch) -> dict[str, pa.Array]:
-    """Column name -> mask of its rows holding ``infinity``/``-infinity`` (only columns that
-    hold one)."""
+    """Column name -> mask of its rows holding ``infinity``/``-infinity``, or a time of
+    ``24:00:00`` (only columns that hold one)."""
     found = {}
     for name, col in zip(batch.schema.names, batch.columns, strict=True):
-        t = col.type
-        if pa.types.is_date32(t):
-            storage, kind = col.view(pa.int32()), "date"
-        elif pa.types.is_timestamp(t) and t.unit == "us":
-            storage, kind = col.view(pa.int64()), "timestamp"
-        else:
+        kind = _kind(col.type)
+        if kind is None:
             continue
+        storage = col.view(pa.int32() if kind == "date" else pa.int64())
         # no null in the set: a null row gives false, never null
         m = pc.is_in(storage, value_set=_INFINITY_SET[kind], skip_nulls=True)
         if pc.any(m).as_py():
@@ -732,17 +753,19 @@ def _non_finite(
     batch: pa.RecordBatch, nan: pa.Array | None, inf: dict[str, pa.Array], offset: int
 ) -> list[base.Dirty]:
     """Dirty records of the rows holding a value Arrow cannot: a numeric NaN or Infinity (NULL
-    in ``batch``, marked in ``nan``), a date or timestamp ``infinity`` (marked per column)."""
+    in ``batch``, marked in ``nan``), a date or timestamp ``infinity`` or a time ``24:00:00``
+    (marked per column)."""
     from tidesync.engine.dirty import row_of
 
     reasons: dict[int, list[str]] = {}
     if nan is not None:
         for i in pc.indices_nonzero(nan).to_pylist():
             reasons.setdefault(i, []).append("numeric value NaN or Infinity has no decimal form")
+    kinds = {name: _kind(batch.column(name).type) or "" for name in inf}
     for name, m in inf.items():
         for i in pc.indices_nonzero(m).to_pylist():
             reasons.setdefault(i, []).append(
-                f"column {name}: PostgreSQL's infinity has no date/time form; read it as text "
+                f"column {name}: {_OUT_OF_RANGE[kinds[name]]}; read it as text "
                 f"({name}::text in querySql) or leave such rows out with where"
             )
     dirty = []
@@ -750,8 +773,10 @@ def _non_finite(
         row = row_of(batch, i)
         for name, m in inf.items():
             if m[i].as_py():
+                kind = kinds[name]
+                if kind == "time":
+                    continue  # row_of shows it as the clock reads it
                 col = batch.column(name)
-                kind = "date" if pa.types.is_date32(col.type) else "timestamp"
                 raw = col.view(pa.int32() if kind == "date" else pa.int64())[i].as_py()
                 row[name] = "infinity" if raw == _INFINITY[kind][0] else "-infinity"
         dirty.append(base.Dirty("; ".join(reasons[i]), row, f"row {offset + i}"))
