@@ -127,6 +127,70 @@ def test_a_mistake_in_the_sql_is_a_config_error_naming_the_key(
     assert config_error(lambda: t.apply(orders())).startswith(f"{WHERE}.{message}")
 
 
+_BATCHED = (
+    "which would run on each batch of rows alone, not on the whole input, so its result would "
+    "depend on how the rows are batched"
+)
+
+
+@pytest.mark.parametrize(
+    ("params", "uses"),
+    [
+        ({"select": "SELECT name, sum(id) AS s FROM batch GROUP BY name"},
+         "an aggregate, GROUP BY or DISTINCT"),
+        ({"select": "SELECT DISTINCT name FROM batch"}, "an aggregate, GROUP BY or DISTINCT"),
+        ({"select": "SELECT id FROM batch UNION SELECT id FROM batch"},
+         "an aggregate, GROUP BY or DISTINCT"),
+        ({"select": "SELECT count(*) AS n FROM batch"}, "an aggregate"),
+        ({"select": "SELECT * FROM batch ORDER BY id"}, "ORDER BY"),
+        ({"select": "SELECT * FROM batch ORDER BY id LIMIT 2"}, "ORDER BY ... LIMIT"),
+        ({"select": "SELECT * FROM batch LIMIT 10"}, "LIMIT or OFFSET"),
+        ({"select": "SELECT * FROM batch OFFSET 1"}, "LIMIT or OFFSET"),
+        ({"select": "SELECT id, row_number() OVER () AS rn FROM batch"},
+         "a window function (OVER, QUALIFY)"),
+        ({"select": "SELECT * FROM batch QUALIFY id = max(id) OVER (PARTITION BY name)"},
+         "a window function (OVER, QUALIFY)"),
+        ({"expressions": {"prev": "lag(id) OVER (ORDER BY id)"}},
+         "a window function (OVER, QUALIFY)"),
+        ({"select": "SELECT id, id IN (SELECT id + 1 FROM batch) AS has_next FROM batch"},
+         "a join or subquery over batch"),
+        ({"select": "SELECT a.id FROM batch a JOIN batch b ON a.id = b.id + 1"},
+         "a join or subquery over batch"),
+        ({"select": "SELECT * FROM batch USING SAMPLE 2 ROWS"}, "USING SAMPLE"),
+    ],
+)  # fmt: skip
+def test_sql_whose_result_depends_on_the_batches_is_refused(
+    params: dict[str, Any], uses: str
+) -> None:
+    # each batch runs alone (and a batch holding a dirty row is halved): a count(*) over 3
+    # batches gave 3 rows, each looking like the count
+    t = Sql(params, CTX)
+    key = "select" if "select" in params else "expressions"
+    assert config_error(lambda: t.output_schema(orders().schema)) == (
+        f"{WHERE}.{key}: uses {uses}, {_BATCHED}; do it in the reader's querySql or in the "
+        "target instead"
+    )
+    assert _BATCHED in config_error(lambda: t.apply(orders()))
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        "SELECT * FROM batch UNION ALL SELECT * FROM batch",
+        "SELECT *, x FROM batch, (VALUES (1), (2)) v(x)",
+        "SELECT id, unnest([1, 2]) AS n FROM batch WHERE id > 1",
+        "SELECT id, CASE WHEN id IN (1, 3) THEN 'odd' END AS k, (SELECT 42) AS c FROM batch",
+        "WITH c AS (SELECT * FROM batch) SELECT id FROM c",
+    ],
+)
+def test_row_by_row_sql_is_accepted(select: str) -> None:
+    t = Sql({"select": select}, CTX)
+    assert t.output_schema(orders().schema) is not None
+    whole = t.apply(orders()).num_rows
+    halves = t.apply(orders().slice(0, 1)).num_rows + t.apply(orders().slice(1)).num_rows
+    assert whole == halves > 0
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

@@ -16,12 +16,14 @@ external access off (no files, no network, no extensions), one statement, SELECT
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from tidesync.connectors.sql.writer import empty_batch
 from tidesync.errors import ConfigError, DirtyRecordError
 from tidesync.plugin import Context
 from tidesync.transforms.base import Transform
@@ -36,6 +38,59 @@ _ROW_ERRORS: tuple[type[BaseException], ...] = (
     duckdb.InvalidInputException,
     duckdb.DataError,
 )
+
+
+#: the plan operators that work row by row: the SQL gives the same rows whatever the batches
+_ROW_BY_ROW = frozenset(
+    {
+        "PROJECTION",
+        "FILTER",
+        "UNNEST",
+        "UNION",  # UNION ALL; a plain UNION adds a HASH_GROUP_BY, refused below
+        "PYTHON_ARROW_SCAN",
+        "ARROW_SCAN",
+        "COLUMN_DATA_SCAN",  # VALUES
+        "DUMMY_SCAN",
+        "EMPTY_RESULT",
+    }
+)
+#: joins: row by row only while at most one side reads the batch
+_JOINS = ("JOIN", "CROSS_PRODUCT")
+#: what the rest are, in words a user knows from the SQL
+_WHOLE_INPUT = {
+    "GROUP_BY": "an aggregate, GROUP BY or DISTINCT",
+    "AGGREGATE": "an aggregate",
+    "ORDER_BY": "ORDER BY",
+    "TOP_N": "ORDER BY ... LIMIT",
+    "LIMIT": "LIMIT or OFFSET",
+    "WINDOW": "a window function (OVER, QUALIFY)",
+    "SAMPLE": "USING SAMPLE",
+}
+
+
+def _operators(node: dict[str, Any]) -> list[str]:
+    return [node["name"].strip(), *(o for c in node.get("children", []) for o in _operators(c))]
+
+
+def _whole_input_use(plan: list[dict[str, Any]]) -> str | None:
+    """What in a physical plan (``EXPLAIN (FORMAT JSON)``) would work on the whole batch rather
+    than row by row, in words; None when it all works row by row."""
+
+    def reads_batch(node: dict[str, Any]) -> bool:
+        return any(o.endswith("ARROW_SCAN") for o in _operators(node))
+
+    def walk(node: dict[str, Any]) -> str | None:
+        name = node["name"].strip()
+        children = node.get("children", [])
+        if any(j in name for j in _JOINS):
+            if sum(reads_batch(c) for c in children) > 1:
+                return "a join or subquery over batch"
+        elif name not in _ROW_BY_ROW:
+            words = [w for k, w in _WHOLE_INPUT.items() if k in name]
+            return words[0] if words else f"the operation {name}"
+        return next((w for w in map(walk, children) if w is not None), None)
+
+    return next((w for w in map(walk, plan) if w is not None), None)
 
 
 def _quote(name: str) -> str:
@@ -85,8 +140,8 @@ class Sql(Transform):
         self._db.execute("SET lock_configuration = true")
         if self.select is not None:
             self._check_one_select(self.select)
-        self._local = threading.local()
         self._schemas: dict[pa.Schema, pa.Schema] = {}
+        self._lock = threading.Lock()
 
     def _check_one_select(self, sql: str) -> None:
         where = self.ctx.path("select")
@@ -112,21 +167,35 @@ class Sql(Transform):
             sql += f" WHERE ({self.where})"
         return sql
 
-    def _run(self, batch: pa.RecordBatch) -> pa.Table:
-        cur = getattr(self._local, "cursor", None)
-        if cur is None:
-            cur = self._local.cursor = self._db.cursor()
-        cur.register("batch", pa.Table.from_batches([batch], batch.schema))
-        try:
-            return cur.sql(self._query(batch.schema)).to_arrow_table()
-        finally:
-            cur.unregister("batch")
+    def _run(self, batch: pa.RecordBatch, explain: bool = False) -> Any:
+        # a cursor per call, closed here: cursors kept per thread outlived their threads and
+        # DuckDB now and then aborted the process at exit ("terminate called ...")
+        with self._lock:  # the parent connection's list of cursors is not thread-safe
+            cursor = self._db.cursor()
+        with cursor as cur:
+            cur.register("batch", pa.Table.from_batches([batch], batch.schema))
+            sql = self._query(batch.schema)
+            if explain:
+                return json.loads(cur.sql(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()[0][1])
+            return cur.sql(sql).to_arrow_table()
+
+    def _check_row_by_row(self, schema: pa.Schema) -> None:
+        """Refuse SQL whose result depends on how rows are cut into batches: each batch runs
+        alone (and a batch with a dirty row is halved), so an aggregate, DISTINCT, ORDER BY,
+        LIMIT, a window function or a self-join would give per-batch results that look right."""
+        use = _whole_input_use(self._run(empty_batch(schema), explain=True))
+        if use is not None:
+            raise ConfigError(
+                f"{self.ctx.path(self._key())}: uses {use}, which would run on each batch of rows "
+                "alone, not on the whole input, so its result would depend on how the rows are "
+                "batched; do it in the reader's querySql or in the target instead"
+            )
 
     def _config_error(self, schema: pa.Schema, e: BaseException) -> ConfigError:
         """The key at fault: for ``expressions``, the first expression that fails alone."""
         if self.select is not None:
             return ConfigError(f"{self.ctx.path('select')}: {_first_line(e)}")
-        empty = pa.RecordBatch.from_pylist([], schema)
+        empty = empty_batch(schema)
         keep = (self.select, self.expressions, self.where)
         try:
             for col, expr in keep[1].items():
@@ -145,11 +214,12 @@ class Sql(Transform):
         out = self._schemas.get(schema)
         if out is None:
             try:
-                out = self._run(pa.RecordBatch.from_pylist([], schema)).schema
+                out = self._run(empty_batch(schema)).schema
             except _ROW_ERRORS as e:  # a constant that fails (CAST('x' AS INT)) fails every row
                 raise ConfigError(f"{self.ctx.path(self._key())}: {_first_line(e)}") from None
             except duckdb.Error as e:
                 raise self._config_error(schema, e) from None
+            self._check_row_by_row(schema)
             self._schemas[schema] = out
         return out
 
@@ -168,5 +238,5 @@ class Sql(Transform):
         if table.schema != schema:
             table = table.cast(schema)
         if table.num_rows == 0:
-            return pa.RecordBatch.from_pylist([], schema)
+            return empty_batch(schema)
         return table.combine_chunks().to_batches()[0]
