@@ -373,3 +373,77 @@ def test_a_dirty_record_shows_a_value_python_cannot_hold_instead_of_failing() ->
     row = row_of(batch, 0)
     assert row["b"] == "ff" and "out of range" in row["ts"] and "out of range" in row["d"]
     assert row_of(batch, 1) == {"ts": "1970-01-01 00:00:00", "d": "1970-01-01", "b": "ok"}
+
+
+def _keyed_files(folder: Path, files: int, keys: int) -> None:
+    """``files`` CSV files that all hold keys 0..keys-1; file f gives each the value f."""
+    folder.mkdir()
+    for f in range(files):
+        lines = "".join(f"{k},{f}\n" for k in range(keys))
+        (folder / f"part{f:02d}.csv").write_text(lines)
+
+
+def _keyed_job(tmp_path: Path, mode: str, channel: int) -> Path:
+    reader = {
+        "name": "txtfilereader",
+        "parameter": {
+            "path": [str(tmp_path / "in" / "*.csv")],
+            "fieldDelimiter": ",",
+            "column": [{"index": 0, "type": "long"}, {"index": 1, "type": "long"}],
+        },
+    }
+    writer = {
+        "name": "sqlitewriter",
+        "parameter": {
+            "writeMode": mode,
+            "column": ["k", "v"],
+            "connection": [{"jdbcUrl": f"jdbc:sqlite:{tmp_path / 't.db'}", "table": ["t"]}],
+        },
+    }
+    p = tmp_path / f"{mode}.json"
+    setting = {"speed": {"channel": channel}, "errorLimit": {"record": 0}}
+    p.write_text(
+        json.dumps({"job": {"setting": setting, "content": [{"reader": reader, "writer": writer}]}})
+    )
+    return p
+
+
+@pytest.mark.parametrize("mode", ["update", "replace", "merge"])
+def test_splits_writing_one_key_give_what_one_task_in_split_order_gives(
+    tmp_path: Path, mode: str
+) -> None:
+    # twelve files with the same keys, written by key with 4 tasks: the splits' batches used to
+    # interleave, and each key kept the value of whichever file wrote it last (a different
+    # mix on every run); the result must be that of reading the files in order
+    import sqlite3
+
+    _keyed_files(tmp_path / "in", files=12, keys=20_000)
+    con = sqlite3.connect(tmp_path / "t.db")
+    con.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER)")
+    con.commit()
+    rep = run_job(load_job(_keyed_job(tmp_path, mode, channel=4), runtime=RT))
+    assert rep.status == "succeeded", rep.error
+    assert len(rep.splits) == 12
+    values = con.execute("SELECT v, count(*) FROM t GROUP BY v").fetchall()
+    con.close()
+    assert values == [(11, 20_000)]
+
+
+def test_a_failed_split_stops_the_splits_waiting_for_their_turn(tmp_path: Path) -> None:
+    import sqlite3
+
+    _keyed_files(tmp_path / "in", files=4, keys=1_000)
+    (tmp_path / "in" / "part00.csv").write_text("1,x\n")  # dirty; the limit is 0
+    con = sqlite3.connect(tmp_path / "t.db")
+    con.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER)")
+    con.commit()
+    out: list[Any] = []
+    run = threading.Thread(
+        target=lambda: out.append(run_job(load_job(_keyed_job(tmp_path, "update", 4), runtime=RT)))
+    )
+    run.start()
+    run.join(120)
+    assert not run.is_alive(), "the splits after the failed one were left waiting"
+    assert out[0].status == "failed"
+    assert con.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    con.close()

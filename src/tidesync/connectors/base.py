@@ -281,11 +281,22 @@ class Writer:
     #: why ``raw_form`` said None, when it can say (``column amount: numeric(10,2) here,
     #: numeric there``): the run report shows it beside ``arrow``
     raw_refusal: str = ""
+    #: when :meth:`ordered` and there are several splits, the engine's turn-keeper
+    #: (``engine.executor.SplitTurns``), set before the sinks open; None: splits write in
+    #: whatever order they come
+    split_turns: Any = None
 
     def __init__(self, params: dict[str, Any], ctx: Context):
         self.params = params
         self.ctx = ctx
         self.p = Params(params, ctx)
+
+    def ordered(self) -> bool:
+        """Whether the result depends on the order in which rows of different splits arrive
+        (a write by key: the last row of a key wins). The engine then lets each split write
+        only after every split before it has closed, so the result is the one a single task
+        reading the splits in order would give, whatever the channel count."""
+        return False
 
     def write_mode(self, aliases: dict[str, str] | None = None) -> str:
         """Read and check ``writeMode`` against ``modes`` (with familiar spellings mapped)."""

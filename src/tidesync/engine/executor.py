@@ -50,6 +50,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from tidesync.connectors.base import Raw, Reader, Sink, Split, Writer
+from tidesync.engine.channel import Cancelled, CancelToken
 from tidesync.engine.task import Counters, Shared, SinkFactory, Task, TaskResult, run_task
 from tidesync.errors import ConfigError, did_you_mean
 from tidesync.transforms.base import Transform
@@ -193,8 +194,73 @@ def executor_for(
 
 def local_sinks(writer: Writer) -> SinkFactory:
     """The sinks of ``writer`` in the driver's process: a ``serial`` writer's calls take turns
-    under a lock of the engine's."""
-    return _Serialized(writer) if writer.serial else writer
+    under a lock of the engine's; an ``ordered`` one's splits write one after another, in
+    split order (``writer.split_turns``)."""
+    sinks: SinkFactory = _Serialized(writer) if writer.serial else writer
+    turns = writer.split_turns
+    return _InTurn(sinks, turns) if isinstance(turns, SplitTurns) else sinks
+
+
+class SplitTurns:
+    """Splits that write in split order: a split's first write (or its close) waits until every
+    split before it has closed. Reading is not held up: a waiting split's reader fills its
+    channel meanwhile. A discard (a failed task, or a split leaving the direct path to be read
+    again) ends no turn; a failed task cancels the job, and the waiting splits with it."""
+
+    def __init__(self, order: Sequence[int], cancel: CancelToken):
+        self.before = {i: set(order[:n]) for n, i in enumerate(order)}
+        self.closed: set[int] = set()
+        self.cancel = cancel
+        self.turn = threading.Condition()
+
+    def wait(self, index: int) -> None:
+        before = self.before.get(index, set())
+        with self.turn:
+            while not before <= self.closed:
+                if self.cancel.is_set():
+                    raise Cancelled(f"split {index} was waiting for its turn to write")
+                self.turn.wait(0.2)
+
+    def closed_split(self, index: int) -> None:
+        with self.turn:
+            self.closed.add(index)
+            self.turn.notify_all()
+
+
+class _InTurn:
+    def __init__(self, inner: SinkFactory, turns: SplitTurns):
+        self.inner, self.turns = inner, turns
+
+    def open(self, split: Split) -> Sink:
+        return _TurnSink(self.turns, split.index, self.inner.open(split))
+
+
+class _TurnSink(Sink):
+    def __init__(self, turns: SplitTurns, index: int, sink: Sink):
+        self.turns, self.index, self.sink = turns, index, sink
+        self.waited = False
+
+    def _my_turn(self) -> None:
+        if not self.waited:
+            self.turns.wait(self.index)
+            self.waited = True
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._my_turn()
+        self.sink.write(batch)
+
+    def write_raw(self, raw: Raw) -> int:
+        self._my_turn()
+        return self.sink.write_raw(raw)
+
+    def close(self) -> Any:
+        self._my_turn()
+        out = self.sink.close()
+        self.turns.closed_split(self.index)
+        return out
+
+    def discard(self) -> Any:
+        return self.sink.discard()
 
 
 class _Serialized:

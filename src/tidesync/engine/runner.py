@@ -34,7 +34,13 @@ from tidesync.connectors.base import Context, Params, Reader, Writer, load
 from tidesync.connectors.publish import hook
 from tidesync.engine.channel import Cancelled, RateLimiter
 from tidesync.engine.dirty import DirtyLog, RecordLimit
-from tidesync.engine.executor import Executor, check_executor, executor_class, executor_for
+from tidesync.engine.executor import (
+    Executor,
+    SplitTurns,
+    check_executor,
+    executor_class,
+    executor_for,
+)
 from tidesync.engine.task import Counters, Shared, Step, Task, TaskResult
 from tidesync.errors import (
     ConfigError,
@@ -543,8 +549,14 @@ def run_job(
             log.info("content[%d]: %s", part.index, report.path_words(report.paths[-1]))
             reader = _step(part.reader)
             transforms = tuple(_step(t) for t in part.transforms)
+            splits = part.reader.splits(n)
+            # a write by key: splits take turns in order, as one task would write them
+            ordered = part.writer.ordered() and len(splits) > 1
+            part.writer.split_turns = (
+                SplitTurns([s.index for s in splits], cancel) if ordered else None
+            )
             sinks = executor.sinks(part.writer)
-            for split in part.reader.splits(n):
+            for split in splits:
                 report.splits.append(SplitReport(part.index, split.label))
                 tasks.append(
                     Task(part.index, reader, split, transforms, sinks, CHANNEL_BYTES, form)

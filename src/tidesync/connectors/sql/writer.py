@@ -587,6 +587,10 @@ class SqlWriter(Writer):
         self._seen: list[pa.RecordBatch] = []  # sync: the keys written, for the compare
         self._parts: list[tuple[str, str]] | None = None
 
+    def ordered(self) -> bool:
+        # two splits writing one key: the later write wins, so splits take turns in order
+        return self.mode in KEYED
+
     # -- parameters ------------------------------------------------------------------------------
     def settle_modes(self, mode_given: bool) -> None:
         """Read ``partition`` and ``deleteMarker``; ``writeMode`` defaults to ``overwrite``
