@@ -141,8 +141,15 @@ def test_a_run_that_lost_the_race_for_its_positions_fails_and_keeps_the_winners(
     second = load_job(path, runtime=RT, state=state, root=tmp_path)
     first.parts[0].reader.splits(1), second.parts[0].reader.splits(1)  # both start from none
     assert run_job(first).status == "succeeded"
+    assert published() == [*range(10), *range(1000, 1010)]
     rep = run_job(second)
-    assert rep.status == "failed" and "another run saved the positions" in (rep.error or "")
+    # both read the same window: the second is refused before it publishes those rows again
+    assert rep.status == "failed"
+    assert "another run of this job saved the positions of 'job.json#0' while this one ran" in (
+        rep.error or ""
+    )
+    assert "nothing was published" in (rep.error or "")
+    assert published() == [*range(10), *range(1000, 1010)]
     assert saved(state) == {"part0": {"next": 10}, "part1": {"next": 1010}}
 
 

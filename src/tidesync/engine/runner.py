@@ -65,7 +65,7 @@ from tidesync.spec.job import (
 from tidesync.spec.job import Step as JobStep
 from tidesync.spec.params import RunTime, substitute_tree
 from tidesync.spec.secrets import register_document, secret_parameters
-from tidesync.state import positions_key, save_positions
+from tidesync.state import load_positions, positions_key, save_positions
 from tidesync.transforms.base import Transform, load_transform
 
 __all__ = [
@@ -602,6 +602,8 @@ def run_job(
             )
         hook("run.commit")  # tests stop a run here, its data written, nothing published yet
         for part in prepared:
+            _positions_unchanged(part, bool(positions.get(part.index)))
+        for part in prepared:
             part.writer.commit(results[part.index])
             committed.append(part)
             _positions_committed(part, positions.get(part.index, {}), report)
@@ -731,6 +733,23 @@ def _code(e: BaseException) -> str | None:
     if isinstance(e, OSError) and e.errno is not None:
         return errno.errorcode.get(e.errno, str(e.errno))
     return None
+
+
+def _positions_unchanged(part: Part, saves: bool) -> None:
+    """Before anything is published: FatalError when another run of the job saved positions
+    since this one read them. Its window overlapped this one's, so publishing would write those
+    rows twice; the save after the commit checks again (compare-and-set) for a run that commits
+    in between."""
+    ctx = part.reader.ctx
+    expected = ctx.stored_version()
+    if not saves or ctx.state is None or expected is None:
+        return
+    if load_positions(ctx.state, ctx.state_key)[1] != expected:
+        raise FatalError(
+            f"state {ctx.state.describe()}: another run of this job saved the positions of "
+            f"{ctx.state_key!r} while this one ran, so both read the same rows; nothing was "
+            "published (run it again: it starts where the other run ended)"
+        )
 
 
 def _positions_committed(part: Part, positions: dict[str, Any], report: Report) -> None:
