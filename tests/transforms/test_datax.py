@@ -54,7 +54,6 @@ def test_registry_loads_each_datax_transformer_with_name_and_summary(name: str) 
         (["日本語テキスト"], [2, 3], ["語テキ"]),
         (["abc"], ["1", "10"], ["bc"]),  # clipped at the end
         (["abc"], ["3", "1"], [""]),  # start at the end
-        (["abc"], ["7", "1"], [""]),  # start beyond the end: empty, not dirty
         (["abc"], ["0", "0"], [""]),
         ([None, "abc"], ["0", "1"], [None, "a"]),  # a null stays null
     ],
@@ -109,7 +108,7 @@ def test_pad_pads_to_length_or_cuts(
         (["5", "10", "****"], "dataxTest", "datax****"),  # past the end: the rest is replaced
         (["1", "2", "**"], "日本語テキスト", "日**テキスト"),
         (["1", "0", "-"], "abc", "a-bc"),  # length 0 inserts
-        (["7", "1", "!"], "abc", "abc!"),  # start beyond the end appends, not dirty
+        (["3", "1", "!"], "abc", "abc!"),  # start at the end appends
         (["0", "1", "x"], None, None),
     ],
 )
@@ -117,6 +116,17 @@ def test_replace_replaces_the_characters_at_start(
     paras: list[Any], value: str | None, expected: str | None
 ) -> None:
     assert values_after(make(Replace, *paras), batch([value], pa.string())) == [expected]
+
+
+@pytest.mark.parametrize(("cls", "paras"), [(Substr, ["4", "1"]), (Replace, ["4", "1", "!"])])
+def test_a_start_past_the_end_makes_the_row_dirty_as_in_datax(cls: Any, paras: list[Any]) -> None:
+    # DataX throws for it (a dirty record); it used to give "" or append, and the run went on
+    t = make(cls, *paras)
+    b = pa.record_batch({"id": [1, 2, 3, 4], "s": ["abcdef", "abc", None, "abcd"]})
+    dirty: list[tuple[int, str]] = []
+    kept = isolate(b, t.apply, lambda at, row, e: dirty.append((at, e.reason)))
+    assert dirty == [(1, f"{t.name}: startIndex 4 is past the end of the value 'abc' (column 1)")]
+    assert [r["id"] for k in kept for r in k.to_pylist()] == [1, 3, 4]
 
 
 # -- dx_digest ----------------------------------------------------------------------------------

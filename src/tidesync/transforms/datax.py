@@ -10,8 +10,8 @@ transformer's arguments (numbers may be written as strings or numbers). Semantic
 ``DigestTransformer``; where tidesync differs it says so here and in ``docs/transforms.md``:
 
 - positions and lengths count characters (code points), not bytes and not UTF-16 units;
-- a start position beyond the end of a value clips to the end (``dx_substr`` gives ``""``,
-  ``dx_replace`` appends) where DataX makes the row dirty;
+- a start position past the end of a value makes the row dirty, as in DataX (at the end it
+  is a value: ``dx_substr`` gives ``""``, ``dx_replace`` appends);
 - ``like``/``not like`` use RE2 syntax (no look-around or back-references), fully anchored as
   Java's ``String.matches``.
 
@@ -130,6 +130,16 @@ class _DataX(Transform):
     def _column(self, text: pa.Array) -> pa.Array:
         raise NotImplementedError
 
+    def _start_within(self, text: pa.Array) -> None:
+        """DataX throws for a start position past the end of a value: its row is dirty."""
+        past = pc.less(pc.utf8_length(text), pa.scalar(self.start, pa.int64()))
+        if pc.any(past).as_py():
+            one = f" {text[0].as_py()!r}" if len(text) == 1 else ""
+            raise DirtyRecordError(
+                f"{self.name}: startIndex {self.start} is past the end of the value{one} "
+                f"(column {self.index})"
+            )
+
 
 class Substr(_DataX):
     """``paras: [startIndex, length]``: ``length`` characters from ``startIndex`` (0-based)."""
@@ -143,6 +153,7 @@ class Substr(_DataX):
         self.length = self._int(paras, 1, "length")
 
     def _column(self, text: pa.Array) -> pa.Array:
+        self._start_within(text)
         return pc.utf8_slice_codeunits(text, self.start, self.start + self.length)
 
 
@@ -185,6 +196,7 @@ class Replace(_DataX):
         self.replacement = self._str(paras, 2, "replaceString")
 
     def _column(self, text: pa.Array) -> pa.Array:
+        self._start_within(text)
         head = pc.utf8_slice_codeunits(text, 0, self.start)
         tail = pc.utf8_slice_codeunits(text, self.start + self.length)
         mid = pa.scalar(self.replacement, text.type)
