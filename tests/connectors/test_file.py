@@ -152,15 +152,11 @@ def test_every_format_round_trips(tmp_path: Path, fmt: str) -> None:
             fileFormat=fmt,
             column=column,
             fieldDelimiter="\t" if fmt == "text" else ",",
-            nullFormat="",
         )
-    )
+    )  # the writer's and the reader's default nullFormat (\\N, as in DataX) keep NULLs apart
     assert dirty == []
     assert got is not None
-    if fmt in (
-        "csv",
-        "text",
-    ):  # a csv cell cannot tell an empty string from NULL without nullFormat
+    if fmt in ("csv", "text"):
         got = got.rename_columns(data.schema.names)
     assert got.cast(data.schema).to_pylist() == data.to_pylist()
 
@@ -404,10 +400,20 @@ def test_null_format_names_the_text_that_means_null(
 
 def test_csv_tells_an_empty_string_from_null_when_null_format_is_empty(tmp_path: Path) -> None:
     data = pa.table({"i": [1, 2, 3], "s": pa.array(["", None, "x"])})
-    write(writer(tmp_path, fileName="d.csv"), data)
+    write(writer(tmp_path, fileName="d.csv", nullFormat=""), data)
     assert (tmp_path / "out" / "d.csv").read_text() == '1,""\n2,\n3,x\n'
     got, _ = read(reader(tmp_path, path="out/d.csv", nullFormat=""))
     assert got is not None and got.column(1).to_pylist() == ["", None, "x"]
+
+
+def test_nulls_survive_a_round_trip_through_the_default_settings(tmp_path: Path) -> None:
+    # the writer wrote NULL as an empty field and the reader (nullFormat \\N, DataX's default)
+    # read it back as "": every NULL string of a file tidesync wrote came back as ""
+    data = pa.table({"i": [1, 2, 3, 4], "s": pa.array(["", None, "x", "\\N"])})
+    write(writer(tmp_path, fileName="d.csv"), data)
+    assert (tmp_path / "out" / "d.csv").read_text() == '1,\n2,\\N\n3,x\n4,"\\N"\n'
+    got, _ = read(reader(tmp_path, path="out/d.csv"))
+    assert got is not None and got.column(1).to_pylist() == ["", None, "x", "\\N"]
 
 
 def test_values_that_do_not_convert_become_dirty_records_and_the_rest_goes_on(

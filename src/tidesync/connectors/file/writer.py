@@ -108,7 +108,7 @@ class Writer(base.Writer):
         self.mode = self.write_mode({"overwrite": "truncate", "nonconflict": "nonConflict"})
         self.delimiter = _delimiter(p, self.fmt)
         self.encoding = _encoding(p)
-        self.null_format = _raw_string(p, "nullFormat", "")
+        self.null_format = _raw_string(p, "nullFormat", "\\N")
         self.header = self._header(p)
         self.date = None
         fmt = p.str("dateFormat")
