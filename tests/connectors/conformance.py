@@ -528,15 +528,23 @@ class SqlSuite(ConformanceSuite):
             (4, "k", 80, None, 1),
         ]
 
-    def test_query_sql_overrides_table_column_and_where(self, adapter: Adapter) -> None:
+    def test_query_sql_overrides_table(self, adapter: Adapter) -> None:
         self._src(adapter)
-        params = adapter.reader_params(
-            "src", column=["name"], where="id = 1", querySql=["SELECT id, n FROM src WHERE n > 25;"]
-        )
+        params = adapter.reader_params("src", querySql=["SELECT id, n FROM src WHERE n > 25;"])
         assert sorted((r["id"], r["n"]) for r in self._read(adapter, params, n=4)) == [
             (3, 30),
             (4, 40),
         ]
+
+    def test_where_or_column_beside_a_query_sql_is_an_error(self, adapter: Adapter) -> None:
+        # DataX ignores them: a where meant to filter a query's rows let them all through
+        query = ["SELECT id, n FROM src WHERE n > 25"]
+        for extra, key in (({"where": "id = 1"}, "where"), ({"column": ["name"]}, "column")):
+            params = adapter.reader_params("src", querySql=query, **extra)
+            with pytest.raises(ConfigError) as e:
+                self._read(adapter, params)
+            assert f".{key}: has no effect on a query (" in str(e.value)
+            assert "querySql[0] is read as it is)" in str(e.value)
 
     def test_several_tables_are_read_each_in_its_own_splits(self, adapter: Adapter) -> None:
         data = self._src(adapter)

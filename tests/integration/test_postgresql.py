@@ -267,12 +267,17 @@ def test_where_filters_rows(pg: PgDb) -> None:
     assert sorted(table.column("id").to_pylist()) == [8, 9, 10]
 
 
-def test_query_sql_overrides_table_column_and_where(pg: PgDb) -> None:
+def test_query_sql_overrides_table_and_refuses_column_and_where(pg: PgDb) -> None:
     pg.sql("CREATE TABLE {s}.t (id int, v text)", "INSERT INTO {s}.t VALUES (1, 'a'), (2, 'b')")
     params = pg.reader_params(querySql=["SELECT v, id * 2 AS twice FROM t WHERE id = 2;"])
-    params.update(column=["id"], where="id = 1")
     _, table = read_all(reader(params))
     assert table.to_pylist() == [{"v": "b", "twice": 4}]
+    # DataX ignores them beside a query: a where meant as a filter let every row through
+    for extra in ({"where": "id = 1"}, {"column": ["id"]}):
+        with pytest.raises(ConfigError) as e:
+            reader({**params, **extra})
+        key = next(iter(extra))
+        assert f"parameter.{key}: has no effect on a query (" in str(e.value)
 
 
 def test_session_statements_run_on_every_connection(pg: PgDb) -> None:

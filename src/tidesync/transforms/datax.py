@@ -132,6 +132,7 @@ class _DataX(Transform):
 
     def _start_within(self, text: pa.Array) -> None:
         """DataX throws for a start position past the end of a value: its row is dirty."""
+        assert isinstance(self, Substr | Replace)
         past = pc.less(pc.utf8_length(text), pa.scalar(self.start, pa.int64()))
         if pc.any(past).as_py():
             one = f" {text[0].as_py()!r}" if len(text) == 1 else ""

@@ -59,6 +59,7 @@ from tidesync.connectors.postgresql.conn import (
 from tidesync.connectors.postgresql.types import OutColumn, describe_types, read_plan, to_arrow
 from tidesync.connectors.sql import POSTGRESQL, column_sql
 from tidesync.connectors.sql.incremental import Cursor, Incremental, is_aware, is_temporal
+from tidesync.connectors.sql.reader import refuse_beside_query
 from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
 
 __all__ = ["Reader", "PgSplit"]
@@ -163,6 +164,13 @@ class Reader(base.Reader):
             p, "column", cols, "a column name, '*', a constant or an SQL expression"
         )
         self.where = p.str("where")
+        queries = [s for s in self.sources if s.queries]
+        refuse_beside_query(
+            p,
+            f"{queries[0].key + '.' if queries[0].key else ''}querySql[0]" if queries else None,
+            self.where,
+            self.columns,
+        )
         self.split_pk = p.str("splitPk")
         self.fetch_size = p.int("fetchSize", minimum=1)
         self.session = session_of(p)

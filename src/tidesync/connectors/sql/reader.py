@@ -129,6 +129,29 @@ def _query(sql: str) -> str:
     return sql.rstrip().rstrip(";").rstrip()
 
 
+def refuse_beside_query(
+    p: Params, query_key: str | None, where: str | None, columns: list[str] | None
+) -> None:
+    """DataX reads a ``querySql`` as it is and silently ignores ``where`` and ``column`` beside
+    it. A job giving both meant something, and which of the two cannot be told: a problem on
+    the key that would be ignored (``query_key``: the first query's key, None when none)."""
+    if query_key is None:
+        return
+    query = p.ctx.path(query_key)
+    if where and where.strip():
+        p.problem(
+            "where",
+            f"has no effect on a query ({query} is read as it is); put the condition in the "
+            "query's WHERE, or read the table instead",
+        )
+    if columns is not None and columns != ["*"]:
+        p.problem(
+            "column",
+            f"has no effect on a query ({query} is read as it is): its SELECT list gives the "
+            "columns; remove column, or name the columns there",
+        )
+
+
 def read_options(p: Params, *, fetch_size: int, database_key: str = "database") -> ReadOptions:
     """Read a DataX-shaped reader's parameters: ``connection`` (``[{jdbcUrl: [..], table: [..],
     querySql: [..]}]``) or ``jdbcUrl``/``database`` + ``table``; ``column``, ``where``,
@@ -155,6 +178,9 @@ def read_options(p: Params, *, fetch_size: int, database_key: str = "database") 
             cols = None
     where = p.str("where")
     split_pk = p.str("splitPk")
+    refuse_beside_query(
+        p, next((f"{t.query_key}[0]" for t in targets if t.queries), None), where, cols
+    )
     return ReadOptions(
         targets=targets,
         columns=cols,
