@@ -130,14 +130,13 @@ class _DataX(Transform):
     def _column(self, text: pa.Array) -> pa.Array:
         raise NotImplementedError
 
-    def _start_within(self, text: pa.Array) -> None:
+    def _start_within(self, text: pa.Array, start: int) -> None:
         """DataX throws for a start position past the end of a value: its row is dirty."""
-        assert isinstance(self, Substr | Replace)
-        past = pc.less(pc.utf8_length(text), pa.scalar(self.start, pa.int64()))
+        past = pc.less(pc.utf8_length(text), pa.scalar(start, pa.int64()))
         if pc.any(past).as_py():
             one = f" {text[0].as_py()!r}" if len(text) == 1 else ""
             raise DirtyRecordError(
-                f"{self.name}: startIndex {self.start} is past the end of the value{one} "
+                f"{self.name}: startIndex {start} is past the end of the value{one} "
                 f"(column {self.index})"
             )
 
@@ -154,7 +153,7 @@ class Substr(_DataX):
         self.length = self._int(paras, 1, "length")
 
     def _column(self, text: pa.Array) -> pa.Array:
-        self._start_within(text)
+        self._start_within(text, self.start)
         return pc.utf8_slice_codeunits(text, self.start, self.start + self.length)
 
 
@@ -197,7 +196,7 @@ class Replace(_DataX):
         self.replacement = self._str(paras, 2, "replaceString")
 
     def _column(self, text: pa.Array) -> pa.Array:
-        self._start_within(text)
+        self._start_within(text, self.start)
         head = pc.utf8_slice_codeunits(text, 0, self.start)
         tail = pc.utf8_slice_codeunits(text, self.start + self.length)
         mid = pa.scalar(self.replacement, text.type)
