@@ -276,12 +276,17 @@ class Reader(base.Reader):
         for src in srcs:
             s = src.source
             cursor = source_cursor(self.incremental, self.ctx, s, self._read_schema)
-            window = cursor.condition(D) if cursor is not None else None
             snapshot = self._snapshots.get(src.target)
             con, pooled = self._borrow(src.target, snapshot)
             ok = False
             try:
-                if s.query is not None or s.split_pk is None or per == 1:
+                several = s.query is None and s.split_pk is not None and per > 1
+                if cursor is not None and several and cursor.upper is None:
+                    with con.cursor() as cur:
+                        cur.execute(cursor.top_sql(D, s.sql(D, cursor.condition(D))))
+                        cursor = cursor.capped(cur.fetchone()[0])
+                window = cursor.condition(D) if cursor is not None else None
+                if not several:
                     parts: list[tuple[str, str | None]] = [("", window)]
                 else:
                     parts = self._key_splits(src, con, per, window)

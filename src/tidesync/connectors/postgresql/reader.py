@@ -58,7 +58,13 @@ from tidesync.connectors.postgresql.conn import (
 )
 from tidesync.connectors.postgresql.types import OutColumn, describe_types, read_plan, to_arrow
 from tidesync.connectors.sql import POSTGRESQL, column_sql
-from tidesync.connectors.sql.incremental import Cursor, Incremental, is_aware, is_temporal
+from tidesync.connectors.sql.incremental import (
+    Cursor,
+    Incremental,
+    is_aware,
+    is_temporal,
+    literal,
+)
 from tidesync.connectors.sql.reader import refuse_beside_query
 from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
 
@@ -137,6 +143,7 @@ class _Plan:
     cols: list[OutColumn]
     schema: pa.Schema
     cursor: Cursor | None = None  # incremental, this run's window
+    cursor_ref: str = ""  # how the cursor's column is written in ``conds``
 
     def query(self, extra: list[str]) -> str:
         """The SELECT of one split: the plan's conditions and ``extra`` (a key range), inside the
@@ -383,6 +390,7 @@ class Reader(base.Reader):
             temporal=is_temporal(col.type),
             aware=is_aware(col.type),
         )
+        plan.cursor_ref = ref
         window = plan.cursor.condition(POSTGRESQL, ref)
         if window:
             plan.conds = [*plan.conds, window]
@@ -405,11 +413,10 @@ class Reader(base.Reader):
         out: list[base.Split] = []
         for plan in self.plans:
             src = self.sources[plan.source]
-            ranges = (
-                self._ranges(src, plan, n)
-                if (self.split_pk and plan.table is not None and n > 1)
-                else [("", [])]
-            )
+            several = bool(self.split_pk and plan.table is not None and n > 1)
+            if several and plan.cursor is not None and plan.cursor.upper is None:
+                self._cap(src, plan)
+            ranges = self._ranges(src, plan, n) if several else [("", [])]
             ep = src.endpoint or src.endpoints[0]
             for label, conds in ranges:
                 text = f"{plan.label}{' ' + label if label else ''}"
@@ -429,6 +436,21 @@ class Reader(base.Reader):
                     )
                 )
         return out
+
+    def _cap(self, src: _Source, plan: _Plan) -> None:
+        """Bound the cursor by the largest value the table holds now, for every key range (see
+        :meth:`Cursor.capped`)."""
+        conn = self._conn(src)
+        assert plan.cursor is not None and plan.table is not None and src.endpoint is not None
+        where = (" WHERE " + " AND ".join(plan.conds)) if plan.conds else ""
+        with edge(src.endpoint, where=self.ctx.path("incremental")), conn.transaction():
+            (top,) = conn.execute(
+                f"SELECT max({plan.cursor_ref}) FROM {plan.table.qualified}{where}"
+            ).fetchone()
+        capped = plan.cursor.capped(top)
+        if capped is not plan.cursor:
+            plan.cursor = capped
+            plan.conds = [*plan.conds, f"{plan.cursor_ref} <= {literal(POSTGRESQL, capped.upper)}"]
 
     def _ranges(self, src: _Source, plan: _Plan, n: int) -> list[tuple[str, list[str]]]:
         """Key ranges of a table that cover every row exactly once (NULL keys in their own)."""

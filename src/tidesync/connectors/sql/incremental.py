@@ -28,7 +28,7 @@ source and column (key-range splits each saved their own).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -70,6 +70,19 @@ class Cursor:
         if self.upper is not None:
             conds.append(f"{col} <= {literal(dialect, self.upper)}")
         return " AND ".join(conds) or None
+
+    def capped(self, top: Any) -> Cursor:
+        """This cursor bounded above by ``top``, the largest value the source held when the run
+        planned its key-range splits. Splits read at different moments; without a common upper
+        bound a row changed between two splits' reads (a value below what a later split read)
+        was skipped for good, the next run starting after the largest value any split saw."""
+        if top is None or self.upper is not None:
+            return self
+        return replace(self, upper=jsonable(top))
+
+    def top_sql(self, dialect: Dialect, select: str) -> str:
+        """The query of the largest cursor value that ``select`` (which reads the column) gives."""
+        return f"SELECT max({dialect.ident(self.column)}) FROM ({select}) AS tidesync_top"
 
     def position(self, value: Any) -> dict[str, Any]:
         return {"source": self.source, "column": self.column, "value": value}

@@ -444,6 +444,8 @@ class SqlReader(Reader):
         out: list[Split] = []
         for s in sources:
             cursor = source_cursor(self.incremental, self.ctx, s, self.read_schema)
+            if cursor is not None and s.split_pk is not None and per > 1:
+                cursor = cursor.capped(self._top(s, cursor))
             window = cursor.condition(d) if cursor is not None else None
             base = QuerySplit(0, s.label, s.database, s.sql(d, window), s.label, cursor)
             if s.split_pk is None or per == 1:
@@ -459,6 +461,20 @@ class SqlReader(Reader):
                     )
                 )
         return out
+
+    def _top(self, s: Source, cursor: Cursor) -> Any:
+        """The largest cursor value ``s`` holds now (see :meth:`Cursor.capped`)."""
+        if cursor.upper is not None:
+            return None
+        con = self.connect(s.database)
+        try:
+            cur = con.cursor()
+            cur.execute(
+                cursor.top_sql(self.dialect, s.sql(self.dialect, cursor.condition(self.dialect)))
+            )
+            return cur.fetchone()[0]
+        finally:
+            con.close()
 
     def _key_splits(
         self, s: Source, n: int, window: str | None = None
