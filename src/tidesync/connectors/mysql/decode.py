@@ -125,6 +125,22 @@ _ONE = _numbers(np.ones(1, np.int32))[0]
 _NULL_MARK = _numbers(np.full(1, 0xFB, np.uint8))[0]
 
 
+def _i32(n: int) -> pa.Scalar:
+    """``n`` as an int32 scalar, without ``pa.scalar`` (see :func:`_numbers`)."""
+    return _numbers(np.full(1, n, np.int32))[0]
+
+
+def text_scalar(value: bytes, t: pa.DataType) -> pa.Scalar:
+    """``value`` as a scalar of the binary or string type ``t``, without ``pa.scalar``."""
+    offsets = pa.py_buffer(np.array([0, len(value)], np.int32))
+    one = pa.Array.from_buffers(pa.binary(), 1, [None, offsets, pa.py_buffer(value)])
+    return (one if t == pa.binary() else one.cast(t))[0]
+
+
+_ZERO_ONE = _numbers(np.array([0, 1], np.int64))
+_ZERO = _ZERO_ONE[0]
+
+
 def _arange(n: int) -> pa.Array:
     """``0 .. n-1`` as int32 (cached; grows, never shrinks, whatever threads ask)."""
     global _ARANGE
@@ -144,10 +160,8 @@ def columns_text(data: Any, starts: array, ncols: int) -> list[pa.Array]:
     n = len(starts)
     pos = pa.Array.from_buffers(_I32, n, [None, pa.py_buffer(starts)])
     ar = _arange(2 * n)
-    perm = pc.add(
-        pc.shift_right(ar, _ONE), pc.multiply(pc.bit_wise_and(ar, _ONE), pa.scalar(n, _I32))
-    )
-    even = pc.multiply(_arange(n), pa.scalar(2, _I32))
+    perm = pc.add(pc.shift_right(ar, _ONE), pc.multiply(pc.bit_wise_and(ar, _ONE), _i32(n)))
+    even = pc.multiply(_arange(n), _i32(2))
     out = []
     for _ in range(ncols):
         head = pc.take(b, pos)
@@ -159,7 +173,7 @@ def columns_text(data: Any, starts: array, ncols: int) -> list[pa.Array]:
             null = pc.equal(head, _NULL_MARK)
             if mx > 0xFB:
                 length, start = _long_lengths(b, pos, head, length, start)
-            length = pc.if_else(null, pa.scalar(0, _I32), length)
+            length = pc.if_else(null, _i32(0), length)
         end = pc.add(start, length)
         offsets = pc.take(pa.concat_arrays([start, end]), perm)
         offsets = pa.concat_arrays([offsets, offsets.slice(2 * n - 1, 1)])
@@ -505,8 +519,8 @@ def _typed_number(a: pa.Array, t: pa.DataType) -> tuple[pa.Array, list[tuple[int
     """A number of the binary protocol as the schema's type (TINYINT(1) -> bool checks 0/1)."""
     if pa.types.is_boolean(t):
         ints = a.cast(_I64)
-        bad = pc.and_(ints.is_valid(), pc.invert(pc.is_in(ints, pa.array([0, 1], _I64))))
-        return pc.not_equal(ints, pa.scalar(0, _I64)), _rows(bad, ints, _TINY1)
+        bad = pc.and_(ints.is_valid(), pc.invert(pc.is_in(ints, _ZERO_ONE)))
+        return pc.not_equal(ints, _ZERO), _rows(bad, ints, _TINY1)
     return _typed(a, t), []
 
 
@@ -529,9 +543,9 @@ def _cast(c: Column, r: pa.Array, t: pa.DataType) -> tuple[pa.Array, list[tuple[
         return _bits(r, t), []
     if pa.types.is_boolean(t):
         ints = _text(r).cast(pa.int64())
-        bad = pc.and_(ints.is_valid(), pc.invert(pc.is_in(ints, pa.array([0, 1], pa.int64()))))
+        bad = pc.and_(ints.is_valid(), pc.invert(pc.is_in(ints, _ZERO_ONE)))
         problems = _rows(bad, r, _TINY1)
-        return pc.not_equal(ints, 0), problems
+        return pc.not_equal(ints, _ZERO), problems
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         return _text(r).cast(t), []
     if pa.types.is_date(t):

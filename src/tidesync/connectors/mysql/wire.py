@@ -32,7 +32,13 @@ from pymysql import err as myerr
 from pymysql.connections import Connection, MySQLResult
 from pymysql.constants import COMMAND
 
-from tidesync.connectors.mysql.decode import PAD, Column, columns_binary, columns_text
+from tidesync.connectors.mysql.decode import (
+    PAD,
+    Column,
+    columns_binary,
+    columns_text,
+    text_scalar,
+)
 
 __all__ = ["Rows", "stream", "metadata", "encode_tsv", "escape", "load_local"]
 
@@ -247,10 +253,10 @@ def encode_tsv(columns: list[pa.Array]) -> pa.Buffer:
     for col in columns:
         s = col
         if s.null_count:
-            s = pc.fill_null(s, pa.scalar("\\N", s.type))
+            s = pc.fill_null(s, text_scalar(b"\\N", s.type))
         cols.append(s)
     line = pc.binary_join_element_wise(
-        *cols, pa.scalar("\n", cols[0].type), pa.scalar("\t", cols[0].type)
+        *cols, text_scalar(b"\n", cols[0].type), text_scalar(b"\t", cols[0].type)
     )
     large = pa.types.is_large_binary(line.type) or pa.types.is_large_string(line.type)
     offsets = memoryview(line.buffers()[1]).cast("q" if large else "i")
