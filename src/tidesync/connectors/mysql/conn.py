@@ -300,6 +300,10 @@ def is_data_error(e: BaseException) -> bool:
     return errno_of(e) in _DATA or state[:2] in ("22", "23")
 
 
+#: exceptions that Python code raises on a bug (PyMySQL raises its own classes)
+_OURS = (LookupError, TypeError, AttributeError, ArithmeticError, AssertionError)
+
+
 def translate(
     e: BaseException,
     ep: Endpoint,
@@ -323,6 +327,14 @@ def translate(
     if what:
         place += f" ({what})"
     prefix = f"{where}: " if where else ""
+    if isinstance(e, _OURS) and not isinstance(e, myerr.MySQLError):
+        # a fault of tidesync's own code, not of the server or the link: a retry would fail the
+        # same way, and its first argument is no MySQL error number (KeyError(1205) is no lock
+        # wait timeout)
+        return FatalError(
+            f"{prefix}{place}: failed in tidesync itself ({type(e).__name__}: "
+            f"{redact(str(e))}); please report it"
+        )
     if code in _LOGIN:
         return FatalError(
             f"{prefix}cannot log in to {ep.host}:{ep.port} as {ep.user!r}: [{code}] {msg}; "
