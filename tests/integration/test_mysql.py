@@ -950,6 +950,45 @@ def test_mysql_to_mysql_takes_the_arrow_path_and_the_report_says_so(
     assert "path: arrow" in rep.summary()
 
 
+@pytest.mark.parametrize("protocol", ["binary", "text"])
+def test_reading_to_parquet_and_to_mysql_never_imports_pandas(
+    tmp_path: Path, mysql_db: MyDb, protocol: str
+) -> None:
+    # pyarrow imports pandas (a quarter of a second) at the first pa.array or pa.scalar: the
+    # decoders and the LOAD DATA encoder build their constants from buffers instead
+    from tests.integration._cdc import run_imports_pandas
+
+    cols = (
+        "id BIGINT PRIMARY KEY, s VARCHAR(20), v DECIMAL(12, 2), f DOUBLE, b TINYINT(1), "
+        "d DATE, at DATETIME(6), ts TIMESTAMP(3) NULL, t TIME, y YEAR, bin VARBINARY(8)"
+    )
+    mysql_db.execute(
+        f"CREATE TABLE src ({cols})",
+        f"CREATE TABLE dst ({cols})",
+        "INSERT INTO src SELECT seq, CONCAT('a\tb', seq), seq / 4, seq * 0.37, seq % 2, "
+        "DATE'2024-01-01' + INTERVAL seq DAY, TIMESTAMP'2024-01-01 00:00:00.5' + INTERVAL seq "
+        "SECOND, TIMESTAMP'2024-01-01 00:00:00.25' + INTERVAL seq MINUTE, SEC_TO_TIME(seq), "
+        "2000 + seq % 50, UNHEX('00FF09') FROM seq_1_to_300",
+        "INSERT INTO src VALUES (0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
+    reader = {"name": "mysqlreader", "parameter": rparams(mysql_db, "src", protocol, splitPk="id")}
+    to_mysql = {"name": "mysqlwriter", "parameter": wparams(mysql_db, "dst")}
+    to_parquet = {
+        "name": "txtfilewriter",
+        "parameter": {"path": str(tmp_path / "pq"), "fileName": "t", "fileFormat": "parquet"},
+    }
+    for i, writer in enumerate((to_mysql, to_parquet)):
+        job = tmp_path / f"job{i}.json"
+        content = [{"reader": reader, "writer": writer}]
+        job.write_text(
+            json.dumps({"job": {"setting": {"speed": {"channel": 2}}, "content": content}})
+        )
+        assert not run_imports_pandas(job, tmp_path)
+    assert mysql_db.query("SELECT * FROM dst ORDER BY id") == mysql_db.query(
+        "SELECT * FROM src ORDER BY id"
+    )
+
+
 # -- incremental -------------------------------------------------------------------------------
 
 

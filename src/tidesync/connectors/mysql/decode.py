@@ -141,6 +141,13 @@ _ZERO_ONE = _numbers(np.array([0, 1], np.int64))
 _ZERO = _ZERO_ONE[0]
 
 
+def _i64(n: int) -> pa.Scalar:
+    return _numbers(np.full(1, n, np.int64))[0]
+
+
+_FALSE = pa.Array.from_buffers(pa.bool_(), 1, [None, pa.py_buffer(b"\x00")])[0]
+
+
 def _arange(n: int) -> pa.Array:
     """``0 .. n-1`` as int32 (cached; grows, never shrinks, whatever threads ask)."""
     global _ARANGE
@@ -593,7 +600,7 @@ _ZERO_DATE = "0000-00-00"
 def _zero_to_null(s: pa.Array) -> pa.Array:
     zero = pc.starts_with(s, _ZERO_DATE)
     if zero.true_count:
-        s = pc.if_else(zero, pa.scalar(None, s.type), s)
+        s = pc.if_else(zero, pa.nulls(1, s.type)[0], s)
     return s
 
 
@@ -648,31 +655,34 @@ _NOT_A_TIME = (
 
 def _times(r: pa.Array) -> tuple[pa.Array, list[tuple[int, str]]]:
     """MySQL TIME is a signed duration up to 838:59:59; Arrow's time64 is a time of day, so
-    values outside [00:00, 24:00) are reported, not wrapped."""
+    values outside [00:00, 24:00) are reported, not wrapped. (Scalars from buffers: a Python
+    number handed to a compute function goes through ``pa.scalar``, which imports pandas.)"""
     s = _text(r)
     neg = pc.starts_with(s, "-")
     body = pc.utf8_ltrim(s, "-")
     whole = pc.split_pattern(body, ".", max_splits=1)
-    hms = pc.split_pattern(pc.list_element(whole, 0), ":")
-    h = pc.list_element(hms, 0).cast(pa.int64())
-    m = pc.list_element(hms, 1).cast(pa.int64())
-    sec = pc.list_element(hms, 2).cast(pa.int64())
+    hms = pc.split_pattern(pc.list_element(whole, _i64(0)), ":")
+    h = pc.list_element(hms, _i64(0)).cast(_I64)
+    m = pc.list_element(hms, _i64(1)).cast(_I64)
+    sec = pc.list_element(hms, _i64(2)).cast(_I64)
     frac_parts = pc.list_slice(whole, 1, 2)
     frac = pc.list_flatten(frac_parts)
-    has_frac = pc.greater(pc.list_value_length(whole), 1)
-    us = pa.array([0] * len(s), pa.int64())
+    has_frac = pc.greater(pc.list_value_length(whole), _i32(1))
+    us = _numbers(np.zeros(len(s), np.int64))
     if has_frac.true_count:
-        f = pc.utf8_slice_codeunits(pc.utf8_rpad(frac, 6, "0"), 0, 6).cast(pa.int64())
-        us = pc.replace_with_mask(us, pc.fill_null(has_frac, False), f)
-    total = pc.add(
-        pc.multiply(pc.add(pc.multiply(pc.add(pc.multiply(h, 60), m), 60), sec), 1_000_000), us
-    )
+        f = pc.utf8_slice_codeunits(pc.utf8_rpad(frac, 6, "0"), 0, 6).cast(_I64)
+        us = pc.replace_with_mask(us, pc.fill_null(has_frac, _FALSE), f)
+    minutes = pc.add(pc.multiply(h, _i64(60)), m)
+    total = pc.add(pc.multiply(pc.add(pc.multiply(minutes, _i64(60)), sec), _i64(1_000_000)), us)
     bad = pc.fill_null(
-        pc.or_(pc.and_(neg, pc.not_equal(total, 0)), pc.greater_equal(total, _DAY_US)), False
+        pc.or_(
+            pc.and_(neg, pc.not_equal(total, _i64(0))), pc.greater_equal(total, _i64(_DAY_US))
+        ),
+        _FALSE,
     )
     problems = _rows(bad, r, _NOT_A_TIME)
     if problems:
-        total = pc.if_else(bad, pa.scalar(None, pa.int64()), total)
+        total = pc.if_else(bad, pa.nulls(1, _I64)[0], total)
     return total.cast(pa.time64("us")), problems
 
 
