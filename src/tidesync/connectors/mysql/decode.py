@@ -675,9 +675,7 @@ def _times(r: pa.Array) -> tuple[pa.Array, list[tuple[int, str]]]:
     minutes = pc.add(pc.multiply(h, _i64(60)), m)
     total = pc.add(pc.multiply(pc.add(pc.multiply(minutes, _i64(60)), sec), _i64(1_000_000)), us)
     bad = pc.fill_null(
-        pc.or_(
-            pc.and_(neg, pc.not_equal(total, _i64(0))), pc.greater_equal(total, _i64(_DAY_US))
-        ),
+        pc.or_(pc.and_(neg, pc.not_equal(total, _i64(0))), pc.greater_equal(total, _i64(_DAY_US))),
         _FALSE,
     )
     problems = _rows(bad, r, _NOT_A_TIME)
