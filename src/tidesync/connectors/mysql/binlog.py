@@ -415,62 +415,142 @@ class Dump:
         con._next_seq_id = 0
         con._write_bytes(len(payload).to_bytes(3, "little") + b"\x00" + payload)
         con._next_seq_id = 1
-        rfile = con._rfile
-        parts: list[bytes] = []
+        yield from self._packets(con._rfile, files)
+
+    def _packets(self, rfile: Any, files: list[str]) -> Iterator[Events]:
+        """The dump's packets as batches of events. The socket is read in large pieces straight
+        into the batch's buffer (:class:`_Inbox`), and Python looks only at each packet's
+        4-byte header and its event's type: an event stays where its packet put it (after the
+        header and the OK byte). The few that must be rewritten are spliced in place: a packet
+        of 16 MiB joined with the ones that continue it, a compressed event inflated to its
+        plain kind."""
+        box = _Inbox(rfile, self.BATCH_BYTES)
+        at = 0  # the next packet's header
         starts: list[int] = []
-        size = 0
         file_of: list[int] = []
         while True:
-            head = rfile.read(4)
-            if len(head) < 4:
-                raise FatalError("the server closed the binlog connection")
-            n = head[0] | (head[1] << 8) | (head[2] << 16)
-            data = rfile.read(n)
-            while n == 0xFFFFFF:  # a packet of 16 MiB continues in the next one
-                head = rfile.read(4)
-                n = head[0] | (head[1] << 8) | (head[2] << 16)
-                data += rfile.read(n)
-            first = data[0]
-            if first == 0xFE and len(data) < 9:
+            if box.fill < at + 4:
+                box.need(at + 4)
+            b = box.view
+            n = b[at] | (b[at + 1] << 8) | (b[at + 2] << 16)
+            if box.fill < at + 4 + n:
+                box.need(at + 4 + n)
+            if n == 0xFFFFFF:  # continued in the next packet(s): drop their headers
+                end = at + 4 + n
+                while True:
+                    box.need(end + 4)
+                    b = box.view
+                    more = b[end] | (b[end + 1] << 8) | (b[end + 2] << 16)
+                    box.splice(end, end + 4, b"")
+                    box.need(end + more)
+                    end += more
+                    if more < 0xFFFFFF:
+                        break
+                n = end - at - 4
+            b = box.view
+            first = b[at + 4]
+            if first == 0xFE and n < 9:
                 break
             if first == 0xFF:
                 from pymysql import err
 
-                err.raise_mysql_exception(data)
-            if 165 <= data[5] <= 171:
-                data = inflate(data, self.checksum)
-            elif data[5] == ROTATE:
-                n_ev = int.from_bytes(data[10:14], "little")
-                ev = data[1 : 1 + n_ev]
+                err.raise_mysql_exception(bytes(b[at + 4 : at + 4 + n]))
+            t = b[at + 9]
+            if 165 <= t <= 171:
+                plain = inflate(bytes(b[at + 4 : at + 4 + n]), self.checksum)
+                box.splice(at + 4, at + 4 + n, plain)
+                n = len(plain)
+                t = plain[5]
+            elif t == ROTATE:
+                n_ev = int.from_bytes(b[at + 14 : at + 18], "little")
+                ev = bytes(b[at + 5 : at + 5 + n_ev])
                 if zlib.crc32(ev[:-4]) == int.from_bytes(ev[-4:], "little"):
                     ev = ev[:-4]
                 fname = ev[27:].rstrip(b"\0").decode()
                 if fname != files[-1]:
                     files.append(fname)
-            starts.append(size)
+            starts.append(at + 5)
             file_of.append(len(files) - 1)
-            parts.append(data)
-            size += len(data)
-            if size >= self.BATCH_BYTES and data[5] in (XID, QUERY):  # at a transaction's end
-                yield self._events(parts, starts, files, file_of)
-                parts, starts, size, file_of = [], [], 0, []
+            at += 4 + n
+            if at >= self.BATCH_BYTES and t in (XID, QUERY):  # at a transaction's end
+                done, box = box.cut(at)
+                yield _events(done, starts, files, file_of)
+                at = 0
+                starts, file_of = [], []
                 files = files[-1:]
-        if parts:
-            yield self._events(parts, starts, files, file_of)
-
-    @staticmethod
-    def _events(
-        parts: list[bytes], starts: list[int], files: list[str], file_of: list[int]
-    ) -> Events:
-        parts.append(bytes(64))  # room for reads past the last event's end
-        buf = np.frombuffer(b"".join(parts), dtype=np.uint8)
-        # each packet starts with the OK byte: the event follows it
-        start = np.asarray(starts, dtype=np.int64) + 1
-        return Events(buf, start, list(files), np.asarray(file_of, dtype=np.int32))
+        if starts:
+            yield _events(box.cut(at)[0], starts, files, file_of)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the dump is over either way
             self.con.close()
+
+
+class _Inbox:
+    """The bytes of the dump read so far, in one numpy buffer of a batch's size (more while
+    a transaction goes on past it); ``view`` reads single bytes as Python ints.
+
+    ``rfile`` is the connection's buffered reader. Its buffer is empty once the server has
+    answered our last query (it sends nothing unasked), and ``readinto1`` into more room than
+    that buffer holds reads the socket directly, once: it takes what has arrived and never
+    waits for more than one byte (the dump's end comes as an EOF packet)."""
+
+    READ = 1 << 16  # the least room a read is given (more than the reader's own buffer)
+    SLACK = 1 << 20  # room past a batch's size: a batch ends at the first commit after it
+
+    def __init__(self, rfile: Any, size: int, carry: np.ndarray | None = None):
+        self.rfile = rfile
+        self.size = size
+        n = 0 if carry is None else len(carry)
+        self.buf = np.empty(max(size, n) + self.SLACK, np.uint8)
+        if carry is not None:
+            self.buf[:n] = carry
+        self.view = memoryview(self.buf)
+        self.fill = n  # bytes read
+
+    def room(self, total: int) -> None:
+        """At least ``total`` bytes of buffer (the read ones kept)."""
+        if total > len(self.buf):
+            new = np.empty(max(total, 2 * len(self.buf)), np.uint8)
+            new[: self.fill] = self.buf[: self.fill]
+            self.buf, self.view = new, memoryview(new)
+
+    def need(self, upto: int) -> None:
+        """Read until the first ``upto`` bytes are here."""
+        while self.fill < upto:
+            self.room(max(upto, self.fill + self.READ))
+            got = self.rfile.readinto1(self.view[self.fill :])
+            if not got:
+                raise FatalError("the server closed the binlog connection")
+            self.fill += got
+
+    def splice(self, lo: int, hi: int, data: bytes) -> None:
+        """Replace the read bytes ``[lo, hi)`` with ``data`` (what follows moves)."""
+        rest = self.buf[hi : self.fill].copy()
+        self.room(self.fill - (hi - lo) + len(data))
+        end = lo + len(data)
+        self.buf[lo:end] = np.frombuffer(data, np.uint8)
+        self.buf[end : end + len(rest)] = rest
+        self.fill = end + len(rest)
+
+    def cut(self, end: int) -> tuple[np.ndarray, _Inbox]:
+        """The first ``end`` bytes and 64 zero bytes after them (room for reads past the last
+        event), as the batch's own buffer; and the inbox of the next batch, starting with what
+        was read past ``end``."""
+        rest = self.buf[end : self.fill].copy()
+        self.room(end + 64)
+        out = self.buf[: end + 64]
+        out[end:] = 0
+        return out, _Inbox(self.rfile, self.size, rest)
+
+
+def _events(buf: np.ndarray, starts: list[int], files: list[str], file_of: list[int]) -> Events:
+    return Events(
+        buf,
+        np.asarray(starts, dtype=np.int64),
+        list(files),
+        np.asarray(file_of, dtype=np.int32),
+    )
 
 
 def inflate(packet: bytes, checksum: bool) -> bytes:
