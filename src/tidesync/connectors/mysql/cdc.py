@@ -48,6 +48,7 @@ from tidesync.connectors.sql.cdc import (
     History,
     capture_name,
     cdc_options,
+    distinct,
     from_numpy,
     from_strings,
     output_schema,
@@ -550,7 +551,7 @@ class Reader(CaptureReader):
         keys: list[bytes] = []
         key_no: dict[bytes, int] = {}
         which = np.empty(len(idx), np.int64)
-        for tid in np.unique(tids).tolist():
+        for tid in distinct(tids):
             at = [(i, key) for i, t, key in tm_at if t == tid]
             here = tids == tid
             pos = np.asarray([i for i, _ in at], dtype=np.int64)
@@ -566,7 +567,7 @@ class Reader(CaptureReader):
         upd = np.isin(ev.type[idx], bl.UPDATES)
         parts: list[tuple[pa.RecordBatch, np.ndarray, list[tuple[int, str]]]] = []
         code = which * 2 + upd
-        for c in np.unique(code).tolist():
+        for c in distinct(code):
             tm = state.table_map(keys[c // 2])
             target = self.targets.get((tm.db, tm.table))
             if target is None:

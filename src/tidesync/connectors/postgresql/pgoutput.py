@@ -35,6 +35,7 @@ from tidesync.connectors.sql.cdc import (
     TABLE,
     TS,
     TS_TYPE,
+    distinct,
     from_numpy,
     from_strings,
     slices,
@@ -296,7 +297,7 @@ class Decoder:
         dirty: list[tuple[int, str]] = []
         order_parts: list[np.ndarray] = []
         lsn_text_arr = lsn.slice(0, n)
-        for relid in np.unique(relids):
+        for relid in distinct(relids):
             mine = change[relids == relid]
             vers = versions.get(int(relid), [])
             known = self.relations.get(int(relid))

@@ -648,6 +648,12 @@ def from_strings(values: list[str | None] | tuple[str | None, ...]) -> pa.Array:
     )
 
 
+def distinct(values: np.ndarray) -> list[int]:
+    """The distinct integers of ``values``, in order (``np.unique`` of a plain array imports
+    numpy.ma on first use: 10 to 20 ms of a run)."""
+    return sorted(set(values.tolist()))
+
+
 def to_bools(arr: pa.Array | pa.ChunkedArray, null: bool = False) -> np.ndarray:
     """A boolean Arrow array as numpy (NULL read as ``null``)."""
     if isinstance(arr, pa.ChunkedArray):
