@@ -505,7 +505,7 @@ class _Inbox:
         self.buf = np.empty(max(size, n) + self.SLACK, np.uint8)
         if carry is not None:
             self.buf[:n] = carry
-        self.view = memoryview(self.buf)
+        self.view = self.buf.data  # a memoryview
         self.fill = n  # bytes read
 
     def room(self, total: int) -> None:
@@ -513,7 +513,7 @@ class _Inbox:
         if total > len(self.buf):
             new = np.empty(max(total, 2 * len(self.buf)), np.uint8)
             new[: self.fill] = self.buf[: self.fill]
-            self.buf, self.view = new, memoryview(new)
+            self.buf, self.view = new, new.data
 
     def need(self, upto: int) -> None:
         """Read until the first ``upto`` bytes are here."""
