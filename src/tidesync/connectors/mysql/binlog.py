@@ -502,7 +502,7 @@ class _Inbox:
         self.rfile = rfile
         self.size = size
         n = 0 if carry is None else len(carry)
-        self.buf = np.empty(max(size, n) + self.SLACK, np.uint8)
+        self.buf = _room(max(size, n) + self.SLACK)
         if carry is not None:
             self.buf[:n] = carry
         self.view = self.buf.data  # a memoryview
@@ -511,7 +511,7 @@ class _Inbox:
     def room(self, total: int) -> None:
         """At least ``total`` bytes of buffer (the read ones kept)."""
         if total > len(self.buf):
-            new = np.empty(max(total, 2 * len(self.buf)), np.uint8)
+            new = _room(max(total, 2 * len(self.buf)))
             new[: self.fill] = self.buf[: self.fill]
             self.buf, self.view = new, new.data
 
@@ -542,6 +542,14 @@ class _Inbox:
         out = self.buf[: end + 64]
         out[end:] = 0
         return out, _Inbox(self.rfile, self.size, rest)
+
+
+def _room(size: int) -> np.ndarray:
+    """``size`` bytes for a batch. Not ``np.empty``: numpy asks the kernel for huge pages for
+    an array of megabytes, whose first touch compacts and clears 2 MiB at a time; on the shared
+    machine here that cost from a fifth to half again of a whole run's system CPU time, varying
+    with the machine's memory (an ``mmap`` of small pages cost more: every batch faulted anew)."""
+    return np.frombuffer(bytearray(size), np.uint8)
 
 
 def _events(buf: np.ndarray, starts: list[int], files: list[str], file_of: list[int]) -> Events:
