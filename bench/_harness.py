@@ -6,6 +6,7 @@ benchmarks run (:func:`write_job` and its parts)."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -15,6 +16,14 @@ from pathlib import Path
 from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
+
+# The timed commands run in folders of their own (bench/data/...), where the documented
+# relative `PYTHONPATH=src` finds nothing: the editable install's tree (the main checkout's)
+# would be measured instead of this one. Made absolute here, for every child process.
+if os.environ.get("PYTHONPATH"):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        str(Path(p).resolve()) for p in os.environ["PYTHONPATH"].split(os.pathsep) if p
+    )
 
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "tidesync"
