@@ -447,3 +447,63 @@ def test_a_failed_split_stops_the_splits_waiting_for_their_turn(tmp_path: Path) 
     assert out[0].status == "failed"
     assert con.execute("SELECT count(*) FROM t").fetchone() == (0,)
     con.close()
+
+
+def _two_entries(tmp_path: Path, writers: list[dict[str, Any]]) -> Path:
+    (tmp_path / "in.csv").write_text("1,a\n2,b\n")
+    reader = {
+        "name": "txtfilereader",
+        "parameter": {"path": [str(tmp_path / "in.csv")], "column": ["*"]},
+    }
+    content = [{"reader": reader, "writer": w} for w in writers]
+    p = tmp_path / "two.json"
+    p.write_text(json.dumps({"job": {"content": content}}))
+    return p
+
+
+@pytest.mark.parametrize(
+    ("names", "clash"),
+    [
+        (("o.csv", "o.csv"), "the files of 'o.csv' in "),
+        (("orders", "orders_detail"), "files of 'orders_detail' in "),  # DataX's prefix rule
+        (("orders.csv", "lines.csv"), None),
+    ],
+)
+def test_two_entries_writing_one_folders_files_are_refused(
+    tmp_path: Path, names: tuple[str, str], clash: str | None
+) -> None:
+    # the later entry's truncate removed the files the earlier one had just published, and the
+    # run reported both entries' rows written
+    out = str(tmp_path / "out")
+    writers = [
+        {
+            "name": "txtfilewriter",
+            "parameter": {"path": out, "fileName": n, "writeMode": "truncate"},
+        }
+        for n in names
+    ]
+    if clash is None:
+        rep = run_job(load_job(_two_entries(tmp_path, writers), runtime=RT))
+        assert rep.status == "succeeded", rep.error
+        assert sorted(f.name for f in (tmp_path / "out").iterdir()) == sorted(names)
+        return
+    with pytest.raises(ConfigError) as e:
+        load_job(_two_entries(tmp_path, writers), runtime=RT)
+    assert str(e.value).startswith("job.content[1].writer.parameter: writes " + clash), str(e.value)
+    assert "as job.content[0].writer.parameter does; two entries of one job cannot write" in str(
+        e.value
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_entries_writing_one_table_are_refused_not_left_waiting(tmp_path: Path) -> None:
+    # the second entry waited for the first's lock on the table, held until the job's commit:
+    # ten minutes (lockTimeout), then "another run is writing table t"
+    db = tmp_path / "t.db"
+    writer = {
+        "name": "sqlitewriter",
+        "parameter": {"connection": [{"jdbcUrl": f"jdbc:sqlite:{db}", "table": ["t"]}]},
+    }
+    with pytest.raises(ConfigError) as e:
+        load_job(_two_entries(tmp_path, [writer, writer]), runtime=RT)
+    assert f"job.content[1].writer.parameter: writes sqlite table t in {db}, as " in str(e.value)

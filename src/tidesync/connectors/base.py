@@ -291,6 +291,20 @@ class Writer:
         self.ctx = ctx
         self.p = Params(params, ctx)
 
+    def target_key(self) -> str | None:
+        """What this writer writes, as text that is equal for two writers of the same target
+        (a table in a database); None when it cannot tell. See :meth:`shares_target`."""
+        return None
+
+    def shares_target(self, other: Writer) -> str | None:
+        """What ``other`` (a writer of another entry of the same job) writes that this one
+        writes too, in words; None when they are apart. Two entries of one job writing one
+        target would replace or wait for each other's rows within the same run."""
+        mine = self.target_key()
+        if mine is not None and type(other) is type(self) and other.target_key() == mine:
+            return mine
+        return None
+
     def ordered(self) -> bool:
         """Whether the result depends on the order in which rows of different splits arrive
         (a write by key: the last row of a key wins). The engine then lets each split write

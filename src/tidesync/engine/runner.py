@@ -411,6 +411,17 @@ def plan(
                 transforms.append(tr)
         if reader and writer:
             parts.append(Part(c, reader, writer, transforms, i))
+    for j, later in enumerate(parts):
+        for earlier in parts[:j]:
+            shared = later.writer.shares_target(earlier.writer)
+            if shared is not None:
+                problems.append(
+                    f"{later.content.writer.where}: writes {shared}, as "
+                    f"{earlier.content.writer.where} does; two entries of one job cannot write "
+                    "one target (each would replace, or wait for, the other's rows): read both "
+                    "sources in one entry (its reader takes several tables or paths), or write "
+                    "them to different targets"
+                )
     job = Job(spec, parts, runtime, state, ignored)
     if not problems and executor_ok:
         problems.extend(executor_class(spec.settings.executor).problems(job))

@@ -169,6 +169,22 @@ class Writer(base.Writer):
             and self.names.ours(i.base_name)
         )
 
+    def shares_target(self, other: base.Writer) -> str | None:
+        """Two entries of one job writing one folder clash when one file name starts with the
+        other: the files of a fileName are those starting with it (DataX's rule), so the later
+        commit's truncate would remove the earlier one's files, and two appends would race for
+        the same numbered names."""
+        if not isinstance(other, Writer) or type(other.fs) is not type(self.fs):
+            return None
+        if other.root.rstrip("/") != self.root.rstrip("/"):
+            return None
+        a, b = self.names.prefix, other.names.prefix
+        if a == b:
+            return f"the files of {a!r} in {self.root}"
+        if a.startswith(b) or b.startswith(a):
+            return f"files of {a!r} in {self.root}, which start like those of {b!r}"
+        return None
+
     def prepare(self, schema: pa.Schema | None) -> None:
         self.schema = schema
         if isinstance(self.header, list) and schema is not None and len(self.header) != len(schema):

@@ -125,6 +125,9 @@ class Writer(SqlWriter):
     def location(self) -> str:
         return self.endpoint.database
 
+    def target_location(self) -> str:
+        return self.endpoint.label
+
     @property
     def where(self) -> str:
         return self.ctx.path(self.o.target.url_key)

@@ -206,6 +206,9 @@ class Writer(SqlWriter):
     def location(self) -> str:
         return self.endpoint.label if self.endpoint is not None else ""
 
+    def target_location(self) -> str:
+        return self.endpoints[0].label if self.endpoints else ""
+
     # -- the transaction ----------------------------------------------------------------------
     def connect(self) -> None:
         self.conn, self.endpoint = connect(

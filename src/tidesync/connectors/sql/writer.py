@@ -587,6 +587,13 @@ class SqlWriter(Writer):
         self._seen: list[pa.RecordBatch] = []  # sync: the keys written, for the compare
         self._parts: list[tuple[str, str]] | None = None
 
+    def target_key(self) -> str | None:
+        return f"{self.kind} table {self.o.table} in {self.target_location()}"
+
+    def target_location(self) -> str:
+        """The database, as :attr:`location` names it, known before connecting."""
+        return self.location
+
     def ordered(self) -> bool:
         # two splits writing one key: the later write wins, so splits take turns in order
         return self.mode in KEYED
