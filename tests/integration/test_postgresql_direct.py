@@ -300,12 +300,20 @@ def test_a_split_query_is_read_with_its_columns_as_stored() -> None:
 
 
 @pytest.mark.parametrize("piece", [1, 37, 4096])
+@pytest.mark.parametrize("socket", [True, False], ids=["socket", "libpq"])
 def test_rows_are_counted_exactly_whatever_the_piece_size(
-    pg: PgDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int
+    pg: PgDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece: int, socket: bool
 ) -> None:
-    from tidesync.connectors.postgresql import direct
+    """Off the socket where connections are plain; through libpq (as for TLS) otherwise."""
+    from tidesync.connectors.postgresql import direct, wire
 
     monkeypatch.setattr(direct, "PIECE", piece)
+    used = []
+    copy_frames, copy_in = wire.copy_frames, wire.CopyIn
+    monkeypatch.setattr(wire, "copy_frames", lambda *a: used.append("out") or copy_frames(*a))
+    monkeypatch.setattr(wire, "CopyIn", lambda *a: used.append("in") or copy_in(*a))
+    if not socket:
+        monkeypatch.setattr(wire, "usable", lambda conn: False)
     pg.sql(
         "CREATE TABLE {s}.src (id int, v text)",
         "CREATE TABLE {s}.dst (id int, v text)",
@@ -316,6 +324,10 @@ def test_rows_are_counted_exactly_whatever_the_piece_size(
     assert [p.path for p in rep.paths] == [DIRECT]
     assert (rep.records_read, rep.records_written) == (1000, 1000)
     assert same_rows(pg, "src", "dst") == []
+    assert sorted(set(used)) == (["in", "out"] if socket else [])
+    # the COPY data without the protocol's framing: the header, 14 bytes and the text a row,
+    # the trailer
+    assert rep.bytes_read == 19 + pg.rows("SELECT sum(14 + length(v)) FROM {s}.src")[0][0] + 2
 
 
 def test_an_empty_source_moves_no_rows(pg: PgDb, tmp_path: Path) -> None:

@@ -257,3 +257,142 @@ def test_a_parquet_export_never_imports_pandas(pg: PgDb, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     assert "20,000 written" in proc.stderr + proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "no pandas"
+
+
+# -- CopyData messages handed on (the direct path) ---------------------------------------------
+
+
+def _libpq_stream(pg: PgDb, sql: str) -> bytes:
+    """The binary COPY data of ``sql`` as libpq hands it over."""
+    with pg.con.cursor().copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)") as cp:
+        return b"".join(bytes(d) for d in cp)
+
+
+@pytest.mark.parametrize("size", [1, 37, 4096, wire.PIECE])
+def test_frames_carry_the_copy_data_as_libpq_gives_it(pg: PgDb, size: int) -> None:
+    # values that look like row headers, one row larger than most pieces, NULLs
+    pg.sql(
+        "CREATE TABLE {s}.t (id int, v bytea, w text)",
+        "INSERT INTO {s}.t SELECT g, decode(repeat('64000000ff0003', g % 50), 'hex'), "
+        "CASE WHEN g % 7 = 0 THEN NULL ELSE repeat('w', g % 5000) END "
+        "FROM generate_series(1, 3000) g",
+    )
+    sql = f"SELECT * FROM {pg.q('t')}"
+    pieces = list(wire.copy_frames(pg.con, sql, 3, size))
+    assert all(isinstance(d, bytearray) for d, _, _ in pieces)
+    data = b"".join(wire.unframed(d) for d, _, _ in pieces)
+    assert data == _libpq_stream(pg, sql)
+    assert sum(r for _, r, _ in pieces) == 3000
+    assert sum(n for _, _, n in pieces) == len(data)
+    assert pg.con.execute("SELECT 1").fetchone() == (1,)  # libpq saw an idle connection
+
+
+def test_frames_leave_out_notices_among_the_rows(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE FUNCTION {s}.noisy(i int) RETURNS int LANGUAGE plpgsql AS "
+        "$$ BEGIN IF i % 100 = 0 THEN RAISE NOTICE 'row %', i; END IF; RETURN i; END $$"
+    )
+    sql = f'SELECT "{pg.schema}".noisy(g) AS v FROM generate_series(1, 2000) g'
+    pieces = list(wire.copy_frames(pg.con, sql, 1, 4096))
+    assert b"".join(wire.unframed(d) for d, _, _ in pieces) == _libpq_stream(pg, sql)
+    assert sum(r for _, r, _ in pieces) == 2000
+
+
+def test_an_error_among_the_frames_raises_with_its_sqlstate_after_the_rows_before_it(
+    pg: PgDb,
+) -> None:
+    sql = "SELECT 1 / (g - 150000) AS v FROM generate_series(1, 300000) g"
+    rows = 0
+    with pytest.raises(wire.ServerError) as e:
+        for _, r, _ in wire.copy_frames(pg.con, sql, 1, 4096):
+            rows += r
+    assert e.value.sqlstate == "22012"
+    assert 0 < rows < 150000
+    assert pg.con.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_copy_in_writes_frames_as_they_came_and_counts_the_rows(pg: PgDb) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, v text)",
+        "CREATE TABLE {s}.dst (id int, v text)",
+        "INSERT INTO {s}.src SELECT g, repeat('x', g % 9) FROM generate_series(1, 5000) g",
+    )
+    pieces = [
+        bytes(d) for d, _, _ in wire.copy_frames(pg.con, f"SELECT * FROM {pg.q('src')}", 2, 999)
+    ]
+    with psycopg_connect(pg) as conn:
+        copy = wire.CopyIn(conn, f"COPY {pg.q('dst')} FROM STDIN (FORMAT binary)")
+        for p in pieces:
+            copy.write(p)
+        assert copy.finish() == 5000
+        conn.commit()
+    assert pg.rows("SELECT count(*) FROM {s}.dst") == [(5000,)]
+    assert (
+        pg.rows("(TABLE {s}.src EXCEPT TABLE {s}.dst) UNION (TABLE {s}.dst EXCEPT TABLE {s}.src)")
+        == []
+    )
+
+
+def test_copy_in_reads_the_servers_notices_while_it_writes(pg: PgDb) -> None:
+    """A trigger noting every row sends the client more than a socket holds while the rows
+    still come: a writer that did not read meanwhile would wait on the server forever."""
+    pg.sql(
+        "CREATE TABLE {s}.dst (id int, v text)",
+        "CREATE FUNCTION {s}.note() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE NOTICE 'row % %', NEW.id, repeat('n', 200); RETURN NEW; END $$",
+        "CREATE TRIGGER note BEFORE INSERT ON {s}.dst FOR EACH ROW EXECUTE FUNCTION {s}.note()",
+    )
+    sql = "SELECT g AS id, repeat('x', 50) AS v FROM generate_series(1, 30000) g"
+    pieces = [bytes(d) for d, _, _ in wire.copy_frames(pg.con, sql, 2, 1 << 20)]
+    with psycopg_connect(pg) as conn:
+        copy = wire.CopyIn(conn, f"COPY {pg.q('dst')} FROM STDIN (FORMAT binary)")
+        for p in pieces:
+            copy.write(p)
+        assert copy.finish() == 30000
+        conn.commit()
+    assert pg.rows("SELECT count(*) FROM {s}.dst") == [(30000,)]
+
+
+def test_copy_in_raises_the_servers_error_and_leaves_the_connection_usable(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.dst (id int, v varchar(2))")
+    sql = "SELECT g AS id, repeat('x', g / 1000) AS v FROM generate_series(1, 20000) g"
+    pieces = [bytes(d) for d, _, _ in wire.copy_frames(pg.con, sql, 2, 4096)]
+    with psycopg_connect(pg) as conn:
+        with pytest.raises(wire.ServerError) as e:
+            wire.CopyIn(conn, f"COPY {pg.q('nowhere')} FROM STDIN (FORMAT binary)")
+        assert e.value.sqlstate == "42P01"
+        conn.rollback()
+        copy = wire.CopyIn(conn, f"COPY {pg.q('dst')} FROM STDIN (FORMAT binary)")
+        with pytest.raises(wire.ServerError) as e:
+            for p in pieces:
+                copy.write(p)
+            copy.finish()
+        assert e.value.sqlstate == "22001"
+        assert "line 3000" in e.value.fields.get("W", "")
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM " + pg.q("dst")).fetchone() == (0,)
+
+
+def test_an_aborted_copy_in_takes_no_rows(pg: PgDb) -> None:
+    pg.sql("CREATE TABLE {s}.dst (id int)")
+    pieces = [bytes(d) for d, _, _ in wire.copy_frames(pg.con, "SELECT 1 AS id", 1, 4096)]
+    with psycopg_connect(pg) as conn:
+        conn.execute("SAVEPOINT s")
+        copy = wire.CopyIn(conn, f"COPY {pg.q('dst')} FROM STDIN (FORMAT binary)")
+        copy.write(pieces[0])
+        copy.abort("stopped")
+        conn.execute("ROLLBACK TO SAVEPOINT s")
+        conn.commit()
+    assert pg.rows("SELECT count(*) FROM {s}.dst") == [(0,)]
+
+
+def test_unframed_is_framed_undone_and_refuses_other_messages() -> None:
+    assert wire.unframed(wire.framed(b"abc") + wire.framed(b"") + wire.framed(b"de")) == b"abcde"
+    with pytest.raises(ValueError, match="kind 0x4e"):
+        wire.unframed(wire.framed(b"abc") + b"N\x00\x00\x00\x04")
+
+
+def psycopg_connect(pg: PgDb) -> Any:
+    import psycopg
+
+    return psycopg.connect(pg.url)

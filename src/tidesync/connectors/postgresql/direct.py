@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from tidesync.connectors import base
+from tidesync.connectors.postgresql import wire
 from tidesync.connectors.postgresql.conn import (
     Endpoint,
     connect,
@@ -111,15 +112,29 @@ def read_raw(reader: PgReader, split: PgSplit, form: str) -> Iterator[base.Raw]:
             with edge(ep, where=reader.ctx.path("session"), **kw):
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 conn.execute(f"SET TRANSACTION SNAPSHOT {literal_text(split.snapshot)}")
-        yield from _copy_out(conn, ep, f"COPY ({sql}) TO STDOUT (FORMAT binary)", split)
+        if wire.usable(conn):
+            yield from _frames(conn, ep, sql, split)
+        else:
+            yield from _copy_out(conn, ep, f"COPY ({sql}) TO STDOUT (FORMAT binary)", split)
     finally:
         conn.close()  # mid-stream (the engine stopped early) the server ends the COPY itself
 
 
+def _frames(conn: Any, ep: Endpoint, sql: str, split: PgSplit) -> Iterator[base.Raw]:
+    """The COPY's messages read off the socket a piece at a time and handed on as they came
+    (:func:`.wire.copy_frames`): no Python work per row."""
+    try:
+        for data, rows, nbytes in wire.copy_frames(conn, sql, len(split.cols), PIECE):
+            yield base.Raw(FORM, data, rows=rows, nbytes=nbytes)
+    except (wire.ServerError, OSError) as e:
+        raise translate(e, ep, where=split.key, table=split.table, split=split.label) from e
+
+
 def _copy_out(conn: Any, ep: Endpoint, sql: str, split: PgSplit) -> Iterator[base.Raw]:
-    """The COPY's data messages (one per row, the trailer a last one of its own) gathered into
-    pieces. libpq is asked without blocking and the socket waited on with ``select``, so the
-    GIL is free while the server is slow (the sink's thread writes meanwhile)."""
+    """Where the connection is encrypted: the COPY's data messages through libpq (one per
+    row, the trailer a last one of its own) gathered into pieces, each one CopyData message.
+    libpq is asked without blocking and the socket waited on with ``select``, so the GIL is
+    free while the server is slow (the sink's thread writes meanwhile)."""
     psycopg = psycopg_module()
     pq = psycopg.pq
     pg = conn.pgconn
@@ -136,14 +151,14 @@ def _copy_out(conn: Any, ep: Endpoint, sql: str, split: PgSplit) -> Iterator[bas
         res = pg.get_result()
         if res is None or res.status != pq.ExecStatus.COPY_OUT:
             _raise_result(res, conn, ep, split)
-        buf = bytearray()
+        buf = bytearray(5)  # the message's kind and length, filled in by _piece
         rows = 0
         while True:
             n, data = pg.get_copy_data(1)
             if n > 0:
                 if len(buf) >= PIECE:  # before this message: the trailer ends the last piece
-                    yield base.Raw(FORM, buf, rows=rows, nbytes=len(buf))
-                    buf, rows = bytearray(), 0
+                    yield _piece(buf, rows)
+                    buf, rows = bytearray(5), 0
                 buf += data
                 rows += 1
             elif n == 0:
@@ -159,9 +174,15 @@ def _copy_out(conn: Any, ep: Endpoint, sql: str, split: PgSplit) -> Iterator[bas
             pass
         if n == -2 or res is None or res.status != pq.ExecStatus.COMMAND_OK:
             _raise_result(res, conn, ep, split)
-        yield base.Raw(FORM, buf, rows=rows - 1, nbytes=len(buf))
+        yield _piece(buf, rows - 1)
     except psycopg.Error as e:
         raise translate(e, ep, where=split.key, table=split.table, split=split.label) from e
+
+
+def _piece(buf: bytearray, rows: int) -> base.Raw:
+    """COPY data after five bytes of room as one CopyData message."""
+    buf[:5] = b"d" + (len(buf) - 1).to_bytes(4, "big")
+    return base.Raw(FORM, buf, rows=rows, nbytes=len(buf) - 5)
 
 
 def _raise_result(res: Any, conn: Any, ep: Endpoint, split: PgSplit) -> None:
@@ -261,17 +282,25 @@ def _mismatch(src: TypeInfo, tgt: TypeInfo, same_db: bool) -> str:
 
 @dataclass
 class _Copy:
-    """A split's open COPY on the writer's connection."""
+    """A split's open COPY on the writer's connection: off the socket (``raw``) where the
+    connection is plain, else through psycopg (``block``/``copy``)."""
 
-    cursor: Any
-    block: Any  # cursor.copy(...): its __exit__ ends the COPY (or fails it, given an error)
-    copy: Any  # what the block gave: write() sends data
+    raw: wire.CopyIn | None = None
+    cursor: Any = None
+    block: Any = None  # cursor.copy(...): its __exit__ ends the COPY (or fails it, given an error)
+    copy: Any = None  # what the block gave: write() sends data
     rows: int = 0
+
+
+#: what a COPY written off the socket raises besides psycopg's errors
+_WIRE_ERRORS = (wire.ServerError, OSError)
 
 
 class DirectSink(SqlSink):
     """A PostgreSQL task's sink: Arrow batches as every SQL sink, binary COPY on the direct
-    path (one COPY per split, in a savepoint of its own)."""
+    path (one COPY per split, in a savepoint of its own). The reader's CopyData messages go to
+    the socket as they came (:class:`.wire.CopyIn`); through psycopg, without their framing,
+    where the connection is encrypted."""
 
     w: PgWriter
 
@@ -284,8 +313,11 @@ class DirectSink(SqlSink):
                 self.state = self._begin()
             st: _Copy = self.state
             try:
-                st.copy.write(raw.data)
-            except psycopg_module().Error as e:
+                if st.raw is not None:
+                    st.raw.write(raw.data)
+                else:
+                    st.copy.write(wire.unframed(raw.data))
+            except (psycopg_module().Error, *_WIRE_ERRORS) as e:
                 self._failed(e)
         n = raw.rows or 0
         st.rows += n
@@ -296,12 +328,18 @@ class DirectSink(SqlSink):
         w = self.w
         assert w.table is not None and w.endpoint is not None and w.info is not None
         cols = ", ".join(quote_ident(c) for c in self.columns())
+        sql = f"COPY {w.table.qualified} ({cols}) FROM STDIN (FORMAT binary)"
         with edge(w.endpoint, table=w.o.table, split=self.split.label):
             w.conn.execute("SAVEPOINT tidesync_direct")
-            cur = w.conn.cursor()
-            block = cur.copy(f"COPY {w.table.qualified} ({cols}) FROM STDIN (FORMAT binary)")
-            copy = block.__enter__()
-        return _Copy(cur, block, copy)
+            if not wire.usable(w.conn):
+                cur = w.conn.cursor()
+                block = cur.copy(sql)
+                return _Copy(cursor=cur, block=block, copy=block.__enter__())
+        try:
+            return _Copy(raw=wire.CopyIn(w.conn, sql))
+        except _WIRE_ERRORS as e:
+            self._failed(e)
+            raise  # not reached: _failed raises
 
     def columns(self) -> tuple[str, ...]:
         b = self.w.raw_binding
@@ -318,11 +356,14 @@ class DirectSink(SqlSink):
         assert isinstance(st, _Copy)
         with w.lock:
             try:
-                st.block.__exit__(None, None, None)
-            except psycopg_module().Error as e:
+                if st.raw is not None:
+                    written = st.raw.finish()
+                else:
+                    st.block.__exit__(None, None, None)
+                    written = st.cursor.rowcount
+            except (psycopg_module().Error, *_WIRE_ERRORS) as e:
                 self._failed(e)
             self.state = None
-            written = st.cursor.rowcount
             assert w.endpoint is not None
             with edge(w.endpoint, table=w.o.table, split=self.split.label):
                 w.conn.execute("RELEASE SAVEPOINT tidesync_direct")
@@ -349,7 +390,10 @@ class DirectSink(SqlSink):
         self.state = None
         if isinstance(st, _Copy):
             with contextlib.suppress(Exception):  # the COPY is being abandoned either way
-                st.block.__exit__(FatalError, FatalError("the split stopped"), None)
+                if st.raw is not None:
+                    st.raw.abort("the split stopped")
+                else:
+                    st.block.__exit__(FatalError, FatalError("the split stopped"), None)
         conn = w.conn
         if conn is None or conn.closed or conn.broken:
             return
@@ -367,8 +411,12 @@ class DirectSink(SqlSink):
 
 
 def _reason(e: BaseException) -> str:
-    diag = getattr(e, "diag", None)
-    primary = getattr(diag, "message_primary", None) or str(e).strip().splitlines()[0]
-    context = getattr(diag, "context", None)  # COPY t, line 3, column x: "..."
+    if isinstance(e, wire.ServerError):
+        primary = e.fields.get("M") or str(e)
+        context = e.fields.get("W")
+    else:
+        diag = getattr(e, "diag", None)
+        primary = getattr(diag, "message_primary", None) or str(e).strip().splitlines()[0]
+        context = getattr(diag, "context", None)  # COPY t, line 3, column x: "..."
     where = f" ({context.splitlines()[0]})" if context else ""
     return redact(primary + where)

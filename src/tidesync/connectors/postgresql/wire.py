@@ -33,7 +33,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ServerError", "usable", "copy_out", "SIGNATURE"]
+__all__ = [
+    "ServerError",
+    "usable",
+    "copy_out",
+    "copy_frames",
+    "CopyIn",
+    "framed",
+    "unframed",
+    "SIGNATURE",
+]
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _HEADER = len(SIGNATURE) + 8  # signature, flags int32, header extension length int32
@@ -105,19 +114,7 @@ class _Walker:
                 grown[:end] = buf[:end]
                 view.release()
                 buf, view = grown, memoryview(grown)
-            got = self.sock.recv_into(view[end : len(buf) - PAD])
-            if not got:  # after a FATAL error (the server shutting down) or a broken link
-                raise self.error or ConnectionResetError("the server closed the connection")
-            end += got
-            # gather a large piece before walking it (the walk's cost is mostly per piece), as
-            # long as more is coming soon and the end (ReadyForQuery) has not arrived
-            while end < PIECE // 2 and buf[end - 6 : end - 1] != _READY:
-                if not select.select([self.sock], [], [], _LINGER)[0]:
-                    break
-                got = self.sock.recv_into(view[end : len(buf) - PAD])
-                if not got:
-                    break  # the next read raises
-                end += got
+            end = self._fill(buf, view, end, PIECE // 2)
             a = np.frombuffer(buf, np.uint8)
             pos, rows = self._walk(buf, a, end)
             if rows.size:
@@ -130,6 +127,23 @@ class _Walker:
         view.release()
         if self.error is not None:
             raise self.error
+
+    def _fill(self, buf: bytearray, view: memoryview, end: int, want: int) -> int:
+        """Read what the socket has into ``buf`` after ``end``; the new end. Waits for the first
+        bytes, then gathers up to ``want`` bytes (the walk's cost is mostly per piece) as long as
+        more is coming soon and the end (ReadyForQuery) has not arrived."""
+        got = self.sock.recv_into(view[end : len(buf) - PAD])
+        if not got:  # after a FATAL error (the server shutting down) or a broken link
+            raise self.error or ConnectionResetError("the server closed the connection")
+        end += got
+        while end < want and buf[end - 6 : end - 1] != _READY:
+            if not select.select([self.sock], [], [], _LINGER)[0]:
+                break
+            got = self.sock.recv_into(view[end : len(buf) - PAD])
+            if not got:
+                break  # the next read raises
+            end += got
+        return end
 
     def _walk(self, buf: bytearray, a: np.ndarray, end: int) -> tuple[int, np.ndarray]:
         """Find the complete messages in ``buf[:end]``: the rows' first-field positions, and
@@ -210,6 +224,208 @@ class _Walker:
             self.ready = True
         # CopyOutResponse, CopyDone, CommandComplete, notices, parameter status: nothing to do
         return -1
+
+
+# -- passing COPY data on to another server -----------------------------------------------------
+
+
+def copy_frames(conn: Any, sql: str, ncols: int, size: int) -> Iterator[tuple[bytearray, int, int]]:
+    """Run ``COPY (sql) TO STDOUT (FORMAT binary)`` on ``conn`` (idle, :func:`usable`) and yield
+    its ``CopyData`` messages as they came (about ``size`` bytes a piece, whole messages, the
+    first with the format's header, the last with its trailer) and the rows in each; every
+    other message (the COPY's start and end, notices) is left out. Each piece is a buffer of its
+    own. The rows are found as :func:`copy_out` finds them; the server's own count at the end
+    must match their sum (else ``ConnectionError``). Each piece comes with its rows and the
+    bytes of COPY data in it (less the messages' framing). Errors as :func:`copy_out`."""
+    body = f"COPY ({sql}) TO STDOUT (FORMAT binary)".encode() + b"\x00"
+    sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    try:
+        sock.setblocking(True)
+        sock.sendall(b"Q" + struct.pack("!i", len(body) + 4) + body)
+        yield from _Frames(sock, ncols, size).frames()
+    finally:
+        try:
+            sock.setblocking(False)
+        finally:
+            sock.close()
+
+
+class _Frames(_Walker):
+    def __init__(self, sock: socket.socket, ncols: int, size: int):
+        super().__init__(sock, ncols)
+        self.size = size
+        self.holes: list[tuple[int, int]] = []  # the messages of a piece that are not CopyData
+        self.tag = b""  # CommandComplete's: COPY n
+
+    def frames(self) -> Iterator[tuple[bytearray, int, int]]:
+        buf = bytearray(self.size + PAD)
+        end = 0
+        rows = 0
+        while not self.ready:
+            if end + PAD >= len(buf) - (1 << 16):  # no room: a message longer than the buffer
+                buf = _moved(buf, 0, end, 2 * len(buf))
+            view = memoryview(buf)
+            end = self._fill(buf, view, end, self.size // 2)
+            view.release()
+            a = np.frombuffer(buf, np.uint8)
+            self.holes = []
+            trailer = self.trailer
+            pos, found = self._walk(buf, a, end)
+            messages = found.size + (self.trailer and not trailer)  # the header rides a row
+            del a
+            # the rest (an incomplete message) starts the next buffer; this one is handed on
+            rest = end - pos
+            nxt = _moved(buf, pos, end, max(self.size, 2 * rest) + PAD)
+            del buf[pos:]
+            for lo, hi in reversed(self.holes):
+                del buf[lo:hi]
+            if buf:
+                rows += found.size
+                yield buf, found.size, len(buf) - 5 * messages
+            buf, end = nxt, rest
+        if self.error is not None:
+            raise self.error
+        tag = self.tag.split()
+        if len(tag) != 2 or tag[0] != b"COPY" or int(tag[1]) != rows:
+            raise ConnectionError(f"the server sent {rows} rows and said {self.tag!r}")
+
+    def _message(self, buf: bytearray, pos: int, n: int) -> int:
+        if buf[pos] != 0x64:
+            self.holes.append((pos, pos + 1 + n))
+            if buf[pos] == 0x43:  # CommandComplete
+                self.tag = bytes(buf[pos + 5 : pos + 1 + n]).rstrip(b"\x00")
+        return super()._message(buf, pos, n)
+
+
+class CopyIn:
+    """``COPY ... FROM STDIN`` on ``conn`` (idle, :func:`usable`) fed whole ``CopyData``
+    messages, such as :func:`copy_frames` yields, straight to the socket. As for the reads,
+    libpq sees an idle connection before and after (in the transaction it was in). The socket is
+    read while it is written, so the server's notices and errors never block it; an error ends
+    the COPY and raises :class:`ServerError` (the transaction is then failed, as the server
+    says)."""
+
+    def __init__(self, conn: Any, sql: str):
+        self.sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+        self.sock.setblocking(False)  # libpq's own mode: the descriptor is shared
+        self.inbox = bytearray()
+        self.error: ServerError | None = None
+        self.tag = b""
+        self.copying = False  # CopyInResponse seen, ReadyForQuery not yet
+        self.ready = False
+        body = sql.encode() + b"\x00"
+        try:
+            self._send(b"Q" + struct.pack("!i", len(body) + 4) + body)
+            while not (self.copying or self.ready):
+                self._receive(None)
+        except BaseException:
+            self.sock.close()
+            raise
+        if not self.copying:  # an error before the COPY began (no such table ...)
+            self.sock.close()
+            raise self.error or ConnectionError(f"the server did not start {sql[:60]!r}")
+
+    def write(self, data: Any) -> None:
+        """Send whole CopyData messages (the server must never see part of one: after an
+        error it skips messages, not bytes)."""
+        self._send(data)
+        if self.error is not None:
+            self._end(b"c\x00\x00\x00\x04")
+            raise self.error
+
+    def finish(self) -> int:
+        """End the COPY; the rows the server took."""
+        self._end(b"c\x00\x00\x00\x04")
+        if self.error is not None:
+            raise self.error
+        tag = self.tag.split()
+        if len(tag) != 2 or tag[0] != b"COPY":
+            raise ConnectionError(f"the server ended the COPY with {self.tag!r}")
+        return int(tag[1])
+
+    def abort(self, why: str) -> None:
+        """Fail the COPY (``CopyFail``): the server takes none of its rows."""
+        msg = why.encode("utf-8", "replace")[:200].replace(b"\x00", b" ") + b"\x00"
+        self._end(b"f" + struct.pack("!i", len(msg) + 4) + msg)
+
+    def _end(self, message: bytes) -> None:
+        try:
+            if not self.ready:
+                self._send(message)
+            while not self.ready:
+                self._receive(None)
+        finally:
+            self.sock.close()
+
+    def _send(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        sent = 0
+        while sent < len(view):
+            readable, writable, _ = select.select([self.sock], [self.sock], [])
+            if readable:
+                self._receive(0)
+            if writable:
+                try:
+                    sent += self.sock.send(view[sent:])
+                except BlockingIOError:
+                    continue
+
+    def _receive(self, timeout: float | None) -> None:
+        """Read and act on the server's messages (``timeout`` None: wait for some)."""
+        if timeout is None:
+            select.select([self.sock], [], [])
+        try:
+            got = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return
+        if not got:
+            raise self.error or ConnectionResetError("the server closed the connection")
+        box = self.inbox
+        box += got
+        pos = 0
+        while len(box) - pos >= 5:
+            kind = box[pos]
+            n = int.from_bytes(box[pos + 1 : pos + 5], "big")
+            if len(box) - pos < 1 + n:
+                break
+            if kind == 0x47:  # CopyInResponse
+                self.copying = True
+            elif kind == 0x45:  # ErrorResponse
+                self.error = ServerError(_fields(bytes(box[pos + 5 : pos + 1 + n])))
+            elif kind == 0x43:  # CommandComplete
+                self.tag = bytes(box[pos + 5 : pos + 1 + n]).rstrip(b"\x00")
+            elif kind == 0x5A:  # ReadyForQuery
+                self.ready = True
+                self.copying = False
+            # notices, parameter status: nothing to do
+            pos += 1 + n
+        del box[:pos]
+
+
+def framed(payload: Any) -> bytes:
+    """COPY data as one CopyData message."""
+    return b"d" + struct.pack("!i", len(payload) + 4) + bytes(payload)
+
+
+def unframed(data: Any) -> bytes:
+    """The COPY data in whole CopyData messages, without the messages' framing."""
+    view = memoryview(data).cast("B")
+    parts = []
+    pos = 0
+    while pos < len(view):
+        if view[pos] != 0x64:
+            raise ValueError(f"a message of kind {view[pos]:#x} among COPY data")
+        n = int.from_bytes(view[pos + 1 : pos + 5], "big")
+        parts.append(view[pos + 5 : pos + 1 + n])
+        pos += 1 + n
+    return b"".join(parts)
+
+
+def _moved(buf: bytearray, lo: int, hi: int, size: int) -> bytearray:
+    """A new buffer of ``size`` bytes starting with ``buf[lo:hi]``."""
+    out = bytearray(size)
+    out[: hi - lo] = buf[lo:hi]
+    return out
 
 
 def _fields(payload: bytes) -> dict[str, str]:
