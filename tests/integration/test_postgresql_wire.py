@@ -311,21 +311,26 @@ def test_an_error_among_the_frames_raises_with_its_sqlstate_after_the_rows_befor
     assert pg.con.execute("SELECT 1").fetchone() == (1,)
 
 
+def _pass_on(pg: PgDb, sql: str, ncols: int, size: int, table: str) -> int:
+    """``sql``'s rows read as frames, then written to ``table`` by CopyIn and committed: the
+    count the server gave."""
+    pieces = [bytes(d) for d, _, _ in wire.copy_frames(pg.con, sql, ncols, size)]
+    with psycopg_connect(pg) as conn:
+        copy = wire.CopyIn(conn, f"COPY {pg.q(table)} FROM STDIN (FORMAT binary)")
+        for p in pieces:
+            copy.write(p)
+        n = copy.finish()
+        conn.commit()
+    return n
+
+
 def test_copy_in_writes_frames_as_they_came_and_counts_the_rows(pg: PgDb) -> None:
     pg.sql(
         "CREATE TABLE {s}.src (id int, v text)",
         "CREATE TABLE {s}.dst (id int, v text)",
         "INSERT INTO {s}.src SELECT g, repeat('x', g % 9) FROM generate_series(1, 5000) g",
     )
-    pieces = [
-        bytes(d) for d, _, _ in wire.copy_frames(pg.con, f"SELECT * FROM {pg.q('src')}", 2, 999)
-    ]
-    with psycopg_connect(pg) as conn:
-        copy = wire.CopyIn(conn, f"COPY {pg.q('dst')} FROM STDIN (FORMAT binary)")
-        for p in pieces:
-            copy.write(p)
-        assert copy.finish() == 5000
-        conn.commit()
+    assert _pass_on(pg, f"SELECT * FROM {pg.q('src')}", 2, 999, "dst") == 5000
     assert pg.rows("SELECT count(*) FROM {s}.dst") == [(5000,)]
     assert (
         pg.rows("(TABLE {s}.src EXCEPT TABLE {s}.dst) UNION (TABLE {s}.dst EXCEPT TABLE {s}.src)")
@@ -343,13 +348,7 @@ def test_copy_in_reads_the_servers_notices_while_it_writes(pg: PgDb) -> None:
         "CREATE TRIGGER note BEFORE INSERT ON {s}.dst FOR EACH ROW EXECUTE FUNCTION {s}.note()",
     )
     sql = "SELECT g AS id, repeat('x', 50) AS v FROM generate_series(1, 30000) g"
-    pieces = [bytes(d) for d, _, _ in wire.copy_frames(pg.con, sql, 2, 1 << 20)]
-    with psycopg_connect(pg) as conn:
-        copy = wire.CopyIn(conn, f"COPY {pg.q('dst')} FROM STDIN (FORMAT binary)")
-        for p in pieces:
-            copy.write(p)
-        assert copy.finish() == 30000
-        conn.commit()
+    assert _pass_on(pg, sql, 2, 1 << 20, "dst") == 30000
     assert pg.rows("SELECT count(*) FROM {s}.dst") == [(30000,)]
 
 
