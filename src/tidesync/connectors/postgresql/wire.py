@@ -265,7 +265,9 @@ class _Frames(_Walker):
             if end + PAD >= len(buf) - (1 << 16):  # no room: a message longer than the buffer
                 buf = _moved(buf, 0, end, 2 * len(buf))
             view = memoryview(buf)
-            end = self._fill(buf, view, end, self.size // 2)
+            # gather a full piece: the buffer is handed on, so what it does not fill is memory
+            # the channel does not count
+            end = self._fill(buf, view, end, len(buf) - PAD)
             view.release()
             a = np.frombuffer(buf, np.uint8)
             self.holes = []
