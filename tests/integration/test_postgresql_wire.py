@@ -279,7 +279,7 @@ def test_frames_carry_the_copy_data_as_libpq_gives_it(pg: PgDb, size: int) -> No
     )
     sql = f"SELECT * FROM {pg.q('t')}"
     pieces = list(wire.copy_frames(pg.con, sql, 3, size))
-    assert all(isinstance(d, bytearray) for d, _, _ in pieces)
+    assert all(isinstance(d, memoryview) and d.nbytes == n + 5 for d, _, n in pieces)
     data = b"".join(wire.unframed(d) for d, _, _ in pieces)
     assert data == _libpq_stream(pg, sql)
     assert sum(r for _, r, _ in pieces) == 3000

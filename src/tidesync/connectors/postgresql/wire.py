@@ -229,14 +229,17 @@ class _Walker:
 # -- passing COPY data on to another server -----------------------------------------------------
 
 
-def copy_frames(conn: Any, sql: str, ncols: int, size: int) -> Iterator[tuple[bytearray, int, int]]:
+def copy_frames(
+    conn: Any, sql: str, ncols: int, size: int
+) -> Iterator[tuple[memoryview, int, int]]:
     """Run ``COPY (sql) TO STDOUT (FORMAT binary)`` on ``conn`` (idle, :func:`usable`) and yield
-    its ``CopyData`` messages as they came (about ``size`` bytes a piece, whole messages, the
-    first with the format's header, the last with its trailer) and the rows in each; every
-    other message (the COPY's start and end, notices) is left out. Each piece is a buffer of its
-    own. The rows are found as :func:`copy_out` finds them; the server's own count at the end
-    must match their sum (else ``ConnectionError``). Each piece comes with its rows and the
-    bytes of COPY data in it (less the messages' framing). Errors as :func:`copy_out`."""
+    its data in pieces of about ``size`` bytes of whole rows (the first with the format's
+    header, the last with its trailer), each piece one ``CopyData`` message ready for another
+    server's ``COPY FROM STDIN``, with the rows in it and the bytes of COPY data (less the five
+    of the framing); the other messages (the COPY's start and end, notices) are left out. Each
+    piece is memory of its own. The rows are found as :func:`copy_out` finds them; the
+    server's own count at the end must match their sum (else ``ConnectionError``). Errors as
+    :func:`copy_out`."""
     body = f"COPY ({sql}) TO STDOUT (FORMAT binary)".encode() + b"\x00"
     sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
     try:
@@ -255,48 +258,72 @@ class _Frames(_Walker):
         super().__init__(sock, ncols)
         self.size = size
         self.holes: list[tuple[int, int]] = []  # the messages of a piece that are not CopyData
+        self.starts: list[int] = []  # the CopyData messages of a piece walked one by one
+        self.header_row = -1  # the first field of the row after the format's header
         self.tag = b""  # CommandComplete's: COPY n
 
-    def frames(self) -> Iterator[tuple[bytearray, int, int]]:
+    def frames(self) -> Iterator[tuple[memoryview, int, int]]:
         buf = bytearray(self.size + PAD)
         end = 0
         rows = 0
+        view = memoryview(buf)
         while not self.ready:
             if end + PAD >= len(buf) - (1 << 16):  # no room: a message longer than the buffer
+                view.release()
                 buf = _moved(buf, 0, end, 2 * len(buf))
-            view = memoryview(buf)
-            # gather a full piece: the buffer is handed on, so what it does not fill is memory
-            # the channel does not count
+                view = memoryview(buf)
             end = self._fill(buf, view, end, len(buf) - PAD)
-            view.release()
             a = np.frombuffer(buf, np.uint8)
-            self.holes = []
-            trailer = self.trailer
+            self.holes, self.starts, self.header_row = [], [], -1
             pos, found = self._walk(buf, a, end)
-            messages = found.size + (self.trailer and not trailer)  # the header rides a row
+            out = self._merged(a, pos, found)
             del a
-            # the rest (an incomplete message) starts the next buffer; this one is handed on
-            rest = end - pos
-            nxt = _moved(buf, pos, end, max(self.size, 2 * rest) + PAD)
-            del buf[pos:]
-            for lo, hi in reversed(self.holes):
-                del buf[lo:hi]
-            if buf:
+            if out is not None:
                 rows += found.size
-                yield buf, found.size, len(buf) - 5 * messages
-            buf, end = nxt, rest
+                yield out.data, found.size, out.size - 5
+            rest = end - pos
+            buf[:rest] = buf[pos:end]
+            end = rest
+        view.release()
         if self.error is not None:
             raise self.error
         tag = self.tag.split()
         if len(tag) != 2 or tag[0] != b"COPY" or int(tag[1]) != rows:
             raise ConnectionError(f"the server sent {rows} rows and said {self.tag!r}")
 
+    def _merged(self, a: np.ndarray, pos: int, found: np.ndarray) -> np.ndarray | None:
+        """The COPY data of the complete messages before ``pos`` as one CopyData message (None:
+        there is none). The target's server does work per message (0.06 to 0.1 CPU-s more for
+        2M one-row messages than for large ones, on the copy's critical path), so the rows'
+        five-byte framings are cut out here, with one numpy mask."""
+        # where each CopyData message starts: a row's first field is 7 bytes after it, save the
+        # row that carries the format's header; those walked in Python were noted
+        rows = found[found != self.header_row] - 7 if self.header_row >= 0 else found - 7
+        starts = np.concatenate([rows, np.array(self.starts, np.int64)])
+        if not starts.size:
+            return None
+        keep = np.ones(pos, bool)
+        for lo, hi in self.holes:
+            keep[lo:hi] = False
+        # the first message's framing stays, to frame them all (its length written below)
+        first = int(starts.min())
+        keep[(starts[starts != first][:, None] + np.arange(5)).ravel()] = False
+        data = a[:pos][keep]  # a mask: twice as fast as np.compress, and no copy after it
+        data[1:5] = np.frombuffer((data.size - 1).to_bytes(4, "big"), np.uint8)
+        return data
+
     def _message(self, buf: bytearray, pos: int, n: int) -> int:
         if buf[pos] != 0x64:
             self.holes.append((pos, pos + 1 + n))
             if buf[pos] == 0x43:  # CommandComplete
                 self.tag = bytes(buf[pos + 5 : pos + 1 + n]).rstrip(b"\x00")
-        return super()._message(buf, pos, n)
+            return super()._message(buf, pos, n)
+        self.starts.append(pos)
+        header = self.header
+        row = super()._message(buf, pos, n)
+        if not header and self.header:
+            self.header_row = row
+        return row
 
 
 class CopyIn:
