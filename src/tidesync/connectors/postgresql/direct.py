@@ -4,11 +4,11 @@ Each split of the reader runs ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` on
 its own and hands the stream on as it comes (pieces of whole rows, about :data:`PIECE` bytes,
 the first with the format's header, the last with its trailer); the writer's sink pours them into
 one ``COPY target (columns) FROM STDIN (FORMAT binary)`` inside a savepoint of the job's one
-transaction. A piece is whole ``CopyData`` messages of the protocol: on a plain connection those
-the server sent, read off the socket (:func:`.wire.copy_frames`: no Python work per row) and
-written to the target's socket as they are (:class:`.wire.CopyIn`); through libpq (an encrypted
-connection) the piece's rows in one message, whose framing a TLS writer strips for psycopg's
-COPY. Both servers' row counts are checked against the rows that passed. Nothing is decoded: the
+transaction. A piece is one ``CopyData`` message of the protocol: on a plain connection the
+rows read off the socket (:func:`.wire.copy_frames`: no Python work per row) and written to the
+target's socket (:class:`.wire.CopyIn`); through libpq (an encrypted connection) the rows libpq
+gave, and a TLS writer strips the framing for psycopg's COPY. Both servers' row counts are
+checked against the rows that passed. Nothing is decoded: the
 server's send functions wrote the bytes its receive functions read, so every value arrives
 exactly (numeric NaN and infinite timestamps included, which the Arrow path must turn into dirty
 records).

@@ -105,21 +105,26 @@ class _Walker:
         self.window = 4096
 
     def pieces(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        buf = bytearray(PIECE + PAD)
-        end = 0  # bytes of data in buf
-        view = memoryview(buf)
-        while not self.ready:
-            if end + PAD >= len(buf) - (1 << 16):  # no room: a message longer than the buffer
-                grown = bytearray(2 * len(buf))
-                grown[:end] = buf[:end]
-                view.release()
-                buf, view = grown, memoryview(grown)
-            end = self._fill(buf, view, end, PIECE // 2)
-            a = np.frombuffer(buf, np.uint8)
-            pos, rows = self._walk(buf, a, end)
+        for a, _, rows, end in self._walked(PIECE, PIECE // 2):
             if rows.size:
                 a[end : end + PAD] = 0
                 yield a, rows
+
+    def _walked(
+        self, size: int, want: int | None
+    ) -> Iterator[tuple[np.ndarray, int, np.ndarray, int]]:
+        """Each piece read (``want`` bytes gathered, None: as many as the buffer holds) and
+        walked: the buffer as uint8, where its first incomplete message begins, the rows'
+        first-field positions and the end of the data. Valid until the next is asked for."""
+        buf = bytearray(size + PAD)
+        end = 0  # bytes of data in buf
+        view = memoryview(buf)
+        while not self.ready:
+            buf, view = _room(buf, view, end)
+            end = self._fill(buf, view, end, len(buf) - PAD if want is None else want)
+            a = np.frombuffer(buf, np.uint8)
+            pos, rows = self._walk(buf, a, end)
+            yield a, pos, rows, end
             del a
             rest = end - pos
             buf[:rest] = buf[pos:end]
@@ -263,30 +268,14 @@ class _Frames(_Walker):
         self.tag = b""  # CommandComplete's: COPY n
 
     def frames(self) -> Iterator[tuple[memoryview, int, int]]:
-        buf = bytearray(self.size + PAD)
-        end = 0
         rows = 0
-        view = memoryview(buf)
-        while not self.ready:
-            if end + PAD >= len(buf) - (1 << 16):  # no room: a message longer than the buffer
-                view.release()
-                buf = _moved(buf, 0, end, 2 * len(buf))
-                view = memoryview(buf)
-            end = self._fill(buf, view, end, len(buf) - PAD)
-            a = np.frombuffer(buf, np.uint8)
-            self.holes, self.starts, self.header_row = [], [], -1
-            pos, found = self._walk(buf, a, end)
+        # a full piece: its rows are handed on in memory of their own
+        for a, pos, found, _ in self._walked(self.size, None):
             out = self._merged(a, pos, found)
-            del a
+            self.holes, self.starts, self.header_row = [], [], -1
             if out is not None:
                 rows += found.size
                 yield out.data, found.size, out.size - 5
-            rest = end - pos
-            buf[:rest] = buf[pos:end]
-            end = rest
-        view.release()
-        if self.error is not None:
-            raise self.error
         tag = self.tag.split()
         if len(tag) != 2 or tag[0] != b"COPY" or int(tag[1]) != rows:
             raise ConnectionError(f"the server sent {rows} rows and said {self.tag!r}")
@@ -450,11 +439,15 @@ def unframed(data: Any) -> bytes:
     return b"".join(parts)
 
 
-def _moved(buf: bytearray, lo: int, hi: int, size: int) -> bytearray:
-    """A new buffer of ``size`` bytes starting with ``buf[lo:hi]``."""
-    out = bytearray(size)
-    out[: hi - lo] = buf[lo:hi]
-    return out
+def _room(buf: bytearray, view: memoryview, end: int) -> tuple[bytearray, memoryview]:
+    """``buf`` and its view, or a buffer twice as large holding its ``end`` bytes when less
+    than 64 KiB is left (a message longer than the buffer)."""
+    if end + PAD < len(buf) - (1 << 16):
+        return buf, view
+    grown = bytearray(2 * len(buf))
+    grown[:end] = buf[:end]
+    view.release()
+    return grown, memoryview(grown)
 
 
 def _fields(payload: bytes) -> dict[str, str]:
