@@ -544,10 +544,12 @@ def test_the_socket_copy_and_the_adbc_fallback_read_the_same_rows(
     until(pg, b2)
     # the second window starts past the slot's position: read from a temporary copy of the slot
     socket = [c.run((t0, b1)), c.run((b1, b2))]
-    assert len(copies) == 2 and "pg_logical_slot_peek_binary_changes" in copies[0]
+    # one peek a window, or more when other work filled the server's WAL meanwhile
+    peeks = len(copies)
+    assert peeks >= 2 and all("pg_logical_slot_peek_binary_changes" in q for q in copies)
     monkeypatch.setattr(cdc, "SOCKET", False)
     adbc = [c.run((t0, b1)), c.run((b1, b2))]
-    assert len(copies) == 2  # ADBC read the reruns
+    assert len(copies) == peeks  # ADBC read the reruns
     ops = [sorted(set(w.column("_op").to_pylist())) for w in socket]
     assert ops == [["c", "d", "u"], ["d", "u"]]
     assert [w.num_rows for w in socket] == [3001 + 300 + 30 * 2, 600 + 39]
