@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from tests.integration._cdc import run_imports_pandas
 from tidesync.connectors.duckdb.csv import CsvFile, load, read_csv_sql
 from tidesync.engine.runner import load_job, run_job
 from tidesync.spec.params import RunTime
@@ -330,6 +331,21 @@ def test_empty_typed_fields_are_null_on_the_direct_path_too(tmp_path: Path) -> N
     assert direct.splits[0].path == DIRECT and not direct.splits[0].fallback
     assert direct.records_written == 3 and not _dirty(direct)
     assert _rows(tmp_path / "direct.duckdb")[1:] == [
+        (1, "a", None, None, None),
+        (3, "", 1.0, None, dt.datetime(2024, 1, 2)),
+        (None, None, 2.5, True, None),
+    ]
+
+
+def test_a_csv_run_on_the_arrow_path_never_imports_pandas(tmp_path: Path) -> None:
+    # pyarrow imports pandas (a quarter of a CPU second) when a compute function is given a
+    # Python value; empty typed fields take the conversion's NULL-ing branch
+    (tmp_path / "a.csv").write_text(HEADER + "1,a,,,\n,\\N,2.5,true,\n3,,1,,2024-01-02\n")
+    reader = {"path": str(tmp_path / "a.csv"), "skipHeader": True, "column": TYPED}
+    _job(tmp_path, reader, direct=False)  # writes job_arrow.json
+    (tmp_path / "arrow.duckdb").unlink()
+    assert not run_imports_pandas(tmp_path / "job_arrow.json", tmp_path)
+    assert _rows(tmp_path / "arrow.duckdb")[1:] == [
         (1, "a", None, None, None),
         (3, "", 1.0, None, dt.datetime(2024, 1, 2)),
         (None, None, 2.5, True, None),

@@ -33,6 +33,7 @@ from tidesync.connectors.sql import (
     write_options,
     write_statements,
 )
+from tidesync.connectors.sql.writer import empty_batch
 from tidesync.errors import DirtyRecordError, FatalError
 
 #: errors that are the rows' fault (constraint, conversion, range)
@@ -359,7 +360,7 @@ class Writer(SqlWriter):
             pa.field(n, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
             for n, f in zip(names, schema, strict=True)
         ] + [pa.field(k, pa.string()) for k, _ in self.partition if k not in names]
-        empty = pa.schema(fields).empty_table()
+        empty = pa.Table.from_batches([empty_batch(pa.schema(fields))])  # (no pandas import)
         try:
             con.register("__tidesync_empty", empty)
             con.execute(f"CREATE TABLE {self.table_sql} AS SELECT * FROM __tidesync_empty")

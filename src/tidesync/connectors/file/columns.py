@@ -492,9 +492,11 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
     if pa.types.is_string(src) or pa.types.is_large_string(src):
         if pa.types.is_string(target) or pa.types.is_binary(target):
             return arr if src == target else pc.cast(arr, target)
-        empty = pc.equal(pc.binary_length(arr), 0)
+        # no Python value in a compute call: pyarrow would import pandas to look at it (a
+        # quarter of a second of CPU in every csv run that converts a column)
+        empty = pc.invert(pc.cast(pc.binary_length(arr), pa.bool_()))
         if pc.any(empty).as_py():  # empty text is NULL for anything but strings
-            arr = pc.if_else(empty, pa.scalar(None, src), arr)
+            arr = pc.if_else(empty, pa.nulls(1, src)[0], arr)
         if col.type == "date" and col.date is not None:
             if col.date.iso:
                 with contextlib.suppress(pa.ArrowInvalid):
