@@ -994,6 +994,35 @@ def test_a_time_of_24_00_is_a_dirty_record_shown_as_the_clock_reads_it(
     assert (tmp_path / "out" / "t.csv").read_text().splitlines()[1] == "3,NULL"
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_date_format_writes_instants_as_wall_times_of_the_jobs_zone(
+    tmp_path: Path, fmt: str
+) -> None:
+    # a timestamptz (an instant, Arrow tz UTC) under dateFormat was printed as its UTC wall
+    # time, with no offset: 8 hours off for a reader in the job's zone (seed 002's Shanghai)
+    t = pa.table(
+        {
+            "at": pa.array([dt.datetime(2026, 1, 1, 0, 30)], pa.timestamp("us", "UTC")),
+            "wall": pa.array([dt.datetime(2026, 1, 1, 0, 30)], pa.timestamp("us")),
+        }
+    )
+    w = F.Writer(
+        {
+            "path": "out",
+            "fileName": f"t.{fmt}",
+            "fileFormat": fmt,
+            "dateFormat": "yyyy-MM-dd HH:mm:ss",
+        },
+        Context(base_dir=tmp_path, where="writer", timezone="Asia/Shanghai"),
+    )
+    write(w, t)
+    text = (tmp_path / "out" / f"t.{fmt}").read_text().strip()
+    if fmt == "csv":
+        assert text == "2026-01-01 08:30:00,2026-01-01 00:30:00"
+    else:
+        assert json.loads(text) == {"at": "2026-01-01 08:30:00", "wall": "2026-01-01 00:30:00"}
+
+
 def test_text_refuses_a_value_holding_the_delimiter_without_writing_the_batch(
     tmp_path: Path,
 ) -> None:

@@ -238,8 +238,11 @@ def _parse_fraction(arr: pa.Array, pattern: DatePattern) -> pa.Array:
     return pc.cast(pc.binary_join_element_wise(*parts, ""), pa.timestamp("us"))
 
 
-def render_temporal(arr: pa.Array, pattern: DatePattern) -> pa.Array:
-    """Dates and timestamps as strings in ``pattern`` (vectorized ``strftime``)."""
+def render_temporal(arr: pa.Array, pattern: DatePattern, zone: str | None = None) -> pa.Array:
+    """Dates and timestamps as strings in ``pattern`` (vectorized ``strftime``). A timestamp
+    that is an instant (it carries a zone) is written as the wall time of ``zone`` (the job's),
+    not of the zone it carries: a pattern without an offset would otherwise print UTC wall
+    times that a reader takes for the job's (eight hours off in Asia/Shanghai)."""
     if pattern.strftime is None:
         raise FatalError(
             f"the date pattern {pattern.java!r} cannot be used to write values: "
@@ -250,6 +253,8 @@ def render_temporal(arr: pa.Array, pattern: DatePattern) -> pa.Array:
         arr = pc.cast(arr, pa.timestamp("s"))
     elif pa.types.is_timestamp(t) and t.unit != pattern.unit:
         arr = pc.cast(arr, pa.timestamp(pattern.unit, t.tz), safe=False)
+    if pa.types.is_timestamp(arr.type) and arr.type.tz is not None and zone:
+        arr = arr.cast(pa.timestamp(arr.type.unit, zone))  # the same instants, shown in zone
     return pc.strftime(arr, format=pattern.strftime)
 
 

@@ -82,8 +82,15 @@ class TextEncoder:
     or a line break is a dirty record rather than a corrupt line)."""
 
     def __init__(
-        self, fmt: str, delimiter: str, null_format: str, date: DatePattern | None, encoding: str
+        self,
+        fmt: str,
+        delimiter: str,
+        null_format: str,
+        date: DatePattern | None,
+        encoding: str,
+        zone: str | None = None,
     ):
+        self.zone = zone  # the job's: instants are written as its wall times under dateFormat
         self.quoted = fmt == "csv"
         self.delimiter = delimiter
         self.null_format = null_format
@@ -111,7 +118,7 @@ class TextEncoder:
                 )
             )
         if self.date is not None and is_temporal(t):
-            s = render_temporal(arr, self.date)
+            s = render_temporal(arr, self.date, self.zone)
         elif pa.types.is_timestamp(t) and t.unit != "s":  # no '.000000' on whole seconds
             s = pc.replace_substring_regex(pc.cast(arr, pa.string()), r"\.0+(Z?)$", r"\1")
         elif pa.types.is_string(t):
@@ -191,8 +198,9 @@ class JsonEncoder:
     """jsonl: each row as one JSON object (DuckDB's ``to_json`` over the Arrow batch, so nested
     values, decimals and dates come out right); dates in ``dateFormat`` when one is given."""
 
-    def __init__(self, date: DatePattern | None, encoding: str):
+    def __init__(self, date: DatePattern | None, encoding: str, zone: str | None = None):
         self.date = date
+        self.zone = zone
         self.encoding = encoding
         self._con: Any = None
 
@@ -202,7 +210,7 @@ class JsonEncoder:
         if self.date is not None:
             batch = pa.RecordBatch.from_arrays(
                 [
-                    render_temporal(c, self.date) if is_temporal(c.type) else c
+                    render_temporal(c, self.date, self.zone) if is_temporal(c.type) else c
                     for c in batch.columns
                 ],
                 names=batch.schema.names,

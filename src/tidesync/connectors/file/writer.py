@@ -438,9 +438,10 @@ class _Sink(base.Sink):
         self.part_bytes = self.part_rows = 0
         self.enc: TextEncoder | JsonEncoder | None = None
         if w.fmt in ("csv", "text"):
-            self.enc = TextEncoder(w.fmt, w.delimiter, w.null_format, w.date, w.encoding)
+            zone = w.ctx.timezone
+            self.enc = TextEncoder(w.fmt, w.delimiter, w.null_format, w.date, w.encoding, zone)
         elif w.fmt == "jsonl":
-            self.enc = JsonEncoder(w.date, w.encoding)
+            self.enc = JsonEncoder(w.date, w.encoding, w.ctx.timezone)
         self.head: bytes | None = None
         self.pq_schema: pa.Schema | None = None
         self.pqw: pq.ParquetWriter | None = None
