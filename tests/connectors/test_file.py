@@ -1023,6 +1023,35 @@ def test_date_format_writes_instants_as_wall_times_of_the_jobs_zone(
         assert json.loads(text) == {"at": "2026-01-01 08:30:00", "wall": "2026-01-01 00:30:00"}
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_star_takes_every_files_fields_by_the_first_files_names(tmp_path: Path, fmt: str) -> None:
+    # the second file's columns in another order were read by position: 'z' under a, 3 under b
+    first = pa.table({"a": [1, 2], "b": ["x", "y"]})
+    second = pa.table({"b": ["z"], "a": [3]})
+    for name, t in (("f1", first), ("f2", second)):
+        if fmt == "parquet":
+            pq.write_table(t, tmp_path / f"{name}.parquet")
+        else:
+            lines = [json.dumps(r) for r in t.to_pylist()]
+            (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    got, dirty = read(reader(tmp_path, path=f"*.{fmt}", fileFormat=fmt))
+    assert dirty == [] and got is not None
+    assert sorted(got.to_pylist(), key=lambda r: r["a"]) == [
+        {"a": 1, "b": "x"},
+        {"a": 2, "b": "y"},
+        {"a": 3, "b": "z"},
+    ]
+
+
+def test_star_refuses_a_parquet_file_whose_fields_differ_from_the_firsts(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"a": [1], "b": ["x"]}), tmp_path / "f1.parquet")
+    pq.write_table(pa.table({"a": [2], "c": ["y"]}), tmp_path / "f2.parquet")
+    with pytest.raises(FatalError) as e:
+        read(reader(tmp_path, path="*.parquet", fileFormat="parquet"))
+    assert "f2.parquet has fields ['c'] the first file lacks; no field ['b']" in str(e.value)
+    assert "name the columns to read in column" in str(e.value)
+
+
 def test_text_refuses_a_value_holding_the_delimiter_without_writing_the_batch(
     tmp_path: Path,
 ) -> None:

@@ -69,6 +69,9 @@ class FileSplit(base.Split):
     stop: int = -1
     compression: str | None = None
     final: str = ""  # a pending publish's file: ``path`` is its staged copy, read this once gone
+    #: ``column: ["*"]`` of a self-describing format (parquet, jsonl): the first file's field
+    #: names, which every file's fields are taken by (empty: each file as it is)
+    names: tuple[str, ...] = ()
 
 
 class Reader(base.Reader):
@@ -170,12 +173,18 @@ class Reader(base.Reader):
     def splits(self, n: int) -> list[base.Split]:
         files = list(self._files())
         self._planned = [(src, info.path, info.size or 0) for src, info, _ in files]
+        names: tuple[str, ...] = ()
+        if self.cols is None and self.fmt in ("parquet", "jsonl") and len(files) > 1:
+            first = self.schema()
+            names = tuple(first.names) if first is not None else ()
         out: list[base.Split] = []
         for src, info, final in files:
             shown = final or info.path
             for start, stop, comp in self._pieces(src, info, final):
                 label = shown if stop < 0 else f"{shown} [{start}:{stop}]"
-                out.append(FileSplit(len(out), label, src, info.path, start, stop, comp, final))
+                out.append(
+                    FileSplit(len(out), label, src, info.path, start, stop, comp, final, names)
+                )
         return out
 
     def _pieces(
@@ -246,10 +255,42 @@ class Reader(base.Reader):
     # -- reading
 
     def _bind(
-        self, fields: list[str], keys: list[str], natural: pa.Schema | None, file: str
+        self,
+        fields: list[str],
+        keys: list[str],
+        natural: pa.Schema | None,
+        file: str,
+        names: tuple[str, ...] = (),
     ) -> Binding:
         cols = self.cols
-        if cols is None and self.fmt == "jsonl" and natural is not None:
+        if cols is None and names:
+            # every file by the first one's field names: the same columns in another order were
+            # taken by position, a's values under b's name, and the run succeeded
+            extra = [f for f in fields if f not in names]
+            missing = [n for n in names if n not in fields]
+            if extra or (missing and self.fmt == "parquet"):
+                raise FatalError(
+                    f"{self.ctx.path('column')}: {file} has "
+                    + "; ".join(
+                        x
+                        for x in (
+                            f"fields {extra} the first file lacks" if extra else "",
+                            f"no field {missing}" if missing else "",
+                        )
+                        if x
+                    )
+                    + f" (the first file's: {list(names)}); name the columns to read in column"
+                )
+            cols = [
+                Column(
+                    i,
+                    "",
+                    natural.field(n).type if natural is not None and n in natural.names else None,
+                    lookup=n,
+                )
+                for i, n in enumerate(names)
+            ]
+        elif cols is None and self.fmt == "jsonl" and natural is not None:
             cols = [Column(i, "", f.type, index=i) for i, f in enumerate(natural)]
         return bind(
             cols,
@@ -275,7 +316,7 @@ class Reader(base.Reader):
             fields, keys, natural = dec.fields()
             if not keys:
                 return
-            binding = self._bind(fields, keys, natural, split.path)
+            binding = self._bind(fields, keys, natural, split.path, split.names)
             row = 0
             where = _Where(dec)
             for batch, dirty in dec.batches([k for k in binding.keys if k is not None]):
