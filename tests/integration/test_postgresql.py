@@ -306,6 +306,22 @@ def test_several_tables_are_read_each_with_its_own_splits(pg: PgDb) -> None:
     assert {s.label.split()[0] for s in splits} == {"a", "b"}
 
 
+@pytest.mark.parametrize(
+    ("b", "message"),
+    [
+        ("v text, id int", "reads columns ['v', 'id'], but a reads ['id', 'v']"),
+        ("id bigint, v text", "reads id as int64 (not int32) where a does"),
+    ],
+)
+def test_tables_read_together_must_give_the_same_columns(pg: PgDb, b: str, message: str) -> None:
+    # the same columns in another order were read by position: 'z' under id's name, and the
+    # run succeeded (the SQLite, DuckDB and MySQL readers refused it already)
+    pg.sql("CREATE TABLE {s}.a (id int, v text)", f"CREATE TABLE {{s}}.b ({b})")
+    with pytest.raises(ConfigError) as e:
+        read_all(reader(pg.reader_params(table=["a", "b"])))
+    assert f"table[1]: {message}" in str(e.value)
+
+
 def test_fetch_size_bounds_rows_per_batch(pg: PgDb) -> None:
     pg.sql("CREATE TABLE {s}.t (id int)", "INSERT INTO {s}.t SELECT generate_series(1, 1000)")
     r = reader(pg.reader_params(table="t", fetchSize=128))

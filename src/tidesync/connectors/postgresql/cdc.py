@@ -98,6 +98,7 @@ class Reader(CaptureReader):
             p.problem("table", "is required: the table (or list of tables) whose changes to read")
         try:
             self.tables = TableReader(table_params, ctx)
+            self.tables.one_schema = False  # each table keeps its own columns
         except ConfigError as e:
             p.problems.extend(x for x in e.problems if x not in p.problems)
             self.tables = None  # type: ignore[assignment]

@@ -161,6 +161,9 @@ class Reader(base.Reader):
     """``postgresql`` / ``postgresqlreader``: tables or queries as Arrow batches, in splits."""
 
     kind = "postgresql"
+    #: every table and query gives the same columns (the capture reader, whose tables each
+    #: keep their own, turns it off)
+    one_schema = True
 
     def __init__(self, params: dict[str, Any], ctx: base.Context):
         super().__init__(params, ctx)
@@ -304,6 +307,33 @@ class Reader(base.Reader):
                     self._plan_query(
                         src, conn, q.rstrip().rstrip(";"), self.ctx.path(f"{pre}querySql[{i}]")
                     )
+                )
+        if self.one_schema:
+            self._check_one_schema()
+
+    def _check_one_schema(self) -> None:
+        """One reader gives one schema: a table with the same columns in another order was read
+        by position (a's values under b's name), other types gave batches the writer was not
+        prepared for."""
+        first = self.plans[0] if self.plans else None
+        for plan in self.plans[1:]:
+            assert first is not None
+            if plan.schema.names != first.schema.names:
+                raise ConfigError(
+                    f"{plan.key}: reads columns {plan.schema.names}, but {first.label} reads "
+                    f"{first.schema.names}; every table of one reader must give the same "
+                    "columns, in the same order (name them in column)"
+                )
+            theirs = {f.name: f.type for f in first.schema}
+            diff = [
+                f"{f.name} as {f.type} (not {theirs[f.name]})"
+                for f in plan.schema
+                if theirs[f.name] != f.type
+            ]
+            if diff:
+                raise ConfigError(
+                    f"{plan.key}: reads {', '.join(diff)} where {first.label} does; every "
+                    "table of one reader must give the same column types (cast them in column)"
                 )
 
     def _describe(
