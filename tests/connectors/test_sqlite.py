@@ -460,9 +460,37 @@ def test_a_strict_table_makes_a_type_mismatch_dirty(db: SqliteAdapter) -> None:
     isolate(batch, sink.write, lambda _o, _b, e: bad.append(e))
     w.commit([sink.close()])
     assert [r["id"] for r in rows(db.read_table("dst"))] == [1, 3]
-    assert (
-        bad[0].code == "SQLITE_CONSTRAINT_DATATYPE" and "cannot store TEXT value" in bad[0].reason
+    assert "column n: value 'two' is not an integer" in bad[0].reason
+
+
+@pytest.mark.parametrize("strict", ["", " STRICT"])
+def test_a_value_a_number_column_cannot_hold_is_dirty_in_any_table(
+    db: SqliteAdapter, strict: str
+) -> None:
+    # a table without STRICT took 'abc' into an INTEGER column and 1.5 as a REAL, silently,
+    # where PostgreSQL and MySQL refuse both
+    _sql(db, f"CREATE TABLE dst (id INTEGER, n INTEGER, d REAL){strict}")
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1, 2, 3, 4], pa.int64()),
+            "n": ["12", "abc", "1.5", "7"],
+            "d": ["1.5", "2", "3", "x1"],
+        }
     )
+    bad: list[tuple[int, str]] = []
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    with closing(sqlite3.connect(db.path)) as con:
+        got = con.execute("SELECT id, n, typeof(n), d, typeof(d) FROM dst ORDER BY id").fetchall()
+    assert got == [(1, 12, "integer", 1.5, "real")]
+    assert [(o, r.split(",")[0].split(" (")[0]) for o, r in bad] == [
+        (1, "column n: value 'abc' is not an integer"),
+        (2, "column n: value '1.5' is not an integer"),
+        (3, "column d: value 'x1' is not a number"),
+    ]
 
 
 def test_an_update_with_only_key_columns_inserts_the_missing_keys(db: SqliteAdapter) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tidesync.connectors import base
 from tidesync.connectors.sql import (
@@ -156,12 +157,7 @@ class Writer(SqlWriter):
         """A partition value as the column's rows hold it: a DATE / DATETIME column of SQLite
         holds ISO text ('2016-11-14'), so ``ds=20161114`` is read as that date, not compared or
         stored as the number 20161114 (the column's NUMERIC affinity would make it one)."""
-        if self._types is None:
-            assert self.con is not None
-            self._types = {
-                r[1]: arrow_type(r[2] or "") for r in _table_info(self.con, self.o.table)[1]
-            }
-        t = self._types.get(column)
+        t = self._declared().get(column)
         if t is not None and pa.types.is_temporal(t):
             typed = typed_value(text, t)
             if typed is not text:
@@ -216,8 +212,45 @@ class Writer(SqlWriter):
         except sqlite3.Error as e:
             raise translate(e, f"{self.where}: cannot create it") from e
 
+    def _declared(self) -> dict[str, pa.DataType | None]:
+        if self._types is None:
+            assert self.con is not None
+            self._types = {
+                r[1]: arrow_type(r[2] or "") for r in _table_info(self.con, self.o.table)[1]
+            }
+        return self._types
+
+    def _typed(self, batch: pa.RecordBatch, b: Binding) -> pa.RecordBatch:
+        """The batch with values bound for a number column as numbers. SQLite keeps whatever a
+        column is given (``'abc'`` in an INTEGER column, 1.5 in an INTEGER column as a REAL),
+        where the other databases refuse it: such a value is a dirty record here too."""
+        declared = self._declared()
+        arrays = list(batch.columns)
+        for i, name in enumerate(b.columns):
+            if i >= len(arrays):
+                break
+            t, src = declared.get(name), arrays[i].type
+            text = pa.types.is_string(src) or pa.types.is_large_string(src)
+            fraction = pa.types.is_floating(src) or pa.types.is_decimal(src)
+            if t is None or not (
+                (pa.types.is_integer(t) and (text or fraction))
+                or (pa.types.is_floating(t) and text)
+            ):
+                continue
+            try:
+                arrays[i] = pc.cast(arrays[i], t)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                kind = "an integer" if pa.types.is_integer(t) else "a number"
+                one = f" {arrays[i][0].as_py()!r}" if batch.num_rows == 1 else ""
+                raise DirtyRecordError(
+                    f"column {name}: value{one} is not {kind}, as the column's declared type "
+                    f"holds ({self.where})"
+                ) from None
+        return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
     def write_rows(self, batch: pa.RecordBatch, b: Binding, split: base.Split) -> None:
         assert self.con is not None
+        batch = self._typed(batch, b)
         dead = None
         if DELETED in batch.schema.names:
             names = [n for n in batch.schema.names if n != DELETED]
