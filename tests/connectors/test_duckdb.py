@@ -277,6 +277,22 @@ def test_a_value_that_does_not_convert_is_dirty_with_duckdbs_message(db: DuckdbA
     assert [r["id"] for r in rows(db.read_table("dst"))] == [1, 3]
 
 
+def test_text_with_a_fraction_for_an_integer_column_is_dirty_not_rounded(
+    db: DuckdbAdapter,
+) -> None:
+    # DuckDB's cast made the text '1.5' the integer 2, and the run succeeded
+    db.execute("CREATE TABLE dst (id BIGINT, n INTEGER)")
+    bad = _write_isolated(
+        db,
+        db.writer_params("dst"),
+        pa.record_batch({"id": pa.array([1, 2, 3], pa.int64()), "n": ["12", "1.5", "-3.0"]}),
+    )
+    assert [(off, e.reason.split(" (")[0]) for off, e in bad] == [
+        (1, "column n: value '1.5' is not an integer, as int32 holds")
+    ]
+    assert [(r["id"], r["n"]) for r in rows(db.read_table("dst"))] == [(1, 12), (3, -3)]
+
+
 def test_a_check_constraint_violation_is_dirty(db: DuckdbAdapter) -> None:
     db.execute("CREATE TABLE dst (id BIGINT, n BIGINT CHECK (n > 0))")
     bad = _write_isolated(

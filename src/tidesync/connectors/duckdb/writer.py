@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tidesync.connectors import base
 from tidesync.connectors.duckdb.conn import _D, _columns, _resolve, _to_table, translate
@@ -488,6 +489,7 @@ class Writer(SqlWriter):
             dead = pa.RecordBatch.from_arrays(
                 [gone.column(b.columns.index(k)) for k in b.keys], names=list(b.keys)
             )
+        self._whole_numbers(batch, b)
         plan = self._plan(batch.schema, b)
         if dead is not None and dead.num_rows:
             self._delete(dead, plan.binding)
@@ -497,6 +499,28 @@ class Writer(SqlWriter):
             rows = rows.append_column(_ROW, pa.array(range(batch.num_rows), pa.int64()))
         for start in range(0, rows.num_rows, self.o.batch_size):
             self._write_part(plan, rows.slice(start, self.o.batch_size))
+
+    def _whole_numbers(self, batch: pa.RecordBatch, b: Binding) -> None:
+        """Refuse text with a fraction bound for an integer column: DuckDB's cast rounds the text
+        '1.5' to 2 where PostgreSQL refuses it. Text that is no number at all is left to
+        DuckDB, whose own message makes the row dirty."""
+        assert self.table is not None
+        for i, c in enumerate(b.columns):
+            if i >= batch.num_columns or c not in self.table.arrow.names:
+                continue
+            arr, t = batch.column(i), self.table.arrow.field(c).type
+            if not (pa.types.is_integer(t) and pa.types.is_string(arr.type)):
+                continue
+            try:
+                f = pc.cast(arr, pa.float64())
+            except pa.ArrowInvalid:
+                continue  # not a number: DuckDB says so
+            whole = pc.equal(pc.floor(f), f)
+            if not pc.all(pc.or_kleene(whole, pc.invert(pc.is_finite(f)))).as_py():
+                one = f" {arr[0].as_py()!r}" if batch.num_rows == 1 else ""
+                raise DirtyRecordError(
+                    f"column {c}: value{one} is not an integer, as {t} holds ({self.where})"
+                )
 
     def _delete(self, dead: pa.RecordBatch, b: Binding) -> None:
         """Delete the keys whose last row carries the deleteMarker (merge)."""
