@@ -834,6 +834,25 @@ def test_write_modes(mysql_db: MyDb, mode: str, expected: list[tuple[Any, ...]])
     assert mysql_db.query("SELECT * FROM t ORDER BY id") == expected
 
 
+def test_text_with_a_fraction_for_an_integer_column_is_dirty_not_rounded(mysql_db: MyDb) -> None:
+    # LOAD DATA stored the text '1.5' in an INT column as 2, strict mode or not
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, n INT)")
+    batch = pa.record_batch(
+        [pa.array([1, 2, 3]), pa.array(["12", "1.5", "-3.0"])], names=["id", "n"]
+    )
+    w = Writer(wparams(mysql_db, "t"), ctx("writer"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert [(off, why.split(" as ")[0]) for off, why in bad] == [
+        (1, "column n: value '1.5' is not an integer,")
+    ]
+    assert bad[0][1].endswith("(LOAD DATA would round it)")
+    assert mysql_db.query("SELECT id, n FROM t ORDER BY id") == [(1, 12), (3, -3)]
+
+
 def test_dirty_rows_keep_the_server_error_number(mysql_db: MyDb) -> None:
     mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(3) NOT NULL, n TINYINT)")
     batch = pa.record_batch(

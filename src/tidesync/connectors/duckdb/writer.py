@@ -14,7 +14,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tidesync.connectors import base
 from tidesync.connectors.duckdb.conn import _D, _columns, _resolve, _to_table, translate
@@ -34,7 +33,7 @@ from tidesync.connectors.sql import (
     write_options,
     write_statements,
 )
-from tidesync.connectors.sql.writer import empty_batch
+from tidesync.connectors.sql.writer import empty_batch, text_with_fraction
 from tidesync.errors import DirtyRecordError, FatalError
 
 #: errors that are the rows' fault (constraint, conversion, range)
@@ -509,14 +508,7 @@ class Writer(SqlWriter):
             if i >= batch.num_columns or c not in self.table.arrow.names:
                 continue
             arr, t = batch.column(i), self.table.arrow.field(c).type
-            if not (pa.types.is_integer(t) and pa.types.is_string(arr.type)):
-                continue
-            try:
-                f = pc.cast(arr, pa.float64())
-            except pa.ArrowInvalid:
-                continue  # not a number: DuckDB says so
-            whole = pc.equal(pc.floor(f), f)
-            if not pc.all(pc.or_kleene(whole, pc.invert(pc.is_finite(f)))).as_py():
+            if pa.types.is_integer(t) and text_with_fraction(arr):
                 one = f" {arr[0].as_py()!r}" if batch.num_rows == 1 else ""
                 raise DirtyRecordError(
                     f"column {c}: value{one} is not an integer, as {t} holds ({self.where})"

@@ -49,6 +49,7 @@ from tidesync.connectors.sql import (
     split_name,
     write_options,
 )
+from tidesync.connectors.sql.writer import text_with_fraction
 from tidesync.errors import (
     ConfigError,
     DirtyRecordError,
@@ -56,6 +57,9 @@ from tidesync.errors import (
     did_you_mean,
     redact,
 )
+
+#: MySQL's integer DATA_TYPEs: text with a fraction bound for one is refused, not rounded
+_INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 
 _WRITE_SESSION = (
     "SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES')",
@@ -433,6 +437,12 @@ class Writer(SqlWriter):
             or pa.types.is_large_binary(t)
             or pa.types.is_fixed_size_binary(t)
         ):
+            if target["type"] in _INTEGER_TYPES and text_with_fraction(col):
+                one = f" {col[0].as_py()!r}" if len(col) == 1 else ""
+                raise DirtyRecordError(
+                    f"column {target['name']}: value{one} is not an integer, as "
+                    f"{target['column_type']} holds (LOAD DATA would round it)"
+                )
             if pa.types.is_fixed_size_binary(t):
                 col = col.cast(pa.binary())
             out = wire.escape(col.cast(pa.binary()) if not pa.types.is_binary(col.type) else col)

@@ -26,6 +26,20 @@ def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
 
 
+def text_with_fraction(arr: pa.Array) -> bool:
+    """Whether text bound for an integer column holds a number with a fraction (``'1.5'``),
+    which DuckDB's cast and MariaDB's LOAD DATA round (to 2) where PostgreSQL refuses it.
+    Text that is no number at all is the store's to refuse, with its own message."""
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return False
+    try:
+        f = pc.cast(arr, pa.float64())
+    except pa.ArrowInvalid:
+        return False
+    whole = pc.or_kleene(pc.equal(pc.floor(f), f), pc.invert(pc.is_finite(f)))
+    return not pc.all(whole).as_py()
+
+
 WRITE_MODES = ("insert", "replace", "update", "truncate", "overwrite", "merge", "sync")
 
 #: the write modes that go by a key (``primaryKey`` or the table's primary key)
