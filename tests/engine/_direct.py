@@ -5,6 +5,7 @@ which path each row came by."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,9 @@ from tidesync.errors import DirtyRecordError
 FORM = "test-ints"
 #: target -> [(number, path)] published
 PUBLISHED: dict[str, list[tuple[int, str]]] = {}
+#: what happened, in order: ("read", split label) as a split's raw reading starts,
+#: ("close", split label) as its sink closes
+EVENTS: list[tuple[str, str]] = []
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Reader(base.Reader):
         self.n = self.p.int("n", required=True, minimum=0)
         self.piece = self.p.int("piece", 10, minimum=1)  # numbers per raw piece / batch
         self.count = self.p.bool("countRows", True)  # Raw.rows given, or left to the sink
+        # the first split's reading waits up to this long for the second's to start
+        self.await_other = self.p.int("awaitOtherMs", 0, minimum=0) / 1000
         self.p.done()
 
     def schema(self) -> pa.Schema:
@@ -54,6 +60,11 @@ class Reader(base.Reader):
 
     def read_raw(self, split: base.Split, form: str) -> Iterator[base.Raw]:
         assert isinstance(split, Range) and form == FORM
+        EVENTS.append(("read", split.label))
+        if split.index == 0 and self.await_other:
+            deadline = time.monotonic() + self.await_other
+            while ("read", "high") not in EVENTS and time.monotonic() < deadline:
+                time.sleep(0.01)
         for at in range(split.start, split.stop, self.piece):
             stop = min(at + self.piece, split.stop)
             data = "".join(f"{i}\n" for i in range(at, stop)).encode()
@@ -62,8 +73,8 @@ class Reader(base.Reader):
 
 
 class _Sink(base.Sink):
-    def __init__(self, w: Writer):
-        self.w = w
+    def __init__(self, w: Writer, label: str):
+        self.w, self.label = w, label
         self.staged: list[tuple[int, str]] = []
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -80,6 +91,7 @@ class _Sink(base.Sink):
         return len(xs)
 
     def close(self) -> Any:
+        EVENTS.append(("close", self.label))
         return self.staged
 
     def discard(self) -> Any:
@@ -106,7 +118,7 @@ class Writer(base.Writer):
         return None
 
     def open(self, split: base.Split) -> base.Sink:
-        return _Sink(self)
+        return _Sink(self, split.label)
 
     def commit(self, results: list[Any]) -> None:
         PUBLISHED[self.target] = sorted(r for rs in results for r in rs)

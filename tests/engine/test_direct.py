@@ -181,3 +181,46 @@ def test_a_serial_writers_split_holds_the_writer_from_its_first_raw_write_to_its
     assert lock.locked()
     getattr(sink, end)()
     assert not lock.locked()
+
+
+def test_a_serial_writers_direct_splits_are_read_one_after_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer takes one bulk load at a time: a later split's reading would only fill its
+    channel and take CPU from that load, so it starts when the split before it has closed. The
+    first split's reading waits up to a second for the second's to start: read in parallel,
+    the second would have started."""
+    monkeypatch.setattr(_direct.Writer, "serial", True)
+    _direct.EVENTS.clear()
+    rep = run(tmp_path, setting={"speed": {"concurrent": 2}}, reader={"awaitOtherMs": 1000})
+    assert rep.status == "succeeded", rep.error
+    assert published() == (list(range(N)), {_direct.FORM})
+    events = list(_direct.EVENTS)
+    first = events[0][1]
+    second = "high" if first == "low" else "low"
+    assert events == [
+        ("read", first),
+        ("close", first),
+        ("read", second),
+        ("close", second),
+    ]
+
+
+def test_a_serial_writers_split_that_falls_back_lets_the_next_split_take_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_direct.Writer, "serial", True)
+    _direct.EVENTS.clear()
+    rep = run(
+        tmp_path,
+        setting={"speed": {"concurrent": 2}, "errorLimit": {"record": 5}},
+        writer={"reject": [3]},
+    )
+    assert rep.status == "succeeded", rep.error
+    xs, _ = published()
+    assert xs == [i for i in range(N) if i != 3]
+    assert [(s.path, s.fallback) for s in rep.splits] == [
+        ("arrow", "a number the target rejects"),
+        ("direct: test-ints", None),
+    ]
+    assert rep.dirty_records == 1

@@ -251,6 +251,11 @@ class Sink:
         fault: the engine then reads the split again on the Arrow path."""
         raise NotImplementedError
 
+    def begin_raw(self) -> None:
+        """The direct path: called once before the split's reading starts. Connectors leave it
+        alone; the engine's sinks of a ``serial`` writer take the writer here, so that a split
+        is read only when its rows can go straight in."""
+
     def close(self) -> Any:
         """Finish the task's part; return plain data for ``Writer.commit``/``abort``."""
         return None

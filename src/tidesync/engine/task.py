@@ -317,6 +317,8 @@ class _Run:
         On any failure the reading thread is stopped and joined before this returns."""
         channel = Channel(self.task.channel_bytes, self.stop)
         args = (channel,) if form is None else (channel, form)
+        if form is not None:
+            sink.begin_raw()  # a serial writer's split reads only when it has the writer
         producer = threading.Thread(
             target=contextvars.copy_context().run,  # log context (instance logs) follows
             args=(produce, *args),
