@@ -603,3 +603,49 @@ def test_a_cdc_window_bound_the_clock_shows_twice_is_refused(tmp_path: Path) -> 
         "daylight saving, such as UTC"
     ]
     assert "Traceback" not in r.stderr
+
+
+_ENDED = """
+import atexit, sys
+from pathlib import Path
+from tidesync.cli import command
+marker = Path(sys.argv[1])
+atexit.register(lambda: marker.write_text("atexit ran"))
+sys.argv = ["tidesync", "run", sys.argv[2]]
+command()
+print("not reached: a run ends the process")
+"""
+
+
+@pytest.mark.parametrize("rows", [3, 20_000], ids=["small", "more-than-a-pipe-buffer"])
+def test_a_run_ends_its_process_with_its_exit_code_its_output_flushed_and_atexit_run(
+    tmp_path: Path, rows: int
+) -> None:
+    """After a run the command ends the process without the interpreter's teardown: what it
+    printed still arrives whole, atexit handlers still run, and the exit code is the run's."""
+    columns = [{"type": "string", "value": "x" * 40}, {"type": "long", "incr": "1"}]
+    reader = {"name": "streamreader", "parameter": {"column": columns, "sliceRecordCount": rows}}
+    job = write_job(tmp_path, reader, {"name": "streamwriter", "parameter": {"print": True}})
+    marker = tmp_path / "atexit.txt"
+    r = subprocess.run(
+        [sys.executable, "-c", _ENDED, str(marker), str(job)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"{'x' * 40}\t{i}" for i in range(1, rows + 1)]
+    assert f"succeeded: {rows:,} read" in r.stderr
+    assert marker.read_text() == "atexit ran"
+
+    failing, _ = _csv_to_csv_job(tmp_path, "ann,31\nbob,abc\n", {"errorLimit": {"record": 0}})
+    marker.unlink()
+    r = subprocess.run(
+        [sys.executable, "-c", _ENDED, str(marker), str(failing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1, r.stderr
+    assert "error limit exceeded" in r.stderr
+    assert marker.read_text() == "atexit ran"
