@@ -874,20 +874,22 @@ class SqlWriter(Writer):
                     if self.info is None:
                         self._create(batch.schema)
             shaped, binding = self.shape(batch)
-            keys = self._sync_keys(shaped, binding) if self.mode == "sync" else None
+            keys = self._keys(shaped, binding) if self.mode in KEYED else None
             self.write_rows(shaped, binding, split)
-            if keys is not None:
+            if keys is not None and self.mode == "sync":
                 self._seen.append(keys)
 
-    def _sync_keys(self, batch: pa.RecordBatch, b: Binding) -> pa.RecordBatch:
-        """The keys of a sync batch, named as the table's key columns; a row with a null key
-        part is dirty (a snapshot compare cannot tell it from another)."""
+    def _keys(self, batch: pa.RecordBatch, b: Binding) -> pa.RecordBatch:
+        """The keys of a batch written by key, named as the table's key columns. A row with a
+        null key part is dirty: no key matches it, so every run would insert it again (a
+        nullable unique key), and a sync could not tell it from another."""
         cols = [batch.column(b.columns.index(k)) for k in b.keys]
         for k, col in zip(b.keys, cols, strict=True):
             if col.null_count:
                 raise DirtyRecordError(
-                    f"key column {k} is null; writeMode sync compares rows by their key "
-                    f"({', '.join(b.keys)}), which every row must have"
+                    f"key column {k} is null; writeMode {self.mode} matches rows by their key "
+                    f"({', '.join(b.keys)}), which every row must have: a row without one "
+                    "would be written again by every run"
                 )
         return pa.RecordBatch.from_arrays(cols, names=list(b.keys))
 
