@@ -853,6 +853,32 @@ def test_text_with_a_fraction_for_an_integer_column_is_dirty_not_rounded(mysql_d
     assert mysql_db.query("SELECT id, n FROM t ORDER BY id") == [(1, 12), (3, -3)]
 
 
+@pytest.mark.parametrize("mode", ["update", "replace", "merge"])
+@pytest.mark.parametrize("key", [(), ("id",)], ids=["table-key", "primaryKey"])
+def test_an_upsert_clashing_on_another_unique_key_is_dirty_not_written_to_that_row(
+    mysql_db: MyDb, mode: str, key: tuple[str, ...]
+) -> None:
+    # ON DUPLICATE KEY UPDATE fires on any unique key: row 2 carrying row 1's email updated
+    # row 1 (v 'old' became 'new') and the run succeeded with id 2 nowhere
+    mysql_db.execute(
+        "CREATE TABLE t (id INT PRIMARY KEY, email VARCHAR(20) UNIQUE, v TEXT)",
+        "INSERT INTO t VALUES (1, 'a@x', 'old'), (3, 'c@x', 'old3')",
+    )
+    batch = pa.record_batch(
+        [pa.array([2, 3]), pa.array(["a@x", "c@x"]), pa.array(["new", "new3"])],
+        names=["id", "email", "v"],
+    )
+    extra = {"primaryKey": list(key)} if key else {}
+    w = Writer(wparams(mysql_db, "t", writeMode=mode, **extra), ctx("writer"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[tuple[int, DirtyRecordError]] = []
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e)))
+    w.commit([sink.close()])
+    assert [(off, e.code) for off, e in bad] == [(0, "1062")]
+    assert mysql_db.query("SELECT * FROM t ORDER BY id") == [(1, "a@x", "old"), (3, "c@x", "new3")]
+
+
 def test_dirty_rows_keep_the_server_error_number(mysql_db: MyDb) -> None:
     mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(3) NOT NULL, n TINYINT)")
     batch = pa.record_batch(

@@ -121,6 +121,7 @@ class Writer(SqlWriter):
         self.stage: str | None = None
         self._bound: Binding | None = None  # what the load statement is made for
         self._direct_replace = False
+        self._on_duplicate = False  # update by INSERT ... ON DUPLICATE KEY UPDATE
         self._load_sql = ""
         self._kinds: list[dict[str, Any]] = []
         self._unique: list[tuple[str, list[str]]] = []
@@ -268,6 +269,10 @@ class Writer(SqlWriter):
         only_unique = [set(cols) for _, cols in self._unique]
         upsert = self.mode in ("replace", "merge", "sync")
         self._direct_replace = upsert and only_unique == [keys]
+        # ON DUPLICATE KEY fires on a clash with any unique key: taken only where the key is
+        # the table's one unique key, else a row clashing on another (an email) would update
+        # that other row instead of being refused
+        self._on_duplicate = self.mode == "update" and only_unique == [keys]
         needs_stage = self.mode == "update" or (upsert and not self._direct_replace)
         target = self.table_sql
         if needs_stage:
@@ -293,7 +298,7 @@ class Writer(SqlWriter):
             batch, dead = split_deleted(batch, key_names)
             if dead.num_rows:
                 gone = self._delete_sql(dead, key_names)
-        elif self.stage is not None and b.keys and (self.mode != "update" or not b.conflict_target):
+        elif self.stage is not None and b.keys and not self._on_duplicate:
             batch = _last_per_key(batch, key_names)
         payloads = self._payloads(batch, self._kinds)
         with self.lock:
@@ -405,7 +410,7 @@ class Writer(SqlWriter):
                 f"DELETE t FROM {t} AS t JOIN {s} AS s ON {on}",
                 f"INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {s}",
             ]
-        if b.conflict_target:
+        if self._on_duplicate:
             sets = ", ".join(f"{c} = VALUES({c})" for c in rest) or f"{keys[0]} = {keys[0]}"
             return [
                 f"INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {s} ON DUPLICATE KEY UPDATE {sets}"
