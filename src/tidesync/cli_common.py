@@ -216,7 +216,8 @@ def load(
 
     # The job's wall-clock zone: "now" and a --cyctime with an offset are read in it.
     rt = runtime(cyctime, bizdate, force_times, declared_timezone(load_document(job)))
-    values = resolve_params(param_values(params), rt)
+    given = param_values(params)
+    values = resolve_params(given, rt)
     proj = find_project(job, project)
     log.info("project: %s", proj.describe())
     conns = connections or proj.file
@@ -229,4 +230,5 @@ def load(
         root=proj.root,
         executor=executor,
         executor_options={"address": ray_address} if ray_address else None,
+        raw_params=given,
     )

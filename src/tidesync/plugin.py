@@ -26,6 +26,7 @@ class Context:
     job_name: str = "job"
     state: Any = None  # tidesync.state.StateStore, when the run has one
     state_key: str = ""  # where the engine keeps this content entry's positions in ``state``
+    reads: str = ""  # what the entry reads, its run times left out (kept with its positions)
     connections: dict[str, dict[str, Any]] = field(default_factory=dict)  # named data sources
     cyctime: Any = None
     bizdate: Any = None
@@ -48,6 +49,14 @@ class Context:
 
             self._stored = load_positions(self.state, self.state_key)
         return dict(self._stored[0])
+
+    def other_rows(self) -> str:
+        """Why the stored positions cannot serve this run's rows ("" when they can): a cursor
+        saved for one ``-p region=east`` must not start a ``region=west`` run (see
+        :func:`tidesync.state.other_rows`). Readers of a query cursor ask before using it."""
+        from tidesync.state import other_rows
+
+        return other_rows(self.state, self.state_key, self.reads)
 
     def stored_version(self) -> int | None:
         """The version of what :meth:`stored_positions` read; None when nothing read it."""

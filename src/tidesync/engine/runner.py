@@ -63,7 +63,7 @@ from tidesync.spec.job import (
     parse_job,
 )
 from tidesync.spec.job import Step as JobStep
-from tidesync.spec.params import RunTime, substitute_tree
+from tidesync.spec.params import RunTime, resolve_params, substitute_tree
 from tidesync.spec.secrets import register_document, secret_parameters
 from tidesync.state import load_positions, positions_key, save_positions
 from tidesync.transforms.base import Transform, load_transform
@@ -286,8 +286,13 @@ def load_job(
     executor: str | None = None,
     executor_where: str = "--executor",
     executor_options: dict[str, Any] | None = None,
+    raw_params: dict[str, str] | None = None,
 ) -> Job:
     """Read, substitute and validate a job file; build its connectors. Moves no data.
+
+    ``raw_params`` are ``params`` as given, before :func:`resolve_params` (the scheduler's
+    ``$[yyyymmdd-1]``): what an entry reads is told apart from one run to the next by them,
+    not by their values of the day (None: ``params`` are taken as given).
 
     ``identity`` names the job in the state store when its file sets no ``setting.stateKey``
     (the scheduler passes ``node:NAME``); else the file's path relative to the project folder
@@ -304,10 +309,12 @@ def load_job(
                     register_secret(params[name])
             register_document(doc)
             rt = runtime or RunTime.of(tz=declared_timezone(doc))
+            raw = doc
             doc = substitute_tree(doc, rt, params or {}, path="")
             register_document(doc)
             problems: list[str] = []
             spec = parse_job(doc, source=str(path), problems=problems)
+            reads = _what_entries_read(raw, str(path), params if raw_params is None else raw_params)
             if executor:
                 spec.settings.executor = executor.strip().lower()
                 spec.settings.executor_where = executor_where
@@ -319,6 +326,7 @@ def load_job(
                     connections=connections,
                     state=state,
                     identity=identity or file_identity(path, root),
+                    reads=reads,
                 )
             except ConfigError as e:
                 problems.extend(e.problems)
@@ -339,10 +347,12 @@ def plan(
     connections: dict[str, dict[str, Any]] | None = None,
     state: Any = None,
     identity: str | None = None,
+    reads: dict[int, str] | None = None,
 ) -> Job:
     problems: list[str] = []
     parts: list[Part] = []
     ident = spec.settings.state_key or identity or file_identity(Path(spec.source), None)
+    reads = reads or {}
 
     def ctx_for(where: str, content: int) -> Context:
         return Context(
@@ -352,6 +362,7 @@ def plan(
             job_name=Path(spec.source).stem or "job",
             state=state,
             state_key=positions_key(ident, content),
+            reads=reads.get(content, ""),
             connections=connections or {},
             cyctime=runtime.cyctime,
             bizdate=runtime.bizdate,
@@ -428,6 +439,73 @@ def plan(
     if problems:
         raise ConfigError(problems)
     return job
+
+
+#: the run time an entry's reads are written down at: they differ from run to run only by
+#: what the times do not make
+_READS_AT = "20000101000000"
+#: the reader parameters that choose which rows are read (at any depth: ``connection[0].table``)
+_ROW_KEYS = frozenset(
+    {
+        "table",
+        "where",
+        "querySql",
+        "jdbcUrl",
+        "url",
+        "database",
+        "datasource",
+        "dbname",
+        "host",
+        "port",
+        "schema",
+    }
+)
+
+
+def _what_entries_read(raw: Any, source: str, params: dict[str, str] | None) -> dict[int, str]:
+    """Per entry, what its reader reads, with the run's times left out: its row-choosing
+    parameters (:data:`_ROW_KEYS`, ``incremental.column``) substituted at one fixed run time,
+    the user's parameters resolved there too. Two runs under one job identity that differ here
+    read different rows (``-p region=east``, then ``west``): one saved position cannot serve
+    both. Credentials never appear (URLs lose their user, password and query)."""
+    try:
+        at = RunTime.of(_READS_AT)
+        given = resolve_params(dict(params or {}), at)
+        spec = parse_job(substitute_tree(raw, at, given, path=""), source=source, problems=[])
+    except (ConfigError, ValueError, TypeError):
+        return {}  # the job's own problems are reported by the real substitution
+    return {i: _reads_of(c.reader.parameter) for i, c in enumerate(spec.contents)}
+
+
+def _reads_of(parameter: dict[str, Any]) -> str:
+    found: dict[str, Any] = {}
+
+    def walk(obj: Any, path: str) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                at = f"{path}.{k}" if path else str(k)
+                if k in _ROW_KEYS:
+                    found[at] = _without_credentials(v)
+                elif at == "incremental" and isinstance(v, dict):
+                    found["incremental.column"] = v.get("column")
+                else:
+                    walk(v, at)
+        elif isinstance(obj, list):
+            for j, v in enumerate(obj):
+                walk(v, f"{path}[{j}]")
+
+    walk(parameter, "")
+    return json.dumps(found, sort_keys=True, default=str) if found else ""
+
+
+def _without_credentials(v: Any) -> Any:
+    if isinstance(v, list):
+        return [_without_credentials(x) for x in v]
+    if isinstance(v, str) and "://" in v:
+        head, _, rest = v.partition("://")
+        rest = rest.split("?", 1)[0]
+        return f"{head}://{rest.rpartition('@')[2]}"
+    return v
 
 
 def file_identity(path: Path, root: Path | None) -> str:
@@ -768,7 +846,7 @@ def _positions_committed(part: Part, positions: dict[str, Any], report: Report) 
     started from), then tell the reader, which may now confirm them to its server."""
     ctx = part.reader.ctx
     if positions and ctx.state is not None:
-        save_positions(ctx.state, ctx.state_key, positions, ctx.stored_version())
+        save_positions(ctx.state, ctx.state_key, positions, ctx.stored_version(), ctx.reads or None)
         report.positions[ctx.state_key] = positions
         log.info("positions of %s saved in %s", ctx.state_key, report.state)
     try:

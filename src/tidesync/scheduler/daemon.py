@@ -668,6 +668,7 @@ class Scheduler:
                     identity=f"node:{node.name}",
                     executor=node.executor,
                     executor_where=f"{node.where}.executor",
+                    raw_params=dict(node.params),
                 )
                 # the report goes to the store (instance show); dirty records, if any, to a file
                 report = run_job(

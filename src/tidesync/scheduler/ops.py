@@ -146,6 +146,7 @@ def validate(sched: Any, name: str, now: datetime) -> str:
             connections=load_connections(project.file),
             state=state,
             identity=f"node:{name}",
+            raw_params=dict(node.params),
         )
     finally:
         state.close()

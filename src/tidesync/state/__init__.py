@@ -185,8 +185,46 @@ def load_positions(store: StateStore | None, key: str) -> tuple[dict[str, Any], 
     return (dict(saved) if isinstance(saved, dict) else {}), e.version
 
 
+def saved_reads(store: StateStore | None, key: str) -> str | None:
+    """What the run that saved the entry's positions read (:func:`save_positions`'s ``reads``;
+    None: nothing saved, or saved before tidesync kept it)."""
+    if store is None or not key:
+        return None
+    e = store.get(POSITIONS, key)
+    reads = e.value.get("reads") if e is not None and isinstance(e.value, dict) else None
+    return reads if isinstance(reads, str) else None
+
+
+def other_rows(store: StateStore | None, key: str, reads: str) -> str:
+    """Why the positions saved under ``key`` cannot serve a run whose entry reads ``reads``
+    ("" when they can): the run that saved them read other rows (a ``where`` or table of
+    another ``-p`` value), so this run would skip this set's rows below that set's position.
+    ``reads`` is the engine's record of an entry's row-choosing parameters, its run times left
+    out (``engine/runner.py: _what_entries_read``); positions saved without one pass."""
+    before = saved_reads(store, key) if reads else None
+    if before is None or before == reads or not load_positions(store, key)[0]:
+        return ""
+    was, now = json.loads(before), json.loads(reads)
+    diff = "; ".join(
+        f"{k}: {was.get(k)!r} then, {now.get(k)!r} now"
+        for k in sorted(set(was) | set(now))
+        if was.get(k) != now.get(k)
+    )
+    job = key.rpartition("#")[0]
+    return (
+        f"the saved position of {key!r} was read from other rows than this run reads ({diff}); "
+        "one position cannot serve both: this run would skip its rows below the other's "
+        'position. Give each its own setting.stateKey with the parameter in it ("stateKey": '
+        f'"orders_${{region}}"), or start this job over with `tidesync state reset {job}`'
+    )
+
+
 def save_positions(
-    store: StateStore, key: str, positions: dict[str, Any], expected: int | None
+    store: StateStore,
+    key: str,
+    positions: dict[str, Any],
+    expected: int | None,
+    reads: str | None = None,
 ) -> None:
     """Save one entry's positions after its commit, if the stored ones are still those the run
     started from (``expected``; None: whatever is there now). FatalError when another run saved
@@ -195,7 +233,10 @@ def save_positions(
 
     if expected is None:
         expected = load_positions(store, key)[1]
-    if store.compare_and_set(POSITIONS, key, expected, {"positions": positions}) is None:
+    value: dict[str, Any] = {"positions": positions}
+    if reads is not None:
+        value["reads"] = reads  # what the run read: the next run must read the same
+    if store.compare_and_set(POSITIONS, key, expected, value) is None:
         raise FatalError(
             f"state {store.describe()}: another run saved the positions of {key!r} while this "
             "one ran; this run's data is published, its positions were not saved "

@@ -178,6 +178,9 @@ class Incremental:
         becomes the instant it names, with its offset, whatever zone the session compares in.
         A ``start`` / ``end`` the zone's clock skips or shows twice is an error; the cyctime is
         the instant the scheduler gives it (its first occurrence)."""
+        other = ctx.other_rows()
+        if other:
+            raise ConfigError(f"{ctx.path('incremental')}: {other}")
         saved = [
             pos["value"]
             for pos in ctx.stored_positions().values()
