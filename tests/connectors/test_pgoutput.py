@@ -68,3 +68,56 @@ def test_a_time_of_24_00_is_a_row_without_arrow_form_not_a_failed_cast() -> None
     assert values.to_pylist() == [dt.time(23, 59, 59, 999999), None, None, dt.time(0)]
     _, none = from_text(pa.array(["12:00:00"]), pa.time64("us"), 1083, None)
     assert none is None
+
+
+def _cols(*cols: bytes | None) -> bytes:
+    """A tuple: bytes a text value, None a NULL, b"u" (alone) an unchanged TOASTed value."""
+    out = struct.pack("!h", len(cols))
+    for v in cols:
+        if v is None:
+            out += b"n"
+        elif v == b"u":
+            out += b"u"
+        else:
+            out += b"t" + struct.pack("!I", len(v)) + v
+    return out
+
+
+def test_nulls_unchanged_toast_values_and_full_columns_in_one_batch() -> None:
+    # the tuple walk takes a column with a value in every row in one step and masks a column
+    # with NULLs or unchanged TOAST values; both kinds of column side by side, a row image
+    # with a NULL in the first and the last column, an update whose large value comes from the
+    # old row (REPLICA IDENTITY FULL) and a delete whose old row has a NULL
+    relation = (
+        b"R" + struct.pack("!I", RELID) + b"public\0t\0" + b"f" + struct.pack("!h", 4)
+        + b"\x01id\0" + struct.pack("!Ii", 23, -1) + b"\x01v\0" + struct.pack("!Ii", 25, -1)
+        + b"\x01big\0" + struct.pack("!Ii", 25, -1) + b"\x01n\0" + struct.pack("!Ii", 20, -1)
+    )  # fmt: skip
+    begin = b"B" + struct.pack("!qqI", 1000, 0, 7)
+    ins = [
+        b"I" + struct.pack("!I", RELID) + b"N" + _cols(b"1", None, b"x" * 3000, b"10"),
+        b"I" + struct.pack("!I", RELID) + b"N" + _cols(b"2", b"two", None, None),
+        b"I" + struct.pack("!I", RELID) + b"N" + _cols(b"3", b"", b"", b"-5"),
+    ]
+    old = _cols(b"1", None, b"y" * 5000, b"10")
+    upd = b"U" + struct.pack("!I", RELID) + b"O" + old + b"N" + _cols(b"1", b"one", b"u", b"11")
+    delete = b"D" + struct.pack("!I", RELID) + b"O" + _cols(b"2", b"two", None, None)
+    commit = b"C\x00" + struct.pack("!qqq", 2000, 2100, 0)
+    messages = [relation, begin, *ins, upd, delete, commit]
+    lsn = pa.array([f"0/{10 + i:X}" for i in range(len(messages))])
+    data = pa.array(messages, pa.binary())
+    types = {"id": pa.int32(), "v": pa.string(), "big": pa.string(), "n": pa.int64()}
+    schema = pa.schema([*types.items(), *meta_fields(False)])
+    target = Target("t", types, key=["id"])
+    decoder = Decoder({("public", "t"): target}, schema, lambda arr, oid, typmod: arr)
+    out = decoder.decode(lsn, data, len(messages))
+    assert out.batch is not None and not out.dirty
+    rows = out.batch.select(["id", "v", "big", "n", "_op", "_pos"]).to_pylist()
+    assert rows == [
+        {"id": 1, "v": None, "big": "x" * 3000, "n": 10, "_op": "c", "_pos": "0/C"},
+        {"id": 2, "v": "two", "big": None, "n": None, "_op": "c", "_pos": "0/D"},
+        {"id": 3, "v": "", "big": "", "n": -5, "_op": "c", "_pos": "0/E"},
+        {"id": 1, "v": "one", "big": "y" * 5000, "n": 11, "_op": "u", "_pos": "0/F"},
+        {"id": 2, "v": "two", "big": None, "n": None, "_op": "d", "_pos": "0/10"},
+    ]
+    assert list(out.commit_lsn) == [2000]
