@@ -408,11 +408,13 @@ class Reader(CaptureReader):
             ahead = _Ahead(batches)
             for rb in ahead:
                 carry.append(rb)
-                tbl = pa.Table.from_batches(carry).combine_chunks()
+                # the messages stay in their batches (the decoder copies them once, end to end);
+                # only the LSN texts are combined
+                tbl = pa.Table.from_batches(carry)
                 if not tbl.num_rows:
                     carry = []
                     continue
-                lsn, data = tbl.column(0).chunk(0), tbl.column(1).chunk(0)
+                lsn, data = tbl.column(0).combine_chunks(), tbl.column(1)
                 ci, clsn, cus = decoder.transactions(data)
                 if not len(ci):
                     continue

@@ -264,16 +264,18 @@ class Decoder:
         self.server = server
         self.before_image = before_image
         self.relations: dict[int, Relation] = {}
-        self._last: tuple[pa.Array, np.ndarray, np.ndarray] | None = None
+        self._last: tuple[pa.Array | pa.ChunkedArray, np.ndarray, np.ndarray] | None = None
         self.several = TABLE in schema.names
 
-    def _buffer(self, data: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    def _buffer(self, data: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
         # transactions() and then decode() of the same messages: their buffer is copied once
         if self._last is None or self._last[0] is not data:
             self._last = (data, *_buffer(data))
         return self._last[1], self._last[2]
 
-    def transactions(self, data: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def transactions(
+        self, data: pa.Array | pa.ChunkedArray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per commit message: its index, commit LSN and commit time (µs since 1970)."""
         buf, starts = self._buffer(data)
         types = buf[starts[:-1]] if len(starts) > 1 else np.zeros(0, np.uint8)
@@ -281,7 +283,7 @@ class Decoder:
         cpos = starts[ci]
         return ci, _be(buf, cpos + 2, 8), _be(buf, cpos + 18, 8) + PG_EPOCH_US
 
-    def decode(self, lsn: pa.Array, data: pa.Array, upto: int) -> Decoded:
+    def decode(self, lsn: pa.Array, data: pa.Array | pa.ChunkedArray, upto: int) -> Decoded:
         """Decode the whole transactions in ``data`` whose index is below ``upto``."""
         buf, starts = self._buffer(data)
         n = min(upto, len(starts) - 1)
@@ -497,17 +499,26 @@ class Decoder:
             ) from None
 
 
-def _buffer(data: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The bytes of a binary array and its message offsets (n + 1, int64), plus 16 zero bytes
-    so that fixed-width reads past a short message stay inside."""
-    if isinstance(data, pa.ChunkedArray):
-        data = data.combine_chunks()
-    if pa.types.is_large_binary(data.type):
-        off = np.frombuffer(data.buffers()[1], dtype=np.int64)
-    else:
-        off = np.frombuffer(data.buffers()[1], dtype=np.int32)
-    off = off[data.offset : data.offset + len(data) + 1].astype(np.int64)
-    raw = data.buffers()[2]
-    body = np.frombuffer(raw, dtype=np.uint8) if raw is not None else np.zeros(0, np.uint8)
-    buf = np.concatenate([body[: int(off[-1])] if len(off) else body, np.zeros(16, np.uint8)])
-    return buf, off
+def _buffer(data: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes of a binary array (or of a chunked one's chunks, end to end) and its message
+    offsets (n + 1, int64), plus 16 zero bytes so that fixed-width reads past a short message
+    stay inside: one copy of the messages, whatever the chunks (a transaction carried over from
+    the last piece of the log is the first chunk, not first combined with the next)."""
+    chunks = data.chunks if isinstance(data, pa.ChunkedArray) else [data]
+    bodies: list[np.ndarray] = []
+    offs: list[np.ndarray] = []
+    base = 0
+    for c in chunks:
+        if not len(c):
+            continue
+        wide = pa.types.is_large_binary(c.type)
+        off = np.frombuffer(c.buffers()[1], dtype=np.int64 if wide else np.int32)
+        off = off[c.offset : c.offset + len(c) + 1].astype(np.int64)
+        raw = c.buffers()[2]
+        lo, hi = int(off[0]), int(off[-1])
+        if raw is not None and hi > lo:
+            bodies.append(np.frombuffer(raw, dtype=np.uint8)[lo:hi])
+        offs.append(off[:-1] + (base - lo))
+        base += hi - lo
+    offs.append(np.array([base], np.int64))
+    return np.concatenate([*bodies, np.zeros(16, np.uint8)]), np.concatenate(offs)
