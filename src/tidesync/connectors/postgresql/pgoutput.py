@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -99,7 +100,7 @@ def _relation(data: bytes) -> Relation:
 
 
 _OPS = from_strings(["c", "u", "d"])
-_BE = {2: np.dtype(">u2"), 4: np.dtype(">u4"), 8: np.dtype(">i8")}
+_BE: dict[int, np.dtype[Any]] = {2: np.dtype(">u2"), 4: np.dtype(">u4"), 8: np.dtype(">i8")}
 
 
 def _be(buf: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
