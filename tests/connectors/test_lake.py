@@ -577,6 +577,39 @@ def test_a_partition_column_the_source_also_sends_is_an_error(tmp_path: Path, fm
         w.prepare(pa.schema([("id", pa.int64()), ("ds", pa.string())]))
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "clash"),
+    [
+        (B3, batch(ID=[4], v=["d"]), "'ID' differs only in case from the table's column 'id'"),
+        (B3, batch(id=[4], V=["d"]), "'V' differs only in case from the table's column 'v'"),
+        (None, batch(id=[4], Id=[5]), "columns 'id' and 'Id' differ only in case"),
+    ],
+)
+def test_a_column_that_differs_only_in_case_is_an_error_not_a_new_column(
+    tmp_path: Path, fmt: str, first: pa.RecordBatch | None, second: pa.RecordBatch, clash: str
+) -> None:
+    # Spark, Hive, Trino and DuckDB match column names ignoring case: 'ID' beside 'id' would
+    # leave the rows' ids in a column no reader can tell from the real one
+    if first is not None:
+        write(tmp_path, fmt, [first], writeMode="append")
+    before = read(tmp_path, fmt) if first is not None else []
+    w = writer(tmp_path, fmt, writeMode="append")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(WHERE)}\.table: .*{re.escape(clash)}"):
+        w.prepare(second.schema)
+    if first is not None:
+        assert read(tmp_path, fmt) == before
+
+
+def test_a_source_column_spelling_a_partition_column_in_another_case_is_an_error(
+    tmp_path: Path, fmt: str
+) -> None:
+    w = writer(tmp_path, fmt, partition="ds=20161114")
+    with pytest.raises(
+        ConfigError, match=r"'DS' differs only in case from the partition column 'ds'"
+    ):
+        w.prepare(pa.schema([("id", pa.int64()), ("DS", pa.string())]))
+
+
 def test_a_primary_key_the_source_lacks_is_an_error(tmp_path: Path, fmt: str) -> None:
     w = writer(tmp_path, fmt, writeMode="merge", primaryKey=["uidd"])
     with pytest.raises(ConfigError, match=rf"^{re.escape(WHERE)}\.primaryKey: 'uidd' is not among"):

@@ -191,10 +191,41 @@ class Writer(base.Writer):
                 f"{self.ctx.path('primaryKey')}: {missing[0]!r} is not among the columns written"
                 f"{did_you_mean(missing[0], take)}"
             )
+        self._check_case(take)
         incoming = pa.schema([schema.field(n) for n in take])
         self.target.plan = self.target.make_plan(incoming)
         self._take = take
         self._marker_col = marker_col
+
+    def _check_case(self, take: list[str]) -> None:
+        """Spark, Hive, Trino and DuckDB match column names ignoring case, so a source column
+        spelt like a table column (or a partition column, or another source column) in
+        another case would be a second column that readers cannot tell from the first."""
+        where = self.ctx.path("table")
+        seen: dict[str, str] = {}
+        for n in take:
+            other = seen.setdefault(n.lower(), n)
+            if other != n:
+                raise ConfigError(
+                    f"{where}: the source's columns {other!r} and {n!r} differ only in case; "
+                    "readers of the table match names ignoring case. Rename one (a transform, "
+                    "or the reader's column list)"
+                )
+        current = self.target.data_schema()
+        table = {} if current is None else {c.lower(): c for c in current.names}
+        parts = {k.lower(): k for k, _ in self.o.partition}
+        exact = {*table.values(), *parts.values(), *([] if current is None else current.names)}
+        for n in take:
+            if n in exact:
+                continue
+            for names, what in ((parts, "the partition column"), (table, "the table's column")):
+                old = names.get(n.lower())
+                if old is not None:
+                    raise ConfigError(
+                        f"{where}: the source's column {n!r} differs only in case from {what} "
+                        f"{old!r}; readers match names ignoring case, so it would not be a new "
+                        f"column. Send it as {old!r} (a transform, or the reader's column list)"
+                    )
 
     # -- rows ------------------------------------------------------------------------------------
     def shape(self, batch: pa.RecordBatch) -> pa.RecordBatch:
