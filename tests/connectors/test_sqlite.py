@@ -493,6 +493,54 @@ def test_a_value_a_number_column_cannot_hold_is_dirty_in_any_table(
     ]
 
 
+@pytest.mark.parametrize("source", ["decimal", "text"])
+def test_a_decimal_with_more_digits_than_sqlite_keeps_is_dirty(
+    db: SqliteAdapter, source: str
+) -> None:
+    # SQLite stores a number bound for a DECIMAL column as a REAL, keeping 15 significant
+    # digits: 12345678901234567890.0123456789 came back as 12345678901234567000, silently
+    _sql(db, "CREATE TABLE dst (id INTEGER, d DECIMAL(38,10))")
+    values = [
+        decimal.Decimal("12345678901234567890.0123456789"),
+        decimal.Decimal("123456789012345.6"),
+        decimal.Decimal("-0.0000000001"),
+        decimal.Decimal("9223372036854775807"),
+        decimal.Decimal("100000000000000000000"),
+        decimal.Decimal("1.1000000000"),
+        None,
+    ]
+    d = pa.array(values, pa.decimal128(38, 10))
+    batch = pa.record_batch(
+        {
+            "id": pa.array(range(len(values)), pa.int64()),
+            "d": d
+            if source == "decimal"
+            else pa.array([None if v is None else str(v) for v in values]),
+        }
+    )
+    bad: list[tuple[int, str]] = []
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    # the decimal is bound as 9223372036854775807.0000000000, which SQLite reads as a REAL
+    whole = source == "text"
+    assert [o for o, _ in bad] == ([0, 1] if whole else [0, 1, 3])
+    big = ["12345678901234567890.0123456789", "123456789012345.6", "9223372036854775807"]
+    for (_, reason), value in zip(bad, big[: len(bad)], strict=True):
+        assert reason.startswith(f"column d: value {value}"), reason
+        assert "more significant digits than SQLite keeps in a number column" in reason
+    got = read_all(make_reader(db, db.reader_params("dst"))).to_pylist()
+    assert [(r["id"], r["d"]) for r in got] == [
+        (2, decimal.Decimal("-0.0000000001")),
+        *([(3, decimal.Decimal("9223372036854775807"))] if whole else []),
+        (4, decimal.Decimal("100000000000000000000")),
+        (5, decimal.Decimal("1.1")),
+        (6, None),
+    ]
+
+
 def test_an_update_with_only_key_columns_inserts_the_missing_keys(db: SqliteAdapter) -> None:
     db.create_table("dst", OLD, primary_key=["id"])
     write(

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,38 @@ def _py_column(arr: pa.Array) -> list[Any]:
     if pa.types.is_null(t):
         return [None] * len(arr)
     return arr.to_pylist()
+
+
+_REAL_DIGITS = 15  # what SQLite keeps of a number it stores as a REAL
+_INT64 = 1 << 63
+
+
+def _check_digits(arr: pa.Array, name: str, where: str) -> None:
+    """SQLite stores a number bound for a DECIMAL column (NUMERIC affinity) as an INTEGER when
+    it is written as a whole number within 64 bits, else as a REAL, which keeps 15 significant
+    digits: a value it would round is a dirty record (DirtyRecordError), not a quietly
+    different number. Text that is not a plain number is left to SQLite (it keeps it as text)."""
+    s = arr.cast(pa.string()) if pa.types.is_decimal(arr.type) else arr
+    digits = pc.utf8_trim(pc.replace_substring_regex(s, r"^[+-]|\.|[eE].*$", ""), "0")
+    many = pc.fill_null(pc.greater(pc.utf8_length(digits), _REAL_DIGITS), False)
+    if not pc.any(many).as_py():
+        return
+    for v in pc.filter(s, many).to_pylist():
+        try:
+            d = Decimal(v)
+        except ArithmeticError:
+            continue  # not a number: SQLite keeps the text
+        whole = "." not in v and "e" not in v.lower()  # SQLite reads "5.0" as a REAL
+        if not d.is_finite() or (whole and -_INT64 <= d < _INT64):
+            continue
+        if len(d.normalize().as_tuple().digits) <= _REAL_DIGITS:
+            continue
+        one = f" {v}" if len(arr) == 1 else "s"
+        raise DirtyRecordError(
+            f"column {name}: value{one} has more significant digits than SQLite keeps in a "
+            f"number column ({_REAL_DIGITS}: it stores a REAL); declare the column TEXT to keep "
+            f"them exactly ({where})"
+        )
 
 
 def _dirty_or_fatal(e: BaseException, where: str) -> Exception:
@@ -232,6 +265,9 @@ class Writer(SqlWriter):
             t, src = declared.get(name), arrays[i].type
             text = pa.types.is_string(src) or pa.types.is_large_string(src)
             fraction = pa.types.is_floating(src) or pa.types.is_decimal(src)
+            if t is not None and pa.types.is_decimal(t) and (text or pa.types.is_decimal(src)):
+                _check_digits(arrays[i], name, self.where)
+                continue
             if t is None or not (
                 (pa.types.is_integer(t) and (text or fraction))
                 or (pa.types.is_floating(t) and text)
