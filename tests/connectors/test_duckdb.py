@@ -22,6 +22,7 @@ from tests.connectors.conformance import (
     OLD,
     Adapter,
     SqlSuite,
+    _batches,
     copy,
     make_reader,
     make_writer,
@@ -226,6 +227,51 @@ def test_the_reader_gives_duckdbs_own_arrow_types(db: DuckdbAdapter) -> None:
             "u": 2**64 - 1,
         }
     ]
+
+
+def test_a_huge_integer_arrow_cannot_hold_is_a_dirty_row_not_another_number(
+    db: DuckdbAdapter,
+) -> None:
+    # DuckDB hands HUGEINT and UHUGEINT over as decimal128(38, 0) with the raw 128 bits: a
+    # 39-digit value was written as an invalid decimal, and UHUGEINT's largest came out as -1
+    big = 2**127 - 1
+    db.execute(
+        "CREATE TABLE t (id INTEGER, h HUGEINT, u UHUGEINT)",
+        f"INSERT INTO t VALUES (1, {big}, 5), (2, -{big + 1}, 0), (3, {10**38 - 1}, {10**38 - 1}),"
+        f" (4, 0, {2**128 - 1}), (5, 0, {10**38}), (6, NULL, NULL)",
+    )
+    dirty: list[Any] = []
+    reader = make_reader(db, db.reader_params("t"))
+    got = [
+        r for s in reader.splits(1) for b in _batches(reader.read(s), dirty) for r in b.to_pylist()
+    ]
+    assert [(r["id"], r["h"], r["u"]) for r in got] == [
+        (3, decimal.Decimal(10**38 - 1), decimal.Decimal(10**38 - 1)),
+        (6, None, None),
+    ]
+    assert [(d.row["id"], d.reason) for d in dirty] == [
+        (
+            1,
+            f"column 'h': HUGEINT {big} has more than the 38 digits Arrow's decimal holds; "
+            "cast it to VARCHAR or DOUBLE in column or querySql",
+        ),
+        (
+            2,
+            f"column 'h': HUGEINT {-big - 1} has more than the 38 digits Arrow's decimal holds; "
+            "cast it to VARCHAR or DOUBLE in column or querySql",
+        ),
+        (
+            4,
+            f"column 'u': UHUGEINT {2**128 - 1} has more than the 38 digits Arrow's decimal "
+            "holds; cast it to VARCHAR or DOUBLE in column or querySql",
+        ),
+        (
+            5,
+            f"column 'u': UHUGEINT {10**38} has more than the 38 digits Arrow's decimal holds; "
+            "cast it to VARCHAR or DOUBLE in column or querySql",
+        ),
+    ]
+    assert [d.position for d in dirty] == ["row 0", "row 1", "row 3", "row 4"]
 
 
 def test_fetch_size_sets_the_rows_per_batch(db: DuckdbAdapter) -> None:

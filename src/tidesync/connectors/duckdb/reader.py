@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from tidesync.connectors import base
 from tidesync.connectors.duckdb.conn import _D, _columns, _connect, _resolve, _to_table, translate
 from tidesync.connectors.sql import (
     QuerySplit,
     SqlReader,
     same_columns,
 )
+from tidesync.engine.dirty import row_of
 from tidesync.errors import ConfigError
 
 
@@ -66,12 +70,15 @@ class Reader(SqlReader):
         self._schema = schemas[0]
         return self._schema
 
-    def read_query(self, split: QuerySplit) -> Iterator[pa.RecordBatch]:
+    def read_query(self, split: QuerySplit) -> Iterator[pa.RecordBatch | base.Chunk]:
         schema = self.read_schema() if len(self.sources()) > 1 else None
         con = self.connect(split.database)
+        offset = 0
         try:
             try:
-                batches = _to_reader(con.sql(split.sql), self.options.fetch_size)
+                rel = con.sql(split.sql)
+                huge = {i: str(t) for i, t in enumerate(rel.types) if str(t) in _HUGE}
+                batches = _to_reader(rel, self.options.fetch_size)
             except duckdb.Error as e:
                 raise translate(e, f"duckdb {split.database}, {split.source}") from e
             while True:
@@ -81,8 +88,49 @@ class Reader(SqlReader):
                     break
                 except duckdb.Error as e:
                     raise translate(e, f"duckdb {split.database}, {split.source}") from e
-                if schema is not None and batch.schema != schema:
-                    batch = batch.rename_columns(schema.names).cast(schema)
-                yield batch
+                out: pa.RecordBatch | base.Chunk = batch
+                if huge:
+                    out = _huge_checked(batch, huge, offset)
+                offset += batch.num_rows
+                if schema is not None:
+                    b = out.batch if isinstance(out, base.Chunk) else out
+                    if b is not None and b.schema != schema:
+                        b = b.rename_columns(schema.names).cast(schema)
+                        out = base.Chunk(b, out.dirty) if isinstance(out, base.Chunk) else b
+                yield out
         finally:
             con.close()
+
+
+_HUGE = ("HUGEINT", "UHUGEINT")
+
+
+def _huge_checked(
+    batch: pa.RecordBatch, huge: dict[int, str], offset: int
+) -> pa.RecordBatch | base.Chunk:
+    """DuckDB hands HUGEINT and UHUGEINT over as decimal128(38, 0) holding the raw 128 bits, so
+    a value of 39 digits is an invalid decimal and a UHUGEINT from 2**127 up reads as negative:
+    such a row is dirty (a value with no Arrow form, never a stand-in)."""
+    bad: dict[int, str] = {}
+    # built here: pa.scalar of a Decimal imports pandas, which an import must not cost
+    top = pa.scalar(Decimal(10**38 - 1), pa.decimal128(38, 0))
+    for j, kind in huge.items():
+        col = batch.column(j)
+        if not pa.types.is_decimal(col.type):
+            continue
+        out = pc.or_(pc.greater(col, top), pc.less(col, pc.negate(top) if kind == "HUGEINT" else 0))
+        for i in pc.indices_nonzero(pc.fill_null(out, False)).to_pylist():
+            raw = int(col[i].as_py())
+            value = raw + 2**128 if kind == "UHUGEINT" and raw < 0 else raw
+            bad.setdefault(
+                i,
+                f"column {batch.schema.names[j]!r}: {kind} {value} has more than the 38 digits "
+                "Arrow's decimal holds; cast it to VARCHAR or DOUBLE in column or querySql",
+            )
+    if not bad:
+        return batch
+    dirty = [
+        base.Dirty(why, row_of(batch, i), f"row {offset + i}") for i, why in sorted(bad.items())
+    ]
+    keep = pa.array([i not in bad for i in range(batch.num_rows)])
+    return base.Chunk(batch.filter(keep), dirty)
