@@ -541,6 +541,44 @@ def test_a_decimal_with_more_digits_than_sqlite_keeps_is_dirty(
     ]
 
 
+def test_a_date_or_time_outside_the_calendar_is_dirty_not_text(db: SqliteAdapter) -> None:
+    # DuckDB's infinity dates and timestamps arrive as Arrow's extremes, and its time 24:00:00
+    # one microsecond past the day: SQLite got '<value out of range: 2147483647>' in a DATE
+    # column and year -28164 for -infinity, and the run succeeded
+    _sql(db, "CREATE TABLE dst (id INTEGER, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ, tm TIME)")
+    n = 5
+    d = pa.array([2**31 - 1, 0, 0, 0, 19723], pa.int32()).view(pa.date32())
+    ts = pa.array([0, 2**63 - 1, 0, 0, 0], pa.int64()).view(pa.timestamp("us"))
+    tz = pa.array([0, 0, 1 - 2**63, 0, 0], pa.int64()).view(pa.timestamp("us", "UTC"))
+    tm = pa.array([0, 0, 0, 86_400_000_000, 3_723_000_000], pa.int64()).view(pa.time64("us"))
+    batch = pa.record_batch(
+        {"id": pa.array(range(n), pa.int64()), "d": d, "ts": ts, "tz": tz, "tm": tm}
+    )
+    bad: list[tuple[int, str]] = []
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.reason.split(" (")[0])))
+    w.commit([sink.close()])
+    assert bad == [
+        (0, "column d: a date/time outside the years 1 to 9999, which SQLite cannot hold as text"),
+        (1, "column ts: a date/time outside the years 1 to 9999, which SQLite cannot hold as text"),
+        (2, "column tz: a date/time outside the years 1 to 9999, which SQLite cannot hold as text"),
+        (3, "column tm: a time past 23:59:59.999999, which SQLite cannot hold as text"),
+    ]
+    with closing(sqlite3.connect(db.path)) as con:
+        got = con.execute("SELECT id, d, ts, tz, tm FROM dst").fetchall()
+    assert got == [
+        (
+            4,
+            "2024-01-01",
+            "1970-01-01 00:00:00.000000",
+            "1970-01-01 00:00:00.000000Z",
+            "01:02:03.000000",
+        )
+    ]
+
+
 def test_an_update_with_only_key_columns_inserts_the_missing_keys(db: SqliteAdapter) -> None:
     db.create_table("dst", OLD, primary_key=["id"])
     write(

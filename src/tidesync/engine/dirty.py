@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tidesync.errors import DirtyRecordError, ErrorLimitExceeded, redact
 
@@ -55,6 +56,34 @@ def value_of(col: pa.Array, i: int) -> Any:
             return col.slice(i, 1).cast(pa.string())[0].as_py()
         except (pa.ArrowException, OverflowError, ValueError):
             return str(col.slice(i, 1).to_string())
+
+
+_DAYS = (-719_162, 2_932_896)  # 0001-01-01 and 9999-12-31, in days from 1970-01-01
+_SECONDS = (-62_135_596_800, 253_402_300_799)
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def beyond_calendar(arr: pa.Array) -> bool:
+    """Whether a date or timestamp array holds a value outside the years 1 to 9999, or a time
+    array one outside a day (DuckDB's and PostgreSQL's ``24:00:00``)."""
+    t = arr.type
+    if pa.types.is_date32(t):
+        lo, hi, raw = *_DAYS, arr.view(pa.int32())
+    elif pa.types.is_date64(t):
+        lo, hi, raw = _SECONDS[0] * 1000, _SECONDS[1] * 1000, arr.view(pa.int64())
+    elif pa.types.is_timestamp(t):
+        k = _PER_SECOND[t.unit]
+        lo, hi = max(_SECONDS[0] * k, -(2**63)), min(_SECONDS[1] * k + k - 1, 2**63 - 1)
+        raw = arr.view(pa.int64())
+    elif pa.types.is_time(t):
+        lo, hi = 0, 86_400 * _PER_SECOND[t.unit] - 1
+        raw = arr.view(pa.int32() if pa.types.is_time32(t) else pa.int64())
+    else:
+        return False
+    if raw.null_count == len(raw):
+        return False
+    mm = pc.min_max(raw)
+    return bool(mm["min"].as_py() < lo or mm["max"].as_py() > hi)
 
 
 def _plain(v: Any) -> Any:

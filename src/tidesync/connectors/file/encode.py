@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidesync.connectors.file.columns import DatePattern, is_temporal, render_temporal
-from tidesync.engine.dirty import value_of
+from tidesync.engine.dirty import beyond_calendar, value_of
 from tidesync.errors import DirtyRecordError, FatalError
 
 #: rows encoded at a time (keeps every string buffer far below 2 GiB)
@@ -34,34 +34,6 @@ def _transcode(buf: pa.Buffer, encoding: str, batch: pa.RecordBatch) -> pa.Buffe
         raise DirtyRecordError(
             f"{what} has {e.object[e.start : e.end]!r}, which {encoding} cannot encode"
         ) from None
-
-
-_DAYS = (-719_162, 2_932_896)  # 0001-01-01 and 9999-12-31, in days from 1970-01-01
-_SECONDS = (-62_135_596_800, 253_402_300_799)
-_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-
-
-def _beyond_calendar(arr: pa.Array) -> bool:
-    """Whether a date or timestamp array holds a value outside the years 1 to 9999, or a time
-    array one outside a day (DuckDB's and PostgreSQL's ``24:00:00``)."""
-    t = arr.type
-    if pa.types.is_date32(t):
-        lo, hi, raw = *_DAYS, arr.view(pa.int32())
-    elif pa.types.is_date64(t):
-        lo, hi, raw = _SECONDS[0] * 1000, _SECONDS[1] * 1000, arr.view(pa.int64())
-    elif pa.types.is_timestamp(t):
-        k = _PER_SECOND[t.unit]
-        lo, hi = max(_SECONDS[0] * k, -(2**63)), min(_SECONDS[1] * k + k - 1, 2**63 - 1)
-        raw = arr.view(pa.int64())
-    elif pa.types.is_time(t):
-        lo, hi = 0, 86_400 * _PER_SECOND[t.unit] - 1
-        raw = arr.view(pa.int32() if pa.types.is_time32(t) else pa.int64())
-    else:
-        return False
-    if raw.null_count == len(raw):
-        return False
-    mm = pc.min_max(raw)
-    return bool(mm["min"].as_py() < lo or mm["max"].as_py() > hi)
 
 
 def _plain_decimals(arr: pa.Array) -> pa.Array:
@@ -104,7 +76,7 @@ class TextEncoder:
         t = arr.type
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
-        if (is_temporal(t) or pa.types.is_time(t)) and _beyond_calendar(arr):
+        if (is_temporal(t) or pa.types.is_time(t)) and beyond_calendar(arr):
             # Arrow prints such a value as '<value out of range: N>' and strftime wraps it into
             # another year: either would be a wrong value in the file
             raise DirtyRecordError(

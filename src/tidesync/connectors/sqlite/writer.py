@@ -40,6 +40,7 @@ from tidesync.connectors.sqlite.conn import (
     translate,
 )
 from tidesync.connectors.sqlite.conn import error_code as _code
+from tidesync.engine.dirty import beyond_calendar
 from tidesync.errors import DirtyRecordError
 
 
@@ -263,6 +264,17 @@ class Writer(SqlWriter):
             if i >= len(arrays):
                 break
             t, src = declared.get(name), arrays[i].type
+            if beyond_calendar(arrays[i]):
+                # bound as ISO text, such a value would be '<value out of range: N>' or
+                # another year (DuckDB's infinity, a time of 24:00:00)
+                what = (
+                    "a time past 23:59:59.999999"
+                    if pa.types.is_time(src)
+                    else "a date/time outside the years 1 to 9999"
+                )
+                raise DirtyRecordError(
+                    f"column {name}: {what}, which SQLite cannot hold as text ({self.where})"
+                )
             text = pa.types.is_string(src) or pa.types.is_large_string(src)
             fraction = pa.types.is_floating(src) or pa.types.is_decimal(src)
             if t is not None and pa.types.is_decimal(t) and (text or pa.types.is_decimal(src)):
