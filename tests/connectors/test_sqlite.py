@@ -579,6 +579,27 @@ def test_a_date_or_time_outside_the_calendar_is_dirty_not_text(db: SqliteAdapter
     ]
 
 
+def test_nan_is_dirty_not_null(db: SqliteAdapter) -> None:
+    # SQLite stores a NaN it is given as NULL: the run succeeded with NULL where NaN was
+    _sql(db, "CREATE TABLE dst (id INTEGER, f REAL)")
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1, 2, 3, 4], pa.int64()),
+            "f": pa.array([float("nan"), float("inf"), None, -0.5]),
+        }
+    )
+    bad: list[tuple[int, str]] = []
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.reason.split(" (")[0])))
+    w.commit([sink.close()])
+    assert bad == [(0, "column f: NaN, which SQLite would store as NULL")]
+    with closing(sqlite3.connect(db.path)) as con:
+        got = con.execute("SELECT id, f FROM dst ORDER BY id").fetchall()
+    assert got == [(2, float("inf")), (3, None), (4, -0.5)]
+
+
 def test_an_update_with_only_key_columns_inserts_the_missing_keys(db: SqliteAdapter) -> None:
     db.create_table("dst", OLD, primary_key=["id"])
     write(

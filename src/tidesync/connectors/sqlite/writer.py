@@ -277,6 +277,10 @@ class Writer(SqlWriter):
                 )
             text = pa.types.is_string(src) or pa.types.is_large_string(src)
             fraction = pa.types.is_floating(src) or pa.types.is_decimal(src)
+            if pa.types.is_floating(src) and pc.any(pc.is_nan(arrays[i])).as_py():
+                raise DirtyRecordError(
+                    f"column {name}: NaN, which SQLite would store as NULL ({self.where})"
+                )
             if t is not None and pa.types.is_decimal(t) and (text or pa.types.is_decimal(src)):
                 _check_digits(arrays[i], name, self.where)
                 continue
