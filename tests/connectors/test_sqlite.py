@@ -17,6 +17,7 @@ from tests.connectors.conformance import (
     OLD,
     Adapter,
     SqlSuite,
+    _batches,
     make_reader,
     make_writer,
     read_all,
@@ -343,6 +344,31 @@ def test_a_value_that_does_not_fit_its_column_becomes_a_dirty_read(db: SqliteAda
         ("row 2", {"id": 3, "n": 1.5}),
     ]
     assert "column 'n': value 'many' does not fit int64" in chunk.dirty[0].reason
+
+
+@pytest.mark.parametrize("extra", ["", ", (5, 'maybe')"])
+def test_a_boolean_column_holding_numbers_and_words_is_read(db: SqliteAdapter, extra: str) -> None:
+    # 1 and 'true' in one column could not become one Arrow array: the job failed with
+    # ArrowInvalid (with a bad value beside them too)
+    _sql(
+        db,
+        "CREATE TABLE t (id INTEGER, b BOOLEAN)",
+        f"INSERT INTO t VALUES (1, 1), (2, 'true'), (3, 0), (4, 'FALSE'){extra}",
+    )
+    reader = make_reader(db, db.reader_params("t"))
+    dirty: list[Any] = []
+    got = [
+        r for s in reader.splits(1) for b in _batches(reader.read(s), dirty) for r in b.to_pylist()
+    ]
+    assert got == [
+        {"id": 1, "b": True},
+        {"id": 2, "b": True},
+        {"id": 3, "b": False},
+        {"id": 4, "b": False},
+    ]
+    assert [(d.position, d.row) for d in dirty] == (
+        [("row 4", {"id": 5, "b": "maybe"})] if extra else []
+    )
 
 
 def test_fetch_size_sets_the_rows_per_batch(db: SqliteAdapter) -> None:

@@ -72,16 +72,17 @@ def _column(values: Sequence[Any], t: pa.DataType) -> tuple[pa.Array, dict[int, 
         return _convert(values, t), {}
     except _ARROW_ERRORS:
         pass
-    good: list[Any] = []
+    # value by value: SQLite lets one column hold several Python types (1 and 'true' in a
+    # BOOLEAN column), which each convert alone but not together
+    parts: list[pa.Array] = []
     bad: dict[int, str] = {}
     for i, v in enumerate(values):
         try:
-            _convert([v], t)
-            good.append(v)
+            parts.append(_convert([v], t))
         except _ARROW_ERRORS as e:
             bad[i] = f"value {v!r} does not fit {t}: {e}"
-            good.append(None)
-    return _convert(good, t), bad
+            parts.append(pa.nulls(1, t))
+    return pa.concat_arrays(parts) if parts else pa.array([], t), bad
 
 
 def _sampled_type(declared: pa.DataType | None, sample: list[Any]) -> pa.DataType:
