@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
@@ -31,7 +32,7 @@ from tests.connectors.conformance import (
     write,
 )
 from tidesync.connectors import duckdb as duckdb_connector
-from tidesync.connectors.base import Split, load
+from tidesync.connectors.base import Context, Split, load
 from tidesync.engine.dirty import isolate
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, RetriableError
 
@@ -434,6 +435,42 @@ def test_an_unforeseen_write_failure_fails_the_job_and_commits_nothing(db: Duckd
         w.commit([sink.close()])
     w.abort([])
     assert db.read_table("dst").num_rows == 0
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York"])
+def test_casts_between_instants_and_wall_times_use_the_jobs_zone(
+    db: DuckdbAdapter, zone: str
+) -> None:
+    # the writer's connection kept DuckDB's default zone (the machine's), so a job with
+    # timezone Asia/Shanghai stored its instants as another zone's wall times
+    db.execute("CREATE TABLE dst (id INTEGER, ts TIMESTAMP, tz TIMESTAMPTZ, d DATE)")
+    instant = dt.datetime(2024, 1, 1, 0, 0, tzinfo=dt.UTC)
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1], pa.int32()),
+            "ts": pa.array([instant], pa.timestamp("us", "UTC")),
+            "tz": pa.array([dt.datetime(2024, 1, 1, 0, 0)], pa.timestamp("us")),
+            "d": pa.array(
+                [dt.datetime(2023, 12, 31, 20, 0, tzinfo=dt.UTC)], pa.timestamp("us", "UTC")
+            ),
+        }
+    )
+    ctx = Context(base_dir=db.base_dir, where="job.content[0].writer.parameter", timezone=zone)
+    w = load("duckdb", "writer")(db.writer_params("dst"), ctx)
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    sink.write(batch)
+    w.commit([sink.close()])
+    con = duckdb.connect(str(db.path))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        got = con.execute("SELECT ts::VARCHAR, tz::VARCHAR, d::VARCHAR FROM dst").fetchall()
+    finally:
+        con.close()
+    wall = instant.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+    local_midnight = dt.datetime(2024, 1, 1, tzinfo=ZoneInfo(zone)).astimezone(dt.UTC)
+    day = dt.datetime(2023, 12, 31, 20, 0, tzinfo=dt.UTC).astimezone(ZoneInfo(zone)).date()
+    assert got == [(str(wall), f"{local_midnight:%Y-%m-%d %H:%M:%S}+00", str(day))]
 
 
 def test_appends_queue_in_the_background_in_order_within_the_memory_bound(

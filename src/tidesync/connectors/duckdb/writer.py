@@ -34,7 +34,7 @@ from tidesync.connectors.sql import (
     write_statements,
 )
 from tidesync.connectors.sql.writer import empty_batch, text_with_fraction
-from tidesync.errors import DirtyRecordError, FatalError
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError
 
 #: errors that are the rows' fault (constraint, conversion, range)
 _DATA_ERRORS = (duckdb.IntegrityError, duckdb.DataError, duckdb.InvalidInputException)
@@ -284,6 +284,12 @@ class Writer(SqlWriter):
                     said = True
                 time.sleep(min(pause, left))  # another process holds the file: try again
                 pause = min(2 * pause, 1.0)
+        # casts between TIMESTAMPTZ and TIMESTAMP / DATE take the session's zone: the job's,
+        # as for the reader (DuckDB's default is the machine's)
+        try:
+            self.con.execute(f"SET TimeZone = '{self.ctx.timezone.replace(chr(39), '')}'")
+        except duckdb.Error as e:
+            raise ConfigError(f"time zone {self.ctx.timezone!r} unknown to duckdb: {e}") from e
         for i, s in enumerate(self.o.session):
             self.execute(s, where=f"session[{i}]")
 
