@@ -100,9 +100,32 @@ def split_identifier(table: str) -> tuple[str, str]:
 
 def small_arrow_schema(schema: Any) -> pa.Schema:
     """The Arrow schema of an Iceberg schema, with field ids and plain (not large) types."""
-    from pyiceberg.io.pyarrow import _pyarrow_schema_ensure_small_types, schema_to_pyarrow
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
 
-    return _pyarrow_schema_ensure_small_types(schema_to_pyarrow(schema, include_field_ids=True))
+    return pa.schema([_small_field(f) for f in schema_to_pyarrow(schema, include_field_ids=True)])
+
+
+def _small_field(f: pa.Field) -> pa.Field:
+    """``f`` with plain (not large) types all the way down, keeping every child field's name,
+    nullability and metadata: a data file needs the field id of each list element and map key
+    and value, which pyiceberg's ``_pyarrow_schema_ensure_small_types`` drops."""
+    return pa.field(f.name, _small_type(f.type), f.nullable, f.metadata)
+
+
+def _small_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_large_binary(t):
+        return pa.binary()
+    if pa.types.is_map(t):
+        return pa.map_(_small_field(t.key_field), _small_field(t.item_field))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_small_field(t.value_field))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(_small_field(t.value_field), t.list_size)
+    if pa.types.is_struct(t):
+        return pa.struct([_small_field(t.field(i)) for i in range(t.num_fields)])
+    return t
 
 
 def plain_schema(schema: pa.Schema) -> pa.Schema:
