@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -456,6 +457,24 @@ def test_a_column_count_mismatch_is_named(db: SqliteAdapter) -> None:
         ConfigError, match=r"writer\.parameter\.column: lists 1 columns but 2 arrive \(id, v\)"
     ):
         w.prepare(OLD.schema)
+
+
+@pytest.mark.parametrize(
+    ("incoming", "column", "message"),
+    [
+        (["id", "A", "a"], None, "incoming columns 'A' and 'a' both go to column a"),
+        (["id", "x", "y"], ["id", "a", "A"], "column: names a column twice"),
+    ],
+)
+def test_two_columns_bound_for_one_target_column_are_an_error(
+    db: SqliteAdapter, incoming: list[str], column: list[str] | None, message: str
+) -> None:
+    # SQLite took INSERT INTO t (id, a, a) and kept the first value: the run succeeded with
+    # one of the two columns dropped
+    _sql(db, "CREATE TABLE t (id INTEGER, a TEXT)")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        w = make_writer(db, db.writer_params("t", **({"column": column} if column else {})))
+        w.prepare(pa.schema([(n, pa.string()) for n in incoming]))
 
 
 def test_an_unwritten_required_column_is_named(db: SqliteAdapter) -> None:

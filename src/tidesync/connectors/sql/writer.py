@@ -284,6 +284,13 @@ def bind(ctx: Context, options: WriteOptions, info: TableInfo, incoming: Sequenc
                 f"{did_you_mean(c, info.columns)}{hint}"
             )
         else:
+            if found in cols and options.columns is None:
+                # ``a`` and ``A`` of a Parquet file, say: the target would take one of them
+                first = names[cols.index(found)]
+                problems.append(
+                    f"{ctx.path('column')}: incoming columns {first!r} and {c!r} both go to "
+                    f"column {found} of table {table}; map them with column, or rename one"
+                )
             cols.append(found)
     missing = sorted(r for r in info.required if r not in cols)
     if missing and not problems:
