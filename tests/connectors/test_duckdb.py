@@ -275,6 +275,19 @@ def test_a_huge_integer_arrow_cannot_hold_is_a_dirty_row_not_another_number(
     assert [d.position for d in dirty] == ["row 0", "row 1", "row 3", "row 4"]
 
 
+def test_a_query_naming_a_column_twice_gives_batches_of_the_announced_schema(
+    db: DuckdbAdapter,
+) -> None:
+    # the schema (from SELECT * FROM (query) LIMIT 0) said id, v, id_1 and the batches id, v,
+    # id: the lake writer failed for a missing column, the Parquet writer wrote a file with
+    # two columns named id
+    db.create_table("t", OLD)
+    reader = make_reader(db, db.reader_params("t", querySql="SELECT id, v, id FROM t"))
+    got = read_all(reader)  # checks every batch against reader.schema()
+    assert got.schema.names == ["id", "v", "id_1"]
+    assert got.column("id").to_pylist() == got.column("id_1").to_pylist()
+
+
 def test_fetch_size_sets_the_rows_per_batch(db: DuckdbAdapter) -> None:
     db.create_table("t", pa.table({"id": pa.array(range(5), pa.int64())}))
     reader = make_reader(db, db.reader_params("t", fetchSize=2))

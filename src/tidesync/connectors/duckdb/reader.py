@@ -71,7 +71,10 @@ class Reader(SqlReader):
         return self._schema
 
     def read_query(self, split: QuerySplit) -> Iterator[pa.RecordBatch | base.Chunk]:
-        schema = self.read_schema() if len(self.sources()) > 1 else None
+        # every batch as announced: the first table's types when several are read, and the
+        # names DuckDB gives a subquery (``SELECT id, id`` reads as id, id_1) where a query
+        # repeats a name
+        schema = self.read_schema()
         con = self.connect(split.database)
         offset = 0
         try:
@@ -92,9 +95,9 @@ class Reader(SqlReader):
                 if huge:
                     out = _huge_checked(batch, huge, offset)
                 offset += batch.num_rows
-                if schema is not None:
+                if batch.schema != schema:
                     b = out.batch if isinstance(out, base.Chunk) else out
-                    if b is not None and b.schema != schema:
+                    if b is not None:
                         b = b.rename_columns(schema.names).cast(schema)
                         out = base.Chunk(b, out.dirty) if isinstance(out, base.Chunk) else b
                 yield out
