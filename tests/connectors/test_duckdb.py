@@ -288,6 +288,28 @@ def test_a_query_naming_a_column_twice_gives_batches_of_the_announced_schema(
     assert got.column("id").to_pylist() == got.column("id_1").to_pylist()
 
 
+def test_types_with_no_arrow_equivalent_are_read_as_duckdbs_text(db: DuckdbAdapter) -> None:
+    # DuckDB hands TIMETZ to Arrow as a time without its offset (12:00:00+05 and 12:00:00-03
+    # both came out as 12:00:00), BIT as its internal bytes, BIGNUM as an opaque extension
+    db.execute(
+        "CREATE TABLE t (id INTEGER, tt TIMETZ, b BIT, n BIGNUM)",
+        "INSERT INTO t VALUES (1, '12:00:00+05', '101', 123456789012345678901234567890123456789012),"
+        " (2, '12:00:00-03', '0', -1), (3, NULL, NULL, NULL)",
+    )
+    got = read_all(make_reader(db, db.reader_params("t")))
+    assert got.schema.types == [pa.int32(), pa.string(), pa.string(), pa.string()]
+    assert got.to_pylist() == [
+        {
+            "id": 1,
+            "tt": "12:00:00+05",
+            "b": "101",
+            "n": "123456789012345678901234567890123456789012",
+        },
+        {"id": 2, "tt": "12:00:00-03", "b": "0", "n": "-1"},
+        {"id": 3, "tt": None, "b": None, "n": None},
+    ]
+
+
 def test_fetch_size_sets_the_rows_per_batch(db: DuckdbAdapter) -> None:
     db.create_table("t", pa.table({"id": pa.array(range(5), pa.int64())}))
     reader = make_reader(db, db.reader_params("t", fetchSize=2))

@@ -26,6 +26,21 @@ def _to_reader(rel: Any, rows: int) -> pa.RecordBatchReader:
     return f(rows) if f is not None else rel.fetch_record_batch(rows)
 
 
+# types DuckDB hands to Arrow without their meaning (TIMETZ as a time less its offset, BIT as
+# its internal bytes, BIGNUM as an opaque extension): read as DuckDB's text of them instead,
+# as the PostgreSQL reader reads timetz, bit and the like
+_AS_TEXT = ("TIME WITH TIME ZONE", "BIT", "BIGNUM", "VARINT")
+
+
+def _relation(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    rel = con.sql(sql)
+    text = [n for n, t in zip(rel.columns, rel.types, strict=True) if str(t) in _AS_TEXT]
+    if not text:
+        return rel
+    cast = ", ".join(f"CAST({_D.ident(n)} AS VARCHAR) AS {_D.ident(n)}" for n in text)
+    return con.sql(f"SELECT * REPLACE ({cast}) FROM ({sql})")
+
+
 class Reader(SqlReader):
     """Reads DuckDB tables or queries as Arrow; see the module docstring."""
 
@@ -58,7 +73,8 @@ class Reader(SqlReader):
         for s in sources:
             con = self.connect(s.database)
             try:
-                schemas.append(_to_table(con.sql(f"SELECT * FROM ({s.sql(_D)}) LIMIT 0")).schema)
+                rel = _relation(con, f"SELECT * FROM ({s.sql(_D)}) LIMIT 0")
+                schemas.append(_to_table(rel).schema)
             except duckdb.Error as e:
                 first = str(e).split("\n")[0]
                 raise ConfigError(
@@ -79,7 +95,7 @@ class Reader(SqlReader):
         offset = 0
         try:
             try:
-                rel = con.sql(split.sql)
+                rel = _relation(con, split.sql)
                 huge = {i: str(t) for i, t in enumerate(rel.types) if str(t) in _HUGE}
                 batches = _to_reader(rel, self.options.fetch_size)
             except duckdb.Error as e:
