@@ -9,6 +9,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
@@ -643,6 +644,41 @@ def test_nan_is_dirty_not_null(db: SqliteAdapter) -> None:
     with closing(sqlite3.connect(db.path)) as con:
         got = con.execute("SELECT id, f FROM dst ORDER BY id").fetchall()
     assert got == [(2, float("inf")), (3, None), (4, -0.5)]
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York"])
+def test_instants_and_wall_times_meet_in_the_jobs_zone(db: SqliteAdapter, zone: str) -> None:
+    # a naive time bound for a TIMESTAMPTZ column was stored without an offset, which the
+    # reader takes as UTC; an instant bound for a DATE column was stored as a timestamp text
+    _sql(db, "CREATE TABLE dst (id INTEGER, ts TIMESTAMP, tz TIMESTAMPTZ, d DATE)")
+    instant = dt.datetime(2024, 1, 1, 0, 0, tzinfo=dt.UTC)
+    late = dt.datetime(2023, 12, 31, 20, 0, tzinfo=dt.UTC)
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1], pa.int64()),
+            "ts": pa.array([instant], pa.timestamp("us", "UTC")),
+            "tz": pa.array([dt.datetime(2024, 1, 1, 0, 0)], pa.timestamp("us")),
+            "d": pa.array([late], pa.timestamp("ms", "UTC")),
+        }
+    )
+    ctx = Context(base_dir=db.base_dir, where="job.content[0].writer.parameter", timezone=zone)
+    w = load("sqlite", "writer")(db.writer_params("dst"), ctx)
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    sink.write(batch)
+    w.commit([sink.close()])
+    with closing(sqlite3.connect(db.path)) as con:
+        got = con.execute("SELECT ts, tz, d FROM dst").fetchall()
+    here = ZoneInfo(zone)
+    wall = instant.astimezone(here).replace(tzinfo=None)
+    midnight = dt.datetime(2024, 1, 1, tzinfo=here).astimezone(dt.UTC)
+    assert got == [
+        (
+            f"{wall:%Y-%m-%d %H:%M:%S}.000000",
+            f"{midnight:%Y-%m-%d %H:%M:%S}.000000Z",
+            str(late.astimezone(here).date()),
+        )
+    ]
 
 
 def test_an_update_with_only_key_columns_inserts_the_missing_keys(db: SqliteAdapter) -> None:

@@ -277,6 +277,9 @@ class Writer(SqlWriter):
                 )
             text = pa.types.is_string(src) or pa.types.is_large_string(src)
             fraction = pa.types.is_floating(src) or pa.types.is_decimal(src)
+            if t is not None and pa.types.is_timestamp(src):
+                arrays[i] = self._in_zone(arrays[i], t, name)
+                continue
             if pa.types.is_floating(src) and pc.any(pc.is_nan(arrays[i])).as_py():
                 raise DirtyRecordError(
                     f"column {name}: NaN, which SQLite would store as NULL ({self.where})"
@@ -299,6 +302,24 @@ class Writer(SqlWriter):
                     f"holds ({self.where})"
                 ) from None
         return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+    def _in_zone(self, arr: pa.Array, t: pa.DataType, name: str) -> pa.Array:
+        """A timestamp bound for a date/time column, where instants and wall times meet in the
+        job's zone (as in PostgreSQL and DuckDB): a naive time for a column with a zone is a
+        wall time there (a time the clock skips or shows twice is a dirty record); an instant
+        for a naive or DATE column is written as the wall time, or the day, it is there."""
+        src = arr.type
+        zone = self.ctx.timezone
+        try:
+            if pa.types.is_timestamp(t) and t.tz and not src.tz:
+                return pc.assume_timezone(arr, zone)
+            if src.tz and (pa.types.is_date(t) or (pa.types.is_timestamp(t) and not t.tz)):
+                wall = pc.local_timestamp(arr.cast(pa.timestamp(src.unit, zone)))
+                return wall.cast(pa.date32()) if pa.types.is_date(t) else wall
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            first = str(e).split("\n")[0]
+            raise DirtyRecordError(f"column {name}: {first} ({self.where})") from None
+        return arr
 
     def write_rows(self, batch: pa.RecordBatch, b: Binding, split: base.Split) -> None:
         assert self.con is not None
