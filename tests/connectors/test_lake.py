@@ -432,9 +432,7 @@ def test_nested_columns_round_trip(tmp_path: Path, fmt: str) -> None:
             "st": pa.array([{"a": 1, "b": "x"}, None, {"a": None, "b": None}]),
             "mp": pa.array([[("k", 1)], None, []], pa.map_(pa.string(), pa.int64())),
             # not NULL at id 3: pyiceberg 0.12 reads a NULL list of structs as []
-            "ls": pa.array(
-                [[{"q": 1.5}], [None], []], pa.list_(pa.struct([("q", pa.float64())]))
-            ),
+            "ls": pa.array([[{"q": 1.5}], [None], []], pa.list_(pa.struct([("q", pa.float64())]))),
         }
     )
     write(tmp_path, fmt, [rows], writeMode="append")
