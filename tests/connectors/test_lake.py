@@ -109,6 +109,20 @@ def test_overwrite_replaces_exactly_the_named_partition(tmp_path: Path, fmt: str
     assert ids(read(tmp_path, fmt, partition="ds=20161113")) == [1, 2, 3]
 
 
+@pytest.mark.parametrize("value", ["a%2Fb", "50%25", "x%41", "50%", "10:00 x"])
+def test_a_partition_value_reads_back_as_written(tmp_path: Path, value: str) -> None:
+    # readers (this one, pyarrow, DuckDB, Spark) decode %XX in a folder name: the value
+    # a%2Fb, written as the folder ds=a%2Fb, came back as a/b
+    write(tmp_path, "hive", [B3], partition=f"ds={value}")
+    write(tmp_path, "hive", [batch(id=[9], v=["z"])], partition=f"ds={value}")
+    assert read(tmp_path, "hive") == [{"id": 9, "v": "z", "ds": value}]
+    assert read(tmp_path, "hive", partition=f"ds={value}") == [{"id": 9, "v": "z", "ds": value}]
+    import pyarrow.dataset as ds
+
+    got = ds.dataset(tmp_path / "t", format="parquet", partitioning="hive").to_table()
+    assert got.column("ds").cast(pa.string()).to_pylist() == [value]
+
+
 def test_overwrite_of_one_level_leaves_its_sibling_levels(tmp_path: Path, fmt: str) -> None:
     write(tmp_path, fmt, [B3], partition="pt=20150101/type=1")
     write(tmp_path, fmt, [B3], partition="pt=20150101/type=2")

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow as pa
 
@@ -42,7 +43,15 @@ def parse_partition(text: str) -> list[tuple[str, str]]:
 
 
 def partition_path(partition: Sequence[tuple[str, Any]]) -> str:
-    return "/".join(f"{k}={v}" for k, v in partition)
+    """``ds=20161114/type=1``: the folders of a Hive-style partition. Readers (tidesync's,
+    pyarrow, DuckDB, Spark) decode ``%XX`` in a folder name, so a value they would decode into
+    another (``a%2Fb`` into ``a/b``) has its ``%`` written ``%25``; every other value is
+    written as it is, so the folders of existing tables keep their names."""
+    return "/".join(f"{k}={_folder_value(str(v))}" for k, v in partition)
+
+
+def _folder_value(v: str) -> str:
+    return v.replace("%", "%25") if unquote(v) != v else v
 
 
 def partition_date(value: Any) -> date | None:
