@@ -1094,6 +1094,49 @@ def test_incremental_bounds_of_a_timestamp_column_are_instants_of_the_jobs_zone(
     assert ids() == [2, 3, 4, 5]
 
 
+def test_incremental_start_written_as_a_short_date_lets_the_cursor_advance(
+    tmp_path: Path, mysql_db: MyDb
+) -> None:
+    # DataWorks users write '2016-11-5'; the cursor saved after the first run must replace it,
+    # else every run reads again everything since the start (duplicates in an appended target)
+    mysql_db.execute(
+        "CREATE TABLE oplog (optime DATETIME, uname VARCHAR(50))",
+        "INSERT INTO oplog VALUES ('2016-10-31 12:00:00', 'Old'), "
+        "('2016-11-11 00:00:00', 'LiLei'), ('2016-11-12 00:00:00', 'hanmm')",
+        "CREATE TABLE ods (optime DATETIME, uname VARCHAR(50))",
+    )
+    reader = rparams(mysql_db, "oplog", incremental={"column": "optime", "start": "2016-11-5"})
+    path = job_file(tmp_path, reader, wparams(mysql_db, "ods"))
+    assert run(path, tmp_path).records_written == 2
+    mysql_db.execute("INSERT INTO oplog VALUES ('2016-11-14 09:00:00', 'Jim')")
+    rep = run(path, tmp_path)
+    assert (rep.status, rep.records_written) == ("succeeded", 1)
+    assert [r[0] for r in mysql_db.query("SELECT uname FROM ods ORDER BY optime")] == [
+        "LiLei",
+        "hanmm",
+        "Jim",
+    ]
+
+
+def test_incremental_short_date_bounds_of_a_timestamp_column_are_of_the_jobs_zone(
+    tmp_path: Path, mysql_db: MyDb
+) -> None:
+    mysql_db.execute(
+        "SET time_zone = '+00:00'",
+        "CREATE TABLE oplog (id INT, ts TIMESTAMP NULL)",
+        "INSERT INTO oplog VALUES (1, '2025-12-30 23:00:00'), (2, '2025-12-31 05:00:00')",
+        "CREATE TABLE ods (id INT, ts TIMESTAMP NULL)",
+    )
+    # 2025-12-31 00:00 Shanghai is 2025-12-30 16:00 UTC: both rows are after it
+    reader = rparams(mysql_db, "oplog", incremental={"column": "ts", "start": "2025-12-31 0:00"})
+    path = job_file(tmp_path, reader, wparams(mysql_db, "ods"))
+    doc = json.loads(path.read_text())
+    doc["job"]["setting"]["timezone"] = "Asia/Shanghai"
+    path.write_text(json.dumps(doc))
+    assert run(path, tmp_path, cyctime="20260101080000").status == "succeeded"
+    assert [r[0] for r in mysql_db.query("SELECT id FROM ods ORDER BY id")] == [1, 2]
+
+
 def test_seed_001_oplog_where_reads_the_business_day(tmp_path: Path, mysql_db: MyDb) -> None:
     mysql_db.execute(
         "CREATE TABLE oplog (optime DATETIME, uname VARCHAR(50), action VARCHAR(50), "

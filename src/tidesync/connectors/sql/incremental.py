@@ -27,6 +27,7 @@ source and column (key-range splits each saved their own).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
@@ -40,7 +41,7 @@ import pyarrow.compute as pc
 from tidesync.connectors.base import Chunk, Context, Params
 from tidesync.connectors.sql.conn import MYSQL, Dialect, _find
 from tidesync.errors import ConfigError, did_you_mean
-from tidesync.spec.params import local_instant
+from tidesync.spec.params import local_instant, parse_time_arg
 
 __all__ = ["Cursor", "Incremental", "is_aware", "is_temporal", "literal"]
 
@@ -189,20 +190,72 @@ class Incremental:
             and pos.get("column") == column
             and pos.get("value") is not None
         ]
-        lower = self.start
+        lower, upper = self.start, self.end
+        if temporal:
+            lower = _time_bound(lower, ctx.path("incremental.start"))
+            upper = _time_bound(upper, ctx.path("incremental.end"))
         if aware:
             lower = _instant(lower, ctx.timezone, ctx.path("incremental.start"))
+            upper = _instant(upper, ctx.timezone, ctx.path("incremental.end"))
         for v in saved:
             if lower is None or _after(v, lower):
                 lower = v
-        upper = self.end
-        if aware:
-            upper = _instant(upper, ctx.timezone, ctx.path("incremental.end"))
         if upper is None and temporal and ctx.cyctime is not None:
             upper = ctx.cyctime
             if aware and isinstance(upper, datetime) and upper.tzinfo is None:
                 upper = upper.replace(tzinfo=ZoneInfo(ctx.timezone), fold=0).astimezone(UTC)
         return Cursor(source, column, jsonable(lower), jsonable(upper), drop)
+
+
+# A day and a time as people write them: 2016-11-5, 2016-11-05 9:00, 2016/11/05 09:00:00.5
+_LOOSE_TIME = re.compile(
+    r"([0-9]{4})[-/]([0-9]{1,2})[-/]([0-9]{1,2})"
+    r"(?:[T ]+([0-9]{1,2}):([0-9]{1,2})(?::([0-9]{1,2})(?:\.([0-9]{1,6}))?)?)?"
+)
+
+
+def _time_bound(v: Any, where: str) -> Any:
+    """A ``start`` / ``end`` of a column of dates or times, read as the time it names: ISO text
+    (with its offset, if any) as it is, a short or compact form (``2016-11-5``,
+    ``20161105``, ``${bizdate}``'s form) as that day and time. Left as written, such a bound
+    compared as text with the saved cursor (``'2016-11-12 00:00:00' > '20161105'`` is false),
+    so the cursor never moved past it and every run read everything since it again; and a
+    bound of an instant column was not turned into the job zone's instant. Text that is no
+    time is a ConfigError."""
+    if v is None or isinstance(v, datetime | date):
+        return v
+    text = str(v).strip()
+    if isinstance(v, float) or not text:
+        raise ConfigError(f"{where}: {v!r} is not a time; the column holds dates or times")
+    try:
+        return (
+            datetime.fromisoformat(text)
+            if "-" in text and ":" in text
+            else _date_or_time(parse_time_arg(text))
+        )
+    except ValueError:
+        pass
+    m = _LOOSE_TIME.fullmatch(text)
+    if m:
+        try:
+            day = date(int(m[1]), int(m[2]), int(m[3]))
+            if m[4] is None:
+                return day
+            frac = int((m[7] or "0").ljust(6, "0"))
+            return datetime.combine(day, time(int(m[4]), int(m[5]), int(m[6] or 0), frac))
+        except ValueError as e:
+            raise ConfigError(f"{where}: {v!r} is not a valid time ({e})") from None
+    raise ConfigError(
+        f"{where}: {v!r} is not a time; the column holds dates or times: write "
+        "'2016-11-05', '2016-11-05 09:00:00' or 20161105"
+    )
+
+
+def _date_or_time(t: datetime) -> date | datetime:
+    """A parsed time argument: a day alone (midnight, no zone) as that date."""
+    if t.tzinfo is None and t.time() == time(0):
+        return t.date()
+    return t
 
 
 def _instant(v: Any, zone: str, where: str) -> Any:
