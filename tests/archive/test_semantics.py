@@ -319,3 +319,23 @@ def test_a_message_published_at_qos_0_is_archived_between_qos_1_ones(
     r.send([point(3, q1_again=1)])
     r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
     assert [x["measurepoints"] for x in r.rows()] == ["q1", "q0", "q1_again"]
+
+
+def test_the_hour_a_dst_change_repeats_keeps_both_cycles_files(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    # Berlin falls back on 2019-10-27 at 03:00: 02:00-03:00 happens twice, two 1-hour cycles
+    # (00:00-01:00 and 01:00-02:00 UTC) with one wall-clock start; the second must not replace
+    # the first's file
+    first = datetime(2019, 10, 27, 0, 30, tzinfo=UTC)
+    r = start(runs, tmp_path, mosquitto, at=first, timezone="Europe/Berlin")
+    r.send([point(to_ms(first), a=1)])
+    second = datetime(2019, 10, 27, 1, 30, tzinfo=UTC)
+    r.close_until(second)
+    r.send([point(to_ms(second), b=1)])
+    r.close_until(datetime(2019, 10, 27, 2, tzinfo=UTC))
+    assert sorted(r.files()) == [
+        "20191027/02/measure_201910270200_0000.csv",
+        "20191027/02/measure_201910270200_repeat_0000.csv",
+    ]
+    assert sorted(x["measurepoints"] for x in r.rows()) == ["a", "b"]

@@ -54,3 +54,10 @@ def test_a_directory_is_the_wall_time_of_the_zone() -> None:
     d = DirFormat("%Y/%m/%d/%H", ZoneInfo("Asia/Shanghai"))
     assert d(utc(2019, 1, 1, 16, 59)) == "2019/01/02/00"
     assert d(utc(2019, 1, 1, 15, 59, 59) + 999) == "2019/01/01/23"
+
+
+def test_the_second_cycle_of_a_repeated_hour_has_its_own_name() -> None:
+    c = Cycles(1, ZoneInfo("Europe/Berlin"))
+    names = [c.name(c.of(utc(2019, 10, 27, h, 30))[0]) for h in range(4)]
+    assert names == ["201910270200", "201910270200_repeat", "201910270300", "201910270400"]
+    assert c.name(c.of(utc(2019, 3, 31, 1, 30))[0]) == "201903310300"

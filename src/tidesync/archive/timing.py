@@ -120,8 +120,15 @@ class Cycles:
         return end if end > start else start + self.hours * HOUR_MS
 
     def name(self, start: int) -> str:
-        """``YYYYMMDDHHMM`` of a cycle start in the zone (file names)."""
-        return _local(start, self.tz).strftime("%Y%m%d%H%M")
+        """``YYYYMMDDHHMM`` of a cycle start in the zone (file names). A start at the second
+        occurrence of a wall time that a DST change repeats (Berlin's 02:00 on 2019-10-27, the
+        second time) is ``YYYYMMDDHHMM_repeat``: with the same name as the first occurrence's
+        cycle, its files replaced the first one's, and their rows were lost."""
+        local = _local(start, self.tz)
+        text = local.strftime("%Y%m%d%H%M")
+        if local.fold and local.replace(fold=0).utcoffset() != local.utcoffset():
+            text += "_repeat"
+        return text
 
 
 def _instant(wall: datetime, tz: ZoneInfo, fold: int = 0) -> int:
