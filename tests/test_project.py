@@ -51,10 +51,14 @@ def sqlite_reader(db: str) -> dict[str, Any]:
     }
 
 
-def run(cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
+def run(
+    cwd: Path, monkeypatch: pytest.MonkeyPatch, *args: str, cyctime: str = "20161117000000"
+) -> Any:
+    """``tidesync run`` in ``cwd``; successive runs of one job are successive instances (a
+    rerun of one instance reads its window again)."""
     monkeypatch.chdir(cwd)
     monkeypatch.delenv("TIDESYNC_PROJECT", raising=False)
-    return CliRunner().invoke(main, ["run", *args, "--cyctime", "20161117000000"])
+    return CliRunner().invoke(main, ["run", *args, "--cyctime", cyctime])
 
 
 @pytest.fixture
@@ -76,8 +80,8 @@ def test_a_job_run_from_other_folders_keeps_one_state_in_its_project(
     job = str(project / "jobs" / "orders.json")
     first = run(elsewhere[0], monkeypatch, job)
     oplog(project / "src.db", (3, "2016-11-15 10:00:00"))
-    second = run(elsewhere[1], monkeypatch, job)
-    third = run(project / "jobs", monkeypatch, "orders.json")
+    second = run(elsewhere[1], monkeypatch, job, cyctime="20161118000000")
+    third = run(project / "jobs", monkeypatch, "orders.json", cyctime="20161119000000")
     assert [r.exit_code for r in (first, second, third)] == [0, 0, 0], first.output
     assert "2 read" in first.output and "1 read" in second.output and "0 read" in third.output
     assert not any((d / ".tidesync").exists() for d in elsewhere)
@@ -137,7 +141,7 @@ def test_without_a_project_the_jobs_folder_keeps_its_state(
     job = incremental_job(tmp_path / "loose" / "job.json", sqlite_reader("../src.db"))
     (tmp_path / "cwd").mkdir()
     r = run(tmp_path / "cwd", monkeypatch, str(job))
-    again = run(tmp_path / "cwd", monkeypatch, str(job))
+    again = run(tmp_path / "cwd", monkeypatch, str(job), cyctime="20161118000000")
     assert "1 read" in r.output and "0 read" in again.output, r.output
     assert (tmp_path / "loose" / ".tidesync" / "state.db").exists()
     assert not (tmp_path / "cwd" / ".tidesync").exists()

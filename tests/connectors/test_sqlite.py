@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import re
 import sqlite3
 from contextlib import closing
@@ -796,3 +797,92 @@ def test_missing_folders_are_created_and_removed_again_on_abort(tmp_path: Path, 
     assert (tmp_path / "a" / "b").is_dir()
     w.abort([])
     assert not (tmp_path / "a").exists()
+
+
+# -- incremental: reruns of an instance ---------------------------------------------------------
+
+
+def _partition_job(tmp_path: Path) -> Path:
+    with closing(sqlite3.connect(tmp_path / "src.db")) as con:
+        con.execute("CREATE TABLE oplog (id INTEGER, optime DATETIME, uname TEXT)")
+        con.executemany(
+            "INSERT INTO oplog VALUES (?, ?, ?)",
+            [(1, "2016-11-13 10:00:00", "a"), (2, "2016-11-14 10:00:00", "b")],
+        )
+        con.commit()
+    reader = {
+        "database": str(tmp_path / "src.db"),
+        "table": "oplog",
+        "column": ["id", "uname"],
+        "incremental": {"column": "optime", "start": "2016-11-14 00:00:00"},
+    }
+    writer = {
+        "path": str(tmp_path / "out" / "ds=${bizdate}"),
+        "fileName": "oplog",
+        "writeMode": "truncate",
+        "fileFormat": "csv",
+    }
+    job = {
+        "job": {
+            "content": [
+                {
+                    "reader": {"name": "sqlitereader", "parameter": reader},
+                    "writer": {"name": "txtfilewriter", "parameter": writer},
+                }
+            ]
+        }
+    }
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    return path
+
+
+def _run_bizdate(path: Path, bizdate: str) -> Any:
+    from tidesync.engine.runner import load_job, run_job
+    from tidesync.spec.params import RunTime
+    from tidesync.state.sqlite import SqliteState
+
+    rt = RunTime.of(bizdate=bizdate)
+    state = SqliteState(path.parent / "state.db")
+    return run_job(load_job(path, {}, rt, state=state, root=path.parent))
+
+
+def _partition(tmp_path: Path, ds: str) -> list[str]:
+    return sorted(
+        line
+        for f in (tmp_path / "out" / f"ds={ds}").iterdir()
+        for line in f.read_text().splitlines()
+    )
+
+
+def test_a_rerun_of_an_instance_reads_its_window_again(tmp_path: Path) -> None:
+    # an incremental read into the instance's partition with truncate: rerunning the instance
+    # (tidesync instance rerun, backfill) after it or a later one committed read nothing from
+    # the saved cursor on, and replaced the partition with an empty file
+    path = _partition_job(tmp_path)
+    assert _run_bizdate(path, "20161114").records_read == 1
+    with closing(sqlite3.connect(tmp_path / "src.db")) as con:
+        con.execute("INSERT INTO oplog VALUES (3, '2016-11-15 10:00:00', 'c')")
+        con.commit()
+    assert _run_bizdate(path, "20161115").records_read == 1
+    again = _run_bizdate(path, "20161114")
+    assert (again.status, again.records_read) == ("succeeded", 1), again.error
+    assert _partition(tmp_path, "20161114") == ["2,b"]
+    latest = _run_bizdate(path, "20161115")
+    assert (latest.status, latest.records_read) == ("succeeded", 1), latest.error
+    assert _partition(tmp_path, "20161115") == ["3,c"]
+    assert _run_bizdate(path, "20161116").records_read == 0  # the cursor did not move back
+
+
+def test_a_window_before_those_the_job_read_is_refused_and_the_target_kept(
+    tmp_path: Path,
+) -> None:
+    path = _partition_job(tmp_path)
+    assert _run_bizdate(path, "20161114").records_read == 1
+    (tmp_path / "out" / "ds=20161113").mkdir()
+    (tmp_path / "out" / "ds=20161113" / "oplog").write_text("1,a\n")
+    early = _run_bizdate(path, "20161113")
+    assert early.status == "failed"
+    assert "cannot read the window ending '2016-11-14 00:00:00'" in early.error
+    assert "older than the windows this job keeps" in early.error
+    assert _partition(tmp_path, "20161113") == ["1,a"]

@@ -217,7 +217,7 @@ def test_positions_come_back_from_tasks_run_in_fresh_processes(
         con.execute("INSERT INTO oplog VALUES (5, '2016-11-15 10:00:00')")
         con.commit()
     second = run_job(
-        load_job(path, runtime=RunTime.of("20161120000000"), state=state, root=tmp_path)
+        load_job(path, runtime=RunTime.of("20161121000000"), state=state, root=tmp_path)
     )
     assert (second.status, second.records_read) == ("succeeded", 1), second.error
     values = [p["value"] for p in saved(state).values()]

@@ -1052,11 +1052,11 @@ def test_incremental_cursor_is_saved_only_when_the_job_commits(
         "INSERT INTO oplog VALUES ('2016-11-14 09:00:00', 'Jim'), "
         "('2016-11-14 10:00:00', 'Katherine')"
     )  # too long for ods: the job fails
-    assert run(path, tmp_path).status == "failed"
+    assert run(path, tmp_path, cyctime="20161116000000").status == "failed"
     mysql_db.execute("UPDATE oplog SET uname = 'Kate' WHERE uname = 'Katherine'")
-    rep = run(path, tmp_path)
+    rep = run(path, tmp_path, cyctime="20161116000000")  # the retry of the failed instance
     assert (rep.status, rep.records_written) == ("succeeded", 2)
-    assert run(path, tmp_path).records_written == 0
+    assert run(path, tmp_path, cyctime="20161117000000").records_written == 0
     assert [r[0] for r in mysql_db.query("SELECT uname FROM ods ORDER BY optime")] == [
         "LiLei",
         "hanmm",
@@ -1109,7 +1109,7 @@ def test_incremental_start_written_as_a_short_date_lets_the_cursor_advance(
     path = job_file(tmp_path, reader, wparams(mysql_db, "ods"))
     assert run(path, tmp_path).records_written == 2
     mysql_db.execute("INSERT INTO oplog VALUES ('2016-11-14 09:00:00', 'Jim')")
-    rep = run(path, tmp_path)
+    rep = run(path, tmp_path, cyctime="20161116000000")
     assert (rep.status, rep.records_written) == ("succeeded", 1)
     assert [r[0] for r in mysql_db.query("SELECT uname FROM ods ORDER BY optime")] == [
         "LiLei",

@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 
 from tidesync.connectors.base import Chunk, Context, Params
 from tidesync.connectors.sql.conn import MYSQL, Dialect, _find
-from tidesync.errors import ConfigError, did_you_mean
+from tidesync.errors import ConfigError, FatalError, did_you_mean
 from tidesync.spec.params import local_instant, parse_time_arg
 
 __all__ = ["Cursor", "Incremental", "is_aware", "is_temporal", "literal"]
@@ -60,6 +60,11 @@ class Cursor:
     lower: Any = None
     upper: Any = None
     drop: bool = False
+    #: the largest value the last committed run saved (a rerun's position never goes below it)
+    top: Any = None
+    #: the windows committed runs read, ``(upper, lower)`` in order of ``upper``, this one's
+    #: included: a rerun of a window reads its recorded span again
+    windows: tuple[tuple[Any, Any], ...] = ()
 
     def condition(self, dialect: Dialect, ref: str | None = None) -> str | None:
         """The SQL condition of the window (None: no bound); ``ref`` is how the column is
@@ -86,7 +91,10 @@ class Cursor:
         return f"SELECT max({dialect.ident(self.column)}) FROM ({select}) AS tidesync_top"
 
     def position(self, value: Any) -> dict[str, Any]:
-        return {"source": self.source, "column": self.column, "value": value}
+        pos = {"source": self.source, "column": self.column, "value": value}
+        if self.windows:
+            pos["windows"] = [list(w) for w in self.windows]
+        return pos
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         """What the reader gives: ``schema`` without the column when it was read only for us."""
@@ -112,11 +120,10 @@ class Cursor:
         yield Chunk(None, [], self.position(self._value(best)))
 
     def _value(self, best: Any) -> Any:
-        if best is None:
-            return self.lower
-        v = jsonable(best)
-        if self.lower is not None and not _after(v, self.lower):
-            return self.lower
+        v = None if best is None else jsonable(best)
+        for floor in (self.lower, self.top):
+            if floor is not None and (v is None or not _after(v, floor)):
+                v = floor
         return v
 
 
@@ -182,14 +189,21 @@ class Incremental:
         other = ctx.other_rows()
         if other:
             raise ConfigError(f"{ctx.path('incremental')}: {other}")
-        saved = [
-            pos["value"]
-            for pos in ctx.stored_positions().values()
-            if isinstance(pos, dict)
-            and pos.get("source") == source
-            and pos.get("column") == column
-            and pos.get("value") is not None
-        ]
+        saved: list[Any] = []
+        windows: dict[Any, Any] = {}  # upper -> lower of the windows committed runs read
+        for pos in ctx.stored_positions().values():
+            if not (
+                isinstance(pos, dict)
+                and pos.get("source") == source
+                and pos.get("column") == column
+            ):
+                continue
+            if pos.get("value") is not None:
+                saved.append(pos["value"])
+            for w in pos.get("windows") or ():
+                up, low = w
+                if up not in windows or (low is not None and _after(windows[up], low)):
+                    windows[up] = low
         lower, upper = self.start, self.end
         if temporal:
             lower = _time_bound(lower, ctx.path("incremental.start"))
@@ -197,14 +211,52 @@ class Incremental:
         if aware:
             lower = _instant(lower, ctx.timezone, ctx.path("incremental.start"))
             upper = _instant(upper, ctx.timezone, ctx.path("incremental.end"))
+        top = None
         for v in saved:
-            if lower is None or _after(v, lower):
-                lower = v
+            if top is None or _after(v, top):
+                top = v
+        if top is not None and (lower is None or _after(top, lower)):
+            lower = top
         if upper is None and temporal and ctx.cyctime is not None:
             upper = ctx.cyctime
             if aware and isinstance(upper, datetime) and upper.tzinfo is None:
                 upper = upper.replace(tzinfo=ZoneInfo(ctx.timezone), fold=0).astimezone(UTC)
-        return Cursor(source, column, jsonable(lower), jsonable(upper), drop)
+        lower, upper = jsonable(lower), jsonable(upper)
+        if upper is None:
+            return Cursor(source, column, lower, None, drop, jsonable(top))
+        if upper in windows:  # a rerun: the span that window read first, whatever read since
+            lower = windows[upper]
+        else:
+            _check_new_window(ctx, upper, top, windows)
+            windows[upper] = lower
+        kept = sorted(windows.items(), key=lambda w: _comparable(w[0]))[-WINDOWS_KEPT:]
+        return Cursor(source, column, lower, upper, drop, jsonable(top), tuple(kept))
+
+
+#: how many windows (one per run, by their end) a cursor keeps for reruns
+WINDOWS_KEPT = 500
+
+
+def _check_new_window(ctx: Context, upper: Any, top: Any, windows: dict[Any, Any]) -> None:
+    """A window no committed run read must come after them all: before one of them, or ending
+    where the saved cursor already is, it would read nothing (or part of what the first run of
+    its instance read) and replace that instance's output with it."""
+    later = [u for u in windows if _after(u, upper)]
+    first = min(windows, key=_comparable) if windows else None
+    if later and _after(first, upper):
+        why = f"it is older than the windows this job keeps (the oldest ends {first!r})"
+    elif later:
+        why = f"it cuts through the windows read up to {max(later, key=_comparable)!r}"
+    elif top is not None and not _after(upper, top):
+        why = f"the saved cursor, {top!r}, is already past it (read by a run that kept no window)"
+    else:
+        return
+    raise FatalError(
+        f"{ctx.path('incremental')}: cannot read the window ending {upper!r}: {why}; read "
+        "now, it would hold none (or part) of the rows its first run read, and replace that "
+        "run's output. Read that time with a `where` on the column instead, or `tidesync state "
+        "reset` the job to read everything again"
+    )
 
 
 # A day and a time as people write them: 2016-11-5, 2016-11-05 9:00, 2016/11/05 09:00:00.5
