@@ -84,6 +84,55 @@ def test_a_stream_is_archived_and_acknowledged_and_a_restart_takes_only_new_mess
     assert sorted(int(x["value"]) for x in r.rows()) == list(range(60))
 
 
+def _delete_stream(url: str, stream: str) -> None:
+    import nats
+
+    async def go() -> None:
+        nc = await nats.connect(url)
+        await nc.jetstream().delete_stream(stream)
+        await nc.close()
+
+    asyncio.run(go())
+
+
+def test_a_stream_deleted_and_created_again_is_archived_from_its_first_message(
+    tmp_path: Path, nats_server: Broker
+) -> None:
+    # the new stream numbers its messages from 1 again: they are not copies of the old
+    # stream's messages 1.. that the archiver stored (they were dropped as such, and acked)
+    stream = f"S{uuid.uuid4().hex[:8]}"
+    subject = f"m.{stream}.plant1"
+    src = {
+        "type": "nats",
+        "url": nats_server.url,
+        "stream": stream,
+        "subject": f"{subject}.>",
+        "durable": "arch",
+    }
+    nats_publish(nats_server.url, stream, subject, [point(to_ms(T0) + i, v=i) for i in range(20)])
+    r = Run(tmp_path, nats_server, T0, source=src)
+    try:
+        a = r.arch
+        assert a is not None
+        wait_for(lambda: a.received >= 20, "the stream's messages")
+        r.settle()
+        wait_for(lambda: _acked(nats_server.url, stream, 20), "the acknowledgements", 10)
+        r.stop()
+        _delete_stream(nats_server.url, stream)
+        new = [point(to_ms(T0) + 20 + i, v=20 + i) for i in range(5)]
+        nats_publish(nats_server.url, stream, subject, new)
+        r.start()
+        a = r.arch
+        assert a is not None
+        wait_for(lambda: a.received >= 5, "the new stream's messages")
+        r.settle()
+        r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+        assert a.duplicates == 0
+    finally:
+        r.finish()
+    assert sorted(int(x["value"]) for x in r.rows()) == list(range(25))
+
+
 def test_a_missing_stream_stops_the_policy_naming_it(tmp_path: Path, nats_server: Broker) -> None:
     src = {
         "type": "nats",

@@ -24,6 +24,13 @@ __all__ = ["Deduper", "SequenceDeduper", "RecentDeduper", "deduper_for"]
 
 
 class Deduper:
+    #: what the ids count in (the source's ``origin``), None when unknown
+    origin: Any = None
+
+    def set_origin(self, origin: Any) -> None:
+        """The ids that follow count in ``origin``."""
+        self.origin = origin
+
     def is_copy(self, r: Record) -> bool:
         raise NotImplementedError
 
@@ -47,6 +54,15 @@ class SequenceDeduper(Deduper):
         self.seen: set[int] = set()
         self.floor = 0
 
+    def set_origin(self, origin: Any) -> None:
+        """A stream deleted and created again numbers its messages from 1 again: what the old
+        one's sequences say about copies no longer holds (its new messages were dropped as
+        copies, and acknowledged)."""
+        if self.origin is not None and origin is not None and origin != self.origin:
+            self.seen.clear()
+            self.floor = 0
+        self.origin = origin
+
     def is_copy(self, r: Record) -> bool:
         return r.src_id <= self.floor or r.src_id in self.seen
 
@@ -60,11 +76,12 @@ class SequenceDeduper(Deduper):
             self.seen = {s for s in self.seen if s > floor}
 
     def snapshot(self) -> Any:
-        return {"floor": self.floor, "seen": sorted(self.seen)}
+        return {"floor": self.floor, "seen": sorted(self.seen), "origin": self.origin}
 
     def restore(self, state: Any) -> None:
         self.floor = int(state.get("floor", 0))
         self.seen = {int(s) for s in state.get("seen", [])}
+        self.origin = state.get("origin")
 
 
 class RecentDeduper(Deduper):

@@ -135,6 +135,8 @@ def read_state(folder: Path, dedupe: Deduper | None = None, repair: bool = False
             st.apply(rec)
             if rec.get("k") == "ckpt" and dedupe is not None:
                 dedupe.restore(rec["dedupe"])
+            elif rec.get("k") == "origin" and dedupe is not None:
+                dedupe.set_origin(rec["origin"])
             continue
         st.next_seq = max(st.next_seq, rec.seq + 1)
         st.records += 1
@@ -375,6 +377,19 @@ class Archiver:
         self, m: Incoming, chunks: list[bytes], handles: list[Any], records: list[Record]
     ) -> None:
         handles.append(m.handle)
+        origin = self.source.origin if self.source is not None else None
+        if origin is not None and origin != self.dedupe.origin:
+            if self.dedupe.origin is not None:
+                log.warning(
+                    "policy %s: the source was created again (%s, before %s): its message "
+                    "ids start over",
+                    self.policy.name,
+                    origin,
+                    self.dedupe.origin,
+                )
+                self.floor_seen = 0
+            self.dedupe.set_origin(origin)  # logged before the records that follow
+            chunks.append(encode_meta({"k": "origin", "origin": origin, "scheme": self.scheme}))
         if self.source is not None and self.source.floor > self.floor_seen:
             self.floor_seen = self.source.floor
             self.dedupe.prune(self.floor_seen)

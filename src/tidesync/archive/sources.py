@@ -45,6 +45,9 @@ class Source:
     floor: int = 0
     #: set when the source cannot go on (refused credentials, a missing stream)
     failure: BaseException | None = None
+    #: what its ids count in (JetStream: the stream's creation time), None when unknown; a new
+    #: one means the ids start over
+    origin: str | None = None
 
     def start(self, deliver: Callable[[Incoming | list[Incoming]], None]) -> None:
         raise NotImplementedError
@@ -255,6 +258,8 @@ class Nats(Source):
                     "durable name or delete that consumer"
                 )
             self.floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            created = (await js.stream_info(cfg.stream)).created
+            self.origin = str(created) if created else None
             psub = await js.pull_subscribe_bind(cfg.durable, cfg.stream)
             self.ready.set()
             poll = asyncio.create_task(self._poll_floor(js))
