@@ -883,6 +883,6 @@ def test_a_window_before_those_the_job_read_is_refused_and_the_target_kept(
     (tmp_path / "out" / "ds=20161113" / "oplog").write_text("1,a\n")
     early = _run_bizdate(path, "20161113")
     assert early.status == "failed"
-    assert "cannot read the window ending '2016-11-14 00:00:00'" in early.error
-    assert "older than the windows this job keeps" in early.error
+    assert "cannot read the window of cyctime '2016-11-14 00:00:00'" in early.error
+    assert "older than those whose windows this job keeps" in early.error
     assert _partition(tmp_path, "20161113") == ["1,a"]

@@ -1137,6 +1137,57 @@ def test_incremental_short_date_bounds_of_a_timestamp_column_are_of_the_jobs_zon
     assert [r[0] for r in mysql_db.query("SELECT id FROM ods ORDER BY id")] == [1, 2]
 
 
+def test_incremental_window_includes_its_start_and_excludes_its_end(
+    tmp_path: Path, mysql_db: MyDb
+) -> None:
+    # seed 001 stamps rows with current_date: every row of a day is at its midnight. The
+    # window of bizdate 2016-11-14 is [start, 2016-11-15 00:00): the rows at the start are
+    # read, and a row stamped at the 15th's midnight belongs to the next window, whenever it
+    # arrives (read in this one, it moved the cursor there and the later ones were never read)
+    mysql_db.execute(
+        "CREATE TABLE oplog (optime DATETIME, uname VARCHAR(50))",
+        "INSERT INTO oplog VALUES ('2016-11-13 00:00:00', 'LiLei'), "
+        "('2016-11-14 00:00:00', 'Jim'), ('2016-11-14 00:00:00', 'Kate'), "
+        "('2016-11-15 00:00:00', 'Early')",  # inserted on the 15th before the run
+        "CREATE TABLE ods (optime DATETIME, uname VARCHAR(50))",
+    )
+    reader = rparams(
+        mysql_db, "oplog", incremental={"column": "optime", "start": "2016-11-14 00:00:00"}
+    )
+    path = job_file(tmp_path, reader, wparams(mysql_db, "ods"))
+    assert run(path, tmp_path, cyctime="20161115000000").status == "succeeded"
+
+    def names() -> list[str]:
+        return sorted(r[0] for r in mysql_db.query("SELECT uname FROM ods"))
+
+    assert names() == ["Jim", "Kate"]
+    mysql_db.execute("INSERT INTO oplog VALUES ('2016-11-15 00:00:00', 'Late')")
+    assert run(path, tmp_path, cyctime="20161116000000").records_written == 2
+    assert names() == ["Early", "Jim", "Kate", "Late"]
+
+
+def test_incremental_on_a_date_column_reads_a_day_once_it_is_over(
+    tmp_path: Path, mysql_db: MyDb
+) -> None:
+    # a daily run at 00:30 read the rows of the day just begun; its cursor then skipped the
+    # rest of that day's rows for good
+    mysql_db.execute(
+        "CREATE TABLE oplog (d DATE, uname VARCHAR(50))",
+        "INSERT INTO oplog VALUES ('2016-11-14', 'Jim'), ('2016-11-15', 'Early')",
+        "CREATE TABLE ods (d DATE, uname VARCHAR(50))",
+    )
+    reader = rparams(mysql_db, "oplog", incremental={"column": "d"})
+    path = job_file(tmp_path, reader, wparams(mysql_db, "ods"))
+    assert run(path, tmp_path, cyctime="20161115003000").records_written == 1
+    mysql_db.execute("INSERT INTO oplog VALUES ('2016-11-15', 'Late')")
+    assert run(path, tmp_path, cyctime="20161116003000").records_written == 2
+    assert sorted(r[0] for r in mysql_db.query("SELECT uname FROM ods")) == [
+        "Early",
+        "Jim",
+        "Late",
+    ]
+
+
 def test_seed_001_oplog_where_reads_the_business_day(tmp_path: Path, mysql_db: MyDb) -> None:
     mysql_db.execute(
         "CREATE TABLE oplog (optime DATETIME, uname VARCHAR(50), action VARCHAR(50), "

@@ -419,6 +419,7 @@ class Reader(base.Reader):
             drop=drop,
             temporal=is_temporal(col.type),
             aware=is_aware(col.type),
+            dates=pa.types.is_date(col.type),
         )
         plan.cursor_ref = ref
         window = plan.cursor.condition(POSTGRESQL, ref)

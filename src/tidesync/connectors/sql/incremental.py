@@ -52,8 +52,12 @@ _KEYS = ("column", "start", "end")
 class Cursor:
     """One source's cursor in one run: plain data, so it travels in a split to any worker.
 
-    ``lower`` (exclusive) and ``upper`` (inclusive) are JSON values (numbers, strings; times as
-    ISO text) or None for no bound; ``drop``: the column was read only for the cursor."""
+    ``lower`` and ``upper`` are JSON values (numbers, strings; times as ISO text) or None for
+    no bound. The window is half-open: ``lower`` is excluded when it is a value a run read
+    (``lower_closed`` False), included when it is the ``start`` no run read yet; ``upper`` (the
+    cyctime or ``end``) is excluded, unless it is the largest value the table held at planning
+    (``upper_open`` False, :meth:`capped`). ``drop``: the column was read only for the
+    cursor."""
 
     source: str
     column: str
@@ -62,9 +66,11 @@ class Cursor:
     drop: bool = False
     #: the largest value the last committed run saved (a rerun's position never goes below it)
     top: Any = None
-    #: the windows committed runs read, ``(upper, lower)`` in order of ``upper``, this one's
-    #: included: a rerun of a window reads its recorded span again
-    windows: tuple[tuple[Any, Any], ...] = ()
+    #: the windows committed runs read, ``(upper, lower, lower_closed)`` in order of
+    #: ``upper``, this one's included: a rerun of a window reads its recorded span again
+    windows: tuple[tuple[Any, Any, bool], ...] = ()
+    lower_closed: bool = False
+    upper_open: bool = False
 
     def condition(self, dialect: Dialect, ref: str | None = None) -> str | None:
         """The SQL condition of the window (None: no bound); ``ref`` is how the column is
@@ -72,9 +78,11 @@ class Cursor:
         col = ref or dialect.ident(self.column)
         conds = []
         if self.lower is not None:
-            conds.append(f"{col} > {literal(dialect, self.lower)}")
+            op = ">=" if self.lower_closed else ">"
+            conds.append(f"{col} {op} {literal(dialect, self.lower)}")
         if self.upper is not None:
-            conds.append(f"{col} <= {literal(dialect, self.upper)}")
+            op = "<" if self.upper_open else "<="
+            conds.append(f"{col} {op} {literal(dialect, self.upper)}")
         return " AND ".join(conds) or None
 
     def capped(self, top: Any) -> Cursor:
@@ -84,7 +92,7 @@ class Cursor:
         was skipped for good, the next run starting after the largest value any split saw."""
         if top is None or self.upper is not None:
             return self
-        return replace(self, upper=jsonable(top))
+        return replace(self, upper=jsonable(top), upper_open=False)
 
     def top_sql(self, dialect: Dialect, select: str) -> str:
         """The query of the largest cursor value that ``select`` (which reads the column) gives."""
@@ -121,7 +129,8 @@ class Cursor:
 
     def _value(self, best: Any) -> Any:
         v = None if best is None else jsonable(best)
-        for floor in (self.lower, self.top):
+        # a start no row reached stays the next run's included start
+        for floor in (None if self.lower_closed else self.lower, self.top):
             if floor is not None and (v is None or not _after(v, floor)):
                 v = floor
         return v
@@ -176,10 +185,14 @@ class Incremental:
         drop: bool,
         temporal: bool,
         aware: bool = False,
+        dates: bool = False,
     ) -> Cursor:
         """The cursor of ``source`` for this run. The lower bound is the largest value the
         positions of the last committed run hold for this source and column (``start`` when
-        none); the upper bound ``end``, else the cyctime when the column is ``temporal``.
+        none); the upper bound ``end``, else the cyctime when the column is ``temporal`` (the
+        cyctime's day when it holds ``dates``: a day is read once it is over). The window is
+        half-open (see :class:`Cursor`), and recorded under the instance's cyctime: a rerun of
+        that instance reads it again.
 
         When the column holds instants (``aware``: a timestamp with a zone, MySQL's TIMESTAMP,
         PostgreSQL's timestamptz), a bound written as a wall time is one of the job's zone and
@@ -190,7 +203,7 @@ class Incremental:
         if other:
             raise ConfigError(f"{ctx.path('incremental')}: {other}")
         saved: list[Any] = []
-        windows: dict[Any, Any] = {}  # upper -> lower of the windows committed runs read
+        windows: dict[Any, tuple[Any, bool]] = {}  # instance -> (lower, closed) of committed runs
         for pos in ctx.stored_positions().values():
             if not (
                 isinstance(pos, dict)
@@ -201,9 +214,12 @@ class Incremental:
             if pos.get("value") is not None:
                 saved.append(pos["value"])
             for w in pos.get("windows") or ():
-                up, low = w
-                if up not in windows or (low is not None and _after(windows[up], low)):
-                    windows[up] = low
+                up, low, closed = w[0], w[1], bool(w[2]) if len(w) > 2 else False
+                known = windows.get(up)
+                if known is None or (
+                    known[0] is not None and (low is None or _after(known[0], low))
+                ):
+                    windows[up] = (low, closed)  # split positions agree; else the widest
         lower, upper = self.start, self.end
         if temporal:
             lower = _time_bound(lower, ctx.path("incremental.start"))
@@ -215,44 +231,55 @@ class Incremental:
         for v in saved:
             if top is None or _after(v, top):
                 top = v
-        if top is not None and (lower is None or _after(top, lower)):
-            lower = top
+        closed = lower is not None  # a start: no run read it yet
+        if top is not None and (lower is None or not _after(lower, top)):
+            lower, closed = top, False
         if upper is None and temporal and ctx.cyctime is not None:
             upper = ctx.cyctime
-            if aware and isinstance(upper, datetime) and upper.tzinfo is None:
+            if dates and isinstance(upper, datetime):
+                upper = upper.date()  # DATE 2016-11-15 is not over at 2016-11-15 00:30
+            elif aware and isinstance(upper, datetime) and upper.tzinfo is None:
                 upper = upper.replace(tzinfo=ZoneInfo(ctx.timezone), fold=0).astimezone(UTC)
         lower, upper = jsonable(lower), jsonable(upper)
         if upper is None:
-            return Cursor(source, column, lower, None, drop, jsonable(top))
-        if upper in windows:  # a rerun: the span that window read first, whatever read since
-            lower = windows[upper]
+            return Cursor(source, column, lower, None, drop, jsonable(top), lower_closed=closed)
+        key = upper if ctx.cyctime is None else jsonable(ctx.cyctime)
+        if key in windows:  # a rerun: the span its first run read, whatever was read since
+            lower, closed = windows[key]
         else:
-            _check_new_window(ctx, upper, top, windows)
-            windows[upper] = lower
-        kept = sorted(windows.items(), key=lambda w: _comparable(w[0]))[-WINDOWS_KEPT:]
-        return Cursor(source, column, lower, upper, drop, jsonable(top), tuple(kept))
+            _check_new_window(ctx, key, upper, top, windows)
+            windows[key] = (lower, closed)
+        kept = tuple(
+            (u, low, c) for u, (low, c) in sorted(windows.items(), key=lambda w: _comparable(w[0]))
+        )[-WINDOWS_KEPT:]
+        return Cursor(
+            source, column, lower, upper, drop, jsonable(top), kept, closed, upper_open=True
+        )
 
 
-#: how many windows (one per run, by their end) a cursor keeps for reruns
+#: how many windows (one per instance, by its cyctime) a cursor keeps for reruns
 WINDOWS_KEPT = 500
 
 
-def _check_new_window(ctx: Context, upper: Any, top: Any, windows: dict[Any, Any]) -> None:
+def _check_new_window(
+    ctx: Context, key: Any, upper: Any, top: Any, windows: dict[Any, Any]
+) -> None:
     """A window no committed run read must come after them all: before one of them, or ending
     where the saved cursor already is, it would read nothing (or part of what the first run of
     its instance read) and replace that instance's output with it."""
-    later = [u for u in windows if _after(u, upper)]
+    later = [u for u in windows if _after(u, key)]
     first = min(windows, key=_comparable) if windows else None
-    if later and _after(first, upper):
-        why = f"it is older than the windows this job keeps (the oldest ends {first!r})"
+    if later and _after(first, key):
+        why = f"its instance is older than those whose windows this job keeps (from {first!r})"
     elif later:
-        why = f"it cuts through the windows read up to {max(later, key=_comparable)!r}"
+        why = f"later instances were read already (up to {max(later, key=_comparable)!r})"
     elif top is not None and not _after(upper, top):
         why = f"the saved cursor, {top!r}, is already past it (read by a run that kept no window)"
     else:
         return
     raise FatalError(
-        f"{ctx.path('incremental')}: cannot read the window ending {upper!r}: {why}; read "
+        f"{ctx.path('incremental')}: cannot read the window of cyctime {key!r} (before {upper!r}): "
+        f"{why}; read "
         "now, it would hold none (or part) of the rows its first run read, and replace that "
         "run's output. Read that time with a `where` on the column instead, or `tidesync state "
         "reset` the job to read everything again"

@@ -248,7 +248,13 @@ def source_cursor(
             raise ConfigError(f"{ctx.path('incremental.column')}: {e}") from None
     t = schema.field(column).type
     return incremental.cursor(
-        ctx, s.label, column, drop=s.cursor_drop, temporal=is_temporal(t), aware=is_aware(t)
+        ctx,
+        s.label,
+        column,
+        drop=s.cursor_drop,
+        temporal=is_temporal(t),
+        aware=is_aware(t),
+        dates=pa.types.is_date(t),
     )
 
 
