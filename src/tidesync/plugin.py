@@ -32,10 +32,11 @@ class Context:
     bizdate: Any = None
     batch_rows: int = 65536  # target rows per record batch
     _stored: tuple[dict[str, Any], int] | None = field(default=None, repr=False, compare=False)
+    _release: Any = field(default=None, repr=False, compare=False)  # of the positions' hold
 
     def __getstate__(self) -> dict[str, Any]:
         # a context travels to workers (with a task) without the state store: it is the driver's
-        return {**self.__dict__, "state": None}
+        return {**self.__dict__, "state": None, "_release": None}
 
     def path(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
@@ -45,8 +46,11 @@ class Context:
         (``{}`` the first time, or without a state store). Read once; the engine saves the new
         ones only if nobody else saved in between (compare-and-set on what was read here)."""
         if self._stored is None:
-            from tidesync.state import load_positions
+            from tidesync.state import hold_positions, load_positions
 
+            # held until the run ends (release_positions): a second run of the job waits here,
+            # then reads what the first saved
+            self._release = hold_positions(self.state, self.state_key)
             self._stored = load_positions(self.state, self.state_key)
         return dict(self._stored[0])
 
@@ -56,7 +60,14 @@ class Context:
         :func:`tidesync.state.other_rows`). Readers of a query cursor ask before using it."""
         from tidesync.state import other_rows
 
+        self.stored_positions()  # takes this run's hold on them first
         return other_rows(self.state, self.state_key, self.reads)
+
+    def release_positions(self) -> None:
+        """End this run's hold on the positions (the engine calls it when the run ended)."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
     def stored_version(self) -> int | None:
         """The version of what :meth:`stored_positions` read; None when nothing read it."""

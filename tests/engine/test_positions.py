@@ -133,8 +133,11 @@ def test_a_failure_to_confirm_positions_is_a_warning(
 
 
 def test_a_run_that_lost_the_race_for_its_positions_fails_and_keeps_the_winners(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # a store that cannot hold the positions (the hold makes a second run wait instead): the
+    # check before publishing still refuses the run that lost
+    monkeypatch.setattr(SqliteState, "hold", None)
     state = SqliteState(tmp_path / "state.db")
     path = job(tmp_path / "job.json")
     first = load_job(path, runtime=RT, state=state, root=tmp_path)
@@ -222,3 +225,66 @@ def test_positions_come_back_from_tasks_run_in_fresh_processes(
     assert (second.status, second.records_read) == ("succeeded", 1), second.error
     values = [p["value"] for p in saved(state).values()]
     assert max(values) == "2016-11-15 10:00:00"
+
+
+def test_two_runs_of_one_incremental_job_take_turns(tmp_path: Path) -> None:
+    # two instances of one node run at once (catch-up, no self-dependency): both read the
+    # window from the same saved cursor, so the later one published the earlier one's rows
+    # too, and the earlier one, committing at the same moment, published as well. The second
+    # to start now waits until the first has saved its positions, then reads after them
+    import sqlite3
+    from contextlib import closing
+
+    from tests.connectors._runs import finish, reached, release, start
+
+    with closing(sqlite3.connect(tmp_path / "src.db")) as con:
+        con.execute("CREATE TABLE oplog (id INTEGER, optime DATETIME, v TEXT)")
+        con.executemany(
+            "INSERT INTO oplog VALUES (?, ?, ?)",
+            [(1, "2016-11-13 10:00:00", "a"), (2, "2016-11-14 10:00:00", "b")],
+        )
+        con.execute("INSERT INTO oplog VALUES (3, '2016-11-15 10:00:00', 'c')")
+        con.commit()
+    reader = {
+        "name": "sqlitereader",
+        "parameter": {
+            "database": "src.db",
+            "table": "oplog",
+            "column": ["id", "v"],
+            "incremental": {"column": "optime", "start": "2016-11-14"},
+        },
+    }
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out/ds=${bizdate}", "fileName": "o", "writeMode": "truncate"},
+    }
+    (tmp_path / "job.json").write_text(
+        json.dumps({"job": {"content": [{"reader": reader, "writer": writer}]}})
+    )
+    first = start(
+        "run",
+        "job.json",
+        "--cyctime",
+        "20161115",
+        cwd=tmp_path,
+        hooks=f"run.commit=hold:{tmp_path}",
+    )
+    reached(tmp_path, "run.commit", first)  # its window read, nothing published yet
+    second = start(
+        "run",
+        "job.json",
+        "--cyctime",
+        "20161116",
+        cwd=tmp_path,
+        hooks=f"positions.wait=mark:{tmp_path}",
+    )
+    reached(tmp_path, "positions.wait", second)
+    release(tmp_path, "run.commit")
+    assert finish(first)[0] == 0
+    rc, err = finish(second)
+    assert rc == 0, err
+
+    def part(ds: str) -> list[str]:
+        return (tmp_path / "out" / f"ds={ds}" / "o").read_text().splitlines()
+
+    assert (part("20161114"), part("20161115")) == (["2,b"], ["3,c"])

@@ -113,3 +113,20 @@ def test_run_and_the_scheduler_share_cursors_in_the_postgresql_state(
     assert saved["orders#0"][0] == 2
     assert saved["orders#0"][1]["positions"]["oplog"]["value"] == "2016-11-15 10:00:00"
     assert not (root / ".tidesync" / "state.db").exists()  # nothing kept beside the project
+
+
+def test_a_hold_on_a_jobs_positions_keeps_other_runs_waiting_until_released(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidesync.errors import RetriableError
+    from tidesync.state import base
+
+    monkeypatch.setattr(base, "HOLD_WAIT_S", 0.0)  # give up at once instead of waiting
+    first, second = PostgresState(pg_url), PostgresState(pg_url)  # two machines
+    release = first.hold(POSITIONS, "node:oplog#0")
+    with pytest.raises(RetriableError, match="another run of this job has held its positions"):
+        second.hold(POSITIONS, "node:oplog#0")
+    second.hold(POSITIONS, "node:other#0")()  # another job: not held
+    release()
+    second.hold(POSITIONS, "node:oplog#0")()
+    first.close(), second.close()

@@ -221,3 +221,20 @@ def test_open_state_on_postgresql_reads_the_password_from_the_environment(
             assert "${env:TS_TEST_STATE_URL_REST}" in s.describe()
         finally:
             s.close()
+
+
+def test_a_hold_on_a_jobs_positions_keeps_other_runs_waiting_until_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidesync.errors import RetriableError
+    from tidesync.state import POSITIONS, base
+    from tidesync.state.sqlite import SqliteState
+
+    monkeypatch.setattr(base, "HOLD_WAIT_S", 0.0)  # give up at once instead of waiting
+    first, second = SqliteState(tmp_path / "s.db"), SqliteState(tmp_path / "s.db")
+    release = first.hold(POSITIONS, "jobs/a.json#0")
+    with pytest.raises(RetriableError, match="another run of this job has held its positions"):
+        second.hold(POSITIONS, "jobs/a.json#0")
+    second.hold(POSITIONS, "jobs/b.json#0")()  # another job: not held
+    release()
+    second.hold(POSITIONS, "jobs/a.json#0")()

@@ -723,6 +723,10 @@ def run_job(
                 part.reader.close()
             except Exception as ce:  # noqa: BLE001
                 log.warning("closing reader failed: %s", redact(str(ce)))
+            try:
+                part.reader.ctx.release_positions()
+            except Exception as ce:  # noqa: BLE001 - the run's outcome is decided
+                log.warning("releasing the positions failed: %s", redact(str(ce)))
         report.elapsed_s = round(time.monotonic() - t0, 3)
         report.records_per_s = (
             round(report.records_read / report.elapsed_s, 1) if report.elapsed_s else 0.0

@@ -51,6 +51,7 @@ readers do not wait for writers) and :class:`tidesync.state.postgresql.PostgresS
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -217,6 +218,17 @@ def other_rows(store: StateStore | None, key: str, reads: str) -> str:
         'position. Give each its own setting.stateKey with the parameter in it ("stateKey": '
         f'"orders_${{region}}"), or start this job over with `tidesync state reset {job}`'
     )
+
+
+def hold_positions(store: StateStore | None, key: str) -> Callable[[], None] | None:
+    """Take the job entry's positions for this run: wait while another run of the same job
+    holds them (until it ended), so that two runs never read from the same saved positions.
+    Returns the release (None: nothing to hold). Stores without ``hold`` hold nothing."""
+    hold = getattr(store, "hold", None)
+    if hold is None or not key:
+        return None
+    release: Callable[[], None] = hold(POSITIONS, key)
+    return release
 
 
 def save_positions(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -110,3 +110,30 @@ DDL = (
     "value TEXT NOT NULL, version BIGINT NOT NULL, updated_at DOUBLE PRECISION NOT NULL, "
     "PRIMARY KEY (ns, key))"
 )
+
+
+#: how long a run waits for another run of the same job to end before it gives up (retriable)
+HOLD_WAIT_S = 600.0
+
+
+def wait_for_hold(try_take: Callable[[], bool], what: str, wait_s: float | None = None) -> None:
+    """Call ``try_take`` until it takes the hold; say once that the run waits (and hit the
+    ``positions.wait`` test hook); RetriableError after ``wait_s``."""
+    import logging
+
+    from tidesync.connectors.publish import hook
+    from tidesync.errors import RetriableError
+
+    if try_take():
+        return
+    hook("positions.wait")
+    logging.getLogger("tidesync").info("%s: waiting for another run of this job to end", what)
+    wait_s = HOLD_WAIT_S if wait_s is None else wait_s
+    deadline = time.monotonic() + wait_s
+    while not try_take():
+        if time.monotonic() > deadline:
+            raise RetriableError(
+                f"{what}: another run of this job has held its positions for more than "
+                f"{wait_s:.0f} s; nothing was read, run again"
+            )
+        time.sleep(0.05)

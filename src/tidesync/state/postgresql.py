@@ -10,13 +10,14 @@ and update nothing.
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from tidesync.errors import ConfigError, FatalError, redact
-from tidesync.state.base import DDL, SqlState
+from tidesync.state.base import DDL, SqlState, wait_for_hold
 
 __all__ = ["PostgresState"]
 
@@ -33,6 +34,32 @@ class PostgresState(SqlState):
 
     def describe(self) -> str:
         return f"postgresql {redact(self.url)}"
+
+    def hold(self, ns: str, key: str) -> Callable[[], None]:
+        """An exclusive hold on ``key`` across every machine sharing this store: a session
+        advisory lock on a connection of its own, until the release is called or the
+        connection ends (a killed run never leaves it held). Waits while another holds it."""
+        import psycopg
+
+        digest = hashlib.sha256(f"tidesync\0{ns}\0{key}".encode()).digest()
+        lock_id = int.from_bytes(digest[:8], "big", signed=True)
+        con = self._connect()
+        what = f"state {self.describe()}, {key!r}"
+
+        def take() -> bool:
+            try:
+                row = con.execute("SELECT pg_try_advisory_lock(%s)", (lock_id,)).fetchone()
+            except psycopg.Error as e:
+                raise FatalError(f"{what}: {redact(str(e)).strip()}") from None
+            return bool(row and row[0])
+
+        try:
+            wait_for_hold(take, what)
+        except BaseException:
+            con.close()
+            raise
+        release: Callable[[], None] = con.close
+        return release
 
     def close(self) -> None:
         with self._lock:

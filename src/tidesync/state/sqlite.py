@@ -8,15 +8,17 @@ never saved anything creates nothing.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 from tidesync.errors import FatalError
-from tidesync.state.base import DDL, SqlState
+from tidesync.state.base import DDL, SqlState, wait_for_hold
 
 __all__ = ["SqliteState"]
 
@@ -31,6 +33,34 @@ class SqliteState(SqlState):
 
     def describe(self) -> str:
         return f"sqlite {self.path}"
+
+    def hold(self, ns: str, key: str) -> Callable[[], None]:
+        """An exclusive hold on ``key`` for this process (``flock`` on a file beside the
+        database, ``<db>.holds/<hash>``), until the release is called or the process ends, so a
+        killed run never leaves it held. Waits (see ``wait_for_hold``) while another holds it."""
+        import fcntl
+
+        folder = self.path.parent / f"{self.path.name}.holds"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            name = hashlib.sha256(f"{ns}\0{key}".encode()).hexdigest()[:32]
+            fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise FatalError(f"state {self.describe()}: cannot hold {key!r}: {e}") from e
+
+        def take() -> bool:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+        try:
+            wait_for_hold(take, f"state {self.describe()}, {key!r}")
+        except BaseException:
+            os.close(fd)
+            raise
+        return lambda: os.close(fd)
 
     def close(self) -> None:
         """Nothing stays open between calls."""
