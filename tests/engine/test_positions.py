@@ -288,3 +288,22 @@ def test_two_runs_of_one_incremental_job_take_turns(tmp_path: Path) -> None:
         return (tmp_path / "out" / f"ds={ds}" / "o").read_text().splitlines()
 
     assert (part("20161114"), part("20161115")) == (["2,b"], ["3,c"])
+
+
+def test_a_job_loaded_and_not_run_leaves_its_positions_to_the_threads_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`validate` or `cdc check` read a job's positions without running it, so nothing ends
+    their hold: the same thread's next run of the job takes it over instead of waiting for it
+    (another thread still waits: see the hold's own tests)."""
+    from tidesync.state import base as state_base
+
+    monkeypatch.setattr(state_base, "HOLD_WAIT_S", 2.0)  # a wait would fail, not hang
+    state = SqliteState(tmp_path / "state.db")
+    path = job(tmp_path / "job.json")
+    assert run(path, state).status == "succeeded"
+    loaded = load_job(path, runtime=RT, state=state, root=path.parent)
+    loaded.parts[0].reader.ctx.stored_positions()  # what `cdc check` does: the hold is taken
+    rep = run(path, state)
+    assert rep.status == "succeeded", rep.error
+    assert published() == [*range(10, 20), *range(1010, 1020)]

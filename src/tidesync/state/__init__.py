@@ -51,6 +51,7 @@ readers do not wait for writers) and :class:`tidesync.state.postgresql.PostgresS
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,8 +228,33 @@ def hold_positions(store: StateStore | None, key: str) -> Callable[[], None] | N
     hold = getattr(store, "hold", None)
     if hold is None or not key:
         return None
-    release: Callable[[], None] = hold(POSITIONS, key)
-    return release
+    assert store is not None
+    which, me, token = (store.describe(), key), threading.get_ident(), object()
+    with _HELD_LOCK:
+        mine = _HELD.get(which)
+    if mine is not None and mine[0] == me:
+        # this thread took it for a job it did not run (`validate`, `cdc check`, a test's
+        # earlier load): a thread runs one job at a time, so that hold passes to this one
+        release: Callable[[], None] = mine[1]
+    else:
+        release = hold(POSITIONS, key)
+    with _HELD_LOCK:
+        _HELD[which] = (me, release, token)
+
+    def end() -> None:
+        with _HELD_LOCK:
+            now = _HELD.get(which)
+            if now is None or now[2] is not token:
+                return  # passed on to a later load of the job in this thread
+            del _HELD[which]
+        release()
+
+    return end
+
+
+#: the holds this process has taken: (store, key) -> (thread, release, owner token)
+_HELD: dict[tuple[str, str], tuple[int, Callable[[], None], object]] = {}
+_HELD_LOCK = threading.Lock()
 
 
 def save_positions(
