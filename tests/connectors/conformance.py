@@ -723,6 +723,31 @@ class SqlSuite(ConformanceSuite):
             (4, "D"),
         ]
 
+    def test_a_sync_row_dirty_at_the_write_leaves_its_keys_row_as_it_was(
+        self, adapter: Adapter
+    ) -> None:
+        """The source still has key 2; its new row is dirty (NOT NULL), so the target keeps
+        key 2's old row: deleting it would lose a row the source has."""
+        schema = pa.schema(
+            [pa.field("id", pa.int64(), nullable=False), pa.field("v", pa.string(), nullable=False)]
+        )
+        adapter.create_table("dst", pa.table(OLD.columns, schema=schema), primary_key=["id"])
+        batch = pa.record_batch({"id": pa.array([1, 2, 4], pa.int64()), "v": ["n1", None, "n4"]})
+        assert make_writer(adapter, adapter.writer_params("dst", writeMode="sync")).keeps_dirty_keys
+        bad: list[int] = []
+        w = make_writer(adapter, adapter.writer_params("dst", writeMode="sync"))
+        assert w.deletes_unwritten()
+        w.prepare(batch.schema)
+        sink = w.open(Split(0, "all"))
+        isolate(batch, sink.write, lambda off, _b, _e: bad.append(off))
+        w.commit([sink.close()])
+        assert bad == [1]
+        assert [(r["id"], r["v"]) for r in rows(adapter.read_table("dst"))] == [
+            (1, "n1"),
+            (2, "old2"),
+            (4, "n4"),
+        ]
+
     def test_sync_without_a_key_names_primary_key(self, adapter: Adapter) -> None:
         adapter.create_table("dst", OLD)
         w = make_writer(adapter, adapter.writer_params("dst", writeMode="sync"))

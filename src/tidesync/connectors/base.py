@@ -310,6 +310,17 @@ class Writer:
             return mine
         return None
 
+    def deletes_unwritten(self) -> bool:
+        """Whether the commit deletes the target's rows whose key the run did not write
+        (``sync``). A record lost as dirty would then take its target row with it, so the
+        engine refuses to commit when a record was dirty before reaching the writer (its key
+        is unknown), or at the writer unless :attr:`keeps_dirty_keys`."""
+        return False
+
+    #: with :meth:`deletes_unwritten`: the keys of rows dirty at this writer's own write count
+    #: as written (their target rows are left as they were), so those need no refusal
+    keeps_dirty_keys: ClassVar[bool] = False
+
     def ordered(self) -> bool:
         """Whether the result depends on the order in which rows of different splits arrive
         (a write by key: the last row of a key wins). The engine then lets each split write

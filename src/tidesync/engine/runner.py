@@ -691,6 +691,8 @@ def run_job(
             )
         hook("run.commit")  # tests stop a run here, its data written, nothing published yet
         for part in prepared:
+            _dirty_rows_kept(part, [r.counters for r in finished if r.content == part.index])
+        for part in prepared:
             _positions_unchanged(part, bool(positions.get(part.index)))
         for part in prepared:
             part.writer.commit(results[part.index])
@@ -826,6 +828,28 @@ def _code(e: BaseException) -> str | None:
     if isinstance(e, OSError) and e.errno is not None:
         return errno.errorcode.get(e.errno, str(e.errno))
     return None
+
+
+def _dirty_rows_kept(part: Part, counters: list[Counters]) -> None:
+    """Before anything is published: FatalError when the entry's writer deletes the rows whose
+    key the run did not write (``sync``) and a record was lost as dirty where the writer could
+    not keep its key: its target row would be deleted though the source still has it."""
+    w = part.writer
+    if not w.deletes_unwritten():
+        return
+    before = sum(c.dirty_before_write for c in counters)
+    at_write = sum(c.dirty_records - c.dirty_before_write for c in counters)
+    lost = before + (0 if w.keeps_dirty_keys else at_write)
+    if not lost:
+        return
+    where = "before reaching the writer" if before else "at the writer"
+    raise FatalError(
+        f"{w.ctx.path('writeMode')}: 'sync' deletes the target's rows whose key the run did not "
+        f"write, and {lost} record{'s' if lost != 1 else ''} became dirty {where} without "
+        "the writer knowing the key, so a row the source still has would have been deleted; "
+        "nothing was published. Correct the records (the dirty-record file lists them) and run "
+        "again, or write with 'merge', which deletes only what it is told to"
+    )
 
 
 def _positions_unchanged(part: Part, saves: bool) -> None:

@@ -109,6 +109,8 @@ class Counters:
     bytes_read: int = 0
     records_written: int = 0
     dirty_records: int = 0
+    #: of those, the records dirty before the writer (reading, transforms): keys unknown to it
+    dirty_before_write: int = 0
     #: where the task runs, as the executor tells it (``host``, ``pid``; Ray: ``node``, ``attempt``)
     worker: dict[str, Any] | None = None
     #: the path the split's rows took: ``arrow`` or ``direct: FORM`` ("" before it starts)
@@ -186,6 +188,8 @@ class _Run:
         reason = redact(reason)
         with self.lock:
             self.c.dirty_records += 1
+            if stage != "write":
+                self.c.dirty_before_write += 1
             if len(self.dirty) < KEEP_DIRTY:
                 self.dirty.append(
                     DirtyRecord(self.task.split.label, position, stage, reason, row, code)

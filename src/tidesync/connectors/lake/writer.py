@@ -227,6 +227,10 @@ class Writer(base.Writer):
                         f"column. Send it as {old!r} (a transform, or the reader's column list)"
                     )
 
+    def deletes_unwritten(self) -> bool:
+        # a row dirty at shape() has no key it could keep (it does not fit the table's types)
+        return self.mode == "sync"
+
     # -- rows ------------------------------------------------------------------------------------
     def shape(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """The batch as staged: the table's columns and types, partition constants filled, and

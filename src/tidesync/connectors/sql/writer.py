@@ -608,8 +608,13 @@ class SqlWriter(Writer):
         self._seen: list[pa.RecordBatch] = []  # sync: the keys written, for the compare
         self._parts: list[tuple[str, str]] | None = None
 
+    keeps_dirty_keys = True
+
     def target_key(self) -> str | None:
         return f"{self.kind} table {self.o.table} in {self.target_location()}"
+
+    def deletes_unwritten(self) -> bool:
+        return self.mode == "sync"
 
     def target_location(self) -> str:
         """The database, as :attr:`location` names it, known before connecting."""
@@ -882,9 +887,11 @@ class SqlWriter(Writer):
                         self._create(batch.schema)
             shaped, binding = self.shape(batch)
             keys = self._keys(shaped, binding) if self.mode in KEYED else None
-            self.write_rows(shaped, binding, split)
             if keys is not None and self.mode == "sync":
+                # before the write: a row that proves dirty keeps its key's target row as it
+                # was (the write is all or nothing), rather than counting as gone from the source
                 self._seen.append(keys)
+            self.write_rows(shaped, binding, split)
 
     def _keys(self, batch: pa.RecordBatch, b: Binding) -> pa.RecordBatch:
         """The keys of a batch written by key, named as the table's key columns. A row with a
