@@ -74,7 +74,7 @@ def _job(out: Path, name: str, reader: dict[str, Any], window: tuple[int, int]) 
     )
 
 
-def postgresql(url: str, rows: int, runs: int, out: Path) -> dict[str, float]:
+def postgresql(url: str, rows: int, runs: int, out: Path, keep: bool = False) -> dict[str, float]:
     t = "ts_bench.cdc_orders"
     _pg(url, f"CREATE SCHEMA IF NOT EXISTS ts_bench; DROP TABLE IF EXISTS {t}; CREATE TABLE {t} "
         "(id bigint PRIMARY KEY, customer varchar(32), amount numeric(12,2), score double "
@@ -106,9 +106,10 @@ def postgresql(url: str, rows: int, runs: int, out: Path) -> dict[str, float]:
             cwd=out,
         )
     finally:
-        subprocess.run([str(VENV_BIN / "tidesync"), "cdc", "drop", str(job)], cwd=out,
-                       capture_output=True)  # fmt: skip
-        _pg(url, f"DROP TABLE IF EXISTS {t}")
+        if not keep:
+            subprocess.run([str(VENV_BIN / "tidesync"), "cdc", "drop", str(job)], cwd=out,
+                           capture_output=True)  # fmt: skip
+            _pg(url, f"DROP TABLE IF EXISTS {t}")
 
 
 def _span_end(out: Path) -> int:
@@ -195,7 +196,9 @@ def main() -> None:
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("--mysql", default="root@127.0.0.1:3306")
     ap.add_argument("--only", choices=("postgresql", "mysql"))
-    ap.add_argument("--keep", action="store_true", help="keep the MySQL table and job (to profile)")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the tables, jobs and captures (to profile)"
+    )
     a = ap.parse_args()
     out = HERE / "data" / "out_cdc"  # bench/data/ is ignored by git
     shutil.rmtree(out, ignore_errors=True)
@@ -203,7 +206,7 @@ def main() -> None:
     results = {}
     print(f"CDC bench: {a.rows:,} changes (inserts, {TXN:,} per transaction), {a.runs} runs\n")
     if a.only in (None, "postgresql"):
-        results["postgresql"] = postgresql(a.url, a.rows, a.runs, out)
+        results["postgresql"] = postgresql(a.url, a.rows, a.runs, out, a.keep)
     if a.only in (None, "mysql"):
         user, hp = a.mysql.split("@")
         host, port = hp.split(":")
