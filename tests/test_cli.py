@@ -649,3 +649,27 @@ def test_a_run_ends_its_process_with_its_exit_code_its_output_flushed_and_atexit
     assert r.returncode == 1, r.stderr
     assert "error limit exceeded" in r.stderr
     assert marker.read_text() == "atexit ran"
+
+
+def test_python_dash_m_tidesync_is_the_command(tmp_path: Path) -> None:
+    """``python -m tidesync run JOB`` runs the job and exits as the script does."""
+    columns = [{"type": "long", "incr": "1"}]
+    reader = {"name": "streamreader", "parameter": {"column": columns, "sliceRecordCount": 3}}
+    job = write_job(tmp_path, reader, {"name": "streamwriter", "parameter": {"print": True}})
+    r = subprocess.run(
+        [sys.executable, "-m", "tidesync", "run", str(job)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["1", "2", "3"]
+    assert "succeeded: 3 read" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "tidesync", "run", str(tmp_path / "missing.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2
+    assert "missing.json: no such job file" in r.stderr

@@ -1,0 +1,5 @@
+"""``python -m tidesync``: the same command as the ``tidesync`` script."""
+
+from tidesync.cli import command
+
+command()
