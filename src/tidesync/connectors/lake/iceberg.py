@@ -93,6 +93,34 @@ def load_catalog(catalog: Any, warehouse: Any) -> Any:
     return _load(name, **props)
 
 
+def arrow_scan() -> Any:
+    """pyiceberg's ``ArrowScan``, with NULL lists of structs read as NULL.
+
+    pyiceberg (0.12) rebuilds a list of structs from its offsets alone while projecting a data
+    file to the table's schema (``ArrowProjectionVisitor.list``, a workaround of Arrow issue
+    38809), which drops the list's validity: a NULL list came back as ``[]``, and a merge or
+    sync rewriting such a file wrote ``[]`` back. The projection is wrapped once so that the
+    rows NULL in the file are NULL in what it returns."""
+    from pyiceberg.io import pyarrow as pyi
+
+    visitor = pyi.ArrowProjectionVisitor
+    if not getattr(visitor.list, "_tidesync_nulls", False):
+        original = visitor.list
+
+        def list_(self: Any, list_type: Any, list_array: Any, value_array: Any) -> Any:
+            out = original(self, list_type, list_array, value_array)
+            if out is None or list_array is None or out.null_count == list_array.null_count:
+                return out
+            rebuilt = type(out).from_arrays(
+                out.offsets, out.values, type=out.type, mask=list_array.is_null()
+            )
+            return rebuilt
+
+        list_._tidesync_nulls = True  # type: ignore[attr-defined]
+        visitor.list = list_
+    return pyi.ArrowScan
+
+
 def split_identifier(table: str) -> tuple[str, str]:
     ns, _, name = table.rpartition(".")
     return (ns or "default"), name
@@ -151,6 +179,24 @@ def _promotes(src: Any, dst: Any) -> bool:
         return True
     except (ResolveError, TypeError, ValueError):
         return False
+
+
+def _fits(src: Any, dst: Any) -> bool:
+    """Whether values of Iceberg type ``src`` go into a column of ``dst`` as they are or
+    widened. Lists, maps and structs compare by shape: their element, key, value and field ids
+    are the table's own, never equal to those of a type converted from the source."""
+    from pyiceberg.types import ListType, MapType, StructType
+
+    if isinstance(src, ListType) and isinstance(dst, ListType):
+        return _fits(src.element_type, dst.element_type)
+    if isinstance(src, MapType) and isinstance(dst, MapType):
+        return _fits(src.key_type, dst.key_type) and _fits(src.value_type, dst.value_type)
+    if isinstance(src, StructType) and isinstance(dst, StructType):
+        theirs = {f.name: f.field_type for f in dst.fields}
+        return len(src.fields) == len(theirs) and all(
+            f.name in theirs and _fits(f.field_type, theirs[f.name]) for f in src.fields
+        )
+    return src == dst or _promotes(src, dst)
 
 
 def _literal(v: Any) -> Any:
@@ -480,7 +526,7 @@ class IcebergTable:
                 adds.append((f.name, t_in))
                 continue
             t_tab = current.field_type
-            if t_in == t_tab or _promotes(t_in, t_tab):
+            if _fits(t_in, t_tab):
                 continue
             if _promotes(t_tab, t_in):
                 widens.append((f.name, t_in))
@@ -703,11 +749,10 @@ class IcebergTable:
 
     def _read(self, txn: Any, task: Any) -> pa.Table:
         from pyiceberg.expressions import AlwaysTrue
-        from pyiceberg.io.pyarrow import ArrowScan
 
         assert self.plan is not None
         md = txn.table_metadata
-        table = ArrowScan(md, self.io, md.schema(), AlwaysTrue()).to_table([task])
+        table = arrow_scan()(md, self.io, md.schema(), AlwaysTrue()).to_table([task])
         return (
             pa.Table.from_batches([conform(table, self.plan.file_schema)])
             if table.num_rows

@@ -150,13 +150,13 @@ class Reader(base.Reader):
             yield from self._read_hive(split)
 
     def _read_iceberg(self, split: FileSplit) -> Iterator[pa.RecordBatch]:
-        from pyiceberg.io.pyarrow import ArrowScan
+        from tidesync.connectors.lake.iceberg import arrow_scan
 
         if split.path not in self._tasks:
             self._tasks = {t.file.file_path: t for t in self._scan.plan_files()}
         task = self._tasks[split.path]
         t = self.target.table
-        scan = ArrowScan(t.metadata, t.io, self._scan.projection(), self._scan.row_filter)
+        scan = arrow_scan()(t.metadata, t.io, self._scan.projection(), self._scan.row_filter)
         for b in scan.to_record_batches([task]):
             if b.num_rows:
                 yield conform(b, self._schema)
