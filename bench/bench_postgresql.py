@@ -171,7 +171,9 @@ def pg_to_pg(url: str, src: str, out: Path, rows: int, runs: int, arrow: bool) -
         pipe,
         "psql pipe",
         runs,
-        setup=["psql", "-X", "-q", url, "-c", f"TRUNCATE {dst}"],
+        # each side starts from a checkpoint: a 2M-row copy writes about 0.5 GB of WAL, near
+        # where max_wal_size's default (1 GB) starts one, which else lands on either side
+        setup=["psql", "-X", "-q", url, "-c", f"TRUNCATE {dst}", "-c", "CHECKPOINT"],
     )
 
 
