@@ -117,7 +117,7 @@ def arrow_scan() -> Any:
             return rebuilt
 
         list_._tidesync_nulls = True  # type: ignore[attr-defined]
-        visitor.list = list_
+        visitor.list = list_  # type: ignore[method-assign]
     return pyi.ArrowScan
 
 
