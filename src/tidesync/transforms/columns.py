@@ -289,7 +289,8 @@ class Cast(Transform):
     ``boolean``, ``decimal(p,s)``, ``date``, ``timestamp`` (microseconds; a timestamp source
     keeps its unit and zone), ``bytes``. Text is trimmed before it becomes a number, boolean,
     date or timestamp. Nothing is rounded or truncated silently: ``'1.5'`` to long and
-    ``'1.234'`` to decimal(10,2) are dirty rows. Dates and timestamps become long as
+    ``'1.234'`` to decimal(10,2) are dirty rows, and so are ``1.239`` (a double, read as its
+    shortest text) to decimal(10,2) and ``'1e400'`` to double. Dates and timestamps become long as
     milliseconds since the epoch, and a long becomes a timestamp the same way (DataX's
     ``Date.getTime``); a naive timestamp is wall-clock time in the job's time zone.
     """
@@ -389,7 +390,15 @@ class Cast(Transform):
             return arr  # keeps its unit and zone
         if t.kind == "date" and pa.types.is_timestamp(src):
             return arr.cast(pa.date32(), safe=False)  # the day, in the value's own zone
-        return arr.cast(t.type)
+        if t.kind == "decimal" and pa.types.is_floating(src):
+            # Arrow rounds a float to the scale (1.239 -> 1.24); the float's shortest text
+            # (DataX's BigDecimal(String.valueOf(d))) is what the value means: 0.1 is 0.10 and
+            # 1.239 at scale 2 is a dirty row, as for text.
+            return arr.cast(pa.string()).cast(t.type)
+        out = arr.cast(t.type)
+        if t.kind == "double" and _is_text(src):
+            _check_float_range(arr, out)
+        return out
 
     def _to_seconds(self, arr: pa.Array) -> pa.Array:
         # strftime's %S prints fractions at finer units; a pattern's "ss" means whole seconds.
@@ -407,6 +416,16 @@ class Cast(Transform):
             )
         ms = pc.floor_temporal(arr, unit="millisecond").cast(pa.timestamp("ms", arr.type.tz))
         return ms.cast(pa.int64())
+
+
+def _check_float_range(text: pa.Array, out: pa.Array) -> None:
+    """Arrow reads ``1e400`` as inf and ``1e-400`` as 0; a number that does not fit a double
+    is out of range (ArrowInvalid: the caller makes its row dirty), not another number."""
+    overflow = pc.and_(pc.is_inf(out), pc.invert(pc.match_substring_regex(text, r"^[+-]?(?i:inf)")))
+    # a mantissa holding a digit other than 0 that became 0
+    underflow = pc.and_(pc.equal(out, 0.0), pc.match_substring_regex(text, r"^[+-]?[0.]*[1-9]"))
+    if pc.any(pc.or_(overflow, underflow)).as_py():
+        raise pa.ArrowInvalid("the number is out of range for a double")
 
 
 # -- regex_replace -------------------------------------------------------------------------------
