@@ -178,7 +178,14 @@ STRINGS = (["10", "9", "a", None], pa.string())
         (INTS, "==", "5", [1, 10, None]),
         (INTS, "!=", "5", [5]),  # a null is != 5: dropped
         (INTS, ">", "1.5", [1, None]),
+        (([1, 2**53 + 1], pa.int64()), ">", "9007199254740992.5", [1]),  # not as doubles
+        (([1, 2**53 + 1], pa.int64()), "=", "9007199254740993.0", [1]),
+        (([2**64 - 1, 5], pa.uint64()), ">", "9223372036854775807", [5]),
+        (([2**64 - 1, 5], pa.uint64()), "<", "-1", [2**64 - 1, 5]),
+        (([1, 2], pa.int8()), ">", "300", [1, 2]),
+        (([1, 2], pa.int8()), "<", "1e3", []),
         (([1.5, 2.5, None], pa.float64()), ">", "2", [1.5, None]),
+        (([dt.time(12), dt.time(13), None], pa.time64("us")), ">", "12:30:00", [dt.time(12), None]),
         (
             ([Decimal("1.50"), Decimal("2.25")], pa.decimal128(10, 2)),
             ">=",
@@ -235,6 +242,18 @@ def test_filter_drops_the_rows_that_meet_the_condition(
     out = make(Filter, op, value).apply(batch(values, type))
     assert out.column(1).to_pylist() == kept
     assert out.column(0).to_pylist() == [values.index(k) for k in kept]  # whole rows go
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "kept"),
+    [("=", "0.1", [1, 2]), (">", "0.1", [0, 2]), ("<=", "0.1", [1, 2]), ("!=", "0.2", [1])],
+)
+def test_filter_compares_a_float32_as_the_number_it_shows(
+    op: str, value: str, kept: list[int]
+) -> None:
+    # a float32 0.1 is 0.10000000149... as a double; a user who sees 0.1 means 0.1
+    out = make(Filter, op, value).apply(batch([0.1, 0.2, None], pa.float32()))
+    assert out.column(0).to_pylist() == kept
 
 
 def test_filter_reads_a_naive_value_in_the_zone_of_a_zoned_column() -> None:

@@ -21,6 +21,7 @@ and the transformed column is a string column.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 from decimal import Decimal, InvalidOperation
@@ -266,7 +267,9 @@ _COMPARE = {
 class Filter(_DataX):
     """``paras: [operator, value]``: drop the rows that meet the condition (DataX semantics).
 
-    Comparisons follow the column's type: numbers by value, text/bytes/booleans
+    Comparisons follow the column's type: numbers by value (exactly: integers against a
+    fraction or out of their type's range as decimals, a float32 as the number its shortest
+    text shows), text/bytes/booleans
     lexicographically (booleans as ``"true"``/``"false"``), dates and timestamps against an
     ISO-8601 value or, as DataX does, a whole number of milliseconds since the epoch.
     Nulls, as DataX treats them: ``>``, ``>=``, ``<``, ``<=`` and ``like`` keep them;
@@ -317,7 +320,9 @@ class Filter(_DataX):
             if self.op in ("like", "not like") and not _is_binary(t):
                 _text_type(t, self._where_type(t))
             operand: Any = None
-        elif pa.types.is_integer(t) or pa.types.is_floating(t):
+        elif pa.types.is_integer(t):
+            operand = self._integer_operand(t, v, where, what)
+        elif pa.types.is_floating(t):
             try:
                 operand = pa.scalar(int(v) if re.fullmatch(r"\s*[-+]?\d+\s*", v) else float(v))
             except (ValueError, OverflowError, pa.ArrowInvalid):
@@ -335,8 +340,9 @@ class Filter(_DataX):
             operand = pa.scalar(v, pa.string())
         elif pa.types.is_time(t):
             try:
-                operand = pa.scalar(v.strip()).cast(t)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                # Arrow cannot cast text to a time of day
+                operand = pa.scalar(dt.time.fromisoformat(v.strip()), t)
+            except (ValueError, pa.ArrowInvalid):
                 raise ConfigError(
                     f"{where}: {what}, which is not a time such as '12:30:00'"
                 ) from None
@@ -345,6 +351,22 @@ class Filter(_DataX):
             operand = pa.scalar(v, pa.string())
         self._cache[t] = operand
         return operand
+
+    def _integer_operand(self, t: pa.DataType, v: str, where: str, what: str) -> Any:
+        if re.fullmatch(r"\s*[-+]?\d+\s*", v):
+            try:
+                return pa.scalar(int(v), t)  # a whole number the column's type holds
+            except (OverflowError, pa.ArrowInvalid):
+                pass
+        # Otherwise both sides as decimals: Arrow would compare 1.5 with an int64 as doubles
+        # (failing past 2**53) and -1 with a uint64 as int64 (failing past 2**63).
+        try:
+            d = Decimal(v.strip())
+            if not d.is_finite():
+                raise InvalidOperation
+            return ("decimal", pa.scalar(d))
+        except (InvalidOperation, OverflowError, pa.ArrowInvalid):
+            raise ConfigError(f"{where}: {what}, which is not a number in range") from None
 
     def _temporal_operand(self, t: pa.DataType, v: str, where: str, what: str) -> Any:
         if re.fullmatch(r"\s*[-+]?\d+\s*", v):  # DataX: epoch milliseconds
@@ -377,8 +399,16 @@ class Filter(_DataX):
             if self.op == "like":  # a null is not like anything: kept
                 return pc.fill_null(matched, False)
             return pc.fill_null(pc.invert(matched), True)  # a null is "not like": dropped
-        if isinstance(operand, tuple):  # epoch milliseconds against a date or timestamp
-            col, operand = _epoch_ms(col, self.ctx.timezone), operand[1]
+        if isinstance(operand, tuple):
+            kind, operand = operand
+            if kind == "epoch_ms":  # epoch milliseconds against a date or timestamp
+                col = _epoch_ms(col, self.ctx.timezone)
+            else:  # any 64-bit integer fits 20 digits exactly
+                col = col.cast(pa.decimal128(20, 0))
+        elif pa.types.is_floating(col.type) and col.type != pa.float64():
+            # A float32 0.1 is 0.10000000149... as a double: compare the number its shortest
+            # text shows (what a reader of the table sees, and DataX's Double.parseDouble).
+            col = col.cast(pa.string()).cast(pa.float64())
         elif _is_binary(col.type):
             col = col.cast(pa.large_binary())
         elif pa.types.is_boolean(col.type) or pa.types.is_string_view(col.type):
