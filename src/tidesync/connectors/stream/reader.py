@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidesync.connectors import base
+from tidesync.errors import ConfigError
 
 _TYPES = {
     "long": pa.int64(),
@@ -42,6 +43,7 @@ class _Col:
     value: Any = None
     lo: Any = None
     hi: Any = None
+    key: str = ""  # column[i], for messages
 
 
 class Reader(base.Reader):
@@ -85,7 +87,7 @@ class Reader(base.Reader):
             if "incr" in c:
                 parts = [s.strip() for s in str(c["incr"]).split(",")]
                 step = int(parts[1]) if len(parts) > 1 else 1
-                return _Col(name, t, "incr", lo=_parse(t, parts[0]), hi=step)
+                return _Col(name, t, "incr", lo=_parse(t, parts[0]), hi=step, key=key)
             return _Col(
                 name,
                 t,
@@ -110,10 +112,23 @@ class Reader(base.Reader):
                 out.append(Slice(i, f"rows {start}..{start + count}", start, count))
                 start += count
             self._rows = self.total
+            self._check_incr(self.total)
             return out
         count = self.slice_count or 0
         self._rows = count * max(1, n)
+        self._check_incr(self._rows)
         return [Slice(i, f"slice {i}", i * count, count) for i in range(max(1, n))]
+
+    def _check_incr(self, rows: int) -> None:
+        """A long sequence must not pass int64: Arrow's add and multiply wrap around."""
+        for c in self.columns:
+            if c.kind == "incr" and pa.types.is_integer(c.type) and rows > 0:
+                last = c.lo + (rows - 1) * c.hi
+                if not -(2**63) <= last < 2**63:
+                    raise ConfigError(
+                        f"{self.ctx.path(c.key + '.incr')}: {c.lo},{c.hi} over {rows} rows "
+                        f"reaches {last}, past the range of a long"
+                    )
 
     def estimate(self) -> int | None:
         """Exact: the rows the planned splits generate."""

@@ -1,0 +1,44 @@
+"""The stream reader: generated rows."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from tidesync.connectors.base import Context
+from tidesync.connectors.stream import Reader
+from tidesync.errors import ConfigError
+
+WHERE = "job.content[0].reader.parameter"
+
+
+def rows(reader: Reader, channels: int) -> list[int]:
+    out: list[int] = []
+    for split in reader.splits(channels):
+        out += pa.Table.from_batches(list(reader.read(split))).column(0).to_pylist()
+    return out
+
+
+def test_an_incr_column_counts_from_start_by_step_across_splits() -> None:
+    r = Reader({"column": [{"type": "long", "incr": "5,3"}], "recordCount": 5}, Context())
+    assert rows(r, 2) == [5, 8, 11, 14, 17]
+
+
+@pytest.mark.parametrize(
+    ("incr", "count", "last"),
+    [
+        ("9223372036854775805,1", 4, 9223372036854775808),
+        ("-9223372036854775807,-1", 3, -(2**63) - 1),
+    ],
+)
+def test_an_incr_column_that_would_pass_a_long_is_a_config_error(
+    incr: str, count: int, last: int
+) -> None:
+    r = Reader(
+        {"column": [{"type": "long", "incr": incr}], "recordCount": count}, Context(where=WHERE)
+    )
+    with pytest.raises(ConfigError) as e:
+        r.splits(1)  # not values that wrapped around to the other end
+    assert str(e.value) == (
+        f"{WHERE}.column[0].incr: {incr} over {count} rows reaches {last}, past the range of a long"
+    )
