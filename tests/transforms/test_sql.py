@@ -10,6 +10,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
@@ -93,6 +94,27 @@ def test_a_row_whose_value_fails_is_a_dirty_record_and_the_others_go_on() -> Non
         (1, "sql: Conversion Error: Could not convert string 'x' to INT32 when casting "
             "from source column qty")
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "hour"),
+    [("Asia/Shanghai", dt.date(2024, 1, 1), 8), ("America/New_York", dt.date(2023, 12, 31), 19)],
+)
+def test_time_zone_functions_use_the_jobs_zone_not_the_machines(
+    zone: str, day: dt.date, hour: int
+) -> None:
+    instant = dt.datetime(2024, 1, 1, 0, 30, tzinfo=dt.UTC)
+    b = pa.record_batch(
+        {
+            "ts": pa.array([instant], pa.timestamp("us", "UTC")),
+            "naive": pa.array([instant.replace(tzinfo=None)], pa.timestamp("us")),
+        }
+    )
+    exprs = {"day": "CAST(ts AS DATE)", "h": "hour(ts)", "ms": "epoch_ms(naive::TIMESTAMPTZ)"}
+    out = Sql({"expressions": exprs}, Context(where=WHERE, timezone=zone)).apply(b)
+    naive_ms = int(instant.replace(tzinfo=ZoneInfo(zone)).timestamp() * 1000)
+    assert out.select(["day", "h", "ms"]).to_pylist() == [{"day": day, "h": hour, "ms": naive_ms}]
+    assert out.column("ts").to_pylist()[0] == instant  # the same instant
 
 
 def test_an_empty_batch_gives_the_output_schema() -> None:

@@ -137,6 +137,15 @@ class Sql(Transform):
         self._db.execute("SET enable_external_access = false")
         self._db.execute("SET autoload_known_extensions = false")
         self._db.execute("SET threads = 1")  # the engine's channels give the parallelism
+        # CAST(ts AS DATE), hour(ts), strftime and naive -> TIMESTAMPTZ follow the session's
+        # zone, which is the machine's unless set: the job's zone is the one the user meant.
+        try:
+            self._db.execute("SET GLOBAL TimeZone = ?", [ctx.timezone])
+        except duckdb.Error:
+            raise ConfigError(
+                f"{self.ctx.path(self._key())}: DuckDB does not know the job's time zone "
+                f"{ctx.timezone!r}; set job.setting.timezone to another name of it"
+            ) from None
         self._db.execute("SET lock_configuration = true")
         if self.select is not None:
             self._check_one_select(self.select)
