@@ -47,6 +47,11 @@ class Fake:
                     self._send(400, {"error": f"refused, your key {self.headers['Authorization']}"})
                 elif "flaky" in prompt and tries == 1:
                     self._send(503, {"error": "busy"})
+                elif "silent" in prompt:
+                    self._send(200, {"choices": [{"message": {"content": None}}]})
+                elif "parts" in prompt:
+                    parts = [{"type": "text", "text": prompt}]
+                    self._send(200, {"choices": [{"message": {"content": parts}}]})
                 else:
                     self._send(200, {"choices": [{"message": {"content": prompt.upper()}}]})
 
@@ -130,6 +135,24 @@ def test_a_row_that_fails_for_good_is_dirty_alone_without_the_key(fake: Fake) ->
     assert dirty[0][1].startswith(f"llm: HTTP 400 from {fake.url}/chat/completions: ")
     assert KEY not in dirty[0][1] and "***" in dirty[0][1]
     assert fake.prompts().count("say bad to bo") == 1  # 4xx: no retry; bisection asks the cache
+
+
+@pytest.mark.parametrize(
+    ("word", "content"),
+    [("silent", "null"), ("parts", '[{"type": "text", "text": "say parts to bo"}]')],
+)
+def test_an_answer_without_text_content_is_dirty_not_its_python_spelling(
+    fake: Fake, word: str, content: str
+) -> None:
+    b = words(("hi", "ann"), (word, "bo"))
+    dirty: list[tuple[int, str]] = []
+    parts = isolate(b, llm(fake).apply, lambda at, row, e: dirty.append((at, e.reason)))
+    assert pa.Table.from_batches(parts).column("answer").to_pylist() == ["SAY HI TO ANN"]
+    assert [at for at, _ in dirty] == [1]
+    assert dirty[0][1] == (
+        f"llm: {fake.url}/chat/completions gave no answer text (TypeError: content is "
+        f"{content}, not text)"
+    )
 
 
 def test_rate_limit_spaces_the_requests(fake: Fake) -> None:

@@ -139,7 +139,10 @@ class Llm(Transform):
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as r:
                     doc = json.loads(r.read())
-                answer = str(doc["choices"][0]["message"]["content"])
+                content = doc["choices"][0]["message"]["content"]
+                if not isinstance(content, str):  # null (a refusal, a tool call) or parts
+                    raise TypeError(f"content is {json.dumps(content)[:60]}, not text")
+                answer = content
                 break
             except urllib.error.HTTPError as e:
                 detail = e.read().decode(errors="replace").strip().splitlines()
