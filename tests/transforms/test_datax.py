@@ -69,6 +69,17 @@ def test_substr_of_a_number_works_on_its_text_and_gives_text() -> None:
     assert (out.column(1).to_pylist(), out.schema.field(1).type) == (["234", None], pa.string())
 
 
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_a_timestamp_with_a_zone_reads_as_wall_clock_time_in_the_jobs_zone(zone: str) -> None:
+    # 23:00 UTC is 07:00 the next day in Shanghai (the job's zone), as DataX prints it there
+    b = batch([dt.datetime(2023, 12, 31, 23, tzinfo=dt.UTC), None], pa.timestamp("us", zone))
+    assert values_after(make(Substr, "0", "10"), b) == ["2024-01-01", None]
+    text = "2024-01-01 07:00:00.000000"
+    digest = [hashlib.md5(text.encode()).hexdigest(), hashlib.md5(b"").hexdigest()]
+    assert values_after(make(Digest, "md5", "toLowerCase"), b) == digest
+    assert make(Filter, "like", "2024-01-01 07:.*").apply(b).column(0).to_pylist() == [1]
+
+
 # -- dx_pad -------------------------------------------------------------------------------------
 
 

@@ -16,7 +16,8 @@ transformer's arguments (numbers may be written as strings or numbers). Semantic
   Java's ``String.matches``.
 
 A column that is not text is first converted to text with Arrow's cast (DataX's ``asString``),
-and the transformed column is a string column.
+a timestamp that carries a zone as wall-clock time in the job's zone, and the transformed column
+is a string column.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class _DataX(Transform):
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         f = self._field(batch.schema)
         col = batch.column(self.index)
-        out = self._column(_text(col, f.name, self._where_type(f.type)))
+        out = self._column(_text(col, f.name, self._where_type(f.type), self.ctx.timezone))
         return batch.set_column(self.index, f.with_type(out.type), out)
 
     def _column(self, text: pa.Array) -> pa.Array:
@@ -231,7 +232,8 @@ class Digest(_DataX):
         if _is_binary(col.type):  # the bytes themselves, not a text form of them
             raw = col.cast(pa.large_binary())
         else:
-            raw = _text(col, f.name, self._where_type(f.type)).cast(pa.large_binary())
+            raw = _text(col, f.name, self._where_type(f.type), self.ctx.timezone)
+            raw = raw.cast(pa.large_binary())
         # Arrow has no md5: one pass of hashlib over the column, nulls hashed as "" like DataX.
         new = getattr(hashlib, self.algorithm)
         values = pc.fill_null(raw, pa.scalar(b"", raw.type)).to_pylist()
@@ -394,7 +396,11 @@ class Filter(_DataX):
         if self._is_null_test():
             return pc.is_null(col) if self.op == "=" else pc.is_valid(col)
         if self.op in ("like", "not like"):
-            text = col.cast(pa.large_binary()) if _is_binary(col.type) else _text(col, f.name, "")
+            text = (
+                col.cast(pa.large_binary())
+                if _is_binary(col.type)
+                else _text(col, f.name, "", self.ctx.timezone)
+            )
             matched = pc.match_substring_regex(text, self.pattern)
             if self.op == "like":  # a null is not like anything: kept
                 return pc.fill_null(matched, False)
@@ -452,11 +458,15 @@ def _text_type(t: pa.DataType, where: str) -> pa.DataType:
     return pa.large_string() if _is_large(t) else pa.string()
 
 
-def _text(col: pa.Array, name: str, where: str) -> pa.Array:
-    """The column as string/large_string: DataX's ``asString``."""
+def _text(col: pa.Array, name: str, where: str, timezone: str) -> pa.Array:
+    """The column as string/large_string: DataX's ``asString``. A timestamp that carries a
+    zone is an instant: its text is the wall-clock time in the job's zone, as DataX prints a
+    date in the JVM's (Arrow's cast would print UTC, with a ``Z``: another day near midnight)."""
     target = _text_type(col.type, where)
     if col.type == target:
         return col
+    if pa.types.is_timestamp(col.type) and col.type.tz is not None:
+        col = pc.local_timestamp(col.cast(pa.timestamp(col.type.unit, timezone)))
     try:
         return col.cast(target)
     except pa.ArrowInvalid as e:  # bytes that are not UTF-8: a fault of the row
