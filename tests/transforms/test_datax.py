@@ -267,11 +267,10 @@ def test_filter_compares_a_float32_as_the_number_it_shows(
     assert out.column(0).to_pylist() == kept
 
 
-def test_filter_reads_a_naive_value_in_the_zone_of_a_zoned_column() -> None:
-    noon_shanghai = dt.datetime(2024, 1, 1, 12, tzinfo=SHANGHAI)
-    b = batch(
-        [noon_shanghai, noon_shanghai + dt.timedelta(hours=1)], pa.timestamp("us", "Asia/Shanghai")
-    )
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "UTC", "America/New_York"])
+def test_filter_reads_a_naive_value_in_the_jobs_zone_whatever_the_columns(zone: str) -> None:
+    noon_shanghai = dt.datetime(2024, 1, 1, 12, tzinfo=SHANGHAI)  # the job's zone
+    b = batch([noon_shanghai, noon_shanghai + dt.timedelta(hours=1)], pa.timestamp("us", zone))
     out = make(Filter, "=", "2024-01-01 12:00:00").apply(b)
     assert out.column(0).to_pylist() == [1]
 

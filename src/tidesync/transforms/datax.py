@@ -273,7 +273,8 @@ class Filter(_DataX):
     fraction or out of their type's range as decimals, a float32 as the number its shortest
     text shows), text/bytes/booleans
     lexicographically (booleans as ``"true"``/``"false"``), dates and timestamps against an
-    ISO-8601 value or, as DataX does, a whole number of milliseconds since the epoch.
+    ISO-8601 value (wall-clock time in the job's zone) or, as DataX does, a whole number of
+    milliseconds since the epoch.
     Nulls, as DataX treats them: ``>``, ``>=``, ``<``, ``<=`` and ``like`` keep them;
     ``not like`` drops them; ``= null`` drops exactly the nulls and ``!= null`` keeps exactly
     the nulls; ``!=`` any other value drops them, ``=`` any other value keeps them.
@@ -375,8 +376,11 @@ class Filter(_DataX):
             return ("epoch_ms", pa.scalar(int(v), pa.int64()))
         try:
             if pa.types.is_timestamp(t) and t.tz is not None:
+                # a naive value is wall-clock time in the job's zone (the column's zone is often
+                # just the reader's UTC for an instant); the instant then in the column's zone
                 naive = pa.scalar(v.strip()).cast(pa.timestamp(t.unit))
-                return pc.assume_timezone(pa.array([naive]), t.tz)[0]
+                local = pc.assume_timezone(pa.array([naive]), self.ctx.timezone)
+                return local.cast(t)[0]
             return pa.scalar(v.strip()).cast(t)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             raise ConfigError(
