@@ -118,6 +118,7 @@ def test_select_bad_parameters(params: dict[str, Any], message: str) -> None:
 # -- cast ---------------------------------------------------------------------------------------
 
 NOON = dt.datetime(2024, 1, 31, 12, 0, 5)
+LATE_UTC = dt.datetime(2023, 12, 31, 23, tzinfo=UTC)
 NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000)  # in Shanghai
 
 
@@ -147,6 +148,12 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         ([NOON_MS], pa.int64(), "timestamp", [NOON], pa.timestamp("us")),
         ([NOON], pa.timestamp("us"), "date", [dt.date(2024, 1, 31)], pa.date32()),
         ([NOON], pa.timestamp("ns", "UTC"), "timestamp", [NOON.replace(tzinfo=UTC)], pa.timestamp("ns", "UTC")),
+        # an instant (a timestamptz arrives as UTC) reads in the job's zone: 23:00Z is 07:00 next day
+        ([LATE_UTC], pa.timestamp("us", "UTC"), "date", [dt.date(2024, 1, 1)], pa.date32()),
+        ([LATE_UTC], pa.timestamp("us", "UTC"), {"type": "string", "format": "yyyy-MM-dd HH:mm"},
+         ["2024-01-01 07:00"], pa.string()),
+        ([LATE_UTC], pa.timestamp("us", "UTC"), {"type": "string", "format": "dd HH:mm Z"},
+         ["01 07:00 +0800"], pa.string()),
         ([42, None], pa.int64(), "string", ["42", None], pa.string()),
         (["héllo"], pa.string(), "bytes", ["héllo".encode()], pa.binary()),
         ([b"ok"], pa.binary(), "string", ["ok"], pa.string()),

@@ -292,7 +292,8 @@ class Cast(Transform):
     ``'1.234'`` to decimal(10,2) are dirty rows, and so are ``1.239`` (a double, read as its
     shortest text) to decimal(10,2) and ``'1e400'`` to double. Dates and timestamps become long as
     milliseconds since the epoch, and a long becomes a timestamp the same way (DataX's
-    ``Date.getTime``); a naive timestamp is wall-clock time in the job's time zone.
+    ``Date.getTime``); a naive timestamp is wall-clock time in the job's time zone, and a
+    timestamp that carries a zone becomes a date, or text in a ``format``, in the job's zone.
     """
 
     name = "cast"
@@ -389,7 +390,9 @@ class Cast(Transform):
         if t.kind == "timestamp" and pa.types.is_timestamp(src):
             return arr  # keeps its unit and zone
         if t.kind == "date" and pa.types.is_timestamp(src):
-            return arr.cast(pa.date32(), safe=False)  # the day, in the value's own zone
+            if src.tz is not None:  # an instant: its day in the job's zone
+                arr = pc.local_timestamp(arr.cast(pa.timestamp(src.unit, self.ctx.timezone)))
+            return arr.cast(pa.date32(), safe=False)
         if t.kind == "decimal" and pa.types.is_floating(src):
             # Arrow rounds a float to the scale (1.239 -> 1.24); the float's shortest text
             # (DataX's BigDecimal(String.valueOf(d))) is what the value means: 0.1 is 0.10 and
@@ -405,7 +408,10 @@ class Cast(Transform):
         if pa.types.is_date(arr.type):
             return arr.cast(pa.timestamp("s"))
         floored = pc.floor_temporal(arr, unit="second")
-        return floored.cast(pa.timestamp("s", arr.type.tz))
+        # an instant prints as wall-clock time in the job's zone (a format without an offset
+        # would show UTC wall time for a timestamptz, which a reader takes for the job's)
+        zone = self.ctx.timezone if arr.type.tz is not None else None
+        return floored.cast(pa.timestamp("s", zone))
 
     def _epoch_ms(self, arr: pa.Array) -> pa.Array:
         if pa.types.is_date(arr.type):
