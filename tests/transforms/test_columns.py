@@ -135,6 +135,7 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         (["1"], pa.string(), "decimal(50, 0)", [Decimal("1")], pa.decimal256(50, 0)),
         ([0.1, 1.5, None], pa.float64(), "decimal(10,2)", [Decimal("0.10"), Decimal("1.50"), None], pa.decimal128(10, 2)),
         ([0.1], pa.float32(), "decimal(10,2)", [Decimal("0.10")], pa.decimal128(10, 2)),
+        ([0.1, 1.1, 3.4e38, None], pa.float32(), "double", [0.1, 1.1, 3.4e38, None], pa.float64()),
         (["inf", "-Infinity", "1e308", "0e-400", "-0.0"], pa.string(), "double", [float("inf"), float("-inf"), 1e308, 0.0, -0.0], pa.float64()),
         (["2024-01-31"], pa.string(), "date", [dt.date(2024, 1, 31)], pa.date32()),
         (["31/01/2024"], pa.string(), {"type": "date", "format": "dd/MM/yyyy"}, [dt.date(2024, 1, 31)], pa.date32()),

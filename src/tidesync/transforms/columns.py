@@ -393,6 +393,9 @@ class Cast(Transform):
             if src.tz is not None:  # an instant: its day in the job's zone
                 arr = pc.local_timestamp(arr.cast(pa.timestamp(src.unit, self.ctx.timezone)))
             return arr.cast(pa.date32(), safe=False)
+        if t.kind == "double" and pa.types.is_floating(src) and src != pa.float64():
+            # a float32 0.1 is 0.10000000149011612 as a double: keep the number it shows
+            return arr.cast(pa.string()).cast(pa.float64())
         if t.kind == "decimal" and pa.types.is_floating(src):
             # Arrow rounds a float to the scale (1.239 -> 1.24); the float's shortest text
             # (DataX's BigDecimal(String.valueOf(d))) is what the value means: 0.1 is 0.10 and
