@@ -9,7 +9,8 @@ A payload (UTF-8 JSON) is one of:
   (``0``) or per point (``{"temp": 0}``): one row per point;
 - a JSON array of either.
 
-Anything else is a dirty record with its reason: the rest of the message still counts. Columns
+Anything else is a dirty record with its reason: the rest of the message still counts. An
+object that names a key twice is dirty too (``json`` would keep the last one silently). Columns
 of the archive: ``orgId, modelId, assetId, measurepoints`` (text), ``timestamp`` (epoch
 milliseconds, int64), ``value`` (text: a string as it is, anything else as compact JSON),
 ``quality`` (int64, empty when absent).
@@ -46,24 +47,54 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=F
 
 def parse_payload(payload: bytes) -> tuple[list[Row], list[str]]:
     """The rows of one message and the reasons of the parts that are dirty."""
+    twice = False
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal twice
+        d = dict(pairs)
+        if len(d) == len(pairs):
+            return d
+        twice = True
+        return _Twice(d, next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])))
+
     try:
-        doc = json.loads(payload, parse_constant=_no_constant)
+        doc = json.loads(payload, parse_constant=_no_constant, object_pairs_hook=pairs_hook)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         return [], [f"not JSON: {_short(e)}"]
     rows: list[Row] = []
     dirty: list[str] = []
-    if isinstance(doc, list):
-        if not doc:
-            return [], ["an empty JSON array"]
-        for i, item in enumerate(doc):
+    items = list(enumerate(doc)) if isinstance(doc, list) else [(None, doc)]
+    if not items:
+        return [], ["an empty JSON array"]
+    for i, item in items:
+        key = _twice_in(item) if twice else None
+        if key is not None:
+            # json keeps the last: a point or an id would be dropped without a word
+            reason: str | None = f"key {key!r} appears twice in one object"
+        else:
             reason = _item(item, rows)
-            if reason is not None:
-                dirty.append(f"[{i}]: {reason}")
-    else:
-        reason = _item(doc, rows)
         if reason is not None:
-            dirty.append(reason)
+            dirty.append(reason if i is None else f"[{i}]: {reason}")
     return rows, dirty
+
+
+class _Twice(dict[str, Any]):
+    """A JSON object that names a key twice: ambiguous, so its item is dirty."""
+
+    def __init__(self, d: dict[str, Any], key: str):
+        super().__init__(d)
+        self.key = key
+
+
+def _twice_in(v: Any) -> str | None:
+    """The first key named twice in one object within ``v``, or None."""
+    if isinstance(v, _Twice):
+        return v.key
+    for x in v.values() if isinstance(v, dict) else v if isinstance(v, list) else ():
+        key = _twice_in(x)
+        if key is not None:
+            return key
+    return None
 
 
 def _no_constant(name: str) -> Any:
