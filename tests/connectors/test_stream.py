@@ -42,3 +42,25 @@ def test_an_incr_column_that_would_pass_a_long_is_a_config_error(
     assert str(e.value) == (
         f"{WHERE}.column[0].incr: {incr} over {count} rows reaches {last}, past the range of a long"
     )
+
+
+@pytest.mark.parametrize(
+    ("column", "problem"),
+    [
+        ({"type": "long", "random": "10,1"}, "long column: random 10,1: the low end first, as in 1,10"),
+        ({"type": "string", "random": "5,2"}, "string column: random 5,2: the low end first, as in 2,5"),
+        ({"type": "date", "random": "2024-12-31,2024-01-01"},
+         "date column: random 2024-12-31,2024-01-01: the low end first, as in 2024-01-01,2024-12-31"),
+        ({"type": "bytes", "random": "-1,3"}, "bytes column: a length must be 0 or more, got -1"),
+    ],
+)  # fmt: skip
+def test_a_random_range_backwards_is_a_config_error(column: dict[str, str], problem: str) -> None:
+    # long 10,1 drew from 2..10 before: not the range given, and no word of it
+    with pytest.raises(ConfigError) as e:
+        Reader({"column": [column], "recordCount": 3}, Context(where=WHERE))
+    assert str(e.value) == f"{WHERE}.column[0]: cannot read the {problem}"
+
+
+def test_a_random_long_stays_within_its_range() -> None:
+    r = Reader({"column": [{"type": "long", "random": "1,3"}], "recordCount": 500}, Context())
+    assert set(rows(r, 1)) == {1, 2, 3}

@@ -83,7 +83,16 @@ class Reader(base.Reader):
         try:
             if "random" in c:
                 lo, hi = (s.strip() for s in str(c["random"]).split(","))
-                return _Col(name, t, "random", lo=_parse(t, lo), hi=_parse(t, hi))
+                if pa.types.is_string(t) or pa.types.is_binary(t):  # lengths
+                    lo_v, hi_v = int(lo), int(hi)
+                    if lo_v < 0:
+                        raise ValueError(f"a length must be 0 or more, got {lo_v}")
+                else:
+                    lo_v, hi_v = _parse(t, lo), _parse(t, hi)
+                if not pa.types.is_boolean(t) and lo_v > hi_v:
+                    # the sums below would draw from another range without a word
+                    raise ValueError(f"random {lo},{hi}: the low end first, as in {hi},{lo}")
+                return _Col(name, t, "random", lo=lo_v, hi=hi_v)
             if "incr" in c:
                 parts = [s.strip() for s in str(c["incr"]).split(",")]
                 step = int(parts[1]) if len(parts) > 1 else 1
