@@ -155,6 +155,8 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
          ["2024-01-01 07:00"], pa.string()),
         ([LATE_UTC], pa.timestamp("us", "UTC"), {"type": "string", "format": "dd HH:mm Z"},
          ["01 07:00 +0800"], pa.string()),
+        (["2024-01-01 07:00 +0800"], pa.string(), {"type": "date", "format": "yyyy-MM-dd HH:mm Z"},
+         [dt.date(2024, 1, 1)], pa.date32()),
         ([42, None], pa.int64(), "string", ["42", None], pa.string()),
         (["héllo"], pa.string(), "bytes", ["héllo".encode()], pa.binary()),
         ([b"ok"], pa.binary(), "string", ["ok"], pa.string()),

@@ -380,7 +380,9 @@ class Cast(Transform):
             arr = pc.utf8_trim_whitespace(arr)
             if t.fmt and t.kind in ("date", "timestamp"):
                 parsed = pc.strptime(arr, format=t.fmt, unit="us", error_is_null=False)
-                return parsed.cast(pa.date32(), safe=False) if t.kind == "date" else parsed
+                if t.kind == "timestamp":
+                    return parsed
+                arr, src = parsed, parsed.type  # to a date below (an offset: in the job's zone)
         if t.kind == "long" and _is_moment(src):
             return self._epoch_ms(arr)
         if t.kind in ("date", "timestamp") and pa.types.is_integer(src):
