@@ -269,12 +269,11 @@ _COMPARE = {
 class Filter(_DataX):
     """``paras: [operator, value]``: drop the rows that meet the condition (DataX semantics).
 
-    Comparisons follow the column's type: numbers by value (exactly: integers against a
+    Comparisons follow the column's type: numbers by value, exactly (integers against a
     fraction or out of their type's range as decimals, a float32 as the number its shortest
-    text shows), text/bytes/booleans
-    lexicographically (booleans as ``"true"``/``"false"``), dates and timestamps against an
-    ISO-8601 value (wall-clock time in the job's zone) or, as DataX does, a whole number of
-    milliseconds since the epoch.
+    text shows); text, bytes and booleans lexicographically (booleans as ``"true"``/``"false"``);
+    dates and timestamps against an ISO-8601 value (wall-clock time in the job's zone) or, as
+    DataX does, a whole number of milliseconds since the epoch.
     Nulls, as DataX treats them: ``>``, ``>=``, ``<``, ``<=`` and ``like`` keep them;
     ``not like`` drops them; ``= null`` drops exactly the nulls and ``!= null`` keeps exactly
     the nulls; ``!=`` any other value drops them, ``=`` any other value keeps them.
