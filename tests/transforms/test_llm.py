@@ -49,6 +49,9 @@ class Fake:
                     self._send(503, {"error": "busy"})
                 elif "silent" in prompt:
                     self._send(200, {"choices": [{"message": {"content": None}}]})
+                elif "long" in prompt:  # the model's token limit ended the answer
+                    half = {"content": prompt.upper()[:5]}
+                    self._send(200, {"choices": [{"message": half, "finish_reason": "length"}]})
                 elif "parts" in prompt:
                     parts = [{"type": "text", "text": prompt}]
                     self._send(200, {"choices": [{"message": {"content": parts}}]})
@@ -153,6 +156,17 @@ def test_an_answer_without_text_content_is_dirty_not_its_python_spelling(
         f"llm: {fake.url}/chat/completions gave no answer text (TypeError: content is "
         f"{content}, not text)"
     )
+
+
+def test_an_answer_cut_short_by_the_token_limit_is_dirty_not_written(fake: Fake) -> None:
+    b = words(("hi", "ann"), ("long", "bo"))
+    dirty: list[tuple[int, str]] = []
+    parts = isolate(b, llm(fake).apply, lambda at, row, e: dirty.append((at, e.reason)))
+    assert pa.Table.from_batches(parts).column("answer").to_pylist() == ["SAY HI TO ANN"]
+    assert dirty == [
+        (1, f"llm: {fake.url}/chat/completions gave no answer text (ValueError: the answer was "
+            "cut short (length))")
+    ]  # fmt: skip
 
 
 def test_rate_limit_spaces_the_requests(fake: Fake) -> None:

@@ -34,6 +34,8 @@ from tidesync.transforms.mask import _ENV_ONLY
 __all__ = ["Llm"]
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+#: ``finish_reason`` values of an answer that stopped before it ended
+_CUT_SHORT = ("length", "content_filter")
 
 
 class _Failure(str):
@@ -139,9 +141,14 @@ class Llm(Transform):
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as r:
                     doc = json.loads(r.read())
-                content = doc["choices"][0]["message"]["content"]
+                choice = doc["choices"][0]
+                content = choice["message"]["content"]
                 if not isinstance(content, str):  # null (a refusal, a tool call) or parts
                     raise TypeError(f"content is {json.dumps(content)[:60]}, not text")
+                if choice.get("finish_reason") in _CUT_SHORT:
+                    # the model stopped before its answer ended (its token limit, a filter):
+                    # what came is a part of an answer, not one
+                    raise ValueError(f"the answer was cut short ({choice['finish_reason']})")
                 answer = content
                 break
             except urllib.error.HTTPError as e:
