@@ -74,10 +74,29 @@ def test_a_timestamp_with_a_zone_reads_as_wall_clock_time_in_the_jobs_zone(zone:
     # 23:00 UTC is 07:00 the next day in Shanghai (the job's zone), as DataX prints it there
     b = batch([dt.datetime(2023, 12, 31, 23, tzinfo=dt.UTC), None], pa.timestamp("us", zone))
     assert values_after(make(Substr, "0", "10"), b) == ["2024-01-01", None]
-    text = "2024-01-01 07:00:00.000000"
+    text = "2024-01-01 07:00:00"
     digest = [hashlib.md5(text.encode()).hexdigest(), hashlib.md5(b"").hexdigest()]
     assert values_after(make(Digest, "md5", "toLowerCase"), b) == digest
     assert make(Filter, "like", "2024-01-01 07:.*").apply(b).column(0).to_pylist() == [1]
+
+
+def test_a_datetime_reads_as_datax_prints_it_its_fraction_only_when_it_has_one() -> None:
+    """DataX's asString of a DATETIME is yyyy-MM-dd HH:mm:ss: Arrow's text of a whole second
+    adds .000000, which moved every position after it and changed every digest."""
+    b = batch(
+        [dt.datetime(2024, 1, 1, 7), dt.datetime(2024, 1, 1, 7, 0, 0, 250000), None],
+        pa.timestamp("us"),
+    )
+    assert values_after(make(Substr, "11", "8"), b) == ["07:00:00", "07:00:00", None]
+    whole = hashlib.md5(b"2024-01-01 07:00:00").hexdigest()
+    assert values_after(make(Digest, "md5", "toLowerCase"), b)[0] == whole
+    assert values_after(make(Replace, "0", "4", "Y"), b) == [
+        "Y-01-01 07:00:00",
+        "Y-01-01 07:00:00.250000",
+        None,
+    ]
+    t = batch([dt.time(7, 30), dt.time(7, 30, 0, 5)], pa.time64("us"))
+    assert values_after(make(Pad, "r", "10", "|"), t) == ["07:30:00||", "07:30:00.0"]
 
 
 # -- dx_pad -------------------------------------------------------------------------------------

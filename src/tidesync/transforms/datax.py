@@ -471,9 +471,14 @@ def _text(col: pa.Array, name: str, where: str, timezone: str) -> pa.Array:
     if pa.types.is_timestamp(col.type) and col.type.tz is not None:
         col = pc.local_timestamp(col.cast(pa.timestamp(col.type.unit, timezone)))
     try:
-        return col.cast(target)
+        text = col.cast(target)
     except pa.ArrowInvalid as e:  # bytes that are not UTF-8: a fault of the row
         raise DirtyRecordError(f"column {name!r}: {_first_line(e)}") from None
+    if pa.types.is_timestamp(col.type) or pa.types.is_time(col.type):
+        # DataX prints yyyy-MM-dd HH:mm:ss (HH:mm:ss): Arrow's .000000 of a whole second would
+        # shift every position after it and change every digest; a fraction is kept
+        text = pc.replace_substring_regex(text, pattern=r"\.0+$", replacement="")
+    return text
 
 
 def _epoch_ms(col: pa.Array, timezone: str) -> pa.Array:
