@@ -288,7 +288,7 @@ def test_values_keep_their_json_spelling_and_an_out_of_range_number_is_dirty(
         [
             b'{"orgId": "o", "modelId": "m", "assetId": "a", "timestamp": 1, "measurepoints":'
             b' {"f": 0.1, "i": 7, "b": true, "s": "on", "n": null, "o": {"x": [1, 2]},'
-            b' "e": 1e-7}}',
+            b' "e": 1e-7, "z": 21.50, "pi": 3.14159265358979323846}}',
             b'{"orgId": "o", "modelId": "m", "assetId": "a", "timestamp": 1, "measurepoints":'
             b' {"big": 1e999}}',
         ]
@@ -301,7 +301,9 @@ def test_values_keep_their_json_spelling_and_an_out_of_range_number_is_dirty(
         "s": "on",
         "n": "",
         "o": '{"x":[1,2]}',
-        "e": "1e-07",
+        "e": "1e-7",
+        "z": "21.50",
+        "pi": "3.14159265358979323846",
     }
     dirty = next(v for k, v in r.files().items() if k.endswith(".jsonl"))
     assert json.loads(dirty)["reason"] == "measurepoints.big: inf is out of range"

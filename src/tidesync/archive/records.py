@@ -58,7 +58,9 @@ def parse_payload(payload: bytes) -> tuple[list[Row], list[str]]:
         return _Twice(d, next(k for i, (k, _) in enumerate(pairs) if k in dict(pairs[:i])))
 
     try:
-        doc = json.loads(payload, parse_constant=_no_constant, object_pairs_hook=pairs_hook)
+        doc = json.loads(
+            payload, parse_float=_Number, parse_constant=_no_constant, object_pairs_hook=pairs_hook
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         return [], [f"not JSON: {_short(e)}"]
     rows: list[Row] = []
@@ -76,6 +78,20 @@ def parse_payload(payload: bytes) -> tuple[list[Row], list[str]]:
         if reason is not None:
             dirty.append(reason if i is None else f"[{i}]: {reason}")
     return rows, dirty
+
+
+class _Number(float):
+    """A JSON number with a fraction or an exponent: a float that keeps its spelling, so that
+    the ``value`` text is the number as sent (``21.50``, ``1e-7``, every digit of
+    ``3.14159265358979323846``), not Python's ``repr`` of the nearest double."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> _Number:
+        n = super().__new__(cls, text)
+        n.text = text
+        return n
 
 
 class _Twice(dict[str, Any]):
@@ -160,7 +176,7 @@ def _item(doc: Any, rows: list[Row]) -> str | None:
 
 def _infinite(v: Any) -> bool:
     """A number too large for a float (json reads 1e999 as infinity)."""
-    return type(v) is float and not math.isfinite(v)
+    return isinstance(v, float) and not math.isfinite(v)
 
 
 def _quality(q: Any) -> int | None | bool:
@@ -178,8 +194,8 @@ def _text(v: Any) -> str | None:
     t = type(v)
     if t is str or v is None:
         return v
-    if t is float:
-        return repr(v)  # how json spells a float
+    if t is _Number:
+        return v.text
     if t is int:
         return str(v)
     return str(_dumps(v))
