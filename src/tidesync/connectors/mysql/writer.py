@@ -122,6 +122,7 @@ class Writer(SqlWriter):
         self._bound: Binding | None = None  # what the load statement is made for
         self._direct_replace = False
         self._on_duplicate = False  # update by INSERT ... ON DUPLICATE KEY UPDATE
+        self._keyed_stage = False  # the staging table has a unique key on the key (REPLACE)
         self._load_sql = ""
         self._kinds: list[dict[str, Any]] = []
         self._unique: list[tuple[str, list[str]]] = []
@@ -277,14 +278,31 @@ class Writer(SqlWriter):
         target = self.table_sql
         if needs_stage:
             self.stage = D.ident(f"ts_stage_{uuid.uuid4().hex[:12]}")
-            cols = ", ".join(D.ident(c) for c in b.columns)
-            self.execute(
-                f"CREATE TEMPORARY TABLE {self.stage} ENGINE=InnoDB "
-                f"SELECT {cols} FROM {self.table_sql} WHERE 1=0"
-            )
+            self._keyed_stage = bool(b.keys) and self._create_stage(b)
             target = self.stage
-        verb = "REPLACE " if self._direct_replace else ""
+        verb = "REPLACE " if self._direct_replace or self._keyed_stage else ""
         self._load_sql = _load_sql(target, self._kinds, verb)
+
+    def _create_stage(self, b: Binding) -> bool:
+        """The TEMPORARY staging table, columns as the target's; True when it has a unique key
+        on ``b.keys``. Keys equal in the target's collation but not byte for byte ('a' and 'A'
+        under a _ci collation, 'a' and 'a ' under PAD SPACE) are one key to the target: loaded
+        with REPLACE into a stage keyed the same way, the last row of such keys is the one
+        kept, by the server's own comparison. Where the server cannot make the key (MySQL on a
+        TEXT key, a key too long for an index) rows are kept last per key byte for byte."""
+        assert self.stage is not None
+        cols = ", ".join(D.ident(c) for c in b.columns)
+        keys = ", ".join(D.ident(k) for k in b.keys)
+        select = f"ENGINE=InnoDB SELECT {cols} FROM {self.table_sql} WHERE 1=0"
+        assert self.con is not None
+        try:  # MariaDB keys TEXT by a hash in the column's collation; MySQL refuses (1170)
+            with self.con.cursor() as cur:
+                cur.execute(f"CREATE TEMPORARY TABLE {self.stage} (UNIQUE KEY ({keys})) {select}")
+            return True
+        except myerr.MySQLError as e:
+            log.debug("staging table without a key on %s: %s", keys, redact(str(e)))
+        self.execute(f"CREATE TEMPORARY TABLE {self.stage} {select}")
+        return False
 
     # -- writing -----------------------------------------------------------------------------
     def write_rows(self, batch: pa.RecordBatch, b: Binding, split: base.Split) -> None:
@@ -298,7 +316,7 @@ class Writer(SqlWriter):
             batch, dead = split_deleted(batch, key_names)
             if dead.num_rows:
                 gone = self._delete_sql(dead, key_names)
-        elif self.stage is not None and b.keys and not self._on_duplicate:
+        elif self.stage is not None and b.keys and not self._on_duplicate and not self._keyed_stage:
             batch = _last_per_key(batch, key_names)
         payloads = self._payloads(batch, self._kinds)
         with self.lock:
@@ -454,6 +472,8 @@ class Writer(SqlWriter):
             return out.cast(pa.binary())
         if pa.types.is_boolean(t):
             return col.cast(pa.int8()).cast(pa.string()).cast(pa.binary())
+        if pa.types.is_integer(t) and target["type"] == "year":
+            return _years(col, target)
         if pa.types.is_timestamp(t):
             return self._timestamps(col, target).cast(pa.string()).cast(pa.binary())
         if (
@@ -690,6 +710,21 @@ def _last_per_key(batch: pa.RecordBatch, keys: list[str]) -> pa.RecordBatch:
     if len(last) == batch.num_rows:
         return batch
     return batch.take(pc.take(last, pc.sort_indices(last)))  # the kept rows, in arrival order
+
+
+def _years(col: pa.Array, target: dict[str, Any]) -> pa.Array:
+    """Integers for a YEAR column as LOAD DATA text of four digits. LOAD DATA reads text, where
+    '0' is the year 2000 (MySQL's two-digit rule) but the number 0 is YEAR's zero, as the reader
+    gives it: written as '0000'. 1 to 99 are no year YEAR holds (1901-2155) and MySQL would take
+    them as 2001-2069 and 1970-1999: a dirty record, not a guessed century."""
+    text = pc.utf8_lpad(col.cast(pa.string()), width=4, padding="0")
+    if pc.any(pc.match_substring_regex(text, pattern=r"^00(?:0[1-9]|[1-9][0-9])$")).as_py():
+        one = f" {col[0].as_py()}" if len(col) == 1 else ""
+        raise DirtyRecordError(
+            f"column {target['name']}: value{one} is not a year {target['column_type']} holds "
+            "(1901-2155, or 0); MySQL would read it as a two-digit year"
+        )
+    return text.cast(pa.binary())
 
 
 def _duration_text(v: Any) -> str:
