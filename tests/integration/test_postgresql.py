@@ -562,6 +562,54 @@ def test_update_keeps_the_last_row_of_a_key_repeated_in_one_batch(pg: PgDb, tmp_
     assert pg.rows("SELECT name FROM {s}.dst WHERE id = 2") == [("last",)]
 
 
+_CI_ROWS = [("a", 1), ("z  ", 2), ("B", 4), ("q", 5)]  # citext: 'A' is 'a', 'b' is 'B'
+_CI_KEYS: dict[tuple[str, str], list[tuple[str, int]]] = {
+    ("citext-primary-key", "update"): [("z", 0), *_CI_ROWS],
+    ("citext-primary-key", "replace"): [("z", 0), *_CI_ROWS],
+    ("citext-primary-key", "merge"): [("z", 0), *_CI_ROWS],
+    ("citext-primary-key", "sync"): _CI_ROWS,
+    ("citext-no-index", "update"): [("z", 0), *_CI_ROWS],
+    ("citext-no-index", "replace"): [("z", 0), ("A", 1), *_CI_ROWS[1:]],
+    ("citext-no-index", "merge"): [("z", 0), ("A", 1), *_CI_ROWS[1:]],
+    ("citext-no-index", "sync"): [("A", 1), *_CI_ROWS[1:]],
+    # char(n): 'z  ' is 'z'
+    ("char-primary-key", "sync"): [("A", 1), ("z", 2), ("b", 3), ("B", 4), ("q", 5)],
+    ("char-primary-key", "update"): [("a", 0), ("A", 1), ("z", 2), ("b", 3), ("B", 4), ("q", 5)],
+}
+_CI_DDL = {
+    "citext-primary-key": ("k public.citext PRIMARY KEY, v int", []),
+    "citext-no-index": ("k public.citext, v int", ["k"]),
+    "char-primary-key": ("k char(3) PRIMARY KEY, v int", []),
+}
+
+
+@pytest.mark.parametrize(("table", "mode"), list(_CI_KEYS), ids=["-".join(k) for k in _CI_KEYS])
+def test_keys_are_compared_as_the_target_column_compares_them(
+    pg: PgDb, table: str, mode: str
+) -> None:
+    # keys were compared as text: two rows of one citext key reached ON CONFLICT (21000, the
+    # job failed), a table without a unique index got both and kept the old row, and sync
+    # deleted the row its upsert had just updated ('a' for 'A'; char(3) 'z' for 'z  ')
+    from tidesync.connectors.base import Split
+
+    pg.sql("CREATE EXTENSION IF NOT EXISTS citext SCHEMA public")
+    ddl, key = _CI_DDL[table]
+    pg.sql(f"CREATE TABLE {{s}}.t ({ddl})", "INSERT INTO {s}.t VALUES ('a', 0), ('z', 0), ('q', 0)")
+    batch = pa.record_batch(
+        [pa.array(["A", "z  ", "b", "B", "q"]), pa.array([1, 2, 3, 4, 5])], names=["k", "v"]
+    )
+    w = writer(pg.writer_params("t", writeMode=mode, **({"primaryKey": key} if key else {})))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    try:
+        sink.write(batch)
+    except BaseException:
+        w.abort([sink.close()])
+        raise
+    w.commit([sink.close()])
+    assert pg.rows("SELECT k::text, v FROM {s}.t ORDER BY v") == _CI_KEYS[table, mode]
+
+
 def test_update_by_primary_key_parameter_uses_a_unique_index(pg: PgDb, tmp_path: Path) -> None:
     pg.sql(
         "CREATE TABLE {s}.dst (code text UNIQUE, n int)",
@@ -680,6 +728,46 @@ DIRTY = [
     ("check", "text", "v text CHECK (v <> 'bad')", "bad", "23514"),
     ("unique", "text", "v text UNIQUE", "dup", "23505"),
 ]
+
+
+# (target column, values, offsets of the dirty rows, their SQLSTATE, what is written, as text)
+ALTERED = [
+    ("bit(3)", pa.array(["101", "1", "1011"]), [1, 2], "22026", ["101"]),
+    ("varbit(3)", pa.array(["11", "1011"]), [1], "22001", ["11"]),
+    (
+        "varchar(3)[]",
+        pa.array(['["ab","abc"]', '["ab","abcd"]', "{abcd}"]),
+        [1, 2],
+        "22001",
+        ["{ab,abc}"],
+    ),
+    ("char(2)[]", pa.array(['["ab"]', '["abc"]']), [1], "22001", ["{ab}"]),
+    ("real", pa.array([0.5, 1e39, -1e-50, float("nan")]), [1, 2], "22003", ["0.5", "NaN"]),
+    ("real[]", pa.array([[0.5], [1e39]], pa.list_(pa.float64())), [1], "22003", ["{0.5}"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "offsets", "code", "written"), ALTERED, ids=[a[0] for a in ALTERED]
+)
+def test_values_the_column_cannot_hold_are_dirty_not_cut_padded_or_rounded_to_infinity(
+    pg: PgDb, column: str, values: pa.Array, offsets: list[int], code: str, written: list[str]
+) -> None:
+    # an explicit CAST('1' AS bit(3)) is '100' and CAST(.. AS varchar(3)[]) cuts each element,
+    # where INSERT's assignment refuses; a double cast to real became Infinity or 0
+    from tidesync.connectors.base import Split
+    from tidesync.engine.dirty import isolate
+
+    pg.sql(f"CREATE TABLE {{s}}.dst (id serial PRIMARY KEY, v {column})")
+    batch = pa.record_batch([values], names=["v"])
+    w = writer(pg.writer_params("dst"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[tuple[int, Any]] = []
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.code)))
+    w.commit([sink.close()])
+    assert bad == [(off, code) for off in offsets]
+    assert pg.rows("SELECT v::text FROM {s}.dst ORDER BY id") == [(v,) for v in written]
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ __all__ = [
     "for_copy",
     "direct_type",
     "insert_expr",
+    "unbounded",
     "NON_FINITE",
 ]
 
@@ -254,19 +255,40 @@ def _is_number_list(t: pa.DataType) -> bool:
     return lists and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type))
 
 
+#: unbounded spellings of the types whose name alone (format_type without a modifier) means
+#: length 1: ``bit`` is ``bit(1)``, ``character`` is ``char(1)``
+_UNBOUNDED = {
+    "bit": "varbit",
+    "bit[]": "varbit[]",
+    "character": "bpchar",
+    "character[]": "bpchar[]",
+}
+
+
+def unbounded(name: str) -> str:
+    """Type ``name`` (format_type without a modifier) spelled so that a cast to it keeps any
+    length: ``bit`` and ``character`` alone mean length 1."""
+    return _UNBOUNDED.get(name, name)
+
+
 def insert_expr(src: str, src_oid: int, target: TypeInfo, type_name: str, zoned: bool) -> str:
     """How staged column ``src`` becomes the target column's value in ``INSERT ... SELECT``.
 
     The same type passes as is. Into strings (char, varchar, text) PostgreSQL's assignment rules
     apply, so a value too long fails (22001) instead of being cut as an explicit cast would.
-    Anything else is cast explicitly to ``type_name`` (the column's type with its modifier):
-    text into uuid, json, enum, date, numeric(p, s), bit(n) ...
+    Bit strings and arrays are cast to their unbounded type and the INSERT's assignment applies
+    the column's length (an explicit ``CAST('1' AS bit(3))`` is ``'100'``, a ``varchar(3)[]``
+    cast cuts each element). Anything else is cast explicitly to ``type_name`` (the column's
+    type with its modifier, which rounds as assignment would): text into uuid, json, enum, date,
+    numeric(p, s) ...
     """
     expr = f"({src} AT TIME ZONE 'UTC')" if zoned else src
     if src_oid == target.oid and not zoned:
         return expr
     if target.category == "S":
         return expr
+    if target.category in ("A", "V"):
+        type_name = unbounded(target.name)
     if target.category == "A" and src_oid == TEXT:
         # arrays are read as JSON text ([1,2]); PostgreSQL's own literal ({1,2}) is taken too
         if target.elem_category == "S":

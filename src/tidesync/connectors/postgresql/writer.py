@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tidesync.connectors import base
 from tidesync.connectors.partition import partition_value
@@ -59,6 +60,7 @@ from tidesync.connectors.postgresql.types import (
     direct_type,
     for_copy,
     insert_expr,
+    unbounded,
 )
 from tidesync.connectors.sql import (
     KEYED,
@@ -90,6 +92,10 @@ class _Column:
     type_name: str  # with its modifier: numeric(10,2), bit(3)
     identity: str  # '' | 'a' (always) | 'd' (by default)
     generated: bool
+    collation: str = ""  # the column's collation, quoted ('"default"', '"C"'); '' if none
+    #: the type's equality, qualified when not in pg_catalog (citext's ``=`` is in the schema
+    #: the extension went to; outside the search_path, ``=`` would compare the values as text)
+    eq: str = "="
 
 
 @dataclass
@@ -293,13 +299,28 @@ class Writer(SqlWriter):
         oid = self.table.oid
         with edge(ep, table=self.o.table):
             rows = conn.execute(
-                "SELECT attname, atttypid, attidentity, attgenerated <> '', format_type(atttypid, atttypmod) "
+                "SELECT attname, atttypid, attidentity, attgenerated <> '', format_type(atttypid, atttypmod), "
+                "CASE WHEN attcollation <> 0 THEN (SELECT quote_ident(n.nspname) || '.' || "
+                "quote_ident(c.collname) FROM pg_collation c JOIN pg_namespace n ON n.oid = "
+                "c.collnamespace WHERE c.oid = attcollation) END, "
+                "(SELECT 'OPERATOR(' || quote_ident(n.nspname) || '.=)' FROM pg_operator o JOIN "
+                "pg_namespace n ON n.oid = o.oprnamespace WHERE o.oprname = '=' AND o.oprleft = "
+                "atttypid AND o.oprright = atttypid AND n.nspname <> 'pg_catalog' LIMIT 1) "
                 "FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
                 (oid,),
             ).fetchall()
             types = describe_types(conn, [int(r[1]) for r in rows])
             self.target = {
-                r[0]: _Column(r[0], int(r[1]), types[int(r[1])], r[4], r[2] or "", bool(r[3]))
+                r[0]: _Column(
+                    r[0],
+                    int(r[1]),
+                    types[int(r[1])],
+                    r[4],
+                    r[2] or "",
+                    bool(r[3]),
+                    r[5] or "",
+                    r[6] or "=",
+                )
                 for r in rows
             }
             # every unique index on plain columns, the primary key first, each column list in
@@ -442,6 +463,11 @@ class Writer(SqlWriter):
                 f"INSERT INTO {t} ({col_list}){override} SELECT {', '.join(exprs)} FROM {stage} s",
             )
         else:
+            # keys in the target's type and collation, for DISTINCT ON and every match
+            exprs = [
+                self._compared(e, c) if c in b.keys else e
+                for e, c in zip(exprs, written, strict=True)
+            ]
             keys = [exprs[written.index(k)] for k in b.keys]
             picked = ", ".join(f"{e} AS {n}" for e, n in zip(exprs, names, strict=True))
             if self.marker is not None:
@@ -457,7 +483,7 @@ class Writer(SqlWriter):
             else:
                 source = f"(SELECT * FROM ({last}) AS d WHERE NOT d._ts_del) AS n"
                 gone = f"(SELECT * FROM ({last}) AS d WHERE d._ts_del) AS n"
-                match = " AND ".join(f"{t}.{quote_ident(k)} = n.{quote_ident(k)}" for k in b.keys)
+                match = self._match(t, "n", b.keys)
                 statements = (
                     f"DELETE FROM {t} USING {gone} WHERE {match}",
                     *self._upsert(t, b, col_list, override, source),
@@ -475,6 +501,24 @@ class Writer(SqlWriter):
         return _Plan(
             schema, copy, written, stage=stage, statements=(*statements, f"TRUNCATE {stage}")
         )
+
+    def _match(self, t: str, alias: str, keys: Sequence[str]) -> str:
+        """``t``'s keys equal to those of ``alias``, by each key type's own equality."""
+        return " AND ".join(
+            f"{t}.{quote_ident(k)} {self.target[k].eq} {alias}.{quote_ident(k)}" for k in keys
+        )
+
+    def _compared(self, expr: str, column: str) -> str:
+        """Key ``expr`` (staged text, for a string column) as the target column compares it:
+        in its type and collation, so 'a' and 'A' in a citext or case-insensitive column, or
+        'a' and 'a ' in a char(n) one, are one key. Compared as text, two rows of one key
+        reached ON CONFLICT (21000) or were both written, and sync deleted the row its upsert
+        had just updated. The INSERT's assignment still checks the column's length."""
+        col = self.target[column]
+        if col.info.category != "S":
+            return expr
+        typ = unbounded(col.info.name)
+        return f"(CAST({expr} AS {typ})" + (f" COLLATE {col.collation})" if col.collation else ")")
 
     def _stage_table(
         self, stage: str, schema: pa.Schema, zoned: list[bool], written: Sequence[str], seq: bool
@@ -510,11 +554,17 @@ class Writer(SqlWriter):
         stage = "ts_sync_keys"
         names = keys.schema.names
         exprs, n = self._stage_table(stage, data.schema, zoned, names, seq=False)
+        exprs = [self._compared(e, k) for e, k in zip(exprs, names, strict=True)]
+        t = self.table_sql
+        match = " AND ".join(
+            f"{t}.{quote_ident(k)} {self.target[k].eq} {e}"
+            for k, e in zip(names, exprs, strict=True)
+        )
         copy = f"COPY {stage} ({', '.join(f'c{i}' for i in range(n))}) FROM STDIN (FORMAT binary)"
         assert self.endpoint is not None
         with edge(self.endpoint, table=self.o.table):
             self._copy(data, data.schema, copy)
-        self.execute(self.absent_sql(stage, names, exprs))
+        self.execute(f"DELETE FROM {t} WHERE NOT EXISTS (SELECT 1 FROM {stage} AS s WHERE {match})")
 
     def _copy(self, data: pa.RecordBatch, schema: pa.Schema, sql: str) -> Any:
         """Binary COPY of ``data`` (encoded as ``schema``) by ``sql``; returns the cursor."""
@@ -535,7 +585,7 @@ class Writer(SqlWriter):
         ``update``: only the written columns. ON CONFLICT when a unique index matches the key."""
         written = b.columns
         keys = [quote_ident(k) for k in b.keys]
-        match = " AND ".join(f"{t}.{k} = n.{k}" for k in keys)
+        match = self._match(t, "n", b.keys)
         if self.mode == "update":
             sets = [c for c in written if c not in b.keys]
         else:
@@ -590,12 +640,21 @@ class Writer(SqlWriter):
                 arrays.append(arr)
                 continue
             try:
-                arrays.append(arr.cast(t, safe=not lossy))
+                out = arr.cast(t, safe=not lossy)
             except (pa.ArrowInvalid, OverflowError) as e:
                 raise DirtyRecordError(
                     f"value out of range for column {name} ({t}): {e} (table {self.o.table})",
                     code="22003",
                 ) from e
+            if lossy and _float_out_of_range(arr, out):
+                # a double beyond real's range became Infinity or 0 in the cast; the server
+                # refuses it (22003) where the value comes as a double
+                one = f" {arr[0]}" if len(arr) == 1 else ""
+                raise DirtyRecordError(
+                    f"value{one} out of range for column {name} (real) (table {self.o.table})",
+                    code="22003",
+                )
+            arrays.append(out)
         return pa.RecordBatch.from_arrays(arrays, schema=plan.schema)
 
 
@@ -607,6 +666,18 @@ def _for_copy(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[bool]]:
         arrays.append(a)
         zoned.append(z)
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names), zoned
+
+
+def _float_out_of_range(src: pa.Array, out: pa.Array) -> bool:
+    """Whether narrowing floats ``src`` to ``out`` (float32, or lists of them) overflowed to
+    Infinity or underflowed to zero."""
+    if pa.types.is_list(out.type) or pa.types.is_large_list(out.type):
+        src, out = src.flatten(), out.flatten()
+    if not pa.types.is_float64(src.type) or not pa.types.is_float32(out.type):
+        return False
+    wide = out.cast(pa.float64())
+    changed = pc.or_(pc.invert(pc.is_finite(wide)), pc.not_equal(pc.sign(src), pc.sign(wide)))
+    return bool(pc.any(pc.and_(pc.is_finite(src), changed)).as_py())
 
 
 def _reason(e: BaseException) -> str:
