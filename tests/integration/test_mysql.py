@@ -922,6 +922,36 @@ def test_keys_equal_in_the_columns_collation_keep_the_last_row_of_a_batch(
     assert mysql_db.query("SELECT k, v FROM t ORDER BY v") == expected
 
 
+@pytest.mark.parametrize("other_unique", ["", ", w INT UNIQUE"], ids=["one-key", "two-keys"])
+def test_a_delete_marker_on_keys_equal_in_the_collation_follows_row_order(
+    mysql_db: MyDb, other_unique: str
+) -> None:
+    # the deletes were split from the upserts byte for byte and ran first: 'a' then a deleting
+    # 'A' left 'a' in the table
+    mysql_db.execute(
+        f"CREATE TABLE t (k VARCHAR(10) PRIMARY KEY, v INT, del INT{other_unique}) "
+        "COLLATE utf8mb4_general_ci",
+        "INSERT INTO t (k, v, del) VALUES ('a', 0, 0), ('b', 0, 0), ('d', 0, 0)",
+    )
+    batch = pa.record_batch(
+        [
+            pa.array(["a", "A", "B", "b", "c", "d "]),
+            pa.array([1, 2, 3, 4, 5, 6]),
+            pa.array([0, 1, 1, 0, 0, 1]),
+        ],
+        names=["k", "v", "del"],
+    )
+    params = wparams(mysql_db, "t", writeMode="merge", deleteMarker={"column": "del", "value": 1})
+    w = Writer(params, ctx("writer"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[tuple[int, DirtyRecordError]] = []
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e)))
+    w.commit([sink.close()])
+    assert bad == []
+    assert mysql_db.query("SELECT k, v FROM t ORDER BY k") == [("b", 4), ("c", 5)]
+
+
 def test_year_zero_round_trips_and_two_digit_years_are_dirty(mysql_db: MyDb) -> None:
     # LOAD DATA reads text, where '0' is the year 2000: a MariaDB -> MariaDB copy turned YEAR
     # 0000 into 2000, and 99 was written as 1999

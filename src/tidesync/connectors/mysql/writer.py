@@ -123,6 +123,7 @@ class Writer(SqlWriter):
         self._direct_replace = False
         self._on_duplicate = False  # update by INSERT ... ON DUPLICATE KEY UPDATE
         self._keyed_stage = False  # the staging table has a unique key on the key (REPLACE)
+        self._stage_marks = False  # ... and merge's deleteMarker verdict beside each row
         self._load_sql = ""
         self._kinds: list[dict[str, Any]] = []
         self._unique: list[tuple[str, list[str]]] = []
@@ -274,22 +275,37 @@ class Writer(SqlWriter):
         # the table's one unique key, else a row clashing on another (an email) would update
         # that other row instead of being refused
         self._on_duplicate = self.mode == "update" and only_unique == [keys]
+        # merge's deletes split from its upserts byte for byte would miss 'a' then a deleting
+        # 'A' of a _ci key (the DELETE ran first, the upsert after): with a text key they go
+        # through the keyed stage too, the marker beside them, so the last row decides
+        marks = (
+            self.mode == "merge"
+            and self.marker is not None
+            and any(by_name[k]["charset"] for k in b.keys)
+        )
+        if marks:
+            self._direct_replace = False
         needs_stage = self.mode == "update" or (upsert and not self._direct_replace)
         target = self.table_sql
         if needs_stage:
             self.stage = D.ident(f"ts_stage_{uuid.uuid4().hex[:12]}")
-            self._keyed_stage = bool(b.keys) and self._create_stage(b)
+            self._keyed_stage = bool(b.keys) and self._create_stage(b, marks)
+            self._stage_marks = marks and self._keyed_stage
             target = self.stage
         verb = "REPLACE " if self._direct_replace or self._keyed_stage else ""
-        self._load_sql = _load_sql(target, self._kinds, verb)
+        self._load_sql = _load_sql(target, self._load_kinds(), verb)
 
-    def _create_stage(self, b: Binding) -> bool:
+    def _load_kinds(self) -> list[dict[str, Any]]:
+        return [*self._kinds, _MARK] if self._stage_marks else self._kinds
+
+    def _create_stage(self, b: Binding, marks: bool) -> bool:
         """The TEMPORARY staging table, columns as the target's; True when it has a unique key
         on ``b.keys``. Keys equal in the target's collation but not byte for byte ('a' and 'A'
         under a _ci collation, 'a' and 'a ' under PAD SPACE) are one key to the target: loaded
         with REPLACE into a stage keyed the same way, the last row of such keys is the one
         kept, by the server's own comparison. Where the server cannot make the key (MySQL on a
-        TEXT key, a key too long for an index) rows are kept last per key byte for byte."""
+        TEXT key, a key too long for an index) rows are kept last per key byte for byte. With
+        ``marks`` the keyed stage has a column ``ts_del`` for the deleteMarker's verdict."""
         assert self.stage is not None
         cols = ", ".join(D.ident(c) for c in b.columns)
         keys = ", ".join(D.ident(k) for k in b.keys)
@@ -297,7 +313,10 @@ class Writer(SqlWriter):
         assert self.con is not None
         try:  # MariaDB keys TEXT by a hash in the column's collation; MySQL refuses (1170)
             with self.con.cursor() as cur:
-                cur.execute(f"CREATE TEMPORARY TABLE {self.stage} (UNIQUE KEY ({keys})) {select}")
+                mark = f"{_MARK['name']} TINYINT NOT NULL DEFAULT 0, " if marks else ""
+                cur.execute(
+                    f"CREATE TEMPORARY TABLE {self.stage} ({mark}UNIQUE KEY ({keys})) {select}"
+                )
             return True
         except myerr.MySQLError as e:
             log.debug("staging table without a key on %s: %s", keys, redact(str(e)))
@@ -312,13 +331,13 @@ class Writer(SqlWriter):
         b = self._bound or b
         key_names = [batch.schema.names[b.columns.index(k)] for k in b.keys]
         gone: tuple[str, list[Any]] | None = None
-        if DELETED in batch.schema.names:
+        if DELETED in batch.schema.names and not self._stage_marks:
             batch, dead = split_deleted(batch, key_names)
             if dead.num_rows:
                 gone = self._delete_sql(dead, key_names)
         elif self.stage is not None and b.keys and not self._on_duplicate and not self._keyed_stage:
             batch = _last_per_key(batch, key_names)
-        payloads = self._payloads(batch, self._kinds)
+        payloads = self._payloads(batch, self._load_kinds())
         with self.lock:
             self._load(payloads, split, gone)
 
@@ -424,9 +443,10 @@ class Writer(SqlWriter):
         col_list = ", ".join(cols)
         on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
         if self.mode in ("replace", "merge", "sync"):
+            live = f" AS s WHERE s.{_MARK['name']} = 0" if self._stage_marks else ""
             return [
                 f"DELETE t FROM {t} AS t JOIN {s} AS s ON {on}",
-                f"INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {s}",
+                f"INSERT INTO {t} ({col_list}) SELECT {col_list} FROM {s}{live}",
             ]
         if self._on_duplicate:
             sets = ", ".join(f"{c} = VALUES({c})" for c in rest) or f"{keys[0]} = {keys[0]}"
@@ -647,6 +667,14 @@ def _names_target(name: str, table: str, database: str) -> bool:
         want = [database.lower(), *want]
     return got == want[-1:] or got == want
 
+
+#: the staging table's column of merge's deleteMarker verdict (1: delete the key)
+_MARK: dict[str, Any] = {
+    "name": "ts_del",
+    "type": "tinyint",
+    "column_type": "tinyint",
+    "charset": None,
+}
 
 #: column types MySQL cannot index without a prefix length
 _UNINDEXED = frozenset(
