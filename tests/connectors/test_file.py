@@ -593,6 +593,33 @@ def test_java_date_patterns_parse(
     assert dirty == [] and got is not None and got.column(0).to_pylist() == [expected]
 
 
+@pytest.mark.parametrize(
+    ("fmt", "lines"),
+    [  # each first line names a day its month lacks; the second is the day after that month
+        ("yyyy/MM/dd", ["2024/02/30", "2024/03/01"]),
+        ("dd.MM.yyyy", ["29.02.2023", "01.03.2023"]),
+        ("yyyy-MM-dd", ["2024-04-31", "2024-05-01"]),  # an ISO layout: strptime after the cast
+        ("%d/%m/%Y %H:%M", ["31/06/2024 10:00", "01/07/2024 10:00"]),
+        ("yyyy-MM-dd HH:mm:ssZ", ["2024-02-30 01:00:00+0800", "2024-03-01 01:00:00+0800"]),
+    ],
+)
+def test_a_day_past_its_months_end_is_a_dirty_record_not_the_next_month(
+    tmp_path: Path, fmt: str, lines: list[str]
+) -> None:
+    lines_file(tmp_path / "d.txt", lines)
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="d.txt",
+            fileFormat="text",
+            fieldDelimiter="|",
+            column=[{"index": 0, "type": "date", "format": fmt}],
+        )
+    )
+    assert [d.row for d in dirty] == [{"c0": lines[0]}]
+    assert got is not None and got.num_rows == 1  # only the real day
+
+
 def test_text_takes_a_multi_character_delimiter_and_no_quotes(tmp_path: Path) -> None:
     lines_file(tmp_path / "m.txt", ['1||"a"||x', "2||b||", "3||only-two"])
     got, dirty = read(

@@ -4,6 +4,7 @@ conversion of raw columns into typed ones (rows that do not convert become dirty
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -508,11 +509,47 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
                     return pc.cast(arr, target)
             if col.date.regex is not None:
                 return _parse_fraction(arr, col.date)
-            return pc.strptime(arr, format=col.date.strptime, unit="us", error_is_null=False)
+            fmt = col.date.strptime
+            assert fmt is not None
+            parsed = pc.strptime(arr, format=fmt, unit="us", error_is_null=False)
+            _no_rolled_days(arr, parsed, fmt, col.date)
+            return parsed
         return pc.cast(arr, target)
     if col.type == "string" and col.date is not None and is_temporal(src):
         return render_temporal(arr, col.date)
     return arr if src == target else pc.cast(arr, target)
+
+
+def _int(n: int) -> pa.Scalar:
+    """An int64 scalar made without a Python value (``pa.scalar(n)`` imports pandas)."""
+    return pa.Array.from_buffers(pa.int64(), 1, [None, pa.py_buffer(n.to_bytes(8, "little"))])[0]
+
+
+_DAY_3, _DAY_4, _DAY_28 = _int(3), _int(4), _int(28)
+
+
+def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePattern) -> None:
+    """Arrow's strptime takes any day up to 31 and rolls one past its month's end into the next
+    month (``2024-02-30`` became 2024-03-01, ``2023-02-29`` 2023-03-01): such a text is no date.
+    A rolled day lands on day 1-3 of the next month (1-4, or the 28th-31st before it, once an
+    offset moved it to UTC); only those rows whose text Arrow would not print back alike are
+    parsed again by Python's ``strptime``, which refuses the day. Raises ``pa.ArrowInvalid``."""
+    day = pc.day(parsed)
+    if pattern.zoned:
+        near = pc.or_(pc.less_equal(day, _DAY_4), pc.greater_equal(day, _DAY_28))
+    else:
+        near = pc.and_(
+            pc.less_equal(day, _DAY_3), pc.not_equal(pc.strftime(parsed, format=fmt), text)
+        )
+    rows = pc.indices_nonzero(near)  # (a null is no row)
+    if not len(rows):
+        return
+    for value in text.take(rows).to_pylist():
+        try:
+            dt.datetime.strptime(value, fmt)
+        except ValueError as e:
+            if "day is out of range for month" in str(e):
+                raise pa.ArrowInvalid(f"{value!r} names a day its month does not have") from None
 
 
 def _convert_all(raw: pa.RecordBatch, cols: Sequence[Column]) -> pa.RecordBatch:
