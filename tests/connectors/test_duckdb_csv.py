@@ -480,6 +480,23 @@ def test_a_file_name_duckdb_would_take_for_a_pattern_is_read_the_arrow_way(tmp_p
     assert _rows(tmp_path / "direct.duckdb")[1:] == [(1, "bracketed")]
 
 
+@pytest.mark.parametrize(
+    ("text", "params", "rows"),
+    [  # DuckDB skips the empty lines of a file of one field (rows: '' and NULL) and reads
+        # the header under empty lines as data; such files go the Arrow way
+        ("a\n\n\\N\nb\n", {}, [("",), ("a",), ("b",), (None,)]),
+        ("\n\nid,v\n1,a\n", {"skipHeader": True}, [("1", "a")]),
+    ],
+)
+def test_files_whose_empty_lines_duckdb_reads_otherwise_go_the_arrow_way(
+    tmp_path: Path, text: str, params: dict[str, Any], rows: list[tuple[Any, ...]]
+) -> None:
+    (tmp_path / "a.csv").write_text(text)
+    arrow, direct = _both(tmp_path, {"path": str(tmp_path / "a.csv"), **params})
+    assert direct.splits[0].path == "arrow" and direct.splits[0].fallback
+    assert _rows(tmp_path / "direct.duckdb")[1:] == rows
+
+
 def test_a_quote_inside_a_value_gives_the_arrow_paths_table(tmp_path: Path) -> None:
     # a quote inside an unquoted value is text to both; text after a closing quote is refused
     # by DuckDB, so that file is read again the Arrow way

@@ -416,6 +416,55 @@ def test_nulls_survive_a_round_trip_through_the_default_settings(tmp_path: Path)
     assert got is not None and got.column(1).to_pylist() == ["", None, "x", "\\N"]
 
 
+@pytest.mark.parametrize(
+    ("fmt", "delimiter"), [("csv", ","), ("text", ","), ("text", "||")], ids=["csv", "text", "||"]
+)
+@pytest.mark.parametrize("null_format", ["\\N", ""])
+def test_a_file_of_one_field_keeps_its_empty_and_null_rows_through_a_round_trip(
+    tmp_path: Path, fmt: str, delimiter: str, null_format: str
+) -> None:
+    # the writer writes '' (and NULL, with nullFormat "") as an empty line; skipping empty
+    # lines lost those rows and the run succeeded
+    table = pa.table({"v": pa.array(["a", "", None, "b"], pa.string())})
+    write(writer(tmp_path, fileFormat=fmt, fieldDelimiter=delimiter, nullFormat=null_format), table)
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="out",
+            fileFormat=fmt,
+            fieldDelimiter=delimiter,
+            nullFormat=null_format,
+            column=[{"index": 0, "name": "v"}],
+        )
+    )
+    # text cannot tell '' from NULL when both are written as nothing
+    empty = None if fmt == "text" and null_format == "" else ""
+    assert (
+        dirty == []
+        and got is not None
+        and got.to_pylist()
+        == [
+            {"v": "a"},
+            {"v": empty},
+            {"v": None},
+            {"v": "b"},
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "delimiter"), [("csv", ","), ("text", ","), ("text", "||")], ids=["csv", "text", "||"]
+)
+def test_empty_lines_above_the_header_are_not_rows_and_the_header_is_skipped(
+    tmp_path: Path, fmt: str, delimiter: str
+) -> None:
+    (tmp_path / "h.csv").write_bytes(f"\r\n\nid{delimiter}v\n1{delimiter}a\n\n".encode())
+    got, dirty = read(
+        reader(tmp_path, path="h.csv", fileFormat=fmt, fieldDelimiter=delimiter, skipHeader=True)
+    )
+    assert dirty == [] and got is not None and got.to_pylist() == [{"id": "1", "v": "a"}]
+
+
 def test_values_that_do_not_convert_become_dirty_records_and_the_rest_goes_on(
     tmp_path: Path,
 ) -> None:

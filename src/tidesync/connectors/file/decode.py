@@ -104,8 +104,11 @@ class Decoder(contextlib.AbstractContextManager["Decoder"]):
         return f.get_stream(start, stop - start)
 
     def _first_line(self) -> str | None:
+        """The file's first line with text (the header, with ``skipHeader``); ``self.above``
+        the empty lines before it."""
         with self.fs.open_input_stream(self.piece.path, compression=self.piece.compression) as s:
-            return first_line(s, self.opts.encoding, self.piece.path)
+            line, self.above = first_line(s, self.opts.encoding, self.piece.path)
+        return line
 
     def row_lines(self) -> Iterator[int] | None:
         """The file line (1-based, the header counted) each row of this piece starts on, in row
@@ -186,7 +189,8 @@ class Delimited(Decoder):
             )
             return "skip"
 
-        lines = _LinesOfBadRows(lambda: _csv_records(self), len(self.names), self.label)
+        width = len(self.names)
+        lines = _LinesOfBadRows(lambda: _csv_records(self, width), width, self.label)
 
         def drained() -> list[Dirty]:
             return lines.place(_drain(dirty))
@@ -198,7 +202,8 @@ class Delimited(Decoder):
                 use_threads=True,
                 block_size=BLOCK_BYTES,
                 column_names=self.names,
-                skip_rows=1 if o.skip_header and self.owns_first_line else 0,
+                # pyarrow counts empty lines here: those above the header are skipped with it
+                skip_rows=1 + self.above if o.skip_header and self.owns_first_line else 0,
                 encoding="utf8" if o.encoding == "utf-8" else o.encoding,
             ),
             parse_options=pacsv.ParseOptions(
@@ -206,7 +211,9 @@ class Delimited(Decoder):
                 quote_char='"' if o.quoted else False,
                 double_quote=o.quoted,
                 newlines_in_values=o.quoted,
-                ignore_empty_lines=True,
+                # in a file of one field an empty line is a row: its value empty (or NULL),
+                # as the writer writes it; in wider files it cannot be a row
+                ignore_empty_lines=width > 1,
                 invalid_row_handler=invalid,
             ),
             convert_options=pacsv.ConvertOptions(
@@ -232,14 +239,15 @@ class Delimited(Decoder):
 def _csv_lines(dec: Decoder, width: int) -> Iterator[int]:
     """Where each row of a delimited piece starts, as pyarrow's parser makes rows: a quoted
     value may span lines; empty lines, the header and rows of the wrong width are not rows."""
-    for at, n, _ in _csv_records(dec):
+    for at, n, _ in _csv_records(dec, width):
         if n == width:
             yield at
 
 
-def _csv_records(dec: Decoder) -> Iterator[tuple[int, int, str]]:
-    """Each record of a delimited piece (header and empty lines left out): the file line it
-    starts on, its number of fields, and its text as pyarrow's invalid-row handler shows it."""
+def _csv_records(dec: Decoder, width: int) -> Iterator[tuple[int, int, str]]:
+    """Each record of a delimited piece (header and empty lines left out, except in a file of
+    ``width`` 1, where an empty line is a record): the file line it starts on, its number of
+    fields, and its text as pyarrow's invalid-row handler shows it."""
     found = dec._text_lines()
     if found is None:
         return
@@ -267,7 +275,9 @@ def _csv_records(dec: Decoder) -> Iterator[tuple[int, int, str]]:
         text = "".join(held).rstrip("\r\n")
         held.clear()
         if not record:
-            continue
+            if width > 1 or header:
+                continue
+            record = [""]
         if header:
             header = False
             continue
@@ -359,15 +369,17 @@ class SplitLines(Decoder):
         return (at for at, n, _ in self._records() if n == width)
 
     def _records(self) -> Iterator[tuple[int, int, str]]:
-        """Each line with text (header left out): its file line, field count and text."""
+        """Each line with text (header left out; in a file of one field every line after the
+        header): its file line, field count and text."""
         found = self._text_lines()
         if found is None:
             return
         lines, first = found
         skip = self.opts.skip_header and self.owns_first_line
+        width = len(self.names)
         for n, line in enumerate(lines, first):
             text = line.rstrip("\r\n")
-            if not text:
+            if not text and (width > 1 or skip):
                 continue
             if skip:
                 skip = False
@@ -386,10 +398,17 @@ class SplitLines(Decoder):
         placed = _LinesOfBadRows(self._records, width, self.label)
         for text in text_blocks(stream, o.encoding, BLOCK_BYTES):
             lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").values
+            if text.endswith("\n"):  # what follows the last line end is no line
+                lines = lines.slice(0, len(lines) - 1)
             lines = pc.utf8_rtrim(lines, characters="\r")
-            lines = lines.filter(pc.greater(pc.binary_length(lines), 0))
-            if skip:
-                lines, skip = lines.slice(1), False
+            if width > 1:  # in a file of one field an empty line is a row (see Delimited)
+                lines = lines.filter(pc.greater(pc.binary_length(lines), 0))
+            if skip:  # the header: the first line with text
+                found = pc.indices_nonzero(pc.greater(pc.binary_length(lines), 0))
+                if len(found):
+                    lines, skip = lines.slice(found[0].as_py() + 1), False
+                else:
+                    lines = lines.slice(len(lines))
             parts = pc.split_pattern(lines, o.delimiter)
             bad = pc.not_equal(pc.list_value_length(parts), width)
             dirty = []

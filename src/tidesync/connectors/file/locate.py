@@ -189,11 +189,12 @@ def ascii_compatible(encoding: str) -> bool:
     return not name.startswith(("utf-16", "utf-32", "utf_16", "utf_32"))
 
 
-def first_line(stream: pa.NativeFile, encoding: str, where: str) -> str | None:
-    """The first non-empty line of a text stream, decoded (BOM and line end removed); None when
-    the stream holds no line."""
+def first_line(stream: pa.NativeFile, encoding: str, where: str) -> tuple[str | None, int]:
+    """The first non-empty line of a text stream, decoded (BOM and line end removed; None when
+    the stream holds no line), and the number of empty lines before it."""
     decoder = codecs.getincrementaldecoder(encoding)()
     text = ""
+    empty = 0
     while True:
         raw = stream.read(_PROBE)
         text += decoder.decode(raw, final=not raw)
@@ -201,10 +202,11 @@ def first_line(stream: pa.NativeFile, encoding: str, where: str) -> str | None:
         while (cut := text.find("\n")) >= 0:
             line = text[:cut].removesuffix("\r")
             if line:
-                return line
+                return line, empty
             text = text[cut + 1 :]
+            empty += 1
         if not raw:
-            return text.removesuffix("\r") or None
+            return text.removesuffix("\r") or None, empty
         if len(text) > _MAX_LINE:
             raise FatalError(
                 f"{where}: the first line is longer than {_MAX_LINE >> 20} MB; is this a text file?"

@@ -408,6 +408,10 @@ class Reader(base.Reader):
             fields, keys, natural = dec.fields()
             if not keys:
                 return
+            if len(keys) == 1:  # DuckDB skips empty lines, which are rows of such a file
+                raise base.DirectFallback(f"{split.label} has one field")
+            if self.opts.skip_header and getattr(dec, "above", 0):  # DuckDB: the header is data
+                raise base.DirectFallback(f"{split.label} has empty lines above its header")
             binding = self._bind(fields, keys, natural, split.path)
             size = fs.get_file_info(path).size or 0
         columns = [
