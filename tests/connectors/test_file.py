@@ -1119,6 +1119,23 @@ def test_star_takes_every_files_fields_by_the_first_files_names(tmp_path: Path, 
     ]
 
 
+@pytest.mark.parametrize("files", [1, 2])
+def test_star_refuses_a_jsonl_key_first_seen_after_the_lines_that_fixed_the_fields(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int
+) -> None:
+    # the key was dropped from every row holding it and the run succeeded
+    monkeypatch.setattr("tidesync.connectors.file.decode._SAMPLE_BYTES", 100)
+    rows = [{"id": i, "v": "x" * 20} for i in range(10)] + [{"id": 10, "v": "y", "err": "e"}]
+    (tmp_path / "in").mkdir()
+    if files == 2:
+        (tmp_path / "in" / "0.jsonl").write_text('{"id": 0, "v": "a"}\n')
+    (tmp_path / "in" / "1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(FatalError, match=re.escape(f"{READER}.column: ") + r".*1\.jsonl.*'err'"):
+        read(reader(tmp_path, path="in", fileFormat="jsonl"))
+    got, _ = read(reader(tmp_path, path="in", fileFormat="jsonl", column=["id", "err"]))
+    assert got is not None and got.column("err").to_pylist()[-1] == "e"
+
+
 def test_star_refuses_a_parquet_file_whose_fields_differ_from_the_firsts(tmp_path: Path) -> None:
     pq.write_table(pa.table({"a": [1], "b": ["x"]}), tmp_path / "f1.parquet")
     pq.write_table(pa.table({"a": [2], "c": ["y"]}), tmp_path / "f2.parquet")

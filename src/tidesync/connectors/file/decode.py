@@ -47,6 +47,7 @@ class Options:
     skip_header: bool
     null_format: str
     batch_rows: int
+    every_field: bool = False  # column ["*"]: a jsonl key its fields lack is an error
 
     @property
     def quoted(self) -> bool:
@@ -517,17 +518,35 @@ class JsonLines(Decoder):
         pinned = pa.schema(
             [known.field(k) if k in known.names else pa.field(k, pa.string()) for k in needed]
         )
-        opts = pajson.ParseOptions(explicit_schema=pinned, unexpected_field_behavior="ignore")
+        every = self.opts.every_field
+        opts = pajson.ParseOptions(
+            explicit_schema=pinned, unexpected_field_behavior="error" if every else "ignore"
+        )
         for block in _chain(self.first, self.blocks):
             dirty: list[Dirty] = []
             try:
                 table = pajson.read_json(pa.BufferReader(block), parse_options=opts)
             except pa.ArrowInvalid:
                 rows = _objects(block, dirty, self.label)
+                if every:
+                    self._no_new_keys(rows, pinned.names)
                 table = pa.table({k: _column(rows, k, pinned.field(k).type) for k in needed})
             batches = table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
             for i, b in enumerate(batches):
                 yield b, dirty if i == 0 else []
+
+    def _no_new_keys(self, rows: list[dict[str, Any]], names: list[str]) -> None:
+        """With ``column: ["*"]`` a key first seen after the lines the fields came from would
+        be dropped from every row holding it (it was, and the run succeeded): an error."""
+        known = set(names)
+        for r in rows:
+            new = [k for k in r if k not in known]
+            if new:
+                raise FatalError(
+                    f"{self.where('column')}: {self.label} has field(s) {new} beyond the "
+                    f"fields {names} taken from the first megabyte (of the first file); name "
+                    "the columns to read in column"
+                )
 
 
 def _head(block: bytes) -> bytes:

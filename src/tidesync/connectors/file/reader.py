@@ -109,7 +109,15 @@ class Reader(base.Reader):
         self.paths: list[str] = paths
         self.sources: list[tuple[pafs.FileSystem, str]] = [s for s in sources if s is not None]
         self.delimited = delimited
-        self.opts = Options(self.fmt, delimiter, encoding, skip_header, null_format, ctx.batch_rows)
+        self.opts = Options(
+            self.fmt,
+            delimiter,
+            encoding,
+            skip_header,
+            null_format,
+            ctx.batch_rows,
+            every_field=self.cols is None,
+        )
         # the files splits() found, as plain data (a reader pickles): (source, path, size)
         self._planned: list[tuple[int, str, int]] | None = None
         self.whole_files = False  # the direct path reads whole files: no byte ranges
