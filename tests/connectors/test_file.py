@@ -669,6 +669,29 @@ def test_a_day_past_its_months_end_is_a_dirty_record_not_the_next_month(
     assert got is not None and got.num_rows == 1  # only the real day
 
 
+def test_numbers_become_decimals_exactly_or_dirty_records(tmp_path: Path) -> None:
+    # Arrow's cast cut a double's digits past the scale (2.675 -> 2.67, 1e-7 -> 0.00) and
+    # refused every int64 for decimal(5,2), 0 too
+    pq.write_table(
+        pa.table({"f": [0.1, 2.675, 1e-7, 1.5], "i": pa.array([7, 1, 2, 10**6], pa.int64())}),
+        tmp_path / "n.parquet",
+    )
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="n.parquet",
+            fileFormat="parquet",
+            column=[{"name": "f", "type": "decimal(10,2)"}, {"name": "i", "type": "decimal(5,2)"}],
+        )
+    )
+    assert got is not None and got.to_pylist() == [{"f": Decimal("0.10"), "i": Decimal("7.00")}]
+    assert [(d.row, d.reason.split(":")[0]) for d in dirty] == [
+        ({"f": 2.675, "i": 1}, "column 0 (f)"),
+        ({"f": 1e-7, "i": 2}, "column 0 (f)"),
+        ({"f": 1.5, "i": 10**6}, "column 1 (i)"),  # 1000000.00 needs 9 digits
+    ]
+
+
 def test_text_takes_a_multi_character_delimiter_and_no_quotes(tmp_path: Path) -> None:
     lines_file(tmp_path / "m.txt", ['1||"a"||x', "2||b||", "3||only-two"])
     got, dirty = read(

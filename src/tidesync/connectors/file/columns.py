@@ -517,6 +517,14 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
         return pc.cast(arr, target)
     if col.type == "string" and col.date is not None and is_temporal(src):
         return render_temporal(arr, col.date)
+    if pa.types.is_decimal(target) and pa.types.is_floating(src):
+        # Arrow's cast cuts a double's digits past the scale (2.675 became 2.67, 1e-7 0.00):
+        # through its shortest text, as if read from a file, such a value does not convert
+        return pc.cast(pc.cast(arr, pa.string()), target)
+    if pa.types.is_decimal(target) and pa.types.is_integer(src) and target.scale <= 18:
+        # Arrow refuses int64 -> decimal(5,2) for the type (every value dirty, 0 too); through
+        # the widest decimal each value is checked against the precision
+        return pc.cast(pc.cast(arr, pa.decimal128(38, target.scale)), target)
     return arr if src == target else pc.cast(arr, target)
 
 
