@@ -109,6 +109,8 @@ def test_every_datax_content_entry_is_kept() -> None:
         ({"errorLimit": {"percentage": 0.02}}, {"error_fraction": 0.02}),
         ({"errorLimit": {"percentage": "5%"}}, {"error_fraction": 0.05}),
         ({"errorLimit": {"percentage": 5}}, {"error_fraction": 0.05}),
+        ({"errorLimit": {"percentage": "1%"}}, {"error_fraction": 0.01}),
+        ({"errorLimit": {"percentage": "100%"}}, {"error_fraction": 1.0}),
         ({"timezone": "Asia/Shanghai"}, {"timezone": "Asia/Shanghai"}),
         ({"stateKey": " orders_daily "}, {"state_key": "orders_daily"}),
         ({}, {"state_key": None}),
@@ -142,6 +144,13 @@ def test_no_error_limit_allows_no_dirty_record() -> None:
         (
             {"errorLimit": {"percentage": "150%"}},
             "job.setting.errorLimit.percentage: must be at most 100%",
+        ),
+        *(  # 1 read as the fraction 100% let a run with every row dirty succeed
+            (
+                {"errorLimit": {"percentage": one}},
+                f"job.setting.errorLimit.percentage: {one!r} may mean 100% (a fraction",
+            )
+            for one in (1, 1.0, "1")
         ),
         ({"timezone": "Mars/Olympus"}, "job.setting.timezone: unknown time zone 'Mars/Olympus'"),
         ({"sped": {}}, "job.setting.sped: unknown setting; did you mean 'speed'?"),

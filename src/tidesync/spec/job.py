@@ -655,7 +655,13 @@ def _settings(v: Any, where: str, problems: list[str], ignored: list[str]) -> Se
         # "2%" and 2 (> 1) are percents; 0.02 is a fraction, as DataX writes it
         is_percent = (isinstance(pct_raw, str) and pct_raw.strip().endswith("%")) or pct > 1
         s.error_fraction = pct / 100 if is_percent else pct
-        if s.error_fraction > 1:
+        if pct == 1 and not is_percent:
+            # 1 is DataX's 100% and, by the rule that 2 is 2%, 1%: a guess either way
+            problems.append(
+                f"{where}.errorLimit.percentage: {_show(pct_raw)} may mean 100% (a fraction, as "
+                'DataX reads it) or 1%; write "100%" or "1%" (or 0.01)'
+            )
+        elif s.error_fraction > 1:
             problems.append(
                 f"{where}.errorLimit.percentage: must be at most 100%, got {_show(pct_raw)}"
             )
