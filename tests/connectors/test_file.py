@@ -624,6 +624,10 @@ def test_constants_fill_their_columns(tmp_path: Path) -> None:
         ),
         ("yyyyMMddHHmmssSSS", "20240102030405123", dt.datetime(2024, 1, 2, 3, 4, 5, 123000)),
         ("%Y.%m.%d", "2024.01.02", dt.datetime(2024, 1, 2)),
+        # yy as strptime reads it, with fractional seconds too (99 was 2099 there)
+        ("dd/MM/yy", "02/01/99", dt.datetime(1999, 1, 2)),
+        ("dd/MM/yy HH:mm:ss.SSS", "02/01/99 10:00:00.5", dt.datetime(1999, 1, 2, 10, 0, 0, 500000)),
+        ("dd/MM/yy HH:mm:ss.SSS", "02/01/24 10:00:00.5", dt.datetime(2024, 1, 2, 10, 0, 0, 500000)),
     ],
 )
 def test_java_date_patterns_parse(

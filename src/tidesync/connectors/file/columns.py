@@ -232,7 +232,12 @@ def _parse_fraction(arr: pa.Array, pattern: DatePattern) -> pa.Array:
     def two(key: str) -> Any:
         return pc.utf8_lpad(fields[key], width=2, padding="0") if key in fields else "00"
 
-    year = fields["Y"] if "Y" in fields else pc.binary_join_element_wise("20", fields["y"], "")
+    if "Y" in fields:
+        year = fields["Y"]
+    else:  # yy as strptime's %y reads it (the other patterns): 69-99 are 19xx, 00-68 20xx
+        yy = fields["y"]
+        early = pc.less(pc.cast(yy, pa.int64()), _YY_PIVOT)
+        year = pc.binary_join_element_wise(pc.if_else(early, "20", "19"), yy, "")
     parts = [year, "-", two("M"), "-", two("d"), " ", two("H"), ":", two("m"), ":", two("s")]
     if "S" in fields:
         parts += [".", pc.utf8_slice_codeunits(fields["S"], 0, 6)]
@@ -533,7 +538,7 @@ def _int(n: int) -> pa.Scalar:
     return pa.Array.from_buffers(pa.int64(), 1, [None, pa.py_buffer(n.to_bytes(8, "little"))])[0]
 
 
-_DAY_3, _DAY_4, _DAY_28 = _int(3), _int(4), _int(28)
+_DAY_3, _DAY_4, _DAY_28, _YY_PIVOT = _int(3), _int(4), _int(28), _int(69)
 
 
 def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePattern) -> None:
