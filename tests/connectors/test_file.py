@@ -673,6 +673,13 @@ def test_a_day_past_its_months_end_is_a_dirty_record_not_the_next_month(
     assert got is not None and got.num_rows == 1  # only the real day
 
 
+def test_a_hexadecimal_text_is_a_dirty_record_not_a_long(tmp_path: Path) -> None:
+    lines_file(tmp_path / "h.csv", ["0x10", "0X1f", "17"])  # Arrow read them as 16 and 31
+    got, dirty = read(reader(tmp_path, path="h.csv", column=[{"index": 0, "type": "long"}]))
+    assert got is not None and got.column(0).to_pylist() == [17]
+    assert [d.row for d in dirty] == [{"c0": "0x10"}, {"c0": "0X1f"}]
+
+
 def test_numbers_become_decimals_exactly_or_dirty_records(tmp_path: Path) -> None:
     # Arrow's cast cut a double's digits past the scale (2.675 -> 2.67, 1e-7 -> 0.00) and
     # refused every int64 for decimal(5,2), 0 too

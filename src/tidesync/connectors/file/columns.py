@@ -519,6 +519,12 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
             parsed = pc.strptime(arr, format=fmt, unit="us", error_is_null=False)
             _no_rolled_days(arr, parsed, fmt, col.date)
             return parsed
+        if (
+            pa.types.is_integer(target)
+            and pc.any(pc.match_substring(arr, "x", ignore_case=True)).as_py()
+        ):
+            # Arrow reads 0x10 as 16; a long is written in decimal digits (DataX refuses it too)
+            raise pa.ArrowInvalid("a hexadecimal number is not a long")
         return pc.cast(arr, target)
     if col.type == "string" and col.date is not None and is_temporal(src):
         return render_temporal(arr, col.date)
