@@ -134,6 +134,18 @@ class TextEncoder:
                     "(write csv instead)",
                 )
             )
+        elif self.null_format and pc.any(pc.equal(s, self.null_format)).as_py():
+            # it would read back as NULL (nullFormat "" is the usual exception: an empty
+            # string and NULL are both written as nothing, as DataX does)
+            raise DirtyRecordError(
+                self._reason(
+                    pos,
+                    name,
+                    batch,
+                    f"equals nullFormat {self.null_format!r}, so it would read back as NULL; "
+                    "text cannot quote it (write csv instead, or choose another nullFormat)",
+                )
+            )
         return pc.fill_null(s, self.null_format)
 
     @staticmethod
