@@ -1153,6 +1153,30 @@ def test_star_takes_every_files_fields_by_the_first_files_names(tmp_path: Path, 
     ]
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_star_converts_every_files_fields_to_the_first_files_types(
+    tmp_path: Path, fmt: str
+) -> None:
+    # an int column in one file and a string or double one in the next went through as they
+    # were: batches of one column in three types, a Parquet target's files in three schemas
+    tables = {
+        "f1": pa.table({"a": pa.array([1], pa.int64())}),
+        "f2": pa.table({"a": pa.array(["2", "x"])}),
+        "f3": pa.table({"a": pa.array([3.0, 3.5])}),
+    }
+    for name, t in tables.items():
+        if fmt == "parquet":
+            pq.write_table(t, tmp_path / f"{name}.parquet")
+        else:
+            lines = [json.dumps(r) for r in t.to_pylist()]
+            (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    r = reader(tmp_path, path=f"*.{fmt}", fileFormat=fmt)
+    got, dirty = read(r)
+    assert got is not None and got.schema == pa.schema([("a", pa.int64())])
+    assert sorted(got.column("a").to_pylist()) == [1, 2, 3]
+    assert sorted(str(d.row["a"]) for d in dirty) == ["3.5", "x"]
+
+
 @pytest.mark.parametrize("files", [1, 2])
 def test_star_refuses_a_jsonl_key_first_seen_after_the_lines_that_fixed_the_fields(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int

@@ -72,6 +72,8 @@ class FileSplit(base.Split):
     #: ``column: ["*"]`` of a self-describing format (parquet, jsonl): the first file's field
     #: names, which every file's fields are taken by (empty: each file as it is)
     names: tuple[str, ...] = ()
+    #: and its schema (Arrow IPC bytes): every file's fields are converted to its types
+    types: bytes = b""
 
 
 class Reader(base.Reader):
@@ -182,16 +184,20 @@ class Reader(base.Reader):
         files = list(self._files())
         self._planned = [(src, info.path, info.size or 0) for src, info, _ in files]
         names: tuple[str, ...] = ()
+        types = b""
         if self.cols is None and self.fmt in ("parquet", "jsonl") and len(files) > 1:
             first = self.schema()
-            names = tuple(first.names) if first is not None else ()
+            if first is not None:
+                names, types = tuple(first.names), first.serialize().to_pybytes()
         out: list[base.Split] = []
         for src, info, final in files:
             shown = final or info.path
             for start, stop, comp in self._pieces(src, info, final):
                 label = shown if stop < 0 else f"{shown} [{start}:{stop}]"
                 out.append(
-                    FileSplit(len(out), label, src, info.path, start, stop, comp, final, names)
+                    FileSplit(
+                        len(out), label, src, info.path, start, stop, comp, final, names, types
+                    )
                 )
         return out
 
@@ -269,6 +275,7 @@ class Reader(base.Reader):
         natural: pa.Schema | None,
         file: str,
         names: tuple[str, ...] = (),
+        first: pa.Schema | None = None,
     ) -> Binding:
         cols = self.cols
         if cols is None and names:
@@ -289,11 +296,15 @@ class Reader(base.Reader):
                     )
                     + f" (the first file's: {list(names)}); name the columns to read in column"
                 )
+            # and converted to the first file's types (a value that does not convert is a dirty
+            # record): an int column in one file and a string one in the next went through as
+            # they were, and a Parquet target got files of one name and several types
+            typed = first if first is not None else natural
             cols = [
                 Column(
                     i,
                     "",
-                    natural.field(n).type if natural is not None and n in natural.names else None,
+                    typed.field(n).type if typed is not None and n in typed.names else None,
                     lookup=n,
                 )
                 for i, n in enumerate(names)
@@ -324,7 +335,8 @@ class Reader(base.Reader):
             fields, keys, natural = dec.fields()
             if not keys:
                 return
-            binding = self._bind(fields, keys, natural, split.path, split.names)
+            first = pa.ipc.read_schema(pa.py_buffer(split.types)) if split.types else None
+            binding = self._bind(fields, keys, natural, split.path, split.names, first)
             row = 0
             where = _Where(dec)
             for batch, dirty in dec.batches([k for k in binding.keys if k is not None]):
