@@ -1177,6 +1177,30 @@ def test_star_converts_every_files_fields_to_the_first_files_types(
     assert sorted(str(d.row["a"]) for d in dirty) == ["3.5", "x"]
 
 
+@pytest.mark.parametrize("header", [True, False])
+def test_star_refuses_a_csv_file_whose_fields_differ_from_the_firsts(
+    tmp_path: Path, header: bool
+) -> None:
+    # its batches had a column more and the run succeeded (a Parquet target got two schemas)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "1.csv").write_text("id,v\n1,a\n")
+    (tmp_path / "in" / "2.csv").write_text("id,v,extra\n2,b,x\n")
+    fields = "['id', 'v', 'extra']" if header else "['c0', 'c1', 'c2']"
+    with pytest.raises(FatalError, match=re.escape(f"2.csv has the fields {fields} where")):
+        read(reader(tmp_path, path="in", skipHeader=header))
+
+
+def test_star_reads_a_csv_file_with_the_first_files_header_in_another_order_by_name(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "1.csv").write_text("id,v\n1,a\n")
+    (tmp_path / "in" / "2.csv").write_text("v,id\nb,2\n")
+    got, dirty = read(reader(tmp_path, path="in", skipHeader=True))
+    assert dirty == [] and got is not None
+    assert got.to_pylist() == [{"id": "1", "v": "a"}, {"id": "2", "v": "b"}]
+
+
 @pytest.mark.parametrize("files", [1, 2])
 def test_star_refuses_a_jsonl_key_first_seen_after_the_lines_that_fixed_the_fields(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int

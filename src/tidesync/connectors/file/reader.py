@@ -189,6 +189,8 @@ class Reader(base.Reader):
             first = self.schema()
             if first is not None:
                 names, types = tuple(first.names), first.serialize().to_pybytes()
+        elif self.cols is None and self.delimited and len(files) > 1:
+            names = tuple(self._fields_of(*files[0]))
         out: list[base.Split] = []
         for src, info, final in files:
             shown = final or info.path
@@ -268,6 +270,16 @@ class Reader(base.Reader):
 
     # -- reading
 
+    def _fields_of(self, src: int, info: pafs.FileInfo, final: str) -> list[str]:
+        """A csv or text file's fields: its header's names, or ``c0, c1, ...``."""
+        fs = self.sources[src][0]
+        piece = Piece(info.path, compression=self.compression or compression_of(final or info.path))
+        with (
+            _translated(fs, info.path, self.opts.encoding),
+            decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
+        ):
+            return dec.fields()[0]
+
     def _bind(
         self,
         fields: list[str],
@@ -278,7 +290,23 @@ class Reader(base.Reader):
         first: pa.Schema | None = None,
     ) -> Binding:
         cols = self.cols
-        if cols is None and names:
+        if cols is None and names and self.delimited:
+            # csv and text: every file has the first one's fields (in another order: read by
+            # name). A file with a column more, or another header, gave batches of other columns
+            # and the run succeeded (a Parquet target got files of several schemas)
+            if list(fields) != list(names):
+                by_name = (
+                    self.opts.skip_header
+                    and sorted(fields) == sorted(names)
+                    and len(set(names)) == len(names)
+                )
+                if not by_name:
+                    raise FatalError(
+                        f"{self.ctx.path('column')}: {file} has the fields {list(fields)} where "
+                        f"the first file has {list(names)}; name the columns to read in column"
+                    )
+                cols = [Column(i, "string", pa.string(), lookup=n) for i, n in enumerate(names)]
+        elif cols is None and names:
             # every file by the first one's field names: the same columns in another order were
             # taken by position, a's values under b's name, and the run succeeded
             extra = [f for f in fields if f not in names]
@@ -432,7 +460,7 @@ class Reader(base.Reader):
                 raise base.DirectFallback(f"{split.label} has one field")
             if self.opts.skip_header and getattr(dec, "above", 0):  # DuckDB: the header is data
                 raise base.DirectFallback(f"{split.label} has empty lines above its header")
-            binding = self._bind(fields, keys, natural, split.path)
+            binding = self._bind(fields, keys, natural, split.path, split.names)
             size = fs.get_file_info(path).size or 0
         columns = [
             [int(key[1:]), name, col.type]
