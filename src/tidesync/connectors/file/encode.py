@@ -72,7 +72,9 @@ class TextEncoder:
         self.special = f'{d}|"|\\r|\\n' if self.quoted else f"{d}|\\r|\\n"
         self.plain_numbers = not any(c.isalnum() or c in ".-+" for c in delimiter)
 
-    def _text(self, arr: pa.Array, name: str, pos: int, batch: pa.RecordBatch) -> pa.Array:
+    def _text(
+        self, arr: pa.Array, name: str, pos: int, batch: pa.RecordBatch, names: bool = False
+    ) -> pa.Array:
         t = arr.type
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
@@ -134,7 +136,7 @@ class TextEncoder:
                     "(write csv instead)",
                 )
             )
-        elif self.null_format and pc.any(pc.equal(s, self.null_format)).as_py():
+        elif not names and self.null_format and pc.any(pc.equal(s, self.null_format)).as_py():
             # it would read back as NULL (nullFormat "" is the usual exception: an empty
             # string and NULL are both written as nothing, as DataX does)
             raise DirtyRecordError(
@@ -157,16 +159,16 @@ class TextEncoder:
         row = pa.record_batch(
             [pa.array([n], pa.string()) for n in names], names=[str(i) for i in range(len(names))]
         )
-        return bytes(self.encode(row)[0])
+        return bytes(self.encode(row, names=True)[0])
 
-    def encode(self, batch: pa.RecordBatch) -> list[pa.Buffer | bytes]:
+    def encode(self, batch: pa.RecordBatch, names: bool = False) -> list[pa.Buffer | bytes]:
         out = []
         for start in range(0, max(batch.num_rows, 1), _SLICE_ROWS):
             piece = batch.slice(start, _SLICE_ROWS)
             if piece.num_rows == 0:
                 break
             cols = [
-                self._text(piece.column(i), name, i, piece)
+                self._text(piece.column(i), name, i, piece, names)
                 for i, name in enumerate(piece.schema.names)
             ]
             if not cols:
