@@ -77,6 +77,7 @@ class Decoder(contextlib.AbstractContextManager["Decoder"]):
         self.label = piece.path if piece.whole else f"{piece.path} [{piece.start}:{piece.stop}]"
         self._stack = contextlib.ExitStack()
         self.owns_first_line = piece.start == 0
+        self.above = 0  # empty lines above the first line with text (see _first_line)
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()

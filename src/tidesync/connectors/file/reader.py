@@ -458,7 +458,7 @@ class Reader(base.Reader):
                 return
             if len(keys) == 1:  # DuckDB skips empty lines, which are rows of such a file
                 raise base.DirectFallback(f"{split.label} has one field")
-            if self.opts.skip_header and getattr(dec, "above", 0):  # DuckDB: the header is data
+            if self.opts.skip_header and dec.above:  # DuckDB reads the header as data
                 raise base.DirectFallback(f"{split.label} has empty lines above its header")
             binding = self._bind(fields, keys, natural, split.path, split.names)
             size = fs.get_file_info(path).size or 0
