@@ -393,6 +393,11 @@ REFUSED: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
         "transformer",
     ),
     "text format": ({"fileFormat": "text"}, {}, "fileFormat is text"),
+    "csv without quotes": (
+        {"csvReaderConfig": {"useTextQualifier": False}},
+        {},
+        "useTextQualifier is false",
+    ),
     "another encoding": ({"encoding": "latin-1"}, {}, "encoding is iso8859-1"),
     "a constant column": (
         {"column": [{"index": 0, "type": "long"}, {"type": "string", "value": "k", "name": "c1"}]},

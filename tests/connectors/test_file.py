@@ -465,6 +465,44 @@ def test_empty_lines_above_the_header_are_not_rows_and_the_header_is_skipped(
     assert dirty == [] and got is not None and got.to_pylist() == [{"id": "1", "v": "a"}]
 
 
+def test_csv_reader_config_without_text_qualifier_reads_quotes_as_text(tmp_path: Path) -> None:
+    # DataX's usual csvReaderConfig was ignored: a stray quote opened a value that took the next
+    # lines into it (rows lost), and "x" y became x y
+    (tmp_path / "q.csv").write_text('1,"abc,2\n3,d,4\n5,e",6\n7,"x" y,8\n')
+    config = {"safetySwitch": False, "skipEmptyRecords": False, "useTextQualifier": False}
+    got, dirty = read(reader(tmp_path, path="q.csv", csvReaderConfig=config))
+    assert dirty == [] and got is not None
+    assert got.column(1).to_pylist() == ['"abc', "d", 'e"', '"x" y']
+
+
+@pytest.mark.parametrize(("skip", "rows"), [(True, ["a", "b"]), (False, ["a", "", "b"])])
+def test_csv_reader_config_skip_empty_records_decides_the_empty_lines_of_one_field(
+    tmp_path: Path, skip: bool, rows: list[str]
+) -> None:
+    (tmp_path / "e.csv").write_text("a\n\nb\n")
+    got, _ = read(reader(tmp_path, path="e.csv", csvReaderConfig={"skipEmptyRecords": skip}))
+    assert got is not None and got.column(0).to_pylist() == rows
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("textQualifier", "'"),
+        ("escapeMode", 2),
+        ("trimWhitespace", True),
+        ("useComments", True),
+        ("delimiter", ";"),
+        ("recordDelimiter", "|"),
+    ],
+)
+def test_csv_reader_config_that_would_read_otherwise_is_a_config_error(
+    tmp_path: Path, setting: str, value: Any
+) -> None:
+    (tmp_path / "c.csv").write_text("1,a\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{READER}.csvReaderConfig.{setting}: ")):
+        reader(tmp_path, path="c.csv", csvReaderConfig={setting: value})
+
+
 def test_values_that_do_not_convert_become_dirty_records_and_the_rest_goes_on(
     tmp_path: Path,
 ) -> None:

@@ -30,7 +30,6 @@ IGNORED: dict[str, str] = {
     "parameter.splitFactor": "DataX split tuning; splits follow speed.concurrent",
     "parameter.encoding": "this connector has no text encoding to set",
     "parameter.mandatoryEncoding": "DataX JDBC encoding override; the drivers negotiate it",
-    "parameter.csvReaderConfig": "DataX CSV reader tuning; tidesync's CSV reader needs none",
     "parameter.envType": "DataWorks marks of a data source's environment",
     "parameter.tableComment": "DataWorks editor metadata",
 }

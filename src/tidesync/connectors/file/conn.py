@@ -81,6 +81,65 @@ def _delimiter(p: base.Params, fmt: str, default: str = ",") -> str:
     return default
 
 
+#: DataX's ``csvReaderConfig`` keys (javacsv's CsvReader settings) that change nothing tidesync
+#: reads: a length guard, header name case
+_CSV_CONFIG_INERT = ("safetySwitch", "caseSensitive")
+_CSV_CONFIG_KEYS = (
+    "useTextQualifier",
+    "textQualifier",
+    "escapeMode",
+    "skipEmptyRecords",
+    "trimWhitespace",
+    "useComments",
+    "comment",
+    "delimiter",
+    "recordDelimiter",
+    *_CSV_CONFIG_INERT,
+)
+
+
+def _csv_reader_config(p: base.Params, fmt: str, delimiter: str) -> tuple[str, bool | None]:
+    """DataX's ``csvReaderConfig`` (csv only): ``useTextQualifier: false`` reads the file
+    without quotes (as ``text``); ``skipEmptyRecords`` decides whether an empty line of a file of
+    one field is a row. Every other setting that would change what is read is a problem: it
+    was ignored, and with ``useTextQualifier: false`` a stray quote merged the lines up to the
+    next one into a single value. Returns the format to read and ``skipEmptyRecords``."""
+    cfg = p.obj("csvReaderConfig", {}, keys=_CSV_CONFIG_KEYS)
+    if not cfg or fmt != "csv":  # DataX reads it for csv only
+        return fmt, None
+    key = "csvReaderConfig"
+
+    def flag(name: str, default: bool) -> bool:
+        v = cfg.get(name, default)
+        if isinstance(v, str) and v.strip().lower() in ("true", "false"):
+            return v.strip().lower() == "true"
+        if not isinstance(v, bool):
+            p.problem(f"{key}.{name}", f"must be true or false, got {v!r}")
+            return default
+        return v
+
+    quoted = flag("useTextQualifier", True)
+    skip_empty = flag("skipEmptyRecords", True) if "skipEmptyRecords" in cfg else None
+    unsupported = {
+        "textQualifier": cfg.get("textQualifier", '"') not in ('"', None),
+        "escapeMode": str(cfg.get("escapeMode", 1)).strip().lower() not in ("1", "doubled"),
+        "trimWhitespace": flag("trimWhitespace", False),
+        "useComments": flag("useComments", False),
+        "comment": False,
+        "delimiter": cfg.get("delimiter", delimiter) != delimiter,
+        "recordDelimiter": cfg.get("recordDelimiter", "\n") not in ("\n", "\r\n", None),
+    }
+    for name, bad in unsupported.items():
+        if bad and name in cfg:
+            p.problem(
+                f"{key}.{name}",
+                f"{cfg[name]!r} is not supported: tidesync reads csv with '\"' quoting values "
+                "(doubled inside them), values as they are, no comments, fieldDelimiter between "
+                "fields and lines ending in \\n or \\r\\n",
+            )
+    return ("csv" if quoted else "text"), skip_empty
+
+
 def _encoding(p: base.Params) -> str:
     v = p.str("encoding", "utf-8")
     try:

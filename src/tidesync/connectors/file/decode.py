@@ -48,6 +48,12 @@ class Options:
     null_format: str
     batch_rows: int
     every_field: bool = False  # column ["*"]: a jsonl key its fields lack is an error
+    #: csvReaderConfig.skipEmptyRecords: whether an empty line of a file of one field is no row
+    #: (None: it is a row, as the writer writes it)
+    skip_empty: bool | None = None
+
+    def empty_lines_are_rows(self, width: int) -> bool:
+        return width == 1 and not self.skip_empty
 
     @property
     def quoted(self) -> bool:
@@ -214,8 +220,9 @@ class Delimited(Decoder):
                 double_quote=o.quoted,
                 newlines_in_values=o.quoted,
                 # in a file of one field an empty line is a row: its value empty (or NULL),
-                # as the writer writes it; in wider files it cannot be a row
-                ignore_empty_lines=width > 1,
+                # as the writer writes it (unless csvReaderConfig.skipEmptyRecords says no);
+                # in wider files it cannot be a row
+                ignore_empty_lines=not o.empty_lines_are_rows(width),
                 invalid_row_handler=invalid,
             ),
             convert_options=pacsv.ConvertOptions(
@@ -277,7 +284,7 @@ def _csv_records(dec: Decoder, width: int) -> Iterator[tuple[int, int, str]]:
         text = "".join(held).rstrip("\r\n")
         held.clear()
         if not record:
-            if width > 1 or header:
+            if not o.empty_lines_are_rows(width) or header:
                 continue
             record = [""]
         if header:
@@ -381,7 +388,7 @@ class SplitLines(Decoder):
         width = len(self.names)
         for n, line in enumerate(lines, first):
             text = line.rstrip("\r\n")
-            if not text and (width > 1 or skip):
+            if not text and (not self.opts.empty_lines_are_rows(width) or skip):
                 continue
             if skip:
                 skip = False
@@ -403,7 +410,7 @@ class SplitLines(Decoder):
             if text.endswith("\n"):  # what follows the last line end is no line
                 lines = lines.slice(0, len(lines) - 1)
             lines = pc.utf8_rtrim(lines, characters="\r")
-            if width > 1:  # in a file of one field an empty line is a row (see Delimited)
+            if not o.empty_lines_are_rows(width):  # (see Delimited)
                 lines = lines.filter(pc.greater(pc.binary_length(lines), 0))
             if skip:  # the header: the first line with text
                 found = pc.indices_nonzero(pc.greater(pc.binary_length(lines), 0))

@@ -29,6 +29,7 @@ from tidesync.connectors.file.columns import Binding, Column, bind, parse_column
 from tidesync.connectors.file.columns import assemble as _assemble
 from tidesync.connectors.file.conn import (
     FORMATS,
+    _csv_reader_config,
     _delimiter,
     _edge,
     _encoding,
@@ -99,6 +100,8 @@ class Reader(base.Reader):
         self.fmt = p.str("fileFormat", "csv", choices=FORMATS, lower=True)
         delimited = self.fmt in ("csv", "text")
         delimiter = _delimiter(p, self.fmt)
+        # useTextQualifier: false reads csv as text (no quotes): the format decoding goes by
+        decoding, skip_empty = _csv_reader_config(p, self.fmt, delimiter)
         encoding = _encoding(p)
         skip_header = p.bool("skipHeader", False)
         null_format = _raw_string(p, "nullFormat", "\\N")
@@ -112,13 +115,14 @@ class Reader(base.Reader):
         self.sources: list[tuple[pafs.FileSystem, str]] = [s for s in sources if s is not None]
         self.delimited = delimited
         self.opts = Options(
-            self.fmt,
+            decoding,
             delimiter,
             encoding,
             skip_header,
             null_format,
             ctx.batch_rows,
             every_field=self.cols is None,
+            skip_empty=skip_empty,
         )
         # the files splits() found, as plain data (a reader pickles): (source, path, size)
         self._planned: list[tuple[int, str, int]] | None = None
@@ -414,6 +418,8 @@ class Reader(base.Reader):
         csv in UTF-8, every ``column`` entry a field of a type such a parser reads alike."""
         if self.fmt != "csv":
             return f"fileFormat is {self.fmt}"
+        if self.opts.fmt != "csv":
+            return "csvReaderConfig.useTextQualifier is false"
         if self.by_object or any(
             not isinstance(fs, pafs.LocalFileSystem) for fs, _ in self.sources
         ):
