@@ -557,13 +557,14 @@ def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePat
     if pattern.zoned:
         near = pc.or_(pc.less_equal(day, _DAY_4), pc.greater_equal(day, _DAY_28))
     else:
-        near = pc.and_(
-            pc.less_equal(day, _DAY_3), pc.not_equal(pc.strftime(parsed, format=fmt), text)
-        )
+        near = pc.less_equal(day, _DAY_3)
     rows = pc.indices_nonzero(near)  # (a null is no row)
     if not len(rows):
         return
-    for value in text.take(rows).to_pylist():
+    texts = text.take(rows)
+    if not pattern.zoned:  # a text Arrow prints back alike names the day it was read as
+        texts = texts.filter(pc.not_equal(pc.strftime(parsed.take(rows), format=fmt), texts))
+    for value in texts.to_pylist():
         try:
             dt.datetime.strptime(value, fmt)
         except ValueError as e:
