@@ -519,10 +519,7 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
             parsed = pc.strptime(arr, format=fmt, unit="us", error_is_null=False)
             _no_rolled_days(arr, parsed, fmt, col.date)
             return parsed
-        if (
-            pa.types.is_integer(target)
-            and pc.any(pc.match_substring(arr, "x", ignore_case=True)).as_py()
-        ):
+        if pa.types.is_integer(target) and _holds_x(arr):
             # Arrow reads 0x10 as 16; a long is written in decimal digits (DataX refuses it too)
             raise pa.ArrowInvalid("a hexadecimal number is not a long")
         return pc.cast(arr, target)
@@ -539,31 +536,55 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
     return arr if src == target else pc.cast(arr, target)
 
 
+def _holds_x(arr: pa.Array) -> bool:
+    """Whether a string array holds an ``x`` or ``X`` (a hexadecimal number). The data buffer
+    is searched first (a copy and ``memchr``: the compute kernel costs more than the cast)."""
+    data = arr.buffers()[2]
+    if data is None:
+        return False
+    raw = data.to_pybytes()
+    if b"x" not in raw and b"X" not in raw:
+        return False
+    return bool(pc.any(pc.match_substring(arr, "x", ignore_case=True)).as_py())
+
+
+def _ints(*n: int) -> pa.Array:
+    """An int64 array made without Python values (``pa.array`` and ``pa.scalar`` import
+    pandas)."""
+    data = b"".join(v.to_bytes(8, "little", signed=True) for v in n)
+    return pa.Array.from_buffers(pa.int64(), len(n), [None, pa.py_buffer(data)])
+
+
 def _int(n: int) -> pa.Scalar:
-    """An int64 scalar made without a Python value (``pa.scalar(n)`` imports pandas)."""
-    return pa.Array.from_buffers(pa.int64(), 1, [None, pa.py_buffer(n.to_bytes(8, "little"))])[0]
+    return _ints(n)[0]
 
 
-_DAY_3, _DAY_4, _DAY_28, _YY_PIVOT = _int(3), _int(4), _int(28), _int(69)
+_DAY_4, _DAY_28, _YY_PIVOT = _int(4), _int(28), _int(69)
+#: the days of the year (common and leap) of March 1-3 and the 1st of May, July, October and
+#: December: where strptime's rolled days land
+_LANDINGS = _ints(60, 61, 62, 63, 121, 122, 182, 183, 274, 275, 335, 336)
 
 
 def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePattern) -> None:
     """Arrow's strptime takes any day up to 31 and rolls one past its month's end into the next
     month (``2024-02-30`` became 2024-03-01, ``2023-02-29`` 2023-03-01): such a text is no date.
-    A rolled day lands on day 1-3 of the next month (1-4, or the 28th-31st before it, once an
-    offset moved it to UTC); only those rows whose text Arrow would not print back alike are
-    parsed again by Python's ``strptime``, which refuses the day. Raises ``pa.ArrowInvalid``."""
-    day = pc.day(parsed)
+    A rolled day lands on March 1-3 or the 1st of May, July, October or December (with an
+    offset, moved to UTC: day 1-4 or the 28th-31st of any month); only those rows whose text
+    Arrow would not print back alike are parsed again by Python's ``strptime``, which refuses
+    the day. Raises ``pa.ArrowInvalid``."""
     if pattern.zoned:
+        day = pc.day(parsed)
         near = pc.or_(pc.less_equal(day, _DAY_4), pc.greater_equal(day, _DAY_28))
-    else:
-        near = pc.less_equal(day, _DAY_3)
+    else:  # February's 29th-31st land on March 1-3, the 31st of a 30-day month on the 1st
+        near = pc.is_in(pc.day_of_year(parsed), value_set=_LANDINGS)
     rows = pc.indices_nonzero(near)  # (a null is no row)
     if not len(rows):
         return
     texts = text.take(rows)
     if not pattern.zoned:  # a text Arrow prints back alike names the day it was read as
-        texts = texts.filter(pc.not_equal(pc.strftime(parsed.take(rows), format=fmt), texts))
+        # (in whole seconds: %S prints a fraction at any finer unit, and strptime reads none)
+        back = pc.strftime(pc.cast(parsed.take(rows), pa.timestamp("s")), format=fmt)
+        texts = texts.filter(pc.not_equal(back, texts))
     for value in texts.to_pylist():
         try:
             dt.datetime.strptime(value, fmt)
