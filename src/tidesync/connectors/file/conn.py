@@ -82,8 +82,8 @@ def _delimiter(p: base.Params, fmt: str, default: str = ",") -> str:
 
 
 #: DataX's ``csvReaderConfig`` keys (javacsv's CsvReader settings) that change nothing tidesync
-#: reads: a length guard, header name case
-_CSV_CONFIG_INERT = ("safetySwitch", "caseSensitive")
+#: reads: a length guard, header name case, keeping the raw line
+_CSV_CONFIG_INERT = ("safetySwitch", "caseSensitive", "captureRawRecord")
 _CSV_CONFIG_KEYS = (
     "useTextQualifier",
     "textQualifier",
