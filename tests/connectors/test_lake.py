@@ -504,6 +504,20 @@ def test_a_narrower_source_type_is_cast_to_the_table_type(tmp_path: Path, fmt: s
 # -- lifecycle ---------------------------------------------------------------------------------
 
 
+def test_a_short_compact_date_is_not_taken_for_a_partition_date() -> None:
+    """2016114 could be 2016-01-14 or 2016-11-04: a lifecycle must not drop it by a guess, and
+    a date partition column must not get either."""
+    from tidesync.connectors.partition import expired, partition_date, partition_value
+
+    assert partition_date("20161104") == date(2016, 11, 4)
+    assert partition_date("2016-1-4") == date(2016, 1, 4)  # the dashes tell the fields apart
+    for short in ("2016114", "201611", "2016 1104"):
+        assert partition_date(short) is None
+        assert not expired(short, BIZDATE, 2)
+        with pytest.raises(ValueError, match="is not a date such as 20161114"):
+            partition_value(short, pa.date32())
+
+
 def test_lifecycle_drops_partitions_older_than_n_days_before_the_bizdate(
     tmp_path: Path, fmt: str
 ) -> None:

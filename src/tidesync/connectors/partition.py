@@ -61,7 +61,9 @@ def partition_date(value: Any) -> date | None:
     if isinstance(value, date):
         return value
     s = str(value).strip()
-    for fmt in ("%Y%m%d", "%Y-%m-%d"):
+    # yyyymmdd only with its 8 digits: strptime reads 2016114 as 2016-11-04, which could as
+    # well be 2016-01-14 (a lifecycle would drop that partition by a guessed date)
+    for fmt in ("%Y%m%d", "%Y-%m-%d") if len(s) == 8 and s.isdigit() else ("%Y-%m-%d",):
         try:
             return datetime.strptime(s, fmt).date()
         except ValueError:
