@@ -1486,3 +1486,26 @@ def test_estimate_of_parquet_files_is_their_footers_row_count(tmp_path: Path) ->
     r = reader(tmp_path, path="in", fileFormat="parquet")
     r.splits(4)
     assert r.estimate() == 12
+
+
+def test_jsonl_refuses_nan_and_infinity_as_dirty_records_and_writes_valid_json(
+    tmp_path: Path,
+) -> None:
+    """JSON has no NaN or Infinity: DuckDB's to_json writes them bare, a line no JSON reader
+    takes, so they are dirty records; NULL stays null."""
+    batch = pa.record_batch(
+        {"id": [1, 2, 3, 4, 5], "v": [1.5, float("nan"), float("inf"), None, -float("inf")]}
+    )
+    w = writer(tmp_path, fileFormat="jsonl")
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "s0"))
+    bad: list[tuple[int, str]] = []
+    isolate(batch, sink.write, lambda at, _row, e: bad.append((at, e.reason)))
+    w.commit([sink.close()])
+    assert [at for at, _ in bad] == [1, 2, 4]
+    assert bad[0][1].startswith("column 'v' is nan, which JSON has no number for")
+    (path,) = (tmp_path / "out").iterdir()
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"id": 1, "v": 1.5},
+        {"id": 4, "v": None},
+    ]

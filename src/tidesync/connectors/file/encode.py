@@ -201,6 +201,15 @@ class JsonEncoder:
                 ],
                 names=batch.schema.names,
             )
+        for name, c in zip(batch.schema.names, batch.columns, strict=True):
+            if pa.types.is_floating(c.type) and c.null_count < len(c):
+                finite = pc.is_finite(c)
+                if not pc.all(pc.or_kleene(finite, pc.is_null(c))).as_py():
+                    bad = pc.index(pc.fill_null(finite, True), False).as_py()
+                    raise DirtyRecordError(
+                        f"column {name!r} is {c[bad].as_py()}, which JSON has no number for "
+                        "(DuckDB would write a bare NaN / Infinity no JSON reader takes)"
+                    )
         if self._con is None:
             self._con = duckdb.connect()
         con = self._con
