@@ -667,3 +667,65 @@ def test_a_capture_run_never_imports_pandas(mysql_db: MyDb, tmp_path: Path) -> N
     job = c.write_job(c.root / "out_np", {})
     assert not run_imports_pandas(job, c.root)
     assert c.read(c.root / "out_np").num_rows == 2 + 2 + 1
+
+
+@pytest.mark.parametrize("fmt", ["STATEMENT", "MIXED"])
+def test_a_change_logged_as_a_statement_is_an_error_not_a_lost_change(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    fmt: str,
+) -> None:
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))")
+    c = cap(mysql_db, tmp_path, ["t"])
+    c.run()
+    con = mysql_db.connect()
+    with con, con.cursor() as cur:
+        cur.execute(f"SET SESSION binlog_format = '{fmt}'")
+        cur.execute("BEGIN")
+        cur.execute("INSERT INTO t VALUES (1, 'a statement')")
+        cur.execute("INSERT INTO t VALUES (2, UUID())")  # MIXED logs this one as rows
+        cur.execute("COMMIT")
+    report = c.run_report()
+    assert report.status != "succeeded"
+    assert "table t" in report.error and "INSERT INTO t VALUES (1" in report.error
+    assert "binlog_format" in report.error
+
+
+def test_a_truncate_of_a_captured_table_is_an_error(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute(
+        "CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)"
+    )
+    c = cap(mysql_db, tmp_path, ["t"])
+    c.run()
+    mysql_db.execute("INSERT INTO t VALUES (1)", "TRUNCATE TABLE other")
+    assert rows(c.run(), "_op", "id") == [("c", 1)]  # another table's TRUNCATE is no matter
+    mysql_db.execute("TRUNCATE TABLE t", "INSERT INTO t VALUES (2)")
+    report = c.run_report()
+    assert report.status != "succeeded"
+    assert "table t" in report.error and "TRUNCATE TABLE t" in report.error
+
+
+def test_a_prepared_xa_transaction_is_an_error_a_one_phase_one_is_read(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+    c = cap(mysql_db, tmp_path, ["t"])
+    c.run()
+    con = mysql_db.connect()
+    with con, con.cursor() as cur:
+        cur.execute("XA START 'one'")
+        cur.execute("INSERT INTO t VALUES (1)")
+        cur.execute("XA END 'one'")
+        cur.execute("XA COMMIT 'one' ONE PHASE")
+    assert rows(c.run(), "_op", "id") == [("c", 1)]
+    con = mysql_db.connect()
+    with con, con.cursor() as cur:  # prepared, then rolled back: never a change of the table
+        cur.execute("XA START 'two'")
+        cur.execute("INSERT INTO t VALUES (2)")
+        cur.execute("XA END 'two'")
+        cur.execute("XA PREPARE 'two'")
+        cur.execute("XA ROLLBACK 'two'")
+    report = c.run_report()
+    assert report.status != "succeeded"
+    assert "table t" in report.error and "XA PREPARE" in report.error

@@ -40,6 +40,7 @@ __all__ = ["Dump", "Events", "Gtid", "TableMap", "Position", "column", "parse_ta
 
 # event types
 ROTATE, QUERY, STOP, FDE, XID, TABLE_MAP = 4, 2, 3, 15, 16, 19
+XA_PREPARE = 38  # ends the first phase of an XA transaction (MariaDB 10.5+, MySQL)
 WRITE_V1, UPDATE_V1, DELETE_V1 = 23, 24, 25
 WRITE_V2, UPDATE_V2, DELETE_V2 = 30, 31, 32
 MYSQL_GTID, MYSQL_ANON_GTID = 33, 34

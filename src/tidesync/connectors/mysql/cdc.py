@@ -452,13 +452,18 @@ class Reader(CaptureReader):
         gtids: list[tuple[Any, ...] | None] = []
         open_at: int | None = None
         open_gtid: tuple[Any, ...] | None = None
+        alone = False
         tm_at: list[tuple[int, int, bytes]] = []
         ddl: list[int] = []
+        stmts: list[int] = []  # changes logged as statements
+        prepared: list[int] = []  # transactions (indexes into ``first``) an XA PREPARE ended
         rowmask = np.isin(types, bl.ROW_EVENTS)
         for i in np.flatnonzero(~rowmask).tolist():
             t = int(types[i])
             if t in (bl.MARIA_GTID, bl.MYSQL_GTID, bl.MYSQL_ANON_GTID):
                 open_at = i
+                # MariaDB's FL_STANDALONE: one statement, no BEGIN/COMMIT (a DDL statement)
+                alone = t == bl.MARIA_GTID and bool(ev.body(i, cs)[12] & 1)
                 open_gtid = (
                     bl.gtid_of(ev.body(i, cs), t == bl.MYSQL_GTID, int(ev.le(5, 4)[i]))
                     if t != bl.MYSQL_ANON_GTID and state.gtid is not None
@@ -466,11 +471,15 @@ class Reader(CaptureReader):
                 )
             elif t == bl.QUERY:
                 q = _query_text(ev.body(i, cs))
-                if q.startswith(b"BEGIN"):
+                if q.startswith(b"BEGIN") or q.startswith(b"XA START"):
                     if open_at is None:
                         open_at, open_gtid = i, None
-                elif q.startswith(b"ROLLBACK"):
+                elif q.startswith(b"XA END"):
+                    pass  # the XA transaction goes on to its XA PREPARE (or one-phase commit)
+                elif q.startswith(b"ROLLBACK") and not q.startswith(b"ROLLBACK TO"):
                     open_at = open_gtid = None
+                elif open_at is not None and not alone and _in_transaction(q, ev.body(i, cs)):
+                    stmts.append(i)  # a change logged as a statement, or a savepoint
                 else:  # COMMIT, or a statement (DDL) that is a transaction of its own
                     if not q.startswith(b"COMMIT"):
                         ddl.append(i)
@@ -479,8 +488,10 @@ class Reader(CaptureReader):
                     last.append(i)
                     commit.append(i)
                     open_at = open_gtid = None
-            elif t == bl.XID:
+            elif t == bl.XID or t == bl.XA_PREPARE:
                 if open_at is not None:
+                    if t == bl.XA_PREPARE:
+                        prepared.append(len(first))
                     first.append(open_at)
                     gtids.append(open_gtid)
                     last.append(i)
@@ -523,12 +534,18 @@ class Reader(CaptureReader):
         for i, _tid, key in tm_at:
             if (k == len(first) or i < first[k]) and state.table_map(key).names is None:
                 state.nameless.add((state.table_map(key).db, state.table_map(key).table))
-        rows_idx = np.flatnonzero(rowmask)
-        tx = np.searchsorted(fa, rows_idx, side="right") - 1
-        ok = (tx >= 0) & (tx < k)
-        ok &= rows_idx <= la[np.clip(tx, 0, max(len(la) - 1, 0))] if len(la) else False
-        rows_idx, tx = rows_idx[ok], tx[ok]
-        out = self._rows(ev, rows_idx, tx, ts_us, tm_at, state)
+
+        def taken(at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Of events ``at``, those in the transactions this run takes, and their indexes."""
+            tx = np.searchsorted(fa, at, side="right") - 1
+            ok = (tx >= 0) & (tx < k)
+            ok &= at <= la[np.clip(tx, 0, max(len(la) - 1, 0))] if len(la) else False
+            return at[ok], tx[ok]
+
+        self._statements(ev, taken(np.asarray(ddl + stmts, dtype=np.int64))[0])
+        rows_idx, tx = taken(np.flatnonzero(rowmask))
+        held = np.isin(tx, np.asarray(prepared, dtype=np.int64))
+        out = self._rows(ev, rows_idx, tx, ts_us, tm_at, state, held)
         for _i, tid, key in tm_at:  # the maps go on into the next batch
             state.maps[tid] = key
         return out, stop, tail
@@ -541,6 +558,7 @@ class Reader(CaptureReader):
         ts_us: np.ndarray,
         tm_at: list[tuple[int, int, bytes]],
         state: _State,
+        held: np.ndarray,
     ) -> list[base.Chunk]:
         if not len(idx):
             return []
@@ -573,6 +591,16 @@ class Reader(CaptureReader):
             if target is None:
                 continue
             sel = np.flatnonzero(code == c)
+            if held[sel].any():
+                e = int(idx[sel][np.flatnonzero(held[sel])[0]])
+                raise FatalError(
+                    f"{self.ctx.where}: table {target.label}: the binlog holds its changes in an "
+                    "XA transaction prepared at "
+                    f"{ev.files[int(ev.file[e])]}:{int(ev.next_pos[e] - ev.size[e])} "
+                    "(XA PREPARE); whether it commits is logged apart (XA COMMIT or XA "
+                    "ROLLBACK), and a capture does not read two-phase XA transactions: commit "
+                    "them in one phase (XA COMMIT ... ONE PHASE) or as plain transactions"
+                )
             parts.append(self._group(ev, idx[sel], tx[sel], ts_us, tm, target, bool(c % 2)))
         if not parts:
             return []
@@ -705,6 +733,39 @@ class Reader(CaptureReader):
         )
         order = np.stack([events, after.seq[take], (~is_old).astype(np.int64)], axis=1)
         return batch, order, bad
+
+    def _statements(self, ev: bl.Events, at: np.ndarray) -> None:
+        """Statements the run takes that changed a captured table without its rows in the log:
+        a change logged as a statement (``binlog_format`` STATEMENT or MIXED in the writing
+        session: the log has no row events of it) or a ``TRUNCATE``: an error naming the table,
+        never a change left out. A statement names the table, or runs in its database (a
+        trigger or a view may reach the table without naming it)."""
+        for i in at.tolist():
+            db, stmt = _statement(ev.body(i, self._checksum))
+            text = _COMMENTS.sub(" ", stmt).strip()
+            m = _TRUNCATE.match(text)
+            if m is not None:
+                parts = [x.strip("`") for x in m[1].split(".")]
+                key = (parts[0], parts[1]) if len(parts) == 2 else (db, parts[0])
+                hit = [key] if key in self.targets else []
+                what = "emptied the table, which the binlog logs as a statement, not as the "
+                what += "deleted rows"
+                fix = "delete its rows with DELETE, not TRUNCATE, while it is captured"
+            elif _DML.match(text):
+                hit = [k for k in self.targets if k[0] == db or _names(text, k[1])]
+                what = "changed rows logged as a statement, not as rows (binlog_format "
+                what += "STATEMENT or MIXED in the writing session)"
+                fix = "keep binlog_format = ROW in every session that writes the table"
+            else:
+                continue
+            if hit:
+                where = f"{ev.files[int(ev.file[i])]}:{int(ev.next_pos[i] - ev.size[i])}"
+                raise FatalError(
+                    f"{self.ctx.where}: table {self.targets[hit[0]].label}: a statement at "
+                    f"{where} ({stmt[:120]!r}) {what}, so a capture cannot give its changes; "
+                    "start a new capture after it (`tidesync cdc drop` the job, then run it "
+                    f"with snapshot: true), and {fix}"
+                )
 
     def _shape_changes(
         self, ev: bl.Events, ddl: list[int], tm_at: list[tuple[int, int, bytes]], state: _State
@@ -865,6 +926,29 @@ _COLUMN_CHANGE = re.compile(
 )
 _NOT_COLUMNS = {"INDEX", "KEY", "PRIMARY", "UNIQUE", "FULLTEXT", "SPATIAL", "CONSTRAINT",
                 "FOREIGN", "CHECK", "PARTITION", "PERIOD", "SYSTEM", "TO", "AS"}  # fmt: skip
+
+
+#: statements a transaction holds besides its rows: changes logged as statements, savepoints
+_IN_TRANSACTION = (b"INSERT", b"UPDATE", b"DELETE", b"REPLACE", b"LOAD", b"WITH", b"SAVEPOINT",
+                   b"ROLLBACK TO", b"RELEASE", b"/*", b"(", b"SELECT", b"CALL", b"DO ")  # fmt: skip
+_DML = re.compile(r"(INSERT|UPDATE|DELETE|REPLACE|LOAD|WITH|SELECT|CALL|DO)\b|\(", re.IGNORECASE)
+_TRUNCATE = re.compile(
+    r"TRUNCATE\s+(?:TABLE\s+)?((?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?)", re.IGNORECASE
+)
+_COMMENTS = re.compile(r"/\*.*?\*/|^\s*(?:#|--\s)[^\n]*$", re.DOTALL | re.MULTILINE)
+
+
+def _in_transaction(q: bytes, body: bytes) -> bool:
+    """Whether a QUERY event inside an open transaction belongs to it (a change logged as a
+    statement, a savepoint) rather than ending it (COMMIT, a DDL statement's implicit commit)."""
+    if q.startswith(b"/*") or q.startswith(b"#") or q.startswith(b"--"):
+        q = _COMMENTS.sub(" ", _statement(body)[1]).strip().upper().encode()
+    return q.startswith(_IN_TRANSACTION)
+
+
+def _names(text: str, table: str) -> bool:
+    """Whether statement ``text`` names ``table`` (a word of its own, quoted or not)."""
+    return re.search(rf"(?<![\w$]){re.escape(table)}(?![\w$])", text, re.IGNORECASE) is not None
 
 
 def _statement(body: bytes) -> tuple[str, str]:
