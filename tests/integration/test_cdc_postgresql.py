@@ -573,3 +573,80 @@ def test_a_capture_run_never_imports_pandas(pg: PgDb, cap: Any) -> None:  # noqa
     job = c.write_job(c.root / "out_np", {})
     assert not run_imports_pandas(job, c.root)
     assert c.read(c.root / "out_np").num_rows == 100 + 9 + 10
+
+
+@pytest.fixture
+def publication(pg: PgDb) -> Iterator[str]:  # noqa: F811
+    """The name of a publication the test makes (as a table's owner would); dropped at the end."""
+    name = f"pub_{uuid.uuid4().hex[:12]}"
+    yield name
+    pg.sql(f"DROP PUBLICATION IF EXISTS {name}")
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["tidesyncs_publication", "users_publication"])
+def test_a_truncate_of_a_captured_table_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    publication: str,
+    own: bool,
+) -> None:
+    pg.sql("CREATE TABLE {s}.tr (id int PRIMARY KEY)", "CREATE TABLE {s}.other (id int)")
+    if own:
+        pg.sql(f"CREATE PUBLICATION {publication} FOR TABLE {{s}}.tr, {{s}}.other")
+    c = cap(["tr"], **({"publication": publication} if own else {}))
+    c.run()
+    pg.sql("INSERT INTO {s}.tr VALUES (1)", "TRUNCATE {s}.other")
+    assert rows(c.run(), "_op", "id") == [("c", 1)]  # another table's TRUNCATE is no matter
+    pg.sql("TRUNCATE {s}.tr", "INSERT INTO {s}.tr VALUES (2)")
+    r = c.run_report()
+    assert r.status == "failed" and "table tr" in r.error and "TRUNCATE" in r.error
+
+
+def test_a_publication_that_leaves_out_updates_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    publication: str,
+) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.pu (id int PRIMARY KEY, v int)",
+        f"CREATE PUBLICATION {publication} FOR TABLE {{s}}.pu WITH (publish = 'insert')",
+    )
+    r = cap(["pu"], publication=publication).run_report()
+    assert r.status == "failed"
+    assert publication in r.error and "ALTER PUBLICATION" in r.error
+
+
+@pytest.mark.parametrize(
+    "own",
+    [None, "FOR TABLE {s}.pt", "FOR ALL TABLES"],
+    ids=["tidesyncs_publication", "users_publication", "users_publication_of_all_tables"],
+)
+def test_a_partitioned_tables_changes_come_under_its_name(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    publication: str,
+    own: str | None,
+) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.pt (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY RANGE (k)",
+        "CREATE TABLE {s}.pt_low PARTITION OF {s}.pt FOR VALUES FROM (0) TO (10)",
+        "CREATE TABLE {s}.pt_high PARTITION OF {s}.pt FOR VALUES FROM (10) TO (20) "
+        "PARTITION BY RANGE (k)",
+        "CREATE TABLE {s}.pt_high1 PARTITION OF {s}.pt_high FOR VALUES FROM (10) TO (20)",
+    )
+    if own:  # published by its partitions' names (publish_via_partition_root is false)
+        pg.sql(f"CREATE PUBLICATION {publication} {own}")
+    c = cap(["pt"], **({"publication": publication} if own else {}))
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.pt VALUES (1, 1, 'a'), (2, 15, 'b')",
+        "UPDATE {s}.pt SET v = 'c' WHERE id = 2",
+        "UPDATE {s}.pt SET k = 12 WHERE id = 1",  # moves to another partition
+    )
+    assert rows(c.run(), "_op", "id", "k", "v") == [
+        ("c", 1, 1, "a"),
+        ("c", 2, 15, "b"),
+        ("u", 2, 15, "c"),
+        ("d", 1, 1, None),
+        ("c", 1, 12, "a"),
+    ]

@@ -115,6 +115,7 @@ class Reader(CaptureReader):
         self._planned = False
         self._conn: Any = None
         self.targets: dict[tuple[str, str], Target] = {}
+        self.partitions: dict[tuple[str, str], Target] = {}  # of partitioned targets
         self._schema: pa.Schema | None = None
         self.history: History | None = None
 
@@ -168,9 +169,21 @@ class Reader(CaptureReader):
                         (plan.table.oid,),
                     ).fetchall()
                 ]
-                self.targets[(schema_name, rel)] = Target(
+                target = self.targets[(schema_name, rel)] = Target(
                     plan.label, {c.name: c.type for c in plan.cols}, arrays, key
                 )
+                if plan.table.kind == "p":
+                    # a publication without publish_via_partition_root logs a partitioned
+                    # table's changes under its partitions' names
+                    for leaf in conn.execute(
+                        "SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON "
+                        "c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE i.inhparent = ANY(ARRAY(WITH RECURSIVE t(oid) AS (SELECT %s::oid "
+                        "UNION SELECT inhrelid FROM pg_inherits JOIN t ON inhparent = t.oid) "
+                        "SELECT oid FROM t)) AND c.relkind = 'r'",
+                        (plan.table.oid,),
+                    ).fetchall():
+                        self.partitions[(leaf[0], leaf[1])] = target
                 pairs.append((plan.label, plan.schema))
         self._schema = output_schema(pairs, self.o.before_image, self.ctx.path("table"))
         self._planned = True
@@ -210,11 +223,25 @@ class Reader(CaptureReader):
     def _ensure_publication(self) -> None:
         conn = self._control()
         names = [q for q in (self._qualified(k) for k in self.targets)]
+        truncate = conn.info.server_version >= 110000
         row = conn.execute(
-            "SELECT puballtables, pubinsert AND pubupdate AND pubdelete FROM pg_publication "
-            "WHERE pubname = %s",
+            "SELECT puballtables, pubinsert AND pubupdate AND pubdelete"
+            + (" AND pubtruncate" if truncate else "")
+            + " FROM pg_publication WHERE pubname = %s",
             (self.publication_name,),
         ).fetchone()
+        publish = "insert, update, delete" + (", truncate" if truncate else "")
+        if row is not None and not row[1]:
+            if self.publication:
+                raise ConfigError(
+                    f"{self.ctx.path('publication')}: publication {self.publication} does not "
+                    "publish every kind of change, so some would be missing from the capture; "
+                    f"ALTER PUBLICATION {self.publication} SET (publish = '{publish}')"
+                )
+            conn.execute(
+                f"ALTER PUBLICATION {quote_ident(self.publication_name)} "
+                f"SET (publish = '{publish}')"
+            )
         if row is None:
             if self.publication:
                 raise ConfigError(
@@ -224,17 +251,22 @@ class Reader(CaptureReader):
                 )
             conn.execute(
                 f"CREATE PUBLICATION {quote_ident(self.publication_name)} FOR TABLE "
-                f"{', '.join(names)} WITH (publish = 'insert, update, delete')"
+                f"{', '.join(names)} WITH (publish = '{publish}')"
             )
             log.warning("created publication %s for %s", self.publication_name, ", ".join(names))
             return
         if row[0]:
             return
+        # pg_publication_tables names a partitioned member by its partitions (unless the
+        # publication publishes via the root): its direct members count too
         have = {
             (r[0], r[1])
             for r in conn.execute(
-                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
-                (self.publication_name,),
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s "
+                "UNION SELECT n.nspname, c.relname FROM pg_publication_rel r JOIN "
+                "pg_publication p ON p.oid = r.prpubid JOIN pg_class c ON c.oid = r.prrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = %s",
+                (self.publication_name, self.publication_name),
             ).fetchall()
         }
         missing = [k for k in self.targets if k not in have]
@@ -399,7 +431,9 @@ class Reader(CaptureReader):
                 f"{self.slot} (it starts at {lsn_text(slot[0])}): those changes are purged"
             )
         assert self._schema is not None
-        decoder = Decoder(self.targets, self._schema, self._array_text, self.o.before_image)
+        decoder = Decoder(
+            {**self.partitions, **self.targets}, self._schema, self._array_text, self.o.before_image
+        )
         ahead: _Ahead | None = None
         close: Callable[[], None] | None = None
         try:

@@ -11,6 +11,7 @@ The messages (protocol version 1, text values)::
     I  relid:4 'N' tuple                                insert
     U  relid:4 ['K' tuple | 'O' tuple] 'N' tuple        update (old key, or old row with FULL)
     D  relid:4 ('K' | 'O') tuple                        delete
+    T  nrels:4 options:1 relid:4*nrels                  truncate (an error for a target)
     tuple: ncols:2 (kind:1 ['t'|'b' len:4 bytes])*      kind n null, u unchanged TOASTed value
 
 Relations are few and read in Python; the changes of one relation (same columns) are walked
@@ -300,6 +301,8 @@ class Decoder:
         for i in rel_at:
             rel = _relation(bytes(buf[starts[i] : starts[i + 1]]))
             versions.setdefault(rel.relid, []).append((int(i), rel))
+        for ti in np.flatnonzero(types == _T).tolist():
+            self._truncated(buf, int(starts[ti]), ti, versions)
         change = np.flatnonzero((types == _I) | (types == _U) | (types == _D))
         relids = _be(buf, starts[change] + 1, 4)
         parts: list[pa.RecordBatch] = []
@@ -353,6 +356,26 @@ class Decoder:
             where = {int(o): k for k, o in enumerate(order[sort])}
             dirty = [(where[o], why) for o, why in dirty]
         return Decoded(batch, dirty, commit_lsn, commit_us)
+
+    def _truncated(
+        self, buf: np.ndarray, at: int, i: int, versions: dict[int, list[tuple[int, Relation]]]
+    ) -> None:
+        """A TRUNCATE of a target (which the log holds as one message, not as the deleted
+        rows): an error naming the table, never rows left in place."""
+        n = int(_be(buf, np.array([at + 1]), 4)[0])
+        relids = _be(buf, at + 6 + 4 * np.arange(n, dtype=np.int64), 4).tolist()
+        for relid in relids:
+            before = [r for j, r in versions.get(relid, []) if j < i]
+            rel = before[-1] if before else self.relations.get(relid)
+            target = self.targets.get((rel.schema, rel.name)) if rel is not None else None
+            if target is not None:
+                raise FatalError(
+                    f"table {target.label}: a TRUNCATE emptied it, which the log holds as one "
+                    "message, not as the deleted rows, so a capture cannot give its changes; "
+                    "start a new capture after it (`tidesync cdc drop` the job, then run it "
+                    "with snapshot: true), and delete its rows with DELETE, not TRUNCATE, "
+                    "while it is captured"
+                )
 
     def _changes(
         self,
