@@ -650,3 +650,24 @@ def test_a_partitioned_tables_changes_come_under_its_name(
         ("d", 1, 1, None),
         ("c", 1, 12, "a"),
     ]
+
+
+def test_a_timestamptz_whose_zone_offset_has_seconds_is_read(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    # before 1928 Asia/Shanghai kept local mean time, +08:05:43: a session in that zone prints
+    # such a value with an offset in seconds
+    pg.sql("CREATE TABLE {s}.lmt (id int PRIMARY KEY, tz timestamptz)")
+    session = ["SET TIME ZONE 'Asia/Shanghai'"]
+    c = cap(["lmt"], session=session)
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.lmt VALUES (1, '1900-01-01 00:00:00+00'), (2, '2020-01-01 00:00:00+00')"
+    )
+    got = c.run()
+    _, want = read_all(
+        TableReader(
+            {"jdbcUrl": pg.jdbc, "username": "postgres", "table": ["lmt"], "session": session},
+            Context(where="r"),
+        )
+    )
+    assert got.select(["id", "tz"]).to_pylist() == want.sort_by("id").to_pylist()
+    assert str(got.column("tz")[0].as_py()) == "1900-01-01 00:00:00+00:00"

@@ -483,6 +483,10 @@ class Reader(CaptureReader):
             "SET extra_float_digits = 1",
             "SET bytea_output = 'hex'",
             *self.session,
+            # timestamptz text in UTC: always a whole-hour offset that Arrow parses (a zone's
+            # local mean time before 1900 has offsets in seconds, +08:05:43); the instant is
+            # the same in any zone
+            "SET TIME ZONE 'UTC'",
         ]
 
     def _peek_sql(self, execute: Callable[[str], Any], lo: int, at: int, upto: int) -> str:
