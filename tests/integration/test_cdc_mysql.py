@@ -729,3 +729,20 @@ def test_a_prepared_xa_transaction_is_an_error_a_one_phase_one_is_read(
     report = c.run_report()
     assert report.status != "succeeded"
     assert "table t" in report.error and "XA PREPARE" in report.error
+
+
+def test_binary_values_keep_their_trailing_zero_bytes(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute("CREATE TABLE bn (id INT PRIMARY KEY, b BINARY(4), v VARBINARY(4))")
+    c = cap(mysql_db, tmp_path, ["bn"], beforeImage=True)
+    c.run()
+    mysql_db.execute(
+        "INSERT INTO bn VALUES (1, 'ab', 'ab'), (2, '', ''), (3, NULL, NULL), (4, 'abcd', 'a\\0')",
+        "UPDATE bn SET b = 'x' WHERE id = 1",
+    )
+    assert rows(c.run(), "_op", "id", "b", "v", "before_b") == [
+        ("c", 1, b"ab\0\0", b"ab", None),
+        ("c", 2, b"\0\0\0\0", b"", None),
+        ("c", 3, None, None, None),
+        ("c", 4, b"abcd", b"a\0", None),
+        ("u", 1, b"x\0\0\0", b"ab", b"ab\0\0"),
+    ]

@@ -845,6 +845,27 @@ def _strings(
     return slices(buf, start + prefix, size - prefix, ~null, binary)
 
 
+def _padded(
+    buf: np.ndarray, start: np.ndarray, size: np.ndarray, null: np.ndarray, width: int
+) -> pa.Array:
+    """Binary values of ``size`` bytes at ``start``, each followed by zero bytes up to
+    ``width`` (rows in log order)."""
+    ln = np.where(null, 0, size).astype(np.int64)
+    off = np.zeros(len(ln) + 1, np.int64)
+    np.cumsum(np.where(null, 0, width), out=off[1:])
+    out = np.zeros(int(off[-1]), np.uint8)
+    total = int(ln.sum())
+    if total:
+        row = np.repeat(np.arange(len(ln)), ln)
+        within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(ln) - ln, ln)
+        out[off[row] + within] = buf[start[row] + within]
+    return pa.Array.from_buffers(
+        pa.binary(),
+        len(ln),
+        [_validity(null), pa.py_buffer(off.astype(np.int32)), pa.py_buffer(out)],
+    )
+
+
 def raw(buf: np.ndarray, start: np.ndarray, size: np.ndarray, null: np.ndarray) -> pa.Array:
     """The values' bytes as they are in the log (to compare them)."""
     return _strings(buf, start, size, null, 0, True)
@@ -1039,7 +1060,12 @@ def column(
         else:
             prefix = meta
         binary = pa.types.is_binary(target) or spec.charset is None
-        arr = _strings(buf, safe, size, null, prefix, binary)
+        if t == T_STRING and spec.data_type == "binary":
+            # the log keeps BINARY(n) without its trailing zero bytes; the column holds n bytes
+            width = (((real << 4) & 0x300) ^ 0x300) + length
+            arr = _padded(buf, safe + prefix, size - prefix, null, width)
+        else:
+            arr = _strings(buf, safe, size, null, prefix, binary)
         if not pa.types.is_binary(target):
             if spec.charset is not None and spec.charset.lower() not in _UTF8:
                 codec = {"latin1": "cp1252", "binary": "latin1"}.get(
