@@ -671,3 +671,23 @@ def test_a_timestamptz_whose_zone_offset_has_seconds_is_read(pg: PgDb, cap: Any)
     )
     assert got.select(["id", "tz"]).to_pylist() == want.sort_by("id").to_pylist()
     assert str(got.column("tz")[0].as_py()) == "1900-01-01 00:00:00+00:00"
+
+
+def test_a_replica_identity_index_other_than_the_primary_key_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    # the log would hold an update of the primary key without the old key, and a delete
+    # without the primary key: a merged target would keep both rows
+    pg.sql(
+        "CREATE TABLE {s}.ri (id int PRIMARY KEY, u int NOT NULL UNIQUE, v text)",
+        "ALTER TABLE {s}.ri REPLICA IDENTITY USING INDEX ri_u_key",
+    )
+    c = cap(["ri"])
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "table ri" in r.error and "REPLICA IDENTITY" in r.error and "(u)" in r.error
+    pg.sql("ALTER TABLE {s}.ri REPLICA IDENTITY USING INDEX ri_pkey")  # the key itself: fine
+    c.run()
+    pg.sql("INSERT INTO {s}.ri VALUES (1, 10, 'a')", "UPDATE {s}.ri SET id = 3 WHERE id = 1")
+    assert rows(c.run(), "_op", "id", "u") == [("c", 1, 10), ("d", 1, None), ("c", 3, 10)]

@@ -169,6 +169,22 @@ class Reader(CaptureReader):
                         (plan.table.oid,),
                     ).fetchall()
                 ]
+                ident = conn.execute(
+                    "SELECT c.relreplident, ARRAY(SELECT a.attname::text FROM pg_index i JOIN "
+                    "pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                    "WHERE i.indrelid = c.oid AND i.indisreplident ORDER BY a.attnum) "
+                    "FROM pg_class c WHERE c.oid = %s",
+                    (plan.table.oid,),
+                ).fetchone()
+                if key and ident[0] == "i" and sorted(ident[1]) != sorted(key):
+                    q = self._qualified((schema_name, rel))
+                    raise ConfigError(
+                        f"{plan.key}: table {plan.label} has REPLICA IDENTITY USING INDEX on "
+                        f"({', '.join(ident[1])}), not on its primary key ({', '.join(key)}): "
+                        "the log would carry neither the old key of an update that changes the "
+                        "primary key nor the primary key of a deleted row; ALTER TABLE "
+                        f"{q} REPLICA IDENTITY DEFAULT (or FULL)"
+                    )
                 target = self.targets[(schema_name, rel)] = Target(
                     plan.label, {c.name: c.type for c in plan.cols}, arrays, key
                 )
