@@ -691,18 +691,35 @@ def test_a_change_logged_as_a_statement_is_an_error_not_a_lost_change(
     assert "binlog_format" in report.error
 
 
-def test_a_truncate_of_a_captured_table_is_an_error(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+@pytest.mark.parametrize(
+    ("replace", "named"),
+    [
+        (["TRUNCATE TABLE t"], "TRUNCATE TABLE t"),
+        (["DROP TABLE t", "CREATE TABLE t (id INT PRIMARY KEY)"], "DROP TABLE `t`"),
+        (
+            ["CREATE TABLE t_new (id INT PRIMARY KEY)", "RENAME TABLE t TO t_old, t_new TO t"],
+            "RENAME TABLE t TO t_old",
+        ),
+    ],
+    ids=["truncate", "drop_and_create", "rename_swap"],
+)
+def test_a_statement_that_replaces_a_captured_tables_rows_is_an_error(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    replace: list[str],
+    named: str,
+) -> None:
     mysql_db.execute(
         "CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE other (id INT PRIMARY KEY)"
     )
     c = cap(mysql_db, tmp_path, ["t"])
     c.run()
-    mysql_db.execute("INSERT INTO t VALUES (1)", "TRUNCATE TABLE other")
-    assert rows(c.run(), "_op", "id") == [("c", 1)]  # another table's TRUNCATE is no matter
-    mysql_db.execute("TRUNCATE TABLE t", "INSERT INTO t VALUES (2)")
+    mysql_db.execute("INSERT INTO t VALUES (1)", "TRUNCATE TABLE other", "DROP TABLE other")
+    assert rows(c.run(), "_op", "id") == [("c", 1)]  # another table's is no matter
+    mysql_db.execute(*replace, "INSERT INTO t VALUES (2)")
     report = c.run_report()
     assert report.status != "succeeded"
-    assert "table t" in report.error and "TRUNCATE TABLE t" in report.error
+    assert "table t" in report.error and named in report.error
 
 
 def test_a_prepared_xa_transaction_is_an_error_a_one_phase_one_is_read(

@@ -744,13 +744,18 @@ class Reader(CaptureReader):
             db, stmt = _statement(ev.body(i, self._checksum))
             text = _COMMENTS.sub(" ", stmt).strip()
             m = _TRUNCATE.match(text)
+            swap = _REPLACED.match(text)
             if m is not None:
-                parts = [x.strip("`") for x in m[1].split(".")]
-                key = (parts[0], parts[1]) if len(parts) == 2 else (db, parts[0])
-                hit = [key] if key in self.targets else []
+                hit = [k for k in [_table_key(m[1], db)] if k in self.targets]
                 what = "emptied the table, which the binlog logs as a statement, not as the "
                 what += "deleted rows"
                 fix = "delete its rows with DELETE, not TRUNCATE, while it is captured"
+            elif swap is not None:
+                names = [_table_key(n, db) for n in _TABLE_NAME.findall(swap[1] or swap[2])]
+                hit = [k for k in names if k in self.targets]
+                what = "dropped or renamed the table, or put another in its place: its rows "
+                what += "were replaced without a change of each in the binlog"
+                fix = "keep the table in place while it is captured"
             elif _DML.match(text):
                 hit = [k for k in self.targets if k[0] == db or _names(text, k[1])]
                 what = "changed rows logged as a statement, not as rows (binlog_format "
@@ -935,6 +940,16 @@ _DML = re.compile(r"(INSERT|UPDATE|DELETE|REPLACE|LOAD|WITH|SELECT|CALL|DO)\b|\(
 _TRUNCATE = re.compile(
     r"TRUNCATE\s+(?:TABLE\s+)?((?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?)", re.IGNORECASE
 )
+#: statements that drop, rename or replace tables (their names: what ``_TABLE_NAME`` finds)
+_REPLACED = re.compile(
+    r"(?:DROP\s+TABLES?\s+(?:IF\s+EXISTS\s+)?|RENAME\s+TABLES?\s+)(.*)"
+    r"|ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+(?:IF\s+EXISTS\s+)?(.*\bRENAME\s+(?:TO\s+|AS\s+)?"
+    r"(?!COLUMN\b|INDEX\b|KEY\b)(?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?\s*(?:,|$).*)",
+    re.IGNORECASE | re.DOTALL,
+)
+_TABLE_NAME = re.compile(
+    r"(?<![\w`.])((?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?)",
+)
 _COMMENTS = re.compile(r"/\*.*?\*/|^\s*(?:#|--\s)[^\n]*$", re.DOTALL | re.MULTILINE)
 
 
@@ -944,6 +959,12 @@ def _in_transaction(q: bytes, body: bytes) -> bool:
     if q.startswith(b"/*") or q.startswith(b"#") or q.startswith(b"--"):
         q = _COMMENTS.sub(" ", _statement(body)[1]).strip().upper().encode()
     return q.startswith(_IN_TRANSACTION)
+
+
+def _table_key(name: str, db: str) -> tuple[str, str]:
+    """``db.table`` or ``table`` (quoted or not) as (database, table), ``db`` the default."""
+    parts = [x.strip("`") for x in re.findall(r"`[^`]+`|[^.]+", name)]
+    return (parts[0], parts[1]) if len(parts) == 2 else (db, parts[0])
 
 
 def _names(text: str, table: str) -> bool:
