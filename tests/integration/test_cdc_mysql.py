@@ -763,3 +763,19 @@ def test_binary_values_keep_their_trailing_zero_bytes(mysql_db: MyDb, tmp_path: 
         ("c", 4, b"abcd", b"a\0", None),
         ("u", 1, b"x\0\0\0", b"ab", b"ab\0\0"),
     ]
+
+
+def test_an_invisible_column_is_left_out_as_the_batch_reader_leaves_it(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    mysql_db.execute(
+        "CREATE TABLE g (id INT PRIMARY KEY, hidden INT INVISIBLE DEFAULT 7, a INT, "
+        "v INT AS (a * 2) VIRTUAL)"
+    )
+    c = cap(mysql_db, tmp_path, ["g"])
+    c.run()
+    mysql_db.execute("INSERT INTO g (id, a) VALUES (1, 5)", "UPDATE g SET a = 6 WHERE id = 1")
+    t = c.run()
+    assert t.schema.names == ["id", "a", "v", "_op", "_ts", "_pos"]
+    assert rows(t, "_op", "id", "a", "v") == [("c", 1, 5, 10), ("u", 1, 6, 12)]

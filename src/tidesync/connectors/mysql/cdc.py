@@ -158,18 +158,21 @@ class Reader(CaptureReader):
                     labels = None
                     if c["type"] in ("enum", "set"):
                         labels = [m.replace("''", "'") for m in _ENUM.findall(c["column_type"])]
+                    # a column the batch reader does not read (MariaDB's INVISIBLE) is in the
+                    # log's rows all the same: kept to match columns by position, never read
+                    known = c["name"] in schema.names
                     specs.append(
                         bl.ColumnSpec(
                             c["name"],
-                            schema.field(c["name"]).type,
+                            schema.field(c["name"]).type if known else pa.null(),
                             "unsigned" in c["column_type"],
                             c["charset"],
                             labels,
                             c["type"],
                         )
                     )
-                wanted = set(self.o.columns or [s.name for s in specs])
-                missing = [c for c in wanted if c not in {s.name for s in specs}]
+                wanted = set(self.o.columns or [s.name for s in specs if s.name in schema.names])
+                missing = [c for c in wanted if c not in schema.names]
                 if missing:
                     raise ConfigError(
                         f"{self.ctx.path('column')}: table {table} has no column {missing[0]!r}"
