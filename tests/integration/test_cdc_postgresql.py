@@ -691,3 +691,17 @@ def test_a_replica_identity_index_other_than_the_primary_key_is_an_error(
     c.run()
     pg.sql("INSERT INTO {s}.ri VALUES (1, 10, 'a')", "UPDATE {s}.ri SET id = 3 WHERE id = 1")
     assert rows(c.run(), "_op", "id", "u") == [("c", 1, 10), ("d", 1, None), ("c", 3, 10)]
+
+
+def test_a_generated_column_is_an_error_unless_left_out(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    # pgoutput does not send generated columns: their values would come as NULL
+    pg.sql(
+        "CREATE TABLE {s}.gen (id int PRIMARY KEY, a int, "
+        "dbl int GENERATED ALWAYS AS (a * 2) STORED)"
+    )
+    r = cap(["gen"]).run_report()
+    assert r.status == "failed" and "table gen, column dbl" in r.error and "column" in r.error
+    c = cap(["gen"], column=["id", "a"])
+    c.run()
+    pg.sql("INSERT INTO {s}.gen (id, a) VALUES (1, 5)")
+    assert rows(c.run(), "_op", "id", "a") == [("c", 1, 5)]

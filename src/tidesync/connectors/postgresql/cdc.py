@@ -169,6 +169,26 @@ class Reader(CaptureReader):
                         (plan.table.oid,),
                     ).fetchall()
                 ]
+                read = {c.name for c in plan.cols}
+                generated = (
+                    [
+                        r[0]
+                        for r in conn.execute(
+                            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
+                            "AND NOT attisdropped AND attgenerated <> '' ORDER BY attnum",
+                            (plan.table.oid,),
+                        ).fetchall()
+                        if r[0] in read
+                    ]
+                    if conn.info.server_version >= 120000
+                    else []
+                )
+                if generated:
+                    raise ConfigError(
+                        f"{self.ctx.path('column')}: table {plan.label}, column {generated[0]}: "
+                        "a generated column, which the log does not carry (its changes would "
+                        "come as NULL); leave it out with column (and compute it downstream)"
+                    )
                 ident = conn.execute(
                     "SELECT c.relreplident, ARRAY(SELECT a.attname::text FROM pg_index i JOIN "
                     "pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
