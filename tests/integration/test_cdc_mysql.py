@@ -779,3 +779,30 @@ def test_an_invisible_column_is_left_out_as_the_batch_reader_leaves_it(
     t = c.run()
     assert t.schema.names == ["id", "a", "v", "_op", "_ts", "_pos"]
     assert rows(t, "_op", "id", "a", "v") == [("c", 1, 5, 10), ("u", 1, 6, 12)]
+
+
+@pytest.mark.parametrize(
+    "charset", ["utf16", "utf32", "ucs2", "utf16le", "koi8r", "sjis", "cp1251"]
+)
+def test_text_in_other_character_sets_reads_as_the_batch_reader_reads_it(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    charset: str,
+) -> None:
+    mysql_db.execute(f"CREATE TABLE cs (id INT PRIMARY KEY, v VARCHAR(10) CHARACTER SET {charset})")
+    c = cap(mysql_db, tmp_path, ["cs"])
+    c.run()
+    mysql_db.execute("INSERT INTO cs VALUES (1, 'Ab'), (2, 'Яя'), (3, '')")
+    assert rows(c.run(), "id", "v") == [(1, "Ab"), (2, "Яя"), (3, "")]
+
+
+def test_a_character_set_without_a_codec_is_an_error_naming_the_column(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    mysql_db.execute("CREATE TABLE cs (id INT PRIMARY KEY, v VARCHAR(10) CHARACTER SET swe7)")
+    c = cap(mysql_db, tmp_path, ["cs"])
+    c.run()
+    mysql_db.execute("INSERT INTO cs VALUES (1, 'Ab')")
+    r = c.run_report()
+    assert r.status == "failed" and "column v" in r.error and "swe7" in r.error

@@ -929,6 +929,31 @@ def _decimal(
 
 
 _UTF8 = {"utf8mb4", "utf8mb3", "utf8", "ascii"}
+#: MySQL's character sets whose Python codec has another name (the UTF-16/32 ones are
+#: big-endian without a byte-order mark; MySQL's latin1 is Windows-1252)
+_CODECS = {"latin1": "cp1252", "binary": "latin1", "utf16": "utf-16-be", "utf16le": "utf-16-le",
+           "utf32": "utf-32-be", "ucs2": "utf-16-be", "koi8r": "koi8_r", "koi8u": "koi8_u",
+           "ujis": "euc_jp", "eucjpms": "euc_jp", "macroman": "mac_roman",
+           "sjis": "shift_jis", "cp932": "cp932", "euckr": "euc_kr", "tis620": "tis_620"}  # fmt: skip
+
+
+def _codec(spec: ColumnSpec) -> str:
+    """The Python codec of a column's MySQL character set; one Python lacks is an error naming
+    the column (never a guess at its bytes)."""
+    import codecs
+
+    assert spec.charset is not None
+    name = _CODECS.get(spec.charset.lower(), spec.charset.lower())
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise FatalError(
+            f"column {spec.name}: its character set {spec.charset} cannot be decoded here; "
+            "convert the column to utf8mb4, or leave it out with column"
+        ) from None
+    return name
+
+
 _ZERO_ONE = from_numpy(np.array([0, 1], np.int64))
 _ZERO_I32 = from_numpy(np.zeros(1, np.int32))[0]
 
@@ -1068,9 +1093,7 @@ def column(
             arr = _strings(buf, safe, size, null, prefix, binary)
         if not pa.types.is_binary(target):
             if spec.charset is not None and spec.charset.lower() not in _UTF8:
-                codec = {"latin1": "cp1252", "binary": "latin1"}.get(
-                    spec.charset.lower(), spec.charset
-                )
+                codec = _codec(spec)
                 arr = from_strings([None if x is None else x.decode(codec) for x in
                                     _strings(buf, safe, size, null, prefix, True).to_pylist()])  # fmt: skip
             elif binary:
