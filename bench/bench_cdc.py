@@ -80,6 +80,10 @@ def postgresql(url: str, rows: int, runs: int, out: Path, keep: bool = False) ->
         "(id bigint PRIMARY KEY, customer varchar(32), amount numeric(12,2), score double "
         "precision, qty integer, paid boolean, created_at timestamp, note text)")  # fmt: skip
     slot = "tidesync_bench_cdc"
+    # a slot left by an earlier call (--keep, a kill) would be taken up again from where it
+    # stood, its window decoding every WAL record written since: drop it first
+    _pg(url, f"SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots "
+        f"WHERE slot_name = '{slot}' AND NOT active")  # fmt: skip
     reader = {"name": "postgresqlcdc", "parameter": {"url": url, "table": [t], "slot": slot}}
     now = int(float(_pg(url, "SELECT extract(epoch FROM clock_timestamp()) * 1000")))
     _run(_job(out, "pg", reader, (now - 2000, now)), out)  # creates the capture
