@@ -806,6 +806,54 @@ def test_jsonl_keeps_json_types_and_parses_odd_blocks_line_by_line(
     assert [(d.reason[:14], d.row) for d in dirty] == [("not valid JSON", {"line": "not json"})]
 
 
+def test_jsonl_numbers_become_decimals_from_their_text(tmp_path: Path) -> None:
+    # pyarrow read the number as a double, whose cast kept 17 digits and wrote zeros after
+    # them: 12345678901234567890.123456789 became 12345678901234567000.000000000
+    lines_file(tmp_path / "d.jsonl", ['{"b": 12345678901234567890.123456789}', '{"b": 2}'])
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="d.jsonl",
+            fileFormat="jsonl",
+            column=[{"name": "b", "type": "decimal(38,9)"}],
+        )
+    )
+    assert got is not None and got.column(0).to_pylist() == [
+        Decimal("12345678901234567890.123456789"),
+        Decimal("2.000000000"),
+    ]
+    assert dirty == []
+
+
+def test_jsonl_numbers_parsed_line_by_line_keep_their_text(tmp_path: Path) -> None:
+    # a number with more decimals than the scale sends its block line by line, where every
+    # number was a Python float: 1.50 read as a string became "1.5", the long decimal lost
+    # its last digits, and the number of too many decimals was rounded into the scale
+    lines_file(
+        tmp_path / "d.jsonl",
+        [
+            '{"a": 1.50, "b": 12345678901234567890.123456789}',
+            '{"a": 2.250, "b": 0.1234567891}',
+            '{"a": 1e3, "b": -0.5}',
+        ],
+    )
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="d.jsonl",
+            fileFormat="jsonl",
+            column=[{"name": "a", "type": "string"}, {"name": "b", "type": "decimal(38,9)"}],
+        )
+    )
+    assert got is not None and got.to_pylist() == [
+        {"a": "1.50", "b": Decimal("12345678901234567890.123456789")},
+        {"a": "1e3", "b": Decimal("-0.500000000")},
+    ]
+    assert [(d.reason.split(":")[0], d.row) for d in dirty] == [
+        ("column 1 (b)", {"a": "2.250", "b": "0.1234567891"})
+    ]
+
+
 def test_schema_comes_from_columns_header_or_footer_and_is_none_without_files(
     tmp_path: Path,
 ) -> None:

@@ -84,6 +84,9 @@ class Decoder(contextlib.AbstractContextManager["Decoder"]):
         self._stack = contextlib.ExitStack()
         self.owns_first_line = piece.start == 0
         self.above = 0  # empty lines above the first line with text (see _first_line)
+        #: the decimal type every ``column`` entry reading a key declares, by key (set by the
+        #: reader before ``batches``; jsonl converts such a number from its text)
+        self.declared: dict[str, pa.DataType] = {}
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
@@ -451,7 +454,8 @@ class JsonLines(Decoder):
     there, or absent, is read as a string), so every batch of a file has the same schema. A block
     pyarrow refuses (a bad line, a value of another type) is parsed line by line into strings
     instead: the conversion then turns what it can into the column's type and the rest into
-    dirty records."""
+    dirty records. A number field declared decimal is parsed as that decimal (from its digits,
+    not through a double); line by line, a number keeps its text."""
 
     def row_lines(self) -> Iterator[int] | None:
         found = self._text_lines()
@@ -526,6 +530,13 @@ class JsonLines(Decoder):
         pinned = pa.schema(
             [known.field(k) if k in known.names else pa.field(k, pa.string()) for k in needed]
         )
+        for k, t in self.declared.items():
+            i = pinned.get_field_index(k)
+            if i >= 0 and _numeric(pinned.field(i).type):
+                # pyarrow converts the number's text, where a double cut its 17th digit on;
+                # a number with more decimals than the scale sends the block line by line,
+                # where it is a dirty record
+                pinned = pinned.set(i, pinned.field(i).with_type(t))
         every = self.opts.every_field
         opts = pajson.ParseOptions(
             explicit_schema=pinned, unexpected_field_behavior="error" if every else "ignore"
@@ -568,13 +579,34 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+class _Number(float):
+    """A JSON number with a fraction or exponent, keeping its text (``1.50``, every digit of
+    ``12345678901234567890.123456789``) for the conversion to a string or decimal."""
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> _Number:
+        n = super().__new__(cls, text)
+        n.text = text
+        return n
+
+
+#: one decoder for every line (``json.loads`` with ``parse_float`` builds one a call)
+_LINE = json.JSONDecoder(parse_float=_Number)
+
+
 def _objects(block: bytes, dirty: list[Dirty], label: str) -> list[dict[str, Any]]:
     rows = []
     for line in block.decode().splitlines():
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = _LINE.decode(line)
         except ValueError as e:
             dirty.append(Dirty(f"not valid JSON: {e}", {"line": line}, label))
             continue
@@ -600,6 +632,8 @@ def _text(v: Any) -> str | None:
         return v
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, _Number):
+        return v.text
     if isinstance(v, int | float):
         return str(v)
     return json.dumps(v, ensure_ascii=False)

@@ -369,6 +369,7 @@ class Reader(base.Reader):
                 return
             first = pa.ipc.read_schema(pa.py_buffer(split.types)) if split.types else None
             binding = self._bind(fields, keys, natural, split.path, split.names, first)
+            dec.declared = _decimals(binding)
             row = 0
             where = _Where(dec)
             for batch, dirty in dec.batches([k for k in binding.keys if k is not None]):
@@ -496,6 +497,20 @@ class Reader(base.Reader):
             or (c.index is not None and self.delimited and not self.opts.skip_header)
         )
         return named and c.arrow is not None
+
+
+def _decimals(binding: Binding) -> dict[str, pa.DataType]:
+    """The decimal type of each field every column reading it declares (jsonl converts such a
+    number from its text; a field also read as another type is left to the conversion)."""
+    types: dict[str, set[pa.DataType]] = {}
+    for col, key in zip(binding.cols, binding.keys, strict=True):
+        if key is not None:
+            types.setdefault(key, set()).add(col.arrow)
+    return {
+        k: t
+        for k, ts in types.items()
+        if len(ts) == 1 and (t := next(iter(ts))) is not None and pa.types.is_decimal(t)
+    }
 
 
 class _Where:
