@@ -705,3 +705,63 @@ def test_a_generated_column_is_an_error_unless_left_out(pg: PgDb, cap: Any) -> N
     c.run()
     pg.sql("INSERT INTO {s}.gen (id, a) VALUES (1, 5)")
     assert rows(c.run(), "_op", "id", "a") == [("c", 1, 5)]
+
+
+@pytest.mark.parametrize(
+    "replace",
+    [
+        ["DROP TABLE {s}.rp", "CREATE TABLE {s}.rp (id int PRIMARY KEY)"],
+        [
+            "CREATE TABLE {s}.rp_new (id int PRIMARY KEY)",
+            "ALTER TABLE {s}.rp RENAME TO rp_old",
+            "ALTER TABLE {s}.rp_new RENAME TO rp",
+        ],
+    ],
+    ids=["drop_and_create", "rename_swap"],
+)
+def test_a_captured_table_replaced_mid_window_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    replace: list[str],
+) -> None:
+    """The log names a table by its OID: another table under the captured name (its rows put in
+    place without a change of each) is an error, never the old table's rows kept."""
+    pg.sql("CREATE TABLE {s}.rp (id int PRIMARY KEY)")
+    c = cap(["rp"])
+    c.run()
+    pg.sql("INSERT INTO {s}.rp VALUES (1)")
+    assert rows(c.run(), "_op", "id") == [("c", 1)]
+    pg.sql("INSERT INTO {s}.rp VALUES (2)", *replace, "INSERT INTO {s}.rp VALUES (3)")
+    r = c.run_report()
+    assert r.status == "failed" and "table rp" in r.error and "OID" in r.error
+    assert "tidesync cdc drop" in r.error and "log span" in r.error
+
+
+def test_a_column_renamed_mid_window_is_an_error(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    """Rows logged before a rename carry the old name: an error naming both, never the column's
+    values lost (a column dropped and another added in its place reads the same: an error too)."""
+    pg.sql("CREATE TABLE {s}.rc (id int PRIMARY KEY, a text, z int)")
+    c = cap(["rc"])
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.rc VALUES (1, 'x', 10)",
+        "ALTER TABLE {s}.rc RENAME COLUMN a TO b",
+        "INSERT INTO {s}.rc VALUES (2, 'y', 20)",
+    )
+    r = c.run_report()
+    assert r.status == "failed" and "table rc" in r.error
+    assert "column a" in r.error and "column b" in r.error
+
+
+def test_column_names_swapped_mid_window_is_an_error(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql("CREATE TABLE {s}.sw (id int PRIMARY KEY, a int, b int)")
+    c = cap(["sw"])
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.sw VALUES (1, 10, 20)",
+        "ALTER TABLE {s}.sw RENAME COLUMN a TO tmp",
+        "ALTER TABLE {s}.sw RENAME COLUMN b TO a",
+        "ALTER TABLE {s}.sw RENAME COLUMN tmp TO b",
+    )
+    r = c.run_report()
+    assert r.status == "failed" and "table sw" in r.error and "renamed" in r.error

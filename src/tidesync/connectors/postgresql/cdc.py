@@ -43,7 +43,7 @@ from tidesync.connectors.postgresql.conn import (
     quote_ident,
     translate,
 )
-from tidesync.connectors.postgresql.pgoutput import Decoder, Target, lsn_int, lsn_text
+from tidesync.connectors.postgresql.pgoutput import Decoder, Shape, Target, lsn_int, lsn_text
 from tidesync.connectors.postgresql.reader import Reader as TableReader
 from tidesync.connectors.sql.cdc import (
     CDC_KEYS,
@@ -116,6 +116,7 @@ class Reader(CaptureReader):
         self._conn: Any = None
         self.targets: dict[tuple[str, str], Target] = {}
         self.partitions: dict[tuple[str, str], Target] = {}  # of partitioned targets
+        self.shapes: dict[tuple[str, str], Shape] = {}  # the planned tables and partitions
         self._schema: pa.Schema | None = None
         self.history: History | None = None
 
@@ -208,11 +209,12 @@ class Reader(CaptureReader):
                 target = self.targets[(schema_name, rel)] = Target(
                     plan.label, {c.name: c.type for c in plan.cols}, arrays, key
                 )
+                self.shapes[(schema_name, rel)] = _shape(conn, plan.table.oid)
                 if plan.table.kind == "p":
                     # a publication without publish_via_partition_root logs a partitioned
                     # table's changes under its partitions' names
                     for leaf in conn.execute(
-                        "SELECT n.nspname, c.relname FROM pg_inherits i JOIN pg_class c ON "
+                        "SELECT n.nspname, c.relname, c.oid FROM pg_inherits i JOIN pg_class c ON "
                         "c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
                         "WHERE i.inhparent = ANY(ARRAY(WITH RECURSIVE t(oid) AS (SELECT %s::oid "
                         "UNION SELECT inhrelid FROM pg_inherits JOIN t ON inhparent = t.oid) "
@@ -220,6 +222,7 @@ class Reader(CaptureReader):
                         (plan.table.oid,),
                     ).fetchall():
                         self.partitions[(leaf[0], leaf[1])] = target
+                        self.shapes[(leaf[0], leaf[1])] = _shape(conn, leaf[2])
                 pairs.append((plan.label, plan.schema))
         self._schema = output_schema(pairs, self.o.before_image, self.ctx.path("table"))
         self._planned = True
@@ -468,7 +471,12 @@ class Reader(CaptureReader):
             )
         assert self._schema is not None
         decoder = Decoder(
-            {**self.partitions, **self.targets}, self._schema, self._array_text, self.o.before_image
+            {**self.partitions, **self.targets},
+            self._schema,
+            self._array_text,
+            self.o.before_image,
+            self.shapes,
+            f"{self.ctx.where}: log span {lsn_text(lo)} to {lsn_text(upto)}: ",
         )
         ahead: _Ahead | None = None
         close: Callable[[], None] | None = None
@@ -741,6 +749,18 @@ def _copied(conn: Any, sql: str, ep: Endpoint, place: str) -> Iterator[pa.Record
 
 _PEEK = pa.schema([("lsn", pa.string()), ("data", pa.binary())])
 _BE4 = np.dtype(">i4")
+
+
+def _shape(conn: Any, oid: int) -> Shape:
+    """A table's OID and attributes as pgoutput describes them (generated ones left out)."""
+    gen = "attgenerated = ''" if conn.info.server_version >= 120000 else "true"
+    rows = conn.execute(
+        "SELECT attnum, CASE WHEN attisdropped THEN NULL ELSE attname::text END "
+        f"FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND (attisdropped OR {gen}) "
+        "ORDER BY attnum",
+        (oid,),
+    ).fetchall()
+    return Shape(int(oid), [(int(n), name) for n, name in rows])
 
 
 def _i4(a: np.ndarray, pos: np.ndarray) -> np.ndarray:

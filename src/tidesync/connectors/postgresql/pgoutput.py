@@ -241,6 +241,49 @@ class Target:
 
 
 @dataclass
+class Shape:
+    """A captured table as the run planned it: its OID and its attributes in attnum order (name
+    None where dropped; generated columns left out, as pgoutput leaves them out)."""
+
+    oid: int
+    attrs: list[tuple[int, str | None]]
+
+
+def _replaced(rel: Relation, shape: Shape, read: set[str]) -> str | None:
+    """Why the log's description ``rel`` of a captured table is not the table planned: another
+    table (DROP and CREATE, a rename swap), or a column renamed since (its values would be taken
+    as NULL, or as another column's). Columns map by name; those of names gone since lie, in
+    order, between the named ones' attnums, on a dropped attribute or a renamed one."""
+    if rel.relid != shape.oid:
+        return (
+            f"the log's changes of it are of table OID {rel.relid}, and the table of that name "
+            f"now is OID {shape.oid}: it was dropped and created again, or another table was "
+            "renamed to its name, so its rows were replaced without a change of each in the log"
+        )
+    at = {name: n for n, name in shape.attrs if name is not None}
+    names = [c[1] for c in rel.columns]
+    # runs of gone names between two named columns (attnums lo < hi) and the attributes there
+    anchors = [(-1, 0)] + [(i, at[c]) for i, c in enumerate(names) if c in at]
+    anchors.append((len(names), 1 << 31))
+    for (i, lo), (j, hi) in zip(anchors, anchors[1:], strict=False):
+        if hi <= lo:
+            return f"its column {names[j]} is not where it was: columns were renamed since"
+        run = names[i + 1 : j]
+        if not run:
+            continue
+        between = [a for n, a in shape.attrs if lo < n < hi]
+        live = [a for a in between if a is not None and a in read and a not in names]
+        if live or len(between) < len(run):
+            now = live[0] if live else "another"
+            return (
+                f"column {run[0]} in the log is not in it now and column {now} is, in its place "
+                f"(renamed {run[0]} to {now}, or dropped {run[0]} and added {now}): the rows "
+                f"logged before would lack {now}'s value"
+            )
+    return None
+
+
+@dataclass
 class Decoded:
     """One decoded stretch of the log: the rows (output schema, in log order), the rows to report
     as dirty (row index, reason), and its transactions' commit LSNs and times."""
@@ -260,8 +303,12 @@ class Decoder:
         schema: pa.Schema,
         server: Callable[[pa.Array, int, int], pa.Array],
         before_image: bool = False,
+        shapes: dict[tuple[str, str], Shape] | None = None,
+        where: str = "",
     ):
         self.targets = targets
+        self.shapes = shapes or {}
+        self.where = where
         self.schema = schema
         self.server = server
         self.before_image = before_image
@@ -300,6 +347,7 @@ class Decoder:
         versions: dict[int, list[tuple[int, Relation]]] = {}
         for i in rel_at:
             rel = _relation(bytes(buf[starts[i] : starts[i + 1]]))
+            self._check(rel, lsn[int(i)].as_py())
             versions.setdefault(rel.relid, []).append((int(i), rel))
         for ti in np.flatnonzero(types == _T).tolist():
             self._truncated(buf, int(starts[ti]), ti, versions)
@@ -356,6 +404,21 @@ class Decoder:
             where = {int(o): k for k, o in enumerate(order[sort])}
             dirty = [(where[o], why) for o, why in dirty]
         return Decoded(batch, dirty, commit_lsn, commit_us)
+
+    def _check(self, rel: Relation, at: str) -> None:
+        """A captured table's description in the log must be the table planned (see _replaced)."""
+        key = (rel.schema, rel.name)
+        target, shape = self.targets.get(key), self.shapes.get(key)
+        if target is None or shape is None:
+            return
+        why = _replaced(rel, shape, set(target.types))
+        if why is not None:
+            raise FatalError(
+                f"{self.where}table {target.label}: {why} (at log position {at}); its changes "
+                "in this window cannot be given as the table's: start a new capture after it "
+                "(`tidesync cdc drop` the job, then run it with snapshot: true), and keep a "
+                "captured table and its column names in place while it is captured"
+            )
 
     def _truncated(
         self, buf: np.ndarray, at: int, i: int, versions: dict[int, list[tuple[int, Relation]]]
