@@ -6,8 +6,16 @@ import datetime as dt
 import struct
 
 import pyarrow as pa
+import pytest
 
-from tidesync.connectors.postgresql.pgoutput import Decoder, Target, from_text
+from tidesync.connectors.postgresql.pgoutput import (
+    Decoder,
+    Relation,
+    Shape,
+    Target,
+    _replaced,
+    from_text,
+)
 from tidesync.connectors.sql.cdc import meta_fields
 
 RELID = 16400
@@ -121,3 +129,26 @@ def test_nulls_unchanged_toast_values_and_full_columns_in_one_batch() -> None:
         {"id": 2, "v": "two", "big": None, "n": None, "_op": "d", "_pos": "0/10"},
     ]
     assert list(out.commit_lsn) == [2000]
+
+
+@pytest.mark.parametrize(
+    ("logged", "attrs", "error"),
+    [
+        (["id", "a"], [(1, "id"), (2, "a")], None),
+        (["id", "a"], [(1, "id"), (2, "a"), (3, "b")], None),  # b added since
+        (["id", "gone", "v"], [(1, "id"), (2, None), (3, "v")], None),  # gone dropped since
+        (["id", "a"], [(1, "id"), (2, "b")], "column a"),  # renamed
+        (["id", "a", "v"], [(1, "id"), (2, "b"), (3, "v")], "column a"),  # renamed, in between
+        (["id", "a"], [(1, "id"), (2, None), (3, "b")], "column a"),  # dropped + added, or not
+        (["id", "a", "b"], [(1, "id"), (2, "b"), (3, "a")], "column b"),  # names swapped
+        (["id", "a", "c"], [(1, "id"), (2, "c"), (3, "d")], "column a"),  # a->c, c->d
+    ],
+)
+def test_a_description_in_the_log_against_the_planned_table(
+    logged: list[str], attrs: list[tuple[int, str | None]], error: str | None
+) -> None:
+    rel = Relation(RELID, "public", "t", "d", [(0, c, 25, -1) for c in logged])
+    read = {a for _, a in attrs if a is not None}
+    why = _replaced(rel, Shape(RELID, attrs), read)
+    assert (why is None) if error is None else (why is not None and error in why)
+    assert "OID" in (_replaced(rel, Shape(RELID + 1, attrs), read) or "")

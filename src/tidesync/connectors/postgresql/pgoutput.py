@@ -272,13 +272,17 @@ def _replaced(rel: Relation, shape: Shape, read: set[str]) -> str | None:
         if not run:
             continue
         between = [a for n, a in shape.attrs if lo < n < hi]
-        live = [a for a in between if a is not None and a in read and a not in names]
-        if live or len(between) < len(run):
-            now = live[0] if live else "another"
+        if len(between) < len(run):
             return (
-                f"column {run[0]} in the log is not in it now and column {now} is, in its place "
-                f"(renamed {run[0]} to {now}, or dropped {run[0]} and added {now}): the rows "
-                f"logged before would lack {now}'s value"
+                f"column {run[0]} in the log has no place among its columns now: columns were "
+                "renamed since"
+            )
+        live = [a for a in between if a is not None and a in read and a not in names]
+        if live:
+            return (
+                f"column {run[0]} in the log is not in it now and column {live[0]} is, in its "
+                f"place (renamed {run[0]} to {live[0]}, or dropped {run[0]} and added "
+                f"{live[0]}): the rows logged before would lack {live[0]}'s value"
             )
     return None
 
