@@ -132,7 +132,11 @@ def run(
     show = sys.stderr.isatty() if progress is None else progress
     try:
         rep = run_job(
-            planned, report_path=report, cancel=cancel, progress=_progress_line if show else None
+            planned,
+            report_path=report,
+            cancel=cancel,
+            progress=_progress_line if show else None,
+            process_ends=_ENDS_PROCESS.is_set(),
         )
     except ConfigError as e:
         _fail_config(e)
@@ -287,6 +291,8 @@ class _Interrupted(BaseException):
 
 #: set once a run has ended: a signal then changes nothing (the outcome is being printed)
 _RUN_ENDED = threading.Event()
+#: set by :func:`command`: this process ends after its run (not a test calling ``main``)
+_ENDS_PROCESS = threading.Event()
 
 
 def _stop_early(signum: int, frame: Any) -> None:
@@ -303,6 +309,7 @@ def command() -> None:
     (issue 17), which a scheduled 5-minute window pays each time. So the process runs its
     ``atexit`` handlers, collects cyclic garbage (whose finalizers would run at a normal exit),
     flushes its output and ends with ``os._exit``. Every other command ends the usual way."""
+    _ENDS_PROCESS.set()
     try:
         entry()
     except SystemExit as e:

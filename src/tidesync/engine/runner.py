@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import gc
 import json
 import logging
 import threading
@@ -566,13 +567,21 @@ def run_job(
     progress: Callable[[Report], None] | None = None,
     progress_every: float = 0.5,
     timezone: str | None = None,
+    process_ends: bool = False,
 ) -> Report:
     """Run a planned job to one atomic publish (or none). Never raises for a job failure:
     the report's status says it, with ``error``; raises only for programming errors.
 
     ``progress(report)`` is called every ``progress_every`` seconds while it runs
     (:meth:`Report.progress_line` says it in words). The report's times are in ``timezone``
-    (default: the job's ``setting.timezone``), with their UTC offset."""
+    (default: the job's ``setting.timezone``), with their UTC offset.
+
+    ``process_ends``: the process ends after this run (``tidesync run``). Once planned, what the
+    imports and the planning made (about 50,000 objects of pyarrow, numpy, psycopg, ...) is
+    moved out of the cyclic collector's reach (``gc.freeze``): its collections during the run
+    and the one before the process ends (``cli._end_process``) then look only at the run's own
+    objects, 10-35 ms less a run. Not in a long-lived process (the scheduler's daemon), whose
+    frozen garbage would never be freed."""
     cancel = cancel or threading.Event()
     t0 = time.monotonic()
     rt = job.runtime
@@ -660,6 +669,8 @@ def run_job(
             cancel,
         )
         hook("run.tasks")  # tests stop a run here, its writers prepared, no row moved yet
+        if process_ends:
+            gc.freeze()
         finished = executor.run(tasks, shared, live)
         live[:] = [r.counters for r in finished]  # the final counts, whatever the executor
         _tally(report, live)
