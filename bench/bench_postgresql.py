@@ -136,7 +136,14 @@ def copy_jobs(url: str, src: str, out: Path) -> tuple[str, Path, Path]:
     """A target like ``src`` (its primary key too) and the PostgreSQL -> PostgreSQL job into it
     (truncate) on the direct path, and the same job forced onto the Arrow path."""
     dst = src.replace(".orders_", ".copy_")
-    psql(url, "-c", f"DROP TABLE IF EXISTS {dst}; CREATE TABLE {dst} (LIKE {src} INCLUDING ALL)")
+    # no autovacuum on the target: a 2M-row copy sets one off up to a minute later, in the
+    # middle of whichever side runs next (both sides copy into this table)
+    psql(
+        url,
+        "-c",
+        f"DROP TABLE IF EXISTS {dst}; CREATE TABLE {dst} (LIKE {src} INCLUDING ALL) "
+        "WITH (autovacuum_enabled = false)",
+    )
     reader = {
         "name": "postgresqlreader",
         "parameter": {"url": url, "table": [src], "column": ["*"], "splitPk": "id"},
