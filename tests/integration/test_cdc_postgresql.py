@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.integration._cdc import CRASH, Capture, rows, run_imports_pandas
+from tests.integration._cdc import CRASH, Capture, rows, run_imports_pandas, state_store
 from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all  # noqa: F401
 from tidesync.connectors.base import Context
 from tidesync.connectors.postgresql import Reader as TableReader
@@ -732,9 +732,30 @@ def test_a_captured_table_replaced_mid_window_is_an_error(
     pg.sql("INSERT INTO {s}.rp VALUES (1)")
     assert rows(c.run(), "_op", "id") == [("c", 1)]
     pg.sql("INSERT INTO {s}.rp VALUES (2)", *replace, "INSERT INTO {s}.rp VALUES (3)")
+    # positions saved without the table's OID (by an earlier version): the log's description
+    # of the old table, with its OID, is what tells
+    _forget_oids(c)
     r = c.run_report()
     assert r.status == "failed" and "table rp" in r.error and "OID" in r.error
     assert "tidesync cdc drop" in r.error and "log span" in r.error
+
+
+def _saved(c: Capture) -> tuple[Any, Any]:
+    from tidesync.state import POSITIONS
+
+    store = state_store(c.root)
+    [entry] = store.list(POSITIONS)
+    return store, entry
+
+
+def _forget_oids(c: Capture) -> None:
+    """Make the saved positions as a version that kept no table OIDs saved them."""
+    from tidesync.state import POSITIONS
+
+    store, entry = _saved(c)
+    v = entry.value
+    assert v["positions"]["changes"].pop("tables")
+    assert store.compare_and_set(POSITIONS, entry.key, entry.version, v) is not None
 
 
 def test_a_column_renamed_mid_window_is_an_error(pg: PgDb, cap: Any) -> None:  # noqa: F811
@@ -765,3 +786,48 @@ def test_column_names_swapped_mid_window_is_an_error(pg: PgDb, cap: Any) -> None
     )
     r = c.run_report()
     assert r.status == "failed" and "table sw" in r.error and "renamed" in r.error
+
+
+@pytest.mark.parametrize(
+    "replace",
+    [
+        ["DROP TABLE {s}.rq", "CREATE TABLE {s}.rq (id int PRIMARY KEY)"],
+        [
+            "CREATE TABLE {s}.rq_new (id int PRIMARY KEY)",
+            "ALTER TABLE {s}.rq RENAME TO rq_old",
+            "ALTER TABLE {s}.rq_new RENAME TO rq",
+        ],
+    ],
+    ids=["drop_and_create", "rename_swap"],
+)
+def test_a_captured_table_replaced_with_no_change_of_the_old_one_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    replace: list[str],
+) -> None:
+    """The saved positions keep each table's OID: a table replaced while the old one had no
+    change in the window (nothing of it in the log) is an error at the next run, never the new
+    table's first changes lost (they were logged before the new table joined the publication)."""
+    pg.sql("CREATE TABLE {s}.rq (id int PRIMARY KEY)")
+    c = cap(["rq"])
+    c.run()
+    pg.sql("INSERT INTO {s}.rq VALUES (1)")
+    assert rows(c.run(), "_op", "id") == [("c", 1)]
+    pg.sql(*replace, "INSERT INTO {s}.rq VALUES (3)")
+    r = c.run_report()
+    assert r.status == "failed" and "table rq" in r.error and "OID" in r.error
+    assert "tidesync cdc drop" in r.error and "snapshot" in r.error
+
+
+def test_positions_saved_without_oids_record_them(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    pg.sql("CREATE TABLE {s}.ro (id int PRIMARY KEY)")
+    c = cap(["ro"])
+    c.run()
+    _forget_oids(c)
+    pg.sql("INSERT INTO {s}.ro VALUES (1)")
+    assert rows(c.run(), "_op", "id") == [("c", 1)]  # no OID saved: recorded, not an error
+    [(oid,)] = pg.rows("SELECT '{s}.ro'::regclass::oid::int")
+    assert _saved(c)[1].value["positions"]["changes"]["tables"] == {f"{pg.schema}.ro": oid}
+    pg.sql("DROP TABLE {s}.ro", "CREATE TABLE {s}.ro (id int PRIMARY KEY)")
+    r = c.run_report()
+    assert r.status == "failed" and "table ro" in r.error and "OID" in r.error

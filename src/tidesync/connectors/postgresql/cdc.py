@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -342,6 +343,28 @@ class Reader(CaptureReader):
         return lsn_int(row[0]), int(row[1])
 
     def _open(self, history: History | None) -> History:
+        """The capture to go on from (see :meth:`_capture`), with each captured table's OID:
+        the one saved must be the table's now (a table replaced between runs is an error, even
+        when the log holds nothing of the old one); one not saved yet is recorded."""
+        opened = self._capture(history)
+        now = {".".join(k): self.shapes[k].oid for k in self.targets}
+        saved = history.tables if history is not None else {}
+        for k, t in self.targets.items():
+            name = ".".join(k)
+            was = saved.get(name)
+            if was is not None and int(was) != now[name]:
+                raise FatalError(
+                    f"{self.ctx.where}: table {t.label} is not the table this capture has "
+                    f"read: its OID is {now[name]} now and was {was} (saved by the last run): "
+                    "it was dropped and created again, or another table was renamed to its "
+                    "name, so its rows were replaced without a change of each in the log and "
+                    "its first changes may be missing from it; start a new capture (`tidesync "
+                    "cdc drop` the job, then run it with snapshot: true), and keep a captured "
+                    "table in place while it is captured"
+                )
+        return replace(opened, tables={**opened.tables, **now})
+
+    def _capture(self, history: History | None) -> History:
         ep = self.endpoint
         with edge(ep, where=self.ctx.path("table")):
             self._ensure_publication()
@@ -412,7 +435,6 @@ class Reader(CaptureReader):
         """Create the slot on a replication connection with an exported snapshot (its
         consistent point is where the log is read from) and read the tables in that snapshot
         with the batch reader's own splits and decoding."""
-        from dataclasses import replace
 
         from tidesync.connectors.postgresql.reader import PgSplit
         from tidesync.connectors.publish import hook

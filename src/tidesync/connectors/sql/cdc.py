@@ -12,7 +12,13 @@ The history of retained spans is the reader's position (``Chunk.position``, save
 after the writer's commit, read back through ``Context.stored_positions()``)::
 
     {"capture": "tidesync_orders_1a2b3c4d", "created": 1700000000000,
-     "spans": [[start_ms, end_ms, lo, hi], ...]}      # oldest first, tiling
+     "spans": [[start_ms, end_ms, lo, hi], ...],      # oldest first, tiling
+     "tables": {"public.orders": 16385}}               # each table's identity (PostgreSQL: OID)
+
+``tables`` is what a store records to know a captured table again (PostgreSQL: the table's
+``pg_class`` OID): each run compares it with the table's now, so a table replaced between runs
+(dropped and created, a rename swap) is an error even when the log holds nothing of it. Positions
+saved without it (an earlier version, a table newly added to the job) record it, never fail.
 
 A run of window ``[S, E)``:
 
@@ -291,6 +297,9 @@ class History:
     created: int  # ms
     lo: Any  # where the capture starts; None: not yet, the first run creates it with a snapshot
     spans: list[Span] = field(default_factory=list)
+    #: each captured table's identity as the store records it (PostgreSQL: the pg_class OID),
+    #: by the table's qualified name; empty where the store keeps none
+    tables: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, v: Any) -> History | None:
@@ -300,10 +309,17 @@ class History:
             Span(int(s[0]), int(s[1]), s[2], s[3], bool(s[4]) if len(s) > 4 else False)
             for s in v.get("spans", [])
         ]
-        return cls(str(v["capture"]), int(v.get("created", 0)), v.get("lo"), spans)
+        tables = v.get("tables")
+        return cls(
+            str(v["capture"]),
+            int(v.get("created", 0)),
+            v.get("lo"),
+            spans,
+            dict(tables) if isinstance(tables, dict) else {},
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "capture": self.capture,
             "created": self.created,
             "lo": self.lo,
@@ -311,6 +327,9 @@ class History:
                 [s.start, s.end, s.lo, s.hi, *([True] if s.snap else [])] for s in self.spans
             ],
         }
+        if self.tables:
+            out["tables"] = dict(self.tables)
+        return out
 
     @property
     def horizon(self) -> Any:
@@ -381,7 +400,7 @@ class History:
         while len(spans) > 1 and spans[0].end <= horizon:
             spans.pop(0)
         lo = self.lo if self.lo is not None else plan.lo
-        return History(self.capture, self.created, lo, spans)
+        return History(self.capture, self.created, lo, spans, self.tables)
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -567,7 +586,7 @@ class CaptureReader(Reader):
                            self.o.wait_timeout + self.margin_ms / 1000, self.ctx.where)  # fmt: skip
             if plan.lo is None:  # the first run of a capture with a snapshot: create it now
                 lo, created = yield from self._snapshot()
-                history = History(history.capture, created, lo, history.spans)
+                history = History(history.capture, created, lo, history.spans, history.tables)
                 start = plan.start if plan.end is not None else created
                 plan = SpanPlan(start, plan.end, lo, None, plan.keep, plan.rerun, plan.cut, True)
             upto, now = self._log_end()
