@@ -13,6 +13,7 @@ from tidesync.connectors.postgresql.pgoutput import (
     Relation,
     Shape,
     Target,
+    _left_out,
     _replaced,
     from_text,
 )
@@ -152,3 +153,23 @@ def test_a_description_in_the_log_against_the_planned_table(
     why = _replaced(rel, Shape(RELID, attrs), read)
     assert (why is None) if error is None else (why is not None and error in why)
     assert "OID" in (_replaced(rel, Shape(RELID + 1, attrs), read) or "")
+
+
+@pytest.mark.parametrize(
+    ("logged", "attrs", "left"),
+    [
+        (["id", "a", "b"], [(1, "id"), (2, "a"), (3, "b")], []),
+        (["id", "a"], [(1, "id"), (2, "a"), (3, "b")], []),  # b added since (or listed out)
+        (["id", "b"], [(1, "id"), (2, "a"), (3, "b")], ["a"]),  # a left out by a column list
+        (["id", "c"], [(1, "id"), (2, "a"), (3, "b"), (4, "c")], ["a", "b"]),
+        (["id", "b"], [(1, "id"), (2, None), (3, "b")], []),  # a dropped attribute
+        (["b"], [(1, "id"), (2, "b")], ["id"]),
+    ],
+)
+def test_read_columns_a_description_in_the_log_leaves_out(
+    logged: list[str], attrs: list[tuple[int, str | None]], left: list[str]
+) -> None:
+    rel = Relation(RELID, "public", "t", "d", [(0, c, 25, -1) for c in logged])
+    read = {a for _, a in attrs if a is not None}
+    assert _left_out(rel, Shape(RELID, attrs), read) == left
+    assert _left_out(rel, Shape(RELID, attrs), read - {"a"}) == [c for c in left if c != "a"]

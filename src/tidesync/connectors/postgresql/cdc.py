@@ -295,6 +295,7 @@ class Reader(CaptureReader):
             )
             log.warning("created publication %s for %s", self.publication_name, ", ".join(names))
             return
+        self._check_column_lists()
         if row[0]:
             return
         # pg_publication_tables names a partitioned member by its partitions (unless the
@@ -325,6 +326,38 @@ class Reader(CaptureReader):
                 "added %s to publication %s",
                 ", ".join(".".join(m) for m in missing),
                 self.publication_name,
+            )
+
+    def _check_column_lists(self) -> None:
+        """A publication's column list (PostgreSQL 15+) leaves columns out of the log, whose
+        values would come as NULL: a column the job reads and the list leaves out is an error."""
+        conn = self._control()
+        if conn.info.server_version < 150000:
+            return
+        tables = {**self.partitions, **self.targets}
+        problems: dict[str, list[str]] = {}
+        for schema, rel, names in conn.execute(
+            "SELECT schemaname, tablename, attnames::text[] FROM pg_publication_tables "
+            "WHERE pubname = %s AND attnames IS NOT NULL",
+            (self.publication_name,),
+        ).fetchall():
+            target = tables.get((schema, rel))
+            if target is None:
+                continue
+            left = [c for c in target.types if c not in set(names)]
+            if left:
+                where = target.label if (schema, rel) in self.targets else f"{target.label} ({rel})"
+                problems.setdefault(where, left)
+        if problems:
+            what = "; ".join(
+                f"table {t} leaves out column{'s' if len(c) > 1 else ''} {', '.join(c)}"
+                for t, c in problems.items()
+            )
+            raise ConfigError(
+                f"{self.ctx.path('publication')}: publication {self.publication_name} has a "
+                f"column list: {what}, whose values would come as NULL; add them to the list "
+                f"(ALTER PUBLICATION {self.publication_name} SET TABLE ...) or leave them out "
+                "with column"
             )
 
     @staticmethod

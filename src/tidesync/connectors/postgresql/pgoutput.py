@@ -287,6 +287,17 @@ def _replaced(rel: Relation, shape: Shape, read: set[str]) -> str | None:
     return None
 
 
+def _left_out(rel: Relation, shape: Shape, read: set[str]) -> list[str]:
+    """The read columns the log's description ``rel`` leaves out though they were in the table
+    when it was logged (a publication's column list, PostgreSQL 15+): those before a column it
+    has (attnums only grow, so a column added since comes after every logged one; one after the
+    last logged column cannot be told from such a column, and the run's start checks the list)."""
+    at = {name: n for n, name in shape.attrs if name is not None}
+    names = {c[1] for c in rel.columns}
+    last = max((at[c] for c in names if c in at), default=0)
+    return [name for n, name in shape.attrs if name in read and name not in names and n < last]
+
+
 @dataclass
 class Decoded:
     """One decoded stretch of the log: the rows (output schema, in log order), the rows to report
@@ -416,6 +427,15 @@ class Decoder:
         if target is None or shape is None:
             return
         why = _replaced(rel, shape, set(target.types))
+        left = _left_out(rel, shape, set(target.types)) if why is None else []
+        if left:
+            raise FatalError(
+                f"{self.where}table {target.label}: the log's changes of it (at log position "
+                f"{at}) leave out column{'s' if len(left) > 1 else ''} {', '.join(left)}: the "
+                "publication's column list left them out then, so their values would come as "
+                "NULL; start a new capture after it (`tidesync cdc drop` the job, then run it "
+                "with snapshot: true), and keep the column list whole while it is captured"
+            )
         if why is not None:
             raise FatalError(
                 f"{self.where}table {target.label}: {why} (at log position {at}); its changes "
