@@ -79,6 +79,14 @@ def test_a_time_of_24_00_is_a_row_without_arrow_form_not_a_failed_cast() -> None
     assert none is None
 
 
+def test_a_numeric_kept_as_text_spells_nan_and_infinity_as_the_batch_reader() -> None:
+    text = pa.array(["NaN", "Infinity", None, "-Infinity", "1.50", "NaNa"])
+    values, bad = from_text(text, pa.string(), 1700, None, numeric=True)
+    assert bad is None
+    assert values.to_pylist() == ["nan", "inf", None, "-inf", "1.50", "NaNa"]
+    assert from_text(text, pa.string(), 25, None)[0].to_pylist() == text.to_pylist()  # text
+
+
 def _cols(*cols: bytes | None) -> bytes:
     """A tuple: bytes a text value, None a NULL, b"u" (alone) an unchanged TOASTed value."""
     out = struct.pack("!h", len(cols))

@@ -880,3 +880,58 @@ def test_a_column_list_set_mid_window_is_an_error(
     r = c.run_report()
     assert r.status == "failed" and "table cm" in r.error and "column a" in r.error, r.error
     assert "column list" in r.error
+
+
+def test_numeric_and_float_nan_and_infinity_are_the_batch_readers(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    """NaN and the infinities of an unconstrained numeric (text), real and double precision come
+    as the batch reader gives them; in a numeric(p, s) they are dirty records in both."""
+    pg.sql(
+        "CREATE DOMAIN {s}.money_d AS numeric",
+        "CREATE TABLE {s}.nn (id int PRIMARY KEY, nfree numeric, dom {s}.money_d, f4 real, "
+        "f8 double precision, nwide numeric(60, 2), narr numeric[])",
+    )
+    c = cap(["nn"])
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.nn VALUES (1, 'NaN', 'NaN', 'NaN', 'NaN', 1.5, '{NaN,Infinity}'), "
+        "(2, 'Infinity', 'Infinity', 'Infinity', 'Infinity', -2, NULL), "
+        "(3, '-Infinity', '-Infinity', '-Infinity', '-Infinity', NULL, '{-Infinity}'), "
+        "(4, '1.50', '-0.000', '-0', '1e300', 12345678901234567890123.45, '{1.50}')"
+    )
+    got = c.run()
+    batch = TableReader(
+        {"jdbcUrl": pg.jdbc, "username": "postgres", "table": ["nn"]}, Context(where="r")
+    )
+    _, want = read_all(batch)
+    data = got.drop_columns(["_op", "_ts", "_pos"])
+    assert data.schema == want.schema
+    # by repr: a float NaN equals no NaN
+    assert [repr(r) for r in data.to_pylist()] == [repr(r) for r in want.sort_by("id").to_pylist()]
+    assert data.column("nfree").to_pylist()[:3] == ["nan", "inf", "-inf"]
+
+
+
+def test_a_numeric_nan_in_a_decimal_is_dirty_as_in_the_batch_reader(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    from tidesync.connectors.base import Chunk
+
+    pg.sql("CREATE TABLE {s}.nd (id int PRIMARY KEY, n numeric(12, 2), nwide numeric(60, 2))")
+    c = cap(["nd"])
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.nd VALUES (1, 'NaN', 1), (2, 2, 'NaN'), (3, 3, 3)"
+    )  # a numeric(p, s) holds no infinity
+    batch = TableReader(
+        {"jdbcUrl": pg.jdbc, "username": "postgres", "table": ["nd"]}, Context(where="r")
+    )
+    [split] = batch.splits(1)
+    dirty = [d for ch in batch.read(split) if isinstance(ch, Chunk) for d in ch.dirty]
+    batch.close()
+    assert len(dirty) == 2
+    r = c.run_report()  # errorLimit.record = 0
+    assert r.status == "failed" and "dirty record" in r.error and "has no decimal" in r.error

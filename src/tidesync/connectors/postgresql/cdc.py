@@ -208,7 +208,11 @@ class Reader(CaptureReader):
                         f"{q} REPLICA IDENTITY DEFAULT (or FULL)"
                     )
                 target = self.targets[(schema_name, rel)] = Target(
-                    plan.label, {c.name: c.type for c in plan.cols}, arrays, key
+                    plan.label,
+                    {c.name: c.type for c in plan.cols},
+                    arrays,
+                    key,
+                    {c.name for c in plan.cols if c.numeric},
                 )
                 self.shapes[(schema_name, rel)] = _shape(conn, plan.table.oid)
                 if plan.table.kind == "p":

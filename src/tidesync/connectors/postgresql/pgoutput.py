@@ -181,6 +181,9 @@ def _bytea(arr: pa.Array) -> pa.Array:
 
 
 _NON_FINITE = from_strings(["NaN", "Infinity", "-Infinity"])
+#: the batch reader's text of a numeric NaN and infinities (ADBC's, which reads every numeric
+#: kept as text: unconstrained, or wider than a decimal256), in ``_NON_FINITE``'s order
+_NON_FINITE_READ = from_strings(["nan", "inf", "-inf"])
 _INFINITE = from_strings(["infinity", "-infinity"])
 _DAY_END = from_strings(["24:00:00"])  # a time PostgreSQL allows and Arrow's time64 cannot hold
 _NULL_TEXT = from_strings([None])[0]
@@ -189,13 +192,22 @@ _FALSE = from_numpy(np.zeros(1, bool))[0]
 
 
 def from_text(
-    arr: pa.Array, t: pa.DataType, oid: int, server: Callable[[pa.Array], pa.Array] | None
+    arr: pa.Array,
+    t: pa.DataType,
+    oid: int,
+    server: Callable[[pa.Array], pa.Array] | None,
+    numeric: bool = False,
 ) -> tuple[pa.Array, pa.Array | None]:
     """Text values (pgoutput's, the type's output function) as Arrow type ``t`` the way the
-    batch reader gives them; and a mask of rows whose value has no such form (None: none)."""
+    batch reader gives them; and a mask of rows whose value has no such form (None: none).
+    ``numeric``: the column is a numeric (or a domain over one) that the batch reader reads."""
     if server is not None:
         return server(arr), None
     if pa.types.is_string(t):
+        if numeric:  # NaN, Infinity, -Infinity as the batch reader writes them
+            which = pc.index_in(arr, value_set=_NON_FINITE)
+            if which.null_count < len(which):
+                return pc.if_else(pc.is_null(which), arr, _NON_FINITE_READ.take(which)), None
         return arr, None
     if pa.types.is_boolean(t):
         return pc.equal(arr, _TRUE_TEXT), None
@@ -238,6 +250,7 @@ class Target:
     key: list[str] = field(
         default_factory=list
     )  # the primary key (REPLICA IDENTITY FULL flags all)
+    numeric: set[str] = field(default_factory=set)  # columns of a numeric type (or domain)
 
 
 @dataclass
@@ -602,7 +615,7 @@ class Decoder:
                 return self.server(a, oid, typmod)
 
         try:
-            return from_text(text, t, oid, conv)
+            return from_text(text, t, oid, conv, name in target.numeric)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
             raise FatalError(
                 f"table {target.label}, column {name}: the log holds values that are not "
