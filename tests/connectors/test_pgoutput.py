@@ -15,6 +15,7 @@ from tidesync.connectors.postgresql.pgoutput import (
     Target,
     _left_out,
     _replaced,
+    _retyped,
     from_text,
 )
 from tidesync.connectors.sql.cdc import meta_fields
@@ -181,3 +182,27 @@ def test_read_columns_a_description_in_the_log_leaves_out(
     read = {a for _, a in attrs if a is not None}
     assert _left_out(rel, Shape(RELID, attrs), read) == left
     assert _left_out(rel, Shape(RELID, attrs), read - {"a"}) == [c for c in left if c != "a"]
+
+
+@pytest.mark.parametrize(
+    ("logged", "now", "changed"),
+    [
+        ((23, -1), (23, -1, "integer"), False),
+        ((23, -1), (20, -1, "bigint"), False),
+        ((1043, 9), (25, -1, "text"), False),
+        ((1700, 393222), (1700, -1, "numeric"), False),
+        ((16, -1), (25, -1, "text"), True),  # t, not true
+        ((700, -1), (701, -1, "double precision"), True),  # 1.1, not 1.100000023841858
+        ((1042, 8), (1042, 10, "character(6)"), True),  # padded to 4, not 6
+        ((1114, -1), (1114, 0, "timestamp(0) without time zone"), True),  # rounded since
+    ],
+)
+def test_a_column_type_in_the_log_against_the_planned_one(
+    logged: tuple[int, int], now: tuple[int, int, str], changed: bool
+) -> None:
+    rel = Relation(RELID, "public", "t", "d", [(1, "id", 23, -1), (0, "v", *logged)])
+    shape = Shape(RELID, [(1, "id"), (2, "v")], {"id": (23, -1, "integer"), "v": now})
+    why = _retyped(rel, shape, {"id", "v"}, lambda oid, typmod: f"<{oid}>")
+    assert (why is not None and f"logged as <{logged[0]}> and is {now[2]}" in why) == changed
+    assert (why is None) != changed
+    assert _retyped(rel, shape, {"id"}, lambda oid, typmod: "") is None  # v not read

@@ -935,3 +935,70 @@ def test_a_numeric_nan_in_a_decimal_is_dirty_as_in_the_batch_reader(
     assert len(dirty) == 2
     r = c.run_report()  # errorLimit.record = 0
     assert r.status == "failed" and "dirty record" in r.error and "has no decimal" in r.error
+
+
+@pytest.mark.parametrize(
+    ("before", "alter", "value"),
+    [
+        ("boolean", "text", "true"),
+        ("real", "double precision", "1.1"),
+        ("char(4)", "text", "ab"),
+        ("timestamp", "timestamptz", "2020-01-01 10:00:00"),
+    ],
+)
+def test_a_column_type_changed_mid_window_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    before: str,
+    alter: str,
+    value: str,
+) -> None:
+    """Rows logged before an ALTER COLUMN ... TYPE carry the old type's text, which read as the
+    new type is not the value the table now has ('t' for true, a real's 1.1 as a double's): an
+    error naming the table, the column and both types, never the old text under the new type."""
+    pg.sql(f"CREATE TABLE {{s}}.ty (id int PRIMARY KEY, v {before})")
+    c = cap(["ty"])
+    c.run()
+    pg.sql(
+        f"INSERT INTO {{s}}.ty VALUES (1, '{value}')",
+        "SET TIME ZONE 'Asia/Tokyo'",
+        f"ALTER TABLE {{s}}.ty ALTER COLUMN v TYPE {alter}",
+        "RESET TIME ZONE",
+        "INSERT INTO {s}.ty VALUES (2, NULL)",
+    )
+    r = c.run_report()
+    assert r.status == "failed" and "table ty: column v was logged as" in r.error
+    assert "ALTER COLUMN" in r.error
+
+
+@pytest.mark.parametrize(
+    ("before", "alter", "value"),
+    [
+        ("int", "bigint", "7"),
+        ("varchar(5)", "text", "ab "),
+        ("numeric(6, 2)", "numeric(9, 4)", "1.50"),
+        ("numeric", "numeric(9, 4)", "1.5"),
+    ],
+)
+def test_a_column_type_changed_mid_window_to_one_of_the_same_text_is_read(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    before: str,
+    alter: str,
+    value: str,
+) -> None:
+    pg.sql(f"CREATE TABLE {{s}}.tz (id int PRIMARY KEY, v {before})")
+    c = cap(["tz"])
+    c.run()
+    pg.sql(
+        f"INSERT INTO {{s}}.tz VALUES (1, '{value}')",
+        f"ALTER TABLE {{s}}.tz ALTER COLUMN v TYPE {alter}",
+        f"INSERT INTO {{s}}.tz VALUES (2, '{value}')",
+    )
+    got = c.run().drop_columns(["_op", "_ts", "_pos"])
+    batch = TableReader(
+        {"jdbcUrl": pg.jdbc, "username": "postgres", "table": ["tz"]}, Context(where="r")
+    )
+    _, want = read_all(batch)
+    assert got.schema == want.schema
+    assert got.to_pylist() == want.sort_by("id").to_pylist()

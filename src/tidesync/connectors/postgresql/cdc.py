@@ -536,6 +536,7 @@ class Reader(CaptureReader):
             self.o.before_image,
             self.shapes,
             f"{self.ctx.where}: log span {lsn_text(lo)} to {lsn_text(upto)}: ",
+            self._type_name,
         )
         ahead: _Ahead | None = None
         close: Callable[[], None] | None = None
@@ -696,6 +697,11 @@ class Reader(CaptureReader):
         for s in range(0, batch.num_rows, step):
             yield base.Chunk(batch.slice(s, step))
 
+    def _type_name(self, oid: int, typmod: int) -> str:
+        conn = self._control()
+        with edge(self.endpoint, where=self.ctx.where):
+            return str(conn.execute("SELECT format_type(%s, %s)", (oid, typmod)).fetchone()[0])
+
     def _array_text(self, arr: pa.Array, oid: int, typmod: int) -> pa.Array:
         """Array values (PostgreSQL's text form) as the batch reader reads them: JSON text,
         converted by the server with the batch reader's own expression."""
@@ -814,12 +820,17 @@ def _shape(conn: Any, oid: int) -> Shape:
     """A table's OID and attributes as pgoutput describes them (generated ones left out)."""
     gen = "attgenerated = ''" if conn.info.server_version >= 120000 else "true"
     rows = conn.execute(
-        "SELECT attnum, CASE WHEN attisdropped THEN NULL ELSE attname::text END "
+        "SELECT attnum, CASE WHEN attisdropped THEN NULL ELSE attname::text END, atttypid, "
+        "atttypmod, format_type(atttypid, atttypmod) "
         f"FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND (attisdropped OR {gen}) "
         "ORDER BY attnum",
         (oid,),
     ).fetchall()
-    return Shape(int(oid), [(int(n), name) for n, name in rows])
+    return Shape(
+        int(oid),
+        [(int(r[0]), r[1]) for r in rows],
+        {r[1]: (int(r[2]), int(r[3]), str(r[4])) for r in rows if r[1] is not None},
+    )
 
 
 def _i4(a: np.ndarray, pos: np.ndarray) -> np.ndarray:

@@ -260,6 +260,8 @@ class Shape:
 
     oid: int
     attrs: list[tuple[int, str | None]]
+    #: each live column's type: (type OID, typmod, name as format_type writes it)
+    types: dict[str, tuple[int, int, str]] = field(default_factory=dict)
 
 
 def _replaced(rel: Relation, shape: Shape, read: set[str]) -> str | None:
@@ -300,6 +302,33 @@ def _replaced(rel: Relation, shape: Shape, read: set[str]) -> str | None:
     return None
 
 
+#: type changes whose logged text reads as the new type's value: integers widened or
+#: narrowed (the same digits), text and varchar (the same characters; a shorter varchar that a
+#: value does not fit fails the ALTER), numeric to numeric (a cast to the new scale is exact or
+#: fails the run)
+_SAME_TEXT = ({21, 23, 20}, {25, 1043}, {1700})
+
+
+def _retyped(
+    rel: Relation, shape: Shape, read: set[str], type_name: Callable[[int, int], str]
+) -> str | None:
+    """Why a read column's values logged as ``rel`` describes it are not the values of its type
+    now: its type changed since (ALTER COLUMN ... TYPE), and the old type's text (a boolean's
+    ``t``, a real's shortest digits, a char(n)'s padding) is not what the new type holds."""
+    for _, name, oid, typmod in rel.columns:
+        now = shape.types.get(name)
+        if name not in read or now is None or (oid, typmod) == now[:2]:
+            continue
+        if any(oid in g and now[0] in g for g in _SAME_TEXT):
+            continue
+        return (
+            f"column {name} was logged as {type_name(oid, typmod)} and is {now[2]} now: its "
+            "type changed since (ALTER COLUMN ... TYPE), and the rows logged before hold the "
+            "old type's text, not the values the table holds now"
+        )
+    return None
+
+
 def _left_out(rel: Relation, shape: Shape, read: set[str]) -> list[str]:
     """The read columns the log's description ``rel`` leaves out though they were in the table
     when it was logged (a publication's column list, PostgreSQL 15+): those before a column it
@@ -333,7 +362,9 @@ class Decoder:
         before_image: bool = False,
         shapes: dict[tuple[str, str], Shape] | None = None,
         where: str = "",
+        type_name: Callable[[int, int], str] | None = None,
     ):
+        self.type_name = type_name or (lambda oid, typmod: f"type OID {oid}")
         self.targets = targets
         self.shapes = shapes or {}
         self.where = where
@@ -440,6 +471,7 @@ class Decoder:
         if target is None or shape is None:
             return
         why = _replaced(rel, shape, set(target.types))
+        why = why or _retyped(rel, shape, set(target.types), self.type_name)
         left = _left_out(rel, shape, set(target.types)) if why is None else []
         if left:
             raise FatalError(
@@ -454,7 +486,7 @@ class Decoder:
                 f"{self.where}table {target.label}: {why} (at log position {at}); its changes "
                 "in this window cannot be given as the table's: start a new capture after it "
                 "(`tidesync cdc drop` the job, then run it with snapshot: true), and keep a "
-                "captured table and its column names in place while it is captured"
+                "captured table, its column names and types in place while it is captured"
             )
 
     def _truncated(
