@@ -1002,3 +1002,16 @@ def test_a_column_type_changed_mid_window_to_one_of_the_same_text_is_read(
     _, want = read_all(batch)
     assert got.schema == want.schema
     assert got.to_pylist() == want.sort_by("id").to_pylist()
+
+
+def test_a_table_added_to_the_job_is_an_error(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    """A table added to a running capture joins the publication at that run: its changes in the
+    window before were not published, so they would be missing from it without a word."""
+    pg.sql("CREATE TABLE {s}.ta (id int PRIMARY KEY)", "CREATE TABLE {s}.tb (id int PRIMARY KEY)")
+    c = cap(["ta"])
+    c.run()
+    pg.sql("INSERT INTO {s}.ta VALUES (1)", "INSERT INTO {s}.tb VALUES (2)")
+    c.params["table"] = ["ta", "tb"]
+    r = c.run_report()  # tb's insert was not published (tb joined the publication now)
+    assert r.status == "failed" and "table tb is new to this capture" in r.error
+    assert "snapshot: true" in r.error

@@ -382,10 +382,22 @@ class Reader(CaptureReader):
     def _open(self, history: History | None) -> History:
         """The capture to go on from (see :meth:`_capture`), with each captured table's OID:
         the one saved must be the table's now (a table replaced between runs is an error, even
-        when the log holds nothing of the old one); one not saved yet is recorded."""
+        when the log holds nothing of the old one). A table without one where others have one
+        is new to the capture: an error (its changes until it joined the publication would be
+        missing from the window); where none has one (positions saved by an earlier version, a
+        first run) they are recorded."""
+        saved = history.tables if history is not None else {}
+        new = [t.label for k, t in self.targets.items() if saved and ".".join(k) not in saved]
+        if new:
+            raise FatalError(
+                f"{self.ctx.where}: table {', '.join(new)} is new to this capture (its saved "
+                f"positions are of {', '.join(sorted(saved))}): its changes before it joined "
+                "the publication are not in the log, so this window would lack them; capture it "
+                "in a job of its own (snapshot: true gives its rows), or start this capture "
+                "anew with it (`tidesync cdc drop` the job, then run it with snapshot: true)"
+            )
         opened = self._capture(history)
         now = {".".join(k): self.shapes[k].oid for k in self.targets}
-        saved = history.tables if history is not None else {}
         for k, t in self.targets.items():
             name = ".".join(k)
             was = saved.get(name)
