@@ -1015,3 +1015,64 @@ def test_a_table_added_to_the_job_is_an_error(pg: PgDb, cap: Any) -> None:  # no
     r = c.run_report()  # tb's insert was not published (tb joined the publication now)
     assert r.status == "failed" and "table tb is new to this capture" in r.error
     assert "snapshot: true" in r.error
+
+
+@pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])
+def test_an_unchanged_toasted_value_is_kept_or_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    identity: str,
+) -> None:
+    """An update that leaves a large (TOASTed) value unchanged logs it as 'unchanged', without
+    the value: with REPLICA IDENTITY FULL the old row carries it; without, an error naming the
+    table and column. Never a NULL in its place."""
+    pg.sql(
+        "CREATE TABLE {s}.tst (id int PRIMARY KEY, n int, big text)",
+        "ALTER TABLE {s}.tst ALTER COLUMN big SET STORAGE EXTERNAL",
+        f"ALTER TABLE {{s}}.tst REPLICA IDENTITY {identity}",
+    )
+    c = cap(["tst"], beforeImage=True)
+    c.run()
+    big = "x" * 9000
+    pg.sql(
+        f"INSERT INTO {{s}}.tst VALUES (1, 1, '{big}'), (2, 2, '{big}')",
+        "UPDATE {s}.tst SET n = 10 WHERE id = 1",
+        "DELETE FROM {s}.tst WHERE id = 2",
+    )
+    if identity == "DEFAULT":
+        r = c.run_report()
+        assert r.status == "failed" and "column big" in r.error and "REPLICA IDENTITY FULL" in r.error
+        return
+    t = c.run()
+    assert rows(t, "_op", "id", "n", "big", "before_n", "before_big") == [
+        ("c", 1, 1, big, None, None),
+        ("c", 2, 2, big, None, None),
+        ("u", 1, 10, big, 1, big),
+        ("d", 2, 2, big, 2, big),
+    ]
+
+
+def test_saved_positions_past_the_servers_log_end_are_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    """Saved positions past the log's end (the server restored from a backup, or a standby
+    behind it promoted): the changes logged from here up to them would be skipped without a
+    word. An error naming both positions."""
+    from tidesync.state import POSITIONS
+
+    pg.sql("CREATE TABLE {s}.le (id int PRIMARY KEY)")
+    c = cap(["le"])
+    c.run()
+    pg.sql("INSERT INTO {s}.le VALUES (1)")
+    c.run()
+    store, entry = _saved(c)
+    v = entry.value
+    h = v["positions"]["changes"]
+    far = h["spans"][-1][3] + (1 << 32)  # as a server whose log ends before the saved position
+    h["spans"][-1][3] = far
+    assert store.compare_and_set(POSITIONS, entry.key, entry.version, v) is not None
+    pg.sql("INSERT INTO {s}.le VALUES (2)")
+    r = c.run_report()
+    assert r.status == "failed" and "before this capture's saved position" in r.error
+    assert "restored" in r.error

@@ -458,6 +458,15 @@ class Reader(CaptureReader):
                     f"this job's oldest retained position {lsn_text(int(history.horizon))}: the "
                     "changes between are purged; `tidesync cdc drop` the job and start anew"
                 )
+            end = self._log_end()[0]
+            if history.last_hi is not None and int(history.last_hi) > end:
+                raise FatalError(
+                    f"{self.ctx.where}: the log of {ep.label} ends at {lsn_text(end)}, before "
+                    f"this capture's saved position {lsn_text(int(history.last_hi))}: the server "
+                    "was restored from a backup, or a standby behind it was promoted, so the "
+                    "changes it logs up to that position would be skipped; `tidesync cdc drop` "
+                    "the job and run it with snapshot: true to start anew"
+                )
             return history
 
     def _drop_unsaved_slot(self) -> None:
