@@ -1076,3 +1076,32 @@ def test_saved_positions_past_the_servers_log_end_are_an_error(
     r = c.run_report()
     assert r.status == "failed" and "before this capture's saved position" in r.error
     assert "restored" in r.error
+
+
+@pytest.mark.parametrize(
+    "gone", ["ALTER TABLE {s}.pd DETACH PARTITION {s}.pd_a", "DROP TABLE {s}.pd_a"]
+)
+def test_a_partition_detached_or_dropped_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    gone: str,
+) -> None:
+    """A partition's rows leave the table without a delete of each in the log, and its changes
+    before are under its name: an error naming it, never its changes lost without a word."""
+    pg.sql(
+        "CREATE TABLE {s}.pd (id int, k int, PRIMARY KEY (id, k)) PARTITION BY RANGE (k)",
+        "CREATE TABLE {s}.pd_a PARTITION OF {s}.pd FOR VALUES FROM (0) TO (10)",
+        "CREATE TABLE {s}.pd_b PARTITION OF {s}.pd FOR VALUES FROM (10) TO (20)",
+    )
+    c = cap(["pd"])
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.pd VALUES (1, 1), (2, 15)",
+        "CREATE TABLE {s}.pd_c PARTITION OF {s}.pd FOR VALUES FROM (20) TO (30)",
+        "INSERT INTO {s}.pd VALUES (3, 25)",
+    )
+    assert rows(c.run(), "_op", "id", "k") == [("c", 1, 1), ("c", 2, 15), ("c", 3, 25)]
+    pg.sql("INSERT INTO {s}.pd VALUES (4, 2)", gone)
+    r = c.run_report()
+    assert r.status == "failed" and "table pd: its partition" in r.error
+    assert f"{pg.schema}.pd_a" in r.error and "snapshot: true" in r.error

@@ -387,11 +387,12 @@ class Reader(CaptureReader):
         missing from the window); where none has one (positions saved by an earlier version, a
         first run) they are recorded."""
         saved = history.tables if history is not None else {}
-        new = [t.label for k, t in self.targets.items() if saved and ".".join(k) not in saved]
+        tables = sorted(k for k, v in saved.items() if not isinstance(v, list))
+        new = [t.label for k, t in self.targets.items() if tables and ".".join(k) not in saved]
         if new:
             raise FatalError(
                 f"{self.ctx.where}: table {', '.join(new)} is new to this capture (its saved "
-                f"positions are of {', '.join(sorted(saved))}): its changes before it joined "
+                f"positions are of {', '.join(tables)}): its changes before it joined "
                 "the publication are not in the log, so this window would lack them; capture it "
                 "in a job of its own (snapshot: true gives its rows), or start this capture "
                 "anew with it (`tidesync cdc drop` the job, then run it with snapshot: true)"
@@ -411,7 +412,27 @@ class Reader(CaptureReader):
                     "cdc drop` the job, then run it with snapshot: true), and keep a captured "
                     "table in place while it is captured"
                 )
-        return replace(opened, tables={**opened.tables, **now})
+        # partitions: [OID, the captured table's name]; one gone since (DETACH PARTITION,
+        # DROP TABLE) took its rows out of the table without a delete of each in the log, and
+        # its changes before are under a name the run no longer knows
+        parent = {id(t): ".".join(k) for k, t in self.targets.items()}
+        leaves = {
+            ".".join(k): [self.shapes[k].oid, parent[id(t)]] for k, t in self.partitions.items()
+        }
+        for name, was in saved.items():
+            if not isinstance(was, list) or was[1] not in now:
+                continue
+            if leaves.get(name, [None])[0] != was[0]:
+                label = next(t.label for k, t in self.targets.items() if ".".join(k) == was[1])
+                raise FatalError(
+                    f"{self.ctx.where}: table {label}: its partition {name} (OID {was[0]}) is "
+                    "no longer one of its partitions (DETACH PARTITION, DROP TABLE, or another "
+                    "table put in its place): its rows left the table without a delete of each "
+                    "in the log, and its changes logged before are not the table's now; start "
+                    "a new capture (`tidesync cdc drop` the job, then run it with snapshot: "
+                    "true)"
+                )
+        return replace(opened, tables={**opened.tables, **now, **leaves})
 
     def _capture(self, history: History | None) -> History:
         ep = self.endpoint
