@@ -1105,3 +1105,34 @@ def test_a_partition_detached_or_dropped_is_an_error(
     r = c.run_report()
     assert r.status == "failed" and "table pd: its partition" in r.error
     assert f"{pg.schema}.pd_a" in r.error and "snapshot: true" in r.error
+
+
+def test_a_partition_created_while_the_run_waits_is_read(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A partition created after the run planned (while it waited for its window's end, say:
+    new partitions are made at midnight) logs its changes under a name the plan did not know:
+    they are the table's, not left out."""
+    from tidesync.connectors.postgresql.cdc import Reader as CdcReader
+
+    pg.sql(
+        "CREATE TABLE {s}.pn (id int, k int, PRIMARY KEY (id, k)) PARTITION BY RANGE (k)",
+        "CREATE TABLE {s}.pn_a PARTITION OF {s}.pn FOR VALUES FROM (0) TO (10)",
+    )
+    c = cap(["pn"])
+    c.run()
+    log_end = CdcReader._log_end
+
+    def meanwhile(self: Any) -> Any:  # the run planned; now, before it reads the log
+        pg.sql(
+            "INSERT INTO {s}.pn VALUES (1, 1)",
+            "CREATE TABLE {s}.pn_b PARTITION OF {s}.pn FOR VALUES FROM (10) TO (20)",
+            "INSERT INTO {s}.pn VALUES (2, 15)",
+        )
+        monkeypatch.setattr(CdcReader, "_log_end", log_end)
+        return log_end(self)
+
+    monkeypatch.setattr(CdcReader, "_log_end", meanwhile)
+    assert rows(c.run(), "_op", "id", "k") == [("c", 1, 1), ("c", 2, 15)]

@@ -44,7 +44,14 @@ from tidesync.connectors.postgresql.conn import (
     quote_ident,
     translate,
 )
-from tidesync.connectors.postgresql.pgoutput import Decoder, Shape, Target, lsn_int, lsn_text
+from tidesync.connectors.postgresql.pgoutput import (
+    Decoder,
+    Relation,
+    Shape,
+    Target,
+    lsn_int,
+    lsn_text,
+)
 from tidesync.connectors.postgresql.reader import Reader as TableReader
 from tidesync.connectors.sql.cdc import (
     CDC_KEYS,
@@ -579,6 +586,7 @@ class Reader(CaptureReader):
             self.shapes,
             f"{self.ctx.where}: log span {lsn_text(lo)} to {lsn_text(upto)}: ",
             self._type_name,
+            self._partition_of,
         )
         ahead: _Ahead | None = None
         close: Callable[[], None] | None = None
@@ -738,6 +746,22 @@ class Reader(CaptureReader):
         step = self.ctx.batch_rows
         for s in range(0, batch.num_rows, step):
             yield base.Chunk(batch.slice(s, step))
+
+    def _partition_of(self, rel: Relation) -> tuple[Target, Shape] | None:
+        """The captured table whose partition ``rel`` is (one made after the run planned), with
+        its shape; None for another table."""
+        conn = self._control()
+        oids = {self.shapes[k].oid: t for k, t in self.targets.items()}
+        with edge(self.endpoint, where=self.ctx.where):
+            for (up,) in conn.execute(
+                "WITH RECURSIVE up(oid) AS (SELECT inhparent FROM pg_inherits WHERE inhrelid = "
+                "%s UNION SELECT inhparent FROM pg_inherits JOIN up ON inhrelid = up.oid) "
+                "SELECT oid FROM up",
+                (rel.relid,),
+            ).fetchall():
+                if int(up) in oids:
+                    return oids[int(up)], _shape(conn, rel.relid)
+        return None
 
     def _type_name(self, oid: int, typmod: int) -> str:
         conn = self._control()

@@ -363,10 +363,13 @@ class Decoder:
         shapes: dict[tuple[str, str], Shape] | None = None,
         where: str = "",
         type_name: Callable[[int, int], str] | None = None,
+        resolve: Callable[[Relation], tuple[Target, Shape] | None] | None = None,
     ):
         self.type_name = type_name or (lambda oid, typmod: f"type OID {oid}")
-        self.targets = targets
-        self.shapes = shapes or {}
+        self.resolve = resolve
+        self._foreign: set[int] = set()  # relations resolved to no target
+        self.targets = dict(targets)
+        self.shapes = dict(shapes or {})
         self.where = where
         self.schema = schema
         self.server = server
@@ -467,6 +470,14 @@ class Decoder:
     def _check(self, rel: Relation, at: str) -> None:
         """A captured table's description in the log must be the table planned (see _replaced)."""
         key = (rel.schema, rel.name)
+        if key not in self.targets and self.resolve is not None and rel.relid not in self._foreign:
+            # a relation the run's plan did not know: a partition of a captured table created
+            # since (while the run waited for its window's end, say) logs its changes so
+            found = self.resolve(rel)
+            if found is None:
+                self._foreign.add(rel.relid)
+            else:
+                self.targets[key], self.shapes[key] = found
         target, shape = self.targets.get(key), self.shapes.get(key)
         if target is None or shape is None:
             return
