@@ -13,6 +13,7 @@ from tidesync.connectors.postgresql.pgoutput import (
     Relation,
     Shape,
     Target,
+    _added,
     _left_out,
     _replaced,
     _retyped,
@@ -206,3 +207,20 @@ def test_a_column_type_in_the_log_against_the_planned_one(
     assert (why is not None and f"logged as <{logged[0]}> and is {now[2]}" in why) == changed
     assert (why is None) != changed
     assert _retyped(rel, shape, {"id"}, lambda oid, typmod: "") is None  # v not read
+
+
+@pytest.mark.parametrize(
+    ("logged", "attrs", "added"),
+    [
+        (["id", "a"], [(1, "id"), (2, "a")], None),
+        (["id", "a", "b"], [(1, "id"), (2, "a")], "b"),  # b added after the plan
+        (["id", "a", "b", "c"], [(1, "id"), (2, "a"), (3, None)], "c"),
+        (["id", "gone"], [(1, "id"), (2, None)], None),  # gone dropped since
+        (["id", "b"], [(1, "id"), (2, "a")], None),  # a renamed to b: _replaced's to tell
+    ],
+)
+def test_a_column_added_after_the_plan(
+    logged: list[str], attrs: list[tuple[int, str | None]], added: str | None
+) -> None:
+    rel = Relation(RELID, "public", "t", "d", [(0, c, 25, -1) for c in logged])
+    assert _added(rel, Shape(RELID, attrs)) == added

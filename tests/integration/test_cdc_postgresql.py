@@ -1136,3 +1136,33 @@ def test_a_partition_created_while_the_run_waits_is_read(
 
     monkeypatch.setattr(CdcReader, "_log_end", meanwhile)
     assert rows(c.run(), "_op", "id", "k") == [("c", 1, 1), ("c", 2, 15)]
+
+
+def test_a_column_added_while_the_run_waits_is_an_error_its_rerun_reads(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run's columns are read when it plans: a column added after (while it waited for its
+    window's end) has values the run has no column for. An error saying to run again (not to
+    start a new capture), and the rerun gives them."""
+    from tidesync.connectors.postgresql.cdc import Reader as CdcReader
+
+    pg.sql("CREATE TABLE {s}.ac (id int PRIMARY KEY, a int)")
+    c = cap(["ac"])
+    c.run()
+    log_end = CdcReader._log_end
+
+    def meanwhile(self: Any) -> Any:  # the run planned; now, before it reads the log
+        pg.sql(
+            "INSERT INTO {s}.ac VALUES (1, 1)",
+            "ALTER TABLE {s}.ac ADD COLUMN b int",
+            "INSERT INTO {s}.ac VALUES (2, 2, 2)",
+        )
+        monkeypatch.setattr(CdcReader, "_log_end", log_end)
+        return log_end(self)
+
+    monkeypatch.setattr(CdcReader, "_log_end", meanwhile)
+    r = c.run_report()
+    assert r.status == "failed" and "table ac: column b" in r.error and "run it again" in r.error
+    assert rows(c.run(), "_op", "id", "a", "b") == [("c", 1, 1, None), ("c", 2, 2, 2)]

@@ -302,6 +302,21 @@ def _replaced(rel: Relation, shape: Shape, read: set[str]) -> str | None:
     return None
 
 
+def _added(rel: Relation, shape: Shape) -> str | None:
+    """A column of the log's description ``rel`` added after the run read the table's columns
+    (a column added takes the next attnum: past every column the plan knew, with no place
+    there)."""
+    at = {name: n for n, name in shape.attrs if name is not None}
+    names = [c[1] for c in rel.columns]
+    known = [i for i, c in enumerate(names) if c in at]
+    last = known[-1] if known else -1
+    after = at[names[last]] if known else 0
+    trailing = names[last + 1 :]
+    if len(trailing) > len([n for n, _ in shape.attrs if n > after]):
+        return trailing[-1]
+    return None
+
+
 #: type changes whose logged text reads as the new type's value: integers widened or
 #: narrowed (the same digits), text and varchar (the same characters; a shorter varchar that a
 #: value does not fit fails the ALTER), numeric to numeric (a cast to the new scale is exact or
@@ -481,6 +496,13 @@ class Decoder:
         target, shape = self.targets.get(key), self.shapes.get(key)
         if target is None or shape is None:
             return
+        added = _added(rel, shape) if rel.relid == shape.oid else None
+        if added is not None:
+            raise FatalError(
+                f"{self.where}table {target.label}: column {added} (in the log at {at}) was "
+                "added after this run read the table's columns; run it again (nothing of this "
+                "run was saved: the next run reads the columns anew)"
+            )
         why = _replaced(rel, shape, set(target.types))
         why = why or _retyped(rel, shape, set(target.types), self.type_name)
         left = _left_out(rel, shape, set(target.types)) if why is None else []
