@@ -1166,3 +1166,19 @@ def test_a_column_added_while_the_run_waits_is_an_error_its_rerun_reads(
     r = c.run_report()
     assert r.status == "failed" and "table ac: column b" in r.error and "run it again" in r.error
     assert rows(c.run(), "_op", "id", "a", "b") == [("c", 1, 1, None), ("c", 2, 2, 2)]
+
+
+def test_a_primary_key_changed_mid_window_is_an_error(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    """Deletes logged before a new primary key carry the old key's columns only: read under the
+    new key they would be deletes of a NULL key (a merged target keeps the row)."""
+    pg.sql("CREATE TABLE {s}.pk (id int PRIMARY KEY, code int NOT NULL, v text)")
+    c = cap(["pk"])
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.pk VALUES (1, 10, 'a'), (2, 20, 'b')",
+        "DELETE FROM {s}.pk WHERE id = 1",
+        "ALTER TABLE {s}.pk DROP CONSTRAINT pk_pkey",
+        "ALTER TABLE {s}.pk ADD PRIMARY KEY (code)",
+    )
+    r = c.run_report()
+    assert r.status == "failed" and "table pk" in r.error and "primary key now is (code)" in r.error

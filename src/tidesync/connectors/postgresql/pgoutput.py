@@ -504,6 +504,13 @@ class Decoder:
                 "run was saved: the next run reads the columns anew)"
             )
         why = _replaced(rel, shape, set(target.types))
+        logged_key = [rel.columns[i][1] for i in rel.key] if rel.identity in ("d", "i") else []
+        if why is None and target.key and logged_key and set(logged_key) != set(target.key):
+            why = (
+                f"its changes were logged with the key ({', '.join(logged_key)}), and its "
+                f"primary key now is ({', '.join(target.key)}): the deletes logged before carry "
+                "no value of the new key (a merged target would keep their rows)"
+            )
         why = why or _retyped(rel, shape, set(target.types), self.type_name)
         left = _left_out(rel, shape, set(target.types)) if why is None else []
         if left:
