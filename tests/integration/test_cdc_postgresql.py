@@ -1182,3 +1182,21 @@ def test_a_primary_key_changed_mid_window_is_an_error(pg: PgDb, cap: Any) -> Non
     )
     r = c.run_report()
     assert r.status == "failed" and "table pk" in r.error and "primary key now is (code)" in r.error
+
+
+def test_a_publication_with_a_row_filter_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    publication: str,
+) -> None:
+    """A row filter (PostgreSQL 15+) leaves some rows' changes out of the log (and turns updates
+    into inserts or deletes as rows enter or leave it): an error naming the filter."""
+    if pg.con.info.server_version < 150000:
+        pytest.skip("row filters are PostgreSQL 15+")
+    pg.sql(
+        "CREATE TABLE {s}.rf (id int PRIMARY KEY, v int)",
+        f"CREATE PUBLICATION {publication} FOR TABLE {{s}}.rf WHERE (v > 0)",
+    )
+    r = cap(["rf"], publication=publication).run_report()
+    assert r.status == "failed" and publication in r.error and "table rf" in r.error
+    assert "row filter" in r.error and "(v > 0)" in r.error

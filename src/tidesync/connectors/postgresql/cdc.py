@@ -306,7 +306,7 @@ class Reader(CaptureReader):
             )
             log.warning("created publication %s for %s", self.publication_name, ", ".join(names))
             return
-        self._check_column_lists()
+        self._check_publication_lists()
         if row[0]:
             return
         # pg_publication_tables names a partitioned member by its partitions (unless the
@@ -339,36 +339,48 @@ class Reader(CaptureReader):
                 self.publication_name,
             )
 
-    def _check_column_lists(self) -> None:
+    def _check_publication_lists(self) -> None:
         """A publication's column list (PostgreSQL 15+) leaves columns out of the log, whose
-        values would come as NULL: a column the job reads and the list leaves out is an error."""
+        values would come as NULL: a column the job reads and the list leaves out is an error.
+        So is a row filter: the changes of the rows it leaves out are not in the log."""
         conn = self._control()
         if conn.info.server_version < 150000:
             return
         tables = {**self.partitions, **self.targets}
         problems: dict[str, list[str]] = {}
-        for schema, rel, names in conn.execute(
-            "SELECT schemaname, tablename, attnames::text[] FROM pg_publication_tables "
-            "WHERE pubname = %s AND attnames IS NOT NULL",
+        filters: dict[str, str] = {}
+        for schema, rel, names, where in conn.execute(
+            "SELECT schemaname, tablename, attnames::text[], rowfilter FROM pg_publication_tables "
+            "WHERE pubname = %s AND (attnames IS NOT NULL OR rowfilter IS NOT NULL)",
             (self.publication_name,),
         ).fetchall():
             target = tables.get((schema, rel))
             if target is None:
                 continue
-            left = [c for c in target.types if c not in set(names)]
+            label = target.label if (schema, rel) in self.targets else f"{target.label} ({rel})"
+            left = [c for c in target.types if names is not None and c not in set(names)]
             if left:
-                where = target.label if (schema, rel) in self.targets else f"{target.label} ({rel})"
-                problems.setdefault(where, left)
+                problems.setdefault(label, left)
+            if where is not None:
+                filters.setdefault(label, where)
+        pub = self.publication_name
+        if filters:
+            what = "; ".join(f"table {t} WHERE {w}" for t, w in filters.items())
+            raise ConfigError(
+                f"{self.ctx.path('publication')}: publication {pub} has a row filter: {what}; "
+                "the changes of the rows it leaves out are not in the log (and an update of a "
+                "row that enters or leaves it is logged as an insert or a delete); publish the "
+                f"table whole (ALTER PUBLICATION {pub} SET TABLE ...) and filter downstream"
+            )
         if problems:
             what = "; ".join(
                 f"table {t} leaves out column{'s' if len(c) > 1 else ''} {', '.join(c)}"
                 for t, c in problems.items()
             )
             raise ConfigError(
-                f"{self.ctx.path('publication')}: publication {self.publication_name} has a "
-                f"column list: {what}, whose values would come as NULL; add them to the list "
-                f"(ALTER PUBLICATION {self.publication_name} SET TABLE ...) or leave them out "
-                "with column"
+                f"{self.ctx.path('publication')}: publication {pub} has a column list: {what}, "
+                f"whose values would come as NULL; add them to the list (ALTER PUBLICATION {pub} "
+                "SET TABLE ...) or leave them out with column"
             )
 
     @staticmethod
