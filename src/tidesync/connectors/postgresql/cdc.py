@@ -307,6 +307,7 @@ class Reader(CaptureReader):
             log.warning("created publication %s for %s", self.publication_name, ", ".join(names))
             return
         self._check_publication_lists()
+        self._check_via_root()
         if row[0]:
             return
         # pg_publication_tables names a partitioned member by its partitions (unless the
@@ -338,6 +339,36 @@ class Reader(CaptureReader):
                 ", ".join(".".join(m) for m in missing),
                 self.publication_name,
             )
+
+    def _check_via_root(self) -> None:
+        """A publication that publishes via the partition root logs a partition's changes under
+        its topmost published ancestor's name: a captured partition with such an ancestor would
+        have none of its changes (an error, naming the way on)."""
+        conn = self._control()
+        if conn.info.server_version < 130000:
+            return
+        pub = self.publication_name
+        via = conn.execute(
+            "SELECT pubviaroot FROM pg_publication WHERE pubname = %s", (pub,)
+        ).fetchone()
+        if not via or not via[0]:
+            return
+        for k, t in self.targets.items():
+            up = conn.execute(
+                "SELECT n.nspname || '.' || c.relname FROM pg_partition_ancestors(%s) a "
+                "JOIN pg_class c ON c.oid = a.relid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "JOIN pg_publication_tables t ON t.schemaname = n.nspname AND t.tablename = "
+                "c.relname AND t.pubname = %s WHERE a.relid <> %s",
+                (self.shapes[k].oid, pub, self.shapes[k].oid),
+            ).fetchone()
+            if up is not None:
+                raise ConfigError(
+                    f"{self.ctx.path('publication')}: publication {pub} publishes via the "
+                    f"partition root (publish_via_partition_root), so the changes of table "
+                    f"{t.label}, a partition, are logged as {up[0]}'s and none as its own; "
+                    f"capture {up[0]}, or ALTER PUBLICATION {pub} SET "
+                    "(publish_via_partition_root = false)"
+                )
 
     def _check_publication_lists(self) -> None:
         """A publication's column list (PostgreSQL 15+) leaves columns out of the log, whose
