@@ -1226,3 +1226,54 @@ def test_a_partition_captured_through_a_publication_via_its_root(
     c.run()
     pg.sql("INSERT INTO {s}.vr VALUES (1, 1)")
     assert rows(c.run(), "_op", "id") == [("c", 1)]
+
+
+def test_a_partition_whose_publication_published_via_its_root_mid_window(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    publication: str,
+) -> None:
+    pg.sql(
+        "CREATE TABLE {s}.vm (id int, k int, PRIMARY KEY (id, k)) PARTITION BY RANGE (k)",
+        "CREATE TABLE {s}.vm_a PARTITION OF {s}.vm FOR VALUES FROM (0) TO (10)",
+        f"CREATE PUBLICATION {publication} FOR TABLE {{s}}.vm",
+    )
+    c = cap(["vm_a"], publication=publication)
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.vm VALUES (1, 1)",
+        f"ALTER PUBLICATION {publication} SET (publish_via_partition_root = true)",
+        "INSERT INTO {s}.vm VALUES (2, 2)",
+        f"ALTER PUBLICATION {publication} SET (publish_via_partition_root = false)",
+    )
+    r = c.run_report()
+    assert r.status == "failed" and "table vm_a" in r.error
+    assert f"{pg.schema}.vm" in r.error and "publish_via_partition_root" in r.error
+
+
+def test_a_captured_table_renamed_while_the_run_waits_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Renamed after the run planned, a table's changes come under its new name: an error, not
+    those changes left out (the next run would fail to find the table, after the loss)."""
+    from tidesync.connectors.postgresql.cdc import Reader as CdcReader
+
+    pg.sql("CREATE TABLE {s}.rn (id int PRIMARY KEY)")
+    c = cap(["rn"])
+    c.run()
+    log_end = CdcReader._log_end
+
+    def meanwhile(self: Any) -> Any:  # the run planned; now, before it reads the log
+        pg.sql(
+            "INSERT INTO {s}.rn VALUES (1)",
+            "ALTER TABLE {s}.rn RENAME TO rn2",
+            "INSERT INTO {s}.rn2 VALUES (2)",
+        )
+        monkeypatch.setattr(CdcReader, "_log_end", log_end)
+        return log_end(self)
+
+    monkeypatch.setattr(CdcReader, "_log_end", meanwhile)
+    r = c.run_report()
+    assert r.status == "failed" and "table rn was renamed to" in r.error

@@ -795,6 +795,14 @@ class Reader(CaptureReader):
         its shape; None for another table."""
         conn = self._control()
         oids = {self.shapes[k].oid: t for k, t in self.targets.items()}
+        if rel.relid in oids:
+            raise FatalError(
+                f"{self.ctx.where}: table {oids[rel.relid].label} was renamed to "
+                f"{rel.schema}.{rel.name} while captured (the log names it so from there on); "
+                "rename it back, or start a new capture under the new name (`tidesync cdc "
+                "drop` the job, then run it with snapshot: true)"
+            )
+        ancestors = conn.info.server_version >= 120000  # pg_partition_ancestors (via root: 13)
         with edge(self.endpoint, where=self.ctx.where):
             for (up,) in conn.execute(
                 "WITH RECURSIVE up(oid) AS (SELECT inhparent FROM pg_inherits WHERE inhrelid = "
@@ -804,6 +812,20 @@ class Reader(CaptureReader):
             ).fetchall():
                 if int(up) in oids:
                     return oids[int(up)], _shape(conn, rel.relid)
+            # a captured partition's changes logged under an ancestor's name: the publication
+            # published via the partition root then
+            for k, t in self.targets.items() if ancestors else ():
+                if conn.execute(
+                    "SELECT 1 FROM pg_partition_ancestors(%s) WHERE relid = %s",
+                    (self.shapes[k].oid, rel.relid),
+                ).fetchone():
+                    raise FatalError(
+                        f"{self.ctx.where}: table {t.label}, a partition: the log holds changes "
+                        f"under its ancestor {rel.schema}.{rel.name}'s name (the publication "
+                        f"published via the partition root, publish_via_partition_root, then), "
+                        "and none of its own may be there; start a new capture (`tidesync cdc "
+                        "drop` the job, then run it with snapshot: true), or capture the root"
+                    )
         return None
 
     def _type_name(self, oid: int, typmod: int) -> str:
