@@ -36,3 +36,19 @@ def test_a_history_saved_without_the_mark_loads() -> None:
     h = History.from_json({"capture": "c", "created": 1, "lo": 3, "spans": [[0, 10, 3, 5]]})
     assert h is not None and not h.spans[0].snap
     assert h.to_json()["spans"] == [[0, 10, 3, 5]]
+
+
+def test_the_tables_identities_are_kept_through_runs_and_reruns() -> None:
+    h = History("c", 1, 3, tables={"public.t": 16385, "public.t_p1": [16390, "public.t"]})
+    saved = History.from_json(h.to_json())
+    assert saved == h
+    nxt = saved.record(SpanPlan(0, 10, 3), 10, 5, 86_400_000)
+    assert nxt.tables == h.tables
+    rerun = nxt.record(SpanPlan(0, 10, 3, 5, rerun=True), 10, 5, 86_400_000)
+    assert rerun.tables == h.tables
+
+
+def test_a_history_saved_without_tables_loads_and_saves_none() -> None:
+    h = History.from_json({"capture": "c", "created": 1, "lo": 3, "spans": []})
+    assert h is not None and h.tables == {}
+    assert "tables" not in h.to_json()  # the MySQL capture's history is as it was
