@@ -1277,3 +1277,35 @@ def test_a_captured_table_renamed_while_the_run_waits_is_an_error(
     monkeypatch.setattr(CdcReader, "_log_end", meanwhile)
     r = c.run_report()
     assert r.status == "failed" and "table rn was renamed to" in r.error
+
+
+def test_a_session_setting_of_the_text_forms_does_not_change_the_values(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    """The log's values are text in the peek's session; a job's session that sets the text forms
+    (bytea_output, extra_float_digits, DateStyle) must not change what they read as: the batch
+    reader reads them in binary, unmoved by those settings. An interval is the server's text in
+    both, in the job's IntervalStyle."""
+    pg.sql(
+        "CREATE TABLE {s}.ss (id int PRIMARY KEY, f8 double precision, by bytea, d date, "
+        "iv interval)"
+    )
+    session = [
+        "SET bytea_output = 'escape'",
+        "SET extra_float_digits = 0",
+        "SET DateStyle = 'SQL, DMY'",
+        "SET IntervalStyle = 'iso_8601'",
+    ]
+    c = cap(["ss"], session=session)
+    c.run()
+    pg.sql("INSERT INTO {s}.ss VALUES (1, 3.141592653589793, '\\x00ff41', '2016-11-14', '1 day')")
+    got = c.run().drop_columns(["_op", "_ts", "_pos"])
+    batch = TableReader(
+        {"jdbcUrl": pg.jdbc, "username": "postgres", "table": ["ss"], "session": session},
+        Context(where="r"),
+    )
+    _, want = read_all(batch)
+    assert got.to_pylist() == want.to_pylist()
+    assert got.column("by").to_pylist() == [b"\x00\xffA"]
+    assert got.column("iv").to_pylist() == ["P1D"]

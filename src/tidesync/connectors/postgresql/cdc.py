@@ -673,13 +673,16 @@ class Reader(CaptureReader):
         return upto
 
     def _settings(self) -> list[str]:
-        """The session the peek runs in: pgoutput writes values with the backend's settings."""
+        """The session the peek runs in: pgoutput writes values with the backend's settings.
+        The text forms the decoder parses come after the job's own session (which may set them
+        for the batch reader, which reads those types in binary, unmoved); the types both
+        readers keep as the server's text (interval, money, ...) keep the job's session, as the
+        batch reader casts them in it (IntervalStyle, lc_monetary)."""
         return [
+            *self.session,
             "SET DateStyle = 'ISO, YMD'",
-            "SET IntervalStyle = 'postgres'",
             "SET extra_float_digits = 1",
             "SET bytea_output = 'hex'",
-            *self.session,
             # timestamptz text in UTC: always a whole-hour offset that Arrow parses (a zone's
             # local mean time before 1900 has offsets in seconds, +08:05:43); the instant is
             # the same in any zone
