@@ -10,6 +10,7 @@ import pytest
 
 from tidesync.connectors.postgresql.pgoutput import (
     Decoder,
+    Multidimensional,
     Relation,
     Shape,
     Target,
@@ -87,6 +88,16 @@ def test_a_numeric_kept_as_text_spells_nan_and_infinity_as_the_batch_reader() ->
     assert bad is None
     assert values.to_pylist() == ["nan", "inf", None, "-inf", "1.50", "NaNa"]
     assert from_text(text, pa.string(), 25, None)[0].to_pylist() == text.to_pylist()  # text
+
+
+@pytest.mark.parametrize("t", [pa.float32(), pa.float64()])
+def test_a_float_array_is_a_list_of_floats(t: pa.DataType) -> None:
+    text = pa.array(["{1.5,NaN,NULL}", None, "{}", "[0:1]={-Infinity,2}"])
+    values, bad = from_text(text, pa.list_(t), 1022, None)
+    assert bad is None and values.type == pa.list_(t)
+    assert repr(values.to_pylist()) == "[[1.5, nan, None], None, [], [-inf, 2.0]]"
+    with pytest.raises(Multidimensional):
+        from_text(pa.array(["{{1,2},{3,4}}"]), pa.list_(t), 1022, None)
 
 
 def _cols(*cols: bytes | None) -> bytes:

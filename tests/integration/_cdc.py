@@ -55,6 +55,7 @@ class Capture:
         self.runs = 0
         self.job = root / "job.json"
         self.out: Path | None = None  # one folder for every run (else one per run)
+        self.setting: dict[str, Any] = {}  # the job's settings beside errorLimit
 
     def write_job(self, out: Path, extra: dict[str, Any]) -> Path:
         writer = self.writer or {
@@ -68,7 +69,7 @@ class Capture:
         }
         doc = {
             "job": {
-                "setting": {"errorLimit": {"record": 0}},
+                "setting": {"errorLimit": {"record": 0}, **self.setting},
                 "content": [
                     {
                         "reader": {"name": self.reader, "parameter": {**self.params, **extra}},

@@ -1309,3 +1309,61 @@ def test_a_session_setting_of_the_text_forms_does_not_change_the_values(
     assert got.to_pylist() == want.to_pylist()
     assert got.column("by").to_pylist() == [b"\x00\xffA"]
     assert got.column("iv").to_pylist() == ["P1D"]
+
+
+def test_a_range_of_timestamptz_is_in_the_jobs_time_zone_as_in_the_batch_reader(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    """A range's text holds its bounds in the session's time zone: the job's, as the batch
+    reader casts it (not UTC, the zone the log is read in)."""
+    pg.sql("CREATE TABLE {s}.rg (id int PRIMARY KEY, r tstzrange, a timestamptz[])")
+    c = cap(["rg"])
+    c.setting = {"timezone": "Asia/Shanghai"}
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.rg VALUES (1, '[2020-01-01 00:00:00+00, 2020-01-02 00:00:00+00)', "
+        "'{2020-01-01 00:00:00+00}')"
+    )
+    got = c.run().drop_columns(["_op", "_ts", "_pos"])
+    batch = TableReader(
+        {"jdbcUrl": pg.jdbc, "username": "postgres", "table": ["rg"]},
+        Context(where="r", timezone="Asia/Shanghai"),
+    )
+    _, want = read_all(batch)
+    assert got.to_pylist() == want.to_pylist()
+    assert got.column("r").to_pylist() == ['["2020-01-01 08:00:00+08","2020-01-02 08:00:00+08")']
+
+
+def test_float_arrays_ranges_and_composites_are_the_batch_readers(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+) -> None:
+    """A float array is a list of floats (the capture failed on it); a multirange and a
+    composite with a timestamptz hold it in the job's time zone, as the batch reader does."""
+    pg.sql(
+        "CREATE TYPE {s}.pair AS (t timestamptz, n int)",
+        "CREATE TABLE {s}.fa (id int PRIMARY KEY, f float8[], r4 real[], c {s}.pair, "
+        "mr tstzmultirange)",
+    )
+    c = cap(["fa"])
+    c.setting = {"timezone": "Asia/Shanghai"}
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.fa VALUES (1, '{1.5,NaN,3.141592653589793,NULL}', '{1.1}', "
+        "ROW('2020-01-01 00:00:00+00', 1), '{[2020-01-01 00:00:00+00, 2020-01-02 00:00:00+00)}'), "
+        "(2, '{}', '[0:1]={-Infinity,2}', NULL, NULL), (3, NULL, NULL, NULL, NULL)"
+    )
+    got = c.run().drop_columns(["_op", "_ts", "_pos"])
+    batch = TableReader(
+        {"jdbcUrl": pg.jdbc, "username": "postgres", "table": ["fa"]},
+        Context(where="r", timezone="Asia/Shanghai"),
+    )
+    _, want = read_all(batch)
+    assert got.schema == want.schema
+    # by repr: a float NaN equals no NaN
+    assert [repr(r) for r in got.to_pylist()] == [repr(r) for r in want.sort_by("id").to_pylist()]
+    assert got.column("c").to_pylist()[0] == '("2020-01-01 08:00:00+08",1)'
+    pg.sql("INSERT INTO {s}.fa (id, f) VALUES (4, '{{1,2},{3,4}}')")
+    r = c.run_report()
+    assert r.status == "failed" and "column f: a multidimensional array" in r.error

@@ -169,6 +169,19 @@ class Reader(CaptureReader):
                         f"{plan.key}: {plan.label} is not a table (views have no changes)"
                     )
                 arrays = {c.name for c in plan.cols if c.sql.startswith("array_to_json(")}
+                # ranges, multiranges and composites (or domains over them): their text holds
+                # timestamptz parts in the session's zone, so the server writes them again
+                arrays |= {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT a.attname FROM pg_attribute a JOIN pg_type t ON t.oid = "
+                        "a.atttypid LEFT JOIN pg_type b ON b.oid = t.typbasetype WHERE "
+                        "a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND "
+                        "coalesce(b.typtype, t.typtype) IN ('r', 'm', 'c')",
+                        (plan.table.oid,),
+                    ).fetchall()
+                    if r[0] in {c.name for c in plan.cols}
+                }
                 key = [
                     r[0]
                     for r in conn.execute(
@@ -837,14 +850,19 @@ class Reader(CaptureReader):
             return str(conn.execute("SELECT format_type(%s, %s)", (oid, typmod)).fetchone()[0])
 
     def _array_text(self, arr: pa.Array, oid: int, typmod: int) -> pa.Array:
-        """Array values (PostgreSQL's text form) as the batch reader reads them: JSON text,
-        converted by the server with the batch reader's own expression."""
+        """Values (PostgreSQL's text form, written in the peek's session) as the batch reader
+        reads them, converted by the server in the batch reader's session with its own
+        expression: an array as JSON text; a range, multirange or composite as its text, whose
+        timestamptz parts are then in the job's time zone (the peek writes them in UTC)."""
         conn = self._control()
         with edge(self.endpoint, where=self.ctx.where):
-            tname = conn.execute("SELECT format_type(%s, %s)", (oid, typmod)).fetchone()[0]
+            tname, array = conn.execute(
+                "SELECT format_type(%s, %s), typcategory = 'A' FROM pg_type WHERE oid = %s",
+                (oid, typmod, oid),
+            ).fetchone()
+            expr = f"array_to_json(v::{tname})::text" if array else f"v::{tname}::text"
             rows = conn.execute(
-                f"SELECT array_to_json(v::{tname})::text FROM unnest(%s::text[]) "
-                "WITH ORDINALITY AS u(v, i) ORDER BY i",
+                f"SELECT {expr} FROM unnest(%s::text[]) WITH ORDINALITY AS u(v, i) ORDER BY i",
                 (arr.to_pylist(),),
             ).fetchall()
         return from_strings([r[0] for r in rows])

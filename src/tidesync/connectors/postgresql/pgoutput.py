@@ -191,6 +191,35 @@ _TRUE_TEXT, _EPOCH_DAY, _EMPTY = from_strings(["t", "1970-01-01 ", ""])
 _FALSE = from_numpy(np.zeros(1, bool))[0]
 
 
+class Multidimensional(ValueError):
+    """A float array of more than one dimension, which the batch reader refuses too."""
+
+
+_NULL_WORD = from_strings(["NULL"])[0]
+
+
+def _float_list(arr: pa.Array, t: pa.ListType) -> pa.Array:
+    """One-dimensional float arrays in PostgreSQL's text (``{1.5,NaN,NULL}``, ``[0:1]={..}``)
+    as a list of floats, as the batch reader decodes them."""
+    body = pc.replace_substring_regex(arr, pattern=r"^(\[[^\]]*\]=)?\{(.*)\}$", replacement=r"\2")
+    if pc.any(pc.fill_null(pc.match_substring(body, "{"), False)).as_py():
+        raise Multidimensional
+    parts = pc.split_pattern(body, ",")
+    empty = to_bools(pc.equal(body, _EMPTY), null=True)  # '{}' (and NULL): no elements
+    lens = np.where(empty, 0, pc.fill_null(pc.list_value_length(parts), 0).to_numpy())
+    offsets = np.zeros(len(arr) + 1, np.int32)
+    np.cumsum(lens, out=offsets[1:])
+    flat = pc.list_flatten(parts)
+    if len(flat):
+        keep = ~empty[pc.list_parent_indices(parts).to_numpy()]
+        flat = flat.filter(from_numpy(keep))
+    values = pc.if_else(pc.equal(flat, _NULL_WORD), _NULL_TEXT, flat).cast(t.value_type)
+    valid = to_bools(arr.is_valid())
+    return pa.ListArray.from_arrays(
+        from_numpy(offsets), values, type=t, mask=None if valid.all() else from_numpy(~valid)
+    )
+
+
 def from_text(
     arr: pa.Array,
     t: pa.DataType,
@@ -203,6 +232,8 @@ def from_text(
     ``numeric``: the column is a numeric (or a domain over one) that the batch reader reads."""
     if server is not None:
         return server(arr), None
+    if pa.types.is_list(t) and pa.types.is_floating(t.value_type):
+        return _float_list(arr, t), None
     if pa.types.is_string(t):
         if numeric:  # NaN, Infinity, -Infinity as the batch reader writes them
             which = pc.index_in(arr, value_set=_NON_FINITE)
@@ -688,6 +719,12 @@ class Decoder:
 
         try:
             return from_text(text, t, oid, conv, name in target.numeric)
+        except Multidimensional:
+            raise FatalError(
+                f"table {target.label}, column {name}: a multidimensional array, read here (as "
+                "by the batch reader) as a list of floats; select it as JSON text with a "
+                "batch job's querySql, or leave it out with column"
+            ) from None
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
             raise FatalError(
                 f"table {target.label}, column {name}: the log holds values that are not "
