@@ -1016,6 +1016,19 @@ def test_a_table_added_to_the_job_is_an_error(pg: PgDb, cap: Any) -> None:  # no
     assert "snapshot: true" in r.error
 
 
+def test_a_table_left_out_of_the_job_and_read_again_is_an_error(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    """Its changes while the job left it out were never given: read again, it is new."""
+    pg.sql("CREATE TABLE {s}.ta (id int PRIMARY KEY)", "CREATE TABLE {s}.tb (id int PRIMARY KEY)")
+    c = cap(["ta", "tb"])
+    c.run()
+    c.params["table"] = ["ta"]
+    pg.sql("INSERT INTO {s}.tb VALUES (1)")
+    assert c.run().num_rows == 0
+    c.params["table"] = ["ta", "tb"]
+    r = c.run_report()
+    assert r.status == "failed" and "table tb is new to this capture" in r.error
+
+
 @pytest.mark.parametrize("identity", ["DEFAULT", "FULL"])
 def test_an_unchanged_toasted_value_is_kept_or_an_error(
     pg: PgDb,  # noqa: F811

@@ -495,7 +495,7 @@ class Reader(CaptureReader):
                     "a new capture (`tidesync cdc drop` the job, then run it with snapshot: "
                     "true)"
                 )
-        return replace(opened, tables={**opened.tables, **now, **leaves})
+        return replace(opened, tables={**now, **leaves})  # those of the tables read now
 
     def _capture(self, history: History | None) -> History:
         ep = self.endpoint
