@@ -550,7 +550,9 @@ class Decoder:
                 f"{at}) leave out column{'s' if len(left) > 1 else ''} {', '.join(left)}: the "
                 "publication's column list left them out then, so their values would come as "
                 "NULL; start a new capture after it (`tidesync cdc drop` the job, then run it "
-                "with snapshot: true), and keep the column list whole while it is captured"
+                "with snapshot: true), and keep the column list whole while it is captured (a "
+                "column dropped after this run read the table's columns reads so too: then run "
+                "it again)"
             )
         if why is not None:
             raise FatalError(
