@@ -686,12 +686,16 @@ def test_java_date_patterns_parse(
 
 @pytest.mark.parametrize(
     ("fmt", "lines"),
-    [  # each first line names a day its month lacks; the second is the day after that month
+    [  # each first line names a day its month (or year) lacks; the second is a real day
         ("yyyy/MM/dd", ["2024/02/30", "2024/03/01"]),
         ("dd.MM.yyyy", ["29.02.2023", "01.03.2023"]),
         ("yyyy-MM-dd", ["2024-04-31", "2024-05-01"]),  # an ISO layout: strptime after the cast
         ("%d/%m/%Y %H:%M", ["31/06/2024 10:00", "01/07/2024 10:00"]),
         ("yyyy-MM-dd HH:mm:ssZ", ["2024-02-30 01:00:00+0800", "2024-03-01 01:00:00+0800"]),
+        # day 366 of a common year (it became 2025-02-01); 366 of a leap year is its Dec 31
+        ("yyyy-DDD", ["2023-366", "2024-366"]),
+        ("%Y%j %H:%M", ["2023366 10:00", "2023365 10:00"]),
+        ("yyyy-DDD HH:mm:ssZ", ["2023-366 01:00:00+0800", "2024-366 01:00:00+0800"]),
     ],
 )
 def test_a_day_past_its_months_end_is_a_dirty_record_not_the_next_month(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -571,7 +572,10 @@ def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePat
     A rolled day lands on March 1-3 or the 1st of May, July, October or December (with an
     offset, moved to UTC: day 1-4 or the 28th-31st of any month); only those rows whose text
     Arrow would not print back alike are parsed again by Python's ``strptime``, which refuses
-    the day. Raises ``pa.ArrowInvalid``."""
+    the day. Day 366 (``%j``) of a common year rolls too (``2023-366`` became 2025-02-01), and
+    Python's ``strptime`` rolls it as well: see ``_no_day_366``. Raises ``pa.ArrowInvalid``."""
+    if "%j" in fmt.replace("%%", ""):
+        _no_day_366(text, fmt)
     if pattern.zoned:
         day = pc.day(parsed)
         near = pc.or_(pc.less_equal(day, _DAY_4), pc.greater_equal(day, _DAY_28))
@@ -591,6 +595,21 @@ def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePat
         except ValueError as e:
             if "day is out of range for month" in str(e):
                 raise pa.ArrowInvalid(f"{value!r} names a day its month does not have") from None
+
+
+def _no_day_366(text: pa.Array, fmt: str) -> None:
+    """Only a text holding ``366`` can name the 366th day; Python's ``time.strptime`` keeps the
+    day of the year it read (``tm_yday``) beside the date it rolled to, so a roll shows as a
+    date whose own day of the year differs."""
+    rows = pc.indices_nonzero(pc.match_substring(text, "366"))
+    for value in text.take(rows).to_pylist():
+        try:
+            st = time.strptime(value, fmt)
+        except ValueError:
+            continue  # Arrow's verdict stands where Python reads the text otherwise
+        day = dt.date(st.tm_year, st.tm_mon, st.tm_mday).timetuple().tm_yday
+        if st.tm_yday != day:
+            raise pa.ArrowInvalid(f"{value!r} names day {st.tm_yday} of a year of 365 days")
 
 
 def _convert_all(raw: pa.RecordBatch, cols: Sequence[Column]) -> pa.RecordBatch:
