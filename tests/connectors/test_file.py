@@ -465,6 +465,42 @@ def test_empty_lines_above_the_header_are_not_rows_and_the_header_is_skipped(
     assert dirty == [] and got is not None and got.to_pylist() == [{"id": "1", "v": "a"}]
 
 
+@pytest.mark.parametrize(
+    ("delimiter", "encoding", "params"),
+    [
+        ("§", "utf-8", {}),
+        ("，", "gbk", {}),  # a full-width comma in a Chinese file
+        ("\u00a7", "latin-1", {}),
+        ("§", "utf-8", {"fileFormat": "csv", "csvReaderConfig": {"useTextQualifier": False}}),
+    ],
+)
+def test_text_reads_a_non_ascii_delimiter_exactly(
+    tmp_path: Path, delimiter: str, encoding: str, params: dict[str, Any]
+) -> None:
+    # pyarrow's csv parser failed with "Expecting an ASCII character" when the job ran
+    sep = delimiter.encode().decode("unicode_escape") if "\\" in delimiter else delimiter
+    lines = [f"id{sep}name{sep}v", f'1{sep}"ü"{sep}x,y', f"2{sep}{sep}\\N", f"3{sep}b"]
+    (tmp_path / "d.txt").write_bytes("".join(line + "\n" for line in lines).encode(encoding))
+    params = {"fileFormat": "text", **params}
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="d.txt",
+            fieldDelimiter=delimiter,
+            encoding=encoding,
+            skipHeader=True,
+            **params,
+        )
+    )
+    assert got is not None and got.to_pylist() == [
+        {"id": "1", "name": '"ü"', "v": "x,y"},
+        {"id": "2", "name": "", "v": None},
+    ]
+    assert [(d.reason, d.row) for d in dirty] == [
+        ("2 fields where the file has 3", {"line": f"3{sep}b"})
+    ]
+
+
 def test_csv_reader_config_without_text_qualifier_reads_quotes_as_text(tmp_path: Path) -> None:
     # DataX's usual csvReaderConfig was ignored: a stray quote opened a value that took the next
     # lines into it (rows lost), and "x" y became x y
@@ -1406,6 +1442,17 @@ def test_the_writer_creates_a_missing_folder_and_abort_removes_it(tmp_path: Path
             "reader",
             {"path": "a", "fieldDelimiter": "||"},
             f"{READER}.fieldDelimiter: '||': csv needs a single character other than '\"'; use fileFormat text",
+        ),
+        (  # pyarrow's csv parser splits at one byte: it failed at read time, naming no key
+            "reader",
+            {"path": "a", "fieldDelimiter": "§"},
+            f"{READER}.fieldDelimiter: '§': csv is read with a delimiter of one ASCII character; "
+            "use fileFormat text",
+        ),
+        (
+            "reader",
+            {"path": "a", "fieldDelimiter": "\\uff0c", "csvReaderConfig": {}},
+            f"{READER}.fieldDelimiter: '\\\\uff0c': csv is read with a delimiter of one ASCII",
         ),
         (
             "reader",

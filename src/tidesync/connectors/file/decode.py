@@ -368,7 +368,8 @@ class _QuoteCounter:
 
 
 class SplitLines(Decoder):
-    """text with a multi-character delimiter: lines split vectorized (``split_pattern``)."""
+    """text with a multi-character or non-ASCII delimiter: lines split vectorized
+    (``split_pattern``)."""
 
     def fields(self) -> tuple[list[str], list[str], pa.Schema | None]:
         line = self._first_line()
@@ -673,6 +674,6 @@ DECODERS: dict[str, type[Decoder]] = {
 
 
 def decoder_for(opts: Options) -> type[Decoder]:
-    if opts.fmt == "text" and len(opts.delimiter) > 1:
-        return SplitLines
+    if opts.fmt == "text" and (len(opts.delimiter) > 1 or not opts.delimiter.isascii()):
+        return SplitLines  # pyarrow's csv parser splits at one byte: "§" is two in UTF-8
     return DECODERS[opts.fmt]

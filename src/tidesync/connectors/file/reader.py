@@ -102,6 +102,13 @@ class Reader(base.Reader):
         delimiter = _delimiter(p, self.fmt)
         # useTextQualifier: false reads csv as text (no quotes): the format decoding goes by
         decoding, skip_empty = _csv_reader_config(p, self.fmt, delimiter)
+        if decoding == "csv" and not delimiter.isascii():
+            # pyarrow's csv parser splits at one byte; "§" or "，" is two or three in UTF-8
+            p.problem(
+                "fieldDelimiter",
+                f"{p.get('fieldDelimiter')!r}: csv is read with a delimiter of one ASCII "
+                "character; use fileFormat text for this one (values are then never quoted)",
+            )
         encoding = _encoding(p)
         skip_header = p.bool("skipHeader", False)
         null_format = _raw_string(p, "nullFormat", "\\N")
