@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from tidesync.connectors.base import Context
-from tidesync.connectors.stream import Reader
+from tidesync.connectors.base import Context, Split
+from tidesync.connectors.stream import Reader, Writer
 from tidesync.errors import ConfigError
 
 WHERE = "job.content[0].reader.parameter"
@@ -64,3 +64,24 @@ def test_a_random_range_backwards_is_a_config_error(column: dict[str, str], prob
 def test_a_random_long_stays_within_its_range() -> None:
     r = Reader({"column": [{"type": "long", "random": "1,3"}], "recordCount": 500}, Context())
     assert set(rows(r, 1)) == {1, 2, 3}
+
+
+def test_the_writer_prints_null_as_datax_does_apart_from_an_empty_string(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # NULL was printed as an empty string: '' and NULL looked alike. DataX's StreamWriter
+    # appends column.asString(), null for a NULL, to a StringBuilder, which prints "null"
+    w = Writer({"print": True, "fieldDelimiter": "|"}, Context(where="job.content[0].writer"))
+    batch = pa.record_batch(
+        {
+            "s": pa.array(["", None, "x"], pa.string()),
+            "n": pa.array([None, 1, 2], pa.int64()),
+        }
+    )
+    sink = w.open(Split(0, "s0"))
+    sink.write(batch)
+    w.commit([sink.close()])
+    assert capsys.readouterr().out == "|null\nnull|1\nx|2\n"
+    one = w.open(Split(0, "s0"))
+    one.write(batch.select(["s"]))
+    assert capsys.readouterr().out == "\nnull\nx\n"

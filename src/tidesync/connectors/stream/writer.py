@@ -24,7 +24,9 @@ class _Sink(base.Sink):
                 pc.cast(c, pa.string()) if not pa.types.is_string(c.type) else c
                 for c in batch.columns
             ]
-            cols = [pc.fill_null(c, "") for c in cols]
+            # DataX appends each column's asString(), null for a NULL, to a StringBuilder: the
+            # text "null", never "" (which an empty string prints as)
+            cols = [pc.fill_null(c, "null") for c in cols]
             lines = (
                 pc.binary_join_element_wise(*cols, self.w.delimiter) if len(cols) > 1 else cols[0]
             )
