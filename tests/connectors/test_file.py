@@ -894,6 +894,35 @@ def test_jsonl_numbers_parsed_line_by_line_keep_their_text(tmp_path: Path) -> No
     ]
 
 
+@pytest.mark.parametrize("bad_line", [False, True], ids=["clean", "with-a-bad-line"])
+def test_jsonl_numbers_read_as_strings_keep_their_text_on_either_path(
+    tmp_path: Path, bad_line: bool
+) -> None:
+    # pyarrow's parser (a clean file) gave 1.50 as "1.5" and 1e3 as "1000.0", the line by line
+    # path (a file with one bad line) "1.50" and "1e3": the same data read two ways
+    lines = ['{"a": 1.50, "n": 1}', '{"a": 1e3, "n": 12345678901234567890}', '{"a": "x", "n": -0}']
+    lines_file(tmp_path / "d.jsonl", [*lines, "not json"] if bad_line else lines)
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="d.jsonl",
+            fileFormat="jsonl",
+            column=[
+                {"name": "a", "type": "string"},
+                {"name": "a", "type": "double"},
+                {"name": "n", "type": "string"},
+            ],
+        )
+    )
+    assert got is not None and got.to_pylist() == [
+        {"a": "1.50", "a_2": 1.5, "n": "1"},
+        {"a": "1e3", "a_2": 1000.0, "n": "12345678901234567890"},
+    ]
+    assert [d.row for d in dirty] == ([{"line": "not json"}] if bad_line else []) + [
+        {"a": "x", "a_2": "x", "n": "-0"}
+    ]
+
+
 def test_schema_comes_from_columns_header_or_footer_and_is_none_without_files(
     tmp_path: Path,
 ) -> None:

@@ -456,7 +456,8 @@ class JsonLines(Decoder):
     pyarrow refuses (a bad line, a value of another type) is parsed line by line into strings
     instead: the conversion then turns what it can into the column's type and the rest into
     dirty records. A number field declared decimal is parsed as that decimal (from its digits,
-    not through a double); line by line, a number keeps its text."""
+    not through a double); one read as a string is pinned to string, so that a block holding a
+    number there is parsed line by line, where a number keeps its text."""
 
     def row_lines(self) -> Iterator[int] | None:
         found = self._text_lines()
@@ -597,8 +598,19 @@ class _Number(float):
         return n
 
 
+class _Integer(int):
+    """A JSON integer keeping its text (``-0``); ints take no ``__slots__``."""
+
+    text: str
+
+    def __new__(cls, text: str) -> _Integer:
+        n = super().__new__(cls, text)
+        n.text = text
+        return n
+
+
 #: one decoder for every line (``json.loads`` with ``parse_float`` builds one a call)
-_LINE = json.JSONDecoder(parse_float=_Number)
+_LINE = json.JSONDecoder(parse_float=_Number, parse_int=_Integer)
 
 
 def _objects(block: bytes, dirty: list[Dirty], label: str) -> list[dict[str, Any]]:
@@ -633,7 +645,7 @@ def _text(v: Any) -> str | None:
         return v
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, _Number):
+    if isinstance(v, _Number | _Integer):
         return v.text
     if isinstance(v, int | float):
         return str(v)

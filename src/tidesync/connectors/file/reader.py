@@ -376,7 +376,7 @@ class Reader(base.Reader):
                 return
             first = pa.ipc.read_schema(pa.py_buffer(split.types)) if split.types else None
             binding = self._bind(fields, keys, natural, split.path, split.names, first)
-            dec.declared = _decimals(binding)
+            dec.declared = _pinned(binding)
             row = 0
             where = _Where(dec)
             for batch, dirty in dec.batches([k for k in binding.keys if k is not None]):
@@ -506,18 +506,24 @@ class Reader(base.Reader):
         return named and c.arrow is not None
 
 
-def _decimals(binding: Binding) -> dict[str, pa.DataType]:
-    """The decimal type of each field every column reading it declares (jsonl converts such a
-    number from its text; a field also read as another type is left to the conversion)."""
+def _pinned(binding: Binding) -> dict[str, pa.DataType]:
+    """The type jsonl parses a number field as: string where a column reads it as a string
+    (pyarrow then refuses a block holding a number there, and the block is parsed line by line,
+    where a number keeps its text: pyarrow would print the double, ``1.50`` as ``1.5``, so the
+    text would depend on whether a bad line sent the block that way); else the decimal type
+    every column reading it declares (converted from its text); a field also read as another
+    type is left to the conversion."""
     types: dict[str, set[pa.DataType]] = {}
     for col, key in zip(binding.cols, binding.keys, strict=True):
         if key is not None:
             types.setdefault(key, set()).add(col.arrow)
-    return {
-        k: t
-        for k, ts in types.items()
-        if len(ts) == 1 and (t := next(iter(ts))) is not None and pa.types.is_decimal(t)
-    }
+    out = {}
+    for k, ts in types.items():
+        if pa.string() in ts:
+            out[k] = pa.string()
+        elif len(ts) == 1 and (t := next(iter(ts))) is not None and pa.types.is_decimal(t):
+            out[k] = t
+    return out
 
 
 class _Where:
