@@ -781,6 +781,25 @@ def test_numbers_become_decimals_exactly_or_dirty_records(tmp_path: Path) -> Non
     ]
 
 
+def test_a_parquet_decimal_read_as_double_is_the_nearest_double(tmp_path: Path) -> None:
+    # Arrow's cast divides by 10^scale in binary: 1.2345 became 1.2345000000000002
+    values = ["1.2345", "2.675", "0.1", "-7.0000", "123456789012345678.9012345678"]
+    pq.write_table(
+        pa.table({"d": pa.array([Decimal(v) for v in values], pa.decimal128(38, 10))}),
+        tmp_path / "d.parquet",
+    )
+    got, dirty = read(
+        reader(
+            tmp_path,
+            path="d.parquet",
+            fileFormat="parquet",
+            column=[{"name": "d", "type": "double"}],
+        )
+    )
+    assert dirty == [] and got is not None
+    assert got.column(0).to_pylist() == [float(v) for v in values]
+
+
 def test_text_takes_a_multi_character_delimiter_and_no_quotes(tmp_path: Path) -> None:
     lines_file(tmp_path / "m.txt", ['1||"a"||x', "2||b||", "3||only-two"])
     got, dirty = read(

@@ -530,6 +530,10 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
         # Arrow's cast cuts a double's digits past the scale (2.675 became 2.67, 1e-7 0.00):
         # through its shortest text, as if read from a file, such a value does not convert
         return pc.cast(pc.cast(arr, pa.string()), target)
+    if pa.types.is_floating(target) and pa.types.is_decimal(src):
+        # Arrow's cast divides by 10^scale in binary (1.2345 became 1.2345000000000002); the
+        # decimal's text parses to the nearest double
+        return pc.cast(pc.cast(arr, pa.string()), target)
     if pa.types.is_decimal(target) and pa.types.is_integer(src) and target.scale <= 18:
         # Arrow refuses int64 -> decimal(5,2) for the type (every value dirty, 0 too); through
         # the widest decimal each value is checked against the precision
