@@ -800,6 +800,33 @@ def test_a_parquet_decimal_read_as_double_is_the_nearest_double(tmp_path: Path) 
     assert got.column(0).to_pylist() == [float(v) for v in values]
 
 
+@pytest.mark.parametrize(
+    ("fmt", "column", "key", "message"),
+    [
+        ("csv", [{"name": "id"}], "column[0].name", "2 fields named 'id'; use index to say which"),
+        ("text", ["v", "id"], "column[1].name", "2 fields named 'id'; use index to say which"),
+        ("parquet", ["*"], "column", "2 fields named 'id', which cannot be read apart"),
+        ("parquet", ["id"], "column[0].name", "2 fields named 'id', which cannot be read apart"),
+    ],
+)
+def test_a_field_name_the_file_holds_twice_is_an_error_not_the_first(
+    tmp_path: Path, fmt: str, column: list[Any], key: str, message: str
+) -> None:
+    # the first field of the name was read (parquet's "*" read the first one's values twice)
+    if fmt == "parquet":
+        table = pa.Table.from_arrays(
+            [pa.array([1]), pa.array([2]), pa.array(["a"])], ["id"] * 2 + ["v"]
+        )
+        pq.write_table(table, tmp_path / "d")
+    else:
+        lines_file(tmp_path / "d", ["id,id,v", "1,2,a"])
+    r = reader(
+        tmp_path, path="d", fileFormat=fmt, fieldDelimiter=",", skipHeader=True, column=column
+    )
+    with pytest.raises(FatalError, match=f"^{READER_RX}.{re.escape(key)}: .*/d has {message}$"):
+        read(r)
+
+
 def test_text_takes_a_multi_character_delimiter_and_no_quotes(tmp_path: Path) -> None:
     lines_file(tmp_path / "m.txt", ['1||"a"||x', "2||b||", "3||only-two"])
     got, dirty = read(

@@ -456,6 +456,7 @@ def bind(
 ) -> Binding:
     """Match column entries to a file's ``fields`` (header or schema names; ``keys`` are what the
     decoder calls them). ``where(key)`` gives a parameter's key path for messages."""
+    every = cols is None
     if cols is None:
         cols = [natural(i, delimited) for i in range(len(fields))]
     out_keys: list[str | None] = []
@@ -470,10 +471,22 @@ def bind(
                     f"{where(f'column[{col.pos}].index')}: {col.index} is beyond the "
                     f"{len(fields)} fields of {file}"
                 )
+            if list(keys).count(keys[col.index]) > 1:  # (parquet) its values were the first's
+                raise FatalError(
+                    f"{where('column' if every else f'column[{col.pos}].index')}: {file} has "
+                    f"{list(keys).count(keys[col.index])} fields named {keys[col.index]!r}, "
+                    "which cannot be read apart"
+                )
             out_keys.append(keys[col.index])
             names.append(col.name or fields[col.index] or f"c{col.index}")
         else:
             assert col.lookup is not None
+            if list(fields).count(col.lookup) > 1:
+                raise FatalError(
+                    f"{where(f'column[{col.pos}].name')}: {file} has "
+                    f"{list(fields).count(col.lookup)} fields named {col.lookup!r}"
+                    + ("; use index to say which" if delimited else ", which cannot be read apart")
+                )
             if col.lookup in fields:
                 out_keys.append(keys[list(fields).index(col.lookup)])
             elif missing_ok:
