@@ -1449,6 +1449,33 @@ def test_text_refuses_a_value_holding_the_delimiter_without_writing_the_batch(
     ] == ["1", "3", "4"]
 
 
+@pytest.mark.parametrize("delimiter", ["||", "-+-"])
+def test_text_refuses_a_value_ending_in_the_start_of_a_self_overlapping_delimiter(
+    tmp_path: Path, delimiter: str
+) -> None:
+    # 'a|' before '||' was written 'a|||1' and read back as 'a' and '|1'; a value starting
+    # with the delimiter's end, or ending in it in the last column, reads back as it was
+    head, tail = delimiter[:-1], delimiter[1:]  # '|' and '|'; '-+' and '+-'
+    table = pa.table({"a": [f"x{head}", "ok", f"{tail}y"], "b": ["1", "2", f"z{head}"]})
+    w = writer(tmp_path, fileName="d.txt", fileFormat="text", fieldDelimiter=delimiter)
+    w.prepare(table.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(table.to_batches()[0], sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert bad == [
+        (
+            0,
+            f"column 0 (a): value 'x{head}' ends in the start of the field delimiter "
+            f"{delimiter!r}, so the delimiter after it would be read one place early; text "
+            "cannot quote it (write csv instead)",
+        )
+    ]
+    got, dirty = read(reader(tmp_path, path="out", fileFormat="text", fieldDelimiter=delimiter))
+    assert dirty == [] and got is not None
+    assert got.to_pylist() == [{"c0": "ok", "c1": "2"}, {"c0": f"{tail}y", "c1": f"z{head}"}]
+
+
 @pytest.mark.parametrize("null_format", ["null", "\\N"])
 def test_text_refuses_a_value_equal_to_null_format(tmp_path: Path, null_format: str) -> None:
     # it was written as it is and read back as NULL; a column name is no value

@@ -70,10 +70,20 @@ class TextEncoder:
         self.encoding = encoding
         d = re.escape(delimiter)
         self.special = f'{d}|"|\\r|\\n' if self.quoted else f"{d}|\\r|\\n"
+        # text: a value ending in the start of a delimiter that overlaps itself ("a|" before
+        # "||") makes the delimiter begin inside the value, and the line splits one early
+        ends = [delimiter[:k] for k in range(1, len(delimiter)) if delimiter[k:] == delimiter[:-k]]
+        self.overlap = "(?:" + "|".join(map(re.escape, ends)) + ")$" if ends else None
         self.plain_numbers = not any(c.isalnum() or c in ".-+" for c in delimiter)
 
     def _text(
-        self, arr: pa.Array, name: str, pos: int, batch: pa.RecordBatch, names: bool = False
+        self,
+        arr: pa.Array,
+        name: str,
+        pos: int,
+        batch: pa.RecordBatch,
+        names: bool = False,
+        last: bool = True,
     ) -> pa.Array:
         t = arr.type
         if isinstance(arr, pa.ChunkedArray):
@@ -136,6 +146,22 @@ class TextEncoder:
                     "(write csv instead)",
                 )
             )
+        elif (
+            not free
+            and not last
+            and self.overlap
+            and pc.any(pc.match_substring_regex(s, self.overlap)).as_py()
+        ):
+            raise DirtyRecordError(
+                self._reason(
+                    pos,
+                    name,
+                    batch,
+                    f"ends in the start of the field delimiter {self.delimiter!r}, so the "
+                    "delimiter after it would be read one place early; text cannot quote it "
+                    "(write csv instead)",
+                )
+            )
         elif not names and self.null_format and pc.any(pc.equal(s, self.null_format)).as_py():
             # it would read back as NULL (nullFormat "" is the usual exception: an empty
             # string and NULL are both written as nothing, as DataX does)
@@ -168,7 +194,7 @@ class TextEncoder:
             if piece.num_rows == 0:
                 break
             cols = [
-                self._text(piece.column(i), name, i, piece, names)
+                self._text(piece.column(i), name, i, piece, names, i == piece.num_columns - 1)
                 for i, name in enumerate(piece.schema.names)
             ]
             if not cols:
