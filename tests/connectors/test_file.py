@@ -501,6 +501,24 @@ def test_text_reads_a_non_ascii_delimiter_exactly(
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "skip_header", "expected"),
+    [  # the first line was split at every delimiter, quotes kept
+        ('"id","v"\n1,a\n', True, [{"id": "1", "v": "a"}]),
+        ('"x,y",1\n3,4\n', False, [{"c0": "x,y", "c1": "1"}, {"c0": "3", "c1": "4"}]),
+        ('\ufeff\n"a ""b"", c",d\n1,2\n', True, [{'a "b", c': "1", "d": "2"}]),
+        # a header spanning two lines: its second line was read as a row
+        ('"a\nb",c\r\n1,2\r\n', True, [{"a\nb": "1", "c": "2"}]),
+    ],
+)
+def test_csv_reads_a_quoted_first_line_as_csv(
+    tmp_path: Path, text: str, skip_header: bool, expected: list[dict[str, str]]
+) -> None:
+    (tmp_path / "q.csv").write_text(text, newline="")
+    got, dirty = read(reader(tmp_path, path="q.csv", skipHeader=skip_header))
+    assert dirty == [] and got is not None and got.to_pylist() == expected
+
+
 def test_csv_reader_config_without_text_qualifier_reads_quotes_as_text(tmp_path: Path) -> None:
     # DataX's usual csvReaderConfig was ignored: a stray quote opened a value that took the next
     # lines into it (rows lost), and "x" y became x y

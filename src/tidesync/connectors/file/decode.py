@@ -84,6 +84,7 @@ class Decoder(contextlib.AbstractContextManager["Decoder"]):
         self._stack = contextlib.ExitStack()
         self.owns_first_line = piece.start == 0
         self.above = 0  # empty lines above the first line with text (see _first_line)
+        self.header_lines = 1  # the lines it spans (a quoted value may hold line breaks)
         #: the decimal type every ``column`` entry reading a key declares, by key (set by the
         #: reader before ``batches``; jsonl converts such a number from its text)
         self.declared: dict[str, pa.DataType] = {}
@@ -161,19 +162,25 @@ class Delimited(Decoder):
             self.names: list[str] = []
             return [], [], None
         o = self.opts
-        try:
-            names = pacsv.read_csv(
-                pa.BufferReader(line.encode()),
-                read_options=pacsv.ReadOptions(autogenerate_column_names=False, use_threads=False),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=o.delimiter, quote_char='"' if o.quoted else False
-                ),
-            ).column_names
-        except pa.ArrowInvalid:
-            names = line.split(o.delimiter)
+        # a quoted field may hold the delimiter or a line break: the first record, as csv
+        # reads it (pyarrow's read_csv refuses a lone header line: the header was split at
+        # every delimiter, quotes kept, '"id"' named the column and "a,b" made two)
+        names = self._first_record() if o.quoted and '"' in line else line.split(o.delimiter)
         keys = [f"c{i}" for i in range(len(names))]
         self.names = keys
         return (names if o.skip_header else keys), keys, None
+
+    def _first_record(self) -> list[str]:
+        o = self.opts
+        with self.fs.open_input_stream(self.piece.path, compression=self.piece.compression) as s:
+            text = io.TextIOWrapper(io.BufferedReader(_RawIO(s)), o.encoding, newline="")
+            lines = (line.removeprefix("\ufeff") if i == 0 else line for i, line in enumerate(text))
+            reader = csv.reader(lines, delimiter=o.delimiter, quotechar='"', strict=False)
+            for record in reader:
+                if record:
+                    self.header_lines = reader.line_num - self.above
+                    return record
+        return []
 
     def row_lines(self) -> Iterator[int] | None:
         return _csv_lines(self, len(self.names))
@@ -213,8 +220,11 @@ class Delimited(Decoder):
                 use_threads=True,
                 block_size=BLOCK_BYTES,
                 column_names=self.names,
-                # pyarrow counts empty lines here: those above the header are skipped with it
-                skip_rows=1 + self.above if o.skip_header and self.owns_first_line else 0,
+                # pyarrow counts lines here, empty ones too (those above the header are
+                # skipped with it), not records
+                skip_rows=self.header_lines + self.above
+                if o.skip_header and self.owns_first_line
+                else 0,
                 encoding="utf8" if o.encoding == "utf-8" else o.encoding,
             ),
             parse_options=pacsv.ParseOptions(
