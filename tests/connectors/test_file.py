@@ -6,9 +6,11 @@ from __future__ import annotations
 import bz2
 import datetime as dt
 import gzip
+import io
 import json
 import pickle
 import re
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -517,6 +519,35 @@ def test_csv_reads_a_quoted_first_line_as_csv(
     (tmp_path / "q.csv").write_text(text, newline="")
     got, dirty = read(reader(tmp_path, path="q.csv", skipHeader=skip_header))
     assert dirty == [] and got is not None and got.to_pylist() == expected
+
+
+def _zipped(data: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("a.csv", data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("pack", "what"),
+    [
+        (gzip.compress, "gzip data: name it .gz or set compress: gzip"),
+        (bz2.compress, "bzip2 data: name it .bz2 or set compress: bzip2"),
+        (_zipped, "a zip archive, which is not read: unzip it (or compress with gzip)"),
+    ],
+    ids=["gzip", "bzip2", "zip"],
+)
+@pytest.mark.parametrize("fmt", ["csv", "text", "jsonl"])
+def test_compressed_data_under_a_plain_name_is_an_error_not_text(
+    tmp_path: Path, pack: Any, what: str, fmt: str
+) -> None:
+    # read as latin-1 (the advice for a file that is not UTF-8) it gave rows of garbage
+    (tmp_path / "d.dat").write_bytes(pack(b'{"a": 1}\n{"a": 2}\n'))
+    r = reader(tmp_path, path="d.dat", fileFormat=fmt, encoding="latin-1", fieldDelimiter="|")
+    with pytest.raises(
+        FatalError, match=f"^{re.escape(str(tmp_path))}/d.dat: the file holds {re.escape(what)}$"
+    ):
+        read(r)
 
 
 def test_csv_reader_config_without_text_qualifier_reads_quotes_as_text(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from tidesync.connectors.base import Dirty
-from tidesync.connectors.file.locate import first_line, line_start, text_blocks
+from tidesync.connectors.file.locate import first_line, line_start, not_compressed, text_blocks
 from tidesync.errors import FatalError
 
 #: bytes handed to pyarrow's CSV/JSON parsers at a time (each becomes about one batch)
@@ -485,10 +485,15 @@ class JsonLines(Decoder):
 
         return rows()
 
-    def _blocks(self, stream: pa.NativeFile, size: int) -> Iterator[bytes]:
+    def _blocks(self, stream: pa.NativeFile, size: int, where: str = "") -> Iterator[bytes]:
+        """Blocks of whole lines, as UTF-8; ``where`` (the file, at its start): its first bytes
+        are checked not to be compressed data."""
         if self.opts.encoding == "utf-8":
             tail = b""
             while raw := stream.read(size):
+                if where:
+                    not_compressed(raw, where)
+                    where = ""
                 data = tail + raw
                 cut = data.rfind(b"\n") + 1
                 if cut:
@@ -499,12 +504,13 @@ class JsonLines(Decoder):
             if tail:
                 yield tail
         else:
-            for text in text_blocks(stream, self.opts.encoding, size):
+            for text in text_blocks(stream, self.opts.encoding, size, where):
                 yield text.encode()
 
     def fields(self) -> tuple[list[str], list[str], pa.Schema | None]:
         stream = self._stream()
-        self.blocks = iter(()) if stream is None else self._blocks(stream, BLOCK_BYTES)
+        head = self.piece.path if self.owns_first_line else ""
+        self.blocks = iter(()) if stream is None else self._blocks(stream, BLOCK_BYTES, head)
         self.first = next(self.blocks, None)
         if self.first is None:
             return [], [], None

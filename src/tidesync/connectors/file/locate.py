@@ -32,6 +32,23 @@ _PROBE = 1 << 16
 _MAX_LINE = 64 << 20
 
 
+#: how compressed data and archives begin -> what they are and what to do
+_MAGIC = (
+    (b"\x1f\x8b", "gzip data: name it .gz or set compress: gzip"),
+    (b"BZh", "bzip2 data: name it .bz2 or set compress: bzip2"),
+    (b"\x28\xb5\x2f\xfd", "zstd data: name it .zst or set compress: zstd"),
+    (b"PK\x03\x04", "a zip archive, which is not read: unzip it (or compress with gzip)"),
+)
+
+
+def not_compressed(head: bytes, where: str) -> None:
+    """A text file's first bytes must not be compressed data: read as text in another
+    ``encoding`` (``latin-1`` takes any byte) it gave rows of garbage, or dirty records."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic) and (magic != b"BZh" or head[4:10] == b"1AY&SY"):
+            raise FatalError(f"{where}: the file holds {what}")
+
+
 def compression_of(path: str) -> str | None:
     """The codec a file name's extension implies (``a.csv.gz`` -> ``gzip``)."""
     dot = path.rfind(".")
@@ -195,8 +212,12 @@ def first_line(stream: pa.NativeFile, encoding: str, where: str) -> tuple[str | 
     decoder = codecs.getincrementaldecoder(encoding)()
     text = ""
     empty = 0
+    first = True
     while True:
         raw = stream.read(_PROBE)
+        if first:
+            not_compressed(raw, where)
+            first = False
         text += decoder.decode(raw, final=not raw)
         text = text.removeprefix("\ufeff")
         while (cut := text.find("\n")) >= 0:
@@ -213,13 +234,17 @@ def first_line(stream: pa.NativeFile, encoding: str, where: str) -> tuple[str | 
             )
 
 
-def text_blocks(stream: pa.NativeFile, encoding: str, block: int) -> Iterator[str]:
-    """A text stream decoded in pieces of about ``block`` bytes, each ending at a line end."""
+def text_blocks(stream: pa.NativeFile, encoding: str, block: int, where: str = "") -> Iterator[str]:
+    """A text stream decoded in pieces of about ``block`` bytes, each ending at a line end;
+    ``where`` (the file, read from its start): see :func:`not_compressed`."""
     decoder = codecs.getincrementaldecoder(encoding)()
     tail = ""
     first = True
     while True:
         raw = stream.read(block)
+        if where:
+            not_compressed(raw, where)
+            where = ""
         text = tail + decoder.decode(raw, final=not raw)
         if first:
             text = text.removeprefix("\ufeff")
