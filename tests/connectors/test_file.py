@@ -876,6 +876,40 @@ def test_a_field_name_the_file_holds_twice_is_an_error_not_the_first(
         read(r)
 
 
+def test_a_parquet_instant_read_as_date_or_formatted_is_a_wall_time_of_the_jobs_zone(
+    tmp_path: Path,
+) -> None:
+    # a UTC instant (Spark's timestamps) became its UTC wall time as a date (8 hours off under
+    # Asia/Shanghai) and, formatted, the wall time of the zone it carried
+    at = dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC)
+    pq.write_table(
+        pa.table(
+            {
+                "u": pa.array([at], pa.timestamp("us", "UTC")),
+                "n": pa.array([at], pa.timestamp("ms", "America/New_York")),
+            }
+        ),
+        tmp_path / "t.parquet",
+    )
+    c = Context(base_dir=tmp_path, where=READER, timezone="Asia/Shanghai")
+    columns = [
+        {"name": "u", "type": "date"},
+        {"name": "n", "type": "date"},
+        {"name": "u", "type": "string", "format": "yyyy-MM-dd HH:mm:ss"},
+        {"name": "n", "type": "string", "format": "yyyy-MM-dd HH:mm:ss"},
+    ]
+    got, dirty = read(
+        F.Reader({"path": "t.parquet", "fileFormat": "parquet", "column": columns}, c)
+    )
+    assert dirty == [] and got is not None
+    assert list(got.to_pylist()[0].values()) == [
+        dt.datetime(2024, 1, 1, 20),
+        dt.datetime(2024, 1, 1, 20),
+        "2024-01-01 20:00:00",
+        "2024-01-01 20:00:00",
+    ]
+
+
 def test_text_takes_a_multi_character_delimiter_and_no_quotes(tmp_path: Path) -> None:
     lines_file(tmp_path / "m.txt", ['1||"a"||x', "2||b||", "3||only-two"])
     got, dirty = read(

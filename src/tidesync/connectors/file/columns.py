@@ -287,6 +287,7 @@ class Column:
     name: str | None = None
     const: pa.Scalar | None = None
     date: DatePattern | None = None
+    zone: str = "UTC"  # the job's: an instant becomes a date, or is formatted, as its wall time
 
     @property
     def label(self) -> str:
@@ -403,6 +404,7 @@ def _parse_entry(
         lookup=name if index is None else None,
         name=name,
         date=pattern,
+        zone=p.ctx.timezone,
     )
     if value is None:
         return col
@@ -538,7 +540,15 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
             raise pa.ArrowInvalid("a hexadecimal number is not a long")
         return pc.cast(arr, target)
     if col.type == "string" and col.date is not None and is_temporal(src):
-        return render_temporal(arr, col.date)
+        return render_temporal(arr, col.date, col.zone)
+    if (
+        pa.types.is_timestamp(target)
+        and target.tz is None
+        and pa.types.is_timestamp(src)
+        and src.tz is not None
+    ):  # an instant: the wall time of the job's zone (the cast alone gave UTC's)
+        arr = pc.local_timestamp(arr.cast(pa.timestamp(src.unit, col.zone)))
+        src = arr.type
     if pa.types.is_decimal(target) and pa.types.is_floating(src):
         # Arrow's cast cuts a double's digits past the scale (2.675 became 2.67, 1e-7 0.00):
         # through its shortest text, as if read from a file, such a value does not convert

@@ -345,6 +345,7 @@ class Reader(base.Reader):
                     "",
                     typed.field(n).type if typed is not None and n in typed.names else None,
                     lookup=n,
+                    zone=self.ctx.timezone,
                 )
                 for i, n in enumerate(names)
             ]
