@@ -1559,6 +1559,28 @@ def test_text_refuses_a_value_ending_in_the_start_of_a_self_overlapping_delimite
     assert got.to_pylist() == [{"c0": "ok", "c1": "2"}, {"c0": f"{tail}y", "c1": f"z{head}"}]
 
 
+@pytest.mark.parametrize(
+    ("header", "delimiter", "why"),
+    [
+        (True, ",", "'a,b' holds the field delimiter or a line break"),
+        (["x", "y\nz"], ",", "'y\\nz' holds the field delimiter or a line break"),
+        (["x|", "y"], "||", "'x|' ends in the start of the field delimiter '||'"),
+    ],
+)
+def test_a_text_header_name_that_cannot_be_written_fails_the_job_not_every_row(
+    tmp_path: Path, header: Any, delimiter: str, why: str
+) -> None:
+    # the header's error was taken for the batch's: every row a dirty record, "column 0 (0)"
+    table = pa.table({"a,b": ["1"], "c": ["2"]})
+    w = writer(
+        tmp_path, fileName="d.txt", fileFormat="text", header=header, fieldDelimiter=delimiter
+    )
+    w.prepare(table.schema)
+    sink = w.open(Split(0, "all"))
+    with pytest.raises(FatalError, match=f"^{WRITER_RX}.header: the column name {re.escape(why)}"):
+        sink.write(table.to_batches()[0])
+
+
 @pytest.mark.parametrize("null_format", ["null", "\\N"])
 def test_text_refuses_a_value_equal_to_null_format(tmp_path: Path, null_format: str) -> None:
     # it was written as it is and read back as NULL; a column name is no value

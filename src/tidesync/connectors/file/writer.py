@@ -483,7 +483,11 @@ class _Sink(base.Sink):
                     f"columns {names}"
                 )
             names = h
-        return self.enc.header(names)
+        try:
+            return self.enc.header(names)
+        except DirtyRecordError as e:  # a name, not a row: every row was counted dirty
+            why = e.reason.partition(": value ")[2]  # "'a,b' holds the field delimiter ..."
+            raise FatalError(f"{self.w.ctx.path('header')}: the column name {why}") from None
 
     # -- writing
 
