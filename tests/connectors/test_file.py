@@ -1052,6 +1052,31 @@ def test_jsonl_numbers_read_as_strings_keep_their_text_on_either_path(
     ]
 
 
+@pytest.mark.parametrize("bad_line", [False, True], ids=["clean", "with-a-bad-line"])
+def test_jsonl_values_convert_alike_on_either_path(tmp_path: Path, bad_line: bool) -> None:
+    # line by line every value was text: 1.0 and 1e2 as long, 1 as boolean were dirty records
+    # there, and 1, 100 and true on pyarrow's path
+    lines = [
+        '{"a": 1.0, "d": 1e2, "b": 1, "f": 7, "g": 0.5}',
+        '{"a": 2.5, "d": 3, "b": 0, "f": 1000, "g": 3}',
+    ]
+    lines_file(tmp_path / "d.jsonl", [*lines, "[1]"] if bad_line else lines)
+    columns = [
+        {"name": "a", "type": "long"},
+        {"name": "d", "type": "long"},
+        {"name": "b", "type": "boolean"},
+        {"name": "f", "type": "decimal(5,2)"},
+        {"name": "g", "type": "double"},
+    ]
+    got, dirty = read(reader(tmp_path, path="d.jsonl", fileFormat="jsonl", column=columns))
+    assert got is not None and got.to_pylist() == [
+        {"a": 1, "d": 100, "b": True, "f": Decimal("7.00"), "g": 0.5}
+    ]
+    assert [d.reason.split(":")[0] for d in dirty] == (
+        ["not a JSON object"] if bad_line else []
+    ) + ["column 0 (a)"]
+
+
 def test_schema_comes_from_columns_header_or_footer_and_is_none_without_files(
     tmp_path: Path,
 ) -> None:

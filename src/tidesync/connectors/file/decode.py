@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import decimal
 import io
 import json
 from collections import deque
@@ -647,13 +648,41 @@ def _objects(block: bytes, dirty: list[Dirty], label: str) -> list[dict[str, Any
 
 
 def _column(rows: list[dict[str, Any]], key: str, t: pa.DataType) -> pa.Array:
-    """One field of parsed lines: nested values as they are, the rest as text to convert."""
+    """One field of parsed lines: nested values as they are; a field whose every value is of
+    the field's type (a number, a boolean) as that type, as pyarrow's parser gives it, so that
+    a block parsed line by line for another field or a bad line converts alike (``1.0`` read as
+    ``long`` was 1 there and a dirty record here); the rest as text to convert."""
+    values = [r.get(key) for r in rows]
     if pa.types.is_nested(t):
         try:
-            return pa.array([r.get(key) for r in rows], t)
+            return pa.array(values, t)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             pass
-    return pa.array([_text(r.get(key)) for r in rows], pa.string())
+    elif (typed := _typed(values, t)) is not None:
+        return typed
+    return pa.array([_text(v) for v in values], pa.string())
+
+
+def _typed(values: list[Any], t: pa.DataType) -> pa.Array | None:
+    """``values`` as ``t`` where each is a JSON value pyarrow's parser takes for it, else None."""
+    if pa.types.is_boolean(t):
+        ok = all(v is None or isinstance(v, bool) for v in values)
+    elif pa.types.is_integer(t):
+        ok = all(v is None or isinstance(v, _Integer) for v in values)
+    elif pa.types.is_floating(t) or pa.types.is_decimal(t):
+        ok = all(v is None or isinstance(v, _Number | _Integer) for v in values)
+        if ok and pa.types.is_decimal(t):  # from its digits, as pyarrow parses it
+            values = [None if v is None else decimal.Decimal(v.text) for v in values]
+        elif ok:
+            values = [None if v is None else float(v) for v in values]
+    else:
+        return None
+    if not ok:
+        return None
+    try:
+        return pa.array(values, t)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None  # (past the type's range or scale: the conversion makes it a dirty record)
 
 
 def _text(v: Any) -> str | None:
