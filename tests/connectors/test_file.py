@@ -521,6 +521,33 @@ def test_csv_reads_a_quoted_first_line_as_csv(
     assert dirty == [] and got is not None and got.to_pylist() == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('id,v\n1,"abc\n2,x\n3,y\n', 2),  # was one row, its value "abc\n2,x\n3,y\n"
+        ('id,v\n1,"a"\n2,"b\n', 3),
+    ],
+)
+def test_a_quote_left_open_at_the_end_of_a_csv_file_is_an_error(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    (tmp_path / "q.csv").write_text(text)
+    with pytest.raises(
+        FatalError,
+        match=f"^{re.escape(str(tmp_path))}/q.csv line {line}: a quoted value is not closed "
+        "before the end of the file",
+    ):
+        read(reader(tmp_path, path="q.csv", skipHeader=True))
+
+
+def test_a_quote_inside_an_unquoted_csv_value_is_an_ordinary_character(tmp_path: Path) -> None:
+    # an odd number of quotes, none left open
+    (tmp_path / "q.csv").write_text('h,v\n1,5\'11"\n2,"a ""b"""\n')
+    got, dirty = read(reader(tmp_path, path="q.csv", skipHeader=True))
+    assert dirty == [] and got is not None
+    assert got.to_pylist() == [{"h": "1", "v": "5'11\""}, {"h": "2", "v": 'a "b"'}]
+
+
 def _zipped(data: bytes) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:

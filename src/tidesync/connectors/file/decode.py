@@ -194,7 +194,7 @@ class Delimited(Decoder):
             return
         o = self.opts
         counter = None
-        if o.quoted and not self.piece.whole and not self.at_end:
+        if o.quoted:
             stream = counter = _QuoteCounter(stream)
         dirty: deque[Dirty] = deque()  # filled from pyarrow's parsing threads
 
@@ -252,11 +252,38 @@ class Delimited(Decoder):
         if dirty:
             yield pa.RecordBatch.from_pylist([], schema=reader.schema), drained()
         if counter is not None and counter.quotes % 2:
+            if self.piece.whole or self.at_end:
+                self._no_quote_open_at_end(width)
+                return
             raise FatalError(
                 f"{self.where('splitLargeFiles')}: a quoted value in {self.piece.path} holds a line "
                 f"break at byte {self.piece.stop}, where the file is split for parallel reading; "
                 "set splitLargeFiles: false to read it in one piece"
             )
+
+    def _no_quote_open_at_end(self, width: int) -> None:
+        """pyarrow takes a quote never closed as a value running to the end of the file, the
+        lines after it included (rows lost, the run succeeded). An odd number of quotes says
+        it may be so (a quote inside an unquoted value is an ordinary character); the last
+        record, parsed strictly, says whether it is."""
+        last = None
+        for at, _n, text in _csv_records(self, width):
+            last = at, text
+        if last is None:
+            return
+        at, text = last
+        try:
+            rows = csv.reader(
+                io.StringIO(text, newline=""), delimiter=self.opts.delimiter, strict=True
+            )
+            for _ in rows:
+                pass
+        except csv.Error as e:
+            if "unexpected end of data" in str(e):
+                raise FatalError(
+                    f"{self.label} line {at}: a quoted value is not closed before the end of "
+                    "the file (the lines after its quote would be read as part of it)"
+                ) from None
 
 
 def _csv_lines(dec: Decoder, width: int) -> Iterator[int]:
