@@ -808,6 +808,9 @@ def test_java_date_patterns_parse(
         ("yyyy-DDD", ["2023-366", "2024-366"]),
         ("%Y%j %H:%M", ["2023366 10:00", "2023365 10:00"]),
         ("yyyy-DDD HH:mm:ssZ", ["2023-366 01:00:00+0800", "2024-366 01:00:00+0800"]),
+        # second 60 (it became the next minute, here the next year) and 61
+        ("yyyy-MM-dd HH:mm:ss", ["2024-12-31 23:59:60", "2024-12-31 23:59:59"]),
+        ("yyyyMMddHHmmssZ", ["20240101100061+0800", "20240101100059+0800"]),
     ],
 )
 def test_a_day_past_its_months_end_is_a_dirty_record_not_the_next_month(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -588,6 +589,7 @@ def _int(n: int) -> pa.Scalar:
 
 
 _DAY_4, _DAY_28, _YY_PIVOT = _int(4), _int(28), _int(69)
+_SEC_0, _SEC_1 = _int(0), _int(1)
 #: the days of the year (common and leap) of March 1-3 and the 1st of May, July, October and
 #: December: where strptime's rolled days land
 _LANDINGS = _ints(60, 61, 62, 63, 121, 122, 182, 183, 274, 275, 335, 336)
@@ -600,9 +602,9 @@ def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePat
     offset, moved to UTC: day 1-4 or the 28th-31st of any month); only those rows whose text
     Arrow would not print back alike are parsed again by Python's ``strptime``, which refuses
     the day. Day 366 (``%j``) of a common year rolls too (``2023-366`` became 2025-02-01), and
-    Python's ``strptime`` rolls it as well: see ``_no_day_366``. Raises ``pa.ArrowInvalid``."""
-    if "%j" in fmt.replace("%%", ""):
-        _no_day_366(text, fmt)
+    so do seconds 60 and 61 (``23:59:60`` became the next day's 00:00:00), which Python's
+    ``strptime`` reads as well: see ``_no_rolled_fields``. Raises ``pa.ArrowInvalid``."""
+    _no_rolled_fields(text, parsed, fmt)
     if pattern.zoned:
         day = pc.day(parsed)
         near = pc.or_(pc.less_equal(day, _DAY_4), pc.greater_equal(day, _DAY_28))
@@ -624,16 +626,29 @@ def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePat
                 raise pa.ArrowInvalid(f"{value!r} names a day its month does not have") from None
 
 
-def _no_day_366(text: pa.Array, fmt: str) -> None:
-    """Only a text holding ``366`` can name the 366th day; Python's ``time.strptime`` keeps the
-    day of the year it read (``tm_yday``) beside the date it rolled to, so a roll shows as a
-    date whose own day of the year differs."""
-    rows = pc.indices_nonzero(pc.match_substring(text, "366"))
+def _no_rolled_fields(text: pa.Array, parsed: pa.Array, fmt: str) -> None:
+    """Only a text holding ``366`` can name the 366th day, only one holding ``60`` or ``61``
+    (and read as second 0 or 1 of the next minute) a second past 59. Python's
+    ``time.strptime`` keeps the fields it read (``tm_yday`` beside the date it rolled to,
+    ``tm_sec`` 60 or 61), so such rows are read again there."""
+    plain = fmt.replace("%%", "")
+    found = []
+    if "%j" in plain:
+        found.append(pc.match_substring(text, "366"))
+    if "%S" in plain:
+        second = pc.second(parsed)
+        for digits, landing in (("60", _SEC_0), ("61", _SEC_1)):
+            found.append(pc.and_(pc.match_substring(text, digits), pc.equal(second, landing)))
+    if not found:
+        return
+    rows = pc.indices_nonzero(functools.reduce(pc.or_, found))
     for value in text.take(rows).to_pylist():
         try:
             st = time.strptime(value, fmt)
         except ValueError:
             continue  # Arrow's verdict stands where Python reads the text otherwise
+        if st.tm_sec > 59:
+            raise pa.ArrowInvalid(f"{value!r} names second {st.tm_sec} of a minute")
         day = dt.date(st.tm_year, st.tm_mon, st.tm_mday).timetuple().tm_yday
         if st.tm_yday != day:
             raise pa.ArrowInvalid(f"{value!r} names day {st.tm_yday} of a year of 365 days")
