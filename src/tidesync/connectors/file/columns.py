@@ -528,13 +528,7 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
         if col.type == "date" and col.date is not None:
             if col.date.iso:
                 with contextlib.suppress(pa.ArrowInvalid):
-                    cast = pc.cast(arr, target)
-                    # Arrow's ISO parser takes a longer layout too: 2024-01-01 10:00:00 under
-                    # yyyy-MM-dd kept its time; strptime below refuses the extra text
-                    width = len(col.date.java.replace("'T'", "T"))
-                    longest = pc.max(pc.binary_length(arr)).as_py()
-                    if "S" in col.date.java or longest is None or longest <= width:
-                        return cast
+                    return pc.cast(arr, target)
             if col.date.regex is not None:
                 return _parse_fraction(arr, col.date)
             fmt = col.date.strptime
