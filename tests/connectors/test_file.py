@@ -528,8 +528,15 @@ def test_csv_reads_a_quoted_first_line_as_csv(
         ('id,v\n1,"a"\n2,"b\n', 3),
     ],
 )
+@pytest.mark.parametrize(
+    "column",
+    [
+        ["*"],  # every field parsed: the last row's line break shows it
+        [{"index": 0, "type": "string"}],  # the open value not parsed: the quotes are counted
+    ],
+)
 def test_a_quote_left_open_at_the_end_of_a_csv_file_is_an_error(
-    tmp_path: Path, text: str, line: int
+    tmp_path: Path, text: str, line: int, column: list[Any]
 ) -> None:
     (tmp_path / "q.csv").write_text(text)
     with pytest.raises(
@@ -537,7 +544,14 @@ def test_a_quote_left_open_at_the_end_of_a_csv_file_is_an_error(
         match=f"^{re.escape(str(tmp_path))}/q.csv line {line}: a quoted value is not closed "
         "before the end of the file",
     ):
-        read(reader(tmp_path, path="q.csv", skipHeader=True))
+        read(reader(tmp_path, path="q.csv", skipHeader=True, column=column))
+
+
+def test_a_quoted_line_break_in_a_csv_files_last_row_is_read(tmp_path: Path) -> None:
+    (tmp_path / "q.csv").write_text('id,v\n1,"a"\n2,"b\nc"\n')
+    got, dirty = read(reader(tmp_path, path="q.csv", skipHeader=True, column=["*"]))
+    assert dirty == [] and got is not None
+    assert got.to_pylist() == [{"id": "1", "v": "a"}, {"id": "2", "v": "b\nc"}]
 
 
 def test_a_quote_inside_an_unquoted_csv_value_is_an_ordinary_character(tmp_path: Path) -> None:
