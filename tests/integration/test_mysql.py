@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from pymysql import err as myerr
 
 from tests.connectors.conformance import (
     Adapter,
@@ -1520,3 +1521,180 @@ def test_statements_that_stay_in_the_transaction_run_in_it(tmp_path: Path, mysql
     assert rep.status == "succeeded", rep.error
     assert mysql_db.query("SELECT id FROM dst ORDER BY id") == [(1,), (8,)]
     assert mysql_db.query("SELECT n FROM log") == [(2,)]
+
+
+def _isolated(mysql_db: MyDb, batch: pa.RecordBatch, **kw: Any) -> list[tuple[int, str]]:
+    """``batch`` written into table t through the engine's bisection; the dirty rows' offsets
+    and reasons."""
+    w = Writer(wparams(mysql_db, "t"), ctx("writer", **kw))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    return bad
+
+
+@pytest.mark.parametrize("column", ["DATE", "DATETIME", "TIMESTAMP NULL"])
+def test_a_zero_date_or_a_zero_month_or_day_is_dirty_not_stored_to_read_back_as_null(
+    mysql_db: MyDb, column: str
+) -> None:
+    # the session had no NO_ZERO_DATE / NO_ZERO_IN_DATE: LOAD DATA stored '2020-00-00' and
+    # '0000-00-00', which the reader gives back as NULL
+    mysql_db.execute(f"CREATE TABLE t (id INT PRIMARY KEY, d {column})")
+    days = ["2020-01-02", "2020-00-00", "0000-00-00", "2020-01-00", "2020-00-05", "2021-12-31"]
+    time = "" if column == "DATE" else " 10:00:00"
+    batch = pa.record_batch(
+        [pa.array(range(len(days))), pa.array([d + time for d in days])], names=["id", "d"]
+    )
+    bad = _isolated(mysql_db, batch)
+    assert [off for off, _ in bad] == [1, 2, 3, 4]
+    assert all("column `d`" in why or "for column" in why for _, why in bad), bad
+    assert mysql_db.query("SELECT id, CAST(d AS CHAR) FROM t ORDER BY id") == [
+        (0, "2020-01-02" + time),
+        (5, "2021-12-31" + time),
+    ]
+
+
+def test_the_write_session_drops_allow_invalid_dates_of_the_server(mysql_db: MyDb) -> None:
+    # a server whose sql_mode has ALLOW_INVALID_DATES stored '2020-02-30', read back dirty
+    from tidesync.connectors.mysql.writer import _WRITE_SESSION
+
+    con = mysql_db.connect()
+    with con.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = 'ALLOW_INVALID_DATES,STRICT_TRANS_TABLES'")
+        for sql in _WRITE_SESSION:
+            cur.execute(sql)
+        cur.execute("SELECT @@SESSION.sql_mode")
+        (mode,) = cur.fetchone()
+        cur.execute("CREATE TABLE t (d DATE)")
+        with pytest.raises(myerr.MySQLError, match="2020-02-30"):
+            cur.execute("INSERT INTO t VALUES ('2020-02-30')")
+    con.close()
+    assert set(mode.split(",")) >= {"STRICT_ALL_TABLES", "NO_ZERO_DATE", "NO_ZERO_IN_DATE"}
+    assert "ALLOW_INVALID_DATES" not in mode
+
+
+def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamp_column(
+    mysql_db: MyDb,
+) -> None:
+    # each was resolved silently to the earlier instant (the gap's 02:30 to 01:59:59.999999)
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, ts TIMESTAMP(6) NULL, d DATETIME)")
+    wall = [
+        dt.datetime(2024, 3, 31, 1, 59),
+        dt.datetime(2024, 3, 31, 2, 30),  # the clock skips 02:00-03:00
+        dt.datetime(2024, 10, 27, 2, 30),  # the clock shows 02:00-03:00 twice
+        None,
+        dt.datetime(2024, 10, 27, 3, 0),
+    ]
+    batch = pa.record_batch(
+        [
+            pa.array(range(len(wall))),
+            pa.array(wall, pa.timestamp("us")),
+            pa.array(wall, pa.timestamp("us")),
+        ],
+        names=["id", "ts", "d"],
+    )
+    bad = _isolated(mysql_db, batch, timezone="Europe/Berlin")
+    assert bad == [
+        (
+            1,
+            "column ts: value 2024-03-31 02:30:00 does not exist in time zone Europe/Berlin (the "
+            "clock skips it at a daylight-saving change), so it names no one instant for "
+            "timestamp(6); write it with its offset (a timestamp with a time zone) or set the "
+            "job's timezone to one without daylight saving",
+        ),
+        (
+            2,
+            "column ts: value 2024-10-27 02:30:00 is ambiguous in time zone Europe/Berlin (the "
+            "clock shows it twice at a daylight-saving change), so it names no one instant for "
+            "timestamp(6); write it with its offset (a timestamp with a time zone) or set the "
+            "job's timezone to one without daylight saving",
+        ),
+    ]
+    con = mysql_db.connect()
+    with con.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute("SELECT id, ts FROM t ORDER BY id")
+        assert cur.fetchall() == (
+            (0, dt.datetime(2024, 3, 31, 0, 59)),
+            (3, None),
+            (4, dt.datetime(2024, 10, 27, 2, 0)),
+        )
+    con.close()
+
+
+def test_fractional_seconds_a_column_does_not_keep_are_dirty_not_cut(mysql_db: MyDb) -> None:
+    # MariaDB cut them without a warning: 10:00:00.7 was stored as 10:00:00
+    mysql_db.execute(
+        "CREATE TABLE t (id INT PRIMARY KEY, a DATETIME NULL, b DATETIME(3) NULL, "
+        "c TIME(2) NULL, d TIMESTAMP NULL)"
+    )
+    us = pa.timestamp("us")
+    noon = dt.datetime(2024, 6, 1, 12)
+    batch = pa.record_batch(
+        [
+            pa.array([1, 2, 3, 4, 5, 6]),
+            pa.array([noon, noon.replace(microsecond=700000), None, None, None, noon], us),
+            pa.array(
+                ["2024-06-01 12:00:00.123", None, "2024-06-01 12:00:00.1234", None, None, None]
+            ),
+            pa.array([None, None, None, dt.time(1, 2, 3, 450000), dt.time(1, 2, 3, 456000), None]),
+            pa.array([None] * 5 + [noon.replace(microsecond=1)], us),
+        ],
+        names=["id", "a", "b", "c", "d"],
+    )
+    assert _isolated(mysql_db, batch) == [
+        (
+            1,
+            "column a: value '2024-06-01 12:00:00.700000' has more fractional-second digits "
+            "than datetime keeps (0); MySQL would cut them",
+        ),
+        (
+            2,
+            "column b: value '2024-06-01 12:00:00.1234' has more fractional-second digits than "
+            "datetime(3) keeps (3); MySQL would cut them",
+        ),
+        (
+            4,
+            "column c: value '01:02:03.456000' has more fractional-second digits than time(2) "
+            "keeps (2); MySQL would cut them",
+        ),
+        (
+            5,
+            "column d: value '2024-06-01 12:00:00.000001' has more fractional-second digits "
+            "than timestamp keeps (0); MySQL would cut them",
+        ),
+    ]
+    assert mysql_db.query("SELECT id, CAST(b AS CHAR), CAST(c AS CHAR) FROM t ORDER BY id") == [
+        (1, "2024-06-01 12:00:00.123", None),
+        (4, None, "01:02:03.45"),
+    ]
+
+
+def test_a_value_the_server_cuts_with_only_a_note_is_dirty(mysql_db: MyDb) -> None:
+    # 'Data truncated' came as a Note, which the writer let pass: a decimal rounded to its
+    # scale, a DATE's time of day dropped, trailing spaces cut
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, e DECIMAL(5,2), d DATE, v VARCHAR(2))")
+    batch = pa.record_batch(
+        [
+            pa.array([1, 2, 3, 4, 5]),
+            pa.array(["1.23", "1.239", None, None, "1.230"]),
+            pa.array(
+                [dt.datetime(2024, 1, 2), None, dt.datetime(2024, 1, 2, 10), None, None],
+                pa.timestamp("us"),
+            ),
+            pa.array(["ab", None, None, "ab  ", None]),
+        ],
+        names=["id", "e", "d", "v"],
+    )
+    bad = _isolated(mysql_db, batch)
+    assert [(off, why) for off, why in bad] == [
+        (1, "Data truncated for column 'e' at row 1"),
+        (2, "Data truncated for column 'd' at row 1"),
+        (3, "Data truncated for column 'v' at row 1"),
+    ]
+    assert mysql_db.query("SELECT id, CAST(e AS CHAR), CAST(d AS CHAR), v FROM t ORDER BY id") == [
+        (1, "1.23", "2024-01-02", "ab"),
+        (5, "1.23", None, None),
+    ]

@@ -49,7 +49,7 @@ from tidesync.connectors.sql import (
     split_name,
     write_options,
 )
-from tidesync.connectors.sql.writer import text_with_fraction
+from tidesync.connectors.sql.writer import text_with_fraction, wall_times_as_instants
 from tidesync.errors import (
     ConfigError,
     DirtyRecordError,
@@ -61,8 +61,12 @@ from tidesync.errors import (
 #: MySQL's integer DATA_TYPEs: text with a fraction bound for one is refused, not rounded
 _INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 
+#: strict, and no date the reader could not give back: a zero date or one with a zero month or
+#: day ('2020-00-00') would be stored and read back as NULL, an impossible one ('2020-02-30',
+#: ALLOW_INVALID_DATES) as a dirty record; refused here, they are dirty records of the write
 _WRITE_SESSION = (
-    "SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES')",
+    "SET SESSION sql_mode = CONCAT_WS(',', REPLACE(@@SESSION.sql_mode, 'ALLOW_INVALID_DATES', ''), "
+    "'STRICT_ALL_TABLES', 'NO_ZERO_DATE', 'NO_ZERO_IN_DATE')",
     "SET SESSION time_zone = '+00:00'",
 )
 
@@ -407,7 +411,11 @@ class Writer(SqlWriter):
                         affected, warnings = wire.load_local(con, self._load_sql, data)
                         if warnings:
                             cur.execute("SHOW WARNINGS")
-                            bad = [w for w in cur.fetchall() if w[0] != "Note"]
+                            # a Note 1265 says the server cut a value it stored (a decimal
+                            # rounded to its scale, a DATE's time of day, trailing spaces)
+                            bad = [
+                                w for w in cur.fetchall() if w[0] != "Note" or w[1] == _TRUNCATED
+                            ]
                             if bad:
                                 raise _Rejected(bad[0][2], bad[0][1])
                         if self.stage is None and not self._direct_replace and affected != rows:
@@ -466,7 +474,22 @@ class Writer(SqlWriter):
         return out
 
     def _text(self, col: pa.Array, target: dict[str, Any]) -> pa.Array:
-        """One column as LOAD DATA text (binary type), converted for the target column."""
+        """One column as LOAD DATA text (binary type), converted for the target column; a time
+        with more fractional-second digits than the column keeps is refused: the server cuts
+        them without a warning (MariaDB) or rounds them (MySQL)."""
+        out = self._text_of(col, target)
+        if target["type"] in _FRACTIONAL:
+            digits = _fsp(target["column_type"])
+            cut = pc.match_substring_regex(out, pattern=rf":\d{{1,2}}\.\d{{{digits}}}\d*[1-9]")
+            if pc.any(cut).as_py():
+                one = f" {out[0].as_py().decode(errors='replace')!r}" if len(out) == 1 else ""
+                raise DirtyRecordError(
+                    f"column {target['name']}: value{one} has more fractional-second digits "
+                    f"than {target['column_type']} keeps ({digits}); MySQL would cut them"
+                )
+        return out
+
+    def _text_of(self, col: pa.Array, target: dict[str, Any]) -> pa.Array:
         t = col.type
         if pa.types.is_dictionary(t):
             col = col.cast(t.value_type)
@@ -527,8 +550,8 @@ class Writer(SqlWriter):
         tz = col.type.tz
         utc_column = target["type"] == "timestamp"
         if tz is None and utc_column and self.ctx.timezone not in ("UTC", "Etc/UTC"):
-            col = pc.assume_timezone(
-                col, self.ctx.timezone, ambiguous="earliest", nonexistent="earliest"
+            col = wall_times_as_instants(
+                col, self.ctx.timezone, target["name"], target["column_type"]
             )
             tz = self.ctx.timezone
         if tz is not None:
@@ -701,6 +724,19 @@ def _load_sql(target: str, kinds: Sequence[dict[str, Any]], verb: str = "") -> s
         f"LOAD DATA LOCAL INFILE 'tidesync.tsv' {verb}INTO TABLE {target} CHARACTER SET "
         f"binary ({', '.join(fields)}, @ts_end)" + (f" SET {', '.join(sets)}" if sets else "")
     )
+
+
+#: the server's "Data truncated" (a Note where the value it stored is cut)
+_TRUNCATED = 1265
+
+#: MySQL's column types of a time of day, whose fractional-second digits are ``(fsp)``
+_FRACTIONAL = frozenset({"datetime", "timestamp", "time"})
+
+
+def _fsp(column_type: str) -> int:
+    """The fractional-second digits of a COLUMN_TYPE such as ``datetime(3)`` (0 without)."""
+    m = re.search(r"\((\d)\)", column_type)
+    return int(m.group(1)) if m else 0
 
 
 class _Rejected(Exception):

@@ -40,6 +40,33 @@ def text_with_fraction(arr: pa.Array) -> bool:
     return not pc.all(whole).as_py()
 
 
+def wall_times_as_instants(col: pa.Array, zone: str, column: str, column_type: str) -> pa.Array:
+    """Naive timestamps read as wall-clock times of ``zone``, for a column of instants. A time
+    the clock skips (a daylight-saving gap) is no instant and one it shows twice (an overlap) is
+    two: either is a dirty record naming the value, never the earlier instant picked silently
+    (MySQL's writer did that; PostgreSQL's server does it for text it parses)."""
+    early = pc.assume_timezone(col, zone, ambiguous="earliest", nonexistent="earliest")
+    late = pc.assume_timezone(col, zone, ambiguous="latest", nonexistent="latest")
+    odd = pc.fill_null(pc.not_equal(early, late), False)
+    if not pc.any(odd).as_py():
+        return early
+    i = pc.index(odd, True).as_py()
+    us = pa.timestamp("us")
+    value = col.cast(us, safe=False)[i].as_py()
+    shown = pc.local_timestamp(early).cast(us, safe=False)[i].as_py()
+    why = (
+        f"does not exist in time zone {zone} (the clock skips it at a daylight-saving change)"
+        if shown != value
+        else f"is ambiguous in time zone {zone} (the clock shows it twice at a daylight-saving "
+        "change)"
+    )
+    raise DirtyRecordError(
+        f"column {column}: value {value} {why}, so it names no one instant for {column_type}; "
+        "write it with its offset (a timestamp with a time zone) or set the job's timezone to "
+        "one without daylight saving"
+    )
+
+
 WRITE_MODES = ("insert", "replace", "update", "truncate", "overwrite", "merge", "sync")
 
 #: the write modes that go by a key (``primaryKey`` or the table's primary key)
