@@ -23,6 +23,7 @@ from tests.integration._servers_pg import PgDb, pg_fixture, pg_server, read_all 
 from tidesync.connectors.base import Context
 from tidesync.connectors.postgresql import PgSplit, Reader, Writer
 from tidesync.connectors.postgresql.conn import parse_url
+from tidesync.engine.dirty import isolate
 from tidesync.engine.runner import load_job, run_job
 from tidesync.errors import ConfigError, FatalError, RetriableError
 from tidesync.spec.params import RunTime
@@ -645,6 +646,48 @@ def test_naive_timestamps_into_timestamptz_are_read_in_the_job_time_zone(pg: PgD
     w.open(PgSplit(0, "all")).write(data.to_batches()[0])
     w.commit([])
     assert pg.rows("SELECT at = '2020-01-01 00:00:00+00' FROM {s}.dst") == [(True,)]
+
+
+@pytest.mark.parametrize("mode", ["insert", "update"])
+def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamptz_column(
+    pg: PgDb, mode: str
+) -> None:
+    # the server read them in the session's TimeZone without a word: the gap's 02:30 became
+    # 03:30 CEST, the overlap's 02:30 its later instant (CET)
+    pg.sql("CREATE TABLE {s}.dst (id int PRIMARY KEY, at timestamptz)")
+    wall = [
+        dt.datetime(2024, 3, 31, 1, 59),
+        dt.datetime(2024, 3, 31, 2, 30),
+        dt.datetime(2024, 10, 27, 2, 30),
+        None,
+    ]
+    data = pa.table({"id": [1, 2, 3, 4], "at": pa.array(wall, pa.timestamp("us"))})
+    w = writer(pg.writer_params("dst", writeMode=mode), timezone="Europe/Berlin")
+    w.prepare(data.schema)
+    sink = w.open(PgSplit(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(data.to_batches()[0], sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert bad == [
+        (
+            1,
+            "column at: value 2024-03-31 02:30:00 does not exist in time zone Europe/Berlin (the "
+            "clock skips it at a daylight-saving change), so it names no one instant for "
+            "timestamp with time zone; write it with its offset (a timestamp with a time zone) "
+            "or set the job's timezone to one without daylight saving",
+        ),
+        (
+            2,
+            "column at: value 2024-10-27 02:30:00 is ambiguous in time zone Europe/Berlin (the "
+            "clock shows it twice at a daylight-saving change), so it names no one instant for "
+            "timestamp with time zone; write it with its offset (a timestamp with a time zone) "
+            "or set the job's timezone to one without daylight saving",
+        ),
+    ]
+    assert pg.rows("SELECT id, (at AT TIME ZONE 'UTC')::text FROM {s}.dst ORDER BY id") == [
+        (1, "2024-03-31 00:59:00"),
+        (4, None),
+    ]
 
 
 @pytest.mark.parametrize("fast", [False, True])

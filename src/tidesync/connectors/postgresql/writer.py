@@ -72,11 +72,14 @@ from tidesync.connectors.sql import (
     WriteOptions,
     split_name,
 )
+from tidesync.connectors.sql.writer import wall_times_as_instants
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, redact
 
 __all__ = ["Writer"]
 
 log = logging.getLogger("tidesync.postgresql")
+
+_TIMESTAMPTZ = 1184  # pg_type oid
 
 #: SQLSTATE classes of errors that belong to the rows of a batch (data exception, constraint)
 ROW_ERRORS = ("22", "23")
@@ -613,6 +616,7 @@ class Writer(SqlWriter):
 
     def write_rows(self, batch: pa.RecordBatch, b: Binding, split: base.Split) -> None:
         assert self.endpoint is not None
+        self._check_wall_times(batch, b)
         data, zoned = _for_copy(batch)
         with edge(self.endpoint, table=self.o.table, split=split.label):
             plan = self._plan(data.schema, zoned, b)
@@ -629,6 +633,24 @@ class Writer(SqlWriter):
             if code and code[:2] in ROW_ERRORS:
                 raise DirtyRecordError(f"{_reason(e)} (table {self.o.table})", code=code) from e
             raise translate(e, self.endpoint, table=self.o.table, split=split.label) from e
+
+    def _check_wall_times(self, batch: pa.RecordBatch, b: Binding) -> None:
+        """A naive timestamp bound for a ``timestamptz`` column is read by the server in the
+        session's TimeZone, the job's: one in a daylight-saving gap or overlap there is a dirty
+        record (the server would move a gap's time by the gap and take an overlap's later
+        instant, silently)."""
+        zone = self.ctx.timezone
+        if zone in ("UTC", "Etc/UTC"):
+            return
+        for col, name in zip(batch.columns, b.columns, strict=False):
+            c = self.target.get(name)
+            if (
+                c is not None
+                and _TIMESTAMPTZ in (c.info.oid, c.info.base)
+                and pa.types.is_timestamp(col.type)
+                and col.type.tz is None
+            ):
+                wall_times_as_instants(col, zone, name, c.type_name)
 
     def _cast(self, data: pa.RecordBatch, plan: _Plan) -> pa.RecordBatch:
         """Arrays in the types the direct COPY encodes. An integer too large for its column is a
