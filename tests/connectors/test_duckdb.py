@@ -275,6 +275,49 @@ def test_a_huge_integer_arrow_cannot_hold_is_a_dirty_row_not_another_number(
     assert [d.position for d in dirty] == ["row 0", "row 1", "row 3", "row 4"]
 
 
+def test_infinite_dates_and_timestamps_are_dirty_rows_not_the_types_last_value(
+    db: DuckdbAdapter,
+) -> None:
+    # DuckDB hands infinity to Arrow as the type's largest value: a Parquet file got the year
+    # 294247 (or 5881580 for a date) as if it were a real time
+    db.execute(
+        "CREATE TABLE t (id INTEGER, d DATE, ts TIMESTAMP, tz TIMESTAMPTZ, ns TIMESTAMP_NS, "
+        "s TIMESTAMP_S)",
+        "INSERT INTO t VALUES (1, '2024-01-02', '2024-01-02 03:04:05', '2024-01-02 03:04:05+00', "
+        "'2024-01-02', '2024-01-02'), (2, 'infinity', NULL, NULL, NULL, NULL), "
+        "(3, NULL, '-infinity', NULL, NULL, NULL), (4, NULL, NULL, 'infinity', NULL, NULL), "
+        "(5, NULL, NULL, NULL, '-infinity', NULL), (6, NULL, NULL, NULL, NULL, 'infinity'), "
+        "(7, '-infinity', 'infinity', NULL, NULL, NULL), (8, '5881580-07-10', "
+        "'294247-01-10 04:00:54.775806', NULL, NULL, NULL)",
+    )
+    dirty: list[Any] = []
+    reader = make_reader(db, db.reader_params("t"))
+    got = [
+        i
+        for s in reader.splits(1)
+        for b in _batches(reader.read(s), dirty)
+        for i in b.column("id").to_pylist()
+    ]
+    assert got == [1, 8]  # DuckDB's last real date and timestamp are no infinity
+
+    def why(col: str, word: str) -> str:
+        return (
+            f"column {col!r}: DuckDB's {word} has no date/time form outside DuckDB (Arrow and "
+            "Parquet would take it for the type's last or first value); cast it to VARCHAR in "
+            "column or querySql, or leave such rows out with where"
+        )
+
+    assert [(d.row["id"], d.reason, d.position) for d in dirty] == [
+        (2, why("d", "infinity"), "row 1"),
+        (3, why("ts", "-infinity"), "row 2"),
+        (4, why("tz", "infinity"), "row 3"),
+        (5, why("ns", "-infinity"), "row 4"),
+        (6, why("s", "infinity"), "row 5"),
+        (7, why("d", "-infinity"), "row 6"),
+    ]
+    assert (dirty[-1].row["d"], dirty[-1].row["ts"]) == ("-infinity", "infinity")
+
+
 def test_a_query_naming_a_column_twice_gives_batches_of_the_announced_schema(
     db: DuckdbAdapter,
 ) -> None:

@@ -96,7 +96,12 @@ class Reader(SqlReader):
         try:
             try:
                 rel = _relation(con, split.sql)
-                huge = {i: str(t) for i, t in enumerate(rel.types) if str(t) in _HUGE}
+                checks = {i: str(t) for i, t in enumerate(rel.types) if str(t) in _HUGE}
+                checks.update(
+                    (i, _TEMPORAL)
+                    for i, f in enumerate(schema)
+                    if pa.types.is_date32(f.type) or pa.types.is_timestamp(f.type)
+                )
                 batches = _to_reader(rel, self.options.fetch_size)
             except duckdb.Error as e:
                 raise translate(e, f"duckdb {split.database}, {split.source}") from e
@@ -108,8 +113,8 @@ class Reader(SqlReader):
                 except duckdb.Error as e:
                     raise translate(e, f"duckdb {split.database}, {split.source}") from e
                 out: pa.RecordBatch | base.Chunk = batch
-                if huge:
-                    out = _huge_checked(batch, huge, offset)
+                if checks:
+                    out = _checked(batch, checks, offset)
                 offset += batch.num_rows
                 if batch.schema != schema:
                     b = out.batch if isinstance(out, base.Chunk) else out
@@ -122,19 +127,54 @@ class Reader(SqlReader):
 
 
 _HUGE = ("HUGEINT", "UHUGEINT")
+_TEMPORAL = "date or timestamp"
+
+#: DuckDB's ``infinity`` and ``-infinity`` as it hands them to Arrow: the int32 (date32) or int64
+#: (timestamp, any unit) maximum and its negation. No real value is one of them (DuckDB's last
+#: date and timestamp are one before), and Arrow has no infinity: a Parquet or CSV writer would
+#: write the year 5881580 or 294247 as if it were a date.
+_INFINITY = {32: ((1 << 31) - 1, -((1 << 31) - 1)), 64: ((1 << 63) - 1, -((1 << 63) - 1))}
 
 
-def _huge_checked(
-    batch: pa.RecordBatch, huge: dict[int, str], offset: int
+def _infinities(col: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The masks of ``col``'s rows holding ``infinity`` and ``-infinity``."""
+    bits = 32 if pa.types.is_date32(col.type) else 64
+    storage = col.view(pa.int32() if bits == 32 else pa.int64())
+    top, bottom = _INFINITY[bits]
+    return (
+        pc.fill_null(pc.equal(storage, top), False),
+        pc.fill_null(pc.equal(storage, bottom), False),
+    )
+
+
+def _checked(
+    batch: pa.RecordBatch, checks: dict[int, str], offset: int
 ) -> pa.RecordBatch | base.Chunk:
     """DuckDB hands HUGEINT and UHUGEINT over as decimal128(38, 0) holding the raw 128 bits, so
-    a value of 39 digits is an invalid decimal and a UHUGEINT from 2**127 up reads as negative:
-    such a row is dirty (a value with no Arrow form, never a stand-in)."""
+    a value of 39 digits is an invalid decimal and a UHUGEINT from 2**127 up reads as negative;
+    it hands a date or timestamp ``infinity`` over as the type's largest value: such a row is
+    dirty (a value with no Arrow form, never a stand-in)."""
     bad: dict[int, str] = {}
+    shown: dict[int, dict[str, str]] = {}
     # built here: pa.scalar of a Decimal imports pandas, which an import must not cost
     top = pa.scalar(Decimal(10**38 - 1), pa.decimal128(38, 0))
-    for j, kind in huge.items():
+    for j, kind in checks.items():
         col = batch.column(j)
+        name = batch.schema.names[j]
+        if kind == _TEMPORAL:
+            if not (pa.types.is_date32(col.type) or pa.types.is_timestamp(col.type)):
+                continue
+            for word, mask in zip(("infinity", "-infinity"), _infinities(col), strict=True):
+                for i in pc.indices_nonzero(mask).to_pylist():
+                    shown.setdefault(i, {})[name] = word
+                    bad.setdefault(
+                        i,
+                        f"column {name!r}: DuckDB's {word} has no date/time form outside DuckDB "
+                        f"(Arrow and Parquet would take it for the type's last or first value); "
+                        "cast it to VARCHAR in column or querySql, or leave such rows out with "
+                        "where",
+                    )
+            continue
         if not pa.types.is_decimal(col.type):
             continue
         out = pc.or_(pc.greater(col, top), pc.less(col, pc.negate(top) if kind == "HUGEINT" else 0))
@@ -149,7 +189,8 @@ def _huge_checked(
     if not bad:
         return batch
     dirty = [
-        base.Dirty(why, row_of(batch, i), f"row {offset + i}") for i, why in sorted(bad.items())
+        base.Dirty(why, {**row_of(batch, i), **shown.get(i, {})}, f"row {offset + i}")
+        for i, why in sorted(bad.items())
     ]
     keep = pa.array([i not in bad for i in range(batch.num_rows)])
     return base.Chunk(batch.filter(keep), dirty)
