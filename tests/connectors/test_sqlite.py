@@ -374,6 +374,52 @@ def test_a_boolean_column_holding_numbers_and_words_is_read(db: SqliteAdapter, e
     )
 
 
+def test_a_number_other_than_0_or_1_in_a_boolean_column_is_a_dirty_read(
+    db: SqliteAdapter,
+) -> None:
+    # Arrow's cast made any number but 0 true: 2, -1 and 0.5 were read as true
+    _sql(
+        db,
+        "CREATE TABLE t (id INTEGER, b BOOLEAN)",
+        "INSERT INTO t VALUES (1, 1), (2, 2), (3, 0), (4, -1), (5, 0.5), (6, NULL), (7, 1.0)",
+    )
+    reader = make_reader(db, db.reader_params("t"))
+    dirty: list[Any] = []
+    got = [
+        r for s in reader.splits(1) for b in _batches(reader.read(s), dirty) for r in b.to_pylist()
+    ]
+    assert got == [
+        {"id": 1, "b": True},
+        {"id": 3, "b": False},
+        {"id": 6, "b": None},
+        {"id": 7, "b": True},
+    ]
+    assert [(d.position, d.row["b"]) for d in dirty] == [
+        ("row 1", 2),
+        ("row 3", -1),
+        ("row 4", 0.5),
+    ]
+    assert all("a boolean is 0 or 1" in d.reason for d in dirty)
+
+
+def test_hexadecimal_text_in_an_integer_column_is_a_dirty_read_not_its_value(
+    db: SqliteAdapter,
+) -> None:
+    # SQLite keeps '0x10' as text in an INTEGER column; Arrow's cast read it as 16
+    _sql(
+        db,
+        "CREATE TABLE t (id INTEGER, n INTEGER)",
+        "INSERT INTO t VALUES (1, 10), (2, '0x10'), (3, '0X1f'), (4, 7)",
+    )
+    reader = make_reader(db, db.reader_params("t"))
+    dirty: list[Any] = []
+    got = [
+        r for s in reader.splits(1) for b in _batches(reader.read(s), dirty) for r in b.to_pylist()
+    ]
+    assert got == [{"id": 1, "n": 10}, {"id": 4, "n": 7}]
+    assert [(d.position, d.row["n"]) for d in dirty] == [("row 1", "0x10"), ("row 2", "0X1f")]
+
+
 def test_fetch_size_sets_the_rows_per_batch(db: SqliteAdapter) -> None:
     db.create_table("src", pa.table({"id": pa.array(range(5), pa.int64())}))
     reader = make_reader(db, db.reader_params("src", fetchSize="2"))
@@ -537,6 +583,24 @@ def test_a_value_a_number_column_cannot_hold_is_dirty_in_any_table(
         (1, "column n: value 'abc' is not an integer"),
         (2, "column n: value '1.5' is not an integer"),
         (3, "column d: value 'x1' is not a number"),
+    ]
+
+
+def test_hexadecimal_text_for_an_integer_column_is_dirty_not_its_value(db: SqliteAdapter) -> None:
+    # Arrow's cast read '0x10' as 16, stored as the integer 16
+    _sql(db, "CREATE TABLE dst (id INTEGER, n INTEGER)")
+    batch = pa.record_batch({"id": pa.array([1, 2, 3], pa.int64()), "n": ["16", "0x10", "0X1F"]})
+    bad: list[tuple[int, str]] = []
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    with closing(sqlite3.connect(db.path)) as con:
+        assert con.execute("SELECT id, n FROM dst ORDER BY id").fetchall() == [(1, 16)]
+    assert [(o, r.split(",")[0]) for o, r in bad] == [
+        (1, "column n: value '0x10' is not an integer"),
+        (2, "column n: value '0X1F' is not an integer"),
     ]
 
 

@@ -6,6 +6,7 @@ import sqlite3
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tidesync.connectors.sql import (
     SQLITE,
@@ -17,6 +18,14 @@ _D = SQLITE
 
 
 _BUSY_TIMEOUT_S = 30.0
+
+
+def hex_text(arr: pa.Array) -> bool:
+    """Whether text bound for an integer holds a hexadecimal literal (``'0x10'``), which Arrow's
+    cast reads as 16 where SQLite keeps the text and no other database takes it as a number."""
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return False
+    return bool(pc.any(pc.match_substring_regex(arr, pattern=r"^\s*[+-]?0[xX]")).as_py())
 
 
 def arrow_type(declared: str) -> pa.DataType | None:

@@ -16,7 +16,14 @@ from tidesync.connectors.sql import (
     SqlReader,
     same_columns,
 )
-from tidesync.connectors.sqlite.conn import _BUSY_TIMEOUT_S, _D, _table_info, arrow_type, translate
+from tidesync.connectors.sqlite.conn import (
+    _BUSY_TIMEOUT_S,
+    _D,
+    _table_info,
+    arrow_type,
+    hex_text,
+    translate,
+)
 from tidesync.errors import ConfigError
 
 _SAMPLE_ROWS = 1000
@@ -55,6 +62,17 @@ def _convert(values: Sequence[Any], t: pa.DataType) -> pa.Array:
     arr = pa.array(values)
     if pa.types.is_temporal(t) and not (pa.types.is_string(arr.type) or pa.types.is_null(arr.type)):
         raise ValueError(f"{t} columns read text")
+    if pa.types.is_integer(t) and hex_text(arr):
+        raise ValueError(
+            "hexadecimal text is no integer SQLite keeps (Arrow would read 0x10 as 16)"
+        )
+    if (
+        pa.types.is_boolean(t)
+        and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type))
+        and not pc.all(pc.is_in(arr.drop_null(), value_set=pa.array([0, 1], arr.type))).as_py()
+    ):
+        # Arrow's cast makes any number but 0 true: 2, -1 and 0.5 would all read as true
+        raise ValueError("a boolean is 0 or 1")
     if pa.types.is_time(t):
         arr = pc.binary_join_element_wise("1970-01-01 ", arr.cast(pa.string()), "")
         return arr.cast(pa.timestamp("us")).cast(t)

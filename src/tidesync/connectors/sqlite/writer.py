@@ -37,6 +37,7 @@ from tidesync.connectors.sqlite.conn import (
     _table_info,
     arrow_type,
     declared_type,
+    hex_text,
     translate,
 )
 from tidesync.connectors.sqlite.conn import error_code as _code
@@ -293,6 +294,8 @@ class Writer(SqlWriter):
             ):
                 continue
             try:
+                if pa.types.is_integer(t) and hex_text(arrays[i]):
+                    raise pa.ArrowInvalid("hexadecimal text")  # Arrow's cast reads it as hex
                 arrays[i] = pc.cast(arrays[i], t)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 kind = "an integer" if pa.types.is_integer(t) else "a number"
