@@ -551,6 +551,103 @@ def test_casts_between_instants_and_wall_times_use_the_jobs_zone(
     assert got == [(str(wall), f"{local_midnight:%Y-%m-%d %H:%M:%S}+00", str(day))]
 
 
+def _isolated_in(
+    db: DuckdbAdapter, batch: pa.RecordBatch, zone: str = "UTC"
+) -> tuple[list[tuple[int, str]], list[tuple[Any, ...]]]:
+    """``batch`` written into dst by the engine's bisection in the job zone ``zone``: the dirty
+    rows' offsets and reasons, and dst's rows as text of UTC."""
+    ctx = Context(base_dir=db.base_dir, where="job.content[0].writer.parameter", timezone=zone)
+    w = load("duckdb", "writer")(db.writer_params("dst"), ctx)
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    con = duckdb.connect(str(db.path))
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        cols = ", ".join(f"{n}::VARCHAR" for n in batch.schema.names)
+        got = con.execute(f"SELECT {cols} FROM dst ORDER BY 1").fetchall()
+    finally:
+        con.close()
+    return bad, got
+
+
+def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamptz_column(
+    db: DuckdbAdapter,
+) -> None:
+    # DuckDB read the gap's 02:30 as 03:30 CEST and the overlap's as its later instant, silently
+    db.execute("CREATE TABLE dst (id INTEGER, tz TIMESTAMPTZ)")
+    wall = [dt.datetime(2024, 3, 31, 1, 59), dt.datetime(2024, 3, 31, 2, 30)]
+    wall += [dt.datetime(2024, 10, 27, 2, 30), None]
+    batch = pa.record_batch(
+        {"id": pa.array([1, 2, 3, 4], pa.int32()), "tz": pa.array(wall, pa.timestamp("us"))}
+    )
+    bad, got = _isolated_in(db, batch, "Europe/Berlin")
+    tail = (
+        "so it names no one instant for TIMESTAMPTZ; write it with its offset (a timestamp "
+        "with a time zone) or set the job's timezone to one without daylight saving"
+    )
+    assert bad == [
+        (
+            1,
+            "column tz: value 2024-03-31 02:30:00 does not exist in time zone Europe/Berlin "
+            f"(the clock skips it at a daylight-saving change), {tail}",
+        ),
+        (
+            2,
+            "column tz: value 2024-10-27 02:30:00 is ambiguous in time zone Europe/Berlin (the "
+            f"clock shows it twice at a daylight-saving change), {tail}",
+        ),
+    ]
+    assert got == [("1", "2024-03-31 00:59:00+00"), ("4", None)]
+
+
+def test_digits_a_decimal_or_timestamp_column_does_not_keep_are_dirty_not_rounded(
+    db: DuckdbAdapter,
+) -> None:
+    # DuckDB's casts rounded 1.239 into DECIMAL(5,2) to 1.24, and 00:00:00.5 into TIMESTAMP_S
+    # to 00:00:01
+    db.execute("CREATE TABLE dst (id INTEGER, d DECIMAL(5,2), t DECIMAL(5,2), s TIMESTAMP_S)")
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1, 2, 3, 4, 5], pa.int32()),
+            "d": pa.array(
+                [decimal.Decimal("1.230"), decimal.Decimal("1.239"), None, None, None],
+                pa.decimal128(6, 3),
+            ),
+            "t": pa.array(["1.2", None, "1.2390", None, "3.10000"]),
+            "s": pa.array(
+                [dt.datetime(2024, 1, 1), None, None, dt.datetime(2024, 1, 1, 0, 0, 0, 500000)]
+                + [None],
+                pa.timestamp("us"),
+            ),
+        }
+    )
+    bad, got = _isolated_in(db, batch)
+    assert [(off, why.split(" (duckdb table dst in ")[0]) for off, why in bad] == [
+        (
+            1,
+            "column d: value 1.239 has more digits after the point than decimal128(5, 2) keeps; "
+            "DuckDB would round it",
+        ),
+        (
+            2,
+            "column t: value '1.2390' has more digits after the point than decimal128(5, 2) "
+            "keeps; DuckDB would round it",
+        ),
+        (
+            3,
+            "column s: value 2024-01-01 00:00:00.500000 has more digits after the point than "
+            "timestamp[s] keeps; DuckDB would round it",
+        ),
+    ]
+    assert got == [
+        ("1", "1.23", "1.20", "2024-01-01 00:00:00"),
+        ("5", None, "3.10", None),
+    ]
+
+
 def test_appends_queue_in_the_background_in_order_within_the_memory_bound(
     db: DuckdbAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:

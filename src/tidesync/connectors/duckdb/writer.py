@@ -33,7 +33,11 @@ from tidesync.connectors.sql import (
     write_options,
     write_statements,
 )
-from tidesync.connectors.sql.writer import empty_batch, text_with_fraction
+from tidesync.connectors.sql.writer import (
+    empty_batch,
+    text_with_fraction,
+    wall_times_as_instants,
+)
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError
 
 #: errors that are the rows' fault (constraint, conversion, range)
@@ -494,7 +498,7 @@ class Writer(SqlWriter):
             dead = pa.RecordBatch.from_arrays(
                 [gone.column(b.columns.index(k)) for k in b.keys], names=list(b.keys)
             )
-        self._whole_numbers(batch, b)
+        self._exact_values(batch, b)
         plan = self._plan(batch.schema, b)
         if dead is not None and dead.num_rows:
             self._delete(dead, plan.binding)
@@ -505,20 +509,36 @@ class Writer(SqlWriter):
         for start in range(0, rows.num_rows, self.o.batch_size):
             self._write_part(plan, rows.slice(start, self.o.batch_size))
 
-    def _whole_numbers(self, batch: pa.RecordBatch, b: Binding) -> None:
-        """Refuse text with a fraction bound for an integer column: DuckDB's cast rounds the text
-        '1.5' to 2 where PostgreSQL refuses it. Text that is no number at all is left to
-        DuckDB, whose own message makes the row dirty."""
+    def _exact_values(self, batch: pa.RecordBatch, b: Binding) -> None:
+        """Refuse what DuckDB's casts would change without a word: text with a fraction bound
+        for an integer column (the text '1.5' becomes 2, where PostgreSQL refuses it), a
+        decimal with more digits after the point than the column keeps or a timestamp finer
+        than its unit (rounded), and a naive time for a TIMESTAMPTZ column that the job's zone
+        skips or shows twice (DuckDB picks an instant). Text that is no number at all is left
+        to DuckDB, whose own message makes the row dirty."""
         assert self.table is not None
         for i, c in enumerate(b.columns):
             if i >= batch.num_columns or c not in self.table.arrow.names:
                 continue
             arr, t = batch.column(i), self.table.arrow.field(c).type
             if pa.types.is_integer(t) and text_with_fraction(arr):
-                one = f" {arr[0].as_py()!r}" if batch.num_rows == 1 else ""
                 raise DirtyRecordError(
-                    f"column {c}: value{one} is not an integer, as {t} holds ({self.where})"
+                    f"column {c}: value{_one(arr)} is not an integer, as {t} holds ({self.where})"
                 )
+            if _rounded(arr, t):
+                raise DirtyRecordError(
+                    f"column {c}: value{_one(arr)} has more digits after the point than {t} "
+                    f"keeps; DuckDB would round it ({self.where})"
+                )
+            zone = self.ctx.timezone
+            if (
+                pa.types.is_timestamp(arr.type)
+                and pa.types.is_timestamp(t)
+                and t.tz
+                and not arr.type.tz
+                and zone not in ("UTC", "Etc/UTC")
+            ):
+                wall_times_as_instants(arr, zone, c, "TIMESTAMPTZ")
 
     def _delete(self, dead: pa.RecordBatch, b: Binding) -> None:
         """Delete the keys whose last row carries the deleteMarker (merge)."""
@@ -751,3 +771,40 @@ class _Sink(SqlSink):
         except KeyError as e:
             raise base.DirectFallback(f"a column of type {e} cannot be read by DuckDB") from None
         return self.w.load_csv(self, f)
+
+
+_UNITS = ("s", "ms", "us", "ns")
+
+
+def _one(arr: pa.Array) -> str:
+    """`` 'value'`` of a one-row column, for a message about that row; else ''."""
+    if len(arr) != 1:
+        return ""
+    v = arr[0].as_py()
+    return f" {v!r}" if isinstance(v, str) else f" {v}"
+
+
+def _rounded(arr: pa.Array, t: pa.DataType) -> bool:
+    """Whether DuckDB's cast of ``arr`` to the column type ``t`` would round a value: a decimal
+    or decimal text with more digits after the point than the column's scale, or a timestamp
+    finer than the column's unit (TIMESTAMP_S, TIMESTAMP_MS). Text that is no number is
+    DuckDB's to refuse, with its own message."""
+    src = arr.type
+    if pa.types.is_decimal(t) and (
+        pa.types.is_decimal(src) or pa.types.is_string(src) or pa.types.is_large_string(src)
+    ):
+        try:
+            arr.cast(t)
+        except pa.ArrowInvalid as e:
+            return "Rescaling" in str(e)
+        return False
+    if (
+        pa.types.is_timestamp(src)
+        and pa.types.is_timestamp(t)
+        and _UNITS.index(t.unit) < _UNITS.index(src.unit)
+    ):
+        try:
+            arr.cast(pa.timestamp(t.unit, src.tz))
+        except pa.ArrowInvalid:
+            return True
+    return False
