@@ -318,6 +318,30 @@ def test_infinite_dates_and_timestamps_are_dirty_rows_not_the_types_last_value(
     assert (dirty[-1].row["d"], dirty[-1].row["ts"]) == ("-infinity", "infinity")
 
 
+def test_a_time_of_24_00_is_a_dirty_row_not_a_time_past_the_day(db: DuckdbAdapter) -> None:
+    # DuckDB allows TIME '24:00:00'; Arrow got 86400000000 us, which a Parquet file kept as a
+    # time no reader takes
+    db.execute(
+        "CREATE TABLE t (id INTEGER, t TIME)",
+        "INSERT INTO t VALUES (1, '23:59:59.999999'), (2, '24:00:00'), (3, NULL)",
+    )
+    dirty: list[Any] = []
+    reader = make_reader(db, db.reader_params("t"))
+    got = [
+        r for s in reader.splits(1) for b in _batches(reader.read(s), dirty) for r in b.to_pylist()
+    ]
+    assert got == [{"id": 1, "t": dt.time(23, 59, 59, 999999)}, {"id": 3, "t": None}]
+    assert [(d.row, d.reason, d.position) for d in dirty] == [
+        (
+            {"id": 2, "t": "24:00:00"},
+            "column 't': 24:00:00 has no form outside DuckDB (Arrow and Parquet times end at "
+            "23:59:59.999999); cast it to VARCHAR in column or querySql, or leave such rows out "
+            "with where",
+            "row 1",
+        )
+    ]
+
+
 def test_a_query_naming_a_column_twice_gives_batches_of_the_announced_schema(
     db: DuckdbAdapter,
 ) -> None:

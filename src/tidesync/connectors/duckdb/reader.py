@@ -100,7 +100,9 @@ class Reader(SqlReader):
                 checks.update(
                     (i, _TEMPORAL)
                     for i, f in enumerate(schema)
-                    if pa.types.is_date32(f.type) or pa.types.is_timestamp(f.type)
+                    if pa.types.is_date32(f.type)
+                    or pa.types.is_timestamp(f.type)
+                    or pa.types.is_time64(f.type)
                 )
                 batches = _to_reader(rel, self.options.fetch_size)
             except duckdb.Error as e:
@@ -152,8 +154,9 @@ def _checked(
 ) -> pa.RecordBatch | base.Chunk:
     """DuckDB hands HUGEINT and UHUGEINT over as decimal128(38, 0) holding the raw 128 bits, so
     a value of 39 digits is an invalid decimal and a UHUGEINT from 2**127 up reads as negative;
-    it hands a date or timestamp ``infinity`` over as the type's largest value: such a row is
-    dirty (a value with no Arrow form, never a stand-in)."""
+    it hands a date or timestamp ``infinity`` over as the type's largest value, and a time of
+    ``24:00:00`` as one microsecond past Arrow's last time of day: such a row is dirty (a value
+    with no Arrow form, never a stand-in)."""
     bad: dict[int, str] = {}
     shown: dict[int, dict[str, str]] = {}
     # built here: pa.scalar of a Decimal imports pandas, which an import must not cost
@@ -161,6 +164,18 @@ def _checked(
     for j, kind in checks.items():
         col = batch.column(j)
         name = batch.schema.names[j]
+        if kind == _TEMPORAL and pa.types.is_time64(col.type):
+            day = 86_400 * (1_000_000 if col.type.unit == "us" else 1_000_000_000)
+            end = pc.fill_null(pc.greater_equal(col.view(pa.int64()), day), False)
+            for i in pc.indices_nonzero(end).to_pylist():
+                shown.setdefault(i, {})[name] = "24:00:00"
+                bad.setdefault(
+                    i,
+                    f"column {name!r}: 24:00:00 has no form outside DuckDB (Arrow and Parquet "
+                    "times end at 23:59:59.999999); cast it to VARCHAR in column or querySql, "
+                    "or leave such rows out with where",
+                )
+            continue
         if kind == _TEMPORAL:
             if not (pa.types.is_date32(col.type) or pa.types.is_timestamp(col.type)):
                 continue
