@@ -597,31 +597,40 @@ def _isolated_in(
     return bad, got
 
 
+@pytest.mark.parametrize("source", ["timestamp", "text"])
 def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamptz_column(
-    db: DuckdbAdapter,
+    db: DuckdbAdapter, source: str
 ) -> None:
     # DuckDB read the gap's 02:30 as 03:30 CEST and the overlap's as its later instant, silently
     db.execute("CREATE TABLE dst (id INTEGER, tz TIMESTAMPTZ)")
     wall = [dt.datetime(2024, 3, 31, 1, 59), dt.datetime(2024, 3, 31, 2, 30)]
     wall += [dt.datetime(2024, 10, 27, 2, 30), None]
-    batch = pa.record_batch(
-        {"id": pa.array([1, 2, 3, 4], pa.int32()), "tz": pa.array(wall, pa.timestamp("us"))}
+    values = (
+        pa.array(wall, pa.timestamp("us"))
+        if source == "timestamp"
+        else pa.array([None if w is None else f"{w:%Y-%m-%d %H:%M}" for w in wall])
     )
+    batch = pa.record_batch({"id": pa.array([1, 2, 3, 4], pa.int32()), "tz": values})
     bad, got = _isolated_in(db, batch, "Europe/Berlin")
     tail = (
         "so it names no one instant for TIMESTAMPTZ; write it with its offset (a timestamp "
         "with a time zone) or set the job's timezone to one without daylight saving"
     )
+    gap, overlap = (
+        ("2024-03-31 02:30:00", "2024-10-27 02:30:00")
+        if source == "timestamp"
+        else ("'2024-03-31 02:30'", "'2024-10-27 02:30'")
+    )
     assert bad == [
         (
             1,
-            "column tz: value 2024-03-31 02:30:00 does not exist in time zone Europe/Berlin "
-            f"(the clock skips it at a daylight-saving change), {tail}",
+            f"column tz: value {gap} does not exist in time zone Europe/Berlin (the clock skips "
+            f"it at a daylight-saving change), {tail}",
         ),
         (
             2,
-            "column tz: value 2024-10-27 02:30:00 is ambiguous in time zone Europe/Berlin (the "
-            f"clock shows it twice at a daylight-saving change), {tail}",
+            f"column tz: value {overlap} is ambiguous in time zone Europe/Berlin (the clock "
+            f"shows it twice at a daylight-saving change), {tail}",
         ),
     ]
     assert got == [("1", "2024-03-31 00:59:00+00"), ("4", None)]

@@ -1674,19 +1674,20 @@ def test_fractional_seconds_a_column_does_not_keep_are_dirty_not_cut(mysql_db: M
 
 def test_a_value_the_server_cuts_with_only_a_note_is_dirty(mysql_db: MyDb) -> None:
     # 'Data truncated' came as a Note, which the writer let pass: a decimal rounded to its
-    # scale, a DATE's time of day dropped, trailing spaces cut
-    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, e DECIMAL(5,2), d DATE, v VARCHAR(2))")
+    # scale, a DATE's time of day dropped from text, trailing spaces cut. A timestamp goes into
+    # a DATE as its day, as the DuckDB and SQLite writers write it
+    mysql_db.execute(
+        "CREATE TABLE t (id INT PRIMARY KEY, e DECIMAL(5,2), d DATE, v VARCHAR(2), t DATE)"
+    )
     batch = pa.record_batch(
         [
             pa.array([1, 2, 3, 4, 5]),
             pa.array(["1.23", "1.239", None, None, "1.230"]),
-            pa.array(
-                [dt.datetime(2024, 1, 2), None, dt.datetime(2024, 1, 2, 10), None, None],
-                pa.timestamp("us"),
-            ),
+            pa.array(["2024-01-02", None, "2024-01-02 10:00:00", None, None]),
             pa.array(["ab", None, None, "ab  ", None]),
+            pa.array([dt.datetime(2024, 1, 2, 23, 30), None, None, None, None], pa.timestamp("us")),
         ],
-        names=["id", "e", "d", "v"],
+        names=["id", "e", "d", "v", "t"],
     )
     bad = _isolated(mysql_db, batch)
     assert [(off, why) for off, why in bad] == [
@@ -1694,7 +1695,51 @@ def test_a_value_the_server_cuts_with_only_a_note_is_dirty(mysql_db: MyDb) -> No
         (2, "Data truncated for column 'd' at row 1"),
         (3, "Data truncated for column 'v' at row 1"),
     ]
-    assert mysql_db.query("SELECT id, CAST(e AS CHAR), CAST(d AS CHAR), v FROM t ORDER BY id") == [
-        (1, "1.23", "2024-01-02", "ab"),
-        (5, "1.23", None, None),
+    assert mysql_db.query(
+        "SELECT id, CAST(e AS CHAR), CAST(d AS CHAR), v, CAST(t AS CHAR) FROM t ORDER BY id"
+    ) == [
+        (1, "1.23", "2024-01-02", "ab", "2024-01-02"),
+        (5, "1.23", None, None, None),
     ]
+
+
+def test_text_for_a_timestamp_column_is_read_in_the_jobs_time_zone_as_a_naive_timestamp(
+    mysql_db: MyDb,
+) -> None:
+    # the session's time_zone is +00:00: the server read '2024-06-01 14:00:00' as 14:00 UTC,
+    # where the same time as a naive timestamp is 12:00 UTC (Europe/Berlin), as PostgreSQL and
+    # DuckDB read such text too
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, ts TIMESTAMP(6) NULL)")
+    text = [
+        "2024-06-01 14:00:00",
+        "2024-06-01T14:00:00.5",
+        "2024-06-01 14:00:00Z",
+        "2024-06-01 14:00:00+05:30",
+        "2024-06-01",
+        "20240601140000",
+        "2024-03-31 02:30:00",
+        None,
+    ]
+    batch = pa.record_batch([pa.array(range(len(text))), pa.array(text)], names=["id", "ts"])
+    bad = _isolated(mysql_db, batch, timezone="Europe/Berlin")
+    assert [(off, why.split(";")[0].split(",")[0]) for off, why in bad] == [
+        (5, "column ts: value '20240601140000' is no date-time in ISO form (yyyy-MM-dd HH:mm:ss"),
+        (
+            6,
+            "column ts: value '2024-03-31 02:30:00' does not exist in time zone Europe/Berlin "
+            "(the clock skips it at a daylight-saving change)",
+        ),
+    ]
+    con = mysql_db.connect()
+    with con.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute("SELECT id, CAST(ts AS CHAR) FROM t ORDER BY id")
+        assert cur.fetchall() == (
+            (0, "2024-06-01 12:00:00.000000"),
+            (1, "2024-06-01 12:00:00.500000"),
+            (2, "2024-06-01 14:00:00.000000"),
+            (3, "2024-06-01 08:30:00.000000"),
+            (4, "2024-05-31 22:00:00.000000"),
+            (7, None),
+        )
+    con.close()

@@ -649,8 +649,9 @@ def test_naive_timestamps_into_timestamptz_are_read_in_the_job_time_zone(pg: PgD
 
 
 @pytest.mark.parametrize("mode", ["insert", "update"])
+@pytest.mark.parametrize("source", ["timestamp", "text"])
 def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamptz_column(
-    pg: PgDb, mode: str
+    pg: PgDb, mode: str, source: str
 ) -> None:
     # the server read them in the session's TimeZone without a word: the gap's 02:30 became
     # 03:30 CEST, the overlap's 02:30 its later instant (CET)
@@ -661,27 +662,37 @@ def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamptz_column(
         dt.datetime(2024, 10, 27, 2, 30),
         None,
     ]
-    data = pa.table({"id": [1, 2, 3, 4], "at": pa.array(wall, pa.timestamp("us"))})
+    values = (
+        pa.array(wall, pa.timestamp("us"))
+        if source == "timestamp"
+        else pa.array([None if w is None else f"{w:%Y-%m-%dT%H:%M:%S}.000" for w in wall])
+    )
+    data = pa.table({"id": [1, 2, 3, 4], "at": values})
     w = writer(pg.writer_params("dst", writeMode=mode), timezone="Europe/Berlin")
     w.prepare(data.schema)
     sink = w.open(PgSplit(0, "all"))
     bad: list[tuple[int, str]] = []
     isolate(data.to_batches()[0], sink.write, lambda off, _b, e: bad.append((off, e.reason)))
     w.commit([sink.close()])
+    gap, overlap = (
+        ("2024-03-31 02:30:00", "2024-10-27 02:30:00")
+        if source == "timestamp"
+        else ("'2024-03-31T02:30:00.000'", "'2024-10-27T02:30:00.000'")
+    )
     assert bad == [
         (
             1,
-            "column at: value 2024-03-31 02:30:00 does not exist in time zone Europe/Berlin (the "
-            "clock skips it at a daylight-saving change), so it names no one instant for "
-            "timestamp with time zone; write it with its offset (a timestamp with a time zone) "
-            "or set the job's timezone to one without daylight saving",
+            f"column at: value {gap} does not exist in time zone Europe/Berlin (the clock skips "
+            "it at a daylight-saving change), so it names no one instant for timestamp with "
+            "time zone; write it with its offset (a timestamp with a time zone) or set the job's "
+            "timezone to one without daylight saving",
         ),
         (
             2,
-            "column at: value 2024-10-27 02:30:00 is ambiguous in time zone Europe/Berlin (the "
-            "clock shows it twice at a daylight-saving change), so it names no one instant for "
-            "timestamp with time zone; write it with its offset (a timestamp with a time zone) "
-            "or set the job's timezone to one without daylight saving",
+            f"column at: value {overlap} is ambiguous in time zone Europe/Berlin (the clock shows "
+            "it twice at a daylight-saving change), so it names no one instant for timestamp "
+            "with time zone; write it with its offset (a timestamp with a time zone) or set the "
+            "job's timezone to one without daylight saving",
         ),
     ]
     assert pg.rows("SELECT id, (at AT TIME ZONE 'UTC')::text FROM {s}.dst ORDER BY id") == [

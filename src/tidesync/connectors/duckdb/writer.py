@@ -34,6 +34,7 @@ from tidesync.connectors.sql import (
     write_statements,
 )
 from tidesync.connectors.sql.writer import (
+    check_text_wall_times,
     empty_batch,
     text_with_fraction,
     wall_times_as_instants,
@@ -513,9 +514,10 @@ class Writer(SqlWriter):
         """Refuse what DuckDB's casts would change without a word: text with a fraction bound
         for an integer column (the text '1.5' becomes 2, where PostgreSQL refuses it), a
         decimal with more digits after the point than the column keeps or a timestamp finer
-        than its unit (rounded), and a naive time for a TIMESTAMPTZ column that the job's zone
-        skips or shows twice (DuckDB picks an instant). Text that is no number at all is left
-        to DuckDB, whose own message makes the row dirty."""
+        than its unit (rounded), and a naive time (or ISO text without an offset) for a
+        TIMESTAMPTZ column that the job's zone skips or shows twice (DuckDB picks an instant).
+        Text that is no number at all is left to DuckDB, whose own message makes the row
+        dirty."""
         assert self.table is not None
         for i, c in enumerate(b.columns):
             if i >= batch.num_columns or c not in self.table.arrow.names:
@@ -531,14 +533,12 @@ class Writer(SqlWriter):
                     f"keeps; DuckDB would round it ({self.where})"
                 )
             zone = self.ctx.timezone
-            if (
-                pa.types.is_timestamp(arr.type)
-                and pa.types.is_timestamp(t)
-                and t.tz
-                and not arr.type.tz
-                and zone not in ("UTC", "Etc/UTC")
-            ):
+            if not (pa.types.is_timestamp(t) and t.tz) or zone in ("UTC", "Etc/UTC"):
+                continue
+            if pa.types.is_timestamp(arr.type) and not arr.type.tz:
                 wall_times_as_instants(arr, zone, c, "TIMESTAMPTZ")
+            else:
+                check_text_wall_times(arr, zone, c, "TIMESTAMPTZ")
 
     def _delete(self, dead: pa.RecordBatch, b: Binding) -> None:
         """Delete the keys whose last row carries the deleteMarker (merge)."""

@@ -509,6 +509,12 @@ class Writer(SqlWriter):
                     f"column {target['name']}: value{one} is not an integer, as "
                     f"{target['column_type']} holds (LOAD DATA would round it)"
                 )
+            if (
+                target["type"] == "timestamp"
+                and (pa.types.is_string(t) or pa.types.is_large_string(t))
+                and self.ctx.timezone not in ("UTC", "Etc/UTC")
+            ):
+                return self._text_instants(col, target).cast(pa.string()).cast(pa.binary())
             if pa.types.is_fixed_size_binary(t):
                 col = col.cast(pa.binary())
             out = wire.escape(col.cast(pa.binary()) if not pa.types.is_binary(col.type) else col)
@@ -518,7 +524,10 @@ class Writer(SqlWriter):
         if pa.types.is_integer(t) and target["type"] == "year":
             return _years(col, target)
         if pa.types.is_timestamp(t):
-            return self._timestamps(col, target).cast(pa.string()).cast(pa.binary())
+            col = self._timestamps(col, target)
+            if target["type"] == "date":  # the day, in the job's zone, as DuckDB and SQLite
+                col = col.cast(pa.date32())  # write it (the server would refuse the time)
+            return col.cast(pa.string()).cast(pa.binary())
         if (
             pa.types.is_integer(t)
             or pa.types.is_floating(t)
@@ -544,6 +553,31 @@ class Writer(SqlWriter):
                 )
             ).cast(pa.binary())
         return col.cast(pa.string()).cast(pa.binary())
+
+    def _text_instants(self, col: pa.Array, target: dict[str, Any]) -> pa.Array:
+        """Text for a TIMESTAMP column as naive UTC times. The session's time_zone is +00:00,
+        where the server would read the text as UTC, not in the job's zone as a naive timestamp
+        is read: text with an offset (``Z``, ``+02:00``) is that instant, text without one a
+        wall-clock time of the job's zone (a DST gap or overlap is dirty), and text that is
+        neither in ISO form is a dirty record, never an instant of another zone."""
+        zone = self.ctx.timezone
+        col = col.cast(pa.string())
+        zoned = pc.fill_null(pc.match_substring_regex(col, pattern=_OFFSET), False)
+        none = pa.nulls(len(col), pa.string())
+        try:
+            wall = pc.if_else(zoned, none, col).cast(pa.timestamp("us"))
+            instants = pc.if_else(zoned, col, none).cast(pa.timestamp("us", "UTC"))
+        except pa.ArrowInvalid:
+            one = f" {col[0].as_py()!r}" if len(col) == 1 else ""
+            raise DirtyRecordError(
+                f"column {target['name']}: value{one} is no date-time in ISO form "
+                "(yyyy-MM-dd HH:mm:ss, optionally a fraction and an offset); MySQL would read it "
+                f"as UTC, not in the job's time zone {zone}"
+            ) from None
+        wall = wall_times_as_instants(wall, zone, target["name"], target["column_type"], col)
+        return pc.if_else(zoned, instants, wall.cast(pa.timestamp("us", "UTC"))).cast(
+            pa.timestamp("us")
+        )
 
     def _timestamps(self, col: pa.Array, target: dict[str, Any]) -> pa.Array:
         unit = "us" if col.type.unit in ("ns", "us") else col.type.unit
@@ -728,6 +762,9 @@ def _load_sql(target: str, kinds: Sequence[dict[str, Any]], verb: str = "") -> s
 
 #: the server's "Data truncated" (a Note where the value it stored is cut)
 _TRUNCATED = 1265
+
+#: text of a time that ends in a UTC offset, as Arrow parses it into an instant
+_OFFSET = r"\d:\d{2}(?:\.\d*)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
 #: MySQL's column types of a time of day, whose fractional-second digits are ``(fsp)``
 _FRACTIONAL = frozenset({"datetime", "timestamp", "time"})

@@ -72,7 +72,7 @@ from tidesync.connectors.sql import (
     WriteOptions,
     split_name,
 )
-from tidesync.connectors.sql.writer import wall_times_as_instants
+from tidesync.connectors.sql.writer import check_text_wall_times, wall_times_as_instants
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, redact
 
 __all__ = ["Writer"]
@@ -635,22 +635,21 @@ class Writer(SqlWriter):
             raise translate(e, self.endpoint, table=self.o.table, split=split.label) from e
 
     def _check_wall_times(self, batch: pa.RecordBatch, b: Binding) -> None:
-        """A naive timestamp bound for a ``timestamptz`` column is read by the server in the
-        session's TimeZone, the job's: one in a daylight-saving gap or overlap there is a dirty
-        record (the server would move a gap's time by the gap and take an overlap's later
+        """A naive timestamp (or ISO text without an offset) bound for a ``timestamptz`` column
+        is read by the server in the session's TimeZone, the job's: one in a daylight-saving gap
+        or overlap there is a dirty record (the server would move a gap's time by the gap and take an overlap's later
         instant, silently)."""
         zone = self.ctx.timezone
         if zone in ("UTC", "Etc/UTC"):
             return
         for col, name in zip(batch.columns, b.columns, strict=False):
             c = self.target.get(name)
-            if (
-                c is not None
-                and _TIMESTAMPTZ in (c.info.oid, c.info.base)
-                and pa.types.is_timestamp(col.type)
-                and col.type.tz is None
-            ):
+            if c is None or _TIMESTAMPTZ not in (c.info.oid, c.info.base):
+                continue
+            if pa.types.is_timestamp(col.type) and col.type.tz is None:
                 wall_times_as_instants(col, zone, name, c.type_name)
+            else:
+                check_text_wall_times(col, zone, name, c.type_name)
 
     def _cast(self, data: pa.RecordBatch, plan: _Plan) -> pa.RecordBatch:
         """Arrays in the types the direct COPY encodes. An integer too large for its column is a

@@ -40,11 +40,14 @@ def text_with_fraction(arr: pa.Array) -> bool:
     return not pc.all(whole).as_py()
 
 
-def wall_times_as_instants(col: pa.Array, zone: str, column: str, column_type: str) -> pa.Array:
+def wall_times_as_instants(
+    col: pa.Array, zone: str, column: str, column_type: str, text: pa.Array | None = None
+) -> pa.Array:
     """Naive timestamps read as wall-clock times of ``zone``, for a column of instants. A time
     the clock skips (a daylight-saving gap) is no instant and one it shows twice (an overlap) is
-    two: either is a dirty record naming the value, never the earlier instant picked silently
-    (MySQL's writer did that; PostgreSQL's server does it for text it parses)."""
+    two: either is a dirty record naming the value (as ``text`` has it, where given), never
+    the earlier instant picked silently (MySQL's writer did that; PostgreSQL's server and
+    DuckDB's cast pick one for text and naive times they read in the session's zone)."""
     early = pc.assume_timezone(col, zone, ambiguous="earliest", nonexistent="earliest")
     late = pc.assume_timezone(col, zone, ambiguous="latest", nonexistent="latest")
     odd = pc.fill_null(pc.not_equal(early, late), False)
@@ -60,11 +63,32 @@ def wall_times_as_instants(col: pa.Array, zone: str, column: str, column_type: s
         else f"is ambiguous in time zone {zone} (the clock shows it twice at a daylight-saving "
         "change)"
     )
+    said = value if text is None else repr(text[i].as_py())
     raise DirtyRecordError(
-        f"column {column}: value {value} {why}, so it names no one instant for {column_type}; "
+        f"column {column}: value {said} {why}, so it names no one instant for {column_type}; "
         "write it with its offset (a timestamp with a time zone) or set the job's timezone to "
         "one without daylight saving"
     )
+
+
+#: ISO text of a wall-clock time without an offset: its day and its hour and minute, enough to
+#: place it against a daylight-saving change (they all fall on a whole minute)
+_WALL_TEXT = r"^\s*(?P<day>\d{4}-\d{2}-\d{2})[ T](?P<minute>\d{2}:\d{2})(?::\d{2}(?:\.\d*)?)?\s*$"
+
+
+def check_text_wall_times(text: pa.Array, zone: str, column: str, column_type: str) -> None:
+    """Text bound for a column of instants, which the server reads in the session's zone (the
+    job's): ISO text without an offset that the zone skips or shows twice is a dirty record, as
+    :func:`wall_times_as_instants` says. Text in other forms is the server's to read."""
+    if zone in ("UTC", "Etc/UTC") or not (
+        pa.types.is_string(text.type) or pa.types.is_large_string(text.type)
+    ):
+        return
+    parts = pc.extract_regex(text, pattern=_WALL_TEXT)
+    joined = pc.binary_join_element_wise(parts.field("day"), parts.field("minute"), " ")
+    wall = pc.strptime(joined, format="%Y-%m-%d %H:%M", unit="us", error_is_null=True)
+    if wall.null_count < len(wall):
+        wall_times_as_instants(wall, zone, column, column_type, text)
 
 
 WRITE_MODES = ("insert", "replace", "update", "truncate", "overwrite", "merge", "sync")
