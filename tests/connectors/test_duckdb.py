@@ -636,6 +636,33 @@ def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamptz_column(
     assert got == [("1", "2024-03-31 00:59:00+00"), ("4", None)]
 
 
+def test_an_integer_a_float_column_would_round_is_dirty(db: DuckdbAdapter) -> None:
+    # DuckDB's cast stored 9007199254740993 in a DOUBLE as 9007199254740992, 16777217 in a
+    # FLOAT as 16777216
+    db.execute("CREATE TABLE dst (id INTEGER, d DOUBLE, f FLOAT)")
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1, 2, 3], pa.int32()),
+            "d": pa.array([2**53, 2**53 + 1, None], pa.int64()),
+            "f": pa.array([2**24, None, 2**24 + 1], pa.int64()),
+        }
+    )
+    bad, got = _isolated_in(db, batch)
+    assert [(off, why.split(" (duckdb table dst in ")[0]) for off, why in bad] == [
+        (
+            1,
+            "column d: value 9007199254740993 has more digits than double holds; it would be "
+            "stored as 9007199254740992",
+        ),
+        (
+            2,
+            "column f: value 16777217 has more digits than float holds; it would be stored as "
+            "16777216",
+        ),
+    ]
+    assert got == [("1", "9007199254740992.0", "16777216.0")]
+
+
 def test_digits_a_decimal_or_timestamp_column_does_not_keep_are_dirty_not_rounded(
     db: DuckdbAdapter,
 ) -> None:

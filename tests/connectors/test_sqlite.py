@@ -604,6 +604,34 @@ def test_hexadecimal_text_for_an_integer_column_is_dirty_not_its_value(db: Sqlit
     ]
 
 
+def test_an_integer_a_real_column_would_round_is_dirty(db: SqliteAdapter) -> None:
+    # SQLite stored 9007199254740993 in a REAL column as 9007199254740992.0, silently
+    _sql(db, "CREATE TABLE dst (id INTEGER, r REAL, n NUMERIC)")
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "r": pa.array([2**53, 2**53 + 1, None], pa.int64()),
+            "n": pa.array([1, None, 2**53 + 1], pa.int64()),  # NUMERIC keeps it an INTEGER
+        }
+    )
+    bad: list[tuple[int, str]] = []
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert [(o, r.split(" (sqlite table")[0]) for o, r in bad] == [
+        (
+            1,
+            "column r: value 9007199254740993 has more digits than double holds; it would be "
+            "stored as 9007199254740992",
+        )
+    ]
+    with closing(sqlite3.connect(db.path)) as con:
+        got = con.execute("SELECT id, r, n FROM dst ORDER BY id").fetchall()
+    assert got == [(1, 2.0**53, 1), (3, None, 2**53 + 1)]
+
+
 @pytest.mark.parametrize("source", ["decimal", "text"])
 def test_a_decimal_with_more_digits_than_sqlite_keeps_is_dirty(
     db: SqliteAdapter, source: str

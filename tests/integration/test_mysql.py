@@ -1743,3 +1743,31 @@ def test_text_for_a_timestamp_column_is_read_in_the_jobs_time_zone_as_a_naive_ti
             (7, None),
         )
     con.close()
+
+
+def test_an_integer_a_float_column_would_round_is_dirty(mysql_db: MyDb) -> None:
+    # LOAD DATA stored 9007199254740993 in a DOUBLE as 9007199254740992, without a warning
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, d DOUBLE, f FLOAT)")
+    batch = pa.record_batch(
+        [
+            pa.array([1, 2, 3]),
+            pa.array([2**53, 2**53 + 1, None], pa.int64()),
+            pa.array([2**24, None, 2**24 + 1], pa.int64()),
+        ],
+        names=["id", "d", "f"],
+    )
+    assert _isolated(mysql_db, batch) == [
+        (
+            1,
+            "column d: value 9007199254740993 has more digits than double holds; it would be "
+            "stored as 9007199254740992 (LOAD DATA)",
+        ),
+        (
+            2,
+            "column f: value 16777217 has more digits than float holds; it would be stored as "
+            "16777216 (LOAD DATA)",
+        ),
+    ]
+    assert mysql_db.query("SELECT id, d = 9007199254740992, f = 16777216 FROM t ORDER BY id") == [
+        (1, 1, 1)
+    ]

@@ -649,6 +649,41 @@ def test_naive_timestamps_into_timestamptz_are_read_in_the_job_time_zone(pg: PgD
 
 
 @pytest.mark.parametrize("mode", ["insert", "update"])
+def test_an_integer_a_float_column_would_round_is_dirty(pg: PgDb, mode: str) -> None:
+    # the binary COPY (or the server's cast) stored 9007199254740993 in a double precision
+    # column as 9007199254740992, 16777217 in a real as 16777216
+    pg.sql("CREATE TABLE {s}.fl (id int PRIMARY KEY, d double precision, r real)")
+    data = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int32()),
+            "d": pa.array([2**53, 2**53 + 1, None], pa.int64()),
+            "r": pa.array([2**24, None, 2**24 + 1], pa.int64()),
+        }
+    )
+    w = writer(pg.writer_params("fl", writeMode=mode))
+    w.prepare(data.schema)
+    sink = w.open(PgSplit(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(data.to_batches()[0], sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert bad == [
+        (
+            1,
+            "column d: value 9007199254740993 has more digits than double holds; it would be "
+            "stored as 9007199254740992 (table fl)",
+        ),
+        (
+            2,
+            "column r: value 16777217 has more digits than float holds; it would be stored as "
+            "16777216 (table fl)",
+        ),
+    ]
+    assert pg.rows("SELECT id, d = 9007199254740992, r = 16777216 FROM {s}.fl ORDER BY id") == [
+        (1, True, True)
+    ]
+
+
+@pytest.mark.parametrize("mode", ["insert", "update"])
 @pytest.mark.parametrize("source", ["timestamp", "text"])
 def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamptz_column(
     pg: PgDb, mode: str, source: str

@@ -49,7 +49,11 @@ from tidesync.connectors.sql import (
     split_name,
     write_options,
 )
-from tidesync.connectors.sql.writer import text_with_fraction, wall_times_as_instants
+from tidesync.connectors.sql.writer import (
+    check_integers_fit_floats,
+    text_with_fraction,
+    wall_times_as_instants,
+)
 from tidesync.errors import (
     ConfigError,
     DirtyRecordError,
@@ -57,6 +61,9 @@ from tidesync.errors import (
     did_you_mean,
     redact,
 )
+
+#: MySQL's float DATA_TYPEs (FLOAT is 4 bytes, DOUBLE and REAL 8) as Arrow's
+_FLOATS = {"float": pa.float32(), "double": pa.float64()}
 
 #: MySQL's integer DATA_TYPEs: text with a fraction bound for one is refused, not rounded
 _INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
@@ -528,6 +535,8 @@ class Writer(SqlWriter):
             if target["type"] == "date":  # the day, in the job's zone, as DuckDB and SQLite
                 col = col.cast(pa.date32())  # write it (the server would refuse the time)
             return col.cast(pa.string()).cast(pa.binary())
+        if pa.types.is_integer(t) and target["type"] in _FLOATS:
+            check_integers_fit_floats(col, _FLOATS[target["type"]], target["name"], "LOAD DATA")
         if (
             pa.types.is_integer(t)
             or pa.types.is_floating(t)

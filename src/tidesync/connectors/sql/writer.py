@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -69,6 +70,28 @@ def wall_times_as_instants(
         "write it with its offset (a timestamp with a time zone) or set the job's timezone to "
         "one without daylight saving"
     )
+
+
+def check_integers_fit_floats(arr: pa.Array, t: pa.DataType, column: str, where: str) -> None:
+    """Integers bound for a float column (``t``: float32 or float64) must be held exactly: one
+    beyond 2**53 (2**24 for a float32) that the float rounds to another integer is a dirty
+    record naming it, where every store would round it silently (9007199254740993 stored as
+    9007199254740992)."""
+    if not (pa.types.is_integer(arr.type) and pa.types.is_floating(t)):
+        return
+    bits = 24 if pa.types.is_float32(t) else 53
+    big = pc.greater_equal(pc.abs_checked(arr.cast(pa.float64(), safe=False)), float(2**bits))
+    big = pc.fill_null(big, False)
+    if not pc.any(big).as_py():
+        return
+    code = "f" if bits == 24 else "d"
+    for v in arr.filter(big).to_pylist():
+        stored = struct.unpack(code, struct.pack(code, float(v)))[0]
+        if int(stored) != v:
+            raise DirtyRecordError(
+                f"column {column}: value {v} has more digits than {t} holds; it would be "
+                f"stored as {int(stored)} ({where})"
+            )
 
 
 #: ISO text of a wall-clock time without an offset: its day and its hour and minute, enough to

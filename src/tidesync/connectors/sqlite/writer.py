@@ -32,6 +32,7 @@ from tidesync.connectors.sql import (
     write_options,
     write_statements,
 )
+from tidesync.connectors.sql.writer import check_integers_fit_floats
 from tidesync.connectors.sqlite.conn import (
     _D,
     _table_info,
@@ -135,6 +136,7 @@ class Writer(SqlWriter):
         self.new_file = NewFile(("-journal", "-wal", "-shm"), _is_empty_sqlite)
         self._open: list[SqlSink] = []
         self._types: dict[str, pa.DataType | None] | None = None  # declared, read lazily
+        self._reals: set[str] = set()  # ... and those of REAL affinity
 
     @property
     def location(self) -> str:
@@ -250,10 +252,21 @@ class Writer(SqlWriter):
     def _declared(self) -> dict[str, pa.DataType | None]:
         if self._types is None:
             assert self.con is not None
-            self._types = {
-                r[1]: arrow_type(r[2] or "") for r in _table_info(self.con, self.o.table)[1]
+            info = _table_info(self.con, self.o.table)[1]
+            self._types = {r[1]: arrow_type(r[2] or "") for r in info}
+            self._reals = {
+                r[1]
+                for r in info
+                if self._types[r[1]] == pa.float64()
+                and not (r[2] or "").strip().upper().startswith(("DECIMAL", "NUMERIC", "NUMBER"))
             }
         return self._types
+
+    def _real_affinity(self) -> set[str]:
+        """The columns SQLite stores numbers in as REAL (8-byte floats): declared REAL, FLOAT,
+        DOUBLE (a NUMERIC column keeps a whole number as an INTEGER)."""
+        self._declared()
+        return self._reals
 
     def _typed(self, batch: pa.RecordBatch, b: Binding) -> pa.RecordBatch:
         """The batch with values bound for a number column as numbers. SQLite keeps whatever a
@@ -288,6 +301,8 @@ class Writer(SqlWriter):
             if t is not None and pa.types.is_decimal(t) and (text or pa.types.is_decimal(src)):
                 _check_digits(arrays[i], name, self.where)
                 continue
+            if t is not None and pa.types.is_floating(t) and name in self._real_affinity():
+                check_integers_fit_floats(arrays[i], t, name, self.where)
             if t is None or not (
                 (pa.types.is_integer(t) and (text or fraction))
                 or (pa.types.is_floating(t) and text)
