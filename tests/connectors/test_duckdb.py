@@ -663,6 +663,29 @@ def test_an_integer_a_float_column_would_round_is_dirty(db: DuckdbAdapter) -> No
     assert got == [("1", "9007199254740992.0", "16777216.0")]
 
 
+def test_text_with_an_offset_for_a_timestamp_column_is_the_jobs_wall_time_of_its_instant(
+    db: DuckdbAdapter,
+) -> None:
+    # DuckDB's cast dropped the offset: '14:00:00+02:00' was stored as 14:00
+    db.execute("CREATE TABLE dst (id INTEGER, ts TIMESTAMP)")
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1, 2, 3, 4], pa.int32()),
+            "ts": pa.array(
+                ["2024-06-01 14:00:00+02:00", "2024-06-01T14:00:00.5Z", "2024-06-01 14:00:00", None]
+            ),
+        }
+    )
+    bad, got = _isolated_in(db, batch, "Asia/Shanghai")
+    assert bad == []
+    assert got == [
+        ("1", "2024-06-01 20:00:00"),
+        ("2", "2024-06-01 22:00:00.5"),
+        ("3", "2024-06-01 14:00:00"),
+        ("4", None),
+    ]
+
+
 def test_digits_a_decimal_or_timestamp_column_does_not_keep_are_dirty_not_rounded(
     db: DuckdbAdapter,
 ) -> None:

@@ -1771,3 +1771,26 @@ def test_an_integer_a_float_column_would_round_is_dirty(mysql_db: MyDb) -> None:
     assert mysql_db.query("SELECT id, d = 9007199254740992, f = 16777216 FROM t ORDER BY id") == [
         (1, 1, 1)
     ]
+
+
+def test_text_with_an_offset_for_a_datetime_column_is_the_jobs_wall_time_of_its_instant(
+    mysql_db: MyDb,
+) -> None:
+    # MariaDB refused it with 'Data truncated'; PostgreSQL and DuckDB dropped the offset
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, ts DATETIME(1))")
+    batch = pa.record_batch(
+        [
+            pa.array([1, 2, 3, 4]),
+            pa.array(
+                ["2024-06-01 14:00:00+02:00", "2024-06-01T14:00:00.5Z", "2024-06-01 14:00:00", None]
+            ),
+        ],
+        names=["id", "ts"],
+    )
+    assert _isolated(mysql_db, batch, timezone="Asia/Shanghai") == []
+    assert mysql_db.query("SELECT id, CAST(ts AS CHAR) FROM t ORDER BY id") == [
+        (1, "2024-06-01 20:00:00.0"),
+        (2, "2024-06-01 22:00:00.5"),
+        (3, "2024-06-01 14:00:00.0"),
+        (4, None),
+    ]

@@ -649,6 +649,36 @@ def test_naive_timestamps_into_timestamptz_are_read_in_the_job_time_zone(pg: PgD
 
 
 @pytest.mark.parametrize("mode", ["insert", "update"])
+def test_text_with_an_offset_for_a_timestamp_column_is_the_jobs_wall_time_of_its_instant(
+    pg: PgDb, mode: str
+) -> None:
+    # the server dropped the offset: '14:00:00+02:00' was stored as 14:00
+    pg.sql("CREATE TABLE {s}.wt (id int PRIMARY KEY, at timestamp)")
+    data = pa.table(
+        {
+            "id": pa.array([1, 2, 3, 4], pa.int32()),
+            "at": [
+                "2024-06-01 14:00:00+02:00",
+                "2024-06-01T14:00:00.5Z",
+                "2024-06-01 14:00:00",
+                None,
+            ],
+        }
+    )
+    w = writer(pg.writer_params("wt", writeMode=mode), timezone="Asia/Shanghai")
+    w.prepare(data.schema)
+    sink = w.open(PgSplit(0, "all"))
+    sink.write(data.to_batches()[0])
+    w.commit([sink.close()])
+    assert pg.rows("SELECT id, at::text FROM {s}.wt ORDER BY id") == [
+        (1, "2024-06-01 20:00:00"),
+        (2, "2024-06-01 22:00:00.5"),
+        (3, "2024-06-01 14:00:00"),
+        (4, None),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["insert", "update"])
 def test_an_integer_a_float_column_would_round_is_dirty(pg: PgDb, mode: str) -> None:
     # the binary COPY (or the server's cast) stored 9007199254740993 in a double precision
     # column as 9007199254740992, 16777217 in a real as 16777216

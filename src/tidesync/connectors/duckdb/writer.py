@@ -37,6 +37,7 @@ from tidesync.connectors.sql.writer import (
     check_integers_fit_floats,
     check_text_wall_times,
     empty_batch,
+    text_instants_as_wall_times,
     text_with_fraction,
     wall_times_as_instants,
 )
@@ -500,7 +501,7 @@ class Writer(SqlWriter):
             dead = pa.RecordBatch.from_arrays(
                 [gone.column(b.columns.index(k)) for k in b.keys], names=list(b.keys)
             )
-        self._exact_values(batch, b)
+        batch = self._exact_values(batch, b)
         plan = self._plan(batch.schema, b)
         if dead is not None and dead.num_rows:
             self._delete(dead, plan.binding)
@@ -511,15 +512,17 @@ class Writer(SqlWriter):
         for start in range(0, rows.num_rows, self.o.batch_size):
             self._write_part(plan, rows.slice(start, self.o.batch_size))
 
-    def _exact_values(self, batch: pa.RecordBatch, b: Binding) -> None:
+    def _exact_values(self, batch: pa.RecordBatch, b: Binding) -> pa.RecordBatch:
         """Refuse what DuckDB's casts would change without a word: text with a fraction bound
         for an integer column (the text '1.5' becomes 2, where PostgreSQL refuses it), a
         decimal with more digits after the point than the column keeps or a timestamp finer
         than its unit (rounded), and a naive time (or ISO text without an offset) for a
         TIMESTAMPTZ column that the job's zone skips or shows twice (DuckDB picks an instant).
         Text that is no number at all is left to DuckDB, whose own message makes the row
-        dirty."""
+        dirty. Text with a UTC offset bound for a TIMESTAMP column is written as the job's wall
+        time of that instant (DuckDB's cast would drop the offset)."""
         assert self.table is not None
+        arrays = list(batch.columns)
         for i, c in enumerate(b.columns):
             if i >= batch.num_columns or c not in self.table.arrow.names:
                 continue
@@ -535,12 +538,15 @@ class Writer(SqlWriter):
                     f"keeps; DuckDB would round it ({self.where})"
                 )
             zone = self.ctx.timezone
+            if pa.types.is_timestamp(t) and not t.tz:
+                arrays[i] = text_instants_as_wall_times(arr, zone, c, "TIMESTAMP")
             if not (pa.types.is_timestamp(t) and t.tz) or zone in ("UTC", "Etc/UTC"):
                 continue
             if pa.types.is_timestamp(arr.type) and not arr.type.tz:
                 wall_times_as_instants(arr, zone, c, "TIMESTAMPTZ")
             else:
                 check_text_wall_times(arr, zone, c, "TIMESTAMPTZ")
+        return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
 
     def _delete(self, dead: pa.RecordBatch, b: Binding) -> None:
         """Delete the keys whose last row carries the deleteMarker (merge)."""

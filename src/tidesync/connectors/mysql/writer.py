@@ -50,7 +50,9 @@ from tidesync.connectors.sql import (
     write_options,
 )
 from tidesync.connectors.sql.writer import (
+    OFFSET_TEXT,
     check_integers_fit_floats,
+    text_instants_as_wall_times,
     text_with_fraction,
     wall_times_as_instants,
 )
@@ -522,6 +524,10 @@ class Writer(SqlWriter):
                 and self.ctx.timezone not in ("UTC", "Etc/UTC")
             ):
                 return self._text_instants(col, target).cast(pa.string()).cast(pa.binary())
+            if target["type"] == "datetime":
+                col = text_instants_as_wall_times(
+                    col, self.ctx.timezone, target["name"], target["column_type"]
+                )
             if pa.types.is_fixed_size_binary(t):
                 col = col.cast(pa.binary())
             out = wire.escape(col.cast(pa.binary()) if not pa.types.is_binary(col.type) else col)
@@ -571,7 +577,7 @@ class Writer(SqlWriter):
         neither in ISO form is a dirty record, never an instant of another zone."""
         zone = self.ctx.timezone
         col = col.cast(pa.string())
-        zoned = pc.fill_null(pc.match_substring_regex(col, pattern=_OFFSET), False)
+        zoned = pc.fill_null(pc.match_substring_regex(col, pattern=OFFSET_TEXT), False)
         none = pa.nulls(len(col), pa.string())
         try:
             wall = pc.if_else(zoned, none, col).cast(pa.timestamp("us"))
@@ -771,9 +777,6 @@ def _load_sql(target: str, kinds: Sequence[dict[str, Any]], verb: str = "") -> s
 
 #: the server's "Data truncated" (a Note where the value it stored is cut)
 _TRUNCATED = 1265
-
-#: text of a time that ends in a UTC offset, as Arrow parses it into an instant
-_OFFSET = r"\d:\d{2}(?:\.\d*)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
 #: MySQL's column types of a time of day, whose fractional-second digits are ``(fsp)``
 _FRACTIONAL = frozenset({"datetime", "timestamp", "time"})

@@ -75,6 +75,7 @@ from tidesync.connectors.sql import (
 from tidesync.connectors.sql.writer import (
     check_integers_fit_floats,
     check_text_wall_times,
+    text_instants_as_wall_times,
     wall_times_as_instants,
 )
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, redact
@@ -83,7 +84,7 @@ __all__ = ["Writer"]
 
 log = logging.getLogger("tidesync.postgresql")
 
-_TIMESTAMPTZ = 1184  # pg_type oid
+_TIMESTAMP, _TIMESTAMPTZ = 1114, 1184  # pg_type oids
 _FLOATS = {700: pa.float32(), 701: pa.float64()}  # real, double precision
 
 #: SQLSTATE classes of errors that belong to the rows of a batch (data exception, constraint)
@@ -621,7 +622,7 @@ class Writer(SqlWriter):
 
     def write_rows(self, batch: pa.RecordBatch, b: Binding, split: base.Split) -> None:
         assert self.endpoint is not None
-        self._check_values(batch, b)
+        batch = self._check_values(batch, b)
         data, zoned = _for_copy(batch)
         with edge(self.endpoint, table=self.o.table, split=split.label):
             plan = self._plan(data.schema, zoned, b)
@@ -639,27 +640,34 @@ class Writer(SqlWriter):
                 raise DirtyRecordError(f"{_reason(e)} (table {self.o.table})", code=code) from e
             raise translate(e, self.endpoint, table=self.o.table, split=split.label) from e
 
-    def _check_values(self, batch: pa.RecordBatch, b: Binding) -> None:
-        """An integer bound for a ``real`` / ``double precision`` column must be held exactly
+    def _check_values(self, batch: pa.RecordBatch, b: Binding) -> pa.RecordBatch:
+        """The batch with what the server would change without a word refused or made exact.
+        An integer bound for a ``real`` / ``double precision`` column must be held exactly
         (:func:`check_integers_fit_floats`). A naive timestamp (or ISO text without an offset)
-        bound for a ``timestamptz`` column
-        is read by the server in the session's TimeZone, the job's: one in a daylight-saving gap
-        or overlap there is a dirty record (the server would move a gap's time by the gap and take an overlap's later
-        instant, silently)."""
+        bound for a ``timestamptz`` column is read by the server in the session's TimeZone,
+        the job's: one in a daylight-saving gap or overlap there is a dirty record (the server
+        would move a gap's time by the gap and take an overlap's later instant). Text with an
+        offset bound for a ``timestamp`` column is written as the job's wall time of that
+        instant (the server would drop the offset)."""
         zone = self.ctx.timezone
-        for col, name in zip(batch.columns, b.columns, strict=False):
+        arrays = list(batch.columns)
+        for i, (col, name) in enumerate(zip(batch.columns, b.columns, strict=False)):
             c = self.target.get(name)
             if c is None:
                 continue
+            kinds = (c.info.oid, c.info.base)
             floats = _FLOATS.get(c.info.oid) or _FLOATS.get(c.info.base)
             if floats is not None:
                 check_integers_fit_floats(col, floats, name, f"table {self.o.table}")
-            if _TIMESTAMPTZ not in (c.info.oid, c.info.base) or zone in ("UTC", "Etc/UTC"):
+            if _TIMESTAMP in kinds:
+                arrays[i] = text_instants_as_wall_times(col, zone, name, c.type_name)
+            if _TIMESTAMPTZ not in kinds or zone in ("UTC", "Etc/UTC"):
                 continue
             if pa.types.is_timestamp(col.type) and col.type.tz is None:
                 wall_times_as_instants(col, zone, name, c.type_name)
             else:
                 check_text_wall_times(col, zone, name, c.type_name)
+        return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
 
     def _cast(self, data: pa.RecordBatch, plan: _Plan) -> pa.RecordBatch:
         """Arrays in the types the direct COPY encodes. An integer too large for its column is a

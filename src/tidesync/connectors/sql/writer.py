@@ -94,6 +94,37 @@ def check_integers_fit_floats(arr: pa.Array, t: pa.DataType, column: str, where:
             )
 
 
+#: text of a time that ends in a UTC offset (``Z``, ``+02``, ``+0200``, ``+02:00``)
+OFFSET_TEXT = r"\d:\d{2}(?:\.\d*)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def text_instants_as_wall_times(
+    text: pa.Array, zone: str, column: str, column_type: str
+) -> pa.Array:
+    """Text bound for a column of wall-clock times (``timestamp``, ``DATETIME``): text that
+    carries a UTC offset names an instant, which PostgreSQL and DuckDB would store as its clock
+    reading with the offset dropped (``14:00+02:00`` as 14:00). It is written as the wall time
+    of the job's ``zone`` instead, as an Arrow timestamp with a zone is; other text is left to
+    the server. Offset text that is no ISO date-time is a dirty record."""
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
+        return text
+    zoned = pc.fill_null(pc.match_substring_regex(text, pattern=OFFSET_TEXT), False)
+    if not pc.any(zoned).as_py():
+        return text
+    some = pc.if_else(zoned, text, pa.nulls(len(text), text.type))
+    try:
+        instants = some.cast(pa.timestamp("us", "UTC"))
+    except pa.ArrowInvalid:
+        one = f" {text[0].as_py()!r}" if len(text) == 1 else ""
+        raise DirtyRecordError(
+            f"column {column}: value{one} carries a UTC offset but is no ISO date-time "
+            f"(yyyy-MM-dd HH:mm:ss+hh:mm); {column_type} would drop the offset"
+        ) from None
+    wall = pc.local_timestamp(instants.cast(pa.timestamp("us", zone)))
+    shown = pc.strftime(wall, format="%Y-%m-%d %H:%M:%S")
+    return pc.if_else(zoned, shown.cast(text.type), text)
+
+
 #: ISO text of a wall-clock time without an offset: its day and its hour and minute, enough to
 #: place it against a daylight-saving change (they all fall on a whole minute)
 _WALL_TEXT = r"^\s*(?P<day>\d{4}-\d{2}-\d{2})[ T](?P<minute>\d{2}:\d{2})(?::\d{2}(?:\.\d*)?)?\s*$"
