@@ -489,6 +489,9 @@ class Writer(SqlWriter):
         out = self._text_of(col, target)
         if target["type"] in _FRACTIONAL:
             digits = _fsp(target["column_type"])
+            unit = getattr(col.type, "unit", None)  # a timestamp's, a time's, a duration's
+            if unit in _UNIT_DIGITS and _UNIT_DIGITS[unit] <= digits:
+                return out  # no finer value than the column keeps (no regex over every row)
             cut = pc.match_substring_regex(out, pattern=rf":\d{{1,2}}\.\d{{{digits}}}\d*[1-9]")
             if pc.any(cut).as_py():
                 one = f" {out[0].as_py().decode(errors='replace')!r}" if len(out) == 1 else ""
@@ -777,6 +780,9 @@ def _load_sql(target: str, kinds: Sequence[dict[str, Any]], verb: str = "") -> s
 
 #: the server's "Data truncated" (a Note where the value it stored is cut)
 _TRUNCATED = 1265
+
+#: the fractional-second digits of an Arrow time unit
+_UNIT_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
 
 #: MySQL's column types of a time of day, whose fractional-second digits are ``(fsp)``
 _FRACTIONAL = frozenset({"datetime", "timestamp", "time"})
