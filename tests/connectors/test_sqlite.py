@@ -978,3 +978,71 @@ def test_a_window_before_those_the_job_read_is_refused_and_the_target_kept(
     assert "cannot read the window of cyctime '2016-11-14 00:00:00'" in early.error
     assert "older than those whose windows this job keeps" in early.error
     assert _partition(tmp_path, "20161113") == ["1,a"]
+
+
+# -- incremental: times kept as text ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("declared", "stored"),
+    [
+        # what tidesync's own sqlitewriter stores, six digits of fraction
+        (
+            "TIMESTAMP",
+            [
+                "2016-11-14 09:00:00.000000",
+                "2016-11-14 10:00:00.000000",
+                "2016-11-15 00:00:00.000000",
+                "2016-11-15 08:00:00.500000",
+            ],
+        ),
+        (
+            "DATETIME",
+            [
+                "2016-11-14T09:00:00",
+                "2016-11-14T10:00:00",
+                "2016-11-15T00:00:00",
+                "2016-11-15 08:00:00.5",
+            ],
+        ),
+        (
+            "TIMESTAMPTZ",
+            [
+                "2016-11-14 09:00:00.000000Z",
+                "2016-11-14 10:00:00.000000Z",
+                "2016-11-15 00:00:00Z",
+                "2016-11-15 16:00:00.5+08:00",
+            ],
+        ),
+        ("DATE", ["2016-11-13", "2016-11-14", "2016-11-15", "2016-11-15"]),
+    ],
+)
+def test_an_incremental_read_of_times_kept_as_text_reads_each_row_once(
+    tmp_path: Path, declared: str, stored: list[str]
+) -> None:
+    # SQLite compares text: '2016-11-14 10:00:00.000000' > '2016-11-14 10:00:00' (the saved
+    # cursor) and '2016-11-14T09:00:00' > '2016-11-14 10:00:00', so each run read the previous
+    # run's last rows again and appended them a second time
+    with closing(sqlite3.connect(tmp_path / "src.db")) as con:
+        con.execute(f"CREATE TABLE oplog (id INTEGER, optime {declared})")
+        con.executemany("INSERT INTO oplog VALUES (?, ?)", list(enumerate(stored[:2], 1)))
+        con.commit()
+    reader = {"database": str(tmp_path / "src.db"), "table": "oplog", "column": ["id"],
+              "incremental": {"column": "optime"}}  # fmt: skip
+    writer = {"database": str(tmp_path / "dst.db"), "table": "out", "writeMode": "insert"}
+    job = {"reader": {"name": "sqlitereader", "parameter": reader},
+           "writer": {"name": "sqlitewriter", "parameter": writer}}  # fmt: skip
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps({"job": {"content": [job]}}))
+    # the windows end at the cyctimes, excluded: 2016-11-15 00:00 belongs to the second run
+    # (a DATE to the run after its day)
+    assert _run_bizdate(path, "20161114").status == "succeeded"
+    with closing(sqlite3.connect(tmp_path / "src.db")) as con:
+        con.executemany("INSERT INTO oplog VALUES (?, ?)", list(enumerate(stored[2:], 3)))
+        con.commit()
+    for bizdate in ("20161114", "20161115", "20161116"):
+        # the first again: a rerun of its instance reads its window again
+        assert _run_bizdate(path, bizdate).status == "succeeded"
+    with closing(sqlite3.connect(tmp_path / "dst.db")) as con:
+        ids = sorted(r[0] for r in con.execute("SELECT id FROM out"))
+    assert ids == [1, 1, 2, 2, 3, 4]

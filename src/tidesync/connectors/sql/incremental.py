@@ -30,7 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -71,11 +71,16 @@ class Cursor:
     windows: tuple[tuple[Any, Any, bool], ...] = ()
     lower_closed: bool = False
     upper_open: bool = False
+    #: the column holds dates or times as text the server compares as text (SQLite): the SQL
+    #: condition only narrows to the days of the window, :meth:`track` applies it exactly
+    text_times: bool = False
 
     def condition(self, dialect: Dialect, ref: str | None = None) -> str | None:
         """The SQL condition of the window (None: no bound); ``ref`` is how the column is
         written in the query (default: its quoted name)."""
         col = ref or dialect.ident(self.column)
+        if self.text_times:
+            return self._days_condition(dialect, col)
         conds = []
         if self.lower is not None:
             op = ">=" if self.lower_closed else ">"
@@ -84,6 +89,40 @@ class Cursor:
             op = "<" if self.upper_open else "<="
             conds.append(f"{col} {op} {literal(dialect, self.upper)}")
         return " AND ".join(conds) or None
+
+    def _days_condition(self, dialect: Dialect, col: str) -> str | None:
+        """The days of the window, for times kept as text: SQLite compares
+        ``'2016-11-14 10:00:00.000000' > '2016-11-14 10:00:00'`` (what its own writer stores
+        against the saved cursor) and ``'2016-11-14T09:00:00' > '2016-11-14 10:00:00'`` as
+        text, so an exact bound re-read the last run's rows. Every form of a time starts with
+        its day; a day either side covers an offset (``+08:00``) in the text."""
+        conds = []
+        for bound, op, days in ((self.lower, ">=", -1), (self.upper, "<", 2)):
+            if bound is not None:
+                t = _comparable(bound)
+                if isinstance(t, date):  # datetime too
+                    day = date(t.year, t.month, t.day) + timedelta(days=days)
+                    conds.append(f"{col} {op} {literal(dialect, day.isoformat())}")
+        return " AND ".join(conds) or None
+
+    def _in_window(self, values: pa.Array) -> pa.Array:
+        """Which of a batch's cursor values lie in the window (NULL: none of them)."""
+        keep = pc.is_valid(values)
+        t = values.type
+        for bound, op in (
+            (self.lower, pc.greater_equal if self.lower_closed else pc.greater),
+            (self.upper, pc.less if self.upper_open else pc.less_equal),
+        ):
+            if bound is None:
+                continue
+            v = _comparable(bound)
+            if pa.types.is_date(t) and isinstance(v, datetime):
+                if v.time() != time(0):  # a day compares as its midnight
+                    op = pc.greater if op is pc.greater_equal else op
+                    op = pc.less_equal if op is pc.less else op
+                v = v.date()
+            keep = pc.and_kleene(keep, op(values, pa.scalar(v, t)))
+        return pc.fill_null(keep, False)
 
     def capped(self, top: Any) -> Cursor:
         """This cursor bounded above by ``top``, the largest value the source held when the run
@@ -118,6 +157,8 @@ class Cursor:
         for item in items:
             chunk = item if isinstance(item, Chunk) else Chunk(item)
             batch = chunk.batch
+            if self.text_times and batch is not None and self.column in batch.schema.names:
+                batch = batch.filter(self._in_window(batch.column(self.column)))
             if batch is not None and batch.num_rows and self.column in batch.schema.names:
                 m = pc.max(batch.column(self.column)).as_py()
                 if m is not None and (best is None or _after(m, best)):

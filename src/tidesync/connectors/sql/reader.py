@@ -234,9 +234,12 @@ def source_cursor(
     ctx: Context,
     s: Source,
     read_schema: Callable[[], pa.Schema],
+    text_times: bool = False,
 ) -> Cursor | None:
     """This run's cursor of source ``s``: the window after the positions the last committed
-    run saved (None without ``incremental``). A query's column is looked up in what it gives."""
+    run saved (None without ``incremental``). A query's column is looked up in what it gives.
+    ``text_times``: the store keeps dates and times as text (SQLite; see
+    :attr:`Cursor.text_times`)."""
     if incremental is None:
         return None
     schema = read_schema()
@@ -247,7 +250,7 @@ def source_cursor(
         except ValueError as e:
             raise ConfigError(f"{ctx.path('incremental.column')}: {e}") from None
     t = schema.field(column).type
-    return incremental.cursor(
+    cursor = incremental.cursor(
         ctx,
         s.label,
         column,
@@ -256,6 +259,7 @@ def source_cursor(
         aware=is_aware(t),
         dates=pa.types.is_date(t),
     )
+    return replace(cursor, text_times=True) if text_times and is_temporal(t) else cursor
 
 
 def given_schema(s: Source, read_schema: pa.Schema) -> pa.Schema:
@@ -449,7 +453,9 @@ class SqlReader(Reader):
         d = self.dialect
         out: list[Split] = []
         for s in sources:
-            cursor = source_cursor(self.incremental, self.ctx, s, self.read_schema)
+            cursor = source_cursor(
+                self.incremental, self.ctx, s, self.read_schema, text_times=d is SQLITE
+            )
             if cursor is not None and s.split_pk is not None and per > 1:
                 cursor = cursor.capped(self._top(s, cursor))
             window = cursor.condition(d) if cursor is not None else None
