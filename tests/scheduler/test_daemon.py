@@ -3,10 +3,12 @@ dependencies, backfill, timeouts, kills and recovery."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -658,3 +660,45 @@ def test_the_daemon_follows_its_clock(tmp_path: Path) -> None:
         s.stop()
         t.join(timeout=20)
     assert not t.is_alive()
+
+
+def test_hourly_windows_of_a_backfill_over_the_spring_dst_change_read_every_row(
+    tmp_path: Path,
+) -> None:
+    # Berlin skips 02:00-03:00 on 2025-03-30: the hourly node has 23 instances, its 03:00
+    # one taking in the skipped 02:00. With the seed's window `$[... -1/24]` .. `$[...]`,
+    # the 03:00 instance read [02:00, 03:00): the rows stamped 01:00-01:59 were never read
+    import sqlite3
+
+    with closing(sqlite3.connect(tmp_path / "src.db")) as con:
+        con.execute("CREATE TABLE ev (id INTEGER PRIMARY KEY, t DATETIME)")
+        stamps = [f"2025-03-30 {h:02d}:{m:02d}:00" for h in (0, 1, 3) for m in (0, 30)]
+        con.executemany("INSERT INTO ev (t) VALUES (?)", [(s,) for s in stamps])
+        con.commit()
+    reader = {
+        "database": str(tmp_path / "src.db"),
+        "table": "ev",
+        "column": ["id"],
+        "where": "t >= '${lo}' AND t < '${hi}'",
+    }
+    writer = {"database": str(tmp_path / "out.db"), "table": "out", "writeMode": "insert"}
+    job = {"reader": {"name": "sqlitereader", "parameter": reader},
+           "writer": {"name": "sqlitewriter", "parameter": writer}}  # fmt: skip
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "ev.json").write_text(json.dumps({"job": {"content": [job]}}))
+    node = {
+        "name": "ev",
+        "job": "jobs/ev.json",
+        "params": "lo=$[yyyy-mm-dd hh24:mi:ss-1/24] hi=$[yyyy-mm-dd hh24:mi:ss]",
+        "schedule": {"every": "hour", "start": "00:00", "end": "04:00"},
+    }
+    write_project(tmp_path, [node], timezone="Europe/Berlin")
+    s = scheduler(tmp_path)
+    batch, n = s.create_backfill("ev", date(2025, 3, 29), date(2025, 3, 29))
+    assert [i.cyctime[8:] for i in s.store.listing(batch=batch)] == [
+        "000000", "010000", "030000", "040000"
+    ]  # fmt: skip
+    assert {o.state for o in s.run_once(batch=batch)} == {"succeeded"}
+    with closing(sqlite3.connect(tmp_path / "out.db")) as con:
+        ids = sorted(r[0] for r in con.execute("SELECT id FROM out"))
+    assert ids == list(range(1, len(stamps) + 1))

@@ -564,3 +564,27 @@ def test_local_instant_refuses_a_wall_time_the_clock_skips() -> None:
         (datetime(2026, 10, 25, 3, 0), datetime(2026, 10, 25, 2, 0)),
     ):
         assert params.local_instant(wall, "Europe/Berlin") == utc.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("cyctime", "expr", "expected"),
+    [
+        # Berlin skips 02:00-03:00 on 2025-03-30; an hourly node's 03:00 instance took in
+        # the skipped 02:00 slot: its previous hour starts at 01:00, not at the skipped 02:00
+        ("20250330030000", "$[hh24:mi-1/24]", "01:00"),
+        ("20250330030000", "$[hh24:mi-15/24/60]", "01:45"),
+        # a 2-hourly node's 02:00 runs at 03:00 (moved by the gap): the 04:00 starts there
+        ("20250330040000", "$[hh24:mi-2/24]", "03:00"),
+        ("20250330013000", "$[hh24:mi+1/24]", "03:30"),
+        # times that exist, or that occur twice, keep wall-clock arithmetic, as whole days do
+        ("20250330040000", "$[hh24:mi-1/24]", "03:00"),
+        ("20251026030000", "$[hh24:mi-1/24]", "02:00"),
+        ("20251026040000", "$[hh24:mi-2/24]", "02:00"),
+        ("20250331023000", "$[yyyymmdd hh24:mi-1]", "20250330 02:30"),
+    ],
+)
+def test_an_offset_never_lands_on_a_skipped_wall_time(
+    cyctime: str, expr: str, expected: str
+) -> None:
+    rt = RunTime.of(cyctime, tz="Europe/Berlin")
+    assert substitute(expr, rt, {}, where="x") == expected

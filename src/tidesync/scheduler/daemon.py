@@ -368,7 +368,7 @@ class Scheduler:
     def _new(
         self, node: Node, slot: Slot, *, batch: str = "", due_at: float | None = None
     ) -> NewInstance:
-        rt = RunTime(slot.cyctime, slot.bizdate)
+        rt = RunTime(slot.cyctime, slot.bizdate, node.schedule.timezone)
         state, error, params = "waiting", None, None
         try:
             params = node.shown_params(node.evaluate(rt))
@@ -647,7 +647,9 @@ class Scheduler:
                 f"cyctime {inst.cyctime} bizdate {inst.bizdate} (instance {inst.id}"
                 f"{', ' + inst.batch if inst.batch else ''}) on {self.owner}"
             )
-            rt = RunTime(parse_cyctime(inst.cyctime), _bizdate(inst.bizdate))
+            rt = RunTime(
+                parse_cyctime(inst.cyctime), _bizdate(inst.bizdate), node.schedule.timezone
+            )
             try:
                 params = node.evaluate(rt)
                 for k in node.secret_params() & params.keys():

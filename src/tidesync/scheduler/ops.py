@@ -135,7 +135,11 @@ def validate(sched: Any, name: str, now: datetime) -> str:
     if node.job is None:
         return f"node {name} runs no job (dry_run): nothing to check"
     slot = node.schedule.latest(now) or node.schedule.next_after(now)
-    rt = RunTime(slot.cyctime, slot.bizdate) if slot else RunTime.of(tz=node.schedule.timezone)
+    rt = (
+        RunTime(slot.cyctime, slot.bizdate, node.schedule.timezone)
+        if slot
+        else RunTime.of(tz=node.schedule.timezone)
+    )
     project = sched.project
     state = open_state(project.state, project.root)
     try:

@@ -60,7 +60,7 @@ import difflib
 import functools
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from fractions import Fraction
 from typing import Any
@@ -260,6 +260,10 @@ class RunTime:
 
     cyctime: datetime
     bizdate: date
+    #: the IANA zone the cyctime is a wall time of (the schedule's, the job's ``timezone``);
+    #: None: unknown. A ``$[...]`` offset of hours or minutes never lands in a wall time it
+    #: skips (see :func:`_eval_time`)
+    zone: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(
@@ -325,7 +329,8 @@ class RunTime:
                 f"date of that cyctime is {day_before:%Y%m%d}, the day before its day. Give only "
                 "one of them (the other follows), or force both (--force-times)"
             )
-        return cls(cyctime=cyc, bizdate=biz)
+        name = tz if isinstance(tz, str) else getattr(tz, "key", None)
+        return cls(cyctime=cyc, bizdate=biz, zone=name)
 
     @property
     def gmtdate(self) -> date:
@@ -501,7 +506,30 @@ def _eval_time(body: str, rt: RunTime) -> str:
             t = t + timedelta(seconds=int(seconds))
         except OverflowError:
             raise _BadExpr("the result is out of range") from None
+        if expr.days.denominator != 1 and rt.zone:
+            t = _existing_wall(t, rt.zone, rt.cyctime)
     return _format(expr.parts, t)
+
+
+def _existing_wall(t: datetime, zone: str, cyctime: datetime) -> datetime:
+    """``t``, an offset from the cyctime, out of a wall time the zone's clock skips: where the
+    scheduler puts a slot of that time, forward by the gap (02:00 on the night Berlin goes
+    02:00 -> 03:00 is 03:00, the instance of a 2-hourly node's skipped 02:00), unless that is
+    this instance's own time or later: it covers the skipped time itself, so back by the gap
+    (the 03:00 instance of an hourly node, into which the skipped 02:00 merged, reads
+    ``$[hh24-1/24]`` = 01:00 to 03:00). Before, the window of that 03:00 instance began at
+    02:00 and the rows stamped 01:00 to 02:00 were never read. Times that exist, and those
+    shown twice, are kept: wall-clock arithmetic is right for them."""
+    try:
+        z = ZoneInfo(zone)
+    except (ValueError, KeyError, OSError):
+        return t
+    forward = t.replace(tzinfo=z, fold=0).astimezone(UTC).astimezone(z).replace(tzinfo=None)
+    if forward == t.replace(fold=0):
+        return t  # it exists
+    if t < cyctime <= forward:
+        return t.replace(tzinfo=z, fold=1).astimezone(UTC).astimezone(z).replace(tzinfo=None)
+    return forward
 
 
 def _eval_date(body: str, rt: RunTime) -> str:
