@@ -30,6 +30,8 @@ class Context:
     connections: dict[str, dict[str, Any]] = field(default_factory=dict)  # named data sources
     cyctime: Any = None
     bizdate: Any = None
+    #: the zone ``cyctime`` is a wall time of (a scheduler node's schedule); None: ``timezone``
+    cyctime_zone: str | None = None
     batch_rows: int = 65536  # target rows per record batch
     _stored: tuple[dict[str, Any], int] | None = field(default=None, repr=False, compare=False)
     _release: Any = field(default=None, repr=False, compare=False)  # of the positions' hold

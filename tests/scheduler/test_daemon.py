@@ -702,3 +702,34 @@ def test_hourly_windows_of_a_backfill_over_the_spring_dst_change_read_every_row(
     with closing(sqlite3.connect(tmp_path / "out.db")) as con:
         ids = sorted(r[0] for r in con.execute("SELECT id FROM out"))
     assert ids == list(range(1, len(stamps) + 1))
+
+
+def test_an_incremental_window_of_instants_ends_at_the_cyctime_of_the_schedules_zone(
+    tmp_path: Path,
+) -> None:
+    # a node on Asia/Shanghai whose job is in UTC (or names no timezone, on a UTC machine):
+    # the cyctime 2026-01-02 00:00 was read as UTC, 08:00 in Shanghai, so bizdate 20260101's
+    # partition took the rows of 2026-01-02 00:00-07:59 that belong to the next one
+    import sqlite3
+
+    with closing(sqlite3.connect(tmp_path / "src.db")) as con:
+        con.execute("CREATE TABLE ev (id INTEGER, t TIMESTAMPTZ)")
+        rows = [(1, "2026-01-01 10:00:00+08:00"), (2, "2026-01-02 03:00:00+08:00")]
+        con.executemany("INSERT INTO ev VALUES (?, ?)", rows)
+        con.commit()
+    reader = {"database": str(tmp_path / "src.db"), "table": "ev", "column": ["id"],
+              "incremental": {"column": "t"}}  # fmt: skip
+    writer = {"path": str(tmp_path / "out" / "ds=${bizdate}"), "fileName": "ev",
+              "writeMode": "truncate", "fileFormat": "csv"}  # fmt: skip
+    job = {"reader": {"name": "sqlitereader", "parameter": reader},
+           "writer": {"name": "txtfilewriter", "parameter": writer}}  # fmt: skip
+    (tmp_path / "jobs").mkdir()
+    doc = {"job": {"setting": {"timezone": "UTC"}, "content": [job]}}
+    (tmp_path / "jobs" / "ev.json").write_text(json.dumps(doc))
+    node = {"name": "ev", "job": "jobs/ev.json", "schedule": {"every": "day"}}
+    write_project(tmp_path, [node], timezone="Asia/Shanghai")
+    s = scheduler(tmp_path)
+    batch, _ = s.create_backfill("ev", date(2026, 1, 1), date(2026, 1, 2))
+    assert {o.state for o in s.run_once(batch=batch)} == {"succeeded"}
+    got = {ds: (tmp_path / "out" / f"ds={ds}" / "ev").read_text().split() for ds in ("20260101", "20260102")}  # fmt: skip
+    assert got == {"20260101": ["1"], "20260102": ["2"]}

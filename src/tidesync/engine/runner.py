@@ -367,6 +367,7 @@ def plan(
             connections=connections or {},
             cyctime=runtime.cyctime,
             bizdate=runtime.bizdate,
+            cyctime_zone=runtime.zone,
         )
 
     ignored = list(spec.ignored)

@@ -280,7 +280,11 @@ class Incremental:
             if dates and isinstance(upper, datetime):
                 upper = upper.date()  # DATE 2016-11-15 is not over at 2016-11-15 00:30
             elif aware and isinstance(upper, datetime) and upper.tzinfo is None:
-                upper = upper.replace(tzinfo=ZoneInfo(ctx.timezone), fold=0).astimezone(UTC)
+                # the scheduler's cyctime is a wall time of the node's schedule, whatever
+                # the job's timezone: read in the job's, a node on Asia/Shanghai in a job
+                # without one, on a UTC machine, read eight hours into the next bizdate
+                zone = ctx.cyctime_zone or ctx.timezone
+                upper = upper.replace(tzinfo=ZoneInfo(zone), fold=0).astimezone(UTC)
         lower, upper = jsonable(lower), jsonable(upper)
         if upper is None:
             return Cursor(source, column, lower, None, drop, jsonable(top), lower_closed=closed)
