@@ -134,3 +134,30 @@ def test_what_a_position_remembers_of_its_rows_holds_no_credentials() -> None:
         "where": "id > 0",
         "incremental.column": "optime",
     }
+
+
+def test_two_job_files_sharing_a_state_key_into_two_targets_are_refused(tmp_path: Path) -> None:
+    # a job copied with its stateKey and given another target: the copy read nothing below
+    # the first's position and reported success
+    job = project(tmp_path, "1 = 1", {"stateKey": "orders"})
+    doc = json.loads(job.read_text())
+    doc["job"]["content"][0]["writer"]["parameter"]["path"] = "out_copy"
+    copy = tmp_path / "orders_copy.json"
+    copy.write_text(json.dumps(doc))
+    assert run(job, "-p", "region=all").returncode == 0
+    before = saved(tmp_path)
+    r = run(copy)
+    assert r.returncode == 1, r.stderr
+    assert (
+        "the saved position of 'orders#0' was saved by the job "
+        f"'{job.resolve().as_posix()}' writing another target than this job, "
+        f"'{copy.resolve().as_posix()}', writes (path: 'out_all' then, 'out_copy' now)"
+    ) in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "out_copy").exists()
+    assert saved(tmp_path) == before
+    # one job file writing a target of each run keeps its one position
+    with sqlite3.connect(tmp_path / "src.db") as con:
+        con.execute("INSERT INTO o VALUES (5, 'west')")
+    assert run(job, "-p", "region=next").returncode == 0
+    assert rows(tmp_path / "out_next") == ["5,west"]

@@ -476,27 +476,42 @@ def _what_entries_read(raw: Any, source: str, params: dict[str, str] | None) -> 
         spec = parse_job(substitute_tree(raw, at, given, path=""), source=source, problems=[])
     except (ConfigError, ValueError, TypeError):
         return {}  # the job's own problems are reported by the real substitution
-    return {i: _reads_of(c.reader.parameter) for i, c in enumerate(spec.contents)}
+    job = Path(source).resolve().as_posix()
+    return {
+        i: _reads_of(c.reader.parameter, c.writer.parameter, job)
+        for i, c in enumerate(spec.contents)
+    }
 
 
-def _reads_of(parameter: dict[str, Any]) -> str:
+#: the writer parameters that name its target (``writer.`` keys of what an entry reads, with
+#: its job file as ``writer.job``): two job files sharing a ``stateKey`` into two targets would
+#: each get part of the rows
+_TARGET_KEYS = _ROW_KEYS | {"path", "fileName"}
+
+
+def _reads_of(
+    parameter: dict[str, Any], writer: dict[str, Any] | None = None, job: str = ""
+) -> str:
     found: dict[str, Any] = {}
 
-    def walk(obj: Any, path: str) -> None:
+    def walk(obj: Any, path: str, keys: frozenset[str]) -> None:
         if isinstance(obj, dict):
             for k, v in obj.items():
                 at = f"{path}.{k}" if path else str(k)
-                if k in _ROW_KEYS:
+                if k in keys:
                     found[at] = _without_credentials(v)
                 elif at == "incremental" and isinstance(v, dict):
                     found["incremental.column"] = v.get("column")
                 else:
-                    walk(v, at)
+                    walk(v, at, keys)
         elif isinstance(obj, list):
             for j, v in enumerate(obj):
-                walk(v, f"{path}[{j}]")
+                walk(v, f"{path}[{j}]", keys)
 
-    walk(parameter, "")
+    walk(parameter, "", _ROW_KEYS)
+    if found and isinstance(writer, dict):
+        walk(writer, "writer", _TARGET_KEYS)
+        found["writer.job"] = job
     return json.dumps(found, sort_keys=True, default=str) if found else ""
 
 

@@ -207,12 +207,32 @@ def other_rows(store: StateStore | None, key: str, reads: str) -> str:
     if before is None or before == reads or not load_positions(store, key)[0]:
         return ""
     was, now = json.loads(before), json.loads(reads)
+    target = {k for k in set(was) | set(now) if k.startswith("writer.")}
     diff = "; ".join(
         f"{k}: {was.get(k)!r} then, {now.get(k)!r} now"
         for k in sorted(set(was) | set(now))
-        if was.get(k) != now.get(k)
+        if k not in target and was.get(k) != now.get(k)
     )
     job = key.rpartition("#")[0]
+    if not diff:
+        # one job file may write a new target each run (``-p batch=...``); two job files
+        # sharing a stateKey (a copied job) into two targets each get part of the rows
+        if "writer.job" not in was or was.get("writer.job") == now.get("writer.job"):
+            return ""
+        moved = "; ".join(
+            f"{k[len('writer.') :]}: {was.get(k)!r} then, {now.get(k)!r} now"
+            for k in sorted(target - {"writer.job"})
+            if was.get(k) != now.get(k)
+        )
+        if not moved:
+            return ""  # one job in two places (two machines' checkouts), one target
+        return (
+            f"the saved position of {key!r} was saved by the job {was['writer.job']!r} writing "
+            f"another target than this job, {now.get('writer.job')!r}, writes ({moved}); two "
+            "jobs sharing one position each get part of the rows, this one none below the "
+            "other's position. Give each its own setting.stateKey, or, when the job was moved "
+            f"with its target, start it over with `tidesync state reset {job}`"
+        )
     return (
         f"the saved position of {key!r} was read from other rows than this run reads ({diff}); "
         "one position cannot serve both: this run would skip its rows below the other's "
