@@ -1181,6 +1181,31 @@ def test_incremental_cursor_is_saved_only_when_the_job_commits(
     ]
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_an_incremental_text_cursor_reads_each_row_once_whatever_the_collation(
+    tmp_path: Path, mysql_db: MyDb, split: bool
+) -> None:
+    # utf8mb4_general_ci puts 'B' after 'a'; the saved position, the largest value Arrow read,
+    # was 'a', and every run read 'B' again
+    mysql_db.execute(
+        "CREATE TABLE oplog (id INT PRIMARY KEY, k VARCHAR(10)) COLLATE utf8mb4_general_ci",
+        "INSERT INTO oplog VALUES (1, 'a'), (2, 'B')",
+        "CREATE TABLE ods (id INT, k VARCHAR(10))",
+    )
+    extra: dict[str, Any] = {"splitPk": "id"} if split else {}
+    reader = rparams(mysql_db, "oplog", incremental={"column": "k"}, **extra)
+    path = job_file(tmp_path, reader, wparams(mysql_db, "ods"))
+    if split:
+        doc = json.loads(path.read_text())
+        doc["job"]["setting"]["speed"] = {"channel": 2}
+        path.write_text(json.dumps(doc))
+    assert run(path, tmp_path).status == "succeeded"
+    mysql_db.execute("INSERT INTO oplog VALUES (3, 'b')")
+    assert run(path, tmp_path).status == "succeeded"
+    assert run(path, tmp_path).status == "succeeded"
+    assert [r[0] for r in mysql_db.query("SELECT id FROM ods ORDER BY id")] == [1, 2, 3]
+
+
 def test_incremental_bounds_of_a_timestamp_column_are_instants_of_the_jobs_zone(
     tmp_path: Path, mysql_db: MyDb
 ) -> None:

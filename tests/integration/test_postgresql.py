@@ -486,6 +486,24 @@ def test_incremental_bounds_of_a_timestamptz_column_are_instants_of_the_jobs_zon
     assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == [(2,), (3,), (4,)]
 
 
+def test_an_incremental_text_cursor_reads_each_row_once_whatever_the_collation(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    # ICU's en-US puts 'B' after 'a'; the saved position, the largest value Arrow read, was
+    # 'a', and every run read 'B' again
+    pg.sql(
+        'CREATE TABLE {s}.src (id int, k text COLLATE "en-US-x-icu")',
+        "CREATE TABLE {s}.dst (id int, k text)",
+        "INSERT INTO {s}.src VALUES (1, 'a'), (2, 'B')",
+    )
+    rp = pg.reader_params(table="src", incremental={"column": "k"})
+    assert run(pg, tmp_path, rp, pg.writer_params("dst")).status == "succeeded"
+    pg.sql("INSERT INTO {s}.src VALUES (3, 'b')")
+    assert run(pg, tmp_path, rp, pg.writer_params("dst")).status == "succeeded"
+    assert run(pg, tmp_path, rp, pg.writer_params("dst")).status == "succeeded"
+    assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == [(1,), (2,), (3,)]
+
+
 def test_incremental_cursor_is_not_saved_when_the_job_fails(pg: PgDb, tmp_path: Path) -> None:
     _optime_tables(pg)
     rp = pg.reader_params(table="src", incremental={"column": "optime"})

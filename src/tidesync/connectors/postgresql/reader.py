@@ -420,6 +420,7 @@ class Reader(base.Reader):
             temporal=is_temporal(col.type),
             aware=is_aware(col.type),
             dates=pa.types.is_date(col.type),
+            text=pa.types.is_string(col.type) or pa.types.is_large_string(col.type),
         )
         plan.cursor_ref = ref
         window = plan.cursor.condition(POSTGRESQL, ref)

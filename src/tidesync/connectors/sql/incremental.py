@@ -74,11 +74,16 @@ class Cursor:
     #: the column holds dates or times as text the server compares as text (SQLite): the SQL
     #: condition only narrows to the days of the window, :meth:`track` applies it exactly
     text_times: bool = False
+    #: the column holds text: compared code point by code point, as the saved position (the
+    #: largest value Arrow saw) is, not in the column's collation (see :func:`_binary`)
+    text: bool = False
 
     def condition(self, dialect: Dialect, ref: str | None = None) -> str | None:
         """The SQL condition of the window (None: no bound); ``ref`` is how the column is
         written in the query (default: its quoted name)."""
         col = ref or dialect.ident(self.column)
+        if self.text:
+            col = _binary(dialect, col)
         if self.text_times:
             return self._days_condition(dialect, col)
         conds = []
@@ -135,7 +140,9 @@ class Cursor:
 
     def top_sql(self, dialect: Dialect, select: str) -> str:
         """The query of the largest cursor value that ``select`` (which reads the column) gives."""
-        return f"SELECT max({dialect.ident(self.column)}) FROM ({select}) AS tidesync_top"
+        col = dialect.ident(self.column)
+        col = _binary(dialect, col) if self.text else col
+        return f"SELECT max({col}) FROM ({select}) AS tidesync_top"
 
     def position(self, value: Any) -> dict[str, Any]:
         pos = {"source": self.source, "column": self.column, "value": value}
@@ -227,6 +234,7 @@ class Incremental:
         temporal: bool,
         aware: bool = False,
         dates: bool = False,
+        text: bool = False,
     ) -> Cursor:
         """The cursor of ``source`` for this run. The lower bound is the largest value the
         positions of the last committed run hold for this source and column (``start`` when
@@ -287,7 +295,9 @@ class Incremental:
                 upper = upper.replace(tzinfo=ZoneInfo(zone), fold=0).astimezone(UTC)
         lower, upper = jsonable(lower), jsonable(upper)
         if upper is None:
-            return Cursor(source, column, lower, None, drop, jsonable(top), lower_closed=closed)
+            return Cursor(
+                source, column, lower, None, drop, jsonable(top), lower_closed=closed, text=text
+            )
         key = upper if ctx.cyctime is None else jsonable(ctx.cyctime)
         if key in windows:  # a rerun: the span its first run read, whatever was read since
             lower, closed = windows[key]
@@ -298,8 +308,30 @@ class Incremental:
             (u, low, c) for u, (low, c) in sorted(windows.items(), key=lambda w: _comparable(w[0]))
         )[-WINDOWS_KEPT:]
         return Cursor(
-            source, column, lower, upper, drop, jsonable(top), kept, closed, upper_open=True
+            source,
+            column,
+            lower,
+            upper,
+            drop,
+            jsonable(top),
+            kept,
+            closed,
+            upper_open=True,
+            text=text,
         )
+
+
+def _binary(dialect: Dialect, col: str) -> str:
+    """A text column compared code point by code point. In its collation (MySQL's and
+    MariaDB's default ``utf8mb4_general_ci``, PostgreSQL's ``en_US``) 'B' comes after 'a', while
+    the saved position, the largest value Arrow read, is 'a': every run read 'B' again."""
+    if dialect is MYSQL or dialect.name == MYSQL.name:
+        return f"CONVERT({col} USING utf8mb4) COLLATE utf8mb4_bin"
+    if dialect.name == "postgresql":
+        return f'{col} COLLATE "C"'
+    if dialect.name == "sqlite":
+        return f"{col} COLLATE BINARY"
+    return col
 
 
 #: how many windows (one per instance, by its cyctime) a cursor keeps for reruns

@@ -258,6 +258,7 @@ def source_cursor(
         temporal=is_temporal(t),
         aware=is_aware(t),
         dates=pa.types.is_date(t),
+        text=pa.types.is_string(t) or pa.types.is_large_string(t),
     )
     return replace(cursor, text_times=True) if text_times and is_temporal(t) else cursor
 
