@@ -486,8 +486,9 @@ def test_incremental_bounds_of_a_timestamptz_column_are_instants_of_the_jobs_zon
     assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == [(2,), (3,), (4,)]
 
 
+@pytest.mark.parametrize("split", [False, True])
 def test_an_incremental_text_cursor_reads_each_row_once_whatever_the_collation(
-    pg: PgDb, tmp_path: Path
+    pg: PgDb, tmp_path: Path, split: bool
 ) -> None:
     # ICU's en-US puts 'B' after 'a'; the saved position, the largest value Arrow read, was
     # 'a', and every run read 'B' again
@@ -496,11 +497,13 @@ def test_an_incremental_text_cursor_reads_each_row_once_whatever_the_collation(
         "CREATE TABLE {s}.dst (id int, k text)",
         "INSERT INTO {s}.src VALUES (1, 'a'), (2, 'B')",
     )
-    rp = pg.reader_params(table="src", incremental={"column": "k"})
-    assert run(pg, tmp_path, rp, pg.writer_params("dst")).status == "succeeded"
+    extra: dict[str, Any] = {"splitPk": "id"} if split else {}
+    rp = pg.reader_params(table="src", incremental={"column": "k"}, **extra)
+    setting = {"speed": {"channel": 2}} if split else None
+    assert run(pg, tmp_path, rp, pg.writer_params("dst"), setting).status == "succeeded"
     pg.sql("INSERT INTO {s}.src VALUES (3, 'b')")
-    assert run(pg, tmp_path, rp, pg.writer_params("dst")).status == "succeeded"
-    assert run(pg, tmp_path, rp, pg.writer_params("dst")).status == "succeeded"
+    for _ in range(2):
+        assert run(pg, tmp_path, rp, pg.writer_params("dst"), setting).status == "succeeded"
     assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == [(1,), (2,), (3,)]
 
 

@@ -475,14 +475,15 @@ class Reader(base.Reader):
         conn = self._conn(src)
         assert plan.cursor is not None and plan.table is not None and src.endpoint is not None
         where = (" WHERE " + " AND ".join(plan.conds)) if plan.conds else ""
+        col = plan.cursor.compared(POSTGRESQL, plan.cursor_ref)
         with edge(src.endpoint, where=self.ctx.path("incremental")), conn.transaction():
             (top,) = conn.execute(
-                f"SELECT max({plan.cursor_ref}) FROM {plan.table.qualified}{where}"
+                f"SELECT max({col}) FROM {plan.table.qualified}{where}"
             ).fetchone()
         capped = plan.cursor.capped(top)
         if capped is not plan.cursor:
             plan.cursor = capped
-            plan.conds = [*plan.conds, f"{plan.cursor_ref} <= {literal(POSTGRESQL, capped.upper)}"]
+            plan.conds = [*plan.conds, f"{col} <= {literal(POSTGRESQL, capped.upper)}"]
 
     def _ranges(self, src: _Source, plan: _Plan, n: int) -> list[tuple[str, list[str]]]:
         """Key ranges of a table that cover every row exactly once (NULL keys in their own)."""

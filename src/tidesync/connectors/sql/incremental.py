@@ -81,9 +81,7 @@ class Cursor:
     def condition(self, dialect: Dialect, ref: str | None = None) -> str | None:
         """The SQL condition of the window (None: no bound); ``ref`` is how the column is
         written in the query (default: its quoted name)."""
-        col = ref or dialect.ident(self.column)
-        if self.text:
-            col = _binary(dialect, col)
+        col = self.compared(dialect, ref)
         if self.text_times:
             return self._days_condition(dialect, col)
         conds = []
@@ -94,6 +92,11 @@ class Cursor:
             op = "<" if self.upper_open else "<="
             conds.append(f"{col} {op} {literal(dialect, self.upper)}")
         return " AND ".join(conds) or None
+
+    def compared(self, dialect: Dialect, ref: str | None = None) -> str:
+        """The column as the window compares it (``ref``: as the query writes it)."""
+        col = ref or dialect.ident(self.column)
+        return _binary(dialect, col) if self.text else col
 
     def _days_condition(self, dialect: Dialect, col: str) -> str | None:
         """The days of the window, for times kept as text: SQLite compares
@@ -140,9 +143,7 @@ class Cursor:
 
     def top_sql(self, dialect: Dialect, select: str) -> str:
         """The query of the largest cursor value that ``select`` (which reads the column) gives."""
-        col = dialect.ident(self.column)
-        col = _binary(dialect, col) if self.text else col
-        return f"SELECT max({col}) FROM ({select}) AS tidesync_top"
+        return f"SELECT max({self.compared(dialect)}) FROM ({select}) AS tidesync_top"
 
     def position(self, value: Any) -> dict[str, Any]:
         pos = {"source": self.source, "column": self.column, "value": value}
@@ -328,7 +329,7 @@ def _binary(dialect: Dialect, col: str) -> str:
     if dialect is MYSQL or dialect.name == MYSQL.name:
         return f"CONVERT({col} USING utf8mb4) COLLATE utf8mb4_bin"
     if dialect.name == "postgresql":
-        return f'{col} COLLATE "C"'
+        return f'({col})::text COLLATE "C"'  # ::text: uuid, enum, inet take no collation
     if dialect.name == "sqlite":
         return f"{col} COLLATE BINARY"
     return col
