@@ -297,6 +297,20 @@ class Reader(CaptureReader):
                 "binlog_expire_logs_seconds to keep the log longer, then `tidesync cdc drop` "
                 "the job and start anew"
             )
+        # a saved position past the log's end (a server restored from a backup, RESET MASTER,
+        # another server): runs would succeed empty until the log reached it, then read on from
+        # a place that is no event's start; the changes logged up to it were never taken
+        last = bl.Position.parse(history.last_hi)
+        end = self._master()
+        if last.file not in files or end.key < last.key:
+            raise FatalError(
+                f"{self.ctx.where}: this capture has taken the binlog of {self.endpoint.label} "
+                f"up to {last}, but the server's binlog ends at {end}"
+                + ("" if last.file in files else f" and has no file {last.file}")
+                + ": it is not the log the capture read (a server restored from a backup, "
+                "RESET MASTER, or another server?); point the job at the server that has it, "
+                "or `tidesync cdc drop` the job and start anew (snapshot: true)"
+            )
         return history
 
     def _snapshot(self) -> Generator[base.Chunk, None, tuple[str, int]]:
