@@ -700,8 +700,37 @@ def test_a_change_logged_as_a_statement_is_an_error_not_a_lost_change(
             ["CREATE TABLE t_new (id INT PRIMARY KEY)", "RENAME TABLE t TO t_old, t_new TO t"],
             "RENAME TABLE t TO t_old",
         ),
+        (["CREATE OR REPLACE TABLE t (id INT PRIMARY KEY)"], "CREATE OR REPLACE TABLE t"),
+        (
+            [
+                "CREATE TABLE px (id INT PRIMARY KEY) PARTITION BY RANGE (id) "
+                "(PARTITION p0 VALUES LESS THAN MAXVALUE)",
+                "INSERT INTO px VALUES (5)",
+                "ALTER TABLE px EXCHANGE PARTITION p0 WITH TABLE t",
+            ],
+            "EXCHANGE PARTITION p0 WITH TABLE t",
+        ),
+        *(
+            (
+                [
+                    "ALTER TABLE t PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (10), "
+                    "PARTITION p1 VALUES LESS THAN MAXVALUE)",
+                    f"ALTER TABLE t {verb} PARTITION p0",
+                ],
+                f"{verb} PARTITION p0",
+            )
+            for verb in ("DROP", "TRUNCATE")
+        ),
     ],
-    ids=["truncate", "drop_and_create", "rename_swap"],
+    ids=[
+        "truncate",
+        "drop_and_create",
+        "rename_swap",
+        "create_or_replace",
+        "exchange_partition",
+        "drop_partition",
+        "truncate_partition",
+    ],
 )
 def test_a_statement_that_replaces_a_captured_tables_rows_is_an_error(
     mysql_db: MyDb,  # noqa: F811

@@ -768,10 +768,13 @@ class Reader(CaptureReader):
                 what += "deleted rows"
                 fix = "delete its rows with DELETE, not TRUNCATE, while it is captured"
             elif swap is not None:
-                names = [_table_key(n, db) for n in _TABLE_NAME.findall(swap[1] or swap[2])]
+                found = swap[1] or swap[2]
+                names = [_table_key(n, db) for n in _TABLE_NAME.findall(found)] if found else []
+                names += [_table_key(n, db) for n in swap.groups()[2:] if n]
                 hit = [k for k in names if k in self.targets]
-                what = "dropped or renamed the table, or put another in its place: its rows "
-                what += "were replaced without a change of each in the binlog"
+                what = "dropped or renamed the table, put another in its place, or dropped, "
+                what += "emptied or swapped a partition's rows: its rows were replaced without "
+                what += "a change of each in the binlog"
                 fix = "keep the table in place while it is captured"
             elif _DML.match(text):
                 hit = [k for k in self.targets if k[0] == db or _names(text, k[1])]
@@ -957,11 +960,19 @@ _DML = re.compile(r"(INSERT|UPDATE|DELETE|REPLACE|LOAD|WITH|SELECT|CALL|DO)\b|\(
 _TRUNCATE = re.compile(
     r"TRUNCATE\s+(?:TABLE\s+)?((?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?)", re.IGNORECASE
 )
-#: statements that drop, rename or replace tables (their names: what ``_TABLE_NAME`` finds)
+_NAME = r"(?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?"
+#: statements that drop, rename or replace tables or their rows without a row event each (the
+#: names: what ``_TABLE_NAME`` finds in groups 1 and 2, groups 3 on as they are): DROP, RENAME,
+#: ALTER ... RENAME, CREATE OR REPLACE (MariaDB), a partition's rows dropped, emptied or swapped
+#: with another table's, a tablespace discarded or imported
 _REPLACED = re.compile(
     r"(?:DROP\s+TABLES?\s+(?:IF\s+EXISTS\s+)?|RENAME\s+TABLES?\s+)(.*)"
     r"|ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+(?:IF\s+EXISTS\s+)?(.*\bRENAME\s+(?:TO\s+|AS\s+)?"
-    r"(?!COLUMN\b|INDEX\b|KEY\b)(?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?\s*(?:,|$).*)",
+    r"(?!COLUMN\b|INDEX\b|KEY\b)(?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?\s*(?:,|$).*)"
+    rf"|CREATE\s+OR\s+REPLACE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?({_NAME})"
+    rf"|ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+(?:IF\s+EXISTS\s+)?({_NAME})\s.*?"
+    rf"(?:\b(?:TRUNCATE|DROP)\s+PARTITION\b|\b(?:DISCARD|IMPORT)\s+(?:PARTITION\s.*?)?TABLESPACE\b"
+    rf"|\bEXCHANGE\s+PARTITION\s+\w+\s+WITH\s+TABLE\s+({_NAME}))",
     re.IGNORECASE | re.DOTALL,
 )
 _TABLE_NAME = re.compile(
