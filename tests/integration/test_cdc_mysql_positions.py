@@ -25,7 +25,10 @@ def _saved(c: Capture, change: Any) -> None:
     assert store.compare_and_set(POSITIONS, entry.key, entry.version, v) is not None
 
 
-def test_a_saved_file_position_past_the_logs_end_is_an_error(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+def test_a_saved_file_position_past_the_logs_end_is_an_error(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:  # noqa: F811
     mysql_db.execute("CREATE TABLE pe (id INT PRIMARY KEY)")
     c = cap(mysql_db, tmp_path, ["pe"], position="file")
     c.run()
@@ -40,3 +43,43 @@ def test_a_saved_file_position_past_the_logs_end_is_an_error(mysql_db: MyDb, tmp
     r = c.run_report()
     assert r.status == "failed"
     assert "but the server's binlog ends at" in r.error and "RESET MASTER" in r.error
+
+
+@pytest.mark.parametrize("meta", ["FULL", "MINIMAL", "NO_LOG"])
+@pytest.mark.parametrize(
+    ("column", "value", "then", "alter"),
+    [
+        # -1 would read as 4294967295 (the row is made 5 before, and the log keeps its -1)
+        ("v INT", "-1", "UPDATE ct SET v = 5", "MODIFY v INT UNSIGNED"),
+        ("v ENUM('a', 'b')", "'a'", "DO 0", "MODIFY v ENUM('b', 'a')"),  # 'a' would read as 'b'
+        (
+            "v VARCHAR(10)",
+            "'é'",
+            "DO 0",
+            "CONVERT TO CHARACTER SET utf8mb4",
+        ),  # latin1 bytes as utf8
+    ],
+    ids=["unsigned", "enum_labels", "convert_charset"],
+)
+def test_a_column_whose_values_read_otherwise_since_they_were_logged_is_an_error(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    row_metadata: Any,  # noqa: F811
+    meta: str,
+    column: str,
+    value: str,
+    then: str,
+    alter: str,
+) -> None:
+    row_metadata(meta)
+    mysql_db.execute(f"CREATE TABLE ct (id INT PRIMARY KEY, {column}) CHARACTER SET latin1")
+    c = cap(mysql_db, tmp_path, ["ct"])
+    c.run()
+    mysql_db.execute(f"INSERT INTO ct VALUES (1, {value})", then, f"ALTER TABLE ct {alter}")
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "table ct, column v" in r.error
+    c2 = cap(mysql_db, tmp_path, ["ct"])  # a capture that starts after the change reads on
+    c2.run()
+    mysql_db.execute(f"INSERT INTO ct VALUES (2, {value.lstrip('-')})")
+    assert rows(c2.run(), "id") == [(2,)]

@@ -233,6 +233,11 @@ class TableMap:
     types: list[int]
     meta: list[int]  # per column, as the table map packs it (see _metadata)
     names: list[str] | None = None  # with binlog_row_metadata = FULL
+    # the optional metadata beside the names (None: not logged): per column whether it is
+    # unsigned (numeric columns), its collation id (character columns), its ENUM/SET labels
+    unsigned: list[bool | None] | None = None
+    collations: list[int | None] | None = None
+    labels: list[list[bytes] | None] | None = None
 
 
 def _lenenc(b: bytes, i: int) -> tuple[int, int]:
@@ -274,18 +279,71 @@ def parse_table_map(body: bytes) -> TableMap:
         else:
             meta.append(0)
     i += (n + 7) // 8  # nullability
-    names = None
+    tm = TableMap(db, table, types, meta)
+    # which columns each kind of optional metadata is about, in column order
+    real = [m >> 8 if t == T_STRING and (m >> 8) in (T_ENUM, T_SET) else t
+            for t, m in zip(types, meta, strict=True)]  # fmt: skip
+    numeric = [j for j, t in enumerate(real) if t in _NUMERIC]
+    chars = [j for j, t in enumerate(real) if t in _CHARACTER]
+    enums = [j for j, t in enumerate(real) if t == T_ENUM]
+    sets = [j for j, t in enumerate(real) if t == T_SET]
     while i < len(body):  # optional metadata (MySQL 8, MariaDB 10.5+): type, length, value
         kind = body[i]
         ln, i = _lenenc(body, i + 1)
+        value = body[i : i + ln]
         if kind == 4:  # COLUMN_NAME
-            names, k = [], i
-            while k < i + ln:
-                nl, k = _lenenc(body, k)
-                names.append(body[k : k + nl].decode())
-                k += nl
+            tm.names = [v.decode() for v in _lenenc_strings(value)]
+        elif kind == 1:  # SIGNEDNESS: a bit per numeric column, the first the highest
+            tm.unsigned = [None] * n
+            for b, j in enumerate(numeric):
+                tm.unsigned[j] = bool(value[b // 8] & (0x80 >> (b % 8)))
+        elif kind in (2, 3):  # DEFAULT_CHARSET (default, then exceptions) / COLUMN_CHARSET
+            ids = _lenenc_ints(value)
+            of = [ids[0]] * len(chars) if kind == 2 else ids
+            if kind == 2:
+                for k in range(1, len(ids) - 1, 2):
+                    of[ids[k]] = ids[k + 1]
+            if len(of) == len(chars):
+                tm.collations = tm.collations or [None] * n
+                for j, c in zip(chars, of, strict=True):
+                    tm.collations[j] = c
+        elif kind in (5, 6):  # SET_STR_VALUE / ENUM_STR_VALUE: per column, a count and labels
+            at = 0
+            tm.labels = tm.labels or [None] * n
+            for j in sets if kind == 5 else enums:
+                count, at = _lenenc(value, at)
+                got = []
+                for _ in range(count):
+                    size, at = _lenenc(value, at)
+                    got.append(value[at : at + size])
+                    at += size
+                tm.labels[j] = got
         i += ln
-    return TableMap(db, table, types, meta, names)
+    return tm
+
+
+#: the columns SIGNEDNESS has a bit for: MariaDB's numeric fields (YEAR among them, an
+#: unsigned TINYINT there; the capture reads the bits on MariaDB only)
+_NUMERIC = (T_TINY, T_SHORT, T_INT24, T_LONG, T_LONGLONG, T_FLOAT, T_DOUBLE, T_NEWDECIMAL,
+            T_DECIMAL, T_YEAR)  # fmt: skip
+_CHARACTER = (T_STRING, T_VAR_STRING, T_VARCHAR, T_BLOB, T_TINY_BLOB, T_MEDIUM_BLOB, T_LONG_BLOB)
+
+
+def _lenenc_strings(b: bytes) -> list[bytes]:
+    out, k = [], 0
+    while k < len(b):
+        size, k = _lenenc(b, k)
+        out.append(b[k : k + size])
+        k += size
+    return out
+
+
+def _lenenc_ints(b: bytes) -> list[int]:
+    out, k = [], 0
+    while k < len(b):
+        v, k = _lenenc(b, k)
+        out.append(v)
+    return out
 
 
 # -- the dump -------------------------------------------------------------------------------------
@@ -618,6 +676,7 @@ class ColumnSpec:
     charset: str | None = None  # None: binary
     labels: list[str] | None = None  # ENUM / SET values
     data_type: str = ""  # the catalog's DATA_TYPE (int, varchar, ...)
+    column_type: str = ""  # the catalog's COLUMN_TYPE (int(10) unsigned, ...)
 
     def fits(self, t: int, meta: int) -> bool:
         """Whether a logged value of binlog type ``t`` (and metadata) is a value of this column
@@ -952,6 +1011,13 @@ def _codec(spec: ColumnSpec) -> str:
             "convert the column to utf8mb4, or leave it out with column"
         ) from None
     return name
+
+
+def codec_name(spec: ColumnSpec) -> str:
+    """The Python codec of a column's text (``latin1`` for a binary one: its bytes as is)."""
+    if spec.charset is None:
+        return "latin1"
+    return "utf-8" if spec.charset.lower() in _UTF8 else _codec(spec)
 
 
 _ZERO_ONE = from_numpy(np.array([0, 1], np.int64))

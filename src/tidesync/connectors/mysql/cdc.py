@@ -112,6 +112,7 @@ class Reader(CaptureReader):
         self._checksum = True
         self._maria = True
         self._gtid_mode: bool | None = None  # decided per run: by the stored position, else here
+        self._charsets: dict[int, str] = {}  # collation id -> character set
 
     # -- planning --------------------------------------------------------------------------------
     def _control(self) -> Any:
@@ -169,6 +170,7 @@ class Reader(CaptureReader):
                             c["charset"],
                             labels,
                             c["type"],
+                            c["column_type"],
                         )
                     )
                 wanted = set(self.o.columns or [s.name for s in specs if s.name in schema.names])
@@ -187,6 +189,11 @@ class Reader(CaptureReader):
         row = self._query("SELECT @@global.binlog_checksum, VERSION()")
         self._checksum = bool(row and row[0][0] and str(row[0][0]).upper() != "NONE")
         self._maria = "mariadb" in str(row[0][1]).lower()
+        self._charsets = {
+            int(r[0]): str(r[1])
+            for r in self._query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS")
+            if r[0] is not None
+        }
         self._planned = True
 
     # -- the hooks of the skeleton -----------------------------------------------------------------
@@ -301,11 +308,11 @@ class Reader(CaptureReader):
         # another server): runs would succeed empty until the log reached it, then read on from
         # a place that is no event's start; the changes logged up to it were never taken
         last = bl.Position.parse(history.last_hi)
-        end = self._master()
-        if last.file not in files or end.key < last.key:
+        log_end = self._master()
+        if last.file not in files or log_end.key < last.key:
             raise FatalError(
                 f"{self.ctx.where}: this capture has taken the binlog of {self.endpoint.label} "
-                f"up to {last}, but the server's binlog ends at {end}"
+                f"up to {last}, but the server's binlog ends at {log_end}"
                 + ("" if last.file in files else f" and has no file {last.file}")
                 + ": it is not the log the capture read (a server restored from a backup, "
                 "RESET MASTER, or another server?); point the job at the server that has it, "
@@ -809,6 +816,9 @@ class Reader(CaptureReader):
             target = self.targets.get(key)
             col = next((c[2] for c in _COLUMN_CHANGE.finditer(m[2])
                         if c[2].upper() not in _NOT_COLUMNS), None)  # fmt: skip
+            if col is None and target is not None and _CONVERT.search(m[2]):
+                # every text column's bytes change: the rows logged before are in the old set
+                col = next((s.name for s in target.specs if s.charset is not None), None)
             if target is None or col is None:
                 continue
             before = key in state.nameless or any(
@@ -873,12 +883,40 @@ class Reader(CaptureReader):
                 )
             cols = list(range(len(names)))
         for j, at in enumerate(cols):
-            if at is not None and not target.specs[at].fits(tm.types[j], tm.meta[j]):
-                spec = target.specs[at]
+            if at is None:
+                continue
+            spec = target.specs[at]
+            logged = f"values of binlog type {tm.types[j]}"
+            now_type = spec.column_type or spec.data_type
+            fits = spec.fits(tm.types[j], tm.meta[j])
+            # what the table map's optional metadata says (binlog_row_metadata MINIMAL, FULL):
+            # a column made UNSIGNED, converted to another character set, or given other
+            # ENUM/SET labels is logged as the same type (its old values read as the new type's
+            # would be wrong: -1 as 4294967295, latin1 bytes as utf8, another label)
+            sign = tm.unsigned[j] if tm.unsigned is not None and self._maria else None
+            if fits and sign is not None and tm.types[j] != bl.T_YEAR and sign != spec.unsigned:
+                fits = False
+                logged = "unsigned values" if sign else "signed values"
+            if fits and tm.collations is not None and tm.collations[j] is not None:
+                was = self._charsets.get(int(tm.collations[j]))  # type: ignore[arg-type]
+                now = spec.charset or "binary"
+                if was is not None and was.lower() != now.lower():
+                    fits = False
+                    logged = f"text in character set {was}"
+                    now_type = f"{spec.column_type}, character set {now}"
+            if fits and tm.labels is not None and tm.labels[j] is not None and spec.labels:
+                codec = bl.codec_name(spec)
+                was_labels = tm.labels[j] or []
+                if was_labels != [x.encode(codec, "replace") for x in spec.labels]:
+                    fits = False
+                    labels = ", ".join(repr(x.decode(codec, "replace")) for x in was_labels)
+                    logged = f"values of the labels ({labels})"
+            if not fits:
                 raise FatalError(
                     f"{self.ctx.where}: table {target.label}, column {spec.name}: the binlog "
-                    f"holds values of binlog type {tm.types[j]} in it, which is not its type now "
-                    f"({spec.data_type}): the column changed since those rows were logged"
+                    f"holds {logged} in it, which is not its type now "
+                    f"({now_type}): the column changed since those "
+                    "rows were logged"
                     + ("" if tm.names is not None else " (matched by position: "
                        "SET GLOBAL binlog_row_metadata = FULL to match by name)")
                     + "; read those changes with the table as it was, or start a new capture "
@@ -949,6 +987,7 @@ _COLUMN_CHANGE = re.compile(
     r"\b(ADD|DROP|CHANGE|MODIFY|RENAME)\s+(?:COLUMN\s+)?(?:IF\s+(?:NOT\s+)?EXISTS\s+)?`?(\w+)`?",
     re.IGNORECASE,
 )
+_CONVERT = re.compile(r"\bCONVERT\s+TO\s+(?:CHARACTER\s+SET|CHARSET)\b", re.IGNORECASE)
 _NOT_COLUMNS = {"INDEX", "KEY", "PRIMARY", "UNIQUE", "FULLTEXT", "SPATIAL", "CONSTRAINT",
                 "FOREIGN", "CHECK", "PARTITION", "PERIOD", "SYSTEM", "TO", "AS"}  # fmt: skip
 
