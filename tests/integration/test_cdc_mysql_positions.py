@@ -83,3 +83,31 @@ def test_a_column_whose_values_read_otherwise_since_they_were_logged_is_an_error
     c2.run()
     mysql_db.execute(f"INSERT INTO ct VALUES (2, {value.lstrip('-')})")
     assert rows(c2.run(), "id") == [(2,)]
+
+
+@pytest.mark.parametrize("meta", ["FULL", "NO_LOG"])
+def test_a_primary_key_changed_since_rows_were_logged_is_an_error(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    row_metadata: Any,  # noqa: F811
+    meta: str,
+) -> None:
+    row_metadata(meta)
+    mysql_db.execute("CREATE TABLE pk (id INT PRIMARY KEY, code INT NOT NULL)")
+    c = cap(mysql_db, tmp_path, ["pk"])
+    c.run()
+    # under the key of the time, id 1 went and id 2 came; under the new key it reads as an
+    # update of code 10, and a target merged by id would keep id 1
+    mysql_db.execute(
+        "INSERT INTO pk VALUES (1, 10)",
+        "UPDATE pk SET id = 2 WHERE id = 1",
+        "ALTER TABLE pk DROP PRIMARY KEY, ADD PRIMARY KEY (code)",
+    )
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "table pk" in r.error and "primary key" in r.error
+    mysql_db.execute("UPDATE pk SET id = 3 WHERE code = 10")
+    c2 = cap(mysql_db, tmp_path, ["pk"])  # a capture that starts after the change reads on
+    c2.run()
+    mysql_db.execute("UPDATE pk SET code = 11 WHERE code = 10")
+    assert rows(c2.run(), "_op", "id", "code") == [("d", 3, 10), ("c", 3, 11)]

@@ -238,6 +238,7 @@ class TableMap:
     unsigned: list[bool | None] | None = None
     collations: list[int | None] | None = None
     labels: list[list[bytes] | None] | None = None
+    key: list[int] | None = None  # the primary key's columns (FULL)
 
 
 def _lenenc(b: bytes, i: int) -> tuple[int, int]:
@@ -293,6 +294,11 @@ def parse_table_map(body: bytes) -> TableMap:
         value = body[i : i + ln]
         if kind == 4:  # COLUMN_NAME
             tm.names = [v.decode() for v in _lenenc_strings(value)]
+            tm.key = tm.key or []  # FULL names the key's columns, if the table has one
+        elif kind == 8:  # SIMPLE_PRIMARY_KEY: the key's column indexes
+            tm.key = _lenenc_ints(value)
+        elif kind == 9:  # PRIMARY_KEY_WITH_PREFIX: (index, prefix length) pairs
+            tm.key = _lenenc_ints(value)[0::2]
         elif kind == 1:  # SIGNEDNESS: a bit per numeric column, the first the highest
             tm.unsigned = [None] * n
             for b, j in enumerate(numeric):

@@ -819,6 +819,11 @@ class Reader(CaptureReader):
             if col is None and target is not None and _CONVERT.search(m[2]):
                 # every text column's bytes change: the rows logged before are in the old set
                 col = next((s.name for s in target.specs if s.charset is not None), None)
+            what = f"column {col}"
+            if target is not None and col is None and _PRIMARY.search(m[2]):
+                # the rows logged before are keyed otherwise: an update that moved the old key
+                # would read as an update of the new one (its old key's row never deleted)
+                col, what = "PRIMARY KEY", "its primary key"
             if target is None or col is None:
                 continue
             before = key in state.nameless or any(
@@ -827,7 +832,7 @@ class Reader(CaptureReader):
             )
             if before:
                 raise FatalError(
-                    f"{self.ctx.where}: table {target.label}, column {col}: the table changed "
+                    f"{self.ctx.where}: table {target.label}, {what}: the table changed "
                     f"within the changes of this run ({stmt[:120]!r}), and the binlog does not "
                     "name the columns of the rows logged before, so they cannot be matched to "
                     "its columns now; SET GLOBAL binlog_row_metadata = FULL (it names the "
@@ -872,6 +877,18 @@ class Reader(CaptureReader):
         names = [s.name for s in target.specs]
         if tm.names is not None:
             cols = [names.index(n) if n in names else None for n in tm.names]
+            if tm.key is not None:
+                was = sorted(tm.names[j] for j in tm.key if j < len(tm.names))
+                now = sorted(names[j] for j in target.key)
+                if was != now:
+                    raise FatalError(
+                        f"{self.ctx.where}: table {target.label}: the binlog holds rows keyed by "
+                        f"({', '.join(was) or 'no primary key'}), but its primary key is "
+                        f"({', '.join(now) or 'none'}) now: it changed since those rows were "
+                        "logged, so an update that moved the old key would read as an update of "
+                        "the new one; read those changes with the table as it was, or start a "
+                        "new capture (`tidesync cdc drop`, then snapshot: true)"
+                    )
         else:
             if len(tm.types) != len(names):
                 raise FatalError(
@@ -887,7 +904,7 @@ class Reader(CaptureReader):
                 continue
             spec = target.specs[at]
             logged = f"values of binlog type {tm.types[j]}"
-            now_type = spec.column_type or spec.data_type
+            now_type = spec.data_type
             fits = spec.fits(tm.types[j], tm.meta[j])
             # what the table map's optional metadata says (binlog_row_metadata MINIMAL, FULL):
             # a column made UNSIGNED, converted to another character set, or given other
@@ -897,13 +914,14 @@ class Reader(CaptureReader):
             if fits and sign is not None and tm.types[j] != bl.T_YEAR and sign != spec.unsigned:
                 fits = False
                 logged = "unsigned values" if sign else "signed values"
+                now_type = spec.column_type
             if fits and tm.collations is not None and tm.collations[j] is not None:
                 was = self._charsets.get(int(tm.collations[j]))  # type: ignore[arg-type]
                 now = spec.charset or "binary"
                 if was is not None and was.lower() != now.lower():
                     fits = False
                     logged = f"text in character set {was}"
-                    now_type = f"{spec.column_type}, character set {now}"
+                    now_type = f"{spec.data_type}, character set {now}"
             if fits and tm.labels is not None and tm.labels[j] is not None and spec.labels:
                 codec = bl.codec_name(spec)
                 was_labels = tm.labels[j] or []
@@ -911,6 +929,7 @@ class Reader(CaptureReader):
                     fits = False
                     labels = ", ".join(repr(x.decode(codec, "replace")) for x in was_labels)
                     logged = f"values of the labels ({labels})"
+                    now_type = spec.column_type
             if not fits:
                 raise FatalError(
                     f"{self.ctx.where}: table {target.label}, column {spec.name}: the binlog "
@@ -987,6 +1006,7 @@ _COLUMN_CHANGE = re.compile(
     r"\b(ADD|DROP|CHANGE|MODIFY|RENAME)\s+(?:COLUMN\s+)?(?:IF\s+(?:NOT\s+)?EXISTS\s+)?`?(\w+)`?",
     re.IGNORECASE,
 )
+_PRIMARY = re.compile(r"\b(?:ADD|DROP)\s+(?:CONSTRAINT\s+\S+\s+)?PRIMARY\s+KEY\b", re.IGNORECASE)
 _CONVERT = re.compile(r"\bCONVERT\s+TO\s+(?:CHARACTER\s+SET|CHARSET)\b", re.IGNORECASE)
 _NOT_COLUMNS = {"INDEX", "KEY", "PRIMARY", "UNIQUE", "FULLTEXT", "SPATIAL", "CONSTRAINT",
                 "FOREIGN", "CHECK", "PARTITION", "PERIOD", "SYSTEM", "TO", "AS"}  # fmt: skip
