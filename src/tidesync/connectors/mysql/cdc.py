@@ -915,13 +915,13 @@ class Reader(CaptureReader):
                 fits = False
                 logged = "unsigned values" if sign else "signed values"
                 now_type = spec.column_type
-            if fits and tm.collations is not None and tm.collations[j] is not None:
-                was = self._charsets.get(int(tm.collations[j]))  # type: ignore[arg-type]
-                now = spec.charset or "binary"
-                if was is not None and was.lower() != now.lower():
-                    fits = False
-                    logged = f"text in character set {was}"
-                    now_type = f"{spec.data_type}, character set {now}"
+            coll = tm.collations[j] if tm.collations is not None else None
+            set_was = self._charsets.get(coll) if coll is not None else None
+            set_now = spec.charset or "binary"
+            if fits and set_was is not None and set_was.lower() != set_now.lower():
+                fits = False
+                logged = f"text in character set {set_was}"
+                now_type = f"{spec.data_type}, character set {set_now}"
             if fits and tm.labels is not None and tm.labels[j] is not None and spec.labels:
                 codec = bl.codec_name(spec)
                 was_labels = tm.labels[j] or []
