@@ -111,3 +111,30 @@ def test_a_primary_key_changed_since_rows_were_logged_is_an_error(
     c2.run()
     mysql_db.execute("UPDATE pk SET code = 11 WHERE code = 10")
     assert rows(c2.run(), "_op", "id", "code") == [("d", 3, 10), ("c", 3, 11)]
+
+
+def test_a_table_added_to_a_running_capture_is_an_error(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute(
+        "CREATE TABLE a1 (id INT PRIMARY KEY)",
+        "CREATE TABLE a2 (id INT PRIMARY KEY)",
+        "INSERT INTO a2 VALUES (1)",
+    )
+    c = cap(mysql_db, tmp_path, ["a1"])
+    c.run()
+    mysql_db.execute("INSERT INTO a2 VALUES (2)")  # passed over: a2 was not read then
+    c.run()
+    c.params["table"] = ["a1", "a2"]
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "table a2 is new to this capture" in r.error and "a1" in r.error
+    c.params["table"] = ["a1"]  # without it the capture goes on
+
+    def no_tables(h: dict[str, Any]) -> None:  # positions saved by an earlier version
+        h.pop("tables")
+
+    _saved(c, no_tables)
+    mysql_db.execute("INSERT INTO a1 VALUES (3)")
+    assert rows(c.run(), "id") == [(3,)]
+    assert state_store(c.root).list(POSITIONS)[0].value["positions"]["changes"]["tables"] == {
+        f"{mysql_db.name}.a1": None
+    }
