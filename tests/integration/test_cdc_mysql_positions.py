@@ -138,3 +138,63 @@ def test_a_table_added_to_a_running_capture_is_an_error(mysql_db: MyDb, tmp_path
     assert state_store(c.root).list(POSITIONS)[0].value["positions"]["changes"]["tables"] == {
         f"{mysql_db.name}.a1": None
     }
+
+
+def _before_the_log(h: dict[str, Any]) -> None:
+    """As if the last run was before the server's binlog files were begun (RESET MASTER, a
+    rebuilt server after it: the same file names and GTIDs again, another log)."""
+    h["seen"] = 1000
+
+
+def test_a_file_position_in_a_binlog_begun_after_the_last_run_is_an_error(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    mysql_db.execute("CREATE TABLE rf (id INT PRIMARY KEY)")
+    c = cap(mysql_db, tmp_path, ["rf"], position="file")
+    c.run()
+    assert isinstance(
+        state_store(c.root).list(POSITIONS)[0].value["positions"]["changes"]["seen"], int
+    )
+    mysql_db.execute("INSERT INTO rf VALUES (1)")
+    assert rows(c.run(), "id") == [(1,)]  # the log the capture read goes on
+    _saved(c, _before_the_log)
+    mysql_db.execute("INSERT INTO rf VALUES (2)")
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "was begun at" in r.error and "RESET MASTER" in r.error
+
+
+def test_a_gtid_position_in_a_binlog_begun_after_the_last_run_is_an_error(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    mysql_db.execute("CREATE TABLE rg (id INT PRIMARY KEY)")
+    c = cap(mysql_db, tmp_path, ["rg"], position="gtid")
+    c.run()
+    mysql_db.execute("INSERT INTO rg VALUES (1)")
+    (taken,) = mysql_db.query("SELECT @@global.gtid_binlog_pos")[0]
+    mysql_db.execute("INSERT INTO rg VALUES (2)")
+
+    def took_one(h: dict[str, Any]) -> None:  # a GTID inside the file, not where one begins
+        h["lo"] = f"gtid:{taken}"
+        h["spans"] = []
+        _before_the_log(h)
+
+    _saved(c, took_one)
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "was begun at" in r.error and "RESET MASTER" in r.error
+
+
+def test_a_gtid_position_goes_on_in_a_binlog_rotated_after_the_last_run(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    mysql_db.execute("CREATE TABLE rr (id INT PRIMARY KEY)")
+    c = cap(mysql_db, tmp_path, ["rr"], position="gtid")
+    c.run()
+    # the server starts the position in the file begun after it (its GTID list holds it)
+    mysql_db.execute("FLUSH BINARY LOGS", "INSERT INTO rr VALUES (1)")
+    _saved(c, _before_the_log)
+    assert rows(c.run(), "id") == [(1,)]

@@ -21,6 +21,7 @@ mid-stream simply appears).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 from collections.abc import Generator
@@ -52,6 +53,7 @@ from tidesync.connectors.sql.cdc import (
     from_numpy,
     from_strings,
     output_schema,
+    show_ms,
     snapshot_chunk,
     to_bools,
 )
@@ -113,6 +115,7 @@ class Reader(CaptureReader):
         self._maria = True
         self._gtid_mode: bool | None = None  # decided per run: by the stored position, else here
         self._charsets: dict[int, str] = {}  # collation id -> character set
+        self._seen: int | None = None  # the saved History.seen of the run's split
 
     # -- planning --------------------------------------------------------------------------------
     def _control(self) -> Any:
@@ -261,6 +264,8 @@ class Reader(CaptureReader):
         assert isinstance(split, CdcSplit)
         self._plan()
         self._gtid_mode = bl.Gtid.is_gtid(split.lo) if split.lo is not None else None
+        saved = History.from_json(json.loads(split.history)) if split.history else None
+        self._seen = saved.seen if saved is not None else None
         return super().read(split)
 
     def _open(self, history: History | None) -> History:
@@ -453,7 +458,9 @@ class Reader(CaptureReader):
         carry: bl.Events | None = None
         try:
             batches = dump.batches()
-            for batch in batches:
+            for n, batch in enumerate(batches):
+                if n == 0:
+                    self._same_log(batch, start)
                 ev = carry.then(batch) if carry is not None else batch
                 carry = None
                 out, stop, tail = self._batch(ev, state, end, cut_us)
@@ -480,6 +487,38 @@ class Reader(CaptureReader):
         if state.gtid is not None and isinstance(end, bl.Gtid):
             return str(state.gtid.union(end))
         return str(end)
+
+    def _same_log(self, ev: bl.Events, start: bl.Position | bl.Gtid) -> None:
+        """The binlog file the dump starts in must be older than the last run that saved a
+        position (``History.seen``): every saved position was in the log by then. A younger
+        one is another log where the same name and offset, or the same GTID, is another place
+        (``RESET MASTER`` restarts the file numbers and the GTID sequence; a rebuilt server):
+        reading on would skip its transactions up to there without a word."""
+        fde = np.flatnonzero(ev.type == bl.FDE)
+        if self._seen is None or not len(fde):
+            return
+        i = int(fde[0])
+        made = int(ev.timestamp[i])
+        if made * 1000 > self._seen and isinstance(start, bl.Gtid):
+            # MariaDB starts a GTID position in the first file begun after it (rotated since
+            # the last run): legitimate where that file's GTID list (the state it began with,
+            # the event after its FDE) holds the position; RESET MASTER's holds nothing
+            if start.maria is None:
+                return  # MySQL: its Previous_gtids are not read here
+            listed = np.flatnonzero(ev.type == _GTID_LIST)
+            if len(listed) and not _gtid_list(ev.body(int(listed[0]), self._checksum)).lacks(start):
+                return
+        if made * 1000 > self._seen:
+            file = ev.files[int(ev.file[i])] or "?"
+            raise FatalError(
+                f"{self.ctx.where}: this capture goes on from {start}, taken from the binlog "
+                f"of {self.endpoint.label} by {show_ms(self._seen)}, but the binlog file "
+                f"{file} the server reads it from was begun at {show_ms(made * 1000)}, after "
+                "that: it is another log (RESET MASTER, a server rebuilt or restored?), in "
+                "which that position is another place; point the job at the server that has "
+                "the capture's log, or `tidesync cdc drop` the job and start anew (snapshot: "
+                "true)"
+            )
 
     # -- one batch of events ---------------------------------------------------------------------
     def _batch(
@@ -981,6 +1020,21 @@ _UNREAD = {
     39: "the binlog holds partial JSON updates (MySQL binlog_row_value_options = PARTIAL_JSON); "
     "a capture needs whole rows: SET GLOBAL binlog_row_value_options = ''",
 }
+
+
+_GTID_LIST = 163  # MariaDB: the GTID state a binlog file begins with
+
+
+def _gtid_list(body: bytes) -> bl.Gtid:
+    """A MariaDB GTID_LIST event's state: a count (28 bits), then domain, server, sequence."""
+    n = int.from_bytes(body[0:4], "little") & 0x0FFFFFFF
+    at = [body[4 + 16 * k : 20 + 16 * k] for k in range(n)]
+    parts = [
+        f"{int.from_bytes(b[0:4], 'little')}-{int.from_bytes(b[4:8], 'little')}-"
+        f"{int.from_bytes(b[8:16], 'little')}"
+        for b in at
+    ]
+    return bl.Gtid.parse("gtid:" + ",".join(parts))
 
 
 def _log_status(cur: Any) -> list[tuple[Any, ...]]:

@@ -13,7 +13,8 @@ after the writer's commit, read back through ``Context.stored_positions()``)::
 
     {"capture": "tidesync_orders_1a2b3c4d", "created": 1700000000000,
      "spans": [[start_ms, end_ms, lo, hi], ...],      # oldest first, tiling
-     "tables": {"public.orders": 16385}}               # each table's identity (PostgreSQL: OID)
+     "tables": {"public.orders": 16385},               # each table's identity (PostgreSQL: OID)
+     "seen": 1700000360000}                             # the server's clock at the last log end
 
 ``tables`` is what a store records to know a captured table again (PostgreSQL: the table's
 ``pg_class`` OID): each run compares it with the table's now, so a table replaced between runs
@@ -48,7 +49,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -300,6 +301,10 @@ class History:
     #: each captured table's identity as the store records it (PostgreSQL: the pg_class OID),
     #: by the table's qualified name; empty where the store keeps none
     tables: dict[str, Any] = field(default_factory=dict)
+    #: the server's clock (ms) when a run last read where the log ends: every saved position was
+    #: in the log by then (a store may check that the log holding one is no younger); None where
+    #: positions were saved without it
+    seen: int | None = None
 
     @classmethod
     def from_json(cls, v: Any) -> History | None:
@@ -310,12 +315,14 @@ class History:
             for s in v.get("spans", [])
         ]
         tables = v.get("tables")
+        seen = v.get("seen")
         return cls(
             str(v["capture"]),
             int(v.get("created", 0)),
             v.get("lo"),
             spans,
             dict(tables) if isinstance(tables, dict) else {},
+            int(seen) if isinstance(seen, int) and not isinstance(seen, bool) else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -329,6 +336,8 @@ class History:
         }
         if self.tables:
             out["tables"] = dict(self.tables)
+        if self.seen is not None:
+            out["seen"] = self.seen
         return out
 
     @property
@@ -400,7 +409,7 @@ class History:
         while len(spans) > 1 and spans[0].end <= horizon:
             spans.pop(0)
         lo = self.lo if self.lo is not None else plan.lo
-        return History(self.capture, self.created, lo, spans, self.tables)
+        return History(self.capture, self.created, lo, spans, self.tables, self.seen)
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -578,6 +587,7 @@ class CaptureReader(Reader):
         assert history is not None
         plan = SpanPlan(split.start, split.end, split.lo, split.hi, split.keep, split.rerun,
                         split.cut)  # fmt: skip
+        seen: int | None = None
         if plan.hi is not None:
             upto, end_ms = plan.hi, int(plan.end or 0)
         else:
@@ -586,11 +596,13 @@ class CaptureReader(Reader):
                            self.o.wait_timeout + self.margin_ms / 1000, self.ctx.where)  # fmt: skip
             if plan.lo is None:  # the first run of a capture with a snapshot: create it now
                 lo, created = yield from self._snapshot()
-                history = History(history.capture, created, lo, history.spans, history.tables)
+                history = History(history.capture, created, lo, history.spans, history.tables,
+                                  history.seen)  # fmt: skip
                 start = plan.start if plan.end is not None else created
                 plan = SpanPlan(start, plan.end, lo, None, plan.keep, plan.rerun, plan.cut, True)
             upto, now = self._log_end()
             end_ms = plan.end if plan.end is not None else now
+            seen = now
         hi = upto
         if self._before(plan.lo, upto):
             cut_us = (
@@ -600,6 +612,8 @@ class CaptureReader(Reader):
         elif plan.hi is None:
             hi = plan.lo
         new = history.record(plan, end_ms, hi, self.o.retention_ms)
+        if seen is not None:
+            new = replace(new, seen=seen)
         yield Chunk(None, position=new.to_json())
 
 
