@@ -198,3 +198,19 @@ def test_a_gtid_position_goes_on_in_a_binlog_rotated_after_the_last_run(
     mysql_db.execute("FLUSH BINARY LOGS", "INSERT INTO rr VALUES (1)")
     _saved(c, _before_the_log)
     assert rows(c.run(), "id") == [(1,)]
+
+
+def test_dropping_a_captured_tables_database_is_an_error(mysql_db: MyDb, tmp_path: Path) -> None:  # noqa: F811
+    mysql_db.execute("CREATE TABLE dd (id INT PRIMARY KEY)", "INSERT INTO dd VALUES (1)")
+    c = cap(mysql_db, tmp_path, ["dd"])
+    c.run()
+    n = mysql_db.name
+    mysql_db.execute(  # its row 1 goes without a delete in the log; the new table's row 2 comes
+        f"DROP DATABASE `{n}`",
+        f"CREATE DATABASE `{n}`",
+        f"CREATE TABLE `{n}`.dd (id INT PRIMARY KEY)",
+        f"INSERT INTO `{n}`.dd VALUES (2)",
+    )
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "table dd" in r.error and f"DROP DATABASE `{n}`" in r.error

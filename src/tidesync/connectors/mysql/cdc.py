@@ -828,7 +828,13 @@ class Reader(CaptureReader):
             text = _COMMENTS.sub(" ", stmt).strip()
             m = _TRUNCATE.match(text)
             swap = _REPLACED.match(text)
-            if m is not None:
+            gone = _DROP_DATABASE.match(text)
+            if gone is not None:
+                hit = [k for k in self.targets if k[0] == gone[1].strip("`")]
+                what = "dropped the table's database, and with it its rows, without a change "
+                what += "of each in the binlog"
+                fix = "keep the table's database in place while it is captured"
+            elif m is not None:
                 hit = [k for k in [_table_key(m[1], db)] if k in self.targets]
                 what = "emptied the table, which the binlog logs as a statement, not as the "
                 what += "deleted rows"
@@ -1092,6 +1098,9 @@ _IN_TRANSACTION = (b"INSERT", b"UPDATE", b"DELETE", b"REPLACE", b"LOAD", b"WITH"
 _DML = re.compile(r"(INSERT|UPDATE|DELETE|REPLACE|LOAD|WITH|SELECT|CALL|DO)\b|\(", re.IGNORECASE)
 _TRUNCATE = re.compile(
     r"TRUNCATE\s+(?:TABLE\s+)?((?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?)", re.IGNORECASE
+)
+_DROP_DATABASE = re.compile(
+    r"DROP\s+(?:DATABASE|SCHEMA)\s+(?:IF\s+EXISTS\s+)?(`[^`]+`|\w+)", re.IGNORECASE
 )
 _NAME = r"(?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?"
 #: statements that drop, rename or replace tables or their rows without a row event each (the
