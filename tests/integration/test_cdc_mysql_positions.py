@@ -214,3 +214,18 @@ def test_dropping_a_captured_tables_database_is_an_error(mysql_db: MyDb, tmp_pat
     r = c.run_report()
     assert r.status == "failed"
     assert "table dd" in r.error and f"DROP DATABASE `{n}`" in r.error
+
+
+def test_a_decimal_narrowed_since_rows_were_logged_is_an_error_naming_it(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    row_metadata: Any,  # noqa: F811
+) -> None:
+    row_metadata("FULL")
+    mysql_db.execute("CREATE TABLE dn (id INT PRIMARY KEY, v DECIMAL(10, 4))")
+    c = cap(mysql_db, tmp_path, ["dn"])
+    c.run()
+    mysql_db.execute("INSERT INTO dn VALUES (1, 1.2345)", "ALTER TABLE dn MODIFY v DECIMAL(10, 2)")
+    r = c.run_report()
+    assert r.status == "failed"
+    assert "column v" in r.error and "DECIMAL(10, 4)" in r.error

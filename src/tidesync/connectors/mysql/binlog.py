@@ -1070,7 +1070,15 @@ def column(
     elif t == T_NEWDECIMAL:
         arr = _decimal(buf, safe, null, meta >> 8, meta & 0xFF)
         if arr.type != target:
-            arr = arr.cast(target)
+            try:
+                arr = arr.cast(target)
+            except pa.ArrowInvalid:  # logged as DECIMAL(p, s) with more digits than it has now
+                raise FatalError(
+                    f"column {spec.name}: the binlog holds values of DECIMAL({meta >> 8}, "
+                    f"{meta & 0xFF}) in it that its type now ({target}) cannot hold: the column "
+                    "changed since those rows were logged; read those changes with the table as "
+                    "it was, or start a new capture (`tidesync cdc drop`)"
+                ) from None
     elif t in (T_DATE, T_NEWDATE):
         v = _fixed(buf, safe, 3)
         d, m, y = v & 31, (v >> 5) & 15, v >> 9
