@@ -787,6 +787,115 @@ def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamptz_column(
     ]
 
 
+@pytest.mark.parametrize("mode", ["insert", "update"])
+def test_a_value_finer_than_the_columns_scale_or_precision_is_dirty_not_rounded(
+    pg: PgDb, mode: str
+) -> None:
+    # the server rounded them without a word: 1.239 into numeric(5,2) became 1.24, 10:00:00.7
+    # into timestamp(0) 10:00:01 (binary COPY for insert, staged text and casts for update)
+    pg.sql(
+        "CREATE TABLE {s}.dst (id int PRIMARY KEY, d numeric(5,2), f numeric(5,2), "
+        "s numeric(5,2), at timestamp(0), st timestamptz(0), tm time(3))"
+    )
+    ten = dt.datetime(2024, 1, 1, 10)
+    data = pa.table(
+        {
+            "id": [1, 2, 3, 4, 5, 6, 7, 8],
+            "d": pa.array(
+                [Decimal("1.230")] + [Decimal("1.239")] + [None] * 6, pa.decimal128(6, 3)
+            ),
+            "f": [1.25, None, 1.239, None, None, None, None, -0.5],
+            "s": ["1.2", None, None, "1.239", None, None, None, "-1.2000"],
+            "at": pa.array(
+                [ten, None, None, None, ten + dt.timedelta(microseconds=700000), None, None, None],
+                pa.timestamp("us"),
+            ),
+            "st": [
+                "2024-01-01 10:00:00.000+00",
+                None,
+                None,
+                None,
+                None,
+                "2024-01-01 10:00:00.5+00",
+                None,
+                None,
+            ],
+            "tm": pa.array(
+                [dt.time(10, 0, 0, 123000)] + [None] * 5 + [dt.time(10, 0, 0, 123400), None],
+                pa.time64("us"),
+            ),
+        }
+    )
+    w = writer(pg.writer_params("dst", writeMode=mode))
+    w.prepare(data.schema)
+    sink = w.open(PgSplit(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(data.to_batches()[0], sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert bad == [
+        (
+            1,
+            "column d: value 1.239 has more digits after the point than numeric(5,2) keeps; "
+            "PostgreSQL would round it (table dst)",
+        ),
+        (
+            2,
+            "column f: value 1.239 has more digits after the point than numeric(5,2) keeps; "
+            "PostgreSQL would round it (table dst)",
+        ),
+        (
+            3,
+            "column s: value '1.239' has more digits after the point than numeric(5,2) keeps; "
+            "PostgreSQL would round it (table dst)",
+        ),
+        (
+            4,
+            "column at: value 2024-01-01 10:00:00.700000 has more fractional-second digits than "
+            "timestamp(0) without time zone keeps; PostgreSQL would round it (table dst)",
+        ),
+        (
+            5,
+            "column st: value '2024-01-01 10:00:00.5+00' has more fractional-second digits than "
+            "timestamp(0) with time zone keeps; PostgreSQL would round it (table dst)",
+        ),
+        (
+            6,
+            "column tm: value 10:00:00.123400 has more fractional-second digits than "
+            "time(3) without time zone keeps; PostgreSQL would round it (table dst)",
+        ),
+    ]
+    assert pg.rows(
+        "SELECT id, d::text, f::text, s::text, at::text, tm::text FROM {s}.dst ORDER BY id"
+    ) == [
+        (1, "1.23", "1.25", "1.20", "2024-01-01 10:00:00", "10:00:00.123"),
+        (8, None, "-0.50", "-1.20", None, None),
+    ]
+
+
+def test_the_direct_path_is_not_taken_into_a_column_keeping_fewer_digits(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    # binary COPY from numeric(10,4) into numeric(5,2) had the server round 1.2390 to 1.24
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, n numeric(10,4), at timestamp)",
+        "INSERT INTO {s}.src VALUES (1, 1.2300, '2024-01-01 10:00'), "
+        "(2, 1.2390, '2024-01-01 10:00'), (3, 1, '2024-01-01 10:00:00.7')",
+        "CREATE TABLE {s}.dst (id int, n numeric(5,2), at timestamp(0))",
+        "CREATE TABLE {s}.same (id int, n numeric(10,4), at timestamp)",
+    )
+    rp = pg.reader_params(table="src")
+    rep = run(pg, tmp_path, rp, pg.writer_params("dst"), {"errorLimit": {"record": 5}})
+    assert (rep.status, rep.records_written, rep.dirty_records) == ("succeeded", 1, 2)
+    assert [p.path for p in rep.paths] == ["arrow"]
+    assert "numeric(5,2) keeps fewer digits" in (rep.paths[0].why or "")
+    assert pg.rows("SELECT id, n::text, at::text FROM {s}.dst") == [
+        (1, "1.23", "2024-01-01 10:00:00")
+    ]
+    same = run(pg, tmp_path, rp, pg.writer_params("same"))
+    assert (same.status, same.records_written) == ("succeeded", 3)
+    assert [p.path for p in same.paths] == ["direct: postgresql-copy-binary"]
+
+
 @pytest.mark.parametrize("fast", [False, True])
 def test_truncate_mode_empties_the_table_in_the_transaction(
     pg: PgDb, tmp_path: Path, fast: bool

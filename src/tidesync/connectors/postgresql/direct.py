@@ -18,9 +18,11 @@ The writer takes the form (:func:`refusal` is empty) only when that is safe: an 
 incoming column bound to a target column of the same type (the same type OID after domains;
 ``text`` and ``varchar`` are one form; a type of the database's own, such as an enum, by name
 across databases and by OID within one; an array or composite of such a type only within one
-database, as its binary form carries the element OIDs). A type modifier needs no check: the
-server's receive functions apply the target's (``varchar(n)`` refuses a longer value,
-``numeric(p,s)`` rounds) exactly as on the Arrow path.
+database, as its binary form carries the element OIDs), and no column keeping fewer digits after
+the point than its source's type (``numeric(5,2)`` from ``numeric(10,4)``, ``timestamp(0)`` from
+``timestamp``): the server's receive functions would round such values, which the Arrow path
+makes dirty records. Other type modifiers need no check: the receive functions apply the
+target's (``varchar(n)`` refuses a longer value) exactly as on the Arrow path.
 
 A row the target refuses (SQLSTATE class 22 or 23; the server names the line of the COPY)
 rolls the split's savepoint back and raises :class:`~tidesync.connectors.base.DirectFallback`:
@@ -51,7 +53,13 @@ from tidesync.connectors.postgresql.conn import (
     sqlstate,
     translate,
 )
-from tidesync.connectors.postgresql.types import OutColumn, TypeInfo, describe_types
+from tidesync.connectors.postgresql.types import (
+    NUMERIC,
+    OutColumn,
+    TypeInfo,
+    describe_types,
+    kept_digits,
+)
 from tidesync.connectors.sql import SqlSink
 from tidesync.errors import FatalError, redact
 
@@ -228,19 +236,30 @@ def refusal(writer: PgWriter, reader: base.Reader, schema: pa.Schema | None) -> 
         for src in reader.sources
         for ep in src.endpoints
     )
-    for names, types in described:
+    for names, types, kept in described:
         if list(names) != list(schema.names):
             return "the reader's tables or queries give different columns"
-        for name, target_col, src in zip(names, b.columns, types, strict=True):
-            why = _mismatch(src, writer.target[target_col].info, same_db)
+        for name, target_col, src, digits in zip(names, b.columns, types, kept, strict=True):
+            target = writer.target[target_col]
+            why = _mismatch(src, target.info, same_db)
             if why:
                 return f"column {name}: {why}"
+            if target.kept is not None and (digits is None or digits > target.kept):
+                # the server's receive function would round the value to the column's scale or
+                # precision; the Arrow path makes such a value a dirty record
+                return (
+                    f"column {name}: {target.type_name} keeps fewer digits after the point than "
+                    "the source's type"
+                )
     return ""
 
 
-def _source_types(reader: PgReader) -> list[tuple[list[str], list[TypeInfo]]] | None:
-    """Per table or query of the reader: its columns and their types as stored (None: a query
-    of a shape :func:`raw_sql` does not know)."""
+def _source_types(
+    reader: PgReader,
+) -> list[tuple[list[str], list[TypeInfo], list[int | None]]] | None:
+    """Per table or query of the reader: its columns, their types as stored and the digits
+    after the point each keeps (:func:`.types.kept_digits`; None: any, or not a number or time)
+    (None: a query of a shape :func:`raw_sql` does not know)."""
     out = []
     for plan in reader.plans:
         src = reader.sources[plan.source]
@@ -257,12 +276,24 @@ def _source_types(reader: PgReader) -> list[tuple[list[str], list[TypeInfo]]] | 
         try:
             with edge(ep, where=plan.key, table=plan.label):
                 cur = conn.execute(f"SELECT * FROM ({sql}) AS r LIMIT 0")
-                oids = [int(d.type_code) for d in cur.description or []]
+                desc = list(cur.description or [])
+                oids = [int(d.type_code) for d in desc]
                 types = describe_types(conn, oids)
         finally:
             conn.close()
-        out.append(([c.name for c in plan.cols], [types[o] for o in oids]))
+        kept = [_kept(types[int(d.type_code)], d) for d in desc]
+        out.append(([c.name for c in plan.cols], [types[o] for o in oids], kept))
     return out
+
+
+def _kept(t: TypeInfo, d: Any) -> int | None:
+    """The digits after the point a result column ``d`` of type ``t`` keeps, from the type
+    modifier the server describes it with (psycopg's ``precision`` and ``scale``)."""
+    if t.base:
+        return kept_digits(t.base, t.base_typmod)
+    if t.oid == NUMERIC:
+        return None if d.scale is None else int(d.scale)
+    return kept_digits(t.oid, -1 if d.precision is None else int(d.precision))
 
 
 def _stored(t: TypeInfo) -> tuple[int, str, str]:

@@ -31,6 +31,7 @@ __all__ = [
     "direct_type",
     "insert_expr",
     "unbounded",
+    "kept_digits",
     "NON_FINITE",
 ]
 
@@ -101,6 +102,23 @@ def _typmod_numeric(typmod: int) -> tuple[int | None, int | None]:
         return None, None
     t = typmod - 4
     return (t >> 16) & 0xFFFF, t & 0xFFFF
+
+
+#: the types of times whose type modifier is the fractional-second digits kept (6 without one):
+#: time, timestamp, timestamptz, timetz
+_TIME_TYPES = (1083, 1114, 1184, 1266)
+
+
+def kept_digits(oid: int, typmod: int) -> int | None:
+    """The digits after the point that a column of type ``oid`` (after domains) with modifier
+    ``typmod`` keeps, rounding away the rest: a ``numeric(p,s)``'s scale, a time's or
+    timestamp's fractional-second digits (6 without a modifier); None for a ``numeric`` without
+    one and every other type."""
+    if oid == NUMERIC:
+        return _typmod_numeric(typmod)[1]
+    if oid in _TIME_TYPES:
+        return 6 if typmod < 0 else typmod
+    return None
 
 
 def read_plan(

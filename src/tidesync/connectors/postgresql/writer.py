@@ -54,12 +54,14 @@ from tidesync.connectors.postgresql.conn import (
     translate,
 )
 from tidesync.connectors.postgresql.types import (
+    NUMERIC,
     TypeInfo,
     ddl_type,
     describe_types,
     direct_type,
     for_copy,
     insert_expr,
+    kept_digits,
     unbounded,
 )
 from tidesync.connectors.sql import (
@@ -105,6 +107,14 @@ class _Column:
     #: the type's equality, qualified when not in pg_catalog (citext's ``=`` is in the schema
     #: the extension went to; outside the search_path, ``=`` would compare the values as text)
     eq: str = "="
+    typmod: int = -1  # atttypmod: numeric(p,s)'s precision and scale, a timestamp's digits
+
+    @property
+    def kept(self) -> int | None:
+        """The digits after the point the column keeps, rounding the rest (:func:`kept_digits`)."""
+        if self.info.base:  # a domain: its base type's modifier
+            return kept_digits(self.info.base, self.info.base_typmod)
+        return kept_digits(self.oid, self.typmod)
 
 
 @dataclass
@@ -314,8 +324,8 @@ class Writer(SqlWriter):
                 "c.collnamespace WHERE c.oid = attcollation) END, "
                 "(SELECT 'OPERATOR(' || quote_ident(n.nspname) || '.=)' FROM pg_operator o JOIN "
                 "pg_namespace n ON n.oid = o.oprnamespace WHERE o.oprname = '=' AND o.oprleft = "
-                "atttypid AND o.oprright = atttypid AND n.nspname <> 'pg_catalog' LIMIT 1) "
-                "FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                "atttypid AND o.oprright = atttypid AND n.nspname <> 'pg_catalog' LIMIT 1), "
+                "atttypmod FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
                 (oid,),
             ).fetchall()
             types = describe_types(conn, [int(r[1]) for r in rows])
@@ -329,6 +339,7 @@ class Writer(SqlWriter):
                     bool(r[3]),
                     r[5] or "",
                     r[6] or "=",
+                    int(r[7]),
                 )
                 for r in rows
             }
@@ -646,7 +657,10 @@ class Writer(SqlWriter):
         (:func:`check_integers_fit_floats`). A naive timestamp (or ISO text without an offset)
         bound for a ``timestamptz`` column is read by the server in the session's TimeZone,
         the job's: one in a daylight-saving gap or overlap there is a dirty record (the server
-        would move a gap's time by the gap and take an overlap's later instant). Text with an
+        would move a gap's time by the gap and take an overlap's later instant). A number with
+        more digits after the point than a ``numeric(p,s)`` column's scale, or a time finer than
+        a time or timestamp column's precision, is a dirty record (:func:`_check_kept`; the
+        server would round it). Text with an
         offset bound for a ``timestamp`` column is written as the job's wall time of that
         instant (the server would drop the offset)."""
         zone = self.ctx.timezone
@@ -659,6 +673,8 @@ class Writer(SqlWriter):
             floats = _FLOATS.get(c.info.oid) or _FLOATS.get(c.info.base)
             if floats is not None:
                 check_integers_fit_floats(col, floats, name, f"table {self.o.table}")
+            if c.kept is not None:
+                _check_kept(col, c, f"table {self.o.table}")
             if _TIMESTAMP in kinds:
                 arrays[i] = text_instants_as_wall_times(col, zone, name, c.type_name)
             if _TIMESTAMPTZ not in kinds or zone in ("UTC", "Etc/UTC"):
@@ -705,6 +721,54 @@ def _for_copy(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[bool]]:
         arrays.append(a)
         zoned.append(z)
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names), zoned
+
+
+_UNIT_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
+
+
+def _check_kept(arr: pa.Array, c: _Column, where: str) -> None:
+    """A value bound for column ``c`` with more digits after the point than the column keeps
+    (``c.kept``: a ``numeric(p,s)``'s scale, a time's or timestamp's fractional-second digits)
+    is a dirty record naming it, where the server would round it (1.239 into ``numeric(5,2)``
+    stored as 1.24, 10:00:00.7 into ``timestamp(0)`` as 10:00:01). Decimals, floats and decimal
+    text for a numeric; Arrow times and timestamps and ISO text for a time. Text in other forms
+    (an exponent) is the server's to read."""
+    kept = c.kept
+    assert kept is not None
+    t = arr.type
+    text = pa.types.is_string(t) or pa.types.is_large_string(t)
+    odd: pa.Array | None = None
+    if c.oid == NUMERIC or c.info.base == NUMERIC:
+        what = "digits after the point"
+        if pa.types.is_decimal(t) and t.scale > kept:
+            odd = pc.not_equal(pc.round(arr, kept), arr)
+        elif pa.types.is_floating(t):
+            odd = pc.and_(pc.is_finite(arr), pc.not_equal(pc.round(arr, kept), arr))
+        elif text:
+            odd = pc.match_substring_regex(arr, rf"^\s*[+-]?\d*\.\d{{{kept}}}\d*[1-9]\d*\s*$")
+    else:
+        what = "fractional-second digits"
+        if pa.types.is_timestamp(t) or pa.types.is_time(t):
+            digits = _UNIT_DIGITS[t.unit]
+            if digits > kept:
+                ticks = arr.cast(pa.int64())
+                odd = pc.not_equal(
+                    pc.multiply(pc.divide(ticks, 10 ** (digits - kept)), 10 ** (digits - kept)),
+                    ticks,
+                )
+        elif text:
+            odd = pc.match_substring_regex(arr, rf":\d{{2}}\.\d{{{kept}}}\d*[1-9]")
+    if odd is None:
+        return
+    odd = pc.fill_null(odd, False)
+    if not pc.any(odd).as_py():
+        return
+    v = arr.filter(odd)[0].as_py()
+    shown = repr(v) if isinstance(v, str) else str(v)
+    raise DirtyRecordError(
+        f"column {c.name}: value {shown} has more {what} than {c.type_name} keeps; PostgreSQL "
+        f"would round it ({where})"
+    )
 
 
 def _float_out_of_range(src: pa.Array, out: pa.Array) -> bool:
