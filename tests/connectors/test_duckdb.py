@@ -636,6 +636,27 @@ def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamptz_column(
     assert got == [("1", "2024-03-31 00:59:00+00"), ("4", None)]
 
 
+def test_a_double_a_float_column_would_not_give_back_is_dirty(db: DuckdbAdapter) -> None:
+    # DuckDB's cast stored 0.123456789 in a FLOAT as 0.12345679, 1e39 as inf, silently
+    db.execute("CREATE TABLE dst (id INTEGER, f FLOAT)")
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1, 2, 3, 4], pa.int32()),
+            "f": pa.array([0.1, 0.123456789, 1e39, None], pa.float64()),
+        }
+    )
+    bad, got = _isolated_in(db, batch)
+    assert [(off, why.split(" (duckdb table dst in ")[0]) for off, why in bad] == [
+        (
+            1,
+            "column f: value 0.123456789 has more digits than float holds; it would be stored "
+            "as 0.12345679",
+        ),
+        (2, "column f: value 1e+39 has more digits than float holds; it would be stored as inf"),
+    ]
+    assert got == [("1", "0.1"), ("4", None)]
+
+
 def test_an_integer_a_float_column_would_round_is_dirty(db: DuckdbAdapter) -> None:
     # DuckDB's cast stored 9007199254740993 in a DOUBLE as 9007199254740992, 16777217 in a
     # FLOAT as 16777216

@@ -1819,3 +1819,24 @@ def test_text_with_an_offset_for_a_datetime_column_is_the_jobs_wall_time_of_its_
         (3, "2024-06-01 14:00:00.0"),
         (4, None),
     ]
+
+
+def test_a_double_a_float_column_would_not_give_back_is_dirty(mysql_db: MyDb) -> None:
+    # LOAD DATA stored 0.123456789 in a FLOAT as 0.123457 (0.12345679f) without a warning
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, f FLOAT)")
+    batch = pa.record_batch(
+        [pa.array([1, 2, 3, 4]), pa.array([0.1, 0.123456789, None, -1.5], pa.float64())],
+        names=["id", "f"],
+    )
+    assert _isolated(mysql_db, batch) == [
+        (
+            1,
+            "column f: value 0.123456789 has more digits than float holds; it would be stored "
+            "as 0.12345679 (LOAD DATA)",
+        ),
+    ]
+    assert mysql_db.query("SELECT id, CAST(f AS CHAR) FROM t ORDER BY id") == [
+        (1, "0.1"),
+        (3, None),
+        (4, "-1.5"),
+    ]

@@ -700,6 +700,36 @@ def test_text_with_an_offset_for_a_timestamp_column_is_the_jobs_wall_time_of_its
 
 
 @pytest.mark.parametrize("mode", ["insert", "update"])
+def test_a_double_a_real_column_would_not_give_back_is_dirty(pg: PgDb, mode: str) -> None:
+    # the binary COPY (or the server's cast) stored 0.123456789 in a real as 0.12345679
+    pg.sql("CREATE TABLE {s}.fl (id int PRIMARY KEY, r real)")
+    data = pa.table(
+        {
+            "id": pa.array([1, 2, 3, 4], pa.int32()),
+            "r": pa.array([0.1, 0.123456789, None, float("nan")], pa.float64()),
+        }
+    )
+    w = writer(pg.writer_params("fl", writeMode=mode))
+    w.prepare(data.schema)
+    sink = w.open(PgSplit(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(data.to_batches()[0], sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert bad == [
+        (
+            1,
+            "column r: value 0.123456789 has more digits than float holds; it would be stored "
+            "as 0.12345679 (table fl)",
+        )
+    ]
+    assert pg.rows("SELECT id, r::text FROM {s}.fl ORDER BY id") == [
+        (1, "0.1"),
+        (3, None),
+        (4, "NaN"),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["insert", "update"])
 def test_an_integer_a_float_column_would_round_is_dirty(pg: PgDb, mode: str) -> None:
     # the binary COPY (or the server's cast) stored 9007199254740993 in a double precision
     # column as 9007199254740992, 16777217 in a real as 16777216

@@ -34,6 +34,7 @@ from tidesync.connectors.sql import (
     write_statements,
 )
 from tidesync.connectors.sql.writer import (
+    check_doubles_fit_floats,
     check_integers_fit_floats,
     check_text_wall_times,
     empty_batch,
@@ -532,6 +533,7 @@ class Writer(SqlWriter):
                     f"column {c}: value{_one(arr)} is not an integer, as {t} holds ({self.where})"
                 )
             check_integers_fit_floats(arr, t, c, self.where)
+            check_doubles_fit_floats(arr, t, c, self.where)
             if _rounded(arr, t):
                 raise DirtyRecordError(
                     f"column {c}: value{_one(arr)} has more digits after the point than {t} "

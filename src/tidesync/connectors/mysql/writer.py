@@ -51,6 +51,7 @@ from tidesync.connectors.sql import (
 )
 from tidesync.connectors.sql.writer import (
     OFFSET_TEXT,
+    check_doubles_fit_floats,
     check_integers_fit_floats,
     text_instants_as_wall_times,
     text_with_fraction,
@@ -546,6 +547,8 @@ class Writer(SqlWriter):
             return col.cast(pa.string()).cast(pa.binary())
         if pa.types.is_integer(t) and target["type"] in _FLOATS:
             check_integers_fit_floats(col, _FLOATS[target["type"]], target["name"], "LOAD DATA")
+        if target["type"] in _FLOATS:
+            check_doubles_fit_floats(col, _FLOATS[target["type"]], target["name"], "LOAD DATA")
         if (
             pa.types.is_integer(t)
             or pa.types.is_floating(t)

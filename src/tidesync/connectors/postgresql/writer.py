@@ -75,6 +75,7 @@ from tidesync.connectors.sql import (
     split_name,
 )
 from tidesync.connectors.sql.writer import (
+    check_doubles_fit_floats,
     check_integers_fit_floats,
     check_text_wall_times,
     text_instants_as_wall_times,
@@ -654,7 +655,8 @@ class Writer(SqlWriter):
     def _check_values(self, batch: pa.RecordBatch, b: Binding) -> pa.RecordBatch:
         """The batch with what the server would change without a word refused or made exact.
         An integer bound for a ``real`` / ``double precision`` column must be held exactly
-        (:func:`check_integers_fit_floats`). A naive timestamp (or ISO text without an offset)
+        (:func:`check_integers_fit_floats`), and a double bound for a ``real`` column must be
+        given back by it (:func:`check_doubles_fit_floats`). A naive timestamp (or ISO text without an offset)
         bound for a ``timestamptz`` column is read by the server in the session's TimeZone,
         the job's: one in a daylight-saving gap or overlap there is a dirty record (the server
         would move a gap's time by the gap and take an overlap's later instant). A number with
@@ -673,6 +675,7 @@ class Writer(SqlWriter):
             floats = _FLOATS.get(c.info.oid) or _FLOATS.get(c.info.base)
             if floats is not None:
                 check_integers_fit_floats(col, floats, name, f"table {self.o.table}")
+                check_doubles_fit_floats(col, floats, name, f"table {self.o.table}")
             if c.kept is not None:
                 _check_kept(col, c, f"table {self.o.table}")
             if _TIMESTAMP in kinds:

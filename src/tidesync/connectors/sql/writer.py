@@ -94,6 +94,26 @@ def check_integers_fit_floats(arr: pa.Array, t: pa.DataType, column: str, where:
             )
 
 
+def check_doubles_fit_floats(arr: pa.Array, t: pa.DataType, column: str, where: str) -> None:
+    """Doubles bound for a 4-byte float column (``t`` float32: PostgreSQL's ``real``, MySQL's
+    ``FLOAT``) must come back as they were written: a double whose shortest decimal text the
+    float32 does not give back (0.123456789 would be stored as 0.12345679; 1e39 beyond its
+    range) is a dirty record naming the float it would become. A double the float32's shortest
+    text does give back (0.1, 1.5) is written: the column holds ``0.1f``, as its users expect,
+    though not the double's exact binary value. NaN and the infinities are written as they are."""
+    if not (pa.types.is_float64(arr.type) and pa.types.is_float32(t)):
+        return
+    back = arr.cast(pa.float32(), safe=False).cast(pa.string()).cast(pa.float64())
+    odd = pc.fill_null(pc.and_(pc.is_finite(arr), pc.not_equal(back, arr)), False)
+    if not pc.any(odd).as_py():
+        return
+    i = pc.index(odd, True).as_py()
+    raise DirtyRecordError(
+        f"column {column}: value {arr[i].as_py()!r} has more digits than {t} holds; it would "
+        f"be stored as {back[i].as_py()!r} ({where})"
+    )
+
+
 #: text of a time that ends in a UTC offset (``Z``, ``+02``, ``+0200``, ``+02:00``)
 OFFSET_TEXT = r"\d:\d{2}(?:\.\d*)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 
