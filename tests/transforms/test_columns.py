@@ -467,3 +467,42 @@ def test_an_empty_batch_stays_empty_with_the_output_schema(
 @pytest.mark.parametrize(("cls", "params"), ALL)
 def test_output_schema_of_an_unknown_schema_is_unknown(cls: type, params: dict[str, Any]) -> None:
     assert cls(params, CTX).output_schema(None) is None
+
+
+def test_cast_to_long_of_a_time_in_a_dst_gap_or_overlap_is_dirty_not_the_earlier_instant() -> None:
+    # the gap's 02:30 became 01:59:59.999 (1711846799999), silently; the overlap's 02:30 was
+    # dirty with Arrow's floor error rather than a reason naming the zone
+    berlin = Context(where=WHERE, timezone="Europe/Berlin")
+    wall = [
+        dt.datetime(2024, 3, 31, 1, 30),
+        dt.datetime(2024, 3, 31, 2, 30),
+        dt.datetime(2024, 10, 27, 2, 30),
+        None,
+    ]
+    b = pa.record_batch({"ts": pa.array(wall, pa.timestamp("us"))})
+    out, dirty = run_isolated(Cast({"columns": {"ts": "long"}}, berlin), b)
+    assert out.column(0).to_pylist() == [1711845000000, None]
+    assert dirty == [
+        (
+            1,
+            "column ts: value 2024-03-31 02:30:00 does not exist in time zone Europe/Berlin (the "
+            "clock skips it at a daylight-saving change), so it names no one instant for "
+            "milliseconds since the epoch; write it with its offset (a timestamp with a time "
+            "zone) or set the job's timezone to one without daylight saving",
+        ),
+        (
+            2,
+            "column ts: value 2024-10-27 02:30:00 is ambiguous in time zone Europe/Berlin (the "
+            "clock shows it twice at a daylight-saving change), so it names no one instant for "
+            "milliseconds since the epoch; write it with its offset (a timestamp with a time "
+            "zone) or set the job's timezone to one without daylight saving",
+        ),
+    ]
+
+
+def test_cast_to_long_of_a_zoned_timestamp_in_an_overlap_is_its_instant() -> None:
+    # Arrow floored the wall time of the column's zone and refused the overlap's
+    at = pa.array([dt.datetime(2024, 10, 27, 0, 30, tzinfo=dt.UTC)], pa.timestamp("us", "UTC"))
+    b = pa.record_batch({"ts": at.cast(pa.timestamp("us", "Europe/Berlin"))})
+    out, dirty = run_isolated(Cast({"columns": {"ts": "long"}}, CTX), b)
+    assert (out.column(0).to_pylist(), dirty) == ([1729989000000], [])

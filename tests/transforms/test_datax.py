@@ -419,3 +419,26 @@ def test_every_bad_parameter_is_reported_at_once() -> None:
         f"{WHERE}.paras[1]",
         f"{WHERE}.paras[2]",
     ]
+
+
+def test_filter_against_milliseconds_makes_a_time_in_a_dst_gap_or_overlap_dirty() -> None:
+    # the overlap's 02:30 failed the whole job (ArrowInvalid from Arrow's floor); the gap's
+    # 02:30 compared as 01:59:59.999, the earlier side of the gap, silently
+    berlin = Context(where=WHERE, timezone="Europe/Berlin")
+    wall = [
+        dt.datetime(2024, 3, 31, 1, 30),
+        dt.datetime(2024, 3, 31, 2, 30),
+        dt.datetime(2024, 10, 27, 2, 30),
+        dt.datetime(2024, 3, 31, 3, 30),
+    ]
+    f = Filter({"columnIndex": 1, "paras": ["<", "1711845000000"]}, berlin)
+    dirty: list[tuple[int, str]] = []
+    parts = isolate(
+        batch(wall, pa.timestamp("us")), f.apply, lambda at, _r, e: dirty.append((at, e.reason))
+    )
+    kept = pa.Table.from_batches(parts).column(1).to_pylist()
+    assert kept == [dt.datetime(2024, 3, 31, 1, 30), dt.datetime(2024, 3, 31, 3, 30)]
+    assert [(at, reason.split(" (the clock")[0]) for at, reason in dirty] == [
+        (1, "column v: value 2024-03-31 02:30:00 does not exist in time zone Europe/Berlin"),
+        (2, "column v: value 2024-10-27 02:30:00 is ambiguous in time zone Europe/Berlin"),
+    ]

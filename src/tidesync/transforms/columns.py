@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tidesync.connectors.sql.writer import wall_times_as_instants
 from tidesync.errors import ConfigError, DirtyRecordError, did_you_mean
 from tidesync.plugin import Context
 from tidesync.transforms.base import Transform
@@ -292,7 +293,8 @@ class Cast(Transform):
     ``'1.234'`` to decimal(10,2) are dirty rows, and so are ``1.239`` (a double, read as its
     shortest text) to decimal(10,2) and ``'1e400'`` to double. Dates and timestamps become long as
     milliseconds since the epoch, and a long becomes a timestamp the same way (DataX's
-    ``Date.getTime``); a naive timestamp is wall-clock time in the job's time zone, and a
+    ``Date.getTime``); a naive timestamp is wall-clock time in the job's time zone (one in a
+    daylight-saving gap or overlap there is a dirty row), and a
     timestamp that carries a zone becomes a date, or text in a ``format``, in the job's zone.
     """
 
@@ -344,7 +346,7 @@ class Cast(Transform):
             self._out_type(col, f.type, target)
             arr = batch.column(i)
             try:
-                out = self._convert(arr, target)
+                out = self._convert(arr, target, col)
             except pa.ArrowInvalid as e:
                 raise DirtyRecordError(self._reason(col, arr, target, e)) from None
             batch = batch.set_column(i, f.with_type(out.type), out)
@@ -366,7 +368,7 @@ class Cast(Transform):
             hint = ": out of range"
         return f"column {col!r}: cannot cast {shown} to {target.label}{hint}"
 
-    def _convert(self, arr: pa.Array, t: _Target) -> pa.Array:
+    def _convert(self, arr: pa.Array, t: _Target, col: str = "") -> pa.Array:
         src = arr.type
         if pa.types.is_string_view(src):
             arr, src = arr.cast(pa.string()), pa.string()
@@ -384,7 +386,7 @@ class Cast(Transform):
                     return parsed
                 arr, src = parsed, parsed.type  # to a date below (an offset: in the job's zone)
         if t.kind == "long" and _is_moment(src):
-            return self._epoch_ms(arr)
+            return self._epoch_ms(arr, col)
         if t.kind in ("date", "timestamp") and pa.types.is_integer(src):
             instant = arr.cast(pa.int64()).cast(pa.timestamp("ms", self.ctx.timezone))
             arr = pc.local_timestamp(instant).cast(pa.timestamp("us"))
@@ -418,15 +420,23 @@ class Cast(Transform):
         zone = self.ctx.timezone if arr.type.tz is not None else None
         return floored.cast(pa.timestamp("s", zone))
 
-    def _epoch_ms(self, arr: pa.Array) -> pa.Array:
-        if pa.types.is_date(arr.type):
-            arr = arr.cast(pa.timestamp("ms"))
-        if arr.type.tz is None:
-            arr = pc.assume_timezone(
-                arr, self.ctx.timezone, ambiguous="earliest", nonexistent="earliest"
-            )
-        ms = pc.floor_temporal(arr, unit="millisecond").cast(pa.timestamp("ms", arr.type.tz))
-        return ms.cast(pa.int64())
+    def _epoch_ms(self, arr: pa.Array, col: str) -> pa.Array:
+        return epoch_ms(arr, self.ctx.timezone, col)
+
+
+def epoch_ms(arr: pa.Array, zone: str, column: str) -> pa.Array:
+    """Milliseconds since the epoch of dates or timestamps (DataX's ``Date.getTime``); a naive
+    value is wall-clock time in ``zone``. One that ``zone`` skips or shows twice (a daylight-
+    saving gap or overlap) names no one instant: a dirty record (:func:`wall_times_as_instants`),
+    never the earlier instant picked silently."""
+    if pa.types.is_date(arr.type):
+        arr = arr.cast(pa.timestamp("ms"))
+    if arr.type.tz is None:
+        arr = wall_times_as_instants(arr, zone, column, "milliseconds since the epoch")
+    # floored in UTC: in a zone of its own, Arrow floors the wall time and refuses an overlap's
+    utc = arr.cast(pa.timestamp(arr.type.unit, "UTC"))
+    ms = pc.floor_temporal(utc, unit="millisecond").cast(pa.timestamp("ms", "UTC"))
+    return ms.cast(pa.int64())
 
 
 def _check_float_range(text: pa.Array, out: pa.Array) -> None:

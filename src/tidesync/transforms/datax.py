@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 from tidesync.errors import ConfigError, DirtyRecordError
 from tidesync.plugin import Context
 from tidesync.transforms.base import Transform
+from tidesync.transforms.columns import epoch_ms
 
 __all__ = ["Substr", "Pad", "Replace", "Filter", "Digest"]
 
@@ -411,7 +412,7 @@ class Filter(_DataX):
         if isinstance(operand, tuple):
             kind, operand = operand
             if kind == "epoch_ms":  # epoch milliseconds against a date or timestamp
-                col = _epoch_ms(col, self.ctx.timezone)
+                col = epoch_ms(col, self.ctx.timezone, f.name)
             else:  # any 64-bit integer fits 20 digits exactly
                 col = col.cast(pa.decimal128(20, 0))
         elif pa.types.is_floating(col.type) and col.type != pa.float64():
@@ -479,20 +480,6 @@ def _text(col: pa.Array, name: str, where: str, timezone: str) -> pa.Array:
         # shift every position after it and change every digest; a fraction is kept
         text = pc.replace_substring_regex(text, pattern=r"\.0+$", replacement="")
     return text
-
-
-def _epoch_ms(col: pa.Array, timezone: str) -> pa.Array:
-    """Milliseconds since the epoch, as DataX's ``DateColumn.asLong``; naive values are wall
-    clock time in the job's time zone (a DST gap or overlap resolves to the earlier instant)."""
-    if pa.types.is_date(col.type):
-        col = col.cast(pa.timestamp("ms"))
-    if col.type.tz is None:
-        col = pc.assume_timezone(col, timezone, ambiguous="earliest", nonexistent="earliest")
-    return (
-        pc.floor_temporal(col, unit="millisecond")
-        .cast(pa.timestamp("ms", col.type.tz))
-        .cast(pa.int64())
-    )
 
 
 def _first_line(e: BaseException) -> str:
