@@ -637,7 +637,7 @@ def test_a_naive_time_in_a_dst_gap_or_overlap_is_dirty_for_a_timestamptz_column(
 
 
 def test_a_double_a_float_column_would_not_give_back_is_dirty(db: DuckdbAdapter) -> None:
-    # DuckDB's cast stored 0.123456789 in a FLOAT as 0.12345679, 1e39 as inf, silently
+    # DuckDB's cast stored 0.123456789 in a FLOAT as 0.12345679 silently (1e39 it refuses)
     db.execute("CREATE TABLE dst (id INTEGER, f FLOAT)")
     batch = pa.record_batch(
         {
@@ -646,14 +646,15 @@ def test_a_double_a_float_column_would_not_give_back_is_dirty(db: DuckdbAdapter)
         }
     )
     bad, got = _isolated_in(db, batch)
-    assert [(off, why.split(" (duckdb table dst in ")[0]) for off, why in bad] == [
+    assert [(off, why.split(" (duckdb table dst in ")[0]) for off, why in bad[:1]] == [
         (
             1,
             "column f: value 0.123456789 has more digits than float holds; it would be stored "
             "as 0.12345679",
         ),
-        (2, "column f: value 1e+39 has more digits than float holds; it would be stored as inf"),
     ]
+    assert bad[1][0] == 2 and "out of range for the destination type FLOAT" in bad[1][1]
+    assert len(bad) == 2
     assert got == [("1", "0.1"), ("4", None)]
 
 
