@@ -53,6 +53,7 @@ from tidesync.connectors.sql.cdc import (
     from_numpy,
     from_strings,
     output_schema,
+    refuse_new_tables,
     show_ms,
     snapshot_chunk,
     to_bools,
@@ -277,15 +278,13 @@ class Reader(CaptureReader):
         replaced (docs/design.md, Decisions), so no identity is kept beside the name."""
         saved = history.tables if history is not None else {}
         new = [t.label for k, t in self.targets.items() if saved and ".".join(k) not in saved]
-        if new:
-            raise FatalError(
-                f"{self.ctx.where}: table {', '.join(new)} is new to this capture (its saved "
-                f"positions are of {', '.join(sorted(saved))}): its changes in the windows "
-                "already taken were passed over, and its rows from before the capture began "
-                "never came; capture it in a job of its own (snapshot: true gives its rows), or "
-                "start this capture anew with it (`tidesync cdc drop` the job, then run it with "
-                "snapshot: true)"
-            )
+        refuse_new_tables(
+            self.ctx.where,
+            new,
+            sorted(saved),
+            "its changes in the windows already taken were passed over, and its rows from "
+            "before the capture began never came",
+        )
         opened = self._open_log(history)
         return replace(opened, tables={".".join(k): None for k in self.targets})
 

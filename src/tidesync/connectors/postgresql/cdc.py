@@ -62,6 +62,7 @@ from tidesync.connectors.sql.cdc import (
     from_numpy,
     from_strings,
     output_schema,
+    refuse_new_tables,
     slices,
     snapshot_chunk,
 )
@@ -452,14 +453,13 @@ class Reader(CaptureReader):
         saved = history.tables if history is not None else {}
         tables = sorted(k for k, v in saved.items() if not isinstance(v, list))
         new = [t.label for k, t in self.targets.items() if tables and ".".join(k) not in saved]
-        if new:
-            raise FatalError(
-                f"{self.ctx.where}: table {', '.join(new)} is new to this capture (its saved "
-                f"positions are of {', '.join(tables)}): its changes before it joined "
-                "the publication are not in the log, so this window would lack them; capture it "
-                "in a job of its own (snapshot: true gives its rows), or start this capture "
-                "anew with it (`tidesync cdc drop` the job, then run it with snapshot: true)"
-            )
+        refuse_new_tables(
+            self.ctx.where,
+            new,
+            tables,
+            "its changes before it joined the publication are not in the log, so this window "
+            "would lack them",
+        )
         opened = self._capture(history)
         now = {".".join(k): self.shapes[k].oid for k in self.targets}
         for k, t in self.targets.items():

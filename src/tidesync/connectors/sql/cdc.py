@@ -415,6 +415,18 @@ class History:
 # -- output ------------------------------------------------------------------------------------
 
 
+def refuse_new_tables(where: str, new: list[str], saved: list[str], lost: str) -> None:
+    """Fail a run whose job reads tables (``new``) its saved positions (of ``saved``) do not
+    name: ``lost`` says what of theirs the capture would lack."""
+    if new:
+        raise FatalError(
+            f"{where}: table {', '.join(new)} is new to this capture (its saved positions are of "
+            f"{', '.join(saved)}): {lost}; capture it in a job of its own (snapshot: true gives "
+            "its rows), or start this capture anew with it (`tidesync cdc drop` the job, then "
+            "run it with snapshot: true)"
+        )
+
+
 def meta_fields(several: bool) -> list[pa.Field]:
     out = [
         pa.field(OP, pa.string(), nullable=False),
