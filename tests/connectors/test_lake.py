@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -745,3 +746,50 @@ def test_data_files_take_a_dictionary_only_where_it_makes_a_column_smaller(
     dictionary = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
     assert encodings["city"] & dictionary
     assert not encodings["id"] & dictionary and not encodings["score"] & dictionary
+
+
+# -- exact types -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (
+            pa.array([Decimal("1.23")], pa.decimal128(10, 2)),
+            pa.array([Decimal("4.567")], pa.decimal128(12, 3)),
+        ),
+        (
+            pa.array([Decimal("1.230")], pa.decimal128(12, 3)),
+            pa.array([Decimal("4.5")], pa.decimal128(12, 2)),
+        ),
+        (pa.array(["a"]), pa.array([b"\xff"])),
+        (pa.array([b"a"]), pa.array(["b"])),
+    ],
+    ids=[
+        "decimal-wider-scale",
+        "decimal-smaller-scale",
+        "binary-into-string",
+        "string-into-binary",
+    ],
+)
+def test_iceberg_changes_no_column_type_the_spec_does_not_allow(
+    tmp_path: Path, old: pa.Array, new: pa.Array
+) -> None:
+    """A decimal keeps its scale (older files hold unscaled values of the old scale, which
+    other engines read by the table's scale) and binary is not string, whatever pyiceberg's
+    ``promote`` lets through."""
+    write(tmp_path, "iceberg", [batch(id=[1], v=old)], writeMode="append")
+    before = str(iceberg_table(tmp_path).schema())
+    with pytest.raises(ConfigError, match="column 'v' is"):
+        write(tmp_path, "iceberg", [batch(id=[2], v=new)], writeMode="append")
+    assert str(iceberg_table(tmp_path).schema()) == before
+    got = [r["v"] for r in read(tmp_path, "iceberg")]
+    assert got == old.to_pylist()
+    assert all(not isinstance(v, Decimal) or v.as_tuple().exponent == -old.type.scale for v in got)
+
+
+def test_iceberg_stores_a_uint32_column_as_long_so_every_value_fits(tmp_path: Path) -> None:
+    top = (1 << 32) - 1
+    write(tmp_path, "iceberg", [batch(id=[1], v=pa.array([top], pa.uint32()))], writeMode="append")
+    assert "v: optional long" in str(iceberg_table(tmp_path).schema())
+    assert [r["v"] for r in read(tmp_path, "iceberg")] == [top]

@@ -163,22 +163,42 @@ def plain_schema(schema: pa.Schema) -> pa.Schema:
 def _iceberg_type(f: pa.Field) -> Any:
     from pyiceberg.io.pyarrow import _ConvertToIcebergWithoutIDs, visit_pyarrow
 
-    t = pa.string() if pa.types.is_null(f.type) else f.type
+    t = pa.string() if pa.types.is_null(f.type) else _signed(f.type)
     schema: Any = visit_pyarrow(pa.schema([pa.field(f.name, t)]), _ConvertToIcebergWithoutIDs())
     return schema.fields[0].field_type
 
 
+def _signed(t: pa.DataType) -> pa.DataType:
+    """``t`` with uint32 as int64, all the way down: pyiceberg makes a uint32 an int (32
+    bits), which holds only half its values. (uint64 can only be long: a value above 2^63 is
+    a dirty record.)"""
+    if pa.types.is_uint32(t):
+        return pa.int64()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(t.value_field.with_type(_signed(t.value_type)))
+    if pa.types.is_map(t):
+        return pa.map_(
+            t.key_field.with_type(_signed(t.key_type)), t.item_field.with_type(_signed(t.item_type))
+        )
+    if pa.types.is_struct(t):
+        return pa.struct(
+            [t.field(i).with_type(_signed(t.field(i).type)) for i in range(t.num_fields)]
+        )
+    return t
+
+
 def _promotes(src: Any, dst: Any) -> bool:
-    from pyiceberg.exceptions import ResolveError
-    from pyiceberg.schema import promote
+    """Whether the Iceberg spec lets a column of type ``src`` become ``dst``: int to long,
+    float to double, a decimal's precision (never its scale). pyiceberg's ``promote`` lets more
+    through (any decimal scale, binary and string either way, fixed[16] to uuid): a decimal
+    file keeps the unscaled values of its own scale, which engines read by the table's."""
+    from pyiceberg.types import DecimalType, DoubleType, FloatType, IntegerType, LongType
 
     if src == dst:
         return True
-    try:
-        promote(src, dst)
-        return True
-    except (ResolveError, TypeError, ValueError):
-        return False
+    if isinstance(src, DecimalType) and isinstance(dst, DecimalType):
+        return src.scale == dst.scale and src.precision <= dst.precision
+    return (type(src), type(dst)) in ((IntegerType, LongType), (FloatType, DoubleType))
 
 
 def _fits(src: Any, dst: Any) -> bool:
