@@ -24,7 +24,7 @@ from tidesync.connectors import base
 from tidesync.connectors.lake import Reader, Writer
 from tidesync.connectors.lake import hive as _lake_hive
 from tidesync.engine.runner import load_job, run_job
-from tidesync.errors import ConfigError, DirtyRecordError
+from tidesync.errors import ConfigError, DirtyRecordError, FatalError
 from tidesync.spec.params import RunTime
 
 WHERE = "job.content[0].writer.parameter"
@@ -229,6 +229,21 @@ def test_sync_deletes_the_keys_the_source_no_longer_has(tmp_path: Path, fmt: str
     current = batch(id=[1, 3, 6], v=["a", "C", "f"])
     write(tmp_path, fmt, [current], writeMode="sync", primaryKey=["id"])
     assert [(r["id"], r["v"]) for r in read(tmp_path, fmt)] == [(1, "a"), (3, "C"), (6, "f")]
+
+
+def test_sync_refuses_a_key_sent_in_rows_that_differ(tmp_path: Path, fmt: str) -> None:
+    """A snapshot holds each key once: two different rows of one key (from two splits here)
+    leave which is current unknown, so nothing is published; the same row twice is fine."""
+    write(tmp_path, fmt, [B3], writeMode="append")
+    w = writer(tmp_path, fmt, writeMode="sync", primaryKey=["id"])
+    results = stage(w, [batch(id=[1, 2], v=["a", "x"]), batch(id=[2, 3], v=["y", "c"])])
+    with pytest.raises(FatalError, match=r"writeMode sync: the source sent key id=2 in rows"):
+        w.commit(results)
+    w.abort(results)
+    assert [(r["id"], r["v"]) for r in read(tmp_path, fmt)] == [(1, "a"), (2, "b"), (3, "c")]
+    twice = batch(id=[1, 1, 3], v=["a", "a", "C"])
+    write(tmp_path, fmt, [twice], writeMode="sync", primaryKey=["id"])
+    assert [(r["id"], r["v"]) for r in read(tmp_path, fmt)] == [(1, "a"), (3, "C")]
 
 
 def test_sync_of_a_partition_leaves_the_other_partitions(tmp_path: Path, fmt: str) -> None:

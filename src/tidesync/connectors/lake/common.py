@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tidesync.connectors.parquet import ReleaseClock, dictionary_columns
+from tidesync.errors import FatalError
 
 DELETED = "__tidesync_deleted"  # staged beside merge/sync rows: the source marked the row deleted
 
@@ -182,23 +183,52 @@ class ParquetRoller:
 
 
 def prepare_changes(
-    batches: list[pa.RecordBatch], schema: pa.Schema, keys: list[str]
+    batches: list[pa.RecordBatch],
+    schema: pa.Schema,
+    keys: list[str],
+    mode: str = "merge",
+    where: str = "",
 ) -> tuple[pa.Table, pa.Table]:
     """The staged incoming rows -> (upserts, deleted keys): the last row per key wins; rows the
-    source marked deleted (column ``DELETED``) become keys to remove."""
+    source marked deleted (column ``DELETED``) become keys to remove. For ``sync`` the rows are
+    a snapshot, which holds each key once: a key sent in two different rows is a FatalError
+    (which of them is current is not known), the same row twice is kept once."""
     full = schema.append(pa.field(DELETED, pa.bool_()))
     table = pa.Table.from_batches(batches, full) if batches else full.empty_table()
     if table.num_rows:
         table = table.append_column(ROW, row_numbers(table.num_rows))
         last = (
-            table.select([*keys, ROW]).group_by(keys, use_threads=False).aggregate([(ROW, "max")])
+            table.select([*keys, ROW])
+            .group_by(keys, use_threads=False)
+            .aggregate([(ROW, "max"), (ROW, "count")])
         )
+        if mode == "sync" and last.num_rows < table.num_rows:
+            _refuse_conflicts(table, last, keys, where)
         picked = pc.sort_indices(last[f"{ROW}_max"])
         table = table.take(pc.take(last[f"{ROW}_max"], picked)).drop_columns([ROW])
     deleted = pc.fill_null(table[DELETED], False)
     upserts = table.filter(pc.invert(deleted)).drop_columns([DELETED])
     gone = table.filter(deleted).select(keys)
     return upserts.combine_chunks(), gone.combine_chunks()
+
+
+def _refuse_conflicts(table: pa.Table, last: pa.Table, keys: list[str], where: str) -> None:
+    """Raise FatalError when a key of the snapshot ``table`` comes in rows that differ."""
+    dup = last.filter(pc.greater(last[f"{ROW}_count"], 1)).select([*keys, f"{ROW}_max"])
+    rows = table.join(dup, keys, join_type="inner", use_threads=False)
+    values = [c for c in table.column_names if c != ROW]
+    winners = table.take(rows[f"{ROW}_max"])
+    differ = pc.invert(_same_rows(rows.select(values), winners.select(values), values))
+    bad = rows.filter(differ)
+    if not bad.num_rows:
+        return
+    key = ", ".join(f"{k}={bad[k][0].as_py()!r}" for k in keys)
+    raise FatalError(
+        f"{where}: writeMode sync: the source sent key {key} in rows that differ (a snapshot "
+        "holds each key once, so which row is current is unknown); nothing was published. "
+        "Send each key once (deduplicate the source) or use writeMode merge, where the last "
+        "row of a key wins"
+    )
 
 
 def _same_rows(a: pa.Table, b: pa.Table, columns: list[str]) -> pa.Array:

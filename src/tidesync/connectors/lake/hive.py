@@ -384,7 +384,7 @@ class HiveTable:
         self, batches: list[pa.RecordBatch], keys: list[str], mode: str
     ) -> tuple[Path, dict[str, int]]:
         assert self.plan is not None
-        upserts, gone = prepare_changes(batches, self.plan.file_schema, keys)
+        upserts, gone = prepare_changes(batches, self.plan.file_schema, keys, mode, self.where)
         new = self.stage / "new"
         new.mkdir(parents=True, exist_ok=True)
         existing = (

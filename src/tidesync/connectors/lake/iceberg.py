@@ -875,7 +875,7 @@ class IcebergTable:
         mode: str,
     ) -> tuple[dict[str, Any], list[Any], dict[str, int]]:
         assert self.plan is not None
-        upserts, gone = prepare_changes(batches, self.plan.file_schema, keys)
+        upserts, gone = prepare_changes(batches, self.plan.file_schema, keys, mode, self.where)
         tasks = list(fresh.scan(row_filter=scope).plan_files()) if fresh is not None else []
 
         def one(task: Any, forced: pa.Array | None = None) -> tuple[Any, Any, list[Any]]:
