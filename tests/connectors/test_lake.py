@@ -124,6 +124,21 @@ def test_a_partition_value_reads_back_as_written(tmp_path: Path, value: str) -> 
     assert got.column("ds").cast(pa.string()).to_pylist() == [value]
 
 
+def test_hives_null_partition_folder_reads_as_null_and_is_not_written(tmp_path: Path) -> None:
+    """Hive, Spark and pyarrow write a NULL partition value as the folder
+    ds=__HIVE_DEFAULT_PARTITION__ and read it back as NULL: so does this reader, and a writer
+    asked for that value refuses rather than write rows every other reader sees as NULL."""
+    for i, value in enumerate(["__HIVE_DEFAULT_PARTITION__", "x"], 1):
+        folder = tmp_path / "t" / f"ds={value}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"id": [i]}), folder / "part-0.parquet")
+    assert read(tmp_path, "hive") == [{"id": 1, "ds": None}, {"id": 2, "ds": "x"}]
+    got = read(tmp_path, "hive", partition="ds=__HIVE_DEFAULT_PARTITION__")
+    assert got == [{"id": 1, "ds": None}]
+    with pytest.raises(ConfigError, match=r"partition: .*__HIVE_DEFAULT_PARTITION__.* NULL"):
+        writer(tmp_path, "hive", partition="ds=__HIVE_DEFAULT_PARTITION__")
+
+
 def test_overwrite_of_one_level_leaves_its_sibling_levels(tmp_path: Path, fmt: str) -> None:
     write(tmp_path, fmt, [B3], partition="pt=20150101/type=1")
     write(tmp_path, fmt, [B3], partition="pt=20150101/type=2")

@@ -85,12 +85,16 @@ def data_files(folder: Path) -> list[Path]:
     return out
 
 
-def path_partition(root: Path, file: Path) -> list[tuple[str, str]]:
-    parts = []
+#: the folder value Hive, Spark and pyarrow write for a NULL partition value, and read as NULL
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def path_partition(root: Path, file: Path) -> list[tuple[str, str | None]]:
+    parts: list[tuple[str, str | None]] = []
     for seg in file.parent.relative_to(root).parts:
         if "=" in seg:
             k, v = seg.split("=", 1)
-            parts.append((unquote(k), unquote(v)))
+            parts.append((unquote(k), None if v == HIVE_NULL else unquote(v)))
     return parts
 
 

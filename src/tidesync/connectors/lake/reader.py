@@ -18,7 +18,7 @@ from tidesync.spec.params import local_instant, parse_time_arg
 @dataclass(frozen=True)
 class FileSplit(base.Split):
     path: str = ""
-    partition: tuple[tuple[str, str], ...] = ()
+    partition: tuple[tuple[str, str | None], ...] = ()
 
 
 class Reader(base.Reader):

@@ -94,6 +94,16 @@ class Writer(base.Writer):
                 )
                 self.compress = c
         self.o = _Common(p, ctx)
+        if self.o.format == "hive":
+            from tidesync.connectors.lake.hive import HIVE_NULL
+
+            for k, v in self.o.partition:
+                if v == HIVE_NULL:
+                    p.problem(
+                        "partition",
+                        f"{k}={v}: Hive, Spark and pyarrow read the folder of that value as "
+                        "NULL, not as the text written; give another value",
+                    )
         if "writeMode" in params:
             self.mode = self.write_mode(_MODE_ALIASES)
         else:
