@@ -139,6 +139,31 @@ def test_hives_null_partition_folder_reads_as_null_and_is_not_written(tmp_path: 
         writer(tmp_path, "hive", partition="ds=__HIVE_DEFAULT_PARTITION__")
 
 
+@pytest.mark.parametrize(
+    ("foreign", "what"),
+    [
+        (pa.table({"id": pa.array([2], pa.int32()), "v": ["b"], "w": [5]}), "has column 'w'"),
+        (pa.table({"id": pa.array([1 << 40]), "v": ["b"]}), "column 'id' is int64"),
+    ],
+    ids=["extra-column", "wider-type"],
+)
+def test_a_hive_file_the_tables_schema_cannot_hold_is_an_error_naming_it(
+    tmp_path: Path, foreign: pa.Table, what: str
+) -> None:
+    """A file another tool put in the table, with a column _common_metadata lacks or a type
+    wider than its, was read with the column dropped (or failed with a bare ArrowInvalid), and
+    a merge rewriting the file dropped the column for good."""
+    first = batch(id=pa.array([1], pa.int32()), v=["a"])
+    write(tmp_path, "hive", [first], partition="ds=1")
+    pq.write_table(foreign, tmp_path / "t" / "ds=1" / "foreign.parquet")
+    with pytest.raises(FatalError, match=rf"foreign.parquet {what}"):
+        read(tmp_path, "hive")
+    change = batch(id=pa.array([2], pa.int32()), v=["c"])
+    with pytest.raises(FatalError, match=rf"foreign.parquet {what}"):
+        write(tmp_path, "hive", [change], partition="ds=1", writeMode="merge", primaryKey=["id"])
+    assert pq.read_table(tmp_path / "t" / "ds=1" / "foreign.parquet") == foreign
+
+
 def test_overwrite_of_one_level_leaves_its_sibling_levels(tmp_path: Path, fmt: str) -> None:
     write(tmp_path, fmt, [B3], partition="pt=20150101/type=1")
     write(tmp_path, fmt, [B3], partition="pt=20150101/type=2")

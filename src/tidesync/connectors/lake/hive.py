@@ -130,6 +130,31 @@ def table_schema(root: Path) -> pa.Schema | None:
         raise FatalError(f"the Parquet files under {root} disagree on their columns: {e}") from e
 
 
+def check_file(
+    path: Path | str, found: pa.Schema, table: pa.Schema, skip: list[str], where: str
+) -> None:
+    """FatalError unless the table's data columns ``table`` hold every column of the file
+    ``path`` (``found``; ``skip``: its partition columns): a column the table's schema lacks
+    would be dropped, a wider type cut."""
+    for f in found:
+        if f.name in skip:
+            continue
+        i = table.get_field_index(f.name)
+        if i < 0:
+            raise FatalError(
+                f"{where}: {path} has column {f.name!r}, which the table's {META} lacks; "
+                "reading or rewriting the file would drop it. Remove the file, or rewrite it "
+                f"(or {META}) so that they agree"
+            )
+        want = table.field(i).type
+        if not fits(f.type, want):
+            raise FatalError(
+                f"{where}: {path} column {f.name!r} is {describe(f.type)}, but the table's "
+                f"{META} says {describe(want)}; its values would not fit. Remove the file, or "
+                f"rewrite it (or {META}) so that they agree"
+            )
+
+
 def plain(schema: pa.Schema) -> pa.Schema:
     return pa.schema([pa.field(f.name, f.type) for f in schema])
 
@@ -378,6 +403,9 @@ class HiveTable:
     def read_file(self, path: Path) -> pa.Table:
         assert self.plan is not None
         table = pq.read_table(path)
+        check_file(
+            path, table.schema, self.plan.file_schema, [k for k, _ in self.partition], self.where
+        )
         return (
             pa.Table.from_batches([conform(table, self.plan.file_schema)])
             if table.num_rows

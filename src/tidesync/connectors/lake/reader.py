@@ -164,8 +164,11 @@ class Reader(base.Reader):
     def _read_hive(self, split: FileSplit) -> Iterator[pa.RecordBatch]:
         import pyarrow.parquet as pq
 
+        from tidesync.connectors.lake.hive import check_file
+
         values = dict(split.partition)
         f = pq.ParquetFile(split.path)
+        check_file(split.path, f.schema_arrow, self._data_schema, list(values), self.ctx.where)
         for b in f.iter_batches(batch_size=self.ctx.batch_rows):
             data = conform(b, self._data_schema)
             cols = {n: data.column(i) for i, n in enumerate(data.schema.names)}
