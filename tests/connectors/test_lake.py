@@ -164,6 +164,21 @@ def test_a_hive_file_the_tables_schema_cannot_hold_is_an_error_naming_it(
     assert pq.read_table(tmp_path / "t" / "ds=1" / "foreign.parquet") == foreign
 
 
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("a\x00b", "control character"), ("a\nb", "control character"), ("x" * 300, "255 bytes")],
+    ids=["nul", "newline", "too-long"],
+)
+def test_a_hive_partition_value_no_folder_can_name_is_a_config_error(
+    tmp_path: Path, value: str, why: str
+) -> None:
+    # was a bare ValueError (embedded null byte) or OSError (File name too long) at the
+    # commit; a newline made a folder Hive itself would have escaped
+    with pytest.raises(ConfigError, match=rf"writer.parameter.partition: ds=.*{why}"):
+        writer(tmp_path, "hive", partition=f"ds={value}")
+    assert not (tmp_path / "t").exists()
+
+
 def test_overwrite_of_one_level_leaves_its_sibling_levels(tmp_path: Path, fmt: str) -> None:
     write(tmp_path, fmt, [B3], partition="pt=20150101/type=1")
     write(tmp_path, fmt, [B3], partition="pt=20150101/type=2")

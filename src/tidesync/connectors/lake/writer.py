@@ -96,13 +96,27 @@ class Writer(base.Writer):
         self.o = _Common(p, ctx)
         if self.o.format == "hive":
             from tidesync.connectors.lake.hive import HIVE_NULL
+            from tidesync.connectors.partition import partition_path
 
             for k, v in self.o.partition:
+                shown = f"{k}={v!r}" if not v.isprintable() else f"{k}={v}"
                 if v == HIVE_NULL:
                     p.problem(
                         "partition",
                         f"{k}={v}: Hive, Spark and pyarrow read the folder of that value as "
                         "NULL, not as the text written; give another value",
+                    )
+                elif any(ord(c) < 0x20 or ord(c) == 0x7F for c in v):
+                    p.problem(
+                        "partition",
+                        f"{shown}: the value holds a control character, which a folder "
+                        "name cannot hold as it is (Hive would escape it); give another value",
+                    )
+                elif len(partition_path([(k, v)]).encode()) > 255:
+                    p.problem(
+                        "partition",
+                        f"{k}={v[:40]}...: the folder name would be longer than 255 bytes, "
+                        "more than file systems allow; give a shorter value",
                     )
         if "writeMode" in params:
             self.mode = self.write_mode(_MODE_ALIASES)
