@@ -860,6 +860,13 @@ def test_iceberg_changes_no_column_type_the_spec_does_not_allow(
 
 def test_iceberg_stores_a_uint32_column_as_long_so_every_value_fits(tmp_path: Path) -> None:
     top = (1 << 32) - 1
-    write(tmp_path, "iceberg", [batch(id=[1], v=pa.array([top], pa.uint32()))], writeMode="append")
-    assert "v: optional long" in str(iceberg_table(tmp_path).schema())
-    assert [r["v"] for r in read(tmp_path, "iceberg")] == [top]
+    plain = pa.array([top], pa.uint32())
+    rows = batch(
+        id=[1], v=plain, d=plain.dictionary_encode(), s=pa.array([[top]], pa.list_(pa.uint32()))
+    )
+    write(tmp_path, "iceberg", [rows], writeMode="append")
+    schema = str(iceberg_table(tmp_path).schema())
+    assert "v: optional long" in schema
+    assert "d: optional long" in schema
+    assert "s: optional list<long>" in schema
+    assert read(tmp_path, "iceberg") == [{"id": 1, "v": top, "d": top, "s": [top]}]

@@ -174,6 +174,8 @@ def _signed(t: pa.DataType) -> pa.DataType:
     a dirty record.)"""
     if pa.types.is_uint32(t):
         return pa.int64()
+    if pa.types.is_dictionary(t):
+        return _signed(t.value_type)
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return pa.list_(t.value_field.with_type(_signed(t.value_type)))
     if pa.types.is_map(t):
