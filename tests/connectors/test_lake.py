@@ -858,6 +858,25 @@ def test_iceberg_changes_no_column_type_the_spec_does_not_allow(
     assert all(not isinstance(v, Decimal) or v.as_tuple().exponent == -old.type.scale for v in got)
 
 
+@pytest.mark.parametrize(
+    "values",
+    [pa.array([5], pa.time32("s")), pa.array(["q"], pa.string_view())],
+    ids=["time32-seconds", "string-view"],
+)
+@pytest.mark.parametrize("mode", ["append", "merge"])
+def test_a_hive_table_takes_the_type_it_was_created_from_again(
+    tmp_path: Path, values: pa.Array, mode: str
+) -> None:
+    """Parquet keeps a time in milliseconds at least, so the second run's time32[s] was "a
+    type change that would lose data"; a string_view column failed a merge with a bare
+    ArrowNotImplementedError."""
+    write(tmp_path, "hive", [batch(id=[1], v=values)], partition="ds=1")
+    keys = {"primaryKey": ["id"]} if mode == "merge" else {}
+    write(tmp_path, "hive", [batch(id=[2], v=values)], partition="ds=1", writeMode=mode, **keys)
+    expect = values.to_pylist()[0]
+    assert read(tmp_path, "hive") == [{"id": i, "v": expect, "ds": "1"} for i in (1, 2)]
+
+
 def test_iceberg_stores_a_uint32_column_as_long_so_every_value_fits(tmp_path: Path) -> None:
     top = (1 << 32) - 1
     plain = pa.array([top], pa.uint32())

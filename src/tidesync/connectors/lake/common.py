@@ -53,6 +53,8 @@ def fits(src: pa.DataType, dst: pa.DataType) -> bool:
         return True
     if pa.types.is_timestamp(src) and pa.types.is_timestamp(dst):
         return (src.tz is None) == (dst.tz is None) and _TS_UNITS[src.unit] <= _TS_UNITS[dst.unit]
+    if pa.types.is_time(src) and pa.types.is_time(dst):
+        return _TS_UNITS[src.unit] <= _TS_UNITS[dst.unit]
     if pa.types.is_date(src) and pa.types.is_date(dst):
         return True
     if pa.types.is_decimal(src) and pa.types.is_decimal(dst):

@@ -463,9 +463,16 @@ class HiveTable:
 
 
 def _dictionary_free(schema: pa.Schema) -> pa.Schema:
-    return pa.schema(
-        [
-            pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
-            for f in schema
-        ]
-    )
+    """The columns as a Parquet file keeps them: no dictionaries, no string or binary views
+    (which Arrow's take, used by merge and sync, does not handle)."""
+    return pa.schema([pa.field(f.name, _stored(f.type)) for f in schema])
+
+
+def _stored(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_dictionary(t):
+        return _stored(t.value_type)
+    if pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_binary_view(t):
+        return pa.binary()
+    return t
