@@ -245,6 +245,12 @@ STRINGS = (["10", "9", "a", None], pa.string())
         (([12, 345], pa.int64()), "like", r"\d{3}", [12]),  # like on a number reads its text
         (([1, None, 3], pa.int64()), "=", "null", [1, 3]),
         (([1, None, 3], pa.int64()), "!=", "NULL", [None]),
+        # DataX compares a text column's values with the value as written, nulls aside
+        ((["null", None, "bob", "NULL"], pa.string()), "=", "null", ["bob", "NULL"]),
+        ((["null", None, "bob", "NULL"], pa.string()), "!=", "null", ["null", None]),
+        ((["null", None, "NULL"], pa.large_string()), "=", "NULL", ["null"]),
+        (([b"null", None, b"x"], pa.binary()), "=", "null", [b"x"]),
+        ((["null", None, " null"], pa.string()), "=", " null", ["null", None]),  # not trimmed
         (
             ([dt.date(2024, 1, 1), dt.date(2024, 1, 2)], pa.date32()),
             "<",

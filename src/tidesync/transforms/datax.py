@@ -310,7 +310,19 @@ class Filter(_DataX):
         return batch.filter(pc.invert(met))
 
     def _is_null_test(self) -> bool:
-        return self.op in ("=", "!=") and self.value.strip().lower() == "null"
+        # DataX: value.equalsIgnoreCase("null"), not trimmed (" null" is a plain value)
+        return self.op in ("=", "!=") and self.value.lower() == "null"
+
+    @staticmethod
+    def _compares_text(t: pa.DataType) -> bool:
+        """DataX's String/Bytes/Bool columns: compared by their text (``asString``)."""
+        return (
+            pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_string_view(t)
+            or _is_binary(t)
+            or pa.types.is_boolean(t)
+        )
 
     def _operand(self, t: pa.DataType) -> Any:
         """The value compared with a column of type ``t`` (checked once per type)."""
@@ -319,10 +331,18 @@ class Filter(_DataX):
         v = self.value
         where = self.ctx.path("paras[1]")
         what = f"dx_filter compares column {self.index} ({t}) with {v!r}"
-        if self._is_null_test() or self.op in ("like", "not like"):
+        if self._is_null_test() and self._compares_text(t):
+            # DataX: "= null" drops the nulls *and* the text equal to the value as written
+            # ("null" but not "NULL" under = null); "!= null" keeps both.
+            operand: Any = (
+                pa.scalar(v.encode(), pa.large_binary())
+                if _is_binary(t)
+                else pa.scalar(v, pa.string())
+            )
+        elif self._is_null_test() or self.op in ("like", "not like"):
             if self.op in ("like", "not like") and not _is_binary(t):
                 _text_type(t, self._where_type(t))
-            operand: Any = None
+            operand = None
         elif pa.types.is_integer(t):
             operand = self._integer_operand(t, v, where, what)
         elif pa.types.is_floating(t):
@@ -398,7 +418,12 @@ class Filter(_DataX):
         """True where the row meets the condition (and so is dropped); never null."""
         operand = self._operand(col.type)
         if self._is_null_test():
-            return pc.is_null(col) if self.op == "=" else pc.is_valid(col)
+            if operand is None:  # a number, date, ...: only a null is "null"
+                return pc.is_null(col) if self.op == "=" else pc.is_valid(col)
+            same = pc.fill_null(pc.equal(_as_compared(col), operand), False)
+            if self.op == "=":
+                return pc.or_(pc.is_null(col), same)
+            return pc.and_(pc.is_valid(col), pc.invert(same))
         if self.op in ("like", "not like"):
             text = (
                 col.cast(pa.large_binary())
@@ -419,13 +444,20 @@ class Filter(_DataX):
             # A float32 0.1 is 0.10000000149... as a double: compare the number its shortest
             # text shows (what a reader of the table sees, and DataX's Double.parseDouble).
             col = col.cast(pa.string()).cast(pa.float64())
-        elif _is_binary(col.type):
-            col = col.cast(pa.large_binary())
-        elif pa.types.is_boolean(col.type) or pa.types.is_string_view(col.type):
-            col = col.cast(pa.string())
+        else:
+            col = _as_compared(col)
         met = _COMPARE[self.op](col, operand)
         # DataX: a null is never >, <, >=, <= or = a value; it is != every value but "null".
         return pc.fill_null(met, self.op == "!=")
+
+
+def _as_compared(col: pa.Array) -> pa.Array:
+    """Bytes as large_binary, booleans and string views as text, as dx_filter compares them."""
+    if _is_binary(col.type):
+        return col.cast(pa.large_binary())
+    if pa.types.is_boolean(col.type) or pa.types.is_string_view(col.type):
+        return col.cast(pa.string())
+    return col
 
 
 # -- helpers shared by the transformers ---------------------------------------------------------
