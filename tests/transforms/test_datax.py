@@ -168,7 +168,7 @@ def test_a_start_past_the_end_makes_the_row_dirty_as_in_datax(cls: Any, paras: l
         ("md5", "toLowerCase"),
         ("md5", "toUpperCase"),
         ("sha1", "toLowerCase"),
-        ("SHA1", "touppercase"),
+        ("SHA1", "TOLOWERCASE"),  # DataX ignores the case of these two
     ],
 )
 def test_digest_is_the_hex_digest_of_the_utf8_text(algorithm: str, case: str) -> None:
@@ -406,6 +406,9 @@ def test_a_dirty_row_raises_dirty_record_error_for_the_whole_batch() -> None:
         (Filter, {"columnIndex": 1, "paras": ["like", "(a"]}, "paras[1]: dx_filter like needs a regular expression: Invalid regular expression: missing ): (a"),
         (Digest, {"columnIndex": 1, "paras": ["sha256", "toLowerCase"]}, "paras[0]: dx_digest algorithm must be one of md5, sha1, got 'sha256'"),
         (Digest, {"columnIndex": 1, "paras": ["md5", "upper"]}, "paras[1]: dx_digest case must be one of toUpperCase, toLowerCase, got 'upper'"),
+        # DataX computes a sha1 for "MD5" and lower case for "touppercase"
+        (Digest, {"columnIndex": 1, "paras": ["MD5", "toLowerCase"]}, "paras[0]: dx_digest 'MD5' is ambiguous: write 'md5' exactly (DataX reads any other spelling of it as sha1)"),
+        (Digest, {"columnIndex": 1, "paras": ["sha1", "touppercase"]}, "paras[1]: dx_digest 'touppercase' is ambiguous: write 'toUpperCase' exactly (DataX reads any other spelling of it as lower case)"),
     ],
 )  # fmt: skip
 def test_bad_parameters_are_a_config_error_naming_the_key(

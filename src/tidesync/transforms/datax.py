@@ -215,12 +215,22 @@ class Digest(_DataX):
 
     def _parse(self, paras: list[Any]) -> None:
         self.algorithm = self._choice(paras, 0, "algorithm", {"md5": "md5", "sha1": "sha1"})
-        self.upper = (
-            self._choice(
-                paras, 1, "case", {"touppercase": "toUpperCase", "tolowercase": "toLowerCase"}
-            )
-            == "toUpperCase"
+        case = self._choice(
+            paras, 1, "case", {"touppercase": "toUpperCase", "tolowercase": "toLowerCase"}
         )
+        self.upper = case == "toUpperCase"
+        # DataX checks both names ignoring case, then computes md5 only for exactly "md5" and
+        # upper case only for exactly "toUpperCase": its "MD5" is a sha1, its "touppercase"
+        # lower case. Which one a job written so means is a guess: an error.
+        for i, meant in ((0, "md5"), (1, "toUpperCase")):
+            v = paras[i]
+            if isinstance(v, str) and v.strip().lower() == meant.lower() and v.strip() != meant:
+                other = "sha1" if meant == "md5" else "lower case"
+                self.p.problem(
+                    f"paras[{i}]",
+                    f"{self.name} {v!r} is ambiguous: write {meant!r} exactly "
+                    f"(DataX reads any other spelling of it as {other})",
+                )
 
     def _out_type(self, t: pa.DataType) -> pa.DataType:
         if not _is_binary(t):
