@@ -148,6 +148,54 @@ def test_replace_replaces_the_characters_at_start(
     assert values_after(make(Replace, *paras), batch([value], pa.string())) == [expected]
 
 
+# Java counts a character outside the BMP (an emoji) as two UTF-16 units: "a😀b" is 4 long.
+@pytest.mark.parametrize(
+    ("cls", "paras", "value", "expected"),
+    [
+        (Substr, ["1", "2"], "a😀bc", "😀"),
+        (Substr, ["3", "9"], "a😀bc", "bc"),
+        (Substr, ["2", "1"], "😀", ""),  # at the end
+        (Substr, ["1", "2"], "héllo", "él"),  # no emoji in the batch: the same positions
+        (Replace, ["1", "2", "X"], "a😀b", "aXb"),
+        (Replace, ["3", "1", "!"], "a😀b", "a😀!"),
+        (Replace, ["4", "0", "!"], "a😀b", "a😀b!"),
+        (Pad, ["l", "3", "😀"], "a", "😀a"),  # the pad string is 2 units too
+        (Pad, ["l", "5", "😀"], "a", "😀😀a"),
+        (Pad, ["r", "2", "x"], "😀b", "😀"),  # cut at 2 units
+        (Pad, ["r", "4", "x"], "😀", "😀xx"),
+    ],
+)
+def test_positions_count_utf16_units_as_java_does(
+    cls: Any, paras: list[Any], value: str, expected: str
+) -> None:
+    b = batch([value, "日本語ab"], pa.string())  # a BMP row beside it keeps Java's positions
+    out = values_after(make(cls, *paras), b)
+    assert out[0] == expected
+    assert out[1] == make(cls, *paras).apply(batch(["日本語ab"], pa.string())).column(1)[0].as_py()
+
+
+@pytest.mark.parametrize(
+    ("cls", "paras", "reason"),
+    [
+        (Substr, ["0", "2"], "dx_substr: the result for 'a😀b' (column 1) would cut"),
+        (Substr, ["5", "1"], "dx_substr: startIndex 5 is past the end of the value 'a😀b' (column 1)"),
+        (Replace, ["2", "1", "X"], "dx_replace: the result for 'a😀b' (column 1) would cut"),
+        (Pad, ["r", "2", "x"], "dx_pad: the result for 'a😀b' (column 1) would cut"),
+        (Pad, ["l", "5", "😀"], "dx_pad: the result for 'a😀b' (column 1) would cut"),
+    ],
+)  # fmt: skip
+def test_cutting_a_character_outside_the_bmp_in_half_makes_the_row_dirty(
+    cls: Any, paras: list[Any], reason: str
+) -> None:
+    # DataX would write half a surrogate pair (a broken character): no UTF-8 form, so dirty
+    t = make(cls, *paras)
+    b = pa.record_batch({"id": [1, 2, 3], "s": ["abcdefgh", "a😀b", "abcde"]})
+    dirty: list[tuple[int, str]] = []
+    kept = isolate(b, t.apply, lambda at, row, e: dirty.append((at, e.reason)))
+    assert [(at, r[: len(reason)]) for at, r in dirty] == [(1, reason)]
+    assert [r["id"] for k in kept for r in k.to_pylist()] == [1, 3]
+
+
 @pytest.mark.parametrize(("cls", "paras"), [(Substr, ["4", "1"]), (Replace, ["4", "1", "!"])])
 def test_a_start_past_the_end_makes_the_row_dirty_as_in_datax(cls: Any, paras: list[Any]) -> None:
     # DataX throws for it (a dirty record); it used to give "" or append, and the run went on

@@ -9,7 +9,8 @@ transformer's arguments (numbers may be written as strings or numbers). Semantic
 ``SubstrTransformer``, ``PadTransformer``, ``ReplaceTransformer``, ``FilterTransformer`` and
 ``DigestTransformer``; where tidesync differs it says so here and in ``docs/transforms.md``:
 
-- positions and lengths count characters (code points), not bytes and not UTF-16 units;
+- positions and lengths count Java's UTF-16 units (a character outside the BMP is two), and a
+  result that would cut such a character in half makes the row dirty (DataX writes it broken);
 - a start position past the end of a value makes the row dirty, as in DataX (at the end it
   is a value: ``dx_substr`` gives ``""``, ``dx_replace`` appends);
 - ``like``/``not like`` use RE2 syntax (no look-around or back-references), fully anchored as
@@ -25,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -133,6 +135,34 @@ class _DataX(Transform):
     def _column(self, text: pa.Array) -> pa.Array:
         raise NotImplementedError
 
+    def _java(self, text: pa.Array, fn: Callable[[bytes], bytes]) -> pa.Array:
+        """``fn`` over each value as Java's UTF-16 units (little-endian bytes, two a unit).
+
+        Used only for a batch with a character outside the BMP (an emoji, a rare CJK
+        character), where Java's positions, two units for such a character, are not Arrow's
+        code points. A result that cuts such a character in half has no UTF-8 form: DataX
+        would write a broken character, here the row is dirty."""
+        out: list[str | None] = []
+        for s in text.to_pylist():
+            if s is None:
+                out.append(None)
+                continue
+            units = fn(s.encode("utf-16-le"))
+            try:
+                out.append(units.decode("utf-16-le"))
+            except UnicodeDecodeError:
+                raise DirtyRecordError(
+                    f"{self.name}: the result for {s!r} (column {self.index}) would cut a "
+                    f"character outside the BMP in half (Java counts it as two UTF-16 units)"
+                ) from None
+        return pa.array(out, text.type)
+
+    def _past_end(self, value: str) -> DirtyRecordError:
+        return DirtyRecordError(
+            f"{self.name}: startIndex {self.start} is past the end of the value {value!r} "
+            f"(column {self.index})"
+        )
+
     def _start_within(self, text: pa.Array, start: int) -> None:
         """DataX throws for a start position past the end of a value: its row is dirty."""
         past = pc.less(pc.utf8_length(text), pa.scalar(start, pa.int64()))
@@ -156,8 +186,15 @@ class Substr(_DataX):
         self.length = self._int(paras, 1, "length")
 
     def _column(self, text: pa.Array) -> pa.Array:
+        if _has_astral(text):
+            return self._java(text, self._units)
         self._start_within(text, self.start)
         return pc.utf8_slice_codeunits(text, self.start, self.start + self.length)
+
+    def _units(self, u: bytes) -> bytes:
+        if 2 * self.start > len(u):
+            raise self._past_end(u.decode("utf-16-le"))
+        return u[2 * self.start : 2 * (self.start + self.length)]
 
 
 class Pad(_DataX):
@@ -175,6 +212,8 @@ class Pad(_DataX):
     def _column(self, text: pa.Array) -> pa.Array:
         # DataX pads a null as "" (the result is all padding).
         text = pc.fill_null(text, pa.scalar("", text.type))
+        if _has_astral(text) or any(ord(c) > 0xFFFF for c in self.pad):
+            return self._java(text, self._units)
         cut = pc.utf8_slice_codeunits(text, 0, self.length)
         need = pc.subtract(pa.scalar(self.length, pa.int64()), pc.utf8_length(cut).cast(pa.int64()))
         # A padding per distinct missing length, not per row: few distinct values in a batch.
@@ -184,6 +223,14 @@ class Pad(_DataX):
         padding = pads.take(pc.index_in(need, value_set=pa.array(distinct, pa.int64())))
         parts = (padding, cut) if self.side == "l" else (cut, padding)
         return pc.binary_join_element_wise(*parts, pa.scalar("", text.type))
+
+    def _units(self, u: bytes) -> bytes:
+        if 2 * self.length <= len(u):
+            return u[: 2 * self.length]
+        need = 2 * self.length - len(u)
+        pad = self.pad.encode("utf-16-le")
+        padding = (pad * (need // len(pad) + 1))[:need]
+        return padding + u if self.side == "l" else u + padding
 
 
 class Replace(_DataX):
@@ -199,11 +246,22 @@ class Replace(_DataX):
         self.replacement = self._str(paras, 2, "replaceString")
 
     def _column(self, text: pa.Array) -> pa.Array:
+        if _has_astral(text):
+            return self._java(text, self._units)
         self._start_within(text, self.start)
         head = pc.utf8_slice_codeunits(text, 0, self.start)
         tail = pc.utf8_slice_codeunits(text, self.start + self.length)
         mid = pa.scalar(self.replacement, text.type)
         return pc.binary_join_element_wise(head, mid, tail, pa.scalar("", text.type))
+
+    def _units(self, u: bytes) -> bytes:
+        if 2 * self.start > len(u):
+            raise self._past_end(u.decode("utf-16-le"))
+        return (
+            u[: 2 * self.start]
+            + self.replacement.encode("utf-16-le")
+            + u[2 * (self.start + self.length) :]
+        )
 
 
 class Digest(_DataX):
@@ -478,6 +536,11 @@ def _describe(schema: pa.Schema) -> str:
         return "the batch has no columns"
     cols = ", ".join(f"{i} {n!r}" for i, n in enumerate(schema.names))
     return f"the batch has {len(schema)} columns: {cols}"
+
+
+def _has_astral(text: pa.Array) -> bool:
+    """Whether a value has a character outside the BMP: one Java counts as two UTF-16 units."""
+    return bool(pc.any(pc.match_substring_regex(text, r"[\x{10000}-\x{10FFFF}]")).as_py())
 
 
 def _is_large(t: pa.DataType) -> bool:
