@@ -293,6 +293,10 @@ STRINGS = (["10", "9", "a", None], pa.string())
         (([12, 345], pa.int64()), "like", r"\d{3}", [12]),  # like on a number reads its text
         (([1, None, 3], pa.int64()), "=", "null", [1, 3]),
         (([1, None, 3], pa.int64()), "!=", "NULL", [None]),
+        # Java compares UTF-16 units: an emoji (surrogates D83D..) sorts before "！" (U+FF01)
+        ((["！", "😀", "a", None], pa.string()), "<", "！", ["！", None]),
+        ((["！", "😀", "a", None], pa.large_string()), ">", "😀", ["😀", "a", None]),
+        ((["𠀀", "\uffff", None], pa.string()), ">=", "\ue000", ["𠀀", None]),
         # DataX compares a text column's values with the value as written, nulls aside
         ((["null", None, "bob", "NULL"], pa.string()), "=", "null", ["bob", "NULL"]),
         ((["null", None, "bob", "NULL"], pa.string()), "!=", "null", ["null", None]),

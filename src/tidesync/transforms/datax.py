@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import operator
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -334,6 +335,14 @@ _COMPARE = {
     "<=": pc.less_equal,
 }
 
+#: the ordering operators, on Python values (UTF-16 units as big-endian bytes)
+_ORDER: dict[str, Callable[[bytes, bytes], bool]] = {
+    ">": operator.gt,
+    "<": operator.lt,
+    ">=": operator.ge,
+    "<=": operator.le,
+}
+
 
 class Filter(_DataX):
     """``paras: [operator, value]``: drop the rows that meet the condition (DataX semantics).
@@ -514,6 +523,23 @@ class Filter(_DataX):
             col = col.cast(pa.string()).cast(pa.float64())
         else:
             col = _as_compared(col)
+        if self.op in _ORDER and (
+            pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+        ):
+            text = operand.as_py()
+            if _has_astral(col) or _has_astral(pa.array([text])):
+                # Java's compareTo orders UTF-16 units: a character outside the BMP (an emoji)
+                # sorts before U+E000..U+FFFF (fullwidth forms), where code points sort it after.
+                key = text.encode("utf-16-be")
+                order = _ORDER[self.op]
+                met = pa.array(
+                    [
+                        None if v is None else order(v.encode("utf-16-be"), key)
+                        for v in col.to_pylist()
+                    ],
+                    pa.bool_(),
+                )
+                return pc.fill_null(met, False)
         met = _COMPARE[self.op](col, operand)
         # DataX: a null is never >, <, >=, <= or = a value; it is != every value but "null".
         return pc.fill_null(met, self.op == "!=")
