@@ -238,6 +238,7 @@ class Sql(Transform):
     def apply(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         schema = self.output_schema(batch.schema)
         assert schema is not None
+        _check_intervals_fit(batch)
         try:
             table = self._run(batch)
         except _ROW_ERRORS as e:
@@ -249,3 +250,34 @@ class Sql(Transform):
         if table.num_rows == 0:
             return empty_batch(schema)
         return table.combine_chunks().to_batches()[0]
+
+
+#: nanoseconds in one unit of an Arrow duration
+_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+#: DuckDB's INTERVAL keeps microseconds, and hands them back to Arrow as nanoseconds in an int64
+_MAX_NS = 2**63 - 1
+
+
+def _check_intervals_fit(batch: pa.RecordBatch) -> None:
+    """A duration or interval DuckDB cannot hold exactly makes its row dirty.
+
+    DuckDB reads an Arrow duration or month-day-nano interval as its INTERVAL, which counts
+    microseconds: it silently dropped a nanosecond part (1500 ns came back as 1000 ns, -1 ns
+    as 0) and wrapped a duration past about 292 years to 0."""
+    for i, f in enumerate(batch.schema):
+        t = f.type
+        if pa.types.is_duration(t):
+            per = _NS[t.unit]
+            for v in batch.column(i).cast(pa.int64()).to_pylist():
+                if v is not None and (abs(v * per) > _MAX_NS or v * per % 1000):
+                    raise DirtyRecordError(
+                        f"sql: column {f.name!r}: the duration {v} {t.unit} has no exact form in "
+                        f"DuckDB, whose INTERVAL counts whole microseconds up to about 292 years"
+                    )
+        elif pa.types.is_interval(t):
+            for m in batch.column(i).to_pylist():
+                if m is not None and m.nanoseconds % 1000:
+                    raise DirtyRecordError(
+                        f"sql: column {f.name!r}: the interval {m} has no exact form in DuckDB, "
+                        f"whose INTERVAL counts whole microseconds"
+                    )
