@@ -185,6 +185,11 @@ def test_cast_converts_values(
         (["1.2", "1.234", "2"], pa.string(), "decimal(10,2)", "column 'x': cannot cast '1.234' to decimal(10,2): it would lose digits"),
         ([1.2, 1.239, 2.0], pa.float64(), "decimal(10,2)", "column 'x': cannot cast 1.239 to decimal(10,2): it would lose digits"),
         ([1.0, 1e-10, 2.0], pa.float64(), "decimal(10,2)", "column 'x': cannot cast 1e-10 to decimal(10,2): it would lose digits"),
+        # Arrow rounded a decimal to the nearest double silently
+        ([Decimal("0.10"), Decimal("12345678901234567.89"), Decimal("-123.45")], pa.decimal128(20, 2), "double",
+         "column 'x': cannot cast 12345678901234567.89 to double: it would lose digits"),
+        ([Decimal(1), Decimal(2**53 + 1), Decimal(2**53)], pa.decimal256(40, 0), "double",
+         "column 'x': cannot cast 9007199254740993 to double: it would lose digits"),
         (["1", "1e400", "2"], pa.string(), "double", "column 'x': cannot cast '1e400' to double: out of range"),
         (["1", "-0.001e-400", "2"], pa.string(), "double", "column 'x': cannot cast '-0.001e-400' to double: out of range"),
         (["2024-01-01", "2024-13-01", "2024-12-01"], pa.string(), "date", "column 'x': cannot cast '2024-13-01' to date"),

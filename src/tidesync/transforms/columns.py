@@ -291,7 +291,8 @@ class Cast(Transform):
     keeps its unit and zone), ``bytes``. Text is trimmed before it becomes a number, boolean,
     date or timestamp. Nothing is rounded or truncated silently: ``'1.5'`` to long and
     ``'1.234'`` to decimal(10,2) are dirty rows, and so are ``1.239`` (a double, read as its
-    shortest text) to decimal(10,2) and ``'1e400'`` to double. Dates and timestamps become long as
+    shortest text) to decimal(10,2), ``'1e400'`` to double and a decimal with more digits than
+    a double holds to double. Dates and timestamps become long as
     milliseconds since the epoch, and a long becomes a timestamp the same way (DataX's
     ``Date.getTime``); a naive timestamp is wall-clock time in the job's time zone (one in a
     daylight-saving gap or overlap there is a dirty row), and a
@@ -405,6 +406,18 @@ class Cast(Transform):
             # (DataX's BigDecimal(String.valueOf(d))) is what the value means: 0.1 is 0.10 and
             # 1.239 at scale 2 is a dirty row, as for text.
             return arr.cast(pa.string()).cast(t.type)
+        if t.kind == "double" and pa.types.is_decimal(src):
+            # Arrow rounds a decimal to the nearest double silently (12345678901234567.89 ->
+            # 12345678901234568.0): a decimal the double's shortest text does not give back
+            # has no exact double, a dirty row. Parsed from its text: correctly rounded.
+            out = arr.cast(pa.string()).cast(pa.float64())
+            try:
+                same = pc.equal(out.cast(pa.string()).cast(src), arr)
+            except pa.ArrowInvalid:  # rounded past the decimal's precision
+                same = pa.array([False])
+            if not pc.all(same, min_count=0).as_py():
+                raise pa.ArrowInvalid("the decimal has no exact double (data loss)")
+            return out
         out = arr.cast(t.type)
         if t.kind == "double" and _is_text(src):
             _check_float_range(arr, out)
