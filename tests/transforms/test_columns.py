@@ -145,6 +145,12 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         ([NOON.replace(microsecond=999)], pa.timestamp("us"), {"type": "string", "format": "yyyy/MM/dd'T'HH:mm:ss"},
          ["2024/01/31T12:00:05"], pa.string()),
         ([dt.date(2024, 1, 31)], pa.date32(), {"type": "string", "format": "%d.%m.%Y"}, ["31.01.2024"], pa.string()),
+        # Java prints a one-letter field without a leading zero (it used to print "2024-01-05 03:04:05")
+        ([dt.datetime(2024, 1, 5, 3, 4, 5), dt.datetime(2024, 12, 15, 0, 40, 50), None], pa.timestamp("us"),
+         {"type": "string", "format": "yyyy-M-d H:m:s h"}, ["2024-1-5 3:4:5 3", "2024-12-15 0:40:50 12", None], pa.string()),
+        ([dt.date(2024, 1, 5)], pa.date32(), {"type": "string", "format": "d MMM yyyy, 'M' MM"}, ["5 Jan 2024, M 01"], pa.string()),
+        (["2024-1-5 3:4:5"], pa.string(), {"type": "timestamp", "format": "yyyy-M-d H:m:s"},
+         [dt.datetime(2024, 1, 5, 3, 4, 5)], pa.timestamp("us")),
         ([NOON], pa.timestamp("us"), "long", [NOON_MS], pa.int64()),  # epoch ms, naive in the job's zone
         ([NOON_MS], pa.int64(), "timestamp", [NOON], pa.timestamp("us")),
         ([NOON], pa.timestamp("us"), "date", [dt.date(2024, 1, 31)], pa.date32()),

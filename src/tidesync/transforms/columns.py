@@ -164,13 +164,23 @@ _JAVA = {
 }  # fmt: skip
 
 
-def java_format(fmt: str) -> str:
+#: Java's one-letter fields print without a leading zero ("M" of January is "1"): strftime has
+#: no such directive, so the printed field is marked and its zero cut (:func:`unpad`)
+_UNPADDED = {"M", "d", "H", "h", "m", "s"}
+_MARK = "\ue000"  # a private-use character: strftime stops at a NUL
+
+
+def java_format(fmt: str, printing: bool = False) -> str:
     """``yyyy-MM-dd HH:mm:ss`` -> ``%Y-%m-%d %H:%M:%S``; a format holding ``%`` is kept as it is.
 
+    For ``printing``, a one-letter field (``M``, ``d``, ``H``, ``h``, ``m``, ``s``) is marked
+    for :func:`unpad`, which prints it as Java does, without a leading zero.
     Raises ValueError naming a letter it cannot translate (fractions of a second among them).
     """
     if "%" in fmt:
         return fmt
+    if _MARK in fmt:
+        raise ValueError("a format must not hold the private-use character U+E000")
     out: list[str] = []
     pos = 0
     for m in re.finditer(r"'((?:[^']|'')*)'|([A-Za-z])\2*|[^A-Za-z']+", fmt):
@@ -186,12 +196,19 @@ def java_format(fmt: str) -> str:
                     f"pattern letters {token!r} are not supported; use y M d H h m s a E Z "
                     f"(fractions of a second: leave 'format' out and write ISO-8601)"
                 )
-            out.append(_JAVA[token])
+            out.append((_MARK if printing and token in _UNPADDED else "") + _JAVA[token])
         else:
             out.append(m.group(0))
     if pos != len(fmt):
         raise ValueError(f"an unterminated quote at position {pos}; write a quote as ''")
     return "".join(out)
+
+
+def unpad(text: pa.Array) -> pa.Array:
+    """Text printed with a :func:`java_format` for printing: the marked fields lose their
+    leading zero ("01" -> "1", "10" stays), and the marks go."""
+    text = pc.replace_substring_regex(text, pattern=_MARK + "0([0-9])", replacement="\\1")
+    return pc.replace_substring(text, pattern=_MARK, replacement="")
 
 
 @dataclass(frozen=True)
@@ -260,7 +277,7 @@ def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
             )
         else:
             try:
-                fmt = java_format(fmt_raw)
+                fmt = java_format(fmt_raw, printing=kind == "string")
             except ValueError as e:
                 p.problem(fkey, str(e))
     return _Target(kind, label, t, fmt)
@@ -375,7 +392,7 @@ class Cast(Transform):
             arr, src = arr.cast(pa.string()), pa.string()
         if t.kind == "string":
             if t.fmt and _is_moment(src):
-                return pc.strftime(self._to_seconds(arr), format=t.fmt)
+                return unpad(pc.strftime(self._to_seconds(arr), format=t.fmt))
             return arr.cast(pa.string())  # bytes: validated as UTF-8
         if t.kind == "bytes":
             return (arr if _is_bytes(src) else arr.cast(pa.string())).cast(pa.binary())
