@@ -149,6 +149,9 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         ([dt.datetime(2024, 1, 5, 3, 4, 5), dt.datetime(2024, 12, 15, 0, 40, 50), None], pa.timestamp("us"),
          {"type": "string", "format": "yyyy-M-d H:m:s h"}, ["2024-1-5 3:4:5 3", "2024-12-15 0:40:50 12", None], pa.string()),
         ([dt.date(2024, 1, 5)], pa.date32(), {"type": "string", "format": "d MMM yyyy, 'M' MM"}, ["5 Jan 2024, M 01"], pa.string()),
+        # a naive time with an offset: wall-clock time in the job's zone (it was a dirty row)
+        ([dt.datetime(2024, 1, 5, 3, 4, 5)], pa.timestamp("us"), {"type": "string", "format": "yyyy-MM-dd HH:mm:ss Z"},
+         ["2024-01-05 03:04:05 +0800"], pa.string()),
         (["2024-1-5 3:4:5"], pa.string(), {"type": "timestamp", "format": "yyyy-M-d H:m:s"},
          [dt.datetime(2024, 1, 5, 3, 4, 5)], pa.timestamp("us")),
         ([NOON], pa.timestamp("us"), "long", [NOON_MS], pa.int64()),  # epoch ms, naive in the job's zone
