@@ -199,7 +199,7 @@ def test_sql_whose_result_depends_on_the_batches_is_refused(
     "select",
     [
         "SELECT * FROM batch UNION ALL SELECT * FROM batch",
-        "SELECT *, x FROM batch, (VALUES (1), (2)) v(x)",
+        "SELECT batch.*, x FROM batch, (VALUES (1), (2)) v(x)",  # * alone gives x twice
         "SELECT id, unnest([1, 2]) AS n FROM batch WHERE id > 1",
         "SELECT id, CASE WHEN id IN (1, 3) THEN 'odd' END AS k, (SELECT 42) AS c FROM batch",
         "WITH c AS (SELECT * FROM batch) SELECT id FROM c",
@@ -285,3 +285,22 @@ def test_a_duration_duckdb_cannot_hold_exactly_is_a_dirty_row(
             None if v is None else pa.MonthDayNano([0, 0, v * ns]) for v in values if v not in bad
         ]
         assert out.column("d").to_pylist() == kept
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        # a writer that maps columns by name got one 'id' of two (the first was lost)
+        ({"select": "SELECT *, 1 AS id FROM batch"},
+         "select: the result has two columns named 'id'; give one another name with AS"),
+        ({"select": "SELECT id, id FROM batch"}, "select: the result has two columns named 'id'"),
+        # DuckDB reads NAME as name: replace name, or add a column NAME beside it?
+        ({"expressions": {"NAME": "upper(name)"}},
+         "expressions.NAME: the batch has a column 'name', which SQL reads as 'NAME' too"),
+    ],
+)  # fmt: skip
+def test_an_ambiguous_result_column_name_is_a_config_error(
+    params: dict[str, Any], message: str
+) -> None:
+    t = Sql(params, CTX)
+    assert config_error(lambda: t.output_schema(orders().schema)).startswith(f"{WHERE}.{message}")

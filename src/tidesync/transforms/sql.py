@@ -229,8 +229,30 @@ class Sql(Transform):
             except duckdb.Error as e:
                 raise self._config_error(schema, e) from None
             self._check_row_by_row(schema)
+            self._check_names(schema, out)
             self._schemas[schema] = out
         return out
+
+    def _check_names(self, schema: pa.Schema, out: pa.Schema) -> None:
+        """Two result columns of one name (``SELECT *, 1 AS id``) leave a writer that maps
+        columns by name to pick one, and an expression whose name differs from a column's only
+        in case (DuckDB reads ``NAME`` as ``name``) may mean either: both are errors."""
+        for col in self.expressions:
+            same = [n for n in schema.names if n.lower() == col.lower() and n != col]
+            if same and col not in schema.names:
+                raise ConfigError(
+                    f"{self.ctx.path(f'expressions.{col}')}: the batch has a column {same[0]!r}, "
+                    f"which SQL reads as {col!r} too; write {same[0]!r} to replace it, or "
+                    f"another name to add a column"
+                )
+        seen: set[str] = set()
+        for n in out.names:
+            if n in seen:
+                raise ConfigError(
+                    f"{self.ctx.path(self._key())}: the result has two columns named {n!r}; "
+                    f"give one another name with AS (or list the columns instead of *)"
+                )
+            seen.add(n)
 
     def _key(self) -> str:
         return "select" if self.select is not None else "expressions"
