@@ -158,9 +158,9 @@ class _DataX(Transform):
                 ) from None
         return pa.array(out, text.type)
 
-    def _past_end(self, value: str) -> DirtyRecordError:
+    def _past_end(self, start: int, value: str) -> DirtyRecordError:
         return DirtyRecordError(
-            f"{self.name}: startIndex {self.start} is past the end of the value {value!r} "
+            f"{self.name}: startIndex {start} is past the end of the value {value!r} "
             f"(column {self.index})"
         )
 
@@ -194,7 +194,7 @@ class Substr(_DataX):
 
     def _units(self, u: bytes) -> bytes:
         if 2 * self.start > len(u):
-            raise self._past_end(u.decode("utf-16-le"))
+            raise self._past_end(self.start, u.decode("utf-16-le"))
         return u[2 * self.start : 2 * (self.start + self.length)]
 
 
@@ -257,7 +257,7 @@ class Replace(_DataX):
 
     def _units(self, u: bytes) -> bytes:
         if 2 * self.start > len(u):
-            raise self._past_end(u.decode("utf-16-le"))
+            raise self._past_end(self.start, u.decode("utf-16-le"))
         return (
             u[: 2 * self.start]
             + self.replacement.encode("utf-16-le")
