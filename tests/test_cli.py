@@ -673,3 +673,24 @@ def test_python_dash_m_tidesync_is_the_command(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "missing.json: no such job file" in r.stderr
+
+
+def test_a_dirty_row_from_a_datax_transformer_names_it_once(tmp_path: Path) -> None:
+    # the reason read "dx_substr: dx_substr: startIndex 4 ..."; a Java (UTF-16) cut is dirty too
+    reader = {
+        "name": "streamreader",
+        "parameter": {"column": [{"type": "string", "value": "a😀b"}], "sliceRecordCount": 1},
+    }
+    for paras, reason in [
+        (["5", "1"], "dx_substr: startIndex 5 is past the end of the value 'a😀b' (column 0)"),
+        (["0", "2"], "dx_substr: the result for 'a😀b' (column 0) would cut a character"),
+    ]:
+        job = write_job(
+            tmp_path,
+            reader,
+            {"name": "streamwriter", "parameter": {"print": True}},
+            transformer=[{"name": "dx_substr", "parameter": {"columnIndex": 0, "paras": paras}}],
+        )
+        r = run("run", str(job))
+        assert r.returncode != 0 and r.stdout == ""
+        assert f"; last: {reason}" in r.stderr

@@ -263,9 +263,10 @@ class _Run:
             def on_dirty(
                 o: int, row: pa.RecordBatch, e: DirtyRecordError, t: Transform = t
             ) -> None:
+                named = e.reason.startswith(f"{t.name}: ")  # dx_* and sql name themselves
                 self.add_dirty(
                     "transform",
-                    f"{t.name}: {e.reason}",
+                    e.reason if named else f"{t.name}: {e.reason}",
                     row_of(row, 0),
                     f"row {offset + o}",
                     e.code,
