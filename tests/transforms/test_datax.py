@@ -290,6 +290,16 @@ STRINGS = (["10", "9", "a", None], pa.string())
             ["dataTest", "data"],
         ),
         ((["日本", "中国"], pa.string()), "LIKE", "日.", ["中国"]),
+        # Java's "." matches no line terminator: a CRLF value's "\r" is not ".*" (RE2's is)
+        (
+            (["foo\r", "foo", "xfoo\u2028", None], pa.string()),
+            "like",
+            ".*foo.*",
+            ["foo\r", "xfoo\u2028", None],
+        ),
+        ((["a.b", "a\rb", "a[b"], pa.string()), "like", r"a[.\[]b|\Q.\E", ["a\rb"]),
+        ((["foo\r", "foo"], pa.string()), "like", "(?s).*foo.*", []),  # DOTALL: all
+        ((["foo\r", "foox"], pa.string()), "not like", "foo.", ["foox"]),
         (([12, 345], pa.int64()), "like", r"\d{3}", [12]),  # like on a number reads its text
         (([1, None, 3], pa.int64()), "=", "null", [1, 3]),
         (([1, None, 3], pa.int64()), "!=", "NULL", [None]),

@@ -368,7 +368,7 @@ class Filter(_DataX):
         self.pattern = ""
         if self.op in ("like", "not like"):
             # Java's String.matches is a full match; RE2 is anchored the same way here.
-            self.pattern = f"^(?:{self.value})$"
+            self.pattern = f"^(?:{_java_dots(self.value)})$"
             try:
                 pc.match_substring_regex(pa.array([""]), self.value)
                 pc.match_substring_regex(pa.array([""]), self.pattern)
@@ -543,6 +543,51 @@ class Filter(_DataX):
         met = _COMPARE[self.op](col, operand)
         # DataX: a null is never >, <, >=, <= or = a value; it is != every value but "null".
         return pc.fill_null(met, self.op == "!=")
+
+
+#: what Java's "." matches (without DOTALL): anything but a line terminator; RE2's "." matches
+#: "\r", U+0085, U+2028 and U+2029 too, so a CRLF value's "\r" met "foo.*" as it never does in Java
+_JAVA_DOT = r"[^\n\r\x{85}\x{2028}\x{2029}]"
+
+
+def _java_dots(pattern: str) -> str:
+    r"""``pattern`` with each ``.`` outside a character class, an escape or ``\Q...\E`` made
+    Java's; a pattern that sets flags (``(?s)`` among them) is left as it is."""
+    if "(?" in pattern and re.search(r"\(\?[a-zA-Z-]*[a-zA-Z]", pattern):
+        return pattern
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and pattern.startswith("Q", i + 1):  # quoted up to \E
+            end = pattern.find("\\E", i + 2)
+            end = n if end < 0 else end + 2
+            out.append(pattern[i:end])
+            i = end
+        elif c == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif c == "[":  # a class, to its "]" ("[]" and "[^]" open with a literal "]")
+            j = i + 1
+            if pattern.startswith("^", j):
+                j += 1
+            if pattern.startswith("]", j):
+                j += 1
+            depth = 1
+            while j < n and depth:
+                if pattern[j] == "\\":
+                    j += 1
+                elif pattern[j] == "[":
+                    depth += 1
+                elif pattern[j] == "]":
+                    depth -= 1
+                j += 1
+            out.append(pattern[i:j])
+            i = j
+        else:
+            out.append(_JAVA_DOT if c == "." else c)
+            i += 1
+    return "".join(out)
 
 
 def _as_compared(col: pa.Array) -> pa.Array:
