@@ -204,6 +204,13 @@ def test_cast_converts_values(
         (["2024-01-01", "2024-13-01", "2024-12-01"], pa.string(), "date", "column 'x': cannot cast '2024-13-01' to date"),
         (["2024-01-01 00:00:00", "2024-01-01", "2024-01-02 00:00:00"], pa.string(),
          {"type": "timestamp", "format": "yyyy-MM-dd HH:mm:ss"}, "column 'x': cannot cast '2024-01-01' to timestamp"),
+        # Arrow's strptime rolled a day past its month's end into the next month
+        (["29/02/2024", "30/02/2024", "01/03/2024"], pa.string(), {"type": "date", "format": "dd/MM/yyyy"},
+         "column 'x': cannot cast '30/02/2024' to date"),
+        (["2024-04-30", "2024-04-31", "2024-05-01"], pa.string(), {"type": "timestamp", "format": "yyyy-MM-dd"},
+         "column 'x': cannot cast '2024-04-31' to timestamp"),
+        (["2024-01-01 23:59:59", "2024-01-01 23:59:60", "2024-01-02 00:00:00"], pa.string(),
+         {"type": "timestamp", "format": "yyyy-MM-dd HH:mm:ss"}, "column 'x': cannot cast '2024-01-01 23:59:60' to timestamp"),
         ([b"a", b"\xff", b"c"], pa.binary(), "string", "column 'x': cannot cast b'\\xff' to string"),
     ],
 )  # fmt: skip

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tidesync.connectors.file.columns import no_rolled_days
 from tidesync.connectors.sql.writer import wall_times_as_instants
 from tidesync.errors import ConfigError, DirtyRecordError, did_you_mean
 from tidesync.plugin import Context
@@ -404,6 +405,8 @@ class Cast(Transform):
             arr = pc.utf8_trim_whitespace(arr)
             if t.fmt and t.kind in ("date", "timestamp"):
                 parsed = pc.strptime(arr, format=t.fmt, unit="us", error_is_null=False)
+                # Arrow rolled 2024-02-30 to 2024-03-01 and 23:59:60 to the next day
+                no_rolled_days(arr, parsed, t.fmt, "%z" in t.fmt.replace("%%", ""))
                 if t.kind == "timestamp":
                     return parsed
                 arr, src = parsed, parsed.type  # to a date below (an offset: in the job's zone)

@@ -534,7 +534,7 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
             fmt = col.date.strptime
             assert fmt is not None
             parsed = pc.strptime(arr, format=fmt, unit="us", error_is_null=False)
-            _no_rolled_days(arr, parsed, fmt, col.date)
+            no_rolled_days(arr, parsed, fmt, col.date.zoned)
             return parsed
         if pa.types.is_integer(target) and _holds_x(arr):
             # Arrow reads 0x10 as 16; a long is written in decimal digits (DataX refuses it too)
@@ -595,7 +595,7 @@ _SEC_0, _SEC_1 = _int(0), _int(1)
 _LANDINGS = _ints(60, 61, 62, 63, 121, 122, 182, 183, 274, 275, 335, 336)
 
 
-def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePattern) -> None:
+def no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, zoned: bool) -> None:
     """Arrow's strptime takes any day up to 31 and rolls one past its month's end into the next
     month (``2024-02-30`` became 2024-03-01, ``2023-02-29`` 2023-03-01): such a text is no date.
     A rolled day lands on March 1-3 or the 1st of May, July, October or December (with an
@@ -603,9 +603,10 @@ def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePat
     Arrow would not print back alike are parsed again by Python's ``strptime``, which refuses
     the day. Day 366 (``%j``) of a common year rolls too (``2023-366`` became 2025-02-01), and
     so do seconds 60 and 61 (``23:59:60`` became the next day's 00:00:00), which Python's
-    ``strptime`` reads as well: see ``_no_rolled_fields``. Raises ``pa.ArrowInvalid``."""
+    ``strptime`` reads as well: see ``_no_rolled_fields``. ``zoned``: ``fmt`` reads an offset
+    (``parsed`` is in UTC). Raises ``pa.ArrowInvalid``. The ``cast`` transform uses it too."""
     _no_rolled_fields(text, parsed, fmt)
-    if pattern.zoned:
+    if zoned:
         day = pc.day(parsed)
         near = pc.or_(pc.less_equal(day, _DAY_4), pc.greater_equal(day, _DAY_28))
     else:  # February's 29th-31st land on March 1-3, the 31st of a 30-day month on the 1st
@@ -614,7 +615,7 @@ def _no_rolled_days(text: pa.Array, parsed: pa.Array, fmt: str, pattern: DatePat
     if not len(rows):
         return
     texts = text.take(rows)
-    if not pattern.zoned:  # a text Arrow prints back alike names the day it was read as
+    if not zoned:  # a text Arrow prints back alike names the day it was read as
         # (in whole seconds: %S prints a fraction at any finer unit, and strptime reads none)
         back = pc.strftime(pc.cast(parsed.take(rows), pa.timestamp("s")), format=fmt)
         texts = texts.filter(pc.not_equal(back, texts))
