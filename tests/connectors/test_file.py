@@ -8,6 +8,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import os
 import pickle
 import re
 import zipfile
@@ -297,6 +298,23 @@ def test_a_file_gone_after_planning_fails_the_split(tmp_path: Path) -> None:
     split = r.splits(1)[0]
     f.unlink()
     with pytest.raises(FatalError, match="a.csv: no such file"):
+        list(r.read(split))
+
+
+@pytest.mark.parametrize("change", ["shrunk", "grown", "rewritten, same size"])
+def test_a_file_changed_after_planning_fails_the_split(tmp_path: Path, change: str) -> None:
+    f = lines_file(tmp_path / "a.csv", ["1", "2"])
+    r = reader(tmp_path, path="a.csv", column=[{"index": 0, "type": "long"}])
+    split = r.splits(1)[0]
+    stat = f.stat()
+    if change == "shrunk":
+        f.write_text("1\n")
+    elif change == "grown":
+        f.write_text("1\n2\n3\n")
+    else:
+        f.write_text("7\n8\n")
+        os.utime(f, (stat.st_atime, stat.st_mtime + 5))
+    with pytest.raises(FatalError, match="a.csv: the file changed after the job was planned"):
         list(r.read(split))
 
 

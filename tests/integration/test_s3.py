@@ -348,6 +348,31 @@ def test_a_large_object_is_read_in_byte_ranges_each_line_once(
     assert sorted(got) == list(range(1000))
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("shrunk", r"in/b\.csv: the file changed after the job was planned \(8 bytes when listed"),
+        ("grown", r"in/b\.csv: the file changed after the job was planned \(8 bytes when listed"),
+        ("deleted", r"in/b\.csv: no such file \(it was listed"),
+    ],
+)
+def test_an_object_changed_between_listing_and_reading_fails_its_split(
+    s3_server: S3Server, store: dict[str, Any], tmp_path: Path, change: str, message: str
+) -> None:
+    b = store["bucket"]
+    s3_server.put(b, "in/a.csv", "1\n2\n")
+    s3_server.put(b, "in/b.csv", "3\n4\n5\n6\n")
+    r = F.Reader({**store, "object": "in/", "column": [{"index": 0, "type": "long"}]}, rctx(tmp_path))
+    first, second = r.splits(4)
+    if change == "deleted":
+        s3_server.client().delete_object(Bucket=b, Key="in/b.csv")
+    else:
+        s3_server.put(b, "in/b.csv", "3\n" if change == "shrunk" else "3\n4\n5\n6\n7\n8\n")
+    assert [v for c in r.read(first) for v in c.column(0).to_pylist()] == [1, 2]
+    with pytest.raises(FatalError, match=message):
+        list(r.read(second))
+
+
 def test_a_reader_and_its_splits_pickle_without_their_connection(
     s3_server: S3Server, store: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -75,6 +75,10 @@ class FileSplit(base.Split):
     names: tuple[str, ...] = ()
     #: and its schema (Arrow IPC bytes): every file's fields are converted to its types
     types: bytes = b""
+    #: the file's size and modification time (whole seconds, -1: unknown) when it was listed:
+    #: a file changed or replaced before it is read fails the split (see ``_unchanged``)
+    size: int = -1
+    mtime: int = -1
 
 
 class Reader(base.Reader):
@@ -209,7 +213,17 @@ class Reader(base.Reader):
                 label = shown if stop < 0 else f"{shown} [{start}:{stop}]"
                 out.append(
                     FileSplit(
-                        len(out), label, src, info.path, start, stop, comp, final, names, types
+                        len(out),
+                        label,
+                        src,
+                        info.path,
+                        start,
+                        stop,
+                        comp,
+                        final,
+                        names,
+                        types,
+                        *_stamp(info),
                     )
                 )
         return out
@@ -364,9 +378,7 @@ class Reader(base.Reader):
     def read(self, split: base.Split) -> Iterator[pa.RecordBatch | base.Chunk]:
         assert isinstance(split, FileSplit)
         fs = self.sources[split.source][0]
-        path = split.path
-        if split.final and fs.get_file_info(path).type != pafs.FileType.File:
-            path = split.final  # the pending publish placed it meanwhile
+        path = _unchanged(fs, split)
         piece = Piece(path, split.start, split.stop, split.compression)
         with (
             _translated(fs, split.final or path, self.opts.encoding),
@@ -458,9 +470,7 @@ class Reader(base.Reader):
         if split.compression not in DIRECT_COMPRESSIONS:
             raise base.DirectFallback(f"{split.label} is {split.compression}-compressed")
         fs = self.sources[split.source][0]
-        path = split.path
-        if split.final and fs.get_file_info(path).type != pafs.FileType.File:
-            path = split.final
+        path = _unchanged(fs, split)
         if any(c in path for c in "*?[]{}"):  # another parser may take them for a pattern
             raise base.DirectFallback(f"{split.label}: the name holds a pattern character")
         piece = Piece(path, compression=split.compression)
@@ -555,6 +565,42 @@ class _Where:
                 return text
             self.row, self.line = self.row + 1, line
         return f"{text}, line {self.line}"
+
+
+def _stamp(info: pafs.FileInfo) -> tuple[int, int]:
+    """A listed file's size and modification time in whole seconds (an object store lists
+    milliseconds but answers a HEAD in seconds), -1 where unknown."""
+    mtime = info.mtime
+    return (-1 if info.size is None else info.size), (
+        -1 if mtime is None else int(mtime.timestamp())
+    )
+
+
+def _unchanged(fs: pafs.FileSystem, split: FileSplit) -> str:
+    """The path to read ``split`` from, which must be the file that was listed when the job was
+    planned: a file deleted, grown, shrunk or rewritten since then fails the split (its rows
+    would be other rows than planned, or some of them read twice or not at all) rather than
+    being read as it is now. A pending publish's staged copy may have been placed meanwhile:
+    then the file at its final path (a copy, of the same size) is read."""
+    info = fs.get_file_info(split.path)
+    path, mtime = split.path, split.mtime
+    if split.final and info.type != pafs.FileType.File:
+        path, mtime = split.final, -1  # the pending publish placed it meanwhile
+        info = fs.get_file_info(path)
+    shown = split.final or split.path
+    if info.type != pafs.FileType.File:
+        raise FatalError(f"{shown}: no such file (it was listed when the job was planned)")
+    size, now = _stamp(info)
+    if split.size >= 0 and size != split.size:
+        what = f"{split.size} bytes when listed, {size} now"
+    elif mtime >= 0 and now >= 0 and now != mtime:
+        what = "rewritten since it was listed"
+    else:
+        return path
+    raise FatalError(
+        f"{shown}: the file changed after the job was planned ({what}); "
+        "run the job again once it is complete"
+    )
 
 
 @contextlib.contextmanager
