@@ -362,7 +362,9 @@ def test_an_object_changed_between_listing_and_reading_fails_its_split(
     b = store["bucket"]
     s3_server.put(b, "in/a.csv", "1\n2\n")
     s3_server.put(b, "in/b.csv", "3\n4\n5\n6\n")
-    r = F.Reader({**store, "object": "in/", "column": [{"index": 0, "type": "long"}]}, rctx(tmp_path))
+    r = F.Reader(
+        {**store, "object": "in/", "column": [{"index": 0, "type": "long"}]}, rctx(tmp_path)
+    )
     first, second = r.splits(4)
     if change == "deleted":
         s3_server.client().delete_object(Bucket=b, Key="in/b.csv")
