@@ -314,7 +314,7 @@ def test_a_file_changed_after_planning_fails_the_split(tmp_path: Path, change: s
     else:
         f.write_text("7\n8\n")
         os.utime(f, (stat.st_atime, stat.st_mtime + 5))
-    with pytest.raises(FatalError, match="a.csv: the file changed after the job was planned"):
+    with pytest.raises(RetriableError, match="a.csv: the file changed after the job was planned"):
         list(r.read(split))
 
 

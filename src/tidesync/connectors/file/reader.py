@@ -580,8 +580,9 @@ def _unchanged(fs: pafs.FileSystem, split: FileSplit) -> str:
     """The path to read ``split`` from, which must be the file that was listed when the job was
     planned: a file deleted, grown, shrunk or rewritten since then fails the split (its rows
     would be other rows than planned, or some of them read twice or not at all) rather than
-    being read as it is now. A pending publish's staged copy may have been placed meanwhile:
-    then the file at its final path (a copy, of the same size) is read."""
+    being read as it is now; a changed one is retriable (a rerun plans it anew). A pending
+    publish's staged copy may have been placed meanwhile: then the file at its final path (a
+    copy, of the same size) is read."""
     info = fs.get_file_info(split.path)
     path, mtime = split.path, split.mtime
     if split.final and info.type != pafs.FileType.File:
@@ -597,7 +598,7 @@ def _unchanged(fs: pafs.FileSystem, split: FileSplit) -> str:
         what = "rewritten since it was listed"
     else:
         return path
-    raise FatalError(
+    raise RetriableError(  # still being written, most likely: a rerun plans it anew
         f"{shown}: the file changed after the job was planned ({what}); "
         "run the job again once it is complete"
     )
