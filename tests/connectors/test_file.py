@@ -25,6 +25,7 @@ import pytest
 from tests.connectors.conformance import copy
 from tidesync.connectors import file as F
 from tidesync.connectors.base import Chunk, Context, Dirty, Split, load
+from tidesync.connectors.parquet import DICTIONARY_SAMPLE, dictionary_columns
 from tidesync.engine.dirty import isolate, row_of
 from tidesync.errors import ConfigError, FatalError, RetriableError
 
@@ -207,6 +208,32 @@ def test_parquet_dictionary_encodes_only_the_columns_it_makes_smaller(tmp_path: 
         "tags.list.element": True,  # nested leaves keep pyarrow's default
     }
     assert f.read().equals(t)
+
+
+def test_parquet_dictionary_rule_estimates_a_large_group_from_its_first_rows() -> None:
+    # a group past DICTIONARY_SAMPLE rows is judged from its first rows, their distinct values
+    # scaled up (Chao1): a key unique over the group must not look repeated because only the
+    # sample's 65,536 values were counted
+    n = 4 * DICTIONARY_SAMPLE
+    ids = pa.array(range(n), pa.int64())
+    t = pa.table(
+        {
+            "id": ids,  # unique
+            "order_id": pc.cast(pc.divide(ids, 4), pa.int64()),  # runs of 4 rows, n/4 values
+            # 50,000 values in no order, each about 5 times
+            "customer": pa.array([f"c{i * 7919 % 50_000}" for i in range(n)]),
+            "qty": pc.cast(pc.divide(ids, 40_000), pa.int32()),  # 7 values
+            "note": pc.binary_join_element_wise("note ", pc.cast(ids, pa.string()), ""),
+        }
+    )
+    # nulls first in a column: its first values are judged, not the nulls
+    t = t.append_column(
+        "late",
+        pa.concat_arrays(
+            [pa.nulls(DICTIONARY_SAMPLE, pa.int64()), pc.multiply(ids, 3)[DICTIONARY_SAMPLE:]]
+        ),
+    )
+    assert dictionary_columns(t) == ["order_id", "customer", "qty"]
 
 
 def test_parquet_dictionary_rule_judges_extension_types_by_their_storage(tmp_path: Path) -> None:

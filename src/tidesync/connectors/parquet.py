@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -17,6 +18,11 @@ import pyarrow.compute as pc
 #: CSV -> Parquet run where the live data is under 300 MB. Every 0.25 s: 405 -> 357 MB peak at
 #: 5M rows for about 3% more CPU; after every group: 327 MB for 7% (bench/README.md, Memory).
 RELEASE_EVERY_S = 0.25
+#: Rows of a first row group the dictionary choice looks at: a larger group is judged from its
+#: first this many, its distinct values estimated from theirs (Chao1). Counting the
+#: distinct values of a whole 1Mi-row group cost 0.55-0.63 CPU-s for the benchmark's 8
+#: columns, as much as encoding them; 65,536 rows cost some 30 ms and choose the same.
+DICTIONARY_SAMPLE = 1 << 16
 
 
 class ReleaseClock:
@@ -87,7 +93,10 @@ def _leaf_paths(path: str, t: pa.DataType) -> list[str]:
 
 def _smaller_with_a_dictionary(t: pa.DataType, col: pa.ChunkedArray) -> bool:
     """Whether ``col`` takes fewer bytes as a dictionary page (its distinct values, plain) and
-    bit-packed indices than as plain values; compression left aside."""
+    bit-packed indices than as plain values; compression left aside. Past
+    :data:`DICTIONARY_SAMPLE` rows, the distinct values and the plain widths are estimated from
+    the first that many (a prefix, not a spread: rows of one key that lie together, as sorted
+    data has them, are seen together, so the estimate sees the repeats)."""
     if pa.types.is_dictionary(t):
         return True
     if pa.types.is_boolean(t) or pa.types.is_null(t):
@@ -95,14 +104,39 @@ def _smaller_with_a_dictionary(t: pa.DataType, col: pa.ChunkedArray) -> bool:
     valid = len(col) - col.null_count
     if valid == 0:
         return False
-    distinct = pc.unique(col)
-    d = len(distinct) - distinct.null_count
+    sample = col.slice(0, DICTIONARY_SAMPLE)
+    if sample.null_count:
+        sample = sample.drop_null()
+        if len(sample) == 0:  # a run of nulls first: the first values there are
+            sample = col.drop_null().slice(0, DICTIONARY_SAMPLE)
+    d, distinct = _distinct(sample, valid)
     indices = valid * max(1, (d - 1).bit_length()) / 8
-    if _variable(t):  # plain: a 4-byte length before each value
-        plain = 4 * valid + (pc.sum(pc.binary_length(col)).as_py() or 0)
-        return 4 * d + (pc.sum(pc.binary_length(distinct)).as_py() or 0) + indices < plain
+    if _variable(t):  # plain: a 4-byte length before each value; widths scaled from the sample
+        share = valid / len(sample)
+        plain = 4 * valid + share * (pc.sum(pc.binary_length(sample)).as_py() or 0)
+        mean = (pc.sum(pc.binary_length(distinct)).as_py() or 0) / max(1, len(distinct))
+        return d * (4 + mean) + indices < plain
     width = _plain_width(t)
     return width is None or d * width + indices < valid * width
+
+
+def _distinct(sample: pa.ChunkedArray, valid: int) -> tuple[int, pa.Array]:
+    """The number of distinct values among a column's ``valid`` non-null values, estimated from
+    ``sample`` (non-null; all of them where it is as long), and the sample's distinct values.
+    The estimate is Chao1's, bias-corrected: the distinct values seen plus ``f1 (f1 - 1) /
+    (2 (f2 + 1))``, where ``f1`` and ``f2`` count the values seen once and twice; at most
+    ``valid``."""
+    counts = pc.value_counts(sample)
+    distinct = counts.field("values")
+    seen = len(distinct)
+    if len(sample) >= valid:
+        return seen, distinct
+    # the counts' buffer read by numpy: Array.to_numpy imports pandas (a quarter second)
+    c = counts.field("counts")  # int64, no nulls
+    n = np.frombuffer(c.buffers()[1], np.int64, len(c), c.offset * 8)
+    f1 = int((n == 1).sum())
+    f2 = int((n == 2).sum())
+    return min(valid, seen + f1 * (f1 - 1) // (2 * (f2 + 1))), distinct
 
 
 def _variable(t: pa.DataType) -> bool:
