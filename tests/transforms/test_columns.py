@@ -337,14 +337,61 @@ def test_regex_replace_replaces_matches(
     assert out.schema == t.output_schema(b.schema)
 
 
+# Each expected value is what Java's String.replaceAll gives (run on OpenJDK): DataX users write
+# replacements for it, and "$1" once came out as the text "$1".
+@pytest.mark.parametrize(
+    ("pattern", "replacement", "value", "expected"),
+    [
+        (r"(\d{3})\d{4}(\d{4})", "$1****$2", "13812345678", "138****5678"),
+        (r"(?P<user>\w+)@(?P<host>\w+)", "${host} at ${user}", "ann@host", "host at ann"),
+        (r"(?<user>\w+)@(?<host>\w+)", "${host} at ${user}", "ann@host", "host at ann"),
+        ("(a)", "$12", "xay", "xa2y"),  # a further digit joins only if that group exists
+        ("(a)(b)(c)(d)(e)(f)(g)(h)(i)", "$10", "abcdefghi", "a0"),
+        ("a", "$0$0", "xay", "xaay"),
+        ("(a)", r"\$1", "xay", "x$1y"),
+        ("(a)", r"\\$1", "xay", "x\\ay"),
+        ("(a)", r"US\$", "xay", "xUS$y"),
+        ("(a)", r"\n", "xay", "xny"),
+        ("(a)", r"\1\\", "xay", "xa\\y"),  # tidesync's own \1 still names the group
+        (r"[[:alpha:](](\d)\Q(\E", "<$1>", "a1(", "<1>"),  # no group in a class or \Q..\E
+    ],
+)  # fmt: skip
+def test_regex_replace_reads_the_replacement_as_java_does(
+    pattern: str, replacement: str, value: str, expected: str
+) -> None:
+    b = pa.record_batch({"s": pa.array([value, None], pa.string())})
+    t = RegexReplace({"column": "s", "pattern": pattern, "replacement": replacement}, CTX)
+    assert t.apply(b).column(0).to_pylist() == [expected, None]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "replacement", "message"),
+    [
+        ("(a)", "$", "'$' at position 0 names no group; write $1 or ${name} for a group and \\$ for a dollar"),
+        ("(a)", "US$ 5", "'$' at position 2 names no group; write $1 or ${name} for a group and \\$ for a dollar"),
+        ("(a)", "$2", "the pattern has no group 2 (it has 1)"),
+        ("(a)", "${x}", "the pattern has no group named 'x'"),
+        ("(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)", "$10", "group 10: a replacement can name groups 0 to 9 only"),
+        ("(a)", "x\\", "a '\\' at the end escapes nothing; write '\\\\' for a backslash"),
+    ],
+)  # fmt: skip
+def test_regex_replace_refuses_what_java_refuses(
+    pattern: str, replacement: str, message: str
+) -> None:
+    params = {"column": "s", "pattern": pattern, "replacement": replacement}
+    assert config_error(lambda: RegexReplace(params, CTX)) == (
+        f"{WHERE}.replacement: {message} (Java's syntax: $1 or ${{name}} is a group)"
+    )
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
         ({"column": "s", "pattern": "(a"},
-         "pattern: Invalid regular expression: missing ): (a (RE2 syntax; \\1 in the replacement is the first group)"),
+         "pattern: Invalid regular expression: missing ): (a (RE2 syntax; $1 or \\1 in the replacement is the first group)"),
         ({"column": "s", "pattern": "(a)", "replacement": r"\2"},
          "replacement: Invalid replacement string: Rewrite schema requests 2 matches, but the regexp only has 1 "
-         "parenthesized subexpressions. (RE2 syntax; \\1 in the replacement is the first group)"),
+         "parenthesized subexpressions. (RE2 syntax; $1 or \\1 in the replacement is the first group)"),
         ({"pattern": "a"}, "column: is required"),
         ({"column": "s"}, "pattern: is required"),
         ({"column": "s", "pattern": "a", "maxReplacements": 0}, "maxReplacements: must be at least 1, got 0"),

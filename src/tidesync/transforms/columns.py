@@ -489,11 +489,112 @@ def _check_float_range(text: pa.Array, out: pa.Array) -> None:
 # -- regex_replace -------------------------------------------------------------------------------
 
 
+def _pattern_groups(pattern: str) -> list[str | None]:
+    """The capturing groups of an RE2 pattern, in order: a group's name, or None."""
+    groups: list[str | None] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and pattern.startswith("Q", i + 1):  # quoted up to \E
+            end = pattern.find("\\E", i + 2)
+            i = n if end < 0 else end + 2
+        elif c == "\\":
+            i += 2
+        elif c == "[":  # a class, to its "]" ("[]" and "[^]" open with a literal "]")
+            j = i + 1 + pattern.startswith("^", i + 1)
+            j += pattern.startswith("]", j)
+            while j < n and pattern[j] != "]":
+                end = pattern.find(":]", j + 2) if pattern.startswith("[:", j) else -1
+                j = end + 2 if end >= 0 else j + 1 + (pattern[j] == "\\")
+            i = j + 1
+        else:
+            if c == "(":
+                named = re.match(r"\(\?P?<(\w+)>", pattern[i:])
+                if named or not pattern.startswith("?", i + 1):
+                    groups.append(named.group(1) if named else None)
+            i += 1
+    return groups
+
+
+def _re2_group_count(pattern: str) -> int:
+    """How many groups RE2 sees in ``pattern``, up to 9 (what a replacement can name)."""
+    for k in range(1, 10):
+        try:
+            pc.replace_substring_regex(pa.array([""]), pattern=pattern, replacement=f"\\{k}")
+        except pa.ArrowInvalid:
+            return k - 1
+    return 9
+
+
+def _re2_rewrite(replacement: str, pattern: str) -> str:
+    """A replacement as Java's ``Matcher.replaceAll`` reads it, written for RE2's rewrite.
+
+    Java: ``$n`` is group n (further digits join while they name a group), ``${name}`` a named
+    group, ``\\`` before any character that character. tidesync's own ``\\n`` (one digit) is
+    group n as well. Raises ValueError for what Java refuses, and for a group past 9 (RE2
+    names groups 0-9 only)."""
+    if "$" not in replacement and not re.search(r"\\(?![\\0-9])", replacement):
+        return replacement  # nothing Java reads otherwise than RE2: as it was
+    groups = _pattern_groups(pattern)
+    count = len(groups)
+    if min(count, 9) != _re2_group_count(pattern):
+        raise ValueError(
+            f"cannot count the groups of the pattern {pattern!r}; write the groups as \\1 .. \\9"
+        )
+    out: list[str] = []
+    i, n = 0, len(replacement)
+    while i < n:
+        c = replacement[i]
+        if c == "\\":
+            if i + 1 == n:
+                raise ValueError("a '\\' at the end escapes nothing; write '\\\\' for a backslash")
+            nxt = replacement[i + 1]
+            if nxt.isdigit() and nxt.isascii():
+                out.append(replacement[i : i + 2])  # tidesync's \1, RE2 checks the group
+            else:
+                out.append("\\\\" if nxt == "\\" else nxt)
+            i += 2
+        elif c == "$":
+            named = re.match(r"\{([A-Za-z][A-Za-z0-9]*)\}", replacement[i + 1 :])
+            if named:
+                name = named.group(1)
+                if name not in groups:
+                    raise ValueError(f"the pattern has no group named {name!r}")
+                group = groups.index(name) + 1
+                i += 2 + len(named.group(0)) - 1
+            else:
+                digits = re.match(r"[0-9]+", replacement[i + 1 :])
+                if not digits:
+                    raise ValueError(
+                        f"'$' at position {i} names no group; write $1 or ${{name}} for a group "
+                        f"and \\$ for a dollar"
+                    )
+                group = int(digits.group(0)[0])
+                taken = 1
+                for d in digits.group(0)[1:]:  # Java: a further digit joins if the group exists
+                    if group * 10 + int(d) > count:
+                        break
+                    group, taken = group * 10 + int(d), taken + 1
+                i += 1 + taken
+            if group > count:
+                raise ValueError(f"the pattern has no group {group} (it has {count})")
+            if group > 9:
+                raise ValueError(f"group {group}: a replacement can name groups 0 to 9 only")
+            out.append(f"\\{group}")
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
 class RegexReplace(Transform):
     """``{"column": "name", "pattern": "\\s+", "replacement": " ", "maxReplacements": 1}``.
 
-    RE2 syntax (no look-around, no back-references in the pattern); ``\\1`` in the replacement
-    is the first group. An empty or absent replacement deletes the matches. Every match is
+    RE2 syntax (no look-around, no back-references in the pattern). The replacement is read as
+    Java's ``replaceAll`` reads it (DataX jobs are written for it): ``$1`` and ``${name}`` are
+    groups, ``\\$`` a dollar and ``\\\\`` a backslash, ``\\x`` the character x; ``\\1`` is
+    the first group too (tidesync's own form). What Java refuses (a ``$`` that names no group)
+    is a ConfigError. An empty or absent replacement deletes the matches. Every match is
     replaced unless ``maxReplacements`` says how many, from the left. Nulls stay null.
     """
 
@@ -507,19 +608,23 @@ class RegexReplace(Transform):
         self.pattern: str = p.str("pattern", required=True)
         self.replacement: str = p.str("replacement", "")
         self.max: int | None = p.int("maxReplacements", minimum=1)
+        self._rewrite = ""  # the replacement as RE2 writes it
         if self.pattern is not None and self.replacement is not None:
             try:
                 pc.match_substring_regex(pa.array([""]), self.pattern)  # names the user's pattern
+                self._rewrite = _re2_rewrite(self.replacement, self.pattern)
                 self._replace(pa.array([""]))
             except pa.ArrowInvalid as e:
                 detail = _first_line(e)
                 key = "replacement" if "replacement" in detail.lower() else "pattern"
-                p.problem(key, f"{detail} (RE2 syntax; \\1 in the replacement is the first group)")
+                p.problem(key, f"{detail} (RE2 syntax; $1 or \\1 in the replacement is the first group)")
+            except ValueError as e:
+                p.problem("replacement", f"{e} (Java's syntax: $1 or ${{name}} is a group)")
         p.done()
 
     def _replace(self, arr: pa.Array) -> pa.Array:
         return pc.replace_substring_regex(
-            arr, pattern=self.pattern, replacement=self.replacement, max_replacements=self.max
+            arr, pattern=self.pattern, replacement=self._rewrite, max_replacements=self.max
         )
 
     def _check(self, schema: pa.Schema) -> int:
