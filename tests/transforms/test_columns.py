@@ -149,6 +149,7 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         ([dt.datetime(2024, 1, 5, 3, 4, 5), dt.datetime(2024, 12, 15, 0, 40, 50), None], pa.timestamp("us"),
          {"type": "string", "format": "yyyy-M-d H:m:s h"}, ["2024-1-5 3:4:5 3", "2024-12-15 0:40:50 12", None], pa.string()),
         ([dt.date(2024, 1, 5)], pa.date32(), {"type": "string", "format": "d MMM yyyy, 'M' MM"}, ["5 Jan 2024, M 01"], pa.string()),
+        ([dt.date(1947, 1, 5)], pa.date32(), {"type": "string", "format": "dd.MM.yy"}, ["05.01.47"], pa.string()),
         # a naive time with an offset: wall-clock time in the job's zone (it was a dirty row)
         ([dt.datetime(2024, 1, 5, 3, 4, 5)], pa.timestamp("us"), {"type": "string", "format": "yyyy-MM-dd HH:mm:ss Z"},
          ["2024-01-05 03:04:05 +0800"], pa.string()),
@@ -270,6 +271,13 @@ def test_cast_of_a_missing_column_is_a_config_error() -> None:
         ({"type": "timestamp", "format": "yyyy-MM-dd HH:mm:ss.SSS"},
          ["columns.x.format: pattern letters 'SSS' are not supported; use y M d H h m s a E Z "
           "(fractions of a second: leave 'format' out and write ISO-8601)"]),
+        # strptime read '47' as 2047 where Java reads 1947 (until 2027): no century is a guess
+        ({"type": "date", "format": "dd/MM/yy"},
+         ["columns.x.format: 'dd/MM/yy' reads a two-digit year, which names no century (Java reads "
+          "'47' as 1947 or 2047 depending on the current year); write yyyy"]),
+        ({"type": "timestamp", "format": "%d.%m.%y %H"},
+         ["columns.x.format: '%d.%m.%y %H' reads a two-digit year, which names no century (Java reads "
+          "'47' as 1947 or 2047 depending on the current year); write yyyy"]),
     ],
 )  # fmt: skip
 def test_cast_bad_type_specs(spec: Any, problems: list[str]) -> None:

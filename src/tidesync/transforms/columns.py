@@ -281,6 +281,15 @@ def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
                 fmt = java_format(fmt_raw, printing=kind == "string")
             except ValueError as e:
                 p.problem(fkey, str(e))
+            if fmt is not None and kind != "string" and "%y" in fmt.replace("%%", ""):
+                # Java reads "47" as 1947 today and 2047 in 2028 (80 years back, 20 ahead of
+                # now), strptime as 2047 always: no one century is what the text means
+                p.problem(
+                    fkey,
+                    f"{fmt_raw!r} reads a two-digit year, which names no century (Java reads "
+                    f"'47' as 1947 or 2047 depending on the current year); write yyyy",
+                )
+                fmt = None
     return _Target(kind, label, t, fmt)
 
 
