@@ -43,6 +43,17 @@ def test_registry_loads_each_datax_transformer_with_name_and_summary(name: str) 
     assert (cls.name, bool(cls.summary)) == (name, True)
 
 
+@pytest.mark.parametrize("name", ["dx_groovy", "DX_GROOVY"])
+def test_dx_groovy_is_refused_with_what_to_write_instead(name: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_transform(name, "job.content[0].transformer[0].name")
+    assert str(e.value) == (
+        f"job.content[0].transformer[0].name: transformer {name!r} is not supported: DataX's "
+        f"Groovy code is not run by tidesync; write the logic as a 'sql' transformer (DuckDB SQL "
+        f"over each batch) or with the other transformers"
+    )
+
+
 # -- dx_substr ----------------------------------------------------------------------------------
 
 

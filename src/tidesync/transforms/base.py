@@ -70,8 +70,17 @@ TRANSFORMS: dict[str, str] = {
 }
 
 
+#: DataX's transformers that tidesync does not run -> what to write instead
+NOT_RUN = {
+    "dx_groovy": "DataX's Groovy code is not run by tidesync; write the logic as a 'sql' "
+    "transformer (DuckDB SQL over each batch) or with the other transformers",
+}
+
+
 def load_transform(name: str, where: str) -> type[Transform]:
     key = name.strip().lower() if isinstance(name, str) else ""
+    if key in NOT_RUN:
+        raise ConfigError(f"{where}: transformer {name!r} is not supported: {NOT_RUN[key]}")
     if key not in TRANSFORMS:
         raise ConfigError(f"{where}: unknown transformer {name!r}{did_you_mean(key, TRANSFORMS)}")
     module_path, cls_name = TRANSFORMS[key].split(":")
