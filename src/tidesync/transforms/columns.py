@@ -451,6 +451,13 @@ class Cast(Transform):
             if not pc.all(same, min_count=0).as_py():
                 raise pa.ArrowInvalid("the decimal has no exact double (data loss)")
             return out
+        if (
+            t.kind == "long"
+            and _is_text(src)
+            and pc.any(pc.match_substring(arr, "x", ignore_case=True)).as_py()
+        ):
+            # Arrow reads 0x10 as 16; a long is written in decimal digits (DataX refuses it too)
+            raise pa.ArrowInvalid("a hexadecimal number is not a long")
         out = arr.cast(t.type)
         if t.kind == "double" and _is_text(src):
             _check_float_range(arr, out)
