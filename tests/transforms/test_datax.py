@@ -309,6 +309,7 @@ STRINGS = (["10", "9", "a", None], pa.string())
             ["foo\r", "xfoo\u2028", None],
         ),
         ((["a.b", "a\rb", "a[b"], pa.string()), "like", r"a[.\[]b|\Q.\E", ["a\rb"]),
+        ((["a]", "b", "[a]"], pa.string()), "like", r"[]a]+|\Q[a]\E", ["b"]),  # literal "]", "["
         ((["foo\r", "foo"], pa.string()), "like", "(?s).*foo.*", []),  # DOTALL: all
         ((["foo\r", "foox"], pa.string()), "not like", "foo.", ["foox"]),
         (([12, 345], pa.int64()), "like", r"\d{3}", [12]),  # like on a number reads its text
@@ -477,6 +478,17 @@ def test_a_dirty_row_raises_dirty_record_error_for_the_whole_batch() -> None:
         (Filter, {"columnIndex": 1, "paras": ["~", "x"]}, "paras[0]: dx_filter operator must be one of like, not like, >, <, =, ==, !=, >=, <=, got '~'"),
         (Filter, {"columnIndex": 1, "paras": ["=", ""]}, "paras[1]: dx_filter value must not be empty"),
         (Filter, {"columnIndex": 1, "paras": ["like", "(a"]}, "paras[1]: dx_filter like needs a regular expression: Invalid regular expression: missing ): (a"),
+        # valid in both, but RE2 matched "b]" and not "bcd", Java (DataX) "bcd" and not "b]"
+        (Filter, {"columnIndex": 1, "paras": ["like", "[a-z&&[^aeiou]]+"]},
+         "paras[1]: dx_filter like: '&&' inside a character class is an intersection in Java but '&' in RE2, "
+         "so the pattern would match other text than in DataX; write it another way"),
+        (Filter, {"columnIndex": 1, "paras": ["not like", "[[:alpha:]]+"]},
+         "paras[1]: dx_filter not like: a '[' inside a character class is a nested class in Java (so "
+         "'[[:alpha:]]' is the characters ':alph') but a '[' or a POSIX class in RE2, "
+         "so the pattern would match other text than in DataX; write it another way"),
+        (Filter, {"columnIndex": 1, "paras": ["like", r"a\vb"]},
+         "paras[1]: dx_filter like: '\\v' is any vertical whitespace in Java but a vertical tab in RE2, "
+         "so the pattern would match other text than in DataX; write it another way"),
         (Digest, {"columnIndex": 1, "paras": ["sha256", "toLowerCase"]}, "paras[0]: dx_digest algorithm must be one of md5, sha1, got 'sha256'"),
         (Digest, {"columnIndex": 1, "paras": ["md5", "upper"]}, "paras[1]: dx_digest case must be one of toUpperCase, toLowerCase, got 'upper'"),
         # DataX computes a sha1 for "MD5" and lower case for "touppercase"

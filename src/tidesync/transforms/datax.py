@@ -374,6 +374,14 @@ class Filter(_DataX):
                 pc.match_substring_regex(pa.array([""]), self.pattern)
             except pa.ArrowInvalid as e:
                 self.p.problem("paras[1]", f"dx_filter {self.op} needs a regular expression: {e}")
+            else:
+                differs = _java_differs(self.value)
+                if differs:
+                    self.p.problem(
+                        "paras[1]",
+                        f"dx_filter {self.op}: {differs}, so the pattern would match other "
+                        f"text than in DataX; write it another way",
+                    )
         self._cache: dict[pa.DataType, Any] = {}
 
     def output_schema(self, schema: pa.Schema | None) -> pa.Schema | None:
@@ -588,6 +596,44 @@ def _java_dots(pattern: str) -> str:
             out.append(_JAVA_DOT if c == "." else c)
             i += 1
     return "".join(out)
+
+
+def _java_differs(pattern: str) -> str | None:
+    r"""What in ``pattern`` RE2 reads otherwise than Java, in words; None when nothing.
+
+    Both accept these without an error: a ``[`` inside a class (Java: a nested class, a union,
+    and ``[[:alpha:]]`` the characters ``:alph``; RE2: the character ``[`` or a POSIX class),
+    ``&&`` inside a class (Java: an intersection; RE2: the character ``&``) and ```` (Java:
+    any vertical whitespace; RE2: a vertical tab)."""
+    i, n = 0, len(pattern)
+    in_class = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and pattern.startswith("Q", i + 1):  # quoted up to \E
+            end = pattern.find("\\E", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        if c == "\\":
+            if pattern.startswith("v", i + 1):
+                return "'\\v' is any vertical whitespace in Java but a vertical tab in RE2"
+            i += 2
+            continue
+        if not in_class and c == "[":
+            in_class = True
+            i += 1 + pattern.startswith("^", i + 1)
+            i += pattern.startswith("]", i)  # "[]" and "[^]" open with a literal "]"
+            continue
+        if in_class:
+            if c == "[":
+                return (
+                    "a '[' inside a character class is a nested class in Java (so "
+                    "'[[:alpha:]]' is the characters ':alph') but a '[' or a POSIX class in RE2"
+                )
+            if pattern.startswith("&&", i):
+                return "'&&' inside a character class is an intersection in Java but '&' in RE2"
+            in_class = c != "]"
+        i += 1
+    return None
 
 
 def _as_compared(col: pa.Array) -> pa.Array:
