@@ -633,7 +633,9 @@ class RegexReplace(Transform):
             except pa.ArrowInvalid as e:
                 detail = _first_line(e)
                 key = "replacement" if "replacement" in detail.lower() else "pattern"
-                p.problem(key, f"{detail} (RE2 syntax; $1 or \\1 in the replacement is the first group)")
+                p.problem(
+                    key, f"{detail} (RE2 syntax; $1 or \\1 in the replacement is the first group)"
+                )
             except ValueError as e:
                 p.problem("replacement", f"{e} (Java's syntax: $1 or ${{name}} is a group)")
         p.done()
