@@ -281,6 +281,13 @@ def test_cast_of_a_missing_column_is_a_config_error() -> None:
         ({"type": "timestamp", "format": "%d.%m.%y %H"},
          ["columns.x.format: '%d.%m.%y %H' reads a two-digit year, which names no century (Java reads "
           "'47' as 1947 or 2047 depending on the current year); write yyyy"]),
+        # "12:30" was read as 00:30 (as Java does), "13:30" was dirty: HH was meant
+        ({"type": "timestamp", "format": "yyyy-MM-dd hh:mm"},
+         ["columns.x.format: 'yyyy-MM-dd hh:mm' reads the hour of a 12-hour clock (hh, 1-12) with no "
+          "AM/PM marker (a), so '12:30' would be 00:30; write HH for 0-23, or add a"]),
+        ({"type": "date", "format": "%Y%m%d %I"},
+         ["columns.x.format: '%Y%m%d %I' reads the hour of a 12-hour clock (hh, 1-12) with no "
+          "AM/PM marker (a), so '12:30' would be 00:30; write HH for 0-23, or add a"]),
     ],
 )  # fmt: skip
 def test_cast_bad_type_specs(spec: Any, problems: list[str]) -> None:

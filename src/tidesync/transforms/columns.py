@@ -290,6 +290,20 @@ def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
                     f"'47' as 1947 or 2047 depending on the current year); write yyyy",
                 )
                 fmt = None
+            elif (
+                fmt is not None
+                and kind != "string"
+                and "%I" in fmt.replace("%%", "")
+                and "%p" not in fmt.replace("%%", "")
+            ):
+                # the hour of a 12-hour clock with no AM/PM: "12:30" was read as 00:30 (as Java
+                # does) and "13:30" was dirty; most often HH was meant
+                p.problem(
+                    fkey,
+                    f"{fmt_raw!r} reads the hour of a 12-hour clock (hh, 1-12) with no AM/PM "
+                    f"marker (a), so '12:30' would be 00:30; write HH for 0-23, or add a",
+                )
+                fmt = None
     return _Target(kind, label, t, fmt)
 
 
