@@ -149,6 +149,10 @@ def test_a_mistake_in_the_sql_is_a_config_error_naming_the_key(
     assert config_error(lambda: t.apply(orders())).startswith(f"{WHERE}.{message}")
 
 
+_NOT_FROM_BATCH = (
+    "rows that do not come from batch (a SELECT without FROM batch, a UNION ALL branch, or the "
+    "other side of an outer join)"
+)
 _BATCHED = (
     "which would run on each batch of rows alone, not on the whole input, so its result would "
     "depend on how the rows are batched"
@@ -179,6 +183,15 @@ _BATCHED = (
         ({"select": "SELECT a.id FROM batch a JOIN batch b ON a.id = b.id + 1"},
          "a join or subquery over batch"),
         ({"select": "SELECT * FROM batch USING SAMPLE 2 ROWS"}, "USING SAMPLE"),
+        # a row not from batch came once per batch (an empty one too): as many as there were
+        ({"select": "SELECT id, name FROM batch UNION ALL SELECT 0, 'total'"}, _NOT_FROM_BATCH),
+        ({"select": "SELECT 1 AS id, 'x' AS name"}, _NOT_FROM_BATCH),
+        ({"select": "SELECT v.k, b.name FROM (VALUES (1), (9)) v(k) LEFT JOIN batch b ON b.id = v.k"},
+         _NOT_FROM_BATCH),
+        ({"select": "SELECT b.id, v.k FROM batch b FULL JOIN (VALUES (1), (9)) v(k) ON b.id = v.k"},
+         _NOT_FROM_BATCH),
+        ({"select": "SELECT * FROM (VALUES (1), (9)) v(k) WHERE k IN (SELECT id FROM batch)"},
+         _NOT_FROM_BATCH),
     ],
 )  # fmt: skip
 def test_sql_whose_result_depends_on_the_batches_is_refused(
@@ -203,6 +216,10 @@ def test_sql_whose_result_depends_on_the_batches_is_refused(
         "SELECT id, unnest([1, 2]) AS n FROM batch WHERE id > 1",
         "SELECT id, CASE WHEN id IN (1, 3) THEN 'odd' END AS k, (SELECT 42) AS c FROM batch",
         "WITH c AS (SELECT * FROM batch) SELECT id FROM c",
+        "SELECT b.id, v.k FROM batch b LEFT JOIN (VALUES (1), (9)) v(k) ON b.id = v.k",
+        "SELECT b.id, v.k FROM (VALUES (1), (9)) v(k) RIGHT JOIN batch b ON b.id = v.k",
+        "SELECT * FROM batch WHERE id IN (SELECT 1 UNION ALL SELECT 2)",
+        "SELECT * FROM batch WHERE id NOT IN (SELECT k FROM (VALUES (1)) v(k))",
     ],
 )
 def test_row_by_row_sql_is_accepted(select: str) -> None:

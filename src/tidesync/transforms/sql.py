@@ -90,7 +90,38 @@ def _whole_input_use(plan: list[dict[str, Any]]) -> str | None:
             return words[0] if words else f"the operation {name}"
         return next((w for w in map(walk, children) if w is not None), None)
 
-    return next((w for w in map(walk, plan) if w is not None), None)
+    found = next((w for w in map(walk, plan) if w is not None), None)
+    if found is None and not all(_rows_from_batch(node) for node in plan):
+        return (
+            "rows that do not come from batch (a SELECT without FROM batch, a UNION ALL branch, "
+            "or the other side of an outer join)"
+        )
+    return found
+
+
+#: join types whose rows are the left input's (LEFT keeps all of them) / the right input's
+_LEFT_ROWS = ("INNER", "LEFT", "SEMI", "ANTI", "MARK")
+_RIGHT_ROWS = ("INNER", "RIGHT", "RIGHT_SEMI", "RIGHT_ANTI")
+
+
+def _rows_from_batch(node: dict[str, Any]) -> bool:
+    """Whether every row ``node`` gives comes from a row of batch. A part of the plan that does
+    not read batch gives its rows once per batch: ``SELECT 'x'`` or a ``UNION ALL`` branch
+    over constants added a row to every batch (and to an empty one), so as many as there were
+    batches."""
+    name = node["name"].strip()
+    children = node.get("children", [])
+    if name == "EMPTY_RESULT" or name.endswith("ARROW_SCAN"):
+        return True
+    if not children:
+        return False  # VALUES, a table function, the one row of a SELECT without FROM
+    if name == "CROSS_PRODUCT":
+        return any(map(_rows_from_batch, children))
+    if any(j in name for j in _JOINS) and len(children) == 2:
+        kind = str(node.get("extra_info", {}).get("Join Type", "")).strip().upper()
+        left, right = (_rows_from_batch(c) for c in children)
+        return (kind in _LEFT_ROWS and left) or (kind in _RIGHT_ROWS and right)
+    return all(map(_rows_from_batch, children))
 
 
 def _quote(name: str) -> str:
