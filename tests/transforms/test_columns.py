@@ -213,6 +213,14 @@ def test_cast_converts_values(
          "column 'x': cannot cast '30/02/2024' to date"),
         (["2024-04-30", "2024-04-31", "2024-05-01"], pa.string(), {"type": "timestamp", "format": "yyyy-MM-dd"},
          "column 'x': cannot cast '2024-04-31' to timestamp"),
+        # a short value of a pattern of abutting numbers: strptime read 2024-11-05, but it may
+        # as well be 2024-01-15
+        (["20240115", "2024115", "20241105"], pa.string(), {"type": "date", "format": "yyyyMMdd"},
+         "column 'x': cannot cast '2024115' to date"),
+        (["20240131120000", "2024013112000", "20240131120001"], pa.string(),
+         {"type": "timestamp", "format": "yyyyMMddHHmmss"}, "column 'x': cannot cast '2024013112000' to timestamp"),
+        (["T20240131 1:02", "T2024131 1:02", "T20240131 12:2"], pa.string(),
+         {"type": "timestamp", "format": "'T'yyyyMMdd H:mm"}, "column 'x': cannot cast 'T2024131 1:02' to timestamp"),
         (["2024-01-01 23:59:59", "2024-01-01 23:59:60", "2024-01-02 00:00:00"], pa.string(),
          {"type": "timestamp", "format": "yyyy-MM-dd HH:mm:ss"}, "column 'x': cannot cast '2024-01-01 23:59:60' to timestamp"),
         ([b"a", b"\xff", b"c"], pa.binary(), "string", "column 'x': cannot cast b'\\xff' to string"),

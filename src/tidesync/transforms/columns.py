@@ -212,12 +212,48 @@ def unpad(text: pa.Array) -> pa.Array:
     return pc.replace_substring(text, pattern=_MARK, replacement="")
 
 
+def abutting_fields(fmt: str) -> str | None:
+    """For a Java pattern with numbers written one against the other (``yyyyMMdd``), a regular
+    expression the whole text must match: each of those numbers exactly as many digits as its
+    letters. None for a pattern without such numbers (or a strftime one, holding ``%``).
+
+    strptime reads as many digits as fit, so ``2024115`` was 2024-11-05 (Java reads it so too),
+    where the text may as well mean 2024-01-15: a date too short for its pattern is a guess."""
+    if "%" in fmt:
+        return None
+    tokens: list[tuple[str, str]] = []  # ("num" | "word" | "text", the token)
+    for m in re.finditer(r"'((?:[^']|'')*)'|([A-Za-z])\2*|[^A-Za-z']+", fmt):
+        if m.group(1) is not None:
+            tokens.append(("text", m.group(1).replace("''", "'") or "'"))
+        elif m.group(2) is not None:
+            numeric = m.group(2) in "yMdHhms" and not (m.group(2) == "M" and len(m.group(0)) > 2)
+            tokens.append(("num" if numeric else "word", m.group(0)))
+        else:
+            tokens.append(("text", m.group(0)))
+    kinds = [k for k, _ in tokens]
+    if not any(a == b == "num" for a, b in zip(kinds, kinds[1:], strict=False)):
+        return None
+    parts = []
+    for i, (kind, token) in enumerate(tokens):
+        if kind == "text":
+            parts.append(re.escape(token))
+        elif kind == "word":  # a name, AM/PM, an offset: strptime checks it
+            parts.append(".+?")
+        elif "num" in kinds[max(i - 1, 0) : i] + kinds[i + 1 : i + 2]:
+            parts.append(f"[0-9]{{{len(token)}}}")
+        else:
+            parts.append("[0-9]+")
+    return "^" + "".join(parts) + "$"
+
+
 @dataclass(frozen=True)
 class _Target:
     kind: str
     label: str  # the type as the user wrote it, for messages
     type: pa.DataType
     fmt: str | None = None  # strftime/strptime
+    #: for reading with a pattern of numbers one against the other: what the text must match
+    widths: str | None = None
 
 
 def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
@@ -304,7 +340,8 @@ def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
                     f"marker (a), so '12:30' would be 00:30; write HH for 0-23, or add a",
                 )
                 fmt = None
-    return _Target(kind, label, t, fmt)
+    widths = abutting_fields(fmt_raw) if fmt is not None and kind != "string" else None
+    return _Target(kind, label, t, fmt, widths)
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -427,6 +464,11 @@ class Cast(Transform):
         if _is_text(src):
             arr = pc.utf8_trim_whitespace(arr)
             if t.fmt and t.kind in ("date", "timestamp"):
+                if (
+                    t.widths is not None
+                    and not pc.all(pc.match_substring_regex(arr, t.widths), min_count=0).as_py()
+                ):
+                    raise pa.ArrowInvalid("the text does not fill the pattern's fields")
                 parsed = pc.strptime(arr, format=t.fmt, unit="us", error_is_null=False)
                 # Arrow rolled 2024-02-30 to 2024-03-01 and 23:59:60 to the next day
                 no_rolled_days(arr, parsed, t.fmt, "%z" in t.fmt.replace("%%", ""))
