@@ -410,6 +410,35 @@ def test_regex_replace_refuses_what_java_refuses(
     )
 
 
+@pytest.mark.parametrize("pattern", ["b*", r"\s*$", "a|", "(x)?"])
+def test_regex_replace_refuses_a_pattern_matching_empty_text(pattern: str) -> None:
+    # Java and Python replace an empty match right after a match, RE2 does not: "b*" turned
+    # "abbc" into "-a-c-" where a Java job gives "-a--c-"
+    params = {"column": "s", "pattern": pattern, "replacement": "-"}
+    assert config_error(lambda: RegexReplace(params, CTX)) == (
+        f"{WHERE}.pattern: {pattern!r} matches the empty text too, and an empty match right after "
+        f"another one is replaced by Java and Python but not by RE2 ('b*' turns 'abbc' into "
+        f"'-a--c-' in Java, '-a-c-' here); write + for * so that every match is non-empty"
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("^", "ab", "-ab"),
+        (r"^\s*", "  ab", "-ab"),
+        (r"\b", "ab cd", "-ab- -cd-"),
+        ("b+", "abbc", "a-c"),
+    ],
+)
+def test_regex_replace_keeps_patterns_whose_empty_matches_agree(
+    pattern: str, value: str, expected: str
+) -> None:
+    b = pa.record_batch({"s": pa.array([value])})
+    t = RegexReplace({"column": "s", "pattern": pattern, "replacement": "-"}, CTX)
+    assert t.apply(b).column(0).to_pylist() == [expected]
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

@@ -659,6 +659,18 @@ def _re2_rewrite(replacement: str, pattern: str) -> str:
     return "".join(out)
 
 
+def _empty_matches_differ(pattern: str) -> bool:
+    """Whether RE2 and Java may replace ``pattern``'s matches differently: it matches the empty
+    text, so it can match empty right after a non-empty match, which Java (and Python) replace
+    and RE2 skips. Not for a pattern only of zero-width assertions (``^``, ``\\b``; never a
+    non-empty match) or one anchored at the start (it matches once)."""
+    if not pc.match_substring_regex(pa.array([""]), pattern)[0].as_py():
+        return False
+    if re.fullmatch(r"(?:\^|\$|\\[AzbB])+", pattern):
+        return False
+    return not (pattern.startswith(("^", "\\A")) and "|" not in pattern)
+
+
 class RegexReplace(Transform):
     """``{"column": "name", "pattern": "\\s+", "replacement": " ", "maxReplacements": 1}``.
 
@@ -694,6 +706,15 @@ class RegexReplace(Transform):
                 )
             except ValueError as e:
                 p.problem("replacement", f"{e} (Java's syntax: $1 or ${{name}} is a group)")
+            else:
+                if _empty_matches_differ(self.pattern):
+                    p.problem(
+                        "pattern",
+                        f"{self.pattern!r} matches the empty text too, and an empty match right "
+                        f"after another one is replaced by Java and Python but not by RE2 ('b*' "
+                        f"turns 'abbc' into '-a--c-' in Java, '-a-c-' here); write + for * so "
+                        f"that every match is non-empty",
+                    )
         p.done()
 
     def _replace(self, arr: pa.Array) -> pa.Array:
