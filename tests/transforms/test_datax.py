@@ -311,6 +311,9 @@ STRINGS = (["10", "9", "a", None], pa.string())
         ((["a.b", "a\rb", "a[b"], pa.string()), "like", r"a[.\[]b|\Q.\E", ["a\rb"]),
         ((["a]", "b", "[a]"], pa.string()), "like", r"[]a]+|\Q[a]\E", ["b"]),  # literal "]", "["
         ((["foo\r", "foo"], pa.string()), "like", "(?s).*foo.*", []),  # DOTALL: all
+        # other flags than s, and named groups, left RE2's "." (matching "\r") in place
+        ((["foo\r", "FOOx"], pa.string()), "like", "(?i)foo.*", ["foo\r"]),
+        ((["foo\u2028", "foox"], pa.string()), "like", "(?P<f>foo).", ["foo\u2028"]),
         ((["foo\r", "foox"], pa.string()), "not like", "foo.", ["foox"]),
         (([12, 345], pa.int64()), "like", r"\d{3}", [12]),  # like on a number reads its text
         (([1, None, 3], pa.int64()), "=", "null", [1, 3]),

@@ -560,8 +560,9 @@ _JAVA_DOT = r"[^\n\r\x{85}\x{2028}\x{2029}]"
 
 def _java_dots(pattern: str) -> str:
     r"""``pattern`` with each ``.`` outside a character class, an escape or ``\Q...\E`` made
-    Java's; a pattern that sets flags (``(?s)`` among them) is left as it is."""
-    if "(?" in pattern and re.search(r"\(\?[a-zA-Z-]*[a-zA-Z]", pattern):
+    Java's; a pattern that turns on DOTALL (``(?s)``, ``(?is:...)``) is left as it is. Other
+    flags (``(?i)``) and named groups (``(?P<name>``) leave ``.`` as it is in Java."""
+    if re.search(r"\(\?[a-zA-Z]*s[a-zA-Z]*(?:-[a-zA-Z]*)?[:)]", pattern):
         return pattern
     out: list[str] = []
     i, n = 0, len(pattern)
