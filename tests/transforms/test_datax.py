@@ -80,6 +80,22 @@ def test_substr_of_a_number_works_on_its_text_and_gives_text() -> None:
     assert (out.column(1).to_pylist(), out.schema.field(1).type) == (["234", None], pa.string())
 
 
+@pytest.mark.parametrize("type", [pa.float64(), pa.float32()])
+def test_a_float_reads_in_plain_digits_as_datax_gets_it_from_the_database(
+    type: pa.DataType,
+) -> None:
+    # MariaDB and PostgreSQL give DataX 15000000000 for 1.5e10 (and MariaDB 0.0000001 for
+    # 1e-7); Arrow's text was 1.5e+10, so dx_substr [0, 3] gave "1.5" where DataX gives "150"
+    values = [1.5e10, 1e-7, 0.1, 100.0, float("nan"), float("inf"), -float("inf"), None]
+    b = batch(values, type)
+    text = ["15000000000", "0.0000001", "0.1", "100", "NaN", "Infinity", "-Infinity", None]
+    assert values_after(make(Replace, "0", "0", ""), b) == text
+    assert values_after(make(Substr, "0", "3"), b)[:2] == ["150", "0.0"]
+    digest = hashlib.md5(b"15000000000").hexdigest()
+    assert values_after(make(Digest, "md5", "toLowerCase"), b)[0] == digest
+    assert make(Filter, "like", "1500.*").apply(b).column(0).to_pylist() == list(range(1, 8))
+
+
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
 def test_a_timestamp_with_a_zone_reads_as_wall_clock_time_in_the_jobs_zone(zone: str) -> None:
     # 23:00 UTC is 07:00 the next day in Shanghai (the job's zone), as DataX prints it there

@@ -702,7 +702,27 @@ def _text(col: pa.Array, name: str, where: str, timezone: str) -> pa.Array:
         # DataX prints yyyy-MM-dd HH:mm:ss (HH:mm:ss): Arrow's .000000 of a whole second would
         # shift every position after it and change every digest; a fraction is kept
         text = pc.replace_substring_regex(text, pattern=r"\.0+$", replacement="")
+    if pa.types.is_floating(col.type):
+        text = _plain_floats(text)
     return text
+
+
+def _plain_floats(text: pa.Array) -> pa.Array:
+    """Floats as DataX's text of them: ``15000000000`` and ``0.0000001`` (the JDBC drivers' text,
+    ``BigDecimal.toPlainString``), ``NaN``, ``Infinity``; Arrow writes ``1.5e+10``, ``1e-7``,
+    ``nan``, ``inf``. Python only for the values written so (few)."""
+    odd = pc.fill_null(pc.match_substring_regex(text, "[a-z]"), False)
+    if not pc.any(odd).as_py():
+        return text
+    fixed: list[str] = []
+    for v in text.filter(odd).to_pylist():
+        if v.endswith("nan"):
+            fixed.append("NaN")
+        elif v.endswith("inf"):
+            fixed.append(v[:-3] + "Infinity")
+        else:
+            fixed.append(format(Decimal(v), "f"))
+    return pc.replace_with_mask(text, odd, pa.array(fixed, text.type))
 
 
 def _first_line(e: BaseException) -> str:
