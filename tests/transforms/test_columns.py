@@ -187,6 +187,9 @@ def test_cast_converts_values(
     ("values", "source", "spec", "reason"),
     [
         (["1", "abc", "3"], pa.string(), "long", "column 'x': cannot cast 'abc' to long"),
+        # Arrow refused int64 -> decimal(5,2) for the type: 1 and 3 were dirty too
+        ([1, 1234, 3], pa.int64(), "decimal(5,2)", "column 'x': cannot cast 1234 to decimal(5,2): out of range"),
+        ([1, 2**64 - 1, 3], pa.uint64(), "decimal(20,1)", f"column 'x': cannot cast {2**64 - 1} to decimal(20,1): out of range"),
         # Arrow read 0x10 as the long 16, where DataX refuses it (the file reader already did)
         (["1", "0x10", "3"], pa.string(), "long", "column 'x': cannot cast '0x10' to long"),
         (["1", " 0X1f ", "3"], pa.large_string(), "bigint", "column 'x': cannot cast ' 0X1f ' to bigint"),

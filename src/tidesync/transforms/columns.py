@@ -443,7 +443,7 @@ class Cast(Transform):
         low = detail.lower()
         if "truncat" in low or "data loss" in low or "lose data" in low:
             hint = ": it would lose digits"
-        elif "overflow" in low or "out of bounds" in low or "out of range" in low:
+        elif any(w in low for w in ("overflow", "out of bounds", "out of range", "not fit")):
             hint = ": out of range"
         return f"column {col!r}: cannot cast {shown} to {target.label}{hint}"
 
@@ -495,6 +495,12 @@ class Cast(Transform):
             # (DataX's BigDecimal(String.valueOf(d))) is what the value means: 0.1 is 0.10 and
             # 1.239 at scale 2 is a dirty row, as for text.
             return arr.cast(pa.string()).cast(t.type)
+        if t.kind == "decimal" and pa.types.is_integer(src):
+            # Arrow refuses int64 -> decimal(5,2) for the type (every row dirty, 1 too): through
+            # a decimal wide enough for any integer, each value is checked against the precision
+            scale = t.type.scale
+            wide = pa.decimal128(38, scale) if scale <= 18 else pa.decimal256(76, scale)
+            return arr.cast(wide).cast(t.type)
         if t.kind == "double" and pa.types.is_decimal(src):
             # Arrow rounds a decimal to the nearest double silently (12345678901234567.89 ->
             # 12345678901234568.0): a decimal the double's shortest text does not give back
