@@ -14,11 +14,13 @@ transformer's arguments (numbers may be written as strings or numbers). Semantic
 - a start position past the end of a value makes the row dirty, as in DataX (at the end it
   is a value: ``dx_substr`` gives ``""``, ``dx_replace`` appends);
 - ``like``/``not like`` use RE2 syntax (no look-around or back-references), fully anchored as
-  Java's ``String.matches``.
+  Java's ``String.matches``; what RE2 accepts but reads otherwise than Java (a nested class,
+  ``&&`` in a class, ``\\v``) is a ConfigError.
 
 A column that is not text is first converted to text with Arrow's cast (DataX's ``asString``),
-a timestamp that carries a zone as wall-clock time in the job's zone, and the transformed column
-is a string column.
+a timestamp that carries a zone as wall-clock time in the job's zone, a float in plain digits
+(``15000000000``, as the databases give it to DataX), and the transformed column is a string
+column.
 """
 
 from __future__ import annotations
