@@ -105,6 +105,13 @@ def test_bad_rows_are_bisected_out_and_kept_with_reason(tmp_path: Path) -> None:
         ({"errorLimit": {"record": 2}}, 3, False),
         ({"errorLimit": {"percentage": 0.02}}, 2, True),  # 2 of 100 is 2%
         ({"errorLimit": {"percentage": "2%"}}, 3, False),
+        # exactly at the limit, where the limit times the rows read is just under the count
+        # in floating point (0.29 * 100 is 28.999999999999996)
+        ({"errorLimit": {"percentage": 0.29}}, 29, True),
+        ({"errorLimit": {"percentage": "29%"}}, 29, True),
+        ({"errorLimit": {"percentage": 57}}, 57, True),
+        ({"errorLimit": {"percentage": "58%"}}, 58, True),
+        ({"errorLimit": {"percentage": 0.29}}, 30, False),
         (
             {"errorLimit": {"record": 10, "percentage": 0.01}},
             2,

@@ -124,6 +124,17 @@ def test_settings(setting: dict[str, Any], expect: dict[str, Any]) -> None:
         assert getattr(s, k) == pytest.approx(v) if isinstance(v, float) else getattr(s, k) == v, k
 
 
+@pytest.mark.parametrize(
+    ("written", "fraction"), [("33.3%", 0.333), ("0.7%", 0.007), (14.1, 0.141)]
+)
+def test_a_percent_is_the_decimal_written_not_its_float_over_100(
+    written: Any, fraction: float
+) -> None:
+    doc = json.loads(json.dumps(SHAPES["datax"]))
+    doc["job"]["setting"] = {"errorLimit": {"percentage": written}}
+    assert parse_job(doc).settings.error_fraction == fraction  # exactly: 33.3 / 100 is 0.33299...
+
+
 def test_no_error_limit_allows_no_dirty_record() -> None:
     doc = json.loads(json.dumps(SHAPES["datax"]))
     assert parse_job(doc).settings.allows_no_dirty

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec
 
@@ -711,7 +712,7 @@ def run_job(
         if cancel.is_set():
             raise FatalError("interrupted: nothing was published")
         frac = settings.error_fraction
-        if frac is not None and report.dirty_records > frac * max(report.records_read, 1):
+        if frac is not None and _over_fraction(report.dirty_records, report.records_read, frac):
             raise ErrorLimitExceeded(
                 f"error limit exceeded: {report.dirty_records} dirty of {report.records_read} records "
                 f"is more than errorLimit.percentage {frac:.2%}"
@@ -846,6 +847,13 @@ def _tally(report: Report, counters: list[Counters]) -> None:
         sr.records_written, sr.dirty_records = c.records_written, c.dirty_records
         sr.worker = c.worker
         sr.path, sr.fallback = c.path, c.fallback
+
+
+def _over_fraction(dirty: int, read: int, frac: float) -> bool:
+    """Whether ``dirty`` of ``read`` records is more than ``errorLimit.percentage``, exactly:
+    ``frac`` is the decimal as written (0.29, its shortest form), so 29 dirty of 100 is not
+    over 0.29 (``0.29 * 100`` is 28.999999999999996 in floating point)."""
+    return Fraction(dirty, max(read, 1)) > Fraction(repr(frac))
 
 
 def _code(e: BaseException) -> str | None:

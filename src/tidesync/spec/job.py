@@ -57,6 +57,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -654,7 +655,8 @@ def _settings(v: Any, where: str, problems: list[str], ignored: list[str]) -> Se
     if pct is not None:
         # "2%" and 2 (> 1) are percents; 0.02 is a fraction, as DataX writes it
         is_percent = (isinstance(pct_raw, str) and pct_raw.strip().endswith("%")) or pct > 1
-        s.error_fraction = pct / 100 if is_percent else pct
+        # "33.3%" is 0.333 (the nearest double), not 33.3 / 100 (0.33299999999999996)
+        s.error_fraction = float(Fraction(repr(pct)) / 100) if is_percent else pct
         if pct == 1 and not is_percent:
             # 1 is DataX's 100% and, by the rule that 2 is 2%, 1%: a guess either way
             problems.append(
