@@ -135,6 +135,12 @@ def test_a_percent_is_the_decimal_written_not_its_float_over_100(
     assert parse_job(doc).settings.error_fraction == fraction  # exactly: 33.3 / 100 is 0.33299...
 
 
+def test_both_spellings_of_one_zone_are_one_zone() -> None:
+    doc = json.loads(json.dumps(SHAPES["datax"]))
+    doc["job"]["setting"] = {"timezone": "Asia/Shanghai", "timeZone": "Asia/Shanghai"}
+    assert parse_job(doc).settings.timezone == "Asia/Shanghai"
+
+
 def test_no_error_limit_allows_no_dirty_record() -> None:
     doc = json.loads(json.dumps(SHAPES["datax"]))
     assert parse_job(doc).settings.allows_no_dirty
@@ -164,6 +170,11 @@ def test_no_error_limit_allows_no_dirty_record() -> None:
             for one in (1, 1.0, "1")
         ),
         ({"timezone": "Mars/Olympus"}, "job.setting.timezone: unknown time zone 'Mars/Olympus'"),
+        (  # naive times and $[...] were read in the first spelling's zone, silently
+            {"timezone": "UTC", "timeZone": "Asia/Shanghai"},
+            "job.setting.timezone and job.setting.timeZone name two zones, 'UTC' and "
+            "'Asia/Shanghai'; keep one",
+        ),
         ({"sped": {}}, "job.setting.sped: unknown setting; did you mean 'speed'?"),
         ({"stateKey": "a#1"}, "job.setting.stateKey: must be a non-empty name without '#'"),
         ({"stateKey": ""}, "job.setting.stateKey: must be a non-empty name without '#'"),

@@ -675,6 +675,13 @@ def _settings(v: Any, where: str, problems: list[str], ignored: list[str]) -> Se
             problems.append(f"{where}.executor: must be a string such as 'local', got {_show(ex)}")
     tz_key = "timezone" if "timezone" in d else "timeZone"
     tz = d.get(tz_key)
+    other = d.get("timeZone") if tz_key == "timezone" else None
+    if other is not None and other != "" and _zone_text(other) != _zone_text(tz):
+        # which zone naive times and $[...] are read in would be a guess
+        problems.append(
+            f"{where}.timezone and {where}.timeZone name two zones, {_show(tz)} and "
+            f"{_show(other)}; keep one"
+        )
     if tz is not None and tz != "":
         try:
             if not isinstance(tz, str):
@@ -703,6 +710,10 @@ def _settings(v: Any, where: str, problems: list[str], ignored: list[str]) -> Se
         else:
             s.state_key = state_key.strip()
     return s
+
+
+def _zone_text(v: Any) -> Any:
+    return v.strip() if isinstance(v, str) else v
 
 
 def declared_timezone(doc: Any) -> str | None:
