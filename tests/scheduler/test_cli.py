@@ -149,6 +149,25 @@ def test_rerun_runs_a_failed_instance_again(project: Path) -> None:
     assert ("arrived", "202501010200") in table(project)
 
 
+def test_an_attempt_without_a_report_shows_no_earlier_attempts_report(project: Path) -> None:
+    run(project, "scheduler", "run-once", "--at", "20250101000000")
+    done = store(project).find("load", "20250101000000")
+    assert json.loads(done.report or "")["records_written"] == 1
+    assert run(project, "instance", "rerun", str(done.id), "--no-run").exit_code == 0
+    assert store(project).get(done.id).report is None  # waiting: no run of it yet
+    job = project / "jobs" / "load.json"
+    job.write_text(job.read_text().replace('"speed"', '"sped"'))  # a bad job file: no report
+    r = run(project, "instance", "rerun", str(done.id))
+    assert r.exit_code == 1
+    got = store(project).get(done.id)
+    # before: state failed beside the first run's report ("succeeded", 1 row written), which
+    # the instance list and the operations page showed as this run's rows
+    assert (got.state, got.report) == ("failed", None)
+    assert "unknown setting" in (got.error or "")
+    shown = run(project, "instance", "show", str(done.id), "--json")
+    assert json.loads(shown.stdout)["report"] is None
+
+
 def test_rerun_no_run_only_resets(project: Path) -> None:
     run(project, "scheduler", "run-once", "--at", "20250101020000")
     failed = store(project).find("load", "20250101020000")

@@ -101,7 +101,9 @@ class Instance:
     lease_until: float | None
     kill_requested: int
     error: str | None
-    report: str | None  # the last run report, JSON
+    #: the report of the last attempt, JSON; None while an attempt runs, after a rerun, and
+    #: when the attempt made none (a bad job file): never an earlier attempt's beside its state
+    report: str | None
     log_path: str | None
     log_tail: str | None
     created_at: float
@@ -565,7 +567,8 @@ class Store:
             rows = self._exec(
                 cur,
                 "UPDATE ts_instances SET state = 'running', owner = ?, lease_until = ?, "
-                "attempts = attempts + 1, started_at = ?, finished_at = NULL, next_try_at = NULL "
+                "attempts = attempts + 1, started_at = ?, finished_at = NULL, next_try_at = NULL, "
+                "report = NULL "
                 f"WHERE id IN ({marks}) AND state = 'waiting' AND kill_requested = 0 "
                 f"RETURNING {_SELECT}",
                 (owner, lease_until, now, *ids),
@@ -587,12 +590,13 @@ class Store:
         log_tail: str | None = None,
         log_path: str | None = None,
     ) -> bool:
-        """Record the end of an attempt; False when ``owner`` no longer holds the instance."""
+        """Record the end of an attempt, ``report`` its own (None: it made none, and an earlier
+        attempt's is not kept); False when ``owner`` no longer holds the instance."""
         with self._tx() as cur:
             cur = self._exec(
                 cur,
                 "UPDATE ts_instances SET state = ?, finished_at = ?, error = ?, "
-                "report = COALESCE(?, report), next_try_at = ?, owner = NULL, lease_until = NULL, "
+                "report = ?, next_try_at = ?, owner = NULL, lease_until = NULL, "
                 "log_tail = COALESCE(?, log_tail), log_path = COALESCE(?, log_path), "
                 "kill_requested = 0 WHERE id = ? AND owner = ? AND state = 'running'",
                 (state, now, error, report, next_try_at, log_tail, log_path, instance_id, owner),
@@ -738,7 +742,8 @@ class Store:
                 cur,
                 "UPDATE ts_instances SET state = 'waiting', attempts = 0, "
                 "recoveries = 0, next_try_at = NULL, error = NULL, kill_requested = 0, "
-                "finished_at = NULL, started_at = NULL WHERE id = ? AND state <> 'running'",
+                "finished_at = NULL, started_at = NULL, report = NULL "
+                "WHERE id = ? AND state <> 'running'",
                 (instance_id,),
             )
             return str(r[0])
