@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tidesync.errors import ConfigError
-from tidesync.spec.job import load_document, parse_job
+from tidesync.spec.job import declared_timezone, load_document, parse_job
 
 READER = {"column": [{"type": "long", "value": 1}], "sliceRecordCount": 1}
 WRITER = {"print": False}
@@ -139,6 +139,30 @@ def test_both_spellings_of_one_zone_are_one_zone() -> None:
     doc = json.loads(json.dumps(SHAPES["datax"]))
     doc["job"]["setting"] = {"timezone": "Asia/Shanghai", "timeZone": "Asia/Shanghai"}
     assert parse_job(doc).settings.timezone == "Asia/Shanghai"
+
+
+def test_script_v1_with_a_setting_in_two_places_is_refused() -> None:
+    doc = json.loads(json.dumps(SHAPES["script-v1"]))
+    # the top-level setting was dropped unread: its error limit and its typo alike
+    doc["setting"] = {"errorLimit": {"record": 0}, "sped": 1}
+    with pytest.raises(ConfigError) as e:
+        parse_job(doc)
+    assert e.value.problems == [
+        "setting: the job has both configuration.setting and a top-level setting; keep one "
+        "(configuration.setting, as DataWorks writes it)"
+    ]
+
+
+def test_script_v1_reads_a_top_level_setting_under_its_own_key_path() -> None:
+    doc = json.loads(json.dumps(SHAPES["script-v1"]))
+    doc["setting"] = doc["configuration"].pop("setting")
+    assert parse_job(doc).settings.concurrent == 2
+    doc["setting"]["timezone"] = "Asia/Shanghai"  # the run time is read in it, as the job's
+    assert declared_timezone(doc) == parse_job(doc).settings.timezone == "Asia/Shanghai"
+    doc["setting"]["sped"] = 1
+    with pytest.raises(ConfigError) as e:
+        parse_job(doc)
+    assert e.value.problems == ["setting.sped: unknown setting; did you mean 'speed'?"]
 
 
 def test_no_error_limit_allows_no_dirty_record() -> None:

@@ -503,7 +503,14 @@ def _script_v1(doc: dict[str, Any], problems: list[str], ignored: list[str]) -> 
     conf = _obj(doc.get("configuration"), "configuration", problems) or {}
     _keys(conf, "configuration", _CONFIGURATION, problems, ignored)
     setting = conf.get("setting", doc.get("setting"))
-    settings = _settings(setting, "configuration.setting", problems, ignored)
+    where = "configuration.setting" if "setting" in conf else "setting"
+    if "setting" in conf and doc.get("setting") is not None:
+        # the top-level one was never read (nor checked): its limits were dropped silently
+        problems.append(
+            "setting: the job has both configuration.setting and a top-level setting; "
+            "keep one (configuration.setting, as DataWorks writes it)"
+        )
+    settings = _settings(setting, where, problems, ignored)
     side = ("plugin", "parameter", "name")
     r = _step(conf.get("reader"), "configuration.reader", "plugin", side, problems, ignored)
     w = _step(conf.get("writer"), "configuration.writer", "plugin", side, problems, ignored)
@@ -725,6 +732,8 @@ def declared_timezone(doc: Any) -> str | None:
         return None
     holder = doc.get("job", doc.get("configuration", doc))
     setting = holder.get("setting") if isinstance(holder, dict) else None
+    if setting is None:
+        setting = doc.get("setting")  # script mode v1 may write it beside configuration
     if not isinstance(setting, dict):
         return None
     tz = setting.get("timezone", setting.get("timeZone"))
