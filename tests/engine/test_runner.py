@@ -96,6 +96,19 @@ def test_bad_rows_are_bisected_out_and_kept_with_reason(tmp_path: Path) -> None:
     assert saved["dirty_records"] == 3 and saved["status"] == "succeeded"
 
 
+def test_a_run_without_dirty_records_leaves_no_earlier_runs_file_beside_its_report(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "out" / "report.json"
+    bad = job(tmp_path, setting={"errorLimit": {"record": 5}}, writer={"reject": [7]}, rows=10)
+    first = run_job(load_job(bad, runtime=RT), report_path=report)
+    assert first.dirty_records == 1 and first.dirty_file == str(tmp_path / "out/report.dirty.jsonl")
+    rep = run_job(load_job(job(tmp_path, rows=10), runtime=RT), report_path=report)
+    assert rep.status == "succeeded" and rep.dirty_records == 0 and rep.dirty_file is None
+    # before, the first run's dirty record stayed there, beside a report of none
+    assert not (tmp_path / "out" / "report.dirty.jsonl").exists()
+
+
 @pytest.mark.parametrize(
     ("setting", "dirty", "ok"),
     [

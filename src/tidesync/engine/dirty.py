@@ -180,7 +180,12 @@ class DirtyLog:
             self.records.extend(records[: max(0, self.keep - len(self.records))])
 
     def write(self) -> Path | None:
-        if self.path is None or not self.records:
+        """Write the records to ``path``; with none, remove what an earlier run left there (the
+        file beside a report is that report's: a stale one listed rows of another run)."""
+        if self.path is None:
+            return None
+        if not self.records:
+            self.path.unlink(missing_ok=True)
             return None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("w", encoding="utf-8") as f:
