@@ -85,6 +85,67 @@ def test_params_as_a_mapping_keep_their_order(tmp_path: Path) -> None:
     assert list(load_project(tmp_path).nodes["ok"].params) == ["a", "b"]
 
 
+def test_params_yaml_would_retype_are_refused_not_passed_changed(tmp_path: Path) -> None:
+    stream_job(tmp_path / "jobs" / "ok.json", value="${region}")
+    (tmp_path / "tidesync.yaml").write_text(
+        "timezone: UTC\n"
+        "nodes:\n"
+        "  - name: ok\n"
+        "    job: jobs/ok.json\n"
+        "    schedule: {every: day}\n"
+        "    params:\n"
+        "      region: 010\n"  # YAML 1.1: octal 8; the job read region 8
+        "      slot: 1:30\n"  # base 60: 90
+        "      flag: on\n"  # True
+        "      ratio: 1.50\n"  # 1.5
+        "      at: 2025-1-5 9:00:00\n"  # 2025-01-05 09:00:00
+        "      day: 2025-01-05\n"  # a date reads only as written
+        "      days: 7\n"  # a plain number is its text
+        "      code: '010'\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_project(tmp_path)
+    got = [p.partition(": ")[2] for p in err.value.problems]
+    assert got == [
+        "nodes[0].params.region: YAML reads 010 as 8 (octal); quote it ('010') for the text, "
+        "or write 8",
+        "nodes[0].params.slot: YAML reads 1:30 as 90 (base 60); quote it ('1:30') for the "
+        "text, or write 90",
+    ]
+    text = (tmp_path / "tidesync.yaml").read_text()
+    text = text.replace("region: 010", "region: '010'").replace("slot: 1:30", "slot: '1:30'")
+    (tmp_path / "tidesync.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_project(tmp_path)
+    assert err.value.problems == [
+        "nodes[0].params.flag: YAML reads this unquoted value as the bool True, whose text "
+        "('True') may not be what is written; quote it",
+        "nodes[0].params.ratio: YAML reads this unquoted value as the float 1.5, whose text "
+        "('1.5') may not be what is written; quote it",
+        "nodes[0].params.at: YAML reads this unquoted value as the datetime "
+        "datetime.datetime(2025, 1, 5, 9, 0), whose text ('2025-01-05 09:00:00') may not be "
+        "what is written; quote it",
+    ]
+    text = (
+        text.replace("flag: on", "flag: 'on'")
+        .replace("1.50", "'1.50'")
+        .replace("2025-1-5 9:00:00", "'2025-1-5 9:00:00'")
+    )
+    (tmp_path / "tidesync.yaml").write_text(text, encoding="utf-8")
+    params = load_project(tmp_path).nodes["ok"].params
+    assert params == {
+        "region": "010",
+        "slot": "1:30",
+        "flag": "on",
+        "ratio": "1.50",
+        "at": "2025-1-5 9:00:00",
+        "day": "2025-01-05",
+        "days": "7",
+        "code": "010",
+    }
+
+
 def test_project_timezone_is_the_default_of_schedules(tmp_path: Path) -> None:
     write_project(tmp_path, [OK], timezone="Europe/Berlin")
     assert load_project(tmp_path).nodes["ok"].schedule.timezone == "Europe/Berlin"

@@ -644,6 +644,15 @@ def _params(raw: Any, where: str, problems: list[str]) -> dict[str, str]:
             values = parse_assignments(raw, where=where)
         elif isinstance(raw, dict):
             values = {str(k): "" if v is None else str(v) for k, v in raw.items()}
+            for k, v in raw.items():
+                if isinstance(v, bool | float | datetime):  # a date reads only as written
+                    # YAML made it a value whose text is not what was written: 'on' -> True,
+                    # 1.50 -> 1.5, 2025-1-5 9:00 -> 2025-01-05 09:00:00
+                    problems.append(
+                        f"{where}.{k}: YAML reads this unquoted value as the "
+                        f"{type(v).__name__} {v!r}, whose text ({str(v)!r}) may not be what "
+                        "is written; quote it"
+                    )
         else:
             problems.append(
                 f"{where}: must be 'name=value name2=value2' or an object of "

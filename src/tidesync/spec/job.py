@@ -170,14 +170,42 @@ def _json_int(text: str) -> int | _LongNumber:
     return int(text) if len(text) <= 20 else _LongNumber(text)
 
 
+class _OddNumber:
+    """An unquoted YAML integer written in a form only YAML 1.1 reads as a number, and reads
+    otherwise than it looks: ``010`` is 8 (octal; YAML 1.2 reads 10), ``1:30`` is 90 (base 60),
+    ``0x1F`` is 31, ``1_000`` is 1000. A parameter ``region: 010`` passed ``8`` to the job."""
+
+    def __init__(self, text: str, value: int):
+        self.text, self.value = text, value
+
+    def why(self) -> str:
+        t = self.text.lstrip("+-").lower()
+        if ":" in t:
+            return "base 60"
+        if t.startswith("0x"):
+            return "hexadecimal"
+        if t.startswith("0b"):
+            return "binary"
+        if "_" in t and not t.startswith("0"):
+            return "its '_' dropped"
+        return "octal"
+
+
+_PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
+
+
 class _YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, with over-long integer literals kept for a clear message."""
+    """PyYAML's safe loader, with over-long integer literals kept for a clear message, and
+    integers in YAML 1.1's other forms (``010``, ``1:30``, ``0x1F``) kept to be refused."""
 
     def construct_yaml_int(self, node: Any) -> Any:
         text = self.construct_scalar(node)
         if isinstance(text, str) and len(text) > 40:
             return _LongNumber(text)
-        return super().construct_yaml_int(node)
+        value = super().construct_yaml_int(node)
+        if isinstance(text, str) and not _PLAIN_INT.fullmatch(text):
+            return _OddNumber(text, value)
+        return value
 
 
 _YamlLoader.add_constructor("tag:yaml.org,2002:int", _YamlLoader.construct_yaml_int)
@@ -286,6 +314,11 @@ def check_document(doc: Any) -> list[str]:
                 problems.append(f"{at}: holds {_bad_char(v)}")
         elif isinstance(v, _LongNumber):
             problems.append(f"{at}: a number of {v.digits} digits is too large")
+        elif isinstance(v, _OddNumber):
+            problems.append(
+                f"{at}: YAML reads {v.text} as {v.value} ({v.why()}); quote it ('{v.text}') "
+                f"for the text, or write {v.value}"
+            )
         elif isinstance(v, int) and not isinstance(v, bool) and not -_INT64 <= v < _INT64:
             problems.append(f"{at}: {v} is too large (numbers must fit in 64 bits)")
         elif isinstance(v, float) and not math.isfinite(v):
