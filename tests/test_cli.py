@@ -449,6 +449,17 @@ def test_invalid_job_writes_report_with_every_error(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("reports/*.tmp"))
 
 
+def test_a_report_is_never_beside_an_earlier_runs_dirty_records(tmp_path: Path) -> None:
+    job, _ = _csv_to_csv_job(tmp_path, "ann,31\nbob,abc\n", {"errorLimit": {"record": 1}})
+    report, dirty = tmp_path / "r.json", tmp_path / "r.dirty.jsonl"
+    assert run("run", str(job), "--report", str(report)).returncode == 0
+    assert "cannot convert 'abc' to long" in dirty.read_text()
+    job.write_text(job.read_text().replace('"errorLimit"', '"errorLimt"'))
+    assert run("run", str(job), "--report", str(report)).returncode == 2
+    assert json.loads(report.read_text())["status"] == "invalid"
+    assert not dirty.exists()  # before, bob's row stayed there beside the invalid report
+
+
 def test_unreadable_job_writes_report(tmp_path: Path) -> None:
     p = tmp_path / "job.json"
     p.write_text('{"job": {"content": [}')

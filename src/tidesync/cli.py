@@ -102,7 +102,7 @@ def run(
     Exit 0 on success, 1 when the job fails (nothing is published), 2 for a bad job file
     (its report, with --report, has status 'invalid' and lists the errors).
     """
-    from tidesync.engine.runner import Report, run_job
+    from tidesync.engine.runner import Report, dirty_beside, run_job
 
     if report is not None:
         _check_writable(report)
@@ -115,6 +115,7 @@ def run(
         if report is not None:
             try:
                 Report.invalid(str(job), e.problems).write(report)
+                dirty_beside(report).unlink(missing_ok=True)  # an earlier run's, not this one's
             except OSError as oe:
                 e = ConfigError([*e.problems, f"--report: cannot write {report}: {oe.strerror}"])
         _fail_config(e)

@@ -611,7 +611,7 @@ def run_job(
         bizdate=rt.bizdate.strftime("%Y%m%d"),
     )
     if dirty_path is None and report_path is not None:
-        dirty_path = report_path.with_name(report_path.stem + ".dirty.jsonl")
+        dirty_path = dirty_beside(report_path)
     dirty = DirtyLog(dirty_path)
     if job.state is not None:
         report.state = job.state.describe()
@@ -764,6 +764,12 @@ def run_job(
         report.finished_at = _now_text(tz)
         _write_outputs(report, dirty, report_path)
     return report
+
+
+def dirty_beside(report_path: Path) -> Path:
+    """The dirty-record file of the report at ``report_path``: ``run.json`` ->
+    ``run.dirty.jsonl``."""
+    return report_path.with_name(report_path.stem + ".dirty.jsonl")
 
 
 def direct_form(
