@@ -194,6 +194,10 @@ def test_no_error_limit_allows_no_dirty_record() -> None:
             for one in (1, 1.0, "1")
         ),
         ({"timezone": "Mars/Olympus"}, "job.setting.timezone: unknown time zone 'Mars/Olympus'"),
+        # '%' was dropped from any number: "5%" ran at 5 records/s, "4%" with 4 channels
+        ({"speed": {"record": "5%"}}, "job.setting.speed.record: must be a number, got '5%'"),
+        ({"speed": {"channel": "4%"}}, "job.setting.speed.channel: must be a number, got '4%'"),
+        ({"errorLimit": {"record": "2%"}}, "job.setting.errorLimit.record: must be a number"),
         (  # naive times and $[...] were read in the first spelling's zone, silently
             {"timezone": "UTC", "timeZone": "Asia/Shanghai"},
             "job.setting.timezone and job.setting.timeZone name two zones, 'UTC' and "

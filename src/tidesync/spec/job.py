@@ -43,7 +43,7 @@ Settings::
                                         ``Writer.raw_by_default``)
 
 With neither ``errorLimit.record`` nor ``errorLimit.percentage`` set, no dirty record is allowed.
-Numbers may be written as strings (``"record": "0"``).
+Numbers may be written as strings (``"record": "0"``); only ``errorLimit.percentage`` takes a ``%``.
 
 Any other key is an error ("unknown key; did you mean ..."), except the DataX/DataWorks keys
 listed in :mod:`tidesync.spec.ignored`, which are collected in ``JobSpec.ignored``. Files are
@@ -638,14 +638,20 @@ def _hops(
     return pairs
 
 
-def _number(v: Any, where: str, problems: list[str], integer: bool = False) -> float | None:
-    """A number >= 0 written as a number or a string ("0", "2%"); None when absent or wrong."""
+def _number(
+    v: Any, where: str, problems: list[str], integer: bool = False, percent: bool = False
+) -> float | None:
+    """A number >= 0 written as a number or a string ("0"; "2%" where ``percent``); None when
+    absent or wrong."""
     if v is None or v == "":
         return None
     try:
         if isinstance(v, bool) or not isinstance(v, int | float | str):
             raise ValueError
-        n = float(v.strip().rstrip("%")) if isinstance(v, str) else float(v)
+        text = v.strip() if isinstance(v, str) else ""
+        if percent and text.endswith("%"):
+            text = text[:-1]
+        n = float(text) if isinstance(v, str) else float(v)
     except (ValueError, OverflowError):
         n = math.nan
     if not math.isfinite(n):
@@ -691,7 +697,7 @@ def _settings(v: Any, where: str, problems: list[str], ignored: list[str]) -> Se
     rec = _number(el.get("record"), f"{where}.errorLimit.record", problems, integer=True)
     s.error_records = int(rec) if rec is not None else None
     pct_raw = el.get("percentage")
-    pct = _number(pct_raw, f"{where}.errorLimit.percentage", problems)
+    pct = _number(pct_raw, f"{where}.errorLimit.percentage", problems, percent=True)
     if pct is not None:
         # "2%" and 2 (> 1) are percents; 0.02 is a fraction, as DataX writes it
         is_percent = (isinstance(pct_raw, str) and pct_raw.strip().endswith("%")) or pct > 1
