@@ -117,6 +117,18 @@ def test_rate_limiter_lets_one_second_of_burst_through_then_paces() -> None:
     assert clock.now - 100.0 == pytest.approx(2.0)
 
 
+def test_rate_limiter_banks_no_more_than_one_second_while_nothing_is_sent() -> None:
+    clock = Clock()
+    rl = limiter(clock, record_rate=100, byte_rate=1000)
+    clock.now += 60  # the reader's first rows came a minute after the job started
+    rl.acquire(1000, 0)  # ten seconds' worth: one second of it goes at once
+    # before, the idle minute was banked: 1000 records went at once, ten times the limit
+    assert clock.slept == pytest.approx(9.0)
+    clock.now += 30
+    rl.acquire(0, 5000)  # five seconds of bytes after 30 idle seconds
+    assert clock.slept == pytest.approx(13.0)
+
+
 def test_rate_limiter_takes_the_stricter_of_bytes_and_records() -> None:
     clock = Clock()
     rl = limiter(clock, byte_rate=1000, record_rate=1_000_000)

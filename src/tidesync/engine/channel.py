@@ -87,7 +87,9 @@ class RateLimiter:
     """Whole-job limits in bytes/s and records/s, shared by every channel.
 
     A token bucket with one second of burst: ``acquire`` takes what a batch costs and sleeps
-    until the budget allows it, so the long-run rate never exceeds the limit.
+    until the budget allows it, so the long-run rate never exceeds the limit. Time nothing was
+    sent banks at most that one second: a reader whose first rows took a minute (a sort, a
+    cold object store) is paced from then on, not let through at sixty times the limit.
     """
 
     def __init__(
@@ -103,9 +105,8 @@ class RateLimiter:
         self.cancel = cancel
         self.clock, self.sleep = clock, sleep
         self._lock = threading.Lock()
-        self._t0 = clock()
-        self._bytes = 0.0
-        self._records = 0.0
+        # when each budget is next free ("theoretical arrival time"), one second of burst early
+        self._bytes_due = self._records_due = clock() - 1.0
 
     @property
     def active(self) -> bool:
@@ -119,15 +120,16 @@ class RateLimiter:
         """Take what a batch costs from the bucket; return how long its sender must wait
         (a distributed executor keeps the one bucket in an actor and sleeps on the worker)."""
         with self._lock:
-            self._bytes += nbytes
-            self._records += records
-            due = 0.0
+            now = self.clock()
+            burst = now - 1.0  # one second of burst: a second's worth goes at once, no more
+            due = burst
             if self.byte_rate:
-                due = max(due, self._bytes / self.byte_rate)
+                self._bytes_due = max(self._bytes_due, burst) + nbytes / self.byte_rate
+                due = max(due, self._bytes_due)
             if self.record_rate:
-                due = max(due, self._records / self.record_rate)
-            # one second of burst: the first second's worth goes at once
-            return self._t0 + due - 1.0 - self.clock()
+                self._records_due = max(self._records_due, burst) + records / self.record_rate
+                due = max(due, self._records_due)
+            return due - now
 
 
 def wait_for(wait: float, cancel: CancelToken, sleep: Callable[[float], None] = time.sleep) -> None:
