@@ -235,6 +235,23 @@ def test_validation_reports_every_problem_at_once(tmp_path: Path) -> None:
     )
 
 
+def test_name_and_plugin_naming_two_connectors_is_a_config_error(tmp_path: Path) -> None:
+    path = job(tmp_path, rows=3)
+    doc = json.loads(path.read_text())
+    doc["job"]["content"][0]["reader"]["plugin"] = "txtfile"  # before: streamreader ran
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError) as e:
+        load_job(path, runtime=RT)
+    assert e.value.problems == [
+        "job.content[0].reader: name and plugin name two connectors, 'streamreader' and "
+        "'txtfile'; keep one"
+    ]
+    doc["job"]["content"][0]["reader"]["plugin"] = "Stream"  # one connector, two spellings
+    path.write_text(json.dumps(doc))
+    assert run_job(load_job(path, runtime=RT)).status == "succeeded"
+    assert published_ids() == [0, 1, 2]
+
+
 def test_a_reader_name_on_the_writer_side_is_a_config_error(tmp_path: Path) -> None:
     p = tmp_path / "j.json"
     p.write_text(

@@ -32,7 +32,7 @@ from typing import Any, Concatenate, ParamSpec
 
 import pyarrow as pa
 
-from tidesync.connectors.base import Context, Params, Reader, Writer, load
+from tidesync.connectors.base import Context, Params, Reader, Side, Writer, load, resolve
 from tidesync.connectors.publish import hook
 from tidesync.engine.channel import Cancelled, RateLimiter
 from tidesync.engine.dirty import DirtyLog, RecordLimit
@@ -413,6 +413,8 @@ def plan(
     build(check_executor, spec.settings.executor, spec.settings.executor_path)
     executor_ok = len(problems) == before
     for i, c in enumerate(spec.contents):
+        _one_connector(c.reader, "reader", problems)
+        _one_connector(c.writer, "writer", problems)
         rcls = build(load, c.reader.name, "reader", name_path(c.reader.where))
         wcls = build(load, c.writer.name, "writer", name_path(c.writer.where))
         reader = construct(rcls, c.reader, i) if rcls else None
@@ -764,6 +766,23 @@ def run_job(
         report.finished_at = _now_text(tz)
         _write_outputs(report, dirty, report_path)
     return report
+
+
+def _one_connector(step: JobStep, side: Side, problems: list[str]) -> None:
+    """A reader or writer written with both ``name`` and ``plugin``: both must name one
+    connector (``mysqlreader`` and ``mysql`` do), else which one runs would be a guess."""
+    if step.also is None:
+        return
+    where = step.where.rsplit(".", 1)[0]
+    try:
+        kinds = {resolve(n, side, where)[0] for n in (step.name, step.also)}
+    except ConfigError:
+        return  # an unknown name: loading the connector says so
+    if len(kinds) > 1:
+        problems.append(
+            f"{where}: name and plugin name two connectors, {step.name!r} and {step.also!r}; "
+            "keep one"
+        )
 
 
 def dirty_beside(report_path: Path) -> Path:

@@ -85,6 +85,9 @@ class Step:
     name: str
     parameter: dict[str, Any]
     where: str  # key path of `parameter`
+    #: the other spelling's connector when a reader or writer gives both ``name`` and
+    #: ``plugin`` and they differ as written (the engine checks they name one connector)
+    also: str | None = None
 
 
 @dataclass
@@ -489,7 +492,12 @@ def _step(
     if not isinstance(param, dict):
         problems.append(f"{where}.parameter: must be an object, got {_kind(param)}")
         param = {}
-    return Step(name=name, parameter=param, where=f"{where}.parameter")
+    also = None
+    if name_key in ("name", "plugin") and "plugin" in known:
+        spelled = d.get({"name": "plugin", "plugin": "name"}[name_key])
+        if isinstance(spelled, str) and spelled.strip().lower() != name.strip().lower():
+            also = spelled
+    return Step(name=name, parameter=param, where=f"{where}.parameter", also=also)
 
 
 def _transformers(v: Any, where: str, problems: list[str], ignored: list[str]) -> list[Step]:
