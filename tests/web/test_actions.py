@@ -173,11 +173,29 @@ def test_backfill_mistakes_are_400_and_create_nothing(client: Client, project: P
         "to: give the last business date",
         "parallel: '0' is not a whole number from 1 to 64",
     ]
+    r = client.post(
+        "/api/nodes/load/backfill",
+        {"from": "20250105", "to": "20250105", "with_downstream": "maybe"},
+    )
+    assert r.status == 400
+    assert r.json()["error"] == (
+        "with_downstream: 'maybe' is not true or false (1/0, on/off, yes/no)"
+    )
     assert (
         client.post("/api/nodes/nope/backfill", {"from": "20250101", "to": "20250101"}).status
         == 404
     )
     assert rows(project) == before
+
+
+def test_a_backfill_told_no_downstream_creates_none(client: Client, project: Path) -> None:
+    # before, any word but false/off/0 meant yes: the downstream node's instance came too
+    out = client.post(
+        "/api/nodes/load/backfill", {"from": "20250105", "to": "20250105", "with_downstream": "no"}
+    )
+    assert out.status == 200, out.json()
+    listed = client.api(f"/api/instances?batch={out.json()['batch']}&per_page=500")["items"]
+    assert {i["node"] for i in listed} == {"load"} and len(listed) == 24
 
 
 def test_validate_checks_the_node_job_with_its_parameters(client: Client, project: Path) -> None:

@@ -476,10 +476,16 @@ class App:
         parallel_text = (req.arg("parallel") or "1").strip()
         if not parallel_text.isdigit() or not 1 <= int(parallel_text) <= 64:
             problems.append(f"parallel: {parallel_text!r} is not a whole number from 1 to 64")
+        # "no" or "False" ran the downstream nodes' instances too: only these words say which
+        downstream_text = (req.arg("with_downstream") or "").strip()
+        with_downstream = downstream_text.lower() in ("1", "true", "on", "yes")
+        if not with_downstream and downstream_text.lower() not in ("", "0", "false", "off", "no"):
+            problems.append(
+                f"with_downstream: {downstream_text!r} is not true or false (1/0, on/off, yes/no)"
+            )
         if problems:
             raise ConfigError(problems)
         parallel = int(parallel_text)
-        with_downstream = (req.arg("with_downstream") or "") not in ("", "0", "false", "off")
         sched = self._fresh()  # as `tidesync backfill` does: create, then run the batch
         try:
             batch, n = sched.create_backfill(
