@@ -133,6 +133,18 @@ def test_instance_log_has_every_attempt(project: Path) -> None:
     assert "succeeded: 1 read, 1 written" in r.stdout
 
 
+def test_instances_of_a_mistyped_node_is_an_error_not_an_empty_list(project: Path) -> None:
+    run(project, "scheduler", "run-once", "--at", "20250101020000")
+    r = run(project, "instances", "--node", "lod", "--state", "failed")
+    assert r.exit_code == 2  # before: exit 0, a header and no row, as if nothing had failed
+    assert r.stderr.strip() == (
+        "error: --node: 'lod' is not a node of the project and has no instances; "
+        "did you mean 'load'?; `tidesync nodes` lists them"
+    )
+    r = run(project, "instances", "--node", "load", "--state", "failed")
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 2
+
+
 def test_unknown_instance_exits_2(project: Path) -> None:
     r = run(project, "instance", "show", "99")
     assert r.exit_code == 2 and "no instance 99" in r.stderr

@@ -364,6 +364,16 @@ def instances(
         limit=limit,
         since=_wall_text(sched, since) if since else None,
     )
+    if node is not None and not rows and node not in sched.project.nodes:
+        # a mistyped name listed nothing, as if the node had no failure
+        from tidesync.errors import did_you_mean
+
+        _fail(
+            ConfigError(
+                f"--node: {node!r} is not a node of the project and has no instances"
+                f"{did_you_mean(node, sched.project.nodes)}; `tidesync nodes` lists them"
+            )
+        )
     if as_json:
         click.echo(json.dumps([r.as_dict() for r in rows], indent=2))
         return
