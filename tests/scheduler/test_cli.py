@@ -195,6 +195,26 @@ def test_kill_cancels_a_waiting_instance(project: Path) -> None:
     assert store(project).get(daily.id).state == "cancelled"
 
 
+def test_a_backfill_instance_whose_time_is_to_come_waits_for_it(project: Path) -> None:
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    r = run(project, "backfill", "daily", "--from", f"{today:%Y%m%d}", "--to", f"{today:%Y%m%d}")
+    # before: tomorrow's 00:30 instance ran at once, reading a window not yet over, "succeeded"
+    assert r.exit_code == 1
+    assert "1 instance(s) still waiting (an upstream failed, or its time is still to come" in (
+        r.stderr
+    )
+    (waiting,) = [i for i in store(project).listing(node="daily") if i.batch]
+    slot = datetime.combine(today + timedelta(days=1), datetime.min.time().replace(minute=30))
+    assert waiting.state == "waiting" and waiting.attempts == 0
+    assert waiting.due_at == slot.replace(tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    past = today - timedelta(days=3)
+    r = run(project, "backfill", "daily", "--from", f"{past:%Y%m%d}", "--to", f"{past:%Y%m%d}")
+    assert r.exit_code == 0, r.output  # a past date runs now, as before
+
+
 def test_backfill_runs_the_range(project: Path) -> None:
     r = run(
         project, "backfill", "daily", "--from", "20250105", "--to", "20250106", "--parallel", "2"

@@ -604,7 +604,8 @@ def backfill(
     left = sched.store.batch_summary(batch).get("waiting", 0)
     if left:
         click.echo(
-            f"{left} instance(s) still waiting (upstream failed?): "
+            f"{left} instance(s) still waiting (an upstream failed, or its time is still to "
+            "come: a scheduler runs it then): "
             f"tidesync instances --batch {batch}",
             err=True,
         )

@@ -418,7 +418,10 @@ class Scheduler:
             for n in names:
                 node = self.project.nodes[n]
                 for s in node.schedule.on_day(day + timedelta(days=1), bounded=False):
-                    rows.append(self._new(node, s, batch=batch, due_at=now.timestamp()))
+                    # due now, or at its time when that is still to come: run now, a later
+                    # cyctime's window is not over (its rows are not all there yet)
+                    due = max(now.timestamp(), s.at.timestamp())
+                    rows.append(self._new(node, s, batch=batch, due_at=due))
             day += timedelta(days=1)
         if not any(r.node == name for r in rows):
             raise ConfigError(
