@@ -160,6 +160,23 @@ def test_failed_commit_fails_the_job(tmp_path: Path) -> None:
     assert rep.status == "failed" and "commit refused" in (rep.error or "")
 
 
+def test_a_failed_commit_after_another_entrys_says_that_one_is_published(
+    tmp_path: Path,
+) -> None:
+    p = job(tmp_path, contents=2, rows=5)
+    doc = json.loads(p.read_text())
+    doc["job"]["content"][1]["writer"]["parameter"]["failCommit"] = True
+    p.write_text(json.dumps(doc))
+    rep = run_job(load_job(p, runtime=RT))
+    assert published_ids("t0") == [0, 1, 2, 3, 4] and "t1" not in _memory.PUBLISHED
+    # before, only "t1: commit refused": a rerun of the failed job wrote t0's rows twice
+    assert (rep.status, rep.error) == (
+        "failed",
+        "t1: commit refused; already published before this failure: content[0] (a rerun "
+        "writes its rows again)",
+    )
+
+
 def test_cancel_aborts_and_publishes_nothing(tmp_path: Path) -> None:
     cancel = threading.Event()
     path = job(tmp_path, setting={"speed": {"record": 20_000}}, rows=2_000_000)

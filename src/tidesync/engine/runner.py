@@ -732,6 +732,12 @@ def run_job(
     except BaseException as e:
         report.status = "failed"
         report.error = redact(_message(e))
+        if committed:  # stores cannot publish together: say what is out already
+            done = ", ".join(f"content[{p.index}]" for p in committed)
+            report.error += (
+                f"; already published before this failure: {done} (a rerun writes "
+                f"{'its' if len(committed) == 1 else 'their'} rows again)"
+            )
         report.error_class = type(e).__name__
         report.error_code = _code(e)
         report.retriable = is_retriable(e) and not isinstance(e, Cancelled)
