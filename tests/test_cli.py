@@ -47,6 +47,23 @@ STREAM = {
 }
 
 
+def test_a_zone_given_by_a_parameter_is_the_zone_the_run_time_is_read_in(tmp_path: Path) -> None:
+    reader = {
+        "name": "streamreader",
+        "parameter": {
+            "column": [{"type": "string", "value": "$[hh24] $bizdate"}],
+            "sliceRecordCount": 1,
+        },
+    }
+    writer = {"name": "streamwriter", "parameter": {"print": True}}
+    for tz, param in (("${tz}", ["-p", "tz=Asia/Shanghai"]), ("Asia/Shanghai", [])):
+        job = write_job(tmp_path, reader, writer, setting={"timezone": tz})
+        r = run("run", str(job), *param, "--cyctime", "2026-12-07T23:30:00Z")
+        assert r.returncode == 0, r.stderr
+        # before, "${tz}" read the cyctime in the machine's zone: "23 20261206"
+        assert r.stdout.splitlines() == ["07 20261207"], tz
+
+
 def test_run_succeeds_prints_summary_and_writes_report(tmp_path: Path) -> None:
     job = write_job(tmp_path, STREAM, {"name": "streamwriter", "parameter": {"print": True}})
     r = run(

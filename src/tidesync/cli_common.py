@@ -215,8 +215,8 @@ def load(
     from tidesync.state import open_state
 
     # The job's wall-clock zone: "now" and a --cyctime with an offset are read in it.
-    rt = runtime(cyctime, bizdate, force_times, declared_timezone(load_document(job)))
     given = param_values(params)
+    rt = runtime(cyctime, bizdate, force_times, declared_timezone(load_document(job), given))
     values = resolve_params(given, rt)
     proj = find_project(job, project)
     log.info("project: %s", proj.describe())

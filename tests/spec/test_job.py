@@ -165,6 +165,14 @@ def test_script_v1_reads_a_top_level_setting_under_its_own_key_path() -> None:
     assert e.value.problems == ["setting.sped: unknown setting; did you mean 'speed'?"]
 
 
+def test_a_zone_named_by_a_parameter_is_declared_with_its_value() -> None:
+    doc = json.loads(json.dumps(SHAPES["datax"]))
+    doc["job"]["setting"] = {"timezone": "${tz}"}
+    assert declared_timezone(doc, {"tz": "Asia/Shanghai"}) == "Asia/Shanghai"
+    assert declared_timezone(doc, {"tz": "$[hh24]"}) is None  # not a plain value
+    assert declared_timezone(doc) is None
+
+
 def test_no_error_limit_allows_no_dirty_record() -> None:
     doc = json.loads(json.dumps(SHAPES["datax"]))
     assert parse_job(doc).settings.allows_no_dirty

@@ -310,7 +310,7 @@ def load_job(
                 if params and name in params:
                     register_secret(params[name])
             register_document(doc)
-            rt = runtime or RunTime.of(tz=declared_timezone(doc))
+            rt = runtime or RunTime.of(tz=declared_timezone(doc, params))
             raw = doc
             doc = substitute_tree(doc, rt, params or {}, path="")
             register_document(doc)

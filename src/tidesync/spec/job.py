@@ -766,14 +766,20 @@ def _settings(v: Any, where: str, problems: list[str], ignored: list[str]) -> Se
     return s
 
 
+_PARAM_REF = re.compile(r"\$\{([^}]*)\}")
+
+
 def _zone_text(v: Any) -> Any:
     return v.strip() if isinstance(v, str) else v
 
 
-def declared_timezone(doc: Any) -> str | None:
-    """The zone a job document's settings name as plain text (``timezone``/``timeZone``), read
-    before its parameters are substituted: the run time they are substituted for is read in
-    it. ``None`` when it names none (or a parameter, or an unknown zone: ``parse_job`` says so).
+def declared_timezone(doc: Any, params: dict[str, str] | None = None) -> str | None:
+    """The zone a job document's settings name (``timezone``/``timeZone``), read before its
+    parameters are substituted: the run time they are substituted for is read in it. A zone
+    given by user parameters (``"timezone": "${tz}"`` with ``-p tz=Asia/Shanghai``) is read
+    with ``params`` (their values as given); before, the run time was read in the machine's
+    zone while the job's naive times were in ``${tz}``'s. ``None`` when it names none (or a
+    parameter without a plain value, or an unknown zone: ``parse_job`` says so).
     """
     if not isinstance(doc, dict):
         return None
@@ -784,6 +790,14 @@ def declared_timezone(doc: Any) -> str | None:
     if not isinstance(setting, dict):
         return None
     tz = setting.get("timezone", setting.get("timeZone"))
+    if isinstance(tz, str) and "$" in tz:
+        given = params or {}
+
+        def value(m: re.Match[str]) -> str:
+            v = given.get(m[1].strip())
+            return v if v is not None and "$" not in v else m[0]
+
+        tz = _PARAM_REF.sub(value, tz)
     if not isinstance(tz, str) or "$" in tz:
         return None
     try:
