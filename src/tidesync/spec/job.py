@@ -181,6 +181,9 @@ class _OddNumber:
     def __init__(self, text: str, value: int):
         self.text, self.value = text, value
 
+    def __repr__(self) -> str:  # as written, should it stand as a key in a message
+        return self.text
+
     def why(self) -> str:
         t = self.text.lstrip("+-").lower()
         if ":" in t:
