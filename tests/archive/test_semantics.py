@@ -341,3 +341,27 @@ def test_the_hour_a_dst_change_repeats_keeps_both_cycles_files(
         "20191027/02/measure_201910270200_repeat_0000.csv",
     ]
     assert sorted(x["measurepoints"] for x in r.rows()) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        # a float quality is taken when it is whole: 1e30 is, but no int64 holds it
+        (b'"measurepoints": "t", "value": 1, "quality": 1e30',
+         "quality: expected an integer, got 1e+30"),
+    ],
+)  # fmt: skip
+def test_a_value_no_column_can_hold_is_dirty_and_the_cycle_is_still_published(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker, bad: bytes, reason: str
+) -> None:
+    # such a message used to stop the archiver when its cycle closed, and again after every
+    # restart (it is in the log): the good rows of its cycle were never published
+    r = start(runs, tmp_path, mosquitto)
+    ids = b'{"orgId": "o", "modelId": "m", "assetId": "a", "timestamp": 1, '
+    r.send([point(1, good=1), ids + bad + b"}"])
+    r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    a = r.arch
+    assert a is not None and a.failure is None
+    assert [x["measurepoints"] for x in r.rows()] == ["good"]
+    dirty = next(v for k, v in r.files().items() if k.endswith(".jsonl"))
+    assert json.loads(dirty)["reason"] == reason

@@ -184,7 +184,7 @@ def _quality(q: Any) -> int | None | bool:
     if q is None:
         return None
     if isinstance(q, float) and q.is_integer():
-        return int(q)
+        q = int(q)  # 1e30 too: it must fit the int64 column like any integer
     if isinstance(q, int) and not isinstance(q, bool) and -(2**63) <= q < 2**63:
         return q
     return False
