@@ -349,6 +349,11 @@ def test_the_hour_a_dst_change_repeats_keeps_both_cycles_files(
         # a float quality is taken when it is whole: 1e30 is, but no int64 holds it
         (b'"measurepoints": "t", "value": 1, "quality": 1e30',
          "quality: expected an integer, got 1e+30"),
+        # JSON lets a string escape half a surrogate pair; no UTF-8 file holds the result
+        (b'"measurepoints": "t", "value": "ab\\ud800"',
+         "'ab\\ud800' holds an unpaired surrogate escape: not Unicode text"),
+        (b'"measurepoints": {"x\\udc00": 1}',
+         "'x\\udc00' holds an unpaired surrogate escape: not Unicode text"),
     ],
 )  # fmt: skip
 def test_a_value_no_column_can_hold_is_dirty_and_the_cycle_is_still_published(

@@ -68,11 +68,16 @@ def parse_payload(payload: bytes) -> tuple[list[Row], list[str]]:
     items = list(enumerate(doc)) if isinstance(doc, list) else [(None, doc)]
     if not items:
         return [], ["an empty JSON array"]
+    # json reads an unpaired "\ud800" as a lone surrogate, which no UTF-8 file can hold
+    escapes = b"\\ud" in payload or b"\\uD" in payload
     for i, item in items:
         key = _twice_in(item) if twice else None
+        lone = _lone_surrogate(item) if escapes else None
         if key is not None:
             # json keeps the last: a point or an id would be dropped without a word
             reason: str | None = f"key {key!r} appears twice in one object"
+        elif lone is not None:
+            reason = f"{_show(lone, True)} holds an unpaired surrogate escape: not Unicode text"
         else:
             reason = _item(item, rows)
         if reason is not None:
@@ -110,6 +115,22 @@ def _twice_in(v: Any) -> str | None:
         key = _twice_in(x)
         if key is not None:
             return key
+    return None
+
+
+def _lone_surrogate(v: Any) -> str | None:
+    """The first string (key or value) within ``v`` that holds a lone surrogate, or None."""
+    texts = [*v, *v.values()] if isinstance(v, dict) else v if isinstance(v, list) else [v]
+    for x in texts:
+        if isinstance(x, str):
+            try:
+                x.encode()
+            except UnicodeEncodeError:
+                return x
+        elif isinstance(x, dict | list):
+            found = _lone_surrogate(x)
+            if found is not None:
+                return found
     return None
 
 
