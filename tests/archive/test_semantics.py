@@ -288,7 +288,8 @@ def test_values_keep_their_json_spelling_and_an_out_of_range_number_is_dirty(
         [
             b'{"orgId": "o", "modelId": "m", "assetId": "a", "timestamp": 1, "measurepoints":'
             b' {"f": 0.1, "i": 7, "b": true, "s": "on", "n": null, "o": {"x": [1, 2]},'
-            b' "e": 1e-7, "z": 21.50, "pi": 3.14159265358979323846}}',
+            b' "e": 1e-7, "z": 21.50, "pi": 3.14159265358979323846,'
+            b' "nested": {"z": [21.50, 2e3, 3.14159265358979323846]}}}',
             b'{"orgId": "o", "modelId": "m", "assetId": "a", "timestamp": 1, "measurepoints":'
             b' {"big": 1e999}}',
         ]
@@ -304,9 +305,10 @@ def test_values_keep_their_json_spelling_and_an_out_of_range_number_is_dirty(
         "e": "1e-7",
         "z": "21.50",
         "pi": "3.14159265358979323846",
+        "nested": '{"z":[21.50,2e3,3.14159265358979323846]}',
     }
     dirty = next(v for k, v in r.files().items() if k.endswith(".jsonl"))
-    assert json.loads(dirty)["reason"] == "measurepoints.big: inf is out of range"
+    assert json.loads(dirty)["reason"] == "measurepoints.big: 1e999 is out of range"
 
 
 def test_a_message_published_at_qos_0_is_archived_between_qos_1_ones(
@@ -354,6 +356,8 @@ def test_the_hour_a_dst_change_repeats_keeps_both_cycles_files(
          "'ab\\ud800' holds an unpaired surrogate escape: not Unicode text"),
         (b'"measurepoints": {"x\\udc00": 1}',
          "'x\\udc00' holds an unpaired surrogate escape: not Unicode text"),
+        # JSON has no infinity: a nested 1e999 could not be written as JSON text
+        (b'"measurepoints": "t", "value": {"x": [1e999]}', "value: 1e999 is out of range"),
     ],
 )  # fmt: skip
 def test_a_value_no_column_can_hold_is_dirty_and_the_cycle_is_still_published(

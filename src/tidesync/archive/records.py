@@ -12,8 +12,8 @@ A payload (UTF-8 JSON) is one of:
 Anything else is a dirty record with its reason: the rest of the message still counts. An
 object that names a key twice is dirty too (``json`` would keep the last one silently). Columns
 of the archive: ``orgId, modelId, assetId, measurepoints`` (text), ``timestamp`` (epoch
-milliseconds, int64), ``value`` (text: a string as it is, anything else as compact JSON),
-``quality`` (int64, empty when absent).
+milliseconds, int64), ``value`` (text: a string as it is, a number as spelt, anything else as
+compact JSON with its numbers as spelt), ``quality`` (int64, empty when absent).
 """
 
 from __future__ import annotations
@@ -163,8 +163,9 @@ def _item(doc: Any, rows: list[Row]) -> str | None:
             return "measurepoints: expected a point name, got an empty string"
         if "value" not in doc:
             return "value: is missing"
-        if _infinite(doc["value"]):
-            return f"value: {doc['value']} is out of range"
+        big = _infinite_in(doc["value"])
+        if big is not None:
+            return f"value: {big} is out of range"
         q = _quality(quality)
         if q is False:
             return f"quality: expected an integer, got {_show(quality, True)}"
@@ -181,8 +182,9 @@ def _item(doc: Any, rows: list[Row]) -> str | None:
         for name, value in points.items():
             if not name:
                 return "measurepoints: a point with an empty name"
-            if _infinite(value):
-                return f"measurepoints.{name}: {value} is out of range"
+            big = _infinite_in(value)
+            if big is not None:
+                return f"measurepoints.{name}: {big} is out of range"
             q = _quality(per_q.get(name)) if per_q is not None else shared
             if q is False:
                 return f"quality.{name}: expected an integer, got {_show(per_q and per_q.get(name), True)}"
@@ -195,9 +197,17 @@ def _item(doc: Any, rows: list[Row]) -> str | None:
     )
 
 
-def _infinite(v: Any) -> bool:
-    """A number too large for a float (json reads 1e999 as infinity)."""
-    return isinstance(v, float) and not math.isfinite(v)
+def _infinite_in(v: Any) -> str | None:
+    """The spelling of a number too large for a float within ``v`` (json reads 1e999 as
+    infinity), or None."""
+    if isinstance(v, float):
+        return None if math.isfinite(v) else v.text if isinstance(v, _Number) else str(v)
+    if isinstance(v, dict | list):  # a nested value is written as JSON, which has no infinity
+        for x in v.values() if isinstance(v, dict) else v:
+            found = _infinite_in(x)
+            if found is not None:
+                return found
+    return None
 
 
 def _quality(q: Any) -> int | None | bool:
@@ -219,6 +229,19 @@ def _text(v: Any) -> str | None:
         return v.text
     if t is int:
         return str(v)
+    return _json(v)
+
+
+def _json(v: Any) -> str:
+    """Compact JSON of a value, its numbers spelt as the message spelt them (json's encoder
+    writes a float's repr: ``{"x": 1.50}`` became ``{"x":1.5}``, long decimals lost digits)."""
+    t = type(v)
+    if t is _Number:
+        return str(v.text)
+    if t is dict:
+        return "{" + ",".join(f"{_dumps(k)}:{_json(x)}" for k, x in v.items()) + "}"
+    if t is list:
+        return "[" + ",".join(_json(x) for x in v) + "]"
     return str(_dumps(v))
 
 
