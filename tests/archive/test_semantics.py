@@ -374,3 +374,23 @@ def test_a_value_no_column_can_hold_is_dirty_and_the_cycle_is_still_published(
     assert [x["measurepoints"] for x in r.rows()] == ["good"]
     dirty = next(v for k, v in r.files().items() if k.endswith(".jsonl"))
     assert json.loads(dirty)["reason"] == reason
+
+
+def test_the_day_after_a_skipped_midnight_starts_its_own_cycle_at_midnight(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    # Santiago springs forward on 2024-09-08 at 00:00: that day's 24-hour cycle starts at 01:00
+    # and must end at the next midnight; it ran to 01:00, and the next day's first hour went
+    # into the previous day's file
+    day = datetime(2024, 9, 8, 13, tzinfo=UTC)  # 10:00 in Santiago
+    r = start(runs, tmp_path, mosquitto, at=day, cycle="24h", pathFormat="YYYYMMDD",
+              timezone="America/Santiago")  # fmt: skip
+    r.send([point(to_ms(day), a=1)])
+    next_day = datetime(2024, 9, 9, 3, 30, tzinfo=UTC)  # 00:30 in Santiago
+    r.close_until(next_day)
+    r.send([point(to_ms(next_day), b=1)])
+    r.close_until(datetime(2024, 9, 10, 3, tzinfo=UTC))
+    assert {k: [x["measurepoints"] for x in r.rows(k)] for k in r.files()} == {
+        "20240908/measure_202409080100_0000.csv": ["a"],
+        "20240909/measure_202409090000_0000.csv": ["b"],
+    }

@@ -34,15 +34,28 @@ def utc(*a: int) -> int:
         (1, "Europe/Berlin", utc(2019, 10, 27, 0, 30), utc(2019, 10, 27, 0), utc(2019, 10, 27, 1)),
         (1, "Europe/Berlin", utc(2019, 10, 27, 1, 30), utc(2019, 10, 27, 1), utc(2019, 10, 27, 2)),
         (24, "Europe/Berlin", utc(2019, 10, 27, 12), utc(2019, 10, 26, 22), utc(2019, 10, 27, 23)),
+        # Santiago springs forward on 2024-09-08 at 00:00: that day starts at 01:00 (-03) and
+        # its cycles end at the next midnight and noon, not 24 and 12 hours after 01:00
+        (24, "America/Santiago", utc(2024, 9, 8, 12), utc(2024, 9, 8, 4), utc(2024, 9, 9, 3)),
+        (12, "America/Santiago", utc(2024, 9, 8, 10), utc(2024, 9, 8, 4), utc(2024, 9, 8, 15)),
     ],
 )
 def test_a_cycle_is_aligned_in_its_zone(hours: int, tz: str, at: int, start: int, end: int) -> None:
     assert Cycles(hours, ZoneInfo(tz)).of(at) == (start, end)
 
 
-def test_cycles_follow_each_other_without_gaps() -> None:
-    c = Cycles(1, ZoneInfo("Europe/Berlin"))
-    t = utc(2019, 10, 26, 20)
+@pytest.mark.parametrize(
+    ("hours", "tz", "at"),
+    [
+        (1, "Europe/Berlin", utc(2019, 10, 26, 20)),
+        (12, "America/Santiago", utc(2024, 9, 6)),
+        (24, "America/Santiago", utc(2024, 9, 6)),
+        (24, "America/Havana", utc(2024, 11, 1)),  # falls back at 01:00: midnight twice
+    ],
+)
+def test_cycles_follow_each_other_without_gaps(hours: int, tz: str, at: int) -> None:
+    c = Cycles(hours, ZoneInfo(tz))
+    t = at
     for _ in range(30):
         start, end = c.of(t)
         assert start <= t < end

@@ -108,16 +108,15 @@ class Cycles:
         start = _instant(wall, self.tz)
         if start > ms:  # the wall time fell in a gap and read later: take the earlier reading
             start = _instant(wall, self.tz, fold=1)
-        return start, self._next_start(start)
+        # the next cycle starts at the next aligned wall time, not this start's wall time plus
+        # the cycle: where DST skips midnight (Santiago, Havana, the Azores) the day starts at
+        # 01:00, and that plus 24 hours ran an hour into the next day's cycle
+        end = _instant(wall + timedelta(hours=self.hours), self.tz)
+        return start, end if end > start else start + self.hours * HOUR_MS
 
     def _floor_hour(self, ms: int) -> int:
         local = _local(ms, self.tz)
         return ms - ((local.minute * 60 + local.second) * 1000 + local.microsecond // 1000)
-
-    def _next_start(self, start: int) -> int:
-        wall = _local(start, self.tz).replace(tzinfo=None) + timedelta(hours=self.hours)
-        end = _instant(wall, self.tz)
-        return end if end > start else start + self.hours * HOUR_MS
 
     def name(self, start: int) -> str:
         """``YYYYMMDDHHMM`` of a cycle start in the zone (file names). A start at the second
