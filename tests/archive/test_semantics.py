@@ -394,3 +394,26 @@ def test_the_day_after_a_skipped_midnight_starts_its_own_cycle_at_midnight(
         "20240908/measure_202409080100_0000.csv": ["a"],
         "20240909/measure_202409090000_0000.csv": ["b"],
     }
+
+
+def test_a_clock_set_back_by_weeks_loses_nothing_across_a_restart(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    # published cycles more than 40 days older than the newest are forgotten; a record for one
+    # (a gateway booting with its clock weeks behind) goes to a late file, but a restart before
+    # that file was published took the record for published and dropped it
+    march = datetime(2019, 3, 1, 10, 30, tzinfo=UTC)
+    r = start(runs, tmp_path, mosquitto, at=march)
+    r.send([point(to_ms(march), a=1)])
+    r.stop(close_open_cycles=True)
+    january = datetime(2019, 1, 1, 0, 30, tzinfo=UTC)
+    r.at(january)
+    r.start()
+    r.send([point(to_ms(january), b=1)])
+    r.stop()
+    r.start()
+    r.close_until(datetime(2019, 1, 1, 1, tzinfo=UTC))
+    assert {k: [x["measurepoints"] for x in r.rows(k)] for k in r.files()} == {
+        "20190301/10/measure_201903011000_0000.csv": ["a"],
+        "20190101/00/measure_201901010000_late2_0000.csv": ["b"],
+    }

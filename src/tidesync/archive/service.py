@@ -82,7 +82,8 @@ class LogState:
     next_seq: int = 1
     manifest: dict[int, int] = field(default_factory=dict)
     intents: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
-    horizon: int = 0  # cycles starting before this are published (forgotten)
+    horizon: int = 0  # cycles starting before this are forgotten ...
+    horizon_seq: int = 0  # ... and their records up to this sequence number published
     counters: Counters = field(default_factory=Counters)
     ckpt_next: int = 0
     dedupe: Any = None
@@ -99,6 +100,8 @@ class LogState:
             self.horizon = int(meta["horizon"])
             self.counters = Counters(**meta["counters"])
             self.ckpt_next = self.next_seq = int(meta["next_seq"])
+            # a checkpoint written before horizon_seq: what was logged before it
+            self.horizon_seq = int(meta.get("horizon_seq", self.ckpt_next - 1))
             self.dedupe = meta["dedupe"]
         elif k == "intent":
             self.intents[(int(meta["cycle"]), int(meta["through"]))] = meta
@@ -109,7 +112,12 @@ class LogState:
             self.counters.add(meta)
 
     def published(self, cycle: int, seq: int) -> bool:
-        return cycle < self.horizon or seq <= self.manifest.get(cycle, 0)
+        """Whether record ``seq`` of ``cycle`` is in a published file. A forgotten cycle's
+        records logged after it was forgotten (the clock set back by weeks) are not: they wait
+        for their late file, and a restart before it must stage them again."""
+        if seq <= self.manifest.get(cycle, 0):
+            return True
+        return cycle < self.horizon and seq <= self.horizon_seq
 
     def had_publish(self, cycle: int) -> bool:
         return (
@@ -123,6 +131,8 @@ class LogState:
             floor = max(self.manifest) - HORIZON_MS
             if floor > self.horizon:
                 self.horizon = floor
+                gone = [t for c, t in self.manifest.items() if c < floor]
+                self.horizon_seq = max([self.horizon_seq, *gone])
                 self.manifest = {c: t for c, t in self.manifest.items() if c >= floor}
 
 
@@ -549,6 +559,7 @@ class Archiver:
                 "manifest": {str(c): t for c, t in self.state.manifest.items()},
                 "intents": list(self.state.intents.values()),
                 "horizon": self.state.horizon,
+                "horizon_seq": self.state.horizon_seq,
                 "counters": self.state.counters.__dict__,
                 "trim_below": below,
             }
