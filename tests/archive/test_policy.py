@@ -157,3 +157,34 @@ def test_a_secret_in_the_url_never_shows(tmp_path: Path) -> None:
     path = write(tmp_path, {**GOOD, "source": src})
     r = CliRunner().invoke(main, ["archive", "check", str(path)])
     assert r.exit_code == 2 and "hunter2" not in r.output and "***@127.0.0.1" in r.output
+
+
+def test_two_policies_reading_through_one_session_or_consumer_are_refused(
+    tmp_path: Path,
+) -> None:
+    # a copied policy with a new name and target but the same clientId (or durable): the broker
+    # handed each message to one of the two, so each target silently held part of the stream
+    copy = {**GOOD, "name": "plant1-copy", "target": {"path": "copy", "fileName": "measure"}}
+    nats = {"type": "nats", "url": "nats://127.0.0.1:4222", "stream": "S", "subject": "s.>",
+            "durable": "arch"}  # fmt: skip
+    path = write(
+        tmp_path,
+        GOOD,
+        copy,
+        {**GOOD, "name": "n1", "source": nats, "target": {"path": "n1", "fileName": "m"}},
+        {**GOOD, "name": "n2", "source": nats, "target": {"path": "n2", "fileName": "m"}},
+        {  # the same clientId on another broker is another session
+            **copy,
+            "name": "other-broker",
+            "source": {**GOOD["source"], "url": "mqtt://127.0.0.1:1884"},  # type: ignore[dict-item]
+            "target": {"path": "other", "fileName": "m"},
+        },
+    )
+    r = CliRunner().invoke(main, ["archive", "check", str(path)])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [
+        f"error: {path}: policies[1].source.clientId: 'tidesync-plant1' on the same broker is "
+        "also that of policy 'plant1'; the broker would hand each message to only one of them",
+        f"error: {path}: policies[3].source.durable: 'arch' on the same broker and stream is "
+        "also that of policy 'n1'; the broker would hand each message to only one of them",
+    ]

@@ -169,6 +169,7 @@ def parse_policies(
             out.append(pol)
     names: dict[str, int] = {}
     outputs: dict[tuple[str, str], str] = {}
+    readers: dict[tuple[Any, ...], str] = {}
     for i, pol in enumerate(out):
         if pol.name in names:
             problems.append(
@@ -183,6 +184,21 @@ def parse_policies(
                 "two policies would write the same files"
             )
         outputs.setdefault(key, pol.name)
+        src = pol.source
+        # one broker session or consumer shared by two policies splits the messages between them
+        reader = (
+            ("clientId", src.host.lower(), src.port, src.client_id)
+            if isinstance(src, MqttSource)
+            else ("durable", urlsplit(src.url).hostname, urlsplit(src.url).port, src.stream,
+                  src.durable)
+        )  # fmt: skip
+        if reader in readers:
+            problems.append(
+                f"policies[{i}].source.{reader[0]}: {reader[-1]!r} on the same broker"
+                f"{' and stream' if reader[0] == 'durable' else ''} is also that of policy "
+                f"{readers[reader]!r}; the broker would hand each message to only one of them"
+            )
+        readers.setdefault(reader, pol.name)
     if problems:
         raise ConfigError([f"{source}: {p}" for p in problems])
     return [Policy(**{**p.__dict__, "where": f"{source}: {p.where}"}) for p in out]
