@@ -156,3 +156,47 @@ def test_a_missing_stream_stops_the_policy_naming_it(tmp_path: Path, nats_server
         assert f"stream {src['stream']!r} does not exist on {nats_server.url}" in str(src_.failure)
     finally:
         a.stop()
+
+
+def test_a_consumer_filtering_other_subjects_than_the_policy_is_refused(
+    tmp_path: Path, nats_server: Broker
+) -> None:
+    # a durable made elsewhere without a filter handed over every subject of the stream: the
+    # policy for plant a archived plant b's messages too, and ended well
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    from tests.archive._harness import policy_doc
+    from tidesync.archive.policy import parse_policies
+    from tidesync.archive.service import Archiver
+
+    stream, prefix = "F" + uuid.uuid4().hex[:8].upper(), "f" + uuid.uuid4().hex[:8]
+
+    async def make() -> None:
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(name=stream, subjects=[f"{prefix}.>"])
+        await js.add_consumer(
+            stream, ConsumerConfig(durable_name="arch", ack_policy=AckPolicy.EXPLICIT)
+        )
+        await nc.close()
+
+    asyncio.run(make())
+    nats_publish(nats_server.url, stream, f"{prefix}.b", [point(1, b=1)], create=False)
+    src = {"type": "nats", "url": nats_server.url, "stream": stream, "subject": f"{prefix}.a.>",
+           "durable": "arch"}  # fmt: skip
+    pol = parse_policies(policy_doc(tmp_path, src), "t.yaml", {}, tmp_path)[0]
+    a = Archiver(pol, base_dir=tmp_path)
+    a.open()
+    a.start()
+    try:
+        source = a.source
+        assert source is not None
+        wait_for(lambda: source.failure is not None, "the failure")
+        assert str(source.failure) == (
+            f"policy p: consumer 'arch' of stream {stream!r} filters every subject of the "
+            f"stream, not '{prefix}.a.>'; use another durable name or delete that consumer"
+        )
+    finally:
+        a.stop()
+    assert a.state.counters.messages == 0

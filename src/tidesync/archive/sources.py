@@ -251,14 +251,20 @@ class Nats(Source):
                         max_ack_pending=cfg.max_ack_pending,
                     ),
                 )
-            if info.config.filter_subject not in (None, "", cfg.subject):
+            stream = await js.stream_info(cfg.stream)
+            # a consumer made elsewhere may filter nothing (or several subjects): it would hand
+            # over messages of subjects the policy does not name, archived without a word
+            filters = [info.config.filter_subject, *(info.config.filter_subjects or [])]
+            filters = [f for f in filters if f]
+            if filters != [cfg.subject] and (filters or stream.config.subjects != [cfg.subject]):
+                what = ", ".join(map(repr, filters)) or "every subject of the stream"
                 raise FatalError(
                     f"policy {self.name}: consumer {cfg.durable!r} of stream {cfg.stream!r} "
-                    f"filters {info.config.filter_subject!r}, not {cfg.subject!r}; use another "
-                    "durable name or delete that consumer"
+                    f"filters {what}, not {cfg.subject!r}; use another durable name or delete "
+                    "that consumer"
                 )
             self.floor = info.ack_floor.stream_seq if info.ack_floor else 0
-            created = (await js.stream_info(cfg.stream)).created
+            created = stream.created
             self.origin = str(created) if created else None
             psub = await js.pull_subscribe_bind(cfg.durable, cfg.stream)
             self.ready.set()
