@@ -200,3 +200,41 @@ def test_a_consumer_filtering_other_subjects_than_the_policy_is_refused(
     finally:
         a.stop()
     assert a.state.counters.messages == 0
+
+
+def test_a_stream_deleted_under_a_running_archiver_stops_it_and_a_restart_takes_the_new_one(
+    tmp_path: Path, nats_server: Broker
+) -> None:
+    # its consumer went with it and fetches only timed out, as on an idle stream: the archiver
+    # ran on archiving nothing, and --exit-when-idle ended it with 0
+    stream = f"S{uuid.uuid4().hex[:8]}"
+    subject = f"m.{stream}.plant1"
+    src = {"type": "nats", "url": nats_server.url, "stream": stream, "subject": f"{subject}.>",
+           "durable": "arch"}  # fmt: skip
+    nats_publish(nats_server.url, stream, subject, [point(to_ms(T0) + i, v=i) for i in range(3)])
+    r = Run(tmp_path, nats_server, T0, source=src)
+    try:
+        a = r.arch
+        assert a is not None and a.source is not None
+        wait_for(lambda: a.received >= 3, "the stream's messages")
+        r.settle()
+        _delete_stream(nats_server.url, stream)
+        nats_publish(nats_server.url, stream, subject, [point(to_ms(T0) + 3 + i, v=3 + i)
+                                                        for i in range(2)])  # fmt: skip
+        source = a.source
+        wait_for(lambda: source.failure is not None, "the policy to stop")
+        assert str(source.failure) == (
+            f"policy p: consumer 'arch' of stream {stream!r} no longer exists on "
+            f"{nats_server.url} (the stream or the consumer was deleted); start the policy "
+            "again to create it"
+        )
+        r.stop()
+        r.start()
+        a = r.arch
+        assert a is not None
+        wait_for(lambda: a.received >= 2, "the new stream's messages")
+        r.settle()
+        r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    finally:
+        r.finish()
+    assert sorted(int(x["value"]) for x in r.rows()) == list(range(5))

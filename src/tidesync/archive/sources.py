@@ -294,11 +294,31 @@ class Nats(Source):
                 await nc.close()
 
     async def _poll_floor(self, js: Any) -> None:
+        """Follow the acknowledgement floor; stop the policy when the consumer is gone (the
+        stream deleted, or the consumer): its fetches only time out, like an idle stream's, so
+        the archiver waited for ever, archiving nothing and saying nothing."""
+        from nats.js.errors import NotFoundError
+
+        missing = 0
         while True:
             await asyncio.sleep(2)
-            with contextlib.suppress(Exception):
+            try:
                 info = await js.consumer_info(self.cfg.stream, self.cfg.durable)
-                self.floor = info.ack_floor.stream_seq
+            except NotFoundError:
+                missing += 1
+                if missing == 3:  # not a broker restoring its streams after a restart
+                    self.failure = FatalError(
+                        f"policy {self.name}: consumer {self.cfg.durable!r} of stream "
+                        f"{self.cfg.stream!r} no longer exists on {self.cfg.url} (the stream or "
+                        "the consumer was deleted); start the policy again to create it"
+                    )
+                    self.stopping.set()
+                    return
+                continue
+            except Exception:  # noqa: BLE001 - a broker outage: ask again
+                continue
+            missing = 0
+            self.floor = info.ack_floor.stream_seq
 
     def ack(self, handles: list[Any]) -> None:
         if self.loop is None or not handles:
