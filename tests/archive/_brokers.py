@@ -77,6 +77,7 @@ class Broker:
     port: int
     folder: Path
     proc: subprocess.Popen[bytes] | None = None
+    extra: str = ""  # more mosquitto.conf lines
 
     @property
     def url(self) -> str:
@@ -91,7 +92,7 @@ class Broker:
             # started as root, mosquitto goes on as user mosquitto: let it write its database
             for d in (self.folder, data):
                 d.chmod(0o777)
-            conf.write_text(MOSQUITTO_CONF.format(port=self.port, data=data))
+            conf.write_text(MOSQUITTO_CONF.format(port=self.port, data=data) + self.extra)
             cmd = [_binary("mosquitto"), "-c", str(conf)]
         else:
             cmd = [
@@ -120,9 +121,9 @@ class Broker:
 
 
 @contextlib.contextmanager
-def start_broker(kind: str) -> Iterator[Broker]:
+def start_broker(kind: str, extra: str = "") -> Iterator[Broker]:
     folder = Path(tempfile.mkdtemp(prefix=f"ts-{kind}-"))
-    b = Broker(kind, free_port(), folder)
+    b = Broker(kind, free_port(), folder, extra=extra)
     try:
         b.start()
         yield b

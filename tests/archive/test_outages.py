@@ -78,3 +78,31 @@ def test_a_nats_restart_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> 
             r.finish()
     seen = _values(r)
     assert sorted(seen) == list(range(2500)) and max(seen.values()) == 1
+
+
+def test_a_broker_that_grants_only_qos_0_stops_the_policy(tmp_path: Path) -> None:
+    # mosquitto's max_qos 0 grants the QoS 1 subscription at QoS 0 without a word: messages
+    # came unacknowledged, were never delivered again after a crash, and the broker dropped
+    # those sent while the archiver was away; the archiver ran on as if all were well
+    from tests.archive._harness import policy_doc
+    from tidesync.archive.policy import parse_policies
+    from tidesync.archive.service import Archiver
+
+    with start_broker("mqtt", extra="max_qos 0\n") as broker:
+        src = {"type": "mqtt", "url": broker.url, "topics": ["plant/+/measure", "plant/x"],
+               "clientId": f"arch-{uuid.uuid4().hex[:8]}"}  # fmt: skip
+        pol = parse_policies(policy_doc(tmp_path, src), "t.yaml", {}, tmp_path)[0]
+        a = Archiver(pol, base_dir=tmp_path)
+        a.open()
+        a.start()
+        try:
+            source = a.source
+            assert source is not None
+            wait_for(lambda: source.failure is not None, "the policy to stop")
+            assert str(source.failure) == (
+                f"policy p: {broker.url} did not grant the QoS 1 subscriptions the archiver "
+                "needs ('plant/+/measure': Granted QoS 0; 'plant/x': Granted QoS 0); check the "
+                "broker's max_qos and ACLs"
+            )
+        finally:
+            a.stop()

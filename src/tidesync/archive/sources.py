@@ -119,6 +119,17 @@ class Mqtt(Source):
                 flags.session_present,
             )
 
+        def on_subscribe(client: Any, userdata: Any, mid: Any, codes: Any, props: Any) -> None:
+            # a broker capped at QoS 0 (mosquitto's max_qos 0) grants it without a word: its
+            # messages come unacknowledged, are never delivered again, and are not kept while
+            # the archiver is away
+            bad = [f"{t!r}: {rc}" for (t, _), rc in zip(subs, codes, strict=False) if rc.value != 1]
+            if bad:
+                self.failure = FatalError(
+                    f"policy {self.name}: {cfg.url} did not grant the QoS 1 subscriptions the "
+                    f"archiver needs ({'; '.join(bad)}); check the broker's max_qos and ACLs"
+                )
+
         def on_disconnect(client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
             self.connected.clear()
             if rc.value != 0:
@@ -129,6 +140,7 @@ class Mqtt(Source):
             deliver(Incoming(m.topic, m.payload, m.mid, bool(m.dup), m.mid if m.qos else None))
 
         c.on_connect, c.on_disconnect, c.on_message = on_connect, on_disconnect, on_message
+        c.on_subscribe = on_subscribe
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0xFFFFFFFF  # the broker keeps the session for ever
         props.ReceiveMaximum = cfg.max_inflight
