@@ -417,3 +417,21 @@ def test_a_clock_set_back_by_weeks_loses_nothing_across_a_restart(
         "20190301/10/measure_201903011000_0000.csv": ["a"],
         "20190101/00/measure_201901010000_late2_0000.csv": ["b"],
     }
+
+
+def test_a_binary_dirty_payload_keeps_its_bytes(
+    runs: list[Run], tmp_path: Path, mosquitto: Broker
+) -> None:
+    # the dirty line spelt bytes that are not UTF-8 as "\xff", the same as the text \xff: a
+    # binary payload could not be told from a text one, nor recovered
+    import base64
+
+    r = start(runs, tmp_path, mosquitto)
+    binary, text = b"\x08\xff\\xff", b"\x08\\xff\\xff"
+    r.send([binary, text])
+    r.close_until(datetime(2019, 1, 2, 4, tzinfo=UTC))
+    dirty = next(v for k, v in r.files().items() if k.endswith(".jsonl"))
+    lines = [json.loads(x) for x in dirty.splitlines()]
+    assert [x["payload"] for x in lines] == ["\x08\\xff\\xff", "\x08\\xff\\xff"]
+    assert base64.b64decode(lines[0]["payloadBase64"]) == binary
+    assert "payloadBase64" not in lines[1], "a UTF-8 payload is its text"

@@ -9,6 +9,7 @@ bucket from the log after a crash gives the same files byte for byte.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from dataclasses import dataclass
@@ -187,6 +188,14 @@ class _Slices:
         return self.outputs
 
 
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class Bucket:
     """The records of one cycle not yet published (``tag`` None), or the late records of one
     already published (``tag`` ``late<first seq>``), staged under ``folder``."""
@@ -249,15 +258,15 @@ class Bucket:
                 self.rows += 1
         for reason in dirty:
             self.dirty += 1
-            line = json.dumps(
-                {
-                    "reason": reason,
-                    "topic": r.topic,
-                    "arrival": sys_ms,
-                    "payload": r.payload.decode("utf-8", "backslashreplace"),
-                },
-                ensure_ascii=False,
-            )
+            entry = {
+                "reason": reason,
+                "topic": r.topic,
+                "arrival": sys_ms,
+                "payload": r.payload.decode("utf-8", "backslashreplace"),
+            }
+            if not _utf8(r.payload):  # "\\xff" reads the same as the byte 0xff: keep the bytes
+                entry["payloadBase64"] = base64.b64encode(r.payload).decode()
+            line = json.dumps(entry, ensure_ascii=False)
             self._slices(f"{self.dirty_root}/{self.dir_of(sys_ms)}", "jsonl").add_line(
                 line.encode() + b"\n"
             )
