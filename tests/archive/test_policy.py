@@ -99,6 +99,11 @@ def test_the_issue_example_reads_with_its_defaults(tmp_path: Path) -> None:
             "policies[0].target.maxFileSize: must be a positive size such as 1048576 or '64MB'",
         ),
         ({"target": {"path": "out"}}, "policies[0].target.fileName: is required"),
+        (  # a local folder: the files landed there, and the endpoint was ignored
+            {"target": {"path": "archive/x", "fileName": "m", "endpoint": "http://h:9000"}},
+            "policies[0].target.endpoint: is for an object store path (s3://bucket/prefix); "
+            "'archive/x' is a local folder, where it would be ignored",
+        ),
         (
             {"target": {"path": "s3://b/x", "fileName": "m", "accessKeyId": "k"}},
             "policies[0].target.accessKeySecret: is required with accessKeyId",

@@ -430,6 +430,16 @@ def _target(
     elif "compress" in raw:
         p.problem("compress", "is for parquet; csv files are written uncompressed")
     p.problems += [u.replace("unknown key, ignored", "unknown key") for u in p.unknown_keys()]
+    scheme, sep, _ = (path or "").partition("://")
+    if path is not None and (not sep or len(scheme) == 1 or scheme.lower() == "file"):
+        # a local folder reads none of them: `path: archive/x` with an endpoint meant s3://
+        for key in KEYS:
+            if key in raw:
+                p.problem(
+                    key,
+                    f"is for an object store path (s3://bucket/prefix); {path!r} is a local "
+                    "folder, where it would be ignored",
+                )
     if path is not None and not p.problems:
         try:  # checks the location's keys (datasource, endpoint, credentials) now, not at publish
             filesystem_for(path, dict(raw), ctx)
