@@ -99,6 +99,18 @@ def test_the_issue_example_reads_with_its_defaults(tmp_path: Path) -> None:
             "policies[0].target.maxFileSize: must be a positive size such as 1048576 or '64MB'",
         ),
         ({"target": {"path": "out"}}, "policies[0].target.fileName: is required"),
+        (
+            {
+                "source": {
+                    "type": "nats",
+                    "url": "nats://127.0.0.1:42x2",
+                    "stream": "S",
+                    "subject": "s.>",
+                    "durable": "d",
+                }
+            },
+            "policies[0].source.url: 'nats://127.0.0.1:42x2': the port is not a number",
+        ),
         (  # a local folder: the files landed there, and the endpoint was ignored
             {"target": {"path": "archive/x", "fileName": "m", "endpoint": "http://h:9000"}},
             "policies[0].target.endpoint: is for an object store path (s3://bucket/prefix); "

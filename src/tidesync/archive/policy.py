@@ -386,6 +386,11 @@ def _nats(p: Params, url: str | None) -> NatsSource | None:
     if parts.scheme.lower() not in ("nats", "tls") or not parts.hostname:
         p.problem("url", f"{_safe(url)!r}: expected nats://host:port")
         return None
+    try:
+        _ = parts.port  # read to check: nats-py reads the url itself
+    except ValueError:  # the client would retry it for ever as a broker that is down
+        p.problem("url", f"{_safe(url)!r}: the port is not a number")
+        return None
     return NatsSource(
         url=url,
         stream=stream or "",
