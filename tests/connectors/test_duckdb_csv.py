@@ -636,6 +636,25 @@ def test_a_formatted_date_duckdb_reads_otherwise_gives_the_arrow_paths_table(
     assert direct.splits[0].path == "arrow" and direct.splits[0].fallback
 
 
+def test_a_date_format_without_seconds_stays_on_the_arrow_path(tmp_path: Path) -> None:
+    # DuckDB's cast kept the time of 2024-01-02 10:00, which yyyy-MM-dd makes a dirty record
+    (tmp_path / "a.csv").write_text("1,2024-01-02\n2,2024-01-02 10:00\n")
+    reader = {
+        "path": str(tmp_path / "a.csv"),
+        "column": [
+            {"index": 0, "type": "long", "name": "id"},
+            {"index": 1, "type": "date", "name": "v", "format": "yyyy-MM-dd"},
+        ],
+    }
+    direct = _same_job(tmp_path, reader)
+    assert [p.path for p in direct.paths] == ["arrow"]
+    assert "date format 'yyyy-MM-dd'" in (direct.paths[0].why or "")
+    assert [d[0] for d in _dirty(direct)] == [
+        "column 1 (v): cannot convert '2024-01-02 10:00' to date"
+    ]
+    assert _rows(tmp_path / "direct.duckdb")[1:] == [(1, dt.datetime(2024, 1, 2))]
+
+
 @pytest.mark.parametrize(
     ("line", "fallback"),
     [

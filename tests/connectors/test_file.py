@@ -889,6 +889,45 @@ def test_a_day_past_its_months_end_is_a_dirty_record_not_the_next_month(
     assert got is not None and got.num_rows == 1  # only the real day
 
 
+@pytest.mark.parametrize(
+    ("fmt", "lines"),
+    [  # Arrow's ISO parser read the longer layout: the time was kept the pattern has no place for
+        ("yyyy-MM-dd", ["2024-01-02 10:00:00", "2024-01-02"]),
+        ("yyyy-MM-dd", ["2024-01-02T10:00", "2024-01-02"]),
+        ("yyyy-MM-dd HH:mm", ["2024-01-02T10:00:30", "2024-01-02 10:00"]),
+        ("yyyy-MM-dd'T'HH:mm", ["2024-01-02 10:00:00.5", "2024-01-02T10:00"]),
+    ],
+)
+def test_a_date_longer_than_its_iso_pattern_is_a_dirty_record(
+    tmp_path: Path, fmt: str, lines: list[str]
+) -> None:
+    lines_file(tmp_path / "d.txt", lines)
+    column = [{"index": 0, "type": "date", "format": fmt}]
+    got, dirty = read(
+        reader(tmp_path, path="d.txt", fileFormat="text", fieldDelimiter="|", column=column)
+    )
+    assert [d.row for d in dirty] == [{"c0": lines[0]}]
+    assert got is not None and got.column(0).to_pylist() == [
+        dt.datetime(2024, 1, 2, 10 * ("HH" in fmt))
+    ]
+
+
+def test_a_fraction_under_an_iso_pattern_with_seconds_is_read(tmp_path: Path) -> None:
+    # a fraction names the pattern's second more closely (DataX's parser drops it); a date
+    # alone is that day's midnight
+    lines_file(tmp_path / "d.txt", ["2024-01-02T10:00:00.5", "2024-01-02 10:00:01", "2024-01-03"])
+    column = [{"index": 0, "type": "date", "format": "yyyy-MM-dd HH:mm:ss"}]
+    got, dirty = read(
+        reader(tmp_path, path="d.txt", fileFormat="text", fieldDelimiter="|", column=column)
+    )
+    assert dirty == [] and got is not None
+    assert got.column(0).to_pylist() == [
+        dt.datetime(2024, 1, 2, 10, 0, 0, 500000),
+        dt.datetime(2024, 1, 2, 10, 0, 1),
+        dt.datetime(2024, 1, 3),
+    ]
+
+
 def test_a_hexadecimal_text_is_a_dirty_record_not_a_long(tmp_path: Path) -> None:
     lines_file(tmp_path / "h.csv", ["0x10", "0X1f", "17"])  # Arrow read them as 16 and 31
     got, dirty = read(reader(tmp_path, path="h.csv", column=[{"index": 0, "type": "long"}]))

@@ -98,6 +98,10 @@ class DatePattern:
     zoned: bool
     parse_error: str | None = None
     iso: bool = False  # an ISO 8601 layout: Arrow's (faster) ISO parser reads it alike
+    #: an ISO layout without seconds (``yyyy-MM-dd``, ``yyyy-MM-dd HH:mm``): its length. Arrow's
+    #: ISO parser takes longer layouts too, whose time (or seconds) such a pattern has no place
+    #: for; past ``ss`` only a fraction can follow, which names the same second more closely
+    iso_width: int | None = None
 
 
 def _tokens(pattern: str) -> list[tuple[str, int] | str]:
@@ -169,7 +173,8 @@ def date_pattern(java: str) -> DatePattern:
     iso = bool(_ISO.fullmatch(java.replace("'T'", "T")))
     if not any(t[0] == "S" for t in letters):
         fmt = _join(tokens)
-        return DatePattern(java, fmt, None, fmt, "s", zoned, iso=iso)
+        width = len(java.replace("'T'", "T")) if iso and "ss" not in java else None
+        return DatePattern(java, fmt, None, fmt, "s", zoned, iso=iso, iso_width=width)
     strftime, unit = _fraction_strftime(tokens)
     try:
         return DatePattern(java, None, _fraction_regex(tokens), strftime, unit, False, iso=iso)
@@ -528,7 +533,12 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
         if col.type == "date" and col.date is not None:
             if col.date.iso:
                 with contextlib.suppress(pa.ArrowInvalid):
-                    return pc.cast(arr, target)
+                    cast = pc.cast(arr, target)
+                    width = col.date.iso_width
+                    # a longer text (2024-01-02 10:00 under yyyy-MM-dd) holds a time the pattern
+                    # has no place for: strptime below refuses it, and bisection finds the row
+                    if width is None or (pc.max(pc.binary_length(arr)).as_py() or 0) <= width:
+                        return cast
             if col.date.regex is not None:
                 return _parse_fraction(arr, col.date)
             fmt = col.date.strptime
