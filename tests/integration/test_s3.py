@@ -275,6 +275,74 @@ def test_objects_are_found_by_prefix_list_and_wildcard(
     assert sorted(read(r).column("name").to_pylist()) == expected
 
 
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [  # the folder listed is the key ending in '/': its rows were passed over, the run succeeded
+        (
+            {"object": "in/"},
+            "the object 'in/b/' holds 2 bytes, but a key ending in '/' names a folder",
+        ),
+        (
+            {"object": "in/b"},
+            "the object 'in/b/' holds 2 bytes, but a key ending in '/' names a folder",
+        ),
+        (
+            {"object": "in/b/"},
+            "the object 'in/b/' holds 2 bytes, but a key ending in '/' names a folder",
+        ),
+        (
+            {"path": "s3://{bucket}/in/b"},
+            "the object 'in/b/' holds 2 bytes, but a key ending in '/' names a folder",
+        ),
+        # listed from above as a file 'in/b', where no object is
+        ({"object": "in"}, "/in/b: no such object; the key 'in/b/' holds data"),
+        ({"object": "in/**"}, "/in/b: no such object; the key 'in/b/' holds data"),
+    ],
+)
+def test_an_object_whose_key_ends_in_a_slash_and_holds_data_fails_naming_it(
+    s3_server: S3Server,
+    store: dict[str, Any],
+    tmp_path: Path,
+    location: dict[str, Any],
+    message: str,
+) -> None:
+    b = store["bucket"]
+    s3_server.put(b, "in/a.csv", "1\n")
+    s3_server.put(b, "in/b/", "2\n")
+    s3_server.put(b, "in/c/", "")  # a folder marker: no data
+    s3_server.put(b, "in/c/d.csv", "3\n")
+    if "path" in location:
+        location = {"path": location["path"].format(bucket=b)}
+        params = {k: v for k, v in store.items() if k != "bucket"}
+    else:
+        params = dict(store)
+    r = F.Reader({**params, **location}, rctx(tmp_path))
+    with pytest.raises(FatalError, match=re.escape(message)):
+        read(r)
+
+
+def test_an_object_and_a_key_of_its_name_with_a_slash_fail_instead_of_one_read_twice(
+    s3_server: S3Server, store: dict[str, Any], tmp_path: Path
+) -> None:
+    b = store["bucket"]
+    s3_server.put(b, "in/b", "1\n")
+    s3_server.put(b, "in/b/", "2\n")
+    r = F.Reader({**store, "object": "in/**"}, rctx(tmp_path))
+    with pytest.raises(FatalError, match="is listed twice: an object of that key and one whose"):
+        r.splits(1)
+
+
+def test_zero_byte_folder_markers_are_no_data(
+    s3_server: S3Server, store: dict[str, Any], tmp_path: Path
+) -> None:
+    b = store["bucket"]
+    for key, body in [("in/", ""), ("in/a.csv", "1\n"), ("in/c/", ""), ("in/c/d.csv", "3\n")]:
+        s3_server.put(b, key, body)
+    for obj in ["in/", "in", "in/c/", "in/**"]:
+        r = F.Reader({**store, "object": obj}, rctx(tmp_path))
+        assert sorted(read(r).column(0).to_pylist()) == (["3"] if "c" in obj else ["1", "3"])
+
+
 def test_a_datasource_holds_the_endpoint_without_the_bucket_and_secrets_by_reference(
     s3_server: S3Server, store: dict[str, Any], tmp_path: Path
 ) -> None:

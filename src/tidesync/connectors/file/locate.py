@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -91,6 +91,8 @@ def expand(
     file stands for every file whose path starts with it. Nothing found is an empty list; the
     caller decides what that means. ``stagings`` collects the writers' staging folders
     (``.tidesync-tmp-RUN``) in the folders looked at, where pending publishes may lie."""
+    if not has_glob(pattern):  # a folder may come: its check's client loads meanwhile
+        _folder_object(fs, None)
     if prefix and not has_glob(pattern):
         return _by_prefix(fs, pattern, stagings)
     if not has_glob(pattern):
@@ -103,12 +105,10 @@ def expand(
             if stagings is not None and "/" in pattern:
                 _note(fs.get_file_info(_folder_of(pattern)), stagings)
             return []
+        _folder_object(fs, pattern)
         found = fs.get_file_info(pafs.FileSelector(pattern, recursive=True))
         _note(found, stagings)
-        return sorted(
-            (i for i in found if i.type == pafs.FileType.File and _visible(i.path, pattern)),
-            key=lambda i: i.path,
-        )
+        return _once(i for i in found if i.type == pafs.FileType.File and _visible(i.path, pattern))
     segs = pattern.split("/")
     first = next(i for i, s in enumerate(segs) if has_glob(s))
     base = "/".join(segs[:first]) or "/"
@@ -119,13 +119,10 @@ def expand(
     found = fs.get_file_info(pafs.FileSelector(base, recursive=recursive, allow_not_found=True))
     _note(found, stagings)
     rx = _glob_regex(pattern)
-    return sorted(
-        (
-            i
-            for i in found
-            if i.type == pafs.FileType.File and rx.fullmatch(i.path) and _visible(i.path, base)
-        ),
-        key=lambda i: i.path,
+    return _once(
+        i
+        for i in found
+        if i.type == pafs.FileType.File and rx.fullmatch(i.path) and _visible(i.path, base)
     )
 
 
@@ -169,6 +166,8 @@ def _by_prefix(
                 _note(fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)), stagings)
             return [info]
     out = []
+    if not stem:
+        _folder_object(fs, parent)
     listed = fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
     _note(listed, stagings)
     for i in listed:
@@ -177,10 +176,35 @@ def _by_prefix(
         if i.type == pafs.FileType.File:
             out.append(i)
         elif i.type == pafs.FileType.Directory:
+            _folder_object(fs, i.path)
             below = fs.get_file_info(pafs.FileSelector(i.path, recursive=True))
             _note(below, stagings)
             out += [j for j in below if j.type == pafs.FileType.File and _visible(j.path, i.path)]
-    return sorted(out, key=lambda i: i.path)
+    return _once(out)
+
+
+def _folder_object(fs: pafs.FileSystem, folder: str | None) -> None:
+    """On an object store, refuse a folder whose own key (``folder/``) holds data: listing the
+    folder would pass over it (``Edge.folder_object``). None: only start loading the client
+    that checks, on a thread of its own."""
+    check = getattr(getattr(fs, "handler", None), "folder_object", None)
+    if check is not None:
+        check(folder)
+
+
+def _once(found: Iterable[pafs.FileInfo]) -> list[pafs.FileInfo]:
+    """The files sorted by path, each once. An object store lists ``a/b/`` holding data as a
+    file ``a/b``: beside an object ``a/b`` that is two files of one path, one of them read twice
+    and the other never."""
+    out = sorted(found, key=lambda i: i.path)
+    for a, b in zip(out, out[1:], strict=False):
+        if a.path == b.path:
+            raise FatalError(
+                f"{a.path!r} is listed twice: an object of that key and one whose key ends in "
+                f"'/' ({a.path.partition('/')[2] + '/'!r}), which cannot be read as an object; "
+                "copy that one to a key without the trailing '/'"
+            )
+    return out
 
 
 def line_start(f: pa.NativeFile, pos: int, size: int) -> int:

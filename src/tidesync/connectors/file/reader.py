@@ -590,6 +590,14 @@ def _unchanged(fs: pafs.FileSystem, split: FileSplit) -> str:
         path, mtime = split.final, -1  # the pending publish placed it meanwhile
         info = fs.get_file_info(path)
     shown = split.final or split.path
+    if info.type == pafs.FileType.Directory and getattr(fs, "handler", None) is not None:
+        # listed as a file, a folder now: an object store lists a key ending in '/' that
+        # holds data as a file without the '/', where no object is
+        raise FatalError(
+            f"{shown}: no such object; the key {split.path.partition('/')[2] + '/'!r} holds "
+            "data, but a key ending in '/' names a folder, which cannot be read as an object: "
+            "copy it to a key without the trailing '/'"
+        )
     if info.type != pafs.FileType.File:
         raise FatalError(f"{shown}: no such file (it was listed when the job was planned)")
     size, now = _stamp(info)
