@@ -977,6 +977,25 @@ def test_a_parquet_decimal_read_as_double_is_the_nearest_double(tmp_path: Path) 
     assert got.column(0).to_pylist() == [float(v) for v in values]
 
 
+@pytest.mark.parametrize("column", [["*"], [{"name": "ts", "type": "date"}]])
+def test_parquet_int96_timestamps_keep_dates_outside_the_nanosecond_range(
+    tmp_path: Path, column: list[Any]
+) -> None:
+    # Hive, Impala and Spark (by default) write INT96; Arrow read it as nanoseconds, and Hive's
+    # 9999-12-31 "no end" became 1816-03-30, 0001-01-01 1754-08-30: silently
+    days = [dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1, 1, 1), None]
+    days.append(dt.datetime(2024, 1, 2, 3, 4, 5, 6))
+    pq.write_table(
+        pa.table({"ts": pa.array(days, pa.timestamp("us"))}),
+        tmp_path / "h.parquet",
+        use_deprecated_int96_timestamps=True,
+    )
+    got, dirty = read(reader(tmp_path, path="h.parquet", fileFormat="parquet", column=column))
+    assert dirty == [] and got is not None
+    assert got.schema.field("ts").type == pa.timestamp("us")
+    assert got.column(0).to_pylist() == days
+
+
 @pytest.mark.parametrize(
     ("fmt", "column", "key", "message"),
     [

@@ -746,7 +746,9 @@ class Parquet(Decoder):
 
     def fields(self) -> tuple[list[str], list[str], pa.Schema | None]:
         f = self._stack.enter_context(self.fs.open_input_file(self.piece.path))
-        self.pf = pq.ParquetFile(f, pre_buffer=True)
+        # INT96 (Hive's, Impala's and Spark's legacy timestamps) as microseconds: as Arrow's
+        # nanoseconds a date outside 1677-2262 (Hive's 9999-12-31 "no end") wrapped into another
+        self.pf = pq.ParquetFile(f, pre_buffer=True, coerce_int96_timestamp_unit="us")
         schema = self.pf.schema_arrow
         return schema.names, schema.names, schema
 
