@@ -1122,6 +1122,22 @@ def test_jsonl_keeps_json_types_and_parses_odd_blocks_line_by_line(
     assert [(d.reason[:14], d.row) for d in dirty] == [("not valid JSON", {"line": "not json"})]
 
 
+@pytest.mark.parametrize("bad_line", [False, True], ids=["clean", "with-a-bad-line"])
+def test_a_jsonl_string_holding_a_unicode_line_separator_is_one_row_on_either_path(
+    tmp_path: Path, bad_line: bool
+) -> None:
+    # JSON strings may hold U+2028, U+2029 and U+0085 as they are; line by line (a block with
+    # a bad line) splitlines cut such a line in two, two dirty records for one good row
+    lines = ['{"a": 1, "s": "x\u2028y"}', '{"a": 2, "s": "p\u0085q\u2029"}']
+    lines_file(tmp_path / "u.jsonl", [*lines, "not json"] if bad_line else lines)
+    got, dirty = read(reader(tmp_path, path="u.jsonl", fileFormat="jsonl"))
+    assert got is not None and got.to_pylist() == [
+        {"a": 1, "s": "x\u2028y"},
+        {"a": 2, "s": "p\u0085q\u2029"},
+    ]
+    assert [d.row for d in dirty] == ([{"line": "not json"}] if bad_line else [])
+
+
 def test_jsonl_numbers_become_decimals_from_their_text(tmp_path: Path) -> None:
     # pyarrow read the number as a double, whose cast kept 17 digits and wrote zeros after
     # them: 12345678901234567890.123456789 became 12345678901234567000.000000000

@@ -676,7 +676,9 @@ _LINE = json.JSONDecoder(parse_float=_Number, parse_int=_Integer)
 
 def _objects(block: bytes, dirty: list[Dirty], label: str) -> list[dict[str, Any]]:
     rows = []
-    for line in block.decode().splitlines():
+    # lines end at \n alone: a JSON string may hold U+2028 or U+0085 as they are, where
+    # splitlines cut the line in two (two dirty records for one good row)
+    for line in block.decode().split("\n"):
         if not line.strip():
             continue
         try:
