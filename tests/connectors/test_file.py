@@ -1138,6 +1138,36 @@ def test_a_jsonl_string_holding_a_unicode_line_separator_is_one_row_on_either_pa
     assert [d.row for d in dirty] == ([{"line": "not json"}] if bad_line else [])
 
 
+@pytest.mark.parametrize(
+    ("lines", "column", "rows", "dirty_lines"),
+    [  # the first megabyte held no key: the file was passed over, no row, no dirty record
+        (["not json", "[1, 2]"], ["*"], [], ["not json", "[1, 2]"]),
+        (["not json", "[1, 2]"], ["a"], [], ["not json", "[1, 2]"]),
+        (["{}", "{}"], ["a"], [{"a": None}, {"a": None}], []),
+        (["{}", "oops"], [{"name": "a", "type": "long"}], [{"a": None}], ["oops"]),
+    ],
+)
+def test_a_jsonl_file_without_a_key_in_its_first_lines_is_read_not_passed_over(
+    tmp_path: Path, lines: list[str], column: list[Any], rows: list[Any], dirty_lines: list[str]
+) -> None:
+    lines_file(tmp_path / "n.jsonl", lines)
+    got, dirty = read(reader(tmp_path, path="n.jsonl", fileFormat="jsonl", column=column))
+    assert (got.to_pylist() if got is not None else []) == rows
+    assert [d.row for d in dirty] == [{"line": x} for x in dirty_lines]
+
+
+def test_a_jsonl_file_of_bad_lines_beside_good_files_gives_its_dirty_records(
+    tmp_path: Path,
+) -> None:
+    lines_file(tmp_path / "a.jsonl", ['{"a": 1}'])
+    lines_file(tmp_path / "b.jsonl", ["not json"])
+    got, dirty = read(reader(tmp_path, path="*.jsonl", fileFormat="jsonl"))
+    assert got is not None and got.to_pylist() == [{"a": 1}]
+    assert [(d.row, d.position) for d in dirty] == [
+        ({"line": "not json"}, str(tmp_path / "b.jsonl"))
+    ]
+
+
 def test_jsonl_numbers_become_decimals_from_their_text(tmp_path: Path) -> None:
     # pyarrow read the number as a double, whose cast kept 17 digits and wrote zeros after
     # them: 12345678901234567890.123456789 became 12345678901234567000.000000000

@@ -100,6 +100,11 @@ class Decoder(contextlib.AbstractContextManager["Decoder"]):
     def batches(self, keys: list[str]) -> Batches:
         raise NotImplementedError
 
+    def empty(self) -> bool:
+        """Whether the piece holds nothing to read, after ``fields`` gave no field (csv, text:
+        no line; jsonl: see there)."""
+        return True
+
     def _stream(self) -> pa.NativeFile | None:
         """The piece's bytes, decompressed; None when the byte range holds no line start."""
         piece = self.piece
@@ -584,6 +589,12 @@ class JsonLines(Decoder):
             ]
         )
         return self.natural.names, self.natural.names, self.natural
+
+    def empty(self) -> bool:
+        # lines whose first megabyte holds no key (none is an object, or each is {}) are read
+        # still: into the keys ``column`` names, and a line that is no object is a dirty record
+        # (such a file was passed over, its lines neither read nor counted)
+        return self.first is None
 
     def batches(self, keys: list[str]) -> Batches:
         if self.first is None:

@@ -385,7 +385,7 @@ class Reader(base.Reader):
             decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
         ):
             fields, keys, natural = dec.fields()
-            if not keys:
+            if not keys and dec.empty():
                 return
             first = pa.ipc.read_schema(pa.py_buffer(split.types)) if split.types else None
             binding = self._bind(fields, keys, natural, split.path, split.names, first)
