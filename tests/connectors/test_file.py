@@ -391,6 +391,33 @@ def test_gbk_files_are_read_and_written(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "g.txt").read_bytes() == (tmp_path / "g.csv").read_bytes()
 
 
+@pytest.mark.parametrize("max_size", [None, 16], ids=["one-file", "parts"])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-8-sig"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_byte_order_mark_is_written_once_at_the_start_of_each_file(
+    tmp_path: Path, encoding: str, fmt: str, max_size: int | None
+) -> None:
+    # Python's codec writes the mark at every encode: one before every batch's first line,
+    # which read back as part of its first value ('\ufeffc' where 'c' was written)
+    table = pa.table({"s": ["a", "b", "c", "d", "e"], "n": ["1", "2", "3", "4", "5"]})
+    batches = pa.Table.from_batches(table.to_batches(max_chunksize=2))
+    params: dict[str, Any] = {"fileFormat": fmt, "encoding": encoding, "maxFileSize": max_size}
+    write(writer(tmp_path, fileName="u", header=fmt == "csv", **params), batches)
+    files = sorted((tmp_path / "out").iterdir())
+    assert (len(files) > 1) is bool(max_size)  # parts: each has its mark, first
+    mark = "".encode(encoding)
+    for f in files:
+        data = f.read_bytes()
+        assert data.startswith(mark) and data.count(mark) == 1
+    column = [{"name": "s"}, {"name": "n"}]
+    got, dirty = read(
+        reader(
+            tmp_path, path="out", fileFormat=fmt, encoding=encoding, skipHeader=True, column=column
+        )
+    )
+    assert dirty == [] and got is not None and got.to_pylist() == table.to_pylist()
+
+
 def test_a_file_in_another_encoding_fails_with_the_fix(tmp_path: Path) -> None:
     (tmp_path / "g.csv").write_bytes("1,张三\n".encode("gbk"))
     with pytest.raises(FatalError, match="not valid utf-8: set encoding"):

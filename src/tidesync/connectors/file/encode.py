@@ -3,6 +3,7 @@ compute over whole columns (no per-row Python), and the names output files get."
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +25,20 @@ def _bytes_of(lines: pa.Array) -> pa.Buffer:
     return lines.buffers()[2].slice(0, total) if total else pa.py_buffer(b"")
 
 
+@functools.cache
+def signature(encoding: str) -> bytes:
+    """What an encoding writes before any text (utf-16's and utf-32's byte-order mark,
+    utf-8-sig's): Python's codec writes it at every ``encode``, a file holds it once, first."""
+    return "".encode(encoding)
+
+
 def _transcode(buf: pa.Buffer, encoding: str, batch: pa.RecordBatch) -> pa.Buffer | bytes:
     if encoding == "utf-8":
         return buf
     try:
-        return buf.to_pybytes().decode("utf-8").encode(encoding)
+        # without the signature: a mark before every batch's first line read back as part of
+        # its first value (a string got a U+FEFF, a number became dirty)
+        return buf.to_pybytes().decode("utf-8").encode(encoding)[len(signature(encoding)) :]
     except UnicodeEncodeError as e:
         what = f"{batch.to_pylist()[0]!r}" if batch.num_rows == 1 else "a value"
         raise DirtyRecordError(

@@ -48,7 +48,7 @@ from tidesync.connectors.file.conn import (
     _raw_string,
     _store_error,
 )
-from tidesync.connectors.file.encode import JsonEncoder, Names, TextEncoder
+from tidesync.connectors.file.encode import JsonEncoder, Names, TextEncoder, signature
 from tidesync.connectors.file.locate import (
     COMPRESSIONS,
     SUFFIXES,
@@ -457,10 +457,11 @@ class _Sink(base.Sink):
         self.files.append(path)
         self.out = self.w.fs.open_output_stream(path, compression=self.w.codec)
         self.part_bytes = self.part_rows = 0
-        if self.head:
-            self.out.write(self.head)
-            self.part_bytes += len(self.head)
-            self.bytes += len(self.head)
+        head = (signature(self.w.encoding) if self.enc is not None else b"") + (self.head or b"")
+        if head:
+            self.out.write(head)
+            self.part_bytes += len(head)
+            self.bytes += len(head)
 
     def _close_part(self) -> None:
         if self.pqw is not None:
