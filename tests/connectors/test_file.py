@@ -1662,6 +1662,41 @@ def test_date_format_writes_instants_as_wall_times_of_the_jobs_zone(
         assert json.loads(text) == {"at": "2026-01-01 08:30:00", "wall": "2026-01-01 00:30:00"}
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_date_format_with_an_offset_prints_wall_times_with_the_jobs_offset(
+    tmp_path: Path, fmt: str
+) -> None:
+    # Arrow refused to print an offset for a wall time: the job failed on an ArrowInvalid
+    # traceback; a wall time is the job zone's (the offset it has there), as DataX prints it;
+    # one the zone skips (02:30 on a spring-forward night) has no offset: a dirty record
+    t = pa.table(
+        {
+            "wall": pa.array(
+                [dt.datetime(2024, 1, 2, 10), dt.datetime(2024, 3, 31, 2, 30)], pa.timestamp("us")
+            ),
+            "day": pa.array([dt.date(2024, 7, 1), dt.date(2024, 7, 2)], pa.date32()),
+        }
+    )
+    w = F.Writer(
+        {"path": "out", "fileName": "t", "fileFormat": fmt, "dateFormat": "yyyy-MM-dd HH:mm Z"},
+        Context(base_dir=tmp_path, where="writer", timezone="Europe/Berlin"),
+    )
+    w.prepare(t.schema)
+    sink = w.open(Split(0, "s0"))
+    dirty: list[str] = []
+    isolate(t.to_batches()[0], sink.write, lambda _i, _row, e: dirty.append(e.reason))
+    assert len(dirty) == 1 and "2024-03-31 02:30" in dirty[0]
+    w.commit([sink.close()])
+    text = (tmp_path / "out" / "t").read_text().strip()
+    if fmt == "csv":
+        assert text == "2024-01-02 10:00 +0100,2024-07-01 00:00 +0200"
+    else:
+        assert json.loads(text) == {
+            "wall": "2024-01-02 10:00 +0100",
+            "day": "2024-07-01 00:00 +0200",
+        }
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_star_takes_every_files_fields_by_the_first_files_names(tmp_path: Path, fmt: str) -> None:
     # the second file's columns in another order were read by position: 'z' under a, 3 under b

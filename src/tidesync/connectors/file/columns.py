@@ -266,6 +266,11 @@ def render_temporal(arr: pa.Array, pattern: DatePattern, zone: str | None = None
         arr = pc.cast(arr, pa.timestamp("s"))
     elif pa.types.is_timestamp(t) and t.unit != pattern.unit:
         arr = pc.cast(arr, pa.timestamp(pattern.unit, t.tz), safe=False)
+    if pattern.zoned and arr.type.tz is None and zone:
+        # a wall time is the job zone's: printed with its offset there, as DataX prints the
+        # JVM zone's (Arrow refused to print an offset for it); a time the zone skips or
+        # repeats raises ArrowInvalid, a dirty record
+        arr = pc.assume_timezone(arr, zone)
     if pa.types.is_timestamp(arr.type) and arr.type.tz is not None and zone:
         arr = arr.cast(pa.timestamp(arr.type.unit, zone))  # the same instants, shown in zone
     return pc.strftime(arr, format=pattern.strftime)

@@ -112,7 +112,10 @@ class TextEncoder:
                 )
             )
         if self.date is not None and is_temporal(t):
-            s = render_temporal(arr, self.date, self.zone)
+            try:
+                s = render_temporal(arr, self.date, self.zone)
+            except pa.ArrowInvalid as e:
+                raise DirtyRecordError(self._reason(pos, name, batch, str(e))) from None
         elif pa.types.is_timestamp(t) and t.unit != "s":  # no '.000000' on whole seconds
             s = pc.replace_substring_regex(pc.cast(arr, pa.string()), r"\.0+(Z?)$", r"\1")
         elif pa.types.is_string(t):
@@ -230,13 +233,16 @@ class JsonEncoder:
         import duckdb
 
         if self.date is not None:
-            batch = pa.RecordBatch.from_arrays(
-                [
-                    render_temporal(c, self.date, self.zone) if is_temporal(c.type) else c
-                    for c in batch.columns
-                ],
-                names=batch.schema.names,
-            )
+            try:
+                batch = pa.RecordBatch.from_arrays(
+                    [
+                        render_temporal(c, self.date, self.zone) if is_temporal(c.type) else c
+                        for c in batch.columns
+                    ],
+                    names=batch.schema.names,
+                )
+            except pa.ArrowInvalid as e:
+                raise DirtyRecordError(f"dateFormat {self.date.java!r}: {e}") from None
         for name, c in zip(batch.schema.names, batch.columns, strict=True):
             if pa.types.is_floating(c.type) and c.null_count < len(c):
                 finite = pc.is_finite(c)
