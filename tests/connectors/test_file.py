@@ -939,6 +939,43 @@ def test_a_date_longer_than_its_iso_pattern_is_a_dirty_record(
     ]
 
 
+D = dt.datetime
+
+
+@pytest.mark.parametrize(
+    ("fmt", "good", "bad"),
+    [  # strptime took fewer digits where fields abut: 2024112 became 2024-11-02 (or -01-12?)
+        (
+            "yyyyMMdd",
+            {"20240102": D(2024, 1, 2), "20241231": D(2024, 12, 31)},
+            ["2024112", "2024 1 2", "202401021"],
+        ),
+        (
+            "yyyyMMddHHmmss",
+            {"20240102030405": D(2024, 1, 2, 3, 4, 5)},
+            ["2024010203045", "2024010203 4 5"],
+        ),
+        ("yyMMdd", {"240102": D(2024, 1, 2)}, ["24012"]),
+        # a field beside a separator may still go without its zero (DataX's parser too)
+        (
+            "yyyyMMdd H:mm",
+            {"20240102 3:04": D(2024, 1, 2, 3, 4), "20240102 13:04": D(2024, 1, 2, 13, 4)},
+            ["2024012 3:04"],
+        ),
+    ],
+)
+def test_a_date_not_filling_its_abutting_fields_is_a_dirty_record(
+    tmp_path: Path, fmt: str, good: dict[str, dt.datetime], bad: list[str]
+) -> None:
+    lines_file(tmp_path / "d.txt", [*good, *bad])
+    column = [{"index": 0, "type": "date", "format": fmt}]
+    got, dirty = read(
+        reader(tmp_path, path="d.txt", fileFormat="text", fieldDelimiter="|", column=column)
+    )
+    assert [d.row for d in dirty] == [{"c0": b} for b in bad]
+    assert got is not None and got.column(0).to_pylist() == list(good.values())
+
+
 def test_a_fraction_under_an_iso_pattern_with_seconds_is_read(tmp_path: Path) -> None:
     # a fraction names the pattern's second more closely (DataX's parser drops it); a date
     # alone is that day's midnight

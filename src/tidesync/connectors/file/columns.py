@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import itertools
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -102,6 +103,13 @@ class DatePattern:
     #: ISO parser takes longer layouts too, whose time (or seconds) such a pattern has no place
     #: for; past ``ss`` only a fraction can follow, which names the same second more closely
     iso_width: int | None = None
+    #: numeric fields that abut (``yyyyMMdd``): a regex each value must match, every field of
+    #: an abutting run at its full width. strptime takes fewer digits (``2024112`` became
+    #: 2024-11-02, as well 2024-01-12; ``2024 1 2`` 2024-01-02): a guess, a dirty record
+    abutting: str | None = None
+    #: a pattern of abutting numeric fields alone (``yyyyMMddHHmmss``): its digits, checked
+    #: without the regex (a tenth of its cost)
+    digits: int | None = None
 
 
 def _tokens(pattern: str) -> list[tuple[str, int] | str]:
@@ -174,7 +182,19 @@ def date_pattern(java: str) -> DatePattern:
     if not any(t[0] == "S" for t in letters):
         fmt = _join(tokens)
         width = len(java.replace("'T'", "T")) if iso and "ss" not in java else None
-        return DatePattern(java, fmt, None, fmt, "s", zoned, iso=iso, iso_width=width)
+        abutting = _abutting(tokens)
+        return DatePattern(
+            java,
+            fmt,
+            None,
+            fmt,
+            "s",
+            zoned,
+            iso=iso,
+            iso_width=width,
+            abutting=abutting,
+            digits=_digits(tokens) if abutting else None,
+        )
     strftime, unit = _fraction_strftime(tokens)
     try:
         return DatePattern(java, None, _fraction_regex(tokens), strftime, unit, False, iso=iso)
@@ -183,6 +203,58 @@ def date_pattern(java: str) -> DatePattern:
 
 
 _ISO = re.compile(r"yyyy-MM-dd(?:[ T]HH:mm(?::ss(?:\.S{1,9})?)?)?")
+#: numeric pattern letters and the digits each takes in full (``yy`` two, ``y`` four)
+_DIGITS = {"y": 4, "M": 2, "d": 2, "H": 2, "h": 2, "m": 2, "s": 2, "D": 3}
+
+
+def _abutting(tokens: list[tuple[str, int] | str]) -> str | None:
+    """The regex of :attr:`DatePattern.abutting`, or None: no numeric fields abut, or the
+    pattern holds a field of words (``MMM``, ``E``, ``a``) or an offset."""
+    numeric = [
+        not isinstance(t, str) and t[0] in _DIGITS and not (t[0] == "M" and t[1] > 2)
+        for t in tokens
+    ]
+    if not any(a and b for a, b in itertools.pairwise(numeric)):
+        return None
+    parts = []
+    for i, t in enumerate(tokens):
+        if isinstance(t, str):
+            parts.append(re.escape(t))
+            continue
+        if not numeric[i]:
+            return None
+        full = _full(*t)
+        abuts = (i > 0 and numeric[i - 1]) or (i + 1 < len(tokens) and numeric[i + 1])
+        parts.append(f"\\d{{{full}}}" if abuts else f"\\d{{1,{full}}}")
+    return "^" + "".join(parts) + "$"
+
+
+def _digits(tokens: list[tuple[str, int] | str]) -> int | None:
+    """The digits of a pattern of numeric fields alone, all abutting (``yyyyMMdd``: 8)."""
+    total = 0
+    for t in tokens:
+        if isinstance(t, str):
+            return None
+        total += _full(*t)
+    return total
+
+
+def _full(letter: str, n: int) -> int:
+    """The digits a numeric field takes in full."""
+    return 2 if letter == "y" and n == 2 else max(n, _DIGITS[letter])
+
+
+def _fills(arr: pa.Array, pattern: DatePattern) -> bool:
+    """Whether every value fills the abutting fields of ``pattern`` (see ``abutting``)."""
+    if pattern.digits:
+        lengths = pc.min_max(pc.binary_length(arr))
+        if lengths["min"].as_py() not in (None, pattern.digits):
+            return False
+        if lengths["max"].as_py() not in (None, pattern.digits):
+            return False
+        return bool(pc.all(pc.ascii_is_decimal(arr)).as_py())
+    assert pattern.abutting is not None
+    return bool(pc.all(pc.match_substring_regex(arr, pattern.abutting)).as_py())
 
 
 def _fraction_regex(tokens: list[tuple[str, int] | str]) -> str:
@@ -549,6 +621,8 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
             fmt = col.date.strptime
             assert fmt is not None
             parsed = pc.strptime(arr, format=fmt, unit="us", error_is_null=False)
+            if col.date.abutting and not _fills(arr, col.date):
+                raise pa.ArrowInvalid(f"does not fill every field of {col.date.java!r}")
             no_rolled_days(arr, parsed, fmt, col.date.zoned)
             return parsed
         if pa.types.is_integer(target) and _holds_x(arr):
