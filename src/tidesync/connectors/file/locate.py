@@ -92,7 +92,7 @@ def expand(
     caller decides what that means. ``stagings`` collects the writers' staging folders
     (``.tidesync-tmp-RUN``) in the folders looked at, where pending publishes may lie."""
     if not has_glob(pattern):  # a folder may come: its check's client loads meanwhile
-        _folder_object(fs, None)
+        _folder_objects(fs, None)
     if prefix and not has_glob(pattern):
         return _by_prefix(fs, pattern, stagings)
     if not has_glob(pattern):
@@ -105,7 +105,7 @@ def expand(
             if stagings is not None and "/" in pattern:
                 _note(fs.get_file_info(_folder_of(pattern)), stagings)
             return []
-        _folder_object(fs, pattern)
+        _folder_objects(fs, [pattern])
         found = fs.get_file_info(pafs.FileSelector(pattern, recursive=True))
         _note(found, stagings)
         return _once(i for i in found if i.type == pafs.FileType.File and _visible(i.path, pattern))
@@ -166,30 +166,30 @@ def _by_prefix(
                 _note(fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True)), stagings)
             return [info]
     out = []
-    if not stem:
-        _folder_object(fs, parent)
     listed = fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
     _note(listed, stagings)
+    listed = [
+        i for i in listed if i.base_name.startswith(stem) and (stem or _visible(i.path, parent))
+    ]
+    folders = [i.path for i in listed if i.type == pafs.FileType.Directory]
+    _folder_objects(fs, folders if stem else [parent, *folders])
     for i in listed:
-        if not i.base_name.startswith(stem) or (not stem and not _visible(i.path, parent)):
-            continue
         if i.type == pafs.FileType.File:
             out.append(i)
         elif i.type == pafs.FileType.Directory:
-            _folder_object(fs, i.path)
             below = fs.get_file_info(pafs.FileSelector(i.path, recursive=True))
             _note(below, stagings)
             out += [j for j in below if j.type == pafs.FileType.File and _visible(j.path, i.path)]
     return _once(out)
 
 
-def _folder_object(fs: pafs.FileSystem, folder: str | None) -> None:
+def _folder_objects(fs: pafs.FileSystem, folders: list[str] | None) -> None:
     """On an object store, refuse a folder whose own key (``folder/``) holds data: listing the
-    folder would pass over it (``Edge.folder_object``). None: only start loading the client
+    folder would pass over it (``Edge.folder_objects``). None: only start loading the client
     that checks, on a thread of its own."""
-    check = getattr(getattr(fs, "handler", None), "folder_object", None)
+    check = getattr(getattr(fs, "handler", None), "folder_objects", None)
     if check is not None:
-        check(folder)
+        check(folders)
 
 
 def _once(found: Iterable[pafs.FileInfo]) -> list[pafs.FileInfo]:

@@ -22,6 +22,7 @@ are multipart uploads in the background, both native. :class:`Edge` wraps it in 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import importlib.util
@@ -563,35 +564,43 @@ class Edge(pafs.FileSystemHandler):
         with self._edge("list", selector.base_dir):
             return list(self.s3.get_file_info(selector))
 
-    def folder_object(self, path: str | None) -> None:
+    def folder_objects(self, paths: list[str] | None) -> None:
         """Refuse a folder (``bucket/logs/2024``) whose own name with a '/' (``logs/2024/``) is an
         object holding data. pyarrow takes such a key for the folder: it lists neither the
         object nor can it read it, so the object's rows were silently not read. A zero-byte one
         is a folder marker (consoles make them) and no data. Asks with botocore (the ``s3``
-        extra); without it (reading needs only pyarrow) the folder is not checked. ``None``:
-        start building the client on a thread (see :meth:`prefetch`), as a folder may come."""
+        extra), a HEAD per folder, several at once; without botocore (reading needs only
+        pyarrow) the folders are not checked. ``None``: start building the client on a thread
+        (see :meth:`prefetch`), as folders may come."""
         if importlib.util.find_spec("botocore") is None:
             return
-        if path is None:
+        if paths is None:
             self.prefetch()
             return
-        bucket, _, key = path.strip("/").partition("/")
-        if not key:
+        parts = [p.strip("/").partition("/") for p in paths]
+        keys = [(bucket, key + "/") for bucket, _, key in parts if key]
+        if not keys:
             return
-        with self._edge("look up", path):
+        with concurrent.futures.ThreadPoolExecutor(min(len(keys), 16)) as pool:
+            sizes = list(pool.map(lambda bk: self._size(*bk), keys))
+        for (bucket, key), size in zip(keys, sizes, strict=True):
+            if size:
+                raise FatalError(
+                    f"{self.settings.where(bucket)}: the object {key!r} holds {size} bytes, "
+                    "but a key ending in '/' names a folder, which cannot be read as an "
+                    "object; copy it to a key without the trailing '/'"
+                )
+
+    def _size(self, bucket: str, key: str) -> int:
+        """An object's size by a HEAD request; 0 when there is none."""
+        with self._edge("look up", f"{bucket}/{key}"):
             try:
-                size = self.boto.head_object(Bucket=bucket, Key=key + "/")["ContentLength"]
+                return int(self.boto.head_object(Bucket=bucket, Key=key)["ContentLength"])
             except Exception as e:
                 response = getattr(e, "response", None) or {}
                 if (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") == 404:
-                    return
+                    return 0
                 raise
-        if size:
-            raise FatalError(
-                f"{self.settings.where(bucket)}: the object {key + '/'!r} holds {size} bytes, "
-                "but a key ending in '/' names a folder, which cannot be read as an object; "
-                "copy it to a key without the trailing '/'"
-            )
 
     def create_dir(self, path: str, recursive: bool) -> None:
         # keys need no folders; but a writer starts here: check what its commit will need
