@@ -864,6 +864,9 @@ def test_constants_fill_their_columns(tmp_path: Path) -> None:
         ("dd/MM/yy", "02/01/99", dt.datetime(1999, 1, 2)),
         ("dd/MM/yy HH:mm:ss.SSS", "02/01/99 10:00:00.5", dt.datetime(1999, 1, 2, 10, 0, 0, 500000)),
         ("dd/MM/yy HH:mm:ss.SSS", "02/01/24 10:00:00.5", dt.datetime(2024, 1, 2, 10, 0, 0, 500000)),
+        # no year: Java's (DataX's) 1970, not strptime's 1900
+        ("HH:mm:ss", "10:00:01", dt.datetime(1970, 1, 1, 10, 0, 1)),
+        ("MM-dd HH:mm", "12-31 23:59", dt.datetime(1970, 12, 31, 23, 59)),
     ],
 )
 def test_java_date_patterns_parse(

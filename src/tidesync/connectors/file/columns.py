@@ -110,6 +110,9 @@ class DatePattern:
     #: a pattern of abutting numeric fields alone (``yyyyMMddHHmmss``): its digits, checked
     #: without the regex (a tenth of its cost)
     digits: int | None = None
+    #: no year in the pattern (``HH:mm:ss``, ``MM-dd``): strptime's is 1900, Java's (DataX's)
+    #: 1970, which the value is moved to
+    no_year: bool = False
 
 
 def _tokens(pattern: str) -> list[tuple[str, int] | str]:
@@ -194,6 +197,7 @@ def date_pattern(java: str) -> DatePattern:
             iso_width=width,
             abutting=abutting,
             digits=_digits(tokens) if abutting else None,
+            no_year=not any(t[0] == "y" for t in letters),
         )
     strftime, unit = _fraction_strftime(tokens)
     try:
@@ -624,6 +628,8 @@ def convert(arr: pa.Array, col: Column) -> pa.Array:
             if col.date.abutting and not _fills(arr, col.date):
                 raise pa.ArrowInvalid(f"does not fill every field of {col.date.java!r}")
             no_rolled_days(arr, parsed, fmt, col.date.zoned)
+            if col.date.no_year:  # 1900 and 1970 are common years: the same month and day
+                parsed = pc.add(parsed, _YEARS_1900_1970)
             return parsed
         if pa.types.is_integer(target) and _holds_x(arr):
             # Arrow reads 0x10 as 16; a long is written in decimal digits (DataX refuses it too)
@@ -679,6 +685,10 @@ def _int(n: int) -> pa.Scalar:
 
 _DAY_4, _DAY_28, _YY_PIVOT = _int(4), _int(28), _int(69)
 _SEC_0, _SEC_1 = _int(0), _int(1)
+#: 1900-01-01 to 1970-01-01 (25,567 days), in microseconds
+_YEARS_1900_1970 = pa.Array.from_buffers(
+    pa.duration("us"), 1, [None, pa.py_buffer((25567 * 86_400_000_000).to_bytes(8, "little"))]
+)[0]
 #: the days of the year (common and leap) of March 1-3 and the 1st of May, July, October and
 #: December: where strptime's rolled days land
 _LANDINGS = _ints(60, 61, 62, 63, 121, 122, 182, 183, 274, 275, 335, 336)
