@@ -157,7 +157,9 @@ _SIMPLE = {
 }
 
 
-def _directive(letter: str, n: int) -> str:
+def _directive(letter: str, n: int, printing: bool = False) -> str:
+    if letter == "X" and n >= 3 and printing:
+        return "%Ez"  # +08:00, as Java prints XXX (%z prints +0800; it reads both)
     if letter == "y":
         return "%y" if n == 2 else "%Y"
     if letter == "M":
@@ -169,8 +171,10 @@ def _directive(letter: str, n: int) -> str:
     raise ValueError(f"pattern letter {letter!r} is not supported")
 
 
-def _join(tokens: Sequence[tuple[str, int] | str]) -> str:
-    return "".join(t.replace("%", "%%") if isinstance(t, str) else _directive(*t) for t in tokens)
+def _join(tokens: Sequence[tuple[str, int] | str], printing: bool = False) -> str:
+    return "".join(
+        t.replace("%", "%%") if isinstance(t, str) else _directive(*t, printing) for t in tokens
+    )
 
 
 def date_pattern(java: str) -> DatePattern:
@@ -184,13 +188,14 @@ def date_pattern(java: str) -> DatePattern:
     iso = bool(_ISO.fullmatch(java.replace("'T'", "T")))
     if not any(t[0] == "S" for t in letters):
         fmt = _join(tokens)
+        printed = _join(tokens, printing=True)
         width = len(java.replace("'T'", "T")) if iso and "ss" not in java else None
         abutting = _abutting(tokens)
         return DatePattern(
             java,
             fmt,
             None,
-            fmt,
+            printed,
             "s",
             zoned,
             iso=iso,
@@ -203,7 +208,8 @@ def date_pattern(java: str) -> DatePattern:
     try:
         return DatePattern(java, None, _fraction_regex(tokens), strftime, unit, False, iso=iso)
     except ValueError as e:
-        return DatePattern(java, None, None, strftime, unit, False, str(e))
+        # it cannot parse (a zone is not read with fractions) but may print: zoned says so
+        return DatePattern(java, None, None, strftime, unit, zoned, str(e))
 
 
 _ISO = re.compile(r"yyyy-MM-dd(?:[ T]HH:mm(?::ss(?:\.S{1,9})?)?)?")
@@ -303,7 +309,7 @@ def _fraction_strftime(tokens: list[tuple[str, int] | str]) -> tuple[str | None,
         else:
             out.append(tokens[i])
             i += 1
-    return _join(out), unit
+    return _join(out, printing=True), unit
 
 
 def _parse_fraction(arr: pa.Array, pattern: DatePattern) -> pa.Array:
