@@ -1737,6 +1737,24 @@ def test_a_date_format_with_an_offset_prints_wall_times_with_the_jobs_offset(
         }
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_date_under_a_date_format_with_fractions_prints_them_and_reads_back(
+    tmp_path: Path, fmt: str
+) -> None:
+    # a date printed 2024-01-02 00:00:00 under ss.SSS, which the same pattern does not read
+    pattern = "yyyy-MM-dd HH:mm:ss.SSS"
+    t = pa.table({"d": pa.array([dt.date(2024, 1, 2)], pa.date32())})
+    write(writer(tmp_path, fileName="t", fileFormat=fmt, dateFormat=pattern), t)
+    text = (tmp_path / "out" / "t").read_text()
+    assert "2024-01-02 00:00:00.000" in text
+    column = [{"name": "d", "type": "date", "format": pattern}]
+    if fmt == "csv":
+        column = [{"index": 0, "type": "date", "format": pattern}]
+    got, dirty = read(reader(tmp_path, path="out", fileFormat=fmt, column=column))
+    assert dirty == [] and got is not None
+    assert got.column(0).to_pylist() == [dt.datetime(2024, 1, 2)]
+
+
 @pytest.mark.parametrize(
     ("pattern", "printed"),
     [  # XXX printed +0530 (C's %z); with fractions every row was dirty (no zone to print)

@@ -344,8 +344,8 @@ def render_temporal(arr: pa.Array, pattern: DatePattern, zone: str | None = None
             "fractional seconds print only as ss.SSS"
         )
     t = arr.type
-    if pa.types.is_date(t):
-        arr = pc.cast(arr, pa.timestamp("s"))
+    if pa.types.is_date(t):  # at the pattern's unit: ss.SSS prints 00:00:00.000, as it reads
+        arr = pc.cast(arr, pa.timestamp(pattern.unit))
     elif pa.types.is_timestamp(t) and t.unit != pattern.unit:
         arr = pc.cast(arr, pa.timestamp(pattern.unit, t.tz), safe=False)
     if pattern.zoned and arr.type.tz is None and zone:
