@@ -561,3 +561,23 @@ def test_two_entries_writing_one_table_are_refused_not_left_waiting(tmp_path: Pa
     with pytest.raises(ConfigError) as e:
         load_job(_two_entries(tmp_path, [writer, writer]), runtime=RT)
     assert f"job.content[1].writer.parameter: writes sqlite table t in {db}, as " in str(e.value)
+
+
+def test_a_dirty_record_after_a_filtering_transformer_names_its_source_rows(
+    tmp_path: Path,
+) -> None:
+    # dx_filter drops ids 0-3, so the row the target refuses (id 7) is the fourth of the
+    # filtered batch: its position was "row 3", a row that was never refused
+    path = job(tmp_path, setting={"errorLimit": {"record": 1}}, writer={"reject": [7]}, rows=100)
+    doc = json.loads(path.read_text())
+    doc["job"]["content"][0]["transformer"] = [
+        {"name": "dx_filter", "parameter": {"columnIndex": 0, "paras": ["<", "4"]}}
+    ]
+    path.write_text(json.dumps(doc))
+    rep = run_job(load_job(path, runtime=RT), report_path=tmp_path / "report.json")
+    assert rep.status == "succeeded", rep.error
+    assert published_ids() == [i for i in range(4, 100) if i != 7]
+    dirty = [json.loads(line) for line in Path(rep.dirty_file or "").read_text().splitlines()]
+    assert [(d["row"]["id"], d["stage"]) for d in dirty] == [(7, "write")]
+    first, last = map(int, dirty[0]["position"].removeprefix("one of rows ").split("-"))
+    assert first <= 7 <= last

@@ -221,10 +221,13 @@ class _Run:
                     n = b.num_rows
                     c.records_read += n
                     c.bytes_read += b.nbytes
+                    # a transformed batch's rows are no longer the source's rows by position
+                    # (a filter drops some, an sql reorders): the writer names the range
+                    last = offset + n - 1 if self.transforms else None
                     for out in self.transform(b, offset):
                         if out.num_rows:
                             self.shared.rate.acquire(out.num_rows, out.nbytes)
-                            channel.put((out, offset), out.nbytes)
+                            channel.put((out, offset, last), out.nbytes)
                     offset += n
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, which re-raises it
             channel.close(e)
@@ -257,18 +260,24 @@ class _Run:
         channel.close()
 
     def transform(self, batch: pa.RecordBatch, offset: int) -> list[pa.RecordBatch]:
+        """``batch`` (the source's rows from ``offset``) through every transformer. A dirty
+        record's position is its source row where that is known: in the first transformer,
+        which sees the source's rows in order. A later one sees what the ones before it made
+        (rows filtered out, split around dirty ones, reordered): its position is the source
+        batch's range of rows."""
         out = [batch]
-        for t in self.transforms:
+        last = offset + batch.num_rows - 1
+        for i, t in enumerate(self.transforms):
 
             def on_dirty(
-                o: int, row: pa.RecordBatch, e: DirtyRecordError, t: Transform = t
+                o: int, row: pa.RecordBatch, e: DirtyRecordError, t: Transform = t, i: int = i
             ) -> None:
                 named = e.reason.startswith(f"{t.name}: ")  # dx_* and sql name themselves
                 self.add_dirty(
                     "transform",
                     e.reason if named else f"{t.name}: {e.reason}",
                     row_of(row, 0),
-                    f"row {offset + o}",
+                    f"row {offset + o}" if i == 0 else rows_between(offset, last),
                     e.code,
                 )
 
@@ -349,14 +358,19 @@ class _Run:
 
         while True:
             try:
-                batch, offset = channel.get()
+                batch, offset, last = channel.get()
             except StopIteration:
                 return
 
             def on_dirty(
-                o: int, row: pa.RecordBatch, e: DirtyRecordError, at: int = offset
+                o: int,
+                row: pa.RecordBatch,
+                e: DirtyRecordError,
+                at: int = offset,
+                last: int | None = last,
             ) -> None:
-                self.add_dirty("write", e.reason, row_of(row, 0), f"row {at + o}", e.code)
+                where = f"row {at + o}" if last is None else rows_between(at, last)
+                self.add_dirty("write", e.reason, row_of(row, 0), where, e.code)
 
             self.c.records_written += sum(isolate(batch, write, on_dirty))
 
@@ -402,3 +416,8 @@ class _Stop:
 
     def set(self) -> None:
         self.mine.set()
+
+
+def rows_between(first: int, last: int) -> str:
+    """A dirty record's position where only its source batch is known."""
+    return f"row {first}" if first == last else f"one of rows {first}-{last}"
