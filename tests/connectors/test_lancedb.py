@@ -169,6 +169,24 @@ def test_update_changes_existing_keys_only(ad: LanceAdapter) -> None:
     assert by_id(ad.read_table("t")) == {1: "t1", 2: "u2"}
 
 
+def test_update_changes_only_the_columns_the_source_sends(ad: LanceAdapter) -> None:
+    write(ad, ad.writer_params("t"), docs([1, 2]))
+    write(ad, ad.writer_params("t", writeMode="update"), docs([2], "u").select(["id", "review"]))
+    got = ad.read_table("t").sort_by("id")
+    assert by_id(got) == {1: "t1", 2: "u2"}
+    assert got.column("vec").to_pylist() == docs([1, 2]).column("vec").to_pylist()
+
+
+def test_merge_replaces_the_whole_row_and_a_column_not_sent_becomes_null(
+    ad: LanceAdapter,
+) -> None:
+    write(ad, ad.writer_params("t"), docs([1, 2]))
+    write(ad, ad.writer_params("t", writeMode="merge"), docs([2], "m").select(["id", "review"]))
+    got = ad.read_table("t").sort_by("id")
+    assert by_id(got) == {1: "t1", 2: "m2"}
+    assert got.column("vec").to_pylist()[1] is None
+
+
 def test_update_of_a_missing_table_fails_before_writing(ad: LanceAdapter) -> None:
     w = make_writer(ad, ad.writer_params("t", writeMode="update"))
     with pytest.raises(FatalError, match="does not exist"):

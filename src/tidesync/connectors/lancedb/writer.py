@@ -145,6 +145,7 @@ class Writer(base.Writer):
         self.heartbeat: Heartbeat | None = None
         self.target: pa.Schema | None = None  # the staged files' schema
         self._dims: dict[str, int] = {}  # new table: list<float> column -> vector length seen
+        self._sent: list[str] = []  # the incoming columns (update changes only these)
 
     def _index_params(self, p: base.Params, raw: dict[str, Any]) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
@@ -228,6 +229,7 @@ class Writer(base.Writer):
 
     def _plan(self, incoming: pa.Schema) -> pa.Schema:
         names = incoming.names
+        self._sent = list(names)
         where = self.ctx.where
         if self.table is None:
             target = incoming
@@ -395,6 +397,10 @@ class Writer(base.Writer):
         if last.num_rows < n:
             keep = np.sort(last.column(f"{_ROW}_max").to_numpy())
             table = table.take(pa.array(keep))
+        if self.mode == "update":
+            # only the columns the source sent: the staged rows hold NULL for the others,
+            # which would overwrite what the table keeps there
+            table = table.select([n for n in table.column_names if n in self._sent])
         builder = self.table.merge_insert(self.keys).when_matched_update_all()
         if self.mode == "merge":
             builder = builder.when_not_matched_insert_all()
