@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import sys
+from datetime import datetime, timezone
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from tests.connectors.conformance import (
     rows,
     write,
 )
-from tidesync.connectors.base import Split
+from tidesync.connectors.base import Context, Split, load
 from tidesync.engine.dirty import isolate
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError
 
@@ -245,6 +246,24 @@ def test_a_value_that_does_not_fit_becomes_a_dirty_record(ad: LanceAdapter) -> N
     assert [off for off, _ in bad] == [1]
     assert "column id" in bad[0][1].reason
     assert sorted(by_id(ad.read_table("t"))) == [1, 2, 4]
+
+
+def test_naive_and_zoned_times_meet_in_the_jobs_time_zone(ad: LanceAdapter) -> None:
+    def ts(tz: str | None) -> pa.Array:
+        return pa.array([datetime(2024, 1, 1, 8)], pa.timestamp("us", tz))
+
+    ad.db().create_table("t", data=pa.table({"id": [1], "at": ts("UTC"), "wall": ts(None)}))
+    w = load("lancedb", "writer")(
+        ad.writer_params("t"), Context(base_dir=ad.base_dir, where=WHERE, timezone="Asia/Shanghai")
+    )
+    batch = pa.record_batch({"id": [2], "at": ts(None), "wall": ts("UTC")})
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    sink.write(batch)
+    w.commit([sink.close()])
+    got = ad.read_table("t").sort_by("id").to_pylist()[1]
+    assert got["at"] == datetime(2024, 1, 1, 0, tzinfo=timezone.utc)  # 08:00 in Shanghai
+    assert got["wall"] == datetime(2024, 1, 1, 16)  # 08:00Z is 16:00 there
 
 
 def test_a_new_table_stores_float_lists_as_vectors_and_other_lengths_are_dirty(

@@ -28,6 +28,7 @@ from tidesync.connectors.publish import (
     hook,
     write_local,
 )
+from tidesync.connectors.sql.writer import wall_times_as_instants
 from tidesync.errors import ConfigError, DirtyRecordError, FatalError, TidesyncError, did_you_mean
 
 log = logging.getLogger("tidesync")
@@ -283,6 +284,7 @@ class Writer(base.Writer):
                 col = batch.column(names.index(f.name))
                 if col.type != f.type:
                     try:
+                        col = self._in_zone(col, f)
                         col = col.cast(f.type)
                     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
                         raise DirtyRecordError(
@@ -301,6 +303,21 @@ class Writer(base.Writer):
             if arrays[target.names.index(k)].null_count:
                 raise DirtyRecordError(f"primary key {k} is null", code="NOT NULL")
         return pa.RecordBatch.from_arrays(arrays, schema=target)
+
+    def _in_zone(self, col: pa.Array, f: pa.Field) -> pa.Array:
+        """A timestamp bound for a column of the other kind meets it in the job's zone, as in
+        the SQL writers (Arrow's cast takes UTC for both): a naive time for a column with a zone
+        is a wall time there (one the clock skips or shows twice is a dirty record); an instant
+        for a naive or date column is written as the wall time, or the day, it is there."""
+        src, t = col.type, f.type
+        if not pa.types.is_timestamp(src):
+            return col
+        zone = self.ctx.timezone
+        if pa.types.is_timestamp(t) and t.tz and not src.tz:
+            return wall_times_as_instants(col, zone, f.name, str(t))
+        if src.tz and (pa.types.is_date(t) or (pa.types.is_timestamp(t) and not t.tz)):
+            return pc.local_timestamp(col.cast(pa.timestamp(src.unit, zone)))
+        return col
 
     def _check_length(self, name: str, col: pa.Array) -> None:
         """A new table stores a list<float> column as fixed_size_list (a vector, what search
