@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 from datetime import datetime, timezone
+from decimal import Decimal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,26 @@ def test_a_value_that_does_not_fit_becomes_a_dirty_record(ad: LanceAdapter) -> N
     assert [off for off, _ in bad] == [1]
     assert "column id" in bad[0][1].reason
     assert sorted(by_id(ad.read_table("t"))) == [1, 2, 4]
+
+
+@pytest.mark.parametrize("existing", [False, True])
+@pytest.mark.parametrize("name", ["amount", "amount_in_euros"])
+def test_decimals_are_written_wherever_they_lie_in_the_staged_file(
+    ad: LanceAdapter, existing: bool, name: str
+) -> None:
+    # a staged file aligns buffers to 8 bytes; with one of these names (8 bytes apart in the
+    # file's schema) the decimal's values lie 8 bytes off a 16-byte boundary, where Lance's
+    # reader panicked (a new table was then committed empty, and the run succeeded)
+    data = pa.table(
+        {
+            "id": pa.array([2, 3], pa.int64()),
+            name: pa.array([Decimal("1.2345"), Decimal("0.1")], pa.decimal128(10, 4)),
+        }
+    )
+    if existing:
+        ad.db().create_table("t", data=data.slice(0, 0))
+    write(ad, ad.writer_params("t"), data)
+    assert rows(ad.read_table("t")) == rows(data)
 
 
 def test_naive_and_zoned_times_meet_in_the_jobs_time_zone(ad: LanceAdapter) -> None:

@@ -62,6 +62,15 @@ def _is_float_list(t: pa.DataType) -> bool:
     return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_floating(t.value_type)
 
 
+def _has_decimal(schema: pa.Schema) -> bool:
+    def walk(t: pa.DataType) -> bool:
+        if pa.types.is_dictionary(t):
+            return walk(t.value_type)
+        return pa.types.is_decimal(t) or any(walk(t.field(i).type) for i in range(t.num_fields))
+
+    return any(walk(f.type) for f in schema)
+
+
 def _is_vector(t: pa.DataType) -> bool:
     return pa.types.is_fixed_size_list(t) and pa.types.is_floating(t.value_type)
 
@@ -346,8 +355,19 @@ class Writer(base.Writer):
         return pa.schema(fields)
 
     def _batches(self, files: list[str], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        # Lance (Rust) needs a decimal's 16-byte values 16-byte aligned; an IPC file aligns
+        # buffers to 8, and a misaligned one panicked a Lance worker: create_table then
+        # committed an empty table and the run succeeded. Such buffers are copied aligned.
+        options = (
+            pa.ipc.IpcReadOptions(ensure_alignment=pa.ipc.Alignment.At64Byte)
+            if _has_decimal(schema)
+            else None
+        )
         for path in files:
-            with pa.memory_map(path) as source, pa.ipc.open_stream(source) as reader:
+            with (
+                pa.memory_map(path) as source,
+                pa.ipc.open_stream(source, options=options) as reader,
+            ):
                 for b in reader:
                     yield b if b.schema == schema else b.cast(schema)
                     hook("lancedb.streamed")  # tests kill a run here, inside LanceDB's commit
@@ -378,6 +398,14 @@ class Writer(base.Writer):
                     return
                 self.table = self.db.create_table(name, data=data, mode="create")
                 version = self.table.version
+                if self.table.count_rows() != rows:  # a failure LanceDB did not report
+                    found = self.table.count_rows()
+                    self.db.drop_table(name)
+                    self.table = None
+                    raise FatalError(
+                        f"{self.ctx.path('table')}: LanceDB created table {name!r} with {found} "
+                        f"of the {rows} rows; it was dropped again, nothing was written"
+                    )
             elif not rows and self.mode != "truncate":
                 log.info("%s: no rows; nothing to publish", where)
                 return
