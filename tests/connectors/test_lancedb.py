@@ -287,6 +287,34 @@ def test_naive_and_zoned_times_meet_in_the_jobs_time_zone(ad: LanceAdapter) -> N
     assert got["wall"] == datetime(2024, 1, 1, 16)  # 08:00Z is 16:00 there
 
 
+def test_a_cast_that_would_alter_a_value_is_a_dirty_record(ad: LanceAdapter) -> None:
+    ad.db().create_table(
+        "t",
+        data=pa.table(
+            {
+                "id": pa.array([], pa.int64()),
+                "amt": pa.array([], pa.decimal128(10, 2)),
+                "f": pa.array([], pa.float64()),
+            }
+        ),
+    )
+    batch = pa.record_batch(
+        {
+            "id": ["1", "0x10", "3", "4"],
+            "amt": [1.5, 1.0, 2.675, 1e-7],
+            "f": pa.array([Decimal("1.2345")] * 4, pa.decimal128(10, 4)),
+        }
+    )
+    bad: list[int] = []
+    w = make_writer(ad, ad.writer_params("t"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    isolate(batch, sink.write, lambda off, _b, _e: bad.append(off))
+    w.commit([sink.close()])
+    assert bad == [1, 2, 3]
+    assert ad.read_table("t").to_pylist() == [{"id": 1, "amt": Decimal("1.50"), "f": 1.2345}]
+
+
 def test_a_new_table_stores_float_lists_as_vectors_and_other_lengths_are_dirty(
     ad: LanceAdapter,
 ) -> None:

@@ -71,6 +71,24 @@ def _has_decimal(schema: pa.Schema) -> bool:
     return any(walk(f.type) for f in schema)
 
 
+def _cast(col: pa.Array, t: pa.DataType) -> pa.Array:
+    """Arrow's cast, refusing where it would alter a value (as the file reader's ``convert``):
+    raises ``pa.ArrowInvalid`` for a value that does not fit."""
+    src = col.type
+    text = pa.types.is_string(src) or pa.types.is_large_string(src)
+    if text and pa.types.is_integer(t):
+        if pc.any(pc.match_substring(col, "x", ignore_case=True)).as_py():
+            raise pa.ArrowInvalid("a hexadecimal number is not an integer")  # Arrow's reads 0x10
+    elif (pa.types.is_decimal(t) and pa.types.is_floating(src)) or (
+        pa.types.is_floating(t) and pa.types.is_decimal(src)
+    ):
+        # a double to a decimal cuts its digits past the scale (2.675 became 2.67, 1e-7 0.00);
+        # a decimal to a double divides in binary (1.2345 became 1.2345000000000002): through
+        # the shortest text, a value the scale cannot hold does not convert
+        col = col.cast(pa.string())
+    return col.cast(t)
+
+
 def _is_vector(t: pa.DataType) -> bool:
     return pa.types.is_fixed_size_list(t) and pa.types.is_floating(t.value_type)
 
@@ -293,8 +311,7 @@ class Writer(base.Writer):
                 col = batch.column(names.index(f.name))
                 if col.type != f.type:
                     try:
-                        col = self._in_zone(col, f)
-                        col = col.cast(f.type)
+                        col = _cast(self._in_zone(col, f), f.type)
                     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
                         raise DirtyRecordError(
                             f"column {f.name}: does not fit {f.type}: {e}", code="TYPE"
