@@ -9,7 +9,7 @@ why in ``reject_errors``. Every field is parsed as text and a typed one cast in 
 when it is in the set of values that DuckDB reads exactly as the Arrow path does
 (:data:`EXACT`); a value outside it is counted (a sequence's ``nextval``: an error would abort
 the transaction). A file with rejects or such values, or with a space beside a quote (which
-DuckDB's parser drops), is taken back (its rows are the transaction's newest, above the row id
+DuckDB's parser drops) or a lone carriage return (on which it fails), is taken back (its rows are the transaction's newest, above the row id
 the table had before it) and reported, so that the caller reads it again on the Arrow path:
 the direct path loads exactly what the Arrow path loads, or the Arrow path loads the file.
 """
@@ -213,24 +213,37 @@ def _quote_beside_space(delimiter: str) -> re.Pattern[bytes]:
     )
 
 
-def quote_beside_space(f: CsvFile) -> bool:
-    """Whether DuckDB's parser would drop a space beside a quote in ``f`` that the Arrow path
-    keeps (see :func:`_quote_beside_space`); such a file goes to the Arrow path. A quick
-    search for a space beside a quote comes first: most files have none."""
-    if f.delimiter == " ":
-        return False
-    pattern = _quote_beside_space(f.delimiter)
+_LONE_CR = re.compile(rb"\r[^\n]")
+
+
+def parser_trouble(f: CsvFile) -> str:
+    """Why DuckDB's parser would read ``f`` otherwise than the Arrow path, or fail on it ("" when
+    it reads it alike), as far as a scan of the bytes tells: a space beside a quote that DuckDB
+    drops and the Arrow path keeps (see :func:`_quote_beside_space`), or a carriage return not
+    followed by a line feed in a file that has line feeds too (DuckDB's parser stops with "the
+    state machine reached an invalid state", which aborts the transaction). Such a file goes to
+    the Arrow path. A quick search for a space beside a quote comes first: most files have none."""
+    pattern = _quote_beside_space(f.delimiter) if f.delimiter != " " else None
+    lone_cr = line_feed = False
     with pa.input_stream(f.path, compression=f.compression) as src:
         carry = b""
         while chunk := src.read(1 << 24):
             data = carry + chunk
-            if (b' "' in data or b'" ' in data) and pattern.search(data):
-                return True
+            if pattern is not None and (b' "' in data or b'" ' in data) and pattern.search(data):
+                return "a space beside a quote, which DuckDB's parser drops"
+            line_feed = line_feed or b"\n" in data
+            if not lone_cr and b"\r" in data:  # (a CR ending the data: in the next window)
+                lone_cr = _LONE_CR.search(data) is not None
             # a match may span chunks: carry the last field's start on (``^`` is the data's start,
             # so the carried part begins at a line's or field's end, or is the file's start)
             cut = max(data.rfind(b"\n"), data.rfind(b"\r"), data.rfind(f.delimiter.encode()))
             carry = data[max(cut, 0) :] if cut >= 0 else data
-    return False
+        lone_cr = lone_cr or carry.endswith(b"\r")
+    if lone_cr and line_feed:
+        return (
+            "a carriage return without a line feed beside line feeds, where DuckDB's parser fails"
+        )
+    return ""
 
 
 def load(
@@ -245,9 +258,8 @@ def load(
     path would. Otherwise the rows are deleted again and ``Loaded.rows`` is 0, with a reject
     that says why: a row DuckDB's parser refused, a value outside :data:`EXACT`, or a quote
     beside a space. Raises ``duckdb.Error`` when the statement fails (the transaction is then
-    lost: DuckDB aborts it). ``quotes_checked``: the caller has run :func:`quote_beside_space`."""
-    if not quotes_checked and quote_beside_space(f):
-        why = "a quote beside a space, which DuckDB's parser drops"
+    lost: DuckDB aborts it). ``quotes_checked``: the caller has run :func:`parser_trouble`."""
+    if not quotes_checked and (why := parser_trouble(f)):
         return Loaded(0, (Reject(None, None, "QUOTE", why, ""),), 1)
     return _insert(con, table_sql, targets, f)
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from tidesync.connectors import base
 from tidesync.connectors.duckdb.conn import _D, _columns, _resolve, _to_table, translate
-from tidesync.connectors.duckdb.csv import ARROW_TYPES, FORM, CsvFile, load, quote_beside_space
+from tidesync.connectors.duckdb.csv import ARROW_TYPES, FORM, CsvFile, load, parser_trouble
 from tidesync.connectors.sql import (
     DELETED,
     Binding,
@@ -725,10 +725,8 @@ class Writer(SqlWriter):
         rejects a row or would read a value otherwise than tidesync, so that the engine reads
         the file again the Arrow way."""
         # the scan for spaces beside quotes reads the file, outside the lock
-        if quote_beside_space(f):
-            raise base.DirectFallback(
-                f"{f.label} has a space beside a quote, which DuckDB's parser drops"
-            )
+        if why := parser_trouble(f):
+            raise base.DirectFallback(f"{f.label} has {why}")
         with self.lock:
             if not self.live or self.poisoned:
                 raise FatalError(f"{self.where}: the transaction is closed: {self.poisoned}")
