@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from tests.integration._cdc import run_imports_pandas
-from tidesync.connectors.duckdb.csv import CsvFile, load, read_csv_sql
+from tidesync.connectors.duckdb.csv import CsvFile, load, parser_trouble, read_csv_sql
 from tidesync.engine.runner import load_job, run_job
 from tidesync.spec.params import RunTime
 
@@ -505,15 +505,15 @@ def test_files_whose_empty_lines_duckdb_reads_otherwise_go_the_arrow_way(
 @pytest.mark.parametrize(
     "text",
     [  # DuckDB's parser failed on these ("the state machine reached an invalid state"), which
-        # aborted the run's transaction; a file of CRs alone, or of CRLFs, stays direct
+        # aborted the run's transaction
         b"1,a\rb\n2,c\n",
         b'1,"a\rb"\r\n2,c\r\n',
         b"1,a\n2,b\r",
+        b'1,"a\nb"\r\n2,c\r\n',
+        b"\n1,a\r\n",
     ],
 )
-def test_a_carriage_return_without_a_line_feed_among_line_feeds_goes_the_arrow_way(
-    tmp_path: Path, text: bytes
-) -> None:
+def test_a_file_with_line_ends_of_two_kinds_goes_the_arrow_way(tmp_path: Path, text: bytes) -> None:
     (tmp_path / "a.csv").write_bytes(text)
     reader = {
         "path": str(tmp_path / "a.csv"),
@@ -522,8 +522,26 @@ def test_a_carriage_return_without_a_line_feed_among_line_feeds_goes_the_arrow_w
     arrow, direct = _both(tmp_path, reader, record=5)
     assert direct.status == "succeeded"
     assert direct.splits[0].path == "arrow"
-    assert "carriage return" in (direct.splits[0].fallback or "")
+    assert "line ends of two kinds" in (direct.splits[0].fallback or "")
     assert _dirty(direct) == _dirty(arrow)
+
+
+@pytest.mark.parametrize(
+    ("text", "direct"),
+    [
+        (b"1,a\n2,b\n", True),
+        (b"1,a\r\n2,b\r\n", True),
+        (b"1,a\r2,b\r", True),
+        (b'1,"a\r\nb"\r\n', True),
+        (b"1,a\r\n2,b\n", False),
+        (b"1,a\r2,b\n", False),
+    ],
+)
+def test_files_of_one_kind_of_line_end_stay_direct(
+    tmp_path: Path, text: bytes, direct: bool
+) -> None:
+    (tmp_path / "a.csv").write_bytes(text)
+    assert (parser_trouble(_csv_file(tmp_path / "a.csv", header=False)) == "") is direct
 
 
 def test_a_quote_inside_a_value_gives_the_arrow_paths_table(tmp_path: Path) -> None:

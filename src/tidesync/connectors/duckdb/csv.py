@@ -214,35 +214,44 @@ def _quote_beside_space(delimiter: str) -> re.Pattern[bytes]:
 
 
 _LONE_CR = re.compile(rb"\r[^\n]")
+_LONE_LF = re.compile(rb"(?<!\r)\n")
 
 
 def parser_trouble(f: CsvFile) -> str:
     """Why DuckDB's parser would read ``f`` otherwise than the Arrow path, or fail on it ("" when
     it reads it alike), as far as a scan of the bytes tells: a space beside a quote that DuckDB
-    drops and the Arrow path keeps (see :func:`_quote_beside_space`), or a carriage return not
-    followed by a line feed in a file that has line feeds too (DuckDB's parser stops with "the
-    state machine reached an invalid state", which aborts the transaction). Such a file goes to
-    the Arrow path. A quick search for a space beside a quote comes first: most files have none."""
+    drops and the Arrow path keeps (see :func:`_quote_beside_space`), or line ends of two kinds
+    (a CR without a LF beside LFs, or a LF without a CR beside CRs; even inside a quoted value),
+    on which DuckDB's parser stops with "the state machine reached an invalid state", aborting
+    the transaction. Such a file goes to the Arrow path. Files whose lines all end in LF, all in
+    CRLF or all in CR stay direct. A quick search for a space beside a quote comes first: most
+    files have none; a file without a CR costs one ``memchr`` more."""
     pattern = _quote_beside_space(f.delimiter) if f.delimiter != " " else None
-    lone_cr = line_feed = False
+    has_cr = has_lf = lone_cr = lone_lf = False
     with pa.input_stream(f.path, compression=f.compression) as src:
         carry = b""
         while chunk := src.read(1 << 24):
+            # the carried part starts at a line end or delimiter the last window judged: a LF
+            # opening it is not looked at again (its CR may have been cut off)
+            first = 1 if carry else 0
             data = carry + chunk
             if pattern is not None and (b' "' in data or b'" ' in data) and pattern.search(data):
                 return "a space beside a quote, which DuckDB's parser drops"
-            line_feed = line_feed or b"\n" in data
-            if not lone_cr and b"\r" in data:  # (a CR ending the data: in the next window)
-                lone_cr = _LONE_CR.search(data) is not None
+            if b"\r" in data:  # (a CR ending the data is judged in the next window)
+                has_cr = True
+                has_lf = has_lf or b"\n" in data
+                lone_cr = lone_cr or _LONE_CR.search(data) is not None
+                lone_lf = lone_lf or _LONE_LF.search(data, first) is not None
+            elif data.find(b"\n", first) >= 0:
+                has_lf = lone_lf = True
+            if (lone_cr and has_lf) or (lone_lf and has_cr):
+                return "line ends of two kinds (CR, LF), on which DuckDB's parser fails"
             # a match may span chunks: carry the last field's start on (``^`` is the data's start,
             # so the carried part begins at a line's or field's end, or is the file's start)
             cut = max(data.rfind(b"\n"), data.rfind(b"\r"), data.rfind(f.delimiter.encode()))
             carry = data[max(cut, 0) :] if cut >= 0 else data
-        lone_cr = lone_cr or carry.endswith(b"\r")
-    if lone_cr and line_feed:
-        return (
-            "a carriage return without a line feed beside line feeds, where DuckDB's parser fails"
-        )
+    if carry.endswith(b"\r") and has_lf:
+        return "line ends of two kinds (CR, LF), on which DuckDB's parser fails"
     return ""
 
 
