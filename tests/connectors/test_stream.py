@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
 import pyarrow as pa
 import pytest
 
@@ -85,3 +89,33 @@ def test_the_writer_prints_null_as_datax_does_apart_from_an_empty_string(
     one = w.open(Split(0, "s0"))
     one.write(batch.select(["s"]))
     assert capsys.readouterr().out == "\nnull\nx\n"
+
+
+@pytest.fixture
+def shanghai_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's local zone set to Asia/Shanghai (UTC+8) for the test."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("shanghai_clock")
+def test_generated_dates_are_the_times_written_whatever_the_machines_zone() -> None:
+    # incr and random took the times as the machine's local time: 8 hours early in Shanghai
+    r = Reader(
+        {
+            "column": [
+                {"type": "date", "incr": "2024-01-01 00:00:00,60"},
+                {"type": "date", "random": "2024-01-01 00:00:00,2024-01-01 00:00:00"},
+            ],
+            "recordCount": 2,
+        },
+        Context(),
+    )
+    got = pa.Table.from_batches(list(r.read(r.splits(1)[0]))).to_pylist()
+    assert got == [
+        {"c0": datetime(2024, 1, 1, 0, 0), "c1": datetime(2024, 1, 1)},
+        {"c0": datetime(2024, 1, 1, 0, 1), "c1": datetime(2024, 1, 1)},
+    ]

@@ -164,7 +164,7 @@ class Reader(base.Reader):
         if c.kind == "incr":
             idx = pc.add(pa.array(range(first, first + n), pa.int64()), 0)
             if pa.types.is_timestamp(c.type):
-                base_s = int(c.lo.timestamp())
+                base_s = _epoch(c.lo)
                 return pc.cast(pc.add(pc.multiply(idx, c.hi), base_s), pa.int64()).cast(c.type)
             return pc.add(pc.multiply(idx, c.hi), c.lo).cast(c.type)
         r = pc.random(n, initializer=rng.getrandbits(63))
@@ -175,7 +175,7 @@ class Reader(base.Reader):
         if pa.types.is_boolean(c.type):
             return pc.less(r, 0.5)
         if pa.types.is_timestamp(c.type):
-            lo, hi = int(c.lo.timestamp()), int(c.hi.timestamp())
+            lo, hi = _epoch(c.lo), _epoch(c.hi)
             return pc.floor(pc.add(pc.multiply(r, hi - lo), lo)).cast(pa.int64()).cast(c.type)
         # strings/bytes: lengths in [lo, hi], drawn from a pool so nothing loops per row
         lo, hi = int(c.lo), int(c.hi)
@@ -188,6 +188,12 @@ class Reader(base.Reader):
         )
         out = pc.take(pool, pc.floor(pc.multiply(r, 1024)).cast(pa.int64()))
         return out.cast(c.type)
+
+
+def _epoch(wall: datetime) -> int:
+    """Seconds since the epoch of a naive time read as the column's wall time, not the
+    machine's local time (``datetime.timestamp``): the generated values stay those written."""
+    return int(pa.scalar(wall, pa.timestamp("s")).value)
 
 
 def _parse(t: pa.DataType, s: str) -> Any:
