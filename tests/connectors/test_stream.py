@@ -65,6 +65,12 @@ def test_a_random_range_backwards_is_a_config_error(column: dict[str, str], prob
     assert str(e.value) == f"{WHERE}.column[0]: cannot read the {problem}"
 
 
+@pytest.mark.parametrize("kind", ["string", "boolean", "bytes"])
+def test_an_incr_column_of_a_type_that_does_not_count_is_a_config_error(kind: str) -> None:
+    with pytest.raises(ConfigError, match=r"column\[0\]: cannot read the .* incr counts only"):
+        Reader({"column": [{"type": kind, "incr": "1"}], "recordCount": 2}, Context(where=WHERE))
+
+
 def test_a_random_long_stays_within_its_range() -> None:
     r = Reader({"column": [{"type": "long", "random": "1,3"}], "recordCount": 500}, Context())
     assert set(rows(r, 1)) == {1, 2, 3}

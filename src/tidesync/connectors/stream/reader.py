@@ -94,6 +94,10 @@ class Reader(base.Reader):
                     raise ValueError(f"random {lo},{hi}: the low end first, as in {hi},{lo}")
                 return _Col(name, t, "random", lo=lo_v, hi=hi_v)
             if "incr" in c:
+                if not (
+                    pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_timestamp(t)
+                ):
+                    raise ValueError("incr counts only long, double and date columns")
                 parts = [s.strip() for s in str(c["incr"]).split(",")]
                 step = int(parts[1]) if len(parts) > 1 else 1
                 return _Col(name, t, "incr", lo=_parse(t, parts[0]), hi=step, key=key)
