@@ -442,6 +442,29 @@ def test_text_with_a_fraction_for_an_integer_column_is_dirty_not_rounded(
     assert [(r["id"], r["n"]) for r in rows(db.read_table("dst"))] == [(1, 12), (3, -3)]
 
 
+@pytest.mark.parametrize(
+    "n",
+    [
+        [None, None],  # a batch whose text is all NULL
+        [None, "x"],  # a bad row: the engine writes the others one by one
+    ],
+)
+def test_null_text_for_an_integer_column_is_written_as_null(
+    db: DuckdbAdapter, n: list[str | None]
+) -> None:
+    # NULLs alone read as text with a fraction: every such row was dirty, the run succeeded
+    db.execute("CREATE TABLE dst (id BIGINT, n INTEGER)")
+    bad = _write_isolated(
+        db,
+        db.writer_params("dst"),
+        pa.record_batch({"id": pa.array([1, 2], pa.int64()), "n": pa.array(n, pa.string())}),
+    )
+    assert [off for off, _ in bad] == ([1] if "x" in n else [])
+    assert [(r["id"], r["n"]) for r in rows(db.read_table("dst"))] == [(1, None)] + (
+        [] if "x" in n else [(2, None)]
+    )
+
+
 def test_a_check_constraint_violation_is_dirty(db: DuckdbAdapter) -> None:
     db.execute("CREATE TABLE dst (id BIGINT, n BIGINT CHECK (n > 0))")
     bad = _write_isolated(

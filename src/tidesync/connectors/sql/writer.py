@@ -38,7 +38,8 @@ def text_with_fraction(arr: pa.Array) -> bool:
     except pa.ArrowInvalid:
         return False
     whole = pc.or_kleene(pc.equal(pc.floor(f), f), pc.invert(pc.is_finite(f)))
-    return not pc.all(whole).as_py()
+    # a NULL has no fraction (pc.all of NULLs alone is NULL, which read as a fraction)
+    return not pc.all(pc.fill_null(whole, True)).as_py()
 
 
 def wall_times_as_instants(
