@@ -8,9 +8,9 @@ import json
 import logging
 import re
 import sys
-from datetime import datetime, timezone
-from decimal import Decimal
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +283,7 @@ def test_naive_and_zoned_times_meet_in_the_jobs_time_zone(ad: LanceAdapter) -> N
     sink.write(batch)
     w.commit([sink.close()])
     got = ad.read_table("t").sort_by("id").to_pylist()[1]
-    assert got["at"] == datetime(2024, 1, 1, 0, tzinfo=timezone.utc)  # 08:00 in Shanghai
+    assert got["at"] == datetime(2024, 1, 1, 0, tzinfo=UTC)  # 08:00 in Shanghai
     assert got["wall"] == datetime(2024, 1, 1, 16)  # 08:00Z is 16:00 there
 
 
