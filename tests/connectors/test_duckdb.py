@@ -442,6 +442,40 @@ def test_text_with_a_fraction_for_an_integer_column_is_dirty_not_rounded(
     assert [(r["id"], r["n"]) for r in rows(db.read_table("dst"))] == [(1, 12), (3, -3)]
 
 
+def test_a_double_that_duckdb_would_round_is_dirty(db: DuckdbAdapter) -> None:
+    # DuckDB's cast made the double 1.5 the integer 2, 2.675 the decimal 2.68 and 1e-7 0.00,
+    # and the run succeeded
+    db.execute("CREATE TABLE dst (id BIGINT, n INTEGER, d DECIMAL(10,2))")
+    bad = _write_isolated(
+        db,
+        db.writer_params("dst"),
+        pa.record_batch(
+            {
+                "id": pa.array([1, 2, 3, 4, 5], pa.int64()),
+                "n": [2.0, 1.5, None, None, -3.0],
+                "d": [None, None, 2.675, 1e-7, 0.1],
+            }
+        ),
+    )
+    assert [(off, e.reason.split(" (")[0]) for off, e in bad] == [
+        (1, "column n: value 1.5 is not an integer, as int32 holds"),
+        (
+            2,
+            "column d: value 2.675 has more digits after the point than decimal128(10, 2) keeps; "
+            "DuckDB would round it",
+        ),
+        (
+            3,
+            "column d: value 1e-07 has more digits after the point than decimal128(10, 2) keeps; "
+            "DuckDB would round it",
+        ),
+    ]
+    assert [(r["id"], r["n"], r["d"]) for r in rows(db.read_table("dst"))] == [
+        (1, 2, None),
+        (5, -3, decimal.Decimal("0.10")),
+    ]
+
+
 @pytest.mark.parametrize(
     "n",
     [

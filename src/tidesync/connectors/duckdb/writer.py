@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tidesync.connectors import base
 from tidesync.connectors.duckdb.conn import _D, _columns, _resolve, _to_table, translate
@@ -528,7 +529,7 @@ class Writer(SqlWriter):
             if i >= batch.num_columns or c not in self.table.arrow.names:
                 continue
             arr, t = batch.column(i), self.table.arrow.field(c).type
-            if pa.types.is_integer(t) and text_with_fraction(arr):
+            if pa.types.is_integer(t) and (text_with_fraction(arr) or _float_with_fraction(arr)):
                 raise DirtyRecordError(
                     f"column {c}: value{_one(arr)} is not an integer, as {t} holds ({self.where})"
                 )
@@ -792,12 +793,25 @@ def _one(arr: pa.Array) -> str:
     return f" {v!r}" if isinstance(v, str) else f" {v}"
 
 
+def _float_with_fraction(arr: pa.Array) -> bool:
+    """Whether a float array bound for an integer column holds a finite value with a fraction,
+    which DuckDB's cast rounds (1.5 became 2); NaN and the infinities are DuckDB's to refuse."""
+    if not pa.types.is_floating(arr.type):
+        return False
+    fraction = pc.and_(pc.is_finite(arr), pc.not_equal(pc.floor(arr), arr))
+    return bool(pc.any(pc.fill_null(fraction, False)).as_py())
+
+
 def _rounded(arr: pa.Array, t: pa.DataType) -> bool:
-    """Whether DuckDB's cast of ``arr`` to the column type ``t`` would round a value: a decimal
-    or decimal text with more digits after the point than the column's scale, or a timestamp
+    """Whether DuckDB's cast of ``arr`` to the column type ``t`` would round a value: a decimal,
+    a double or decimal text with more digits after the point than the column's scale, or a timestamp
     finer than the column's unit (TIMESTAMP_S, TIMESTAMP_MS). Text that is no number is
     DuckDB's to refuse, with its own message."""
     src = arr.type
+    if pa.types.is_decimal(t) and pa.types.is_floating(src):
+        # DuckDB's cast rounds a double to the scale (2.675 became 2.68, 1e-7 0.00): through
+        # its shortest text, as the file reader converts one
+        arr, src = arr.cast(pa.string()), pa.string()
     if pa.types.is_decimal(t) and (
         pa.types.is_decimal(src) or pa.types.is_string(src) or pa.types.is_large_string(src)
     ):
