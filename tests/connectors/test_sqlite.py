@@ -445,6 +445,17 @@ def test_a_where_with_split_pk_keeps_null_keys_in_their_own_split(db: SqliteAdap
     assert reader.splits(2)[2].label == "src id is null"
 
 
+def test_a_split_pk_holding_text_names_the_text(db: SqliteAdapter) -> None:
+    # an INTEGER column may hold text; the message named the smallest value (1, an int)
+    db.create_table("src", pa.table({"id": pa.array([1, 2], pa.int64()), "v": ["a", "b"]}))
+    with closing(sqlite3.connect(db.path)) as con:
+        con.execute("INSERT INTO src VALUES ('abc', 'c')")
+        con.commit()
+    reader = make_reader(db, db.reader_params("src", splitPk="id"))
+    with pytest.raises(ConfigError, match=r"holds str values such as 'abc'; splitPk needs"):
+        reader.splits(2)
+
+
 def test_rowid_is_a_column_of_every_table(db: SqliteAdapter) -> None:
     db.create_table("src", OLD)
     got = read_all(make_reader(db, db.reader_params("src", column=["rowid", "v"])))

@@ -505,10 +505,12 @@ class SqlReader(Reader):
             lo, hi = cur.fetchone()
             if lo is None:
                 return [("", None)]
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)):
+            odd = [v for v in (lo, hi) if not isinstance(v, int) or isinstance(v, bool)]
+            if odd:  # (SQLite: text sorts after every number, so max() finds it)
                 raise ConfigError(
                     f"{self.ctx.path('splitPk')}: column {pk!r} of table {s.table} holds "
-                    f"{type(lo).__name__} values such as {lo!r}; splitPk needs an integer column"
+                    f"{type(odd[0]).__name__} values such as {odd[0]!r}; splitPk needs an "
+                    "integer column"
                 )
             null_cond = f"{cond} AND ({k} IS NULL)" if cond else f" WHERE {k} IS NULL"
             cur.execute(f"SELECT 1 FROM {t}{null_cond} LIMIT 1")
