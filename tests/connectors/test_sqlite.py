@@ -785,6 +785,35 @@ def test_instants_and_wall_times_meet_in_the_jobs_zone(db: SqliteAdapter, zone: 
     ]
 
 
+@pytest.mark.parametrize(
+    ("column", "sent"),
+    [
+        ("TIMESTAMPTZ", pa.timestamp("us")),  # a naive time, stored as its instant ('...Z')
+        ("DATETIME", pa.timestamp("us", "UTC")),  # an instant, stored as its wall time
+    ],
+)
+def test_a_sync_keyed_by_a_time_of_the_other_kind_keeps_the_rows_it_wrote(
+    db: SqliteAdapter, column: str, sent: pa.DataType
+) -> None:
+    # the keys were compared as sent, not as stored: the sync deleted every row it wrote
+    _sql(db, f"CREATE TABLE dst (ts {column} PRIMARY KEY, v TEXT)")
+    _sql(db, "INSERT INTO dst VALUES ('2000-01-01 00:00:00', 'gone')")
+    times = [dt.datetime(2024, 1, 1, 8), dt.datetime(2024, 1, 2, 8)]
+    batch = pa.record_batch({"ts": pa.array(times, sent), "v": ["a", "b"]})
+    for _ in range(2):  # a rerun changes nothing
+        ctx = Context(
+            base_dir=db.base_dir, where="job.content[0].writer.parameter", timezone="Asia/Shanghai"
+        )
+        w = load("sqlite", "writer")(db.writer_params("dst", writeMode="sync"), ctx)
+        w.prepare(batch.schema)
+        sink = w.open(Split(0, "all"))
+        sink.write(batch)
+        w.commit([sink.close()])
+        with closing(sqlite3.connect(db.path)) as con:
+            got = con.execute("SELECT v FROM dst ORDER BY v").fetchall()
+        assert got == [("a",), ("b",)]
+
+
 def test_an_update_with_only_key_columns_inserts_the_missing_keys(db: SqliteAdapter) -> None:
     db.create_table("dst", OLD, primary_key=["id"])
     write(

@@ -383,7 +383,7 @@ class Writer(SqlWriter):
         seen = 'temp."tidesync_sync_keys"'
         cols = ", ".join(_D.ident(k) for k in names)
         self.execute(f"CREATE TEMP TABLE {seen} AS SELECT {cols} FROM {self.table_sql} WHERE 0")
-        values = [_py_column(c) for c in keys.columns]
+        values = self._stored_keys(keys)
         marks = ", ".join("?" for _ in names)
         try:
             self.con.executemany(f"INSERT INTO {seen} VALUES ({marks})", zip(*values, strict=True))
@@ -391,6 +391,33 @@ class Writer(SqlWriter):
             raise translate(e, self.where) from e
         self.execute(self.absent_sql(seen, names))
         self.execute(f"DROP TABLE {seen}")
+
+    def _stored_keys(self, keys: pa.RecordBatch) -> list[list[Any]]:
+        """The key columns as the writes bound them (``_in_zone``): a timestamp for a column of
+        the other kind is the text of its instant or wall time in the job's zone, not the text
+        of the value sent, which no stored key equals (a sync then deleted every row it wrote).
+        A naive time the zone shows twice (or skips) gives both instants: its row, dirty at
+        the write, keeps whichever its key has."""
+        declared = self._declared()
+        early, late = list(keys.columns), list(keys.columns)
+        for i, name in enumerate(keys.schema.names):
+            arr, t = keys.column(i), declared.get(name)
+            if t is None or not pa.types.is_timestamp(arr.type):
+                continue
+            if pa.types.is_timestamp(t) and t.tz and not arr.type.tz:
+                zone = self.ctx.timezone
+                early[i], late[i] = (
+                    pc.assume_timezone(arr, zone, ambiguous=a, nonexistent=a)
+                    for a in ("earliest", "latest")
+                )
+            else:
+                early[i] = late[i] = self._in_zone(arr, t, name)
+        rows = [_py_column(c) for c in early]
+        if any(a is not b for a, b in zip(early, late, strict=True)):
+            differ = [_py_column(c) for c in late]
+            if differ != rows:
+                rows = [a + b for a, b in zip(rows, differ, strict=True)]
+        return rows
 
     def commit_transaction(self) -> None:
         self.execute("COMMIT")
