@@ -814,6 +814,18 @@ def test_a_sync_keyed_by_a_time_of_the_other_kind_keeps_the_rows_it_wrote(
         assert got == [("a",), ("b",)]
 
 
+def test_an_interval_column_is_an_error_naming_it(db: SqliteAdapter) -> None:
+    # it failed with Arrow's bare "Unsupported cast from month_day_nano_interval to utf8"
+    iv = pa.array([pa.MonthDayNano([1, 2, 0])], pa.month_day_nano_interval())
+    batch = pa.record_batch({"id": pa.array([1], pa.int64()), "iv": iv})
+    w = make_writer(db, db.writer_params("dst"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    with pytest.raises(FatalError, match="column iv is an interval .* cast it to text"):
+        sink.write(batch)
+    w.abort([])
+
+
 def test_an_update_with_only_key_columns_inserts_the_missing_keys(db: SqliteAdapter) -> None:
     db.create_table("dst", OLD, primary_key=["id"])
     write(

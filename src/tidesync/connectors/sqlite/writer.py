@@ -43,7 +43,7 @@ from tidesync.connectors.sqlite.conn import (
 )
 from tidesync.connectors.sqlite.conn import error_code as _code
 from tidesync.engine.dirty import beyond_calendar
-from tidesync.errors import DirtyRecordError
+from tidesync.errors import DirtyRecordError, FatalError
 
 
 def _py_column(arr: pa.Array) -> list[Any]:
@@ -278,6 +278,11 @@ class Writer(SqlWriter):
             if i >= len(arrays):
                 break
             t, src = declared.get(name), arrays[i].type
+            if pa.types.is_interval(src):  # Arrow has no text for it: it cannot be bound
+                raise FatalError(
+                    f"{self.where}: column {name} is an interval ({src}), which SQLite has no "
+                    "type for; cast it to text or a number of seconds first (a transform)"
+                )
             if beyond_calendar(arrays[i]):
                 # bound as ISO text, such a value would be '<value out of range: N>' or
                 # another year (DuckDB's infinity, a time of 24:00:00)
