@@ -164,6 +164,16 @@ def test_a_hive_file_the_tables_schema_cannot_hold_is_an_error_naming_it(
     assert pq.read_table(tmp_path / "t" / "ds=1" / "foreign.parquet") == foreign
 
 
+def test_a_hive_column_parquet_cannot_hold_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    # an interval failed at the first file with Arrow's "Unhandled type for Arrow to Parquet
+    # schema conversion", naming no column
+    iv = pa.array([pa.MonthDayNano([1, 2, 0])], pa.month_day_nano_interval())
+    w = writer(tmp_path, "hive")
+    with pytest.raises(ConfigError, match=r"table: column 'iv' has type .* a Parquet file cannot"):
+        w.prepare(pa.schema([("id", pa.int64()), ("iv", iv.type)]))
+    assert not (tmp_path / "t").exists()
+
+
 @pytest.mark.parametrize(
     ("value", "why"),
     [("a\x00b", "control character"), ("a\nb", "control character"), ("x" * 300, "255 bytes")],

@@ -245,6 +245,7 @@ class HiveTable:
                     "but the source sends it too; leave it out of the source columns "
                     "(writer column: [...]) or leave out partition"
                 )
+        _check_parquet_types(incoming, self.table_key)
         current = self.current
         if current is None:
             fields = [
@@ -476,3 +477,21 @@ def _stored(t: pa.DataType) -> pa.DataType:
     if pa.types.is_binary_view(t):
         return pa.binary()
     return t
+
+
+def _check_parquet_types(schema: pa.Schema, key: str) -> None:
+    """A column of a type Parquet has no form for (an interval) failed at the first file, with
+    Arrow's message and no column name: a ConfigError naming it, before a row is read."""
+    try:
+        pq.ParquetWriter(pa.BufferOutputStream(), schema).close()
+        return
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        pass
+    for f in schema:
+        try:
+            pq.ParquetWriter(pa.BufferOutputStream(), pa.schema([f])).close()
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as e:
+            raise ConfigError(
+                f"{key}: column {f.name!r} has type {describe(f.type)}, which a Parquet file "
+                f"cannot hold ({e}); cast it first (a transform)"
+            ) from None
