@@ -179,6 +179,25 @@ def test_update_changes_only_the_columns_the_source_sends(ad: LanceAdapter) -> N
     assert got.column("vec").to_pylist() == docs([1, 2]).column("vec").to_pylist()
 
 
+def test_update_need_not_send_a_not_null_column(ad: LanceAdapter) -> None:
+    # it was a config error (and every row dirty): the column keeps its value in an update
+    schema = pa.schema(
+        [
+            pa.field("id", pa.int64(), False),
+            pa.field("name", pa.string(), False),
+            pa.field("score", pa.float64()),
+        ]
+    )
+    table = pa.table({"id": [1, 2], "name": ["a", "b"], "score": [None, None]}, schema=schema)
+    ad.db().create_table("t", data=table)
+    data = pa.table({"id": pa.array([2], pa.int64()), "score": [1.5]})
+    write(ad, ad.writer_params("t", writeMode="update"), data)
+    assert sorted(ad.read_table("t").to_pylist(), key=lambda r: r["id"]) == [
+        {"id": 1, "name": "a", "score": None},
+        {"id": 2, "name": "b", "score": 1.5},
+    ]
+
+
 def test_merge_replaces_the_whole_row_and_a_column_not_sent_becomes_null(
     ad: LanceAdapter,
 ) -> None:

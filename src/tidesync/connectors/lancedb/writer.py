@@ -273,7 +273,7 @@ class Writer(base.Writer):
                 f"{where}: the source has no column {f.name!r}, which table "
                 f"{self.loc.table!r} holds NOT NULL"
                 for f in target
-                if f.name not in names and not f.nullable
+                if f.name not in names and not f.nullable and self.mode != "update"
             ]
             if problems:
                 raise ConfigError(problems)
@@ -318,6 +318,9 @@ class Writer(base.Writer):
                         ) from e
             else:
                 col = pa.nulls(batch.num_rows, f.type)
+                if self.mode == "update":  # left as it is: _merge hands LanceDB the rest
+                    arrays.append(col)
+                    continue
             if not f.nullable and col.null_count:
                 raise DirtyRecordError(
                     f"column {f.name} is NOT NULL: a null value", code="NOT NULL"
