@@ -442,6 +442,20 @@ def test_text_with_a_fraction_for_an_integer_column_is_dirty_not_rounded(
     assert [(r["id"], r["n"]) for r in rows(db.read_table("dst"))] == [(1, 12), (3, -3)]
 
 
+def test_text_for_a_blob_column_is_its_utf8_bytes(db: DuckdbAdapter) -> None:
+    # DuckDB's cast read the text a\x41b as the bytes aAb, refused C:\xampp and any letter
+    # beyond ASCII; DataX writes a string's bytes
+    db.execute("CREATE TABLE dst (id BIGINT, b BLOB)")
+    text = ["a\\x41b", "C:\\xampp", "plain é"]
+    bad = _write_isolated(
+        db,
+        db.writer_params("dst"),
+        pa.record_batch({"id": pa.array([1, 2, 3], pa.int64()), "b": text}),
+    )
+    assert bad == []
+    assert [r["b"] for r in rows(db.read_table("dst"))] == [t.encode() for t in text]
+
+
 def test_a_double_that_duckdb_would_round_is_dirty(db: DuckdbAdapter) -> None:
     # DuckDB's cast made the double 1.5 the integer 2, 2.675 the decimal 2.68 and 1e-7 0.00,
     # and the run succeeded

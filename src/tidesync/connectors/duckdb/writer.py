@@ -529,6 +529,13 @@ class Writer(SqlWriter):
             if i >= batch.num_columns or c not in self.table.arrow.names:
                 continue
             arr, t = batch.column(i), self.table.arrow.field(c).type
+            if _is_text(arr.type) and (pa.types.is_binary(t) or pa.types.is_large_binary(t)):
+                # text's UTF-8 bytes, as DataX's asBytes (DuckDB's cast reads "\x41" as one
+                # byte and refuses any other character beyond ASCII)
+                arrays[i] = arr.cast(
+                    pa.large_binary() if pa.types.is_large_string(arr.type) else pa.binary()
+                )
+                continue
             if pa.types.is_integer(t) and (text_with_fraction(arr) or _float_with_fraction(arr)):
                 raise DirtyRecordError(
                     f"column {c}: value{_one(arr)} is not an integer, as {t} holds ({self.where})"
@@ -549,7 +556,8 @@ class Writer(SqlWriter):
                 wall_times_as_instants(arr, zone, c, "TIMESTAMPTZ")
             else:
                 check_text_wall_times(arr, zone, c, "TIMESTAMPTZ")
-        return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+        fields = [f.with_type(a.type) for f, a in zip(batch.schema, arrays, strict=True)]
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, batch.schema.metadata))
 
     def _delete(self, dead: pa.RecordBatch, b: Binding) -> None:
         """Delete the keys whose last row carries the deleteMarker (merge)."""
@@ -791,6 +799,10 @@ def _one(arr: pa.Array) -> str:
         return ""
     v = arr[0].as_py()
     return f" {v!r}" if isinstance(v, str) else f" {v}"
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
 def _float_with_fraction(arr: pa.Array) -> bool:
