@@ -456,6 +456,25 @@ def test_text_for_a_blob_column_is_its_utf8_bytes(db: DuckdbAdapter) -> None:
     assert [r["b"] for r in rows(db.read_table("dst"))] == [t.encode() for t in text]
 
 
+def test_bytes_for_a_varchar_column_are_utf8_text_or_dirty(db: DuckdbAdapter) -> None:
+    # DuckDB's cast wrote the bytes of é as the text \xC3\xA9 (and any bytes as escapes)
+    db.execute("CREATE TABLE dst (id BIGINT, s VARCHAR)")
+    data = [b"abc", "é".encode(), b"\x00\xff"]
+    bad = _write_isolated(
+        db,
+        db.writer_params("dst"),
+        pa.record_batch({"id": pa.array([1, 2, 3], pa.int64()), "s": pa.array(data, pa.binary())}),
+    )
+    assert [(off, e.reason.split(" (")[0]) for off, e in bad] == [
+        (
+            2,
+            "column s: value b'\\x00\\xff' is bytes that are not UTF-8 text, which a VARCHAR "
+            "column holds",
+        )
+    ]
+    assert [r["s"] for r in rows(db.read_table("dst"))] == ["abc", "é"]
+
+
 def test_a_double_that_duckdb_would_round_is_dirty(db: DuckdbAdapter) -> None:
     # DuckDB's cast made the double 1.5 the integer 2, 2.675 the decimal 2.68 and 1e-7 0.00,
     # and the run succeeded

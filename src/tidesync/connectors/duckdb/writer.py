@@ -536,6 +536,17 @@ class Writer(SqlWriter):
                     pa.large_binary() if pa.types.is_large_string(arr.type) else pa.binary()
                 )
                 continue
+            if _is_text(t) and (pa.types.is_binary(arr.type) or pa.types.is_large_binary(arr.type)):
+                # bytes as UTF-8 text, as DataX's asString (DuckDB's cast wrote é as the text
+                # \xC3\xA9); bytes that are no UTF-8 are no text
+                try:
+                    arrays[i] = arr.cast(pa.string())
+                except pa.ArrowInvalid:
+                    raise DirtyRecordError(
+                        f"column {c}: value{_one(arr)} is bytes that are not UTF-8 text, which "
+                        f"a VARCHAR column holds ({self.where})"
+                    ) from None
+                continue
             if pa.types.is_integer(t) and (text_with_fraction(arr) or _float_with_fraction(arr)):
                 raise DirtyRecordError(
                     f"column {c}: value{_one(arr)} is not an integer, as {t} holds ({self.where})"
