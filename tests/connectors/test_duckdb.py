@@ -442,6 +442,19 @@ def test_text_with_a_fraction_for_an_integer_column_is_dirty_not_rounded(
     assert [(r["id"], r["n"]) for r in rows(db.read_table("dst"))] == [(1, 12), (3, -3)]
 
 
+def test_a_time_finer_than_a_time_column_is_dirty_not_rounded(db: DuckdbAdapter) -> None:
+    # 10:00:00.123456789 was stored as 10:00:00.123457
+    db.execute("CREATE TABLE dst (id BIGINT, tm TIME)")
+    ns = [36000123456789, 36000123456000]
+    bad = _write_isolated(
+        db,
+        db.writer_params("dst"),
+        pa.record_batch({"id": pa.array([1, 2], pa.int64()), "tm": pa.array(ns, pa.time64("ns"))}),
+    )
+    assert [(off, e.reason.split(":")[0]) for off, e in bad] == [(0, "column tm")]
+    assert [r["tm"] for r in rows(db.read_table("dst"))] == [dt.time(10, 0, 0, 123456)]
+
+
 def test_text_for_a_blob_column_is_its_utf8_bytes(db: DuckdbAdapter) -> None:
     # DuckDB's cast read the text a\x41b as the bytes aAb, refused C:\xampp and any letter
     # beyond ASCII; DataX writes a string's bytes

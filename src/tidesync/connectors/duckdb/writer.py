@@ -827,9 +827,9 @@ def _float_with_fraction(arr: pa.Array) -> bool:
 
 def _rounded(arr: pa.Array, t: pa.DataType) -> bool:
     """Whether DuckDB's cast of ``arr`` to the column type ``t`` would round a value: a decimal,
-    a double or decimal text with more digits after the point than the column's scale, or a timestamp
-    finer than the column's unit (TIMESTAMP_S, TIMESTAMP_MS). Text that is no number is
-    DuckDB's to refuse, with its own message."""
+    a double or decimal text with more digits after the point than the column's scale, or a
+    timestamp (or a time) finer than the column's unit (TIMESTAMP_S, TIMESTAMP_MS; TIME). Text
+    that is no number is DuckDB's to refuse, with its own message."""
     src = arr.type
     if pa.types.is_decimal(t) and pa.types.is_floating(src):
         # DuckDB's cast rounds a double to the scale (2.675 became 2.68, 1e-7 0.00): through
@@ -850,6 +850,15 @@ def _rounded(arr: pa.Array, t: pa.DataType) -> bool:
     ):
         try:
             arr.cast(pa.timestamp(t.unit, src.tz))
+        except pa.ArrowInvalid:
+            return True
+    if (
+        pa.types.is_time(src)
+        and pa.types.is_time(t)
+        and _UNITS.index(t.unit) < _UNITS.index(src.unit)
+    ):
+        try:  # a TIME keeps microseconds: 10:00:00.123456789 became 10:00:00.123457
+            arr.cast(t)
         except pa.ArrowInvalid:
             return True
     return False
