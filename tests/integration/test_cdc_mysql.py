@@ -835,3 +835,32 @@ def test_a_character_set_without_a_codec_is_an_error_naming_the_column(
     mysql_db.execute("INSERT INTO cs VALUES (1, 'Ab')")
     r = c.run_report()
     assert r.status == "failed" and "column v" in r.error and "swe7" in r.error
+
+
+def test_text_whose_bytes_are_not_of_its_character_set_is_a_dirty_record(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # MariaDB's latin1 keeps the five bytes Windows-1252 leaves undefined (0x81 is U+0081, as
+    # the server converts it for the batch reader); an ascii or cp1251 column keeps any byte
+    # given over a binary connection, which no text of its set holds
+    mysql_db.execute(
+        "CREATE TABLE cs (id INT PRIMARY KEY, l VARCHAR(10) CHARACTER SET latin1, "
+        "a VARCHAR(10) CHARACTER SET ascii, k VARCHAR(10) CHARACTER SET cp1251)"
+    )
+    c = cap(mysql_db, tmp_path, ["cs"])
+    c.run()
+    con = mysql_db.connect()
+    with con, con.cursor() as cur:
+        cur.execute("SET NAMES binary")
+        cur.execute("INSERT INTO cs VALUES (1, x'81e9', 'ok', x'c0')")
+    assert rows(c.run(), "id", "l", "a", "k") == [(1, "\x81é", "ok", "А")]
+    with mysql_db.connect() as con, con.cursor() as cur:
+        cur.execute("SET NAMES binary")
+        cur.execute("INSERT INTO cs VALUES (2, 'x', x'61ff', 'ok'), (3, 'y', 'ok', x'98'), "
+                    "(4, 'z', 'ok', 'ok')")  # fmt: skip
+    r = c.run_report()  # errorLimit.record = 0: the run fails, naming the value and column
+    assert r.status == "failed" and "dirty record" in r.error
+    assert "column a" in r.error and "b'a\\xff'" in r.error and "ascii" in r.error
+    c.setting = {"errorLimit": {"record": 2}}
+    assert rows(c.run(), "id", "l", "a", "k") == [(4, "z", "ok", "ok")]

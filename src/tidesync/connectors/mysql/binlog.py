@@ -20,6 +20,7 @@ next_position:4 flags:2``, body, CRC32:4 when ``binlog_checksum`` is on.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import random
@@ -1019,6 +1020,36 @@ def _codec(spec: ColumnSpec) -> str:
     return name
 
 
+def _mysql_latin1(e: UnicodeError) -> tuple[str, int]:
+    """MySQL's latin1 is Windows-1252 with the five bytes it leaves undefined (0x81, 0x8D,
+    0x8F, 0x90, 0x9D) as the control characters of the same number, as the server converts them."""
+    assert isinstance(e, UnicodeDecodeError)
+    return e.object[e.start : e.end].decode("latin1"), e.end
+
+
+codecs.register_error("tidesync.mysql_latin1", _mysql_latin1)
+
+
+def _decoded(
+    raw: pa.Array, codec: str, spec: ColumnSpec
+) -> tuple[pa.Array, list[tuple[int, str]]]:
+    """Binary values as text of ``codec``; a value whose bytes are no text of the column's
+    character set is NULL and reported (row, reason): a dirty record, as in the batch reader."""
+    errors = "tidesync.mysql_latin1" if codec == "cp1252" else "strict"
+    out: list[str | None] = []
+    bad: list[tuple[int, str]] = []
+    for r, x in enumerate(raw.to_pylist()):
+        if x is None:
+            out.append(None)
+            continue
+        try:
+            out.append(x.decode(codec, errors))
+        except UnicodeDecodeError:
+            out.append(None)
+            bad.append((r, f"column {spec.name}: {x!r} is not {spec.charset or 'utf8'} text"))
+    return from_strings(out), bad
+
+
 def codec_name(spec: ColumnSpec) -> str:
     """The Python codec of a column's text (``latin1`` for a binary one: its bytes as is)."""
     if spec.charset is None:
@@ -1173,11 +1204,14 @@ def column(
             arr = _strings(buf, safe, size, null, prefix, binary)
         if not pa.types.is_binary(target):
             if spec.charset is not None and spec.charset.lower() not in _UTF8:
-                codec = _codec(spec)
-                arr = from_strings([None if x is None else x.decode(codec) for x in
-                                    _strings(buf, safe, size, null, prefix, True).to_pylist()])  # fmt: skip
-            elif binary:
-                arr = arr.cast(pa.string())
+                raw = _strings(buf, safe, size, null, prefix, True)
+                arr, bad = _decoded(raw, _codec(spec), spec)
+            else:  # the log's bytes as they are: invalid UTF-8 (an ascii column keeps any byte)
+                raw = arr if binary else arr.view(pa.binary())
+                try:
+                    arr = raw.cast(pa.string())
+                except pa.ArrowInvalid:
+                    arr, bad = _decoded(raw, "utf-8", spec)
             if target != arr.type:
                 arr = arr.cast(target)
     else:
