@@ -1030,9 +1030,7 @@ def _mysql_latin1(e: UnicodeError) -> tuple[str, int]:
 codecs.register_error("tidesync.mysql_latin1", _mysql_latin1)
 
 
-def _decoded(
-    raw: pa.Array, codec: str, spec: ColumnSpec
-) -> tuple[pa.Array, list[tuple[int, str]]]:
+def _decoded(raw: pa.Array, codec: str, spec: ColumnSpec) -> tuple[pa.Array, list[tuple[int, str]]]:
     """Binary values as text of ``codec``; a value whose bytes are no text of the column's
     character set is NULL and reported (row, reason): a dirty record, as in the batch reader."""
     errors = "tidesync.mysql_latin1" if codec == "cp1252" else "strict"
