@@ -226,6 +226,7 @@ def test_a_decimal_narrowed_since_rows_were_logged_is_an_error_naming_it(
     c = cap(mysql_db, tmp_path, ["dn"])
     c.run()
     mysql_db.execute("INSERT INTO dn VALUES (1, 1.2345)", "ALTER TABLE dn MODIFY v DECIMAL(10, 2)")
+    _saved(c, lambda h: h.pop("types"))  # saved without the types: the rows logged tell
     r = c.run_report()
     assert r.status == "failed"
     assert "column v" in r.error and "DECIMAL(10, 4)" in r.error

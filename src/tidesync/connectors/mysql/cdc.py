@@ -934,6 +934,64 @@ class Reader(CaptureReader):
             self._shape_changes(ev, found, [], state)
         return done
 
+    def _types(self) -> dict[str, dict[str, str]]:
+        """The read columns' types now (``COLUMN_TYPE`` and the character set), by the tables'
+        qualified names."""
+        out: dict[str, dict[str, str]] = {}
+        for (db, name), target in self.targets.items():
+            rows = self._query(
+                "SELECT COLUMN_NAME, COLUMN_TYPE, CHARACTER_SET_NAME FROM information_schema."
+                "COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (db, name),
+            )
+            out[f"{db}.{name}"] = {
+                str(r[0]): str(r[1]).lower() + (f" character set {r[2]}".lower() if r[2] else "")
+                for r in rows
+                if r[0] in target.read
+            }
+        return out
+
+    def _labels(self) -> dict[str, str]:
+        return {".".join(k): t.label for k, t in self.targets.items()}
+
+    def _keeps(self, old: str, new: str) -> bool:
+        """Whether ``ALTER TABLE`` from column type ``old`` to ``new`` keeps every value as it
+        was: a wider integer of the same sign, a decimal with no fewer digits either side of the
+        point, a time of no lower precision, text or bytes no shorter (not CHAR from VARCHAR,
+        which drops trailing spaces, nor BINARY(n), which pads), ENUM/SET labels added after
+        the old ones, a character set converted to utf8mb4. Anything else may round, cut, clip
+        or replace values (without strict mode, or ALTER IGNORE, even a narrowing that does
+        not fit goes through with a warning)."""
+        if old == new:
+            return True
+        a, b = _MY_TYPE.match(old), _MY_TYPE.match(new)
+        if a is None or b is None:
+            return False
+        (ta, xa, sa, ca), (tb, xb, sb, cb) = a.groups(), b.groups()
+        if (ca != cb and cb != "utf8mb4") or ("unsigned" in sa) != ("unsigned" in sb):
+            return False
+        for family in (_MY_INTS, _MY_TEXTS, _MY_BLOBS):
+            if ta in family and tb in family:
+                return family.index(tb) >= family.index(ta)
+        if ta == "float" and tb == "double":
+            return not xa and not xb
+        if ta == tb == "decimal":
+            (p, q), (p2, q2) = ((int(x) for x in (v or "10,0").split(",")) for v in (xa, xb))
+            return q2 >= q and p2 - q2 >= p - q
+        if ta == tb and ta in ("datetime", "timestamp", "time"):
+            return int(xb or 0) >= int(xa or 0)
+        if (ta, tb) in (("varchar", "varchar"), ("char", "char"), ("char", "varchar"),
+                        ("varbinary", "varbinary")):  # fmt: skip
+            return int(xb or 0) >= int(xa or 0)
+        if ta in ("varchar", "char", "varbinary", "binary"):
+            return tb in ("mediumtext", "longtext", "mediumblob", "longblob") and (
+                (ta in ("varchar", "char")) == (tb in _MY_TEXTS)
+            )
+        if ta == tb and ta in ("enum", "set"):
+            was, now = _ENUM.findall(xa or ""), _ENUM.findall(xb or "")
+            return now[: len(was)] == was
+        return False
+
     def _columns(self, tm: bl.TableMap, target: _Target) -> list[int | None]:
         """For each column of the table map, the index of the table's column it is (None: a
         column the table no longer has). A logged column whose type is not the column's type
@@ -1016,6 +1074,11 @@ class Reader(CaptureReader):
             self._conn = None
 
 
+#: a ``COLUMN_TYPE`` as :meth:`Reader._types` spells it: base, modifiers, sign, character set
+_MY_TYPE = re.compile(r"^(\w+)(?:\((.*)\))?((?: unsigned| zerofill)*)(?: character set (\w+))?$")
+_MY_INTS = ("tinyint", "smallint", "mediumint", "int", "bigint")
+_MY_TEXTS = ("tinytext", "text", "mediumtext", "longtext")
+_MY_BLOBS = ("tinyblob", "blob", "mediumblob", "longblob")
 _OPS = from_strings(["c", "u", "d"])
 _FALSE = from_numpy(np.zeros(1, bool))[0]
 #: MySQL 8 events a capture cannot read (rather than miss the changes inside them)

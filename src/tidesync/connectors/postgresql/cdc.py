@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 from typing import Any
@@ -806,6 +807,48 @@ class Reader(CaptureReader):
         for s in range(0, batch.num_rows, step):
             yield base.Chunk(batch.slice(s, step))
 
+    def _types(self) -> dict[str, dict[str, str]]:
+        """The read columns' types now (``format_type``), by the tables' qualified names."""
+        oids = {self.shapes[k].oid: (".".join(k), t) for k, t in self.targets.items()}
+        out: dict[str, dict[str, str]] = {name: {} for name, _ in oids.values()}
+        sql = (
+            "SELECT attrelid::bigint, attname::text, format_type(atttypid, atttypmod) FROM "
+            "pg_attribute WHERE attrelid = ANY(%s::oid[]) AND attnum > 0 AND NOT attisdropped"
+        )
+        with edge(self.endpoint, where=self.ctx.where):
+            for oid, name, typ in self._control().execute(sql, (list(oids),)).fetchall():
+                table, target = oids[int(oid)]
+                if name in target.types:
+                    out[table][name] = str(typ)
+        return out
+
+    def _labels(self) -> dict[str, str]:
+        return {".".join(k): t.label for k, t in self.targets.items()}
+
+    def _keeps(self, old: str, new: str) -> bool:
+        """Whether ``ALTER COLUMN ... TYPE`` from ``old`` to ``new`` (``format_type`` names)
+        keeps every value as it was or fails: integers (a value out of range fails it), text
+        and varchar made no shorter, a numeric whose scale does not shrink, a time whose
+        precision does not (PostgreSQL rounds to the new scale or precision without a word,
+        and cuts a varchar's excess spaces). A ``USING`` expression of the same type is not
+        seen (the catalog does not keep it)."""
+        if old == new:
+            return True
+        a, b = _PG_TYPE.match(old), _PG_TYPE.match(new)
+        if a is None or b is None:
+            return False
+        (ta, pa0, sa, za), (tb, pb, sb, zb) = a.groups(), b.groups()
+        if {ta, tb} <= {"smallint", "integer", "bigint"}:
+            return True
+        if ta in ("text", "character varying") and tb in ("text", "character varying"):
+            return tb == "text" or pb is None or (ta != "text" and pa0 is not None
+                                                  and int(pb) >= int(pa0))  # fmt: skip
+        if ta == tb == "numeric":
+            return pb is None or (pa0 is not None and int(sb or 0) >= int(sa or 0))
+        if ta == tb and ta in ("timestamp", "time") and za == zb:
+            return int(pb if pb is not None else 6) >= int(pa0 if pa0 is not None else 6)
+        return False
+
     def _partition_of(self, rel: Relation) -> tuple[Target, Shape] | None:
         """The captured table whose partition ``rel`` is (one made after the run planned), with
         its shape; None for another table."""
@@ -964,6 +1007,8 @@ def _copied(conn: Any, sql: str, ep: Endpoint, place: str) -> Iterator[pa.Record
         raise translate(e, ep, where=place) from e
 
 
+#: a ``format_type`` name: its base, its modifiers (precision or length, scale), its zone
+_PG_TYPE = re.compile(r"^([a-z ]+?)(?:\((\d+)(?:,(\d+))?\))?( with(?:out)? time zone)?$")
 _PEEK = pa.schema([("lsn", pa.string()), ("data", pa.binary())])
 _BE4 = np.dtype(">i4")
 

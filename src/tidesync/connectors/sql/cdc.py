@@ -14,12 +14,18 @@ after the writer's commit, read back through ``Context.stored_positions()``)::
     {"capture": "tidesync_orders_1a2b3c4d", "created": 1700000000000,
      "spans": [[start_ms, end_ms, lo, hi], ...],      # oldest first, tiling
      "tables": {"public.orders": 16385},               # each table's identity (PostgreSQL: OID)
+     "types": {"public.orders": {"amount": "numeric(10,2)"}},  # read columns' types
      "seen": 1700000360000}                             # the server's clock at the last log end
 
 ``tables`` is what a store records to know a captured table again (PostgreSQL: the table's
 ``pg_class`` OID): each run compares it with the table's now, so a table replaced between runs
 (dropped and created, a rename swap) is an error even when the log holds nothing of it. Positions
 saved without it (an earlier version, a table newly added to the job) record it, never fail.
+``types`` are the read columns' types as the last run planned them: a type changed since in a
+way that may change the values the table holds (``ALTER ... TYPE`` to a smaller scale, precision
+or length: rounded or cut without a change of each row in the log) is an error, as is one
+changed while a run reads; a type that holds every old value as it was (a wider integer or
+text) is not.
 
 A run of window ``[S, E)``:
 
@@ -305,6 +311,9 @@ class History:
     #: in the log by then (a store may check that the log holding one is no younger); None where
     #: positions were saved without it
     seen: int | None = None
+    #: each captured table's read columns and their types as the store spells them, by the
+    #: table's qualified name, as the last run planned them; empty where saved without them
+    types: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, v: Any) -> History | None:
@@ -316,6 +325,7 @@ class History:
         ]
         tables = v.get("tables")
         seen = v.get("seen")
+        types = v.get("types")
         return cls(
             str(v["capture"]),
             int(v.get("created", 0)),
@@ -323,6 +333,9 @@ class History:
             spans,
             dict(tables) if isinstance(tables, dict) else {},
             int(seen) if isinstance(seen, int) and not isinstance(seen, bool) else None,
+            {str(k): dict(c) for k, c in types.items() if isinstance(c, dict)}
+            if isinstance(types, dict)
+            else {},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -338,6 +351,8 @@ class History:
             out["tables"] = dict(self.tables)
         if self.seen is not None:
             out["seen"] = self.seen
+        if self.types:
+            out["types"] = {k: dict(c) for k, c in self.types.items()}
         return out
 
     @property
@@ -409,7 +424,7 @@ class History:
         while len(spans) > 1 and spans[0].end <= horizon:
             spans.pop(0)
         lo = self.lo if self.lo is not None else plan.lo
-        return History(self.capture, self.created, lo, spans, self.tables, self.seen)
+        return replace(self, lo=lo, spans=spans)
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -425,6 +440,33 @@ def refuse_new_tables(where: str, new: list[str], saved: list[str], lost: str) -
             "its rows), or start this capture anew with it (`tidesync cdc drop` the job, then "
             "run it with snapshot: true)"
         )
+
+
+def refuse_retyped(
+    where: str,
+    was: dict[str, dict[str, str]],
+    now: dict[str, dict[str, str]],
+    keeps: Callable[[str, str], bool],
+    when: str,
+    labels: dict[str, str],
+) -> None:
+    """Fail a run where a read column's type is not the type ``was`` saved and the change may
+    have rewritten the values the table holds (``keeps(old, new)`` false): an ``ALTER ... TYPE``
+    that rounds or cuts them changes every row without a change of each in the log, so the rows
+    taken before are no longer the table's."""
+    for table, cols in now.items():
+        old = was.get(table) or {}
+        for col, t in cols.items():
+            o = old.get(col)
+            if o is None or keeps(o, t):
+                continue
+            raise FatalError(
+                f"{where}: table {labels.get(table, table)}, column {col}: its type changed from {o} to {t} "
+                f"{when} (ALTER TABLE), which may have rewritten the values the table holds "
+                "(rounded, cut or converted) without a change of each row in the log, so the "
+                "rows already taken are no longer the table's; a new snapshot is needed: "
+                "`tidesync cdc drop` the job, then run it with snapshot: true"
+            )
 
 
 def meta_fields(several: bool) -> list[pa.Field]:
@@ -546,6 +588,20 @@ class CaptureReader(Reader):
     def _before(self, a: Any, b: Any) -> bool:
         return bool(a < b)
 
+    def _types(self) -> dict[str, dict[str, str]]:
+        """Each captured table's read columns and their types now (by the history's table
+        names), read from the catalog; empty where the store does not compare them."""
+        return {}
+
+    def _labels(self) -> dict[str, str]:
+        """The tables' names as the job gives them, by the names :meth:`_types` uses."""
+        return {}
+
+    def _keeps(self, old: str, new: str) -> bool:
+        """Whether changing a column from type ``old`` to ``new`` keeps every value the table
+        holds as it was (or fails the ALTER where one does not fit)."""
+        return old == new
+
     def _snapshot(self) -> Generator[Chunk, None, tuple[Any, int]]:
         """Create the capture at a consistent point of the log and yield the tables' rows as
         of that point (:func:`snapshot_chunk`: ``_op = r``); return ``(lo, created_ms)``, the
@@ -575,7 +631,13 @@ class CaptureReader(Reader):
                 f"{self.ctx.where}: a capture reader needs the state store (run it with "
                 "`tidesync run`)"
             )
-        history = self._open(self.stored())
+        stored = self.stored()
+        history = self._open(stored)
+        types = self._types()
+        if stored is not None:
+            refuse_retyped(self.ctx.where, stored.types, types, self._keeps, "since the last run",
+                           self._labels())  # fmt: skip
+        history = replace(history, types=types)
         plan = history.plan(self.o, 0, self.ctx.where)
         return [
             CdcSplit(
@@ -608,8 +670,7 @@ class CaptureReader(Reader):
                            self.o.wait_timeout + self.margin_ms / 1000, self.ctx.where)  # fmt: skip
             if plan.lo is None:  # the first run of a capture with a snapshot: create it now
                 lo, created = yield from self._snapshot()
-                history = History(history.capture, created, lo, history.spans, history.tables,
-                                  history.seen)  # fmt: skip
+                history = replace(history, created=created, lo=lo)
                 start = plan.start if plan.end is not None else created
                 plan = SpanPlan(start, plan.end, lo, None, plan.keep, plan.rerun, plan.cut, True)
             upto, now = self._log_end()
@@ -623,6 +684,9 @@ class CaptureReader(Reader):
             hi = yield from self._changes(plan.lo, upto, cut_us)
         elif plan.hi is None:
             hi = plan.lo
+        if history.types:  # an ALTER while the run read: the next run's plan would not see it
+            refuse_retyped(self.ctx.where, history.types, self._types(), self._keeps,
+                           "while this run read the log", self._labels())  # fmt: skip
         new = history.record(plan, end_ms, hi, self.o.retention_ms)
         if seen is not None:
             new = replace(new, seen=seen)
