@@ -1449,3 +1449,63 @@ def test_an_alter_that_rewrites_stored_values_while_the_run_reads_is_an_error(
     r = c.run_report()
     assert r.status == "failed" and "while this run read the log" in r.error
     assert not c.folder(c.runs).exists() or c.read(c.folder(c.runs)).num_rows == 0
+
+
+def test_a_table_attached_as_a_partition_with_rows_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ATTACH PARTITION of a table that holds rows makes them the captured table's without a
+    change of each in the log: an error naming the partition, whether it is attached between
+    runs or while a run reads (its changes then name it); one attached empty, or created as a
+    partition and filled, is read on."""
+    from tidesync.connectors.postgresql.cdc import Reader as CdcReader
+
+    pg.sql(
+        "CREATE TABLE {s}.pt (id int, k int, PRIMARY KEY (id, k)) PARTITION BY RANGE (k)",
+        "CREATE TABLE {s}.pt_a PARTITION OF {s}.pt FOR VALUES FROM (0) TO (10)",
+        "CREATE TABLE {s}.pt_b (id int, k int, PRIMARY KEY (id, k))",
+        "INSERT INTO {s}.pt_b VALUES (5, 15)",
+        "CREATE TABLE {s}.pt_e (id int, k int, PRIMARY KEY (id, k))",
+        "CREATE TABLE {s}.pt_s (id int, k int, PRIMARY KEY (id, k)) PARTITION BY RANGE (k)",
+        "CREATE TABLE {s}.pt_s1 PARTITION OF {s}.pt_s FOR VALUES FROM (40) TO (50)",
+        "INSERT INTO {s}.pt_s VALUES (7, 45)",
+    )
+    c = cap(["pt"])
+    c.run()
+    pg.sql(
+        "INSERT INTO {s}.pt VALUES (1, 1)",
+        "ALTER TABLE {s}.pt ATTACH PARTITION {s}.pt_e FOR VALUES FROM (20) TO (30)",
+        "INSERT INTO {s}.pt VALUES (2, 25)",
+        "CREATE TABLE {s}.pt_c PARTITION OF {s}.pt FOR VALUES FROM (30) TO (40)",
+        "INSERT INTO {s}.pt VALUES (3, 35)",
+    )
+    assert rows(c.run(), "_op", "id", "k") == [("c", 1, 1), ("c", 2, 25), ("c", 3, 35)]
+    assert rows(c.run(), "id") == []  # the partitions new since the last run hold no old rows
+    pg.sql(
+        "ALTER TABLE {s}.pt ATTACH PARTITION {s}.pt_b FOR VALUES FROM (10) TO (20)",
+        "INSERT INTO {s}.pt VALUES (4, 2)",
+    )
+    r = c.run_report()
+    assert r.status == "failed" and f"its partition {pg.schema}.pt_b" in r.error
+    assert "ATTACH PARTITION" in r.error and "snapshot: true" in r.error
+    pg.sql("ALTER TABLE {s}.pt DETACH PARTITION {s}.pt_b")  # (and so it stays, until then)
+    log_end = CdcReader._log_end
+    calls: list[int] = []
+
+    def meanwhile(self: Any) -> Any:  # the run planned (its 1st call); now, before its window
+        calls.append(1)
+        if len(calls) == 2:
+            pg.sql(  # a partitioned table whose partition holds a row
+                "ALTER TABLE {s}.pt ATTACH PARTITION {s}.pt_s FOR VALUES FROM (40) TO (50)",
+                "UPDATE {s}.pt SET id = 8 WHERE id = 7",
+            )
+        return log_end(self)
+
+    c2 = cap(["pt"])
+    c2.run()
+    monkeypatch.setattr(CdcReader, "_log_end", meanwhile)
+    pg.sql("INSERT INTO {s}.pt_s1 VALUES (9, 49)")  # (not yet a partition of pt)
+    r = c2.run_report()
+    assert r.status == "failed" and f"its partition {pg.schema}.pt_s1" in r.error

@@ -496,7 +496,39 @@ class Reader(CaptureReader):
                     "a new capture (`tidesync cdc drop` the job, then run it with snapshot: "
                     "true)"
                 )
+        # partitions new since the last run (positions that record partitions: with types):
+        # one created as a partition holds only rows logged as the table's changes; a table
+        # attached (ATTACH PARTITION) brings the rows it held, never changes of the table
+        if history is not None and history.types:
+            for k, t in self.partitions.items():
+                if ".".join(k) not in saved and parent[id(t)] in saved:
+                    self._refuse_attached(k, t, self.shapes[k].oid)
         return replace(opened, tables={**now, **leaves})  # those of the tables read now
+
+    def _refuse_attached(self, k: tuple[str, str], target: Target, oid: int) -> None:
+        """Fail where partition ``k`` (OID ``oid``) of captured table ``target`` holds a row
+        older than its joining the table (the youngest ``pg_inherits`` link up to it: a
+        sub-partitioned table may be attached whole): a table attached with its rows, which are
+        the table's now without a change of each in the log. One scan of the partition."""
+        root = next(self.shapes[q].oid for q, t in self.targets.items() if t is target)
+        sql = (
+            f"SELECT EXISTS (SELECT 1 FROM {self._qualified(k)} WHERE age(xmin) > "
+            "(WITH RECURSIVE up(rel, a) AS (SELECT inhparent, age(xmin) FROM pg_inherits "
+            "WHERE inhrelid = %(leaf)s UNION ALL SELECT i.inhparent, age(i.xmin) FROM "
+            "pg_inherits i JOIN up ON i.inhrelid = up.rel WHERE up.rel <> %(root)s) "
+            "SELECT min(a) FROM up))"
+        )
+        with edge(self.endpoint, where=self.ctx.where):
+            older = self._control().execute(sql, {"leaf": oid, "root": root}).fetchone()[0]
+        if older:
+            raise FatalError(
+                f"{self.ctx.where}: table {target.label}: its partition {'.'.join(k)} holds rows "
+                "from before it became one (ALTER TABLE ... ATTACH PARTITION of a table with "
+                "rows): they are the table's now without a change of each in the log, so the "
+                "capture never gave them; start a new capture with a snapshot (`tidesync cdc "
+                "drop` the job, then run it with snapshot: true), and create partitions (CREATE "
+                "TABLE ... PARTITION OF) or attach them empty while the table is captured"
+            )
 
     def _capture(self, history: History | None) -> History:
         ep = self.endpoint
@@ -870,6 +902,7 @@ class Reader(CaptureReader):
                 (rel.relid,),
             ).fetchall():
                 if int(up) in oids:
+                    self._refuse_attached((rel.schema, rel.name), oids[int(up)], rel.relid)
                     return oids[int(up)], _shape(conn, rel.relid)
             # a captured partition's changes logged under an ancestor's name: the publication
             # published via the partition root then
