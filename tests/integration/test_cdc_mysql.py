@@ -874,6 +874,8 @@ def test_text_whose_bytes_are_not_of_its_character_set_is_a_dirty_record(
         ("VARCHAR(10)", "'abcdefgh'", "VARCHAR(5)", True),
         ("INT", "300", "TINYINT", True),
         ("VARCHAR(10) CHARACTER SET utf8mb4", "'Яя'", "VARCHAR(10) CHARACTER SET latin1", True),
+        ("INT", "NULL", "INT NOT NULL", True),  # NULL becomes 0
+        ("INT NOT NULL", "7", "BIGINT", False),
         ("VARCHAR(10)", "'abc'", "VARCHAR(20)", False),
         ("INT", "7", "BIGINT", False),
         ("DECIMAL(10,2)", "1.25", "DECIMAL(12,4)", False),

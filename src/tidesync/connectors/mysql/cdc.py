@@ -940,12 +940,14 @@ class Reader(CaptureReader):
         out: dict[str, dict[str, str]] = {}
         for (db, name), target in self.targets.items():
             rows = self._query(
-                "SELECT COLUMN_NAME, COLUMN_TYPE, CHARACTER_SET_NAME FROM information_schema."
-                "COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                "SELECT COLUMN_NAME, COLUMN_TYPE, CHARACTER_SET_NAME, IS_NULLABLE FROM "
+                "information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
                 (db, name),
             )
             out[f"{db}.{name}"] = {
-                str(r[0]): str(r[1]).lower() + (f" character set {r[2]}".lower() if r[2] else "")
+                str(r[0]): str(r[1]).lower()
+                + (f" character set {r[2]}".lower() if r[2] else "")
+                + (" not null" if r[3] == "NO" else "")
                 for r in rows
                 if r[0] in target.read
             }
@@ -959,17 +961,22 @@ class Reader(CaptureReader):
         was: a wider integer of the same sign, a decimal with no fewer digits either side of the
         point, a time of no lower precision, text or bytes no shorter (not CHAR from VARCHAR,
         which drops trailing spaces, nor BINARY(n), which pads), ENUM/SET labels added after
-        the old ones, a character set converted to utf8mb4. Anything else may round, cut, clip
-        or replace values (without strict mode, or ALTER IGNORE, even a narrowing that does
-        not fit goes through with a warning)."""
+        the old ones, a character set converted to utf8mb4, NULL allowed. Anything else may
+        round, cut, clip or replace values (without strict mode, or ALTER IGNORE, even a
+        narrowing that does not fit goes through with a warning; NOT NULL turns NULLs into
+        0 or '')."""
         if old == new:
             return True
         a, b = _MY_TYPE.match(old), _MY_TYPE.match(new)
         if a is None or b is None:
             return False
-        (ta, xa, sa, ca), (tb, xb, sb, cb) = a.groups(), b.groups()
+        (ta, xa, sa, ca, na), (tb, xb, sb, cb, nb) = a.groups(), b.groups()
         if (ca != cb and cb != "utf8mb4") or ("unsigned" in sa) != ("unsigned" in sb):
             return False
+        if nb and not na:
+            return False
+        if (ta, xa, sa, ca) == (tb, xb, sb, cb):
+            return True
         for family in (_MY_INTS, _MY_TEXTS, _MY_BLOBS):
             if ta in family and tb in family:
                 return family.index(tb) >= family.index(ta)
@@ -1074,8 +1081,11 @@ class Reader(CaptureReader):
             self._conn = None
 
 
-#: a ``COLUMN_TYPE`` as :meth:`Reader._types` spells it: base, modifiers, sign, character set
-_MY_TYPE = re.compile(r"^(\w+)(?:\((.*)\))?((?: unsigned| zerofill)*)(?: character set (\w+))?$")
+#: a ``COLUMN_TYPE`` as :meth:`Reader._types` spells it: base, modifiers, sign, character set,
+#: NOT NULL
+_MY_TYPE = re.compile(
+    r"^(\w+)(?:\((.*)\))?((?: unsigned| zerofill)*)(?: character set (\w+))?( not null)?$"
+)
 _MY_INTS = ("tinyint", "smallint", "mediumint", "int", "bigint")
 _MY_TEXTS = ("tinytext", "text", "mediumtext", "longtext")
 _MY_BLOBS = ("tinyblob", "blob", "mediumblob", "longblob")
