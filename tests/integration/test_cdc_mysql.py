@@ -915,3 +915,41 @@ def test_an_alter_that_rewrites_stored_values_is_an_error(
         assert r.status == "succeeded", r.error
         mysql_db.execute("INSERT INTO rw (id) VALUES (2)")
         assert rows(c.run(), "_op", "id") == [("c", 2)]
+
+
+@pytest.mark.parametrize(
+    ("add", "filled"),
+    [
+        ("b INT DEFAULT 5", True),
+        ("b INT NOT NULL", True),  # every row has 0
+        ("b INT AS (a * 2) VIRTUAL", True),
+        ("b INT", False),
+        ("b VARCHAR(5) DEFAULT NULL", False),
+    ],
+)
+def test_a_column_added_with_a_value_in_every_row_is_an_error(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    add: str,
+    filled: bool,
+) -> None:
+    """A column added with a default (or NOT NULL, or generated) gives every row a value
+    without a row event of each: the rows already taken would lack it. An error saying a new
+    snapshot is needed; a column added without one (NULL in every row) appears."""
+    mysql_db.execute("CREATE TABLE ad (id INT PRIMARY KEY, a INT)")
+    c = cap(mysql_db, tmp_path, ["ad"])
+    c.run()
+    mysql_db.execute("INSERT INTO ad VALUES (1, 1)")
+    assert c.run().num_rows == 1
+    mysql_db.execute(  # (an insert without b's value: 0 for a NOT NULL one, as in the others)
+        "SET SESSION sql_mode = ''",
+        f"ALTER TABLE ad ADD COLUMN {add}",
+        "INSERT INTO ad (id, a) VALUES (2, 2)",
+    )
+    r = c.run_report()
+    if filled:
+        assert r.status == "failed" and "table ad, column b: added" in r.error
+        assert "snapshot: true" in r.error
+    else:
+        assert r.status == "succeeded", r.error
+        assert rows(c.read(c.folder(c.runs)), "_op", "id", "b") == [("c", 2, None)]

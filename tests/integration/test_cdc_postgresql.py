@@ -1509,3 +1509,35 @@ def test_a_table_attached_as_a_partition_with_rows_is_an_error(
     pg.sql("INSERT INTO {s}.pt_s1 VALUES (9, 49)")  # (not yet a partition of pt)
     r = c2.run_report()
     assert r.status == "failed" and f"its partition {pg.schema}.pt_s1" in r.error
+
+
+@pytest.mark.parametrize(
+    ("add", "filled"),
+    [
+        ("b int DEFAULT 5", True),  # every row has 5 (a "missing" value, no rewrite)
+        ("b timestamptz DEFAULT clock_timestamp()", True),  # the table rewritten
+        ("b int", False),
+    ],
+)
+def test_a_column_added_with_a_value_in_every_row_is_an_error(
+    pg: PgDb,  # noqa: F811
+    cap: Any,
+    add: str,
+    filled: bool,
+) -> None:
+    """A column added with a default gives every row a value without a change of each in the
+    log: the rows already taken would lack it (NULL in a merged target). An error saying a new
+    snapshot is needed; a column added without one (NULL in every row) appears."""
+    pg.sql("CREATE TABLE {s}.ad (id int PRIMARY KEY, a int)")
+    c = cap(["ad"])
+    c.run()
+    pg.sql("INSERT INTO {s}.ad VALUES (1, 1)")
+    assert c.run().num_rows == 1
+    pg.sql(f"ALTER TABLE {{s}}.ad ADD COLUMN {add}", "INSERT INTO {s}.ad (id, a) VALUES (2, 2)")
+    r = c.run_report()
+    if filled:
+        assert r.status == "failed" and "table ad, column b: added" in r.error
+        assert "snapshot: true" in r.error
+    else:
+        assert r.status == "succeeded", r.error
+        assert rows(c.read(c.folder(c.runs)), "_op", "id", "b") == [("c", 2, None)]

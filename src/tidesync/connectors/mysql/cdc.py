@@ -953,6 +953,28 @@ class Reader(CaptureReader):
             }
         return out
 
+    def _filled(self, table: str, columns: list[str]) -> list[str]:
+        """Columns with a default other than NULL, NOT NULL ones (0 or '' in the rows before)
+        and generated ones."""
+        if not columns:
+            return []
+        db, name = next(k for k in self.targets if ".".join(k) == table)
+        rows = self._query(
+            "SELECT COLUMN_NAME, COLUMN_DEFAULT, IS_NULLABLE, EXTRA FROM information_schema."
+            "COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            (db, name),
+        )
+        return [
+            str(r[0])
+            for r in rows
+            if r[0] in columns
+            and (
+                (r[1] is not None and str(r[1]).upper() != "NULL")
+                or r[2] == "NO"
+                or "GENERATED" in str(r[3] or "").upper()
+            )
+        ]
+
     def _labels(self) -> dict[str, str]:
         return {".".join(k): t.label for k, t in self.targets.items()}
 

@@ -854,6 +854,24 @@ class Reader(CaptureReader):
                     out[table][name] = str(typ)
         return out
 
+    def _filled(self, table: str, columns: list[str]) -> list[str]:
+        """Columns with a default (kept as the rows' missing value, or written into every row
+        by a rewrite) or generated."""
+        if not columns:
+            return []
+        k = next(k for k in self.targets if ".".join(k) == table)
+        conn = self._control()
+        v = conn.info.server_version
+        gen = "attgenerated <> ''" if v >= 120000 else "false"
+        missing = "atthasmissing" if v >= 110000 else "false"
+        sql = (
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = %s AND attname = ANY(%s) "
+            f"AND (atthasdef OR {gen} OR {missing}) ORDER BY attnum"
+        )
+        with edge(self.endpoint, where=self.ctx.where):
+            rows = conn.execute(sql, (self.shapes[k].oid, columns)).fetchall()
+        return [str(r[0]) for r in rows]
+
     def _labels(self) -> dict[str, str]:
         return {".".join(k): t.label for k, t in self.targets.items()}
 

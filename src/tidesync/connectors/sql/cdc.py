@@ -442,33 +442,6 @@ def refuse_new_tables(where: str, new: list[str], saved: list[str], lost: str) -
         )
 
 
-def refuse_retyped(
-    where: str,
-    was: dict[str, dict[str, str]],
-    now: dict[str, dict[str, str]],
-    keeps: Callable[[str, str], bool],
-    when: str,
-    labels: dict[str, str],
-) -> None:
-    """Fail a run where a read column's type is not the type ``was`` saved and the change may
-    have rewritten the values the table holds (``keeps(old, new)`` false): an ``ALTER ... TYPE``
-    that rounds or cuts them changes every row without a change of each in the log, so the rows
-    taken before are no longer the table's."""
-    for table, cols in now.items():
-        old = was.get(table) or {}
-        for col, t in cols.items():
-            o = old.get(col)
-            if o is None or keeps(o, t):
-                continue
-            raise FatalError(
-                f"{where}: table {labels.get(table, table)}, column {col}: its type changed from {o} to {t} "
-                f"{when} (ALTER TABLE), which may have rewritten the values the table holds "
-                "(rounded, cut or converted) without a change of each row in the log, so the "
-                "rows already taken are no longer the table's; a new snapshot is needed: "
-                "`tidesync cdc drop` the job, then run it with snapshot: true"
-            )
-
-
 def meta_fields(several: bool) -> list[pa.Field]:
     out = [
         pa.field(OP, pa.string(), nullable=False),
@@ -602,6 +575,48 @@ class CaptureReader(Reader):
         holds as it was (or fails the ALTER where one does not fit)."""
         return old == new
 
+    def _filled(self, table: str, columns: list[str]) -> list[str]:
+        """Of ``columns`` of ``table`` (added since the last run), those that hold a value in
+        rows written before they were added (a default, NOT NULL, a generated column)."""
+        return []
+
+    def _refuse_rewrites(
+        self, was: dict[str, dict[str, str]], now: dict[str, dict[str, str]], when: str
+    ) -> None:
+        """Fail a run where a read column's type is not the type ``was`` saved and the change
+        may have rewritten the values the table holds (:meth:`_keeps` false: an ``ALTER ...
+        TYPE`` that rounds or cuts them), or where a column added since gave every row a value
+        (:meth:`_filled`): each changes every row without a change of each in the log, so the
+        rows taken before are no longer the table's."""
+        fix = (
+            "; a new snapshot is needed: `tidesync cdc drop` the job, then run it with "
+            "snapshot: true"
+        )
+        labels = self._labels()
+        for table, cols in now.items():
+            old = was.get(table)
+            if not old:
+                continue
+            label = labels.get(table, table)
+            for col, t in cols.items():
+                o = old.get(col)
+                if o is None or self._keeps(o, t):
+                    continue
+                raise FatalError(
+                    f"{self.ctx.where}: table {label}, column {col}: its type changed from {o} "
+                    f"to {t} {when} (ALTER TABLE), which may have rewritten the values the table "
+                    "holds (rounded, cut or converted) without a change of each row in the log, "
+                    "so the rows already taken are no longer the table's" + fix
+                )
+            added = self._filled(table, [c for c in cols if c not in old])
+            if added:
+                raise FatalError(
+                    f"{self.ctx.where}: table {label}, column {added[0]}: added {when} with a "
+                    "value in every row (a default, NOT NULL or a generated column), which the "
+                    "log does not hold: the rows already taken lack it" + fix + " (or add such a "
+                    "column without a default and fill it with UPDATE)"
+                )
+
     def _snapshot(self) -> Generator[Chunk, None, tuple[Any, int]]:
         """Create the capture at a consistent point of the log and yield the tables' rows as
         of that point (:func:`snapshot_chunk`: ``_op = r``); return ``(lo, created_ms)``, the
@@ -635,8 +650,7 @@ class CaptureReader(Reader):
         history = self._open(stored)
         types = self._types()
         if stored is not None:
-            refuse_retyped(self.ctx.where, stored.types, types, self._keeps, "since the last run",
-                           self._labels())  # fmt: skip
+            self._refuse_rewrites(stored.types, types, "since the last run")
         history = replace(history, types=types)
         plan = history.plan(self.o, 0, self.ctx.where)
         return [
@@ -685,8 +699,7 @@ class CaptureReader(Reader):
         elif plan.hi is None:
             hi = plan.lo
         if history.types:  # an ALTER while the run read: the next run's plan would not see it
-            refuse_retyped(self.ctx.where, history.types, self._types(), self._keeps,
-                           "while this run read the log", self._labels())  # fmt: skip
+            self._refuse_rewrites(history.types, self._types(), "while this run read the log")
         new = history.record(plan, end_ms, hi, self.o.retention_ms)
         if seen is not None:
             new = replace(new, seen=seen)
