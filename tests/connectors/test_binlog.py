@@ -228,6 +228,7 @@ def transaction(log: Log, changes: list[tuple[int, list[Any]]], compress: bool) 
 def reader() -> Reader:
     r = Reader.__new__(Reader)
     r._checksum = True
+    r._cascades = {}
     r.ctx = SimpleNamespace(where="job.content[0].reader")
     r.o = SimpleNamespace(before_image=False)
     specs = [s for _n, _k, _m, s in COLUMNS]

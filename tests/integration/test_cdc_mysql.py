@@ -953,3 +953,41 @@ def test_a_column_added_with_a_value_in_every_row_is_an_error(
     else:
         assert r.status == "succeeded", r.error
         assert rows(c.read(c.folder(c.runs)), "_op", "id", "b") == [("c", 2, None)]
+
+
+def test_rows_a_foreign_key_cascade_changed_are_an_error_not_left_out(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """InnoDB changes the rows a foreign key's ON DELETE / ON UPDATE CASCADE (or SET NULL)
+    reaches itself, and the binlog has no row event of them: a delete (an update, for an
+    ON UPDATE rule) of a parent row in the run is an error naming the table and the key, never
+    the child's rows left in the target. A parent whose keys cascade nothing reads on."""
+    mysql_db.execute(
+        "CREATE TABLE par (id INT PRIMARY KEY, note VARCHAR(5))",
+        "CREATE TABLE kid (id INT PRIMARY KEY, pid INT, CONSTRAINT kid_par FOREIGN KEY (pid) "
+        "REFERENCES par (id) ON DELETE CASCADE)",
+        "CREATE TABLE ref (id INT PRIMARY KEY, pid INT, FOREIGN KEY (pid) REFERENCES par (id))",
+        "CREATE TABLE tree (id INT PRIMARY KEY, up INT, CONSTRAINT tree_up FOREIGN KEY (up) "
+        "REFERENCES tree (id) ON UPDATE CASCADE)",
+    )
+    c = cap(mysql_db, tmp_path, ["kid", "ref"])
+    c.run()
+    mysql_db.execute(
+        "INSERT INTO par VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+        "INSERT INTO kid VALUES (10, 1), (20, 2)",
+        "INSERT INTO ref VALUES (30, 3)",
+        "UPDATE par SET note = 'x' WHERE id = 1",  # no ON UPDATE rule: nothing cascades
+    )
+    assert rows(c.run(), "_table", "id") == [("kid", 10), ("kid", 20), ("ref", 30)]
+    mysql_db.execute("DELETE FROM par WHERE id = 1")  # kid 10 goes without a row event
+    r = c.run_report()
+    assert r.status == "failed" and "table kid" in r.error and "kid_par" in r.error
+    assert "snapshot: true" in r.error
+    t = cap(mysql_db, tmp_path, ["tree"])
+    t.run()
+    mysql_db.execute("INSERT INTO tree VALUES (1, NULL), (2, 1)", "DELETE FROM tree WHERE id = 2")
+    assert rows(t.run(), "_op", "id") == [("c", 1), ("c", 2), ("d", 2)]
+    mysql_db.execute("UPDATE tree SET id = 5 WHERE id = 1")  # (nothing refers to it now)
+    r = t.run_report()
+    assert r.status == "failed" and "table tree" in r.error and "tree_up" in r.error

@@ -76,6 +76,19 @@ class _Target:
     key: list[int]  # primary key columns (indexes into specs)
 
 
+@dataclass
+class _Cascade:
+    """A captured table's foreign key with a cascading rule (CASCADE, SET NULL, SET DEFAULT)."""
+
+    label: str  # the captured table
+    name: str  # the constraint
+    rule: str  # as SQL says it: ON DELETE CASCADE, ...
+    on_delete: bool
+    on_update: bool
+    referred: list[str]  # the referred table's columns it refers to
+    columns: list[str]  # the referred table's columns, in order (matched by position)
+
+
 class Reader(CaptureReader):
     """``mysqlcdc``: one row per change (see the module docstring)."""
 
@@ -117,6 +130,8 @@ class Reader(CaptureReader):
         self._gtid_mode: bool | None = None  # decided per run: by the stored position, else here
         self._charsets: dict[int, str] = {}  # collation id -> character set
         self._seen: int | None = None  # the saved History.seen of the run's split
+        #: by referred table: the captured tables' foreign keys with a cascading rule
+        self._cascades: dict[tuple[str, str], list[_Cascade]] = {}
 
     # -- planning --------------------------------------------------------------------------------
     def _control(self) -> Any:
@@ -190,6 +205,7 @@ class Reader(CaptureReader):
                     (table, pa.schema([schema.field(s.name) for s in specs if s.name in wanted]))
                 )
         self._schema = output_schema(pairs, self.o.before_image, self.ctx.path("table"))
+        self._plan_cascades()
         row = self._query("SELECT @@global.binlog_checksum, VERSION()")
         self._checksum = bool(row and row[0][0] and str(row[0][0]).upper() != "NONE")
         self._maria = "mariadb" in str(row[0][1]).lower()
@@ -199,6 +215,44 @@ class Reader(CaptureReader):
             if r[0] is not None
         }
         self._planned = True
+
+    def _plan_cascades(self) -> None:
+        """The captured tables' foreign keys whose rule changes their rows without a row event
+        (see :meth:`_cascaded`)."""
+        acts = ("CASCADE", "SET NULL", "SET DEFAULT")
+        for (db, name), target in self.targets.items():
+            for fk, pdb, ptable, upd, dele in self._query(
+                "SELECT CONSTRAINT_NAME, UNIQUE_CONSTRAINT_SCHEMA, REFERENCED_TABLE_NAME, "
+                "UPDATE_RULE, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS "
+                "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+                (db, name),
+            ):
+                on_update, on_delete = str(upd) in acts, str(dele) in acts
+                if not (on_update or on_delete):
+                    continue
+                referred = [
+                    str(r[0])
+                    for r in self._query(
+                        "SELECT REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                        "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s AND CONSTRAINT_NAME = "
+                        "%s ORDER BY ORDINAL_POSITION",
+                        (db, name, fk),
+                    )
+                ]
+                columns = [
+                    str(r[0])
+                    for r in self._query(
+                        "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+                        "%s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                        (pdb, ptable),
+                    )
+                ]
+                rule = " ".join(
+                    [f"ON DELETE {dele}"] * on_delete + [f"ON UPDATE {upd}"] * on_update
+                )
+                self._cascades.setdefault((str(pdb), str(ptable)), []).append(
+                    _Cascade(target.label, str(fk), rule, on_delete, on_update, referred, columns)
+                )
 
     # -- the hooks of the skeleton -----------------------------------------------------------------
     def _now_ms(self) -> int:
@@ -670,9 +724,11 @@ class Reader(CaptureReader):
         for c in distinct(code):
             tm = state.table_map(keys[c // 2])
             target = self.targets.get((tm.db, tm.table))
+            sel = np.flatnonzero(code == c)
+            if (tm.db, tm.table) in self._cascades:
+                self._cascaded(ev, idx[sel], tm)
             if target is None:
                 continue
-            sel = np.flatnonzero(code == c)
             if held[sel].any():
                 e = int(idx[sel][np.flatnonzero(held[sel])[0]])
                 raise FatalError(
@@ -724,28 +780,7 @@ class Reader(CaptureReader):
         assert self._schema is not None
         cols = self._columns(tm, target)
         buf = ev.buf
-        s = ev.start[idx]
-        p = s + 19 + 8
-        v2 = np.isin(ev.type[idx], (bl.WRITE_V2, bl.UPDATE_V2, bl.DELETE_V2))
-        p = p + np.where(v2, ev.le(27, 2)[idx], 0)
-        c = buf[p]
-        p = p + np.where(c < 251, 1, 3)
-        n = len(tm.types)
-        nb = (n + 7) // 8
-        images = 2 if update else 1
-        full = np.full(nb, 0xFF, dtype=np.uint8)
-        if n % 8:
-            full[-1] = (1 << (n % 8)) - 1
-        for img in range(images):
-            got = buf[(p + img * nb)[:, None] + np.arange(nb)]
-            if not (got & full == full).all():
-                raise FatalError(
-                    f"{self.ctx.where}: table {target.label}: the binlog holds partial row "
-                    "images; a capture needs SET GLOBAL binlog_row_image = FULL"
-                )
-        rows_at = p + images * nb
-        stop = s + ev.size[idx] - (4 if self._checksum else 0)
-        walked = bl.walk(buf, rows_at, stop, tm, images)
+        walked = self._walk(ev, idx, tm, 2 if update else 1, target.label)
         after = walked[-1]
         before = walked[0] if update else None
         ev_of = after.event
@@ -815,6 +850,72 @@ class Reader(CaptureReader):
         )
         order = np.stack([events, after.seq[take], (~is_old).astype(np.int64)], axis=1)
         return batch, order, bad
+
+    def _walk(
+        self, ev: bl.Events, idx: np.ndarray, tm: bl.TableMap, images: int, label: str
+    ) -> list[bl.Walked]:
+        """The rows of row events ``idx`` (of table map ``tm``): where each value is, per
+        image (an update's before, then after)."""
+        buf = ev.buf
+        s = ev.start[idx]
+        p = s + 19 + 8
+        v2 = np.isin(ev.type[idx], (bl.WRITE_V2, bl.UPDATE_V2, bl.DELETE_V2))
+        p = p + np.where(v2, ev.le(27, 2)[idx], 0)
+        c = buf[p]
+        p = p + np.where(c < 251, 1, 3)
+        n = len(tm.types)
+        nb = (n + 7) // 8
+        full = np.full(nb, 0xFF, dtype=np.uint8)
+        if n % 8:
+            full[-1] = (1 << (n % 8)) - 1
+        for img in range(images):
+            got = buf[(p + img * nb)[:, None] + np.arange(nb)]
+            if not (got & full == full).all():
+                raise FatalError(
+                    f"{self.ctx.where}: table {label}: the binlog holds partial row "
+                    "images; a capture needs SET GLOBAL binlog_row_image = FULL"
+                )
+        rows_at = p + images * nb
+        stop = s + ev.size[idx] - (4 if self._checksum else 0)
+        return bl.walk(buf, rows_at, stop, tm, images)
+
+    def _cascaded(self, ev: bl.Events, idx: np.ndarray, tm: bl.TableMap) -> None:
+        """Row events ``idx`` of table ``tm``, which a captured table's foreign key refers to
+        with a cascading rule: InnoDB applies the rule to the referring rows itself, and the
+        binlog has no row event of what it changed. A delete of a referred row (an update of
+        its referred columns, for an ON UPDATE rule) is an error naming the table and key."""
+        kinds = ev.type[idx]
+        for fk in self._cascades.get((tm.db, tm.table), []):
+            hit: np.ndarray = np.zeros(len(idx), bool)
+            if fk.on_delete:
+                hit |= np.isin(kinds, bl.DELETES)
+            upd = np.isin(kinds, bl.UPDATES)
+            if fk.on_update and upd.any():
+                names = tm.names if tm.names is not None else fk.columns
+                at = [names.index(c) if c in names else None for c in fk.referred]
+                if (tm.names is None and len(tm.types) != len(fk.columns)) or None in at:
+                    hit |= upd  # the columns cannot be told: any update may have cascaded
+                else:
+                    w = self._walk(ev, idx[upd], tm, 2, fk.label)
+                    moved = np.zeros(len(w[0].event), bool)
+                    for j in at:
+                        assert j is not None
+                        a = bl.raw(ev.buf, w[0].start[j], w[0].size[j], w[0].null[j])
+                        b = bl.raw(ev.buf, w[1].start[j], w[1].size[j], w[1].null[j])
+                        moved |= ~to_bools(_equal(a, b))
+                    hit[np.flatnonzero(upd)[np.unique(w[1].event[moved])]] = True
+            if hit.any():
+                e = int(idx[np.flatnonzero(hit)[0]])
+                what = "a delete" if np.isin(ev.type[e], bl.DELETES) else "an update of the key"
+                raise FatalError(
+                    f"{self.ctx.where}: table {fk.label}: {what} of a row of {tm.db}.{tm.table} "
+                    f"at {ev.files[int(ev.file[e])]}:{int(ev.next_pos[e] - ev.size[e])} reaches "
+                    f"its rows through foreign key {fk.name} ({fk.rule}), which the server "
+                    "applies without a row event of each in the binlog, so a capture cannot "
+                    "give those changes; start a new capture after it (`tidesync cdc drop` the "
+                    "job, then run it with snapshot: true), and while the table is captured "
+                    "change its rows before the rows they refer to instead of a cascading rule"
+                )
 
     def _statements(self, ev: bl.Events, at: np.ndarray) -> None:
         """Statements the run takes that changed a captured table without its rows in the log:
