@@ -1541,3 +1541,23 @@ def test_a_column_added_with_a_value_in_every_row_is_an_error(
     else:
         assert r.status == "succeeded", r.error
         assert rows(c.read(c.folder(c.runs)), "_op", "id", "b") == [("c", 2, None)]
+
+
+def test_a_key_moved_under_a_deferrable_primary_key_is_an_error(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    """A DEFERRABLE primary key (logged whole with REPLICA IDENTITY FULL) lets one statement
+    give two rows one key for a moment: UPDATE ... SET id = id + 1 logs row 1 as moved to 2
+    before row 2 moved to 3, and the delete of the old key 2 would delete the row that took it
+    (a merged target keeps 3 alone). An error naming the table; other updates read on."""
+    pg.sql(
+        "CREATE TABLE {s}.dk (id int PRIMARY KEY DEFERRABLE, v text)",
+        "ALTER TABLE {s}.dk REPLICA IDENTITY FULL",
+    )
+    c = cap(["dk"])
+    c.run()
+    pg.sql("INSERT INTO {s}.dk VALUES (1, 'a'), (2, 'b')", "UPDATE {s}.dk SET v = 'c'")
+    assert rows(c.run(), "_op", "id", "v") == [
+        ("c", 1, "a"), ("c", 2, "b"), ("u", 1, "c"), ("u", 2, "c")
+    ]  # fmt: skip
+    pg.sql("UPDATE {s}.dk SET id = id + 1")
+    r = c.run_report()
+    assert r.status == "failed" and "table dk" in r.error and "DEFERRABLE" in r.error

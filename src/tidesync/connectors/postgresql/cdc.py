@@ -229,12 +229,18 @@ class Reader(CaptureReader):
                         "primary key nor the primary key of a deleted row; ALTER TABLE "
                         f"{q} REPLICA IDENTITY DEFAULT (or FULL)"
                     )
+                deferrable = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = %s AND "
+                    "contype = 'p' AND condeferrable)",
+                    (plan.table.oid,),
+                ).fetchone()[0]
                 target = self.targets[(schema_name, rel)] = Target(
                     plan.label,
                     {c.name: c.type for c in plan.cols},
                     arrays,
                     key,
                     {c.name for c in plan.cols if c.numeric},
+                    bool(deferrable),
                 )
                 self.shapes[(schema_name, rel)] = _shape(conn, plan.table.oid)
                 if plan.table.kind == "p":

@@ -282,6 +282,7 @@ class Target:
         default_factory=list
     )  # the primary key (REPLICA IDENTITY FULL flags all)
     numeric: set[str] = field(default_factory=set)  # columns of a numeric type (or domain)
+    deferrable: bool = False  # the primary key is DEFERRABLE: checked at a statement's end
 
 
 @dataclass
@@ -655,6 +656,16 @@ class Decoder:
                     b = _strings(buf, new.start[j], new.length[j], same_len)
                     differs |= ~to_bools(pc.equal(a, b), null=True)
                 moved |= cand & differs
+        if target.deferrable and moved.any():
+            raise FatalError(
+                f"table {target.label}: an update moved a row to another primary key (at log "
+                f"position {lsn[int(idx[np.flatnonzero(moved)[0]])]}), and the key is "
+                "DEFERRABLE: one statement may give two rows one key for a moment (UPDATE ... "
+                "SET id = id + 1), so the delete of a moved row's old key could delete the row "
+                "that took it; start a new capture after it (`tidesync cdc drop` the job, then "
+                "run it with snapshot: true), and make the key NOT DEFERRABLE (or keep keys in "
+                "place) while the table is captured"
+            )
         row = np.arange(len(idx))
         take = np.concatenate([np.flatnonzero(moved), row])
         sub = np.concatenate([np.zeros(int(moved.sum()), np.int64), np.ones(len(idx), np.int64)])
