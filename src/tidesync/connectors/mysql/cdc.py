@@ -593,10 +593,13 @@ class Reader(CaptureReader):
         ddl: list[int] = []
         stmts: list[int] = []  # changes logged as statements
         prepared: list[int] = []  # transactions (indexes into ``first``) an XA PREPARE ended
+        savepoints: dict[str, int] = {}  # the open transaction's, by name: the SAVEPOINT event
+        undone: list[tuple[int, int]] = []  # (SAVEPOINT, ROLLBACK TO): the events between
         rowmask = np.isin(types, bl.ROW_EVENTS)
         for i in np.flatnonzero(~rowmask).tolist():
             t = int(types[i])
             if t in (bl.MARIA_GTID, bl.MYSQL_GTID, bl.MYSQL_ANON_GTID):
+                savepoints = {}
                 open_at = i
                 # MariaDB's FL_STANDALONE: one statement, no BEGIN/COMMIT (a DDL statement)
                 alone = t == bl.MARIA_GTID and bool(ev.body(i, cs)[12] & 1)
@@ -610,6 +613,19 @@ class Reader(CaptureReader):
                 if q.startswith(b"BEGIN") or q.startswith(b"XA START"):
                     if open_at is None:
                         open_at, open_gtid = i, None
+                        savepoints = {}
+                elif open_at is not None and (q.startswith(b"SAVEPOINT") or
+                                              q.startswith(b"ROLLBACK TO")):  # fmt: skip
+                    # rows rolled back to a savepoint stay in the log where the transaction
+                    # also wrote a non-transactional table: they never were the table's
+                    m = _SAVEPOINT.match(_statement(ev.body(i, cs))[1])
+                    name = m[2].strip("`").lower() if m is not None else ""
+                    if m is not None and m[1] is None:
+                        savepoints[name] = i
+                    elif name in savepoints:
+                        at = savepoints[name]
+                        undone.append((at, i))
+                        savepoints = {k: v for k, v in savepoints.items() if v <= at}
                 elif q.startswith(b"XA END"):
                     pass  # the XA transaction goes on to its XA PREPARE (or one-phase commit)
                 elif q.startswith(b"ROLLBACK") and not q.startswith(b"ROLLBACK TO"):
@@ -676,6 +692,8 @@ class Reader(CaptureReader):
             tx = np.searchsorted(fa, at, side="right") - 1
             ok = (tx >= 0) & (tx < k)
             ok &= at <= la[np.clip(tx, 0, max(len(la) - 1, 0))] if len(la) else False
+            for a, b in undone:
+                ok &= (at < a) | (at > b)
             return at[ok], tx[ok]
 
         self._statements(ev, taken(np.asarray(ddl + stmts, dtype=np.int64))[0])
@@ -1290,6 +1308,11 @@ _NOT_COLUMNS = {"INDEX", "KEY", "PRIMARY", "UNIQUE", "FULLTEXT", "SPATIAL", "CON
 #: statements a transaction holds besides its rows: changes logged as statements, savepoints
 _IN_TRANSACTION = (b"INSERT", b"UPDATE", b"DELETE", b"REPLACE", b"LOAD", b"WITH", b"SAVEPOINT",
                    b"ROLLBACK TO", b"RELEASE", b"/*", b"(", b"SELECT", b"CALL", b"DO ")  # fmt: skip
+#: SAVEPOINT name (group 1 None), or ROLLBACK [WORK] TO [SAVEPOINT] name
+_SAVEPOINT = re.compile(
+    r"\s*(?:SAVEPOINT|(ROLLBACK)\s+(?:WORK\s+)?TO\s+(?:SAVEPOINT\s+)?)\s*(`(?:[^`]|``)+`|\S+)",
+    re.IGNORECASE,
+)
 _DML = re.compile(r"(INSERT|UPDATE|DELETE|REPLACE|LOAD|WITH|SELECT|CALL|DO)\b|\(", re.IGNORECASE)
 _TRUNCATE = re.compile(
     r"TRUNCATE\s+(?:TABLE\s+)?((?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?)", re.IGNORECASE
