@@ -1561,3 +1561,30 @@ def test_a_key_moved_under_a_deferrable_primary_key_is_an_error(pg: PgDb, cap: A
     pg.sql("UPDATE {s}.dk SET id = id + 1")
     r = c.run_report()
     assert r.status == "failed" and "table dk" in r.error and "DEFERRABLE" in r.error
+
+
+@pytest.mark.parametrize(
+    ("alter", "renames"),
+    [
+        ("ALTER TYPE {s}.mood RENAME VALUE 'sad' TO 'blue'", True),
+        ("ALTER TYPE {s}.mood ADD VALUE 'glad' BEFORE 'ok'", False),
+    ],
+)
+def test_an_enum_value_renamed_is_an_error(pg: PgDb, cap: Any, alter: str, renames: bool) -> None:  # noqa: F811
+    """ALTER TYPE ... RENAME VALUE changes what every row holding the value reads as, without a
+    change of each in the log: an error saying a new snapshot is needed, as for a column whose
+    type rewrote its values; a value added changes no row and reads on."""
+    pg.sql(
+        "CREATE TYPE {s}.mood AS ENUM ('sad', 'ok')",
+        "CREATE TABLE {s}.em (id int PRIMARY KEY, m {s}.mood, ms {s}.mood[])",
+    )
+    c = cap(["em"])
+    c.run()
+    pg.sql("INSERT INTO {s}.em VALUES (1, 'sad', '{sad}')")
+    assert c.run().num_rows == 1
+    pg.sql(alter)
+    r = c.run_report()
+    if renames:
+        assert r.status == "failed" and "table em, column m: its type changed" in r.error
+    else:
+        assert r.status == "succeeded", r.error

@@ -846,12 +846,17 @@ class Reader(CaptureReader):
             yield base.Chunk(batch.slice(s, step))
 
     def _types(self) -> dict[str, dict[str, str]]:
-        """The read columns' types now (``format_type``), by the tables' qualified names."""
+        """The read columns' types now (``format_type``; an enum's, or an enum array's, with
+        its labels: ``ALTER TYPE ... RENAME VALUE`` changes the values without a change of each
+        row), by the tables' qualified names."""
         oids = {self.shapes[k].oid: (".".join(k), t) for k, t in self.targets.items()}
         out: dict[str, dict[str, str]] = {name: {} for name, _ in oids.values()}
         sql = (
-            "SELECT attrelid::bigint, attname::text, format_type(atttypid, atttypmod) FROM "
-            "pg_attribute WHERE attrelid = ANY(%s::oid[]) AND attnum > 0 AND NOT attisdropped"
+            "SELECT a.attrelid::bigint, a.attname::text, format_type(a.atttypid, a.atttypmod) "
+            "|| coalesce(' enum(' || (SELECT string_agg(quote_literal(e.enumlabel), ',' ORDER BY "
+            "e.enumsortorder) FROM pg_enum e WHERE e.enumtypid IN (t.oid, t.typelem)) || ')', "
+            "'') FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = "
+            "ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped"
         )
         with edge(self.endpoint, where=self.ctx.where):
             for oid, name, typ in self._control().execute(sql, (list(oids),)).fetchall():
@@ -890,6 +895,9 @@ class Reader(CaptureReader):
         seen (the catalog does not keep it)."""
         if old == new:
             return True
+        if " enum(" in old and " enum(" in new:  # the same labels, and maybe others added
+            (ta, la), (tb, lb) = (x.split(" enum(", 1) for x in (old, new))
+            return ta == tb and set(_LABEL.findall(la)) <= set(_LABEL.findall(lb))
         a, b = _PG_TYPE.match(old), _PG_TYPE.match(new)
         if a is None or b is None:
             return False
@@ -1066,6 +1074,7 @@ def _copied(conn: Any, sql: str, ep: Endpoint, place: str) -> Iterator[pa.Record
 
 #: a ``format_type`` name: its base, its modifiers (precision or length, scale), its zone
 _PG_TYPE = re.compile(r"^([a-z ]+?)(?:\((\d+)(?:,(\d+))?\))?( with(?:out)? time zone)?$")
+_LABEL = re.compile(r"'(?:[^']|'')*'")
 _PEEK = pa.schema([("lsn", pa.string()), ("data", pa.binary())])
 _BE4 = np.dtype(">i4")
 
