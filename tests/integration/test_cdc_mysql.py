@@ -721,6 +721,33 @@ def test_a_change_logged_as_a_statement_is_an_error_not_a_lost_change(
             )
             for verb in ("DROP", "TRUNCATE")
         ),
+        (
+            [
+                "ALTER TABLE t PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (10), "
+                "PARTITION p1 VALUES LESS THAN (20))",
+                "CREATE TABLE loose (id INT PRIMARY KEY)",
+                "INSERT INTO loose VALUES (25)",  # its rows join t's without a row event
+                "ALTER TABLE t CONVERT TABLE loose TO PARTITION p2 VALUES LESS THAN (30)",
+            ],
+            "CONVERT TABLE loose TO PARTITION p2",
+        ),
+        (
+            [
+                "ALTER TABLE t PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (10), "
+                "PARTITION p1 VALUES LESS THAN MAXVALUE)",
+                "ALTER TABLE t CONVERT PARTITION p0 TO TABLE t_p0",  # its rows leave t
+            ],
+            "CONVERT PARTITION p0 TO TABLE",
+        ),
+        (
+            [
+                "CREATE TABLE pc (id INT PRIMARY KEY) PARTITION BY RANGE (id) "
+                "(PARTITION p0 VALUES LESS THAN (0))",
+                "ALTER TABLE pc CONVERT TABLE t TO PARTITION p1 VALUES LESS THAN (20)",
+                "CREATE TABLE t (id INT PRIMARY KEY)",  # its rows left it without a row event
+            ],
+            "CONVERT TABLE t TO PARTITION",
+        ),
     ],
     ids=[
         "truncate",
@@ -730,6 +757,9 @@ def test_a_change_logged_as_a_statement_is_an_error_not_a_lost_change(
         "exchange_partition",
         "drop_partition",
         "truncate_partition",
+        "convert_table_to_partition",
+        "convert_partition_to_table",
+        "converted_into_another",
     ],
 )
 def test_a_statement_that_replaces_a_captured_tables_rows_is_an_error(

@@ -1324,7 +1324,8 @@ _NAME = r"(?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))?"
 #: statements that drop, rename or replace tables or their rows without a row event each (the
 #: names: what ``_TABLE_NAME`` finds in groups 1 and 2, groups 3 on as they are): DROP, RENAME,
 #: ALTER ... RENAME, CREATE OR REPLACE (MariaDB), a partition's rows dropped, emptied or swapped
-#: with another table's, a tablespace discarded or imported
+#: with another table's, a tablespace discarded or imported, a partition made a table of its own
+#: or a table made a partition (MariaDB's CONVERT PARTITION / CONVERT TABLE: rows leave or join)
 _REPLACED = re.compile(
     r"(?:DROP\s+TABLES?\s+(?:IF\s+EXISTS\s+)?|RENAME\s+TABLES?\s+)(.*)"
     r"|ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+(?:IF\s+EXISTS\s+)?(.*\bRENAME\s+(?:TO\s+|AS\s+)?"
@@ -1332,7 +1333,8 @@ _REPLACED = re.compile(
     rf"|CREATE\s+OR\s+REPLACE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?({_NAME})"
     rf"|ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+(?:IF\s+EXISTS\s+)?({_NAME})\s.*?"
     rf"(?:\b(?:TRUNCATE|DROP)\s+PARTITION\b|\b(?:DISCARD|IMPORT)\s+(?:PARTITION\s.*?)?TABLESPACE\b"
-    rf"|\bEXCHANGE\s+PARTITION\s+\w+\s+WITH\s+TABLE\s+({_NAME}))",
+    rf"|\bEXCHANGE\s+PARTITION\s+\w+\s+WITH\s+TABLE\s+({_NAME})"
+    rf"|\bCONVERT\s+PARTITION\s+\S+\s+TO\s+TABLE\b|\bCONVERT\s+TABLE\s+({_NAME})\s+TO\s+PARTITION\b)",
     re.IGNORECASE | re.DOTALL,
 )
 _TABLE_NAME = re.compile(
