@@ -1055,3 +1055,22 @@ def test_rows_rolled_back_to_a_savepoint_are_not_changes(
     )
     assert mysql_db.query("SELECT id FROM sv ORDER BY id") == [(1,), (3,), (5,)]
     assert rows(c.run(), "_op", "id") == [("c", 1), ("c", 3), ("c", 5)]
+
+
+def test_a_column_newly_read_by_the_job_is_an_error(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A column the job's column list reads now and did not before: its values in the rows
+    already taken were never given. An error naming it; a column left out reads on."""
+    mysql_db.execute("CREATE TABLE cl (id INT PRIMARY KEY, a INT, b INT)")
+    c = cap(mysql_db, tmp_path, ["cl"], column=["id", "a"])
+    c.run()
+    mysql_db.execute("INSERT INTO cl VALUES (1, 1, 1)")
+    assert rows(c.run(), "_op", "id", "a") == [("c", 1, 1)]
+    c.params["column"] = ["id", "a", "b"]
+    r = c.run_report()
+    assert r.status == "failed" and "table cl, column b" in r.error and "column list" in r.error
+    c.params["column"] = ["id"]
+    mysql_db.execute("INSERT INTO cl VALUES (2, 2, 2)")
+    assert rows(c.run(), "_op", "id") == [("c", 2)]

@@ -1588,3 +1588,20 @@ def test_an_enum_value_renamed_is_an_error(pg: PgDb, cap: Any, alter: str, renam
         assert r.status == "failed" and "table em, column m: its type changed" in r.error
     else:
         assert r.status == "succeeded", r.error
+
+
+def test_a_column_newly_read_by_the_job_is_an_error(pg: PgDb, cap: Any) -> None:  # noqa: F811
+    """A column the job's column list reads now and did not before: its values in the rows
+    already taken were never given (a merged target would hold NULL). An error naming it, as
+    a table added to the job is; a column left out reads on."""
+    pg.sql("CREATE TABLE {s}.cl (id int PRIMARY KEY, a int, b int)")
+    c = cap(["cl"], column=["id", "a"])
+    c.run()
+    pg.sql("INSERT INTO {s}.cl VALUES (1, 1, 1)")
+    assert rows(c.run(), "_op", "id", "a") == [("c", 1, 1)]
+    c.params["column"] = ["id", "a", "b"]
+    r = c.run_report()
+    assert r.status == "failed" and "table cl, column b" in r.error and "column list" in r.error
+    c.params["column"] = ["id"]
+    pg.sql("INSERT INTO {s}.cl VALUES (2, 2, 2)")
+    assert rows(c.run(), "_op", "id") == [("c", 2)]

@@ -1097,6 +1097,12 @@ class Reader(CaptureReader):
     def _labels(self) -> dict[str, str]:
         return {".".join(k): t.label for k, t in self.targets.items()}
 
+    def _unread(self) -> dict[str, list[str]]:
+        return {
+            ".".join(k): [s.name for s in t.specs if s.name not in t.read]
+            for k, t in self.targets.items()
+        }
+
     def _keeps(self, old: str, new: str) -> bool:
         """Whether ``ALTER TABLE`` from column type ``old`` to ``new`` keeps every value as it
         was: a wider integer of the same sign, a decimal with no fewer digits either side of the

@@ -886,6 +886,12 @@ class Reader(CaptureReader):
     def _labels(self) -> dict[str, str]:
         return {".".join(k): t.label for k, t in self.targets.items()}
 
+    def _unread(self) -> dict[str, list[str]]:
+        return {
+            ".".join(k): [n for _, n in self.shapes[k].attrs if n is not None and n not in t.types]
+            for k, t in self.targets.items()
+        }
+
     def _keeps(self, old: str, new: str) -> bool:
         """Whether ``ALTER COLUMN ... TYPE`` from ``old`` to ``new`` (``format_type`` names)
         keeps every value as it was or fails: integers (a value out of range fails it), text

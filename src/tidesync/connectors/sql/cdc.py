@@ -15,6 +15,7 @@ after the writer's commit, read back through ``Context.stored_positions()``)::
      "spans": [[start_ms, end_ms, lo, hi], ...],      # oldest first, tiling
      "tables": {"public.orders": 16385},               # each table's identity (PostgreSQL: OID)
      "types": {"public.orders": {"amount": "numeric(10,2)"}},  # read columns' types
+     "unread": {"public.orders": ["note"]},             # the columns the job leaves out
      "seen": 1700000360000}                             # the server's clock at the last log end
 
 ``tables`` is what a store records to know a captured table again (PostgreSQL: the table's
@@ -25,7 +26,8 @@ saved without it (an earlier version, a table newly added to the job) record it,
 way that may change the values the table holds (``ALTER ... TYPE`` to a smaller scale, precision
 or length: rounded or cut without a change of each row in the log) is an error, as is one
 changed while a run reads; a type that holds every old value as it was (a wider integer or
-text) is not.
+text) is not. ``unread`` are the columns the job left out: one read later is an error (its
+values in the rows taken before were never given).
 
 A run of window ``[S, E)``:
 
@@ -314,6 +316,9 @@ class History:
     #: each captured table's read columns and their types as the store spells them, by the
     #: table's qualified name, as the last run planned them; empty where saved without them
     types: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: each captured table's columns the last run did not read (a column read later lacks its
+    #: values in the rows taken before); absent where saved without them
+    unread: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, v: Any) -> History | None:
@@ -326,6 +331,7 @@ class History:
         tables = v.get("tables")
         seen = v.get("seen")
         types = v.get("types")
+        unread = v.get("unread")
         return cls(
             str(v["capture"]),
             int(v.get("created", 0)),
@@ -335,6 +341,9 @@ class History:
             int(seen) if isinstance(seen, int) and not isinstance(seen, bool) else None,
             {str(k): dict(c) for k, c in types.items() if isinstance(c, dict)}
             if isinstance(types, dict)
+            else {},
+            {str(k): [str(x) for x in c] for k, c in unread.items() if isinstance(c, list)}
+            if isinstance(unread, dict)
             else {},
         )
 
@@ -353,6 +362,8 @@ class History:
             out["seen"] = self.seen
         if self.types:
             out["types"] = {k: dict(c) for k, c in self.types.items()}
+        if self.unread:
+            out["unread"] = {k: list(c) for k, c in self.unread.items()}
         return out
 
     @property
@@ -570,6 +581,10 @@ class CaptureReader(Reader):
         """The tables' names as the job gives them, by the names :meth:`_types` uses."""
         return {}
 
+    def _unread(self) -> dict[str, list[str]]:
+        """Each captured table's columns the job does not read (by :meth:`_types`' names)."""
+        return {}
+
     def _keeps(self, old: str, new: str) -> bool:
         """Whether changing a column from type ``old`` to ``new`` keeps every value the table
         holds as it was (or fails the ALTER where one does not fit)."""
@@ -579,6 +594,21 @@ class CaptureReader(Reader):
         """Of ``columns`` of ``table`` (added since the last run), those that hold a value in
         rows written before they were added (a default, NOT NULL, a generated column)."""
         return []
+
+    def _refuse_newly_read(self, was: dict[str, list[str]], now: dict[str, dict[str, str]]) -> None:
+        """Fail a run that reads a column the last run left out (the job's ``column`` list
+        changed): its values in the rows taken before were never given."""
+        labels = self._labels()
+        for table, cols in now.items():
+            new = [c for c in cols if c in set(was.get(table, ()))]
+            if new:
+                raise FatalError(
+                    f"{self.ctx.where}: table {labels.get(table, table)}, column {new[0]} is read "
+                    "now and was not by the last run (the job's column list changed): its "
+                    "values in the rows already taken were never given; read it in a job of "
+                    "its own (snapshot: true gives them), or start this capture anew with it "
+                    "(`tidesync cdc drop` the job, then run it with snapshot: true)"
+                )
 
     def _refuse_rewrites(
         self, was: dict[str, dict[str, str]], now: dict[str, dict[str, str]], when: str
@@ -648,10 +678,11 @@ class CaptureReader(Reader):
             )
         stored = self.stored()
         history = self._open(stored)
-        types = self._types()
+        types, unread = self._types(), self._unread()
         if stored is not None:
+            self._refuse_newly_read(stored.unread, types)
             self._refuse_rewrites(stored.types, types, "since the last run")
-        history = replace(history, types=types)
+        history = replace(history, types=types, unread=unread)
         plan = history.plan(self.o, 0, self.ctx.where)
         return [
             CdcSplit(
