@@ -1516,6 +1516,7 @@ def test_a_table_attached_as_a_partition_with_rows_is_an_error(
     [
         ("b int DEFAULT 5", True),  # every row has 5 (a "missing" value, no rewrite)
         ("b timestamptz DEFAULT clock_timestamp()", True),  # the table rewritten
+        ("b int GENERATED ALWAYS AS IDENTITY", True),  # numbered, the table rewritten
         ("b int", False),
     ],
 )

@@ -867,7 +867,7 @@ class Reader(CaptureReader):
 
     def _filled(self, table: str, columns: list[str]) -> list[str]:
         """Columns with a default (kept as the rows' missing value, or written into every row
-        by a rewrite) or generated."""
+        by a rewrite), generated or identity ones (numbered by a rewrite)."""
         if not columns:
             return []
         k = next(k for k in self.targets if ".".join(k) == table)
@@ -875,9 +875,10 @@ class Reader(CaptureReader):
         v = conn.info.server_version
         gen = "attgenerated <> ''" if v >= 120000 else "false"
         missing = "atthasmissing" if v >= 110000 else "false"
+        ident = "attidentity <> ''" if v >= 100000 else "false"
         sql = (
             "SELECT attname::text FROM pg_attribute WHERE attrelid = %s AND attname = ANY(%s) "
-            f"AND (atthasdef OR {gen} OR {missing}) ORDER BY attnum"
+            f"AND (atthasdef OR {gen} OR {missing} OR {ident}) ORDER BY attnum"
         )
         with edge(self.endpoint, where=self.ctx.where):
             rows = conn.execute(sql, (self.shapes[k].oid, columns)).fetchall()
