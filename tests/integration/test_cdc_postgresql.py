@@ -1589,6 +1589,11 @@ def test_an_enum_value_renamed_is_an_error(pg: PgDb, cap: Any, alter: str, renam
         assert r.status == "failed" and "table em, column m: its type changed" in r.error
     else:
         assert r.status == "succeeded", r.error
+        # the type named with its schema where the job's session leaves it off the path
+        c.params["session"] = ["SET search_path = public"]
+        c.params["table"] = [f"{pg.schema}.em"]
+        r = c.run_report()
+        assert r.status == "succeeded", r.error
 
 
 def test_a_column_newly_read_by_the_job_is_an_error(pg: PgDb, cap: Any) -> None:  # noqa: F811

@@ -900,6 +900,9 @@ class Reader(CaptureReader):
         precision does not (PostgreSQL rounds to the new scale or precision without a word,
         and cuts a varchar's excess spaces). A ``USING`` expression of the same type is not
         seen (the catalog does not keep it)."""
+        # a type outside the session's search_path is named with its schema (another
+        # session setting of the job, another name for the same type)
+        old, new = _SCHEMA_PREFIX.sub("", old), _SCHEMA_PREFIX.sub("", new)
         if old == new:
             return True
         if " enum(" in old and " enum(" in new:  # the same labels, and maybe others added
@@ -1082,6 +1085,7 @@ def _copied(conn: Any, sql: str, ep: Endpoint, place: str) -> Iterator[pa.Record
 #: a ``format_type`` name: its base, its modifiers (precision or length, scale), its zone
 _PG_TYPE = re.compile(r"^([a-z ]+?)(?:\((\d+)(?:,(\d+))?\))?( with(?:out)? time zone)?$")
 _LABEL = re.compile(r"'(?:[^']|'')*'")
+_SCHEMA_PREFIX = re.compile(r'^(?:"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*)\.')
 _PEEK = pa.schema([("lsn", pa.string()), ("data", pa.binary())])
 _BE4 = np.dtype(">i4")
 
