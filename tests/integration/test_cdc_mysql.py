@@ -1074,3 +1074,21 @@ def test_a_column_newly_read_by_the_job_is_an_error(
     c.params["column"] = ["id"]
     mysql_db.execute("INSERT INTO cl VALUES (2, 2, 2)")
     assert rows(c.run(), "_op", "id") == [("c", 2)]
+
+
+@pytest.mark.parametrize("kind", ["VIRTUAL", "STORED"])
+def test_a_generated_columns_expression_changed_is_an_error(
+    mysql_db: MyDb,  # noqa: F811
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    """A generated column given another expression changes its value in every row without a
+    row event of each: an error saying a new snapshot is needed."""
+    mysql_db.execute(f"CREATE TABLE gx (id INT PRIMARY KEY, a INT, v INT AS (a * 2) {kind})")
+    c = cap(mysql_db, tmp_path, ["gx"])
+    c.run()
+    mysql_db.execute("INSERT INTO gx (id, a) VALUES (1, 5)")
+    assert rows(c.run(), "id", "v") == [(1, 10)]
+    mysql_db.execute(f"ALTER TABLE gx MODIFY v INT AS (a * 3) {kind}")
+    r = c.run_report()
+    assert r.status == "failed" and "table gx, column v: its type changed" in r.error

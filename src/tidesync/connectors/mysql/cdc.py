@@ -1059,14 +1059,16 @@ class Reader(CaptureReader):
         out: dict[str, dict[str, str]] = {}
         for (db, name), target in self.targets.items():
             rows = self._query(
-                "SELECT COLUMN_NAME, COLUMN_TYPE, CHARACTER_SET_NAME, IS_NULLABLE FROM "
-                "information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                "SELECT COLUMN_NAME, COLUMN_TYPE, CHARACTER_SET_NAME, IS_NULLABLE, "
+                "GENERATION_EXPRESSION FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_NAME = %s",
                 (db, name),
             )
             out[f"{db}.{name}"] = {
                 str(r[0]): str(r[1]).lower()
                 + (f" character set {r[2]}".lower() if r[2] else "")
                 + (" not null" if r[3] == "NO" else "")
+                + (f" as ({r[4]})" if r[4] else "")
                 for r in rows
                 if r[0] in target.read
             }
@@ -1111,9 +1113,13 @@ class Reader(CaptureReader):
         the old ones, a character set converted to utf8mb4, NULL allowed. Anything else may
         round, cut, clip or replace values (without strict mode, or ALTER IGNORE, even a
         narrowing that does not fit goes through with a warning; NOT NULL turns NULLs into
-        0 or '')."""
+        0 or ''; a generated column given another expression changes every row)."""
         if old == new:
             return True
+        # a generated column's expression: another one gives every row another value
+        (old, ga), (new, gb) = (x.partition(" as (")[::2] for x in (old, new))
+        if ga != gb:
+            return False
         a, b = _MY_TYPE.match(old), _MY_TYPE.match(new)
         if a is None or b is None:
             return False
@@ -1229,7 +1235,7 @@ class Reader(CaptureReader):
 
 
 #: a ``COLUMN_TYPE`` as :meth:`Reader._types` spells it: base, modifiers, sign, character set,
-#: NOT NULL
+#: NOT NULL (a generated column's `` as (expression)`` taken off first)
 _MY_TYPE = re.compile(
     r"^(\w+)(?:\((.*)\))?((?: unsigned| zerofill)*)(?: character set (\w+))?( not null)?$"
 )
