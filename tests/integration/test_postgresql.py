@@ -902,6 +902,40 @@ def test_a_value_finer_than_the_columns_scale_or_precision_is_dirty_not_rounded(
     ]
 
 
+@pytest.mark.parametrize("mode", ["insert", "update"])
+def test_decimal_text_with_an_exponent_finer_than_the_scale_is_dirty_not_rounded(
+    pg: PgDb, mode: str
+) -> None:
+    # '1.23456e2' into numeric(5,2) was stored as 123.46 without a word, where '123.456' was
+    # already a dirty record
+    pg.sql("CREATE TABLE {s}.dst (id int PRIMARY KEY, s numeric(5,2))")
+    data = pa.table(
+        {
+            "id": [1, 2, 3, 4, 5, 6],
+            "s": ["1.5e1", "1.23456e2", "125E-2", " -1.239E0 ", "1.2300e+1", "1e-3"],
+        }
+    )
+    w = writer(pg.writer_params("dst", writeMode=mode))
+    w.prepare(data.schema)
+    sink = w.open(PgSplit(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(data.to_batches()[0], sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert bad == [
+        (
+            off,
+            f"column s: value {v!r} has more digits after the point than numeric(5,2) keeps; "
+            "PostgreSQL would round it (table dst)",
+        )
+        for off, v in [(1, "1.23456e2"), (3, " -1.239E0 "), (5, "1e-3")]
+    ]
+    assert pg.rows("SELECT id, s::text FROM {s}.dst ORDER BY id") == [
+        (1, "15.00"),
+        (3, "1.25"),
+        (5, "12.30"),
+    ]
+
+
 def test_the_direct_path_is_not_taken_into_a_column_keeping_fewer_digits(
     pg: PgDb, tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
@@ -734,8 +735,8 @@ def _check_kept(arr: pa.Array, c: _Column, where: str) -> None:
     (``c.kept``: a ``numeric(p,s)``'s scale, a time's or timestamp's fractional-second digits)
     is a dirty record naming it, where the server would round it (1.239 into ``numeric(5,2)``
     stored as 1.24, 10:00:00.7 into ``timestamp(0)`` as 10:00:01). Decimals, floats and decimal
-    text for a numeric; Arrow times and timestamps and ISO text for a time. Text in other forms
-    (an exponent) is the server's to read."""
+    text (with an exponent too: ``1.23456e2`` into ``numeric(5,2)``) for a numeric; Arrow times
+    and timestamps and ISO text for a time."""
     kept = c.kept
     assert kept is not None
     t = arr.type
@@ -749,6 +750,7 @@ def _check_kept(arr: pa.Array, c: _Column, where: str) -> None:
             odd = pc.and_(pc.is_finite(arr), pc.not_equal(pc.round(arr, kept), arr))
         elif text:
             odd = pc.match_substring_regex(arr, rf"^\s*[+-]?\d*\.\d{{{kept}}}\d*[1-9]\d*\s*$")
+            odd = pc.or_(odd, _exponent_finer(arr, kept))
     else:
         what = "fractional-second digits"
         if pa.types.is_timestamp(t) or pa.types.is_time(t):
@@ -772,6 +774,30 @@ def _check_kept(arr: pa.Array, c: _Column, where: str) -> None:
         f"column {c.name}: value {shown} has more {what} than {c.type_name} keeps; PostgreSQL "
         f"would round it ({where})"
     )
+
+
+def _exponent_finer(arr: pa.Array, kept: int) -> pa.Array:
+    """Which decimal texts with an exponent (``1.23456e2``) have more than ``kept`` digits
+    after the point once the exponent is applied. Only the rows holding an ``e`` are looked at
+    one by one (rare in decimal text); text that is not a number is the server's to refuse."""
+    mask = pc.fill_null(pc.match_substring(arr, "e", ignore_case=True), False)
+    if not pc.any(mask).as_py():
+        return mask
+    out = []
+    for v, has_e in zip(arr.to_pylist(), mask.to_pylist(), strict=True):
+        finer = False
+        if has_e:
+            try:
+                d = Decimal(v.strip())
+            except (InvalidOperation, ValueError):
+                d = None
+            if d is not None and d.is_finite() and d:
+                sign, digits, exp = d.as_tuple()
+                assert isinstance(exp, int)
+                zeros = len(digits) - len(bytes(digits).rstrip(b"\0"))
+                finer = -(exp + zeros) > kept
+        out.append(finer)
+    return pa.array(out, pa.bool_())
 
 
 def _float_out_of_range(src: pa.Array, out: pa.Array) -> bool:
