@@ -936,6 +936,85 @@ def test_decimal_text_with_an_exponent_finer_than_the_scale_is_dirty_not_rounded
     ]
 
 
+@pytest.mark.parametrize("mode", ["insert", "update"])
+def test_an_interval_the_columns_fields_or_digits_would_change_is_dirty(
+    pg: PgDb, mode: str
+) -> None:
+    # interval(0) rounded 00:00:01.5 to 00:00:02 and interval day dropped the hours of
+    # '1 day 25:30:00' without a word
+    pg.sql(
+        "CREATE TABLE {s}.dst (id int PRIMARY KEY, a interval(0), b interval day, "
+        "c interval day to second(2), d interval(3))"
+    )
+    data = pa.table(
+        {
+            "id": [1, 2, 3, 4, 5],
+            "a": ["00:00:01", "00:00:01.5", None, None, None],
+            "b": ["2 days", None, "1 day 25:30:00", None, None],
+            "c": ["1 day 00:00:01.25", None, None, "00:00:00.125", None],
+            "d": pa.array(
+                [dt.timedelta(seconds=1, microseconds=500000), None, None, None]
+                + [dt.timedelta(microseconds=1001)],
+                pa.duration("us"),
+            ),
+        }
+    )
+    w = writer(pg.writer_params("dst", writeMode=mode))
+    w.prepare(data.schema)
+    sink = w.open(PgSplit(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(data.to_batches()[0], sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert bad == [
+        (
+            1,
+            "column a: value '00:00:01.5' has more than interval(0) keeps; PostgreSQL would "
+            "make it '00:00:02' (table dst)",
+        ),
+        (
+            2,
+            "column b: value '1 day 25:30:00' has more than interval day keeps; PostgreSQL "
+            "would make it '1 day' (table dst)",
+        ),
+        (
+            3,
+            "column c: value '00:00:00.125' has more than interval day to second(2) keeps; "
+            "PostgreSQL would make it '00:00:00.13' (table dst)",
+        ),
+        (
+            4,
+            "column d: value '00:00:00.001001' has more than interval(3) keeps; PostgreSQL "
+            "would make it '00:00:00.001' (table dst)",
+        ),
+    ]
+    assert pg.rows("SELECT id, a::text, b::text, c::text, d::text FROM {s}.dst") == [
+        (1, "00:00:01", "2 days", "1 day 00:00:01.25", "00:00:01.5")
+    ]
+
+
+def test_a_postgresql_copy_into_a_narrower_interval_makes_dirty_records(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    # the direct binary COPY had the server round or cut each value
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, v interval)",
+        "INSERT INTO {s}.src VALUES (1, '00:00:01'), (2, '00:00:01.5'), (3, '1 day 02:00')",
+        "CREATE TABLE {s}.dst (id int, v interval day to second(0))",
+    )
+    rep = run(
+        pg,
+        tmp_path,
+        pg.reader_params(table="src"),
+        pg.writer_params("dst"),
+        {"errorLimit": {"record": 5}},
+    )
+    assert (rep.status, rep.records_written, rep.dirty_records) == ("succeeded", 2, 1)
+    assert pg.rows("SELECT id, v::text FROM {s}.dst ORDER BY id") == [
+        (1, "00:00:01"),
+        (3, "1 day 02:00:00"),
+    ]
+
+
 def test_the_direct_path_is_not_taken_into_a_column_keeping_fewer_digits(
     pg: PgDb, tmp_path: Path
 ) -> None:

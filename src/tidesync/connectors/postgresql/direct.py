@@ -244,6 +244,10 @@ def refusal(writer: PgWriter, reader: base.Reader, schema: pa.Schema | None) -> 
             why = _mismatch(src, target.info, same_db)
             if why:
                 return f"column {name}: {why}"
+            if target.interval_mod >= 0:
+                # interval(0), interval day ...: the server's receive function would round the
+                # seconds or drop fields; the Arrow path makes such a value a dirty record
+                return f"column {name}: {target.type_name} may not keep the source's values"
             if target.kept is not None and (digits is None or digits > target.kept):
                 # the server's receive function would round the value to the column's scale or
                 # precision; the Arrow path makes such a value a dirty record

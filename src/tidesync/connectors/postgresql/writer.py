@@ -88,7 +88,7 @@ __all__ = ["Writer"]
 
 log = logging.getLogger("tidesync.postgresql")
 
-_TIMESTAMP, _TIMESTAMPTZ = 1114, 1184  # pg_type oids
+_TIMESTAMP, _TIMESTAMPTZ, _INTERVAL = 1114, 1184, 1186  # pg_type oids
 _FLOATS = {700: pa.float32(), 701: pa.float64()}  # real, double precision
 
 #: SQLSTATE classes of errors that belong to the rows of a batch (data exception, constraint)
@@ -118,6 +118,14 @@ class _Column:
             return kept_digits(self.info.base, self.info.base_typmod)
         return kept_digits(self.oid, self.typmod)
 
+    @property
+    def interval_mod(self) -> int:
+        """An ``interval`` column's modifier (its fields and fractional-second digits; through a
+        domain, its base type's); -1 when unconstrained or not an interval."""
+        if self.info.base == _INTERVAL:
+            return self.info.base_typmod
+        return self.typmod if self.oid == _INTERVAL else -1
+
 
 @dataclass
 class _Plan:
@@ -130,6 +138,9 @@ class _Plan:
     casts: list[tuple[pa.DataType, bool]] | None = None
     stage: str = ""
     statements: tuple[str, ...] = ()
+    #: per ``interval`` column with fields or digits: (query of a staged value the column
+    #: would change, with what it would become; the column)
+    checks: tuple[tuple[str, _Column], ...] = ()
 
 
 def _encoder(schema: pa.Schema) -> Any:
@@ -513,6 +524,7 @@ class Writer(SqlWriter):
         copy = (
             f"COPY {stage} ({', '.join(f'c{i}' for i in range(ncols))}) FROM STDIN (FORMAT binary)"
         )
+        checks = tuple(self._interval_checks(stage, exprs, written))
         # EXPLAIN checks the types and the conflict key before a row moves
         with (
             edge(self.endpoint, table=self.o.table, where=self.ctx.path("column")),
@@ -521,8 +533,36 @@ class Writer(SqlWriter):
             for sql in statements:
                 conn.execute("EXPLAIN " + sql)
         return _Plan(
-            schema, copy, written, stage=stage, statements=(*statements, f"TRUNCATE {stage}")
+            schema,
+            copy,
+            written,
+            stage=stage,
+            statements=(*statements, f"TRUNCATE {stage}"),
+            checks=checks,
         )
+
+    def _interval_checks(
+        self, stage: str, exprs: Sequence[str], written: Sequence[str]
+    ) -> list[tuple[str, _Column]]:
+        """Queries finding a staged value that an ``interval`` column with fields or digits
+        (``interval(0)``, ``interval day``, ``interval day to second(2)``) would change: the
+        cast rounds the seconds or drops the fields silently ('1 day 25:30' as ``interval day``
+        is '1 day'). Compared as text, since ``=`` holds '25:00' equal to '1 day 01:00'."""
+        out = []
+        for e, name in zip(exprs, written, strict=True):
+            c = self.target[name]
+            if c.interval_mod < 0:
+                continue
+            whole = e.replace(f" AS {c.type_name})", " AS interval)")
+            cut = f"CAST({whole} AS {c.type_name})"
+            out.append(
+                (
+                    f"SELECT ({whole})::text, {cut}::text FROM {stage} s "
+                    f"WHERE ({whole})::text <> {cut}::text LIMIT 1",
+                    c,
+                )
+            )
+        return out
 
     def _match(self, t: str, alias: str, keys: Sequence[str]) -> str:
         """``t``'s keys equal to those of ``alias``, by each key type's own equality."""
@@ -645,6 +685,14 @@ class Writer(SqlWriter):
         try:
             with self.conn.transaction():
                 cur = self._copy(data, plan.schema, plan.copy_sql)
+                for sql, c in plan.checks:
+                    changed = cur.execute(sql).fetchone()
+                    if changed is not None:
+                        raise DirtyRecordError(
+                            f"column {c.name}: value {changed[0]!r} has more than "
+                            f"{c.type_name} keeps; PostgreSQL would make it {changed[1]!r} "
+                            f"(table {self.o.table})"
+                        )
                 for sql in plan.statements:
                     cur.execute(sql)
         except psycopg.Error as e:
