@@ -527,6 +527,63 @@ def test_where_with_scheduling_parameters_selects_the_business_day(
     assert pg.rows("SELECT id FROM {s}.dst") == [(2,)]
 
 
+SCHEDULED = [
+    # (job timezone, where on src or querySql, the ids read; None: refused)
+    ("UTC", "at >= '$[yyyy-mm-dd hh24:mi:ss-1/24]' AND at < '$[yyyy-mm-dd hh24:mi:ss]'", None),
+    ("UTC", "querySql", None),
+    (
+        "Asia/Shanghai",
+        "at >= '$[yyyy-mm-dd hh24:mi:ss-1/24]' AND at < '$[yyyy-mm-dd hh24:mi:ss]'",
+        [1],
+    ),
+    ("UTC", "at >= '$[yyyy-mm-dd hh24:mi:ss-1/24]+08' AND at < '$[yyyy-mm-dd hh24:mi:ss]+08'", [1]),
+    (
+        "UTC",
+        "wall >= '$[yyyy-mm-dd hh24:mi:ss-1/24]' AND day = '${yyyy-mm-dd}' AND ds = '${yyyymmdd}'",
+        [1],
+    ),
+]
+
+
+@pytest.mark.parametrize(("tz", "where", "ids"), SCHEDULED)
+def test_a_where_read_in_another_zone_than_its_schedules_is_refused(
+    pg: PgDb, tmp_path: Path, tz: str, where: str, ids: list[int] | None
+) -> None:
+    # a node on Asia/Shanghai whose job runs on UTC: PostgreSQL read the $[...] wall times in
+    # UTC and the run copied the rows of 07:00-08:00 Shanghai time, eight hours after the hour
+    # it meant, and succeeded
+    pg.sql(
+        "CREATE TABLE {s}.src (id int, at timestamptz, wall timestamp, day date, ds text)",
+        "INSERT INTO {s}.src VALUES (1, '2016-11-14 23:30+08', '2016-11-14 23:30', "
+        "'2016-11-14', '20161114'), (2, '2016-11-15 07:30+08', '2016-11-15 07:30', "
+        "'2016-11-15', '20161115')",
+        "CREATE TABLE {s}.dst (id int)",
+    )
+    if where == "querySql":
+        rp = pg.reader_params(
+            querySql=[f"SELECT id FROM {pg.q('src')} WHERE at < '$[yyyy-mm-dd hh24:mi:ss]'"]
+        )
+    else:
+        rp = pg.reader_params(table="src", column=["id"], where=where)
+    path = pg.job_file(tmp_path / "job.json", rp, pg.writer_params("dst"), {"timezone": tz})
+    shanghai = RunTime(dt.datetime(2016, 11, 15), dt.date(2016, 11, 14), "Asia/Shanghai")
+    rep = run_job(load_job(path, {}, shanghai), report_path=tmp_path / "report.json")
+    if ids is None:
+        key = "connection[0].querySql[0]" if where == "querySql" else "where"
+        assert (rep.status, rep.error) == (
+            "failed",
+            f"{RCTX}.{key}: PostgreSQL reads its times without an offset in the job's "
+            "timezone UTC, but this run's scheduling values ($[...], ${...}) are wall times of "
+            "the schedule's zone Asia/Shanghai, so they would name other instants; set "
+            "setting.timezone to Asia/Shanghai, write such times with their offset, or use "
+            "incremental (its bounds are converted)",
+        )
+        assert pg.rows("SELECT id FROM {s}.dst") == []
+    else:
+        assert rep.status == "succeeded", rep.error
+        assert pg.rows("SELECT id FROM {s}.dst ORDER BY id") == [(i,) for i in ids]
+
+
 # -- writer -----------------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ deletes the keys whose rows carry the ``deleteMarker``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,6 +156,10 @@ class _Plan:
         if self.table is not None:
             return f"SELECT {outer} FROM ({self.inner}{where}) AS q({names})"
         return f"SELECT {outer} FROM ({self.inner}) AS q({names}){where}"
+
+
+#: numbers the prepared statements of :meth:`Reader._check_schedule_zone`
+_PROBES = itertools.count()
 
 
 class Reader(base.Reader):
@@ -390,6 +395,9 @@ class Reader(base.Reader):
         if self.where:
             with edge(ep, where=self.ctx.path("where")), conn.transaction():
                 conn.execute(f"SELECT 1 FROM {table.qualified} WHERE ({self.where}) LIMIT 0")
+            self._check_schedule_zone(
+                conn, ep, f"SELECT 1 FROM {table.qualified} WHERE ({self.where})", "where"
+            )
             conds.append(f"({self.where})")
         plan = _Plan(src.index, name, key, table, inner, conds, cols, _schema(cols))
         if real is not None:
@@ -400,6 +408,7 @@ class Reader(base.Reader):
         ep = src.endpoint
         assert ep is not None
         cols = self._describe(conn, ep, sql, key)
+        self._check_schedule_zone(conn, ep, sql, key)
         names = [c.name for c in cols]
         plan = _Plan(src.index, key.rsplit(".", 1)[-1], key, None, sql, [], cols, _schema(cols))
         if self.incremental is not None:
@@ -409,6 +418,43 @@ class Reader(base.Reader):
                 raise ConfigError(f"{self.ctx.path('incremental.column')}: {e}") from None
             self._cursor(plan, cols[names.index(column)], "q." + quote_ident(column), False)
         return plan
+
+    def _check_schedule_zone(self, conn: Any, ep: Endpoint, sql: str, key: str) -> None:
+        """Refuse a ``where`` or query whose times without an offset the server reads otherwise
+        in the schedule's zone than in the session's (the job's ``timezone``). A scheduler node's
+        ``$[yyyy-mm-dd hh24:mi:ss]`` is a wall time of its schedule's zone, while PostgreSQL reads
+        ``ts >= '2016-11-15 00:00:00'`` on a ``timestamptz`` in the session's: a node on
+        Asia/Shanghai with its job on UTC read the rows eight hours after the window it meant.
+
+        The statement is prepared in the schedule's zone (the literals are read then) and its
+        plan shown in the session's, beside the plan of the same statement read in the session's
+        zone: they differ exactly where a literal became another instant. Literals on ``timestamp``,
+        ``date`` or text columns, and times written with an offset, read alike in both."""
+        zone = self.ctx.cyctime_zone
+        if not zone:
+            return
+        where = self.ctx.path(key) if key == "where" else key
+        shown = "EXPLAIN (VERBOSE, COSTS OFF) "
+        with edge(ep, where=where), conn.transaction():
+            session = conn.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+            if session == zone:
+                return
+            # a failure rolls the transaction back, the TimeZone with it
+            probe = f"ts_zone_probe_{next(_PROBES)}"
+            conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
+            conn.execute(f"PREPARE {probe} AS {sql}")
+            conn.execute("SELECT set_config('TimeZone', %s, false)", (session,))
+            there = conn.execute(f"{shown}EXECUTE {probe}").fetchall()
+            conn.execute(f"DEALLOCATE {probe}")
+            here = conn.execute(shown + sql).fetchall()
+        if there != here:
+            raise ConfigError(
+                f"{where}: PostgreSQL reads its times without an offset in the job's timezone "
+                f"{session}, but this run's scheduling values ($[...], ${{...}}) are wall times of "
+                f"the schedule's zone {zone}, so they would name other instants; set "
+                f"setting.timezone to {zone}, write such times with their offset, or use "
+                "incremental (its bounds are converted)"
+            )
 
     def _cursor(self, plan: _Plan, col: OutColumn, ref: str, drop: bool) -> None:
         assert self.incremental is not None
