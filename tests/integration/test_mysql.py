@@ -1499,6 +1499,10 @@ def test_a_failed_job_with_truncate_in_pre_sql_leaves_the_targets_rows(
         ("postSql", "CREATE TABLE IF NOT EXISTS audit (n INT)", "CREATE commits implicitly"),
         ("postSql", "COMMIT", "COMMIT ends or changes the writer's transaction"),
         ("preSql", "SET autocommit = 1", "SET AUTOCOMMIT ends or changes"),
+        # the third assignment, and a statement MariaDB runs from a comment, were let through:
+        # the failed run left the target half-written
+        ("preSql", "SET @a = 1, @b = 2, autocommit = 1", "SET AUTOCOMMIT ends or changes"),
+        ("postSql", "/*M!100100 SET autocommit = 1 */", "an executable comment (/*! ... */"),
         ("preSql", "CALL refresh()", "a stored procedure may run statements that commit"),
     ],
 )
@@ -1539,6 +1543,7 @@ def test_statements_that_stay_in_the_transaction_run_in_it(tmp_path: Path, mysql
             "DELETE FROM @table WHERE id = 7",
             "/* scratch */ CREATE TEMPORARY TABLE keep (id INT)",
             "SET SESSION sql_mode = CONCAT(@@sql_mode, '') -- session only",
+            "SET @a = 1, @b = 'autocommit', @c = 'transaction'",
         ],
         postSql=["INSERT INTO log SELECT COUNT(*) FROM @table", "DROP TEMPORARY TABLE keep"],
     )

@@ -657,7 +657,10 @@ _TRANSACTIONAL = frozenset(
 )
 
 _WORD = re.compile(r"\(|[A-Za-z_]+")
-_LEADING_COMMENT = re.compile(r"\s*(?:--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*(?!!).*?\*/)", re.S)
+_LEADING_COMMENT = re.compile(r"\s*(?:--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*(?!M?!).*?\*/)", re.S)
+#: comments MySQL (``/*!``) or MariaDB (``/*M!``) runs as statements
+_EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`", re.S)
 _TRUNCATE_TARGET = re.compile(r"truncate\s+(?:table\s+)?(?P<name>\S+?)\s*;?\s*$", re.I | re.S)
 
 
@@ -688,8 +691,8 @@ def _statements(sql: str) -> list[str]:
 
 
 def _strip_comments(sql: str) -> str:
-    """``sql`` without its leading whitespace and comments (``/*! ... */`` stays: MySQL runs
-    what such a comment holds)."""
+    """``sql`` without its leading whitespace and comments (``/*! ... */`` and MariaDB's
+    ``/*M! ... */`` stay: the server runs what such a comment holds)."""
     while (m := _LEADING_COMMENT.match(sql)) is not None and m.group(0):
         sql = sql[m.end() :]
     return sql.strip()
@@ -711,7 +714,13 @@ def _outside_transaction(sql: str, table: str, database: str) -> str:
     return ""
 
 
+#: what a SET may change that ends the writer's transaction or commits
+_SET_ENDS = frozenset(("autocommit", "password", "transaction"))
+
+
 def _verdict(text: str, table: str, database: str) -> str:
+    if _EXECUTABLE_COMMENT.search(text):
+        return "an executable comment (/*! ... */, MariaDB's /*M! ... */) runs what it holds"
     words = [w.lower() for w in _WORD.findall(text)[:3]] or [text[:20]]
     first, second = words[0], words[1] if len(words) > 1 else ""
     if first == "truncate":
@@ -721,7 +730,9 @@ def _verdict(text: str, table: str, database: str) -> str:
         return f"TRUNCATE of {t['name'] if t else 'a table'} (not the target) commits implicitly"
     if first in ("create", "drop") and second == "temporary":
         return ""
-    changed = [w for w in words[1:] if w in ("autocommit", "password", "transaction")]
+    # every assignment of a SET, not its first few words: SET @a = 1, @b = 2, autocommit = 1
+    everything = _WORD.findall(_QUOTED.sub("''", text)) if first == "set" else words
+    changed = [w.lower() for w in everything[1:] if w.lower() in _SET_ENDS]
     if first == "set" and changed:
         return f"SET {changed[0].upper()} ends or changes the writer's transaction"
     if first == "call":
@@ -730,7 +741,7 @@ def _verdict(text: str, table: str, database: str) -> str:
         return f"{first.upper()} ends or changes the writer's transaction"
     if first == "load" and second == "index":
         return "LOAD INDEX commits implicitly"
-    if first not in _TRANSACTIONAL or "/*!" in text:
+    if first not in _TRANSACTIONAL:
         return f"{first.upper()} commits implicitly in MySQL, as DDL and administration do"
     return ""
 
