@@ -1166,6 +1166,56 @@ def test_failing_post_sql_rolls_back_pre_sql_and_rows(pg: PgDb, tmp_path: Path) 
     assert pg.rows("SELECT * FROM {s}.dst ORDER BY id") == before
 
 
+@pytest.mark.parametrize(
+    ("key", "sql", "word"),
+    [
+        ("preSql", "COMMIT", "COMMIT"),
+        ("preSql", "DELETE FROM @table; commit; begin", "COMMIT"),
+        ("postSql", "END", "END"),
+        ("postSql", "/* done */ PREPARE TRANSACTION 'x'", "PREPARE TRANSACTION"),
+        ("preSql", "savepoint mine", "SAVEPOINT"),
+    ],
+)
+def test_pre_or_post_sql_ending_the_transaction_is_refused(
+    pg: PgDb, tmp_path: Path, key: str, sql: str, word: str
+) -> None:
+    # a COMMIT in preSql published its DELETE and the failed run left the table empty; one in
+    # postSql published the rows before a failing statement after it
+    _upsert_tables(pg)
+    before = pg.rows("SELECT * FROM {s}.dst ORDER BY id")
+    rest = ["SELECT no_such_function()"] if key == "preSql" else []
+    wp = pg.writer_params(
+        "dst", **{key: ["DELETE FROM @table", sql] if key == "preSql" else [sql, *rest]}
+    )
+    if key == "preSql":
+        wp["postSql"] = rest
+    with pytest.raises(ConfigError) as e:
+        run(pg, tmp_path, pg.reader_params(table="src"), wp)
+    assert e.value.problems == [
+        f"{WCTX}.{key}[{1 if key == 'preSql' else 0}]: {sql!r}: {word} ends or changes the "
+        "writer's transaction, so a failed run could not take back what it did (the job is one "
+        "transaction: leave it out)"
+    ]
+    assert pg.rows("SELECT * FROM {s}.dst ORDER BY id") == before
+
+
+def test_statements_that_only_mention_transaction_words_run_in_the_transaction(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    _upsert_tables(pg)
+    wp = pg.writer_params(
+        "dst",
+        writeMode="update",
+        preSql=[
+            "DELETE FROM @table WHERE extra = 'commit' -- end",
+            "DO $$ BEGIN PERFORM 1; END $$",
+            'SELECT 1 AS "begin"',
+        ],
+    )
+    rep = run(pg, tmp_path, pg.reader_params(table="src"), wp)
+    assert rep.status == "succeeded", rep.error
+
+
 # (case, source column, target column, bad value, SQLSTATE): text sources go through the staging
 # table and SQL casts; the bigint and text-into-text cases go by binary COPY straight into the target
 DIRTY = [

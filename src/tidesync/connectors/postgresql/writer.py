@@ -27,6 +27,7 @@ a time while readers run in parallel.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -191,7 +192,16 @@ class Writer(SqlWriter):
 
     def _statements(self, key: str) -> list[str]:
         raw = self.p.list(key, []) or []
-        return strings(self.p, key, raw, "an SQL statement") if raw else []
+        out = strings(self.p, key, raw, "an SQL statement") if raw else []
+        for i, sql in enumerate(out):
+            word = _ends_transaction(sql)
+            if word:
+                self.p.problem(
+                    f"{key}[{i}]",
+                    f"{sql!r}: {word} ends or changes the writer's transaction, so a failed run "
+                    "could not take back what it did (the job is one transaction: leave it out)",
+                )
+        return out
 
     def _target(self) -> tuple[list[Endpoint], str, str]:
         p = self.p
@@ -846,6 +856,39 @@ def _exponent_finer(arr: pa.Array, kept: int) -> pa.Array:
                 finer = -(exp + zeros) > kept
         out.append(finer)
     return pa.array(out, pa.bool_())
+
+
+#: first words of the statements that end the transaction they run in, or open another
+_TRANSACTION_CONTROL = frozenset(
+    ("begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release")
+)
+_SQL_TOKEN = re.compile(
+    r"""(?P<skip>--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|(?P<dollar>\$[A-Za-z_]*\$))"""
+    r"|(?P<semi>;)|(?P<word>[A-Za-z_]+)",
+    re.S,
+)
+
+
+def _ends_transaction(sql: str) -> str:
+    """The first word (upper case) of a statement in ``sql`` that would end the writer's
+    transaction (``COMMIT``, ``BEGIN``, ``PREPARE TRANSACTION`` ...), or "". A COMMIT in preSql
+    published its DELETE before a failed run, one in postSql the rows before a failing
+    statement after it. Quotes, dollar quotes and comments are skipped."""
+    words: list[str] = []
+    pos = 0
+    while (m := _SQL_TOKEN.search(sql, pos)) is not None:
+        pos = m.end()
+        if m["dollar"]:
+            end = sql.find(m["dollar"], pos)
+            pos = len(sql) if end < 0 else end + len(m["dollar"])
+        elif m["semi"]:
+            words = []
+        elif m["word"] and len(words) < 2:
+            words.append(m["word"].lower())
+            first = words[0]
+            if first in _TRANSACTION_CONTROL or words == ["prepare", "transaction"]:
+                return " ".join(words).upper() if first == "prepare" else first.upper()
+    return ""
 
 
 def _float_out_of_range(src: pa.Array, out: pa.Array) -> bool:
