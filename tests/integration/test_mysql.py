@@ -995,6 +995,40 @@ def test_year_zero_round_trips_and_two_digit_years_are_dirty(mysql_db: MyDb) -> 
     assert mysql_db.query("SELECT id, y + 0 FROM t WHERE id > 4") == [(6, 2020)]
 
 
+@pytest.mark.parametrize("mode", ["insert", "replace"])
+def test_text_of_zeros_and_ones_for_a_bit_column_is_dirty_not_read_as_a_number(
+    mysql_db: MyDb, mode: str
+) -> None:
+    # a PostgreSQL bit(5) arrives as the text '00010': LOAD DATA's CAST(... AS UNSIGNED) stored
+    # it as ten, b'01010', and the run succeeded
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, b BIT(5))")
+    batch = pa.record_batch(
+        [pa.array([1, 2, 3, 4, 5, 6]), pa.array(["1", "00010", "7", "0", None, " 11 "])],
+        names=["id", "b"],
+    )
+    w = Writer(wparams(mysql_db, "t", writeMode=mode), ctx("writer"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(batch, sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert bad == [
+        (
+            off,
+            f"column b: text {v!r} for bit(5) reads as the number {int(v)} or as the bits "
+            f"{v.strip()}; write a number (from PostgreSQL's bit(n), select it as an integer: "
+            "col::integer)",
+        )
+        for off, v in [(1, "00010"), (5, " 11 ")]
+    ]
+    assert mysql_db.query("SELECT id, b + 0 FROM t ORDER BY id") == [
+        (1, 1),
+        (3, 7),
+        (4, 0),
+        (5, None),
+    ]
+
+
 def test_dirty_rows_keep_the_server_error_number(mysql_db: MyDb) -> None:
     mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(3) NOT NULL, n TINYINT)")
     batch = pa.record_batch(

@@ -516,6 +516,8 @@ class Writer(SqlWriter):
             or pa.types.is_large_binary(t)
             or pa.types.is_fixed_size_binary(t)
         ):
+            if target["type"] == "bit":
+                _no_bit_strings(col, target)
             if target["type"] in _INTEGER_TYPES and text_with_fraction(col):
                 one = f" {col[0].as_py()!r}" if len(col) == 1 else ""
                 raise DirtyRecordError(
@@ -843,6 +845,23 @@ def _last_per_key(batch: pa.RecordBatch, keys: list[str]) -> pa.RecordBatch:
     if len(last) == batch.num_rows:
         return batch
     return batch.take(pc.take(last, pc.sort_indices(last)))  # the kept rows, in arrival order
+
+
+def _no_bit_strings(col: pa.Array, target: dict[str, Any]) -> None:
+    """Text for a BIT column is read as a number (``CAST(... AS UNSIGNED)``), but text of
+    zeros and ones is also how PostgreSQL and bit strings spell bits: ``'00010'`` (a
+    PostgreSQL ``bit(5)``) was stored as ten, b'01010'. Such text of two or more digits is a
+    dirty record; ``'0'`` and ``'1'`` mean the same either way."""
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return
+    odd = pc.fill_null(pc.match_substring_regex(col, r"^\s*[01]{2,}\s*$"), False)
+    if pc.any(odd).as_py():
+        v = col.filter(odd)[0].as_py()
+        raise DirtyRecordError(
+            f"column {target['name']}: text {v!r} for {target['column_type']} reads as the "
+            f"number {int(v)} or as the bits {v.strip()}; write a number (from PostgreSQL's "
+            "bit(n), select it as an integer: col::integer)"
+        )
 
 
 def _years(col: pa.Array, target: dict[str, Any]) -> pa.Array:
