@@ -127,7 +127,10 @@ TYPES = [
     ("{s}.mood", "'happy'", pa.string(), "happy"),
     ("integer[]", "'{1,2,NULL}'", pa.string(), "[1,2,null]"),
     ("interval", "'1 day 02:00:00'", pa.string(), "1 day 02:00:00"),
-    ("inet", "'10.0.0.1/32'", pa.string(), "10.0.0.1/32"),
+    # PostgreSQL's text form, as psql and JDBC show it: inet's ::text gave '10.0.0.1/32'
+    ("inet", "'10.0.0.1/32'", pa.string(), "10.0.0.1"),
+    ("inet", "'10.1.0.0/16'", pa.string(), "10.1.0.0/16"),
+    ("inet", "'::1'", pa.string(), "::1"),
 ]
 
 

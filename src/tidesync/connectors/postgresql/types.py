@@ -55,6 +55,7 @@ _NATIVE: dict[int, pa.DataType] = {
     3802: pa.string(),
 }
 NUMERIC = 1700
+INET = 869
 TEXT = 25
 #: real[] and double precision[]: one-dimensional, they are vectors (embeddings) and are read
 #: and written as Arrow lists of floats, by the binary COPY both ways
@@ -155,6 +156,10 @@ def read_plan(
             out.append(OutColumn(name, sql + alias, pa.list_(FLOAT_ARRAYS[oid]), oid=oid))
         elif info is not None and info.category == "A":
             out.append(OutColumn(name, f"array_to_json({ref})::text{alias}", pa.string()))
+        elif oid == INET:
+            # inet's cast to text always shows the mask ('10.0.0.1/32'), its text form (psql,
+            # JDBC, pg_dump, arrays' JSON) only where it is not the whole address
+            out.append(OutColumn(name, f"abbrev({ref}){alias}", pa.string()))
         else:
             out.append(OutColumn(name, f"{ref}::text{alias}", pa.string()))
     return out
