@@ -1029,6 +1029,24 @@ def test_text_of_zeros_and_ones_for_a_bit_column_is_dirty_not_read_as_a_number(
     ]
 
 
+@pytest.mark.parametrize("mode", ["insert", "replace", "update", "merge"])
+def test_escapes_are_read_back_under_no_backslash_escapes(mysql_db: MyDb, mode: str) -> None:
+    # with NO_BACKSLASH_ESCAPES in the session (or the server's sql_mode), LOAD DATA's default
+    # escape is none: a tab was stored as the two characters \t and NULL as the text \N
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
+    values = ["tab\there", "nl\nhere", "bs\\here", "\\N", None, "end\\", "q'\""]
+    batch = pa.record_batch(
+        [pa.array(range(1, len(values) + 1)), pa.array(values, pa.string())], names=["id", "v"]
+    )
+    no_escapes = "SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')"
+    w = Writer(wparams(mysql_db, "t", writeMode=mode, session=[no_escapes]), ctx("writer"))
+    w.prepare(batch.schema)
+    sink = w.open(Split(0, "all"))
+    sink.write(batch)
+    w.commit([sink.close()])
+    assert mysql_db.query("SELECT id, v FROM t ORDER BY id") == list(enumerate(values, start=1))
+
+
 def test_dirty_rows_keep_the_server_error_number(mysql_db: MyDb) -> None:
     mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(3) NOT NULL, n TINYINT)")
     batch = pa.record_batch(

@@ -788,9 +788,13 @@ def _load_sql(target: str, kinds: Sequence[dict[str, Any]], verb: str = "") -> s
             sets.append(f"{name} = CONVERT(@ts{i} USING utf8mb4)")
         else:
             fields.append(name)
+    # the escape character named as a hex literal, which reads alike in every sql_mode: with
+    # NO_BACKSLASH_ESCAPES (the server's or a session statement's) LOAD DATA's default escape
+    # is none, and the escapes were stored as written (a tab as \t, NULL as the text \N)
     return (
         f"LOAD DATA LOCAL INFILE 'tidesync.tsv' {verb}INTO TABLE {target} CHARACTER SET "
-        f"binary ({', '.join(fields)}, @ts_end)" + (f" SET {', '.join(sets)}" if sets else "")
+        f"binary FIELDS ESCAPED BY 0x5C ({', '.join(fields)}, @ts_end)"
+        + (f" SET {', '.join(sets)}" if sets else "")
     )
 
 
