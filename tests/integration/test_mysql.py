@@ -1827,6 +1827,31 @@ def test_text_for_a_timestamp_column_is_read_in_the_jobs_time_zone_as_a_naive_ti
     con.close()
 
 
+def test_text_with_an_offset_for_a_timestamp_column_is_its_instant_in_a_utc_job(
+    mysql_db: MyDb,
+) -> None:
+    # in a UTC job the text went to the server as written: MariaDB refused every offset ('Data
+    # truncated'), so the valid instants became dirty records where another zone wrote them
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, ts TIMESTAMP(6) NULL)")
+    text = ["2024-06-01 14:00:00+05:30", "2024-06-01T14:00:00.5Z", "2024-06-01 14:00:00", None]
+    batch = pa.record_batch([pa.array(range(len(text))), pa.array(text)], names=["id", "ts"])
+    assert _isolated(mysql_db, batch, timezone="UTC") == []
+    plain = pa.record_batch([pa.array([9]), pa.array(["20240601140000"])], names=["id", "ts"])
+    assert _isolated(mysql_db, plain, timezone="UTC") == []  # no offset: the server reads it
+    con = mysql_db.connect()
+    with con.cursor() as cur:
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute("SELECT id, CAST(ts AS CHAR) FROM t ORDER BY id")
+        assert cur.fetchall() == (
+            (0, "2024-06-01 08:30:00.000000"),
+            (1, "2024-06-01 14:00:00.500000"),
+            (2, "2024-06-01 14:00:00.000000"),
+            (3, None),
+            (9, "2024-06-01 14:00:00.000000"),
+        )
+    con.close()
+
+
 def test_an_integer_a_float_column_would_round_is_dirty(mysql_db: MyDb) -> None:
     # LOAD DATA stored 9007199254740993 in a DOUBLE as 9007199254740992, without a warning
     mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, d DOUBLE, f FLOAT)")

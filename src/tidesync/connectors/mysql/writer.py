@@ -527,7 +527,7 @@ class Writer(SqlWriter):
             if (
                 target["type"] == "timestamp"
                 and (pa.types.is_string(t) or pa.types.is_large_string(t))
-                and self.ctx.timezone not in ("UTC", "Etc/UTC")
+                and (self.ctx.timezone not in ("UTC", "Etc/UTC") or _any_offset(col))
             ):
                 return self._text_instants(col, target).cast(pa.string()).cast(pa.binary())
             if target["type"] == "datetime":
@@ -849,6 +849,13 @@ def _last_per_key(batch: pa.RecordBatch, keys: list[str]) -> pa.RecordBatch:
     if len(last) == batch.num_rows:
         return batch
     return batch.take(pc.take(last, pc.sort_indices(last)))  # the kept rows, in arrival order
+
+
+def _any_offset(col: pa.Array) -> bool:
+    """Whether any text carries an offset (``Z``, ``+08:00``): in a UTC job the rest of such
+    text goes to the server as written, which reads it in the session's +00:00, but MariaDB
+    refuses an offset ('Data truncated'), so a valid instant became a dirty record there."""
+    return bool(pc.any(pc.match_substring_regex(col, pattern=OFFSET_TEXT)).as_py())
 
 
 def _no_bit_strings(col: pa.Array, target: dict[str, Any]) -> None:
