@@ -1244,6 +1244,15 @@ ALTERED = [
         ["{ab,abc}"],
     ),
     ("char(2)[]", pa.array(['["ab"]', '["abc"]']), [1], "22001", ["{ab}"]),
+    # nested JSON arrays were read one level deep: {"[\"a\",\"b\"]","[\"c\",\"d\"]"}
+    (
+        "varchar(3)[]",
+        pa.array(['[["a","b"],["c","d"]]', '[["abcd"]]', '[["q\\"x",null]]']),
+        [1],
+        "22001",
+        ["{{a,b},{c,d}}", '{{"q\\"x",NULL}}'],
+    ),
+    ("text[]", pa.array(['[["a"],["b","c"]]', '[["a"]]']), [0], "22P02", ["{{a}}"]),
     ("real", pa.array([0.5, 1e39, -1e-50, float("nan")]), [1, 2], "22003", ["0.5", "NaN"]),
     ("real[]", pa.array([[0.5], [1e39]], pa.list_(pa.float64())), [1], "22003", ["{0.5}"]),
 ]

@@ -294,7 +294,9 @@ def unbounded(name: str) -> str:
     return _UNBOUNDED.get(name, name)
 
 
-def insert_expr(src: str, src_oid: int, target: TypeInfo, type_name: str, zoned: bool) -> str:
+def insert_expr(
+    src: str, src_oid: int, target: TypeInfo, type_name: str, zoned: bool, record: str = ""
+) -> str:
     """How staged column ``src`` becomes the target column's value in ``INSERT ... SELECT``.
 
     The same type passes as is. Into strings (char, varchar, text) PostgreSQL's assignment rules
@@ -304,6 +306,11 @@ def insert_expr(src: str, src_oid: int, target: TypeInfo, type_name: str, zoned:
     cast cuts each element). Anything else is cast explicitly to ``type_name`` (the column's
     type with its modifier, which rounds as assignment would): text into uuid, json, enum, date,
     numeric(p, s) ...
+
+    ``record`` names a composite type whose one column ``v`` has the target column's type: JSON
+    text for an array of strings becomes its value by ``json_populate_record``, which reads
+    nested JSON arrays as the dimensions of a multidimensional array (and applies the element
+    type's length); without one, only one dimension is read.
     """
     expr = f"({src} AT TIME ZONE 'UTC')" if zoned else src
     if src_oid == target.oid and not zoned:
@@ -314,6 +321,13 @@ def insert_expr(src: str, src_oid: int, target: TypeInfo, type_name: str, zoned:
         type_name = unbounded(target.name)
     if target.category == "A" and src_oid == TEXT:
         # arrays are read as JSON text ([1,2]); PostgreSQL's own literal ({1,2}) is taken too
+        if target.elem_category == "S" and record:
+            # json_array_elements_text made '[["a","b"],["c","d"]]' the one-dimensional
+            # {"[\"a\",\"b\"]","[\"c\",\"d\"]"}
+            value = f"(json_populate_record(NULL::{record}, json_build_object('v', {src}::json))).v"
+            return (
+                f"CASE WHEN left({src}, 1) = '[' THEN {value} ELSE CAST({src} AS {type_name}) END"
+            )
         if target.elem_category == "S":
             js = f"ARRAY(SELECT json_array_elements_text({src}::json))"
         else:

@@ -57,6 +57,7 @@ from tidesync.connectors.postgresql.conn import (
 )
 from tidesync.connectors.postgresql.types import (
     NUMERIC,
+    TEXT,
     TypeInfo,
     ddl_type,
     describe_types,
@@ -614,10 +615,18 @@ class Writer(SqlWriter):
                     (f"pg_temp.{stage}",),
                 ).fetchall()
             ]
-        exprs = [
-            insert_expr(f"s.c{i}", oids[i], self.target[c].info, self.target[c].type_name, zoned[i])
-            for i, c in enumerate(written)
-        ]
+        exprs = []
+        for i, c in enumerate(written):
+            col = self.target[c]
+            record = ""
+            if oids[i] == TEXT and col.info.category == "A" and col.info.elem_category == "S":
+                # a one-column row type for json_populate_record (see insert_expr)
+                record = f"pg_temp.{stage}_a{i}"
+                with edge(self.endpoint, table=self.o.table, where=self.ctx.path("column")):
+                    conn.execute(
+                        f"CREATE TEMP TABLE {stage}_a{i} (v {col.type_name}) ON COMMIT DROP"
+                    )
+            exprs.append(insert_expr(f"s.c{i}", oids[i], col.info, col.type_name, zoned[i], record))
         return exprs, len(ddl)
 
     def delete_absent(self, keys: pa.RecordBatch) -> None:
