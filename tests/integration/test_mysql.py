@@ -1543,6 +1543,31 @@ def test_a_failed_job_with_truncate_in_pre_sql_leaves_the_targets_rows(
     assert mysql_db.query("SELECT id, v FROM dst ORDER BY id") == [(1, "ok"), (2, "fine")]
 
 
+@pytest.mark.parametrize("engine", ["MyISAM", "Aria", "MEMORY"])
+def test_a_target_without_transactions_is_refused_before_a_row_moves(
+    tmp_path: Path, mysql_db: MyDb, engine: str
+) -> None:
+    # a MyISAM target kept what each statement did: the failed run deleted the old row and
+    # left 305 rows of 101 (each half of the bad batch loaded again), reporting 0 written
+    mysql_db.execute(
+        "CREATE TABLE src (id INT, v VARCHAR(20))",
+        "INSERT INTO src SELECT seq, 'ok' FROM seq_1_to_100",
+        "INSERT INTO src VALUES (101, 'much too long')",
+        f"CREATE TABLE dst (id INT, v VARCHAR(5)) ENGINE={engine}",
+        "INSERT INTO dst VALUES (0, 'old')",
+    )
+    params = wparams(mysql_db, "dst", writeMode="truncate", preSql=["DELETE FROM @table"])
+    rep = run(job_file(tmp_path, rparams(mysql_db, "src"), params, error_limit=5), tmp_path)
+    assert (rep.status, rep.records_written) == ("failed", 0)
+    assert rep.error == (
+        f"job.content[0].writer.parameter.connection[0].table: table dst is stored by {engine}, "
+        "which has no transactions, so a failed run could not be taken back and a batch with a "
+        "dirty row would be loaded twice; write to an InnoDB table (ALTER TABLE `dst` "
+        "ENGINE=InnoDB)"
+    )
+    assert mysql_db.query("SELECT id, v FROM dst") == [(0, "old")]
+
+
 @pytest.mark.parametrize(
     ("key", "sql", "why"),
     [

@@ -165,11 +165,37 @@ class Writer(SqlWriter):
         )
 
     def begin(self) -> None:
+        """BEGIN, once the target is known to keep its rows in a transactional engine."""
         assert self.con is not None
         try:
+            self._check_engine()
             self.con.begin()
         except myerr.MySQLError as e:
             raise translate(e, self.endpoint, self.where, table=self.o.table) from None
+
+    def _check_engine(self) -> None:
+        """Refuse a target whose storage engine has no transactions (MyISAM, Aria, MEMORY,
+        ...): there every statement stays as it ran, so a failed run left its preSql, its
+        truncate and the rows loaded so far, and a batch with a bad row was loaded again half by
+        half while the row was found (305 rows of 101, the run reporting 0 written)."""
+        assert self.con is not None
+        db, name = _schema_table(self.con, self.o.table)
+        with self.con.cursor() as cur:
+            cur.execute(
+                "SELECT t.ENGINE, e.TRANSACTIONS FROM information_schema.TABLES t LEFT JOIN "
+                "information_schema.ENGINES e ON e.ENGINE = t.ENGINE WHERE t.TABLE_SCHEMA = %s "
+                "AND t.TABLE_NAME = %s",
+                (db, name),
+            )
+            row = cur.fetchone()
+        if row is None or row[0] is None or row[1] == "YES":  # missing, or a view
+            return
+        raise ConfigError(
+            f"{self.ctx.path(self.o.target.table_key)}: table {self.o.table} is stored by "
+            f"{row[0]}, which has no transactions, so a failed run could not be taken back and "
+            "a batch with a dirty row would be loaded twice; write to an InnoDB table "
+            f"(ALTER TABLE {self.table_sql} ENGINE=InnoDB)"
+        )
 
     def execute(self, sql: str, params: Sequence[Any] = (), where: str = "") -> None:
         assert self.con is not None
