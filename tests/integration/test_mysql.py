@@ -1543,6 +1543,37 @@ def test_a_failed_job_with_truncate_in_pre_sql_leaves_the_targets_rows(
     assert mysql_db.query("SELECT id, v FROM dst ORDER BY id") == [(1, "ok"), (2, "fine")]
 
 
+@pytest.mark.parametrize("mode", ["replace", "merge", "sync", "update"])
+def test_replacing_rows_that_foreign_keys_cascade_from_is_refused(
+    tmp_path: Path, mysql_db: MyDb, mode: str
+) -> None:
+    # REPLACE deletes the matched row and inserts it again: ON DELETE CASCADE took both child
+    # rows of parent 1 with it, and the run succeeded
+    mysql_db.execute(
+        "CREATE TABLE src (id INT, v VARCHAR(10))",
+        "INSERT INTO src VALUES (1, 'new')",
+        "CREATE TABLE dst (id INT PRIMARY KEY, v VARCHAR(10))",
+        "CREATE TABLE child (cid INT PRIMARY KEY, pid INT, "
+        "FOREIGN KEY (pid) REFERENCES dst (id) ON DELETE CASCADE)",
+        "INSERT INTO dst VALUES (1, 'old')",
+        "INSERT INTO child VALUES (10, 1), (11, 1)",
+    )
+    params = wparams(mysql_db, "dst", writeMode=mode)
+    rep = run(job_file(tmp_path, rparams(mysql_db, "src"), params), tmp_path)
+    assert mysql_db.query("SELECT cid, pid FROM child ORDER BY cid") == [(10, 1), (11, 1)]
+    if mode == "update":
+        assert rep.status == "succeeded", rep.error
+        assert mysql_db.query("SELECT id, v FROM dst") == [(1, "new")]
+        return
+    assert (rep.status, rep.error) == (
+        "failed",
+        f"job.content[0].writer.parameter.writeMode: {mode} deletes each matched row of dst "
+        f"and inserts it again, and table {mysql_db.name}.child follows its rows with ON DELETE "
+        "CASCADE: the child rows of every replaced row would be changed; use writeMode update",
+    )
+    assert mysql_db.query("SELECT id, v FROM dst") == [(1, "old")]
+
+
 @pytest.mark.parametrize("engine", ["MyISAM", "Aria", "MEMORY"])
 def test_a_target_without_transactions_is_refused_before_a_row_moves(
     tmp_path: Path, mysql_db: MyDb, engine: str

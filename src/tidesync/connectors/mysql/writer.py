@@ -173,6 +173,32 @@ class Writer(SqlWriter):
         except myerr.MySQLError as e:
             raise translate(e, self.endpoint, self.where, table=self.o.table) from None
 
+    def _check_no_cascades(self) -> None:
+        """Refuse ``replace`` / ``merge`` / ``sync`` into a table whose rows other tables'
+        foreign keys follow with ON DELETE CASCADE or SET NULL: these modes delete a matched row
+        and insert it again (REPLACE, or DELETE ... JOIN then INSERT), so the child rows of every
+        replaced row were deleted (or lost their reference) while the run succeeded.
+        PostgreSQL's replace updates the row in place."""
+        assert self.con is not None
+        db, name = _schema_table(self.con, self.o.table)
+        with self.con.cursor() as cur:
+            cur.execute(
+                "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, DELETE_RULE FROM "
+                "information_schema.REFERENTIAL_CONSTRAINTS WHERE UNIQUE_CONSTRAINT_SCHEMA = %s "
+                "AND REFERENCED_TABLE_NAME = %s AND DELETE_RULE IN ('CASCADE', 'SET NULL', "
+                "'SET DEFAULT') ORDER BY CONSTRAINT_SCHEMA, TABLE_NAME",
+                (db, name),
+            )
+            rows = cur.fetchall()
+        if rows:
+            schema, child, rule = rows[0]
+            raise ConfigError(
+                f"{self.ctx.path('writeMode')}: {self.mode} deletes each matched row of "
+                f"{self.o.table} and inserts it again, and table {schema}.{child} follows its "
+                f"rows with ON DELETE {rule}: the child rows of every replaced row would be "
+                "changed; use writeMode update"
+            )
+
     def _check_engine(self) -> None:
         """Refuse a target whose storage engine has no transactions (MyISAM, Aria, MEMORY,
         ...): there every statement stays as it ran, so a failed run left its preSql, its
@@ -262,6 +288,8 @@ class Writer(SqlWriter):
             if info is None:
                 return None
             unique = _unique_keys(self.con, self.o.table)
+            if self.mode in ("replace", "merge", "sync"):
+                self._check_no_cascades()
         except myerr.MySQLError as e:
             raise translate(e, self.endpoint, self.where, table=self.o.table) from None
         self.columns_info = info
