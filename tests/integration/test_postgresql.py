@@ -1052,6 +1052,39 @@ def test_an_interval_the_columns_fields_or_digits_would_change_is_dirty(
     ]
 
 
+def test_a_duration_finer_than_an_intervals_microseconds_is_dirty(pg: PgDb) -> None:
+    # a duration of 1500 ns was cut to 1 us, and '00:00:00.0000015' rounded to 2 us, silently
+    pg.sql("CREATE TABLE {s}.dst (id int, iv interval, tx interval)")
+    data = pa.table(
+        {
+            "id": [1, 2, 3],
+            "iv": pa.array([1500, 2000, None], pa.duration("ns")),
+            "tx": [None, "00:00:00.0000015", "1 day 00:00:00.000001"],
+        }
+    )
+    w = writer(pg.writer_params("dst"))
+    w.prepare(data.schema)
+    sink = w.open(PgSplit(0, "all"))
+    bad: list[tuple[int, str]] = []
+    isolate(data.to_batches()[0], sink.write, lambda off, _b, e: bad.append((off, e.reason)))
+    w.commit([sink.close()])
+    assert bad == [
+        (
+            0,
+            "column iv: value 1500 ns has more fractional-second digits than interval keeps; "
+            "PostgreSQL would round it (table dst)",
+        ),
+        (
+            1,
+            "column tx: value '00:00:00.0000015' has more fractional-second digits than "
+            "interval keeps; PostgreSQL would round it (table dst)",
+        ),
+    ]
+    assert pg.rows("SELECT id, iv::text, tx::text FROM {s}.dst") == [
+        (3, None, "1 day 00:00:00.000001")
+    ]
+
+
 def test_a_postgresql_copy_into_a_narrower_interval_makes_dirty_records(
     pg: PgDb, tmp_path: Path
 ) -> None:

@@ -54,6 +54,7 @@ from tidesync.connectors.postgresql.conn import (
     translate,
 )
 from tidesync.connectors.postgresql.types import (
+    INTERVAL,
     NUMERIC,
     OutColumn,
     TypeInfo,
@@ -297,6 +298,8 @@ def _kept(t: TypeInfo, d: Any) -> int | None:
         return kept_digits(t.base, t.base_typmod)
     if t.oid == NUMERIC:
         return None if d.scale is None else int(d.scale)
+    if t.oid == INTERVAL:  # psycopg gives an interval's digits, not its modifier
+        return 6 if d.precision is None else int(d.precision)
     return kept_digits(t.oid, -1 if d.precision is None else int(d.precision))
 
 

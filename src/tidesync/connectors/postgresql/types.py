@@ -56,6 +56,7 @@ _NATIVE: dict[int, pa.DataType] = {
 }
 NUMERIC = 1700
 INET = 869
+INTERVAL = 1186
 TEXT = 25
 #: real[] and double precision[]: one-dimensional, they are vectors (embeddings) and are read
 #: and written as Arrow lists of floats, by the binary COPY both ways
@@ -113,12 +114,16 @@ _TIME_TYPES = (1083, 1114, 1184, 1266)
 def kept_digits(oid: int, typmod: int) -> int | None:
     """The digits after the point that a column of type ``oid`` (after domains) with modifier
     ``typmod`` keeps, rounding away the rest: a ``numeric(p,s)``'s scale, a time's or
-    timestamp's fractional-second digits (6 without a modifier); None for a ``numeric`` without
-    one and every other type."""
+    timestamp's fractional-second digits (6 without a modifier), an unconstrained interval's
+    (6); None for a ``numeric`` without one and every other type."""
     if oid == NUMERIC:
         return _typmod_numeric(typmod)[1]
     if oid in _TIME_TYPES:
         return 6 if typmod < 0 else typmod
+    if oid == INTERVAL and typmod < 0:
+        # microseconds; an interval with fields or digits is checked by the server (writer.py:
+        # _interval_checks)
+        return 6
     return None
 
 

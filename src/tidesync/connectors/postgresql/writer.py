@@ -820,7 +820,7 @@ def _check_kept(arr: pa.Array, c: _Column, where: str) -> None:
             odd = pc.or_(odd, _exponent_finer(arr, kept))
     else:
         what = "fractional-second digits"
-        if pa.types.is_timestamp(t) or pa.types.is_time(t):
+        if pa.types.is_timestamp(t) or pa.types.is_time(t) or pa.types.is_duration(t):
             digits = _UNIT_DIGITS[t.unit]
             if digits > kept:
                 ticks = arr.cast(pa.int64())
@@ -835,8 +835,12 @@ def _check_kept(arr: pa.Array, c: _Column, where: str) -> None:
     odd = pc.fill_null(odd, False)
     if not pc.any(odd).as_py():
         return
-    v = arr.filter(odd)[0].as_py()
-    shown = repr(v) if isinstance(v, str) else str(v)
+    first = arr.filter(odd)[0:1]
+    if pa.types.is_duration(t):  # as_py() would need pandas for nanoseconds
+        shown = f"{first.cast(pa.int64())[0].as_py()} {t.unit}"
+    else:
+        v = first[0].as_py()
+        shown = repr(v) if isinstance(v, str) else str(v)
     raise DirtyRecordError(
         f"column {c.name}: value {shown} has more {what} than {c.type_name} keeps; PostgreSQL "
         f"would round it ({where})"
