@@ -1047,6 +1047,34 @@ def test_escapes_are_read_back_under_no_backslash_escapes(mysql_db: MyDb, mode: 
     assert mysql_db.query("SELECT id, v FROM t ORDER BY id") == list(enumerate(values, start=1))
 
 
+def test_nanosecond_durations_are_cut_to_microseconds_as_timestamps_are(mysql_db: MyDb) -> None:
+    # the TIME text came from a float's total_seconds(): 1500 ns was written as 00:00:00.000002
+    # and 123456789 ns as .123457 (rounded), where a nanosecond timestamp is cut
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, d TIME(6), s TIME)")
+    ns = [1500, 2000, -1000, 123456789, 30 * 3600 * 10**9 + 1000]
+    batch = pa.record_batch(
+        [
+            pa.array(range(len(ns))),
+            pa.array(ns, pa.duration("ns")),
+            pa.array([1, None, None, None, 2_500_000], pa.duration("us")),
+        ],
+        names=["id", "d", "s"],
+    )
+    assert _isolated(mysql_db, batch) == [
+        (
+            off,
+            f"column s: value {v!r} has more fractional-second digits than time keeps (0); "
+            "MySQL would cut them",
+        )
+        for off, v in [(0, "00:00:00.000001"), (4, "00:00:02.500000")]
+    ]
+    assert mysql_db.query("SELECT id, CAST(d AS CHAR) FROM t ORDER BY id") == [
+        (1, "00:00:00.000002"),
+        (2, "-00:00:00.000001"),
+        (3, "00:00:00.123456"),
+    ]
+
+
 def test_dirty_rows_keep_the_server_error_number(mysql_db: MyDb) -> None:
     mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(3) NOT NULL, n TINYINT)")
     batch = pa.record_batch(

@@ -614,8 +614,15 @@ class Writer(SqlWriter):
         ):
             return col.cast(pa.string()).cast(pa.binary())
         if pa.types.is_duration(t):
+            if t.unit == "ns":  # cut to microseconds, as nanosecond timestamps are
+                col = col.cast(pa.duration("us"), safe=False)
+            per_second = 10 ** _UNIT_DIGITS[col.type.unit]
             return pa.array(
-                [None if v is None else _duration_text(v) for v in col.to_pylist()], pa.binary()
+                [
+                    None if v is None else _duration_text(v, per_second)
+                    for v in col.cast(pa.int64()).to_pylist()
+                ],
+                pa.binary(),
             )
         if pa.types.is_nested(t):
             import json
@@ -944,10 +951,12 @@ def _years(col: pa.Array, target: dict[str, Any]) -> pa.Array:
     return text.cast(pa.binary())
 
 
-def _duration_text(v: Any) -> str:
-    total = v.total_seconds()
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    h, rem = divmod(total, 3600)
+def _duration_text(ticks: int, per_second: int) -> str:
+    """A duration of ``ticks`` (``per_second`` to the second, at most microseconds) as TIME
+    text with six digits, from the integers: ``total_seconds()``, a float printed with six
+    digits, rounded 1500 ns up to 00:00:00.000002 where nanosecond timestamps are cut."""
+    sign = "-" if ticks < 0 else ""
+    secs, frac = divmod(abs(ticks), per_second)
+    h, rem = divmod(secs, 3600)
     m, s = divmod(rem, 60)
-    return f"{sign}{int(h):02d}:{int(m):02d}:{s:09.6f}"
+    return f"{sign}{h:02d}:{m:02d}:{s:02d}.{frac * 10**6 // per_second:06d}"
