@@ -679,6 +679,35 @@ def test_a_run_ends_its_process_with_its_exit_code_its_output_flushed_and_atexit
     assert marker.read_text() == "atexit ran"
 
 
+_GC = """
+import atexit, gc, sys
+from pathlib import Path
+from tidesync.cli import command
+marker = Path(sys.argv[1])
+atexit.register(lambda: marker.write_text(f"collector on: {gc.isenabled()}"))
+sys.argv = ["tidesync", *sys.argv[2:]]
+command()
+"""
+
+
+def test_the_collector_is_off_for_a_runs_imports_and_on_again_after(tmp_path: Path) -> None:
+    """``command`` turns the cyclic collector off for a run's imports; the run turns it on once
+    planned, and every other command (the scheduler's daemon lives long) at once."""
+    columns = [{"type": "long", "incr": "1"}]
+    reader = {"name": "streamreader", "parameter": {"column": columns, "sliceRecordCount": 3}}
+    job = write_job(tmp_path, reader, {"name": "streamwriter", "parameter": {"print": False}})
+    marker = tmp_path / "gc.txt"
+    for args in (["run", str(job)], ["validate", str(job)]):
+        r = subprocess.run(
+            [sys.executable, "-c", _GC, str(marker), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        assert marker.read_text() == "collector on: True"  # at exit, whichever way it ended
+
+
 def test_python_dash_m_tidesync_is_the_command(tmp_path: Path) -> None:
     """``python -m tidesync run JOB`` runs the job and exits as the script does."""
     columns = [{"type": "long", "incr": "1"}]

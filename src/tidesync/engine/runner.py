@@ -600,7 +600,8 @@ def run_job(
     moved out of the cyclic collector's reach (``gc.freeze``): its collections during the run
     and the one before the process ends (``cli._end_process``) then look only at the run's own
     objects, 10-35 ms less a run. Not in a long-lived process (the scheduler's daemon), whose
-    frozen garbage would never be freed."""
+    frozen garbage would never be freed. The collector, off for the imports and the planning
+    (``cli.command``), is turned on there."""
     cancel = cancel or threading.Event()
     t0 = time.monotonic()
     rt = job.runtime
@@ -690,6 +691,7 @@ def run_job(
         hook("run.tasks")  # tests stop a run here, its writers prepared, no row moved yet
         if process_ends:
             gc.freeze()
+            gc.enable()  # ``tidesync run`` imported and planned with it off (cli.command)
         finished = executor.run(tasks, shared, live)
         live[:] = [r.counters for r in finished]  # the final counts, whatever the executor
         _tally(report, live)
