@@ -24,6 +24,21 @@ def test_urls_never_show_their_userinfo(text: str, masked: str) -> None:
     assert redact(text) == masked
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("password=hunter2, user=x", "password=***, user=x"),
+        ("token: 'abc.def'", "token: '***'"),
+        (
+            "Access denied for user 'etl'@'db' (using password: YES)",
+            "Access denied for user 'etl'@'db' (using password: YES)",  # says one was sent
+        ),
+    ],
+)
+def test_key_value_secrets_are_masked(text: str, masked: str) -> None:
+    assert redact(text) == masked
+
+
 def test_a_registered_secret_is_masked_while_its_scope_lasts_in_every_spelling() -> None:
     secret = 'pa ss/w"rd'
     with secret_scope():
