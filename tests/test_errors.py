@@ -103,3 +103,14 @@ def test_parameters_reaching_a_secret_field_or_a_url_password_are_secret() -> No
         }
     }
     assert secret_parameters(doc) == {"pw", "urlpw"}
+
+
+def test_secret_fields_of_a_url_query_string_are_secrets() -> None:
+    url = "jdbc:postgresql://db:5432/dw?user=etl&password=ab%2Ccd'ef&sslmode=require"
+    assert set(url_passwords(url)) == {"ab%2Ccd'ef", "ab,cd'ef"}
+    assert secret_parameters({"jdbcUrl": "jdbc:mysql://db/x?user=u&pwd=${pw}&ssl=${ssl}"}) == {
+        "pw"
+    }
+    with secret_scope():
+        register_document({"connection": [{"jdbcUrl": url}]})
+        assert redact("'ab,cd'ef' rejected") == "'***' rejected"

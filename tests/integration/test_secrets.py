@@ -213,6 +213,27 @@ def test_mysql_passwords_by_parameter_and_in_urls_are_masked(
     assert out.leaks() == []
 
 
+def test_a_password_in_a_url_query_string_is_masked_whatever_it_holds(tmp_path: Path) -> None:
+    secret = new_secret()
+    out = Outputs(secret, [tmp_path])
+    for kind, url in (
+        ("mysql", "jdbc:mysql://127.0.0.1:3306?user=etl&password=p,{pw}"),  # no database
+        ("postgresql", "jdbc:postgresq://127.0.0.1:5432/db?user=etl&password=p,{pw}"),
+        ("postgresql", "jdbc:postgresq://127.0.0.1:5432/db?user=etl&password=p,${{pw}}"),
+    ):
+        job = out.job(
+            tmp_path / f"{kind}.json",
+            _rows("x"),
+            {
+                "name": f"{kind}writer",
+                "parameter": {"connection": [{"jdbcUrl": url.format(pw=secret), "table": ["t"]}]},
+            },
+        )
+        said = out.tidesync("validate", str(job), "-p", f"pw={secret}", cwd=tmp_path, code=2)
+        assert "?user=etl&password=***" in said
+    assert out.leaks() == []
+
+
 # -- S3 ----------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 A secret is a value that reaches a secret field — ``password``, ``accessKeySecret``,
 ``securityToken`` and the other spellings in :data:`SECRET_FIELDS`, at any depth — or the
 password of a URL's userinfo (``jdbc:mysql://etl:PASSWORD@db/x``, ``s3://KEY:SECRET@bucket/k``,
-an ``endpoint`` with credentials), whatever the password holds. A parameter whose ``${name}``
+an ``endpoint`` with credentials), whatever the password holds, or of a secret field of its query
+string (``jdbc:postgresql://db/dw?user=etl&password=PASSWORD``). A parameter whose ``${name}``
 stands in such a place is a secret parameter: its value is masked wherever it is shown (the
 scheduler's instance log, ``instance show``, the state store).
 
@@ -54,13 +55,29 @@ def is_secret_field(key: object) -> bool:
     return str(key).lower().replace("_", "").replace("-", "") in SECRET_FIELDS
 
 
+#: ``?password=...`` (or ``&sslpassword=``, ``&token=``...) in a URL's query string: the value
+#: runs to the next '&', as the connectors' query parsing reads it
+_QUERY_PAIR = re.compile(r"[?&]([^=&?#\s]+)=([^&]*)")
+
+
+def _query_spans(text: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of the value of every secret field in the query string of a URL."""
+    q = text.find("?", text.find("://"))
+    if q < 0:
+        return
+    for m in _QUERY_PAIR.finditer(text, q):
+        if is_secret_field(m[1]):
+            yield m.start(2), m.end(2)
+
+
 def url_passwords(text: str) -> list[str]:
-    """The passwords in the userinfo of the URLs in ``text``, as written and decoded."""
+    """The passwords in the userinfo of the URLs in ``text`` and the values of the secret fields
+    of their query strings (``?user=etl&password=...``), as written and decoded."""
     out: list[str] = []
-    for start, at in userinfo_spans(text):
-        pw = text[start:at].partition(":")[2]
+    found = [text[start:at].partition(":")[2] for start, at in userinfo_spans(text)]
+    for pw in [*found, *(text[start:end] for start, end in _query_spans(text))]:
         if pw:
-            out.extend({pw, unquote(pw)})
+            out.extend({pw, unquote(pw), unquote(pw.replace("+", " "))})
     return out
 
 
@@ -96,7 +113,8 @@ def secret_parameters(doc: Any) -> set[str]:
     for text, secret in _walk(doc):
         if "${" not in text:
             continue
-        places = [text] if secret else [text[s:e] for s, e in userinfo_spans(text)]
+        spans = [*userinfo_spans(text), *_query_spans(text)]
+        places = [text] if secret else [text[s:e] for s, e in spans]
         for place in places:
             for m in _REF.finditer(place):
                 name = m[1].strip()
