@@ -279,6 +279,42 @@ def test_s3_credentials_in_paths_endpoints_and_parameters_are_masked(
     assert out.leaks() == []
 
 
+# -- the archiver ------------------------------------------------------------------------------
+
+
+def test_broker_credentials_of_an_archive_policy_are_masked(tmp_path: Path) -> None:
+    secret = new_secret()
+    out = Outputs(secret, [tmp_path])
+    policies = tmp_path / "policies.yaml"
+    source = {
+        "type": "nats",
+        "url": f"nats://etl:{quote(secret, safe='')}@127.0.0.1:4222",
+        "stream": f"NO_SUCH_{secrets.token_hex(4)}",  # the run stops: the stream is missing
+        "subject": "x.>",
+        "durable": "d",
+        "token": secret,
+    }
+    target = {"path": "out", "fileName": "m"}
+    doc = {
+        "policies": [
+            {
+                "name": "p",
+                "source": source,
+                "generateBy": "systemTime",
+                "pathFormat": "YYYYMMDD",
+                "target": target,
+            }
+        ]
+    }
+    policies.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    out.inputs.add(policies)
+    said = out.tidesync(
+        "-vv", "archive", "run", str(policies), "--exit-when-idle", "1", cwd=tmp_path, code=1
+    )
+    assert "policy p: archiving nats://***@127.0.0.1:4222" in said and "does not exist" in said
+    assert out.leaks() == []
+
+
 # -- the scheduler -----------------------------------------------------------------------------
 
 

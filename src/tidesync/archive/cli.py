@@ -38,13 +38,18 @@ def _fail(e: TidesyncError) -> None:
 
 
 def _load(file: Path, connections: Path | None, names: tuple[str, ...]) -> list[Any]:
+    from dataclasses import asdict
+
     from tidesync.archive.policy import load_policies
     from tidesync.connections import load_connections
+    from tidesync.spec.secrets import register_document
 
     try:
         policies = load_policies(file, load_connections(connections))
     except ConfigError as e:
         _cli.fail_config(e)
+    for p in policies:  # the brokers' and the target's credentials: masked in what is printed
+        register_document([asdict(p.source), p.target.params])
     if names:
         known = [p.name for p in policies]
         bad = [
@@ -217,7 +222,7 @@ def _describe(p: Any) -> str:
         if s.type == "mqtt"
         else (f"{s.url} stream {s.stream} subject {s.subject}")
     )
-    return f"{what} -> {redact(p.target.path)} every {p.cycle_hours}h by {p.generate_by}"
+    return f"{redact(what)} -> {redact(p.target.path)} every {p.cycle_hours}h by {p.generate_by}"
 
 
 def _line(a: Any) -> str:
