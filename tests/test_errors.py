@@ -108,9 +108,13 @@ def test_parameters_reaching_a_secret_field_or_a_url_password_are_secret() -> No
 def test_secret_fields_of_a_url_query_string_are_secrets() -> None:
     url = "jdbc:postgresql://db:5432/dw?user=etl&password=ab%2Ccd'ef&sslmode=require"
     assert set(url_passwords(url)) == {"ab%2Ccd'ef", "ab,cd'ef"}
-    assert secret_parameters({"jdbcUrl": "jdbc:mysql://db/x?user=u&pwd=${pw}&ssl=${ssl}"}) == {
-        "pw"
-    }
+    assert secret_parameters({"jdbcUrl": "jdbc:mysql://db/x?user=u&pwd=${pw}&ssl=${ssl}"}) == {"pw"}
     with secret_scope():
         register_document({"connection": [{"jdbcUrl": url}]})
         assert redact("'ab,cd'ef' rejected") == "'***' rejected"
+
+
+def test_a_url_field_whose_password_holds_a_quote_gives_the_whole_password() -> None:
+    # a quote ends a URL inside a message, but a field holds one URL and nothing else
+    assert url_passwords("postgresql://etl:it's,x@db:5432/dw") == ["it's,x"]
+    assert url_passwords("failed: 'postgresql://etl:pw@db'") == ["pw"]

@@ -234,6 +234,37 @@ def test_a_password_in_a_url_query_string_is_masked_whatever_it_holds(tmp_path: 
     assert out.leaks() == []
 
 
+def test_a_quote_in_a_url_password_of_a_job_or_of_the_state_store_is_masked(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    secret = new_secret()
+    out = Outputs(secret, [tmp_path])
+    password = f"it's,{secret}"  # a quote is allowed unencoded in a URL's userinfo
+    rest = pg.jdbc.split("//", 1)[1]
+    (tmp_path / "tidesync.yaml").write_text(
+        f'state: "postgresql://postgres:{password}@{rest}"\n', encoding="utf-8"
+    )
+    out.inputs.add(tmp_path / "tidesync.yaml")
+    job = out.job(
+        tmp_path / "job.json",
+        _rows("x"),
+        {
+            "name": "postgresqlwriter",
+            "parameter": {
+                "connection": [{"jdbcUrl": f"jdbc:postgresq://postgres:{password}@{rest}"}],
+                "table": ["t"],
+            },
+        },
+    )
+    said = out.tidesync("-v", "validate", str(job), cwd=tmp_path, code=2)
+    assert "jdbc:postgresq://***@" in said and "state store" not in said
+    out.job(tmp_path / "job.json", _rows("x"), {"name": "streamwriter", "parameter": {}})
+    said = out.tidesync("-v", "run", str(job), "--report", "r.json", cwd=tmp_path, code=0)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["state"] == f"postgresql postgresql://***@{rest}"
+    assert out.leaks() == []
+
+
 # -- S3 ----------------------------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
-from tidesync.errors import register_secret, userinfo_spans
+from tidesync.errors import _userinfo_end, register_secret, userinfo_spans
 
 __all__ = [
     "SECRET_FIELDS",
@@ -74,7 +74,13 @@ def url_passwords(text: str) -> list[str]:
     """The passwords in the userinfo of the URLs in ``text`` and the values of the secret fields
     of their query strings (``?user=etl&password=...``), as written and decoded."""
     out: list[str] = []
-    found = [text[start:at].partition(":")[2] for start, at in userinfo_spans(text)]
+    spans = list(userinfo_spans(text))
+    i = text.find("://")
+    if i >= 0 and not spans and not any(c.isspace() for c in text):
+        # a field holding one URL: its userinfo may hold a quote, which ends a URL in a message
+        at = _userinfo_end(text, i + 3, len(text))
+        spans = [(i + 3, at)] if at >= 0 else []
+    found = [text[start:at].partition(":")[2] for start, at in spans]
     for pw in [*found, *(text[start:end] for start, end in _query_spans(text))]:
         if pw:
             out.extend({pw, unquote(pw), unquote(pw.replace("+", " "))})

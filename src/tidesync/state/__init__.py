@@ -159,7 +159,10 @@ def open_state(state: str | Location | None, root: Path) -> StateStore:
     ``${env:NAME}`` in a PostgreSQL URL is read from the environment."""
     loc = state if isinstance(state, Location) else locate(state, root)
     if loc.kind == "postgresql":
+        from tidesync.spec.secrets import register_document
         from tidesync.state.postgresql import PostgresState
+
+        register_document(loc.url)  # its password: masked where the store is named
 
         return PostgresState(loc.url)
     from tidesync.state.sqlite import SqliteState
