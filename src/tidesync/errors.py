@@ -36,6 +36,7 @@ __all__ = [
     "did_you_mean",
     "is_retriable",
     "redact",
+    "redact_url",
     "RedactingFilter",
     "register_secret",
     "secret_scope",
@@ -273,3 +274,16 @@ def redact(text: str) -> str:
     if "://" in text:
         text = _mask_userinfo(text)
     return _KV_SECRET.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}{MASK}", text)
+
+
+def redact_url(url: str) -> str:
+    """:func:`redact` for a text known to be one URL (a setting, not a message): its whole
+    userinfo is masked, even where the password holds a quote or a blank, which end a URL
+    inside a message.
+
+    >>> redact_url("postgresql://etl:it's a secret@db/dw")
+    'postgresql://***@db/dw'
+    """
+    i = url.find("://")
+    at = _userinfo_end(url, i + 3, len(url)) if i >= 0 else -1
+    return redact(url if at < 0 else f"{url[: i + 3]}{MASK}{url[at:]}")

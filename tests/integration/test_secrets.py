@@ -265,6 +265,29 @@ def test_a_quote_in_a_url_password_of_a_job_or_of_the_state_store_is_masked(
     assert out.leaks() == []
 
 
+def test_a_quote_in_the_state_store_password_is_masked_on_the_operations_page(
+    pg: PgDb, tmp_path: Path
+) -> None:
+    from tests.scheduler._helpers import write_project
+    from tests.web._client import serve
+
+    secret = new_secret()
+    out = Outputs(secret, [tmp_path])
+    hostport = pg.url.split("://", 1)[1].split("@", 1)[-1].split("?")[0]
+    state = f"postgresql://postgres:it's,{quote(secret, safe='')}@{hostport}?options=-csearch_path%3D{pg.schema}"
+    node = {"name": "n", "schedule": {"every": "day", "start_date": "2025-01-01"}}
+    out.inputs.add(write_project(tmp_path, [node], state=state))
+    out.inputs.add(tmp_path / "jobs" / "n.json")
+    out.tidesync("scheduler", "run-once", "--at", "20250101000000", cwd=tmp_path, code=0)
+    with serve(tmp_path) as c:  # as the page runs: it meets the URL in the project file only
+        for path in ("/nodes", "/nodes/n", "/api/nodes", "/api/instances"):
+            r = c.get(path, headers={"Accept": "text/html"} if "/api/" not in path else {})
+            assert r.status == 200, r.text[:300]
+            out.printed.append(r.text)
+    assert f"postgresql://***@{hostport}" in out.printed[1]
+    assert out.leaks() == []
+
+
 # -- S3 ----------------------------------------------------------------------------------------
 
 

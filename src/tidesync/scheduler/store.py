@@ -33,7 +33,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from tidesync.errors import ConfigError, FatalError, redact
+from tidesync.errors import ConfigError, FatalError, redact, redact_url
 
 __all__ = [
     "Instance",
@@ -869,11 +869,11 @@ class PostgresStore(Store):
         except psycopg.OperationalError as e:
             raise FatalError(
                 f"state: cannot reach the PostgreSQL state store "
-                f"{redact(url)}: {redact(str(e)).strip()}"
+                f"{redact_url(url)}: {redact(str(e)).strip()}"
             ) from None
 
     def describe(self) -> str:
-        return f"postgresql {redact(self.url)}"
+        return f"postgresql {redact_url(self.url)}"
 
     def _connect(self) -> Any:
         return self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)

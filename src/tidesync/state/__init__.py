@@ -125,9 +125,11 @@ class Location:
     url: str = ""
 
     def describe(self) -> str:
-        from tidesync.errors import redact
+        from tidesync.errors import redact_url
 
-        return f"sqlite {self.path}" if self.kind == "sqlite" else f"postgresql {redact(self.url)}"
+        return (
+            f"sqlite {self.path}" if self.kind == "sqlite" else f"postgresql {redact_url(self.url)}"
+        )
 
 
 def locate(state: str | None, root: Path) -> Location:
@@ -142,6 +144,9 @@ def locate(state: str | None, root: Path) -> Location:
         return Location("sqlite", legacy if legacy.exists() else root / DEFAULT_FILE)
     text = state.strip()
     if text.startswith(("postgresql://", "postgres://")):
+        from tidesync.spec.secrets import register_document
+
+        register_document(text)  # its password: masked in what the run writes
         return Location("postgresql", url=text)
     if text.startswith("sqlite:///"):
         text = text[len("sqlite:///") :]
@@ -159,10 +164,7 @@ def open_state(state: str | Location | None, root: Path) -> StateStore:
     ``${env:NAME}`` in a PostgreSQL URL is read from the environment."""
     loc = state if isinstance(state, Location) else locate(state, root)
     if loc.kind == "postgresql":
-        from tidesync.spec.secrets import register_document
         from tidesync.state.postgresql import PostgresState
-
-        register_document(loc.url)  # its password: masked where the store is named
 
         return PostgresState(loc.url)
     from tidesync.state.sqlite import SqliteState

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tidesync.errors import ConfigError, FatalError, redact
+from tidesync.errors import ConfigError, FatalError, redact, redact_url
 from tidesync.state.base import DDL, SqlState, wait_for_hold
 
 __all__ = ["PostgresState"]
@@ -33,7 +33,7 @@ class PostgresState(SqlState):
         self._lock = threading.RLock()
 
     def describe(self) -> str:
-        return f"postgresql {redact(self.url)}"
+        return f"postgresql {redact_url(self.url)}"
 
     def hold(self, ns: str, key: str) -> Callable[[], None]:
         """An exclusive hold on ``key`` across every machine sharing this store: a session
