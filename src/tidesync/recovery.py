@@ -103,7 +103,9 @@ def recover(
     """
     from tidesync.connections import load_connections
     from tidesync.project import find_project
+    from tidesync.spec.secrets import register_document
 
+    register_document(target)  # an s3://KEY:SECRET@... TARGET is refused, its secret masked
     try:
         is_job = target.lower().endswith(JOB_SUFFIXES) and Path(target).is_file()
         if is_job:
@@ -130,7 +132,7 @@ def recover(
         click.echo(redact(f.line()))
     done = [f for f in found if f.action != "kept"]
     if not done:
-        click.echo(f"{target}: nothing to recover" + (" (live runs kept)" if found else ""))
+        click.echo(f"{redact(target)}: nothing to recover" + (" (live runs kept)" if found else ""))
 
 
 commands = [recover]

@@ -288,6 +288,15 @@ def test_a_quote_in_the_state_store_password_is_masked_on_the_operations_page(
     assert out.leaks() == []
 
 
+def test_a_recover_target_holding_credentials_is_masked(tmp_path: Path) -> None:
+    secret = secrets.token_hex(8)  # a '/' in it would cut the URL's userinfo short
+    out = Outputs(secret, [tmp_path])
+    for target in (f"s3://AKIAX:{secret}@bucket/x", f"s3://AKIAX:it's,{secret}@b/x"):
+        said = out.tidesync("-vv", "recover", target, cwd=tmp_path, code=2)
+        assert "***@b" in said
+    assert out.leaks() == []
+
+
 # -- S3 ----------------------------------------------------------------------------------------
 
 
