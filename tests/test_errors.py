@@ -33,6 +33,11 @@ def test_urls_never_show_their_userinfo(text: str, masked: str) -> None:
             "Access denied for user 'etl'@'db' (using password: YES)",
             "Access denied for user 'etl'@'db' (using password: YES)",  # says one was sent
         ),
+        (  # a key path, then the problem: no value follows the colon
+            "job.content[0].writer.parameter.token: unknown key",
+            "job.content[0].writer.parameter.token: unknown key",
+        ),
+        ("connections.dw.password: must be text", "connections.dw.password: must be text"),
     ],
 )
 def test_key_value_secrets_are_masked(text: str, masked: str) -> None:

@@ -192,8 +192,10 @@ def secret_scope(values: Iterable[str] = ()) -> Iterator[list[str]]:
 
 
 _TOKEN_END = re.compile(r"[\s'\"<>`]")
-_KV_SECRET = re.compile(  # not MySQL's "(using password: YES)": it says whether one was sent
-    r"(?i)(?<!using )\b(?P<key>password|passwd|pwd|secret|accesskeysecret|secret_access_key|token)"
+# not MySQL's "(using password: YES)" (it says whether one was sent), nor a key path of a
+# message ("parameter.password: must be a string"): the words after it are no secret
+_KV_SECRET = re.compile(
+    r"(?i)(?<!using )(?<![.\[])\b(?P<key>password|passwd|pwd|secret|accesskeysecret|secret_access_key|token)"
     r"(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<val>[^'\"\s,;&}]+)"
 )
 
