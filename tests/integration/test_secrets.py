@@ -262,6 +262,11 @@ def test_a_quote_in_a_url_password_of_a_job_or_of_the_state_store_is_masked(
     said = out.tidesync("-v", "run", str(job), "--report", "r.json", cwd=tmp_path, code=0)
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["state"] == f"postgresql postgresql://***@{rest}"
+    (tmp_path / "tidesync.yaml").write_text(  # a store kind tidesync has not
+        f"state: \"mysql://etl:{password}@db/x\"\n", encoding="utf-8"
+    )
+    said = out.tidesync("run", str(job), cwd=tmp_path, code=2)
+    assert "state: 'mysql://***@db/x' is neither" in said
     assert out.leaks() == []
 
 

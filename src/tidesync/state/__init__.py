@@ -137,7 +137,7 @@ def locate(state: str | None, root: Path) -> Location:
     project folder ``root``); without one ``.tidesync/state.db`` (or a ``.tidesync/scheduler.db``
     that a project made before holds, kept so that its schedule continues).
     ConfigError for any other URL."""
-    from tidesync.errors import ConfigError, redact
+    from tidesync.errors import ConfigError, redact_url
 
     if state is None:
         legacy = root / LEGACY_FILE
@@ -152,7 +152,7 @@ def locate(state: str | None, root: Path) -> Location:
         text = text[len("sqlite:///") :]
     elif "://" in text:
         raise ConfigError(
-            f"state: {redact(text)!r} is neither postgresql://... nor a SQLite file path"
+            f"state: {redact_url(text)!r} is neither postgresql://... nor a SQLite file path"
         )
     p = Path(text).expanduser()
     return Location("sqlite", p if p.is_absolute() else root / p)
