@@ -263,7 +263,7 @@ def test_a_quote_in_a_url_password_of_a_job_or_of_the_state_store_is_masked(
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["state"] == f"postgresql postgresql://***@{rest}"
     (tmp_path / "tidesync.yaml").write_text(  # a store kind tidesync has not
-        f"state: \"mysql://etl:{password}@db/x\"\n", encoding="utf-8"
+        f'state: "mysql://etl:{password}@db/x"\n', encoding="utf-8"
     )
     said = out.tidesync("run", str(job), cwd=tmp_path, code=2)
     assert "state: 'mysql://***@db/x' is neither" in said
@@ -434,4 +434,27 @@ def test_a_node_parameter_reaching_a_password_is_masked_in_logs_show_and_the_sto
         assert "param pw=***" in log and "attempt 2" in log
     out.tidesync("nodes", "--json", *project, cwd=tmp_path, code=0)
     assert list((tmp_path / ".tidesync").glob("*.db"))  # the state store is searched too
+    assert out.leaks() == []
+
+
+def test_node_parameters_are_masked_while_the_job_file_does_not_read(tmp_path: Path) -> None:
+    secret = new_secret()
+    out = Outputs(secret, [tmp_path])
+    job = tmp_path / "jobs" / "n.json"
+    job.parent.mkdir()
+    job.write_text('{"job": {"content": [{"writer": {"password": "${pw}"}}', encoding="utf-8")
+    out.inputs.add(job)  # a brace short: which parameter reaches a password is not known
+    node = {"name": "n", "job": "jobs/n.json", "params": f"pw={secret} day=${{yyyymmdd}}"}
+    (tmp_path / "tidesync.yaml").write_text(
+        yaml.safe_dump({"timezone": "UTC", "nodes": [{**node, "schedule": {"every": "day"}}]}),
+        encoding="utf-8",
+    )
+    out.inputs.add(tmp_path / "tidesync.yaml")
+    project = ["--project", str(tmp_path)]
+    said = out.tidesync("scheduler", "run-once", "--at", "20250101000000", *project, cwd=tmp_path)
+    assert "invalid JSON" in said
+    shown = out.tidesync("instance", "show", "1", *project, cwd=tmp_path, code=0)
+    assert "pw=***" in shown
+    out.tidesync("instance", "log", "1", *project, cwd=tmp_path, code=0)
+    out.tidesync("nodes", "--json", *project, cwd=tmp_path, code=0)
     assert out.leaks() == []

@@ -177,28 +177,33 @@ class Node:
     def secret_params(self) -> frozenset[str]:
         """The parameters its job puts in a password, secret or key field or a URL's
         userinfo: their values are shown as ``***`` (logs, ``instance show``, the store)."""
+        return self._secret_params() or frozenset()
+
+    def _secret_params(self) -> frozenset[str] | None:
+        """:meth:`secret_params`, or None while the job file cannot be read."""
         if self.job is None:
             return frozenset()
         try:
             stamp = self.job.stat().st_mtime_ns
         except OSError:
-            return frozenset()
+            return None
         return _secret_params(str(self.job), stamp)
 
     def shown_params(self, values: dict[str, str]) -> dict[str, str]:
-        """``values`` as they may be shown and stored: secret parameters masked."""
-        hidden = self.secret_params()
-        return {k: MASK if k in hidden else v for k, v in values.items()}
+        """``values`` as they may be shown and stored: secret parameters masked, and every one
+        while the job cannot be read (which of them is secret is not known then)."""
+        hidden = self._secret_params()
+        return {k: MASK if hidden is None or k in hidden else v for k, v in values.items()}
 
 
 @functools.lru_cache(maxsize=256)
-def _secret_params(job: str, stamp: int) -> frozenset[str]:
+def _secret_params(job: str, stamp: int) -> frozenset[str] | None:
     from tidesync.spec.job import load_document
 
     try:
         return frozenset(secret_parameters(load_document(Path(job))))
     except (ConfigError, OSError):
-        return frozenset()  # a bad job file fails its run, which says why
+        return None  # a bad job file fails its run, which says why
 
 
 @dataclass(frozen=True)
