@@ -354,15 +354,23 @@ def entry() -> None:
     # ``run`` replaces the handlers while its job runs (cancel, abort, nothing published).
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _stop_early)
-    try:
-        main()
-    except _Interrupted as e:
-        click.echo(
-            f"\n{signal.Signals(e.signum).name}: stopped before any data moved; "
-            "nothing was published",
-            err=True,
-        )
-        sys.exit(1)
-    except TidesyncError as e:  # a user-facing failure that escaped a command
-        click.echo(f"error: {redact(str(e))}", err=True)
-        sys.exit(2 if isinstance(e, ConfigError) else 1)
+    # the secrets the command met stay known (its own scope hands them here) until its error is
+    # printed: an error escaping the command is printed after the command's scope has ended
+    with secret_scope():
+        try:
+            main()
+        except _Interrupted as e:
+            click.echo(
+                f"\n{signal.Signals(e.signum).name}: stopped before any data moved; "
+                "nothing was published",
+                err=True,
+            )
+            sys.exit(1)
+        except TidesyncError as e:  # a user-facing failure that escaped a command
+            click.echo(f"error: {redact(str(e))}", err=True)
+            sys.exit(2 if isinstance(e, ConfigError) else 1)
+        except Exception:  # a bug: its traceback, as Python would print it, masked
+            import traceback
+
+            click.echo(redact(traceback.format_exc()).rstrip("\n"), err=True)
+            sys.exit(1)

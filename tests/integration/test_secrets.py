@@ -270,6 +270,21 @@ def test_a_quote_in_a_url_password_of_a_job_or_of_the_state_store_is_masked(
     assert out.leaks() == []
 
 
+@pytest.mark.parametrize("command", [["instances"], ["scheduler", "run-once"], ["nodes"]])
+def test_a_state_url_the_driver_cannot_parse_is_refused_with_its_password_masked(
+    pg: PgDb, tmp_path: Path, command: list[str]
+) -> None:
+    secret = secrets.token_hex(8)
+    out = Outputs(secret, [tmp_path])
+    hostport = pg.url.split("://", 1)[1].split("@", 1)[-1].split("?")[0]
+    state = f"postgresql://postgres:ab%zz{secret}@{hostport}"  # '%zz' is no escape: refused
+    (tmp_path / "tidesync.yaml").write_text(f'state: "{state}"\nnodes: []\n', encoding="utf-8")
+    out.inputs.add(tmp_path / "tidesync.yaml")
+    said = out.tidesync(*command, "--project", str(tmp_path), cwd=tmp_path, code=1)
+    assert "invalid percent-encoded token" in said and "Traceback" not in said
+    assert out.leaks() == []
+
+
 def test_a_quote_in_the_state_store_password_is_masked_on_the_operations_page(
     pg: PgDb, tmp_path: Path
 ) -> None:

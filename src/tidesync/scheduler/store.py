@@ -866,7 +866,7 @@ class PostgresStore(Store):
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_DDL_LOCK,))
                 for stmt in _PG_DDL:
                     cur.execute(stmt)
-        except psycopg.OperationalError as e:
+        except psycopg.Error as e:  # a bad URL too: its message may quote the password
             raise FatalError(
                 f"state: cannot reach the PostgreSQL state store "
                 f"{redact_url(url)}: {redact(str(e)).strip()}"
