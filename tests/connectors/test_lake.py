@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -899,3 +899,34 @@ def test_iceberg_stores_a_uint32_column_as_long_so_every_value_fits(tmp_path: Pa
     assert "d: optional long" in schema
     assert "s: optional list<long>" in schema
     assert read(tmp_path, "iceberg") == [{"id": 1, "v": top, "d": top, "s": [top]}]
+
+
+@pytest.mark.parametrize("meta", [False, True], ids=["files", "common-metadata"])
+def test_hive_int96_timestamps_keep_dates_outside_the_nanosecond_range(
+    tmp_path: Path, meta: bool
+) -> None:
+    # Hive, Impala and Spark (by default) write INT96; Arrow read it as nanoseconds, and Hive's
+    # 9999-12-31 "no end" became 1816-03-30, 0001-01-01 1754-08-30: silently
+    days = [datetime(9999, 12, 31, 23, 59, 59, 999999), datetime(1, 1, 1), None]
+    days.append(datetime(2024, 1, 2, 3, 4, 5, 6))
+    folder = tmp_path / "t" / "ds=20161114"
+    folder.mkdir(parents=True)
+    data = pa.table({"id": [1, 2, 3, 4], "ts": pa.array(days, pa.timestamp("us"))})
+    pq.write_table(data, folder / "part-0.parquet", use_deprecated_int96_timestamps=True)
+    if meta:
+        pq.write_metadata(
+            data.schema, tmp_path / "t" / "_common_metadata", use_deprecated_int96_timestamps=True
+        )
+    got = read(tmp_path, "hive")
+    assert [r["ts"] for r in sorted(got, key=lambda r: r["id"])] == days
+    # a merge rewrites such a file: the dates it keeps are the same
+    write(
+        tmp_path,
+        "hive",
+        [batch(id=[5], ts=pa.array([None], pa.timestamp("us")))],
+        partition="ds=20161114",
+        writeMode="merge",
+        primaryKey=["id"],
+    )
+    got = read(tmp_path, "hive")
+    assert [r["ts"] for r in sorted(got, key=lambda r: r["id"])] == [*days, None]

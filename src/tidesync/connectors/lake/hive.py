@@ -118,16 +118,25 @@ def table_schema(root: Path) -> pa.Schema | None:
     """The data columns: ``_common_metadata``, else the union of the files' schemas."""
     meta = root / META
     if meta.exists():
-        return plain(pq.read_schema(meta))
+        return plain(parquet_file(meta).schema_arrow)
     files = data_files(root) if root.exists() else []
     if not files:
         return None
     try:
         return plain(
-            pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
+            pa.unify_schemas(
+                [parquet_file(f).schema_arrow for f in files], promote_options="permissive"
+            )
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise FatalError(f"the Parquet files under {root} disagree on their columns: {e}") from e
+
+
+def parquet_file(path: Path | str) -> pq.ParquetFile:
+    """A Parquet file of the table, its INT96 timestamps (Hive's, Impala's, Spark's legacy ones)
+    read as microseconds: as Arrow's nanoseconds a date outside 1677-2262 (Hive's 9999-12-31
+    "no end") wrapped into another, silently."""
+    return pq.ParquetFile(path, coerce_int96_timestamp_unit="us")
 
 
 def check_file(
@@ -403,7 +412,7 @@ class HiveTable:
 
     def read_file(self, path: Path) -> pa.Table:
         assert self.plan is not None
-        table = pq.read_table(path)
+        table = parquet_file(path).read()
         check_file(
             path, table.schema, self.plan.file_schema, [k for k, _ in self.partition], self.where
         )

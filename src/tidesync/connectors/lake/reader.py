@@ -162,12 +162,10 @@ class Reader(base.Reader):
                 yield conform(b, self._schema)
 
     def _read_hive(self, split: FileSplit) -> Iterator[pa.RecordBatch]:
-        import pyarrow.parquet as pq
-
-        from tidesync.connectors.lake.hive import check_file
+        from tidesync.connectors.lake.hive import check_file, parquet_file
 
         values = dict(split.partition)
-        f = pq.ParquetFile(split.path)
+        f = parquet_file(split.path)
         check_file(split.path, f.schema_arrow, self._data_schema, list(values), self.ctx.where)
         for b in f.iter_batches(batch_size=self.ctx.batch_rows):
             data = conform(b, self._data_schema)
