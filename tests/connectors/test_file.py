@@ -2065,7 +2065,7 @@ def test_the_writer_creates_a_missing_folder_and_abort_removes_it(tmp_path: Path
         (
             "reader",
             {"path": "a", "column": [{"index": 0, "typ": "long"}]},
-            f"{READER}.column[0].typ: unknown key; an entry has index, name, type, format, value; did you mean 'type'?",
+            f"{READER}.column[0].typ: unknown key; an entry has index, name, type, format, value, optional; did you mean 'type'?",
         ),
         ("reader", {"path": "s3:///key.csv"}, f"{READER}.path: s3:///key.csv names no bucket"),
         ("writer", {"path": "out"}, f"{WRITER}.fileName: is required"),
@@ -2181,3 +2181,61 @@ def test_jsonl_refuses_nan_and_infinity_as_dirty_records_and_writes_valid_json(
         {"id": 1, "v": 1.5},
         {"id": 4, "v": None},
     ]
+
+
+def _jsonl_to_csv(tmp_path: Path, column: list[Any]) -> Any:
+    from tidesync.engine.runner import load_job, run_job
+
+    job = {
+        "job": {
+            "setting": {"speed": {"channel": 2}},
+            "content": [
+                {
+                    "reader": {
+                        "name": "file",
+                        "parameter": {"path": "in", "fileFormat": "jsonl", "column": column},
+                    },
+                    "writer": {
+                        "name": "file",
+                        "parameter": {"path": "out", "fileName": "o.csv", "writeMode": "truncate"},
+                    },
+                }
+            ],
+        }
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    return run_job(load_job(tmp_path / "job.json"))
+
+
+def test_a_jsonl_key_no_line_holds_fails_the_run_and_rare_keys_are_read(tmp_path: Path) -> None:
+    # a mistyped key ("custmer") read as NULL in every row, and the run succeeded
+    pad = "x" * 1000
+    lines_file(tmp_path / "in" / "a.jsonl", [f'{{"id": {i}, "pad": "{pad}"}}' for i in range(1100)])
+    # past the first megabyte (the fields): a key with a value, and one only ever null
+    late = [f'{{"id": {i}, "pad": "{pad}"}}' for i in range(1100, 2200)]
+    late += ['{"id": 2200, "coupon": "C1", "note": null}']
+    lines_file(tmp_path / "in" / "b.jsonl", late)
+    column: list[Any] = [{"name": "id", "type": "long"}, "coupon", "note"]
+    rep = _jsonl_to_csv(tmp_path, [*column, {"name": "custmer"}])
+    assert rep.status == "failed"
+    assert rep.error == (
+        "job.content[0].reader.parameter.column[3].name: no line of the 2201 rows read has the "
+        "key 'custmer', nothing was published (a key that may be absent from a whole run is "
+        'marked "optional": true)'
+    )
+    assert not (tmp_path / "out").exists()
+    rep = _jsonl_to_csv(tmp_path, [*column, {"name": "custmer", "optional": True}])
+    assert rep.status == "succeeded", rep.error
+    out = [x for f in sorted((tmp_path / "out").iterdir()) for x in f.read_text().splitlines()]
+    assert len(out) == 2201 and out[-1] == "2200,C1,\\N,\\N" and out[0] == "0,\\N,\\N,\\N"
+    rep = _jsonl_to_csv(tmp_path, column)
+    assert rep.status == "succeeded", rep.error
+
+
+def test_optional_is_for_jsonl_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"column\[0\]\.optional: is for jsonl keys"):
+        reader(tmp_path, path="a.csv", skipHeader=True, column=[{"name": "a", "optional": True}])
+    with pytest.raises(ConfigError, match=r"column\[0\]\.optional: is for a field read by name"):
+        reader(
+            tmp_path, path="a.jsonl", fileFormat="jsonl", column=[{"index": 0, "optional": True}]
+        )

@@ -137,6 +137,9 @@ class Chunk:
     batch: pa.RecordBatch | None
     dirty: list[Dirty] = field(default_factory=list)
     position: Any = None
+    #: what the split found that only all the splits together can judge (the jsonl keys it
+    #: saw): plain data, handed with every split's to :meth:`Reader.finished` before the commit
+    facts: Any = None
 
 
 @dataclass
@@ -226,6 +229,12 @@ class Reader:
         ``information_schema.tables.table_rows``) or the files' size over a sampled row width
         will do, and it must not read the data."""
         return None
+
+    def finished(self, facts: list[Any]) -> None:
+        """Every split was read: ``facts`` holds each :attr:`Chunk.facts` they yielded. Called
+        once, in the driver, before anything is published; raising here (a ``ConfigError``
+        for a mistake in the job) fails the run with nothing published. The default: nothing
+        to check."""
 
     def committed(self, positions: dict[str, Any]) -> None:
         """The writer committed and the engine saved ``positions`` (split label -> the last

@@ -697,9 +697,12 @@ def run_job(
         _tally(report, live)
         failure: TaskResult | None = None
         positions: dict[int, dict[str, Any]] = {}  # content -> split label -> last position
+        facts: dict[int, list[Any]] = {}  # content -> its splits' Chunk.facts
         for res, sr in zip(finished, report.splits, strict=True):
             if res.status == "done" and res.position is not None:
                 positions.setdefault(res.content, {})[sr.split] = res.position
+            if res.status == "done":
+                facts.setdefault(res.content, []).extend(res.facts)
             sr.elapsed_s = res.elapsed_s
             if res.error is not None:
                 sr.error = redact(str(res.error))
@@ -721,6 +724,8 @@ def run_job(
                 f"error limit exceeded: {report.dirty_records} dirty of {report.records_read} records "
                 f"is more than errorLimit.percentage {frac:.2%}"
             )
+        for part in prepared:
+            part.reader.finished(facts.get(part.index, []))
         hook("run.commit")  # tests stop a run here, its data written, nothing published yet
         for part in prepared:
             _dirty_rows_kept(part, [r.counters for r in finished if r.content == part.index])

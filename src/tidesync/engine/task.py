@@ -134,6 +134,8 @@ class TaskResult:
     #: the last ``Chunk.position`` the split's reader yielded (None: it reported none); the
     #: driver saves it after the commit
     position: Any = None
+    #: the split's ``Chunk.facts`` (those not None), for ``Reader.finished``
+    facts: list[Any] = field(default_factory=list)
 
 
 # -- running one task -------------------------------------------------------------------------------
@@ -179,6 +181,7 @@ class _Run:
         self.transforms = transforms
         self.dirty: list[DirtyRecord] = []
         self.position: Any = None  # the last one the reader yielded
+        self.facts: list[Any] = []
         self.lock = threading.Lock()  # dirty records come from the reading and the writing thread
         self.stop = _Stop(shared.cancel)  # this attempt's reading stops (a fallback), or the job's
 
@@ -207,6 +210,8 @@ class _Run:
                 chunk = item if isinstance(item, Chunk) else Chunk(item)
                 if chunk.position is not None:
                     self.position = chunk.position
+                if chunk.facts is not None:
+                    self.facts.append(chunk.facts)
                 for d in chunk.dirty:
                     c.records_read += 1
                     self.add_dirty("read", d.reason, d.row, d.position, d.code)
@@ -308,6 +313,7 @@ class _Run:
                 sink = task.sinks.open(task.split)
                 res.result = self.pump(sink, self.produce, None)
             res.position = self.position
+            res.facts = self.facts
             res.status = c.status = "done"
         except BaseException as e:  # noqa: BLE001 - the result carries it to the driver
             res.failed_at = time.time()
@@ -400,6 +406,7 @@ class _Run:
         c.fallback = redact(e.reason)
         c.records_read = c.bytes_read = c.records_written = 0
         self.position = None
+        self.facts = []
         self.stop = _Stop(self.shared.cancel)  # a fresh one: the direct reading's is set
 
 

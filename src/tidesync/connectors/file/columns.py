@@ -58,7 +58,7 @@ _ARROW = {
     "bytes": pa.binary(),
 }
 _DECIMAL = re.compile(r"(?:decimal|numeric)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)", re.I)
-_ENTRY_KEYS = ("index", "name", "type", "format", "value")
+_ENTRY_KEYS = ("index", "name", "type", "format", "value", "optional")
 
 
 def arrow_type(name: str, zoned: bool = False) -> tuple[str, pa.DataType] | None:
@@ -381,6 +381,8 @@ class Column:
     const: pa.Scalar | None = None
     date: DatePattern | None = None
     zone: str = "UTC"  # the job's: an instant becomes a date, or is formatted, as its wall time
+    #: jsonl: the key may be absent from every line of a run (else that is an error: a typo)
+    optional: bool = False
 
     @property
     def label(self) -> str:
@@ -445,6 +447,13 @@ def _parse_entry(
     if index is None and name is None and value is None:
         p.problem(key, 'needs index, name or value, as in {"index": 0, "type": "long"}')
         ok = False
+    optional = entry.get("optional", False)
+    if not isinstance(optional, bool):
+        p.problem(f"{key}.optional", f"must be true or false, got {optional!r}")
+        ok = False
+    elif optional and (name is None or index is not None or value is not None):
+        p.problem(f"{key}.optional", "is for a field read by name (a jsonl key)")
+        ok = False
     if index is None and value is None and delimited and not has_header:
         p.problem(
             f"{key}.name",
@@ -498,6 +507,7 @@ def _parse_entry(
         name=name,
         date=pattern,
         zone=p.ctx.timezone,
+        optional=optional,
     )
     if value is None:
         return col

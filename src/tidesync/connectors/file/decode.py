@@ -14,6 +14,7 @@ import csv
 import decimal
 import io
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -89,6 +90,10 @@ class Decoder(contextlib.AbstractContextManager["Decoder"]):
         #: the decimal type every ``column`` entry reading a key declares, by key (set by the
         #: reader before ``batches``; jsonl converts such a number from its text)
         self.declared: dict[str, pa.DataType] = {}
+        #: jsonl: the keys ``column`` names (set by the reader before ``batches``), and those of
+        #: them some line of the piece holds (``seen``, filled by ``batches``)
+        self.watch: list[str] = []
+        self.seen: set[str] = set()
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
@@ -611,12 +616,20 @@ class JsonLines(Decoder):
                 # a number with more decimals than the scale sends the block line by line,
                 # where it is a dirty record
                 pinned = pinned.set(i, pinned.field(i).with_type(t))
+        # a key is seen where the first megabyte's lines have it (the fields), else where a
+        # block holds it as a key (present with a value NULL, too): a byte search, no row loop
+        self.seen = {k for k in self.watch if k in known.names}
+        looks = {k: _key_pattern(k) for k in self.watch if k not in self.seen}
         every = self.opts.every_field
         opts = pajson.ParseOptions(
             explicit_schema=pinned, unexpected_field_behavior="error" if every else "ignore"
         )
         for block in _chain(self.first, self.blocks):
             dirty: list[Dirty] = []
+            for k, look in list(looks.items()):
+                if look.search(block):
+                    self.seen.add(k)
+                    del looks[k]
             try:
                 table = pajson.read_json(pa.BufferReader(block), parse_options=opts)
             except pa.ArrowInvalid:
@@ -640,6 +653,12 @@ class JsonLines(Decoder):
                     f"fields {names} taken from the first megabyte (of the first file); name "
                     "the columns to read in column"
                 )
+
+
+def _key_pattern(key: str) -> re.Pattern[bytes]:
+    """``"key":`` as a JSON line may spell it (its characters as they are, or escaped)."""
+    forms = {json.dumps(key, ensure_ascii=a).encode() for a in (False, True)}
+    return re.compile(b"(?:" + b"|".join(re.escape(f) for f in sorted(forms)) + rb")\s*:")
 
 
 def _head(block: bytes) -> bytes:

@@ -47,7 +47,7 @@ from tidesync.connectors.file.locate import (
     matches,
 )
 from tidesync.connectors.file.stage import pending
-from tidesync.errors import FatalError, RetriableError, TidesyncError
+from tidesync.errors import ConfigError, FatalError, RetriableError, TidesyncError, did_you_mean
 
 #: a file larger than this is read in several splits of about this size
 SPLIT_BYTES = 64 << 20
@@ -120,6 +120,10 @@ class Reader(base.Reader):
         self.compression = COMPRESSIONS[compress] if compress else None
         self.split_csv = p.bool("splitLargeFiles", True)
         self.cols = parse_columns(p, delimited, skip_header)
+        if self.fmt != "jsonl":
+            for c in self.cols or []:
+                if c.optional:
+                    p.problem(f"column[{c.pos}].optional", "is for jsonl keys, which may be absent")
         sources = [_filesystem(p, v, ctx) for v in paths if isinstance(v, str) and v.strip()]
         p.done()
         self.paths: list[str] = paths
@@ -390,6 +394,7 @@ class Reader(base.Reader):
             first = pa.ipc.read_schema(pa.py_buffer(split.types)) if split.types else None
             binding = self._bind(fields, keys, natural, split.path, split.names, first)
             dec.declared = _pinned(binding)
+            dec.watch = self._watched()
             row = 0
             where = _Where(dec)
             for batch, dirty in dec.batches([k for k in binding.keys if k is not None]):
@@ -399,6 +404,33 @@ class Reader(base.Reader):
                     yield base.Chunk(out, dirty + bad)
                 elif out is not None and out.num_rows:
                     yield out
+            if dec.watch:  # for finished(): (rows, the keys it saw, the first MB's keys)
+                yield base.Chunk(None, facts=(row, sorted(dec.seen), list(fields)))
+
+    def _watched(self) -> list[str]:
+        """The jsonl keys ``column`` names (not optional) that some line must hold."""
+        if self.fmt != "jsonl" or self.cols is None:
+            return []
+        return list(dict.fromkeys(c.lookup for c in self.cols if c.lookup and not c.optional))
+
+    def finished(self, facts: list[Any]) -> None:
+        """A jsonl key ``column`` names that no line of the whole input holds is a mistyped
+        key (``custmer``): read as NULL in every row, the run succeeded. A key some lines lack
+        is NULL there, as it was; one absent from a whole run is marked ``optional``."""
+        rows = sum(f[0] for f in facts)
+        if not rows:
+            return
+        seen = {k for f in facts for k in f[1]}
+        keys = list(dict.fromkeys(k for f in facts for k in f[2]))
+        problems = [
+            f"{self.ctx.path(f'column[{c.pos}].name')}: no line of the {rows} rows read has "
+            f"the key {c.lookup!r}, nothing was published{did_you_mean(c.lookup, keys)} (a key "
+            'that may be absent from a whole run is marked "optional": true)'
+            for c in self.cols or []
+            if c.lookup and not c.optional and c.lookup not in seen
+        ]
+        if problems and self.fmt == "jsonl":
+            raise ConfigError(problems)
 
     def schema(self) -> pa.Schema | None:
         cols = self.cols
