@@ -930,3 +930,11 @@ def test_hive_int96_timestamps_keep_dates_outside_the_nanosecond_range(
     )
     got = read(tmp_path, "hive")
     assert [r["ts"] for r in sorted(got, key=lambda r: r["id"])] == [*days, None]
+
+
+def test_a_hive_file_outside_the_partition_folders_is_an_error_naming_it(tmp_path: Path) -> None:
+    # a file at the root of a partitioned table failed its split with a bare KeyError 'ds'
+    write(tmp_path, "hive", [B3], partition="ds=20161114")
+    pq.write_table(pa.table({"id": [9], "v": ["z"]}), tmp_path / "t" / "stray.parquet")
+    with pytest.raises(FatalError, match=r"t/stray.parquet is not in partition folders ds=\.\.\."):
+        read(tmp_path, "hive")

@@ -11,7 +11,7 @@ import pyarrow as pa
 from tidesync.connectors import base
 from tidesync.connectors.lake.common import conform
 from tidesync.connectors.lake.conn import _Common
-from tidesync.errors import ConfigError, did_you_mean
+from tidesync.errors import ConfigError, FatalError, did_you_mean
 from tidesync.spec.params import local_instant, parse_time_arg
 
 
@@ -106,6 +106,7 @@ class Reader(base.Reader):
             full if self.o.columns is None else pa.schema([full.field(c) for c in self.o.columns])
         )
         self._data_schema = data
+        self._schema_keys = keys
         self._files = data_files(t.leaf) if t.leaf.is_dir() else []
 
     def _check_columns(self, names: list[str]) -> None:
@@ -136,10 +137,20 @@ class Reader(base.Reader):
         from tidesync.connectors.lake.hive import path_partition
 
         root = self.target.root
-        return [
-            FileSplit(i, str(f.relative_to(root)), str(f), tuple(path_partition(root, f)))
-            for i, f in enumerate(self._files)
-        ]
+        keys = self._schema_keys
+        out: list[base.Split] = []
+        for i, f in enumerate(self._files):
+            part = path_partition(root, f)
+            if [k for k, _ in part] != keys:
+                # its rows would lack (or mislabel) the partition columns: a file at the root of
+                # a partitioned table failed its read with a KeyError, after other splits' rows
+                raise FatalError(
+                    f"{self.ctx.path('table')}: {f} is not in partition folders "
+                    f"{'/'.join(f'{k}=...' for k in keys) or '(none)'} as the table's first "
+                    "ones are; move or remove it"
+                )
+            out.append(FileSplit(i, str(f.relative_to(root)), str(f), tuple(part)))
+        return out
 
     def read(self, split: base.Split) -> Iterator[pa.RecordBatch]:
         assert isinstance(split, FileSplit)
