@@ -938,3 +938,28 @@ def test_a_hive_file_outside_the_partition_folders_is_an_error_naming_it(tmp_pat
     pq.write_table(pa.table({"id": [9], "v": ["z"]}), tmp_path / "t" / "stray.parquet")
     with pytest.raises(FatalError, match=r"t/stray.parquet is not in partition folders ds=\.\.\."):
         read(tmp_path, "hive")
+
+
+@pytest.mark.parametrize(
+    ("partition", "message"),
+    [
+        ("id=1.9", r"id='1\.9' is not a whole number \(column 'id' of table ods\.t is long\)"),
+        ("id=1e0", r"id='1e0' is not a whole number"),
+        ("n=1.5", r"n='1\.5' is no value of the column: .*decimal\(10, 2\)"),
+        ("d=2024-01-02T00:00:00", r"d='2024-01-02T00:00:00' is no value of the column"),
+    ],
+)
+def test_an_iceberg_partition_value_that_is_no_value_of_its_column_is_a_config_error(
+    tmp_path: Path, partition: str, message: str
+) -> None:
+    # pyiceberg read id=1.9 as id = 1 (its integer part): the rows of another partition
+    b = batch(
+        id=[1, 2],
+        n=pa.array([Decimal("1.50"), Decimal("2.00")], pa.decimal128(10, 2)),
+        d=pa.array([date(2024, 1, 1), date(2024, 1, 2)], pa.date32()),
+    )
+    write(tmp_path, "iceberg", [b], writeMode="append")
+    assert ids(read(tmp_path, "iceberg", partition="id=1")) == [1]
+    assert ids(read(tmp_path, "iceberg", partition="n=2.00")) == [2]
+    with pytest.raises(ConfigError, match="reader.partition: " + message):
+        read(tmp_path, "iceberg", partition=partition)

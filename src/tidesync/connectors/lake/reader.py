@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -73,17 +74,41 @@ class Reader(base.Reader):
 
         preds = [equal_to(k, v) for k, v in self.o.partition]
         flt = AlwaysTrue() if not preds else preds[0] if len(preds) == 1 else And(*preds)
-        schema_names = t.table.schema().column_names
-        for k, _ in self.o.partition:
+        schema = t.table.schema()
+        schema_names = schema.column_names
+        for (k, v), pred in zip(self.o.partition, preds, strict=True):
             if k not in schema_names:
                 raise ConfigError(
                     f"{self.ctx.path('partition')}: table {t.name} has no column "
                     f"{k!r}{did_you_mean(k, schema_names)}"
                 )
+            self._check_value(schema, k, v, pred)
         fields = ("*",) if self.o.columns is None else tuple(self.o.columns)
         self._check_columns(t.table.schema().column_names)
         self._scan = t.table.scan(row_filter=flt, selected_fields=fields, snapshot_id=snap)
         self._schema = plain_schema(small_arrow_schema(self._scan.projection()))
+
+    def _check_value(self, schema: Any, k: str, v: str, pred: Any) -> None:
+        """ConfigError unless ``v`` is a value of column ``k`` as it is written: pyiceberg read
+        ``id=1.9`` as ``id = 1`` (its integer part), and its own refusals were tracebacks."""
+        from pyiceberg.expressions.visitors import bind
+        from pyiceberg.types import IntegerType, LongType
+
+        problem = ""
+        if isinstance(schema.find_type(k), IntegerType | LongType) and not re.fullmatch(
+            r"[+-]?[0-9]+", v
+        ):
+            problem = "is not a whole number"
+        else:
+            try:
+                bind(schema, pred, case_sensitive=True)
+            except ValueError as e:
+                problem = f"is no value of the column: {e}"
+        if problem:
+            raise ConfigError(
+                f"{self.ctx.path('partition')}: {k}={v!r} {problem} (column {k!r} of table "
+                f"{self.target.name} is {schema.find_type(k)})"
+            )
 
     def _open_hive(self) -> None:
         from tidesync.connectors.lake.hive import data_files, layout_keys, table_schema
