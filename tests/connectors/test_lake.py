@@ -963,3 +963,16 @@ def test_an_iceberg_partition_value_that_is_no_value_of_its_column_is_a_config_e
     assert ids(read(tmp_path, "iceberg", partition="n=2.00")) == [2]
     with pytest.raises(ConfigError, match="reader.partition: " + message):
         read(tmp_path, "iceberg", partition=partition)
+
+
+def test_a_worker_reads_an_iceberg_split_as_of_the_snapshot_the_run_planned(tmp_path: Path) -> None:
+    # a worker (Ray, a process) builds the reader again: it read the table's current snapshot,
+    # where the planned file was gone after another job's overwrite (or later deletes applied)
+    write(tmp_path, "iceberg", [B3])
+    planner = Reader({"format": "iceberg", "table": "ods.t"}, ctx(tmp_path, "reader"))
+    schema = planner.schema()
+    splits = planner.splits(4)
+    write(tmp_path, "iceberg", [batch(id=[7], v=["n"])], writeMode="overwrite")  # another run
+    worker = Reader({"format": "iceberg", "table": "ods.t"}, ctx(tmp_path, "reader"))
+    got = pa.Table.from_batches([b for s in splits for b in worker.read(s)], schema)
+    assert got.to_pylist() == [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 3, "v": "c"}]

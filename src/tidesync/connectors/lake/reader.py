@@ -20,6 +20,9 @@ from tidesync.spec.params import local_instant, parse_time_arg
 class FileSplit(base.Split):
     path: str = ""
     partition: tuple[tuple[str, str | None], ...] = ()
+    #: Iceberg: the snapshot the run planned (a worker reading the split builds the reader
+    #: again, and must not read the table's current snapshot, which may be a later one)
+    snapshot: int | None = None
 
 
 class Reader(base.Reader):
@@ -155,8 +158,10 @@ class Reader(base.Reader):
         if self.o.format == "iceberg":
             tasks = list(self._scan.plan_files())
             self._tasks = {t.file.file_path: t for t in tasks}
+            snap = self._scan.snapshot()
+            sid = None if snap is None else snap.snapshot_id
             return [
-                FileSplit(i, t.file.file_path.rsplit("/", 1)[-1], t.file.file_path)
+                FileSplit(i, t.file.file_path.rsplit("/", 1)[-1], t.file.file_path, snapshot=sid)
                 for i, t in enumerate(tasks)
             ]
         from tidesync.connectors.lake.hive import path_partition
@@ -189,7 +194,11 @@ class Reader(base.Reader):
         from tidesync.connectors.lake.iceberg import arrow_scan
 
         if split.path not in self._tasks:
-            self._tasks = {t.file.file_path: t for t in self._scan.plan_files()}
+            # a worker's reader: its files and deletes as of the run's snapshot. The current
+            # one lacked a file an overwrite had replaced (a KeyError), and applied the deletes
+            # of a later update to rows whose new versions it did not read (rows lost)
+            scan = self._scan.update(snapshot_id=split.snapshot)
+            self._tasks = {t.file.file_path: t for t in scan.plan_files()}
         task = self._tasks[split.path]
         t = self.target.table
         scan = arrow_scan()(t.metadata, t.io, self._scan.projection(), self._scan.row_filter)
