@@ -2239,3 +2239,21 @@ def test_optional_is_for_jsonl_keys(tmp_path: Path) -> None:
         reader(
             tmp_path, path="a.jsonl", fileFormat="jsonl", column=[{"index": 0, "optional": True}]
         )
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_an_index_entry_takes_the_first_files_field_by_name_in_every_file(
+    tmp_path: Path, fmt: str
+) -> None:
+    # a later file with the keys (columns) in another order gave index 0 its 'name' values
+    if fmt == "jsonl":
+        lines_file(tmp_path / "a.jsonl", ['{"id": "1", "name": "x"}'])
+        lines_file(tmp_path / "b.jsonl", ['{"name": "y", "id": "2"}', '{"id": "3"}'])
+    else:
+        pq.write_table(pa.table({"id": ["1"], "name": ["x"]}), tmp_path / "a.parquet")
+        pq.write_table(pa.table({"name": ["y"], "id": ["2"]}), tmp_path / "b.parquet")
+    column = [{"index": 0, "type": "long"}, {"index": 1, "name": "nm"}]
+    got, dirty = read(reader(tmp_path, path=f"*.{fmt}", fileFormat=fmt, column=column))
+    assert dirty == [] and got is not None
+    want = [{"id": 1, "nm": "x"}, {"id": 2, "nm": "y"}]
+    assert got.to_pylist() == (want + [{"id": 3, "nm": None}] if fmt == "jsonl" else want)

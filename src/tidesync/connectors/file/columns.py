@@ -601,7 +601,7 @@ def bind(
                     f"{where(f'column[{col.pos}].name')}: no field {col.lookup!r} in "
                     f"{file}{did_you_mean(col.lookup, fields)}"
                 )
-            names.append(col.lookup)
+            names.append(col.name or col.lookup)
     seen: dict[str, int] = {}
     unique = []
     for n in names:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -208,6 +208,8 @@ class Reader(base.Reader):
             first = self.schema()
             if first is not None:
                 names, types = tuple(first.names), first.serialize().to_pybytes()
+        elif self.fmt in ("parquet", "jsonl") and len(files) > 1 and self._by_index():
+            names = tuple(self._first_fields())
         elif self.cols is None and self.delimited and len(files) > 1:
             names = tuple(self._fields_of(*files[0]))
         out: list[base.Split] = []
@@ -299,6 +301,24 @@ class Reader(base.Reader):
 
     # -- reading
 
+    def _by_index(self) -> bool:
+        return any(c.index is not None for c in self.cols or [])
+
+    def _first_fields(self) -> list[str]:
+        """parquet, jsonl: the first file's field names (jsonl: its first megabyte's keys)."""
+        for fs, pattern in self.sources:
+            found = self._found(fs, pattern)
+            if found:
+                info, final = found[0]
+                comp = None if self.fmt == "parquet" else self.compression
+                piece = Piece(info.path, compression=comp or compression_of(final or info.path))
+                with (
+                    _translated(fs, info.path, self.opts.encoding),
+                    decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
+                ):
+                    return dec.fields()[0]
+        return []
+
     def _fields_of(self, src: int, info: pafs.FileInfo, final: str) -> list[str]:
         """A csv or text file's fields: its header's names, or ``c0, c1, ...``."""
         fs = self.sources[src][0]
@@ -366,6 +386,16 @@ class Reader(base.Reader):
                     zone=self.ctx.timezone,
                 )
                 for i, n in enumerate(names)
+            ]
+        elif cols is not None and names and not self.delimited:
+            # index N: the first file's Nth field, taken by name in every file. A jsonl
+            # object's keys (a parquet file's columns) in another order gave one column
+            # another's values, and the run succeeded
+            cols = [
+                replace(c, index=None, lookup=names[c.index])
+                if c.index is not None and c.index < len(names)
+                else c
+                for c in cols
             ]
         elif cols is None and self.fmt == "jsonl" and natural is not None:
             cols = [Column(i, "", f.type, index=i) for i, f in enumerate(natural)]
