@@ -976,3 +976,15 @@ def test_a_worker_reads_an_iceberg_split_as_of_the_snapshot_the_run_planned(tmp_
     worker = Reader({"format": "iceberg", "table": "ods.t"}, ctx(tmp_path, "reader"))
     got = pa.Table.from_batches([b for s in splits for b in worker.read(s)], schema)
     assert got.to_pylist() == [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 3, "v": "c"}]
+
+
+def test_a_hive_partition_read_finds_the_folder_spark_and_hive_escape(tmp_path: Path) -> None:
+    # Hive and Spark write ':' as %3A in folder names: the folder partition_path names was
+    # missing and the read succeeded with no rows
+    for i, folder in enumerate(["ts=2024-01-01 10%3A00%3A00/k=a%3Db", "ts=x/k=y"]):
+        (tmp_path / "t" / folder).mkdir(parents=True)
+        pq.write_table(pa.table({"id": [i]}), tmp_path / "t" / folder / "part-0.snappy.parquet")
+    want = [{"id": 0, "ts": "2024-01-01 10:00:00", "k": "a=b"}]
+    assert read(tmp_path, "hive", partition="ts=2024-01-01 10:00:00") == want
+    assert read(tmp_path, "hive", partition="ts=2024-01-01 10:00:00/k=a=b") == want
+    assert read(tmp_path, "hive", partition="ts=x/k=b") == []

@@ -98,6 +98,23 @@ def path_partition(root: Path, file: Path) -> list[tuple[str, str | None]]:
     return parts
 
 
+def partition_folders(root: Path, partition: list[tuple[str, str]]) -> list[Path]:
+    """The folders holding ``partition`` (``[root]`` for none), by their decoded names: Hive and
+    Spark write ``10:00`` as ``10%3A00`` (and ``/``, ``=``, ``#``... escaped), so the folder
+    ``partition_path`` names was missing and the read found no rows. Both spellings are read."""
+    here = [root] if root.is_dir() else []
+    for k, v in partition:
+        nxt = []
+        for folder in here:
+            for e in sorted(os.scandir(folder), key=lambda e: e.name):
+                if e.is_dir() and visible(e.name) and "=" in e.name:
+                    ek, ev = e.name.split("=", 1)
+                    if unquote(ek) == k and unquote(ev) == v:
+                        nxt.append(folder / e.name)
+        here = nxt
+    return here
+
+
 def layout_keys(root: Path) -> list[str]:
     """The partition columns of an existing table, from its first ``k=v`` folders."""
     keys: list[str] = []

@@ -114,7 +114,12 @@ class Reader(base.Reader):
             )
 
     def _open_hive(self) -> None:
-        from tidesync.connectors.lake.hive import data_files, layout_keys, table_schema
+        from tidesync.connectors.lake.hive import (
+            data_files,
+            layout_keys,
+            partition_folders,
+            table_schema,
+        )
 
         t = self.target
         keys = layout_keys(t.root)
@@ -135,7 +140,9 @@ class Reader(base.Reader):
         )
         self._data_schema = data
         self._schema_keys = keys
-        self._files = data_files(t.leaf) if t.leaf.is_dir() else []
+        self._files = [
+            f for leaf in partition_folders(t.root, self.o.partition) for f in data_files(leaf)
+        ]
 
     def _check_columns(self, names: list[str]) -> None:
         if self.o.columns is None:
