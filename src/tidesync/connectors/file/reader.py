@@ -434,8 +434,13 @@ class Reader(base.Reader):
                     yield base.Chunk(out, dirty + bad)
                 elif out is not None and out.num_rows:
                     yield out
-            if dec.watch:  # for finished(): (rows, the keys it saw, the first MB's keys)
-                yield base.Chunk(None, facts=(row, sorted(dec.seen), list(fields)))
+            if (
+                dec.watch
+            ):  # for finished(): rows, the keys it saw, the first MB's (if it missed one)
+                missed = len(dec.seen) < len(dec.watch)
+                yield base.Chunk(
+                    None, facts=(row, sorted(dec.seen), list(fields) if missed else [])
+                )
 
     def _watched(self) -> list[str]:
         """The jsonl keys ``column`` names (not optional) that some line must hold."""
