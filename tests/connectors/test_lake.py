@@ -988,3 +988,21 @@ def test_a_hive_partition_read_finds_the_folder_spark_and_hive_escape(tmp_path: 
     assert read(tmp_path, "hive", partition="ts=2024-01-01 10:00:00") == want
     assert read(tmp_path, "hive", partition="ts=2024-01-01 10:00:00/k=a=b") == want
     assert read(tmp_path, "hive", partition="ts=x/k=b") == []
+
+
+def test_iceberg_int96_timestamps_keep_dates_outside_the_nanosecond_range(tmp_path: Path) -> None:
+    # a Spark- or Hive-written data file (a migrated table) holds INT96: pyiceberg read it as
+    # nanoseconds, and 9999-12-31 became 1816-03-30
+    write(
+        tmp_path,
+        "iceberg",
+        [batch(id=[0], ts=pa.array([datetime(2000, 1, 1)], pa.timestamp("us")))],
+    )
+    days = [datetime(9999, 12, 31, 23, 59, 59, 999999), datetime(1, 1, 1), None]
+    data = pa.table({"id": [1, 2, 3], "ts": pa.array(days, pa.timestamp("us"))})
+    path = tmp_path / "spark.parquet"
+    pq.write_table(data, path)
+    iceberg_table(tmp_path).add_files([str(path)])  # pyiceberg refuses to add an INT96 file:
+    pq.write_table(data, path, use_deprecated_int96_timestamps=True)  # Spark's, in its place
+    got = sorted(read(tmp_path, "iceberg"), key=lambda r: r["id"])
+    assert [r["ts"] for r in got] == [datetime(2000, 1, 1), *days]

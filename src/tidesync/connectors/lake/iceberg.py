@@ -94,7 +94,13 @@ def load_catalog(catalog: Any, warehouse: Any) -> Any:
 
 
 def arrow_scan() -> Any:
-    """pyiceberg's ``ArrowScan``, with NULL lists of structs read as NULL.
+    """pyiceberg's ``ArrowScan``, with NULL lists of structs read as NULL and Parquet INT96
+    timestamps read as microseconds.
+
+    A data file from Spark or Hive (a table migrated, files added) may hold INT96 timestamps;
+    pyiceberg (0.12) opens it with Arrow's default, nanoseconds, in which 9999-12-31 (Hive's "no
+    end") wrapped into 1816-03-30 before the cast to the table's microseconds. Its file format
+    factory is wrapped once to ask for microseconds, as the Hive reader does.
 
     pyiceberg (0.12) rebuilds a list of structs from its offsets alone while projecting a data
     file to the table's schema (``ArrowProjectionVisitor.list``, a workaround of Arrow issue
@@ -118,6 +124,16 @@ def arrow_scan() -> Any:
 
         list_._tidesync_nulls = True  # type: ignore[attr-defined]
         visitor.list = list_  # type: ignore[method-assign]
+    made = pyi._get_file_format
+    if not getattr(made, "_tidesync_int96", False):
+
+        def file_format(file_format: Any, **kwargs: Any) -> Any:
+            if file_format == pyi.FileFormat.PARQUET:
+                kwargs.setdefault("coerce_int96_timestamp_unit", "us")
+            return made(file_format, **kwargs)
+
+        file_format._tidesync_int96 = True  # type: ignore[attr-defined]
+        pyi._get_file_format = file_format  # type: ignore[assignment]
     return pyi.ArrowScan
 
 
