@@ -310,8 +310,8 @@ class Reader(base.Reader):
             found = self._found(fs, pattern)
             if found:
                 info, final = found[0]
-                comp = None if self.fmt == "parquet" else self.compression
-                piece = Piece(info.path, compression=comp or compression_of(final or info.path))
+                comp = self.compression or compression_of(final or info.path)
+                piece = Piece(info.path, compression=None if self.fmt == "parquet" else comp)
                 with (
                     _translated(fs, info.path, self.opts.encoding),
                     decoder_for(self.opts)(fs, piece, self.opts, self.ctx.path) as dec,
