@@ -1006,3 +1006,18 @@ def test_iceberg_int96_timestamps_keep_dates_outside_the_nanosecond_range(tmp_pa
     pq.write_table(data, path, use_deprecated_int96_timestamps=True)  # Spark's, in its place
     got = sorted(read(tmp_path, "iceberg"), key=lambda r: r["id"])
     assert [r["ts"] for r in got] == [datetime(2000, 1, 1), *days]
+
+
+def test_time_travel_takes_the_columns_of_the_snapshot_read(tmp_path: Path) -> None:
+    # the column list was checked against the current schema: a column renamed since was
+    # "no column", and its new name a ValueError traceback from pyiceberg
+    write(tmp_path, "iceberg", [B3])
+    table = iceberg_table(tmp_path)
+    first = table.current_snapshot().snapshot_id
+    with table.update_schema() as u:
+        u.rename_column("v", "w")
+    got = read(tmp_path, "iceberg", snapshotId=first, column=["id", "v"])
+    assert got == [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 3, "v": "c"}]
+    assert read(tmp_path, "iceberg", column=["w"]) == [{"w": "a"}, {"w": "b"}, {"w": "c"}]
+    with pytest.raises(ConfigError, match=r"column\[0\]: the table has no column 'w'"):
+        read(tmp_path, "iceberg", snapshotId=first, column=["w"])

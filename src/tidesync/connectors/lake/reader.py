@@ -87,7 +87,8 @@ class Reader(base.Reader):
                 )
             self._check_value(schema, k, v, pred)
         fields = ("*",) if self.o.columns is None else tuple(self.o.columns)
-        self._check_columns(t.table.schema().column_names)
+        # the columns of the snapshot read (time travel: its schema, before later renames)
+        self._check_columns(t.table.scan(snapshot_id=snap).projection().column_names)
         self._scan = t.table.scan(row_filter=flt, selected_fields=fields, snapshot_id=snap)
         self._schema = plain_schema(small_arrow_schema(self._scan.projection()))
 
