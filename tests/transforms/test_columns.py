@@ -153,6 +153,13 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         # a naive time with an offset: wall-clock time in the job's zone (it was a dirty row)
         ([dt.datetime(2024, 1, 5, 3, 4, 5)], pa.timestamp("us"), {"type": "string", "format": "yyyy-MM-dd HH:mm:ss Z"},
          ["2024-01-05 03:04:05 +0800"], pa.string()),
+        # a pattern without a year reads 1970 as Java does (strptime's 1900 wrote another date)
+        (["12:30", "23:59"], pa.string(), {"type": "timestamp", "format": "HH:mm"},
+         [dt.datetime(1970, 1, 1, 12, 30), dt.datetime(1970, 1, 1, 23, 59)], pa.timestamp("us")),
+        (["01-15 08:00 +0800"], pa.string(), {"type": "timestamp", "format": "MM-dd HH:mm Z"},
+         [dt.datetime(1970, 1, 15, 0, 0, tzinfo=UTC)], pa.timestamp("us", "UTC")),
+        (["12-31"], pa.string(), {"type": "date", "format": "MM-dd"}, [dt.date(1970, 12, 31)], pa.date32()),
+        (["12:30"], pa.string(), {"type": "timestamp", "format": "%H:%M"}, [dt.datetime(1900, 1, 1, 12, 30)], pa.timestamp("us")),
         (["2024-1-5 3:4:5"], pa.string(), {"type": "timestamp", "format": "yyyy-M-d H:m:s"},
          [dt.datetime(2024, 1, 5, 3, 4, 5)], pa.timestamp("us")),
         ([NOON], pa.timestamp("us"), "long", [NOON_MS], pa.int64()),  # epoch ms, naive in the job's zone

@@ -13,6 +13,7 @@ DirtyRecordError, so the engine keeps that row (alone) as a dirty record and the
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -254,6 +255,9 @@ class _Target:
     fmt: str | None = None  # strftime/strptime
     #: for reading with a pattern of numbers one against the other: what the text must match
     widths: str | None = None
+    #: a Java pattern without a year (``HH:mm``, ``MM-dd``): strptime's year is 1900, Java's
+    #: (DataX's) 1970, which the value is moved to
+    no_year: bool = False
 
 
 def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
@@ -341,7 +345,17 @@ def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
                 )
                 fmt = None
     widths = abutting_fields(fmt_raw) if fmt is not None and kind != "string" else None
-    return _Target(kind, label, t, fmt, widths)
+    no_year = (
+        fmt is not None
+        and kind != "string"
+        and "%" not in fmt_raw
+        and "%Y" not in fmt.replace("%%", "")
+    )
+    return _Target(kind, label, t, fmt, widths, no_year)
+
+
+#: 1900-01-01 to 1970-01-01 (25,567 days)
+_YEARS_1900_1970 = pa.scalar(dt.timedelta(days=25567), pa.duration("us"))
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -472,6 +486,8 @@ class Cast(Transform):
                 parsed = pc.strptime(arr, format=t.fmt, unit="us", error_is_null=False)
                 # Arrow rolled 2024-02-30 to 2024-03-01 and 23:59:60 to the next day
                 no_rolled_days(arr, parsed, t.fmt, "%z" in t.fmt.replace("%%", ""))
+                if t.no_year:  # 1900 and 1970 are common years: the same month and day
+                    parsed = pc.add(parsed, _YEARS_1900_1970)
                 if t.kind == "timestamp":
                     return parsed
                 arr, src = parsed, parsed.type  # to a date below (an offset: in the job's zone)
