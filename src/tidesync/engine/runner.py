@@ -96,6 +96,8 @@ class SplitReport:
     bytes_read: int = 0
     records_written: int = 0
     dirty_records: int = 0
+    #: rows the transformers took out (dx_filter, an sql WHERE): read = written + dirty + filtered
+    records_filtered: int = 0
     elapsed_s: float = 0.0
     error: str | None = None
     #: where the split ran: ``host`` and ``pid``; on Ray also ``node`` and ``attempt``
@@ -124,6 +126,9 @@ class Report:
     records_read: int = 0
     records_written: int = 0
     dirty_records: int = 0
+    #: rows the transformers took out (dx_filter, an sql WHERE): read = written + dirty + filtered
+    #: once the run succeeded (negative where a transformer makes rows, an sql join)
+    records_filtered: int = 0
     bytes_read: int = 0
     elapsed_s: float = 0.0
     records_per_s: float = 0.0
@@ -221,8 +226,8 @@ class Report:
         mb = self.bytes_read / 1048576
         line = (
             f"{self.status}: {self.records_read:,} read, {self.records_written:,} written, "
-            f"{self.dirty_records:,} dirty, {mb:,.1f} MiB in {self.elapsed_s:.2f}s "
-            f"({self.records_per_s:,.0f} rows/s)"
+            f"{self.dirty_records:,} dirty, {self.records_filtered:,} filtered, "
+            f"{mb:,.1f} MiB in {self.elapsed_s:.2f}s ({self.records_per_s:,.0f} rows/s)"
         )
         if self.paths:
             line += "\npath: " + "; ".join(self.path_words(p) for p in self.paths)
@@ -879,10 +884,12 @@ def _tally(report: Report, counters: list[Counters]) -> None:
     report.bytes_read = sum(c.bytes_read for c in counters)
     report.records_written = sum(c.records_written for c in counters)
     report.dirty_records = sum(c.dirty_records for c in counters)
+    report.records_filtered = sum(c.records_filtered for c in counters)
     for sr, c in zip(report.splits, counters, strict=False):
         sr.status = c.status
         sr.records_read, sr.bytes_read = c.records_read, c.bytes_read
         sr.records_written, sr.dirty_records = c.records_written, c.dirty_records
+        sr.records_filtered = c.records_filtered
         sr.worker = c.worker
         sr.path, sr.fallback = c.path, c.fallback
 

@@ -111,6 +111,10 @@ class Counters:
     dirty_records: int = 0
     #: of those, the records dirty before the writer (reading, transforms): keys unknown to it
     dirty_before_write: int = 0
+    #: rows the transformers took out (``dx_filter``, an sql ``WHERE``): rows into the chain less
+    #: rows out of it and rows it made dirty, so read = written + dirty + filtered (negative
+    #: where a transformer makes rows, an sql join)
+    records_filtered: int = 0
     #: where the task runs, as the executor tells it (``host``, ``pid``; Ray: ``node``, ``attempt``)
     worker: dict[str, Any] | None = None
     #: the path the split's rows took: ``arrow`` or ``direct: FORM`` ("" before it starts)
@@ -272,11 +276,14 @@ class _Run:
         batch's range of rows."""
         out = [batch]
         last = offset + batch.num_rows - 1
+        dirty = 0
         for i, t in enumerate(self.transforms):
 
             def on_dirty(
                 o: int, row: pa.RecordBatch, e: DirtyRecordError, t: Transform = t, i: int = i
             ) -> None:
+                nonlocal dirty
+                dirty += 1
                 named = e.reason.startswith(f"{t.name}: ")  # dx_* and sql name themselves
                 self.add_dirty(
                     "transform",
@@ -290,6 +297,8 @@ class _Run:
             for b in out:
                 nxt.extend(isolate(b, t.apply, on_dirty))
             out = nxt
+        if self.transforms:
+            self.c.records_filtered += batch.num_rows - sum(b.num_rows for b in out) - dirty
         return out
 
     # -- writing (the task's own thread) --------------------------------------------------------
@@ -404,7 +413,7 @@ class _Run:
         )
         sink.discard()
         c.fallback = redact(e.reason)
-        c.records_read = c.bytes_read = c.records_written = 0
+        c.records_read = c.bytes_read = c.records_written = c.records_filtered = 0
         self.position = None
         self.facts = []
         self.stop = _Stop(self.shared.cancel)  # a fresh one: the direct reading's is set
