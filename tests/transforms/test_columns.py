@@ -639,3 +639,20 @@ def test_cast_to_long_of_a_zoned_timestamp_in_an_overlap_is_its_instant() -> Non
     b = pa.record_batch({"ts": at.cast(pa.timestamp("us", "Europe/Berlin"))})
     out, dirty = run_isolated(Cast({"columns": {"ts": "long"}}, CTX), b)
     assert (out.column(0).to_pylist(), dirty) == ([1729989000000], [])
+
+
+def test_cast_of_a_date_to_text_with_an_offset_is_its_midnight_in_the_jobs_zone() -> None:
+    # every row was dirty ("cannot cast 2024-01-15 to string"): strftime has no offset for a date
+    sao_paulo = Context(where=WHERE, timezone="America/Sao_Paulo")
+    days = [dt.date(2018, 7, 1), dt.date(2018, 11, 4), dt.date(2018, 12, 1), None]
+    b = pa.record_batch({"d": pa.array(days, pa.date32())})
+    spec = {"type": "string", "format": "yyyy-MM-dd HH:mm Z"}
+    out, dirty = run_isolated(Cast({"columns": {"d": spec}}, sao_paulo), b)
+    assert out.column(0).to_pylist() == ["2018-07-01 00:00 -0300", "2018-12-01 00:00 -0200", None]
+    # that midnight the clock skipped (Brazil's daylight saving began at 00:00)
+    assert [(i, r.split(" does not exist")[0]) for i, r in dirty] == [
+        (1, "column d: value 2018-11-04 00:00:00")
+    ]
+    b = pa.record_batch({"d": pa.array([dt.date(2024, 1, 15)], pa.date32())})
+    out = Cast({"columns": {"d": {"type": "string", "format": "yyyyMMdd Z"}}}, CTX).apply(b)
+    assert out.column(0).to_pylist() == ["20240115 +0800"]

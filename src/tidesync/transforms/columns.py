@@ -467,9 +467,12 @@ class Cast(Transform):
             arr, src = arr.cast(pa.string()), pa.string()
         if t.kind == "string":
             if t.fmt and _is_moment(src):
-                if pa.types.is_timestamp(src) and src.tz is None and "%z" in t.fmt.lower():
+                if "%z" in t.fmt.lower() and (pa.types.is_date(src) or src.tz is None):
                     # an offset names an instant: a naive time is wall-clock time in the job's
-                    # zone (DataX prints a Date's offset in the JVM's); strftime refused it
+                    # zone, a date its midnight there (DataX prints a Date's offset in the
+                    # JVM's); strftime refused them
+                    if pa.types.is_date(src):
+                        arr = arr.cast(pa.timestamp("s"))
                     arr = wall_times_as_instants(arr, self.ctx.timezone, col, "text with an offset")
                 return unpad(pc.strftime(self._to_seconds(arr), format=t.fmt))
             return arr.cast(pa.string())  # bytes: validated as UTF-8
