@@ -551,6 +551,15 @@ def test_timezone_resolves_an_ambiguous_time_as_asked(choice: str, expected: dt.
         ({"columns": ["ts"], "to": "UTC"}, Context(where=WHERE, timezone="Mars/Olympus"),
          "from: unknown time zone 'Mars/Olympus'; write an IANA name such as 'Asia/Shanghai' or 'UTC', "
          "or an offset such as '+08:00' (the job's time zone)"),
+        # Arrow refused these at the first batch: a bare ArrowInvalid for "to", every row dirty as
+        # "ambiguous" for "from"
+        ({"columns": ["ts"], "to": "+25:00"}, CTX, "to: '+25:00' is no offset; write one from -23:59 to +23:59 such as '+08:00'"),
+        ({"columns": ["ts"], "from": "+08:60", "to": "UTC"}, CTX, "from: '+08:60' is no offset; write one from -23:59 to +23:59 such as '+08:00'"),
+        # the hint was "did you mean 'GMT+0'?", another zone
+        ({"columns": ["ts"], "to": "GMT+8"}, CTX,
+         "to: unknown time zone 'GMT+8'; for the offset write '+08:00' (the IANA name Etc/GMT+8 means the opposite sign)"),
+        ({"columns": ["ts"], "to": "UTC-5:30"}, CTX,
+         "to: unknown time zone 'UTC-5:30'; for the offset write '-05:30' (the IANA name Etc/GMT-5 means the opposite sign)"),
         ({"columns": ["ts"]}, CTX, "to: is required"),
         ({"to": "UTC"}, CTX, "columns: is required"),
         ({"columns": ["ts"], "to": "UTC", "ambiguous": "first"}, CTX,

@@ -786,12 +786,28 @@ def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+#: Java's GMT+8 and UTC+08:00 (an offset); IANA's Etc/GMT+8 is the other way round (UTC-8)
+_JAVA_OFFSET = re.compile(r"(?:GMT|UTC)([+-])(\d{1,2})(?::?(\d{2}))?")
+
+
 def _zone_problem(name: str) -> str | None:
     if _OFFSET.fullmatch(name):
+        try:  # +25:00 and +08:60 match: Arrow refused them only at the first batch
+            pc.assume_timezone(pa.array([0], pa.timestamp("s")), name)
+        except pa.ArrowInvalid:
+            return f"{name!r} is no offset; write one from -23:59 to +23:59 such as '+08:00'"
         return None
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        java = _JAVA_OFFSET.fullmatch(name)
+        if java:  # did_you_mean offered GMT+0 for GMT+8: another zone
+            sign, hours, minutes = java.groups()
+            return (
+                f"unknown time zone {name!r}; for the offset write "
+                f"'{sign}{int(hours):02d}:{minutes or '00'}' (the IANA name Etc/GMT{sign}"
+                f"{int(hours)} means the opposite sign)"
+            )
         return (
             f"unknown time zone {name!r}{did_you_mean(name, _zones())}; write an IANA name "
             f"such as 'Asia/Shanghai' or 'UTC', or an offset such as '+08:00'"
