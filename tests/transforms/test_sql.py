@@ -321,3 +321,39 @@ def test_an_ambiguous_result_column_name_is_a_config_error(
 ) -> None:
     t = Sql(params, CTX)
     assert config_error(lambda: t.output_schema(orders().schema)).startswith(f"{WHERE}.{message}")
+
+
+def test_a_job_counts_the_rows_a_where_takes_out_per_split(tmp_path: Path) -> None:
+    # the report had read 30, written 20 and nothing saying where ten rows went
+    job = {
+        "job": {
+            "setting": {"speed": {"channel": 3}},
+            "content": [{
+                "reader": {"name": "streamreader", "parameter": {
+                    "column": [{"type": "long", "incr": "1"}], "sliceRecordCount": 10}},
+                "transformer": [{"name": "sql", "parameter": {
+                    "select": "SELECT * FROM batch WHERE c0 % 3 <> 0"}}],
+                "writer": {"name": "streamwriter", "parameter": {"print": True}},
+            }],
+        }
+    }  # fmt: skip
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    tidesync = str(Path(sys.executable).with_name("tidesync"))
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    r = subprocess.run(
+        [tidesync, "run", str(path), "--report", str(tmp_path / "r.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert sorted(map(int, r.stdout.split())) == [i for i in range(1, 31) if i % 3]
+    assert "succeeded: 30 read, 20 written, 0 dirty, 10 filtered," in r.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    splits = [
+        (s["records_read"], s["records_written"], s["records_filtered"]) for s in rep["splits"]
+    ]
+    assert sorted(splits) == [(10, 6, 4), (10, 7, 3), (10, 7, 3)]
+    assert rep["records_filtered"] == 10
