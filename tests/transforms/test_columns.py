@@ -269,6 +269,34 @@ def test_cast_between_types_that_never_convert_is_a_config_error() -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("values", "source", "spec", "message"),
+    [
+        # read as milliseconds since the epoch: 1970-01-01, and the year 2611
+        ([20240115], pa.int64(), {"type": "date", "format": "yyyyMMdd"},
+         "column 'x' is int64, and a format reads text as a date; cast the column to string in a "
+         "cast before this one"),
+        ([20240115120000], pa.int64(), {"type": "timestamp", "format": "yyyyMMddHHmmss"},
+         "column 'x' is int64, and a format reads text as a timestamp; cast the column to string "
+         "in a cast before this one"),
+        # printed as 20240115, the format left out
+        ([20240115], pa.int32(), {"type": "string", "format": "yyyy-MM-dd"},
+         "column 'x' is int32, and a format writes a date or timestamp as text; leave 'format' "
+         "out, or cast the column to a date or timestamp in a cast before this one"),
+        (["2024-01-15"], pa.string(), {"type": "string", "format": "yyyy/MM/dd"},
+         "column 'x' is string, and a format writes a date or timestamp as text; leave 'format' "
+         "out, or cast the column to a date or timestamp in a cast before this one"),
+    ],
+)  # fmt: skip
+def test_cast_with_a_format_of_a_column_it_does_not_apply_to_is_a_config_error(
+    values: list[Any], source: pa.DataType, spec: Any, message: str
+) -> None:
+    b = pa.record_batch({"x": pa.array(values, source)})
+    t = Cast({"columns": {"x": spec}}, CTX)
+    for fn in (lambda: t.apply(b), lambda: t.output_schema(b.schema)):
+        assert config_error(fn) == f"{WHERE}.columns.x.format: {message}"
+
+
 def test_cast_of_a_missing_column_is_a_config_error() -> None:
     message = config_error(lambda: Cast({"columns": {"agee": "long"}}, CTX).apply(people()))
     assert message.startswith(

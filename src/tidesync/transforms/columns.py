@@ -414,6 +414,20 @@ class Cast(Transform):
         """The type ``src`` becomes; ConfigError when no value of ``src`` could ever convert."""
         key = (col, src)
         if key not in self._checked:
+            if target.fmt and not (_is_moment(src) or (_is_text(src) and target.kind != "string")):
+                # a long 20240115 under yyyyMMdd was read as milliseconds since the epoch
+                # (1970-01-01), and printed as 20240115 under yyyy-MM-dd: the format was ignored
+                what = (
+                    "writes a date or timestamp as text; leave 'format' out, or cast the column "
+                    "to a date or timestamp in a cast before this one"
+                    if target.kind == "string"
+                    else f"reads text as a {target.label}; cast the column to string in a cast "
+                    "before this one"
+                )
+                raise ConfigError(
+                    f"{self.ctx.path(f'columns.{col}.format')}: column {col!r} is {src}, and a "
+                    f"format {what}"
+                )
             try:
                 self._checked[key] = self._convert(pa.array([], src), target).type
             except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
