@@ -174,6 +174,9 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
          ["01 07:00 +0800"], pa.string()),
         (["2024-01-01 07:00 +0800"], pa.string(), {"type": "date", "format": "yyyy-MM-dd HH:mm Z"},
          [dt.date(2024, 1, 1)], pa.date32()),
+        ([" 7 ", None, "7"], pa.dictionary(pa.int32(), pa.string()), "long", [7, None, 7], pa.int64()),
+        (["15/01/2024"], pa.dictionary(pa.int32(), pa.string()), {"type": "date", "format": "dd/MM/yyyy"},
+         [dt.date(2024, 1, 15)], pa.date32()),
         ([42, None], pa.int64(), "string", ["42", None], pa.string()),
         (["héllo"], pa.string(), "bytes", ["héllo".encode()], pa.binary()),
         ([b"ok"], pa.binary(), "string", ["ok"], pa.string()),
@@ -200,6 +203,12 @@ def test_cast_converts_values(
         # Arrow read 0x10 as the long 16, where DataX refuses it (the file reader already did)
         (["1", "0x10", "3"], pa.string(), "long", "column 'x': cannot cast '0x10' to long"),
         (["1", " 0X1f ", "3"], pa.large_string(), "bigint", "column 'x': cannot cast ' 0X1f ' to bigint"),
+        # text in a dictionary (a pandas category in parquet): Arrow's cast of it gave 16 and inf
+        (["1", "0x10", "3"], pa.dictionary(pa.int32(), pa.string()), "long", "column 'x': cannot cast '0x10' to long"),
+        (["1", "1e400", "3"], pa.dictionary(pa.int8(), pa.large_string()), "double",
+         "column 'x': cannot cast '1e400' to double: out of range"),
+        (["15/01/2024", "2024-01-15", "16/01/2024"], pa.dictionary(pa.int32(), pa.string()),
+         {"type": "date", "format": "dd/MM/yyyy"}, "column 'x': cannot cast '2024-01-15' to date"),
         (["1", "", "3"], pa.string(), "long", "column 'x': cannot cast '' to long"),
         (["1", "1.5", "3"], pa.string(), "long", "column 'x': cannot cast '1.5' to long"),
         ([1.0, 1.5, 3.0], pa.float64(), "long", "column 'x': cannot cast 1.5 to long: it would lose digits"),

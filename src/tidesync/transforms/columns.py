@@ -362,6 +362,10 @@ def _is_text(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
+def _is_text_dictionary(t: pa.DataType) -> bool:
+    return pa.types.is_dictionary(t) and _is_text(t.value_type)
+
+
 def _is_bytes(t: pa.DataType) -> bool:
     return (
         pa.types.is_binary(t)
@@ -414,7 +418,8 @@ class Cast(Transform):
         """The type ``src`` becomes; ConfigError when no value of ``src`` could ever convert."""
         key = (col, src)
         if key not in self._checked:
-            if target.fmt and not (_is_moment(src) or (_is_text(src) and target.kind != "string")):
+            text = _is_text(src) or _is_text_dictionary(src)
+            if target.fmt and not (_is_moment(src) or (text and target.kind != "string")):
                 # a long 20240115 under yyyyMMdd was read as milliseconds since the epoch
                 # (1970-01-01), and printed as 20240115 under yyyy-MM-dd: the format was ignored
                 what = (
@@ -477,6 +482,11 @@ class Cast(Transform):
 
     def _convert(self, arr: pa.Array, t: _Target, col: str = "") -> pa.Array:
         src = arr.type
+        if _is_text_dictionary(src):
+            # text (a pandas category in parquet): its checks, hexadecimal and range among them,
+            # are the text's; Arrow's cast of the dictionary read 0x10 as 16 and 1e400 as inf
+            arr = arr.dictionary_decode()
+            src = arr.type
         if pa.types.is_string_view(src):
             arr, src = arr.cast(pa.string()), pa.string()
         if t.kind == "string":
