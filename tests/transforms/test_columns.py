@@ -702,3 +702,25 @@ def test_cast_of_a_date_to_text_with_an_offset_is_its_midnight_in_the_jobs_zone(
     b = pa.record_batch({"d": pa.array([dt.date(2024, 1, 15)], pa.date32())})
     out = Cast({"columns": {"d": {"type": "string", "format": "yyyyMMdd Z"}}}, CTX).apply(b)
     assert out.column(0).to_pylist() == ["20240115 +0800"]
+
+
+def test_cast_to_text_of_a_zoned_timestamp_in_an_overlap_is_its_wall_time() -> None:
+    # Arrow floored the wall time of the column's zone and refused the overlap's: a dirty row
+    utc = [
+        dt.datetime(2024, 10, 27, 0, 30, 0, 500000, tzinfo=dt.UTC),
+        dt.datetime(2024, 10, 27, 1, 30),
+    ]
+    at = pa.array(utc, pa.timestamp("us", "UTC")).cast(pa.timestamp("us", "Europe/Berlin"))
+    b = pa.record_batch({"ts": at})
+    berlin = Context(where=WHERE, timezone="Europe/Berlin")
+    spec = {"type": "string", "format": "yyyy-MM-dd HH:mm:ss Z"}
+    out, dirty = run_isolated(Cast({"columns": {"ts": spec}}, berlin), b)
+    assert (out.column(0).to_pylist(), dirty) == (
+        ["2024-10-27 02:30:00 +0200", "2024-10-27 02:30:00 +0100"],
+        [],
+    )
+    out, dirty = run_isolated(Cast({"columns": {"ts": spec}}, CTX), b)
+    assert (out.column(0).to_pylist(), dirty) == (
+        ["2024-10-27 08:30:00 +0800", "2024-10-27 09:30:00 +0800"],
+        [],
+    )

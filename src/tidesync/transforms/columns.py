@@ -572,10 +572,14 @@ class Cast(Transform):
         # strftime's %S prints fractions at finer units; a pattern's "ss" means whole seconds.
         if pa.types.is_date(arr.type):
             return arr.cast(pa.timestamp("s"))
+        zone = self.ctx.timezone if arr.type.tz is not None else None
+        if zone is not None:
+            # floored in UTC: in a zone of its own, Arrow floors the wall time and refuses an
+            # overlap's (an instant of the hour clocks go back was a dirty row)
+            arr = arr.cast(pa.timestamp(arr.type.unit, "UTC"))
         floored = pc.floor_temporal(arr, unit="second")
         # an instant prints as wall-clock time in the job's zone (a format without an offset
         # would show UTC wall time for a timestamptz, which a reader takes for the job's)
-        zone = self.ctx.timezone if arr.type.tz is not None else None
         return floored.cast(pa.timestamp("s", zone))
 
     def _epoch_ms(self, arr: pa.Array, col: str) -> pa.Array:
