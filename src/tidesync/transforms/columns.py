@@ -533,6 +533,12 @@ class Cast(Transform):
         if t.kind == "double" and pa.types.is_floating(src) and src != pa.float64():
             # a float32 0.1 is 0.10000000149011612 as a double: keep the number it shows
             return arr.cast(pa.string()).cast(pa.float64())
+        if t.kind == "boolean" and pa.types.is_floating(src):
+            # Arrow makes every number but 0 true: NaN, 0.5 and inf too (DataX refuses a double
+            # as a boolean); text takes 0 and 1 only, and so does a float now
+            either = pc.or_(pc.equal(arr, 0.0), pc.equal(arr, 1.0))
+            if not pc.all(either, min_count=0).as_py():
+                raise pa.ArrowInvalid("only 0 and 1 are booleans")
         if t.kind == "decimal" and pa.types.is_floating(src):
             # Arrow rounds a float to the scale (1.239 -> 1.24); the float's shortest text
             # (DataX's BigDecimal(String.valueOf(d))) is what the value means: 0.1 is 0.10 and
