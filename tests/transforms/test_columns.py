@@ -312,6 +312,34 @@ def test_cast_with_a_format_of_a_column_it_does_not_apply_to_is_a_config_error(
         assert config_error(fn) == f"{WHERE}.columns.x.format: {message}"
 
 
+@pytest.mark.parametrize(
+    ("value", "source", "spec", "message"),
+    [
+        # a PostgreSQL interval of 5 seconds was the text '5000000'
+        (dt.timedelta(seconds=5), pa.duration("us"), "string",
+         "column 'x' is duration[us], which cast would write as string as a count of us "
+         "('5000000' for 5 seconds in us); convert it in an sql transformer (CAST(x AS VARCHAR) "
+         "gives 00:00:05, epoch(x) its seconds)"),
+        (dt.timedelta(seconds=5), pa.duration("ms"), "long",
+         "column 'x' is duration[ms], which cast would write as long as a count of ms "
+         "('5000000' for 5 seconds in us); convert it in an sql transformer (CAST(x AS VARCHAR) "
+         "gives 00:00:05, epoch(x) its seconds)"),
+        # a TIME 12:30:05 was the long 45005000000
+        (dt.time(12, 30, 5), pa.time64("us"), "bigint",
+         "column 'x' is time64[us], which cast would write as bigint as a count of us since "
+         "midnight (45005000000 for 12:30:05 in us); cast it to string, or compute the number "
+         "in an sql transformer (epoch(x) gives its seconds)"),
+    ],
+)  # fmt: skip
+def test_cast_of_an_interval_or_time_to_a_count_is_a_config_error(
+    value: Any, source: pa.DataType, spec: str, message: str
+) -> None:
+    b = pa.record_batch({"x": pa.array([value], source)})
+    t = Cast({"columns": {"x": spec}}, CTX)
+    for fn in (lambda: t.apply(b), lambda: t.output_schema(b.schema)):
+        assert config_error(fn) == f"{WHERE}.columns.x: {message}"
+
+
 def test_cast_of_a_missing_column_is_a_config_error() -> None:
     message = config_error(lambda: Cast({"columns": {"agee": "long"}}, CTX).apply(people()))
     assert message.startswith(

@@ -418,6 +418,28 @@ class Cast(Transform):
         """The type ``src`` becomes; ConfigError when no value of ``src`` could ever convert."""
         key = (col, src)
         if key not in self._checked:
+            if (pa.types.is_duration(src) and target.kind in ("string", "bytes", "long")) or (
+                pa.types.is_time(src) and target.kind == "long"
+            ):
+                # Arrow's cast is a count of the source's unit: an interval of 5 seconds was the
+                # text '5000000', 12:30:05 the long 45005000000 (DataX: 00:00:05, and the epoch
+                # milliseconds of 1970-01-01 12:30:05 in the JVM's zone)
+                if pa.types.is_time(src):
+                    how = (
+                        f"{src.unit} since midnight (45005000000 for 12:30:05 in us); cast it to "
+                        f"string, or compute the number in an sql transformer "
+                        f"(epoch({col}) gives its seconds)"
+                    )
+                else:
+                    how = (
+                        f"{src.unit} ('5000000' for 5 seconds in us); convert it in an sql "
+                        f"transformer (CAST({col} AS VARCHAR) gives 00:00:05, epoch({col}) its "
+                        f"seconds)"
+                    )
+                raise ConfigError(
+                    f"{self.ctx.path(f'columns.{col}')}: column {col!r} is {src}, which cast "
+                    f"would write as {target.label} as a count of {how}"
+                )
             text = _is_text(src) or _is_text_dictionary(src)
             if target.fmt and not (_is_moment(src) or (text and target.kind != "string")):
                 # a long 20240115 under yyyyMMdd was read as milliseconds since the epoch
