@@ -147,6 +147,8 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         ([NOON.replace(microsecond=999)], pa.timestamp("us"), {"type": "string", "format": "yyyy/MM/dd'T'HH:mm:ss"},
          ["2024/01/31T12:00:05"], pa.string()),
         ([dt.date(2024, 1, 31)], pa.date32(), {"type": "string", "format": "%d.%m.%Y"}, ["31.01.2024"], pa.string()),
+        ([NOON], pa.timestamp("us"), {"type": "string", "format": "%F %T %j %%s %%f"},
+         ["2024-01-31 12:00:05 031 %s %f"], pa.string()),
         # Java prints a one-letter field without a leading zero (it used to print "2024-01-05 03:04:05")
         ([dt.datetime(2024, 1, 5, 3, 4, 5), dt.datetime(2024, 12, 15, 0, 40, 50), None], pa.timestamp("us"),
          {"type": "string", "format": "yyyy-M-d H:m:s h"}, ["2024-1-5 3:4:5 3", "2024-12-15 0:40:50 12", None], pa.string()),
@@ -377,6 +379,15 @@ def test_cast_of_a_missing_column_is_a_config_error() -> None:
         ({"type": "date", "format": "%Y%m%d %I"},
          ["columns.x.format: '%Y%m%d %I' reads the hour of a 12-hour clock (hh, 1-12) with no "
           "AM/PM marker (a), so '12:30' would be 00:30; write HH for 0-23, or add a"]),
+        # Arrow printed '%f' as it is on every row ('12:00:05.%f')
+        ({"type": "string", "format": "%Y-%m-%d %H:%M:%S.%f"},
+         ["columns.x.format: '%f' is not a directive Arrow prints; it would be written as it is"]),
+        ({"type": "string", "format": "%%s %s"},
+         ["columns.x.format: '%s' is not a directive Arrow prints; it would be written as it is"]),
+        # '1705320005' was read as 12:00:05 wall time in the job's zone: eight hours off
+        ({"type": "timestamp", "format": "%s"},
+         ["columns.x.format: '%s' reads seconds since the epoch, an instant, as a wall time; cast "
+          "the number to long and make it a timestamp in an sql transformer (to_timestamp(x))"]),
     ],
 )  # fmt: skip
 def test_cast_bad_type_specs(spec: Any, problems: list[str]) -> None:

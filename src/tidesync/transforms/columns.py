@@ -247,6 +247,26 @@ def abutting_fields(fmt: str) -> str | None:
     return "^" + "".join(parts) + "$"
 
 
+_SAMPLE = pa.array([0], pa.timestamp("s", "UTC"))
+
+
+def _strftime_problem(fmt: str, printing: bool) -> str | None:
+    """What is wrong with a strftime/strptime format a user wrote, or None. Arrow prints a
+    directive it does not know as it is (``%f`` gave the text ``12:00:05.%f`` on every row),
+    and reads ``%s``, seconds since the epoch, as UTC's wall time, which the job's zone then
+    reads as its own (eight hours off in Asia/Shanghai)."""
+    for m in re.finditer(r"%([EO]?.)", fmt.replace("%%", "")):
+        d = m.group(0)
+        if not printing and d == "%s":
+            return (
+                "'%s' reads seconds since the epoch, an instant, as a wall time; cast the "
+                "number to long and make it a timestamp in an sql transformer (to_timestamp(x))"
+            )
+        if printing and pc.strftime(_SAMPLE, format=d)[0].as_py() == d:
+            return f"{d!r} is not a directive Arrow prints; it would be written as it is"
+    return None
+
+
 @dataclass(frozen=True)
 class _Target:
     kind: str
@@ -344,6 +364,11 @@ def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
                     f"marker (a), so '12:30' would be 00:30; write HH for 0-23, or add a",
                 )
                 fmt = None
+    if fmt is not None and "%" in fmt_raw:
+        problem = _strftime_problem(fmt_raw, printing=kind == "string")
+        if problem:
+            p.problem(key.rsplit(".", 1)[0] + ".format", problem)
+            fmt = None
     widths = abutting_fields(fmt_raw) if fmt is not None and kind != "string" else None
     no_year = (
         fmt is not None
