@@ -157,6 +157,13 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         # a naive time with an offset: wall-clock time in the job's zone (it was a dirty row)
         ([dt.datetime(2024, 1, 5, 3, 4, 5)], pa.timestamp("us"), {"type": "string", "format": "yyyy-MM-dd HH:mm:ss Z"},
          ["2024-01-05 03:04:05 +0800"], pa.string()),
+        # XXX prints +08:00 as Java does (it was refused), and reads it
+        ([dt.datetime(2024, 1, 5, 3, 4, 5), None], pa.timestamp("us"), {"type": "string", "format": "yyyy-MM-dd'T'HH:mm:ssXXX"},
+         ["2024-01-05T03:04:05+08:00", None], pa.string()),
+        ([LATE_UTC], pa.timestamp("us", "UTC"), {"type": "string", "format": "yyyy-MM-dd HH:mm XXX"},
+         ["2024-01-01 07:00 +08:00"], pa.string()),
+        (["2024-01-05T03:04:05+08:00", "2024-01-05T03:04:05-0130"], pa.string(), {"type": "timestamp", "format": "yyyy-MM-dd'T'HH:mm:ssXXX"},
+         [dt.datetime(2024, 1, 4, 19, 4, 5, tzinfo=UTC), dt.datetime(2024, 1, 5, 4, 34, 5, tzinfo=UTC)], pa.timestamp("us", "UTC")),
         # a pattern without a year reads 1970 as Java does (strptime's 1900 wrote another date)
         (["12:30", "23:59"], pa.string(), {"type": "timestamp", "format": "HH:mm"},
          [dt.datetime(1970, 1, 1, 12, 30), dt.datetime(1970, 1, 1, 23, 59)], pa.timestamp("us")),
@@ -363,7 +370,7 @@ def test_cast_of_a_missing_column_is_a_config_error() -> None:
         ({"type": "long", "format": "yyyy"}, ["columns.x.format: a format is a date pattern such as 'yyyy-MM-dd HH:mm:ss', "
                                               "for casts to date, timestamp or string"]),
         ({"type": "timestamp", "format": "yyyy-MM-dd HH:mm:ss.SSS"},
-         ["columns.x.format: pattern letters 'SSS' are not supported; use y M d H h m s a E Z "
+         ["columns.x.format: pattern letters 'SSS' are not supported; use y M d H h m s a E Z XX XXX "
           "(fractions of a second: leave 'format' out and write ISO-8601)"]),
         # strptime read '47' as 2047 where Java reads 1947 (until 2027): no century is a guess
         ({"type": "date", "format": "dd/MM/yy"},

@@ -172,6 +172,10 @@ _UNPADDED = {"M", "d", "H", "h", "m", "s"}
 _MARK = "\ue000"  # a private-use character: strftime stops at a NUL
 
 
+#: an offset or zone name in a strftime format (%z, %Ez as XXX prints, %Z)
+_ZONED = re.compile(r"(?<!%)(?:%%)*%[EO]?[zZ]")
+
+
 def java_format(fmt: str, printing: bool = False) -> str:
     """``yyyy-MM-dd HH:mm:ss`` -> ``%Y-%m-%d %H:%M:%S``; a format holding ``%`` is kept as it is.
 
@@ -193,11 +197,14 @@ def java_format(fmt: str, printing: bool = False) -> str:
             out.append(m.group(1).replace("''", "'") or "'")
         elif m.group(2) is not None:
             token = m.group(0)
-            if token not in _JAVA:
+            if token not in _JAVA and token != "XXX":
                 raise ValueError(
-                    f"pattern letters {token!r} are not supported; use y M d H h m s a E Z "
+                    f"pattern letters {token!r} are not supported; use y M d H h m s a E Z XX XXX "
                     f"(fractions of a second: leave 'format' out and write ISO-8601)"
                 )
+            if token == "XXX":  # +08:00, as Java prints it (%z prints +0800; it reads both)
+                out.append("%Ez" if printing else "%z")
+                continue
             out.append((_MARK if printing and token in _UNPADDED else "") + _JAVA[token])
         else:
             out.append(m.group(0))
@@ -538,7 +545,7 @@ class Cast(Transform):
             arr, src = arr.cast(pa.string()), pa.string()
         if t.kind == "string":
             if t.fmt and _is_moment(src):
-                if "%z" in t.fmt.lower() and (pa.types.is_date(src) or src.tz is None):
+                if _ZONED.search(t.fmt) and (pa.types.is_date(src) or src.tz is None):
                     # an offset names an instant: a naive time is wall-clock time in the job's
                     # zone, a date its midnight there (DataX prints a Date's offset in the
                     # JVM's); strftime refused them
