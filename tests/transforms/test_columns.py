@@ -188,6 +188,9 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         ([" 7 ", None, "7"], pa.dictionary(pa.int32(), pa.string()), "long", [7, None, 7], pa.int64()),
         (["15/01/2024"], pa.dictionary(pa.int32(), pa.string()), {"type": "date", "format": "dd/MM/yyyy"},
          [dt.date(2024, 1, 15)], pa.date32()),
+        # a column all null (a JSON reader's null type) takes any format
+        ([None], pa.null(), {"type": "date", "format": "yyyyMMdd"}, [None], pa.date32()),
+        ([None], pa.null(), {"type": "string", "format": "yyyy"}, [None], pa.string()),
         ([42, None], pa.int64(), "string", ["42", None], pa.string()),
         (["héllo"], pa.string(), "bytes", ["héllo".encode()], pa.binary()),
         ([b"ok"], pa.binary(), "string", ["ok"], pa.string()),

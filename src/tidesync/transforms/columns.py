@@ -473,7 +473,8 @@ class Cast(Transform):
                     f"would write as {target.label} as a count of {how}"
                 )
             text = _is_text(src) or _is_text_dictionary(src)
-            if target.fmt and not (_is_moment(src) or (text and target.kind != "string")):
+            fits = _is_moment(src) or (text and target.kind != "string") or pa.types.is_null(src)
+            if target.fmt and not fits:
                 # a long 20240115 under yyyyMMdd was read as milliseconds since the epoch
                 # (1970-01-01), and printed as 20240115 under yyyy-MM-dd: the format was ignored
                 what = (
