@@ -779,3 +779,33 @@ def test_cast_to_text_of_a_zoned_timestamp_in_an_overlap_is_its_wall_time() -> N
         ["2024-10-27 08:30:00 +0800", "2024-10-27 09:30:00 +0800"],
         [],
     )
+
+
+@pytest.mark.parametrize("kind", ["string", "timestamp"])
+def test_cast_refuses_a_quoted_z_unless_the_job_is_in_utc(kind: str) -> None:
+    # 12:00 in Asia/Shanghai was written as 12:00:00Z (04:00Z is meant), and 12:00:00Z read as
+    # 12:00 there: eight hours off either way (Java's SimpleDateFormat does the same)
+    spec = {"type": kind, "format": "yyyy-MM-dd'T'HH:mm:ss'Z'"}
+    assert config_error(lambda: Cast({"columns": {"x": spec}}, CTX)) == (
+        f"{WHERE}.columns.x.format: 'Z' quoted is the letter Z, which says UTC, but the time is "
+        "the job's wall time in Asia/Shanghai; write XXX for its offset (XXX reads Z as UTC too), "
+        "or set the job's timezone to UTC"
+    )
+    utc = Context(where=WHERE, timezone="Etc/UTC")
+    if kind == "string":
+        b = pa.record_batch({"x": pa.array([NOON], pa.timestamp("us"))})
+        expected: Any = "2024-01-31T12:00:05Z"
+    else:
+        b = pa.record_batch({"x": ["2024-01-31T12:00:05Z"]})
+        expected = NOON
+    assert Cast({"columns": {"x": spec}}, utc).apply(b).column(0).to_pylist() == [expected]
+    # XXX in Shanghai: the instant
+    xxx = {"type": kind, "format": "yyyy-MM-dd'T'HH:mm:ssXXX"}
+    out = Cast({"columns": {"x": xxx}}, CTX).apply(b).column(0).to_pylist()
+    if kind == "string":
+        assert out == ["2024-01-31T12:00:05+08:00"]
+    else:
+        assert out == [dt.datetime(2024, 1, 31, 12, 0, 5, tzinfo=UTC)]
+    # a quoted text holding Z, and '' around the offset letter, are not the quoted letter
+    for ok in ("HH 'Zulu'", "HH ''Z''"):
+        Cast({"columns": {"x": {"type": "string", "format": ok}}}, CTX)

@@ -285,6 +285,8 @@ class _Target:
     #: a Java pattern without a year (``HH:mm``, ``MM-dd``): strptime's year is 1900, Java's
     #: (DataX's) 1970, which the value is moved to
     no_year: bool = False
+    #: a Java pattern holding the letter Z quoted (``'Z'``): text, not UTC
+    quoted_z: bool = False
 
 
 def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
@@ -383,11 +385,30 @@ def _parse_target(spec: Any, key: str, p: Any) -> _Target | None:
         and "%" not in fmt_raw
         and "%Y" not in fmt.replace("%%", "")
     )
-    return _Target(kind, label, t, fmt, widths, no_year)
+    quoted_z = (
+        fmt is not None
+        and "%" not in fmt_raw
+        and any(
+            m.group(1) == "Z" for m in re.finditer(r"'((?:[^']|'')*)'|[^']+", fmt_raw) if m.group(1)
+        )
+    )
+    return _Target(kind, label, t, fmt, widths, no_year, quoted_z)
 
 
 #: 1900-01-01 to 1970-01-01 (25,567 days)
 _YEARS_1900_1970 = pa.scalar(dt.timedelta(days=25567), pa.duration("us"))
+
+
+def _is_utc(zone: str) -> bool:
+    """Whether ``zone`` is UTC all year (``UTC``, ``Etc/UTC``, ``GMT``, ``+00:00``)."""
+    if _OFFSET.fullmatch(zone):
+        return zone in ("+00:00", "-00:00")
+    try:
+        z = zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    days = (dt.datetime(2024, 1, 1), dt.datetime(2024, 7, 1))
+    return all(z.utcoffset(d) == dt.timedelta(0) for d in days)
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -441,7 +462,16 @@ class Cast(Transform):
         self.targets: dict[str, _Target] = {}
         for col, spec in (raw or {}).items():
             target = _parse_target(spec, f"columns.{col}", self.p)
-            if target is not None:
+            if target is not None and target.quoted_z and not _is_utc(ctx.timezone):
+                # yyyy-MM-dd'T'HH:mm:ss'Z': the job's wall time marked as UTC (Java does so too),
+                # eight hours off in Asia/Shanghai, written or read
+                self.p.problem(
+                    f"columns.{col}.format",
+                    f"'Z' quoted is the letter Z, which says UTC, but the time is the job's "
+                    f"wall time in {ctx.timezone}; write XXX for its offset (XXX reads Z as "
+                    f"UTC too), or set the job's timezone to UTC",
+                )
+            elif target is not None:
                 self.targets[col] = target
         self.p.done()
         self._checked: dict[tuple[str, pa.DataType], pa.DataType] = {}
