@@ -191,6 +191,10 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         # a column all null (a JSON reader's null type) takes any format
         ([None], pa.null(), {"type": "date", "format": "yyyyMMdd"}, [None], pa.date32()),
         ([None], pa.null(), {"type": "string", "format": "yyyy"}, [None], pa.string()),
+        # Arrow wrote 0E-8 and 1.0E-7 (Java's toString) for a numeric(20,8)
+        ([Decimal("0"), Decimal("1E-7"), Decimal("-12.5"), None], pa.decimal128(20, 8), "string",
+         ["0.00000000", "0.00000010", "-12.50000000", None], pa.string()),
+        ([Decimal("0")], pa.decimal256(40, 30), "bytes", [b"0." + b"0" * 30], pa.binary()),
         ([42, None], pa.int64(), "string", ["42", None], pa.string()),
         (["héllo"], pa.string(), "bytes", ["héllo".encode()], pa.binary()),
         ([b"ok"], pa.binary(), "string", ["ok"], pa.string()),

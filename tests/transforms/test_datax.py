@@ -96,6 +96,17 @@ def test_a_float_reads_in_plain_digits_as_datax_gets_it_from_the_database(
     assert make(Filter, "like", "1500.*").apply(b).column(0).to_pylist() == list(range(1, 8))
 
 
+def test_a_decimal_reads_in_plain_digits_as_datax_gets_it() -> None:
+    # Arrow writes a decimal under 10^-6 with an exponent (Java's toString): a zero of a
+    # numeric(20,8) was "0E-8", so dx_substr [0, 3] gave "0E-" where DataX gives "0.0"
+    b = batch([Decimal("0"), Decimal("1E-7"), Decimal("-12.5"), None], pa.decimal128(20, 8))
+    text = ["0.00000000", "0.00000010", "-12.50000000", None]
+    assert values_after(make(Replace, "0", "0", ""), b) == text
+    assert values_after(make(Substr, "0", "3"), b)[:2] == ["0.0", "0.0"]
+    digest = hashlib.md5(b"0.00000000").hexdigest()
+    assert values_after(make(Digest, "md5", "toLowerCase"), b)[0] == digest
+
+
 @pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
 def test_a_timestamp_with_a_zone_reads_as_wall_clock_time_in_the_jobs_zone(zone: str) -> None:
     # 23:00 UTC is 07:00 the next day in Shanghai (the job's zone), as DataX prints it there

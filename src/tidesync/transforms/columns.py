@@ -17,6 +17,7 @@ import datetime as dt
 import re
 import zoneinfo
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -584,8 +585,12 @@ class Cast(Transform):
                         arr = arr.cast(pa.timestamp("s"))
                     arr = wall_times_as_instants(arr, self.ctx.timezone, col, "text with an offset")
                 return unpad(pc.strftime(self._to_seconds(arr), format=t.fmt))
+            if pa.types.is_decimal(src):
+                return decimal_text(arr)  # Arrow's 0E-8 for a zero of scale 8
             return arr.cast(pa.string())  # bytes: validated as UTF-8
         if t.kind == "bytes":
+            if pa.types.is_decimal(src):
+                return decimal_text(arr).cast(pa.binary())
             return (arr if _is_bytes(src) else arr.cast(pa.string())).cast(pa.binary())
         if _is_text(src):
             arr = pc.utf8_trim_whitespace(arr)
@@ -690,6 +695,19 @@ def epoch_ms(arr: pa.Array, zone: str, column: str) -> pa.Array:
     utc = arr.cast(pa.timestamp(arr.type.unit, "UTC"))
     ms = pc.floor_temporal(utc, unit="millisecond").cast(pa.timestamp("ms", "UTC"))
     return ms.cast(pa.int64())
+
+
+def decimal_text(arr: pa.Array) -> pa.Array:
+    """Decimals as plain digits (``BigDecimal.toPlainString``, DataX's text of them). Arrow
+    writes Java's ``toString``: a value under 10^-6 with an exponent, so a zero of scale 8 is
+    ``0E-8`` and 0.0000001 at scale 30 ``1.00000000000000000000000E-7``. Python only for the
+    values written so."""
+    text = arr.cast(pa.string())
+    odd = pc.fill_null(pc.match_substring(text, "E"), False)
+    if not pc.any(odd).as_py():
+        return text
+    fixed = [format(Decimal(v), "f") for v in text.filter(odd).to_pylist()]
+    return pc.replace_with_mask(text, odd, pa.array(fixed, pa.string()))
 
 
 def _check_float_range(text: pa.Array, out: pa.Array) -> None:

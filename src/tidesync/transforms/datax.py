@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from tidesync.errors import ConfigError, DirtyRecordError
 from tidesync.plugin import Context
 from tidesync.transforms.base import Transform
-from tidesync.transforms.columns import epoch_ms
+from tidesync.transforms.columns import decimal_text, epoch_ms
 
 __all__ = ["Substr", "Pad", "Replace", "Filter", "Digest"]
 
@@ -706,6 +706,8 @@ def _text(col: pa.Array, name: str, where: str, timezone: str) -> pa.Array:
         text = pc.replace_substring_regex(text, pattern=r"\.0+$", replacement="")
     if pa.types.is_floating(col.type):
         text = _plain_floats(text)
+    if pa.types.is_decimal(col.type):  # Arrow's 0E-8 for a zero of scale 8
+        text = decimal_text(col).cast(target)
     return text
 
 
