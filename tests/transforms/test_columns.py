@@ -195,6 +195,10 @@ NOON_MS = int(dt.datetime(2024, 1, 31, 4, 0, 5, tzinfo=UTC).timestamp() * 1000) 
         ([Decimal("0"), Decimal("1E-7"), Decimal("-12.5"), None], pa.decimal128(20, 8), "string",
          ["0.00000000", "0.00000010", "-12.50000000", None], pa.string()),
         ([Decimal("0")], pa.decimal256(40, 30), "bytes", [b"0." + b"0" * 30], pa.binary()),
+        # Arrow wrote 1.5e+10, 1e-7, nan and inf: plain digits, as dx_* read them (DataX's text)
+        ([1.5e10, 1e-7, 0.1, float("nan"), float("-inf"), None], pa.float64(), "string",
+         ["15000000000", "0.0000001", "0.1", "NaN", "-Infinity", None], pa.string()),
+        ([1e-7], pa.float32(), "bytes", [b"0.0000001"], pa.binary()),
         ([42, None], pa.int64(), "string", ["42", None], pa.string()),
         (["héllo"], pa.string(), "bytes", ["héllo".encode()], pa.binary()),
         ([b"ok"], pa.binary(), "string", ["ok"], pa.string()),

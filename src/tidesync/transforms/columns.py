@@ -587,10 +587,14 @@ class Cast(Transform):
                 return unpad(pc.strftime(self._to_seconds(arr), format=t.fmt))
             if pa.types.is_decimal(src):
                 return decimal_text(arr)  # Arrow's 0E-8 for a zero of scale 8
+            if pa.types.is_floating(src):
+                return plain_floats(arr.cast(pa.string()))  # Arrow's 1e-7, 1.5e+10, nan
             return arr.cast(pa.string())  # bytes: validated as UTF-8
         if t.kind == "bytes":
             if pa.types.is_decimal(src):
                 return decimal_text(arr).cast(pa.binary())
+            if pa.types.is_floating(src):
+                return plain_floats(arr.cast(pa.string())).cast(pa.binary())
             return (arr if _is_bytes(src) else arr.cast(pa.string())).cast(pa.binary())
         if _is_text(src):
             arr = pc.utf8_trim_whitespace(arr)
@@ -695,6 +699,24 @@ def epoch_ms(arr: pa.Array, zone: str, column: str) -> pa.Array:
     utc = arr.cast(pa.timestamp(arr.type.unit, "UTC"))
     ms = pc.floor_temporal(utc, unit="millisecond").cast(pa.timestamp("ms", "UTC"))
     return ms.cast(pa.int64())
+
+
+def plain_floats(text: pa.Array) -> pa.Array:
+    """Floats as DataX's text of them: ``15000000000`` and ``0.0000001`` (the JDBC drivers' text,
+    ``BigDecimal.toPlainString``), ``NaN``, ``Infinity``; Arrow writes ``1.5e+10``, ``1e-7``,
+    ``nan``, ``inf``. Python only for the values written so (few)."""
+    odd = pc.fill_null(pc.match_substring_regex(text, "[a-z]"), False)
+    if not pc.any(odd).as_py():
+        return text
+    fixed: list[str] = []
+    for v in text.filter(odd).to_pylist():
+        if v.endswith("nan"):
+            fixed.append("NaN")
+        elif v.endswith("inf"):
+            fixed.append(v[:-3] + "Infinity")
+        else:
+            fixed.append(format(Decimal(v), "f"))
+    return pc.replace_with_mask(text, odd, pa.array(fixed, text.type))
 
 
 def decimal_text(arr: pa.Array) -> pa.Array:

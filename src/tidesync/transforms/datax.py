@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from tidesync.errors import ConfigError, DirtyRecordError
 from tidesync.plugin import Context
 from tidesync.transforms.base import Transform
-from tidesync.transforms.columns import decimal_text, epoch_ms
+from tidesync.transforms.columns import decimal_text, epoch_ms, plain_floats
 
 __all__ = ["Substr", "Pad", "Replace", "Filter", "Digest"]
 
@@ -705,28 +705,10 @@ def _text(col: pa.Array, name: str, where: str, timezone: str) -> pa.Array:
         # shift every position after it and change every digest; a fraction is kept
         text = pc.replace_substring_regex(text, pattern=r"\.0+$", replacement="")
     if pa.types.is_floating(col.type):
-        text = _plain_floats(text)
+        text = plain_floats(text)
     if pa.types.is_decimal(col.type):  # Arrow's 0E-8 for a zero of scale 8
         text = decimal_text(col).cast(target)
     return text
-
-
-def _plain_floats(text: pa.Array) -> pa.Array:
-    """Floats as DataX's text of them: ``15000000000`` and ``0.0000001`` (the JDBC drivers' text,
-    ``BigDecimal.toPlainString``), ``NaN``, ``Infinity``; Arrow writes ``1.5e+10``, ``1e-7``,
-    ``nan``, ``inf``. Python only for the values written so (few)."""
-    odd = pc.fill_null(pc.match_substring_regex(text, "[a-z]"), False)
-    if not pc.any(odd).as_py():
-        return text
-    fixed: list[str] = []
-    for v in text.filter(odd).to_pylist():
-        if v.endswith("nan"):
-            fixed.append("NaN")
-        elif v.endswith("inf"):
-            fixed.append(v[:-3] + "Infinity")
-        else:
-            fixed.append(format(Decimal(v), "f"))
-    return pc.replace_with_mask(text, odd, pa.array(fixed, text.type))
 
 
 def _first_line(e: BaseException) -> str:
