@@ -268,6 +268,28 @@ def test_a_wrong_password_is_fatal_and_names_host_port_not_the_password(
     assert wrong not in str(e.value)
 
 
+def test_user_and_password_in_the_jdbc_urls_query_are_the_login(
+    mysql_db: MyDb, my_user: tuple[str, str]
+) -> None:
+    # Connector/J reads ?user=&password= as the login; both were ignored and the run logged in
+    # as root without a password, whatever the URL said (a wrong password too)
+    user, pw = my_user
+    s = mysql_db.server
+    url = f"jdbc:mysql://{s.host}:{s.port}/{mysql_db.name}?user={user}&password={pw}"
+    sql = ["SELECT SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AS who"]
+    reader = Reader({"connection": [{"jdbcUrl": [url], "querySql": sql}]}, ctx())
+    assert read_rows(reader) == [{"who": user}]
+    wrong = pw + "-wrong"
+    reader = Reader({"connection": [{"jdbcUrl": [url.replace(pw, wrong)], "querySql": sql}]}, ctx())
+    with pytest.raises(FatalError) as e:
+        read_rows(reader)
+    assert "1045" in str(e.value) and wrong not in str(e.value)
+    twice = url.replace("mysql://", f"mysql://{user}x@")
+    with pytest.raises(ConfigError, match=r"gives the user twice") as c:
+        Reader({"connection": [{"jdbcUrl": [twice], "querySql": sql}]}, ctx())
+    assert pw not in str(c.value)
+
+
 def test_a_refused_connection_is_fatal_and_names_host_port() -> None:
     reader = Reader({"url": "mysql://root:pw-not-shown@127.0.0.1:1/db", "table": ["t"]}, ctx())
     with pytest.raises(FatalError, match=r"cannot reach MySQL at 127\.0\.0\.1:1") as e:

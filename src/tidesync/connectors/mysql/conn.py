@@ -77,13 +77,29 @@ def _endpoint(url: str, user: str | None, password: str | None) -> Endpoint:
             f"{redact(url)!r} names no database; write jdbc:mysql://host:3306/database"
         )
     host = u.host.split(",")[0]
+    # Connector/J reads ``?user=..&password=..`` as it reads the userinfo: both were ignored,
+    # so the run logged in as root without a password (and succeeded, on a server that let it)
+    url_user, url_password = u.user, u.password
+    for key, value in u.options:
+        k = key.lower()
+        if k in ("user", "password"):
+            given = url_user if k == "user" else url_password
+            if given and given != value:
+                raise ValueError(
+                    f"{redact(url)!r} gives the {k} twice, before the host and as ?{key}=, "
+                    "differently; write it once"
+                )
+            if k == "user":
+                url_user = value
+            else:
+                url_password = value
     return Endpoint(
         host,
         u.port or DEFAULT_PORT,
         u.database,
-        user or u.user or "root",
-        password if password is not None else u.password,
-        u.options,
+        user or url_user or "root",
+        password if password is not None else url_password,
+        tuple((k, v) for k, v in u.options if k.lower() not in ("user", "password")),
     )
 
 
