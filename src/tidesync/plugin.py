@@ -5,7 +5,6 @@ Both are re-exported by :mod:`tidesync.connectors.base`; transformers import the
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -197,13 +196,18 @@ class Params:
         return n
 
     def size(self, key: _S, default: _I | None = None) -> Any:
-        """A byte size: ``1048576``, ``"64MB"``, ``"1g"``."""
+        """A byte size: ``1048576``, ``"64MB"``, ``"1.5g"``; a whole number of bytes (``1.5``
+        is an error, not 1 byte)."""
         v = self.get(key, _MISSING)
         if v is _MISSING:
             return default
         n = parse_size(v)
         if n is None or n <= 0:
-            self.problem(key, f"must be a positive size such as 1048576 or '64MB', got {_show(v)}")
+            self.problem(
+                key,
+                "must be a positive size, a whole number of bytes such as 1048576 or '64MB', "
+                f"got {_show(v)}",
+            )
             return default
         return n
 
@@ -283,12 +287,14 @@ def _show(v: Any) -> str:
 
 
 def parse_size(v: Any) -> int | None:
+    """Bytes, or None when ``v`` is not a size of whole bytes (``1.5`` and ``"0.1KB"`` are not:
+    cut to 1 and 102 they would be a size the user did not write)."""
     if isinstance(v, bool):
         return None
     if isinstance(v, int):
         return v if v < _INT64 else None
     if isinstance(v, float):
-        return int(v) if math.isfinite(v) and v < _INT64 else None
+        return int(v) if v.is_integer() and v < _INT64 else None
     if not isinstance(v, str):
         return None
     s = v.strip().lower().replace(" ", "")
@@ -303,11 +309,17 @@ def parse_size(v: Any) -> int | None:
         "gb": 1 << 30,
         "t": 1 << 40,
         "tb": 1 << 40,
+        "kib": 1 << 10,
+        "mib": 1 << 20,
+        "gib": 1 << 30,
+        "tib": 1 << 40,
     }
-    num = s.rstrip("kmgtb")
+    num = s.rstrip("kmgtib")
     unit = s[len(num) :]
     try:
+        if num.isascii() and num.isdigit():  # exact: a float would round past 2**53
+            return int(num) * units[unit] if int(num) * units[unit] < _INT64 else None
         n = float(num) * units[unit]
     except (ValueError, KeyError):
         return None
-    return int(n) if math.isfinite(n) and n < _INT64 else None
+    return int(n) if n.is_integer() and n < _INT64 else None

@@ -1,0 +1,81 @@
+"""Parameter values as users write them, through ``tidesync run``: a value that does not mean
+exactly one thing (``maxFileSize: 1.5``) is an error naming its key path and value, exit 2, and
+the target is left as it was; never a run that succeeds with a value the user did not write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tidesync.cli import main
+
+WRITER = "job.content[0].writer.parameter"
+
+CSV_READER = {
+    "name": "txtfilereader",
+    "parameter": {
+        "path": ["in.csv"],
+        "fileFormat": "csv",
+        "skipHeader": True,
+        "column": [{"index": 0, "type": "long"}, {"index": 1, "type": "string"}],
+    },
+}
+
+
+def run_job(tmp_path: Path, reader: dict[str, Any], writer: dict[str, Any]) -> tuple[int, str]:
+    """``tidesync run JOB`` in this process: exit code and stderr."""
+    job = tmp_path / "job.json"
+    content = {"reader": reader, "writer": writer}
+    job.write_text(json.dumps({"job": {"setting": {}, "content": [content]}}))
+    r = CliRunner().invoke(main, ["run", str(job)])
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return r.exit_code, r.stderr
+
+
+def file_target(tmp_path: Path) -> Path:
+    """A csv source of three rows and a target folder holding one earlier file."""
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n2,b\n3,c\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "d.csv").write_text("earlier\n")
+    return out
+
+
+@pytest.mark.parametrize("size", [1.5, "1.5", "0.1KB", "1.5b"])
+def test_a_max_file_size_of_part_of_a_byte_is_an_error(tmp_path: Path, size: Any) -> None:
+    out = file_target(tmp_path)
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    writer["parameter"]["maxFileSize"] = size  # type: ignore[index]
+    code, err = run_job(tmp_path, CSV_READER, writer)
+    assert code == 2
+    assert f"{WRITER}.maxFileSize: must be a positive size, a whole number of bytes" in err
+    assert repr(size) in err
+    assert sorted(p.name for p in out.iterdir()) == ["d.csv"]
+    assert (out / "d.csv").read_text() == "earlier\n"
+
+
+@pytest.mark.parametrize(
+    ("size", "parts"), [("1.5KB", 1), ("10 MiB", 1), ("1e6", 1), (2.0, 3), ("64mb", 1)]
+)
+def test_a_max_file_size_of_whole_bytes_is_read_as_written(
+    tmp_path: Path, size: Any, parts: int
+) -> None:
+    out = file_target(tmp_path)
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    writer["parameter"]["maxFileSize"] = size  # type: ignore[index]
+    code, err = run_job(tmp_path, CSV_READER, writer)
+    assert code == 0, err
+    files = sorted(out.iterdir())
+    assert len(files) == parts
+    assert "".join(f.read_text() for f in files).split() == ["1,a", "2,b", "3,c"]
