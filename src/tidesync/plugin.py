@@ -205,7 +205,7 @@ class Params:
         if n is None or n <= 0:
             self.problem(
                 key,
-                "must be a positive size, a whole number of bytes such as 1048576 or '64MB', "
+                "must be a positive size such as 1048576 or '64MB' (a whole number of bytes), "
                 f"got {_show(v)}",
             )
             return default

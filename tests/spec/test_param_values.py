@@ -56,7 +56,7 @@ def test_a_max_file_size_of_part_of_a_byte_is_an_error(tmp_path: Path, size: Any
     writer["parameter"]["maxFileSize"] = size  # type: ignore[index]
     code, err = run_job(tmp_path, CSV_READER, writer)
     assert code == 2
-    assert f"{WRITER}.maxFileSize: must be a positive size, a whole number of bytes" in err
+    assert f"{WRITER}.maxFileSize: must be a positive size such as 1048576 or '64MB' (a whole" in err
     assert repr(size) in err
     assert sorted(p.name for p in out.iterdir()) == ["d.csv"]
     assert (out / "d.csv").read_text() == "earlier\n"
