@@ -105,6 +105,8 @@ class Params:
     ``job.content[0].reader.parameter.path: is required``; ``p.done()``, called once after every
     key was read, raises one ConfigError with all problems.
     Numbers written as strings (``"fetchSize": "1024"``) are accepted, as the seeds write them.
+    A string key given an integer takes its digits (``fileName: 2024``); given a fractional
+    number it is a problem, since the text written is lost (``2024.10`` reads as ``2024.1``).
 
     A key the connector never read is an error (``unknown_keys``, with a "did you mean"), unless
     the one table of keys tidesync deliberately ignores lists it (``ignored_keys``,
@@ -151,7 +153,11 @@ class Params:
         v = self.get(key, _MISSING, required=required, aliases=aliases)
         if v is _MISSING:
             return default
-        if not isinstance(v, _S | _I | float) or isinstance(v, _B):
+        if isinstance(v, float):
+            # the text written is lost: 2024.10 reads as 2024.1, 1.0e+3 as 1000.0
+            self.problem(key, f"must be a string, got the number {_show(v)}; write it in quotes")
+            return default
+        if not isinstance(v, _S | _I) or isinstance(v, _B):
             self.problem(key, f"must be a string, got {_show(v)}")
             return default
         v = _S(v)

@@ -79,3 +79,30 @@ def test_a_max_file_size_of_whole_bytes_is_read_as_written(
     files = sorted(out.iterdir())
     assert len(files) == parts
     assert "".join(f.read_text() for f in files).split() == ["1,a", "2,b", "3,c"]
+
+
+@pytest.mark.parametrize(("name", "shown"), [(2024.10, "2024.1"), (1e3, "1000.0")])
+def test_a_fractional_number_for_a_string_key_is_an_error(
+    tmp_path: Path, name: float, shown: str
+) -> None:
+    # 2024.10 was written as files named 2024.1: the text the user wrote is lost in the number
+    out = file_target(tmp_path)
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": name, "writeMode": "truncate"},
+    }
+    code, err = run_job(tmp_path, CSV_READER, writer)
+    assert code == 2
+    assert f"{WRITER}.fileName: must be a string, got the number {shown}; write it in quotes" in err
+    assert sorted(p.name for p in out.iterdir()) == ["d.csv"]
+
+
+def test_a_whole_number_for_a_string_key_is_its_digits(tmp_path: Path) -> None:
+    out = file_target(tmp_path)
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": 2024, "writeMode": "truncate"},
+    }
+    code, err = run_job(tmp_path, CSV_READER, writer)
+    assert code == 0, err
+    assert (out / "2024").read_text().split() == ["1,a", "2,b", "3,c"]
