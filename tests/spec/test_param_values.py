@@ -106,3 +106,29 @@ def test_a_whole_number_for_a_string_key_is_its_digits(tmp_path: Path) -> None:
     code, err = run_job(tmp_path, CSV_READER, writer)
     assert code == 0, err
     assert (out / "2024").read_text().split() == ["1,a", "2,b", "3,c"]
+
+
+@pytest.mark.parametrize(("key", "value"), [("retention", -5), ("waitTimeout", -0.5)])
+def test_a_negative_capture_duration_is_an_error(tmp_path: Path, key: str, value: float) -> None:
+    # '-1h' was refused but -5 was taken: a negative retention dropped every window but the last
+    out = file_target(tmp_path)
+    reader = {
+        "name": "postgresqlcdc",
+        "parameter": {
+            "username": "postgres",
+            "jdbcUrl": "jdbc:postgresql://127.0.0.1:5432/test",
+            "table": "t",
+            key: value,
+        },
+    }
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    code, err = run_job(tmp_path, reader, writer)
+    assert code == 2
+    assert (
+        f"job.content[0].reader.parameter.{key}: must be a duration such as 600, '10m', '24h', "
+        f"got {value}" in err
+    )
+    assert (out / "d.csv").read_text() == "earlier\n"

@@ -146,9 +146,9 @@ def _duration(p: Params, key: str, default: float) -> float:
     v = p.get(key)
     if v is None:
         return default
-    if isinstance(v, int | float) and not isinstance(v, bool):
+    if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0:
         return float(v)
-    m = _DURATION.match(str(v))
+    m = _DURATION.match(str(v))  # a negative number is refused here, as '-1h' is
     if not m:
         p.problem(key, f"must be a duration such as 600, '10m', '24h', got {v!r}")
         return default
