@@ -56,7 +56,9 @@ def test_a_max_file_size_of_part_of_a_byte_is_an_error(tmp_path: Path, size: Any
     writer["parameter"]["maxFileSize"] = size  # type: ignore[index]
     code, err = run_job(tmp_path, CSV_READER, writer)
     assert code == 2
-    assert f"{WRITER}.maxFileSize: must be a positive size such as 1048576 or '64MB' (a whole" in err
+    assert (
+        f"{WRITER}.maxFileSize: must be a positive size such as 1048576 or '64MB' (a whole" in err
+    )
     assert repr(size) in err
     assert sorted(p.name for p in out.iterdir()) == ["d.csv"]
     assert (out / "d.csv").read_text() == "earlier\n"
@@ -132,3 +134,61 @@ def test_a_negative_capture_duration_is_an_error(tmp_path: Path, key: str, value
         f"got {value}" in err
     )
     assert (out / "d.csv").read_text() == "earlier\n"
+
+
+def _sql_reader(kind: str, connection: list[dict[str, Any]]) -> dict[str, Any]:
+    user = "postgres" if kind == "postgresql" else "root"
+    return {"name": f"{kind}reader", "parameter": {"username": user, "connection": connection}}
+
+
+PG_URL = "jdbc:postgresql://127.0.0.1:5432/test"
+MY_URL = "jdbc:mysql://127.0.0.1:3306/test"
+
+
+@pytest.mark.parametrize(("kind", "url"), [("postgresql", PG_URL), ("mysql", MY_URL)])
+@pytest.mark.parametrize(
+    ("shape", "second"),
+    [
+        ("one entry", "connection[0].table[1]"),
+        ("two entries", "connection[1].table[0]"),
+    ],
+)
+def test_a_table_listed_twice_for_one_database_is_an_error(
+    tmp_path: Path, kind: str, url: str, shape: str, second: str
+) -> None:
+    # ["orders", "orders"] read the table twice: every row was written twice, and the run succeeded
+    out = file_target(tmp_path)
+    if shape == "one entry":
+        connection = [{"jdbcUrl": [url], "table": ["orders", "orders"]}]
+    else:
+        connection = [{"jdbcUrl": [url], "table": ["orders"]}] * 2
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    code, err = run_job(tmp_path, _sql_reader(kind, connection), writer)
+    assert code == 2
+    reader = "job.content[0].reader.parameter"
+    first = f"{reader}.connection[0].table[0]"
+    assert (
+        f"{reader}.{second}: 'orders' is also {first}, on the same database: its rows would be "
+        "read twice; list it once" in err
+    )
+    assert (out / "d.csv").read_text() == "earlier\n"
+
+
+@pytest.mark.parametrize(("kind", "url"), [("postgresql", PG_URL), ("mysql", MY_URL)])
+def test_one_table_name_on_two_databases_is_not_refused(
+    tmp_path: Path, kind: str, url: str
+) -> None:
+    other = url.rsplit("/", 1)[0] + "/other"
+    connection = [
+        {"jdbcUrl": [url], "table": ["orders"]},
+        {"jdbcUrl": [other], "table": ["orders"]},
+    ]
+    reader = _sql_reader(kind, connection)
+    job = tmp_path / "job.json"
+    writer = {"name": "streamwriter", "parameter": {"print": False}}
+    job.write_text(json.dumps({"job": {"content": [{"reader": reader, "writer": writer}]}}))
+    r = CliRunner().invoke(main, ["validate", str(job)])
+    assert "twice" not in r.stderr

@@ -66,7 +66,7 @@ from tidesync.connectors.sql.incremental import (
     is_temporal,
     literal,
 )
-from tidesync.connectors.sql.reader import refuse_beside_query
+from tidesync.connectors.sql.reader import refuse_beside_query, refuse_twice
 from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
 
 __all__ = ["Reader", "PgSplit"]
@@ -262,6 +262,15 @@ class Reader(base.Reader):
                 p.problem(f"{pre}table", "is required (or give querySql)")
             if eps:
                 out.append(_Source(i, eps, [] if qs else ts, qs, key))
+        refuse_twice(
+            p,
+            [
+                (tuple(map(repr, src.endpoints)), f"{src.key + '.' if src.key else ''}{k}[{i}]", x)
+                for src in out
+                for k, xs in (("table", src.tables), ("querySql", src.queries))
+                for i, x in enumerate(xs)
+            ],
+        )
         return out
 
     # -- planning (schema, splits) ------------------------------------------------------------

@@ -129,6 +129,21 @@ def _query(sql: str) -> str:
     return sql.rstrip().rstrip(";").rstrip()
 
 
+def refuse_twice(p: Params, reads: Sequence[tuple[Any, str, str]]) -> None:
+    """A table or query listed twice for one database would be read twice, each of its rows
+    written twice (DataX reads it twice too): a problem on the second. ``reads``: (the
+    database as written, key path, table or query), in the job's order."""
+    first: dict[tuple[Any, str], str] = {}
+    for db, key, what in reads:
+        seen = first.setdefault((db, what), key)
+        if seen != key:
+            p.problem(
+                key,
+                f"{what!r} is also {p.ctx.path(seen)}, on the same database: its rows would be "
+                "read twice; list it once",
+            )
+
+
 def refuse_beside_query(
     p: Params, query_key: str | None, where: str | None, columns: list[str] | None
 ) -> None:
@@ -170,6 +185,15 @@ def read_options(p: Params, *, fetch_size: int, database_key: str = "database") 
         t.queries = [_query(q) for q in t.queries]
         if not t.tables and not t.queries:
             p.problem(t.table_key, "is required (or querySql): name the table(s) to read")
+    refuse_twice(
+        p,
+        [
+            (tuple(t.urls), f"{k}[{i}]", x)
+            for t in targets
+            for k, xs in ((t.table_key, t.tables), (t.query_key, t.queries))
+            for i, x in enumerate(xs)
+        ],
+    )
     columns = p.list("column")
     cols: list[str] | None = None
     if columns is not None:
