@@ -108,6 +108,9 @@ class Params:
     A string key given an integer takes its digits (``fileName: 2024``); given a fractional
     number it is a problem, since the text written is lost (``2024.10`` reads as ``2024.1``).
 
+    A key and another name of it (``primaryKey`` and ``pk``, ``username`` and ``user``) given
+    different values is a problem: which one counts would be a guess.
+
     A key the connector never read is an error (``unknown_keys``, with a "did you mean"), unless
     the one table of keys tidesync deliberately ignores lists it (``ignored_keys``,
     :data:`tidesync.spec.ignored.IGNORED`). The engine asks both of every connector it builds,
@@ -124,18 +127,34 @@ class Params:
         self.problems: _L[_S] = []
         self.seen: set[_S] = set(known_extra)
         self.finished = False  # done() was called: every key the connector reads was read
+        self._clashes: set[tuple[_S, _S]] = set()  # a key and its alias told apart (see get)
 
     def problem(self, key: _S, message: _S) -> None:
         self.problems.append(f"{self.ctx.path(key)}: {message}")
+
+    def _told(self, a: _S, b: _S) -> _B:
+        """Whether the clash of ``a`` and ``b`` was recorded already (a key read twice)."""
+        if (a, b) in self._clashes:
+            return True
+        self._clashes.add((a, b))
+        return False
 
     def get(
         self, key: _S, default: Any = None, *, required: _B = False, aliases: Sequence[_S] = ()
     ) -> Any:
         self.seen.add(key)
         self.seen.update(aliases)
-        for k in (key, *aliases):
-            if k in self.raw and self.raw[k] is not None and self.raw[k] != "":
-                return self.raw[k]
+        given = [k for k in (key, *aliases) if k in self.raw and self.raw[k] not in (None, "")]
+        for k in given[1:]:
+            if self.raw[k] != self.raw[given[0]] and not self._told(given[0], k):
+                # which one counts would be a guess: primaryKey [id] beside pk [name]
+                self.problem(
+                    k,
+                    f"{_brief(self.raw[k])} differs from {given[0]} ({_brief(self.raw[given[0]])}), "
+                    "another name of the same key; keep one",
+                )
+        if given:
+            return self.raw[given[0]]
         if required:
             self.problem(key, "is required")
         return default
@@ -290,6 +309,12 @@ def _show(v: Any) -> str:
         return type(v).__name__
     r = repr(v)
     return r if len(r) <= 80 else f"{r[:60]}... ({len(r)} characters)"
+
+
+def _brief(v: Any) -> str:
+    """``v`` as written when short (a list too), else as :func:`_show` has it."""
+    r = repr(v)
+    return r if len(r) <= 60 else _show(v)
 
 
 def parse_size(v: Any) -> int | None:

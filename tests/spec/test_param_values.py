@@ -192,3 +192,50 @@ def test_one_table_name_on_two_databases_is_not_refused(
     job.write_text(json.dumps({"job": {"content": [{"reader": reader, "writer": writer}]}}))
     r = CliRunner().invoke(main, ["validate", str(job)])
     assert "twice" not in r.stderr
+
+
+def test_a_key_and_its_alias_with_different_values_are_an_error(tmp_path: Path) -> None:
+    # primaryKey [id] beside pk [name]: the merge used [id] and said nothing of [name]
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n2,a\n")
+    reader = {
+        "name": "txtfilereader",
+        "parameter": {
+            "path": ["in.csv"],
+            "fileFormat": "csv",
+            "skipHeader": True,
+            "column": [
+                {"index": 0, "name": "id", "type": "long"},
+                {"index": 1, "name": "name", "type": "string"},
+            ],
+        },
+    }
+    writer = {
+        "name": "lakewriter",
+        "parameter": {
+            "table": "t",
+            "format": "hive",
+            "writeMode": "merge",
+            "primaryKey": ["id"],
+            "pk": ["name"],
+        },
+    }
+    code, err = run_job(tmp_path, reader, writer)
+    assert code == 2
+    assert (
+        f"{WRITER}.pk: ['name'] differs from primaryKey (['id']), another name of the same key; "
+        "keep one" in err
+    )
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_key_and_its_alias_with_one_value_are_read(tmp_path: Path) -> None:
+    out = file_target(tmp_path)
+    reader = _sql_reader("mysql", [{"jdbcUrl": [MY_URL], "querySql": ["select 1 as id"]}])
+    reader["parameter"]["user"] = "root"
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    code, err = run_job(tmp_path, reader, writer)
+    assert code == 0, err
+    assert (out / "d.csv").read_text() == "1\n"
