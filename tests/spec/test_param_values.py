@@ -239,3 +239,40 @@ def test_a_key_and_its_alias_with_one_value_are_read(tmp_path: Path) -> None:
     code, err = run_job(tmp_path, reader, writer)
     assert code == 0, err
     assert (out / "d.csv").read_text() == "1\n"
+
+
+@pytest.mark.parametrize(("kind", "url"), [("postgresql", PG_URL), ("mysql", MY_URL)])
+def test_a_top_level_table_no_connection_entry_reads_is_an_error(
+    tmp_path: Path, kind: str, url: str
+) -> None:
+    # table: [orders] beside connection[0].table: [customers] read customers only, silently
+    out = file_target(tmp_path)
+    reader = _sql_reader(kind, [{"jdbcUrl": [url], "table": ["customers"]}])
+    reader["parameter"]["table"] = ["orders"]
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    code, err = run_job(tmp_path, reader, writer)
+    assert code == 2
+    assert (
+        "job.content[0].reader.parameter.table: is read by no connection entry: each gives its "
+        "own table, which is what is read; remove table here, or from the entries" in err
+    )
+    assert (out / "d.csv").read_text() == "earlier\n"
+
+
+@pytest.mark.parametrize(("kind", "url"), [("postgresql", PG_URL), ("mysql", MY_URL)])
+def test_a_top_level_query_serves_the_entries_without_their_own(
+    tmp_path: Path, kind: str, url: str
+) -> None:
+    out = file_target(tmp_path)
+    reader = _sql_reader(kind, [{"jdbcUrl": [url]}])
+    reader["parameter"]["querySql"] = ["select 7 as id"]
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    code, err = run_job(tmp_path, reader, writer)
+    assert code == 0, err
+    assert (out / "d.csv").read_text() == "7\n"

@@ -66,7 +66,7 @@ from tidesync.connectors.sql.incremental import (
     is_temporal,
     literal,
 )
-from tidesync.connectors.sql.reader import refuse_beside_query, refuse_twice
+from tidesync.connectors.sql.reader import refuse_beside_query, refuse_twice, refuse_unused_top
 from tidesync.errors import ConfigError, FatalError, RetriableError, did_you_mean, redact
 
 __all__ = ["Reader", "PgSplit"]
@@ -220,6 +220,7 @@ class Reader(base.Reader):
         elif conns is not None:
             if not isinstance(conns, list) or not conns:
                 conns = [conns]
+            froms: tuple[list[str], list[str]] = ([], [])  # where each entry's tables come from
             for i, c in enumerate(conns):
                 key = f"connection[{i}]"
                 if not isinstance(c, dict):
@@ -237,6 +238,8 @@ class Reader(base.Reader):
                 eps = endpoint_of(p, None, urls, f"{key}.jdbcUrl")
                 tables = c.get("table") or top_tables
                 queries = c.get("querySql") or top_queries
+                froms[0].append(f"{key}.table" if c.get("table") else "table")
+                froms[1].append(f"{key}.querySql" if c.get("querySql") else "querySql")
                 entries.append(
                     (
                         key,
@@ -245,6 +248,7 @@ class Reader(base.Reader):
                         queries if isinstance(queries, list) else [queries],
                     )
                 )
+            refuse_unused_top(p, *froms, bool(top_tables), bool(top_queries))
         else:
             p.problem(
                 "connection",

@@ -129,6 +129,21 @@ def _query(sql: str) -> str:
     return sql.rstrip().rstrip(";").rstrip()
 
 
+def refuse_unused_top(
+    p: Params, table_keys: list[str], query_keys: list[str], tables: bool, queries: bool
+) -> None:
+    """A top-level ``table`` / ``querySql`` that no ``connection`` entry reads (each names its
+    own) would be left out without a word: a problem. ``*_keys``: where each entry took its
+    tables and queries from (``table`` when from the top)."""
+    for key, given, used in (("table", tables, table_keys), ("querySql", queries, query_keys)):
+        if given and used and key not in used:
+            p.problem(
+                key,
+                f"is read by no connection entry: each gives its own {key}, which is what is "
+                f"read; remove {key} here, or from the entries",
+            )
+
+
 def refuse_twice(p: Params, reads: Sequence[tuple[Any, str, str]]) -> None:
     """A table or query listed twice for one database would be read twice, each of its rows
     written twice (DataX reads it twice too): a problem on the second. ``reads``: (the
@@ -185,6 +200,13 @@ def read_options(p: Params, *, fetch_size: int, database_key: str = "database") 
         t.queries = [_query(q) for q in t.queries]
         if not t.tables and not t.queries:
             p.problem(t.table_key, "is required (or querySql): name the table(s) to read")
+    refuse_unused_top(
+        p,
+        [t.table_key for t in targets],
+        [t.query_key for t in targets],
+        bool(top_tables),
+        bool(top_queries),
+    )
     refuse_twice(
         p,
         [
