@@ -276,3 +276,51 @@ def test_a_top_level_query_serves_the_entries_without_their_own(
     code, err = run_job(tmp_path, reader, writer)
     assert code == 0, err
     assert (out / "d.csv").read_text() == "7\n"
+
+
+def _run_sql(kind: str, sql: str) -> list[tuple[Any, ...]]:
+    if kind == "postgresql":
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres") as c:
+            cur = c.execute(sql)
+            return cur.fetchall() if cur.description else []
+    import pymysql
+
+    c = pymysql.connect(host="127.0.0.1", port=3306, user="root", database="test", autocommit=True)
+    try:
+        with c.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize(("kind", "url"), [("postgresql", PG_URL), ("mysql", MY_URL)])
+def test_a_top_level_table_beside_another_connection_table_is_an_error(
+    tmp_path: Path, kind: str, url: str
+) -> None:
+    # PostgreSQL wrote the rows into connection[0].table, never a word of the top-level table
+    for t in ("tp_top", "tp_conn"):
+        _run_sql(kind, f"DROP TABLE IF EXISTS {t}")
+        _run_sql(kind, f"CREATE TABLE {t} (id BIGINT, name VARCHAR(10))")
+        _run_sql(kind, f"INSERT INTO {t} VALUES (100, 'keep')")
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n")
+    user = "postgres" if kind == "postgresql" else "root"
+    writer = {
+        "name": f"{kind}writer",
+        "parameter": {
+            "username": user,
+            "connection": [{"jdbcUrl": url, "table": ["tp_conn"]}],
+            "table": ["tp_top"],
+            "column": ["id", "name"],
+        },
+    }
+    code, err = run_job(tmp_path, CSV_READER, writer)
+    assert code == 2
+    assert (
+        f"{WRITER}.table: ['tp_top'] differs from connection[0].table (['tp_conn']); a writer "
+        "writes one table: keep one" in err
+    )
+    for t in ("tp_top", "tp_conn"):
+        assert _run_sql(kind, f"SELECT id, name FROM {t}") == [(100, "keep")]

@@ -236,8 +236,14 @@ class Writer(SqlWriter):
                 urls = c["jdbcUrl"] if isinstance(c["jdbcUrl"], list) else [c["jdbcUrl"]]
                 eps = endpoint_of(p, None, urls, "connection[0].jdbcUrl")
                 if c.get("table"):
-                    tables = c["table"] if isinstance(c["table"], list) else [c["table"]]
-                    table_key = "connection[0].table"
+                    own = c["table"] if isinstance(c["table"], list) else [c["table"]]
+                    if tables and tables != own:  # which one is written would be a guess
+                        p.problem(
+                            "table",
+                            f"{tables!r} differs from connection[0].table ({own!r}); a writer "
+                            "writes one table: keep one",
+                        )
+                    tables, table_key = own, "connection[0].table"
         names = strings(p, table_key, tables, "a table name") if tables else []
         if not tables:
             p.problem(table_key, "is required: name the table to write")

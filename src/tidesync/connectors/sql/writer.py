@@ -335,9 +335,16 @@ def write_options(
     target = targets[0] if targets else Target(urls=[], url_key=database_key)
     if len(target.urls) > 1:
         p.problem(target.url_key, f"a writer writes one database; got {len(target.urls)} URLs")
-    if not target.tables and p.get("table") is not None:
-        target.tables = _strings(p, "table", p.get("table"))
+    top = p.get("table")
+    if not target.tables and top is not None:
+        target.tables = _strings(p, "table", top)
         target.table_key = "table"
+    elif top is not None and (top if isinstance(top, list) else [top]) != target.tables:
+        p.problem(
+            "table",
+            f"{top!r} differs from {target.table_key} ({target.tables!r}); a writer writes one "
+            "table: keep one",
+        )
     table = ""
     if not target.tables:
         p.problem(target.table_key, "is required: name the table to write")
