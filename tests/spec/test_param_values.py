@@ -324,3 +324,31 @@ def test_a_top_level_table_beside_another_connection_table_is_an_error(
     )
     for t in ("tp_top", "tp_conn"):
         assert _run_sql(kind, f"SELECT id, name FROM {t}") == [(100, "keep")]
+
+
+@pytest.mark.parametrize(
+    "top",
+    [
+        {"jdbcUrl": PG_URL, "table": ["orders"]},
+        {"url": "postgresql://127.0.0.1:5432/test", "table": ["orders"]},
+    ],
+)
+def test_a_postgresql_connection_beside_a_top_level_url_is_an_error(
+    tmp_path: Path, top: dict[str, Any]
+) -> None:
+    # the top-level url and table were read, and the connection list dropped without a word
+    out = file_target(tmp_path)
+    reader = _sql_reader("postgresql", [{"jdbcUrl": [PG_URL], "table": ["customers"]}])
+    reader["parameter"].update(top)
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    code, err = run_job(tmp_path, reader, writer)
+    assert code == 2
+    key = next(iter(top))
+    assert (
+        f"job.content[0].reader.parameter.connection: is given beside {key}, and would not be "
+        "read; keep one of them" in err
+    )
+    assert (out / "d.csv").read_text() == "earlier\n"

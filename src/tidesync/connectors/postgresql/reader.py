@@ -210,6 +210,13 @@ class Reader(base.Reader):
         top_tables = p.list("table", []) or []
         top_queries = p.list("querySql", []) or []
         entries: list[tuple[str, list[Endpoint], list[Any], list[Any]]] = []
+        if conns is not None and (url is not None or p.raw.get("datasource")):
+            # the database and tables read would be those of one of the two, a guess
+            other = url_key if url is not None else "datasource"
+            p.problem(
+                "connection",
+                f"is given beside {other}, and would not be read; keep one of them",
+            )
         if settings is not None or p.raw.get("datasource"):
             if settings is not None:
                 entries.append(
