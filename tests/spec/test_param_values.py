@@ -352,3 +352,15 @@ def test_a_postgresql_connection_beside_a_top_level_url_is_an_error(
         "read; keep one of them" in err
     )
     assert (out / "d.csv").read_text() == "earlier\n"
+
+
+def test_a_write_mode_with_spaces_around_it_is_read_as_datax_reads_it(tmp_path: Path) -> None:
+    out = file_target(tmp_path)
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": " append "},
+    }
+    code, err = run_job(tmp_path, CSV_READER, writer)
+    assert code == 0, err
+    assert (out / "d.csv").read_text() == "earlier\n"
+    assert [p.read_text() for p in out.iterdir() if p.name != "d.csv"] == ["1,a\n2,b\n3,c\n"]

@@ -343,7 +343,8 @@ class Writer:
         if not isinstance(raw, str):
             self.p.problem("writeMode", f"must be a string, got {_show(raw)}")
             return self.modes[0]
-        mapped = (aliases or {}).get(raw, (aliases or {}).get(raw.lower(), raw))
+        word = raw.strip()  # DataX trims it: "truncate " is truncate
+        mapped = (aliases or {}).get(word, (aliases or {}).get(word.lower(), word))
         for m in self.modes:
             if m.lower() == mapped.lower():
                 return m
