@@ -364,3 +364,24 @@ def test_a_write_mode_with_spaces_around_it_is_read_as_datax_reads_it(tmp_path: 
     assert code == 0, err
     assert (out / "d.csv").read_text() == "earlier\n"
     assert [p.read_text() for p in out.iterdir() if p.name != "d.csv"] == ["1,a\n2,b\n3,c\n"]
+
+
+def test_a_connection_entry_naming_two_databases_is_an_error(tmp_path: Path) -> None:
+    # jdbcUrl (test) beside url (another database): the rows went to jdbcUrl's, url unread
+    _run_sql("mysql", "DROP TABLE IF EXISTS tp_conn")
+    _run_sql("mysql", "CREATE TABLE tp_conn (id BIGINT, name VARCHAR(10))")
+    _run_sql("mysql", "INSERT INTO tp_conn VALUES (100, 'keep')")
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n")
+    conn = {"jdbcUrl": MY_URL, "url": "mysql://127.0.0.1:3306/mysql", "table": ["tp_conn"]}
+    writer = {
+        "name": "mysqlwriter",
+        "parameter": {"username": "root", "connection": [conn], "column": ["id", "name"]},
+    }
+    code, err = run_job(tmp_path, CSV_READER, writer)
+    assert code == 2
+    assert (
+        f"{WRITER}.connection[0].url: is given beside connection[0].jdbcUrl, another way to name "
+        "the database; keep one" in err
+    )
+    assert _run_sql("mysql", "SELECT id, name FROM tp_conn") == [(100, "keep")]
+

@@ -263,6 +263,12 @@ def _targets(p: Params, *, database_key: str) -> list[Target]:
                 continue
             p.check_keys(c, k, ("jdbcUrl", database_key, "table", "querySql"))
             url_name = "jdbcUrl" if c.get("jdbcUrl") not in (None, "", []) else database_key
+            if url_name != database_key and c.get(database_key) not in (None, "", []):
+                # two databases named: which one is read or written would be a guess
+                p.problem(
+                    f"{k}.{database_key}",
+                    f"is given beside {k}.jdbcUrl, another way to name the database; keep one",
+                )
             urls = c.get(url_name)
             if urls in (None, "", []):
                 p.problem(f"{k}.jdbcUrl", "is required")
