@@ -385,3 +385,15 @@ def test_a_connection_entry_naming_two_databases_is_an_error(tmp_path: Path) -> 
     )
     assert _run_sql("mysql", "SELECT id, name FROM tp_conn") == [(100, "keep")]
 
+
+def test_a_writer_connection_entry_with_a_query_is_an_error(tmp_path: Path) -> None:
+    # a writer reads no querySql: it was taken as a known key and dropped
+    _run_sql("mysql", "DROP TABLE IF EXISTS tp_conn")
+    _run_sql("mysql", "CREATE TABLE tp_conn (id BIGINT, name VARCHAR(10))")
+    (tmp_path / "in.csv").write_text("id,name\n1,a\n")
+    conn = {"jdbcUrl": MY_URL, "table": ["tp_conn"], "querySql": ["select 1"]}
+    writer = {"name": "mysqlwriter", "parameter": {"username": "root", "connection": [conn]}}
+    code, err = run_job(tmp_path, CSV_READER, writer)
+    assert code == 2
+    assert f"{WRITER}.connection[0].querySql: unknown key" in err
+    assert _run_sql("mysql", "SELECT id FROM tp_conn") == []

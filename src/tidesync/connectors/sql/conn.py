@@ -245,7 +245,7 @@ def _strings(p: Params, key: str, value: Any) -> list[str]:
     return out
 
 
-def _targets(p: Params, *, database_key: str) -> list[Target]:
+def _targets(p: Params, *, database_key: str, queries: bool = True) -> list[Target]:
     conns = p.get("connection")
     if conns is not None:
         if isinstance(conns, dict):
@@ -261,7 +261,9 @@ def _targets(p: Params, *, database_key: str) -> list[Target]:
             if not isinstance(c, dict):
                 p.problem(k, f"must be an object with jdbcUrl and table, got {type(c).__name__}")
                 continue
-            p.check_keys(c, k, ("jdbcUrl", database_key, "table", "querySql"))
+            p.check_keys(
+                c, k, ("jdbcUrl", database_key, "table", *(("querySql",) if queries else ()))
+            )
             url_name = "jdbcUrl" if c.get("jdbcUrl") not in (None, "", []) else database_key
             if url_name != database_key and c.get(database_key) not in (None, "", []):
                 # two databases named: which one is read or written would be a guess

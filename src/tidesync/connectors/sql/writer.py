@@ -329,7 +329,7 @@ def write_options(
     ``writeMode`` (checked against ``w.modes``), ``primaryKey``, ``preSql``, ``postSql``,
     ``batchSize``, ``session``. Problems are recorded on ``w.p``; call ``w.p.done()`` after."""
     p = w.p
-    targets = _targets(p, database_key=database_key)
+    targets = _targets(p, database_key=database_key, queries=False)
     if len(targets) > 1:
         p.problem("connection", f"a writer writes one database; got {len(targets)} connections")
     target = targets[0] if targets else Target(urls=[], url_key=database_key)
