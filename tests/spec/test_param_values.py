@@ -397,3 +397,21 @@ def test_a_writer_connection_entry_with_a_query_is_an_error(tmp_path: Path) -> N
     assert code == 2
     assert f"{WRITER}.connection[0].querySql: unknown key" in err
     assert _run_sql("mysql", "SELECT id FROM tp_conn") == []
+
+
+def test_a_stream_column_value_true_is_the_text_true(tmp_path: Path) -> None:
+    # {"type": "string", "value": true} generated 'True' (Python's spelling), not DataX's 'true'
+    reader = {
+        "name": "streamreader",
+        "parameter": {
+            "column": [{"type": "string", "value": True}, {"type": "string", "value": False}],
+            "sliceRecordCount": 1,
+        },
+    }
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    code, err = run_job(tmp_path, reader, writer)
+    assert code == 0, err
+    assert (tmp_path / "out" / "d.csv").read_text() == "true,false\n"

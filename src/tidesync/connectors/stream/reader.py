@@ -105,7 +105,7 @@ class Reader(base.Reader):
                 name,
                 t,
                 "value",
-                value=None if c.get("value") is None else _parse(t, str(c["value"])),
+                value=None if c.get("value") is None else _parse(t, _text(c["value"])),
             )
         except (ValueError, TypeError) as e:
             self.p.problem(key, f"cannot read the {tname} column: {e}")
@@ -198,6 +198,11 @@ def _epoch(wall: datetime) -> int:
     """Seconds since the epoch of a naive time read as the column's wall time, not the
     machine's local time (``datetime.timestamp``): the generated values stay those written."""
     return int(pa.scalar(wall, pa.timestamp("s")).value)
+
+
+def _text(v: Any) -> str:
+    """A ``value`` as text: JSON's ``true`` is ``true``, as DataX has it (``str`` gives ``True``)."""
+    return str(v).lower() if isinstance(v, bool) else str(v)
 
 
 def _parse(t: pa.DataType, s: str) -> Any:
