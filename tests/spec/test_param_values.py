@@ -415,3 +415,32 @@ def test_a_stream_column_value_true_is_the_text_true(tmp_path: Path) -> None:
     code, err = run_job(tmp_path, reader, writer)
     assert code == 0, err
     assert (tmp_path / "out" / "d.csv").read_text() == "true,false\n"
+
+
+def test_seconds_in_a_millisecond_window_key_are_an_error(tmp_path: Path) -> None:
+    # 1700000000 (seconds) read as ms is a window in January 1970: the run read nothing and
+    # succeeded, and created the capture
+    out = file_target(tmp_path)
+    reader = {
+        "name": "postgresqlcdc",
+        "parameter": {
+            "username": "postgres",
+            "jdbcUrl": PG_URL,
+            "table": "t",
+            "startTimestampMillis": 1700000000,
+            "endTimestampMillis": "1700000300",
+        },
+    }
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    code, err = run_job(tmp_path, reader, writer)
+    assert code == 2
+    assert (
+        "job.content[0].reader.parameter.startTimestampMillis: 1700000000 is 1970-01-20 "
+        "16:13:20.000 UTC as milliseconds, before any capture; it looks like seconds: give "
+        "milliseconds (1700000000000), or the time as startTime" in err
+    )
+    assert "endTimestampMillis: 1700000300 is 1970-01-20 16:13:20.300 UTC" in err
+    assert (out / "d.csv").read_text() == "earlier\n"

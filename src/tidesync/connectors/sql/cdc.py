@@ -163,6 +163,14 @@ def _millis(p: Params, key: str, alt: str) -> int | None:
     if isinstance(v, bool) or not re.fullmatch(r"-?\d+", text):
         p.problem(key, f"must be milliseconds since 1970-01-01 UTC, got {v!r}")
         return None
+    if 0 <= int(text) < _SECONDS_LIKE:
+        # 1700000000 is 1970-01-20 as milliseconds: a window no capture holds, read as empty
+        p.problem(
+            key,
+            f"{text} is {_show(int(text))} as milliseconds, before any capture; it looks like "
+            f"seconds: give milliseconds ({int(text) * 1000}), or the time as {alt}",
+        )
+        return None
     if len(text) == 14 and _looks_like_time(text):
         p.problem(
             key,
@@ -175,6 +183,8 @@ def _millis(p: Params, key: str, alt: str) -> int | None:
 
 
 _OTHER = {"startTime": "startTimestampMillis", "endTime": "endTimestampMillis"}
+#: milliseconds below this (1973-03-03) are taken for seconds written in a millisecond key
+_SECONDS_LIKE = 100_000_000_000
 
 
 def _looks_like_time(text: str) -> bool:
