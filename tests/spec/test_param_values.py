@@ -444,3 +444,71 @@ def test_seconds_in_a_millisecond_window_key_are_an_error(tmp_path: Path) -> Non
     )
     assert "endTimestampMillis: 1700000300 is 1970-01-20 16:13:20.300 UTC" in err
     assert (out / "d.csv").read_text() == "earlier\n"
+
+
+def _run_text(tmp_path: Path, name: str, text: str) -> tuple[int, str]:
+    job = tmp_path / name
+    job.write_text(text)
+    r = CliRunner().invoke(main, ["run", str(job)])
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return r.exit_code, r.stderr
+
+
+def test_a_key_given_twice_in_a_json_object_is_an_error(tmp_path: Path) -> None:
+    # the parser kept the last: "append" above a later "truncate" removed the earlier files
+    out = file_target(tmp_path)
+    text = json.dumps({"job": {"content": [{"reader": CSV_READER, "writer": "W"}]}}).replace(
+        '"W"',
+        '{"name": "txtfilewriter", "parameter": {"path": "out", "fileName": "d.csv", '
+        '"writeMode": "append", "writeMode": "truncate"}}',
+    )
+    code, err = _run_text(tmp_path, "job.json", text)
+    assert code == 2
+    assert (
+        f"{WRITER}.writeMode: is given 2 times in one object ('append', then 'truncate'); the "
+        "last would be used without a word: keep one" in err
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["d.csv"]
+    assert (out / "d.csv").read_text() == "earlier\n"
+
+
+YAML_JOB = """\
+writer: &w
+  name: txtfilewriter
+  parameter: {path: out, fileName: d.csv, writeMode: truncate}
+job:
+  content:
+    - reader:
+        name: txtfilereader
+        parameter:
+          path: [in.csv]
+          skipHeader: true
+          column: [{index: 0, type: long}, {index: 1, type: string}]
+      writer:
+        WRITER
+"""
+
+
+def test_a_key_given_twice_in_a_yaml_mapping_is_an_error(tmp_path: Path) -> None:
+    out = file_target(tmp_path)
+    writer = "name: txtfilewriter\n        parameter: {path: out, fileName: d.csv, writeMode: append, writeMode: truncate}"
+    code, err = _run_text(tmp_path, "job.yaml", YAML_JOB.replace("WRITER", writer))
+    assert code == 2
+    assert f"{WRITER}.writeMode: is given 2 times in one object ('append', then 'truncate')" in err
+    assert (out / "d.csv").read_text() == "earlier\n"
+
+
+def test_a_yaml_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    out = file_target(tmp_path)
+    writer = (
+        "name: txtfilewriter\n        parameter:\n"
+        "          <<: {path: out, fileName: d.csv, writeMode: truncate}\n"
+        "          writeMode: append"
+    )
+    text = YAML_JOB.replace("WRITER", writer).replace("writer: &w", "x: &w", 1)
+    text = text.split("job:", 1)[1]
+    code, err = _run_text(tmp_path, "job.yaml", "job:" + text)
+    assert code == 0, err
+    assert (out / "d.csv").read_text() == "earlier\n"
+    assert len(list(out.iterdir())) == 2

@@ -200,9 +200,54 @@ class _OddNumber:
 _PLAIN_INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)")
 
 
+class _Twice(dict[Any, Any]):
+    """An object (mapping) in which the file gives a key more than once: the parsers keep the
+    last value and drop the others without a word (``writeMode: append`` above a later
+    ``writeMode: truncate`` truncated). ``twice`` holds each such key's values, in order."""
+
+    twice: dict[Any, list[Any]]
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) == len(pairs):
+        return d
+    out = _Twice(d)
+    out.twice = {}
+    for k, v in pairs:
+        out.twice.setdefault(k, []).append(v)
+    out.twice = {k: vs for k, vs in out.twice.items() if len(vs) > 1}
+    return out
+
+
+class _Elided(str):
+    """A YAML value that is not a scalar, as a message shows it."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 class _YamlLoader(yaml.SafeLoader):
     """PyYAML's safe loader, with over-long integer literals kept for a clear message, and
-    integers in YAML 1.1's other forms (``010``, ``1:30``, ``0x1F``) kept to be refused."""
+    integers in YAML 1.1's other forms (``010``, ``1:30``, ``0x1F``) kept to be refused, and a
+    key given twice in one mapping kept to be refused (a ``<<`` merge may be overridden)."""
+
+    def construct_yaml_map(self, node: Any) -> Any:
+        seen: dict[tuple[str, str], list[Any]] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                shown = (
+                    value_node.value
+                    if isinstance(value_node, yaml.ScalarNode)
+                    else _Elided("[...]" if isinstance(value_node, yaml.SequenceNode) else "{...}")
+                )
+                seen.setdefault((key_node.tag, key_node.value), []).append(shown)
+        twice = {k[1]: vs for k, vs in seen.items() if len(vs) > 1}
+        data: dict[Any, Any] = _Twice() if twice else {}
+        if twice:
+            data.twice = twice  # type: ignore[attr-defined]
+        yield data
+        data.update(self.construct_mapping(node))
 
     def construct_yaml_int(self, node: Any) -> Any:
         text = self.construct_scalar(node)
@@ -215,6 +260,7 @@ class _YamlLoader(yaml.SafeLoader):
 
 
 _YamlLoader.add_constructor("tag:yaml.org,2002:int", _YamlLoader.construct_yaml_int)
+_YamlLoader.add_constructor("tag:yaml.org,2002:map", _YamlLoader.construct_yaml_map)
 
 
 def load_document(path: Path) -> Any:
@@ -233,7 +279,7 @@ def load_document(path: Path) -> Any:
     too_deep = f"{path}: nested more than {MAX_DEPTH} levels deep"
     if path.suffix.lower() == ".json":
         try:
-            doc = json.loads(text, parse_int=_json_int)
+            doc = json.loads(text, parse_int=_json_int, object_pairs_hook=_json_object)
         except json.JSONDecodeError as e:
             raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
         except RecursionError:
@@ -307,6 +353,14 @@ def check_document(doc: Any) -> list[str]:
         if isinstance(v, dict | list) and depth >= MAX_DEPTH:
             problems.append(f"{at}: nested more than {MAX_DEPTH} levels deep")
         elif isinstance(v, dict):
+            for k, values in getattr(v, "twice", {}).items():
+                shown = ", then ".join(
+                    _show(x) if not isinstance(x, str) else repr(x) for x in values
+                )
+                problems.append(
+                    f"{_short(_join(where, k))}: is given {len(values)} times in one object "
+                    f"({shown}); the last would be used without a word: keep one"
+                )
             items = list(v.items())
             for k, _ in items:
                 if isinstance(k, str) and (_BAD_CHARS.search(k) or _CONTROL.search(k)):
