@@ -88,6 +88,21 @@ def _resolve_env(value: str, where: str) -> str:
     return _ENV.sub(sub, value)
 
 
+def database_keys(settings: dict[str, Any], name: str, known: tuple[str, ...]) -> list[str]:
+    """Problems of a database data source's keys: one a connector does not read (a ``prot``
+    for ``port`` would connect to the default port's server), or ``url`` beside the
+    host/port/database keys it replaces (two databases named: which one is read is a guess)."""
+    where = f"connections.{name}"
+    out = [
+        f"{where}.{k}: unknown key{did_you_mean(str(k), known)}" for k in settings if k not in known
+    ]
+    url = next((k for k in ("url", "jdbcUrl") if settings.get(k) not in (None, "")), None)
+    for k in ("host", "port", "database", "dbname"):
+        if url and settings.get(k) not in (None, ""):
+            out.append(f"{where}.{k}: is given beside {url}, which names the database; keep one")
+    return out
+
+
 def connection(connections: dict[str, dict[str, Any]], name: str, where: str) -> dict[str, Any]:
     """The settings of a named data source, secrets resolved."""
     if name not in connections:

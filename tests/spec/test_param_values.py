@@ -512,3 +512,42 @@ def test_a_yaml_merge_key_may_be_overridden(tmp_path: Path) -> None:
     assert code == 0, err
     assert (out / "d.csv").read_text() == "earlier\n"
     assert len(list(out.iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "source", "message"),
+    [
+        (
+            "postgresql",
+            "{kind: postgresql, host: 127.0.0.1, prot: 5433, database: test, user: postgres}",
+            "connections.db.prot: unknown key; did you mean 'port'?",
+        ),
+        (
+            "postgresql",
+            "{kind: postgresql, url: 'postgresql://postgres@127.0.0.1:5432/test', database: dw}",
+            "connections.db.database: is given beside url, which names the database; keep one",
+        ),
+        (
+            "mysql",
+            "{kind: mysql, url: 'mysql://127.0.0.1:3306/test', usernme: etl}",
+            "connections.db.usernme: unknown key; did you mean 'username'?",
+        ),
+    ],
+)
+def test_a_database_data_source_with_a_key_not_read_is_an_error(
+    tmp_path: Path, kind: str, source: str, message: str
+) -> None:
+    # prot: 5433 connected to the server on the default port 5432, and read its table
+    out = file_target(tmp_path)
+    (tmp_path / "conns.yaml").write_text(f"connections:\n  db: {source}\n")
+    reader = {"name": f"{kind}reader", "parameter": {"datasource": "db", "table": ["orders"]}}
+    writer = {
+        "name": "txtfilewriter",
+        "parameter": {"path": "out", "fileName": "d.csv", "writeMode": "truncate"},
+    }
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"job": {"content": [{"reader": reader, "writer": writer}]}}))
+    r = CliRunner().invoke(main, ["run", "--connections", str(tmp_path / "conns.yaml"), str(job)])
+    assert r.exit_code == 2
+    assert message in r.stderr
+    assert (out / "d.csv").read_text() == "earlier\n"

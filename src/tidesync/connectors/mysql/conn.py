@@ -103,11 +103,30 @@ def _endpoint(url: str, user: str | None, password: str | None) -> Endpoint:
     )
 
 
+#: what a data source of kind mysql may hold (see :func:`_from_datasource`)
+_DATASOURCE_KEYS = (
+    "kind",
+    "url",
+    "jdbcUrl",
+    "host",
+    "port",
+    "database",
+    "user",
+    "username",
+    "password",
+)
+
+
 def _from_datasource(settings: dict[str, Any], name: str) -> tuple[str, str | None, str | None]:
     """(url, user, password) of a named data source of kind mysql."""
     kind = str(settings.get("kind", "mysql")).lower()
     if kind not in ("mysql", "mariadb", "mysqlreader", "mysqlwriter"):
         raise ConfigError(f"connections.{name}: is a {kind!r} data source, not mysql")
+    from tidesync.connections import database_keys
+
+    wrong = database_keys(settings, name, _DATASOURCE_KEYS)
+    if wrong:
+        raise ConfigError(wrong)
     url = settings.get("url") or settings.get("jdbcUrl")
     if not url:
         host = settings.get("host")
@@ -145,6 +164,7 @@ def _with_url(params: dict[str, Any], ctx: base.Context) -> tuple[dict[str, Any]
                 )
             except ConfigError as e:
                 problems.extend(e.problems)
+                out["url"] = "mysql://unset/unset"  # said above: not "url is required" too
             else:
                 out["url"] = url
                 out.setdefault("username", user)

@@ -201,6 +201,12 @@ def parse_url(url: str) -> Endpoint:
     return Endpoint(tuple(hosts), db, user, password, tuple(sorted(options.items())))
 
 
+#: what a data source of kind postgresql may hold (see :func:`endpoint_of`)
+_DATASOURCE_KEYS = (
+    "kind", "url", "jdbcUrl", "host", "port", "database", "dbname", "user", "username", "password"
+)  # fmt: skip
+
+
 def endpoint_of(
     p: Params, settings: dict[str, Any] | None, urls: list[Any], key: str
 ) -> list[Endpoint]:
@@ -216,6 +222,12 @@ def endpoint_of(
         kind = str(settings.get("kind", "postgresql")).lower()
         if kind not in ("postgresql", "postgres"):
             p.problem("datasource", f"is a {kind} connection, not postgresql")
+            return []
+        from tidesync.connections import database_keys
+
+        wrong = database_keys(settings, str(p.raw.get("datasource")), _DATASOURCE_KEYS)
+        if wrong:
+            p.problems += wrong
             return []
         url = settings.get("url") or settings.get("jdbcUrl")
         try:
