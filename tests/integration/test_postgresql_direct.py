@@ -52,7 +52,9 @@ def test_every_type_moves_exactly_and_as_the_arrow_path_writes_it(pg: PgDb, tmp_
     assert (direct.status, arrow.status) == ("succeeded", "succeeded"), (direct.error, arrow.error)
     assert [(p.path, p.why) for p in direct.paths] == [(DIRECT, None)]
     assert [(p.path, p.why) for p in arrow.paths] == [("arrow", "job.setting.direct is false")]
-    assert {s.path for s in direct.splits} == {DIRECT} and len(direct.splits) > 1
+    # the serial writer takes one COPY at a time: the direct path reads the table whole, where
+    # the Arrow path cuts it by splitPk
+    assert [s.path for s in direct.splits] == [DIRECT] and len(arrow.splits) > 1
     assert (direct.records_read, direct.records_written, direct.dirty_records) == (3001, 3001, 0)
     assert direct.bytes_read > 0
     assert same_rows(pg, "src", "direct") == []
@@ -137,24 +139,29 @@ def test_a_failing_commit_leaves_the_target_untouched(pg: PgDb, tmp_path: Path) 
 def test_a_bad_row_sends_its_split_to_the_arrow_path_and_is_one_dirty_record(
     pg: PgDb, tmp_path: Path
 ) -> None:
+    """Two tables, a split each: the one with the bad row is read again the Arrow way, the
+    other stays on the direct path."""
     pg.sql(
         "CREATE TABLE {s}.src (id int, v varchar(20))",
+        "CREATE TABLE {s}.src2 (id int, v varchar(20))",
         "CREATE TABLE {s}.dst (id int, v varchar(3))",
         "INSERT INTO {s}.src SELECT g, 'v' || (g % 100) FROM generate_series(1, 4000) g",
+        "INSERT INTO {s}.src2 SELECT g, 'w' || (g % 100) FROM generate_series(4001, 6000) g",
         "UPDATE {s}.src SET v = 'far too long' WHERE id = 3500",
     )
-    rp = pg.reader_params(table="src", splitPk="id")
+    rp = pg.reader_params(table=["src", "src2"], splitPk="id")
     rep = run(pg, tmp_path, rp, pg.writer_params("dst"), setting={"errorLimit": {"record": 1}})
     assert rep.status == "succeeded", rep.error
-    assert (rep.records_read, rep.records_written, rep.dirty_records) == (4000, 3999, 1)
+    assert (rep.records_read, rep.records_written, rep.dirty_records) == (6000, 5999, 1)
     assert [p.path for p in rep.paths] == [DIRECT]
-    back = [s for s in rep.splits if s.fallback]
-    assert len(back) == 1 and back[0].path == "arrow"
-    assert "value too long" in (back[0].fallback or "")
-    assert {s.path for s in rep.splits if not s.fallback} == {DIRECT}
+    assert [(s.split, s.path, bool(s.fallback)) for s in rep.splits] == [
+        ("src", "arrow", True),
+        ("src2", DIRECT, False),
+    ]
+    assert "value too long" in (rep.splits[0].fallback or "")
     dirty = [json.loads(x) for x in Path(rep.dirty_file or "").read_text().splitlines()]
     assert [(d["row"]["id"], d["code"]) for d in dirty] == [(3500, "22001")]
-    assert pg.rows("SELECT count(*), count(DISTINCT id) FROM {s}.dst") == [(3999, 3999)]
+    assert pg.rows("SELECT count(*), count(DISTINCT id) FROM {s}.dst") == [(5999, 5999)]
     assert pg.rows("SELECT count(*) FROM {s}.dst WHERE id = 3500") == [(0,)]
 
 
@@ -271,17 +278,34 @@ def test_which_types_go_as_they_are(src: str, dst: str, same_db: bool, fits: boo
     assert (_mismatch(T[src], T[dst], same_db) == "") is fits
 
 
-def test_splits_read_in_one_snapshot_on_the_direct_path(pg: PgDb, tmp_path: Path) -> None:
+def test_splits_read_in_one_snapshot_on_the_direct_path(
+    pg: PgDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tables, a split each (read one after another), in the snapshot taken when planned: a
+    row added between the planning and the reads is not copied."""
     pg.sql(
         "CREATE TABLE {s}.src (id int, v text)",
+        "CREATE TABLE {s}.src2 (id int, v text)",
         "CREATE TABLE {s}.dst (id int, v text)",
         "INSERT INTO {s}.src SELECT g, g::text FROM generate_series(1, 5000) g",
+        "INSERT INTO {s}.src2 SELECT g, g::text FROM generate_series(5001, 6000) g",
     )
-    rp = pg.reader_params(table="src", splitPk="id", snapshot=True)
-    rep = run(pg, tmp_path, rp, pg.writer_params("dst"), setting={"speed": {"channel": 4}})
+    rp = pg.reader_params(table=["src", "src2"], splitPk="id", snapshot=True)
+    job = pg.job_file(tmp_path / "job.json", rp, pg.writer_params("dst"))
+    from tidesync.engine import runner as engine
+    from tidesync.engine.runner import load_job, run_job
+    from tidesync.spec.params import RunTime
+
+    def planned(point: str) -> None:
+        if point == "run.tasks":  # the snapshot taken, nothing read yet
+            pg.sql("INSERT INTO {s}.src2 VALUES (-1, 'after the snapshot')")
+
+    monkeypatch.setattr(engine, "hook", planned)
+    rep = run_job(load_job(job, {}, RunTime.of("20161115000000")))
     assert rep.status == "succeeded", rep.error
-    assert len(rep.splits) > 2 and {s.path for s in rep.splits} == {DIRECT}
-    assert same_rows(pg, "src", "dst") == []
+    assert [s.path for s in rep.splits] == [DIRECT, DIRECT]
+    assert pg.rows("SELECT count(*) FROM {s}.dst") == [(6000,)]
+    assert pg.rows("SELECT count(*) FROM {s}.dst WHERE id = -1") == [(0,)]
 
 
 def test_a_split_query_is_read_with_its_columns_as_stored() -> None:
