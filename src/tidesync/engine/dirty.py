@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from tidesync.compute import pc
 from tidesync.errors import DirtyRecordError, ErrorLimitExceeded, redact
 
 T = TypeVar("T")

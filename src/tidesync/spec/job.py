@@ -53,6 +53,7 @@ checked for depth, size, number range and broken text before anything walks them
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -61,8 +62,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import yaml
 
 from tidesync.errors import ConfigError, did_you_mean
 from tidesync.spec.ignored import why_ignored
@@ -227,40 +226,52 @@ class _Elided(str):
         return str(self)
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, with over-long integer literals kept for a clear message, and
-    integers in YAML 1.1's other forms (``010``, ``1:30``, ``0x1F``) kept to be refused, and a
-    key given twice in one mapping kept to be refused (a ``<<`` merge may be overridden)."""
+@functools.cache
+def _yaml_loader() -> Any:
+    """The loader class, made on first use: PyYAML is imported only for a YAML file (15 ms of
+    every run's start-up otherwise)."""
+    import yaml
 
-    def construct_yaml_map(self, node: Any) -> Any:
-        seen: dict[tuple[str, str], list[Any]] = {}
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                shown = (
-                    value_node.value
-                    if isinstance(value_node, yaml.ScalarNode)
-                    else _Elided("[...]" if isinstance(value_node, yaml.SequenceNode) else "{...}")
-                )
-                seen.setdefault((key_node.tag, key_node.value), []).append(shown)
-        twice = {k[1]: vs for k, vs in seen.items() if len(vs) > 1}
-        data: dict[Any, Any] = _Twice() if twice else {}
-        if twice:
-            data.twice = twice  # type: ignore[attr-defined]
-        yield data
-        data.update(self.construct_mapping(node))
+    class _YamlLoader(yaml.SafeLoader):
+        """PyYAML's safe loader, with over-long integer literals kept for a clear message, and
+        integers in YAML 1.1's other forms (``010``, ``1:30``, ``0x1F``) kept to be refused, and a
+        key given twice in one mapping kept to be refused (a ``<<`` merge may be overridden)."""
 
-    def construct_yaml_int(self, node: Any) -> Any:
-        text = self.construct_scalar(node)
-        if isinstance(text, str) and len(text) > 40:
-            return _LongNumber(text)
-        value = super().construct_yaml_int(node)
-        if isinstance(text, str) and not _PLAIN_INT.fullmatch(text):
-            return _OddNumber(text, value)
-        return value
+        def construct_yaml_map(self, node: Any) -> Any:
+            seen: dict[tuple[str, str], list[Any]] = {}
+            for key_node, value_node in node.value:
+                if (
+                    isinstance(key_node, yaml.ScalarNode)
+                    and key_node.tag != "tag:yaml.org,2002:merge"
+                ):
+                    shown = (
+                        value_node.value
+                        if isinstance(value_node, yaml.ScalarNode)
+                        else _Elided(
+                            "[...]" if isinstance(value_node, yaml.SequenceNode) else "{...}"
+                        )
+                    )
+                    seen.setdefault((key_node.tag, key_node.value), []).append(shown)
+            twice = {k[1]: vs for k, vs in seen.items() if len(vs) > 1}
+            data: dict[Any, Any] = _Twice() if twice else {}
+            if twice:
+                data.twice = twice  # type: ignore[attr-defined]
+            yield data
+            data.update(self.construct_mapping(node))
 
+        def construct_yaml_int(self, node: Any) -> Any:
+            text = self.construct_scalar(node)
+            if isinstance(text, str) and len(text) > 40:
+                return _LongNumber(text)
+            value = super().construct_yaml_int(node)
+            if isinstance(text, str) and not _PLAIN_INT.fullmatch(text):
+                return _OddNumber(text, value)
+            return value
 
-_YamlLoader.add_constructor("tag:yaml.org,2002:int", _YamlLoader.construct_yaml_int)
-_YamlLoader.add_constructor("tag:yaml.org,2002:map", _YamlLoader.construct_yaml_map)
+    _YamlLoader.add_constructor("tag:yaml.org,2002:int", _YamlLoader.construct_yaml_int)
+    _YamlLoader.add_constructor("tag:yaml.org,2002:map", _YamlLoader.construct_yaml_map)
+
+    return _YamlLoader
 
 
 def load_document(path: Path) -> Any:
@@ -287,8 +298,10 @@ def load_document(path: Path) -> Any:
     else:
         if _flow_too_deep(text):
             raise ConfigError(too_deep)
+        import yaml
+
         try:
-            doc = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
+            doc = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             loc = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from tidesync.compute import pc
 from tidesync.connectors.postgresql.types import OutColumn
 
 __all__ = ["kinds_of", "decode"]

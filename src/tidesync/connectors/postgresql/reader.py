@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from tidesync.compute import pc
 from tidesync.connectors import base
 from tidesync.connectors.postgresql import decode as dec
 from tidesync.connectors.postgresql import direct, wire

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from tidesync.compute import pc
 from tidesync.connectors.postgresql.conn import quote_ident
 
 __all__ = [

@@ -35,8 +35,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from tidesync.compute import pc
 from tidesync.connectors import base
 from tidesync.connectors.partition import partition_value
 from tidesync.connectors.postgresql import direct

@@ -36,8 +36,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from tidesync.compute import pc
 from tidesync.connectors.base import Chunk, Context, Params
 from tidesync.connectors.sql.conn import MYSQL, Dialect, _find
 from tidesync.errors import ConfigError, FatalError, did_you_mean

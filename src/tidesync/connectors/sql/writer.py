@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from tidesync.compute import pc
 from tidesync.connectors.base import Context, Sink, Split, Writer
 from tidesync.connectors.partition import parse_partition, partition_value
 from tidesync.connectors.sql.conn import Dialect, Target, _find, _strings, _targets
