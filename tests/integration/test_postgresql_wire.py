@@ -312,6 +312,57 @@ def test_an_error_among_the_frames_raises_with_its_sqlstate_after_the_rows_befor
     assert pg.con.execute("SELECT 1").fetchone() == (1,)
 
 
+def _socket_as_libpq_left_it(conn: Any) -> tuple[int, bool]:
+    """The low-water mark of ``conn``'s socket, and whether it is non-blocking (libpq's mode)."""
+    import fcntl
+    import socket
+
+    fd = conn.pgconn.socket
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        lowat = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+    finally:
+        sock.close()
+    return lowat, bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK)
+
+
+@pytest.mark.parametrize("how", ["whole", "error", "stopped"])
+@pytest.mark.parametrize("read", ["frames", "pieces"])
+def test_a_copy_read_off_the_socket_gives_it_back_as_libpq_had_it(
+    pg: PgDb, how: str, read: str
+) -> None:
+    """The reads ask the kernel to wake them for 256 KiB at a time; libpq, which waits for any
+    byte on the same socket, would hang on a short answer if that stayed, so it is undone
+    however the COPY ends: read whole, failed, or left mid-stream."""
+    sql = (
+        "SELECT 1 / (g - 150000) AS v FROM generate_series(1, 300000) g"
+        if how == "error"
+        else "SELECT g AS v FROM generate_series(1, 300000) g"
+    )
+    with psycopg_connect(pg) as conn:
+        conn.autocommit = True
+        assert _socket_as_libpq_left_it(conn) == (1, True)
+        stream = iter(
+            wire.copy_frames(conn, sql, 1, 4096)
+            if read == "frames"
+            else wire.copy_out(conn, sql, 1)
+        )
+        if how == "stopped":
+            next(stream)
+            assert _socket_as_libpq_left_it(conn)[0] > 1  # while it reads
+            stream.close()  # type: ignore[attr-defined]
+            assert _socket_as_libpq_left_it(conn) == (1, True)
+            return  # the server is mid-COPY: the connection is only good for closing
+        if how == "error":
+            with pytest.raises(wire.ServerError):
+                for _ in stream:
+                    pass
+        else:
+            assert sum(1 for _ in stream) > 0
+        assert _socket_as_libpq_left_it(conn) == (1, True)
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
 def _pass_on(pg: PgDb, sql: str, ncols: int, size: int, table: str) -> int:
     """``sql``'s rows read as frames, then written to ``table`` by CopyIn and committed: the
     count the server gave."""
