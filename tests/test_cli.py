@@ -801,3 +801,38 @@ def test_rows_a_transformer_filters_out_are_counted_so_read_is_written_dirty_and
         for s in rep["splits"]
     )
     assert splits == [(3, 1, 1, 1), (5, 1, 2, 2)]
+
+
+def test_the_larger_parts_commands_are_theirs_and_imported_only_when_asked_for(
+    tmp_path: Path,
+) -> None:
+    """``tidesync run`` does not import the scheduler, the web page, the archiver (start-up
+    time); their commands, named in ``cli.PARTS``, are each module's own and all there in help."""
+    import importlib
+
+    from tidesync.cli import PARTS
+
+    for module, names in PARTS.items():
+        assert tuple(c.name for c in importlib.import_module(module).commands) == names
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from tidesync.cli import main, PARTS\n"
+        "r = CliRunner().invoke(main, ['params', '$[yyyymmdd]', '--cyctime', '20250101000000'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(sorted(m for m in PARTS if m in sys.modules))\n"
+        "r = CliRunner().invoke(main, ['--help'])\n"
+        "print(sorted(m for m in PARTS if m in sys.modules))\n"
+        "print(r.output)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == "[]"
+    assert out[1] == str(sorted(PARTS))
+    listed = {line.split()[0] for line in out[2:] if line.startswith("  ") and line.split()}
+    assert {n for names in PARTS.values() for n in names} <= listed
+    r = subprocess.run(
+        [sys.executable, "-m", "tidesync", "state", "--help"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and "tidesync state [OPTIONS] COMMAND" in r.stdout, r.stderr
