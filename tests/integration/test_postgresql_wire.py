@@ -363,6 +363,30 @@ def test_a_copy_read_off_the_socket_gives_it_back_as_libpq_had_it(
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+@pytest.mark.parametrize("read", ["frames", "pieces"])
+def test_rows_that_trickle_in_are_handed_on_as_they_come(pg: PgDb, read: str) -> None:
+    """The kernel wakes the reader for 256 KiB; rows that come slower than that (a slow query)
+    are still handed on once the server has been quiet for a moment, not held to the end."""
+    # rows of 9 kB: the server's 8 kB send buffer fills, so each row leaves when made
+    sql = (
+        "SELECT repeat('x', 9000) AS v FROM generate_series(1, 5) g "
+        "WHERE pg_sleep(0.15) IS NOT NULL"
+    )
+    stream = (
+        wire.copy_frames(pg.con, sql, 1, 1 << 20)
+        if read == "frames"
+        else wire.copy_out(pg.con, sql, 1)
+    )
+    pieces = [(r if isinstance(r, int) else len(r[1])) for r in _rows_per_piece(stream, read)]
+    assert sum(pieces) == 5
+    assert len(pieces) >= 3, pieces  # one a row, give or take the server's timing
+
+
+def _rows_per_piece(stream: Any, read: str) -> Any:
+    for item in stream:
+        yield item[1] if read == "frames" else item
+
+
 def _pass_on(pg: PgDb, sql: str, ncols: int, size: int, table: str) -> int:
     """``sql``'s rows read as frames, then written to ``table`` by CopyIn and committed: the
     count the server gave."""
