@@ -61,18 +61,25 @@ def compare(
     cwd: Path | None = None,
     setup: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Run ``ours`` and ``reference`` alternately ``runs`` times; print rows/s and the ratio
+    """Run ``ours`` and ``reference`` alternately ``runs`` times, in the order A B, B A, A B ...
+    (a drift of the shared host's speed favours neither); print rows/s and the ratio
     (reference time / our time: above 1.0 means tidesync is faster)."""
     ours_t: list[float] = []
     ref_t: list[float] = []
     timed(ours, cwd)  # warm-up: file cache, imports
-    for _ in range(runs):
+
+    def one(cmd: Sequence[str]) -> float:
         if setup:
             subprocess.run(list(setup), cwd=cwd, check=True)
-        ours_t.append(timed(ours, cwd))
-        if setup:
-            subprocess.run(list(setup), cwd=cwd, check=True)
-        ref_t.append(timed(reference, cwd))
+        return timed(cmd, cwd)
+
+    for i in range(runs):
+        if i % 2:
+            ref_t.append(one(reference))
+            ours_t.append(one(ours))
+        else:
+            ours_t.append(one(ours))
+            ref_t.append(one(reference))
     return report(title, rows, ours_t, ref_t, ref_name, runs)
 
 
