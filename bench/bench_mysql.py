@@ -6,12 +6,13 @@ own ``LOAD DATA LOCAL INFILE``.
     .venv/bin/python bench/bench_mysql.py --rows 2000000 --runs 3
     .venv/bin/python bench/bench_mysql.py --rows 200000          # the small, quick run
     .venv/bin/python bench/bench_mysql.py --only scan_vs_connectorx read_vs_connectorx
-    .venv/bin/python bench/bench_mysql.py --only my_to_my_vs_client_pipe
+    .venv/bin/python bench/bench_mysql.py --only my_to_my_vs_client_pipe my_to_my_vs_dump_tab
 
 MariaDB -> MariaDB (into ``ts_bench.copy_<rows>``, made like the source, primary key included)
 is timed against the client pipe ``mariadb --quick -e 'SELECT ...' | mariadb -e 'LOAD DATA LOCAL
 INFILE "/dev/stdin" ...'``: rows as text, never decoded, the most a copy between two tables
-through a client can do.
+through a client can do; and against ``mariadb-dump --tab`` (the server writes the rows' file)
+followed by ``LOAD DATA LOCAL INFILE`` of that file, the two steps one after the other.
 
 Data: a table ``ts_bench.orders_<rows>`` of 8 mixed columns (bigint key, varchar, decimal(12,2),
 double, int, boolean, datetime(6), date), made once from MariaDB's sequence engine and reused,
@@ -107,6 +108,12 @@ class Server:
             cmd.append(f"-p{self.password}")
         return [*cmd, *args]
 
+    def dump(self, *args: str) -> list[str]:
+        cmd = ["mariadb-dump", f"-h{self.host}", f"-P{self.port}", f"-u{self.user}"]
+        if self.password:
+            cmd.append(f"-p{self.password}")
+        return [*cmd, *args]
+
     def settle(self, table: str) -> list[str]:
         """The setup command that empties ``table`` and flushes InnoDB (``SETTLE``)."""
         return [
@@ -181,8 +188,11 @@ def jobs(s: Server, src: str, dst: str, csv: Path, out: Path) -> tuple[Path, Pat
     return read, load, scan
 
 
-def my_to_my(s: Server, src: str, out: Path, rows: int, runs: int) -> dict[str, float]:
-    """MariaDB -> MariaDB (truncate, primary key on id) against the client pipe."""
+def my_to_my(
+    s: Server, src: str, out: Path, rows: int, runs: int, dump: bool = False
+) -> dict[str, float]:
+    """MariaDB -> MariaDB (truncate, primary key on id) against the client pipe, or (``dump``)
+    against ``mariadb-dump --tab`` and then ``LOAD DATA`` of the file it made."""
     copy_dst = f"copy_{rows}"
     s.sql(f"DROP TABLE IF EXISTS {copy_dst}; CREATE TABLE {copy_dst} LIKE {src}")
     copy = write_job(
@@ -196,16 +206,29 @@ def my_to_my(s: Server, src: str, out: Path, rows: int, runs: int) -> dict[str, 
             "parameter": {"url": s.url, "table": [copy_dst], "writeMode": "truncate"},
         },
     )
-    pipe = " ".join(s.client(DB, "--quick", "-N", "-B", "-e", f"'SELECT * FROM {src}'"))
-    pipe += " | " + " ".join(
-        s.client(DB, "-e", f"\"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {copy_dst}\"")
-    )
+    if dump:
+        # the server writes the rows' file (SELECT ... INTO OUTFILE), so the folder is open to it
+        tab = out / "tab"
+        mkdir = f"rm -rf {tab} && mkdir -p {tab} && chmod 777 {tab}"
+        dumped = " ".join(s.dump(f"--tab={tab}", DB, src))
+        load = " ".join(
+            s.client(
+                DB, "-e", f"\"LOAD DATA LOCAL INFILE '{tab}/{src}.txt' INTO TABLE {copy_dst}\""
+            )
+        )
+        ref, name = f"{mkdir} && {dumped} && {load}", "dump --tab + LOAD DATA"
+    else:
+        ref = " ".join(s.client(DB, "--quick", "-N", "-B", "-e", f"'SELECT * FROM {src}'"))
+        ref += " | " + " ".join(
+            s.client(DB, "-e", f"\"LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE {copy_dst}\"")
+        )
+        name = "mariadb pipe"
     return compare(
         "MariaDB -> MariaDB (primary key on id)",
         rows,
         [str(VENV_BIN / "tidesync"), "run", str(copy)],
-        ["sh", "-c", pipe],
-        "mariadb pipe",
+        ["sh", "-c", ref],
+        name,
         runs,
         setup=s.settle(copy_dst),
     )
@@ -262,6 +285,7 @@ def main() -> None:
             setup=s.settle(dst),
         ),
         "my_to_my_vs_client_pipe": lambda: my_to_my(s, src, out, a.rows, a.runs),
+        "my_to_my_vs_dump_tab": lambda: my_to_my(s, src, out, a.rows, a.runs, dump=True),
     }
     results = {k: f() for k, f in plans.items() if not a.only or k in a.only}
     print(json.dumps({"rows": a.rows, **results}, indent=2))
